@@ -1,0 +1,491 @@
+//! The TOML configuration of `rampart run` (and optionally `rampart replay`).
+//!
+//! Unknown keys are errors; every error names the key it is about.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A configuration error, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bridge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyConf {
+    Forward,
+    Drop,
+}
+
+impl From<PolicyConf> for dataplane::pipeline::Policy {
+    fn from(p: PolicyConf) -> Self {
+        match p {
+            PolicyConf::Forward => dataplane::pipeline::Policy::Forward,
+            PolicyConf::Drop => dataplane::pipeline::Policy::Drop,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default)]
+    pub eal: EalConf,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<PortConf>,
+    #[serde(default)]
+    pub bridge: BridgeConf,
+    #[serde(default)]
+    pub workers: WorkersConf,
+    #[serde(default)]
+    pub mempool: MempoolConf,
+    #[serde(default)]
+    pub rings: RingsConf,
+}
+
+fn default_mode() -> Mode {
+    Mode::Bridge
+}
+
+/// `[eal]`: arguments handed to `rte_eal_init` before the ports' device arguments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConf {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[[port]]`: one DPDK port, by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConf {
+    /// The name rules and pairs refer to (`-i`/`-o` in iptables rules).
+    pub name: String,
+    /// A virtual device (`net_pcap0,rx_pcap=in.pcap`, added as `--vdev`) or a PCI address
+    /// (`0000:03:00.0`, added as `-a`).
+    pub device: String,
+    #[serde(default = "yes")]
+    pub promiscuous: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[bridge]`: bump-in-the-wire mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConf {
+    /// Port pairs by name: what enters one leaves by the other.
+    #[serde(default)]
+    pub pairs: Vec<[String; 2]>,
+    /// ARP frames (default: forward).
+    #[serde(default = "forward")]
+    pub arp: PolicyConf,
+    /// Frames that are neither IP nor ARP (default: drop).
+    #[serde(default = "drop_policy")]
+    pub non_ip: PolicyConf,
+}
+
+fn forward() -> PolicyConf {
+    PolicyConf::Forward
+}
+fn drop_policy() -> PolicyConf {
+    PolicyConf::Drop
+}
+
+impl Default for BridgeConf {
+    fn default() -> Self {
+        BridgeConf {
+            pairs: Vec::new(),
+            arp: forward(),
+            non_ip: drop_policy(),
+        }
+    }
+}
+
+/// `[workers]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConf {
+    /// Number of worker lcores (each polls its own queue on every port).
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Lcore ids for the workers; default: the first `count` worker lcores the EAL enabled.
+    #[serde(default)]
+    pub lcores: Vec<u32>,
+    /// TX buffers are flushed at least this often.
+    #[serde(default = "default_drain_us")]
+    pub drain_us: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_drain_us() -> u64 {
+    100
+}
+
+impl Default for WorkersConf {
+    fn default() -> Self {
+        WorkersConf {
+            count: 1,
+            lcores: Vec::new(),
+            drain_us: default_drain_us(),
+        }
+    }
+}
+
+/// `[mempool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolConf {
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    #[serde(default = "default_cache")]
+    pub cache: u32,
+    /// Buffer size including DPDK's 128-byte headroom.
+    #[serde(default = "default_data_room")]
+    pub data_room: u16,
+}
+
+fn default_mbufs() -> u32 {
+    16383
+}
+fn default_cache() -> u32 {
+    256
+}
+fn default_data_room() -> u16 {
+    2176
+}
+
+impl Default for MempoolConf {
+    fn default() -> Self {
+        MempoolConf {
+            mbufs: default_mbufs(),
+            cache: default_cache(),
+            data_room: default_data_room(),
+        }
+    }
+}
+
+/// `[rings]`: descriptor ring sizes per queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingsConf {
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+}
+
+fn default_desc() -> u16 {
+    1024
+}
+
+impl Default for RingsConf {
+    fn default() -> Self {
+        RingsConf {
+            rx_desc: default_desc(),
+            tx_desc: default_desc(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is for messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.into(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        use dataplane::pipeline::MAX_PORTS;
+        if self.ports.len() > MAX_PORTS {
+            return Err(Self::invalid(
+                path,
+                "port",
+                format!("at most {MAX_PORTS} ports"),
+            ));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            let key = format!("port[{i}]");
+            if p.name.is_empty()
+                || p.name.len() > 15
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(Self::invalid(path, format!("{key}.name"), format!("{:?}: 1 to 15 characters of A-Z a-z 0-9 - _ . (like a Linux interface name)", p.name)));
+            }
+            if p.device.trim().is_empty() {
+                return Err(Self::invalid(path, format!("{key}.device"), "empty"));
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                return Err(Self::invalid(
+                    path,
+                    format!("{key}.name"),
+                    format!("{:?} is used twice", p.name),
+                ));
+            }
+            let dev = p.device_name();
+            if self.ports[..i].iter().any(|q| q.device_name() == dev) {
+                return Err(Self::invalid(
+                    path,
+                    format!("{key}.device"),
+                    format!("device {dev:?} is used twice"),
+                ));
+            }
+        }
+        let mut paired = vec![false; self.ports.len()];
+        for (i, pair) in self.bridge.pairs.iter().enumerate() {
+            for name in pair {
+                let Some(idx) = self.port_index(name) else {
+                    return Err(Self::invalid(
+                        path,
+                        format!("bridge.pairs[{i}]"),
+                        format!("no port named {name:?}"),
+                    ));
+                };
+                if std::mem::replace(&mut paired[idx], true) {
+                    return Err(Self::invalid(
+                        path,
+                        format!("bridge.pairs[{i}]"),
+                        format!("port {name:?} is in more than one pair"),
+                    ));
+                }
+            }
+        }
+        if self.workers.count == 0 || self.workers.count > 64 {
+            return Err(Self::invalid(path, "workers.count", "must be 1 to 64"));
+        }
+        if !self.workers.lcores.is_empty() && self.workers.lcores.len() != self.workers.count {
+            return Err(Self::invalid(
+                path,
+                "workers.lcores",
+                format!(
+                    "{} lcores listed for {} workers",
+                    self.workers.lcores.len(),
+                    self.workers.count
+                ),
+            ));
+        }
+        if self.workers.drain_us == 0 || self.workers.drain_us > 1_000_000 {
+            return Err(Self::invalid(
+                path,
+                "workers.drain_us",
+                "must be 1 to 1000000",
+            ));
+        }
+        let need = (self.ports.len() * self.workers.count) as u32
+            * (u32::from(self.rings.rx_desc) + dataplane::dpdk::MAX_BURST as u32 * 2)
+            + self.workers.count as u32 * self.mempool.cache;
+        if self.mempool.mbufs < need {
+            return Err(Self::invalid(
+                path,
+                "mempool.mbufs",
+                format!(
+                    "{} is too few: RX rings, bursts and caches need at least {need}",
+                    self.mempool.mbufs
+                ),
+            ));
+        }
+        if self.mempool.cache > 512 {
+            return Err(Self::invalid(
+                path,
+                "mempool.cache",
+                "at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)",
+            ));
+        }
+        if self.mempool.data_room < 128 + 64 {
+            return Err(Self::invalid(
+                path,
+                "mempool.data_room",
+                "must hold the 128-byte headroom and a minimum frame",
+            ));
+        }
+        for (key, v) in [
+            ("rings.rx_desc", self.rings.rx_desc),
+            ("rings.tx_desc", self.rings.tx_desc),
+        ] {
+            if v < 32 || !v.is_power_of_two() {
+                return Err(Self::invalid(
+                    path,
+                    key,
+                    "must be a power of two, at least 32",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the port named `name`.
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+
+    /// Bridge pairs as port indexes.
+    pub fn pair_indexes(&self) -> Vec<(u16, u16)> {
+        self.bridge
+            .pairs
+            .iter()
+            .filter_map(|[a, b]| Some((self.port_index(a)? as u16, self.port_index(b)? as u16)))
+            .collect()
+    }
+
+    /// The pipeline this configuration describes.
+    pub fn bridge(&self) -> dataplane::pipeline::Bridge {
+        dataplane::pipeline::Bridge::new(
+            &self.pair_indexes(),
+            self.bridge.arp.into(),
+            self.bridge.non_ip.into(),
+        )
+    }
+
+    /// EAL arguments: program name, `[eal] args`, then each port's device, then `extra`.
+    pub fn eal_args(&self, extra: &[String]) -> Vec<String> {
+        let mut args = vec!["rampart".to_string()];
+        args.extend(self.eal.args.iter().cloned());
+        for p in &self.ports {
+            if p.is_virtual() {
+                args.push("--vdev".into());
+            } else {
+                args.push("-a".into());
+            }
+            args.push(p.device.clone());
+        }
+        args.extend(extra.iter().cloned());
+        args
+    }
+}
+
+impl PortConf {
+    /// The DPDK device name: the device string up to its first comma.
+    pub fn device_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or(&self.device).trim()
+    }
+
+    /// Virtual devices are named after their driver (`net_pcap0`, `net_af_packet1`, ...).
+    pub fn is_virtual(&self) -> bool {
+        self.device_name().starts_with("net_") || self.device_name().starts_with("eth_")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[eal]
+args = ["--no-huge", "-m", "256"]
+[[port]]
+name = "inside"
+device = "net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap"
+[[port]]
+name = "outside"
+device = "0000:03:00.0"
+[bridge]
+pairs = [["inside", "outside"]]
+"#;
+
+    #[test]
+    fn good_config_and_eal_args() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.pair_indexes(), vec![(0, 1)]);
+        assert_eq!(
+            c.eal_args(&["-l".into(), "0-1".into()]),
+            [
+                "rampart",
+                "--no-huge",
+                "-m",
+                "256",
+                "--vdev",
+                "net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap",
+                "-a",
+                "0000:03:00.0",
+                "-l",
+                "0-1"
+            ]
+        );
+        assert_eq!(c.workers.count, 1);
+        assert_eq!(c.bridge.non_ip, PolicyConf::Drop);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse(&GOOD.replace("[bridge]", "[bridge]\nbogus = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse(&GOOD.replace(r#"["inside", "outside"]"#, r#"["inside", "nope"]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bridge.pairs[0]") && e.contains("nope"), "{e}");
+        let e = parse(&format!("{GOOD}\n[workers]\ncount = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workers.count"), "{e}");
+        let e = parse(&format!("{GOOD}\n[rings]\nrx_desc = 100\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rings.rx_desc"), "{e}");
+        let e = parse(&format!("{GOOD}\n[mempool]\nmbufs = 10\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mempool.mbufs"), "{e}");
+        let e = parse(&GOOD.replace("name = \"outside\"", "name = \"inside\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port[1].name"), "{e}");
+        let e = parse("mode = \"hub\"").unwrap_err().to_string();
+        assert!(e.contains("mode") || e.contains("hub"), "{e}");
+    }
+}

@@ -1,0 +1,8 @@
+#![forbid(unsafe_code)]
+//! Rampart's control plane: configuration, capture I/O, the replay driver and the daemon.
+
+pub mod config;
+pub mod pcap;
+pub mod prefix;
+pub mod replay;
+pub mod run;

@@ -1,0 +1,161 @@
+//! `rampart replay`: each frame of a capture, in order, through the same pipeline the workers
+//! run; single-threaded and deterministic, no EAL.
+
+use crate::config::Config;
+use crate::pcap::{read_frames, FrameWriter, PcapError};
+use crate::prefix::Prefix;
+use dataplane::pipeline::{Bridge, Policy};
+use dataplane::verdict::{DropReason, Verdict};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// What to replay and where the results go.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayOptions {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub verdicts: Option<PathBuf>,
+    /// Sources in these prefixes arrive on the inside port.
+    pub inside: Vec<Prefix>,
+    pub config: Option<Config>,
+}
+
+/// Replay errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Pcap(#[from] PcapError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Counts of a replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub packets: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    /// Drops by reason name, in reason order, non-zero only.
+    pub drops: Vec<(&'static str, u64)>,
+}
+
+/// The replay topology: port names and which is inside/outside.
+struct Topology {
+    names: Vec<String>,
+    inside: u16,
+    outside: u16,
+    bridge: Bridge,
+}
+
+impl Topology {
+    fn new(config: Option<&Config>) -> Result<Topology, ReplayError> {
+        match config {
+            None => Ok(Topology {
+                names: vec!["inside".into(), "outside".into()],
+                inside: 0,
+                outside: 1,
+                bridge: Bridge::new(&[(0, 1)], Policy::Forward, Policy::Drop),
+            }),
+            Some(c) => {
+                let &(inside, outside) = c.pair_indexes().first().ok_or_else(|| {
+                    ReplayError::Config(
+                        "replay needs at least one bridge pair (inside, outside)".into(),
+                    )
+                })?;
+                Ok(Topology {
+                    names: c.ports.iter().map(|p| p.name.clone()).collect(),
+                    inside,
+                    outside,
+                    bridge: c.bridge(),
+                })
+            }
+        }
+    }
+
+    fn ingress(&self, interface: u32, src: Option<IpAddr>, inside: &[Prefix]) -> u16 {
+        if !inside.is_empty() {
+            return match src {
+                Some(ip) if inside.iter().any(|p| p.contains(ip)) => self.inside,
+                _ => self.outside,
+            };
+        }
+        if interface > 0 && (interface as usize) < self.names.len() {
+            return interface as u16;
+        }
+        self.outside
+    }
+}
+
+/// Replays `opts.input`; writes forwarded frames to `opts.output` and, if asked, one JSON verdict
+/// line per input frame.
+pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    let topo = Topology::new(opts.config.as_ref())?;
+    let frames = read_frames(&opts.input)?;
+    let link = frames
+        .first()
+        .map(|f| f.link)
+        .unwrap_or(crate::pcap::Link::Ethernet);
+    let mut out = FrameWriter::create(&opts.output, link)?;
+    let mut log = match &opts.verdicts {
+        Some(p) => Some((p.clone(), std::io::BufWriter::new(create(p)?))),
+        None => None,
+    };
+    let mut drops = [0u64; DropReason::COUNT];
+    let mut sum = ReplaySummary::default();
+    for (index, f) in frames.iter().enumerate() {
+        let src = dataplane::wire::parse_frame(&f.data)
+            .ok()
+            .and_then(|i| i.flow)
+            .map(|k| k.src.to_std());
+        let ingress = topo.ingress(f.interface, src, &opts.inside);
+        let (verdict, _info) = topo.bridge.process(ingress, &f.data);
+        sum.packets += 1;
+        let line = match verdict {
+            Verdict::Forward(port) => {
+                sum.forwarded += 1;
+                out.write(f.timestamp, &f.data)?;
+                serde_json::json!({
+                    "index": index, "ingress": topo.names[usize::from(ingress)], "verdict": "forward",
+                    "egress": topo.names[usize::from(port)], "rule": null, "ct_state": null, "nat": null, "reason": null,
+                })
+            }
+            Verdict::Drop(reason) => {
+                sum.dropped += 1;
+                drops[reason.index()] += 1;
+                serde_json::json!({
+                    "index": index, "ingress": topo.names[usize::from(ingress)], "verdict": "drop",
+                    "egress": null, "rule": null, "ct_state": null, "nat": null, "reason": reason.name(),
+                })
+            }
+        };
+        if let Some((path, w)) = log.as_mut() {
+            writeln!(w, "{line}").map_err(|source| ReplayError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    out.finish()?;
+    if let Some((path, mut w)) = log {
+        w.flush()
+            .map_err(|source| ReplayError::Io { path, source })?;
+    }
+    sum.drops = DropReason::all()
+        .filter(|r| drops[r.index()] > 0)
+        .map(|r| (r.name(), drops[r.index()]))
+        .collect();
+    Ok(sum)
+}
+
+fn create(p: &Path) -> Result<std::fs::File, ReplayError> {
+    std::fs::File::create(p).map_err(|source| ReplayError::Io {
+        path: p.into(),
+        source,
+    })
+}

@@ -1,0 +1,325 @@
+//! `rampart run`: the daemon. The main lcore runs the control thread; workers poll on their own
+//! lcores until SIGINT/SIGTERM (or, for finite inputs, until the ports fall idle).
+
+use crate::config::Config;
+use dataplane::dpdk::{tsc_hz, DpdkError, Eal, LcoreId, Mempool, Port, PortConfig};
+use dataplane::stats::{StatsSnapshot, WorkerStats};
+use dataplane::worker::Worker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `rampart run` beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// EAL arguments given after `--` on the command line.
+    pub extra_eal_args: Vec<String>,
+    /// Stop once no packet has arrived for this long (for finite inputs such as net_pcap rx_pcap).
+    pub exit_when_idle: Option<Duration>,
+    /// Print counters this often.
+    pub stats_interval: Option<Duration>,
+}
+
+/// Daemon errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+    #[error("port {name:?}: {source}")]
+    Port { name: String, source: DpdkError },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a run did, for the final report.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub ports: Vec<PortSummary>,
+    pub workers: Vec<StatsSnapshot>,
+    pub total: StatsSnapshot,
+    pub mbufs_in_use_start: u32,
+    pub mbufs_in_use_end: u32,
+    pub mbufs_in_use_closed: u32,
+    pub seconds: f64,
+}
+
+/// One port's final figures.
+#[derive(Clone, Debug)]
+pub struct PortSummary {
+    pub name: String,
+    pub driver: String,
+    pub rss: bool,
+    pub device: dataplane::dpdk::PortStats,
+}
+
+/// Runs the daemon until `stop` is set (by a signal handler or the idle timer).
+pub fn run(cfg: &Config, opts: &RunOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, RunError> {
+    let eal = Eal::init(&cfg.eal_args(&opts.extra_eal_args))?;
+    let result = run_on(&eal, cfg, opts, &stop);
+    // Workers are joined inside run_on on every path; the EAL is cleaned up when `eal` drops.
+    result
+}
+
+fn run_on(
+    eal: &Eal,
+    cfg: &Config,
+    opts: &RunOptions,
+    stop: &Arc<AtomicBool>,
+) -> Result<RunSummary, RunError> {
+    let lcores = pick_lcores(eal, cfg)?;
+    let pool = Mempool::new(
+        eal,
+        "rampart_mbufs",
+        cfg.mempool.mbufs,
+        cfg.mempool.cache,
+        cfg.mempool.data_room,
+        None,
+    )?;
+    let pcfg = PortConfig {
+        queues: cfg.workers.count as u16,
+        rx_desc: cfg.rings.rx_desc,
+        tx_desc: cfg.rings.tx_desc,
+        promiscuous: true,
+    };
+    // Ports are declared after the pool so they drop (stop, close) before it.
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        let wrap = |source| RunError::Port {
+            name: p.name.clone(),
+            source,
+        };
+        let id = Port::find(eal, &p.device).map_err(wrap)?;
+        let mut port = Port::configure(
+            eal,
+            id,
+            &p.name,
+            &PortConfig {
+                promiscuous: p.promiscuous,
+                ..pcfg.clone()
+            },
+            &pool,
+        )
+        .map_err(wrap)?;
+        port.start().map_err(wrap)?;
+        ports.push(port);
+    }
+    let mut per_port_queues: Vec<std::vec::IntoIter<_>> = ports
+        .iter_mut()
+        .map(|p| {
+            p.take_queues()
+                .expect("queues are taken once, here")
+                .into_iter()
+        })
+        .collect();
+
+    let pipeline = Arc::new(cfg.bridge());
+    let hz = tsc_hz().max(1);
+    let drain_tsc = hz / 1_000_000 * cfg.workers.drain_us;
+    let stats: Vec<Arc<WorkerStats>> = (0..cfg.workers.count)
+        .map(|_| Arc::new(WorkerStats::default()))
+        .collect();
+    let in_use_start = pool.in_use();
+
+    for (w, &lcore) in lcores.iter().enumerate() {
+        let queues = per_port_queues
+            .iter_mut()
+            .map(|it| it.next().expect("one queue per worker"))
+            .collect();
+        let worker = Worker {
+            id: w,
+            queues,
+            pipeline: pipeline.clone(),
+            stats: stats[w].clone(),
+            stop: stop.clone(),
+            drain_tsc,
+        };
+        if let Err(e) = eal.launch(lcore, move || worker.run()) {
+            stop.store(true, Ordering::SeqCst);
+            eal.wait_all();
+            return Err(e.into());
+        }
+    }
+    eprintln!(
+        "rampart: running: {} port(s) [{}], {} worker(s) on lcore(s) {}",
+        ports.len(),
+        ports
+            .iter()
+            .map(|p| format!(
+                "{} ({}{})",
+                p.name(),
+                p.driver(),
+                if p.rss() { ", rss" } else { "" }
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        lcores.len(),
+        lcores
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+
+    let started = Instant::now();
+    let mut last_rx = 0u64;
+    let mut last_change = Instant::now();
+    let mut last_print = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        let total = totals(&stats);
+        if let Some(idle) = opts.exit_when_idle {
+            let rx = total.rx_packets() + total.tx_packets();
+            if rx != last_rx {
+                last_rx = rx;
+                last_change = Instant::now();
+            } else if last_change.elapsed() >= idle {
+                break;
+            }
+        }
+        if let Some(every) = opts.stats_interval {
+            if last_print.elapsed() >= every {
+                last_print = Instant::now();
+                eprintln!(
+                    "rampart: rx {} tx {} dropped {} tx_refused {}",
+                    total.rx_packets(),
+                    total.tx_packets(),
+                    total.dropped(),
+                    total.tx_dropped()
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    eal.wait_all();
+    let seconds = started.elapsed().as_secs_f64();
+    let in_use_end = pool.in_use();
+    let port_summaries: Vec<PortSummary> = ports
+        .iter()
+        .map(|p| PortSummary {
+            name: p.name().into(),
+            driver: p.driver().into(),
+            rss: p.rss(),
+            device: p.stats(),
+        })
+        .collect();
+    drop(per_port_queues);
+    drop(ports); // stop and close every port: queues give their mbufs back
+    let in_use_closed = pool.in_use();
+    let workers: Vec<StatsSnapshot> = stats.iter().map(|s| s.snapshot()).collect();
+    Ok(RunSummary {
+        ports: port_summaries,
+        total: totals(&stats),
+        workers,
+        mbufs_in_use_start: in_use_start,
+        mbufs_in_use_end: in_use_end,
+        mbufs_in_use_closed: in_use_closed,
+        seconds,
+    })
+}
+
+fn totals(stats: &[Arc<WorkerStats>]) -> StatsSnapshot {
+    let mut t = StatsSnapshot::default();
+    for s in stats {
+        s.add_to(&mut t);
+    }
+    t
+}
+
+fn pick_lcores(eal: &Eal, cfg: &Config) -> Result<Vec<LcoreId>, RunError> {
+    let available = eal.worker_lcores();
+    let lcores: Vec<LcoreId> = if cfg.workers.lcores.is_empty() {
+        available.iter().copied().take(cfg.workers.count).collect()
+    } else {
+        cfg.workers.lcores.iter().map(|&l| LcoreId(l)).collect()
+    };
+    if lcores.len() < cfg.workers.count {
+        return Err(RunError::Setup(format!(
+            "workers.count = {} but the EAL enabled {} worker lcore(s) ({}); give more with -l/--lcores in [eal] args, e.g. --lcores=0@0,1@1,2@1",
+            cfg.workers.count,
+            available.len(),
+            available.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
+        )));
+    }
+    if let Some(bad) = lcores.iter().find(|l| !available.contains(l)) {
+        return Err(RunError::Setup(format!(
+            "workers.lcores: lcore {bad} is not a worker lcore enabled by the EAL arguments"
+        )));
+    }
+    Ok(lcores)
+}
+
+impl RunSummary {
+    /// The summary as JSON (for scripts and tests).
+    pub fn to_json(&self) -> serde_json::Value {
+        let drops = |s: &StatsSnapshot| -> serde_json::Map<String, serde_json::Value> {
+            s.drop_reasons()
+                .map(|(r, n)| (r.name().to_string(), n.into()))
+                .collect()
+        };
+        serde_json::json!({
+            "seconds": self.seconds,
+            "rx_packets": self.total.rx_packets(),
+            "tx_packets": self.total.tx_packets(),
+            "dropped": self.total.dropped(),
+            "tx_refused": self.total.tx_dropped(),
+            "drops": drops(&self.total),
+            "ports": self.ports.iter().enumerate().map(|(i, p)| serde_json::json!({
+                "name": p.name, "driver": p.driver, "rss": p.rss,
+                "rx_packets": self.total.ports[i].rx_packets, "tx_packets": self.total.ports[i].tx_packets,
+                "rx_bytes": self.total.ports[i].rx_bytes, "tx_bytes": self.total.ports[i].tx_bytes,
+                "tx_refused": self.total.ports[i].tx_dropped,
+                "device": { "rx_packets": p.device.rx_packets, "tx_packets": p.device.tx_packets,
+                    "rx_missed": p.device.rx_missed, "rx_errors": p.device.rx_errors, "tx_errors": p.device.tx_errors,
+                    "rx_nombuf": p.device.rx_nombuf, "queue_rx_packets": p.device.queue_rx_packets,
+                    "queue_tx_packets": p.device.queue_tx_packets },
+            })).collect::<Vec<_>>(),
+            "workers": self.workers.iter().map(|w| serde_json::json!({
+                "rx_packets": w.rx_packets(), "tx_packets": w.tx_packets(), "dropped": w.dropped(),
+                "busy_polls": w.busy_polls, "polls": w.polls, "busy_tsc": w.busy_tsc,
+            })).collect::<Vec<_>>(),
+            "mbufs_in_use": { "start": self.mbufs_in_use_start, "end": self.mbufs_in_use_end, "after_close": self.mbufs_in_use_closed },
+        })
+    }
+
+    /// A human-readable report.
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "rampart: stopped after {:.2} s: received {}, forwarded {}, dropped {}, refused by TX {}\n",
+            self.seconds,
+            self.total.rx_packets(),
+            self.total.tx_packets(),
+            self.total.dropped(),
+            self.total.tx_dropped()
+        );
+        for (i, p) in self.ports.iter().enumerate() {
+            let t = &self.total.ports[i];
+            s += &format!(
+                "  port {:<12} rx {:>10} tx {:>10} tx_refused {:>6}\n",
+                p.name, t.rx_packets, t.tx_packets, t.tx_dropped
+            );
+        }
+        for (r, n) in self.total.drop_reasons() {
+            s += &format!("  drop {:<24} {n}\n", r.name());
+        }
+        for (w, ws) in self.workers.iter().enumerate() {
+            s += &format!(
+                "  worker {w}: rx {} tx {} dropped {}\n",
+                ws.rx_packets(),
+                ws.tx_packets(),
+                ws.dropped()
+            );
+        }
+        s += &format!(
+            "  mbufs in use: {} at start, {} at stop, {} after ports closed{}\n",
+            self.mbufs_in_use_start,
+            self.mbufs_in_use_end,
+            self.mbufs_in_use_closed,
+            if self.mbufs_in_use_end != self.mbufs_in_use_start {
+                "  LEAK"
+            } else {
+                ""
+            }
+        );
+        s
+    }
+}

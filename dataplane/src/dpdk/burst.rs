@@ -1,0 +1,183 @@
+//! Fixed-size bursts: what one `rte_eth_rx_burst` fills and what one `rte_eth_tx_burst` drains.
+
+use super::port::{RxQueue, TxQueue};
+use super::Mbuf;
+use std::ptr::NonNull;
+
+/// The burst size every worker uses (DPDK's customary 32).
+pub const MAX_BURST: usize = 32;
+
+/// Packets received by one RX burst. Iterating moves each mbuf out; any not taken are freed on
+/// drop, so an early exit cannot leak.
+pub struct RxBurst {
+    ptrs: [*mut dpdk_sys::rte_mbuf; MAX_BURST],
+    len: usize,
+    pos: usize,
+}
+
+impl Default for RxBurst {
+    fn default() -> Self {
+        RxBurst {
+            ptrs: [std::ptr::null_mut(); MAX_BURST],
+            len: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl RxBurst {
+    /// Receives up to [`MAX_BURST`] packets from `q`, replacing any not yet taken (which are freed).
+    #[inline]
+    pub fn receive(&mut self, q: &mut RxQueue) -> usize {
+        self.free_rest();
+        // SAFETY: the RxQueue token proves (port, queue) is configured, started and polled by
+        // this lcore only; ptrs has room for MAX_BURST pointers.
+        let n = unsafe {
+            dpdk_sys::rampart_eth_rx_burst(
+                q.port.0,
+                q.queue.0,
+                self.ptrs.as_mut_ptr(),
+                MAX_BURST as u16,
+            )
+        };
+        self.len = usize::from(n);
+        self.pos = 0;
+        self.len
+    }
+
+    /// Packets left in the burst.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.len - self.pos
+    }
+
+    fn free_rest(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
+    }
+}
+
+impl Iterator for RxBurst {
+    type Item = Mbuf;
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.pos == self.len {
+            return None;
+        }
+        let p = self.ptrs[self.pos];
+        self.pos += 1;
+        // rx_burst fills exactly `len` valid, non-null mbuf pointers that we now own.
+        NonNull::new(p).map(Mbuf::from_raw)
+    }
+}
+
+impl Drop for RxBurst {
+    fn drop(&mut self) {
+        self.free_rest();
+    }
+}
+
+/// A per-port TX buffer: packets wait here until it is full or the drain timer fires.
+pub struct TxBuffer {
+    ptrs: [*mut dpdk_sys::rte_mbuf; MAX_BURST],
+    /// Packet lengths, read at push time: after tx_burst the mbufs belong to the device.
+    bytes: [u32; MAX_BURST],
+    len: usize,
+}
+
+// SAFETY: the buffer owns the mbufs behind its pointers (moved in from `Mbuf`s), and Mbuf is Send.
+unsafe impl Send for TxBuffer {}
+// SAFETY: RxBurst likewise only holds owned mbuf pointers.
+unsafe impl Send for RxBurst {}
+
+impl Default for TxBuffer {
+    fn default() -> Self {
+        TxBuffer {
+            ptrs: [std::ptr::null_mut(); MAX_BURST],
+            bytes: [0; MAX_BURST],
+            len: 0,
+        }
+    }
+}
+
+/// What one flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    pub sent: u32,
+    pub sent_bytes: u64,
+    pub dropped: u32,
+}
+
+impl TxBuffer {
+    /// Packets waiting.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the next push would overflow; flush first.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Queues `m`; when the buffer is already full it is flushed to `q` first.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf, q: &mut TxQueue) -> Flushed {
+        let f = if self.is_full() {
+            self.flush(q)
+        } else {
+            Flushed::default()
+        };
+        self.bytes[self.len] = m.pkt_len() as u32;
+        self.ptrs[self.len] = m.into_raw();
+        self.len += 1;
+        f
+    }
+
+    /// Sends what waits; what the device refuses is freed and counted as dropped.
+    #[inline]
+    pub fn flush(&mut self, q: &mut TxQueue) -> Flushed {
+        if self.len == 0 {
+            return Flushed::default();
+        }
+        // SAFETY: the TxQueue token proves (port, queue) is started and used by this lcore only;
+        // ptrs[..len] are owned mbufs. tx_burst takes ownership of the first `sent`.
+        let sent = usize::from(unsafe {
+            dpdk_sys::rampart_eth_tx_burst(
+                q.port.0,
+                q.queue.0,
+                self.ptrs.as_mut_ptr(),
+                self.len as u16,
+            )
+        });
+        let dropped = self.len - sent;
+        for &p in &self.ptrs[sent..self.len] {
+            // SAFETY: the device refused these; we still own them and free each exactly once.
+            unsafe { dpdk_sys::rampart_pktmbuf_free(p) };
+        }
+        let sent_bytes = self.bytes[..sent].iter().map(|&b| u64::from(b)).sum();
+        self.len = 0;
+        Flushed {
+            sent: sent as u32,
+            sent_bytes,
+            dropped: dropped as u32,
+        }
+    }
+}
+
+impl Drop for TxBuffer {
+    fn drop(&mut self) {
+        for &p in &self.ptrs[..self.len] {
+            // SAFETY: unsent mbufs are still owned by the buffer; freed exactly once.
+            unsafe { dpdk_sys::rampart_pktmbuf_free(p) };
+        }
+    }
+}

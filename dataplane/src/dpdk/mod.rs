@@ -1,0 +1,76 @@
+//! The one safe layer over `dpdk-sys`. Every `unsafe` block in Rampart outside `dpdk-sys` lives in
+//! this module and carries a `SAFETY:` comment naming the precondition it relies on.
+//!
+//! Invariants:
+//! - EAL is initialised at most once per process ([`Eal`]), and everything else here is only
+//!   reachable through a live `&Eal`.
+//! - An [`Mbuf`] owns exactly one reference to an `rte_mbuf`; dropping it frees the mbuf, handing it
+//!   to TX moves it out. Raw pointers never leave this module.
+//! - Drop order is the caller's to keep: ports are closed before the mempool that feeds them is
+//!   freed ([`Mempool`] refuses to free while mbufs are still in use).
+
+mod burst;
+mod eal;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
+pub use eal::{tsc, tsc_hz, Eal};
+pub use lcore::{LaunchError, LcoreId};
+pub use mbuf::Mbuf;
+pub use mempool::Mempool;
+pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue};
+
+use std::ffi::CStr;
+
+/// Errors from DPDK set-up calls, with the DPDK error code and its text.
+#[derive(Debug, thiserror::Error)]
+pub enum DpdkError {
+    #[error("EAL initialisation failed: {msg} (rte_errno {code})")]
+    EalInit { code: i32, msg: String },
+    #[error("EAL is already initialised in this process")]
+    EalTwice,
+    #[error("EAL argument contains a NUL byte: {0:?}")]
+    BadArgument(String),
+    #[error("cannot create mempool {name:?}: {msg} (rte_errno {code})")]
+    Mempool {
+        name: String,
+        code: i32,
+        msg: String,
+    },
+    #[error(
+        "no DPDK port named {0:?} (is the device given with --vdev or -a, and its driver loaded?)"
+    )]
+    NoSuchPort(String),
+    #[error("port {port}: {op} failed: {msg} (code {code})")]
+    Port {
+        port: u16,
+        op: &'static str,
+        code: i32,
+        msg: String,
+    },
+    #[error("port {port}: {what}")]
+    PortLimit { port: u16, what: String },
+    #[error("lcore {0}: {1}")]
+    Launch(u32, LaunchError),
+}
+
+/// Text of a DPDK error code (positive errno or rte_errno value).
+fn strerror(code: i32) -> String {
+    // SAFETY: rte_strerror accepts any integer and returns a pointer to a static or per-lcore
+    // NUL-terminated buffer, valid until the next call on this thread; we copy it at once.
+    let p = unsafe { dpdk_sys::rte_strerror(code.abs()) };
+    if p.is_null() {
+        return format!("error {code}");
+    }
+    // SAFETY: p is non-null and NUL-terminated per rte_strerror's contract.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// The thread's current `rte_errno`.
+fn rte_errno() -> i32 {
+    // SAFETY: reads a per-lcore (thread-local) integer; no preconditions.
+    unsafe { dpdk_sys::rampart_errno() }
+}

@@ -1,0 +1,20 @@
+#![deny(unsafe_code)]
+//! Rampart's dataplane: everything a worker lcore runs.
+//!
+//! - [`dpdk`]: the only safe layer over `dpdk-sys`; the only module allowed `unsafe`.
+//! - [`wire`]: zero-copy packet views and flow-key extraction.
+//! - [`pipeline`]: the per-packet stages, over byte slices so they run without EAL.
+//! - [`verdict`]: forward or drop, with the drop reasons that index counters.
+//! - [`stats`]: per-worker counters, single writer, read by the control thread.
+//! - [`worker`]: the poll loop on an lcore.
+
+#[allow(unsafe_code)]
+pub mod dpdk;
+pub mod pipeline;
+pub mod stats;
+pub mod verdict;
+pub mod wire;
+pub mod worker;
+
+/// The DPDK version the bindings were generated against.
+pub const DPDK_VERSION: &str = dpdk_sys::DPDK_VERSION;

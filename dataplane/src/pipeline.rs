@@ -1,0 +1,67 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! The per-packet stages, written over plain byte slices so the same code runs in a worker on
+//! mbufs, in `rampart replay` over a pcap, and in unit tests.
+//!
+//! At this stage the pipeline is a filtering bridge: parse (malformed frames dropped with their
+//! reason), apply the non-IP policies, and forward to the ingress port's peer.
+
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::{self, PacketInfo, L3};
+
+/// What to do with a class of frames the bridge does not filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Forward,
+    Drop,
+}
+
+/// The most ports a pipeline handles (DPDK's default RTE_MAX_ETHPORTS).
+pub const MAX_PORTS: usize = 32;
+
+/// Bridge mode: port pairs; IP frames that parse are forwarded to the peer port.
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    peer: [Option<u16>; MAX_PORTS],
+    arp: Policy,
+    non_ip: Policy,
+}
+
+impl Bridge {
+    /// A bridge over `pairs` of port indexes. Each port may appear in one pair only; the caller
+    /// (configuration) checks that and the indexes' range.
+    pub fn new(pairs: &[(u16, u16)], arp: Policy, non_ip: Policy) -> Bridge {
+        let mut peer = [None; MAX_PORTS];
+        for &(a, b) in pairs {
+            peer[usize::from(a)] = Some(b);
+            peer[usize::from(b)] = Some(a);
+        }
+        Bridge { peer, arp, non_ip }
+    }
+
+    /// The peer of `port`, if it is paired.
+    pub fn peer(&self, port: u16) -> Option<u16> {
+        self.peer.get(usize::from(port)).copied().flatten()
+    }
+
+    /// Judges one frame that arrived on port index `ingress`.
+    #[inline]
+    pub fn process(&self, ingress: u16, frame: &[u8]) -> (Verdict, Option<PacketInfo>) {
+        let info = match wire::parse_frame(frame) {
+            Ok(info) => info,
+            Err(e) => return (Verdict::Drop(DropReason::Parse(e)), None),
+        };
+        let policy = match info.l3 {
+            L3::Ipv4 | L3::Ipv6 => Policy::Forward,
+            L3::Arp => self.arp,
+            L3::Other => self.non_ip,
+        };
+        let verdict = match (policy, self.peer(ingress)) {
+            (Policy::Drop, _) if info.l3 == L3::Arp => Verdict::Drop(DropReason::ArpPolicy),
+            (Policy::Drop, _) => Verdict::Drop(DropReason::NonIpPolicy),
+            (Policy::Forward, Some(out)) => Verdict::Forward(out),
+            (Policy::Forward, None) => Verdict::Drop(DropReason::NoPeer),
+        };
+        (verdict, Some(info))
+    }
+}

@@ -1,0 +1,141 @@
+//! Per-worker counters: written by one worker only, read by the control thread at any time.
+//!
+//! Each counter is an `AtomicU64` updated with a relaxed load and store (no locked
+//! read-modify-write: there is a single writer), so the reader sees a recent, never torn, value.
+//! The block is cache-line aligned so two workers never share a line.
+
+use crate::pipeline::MAX_PORTS;
+use crate::verdict::DropReason;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Adds `n` to a single-writer counter.
+#[inline(always)]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// One port's counters as seen by one worker.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Packets the device refused at TX, freed by the worker.
+    pub tx_dropped: AtomicU64,
+}
+
+/// All counters of one worker.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct WorkerStats {
+    pub ports: [PortCounters; MAX_PORTS],
+    pub drops: [AtomicU64; DropReason::COUNT],
+    /// RX bursts that returned at least one packet.
+    pub busy_polls: AtomicU64,
+    /// All RX polls (busy or not).
+    pub polls: AtomicU64,
+    /// TSC cycles spent in loop iterations that handled packets.
+    pub busy_tsc: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            ports: std::array::from_fn(|_| PortCounters::default()),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            busy_polls: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            busy_tsc: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop_packet(&self, reason: DropReason) {
+        bump(&self.drops[reason.index()], 1);
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut s = StatsSnapshot::default();
+        self.add_to(&mut s);
+        s
+    }
+
+    /// Adds these counters to `s` (for totals over workers).
+    pub fn add_to(&self, s: &mut StatsSnapshot) {
+        for (dst, p) in s.ports.iter_mut().zip(self.ports.iter()) {
+            dst.rx_packets += p.rx_packets.load(Relaxed);
+            dst.rx_bytes += p.rx_bytes.load(Relaxed);
+            dst.tx_packets += p.tx_packets.load(Relaxed);
+            dst.tx_bytes += p.tx_bytes.load(Relaxed);
+            dst.tx_dropped += p.tx_dropped.load(Relaxed);
+        }
+        for (dst, d) in s.drops.iter_mut().zip(self.drops.iter()) {
+            *dst += d.load(Relaxed);
+        }
+        s.busy_polls += self.busy_polls.load(Relaxed);
+        s.polls += self.polls.load(Relaxed);
+        s.busy_tsc += self.busy_tsc.load(Relaxed);
+    }
+}
+
+/// Plain counters of one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+}
+
+/// A copy of one or more workers' counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub ports: [PortTotals; MAX_PORTS],
+    pub drops: [u64; DropReason::COUNT],
+    pub busy_polls: u64,
+    pub polls: u64,
+    pub busy_tsc: u64,
+}
+
+impl Default for StatsSnapshot {
+    fn default() -> Self {
+        StatsSnapshot {
+            ports: [PortTotals::default(); MAX_PORTS],
+            drops: [0; DropReason::COUNT],
+            busy_polls: 0,
+            polls: 0,
+            busy_tsc: 0,
+        }
+    }
+}
+
+impl StatsSnapshot {
+    /// Packets received on all ports.
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_packets).sum()
+    }
+    /// Packets sent on all ports.
+    pub fn tx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_packets).sum()
+    }
+    /// Packets refused by devices at TX.
+    pub fn tx_dropped(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_dropped).sum()
+    }
+    /// Packets dropped by the pipeline.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Non-zero drop counters by reason.
+    pub fn drop_reasons(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::all()
+            .map(|r| (r, self.drops[r.index()]))
+            .filter(|&(_, n)| n > 0)
+    }
+}

@@ -1,0 +1,105 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! What becomes of a packet: forwarded out of a port, or dropped for a named reason. Every drop
+//! reason indexes a per-worker counter, so each lost packet is accounted for.
+
+use crate::wire::ParseError;
+
+/// Why a packet was dropped. Parse failures keep the parser's own reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Malformed or truncated: the parser's reason.
+    Parse(ParseError),
+    /// A non-IP, non-ARP frame while the bridge's `non_ip` policy is `drop`.
+    NonIpPolicy,
+    /// An ARP frame while the bridge's `arp` policy is `drop`.
+    ArpPolicy,
+    /// The ingress port has no peer to forward to.
+    NoPeer,
+    /// A multi-segment frame that could not be made contiguous.
+    Unlinearizable,
+}
+
+/// Drop reasons that are not parse errors, in index order after the parse errors.
+const POLICY: [DropReason; 4] = [
+    DropReason::NonIpPolicy,
+    DropReason::ArpPolicy,
+    DropReason::NoPeer,
+    DropReason::Unlinearizable,
+];
+
+impl DropReason {
+    /// Number of distinct reasons (the length of a drop counter array).
+    pub const COUNT: usize = ParseError::COUNT + POLICY.len();
+
+    /// Dense index into a drop counter array.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            DropReason::Parse(e) => e.index(),
+            DropReason::NonIpPolicy => ParseError::COUNT,
+            DropReason::ArpPolicy => ParseError::COUNT + 1,
+            DropReason::NoPeer => ParseError::COUNT + 2,
+            DropReason::Unlinearizable => ParseError::COUNT + 3,
+        }
+    }
+
+    /// The reason at `index` (inverse of [`DropReason::index`]).
+    pub fn from_index(index: usize) -> Option<DropReason> {
+        if index < ParseError::COUNT {
+            Some(DropReason::Parse(ParseError::ALL[index]))
+        } else {
+            POLICY.get(index - ParseError::COUNT).copied()
+        }
+    }
+
+    /// Every reason, in index order.
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        (0..Self::COUNT).filter_map(Self::from_index)
+    }
+
+    /// A stable snake_case name, used in logs, verdict files and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Parse(e) => e.name(),
+            DropReason::NonIpPolicy => "non_ip_policy",
+            DropReason::ArpPolicy => "arp_policy",
+            DropReason::NoPeer => "no_peer",
+            DropReason::Unlinearizable => "unlinearizable",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The outcome for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send out of the port with this index (index into the configured port list).
+    Forward(u16),
+    Drop(DropReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_dense_and_invertible() {
+        let all: Vec<_> = DropReason::all().collect();
+        assert_eq!(all.len(), DropReason::COUNT);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(DropReason::from_index(i), Some(*r));
+        }
+        assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+        let mut names: Vec<_> = all.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT, "names are unique");
+    }
+}

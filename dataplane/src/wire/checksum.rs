@@ -1,0 +1,253 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! The internet checksum (RFC 1071), the IPv4/IPv6 pseudo-headers (RFC 9293 §3.1,
+//! RFC 8200 §8.1), and incremental updates (RFC 1624 eqn. 3) for NAT and TTL rewrites.
+//!
+//! Vocabulary: a *sum* is the folded one's-complement sum of some bytes (not complemented); a
+//! *checksum* is the complement of the sum of everything it covers, as stored on the wire.
+//! A buffer whose checksum field is correct sums to `0xffff`.
+//!
+//! Invariant: the `update_*` helpers give exactly what a full recompute gives whenever the
+//! covered bytes never sum to zero (true for any real IPv4 header or L4 pseudo-header, which
+//! carry a non-zero version or protocol). UDP's "0 means no checksum" rule is the caller's:
+//! leave a zero UDP checksum alone, and store a computed 0 as `0xffff` (RFC 768).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Fold a wide one's-complement accumulator into 16 bits.
+#[inline]
+pub const fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// Unfolded one's-complement sum of `data`, as big-endian 16-bit words (an odd last byte is
+/// padded with zero on the right). Partial sums of even-length pieces add up.
+#[inline]
+pub fn accumulate(data: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// Folded sum of `data`.
+#[inline]
+pub fn sum(data: &[u8]) -> u16 {
+    fold(accumulate(data))
+}
+
+/// One's-complement addition of already folded sums.
+#[inline]
+pub fn combine(sums: &[u16]) -> u16 {
+    fold(sums.iter().map(|&s| u64::from(s)).sum())
+}
+
+/// The checksum to store for `data` alone (e.g. an IPv4 header, ICMPv4): `!sum(data)`.
+/// The checksum field inside `data` must be zero when computing.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !sum(data)
+}
+
+/// The address pair an L4 checksum's pseudo-header covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PseudoHeader {
+    V4 { src: Ipv4Addr, dst: Ipv4Addr },
+    V6 { src: Ipv6Addr, dst: Ipv6Addr },
+}
+
+impl PseudoHeader {
+    /// Folded sum of the pseudo-header for `proto` and an upper-layer length of `len` bytes.
+    #[inline]
+    pub fn sum(&self, proto: u8, len: u32) -> u16 {
+        match self {
+            PseudoHeader::V4 { src, dst } => pseudo_header_v4(src, dst, proto, len),
+            PseudoHeader::V6 { src, dst } => pseudo_header_v6(src, dst, proto, len),
+        }
+    }
+
+    /// Whether this is an IPv6 pseudo-header (UDP checksum mandatory, RFC 8200 §8.1).
+    #[inline]
+    pub const fn is_v6(&self) -> bool {
+        matches!(self, PseudoHeader::V6 { .. })
+    }
+
+    /// Checksum to store for an upper-layer message `data` (its checksum field zeroed).
+    #[inline]
+    pub fn checksum(&self, proto: u8, data: &[u8]) -> u16 {
+        !combine(&[self.sum(proto, data.len() as u32), sum(data)])
+    }
+
+    /// Whether `data` (checksum field included) verifies against this pseudo-header.
+    #[inline]
+    pub fn verify(&self, proto: u8, data: &[u8]) -> bool {
+        combine(&[self.sum(proto, data.len() as u32), sum(data)]) == 0xffff
+    }
+}
+
+/// Sum of the IPv4 pseudo-header (RFC 9293 §3.1): src, dst, zero, protocol, length.
+#[inline]
+pub fn pseudo_header_v4(src: &Ipv4Addr, dst: &Ipv4Addr, proto: u8, len: u32) -> u16 {
+    let acc = accumulate(&src.octets())
+        + accumulate(&dst.octets())
+        + u64::from(proto)
+        + u64::from(len >> 16)
+        + u64::from(len & 0xffff);
+    fold(acc)
+}
+
+/// Sum of the IPv6 pseudo-header (RFC 8200 §8.1): src, dst, 32-bit length, next header.
+#[inline]
+pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, proto: u8, len: u32) -> u16 {
+    let acc = accumulate(&src.octets())
+        + accumulate(&dst.octets())
+        + u64::from(proto)
+        + u64::from(len >> 16)
+        + u64::from(len & 0xffff);
+    fold(acc)
+}
+
+/// New checksum after one 16-bit word changes from `old` to `new` (RFC 1624 eqn. 3:
+/// `HC' = ~(~HC + ~m + m')`).
+#[inline]
+pub const fn update_u16(checksum: u16, old: u16, new: u16) -> u16 {
+    !fold(!checksum as u64 + !old as u64 + new as u64)
+}
+
+/// New checksum after an aligned 32-bit field changes from `old` to `new`.
+#[inline]
+pub const fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
+    let acc = !checksum as u64
+        + !(old >> 16) as u16 as u64
+        + !(old as u16) as u64
+        + (new >> 16) as u64
+        + (new as u16) as u64;
+    !fold(acc)
+}
+
+/// New checksum after an aligned address (4 or 16 bytes) changes from `old` to `new`.
+#[inline]
+pub fn update_addr<const N: usize>(checksum: u16, old: &[u8; N], new: &[u8; N]) -> u16 {
+    let mut acc = u64::from(!checksum);
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+        let n = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+        acc += u64::from(!o) + u64::from(n);
+    }
+    !fold(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // RFC 1071 §3 worked example: words 0001 f203 f4f5 f6f7 sum to ddf2.
+    #[test]
+    fn rfc1071_example() {
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&data), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+        assert_eq!(sum(&data[..7]), fold(0x0001 + 0xf203 + 0xf4f5 + 0xf600));
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        // A classic example header; stored checksum 0xb861.
+        let hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&hdr), 0xb861);
+    }
+
+    #[test]
+    fn ttl_decrement() {
+        let mut hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let old = u16::from_be_bytes([hdr[8], hdr[9]]);
+        hdr[8] -= 1;
+        let new = u16::from_be_bytes([hdr[8], hdr[9]]);
+        let c = update_u16(0xb861, old, new);
+        hdr[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(c, checksum(&hdr));
+    }
+
+    fn ipv4_like_header() -> impl Strategy<Value = [u8; 20]> {
+        proptest::array::uniform20(any::<u8>()).prop_map(|mut h| {
+            h[0] = 0x45;
+            h[10] = 0;
+            h[11] = 0;
+            h
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn update_u16_matches_recompute(mut h in ipv4_like_header(), word in 1usize..10, new in any::<u16>()) {
+            prop_assume!(word != 5);
+            let c = checksum(&h);
+            let old = u16::from_be_bytes([h[2 * word], h[2 * word + 1]]);
+            h[2 * word..2 * word + 2].copy_from_slice(&new.to_be_bytes());
+            prop_assert_eq!(update_u16(c, old, new), checksum(&h));
+        }
+
+        #[test]
+        fn update_u32_and_addr_match_recompute(mut h in ipv4_like_header(), new in any::<[u8; 4]>(), dst in any::<bool>()) {
+            let c = checksum(&h);
+            let at = if dst { 16 } else { 12 };
+            let old: [u8; 4] = h[at..at + 4].try_into().unwrap();
+            h[at..at + 4].copy_from_slice(&new);
+            let full = checksum(&h);
+            prop_assert_eq!(update_u32(c, u32::from_be_bytes(old), u32::from_be_bytes(new)), full);
+            prop_assert_eq!(update_addr(c, &old, &new), full);
+        }
+
+        #[test]
+        fn update_v6_addr_in_l4_checksum(
+            src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), new_src in any::<[u8; 16]>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let ph = PseudoHeader::V6 { src: src.into(), dst: dst.into() };
+            let c = ph.checksum(17, &payload);
+            let ph2 = PseudoHeader::V6 { src: new_src.into(), dst: dst.into() };
+            prop_assert_eq!(update_addr(c, &src, &new_src), ph2.checksum(17, &payload));
+        }
+
+        #[test]
+        fn pieces_add_up(a in proptest::collection::vec(any::<u8>(), 0..40), b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let a_even = &a[..a.len() & !1];
+            let mut all = a_even.to_vec();
+            all.extend_from_slice(&b);
+            prop_assert_eq!(combine(&[sum(a_even), sum(&b)]) % 0xffff, sum(&all) % 0xffff);
+        }
+
+        #[test]
+        fn verify_after_fill(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
+            mut data in proptest::collection::vec(any::<u8>(), 8..64),
+        ) {
+            let ph = PseudoHeader::V4 { src: src.into(), dst: dst.into() };
+            data[6] = 0;
+            data[7] = 0;
+            let c = ph.checksum(17, &data);
+            data[6..8].copy_from_slice(&c.to_be_bytes());
+            prop_assert!(ph.verify(17, &data));
+        }
+    }
+}

@@ -1,0 +1,970 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! The whole-frame parser: Ethernet, up to two VLAN tags, ARP/IPv4/IPv6, and the L4 ports.
+//!
+//! [`parse_frame`] either rejects a frame with one [`ParseError`] or returns a [`PacketInfo`]
+//! whose invariants the later stages rely on:
+//!
+//! - `l3_offset + l3_len <= frame.len()`; bytes after `l3_offset + l3_len` are Ethernet padding
+//!   and were ignored. IPv4 header checksum and option structure have been verified.
+//! - `l4_offset == 0` means "no L4 header here" (non-IP, non-first fragment, No Next Header).
+//!   Otherwise `l3_offset < l4_offset <= l3_offset + l3_len`, and for TCP, UDP, ICMP over
+//!   IPv4 and ICMPv6 over IPv6:
+//!   - unfragmented: `frame[l4_offset..l3_offset + l3_len]` passes the protocol's
+//!     `Packet::new_checked` (TCP: data offset within the segment; UDP: `8 <= length <=` IP
+//!     payload);
+//!   - first fragment: the whole L4 header (TCP options included; 8 bytes for UDP and ICMP)
+//!     is present, else `Ipv4TinyFragment`/`Ipv6TinyFragment`; the UDP length is only checked
+//!     to be at least 8.
+//! - IPv6: the extension-header chain was walked (see [`ipv6`](super::ipv6)); `flow.proto` is
+//!   the upper-layer protocol after it (ESP, 59 for No Next Header, or for a non-first
+//!   fragment the Fragment header's next header). A first fragment must carry the whole chain
+//!   (RFC 7112). An atomic fragment (offset 0, M clear; RFC 6946) is `Fragment::None`.
+//! - Fragments: non-final fragments carry a multiple of 8 bytes and no fragment reaches past
+//!   65535 bytes (else `*BadFragment`); IPv4 TCP at fragment offset 8 is refused (RFC 1858 §3.2).
+//! - Ports follow [`flow`](super::flow): TCP/UDP ports; ICMP `(ident or 0, type << 8 | code)`;
+//!   0 for anything else and for non-first fragments.
+//! - L4 checksums are *not* verified here.
+
+use super::ethernet::{self, EtherType, VlanHeader, VlanTag};
+use super::flow::{icmp_ports, Family, FlowKey};
+use super::{arp, icmpv4, icmpv6, ip_proto, ipv4, ipv6, tcp, udp, ParseError};
+
+/// Most VLAN tags accepted (802.1ad outer + 802.1Q inner).
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// What sits at `l3_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum L3 {
+    Arp,
+    Ipv4,
+    Ipv6,
+    /// Any other ethertype; accepted untouched.
+    Other,
+}
+
+/// Fragmentation state of an IP packet. IPv4 identifiers are widened to `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fragment {
+    /// Not a fragment (including IPv6 atomic fragments).
+    None,
+    /// Offset 0 with more to follow: carries the L4 header.
+    First { id: u32, more: bool },
+    /// Non-zero offset: fragment data only, no L4 header.
+    Later {
+        id: u32,
+        offset_bytes: u16,
+        more: bool,
+    },
+}
+
+/// The result of [`parse_frame`]; see the module docs for its invariants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// VLAN tags, outermost first.
+    pub vlans: [Option<VlanTag>; MAX_VLAN_TAGS],
+    /// Innermost ethertype.
+    pub ethertype: u16,
+    /// Offset of the L3 header in the frame.
+    pub l3_offset: u16,
+    pub l3: L3,
+    /// IP datagram length per its header (IPv4 total length; IPv6 40 + payload length);
+    /// 0 for non-IP.
+    pub l3_len: u16,
+    /// Offset of the L4 header in the frame, 0 when there is none.
+    pub l4_offset: u16,
+    pub frag: Fragment,
+    /// `Some` for IPv4 and IPv6.
+    pub flow: Option<FlowKey>,
+}
+
+impl PacketInfo {
+    /// End of the IP datagram in the frame (start of any padding); `l3_offset` for non-IP.
+    #[inline]
+    pub const fn l3_end(&self) -> usize {
+        self.l3_offset as usize + self.l3_len as usize
+    }
+
+    /// Bytes of L4 header and payload, 0 when there is no L4 header.
+    #[inline]
+    pub const fn l4_len(&self) -> usize {
+        if self.l4_offset == 0 {
+            0
+        } else {
+            self.l3_end() - self.l4_offset as usize
+        }
+    }
+
+    /// The L4 bytes of `frame` (the frame this info was parsed from), if any.
+    #[inline]
+    pub fn l4_bytes<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
+        if self.l4_offset == 0 {
+            return None;
+        }
+        frame.get(usize::from(self.l4_offset)..self.l3_end())
+    }
+
+    /// The IP protocol / upper-layer next header, for IP packets.
+    #[inline]
+    pub fn proto(&self) -> Option<u8> {
+        self.flow.map(|f| f.proto)
+    }
+
+    #[inline]
+    pub const fn is_fragment(&self) -> bool {
+        !matches!(self.frag, Fragment::None)
+    }
+}
+
+/// Parses one Ethernet frame (no FCS) into a [`PacketInfo`], or names why it must be dropped.
+#[inline]
+pub fn parse_frame(frame: &[u8]) -> Result<PacketInfo, ParseError> {
+    let eth = ethernet::Frame::new_checked(frame)?;
+    let mut ethertype = eth.ethertype();
+    let mut offset = ethernet::HEADER_LEN;
+    let mut vlans = [None; MAX_VLAN_TAGS];
+    let mut tags = 0;
+    while EtherType::is_vlan_tpid(ethertype) {
+        if tags == MAX_VLAN_TAGS {
+            return Err(ParseError::VlanTooManyTags);
+        }
+        // offset <= frame.len(): the Ethernet header or the previous tag was checked.
+        let tag = VlanHeader::new_checked(&frame[offset..])?;
+        vlans[tags] = Some(VlanTag {
+            tpid: ethertype,
+            tci: tag.tci(),
+        });
+        ethertype = tag.ethertype();
+        offset += ethernet::VLAN_HEADER_LEN;
+        tags += 1;
+    }
+
+    let mut info = PacketInfo {
+        vlans,
+        ethertype,
+        // At most 14 + 2 * 4.
+        l3_offset: offset as u16,
+        l3: L3::Other,
+        l3_len: 0,
+        l4_offset: 0,
+        frag: Fragment::None,
+        flow: None,
+    };
+    let l3 = &frame[offset..];
+    match ethertype {
+        EtherType::IPV4 => parse_ipv4(l3, &mut info)?,
+        EtherType::IPV6 => parse_ipv6(l3, &mut info)?,
+        EtherType::ARP => {
+            arp::Packet::new_checked(l3)?;
+            info.l3 = L3::Arp;
+        }
+        _ => {}
+    }
+    Ok(info)
+}
+
+#[inline]
+fn parse_ipv4(l3: &[u8], info: &mut PacketInfo) -> Result<(), ParseError> {
+    let ip = ipv4::Packet::new_checked(l3)?;
+    if !ip.verify_checksum() {
+        return Err(ParseError::Ipv4BadChecksum);
+    }
+    let header_len = ip.header_len();
+    if header_len > ipv4::HEADER_LEN {
+        ip.check_options()?;
+    }
+    let proto = ip.protocol();
+    let payload = ip.payload();
+    let mut flow = FlowKey::new_v4(ip.src_addr(), ip.dst_addr(), proto, 0, 0);
+    info.l3 = L3::Ipv4;
+    info.l3_len = ip.total_len();
+
+    let offset = ip.frag_offset();
+    let more = ip.more_frags();
+    if offset != 0 || more {
+        let len = payload.len();
+        if (more && len % 8 != 0)
+            || usize::from(offset) + len > usize::from(u16::MAX)
+            || (proto == ip_proto::TCP && offset == 8)
+        {
+            return Err(ParseError::Ipv4BadFragment);
+        }
+        let id = u32::from(ip.ident());
+        if offset != 0 {
+            info.frag = Fragment::Later {
+                id,
+                offset_bytes: offset,
+                more,
+            };
+            info.flow = Some(flow);
+            return Ok(());
+        }
+        info.frag = Fragment::First { id, more };
+    }
+
+    let first = info.is_fragment();
+    (flow.src_port, flow.dst_port) = l4_ports(Family::V4, proto, payload, first)?;
+    info.l4_offset = info.l3_offset + header_len as u16;
+    info.flow = Some(flow);
+    Ok(())
+}
+
+#[inline]
+fn parse_ipv6(l3: &[u8], info: &mut PacketInfo) -> Result<(), ParseError> {
+    let ip = ipv6::Packet::new_checked(l3)?;
+    let payload_len = usize::from(ip.payload_len());
+    // Jumbograms (RFC 2675) are unsupported; the datagram length must fit `l3_len`.
+    if (payload_len == 0 && ip.next_header() == ip_proto::HOPOPT)
+        || ipv6::HEADER_LEN + payload_len > usize::from(u16::MAX)
+    {
+        return Err(ParseError::Ipv6BadPayloadLen);
+    }
+    info.l3 = L3::Ipv6;
+    info.l3_len = (ipv6::HEADER_LEN + payload_len) as u16;
+
+    let payload = ip.payload();
+    let mut walk = ip.ext_headers();
+    let mut frag = None;
+    for hdr in &mut walk {
+        let hdr = hdr?;
+        if let Some(f) = hdr.fragment() {
+            let data_at = hdr.offset + ipv6::FRAGMENT_HEADER_LEN;
+            frag = Some((f.frag_offset(), f.more_frags(), f.ident(), data_at));
+        }
+    }
+    let proto = walk.next_header();
+    let l4_at = walk.offset();
+    let mut flow = FlowKey::new_v6(ip.src_addr(), ip.dst_addr(), proto, 0, 0);
+
+    if let Some((offset, more, id, data_at)) = frag {
+        if offset != 0 || more {
+            // data_at <= payload.len(): the walk checked the Fragment header fits.
+            let len = payload.len() - data_at;
+            if (more && len % 8 != 0) || usize::from(offset) + len > usize::from(u16::MAX) {
+                return Err(ParseError::Ipv6BadFragment);
+            }
+            if offset != 0 {
+                info.frag = Fragment::Later {
+                    id,
+                    offset_bytes: offset,
+                    more,
+                };
+                info.flow = Some(flow);
+                return Ok(());
+            }
+            info.frag = Fragment::First { id, more };
+        }
+    }
+
+    if proto != ip_proto::IPV6_NONXT {
+        let first = info.is_fragment();
+        (flow.src_port, flow.dst_port) = l4_ports(Family::V6, proto, &payload[l4_at..], first)?;
+        // The walk visits at most 8 headers of at most 2048 bytes each, so this fits.
+        info.l4_offset = (usize::from(info.l3_offset) + ipv6::HEADER_LEN + l4_at) as u16;
+    }
+    info.flow = Some(flow);
+    Ok(())
+}
+
+/// Ports for the flow key, checking the L4 header is present and self-consistent.
+/// `first_frag`: the datagram continues in later fragments, so a short header is a tiny
+/// fragment and the UDP length cannot be compared with what is here.
+#[inline]
+fn l4_ports(
+    family: Family,
+    proto: u8,
+    l4: &[u8],
+    first_frag: bool,
+) -> Result<(u16, u16), ParseError> {
+    let short = |own: ParseError| -> ParseError {
+        match (first_frag, family) {
+            (false, _) => own,
+            (true, Family::V4) => ParseError::Ipv4TinyFragment,
+            (true, Family::V6) => ParseError::Ipv6TinyFragment,
+        }
+    };
+    match (family, proto) {
+        (_, ip_proto::TCP) => {
+            if l4.len() < tcp::HEADER_LEN {
+                return Err(short(ParseError::TcpTruncated));
+            }
+            let tcp = tcp::Packet::new_unchecked(l4);
+            let header_len = tcp.header_len();
+            if header_len < tcp::HEADER_LEN {
+                return Err(ParseError::TcpBadDataOffset);
+            }
+            if header_len > l4.len() {
+                return Err(short(ParseError::TcpBadDataOffset));
+            }
+            Ok((tcp.src_port(), tcp.dst_port()))
+        }
+        (_, ip_proto::UDP) => {
+            if l4.len() < udp::HEADER_LEN {
+                return Err(short(ParseError::UdpTruncated));
+            }
+            let udp = udp::Packet::new_unchecked(l4);
+            let len = usize::from(udp.len());
+            if len < udp::HEADER_LEN || (!first_frag && len > l4.len()) {
+                return Err(ParseError::UdpBadLength);
+            }
+            Ok((udp.src_port(), udp.dst_port()))
+        }
+        (Family::V4, ip_proto::ICMP) => {
+            let icmp = icmpv4::Packet::new_checked(l4).map_err(short)?;
+            Ok(icmp_ports(
+                family,
+                icmp.msg_type(),
+                icmp.msg_code(),
+                icmp.ident(),
+            ))
+        }
+        (Family::V6, ip_proto::ICMPV6) => {
+            let icmp = icmpv6::Packet::new_checked(l4).map_err(short)?;
+            Ok(icmp_ports(
+                family,
+                icmp.msg_type(),
+                icmp.msg_code(),
+                icmp.ident(),
+            ))
+        }
+        _ => Ok((0, 0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::builder::{tests::arb_frame_spec, ExtSpec, FrameSpec, IpSpec, L4Spec};
+    use crate::wire::checksum::{self, PseudoHeader};
+    use crate::wire::tcp::{Flags, OptionsIter};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// VLAN 42 (PCP 3), IPv4 192.168.1.10:51000 -> 93.184.216.34:443 TCP SYN, MSS 1460.
+    static TCP_SYN_VLAN: [u8; 62] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x81, 0x00, 0x60,
+        0x2a, 0x08, 0x00, 0x45, 0x00, 0x00, 0x2c, 0x00, 0x01, 0x40, 0x00, 0x40, 0x06, 0x43, 0x3e,
+        0xc0, 0xa8, 0x01, 0x0a, 0x5d, 0xb8, 0xd8, 0x22, 0xc7, 0x38, 0x01, 0xbb, 0x01, 0x02, 0x03,
+        0x04, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0xd8, 0xae, 0x00, 0x00, 0x02, 0x04,
+        0x05, 0xb4,
+    ];
+
+    /// IPv6 2001:db8::1:5353 -> 2001:db8::2:53 UDP "hello".
+    static UDP6: [u8; 67] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdd, 0x60,
+        0x00, 0x00, 0x00, 0x00, 0x0d, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x14, 0xe9, 0x00, 0x35, 0x00, 0x0d,
+        0x4b, 0x6f, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+    ];
+
+    fn syn_spec() -> FrameSpec {
+        let mut spec = FrameSpec::new(
+            IpSpec::V4 {
+                src: Ipv4Addr::new(192, 168, 1, 10),
+                dst: Ipv4Addr::new(93, 184, 216, 34),
+                ttl: 64,
+                ident: 1,
+                dont_frag: true,
+                options: vec![],
+            },
+            L4Spec::Tcp {
+                sport: 51000,
+                dport: 443,
+                seq: 0x01020304,
+                ack: 0,
+                flags: Flags::SYN,
+                window: 64240,
+                options: vec![2, 4, 0x05, 0xb4],
+                payload: vec![],
+            },
+        );
+        spec.vlans[0] = Some(VlanTag::new(EtherType::VLAN, 3, false, 42));
+        spec
+    }
+
+    fn v4(a: [u8; 4]) -> Ipv4Addr {
+        a.into()
+    }
+
+    fn tcp_v4() -> Vec<u8> {
+        FrameSpec::new(
+            IpSpec::v4(v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+            L4Spec::tcp(1234, 80, Flags::SYN),
+        )
+        .build()
+    }
+
+    fn v6_spec(l4: L4Spec, ext: Vec<ExtSpec>) -> FrameSpec {
+        let mut ip = IpSpec::v6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        if let IpSpec::V6 { ext: e, .. } = &mut ip {
+            *e = ext;
+        }
+        FrameSpec::new(ip, l4)
+    }
+
+    fn ext(header_type: u8, body_len: usize) -> ExtSpec {
+        ExtSpec {
+            header_type,
+            body: vec![0; body_len],
+        }
+    }
+
+    /// Rewrites the IPv4 header checksum of a frame without VLAN tags.
+    fn refill_v4(frame: &mut [u8]) {
+        ipv4::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]).fill_checksum();
+    }
+
+    #[test]
+    fn ipv4_tcp_fixture() {
+        let info = parse_frame(&TCP_SYN_VLAN).unwrap();
+        let tag = info.vlans[0].unwrap();
+        assert_eq!(
+            (tag.tpid, tag.pcp(), tag.dei(), tag.vid()),
+            (EtherType::VLAN, 3, false, 42)
+        );
+        assert_eq!(
+            info,
+            PacketInfo {
+                vlans: [Some(tag), None],
+                ethertype: EtherType::IPV4,
+                l3_offset: 18,
+                l3: L3::Ipv4,
+                l3_len: 44,
+                l4_offset: 38,
+                frag: Fragment::None,
+                flow: Some(FlowKey::new_v4(
+                    v4([192, 168, 1, 10]),
+                    v4([93, 184, 216, 34]),
+                    6,
+                    51000,
+                    443
+                )),
+            }
+        );
+        assert_eq!(info.l4_len(), 24);
+        let l4 = info.l4_bytes(&TCP_SYN_VLAN).unwrap();
+        let tcp = tcp::Packet::new_checked(l4).unwrap();
+        let ph = PseudoHeader::V4 {
+            src: v4([192, 168, 1, 10]),
+            dst: v4([93, 184, 216, 34]),
+        };
+        assert!(tcp.verify_checksum(&ph));
+        let opts: Vec<_> = OptionsIter::new(tcp.options()).collect();
+        assert_eq!(opts, vec![Ok(tcp::TcpOption::MaxSegmentSize(1460))]);
+        assert_eq!(syn_spec().build(), TCP_SYN_VLAN);
+    }
+
+    #[test]
+    fn ipv6_udp_fixture() {
+        let info = parse_frame(&UDP6).unwrap();
+        let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        assert_eq!(
+            info,
+            PacketInfo {
+                vlans: [None, None],
+                ethertype: EtherType::IPV6,
+                l3_offset: 14,
+                l3: L3::Ipv6,
+                l3_len: 53,
+                l4_offset: 54,
+                frag: Fragment::None,
+                flow: Some(FlowKey::new_v6(src, dst, 17, 5353, 53)),
+            }
+        );
+        let udp = udp::Packet::new_checked(info.l4_bytes(&UDP6).unwrap()).unwrap();
+        assert!(udp.verify_checksum(&PseudoHeader::V6 { src, dst }));
+        assert_eq!(
+            v6_spec(L4Spec::udp(5353, 53, b"hello"), vec![]).build(),
+            UDP6
+        );
+    }
+
+    #[test]
+    fn ethernet_and_vlans() {
+        assert_eq!(
+            parse_frame(&TCP_SYN_VLAN[..13]),
+            Err(ParseError::EthernetTruncated)
+        );
+        assert_eq!(
+            parse_frame(&TCP_SYN_VLAN[..17]),
+            Err(ParseError::VlanTruncated)
+        );
+        let other = parse_frame(&[0u8; 14]).unwrap();
+        assert_eq!(
+            (other.l3, other.ethertype, other.flow, other.l3_len),
+            (L3::Other, 0, None, 0)
+        );
+
+        let mut spec = syn_spec();
+        spec.vlans = [
+            Some(VlanTag::new(EtherType::QINQ, 1, true, 100)),
+            Some(VlanTag::new(EtherType::VLAN, 0, false, 7)),
+        ];
+        let frame = spec.build();
+        let info = parse_frame(&frame).unwrap();
+        assert_eq!(info.vlans, spec.vlans);
+        assert_eq!((info.l3_offset, info.flow), (22, Some(spec.flow_key())));
+
+        // A third tag.
+        let mut three = frame[..12].to_vec();
+        three.extend_from_slice(&[
+            0x91, 0x00, 0, 1, 0x88, 0xa8, 0, 2, 0x81, 0x00, 0, 3, 0x08, 0x00,
+        ]);
+        three.extend_from_slice(&frame[22..]);
+        assert_eq!(parse_frame(&three), Err(ParseError::VlanTooManyTags));
+    }
+
+    #[test]
+    fn arp() {
+        let req = crate::wire::builder::arp_request(MAC, v4([10, 0, 0, 1]), v4([10, 0, 0, 2]));
+        assert_eq!(parse_frame(&req).unwrap().l3, L3::Arp);
+        assert_eq!(parse_frame(&req[..14 + 27]), Err(ParseError::ArpTruncated));
+        assert_eq!(parse_frame(&req[..14 + 7]), Err(ParseError::ArpTruncated));
+        let mut bad = req.clone();
+        bad[14 + 4] = 8;
+        assert_eq!(parse_frame(&bad), Err(ParseError::ArpBadFormat));
+        let mut padded = req;
+        padded.resize(60, 0);
+        assert_eq!(parse_frame(&padded).unwrap().l3_len, 0);
+    }
+
+    const MAC: ethernet::MacAddr = ethernet::MacAddr([2, 0, 0, 0, 0, 1]);
+
+    #[test]
+    fn ipv4_header_errors() {
+        let good = tcp_v4();
+        let with = |at: usize, v: u8, refill: bool| {
+            let mut f = good.clone();
+            f[14 + at] = v;
+            if refill {
+                refill_v4(&mut f);
+            }
+            parse_frame(&f)
+        };
+        assert_eq!(
+            with(10, good[24] ^ 1, false),
+            Err(ParseError::Ipv4BadChecksum)
+        );
+        assert_eq!(with(0, 0x55, false), Err(ParseError::Ipv4BadVersion));
+        assert_eq!(with(0, 0x44, false), Err(ParseError::Ipv4BadHeaderLen));
+        assert_eq!(with(3, 19, false), Err(ParseError::Ipv4BadTotalLen));
+        assert_eq!(with(3, 41, true), Err(ParseError::Ipv4Truncated));
+        assert_eq!(parse_frame(&good[..33]), Err(ParseError::Ipv4Truncated));
+        assert_eq!(
+            parse_frame(&good[..good.len() - 1]),
+            Err(ParseError::Ipv4Truncated)
+        );
+        // Ethernet padding is ignored.
+        let mut padded = good.clone();
+        padded.resize(80, 0xee);
+        assert_eq!(parse_frame(&padded).unwrap(), parse_frame(&good).unwrap());
+        // Shorter total length: the tail becomes padding and the TCP header no longer fits.
+        assert_eq!(with(3, 36, true), Err(ParseError::TcpTruncated));
+    }
+
+    #[test]
+    fn ipv4_options() {
+        let spec = |options: Vec<u8>| {
+            FrameSpec::new(
+                IpSpec::V4 {
+                    src: v4([1, 1, 1, 1]),
+                    dst: v4([2, 2, 2, 2]),
+                    ttl: 1,
+                    ident: 0,
+                    dont_frag: false,
+                    options,
+                },
+                L4Spec::udp(1, 2, b"x"),
+            )
+        };
+        // Router alert (RFC 2113) then NOP.
+        let info = parse_frame(&spec(vec![0x94, 4, 0, 0, 1]).build()).unwrap();
+        assert_eq!(usize::from(info.l4_offset), 14 + 28);
+        assert_eq!(
+            parse_frame(&spec(vec![0x94, 1, 0, 0]).build()),
+            Err(ParseError::Ipv4BadOptions)
+        );
+        assert_eq!(
+            parse_frame(&spec(vec![1, 1, 0x83, 9]).build()),
+            Err(ParseError::Ipv4BadOptions)
+        );
+        assert!(parse_frame(&spec(vec![0, 0x83, 9, 9]).build()).is_ok());
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let spec = FrameSpec::new(
+            IpSpec::v4(v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+            L4Spec::udp(7, 9, &[1; 64]),
+        );
+        let frags = spec.fragments(32);
+        // A first fragment that only carries 8 bytes of a TCP header is tiny.
+        let mut tcp = FrameSpec::new(spec.ip.clone(), L4Spec::tcp(1, 2, Flags::ACK)).build();
+        let mut ip = ipv4::Packet::new_unchecked(&mut tcp[14..]);
+        ip.set_total_len(28);
+        ip.set_flags_and_frag_offset(false, true, 0);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&tcp[..42]), Err(ParseError::Ipv4TinyFragment));
+        // Offset 8 with TCP: RFC 1858 overlap.
+        let mut ip = ipv4::Packet::new_unchecked(&mut tcp[14..]);
+        ip.set_flags_and_frag_offset(false, false, 8);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&tcp[..42]), Err(ParseError::Ipv4BadFragment));
+        // Non-final fragment not a multiple of 8.
+        let mut f = frags[0].clone();
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_total_len(20 + 31);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&f), Err(ParseError::Ipv4BadFragment));
+        // Past 65535.
+        let mut f = frags[1].clone();
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_flags_and_frag_offset(false, false, 65528);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&f), Err(ParseError::Ipv4BadFragment));
+        // First fragment of UDP: the UDP length exceeds what is here, which is fine.
+        let first = parse_frame(&frags[0]).unwrap();
+        assert_eq!(first.frag, Fragment::First { id: 0, more: true });
+        assert_eq!(first.flow, Some(spec.flow_key()));
+    }
+
+    #[test]
+    fn ipv6_ext_headers() {
+        let l4 = L4Spec::tcp(1000, 22, Flags::SYN);
+        let chain = vec![ext(0, 6), ext(60, 14), ext(43, 22), ext(51, 10)];
+        let frame = v6_spec(l4.clone(), chain.clone()).build();
+        let info = parse_frame(&frame).unwrap();
+        assert_eq!(info.flow.unwrap().proto, 6);
+        assert_eq!(
+            (info.flow.unwrap().src_port, info.flow.unwrap().dst_port),
+            (1000, 22)
+        );
+        assert_eq!(usize::from(info.l4_offset), 14 + 40 + 8 + 16 + 24 + 12);
+
+        let hbh_late = v6_spec(l4.clone(), vec![ext(60, 6), ext(0, 6)]).build();
+        assert_eq!(parse_frame(&hbh_late), Err(ParseError::Ipv6ExtHeaderOrder));
+        let many = v6_spec(l4.clone(), vec![ext(60, 6); 9]).build();
+        assert_eq!(parse_frame(&many), Err(ParseError::Ipv6TooManyExtHeaders));
+        let eight = v6_spec(l4.clone(), vec![ext(60, 6); 8]).build();
+        assert!(parse_frame(&eight).is_ok());
+
+        // Claim a longer Destination Options header than the payload holds.
+        let mut cut = v6_spec(
+            L4Spec::Raw {
+                proto: 59,
+                payload: vec![],
+            },
+            vec![ext(60, 6)],
+        )
+        .build();
+        cut[14 + 40 + 1] = 1;
+        assert_eq!(parse_frame(&cut), Err(ParseError::Ipv6ExtHeaderTruncated));
+
+        // ESP is opaque: proto 50, L4 offset at the ESP header, no ports.
+        let esp = v6_spec(
+            L4Spec::Raw {
+                proto: 50,
+                payload: vec![0xab; 16],
+            },
+            vec![ext(60, 6)],
+        )
+        .build();
+        let info = parse_frame(&esp).unwrap();
+        assert_eq!(
+            (
+                info.flow.unwrap().proto,
+                info.flow.unwrap().src_port,
+                info.l4_offset
+            ),
+            (50, 0, 14 + 48)
+        );
+
+        // No Next Header: nothing after, l4_offset 0.
+        let none = v6_spec(
+            L4Spec::Raw {
+                proto: 59,
+                payload: vec![1, 2, 3],
+            },
+            vec![],
+        )
+        .build();
+        let info = parse_frame(&none).unwrap();
+        assert_eq!((info.flow.unwrap().proto, info.l4_offset), (59, 0));
+
+        // Jumbogram: payload length 0 with Hop-by-Hop.
+        let mut jumbo = v6_spec(l4, chain).build();
+        jumbo[18] = 0;
+        jumbo[19] = 0;
+        assert_eq!(parse_frame(&jumbo), Err(ParseError::Ipv6BadPayloadLen));
+    }
+
+    #[test]
+    fn ipv6_header_errors() {
+        assert_eq!(parse_frame(&UDP6[..53]), Err(ParseError::Ipv6Truncated));
+        assert_eq!(parse_frame(&UDP6[..66]), Err(ParseError::Ipv6Truncated));
+        let mut b = UDP6;
+        b[14] = 0x40;
+        assert_eq!(parse_frame(&b), Err(ParseError::Ipv6BadVersion));
+        let mut padded = UDP6.to_vec();
+        padded.resize(90, 0);
+        assert_eq!(parse_frame(&padded).unwrap(), parse_frame(&UDP6).unwrap());
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        let spec = v6_spec(L4Spec::udp(53, 5353, &[9; 40]), vec![ext(0, 6)]);
+        let frags = spec.fragments(16);
+        let first = parse_frame(&frags[0]).unwrap();
+        assert!(matches!(first.frag, Fragment::First { more: true, .. }));
+        // First fragment whose UDP header is cut: tiny (RFC 7112).
+        let mut tiny = frags[0].clone();
+        let pl = u16::from_be_bytes([tiny[18], tiny[19]]);
+        tiny[19] = (pl - 16) as u8;
+        tiny.truncate(tiny.len() - 16);
+        let ip = ipv6::Packet::new_checked(&tiny[14..]).unwrap();
+        assert_eq!(ip.payload().len(), 8 + 8);
+        assert_eq!(parse_frame(&tiny), Err(ParseError::Ipv6TinyFragment));
+        // Non-final fragment not a multiple of 8.
+        let mut odd = frags[1].clone();
+        odd[19] -= 1;
+        odd.pop();
+        assert_eq!(parse_frame(&odd), Err(ParseError::Ipv6BadFragment));
+        // Atomic fragment (offset 0, M clear) is processed as a whole packet (RFC 6946).
+        let mut atomic =
+            v6_spec(L4Spec::udp(53, 5353, &[9; 4]), vec![ext(0, 6)]).fragments(1500)[0].clone();
+        let mut frame = atomic[..14 + 48].to_vec();
+        frame[14 + 40] = ip_proto::IPV6_FRAG;
+        frame.extend_from_slice(&[ip_proto::UDP, 0, 0, 0, 0, 0, 0, 1]);
+        frame.extend_from_slice(&atomic[14 + 48..]);
+        let pl = u16::from_be_bytes([frame[18], frame[19]]) + 8;
+        frame[18..20].copy_from_slice(&pl.to_be_bytes());
+        atomic = frame;
+        let info = parse_frame(&atomic).unwrap();
+        assert_eq!(info.frag, Fragment::None);
+        assert_eq!(info.flow.unwrap().dst_port, 5353);
+    }
+
+    #[test]
+    fn l4_errors() {
+        let good = tcp_v4();
+        // Data offset 4 and data offset past the segment.
+        let mut f = good.clone();
+        f[34 + 12] = 0x40;
+        assert_eq!(parse_frame(&f), Err(ParseError::TcpBadDataOffset));
+        f[34 + 12] = 0x60;
+        assert_eq!(parse_frame(&f), Err(ParseError::TcpBadDataOffset));
+
+        let udp = FrameSpec::new(
+            IpSpec::v4(v4([1, 2, 3, 4]), v4([5, 6, 7, 8])),
+            L4Spec::udp(1, 2, b"abcd"),
+        )
+        .build();
+        let mut f = udp.clone();
+        f[34 + 5] = 7;
+        assert_eq!(parse_frame(&f), Err(ParseError::UdpBadLength));
+        f[34 + 5] = 13;
+        assert_eq!(parse_frame(&f), Err(ParseError::UdpBadLength));
+        f[34 + 5] = 8; // shorter than the IP payload: fine
+        assert!(parse_frame(&f).is_ok());
+        let mut f = udp[..34 + 6].to_vec();
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_total_len(26);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&f), Err(ParseError::UdpTruncated));
+
+        let icmp = FrameSpec::new(
+            IpSpec::v4(v4([1, 2, 3, 4]), v4([5, 6, 7, 8])),
+            L4Spec::icmp_echo(0x77, 1),
+        )
+        .build();
+        let info = parse_frame(&icmp).unwrap().flow.unwrap();
+        assert_eq!((info.src_port, info.dst_port), (0x77, 0x0800));
+        let mut f = icmp[..34 + 4].to_vec();
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+        ip.set_total_len(24);
+        ip.fill_checksum();
+        assert_eq!(parse_frame(&f), Err(ParseError::IcmpTruncated));
+
+        let icmp6 = v6_spec(L4Spec::icmpv6_echo(5, 6), vec![]).build();
+        let info = parse_frame(&icmp6).unwrap().flow.unwrap();
+        assert_eq!((info.src_port, info.dst_port), (5, 128 << 8));
+        let mut f = icmp6[..54 + 7].to_vec();
+        f[19] = 7;
+        assert_eq!(parse_frame(&f), Err(ParseError::Icmpv6Truncated));
+    }
+
+    /// The invariants the module docs promise, for any accepted frame.
+    fn check_invariants(frame: &[u8], info: &PacketInfo) {
+        assert!(info.l3_end() <= frame.len());
+        if info.l4_offset != 0 {
+            assert!(
+                info.l4_offset > info.l3_offset && usize::from(info.l4_offset) <= info.l3_end()
+            );
+        }
+        let Some(flow) = info.flow else {
+            assert_eq!(info.l4_offset, 0);
+            return;
+        };
+        let Some(l4) = info.l4_bytes(frame) else {
+            return;
+        };
+        match (info.frag, flow.family, flow.proto) {
+            (Fragment::None, _, ip_proto::TCP) => {
+                let t = tcp::Packet::new_checked(l4).unwrap();
+                t.options_iter().for_each(drop);
+                let _ = t.payload();
+            }
+            (Fragment::None, _, ip_proto::UDP) => {
+                let _ = udp::Packet::new_checked(l4).unwrap().payload();
+            }
+            (_, Family::V4, ip_proto::ICMP) => {
+                icmpv4::Packet::new_checked(l4).unwrap();
+            }
+            (_, Family::V6, ip_proto::ICMPV6) => {
+                icmpv6::Packet::new_checked(l4).unwrap();
+            }
+            (Fragment::First { .. }, _, ip_proto::TCP) => {
+                let t = tcp::Packet::new_unchecked(l4);
+                assert!(l4.len() >= t.header_len());
+            }
+            _ => {}
+        }
+        if flow.family == Family::V6 {
+            let ip = ipv6::Packet::new_checked(&frame[usize::from(info.l3_offset)..]).unwrap();
+            ip.ext_headers().for_each(drop);
+        }
+    }
+
+    fn check(frame: &[u8]) {
+        if let Ok(info) = parse_frame(frame) {
+            check_invariants(frame, &info);
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_fixtures() {
+        for f in [&TCP_SYN_VLAN[..], &UDP6[..]] {
+            for n in 0..f.len() {
+                assert!(parse_frame(&f[..n]).is_err(), "prefix {n} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_helpers_on_parsed_frames() {
+        let info = parse_frame(&TCP_SYN_VLAN).unwrap();
+        let ip = ipv4::Packet::new_checked(&TCP_SYN_VLAN[18..]).unwrap();
+        let old = ip.src_addr().octets();
+        let new = [10, 9, 8, 7];
+        let tcp = tcp::Packet::new_checked(info.l4_bytes(&TCP_SYN_VLAN).unwrap()).unwrap();
+        let patched = checksum::update_addr(tcp.checksum(), &old, &new);
+        let mut copy = TCP_SYN_VLAN;
+        copy[30..34].copy_from_slice(&new);
+        let mut t = tcp::Packet::new_unchecked(&mut copy[38..]);
+        t.fill_checksum(&PseudoHeader::V4 {
+            src: new.into(),
+            dst: ip.dst_addr(),
+        });
+        assert_eq!(patched, t.checksum());
+    }
+
+    fn ethertype_frame() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![
+                Just(0x0800u16),
+                Just(0x86dd),
+                Just(0x0806),
+                Just(0x8100),
+                Just(0x88a8),
+                any::<u16>()
+            ],
+            proptest::collection::vec(any::<u8>(), 0..160),
+        )
+            .prop_map(|(et, body)| {
+                let mut f = vec![0u8; 12];
+                f.extend_from_slice(&et.to_be_bytes());
+                if et == 0x0800 && !body.is_empty() {
+                    // Mostly plausible IPv4 so the parser gets past the version check.
+                    let mut b = body;
+                    b[0] = 0x45;
+                    f.extend_from_slice(&b);
+                } else {
+                    f.extend_from_slice(&body);
+                }
+                f
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(f in proptest::collection::vec(any::<u8>(), 0..200)) {
+            check(&f);
+        }
+
+        #[test]
+        fn arbitrary_l3_never_panics(f in ethertype_frame()) {
+            check(&f);
+        }
+
+        #[test]
+        fn truncations_and_flips_never_panic(
+            spec in arb_frame_spec(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let frame = spec.build();
+            for n in 0..=frame.len() {
+                check(&frame[..n]);
+            }
+            let mut m = frame.clone();
+            for (at, x) in flips {
+                let i = at.index(m.len());
+                m[i] ^= x;
+            }
+            check(&m);
+            for f in spec.fragments(24) {
+                check(&f);
+            }
+        }
+
+        #[test]
+        fn incremental_nat_rewrite_matches_recompute(
+            spec in arb_frame_spec().prop_filter("IPv4 TCP", |s| {
+                matches!(s.ip, IpSpec::V4 { .. }) && matches!(s.l4, L4Spec::Tcp { .. })
+            }),
+            new_src in any::<[u8; 4]>(), new_port in any::<u16>(),
+        ) {
+            let mut frame = spec.build();
+            let info = parse_frame(&frame).unwrap();
+            let l3 = usize::from(info.l3_offset);
+            let l4 = usize::from(info.l4_offset);
+            let ip = ipv4::Packet::new_checked(&frame[l3..]).unwrap();
+            let old_src = ip.src_addr();
+            let ip_ck = checksum::update_addr(ip.checksum(), &old_src.octets(), &new_src);
+            let tcp = tcp::Packet::new_checked(&frame[l4..info.l3_end()]).unwrap();
+            let mut l4_ck = checksum::update_addr(tcp.checksum(), &old_src.octets(), &new_src);
+            l4_ck = checksum::update_u16(l4_ck, tcp.src_port(), new_port);
+
+            let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..]);
+            ip.set_src_addr(new_src.into());
+            ip.set_checksum(ip_ck);
+            prop_assert!(ip.verify_checksum());
+            let dst = ip.dst_addr();
+            let end = info.l3_end();
+            let mut tcp = tcp::Packet::new_unchecked(&mut frame[l4..end]);
+            tcp.set_src_port(new_port);
+            tcp.set_checksum(l4_ck);
+            let ph = PseudoHeader::V4 { src: new_src.into(), dst };
+            prop_assert!(tcp.verify_checksum(&ph));
+            tcp.fill_checksum(&ph);
+            prop_assert_eq!(tcp.checksum(), l4_ck);
+        }
+    }
+}

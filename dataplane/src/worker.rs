@@ -1,0 +1,124 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! The worker loop (DPDK l3fwd's shape): for each port, RX a burst from this worker's queue,
+//! judge each packet, queue it on the TX buffer of its egress port, flush a buffer when it is full
+//! and every buffer when the drain timer fires; what TX refuses is freed and counted.
+//!
+//! A worker owns queue `w` of every port, so workers share nothing writable.
+
+use crate::dpdk::{tsc, Flushed, RxBurst, RxQueue, TxBuffer, TxQueue};
+use crate::pipeline::{Bridge, MAX_PORTS};
+use crate::stats::{bump, WorkerStats};
+use crate::verdict::{DropReason, Verdict};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Everything one worker needs; moved onto its lcore.
+pub struct Worker {
+    pub id: usize,
+    /// This worker's RX/TX queue on every port, indexed by port index.
+    pub queues: Vec<(RxQueue, TxQueue)>,
+    pub pipeline: Arc<Bridge>,
+    pub stats: Arc<WorkerStats>,
+    pub stop: Arc<AtomicBool>,
+    /// TX buffers are flushed at least this often (TSC ticks).
+    pub drain_tsc: u64,
+}
+
+struct Egress {
+    q: TxQueue,
+    buf: TxBuffer,
+}
+
+impl Worker {
+    /// Polls until `stop` is set, then flushes what is buffered and returns.
+    pub fn run(self) {
+        let Worker {
+            queues,
+            pipeline,
+            stats,
+            stop,
+            drain_tsc,
+            ..
+        } = self;
+        assert!(
+            queues.len() <= MAX_PORTS,
+            "ports are bounded by configuration"
+        );
+        let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
+        let mut egress: Vec<Egress> = tx
+            .into_iter()
+            .map(|q| Egress {
+                q,
+                buf: TxBuffer::default(),
+            })
+            .collect();
+        let mut burst = RxBurst::default();
+        let mut last_drain = tsc();
+
+        while !stop.load(Ordering::Relaxed) {
+            let start = tsc();
+            let mut got = 0usize;
+            for (ingress, q) in rx.iter_mut().enumerate() {
+                let n = burst.receive(q);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                let in_ctr = &stats.ports[ingress];
+                bump(&in_ctr.rx_packets, n as u64);
+                for mut m in burst.by_ref() {
+                    bump(&in_ctr.rx_bytes, m.pkt_len() as u64);
+                    if m.segments() > 1 && !m.contiguous() {
+                        stats.drop_packet(DropReason::Unlinearizable);
+                        continue;
+                    }
+                    match pipeline.process(ingress as u16, m.data()).0 {
+                        Verdict::Forward(out) => {
+                            let e = &mut egress[usize::from(out)];
+                            let f = e.buf.push(m, &mut e.q);
+                            account(&stats, usize::from(out), f);
+                        }
+                        Verdict::Drop(reason) => stats.drop_packet(reason),
+                    }
+                }
+            }
+            let now = tsc();
+            bump(&stats.polls, 1);
+            if got > 0 {
+                bump(&stats.busy_polls, 1);
+            }
+            if now.wrapping_sub(last_drain) >= drain_tsc {
+                drain(&mut egress, &stats);
+                last_drain = now;
+            }
+            if got > 0 {
+                bump(&stats.busy_tsc, tsc().wrapping_sub(start));
+            }
+        }
+        drain(&mut egress, &stats);
+    }
+}
+
+#[inline]
+fn drain(egress: &mut [Egress], stats: &WorkerStats) {
+    for (i, e) in egress.iter_mut().enumerate() {
+        if !e.buf.is_empty() {
+            let f = e.buf.flush(&mut e.q);
+            account(stats, i, f);
+        }
+    }
+}
+
+#[inline]
+fn account(stats: &WorkerStats, port: usize, f: Flushed) {
+    if f.sent | f.dropped == 0 {
+        return;
+    }
+    let c = &stats.ports[port];
+    bump(&c.tx_packets, u64::from(f.sent));
+    bump(&c.tx_bytes, f.sent_bytes);
+    if f.dropped > 0 {
+        bump(&c.tx_dropped, u64::from(f.dropped));
+    }
+}

@@ -1,0 +1,4 @@
+#![forbid(unsafe_code)]
+//! Traffic synthesis and benchmark drivers for Rampart.
+
+pub mod synth;

@@ -1,0 +1,187 @@
+//! `rampart run` on DPDK virtual devices: `net_pcap` (the TX capture must hold exactly the
+//! forwarded RX frames, in order, on the paired port) and `net_null` (two workers, stopped by
+//! SIGTERM). Every run must give back every mbuf.
+
+use control::pcap::{read_frames, write_frames};
+use perf::synth::{demo_frames, Expect};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::{bin, root_or_skip, run, test_eal_args, toml_array, unique};
+
+fn summary(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
+        .expect("summary is JSON")
+}
+
+fn assert_no_leak(s: &serde_json::Value) {
+    assert_eq!(
+        s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"],
+        "mbufs leaked: {s}"
+    );
+    assert_eq!(
+        s["mbufs_in_use"]["after_close"], 0,
+        "mbufs still in use after the ports closed: {s}"
+    );
+}
+
+#[test]
+fn net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order() {
+    if !root_or_skip("net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let frames = demo_frames();
+    write_frames(&p("in.pcap"), frames.iter().map(|f| f.frame.as_slice())).unwrap();
+    write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
+    let prefix = unique("rpcap");
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "inside"
+device = "net_pcap{prefix}i,rx_pcap={inp},tx_pcap={itx}"
+[[port]]
+name = "outside"
+device = "net_pcap{prefix}o,rx_pcap={empty},tx_pcap={otx}"
+[bridge]
+pairs = [["inside", "outside"]]
+[mempool]
+mbufs = 4095
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+        inp = p("in.pcap").display(),
+        itx = p("inside-tx.pcap").display(),
+        empty = p("empty.pcap").display(),
+        otx = p("outside-tx.pcap").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--summary-json")
+        .arg(p("summary.json")));
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let expected: Vec<&[u8]> = frames
+        .iter()
+        .filter(|f| f.expect == Expect::Forward)
+        .map(|f| f.frame.as_slice())
+        .collect();
+    let got = read_frames(&p("outside-tx.pcap")).unwrap();
+    assert_eq!(got.len(), expected.len(), "forwarded frame count");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g.data.as_slice(), *e, "forwarded frame {i} differs");
+    }
+    assert!(
+        read_frames(&p("inside-tx.pcap")).unwrap().is_empty(),
+        "nothing goes back out of the ingress port"
+    );
+
+    let s = summary(&p("summary.json"));
+    assert_eq!(s["rx_packets"].as_u64(), Some(frames.len() as u64));
+    assert_eq!(s["tx_packets"].as_u64(), Some(expected.len() as u64));
+    for f in &frames {
+        if let Expect::Drop(reason) = f.expect {
+            let want = frames
+                .iter()
+                .filter(|g| g.expect == Expect::Drop(reason))
+                .count() as u64;
+            assert_eq!(
+                s["drops"][reason].as_u64(),
+                Some(want),
+                "drops for {reason}: {s}"
+            );
+        }
+    }
+    assert_no_leak(&s);
+}
+
+#[test]
+fn net_null_two_workers_forward_and_stop_on_sigterm() {
+    if !root_or_skip("net_null_two_workers_forward_and_stop_on_sigterm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("rpnull");
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "net_null{prefix}a"
+[[port]]
+name = "b"
+device = "net_null{prefix}b"
+[bridge]
+pairs = [["a", "b"]]
+non_ip = "forward"
+[workers]
+count = 2
+[mempool]
+mbufs = 8191
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
+    );
+    let cfg_path = dir.path().join("null.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let sum_path = dir.path().join("summary.json");
+    let mut child = Command::new(bin("rampart"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .arg("--summary-json")
+        .arg(&sum_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "rampart did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("worker 0") && stdout.contains("worker 1"),
+        "final counters printed:\n{stdout}"
+    );
+    let s = summary(&sum_path);
+    for w in 0..2 {
+        let rx = s["workers"][w]["rx_packets"].as_u64().unwrap();
+        assert!(rx > 1000, "worker {w} received only {rx}: {s}");
+    }
+    assert!(s["tx_packets"].as_u64().unwrap() > 0, "{s}");
+    let rx = s["rx_packets"].as_u64().unwrap();
+    let tx = s["tx_packets"].as_u64().unwrap()
+        + s["tx_refused"].as_u64().unwrap()
+        + s["dropped"].as_u64().unwrap();
+    assert_eq!(
+        rx, tx,
+        "every received packet is forwarded, refused or dropped: {s}"
+    );
+    assert_no_leak(&s);
+}
