@@ -8,6 +8,7 @@
 //! - [`stats`]: per-worker counters, single writer, read by the control thread.
 //! - [`worker`]: the poll loop on an lcore.
 
+pub mod classify;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod pipeline;

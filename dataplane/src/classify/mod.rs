@@ -1,0 +1,285 @@
+//! Rule sets and their classifiers.
+//!
+//! A rule set is a flat, priority-ordered list of [`FlatRule`]s (index 0 first): 5-tuple ranges
+//! plus interface, conntrack-state, TCP-flag and fragment conditions, each with an [`Action`].
+//! The rule languages (iptables-save, security groups) compile into it in `control`; chain
+//! traversal is already flattened: user chains are inlined, `RETURN` becomes
+//! [`Action::ContinueAt`] and non-terminal targets (LOG) continue with the next rule.
+//!
+//! Evaluation ([`RuleSet::evaluate`]) asks a classifier for the first rule at or after an index
+//! that matches, acts on it, and continues from where a non-terminal action says. Every rule set
+//! ends with its chain policy as a catch-all, so evaluation always ends in a verdict.
+
+mod linear;
+
+pub use linear::Linear;
+
+use crate::wire::{Family, FlowKey, IpAddr128};
+
+/// Conntrack states as bits, for `-m conntrack --ctstate` / `-m state --state`.
+pub mod ct {
+    pub const NEW: u8 = 1 << 0;
+    pub const ESTABLISHED: u8 = 1 << 1;
+    pub const RELATED: u8 = 1 << 2;
+    pub const INVALID: u8 = 1 << 3;
+    pub const UNTRACKED: u8 = 1 << 4;
+    /// Any state (no state match).
+    pub const ANY: u8 = 0x1f;
+}
+
+/// A bit per port index (ports are at most [`crate::pipeline::MAX_PORTS`] = 32).
+pub type PortMask = u32;
+/// Every port.
+pub const ANY_PORT: PortMask = u32::MAX;
+
+/// How a rule treats IP fragments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FragMatch {
+    /// Any packet.
+    Any,
+    /// Only non-first fragments (iptables `-f`).
+    LaterOnly,
+    /// Not non-first fragments (`! -f`, and implied by any L4 match: ports, ICMP types and TCP
+    /// flags are unknown in a non-first fragment, so Linux never matches those there).
+    NotLater,
+}
+
+/// What a rule does when it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+    /// Emit a log record (index into [`RuleSet::logs`]) and continue with the next rule.
+    Log(u32),
+    /// `RETURN` from an inlined chain: continue evaluation at this rule index.
+    ContinueAt(u32),
+}
+
+/// `REJECT --reject-with`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    TcpReset,
+    IcmpNetUnreachable,
+    IcmpHostUnreachable,
+    IcmpPortUnreachable,
+    IcmpProtoUnreachable,
+    IcmpNetProhibited,
+    IcmpHostProhibited,
+    IcmpAdminProhibited,
+    Icmp6NoRoute,
+    Icmp6AdmProhibited,
+    Icmp6AddrUnreachable,
+    Icmp6PortUnreachable,
+}
+
+/// A `LOG` target's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LogSpec {
+    pub prefix: String,
+    /// Syslog level 0 (emerg) to 7 (debug); iptables' default is 4 (warning).
+    pub level: u8,
+}
+
+/// One flat rule: every condition must hold. Ranges are inclusive.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FlatRule {
+    pub family: Family,
+    pub src: (IpAddr128, IpAddr128),
+    pub dst: (IpAddr128, IpAddr128),
+    pub proto: (u8, u8),
+    /// TCP/UDP source port; for ICMP the [`FlowKey`] meaning (identifier).
+    pub sport: (u16, u16),
+    /// TCP/UDP destination port; for ICMP/ICMPv6 `(type << 8) | code`.
+    pub dport: (u16, u16),
+    pub in_ports: PortMask,
+    pub out_ports: PortMask,
+    pub ct_states: u8,
+    /// `(mask, value)`: matches TCP packets whose `flags & mask == value`.
+    pub tcp_flags: Option<(u8, u8)>,
+    pub frag: FragMatch,
+    pub action: Action,
+    /// Index into [`RuleSet::origins`]: where the rule came from (several flat rules may share one).
+    pub origin: u32,
+}
+
+impl FlatRule {
+    /// A rule matching every packet of `family`.
+    pub fn any(family: Family, action: Action, origin: u32) -> FlatRule {
+        let (lo, hi) = match family {
+            Family::V4 => (
+                IpAddr128::from_v4_octets([0; 4]),
+                IpAddr128::from_v4_octets([255; 4]),
+            ),
+            Family::V6 => (IpAddr128([0; 16]), IpAddr128([0xff; 16])),
+        };
+        FlatRule {
+            family,
+            src: (lo, hi),
+            dst: (lo, hi),
+            proto: (0, 255),
+            sport: (0, u16::MAX),
+            dport: (0, u16::MAX),
+            in_ports: ANY_PORT,
+            out_ports: ANY_PORT,
+            ct_states: ct::ANY,
+            tcp_flags: None,
+            frag: FragMatch::Any,
+            action,
+            origin,
+        }
+    }
+
+    /// True when the rule matches `p` (the reference semantics every classifier must agree with).
+    #[inline]
+    pub fn matches(&self, p: &PacketMeta) -> bool {
+        let k = &p.key;
+        k.family == self.family
+            && in_range(k.src, self.src)
+            && in_range(k.dst, self.dst)
+            && in_range(k.proto, self.proto)
+            && in_range(k.src_port, self.sport)
+            && in_range(k.dst_port, self.dport)
+            && self.in_ports & (1 << (p.in_port & 31)) != 0
+            && self.out_ports & (1 << (p.out_port & 31)) != 0
+            && self.ct_states & p.ct_state != 0
+            && match self.tcp_flags {
+                None => true,
+                Some((mask, value)) => {
+                    k.proto == crate::wire::ip_proto::TCP
+                        && !p.later_fragment
+                        && p.tcp_flags & mask == value
+                }
+            }
+            && match self.frag {
+                FragMatch::Any => true,
+                FragMatch::LaterOnly => p.later_fragment,
+                FragMatch::NotLater => !p.later_fragment,
+            }
+    }
+}
+
+#[inline(always)]
+fn in_range<T: PartialOrd>(v: T, (lo, hi): (T, T)) -> bool {
+    lo <= v && v <= hi
+}
+
+/// What classification looks at for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    pub key: FlowKey,
+    pub in_port: u8,
+    pub out_port: u8,
+    /// One of the [`ct`] bits.
+    pub ct_state: u8,
+    pub tcp_flags: u8,
+    /// A non-first fragment (no L4 header).
+    pub later_fragment: bool,
+}
+
+/// Where a rule came from, for verdict logs and `rules show`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The rule file.
+    pub file: String,
+    /// 1-based line in the file (0 for a chain policy or a generated rule).
+    pub line: u32,
+    /// A short description (`FORWARD:3`, `policy FORWARD DROP`, `sg web ingress 1`).
+    pub label: String,
+}
+
+/// A first-match classifier over a rule set's flat rules.
+pub trait Classifier: Send + Sync {
+    /// For each packet, the index of the first rule at or after `from[i]` that matches, or
+    /// `u32::MAX` when none does. `out` has the length of `pkts`.
+    fn classify(&self, rules: &[FlatRule], pkts: &[PacketMeta], from: &[u32], out: &mut [u32]);
+}
+
+/// A compiled, immutable rule set for one family.
+pub struct RuleSet {
+    pub family: Family,
+    pub rules: Vec<FlatRule>,
+    pub origins: Vec<Origin>,
+    pub logs: Vec<LogSpec>,
+    classifier: Box<dyn Classifier>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("family", &self.family)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+/// The outcome of evaluating a rule set for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    /// The terminal rule's action (Accept, Drop or Reject).
+    pub action: Action,
+    /// The terminal rule's index.
+    pub rule: u32,
+}
+
+/// How many continue steps (LOG, RETURN) one packet may take; more means a compiler bug, and the
+/// packet is dropped rather than looping.
+const MAX_STEPS: usize = 64;
+
+impl RuleSet {
+    /// A rule set over `rules` (which must end with a catch-all terminal rule) with the linear
+    /// reference classifier.
+    pub fn new(
+        family: Family,
+        rules: Vec<FlatRule>,
+        origins: Vec<Origin>,
+        logs: Vec<LogSpec>,
+    ) -> RuleSet {
+        RuleSet {
+            family,
+            rules,
+            origins,
+            logs,
+            classifier: Box::new(Linear),
+        }
+    }
+
+    /// Replaces the classifier.
+    pub fn with_classifier(mut self, c: Box<dyn Classifier>) -> RuleSet {
+        self.classifier = c;
+        self
+    }
+
+    /// Judges one packet; `on_log` is called for every LOG rule passed on the way.
+    pub fn evaluate(&self, p: &PacketMeta, mut on_log: impl FnMut(u32, &LogSpec)) -> Judgement {
+        let mut from = 0u32;
+        for _ in 0..MAX_STEPS {
+            let mut out = [u32::MAX];
+            self.classifier
+                .classify(&self.rules, std::slice::from_ref(p), &[from], &mut out);
+            let idx = out[0];
+            let Some(rule) = self.rules.get(idx as usize) else {
+                break;
+            };
+            match rule.action {
+                Action::Log(l) => {
+                    if let Some(spec) = self.logs.get(l as usize) {
+                        on_log(idx, spec);
+                    }
+                    from = idx + 1;
+                }
+                Action::ContinueAt(next) => from = next.max(idx + 1),
+                terminal => {
+                    return Judgement {
+                        action: terminal,
+                        rule: idx,
+                    }
+                }
+            }
+        }
+        Judgement {
+            action: Action::Drop,
+            rule: u32::MAX,
+        }
+    }
+}
