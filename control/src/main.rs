@@ -118,6 +118,7 @@ fn real_main() -> Result<()> {
                 verdicts,
                 inside,
                 config,
+                filter: Default::default(),
             })?;
             println!(
                 "rampart: replayed {} packets: forwarded {}, dropped {}",

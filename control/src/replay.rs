@@ -4,6 +4,8 @@
 use crate::config::Config;
 use crate::pcap::{read_frames, FrameWriter, PcapError};
 use crate::prefix::Prefix;
+use dataplane::classify::RuleSet;
+use dataplane::filter::{packet_meta, Filter, FilterVerdict};
 use dataplane::pipeline::{Bridge, Policy};
 use dataplane::verdict::{DropReason, Verdict};
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// What to replay and where the results go.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ReplayOptions {
     pub input: PathBuf,
     pub output: PathBuf,
@@ -19,6 +21,8 @@ pub struct ReplayOptions {
     /// Sources in these prefixes arrive on the inside port.
     pub inside: Vec<Prefix>,
     pub config: Option<Config>,
+    /// The rule sets; a family without one is not filtered.
+    pub filter: Filter,
 }
 
 /// Replay errors.
@@ -114,23 +118,57 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             .and_then(|i| i.flow)
             .map(|k| k.src.to_std());
         let ingress = topo.ingress(f.interface, src, &opts.inside);
-        let (verdict, _info) = topo.bridge.process(ingress, &f.data);
+        let (mut verdict, info) = topo.bridge.process(ingress, &f.data);
+        let mut rule = serde_json::Value::Null;
+        let mut ct_state = serde_json::Value::Null;
+        let mut logs = Vec::new();
+        if let (Verdict::Forward(egress), Some(info)) = (verdict, info) {
+            if let Some(meta) = packet_meta(&f.data, &info, ingress, egress) {
+                let rs = opts.filter.rules(meta.key.family);
+                let judged = opts.filter.judge(&meta, |_, spec| {
+                    logs.push(log_line(&spec.prefix, &topo.names, ingress, egress, &meta));
+                });
+                if judged != FilterVerdict::Unfiltered {
+                    ct_state = "NEW".into();
+                }
+                let (r, v) = match judged {
+                    FilterVerdict::Unfiltered => (None, verdict),
+                    FilterVerdict::Accept { rule } => (Some(rule), verdict),
+                    FilterVerdict::Drop { rule } => {
+                        (Some(rule), Verdict::Drop(DropReason::RuleDrop))
+                    }
+                    FilterVerdict::Reject { rule, .. } => {
+                        (Some(rule), Verdict::Drop(DropReason::RuleReject))
+                    }
+                };
+                verdict = v;
+                if let (Some(r), Some(rs)) = (r, rs) {
+                    rule = rule_json(rs, r);
+                }
+            }
+        }
+        for l in &logs {
+            eprintln!("{l}");
+        }
         sum.packets += 1;
+        let ingress_name = &topo.names[usize::from(ingress)];
         let line = match verdict {
             Verdict::Forward(port) => {
                 sum.forwarded += 1;
                 out.write(f.timestamp, &f.data)?;
                 serde_json::json!({
-                    "index": index, "ingress": topo.names[usize::from(ingress)], "verdict": "forward",
-                    "egress": topo.names[usize::from(port)], "rule": null, "ct_state": null, "nat": null, "reason": null,
+                    "index": index, "ingress": ingress_name, "verdict": "forward",
+                    "egress": topo.names[usize::from(port)], "rule": rule, "ct_state": ct_state, "nat": null,
+                    "reason": null, "log": logs,
                 })
             }
             Verdict::Drop(reason) => {
                 sum.dropped += 1;
                 drops[reason.index()] += 1;
                 serde_json::json!({
-                    "index": index, "ingress": topo.names[usize::from(ingress)], "verdict": "drop",
-                    "egress": null, "rule": null, "ct_state": null, "nat": null, "reason": reason.name(),
+                    "index": index, "ingress": ingress_name, "verdict": "drop",
+                    "egress": null, "rule": rule, "ct_state": ct_state, "nat": null, "reason": reason.name(),
+                    "log": logs,
                 })
             }
         };
@@ -151,6 +189,47 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         .map(|r| (r.name(), drops[r.index()]))
         .collect();
     Ok(sum)
+}
+
+/// The verdict log's description of a rule: where it came from.
+fn rule_json(rs: &RuleSet, idx: u32) -> serde_json::Value {
+    let Some(r) = rs.rules.get(idx as usize) else {
+        return serde_json::Value::Null;
+    };
+    match rs.origins.get(r.origin as usize) {
+        Some(o) => serde_json::json!({ "file": o.file, "line": o.line, "label": o.label }),
+        None => serde_json::json!({ "index": idx }),
+    }
+}
+
+/// A LOG record in the kernel's format: `PREFIX IN=.. OUT=.. SRC=.. DST=.. PROTO=.. SPT=.. DPT=..`.
+fn log_line(
+    prefix: &str,
+    names: &[String],
+    ingress: u16,
+    egress: u16,
+    m: &dataplane::classify::PacketMeta,
+) -> String {
+    use dataplane::wire::ip_proto;
+    let k = &m.key;
+    let proto = match k.proto {
+        ip_proto::TCP => "TCP".to_string(),
+        ip_proto::UDP => "UDP".to_string(),
+        ip_proto::ICMP => "ICMP".to_string(),
+        ip_proto::ICMPV6 => "ICMPv6".to_string(),
+        p => p.to_string(),
+    };
+    let mut s = format!(
+        "{prefix}IN={} OUT={} SRC={} DST={} PROTO={proto}",
+        names[usize::from(ingress)],
+        names[usize::from(egress)],
+        k.src.to_std(),
+        k.dst.to_std()
+    );
+    if matches!(k.proto, ip_proto::TCP | ip_proto::UDP) && !m.later_fragment {
+        s += &format!(" SPT={} DPT={}", k.src_port, k.dst_port);
+    }
+    s
 }
 
 fn create(p: &Path) -> Result<std::fs::File, ReplayError> {

@@ -11,6 +11,7 @@
 pub mod classify;
 #[allow(unsafe_code)]
 pub mod dpdk;
+pub mod filter;
 pub mod pipeline;
 pub mod stats;
 pub mod verdict;

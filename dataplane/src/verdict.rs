@@ -18,6 +18,10 @@ pub enum DropReason {
     NoPeer,
     /// A multi-segment frame that could not be made contiguous.
     Unlinearizable,
+    /// A DROP rule (or a chain policy of DROP) matched.
+    RuleDrop,
+    /// A REJECT rule matched.
+    RuleReject,
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
@@ -41,6 +45,8 @@ impl DropReason {
             DropReason::ArpPolicy => ParseError::COUNT + 1,
             DropReason::NoPeer => ParseError::COUNT + 2,
             DropReason::Unlinearizable => ParseError::COUNT + 3,
+            DropReason::RuleDrop => ParseError::COUNT + 4,
+            DropReason::RuleReject => ParseError::COUNT + 5,
         }
     }
 
@@ -66,6 +72,8 @@ impl DropReason {
             DropReason::ArpPolicy => "arp_policy",
             DropReason::NoPeer => "no_peer",
             DropReason::Unlinearizable => "unlinearizable",
+            DropReason::RuleDrop => "rule_drop",
+            DropReason::RuleReject => "rule_reject",
         }
     }
 }

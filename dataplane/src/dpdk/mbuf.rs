@@ -66,14 +66,11 @@ impl Mbuf {
     #[inline]
     pub fn data(&self) -> &[u8] {
         let h = self.hdr();
-        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's data room by the mbuf
-        // invariants DPDK maintains; the slice borrows self, which owns the buffer.
-        unsafe {
-            std::slice::from_raw_parts(
-                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
-                usize::from(h.data_len),
-            )
-        }
+        // SAFETY: buf_addr + data_off stays inside the mbuf's data room (DPDK's mbuf invariant).
+        let start = unsafe { h.buf_addr.cast::<u8>().add(usize::from(h.data_off)) };
+        // SAFETY: data_len bytes from `start` are initialised packet data inside the data room;
+        // the slice borrows self, which owns the buffer.
+        unsafe { std::slice::from_raw_parts(start, usize::from(h.data_len)) }
     }
 
     /// The bytes of the first segment, writable.
@@ -83,14 +80,11 @@ impl Mbuf {
             let h = self.hdr();
             (h.buf_addr, h.data_off, h.data_len)
         };
+        // SAFETY: as in `data`: the offset stays inside the data room.
+        let start = unsafe { addr.cast::<u8>().add(usize::from(off)) };
         // SAFETY: as in `data`; &mut self guarantees exclusive access. Rampart never clones
         // mbufs (refcnt stays 1), so no other holder shares these bytes.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                addr.cast::<u8>().add(usize::from(off)),
-                usize::from(len),
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(start, usize::from(len)) }
     }
 
     /// Makes the packet one contiguous segment; false when it cannot (no room), which callers
