@@ -13,6 +13,7 @@ pub mod classify;
 pub mod dpdk;
 pub mod filter;
 pub mod pipeline;
+pub mod rcu;
 pub mod stats;
 pub mod verdict;
 pub mod wire;
