@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod groups;
+pub mod mgmt;
 pub mod pcap;
 pub mod prefix;
 pub mod replay;

@@ -47,9 +47,17 @@ impl<T> Publisher<T> {
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(initial),
             epoch: AtomicU64::new(1),
-            slots: (0..readers).map(|_| Slot { epoch: AtomicU64::new(1) }).collect(),
+            slots: (0..readers)
+                .map(|_| Slot {
+                    epoch: AtomicU64::new(1),
+                })
+                .collect(),
         });
-        Publisher { shared, retired: Vec::new(), readers_taken: 0 }
+        Publisher {
+            shared,
+            retired: Vec::new(),
+            readers_taken: 0,
+        }
     }
 
     /// The next reader handle (one per worker, `readers` in all).
@@ -62,7 +70,12 @@ impl<T> Publisher<T> {
         let seen = self.shared.epoch.load(Ordering::Acquire);
         let local = self.shared.current.load_full();
         self.shared.slots[slot].epoch.store(seen, Ordering::Release);
-        Some(Reader { local, seen, shared: self.shared.clone(), slot })
+        Some(Reader {
+            local,
+            seen,
+            shared: self.shared.clone(),
+            slot,
+        })
     }
 
     /// The snapshot now published.
@@ -85,7 +98,12 @@ impl<T> Publisher<T> {
 
     /// The oldest epoch any reader still runs.
     pub fn min_reader_epoch(&self) -> u64 {
-        self.shared.slots.iter().map(|s| s.epoch.load(Ordering::Acquire)).min().unwrap_or(u64::MAX)
+        self.shared
+            .slots
+            .iter()
+            .map(|s| s.epoch.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Frees the snapshots no reader can still use; returns how many were freed.
@@ -144,7 +162,9 @@ impl<T> Reader<T> {
         // reference and nothing is freed on the worker.
         self.local = self.shared.current.load_full();
         self.seen = e;
-        self.shared.slots[self.slot].epoch.store(e, Ordering::Release);
+        self.shared.slots[self.slot]
+            .epoch
+            .store(e, Ordering::Release);
     }
 }
 
