@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod groups;
+pub mod metrics;
 pub mod mgmt;
 pub mod pcap;
 pub mod prefix;
