@@ -3,9 +3,11 @@
 
 pub mod config;
 pub mod groups;
+pub mod load;
 pub mod metrics;
 pub mod mgmt;
 pub mod pcap;
 pub mod prefix;
 pub mod replay;
+pub mod rules;
 pub mod run;

@@ -25,11 +25,13 @@ pub enum DropReason {
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
-const POLICY: [DropReason; 4] = [
+const POLICY: [DropReason; 6] = [
     DropReason::NonIpPolicy,
     DropReason::ArpPolicy,
     DropReason::NoPeer,
     DropReason::Unlinearizable,
+    DropReason::RuleDrop,
+    DropReason::RuleReject,
 ];
 
 impl DropReason {

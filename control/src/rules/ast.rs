@@ -1,0 +1,356 @@
+//! The parsed form of an iptables-save file: tables, chains and rules, with every value already
+//! checked and normalised (addresses as ranges, names as numbers) and every rule keeping its
+//! source position.
+//!
+//! Invariants (established by the parser and the per-table validation):
+//! - Every table holds its built-in chains (declared or not), in Linux's order, then the user
+//!   chains in declaration order.
+//! - Every [`Target::Jump`] names a user chain of the same table, and user chains form no loop.
+//! - Address ranges have the rule set's family (IPv4 stored v4-mapped) and `lo <= hi`.
+//! - Port ranges have `lo <= hi`; ICMP code ranges have `lo <= hi`.
+
+use dataplane::classify::{LogSpec, PortMask, RejectWith};
+use dataplane::wire::{Family, IpAddr128};
+
+/// A whole rules file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedRules {
+    /// The file name used in errors and origins.
+    pub file: String,
+    pub family: Family,
+    /// In file order; each kind at most once.
+    pub tables: Vec<Table>,
+}
+
+impl ParsedRules {
+    /// The table of this kind, if the file has one.
+    pub fn table(&self, kind: TableKind) -> Option<&Table> {
+        self.tables.iter().find(|t| t.kind == kind)
+    }
+}
+
+/// The netfilter tables Rampart understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    Filter,
+    Nat,
+    Raw,
+}
+
+impl TableKind {
+    /// The table's name as iptables spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Filter => "filter",
+            TableKind::Nat => "nat",
+            TableKind::Raw => "raw",
+        }
+    }
+
+    /// From an iptables table name.
+    pub fn from_name(name: &str) -> Option<TableKind> {
+        match name {
+            "filter" => Some(TableKind::Filter),
+            "nat" => Some(TableKind::Nat),
+            "raw" => Some(TableKind::Raw),
+            _ => None,
+        }
+    }
+
+    /// The built-in chains (hooks) of the table, in Linux's order.
+    pub fn builtin_chains(self) -> &'static [HookPoint] {
+        match self {
+            TableKind::Filter => &[HookPoint::Input, HookPoint::Forward, HookPoint::Output],
+            TableKind::Nat => &[
+                HookPoint::Prerouting,
+                HookPoint::Input,
+                HookPoint::Output,
+                HookPoint::Postrouting,
+            ],
+            TableKind::Raw => &[HookPoint::Prerouting, HookPoint::Output],
+        }
+    }
+}
+
+/// A netfilter hook, named after its built-in chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookPoint {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl HookPoint {
+    pub const ALL: [HookPoint; 5] = [
+        HookPoint::Prerouting,
+        HookPoint::Input,
+        HookPoint::Forward,
+        HookPoint::Output,
+        HookPoint::Postrouting,
+    ];
+
+    /// The built-in chain's name.
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            HookPoint::Prerouting => "PREROUTING",
+            HookPoint::Input => "INPUT",
+            HookPoint::Forward => "FORWARD",
+            HookPoint::Output => "OUTPUT",
+            HookPoint::Postrouting => "POSTROUTING",
+        }
+    }
+
+    /// From a built-in chain name.
+    pub fn from_chain_name(name: &str) -> Option<HookPoint> {
+        HookPoint::ALL.into_iter().find(|h| h.chain_name() == name)
+    }
+
+    /// A bit for hook sets.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Whether a packet at this hook has an input interface (`-i` is meaningful).
+    pub fn has_in_interface(self) -> bool {
+        !matches!(self, HookPoint::Output | HookPoint::Postrouting)
+    }
+
+    /// Whether a packet at this hook has an output interface (`-o` is meaningful).
+    pub fn has_out_interface(self) -> bool {
+        !matches!(self, HookPoint::Prerouting | HookPoint::Input)
+    }
+}
+
+/// One `*table` ... `COMMIT` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub kind: TableKind,
+    /// Line of the `*table` header.
+    pub line: u32,
+    /// Built-in chains first (Linux's order), then user chains in declaration order.
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    /// The chain with this name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    /// The index of the chain with this name.
+    pub fn chain_index(&self, name: &str) -> Option<usize> {
+        self.chains.iter().position(|c| c.name == name)
+    }
+}
+
+/// A built-in chain's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Accept => "ACCEPT",
+            Policy::Drop => "DROP",
+        }
+    }
+}
+
+/// `[packets:bytes]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A chain and its rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// The hook of a built-in chain; `None` for a user chain.
+    pub hook: Option<HookPoint>,
+    /// A built-in chain's policy (ACCEPT when the file does not set it); `None` for user chains.
+    pub policy: Option<Policy>,
+    pub counters: Option<Counters>,
+    /// Line of the `:CHAIN` declaration, 0 for a built-in chain the file does not declare.
+    pub line: u32,
+    pub rules: Vec<Rule>,
+}
+
+/// One `-A CHAIN ...` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub line: u32,
+    /// Column of the `-A`.
+    pub col: u32,
+    /// 1-based position in its chain, as `iptables -L --line-numbers` shows it.
+    pub number: u32,
+    pub counters: Option<Counters>,
+    /// All must hold (in iptables, matches are a conjunction).
+    pub matches: Vec<Match>,
+    /// `None` for a rule without `-j`/`-g` (it only counts).
+    pub target: Option<TargetSpec>,
+}
+
+/// One condition of a rule, possibly negated with `!`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// Column of the option (the `!` belongs to it but is not counted).
+    pub col: u32,
+    pub negated: bool,
+    pub cond: Cond,
+}
+
+/// An inclusive address range of the rule set's family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    pub lo: IpAddr128,
+    pub hi: IpAddr128,
+}
+
+/// An inclusive port range.
+pub type PortRange = (u16, u16);
+
+/// An `-i`/`-o` interface spec resolved against the configured ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    /// As written (`eth0`, `eth+`).
+    pub name: String,
+    /// Bit i set when configured port i matches the name.
+    pub mask: PortMask,
+}
+
+/// Match extensions that can be loaded with `-m` (or implicitly by `-p tcp|udp|icmp|icmpv6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Module {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmp6,
+    Multiport,
+    Iprange,
+    Conntrack,
+    State,
+    Comment,
+}
+
+impl Module {
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Tcp => "tcp",
+            Module::Udp => "udp",
+            Module::Icmp => "icmp",
+            Module::Icmp6 => "icmp6",
+            Module::Multiport => "multiport",
+            Module::Iprange => "iprange",
+            Module::Conntrack => "conntrack",
+            Module::State => "state",
+            Module::Comment => "comment",
+        }
+    }
+
+    /// Whether the match looks at the L4 header, so that it never matches a non-first fragment
+    /// (Linux's tcp, udp, icmp, icmp6 and multiport matches return false when `fragoff != 0`,
+    /// negated or not).
+    pub fn is_l4(self) -> bool {
+        matches!(
+            self,
+            Module::Tcp | Module::Udp | Module::Icmp | Module::Icmp6 | Module::Multiport
+        )
+    }
+}
+
+/// An `--icmp-type`/`--icmpv6-type` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IcmpMatch {
+    /// `any` (ICMPv4 only; also type 255).
+    Any,
+    /// One type and an inclusive code range.
+    Type { ty: u8, code_lo: u8, code_hi: u8 },
+}
+
+/// The conditions a rule can state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cond {
+    /// `-s`: any of the ranges (a comma list gives several; never several when negated).
+    Source(Vec<AddrRange>),
+    /// `-d`.
+    Destination(Vec<AddrRange>),
+    /// `-p`; `None` is `all`.
+    Protocol(Option<u8>),
+    /// `-i`.
+    InInterface(Iface),
+    /// `-o`.
+    OutInterface(Iface),
+    /// `-f`: non-first fragments.
+    Fragment,
+    /// A loaded match extension (`-m tcp`, or `-p tcp` followed by `--dport`); L4 modules
+    /// exclude non-first fragments by themselves being there.
+    Module(Module),
+    /// `--sport` (one range) or `-m multiport --sports` (up to 15 ports).
+    SourcePorts(Vec<PortRange>),
+    /// `--dport` or `-m multiport --dports`.
+    DestinationPorts(Vec<PortRange>),
+    /// `-m multiport --ports`: the source or the destination port is in the list.
+    Ports(Vec<PortRange>),
+    /// `-m iprange --src-range`.
+    SourceRange(AddrRange),
+    /// `-m iprange --dst-range`.
+    DestinationRange(AddrRange),
+    /// `--ctstate` / `--state`: [`dataplane::classify::ct`] bits.
+    ConnState(u8),
+    /// `--tcp-flags MASK COMP` (`--syn` is `FIN,SYN,RST,ACK SYN`).
+    TcpFlags { mask: u8, comp: u8 },
+    /// `--icmp-type` (ICMPv4) or `--icmpv6-type`.
+    Icmp(IcmpMatch),
+    /// `-m comment --comment`: matches everything.
+    Comment(String),
+}
+
+/// The target of a rule and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// Column of the `-j`/`-g`.
+    pub col: u32,
+    /// `-g` (goto) rather than `-j`.
+    pub goto: bool,
+    pub target: Target,
+}
+
+/// Where NAT maps to (`--to-source`, `--to-destination`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatTo {
+    /// The address range; `None` keeps the address (ports only).
+    pub addrs: Option<AddrRange>,
+    /// The port range; `None` keeps the port.
+    pub ports: Option<PortRange>,
+    pub random: bool,
+    pub random_fully: bool,
+    pub persistent: bool,
+}
+
+/// What a rule does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Accept,
+    Drop,
+    Return,
+    Reject(RejectWith),
+    Log(LogSpec),
+    /// A user chain of the same table (jump or goto, per [`TargetSpec::goto`]).
+    Jump(String),
+    Snat(NatTo),
+    Dnat(NatTo),
+    Masquerade {
+        ports: Option<PortRange>,
+        random: bool,
+        random_fully: bool,
+    },
+    /// `NOTRACK` or `CT --notrack`.
+    NoTrack,
+}

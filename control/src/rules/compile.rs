@@ -1,0 +1,660 @@
+//! Flattening one built-in chain of the filter table into a [`RuleSet`].
+//!
+//! A rule's match is turned into a union of *cubes*: conjunctions with one interval per field
+//! (addresses, protocol, ports), port and state masks, at most one TCP flag test and a
+//! fragment condition, each the shape of one [`FlatRule`]. Negation is a complement (so `!`
+//! over a prefix gives up to two intervals, `! --syn` one cube per flag bit), conjunction is
+//! the pairwise intersection of cubes, with empty ones dropped. Each cube of a rule becomes one
+//! flat rule with the rule's action; they are consecutive and share the rule's origin, and since
+//! a packet matching any of them is exactly a packet matching the rule, first-match order is
+//! kept. Every condition's cubes are pairwise disjoint (a complement is a set of disjoint
+//! intervals; `--ports` is "source port in the list, else destination port in it"; `! --tcp-flags`
+//! splits on the first differing flag), so a rule's cubes, as products of disjoint unions, are
+//! disjoint too: a packet matches at most one of them, and a LOG rule logs it once.
+//!
+//! Chains are inlined at each jump under the jump's own match (the context): `RETURN` becomes
+//! `ContinueAt(end of the inlined section)`, falling off the end of a chain simply reaches the
+//! rule after its section, `-g` inlines with the caller's return point and adds one rule that
+//! sends whatever falls off the goto'd chain there, and `RETURN` in the built-in chain goes to
+//! the policy, which ends the set as a catch-all.
+//!
+//! Invariants of the output: every `ContinueAt` points forward (past its own rule), the last
+//! rule is a terminal catch-all, and no `ContinueAt` points at the rule right after it (those
+//! are no-ops and are removed, so a packet takes as few continue steps as possible).
+
+use super::ast::*;
+use super::parse::Ctx;
+use super::{Hook, RuleError};
+use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, RuleSet, ANY_PORT};
+use dataplane::wire::{Family, IpAddr128};
+use std::collections::HashMap;
+
+/// Most flat rules a rule set may have after inlining.
+pub const MAX_FLAT_RULES: usize = 1_000_000;
+/// Most cubes one rule's match may expand to (under the context of the jumps leading to it).
+pub const MAX_RULE_ALTERNATIVES: usize = 65_536;
+/// Deepest nesting of jumps (user chains calling user chains).
+pub const MAX_JUMP_DEPTH: usize = 128;
+
+type Iv = (u128, u128);
+
+/// One conjunction of per-field conditions: the shape of a [`FlatRule`]'s match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cube {
+    src: Iv,
+    dst: Iv,
+    proto: Iv,
+    sport: Iv,
+    dport: Iv,
+    inp: u32,
+    outp: u32,
+    ct: u8,
+    flags: Option<(u8, u8)>,
+    frag: FragMatch,
+}
+
+const PORTS: Iv = (0, u16::MAX as u128);
+const PROTOS: Iv = (0, u8::MAX as u128);
+const TCP: u128 = 6;
+
+fn addr_universe(family: Family) -> Iv {
+    let a = FlatRule::any(family, Action::Accept, 0);
+    (
+        u128::from_be_bytes(a.src.0 .0),
+        u128::from_be_bytes(a.src.1 .0),
+    )
+}
+
+fn iv_meet(a: Iv, b: Iv) -> Option<Iv> {
+    let lo = a.0.max(b.0);
+    let hi = a.1.min(b.1);
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Sorted, merged intervals.
+fn normalize(mut set: Vec<Iv>) -> Vec<Iv> {
+    set.sort_unstable();
+    let mut out: Vec<Iv> = Vec::with_capacity(set.len());
+    for iv in set {
+        match out.last_mut() {
+            Some(last) if iv.0 <= last.1.saturating_add(1) => last.1 = last.1.max(iv.1),
+            _ => out.push(iv),
+        }
+    }
+    out
+}
+
+/// The parts of `universe` not covered by `set`.
+fn complement(set: Vec<Iv>, universe: Iv) -> Vec<Iv> {
+    let mut out = Vec::new();
+    let mut next = Some(universe.0);
+    for (lo, hi) in normalize(set) {
+        let Some((lo, hi)) = iv_meet((lo, hi), universe) else {
+            continue;
+        };
+        if let Some(n) = next {
+            if lo > n {
+                out.push((n, lo - 1));
+            }
+        }
+        next = if hi >= universe.1 { None } else { Some(hi + 1) };
+    }
+    if let Some(n) = next {
+        out.push((n, universe.1));
+    }
+    out
+}
+
+fn frag_meet(a: FragMatch, b: FragMatch) -> Option<FragMatch> {
+    match (a, b) {
+        (FragMatch::Any, x) | (x, FragMatch::Any) => Some(x),
+        (x, y) if x == y => Some(x),
+        _ => None,
+    }
+}
+
+fn flags_meet(a: Option<(u8, u8)>, b: Option<(u8, u8)>) -> Option<Option<(u8, u8)>> {
+    match (a, b) {
+        (None, x) | (x, None) => Some(x),
+        (Some((m1, v1)), Some((m2, v2))) => {
+            ((v1 ^ v2) & m1 & m2 == 0).then_some(Some((m1 | m2, v1 | v2)))
+        }
+    }
+}
+
+impl Cube {
+    pub(crate) fn full(family: Family) -> Cube {
+        let addrs = addr_universe(family);
+        Cube {
+            src: addrs,
+            dst: addrs,
+            proto: PROTOS,
+            sport: PORTS,
+            dport: PORTS,
+            inp: ANY_PORT,
+            outp: ANY_PORT,
+            ct: ct::ANY,
+            flags: None,
+            frag: FragMatch::Any,
+        }
+    }
+
+    fn meet(&self, o: &Cube) -> Option<Cube> {
+        let c = Cube {
+            src: iv_meet(self.src, o.src)?,
+            dst: iv_meet(self.dst, o.dst)?,
+            proto: iv_meet(self.proto, o.proto)?,
+            sport: iv_meet(self.sport, o.sport)?,
+            dport: iv_meet(self.dport, o.dport)?,
+            inp: self.inp & o.inp,
+            outp: self.outp & o.outp,
+            ct: self.ct & o.ct,
+            flags: flags_meet(self.flags, o.flags)?,
+            frag: frag_meet(self.frag, o.frag)?,
+        };
+        let tcp_possible = c.proto.0 <= TCP && TCP <= c.proto.1;
+        let flags_possible = c.flags.is_none() || (tcp_possible && c.frag != FragMatch::LaterOnly);
+        (c.inp != 0 && c.outp != 0 && c.ct != 0 && flags_possible).then_some(c)
+    }
+
+    fn to_flat(self, family: Family, action: Action, origin: u32) -> FlatRule {
+        let a = |v: u128| IpAddr128(v.to_be_bytes());
+        // Ranges were intersected with their universes, so the narrowing casts are exact.
+        FlatRule {
+            family,
+            src: (a(self.src.0), a(self.src.1)),
+            dst: (a(self.dst.0), a(self.dst.1)),
+            proto: (self.proto.0 as u8, self.proto.1 as u8),
+            sport: (self.sport.0 as u16, self.sport.1 as u16),
+            dport: (self.dport.0 as u16, self.dport.1 as u16),
+            in_ports: self.inp,
+            out_ports: self.outp,
+            ct_states: self.ct,
+            tcp_flags: self.flags,
+            frag: self.frag,
+            action,
+            origin,
+        }
+    }
+}
+
+fn addr_iv(r: &AddrRange) -> Iv {
+    (u128::from_be_bytes(r.lo.0), u128::from_be_bytes(r.hi.0))
+}
+
+fn port_ivs(r: &[PortRange]) -> Vec<Iv> {
+    r.iter()
+        .map(|&(lo, hi)| (u128::from(lo), u128::from(hi)))
+        .collect()
+}
+
+/// The cubes whose union is exactly the packets `m` matches (as Linux evaluates it).
+pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
+    let full = Cube::full(family);
+    let neg = m.negated;
+    let pick = |ivs: Vec<Iv>, universe: Iv| {
+        if neg {
+            complement(ivs, universe)
+        } else {
+            normalize(ivs)
+        }
+    };
+    let field = |ivs: Vec<Iv>, frag: FragMatch, set: fn(&mut Cube, Iv)| -> Vec<Cube> {
+        ivs.into_iter()
+            .map(|iv| {
+                let mut c = full;
+                set(&mut c, iv);
+                c.frag = frag;
+                c
+            })
+            .collect()
+    };
+    let one = |f: &dyn Fn(&mut Cube)| {
+        let mut c = full;
+        f(&mut c);
+        vec![c]
+    };
+    let l4 = FragMatch::NotLater;
+    let addrs = addr_universe(family);
+    match &m.cond {
+        Cond::Source(nets) => field(
+            pick(nets.iter().map(addr_iv).collect(), addrs),
+            FragMatch::Any,
+            |c, v| c.src = v,
+        ),
+        Cond::Destination(nets) => field(
+            pick(nets.iter().map(addr_iv).collect(), addrs),
+            FragMatch::Any,
+            |c, v| c.dst = v,
+        ),
+        Cond::SourceRange(r) => field(pick(vec![addr_iv(r)], addrs), FragMatch::Any, |c, v| {
+            c.src = v
+        }),
+        Cond::DestinationRange(r) => {
+            field(pick(vec![addr_iv(r)], addrs), FragMatch::Any, |c, v| {
+                c.dst = v
+            })
+        }
+        Cond::Protocol(p) => {
+            let ivs = match p {
+                None => vec![PROTOS],
+                Some(p) => vec![(u128::from(*p), u128::from(*p))],
+            };
+            field(pick(ivs, PROTOS), FragMatch::Any, |c, v| c.proto = v)
+        }
+        Cond::InInterface(i) => one(&|c| c.inp = if neg { !i.mask } else { i.mask }),
+        Cond::OutInterface(i) => one(&|c| c.outp = if neg { !i.mask } else { i.mask }),
+        Cond::Fragment => one(&|c| {
+            c.frag = if neg {
+                FragMatch::NotLater
+            } else {
+                FragMatch::LaterOnly
+            }
+        }),
+        Cond::Module(module) => one(&|c| {
+            if module.is_l4() {
+                c.frag = l4;
+            }
+        }),
+        Cond::SourcePorts(r) => field(pick(port_ivs(r), PORTS), l4, |c, v| c.sport = v),
+        Cond::DestinationPorts(r) => field(pick(port_ivs(r), PORTS), l4, |c, v| c.dport = v),
+        Cond::Ports(r) => {
+            if neg {
+                // Neither port is in the list.
+                let outside = complement(port_ivs(r), PORTS);
+                let mut out = Vec::new();
+                for &s in &outside {
+                    for &d in &outside {
+                        out.push(Cube {
+                            sport: s,
+                            dport: d,
+                            frag: l4,
+                            ..full
+                        });
+                    }
+                }
+                out
+            } else {
+                // The source port is in the list, or else the destination port is (disjoint).
+                let ivs = normalize(port_ivs(r));
+                let mut out = field(ivs.clone(), l4, |c, v| c.sport = v);
+                for s in complement(ivs.clone(), PORTS) {
+                    for &d in &ivs {
+                        out.push(Cube {
+                            sport: s,
+                            dport: d,
+                            frag: l4,
+                            ..full
+                        });
+                    }
+                }
+                out
+            }
+        }
+        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        Cond::TcpFlags { mask, comp } => {
+            let (mask, comp) = (*mask, *comp);
+            let satisfiable = comp & !mask == 0;
+            match (neg, satisfiable) {
+                (false, false) => Vec::new(),
+                (false, true) => vec![Cube {
+                    flags: Some((mask, comp)),
+                    frag: l4,
+                    ..full
+                }],
+                (true, false) => vec![Cube {
+                    flags: Some((0, 0)),
+                    frag: l4,
+                    ..full
+                }],
+                // Some flag of the mask differs from the comparison value: the first such flag
+                // is bit b (one disjoint cube per bit of the mask).
+                (true, true) => {
+                    let mut out = Vec::new();
+                    let mut below = 0u8;
+                    for bit in (0..8).map(|b| 1u8 << b).filter(|bit| mask & bit != 0) {
+                        out.push(Cube {
+                            flags: Some((below | bit, (comp & below) | (!comp & bit))),
+                            frag: l4,
+                            ..full
+                        });
+                        below |= bit;
+                    }
+                    out
+                }
+            }
+        }
+        Cond::Icmp(IcmpMatch::Any) => {
+            if neg {
+                Vec::new()
+            } else {
+                vec![Cube { frag: l4, ..full }]
+            }
+        }
+        Cond::Icmp(IcmpMatch::Type {
+            ty,
+            code_lo,
+            code_hi,
+        }) => {
+            let t = u128::from(*ty) << 8;
+            field(
+                pick(
+                    vec![(t | u128::from(*code_lo), t | u128::from(*code_hi))],
+                    PORTS,
+                ),
+                l4,
+                |c, v| c.dport = v,
+            )
+        }
+        Cond::Comment(_) => vec![full],
+    }
+}
+
+/// Pairwise intersections of two unions of cubes; `None` when there would be more than `limit`.
+/// Disjoint inputs give disjoint outputs (so no duplicates either).
+fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
+    let mut out = Vec::new();
+    for x in a {
+        for y in b {
+            if let Some(c) = x.meet(y) {
+                if out.len() >= limit {
+                    return None;
+                }
+                out.push(c);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The cubes of a whole rule (the conjunction of its matches).
+pub(crate) fn rule_cubes(family: Family, rule: &Rule) -> Option<Vec<Cube>> {
+    let mut acc = vec![Cube::full(family)];
+    for m in &rule.matches {
+        acc = meet_all(&acc, &match_cubes(family, m), MAX_RULE_ALTERNATIVES)?;
+        if acc.is_empty() {
+            break;
+        }
+    }
+    Some(acc)
+}
+
+#[derive(Clone, Copy)]
+enum Pending {
+    Act(Action),
+    /// Continue at a label's position, known once its section has been emitted.
+    Continue(usize),
+}
+
+struct Flattener<'a> {
+    ctx: &'a Ctx<'a>,
+    table: &'a Table,
+    index: HashMap<&'a str, usize>,
+    cubes: Vec<Vec<Option<Vec<Cube>>>>,
+    out: Vec<(Cube, Pending, u32)>,
+    labels: Vec<usize>,
+    origins: Vec<Origin>,
+    origin_of: HashMap<(usize, usize), u32>,
+    logs: Vec<LogSpec>,
+    log_of: HashMap<(usize, usize), u32>,
+}
+
+impl Flattener<'_> {
+    fn err(&self, rule: &Rule, col: u32, msg: String) -> RuleError {
+        self.ctx.err(rule.line, col, msg)
+    }
+
+    fn origin(&mut self, ci: usize, ri: usize) -> u32 {
+        if let Some(&o) = self.origin_of.get(&(ci, ri)) {
+            return o;
+        }
+        let chain = &self.table.chains[ci];
+        let rule = &chain.rules[ri];
+        let o = self.origins.len() as u32;
+        self.origins.push(Origin {
+            file: self.ctx.file.to_string(),
+            line: rule.line,
+            label: format!("{}:{}", chain.name, rule.number),
+        });
+        self.origin_of.insert((ci, ri), o);
+        o
+    }
+
+    fn emit(
+        &mut self,
+        cubes: &[Cube],
+        action: Pending,
+        origin: u32,
+        rule: &Rule,
+    ) -> Result<(), RuleError> {
+        if self.out.len() + cubes.len() > MAX_FLAT_RULES {
+            return Err(self.err(
+                rule,
+                rule.col,
+                format!("rule set too large: more than {MAX_FLAT_RULES} flat rules after inlining chains"),
+            ));
+        }
+        self.out.extend(cubes.iter().map(|c| (*c, action, origin)));
+        Ok(())
+    }
+
+    fn label(&mut self) -> usize {
+        self.labels.push(usize::MAX);
+        self.labels.len() - 1
+    }
+
+    fn chain(
+        &mut self,
+        ci: usize,
+        context: &[Cube],
+        ret: usize,
+        depth: usize,
+    ) -> Result<(), RuleError> {
+        let table = self.table;
+        for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
+            let Some(spec) = &rule.target else { continue };
+            let Some(own) = self.cubes[ci][ri].as_ref() else {
+                return Err(self.err(
+                    rule,
+                    rule.col,
+                    format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
+                ));
+            };
+            let Some(cubes) = meet_all(context, own, MAX_RULE_ALTERNATIVES) else {
+                return Err(self.err(
+                    rule,
+                    rule.col,
+                    format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives under the jumps leading to it"),
+                ));
+            };
+            if cubes.is_empty() {
+                continue;
+            }
+            let act = |a| Pending::Act(a);
+            match &spec.target {
+                Target::Accept => {
+                    let o = self.origin(ci, ri);
+                    self.emit(&cubes, act(Action::Accept), o, rule)?;
+                }
+                Target::Drop => {
+                    let o = self.origin(ci, ri);
+                    self.emit(&cubes, act(Action::Drop), o, rule)?;
+                }
+                Target::Reject(w) => {
+                    let o = self.origin(ci, ri);
+                    self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
+                }
+                Target::Log(spec) => {
+                    let o = self.origin(ci, ri);
+                    let l = match self.log_of.get(&(ci, ri)) {
+                        Some(&l) => l,
+                        None => {
+                            let l = self.logs.len() as u32;
+                            self.logs.push(spec.clone());
+                            self.log_of.insert((ci, ri), l);
+                            l
+                        }
+                    };
+                    self.emit(&cubes, act(Action::Log(l)), o, rule)?;
+                }
+                Target::Return => {
+                    let o = self.origin(ci, ri);
+                    self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                }
+                Target::Jump(name) => {
+                    let Some(&t) = self.index.get(name.as_str()) else {
+                        return Err(self.err(
+                            rule,
+                            spec.col,
+                            format!("unknown target or chain {name}"),
+                        ));
+                    };
+                    if depth + 1 > MAX_JUMP_DEPTH {
+                        return Err(self.err(
+                            rule,
+                            spec.col,
+                            format!("jumps nest deeper than {MAX_JUMP_DEPTH} chains"),
+                        ));
+                    }
+                    if spec.goto {
+                        // Returns (and falling off the end) go where this chain returns to.
+                        self.chain(t, &cubes, ret, depth + 1)?;
+                        let o = self.origin(ci, ri);
+                        self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                    } else {
+                        let end = self.label();
+                        self.chain(t, &cubes, end, depth + 1)?;
+                        self.labels[end] = self.out.len();
+                    }
+                }
+                Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. } | Target::NoTrack => {
+                    return Err(self.err(
+                        rule,
+                        spec.col,
+                        "target is not valid in the filter table".to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rule set of `hook`'s chain in `parsed`'s filter table (Linux's empty ACCEPT when the
+/// file has no filter table).
+pub(crate) fn compile(
+    ctx: &Ctx<'_>,
+    parsed: &ParsedRules,
+    hook: Hook,
+) -> Result<RuleSet, RuleError> {
+    let family = ctx.family;
+    let hook_point = match hook {
+        Hook::Forward => HookPoint::Forward,
+        Hook::Input => HookPoint::Input,
+    };
+    let chain_name = hook_point.chain_name();
+    let Some(table) = parsed.table(TableKind::Filter) else {
+        let origin = Origin {
+            file: ctx.file.to_string(),
+            line: 0,
+            label: format!("policy {chain_name} ACCEPT"),
+        };
+        return Ok(RuleSet::new(
+            family,
+            vec![FlatRule::any(family, Action::Accept, 0)],
+            vec![origin],
+            Vec::new(),
+        ));
+    };
+    let root = table.chain_index(chain_name).unwrap_or(usize::MAX);
+    let Some(root_chain) = table.chains.get(root) else {
+        let origin = Origin {
+            file: ctx.file.to_string(),
+            line: 0,
+            label: format!("policy {chain_name} ACCEPT"),
+        };
+        return Ok(RuleSet::new(
+            family,
+            vec![FlatRule::any(family, Action::Accept, 0)],
+            vec![origin],
+            Vec::new(),
+        ));
+    };
+    let cubes = table
+        .chains
+        .iter()
+        .map(|c| c.rules.iter().map(|r| rule_cubes(family, r)).collect())
+        .collect();
+    let mut f = Flattener {
+        ctx,
+        table,
+        index: table
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect(),
+        cubes,
+        out: Vec::new(),
+        labels: Vec::new(),
+        origins: Vec::new(),
+        origin_of: HashMap::new(),
+        logs: Vec::new(),
+        log_of: HashMap::new(),
+    };
+    let policy_label = f.label();
+    f.chain(root, &[Cube::full(family)], policy_label, 0)?;
+    f.labels[policy_label] = f.out.len();
+    let policy = root_chain.policy.unwrap_or(Policy::Accept);
+    let policy_origin = f.origins.len() as u32;
+    f.origins.push(Origin {
+        file: ctx.file.to_string(),
+        line: root_chain.line,
+        label: format!("policy {chain_name} {}", policy.name()),
+    });
+    let policy_action = match policy {
+        Policy::Accept => Action::Accept,
+        Policy::Drop => Action::Drop,
+    };
+    f.out.push((
+        Cube::full(family),
+        Pending::Act(policy_action),
+        policy_origin,
+    ));
+
+    // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
+    let n = f.out.len();
+    let target: Vec<Option<usize>> = f
+        .out
+        .iter()
+        .map(|(_, p, _)| match p {
+            Pending::Continue(l) => Some(f.labels[*l]),
+            Pending::Act(_) => None,
+        })
+        .collect();
+    let mut kept_from = vec![0usize; n + 1];
+    let mut keep = vec![true; n];
+    for i in (0..n).rev() {
+        if let Some(t) = target[i] {
+            let t = t.clamp(i + 1, n);
+            if kept_from[i + 1] - kept_from[t] == 0 {
+                keep[i] = false;
+            }
+        }
+        kept_from[i] = kept_from[i + 1] + usize::from(keep[i]);
+    }
+    // New index of old position p: the number of kept rules before p.
+    let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
+    let mut rules = Vec::with_capacity(kept_from[0]);
+    for (i, (cube, pending, origin)) in f.out.into_iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        let action = match pending {
+            Pending::Act(a) => a,
+            Pending::Continue(_) => Action::ContinueAt(new_index(target[i].unwrap_or(n))),
+        };
+        rules.push(cube.to_flat(family, action, origin));
+    }
+    Ok(RuleSet::new(family, rules, f.origins, f.logs))
+}

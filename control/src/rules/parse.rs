@@ -1,0 +1,1554 @@
+//! The iptables-save parser: lines into [`ParsedRules`], every value checked as iptables and
+//! the kernel check it, every problem reported as a [`RuleError`] at its line and column.
+//!
+//! One error per line at most (the first problem on it); the parser then goes on with the next
+//! line, so a file's errors come out together. Table-wide checks (jumps, loops, which targets
+//! and interfaces each chain may use) run at `COMMIT`, in [`super::validate`].
+
+use super::ast::*;
+use super::lex::{tokenize, Token};
+use super::names;
+use super::RuleError;
+use dataplane::classify::{LogSpec, PortMask};
+use dataplane::wire::{Family, IpAddr128};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// What the parser needs to know besides the text.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a str,
+    pub family: Family,
+    pub ports: &'a [String],
+}
+
+impl Ctx<'_> {
+    pub(crate) fn err(&self, line: u32, col: u32, message: impl Into<String>) -> RuleError {
+        RuleError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest chain name iptables accepts (`XT_EXTENSION_MAXNAMELEN` - 1).
+const MAX_CHAIN_NAME: usize = 28;
+/// Longest interface name (`IFNAMSIZ` - 1).
+const MAX_IFACE_NAME: usize = 15;
+/// Longest `--log-prefix`.
+const MAX_LOG_PREFIX: usize = 29;
+/// Longest `--comment` (`XT_MAX_COMMENT_LEN` - 1).
+const MAX_COMMENT: usize = 255;
+/// Most ports one multiport match holds (a range counts as two).
+const MAX_MULTIPORT: usize = 15;
+
+/// Targets Linux has that Rampart does not implement: named in the error rather than taken for
+/// an undeclared chain.
+const UNSUPPORTED_TARGETS: &[&str] = &[
+    "QUEUE",
+    "NFQUEUE",
+    "MARK",
+    "CONNMARK",
+    "TCPMSS",
+    "REDIRECT",
+    "NETMAP",
+    "TPROXY",
+    "NFLOG",
+    "ULOG",
+    "TRACE",
+    "TEE",
+    "CLASSIFY",
+    "DSCP",
+    "TOS",
+    "TTL",
+    "HL",
+    "SET",
+    "AUDIT",
+    "CHECKSUM",
+    "SECMARK",
+    "CONNSECMARK",
+    "RATEEST",
+    "LED",
+    "IDLETIMER",
+    "SYNPROXY",
+    "CLUSTERIP",
+    "ECN",
+    "HMARK",
+    "DNPT",
+    "SNPT",
+    "MIRROR",
+    "CONNTRACK",
+];
+
+/// Names a user chain may not take (they would read as targets).
+const RESERVED_CHAIN_NAMES: &[&str] = &[
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "LOG",
+    "SNAT",
+    "DNAT",
+    "MASQUERADE",
+    "NOTRACK",
+    "CT",
+];
+
+/// Parses `text`; returns what could be parsed and every error found.
+pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) {
+    let mut p = FileParser {
+        ctx,
+        tables: Vec::new(),
+        open: None,
+        errors: Vec::new(),
+    };
+    let mut last_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        last_line = line_no;
+        p.line(line_no, line);
+    }
+    if let Some(open) = p.open.take() {
+        let name = open.kind_name.clone();
+        p.errors.push(ctx.err(
+            last_line.saturating_add(1),
+            1,
+            format!(
+                "COMMIT expected: table {name} (opened at line {}) is not committed",
+                open.line
+            ),
+        ));
+        p.close(open);
+    }
+    let rules = ParsedRules {
+        file: ctx.file.to_string(),
+        family: ctx.family,
+        tables: p.tables,
+    };
+    (rules, p.errors)
+}
+
+/// A table between its `*name` line and its `COMMIT`.
+struct OpenTable {
+    kind_name: String,
+    line: u32,
+    /// `None` while skipping the content of a table that was refused (unsupported, duplicate).
+    table: Option<Table>,
+}
+
+struct FileParser<'a> {
+    ctx: &'a Ctx<'a>,
+    tables: Vec<Table>,
+    open: Option<OpenTable>,
+    errors: Vec<RuleError>,
+}
+
+impl FileParser<'_> {
+    fn line(&mut self, line_no: u32, line: &str) {
+        let toks = match tokenize(line) {
+            Ok(t) => t,
+            Err((col, msg)) => {
+                self.errors.push(self.ctx.err(line_no, col, msg));
+                return;
+            }
+        };
+        let Some(first) = toks.first() else { return };
+        if first.text.starts_with('#') && !first.quoted {
+            return;
+        }
+        let res = if first.text.starts_with('*') && !first.quoted {
+            self.table_header(line_no, &toks)
+        } else if first.text == "COMMIT" {
+            self.commit(line_no, &toks)
+        } else {
+            match self.open.as_mut() {
+                None => Err(self.ctx.err(
+                    line_no,
+                    first.col,
+                    format!(
+                        "{:?} outside a table (a table starts with *filter, *nat or *raw)",
+                        first.text
+                    ),
+                )),
+                Some(OpenTable { table: None, .. }) => Ok(()),
+                Some(OpenTable {
+                    table: Some(table), ..
+                }) => {
+                    if first.text.starts_with(':') && !first.quoted {
+                        chain_decl(self.ctx, table, line_no, &toks)
+                    } else {
+                        rule_line(self.ctx, table, line_no, &toks)
+                    }
+                }
+            }
+        };
+        if let Err(e) = res {
+            self.errors.push(e);
+        }
+    }
+
+    fn table_header(&mut self, line_no: u32, toks: &[Token]) -> Result<(), RuleError> {
+        let name = &toks[0].text[1..];
+        if let Some(open) = self.open.take() {
+            self.errors.push(self.ctx.err(
+                line_no,
+                toks[0].col,
+                format!(
+                    "COMMIT expected before *{name}: table {} (opened at line {}) is not committed",
+                    open.kind_name, open.line
+                ),
+            ));
+            self.close(open);
+        }
+        let mut open = OpenTable {
+            kind_name: name.to_string(),
+            line: line_no,
+            table: None,
+        };
+        let res = if let Some(extra) = toks.get(1) {
+            Err(self.ctx.err(
+                line_no,
+                extra.col,
+                format!("unexpected {:?} after *{name}", extra.text),
+            ))
+        } else if let Some(kind) = TableKind::from_name(name) {
+            if let Some(prev) = self.tables.iter().find(|t| t.kind == kind) {
+                Err(self.ctx.err(
+                    line_no,
+                    toks[0].col,
+                    format!("table {name} appears twice (first at line {})", prev.line),
+                ))
+            } else {
+                open.table = Some(new_table(kind, line_no));
+                Ok(())
+            }
+        } else if name.is_empty() {
+            Err(self
+                .ctx
+                .err(line_no, toks[0].col, "missing table name after *"))
+        } else {
+            Err(self.ctx.err(
+                line_no,
+                toks[0].col,
+                format!("unsupported table {name} (Rampart supports filter, nat and raw)"),
+            ))
+        };
+        self.open = Some(open);
+        res
+    }
+
+    fn commit(&mut self, line_no: u32, toks: &[Token]) -> Result<(), RuleError> {
+        let Some(open) = self.open.take() else {
+            return Err(self.ctx.err(line_no, toks[0].col, "COMMIT without a table"));
+        };
+        self.close(open);
+        match toks.get(1) {
+            Some(extra) => Err(self.ctx.err(
+                line_no,
+                extra.col,
+                format!("unexpected {:?} after COMMIT", extra.text),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, open: OpenTable) {
+        if let Some(table) = open.table {
+            self.errors
+                .extend(super::validate::validate_table(self.ctx, &table));
+            self.tables.push(table);
+        }
+    }
+}
+
+fn new_table(kind: TableKind, line: u32) -> Table {
+    let chains = kind
+        .builtin_chains()
+        .iter()
+        .map(|&h| Chain {
+            name: h.chain_name().to_string(),
+            hook: Some(h),
+            policy: Some(Policy::Accept),
+            counters: None,
+            line: 0,
+            rules: Vec::new(),
+        })
+        .collect();
+    Table { kind, line, chains }
+}
+
+fn counters(ctx: &Ctx<'_>, line: u32, tok: &Token) -> Result<Counters, RuleError> {
+    let bad = || {
+        ctx.err(
+            line,
+            tok.col,
+            format!("invalid counters {:?} (expected [PACKETS:BYTES])", tok.text),
+        )
+    };
+    let inner = tok
+        .text
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or_else(bad)?;
+    let (p, b) = inner.split_once(':').ok_or_else(bad)?;
+    Ok(Counters {
+        packets: p.parse().map_err(|_| bad())?,
+        bytes: b.parse().map_err(|_| bad())?,
+    })
+}
+
+/// `:NAME POLICY [packets:bytes]`.
+fn chain_decl(
+    ctx: &Ctx<'_>,
+    table: &mut Table,
+    line: u32,
+    toks: &[Token],
+) -> Result<(), RuleError> {
+    let name = &toks[0].text[1..];
+    let col = toks[0].col;
+    let Some(policy_tok) = toks.get(1) else {
+        return Err(ctx.err(
+            line,
+            col,
+            format!("chain {name}: missing policy (ACCEPT, DROP, or - for a user chain)"),
+        ));
+    };
+    let ctrs = toks.get(2).map(|t| counters(ctx, line, t)).transpose()?;
+    if let Some(extra) = toks.get(3) {
+        return Err(ctx.err(
+            line,
+            extra.col,
+            format!("unexpected {:?} after the chain counters", extra.text),
+        ));
+    }
+    if let Some(hook) = HookPoint::from_chain_name(name) {
+        let Some(chain) = table.chains.iter_mut().find(|c| c.hook == Some(hook)) else {
+            return Err(ctx.err(
+                line,
+                col,
+                format!("table {} has no built-in chain {name}", table.kind.name()),
+            ));
+        };
+        if chain.line != 0 {
+            return Err(ctx.err(
+                line,
+                col,
+                format!("chain {name} declared twice (first at line {})", chain.line),
+            ));
+        }
+        chain.policy = Some(match policy_tok.text.as_str() {
+            "ACCEPT" | "-" => Policy::Accept,
+            "DROP" => Policy::Drop,
+            other => {
+                return Err(ctx.err(
+                    line,
+                    policy_tok.col,
+                    format!("invalid policy {other:?} for {name} (ACCEPT or DROP)"),
+                ));
+            }
+        });
+        chain.line = line;
+        chain.counters = ctrs;
+        return Ok(());
+    }
+    check_chain_name(name).map_err(|m| ctx.err(line, col + 1, m))?;
+    if let Some(prev) = table.chain(name) {
+        return Err(ctx.err(
+            line,
+            col,
+            format!("chain {name} declared twice (first at line {})", prev.line),
+        ));
+    }
+    if policy_tok.text != "-" {
+        return Err(ctx.err(
+            line,
+            policy_tok.col,
+            format!(
+                "user chain {name} cannot have a policy (write - instead of {})",
+                policy_tok.text
+            ),
+        ));
+    }
+    table.chains.push(Chain {
+        name: name.to_string(),
+        hook: None,
+        policy: None,
+        counters: ctrs,
+        line,
+        rules: Vec::new(),
+    });
+    Ok(())
+}
+
+fn check_chain_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("missing chain name after :".into());
+    }
+    if name.chars().count() > MAX_CHAIN_NAME {
+        return Err(format!(
+            "chain name {name} is too long (at most {MAX_CHAIN_NAME} characters)"
+        ));
+    }
+    if name.starts_with('-') || name.starts_with('!') {
+        return Err(format!(
+            "invalid chain name {name} (may not start with - or !)"
+        ));
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err(format!("invalid chain name {name:?} (no blanks)"));
+    }
+    if RESERVED_CHAIN_NAMES.contains(&name) || UNSUPPORTED_TARGETS.contains(&name) {
+        return Err(format!("chain name {name} clashes with a target name"));
+    }
+    Ok(())
+}
+
+/// `[packets:bytes] -A CHAIN options...`.
+fn rule_line(ctx: &Ctx<'_>, table: &mut Table, line: u32, toks: &[Token]) -> Result<(), RuleError> {
+    let mut i = 0;
+    let mut ctrs = None;
+    if toks[0].text.starts_with('[') && !toks[0].quoted {
+        ctrs = Some(counters(ctx, line, &toks[0])?);
+        i = 1;
+    }
+    let Some(cmd) = toks.get(i) else {
+        return Err(ctx.err(line, toks[0].col, "counters without a rule"));
+    };
+    if cmd.text != "-A" && cmd.text != "--append" {
+        return Err(if cmd.text.starts_with('-') {
+            ctx.err(
+                line,
+                cmd.col,
+                format!(
+                    "unsupported command {} (iptables-save files use only -A)",
+                    cmd.text
+                ),
+            )
+        } else {
+            ctx.err(
+                line,
+                cmd.col,
+                format!(
+                    "unexpected {:?} (expected -A CHAIN, :CHAIN, COMMIT or a comment)",
+                    cmd.text
+                ),
+            )
+        });
+    }
+    let Some(chain_tok) = toks.get(i + 1) else {
+        return Err(ctx.err(line, cmd.col, "-A needs a chain name"));
+    };
+    let Some(chain_idx) = table.chain_index(&chain_tok.text) else {
+        return Err(ctx.err(
+            line,
+            chain_tok.col,
+            format!(
+                "chain {} is not declared in table {} (declare it with :{} - [0:0])",
+                chain_tok.text,
+                table.kind.name(),
+                chain_tok.text
+            ),
+        ));
+    };
+    let hook = table.chains[chain_idx].hook;
+    let mut rp = RuleParser {
+        ctx,
+        table: table.kind,
+        hook,
+        line,
+        toks: &toks[i + 2..],
+        pos: 0,
+        matches: Vec::new(),
+        instances: Vec::new(),
+        proto: None,
+        proto_used: false,
+        seen: Vec::new(),
+        target: None,
+        counters: ctrs,
+        other_family: false,
+    };
+    rp.run()?;
+    if rp.other_family {
+        // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
+        // family's tool, which is how iptables-restore treats it too.
+        return Ok(());
+    }
+    let target = rp.finish_target()?;
+    rp.check_modules()?;
+    let chain = &mut table.chains[chain_idx];
+    let number = u32::try_from(chain.rules.len() + 1).unwrap_or(u32::MAX);
+    chain.rules.push(Rule {
+        line,
+        col: cmd.col,
+        number,
+        counters: rp.counters,
+        matches: rp.matches,
+        target,
+    });
+    Ok(())
+}
+
+/// A loaded match extension: which options it has taken so far.
+struct Instance {
+    module: Module,
+    col: u32,
+    used: Vec<&'static str>,
+}
+
+/// A target being parsed: its options arrive after `-j`.
+struct PendingTarget {
+    col: u32,
+    goto: bool,
+    name: String,
+    name_col: u32,
+    kind: PendingKind,
+}
+
+enum PendingKind {
+    Accept,
+    Drop,
+    Return,
+    Reject {
+        with: Option<(RejectWith, u32)>,
+    },
+    Log {
+        prefix: Option<String>,
+        level: Option<u8>,
+    },
+    Snat {
+        to: Option<NatTo>,
+        flags: NatFlags,
+    },
+    Dnat {
+        to: Option<NatTo>,
+        flags: NatFlags,
+    },
+    Masquerade {
+        ports: Option<(PortRange, u32)>,
+        flags: NatFlags,
+    },
+    NoTrack,
+    Ct {
+        notrack: bool,
+    },
+    Jump(String),
+}
+
+use dataplane::classify::RejectWith;
+
+#[derive(Default)]
+struct NatFlags {
+    random: bool,
+    random_fully: bool,
+    persistent: bool,
+    to_col: u32,
+}
+
+struct RuleParser<'a> {
+    ctx: &'a Ctx<'a>,
+    table: TableKind,
+    hook: Option<HookPoint>,
+    line: u32,
+    toks: &'a [Token],
+    pos: usize,
+    matches: Vec<Match>,
+    instances: Vec<Instance>,
+    /// `-p`: the protocol (`None` = all), negated, and column.
+    proto: Option<(Option<u8>, bool, u32)>,
+    /// Whether the protocol's match was loaded implicitly already (iptables does it once).
+    proto_used: bool,
+    /// Generic options given (canonical names).
+    seen: Vec<&'static str>,
+    target: Option<PendingTarget>,
+    counters: Option<Counters>,
+    other_family: bool,
+}
+
+impl<'a> RuleParser<'a> {
+    fn err(&self, col: u32, msg: impl Into<String>) -> RuleError {
+        self.ctx.err(self.line, col, msg)
+    }
+
+    fn next(&mut self) -> Option<&'a Token> {
+        let t = self.toks.get(self.pos)?;
+        self.pos += 1;
+        Some(t)
+    }
+
+    /// The value of option `opt`.
+    fn value(&mut self, opt: &Token) -> Result<&'a Token, RuleError> {
+        match self.next() {
+            None => Err(self.err(opt.col, format!("option {} needs a value", opt.text))),
+            Some(v) if v.text == "!" && !v.quoted => Err(self.err(
+                v.col,
+                format!("! must come before the option: write ! {} VALUE", opt.text),
+            )),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn once(&mut self, canonical: &'static str, opt: &Token) -> Result<(), RuleError> {
+        if self.seen.contains(&canonical) {
+            return Err(self.err(
+                opt.col,
+                format!("multiple {canonical} options are not allowed"),
+            ));
+        }
+        self.seen.push(canonical);
+        Ok(())
+    }
+
+    fn push(&mut self, col: u32, negated: bool, cond: Cond) {
+        self.matches.push(Match { col, negated, cond });
+    }
+
+    fn run(&mut self) -> Result<(), RuleError> {
+        let mut neg: Option<u32> = None;
+        while let Some(tok) = self.next() {
+            if tok.text == "!" && !tok.quoted {
+                if neg.is_some() {
+                    return Err(self.err(tok.col, "multiple ! flags are not allowed"));
+                }
+                neg = Some(tok.col);
+                continue;
+            }
+            if !tok.text.starts_with('-') || tok.text == "-" || tok.quoted {
+                return Err(self.err(tok.col, format!("unexpected argument {:?}", tok.text)));
+            }
+            let negated = neg.take().is_some();
+            self.option(tok, negated)?;
+            if self.other_family {
+                // iptables-restore stops reading the line here and skips it.
+                return Ok(());
+            }
+        }
+        if let Some(col) = neg {
+            return Err(self.err(col, "! at the end of the rule negates nothing"));
+        }
+        Ok(())
+    }
+
+    fn no_negation(&self, tok: &Token, negated: bool) -> Result<(), RuleError> {
+        if negated {
+            Err(self.err(tok.col, format!("! is not allowed before {}", tok.text)))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+        let family = self.ctx.family;
+        match tok.text.as_str() {
+            "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
+                let src = matches!(tok.text.as_str(), "-s" | "--source" | "--src");
+                self.once(if src { "-s" } else { "-d" }, tok)?;
+                let v = self.value(tok)?;
+                let mut nets = Vec::new();
+                for part in v.text.split(',') {
+                    nets.push(parse_net(family, part).map_err(|m| self.err(v.col, m))?);
+                }
+                if negated && nets.len() > 1 {
+                    return Err(self.err(v.col, "! is not allowed with several addresses"));
+                }
+                self.push(
+                    tok.col,
+                    negated,
+                    if src {
+                        Cond::Source(nets)
+                    } else {
+                        Cond::Destination(nets)
+                    },
+                );
+            }
+            "-p" | "--protocol" => {
+                self.once("-p", tok)?;
+                let v = self.value(tok)?;
+                let proto = names::protocol(&v.text).map_err(|m| self.err(v.col, m))?;
+                if negated && proto.is_none() {
+                    return Err(self.err(tok.col, "! -p all would never match"));
+                }
+                self.proto = Some((proto, negated, tok.col));
+                self.push(tok.col, negated, Cond::Protocol(proto));
+            }
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                let input = matches!(tok.text.as_str(), "-i" | "--in-interface");
+                self.once(if input { "-i" } else { "-o" }, tok)?;
+                if let Some(h) = self.hook {
+                    if (input && !h.has_in_interface()) || (!input && !h.has_out_interface()) {
+                        return Err(self.err(
+                            tok.col,
+                            format!("can't use {} with {}", tok.text, h.chain_name()),
+                        ));
+                    }
+                }
+                let v = self.value(tok)?;
+                let iface =
+                    resolve_iface(self.ctx.ports, &v.text).map_err(|m| self.err(v.col, m))?;
+                self.push(
+                    tok.col,
+                    negated,
+                    if input {
+                        Cond::InInterface(iface)
+                    } else {
+                        Cond::OutInterface(iface)
+                    },
+                );
+            }
+            "-f" | "--fragment" => {
+                if family == Family::V6 {
+                    return Err(self.err(
+                        tok.col,
+                        format!(
+                            "unsupported option {} (IPv4 only; ip6tables has no -f)",
+                            tok.text
+                        ),
+                    ));
+                }
+                self.once("-f", tok)?;
+                self.push(tok.col, negated, Cond::Fragment);
+            }
+            "-m" | "--match" => {
+                self.no_negation(tok, negated)?;
+                let v = self.value(tok)?;
+                let module = match (v.text.as_str(), family) {
+                    ("tcp", _) => Module::Tcp,
+                    ("udp", _) => Module::Udp,
+                    ("icmp", Family::V4) => Module::Icmp,
+                    ("icmp6" | "icmpv6" | "ipv6-icmp", Family::V6) => Module::Icmp6,
+                    ("multiport", _) => Module::Multiport,
+                    ("iprange", _) => Module::Iprange,
+                    ("conntrack", _) => Module::Conntrack,
+                    ("state", _) => Module::State,
+                    ("comment", _) => Module::Comment,
+                    ("icmp", Family::V6) => {
+                        return Err(self.err(
+                            v.col,
+                            "unsupported option -m icmp in ip6tables (use -m icmp6)",
+                        ));
+                    }
+                    ("icmp6" | "icmpv6" | "ipv6-icmp", Family::V4) => {
+                        return Err(self.err(
+                            v.col,
+                            format!("unsupported option -m {} in iptables (IPv6 only)", v.text),
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(self.err(
+                            tok.col,
+                            format!(
+                                "unsupported option -m {other} (match {other} is not supported)"
+                            ),
+                        ));
+                    }
+                };
+                self.load(module, tok.col);
+            }
+            "-j" | "--jump" | "-g" | "--goto" => {
+                self.no_negation(tok, negated)?;
+                if self.target.is_some() {
+                    return Err(self.err(tok.col, "multiple -j/-g options are not allowed"));
+                }
+                let goto = matches!(tok.text.as_str(), "-g" | "--goto");
+                let v = self.value(tok)?;
+                let kind = self.target_kind(v)?;
+                self.target = Some(PendingTarget {
+                    col: tok.col,
+                    goto,
+                    name: v.text.clone(),
+                    name_col: v.col,
+                    kind,
+                });
+            }
+            "-c" | "--set-counters" => {
+                self.no_negation(tok, negated)?;
+                let p = self.value(tok)?;
+                let b = self.value(tok)?;
+                let bad = |t: &Token| self.err(t.col, format!("invalid counter {:?}", t.text));
+                let packets = p.text.parse().map_err(|_| bad(p))?;
+                let bytes = b.text.parse().map_err(|_| bad(b))?;
+                self.counters = Some(Counters { packets, bytes });
+            }
+            "-4" | "--ipv4" | "-6" | "--ipv6" => {
+                self.no_negation(tok, negated)?;
+                let v4 = matches!(tok.text.as_str(), "-4" | "--ipv4");
+                if v4 != (family == Family::V4) {
+                    self.other_family = true;
+                }
+            }
+            _ => return self.extension_option(tok, negated),
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, module: Module, col: u32) {
+        self.instances.push(Instance {
+            module,
+            col,
+            used: Vec::new(),
+        });
+        self.push(col, false, Cond::Module(module));
+    }
+
+    fn target_kind(&self, v: &Token) -> Result<PendingKind, RuleError> {
+        let kind = match v.text.as_str() {
+            "ACCEPT" => PendingKind::Accept,
+            "DROP" => PendingKind::Drop,
+            "RETURN" => PendingKind::Return,
+            "REJECT" => PendingKind::Reject { with: None },
+            "LOG" => PendingKind::Log {
+                prefix: None,
+                level: None,
+            },
+            "SNAT" => PendingKind::Snat {
+                to: None,
+                flags: NatFlags::default(),
+            },
+            "DNAT" => PendingKind::Dnat {
+                to: None,
+                flags: NatFlags::default(),
+            },
+            "MASQUERADE" => PendingKind::Masquerade {
+                ports: None,
+                flags: NatFlags::default(),
+            },
+            "NOTRACK" => PendingKind::NoTrack,
+            "CT" => PendingKind::Ct { notrack: false },
+            name if UNSUPPORTED_TARGETS.contains(&name) => {
+                return Err(self.err(v.col, format!("unsupported target {name}")));
+            }
+            name if HookPoint::from_chain_name(name).is_some() => {
+                return Err(self.err(v.col, format!("cannot jump to built-in chain {name}")));
+            }
+            "" => return Err(self.err(v.col, "empty target name")),
+            name => PendingKind::Jump(name.to_string()),
+        };
+        Ok(kind)
+    }
+
+    /// An option that belongs to the target or to a loaded (or implicitly loadable) match.
+    fn extension_option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+        if self.target_option(tok, negated)? {
+            return Ok(());
+        }
+        let opt = tok.text.as_str();
+        let found = self
+            .instances
+            .iter()
+            .rposition(|inst| module_option(inst.module, opt).is_some());
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                let implicit = match self.proto {
+                    Some((Some(p), false, _)) if !self.proto_used => match (p, self.ctx.family) {
+                        (6, _) => Some(Module::Tcp),
+                        (17, _) => Some(Module::Udp),
+                        (1, Family::V4) => Some(Module::Icmp),
+                        (58, Family::V6) => Some(Module::Icmp6),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match implicit.filter(|&m| module_option(m, opt).is_some()) {
+                    Some(m) => {
+                        self.proto_used = true;
+                        self.load(m, tok.col);
+                        self.instances.len() - 1
+                    }
+                    None => return Err(self.err(tok.col, unsupported_option_message(opt))),
+                }
+            }
+        };
+        let module = self.instances[idx].module;
+        let Some(canonical) = module_option(module, opt) else {
+            return Err(self.err(tok.col, unsupported_option_message(opt)));
+        };
+        if self.instances[idx].used.contains(&canonical) {
+            return Err(self.err(
+                tok.col,
+                format!("only one {canonical} is allowed per -m {}", module.name()),
+            ));
+        }
+        let conflict: &[&str] = match canonical {
+            "--syn" => &["--tcp-flags"],
+            "--tcp-flags" => &["--syn"],
+            "--sports" | "--dports" | "--ports" => &["--sports", "--dports", "--ports"],
+            _ => &[],
+        };
+        if let Some(c) = conflict
+            .iter()
+            .find(|c| self.instances[idx].used.contains(c))
+        {
+            return Err(self.err(
+                tok.col,
+                format!(
+                    "{canonical} cannot be combined with {c} in one -m {}",
+                    module.name()
+                ),
+            ));
+        }
+        self.instances[idx].used.push(canonical);
+        let family = self.ctx.family;
+        let cond = match canonical {
+            "--sport" | "--dport" => {
+                let v = self.value(tok)?;
+                let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
+                if canonical == "--sport" {
+                    Cond::SourcePorts(vec![r])
+                } else {
+                    Cond::DestinationPorts(vec![r])
+                }
+            }
+            "--sports" | "--dports" | "--ports" => {
+                let v = self.value(tok)?;
+                let list = parse_multiport(&v.text).map_err(|m| self.err(v.col, m))?;
+                match canonical {
+                    "--sports" => Cond::SourcePorts(list),
+                    "--dports" => Cond::DestinationPorts(list),
+                    _ => Cond::Ports(list),
+                }
+            }
+            "--tcp-flags" => {
+                let m = self.value(tok)?;
+                let c = self.value(tok)?;
+                let mask = names::tcp_flags(&m.text).map_err(|e| self.err(m.col, e))?;
+                let comp = names::tcp_flags(&c.text).map_err(|e| self.err(c.col, e))?;
+                Cond::TcpFlags { mask, comp }
+            }
+            "--syn" => Cond::TcpFlags {
+                mask: names::tcp_flag::FIN
+                    | names::tcp_flag::SYN
+                    | names::tcp_flag::RST
+                    | names::tcp_flag::ACK,
+                comp: names::tcp_flag::SYN,
+            },
+            "--icmp-type" | "--icmpv6-type" => {
+                let v = self.value(tok)?;
+                let fam = if canonical == "--icmp-type" {
+                    Family::V4
+                } else {
+                    Family::V6
+                };
+                let (ty, lo, hi) =
+                    names::icmp_type(fam, &v.text).map_err(|m| self.err(v.col, m))?;
+                if fam == Family::V4 && ty == 0xff {
+                    Cond::Icmp(IcmpMatch::Any)
+                } else {
+                    Cond::Icmp(IcmpMatch::Type {
+                        ty,
+                        code_lo: lo,
+                        code_hi: hi,
+                    })
+                }
+            }
+            "--src-range" | "--dst-range" => {
+                let v = self.value(tok)?;
+                let r = parse_addr_range(family, &v.text).map_err(|m| self.err(v.col, m))?;
+                if canonical == "--src-range" {
+                    Cond::SourceRange(r)
+                } else {
+                    Cond::DestinationRange(r)
+                }
+            }
+            "--ctstate" | "--state" => {
+                let v = self.value(tok)?;
+                Cond::ConnState(names::ct_states(&v.text).map_err(|m| self.err(v.col, m))?)
+            }
+            "--comment" => {
+                self.no_negation(tok, negated)?;
+                let v = self.value(tok)?;
+                if v.text.chars().count() > MAX_COMMENT {
+                    return Err(self.err(
+                        v.col,
+                        format!("comment is longer than {MAX_COMMENT} characters"),
+                    ));
+                }
+                Cond::Comment(v.text.clone())
+            }
+            _ => return Err(self.err(tok.col, unsupported_option_message(opt))),
+        };
+        self.push(tok.col, negated, cond);
+        Ok(())
+    }
+
+    /// Handles `tok` if the pending target takes it.
+    fn target_option(&mut self, tok: &'a Token, negated: bool) -> Result<bool, RuleError> {
+        let Some(mut t) = self.target.take() else {
+            return Ok(false);
+        };
+        let res = self.target_option_inner(&mut t, tok, negated);
+        self.target = Some(t);
+        res
+    }
+
+    fn target_option_inner(
+        &mut self,
+        t: &mut PendingTarget,
+        tok: &'a Token,
+        negated: bool,
+    ) -> Result<bool, RuleError> {
+        let opt = tok.text.as_str();
+        let dup = |this: &Self| this.err(tok.col, format!("only one {opt} is allowed"));
+        let family = self.ctx.family;
+        match (&mut t.kind, opt) {
+            (PendingKind::Reject { with }, "--reject-with") => {
+                self.no_negation(tok, negated)?;
+                if with.is_some() {
+                    return Err(dup(self));
+                }
+                let v = self.value(tok)?;
+                *with = Some((
+                    names::reject_with(family, &v.text).map_err(|m| self.err(v.col, m))?,
+                    v.col,
+                ));
+            }
+            (PendingKind::Log { prefix, .. }, "--log-prefix") => {
+                self.no_negation(tok, negated)?;
+                if prefix.is_some() {
+                    return Err(dup(self));
+                }
+                let v = self.value(tok)?;
+                if v.text.chars().count() > MAX_LOG_PREFIX {
+                    return Err(self.err(
+                        v.col,
+                        format!("--log-prefix is longer than {MAX_LOG_PREFIX} characters"),
+                    ));
+                }
+                if v.text.contains('\n') {
+                    return Err(self.err(v.col, "newlines are not allowed in --log-prefix"));
+                }
+                *prefix = Some(v.text.clone());
+            }
+            (PendingKind::Log { level, .. }, "--log-level") => {
+                self.no_negation(tok, negated)?;
+                if level.is_some() {
+                    return Err(dup(self));
+                }
+                let v = self.value(tok)?;
+                *level = Some(names::log_level(&v.text).map_err(|m| self.err(v.col, m))?);
+            }
+            (PendingKind::Snat { to, flags }, "--to-source")
+            | (PendingKind::Dnat { to, flags }, "--to-destination") => {
+                self.no_negation(tok, negated)?;
+                if to.is_some() {
+                    return Err(self.err(tok.col, format!("only one {opt} is supported")));
+                }
+                let v = self.value(tok)?;
+                *to = Some(parse_nat_to(family, &v.text).map_err(|m| self.err(v.col, m))?);
+                flags.to_col = v.col;
+            }
+            (PendingKind::Masquerade { ports, .. }, "--to-ports") => {
+                self.no_negation(tok, negated)?;
+                if ports.is_some() {
+                    return Err(dup(self));
+                }
+                let v = self.value(tok)?;
+                *ports = Some((
+                    parse_nat_ports(&v.text).map_err(|m| self.err(v.col, m))?,
+                    v.col,
+                ));
+            }
+            (
+                PendingKind::Snat { flags, .. }
+                | PendingKind::Dnat { flags, .. }
+                | PendingKind::Masquerade { flags, .. },
+                "--random",
+            ) => {
+                self.no_negation(tok, negated)?;
+                flags.random = true;
+            }
+            (
+                PendingKind::Snat { flags, .. } | PendingKind::Masquerade { flags, .. },
+                "--random-fully",
+            ) => {
+                self.no_negation(tok, negated)?;
+                flags.random_fully = true;
+            }
+            (PendingKind::Snat { flags, .. } | PendingKind::Dnat { flags, .. }, "--persistent") => {
+                self.no_negation(tok, negated)?;
+                flags.persistent = true;
+            }
+            (PendingKind::Ct { notrack }, "--notrack") => {
+                self.no_negation(tok, negated)?;
+                *notrack = true;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks the target against the rule and table, and builds it.
+    fn finish_target(&mut self) -> Result<Option<TargetSpec>, RuleError> {
+        let Some(t) = self.target.take() else {
+            return Ok(None);
+        };
+        let table = self.table;
+        let family = self.ctx.family;
+        let tcp_only = matches!(self.proto, Some((Some(6), false, _)));
+        let l4_ports = matches!(self.proto, Some((Some(6 | 17 | 33 | 132), false, _)));
+        let need_table = |want: TableKind| -> Result<(), RuleError> {
+            if table == want {
+                Ok(())
+            } else {
+                Err(self.err(
+                    t.name_col,
+                    format!(
+                        "target {} is only valid in the {} table",
+                        t.name,
+                        want.name()
+                    ),
+                ))
+            }
+        };
+        let need_hooks = |ok: &[HookPoint]| -> Result<(), RuleError> {
+            match self.hook {
+                Some(h) if !ok.contains(&h) => Err(self.err(
+                    t.name_col,
+                    format!(
+                        "target {} is not valid in chain {} (only in {})",
+                        t.name,
+                        h.chain_name(),
+                        ok.iter()
+                            .map(|h| h.chain_name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        };
+        let nat_ports_need_proto = |ports: bool, col: u32| -> Result<(), RuleError> {
+            if ports && !l4_ports {
+                Err(self.err(
+                    col,
+                    "a port mapping needs -p tcp, -p udp, -p sctp or -p dccp",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let target = match t.kind {
+            PendingKind::Accept => Target::Accept,
+            PendingKind::Drop => {
+                if table == TableKind::Nat {
+                    return Err(self.err(
+                        t.name_col,
+                        "DROP is not allowed in the nat table (it is not for filtering)",
+                    ));
+                }
+                Target::Drop
+            }
+            PendingKind::Return => Target::Return,
+            PendingKind::Reject { with } => {
+                need_table(TableKind::Filter)?;
+                let with = match with {
+                    Some((RejectWith::TcpReset, col)) if !tcp_only => {
+                        return Err(self.err(col, "--reject-with tcp-reset needs -p tcp"));
+                    }
+                    Some((w, _)) => w,
+                    None => names::default_reject(family),
+                };
+                Target::Reject(with)
+            }
+            PendingKind::Log { prefix, level } => Target::Log(LogSpec {
+                prefix: prefix.unwrap_or_default(),
+                level: level.unwrap_or(4),
+            }),
+            PendingKind::Snat { to, flags } => {
+                need_table(TableKind::Nat)?;
+                need_hooks(&[HookPoint::Postrouting, HookPoint::Input])?;
+                let Some(to) = to else {
+                    return Err(self.err(t.name_col, "SNAT needs --to-source"));
+                };
+                nat_ports_need_proto(to.ports.is_some(), flags.to_col)?;
+                Target::Snat(NatTo {
+                    random: flags.random,
+                    random_fully: flags.random_fully,
+                    persistent: flags.persistent,
+                    ..to
+                })
+            }
+            PendingKind::Dnat { to, flags } => {
+                need_table(TableKind::Nat)?;
+                need_hooks(&[HookPoint::Prerouting, HookPoint::Output])?;
+                let Some(to) = to else {
+                    return Err(self.err(t.name_col, "DNAT needs --to-destination"));
+                };
+                nat_ports_need_proto(to.ports.is_some(), flags.to_col)?;
+                Target::Dnat(NatTo {
+                    random: flags.random,
+                    random_fully: flags.random_fully,
+                    persistent: flags.persistent,
+                    ..to
+                })
+            }
+            PendingKind::Masquerade { ports, flags } => {
+                need_table(TableKind::Nat)?;
+                need_hooks(&[HookPoint::Postrouting])?;
+                if let Some((_, col)) = ports {
+                    nat_ports_need_proto(true, col)?;
+                }
+                Target::Masquerade {
+                    ports: ports.map(|p| p.0),
+                    random: flags.random,
+                    random_fully: flags.random_fully,
+                }
+            }
+            PendingKind::NoTrack => {
+                need_table(TableKind::Raw)?;
+                Target::NoTrack
+            }
+            PendingKind::Ct { notrack } => {
+                need_table(TableKind::Raw)?;
+                if !notrack {
+                    return Err(self.err(t.name_col, "unsupported target CT without --notrack"));
+                }
+                Target::NoTrack
+            }
+            PendingKind::Jump(name) => Target::Jump(name),
+        };
+        if t.goto && !matches!(target, Target::Jump(_)) {
+            return Err(self.err(t.name_col, format!("-g needs a user chain, not {}", t.name)));
+        }
+        Ok(Some(TargetSpec {
+            col: t.col,
+            goto: t.goto,
+            target,
+        }))
+    }
+
+    /// Match extensions that need a protocol or an option.
+    fn check_modules(&self) -> Result<(), RuleError> {
+        for inst in &self.instances {
+            let proto = match self.proto {
+                Some((p, false, _)) => p,
+                _ => None,
+            };
+            let need = |want: &[u8], what: &str| -> Result<(), RuleError> {
+                match proto {
+                    Some(p) if want.contains(&p) => Ok(()),
+                    _ => Err(self.err(inst.col, format!("-m {} needs {what}", inst.module.name()))),
+                }
+            };
+            let need_option = |what: &str| -> Result<(), RuleError> {
+                if inst.used.is_empty() {
+                    Err(self.err(inst.col, format!("-m {} needs {what}", inst.module.name())))
+                } else {
+                    Ok(())
+                }
+            };
+            match inst.module {
+                Module::Tcp => need(&[6], "-p tcp")?,
+                Module::Udp => need(&[17], "-p udp")?,
+                Module::Icmp => need(&[1], "-p icmp")?,
+                Module::Icmp6 => {
+                    need(&[58], "-p icmpv6")?;
+                    need_option("--icmpv6-type")?;
+                }
+                Module::Multiport => {
+                    need(&[6, 17], "-p tcp or -p udp")?;
+                    need_option("--sports, --dports or --ports")?;
+                }
+                Module::Iprange => need_option("--src-range or --dst-range")?,
+                Module::Conntrack => need_option("--ctstate")?,
+                Module::State => need_option("--state")?,
+                Module::Comment => need_option("--comment")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The canonical name of `opt` if `module` defines it.
+fn module_option(module: Module, opt: &str) -> Option<&'static str> {
+    Some(match (module, opt) {
+        (Module::Tcp | Module::Udp, "--sport" | "--source-port") => "--sport",
+        (Module::Tcp | Module::Udp, "--dport" | "--destination-port") => "--dport",
+        (Module::Tcp, "--tcp-flags") => "--tcp-flags",
+        (Module::Tcp, "--syn") => "--syn",
+        (Module::Icmp, "--icmp-type") => "--icmp-type",
+        (Module::Icmp6, "--icmpv6-type") => "--icmpv6-type",
+        (Module::Multiport, "--sports" | "--source-ports") => "--sports",
+        (Module::Multiport, "--dports" | "--destination-ports") => "--dports",
+        (Module::Multiport, "--ports") => "--ports",
+        (Module::Iprange, "--src-range") => "--src-range",
+        (Module::Iprange, "--dst-range") => "--dst-range",
+        (Module::Conntrack, "--ctstate") => "--ctstate",
+        (Module::State, "--state") => "--state",
+        (Module::Comment, "--comment") => "--comment",
+        _ => return None,
+    })
+}
+
+fn unsupported_option_message(opt: &str) -> String {
+    let hint = match opt {
+        "--sport" | "--source-port" | "--dport" | "--destination-port" => {
+            " (it needs -p tcp or -p udp, or -m tcp/-m udp, before it)"
+        }
+        "--tcp-flags" | "--syn" => " (it needs -p tcp or -m tcp before it)",
+        "--icmp-type" => " (it needs -p icmp or -m icmp before it; IPv4 only)",
+        "--icmpv6-type" => " (it needs -p icmpv6 or -m icmp6 before it; IPv6 only)",
+        "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports" => {
+            " (it needs -m multiport before it)"
+        }
+        "--src-range" | "--dst-range" => " (it needs -m iprange before it)",
+        "--ctstate" => " (it needs -m conntrack before it)",
+        "--state" => " (it needs -m state before it)",
+        "--comment" => " (it needs -m comment before it)",
+        "--reject-with" => " (it needs -j REJECT before it)",
+        "--log-prefix" | "--log-level" => " (it needs -j LOG before it)",
+        _ => "",
+    };
+    format!("unsupported option {opt}{hint}")
+}
+
+/// `-i`/`-o` name (with an optional `+` wildcard suffix) against the configured ports.
+fn resolve_iface(ports: &[String], name: &str) -> Result<Iface, String> {
+    if name.is_empty() {
+        return Err("empty interface name".into());
+    }
+    if name.chars().count() > MAX_IFACE_NAME {
+        return Err(format!(
+            "interface name {name} is too long (at most {MAX_IFACE_NAME} characters)"
+        ));
+    }
+    let (stem, wildcard) = match name.strip_suffix('+') {
+        Some(stem) => (stem, true),
+        None => (name, false),
+    };
+    let mut mask: PortMask = 0;
+    for (i, p) in ports.iter().enumerate() {
+        let hit = if wildcard {
+            p.starts_with(stem)
+        } else {
+            p == stem
+        };
+        if hit {
+            if i >= 32 {
+                return Err(format!(
+                    "port {p} is port number {i}; rules can name only the first 32 ports"
+                ));
+            }
+            mask |= 1 << i;
+        }
+    }
+    if mask == 0 {
+        let known = if ports.is_empty() {
+            "none are configured".to_string()
+        } else {
+            ports.join(", ")
+        };
+        return Err(if wildcard {
+            format!("no configured port matches {name} (ports: {known})")
+        } else {
+            format!("unknown port {name} (ports: {known})")
+        });
+    }
+    Ok(Iface {
+        name: name.to_string(),
+        mask,
+    })
+}
+
+fn v4_u128(a: Ipv4Addr) -> u128 {
+    u128::from_be_bytes(IpAddr128::from_v4(a).0)
+}
+
+fn addr128(v: u128) -> IpAddr128 {
+    IpAddr128(v.to_be_bytes())
+}
+
+fn parse_ip(family: Family, s: &str) -> Result<IpAddr, String> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) if family == Family::V4 => Ok(IpAddr::V4(a)),
+        Ok(IpAddr::V6(a)) if family == Family::V6 => Ok(IpAddr::V6(a)),
+        Ok(IpAddr::V4(_)) => Err(format!("IPv4 address {s} in an ip6tables (IPv6) rule set")),
+        Ok(IpAddr::V6(_)) => Err(format!("IPv6 address {s} in an iptables (IPv4) rule set")),
+        Err(_) => Err(format!(
+            "invalid address {s:?} (host names are not resolved)"
+        )),
+    }
+}
+
+/// `addr`, `addr/len`, or (IPv4) `addr/dotted.mask`, as the range it covers.
+pub(crate) fn parse_net(family: Family, s: &str) -> Result<AddrRange, String> {
+    let (a, m) = match s.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let addr = parse_ip(family, a)?;
+    let bits: u32 = if family == Family::V4 { 32 } else { 128 };
+    let len = match m {
+        None => bits,
+        Some(m) if m.contains('.') || m.contains(':') => {
+            let mask = parse_ip(family, m).map_err(|_| format!("invalid mask {m:?} in {s:?}"))?;
+            let (v, width) = match mask {
+                IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            };
+            let ones = v.leading_ones();
+            if v.checked_shl(ones).unwrap_or(0) != 0 || ones > width {
+                return Err(format!("non-contiguous mask {m} in {s:?} is not supported"));
+            }
+            ones
+        }
+        Some(m) => match m.parse::<u32>() {
+            Ok(n) if n <= bits && !m.starts_with('+') => n,
+            _ => return Err(format!("invalid prefix length {m:?} in {s:?} (0-{bits})")),
+        },
+    };
+    let (base, host_bits) = match addr {
+        IpAddr::V4(v) => (v4_u128(v), 32 - len),
+        IpAddr::V6(v) => (u128::from(v), 128 - len),
+    };
+    let host: u128 = if host_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - host_bits)
+    };
+    Ok(AddrRange {
+        lo: addr128(base & !host),
+        hi: addr128(base | host),
+    })
+}
+
+/// `A-B` or `A` (iprange).
+fn parse_addr_range(family: Family, s: &str) -> Result<AddrRange, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let to = |x: &str| -> Result<u128, String> {
+        Ok(match parse_ip(family, x)? {
+            IpAddr::V4(v) => v4_u128(v),
+            IpAddr::V6(v) => u128::from(v),
+        })
+    };
+    let (lo, hi) = (to(a)?, to(b)?);
+    if lo > hi {
+        return Err(format!(
+            "empty address range {s} (the first address is above the second)"
+        ));
+    }
+    Ok(AddrRange {
+        lo: addr128(lo),
+        hi: addr128(hi),
+    })
+}
+
+/// `--sport`/`--dport`: `N`, `N:M`, `N:`, `:M`.
+pub(crate) fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    let (lo, hi) = match s.split_once(':') {
+        None => {
+            let p = names::port(s)?;
+            (p, p)
+        }
+        Some((a, b)) => (
+            if a.is_empty() { 0 } else { names::port(a)? },
+            if b.is_empty() {
+                u16::MAX
+            } else {
+                names::port(b)?
+            },
+        ),
+    };
+    if lo > hi {
+        return Err(format!("invalid port range {s} (min > max)"));
+    }
+    Ok((lo, hi))
+}
+
+/// `-m multiport` lists: `P[,P|,N:M]...`, at most 15 ports (a range counts twice).
+fn parse_multiport(s: &str) -> Result<Vec<PortRange>, String> {
+    let mut out = Vec::new();
+    let mut count = 0;
+    for item in s.split(',') {
+        let r = match item.split_once(':') {
+            None => {
+                let p = names::port(item)?;
+                count += 1;
+                (p, p)
+            }
+            Some((a, b)) => {
+                let (a, b) = (names::port(a)?, names::port(b)?);
+                if a > b {
+                    return Err(format!("invalid port range {item} (min > max)"));
+                }
+                count += 2;
+                (a, b)
+            }
+        };
+        out.push(r);
+    }
+    if count > MAX_MULTIPORT {
+        return Err(format!(
+            "too many ports in {s} (at most {MAX_MULTIPORT}, a range counts as 2)"
+        ));
+    }
+    Ok(out)
+}
+
+/// NAT port range `P` or `P-Q`.
+fn parse_nat_ports(s: &str) -> Result<PortRange, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b) = (names::port(a)?, names::port(b)?);
+    if a > b {
+        return Err(format!("invalid port range {s} (min > max)"));
+    }
+    Ok((a, b))
+}
+
+/// `--to-source`/`--to-destination`: `A[-B][:P[-Q]]`; IPv6 with ports as `[A]-[B]:P-Q`.
+fn parse_nat_to(family: Family, s: &str) -> Result<NatTo, String> {
+    let (addr_part, port_part) = match family {
+        Family::V4 => match s.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        },
+        Family::V6 => {
+            if s.starts_with('[') {
+                // [A] or [A]-[B], then optional :P[-Q].
+                let (addrs, rest) = match s.rfind(']') {
+                    Some(i) => (&s[..=i], &s[i + 1..]),
+                    None => return Err(format!("invalid address {s:?} (missing ])")),
+                };
+                let port = match rest {
+                    "" => None,
+                    r => Some(
+                        r.strip_prefix(':')
+                            .ok_or_else(|| format!("invalid NAT mapping {s:?}"))?,
+                    ),
+                };
+                (addrs, port)
+            } else {
+                (s, None)
+            }
+        }
+    };
+    let addrs = if addr_part.is_empty() {
+        None
+    } else {
+        let unbracket = |x: &str| x.trim_start_matches('[').trim_end_matches(']').to_string();
+        let (a, b) = addr_part
+            .split_once("]-[")
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_else(|| {
+                let plain = unbracket(addr_part);
+                match plain.split_once('-') {
+                    Some((a, b)) => (a.to_string(), b.to_string()),
+                    None => (plain.clone(), plain),
+                }
+            });
+        Some(parse_addr_range(
+            family,
+            &format!("{}-{}", unbracket(&a), unbracket(&b)),
+        )?)
+    };
+    let ports = port_part.map(parse_nat_ports).transpose()?;
+    if addrs.is_none() && ports.is_none() {
+        return Err(format!("invalid NAT mapping {s:?}"));
+    }
+    Ok(NatTo {
+        addrs,
+        ports,
+        random: false,
+        random_fully: false,
+        persistent: false,
+    })
+}
