@@ -63,6 +63,76 @@ pub struct Config {
     pub mempool: MempoolConf,
     #[serde(default)]
     pub rings: RingsConf,
+    #[serde(default)]
+    pub rules: RulesConf,
+    #[serde(default)]
+    pub management: ManagementConf,
+    pub metrics: Option<MetricsConf>,
+}
+
+/// `[rules]`: the rule files loaded at start and on SIGHUP. Relative paths are taken from the
+/// current directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConf {
+    /// iptables-save rules (IPv4).
+    pub ipv4: Option<PathBuf>,
+    /// ip6tables-save rules (IPv6).
+    pub ipv6: Option<PathBuf>,
+    /// Security groups (both families).
+    pub groups: Option<PathBuf>,
+}
+
+/// `[management]`: the Unix socket `rampart ctl` talks to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConf {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// File mode of the socket, as an octal string (default "0600").
+    #[serde(default = "default_socket_mode")]
+    pub mode: String,
+}
+
+/// The socket `rampart run` and `rampart ctl` use by default.
+pub const DEFAULT_SOCKET: &str = "/run/rampart.sock";
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+fn default_socket_mode() -> String {
+    "0600".into()
+}
+
+impl Default for ManagementConf {
+    fn default() -> Self {
+        ManagementConf {
+            socket: default_socket(),
+            mode: default_socket_mode(),
+        }
+    }
+}
+
+impl ManagementConf {
+    /// The socket's file mode.
+    pub fn mode_bits(&self) -> Option<u32> {
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (absent: no endpoint).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConf {
+    /// Address to listen on (default loopback, port 9108).
+    #[serde(default = "default_metrics")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn default_metrics() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9108))
 }
 
 fn default_mode() -> Mode {

@@ -88,3 +88,82 @@ impl Filter {
         }
     }
 }
+
+/// Per-rule packet and byte counters of one worker, for one rule set.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct RuleCounters {
+    /// `[packets, bytes]` per flat rule.
+    counts: Box<[[std::sync::atomic::AtomicU64; 2]]>,
+}
+
+impl RuleCounters {
+    fn new(rules: usize) -> RuleCounters {
+        RuleCounters {
+            counts: (0..rules).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Counts one packet of `bytes` against `rule` (single writer: the owning worker).
+    #[inline]
+    pub fn hit(&self, rule: u32, bytes: u64) {
+        if let Some([p, b]) = self.counts.get(rule as usize) {
+            crate::stats::bump(p, 1);
+            crate::stats::bump(b, bytes);
+        }
+    }
+
+    /// `(packets, bytes)` of `rule`.
+    pub fn get(&self, rule: usize) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts
+            .get(rule)
+            .map_or((0, 0), |[p, b]| (p.load(Relaxed), b.load(Relaxed)))
+    }
+}
+
+/// What workers run on: the rule sets plus their per-worker counters. Published as one immutable
+/// snapshot (only the counters, each with a single writer, change).
+#[derive(Debug)]
+pub struct FilterSnapshot {
+    pub filter: Filter,
+    /// Where the snapshot came from (file names), for `rules show`.
+    pub source: String,
+    /// `[worker]` counters for the IPv4 and IPv6 rule sets.
+    pub counters_v4: Vec<RuleCounters>,
+    pub counters_v6: Vec<RuleCounters>,
+}
+
+impl FilterSnapshot {
+    /// A snapshot of `filter` with zeroed counters for `workers` workers.
+    pub fn new(filter: Filter, source: String, workers: usize) -> FilterSnapshot {
+        let n4 = filter.v4.as_ref().map_or(0, |r| r.rules.len());
+        let n6 = filter.v6.as_ref().map_or(0, |r| r.rules.len());
+        FilterSnapshot {
+            filter,
+            source,
+            counters_v4: (0..workers).map(|_| RuleCounters::new(n4)).collect(),
+            counters_v6: (0..workers).map(|_| RuleCounters::new(n6)).collect(),
+        }
+    }
+
+    /// The counters of `worker` for `family`.
+    #[inline]
+    pub fn counters(&self, family: Family, worker: usize) -> Option<&RuleCounters> {
+        match family {
+            Family::V4 => self.counters_v4.get(worker),
+            Family::V6 => self.counters_v6.get(worker),
+        }
+    }
+
+    /// `(packets, bytes)` of flat rule `rule` of `family`, summed over workers.
+    pub fn rule_totals(&self, family: Family, rule: usize) -> (u64, u64) {
+        let list = match family {
+            Family::V4 => &self.counters_v4,
+            Family::V6 => &self.counters_v6,
+        };
+        list.iter()
+            .map(|c| c.get(rule))
+            .fold((0, 0), |(p, b), (q, c)| (p + q, b + c))
+    }
+}

@@ -10,9 +10,13 @@
 //! that matches, acts on it, and continues from where a non-terminal action says. Every rule set
 //! ends with its chain policy as a catch-all, so evaluation always ends in a verdict.
 
+pub mod classbench;
+mod cuts;
 mod linear;
+pub mod tree;
 
 pub use linear::Linear;
+pub use tree::{Tree, TreeConfig};
 
 use crate::wire::{Family, FlowKey, IpAddr128};
 

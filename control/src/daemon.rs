@@ -1,0 +1,331 @@
+//! The daemon's control plane: rule loading and publication, management requests, metrics.
+//!
+//! Runs on the control thread (main lcore). Rule files are compiled here; a file that fails
+//! changes nothing. A compiled snapshot is published to the workers RCU-style and the previous one
+//! is freed only after every worker has passed a quiescent state.
+
+use crate::config::RulesConf;
+use crate::load::{load_filter, RuleFiles};
+use crate::metrics::Exposition;
+use crate::mgmt::{error, Request};
+use crate::rules::Hook;
+use dataplane::filter::FilterSnapshot;
+use dataplane::rcu::{Publisher, Reader};
+use dataplane::stats::{StatsSnapshot, WorkerStats};
+use dataplane::verdict::DropReason;
+use dataplane::wire::Family;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a swap may wait for every worker to pick up the new rules.
+const SWAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Swap statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SwapStats {
+    pub swaps: u64,
+    pub failures: u64,
+    pub last_compile: Duration,
+    pub last_publish: Duration,
+}
+
+/// The control plane of a running daemon.
+pub struct ControlPlane {
+    publisher: Publisher<FilterSnapshot>,
+    files: RulesConf,
+    ports: Vec<String>,
+    workers: usize,
+    pub swaps: SwapStats,
+}
+
+fn source_of(files: &RulesConf) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("ipv4", &files.ipv4),
+        ("ipv6", &files.ipv6),
+        ("groups", &files.groups),
+    ] {
+        if let Some(p) = v {
+            parts.push(format!("{k}={}", p.display()));
+        }
+    }
+    if parts.is_empty() {
+        "no rules".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+impl ControlPlane {
+    /// Compiles the configured rule files (an error here stops start-up) for `workers` workers.
+    pub fn new(
+        files: RulesConf,
+        ports: Vec<String>,
+        workers: usize,
+    ) -> Result<ControlPlane, String> {
+        let snap = compile(&files, &ports, workers)?;
+        Ok(ControlPlane {
+            publisher: Publisher::new(snap, workers),
+            files,
+            ports,
+            workers,
+            swaps: SwapStats::default(),
+        })
+    }
+
+    /// One reader per worker, in worker order.
+    pub fn readers(&mut self) -> Vec<Reader<FilterSnapshot>> {
+        (0..self.workers)
+            .map_while(|_| self.publisher.reader())
+            .collect()
+    }
+
+    /// The rules now in force.
+    pub fn current(&self) -> Arc<FilterSnapshot> {
+        self.publisher.current()
+    }
+
+    /// Compiles `files` and, if they compile, publishes them and waits for every worker.
+    /// Returns the time from request to every worker running the new rules.
+    pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
+        let t0 = Instant::now();
+        let snap = match compile(&files, &self.ports, self.workers) {
+            Ok(s) => s,
+            Err(e) => {
+                self.swaps.failures += 1;
+                return Err(e);
+            }
+        };
+        let compiled = t0.elapsed();
+        let epoch = self.publisher.publish(snap);
+        if !self.publisher.synchronize(epoch, SWAP_TIMEOUT) {
+            return Err(format!(
+                "published, but not every worker picked the rules up within {SWAP_TIMEOUT:?}"
+            ));
+        }
+        self.files = files;
+        self.swaps.swaps += 1;
+        self.swaps.last_compile = compiled;
+        self.swaps.last_publish = t0.elapsed();
+        Ok(t0.elapsed())
+    }
+
+    /// Reloads the configured files (SIGHUP).
+    pub fn reload(&mut self) -> Result<Duration, String> {
+        self.load(self.files.clone())
+    }
+
+    /// Frees snapshots no worker uses any more (call periodically).
+    pub fn reclaim(&mut self) {
+        self.publisher.reclaim();
+    }
+
+    /// Answers a management request. `stats` gives the workers' counters.
+    pub fn handle(&mut self, req: Request, stats: &dyn Fn() -> Value) -> Value {
+        match req {
+            Request::RulesLoad {
+                file,
+                file6,
+                groups,
+            } => {
+                let files = if file.is_none() && file6.is_none() && groups.is_none() {
+                    self.files.clone()
+                } else {
+                    RulesConf {
+                        ipv4: file.map(Into::into),
+                        ipv6: file6.map(Into::into),
+                        groups: groups.map(Into::into),
+                    }
+                };
+                match self.load(files) {
+                    Ok(t) => {
+                        json!({ "ok": true, "swap_us": t.as_micros() as u64, "rules": self.rule_counts() })
+                    }
+                    Err(e) => error(e),
+                }
+            }
+            Request::RulesShow => {
+                json!({ "ok": true, "source": self.current().source, "rules": self.rules_show() })
+            }
+            Request::Stats => {
+                let mut v = stats();
+                v["ok"] = true.into();
+                v
+            }
+            Request::ConntrackList | Request::ConntrackFlush => error(
+                "connection tracking is not part of this build yet: every packet is judged as NEW",
+            ),
+            Request::NatList => error("NAT is not part of this build yet"),
+        }
+    }
+
+    fn rule_counts(&self) -> Value {
+        let s = self.current();
+        json!({
+            "ipv4": s.filter.v4.as_ref().map(|r| r.rules.len()),
+            "ipv6": s.filter.v6.as_ref().map(|r| r.rules.len()),
+        })
+    }
+
+    /// Per-rule counters, one entry per source rule (flat rules of one origin summed), like
+    /// `iptables -L -v -n` with line numbers.
+    pub fn rules_show(&self) -> Value {
+        let s = self.current();
+        let mut out = Vec::new();
+        for (family, name) in [(Family::V4, "ipv4"), (Family::V6, "ipv6")] {
+            let Some(rs) = s.filter.rules(family) else {
+                continue;
+            };
+            let mut per_origin = vec![(0u64, 0u64); rs.origins.len()];
+            for (i, r) in rs.rules.iter().enumerate() {
+                let (p, b) = s.rule_totals(family, i);
+                if let Some(o) = per_origin.get_mut(r.origin as usize) {
+                    o.0 += p;
+                    o.1 += b;
+                }
+            }
+            for (o, (p, b)) in rs.origins.iter().zip(per_origin) {
+                out.push(json!({ "family": name, "file": o.file, "line": o.line, "rule": o.label, "packets": p, "bytes": b }));
+            }
+        }
+        Value::Array(out)
+    }
+
+    /// Metrics text for everything the control plane knows, plus the workers' counters.
+    pub fn metrics(
+        &self,
+        ports: &[String],
+        total: &StatsSnapshot,
+        workers: &[StatsSnapshot],
+    ) -> String {
+        let mut e = Exposition::default();
+        let f = |e: &mut Exposition,
+                 name: &str,
+                 help: &str,
+                 get: &dyn Fn(&dataplane::stats::PortTotals) -> u64| {
+            e.family(name, "counter", help);
+            for (i, p) in ports.iter().enumerate() {
+                e.sample(name, &[("port", p)], get(&total.ports[i]) as f64);
+            }
+        };
+        f(
+            &mut e,
+            "rampart_port_rx_packets_total",
+            "Packets received per port",
+            &|p| p.rx_packets,
+        );
+        f(
+            &mut e,
+            "rampart_port_rx_bytes_total",
+            "Bytes received per port",
+            &|p| p.rx_bytes,
+        );
+        f(
+            &mut e,
+            "rampart_port_tx_packets_total",
+            "Packets sent per port",
+            &|p| p.tx_packets,
+        );
+        f(
+            &mut e,
+            "rampart_port_tx_bytes_total",
+            "Bytes sent per port",
+            &|p| p.tx_bytes,
+        );
+        f(
+            &mut e,
+            "rampart_port_tx_refused_total",
+            "Packets the device refused at TX",
+            &|p| p.tx_dropped,
+        );
+        e.family(
+            "rampart_worker_rx_packets_total",
+            "counter",
+            "Packets received per worker",
+        );
+        for (w, s) in workers.iter().enumerate() {
+            e.sample(
+                "rampart_worker_rx_packets_total",
+                &[("worker", &w.to_string())],
+                s.rx_packets() as f64,
+            );
+        }
+        e.family(
+            "rampart_drops_total",
+            "counter",
+            "Packets dropped per worker and reason",
+        );
+        for (w, s) in workers.iter().enumerate() {
+            for r in DropReason::all() {
+                let n = s.drops[r.index()];
+                if n > 0 {
+                    e.sample(
+                        "rampart_drops_total",
+                        &[("worker", &w.to_string()), ("reason", r.name())],
+                        n as f64,
+                    );
+                }
+            }
+        }
+        e.family(
+            "rampart_rule_packets_total",
+            "counter",
+            "Packets that matched each rule",
+        );
+        for r in self.rules_show().as_array().into_iter().flatten() {
+            let labels = [
+                ("family", r["family"].as_str().unwrap_or("")),
+                ("rule", r["rule"].as_str().unwrap_or("")),
+                ("line", &r["line"].to_string()),
+            ];
+            e.sample(
+                "rampart_rule_packets_total",
+                &labels,
+                r["packets"].as_u64().unwrap_or(0) as f64,
+            );
+        }
+        e.family("rampart_rule_swaps_total", "counter", "Rule sets published");
+        e.sample("rampart_rule_swaps_total", &[], self.swaps.swaps as f64);
+        e.family(
+            "rampart_rule_swap_failures_total",
+            "counter",
+            "Rule loads refused",
+        );
+        e.sample(
+            "rampart_rule_swap_failures_total",
+            &[],
+            self.swaps.failures as f64,
+        );
+        e.family(
+            "rampart_rule_swap_seconds",
+            "gauge",
+            "Last swap: request to every worker on the new rules",
+        );
+        e.sample(
+            "rampart_rule_swap_seconds",
+            &[],
+            self.swaps.last_publish.as_secs_f64(),
+        );
+        e.finish()
+    }
+}
+
+fn compile(files: &RulesConf, ports: &[String], workers: usize) -> Result<FilterSnapshot, String> {
+    let rf = RuleFiles {
+        rules: files.ipv4.as_deref(),
+        rules6: files.ipv6.as_deref(),
+        groups: files.groups.as_deref(),
+    };
+    let filter = load_filter(&rf, ports, Hook::Forward).map_err(|e| e.to_string())?;
+    Ok(FilterSnapshot::new(filter, source_of(files), workers))
+}
+
+/// Totals over workers.
+pub fn totals(stats: &[Arc<WorkerStats>]) -> StatsSnapshot {
+    let mut t = StatsSnapshot::default();
+    for s in stats {
+        s.add_to(&mut t);
+    }
+    t
+}
