@@ -74,6 +74,66 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Talk to a running daemon through its management socket.
+    Ctl {
+        #[arg(long, default_value = control::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the daemon's JSON answer as is.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Rule sets in force.
+    Rules {
+        #[command(subcommand)]
+        command: CtlRules,
+    },
+    /// Counters per port, worker and drop reason.
+    Stats,
+    /// Connection tracking table.
+    Conntrack {
+        #[command(subcommand)]
+        command: CtlConntrack,
+    },
+    /// NAT bindings.
+    Nat {
+        #[command(subcommand)]
+        command: CtlNat,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlRules {
+    /// Compile and publish new rules; answers once every worker runs them. With no file, the
+    /// configured files are reloaded.
+    Load {
+        /// iptables-save rules (IPv4).
+        file: Option<PathBuf>,
+        /// ip6tables-save rules (IPv6).
+        #[arg(long)]
+        rules6: Option<PathBuf>,
+        /// Security groups.
+        #[arg(long)]
+        groups: Option<PathBuf>,
+    },
+    /// Rules with their packet and byte counters.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum CtlConntrack {
+    List,
+    Flush,
+}
+
+#[derive(Subcommand)]
+enum CtlNat {
+    List,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +222,84 @@ fn rules_check(
     }
 }
 
+/// Absolute paths, since the daemon may run in another directory.
+fn absolute(p: Option<PathBuf>) -> Option<String> {
+    p.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string())
+}
+
+fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> {
+    let req = match &command {
+        CtlCommand::Rules {
+            command:
+                CtlRules::Load {
+                    file,
+                    rules6,
+                    groups,
+                },
+        } => serde_json::json!({
+            "cmd": "rules load", "file": absolute(file.clone()), "file6": absolute(rules6.clone()), "groups": absolute(groups.clone()),
+        }),
+        CtlCommand::Rules {
+            command: CtlRules::Show,
+        } => serde_json::json!({"cmd": "rules show"}),
+        CtlCommand::Stats => serde_json::json!({"cmd": "stats"}),
+        CtlCommand::Conntrack {
+            command: CtlConntrack::List,
+        } => serde_json::json!({"cmd": "conntrack list"}),
+        CtlCommand::Conntrack {
+            command: CtlConntrack::Flush,
+        } => serde_json::json!({"cmd": "conntrack flush"}),
+        CtlCommand::Nat {
+            command: CtlNat::List,
+        } => serde_json::json!({"cmd": "nat list"}),
+    };
+    let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
+        .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
+    if json {
+        println!("{answer}");
+    } else if answer["ok"] != true {
+        eprintln!(
+            "rampart: {}",
+            answer["error"].as_str().unwrap_or("request failed")
+        );
+    } else {
+        match command {
+            CtlCommand::Rules {
+                command: CtlRules::Load { .. },
+            } => {
+                println!(
+                    "rules loaded: every worker runs them after {} us",
+                    answer["swap_us"]
+                );
+            }
+            CtlCommand::Rules {
+                command: CtlRules::Show,
+            } => {
+                println!("source: {}", answer["source"].as_str().unwrap_or(""));
+                println!(
+                    "{:>10} {:>12}  {:<6} {:>5}  rule",
+                    "pkts", "bytes", "family", "line"
+                );
+                for r in answer["rules"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:>10} {:>12}  {:<6} {:>5}  {}",
+                        r["packets"],
+                        r["bytes"],
+                        r["family"].as_str().unwrap_or(""),
+                        r["line"],
+                        r["rule"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            _ => println!("{}", serde_json::to_string_pretty(&answer)?),
+        }
+    }
+    if answer["ok"] != true {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -248,5 +386,10 @@ fn real_main() -> Result<()> {
                     config,
                 },
         } => rules_check(&file, ipv6, ports, config),
+        Command::Ctl {
+            socket,
+            json,
+            command,
+        } => ctl(&socket, json, command),
     }
 }
