@@ -26,17 +26,23 @@ impl MetricsServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let thread = std::thread::Builder::new().name("rampart-metrics".into()).spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = serve(stream, &render);
+        let thread = std::thread::Builder::new()
+            .name("rampart-metrics".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = serve(stream, &render);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
-            }
-        })?;
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The address actually bound.
@@ -69,9 +75,21 @@ fn serve(stream: TcpStream, render: &Render) -> std::io::Result<()> {
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, body, ctype) = match (method, target.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => ("200 OK", render(), "text/plain; version=0.0.4; charset=utf-8"),
-        ("GET", _) => ("404 Not Found", "not found; metrics are at /metrics\n".to_string(), "text/plain"),
-        _ => ("405 Method Not Allowed", "only GET\n".to_string(), "text/plain"),
+        ("GET", "/metrics") => (
+            "200 OK",
+            render(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "not found; metrics are at /metrics\n".to_string(),
+            "text/plain",
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "only GET\n".to_string(),
+            "text/plain",
+        ),
     };
     write!(out, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
@@ -113,7 +131,9 @@ impl Exposition {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -132,17 +152,17 @@ mod tests {
     fn serves_metrics_and_refuses_the_rest() {
         let render: Render = Arc::new(|| {
             let mut e = Exposition::default();
-            e.family("rampart_rx_packets_total", "counter", "Packets received").sample(
-                "rampart_rx_packets_total",
-                &[("port", "in\"side")],
-                42.0,
-            );
+            e.family("rampart_rx_packets_total", "counter", "Packets received")
+                .sample("rampart_rx_packets_total", &[("port", "in\"side")], 42.0);
             e.finish()
         });
         let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), render).unwrap();
         let r = get(m.addr(), "/metrics");
         assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
-        assert!(r.contains("rampart_rx_packets_total{port=\"in\\\"side\"} 42"), "{r}");
+        assert!(
+            r.contains("rampart_rx_packets_total{port=\"in\\\"side\"} 42"),
+            "{r}"
+        );
         assert!(get(m.addr(), "/").starts_with("HTTP/1.1 404"));
         let mut s = TcpStream::connect(m.addr()).unwrap();
         write!(s, "POST /metrics HTTP/1.1\r\n\r\n").unwrap();

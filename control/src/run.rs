@@ -41,6 +41,8 @@ pub struct RunSummary {
     pub mbufs_in_use_end: u32,
     pub mbufs_in_use_closed: u32,
     pub seconds: f64,
+    /// TSC ticks per second (the unit of the workers' `busy_tsc`).
+    pub tsc_hz: u64,
 }
 
 /// One port's final figures.
@@ -214,6 +216,7 @@ fn run_on(
         mbufs_in_use_end: in_use_end,
         mbufs_in_use_closed: in_use_closed,
         seconds,
+        tsc_hz: hz,
     })
 }
 
@@ -258,6 +261,7 @@ impl RunSummary {
         };
         serde_json::json!({
             "seconds": self.seconds,
+            "tsc_hz": self.tsc_hz,
             "rx_packets": self.total.rx_packets(),
             "tx_packets": self.total.tx_packets(),
             "dropped": self.total.dropped(),

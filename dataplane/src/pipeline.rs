@@ -44,6 +44,13 @@ impl Bridge {
         self.peer.get(usize::from(port)).copied().flatten()
     }
 
+    /// The verdict alone for one frame that arrived on port index `ingress` (what a worker
+    /// needs; the same decision as [`Bridge::process`]).
+    #[inline(always)]
+    pub fn verdict(&self, ingress: u16, frame: &[u8]) -> Verdict {
+        self.process(ingress, frame).0
+    }
+
     /// Judges one frame that arrived on port index `ingress`.
     #[inline]
     pub fn process(&self, ingress: u16, frame: &[u8]) -> (Verdict, Option<PacketInfo>) {

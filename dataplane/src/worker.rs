@@ -6,7 +6,7 @@
 //!
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
-use crate::dpdk::{tsc, Flushed, RxBurst, RxQueue, TxBuffer, TxQueue};
+use crate::dpdk::{tsc, Flushed, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::stats::{bump, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
@@ -55,9 +55,9 @@ impl Worker {
             .collect();
         let mut burst = RxBurst::default();
         let mut last_drain = tsc();
+        let mut last_tsc = last_drain;
 
         while !stop.load(Ordering::Relaxed) {
-            let start = tsc();
             let mut got = 0usize;
             for (ingress, q) in rx.iter_mut().enumerate() {
                 let n = burst.receive(q);
@@ -65,38 +65,78 @@ impl Worker {
                     continue;
                 }
                 got += n;
-                let in_ctr = &stats.ports[ingress];
-                bump(&in_ctr.rx_packets, n as u64);
-                for mut m in burst.by_ref() {
-                    bump(&in_ctr.rx_bytes, m.pkt_len() as u64);
-                    if m.segments() > 1 && !m.contiguous() {
-                        stats.drop_packet(DropReason::Unlinearizable);
-                        continue;
-                    }
-                    match pipeline.process(ingress as u16, m.data()).0 {
-                        Verdict::Forward(out) => {
-                            let e = &mut egress[usize::from(out)];
-                            let f = e.buf.push(m, &mut e.q);
-                            account(&stats, usize::from(out), f);
-                        }
-                        Verdict::Drop(reason) => stats.drop_packet(reason),
-                    }
-                }
+                handle_burst(ingress, &mut burst, &pipeline, &mut egress, &stats);
             }
+            // One TSC read per iteration: it ends this iteration and starts the next.
             let now = tsc();
             bump(&stats.polls, 1);
             if got > 0 {
                 bump(&stats.busy_polls, 1);
+                bump(&stats.busy_tsc, now.wrapping_sub(last_tsc));
             }
+            last_tsc = now;
             if now.wrapping_sub(last_drain) >= drain_tsc {
                 drain(&mut egress, &stats);
                 last_drain = now;
             }
-            if got > 0 {
-                bump(&stats.busy_tsc, tsc().wrapping_sub(start));
-            }
         }
         drain(&mut egress, &stats);
+    }
+}
+
+/// Marks a packet of the burst as dropped in the egress array.
+const DROPPED: u16 = u16::MAX;
+
+/// Judges a received burst in stages (prefetch, verdicts over the whole burst, then hand-off)
+/// and moves each packet to its egress buffer or frees it. Counters are added once per burst.
+#[inline(always)]
+fn handle_burst(
+    ingress: usize,
+    burst: &mut RxBurst,
+    pipeline: &Bridge,
+    egress: &mut [Egress],
+    stats: &WorkerStats,
+) {
+    burst.prefetch_data();
+    let mut out = [DROPPED; MAX_BURST];
+    let mut rx_bytes = 0u64;
+    let pkts = burst.packets_mut();
+    let n = pkts.len();
+    for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
+        rx_bytes += m.pkt_len() as u64;
+        let verdict = if m.segments() > 1 && !m.contiguous() {
+            Verdict::Drop(DropReason::Unlinearizable)
+        } else {
+            pipeline.verdict(ingress as u16, m.data())
+        };
+        *o = match verdict {
+            Verdict::Forward(port) => port,
+            Verdict::Drop(reason) => {
+                stats.drop_packet(reason);
+                DROPPED
+            }
+        };
+    }
+    let in_ctr = &stats.ports[ingress];
+    bump(&in_ctr.rx_packets, n as u64);
+    bump(&in_ctr.rx_bytes, rx_bytes);
+
+    let first = out[0];
+    if first != DROPPED && out[..n].iter().all(|&o| o == first) {
+        // The common case in a bridge: the whole burst leaves by the peer port.
+        let e = &mut egress[usize::from(first)];
+        let f = e.buf.push_all(burst, &mut e.q);
+        account(stats, usize::from(first), f);
+        return;
+    }
+    for (m, &o) in burst.by_ref().zip(out.iter()) {
+        if o == DROPPED {
+            drop(m);
+        } else {
+            let e = &mut egress[usize::from(o)];
+            let f = e.buf.push(m, &mut e.q);
+            account(stats, usize::from(o), f);
+        }
     }
 }
 

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use perf::synth::{demo_frames, Expect};
 use std::path::PathBuf;
 
+mod forward;
+
 #[derive(Parser)]
 #[command(
     name = "rampart-perf",
@@ -37,10 +39,53 @@ enum Command {
         #[arg(long)]
         expected: Option<PathBuf>,
     },
+    /// Forwarding Mpps per worker of Rampart's bridge against `dpdk-testpmd` (io mode) on the
+    /// same virtual devices, and their ratio.
+    Forward {
+        /// Seconds each case forwards.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Runs of each case; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Device kinds to measure.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "null,pcap")]
+        devices: Vec<forward::Device>,
+        /// Write (or update in place) the results section of this markdown file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Use no hugepages even when enough are free.
+        #[arg(long)]
+        no_huge: bool,
+        /// The rampart binary (default: next to rampart-perf).
+        #[arg(long)]
+        rampart: Option<PathBuf>,
+        /// The testpmd binary.
+        #[arg(long, default_value = "dpdk-testpmd")]
+        testpmd: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Forward {
+            seconds,
+            runs,
+            devices,
+            markdown,
+            no_huge,
+            rampart,
+            testpmd,
+        } => forward::run(&forward::ForwardOpts {
+            seconds,
+            runs,
+            devices,
+            markdown,
+            no_huge,
+            rampart,
+            testpmd,
+            command_line: command_line(),
+        }),
         Command::GenPcap {
             kind,
             output,
@@ -70,4 +115,27 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The command line as typed, with the program's file name only.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let prog = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "rampart-perf".into());
+    std::iter::once(prog)
+        .chain(args.map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

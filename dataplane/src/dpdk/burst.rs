@@ -51,6 +51,26 @@ impl RxBurst {
         self.len - self.pos
     }
 
+    /// The packets not yet taken, in place: stages judge them here before they move on.
+    #[inline]
+    pub fn packets_mut(&mut self) -> &mut [Mbuf] {
+        let rest = &mut self.ptrs[self.pos..self.len];
+        // SAFETY: rx_burst filled ptrs[..len] with valid, non-null mbuf pointers that this burst
+        // owns, and ptrs[pos..] have not been handed out. Mbuf is #[repr(transparent)] over
+        // NonNull<rte_mbuf>, which has the layout of a non-null *mut rte_mbuf. The slice borrows
+        // self mutably, so the pointers cannot be taken while it lives; swapping or replacing
+        // Mbufs through it keeps exactly one owner per mbuf.
+        unsafe { std::slice::from_raw_parts_mut(rest.as_mut_ptr().cast::<Mbuf>(), rest.len()) }
+    }
+
+    /// Starts loading the first data cache line of every packet not yet taken.
+    #[inline]
+    pub fn prefetch_data(&mut self) {
+        for m in self.packets_mut().iter() {
+            m.prefetch_data();
+        }
+    }
+
     fn free_rest(&mut self) {
         for m in self.by_ref() {
             drop(m);
@@ -81,8 +101,6 @@ impl Drop for RxBurst {
 /// A per-port TX buffer: packets wait here until it is full or the drain timer fires.
 pub struct TxBuffer {
     ptrs: [*mut dpdk_sys::rte_mbuf; MAX_BURST],
-    /// Packet lengths, read at push time: after tx_burst the mbufs belong to the device.
-    bytes: [u32; MAX_BURST],
     len: usize,
 }
 
@@ -95,7 +113,6 @@ impl Default for TxBuffer {
     fn default() -> Self {
         TxBuffer {
             ptrs: [std::ptr::null_mut(); MAX_BURST],
-            bytes: [0; MAX_BURST],
             len: 0,
         }
     }
@@ -107,6 +124,15 @@ pub struct Flushed {
     pub sent: u32,
     pub sent_bytes: u64,
     pub dropped: u32,
+}
+
+impl std::ops::AddAssign for Flushed {
+    #[inline]
+    fn add_assign(&mut self, o: Flushed) {
+        self.sent += o.sent;
+        self.sent_bytes += o.sent_bytes;
+        self.dropped += o.dropped;
+    }
 }
 
 impl TxBuffer {
@@ -136,10 +162,30 @@ impl TxBuffer {
         } else {
             Flushed::default()
         };
-        self.bytes[self.len] = m.pkt_len() as u32;
         self.ptrs[self.len] = m.into_raw();
         self.len += 1;
         f
+    }
+
+    /// Moves every packet not yet taken from `burst` into the buffer, in order, flushing to `q`
+    /// each time the buffer fills (so a full buffer leaves at once, as in DPDK's l3fwd).
+    #[inline]
+    pub fn push_all(&mut self, burst: &mut RxBurst, q: &mut TxQueue) -> Flushed {
+        let mut f = Flushed::default();
+        loop {
+            let take = burst.remaining().min(MAX_BURST - self.len);
+            self.ptrs[self.len..self.len + take]
+                .copy_from_slice(&burst.ptrs[burst.pos..burst.pos + take]);
+            // Ownership moved with the pointers: the burst no longer frees them.
+            burst.pos += take;
+            self.len += take;
+            if self.is_full() {
+                f += self.flush(q);
+            }
+            if burst.remaining() == 0 {
+                return f;
+            }
+        }
     }
 
     /// Sends what waits; what the device refuses is freed and counted as dropped.
@@ -148,6 +194,8 @@ impl TxBuffer {
         if self.len == 0 {
             return Flushed::default();
         }
+        // Lengths are read now: once sent, the mbufs belong to the device.
+        let queued_bytes: u64 = self.ptrs[..self.len].iter().map(|&p| pkt_len(p)).sum();
         // SAFETY: the TxQueue token proves (port, queue) is started and used by this lcore only;
         // ptrs[..len] are owned mbufs. tx_burst takes ownership of the first `sent`.
         let sent = usize::from(unsafe {
@@ -159,11 +207,12 @@ impl TxBuffer {
             )
         });
         let dropped = self.len - sent;
+        let mut sent_bytes = queued_bytes;
         for &p in &self.ptrs[sent..self.len] {
+            sent_bytes -= pkt_len(p);
             // SAFETY: the device refused these; we still own them and free each exactly once.
             unsafe { dpdk_sys::rampart_pktmbuf_free(p) };
         }
-        let sent_bytes = self.bytes[..sent].iter().map(|&b| u64::from(b)).sum();
         self.len = 0;
         Flushed {
             sent: sent as u32,
@@ -171,6 +220,13 @@ impl TxBuffer {
             dropped: dropped as u32,
         }
     }
+}
+
+/// The packet length of an mbuf the caller owns.
+#[inline(always)]
+fn pkt_len(p: *mut dpdk_sys::rte_mbuf) -> u64 {
+    // SAFETY: callers pass pointers to live mbufs owned by this module's buffers.
+    u64::from(unsafe { (*p).pkt_len })
 }
 
 impl Drop for TxBuffer {

@@ -9,6 +9,7 @@
 //! - Drop order is the caller's to keep: ports are closed before the mempool that feeds them is
 //!   freed ([`Mempool`] refuses to free while mbufs are still in use).
 
+mod acl;
 mod burst;
 mod eal;
 mod lcore;
@@ -16,6 +17,7 @@ mod mbuf;
 mod mempool;
 mod port;
 
+pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
 pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
 pub use eal::{tsc, tsc_hz, Eal};
 pub use lcore::{LaunchError, LcoreId};
@@ -53,6 +55,14 @@ pub enum DpdkError {
     },
     #[error("port {port}: {what}")]
     PortLimit { port: u16, what: String },
+    #[error("rte_acl: {op} failed: {msg} (code {code})")]
+    Acl {
+        op: &'static str,
+        code: i32,
+        msg: String,
+    },
+    #[error("rte_acl: too many rules (priorities are below 2^29)")]
+    AclTooManyRules,
     #[error("lcore {0}: {1}")]
     Launch(u32, LaunchError),
 }
