@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::pcap::{read_frames, FrameWriter, PcapError};
 use crate::prefix::Prefix;
 use dataplane::classify::RuleSet;
-use dataplane::filter::{packet_meta, Filter, FilterVerdict};
+use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
 use dataplane::verdict::{DropReason, Verdict};
 use std::io::Write;
@@ -118,33 +118,23 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             .and_then(|i| i.flow)
             .map(|k| k.src.to_std());
         let ingress = topo.ingress(f.interface, src, &opts.inside);
-        let (mut verdict, info) = topo.bridge.process(ingress, &f.data);
-        let mut rule = serde_json::Value::Null;
-        let mut ct_state = serde_json::Value::Null;
         let mut logs = Vec::new();
-        if let (Verdict::Forward(egress), Some(info)) = (verdict, info) {
-            if let Some(meta) = packet_meta(&f.data, &info, ingress, egress) {
-                let rs = opts.filter.rules(meta.key.family);
-                let judged = opts.filter.judge(&meta, |_, spec| {
-                    logs.push(log_line(&spec.prefix, &topo.names, ingress, egress, &meta));
-                });
-                if judged != FilterVerdict::Unfiltered {
-                    ct_state = "NEW".into();
-                }
-                let (r, v) = match judged {
-                    FilterVerdict::Unfiltered => (None, verdict),
-                    FilterVerdict::Accept { rule } => (Some(rule), verdict),
-                    FilterVerdict::Drop { rule } => {
-                        (Some(rule), Verdict::Drop(DropReason::RuleDrop))
-                    }
-                    FilterVerdict::Reject { rule, .. } => {
-                        (Some(rule), Verdict::Drop(DropReason::RuleReject))
-                    }
-                };
-                verdict = v;
-                if let (Some(r), Some(rs)) = (r, rs) {
-                    rule = rule_json(rs, r);
-                }
+        let judged = topo
+            .bridge
+            .judge(&opts.filter, ingress, &f.data, |_, spec| {
+                logs.push(spec.prefix.clone());
+            });
+        let verdict = judged.verdict;
+        let (mut rule, mut ct_state) = (serde_json::Value::Null, serde_json::Value::Null);
+        if let (Some(meta), Some(r)) = (judged.meta, judged.filter.rule()) {
+            ct_state = "NEW".into();
+            if let Some(rs) = opts.filter.rules(meta.key.family) {
+                rule = rule_json(rs, r);
+            }
+        }
+        if let Some(meta) = judged.meta {
+            for l in logs.iter_mut() {
+                *l = log_line(l, &topo.names, ingress, meta.out_port.into(), &meta);
             }
         }
         for l in &logs {

@@ -2,9 +2,10 @@
 //! lcores until SIGINT/SIGTERM (or, for finite inputs, until the ports fall idle).
 
 use crate::config::Config;
+use crate::daemon::{totals, ControlPlane};
 use dataplane::dpdk::{tsc_hz, DpdkError, Eal, LcoreId, Mempool, Port, PortConfig};
 use dataplane::stats::{StatsSnapshot, WorkerStats};
-use dataplane::worker::Worker;
+use dataplane::worker::{LogRecord, Worker};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +70,20 @@ fn run_on(
     stop: &Arc<AtomicBool>,
 ) -> Result<RunSummary, RunError> {
     let lcores = pick_lcores(eal, cfg)?;
+    let port_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let mut control = ControlPlane::new(cfg.rules.clone(), port_names.clone(), cfg.workers.count)
+        .map_err(|e| RunError::Setup(format!("rules: {e}")))?;
+    for (family, rs) in [
+        ("IPv4", &control.current().filter.v4),
+        ("IPv6", &control.current().filter.v6),
+    ] {
+        match rs {
+            Some(rs) => eprintln!("rampart: {family}: {} flat rules", rs.rules.len()),
+            None => eprintln!("rampart: no {family} rules: {family} traffic is not filtered"),
+        }
+    }
+    let mut readers = control.readers().into_iter();
+    let (log_tx, log_rx) = crossbeam_channel::bounded::<LogRecord>(LOG_QUEUE);
     let pool = Mempool::new(
         eal,
         "rampart_mbufs",
@@ -134,6 +149,8 @@ fn run_on(
             stats: stats[w].clone(),
             stop: stop.clone(),
             drain_tsc,
+            rules: readers.next().expect("one reader per worker"),
+            logs: log_tx.clone(),
         };
         if let Err(e) = eal.launch(lcore, move || worker.run()) {
             stop.store(true, Ordering::SeqCst);
@@ -162,12 +179,96 @@ fn run_on(
             .join(",")
     );
 
+    // Management and metrics hand their requests to this thread, which owns the control plane.
+    let (msg_tx, msg_rx) = crossbeam_channel::bounded::<ControlMsg>(64);
+    let mode = cfg.management.mode_bits().unwrap_or(0o600);
+    let mgmt_tx = msg_tx.clone();
+    let handler: crate::mgmt::Handler = Arc::new(move |req| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if mgmt_tx.send(ControlMsg::Mgmt(req, tx)).is_err() {
+            return crate::mgmt::error("the daemon is stopping");
+        }
+        rx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| crate::mgmt::error("the daemon did not answer in time"))
+    });
+    let started_mgmt = crate::mgmt::Server::start(&cfg.management.socket, mode, handler);
+    let metrics = match &cfg.metrics {
+        Some(m) => {
+            let metrics_tx = msg_tx.clone();
+            let render: crate::metrics::Render = Arc::new(move || {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if metrics_tx.send(ControlMsg::Metrics(tx)).is_err() {
+                    return String::new();
+                }
+                rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
+            });
+            Some(
+                crate::metrics::MetricsServer::start(m.listen, render)
+                    .map_err(|e| format!("metrics on {}: {e}", m.listen)),
+            )
+        }
+        None => None,
+    };
+    let (_mgmt, metrics) = match (started_mgmt, metrics.transpose()) {
+        (Ok(m), Ok(x)) => (m, x),
+        (Err(e), _) => {
+            stop.store(true, Ordering::SeqCst);
+            eal.wait_all();
+            return Err(RunError::Setup(e.to_string()));
+        }
+        (_, Err(e)) => {
+            stop.store(true, Ordering::SeqCst);
+            eal.wait_all();
+            return Err(RunError::Setup(e));
+        }
+    };
+    eprintln!(
+        "rampart: management socket {}{}",
+        cfg.management.socket.display(),
+        metrics
+            .as_ref()
+            .map(|m| format!(", metrics on http://{}/metrics", m.addr()))
+            .unwrap_or_default()
+    );
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| RunError::Setup(format!("installing the SIGHUP handler: {e}")))?;
+
     let started = Instant::now();
     let mut last_rx = 0u64;
     let mut last_change = Instant::now();
     let mut last_print = Instant::now();
+    let mut logger = LogLimiter::new(LOG_LINES_PER_SEC);
+    let metrics_addr = metrics.as_ref().map(|m| m.addr().to_string());
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
+        match msg_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(ControlMsg::Mgmt(req, reply)) => {
+                let stats_json = || stats_json(&port_names, &stats, metrics_addr.as_deref());
+                let _ = reply.send(control.handle(req, &stats_json));
+            }
+            Ok(ControlMsg::Metrics(reply)) => {
+                let total = totals(&stats);
+                let workers: Vec<StatsSnapshot> = stats.iter().map(|s| s.snapshot()).collect();
+                let _ = reply.send(control.metrics(&port_names, &total, &workers));
+            }
+            Err(_) => {}
+        }
+        if hup.swap(false, Ordering::SeqCst) {
+            match control.reload() {
+                Ok(t) => eprintln!(
+                    "rampart: SIGHUP: rules reloaded; every worker runs them after {} us",
+                    t.as_micros()
+                ),
+                Err(e) => eprintln!(
+                    "rampart: SIGHUP: rules not reloaded, the previous rules stay in force:\n{e}"
+                ),
+            }
+        }
+        control.reclaim();
+        let snapshot = control.current();
+        while let Ok(rec) = log_rx.try_recv() {
+            logger.log(&snapshot, &port_names, &rec);
+        }
         let total = totals(&stats);
         if let Some(idle) = opts.exit_when_idle {
             let rx = total.rx_packets() + total.tx_packets();
@@ -220,12 +321,108 @@ fn run_on(
     })
 }
 
-fn totals(stats: &[Arc<WorkerStats>]) -> StatsSnapshot {
-    let mut t = StatsSnapshot::default();
-    for s in stats {
-        s.add_to(&mut t);
+/// Requests the control thread serves for other threads.
+enum ControlMsg {
+    Mgmt(
+        crate::mgmt::Request,
+        crossbeam_channel::Sender<serde_json::Value>,
+    ),
+    Metrics(crossbeam_channel::Sender<String>),
+}
+
+/// LOG records queued between the workers and the control thread.
+const LOG_QUEUE: usize = 4096;
+/// LOG lines printed per second at most; the rest are counted and reported.
+const LOG_LINES_PER_SEC: u32 = 100;
+
+/// Prints LOG records as kernel-style lines, at most `per_sec` a second.
+struct LogLimiter {
+    per_sec: u32,
+    window: Instant,
+    printed: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    fn new(per_sec: u32) -> LogLimiter {
+        LogLimiter {
+            per_sec,
+            window: Instant::now(),
+            printed: 0,
+            suppressed: 0,
+        }
     }
-    t
+
+    fn log(&mut self, snap: &dataplane::filter::FilterSnapshot, ports: &[String], rec: &LogRecord) {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                eprintln!(
+                    "rampart: {} LOG records suppressed (rate limit {}/s)",
+                    self.suppressed, self.per_sec
+                );
+            }
+            self.window = Instant::now();
+            self.printed = 0;
+            self.suppressed = 0;
+        }
+        if self.printed >= self.per_sec {
+            self.suppressed += 1;
+            return;
+        }
+        self.printed += 1;
+        let m = &rec.meta;
+        let k = &m.key;
+        let (prefix, level) = snap
+            .filter
+            .rules(k.family)
+            .and_then(|rs| rs.logs.get(rec.log as usize))
+            .map_or(("", 4), |l| (l.prefix.as_str(), l.level));
+        let name = |i: u8| ports.get(usize::from(i)).map_or("?", String::as_str);
+        let mut line = format!(
+            "<{level}>{prefix}IN={} OUT={} SRC={} DST={} PROTO={}",
+            name(m.in_port),
+            name(m.out_port),
+            k.src.to_std(),
+            k.dst.to_std(),
+            k.proto
+        );
+        if !m.later_fragment && matches!(k.proto, 6 | 17) {
+            line += &format!(" SPT={} DPT={}", k.src_port, k.dst_port);
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// The `stats` answer: totals, per port, per worker, drops by reason.
+fn stats_json(
+    ports: &[String],
+    stats: &[Arc<WorkerStats>],
+    metrics: Option<&str>,
+) -> serde_json::Value {
+    let total = totals(stats);
+    let drops: serde_json::Map<String, serde_json::Value> = total
+        .drop_reasons()
+        .map(|(r, n)| (r.name().to_string(), n.into()))
+        .collect();
+    serde_json::json!({
+        "rx_packets": total.rx_packets(),
+        "tx_packets": total.tx_packets(),
+        "dropped": total.dropped(),
+        "tx_refused": total.tx_dropped(),
+        "drops": drops,
+        "ports": ports.iter().enumerate().map(|(i, name)| serde_json::json!({
+            "name": name, "rx_packets": total.ports[i].rx_packets, "rx_bytes": total.ports[i].rx_bytes,
+            "tx_packets": total.ports[i].tx_packets, "tx_bytes": total.ports[i].tx_bytes,
+            "tx_refused": total.ports[i].tx_dropped,
+        })).collect::<Vec<_>>(),
+        "workers": stats.iter().enumerate().map(|(w, s)| {
+            let s = s.snapshot();
+            let drops: serde_json::Map<String, serde_json::Value> =
+                s.drop_reasons().map(|(r, n)| (r.name().to_string(), n.into())).collect();
+            serde_json::json!({ "worker": w, "rx_packets": s.rx_packets(), "tx_packets": s.tx_packets(), "drops": drops })
+        }).collect::<Vec<_>>(),
+        "metrics": metrics,
+    })
 }
 
 fn pick_lcores(eal: &Eal, cfg: &Config) -> Result<Vec<LcoreId>, RunError> {

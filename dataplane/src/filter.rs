@@ -60,6 +60,19 @@ pub fn packet_meta(
     })
 }
 
+impl FilterVerdict {
+    /// The rule that decided, if a rule set judged the packet.
+    #[inline]
+    pub fn rule(self) -> Option<u32> {
+        match self {
+            FilterVerdict::Unfiltered => None,
+            FilterVerdict::Accept { rule }
+            | FilterVerdict::Drop { rule }
+            | FilterVerdict::Reject { rule, .. } => Some(rule),
+        }
+    }
+}
+
 impl Filter {
     /// The rule set for `family`, if any.
     #[inline]

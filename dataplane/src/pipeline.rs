@@ -3,11 +3,24 @@
 //! The per-packet stages, written over plain byte slices so the same code runs in a worker on
 //! mbufs, in `rampart replay` over a pcap, and in unit tests.
 //!
-//! At this stage the pipeline is a filtering bridge: parse (malformed frames dropped with their
-//! reason), apply the non-IP policies, and forward to the ingress port's peer.
+//! The pipeline is a filtering bridge: parse (malformed frames dropped with their reason), apply
+//! the non-IP policies, judge IP packets by the rule set of their family ([`Bridge::judge`]), and
+//! forward to the ingress port's peer.
 
+use crate::classify::{LogSpec, PacketMeta};
+use crate::filter::{packet_meta, Filter, FilterVerdict};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, PacketInfo, L3};
+
+/// Everything known about one judged packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub info: Option<PacketInfo>,
+    /// What the filter looked at (IP packets the bridge would forward).
+    pub meta: Option<PacketMeta>,
+    pub filter: FilterVerdict,
+}
 
 /// What to do with a class of frames the bridge does not filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +64,40 @@ impl Bridge {
         self.process(ingress, frame).0
     }
 
-    /// Judges one frame that arrived on port index `ingress`.
+    /// Judges one frame by the bridge and then by `filter`; `on_log` is called for each LOG rule
+    /// the packet passes (rule index and its spec).
+    #[inline]
+    pub fn judge(
+        &self,
+        filter: &Filter,
+        ingress: u16,
+        frame: &[u8],
+        on_log: impl FnMut(u32, &LogSpec),
+    ) -> Outcome {
+        let (verdict, info) = self.process(ingress, frame);
+        let mut out = Outcome {
+            verdict,
+            info,
+            meta: None,
+            filter: FilterVerdict::Unfiltered,
+        };
+        let (Verdict::Forward(egress), Some(info)) = (verdict, info) else {
+            return out;
+        };
+        let Some(meta) = packet_meta(frame, &info, ingress, egress) else {
+            return out;
+        };
+        out.meta = Some(meta);
+        out.filter = filter.judge(&meta, on_log);
+        out.verdict = match out.filter {
+            FilterVerdict::Unfiltered | FilterVerdict::Accept { .. } => verdict,
+            FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
+            FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
+        };
+        out
+    }
+
+    /// Judges one frame that arrived on port index `ingress` by the bridge alone.
     #[inline]
     pub fn process(&self, ingress: u16, frame: &[u8]) -> (Verdict, Option<PacketInfo>) {
         let info = match wire::parse_frame(frame) {

@@ -37,6 +37,8 @@ pub struct WorkerStats {
     pub polls: AtomicU64,
     /// TSC cycles spent in loop iterations that handled packets.
     pub busy_tsc: AtomicU64,
+    /// LOG records lost because the control thread's queue was full.
+    pub logs_lost: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -47,6 +49,7 @@ impl Default for WorkerStats {
             busy_polls: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             busy_tsc: AtomicU64::new(0),
+            logs_lost: AtomicU64::new(0),
         }
     }
 }

@@ -6,8 +6,11 @@
 //!
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
+use crate::classify::PacketMeta;
 use crate::dpdk::{tsc, Flushed, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
+use crate::filter::FilterSnapshot;
 use crate::pipeline::{Bridge, MAX_PORTS};
+use crate::rcu::Reader;
 use crate::stats::{bump, WorkerStats};
 use crate::verdict::{DropReason, Verdict};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +26,27 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// TX buffers are flushed at least this often (TSC ticks).
     pub drain_tsc: u64,
+    /// The rule sets, published by the control thread.
+    pub rules: Reader<FilterSnapshot>,
+    /// LOG records for the control thread (bounded; full means the record is counted and lost).
+    pub logs: crossbeam_channel::Sender<LogRecord>,
+}
+
+/// A packet that passed a LOG rule, for the control thread to print.
+#[derive(Clone, Copy, Debug)]
+pub struct LogRecord {
+    /// Index into the rule set's `logs` (of the packet's family) at the time of the match.
+    pub log: u32,
+    pub meta: PacketMeta,
+}
+
+/// What one burst needs besides the packets.
+struct Ctx<'a> {
+    id: usize,
+    pipeline: &'a Bridge,
+    rules: &'a FilterSnapshot,
+    stats: &'a WorkerStats,
+    logs: &'a crossbeam_channel::Sender<LogRecord>,
 }
 
 struct Egress {
@@ -34,12 +58,14 @@ impl Worker {
     /// Polls until `stop` is set, then flushes what is buffered and returns.
     pub fn run(self) {
         let Worker {
+            id,
             queues,
             pipeline,
             stats,
             stop,
             drain_tsc,
-            ..
+            mut rules,
+            logs,
         } = self;
         assert!(
             queues.len() <= MAX_PORTS,
@@ -65,8 +91,17 @@ impl Worker {
                     continue;
                 }
                 got += n;
-                handle_burst(ingress, &mut burst, &pipeline, &mut egress, &stats);
+                let ctx = Ctx {
+                    id,
+                    pipeline: &pipeline,
+                    rules: rules.get(),
+                    stats: &stats,
+                    logs: &logs,
+                };
+                handle_burst(ingress, &mut burst, &ctx, &mut egress);
             }
+            // Quiescent point: nothing of the rule snapshot is held across it.
+            rules.quiesce();
             // One TSC read per iteration: it ends this iteration and starts the next.
             let now = tsc();
             bump(&stats.polls, 1);
@@ -90,13 +125,8 @@ const DROPPED: u16 = u16::MAX;
 /// Judges a received burst in stages (prefetch, verdicts over the whole burst, then hand-off)
 /// and moves each packet to its egress buffer or frees it. Counters are added once per burst.
 #[inline(always)]
-fn handle_burst(
-    ingress: usize,
-    burst: &mut RxBurst,
-    pipeline: &Bridge,
-    egress: &mut [Egress],
-    stats: &WorkerStats,
-) {
+fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut [Egress]) {
+    let stats = ctx.stats;
     burst.prefetch_data();
     let mut out = [DROPPED; MAX_BURST];
     let mut rx_bytes = 0u64;
@@ -107,7 +137,7 @@ fn handle_burst(
         let verdict = if m.segments() > 1 && !m.contiguous() {
             Verdict::Drop(DropReason::Unlinearizable)
         } else {
-            pipeline.verdict(ingress as u16, m.data())
+            judge(ctx, ingress as u16, m.data(), m.pkt_len() as u64)
         };
         *o = match verdict {
             Verdict::Forward(port) => port,
@@ -137,6 +167,47 @@ fn handle_burst(
             let f = e.buf.push(m, &mut e.q);
             account(stats, usize::from(o), f);
         }
+    }
+}
+
+/// Bridge and filter for one packet; counts the deciding rule and queues LOG records.
+#[inline(always)]
+fn judge(ctx: &Ctx<'_>, ingress: u16, frame: &[u8], len: u64) -> Verdict {
+    let filter = &ctx.rules.filter;
+    let out = ctx.pipeline.judge(filter, ingress, frame, |log_rule, _| {
+        log(ctx, frame, ingress, log_rule)
+    });
+    if let (Some(meta), Some(rule)) = (out.meta, out.filter.rule()) {
+        if let Some(c) = ctx.rules.counters(meta.key.family, ctx.id) {
+            c.hit(rule, len);
+        }
+    }
+    out.verdict
+}
+
+/// A LOG rule matched: count it and hand the record to the control thread.
+#[cold]
+#[inline(never)]
+fn log(ctx: &Ctx<'_>, frame: &[u8], ingress: u16, rule: u32) {
+    let Ok(info) = crate::wire::parse_frame(frame) else {
+        return;
+    };
+    let egress = ctx.pipeline.peer(ingress).unwrap_or(ingress);
+    let Some(meta) = crate::filter::packet_meta(frame, &info, ingress, egress) else {
+        return;
+    };
+    let Some(rs) = ctx.rules.filter.rules(meta.key.family) else {
+        return;
+    };
+    if let Some(c) = ctx.rules.counters(meta.key.family, ctx.id) {
+        c.hit(rule, frame.len() as u64);
+    }
+    let Some(crate::classify::Action::Log(l)) = rs.rules.get(rule as usize).map(|r| r.action)
+    else {
+        return;
+    };
+    if ctx.logs.try_send(LogRecord { log: l, meta }).is_err() {
+        bump(&ctx.stats.logs_lost, 1);
     }
 }
 

@@ -363,6 +363,8 @@ pairs = [["a", "b"]]
 non_ip = "{non_ip}"
 [workers]
 count = 1
+[management]
+socket = "{socket}"
 [mempool]
 mbufs = {MBUFS}
 cache = {MBUF_CACHE}
@@ -371,6 +373,7 @@ rx_desc = {DESCRIPTORS}
 tx_desc = {DESCRIPTORS}
 "#,
         eal = toml_array(&eal_args(env, &prefix)),
+        socket = env.dir.join(format!("{prefix}.sock")).display(),
     );
     let cfg_path = env.dir.join(format!("{prefix}.toml"));
     std::fs::write(&cfg_path, cfg).with_context(|| format!("writing {}", cfg_path.display()))?;

@@ -110,6 +110,8 @@ name = "b"
 device = "net_af_packet{p}b,iface={ob},qpairs=1"
 [bridge]
 pairs = [["a", "b"]]
+[management]
+socket = "{sock}"
 [mempool]
 mbufs = 4095
 cache = 64
@@ -121,6 +123,7 @@ tx_desc = 512
             p = prefix,
             oa = t.outer[0],
             ob = t.outer[1],
+            sock = dir.path().join("m.sock").display(),
         );
         let cfg_path = dir.path().join("ns.toml");
         std::fs::write(&cfg_path, cfg).unwrap();

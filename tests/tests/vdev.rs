@@ -47,6 +47,8 @@ name = "outside"
 device = "net_pcap{prefix}o,rx_pcap={empty},tx_pcap={otx}"
 [bridge]
 pairs = [["inside", "outside"]]
+[management]
+socket = "{sock}"
 [mempool]
 mbufs = 4095
 cache = 64
@@ -59,6 +61,7 @@ tx_desc = 512
         itx = p("inside-tx.pcap").display(),
         empty = p("empty.pcap").display(),
         otx = p("outside-tx.pcap").display(),
+        sock = p("m.sock").display(),
     );
     std::fs::write(p("cfg.toml"), cfg).unwrap();
     let out = run(Command::new(bin("rampart"))
@@ -129,6 +132,8 @@ pairs = [["a", "b"]]
 non_ip = "forward"
 [workers]
 count = 2
+[management]
+socket = "{sock}"
 [mempool]
 mbufs = 8191
 cache = 64
@@ -137,6 +142,7 @@ rx_desc = 512
 tx_desc = 512
 "#,
         eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
+        sock = dir.path().join("m.sock").display(),
     );
     let cfg_path = dir.path().join("null.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
