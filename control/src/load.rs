@@ -3,6 +3,7 @@
 
 use crate::groups::compile_groups;
 use crate::rules::{compile_iptables, Hook, RuleError};
+use dataplane::classify::{RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::wire::Family;
 use std::path::Path;
@@ -56,8 +57,8 @@ pub fn load_filter(
         let text = read(path)?;
         match compile_iptables(&path.display().to_string(), &text, family, ports, hook) {
             Ok(rs) => match family {
-                Family::V4 => filter.v4 = Some(rs),
-                Family::V6 => filter.v6 = Some(rs),
+                Family::V4 => filter.v4 = Some(with_tree(rs)),
+                Family::V6 => filter.v6 = Some(with_tree(rs)),
             },
             Err(e) => errors.extend(e),
         }
@@ -68,8 +69,14 @@ pub fn load_filter(
     if let Some(path) = files.groups {
         let text = read(path)?;
         let name = path.display().to_string();
-        filter.v4 = Some(compile_groups(&name, &text, Family::V4)?);
-        filter.v6 = Some(compile_groups(&name, &text, Family::V6)?);
+        filter.v4 = Some(with_tree(compile_groups(&name, &text, Family::V4)?));
+        filter.v6 = Some(with_tree(compile_groups(&name, &text, Family::V6)?));
     }
     Ok(filter)
+}
+
+/// Gives a compiled rule set the decision-tree classifier (the linear scan is the reference).
+fn with_tree(rs: RuleSet) -> RuleSet {
+    let tree = Tree::new(&rs.rules);
+    rs.with_classifier(Box::new(tree))
 }

@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
 //! Traffic synthesis and benchmark drivers for Rampart.
 
+pub mod bench_classify;
 pub mod synth;

@@ -29,6 +29,8 @@ enum Kind {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Classifier lookups, builds and one-rule changes: the tree against rte_acl on ClassBench sets.
+    Classify(perf::bench_classify::ClassifyArgs),
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -68,6 +70,7 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Forward {
             seconds,
             runs,

@@ -262,7 +262,22 @@ impl<A: Word> FamilyTree<A> {
         p: &PacketMeta,
         rules: &[FlatRule],
         from: u32,
+        best: u32,
+    ) -> u32 {
+        self.lookup_skipping(key, p, rules, from, best, |_| false)
+    }
+
+    /// As [`Self::lookup`], passing over rule indexes for which `skip` is true (deleted rules of
+    /// the update tier). With a constant-false `skip` this compiles to the plain lookup.
+    #[inline(always)]
+    pub fn lookup_skipping(
+        &self,
+        key: &[A; DIMS],
+        p: &PacketMeta,
+        rules: &[FlatRule],
+        from: u32,
         mut best: u32,
+        skip: impl Fn(u32) -> bool + Copy,
     ) -> u32 {
         let ct_any = p.ct_state & ct::ANY != 0;
         for root in &self.roots {
@@ -273,7 +288,7 @@ impl<A: Word> FamilyTree<A> {
                 continue;
             }
             let leaf = self.walk(root.link, key);
-            best = self.scan_leaf(leaf, key, p, rules, from, best, ct_any);
+            best = self.scan_leaf(leaf, key, p, rules, from, best, ct_any, skip);
         }
         best
     }
@@ -314,13 +329,14 @@ impl<A: Word> FamilyTree<A> {
         from: u32,
         best: u32,
         ct_any: bool,
+        skip: impl Fn(u32) -> bool,
     ) -> u32 {
         let (s, e) = leaf_span(leaf);
         for en in &self.entries[s..e] {
             if en.idx >= best {
                 break;
             }
-            if en.idx < from || !en.covers(key) {
+            if en.idx < from || !en.covers(key) || skip(en.idx) {
                 continue;
             }
             let ok = if en.full {
@@ -361,7 +377,7 @@ impl<A: Word> FamilyTree<A> {
                 l = self.child(l, key);
             }
             let (s, e) = leaf_span(l);
-            let found = self.scan_leaf(l, key, p, rules, from, best, ct_any);
+            let found = self.scan_leaf(l, key, p, rules, from, best, ct_any, |_| false);
             cost[2] += self.entries[s..e]
                 .iter()
                 .take_while(|en| en.idx < best && en.idx <= found)

@@ -14,9 +14,11 @@ pub mod classbench;
 mod cuts;
 mod linear;
 pub mod tree;
+pub mod update;
 
 pub use linear::Linear;
 pub use tree::{Tree, TreeConfig};
+pub use update::{Updatable, UpdateError};
 
 use crate::wire::{Family, FlowKey, IpAddr128};
 

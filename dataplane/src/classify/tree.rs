@@ -112,9 +112,32 @@ impl Tree {
         match k.family {
             Family::V4 => match v4_key(p) {
                 Some(key) => self.v4.lookup(&key, p, rules, from, best),
-                None => cold_linear(rules, p, from, best),
+                None => cold_linear(rules, p, from, best, |_| false),
             },
             Family::V6 => self.v6.lookup(&v6_key(p), p, rules, from, best),
+        }
+    }
+
+    /// As [`Tree::first_match`], passing over rules for which `skip` is true (the update tier's
+    /// deleted rules).
+    #[inline]
+    pub fn first_match_skipping(
+        &self,
+        rules: &[FlatRule],
+        p: &PacketMeta,
+        from: u32,
+        best: u32,
+        skip: impl Fn(u32) -> bool + Copy,
+    ) -> u32 {
+        let k = &p.key;
+        match k.family {
+            Family::V4 => match v4_key(p) {
+                Some(key) => self.v4.lookup_skipping(&key, p, rules, from, best, skip),
+                None => cold_linear(rules, p, from, best, skip),
+            },
+            Family::V6 => self
+                .v6
+                .lookup_skipping(&v6_key(p), p, rules, from, best, skip),
         }
     }
 }
@@ -191,10 +214,16 @@ fn v6_key(p: &PacketMeta) -> [u128; DIMS] {
 
 #[cold]
 #[inline(never)]
-fn cold_linear(rules: &[FlatRule], p: &PacketMeta, from: u32, best: u32) -> u32 {
+fn cold_linear(
+    rules: &[FlatRule],
+    p: &PacketMeta,
+    from: u32,
+    best: u32,
+    skip: impl Fn(u32) -> bool,
+) -> u32 {
     let end = (best as usize).min(rules.len());
     (from as usize..end)
-        .find(|&i| rules[i].matches(p))
+        .find(|&i| !skip(i as u32) && rules[i].matches(p))
         .map_or(best, |i| i as u32)
 }
 
