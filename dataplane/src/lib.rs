@@ -14,6 +14,7 @@ pub mod dpdk;
 pub mod filter;
 pub mod pipeline;
 pub mod rcu;
+pub mod reject;
 pub mod stats;
 pub mod verdict;
 pub mod wire;
