@@ -81,6 +81,20 @@ pub struct RulesConf {
     pub ipv6: Option<PathBuf>,
     /// Security groups (both families).
     pub groups: Option<PathBuf>,
+    /// The classifier: "tree" (default), "rte_acl" (DPDK's, rebuilt on every change) or
+    /// "linear" (the reference scan, for tests).
+    #[serde(default)]
+    pub classifier: ClassifierKind,
+}
+
+/// Which classifier rule sets use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    #[default]
+    Tree,
+    RteAcl,
+    Linear,
 }
 
 /// `[management]`: the Unix socket `rampart ctl` talks to.

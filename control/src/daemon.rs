@@ -5,7 +5,7 @@
 //! is freed only after every worker has passed a quiescent state.
 
 use crate::config::RulesConf;
-use crate::load::{load_filter, RuleFiles};
+use crate::load::{load_filter, MakeClassifier, RuleFiles};
 use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
 use crate::rules::Hook;
@@ -31,7 +31,8 @@ pub struct SwapStats {
 }
 
 /// The control plane of a running daemon.
-pub struct ControlPlane {
+pub struct ControlPlane<'a> {
+    make: Box<MakeClassifier<'a>>,
     publisher: Publisher<FilterSnapshot>,
     files: RulesConf,
     ports: Vec<String>,
@@ -57,15 +58,17 @@ fn source_of(files: &RulesConf) -> String {
     }
 }
 
-impl ControlPlane {
+impl<'a> ControlPlane<'a> {
     /// Compiles the configured rule files (an error here stops start-up) for `workers` workers.
     pub fn new(
         files: RulesConf,
         ports: Vec<String>,
         workers: usize,
-    ) -> Result<ControlPlane, String> {
-        let snap = compile(&files, &ports, workers)?;
+        make: Box<MakeClassifier<'a>>,
+    ) -> Result<ControlPlane<'a>, String> {
+        let snap = compile(&files, &ports, workers, &*make)?;
         Ok(ControlPlane {
+            make,
             publisher: Publisher::new(snap, workers),
             files,
             ports,
@@ -90,7 +93,7 @@ impl ControlPlane {
     /// Returns the time from request to every worker running the new rules.
     pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
         let t0 = Instant::now();
-        let snap = match compile(&files, &self.ports, self.workers) {
+        let snap = match compile(&files, &self.ports, self.workers, &*self.make) {
             Ok(s) => s,
             Err(e) => {
                 self.swaps.failures += 1;
@@ -136,6 +139,7 @@ impl ControlPlane {
                         ipv4: file.map(Into::into),
                         ipv6: file6.map(Into::into),
                         groups: groups.map(Into::into),
+                        classifier: self.files.classifier,
                     }
                 };
                 match self.load(files) {
@@ -311,13 +315,18 @@ impl ControlPlane {
     }
 }
 
-fn compile(files: &RulesConf, ports: &[String], workers: usize) -> Result<FilterSnapshot, String> {
+fn compile(
+    files: &RulesConf,
+    ports: &[String],
+    workers: usize,
+    make: &MakeClassifier<'_>,
+) -> Result<FilterSnapshot, String> {
     let rf = RuleFiles {
         rules: files.ipv4.as_deref(),
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
     };
-    let filter = load_filter(&rf, ports, Hook::Forward).map_err(|e| e.to_string())?;
+    let filter = load_filter(&rf, ports, Hook::Forward, make).map_err(|e| e.to_string())?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }
 

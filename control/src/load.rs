@@ -3,7 +3,7 @@
 
 use crate::groups::compile_groups;
 use crate::rules::{compile_iptables, Hook, RuleError};
-use dataplane::classify::{RuleSet, Tree};
+use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::wire::Family;
 use std::path::Path;
@@ -22,6 +22,16 @@ pub enum LoadError {
     Groups(#[from] crate::groups::GroupsError),
     #[error("{0}")]
     Conflict(String),
+    #[error("building the classifier: {0}")]
+    Classifier(String),
+}
+
+/// Builds the classifier for a compiled rule set.
+pub type MakeClassifier<'a> = dyn Fn(&[FlatRule]) -> Result<Box<dyn Classifier>, String> + 'a;
+
+/// The decision tree (the default; the linear scan is the reference).
+pub fn tree_classifier(rules: &[FlatRule]) -> Result<Box<dyn Classifier>, String> {
+    Ok(Box::new(Tree::new(rules)))
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
@@ -44,7 +54,12 @@ pub fn load_filter(
     files: &RuleFiles<'_>,
     ports: &[String],
     hook: Hook,
+    make: &MakeClassifier<'_>,
 ) -> Result<Filter, LoadError> {
+    let with = |rs: RuleSet| -> Result<RuleSet, LoadError> {
+        let c = make(&rs.rules).map_err(LoadError::Classifier)?;
+        Ok(rs.with_classifier(c))
+    };
     if files.groups.is_some() && (files.rules.is_some() || files.rules6.is_some()) {
         return Err(LoadError::Conflict(
             "security groups and iptables rules together are not supported yet: give one or the other".into(),
@@ -57,8 +72,8 @@ pub fn load_filter(
         let text = read(path)?;
         match compile_iptables(&path.display().to_string(), &text, family, ports, hook) {
             Ok(rs) => match family {
-                Family::V4 => filter.v4 = Some(with_tree(rs)),
-                Family::V6 => filter.v6 = Some(with_tree(rs)),
+                Family::V4 => filter.v4 = Some(with(rs)?),
+                Family::V6 => filter.v6 = Some(with(rs)?),
             },
             Err(e) => errors.extend(e),
         }
@@ -69,14 +84,8 @@ pub fn load_filter(
     if let Some(path) = files.groups {
         let text = read(path)?;
         let name = path.display().to_string();
-        filter.v4 = Some(with_tree(compile_groups(&name, &text, Family::V4)?));
-        filter.v6 = Some(with_tree(compile_groups(&name, &text, Family::V6)?));
+        filter.v4 = Some(with(compile_groups(&name, &text, Family::V4)?)?);
+        filter.v6 = Some(with(compile_groups(&name, &text, Family::V6)?)?);
     }
     Ok(filter)
-}
-
-/// Gives a compiled rule set the decision-tree classifier (the linear scan is the reference).
-fn with_tree(rs: RuleSet) -> RuleSet {
-    let tree = Tree::new(&rs.rules);
-    rs.with_classifier(Box::new(tree))
 }

@@ -353,7 +353,21 @@ fn real_main() -> Result<()> {
                 rules6: rules6.as_deref(),
                 groups: groups.as_deref(),
             };
-            let filter = load_filter(&files, &ports, Hook::Forward)?;
+            let kind = config
+                .as_ref()
+                .map(|c| c.rules.classifier)
+                .unwrap_or_default();
+            let make: &control::load::MakeClassifier<'_> = match kind {
+                control::config::ClassifierKind::Linear => {
+                    &|_| Ok(Box::new(dataplane::classify::Linear))
+                }
+                control::config::ClassifierKind::Tree => &control::load::tree_classifier,
+                control::config::ClassifierKind::RteAcl => {
+                    eprintln!("rampart: replay runs without EAL, so it classifies with the tree instead of rte_acl");
+                    &control::load::tree_classifier
+                }
+            };
+            let filter = load_filter(&files, &ports, Hook::Forward, make)?;
             if filter.v4.is_none() {
                 eprintln!("rampart: no IPv4 rules: IPv4 traffic is not filtered");
             }

@@ -1,7 +1,7 @@
 //! `rampart run`: the daemon. The main lcore runs the control thread; workers poll on their own
 //! lcores until SIGINT/SIGTERM (or, for finite inputs, until the ports fall idle).
 
-use crate::config::Config;
+use crate::config::{ClassifierKind, Config};
 use crate::daemon::{totals, ControlPlane};
 use dataplane::dpdk::{tsc_hz, DpdkError, Eal, LcoreId, Mempool, Port, PortConfig};
 use dataplane::stats::{StatsSnapshot, WorkerStats};
@@ -71,8 +71,26 @@ fn run_on(
 ) -> Result<RunSummary, RunError> {
     let lcores = pick_lcores(eal, cfg)?;
     let port_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
-    let mut control = ControlPlane::new(cfg.rules.clone(), port_names.clone(), cfg.workers.count)
-        .map_err(|e| RunError::Setup(format!("rules: {e}")))?;
+    let make: Box<crate::load::MakeClassifier<'_>> = match cfg.rules.classifier {
+        ClassifierKind::Tree => Box::new(crate::load::tree_classifier),
+        ClassifierKind::Linear => Box::new(|_| Ok(Box::new(dataplane::classify::Linear))),
+        ClassifierKind::RteAcl => Box::new(move |rules| {
+            let c = dataplane::dpdk::AclClassifier::new(
+                eal,
+                rules,
+                &dataplane::dpdk::AclConfig::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(Box::new(c))
+        }),
+    };
+    let mut control = ControlPlane::new(
+        cfg.rules.clone(),
+        port_names.clone(),
+        cfg.workers.count,
+        make,
+    )
+    .map_err(|e| RunError::Setup(format!("rules: {e}")))?;
     for (family, rs) in [
         ("IPv4", &control.current().filter.v4),
         ("IPv6", &control.current().filter.v6),

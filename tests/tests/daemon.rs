@@ -36,6 +36,10 @@ fn request(socket: &Path, req: &Value) -> Value {
 impl Daemon {
     /// A bridge between two net_pcap ports replaying UDP frames to port 1000 endlessly.
     fn start(metrics: bool) -> Daemon {
+        Daemon::start_with(metrics, "tree")
+    }
+
+    fn start_with(metrics: bool, classifier: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         let frames: Vec<Vec<u8>> = (0..64u16)
@@ -66,6 +70,7 @@ device = "net_pcap{prefix}b,rx_pcap={empty},tx_pcap=/dev/null"
 pairs = [["a", "b"]]
 [rules]
 ipv4 = "{rules}"
+classifier = "{classifier}"
 [management]
 socket = "{socket}"
 {metrics}
@@ -366,4 +371,35 @@ fn socket_abuse_is_answered_and_forwarding_goes_on() {
         .iter()
         .any(|s| s.metric == "rampart_rule_packets_total"));
     d.stop();
+}
+
+#[test]
+fn rte_acl_classifier_judges_and_swaps() {
+    if !root_or_skip("rte_acl_classifier_judges_and_swaps") {
+        return;
+    }
+    let d = Daemon::start_with(false, "rte_acl");
+    std::thread::sleep(Duration::from_millis(200));
+    let t1 = tx(&d.stats());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        tx(&d.stats()) > t1,
+        "accepting rules forward through rte_acl"
+    );
+    for i in 0..20 {
+        let a = d.load(if i % 2 == 0 { DROP_ALL } else { ACCEPT_ALL });
+        assert_eq!(a["ok"], true, "{a}");
+    }
+    let a = d.load(DROP_ALL);
+    assert_eq!(a["ok"], true);
+    std::thread::sleep(Duration::from_millis(5));
+    let t1 = tx(&d.stats());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        tx(&d.stats()),
+        t1,
+        "dropping rules acknowledged: nothing more forwarded"
+    );
+    let s = d.stop();
+    assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"]);
 }
