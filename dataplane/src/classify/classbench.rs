@@ -337,6 +337,7 @@ pub fn synth_trace(rules: &[FlatRule], seed: u64, packets: usize) -> Vec<PacketM
     let mut out = Vec::with_capacity(packets);
     for _ in 0..packets {
         let in_range = |rng: &mut SplitMix64, lo: u128, hi: u128| -> u128 {
+            let (lo, hi) = (lo.min(hi), lo.max(hi));
             let span = hi - lo;
             if span == u128::MAX {
                 rng.next_u128()
