@@ -8,5 +8,5 @@ source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo build --workspace --bins --locked 2>/dev/null || cargo build --workspace --bins
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 echo "test: all passed"
