@@ -2,4 +2,6 @@
 //! Traffic synthesis and benchmark drivers for Rampart.
 
 pub mod bench_classify;
+pub mod bench_swap;
+pub mod report;
 pub mod synth;

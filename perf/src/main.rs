@@ -31,6 +31,8 @@ enum Kind {
 enum Command {
     /// Classifier lookups, builds and one-rule changes: the tree against rte_acl on ClassBench sets.
     Classify(perf::bench_classify::ClassifyArgs),
+    /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
+    Swap(perf::bench_swap::SwapArgs),
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -71,6 +73,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Classify(a) => perf::bench_classify::run(&a),
+        Command::Swap(a) => perf::bench_swap::run(&a),
         Command::Forward {
             seconds,
             runs,
