@@ -9,6 +9,7 @@
 //! - [`worker`]: the poll loop on an lcore.
 
 pub mod classify;
+pub mod conntrack;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod filter;

@@ -1,0 +1,222 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! The hash index of the conntrack table: open addressing with linear probing over a
+//! power-of-two array of 8-byte buckets, sized once and never grown.
+//!
+//! Invariants:
+//! - A bucket is empty (`reference == EMPTY`) or holds `(tag, reference)`; its home position is
+//!   `tag & mask`, and every bucket between its home and itself is occupied (linear probing
+//!   without tombstones: removal shifts later buckets back).
+//! - The caller never inserts more than `max_items` references, so the load stays at or under
+//!   one half and every probe ends at an empty bucket.
+//! - The index stores no keys: the caller checks a candidate reference against its own entry.
+
+/// A bucket: the hash tag and the caller's reference (entry index and direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bucket {
+    tag: u32,
+    reference: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 8);
+
+const EMPTY: u32 = u32::MAX;
+
+/// An open-addressing index of `u32` references by 32-bit hash tag.
+#[derive(Debug)]
+pub struct Index {
+    buckets: Box<[Bucket]>,
+    mask: u32,
+    len: u32,
+}
+
+impl Index {
+    /// An index for at most `max_items` references, at a load of at most one half.
+    pub fn with_capacity(max_items: u32) -> Index {
+        let size = (u64::from(max_items.max(1)) * 2)
+            .next_power_of_two()
+            .clamp(16, 1 << 31);
+        Index {
+            buckets: vec![
+                Bucket {
+                    tag: 0,
+                    reference: EMPTY
+                };
+                size as usize
+            ]
+            .into_boxed_slice(),
+            mask: (size - 1) as u32,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Bytes of memory held.
+    pub fn bytes(&self) -> usize {
+        self.buckets.len() * core::mem::size_of::<Bucket>()
+    }
+
+    /// Calls `found` with each reference stored under `tag`, in probe order, until it returns
+    /// `true`; returns that reference.
+    #[inline]
+    pub fn find(&self, tag: u32, mut found: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut at = tag & self.mask;
+        loop {
+            let b = self.buckets[at as usize];
+            if b.reference == EMPTY {
+                return None;
+            }
+            if b.tag == tag && found(b.reference) {
+                return Some(b.reference);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// References in the `n` buckets from `tag`'s home position (for early drop).
+    #[inline]
+    pub fn near(&self, tag: u32, n: u32) -> impl Iterator<Item = u32> + '_ {
+        let start = tag & self.mask;
+        (0..n.min(self.mask + 1)).filter_map(move |i| {
+            let b = self.buckets[((start + i) & self.mask) as usize];
+            (b.reference != EMPTY).then_some(b.reference)
+        })
+    }
+
+    /// Stores `reference` under `tag`. The caller keeps within `max_items`.
+    #[inline]
+    pub fn insert(&mut self, tag: u32, reference: u32) {
+        debug_assert!(reference != EMPTY);
+        debug_assert!(self.len <= self.mask / 2);
+        let mut at = tag & self.mask;
+        while self.buckets[at as usize].reference != EMPTY {
+            at = (at + 1) & self.mask;
+        }
+        self.buckets[at as usize] = Bucket { tag, reference };
+        self.len += 1;
+    }
+
+    /// Removes `reference` stored under `tag`; returns whether it was there.
+    #[inline]
+    pub fn remove(&mut self, tag: u32, reference: u32) -> bool {
+        let mut at = tag & self.mask;
+        loop {
+            let b = self.buckets[at as usize];
+            if b.reference == EMPTY {
+                return false;
+            }
+            if b.reference == reference && b.tag == tag {
+                break;
+            }
+            at = (at + 1) & self.mask;
+        }
+        // Backward shift: pull each later bucket of the run into the hole when its home
+        // position does not lie cyclically in (hole, it].
+        let mut hole = at;
+        let mut j = at;
+        loop {
+            j = (j + 1) & self.mask;
+            let b = self.buckets[j as usize];
+            if b.reference == EMPTY {
+                break;
+            }
+            let home = b.tag & self.mask;
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.buckets[hole as usize] = b;
+                hole = j;
+            }
+        }
+        self.buckets[hole as usize] = Bucket {
+            tag: 0,
+            reference: EMPTY,
+        };
+        self.len -= 1;
+        true
+    }
+
+    /// Empties the index.
+    pub fn clear(&mut self) {
+        for b in self.buckets.iter_mut() {
+            b.reference = EMPTY;
+        }
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u32),
+        Remove(usize),
+    }
+
+    proptest! {
+        /// Against a model: every stored reference is found under its tag, removed ones are not,
+        /// with many tags colliding on few home positions.
+        #[test]
+        fn matches_a_model(ops in proptest::collection::vec(
+            prop_oneof![
+                (0u32..64).prop_map(Op::Insert),
+                any::<usize>().prop_map(Op::Remove),
+            ], 1..300)) {
+            let mut idx = Index::with_capacity(200);
+            let mut model: HashMap<u32, u32> = HashMap::new(); // reference -> tag
+            let mut next_ref = 0u32;
+            for op in ops {
+                match op {
+                    Op::Insert(t) if model.len() < 200 => {
+                        // Tags differ in high bits but share homes.
+                        let tag = t | ((next_ref % 7) << 20);
+                        idx.insert(tag, next_ref);
+                        model.insert(next_ref, tag);
+                        next_ref += 1;
+                    }
+                    Op::Insert(_) => {}
+                    Op::Remove(i) if !model.is_empty() => {
+                        let mut keys: Vec<u32> = model.keys().copied().collect();
+                        keys.sort_unstable();
+                        let r = keys[i % keys.len()];
+                        let tag = model.remove(&r).unwrap();
+                        prop_assert!(idx.remove(tag, r));
+                        prop_assert!(!idx.remove(tag, r));
+                    }
+                    Op::Remove(_) => {}
+                }
+                prop_assert_eq!(idx.len() as usize, model.len());
+                for (&r, &tag) in &model {
+                    prop_assert_eq!(idx.find(tag, |x| x == r), Some(r));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wraps_around_the_end() {
+        let mut idx = Index::with_capacity(8);
+        let last = idx.mask;
+        for r in 0..5 {
+            idx.insert(last, r);
+        }
+        idx.insert(0, 99);
+        assert!(idx.remove(last, 0));
+        for r in 1..5 {
+            assert_eq!(idx.find(last, |x| x == r), Some(r));
+        }
+        assert_eq!(idx.find(0, |x| x == 99), Some(99));
+        assert_eq!(idx.near(last, 3).count(), 3);
+    }
+}

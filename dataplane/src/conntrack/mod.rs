@@ -1,0 +1,1103 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! Connection tracking with netfilter's meaning: one [`Conntrack`] table per worker, sized at
+//! start-up, answering for each IP packet its state (NEW, ESTABLISHED, RELATED, INVALID;
+//! UNTRACKED for ICMPv6 neighbour discovery, and for NOTRACK as the caller decides), its
+//! direction, and the entry it belongs to.
+//!
+//! # Use
+//!
+//! Per packet, in order: [`Conntrack::track`]; judge the packet by the rule set with
+//! [`Tracked::state`]; if the rule set accepts it, [`Conntrack::confirm`]. A NEW packet carries
+//! its would-be entry in [`Handle::New`] and nothing is stored until `confirm` (Linux creates
+//! the entry with the first packet and confirms it when the packet leaves; a dropped NEW packet
+//! leaves no entry). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
+//! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
+//!
+//! Packets of one flow must be tracked and confirmed in arrival order: a second packet of a
+//! new flow tracked before the first is confirmed is judged as another first packet (and its
+//! `confirm` then finds the entry the first created and joins it, counted as a `clash`).
+//!
+//! # Invariants
+//!
+//! - No allocation after [`Conntrack::new`]: entries live in a slab of `capacity` slots, the
+//!   hash index ([`index`]) is sized for both directions of every slot at half load, the timer
+//!   wheel ([`timer`]) links entries intrusively.
+//! - A live entry is in the index twice (original and reply tuple; once when they are equal)
+//!   and armed in the wheel exactly once. A free slot is in neither.
+//! - An entry whose deadline has passed is dead even before the wheel reaps it: lookups treat
+//!   it as absent and remove it.
+//! - The table never holds more than `capacity` entries. A confirm that finds it full evicts an
+//!   unassured (or expired) entry among the few next to the new one's hash position, as Linux's
+//!   `early_drop` does, or fails with [`TableFull`] (counted as `ct_full`).
+//! - Handles ([`EntryId`]) are valid for the packet at hand: any later `track`, `confirm`,
+//!   `expire` or `flush` may free the entry.
+//!
+//! # Differences from Linux (deliberate)
+//!
+//! - Early drop happens when a NEW packet is confirmed (after the rule set accepted it), not
+//!   when it is first seen, so packets the rules drop never evict anything.
+//! - No helpers and no expectations: RELATED comes from ICMP errors only.
+//! - SCTP, DCCP, GRE and UDP-Lite are tracked by the generic tracker (address pair and
+//!   protocol, 600 s), not by their own state machines.
+//! - ICMPv6 node information queries (139) start entries, but their replies (140) are not
+//!   mapped back to them (Linux maps them).
+//! - Checksums of first fragments cannot be verified (they cover the whole datagram); a TCP
+//!   connection that carries a fragmented segment is tracked liberally from then on, since the
+//!   segment's length is unknown.
+
+pub mod frag;
+mod icmp;
+mod index;
+pub mod tcp;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use crate::classify::ct;
+use crate::wire::checksum::PseudoHeader;
+use crate::wire::{
+    icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo,
+};
+use index::Index;
+use tcp::{Segment, Status, TcpConfig, TcpInvalid, TcpState, TcpTrack};
+use timer::Wheel;
+
+const SEC: u64 = 1_000_000_000;
+
+/// Direction of a packet relative to its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Dir {
+    /// The direction of the packet that created the entry.
+    Orig = 0,
+    Reply = 1,
+}
+
+impl Dir {
+    #[inline]
+    pub const fn other(self) -> Dir {
+        match self {
+            Dir::Orig => Dir::Reply,
+            Dir::Reply => Dir::Orig,
+        }
+    }
+}
+
+/// The conntrack state of a packet, as `-m conntrack --ctstate` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+}
+
+impl CtState {
+    /// The bit [`crate::classify::FlatRule::ct_states`] tests.
+    #[inline]
+    pub const fn bit(self) -> u8 {
+        match self {
+            CtState::New => ct::NEW,
+            CtState::Established => ct::ESTABLISHED,
+            CtState::Related => ct::RELATED,
+            CtState::Invalid => ct::INVALID,
+            CtState::Untracked => ct::UNTRACKED,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            CtState::New => "NEW",
+            CtState::Established => "ESTABLISHED",
+            CtState::Related => "RELATED",
+            CtState::Invalid => "INVALID",
+            CtState::Untracked => "UNTRACKED",
+        }
+    }
+}
+
+/// Why a packet is INVALID; indexes [`Stats::invalid`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invalid {
+    /// Not IPv4/IPv6.
+    NotIp,
+    /// A non-first fragment: ask [`frag::Fragments`].
+    LaterFragment,
+    /// The L4 header is missing or inconsistent.
+    Truncated,
+    /// Bad L4 checksum (with the checksum policy on).
+    BadChecksum,
+    /// A TCP flag combination Linux refuses.
+    TcpFlags,
+    /// A TCP segment that cannot start a connection.
+    TcpNotNew,
+    TcpState,
+    TcpSeqOverWindow,
+    TcpAckOverUpperBound,
+    TcpRst,
+    /// ICMPv4 type above 18.
+    IcmpType,
+    /// An ICMP message that cannot start a connection (not a request).
+    IcmpNotNew,
+    /// An ICMP error whose quoted packet cannot be read.
+    IcmpQuote,
+    /// An ICMP error quoting no known connection.
+    IcmpNoMatch,
+    /// An ICMP error sent to someone other than the quoted packet's sender.
+    IcmpWrongDestination,
+}
+
+impl Invalid {
+    pub const COUNT: usize = 15;
+
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Invalid::NotIp => "not_ip",
+            Invalid::LaterFragment => "later_fragment",
+            Invalid::Truncated => "truncated",
+            Invalid::BadChecksum => "bad_checksum",
+            Invalid::TcpFlags => "tcp_flags",
+            Invalid::TcpNotNew => "tcp_not_new",
+            Invalid::TcpState => "tcp_state",
+            Invalid::TcpSeqOverWindow => "tcp_seq_over_window",
+            Invalid::TcpAckOverUpperBound => "tcp_ack_over_upper_bound",
+            Invalid::TcpRst => "tcp_rst",
+            Invalid::IcmpType => "icmp_type",
+            Invalid::IcmpNotNew => "icmp_not_new",
+            Invalid::IcmpQuote => "icmp_quote",
+            Invalid::IcmpNoMatch => "icmp_no_match",
+            Invalid::IcmpWrongDestination => "icmp_wrong_destination",
+        }
+    }
+
+    const fn from_tcp(t: TcpInvalid) -> Invalid {
+        match t {
+            TcpInvalid::State => Invalid::TcpState,
+            TcpInvalid::SeqOverWindow => Invalid::TcpSeqOverWindow,
+            TcpInvalid::AckOverUpperBound => Invalid::TcpAckOverUpperBound,
+            TcpInvalid::Rst => Invalid::TcpRst,
+        }
+    }
+}
+
+/// A live entry, by slab index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId(u32);
+
+impl EntryId {
+    #[inline]
+    pub const fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// A connection not yet in the table: what [`Conntrack::confirm`] inserts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending(Entry);
+
+impl Pending {
+    /// The original tuple.
+    pub fn key(&self) -> &FlowKey {
+        &self.0.key
+    }
+}
+
+/// The entry a packet belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    /// INVALID, UNTRACKED, or the entry died with this packet (a RST answering the first one).
+    None,
+    Entry(EntryId),
+    /// A NEW connection: stored by [`Conntrack::confirm`] if the packet is accepted.
+    New(Pending),
+}
+
+/// What [`Conntrack::track`] says about one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub state: CtState,
+    pub dir: Dir,
+    pub handle: Handle,
+    /// Set when `state` is INVALID.
+    pub invalid: Option<Invalid>,
+}
+
+impl Tracked {
+    #[inline]
+    const fn invalid(why: Invalid) -> Tracked {
+        Tracked {
+            state: CtState::Invalid,
+            dir: Dir::Orig,
+            handle: Handle::None,
+            invalid: Some(why),
+        }
+    }
+
+    #[inline]
+    const fn untracked() -> Tracked {
+        Tracked {
+            state: CtState::Untracked,
+            dir: Dir::Orig,
+            handle: Handle::None,
+            invalid: None,
+        }
+    }
+
+    /// The entry, when it is in the table.
+    #[inline]
+    pub fn entry(&self) -> Option<EntryId> {
+        match self.handle {
+            Handle::Entry(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The table is full and no entry could be evicted: drop the packet (`ct_full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("conntrack table full")]
+pub struct TableFull;
+
+/// Settings, with Linux's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most entries (one per connection, both directions).
+    pub capacity: u32,
+    /// Seed of the index hash (choose it at random per run).
+    pub hash_seed: u64,
+    /// Bad L4 checksums are INVALID (`nf_conntrack_checksum`, default on).
+    pub checksum: bool,
+    pub tcp: TcpConfig,
+    /// UDP before a reply is seen, and in the first 2 s after (`nf_conntrack_udp_timeout`).
+    pub udp_ns: u64,
+    /// UDP with traffic both ways that lived past `udp_stream_after_ns`
+    /// (`nf_conntrack_udp_timeout_stream`).
+    pub udp_stream_ns: u64,
+    pub udp_stream_after_ns: u64,
+    /// `nf_conntrack_icmp_timeout`.
+    pub icmp_ns: u64,
+    /// `nf_conntrack_icmpv6_timeout`.
+    pub icmpv6_ns: u64,
+    /// `nf_conntrack_generic_timeout`.
+    pub generic_ns: u64,
+    /// Index buckets early drop looks at from the new entry's position.
+    pub early_drop_scan: u32,
+}
+
+impl Config {
+    /// Linux's defaults for a table of `capacity` entries.
+    pub fn new(capacity: u32) -> Config {
+        Config {
+            capacity,
+            hash_seed: 0x5eed_cafe_f00d_d00d,
+            checksum: true,
+            tcp: TcpConfig::default(),
+            udp_ns: 30 * SEC,
+            udp_stream_ns: 120 * SEC,
+            udp_stream_after_ns: 2 * SEC,
+            icmp_ns: 30 * SEC,
+            icmpv6_ns: 30 * SEC,
+            generic_ns: 600 * SEC,
+            early_drop_scan: 16,
+        }
+    }
+}
+
+/// Counters of one table (single writer: the owning worker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries inserted by `confirm`.
+    pub created: u64,
+    /// `confirm` found the flow already inserted (a second first packet).
+    pub clash: u64,
+    /// Unassured entries evicted to make room.
+    pub early_drop: u64,
+    /// `confirm` failed: table full, nothing to evict.
+    pub ct_full: u64,
+    /// Entries removed at the end of their timeout.
+    pub expired: u64,
+    /// INVALID packets by [`Invalid::index`].
+    pub invalid: [u64; Invalid::COUNT],
+}
+
+mod status {
+    pub const LIVE: u8 = 0x01;
+    pub const SEEN_REPLY: u8 = 0x02;
+    pub const ASSURED: u8 = 0x04;
+    pub const VERDICT: u8 = 0x08;
+}
+
+/// Protocol state of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L4 {
+    Tcp(TcpTrack),
+    /// UDP: the time after which traffic both ways makes it a stream.
+    Udp {
+        stream_after_ns: u64,
+    },
+    Other,
+}
+
+/// One connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    /// The original tuple; the reply tuple is `key.reply()`.
+    key: FlowKey,
+    status: u8,
+    deadline_ns: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    /// Cached rule set verdict: epoch and rule (valid with `status::VERDICT`).
+    verdict_epoch: u32,
+    verdict_rule: u32,
+    l4: L4,
+}
+
+// 152 bytes: 2.4 cache lines; the index adds 16 to 32 bytes and the wheel 16 per slot.
+const _: () = assert!(core::mem::size_of::<Entry>() == 152);
+
+const FREE: Entry = Entry {
+    key: FlowKey {
+        src: IpAddr128::UNSPECIFIED,
+        dst: IpAddr128::UNSPECIFIED,
+        src_port: 0,
+        dst_port: 0,
+        proto: 0,
+        family: Family::V4,
+    },
+    status: 0,
+    deadline_ns: 0,
+    packets: [0; 2],
+    bytes: [0; 2],
+    verdict_epoch: 0,
+    verdict_rule: 0,
+    l4: L4::Other,
+};
+
+impl Entry {
+    #[inline]
+    fn new(key: FlowKey, deadline_ns: u64, bytes: u64, l4: L4) -> Entry {
+        Entry {
+            key,
+            status: status::LIVE,
+            deadline_ns,
+            packets: [1, 0],
+            bytes: [bytes, 0],
+            l4,
+            ..FREE
+        }
+    }
+
+    #[inline]
+    fn has(&self, s: u8) -> bool {
+        self.status & s != 0
+    }
+
+    #[inline]
+    fn tcp_status(&self) -> Status {
+        Status {
+            seen_reply: self.has(status::SEEN_REPLY),
+            assured: self.has(status::ASSURED),
+        }
+    }
+
+    /// The state a packet of this entry travelling `dir` has (Linux's ctinfo).
+    #[inline]
+    fn state_for(&self, dir: Dir) -> CtState {
+        if dir == Dir::Reply || self.has(status::SEEN_REPLY) {
+            CtState::Established
+        } else {
+            CtState::New
+        }
+    }
+
+    #[inline]
+    fn account(&mut self, dir: Dir, bytes: u64) {
+        self.packets[dir as usize] += 1;
+        self.bytes[dir as usize] += bytes;
+    }
+}
+
+/// 64x64 -> 128-bit multiply, folded.
+#[inline]
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+pub(crate) const SEED_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One connection as `conntrack list` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: EntryId,
+    pub orig: FlowKey,
+    pub reply: FlowKey,
+    /// TCP state, for TCP.
+    pub tcp_state: Option<TcpState>,
+    pub seen_reply: bool,
+    pub assured: bool,
+    pub timeout_left_ns: u64,
+    /// `[original, reply]`.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+/// A per-worker connection table; see the module docs.
+#[derive(Debug)]
+pub struct Conntrack {
+    cfg: Config,
+    entries: Box<[Entry]>,
+    /// Stack of free slab slots.
+    free: Box<[u32]>,
+    free_len: u32,
+    index: Index,
+    wheel: Wheel,
+    seeds: [u64; 3],
+    stats: Stats,
+}
+
+impl Conntrack {
+    /// A table holding at most `cfg.capacity` connections; all memory is taken here.
+    pub fn new(cfg: Config) -> Conntrack {
+        let cap = cfg.capacity.clamp(1, 1 << 29);
+        let s = cfg.hash_seed;
+        Conntrack {
+            cfg: Config {
+                capacity: cap,
+                ..cfg
+            },
+            entries: vec![FREE; cap as usize].into_boxed_slice(),
+            free: (0..cap).rev().collect(),
+            free_len: cap,
+            index: Index::with_capacity(cap * 2),
+            wheel: Wheel::new(cap),
+            seeds: [
+                mix(s ^ SEED_MIX, 0x243f_6a88_85a3_08d3) | 1,
+                mix(s.rotate_left(21) ^ SEED_MIX, 0x1319_8a2e_0370_7344) | 1,
+                mix(s.rotate_left(42) ^ SEED_MIX, 0xa409_3822_299f_31d0) | 1,
+            ],
+            stats: Stats::default(),
+        }
+    }
+
+    #[inline]
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    #[inline]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live entries (some may have expired and not yet been reaped).
+    #[inline]
+    pub fn len(&self) -> u32 {
+        let len = self.cfg.capacity - self.free_len;
+        debug_assert!(self.index.len() <= 2 * len);
+        len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn capacity(&self) -> u32 {
+        self.cfg.capacity
+    }
+
+    /// Bytes of memory the table holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * core::mem::size_of::<Entry>()
+            + self.free.len() * 4
+            + self.index.bytes()
+            + self.wheel.bytes()
+    }
+
+    /// The index tag of a tuple.
+    #[inline]
+    fn tag(&self, k: &FlowKey) -> u32 {
+        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let [s0, s1, s2] = self.seeds;
+        let rest = u64::from(k.src_port)
+            | u64::from(k.dst_port) << 16
+            | u64::from(k.proto) << 32
+            | (k.family as u64) << 40;
+        let h = mix(
+            w(&k.src.0[..8]) ^ w(&k.dst.0[..8]) ^ s0,
+            w(&k.src.0[8..]) ^ s1,
+        ) ^ mix(w(&k.dst.0[8..]) ^ s2, rest ^ SEED_MIX)
+            ^ mix(w(&k.src.0[..8]) ^ s1, w(&k.dst.0[..8]) ^ s2);
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The live entry `k` belongs to, and the direction `k` travels in it.
+    #[inline]
+    fn lookup(&mut self, k: &FlowKey, now_ns: u64) -> Option<(u32, Dir)> {
+        let reply = k.reply();
+        let entries = &self.entries;
+        let found = self.index.find(self.tag(k), |r| {
+            let e = &entries[(r >> 1) as usize];
+            if r & 1 == 0 {
+                e.key == *k
+            } else {
+                e.key == reply
+            }
+        })?;
+        let i = found >> 1;
+        if self.entries[i as usize].deadline_ns <= now_ns {
+            self.expire_one(i);
+            return None;
+        }
+        let dir = if found & 1 == 0 {
+            Dir::Orig
+        } else {
+            Dir::Reply
+        };
+        Some((i, dir))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire_one(&mut self, i: u32) {
+        self.remove(i);
+        self.stats.expired += 1;
+    }
+
+    /// Frees slot `i`: out of the index and the wheel.
+    fn remove(&mut self, i: u32) {
+        let key = self.entries[i as usize].key;
+        let reply = key.reply();
+        let (t0, t1) = (self.tag(&key), self.tag(&reply));
+        self.index.remove(t0, i << 1);
+        if reply != key {
+            self.index.remove(t1, i << 1 | 1);
+        }
+        self.wheel.disarm(i);
+        self.entries[i as usize].status = 0;
+        self.free[self.free_len as usize] = i;
+        self.free_len += 1;
+    }
+
+    /// Sets entry `i`'s deadline (later or earlier).
+    #[inline]
+    fn refresh(&mut self, i: u32, deadline_ns: u64, now_ns: u64) {
+        self.entries[i as usize].deadline_ns = deadline_ns;
+        self.wheel.rearm_if_late(i, deadline_ns, now_ns);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn invalid(&mut self, why: Invalid) -> Tracked {
+        self.stats.invalid[why.index()] += 1;
+        Tracked::invalid(why)
+    }
+
+    /// The state of one parsed packet (`info` from `parse_frame(frame)`) at time `now_ns`.
+    /// Updates the packet's entry; never inserts one (see [`Conntrack::confirm`]).
+    #[inline]
+    pub fn track(&mut self, frame: &[u8], info: &PacketInfo, now_ns: u64) -> Tracked {
+        let Some(key) = info.flow else {
+            return self.invalid(Invalid::NotIp);
+        };
+        let fragmented = match info.frag {
+            Fragment::None => false,
+            Fragment::First { .. } => true,
+            Fragment::Later { .. } => return self.invalid(Invalid::LaterFragment),
+        };
+        let bytes = u64::from(info.l3_len);
+        match (key.family, key.proto) {
+            (_, ip_proto::TCP) => match info.l4_bytes(frame) {
+                Some(l4) => self.track_tcp(key, l4, fragmented, bytes, now_ns),
+                None => self.invalid(Invalid::Truncated),
+            },
+            (_, ip_proto::UDP) => match info.l4_bytes(frame) {
+                Some(l4) => self.track_udp(key, l4, fragmented, bytes, now_ns),
+                None => self.invalid(Invalid::Truncated),
+            },
+            (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6) => {
+                match info.l4_bytes(frame) {
+                    Some(l4) => self.track_icmp(key, l4, fragmented, bytes, now_ns),
+                    None => self.invalid(Invalid::Truncated),
+                }
+            }
+            _ => self.track_simple(key, bytes, self.cfg.generic_ns, now_ns, true),
+        }
+    }
+
+    fn pseudo(key: &FlowKey) -> PseudoHeader {
+        match key.family {
+            Family::V4 => PseudoHeader::V4 {
+                src: key.src.to_v4().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                dst: key.dst.to_v4().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            },
+            Family::V6 => PseudoHeader::V6 {
+                src: key.src.to_v6(),
+                dst: key.dst.to_v6(),
+            },
+        }
+    }
+
+    fn track_tcp(
+        &mut self,
+        key: FlowKey,
+        l4: &[u8],
+        fragmented: bool,
+        bytes: u64,
+        now_ns: u64,
+    ) -> Tracked {
+        let Ok(p) = crate::wire::tcp::Packet::new_checked(l4) else {
+            return self.invalid(Invalid::Truncated);
+        };
+        if self.cfg.checksum && !fragmented && !p.verify_checksum(&Self::pseudo(&key)) {
+            return self.invalid(Invalid::BadChecksum);
+        }
+        if !tcp::valid_flags(p.flags()) {
+            return self.invalid(Invalid::TcpFlags);
+        }
+        let seg = Segment::from_packet(&p);
+        let cfg = self.cfg.tcp;
+        if let Some((i, dir)) = self.lookup(&key, now_ns) {
+            let e = &mut self.entries[i as usize];
+            let st = e.tcp_status();
+            let state = e.state_for(dir);
+            let remaining = e.deadline_ns.saturating_sub(now_ns);
+            let L4::Tcp(t) = &mut e.l4 else {
+                return self.invalid(Invalid::TcpState);
+            };
+            if fragmented {
+                t.seen[dir as usize].flags |= tcp::seen_flags::BE_LIBERAL;
+            }
+            let handle = Handle::Entry(EntryId(i));
+            let tracked = Tracked {
+                state,
+                dir,
+                handle,
+                invalid: None,
+            };
+            match t.packet(dir, &seg, &cfg, st, remaining) {
+                tcp::Outcome::Accept {
+                    timeout_ns,
+                    set_assured,
+                } => {
+                    e.account(dir, bytes);
+                    if set_assured {
+                        e.status |= status::ASSURED;
+                    }
+                    if dir == Dir::Reply {
+                        e.status |= status::SEEN_REPLY;
+                    }
+                    if let Some(t) = timeout_ns {
+                        self.refresh(i, now_ns + t, now_ns);
+                    }
+                    tracked
+                }
+                tcp::Outcome::Ignore => {
+                    if dir == Dir::Reply {
+                        e.status |= status::SEEN_REPLY;
+                    }
+                    tracked
+                }
+                tcp::Outcome::Kill => {
+                    self.remove(i);
+                    Tracked {
+                        handle: Handle::None,
+                        ..tracked
+                    }
+                }
+                tcp::Outcome::Invalid { why, shrink_to_ns } => {
+                    if let Some(t) = shrink_to_ns {
+                        self.refresh(i, now_ns + t, now_ns);
+                    }
+                    self.invalid(Invalid::from_tcp(why))
+                }
+                tcp::Outcome::Reopen => {
+                    self.remove(i);
+                    self.new_tcp(key, &seg, fragmented, bytes, now_ns)
+                }
+            }
+        } else {
+            self.new_tcp(key, &seg, fragmented, bytes, now_ns)
+        }
+    }
+
+    fn new_tcp(
+        &mut self,
+        key: FlowKey,
+        seg: &Segment<'_>,
+        fragmented: bool,
+        bytes: u64,
+        now_ns: u64,
+    ) -> Tracked {
+        let cfg = self.cfg.tcp;
+        let Some(mut t) = TcpTrack::new(seg, &cfg) else {
+            return self.invalid(Invalid::TcpNotNew);
+        };
+        if fragmented {
+            t.seen[0].flags |= tcp::seen_flags::BE_LIBERAL;
+        }
+        match t.packet(Dir::Orig, seg, &cfg, Status::default(), 0) {
+            tcp::Outcome::Accept { timeout_ns, .. } => {
+                let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
+                let e = Entry::new(key, now_ns + timeout, bytes, L4::Tcp(t));
+                Tracked {
+                    state: CtState::New,
+                    dir: Dir::Orig,
+                    handle: Handle::New(Pending(e)),
+                    invalid: None,
+                }
+            }
+            tcp::Outcome::Invalid { why, .. } => self.invalid(Invalid::from_tcp(why)),
+            _ => self.invalid(Invalid::TcpState),
+        }
+    }
+
+    fn track_udp(
+        &mut self,
+        key: FlowKey,
+        l4: &[u8],
+        fragmented: bool,
+        bytes: u64,
+        now_ns: u64,
+    ) -> Tracked {
+        if !fragmented {
+            let Ok(p) = udp::Packet::new_checked(l4) else {
+                return self.invalid(Invalid::Truncated);
+            };
+            // A zero checksum means none (conntrack accepts it for IPv6 too).
+            if self.cfg.checksum && p.checksum() != 0 && !p.verify_checksum(&Self::pseudo(&key)) {
+                return self.invalid(Invalid::BadChecksum);
+            }
+        }
+        let Some((i, dir)) = self.lookup(&key, now_ns) else {
+            let e = Entry::new(
+                key,
+                now_ns + self.cfg.udp_ns,
+                bytes,
+                L4::Udp {
+                    stream_after_ns: now_ns + self.cfg.udp_stream_after_ns,
+                },
+            );
+            return Tracked {
+                state: CtState::New,
+                dir: Dir::Orig,
+                handle: Handle::New(Pending(e)),
+                invalid: None,
+            };
+        };
+        let cfg = self.cfg;
+        let e = &mut self.entries[i as usize];
+        let state = e.state_for(dir);
+        e.account(dir, bytes);
+        let timeout = if e.has(status::SEEN_REPLY) {
+            let stream_after = match e.l4 {
+                L4::Udp { stream_after_ns } => stream_after_ns,
+                _ => 0,
+            };
+            if now_ns > stream_after {
+                // Traffic both ways and still alive after 2 s: a stream.
+                e.status |= status::ASSURED;
+                cfg.udp_stream_ns
+            } else {
+                cfg.udp_ns
+            }
+        } else {
+            cfg.udp_ns
+        };
+        if dir == Dir::Reply {
+            e.status |= status::SEEN_REPLY;
+        }
+        self.refresh(i, now_ns + timeout, now_ns);
+        Tracked {
+            state,
+            dir,
+            handle: Handle::Entry(EntryId(i)),
+            invalid: None,
+        }
+    }
+
+    /// Trackers with one timeout and no state: ICMP queries and the generic tracker.
+    /// `may_start`: whether a miss starts a connection.
+    #[inline]
+    fn track_simple(
+        &mut self,
+        key: FlowKey,
+        bytes: u64,
+        timeout_ns: u64,
+        now_ns: u64,
+        may_start: bool,
+    ) -> Tracked {
+        let Some((i, dir)) = self.lookup(&key, now_ns) else {
+            if !may_start {
+                return self.invalid(Invalid::IcmpNotNew);
+            }
+            let e = Entry::new(key, now_ns + timeout_ns, bytes, L4::Other);
+            return Tracked {
+                state: CtState::New,
+                dir: Dir::Orig,
+                handle: Handle::New(Pending(e)),
+                invalid: None,
+            };
+        };
+        let e = &mut self.entries[i as usize];
+        let state = e.state_for(dir);
+        e.account(dir, bytes);
+        if dir == Dir::Reply {
+            e.status |= status::SEEN_REPLY;
+        }
+        self.refresh(i, now_ns + timeout_ns, now_ns);
+        Tracked {
+            state,
+            dir,
+            handle: Handle::Entry(EntryId(i)),
+            invalid: None,
+        }
+    }
+
+    fn track_icmp(
+        &mut self,
+        key: FlowKey,
+        l4: &[u8],
+        fragmented: bool,
+        bytes: u64,
+        now_ns: u64,
+    ) -> Tracked {
+        // Both views need only the 8-byte header; `parse_frame` checked it is there.
+        if l4.len() < icmpv4::HEADER_LEN {
+            return self.invalid(Invalid::Truncated);
+        }
+        let (ty, quote) = (l4[0], &l4[icmpv4::HEADER_LEN..]);
+        match key.family {
+            Family::V4 => {
+                let p = icmpv4::Packet::new_unchecked(l4);
+                if self.cfg.checksum && !fragmented && !p.verify_checksum() {
+                    return self.invalid(Invalid::BadChecksum);
+                }
+                if ty > icmpv4::msg_type::ADDR_MASK_REPLY {
+                    return self.invalid(Invalid::IcmpType);
+                }
+                if icmpv4::is_error(ty) {
+                    return self.related(key, quote, now_ns);
+                }
+                let may_start = matches!(
+                    ty,
+                    icmpv4::msg_type::ECHO_REQUEST
+                        | icmpv4::msg_type::TIMESTAMP
+                        | icmpv4::msg_type::INFO_REQUEST
+                        | icmpv4::msg_type::ADDR_MASK_REQUEST
+                );
+                self.track_simple(key, bytes, self.cfg.icmp_ns, now_ns, may_start)
+            }
+            Family::V6 => {
+                let p = icmpv6::Packet::new_unchecked(l4);
+                if self.cfg.checksum && !fragmented && !p.verify_checksum(&Self::pseudo(&key)) {
+                    return self.invalid(Invalid::BadChecksum);
+                }
+                // Neighbour discovery and MLD are never tracked (Linux's `noct_valid_new`).
+                if matches!(ty, 130..=136 | 143) {
+                    return Tracked::untracked();
+                }
+                if ty < 128 {
+                    return self.related(key, quote, now_ns);
+                }
+                // Echo request and node information query.
+                let may_start = matches!(ty, icmpv6::msg_type::ECHO_REQUEST | 139);
+                self.track_simple(key, bytes, self.cfg.icmpv6_ns, now_ns, may_start)
+            }
+        }
+    }
+
+    /// An ICMP error: RELATED to the connection of the packet it quotes, in the direction
+    /// that makes the quoted packet's sender its destination.
+    fn related(&mut self, outer: FlowKey, quote: &[u8], now_ns: u64) -> Tracked {
+        let Some(inner) = icmp::quoted_key(outer.family, quote) else {
+            return self.invalid(Invalid::IcmpQuote);
+        };
+        if inner.is_icmp() {
+            let ty = inner.dst_port.to_be_bytes()[0];
+            let query = match inner.family {
+                Family::V4 => icmpv4::is_query(ty),
+                Family::V6 => icmpv6::is_query(ty),
+            };
+            if !query {
+                // Only queries have an inverse (an error about an error relates to nothing).
+                return self.invalid(Invalid::IcmpQuote);
+            }
+        }
+        // The quoted packet went from its sender towards where the error comes from; the
+        // error travels the other way, as a packet with the inverted tuple would.
+        let inverted = inner.reply();
+        let Some((i, dir)) = self.lookup(&inverted, now_ns) else {
+            return self.invalid(Invalid::IcmpNoMatch);
+        };
+        // The error must go to the quoted packet's sender (else an outsider could make any
+        // packet RELATED by quoting someone else's connection).
+        if outer.dst != inner.src {
+            return self.invalid(Invalid::IcmpWrongDestination);
+        }
+        Tracked {
+            state: CtState::Related,
+            dir,
+            handle: Handle::Entry(EntryId(i)),
+            invalid: None,
+        }
+    }
+
+    /// Stores the NEW connection of an accepted packet; the handle becomes
+    /// [`Handle::Entry`]. Does nothing for other handles. Fails (count `ct_full`) when the
+    /// table is full and no unassured entry near the new one can be evicted.
+    #[inline]
+    pub fn confirm(&mut self, tracked: &mut Tracked, now_ns: u64) -> Result<(), TableFull> {
+        let Handle::New(Pending(e)) = tracked.handle else {
+            return Ok(());
+        };
+        if let Some((i, dir)) = self.lookup(&e.key, now_ns) {
+            // Another first packet of this flow was confirmed meanwhile: join it.
+            self.stats.clash += 1;
+            self.entries[i as usize].account(dir, e.bytes[0]);
+            tracked.handle = Handle::Entry(EntryId(i));
+            tracked.dir = dir;
+            return Ok(());
+        }
+        let tag = self.tag(&e.key);
+        if self.free_len == 0 && !self.early_drop(tag, now_ns) {
+            self.stats.ct_full += 1;
+            return Err(TableFull);
+        }
+        self.free_len -= 1;
+        let i = self.free[self.free_len as usize];
+        self.entries[i as usize] = e;
+        self.index.insert(tag, i << 1);
+        let reply = e.key.reply();
+        if reply != e.key {
+            self.index.insert(self.tag(&reply), i << 1 | 1);
+        }
+        self.wheel.arm(i, e.deadline_ns, now_ns);
+        self.stats.created += 1;
+        tracked.handle = Handle::Entry(EntryId(i));
+        Ok(())
+    }
+
+    /// Evicts one expired or unassured entry among the index buckets from `tag`'s home
+    /// position (Linux's `early_drop`, which scans a few hash chains).
+    #[cold]
+    #[inline(never)]
+    fn early_drop(&mut self, tag: u32, now_ns: u64) -> bool {
+        let entries = &self.entries;
+        let victim = self
+            .index
+            .near(tag, self.cfg.early_drop_scan)
+            .map(|r| r >> 1)
+            .find(|&i| {
+                let e = &entries[i as usize];
+                e.deadline_ns <= now_ns || !e.has(status::ASSURED)
+            });
+        match victim {
+            Some(i) if self.entries[i as usize].deadline_ns <= now_ns => {
+                self.expire_one(i);
+                true
+            }
+            Some(i) => {
+                self.remove(i);
+                self.stats.early_drop += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes entries whose timeout has passed, visiting at most `budget` entries; returns how
+    /// many it removed. Call between bursts.
+    pub fn expire(&mut self, now_ns: u64, budget: u32) -> u32 {
+        let mut removed = 0;
+        for _ in 0..budget {
+            let Some(i) = self.wheel.pop_due(now_ns) else {
+                break;
+            };
+            let deadline = self.entries[i as usize].deadline_ns;
+            if deadline <= now_ns {
+                self.remove(i);
+                self.stats.expired += 1;
+                removed += 1;
+            } else {
+                self.wheel.arm(i, deadline, now_ns);
+            }
+        }
+        removed
+    }
+
+    /// Remembers the rule set's verdict for an entry: `rule` under rule set `epoch`.
+    #[inline]
+    pub fn set_verdict(&mut self, id: EntryId, epoch: u32, rule: u32) {
+        if let Some(e) = self.entries.get_mut(id.0 as usize) {
+            if e.has(status::LIVE) {
+                e.verdict_epoch = epoch;
+                e.verdict_rule = rule;
+                e.status |= status::VERDICT;
+            }
+        }
+    }
+
+    /// The cached verdict of an entry if it was given under rule set `epoch`.
+    #[inline]
+    pub fn verdict(&self, id: EntryId, epoch: u32) -> Option<u32> {
+        let e = self.entries.get(id.0 as usize)?;
+        (e.has(status::LIVE) && e.has(status::VERDICT) && e.verdict_epoch == epoch)
+            .then_some(e.verdict_rule)
+    }
+
+    fn info(&self, i: u32, now_ns: u64) -> Option<ConnInfo> {
+        let e = self.entries.get(i as usize)?;
+        if !e.has(status::LIVE) || e.deadline_ns <= now_ns {
+            return None;
+        }
+        Some(ConnInfo {
+            id: EntryId(i),
+            orig: e.key,
+            reply: e.key.reply(),
+            tcp_state: match e.l4 {
+                L4::Tcp(t) => Some(t.state),
+                _ => None,
+            },
+            seen_reply: e.has(status::SEEN_REPLY),
+            assured: e.has(status::ASSURED),
+            timeout_left_ns: e.deadline_ns - now_ns,
+            packets: e.packets,
+            bytes: e.bytes,
+        })
+    }
+
+    /// One live entry.
+    pub fn get(&self, id: EntryId, now_ns: u64) -> Option<ConnInfo> {
+        self.info(id.0, now_ns)
+    }
+
+    /// Every live entry, in slab order (slow path: `conntrack list`).
+    pub fn list(&self, now_ns: u64) -> impl Iterator<Item = ConnInfo> + '_ {
+        (0..self.cfg.capacity).filter_map(move |i| self.info(i, now_ns))
+    }
+
+    /// Removes every entry (slow path: `conntrack flush`; touches the whole table).
+    pub fn flush(&mut self) {
+        for e in self.entries.iter_mut() {
+            e.status = 0;
+        }
+        self.index.clear();
+        self.wheel.clear();
+        for (slot, i) in self.free.iter_mut().zip((0..self.cfg.capacity).rev()) {
+            *slot = i;
+        }
+        self.free_len = self.cfg.capacity;
+    }
+}

@@ -1,0 +1,215 @@
+//! FAST PATH: no allocation, lock, syscall or log.
+//!
+//! A timer wheel over entry indexes, for expiry without scanning the table.
+//!
+//! Invariants:
+//! - Time is cut into ticks of 2^[`TICK_SHIFT`] ns (about 134 ms); slot `t % SLOTS` holds the
+//!   entries armed for tick `t`, as an intrusive doubly linked list through `links`.
+//! - An armed entry's tick is in `[cursor, cursor + SLOTS)`, where `cursor` is the next tick to
+//!   visit. Deadlines further out are armed at the horizon and re-armed when visited.
+//! - Arming is lazy: a packet that extends a deadline writes only the entry's deadline; the
+//!   wheel finds it when its old tick comes and re-arms it. A deadline moved *earlier* than its
+//!   armed tick must be re-armed at once ([`Wheel::rearm_if_late`]).
+
+/// Nanoseconds per tick, as a shift.
+pub const TICK_SHIFT: u32 = 27;
+/// Slots in the wheel: a horizon of 4096 ticks, about 9 minutes.
+pub const SLOTS: u64 = 4096;
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    next: u32,
+    prev: u32,
+    /// Tick the entry is armed for; `u64::MAX` when not armed.
+    tick: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Link>() == 16);
+
+const UNARMED: Link = Link {
+    next: NIL,
+    prev: NIL,
+    tick: u64::MAX,
+};
+
+#[inline]
+const fn tick_of(ns: u64) -> u64 {
+    ns >> TICK_SHIFT
+}
+
+/// The wheel; see the module docs.
+#[derive(Debug)]
+pub struct Wheel {
+    heads: Box<[u32]>,
+    links: Box<[Link]>,
+    cursor: u64,
+    started: bool,
+}
+
+impl Wheel {
+    pub fn new(entries: u32) -> Wheel {
+        Wheel {
+            heads: vec![NIL; SLOTS as usize].into_boxed_slice(),
+            links: vec![UNARMED; entries as usize].into_boxed_slice(),
+            cursor: 0,
+            started: false,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.heads.len() * 4 + self.links.len() * core::mem::size_of::<Link>()
+    }
+
+    #[inline]
+    fn start(&mut self, now_ns: u64) {
+        if !self.started {
+            self.cursor = tick_of(now_ns);
+            self.started = true;
+        }
+    }
+
+    /// Arms entry `e` (not armed) for `deadline_ns`.
+    #[inline]
+    pub fn arm(&mut self, e: u32, deadline_ns: u64, now_ns: u64) {
+        self.start(now_ns);
+        // Never the tick being visited (a re-armed entry would be met again at once), never
+        // past the horizon.
+        let t = tick_of(deadline_ns).clamp(self.cursor + 1, self.cursor + SLOTS - 1);
+        let slot = (t % SLOTS) as usize;
+        let head = self.heads[slot];
+        self.links[e as usize] = Link {
+            next: head,
+            prev: NIL,
+            tick: t,
+        };
+        if head != NIL {
+            self.links[head as usize].prev = e;
+        }
+        self.heads[slot] = e;
+    }
+
+    /// Unlinks entry `e` if it is armed.
+    #[inline]
+    pub fn disarm(&mut self, e: u32) {
+        let l = self.links[e as usize];
+        if l.tick == u64::MAX {
+            return;
+        }
+        if l.prev == NIL {
+            self.heads[(l.tick % SLOTS) as usize] = l.next;
+        } else {
+            self.links[l.prev as usize].next = l.next;
+        }
+        if l.next != NIL {
+            self.links[l.next as usize].prev = l.prev;
+        }
+        self.links[e as usize] = UNARMED;
+    }
+
+    /// Re-arms `e` when its new deadline comes before the tick it is armed for.
+    #[inline]
+    pub fn rearm_if_late(&mut self, e: u32, deadline_ns: u64, now_ns: u64) {
+        let armed = self.links[e as usize].tick;
+        if armed != u64::MAX && tick_of(deadline_ns) < armed {
+            self.disarm(e);
+            self.arm(e, deadline_ns, now_ns);
+        }
+    }
+
+    /// The next entry armed for a tick at or before `now_ns`'s, unlinked; `None` when the wheel
+    /// has caught up. The caller expires it or arms it again.
+    #[inline]
+    pub fn pop_due(&mut self, now_ns: u64) -> Option<u32> {
+        self.start(now_ns);
+        let now = tick_of(now_ns);
+        if now >= self.cursor + SLOTS {
+            // Idle for a whole turn: every slot is due once.
+            self.cursor = now + 1 - SLOTS;
+        }
+        while self.cursor <= now {
+            let slot = (self.cursor % SLOTS) as usize;
+            let e = self.heads[slot];
+            if e != NIL {
+                self.disarm(e);
+                return Some(e);
+            }
+            self.cursor += 1;
+        }
+        None
+    }
+
+    /// Disarms everything.
+    pub fn clear(&mut self) {
+        self.heads.fill(NIL);
+        self.links.fill(UNARMED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TICK: u64 = 1 << TICK_SHIFT;
+
+    #[test]
+    fn far_deadlines_come_back_until_due() {
+        let mut w = Wheel::new(4);
+        let deadline = 3 * SLOTS * TICK;
+        w.arm(0, deadline, 0);
+        let mut seen = 0;
+        let mut now = 0;
+        while now <= deadline + TICK {
+            while let Some(e) = w.pop_due(now) {
+                assert_eq!(e, 0);
+                seen += 1;
+                if now < deadline {
+                    w.arm(0, deadline, now);
+                } else {
+                    return;
+                }
+            }
+            now += TICK;
+        }
+        panic!("never due (visited {seen} times)");
+    }
+
+    proptest! {
+        /// Entries come back no earlier than their tick and, when polled every tick, within one
+        /// tick after it; disarmed entries never come back.
+        #[test]
+        fn due_within_a_tick(deadlines in proptest::collection::vec(0u64..(2 * SLOTS * TICK), 1..40),
+                             drop_some in proptest::collection::vec(any::<bool>(), 40)) {
+            let n = deadlines.len() as u32;
+            let mut w = Wheel::new(n);
+            for (e, &d) in deadlines.iter().enumerate() {
+                w.arm(e as u32, d, 0);
+            }
+            for e in 0..n {
+                if drop_some[e as usize] {
+                    w.disarm(e);
+                }
+            }
+            let mut done = vec![false; n as usize];
+            let mut now = 0;
+            while now < 3 * SLOTS * TICK {
+                while let Some(e) = w.pop_due(now) {
+                    let d = deadlines[e as usize];
+                    prop_assert!(!drop_some[e as usize]);
+                    if d <= now {
+                        prop_assert!(now < d + 2 * TICK, "late: {} vs {}", now, d);
+                        done[e as usize] = true;
+                    } else {
+                        w.arm(e, d, now);
+                    }
+                }
+                now += TICK;
+            }
+            for e in 0..n as usize {
+                prop_assert_eq!(done[e], !drop_some[e]);
+            }
+        }
+    }
+}
