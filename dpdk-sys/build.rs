@@ -141,6 +141,8 @@ fn main() {
         "rte_free",
         "rte_memory_.*",
         "rte_malloc_.*",
+        "rte_pdump_init",
+        "rte_pdump_uninit",
         "rampart_.*",
     ] {
         builder = builder.allowlist_function(f);

@@ -10,4 +10,5 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 #include <rte_acl.h>
+#include <rte_pdump.h>
 #include "shim.h"

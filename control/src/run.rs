@@ -248,6 +248,16 @@ fn run_on(
             .map(|m| format!(", metrics on http://{}/metrics", m.addr()))
             .unwrap_or_default()
     );
+    if cfg
+        .eal
+        .args
+        .iter()
+        .any(|a| a == "--no-shconf" || a == "--in-memory")
+    {
+        eprintln!("rampart: packet capture through dpdk-dumpcap is off: the EAL runs without shared configuration");
+    } else if let Err(e) = eal.enable_capture() {
+        eprintln!("rampart: {e}");
+    }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| RunError::Setup(format!("installing the SIGHUP handler: {e}")))?;

@@ -43,6 +43,23 @@ impl Eal {
         Ok(Eal { _args: owned })
     }
 
+    /// Lets DPDK's capture tools (`dpdk-dumpcap`, `dpdk-pdump`) attach as secondary processes
+    /// and copy packets of any port. Needs the shared runtime configuration (no `--no-shconf`,
+    /// no `--in-memory`), so in practice hugepages.
+    pub fn enable_capture(&self) -> Result<(), DpdkError> {
+        // SAFETY: EAL is initialised; rte_pdump_init registers a multi-process handler and
+        // creates its mempool/ring on demand; it is called once, from the main lcore.
+        let rc = unsafe { dpdk_sys::rte_pdump_init() };
+        if rc < 0 {
+            let code = rte_errno();
+            return Err(DpdkError::Capture {
+                code,
+                msg: strerror(code),
+            });
+        }
+        Ok(())
+    }
+
     /// Number of Ethernet ports the EAL probed.
     pub fn port_count(&self) -> u16 {
         // SAFETY: EAL is initialised (self exists).

@@ -63,6 +63,8 @@ pub enum DpdkError {
     },
     #[error("rte_acl: too many rules (priorities are below 2^29)")]
     AclTooManyRules,
+    #[error("packet capture (pdump) unavailable: {msg} (rte_errno {code})")]
+    Capture { code: i32, msg: String },
     #[error("lcore {0}: {1}")]
     Launch(u32, LaunchError),
 }
