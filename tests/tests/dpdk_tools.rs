@@ -157,7 +157,7 @@ fn telemetry_and_dumpcap_work_against_a_running_rampart() {
         "{stats}"
     );
 
-    let cap = dir.path().join("cap.pcap");
+    let cap = dir.path().join("cap.pcapng");
     let out = run(Command::new("timeout")
         .args([
             "60",
