@@ -6,7 +6,7 @@
 //! Until connection tracking exists every packet is judged as conntrack state NEW.
 
 use crate::classify::{ct, Action, PacketMeta, RejectWith, RuleSet};
-use crate::wire::{ip_proto, Family, Fragment, PacketInfo};
+use crate::wire::{ip_proto, Family, FlowKey, Fragment, PacketInfo};
 
 /// The filter's answer for one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,23 +41,40 @@ pub fn packet_meta(
     out_port: u16,
 ) -> Option<PacketMeta> {
     let key = info.flow?;
-    let later_fragment = matches!(info.frag, Fragment::Later { .. });
-    let tcp_flags = if key.proto == ip_proto::TCP && !later_fragment && info.l4_offset != 0 {
-        frame
-            .get(usize::from(info.l4_offset) + 13)
-            .copied()
-            .unwrap_or(0)
+    Some(ip_packet_meta(
+        frame,
+        key,
+        info.frag,
+        info.l4_offset,
+        in_port,
+        out_port,
+    ))
+}
+
+/// [`packet_meta`] from the parts of an IP packet's [`PacketInfo`] it uses.
+#[inline]
+pub fn ip_packet_meta(
+    frame: &[u8],
+    key: FlowKey,
+    frag: Fragment,
+    l4_offset: u16,
+    in_port: u16,
+    out_port: u16,
+) -> PacketMeta {
+    let later_fragment = matches!(frag, Fragment::Later { .. });
+    let tcp_flags = if key.proto == ip_proto::TCP && !later_fragment && l4_offset != 0 {
+        frame.get(usize::from(l4_offset) + 13).copied().unwrap_or(0)
     } else {
         0
     };
-    Some(PacketMeta {
+    PacketMeta {
         key,
         in_port: in_port as u8,
         out_port: out_port as u8,
         ct_state: ct::NEW,
         tcp_flags,
         later_fragment,
-    })
+    }
 }
 
 impl FilterVerdict {
@@ -90,15 +107,25 @@ impl Filter {
         meta: &PacketMeta,
         on_log: impl FnMut(u32, &crate::classify::LogSpec),
     ) -> FilterVerdict {
-        let Some(rs) = self.rules(meta.key.family) else {
-            return FilterVerdict::Unfiltered;
-        };
-        let j = rs.evaluate(meta, on_log);
-        match j.action {
-            Action::Accept => FilterVerdict::Accept { rule: j.rule },
-            Action::Reject(with) => FilterVerdict::Reject { rule: j.rule, with },
-            _ => FilterVerdict::Drop { rule: j.rule },
+        match self.rules(meta.key.family) {
+            Some(rs) => judge_rules(rs, meta, on_log),
+            None => FilterVerdict::Unfiltered,
         }
+    }
+}
+
+/// Judges one packet by the rule set of its family; `on_log` as in [`Filter::judge`].
+#[inline]
+pub fn judge_rules(
+    rules: &RuleSet,
+    meta: &PacketMeta,
+    on_log: impl FnMut(u32, &crate::classify::LogSpec),
+) -> FilterVerdict {
+    let j = rules.evaluate(meta, on_log);
+    match j.action {
+        Action::Accept => FilterVerdict::Accept { rule: j.rule },
+        Action::Reject(with) => FilterVerdict::Reject { rule: j.rule, with },
+        _ => FilterVerdict::Drop { rule: j.rule },
     }
 }
 

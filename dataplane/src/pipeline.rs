@@ -7,10 +7,10 @@
 //! the non-IP policies, judge IP packets by the rule set of their family ([`Bridge::judge`]), and
 //! forward to the ingress port's peer.
 
-use crate::classify::{LogSpec, PacketMeta};
-use crate::filter::{packet_meta, Filter, FilterVerdict};
+use crate::classify::{LogSpec, PacketMeta, RuleSet};
+use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{self, PacketInfo, L3};
+use crate::wire::{self, Family, PacketInfo, L3};
 
 /// Everything known about one judged packet.
 #[derive(Clone, Copy, Debug)]
@@ -57,15 +57,16 @@ impl Bridge {
         self.peer.get(usize::from(port)).copied().flatten()
     }
 
-    /// The verdict alone for one frame that arrived on port index `ingress` (what a worker
-    /// needs; the same decision as [`Bridge::process`]).
+    /// The verdict alone for one frame that arrived on port index `ingress` (the same decision
+    /// as [`Bridge::process`]).
     #[inline(always)]
     pub fn verdict(&self, ingress: u16, frame: &[u8]) -> Verdict {
         self.process(ingress, frame).0
     }
 
     /// Judges one frame by the bridge and then by `filter`; `on_log` is called for each LOG rule
-    /// the packet passes (rule index and its spec).
+    /// the packet passes (rule index and its spec). The slow path's full report (replay, tests);
+    /// a worker uses [`Bridge::judge_verdict`], which decides the same.
     #[inline]
     pub fn judge(
         &self,
@@ -89,32 +90,119 @@ impl Bridge {
         };
         out.meta = Some(meta);
         out.filter = filter.judge(&meta, on_log);
-        out.verdict = match out.filter {
-            FilterVerdict::Unfiltered | FilterVerdict::Accept { .. } => verdict,
-            FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
-            FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
-        };
+        out.verdict = filtered(verdict, out.filter);
         out
+    }
+
+    /// What [`Bridge::judge`] decides, without building its report: the per-packet path of a
+    /// worker. `on_rule(family, rule)` is called with the rule that decided, when a rule set
+    /// judged the packet. A family without a rule set costs one branch; the parser's common
+    /// frames take its straight-line path ([`wire::parse::parse_common`]).
+    #[inline(always)]
+    pub fn judge_verdict(
+        &self,
+        filter: &Filter,
+        ingress: u16,
+        frame: &[u8],
+        on_log: impl FnMut(u32, &LogSpec),
+        on_rule: impl FnOnce(Family, u32),
+    ) -> Verdict {
+        match wire::parse::parse_common(frame) {
+            Some(info) => self.judge_parsed(filter, ingress, frame, &info, on_log, on_rule),
+            None => self.judge_uncommon(filter, ingress, frame, on_log, on_rule),
+        }
+    }
+
+    /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.
+    #[inline(never)]
+    fn judge_uncommon(
+        &self,
+        filter: &Filter,
+        ingress: u16,
+        frame: &[u8],
+        on_log: impl FnMut(u32, &LogSpec),
+        on_rule: impl FnOnce(Family, u32),
+    ) -> Verdict {
+        match wire::parse_frame(frame) {
+            Ok(info) => self.judge_parsed(filter, ingress, frame, &info, on_log, on_rule),
+            Err(e) => Verdict::Drop(DropReason::Parse(e)),
+        }
+    }
+
+    #[inline(always)]
+    fn judge_parsed(
+        &self,
+        filter: &Filter,
+        ingress: u16,
+        frame: &[u8],
+        info: &PacketInfo,
+        on_log: impl FnMut(u32, &LogSpec),
+        on_rule: impl FnOnce(Family, u32),
+    ) -> Verdict {
+        let verdict = self.bridge_verdict(ingress, info.l3);
+        // Only IP packets carry a flow key; only forwarded ones meet the filter.
+        let (Verdict::Forward(egress), Some(key)) = (verdict, info.flow) else {
+            return verdict;
+        };
+        let Some(rules) = filter.rules(key.family) else {
+            return verdict;
+        };
+        // The parts by value, not `info` by reference: the info then never needs a home in
+        // memory on the unfiltered path.
+        let (frag, l4_offset) = (info.frag, info.l4_offset);
+        let meta = ip_packet_meta(frame, key, frag, l4_offset, ingress, egress);
+        filter_one(rules, meta, verdict, on_log, on_rule)
     }
 
     /// Judges one frame that arrived on port index `ingress` by the bridge alone.
     #[inline]
     pub fn process(&self, ingress: u16, frame: &[u8]) -> (Verdict, Option<PacketInfo>) {
-        let info = match wire::parse_frame(frame) {
-            Ok(info) => info,
-            Err(e) => return (Verdict::Drop(DropReason::Parse(e)), None),
-        };
-        let policy = match info.l3 {
+        match wire::parse_frame_fast(frame) {
+            Ok(info) => (self.bridge_verdict(ingress, info.l3), Some(info)),
+            Err(e) => (Verdict::Drop(DropReason::Parse(e)), None),
+        }
+    }
+
+    /// The bridge's decision for a frame that parsed as `l3`.
+    #[inline(always)]
+    fn bridge_verdict(&self, ingress: u16, l3: L3) -> Verdict {
+        let policy = match l3 {
             L3::Ipv4 | L3::Ipv6 => Policy::Forward,
             L3::Arp => self.arp,
             L3::Other => self.non_ip,
         };
-        let verdict = match (policy, self.peer(ingress)) {
-            (Policy::Drop, _) if info.l3 == L3::Arp => Verdict::Drop(DropReason::ArpPolicy),
+        match (policy, self.peer(ingress)) {
+            (Policy::Drop, _) if l3 == L3::Arp => Verdict::Drop(DropReason::ArpPolicy),
             (Policy::Drop, _) => Verdict::Drop(DropReason::NonIpPolicy),
             (Policy::Forward, Some(out)) => Verdict::Forward(out),
             (Policy::Forward, None) => Verdict::Drop(DropReason::NoPeer),
-        };
-        (verdict, Some(info))
+        }
     }
+}
+
+/// The bridge's forward `verdict` after the filter said `filter`.
+#[inline(always)]
+fn filtered(verdict: Verdict, filter: FilterVerdict) -> Verdict {
+    match filter {
+        FilterVerdict::Unfiltered | FilterVerdict::Accept { .. } => verdict,
+        FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
+        FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
+    }
+}
+
+/// An IP packet the bridge forwards, judged by its family's rule set (out of line: the
+/// classifier dominates its cost, and the unfiltered path stays small).
+#[inline(never)]
+fn filter_one(
+    rules: &RuleSet,
+    meta: PacketMeta,
+    verdict: Verdict,
+    on_log: impl FnMut(u32, &LogSpec),
+    on_rule: impl FnOnce(Family, u32),
+) -> Verdict {
+    let fv = judge_rules(rules, &meta, on_log);
+    if let Some(rule) = fv.rule() {
+        on_rule(meta.key.family, rule);
+    }
+    filtered(verdict, fv)
 }

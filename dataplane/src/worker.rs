@@ -173,16 +173,17 @@ fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut
 /// Bridge and filter for one packet; counts the deciding rule and queues LOG records.
 #[inline(always)]
 fn judge(ctx: &Ctx<'_>, ingress: u16, frame: &[u8], len: u64) -> Verdict {
-    let filter = &ctx.rules.filter;
-    let out = ctx.pipeline.judge(filter, ingress, frame, |log_rule, _| {
-        log(ctx, frame, ingress, log_rule)
-    });
-    if let (Some(meta), Some(rule)) = (out.meta, out.filter.rule()) {
-        if let Some(c) = ctx.rules.counters(meta.key.family, ctx.id) {
-            c.hit(rule, len);
-        }
-    }
-    out.verdict
+    ctx.pipeline.judge_verdict(
+        &ctx.rules.filter,
+        ingress,
+        frame,
+        |log_rule, _| log(ctx, frame, ingress, log_rule),
+        |family, rule| {
+            if let Some(c) = ctx.rules.counters(family, ctx.id) {
+                c.hit(rule, len);
+            }
+        },
+    )
 }
 
 /// A LOG rule matched: count it and hand the record to the control thread.

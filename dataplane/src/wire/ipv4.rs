@@ -209,7 +209,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the header checksum verifies.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::sum(&self.buffer.as_ref()[..self.header_len()]) == 0xffff
+        let header = &self.buffer.as_ref()[..self.header_len()];
+        let sum = match <&[u8; HEADER_LEN]>::try_from(header) {
+            Ok(h) => checksum::sum_20(h),
+            Err(_) => checksum::sum(header),
+        };
+        sum == 0xffff
     }
 
     /// The datagram payload, `header_len()..total_len()`.

@@ -27,8 +27,8 @@
 //! - L4 checksums are *not* verified here.
 
 use super::ethernet::{self, EtherType, VlanHeader, VlanTag};
-use super::flow::{icmp_ports, Family, FlowKey};
-use super::{arp, icmpv4, icmpv6, ip_proto, ipv4, ipv6, tcp, udp, ParseError};
+use super::flow::{icmp_ports, Family, FlowKey, IpAddr128};
+use super::{arp, checksum, icmpv4, icmpv6, ip_proto, ipv4, ipv6, tcp, udp, ParseError};
 
 /// Most VLAN tags accepted (802.1ad outer + 802.1Q inner).
 pub const MAX_VLAN_TAGS: usize = 2;
@@ -162,6 +162,173 @@ pub fn parse_frame(frame: &[u8]) -> Result<PacketInfo, ParseError> {
         _ => {}
     }
     Ok(info)
+}
+
+/// [`parse_frame`] with a straight-line path for the frames a firewall mostly sees; the same
+/// result for every input.
+///
+/// [`parse_common`] answers for untagged or single-802.1Q frames carrying IPv4 without options
+/// or fragmentation and with a good header checksum (TCP, UDP and ICMP with a valid header, any
+/// other protocol), IPv6 with TCP, UDP or ICMPv6 directly after the fixed header, or any
+/// ethertype the parser does not look into; everything else, errors included, goes to
+/// [`parse_frame`].
+#[inline(always)]
+pub fn parse_frame_fast(frame: &[u8]) -> Result<PacketInfo, ParseError> {
+    match parse_common(frame) {
+        Some(info) => Ok(info),
+        None => parse_uncommon(frame),
+    }
+}
+
+/// The fallback of [`parse_frame_fast`], out of line so the common path stays small.
+#[inline(never)]
+fn parse_uncommon(frame: &[u8]) -> Result<PacketInfo, ParseError> {
+    parse_frame(frame)
+}
+
+/// The common frames in one straight line: `Some(info)` exactly when [`parse_frame`] would
+/// return `Ok(info)` by its simplest route (see [`parse_frame_fast`]); `None` means "ask
+/// [`parse_frame`]", which may accept or reject the frame.
+#[inline(always)]
+pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
+    let eth: &[u8; ethernet::HEADER_LEN] = frame.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    let mut vlans = [None; MAX_VLAN_TAGS];
+    let mut l3_offset = ethernet::HEADER_LEN;
+    if ethertype == EtherType::VLAN {
+        let end = ethernet::HEADER_LEN + ethernet::VLAN_HEADER_LEN;
+        let tag: &[u8; ethernet::VLAN_HEADER_LEN] =
+            frame.get(ethernet::HEADER_LEN..end)?.try_into().ok()?;
+        vlans[0] = Some(VlanTag {
+            tpid: EtherType::VLAN,
+            tci: u16::from_be_bytes([tag[0], tag[1]]),
+        });
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        l3_offset = end;
+    }
+    let mut info = PacketInfo {
+        vlans,
+        ethertype,
+        l3_offset: l3_offset as u16,
+        l3: L3::Other,
+        l3_len: 0,
+        l4_offset: 0,
+        frag: Fragment::None,
+        flow: None,
+    };
+    // l3_offset <= frame.len(): the headers before it were taken with `get`.
+    let l3 = &frame[l3_offset..];
+    match ethertype {
+        EtherType::IPV4 => common_ipv4(l3, &mut info)?,
+        EtherType::IPV6 => common_ipv6(l3, &mut info)?,
+        // ARP is checked by the full parser; a second tag (or a first S-tag) likewise.
+        EtherType::ARP => return None,
+        t if EtherType::is_vlan_tpid(t) => return None,
+        _ => {}
+    }
+    Some(info)
+}
+
+/// IPv4, IHL 5, not a fragment, checksum good; see [`parse_common`].
+#[inline(always)]
+fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
+    let h: &[u8; ipv4::HEADER_LEN] = l3.get(..ipv4::HEADER_LEN)?.try_into().ok()?;
+    // Version 4, IHL 5: no options.
+    if h[0] != 0x45 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    // MF and the fragment offset (DF may be set).
+    let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
+    if total < ipv4::HEADER_LEN || total > l3.len() || frag != 0 {
+        return None;
+    }
+    if checksum::sum_20(h) != 0xffff {
+        return None;
+    }
+    let proto = h[9];
+    let l4 = &l3[ipv4::HEADER_LEN..total];
+    let (src_port, dst_port) = match proto {
+        ip_proto::TCP | ip_proto::UDP => common_ports(proto, l4)?,
+        ip_proto::ICMP => {
+            let m: &[u8; icmpv4::HEADER_LEN] = l4.get(..icmpv4::HEADER_LEN)?.try_into().ok()?;
+            icmp_ports(Family::V4, m[0], m[1], u16::from_be_bytes([m[4], m[5]]))
+        }
+        // No L4 header the parser checks: ports 0, as `l4_ports` gives.
+        _ => (0, 0),
+    };
+    info.l3 = L3::Ipv4;
+    info.l3_len = total as u16;
+    info.l4_offset = info.l3_offset + ipv4::HEADER_LEN as u16;
+    info.flow = Some(FlowKey {
+        src: IpAddr128::from_v4_octets([h[12], h[13], h[14], h[15]]),
+        dst: IpAddr128::from_v4_octets([h[16], h[17], h[18], h[19]]),
+        src_port,
+        dst_port,
+        proto,
+        family: Family::V4,
+    });
+    Some(())
+}
+
+/// IPv6 with TCP, UDP or ICMPv6 right after the fixed header; see [`parse_common`].
+#[inline(always)]
+fn common_ipv6(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
+    let h: &[u8; ipv6::HEADER_LEN] = l3.get(..ipv6::HEADER_LEN)?.try_into().ok()?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    let end = ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]]));
+    // The datagram length must fit `l3_len` (no jumbograms).
+    if end > l3.len() || end > usize::from(u16::MAX) {
+        return None;
+    }
+    let proto = h[6];
+    let l4 = &l3[ipv6::HEADER_LEN..end];
+    let (src_port, dst_port) = match proto {
+        ip_proto::TCP | ip_proto::UDP => common_ports(proto, l4)?,
+        ip_proto::ICMPV6 => {
+            let m: &[u8; icmpv6::HEADER_LEN] = l4.get(..icmpv6::HEADER_LEN)?.try_into().ok()?;
+            icmp_ports(Family::V6, m[0], m[1], u16::from_be_bytes([m[4], m[5]]))
+        }
+        _ => return None,
+    };
+    let mut src = [0; 16];
+    src.copy_from_slice(&h[8..24]);
+    let mut dst = [0; 16];
+    dst.copy_from_slice(&h[24..40]);
+    info.l3 = L3::Ipv6;
+    info.l3_len = end as u16;
+    info.l4_offset = info.l3_offset + ipv6::HEADER_LEN as u16;
+    info.flow = Some(FlowKey {
+        src: IpAddr128(src),
+        dst: IpAddr128(dst),
+        src_port,
+        dst_port,
+        proto,
+        family: Family::V6,
+    });
+    Some(())
+}
+
+/// TCP or UDP ports of an unfragmented datagram whose header `l4_ports` would accept.
+#[inline(always)]
+fn common_ports(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
+    let h: &[u8; udp::HEADER_LEN] = l4.get(..udp::HEADER_LEN)?.try_into().ok()?;
+    let ok = if proto == ip_proto::TCP {
+        // Data offset within 20..=segment length (also implies the 20-byte header is there).
+        let header_len = usize::from(*l4.get(12)? >> 4) * 4;
+        header_len >= tcp::HEADER_LEN && header_len <= l4.len()
+    } else {
+        let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        len >= udp::HEADER_LEN && len <= l4.len()
+    };
+    ok.then(|| {
+        (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        )
+    })
 }
 
 #[inline]
@@ -901,6 +1068,100 @@ mod tests {
             })
     }
 
+    /// The fast parser agrees with the full one, and whatever the straight line accepts the
+    /// full parser accepts identically.
+    fn same(frame: &[u8]) {
+        let full = parse_frame(frame);
+        assert_eq!(parse_frame_fast(frame), full, "frame {frame:02x?}");
+        if let Some(info) = parse_common(frame) {
+            assert_eq!(Ok(info), full, "frame {frame:02x?}");
+        }
+    }
+
+    /// Recomputes the IPv4 header checksum wherever an untagged or 802.1Q-tagged frame has a
+    /// plausible IPv4 header, so mutations get past the checksum into the later checks.
+    fn refill_any_v4(frame: &mut [u8]) {
+        let at = match frame.get(12..14) {
+            Some([0x81, 0x00]) => 18,
+            Some(_) => 14,
+            None => return,
+        };
+        let Some(&first) = frame.get(at) else {
+            return;
+        };
+        let hl = usize::from(first & 0x0f) * 4;
+        if first >> 4 == 4 && frame.len() >= at + hl.max(ipv4::HEADER_LEN) {
+            ipv4::Packet::new_unchecked(&mut frame[at..]).fill_checksum();
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_frames() {
+        let udp = FrameSpec::new(
+            IpSpec::v4(v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+            L4Spec::udp(1, 2, b"abcd"),
+        )
+        .build();
+        let icmp = FrameSpec::new(
+            IpSpec::v4(v4([1, 2, 3, 4]), v4([5, 6, 7, 8])),
+            L4Spec::icmp_echo(0x77, 1),
+        )
+        .build();
+        let gre = FrameSpec::new(
+            IpSpec::v4(v4([1, 2, 3, 4]), v4([5, 6, 7, 8])),
+            L4Spec::Raw {
+                proto: 47,
+                payload: vec![1, 2, 3, 4],
+            },
+        )
+        .build();
+        let tcp6 = v6_spec(L4Spec::tcp(1000, 22, Flags::ACK), vec![]).build();
+        let icmp6 = v6_spec(L4Spec::icmpv6_echo(5, 6), vec![]).build();
+        let mut other = vec![0u8; 60];
+        other[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        let zero = [0u8; 64];
+        let mut padded = tcp_v4();
+        padded.resize(80, 0);
+        for f in [
+            &TCP_SYN_VLAN[..],
+            &UDP6[..],
+            &tcp_v4(),
+            &padded,
+            &udp,
+            &icmp,
+            &gre,
+            &tcp6,
+            &icmp6,
+            &other,
+            &zero,
+        ] {
+            let info = parse_common(f).expect("common frame takes the fast path");
+            assert_eq!(Ok(info), parse_frame(f));
+        }
+        // What the straight line leaves to the full parser.
+        let ext6 = v6_spec(L4Spec::udp(1, 2, b"x"), vec![ext(60, 6)]).build();
+        let frag = FrameSpec::new(
+            IpSpec::v4(v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+            L4Spec::udp(1, 2, &[7; 40]),
+        )
+        .fragments(16);
+        let mut bad_sum = tcp_v4();
+        bad_sum[24] ^= 1;
+        let mut qinq = syn_spec();
+        qinq.vlans[1] = Some(VlanTag::new(EtherType::VLAN, 0, false, 7));
+        qinq.vlans[0] = Some(VlanTag::new(EtherType::QINQ, 0, false, 8));
+        let arp = crate::wire::builder::arp_request(
+            crate::wire::MacAddr([2, 0, 0, 0, 0, 9]),
+            v4([10, 0, 0, 9]),
+            v4([10, 0, 0, 1]),
+        );
+        for f in [&ext6, &frag[0], &frag[1], &bad_sum, &qinq.build(), &arp] {
+            assert_eq!(parse_common(f), None);
+            same(f);
+        }
+        assert_eq!(parse_frame_fast(&bad_sum), Err(ParseError::Ipv4BadChecksum));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -931,6 +1192,56 @@ mod tests {
             check(&m);
             for f in spec.fragments(24) {
                 check(&f);
+            }
+        }
+
+        #[test]
+        fn fast_matches_full_on_arbitrary_bytes(f in proptest::collection::vec(any::<u8>(), 0..200)) {
+            same(&f);
+        }
+
+        #[test]
+        fn fast_matches_full_on_arbitrary_l3(f in ethertype_frame()) {
+            same(&f);
+            let mut g = f.clone();
+            refill_any_v4(&mut g);
+            same(&g);
+        }
+
+        #[test]
+        fn fast_matches_full_on_builder_frames(
+            spec in arb_frame_spec(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            header_flips in proptest::collection::vec((0usize..80, any::<u8>()), 1..3),
+            pad in 0usize..24,
+        ) {
+            let frame = spec.build();
+            same(&frame);
+            let mut padded = frame.clone();
+            padded.resize(frame.len() + pad, 0);
+            same(&padded);
+            for n in 0..=frame.len() {
+                same(&frame[..n]);
+            }
+            let mut m = frame.clone();
+            for (at, x) in flips {
+                let i = at.index(m.len());
+                m[i] ^= x;
+            }
+            same(&m);
+            // Header bytes changed and the IPv4 checksum made good again: the length, version,
+            // fragment and L4 checks decide.
+            let mut h = frame.clone();
+            for (at, x) in header_flips {
+                if let Some(b) = h.get_mut(at) {
+                    *b ^= x;
+                }
+            }
+            same(&h);
+            refill_any_v4(&mut h);
+            same(&h);
+            for f in spec.fragments(24) {
+                same(&f);
             }
         }
 
