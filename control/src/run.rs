@@ -102,14 +102,16 @@ fn run_on(
     }
     let mut readers = control.readers().into_iter();
     let (log_tx, log_rx) = crossbeam_channel::bounded::<LogRecord>(LOG_QUEUE);
-    let pool = Mempool::new(
+    // Shared with the workers (REJECT replies); the last reference is this one, dropped after
+    // the workers have returned and the ports are closed.
+    let pool = Arc::new(Mempool::new(
         eal,
         "rampart_mbufs",
         cfg.mempool.mbufs,
         cfg.mempool.cache,
         cfg.mempool.data_room,
         None,
-    )?;
+    )?);
     let pcfg = PortConfig {
         queues: cfg.workers.count as u16,
         rx_desc: cfg.rings.rx_desc,
@@ -169,6 +171,7 @@ fn run_on(
             drain_tsc,
             rules: readers.next().expect("one reader per worker"),
             logs: log_tx.clone(),
+            pool: pool.clone(),
         };
         if let Err(e) = eal.launch(lcore, move || worker.run()) {
             stop.store(true, Ordering::SeqCst);
@@ -437,6 +440,7 @@ fn stats_json(
         "tx_packets": total.tx_packets(),
         "dropped": total.dropped(),
         "tx_refused": total.tx_dropped(),
+        "reject_replies": { "sent": total.replies_sent, "lost": total.replies_lost },
         "drops": drops,
         "ports": ports.iter().enumerate().map(|(i, name)| serde_json::json!({
             "name": name, "rx_packets": total.ports[i].rx_packets, "rx_bytes": total.ports[i].rx_bytes,
@@ -491,6 +495,7 @@ impl RunSummary {
             "tx_packets": self.total.tx_packets(),
             "dropped": self.total.dropped(),
             "tx_refused": self.total.tx_dropped(),
+            "reject_replies": { "sent": self.total.replies_sent, "lost": self.total.replies_lost },
             "drops": drops(&self.total),
             "ports": self.ports.iter().enumerate().map(|(i, p)| serde_json::json!({
                 "name": p.name, "driver": p.driver, "rss": p.rss,

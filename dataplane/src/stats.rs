@@ -39,6 +39,9 @@ pub struct WorkerStats {
     pub busy_tsc: AtomicU64,
     /// LOG records lost because the control thread's queue was full.
     pub logs_lost: AtomicU64,
+    /// REJECT replies sent, and those not sent because the mempool was empty.
+    pub replies_sent: AtomicU64,
+    pub replies_lost: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -50,6 +53,8 @@ impl Default for WorkerStats {
             polls: AtomicU64::new(0),
             busy_tsc: AtomicU64::new(0),
             logs_lost: AtomicU64::new(0),
+            replies_sent: AtomicU64::new(0),
+            replies_lost: AtomicU64::new(0),
         }
     }
 }
@@ -83,6 +88,8 @@ impl WorkerStats {
         s.busy_polls += self.busy_polls.load(Relaxed);
         s.polls += self.polls.load(Relaxed);
         s.busy_tsc += self.busy_tsc.load(Relaxed);
+        s.replies_sent += self.replies_sent.load(Relaxed);
+        s.replies_lost += self.replies_lost.load(Relaxed);
     }
 }
 
@@ -104,6 +111,8 @@ pub struct StatsSnapshot {
     pub busy_polls: u64,
     pub polls: u64,
     pub busy_tsc: u64,
+    pub replies_sent: u64,
+    pub replies_lost: u64,
 }
 
 impl Default for StatsSnapshot {
@@ -114,6 +123,8 @@ impl Default for StatsSnapshot {
             busy_polls: 0,
             polls: 0,
             busy_tsc: 0,
+            replies_sent: 0,
+            replies_lost: 0,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
 use crate::classify::PacketMeta;
-use crate::dpdk::{tsc, Flushed, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
+use crate::dpdk::{tsc, Flushed, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
 use crate::filter::FilterSnapshot;
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::rcu::Reader;
@@ -28,6 +28,8 @@ pub struct Worker {
     pub drain_tsc: u64,
     /// The rule sets, published by the control thread.
     pub rules: Reader<FilterSnapshot>,
+    /// Where REJECT replies are allocated.
+    pub pool: Arc<Mempool>,
     /// LOG records for the control thread (bounded; full means the record is counted and lost).
     pub logs: crossbeam_channel::Sender<LogRecord>,
 }
@@ -47,6 +49,7 @@ struct Ctx<'a> {
     rules: &'a FilterSnapshot,
     stats: &'a WorkerStats,
     logs: &'a crossbeam_channel::Sender<LogRecord>,
+    pool: &'a Mempool,
 }
 
 struct Egress {
@@ -66,6 +69,7 @@ impl Worker {
             drain_tsc,
             mut rules,
             logs,
+            pool,
         } = self;
         assert!(
             queues.len() <= MAX_PORTS,
@@ -97,6 +101,7 @@ impl Worker {
                     rules: rules.get(),
                     stats: &stats,
                     logs: &logs,
+                    pool: &pool,
                 };
                 handle_burst(ingress, &mut burst, &ctx, &mut egress);
             }
@@ -143,6 +148,9 @@ fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut
             Verdict::Forward(port) => port,
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
+                if reason == DropReason::RuleReject {
+                    reject(ctx, ingress, m.data(), egress);
+                }
                 DROPPED
             }
         };
@@ -184,6 +192,37 @@ fn judge(ctx: &Ctx<'_>, ingress: u16, frame: &[u8], len: u64) -> Verdict {
             }
         },
     )
+}
+
+/// A REJECT rule matched: send the TCP reset or ICMP error back out of the ingress port.
+#[cold]
+#[inline(never)]
+fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], egress: &mut [Egress]) {
+    let Ok(info) = crate::wire::parse_frame(frame) else {
+        return;
+    };
+    let out_port = ctx.pipeline.peer(ingress as u16).unwrap_or(ingress as u16);
+    let Some(meta) = crate::filter::packet_meta(frame, &info, ingress as u16, out_port) else {
+        return;
+    };
+    let crate::filter::FilterVerdict::Reject { with, .. } =
+        ctx.rules.filter.judge(&meta, |_, _| {})
+    else {
+        return;
+    };
+    let mut buf = [0u8; crate::reject::MAX_REPLY];
+    let Some(n) = crate::reject::build_reply(frame, &info, with, &mut buf) else {
+        return;
+    };
+    match ctx.pool.alloc_frame(&buf[..n]) {
+        Some(m) => {
+            let e = &mut egress[ingress];
+            let f = e.buf.push(m, &mut e.q);
+            account(ctx.stats, ingress, f);
+            bump(&ctx.stats.replies_sent, 1);
+        }
+        None => bump(&ctx.stats.replies_lost, 1),
+    }
 }
 
 /// A LOG rule matched: count it and hand the record to the control thread.

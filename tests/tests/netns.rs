@@ -96,7 +96,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(t: &Topology) -> Daemon {
+        Daemon::start_with_rules(t, None)
+    }
+
+    fn start_with_rules(t: &Topology, rules: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let rules_conf = match rules {
+            Some(text) => {
+                let p = dir.path().join("rules.v4");
+                std::fs::write(&p, text).unwrap();
+                format!("[rules]\nipv4 = \"{}\"\n", p.display())
+            }
+            None => String::new(),
+        };
         let prefix = unique("rpns");
         let cfg = format!(
             r#"
@@ -110,6 +122,7 @@ name = "b"
 device = "net_af_packet{p}b,iface={ob},qpairs=1"
 [bridge]
 pairs = [["a", "b"]]
+{rules_conf}
 [management]
 socket = "{sock}"
 [mempool]
@@ -322,4 +335,59 @@ fn ping_and_tcp_cross_rampart_between_namespaces() {
         "mbuf leak: {s}"
     );
     assert_eq!(s["tx_refused"], 0, "{s}");
+}
+
+#[test]
+fn reject_answers_with_tcp_reset_and_icmp_port_unreachable() {
+    if !root_or_skip("reject_answers_with_tcp_reset_and_icmp_port_unreachable") {
+        return;
+    }
+    let t = Topology::create(78);
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -p tcp --dport 9999 -j REJECT --reject-with tcp-reset\n\
+-A FORWARD -p udp --dport 9998 -j REJECT\n\
+COMMIT\n";
+    let d = Daemon::start_with_rules(&t, Some(rules));
+    wait_for_path(&t.ns[0], "10.78.0.2");
+    // A listener on b: without the REJECT the connection would succeed.
+    let mut listener = in_ns(&t.ns[1], &["nc", "-l", "-k", "10.78.0.2", "9999"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let probe = r#"
+import socket, sys, time
+t = time.time()
+s = socket.socket(); s.settimeout(5)
+try:
+    s.connect(("10.78.0.2", 9999)); print("connected")
+except ConnectionRefusedError:
+    print("refused %.3f" % (time.time() - t))
+except socket.timeout:
+    print("timeout")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+u.connect(("10.78.0.2", 9998))
+try:
+    u.send(b"x"); u.recv(10); print("udp answered")
+except ConnectionRefusedError:
+    print("udp refused")
+except socket.timeout:
+    print("udp timeout")
+"#;
+    let out = run_ok(&mut in_ns(&t.ns[0], &["python3", "-c", probe]));
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refused"),
+        "TCP to 9999 is refused by a reset: {text}"
+    );
+    assert!(
+        text.contains("udp refused"),
+        "UDP to 9998 gets port unreachable: {text}"
+    );
+    let s = d.stop();
+    assert!(s["reject_replies"]["sent"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["drops"]["rule_reject"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"], "{s}");
 }
