@@ -142,7 +142,6 @@ impl Server {
         }
         let listener = UnixListener::bind(path).map_err(wrap)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(wrap)?;
-        listener.set_nonblocking(true).map_err(wrap)?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -160,6 +159,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // The accept loop blocks in accept(): one connection wakes it to see the flag.
+        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -171,6 +172,7 @@ fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) 
     let clients = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
+            Ok(_) if stop.load(Ordering::SeqCst) => return,
             Ok((mut stream, _)) => {
                 if clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
                     let _ = writeln!(stream, "{}", error("too many clients; try again"));
@@ -188,9 +190,7 @@ fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) 
                     clients.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            // Out of descriptors and the like: back off a little rather than spin.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
@@ -198,7 +198,6 @@ fn accept_loop(listener: UnixListener, handler: Handler, stop: Arc<AtomicBool>) 
 
 /// Serves one connection: any number of request lines, each answered with one line.
 fn serve(stream: UnixStream, handler: &Handler, stop: &AtomicBool) {
-    let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let Ok(mut out) = stream.try_clone() else {
         return;
