@@ -15,8 +15,8 @@
 //!   (no parser produces one) takes a cold linear scan.
 //! - Lookup allocates nothing: it reads flat arrays of `u32` indexes and leaf entries.
 
-use super::cuts::{BuildRule, FamilyTree, Params, DIMS, DIM_DPORT, DIM_DST, DIM_PROTO};
-use super::cuts::{DIM_SPORT, DIM_SRC};
+use super::cuts::{BuildRule, FamilyTree, Params, BURST, DIMS, DIM_DPORT, DIM_DST, DIM_PROTO};
+use super::cuts::{DIM_SPORT, DIM_SRC, KEY_WORDS};
 use super::{ct, Classifier, FlatRule, FragMatch, PacketMeta, ANY_PORT};
 use crate::wire::{Family, IpAddr128};
 
@@ -178,30 +178,118 @@ impl Classifier for Tree {
             self.rules,
             "classify with the rules the tree was built from"
         );
-        for ((p, &f), o) in pkts.iter().zip(from).zip(out.iter_mut()) {
-            *o = self.first_match(rules, p, f, u32::MAX);
+        if std::env::var_os("PERPKT").is_some() {
+            for ((p, &f), o) in pkts.iter().zip(from).zip(out.iter_mut()) {
+                *o = self.first_match(rules, p, f, u32::MAX);
+            }
+            return;
+        }
+        let n = pkts.len().min(from.len()).min(out.len());
+        let mut s = 0;
+        while s < n {
+            let e = (s + BURST).min(n);
+            self.classify_burst(rules, &pkts[s..e], &from[s..e], &mut out[s..e], |_| false);
+            s = e;
         }
     }
 }
 
-#[inline(always)]
-fn v4_key(p: &PacketMeta) -> Option<[u32; DIMS]> {
-    let k = &p.key;
-    if !(k.src.is_v4() && k.dst.is_v4()) {
-        return None;
+impl Tree {
+    /// Classifies at most [`BURST`] packets: IPv4 and IPv6 keys each walk their trees together
+    /// ([`FamilyTree::lookup_burst`]); unmapped IPv4 packets scan linearly.
+    #[inline(always)]
+    pub(crate) fn classify_burst(
+        &self,
+        rules: &[FlatRule],
+        pkts: &[PacketMeta],
+        from: &[u32],
+        out: &mut [u32],
+        skip: impl Fn(u32) -> bool + Copy,
+    ) {
+        let mut i4 = [0u8; BURST];
+        let mut n4 = 0;
+        let mut i6 = [0u8; BURST];
+        let mut n6 = 0;
+        for (i, p) in pkts.iter().enumerate().take(BURST) {
+            let k = &p.key;
+            match k.family {
+                Family::V4 if k.src.is_v4() && k.dst.is_v4() => {
+                    i4[n4] = i as u8;
+                    n4 += 1;
+                }
+                Family::V4 => out[i] = cold_linear(rules, p, from[i], u32::MAX, skip),
+                Family::V6 => {
+                    i6[n6] = i as u8;
+                    n6 += 1;
+                }
+            }
+        }
+        if n4 > 0 {
+            let mut keys = [[0u32; KEY_WORDS]; BURST];
+            let mut best = [u32::MAX; BURST];
+            for (k, &i) in keys.iter_mut().zip(&i4[..n4]) {
+                *k = v4_key_of(&pkts[usize::from(i)]);
+            }
+            self.v4.lookup_burst(
+                &keys[..n4],
+                pkts,
+                &i4[..n4],
+                rules,
+                from,
+                &mut best[..n4],
+                skip,
+            );
+            for (&i, &b) in i4[..n4].iter().zip(&best) {
+                out[usize::from(i)] = b;
+            }
+        }
+        if n6 > 0 {
+            let mut keys = [[0u128; KEY_WORDS]; BURST];
+            let mut best = [u32::MAX; BURST];
+            for (k, &i) in keys.iter_mut().zip(&i6[..n6]) {
+                *k = v6_key(&pkts[usize::from(i)]);
+            }
+            self.v6.lookup_burst(
+                &keys[..n6],
+                pkts,
+                &i6[..n6],
+                rules,
+                from,
+                &mut best[..n6],
+                skip,
+            );
+            for (&i, &b) in i6[..n6].iter().zip(&best) {
+                out[usize::from(i)] = b;
+            }
+        }
     }
+}
+
+/// The IPv4 key of a packet whose addresses are v4-mapped.
+#[inline(always)]
+fn v4_key_of(p: &PacketMeta) -> [u32; KEY_WORDS] {
+    let k = &p.key;
     let a = |x: &IpAddr128| u32::from_be_bytes([x.0[12], x.0[13], x.0[14], x.0[15]]);
-    Some([
+    [
         a(&k.src),
         a(&k.dst),
         u32::from(k.src_port),
         u32::from(k.dst_port),
         u32::from(k.proto),
-    ])
+        0,
+        0,
+        0,
+    ]
 }
 
 #[inline(always)]
-fn v6_key(p: &PacketMeta) -> [u128; DIMS] {
+fn v4_key(p: &PacketMeta) -> Option<[u32; KEY_WORDS]> {
+    let k = &p.key;
+    (k.src.is_v4() && k.dst.is_v4()).then(|| v4_key_of(p))
+}
+
+#[inline(always)]
+fn v6_key(p: &PacketMeta) -> [u128; KEY_WORDS] {
     let k = &p.key;
     [
         u128::from_be_bytes(k.src.0),
@@ -209,6 +297,9 @@ fn v6_key(p: &PacketMeta) -> [u128; DIMS] {
         u128::from(k.src_port),
         u128::from(k.dst_port),
         u128::from(k.proto),
+        0,
+        0,
+        0,
     ]
 }
 
