@@ -202,10 +202,27 @@ impl Drop for Daemon {
     }
 }
 
-/// Waits until `ping` gets through (the daemon needs a moment to start its ports).
-fn wait_for_path(ns: &str, dst: &str) {
+/// The namespace tests run one at a time: each daemon busy-polls a core, and two of them plus
+/// the clients on a 2-core machine starve each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits until `ping` gets through (the daemon needs a moment to start its ports); fails with
+/// the daemon's output if it exited.
+fn wait_for_path(d: &mut Daemon, ns: &str, dst: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            let mut err = String::new();
+            let _ = d
+                .child
+                .as_mut()
+                .unwrap()
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err);
+            panic!("rampart exited {status} before the path came up:\n{err}");
+        }
         if run(&mut in_ns(ns, &["ping", "-c", "1", "-W", "1", dst]))
             .status
             .success()
@@ -221,9 +238,10 @@ fn ping_and_tcp_cross_rampart_between_namespaces() {
     if !root_or_skip("ping_and_tcp_cross_rampart_between_namespaces") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t = Topology::create(77);
-    let d = Daemon::start(&t);
-    wait_for_path(&t.ns[0], "10.77.0.2");
+    let mut d = Daemon::start(&t);
+    wait_for_path(&mut d, &t.ns[0], "10.77.0.2");
 
     // ICMP both families.
     run_ok(&mut in_ns(
@@ -342,13 +360,14 @@ fn reject_answers_with_tcp_reset_and_icmp_port_unreachable() {
     if !root_or_skip("reject_answers_with_tcp_reset_and_icmp_port_unreachable") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t = Topology::create(78);
     let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
 -A FORWARD -p tcp --dport 9999 -j REJECT --reject-with tcp-reset\n\
 -A FORWARD -p udp --dport 9998 -j REJECT\n\
 COMMIT\n";
-    let d = Daemon::start_with_rules(&t, Some(rules));
-    wait_for_path(&t.ns[0], "10.78.0.2");
+    let mut d = Daemon::start_with_rules(&t, Some(rules));
+    wait_for_path(&mut d, &t.ns[0], "10.78.0.2");
     // A listener on b: without the REJECT the connection would succeed.
     let mut listener = in_ns(&t.ns[1], &["nc", "-l", "-k", "10.78.0.2", "9999"])
         .stdout(Stdio::null())
