@@ -19,8 +19,9 @@
 //!   reader pick it up; median and 99th percentile over `--changes` alternating inserts and
 //!   deletes at random positions, none rebuilt in between.
 //!
-//! EAL runs in-process with `--no-huge` and `--force-max-simd-bitwidth=512`, so rte_acl takes its
-//! fastest implementation this CPU has; the table names it.
+//! EAL runs in-process with `--no-huge` (or, with `--huge`, on the reserved hugepages) and
+//! `--force-max-simd-bitwidth=512`, so rte_acl takes its fastest implementation this CPU has;
+//! the table names it.
 
 use anyhow::{bail, Context, Result};
 use dataplane::classify::classbench::{self, SplitMix64, SynthConfig};
@@ -62,9 +63,13 @@ pub struct ClassifyArgs {
     /// rte_acl's `max_size` in MiB (0: unbounded, as DPDK's default).
     #[arg(long, default_value_t = 0)]
     pub acl_max_size_mib: usize,
-    /// Memory the EAL reserves, in MiB (lazily backed: `--no-huge`).
+    /// Memory the EAL reserves, in MiB (lazily backed: `--no-huge`; ignored with `--huge`).
     #[arg(long, default_value_t = 16384)]
     pub eal_memory_mib: usize,
+    /// Run the EAL on the hugepages reserved on the machine (`--in-memory`) instead of
+    /// `--no-huge`; rte_acl builds that do not fit in them fail and are reported as such.
+    #[arg(long)]
+    pub huge: bool,
     /// Also write the table to this markdown file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -109,20 +114,26 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
             .filter(|p| p.is_dir())
     };
     let prefix = format!("rampart-perf-classify-{}", std::process::id());
-    let eal_args = vec![
-        "rampart-perf".to_string(),
-        "--no-huge".into(),
-        "-m".into(),
-        args.eal_memory_mib.to_string(),
+    let mut eal_args = vec!["rampart-perf".to_string()];
+    if args.huge {
+        eal_args.push("--in-memory".into());
+    } else {
+        eal_args.extend([
+            "--no-huge".into(),
+            "-m".into(),
+            args.eal_memory_mib.to_string(),
+            "--no-shconf".into(),
+        ]);
+    }
+    eal_args.extend([
         "--no-pci".into(),
-        "--no-shconf".into(),
         "--file-prefix".into(),
         prefix,
         "--log-level".into(),
         "*:warning".into(),
         "--lcores=0@0".into(),
         "--force-max-simd-bitwidth=512".into(),
-    ];
+    ]);
     let eal = Eal::init(&eal_args).context("EAL initialisation (rte_acl needs it; run as root)")?;
     let acl_cfg = AclConfig {
         max_size_bytes: args.acl_max_size_mib << 20,
@@ -430,11 +441,16 @@ fn render(rows: &[Row], args: &ClassifyArgs, alg: Option<dataplane::dpdk::AclAlg
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "Lookups: one core, bursts of 32, trace order, median of {} runs of {} s; rte_acl \
-         classify: {}. Changes: one rule inserted or deleted and published to a reader, median \
+        "Lookups: one core, bursts of 32, trace order, median of {} runs of {} s; EAL memory: {}; \
+         rte_acl classify: {}. Changes: one rule inserted or deleted and published to a reader, median \
          (p99) of {} alternating changes, no rebuild in between.\n",
         args.runs,
         args.seconds,
+        if args.huge {
+            "2 MB hugepages"
+        } else {
+            "--no-huge"
+        },
         alg.map_or("-".into(), |a| format!("{a:?}")),
         args.changes
     );

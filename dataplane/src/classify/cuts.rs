@@ -5,9 +5,9 @@
 //!
 //! A key is five words, in dimension order [`DIM_SRC`], [`DIM_DST`], [`DIM_SPORT`],
 //! [`DIM_DPORT`], [`DIM_PROTO`]. A tree is built per rule partition; all partitions share two flat
-//! arenas: child references (`Link`: an internal node's cut packed into 8 bytes, or a leaf's span
-//! of entries) and leaf entries. There is no per-node allocation and no separate node array, so a
-//! walk does one load per level.
+//! arenas: child references (`Link`: an internal node's cut packed into 8 bytes, or a leaf's first
+//! lane and entry count) and leaf lanes (see [`FamilyTree`] for the two leaf layouts). There is no
+//! per-node allocation and no separate node array, so a walk does one load per level.
 //!
 //! Invariants:
 //! - An internal node cuts one dimension into `2^k` equal, aligned blocks: the child of a key is
@@ -15,8 +15,9 @@
 //!   smallest aligned block holding every rule of the node (clipped to the node's region), so a key
 //!   outside it may land in any child: no rule of the node matches it, and leaves check every range.
 //! - For every key, the leaf a walk reaches holds every rule of the partition that matches the key
-//!   (on the five ranges). Leaves hold copies of their rules' ranges, by column, sorted by rule
-//!   index, so a scan stops at the first match, or at the best index found in an earlier partition.
+//!   (on the five ranges). Leaves hold copies of their rules' ranges (by row when short, by column
+//!   otherwise) sorted by rule index, so a scan stops at the first match, or at the best index
+//!   found in an earlier partition.
 //! - Two sibling children share one subtree only when their rule lists are equal and every rule of
 //!   both covers both children whole in the cut dimension (then the dimension no longer matters).
 //!   Leaves with equal rule lists are shared across the partition's tree.
@@ -268,12 +269,16 @@ pub struct TreeStats {
 
 /// The decision trees over one family's rules.
 ///
-/// Leaves are stored by column in one arena: a leaf of `n` entries starting at entry `e` occupies
-/// `cols[COLS * e..COLS * (e + n)]`, [`COLS`] columns of `n` lanes: source lows, source highs,
-/// destination lows and highs, source port lows and highs, destination port lows and highs,
-/// protocol lows and highs, tagged rule indexes (`idx << 1 | full`). A scan compares [`LANES`]
-/// entries at once, reading windows that may run into the next column or leaf; lanes past the
-/// leaf's end are masked off, and the arena ends with `LANES` padding values.
+/// All leaves live in one arena of lanes, `cols`; a leaf's link holds its first lane `o` and its
+/// entry count `n`, and `n` says which layout it has:
+/// - `n <= SHORT_LEAF`: by row, [`ROW`] lanes per entry from `o` (a multiple of `ROW`): source
+///   low and high, destination low and high, source port, destination port and protocol packed
+///   as `lo << 16 | hi`, and the tagged rule index (`idx << 1 | full`);
+/// - longer: by column, `cols[o..o + COLS * n]`, [`COLS`] columns of `n` lanes: source lows,
+///   source highs, destination lows and highs, source port lows and highs, destination port lows
+///   and highs, protocol lows and highs, tagged rule indexes. A scan compares [`LANES`] entries
+///   at once, reading windows that may run into the next column or leaf; lanes past the leaf's
+///   end are masked off, and the arena ends with `LANES` padding lanes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FamilyTree<A: Word> {
     roots: Vec<Root>,

@@ -43,8 +43,8 @@ pub struct TreeConfig {
 impl Default for TreeConfig {
     fn default() -> TreeConfig {
         TreeConfig {
-            binth: 8,
-            spfac: 4,
+            binth: 16,
+            spfac: 8,
             max_cut_bits: 16,
             max_depth: 48,
             max_memory_bytes: 2 << 30,
@@ -178,12 +178,6 @@ impl Classifier for Tree {
             self.rules,
             "classify with the rules the tree was built from"
         );
-        if std::env::var_os("PERPKT").is_some() {
-            for ((p, &f), o) in pkts.iter().zip(from).zip(out.iter_mut()) {
-                *o = self.first_match(rules, p, f, u32::MAX);
-            }
-            return;
-        }
         let n = pkts.len().min(from.len()).min(out.len());
         let mut s = 0;
         while s < n {
