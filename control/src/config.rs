@@ -68,6 +68,161 @@ pub struct Config {
     #[serde(default)]
     pub management: ManagementConf,
     pub metrics: Option<MetricsConf>,
+    #[serde(default)]
+    pub conntrack: ConntrackConf,
+}
+
+/// `[conntrack]`: connection tracking, with Linux's defaults (the sysctl each key mirrors is
+/// named beside it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackConf {
+    /// Track connections; off, every packet is judged as NEW (stateless filtering).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Connections per worker (`nf_conntrack_max`, divided among workers by the operator).
+    #[serde(default = "default_ct_max")]
+    pub max: u32,
+    /// Bad L4 checksums are INVALID (`nf_conntrack_checksum`).
+    #[serde(default = "yes")]
+    pub checksum: bool,
+    /// Pick up TCP connections already established (`nf_conntrack_tcp_loose`).
+    #[serde(default = "yes")]
+    pub tcp_loose: bool,
+    /// Only out-of-window RSTs are INVALID (`nf_conntrack_tcp_be_liberal`).
+    #[serde(default)]
+    pub tcp_be_liberal: bool,
+    /// Accept RSTs below the last ACK (`nf_conntrack_tcp_ignore_invalid_rst`).
+    #[serde(default)]
+    pub tcp_ignore_invalid_rst: bool,
+    /// Identical retransmissions before the shorter timeout (`nf_conntrack_tcp_max_retrans`).
+    #[serde(default = "default_max_retrans")]
+    pub tcp_max_retrans: u8,
+    /// IP datagrams being reassembled at once, per worker (default: max / 64, 256 to 65536).
+    pub frag_datagrams: Option<u32>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConf,
+}
+
+fn default_ct_max() -> u32 {
+    262_144
+}
+fn default_max_retrans() -> u8 {
+    3
+}
+
+impl Default for ConntrackConf {
+    fn default() -> Self {
+        ConntrackConf {
+            enabled: true,
+            max: default_ct_max(),
+            checksum: true,
+            tcp_loose: true,
+            tcp_be_liberal: false,
+            tcp_ignore_invalid_rst: false,
+            tcp_max_retrans: default_max_retrans(),
+            frag_datagrams: None,
+            timeouts: TimeoutsConf::default(),
+        }
+    }
+}
+
+/// `[conntrack.timeouts]`, in seconds; an absent key keeps Linux's default
+/// (`nf_conntrack_<proto>_timeout_<state>`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConf {
+    pub tcp_syn_sent: Option<u64>,
+    pub tcp_syn_recv: Option<u64>,
+    pub tcp_established: Option<u64>,
+    pub tcp_fin_wait: Option<u64>,
+    pub tcp_close_wait: Option<u64>,
+    pub tcp_last_ack: Option<u64>,
+    pub tcp_time_wait: Option<u64>,
+    pub tcp_close: Option<u64>,
+    pub tcp_max_retrans: Option<u64>,
+    pub tcp_unacknowledged: Option<u64>,
+    pub udp: Option<u64>,
+    pub udp_stream: Option<u64>,
+    pub icmp: Option<u64>,
+    pub icmpv6: Option<u64>,
+    pub generic: Option<u64>,
+    /// How long fragments of a datagram are awaited (`ipfrag_time`).
+    pub frag: Option<u64>,
+}
+
+impl TimeoutsConf {
+    /// The timeouts given, by key.
+    fn listed(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("tcp_syn_sent", self.tcp_syn_sent),
+            ("tcp_syn_recv", self.tcp_syn_recv),
+            ("tcp_established", self.tcp_established),
+            ("tcp_fin_wait", self.tcp_fin_wait),
+            ("tcp_close_wait", self.tcp_close_wait),
+            ("tcp_last_ack", self.tcp_last_ack),
+            ("tcp_time_wait", self.tcp_time_wait),
+            ("tcp_close", self.tcp_close),
+            ("tcp_max_retrans", self.tcp_max_retrans),
+            ("tcp_unacknowledged", self.tcp_unacknowledged),
+            ("udp", self.udp),
+            ("udp_stream", self.udp_stream),
+            ("icmp", self.icmp),
+            ("icmpv6", self.icmpv6),
+            ("generic", self.generic),
+            ("frag", self.frag),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
+impl ConntrackConf {
+    /// The dataplane's settings, with `hash_seed` for the table's hash.
+    pub fn track_config(&self, hash_seed: u64) -> dataplane::track::TrackConfig {
+        use dataplane::conntrack::tcp::TcpState;
+        const SEC: u64 = 1_000_000_000;
+        let mut t = dataplane::track::TrackConfig::new(self.max);
+        if let Some(n) = self.frag_datagrams {
+            t.frag_datagrams = n;
+        }
+        let c = &mut t.conntrack;
+        c.hash_seed = hash_seed;
+        c.checksum = self.checksum;
+        c.tcp.loose = self.tcp_loose;
+        c.tcp.be_liberal = self.tcp_be_liberal;
+        c.tcp.ignore_invalid_rst = self.tcp_ignore_invalid_rst;
+        c.tcp.max_retrans = self.tcp_max_retrans;
+        let o = &self.timeouts;
+        let set = |slot: &mut u64, v: Option<u64>| {
+            if let Some(s) = v {
+                *slot = s.saturating_mul(SEC);
+            }
+        };
+        let st = &mut c.tcp.timeouts.state_ns;
+        for (state, v) in [
+            (TcpState::SynSent, o.tcp_syn_sent),
+            (TcpState::SynSent2, o.tcp_syn_sent),
+            (TcpState::SynRecv, o.tcp_syn_recv),
+            (TcpState::Established, o.tcp_established),
+            (TcpState::FinWait, o.tcp_fin_wait),
+            (TcpState::CloseWait, o.tcp_close_wait),
+            (TcpState::LastAck, o.tcp_last_ack),
+            (TcpState::TimeWait, o.tcp_time_wait),
+            (TcpState::Close, o.tcp_close),
+        ] {
+            set(&mut st[state as usize], v);
+        }
+        set(&mut c.tcp.timeouts.retrans_ns, o.tcp_max_retrans);
+        set(&mut c.tcp.timeouts.unack_ns, o.tcp_unacknowledged);
+        set(&mut c.udp_ns, o.udp);
+        set(&mut c.udp_stream_ns, o.udp_stream);
+        set(&mut c.icmp_ns, o.icmp);
+        set(&mut c.icmpv6_ns, o.icmpv6);
+        set(&mut c.generic_ns, o.generic);
+        set(&mut t.frag_timeout_ns, o.frag);
+        t
+    }
 }
 
 /// `[rules]`: the rule files loaded at start and on SIGHUP. Relative paths are taken from the
@@ -431,6 +586,31 @@ impl Config {
                 "mempool.data_room",
                 "must hold the 128-byte headroom and a minimum frame",
             ));
+        }
+        if self.conntrack.max == 0 || self.conntrack.max > 1 << 28 {
+            return Err(Self::invalid(
+                path,
+                "conntrack.max",
+                "must be 1 to 268435456",
+            ));
+        }
+        if let Some(n) = self.conntrack.frag_datagrams {
+            if n == 0 || n > 1 << 20 {
+                return Err(Self::invalid(
+                    path,
+                    "conntrack.frag_datagrams",
+                    "must be 1 to 1048576",
+                ));
+            }
+        }
+        for (key, v) in self.conntrack.timeouts.listed() {
+            if v == 0 || v > 100 * 365 * 24 * 3600 {
+                return Err(Self::invalid(
+                    path,
+                    format!("conntrack.timeouts.{key}"),
+                    "must be 1 second to 100 years",
+                ));
+            }
         }
         for (key, v) in [
             ("rings.rx_desc", self.rings.rx_desc),

@@ -9,14 +9,19 @@ use crate::load::{load_filter, MakeClassifier, RuleFiles};
 use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
 use crate::rules::Hook;
+use dataplane::conntrack::ConnInfo;
 use dataplane::filter::FilterSnapshot;
 use dataplane::rcu::{Publisher, Reader};
 use dataplane::stats::{StatsSnapshot, WorkerStats};
 use dataplane::verdict::DropReason;
 use dataplane::wire::Family;
+use dataplane::worker::{CtCommand, LIST_CHUNK};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long a worker may take to answer one chunk of a conntrack request.
+const WORKER_ANSWER: Duration = Duration::from_secs(2);
 
 /// How long a swap may wait for every worker to pick up the new rules.
 const SWAP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +43,8 @@ pub struct ControlPlane<'a> {
     ports: Vec<String>,
     workers: usize,
     pub swaps: SwapStats,
+    /// Each worker's request queue for its conntrack table (empty without tracking).
+    conntrack: Vec<crossbeam_channel::Sender<CtCommand>>,
 }
 
 fn source_of(files: &RulesConf) -> String {
@@ -74,7 +81,76 @@ impl<'a> ControlPlane<'a> {
             ports,
             workers,
             swaps: SwapStats::default(),
+            conntrack: Vec::new(),
         })
+    }
+
+    /// Connects `conntrack list` and `flush` to the workers' tables (one queue per worker, in
+    /// worker order).
+    pub fn set_conntrack(&mut self, queues: Vec<crossbeam_channel::Sender<CtCommand>>) {
+        self.conntrack = queues;
+    }
+
+    /// Every worker's connections, at most `max` (walked a chunk at a time).
+    fn conntrack_list(&self, max: u64) -> Value {
+        if self.conntrack.is_empty() {
+            return error("connection tracking is off ([conntrack] enabled = false)");
+        }
+        let mut out = Vec::new();
+        let mut truncated = false;
+        'workers: for (w, q) in self.conntrack.iter().enumerate() {
+            let mut from = Some(0);
+            while let Some(f) = from {
+                let left = max.saturating_sub(out.len() as u64);
+                if left == 0 {
+                    truncated = true;
+                    break 'workers;
+                }
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let buf = Vec::with_capacity(LIST_CHUNK.min(left as usize));
+                let req = CtCommand::List {
+                    from: f,
+                    buf,
+                    reply: tx,
+                };
+                let chunk = match q
+                    .send(req)
+                    .ok()
+                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
+                {
+                    Some(c) => c,
+                    None => return error(format!("worker {w} did not answer in time")),
+                };
+                out.extend(chunk.conns.iter().map(|c| conn_json(w, c)));
+                from = chunk.next;
+            }
+        }
+        json!({ "ok": true, "count": out.len(), "truncated": truncated, "connections": out })
+    }
+
+    /// Removes every worker's connections.
+    fn conntrack_flush(&self) -> Value {
+        if self.conntrack.is_empty() {
+            return error("connection tracking is off ([conntrack] enabled = false)");
+        }
+        let mut removed = 0u64;
+        for (w, q) in self.conntrack.iter().enumerate() {
+            let mut from = Some(0);
+            while let Some(f) = from {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let chunk = match q
+                    .send(CtCommand::Flush { from: f, reply: tx })
+                    .ok()
+                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
+                {
+                    Some(c) => c,
+                    None => return error(format!("worker {w} did not answer in time")),
+                };
+                removed += u64::from(chunk.removed);
+                from = chunk.next;
+            }
+        }
+        json!({ "ok": true, "removed": removed })
     }
 
     /// One reader per worker, in worker order.
@@ -157,9 +233,10 @@ impl<'a> ControlPlane<'a> {
                 v["ok"] = true.into();
                 v
             }
-            Request::ConntrackList | Request::ConntrackFlush => error(
-                "connection tracking is not part of this build yet: every packet is judged as NEW",
-            ),
+            Request::ConntrackList { max } => {
+                self.conntrack_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
+            }
+            Request::ConntrackFlush => self.conntrack_flush(),
             Request::NatList => error("NAT is not part of this build yet"),
         }
     }
@@ -289,6 +366,56 @@ impl<'a> ControlPlane<'a> {
                 r["packets"].as_u64().unwrap_or(0) as f64,
             );
         }
+        let ct = &total.ct;
+        e.family(
+            "rampart_conntrack_entries",
+            "gauge",
+            "Tracked connections per worker",
+        );
+        for (w, s) in workers.iter().enumerate() {
+            e.sample(
+                "rampart_conntrack_entries",
+                &[("worker", &w.to_string())],
+                s.ct.entries as f64,
+            );
+        }
+        for (name, help, v) in [
+            (
+                "rampart_conntrack_created_total",
+                "Connections confirmed",
+                ct.created,
+            ),
+            (
+                "rampart_conntrack_expired_total",
+                "Connections timed out",
+                ct.expired,
+            ),
+            (
+                "rampart_conntrack_early_drop_total",
+                "Unassured connections evicted to make room",
+                ct.early_drop,
+            ),
+            (
+                "rampart_conntrack_clash_total",
+                "New connections found already confirmed",
+                ct.clash,
+            ),
+        ] {
+            e.family(name, "counter", help);
+            e.sample(name, &[], v as f64);
+        }
+        e.family(
+            "rampart_conntrack_invalid_total",
+            "counter",
+            "Packets conntrack judged INVALID, by reason",
+        );
+        for r in dataplane::conntrack::Invalid::ALL {
+            e.sample(
+                "rampart_conntrack_invalid_total",
+                &[("reason", r.name())],
+                ct.invalid[r.index()] as f64,
+            );
+        }
         e.family("rampart_rule_swaps_total", "counter", "Rule sets published");
         e.sample("rampart_rule_swaps_total", &[], self.swaps.swaps as f64);
         e.family(
@@ -328,6 +455,47 @@ fn compile(
     };
     let filter = load_filter(&rf, ports, Hook::Forward, make).map_err(|e| e.to_string())?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
+}
+
+/// Conntrack counters as `stats` shows them.
+pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
+    use dataplane::conntrack::Invalid;
+    let invalid: serde_json::Map<String, Value> = Invalid::ALL
+        .iter()
+        .filter(|r| t.invalid[r.index()] > 0)
+        .map(|r| (r.name().to_string(), t.invalid[r.index()].into()))
+        .collect();
+    json!({
+        "entries": t.entries, "created": t.created, "expired": t.expired,
+        "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
+        "frag_completed": t.frag_completed,
+    })
+}
+
+/// One connection as `conntrack list` shows it (both tuples, like `conntrack -L`).
+pub fn conn_json(worker: usize, c: &ConnInfo) -> Value {
+    use dataplane::wire::ip_proto;
+    let tuple = |k: &dataplane::wire::FlowKey| json!({ "src": k.src.to_std().to_string(), "dst": k.dst.to_std().to_string(), "sport": k.src_port, "dport": k.dst_port });
+    let proto = match c.orig.proto {
+        ip_proto::TCP => "tcp".to_string(),
+        ip_proto::UDP => "udp".to_string(),
+        ip_proto::ICMP => "icmp".to_string(),
+        ip_proto::ICMPV6 => "icmpv6".to_string(),
+        p => p.to_string(),
+    };
+    json!({
+        "worker": worker,
+        "family": match c.orig.family { Family::V4 => "ipv4", Family::V6 => "ipv6" },
+        "proto": proto,
+        "state": c.tcp_state.map(|s| s.name()),
+        "timeout_s": c.timeout_left_ns / 1_000_000_000,
+        "orig": tuple(&c.orig),
+        "reply": tuple(&c.reply),
+        "seen_reply": c.seen_reply,
+        "assured": c.assured,
+        "packets": c.packets,
+        "bytes": c.bytes,
+    })
 }
 
 /// Totals over workers.

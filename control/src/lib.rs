@@ -12,3 +12,6 @@ pub mod prefix;
 pub mod replay;
 pub mod rules;
 pub mod run;
+
+#[cfg(test)]
+mod stateful_tests;

@@ -2,7 +2,7 @@
 //! security groups (both families).
 
 use crate::groups::compile_groups;
-use crate::rules::{compile_iptables, Hook, RuleError};
+use crate::rules::{compile_parsed, compile_raw, parse_iptables, Hook, RuleError};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::wire::Family;
@@ -70,11 +70,16 @@ pub fn load_filter(
     for (path, family) in [(files.rules, Family::V4), (files.rules6, Family::V6)] {
         let Some(path) = path else { continue };
         let text = read(path)?;
-        match compile_iptables(&path.display().to_string(), &text, family, ports, hook) {
-            Ok(rs) => match family {
-                Family::V4 => filter.v4 = Some(with(rs)?),
-                Family::V6 => filter.v6 = Some(with(rs)?),
-            },
+        let compiled = parse_iptables(&path.display().to_string(), &text, family, ports)
+            .and_then(|parsed| Ok((compile_parsed(&parsed, hook)?, compile_raw(&parsed)?)));
+        match compiled {
+            Ok((rs, raw)) => {
+                let raw = raw.map(&with).transpose()?;
+                match family {
+                    Family::V4 => (filter.v4, filter.raw_v4) = (Some(with(rs)?), raw),
+                    Family::V6 => (filter.v6, filter.raw_v6) = (Some(with(rs)?), raw),
+                }
+            }
             Err(e) => errors.extend(e),
         }
     }

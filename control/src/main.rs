@@ -7,7 +7,7 @@ use control::config::Config;
 use control::load::{load_filter, RuleFiles};
 use control::prefix::Prefix;
 use control::replay::{replay, ReplayOptions};
-use control::rules::{compile_iptables, infer_family, Hook};
+use control::rules::{infer_family, Hook};
 use control::run::{run, RunOptions};
 use dataplane::wire::Family;
 use std::path::PathBuf;
@@ -68,6 +68,10 @@ enum Command {
         /// Security groups (TOML), both families.
         #[arg(long)]
         groups: Option<PathBuf>,
+        /// Judge every packet as NEW, without connection tracking (as `[conntrack] enabled =
+        /// false` does).
+        #[arg(long)]
+        no_conntrack: bool,
     },
     /// Rule files.
     Rules {
@@ -127,7 +131,13 @@ enum CtlRules {
 
 #[derive(Subcommand)]
 enum CtlConntrack {
-    List,
+    /// Tracked connections, both directions, like `conntrack -L`.
+    List {
+        /// Most connections to show.
+        #[arg(long)]
+        max: Option<u64>,
+    },
+    /// Forget every tracked connection.
     Flush,
 }
 
@@ -199,15 +209,24 @@ fn rules_check(
     } else {
         infer_family(&text)
     };
-    match compile_iptables(&name, &text, family, &ports, Hook::Forward) {
-        Ok(rs) => {
+    let compiled = control::rules::parse_iptables(&name, &text, family, &ports).and_then(|p| {
+        Ok((
+            control::rules::compile_parsed(&p, Hook::Forward)?,
+            control::rules::compile_raw(&p)?,
+        ))
+    });
+    match compiled {
+        Ok((rs, raw)) => {
             let fam = if family == Family::V6 {
                 "ip6tables"
             } else {
                 "iptables"
             };
+            let raw = raw.map_or(String::new(), |r| {
+                format!(", raw PREROUTING to {}", r.rules.len())
+            });
             println!(
-                "{name}: OK: {fam}-save, filter FORWARD compiles to {} flat rules",
+                "{name}: OK: {fam}-save, filter FORWARD compiles to {} flat rules{raw}",
                 rs.rules.len()
             );
             Ok(())
@@ -227,6 +246,41 @@ fn absolute(p: Option<PathBuf>) -> Option<String> {
     p.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string())
 }
 
+/// One connection in `conntrack -L`'s layout.
+fn conntrack_line(c: &serde_json::Value) -> String {
+    let tuple = |t: &serde_json::Value, dir: usize| {
+        let mut s = format!(
+            "src={} dst={}",
+            t["src"].as_str().unwrap_or("?"),
+            t["dst"].as_str().unwrap_or("?")
+        );
+        if matches!(c["proto"].as_str(), Some("tcp" | "udp")) {
+            s += &format!(" sport={} dport={}", t["sport"], t["dport"]);
+        }
+        s + &format!(" packets={} bytes={}", c["packets"][dir], c["bytes"][dir])
+    };
+    let mut line = format!(
+        "{:<6} {:<4} {:>7} ",
+        c["family"].as_str().unwrap_or("?"),
+        c["proto"].as_str().unwrap_or("?"),
+        c["timeout_s"]
+    );
+    if let Some(state) = c["state"].as_str() {
+        line += state;
+        line.push(' ');
+    }
+    line += &tuple(&c["orig"], 0);
+    if c["seen_reply"] != true {
+        line += " [UNREPLIED]";
+    }
+    line.push(' ');
+    line += &tuple(&c["reply"], 1);
+    if c["assured"] == true {
+        line += " [ASSURED]";
+    }
+    line + &format!(" worker={}", c["worker"])
+}
+
 fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> {
     let req = match &command {
         CtlCommand::Rules {
@@ -244,7 +298,10 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
         } => serde_json::json!({"cmd": "rules show"}),
         CtlCommand::Stats => serde_json::json!({"cmd": "stats"}),
         CtlCommand::Conntrack {
-            command: CtlConntrack::List,
+            command: CtlConntrack::List { max: Some(max) },
+        } => serde_json::json!({"cmd": "conntrack list", "max": max}),
+        CtlCommand::Conntrack {
+            command: CtlConntrack::List { max: None },
         } => serde_json::json!({"cmd": "conntrack list"}),
         CtlCommand::Conntrack {
             command: CtlConntrack::Flush,
@@ -291,6 +348,23 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                     );
                 }
             }
+            CtlCommand::Conntrack {
+                command: CtlConntrack::List { .. },
+            } => {
+                for c in answer["connections"].as_array().into_iter().flatten() {
+                    println!("{}", conntrack_line(c));
+                }
+                let n = answer["count"].as_u64().unwrap_or(0);
+                let more = if answer["truncated"] == true {
+                    " (truncated: ask for more with --max)"
+                } else {
+                    ""
+                };
+                eprintln!("rampart: {n} connection(s) listed{more}");
+            }
+            CtlCommand::Conntrack {
+                command: CtlConntrack::Flush,
+            } => println!("{} connection(s) removed", answer["removed"]),
             _ => println!("{}", serde_json::to_string_pretty(&answer)?),
         }
     }
@@ -345,8 +419,15 @@ fn real_main() -> Result<()> {
             rules,
             rules6,
             groups,
+            no_conntrack,
         } => {
             let config = config.map(|p| Config::load(&p)).transpose()?;
+            let ct = config
+                .as_ref()
+                .map(|c| c.conntrack.clone())
+                .unwrap_or_default();
+            // A fixed seed: replay is deterministic.
+            let track = (ct.enabled && !no_conntrack).then(|| ct.track_config(0x5eed));
             let ports = port_names(config.as_ref());
             let files = RuleFiles {
                 rules: rules.as_deref(),
@@ -381,6 +462,7 @@ fn real_main() -> Result<()> {
                 inside,
                 config,
                 filter,
+                track,
             })?;
             println!(
                 "rampart: replayed {} packets: forwarded {}, dropped {}",

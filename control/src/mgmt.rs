@@ -41,12 +41,18 @@ pub enum Request {
     #[serde(rename = "stats")]
     Stats,
     #[serde(rename = "conntrack list")]
-    ConntrackList,
+    ConntrackList {
+        /// Most connections in the answer (default [`CONNTRACK_LIST_MAX`]).
+        max: Option<u64>,
+    },
     #[serde(rename = "conntrack flush")]
     ConntrackFlush,
     #[serde(rename = "nat list")]
     NatList,
 }
+
+/// Connections a `conntrack list` answer holds unless the request asks for more.
+pub const CONNTRACK_LIST_MAX: u64 = 100_000;
 
 /// Parses one request line into a request or an error answer.
 pub fn parse_request(line: &str) -> Result<Request, Value> {
@@ -63,10 +69,10 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
             )))
         }
         Some(c) => {
-            let allowed: &[&str] = if c == "rules load" {
-                &["cmd", "file", "file6", "groups"]
-            } else {
-                &["cmd"]
+            let allowed: &[&str] = match c {
+                "rules load" => &["cmd", "file", "file6", "groups"],
+                "conntrack list" => &["cmd", "max"],
+                _ => &["cmd"],
             };
             if let Some(k) = v
                 .as_object()

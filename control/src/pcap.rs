@@ -155,7 +155,7 @@ fn read_pcapng(path: &Path, bytes: &[u8], frames: &mut Vec<Frame>) -> Result<(),
         let len = word(at + 4, little)
             .ok_or_else(|| bad(format!("truncated block at byte {at}")))?
             as usize;
-        if len < 12 || len % 4 != 0 || at + len > bytes.len() {
+        if len < 12 || !len.is_multiple_of(4) || at + len > bytes.len() {
             return Err(bad(format!("block at byte {at} has a bad length {len}")));
         }
         let body = &bytes[at + 8..at + len - 4];
@@ -197,7 +197,7 @@ fn read_pcapng(path: &Path, bytes: &[u8], frames: &mut Vec<Frame>) -> Result<(),
                         }
                         .unwrap_or(1_000_000);
                     }
-                    o += 4 + (usize::from(olen) + 3) / 4 * 4;
+                    o += 4 + usize::from(olen).div_ceil(4) * 4;
                 }
                 ifaces.push((link, hz.max(1)));
             }
@@ -352,7 +352,7 @@ mod tests {
             [w32(t).to_vec(), w32(len).to_vec(), body, w32(len).to_vec()].concat()
         };
         let pad = |mut v: Vec<u8>| {
-            while v.len() % 4 != 0 {
+            while !v.len().is_multiple_of(4) {
                 v.push(0);
             }
             v

@@ -7,6 +7,7 @@ use crate::prefix::Prefix;
 use dataplane::classify::RuleSet;
 use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
+use dataplane::track::{Tables, TrackConfig};
 use dataplane::verdict::{DropReason, Verdict};
 use std::io::Write;
 use std::net::IpAddr;
@@ -23,6 +24,8 @@ pub struct ReplayOptions {
     pub config: Option<Config>,
     /// The rule sets; a family without one is not filtered.
     pub filter: Filter,
+    /// Connection tracking's settings; `None` judges every packet as NEW (stateless).
+    pub track: Option<TrackConfig>,
 }
 
 /// Replay errors.
@@ -112,6 +115,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
     };
     let mut drops = [0u64; DropReason::COUNT];
     let mut sum = ReplaySummary::default();
+    let mut tables = opts.track.as_ref().map(Tables::new);
     for (index, f) in frames.iter().enumerate() {
         let src = dataplane::wire::parse_frame(&f.data)
             .ok()
@@ -119,15 +123,29 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             .map(|k| k.src.to_std());
         let ingress = topo.ingress(f.interface, src, &opts.inside);
         let mut logs = Vec::new();
-        let judged = topo
-            .bridge
-            .judge(&opts.filter, ingress, &f.data, |_, spec| {
+        let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(t) = tables.as_mut() {
+            t.expire(now_ns, u32::MAX);
+        }
+        let judged = topo.bridge.judge(
+            &opts.filter,
+            tables.as_mut(),
+            ingress,
+            &f.data,
+            now_ns,
+            |_, spec: &dataplane::classify::LogSpec| {
                 logs.push(spec.prefix.clone());
-            });
+            },
+        );
         let verdict = judged.verdict;
         let (mut rule, mut ct_state) = (serde_json::Value::Null, serde_json::Value::Null);
+        if let Some(state) = judged.state {
+            ct_state = state.name().into();
+        }
         if let (Some(meta), Some(r)) = (judged.meta, judged.filter.rule()) {
-            ct_state = "NEW".into();
+            if judged.state.is_none() {
+                ct_state = "NEW".into();
+            }
             if let Some(rs) = opts.filter.rules(meta.key.family) {
                 rule = rule_json(rs, r);
             }

@@ -157,6 +157,38 @@ fn run_on(
         .collect();
     let in_use_start = pool.in_use();
 
+    // Each worker's conntrack table (all its memory taken now) and its management queue.
+    let track = cfg.conntrack.enabled.then(|| {
+        let seed = random_seed();
+        cfg.conntrack.track_config(seed)
+    });
+    let mut ct_queues = Vec::new();
+    let mut ct_receivers = Vec::new();
+    for _ in 0..cfg.workers.count {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        ct_queues.push(tx);
+        ct_receivers.push(rx);
+    }
+    let mut tables: Vec<Box<dataplane::track::Tables>> = match &track {
+        Some(t) => (0..cfg.workers.count)
+            .map(|_| Box::new(dataplane::track::Tables::new(t)))
+            .collect(),
+        None => Vec::new(),
+    };
+    match tables.first() {
+        Some(t) => {
+            eprintln!(
+                "rampart: conntrack: {} connections per worker ({} MiB each)",
+                t.ct.capacity(),
+                t.ct.memory_bytes() >> 20
+            );
+            control.set_conntrack(ct_queues);
+        }
+        None => eprintln!("rampart: conntrack off: every packet is judged as NEW"),
+    }
+    let mut ct_receivers = ct_receivers.into_iter();
+    let mut tables = tables.drain(..);
+
     for (w, &lcore) in lcores.iter().enumerate() {
         let queues = per_port_queues
             .iter_mut()
@@ -172,6 +204,8 @@ fn run_on(
             rules: readers.next().expect("one reader per worker"),
             logs: log_tx.clone(),
             pool: pool.clone(),
+            tables: tables.next(),
+            commands: ct_receivers.next().expect("one queue per worker"),
         };
         if let Err(e) = eal.launch(lcore, move || worker.run()) {
             stop.store(true, Ordering::SeqCst);
@@ -352,6 +386,18 @@ fn run_on(
     })
 }
 
+/// A hash seed that differs per run (conntrack's index must not be predictable from outside).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// Requests the control thread serves for other threads.
 enum ControlMsg {
     Mgmt(
@@ -442,6 +488,7 @@ fn stats_json(
         "tx_refused": total.tx_dropped(),
         "reject_replies": { "sent": total.replies_sent, "lost": total.replies_lost },
         "drops": drops,
+        "conntrack": crate::daemon::ct_json(&total.ct),
         "ports": ports.iter().enumerate().map(|(i, name)| serde_json::json!({
             "name": name, "rx_packets": total.ports[i].rx_packets, "rx_bytes": total.ports[i].rx_bytes,
             "tx_packets": total.ports[i].tx_packets, "tx_bytes": total.ports[i].tx_bytes,
@@ -497,6 +544,7 @@ impl RunSummary {
             "tx_refused": self.total.tx_dropped(),
             "reject_replies": { "sent": self.total.replies_sent, "lost": self.total.replies_lost },
             "drops": drops(&self.total),
+            "conntrack": crate::daemon::ct_json(&self.total.ct),
             "ports": self.ports.iter().enumerate().map(|(i, p)| serde_json::json!({
                 "name": p.name, "driver": p.driver, "rss": p.rss,
                 "rx_packets": self.total.ports[i].rx_packets, "tx_packets": self.total.ports[i].tx_packets,

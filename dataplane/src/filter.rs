@@ -3,7 +3,7 @@
 //! The filter stage: an IP packet that the bridge would forward is judged by the rule set of its
 //! family. A family without a rule set is not filtered (Linux's empty ACCEPT policy).
 //!
-//! Until connection tracking exists every packet is judged as conntrack state NEW.
+//! Without connection tracking ([`crate::track`]) every packet is judged as conntrack state NEW.
 
 use crate::classify::{ct, Action, PacketMeta, RejectWith, RuleSet};
 use crate::wire::{ip_proto, Family, FlowKey, Fragment, PacketInfo};
@@ -25,11 +25,14 @@ pub enum FilterVerdict {
     },
 }
 
-/// The rule sets in force, one per family.
+/// The rule sets in force, one per family: the filter chain, and the raw table's PREROUTING
+/// chain (DROP and NOTRACK before connection tracking).
 #[derive(Debug, Default)]
 pub struct Filter {
     pub v4: Option<RuleSet>,
     pub v6: Option<RuleSet>,
+    pub raw_v4: Option<RuleSet>,
+    pub raw_v6: Option<RuleSet>,
 }
 
 /// Builds what classification looks at from a parsed frame; `None` for non-IP frames.
@@ -97,6 +100,15 @@ impl Filter {
         match family {
             Family::V4 => self.v4.as_ref(),
             Family::V6 => self.v6.as_ref(),
+        }
+    }
+
+    /// The raw PREROUTING rule set for `family`, if any.
+    #[inline]
+    pub fn raw(&self, family: Family) -> Option<&RuleSet> {
+        match family {
+            Family::V4 => self.raw_v4.as_ref(),
+            Family::V6 => self.raw_v6.as_ref(),
         }
     }
 

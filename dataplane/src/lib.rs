@@ -4,6 +4,7 @@
 //! - [`dpdk`]: the only safe layer over `dpdk-sys`; the only module allowed `unsafe`.
 //! - [`wire`]: zero-copy packet views and flow-key extraction.
 //! - [`pipeline`]: the per-packet stages, over byte slices so they run without EAL.
+//! - [`track`]: the stateful stage (fragments, raw table, conntrack, filter, confirmation).
 //! - [`verdict`]: forward or drop, with the drop reasons that index counters.
 //! - [`stats`]: per-worker counters, single writer, read by the control thread.
 //! - [`worker`]: the poll loop on an lcore.
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod rcu;
 pub mod reject;
 pub mod stats;
+pub mod track;
 pub mod verdict;
 pub mod wire;
 pub mod worker;

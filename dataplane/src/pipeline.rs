@@ -4,13 +4,24 @@
 //! mbufs, in `rampart replay` over a pcap, and in unit tests.
 //!
 //! The pipeline is a filtering bridge: parse (malformed frames dropped with their reason), apply
-//! the non-IP policies, judge IP packets by the rule set of their family ([`Bridge::judge`]), and
+//! the non-IP policies, judge IP packets by the rule set of their family ([`Bridge::judge`]),
+//! with connection tracking when the caller gives its state tables ([`crate::track`]), and
 //! forward to the ingress port's peer.
 
 use crate::classify::{LogSpec, PacketMeta, RuleSet};
+use crate::conntrack::CtState;
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
+use crate::track::{judge_tracked, Tables};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{self, Family, PacketInfo, L3};
+use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
+
+/// What every stage of [`Bridge::judge_verdict`] reads.
+struct Judge<'a> {
+    filter: &'a Filter,
+    ingress: u16,
+    frame: &'a [u8],
+    now_ns: u64,
+}
 
 /// Everything known about one judged packet.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +31,8 @@ pub struct Outcome {
     /// What the filter looked at (IP packets the bridge would forward).
     pub meta: Option<PacketMeta>,
     pub filter: FilterVerdict,
+    /// The conntrack state the filter saw (IP packets the bridge would forward, with tracking).
+    pub state: Option<CtState>,
 }
 
 /// What to do with a class of frames the bridge does not filter.
@@ -64,15 +77,18 @@ impl Bridge {
         self.process(ingress, frame).0
     }
 
-    /// Judges one frame by the bridge and then by `filter`; `on_log` is called for each LOG rule
-    /// the packet passes (rule index and its spec). The slow path's full report (replay, tests);
-    /// a worker uses [`Bridge::judge_verdict`], which decides the same.
+    /// Judges one frame by the bridge and then by `filter`, with connection tracking when
+    /// `tables` are given ([`crate::track`]); `now_ns` is the packet's time. `on_log` is called
+    /// for each LOG rule the packet passes (rule index and its spec). The slow path's full report
+    /// (replay, tests); a worker uses [`Bridge::judge_verdict`], which decides the same.
     #[inline]
     pub fn judge(
         &self,
         filter: &Filter,
+        tables: Option<&mut Tables>,
         ingress: u16,
         frame: &[u8],
+        now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
     ) -> Outcome {
         let (verdict, info) = self.process(ingress, frame);
@@ -81,10 +97,24 @@ impl Bridge {
             info,
             meta: None,
             filter: FilterVerdict::Unfiltered,
+            state: None,
         };
         let (Verdict::Forward(egress), Some(info)) = (verdict, info) else {
             return out;
         };
+        let Some(key) = info.flow else {
+            return out;
+        };
+        if let Some(t) = tables {
+            let j = judge_tracked(
+                filter, t, frame, &info, key, ingress, egress, now_ns, on_log,
+            );
+            out.meta = Some(j.meta);
+            out.filter = j.filter;
+            out.state = Some(j.state);
+            out.verdict = j.verdict;
+            return out;
+        }
         let Some(meta) = packet_meta(frame, &info, ingress, egress) else {
             return out;
         };
@@ -95,21 +125,30 @@ impl Bridge {
     }
 
     /// What [`Bridge::judge`] decides, without building its report: the per-packet path of a
-    /// worker. `on_rule(family, rule)` is called with the rule that decided, when a rule set
-    /// judged the packet. A family without a rule set costs one branch; the parser's common
-    /// frames take its straight-line path ([`wire::parse::parse_common`]).
+    /// worker. `on_rule(family, verdict)` is called with the filter's verdict when a rule set
+    /// judged the packet. A family without a rule set and without tracking costs one branch;
+    /// the parser's common frames take its straight-line path ([`wire::parse::parse_common`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub fn judge_verdict(
         &self,
         filter: &Filter,
+        tables: Option<&mut Tables>,
         ingress: u16,
         frame: &[u8],
+        now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
-        on_rule: impl FnOnce(Family, u32),
+        on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
+        let p = Judge {
+            filter,
+            ingress,
+            frame,
+            now_ns,
+        };
         match wire::parse::parse_common(frame) {
-            Some(info) => self.judge_parsed(filter, ingress, frame, &info, on_log, on_rule),
-            None => self.judge_uncommon(filter, ingress, frame, on_log, on_rule),
+            Some(info) => self.judge_parsed(&p, tables, &info, on_log, on_rule),
+            None => self.judge_uncommon(&p, tables, on_log, on_rule),
         }
     }
 
@@ -117,14 +156,13 @@ impl Bridge {
     #[inline(never)]
     fn judge_uncommon(
         &self,
-        filter: &Filter,
-        ingress: u16,
-        frame: &[u8],
+        p: &Judge<'_>,
+        tables: Option<&mut Tables>,
         on_log: impl FnMut(u32, &LogSpec),
-        on_rule: impl FnOnce(Family, u32),
+        on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
-        match wire::parse_frame(frame) {
-            Ok(info) => self.judge_parsed(filter, ingress, frame, &info, on_log, on_rule),
+        match wire::parse_frame(p.frame) {
+            Ok(info) => self.judge_parsed(p, tables, &info, on_log, on_rule),
             Err(e) => Verdict::Drop(DropReason::Parse(e)),
         }
     }
@@ -132,25 +170,27 @@ impl Bridge {
     #[inline(always)]
     fn judge_parsed(
         &self,
-        filter: &Filter,
-        ingress: u16,
-        frame: &[u8],
+        p: &Judge<'_>,
+        tables: Option<&mut Tables>,
         info: &PacketInfo,
         on_log: impl FnMut(u32, &LogSpec),
-        on_rule: impl FnOnce(Family, u32),
+        on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
-        let verdict = self.bridge_verdict(ingress, info.l3);
+        let verdict = self.bridge_verdict(p.ingress, info.l3);
         // Only IP packets carry a flow key; only forwarded ones meet the filter.
         let (Verdict::Forward(egress), Some(key)) = (verdict, info.flow) else {
             return verdict;
         };
-        let Some(rules) = filter.rules(key.family) else {
+        if let Some(t) = tables {
+            return tracked_one(p, t, info, key, egress, on_log, on_rule);
+        }
+        let Some(rules) = p.filter.rules(key.family) else {
             return verdict;
         };
         // The parts by value, not `info` by reference: the info then never needs a home in
         // memory on the unfiltered path.
         let (frag, l4_offset) = (info.frag, info.l4_offset);
-        let meta = ip_packet_meta(frame, key, frag, l4_offset, ingress, egress);
+        let meta = ip_packet_meta(p.frame, key, frag, l4_offset, p.ingress, egress);
         filter_one(rules, meta, verdict, on_log, on_rule)
     }
 
@@ -198,11 +238,32 @@ fn filter_one(
     meta: PacketMeta,
     verdict: Verdict,
     on_log: impl FnMut(u32, &LogSpec),
-    on_rule: impl FnOnce(Family, u32),
+    on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
     let fv = judge_rules(rules, &meta, on_log);
-    if let Some(rule) = fv.rule() {
-        on_rule(meta.key.family, rule);
+    if fv.rule().is_some() {
+        on_rule(meta.key.family, fv);
     }
     filtered(verdict, fv)
+}
+
+/// An IP packet the bridge forwards, through the stateful stage (out of line, as
+/// [`filter_one`]).
+#[inline(never)]
+fn tracked_one(
+    p: &Judge<'_>,
+    tables: &mut Tables,
+    info: &PacketInfo,
+    key: FlowKey,
+    egress: u16,
+    on_log: impl FnMut(u32, &LogSpec),
+    on_rule: impl FnOnce(Family, FilterVerdict),
+) -> Verdict {
+    let j = judge_tracked(
+        p.filter, tables, p.frame, info, key, p.ingress, egress, p.now_ns, on_log,
+    );
+    if j.judged && j.filter.rule().is_some() {
+        on_rule(key.family, j.filter);
+    }
+    j.verdict
 }

@@ -42,6 +42,64 @@ pub struct WorkerStats {
     /// REJECT replies sent, and those not sent because the mempool was empty.
     pub replies_sent: AtomicU64,
     pub replies_lost: AtomicU64,
+    /// The worker's conntrack table, copied from it between bursts.
+    pub ct: CtCounters,
+}
+
+/// A worker's connection-tracking counters (copies of its table's, published between bursts).
+#[derive(Debug, Default)]
+pub struct CtCounters {
+    /// Live connections (a gauge).
+    pub entries: AtomicU64,
+    pub created: AtomicU64,
+    pub expired: AtomicU64,
+    pub early_drop: AtomicU64,
+    pub clash: AtomicU64,
+    /// INVALID packets by [`crate::conntrack::Invalid::index`].
+    pub invalid: [AtomicU64; crate::conntrack::Invalid::COUNT],
+    /// Fragmented datagrams seen whole.
+    pub frag_completed: AtomicU64,
+}
+
+/// Plain copies of [`CtCounters`], summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtTotals {
+    pub entries: u64,
+    pub created: u64,
+    pub expired: u64,
+    pub early_drop: u64,
+    pub clash: u64,
+    pub invalid: [u64; crate::conntrack::Invalid::COUNT],
+    pub frag_completed: u64,
+}
+
+impl CtCounters {
+    /// Publishes a table's counters (single writer: the owning worker).
+    pub fn publish(&self, tables: &crate::track::Tables) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Relaxed);
+        let st = tables.ct.stats();
+        set(&self.entries, u64::from(tables.ct.len()));
+        set(&self.created, st.created);
+        set(&self.expired, st.expired);
+        set(&self.early_drop, st.early_drop);
+        set(&self.clash, st.clash);
+        for (c, &v) in self.invalid.iter().zip(st.invalid.iter()) {
+            set(c, v);
+        }
+        set(&self.frag_completed, tables.frags.completed);
+    }
+
+    fn add_to(&self, t: &mut CtTotals) {
+        t.entries += self.entries.load(Relaxed);
+        t.created += self.created.load(Relaxed);
+        t.expired += self.expired.load(Relaxed);
+        t.early_drop += self.early_drop.load(Relaxed);
+        t.clash += self.clash.load(Relaxed);
+        for (d, c) in t.invalid.iter_mut().zip(self.invalid.iter()) {
+            *d += c.load(Relaxed);
+        }
+        t.frag_completed += self.frag_completed.load(Relaxed);
+    }
 }
 
 impl Default for WorkerStats {
@@ -55,6 +113,7 @@ impl Default for WorkerStats {
             logs_lost: AtomicU64::new(0),
             replies_sent: AtomicU64::new(0),
             replies_lost: AtomicU64::new(0),
+            ct: CtCounters::default(),
         }
     }
 }
@@ -90,6 +149,7 @@ impl WorkerStats {
         s.busy_tsc += self.busy_tsc.load(Relaxed);
         s.replies_sent += self.replies_sent.load(Relaxed);
         s.replies_lost += self.replies_lost.load(Relaxed);
+        self.ct.add_to(&mut s.ct);
     }
 }
 
@@ -113,6 +173,7 @@ pub struct StatsSnapshot {
     pub busy_tsc: u64,
     pub replies_sent: u64,
     pub replies_lost: u64,
+    pub ct: CtTotals,
 }
 
 impl Default for StatsSnapshot {
@@ -125,6 +186,7 @@ impl Default for StatsSnapshot {
             busy_tsc: 0,
             replies_sent: 0,
             replies_lost: 0,
+            ct: CtTotals::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! What becomes of a packet: forwarded out of a port, or dropped for a named reason. Every drop
 //! reason indexes a per-worker counter, so each lost packet is accounted for.
 
+use crate::conntrack::frag::FragError;
 use crate::wire::ParseError;
 
 /// Why a packet was dropped. Parse failures keep the parser's own reason.
@@ -22,21 +23,30 @@ pub enum DropReason {
     RuleDrop,
     /// A REJECT rule matched.
     RuleReject,
+    /// The rules accepted a new connection but the conntrack table is full and nothing could be
+    /// evicted (Linux's `nf_conntrack: table full, dropping packet`).
+    CtFull,
+    /// An IP fragment that virtual reassembly refuses: the fragment table's reason.
+    Fragment(FragError),
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
-const POLICY: [DropReason; 6] = [
+const POLICY: [DropReason; 7] = [
     DropReason::NonIpPolicy,
     DropReason::ArpPolicy,
     DropReason::NoPeer,
     DropReason::Unlinearizable,
     DropReason::RuleDrop,
     DropReason::RuleReject,
+    DropReason::CtFull,
 ];
+
+/// Index of the first fragment reason.
+const FRAG_BASE: usize = ParseError::COUNT + POLICY.len();
 
 impl DropReason {
     /// Number of distinct reasons (the length of a drop counter array).
-    pub const COUNT: usize = ParseError::COUNT + POLICY.len();
+    pub const COUNT: usize = FRAG_BASE + FragError::COUNT;
 
     /// Dense index into a drop counter array.
     #[inline]
@@ -49,6 +59,8 @@ impl DropReason {
             DropReason::Unlinearizable => ParseError::COUNT + 3,
             DropReason::RuleDrop => ParseError::COUNT + 4,
             DropReason::RuleReject => ParseError::COUNT + 5,
+            DropReason::CtFull => ParseError::COUNT + 6,
+            DropReason::Fragment(e) => FRAG_BASE + e.index(),
         }
     }
 
@@ -56,8 +68,13 @@ impl DropReason {
     pub fn from_index(index: usize) -> Option<DropReason> {
         if index < ParseError::COUNT {
             Some(DropReason::Parse(ParseError::ALL[index]))
-        } else {
+        } else if index < FRAG_BASE {
             POLICY.get(index - ParseError::COUNT).copied()
+        } else {
+            FragError::ALL
+                .get(index - FRAG_BASE)
+                .copied()
+                .map(DropReason::Fragment)
         }
     }
 
@@ -76,6 +93,8 @@ impl DropReason {
             DropReason::Unlinearizable => "unlinearizable",
             DropReason::RuleDrop => "rule_drop",
             DropReason::RuleReject => "rule_reject",
+            DropReason::CtFull => "ct_full",
+            DropReason::Fragment(e) => e.name(),
         }
     }
 }

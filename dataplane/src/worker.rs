@@ -6,12 +6,14 @@
 //!
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
-use crate::classify::PacketMeta;
-use crate::dpdk::{tsc, Flushed, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
-use crate::filter::FilterSnapshot;
+use crate::classify::{PacketMeta, RejectWith};
+use crate::conntrack::ConnInfo;
+use crate::dpdk::{tsc, tsc_hz, Flushed, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
+use crate::filter::{FilterSnapshot, FilterVerdict};
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::rcu::Reader;
 use crate::stats::{bump, WorkerStats};
+use crate::track::Tables;
 use crate::verdict::{DropReason, Verdict};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +34,72 @@ pub struct Worker {
     pub pool: Arc<Mempool>,
     /// LOG records for the control thread (bounded; full means the record is counted and lost).
     pub logs: crossbeam_channel::Sender<LogRecord>,
+    /// This worker's connections and fragments; `None` runs the bridge without tracking.
+    pub tables: Option<Box<Tables>>,
+    /// Management requests about this worker's tables (answered between bursts).
+    pub commands: crossbeam_channel::Receiver<CtCommand>,
 }
+
+/// Connections a `List` request returns at most per answer: a chunk is small enough that the
+/// worker answers it between two bursts without stalling traffic.
+pub const LIST_CHUNK: usize = 4096;
+/// Slots a `Flush` request clears per answer.
+pub const FLUSH_CHUNK: u32 = 65_536;
+
+/// A management request to a worker about its conntrack table. The control thread walks a
+/// table a chunk at a time, each answer naming where to continue.
+#[derive(Debug)]
+pub enum CtCommand {
+    /// Live connections from slot `from` on, as many as `buf`'s capacity (the control thread
+    /// provides the memory).
+    List {
+        from: u32,
+        buf: Vec<ConnInfo>,
+        reply: crossbeam_channel::Sender<CtListChunk>,
+    },
+    /// Removes the connections of the next [`FLUSH_CHUNK`] slots from `from`.
+    Flush {
+        from: u32,
+        reply: crossbeam_channel::Sender<CtFlushChunk>,
+    },
+}
+
+/// One answer to [`CtCommand::List`].
+#[derive(Debug)]
+pub struct CtListChunk {
+    pub conns: Vec<ConnInfo>,
+    /// Where to continue; `None` when the table is done.
+    pub next: Option<u32>,
+}
+
+/// One answer to [`CtCommand::Flush`].
+#[derive(Clone, Copy, Debug)]
+pub struct CtFlushChunk {
+    pub removed: u32,
+    pub next: Option<u32>,
+}
+
+/// Converts TSC ticks to nanoseconds with one multiply (a 32.32 fixed-point factor).
+#[derive(Clone, Copy, Debug)]
+struct TscClock {
+    mult: u128,
+}
+
+impl TscClock {
+    fn new(hz: u64) -> TscClock {
+        TscClock {
+            mult: (1_000_000_000u128 << 32) / u128::from(hz.max(1)),
+        }
+    }
+
+    #[inline(always)]
+    fn ns(self, tsc: u64) -> u64 {
+        ((u128::from(tsc) * self.mult) >> 32) as u64
+    }
+}
+
+/// Expired connections retired per loop iteration at most.
+const EXPIRE_BUDGET: u32 = 128;
 
 /// A packet that passed a LOG rule, for the control thread to print.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +137,10 @@ impl Worker {
             mut rules,
             logs,
             pool,
+            mut tables,
+            commands,
         } = self;
+        let clock = TscClock::new(tsc_hz());
         assert!(
             queues.len() <= MAX_PORTS,
             "ports are bounded by configuration"
@@ -95,6 +165,7 @@ impl Worker {
                     continue;
                 }
                 got += n;
+                let now_ns = clock.ns(last_tsc);
                 let ctx = Ctx {
                     id,
                     pipeline: &pipeline,
@@ -103,7 +174,14 @@ impl Worker {
                     logs: &logs,
                     pool: &pool,
                 };
-                handle_burst(ingress, &mut burst, &ctx, &mut egress);
+                handle_burst(
+                    ingress,
+                    &mut burst,
+                    &ctx,
+                    tables.as_deref_mut(),
+                    now_ns,
+                    &mut egress,
+                );
             }
             // Quiescent point: nothing of the rule snapshot is held across it.
             rules.quiesce();
@@ -115,12 +193,58 @@ impl Worker {
                 bump(&stats.busy_tsc, now.wrapping_sub(last_tsc));
             }
             last_tsc = now;
+            if let Some(t) = tables.as_deref_mut() {
+                t.expire(clock.ns(now), EXPIRE_BUDGET);
+            }
             if now.wrapping_sub(last_drain) >= drain_tsc {
                 drain(&mut egress, &stats);
                 last_drain = now;
+                if let Some(t) = tables.as_deref() {
+                    stats.ct.publish(t);
+                }
+                if !commands.is_empty() {
+                    answer(&commands, tables.as_deref_mut(), clock.ns(now));
+                }
             }
         }
         drain(&mut egress, &stats);
+        if let Some(t) = tables.as_deref() {
+            stats.ct.publish(t);
+        }
+    }
+}
+
+/// Answers the pending management requests (slow path, between bursts).
+#[cold]
+#[inline(never)]
+fn answer(
+    commands: &crossbeam_channel::Receiver<CtCommand>,
+    mut tables: Option<&mut Tables>,
+    now_ns: u64,
+) {
+    while let Ok(c) = commands.try_recv() {
+        match c {
+            CtCommand::List {
+                from,
+                mut buf,
+                reply,
+            } => {
+                buf.clear();
+                let next = match tables.as_deref() {
+                    Some(t) => t.ct.list_from(from, &mut buf, now_ns),
+                    None => None,
+                };
+                // The requester may have gone; nothing to do then.
+                let _ = reply.try_send(CtListChunk { conns: buf, next });
+            }
+            CtCommand::Flush { from, reply } => {
+                let (removed, next) = match tables.as_deref_mut() {
+                    Some(t) => t.ct.flush_from(from, FLUSH_CHUNK),
+                    None => (0, None),
+                };
+                let _ = reply.try_send(CtFlushChunk { removed, next });
+            }
+        }
     }
 }
 
@@ -130,7 +254,14 @@ const DROPPED: u16 = u16::MAX;
 /// Judges a received burst in stages (prefetch, verdicts over the whole burst, then hand-off)
 /// and moves each packet to its egress buffer or frees it. Counters are added once per burst.
 #[inline(always)]
-fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut [Egress]) {
+fn handle_burst(
+    ingress: usize,
+    burst: &mut RxBurst,
+    ctx: &Ctx<'_>,
+    mut tables: Option<&mut Tables>,
+    now_ns: u64,
+    egress: &mut [Egress],
+) {
     let stats = ctx.stats;
     burst.prefetch_data();
     let mut out = [DROPPED; MAX_BURST];
@@ -139,17 +270,24 @@ fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut
     let n = pkts.len();
     for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
         rx_bytes += m.pkt_len() as u64;
-        let verdict = if m.segments() > 1 && !m.contiguous() {
-            Verdict::Drop(DropReason::Unlinearizable)
+        let (verdict, with) = if m.segments() > 1 && !m.contiguous() {
+            (Verdict::Drop(DropReason::Unlinearizable), None)
         } else {
-            judge(ctx, ingress as u16, m.data(), m.pkt_len() as u64)
+            judge(
+                ctx,
+                tables.as_deref_mut(),
+                now_ns,
+                ingress as u16,
+                m.data(),
+                m.pkt_len() as u64,
+            )
         };
         *o = match verdict {
             Verdict::Forward(port) => port,
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
-                if reason == DropReason::RuleReject {
-                    reject(ctx, ingress, m.data(), egress);
+                if let Some(with) = with {
+                    reject(ctx, ingress, m.data(), with, egress);
                 }
                 DROPPED
             }
@@ -178,36 +316,44 @@ fn handle_burst(ingress: usize, burst: &mut RxBurst, ctx: &Ctx<'_>, egress: &mut
     }
 }
 
-/// Bridge and filter for one packet; counts the deciding rule and queues LOG records.
+/// Bridge, conntrack and filter for one packet; counts the deciding rule and queues LOG
+/// records. Also returns what a REJECT rule asks to send back.
 #[inline(always)]
-fn judge(ctx: &Ctx<'_>, ingress: u16, frame: &[u8], len: u64) -> Verdict {
-    ctx.pipeline.judge_verdict(
+fn judge(
+    ctx: &Ctx<'_>,
+    tables: Option<&mut Tables>,
+    now_ns: u64,
+    ingress: u16,
+    frame: &[u8],
+    len: u64,
+) -> (Verdict, Option<RejectWith>) {
+    let mut with = None;
+    let v = ctx.pipeline.judge_verdict(
         &ctx.rules.filter,
+        tables,
         ingress,
         frame,
+        now_ns,
         |log_rule, _| log(ctx, frame, ingress, log_rule),
-        |family, rule| {
-            if let Some(c) = ctx.rules.counters(family, ctx.id) {
-                c.hit(rule, len);
+        |family, fv| {
+            if let Some(rule) = fv.rule() {
+                if let Some(c) = ctx.rules.counters(family, ctx.id) {
+                    c.hit(rule, len);
+                }
+            }
+            if let FilterVerdict::Reject { with: w, .. } = fv {
+                with = Some(w);
             }
         },
-    )
+    );
+    (v, with)
 }
 
 /// A REJECT rule matched: send the TCP reset or ICMP error back out of the ingress port.
 #[cold]
 #[inline(never)]
-fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], egress: &mut [Egress]) {
+fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], with: RejectWith, egress: &mut [Egress]) {
     let Ok(info) = crate::wire::parse_frame(frame) else {
-        return;
-    };
-    let out_port = ctx.pipeline.peer(ingress as u16).unwrap_or(ingress as u16);
-    let Some(meta) = crate::filter::packet_meta(frame, &info, ingress as u16, out_port) else {
-        return;
-    };
-    let crate::filter::FilterVerdict::Reject { with, .. } =
-        ctx.rules.filter.judge(&meta, |_, _| {})
-    else {
         return;
     };
     let mut buf = [0u8; crate::reject::MAX_REPLY];

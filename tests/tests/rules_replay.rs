@@ -234,7 +234,7 @@ COMMIT
         "all errors are reported: {e}"
     );
 
-    let frames = vec![v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
+    let frames = [v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
     let inp = dir.path().join("in.pcap");
     write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
     let o = run(Command::new(bin("rampart"))

@@ -389,6 +389,8 @@ enum Pending {
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
+    /// Which table: the raw table adds NOTRACK.
+    kind: TableKind,
     index: HashMap<&'a str, usize>,
     cubes: Vec<Vec<Option<Vec<Cube>>>>,
     out: Vec<(Cube, Pending, u32)>,
@@ -484,6 +486,18 @@ impl Flattener<'_> {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
                 }
+                Target::Log(_) if self.kind == TableKind::Raw => {
+                    return Err(self.err(
+                        rule,
+                        spec.col,
+                        "LOG in the raw table is not supported: log in the filter table instead"
+                            .to_string(),
+                    ));
+                }
+                Target::NoTrack if self.kind == TableKind::Raw => {
+                    let o = self.origin(ci, ri);
+                    self.emit(&cubes, act(Action::NoTrack), o, rule)?;
+                }
                 Target::Log(spec) => {
                     let o = self.origin(ci, ri);
                     let l = match self.log_of.get(&(ci, ri)) {
@@ -531,7 +545,7 @@ impl Flattener<'_> {
                     return Err(self.err(
                         rule,
                         spec.col,
-                        "target is not valid in the filter table".to_string(),
+                        format!("target is not valid in the {} table", self.kind.name()),
                     ));
                 }
             }
@@ -547,13 +561,24 @@ pub(crate) fn compile(
     parsed: &ParsedRules,
     hook: Hook,
 ) -> Result<RuleSet, RuleError> {
-    let family = ctx.family;
     let hook_point = match hook {
         Hook::Forward => HookPoint::Forward,
         Hook::Input => HookPoint::Input,
     };
+    compile_chain(ctx, parsed, TableKind::Filter, hook_point)
+}
+
+/// The rule set of built-in chain `hook_point` of table `kind` (filter or raw) in `parsed`
+/// (Linux's empty ACCEPT when the file lacks the table).
+pub(crate) fn compile_chain(
+    ctx: &Ctx<'_>,
+    parsed: &ParsedRules,
+    kind: TableKind,
+    hook_point: HookPoint,
+) -> Result<RuleSet, RuleError> {
+    let family = ctx.family;
     let chain_name = hook_point.chain_name();
-    let Some(table) = parsed.table(TableKind::Filter) else {
+    let Some(table) = parsed.table(kind) else {
         let origin = Origin {
             file: ctx.file.to_string(),
             line: 0,
@@ -588,6 +613,7 @@ pub(crate) fn compile(
     let mut f = Flattener {
         ctx,
         table,
+        kind,
         index: table
             .chains
             .iter()

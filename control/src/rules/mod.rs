@@ -87,6 +87,31 @@ pub fn compile_parsed(parsed: &ParsedRules, hook: Hook) -> Result<RuleSet, Vec<R
     compile::compile(&ctx, parsed, hook).map_err(|e| vec![e])
 }
 
+/// Compiles the raw table's PREROUTING chain (DROP, NOTRACK before connection tracking) of
+/// already parsed rules; `None` when the file has no raw table or its PREROUTING chain accepts
+/// everything without a rule.
+pub fn compile_raw(parsed: &ParsedRules) -> Result<Option<RuleSet>, Vec<RuleError>> {
+    let Some(table) = parsed.table(TableKind::Raw) else {
+        return Ok(None);
+    };
+    let chain = table
+        .chain_index(HookPoint::Prerouting.chain_name())
+        .and_then(|c| table.chains.get(c));
+    let empty = chain
+        .is_none_or(|c| c.rules.is_empty() && c.policy.unwrap_or(Policy::Accept) == Policy::Accept);
+    if empty {
+        return Ok(None);
+    }
+    let ctx = parse::Ctx {
+        file: &parsed.file,
+        family: parsed.family,
+        ports: &[],
+    };
+    compile::compile_chain(&ctx, parsed, TableKind::Raw, HookPoint::Prerouting)
+        .map(Some)
+        .map_err(|e| vec![e])
+}
+
 /// Parses iptables-save (family V4) or ip6tables-save (V6) text, validates every table it
 /// contains (filter, nat, raw — nat and raw are parsed and validated now, compiled later), and
 /// compiles filter/<hook> into a flat RuleSet. `ports` are the configured port names (for

@@ -60,6 +60,9 @@ pub enum Action {
     Log(u32),
     /// `RETURN` from an inlined chain: continue evaluation at this rule index.
     ContinueAt(u32),
+    /// `NOTRACK` / `CT --notrack` (raw table): the packet will not be tracked; continue with
+    /// the next rule, as the kernel's target does.
+    NoTrack,
 }
 
 /// `REJECT --reject-with`.
@@ -226,6 +229,8 @@ pub struct Judgement {
     pub action: Action,
     /// The terminal rule's index.
     pub rule: u32,
+    /// A NOTRACK rule was passed on the way.
+    pub notrack: bool,
 }
 
 /// How many continue steps (LOG, RETURN) one packet may take; more means a compiler bug, and the
@@ -259,6 +264,7 @@ impl RuleSet {
     /// Judges one packet; `on_log` is called for every LOG rule passed on the way.
     pub fn evaluate(&self, p: &PacketMeta, mut on_log: impl FnMut(u32, &LogSpec)) -> Judgement {
         let mut from = 0u32;
+        let mut notrack = false;
         for _ in 0..MAX_STEPS {
             let mut out = [u32::MAX];
             self.classifier
@@ -275,10 +281,15 @@ impl RuleSet {
                     from = idx + 1;
                 }
                 Action::ContinueAt(next) => from = next.max(idx + 1),
+                Action::NoTrack => {
+                    notrack = true;
+                    from = idx + 1;
+                }
                 terminal => {
                     return Judgement {
                         action: terminal,
                         rule: idx,
+                        notrack,
                     }
                 }
             }
@@ -286,6 +297,7 @@ impl RuleSet {
         Judgement {
             action: Action::Drop,
             rule: u32::MAX,
+            notrack,
         }
     }
 }

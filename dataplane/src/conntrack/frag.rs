@@ -47,6 +47,18 @@ pub enum FragError {
 impl FragError {
     pub const COUNT: usize = 8;
 
+    /// Every error, in index order.
+    pub const ALL: [FragError; FragError::COUNT] = [
+        FragError::NoFirst,
+        FragError::Overlap,
+        FragError::Oversized,
+        FragError::TooFragmented,
+        FragError::Poisoned,
+        FragError::Duplicate,
+        FragError::TableFull,
+        FragError::NotAFragment,
+    ];
+
     #[inline]
     pub const fn index(self) -> usize {
         self as usize

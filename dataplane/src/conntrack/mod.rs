@@ -153,6 +153,25 @@ pub enum Invalid {
 impl Invalid {
     pub const COUNT: usize = 15;
 
+    /// Every reason, in index order.
+    pub const ALL: [Invalid; Invalid::COUNT] = [
+        Invalid::NotIp,
+        Invalid::LaterFragment,
+        Invalid::Truncated,
+        Invalid::BadChecksum,
+        Invalid::TcpFlags,
+        Invalid::TcpNotNew,
+        Invalid::TcpState,
+        Invalid::TcpSeqOverWindow,
+        Invalid::TcpAckOverUpperBound,
+        Invalid::TcpRst,
+        Invalid::IcmpType,
+        Invalid::IcmpNotNew,
+        Invalid::IcmpQuote,
+        Invalid::IcmpNoMatch,
+        Invalid::IcmpWrongDestination,
+    ];
+
     #[inline]
     pub const fn index(self) -> usize {
         self as usize
@@ -1086,6 +1105,38 @@ impl Conntrack {
     /// Every live entry, in slab order (slow path: `conntrack list`).
     pub fn list(&self, now_ns: u64) -> impl Iterator<Item = ConnInfo> + '_ {
         (0..self.cfg.capacity).filter_map(move |i| self.info(i, now_ns))
+    }
+
+    /// Live entries from slot `from` on, appended to `out` until it holds `out.capacity()`
+    /// (slow path: `conntrack list` a chunk at a time, so a worker never stalls long). Returns
+    /// the slot to continue from, `None` when the table is done. Never grows `out`.
+    pub fn list_from(&self, from: u32, out: &mut Vec<ConnInfo>, now_ns: u64) -> Option<u32> {
+        let mut i = from;
+        while i < self.cfg.capacity {
+            if out.len() == out.capacity() {
+                return Some(i);
+            }
+            if let Some(c) = self.info(i, now_ns) {
+                out.push(c);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Removes the live entries of slots `from..from + count` (slow path: `conntrack flush` a
+    /// chunk at a time). Returns how many it removed and the slot to continue from, `None`
+    /// when the table is done.
+    pub fn flush_from(&mut self, from: u32, count: u32) -> (u32, Option<u32>) {
+        let end = from.saturating_add(count).min(self.cfg.capacity);
+        let mut removed = 0;
+        for i in from..end {
+            if self.entries[i as usize].has(status::LIVE) {
+                self.remove(i);
+                removed += 1;
+            }
+        }
+        (removed, (end < self.cfg.capacity).then_some(end))
     }
 
     /// Removes every entry (slow path: `conntrack flush`; touches the whole table).

@@ -1,0 +1,410 @@
+//! The pipeline with connection tracking, driven by compiled iptables-save rule sets: each
+//! packet's verdict and conntrack state in sequence, as netfilter gives them.
+
+use crate::rules::{compile_parsed, compile_raw, parse_iptables, Hook};
+use dataplane::conntrack::CtState;
+use dataplane::filter::Filter;
+use dataplane::pipeline::{Bridge, Policy};
+use dataplane::track::{Tables, TrackConfig};
+use dataplane::verdict::{DropReason, Verdict};
+use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+use dataplane::wire::icmpv4::msg_type;
+use dataplane::wire::tcp::Flags;
+use dataplane::wire::Family;
+use std::net::Ipv4Addr;
+
+const INSIDE: u16 = 0;
+const OUTSIDE: u16 = 1;
+const SEC: u64 = 1_000_000_000;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+
+/// Replies and related traffic in; new connections out to TCP 80 and UDP 53 only.
+const STATEFUL: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -i inside -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -i inside -p udp --dport 53 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -m conntrack --ctstate UNTRACKED -j ACCEPT
+COMMIT
+";
+
+struct Rig {
+    bridge: Bridge,
+    filter: Filter,
+    tables: Tables,
+    now: u64,
+}
+
+impl Rig {
+    fn new(rules: &str, capacity: u32) -> Rig {
+        let ports = ["inside".to_string(), "outside".to_string()];
+        let parsed = parse_iptables("test.rules", rules, Family::V4, &ports).expect("parses");
+        let filter = Filter {
+            v4: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),
+            raw_v4: compile_raw(&parsed).expect("raw compiles"),
+            ..Filter::default()
+        };
+        Rig {
+            bridge: Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop),
+            filter,
+            tables: Tables::new(&TrackConfig::new(capacity)),
+            now: SEC,
+        }
+    }
+
+    /// One frame from `ingress`, a millisecond after the previous one.
+    fn send(&mut self, ingress: u16, frame: &[u8]) -> (Verdict, Option<CtState>) {
+        self.now += SEC / 1000;
+        let o = self.bridge.judge(
+            &self.filter,
+            Some(&mut self.tables),
+            ingress,
+            frame,
+            self.now,
+            |_, _| {},
+        );
+        (o.verdict, o.state)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(src, dst),
+        L4Spec::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: 0xffff,
+            options: Vec::new(),
+            payload: payload.to_vec(),
+        },
+    )
+    .build()
+}
+
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    FrameSpec::new(IpSpec::v4(src, dst), L4Spec::udp(sport, dport, b"query")).build()
+}
+
+/// An ICMP error from `from` quoting `quoted` (an Ethernet frame; its IP datagram is quoted).
+fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(from, to),
+        L4Spec::Icmp {
+            ty,
+            code,
+            ident: 0,
+            seq: 0,
+            payload: quoted[14..].to_vec(),
+        },
+    )
+    .build()
+}
+
+const FWD_IN: Verdict = Verdict::Forward(OUTSIDE);
+const FWD_OUT: Verdict = Verdict::Forward(INSIDE);
+const DROPPED: Verdict = Verdict::Drop(DropReason::RuleDrop);
+
+#[test]
+fn tcp_connection_is_new_then_established_and_replies_come_back() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let (a, b) = (1000u32, 5000u32);
+    let syn = tcp(CLIENT, SERVER, 40000, 80, Flags::SYN, a, 0, b"");
+    assert_eq!(r.send(INSIDE, &syn), (FWD_IN, Some(CtState::New)));
+    let synack = tcp(
+        SERVER,
+        CLIENT,
+        80,
+        40000,
+        Flags::SYN | Flags::ACK,
+        b,
+        a + 1,
+        b"",
+    );
+    assert_eq!(
+        r.send(OUTSIDE, &synack),
+        (FWD_OUT, Some(CtState::Established))
+    );
+    let ack = tcp(CLIENT, SERVER, 40000, 80, Flags::ACK, a + 1, b + 1, b"");
+    assert_eq!(r.send(INSIDE, &ack), (FWD_IN, Some(CtState::Established)));
+    let data = tcp(
+        CLIENT,
+        SERVER,
+        40000,
+        80,
+        Flags::ACK | Flags::PSH,
+        a + 1,
+        b + 1,
+        b"GET /",
+    );
+    assert_eq!(r.send(INSIDE, &data), (FWD_IN, Some(CtState::Established)));
+    let reply = tcp(
+        SERVER,
+        CLIENT,
+        80,
+        40000,
+        Flags::ACK | Flags::PSH,
+        b + 1,
+        a + 6,
+        b"200",
+    );
+    assert_eq!(
+        r.send(OUTSIDE, &reply),
+        (FWD_OUT, Some(CtState::Established))
+    );
+    assert_eq!(r.tables.ct.len(), 1);
+
+    // The server cannot open a connection back.
+    let syn_in = tcp(SERVER, CLIENT, 80, 40001, Flags::SYN, 9, 0, b"");
+    assert_eq!(r.send(OUTSIDE, &syn_in), (DROPPED, Some(CtState::New)));
+    // A SYN/ACK nobody asked for is INVALID.
+    let stray = tcp(
+        SERVER,
+        CLIENT,
+        80,
+        40002,
+        Flags::SYN | Flags::ACK,
+        9,
+        77,
+        b"",
+    );
+    assert_eq!(r.send(OUTSIDE, &stray), (DROPPED, Some(CtState::Invalid)));
+    // A port the rules do not open.
+    let ssh = tcp(CLIENT, SERVER, 40003, 22, Flags::SYN, 1, 0, b"");
+    assert_eq!(r.send(INSIDE, &ssh), (DROPPED, Some(CtState::New)));
+    // Dropped first packets leave no entry.
+    assert_eq!(r.tables.ct.len(), 1);
+}
+
+#[test]
+fn a_dropped_syn_leaves_nothing_for_its_answer() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let ssh = tcp(CLIENT, SERVER, 40003, 22, Flags::SYN, 1, 0, b"");
+    assert_eq!(r.send(INSIDE, &ssh), (DROPPED, Some(CtState::New)));
+    let synack = tcp(
+        SERVER,
+        CLIENT,
+        22,
+        40003,
+        Flags::SYN | Flags::ACK,
+        50,
+        2,
+        b"",
+    );
+    assert_eq!(r.send(OUTSIDE, &synack), (DROPPED, Some(CtState::Invalid)));
+    assert!(r.tables.ct.is_empty());
+}
+
+#[test]
+fn udp_reply_and_icmp_errors_are_established_and_related() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let q = udp(CLIENT, SERVER, 5353, 53);
+    assert_eq!(r.send(INSIDE, &q), (FWD_IN, Some(CtState::New)));
+    let a = udp(SERVER, CLIENT, 53, 5353);
+    assert_eq!(r.send(OUTSIDE, &a), (FWD_OUT, Some(CtState::Established)));
+    // An error about the query, from a router on the way: RELATED.
+    let router = Ipv4Addr::new(198, 51, 100, 1);
+    let err = icmp_error(router, CLIENT, msg_type::DEST_UNREACHABLE, 3, &q);
+    assert_eq!(r.send(OUTSIDE, &err), (FWD_OUT, Some(CtState::Related)));
+    // An error quoting a flow nobody opened: INVALID, dropped.
+    let other = udp(CLIENT, SERVER, 6000, 53);
+    let err = icmp_error(router, CLIENT, msg_type::DEST_UNREACHABLE, 3, &other);
+    assert_eq!(r.send(OUTSIDE, &err), (DROPPED, Some(CtState::Invalid)));
+    // Unsolicited UDP from outside.
+    let scan = udp(SERVER, CLIENT, 53, 7000);
+    assert_eq!(r.send(OUTSIDE, &scan), (DROPPED, Some(CtState::New)));
+}
+
+#[test]
+fn icmp_echo_reply_needs_its_request() {
+    let rules = "*filter
+:FORWARD DROP [0:0]
+-A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i inside -p icmp --icmp-type echo-request -j ACCEPT
+COMMIT
+";
+    let mut r = Rig::new(rules, 1024);
+    let ping = FrameSpec::new(IpSpec::v4(CLIENT, SERVER), L4Spec::icmp_echo(7, 1)).build();
+    assert_eq!(r.send(INSIDE, &ping), (FWD_IN, Some(CtState::New)));
+    let pong = FrameSpec::new(
+        IpSpec::v4(SERVER, CLIENT),
+        L4Spec::Icmp {
+            ty: msg_type::ECHO_REPLY,
+            code: 0,
+            ident: 7,
+            seq: 1,
+            payload: Vec::new(),
+        },
+    )
+    .build();
+    assert_eq!(
+        r.send(OUTSIDE, &pong),
+        (FWD_OUT, Some(CtState::Established))
+    );
+    // A reply with another identifier matches nothing: INVALID (a reply cannot start one).
+    let stray = FrameSpec::new(
+        IpSpec::v4(SERVER, CLIENT),
+        L4Spec::Icmp {
+            ty: msg_type::ECHO_REPLY,
+            code: 0,
+            ident: 8,
+            seq: 1,
+            payload: Vec::new(),
+        },
+    )
+    .build();
+    assert_eq!(r.send(OUTSIDE, &stray), (DROPPED, Some(CtState::Invalid)));
+}
+
+#[test]
+fn raw_notrack_leaves_packets_untracked_and_raw_drop_drops() {
+    let rules = "*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp --dport 53 -j NOTRACK
+-A PREROUTING -p udp --dport 9 -j DROP
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+-A FORWARD -m conntrack --ctstate UNTRACKED -j ACCEPT
+-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT
+-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+    let mut r = Rig::new(rules, 1024);
+    let q = udp(CLIENT, SERVER, 5353, 53);
+    assert_eq!(r.send(INSIDE, &q), (FWD_IN, Some(CtState::Untracked)));
+    assert!(r.tables.ct.is_empty(), "NOTRACK creates no entry");
+    // NOTRACK applies to the query only: the answer's destination port is 5353, so it is
+    // tracked, finds no connection and is NEW from outside, which the rules drop.
+    let a = udp(SERVER, CLIENT, 53, 5353);
+    assert_eq!(r.send(OUTSIDE, &a), (DROPPED, Some(CtState::New)));
+    let discard = udp(CLIENT, SERVER, 5353, 9);
+    assert_eq!(r.send(INSIDE, &discard).0, DROPPED);
+    assert!(r.tables.ct.is_empty(), "raw DROP happens before conntrack");
+}
+
+#[test]
+fn full_table_drops_new_connections_and_keeps_the_old_ones() {
+    let mut r = Rig::new(STATEFUL, 2);
+    // Two assured TCP connections fill the table.
+    for port in [41000u16, 41001] {
+        let syn = tcp(CLIENT, SERVER, port, 80, Flags::SYN, 100, 0, b"");
+        assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
+        let synack = tcp(
+            SERVER,
+            CLIENT,
+            80,
+            port,
+            Flags::SYN | Flags::ACK,
+            500,
+            101,
+            b"",
+        );
+        assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
+        let ack = tcp(CLIENT, SERVER, port, 80, Flags::ACK, 101, 501, b"");
+        assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+    }
+    assert_eq!(r.tables.ct.len(), 2);
+    let syn = tcp(CLIENT, SERVER, 41002, 80, Flags::SYN, 100, 0, b"");
+    assert_eq!(
+        r.send(INSIDE, &syn),
+        (Verdict::Drop(DropReason::CtFull), Some(CtState::New))
+    );
+    assert_eq!(r.tables.ct.stats().ct_full, 1);
+    // The established ones still pass.
+    let data = tcp(SERVER, CLIENT, 80, 41000, Flags::ACK, 501, 101, b"x");
+    assert_eq!(
+        r.send(OUTSIDE, &data),
+        (FWD_OUT, Some(CtState::Established))
+    );
+}
+
+#[test]
+fn an_unassured_connection_is_evicted_for_a_new_one() {
+    let mut r = Rig::new(STATEFUL, 1);
+    let q = udp(CLIENT, SERVER, 5353, 53);
+    assert_eq!(r.send(INSIDE, &q).0, FWD_IN);
+    let q2 = udp(CLIENT, SERVER, 5354, 53);
+    assert_eq!(r.send(INSIDE, &q2), (FWD_IN, Some(CtState::New)));
+    assert_eq!(r.tables.ct.stats().early_drop, 1);
+    assert_eq!(r.tables.ct.len(), 1);
+}
+
+#[test]
+fn later_fragments_share_their_datagrams_verdict() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let big = |dport: u16, id_src: Ipv4Addr| {
+        FrameSpec::new(
+            IpSpec::v4(id_src, SERVER),
+            L4Spec::Udp {
+                sport: 5000,
+                dport,
+                payload: vec![0x5a; 3000],
+            },
+        )
+        .fragments(1200)
+    };
+    // Allowed datagram: every fragment forwarded, all NEW (the datagram's state).
+    let frags = big(53, CLIENT);
+    assert!(frags.len() >= 3);
+    for f in &frags {
+        assert_eq!(r.send(INSIDE, f), (FWD_IN, Some(CtState::New)));
+    }
+    // Refused datagram: every fragment dropped.
+    let refused = big(9999, Ipv4Addr::new(10, 0, 0, 3));
+    for f in &refused {
+        assert_eq!(r.send(INSIDE, f).0, DROPPED);
+    }
+    // A later fragment whose first never came is never a free pass.
+    let orphan = big(53, Ipv4Addr::new(10, 0, 0, 4));
+    assert_eq!(
+        r.send(INSIDE, &orphan[1]).0,
+        Verdict::Drop(DropReason::Fragment(
+            dataplane::conntrack::frag::FragError::NoFirst
+        ))
+    );
+}
+
+#[test]
+fn connections_expire_after_their_timeout() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let q = udp(CLIENT, SERVER, 5353, 53);
+    assert_eq!(r.send(INSIDE, &q).0, FWD_IN);
+    // Linux's UDP timeout is 30 s: an answer 31 s later finds nothing and is NEW.
+    r.now += 31 * SEC;
+    r.tables.expire(r.now, u32::MAX);
+    assert!(r.tables.ct.is_empty());
+    let a = udp(SERVER, CLIENT, 53, 5353);
+    assert_eq!(r.send(OUTSIDE, &a), (DROPPED, Some(CtState::New)));
+}
+
+#[test]
+fn raw_table_rejects_log() {
+    let rules = "*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -j LOG
+COMMIT
+";
+    let parsed = parse_iptables("t", rules, Family::V4, &[]).expect("parses");
+    let e = compile_raw(&parsed).expect_err("LOG in raw is refused");
+    assert!(e[0].to_string().contains("raw table"), "{}", e[0]);
+}
