@@ -95,6 +95,11 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// The management socket.
+    fn socket(&self) -> std::path::PathBuf {
+        self._dir.path().join("m.sock")
+    }
+
     fn start(t: &Topology) -> Daemon {
         Daemon::start_with_rules(t, None)
     }
@@ -408,5 +413,126 @@ except socket.timeout:
     let s = d.stop();
     assert!(s["reject_replies"]["sent"].as_u64().unwrap() >= 2, "{s}");
     assert!(s["drops"]["rule_reject"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"], "{s}");
+}
+
+#[test]
+fn stateful_rules_let_replies_in_and_keep_unsolicited_traffic_out() {
+    if !root_or_skip("stateful_rules_let_replies_in_and_keep_unsolicited_traffic_out") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topology::create(79);
+    // Port a is the inside: it may open TCP 8080 and ping; port b only answers.
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+-A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+-A FORWARD -i a -p tcp --dport 8080 -m conntrack --ctstate NEW -j ACCEPT\n\
+-A FORWARD -i a -p icmp --icmp-type echo-request -m conntrack --ctstate NEW -j ACCEPT\n\
+COMMIT\n";
+    let mut d = Daemon::start_with_rules(&t, Some(rules));
+    wait_for_path(&mut d, &t.ns[0], "10.79.0.2");
+    // A server on b that sends 1 MiB to whoever connects; another on a, which b tries to reach.
+    let server = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4)
+while True:
+    c, _ = s.accept(); c.sendall(b"x" * (1 << 20)); c.close()
+"#;
+    let mut servers = vec![
+        in_ns(&t.ns[1], &["python3", "-c", server, "10.79.0.2", "8080"])
+            .spawn()
+            .unwrap(),
+        in_ns(&t.ns[0], &["python3", "-c", server, "10.79.0.1", "8081"])
+            .spawn()
+            .unwrap(),
+    ];
+    std::thread::sleep(Duration::from_millis(400));
+    let client = r#"
+import socket, sys
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    n = 0
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        n += len(b)
+    print("received", n)
+except (socket.timeout, OSError) as e:
+    print("failed", e)
+"#;
+    let out = run_ok(&mut in_ns(
+        &t.ns[0],
+        &["python3", "-c", client, "10.79.0.2", "8080"],
+    ));
+    let inside_out = String::from_utf8_lossy(&out.stdout).to_string();
+    // The connection's entry, seen through the management socket before it times out.
+    let list = run_ok(
+        Command::new(bin("rampart"))
+            .args(["ctl", "--json", "--socket"])
+            .arg(d.socket())
+            .args(["conntrack", "list"]),
+    );
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let out = run_ok(&mut in_ns(
+        &t.ns[1],
+        &["python3", "-c", client, "10.79.0.1", "8081"],
+    ));
+    let outside_in = String::from_utf8_lossy(&out.stdout).to_string();
+    let ping_in = run(&mut in_ns(
+        &t.ns[1],
+        &["ping", "-c", "1", "-W", "1", "10.79.0.1"],
+    ));
+    let flush = run_ok(
+        Command::new(bin("rampart"))
+            .args(["ctl", "--json", "--socket"])
+            .arg(d.socket())
+            .args(["conntrack", "flush"]),
+    );
+    let flush: serde_json::Value = serde_json::from_slice(&flush.stdout).unwrap();
+    let after = run_ok(
+        Command::new(bin("rampart"))
+            .args(["ctl", "--json", "--socket"])
+            .arg(d.socket())
+            .args(["conntrack", "list"]),
+    );
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    for s in servers.iter_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert_eq!(
+        inside_out.trim(),
+        "received 1048576",
+        "a -> b:8080 is allowed"
+    );
+    assert!(
+        outside_in.starts_with("failed"),
+        "b -> a:8081 must not get through: {outside_in}"
+    );
+    assert!(!ping_in.status.success(), "b cannot ping a");
+    let conns = list["connections"].as_array().expect("a list");
+    let http = conns
+        .iter()
+        .find(|c| c["proto"] == "tcp" && c["orig"]["dport"] == 8080)
+        .unwrap_or_else(|| panic!("the TCP connection is tracked: {list}"));
+    assert_eq!(http["orig"]["src"], "10.79.0.1", "{http}");
+    assert_eq!(http["reply"]["src"], "10.79.0.2", "{http}");
+    assert_eq!(http["assured"], true, "{http}");
+    assert!(
+        http["bytes"][1].as_u64().unwrap() > 1 << 20,
+        "the reply direction carried the megabyte: {http}"
+    );
+    assert!(
+        !conns.iter().any(|c| c["orig"]["dport"] == 8081),
+        "the refused connection left no entry: {list}"
+    );
+    assert!(flush["removed"].as_u64().unwrap() >= 1, "{flush}");
+    assert_eq!(after["count"], 0, "{after}");
+    let s = d.stop();
+    assert!(s["conntrack"]["created"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["drops"]["rule_drop"].as_u64().unwrap() >= 2, "{s}");
     assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"], "{s}");
 }
