@@ -378,6 +378,14 @@ pub struct WorkersConf {
     /// TX buffers are flushed at least this often.
     #[serde(default = "default_drain_us")]
     pub drain_us: u64,
+    /// Packets each hand-off ring between two workers holds (with connection tracking and more
+    /// than one worker, a packet whose connection another worker owns goes to it this way).
+    #[serde(default = "default_handoff_ring")]
+    pub handoff_ring: u32,
+}
+
+fn default_handoff_ring() -> u32 {
+    1024
 }
 
 fn one() -> usize {
@@ -393,6 +401,7 @@ impl Default for WorkersConf {
             count: 1,
             lcores: Vec::new(),
             drain_us: default_drain_us(),
+            handoff_ring: default_handoff_ring(),
         }
     }
 }
@@ -585,6 +594,13 @@ impl Config {
                 path,
                 "mempool.data_room",
                 "must hold the 128-byte headroom and a minimum frame",
+            ));
+        }
+        if self.workers.handoff_ring < 64 || self.workers.handoff_ring > 1 << 20 {
+            return Err(Self::invalid(
+                path,
+                "workers.handoff_ring",
+                "must be 64 to 1048576",
             ));
         }
         if self.conntrack.max == 0 || self.conntrack.max > 1 << 28 {

@@ -5,7 +5,8 @@ use crate::config::{ClassifierKind, Config};
 use crate::daemon::{totals, ControlPlane};
 use dataplane::dpdk::{tsc_hz, DpdkError, Eal, LcoreId, Mempool, Port, PortConfig};
 use dataplane::stats::{StatsSnapshot, WorkerStats};
-use dataplane::worker::{LogRecord, Worker};
+use dataplane::dpdk::{RingRx, RingTx};
+use dataplane::worker::{Handoff, LogRecord, Worker};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,6 +189,7 @@ fn run_on(
     }
     let mut ct_receivers = ct_receivers.into_iter();
     let mut tables = tables.drain(..);
+    let mut handoffs = handoff_rings(eal, cfg, track.is_some())?.into_iter();
 
     for (w, &lcore) in lcores.iter().enumerate() {
         let queues = per_port_queues
@@ -206,6 +208,7 @@ fn run_on(
             pool: pool.clone(),
             tables: tables.next(),
             commands: ct_receivers.next().expect("one queue per worker"),
+            handoff: handoffs.next().flatten(),
         };
         if let Err(e) = eal.launch(lcore, move || worker.run()) {
             stop.store(true, Ordering::SeqCst);
@@ -386,6 +389,50 @@ fn run_on(
     })
 }
 
+/// With tracking and several workers: each worker's rings to and from every other worker, so
+/// the worker that owns a connection sees all its packets. `None` per worker otherwise.
+fn handoff_rings(
+    eal: &Eal,
+    cfg: &Config,
+    tracking: bool,
+) -> Result<Vec<Option<Handoff>>, RunError> {
+    let n = cfg.workers.count;
+    if !tracking || n < 2 {
+        return Ok((0..n).map(|_| None).collect());
+    }
+    let mut to: Vec<Vec<Option<RingTx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut from: Vec<Vec<RingRx>> = (0..n).map(|_| Vec::new()).collect();
+    for (src, row) in to.iter_mut().enumerate() {
+        for (dst, slot) in row.iter_mut().enumerate() {
+            if src == dst {
+                continue;
+            }
+            let (tx, rx) = dataplane::dpdk::handoff_ring(
+                eal,
+                &format!("rampart_ho_{src}_{dst}"),
+                cfg.workers.handoff_ring,
+            )?;
+            *slot = Some(tx);
+            from[dst].push(rx);
+        }
+    }
+    eprintln!(
+        "rampart: {n} workers: packets reach the worker that owns their connection (hand-off rings of {})",
+        cfg.workers.handoff_ring
+    );
+    Ok(to
+        .into_iter()
+        .zip(from)
+        .map(|(to, from)| {
+            Some(Handoff {
+                workers: n as u16,
+                to,
+                from,
+            })
+        })
+        .collect())
+}
+
 /// A hash seed that differs per run (conntrack's index must not be predictable from outside).
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -487,6 +534,7 @@ fn stats_json(
         "dropped": total.dropped(),
         "tx_refused": total.tx_dropped(),
         "reject_replies": { "sent": total.replies_sent, "lost": total.replies_lost },
+        "handed_off": total.handed_off,
         "drops": drops,
         "conntrack": crate::daemon::ct_json(&total.ct),
         "ports": ports.iter().enumerate().map(|(i, name)| serde_json::json!({
@@ -543,6 +591,7 @@ impl RunSummary {
             "dropped": self.total.dropped(),
             "tx_refused": self.total.tx_dropped(),
             "reject_replies": { "sent": self.total.replies_sent, "lost": self.total.replies_lost },
+            "handed_off": self.total.handed_off,
             "drops": drops(&self.total),
             "conntrack": crate::daemon::ct_json(&self.total.ct),
             "ports": self.ports.iter().enumerate().map(|(i, p)| serde_json::json!({

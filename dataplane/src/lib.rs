@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod rcu;
 pub mod reject;
 pub mod stats;
+pub mod steer;
 pub mod track;
 pub mod verdict;
 pub mod wire;

@@ -42,6 +42,8 @@ pub struct WorkerStats {
     /// REJECT replies sent, and those not sent because the mempool was empty.
     pub replies_sent: AtomicU64,
     pub replies_lost: AtomicU64,
+    /// Packets handed to the worker that owns their connection.
+    pub handed_off: AtomicU64,
     /// The worker's conntrack table, copied from it between bursts.
     pub ct: CtCounters,
 }
@@ -113,6 +115,7 @@ impl Default for WorkerStats {
             logs_lost: AtomicU64::new(0),
             replies_sent: AtomicU64::new(0),
             replies_lost: AtomicU64::new(0),
+            handed_off: AtomicU64::new(0),
             ct: CtCounters::default(),
         }
     }
@@ -149,6 +152,7 @@ impl WorkerStats {
         s.busy_tsc += self.busy_tsc.load(Relaxed);
         s.replies_sent += self.replies_sent.load(Relaxed);
         s.replies_lost += self.replies_lost.load(Relaxed);
+        s.handed_off += self.handed_off.load(Relaxed);
         self.ct.add_to(&mut s.ct);
     }
 }
@@ -173,6 +177,7 @@ pub struct StatsSnapshot {
     pub busy_tsc: u64,
     pub replies_sent: u64,
     pub replies_lost: u64,
+    pub handed_off: u64,
     pub ct: CtTotals,
 }
 
@@ -186,6 +191,7 @@ impl Default for StatsSnapshot {
             busy_tsc: 0,
             replies_sent: 0,
             replies_lost: 0,
+            handed_off: 0,
             ct: CtTotals::default(),
         }
     }

@@ -26,12 +26,14 @@ pub enum DropReason {
     /// The rules accepted a new connection but the conntrack table is full and nothing could be
     /// evicted (Linux's `nf_conntrack: table full, dropping packet`).
     CtFull,
+    /// The ring to the worker that owns the packet's connection was full.
+    HandoffFull,
     /// An IP fragment that virtual reassembly refuses: the fragment table's reason.
     Fragment(FragError),
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
-const POLICY: [DropReason; 7] = [
+const POLICY: [DropReason; 8] = [
     DropReason::NonIpPolicy,
     DropReason::ArpPolicy,
     DropReason::NoPeer,
@@ -39,6 +41,7 @@ const POLICY: [DropReason; 7] = [
     DropReason::RuleDrop,
     DropReason::RuleReject,
     DropReason::CtFull,
+    DropReason::HandoffFull,
 ];
 
 /// Index of the first fragment reason.
@@ -60,6 +63,7 @@ impl DropReason {
             DropReason::RuleDrop => ParseError::COUNT + 4,
             DropReason::RuleReject => ParseError::COUNT + 5,
             DropReason::CtFull => ParseError::COUNT + 6,
+            DropReason::HandoffFull => ParseError::COUNT + 7,
             DropReason::Fragment(e) => FRAG_BASE + e.index(),
         }
     }
@@ -94,6 +98,7 @@ impl DropReason {
             DropReason::RuleDrop => "rule_drop",
             DropReason::RuleReject => "rule_reject",
             DropReason::CtFull => "ct_full",
+            DropReason::HandoffFull => "handoff_full",
             DropReason::Fragment(e) => e.name(),
         }
     }

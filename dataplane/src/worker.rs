@@ -8,7 +8,10 @@
 
 use crate::classify::{PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::{tsc, tsc_hz, Flushed, Mempool, RxBurst, RxQueue, TxBuffer, TxQueue, MAX_BURST};
+use crate::dpdk::{
+    tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mempool, RingRx, RingTx, RxBurst, RxQueue,
+    TxBuffer, TxQueue, MAX_BURST,
+};
 use crate::filter::{FilterSnapshot, FilterVerdict};
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::rcu::Reader;
@@ -38,6 +41,26 @@ pub struct Worker {
     pub tables: Option<Box<Tables>>,
     /// Management requests about this worker's tables (answered between bursts).
     pub commands: crossbeam_channel::Receiver<CtCommand>,
+    /// Rings to and from the other workers, when there are several and they track
+    /// connections ([`crate::steer`]).
+    pub handoff: Option<Handoff>,
+}
+
+/// A worker's hand-off rings: packets whose connection another worker owns go there.
+pub struct Handoff {
+    /// Workers in all.
+    pub workers: u16,
+    /// `to[w]`: the ring to worker `w` (`None` for this worker itself).
+    pub to: Vec<Option<RingTx>>,
+    /// Rings from the other workers.
+    pub from: Vec<RingRx>,
+}
+
+/// [`Handoff`] with a buffer per destination.
+struct Steering {
+    workers: u16,
+    to: Vec<Option<(RingTx, HandoffBuffer)>>,
+    from: Vec<RingRx>,
 }
 
 /// Connections a `List` request returns at most per answer: a chunk is small enough that the
@@ -139,7 +162,17 @@ impl Worker {
             pool,
             mut tables,
             commands,
+            handoff,
         } = self;
+        let mut steering = handoff.map(|h| Steering {
+            workers: h.workers,
+            to: h
+                .to
+                .into_iter()
+                .map(|r| r.map(|r| (r, HandoffBuffer::default())))
+                .collect(),
+            from: h.from,
+        });
         let clock = TscClock::new(tsc_hz());
         assert!(
             queues.len() <= MAX_PORTS,
@@ -175,13 +208,41 @@ impl Worker {
                     pool: &pool,
                 };
                 handle_burst(
-                    ingress,
+                    Source::Port(ingress as u16),
                     &mut burst,
                     &ctx,
                     tables.as_deref_mut(),
+                    steering.as_mut(),
                     now_ns,
                     &mut egress,
                 );
+            }
+            if let Some(st) = steering.as_mut() {
+                let now_ns = clock.ns(last_tsc);
+                for r in 0..st.from.len() {
+                    let n = burst.receive_ring(&mut st.from[r]);
+                    if n == 0 {
+                        continue;
+                    }
+                    got += n;
+                    let ctx = Ctx {
+                        id,
+                        pipeline: &pipeline,
+                        rules: rules.get(),
+                        stats: &stats,
+                        logs: &logs,
+                        pool: &pool,
+                    };
+                    handle_burst(
+                        Source::Ring,
+                        &mut burst,
+                        &ctx,
+                        tables.as_deref_mut(),
+                        None,
+                        now_ns,
+                        &mut egress,
+                    );
+                }
             }
             // Quiescent point: nothing of the rule snapshot is held across it.
             rules.quiesce();
@@ -250,15 +311,28 @@ fn answer(
 
 /// Marks a packet of the burst as dropped in the egress array.
 const DROPPED: u16 = u16::MAX;
+/// Marks a packet handed to worker `w` as `HANDED | w`.
+const HANDED: u16 = 0x8000;
+
+/// Where a burst came from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// This worker's queue on a port (by index).
+    Port(u16),
+    /// Another worker's hand-off ring; each packet's port index is in its mbuf.
+    Ring,
+}
 
 /// Judges a received burst in stages (prefetch, verdicts over the whole burst, then hand-off)
 /// and moves each packet to its egress buffer or frees it. Counters are added once per burst.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn handle_burst(
-    ingress: usize,
+    source: Source,
     burst: &mut RxBurst,
     ctx: &Ctx<'_>,
     mut tables: Option<&mut Tables>,
+    mut steering: Option<&mut Steering>,
     now_ns: u64,
     egress: &mut [Egress],
 ) {
@@ -270,6 +344,19 @@ fn handle_burst(
     let n = pkts.len();
     for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
         rx_bytes += m.pkt_len() as u64;
+        let ingress = match source {
+            Source::Port(p) => usize::from(p),
+            Source::Ring => usize::from(m.port()),
+        };
+        if let Some(st) = steering.as_deref() {
+            if let Some(w) = crate::steer::owner(m.data(), st.workers) {
+                if usize::from(w) != ctx.id {
+                    m.set_port(ingress as u16);
+                    *o = HANDED | w;
+                    continue;
+                }
+            }
+        }
         let (verdict, with) = if m.segments() > 1 && !m.contiguous() {
             (Verdict::Drop(DropReason::Unlinearizable), None)
         } else {
@@ -293,12 +380,15 @@ fn handle_burst(
             }
         };
     }
-    let in_ctr = &stats.ports[ingress];
-    bump(&in_ctr.rx_packets, n as u64);
-    bump(&in_ctr.rx_bytes, rx_bytes);
+    if let Source::Port(ingress) = source {
+        // Counted where the packets arrived, not again where they are handed.
+        let in_ctr = &stats.ports[usize::from(ingress)];
+        bump(&in_ctr.rx_packets, n as u64);
+        bump(&in_ctr.rx_bytes, rx_bytes);
+    }
 
     let first = out[0];
-    if first != DROPPED && out[..n].iter().all(|&o| o == first) {
+    if first < HANDED && out[..n].iter().all(|&o| o == first) {
         // The common case in a bridge: the whole burst leaves by the peer port.
         let e = &mut egress[usize::from(first)];
         let f = e.buf.push_all(burst, &mut e.q);
@@ -308,11 +398,41 @@ fn handle_burst(
     for (m, &o) in burst.by_ref().zip(out.iter()) {
         if o == DROPPED {
             drop(m);
+        } else if o & HANDED != 0 {
+            let to = steering
+                .as_deref_mut()
+                .and_then(|st| st.to.get_mut(usize::from(o & !HANDED)))
+                .and_then(Option::as_mut);
+            match to {
+                Some((ring, buf)) => handed(stats, buf.push(m, ring)),
+                None => {
+                    stats.drop_packet(DropReason::HandoffFull);
+                    drop(m);
+                }
+            }
         } else {
             let e = &mut egress[usize::from(o)];
             let f = e.buf.push(m, &mut e.q);
             account(stats, usize::from(o), f);
         }
+    }
+    if let Some(st) = steering {
+        for (ring, buf) in st.to.iter_mut().flatten() {
+            if !buf.is_empty() {
+                handed(stats, buf.flush(ring));
+            }
+        }
+    }
+}
+
+/// Counts packets handed to other workers, and those their rings refused.
+#[inline]
+fn handed(stats: &WorkerStats, f: HandedOff) {
+    if f.sent > 0 {
+        bump(&stats.handed_off, u64::from(f.sent));
+    }
+    for _ in 0..f.dropped {
+        stats.drop_packet(DropReason::HandoffFull);
     }
 }
 

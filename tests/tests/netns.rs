@@ -440,7 +440,7 @@ s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4)
 while True:
     c, _ = s.accept(); c.sendall(b"x" * (1 << 20)); c.close()
 "#;
-    let mut servers = vec![
+    let mut servers = [
         in_ns(&t.ns[1], &["python3", "-c", server, "10.79.0.2", "8080"])
             .spawn()
             .unwrap(),

@@ -191,3 +191,112 @@ tx_desc = 512
     );
     assert_no_leak(&s);
 }
+
+/// Two workers, each flow's request on one worker's queue and its reply on the other's: the
+/// worker that owns the connection must see both, so each flow makes exactly one entry and
+/// exactly one of its two packets is handed over.
+#[test]
+fn two_workers_hand_each_packet_to_the_owner_of_its_connection() {
+    if !root_or_skip("two_workers_hand_each_packet_to_the_owner_of_its_connection") {
+        return;
+    }
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use std::net::Ipv4Addr;
+    const FLOWS: u32 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // Port a, queue q: the requests of flows i with i % 2 == q; port b, queue q: the replies of
+    // flows i with i % 2 != q.
+    let mut a = [Vec::new(), Vec::new()];
+    let mut b = [Vec::new(), Vec::new()];
+    for i in 0..FLOWS {
+        let client = Ipv4Addr::from(0x0a00_0000 + i);
+        let server = Ipv4Addr::from(0xc000_0200 + (i % 7));
+        let port = 20_000 + i as u16;
+        a[(i % 2) as usize]
+            .push(FrameSpec::new(IpSpec::v4(client, server), L4Spec::udp(port, 53, b"q")).build());
+        b[((i + 1) % 2) as usize]
+            .push(FrameSpec::new(IpSpec::v4(server, client), L4Spec::udp(53, port, b"a")).build());
+    }
+    for (name, frames) in [("a0", &a[0]), ("a1", &a[1]), ("b0", &b[0]), ("b1", &b[1])] {
+        write_frames(
+            &p(&format!("{name}.pcap")),
+            frames.iter().map(Vec::as_slice),
+        )
+        .unwrap();
+    }
+    let prefix = unique("rpho");
+    let dev = |port: &str| {
+        format!(
+            "net_pcap{prefix}{port},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+            p(&format!("{port}0.pcap")).display(),
+            p(&format!("{port}1.pcap")).display(),
+            p(&format!("{port}-tx0.pcap")).display(),
+            p(&format!("{port}-tx1.pcap")).display(),
+        )
+    };
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "{da}"
+[[port]]
+name = "b"
+device = "{db}"
+[bridge]
+pairs = [["a", "b"]]
+[workers]
+count = 2
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 8191
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+[conntrack]
+max = 4096
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
+        da = dev("a"),
+        db = dev("b"),
+        sock = p("m.sock").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--summary-json")
+        .arg(p("summary.json")));
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&p("summary.json"));
+    let total = u64::from(2 * FLOWS);
+    assert_eq!(s["rx_packets"].as_u64(), Some(total), "{s}");
+    assert_eq!(s["tx_packets"].as_u64(), Some(total), "{s}");
+    assert_eq!(s["handed_off"].as_u64(), Some(u64::from(FLOWS)), "{s}");
+    assert_eq!(
+        s["conntrack"]["created"].as_u64(),
+        Some(u64::from(FLOWS)),
+        "{s}"
+    );
+    assert_eq!(
+        s["conntrack"]["entries"].as_u64(),
+        Some(u64::from(FLOWS)),
+        "{s}"
+    );
+    assert_eq!(s["conntrack"]["clash"].as_u64(), Some(0), "{s}");
+    let forwarded_b: usize = ["a-tx0", "a-tx1", "b-tx0", "b-tx1"]
+        .iter()
+        .map(|n| read_frames(&p(&format!("{n}.pcap"))).unwrap().len())
+        .sum();
+    assert_eq!(forwarded_b as u64, total);
+    assert_no_leak(&s);
+}

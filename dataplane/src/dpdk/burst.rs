@@ -45,6 +45,23 @@ impl RxBurst {
         self.len
     }
 
+    /// Frees what is not yet taken and returns the pointer array to fill.
+    #[inline]
+    pub(crate) fn reset_for_fill(&mut self) -> &mut [*mut dpdk_sys::rte_mbuf; MAX_BURST] {
+        self.free_rest();
+        self.len = 0;
+        self.pos = 0;
+        &mut self.ptrs
+    }
+
+    /// After a fill of `n` owned, valid mbuf pointers into the array of
+    /// [`RxBurst::reset_for_fill`].
+    #[inline]
+    pub(crate) fn set_filled(&mut self, n: usize) {
+        self.len = n.min(MAX_BURST);
+        self.pos = 0;
+    }
+
     /// Packets left in the burst.
     #[inline]
     pub fn remaining(&self) -> usize {

@@ -84,6 +84,14 @@ impl Mbuf {
         self.hdr().port
     }
 
+    /// Records the port the packet arrived on (Rampart's port index, when a packet is handed
+    /// to another worker).
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: raw points to a live mbuf we own exclusively; `port` is a plain field.
+        unsafe { self.raw.as_mut().port = port };
+    }
+
     /// The bytes of the first segment.
     #[inline]
     pub fn data(&self) -> &[u8] {

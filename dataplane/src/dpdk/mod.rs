@@ -16,6 +16,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
 pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
@@ -24,6 +25,7 @@ pub use lcore::{LaunchError, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue};
+pub use ring::{handoff_ring, HandedOff, HandoffBuffer, RingRx, RingTx};
 
 use std::ffi::CStr;
 
@@ -65,6 +67,12 @@ pub enum DpdkError {
     AclTooManyRules,
     #[error("packet capture (pdump) unavailable: {msg} (rte_errno {code})")]
     Capture { code: i32, msg: String },
+    #[error("cannot create ring {name:?}: {msg} (rte_errno {code})")]
+    Ring {
+        name: String,
+        code: i32,
+        msg: String,
+    },
     #[error("lcore {0}: {1}")]
     Launch(u32, LaunchError),
 }
