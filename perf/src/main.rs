@@ -31,6 +31,9 @@ enum Kind {
 enum Command {
     /// Classifier lookups, builds and one-rule changes: the tree against rte_acl on ClassBench sets.
     Classify(perf::bench_classify::ClassifyArgs),
+    /// Connection tracking's cost on the pipeline: established traffic and new connections
+    /// with 1M+ tracked flows and a 10K-rule set, against pass-through in the same run.
+    Stateful(perf::bench_stateful::StatefulArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
     /// Write a generated capture.
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
+        Command::Stateful(a) => perf::bench_stateful::run(&a),
         Command::Forward {
             seconds,
             runs,

@@ -13,6 +13,13 @@
 //! - IPv4 rules live in a tree over 32-bit addresses (their ranges clipped to the v4-mapped block);
 //!   IPv6 rules in one over 128-bit addresses. An IPv4 packet whose addresses are not v4-mapped
 //!   (no parser produces one) takes a cold linear scan.
+//! - Conntrack state splits the rules before the cuts do: a packet has exactly one state, so
+//!   each state gets the trees of the rules that accept it, in which `--ctstate` is no longer
+//!   a condition to confirm. A rule with a state condition then prunes and covers like any
+//!   other (`-m conntrack --ctstate NEW` on every rule is common, and would otherwise keep
+//!   every rule in every leaf). States whose rule subsets are the same share their trees; a
+//!   set without state conditions builds one pair. A packet whose state is not exactly one
+//!   of the five bits takes the cold linear scan.
 //! - Lookup allocates nothing: it reads flat arrays of `u32` indexes and leaf entries.
 
 use super::cuts::{BuildRule, FamilyTree, Params, BURST, DIMS, DIM_DPORT, DIM_DST, DIM_PROTO};
@@ -62,9 +69,55 @@ pub struct Stats {
 /// The decision-tree classifier.
 #[derive(Clone, Debug)]
 pub struct Tree {
-    v4: FamilyTree<u32>,
-    v6: FamilyTree<u128>,
+    /// Distinct per-state trees.
+    v4: Vec<FamilyTree<u32>>,
+    v6: Vec<FamilyTree<u128>>,
+    /// The trees of each conntrack state, by the state's bit position.
+    v4_of: [u8; STATES],
+    v6_of: [u8; STATES],
     rules: usize,
+}
+
+/// Conntrack states (the bits of [`ct::ANY`]).
+const STATES: usize = 5;
+const _: () = assert!(ct::ANY == (1 << STATES) - 1);
+
+/// The index of a packet's state, when it is exactly one state bit.
+#[inline(always)]
+fn state_of(p: &PacketMeta) -> Option<usize> {
+    (p.ct_state.is_power_of_two() && p.ct_state <= ct::ANY)
+        .then(|| p.ct_state.trailing_zeros() as usize)
+}
+
+/// Builds the trees of one family: one per distinct subset of rules accepting a state.
+fn build_states<A: super::cuts::Word>(
+    rules: &[FlatRule],
+    family: Family,
+    widths: [u32; DIMS],
+    p: &Params,
+) -> (Vec<FamilyTree<A>>, [u8; STATES]) {
+    let mut subsets: Vec<Vec<bool>> = Vec::new();
+    let mut of = [0u8; STATES];
+    for (s, slot) in of.iter_mut().enumerate() {
+        let bit = 1u8 << s;
+        let subset: Vec<bool> = rules
+            .iter()
+            .map(|r| r.family == family && r.ct_states & bit != 0)
+            .collect();
+        let at = match subsets.iter().position(|x| *x == subset) {
+            Some(i) => i,
+            None => {
+                subsets.push(subset);
+                subsets.len() - 1
+            }
+        };
+        *slot = at as u8;
+    }
+    let trees = subsets
+        .iter()
+        .map(|subset| FamilyTree::build(partition(rules, family, subset), widths, p))
+        .collect();
+    (trees, of)
 }
 
 /// Start of the v4-mapped block `::ffff:0.0.0.0`.
@@ -84,20 +137,56 @@ impl Tree {
             max_depth: cfg.max_depth,
             max_bytes: cfg.max_memory_bytes,
         };
-        let v4 = partition(rules, Family::V4);
-        let v6 = partition(rules, Family::V6);
+        let (v4, v4_of) = build_states(rules, Family::V4, [32, 32, 16, 16, 8], &p);
+        let (v6, v6_of) = build_states(rules, Family::V6, [128, 128, 16, 16, 8], &p);
         Tree {
-            v4: FamilyTree::build(v4, [32, 32, 16, 16, 8], &p),
-            v6: FamilyTree::build(v6, [128, 128, 16, 16, 8], &p),
+            v4,
+            v6,
+            v4_of,
+            v6_of,
             rules: rules.len(),
         }
     }
 
+    /// Shape figures, summed over the per-state trees (depth and leaf length: the largest).
     pub fn stats(&self) -> Stats {
-        Stats {
-            v4: self.v4.stats(),
-            v6: self.v6.stats(),
+        fn sum(trees: impl Iterator<Item = TreeStats>) -> TreeStats {
+            let mut t = TreeStats::default();
+            let mut n = 0u64;
+            for s in trees {
+                n += 1;
+                t.partitions += s.partitions;
+                t.nodes += s.nodes;
+                t.child_refs += s.child_refs;
+                t.leaves += s.leaves;
+                t.leaf_entries += s.leaf_entries;
+                t.max_leaf = t.max_leaf.max(s.max_leaf);
+                t.max_depth = t.max_depth.max(s.max_depth);
+                t.bytes += s.bytes;
+                t.build_bytes = t.build_bytes.max(s.build_bytes);
+                t.budget_stops += s.budget_stops;
+                t.mean_leaf_depth_x100 += s.mean_leaf_depth_x100;
+                t.lockstep |= s.lockstep;
+            }
+            t.mean_leaf_depth_x100 /= n.max(1);
+            t
         }
+        Stats {
+            v4: sum(self.v4.iter().map(|t| t.stats())),
+            v6: sum(self.v6.iter().map(|t| t.stats())),
+        }
+    }
+
+    /// The IPv4 tree for a packet's state.
+    #[inline(always)]
+    fn v4_tree(&self, s: usize) -> &FamilyTree<u32> {
+        &self.v4[usize::from(self.v4_of[s])]
+    }
+
+    /// The IPv6 tree for a packet's state.
+    #[inline(always)]
+    fn v6_tree(&self, s: usize) -> &FamilyTree<u128> {
+        &self.v6[usize::from(self.v6_of[s])]
     }
 
     /// How many rules the tree was built from.
@@ -109,12 +198,15 @@ impl Tree {
     #[inline]
     pub fn first_match(&self, rules: &[FlatRule], p: &PacketMeta, from: u32, best: u32) -> u32 {
         let k = &p.key;
+        let Some(s) = state_of(p) else {
+            return cold_linear(rules, p, from, best, |_| false);
+        };
         match k.family {
             Family::V4 => match v4_key(p) {
-                Some(key) => self.v4.lookup(&key, p, rules, from, best),
+                Some(key) => self.v4_tree(s).lookup(&key, p, rules, from, best),
                 None => cold_linear(rules, p, from, best, |_| false),
             },
-            Family::V6 => self.v6.lookup(&v6_key(p), p, rules, from, best),
+            Family::V6 => self.v6_tree(s).lookup(&v6_key(p), p, rules, from, best),
         }
     }
 
@@ -130,13 +222,18 @@ impl Tree {
         skip: impl Fn(u32) -> bool + Copy,
     ) -> u32 {
         let k = &p.key;
+        let Some(s) = state_of(p) else {
+            return cold_linear(rules, p, from, best, skip);
+        };
         match k.family {
             Family::V4 => match v4_key(p) {
-                Some(key) => self.v4.lookup_skipping(&key, p, rules, from, best, skip),
+                Some(key) => self
+                    .v4_tree(s)
+                    .lookup_skipping(&key, p, rules, from, best, skip),
                 None => cold_linear(rules, p, from, best, skip),
             },
             Family::V6 => self
-                .v6
+                .v6_tree(s)
                 .lookup_skipping(&v6_key(p), p, rules, from, best, skip),
         }
     }
@@ -156,12 +253,13 @@ pub struct LookupCost {
 impl Tree {
     /// The work [`Classifier::classify`] does for `p` from `from` (for tuning and benchmarks).
     pub fn lookup_cost(&self, rules: &[FlatRule], p: &PacketMeta, from: u32) -> LookupCost {
-        let [trees, nodes, entries] = match p.key.family {
-            Family::V4 => match v4_key(p) {
-                Some(key) => self.v4.cost(&key, p, rules, from),
+        let [trees, nodes, entries] = match (p.key.family, state_of(p)) {
+            (_, None) => [0, 0, rules.len()],
+            (Family::V4, Some(s)) => match v4_key(p) {
+                Some(key) => self.v4_tree(s).cost(&key, p, rules, from),
                 None => [0, 0, rules.len()],
             },
-            Family::V6 => self.v6.cost(&v6_key(p), p, rules, from),
+            (Family::V6, Some(s)) => self.v6_tree(s).cost(&v6_key(p), p, rules, from),
         };
         LookupCost {
             trees,
@@ -200,61 +298,76 @@ impl Tree {
         out: &mut [u32],
         skip: impl Fn(u32) -> bool + Copy,
     ) {
-        let mut i4 = [0u8; BURST];
-        let mut n4 = 0;
-        let mut i6 = [0u8; BURST];
-        let mut n6 = 0;
+        // Packets grouped by the tree they walk: (family, tree index); most bursts need one or
+        // two groups.
+        let mut group = [u8::MAX; BURST];
         for (i, p) in pkts.iter().enumerate().take(BURST) {
             let k = &p.key;
-            match k.family {
-                Family::V4 if k.src.is_v4() && k.dst.is_v4() => {
-                    i4[n4] = i as u8;
-                    n4 += 1;
+            group[i] = match (k.family, state_of(p)) {
+                (Family::V4, Some(s)) if k.src.is_v4() && k.dst.is_v4() => self.v4_of[s],
+                (Family::V6, Some(s)) => 0x80 | self.v6_of[s],
+                _ => {
+                    out[i] = cold_linear(rules, p, from[i], u32::MAX, skip);
+                    u8::MAX
                 }
-                Family::V4 => out[i] = cold_linear(rules, p, from[i], u32::MAX, skip),
-                Family::V6 => {
-                    i6[n6] = i as u8;
-                    n6 += 1;
+            };
+        }
+        let n = pkts.len().min(BURST);
+        let mut done = 0u32;
+        let mut at = 0;
+        while at < n {
+            let g = group[at];
+            if g == u8::MAX || done & (1 << (g & 0x7) << if g & 0x80 != 0 { 8 } else { 0 }) != 0 {
+                at += 1;
+                continue;
+            }
+            done |= 1 << (g & 0x7) << if g & 0x80 != 0 { 8 } else { 0 };
+            let mut idx = [0u8; BURST];
+            let mut m = 0;
+            for (i, &gi) in group[..n].iter().enumerate().skip(at) {
+                if gi == g {
+                    idx[m] = i as u8;
+                    m += 1;
                 }
             }
-        }
-        if n4 > 0 {
-            let mut keys = [[0u32; KEY_WORDS]; BURST];
-            let mut best = [u32::MAX; BURST];
-            for (k, &i) in keys.iter_mut().zip(&i4[..n4]) {
-                *k = v4_key_of(&pkts[usize::from(i)]);
+            if g & 0x80 == 0 {
+                let mut keys = [[0u32; KEY_WORDS]; BURST];
+                let mut best = [u32::MAX; BURST];
+                for (k, &i) in keys.iter_mut().zip(&idx[..m]) {
+                    *k = v4_key_of(&pkts[usize::from(i)]);
+                }
+                self.v4[usize::from(g)].lookup_burst(
+                    &keys[..m],
+                    pkts,
+                    &idx[..m],
+                    rules,
+                    from,
+                    &mut best[..m],
+                    skip,
+                );
+                for (&i, &b) in idx[..m].iter().zip(&best) {
+                    out[usize::from(i)] = b;
+                }
+            } else {
+                let mut keys = [[0u128; KEY_WORDS]; BURST];
+                let mut best = [u32::MAX; BURST];
+                for (k, &i) in keys.iter_mut().zip(&idx[..m]) {
+                    *k = v6_key(&pkts[usize::from(i)]);
+                }
+                self.v6[usize::from(g & 0x7f)].lookup_burst(
+                    &keys[..m],
+                    pkts,
+                    &idx[..m],
+                    rules,
+                    from,
+                    &mut best[..m],
+                    skip,
+                );
+                for (&i, &b) in idx[..m].iter().zip(&best) {
+                    out[usize::from(i)] = b;
+                }
             }
-            self.v4.lookup_burst(
-                &keys[..n4],
-                pkts,
-                &i4[..n4],
-                rules,
-                from,
-                &mut best[..n4],
-                skip,
-            );
-            for (&i, &b) in i4[..n4].iter().zip(&best) {
-                out[usize::from(i)] = b;
-            }
-        }
-        if n6 > 0 {
-            let mut keys = [[0u128; KEY_WORDS]; BURST];
-            let mut best = [u32::MAX; BURST];
-            for (k, &i) in keys.iter_mut().zip(&i6[..n6]) {
-                *k = v6_key(&pkts[usize::from(i)]);
-            }
-            self.v6.lookup_burst(
-                &keys[..n6],
-                pkts,
-                &i6[..n6],
-                rules,
-                from,
-                &mut best[..n6],
-                skip,
-            );
-            for (&i, &b) in i6[..n6].iter().zip(&best) {
-                out[usize::from(i)] = b;
-            }
+            at += 1;
         }
     }
 }
@@ -312,11 +425,11 @@ fn cold_linear(
         .map_or(best, |i| i as u32)
 }
 
-/// Whether a rule has conditions beyond the 5-tuple and "any conntrack state".
+/// Whether a rule has conditions beyond the 5-tuple (its state condition holds in every tree
+/// it is in).
 fn needs_full_check(r: &FlatRule) -> bool {
     r.in_ports != ANY_PORT
         || r.out_ports != ANY_PORT
-        || r.ct_states != ct::ANY
         || r.tcp_flags.is_some()
         || r.frag != FragMatch::Any
 }
@@ -324,14 +437,15 @@ fn needs_full_check(r: &FlatRule) -> bool {
 /// One family's rules as build rules, split into partitions: small source range; small
 /// destination range (source large); both large. A range is small when it spans at most the square
 /// root of its dimension (a /16 or longer IPv4 prefix, /64 or longer IPv6).
-fn partition(rules: &[FlatRule], family: Family) -> Vec<Vec<BuildRule>> {
+/// Only the rules marked in `subset` take part.
+fn partition(rules: &[FlatRule], family: Family, subset: &[bool]) -> Vec<Vec<BuildRule>> {
     let mut parts = vec![Vec::new(), Vec::new(), Vec::new()];
     let half = match family {
         Family::V4 => 16,
         Family::V6 => 64,
     };
     for (idx, r) in rules.iter().enumerate() {
-        if r.family != family {
+        if r.family != family || !subset[idx] {
             continue;
         }
         let addr = |(lo, hi): (IpAddr128, IpAddr128)| -> Option<(u128, u128)> {
@@ -738,6 +852,52 @@ mod tests {
                 "{family:?}: the set was cut: {st:?}"
             );
         }
+    }
+
+    /// `--ctstate NEW` on every rule (as stateful rule sets are written) must not cost the
+    /// tree its pruning: the NEW trees are the trees of the same rules without the condition,
+    /// and states no rule accepts get trees without those rules.
+    #[test]
+    fn state_conditions_split_the_rules_instead_of_blocking_pruning() {
+        let plain = classbench::synth_rules(&classbench::SynthConfig {
+            rules: 2000,
+            family: Family::V4,
+            seed: 4,
+            default_rule: false,
+        });
+        let mut stateful = vec![{
+            let mut r = FlatRule::any(Family::V4, Action::Accept, 0);
+            r.ct_states = ct::ESTABLISHED | ct::RELATED;
+            r
+        }];
+        stateful.extend(plain.iter().map(|r| FlatRule {
+            ct_states: ct::NEW,
+            ..*r
+        }));
+        let t_plain = Tree::new(&plain);
+        let t_state = Tree::new(&stateful);
+        // NEW: the plain set (shifted by one index); ESTABLISHED and RELATED share the
+        // one-rule tree; INVALID and UNTRACKED match nothing.
+        assert_eq!(t_state.v4.len(), 3, "distinct subsets: NEW, EST+REL, none");
+        let new_tree = t_state.v4_tree(0).stats();
+        assert_eq!(new_tree.leaf_entries, t_plain.stats().v4.leaf_entries);
+        assert_eq!(new_tree.nodes, t_plain.stats().v4.nodes);
+        let mut pkts = classbench::synth_trace(&plain, 5, 4000);
+        for (i, p) in pkts.iter_mut().enumerate() {
+            p.ct_state = 1 << (i % 5);
+        }
+        let from = vec![0u32; pkts.len()];
+        assert_eq!(
+            tree(&t_state, &stateful, &pkts, &from),
+            linear(&stateful, &pkts, &from)
+        );
+        // A state that is not exactly one bit takes the linear scan, and agrees with it.
+        pkts[0].ct_state = ct::NEW | ct::INVALID;
+        pkts[1].ct_state = 0;
+        assert_eq!(
+            tree(&t_state, &stateful, &pkts[..2], &from[..2]),
+            linear(&stateful, &pkts[..2], &from[..2])
+        );
     }
 
     #[test]

@@ -1,0 +1,444 @@
+//! `rampart-perf stateful`: the cost of connection tracking, measured on the pipeline itself.
+//!
+//! One core, no packet I/O: frames sit in memory (one after the other, in the order they are
+//! judged, as a NIC's DMA leaves them) and go through `Bridge::judge_verdict` exactly as a
+//! worker calls it. For each table size (1M flows by default):
+//!
+//! - new connections: each flow's first packet classified against the rule set and its entry
+//!   created (connections per second per worker);
+//! - established traffic: packets of random established flows, both directions, through
+//!   conntrack and the rule set (a stateful set: `ESTABLISHED,RELATED` accept, then the
+//!   ClassBench-like ACL rules, then a default drop);
+//! - the baselines measured in the same run over the same frames: the pipeline with neither
+//!   rules nor tracking (pass-through: parse and bridge), and the rules without tracking;
+//! - memory per tracked flow, and what a full table does to new connections.
+//!
+//! Cycles come from the TSC, calibrated against the wall clock; each figure is the median of
+//! several runs, with its spread.
+
+use anyhow::{bail, Result};
+use dataplane::classify::classbench::{synth_rules, synth_trace, SynthConfig};
+use dataplane::classify::{ct, Action, FlatRule, Origin, RuleSet, Tree};
+use dataplane::filter::Filter;
+use dataplane::pipeline::{Bridge, Policy};
+use dataplane::track::{Tables, TrackConfig};
+use dataplane::verdict::{DropReason, Verdict};
+use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+use dataplane::wire::tcp::Flags;
+use dataplane::wire::{ip_proto, Family};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct StatefulArgs {
+    /// Tracked flows per case (K and M suffixes).
+    #[arg(long, value_delimiter = ',', default_value = "1M")]
+    pub flows: Vec<String>,
+    /// ACL rules in the rule set.
+    #[arg(long, default_value_t = 10_000)]
+    pub rules: usize,
+    /// Passes over the established packets per run.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Runs of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Write (or update in place) the results section of this markdown file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+const INSIDE: u16 = 0;
+const OUTSIDE: u16 = 1;
+/// Bytes reserved per frame in the frame arena.
+const STRIDE: usize = 128;
+
+/// Frames laid end to end.
+struct Arena {
+    bytes: Vec<u8>,
+    lens: Vec<u8>,
+    ingress: Vec<u16>,
+}
+
+impl Arena {
+    fn with_capacity(n: usize) -> Arena {
+        Arena {
+            bytes: Vec::with_capacity(n * STRIDE),
+            lens: Vec::with_capacity(n),
+            ingress: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, frame: &[u8], ingress: u16) {
+        assert!(frame.len() <= STRIDE);
+        let at = self.bytes.len();
+        self.bytes.resize(at + STRIDE, 0);
+        self.bytes[at..at + frame.len()].copy_from_slice(frame);
+        self.lens.push(frame.len() as u8);
+        self.ingress.push(ingress);
+    }
+
+    fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> (&[u8], u16) {
+        let at = i * STRIDE;
+        (
+            &self.bytes[at..at + usize::from(self.lens[i])],
+            self.ingress[i],
+        )
+    }
+}
+
+/// One flow: its first packet, its reply and a data packet each way once established.
+struct Flow {
+    open: Vec<Vec<u8>>,
+    /// `(frame, ingress)` of established traffic, one per direction.
+    data: [(Vec<u8>, u16); 2],
+}
+
+fn flow_frames(key: &dataplane::wire::FlowKey) -> Flow {
+    let (src, dst) = (key.src.to_v4().unwrap(), key.dst.to_v4().unwrap());
+    let (sp, dp) = (key.src_port.max(1), key.dst_port.max(1));
+    let fwd = IpSpec::v4(src, dst);
+    let rev = IpSpec::v4(dst, src);
+    if key.proto == ip_proto::TCP {
+        let seg =
+            |ip: &IpSpec, s: u16, d: u16, flags: Flags, seq: u32, ack: u32, payload: &[u8]| {
+                FrameSpec::new(
+                    ip.clone(),
+                    L4Spec::Tcp {
+                        sport: s,
+                        dport: d,
+                        seq,
+                        ack,
+                        flags,
+                        window: 0xffff,
+                        options: Vec::new(),
+                        payload: payload.to_vec(),
+                    },
+                )
+                .build()
+            };
+        // Data segments repeat the same sequence numbers (in-window retransmissions), so every
+        // pass over them stays ESTABLISHED.
+        Flow {
+            open: vec![
+                seg(&fwd, sp, dp, Flags::SYN, 100, 0, b""),
+                seg(&rev, dp, sp, Flags::SYN | Flags::ACK, 900, 101, b""),
+                seg(&fwd, sp, dp, Flags::ACK, 101, 901, b""),
+            ],
+            data: [
+                (seg(&fwd, sp, dp, Flags::ACK, 101, 901, b"0123"), INSIDE),
+                (seg(&rev, dp, sp, Flags::ACK, 901, 101, b"0123"), OUTSIDE),
+            ],
+        }
+    } else {
+        let udp = |ip: &IpSpec, s: u16, d: u16| {
+            FrameSpec::new(ip.clone(), L4Spec::udp(s, d, b"0123")).build()
+        };
+        Flow {
+            open: vec![udp(&fwd, sp, dp), udp(&rev, dp, sp)],
+            data: [(udp(&fwd, sp, dp), INSIDE), (udp(&rev, dp, sp), OUTSIDE)],
+        }
+    }
+}
+
+/// `ESTABLISHED,RELATED` accept, the ACL rules (one in four a drop), default drop.
+fn stateful_rules(n: usize, seed: u64) -> (RuleSet, Vec<FlatRule>) {
+    let mut acl = synth_rules(&SynthConfig {
+        rules: n,
+        family: Family::V4,
+        seed,
+        default_rule: false,
+    });
+    for (i, r) in acl.iter_mut().enumerate() {
+        if i % 4 == 3 {
+            r.action = Action::Drop;
+        }
+        r.ct_states = ct::NEW;
+    }
+    let mut rules = Vec::with_capacity(n + 2);
+    let mut est = FlatRule::any(Family::V4, Action::Accept, 0);
+    est.ct_states = ct::ESTABLISHED | ct::RELATED;
+    rules.push(est);
+    rules.extend(acl.iter().cloned());
+    rules.push(FlatRule::any(Family::V4, Action::Drop, 0));
+    for (i, r) in rules.iter_mut().enumerate() {
+        r.origin = i as u32;
+    }
+    let origins = (0..rules.len())
+        .map(|i| Origin {
+            file: "synthetic".into(),
+            line: i as u32,
+            label: format!("rule {i}"),
+        })
+        .collect();
+    let tree = Tree::new(&rules);
+    let rs = RuleSet::new(Family::V4, rules, origins, Vec::new()).with_classifier(Box::new(tree));
+    (rs, acl)
+}
+
+fn parse_count(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1_000),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1_000_000),
+        _ => (t, 1),
+    };
+    Ok(num.parse::<usize>()? * mul)
+}
+
+/// TSC ticks per second, against the monotonic clock.
+fn tsc_hz() -> f64 {
+    let (t0, c0) = (Instant::now(), dataplane::dpdk::tsc());
+    std::thread::sleep(Duration::from_millis(200));
+    let (t1, c1) = (Instant::now(), dataplane::dpdk::tsc());
+    (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median and spread (min..max) of runs.
+#[derive(Clone, Copy, Debug)]
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Figure {
+    fn of(mut v: Vec<f64>) -> Figure {
+        let m = median(&mut v);
+        Figure {
+            median: m,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn show(self, digits: usize) -> String {
+        format!(
+            "{:.d$} ({:.d$}..{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = digits
+        )
+    }
+}
+
+/// Judges every frame of `arena` `passes` times; returns TSC cycles per packet and how many
+/// were forwarded in the last pass.
+fn judge_all(
+    bridge: &Bridge,
+    filter: &Filter,
+    mut tables: Option<&mut Tables>,
+    arena: &Arena,
+    now_ns: u64,
+    passes: usize,
+) -> (f64, usize) {
+    let mut forwarded = 0;
+    let t0 = dataplane::dpdk::tsc();
+    for _ in 0..passes {
+        forwarded = 0;
+        for i in 0..arena.len() {
+            let (frame, ingress) = arena.get(i);
+            let v = bridge.judge_verdict(
+                filter,
+                tables.as_deref_mut(),
+                ingress,
+                frame,
+                now_ns,
+                |_, _| {},
+                |_, _| {},
+            );
+            forwarded += usize::from(matches!(v, Verdict::Forward(_)));
+        }
+    }
+    let cycles = dataplane::dpdk::tsc() - t0;
+    (cycles as f64 / (arena.len() * passes) as f64, forwarded)
+}
+
+/// One case's results.
+struct CaseResult {
+    flows: usize,
+    established: usize,
+    pass_through: Figure,
+    stateless: Figure,
+    stateful: Figure,
+    new_conn: Figure,
+    bytes_per_flow: f64,
+    full_drops: u64,
+}
+
+fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
+    let seed = 0x5eed_0000 + flows as u64;
+    eprintln!(
+        "rampart-perf: stateful: {flows} flows, {} rules: building",
+        args.rules
+    );
+    let (rules, acl) = stateful_rules(args.rules, seed);
+    let bridge = Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop);
+    let filter = Filter {
+        v4: Some(rules),
+        ..Filter::default()
+    };
+    let plain = Filter::default();
+    // Flows drawn inside the ACL rules (some of which drop), distinct 5-tuples.
+    let trace = synth_trace(&acl, seed ^ 0xabcd, flows + flows / 4);
+    let mut seen = std::collections::HashSet::with_capacity(flows);
+    let mut keys = Vec::with_capacity(flows);
+    for m in &trace {
+        let mut k = m.key;
+        if k.proto != ip_proto::TCP {
+            k.proto = ip_proto::UDP;
+        }
+        if k.src == k.dst || !seen.insert(k) {
+            continue;
+        }
+        keys.push(k);
+        if keys.len() == flows {
+            break;
+        }
+    }
+    if keys.len() < flows {
+        bail!("the trace gave only {} distinct flows", keys.len());
+    }
+    let mut open = Arena::with_capacity(flows * 3);
+    let mut firsts = Arena::with_capacity(flows);
+    let mut data: Vec<(Vec<u8>, u16)> = Vec::with_capacity(flows * 2);
+    for k in &keys {
+        let f = flow_frames(k);
+        firsts.push(&f.open[0], INSIDE);
+        for (i, fr) in f.open.iter().enumerate() {
+            open.push(fr, if i % 2 == 0 { INSIDE } else { OUTSIDE });
+        }
+        data.extend(f.data);
+    }
+    let mut cfg = TrackConfig::new(flows as u32);
+    cfg.conntrack.tcp.loose = false;
+    let mut tables = Tables::new(&cfg);
+    let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
+    let now = 1_000_000_000u64;
+
+    // New connections: first packets only, into an empty table; repeated on fresh tables.
+    let mut new_conn = Vec::new();
+    for _ in 0..args.runs {
+        tables.ct.flush();
+        let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, now, 1);
+        new_conn.push(hz / c / 1e6);
+    }
+    // Open every flow (handshakes and replies) and keep the established ones.
+    tables.ct.flush();
+    let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &open, now, 1);
+    let established = tables.ct.len() as usize;
+
+    // Established traffic, random flows, both directions, laid out in judging order.
+    let mut rng = dataplane::classify::classbench::SplitMix64(seed ^ 0x1234);
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut est = Arena::with_capacity(data.len());
+    for &i in &order {
+        est.push(&data[i].0, data[i].1);
+    }
+    drop(data);
+    let (mut pt, mut sl, mut sf) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_fwd = 0;
+    for _ in 0..args.runs {
+        pt.push(judge_all(&bridge, &plain, None, &est, now, args.passes).0);
+        sl.push(judge_all(&bridge, &filter, None, &est, now, args.passes).0);
+        let (c, fwd) = judge_all(&bridge, &filter, Some(&mut tables), &est, now, args.passes);
+        sf.push(c);
+        last_fwd = fwd;
+    }
+    eprintln!(
+        "rampart-perf: stateful: {established} of {flows} flows established; {last_fwd} of {} established packets forwarded",
+        est.len()
+    );
+
+    // A full table: new connections beyond capacity (all flows are assured by now).
+    let before = tables.ct.stats().ct_full;
+    let extra: Vec<_> = trace
+        .iter()
+        .filter_map(|m| {
+            let mut k = m.key;
+            k.proto = ip_proto::UDP;
+            k.src_port = k.src_port.wrapping_add(7);
+            (!seen.contains(&k) && k.src != k.dst).then_some(k)
+        })
+        .take(1000)
+        .collect();
+    let mut more = Arena::with_capacity(extra.len());
+    for k in &extra {
+        more.push(&flow_frames(k).open[0], INSIDE);
+    }
+    let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &more, now, 1);
+    let full_drops = tables.ct.stats().ct_full - before;
+    let _ = DropReason::CtFull;
+    Ok(CaseResult {
+        flows,
+        established,
+        pass_through: Figure::of(pt),
+        stateless: Figure::of(sl),
+        stateful: Figure::of(sf),
+        new_conn: Figure::of(new_conn),
+        bytes_per_flow,
+        full_drops,
+    })
+}
+
+pub fn run(args: &StatefulArgs) -> Result<()> {
+    let hz = tsc_hz();
+    let mut results = Vec::new();
+    for f in &args.flows {
+        results.push(run_case(args, parse_count(f)?, hz)?);
+    }
+    let mut table = String::from(
+        "| flows | established | pass-through (cycles/pkt) | rules, no tracking | rules + conntrack | added by tracking + rules | Mpps per worker (pipeline) | new connections (M/s) | memory per flow | new flows at a full table |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &results {
+        table += &format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {:.0} B | {} of 1000 dropped (ct_full) |\n",
+            r.flows,
+            r.established,
+            r.pass_through.show(1),
+            r.stateless.show(1),
+            r.stateful.show(1),
+            r.stateful.median - r.pass_through.median,
+            hz / r.stateful.median / 1e6,
+            r.new_conn.show(2),
+            r.bytes_per_flow,
+            r.full_drops,
+        );
+    }
+    println!("TSC {:.0} MHz, {} rules", hz / 1e6, args.rules);
+    print!("{table}");
+    if let Some(path) = &args.markdown {
+        let body = format!(
+            "Command: `rampart-perf stateful --flows {} --rules {}`; commit {}.\n\nMachine: {}\n\n\
+             The pipeline alone on one core (no packet I/O): frames in memory in judging order, \
+             random established flows in both directions, TSC {:.0} MHz. Medians of {} runs \
+             (min..max). Pass-through is the same pipeline with neither rules nor tracking \
+             (parse and bridge), measured in the same run over the same frames; the added cost \
+             is the stateful figure minus it. The rule set is `ESTABLISHED,RELATED -j ACCEPT`, \
+             {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}",
+            args.flows.join(","),
+            args.rules,
+            crate::report::commit(),
+            crate::report::machine("no hugepages"),
+            hz / 1e6,
+            args.runs,
+            args.rules,
+        );
+        crate::report::replace_section(path, "stateful", &body)?;
+    }
+    Ok(())
+}
