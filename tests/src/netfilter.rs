@@ -62,6 +62,8 @@ pub struct Outcome {
     /// The conntrack state the packet was given; `None` when it never reached a point where
     /// one is known (Linux: never seen by the FORWARD hook; Rampart: no rule judged it).
     pub ct_state: Option<String>,
+    /// Why it was dropped, when the side says (Rampart's drop reason); shown, not compared.
+    pub reason: Option<String>,
 }
 
 impl fmt::Display for Outcome {
@@ -71,7 +73,11 @@ impl fmt::Display for Outcome {
             "{} {}",
             if self.forwarded { "fwd " } else { "drop" },
             self.ct_state.as_deref().unwrap_or("-")
-        )
+        )?;
+        match &self.reason {
+            Some(r) if !self.forwarded && !r.starts_with("rule_") => write!(f, " ({r})"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -650,7 +656,8 @@ fn parse_frame_l3(frame: &[u8]) -> (Vec<u8>, L3) {
 }
 
 /// Fragments gathered by datagram; a datagram is complete when its pieces cover it without
-/// gap or overlap and the last has no more-fragments flag.
+/// gap or overlap and the last has no more-fragments flag. A datagram with overlapping pieces
+/// never completes (Linux discards such a queue, RFC 5722).
 #[derive(Default)]
 struct Reassembly {
     pieces: HashMap<DgId, Vec<(usize, bool, Vec<u8>)>>,
@@ -660,9 +667,11 @@ impl Reassembly {
     /// Adds a piece; returns the datagram's whole-packet key when this piece completes it.
     fn add(&mut self, dg: &DgId, offset: usize, more: bool, data: &[u8]) -> Option<Vec<u8>> {
         let v = self.pieces.entry(dg.clone()).or_default();
+        // A piece covering exactly the range of one already held is a duplicate and the first
+        // one stays, whatever its bytes, as in Linux's fragment queues.
         if !v
             .iter()
-            .any(|(o, m, d)| *o == offset && *m == more && d == data)
+            .any(|(o, _, d)| *o == offset && d.len() == data.len())
         {
             v.push((offset, more, data.to_vec()));
         }
@@ -855,6 +864,7 @@ fn attribute(frames: &[Vec<u8>], sides: &[Side], events: &[Event]) -> LinuxRun {
         Outcome {
             forwarded: false,
             ct_state: None,
+            reason: None,
         };
         n
     ];
@@ -956,6 +966,7 @@ pub fn rampart_replay(
             Outcome {
                 forwarded: v["verdict"] == "forward",
                 ct_state: v["ct_state"].as_str().map(str::to_string),
+                reason: v["reason"].as_str().map(str::to_string),
             }
         })
         .collect()
@@ -1049,12 +1060,12 @@ pub fn differences(linux: &Outcome, rampart: &Outcome, states: bool) -> Vec<Fiel
 pub fn table(rows: &[(usize, String, &Outcome, &Outcome, String)]) -> String {
     let w = rows.iter().map(|r| r.1.len()).max().unwrap_or(6).max(6);
     let mut s = format!(
-        "{:>4}  {:<w$}  {:<17}  {:<17}  note\n",
+        "{:>4}  {:<w$}  {:<17}  {:<32}  note\n",
         "idx", "packet", "linux", "rampart"
     );
     for (i, what, l, r, note) in rows {
         s += &format!(
-            "{i:>4}  {what:<w$}  {:<17}  {:<17}  {note}\n",
+            "{i:>4}  {what:<w$}  {:<17}  {:<32}  {note}\n",
             l.to_string(),
             r.to_string()
         );
@@ -1229,3 +1240,189 @@ for i, f in enumerate(frames):
 collect(max(len(frames) - 1, 0), time.monotonic() + 0.2)
 json.dump({"ct_count_after_flush": count, "events": events}, sys.stdout)
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+
+    fn spec_v4(l4: L4Spec) -> FrameSpec {
+        FrameSpec::new(
+            IpSpec::v4([10, 1, 0, 2].into(), [198, 51, 100, 20].into()),
+            l4,
+        )
+    }
+
+    fn spec_v6(l4: L4Spec) -> FrameSpec {
+        FrameSpec::new(
+            IpSpec::v6(
+                "fd00:1::2".parse().unwrap(),
+                "2001:db8:1::20".parse().unwrap(),
+            ),
+            l4,
+        )
+    }
+
+    fn egress(slot: usize, side: Side, frame: &[u8]) -> Event {
+        let mut data = frame.to_vec();
+        data[0..12].copy_from_slice(&[9; 12]); // MACs are not part of the key
+        Event::Egress { slot, side, data }
+    }
+
+    fn log(slot: usize, state: &str, frame: &[u8]) -> Event {
+        Event::Nflog {
+            slot,
+            state: state.into(),
+            data: frame[14..].to_vec(),
+        }
+    }
+
+    #[test]
+    fn identical_frames_are_told_apart_by_slot() {
+        let syn = spec_v4(L4Spec::tcp(1, 80, Flags::SYN)).build();
+        let frames = vec![syn.clone(), syn.clone()];
+        let sides = [Side::Inside, Side::Inside];
+        // Linux dropped the first copy and forwarded the second, both seen as NEW.
+        let events = [
+            log(0, "NEW", &syn),
+            log(1, "NEW", &syn),
+            egress(1, Side::Outside, &syn),
+        ];
+        let r = attribute(&frames, &sides, &events);
+        assert_eq!(r.strays, Vec::<String>::new());
+        assert!(!r.outcomes[0].forwarded && r.outcomes[1].forwarded);
+        assert_eq!(r.outcomes[0].ct_state.as_deref(), Some("NEW"));
+        assert_eq!(r.outcomes[1].ct_state.as_deref(), Some("NEW"));
+    }
+
+    #[test]
+    fn a_frame_out_on_the_side_it_came_in_is_a_stray() {
+        let syn = spec_v4(L4Spec::tcp(1, 80, Flags::SYN)).build();
+        let r = attribute(
+            std::slice::from_ref(&syn),
+            &[Side::Inside],
+            &[egress(0, Side::Inside, &syn)],
+        );
+        assert!(!r.outcomes[0].forwarded);
+        assert_eq!(r.strays.len(), 1, "{:?}", r.strays);
+        // A packet nobody sent is a stray too.
+        let other = spec_v4(L4Spec::tcp(2, 80, Flags::SYN)).build();
+        let r = attribute(&[syn], &[Side::Inside], &[log(0, "NEW", &other)]);
+        assert_eq!(
+            (r.outcomes[0].ct_state.as_deref(), r.strays.len()),
+            (None, 1)
+        );
+    }
+
+    /// Linux reassembles fragments (out of order here) and logs and forwards the whole datagram
+    /// (IPv6: without its Fragment header); every fragment gets that outcome.
+    #[test]
+    fn reassembled_datagrams_map_back_to_their_fragments() {
+        for (spec, whole_ident) in [
+            (spec_v4(L4Spec::udp(5, 7000, &[7; 900])), 0x77),
+            (spec_v6(L4Spec::udp(5, 7000, &[7; 900])), 0x77),
+        ] {
+            let spec = match spec.ip.clone() {
+                IpSpec::V4 { src, dst, .. } => FrameSpec {
+                    ip: IpSpec::V4 {
+                        src,
+                        dst,
+                        ttl: 64,
+                        ident: whole_ident,
+                        dont_frag: false,
+                        options: vec![],
+                    },
+                    ..spec
+                },
+                IpSpec::V6 { src, dst, .. } => FrameSpec {
+                    ip: IpSpec::V6 {
+                        src,
+                        dst,
+                        hop_limit: 64,
+                        ident: u32::from(whole_ident),
+                        ext: vec![],
+                    },
+                    ..spec
+                },
+            };
+            let frags = spec.fragments(400);
+            assert_eq!(frags.len(), 3);
+            let frames = vec![frags[2].clone(), frags[0].clone(), frags[1].clone()];
+            let whole = spec.build();
+            let sides = [Side::Outside; 3];
+            let events = [
+                log(2, "ESTABLISHED", &whole),
+                egress(2, Side::Inside, &whole),
+            ];
+            let r = attribute(&frames, &sides, &events);
+            assert!(r.strays.is_empty(), "{:?}", r.strays);
+            for o in &r.outcomes {
+                assert!(o.forwarded);
+                assert_eq!(o.ct_state.as_deref(), Some("ESTABLISHED"));
+            }
+            // Re-fragmented on the way out: the pieces are reassembled before matching.
+            let events: Vec<Event> = frags.iter().map(|f| egress(2, Side::Inside, f)).collect();
+            let r = attribute(&frames, &sides, &events);
+            assert!(r.strays.is_empty() && r.outcomes.iter().all(|o| o.forwarded));
+            // Nothing out, nothing logged: all dropped, no state.
+            let r = attribute(&frames, &sides, &[]);
+            assert!(r
+                .outcomes
+                .iter()
+                .all(|o| !o.forwarded && o.ct_state.is_none()));
+        }
+    }
+
+    #[test]
+    fn duplicate_fragment_ranges_keep_the_first_and_overlaps_never_complete() {
+        let dg = DgId {
+            family: 4,
+            src: vec![1, 1, 1, 1],
+            dst: vec![2, 2, 2, 2],
+            id: 1,
+            proto: 17,
+        };
+        let mut re = Reassembly::default();
+        assert_eq!(re.add(&dg, 8, false, &[2; 8]), None);
+        assert_eq!(re.add(&dg, 8, false, &[3; 8]), None);
+        let b = re.add(&dg, 0, true, &[1; 8]).unwrap();
+        assert_eq!(&b[10..], &[[1u8; 8], [2; 8]].concat()[..]);
+        let mut re = Reassembly::default();
+        re.add(&dg, 0, true, &[1; 16]);
+        assert_eq!(re.add(&dg, 8, false, &[2; 16]), None);
+    }
+
+    #[test]
+    fn vlan_tags_are_part_of_an_egress_key() {
+        let mut tagged = spec_v4(L4Spec::udp(5, 53, b"q"));
+        tagged.vlans[0] = Some(dataplane::wire::VlanTag {
+            tpid: 0x8100,
+            tci: 42,
+        });
+        let tagged = tagged.build();
+        let plain = spec_v4(L4Spec::udp(5, 53, b"q")).build();
+        let r = attribute(
+            std::slice::from_ref(&tagged),
+            &[Side::Inside],
+            &[egress(0, Side::Outside, &plain)],
+        );
+        assert!(!r.outcomes[0].forwarded && r.strays.len() == 1);
+        let r = attribute(
+            std::slice::from_ref(&tagged),
+            &[Side::Inside],
+            &[egress(0, Side::Outside, &tagged), log(0, "NEW", &plain)],
+        );
+        assert!(r.outcomes[0].forwarded && r.strays.is_empty());
+        assert_eq!(r.outcomes[0].ct_state.as_deref(), Some("NEW"));
+    }
+
+    #[test]
+    fn state_log_rules_cover_every_state_once() {
+        let text = state_log_rules();
+        for st in STATES {
+            assert_eq!(text.matches(&format!("--ctstate {st} ")).count(), 1);
+        }
+        assert!(text.starts_with("*mangle\n") && text.ends_with("COMMIT\n"));
+    }
+}

@@ -129,6 +129,15 @@ const FRAG_NO_FIRST: &str = "virtual reassembly buffers nothing: a non-first fra
 const FRAG_INCOMPLETE: &str = "virtual reassembly forwards fragments as they come; Linux \
     reassembles first and never forwards (nor tracks) a datagram whose last fragment is missing";
 
+const THREE_TAGS: &str = "Rampart parses at most two VLAN tags and drops deeper stacks \
+    (vlan_too_many_tags); the Linux bridge forwards any frame, unfiltered";
+const TWO_TAGS: &str = "br_netfilter filters IP under one VLAN tag only and passes a \
+    double-tagged frame unfiltered (no conntrack state); Rampart filters under two tags";
+const NON_IP: &str = "Rampart's non-IP policy forwards ARP and drops other ethertypes \
+    (non_ip_policy); the Linux bridge forwards them";
+const TRUNCATED: &str = "a truncated L4 header is dropped by Rampart's parser with its reason, \
+    before conntrack; Linux conntrack calls it INVALID (the verdict agrees)";
+
 /// The known, deliberate differences (docs/conntrack-vs-netfilter.md explains each), as
 /// (rule set or every one, scenario, packet index, field, reason).
 fn allowed_list() -> Vec<Allowed> {
@@ -159,6 +168,40 @@ fn allowed_list() -> Vec<Allowed> {
                 });
             }
         }
+    }
+    let corpus = [
+        (
+            "arp__detect-arp-03-vlan__input.pcap",
+            2,
+            Field::Verdict,
+            THREE_TAGS,
+        ),
+        ("detect-vlan-id__input.pcap", 0, Field::Verdict, THREE_TAGS),
+        (
+            "eve-flow-vlan-02__input.pcap",
+            2,
+            Field::Verdict,
+            THREE_TAGS,
+        ),
+        ("eve-flow-vlan-02__input.pcap", 1, Field::State, TWO_TAGS),
+        (
+            "decode-too-many-layers__input.pcap",
+            0,
+            Field::Verdict,
+            NON_IP,
+        ),
+        ("decode-unknown-1__input.pcap", 0, Field::Verdict, NON_IP),
+    ];
+    let truncated =
+        [0, 1, 2, 4, 5, 6].map(|i| ("decode-too-small__test.pcap", i, Field::State, TRUNCATED));
+    for (scenario, index, field, reason) in corpus.into_iter().chain(truncated) {
+        v.push(Allowed {
+            ruleset: Some("corpus-stateful"),
+            scenario,
+            index,
+            field,
+            reason,
+        });
     }
     v
 }
