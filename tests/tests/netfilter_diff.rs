@@ -471,6 +471,9 @@ fn corpus_matches_linux() {
         let mut rs = stateful(&inside4, &inside6);
         rs.name = "corpus-stateful";
         let (p4, p6) = write_rules(dir.path(), &rs);
+        // Ethernet frames with timestamps a microsecond apart: Linux gets them a millisecond
+        // apart, so neither side sees the capture's own pauses (and no timeout expires in one
+        // and not the other).
         let pcap = dir.path().join("in.pcap");
         control::pcap::write_frames(&pcap, frames.iter().map(|x| x.as_slice())).unwrap();
         // A fresh bridge per capture: captures reuse addresses, ports and fragment ids.
