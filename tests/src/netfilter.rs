@@ -127,24 +127,24 @@ fn ns_cmd(ns: &str, args: &[&str]) -> Command {
     c
 }
 
-/// The three namespaces of the Linux reference, deleted on drop.
-pub struct LinuxBridge {
-    pub inside_ns: String,
-    pub router_ns: String,
-    pub outside_ns: String,
+/// Three namespaces joined by two veth pairs, `vi` (inside) to `ri` (middle) and `ro` (middle)
+/// to `vo` (outside); what joins `ri` and `ro` is up to the user. Deleted on drop.
+pub struct Namespaces {
+    pub inside: String,
+    pub middle: String,
+    pub outside: String,
 }
 
-impl LinuxBridge {
-    /// Creates the namespaces, links and bridge, and sets the sysctls. Panics with the failing
-    /// command's output when the kernel lacks something.
-    pub fn create() -> LinuxBridge {
-        let tag = unique("");
-        let t = LinuxBridge {
-            inside_ns: format!("nfi{tag}"),
-            router_ns: format!("nfr{tag}"),
-            outside_ns: format!("nfo{tag}"),
+impl Namespaces {
+    /// Creates the namespaces and links, with IPv6 off and offloads off, links up.
+    fn create(tag: &str) -> Namespaces {
+        let u = unique("");
+        let t = Namespaces {
+            inside: format!("{tag}i{u}"),
+            middle: format!("{tag}m{u}"),
+            outside: format!("{tag}o{u}"),
         };
-        for ns in [&t.inside_ns, &t.router_ns, &t.outside_ns] {
+        for ns in [&t.inside, &t.middle, &t.outside] {
             run_ok(Command::new("ip").args(["netns", "add", ns]));
             // No IPv6 on any link: no router solicitations or MLD reports among the frames.
             for k in ["all", "default"] {
@@ -158,69 +158,14 @@ impl LinuxBridge {
                 ));
             }
         }
-        let r = t.router_ns.as_str();
-        let ip_r = |args: &[&str]| {
-            run_ok(Command::new("ip").arg("-n").arg(r).args(args));
-        };
-        ip_r(&[
-            "link",
-            "add",
-            "ri",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vi",
-            "netns",
-            &t.inside_ns,
-        ]);
-        ip_r(&[
-            "link",
-            "add",
-            "ro",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vo",
-            "netns",
-            &t.outside_ns,
-        ]);
-        ip_r(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-            "mcast_snooping",
-            "0",
-        ]);
-        for port in ["ri", "ro"] {
-            ip_r(&["link", "set", port, "master", "br0"]);
-            ip_r(&[
-                "link",
-                "set",
-                port,
-                "type",
-                "bridge_slave",
-                "learning",
-                "off",
-                "flood",
-                "on",
+        for (mine, peer, ns) in [("ri", "vi", &t.inside), ("ro", "vo", &t.outside)] {
+            t.ip_middle(&[
+                "link", "add", mine, "type", "veth", "peer", "name", peer, "netns", ns,
             ]);
         }
         // Frames cross exactly as injected: no offloads that would merge, split or skip checksum
         // verification (conntrack must verify checksums itself), and room for any corpus frame.
-        for (ns, dev) in [
-            (&t.inside_ns, "vi"),
-            (&t.router_ns, "ri"),
-            (&t.router_ns, "ro"),
-            (&t.outside_ns, "vo"),
-        ] {
+        for (ns, dev) in t.links() {
             run(&mut ns_cmd(
                 ns,
                 &[
@@ -229,41 +174,48 @@ impl LinuxBridge {
                 ],
             ));
             run_ok(&mut ns_cmd(ns, &["ip", "link", "set", dev, "mtu", "9000"]));
-            run_ok(&mut ns_cmd(ns, &["ip", "link", "set", dev, "up"]));
         }
-        ip_r(&["link", "set", "br0", "up"]);
-        for (k, v) in BRIDGE_SYSCTLS.iter().chain(CONNTRACK_SYSCTLS.iter()) {
-            t.sysctl(k, v);
-        }
-        t.wait_forwarding();
         t
     }
 
-    /// Waits until both bridge ports forward and every veth end has its carrier: carrier
-    /// changes reach the bridge through the kernel's link watcher, up to a second late, and
-    /// frames sent before that are lost.
-    fn wait_forwarding(&self) {
+    fn links(&self) -> [(&str, &str); 4] {
+        [
+            (&self.inside, "vi"),
+            (&self.middle, "ri"),
+            (&self.middle, "ro"),
+            (&self.outside, "vo"),
+        ]
+    }
+
+    fn ip_middle(&self, args: &[&str]) {
+        run_ok(Command::new("ip").arg("-n").arg(&self.middle).args(args));
+    }
+
+    fn set_up(&self) {
+        for (ns, dev) in self.links() {
+            run_ok(&mut ns_cmd(ns, &["ip", "link", "set", dev, "up"]));
+        }
+    }
+
+    /// Waits until every veth end has its carrier and, with `bridge`, both bridge ports
+    /// forward: carrier changes reach the bridge through the kernel's link watcher, up to a
+    /// second late, and frames sent before that are lost.
+    fn wait_ready(&self, bridge: bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let json = |args: &[&str]| -> serde_json::Value {
             let out = run(Command::new(args[0]).args(&args[1..]));
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
         };
         loop {
-            let ports = json(&["bridge", "-n", &self.router_ns, "-j", "link", "show"]);
-            let forwarding = ports.as_array().is_some_and(|a| {
-                ["ri", "ro"].iter().all(|p| {
-                    a.iter()
-                        .any(|l| l["ifname"] == *p && l["state"] == "forwarding")
-                })
-            });
-            let carrier = [
-                (&self.inside_ns, "vi"),
-                (&self.router_ns, "ri"),
-                (&self.router_ns, "ro"),
-                (&self.outside_ns, "vo"),
-            ]
-            .iter()
-            .all(|(ns, dev)| {
+            let ports = json(&["bridge", "-n", &self.middle, "-j", "link", "show"]);
+            let forwarding = !bridge
+                || ports.as_array().is_some_and(|a| {
+                    ["ri", "ro"].iter().all(|p| {
+                        a.iter()
+                            .any(|l| l["ifname"] == *p && l["state"] == "forwarding")
+                    })
+                });
+            let carrier = self.links().iter().all(|(ns, dev)| {
                 json(&["ip", "-n", ns, "-j", "link", "show", "dev", dev])[0]["flags"]
                     .as_array()
                     .is_some_and(|f| f.iter().any(|x| x == "LOWER_UP"))
@@ -273,47 +225,24 @@ impl LinuxBridge {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "bridge in {} not forwarding after 10 s: {ports}",
-                self.router_ns
+                "links in {} not ready after 10 s: {ports}",
+                self.middle
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
-    /// Sets a sysctl in the router namespace and checks that it took.
-    pub fn sysctl(&self, key: &str, value: &str) {
-        run_ok(&mut ns_cmd(
-            &self.router_ns,
-            &["sysctl", "-qw", &format!("{key}={value}")],
-        ));
-        let got = run_ok(&mut ns_cmd(&self.router_ns, &["sysctl", "-n", key]));
-        let got = String::from_utf8_lossy(&got.stdout);
-        assert_eq!(
-            got.trim(),
-            value,
-            "{key} did not take in {}",
-            self.router_ns
-        );
-    }
-
-    /// Loads the rule sets (iptables-save text; `None` loads an empty filter table, Linux's
-    /// ACCEPT policy) with the state-logging rules appended as a mangle table.
-    pub fn load_rules(&self, rules4: Option<&str>, rules6: Option<&str>) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (tool, rules, name) in [
-            ("iptables-restore", rules4, "rules.v4"),
-            ("ip6tables-restore", rules6, "rules.v6"),
-        ] {
-            let text = format!("{}{}", rules.unwrap_or(""), state_log_rules());
-            let p = dir.path().join(name);
-            std::fs::write(&p, text).expect("write rules");
-            run_ok(&mut ns_cmd(&self.router_ns, &[tool, p.to_str().unwrap()]));
-        }
-    }
-
-    /// Injects `frames` in order and reports, per frame, whether Linux forwarded it and which
-    /// conntrack state it had. Conntrack entries left by an earlier run are flushed first.
-    pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> LinuxRun {
+    /// Injects `frames` in order, `gap_us` apart, and attributes what left on the other side
+    /// (and, with `netfilter`, what NFLOG reported in the middle namespace, after a conntrack
+    /// flush there). With `probe`, first waits (up to 30 s) until an ARP request crosses.
+    fn inject(
+        &self,
+        frames: &[Vec<u8>],
+        inside: &[Prefix],
+        netfilter: bool,
+        gap_us: u64,
+        probe: bool,
+    ) -> Observed {
         let sides: Vec<Side> = frames.iter().map(|f| side_of(f, inside)).collect();
         let injected: Vec<serde_json::Value> = frames
             .iter()
@@ -331,11 +260,18 @@ impl LinuxBridge {
                 serde_json::json!({ "side": side.name(), "hex": hex(&f) })
             })
             .collect();
+        let probe_frame = probe.then(|| {
+            hex(&dataplane::wire::builder::arp_request(
+                dataplane::wire::MacAddr(MAC_INSIDE),
+                std::net::Ipv4Addr::new(169, 254, 0, 1),
+                std::net::Ipv4Addr::new(169, 254, 0, 2),
+            ))
+        });
         let cfg = serde_json::json!({
-            "router": self.router_ns,
-            "inside_ns": self.inside_ns, "inside_if": "vi",
-            "outside_ns": self.outside_ns, "outside_if": "vo",
-            "group": NFLOG_GROUP, "gap_us": GAP_US, "frames": injected,
+            "router": self.middle, "netfilter": netfilter, "probe": probe_frame,
+            "inside_ns": self.inside, "inside_if": "vi",
+            "outside_ns": self.outside, "outside_if": "vo",
+            "group": NFLOG_GROUP, "gap_us": gap_us, "frames": injected,
         });
         let out = python(INJECT_PY, &cfg.to_string());
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
@@ -358,10 +294,229 @@ impl LinuxBridge {
     }
 }
 
-impl Drop for LinuxBridge {
+impl Drop for Namespaces {
     fn drop(&mut self) {
-        for ns in [&self.inside_ns, &self.router_ns, &self.outside_ns] {
+        for ns in [&self.inside, &self.middle, &self.outside] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// The Linux reference: the middle namespace bridges `ri` and `ro` with br_netfilter on.
+pub struct LinuxBridge {
+    pub ns: Namespaces,
+}
+
+impl LinuxBridge {
+    /// Creates the namespaces, links and bridge, and sets the sysctls. Panics with the failing
+    /// command's output when the kernel lacks something.
+    pub fn create() -> LinuxBridge {
+        let ns = Namespaces::create("nf");
+        ns.ip_middle(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        for port in ["ri", "ro"] {
+            ns.ip_middle(&["link", "set", port, "master", "br0"]);
+            ns.ip_middle(&[
+                "link",
+                "set",
+                port,
+                "type",
+                "bridge_slave",
+                "learning",
+                "off",
+                "flood",
+                "on",
+            ]);
+        }
+        ns.set_up();
+        ns.ip_middle(&["link", "set", "br0", "up"]);
+        let t = LinuxBridge { ns };
+        for (k, v) in BRIDGE_SYSCTLS.iter().chain(CONNTRACK_SYSCTLS.iter()) {
+            t.sysctl(k, v);
+        }
+        t.ns.wait_ready(true);
+        t
+    }
+
+    /// Sets a sysctl in the router namespace and checks that it took.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let r = &self.ns.middle;
+        run_ok(&mut ns_cmd(
+            r,
+            &["sysctl", "-qw", &format!("{key}={value}")],
+        ));
+        let got = run_ok(&mut ns_cmd(r, &["sysctl", "-n", key]));
+        let got = String::from_utf8_lossy(&got.stdout);
+        assert_eq!(got.trim(), value, "{key} did not take in {r}");
+    }
+
+    /// Loads the rule sets (iptables-save text; `None` loads an empty filter table, Linux's
+    /// ACCEPT policy) with the state-logging rules appended as a mangle table.
+    pub fn load_rules(&self, rules4: Option<&str>, rules6: Option<&str>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (tool, rules, name) in [
+            ("iptables-restore", rules4, "rules.v4"),
+            ("ip6tables-restore", rules6, "rules.v6"),
+        ] {
+            let text = format!("{}{}", rules.unwrap_or(""), state_log_rules());
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write rules");
+            run_ok(&mut ns_cmd(&self.ns.middle, &[tool, p.to_str().unwrap()]));
+        }
+    }
+
+    /// Injects `frames` in order and reports, per frame, whether Linux forwarded it and which
+    /// conntrack state it had. Conntrack entries left by an earlier run are flushed first.
+    pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
+        self.ns.inject(frames, inside, true, GAP_US, false)
+    }
+}
+
+/// `rampart run` in the middle namespace, bridging `ri` and `ro` through `net_af_packet` ports;
+/// stopped on drop.
+pub struct RampartDaemon {
+    child: Option<std::process::Child>,
+    socket: std::path::PathBuf,
+    summary: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    // Dropped last: the daemon stops before its links go.
+    pub ns: Namespaces,
+}
+
+/// Microseconds between frames through the daemon: its worker polls on another core, so a
+/// frame takes longer to cross than through the kernel.
+const DAEMON_GAP_US: u64 = 2000;
+
+impl RampartDaemon {
+    /// Starts the daemon with the rule sets (iptables-save text) and waits until an ARP
+    /// request crosses it.
+    pub fn start(rules4: &str, rules6: &str) -> RampartDaemon {
+        let ns = Namespaces::create("rp");
+        ns.set_up();
+        ns.wait_ready(false);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p4, p6) = (dir.path().join("rules.v4"), dir.path().join("rules.v6"));
+        std::fs::write(&p4, rules4).expect("write rules");
+        std::fs::write(&p6, rules6).expect("write rules");
+        let prefix = unique("rpnf");
+        let socket = dir.path().join("m.sock");
+        let cfg = format!(
+            r#"
+[eal]
+args = {eal}
+[[port]]
+name = "inside"
+device = "net_af_packet{prefix}i,iface=ri,qpairs=1"
+[[port]]
+name = "outside"
+device = "net_af_packet{prefix}o,iface=ro,qpairs=1"
+[bridge]
+pairs = [["inside", "outside"]]
+[rules]
+ipv4 = "{p4}"
+ipv6 = "{p6}"
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 4095
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+            eal = crate::toml_array(&crate::test_eal_args(&prefix, "0@0,1@1")),
+            p4 = p4.display(),
+            p6 = p6.display(),
+            sock = socket.display(),
+        );
+        let cfg_path = dir.path().join("rampart.toml");
+        std::fs::write(&cfg_path, cfg).expect("write config");
+        let summary = dir.path().join("summary.json");
+        let child = ns_cmd(&ns.middle, &[])
+            .arg(crate::bin("rampart"))
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .arg("--summary-json")
+            .arg(&summary)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
+            .spawn()
+            .expect("start rampart");
+        let d = RampartDaemon {
+            child: Some(child),
+            socket,
+            summary,
+            dir,
+            ns,
+        };
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            d.ns.inject(&[], &[], false, DAEMON_GAP_US, true)
+        }));
+        if let Err(e) = probe {
+            let err = std::fs::read_to_string(d.dir.path().join("stderr.log")).unwrap_or_default();
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "probe failed".into());
+            panic!("no path through rampart: {why}\nrampart's stderr:\n{err}");
+        }
+        d
+    }
+
+    /// Forgets every connection (when the build tracks connections) and injects `frames`.
+    pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
+        let out = run(Command::new(crate::bin("rampart"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["conntrack", "flush"]));
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() || text.contains("not part of this build yet"),
+            "conntrack flush failed: {text}"
+        );
+        self.ns.inject(frames, inside, false, DAEMON_GAP_US, false)
+    }
+
+    /// Stops the daemon with SIGTERM; it must exit 0. Returns its summary.
+    pub fn stop(mut self) -> serde_json::Value {
+        let mut child = self.child.take().expect("running");
+        run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rampart did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let err = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        assert!(status.success(), "rampart exited {status}: {err}");
+        serde_json::from_str(&std::fs::read_to_string(&self.summary).expect("summary"))
+            .expect("summary JSON")
+    }
+}
+
+impl Drop for RampartDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -382,9 +537,9 @@ pub fn state_log_rules() -> String {
     s + "COMMIT\n"
 }
 
-/// Linux's answers for one run.
+/// What one run through the Linux bridge or the daemon showed.
 #[derive(Debug)]
-pub struct LinuxRun {
+pub struct Observed {
     pub outcomes: Vec<Outcome>,
     /// Frames that left the bridge or were logged but match no input frame (a harness fault or
     /// a packet Linux changed on the way), described.
@@ -797,7 +952,7 @@ fn keys(items: Vec<(usize, Vec<u8>, L3, String)>) -> Vec<(usize, Key, String)> {
 
 /// Attributes each observed packet to the latest input frame at or before its slot that it
 /// matches and that has no such observation yet.
-fn attribute(frames: &[Vec<u8>], sides: &[Side], events: &[Event]) -> LinuxRun {
+fn attribute(frames: &[Vec<u8>], sides: &[Side], events: &[Event]) -> Observed {
     // Input datagrams, numbered per identity: a capture may reuse an identification once a
     // datagram is complete, and each use is its own datagram.
     let mut dg_re = Reassembly::default();
@@ -915,7 +1070,7 @@ fn attribute(frames: &[Vec<u8>], sides: &[Side], events: &[Event]) -> LinuxRun {
             None => strays.push(format!("slot {slot}: logged {state}: {key}")),
         }
     }
-    LinuxRun {
+    Observed {
         outcomes,
         strays,
         send_errors,
@@ -1055,13 +1210,13 @@ pub fn differences(linux: &Outcome, rampart: &Outcome, states: bool) -> Vec<Fiel
     v
 }
 
-/// A per-packet table: index, packet, Linux, Rampart and a note (the differing fields or the
+/// A per-packet table: index, packet, the two outcomes (Linux's and Rampart's) and a note (the differing fields or the
 /// allow-list reason).
-pub fn table(rows: &[(usize, String, &Outcome, &Outcome, String)]) -> String {
+pub fn table(columns: [&str; 2], rows: &[(usize, String, &Outcome, &Outcome, String)]) -> String {
     let w = rows.iter().map(|r| r.1.len()).max().unwrap_or(6).max(6);
     let mut s = format!(
         "{:>4}  {:<w$}  {:<17}  {:<32}  note\n",
-        "idx", "packet", "linux", "rampart"
+        "idx", "packet", columns[0], columns[1]
     );
     for (i, what, l, r, note) in rows {
         s += &format!(
@@ -1154,22 +1309,24 @@ def nflog(payload):
 
 cfg = json.load(sys.stdin)
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-enter(cfg["router"])
-nl = Netlink()
-nl.request(SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, 0, b"")
-count = -1
-for _ in range(100):
-    with open("/proc/sys/net/netfilter/nf_conntrack_count") as f:
-        count = int(f.read())
-    if count == 0:
-        break
-    time.sleep(0.01)
-group = cfg["group"]
-nl.request(SUBSYS_ULOG, NFULNL_MSG_CONFIG, group, attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])))
-nl.request(SUBSYS_ULOG, NFULNL_MSG_CONFIG, group,
-           attr(NFULA_CFG_MODE, struct.pack(">IBB", 0xffff, NFULNL_COPY_PACKET, 0))
-           + attr(NFULA_CFG_QTHRESH, struct.pack(">I", 1))
-           + attr(NFULA_CFG_TIMEOUT, struct.pack(">I", 1)))
+count, nl = 0, None
+if cfg["netfilter"]:
+    enter(cfg["router"])
+    nl = Netlink()
+    nl.request(SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, 0, b"")
+    for _ in range(100):
+        with open("/proc/sys/net/netfilter/nf_conntrack_count") as f:
+            count = int(f.read())
+        if count == 0:
+            break
+        time.sleep(0.01)
+    group = cfg["group"]
+    nl.request(SUBSYS_ULOG, NFULNL_MSG_CONFIG, group, attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])))
+    nl.request(SUBSYS_ULOG, NFULNL_MSG_CONFIG, group,
+               attr(NFULA_CFG_MODE, struct.pack(">IBB", 0xffff, NFULNL_COPY_PACKET, 0))
+               + attr(NFULA_CFG_QTHRESH, struct.pack(">I", 1))
+               + attr(NFULA_CFG_TIMEOUT, struct.pack(">I", 1)))
+    nl.s.setblocking(False)
 
 socks = {}
 for side in ("inside", "outside"):
@@ -1186,7 +1343,7 @@ for side in ("inside", "outside"):
         except BlockingIOError:
             break
     socks[side] = s
-nl.s.setblocking(False)
+
 
 events = []
 names = {socks["inside"].fileno(): "inside", socks["outside"].fileno(): "outside"}
@@ -1207,7 +1364,8 @@ def receive(s):
 def collect(slot, until):
     while True:
         left = until - time.monotonic()
-        ready, _, _ = select.select([nl.s, socks["inside"], socks["outside"]], [], [], max(left, 0))
+        watched = [socks["inside"], socks["outside"]] + ([nl.s] if nl else [])
+        ready, _, _ = select.select(watched, [], [], max(left, 0))
         if not ready:
             if left <= 0:
                 return
@@ -1215,10 +1373,10 @@ def collect(slot, until):
         for s in ready:
             while True:
                 try:
-                    data = s.recv(1 << 17) if s is nl.s else receive(s)
+                    data = s.recv(1 << 17) if nl and s is nl.s else receive(s)
                 except BlockingIOError:
                     break
-                if s is nl.s:
+                if nl and s is nl.s:
                     for mtype, _seq, payload in messages(data):
                         if mtype == (SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:
                             prefix, pkt = nflog(payload)
@@ -1227,6 +1385,34 @@ def collect(slot, until):
                             raise OSError("nfnetlink error while logging")
                 else:
                     events.append({"slot": slot, "kind": "egress", "side": names[s.fileno()], "hex": data.hex()})
+
+def drain():
+    for s in socks.values():
+        while True:
+            try:
+                s.recv(1 << 17)
+            except BlockingIOError:
+                break
+
+if cfg["probe"]:
+    # Wait until a frame crosses (a daemon starting up), then forget what crossed.
+    probe = bytes.fromhex(cfg["probe"])
+    deadline = time.monotonic() + 30
+    crossed = False
+    while not crossed:
+        if time.monotonic() > deadline:
+            raise SystemExit("nothing crossed from inside to outside within 30 s")
+        socks["inside"].send(probe)
+        until = time.monotonic() + 0.1
+        while not crossed and time.monotonic() < until:
+            r, _, _ = select.select([socks["outside"]], [], [], 0.02)
+            if r:
+                try:
+                    crossed = receive(socks["outside"])[12:] == probe[12:]
+                except BlockingIOError:
+                    pass
+    time.sleep(0.05)
+    drain()
 
 gap = cfg["gap_us"] / 1e6
 frames = cfg["frames"]
