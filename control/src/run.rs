@@ -4,8 +4,8 @@
 use crate::config::{ClassifierKind, Config};
 use crate::daemon::{totals, ControlPlane};
 use dataplane::dpdk::{tsc_hz, DpdkError, Eal, LcoreId, Mempool, Port, PortConfig};
-use dataplane::stats::{StatsSnapshot, WorkerStats};
 use dataplane::dpdk::{RingRx, RingTx};
+use dataplane::stats::{StatsSnapshot, WorkerStats};
 use dataplane::worker::{Handoff, LogRecord, Worker};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

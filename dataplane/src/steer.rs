@@ -83,8 +83,12 @@ fn quoted_addresses(frame: &[u8], info: &PacketInfo) -> Option<(IpAddr128, IpAdd
         Family::V4 => {
             let src: [u8; 4] = inner.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = inner.get(16..20)?.try_into().ok()?;
-            (inner.first()? >> 4 == 4)
-                .then(|| (IpAddr128::from_v4_octets(src), IpAddr128::from_v4_octets(dst)))
+            (inner.first()? >> 4 == 4).then(|| {
+                (
+                    IpAddr128::from_v4_octets(src),
+                    IpAddr128::from_v4_octets(dst),
+                )
+            })
         }
         Family::V6 => {
             let src: [u8; 16] = inner.get(8..24)?.try_into().ok()?;

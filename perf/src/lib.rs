@@ -5,4 +5,5 @@ pub mod bench_classify;
 pub mod bench_stateful;
 pub mod bench_swap;
 pub mod report;
+pub mod scenarios;
 pub mod synth;

@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         expected: Option<PathBuf>,
     },
+    /// Write the connection tracking scenarios (NAME.pcap and NAME.txt per scenario).
+    GenScenarios {
+        #[arg(long, required_unless_present = "list")]
+        dir: Option<PathBuf>,
+        /// Only these scenarios (comma-separated); all by default.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Print the scenario names and exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Forwarding Mpps per worker of Rampart's bridge against `dpdk-testpmd` (io mode) on the
     /// same virtual devices, and their ratio.
     Forward {
@@ -78,6 +89,16 @@ fn main() -> Result<()> {
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
+        Command::GenScenarios { dir, only, list } => {
+            if list {
+                println!("{}", perf::scenarios::names().join("\n"));
+                return Ok(());
+            }
+            let dir = dir.context("--dir is required")?;
+            let n = perf::scenarios::write(&dir, &only)?.len();
+            eprintln!("rampart-perf: wrote {n} scenarios to {}", dir.display());
+            Ok(())
+        }
         Command::Forward {
             seconds,
             runs,

@@ -2,6 +2,8 @@
 //! Helpers for Rampart's integration tests: finding the built binaries, running them, deciding
 //! whether privileged tests may run, and naming DPDK file prefixes so tests run side by side.
 
+pub mod netfilter;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
