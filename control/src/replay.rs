@@ -143,10 +143,16 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             ct_state = state.name().into();
         }
         if let (Some(meta), Some(r)) = (judged.meta, judged.filter.rule()) {
-            if judged.state.is_none() {
+            if tables.is_none() {
+                // Without tracking every packet is judged as NEW.
                 ct_state = "NEW".into();
             }
-            if let Some(rs) = opts.filter.rules(meta.key.family) {
+            let rs = if judged.raw {
+                opts.filter.raw(meta.key.family)
+            } else {
+                opts.filter.rules(meta.key.family)
+            };
+            if let Some(rs) = rs {
                 rule = rule_json(rs, r);
             }
         }

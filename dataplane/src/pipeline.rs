@@ -33,6 +33,8 @@ pub struct Outcome {
     pub filter: FilterVerdict,
     /// The conntrack state the filter saw (IP packets the bridge would forward, with tracking).
     pub state: Option<CtState>,
+    /// `filter` came from the raw table (a raw-table DROP).
+    pub raw: bool,
 }
 
 /// What to do with a class of frames the bridge does not filter.
@@ -98,6 +100,7 @@ impl Bridge {
             meta: None,
             filter: FilterVerdict::Unfiltered,
             state: None,
+            raw: false,
         };
         let (Verdict::Forward(egress), Some(info)) = (verdict, info) else {
             return out;
@@ -111,7 +114,8 @@ impl Bridge {
             );
             out.meta = Some(j.meta);
             out.filter = j.filter;
-            out.state = Some(j.state);
+            out.state = j.state;
+            out.raw = j.raw;
             out.verdict = j.verdict;
             return out;
         }

@@ -97,13 +97,16 @@ pub struct IpJudgement {
     pub verdict: Verdict,
     /// The filter's verdict (for a later fragment: its first fragment's).
     pub filter: FilterVerdict,
-    /// The conntrack state the filter saw.
-    pub state: CtState,
+    /// The conntrack state the filter saw; `None` when the packet never reached conntrack (a
+    /// fragment virtual reassembly refused, a raw-table DROP).
+    pub state: Option<CtState>,
     /// What the filter looked at.
     pub meta: PacketMeta,
     /// Whether `filter` was decided for this packet (not inherited by a later fragment), so its
     /// rule is counted.
     pub judged: bool,
+    /// `filter` is the raw table's verdict (a raw-table DROP): its rule indexes the raw rule set.
+    pub raw: bool,
 }
 
 /// Judges one IP packet (`key` is `info.flow`) that the bridge forwards from `ingress` to
@@ -136,17 +139,19 @@ pub fn judge_tracked(
                         Verdict::Drop(DropReason::RuleDrop)
                     },
                     filter: first.filter,
-                    state: first.state,
+                    state: Some(first.state),
                     meta,
                     judged: false,
+                    raw: false,
                 }
             }
             Err(e) => IpJudgement {
                 verdict: Verdict::Drop(DropReason::Fragment(e)),
                 filter: FilterVerdict::Unfiltered,
-                state: CtState::Invalid,
+                state: None,
                 meta,
                 judged: false,
+                raw: false,
             },
         };
     }
@@ -165,9 +170,10 @@ pub fn judge_tracked(
             return IpJudgement {
                 verdict: Verdict::Drop(DropReason::RuleDrop),
                 filter: FilterVerdict::Drop { rule: j.rule },
-                state: CtState::Invalid,
+                state: None,
                 meta,
                 judged: false,
+                raw: true,
             };
         }
         notrack = j.notrack;
@@ -211,8 +217,9 @@ pub fn judge_tracked(
     IpJudgement {
         verdict,
         filter: fv,
-        state,
+        state: Some(state),
         meta,
         judged: true,
+        raw: false,
     }
 }

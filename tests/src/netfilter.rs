@@ -272,6 +272,7 @@ impl Namespaces {
             "inside_ns": self.inside, "inside_if": "vi",
             "outside_ns": self.outside, "outside_if": "vo",
             "group": NFLOG_GROUP, "gap_us": gap_us, "frames": injected,
+            "causal": !netfilter,
         });
         let out = python(INJECT_PY, &cfg.to_string());
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
@@ -394,9 +395,9 @@ pub struct RampartDaemon {
     pub ns: Namespaces,
 }
 
-/// Microseconds between frames through the daemon: its worker polls on another core, so a
-/// frame takes longer to cross than through the kernel.
-const DAEMON_GAP_US: u64 = 2000;
+/// The most microseconds a frame may take to cross the daemon before the injector counts it
+/// dropped and sends the next (it moves on as soon as the frame came out).
+const DAEMON_GAP_US: u64 = 30_000;
 
 impl RampartDaemon {
     /// Starts the daemon with the rule sets (iptables-save text) and waits until an ARP
@@ -1361,7 +1362,7 @@ def receive(s):
                 data = data[:12] + struct.pack(">HH", tpid, tci) + data[12:]
     return data
 
-def collect(slot, until):
+def collect(slot, until, first_egress=False):
     while True:
         left = until - time.monotonic()
         watched = [socks["inside"], socks["outside"]] + ([nl.s] if nl else [])
@@ -1385,6 +1386,8 @@ def collect(slot, until):
                             raise OSError("nfnetlink error while logging")
                 else:
                     events.append({"slot": slot, "kind": "egress", "side": names[s.fileno()], "hex": data.hex()})
+                    if first_egress:
+                        return
 
 def drain():
     for s in socks.values():
@@ -1422,7 +1425,14 @@ for i, f in enumerate(frames):
         socks[f["side"]].send(bytes.fromhex(f["hex"]))
     except OSError as e:
         events.append({"slot": i, "kind": "send_error", "error": str(e)})
-    collect(i, t0 + gap)
+    if cfg["causal"]:
+        # A user-space forwarder may be descheduled for longer than the gap; the next frame
+        # waits until this one came out (or the gap ran out: dropped), so frames on the two
+        # ports are never seen out of order, as in traffic where replies answer what arrived.
+        collect(i, t0 + gap, first_egress=True)
+        collect(i, time.monotonic() + 0.0005)
+    else:
+        collect(i, t0 + gap)
 # Stragglers: collect until 200 ms pass with nothing new (at most 2 s).
 for _ in range(10):
     seen = len(events)

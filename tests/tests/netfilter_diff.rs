@@ -138,6 +138,27 @@ const NON_IP: &str = "Rampart's non-IP policy forwards ARP and drops other ether
     (non_ip_policy); the Linux bridge forwards them";
 const TRUNCATED: &str = "a truncated L4 header is dropped by Rampart's parser with its reason, \
     before conntrack; Linux conntrack calls it INVALID (the verdict agrees)";
+const BAD_OPTIONS: &str = "malformed IPv4 options (a security option of length 2, an option \
+    running past the header) are dropped by Rampart's parser (ipv4_bad_options); the Linux \
+    bridge forwards them without reading the options";
+const GENERIC_SCTP: &str = "SCTP is tracked by Rampart's generic tracker (address pair and \
+    protocol: NEW, then ESTABLISHED); Linux's SCTP tracker finds a first chunk other than INIT \
+    INVALID";
+const TINY_FRAGMENT: &str = "a first fragment too short to hold the TCP header, and a fragment \
+    at offset 8 that would overwrite it, are dropped (ipv4_tiny_fragment, ipv4_bad_fragment, \
+    RFC 1858 and RFC 3128); Linux reassembles the overlapping pieces and forwards the datagram; \
+    the fragment after them then finds no first fragment (frag_no_first) and never reaches \
+    conntrack";
+const FRAG_CHECKSUM: &str = "the L4 checksum of a fragmented datagram covers bytes spread over \
+    its fragments, which virtual reassembly does not keep, so Rampart cannot check it; Linux \
+    checks the reassembled datagram and finds the checksum of this overlapping set wrong \
+    (INVALID)";
+const FRAG_REPEAT_STATE: &str = "virtual reassembly drops a fragment repeating a range already \
+    seen before it reaches conntrack (frag_duplicate, no state); Linux reassembles the set into \
+    a datagram its conntrack finds INVALID (the verdict agrees)";
+const FRAG_DUPLICATE: &str = "a fragment repeating a range already seen is dropped alone \
+    (frag_duplicate); Linux's reassembly absorbs the repeat and re-fragments the datagram, and \
+    the attribution by content credits the copy it sends to the repeat";
 
 /// The known, deliberate differences (docs/conntrack-vs-netfilter.md explains each), as
 /// (rule set or every one, scenario, packet index, field, reason).
@@ -195,7 +216,66 @@ fn allowed_list() -> Vec<Allowed> {
     ];
     let truncated =
         [0, 1, 2, 4, 5, 6].map(|i| ("decode-too-small__test.pcap", i, Field::State, TRUNCATED));
-    for (scenario, index, field, reason) in corpus.into_iter().chain(truncated) {
+    let mut more = vec![
+        (
+            "ipv6-evasion__ipv6-malformed-fragments-1__frag-1.pcap",
+            7,
+            Field::State,
+            FRAG_REPEAT_STATE,
+        ),
+        (
+            "ipv6-evasion__ipv6-malformed-fragments-25__frag-25.pcap",
+            7,
+            Field::State,
+            TRUNCATED,
+        ),
+        (
+            "ipv6-evasion__ipv6-malformed-fragments-2__frag-2.pcap",
+            7,
+            Field::Verdict,
+            FRAG_DUPLICATE,
+        ),
+        (
+            "ipv6-evasion__ipv6-malformed-fragments-2__frag-2.pcap",
+            7,
+            Field::State,
+            FRAG_DUPLICATE,
+        ),
+    ];
+    for field in [Field::Verdict, Field::State] {
+        more.push((
+            "bug-7414-decoder-event-01__ip_secopt.pcap",
+            2,
+            field,
+            BAD_OPTIONS,
+        ));
+        more.push(("decode-sctp-01__input.pcap", 0, field, GENERIC_SCTP));
+        for i in [4, 5, 8] {
+            more.push((
+                "ipv6-evasion__ipv6-malformed-fragments-1__frag-1.pcap",
+                i,
+                field,
+                FRAG_CHECKSUM,
+            ));
+        }
+        for capture in [
+            "defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn__frag-eth-vlan-ip-tcp-syn.pcap",
+            "defrag__bug-6887-defrag-ipv4-tcp-syn__frag-ip-tcp-syn.pcap",
+        ] {
+            for i in [0, 1, 2] {
+                more.push((capture, i, field, TINY_FRAGMENT));
+            }
+        }
+    }
+    // MPLS and other ethertypes in the tcpreplay captures (the same frames in both files).
+    for capture in ["test.pcap", "test_rewrite_vlan802.1ad.pcap"] {
+        for i in [
+            10, 113, 115, 123, 132, 134, 136, 138, 141, 149, 156, 169, 173, 174, 175, 176, 177, 178,
+        ] {
+            more.push((capture, i, Field::Verdict, NON_IP));
+        }
+    }
+    for (scenario, index, field, reason) in corpus.into_iter().chain(truncated).chain(more) {
         v.push(Allowed {
             ruleset: Some("corpus-stateful"),
             scenario,
@@ -491,8 +571,12 @@ fn daemon_matches_linux_and_replay() {
             "mbuf leak: {summary}"
         );
         out += &format!(
-            "daemon under {}: {packets} packets injected, rx {} tx {}\n",
-            rs.name, summary["rx_packets"], summary["tx_packets"]
+            "daemon under {}: {packets} packets injected, rx {} tx {}, drops {}, conntrack {}\n",
+            rs.name,
+            summary["rx_packets"],
+            summary["tx_packets"],
+            summary["drops"],
+            summary["conntrack"]
         );
     }
     eprintln!("{out}");
