@@ -408,3 +408,107 @@ COMMIT
     let e = compile_raw(&parsed).expect_err("LOG in raw is refused");
     assert!(e[0].to_string().contains("raw table"), "{}", e[0]);
 }
+
+/// An established connection's verdict comes from its entry until the rule set changes; a
+/// rule set that logs keeps logging every packet.
+#[test]
+fn cached_verdicts_end_with_their_rule_set_and_never_skip_a_log() {
+    let mut r = Rig::new(STATEFUL, 1024);
+    let (a, b) = (1000u32, 5000u32);
+    let syn = tcp(CLIENT, SERVER, 40000, 80, Flags::SYN, a, 0, b"");
+    let synack = tcp(
+        SERVER,
+        CLIENT,
+        80,
+        40000,
+        Flags::SYN | Flags::ACK,
+        b,
+        a + 1,
+        b"",
+    );
+    let ack = tcp(CLIENT, SERVER, 40000, 80, Flags::ACK, a + 1, b + 1, b"");
+    let reply = tcp(SERVER, CLIENT, 80, 40000, Flags::ACK, b + 1, a + 1, b"data");
+    assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
+    assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
+    for _ in 0..3 {
+        assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+        assert_eq!(r.send(OUTSIDE, &reply).0, FWD_OUT);
+    }
+    // The operator now refuses the server's traffic: the very next packet is dropped.
+    let ports = ["inside".to_string(), "outside".to_string()];
+    let swap = |text: &str| {
+        let parsed = parse_iptables("swap.rules", text, Family::V4, &ports).unwrap();
+        Filter {
+            v4: Some(compile_parsed(&parsed, Hook::Forward).unwrap()),
+            ..Filter::default()
+        }
+    };
+    r.filter = swap(
+        // Rule 0 (the index cached under the old set) accepts, but not this packet.
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p udp --dport 9 -j ACCEPT\n\
+         -A FORWARD -i outside -p tcp --sport 80 -j DROP\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n",
+    );
+    assert_eq!(
+        r.send(OUTSIDE, &reply),
+        (DROPPED, Some(CtState::Established))
+    );
+    assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+    // A rule set that logs established packets logs each of them.
+    r.filter = swap(
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate ESTABLISHED -j LOG --log-prefix est\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n",
+    );
+    let mut logged = 0;
+    for _ in 0..5 {
+        r.now += SEC / 1000;
+        let o = r.bridge.judge(
+            &r.filter,
+            Some(&mut r.tables),
+            INSIDE,
+            &ack,
+            r.now,
+            |_, _| logged += 1,
+        );
+        assert_eq!(o.verdict, FWD_IN);
+    }
+    assert_eq!(logged, 5);
+}
+
+/// Rules on TCP flags make a verdict depend on each segment: nothing is cached.
+#[test]
+fn tcp_flag_rules_are_judged_per_segment() {
+    let rules = "*filter\n:FORWARD DROP [0:0]\n\
+        -A FORWARD -p tcp --tcp-flags FIN FIN -j DROP\n\
+        -A FORWARD -m conntrack --ctstate ESTABLISHED,NEW -j ACCEPT\nCOMMIT\n";
+    let mut r = Rig::new(rules, 1024);
+    let (a, b) = (1000u32, 5000u32);
+    let syn = tcp(CLIENT, SERVER, 40000, 80, Flags::SYN, a, 0, b"");
+    let synack = tcp(
+        SERVER,
+        CLIENT,
+        80,
+        40000,
+        Flags::SYN | Flags::ACK,
+        b,
+        a + 1,
+        b"",
+    );
+    let ack = tcp(CLIENT, SERVER, 40000, 80, Flags::ACK, a + 1, b + 1, b"");
+    let fin = tcp(
+        CLIENT,
+        SERVER,
+        40000,
+        80,
+        Flags::ACK | Flags::FIN,
+        a + 1,
+        b + 1,
+        b"",
+    );
+    assert!(!r.filter.v4.as_ref().unwrap().cacheable);
+    assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
+    assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
+    assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+    assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+    assert_eq!(r.send(INSIDE, &fin).0, DROPPED);
+}

@@ -109,6 +109,51 @@ pub struct IpJudgement {
     pub raw: bool,
 }
 
+/// Cached verdict tags: the rule index, and the ingress port above it.
+const TAG_PORT_SHIFT: u32 = 24;
+const TAG_RULE_MASK: u32 = (1 << TAG_PORT_SHIFT) - 1;
+
+/// The filter's verdict for an ESTABLISHED packet of a cacheable rule set: the one cached in
+/// its entry for its direction and ingress port under this rule set, else the rule set's
+/// (cached unless a LOG rule fired: every packet must be logged).
+#[inline]
+fn judge_established(
+    rs: &crate::classify::RuleSet,
+    tables: &mut Tables,
+    t: &conntrack::Tracked,
+    meta: &PacketMeta,
+    ingress: u16,
+    mut on_log: impl FnMut(u32, &LogSpec),
+) -> FilterVerdict {
+    let Some(id) = t.entry() else {
+        return judge_rules(rs, meta, on_log);
+    };
+    if let Some(tag) = tables.ct.verdict(id, t.dir, rs.epoch) {
+        let rule = tag & TAG_RULE_MASK;
+        if tag >> TAG_PORT_SHIFT == u32::from(ingress) {
+            if let Some(r) = rs.rules.get(rule as usize) {
+                return match r.action {
+                    Action::Accept => FilterVerdict::Accept { rule },
+                    Action::Reject(with) => FilterVerdict::Reject { rule, with },
+                    _ => FilterVerdict::Drop { rule },
+                };
+            }
+        }
+    }
+    let mut logged = false;
+    let fv = judge_rules(rs, meta, |i, l| {
+        logged = true;
+        on_log(i, l)
+    });
+    if let Some(rule) = fv.rule() {
+        if !logged && rule <= TAG_RULE_MASK && ingress < 64 {
+            let tag = rule | u32::from(ingress) << TAG_PORT_SHIFT;
+            tables.ct.set_verdict(id, t.dir, rs.epoch, tag);
+        }
+    }
+    fv
+}
+
 /// Judges one IP packet (`key` is `info.flow`) that the bridge forwards from `ingress` to
 /// `egress`, through the stages of the module docs. `on_log` as in [`Filter::judge`].
 #[allow(clippy::too_many_arguments)]
@@ -184,10 +229,14 @@ pub fn judge_tracked(
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
 
-    // 4. The filter.
-    let fv = match filter.rules(key.family) {
-        Some(rs) => judge_rules(rs, &meta, on_log),
-        None => FilterVerdict::Unfiltered,
+    // 4. The filter: an established connection's verdict comes from its entry while the rule
+    //    set is the one that gave it.
+    let fv = match (filter.rules(key.family), tracked) {
+        (Some(rs), Some(t)) if rs.cacheable && t.state == CtState::Established => {
+            judge_established(rs, tables, &t, &meta, ingress, on_log)
+        }
+        (Some(rs), _) => judge_rules(rs, &meta, on_log),
+        (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });
     let mut verdict = match fv {

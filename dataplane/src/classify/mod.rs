@@ -211,7 +211,17 @@ pub struct RuleSet {
     pub origins: Vec<Origin>,
     pub logs: Vec<LogSpec>,
     classifier: Box<dyn Classifier>,
+    /// Unique per rule set built in this process: what conntrack's cached verdicts are keyed by
+    /// (a swap brings a new epoch, so cached verdicts of the old set are never used).
+    pub epoch: u32,
+    /// Whether the verdict for the packets of one connection in one direction, in one state,
+    /// from one port, is always the same: no rule looks at TCP flags (the only per-packet
+    /// condition besides those).
+    pub cacheable: bool,
 }
+
+/// The next [`RuleSet::epoch`] (0 is never given).
+static NEXT_EPOCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,12 +256,17 @@ impl RuleSet {
         origins: Vec<Origin>,
         logs: Vec<LogSpec>,
     ) -> RuleSet {
+        let cacheable = rules.iter().all(|r| r.tcp_flags.is_none());
         RuleSet {
             family,
             rules,
             origins,
             logs,
             classifier: Box::new(Linear),
+            epoch: NEXT_EPOCH
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .max(1),
+            cacheable,
         }
     }
 

@@ -800,9 +800,24 @@ fn list_and_flush() {
 fn verdict_cache_by_epoch() {
     let mut ct = table(16);
     let id = handshake(&mut ct).entry().unwrap();
-    assert_eq!(ct.verdict(id, 1), None);
-    ct.set_verdict(id, 1, 42);
-    assert_eq!((ct.verdict(id, 1), ct.verdict(id, 2)), (Some(42), None));
+    assert_eq!(ct.verdict(id, Dir::Orig, 1), None);
+    ct.set_verdict(id, Dir::Orig, 1, 42);
+    assert_eq!(
+        (ct.verdict(id, Dir::Orig, 1), ct.verdict(id, Dir::Orig, 2)),
+        (Some(42), None)
+    );
+    assert_eq!(ct.verdict(id, Dir::Reply, 1), None, "per direction");
+    ct.set_verdict(id, Dir::Reply, 1, 7);
+    assert_eq!(
+        (ct.verdict(id, Dir::Orig, 1), ct.verdict(id, Dir::Reply, 1)),
+        (Some(42), Some(7))
+    );
+    // A new rule set epoch forgets both directions' verdicts.
+    ct.set_verdict(id, Dir::Reply, 2, 8);
+    assert_eq!(
+        (ct.verdict(id, Dir::Orig, 2), ct.verdict(id, Dir::Reply, 2)),
+        (None, Some(8))
+    );
 }
 
 #[test]
