@@ -13,9 +13,11 @@ pub mod conntrack;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod filter;
+pub mod nat;
 pub mod pipeline;
 pub mod rcu;
 pub mod reject;
+pub mod route;
 pub mod stats;
 pub mod verdict;
 pub mod wire;
