@@ -26,6 +26,8 @@ use super::ast::*;
 use super::parse::Ctx;
 use super::{Hook, RuleError};
 use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, RuleSet, ANY_PORT};
+use dataplane::nat::rules::NO_NAT;
+use dataplane::nat::{NatKind, NatRange, NatTarget};
 use dataplane::wire::{Family, IpAddr128};
 use std::collections::HashMap;
 
@@ -386,17 +388,39 @@ enum Pending {
     Continue(usize),
 }
 
+/// Which table a chain is flattened for: the filter table's targets, or the nat table's, whose
+/// SNAT/DNAT/MASQUERADE rules become terminal `Accept`s tagged with their [`NatTarget`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlattenFor {
+    Filter,
+    Nat,
+}
+
+/// A flattened chain: the rule set's parts, and for each flat rule its NAT target index
+/// ([`NO_NAT`] for all but the nat table's translating rules).
+pub(crate) struct Flat {
+    pub rules: Vec<FlatRule>,
+    pub origins: Vec<Origin>,
+    pub logs: Vec<LogSpec>,
+    pub nat_of: Vec<u32>,
+    pub nat_targets: Vec<NatTarget>,
+}
+
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
+    mode: FlattenFor,
     index: HashMap<&'a str, usize>,
     cubes: Vec<Vec<Option<Vec<Cube>>>>,
-    out: Vec<(Cube, Pending, u32)>,
+    /// (match, action, origin, NAT target or NO_NAT).
+    out: Vec<(Cube, Pending, u32, u32)>,
     labels: Vec<usize>,
     origins: Vec<Origin>,
     origin_of: HashMap<(usize, usize), u32>,
     logs: Vec<LogSpec>,
     log_of: HashMap<(usize, usize), u32>,
+    nat_targets: Vec<NatTarget>,
+    nat_of: HashMap<(usize, usize), u32>,
 }
 
 impl Flattener<'_> {
@@ -427,6 +451,17 @@ impl Flattener<'_> {
         origin: u32,
         rule: &Rule,
     ) -> Result<(), RuleError> {
+        self.emit_tagged(cubes, action, origin, NO_NAT, rule)
+    }
+
+    fn emit_tagged(
+        &mut self,
+        cubes: &[Cube],
+        action: Pending,
+        origin: u32,
+        nat: u32,
+        rule: &Rule,
+    ) -> Result<(), RuleError> {
         if self.out.len() + cubes.len() > MAX_FLAT_RULES {
             return Err(self.err(
                 rule,
@@ -434,7 +469,8 @@ impl Flattener<'_> {
                 format!("rule set too large: more than {MAX_FLAT_RULES} flat rules after inlining chains"),
             ));
         }
-        self.out.extend(cubes.iter().map(|c| (*c, action, origin)));
+        self.out
+            .extend(cubes.iter().map(|c| (*c, action, origin, nat)));
         Ok(())
     }
 
@@ -476,11 +512,11 @@ impl Flattener<'_> {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Accept), o, rule)?;
                 }
-                Target::Drop => {
+                Target::Drop if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Drop), o, rule)?;
                 }
-                Target::Reject(w) => {
+                Target::Reject(w) if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
                 }
@@ -527,16 +563,75 @@ impl Flattener<'_> {
                         self.labels[end] = self.out.len();
                     }
                 }
-                Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. } | Target::NoTrack => {
+                Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. }
+                    if self.mode == FlattenFor::Nat =>
+                {
+                    let o = self.origin(ci, ri);
+                    let n = match self.nat_of.get(&(ci, ri)) {
+                        Some(&n) => n,
+                        None => {
+                            let n = self.nat_targets.len() as u32;
+                            self.nat_targets.push(nat_target(&spec.target, o));
+                            self.nat_of.insert((ci, ri), n);
+                            n
+                        }
+                    };
+                    self.emit_tagged(&cubes, act(Action::Accept), o, n, rule)?;
+                }
+                Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade { .. }
+                | Target::NoTrack
+                | Target::Reject(_)
+                | Target::Drop => {
                     return Err(self.err(
                         rule,
                         spec.col,
-                        "target is not valid in the filter table".to_string(),
+                        format!(
+                            "target is not valid in the {} table",
+                            self.table.kind.name()
+                        ),
                     ));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The NAT target a rule's `-j SNAT|DNAT|MASQUERADE` stands for.
+fn nat_target(t: &Target, origin: u32) -> NatTarget {
+    let range = |to: &NatTo| NatRange {
+        addrs: to.addrs.map(|r| (r.lo, r.hi)),
+        ports: to.ports,
+        random: to.random,
+        random_fully: to.random_fully,
+        persistent: to.persistent,
+    };
+    let (kind, range) = match t {
+        Target::Snat(to) => (NatKind::Snat, range(to)),
+        Target::Dnat(to) => (NatKind::Dnat, range(to)),
+        Target::Masquerade {
+            ports,
+            random,
+            random_fully,
+        } => (
+            NatKind::Masquerade,
+            NatRange {
+                addrs: None,
+                ports: *ports,
+                random: *random,
+                random_fully: *random_fully,
+                persistent: false,
+            },
+        ),
+        // Only called for the three NAT targets.
+        _ => (NatKind::Snat, NatRange::to_addr(IpAddr128::UNSPECIFIED)),
+    };
+    NatTarget {
+        kind,
+        range,
+        origin,
     }
 }
 
@@ -547,38 +642,52 @@ pub(crate) fn compile(
     parsed: &ParsedRules,
     hook: Hook,
 ) -> Result<RuleSet, RuleError> {
-    let family = ctx.family;
     let hook_point = match hook {
         Hook::Forward => HookPoint::Forward,
         Hook::Input => HookPoint::Input,
     };
+    let flat = flatten(
+        ctx,
+        parsed.table(TableKind::Filter),
+        hook_point,
+        FlattenFor::Filter,
+    )?;
+    Ok(RuleSet::new(
+        ctx.family,
+        flat.rules,
+        flat.origins,
+        flat.logs,
+    ))
+}
+
+/// The whole chain `hook_point` of `table` flattened: user chains inlined under their jumps,
+/// labels resolved, the policy as the final catch-all. No table or no such chain is Linux's
+/// empty chain with policy ACCEPT.
+pub(crate) fn flatten(
+    ctx: &Ctx<'_>,
+    table: Option<&Table>,
+    hook_point: HookPoint,
+    mode: FlattenFor,
+) -> Result<Flat, RuleError> {
+    let family = ctx.family;
     let chain_name = hook_point.chain_name();
-    let Some(table) = parsed.table(TableKind::Filter) else {
-        let origin = Origin {
+    let empty = || Flat {
+        rules: vec![FlatRule::any(family, Action::Accept, 0)],
+        origins: vec![Origin {
             file: ctx.file.to_string(),
             line: 0,
             label: format!("policy {chain_name} ACCEPT"),
-        };
-        return Ok(RuleSet::new(
-            family,
-            vec![FlatRule::any(family, Action::Accept, 0)],
-            vec![origin],
-            Vec::new(),
-        ));
+        }],
+        logs: Vec::new(),
+        nat_of: vec![NO_NAT],
+        nat_targets: Vec::new(),
+    };
+    let Some(table) = table else {
+        return Ok(empty());
     };
     let root = table.chain_index(chain_name).unwrap_or(usize::MAX);
     let Some(root_chain) = table.chains.get(root) else {
-        let origin = Origin {
-            file: ctx.file.to_string(),
-            line: 0,
-            label: format!("policy {chain_name} ACCEPT"),
-        };
-        return Ok(RuleSet::new(
-            family,
-            vec![FlatRule::any(family, Action::Accept, 0)],
-            vec![origin],
-            Vec::new(),
-        ));
+        return Ok(empty());
     };
     let cubes = table
         .chains
@@ -588,6 +697,7 @@ pub(crate) fn compile(
     let mut f = Flattener {
         ctx,
         table,
+        mode,
         index: table
             .chains
             .iter()
@@ -601,11 +711,22 @@ pub(crate) fn compile(
         origin_of: HashMap::new(),
         logs: Vec::new(),
         log_of: HashMap::new(),
+        nat_targets: Vec::new(),
+        nat_of: HashMap::new(),
     };
     let policy_label = f.label();
     f.chain(root, &[Cube::full(family)], policy_label, 0)?;
     f.labels[policy_label] = f.out.len();
     let policy = root_chain.policy.unwrap_or(Policy::Accept);
+    if mode == FlattenFor::Nat && policy == Policy::Drop {
+        return Err(ctx.err(
+            root_chain.line,
+            1,
+            format!(
+                "policy DROP is not allowed in the nat table ({chain_name} is not for filtering)"
+            ),
+        ));
+    }
     let policy_origin = f.origins.len() as u32;
     f.origins.push(Origin {
         file: ctx.file.to_string(),
@@ -620,6 +741,7 @@ pub(crate) fn compile(
         Cube::full(family),
         Pending::Act(policy_action),
         policy_origin,
+        NO_NAT,
     ));
 
     // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
@@ -627,7 +749,7 @@ pub(crate) fn compile(
     let target: Vec<Option<usize>> = f
         .out
         .iter()
-        .map(|(_, p, _)| match p {
+        .map(|(_, p, _, _)| match p {
             Pending::Continue(l) => Some(f.labels[*l]),
             Pending::Act(_) => None,
         })
@@ -646,7 +768,8 @@ pub(crate) fn compile(
     // New index of old position p: the number of kept rules before p.
     let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
     let mut rules = Vec::with_capacity(kept_from[0]);
-    for (i, (cube, pending, origin)) in f.out.into_iter().enumerate() {
+    let mut nat_of = Vec::with_capacity(kept_from[0]);
+    for (i, (cube, pending, origin, nat)) in f.out.into_iter().enumerate() {
         if !keep[i] {
             continue;
         }
@@ -655,6 +778,13 @@ pub(crate) fn compile(
             Pending::Continue(_) => Action::ContinueAt(new_index(target[i].unwrap_or(n))),
         };
         rules.push(cube.to_flat(family, action, origin));
+        nat_of.push(nat);
     }
-    Ok(RuleSet::new(family, rules, f.origins, f.logs))
+    Ok(Flat {
+        rules,
+        origins: f.origins,
+        logs: f.logs,
+        nat_of,
+        nat_targets: f.nat_targets,
+    })
 }
