@@ -274,5 +274,62 @@ fn icmp_error(
     fix_checksum(ip, off + 2, delta, false, v6, &mut ignored).ok_or(RewriteError::Truncated)
 }
 
+/// Prepares a packet for transmit checksum offload instead of software checksums: the IPv4
+/// header checksum field is zeroed (for `PKT_TX_IP_CKSUM`) and the TCP or UDP checksum field
+/// holds the folded pseudo-header sum, length included, not complemented (for
+/// `PKT_TX_TCP_CKSUM`/`PKT_TX_UDP_CKSUM`), as the device expects. Returns whether an L4 field
+/// was prepared (not for fragments, other protocols or a zero IPv4 UDP checksum, which must
+/// stay "none").
+pub fn prepare_tx_offload(frame: &mut [u8], info: &PacketInfo) -> Result<bool, RewriteError> {
+    use crate::wire::checksum::PseudoHeader;
+    let l3 = usize::from(info.l3_offset);
+    let ip = frame
+        .get_mut(l3..info.l3_end())
+        .ok_or(RewriteError::Truncated)?;
+    let v6 = match info.l3 {
+        L3::Ipv4 => false,
+        L3::Ipv6 => true,
+        _ => return Err(RewriteError::NotIp),
+    };
+    if !v6 {
+        ip.get_mut(10..12).ok_or(RewriteError::Truncated)?.fill(0);
+    }
+    let proto = info.proto().unwrap_or(ip_proto::IPV6_NONXT);
+    if info.l4_offset == 0 || info.is_fragment() {
+        return Ok(false);
+    }
+    let at = match proto {
+        ip_proto::TCP => 16,
+        ip_proto::UDP => 6,
+        _ => return Ok(false),
+    };
+    let o = usize::from(info.l4_offset) - l3;
+    let len = (ip.len() - o) as u32;
+    if !v6 && proto == ip_proto::UDP && read16(ip, o + at) == Some(0) {
+        return Ok(false);
+    }
+    let a = |r: core::ops::Range<usize>| ip.get(r).ok_or(RewriteError::Truncated);
+    let ph = if v6 {
+        let s: [u8; 16] = a(8..24)?.try_into().map_err(|_| RewriteError::Truncated)?;
+        let d: [u8; 16] = a(24..40)?.try_into().map_err(|_| RewriteError::Truncated)?;
+        PseudoHeader::V6 {
+            src: s.into(),
+            dst: d.into(),
+        }
+    } else {
+        let s: [u8; 4] = a(12..16)?.try_into().map_err(|_| RewriteError::Truncated)?;
+        let d: [u8; 4] = a(16..20)?.try_into().map_err(|_| RewriteError::Truncated)?;
+        PseudoHeader::V4 {
+            src: s.into(),
+            dst: d.into(),
+        }
+    };
+    let sum = ph.sum(proto, len);
+    ip.get_mut(o + at..o + at + 2)
+        .ok_or(RewriteError::Truncated)?
+        .copy_from_slice(&sum.to_be_bytes());
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests;

@@ -320,6 +320,70 @@ fn bad_quotes_and_non_ip_are_errors_not_panics() {
     );
 }
 
+#[test]
+fn tx_offload_leaves_what_the_device_completes() {
+    // What a device does: the checksum of the L4 bytes, seeded by the field's content.
+    let device = |l4: &[u8]| crate::wire::checksum::checksum(l4);
+    let s: Ipv6Addr = "fd00::2".parse().unwrap();
+    let d: Ipv6Addr = "2001:db8::7".parse().unwrap();
+    for k in [
+        key4([10, 0, 0, 2], [198, 51, 100, 7], ip_proto::TCP, 1, 2),
+        key4([10, 0, 0, 2], [198, 51, 100, 7], ip_proto::UDP, 1, 2),
+        FlowKey::new_v6(s, d, ip_proto::TCP, 3, 4),
+        FlowKey::new_v6(s, d, ip_proto::UDP, 3, 4),
+    ] {
+        let want = frame(&k, b"offloaded payload");
+        let mut f = want.clone();
+        let info = parse_frame(&f).unwrap();
+        assert!(prepare_tx_offload(&mut f, &info).unwrap());
+        let l4 = usize::from(info.l4_offset);
+        let at = l4 + if k.proto == ip_proto::TCP { 16 } else { 6 };
+        let mut done = f.clone();
+        let c = device(&f[l4..]);
+        done[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        if k.family == Family::V4 {
+            assert_eq!(
+                &f[24..26],
+                &[0, 0],
+                "IPv4 header checksum left to the device"
+            );
+            let h = crate::wire::checksum::checksum(&done[14..34]);
+            done[24..26].copy_from_slice(&h.to_be_bytes());
+        }
+        assert_eq!(done, want, "{k:?}");
+    }
+    let mut later = FrameSpec::new(
+        IpSpec::v4([10, 0, 0, 2].into(), [198, 51, 100, 7].into()),
+        L4Spec::udp(1, 2, &[0; 3000]),
+    )
+    .fragments(1400)
+    .remove(1);
+    let info = parse_frame(&later).unwrap();
+    assert!(!prepare_tx_offload(&mut later, &info).unwrap());
+}
+
+/// Rewrite cost. Not a pass/fail test: run with
+/// `cargo test --release -p dataplane nat::rewrite::tests::rewrite_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run explicitly in release mode"]
+fn rewrite_cost() {
+    let orig = key4([10, 0, 0, 2], [198, 51, 100, 7], ip_proto::TCP, 40000, 443);
+    let b = snat(orig, v4([203, 0, 113, 1]), 61000);
+    let f = frame(&orig, &[0u8; 64]);
+    let info = parse_frame(&f).unwrap();
+    let inv = b.inverse();
+    let mut buf = f.clone();
+    let n = 10_000_000u32;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        let bb = if i & 1 == 0 { &b } else { &inv };
+        rewrite(std::hint::black_box(&mut buf), &info, Dir::Orig, bb).unwrap();
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / f64::from(n);
+    assert_eq!(buf, f);
+    println!("SNAT rewrite, IPv4 TCP: {ns:.2} ns/packet");
+}
+
 fn arb_key(v6: bool) -> impl Strategy<Value = FlowKey> {
     let proto = prop_oneof![
         Just(ip_proto::TCP),
