@@ -92,6 +92,27 @@ pub fn arp_request(
     14 + arp::PACKET_LEN
 }
 
+/// An ARP reply: `src_ip` is at `src_mac`, sent to `dst_mac`/`dst_ip` (untagged). Returns the
+/// frame length.
+pub fn arp_reply(
+    out: &mut [u8; MAX_FRAME],
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_mac: MacAddr,
+    dst_ip: Ipv4Addr,
+) -> usize {
+    eth(out, dst_mac, src_mac, EtherType::ARP);
+    arp_body(
+        &mut out[14..],
+        arp::Operation::Reply,
+        src_mac,
+        src_ip,
+        dst_mac,
+        dst_ip,
+    );
+    14 + arp::PACKET_LEN
+}
+
 /// What a received ARP packet says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpSeen {
@@ -216,6 +237,33 @@ pub fn neighbour_solicitation(
         0,
         &target,
         OPT_SOURCE_LLADDR,
+        src_mac,
+    )
+}
+
+/// A neighbour advertisement for our address `target` from `src_mac` with the router and
+/// override flags and the target link-layer option (untagged): `solicited` answers `dst_ip` at
+/// `dst_mac`; otherwise it is an unsolicited announcement, normally to [`ALL_NODES`]
+/// (RFC 4861 §7.2.6). Returns the frame length.
+pub fn neighbour_advertisement(
+    out: &mut [u8; MAX_FRAME],
+    src_mac: MacAddr,
+    target: Ipv6Addr,
+    dst_mac: MacAddr,
+    dst_ip: Ipv6Addr,
+    solicited: bool,
+) -> usize {
+    eth(out, dst_mac, src_mac, EtherType::IPV6);
+    let s = if solicited { NA_SOLICITED } else { 0 };
+    nd_frame(
+        out,
+        14,
+        &target,
+        &dst_ip,
+        icmpv6::msg_type::NEIGHBOR_ADVERT,
+        NA_ROUTER | NA_OVERRIDE | s,
+        &target,
+        OPT_TARGET_LLADDR,
         src_mac,
     )
 }
@@ -392,6 +440,56 @@ mod tests {
         let reply = builder::arp_reply(HOST, [10, 0, 0, 2].into(), OURS, [10, 0, 0, 1].into());
         let info = parse_frame(&reply).unwrap();
         assert!(answer_arp(&reply, &info, OURS, &[[10, 0, 0, 1].into()], &mut out).is_none());
+    }
+
+    #[test]
+    fn standalone_reply_and_advertisement() {
+        let mut out = [0u8; MAX_FRAME];
+        let n = arp_reply(
+            &mut out,
+            OURS,
+            [10, 0, 0, 1].into(),
+            HOST,
+            [10, 0, 0, 2].into(),
+        );
+        assert_eq!(
+            &out[..n],
+            &builder::arp_reply(OURS, [10, 0, 0, 1].into(), HOST, [10, 0, 0, 2].into())[..]
+        );
+        let n = neighbour_advertisement(
+            &mut out,
+            OURS,
+            addr("fd00::aa"),
+            multicast_mac(&ALL_NODES),
+            ALL_NODES,
+            false,
+        );
+        let adv = read_nd(&out[..n], &parse_frame(&out[..n]).unwrap()).unwrap();
+        assert!(!adv.solicitation && !adv.solicited && adv.override_);
+        assert_eq!((adv.target, adv.lladdr), (addr("fd00::aa"), Some(OURS)));
+        // A multicast NA claiming to be solicited is invalid.
+        let n = neighbour_advertisement(
+            &mut out,
+            OURS,
+            addr("fd00::aa"),
+            multicast_mac(&ALL_NODES),
+            ALL_NODES,
+            true,
+        );
+        assert!(read_nd(&out[..n], &parse_frame(&out[..n]).unwrap()).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn readers_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(info) = parse_frame(&data) {
+                let mut out = [0u8; MAX_FRAME];
+                let _ = read_nd(&data, &info);
+                let _ = read_arp(&data, &info);
+                let _ = answer_arp(&data, &info, OURS, &[[10, 0, 0, 1].into()], &mut out);
+                let _ = answer_ns(&data, &info, OURS, &[addr("fd00::aa")], &mut out);
+            }
+        }
     }
 
     #[test]

@@ -198,6 +198,12 @@ impl Delta {
         }
     }
 
+    /// A delta from an unfolded sum of `!old + new` word pairs.
+    #[inline]
+    pub const fn from_sum(sum: u64) -> Delta {
+        Delta(sum)
+    }
+
     /// Both deltas.
     #[inline]
     pub const fn plus(self, o: Delta) -> Delta {
