@@ -13,8 +13,10 @@
 //!   zero is stored as `0xffff`.
 //! - Rewriting a `dir` packet with a binding and then the result with [`Binding::inverse`]
 //!   restores the original bytes.
-//! - Non-first fragments carry no L4 header: only their addresses (and the IPv4 header
-//!   checksum) change; the first fragment's L4 checksum absorbs the whole datagram's change.
+//! - Non-first fragments carry no L4 header: only the addresses of the sides the binding
+//!   translates (and the IPv4 header checksum) change; the first fragment's L4 checksum absorbs
+//!   the whole datagram's change. A fragmented ICMP error thus comes out as the fragments of the
+//!   translated error.
 //!
 //! ICMP errors: `dir` is the error's own direction, so the packet it quotes travelled the other
 //! way and carries the translated tuple of `dir.other()`, which is turned back into the
@@ -76,8 +78,20 @@ pub fn rewrite(
             }
         }
     }
+    // Only the sides the binding translates: the same bytes for a packet of the connection,
+    // and for a non-first fragment of an ICMP error (no L4 header to tell) the outer rewrite
+    // its first fragment gets.
     let mut ignored = Delta::ZERO;
-    translate(ip, v6, l4, proto, &to, true, true, &mut ignored)
+    translate(
+        ip,
+        v6,
+        l4,
+        proto,
+        &to,
+        b.rewrites_src(dir),
+        b.rewrites_dst(dir),
+        &mut ignored,
+    )
 }
 
 /// The common case in straight-line code: an IPv4 TCP or UDP packet with its whole header.

@@ -141,9 +141,14 @@ pub struct NeighTable<P> {
 }
 
 impl<P> NeighTable<P> {
-    /// Allocates everything up front.
+    /// Allocates everything up front. A capacity or queue length of 0 counts as 1 (the packet
+    /// that starts a resolution always waits for it).
     pub fn new(cfg: NeighConfig) -> NeighTable<P> {
         let cap = cfg.capacity.max(1);
+        let cfg = NeighConfig {
+            queue_len: cfg.queue_len.max(1),
+            ..cfg
+        };
         let entries = (0..cap)
             .map(|_| Entry {
                 port: 0,
@@ -235,14 +240,7 @@ impl<P> NeighTable<P> {
         e.used_ns = now_ns;
         e.live = true;
         e.queue.clear();
-        if self.cfg.queue_len > 0 {
-            e.queue.push_back(pkt);
-        } else {
-            self.index.insert((port, ip), i);
-            self.stats.solicits += 1;
-            self.stats.drops[NeighDrop::QueueFull as usize] += 1;
-            return Resolution::Dropped(pkt, NeighDrop::QueueFull);
-        }
+        e.queue.push_back(pkt);
         self.index.insert((port, ip), i);
         self.stats.solicits += 1;
         Resolution::Queued { solicit: true }
@@ -501,6 +499,67 @@ mod tests {
         // Idle stale entries go.
         t.tick(35 * S + 61 * S, |_| {}, |_, _, _| {});
         assert!(t.is_empty());
+    }
+
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Resolve(u8),
+        Learn(u8, u8),
+        Tick(u64),
+    }
+
+    proptest! {
+        /// Every packet is sent, dropped, handed back on failure or still queued, exactly once;
+        /// the bounds hold throughout.
+        #[test]
+        fn packets_are_conserved(ops in proptest::collection::vec(
+            prop_oneof![
+                (0u8..6).prop_map(Op::Resolve),
+                (0u8..6, 0u8..3).prop_map(|(a, h)| Op::Learn(a, h)),
+                (0u64..3_000).prop_map(Op::Tick),
+            ],
+            0..200,
+        )) {
+            let mut t: NeighTable<u32> = NeighTable::new(NeighConfig {
+                capacity: 3,
+                queue_len: 2,
+                ..NeighConfig::default()
+            });
+            let mut now = 0u64;
+            let mut next = 0u32;
+            let mut out = std::collections::HashSet::new();
+            for op in ops {
+                match op {
+                    Op::Resolve(a) => {
+                        let p = next;
+                        next += 1;
+                        match t.resolve(0, ip(a), p, now) {
+                            Resolution::Send { pkt, .. } | Resolution::Dropped(pkt, _) => {
+                                prop_assert!(out.insert(pkt));
+                            }
+                            Resolution::Queued { .. } => {}
+                        }
+                    }
+                    Op::Learn(a, how) => {
+                        let how = [Learnt::Answer, Learnt::Request, Learnt::Unsolicited][usize::from(how)];
+                        t.learn(0, ip(a), mac(a + 1), how, now, |p, m| {
+                            assert_eq!(m, mac(a + 1));
+                            assert!(out.insert(p));
+                        });
+                    }
+                    Op::Tick(ms) => {
+                        now += ms * 1_000_000;
+                        t.tick(now, |_| {}, |_, _, p| assert!(out.insert(p)));
+                    }
+                }
+                prop_assert!(t.len() <= 3);
+                prop_assert!(t.entries.iter().all(|e| e.queue.len() <= 2));
+            }
+            let held: usize = t.entries.iter().filter(|e| e.live).map(|e| e.queue.len()).sum();
+            prop_assert_eq!(out.len() + held, next as usize);
+        }
     }
 
     #[test]

@@ -242,6 +242,35 @@ fn icmp_error_about_snat_traffic_is_translated_back() {
 }
 
 #[test]
+fn fragmented_icmp_error_is_translated_fragment_by_fragment() {
+    // An IPv4 error quoting a large datagram, itself fragmented on the way (its quote exceeds
+    // 576 bytes only because the reporting router is not RFC 1812-bound; the fragments must
+    // still come out as the fragments of the translated error).
+    let orig = key4([10, 0, 0, 2], [198, 51, 100, 7], ip_proto::UDP, 1000, 53);
+    let b = snat(orig, v4([203, 0, 113, 1]), 2000);
+    let router = [192, 0, 2, 254];
+    let spec = |to: IpAddr128, quoted: &FlowKey| {
+        let sent = frame(quoted, &[0x42; 1200]);
+        FrameSpec::new(
+            IpSpec::v4(router.into(), to.to_v4().unwrap()),
+            L4Spec::Icmp {
+                ty: 3,
+                code: 4,
+                ident: 0,
+                seq: 1000,
+                payload: sent[14..].to_vec(),
+            },
+        )
+    };
+    let got = spec(b.reply.dst, &b.translated_orig()).fragments(600);
+    let want = spec(orig.src, &orig).fragments(600);
+    assert_eq!(got.len(), 3);
+    for (f, w) in got.iter().zip(&want) {
+        assert_eq!(&apply(f, Dir::Reply, &b).unwrap(), w);
+    }
+}
+
+#[test]
 fn icmp_error_from_behind_dnat_takes_the_public_source() {
     // Client 198.51.100.7 -> 203.0.113.1:80, DNAT to 10.0.0.9:8080. A router between the
     // gateway and the server reports the translated packet back: the client must see an error
