@@ -246,6 +246,128 @@ mod tests {
         assert_eq!(post(&r, meta(out, 0, 1)).unwrap().kind, NatKind::Snat);
     }
 
+    /// The library pieces together, as a worker will use them: rules decide, the allocator
+    /// binds, steering agrees on both directions, packets are rewritten, and a time exceeded
+    /// from a router beyond the gateway comes back to the client quoting what it sent.
+    #[test]
+    fn gateway_scenario_snat_dnat_and_time_exceeded() {
+        use dataplane::conntrack::Dir;
+        use dataplane::nat::steer::Steer;
+        use dataplane::nat::{rewrite, Allocator, Binding};
+        use dataplane::route::icmp::{build_error, decrement_ttl, RouterError, MAX_ERROR};
+        use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+        use dataplane::wire::checksum;
+        use dataplane::wire::parse_frame;
+        use std::collections::HashSet;
+
+        let text = "*nat\n\
+            -A PREROUTING -i wan0 -d 203.0.113.1 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8080\n\
+            -A POSTROUTING -o wan0 -s 10.0.0.0/24 -j MASQUERADE\n\
+            COMMIT\n";
+        let rules = nat(text, Family::V4).unwrap();
+        let wan_addr = a("203.0.113.1");
+        let steering = rules.steering(2, &[wan_addr]);
+        let mut replies: HashSet<FlowKey> = HashSet::new();
+        let worker_of = |k: &FlowKey| match steering.steer(k) {
+            Steer::Worker(w) => w,
+            Steer::Flow(_) => 0,
+        };
+        let udp_frame = |k: &FlowKey, ttl: u8| {
+            let mut ip = IpSpec::v4(k.src.to_v4().unwrap(), k.dst.to_v4().unwrap());
+            if let IpSpec::V4 { ttl: t, .. } = &mut ip {
+                *t = ttl;
+            }
+            FrameSpec::new(ip, L4Spec::udp(k.src_port, k.dst_port, b"query")).build()
+        };
+
+        // Outbound UDP from 10.0.0.2: masqueraded.
+        let orig = FlowKey::new_v4(
+            [10, 0, 0, 2].into(),
+            [198, 51, 100, 53].into(),
+            ip_proto::UDP,
+            5353,
+            53,
+        );
+        let w = worker_of(&orig);
+        let mut alloc = Allocator::new(w, 7);
+        assert!(pre(&rules, meta(orig, 0, 1)).is_none());
+        let masq = post(&rules, meta(orig, 0, 1)).unwrap();
+        let range = masq.resolve(Some(wan_addr)).unwrap();
+        let b: Binding = alloc
+            .bind(&orig, None, Some(&range), &steering, |k| {
+                replies.contains(k)
+            })
+            .unwrap();
+        replies.insert(b.reply);
+        assert_eq!(b.translated_orig().src, wan_addr);
+        assert_eq!(
+            steering.steer(&b.reply),
+            Steer::Worker(w),
+            "replies come home"
+        );
+
+        // The client's packet with TTL 2 leaves with TTL 1, translated.
+        let mut out = udp_frame(&orig, 2);
+        let info = parse_frame(&out).unwrap();
+        rewrite(&mut out, &info, Dir::Orig, &b).unwrap();
+        decrement_ttl(&mut out, &info).unwrap();
+        assert_eq!(out, udp_frame(&b.translated_orig(), 1));
+
+        // The next router cannot forward it: time exceeded, to the gateway's address.
+        let info = parse_frame(&out).unwrap();
+        let mut err = [0u8; MAX_ERROR];
+        let n = build_error(
+            &out,
+            &info,
+            RouterError::TimeExceeded,
+            a("198.51.100.1"),
+            &mut err,
+        )
+        .unwrap();
+        let mut err = err[..n].to_vec();
+        let einfo = parse_frame(&err).unwrap();
+        let quoted = FlowKey::new_v4(
+            wan_addr.to_v4().unwrap(),
+            [198, 51, 100, 53].into(),
+            ip_proto::UDP,
+            b.translated_orig().src_port,
+            53,
+        );
+        assert_eq!(steering.steer_error(&quoted), Steer::Worker(w));
+        rewrite(&mut err, &einfo, Dir::Reply, &b).unwrap();
+        let back = parse_frame(&err).unwrap();
+        assert_eq!(back.flow.unwrap().dst, orig.src, "to the client");
+        let icmp = &err[34..];
+        assert_eq!(checksum::checksum(icmp), 0, "outer ICMP checksum");
+        assert_eq!(
+            &icmp[8..],
+            &udp_frame(&orig, 1)[14..],
+            "quotes what the client sent"
+        );
+
+        // The server's answer is translated back.
+        let mut answer = udp_frame(&b.reply, 60);
+        let info = parse_frame(&answer).unwrap();
+        rewrite(&mut answer, &info, Dir::Reply, &b).unwrap();
+        assert_eq!(answer, udp_frame(&orig.reply(), 60));
+
+        // Inbound TCP to the published port: DNAT, steered by the client on both sides.
+        let inbound = tcp("198.51.100.9", 40000, "203.0.113.1", 80);
+        let w2 = worker_of(&inbound);
+        let dnat = pre(&rules, meta(inbound, 1, 0)).unwrap();
+        let mut alloc2 = Allocator::new(w2, 7);
+        let b2 = alloc2
+            .bind(&inbound, Some(&dnat.range), None, &steering, |k| {
+                replies.contains(k)
+            })
+            .unwrap();
+        assert_eq!(
+            b2.translated_orig(),
+            tcp("198.51.100.9", 40000, "10.0.0.5", 8080)
+        );
+        assert_eq!(steering.steer(&b2.reply), Steer::Worker(w2));
+    }
+
     #[test]
     fn unsupported_chains_and_policies_are_errors_with_positions() {
         let e = errors(
