@@ -7,7 +7,7 @@
 //!   is free and in range, else search), over the ports the worker owns.
 //! - [`steer`]: which worker owns a NAT address's port, and which worker a packet belongs to, so
 //!   that replies reach the worker holding the connection without any lock.
-//! - [`rewrite`]: per-packet rewriting of addresses, ports and ICMP identifiers with incremental
+//! - [`mod@rewrite`]: per-packet rewriting of addresses, ports and ICMP identifiers with incremental
 //!   checksums, and of the packet quoted inside ICMP errors.
 //!
 //! # The binding

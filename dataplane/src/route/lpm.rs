@@ -2,7 +2,7 @@
 //!
 //! Longest-prefix match over a multibit trie with controlled prefix expansion: a 16-bit root
 //! stride, then 8-bit strides (16-8-8 for IPv4, 16 then fourteen 8s for IPv6). Every slot of a
-//! table is one `u32`: 0 for no route, `index + 1` for a next hop, or [`CHILD`] `| base` for
+//! table is one `u32`: 0 for no route, `index + 1` for a next hop, or `CHILD | base` for
 //! the next-level table at `base`. A lookup reads one slot per level it descends (one for a
 //! prefix up to /16, two up to /24, three up to /32; IPv6 /48 takes five).
 //!
