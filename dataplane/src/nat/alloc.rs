@@ -75,17 +75,39 @@ impl NatRange {
     }
 }
 
-/// Why no translated tuple was found; the caller drops the new connection and counts it.
+/// Why no translated tuple was found; the caller drops the new connection and counts it
+/// ([`NatError::index`] into a counter array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum NatError {
     /// Every candidate port this worker owns in the range is in use.
-    Exhausted,
+    Exhausted = 0,
     /// A DNAT without a port range met an existing connection with the same reply tuple.
-    Clash,
+    Clash = 1,
     /// The range's addresses are not of the connection's family.
-    Family,
+    Family = 2,
     /// The finished binding's replies would be steered to another worker.
-    Unsteerable,
+    Unsteerable = 3,
+}
+
+impl NatError {
+    /// How many variants (the size of a counter array).
+    pub const COUNT: usize = 4;
+
+    /// A stable counter index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The counter's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NatError::Exhausted => "nat_exhausted",
+            NatError::Clash => "nat_clash",
+            NatError::Family => "nat_family",
+            NatError::Unsteerable => "nat_unsteerable",
+        }
+    }
 }
 
 /// Most sequential candidates in a first search round (Linux's `max_attempts`).

@@ -33,15 +33,36 @@ use crate::conntrack::Dir;
 use crate::wire::checksum::Delta;
 use crate::wire::{icmpv4, icmpv6, ip_proto, ipv6, FlowKey, PacketInfo, L3};
 
-/// Why a packet could not be rewritten; the caller drops it and counts the reason.
+/// Why a packet could not be rewritten; the caller drops it and counts the reason
+/// ([`RewriteError::index`] into a counter array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum RewriteError {
     /// Not an IPv4 or IPv6 packet.
-    NotIp,
+    NotIp = 0,
     /// A header field to rewrite lies outside the datagram.
-    Truncated,
+    Truncated = 1,
     /// An ICMP error whose quoted packet is not an IP header of the error's family.
-    BadQuote,
+    BadQuote = 2,
+}
+
+impl RewriteError {
+    /// How many variants (the size of a counter array).
+    pub const COUNT: usize = 3;
+
+    /// A stable counter index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The counter's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RewriteError::NotIp => "nat_rewrite_not_ip",
+            RewriteError::Truncated => "nat_rewrite_truncated",
+            RewriteError::BadQuote => "nat_rewrite_bad_quote",
+        }
+    }
 }
 
 /// Rewrites `frame` (parsed as `info`), a `dir` packet of a connection translated by `b`.

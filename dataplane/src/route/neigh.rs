@@ -23,6 +23,64 @@
 
 use crate::wire::{IpAddr128, MacAddr};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+
+/// A keyed multiply-rotate hash for the index: a few instructions per key instead of SipHash's
+/// dozens, keyed per table so that addresses a sender picks cannot be made to collide at will.
+#[derive(Clone, Copy, Debug)]
+struct KeyedHash(u64);
+
+impl BuildHasher for KeyedHash {
+    type Hasher = KeyedHasher;
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher(self.0)
+    }
+}
+
+struct KeyedHasher(u64);
+
+impl Hasher for KeyedHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i) | 0x100);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let x = self.0;
+        (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (x >> 32)
+    }
+}
+
+impl KeyedHasher {
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0 ^ w)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(27);
+    }
+}
 
 /// Timers and bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,9 +193,16 @@ struct Entry<P> {
 pub struct NeighTable<P> {
     cfg: NeighConfig,
     entries: Vec<Entry<P>>,
-    index: HashMap<(u8, IpAddr128), u32>,
+    index: HashMap<(u8, IpAddr128), u32, KeyedHash>,
     free: Vec<u32>,
     stats: NeighStats,
+}
+
+/// A per-table key from the standard library's per-process random state (set-up only).
+fn random_key() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6e65_6967_6862_6f72);
+    h.finish()
 }
 
 impl<P> NeighTable<P> {
@@ -167,7 +232,7 @@ impl<P> NeighTable<P> {
                 ..cfg
             },
             entries,
-            index: HashMap::with_capacity(cap),
+            index: HashMap::with_capacity_and_hasher(cap, KeyedHash(random_key())),
             free: (0..cap as u32).rev().collect(),
             stats: NeighStats::default(),
         }
