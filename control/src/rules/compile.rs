@@ -474,6 +474,33 @@ impl Flattener<'_> {
         Ok(())
     }
 
+    /// A translating rule of the nat table: a terminal `Accept` tagged with its target.
+    fn nat_rule(
+        &mut self,
+        ci: usize,
+        ri: usize,
+        cubes: &[Cube],
+        kind: NatKind,
+        range: NatRange,
+    ) -> Result<(), RuleError> {
+        let o = self.origin(ci, ri);
+        let n = match self.nat_of.get(&(ci, ri)) {
+            Some(&n) => n,
+            None => {
+                let n = self.nat_targets.len() as u32;
+                self.nat_targets.push(NatTarget {
+                    kind,
+                    range,
+                    origin: o,
+                });
+                self.nat_of.insert((ci, ri), n);
+                n
+            }
+        };
+        let rule = &self.table.chains[ci].rules[ri];
+        self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule)
+    }
+
     fn label(&mut self) -> usize {
         self.labels.push(usize::MAX);
         self.labels.len() - 1
@@ -563,20 +590,26 @@ impl Flattener<'_> {
                         self.labels[end] = self.out.len();
                     }
                 }
-                Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. }
-                    if self.mode == FlattenFor::Nat =>
-                {
-                    let o = self.origin(ci, ri);
-                    let n = match self.nat_of.get(&(ci, ri)) {
-                        Some(&n) => n,
-                        None => {
-                            let n = self.nat_targets.len() as u32;
-                            self.nat_targets.push(nat_target(&spec.target, o));
-                            self.nat_of.insert((ci, ri), n);
-                            n
-                        }
+                Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
+                    let kind = match spec.target {
+                        Target::Snat(_) => NatKind::Snat,
+                        _ => NatKind::Dnat,
                     };
-                    self.emit_tagged(&cubes, act(Action::Accept), o, n, rule)?;
+                    self.nat_rule(ci, ri, &cubes, kind, nat_range(to))?;
+                }
+                Target::Masquerade {
+                    ports,
+                    random,
+                    random_fully,
+                } if self.mode == FlattenFor::Nat => {
+                    let range = NatRange {
+                        addrs: None,
+                        ports: *ports,
+                        random: *random,
+                        random_fully: *random_fully,
+                        persistent: false,
+                    };
+                    self.nat_rule(ci, ri, &cubes, NatKind::Masquerade, range)?;
                 }
                 Target::Snat(_)
                 | Target::Dnat(_)
@@ -599,39 +632,14 @@ impl Flattener<'_> {
     }
 }
 
-/// The NAT target a rule's `-j SNAT|DNAT|MASQUERADE` stands for.
-fn nat_target(t: &Target, origin: u32) -> NatTarget {
-    let range = |to: &NatTo| NatRange {
+/// The range of `--to-source`/`--to-destination`.
+fn nat_range(to: &NatTo) -> NatRange {
+    NatRange {
         addrs: to.addrs.map(|r| (r.lo, r.hi)),
         ports: to.ports,
         random: to.random,
         random_fully: to.random_fully,
         persistent: to.persistent,
-    };
-    let (kind, range) = match t {
-        Target::Snat(to) => (NatKind::Snat, range(to)),
-        Target::Dnat(to) => (NatKind::Dnat, range(to)),
-        Target::Masquerade {
-            ports,
-            random,
-            random_fully,
-        } => (
-            NatKind::Masquerade,
-            NatRange {
-                addrs: None,
-                ports: *ports,
-                random: *random,
-                random_fully: *random_fully,
-                persistent: false,
-            },
-        ),
-        // Only called for the three NAT targets.
-        _ => (NatKind::Snat, NatRange::to_addr(IpAddr128::UNSPECIFIED)),
-    };
-    NatTarget {
-        kind,
-        range,
-        origin,
     }
 }
 
