@@ -20,7 +20,9 @@
 //! What Rampart adds: a source port is only chosen among the ports this worker owns at the
 //! address ([`Steering::owner_of`]) and never among published (DNAT) ports, so the replies are
 //! steered back to this worker; a kept original port must steer back too. Every finished
-//! binding's reply tuple is checked against the steering ([`NatError::Unsteerable`]). The
+//! binding's reply tuple is checked against the steering ([`NatError::Unsteerable`]; with more
+//! than one worker the reply must be steered by ownership, so a pool or target missing from the
+//! steering tables is refused rather than misrouted). The
 //! uniqueness probe `in_use(reply)` is the caller's: a lookup of the reply tuple in its
 //! conntrack table (reply tuples are per worker, and disjoint port shares keep the tables
 //! disjoint).
@@ -29,7 +31,7 @@
 //! the address hash gives the same address for a client anyway; the offsets come from a
 //! per-worker xorshift generator seeded by the caller, not from the kernel's random pool.
 
-use super::steer::Steering;
+use super::steer::{Steer, Steering};
 use super::Binding;
 use crate::wire::{ip_proto, Family, FlowKey, IpAddr128};
 
@@ -167,10 +169,14 @@ impl Allocator {
         if let Some(r) = snat {
             b = self.apply(&b, Manip::Src, r, steering, &mut in_use)?;
         }
-        if !steering.reaches(self.worker, &b.reply) {
-            return Err(NatError::Unsteerable);
+        // Replies must come back here by port ownership; a reply tuple the tables do not know
+        // (an unregistered pool or target) would be spread by the flow hash instead, which only
+        // a single worker can afford.
+        match steering.steer(&b.reply) {
+            Steer::Worker(w) if w == self.worker => Ok(b),
+            Steer::Flow(_) if steering.workers() == 1 || b.is_identity() => Ok(b),
+            _ => Err(NatError::Unsteerable),
         }
-        Ok(b)
     }
 
     /// One translation step on top of `current` (which may already carry a DNAT).

@@ -345,6 +345,27 @@ fn one_to_one_keeps_ports_on_every_worker() {
 }
 
 #[test]
+fn unregistered_pools_are_refused_with_several_workers() {
+    let orig = tcp([10, 0, 0, 2], 40000, [198, 51, 100, 7], 80);
+    let r = snat_to(PUBLIC, None);
+    let mut al = Allocator::new(0, 1);
+    assert_eq!(
+        al.bind(&orig, None, Some(&r), &Steering::new(2), |_| false),
+        Err(NatError::Unsteerable)
+    );
+    assert!(al
+        .bind(&orig, None, Some(&r), &Steering::new(1), |_| false)
+        .is_ok());
+    assert!(
+        al.bind(&orig, None, None, &Steering::new(2), |_| false)
+            .is_ok(),
+        "no NAT"
+    );
+    assert_eq!(NatError::Unsteerable.index(), 3);
+    assert_eq!(NatError::Exhausted.name(), "nat_exhausted");
+}
+
+#[test]
 fn icmp_identifiers_and_family_errors() {
     let s = pool_steering(1);
     let mut al = Allocator::new(0, 9);
