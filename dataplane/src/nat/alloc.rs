@@ -291,7 +291,9 @@ impl Allocator {
                     continue;
                 }
                 if manip == Manip::Src && !owned && !steering.reaches(self.worker, &t.reply()) {
-                    return Err(NatError::Unsteerable);
+                    // A fully published address steers by the other end (or by the port pair
+                    // in a hairpin): only some ports bring the replies here.
+                    continue;
                 }
                 return Ok(t);
             }

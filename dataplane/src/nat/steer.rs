@@ -7,6 +7,9 @@
 //! `owner_of(addr, port) = (port + mix(addr)) % workers`. A packet is steered by the first rule
 //! that applies to its tuple (for ICMP queries the identifier stands for both ports):
 //!
+//! 0. its source is a DNAT or 1:1 target and its destination a published endpoint (hairpin
+//!    between private servers, both ends translated): the owner of the pair of ports,
+//!    `(sport + dport) % workers`, the same both ways while the ports are kept;
 //! 1. its destination is a *published* endpoint (a DNAT rule's or a 1:1 mapping's public
 //!    address, protocol and port): the owner of its **source** (the remote endpoint, which no
 //!    translation touches);
@@ -136,6 +139,12 @@ impl Steering {
         ((u32::from(port) + mix(addr)) % u32::from(self.workers)) as u16
     }
 
+    /// The worker of a pair of ports, whichever way round.
+    #[inline]
+    pub fn owner_of_pair(&self, a: u16, b: u16) -> u16 {
+        ((u32::from(a) + u32::from(b)) % u32::from(self.workers)) as u16
+    }
+
     /// The first port `>= from` that `worker` owns at `addr`, and the step to the next ones.
     #[inline]
     pub fn first_owned(&self, worker: u16, addr: &IpAddr128, from: u16) -> (u32, u32) {
@@ -166,13 +175,20 @@ impl Steering {
             return Steer::Flow(*k);
         }
         let dport = side_port(k, true);
+        let sport = side_port(k, false);
+        let from_target = self.targets.iter().any(|r| in_range(&k.src, r));
+        if from_target && self.is_published(&k.dst, k.proto, dport) {
+            // Hairpin between private servers: both endpoints are translated, only the pair of
+            // ports is common to both directions.
+            return Steer::Worker(self.owner_of_pair(sport, dport));
+        }
         if self.is_published(&k.dst, k.proto, dport) {
-            return Steer::Worker(self.owner_of(&k.src, side_port(k, false)));
+            return Steer::Worker(self.owner_of(&k.src, sport));
         }
         if self.pools.iter().any(|r| in_range(&k.dst, r)) {
             return Steer::Worker(self.owner_of(&k.dst, dport));
         }
-        if self.targets.iter().any(|r| in_range(&k.src, r)) {
+        if from_target {
             return Steer::Worker(self.owner_of(&k.dst, dport));
         }
         Steer::Flow(*k)

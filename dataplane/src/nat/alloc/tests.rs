@@ -366,6 +366,69 @@ fn unregistered_pools_are_refused_with_several_workers() {
 }
 
 #[test]
+fn hairpin_between_one_to_one_servers() {
+    // 10.0.0.8 <-> 203.0.113.8 and 10.0.0.9 <-> 203.0.113.9; 10.0.0.8 connects to 203.0.113.9.
+    let mut s = Steering::new(3);
+    for (p, q) in [
+        ([203, 0, 113, 8], [10, 0, 0, 8]),
+        ([203, 0, 113, 9], [10, 0, 0, 9]),
+    ] {
+        s.add_published(Published {
+            addrs: (a(p), a(p)),
+            protos: (0, 255),
+            ports: (0, u16::MAX),
+        });
+        s.add_target((a(q), a(q)));
+    }
+    let mut t = Table::default();
+    for sp in 1000..1012u16 {
+        let orig = tcp([10, 0, 0, 8], sp, [203, 0, 113, 9], 443);
+        let crate::nat::steer::Steer::Worker(w) = s.steer(&orig) else {
+            panic!()
+        };
+        let mut al = Allocator::new(w, 3);
+        let b = t
+            .bind(
+                &mut al,
+                orig,
+                Some(&NatRange::to_addr(a([10, 0, 0, 9]))),
+                Some(&snat_to([203, 0, 113, 8], None)),
+                &s,
+            )
+            .unwrap();
+        assert_eq!(
+            b.translated_orig(),
+            tcp([203, 0, 113, 8], sp, [10, 0, 0, 9], 443)
+        );
+        assert_eq!(s.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+    }
+    // The same client port again to the same server: the port must move, and only to ports
+    // whose pair with 443 belongs to the worker.
+    let orig = tcp([10, 0, 0, 8], 1000, [203, 0, 113, 9], 443);
+    let other = FlowKey {
+        src: a([10, 0, 0, 7]),
+        ..orig
+    };
+    let mut s2 = s.clone();
+    s2.add_target((a([10, 0, 0, 7]), a([10, 0, 0, 7])));
+    let crate::nat::steer::Steer::Worker(w) = s2.steer(&other) else {
+        panic!()
+    };
+    let mut al = Allocator::new(w, 3);
+    let b = t
+        .bind(
+            &mut al,
+            other,
+            Some(&NatRange::to_addr(a([10, 0, 0, 9]))),
+            Some(&snat_to([203, 0, 113, 8], None)),
+            &s2,
+        )
+        .unwrap();
+    assert_ne!(b.translated_orig().src_port, 1000);
+    assert_eq!(s2.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+}
+
+#[test]
 fn icmp_identifiers_and_family_errors() {
     let s = pool_steering(1);
     let mut al = Allocator::new(0, 9);
