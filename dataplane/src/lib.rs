@@ -14,9 +14,11 @@ pub mod conntrack;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod filter;
+pub mod nat;
 pub mod pipeline;
 pub mod rcu;
 pub mod reject;
+pub mod route;
 pub mod stats;
 pub mod steer;
 pub mod track;

@@ -26,6 +26,8 @@ use super::ast::*;
 use super::parse::Ctx;
 use super::{Hook, RuleError};
 use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, RuleSet, ANY_PORT};
+use dataplane::nat::rules::NO_NAT;
+use dataplane::nat::{NatKind, NatRange, NatTarget};
 use dataplane::wire::{Family, IpAddr128};
 use std::collections::HashMap;
 
@@ -386,19 +388,39 @@ enum Pending {
     Continue(usize),
 }
 
+/// Which table a chain is flattened for: the filter table's targets, or the nat table's, whose
+/// SNAT/DNAT/MASQUERADE rules become terminal `Accept`s tagged with their [`NatTarget`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlattenFor {
+    Filter,
+    Nat,
+}
+
+/// A flattened chain: the rule set's parts, and for each flat rule its NAT target index
+/// ([`NO_NAT`] for all but the nat table's translating rules).
+pub(crate) struct Flat {
+    pub rules: Vec<FlatRule>,
+    pub origins: Vec<Origin>,
+    pub logs: Vec<LogSpec>,
+    pub nat_of: Vec<u32>,
+    pub nat_targets: Vec<NatTarget>,
+}
+
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
-    /// Which table: the raw table adds NOTRACK.
-    kind: TableKind,
+    mode: FlattenFor,
     index: HashMap<&'a str, usize>,
     cubes: Vec<Vec<Option<Vec<Cube>>>>,
-    out: Vec<(Cube, Pending, u32)>,
+    /// (match, action, origin, NAT target or NO_NAT).
+    out: Vec<(Cube, Pending, u32, u32)>,
     labels: Vec<usize>,
     origins: Vec<Origin>,
     origin_of: HashMap<(usize, usize), u32>,
     logs: Vec<LogSpec>,
     log_of: HashMap<(usize, usize), u32>,
+    nat_targets: Vec<NatTarget>,
+    nat_of: HashMap<(usize, usize), u32>,
 }
 
 impl Flattener<'_> {
@@ -429,6 +451,17 @@ impl Flattener<'_> {
         origin: u32,
         rule: &Rule,
     ) -> Result<(), RuleError> {
+        self.emit_tagged(cubes, action, origin, NO_NAT, rule)
+    }
+
+    fn emit_tagged(
+        &mut self,
+        cubes: &[Cube],
+        action: Pending,
+        origin: u32,
+        nat: u32,
+        rule: &Rule,
+    ) -> Result<(), RuleError> {
         if self.out.len() + cubes.len() > MAX_FLAT_RULES {
             return Err(self.err(
                 rule,
@@ -436,8 +469,36 @@ impl Flattener<'_> {
                 format!("rule set too large: more than {MAX_FLAT_RULES} flat rules after inlining chains"),
             ));
         }
-        self.out.extend(cubes.iter().map(|c| (*c, action, origin)));
+        self.out
+            .extend(cubes.iter().map(|c| (*c, action, origin, nat)));
         Ok(())
+    }
+
+    /// A translating rule of the nat table: a terminal `Accept` tagged with its target.
+    fn nat_rule(
+        &mut self,
+        ci: usize,
+        ri: usize,
+        cubes: &[Cube],
+        kind: NatKind,
+        range: NatRange,
+    ) -> Result<(), RuleError> {
+        let o = self.origin(ci, ri);
+        let n = match self.nat_of.get(&(ci, ri)) {
+            Some(&n) => n,
+            None => {
+                let n = self.nat_targets.len() as u32;
+                self.nat_targets.push(NatTarget {
+                    kind,
+                    range,
+                    origin: o,
+                });
+                self.nat_of.insert((ci, ri), n);
+                n
+            }
+        };
+        let rule = &self.table.chains[ci].rules[ri];
+        self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule)
     }
 
     fn label(&mut self) -> usize {
@@ -478,15 +539,15 @@ impl Flattener<'_> {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Accept), o, rule)?;
                 }
-                Target::Drop => {
+                Target::Drop if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Drop), o, rule)?;
                 }
-                Target::Reject(w) => {
+                Target::Reject(w) if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
                 }
-                Target::Log(_) if self.kind == TableKind::Raw => {
+                Target::Log(_) if self.table.kind == TableKind::Raw => {
                     return Err(self.err(
                         rule,
                         spec.col,
@@ -494,7 +555,7 @@ impl Flattener<'_> {
                             .to_string(),
                     ));
                 }
-                Target::NoTrack if self.kind == TableKind::Raw => {
+                Target::NoTrack if self.table.kind == TableKind::Raw => {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::NoTrack), o, rule)?;
                 }
@@ -541,16 +602,56 @@ impl Flattener<'_> {
                         self.labels[end] = self.out.len();
                     }
                 }
-                Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. } | Target::NoTrack => {
+                Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
+                    let kind = match spec.target {
+                        Target::Snat(_) => NatKind::Snat,
+                        _ => NatKind::Dnat,
+                    };
+                    self.nat_rule(ci, ri, &cubes, kind, nat_range(to))?;
+                }
+                Target::Masquerade {
+                    ports,
+                    random,
+                    random_fully,
+                } if self.mode == FlattenFor::Nat => {
+                    let range = NatRange {
+                        addrs: None,
+                        ports: *ports,
+                        random: *random,
+                        random_fully: *random_fully,
+                        persistent: false,
+                    };
+                    self.nat_rule(ci, ri, &cubes, NatKind::Masquerade, range)?;
+                }
+                Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade { .. }
+                | Target::NoTrack
+                | Target::Reject(_)
+                | Target::Drop => {
                     return Err(self.err(
                         rule,
                         spec.col,
-                        format!("target is not valid in the {} table", self.kind.name()),
+                        format!(
+                            "target is not valid in the {} table",
+                            self.table.kind.name()
+                        ),
                     ));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The range of `--to-source`/`--to-destination`.
+fn nat_range(to: &NatTo) -> NatRange {
+    NatRange {
+        addrs: to.addrs.map(|r| (r.lo, r.hi)),
+        ports: to.ports,
+        random: to.random,
+        random_fully: to.random_fully,
+        persistent: to.persistent,
     }
 }
 
@@ -565,45 +666,65 @@ pub(crate) fn compile(
         Hook::Forward => HookPoint::Forward,
         Hook::Input => HookPoint::Input,
     };
-    compile_chain(ctx, parsed, TableKind::Filter, hook_point)
+    let flat = flatten(
+        ctx,
+        parsed.table(TableKind::Filter),
+        hook_point,
+        FlattenFor::Filter,
+    )?;
+    Ok(RuleSet::new(
+        ctx.family,
+        flat.rules,
+        flat.origins,
+        flat.logs,
+    ))
 }
 
-/// The rule set of built-in chain `hook_point` of table `kind` (filter or raw) in `parsed`
-/// (Linux's empty ACCEPT when the file lacks the table).
+/// The rule set of built-in chain `hook_point` of table `kind` (filter, or raw with its
+/// NOTRACK) in `parsed` (Linux's empty ACCEPT when the file lacks the table).
 pub(crate) fn compile_chain(
     ctx: &Ctx<'_>,
     parsed: &ParsedRules,
     kind: TableKind,
     hook_point: HookPoint,
 ) -> Result<RuleSet, RuleError> {
+    let flat = flatten(ctx, parsed.table(kind), hook_point, FlattenFor::Filter)?;
+    Ok(RuleSet::new(
+        ctx.family,
+        flat.rules,
+        flat.origins,
+        flat.logs,
+    ))
+}
+
+/// The whole chain `hook_point` of `table` flattened: user chains inlined under their jumps,
+/// labels resolved, the policy as the final catch-all. No table or no such chain is Linux's
+/// empty chain with policy ACCEPT.
+pub(crate) fn flatten(
+    ctx: &Ctx<'_>,
+    table: Option<&Table>,
+    hook_point: HookPoint,
+    mode: FlattenFor,
+) -> Result<Flat, RuleError> {
     let family = ctx.family;
     let chain_name = hook_point.chain_name();
-    let Some(table) = parsed.table(kind) else {
-        let origin = Origin {
+    let empty = || Flat {
+        rules: vec![FlatRule::any(family, Action::Accept, 0)],
+        origins: vec![Origin {
             file: ctx.file.to_string(),
             line: 0,
             label: format!("policy {chain_name} ACCEPT"),
-        };
-        return Ok(RuleSet::new(
-            family,
-            vec![FlatRule::any(family, Action::Accept, 0)],
-            vec![origin],
-            Vec::new(),
-        ));
+        }],
+        logs: Vec::new(),
+        nat_of: vec![NO_NAT],
+        nat_targets: Vec::new(),
+    };
+    let Some(table) = table else {
+        return Ok(empty());
     };
     let root = table.chain_index(chain_name).unwrap_or(usize::MAX);
     let Some(root_chain) = table.chains.get(root) else {
-        let origin = Origin {
-            file: ctx.file.to_string(),
-            line: 0,
-            label: format!("policy {chain_name} ACCEPT"),
-        };
-        return Ok(RuleSet::new(
-            family,
-            vec![FlatRule::any(family, Action::Accept, 0)],
-            vec![origin],
-            Vec::new(),
-        ));
+        return Ok(empty());
     };
     let cubes = table
         .chains
@@ -613,7 +734,7 @@ pub(crate) fn compile_chain(
     let mut f = Flattener {
         ctx,
         table,
-        kind,
+        mode,
         index: table
             .chains
             .iter()
@@ -627,11 +748,22 @@ pub(crate) fn compile_chain(
         origin_of: HashMap::new(),
         logs: Vec::new(),
         log_of: HashMap::new(),
+        nat_targets: Vec::new(),
+        nat_of: HashMap::new(),
     };
     let policy_label = f.label();
     f.chain(root, &[Cube::full(family)], policy_label, 0)?;
     f.labels[policy_label] = f.out.len();
     let policy = root_chain.policy.unwrap_or(Policy::Accept);
+    if mode == FlattenFor::Nat && policy == Policy::Drop {
+        return Err(ctx.err(
+            root_chain.line,
+            1,
+            format!(
+                "policy DROP is not allowed in the nat table ({chain_name} is not for filtering)"
+            ),
+        ));
+    }
     let policy_origin = f.origins.len() as u32;
     f.origins.push(Origin {
         file: ctx.file.to_string(),
@@ -646,6 +778,7 @@ pub(crate) fn compile_chain(
         Cube::full(family),
         Pending::Act(policy_action),
         policy_origin,
+        NO_NAT,
     ));
 
     // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
@@ -653,7 +786,7 @@ pub(crate) fn compile_chain(
     let target: Vec<Option<usize>> = f
         .out
         .iter()
-        .map(|(_, p, _)| match p {
+        .map(|(_, p, _, _)| match p {
             Pending::Continue(l) => Some(f.labels[*l]),
             Pending::Act(_) => None,
         })
@@ -672,7 +805,8 @@ pub(crate) fn compile_chain(
     // New index of old position p: the number of kept rules before p.
     let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
     let mut rules = Vec::with_capacity(kept_from[0]);
-    for (i, (cube, pending, origin)) in f.out.into_iter().enumerate() {
+    let mut nat_of = Vec::with_capacity(kept_from[0]);
+    for (i, (cube, pending, origin, nat)) in f.out.into_iter().enumerate() {
         if !keep[i] {
             continue;
         }
@@ -681,6 +815,13 @@ pub(crate) fn compile_chain(
             Pending::Continue(_) => Action::ContinueAt(new_index(target[i].unwrap_or(n))),
         };
         rules.push(cube.to_flat(family, action, origin));
+        nat_of.push(nat);
     }
-    Ok(RuleSet::new(family, rules, f.origins, f.logs))
+    Ok(Flat {
+        rules,
+        origins: f.origins,
+        logs: f.logs,
+        nat_of,
+        nat_targets: f.nat_targets,
+    })
 }

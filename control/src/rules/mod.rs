@@ -3,8 +3,9 @@
 //! A file is parsed into [`ParsedRules`] (tables -> chains -> rules, each rule with its
 //! position, matches and target), every table it holds (filter, nat, raw) is validated as
 //! iptables-restore and the kernel would, and the filter table's `FORWARD` (bridge mode) or
-//! `INPUT` (router mode) chain is compiled into the dataplane's flat, first-match rule set.
-//! The nat and raw tables are parsed and validated but not compiled yet.
+//! `INPUT` (router mode) chain is compiled into the dataplane's flat, first-match rule set;
+//! [`compile_nat`] compiles the nat table's PREROUTING and POSTROUTING chains the same way. The
+//! raw table is parsed and validated but not compiled yet.
 //!
 //! Invariants:
 //! - Linux netfilter is the reference: a file loads only if iptables-restore would load it,
@@ -19,6 +20,7 @@ mod ast;
 mod compile;
 mod lex;
 mod names;
+mod nat;
 mod parse;
 mod validate;
 
@@ -110,6 +112,18 @@ pub fn compile_raw(parsed: &ParsedRules) -> Result<Option<RuleSet>, Vec<RuleErro
     compile::compile_chain(&ctx, parsed, TableKind::Raw, HookPoint::Prerouting)
         .map(Some)
         .map_err(|e| vec![e])
+}
+
+/// Compiles the nat table of already parsed rules: PREROUTING (DNAT) and POSTROUTING (SNAT,
+/// MASQUERADE) as first-match chains with the filter compiler's flattening. A file without a nat
+/// table translates nothing; rules in the nat INPUT or OUTPUT chains are errors.
+pub fn compile_nat(parsed: &ParsedRules) -> Result<dataplane::nat::NatRules, Vec<RuleError>> {
+    let ctx = parse::Ctx {
+        file: &parsed.file,
+        family: parsed.family,
+        ports: &[],
+    };
+    nat::compile(&ctx, parsed).map_err(sorted)
 }
 
 /// Parses iptables-save (family V4) or ip6tables-save (V6) text, validates every table it

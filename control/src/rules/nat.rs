@@ -1,0 +1,394 @@
+//! Compiling the `nat` table's PREROUTING and POSTROUTING chains into the dataplane's
+//! [`NatRules`].
+//!
+//! Each chain is flattened exactly as the filter table's chains are ([`super::compile`]: user
+//! chains inlined under their jumps, `RETURN` as a continue, `-g`, LOG non-terminal, the policy
+//! as the final catch-all), with the nat table's meaning of the targets: SNAT, DNAT and
+//! MASQUERADE translate and end the chain, ACCEPT ends it without translation, and so does the
+//! policy (which must be ACCEPT). The first matching terminal rule decides, once per connection.
+//!
+//! The nat table's INPUT and OUTPUT chains translate traffic to and from the host's own
+//! sockets; Rampart has none beyond answering pings, so a rule in either is an error rather than
+//! being ignored.
+
+use super::ast::*;
+use super::compile::{flatten, FlattenFor};
+use super::parse::Ctx;
+use super::RuleError;
+use dataplane::classify::RuleSet;
+use dataplane::nat::{NatChain, NatRules};
+
+/// The nat table of `parsed` as dataplane chains (no translation when there is no nat table).
+pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, Vec<RuleError>> {
+    let table = parsed.table(TableKind::Nat);
+    let mut errors = Vec::new();
+    if let Some(t) = table {
+        for hook in [HookPoint::Input, HookPoint::Output] {
+            let Some(chain) = t.chain(hook.chain_name()) else {
+                continue;
+            };
+            for rule in &chain.rules {
+                errors.push(ctx.err(
+                    rule.line,
+                    rule.col,
+                    format!(
+                        "nat {} rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                        hook.chain_name()
+                    ),
+                ));
+            }
+        }
+    }
+    let chain = |hook: HookPoint| -> Result<NatChain, RuleError> {
+        let flat = flatten(ctx, table, hook, FlattenFor::Nat)?;
+        let rules = RuleSet::new(ctx.family, flat.rules, flat.origins, flat.logs);
+        NatChain::new(rules, flat.nat_of, flat.nat_targets).map_err(|e| {
+            // The flattener builds consistent chains; this names the chain if it ever does not.
+            ctx.err(
+                table.map_or(0, |t| t.line),
+                1,
+                format!("internal error compiling nat {}: {e}", hook.chain_name()),
+            )
+        })
+    };
+    let pre = chain(HookPoint::Prerouting);
+    let post = chain(HookPoint::Postrouting);
+    match (pre, post) {
+        (Ok(prerouting), Ok(postrouting)) if errors.is_empty() => Ok(NatRules {
+            family: ctx.family,
+            prerouting,
+            postrouting,
+        }),
+        (pre, post) => {
+            errors.extend(pre.err());
+            errors.extend(post.err());
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::{compile_nat, parse_iptables, RuleError};
+    use dataplane::classify::{ct, PacketMeta};
+    use dataplane::nat::rules::NatDecision;
+    use dataplane::nat::{NatKind, NatRules, NatTarget};
+    use dataplane::wire::{ip_proto, Family, FlowKey, IpAddr128};
+    use std::net::Ipv4Addr;
+
+    fn ports() -> Vec<String> {
+        vec!["lan0".into(), "wan0".into(), "wan1".into()]
+    }
+
+    fn nat(text: &str, family: Family) -> Result<NatRules, Vec<RuleError>> {
+        let parsed = parse_iptables("n.rules", text, family, &ports())?;
+        compile_nat(&parsed)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        nat(text, Family::V4)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    fn a(s: &str) -> IpAddr128 {
+        IpAddr128::from_std(s.parse().unwrap())
+    }
+
+    fn tcp(src: &str, sp: u16, dst: &str, dp: u16) -> FlowKey {
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        FlowKey::new_v4(v4(src), v4(dst), ip_proto::TCP, sp, dp)
+    }
+
+    fn meta(key: FlowKey, in_port: u8, out_port: u8) -> PacketMeta {
+        PacketMeta {
+            key,
+            in_port,
+            out_port,
+            ct_state: ct::NEW,
+            tcp_flags: 0x02,
+            later_fragment: false,
+        }
+    }
+
+    fn pre(r: &NatRules, m: PacketMeta) -> Option<NatTarget> {
+        match r.prerouting.decide(&m, |_, _| {}).0 {
+            NatDecision::Translate(t) => Some(*t),
+            NatDecision::Keep => None,
+            NatDecision::Drop => panic!("nat never drops"),
+        }
+    }
+
+    fn post(r: &NatRules, m: PacketMeta) -> Option<NatTarget> {
+        match r.postrouting.decide(&m, |_, _| {}).0 {
+            NatDecision::Translate(t) => Some(*t),
+            NatDecision::Keep => None,
+            NatDecision::Drop => panic!("nat never drops"),
+        }
+    }
+
+    const GATEWAY: &str = "*nat\n\
+        :PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        :publish - [0:0]\n\
+        -A PREROUTING -i wan0 -j publish\n\
+        -A publish -s 192.0.2.0/24 -j RETURN\n\
+        -A publish -d 203.0.113.1 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8080\n\
+        -A publish -d 203.0.113.1 -p udp --dport 53 -j DNAT --to-destination 10.0.0.6-10.0.0.7 --persistent\n\
+        -A POSTROUTING -d 10.0.0.0/8 -j ACCEPT\n\
+        -A POSTROUTING -o wan0 -s 10.0.0.0/8 -j MASQUERADE --random-fully\n\
+        -A POSTROUTING -o wan1 -p tcp -j SNAT --to-source 198.51.100.1-198.51.100.4:1024-2047 --random\n\
+        COMMIT\n";
+
+    #[test]
+    fn dnat_through_a_user_chain_with_return() {
+        let r = nat(GATEWAY, Family::V4).unwrap();
+        let t = pre(&r, meta(tcp("198.51.100.9", 5000, "203.0.113.1", 80), 1, 0)).unwrap();
+        assert_eq!(t.kind, NatKind::Dnat);
+        assert_eq!(t.range.addrs, Some((a("10.0.0.5"), a("10.0.0.5"))));
+        assert_eq!(t.range.ports, Some((8080, 8080)));
+        let origin = &r.prerouting.rule_set().origins[t.origin as usize];
+        assert_eq!((origin.line, origin.label.as_str()), (9, "publish:2"));
+        // RETURN for the trusted network: no DNAT.
+        assert!(pre(&r, meta(tcp("192.0.2.9", 5000, "203.0.113.1", 80), 1, 0)).is_none());
+        // Only from wan0.
+        assert!(pre(&r, meta(tcp("198.51.100.9", 5000, "203.0.113.1", 80), 0, 0)).is_none());
+        // Another port: nothing.
+        assert!(pre(&r, meta(tcp("198.51.100.9", 5000, "203.0.113.1", 81), 1, 0)).is_none());
+        let udp = FlowKey {
+            proto: ip_proto::UDP,
+            ..tcp("198.51.100.9", 5000, "203.0.113.1", 53)
+        };
+        let t = pre(&r, meta(udp, 1, 0)).unwrap();
+        assert!(t.range.persistent);
+        assert_eq!(t.range.addrs, Some((a("10.0.0.6"), a("10.0.0.7"))));
+        assert_eq!(t.range.ports, None);
+    }
+
+    #[test]
+    fn snat_masquerade_and_accept_as_no_nat() {
+        let r = nat(GATEWAY, Family::V4).unwrap();
+        let out = tcp("10.1.2.3", 40000, "8.8.8.8", 443);
+        let t = post(&r, meta(out, 0, 1)).unwrap();
+        assert_eq!(t.kind, NatKind::Masquerade);
+        assert!(t.range.random_fully && t.range.addrs.is_none());
+        let t = post(&r, meta(out, 0, 2)).unwrap();
+        assert_eq!(t.kind, NatKind::Snat);
+        assert_eq!(t.range.addrs, Some((a("198.51.100.1"), a("198.51.100.4"))));
+        assert_eq!(t.range.ports, Some((1024, 2047)));
+        assert!(t.range.random && !t.range.persistent);
+        // ACCEPT first: inside-to-inside traffic is not translated (first match wins).
+        assert!(post(&r, meta(tcp("10.1.2.3", 1, "10.0.0.5", 8080), 0, 1)).is_none());
+        // Policy: nothing.
+        assert!(post(&r, meta(tcp("172.16.0.1", 1, "8.8.8.8", 443), 0, 1)).is_none());
+    }
+
+    #[test]
+    fn goto_log_and_hairpin_masquerade() {
+        let text = "*nat\n:POSTROUTING ACCEPT [0:0]\n:PREROUTING ACCEPT [0:0]\n:hair - [0:0]\n\
+            -A PREROUTING -d 203.0.113.1 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5\n\
+            -A POSTROUTING -s 10.0.0.0/24 -g hair\n\
+            -A POSTROUTING -j SNAT --to-source 203.0.113.1\n\
+            -A hair -j LOG --log-prefix \"hairpin \"\n\
+            -A hair -d 10.0.0.0/24 -j MASQUERADE\n\
+            COMMIT\n";
+        let r = nat(text, Family::V4).unwrap();
+        // Inside client to inside server (after DNAT): masqueraded, with a log record.
+        let mut logs = Vec::new();
+        let (d, _) = r.postrouting.decide(
+            &meta(tcp("10.0.0.9", 1234, "10.0.0.5", 80), 0, 0),
+            |_, spec| logs.push(spec.prefix.clone()),
+        );
+        assert!(matches!(d, NatDecision::Translate(t) if t.kind == NatKind::Masquerade));
+        assert_eq!(logs, ["hairpin "]);
+        // -g: falling off `hair` returns where POSTROUTING itself would, to the policy, so the
+        // SNAT after the goto is skipped for inside sources.
+        assert!(post(&r, meta(tcp("10.0.0.9", 1234, "8.8.8.8", 80), 0, 1)).is_none());
+        let t = post(&r, meta(tcp("10.0.1.9", 1234, "8.8.8.8", 80), 0, 1)).unwrap();
+        assert_eq!(t.kind, NatKind::Snat);
+        let steering = r.steering(2, &[]);
+        assert!(steering.is_published(&a("203.0.113.1"), ip_proto::TCP, 80));
+        assert!(!steering.is_published(&a("203.0.113.1"), ip_proto::TCP, 81));
+    }
+
+    #[test]
+    fn no_nat_table_translates_nothing() {
+        let r = nat("*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n", Family::V4).unwrap();
+        assert!(pre(&r, meta(tcp("1.1.1.1", 1, "2.2.2.2", 2), 0, 0)).is_none());
+        assert!(post(&r, meta(tcp("1.1.1.1", 1, "2.2.2.2", 2), 0, 0)).is_none());
+    }
+
+    #[test]
+    fn ipv6_nat() {
+        let text = "*nat\n\
+            -A PREROUTING -d 2001:db8::1 -p tcp --dport 443 -j DNAT --to-destination [fd00::5]:8443\n\
+            -A POSTROUTING -s fd00::/64 -j SNAT --to-source 2001:db8::1-2001:db8::3\n\
+            COMMIT\n";
+        let r = nat(text, Family::V6).unwrap();
+        let k = FlowKey::new_v6(
+            "2001:db8:ff::9".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            ip_proto::TCP,
+            999,
+            443,
+        );
+        let t = pre(&r, meta(k, 0, 0)).unwrap();
+        assert_eq!(t.range.addrs, Some((a("fd00::5"), a("fd00::5"))));
+        assert_eq!(t.range.ports, Some((8443, 8443)));
+        let out = FlowKey::new_v6(
+            "fd00::7".parse().unwrap(),
+            "2001:db8:ff::9".parse().unwrap(),
+            ip_proto::UDP,
+            5,
+            53,
+        );
+        assert_eq!(post(&r, meta(out, 0, 1)).unwrap().kind, NatKind::Snat);
+    }
+
+    /// The library pieces together, as a worker will use them: rules decide, the allocator
+    /// binds, steering agrees on both directions, packets are rewritten, and a time exceeded
+    /// from a router beyond the gateway comes back to the client quoting what it sent.
+    #[test]
+    fn gateway_scenario_snat_dnat_and_time_exceeded() {
+        use dataplane::conntrack::Dir;
+        use dataplane::nat::steer::Steer;
+        use dataplane::nat::{rewrite, Allocator, Binding};
+        use dataplane::route::icmp::{build_error, decrement_ttl, RouterError, MAX_ERROR};
+        use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+        use dataplane::wire::checksum;
+        use dataplane::wire::parse_frame;
+        use std::collections::HashSet;
+
+        let text = "*nat\n\
+            -A PREROUTING -i wan0 -d 203.0.113.1 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8080\n\
+            -A POSTROUTING -o wan0 -s 10.0.0.0/24 -j MASQUERADE\n\
+            COMMIT\n";
+        let rules = nat(text, Family::V4).unwrap();
+        let wan_addr = a("203.0.113.1");
+        let steering = rules.steering(2, &[wan_addr]);
+        let mut replies: HashSet<FlowKey> = HashSet::new();
+        let worker_of = |k: &FlowKey| match steering.steer(k) {
+            Steer::Worker(w) => w,
+            Steer::Flow(_) => 0,
+        };
+        let udp_frame = |k: &FlowKey, ttl: u8| {
+            let mut ip = IpSpec::v4(k.src.to_v4().unwrap(), k.dst.to_v4().unwrap());
+            if let IpSpec::V4 { ttl: t, .. } = &mut ip {
+                *t = ttl;
+            }
+            FrameSpec::new(ip, L4Spec::udp(k.src_port, k.dst_port, b"query")).build()
+        };
+
+        // Outbound UDP from 10.0.0.2: masqueraded.
+        let orig = FlowKey::new_v4(
+            [10, 0, 0, 2].into(),
+            [198, 51, 100, 53].into(),
+            ip_proto::UDP,
+            5353,
+            53,
+        );
+        let w = worker_of(&orig);
+        let mut alloc = Allocator::new(w, 7);
+        assert!(pre(&rules, meta(orig, 0, 1)).is_none());
+        let masq = post(&rules, meta(orig, 0, 1)).unwrap();
+        let range = masq.resolve(Some(wan_addr)).unwrap();
+        let b: Binding = alloc
+            .bind(&orig, None, Some(&range), &steering, |k| {
+                replies.contains(k)
+            })
+            .unwrap();
+        replies.insert(b.reply);
+        assert_eq!(b.translated_orig().src, wan_addr);
+        assert_eq!(
+            steering.steer(&b.reply),
+            Steer::Worker(w),
+            "replies come home"
+        );
+
+        // The client's packet with TTL 2 leaves with TTL 1, translated.
+        let mut out = udp_frame(&orig, 2);
+        let info = parse_frame(&out).unwrap();
+        rewrite(&mut out, &info, Dir::Orig, &b).unwrap();
+        decrement_ttl(&mut out, &info).unwrap();
+        assert_eq!(out, udp_frame(&b.translated_orig(), 1));
+
+        // The next router cannot forward it: time exceeded, to the gateway's address.
+        let info = parse_frame(&out).unwrap();
+        let mut err = [0u8; MAX_ERROR];
+        let n = build_error(
+            &out,
+            &info,
+            RouterError::TimeExceeded,
+            a("198.51.100.1"),
+            &mut err,
+        )
+        .unwrap();
+        let mut err = err[..n].to_vec();
+        let einfo = parse_frame(&err).unwrap();
+        let quoted = FlowKey::new_v4(
+            wan_addr.to_v4().unwrap(),
+            [198, 51, 100, 53].into(),
+            ip_proto::UDP,
+            b.translated_orig().src_port,
+            53,
+        );
+        assert_eq!(steering.steer_error(&quoted), Steer::Worker(w));
+        rewrite(&mut err, &einfo, Dir::Reply, &b).unwrap();
+        let back = parse_frame(&err).unwrap();
+        assert_eq!(back.flow.unwrap().dst, orig.src, "to the client");
+        let icmp = &err[34..];
+        assert_eq!(checksum::checksum(icmp), 0, "outer ICMP checksum");
+        assert_eq!(
+            &icmp[8..],
+            &udp_frame(&orig, 1)[14..],
+            "quotes what the client sent"
+        );
+
+        // The server's answer is translated back.
+        let mut answer = udp_frame(&b.reply, 60);
+        let info = parse_frame(&answer).unwrap();
+        rewrite(&mut answer, &info, Dir::Reply, &b).unwrap();
+        assert_eq!(answer, udp_frame(&orig.reply(), 60));
+
+        // Inbound TCP to the published port: DNAT, steered by the client on both sides.
+        let inbound = tcp("198.51.100.9", 40000, "203.0.113.1", 80);
+        let w2 = worker_of(&inbound);
+        let dnat = pre(&rules, meta(inbound, 1, 0)).unwrap();
+        let mut alloc2 = Allocator::new(w2, 7);
+        let b2 = alloc2
+            .bind(&inbound, Some(&dnat.range), None, &steering, |k| {
+                replies.contains(k)
+            })
+            .unwrap();
+        assert_eq!(
+            b2.translated_orig(),
+            tcp("198.51.100.9", 40000, "10.0.0.5", 8080)
+        );
+        assert_eq!(steering.steer(&b2.reply), Steer::Worker(w2));
+    }
+
+    #[test]
+    fn unsupported_chains_and_policies_are_errors_with_positions() {
+        let e = errors(
+            "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 1.2.3.4 -j DNAT --to-destination 10.0.0.1\n\
+             -A INPUT -j SNAT --to-source 10.0.0.1\nCOMMIT\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "n.rules:3:1: nat OUTPUT rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                "n.rules:4:1: nat INPUT rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+            ]
+        );
+        let e = errors("*nat\n:POSTROUTING DROP [0:0]\nCOMMIT\n");
+        assert_eq!(
+            e,
+            ["n.rules:2:1: policy DROP is not allowed in the nat table (POSTROUTING is not for filtering)"]
+        );
+        // Parse errors come through unchanged.
+        let e = errors("*nat\n-A POSTROUTING -j SNAT\nCOMMIT\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("n.rules:2:"), "{e:?}");
+    }
+}

@@ -1,0 +1,419 @@
+//! FAST PATH: no allocation, lock, syscall or log (runs once per new translated connection).
+//!
+//! Choosing a connection's translated tuple, as Linux's `nf_nat_core` (`get_unique_tuple`,
+//! `find_best_ips_proto`, `nf_nat_l4proto_unique_tuple`) does, on one worker:
+//!
+//! - SNAT/MASQUERADE without `--random`/`--random-fully`: the tuple is kept as it is when its
+//!   source is already in the range and its reply tuple is unused.
+//! - The address: the range's only address, or one picked by a hash of the source address and
+//!   (unless `--persistent`) the destination address, so a client keeps its address across
+//!   connections.
+//! - The port (or ICMP identifier): kept when in the range (or no range was given) and the
+//!   reply tuple is unused, unless random; otherwise searched from an offset (random for source
+//!   translation and `--random*`, the range start for DNAT): up to 128 sequential candidates,
+//!   then rounds of half as many from new random offsets, down to 16 (Linux's bounded search:
+//!   a nearly full large range may report exhaustion while a port is still free).
+//! - Without `--to-ports`, a source port is searched in Linux's default class of the original
+//!   port (1-511, 600-1023 or 1024-65535); a DNAT without ports cannot change the port and
+//!   fails on a clash ([`NatError::Clash`]).
+//!
+//! What Rampart adds: a source port is only chosen among the ports this worker owns at the
+//! address ([`Steering::owner_of`]) and never among published (DNAT) ports, so the replies are
+//! steered back to this worker; a kept original port must steer back too. Every finished
+//! binding's reply tuple is checked against the steering ([`NatError::Unsteerable`]; with more
+//! than one worker the reply must be steered by ownership, so a pool or target missing from the
+//! steering tables is refused rather than misrouted). The
+//! uniqueness probe `in_use(reply)` is the caller's: a lookup of the reply tuple in its
+//! conntrack table (reply tuples are per worker, and disjoint port shares keep the tables
+//! disjoint).
+//!
+//! Differences from Linux: no "same source, same mapping" table (`find_appropriate_src`):
+//! the address hash gives the same address for a client anyway; the offsets come from a
+//! per-worker xorshift generator seeded by the caller, not from the kernel's random pool.
+
+use super::steer::{Steer, Steering};
+use super::Binding;
+use crate::wire::{ip_proto, Family, FlowKey, IpAddr128};
+
+/// Which side of the original tuple a translation changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Manip {
+    /// SNAT, MASQUERADE (POSTROUTING).
+    Src,
+    /// DNAT (PREROUTING).
+    Dst,
+}
+
+/// Where a translation maps to (`--to-source`/`--to-destination`/MASQUERADE resolved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatRange {
+    /// Inclusive address range; `None` keeps the address.
+    pub addrs: Option<(IpAddr128, IpAddr128)>,
+    /// Inclusive port (ICMP identifier) range; `None` keeps the port when it can.
+    pub ports: Option<(u16, u16)>,
+    /// `--random`.
+    pub random: bool,
+    /// `--random-fully`.
+    pub random_fully: bool,
+    /// `--persistent`.
+    pub persistent: bool,
+}
+
+impl NatRange {
+    /// To one address, ports kept.
+    pub fn to_addr(a: IpAddr128) -> NatRange {
+        NatRange {
+            addrs: Some((a, a)),
+            ports: None,
+            random: false,
+            random_fully: false,
+            persistent: false,
+        }
+    }
+
+    #[inline]
+    fn random_all(&self) -> bool {
+        self.random || self.random_fully
+    }
+}
+
+/// Why no translated tuple was found; the caller drops the new connection and counts it
+/// ([`NatError::index`] into a counter array).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum NatError {
+    /// Every candidate port this worker owns in the range is in use.
+    Exhausted = 0,
+    /// A DNAT without a port range met an existing connection with the same reply tuple.
+    Clash = 1,
+    /// The range's addresses are not of the connection's family.
+    Family = 2,
+    /// The finished binding's replies would be steered to another worker.
+    Unsteerable = 3,
+}
+
+impl NatError {
+    /// How many variants (the size of a counter array).
+    pub const COUNT: usize = 4;
+
+    /// A stable counter index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The counter's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NatError::Exhausted => "nat_exhausted",
+            NatError::Clash => "nat_clash",
+            NatError::Family => "nat_family",
+            NatError::Unsteerable => "nat_unsteerable",
+        }
+    }
+}
+
+/// Most sequential candidates in a first search round (Linux's `max_attempts`).
+const MAX_ATTEMPTS: u32 = 128;
+/// Rounds stop when their size falls below this (Linux's cut-off).
+const MIN_ROUND: u32 = 16;
+
+/// One worker's tuple selector.
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    worker: u16,
+    seed: u64,
+    rng: u64,
+}
+
+impl Allocator {
+    /// The selector of `worker`; `seed` varies the address hash and the random offsets
+    /// (use the same seed on every worker so a client maps to the same address everywhere).
+    pub fn new(worker: u16, seed: u64) -> Allocator {
+        Allocator {
+            worker,
+            seed,
+            rng: (seed ^ (u64::from(worker) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1,
+        }
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    #[inline]
+    fn random(&mut self) -> u32 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    /// The binding of a new connection `orig`: DNAT first (PREROUTING), then SNAT or
+    /// MASQUERADE (POSTROUTING), then the steering check. `in_use(reply)` says whether a
+    /// connection with that reply tuple exists.
+    pub fn bind(
+        &mut self,
+        orig: &FlowKey,
+        dnat: Option<&NatRange>,
+        snat: Option<&NatRange>,
+        steering: &Steering,
+        mut in_use: impl FnMut(&FlowKey) -> bool,
+    ) -> Result<Binding, NatError> {
+        let mut b = Binding::identity(*orig);
+        if let Some(r) = dnat {
+            b = self.apply(&b, Manip::Dst, r, steering, &mut in_use)?;
+        }
+        if let Some(r) = snat {
+            b = self.apply(&b, Manip::Src, r, steering, &mut in_use)?;
+        }
+        // Replies must come back here by port ownership; a reply tuple the tables do not know
+        // (an unregistered pool or target) would be spread by the flow hash instead, which only
+        // a single worker can afford.
+        match steering.steer(&b.reply) {
+            Steer::Worker(w) if w == self.worker => Ok(b),
+            Steer::Flow(_) if steering.workers() == 1 || b.is_identity() => Ok(b),
+            _ => Err(NatError::Unsteerable),
+        }
+    }
+
+    /// One translation step on top of `current` (which may already carry a DNAT).
+    pub fn apply(
+        &mut self,
+        current: &Binding,
+        manip: Manip,
+        range: &NatRange,
+        steering: &Steering,
+        in_use: &mut impl FnMut(&FlowKey) -> bool,
+    ) -> Result<Binding, NatError> {
+        let cur = current.translated_orig();
+        if let Some((lo, hi)) = range.addrs {
+            let v4 = cur.family == Family::V4;
+            if lo.is_v4() != v4 || hi.is_v4() != v4 || lo > hi {
+                return Err(NatError::Family);
+            }
+        }
+        let done = |t: FlowKey| Binding {
+            orig: current.orig,
+            reply: t.reply(),
+        };
+        let ported = has_ports(&cur);
+        let ok = |t: &FlowKey, in_use: &mut dyn FnMut(&FlowKey) -> bool| {
+            !in_use(&t.reply())
+                && (manip == Manip::Dst || steering.reaches(self.worker, &t.reply()))
+        };
+
+        // SNAT keeps a tuple that is already in range.
+        if manip == Manip::Src
+            && !range.random_all()
+            && in_range(&cur, manip, range, ported)
+            && ok(&cur, in_use)
+        {
+            return Ok(done(cur));
+        }
+
+        let mut t = cur;
+        if let Some((lo, hi)) = range.addrs {
+            let a = self.pick_addr(&cur, lo, hi, range.persistent);
+            match manip {
+                Manip::Src => t.src = a,
+                Manip::Dst => t.dst = a,
+            }
+        }
+        if !range.random_all() {
+            let port_ok = match range.ports {
+                Some(_) => !ported || port_in(&t, manip, range),
+                None => true,
+            };
+            if port_ok && ok(&t, in_use) {
+                return Ok(done(t));
+            }
+        }
+        if !ported {
+            return Err(if manip == Manip::Dst {
+                NatError::Clash
+            } else {
+                NatError::Exhausted
+            });
+        }
+        let (min, max) = match range.ports {
+            Some(p) => p,
+            None if cur.is_icmp() => (0, u16::MAX),
+            None if manip == Manip::Dst => return Err(NatError::Clash),
+            None => default_class(get_port(&cur, manip)),
+        };
+        self.search(t, manip, min, max, range, steering, in_use)
+            .map(done)
+    }
+
+    /// Linux's bounded search over the candidates of `[min, max]`.
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &mut self,
+        mut t: FlowKey,
+        manip: Manip,
+        min: u16,
+        max: u16,
+        range: &NatRange,
+        steering: &Steering,
+        in_use: &mut impl FnMut(&FlowKey) -> bool,
+    ) -> Result<FlowKey, NatError> {
+        // Whose ports: a source port is chosen among this worker's share of the NAT address,
+        // unless the address is fully published (a 1:1 public address, steered by the remote
+        // endpoint); a destination port (DNAT) steers nothing.
+        let nat_addr = t.src;
+        let owned = manip == Manip::Src && !steering.is_fully_published(&nat_addr, t.proto);
+        let (first, step) = if owned {
+            steering.first_owned(self.worker, &nat_addr, min)
+        } else {
+            (u32::from(min), 1)
+        };
+        if first > u32::from(max) {
+            return Err(NatError::Exhausted);
+        }
+        let count = (u32::from(max) - first) / step + 1;
+        let mut off = if range.random_all() || manip == Manip::Src {
+            self.random()
+        } else {
+            0
+        };
+        let mut attempts = count.min(MAX_ATTEMPTS);
+        loop {
+            for i in 0..attempts {
+                let port = (first + (off.wrapping_add(i) % count) * step) as u16;
+                set_port(&mut t, manip, port);
+                if owned && steering.is_published(&nat_addr, t.proto, port) {
+                    continue;
+                }
+                if in_use(&t.reply()) {
+                    continue;
+                }
+                if manip == Manip::Src && !owned && !steering.reaches(self.worker, &t.reply()) {
+                    // A fully published address steers by the other end (or by the port pair
+                    // in a hairpin): only some ports bring the replies here.
+                    continue;
+                }
+                return Ok(t);
+            }
+            if attempts >= count || attempts < MIN_ROUND {
+                return Err(NatError::Exhausted);
+            }
+            attempts /= 2;
+            off = self.random();
+        }
+    }
+
+    /// `find_best_ips_proto`: the only address, or a hash of source (and destination unless
+    /// persistent) spread over the range.
+    fn pick_addr(&self, k: &FlowKey, lo: IpAddr128, hi: IpAddr128, persistent: bool) -> IpAddr128 {
+        if lo == hi {
+            return lo;
+        }
+        let h = hash_addrs(self.seed, &k.src, (!persistent).then_some(&k.dst));
+        let (l, hv) = (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0));
+        let span = hv - l;
+        let off = if span == u128::MAX {
+            u128::from(h)
+        } else if span < 1 << 32 {
+            // Linux's scaling: (h * size) >> 32 keeps the spread even.
+            (u128::from(h) * (span + 1)) >> 32
+        } else {
+            u128::from(h) % (span + 1)
+        };
+        IpAddr128((l + off).to_be_bytes())
+    }
+}
+
+/// Whether the protocol has ports (or an ICMP query identifier) to translate.
+#[inline]
+fn has_ports(k: &FlowKey) -> bool {
+    match k.proto {
+        ip_proto::TCP | ip_proto::UDP => true,
+        _ if k.is_icmp() => {
+            let ty = (k.dst_port >> 8) as u8;
+            match k.family {
+                Family::V4 => crate::wire::icmpv4::is_query(ty),
+                Family::V6 => crate::wire::icmpv6::is_query(ty),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The port a manip changes: the source or destination port; for ICMP the identifier.
+#[inline]
+fn get_port(k: &FlowKey, manip: Manip) -> u16 {
+    if k.is_icmp() || manip == Manip::Src {
+        k.src_port
+    } else {
+        k.dst_port
+    }
+}
+
+#[inline]
+fn set_port(k: &mut FlowKey, manip: Manip, port: u16) {
+    if k.is_icmp() || manip == Manip::Src {
+        k.src_port = port;
+    } else {
+        k.dst_port = port;
+    }
+}
+
+#[inline]
+fn port_in(k: &FlowKey, manip: Manip, r: &NatRange) -> bool {
+    match r.ports {
+        None => true,
+        Some((lo, hi)) => (lo..=hi).contains(&get_port(k, manip)),
+    }
+}
+
+/// `nf_nat_inet_in_range` plus the port check: the tuple's translated side already lies in
+/// the range.
+#[inline]
+fn in_range(k: &FlowKey, manip: Manip, r: &NatRange, ported: bool) -> bool {
+    let a = match manip {
+        Manip::Src => k.src,
+        Manip::Dst => k.dst,
+    };
+    let addr_ok = match r.addrs {
+        None => true,
+        Some((lo, hi)) => lo <= a && a <= hi,
+    };
+    addr_ok && (!ported || port_in(k, manip, r))
+}
+
+/// Linux's default source port class when no range is given: privileged ports stay
+/// privileged (and below 512 when they were).
+#[inline]
+fn default_class(port: u16) -> (u16, u16) {
+    if port < 512 {
+        (1, 511)
+    } else if port < 1024 {
+        (600, 1023)
+    } else {
+        (1024, u16::MAX)
+    }
+}
+
+/// A keyed hash of one or two addresses into 32 bits.
+#[inline]
+fn hash_addrs(seed: u64, a: &IpAddr128, b: Option<&IpAddr128>) -> u32 {
+    let mut h = seed ^ 0x243f_6a88_85a3_08d3;
+    let mut eat = |x: &IpAddr128| {
+        let w = u128::from_be_bytes(x.0);
+        for part in [w as u64, (w >> 64) as u64] {
+            h = (h ^ part).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+    };
+    eat(a);
+    if let Some(b) = b {
+        eat(b);
+    }
+    (h.wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 32) as u32
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,547 @@
+use super::*;
+use crate::nat::steer::Published;
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+fn a(x: [u8; 4]) -> IpAddr128 {
+    IpAddr128::from_v4(Ipv4Addr::from(x))
+}
+
+fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
+    FlowKey::new_v4(src.into(), dst.into(), ip_proto::TCP, sp, dp)
+}
+
+const PUBLIC: [u8; 4] = [203, 0, 113, 1];
+
+fn pool_steering(workers: u16) -> Steering {
+    let mut s = Steering::new(workers);
+    s.add_pool((a(PUBLIC), a(PUBLIC)));
+    s
+}
+
+/// A conntrack stand-in: the set of reply tuples in use.
+#[derive(Default)]
+struct Table(HashSet<FlowKey>);
+
+impl Table {
+    fn bind(
+        &mut self,
+        al: &mut Allocator,
+        orig: FlowKey,
+        dnat: Option<&NatRange>,
+        snat: Option<&NatRange>,
+        s: &Steering,
+    ) -> Result<Binding, NatError> {
+        let b = al.bind(&orig, dnat, snat, s, |k| self.0.contains(k))?;
+        assert!(self.0.insert(b.reply), "reply tuple unique");
+        Ok(b)
+    }
+}
+
+fn snat_to(addr: [u8; 4], ports: Option<(u16, u16)>) -> NatRange {
+    NatRange {
+        ports,
+        ..NatRange::to_addr(a(addr))
+    }
+}
+
+#[test]
+fn snat_keeps_a_free_port_and_moves_a_taken_one() {
+    let s = pool_steering(1);
+    let mut al = Allocator::new(0, 1);
+    let mut t = Table::default();
+    let r = snat_to(PUBLIC, None);
+    let b = t
+        .bind(
+            &mut al,
+            tcp([10, 0, 0, 2], 40000, [198, 51, 100, 7], 80),
+            None,
+            Some(&r),
+            &s,
+        )
+        .unwrap();
+    assert_eq!(
+        b.translated_orig(),
+        tcp(PUBLIC, 40000, [198, 51, 100, 7], 80)
+    );
+    // Another client with the same port to the same server: the port must move (and stay in
+    // the unprivileged class).
+    let b2 = t
+        .bind(
+            &mut al,
+            tcp([10, 0, 0, 3], 40000, [198, 51, 100, 7], 80),
+            None,
+            Some(&r),
+            &s,
+        )
+        .unwrap();
+    let p = b2.translated_orig().src_port;
+    assert!(p != 40000 && p >= 1024, "{p}");
+    // The same client port to another server may reuse 40000 (endpoint-dependent, as Linux).
+    let b3 = t
+        .bind(
+            &mut al,
+            tcp([10, 0, 0, 3], 40000, [198, 51, 100, 8], 80),
+            None,
+            Some(&r),
+            &s,
+        )
+        .unwrap();
+    assert_eq!(b3.translated_orig().src_port, 40000);
+}
+
+#[test]
+fn privileged_ports_stay_in_their_class() {
+    let s = pool_steering(1);
+    let mut al = Allocator::new(0, 2);
+    let mut t = Table::default();
+    let r = snat_to(PUBLIC, None);
+    for (port, lo, hi) in [(300u16, 1u16, 511u16), (700, 600, 1023)] {
+        t.bind(
+            &mut al,
+            tcp([10, 0, 0, 2], port, [198, 51, 100, 7], 22),
+            None,
+            Some(&r),
+            &s,
+        )
+        .unwrap();
+        let b = t
+            .bind(
+                &mut al,
+                tcp([10, 0, 0, 3], port, [198, 51, 100, 7], 22),
+                None,
+                Some(&r),
+                &s,
+            )
+            .unwrap();
+        let p = b.translated_orig().src_port;
+        assert!((lo..=hi).contains(&p) && p != port, "{port} -> {p}");
+    }
+}
+
+#[test]
+fn tiny_range_exhausts_and_existing_bindings_stay() {
+    let s = pool_steering(1);
+    let mut al = Allocator::new(0, 3);
+    let mut t = Table::default();
+    let r = snat_to(PUBLIC, Some((5000, 5003)));
+    let mut got = Vec::new();
+    for i in 0..4u16 {
+        let b = t
+            .bind(
+                &mut al,
+                tcp([10, 0, 0, 2], 1000 + i, [198, 51, 100, 7], 53),
+                None,
+                Some(&r),
+                &s,
+            )
+            .unwrap();
+        got.push(b.translated_orig().src_port);
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![5000, 5001, 5002, 5003]);
+    let e = t.bind(
+        &mut al,
+        tcp([10, 0, 0, 2], 2000, [198, 51, 100, 7], 53),
+        None,
+        Some(&r),
+        &s,
+    );
+    assert_eq!(e, Err(NatError::Exhausted));
+    assert_eq!(t.0.len(), 4);
+    // Another destination has its own reply tuples.
+    assert!(t
+        .bind(
+            &mut al,
+            tcp([10, 0, 0, 2], 2000, [198, 51, 100, 8], 53),
+            None,
+            Some(&r),
+            &s
+        )
+        .is_ok());
+}
+
+#[test]
+fn workers_allocate_disjoint_shares_that_steer_back() {
+    let s = pool_steering(3);
+    let r = snat_to(PUBLIC, Some((6000, 6029)));
+    let mut t = Table::default();
+    let mut per_worker = vec![HashSet::new(); 3];
+    for w in 0..3u16 {
+        let mut al = Allocator::new(w, 9);
+        for i in 0..10u16 {
+            let orig = tcp([10, 0, 0, 2], 1000 + i + 100 * w, [198, 51, 100, 7], 443);
+            let b = t.bind(&mut al, orig, None, Some(&r), &s).unwrap();
+            let p = b.translated_orig().src_port;
+            assert_eq!(s.owner_of(&a(PUBLIC), p), w);
+            assert_eq!(s.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+            per_worker[usize::from(w)].insert(p);
+        }
+        // The share is exactly 10 ports: the 11th fails.
+        let orig = tcp([10, 0, 0, 2], 5555 + w, [198, 51, 100, 7], 443);
+        assert_eq!(
+            t.bind(&mut al, orig, None, Some(&r), &s),
+            Err(NatError::Exhausted)
+        );
+    }
+    let all: HashSet<u16> = per_worker.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 30);
+}
+
+#[test]
+fn address_ranges_hash_and_persistent_sticks() {
+    let s = Steering::new(1);
+    let mut al = Allocator::new(0, 4);
+    let mut t = Table::default();
+    let range = |persistent| NatRange {
+        addrs: Some((a([203, 0, 113, 10]), a([203, 0, 113, 13]))),
+        ports: None,
+        random: false,
+        random_fully: false,
+        persistent,
+    };
+    let mut used = HashSet::new();
+    for c in 0..64u8 {
+        let b = t
+            .bind(
+                &mut al,
+                tcp([10, 0, 1, c], 1000, [198, 51, 100, 7], 80),
+                None,
+                Some(&range(false)),
+                &s,
+            )
+            .unwrap();
+        let src = b.translated_orig().src;
+        assert!(src >= a([203, 0, 113, 10]) && src <= a([203, 0, 113, 13]));
+        used.insert(src);
+    }
+    assert_eq!(used.len(), 4, "sources spread over the range");
+    let mut seen = HashSet::new();
+    for d in 0..32u8 {
+        let b = t
+            .bind(
+                &mut al,
+                tcp([10, 0, 2, 1], 1000, [198, 51, 100, d], 80),
+                None,
+                Some(&range(true)),
+                &s,
+            )
+            .unwrap();
+        seen.insert(b.translated_orig().src);
+    }
+    assert_eq!(seen.len(), 1, "--persistent: one address per client");
+}
+
+#[test]
+fn random_moves_ports_even_when_free() {
+    let s = pool_steering(1);
+    let mut al = Allocator::new(0, 5);
+    let mut t = Table::default();
+    for fully in [false, true] {
+        let r = NatRange {
+            random: !fully,
+            random_fully: fully,
+            ..snat_to(PUBLIC, None)
+        };
+        let kept = (0..50u16)
+            .filter(|i| {
+                let orig = tcp(
+                    [10, 0, 3, 1],
+                    30000 + i,
+                    [198, 51, 100, 7],
+                    u16::from(fully),
+                );
+                let b = t.bind(&mut al, orig, None, Some(&r), &s).unwrap();
+                b.translated_orig().src_port == orig.src_port
+            })
+            .count();
+        assert!(kept < 5, "random ports are rarely the original ({kept}/50)");
+    }
+}
+
+#[test]
+fn dnat_keeps_ports_or_takes_the_range_start_and_clashes_without_ports() {
+    let mut s = Steering::new(1);
+    s.add_target((a([10, 0, 0, 9]), a([10, 0, 0, 9])));
+    let mut al = Allocator::new(0, 6);
+    let mut t = Table::default();
+    let to = NatRange::to_addr(a([10, 0, 0, 9]));
+    let orig = tcp([198, 51, 100, 7], 5000, PUBLIC, 80);
+    let b = t.bind(&mut al, orig, Some(&to), None, &s).unwrap();
+    assert_eq!(
+        b.translated_orig(),
+        tcp([198, 51, 100, 7], 5000, [10, 0, 0, 9], 80)
+    );
+    let ranged = NatRange {
+        ports: Some((8080, 8081)),
+        ..to
+    };
+    let orig2 = tcp([198, 51, 100, 7], 5001, PUBLIC, 80);
+    let b2 = t.bind(&mut al, orig2, Some(&ranged), None, &s).unwrap();
+    assert_eq!(b2.translated_orig().dst_port, 8080);
+    // Two public addresses DNAT'd onto one server from the same client port: a clash.
+    let orig3 = tcp([198, 51, 100, 7], 5000, [203, 0, 113, 2], 80);
+    assert_eq!(
+        t.bind(&mut al, orig3, Some(&to), None, &s),
+        Err(NatError::Clash)
+    );
+}
+
+#[test]
+fn hairpin_binds_dnat_then_snat() {
+    let mut s = pool_steering(2);
+    s.add_published(Published {
+        addrs: (a(PUBLIC), a(PUBLIC)),
+        protos: (ip_proto::TCP, ip_proto::TCP),
+        ports: (80, 80),
+    });
+    s.add_target((a([10, 0, 0, 9]), a([10, 0, 0, 9])));
+    let orig = tcp([10, 0, 0, 2], 40000, PUBLIC, 80);
+    let crate::nat::steer::Steer::Worker(w) = s.steer(&orig) else {
+        panic!("published endpoint is steered by owner")
+    };
+    let mut al = Allocator::new(w, 7);
+    let mut t = Table::default();
+    let b = t
+        .bind(
+            &mut al,
+            orig,
+            Some(&NatRange::to_addr(a([10, 0, 0, 9]))),
+            Some(&snat_to(PUBLIC, None)),
+            &s,
+        )
+        .unwrap();
+    let tr = b.translated_orig();
+    assert_eq!(
+        (tr.src, tr.dst, tr.dst_port),
+        (a(PUBLIC), a([10, 0, 0, 9]), 80)
+    );
+    assert_eq!(s.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+    assert_ne!(tr.src_port, 80, "a published port is never allocated");
+}
+
+#[test]
+fn one_to_one_keeps_ports_on_every_worker() {
+    let mut s = Steering::new(4);
+    s.add_published(Published {
+        addrs: (a(PUBLIC), a(PUBLIC)),
+        protos: (0, 255),
+        ports: (0, u16::MAX),
+    });
+    s.add_target((a([10, 0, 0, 9]), a([10, 0, 0, 9])));
+    let mut t = Table::default();
+    for sp in 1000..1010u16 {
+        let orig = tcp([10, 0, 0, 9], sp, [198, 51, 100, 7], 443);
+        let crate::nat::steer::Steer::Worker(w) = s.steer(&orig) else {
+            panic!()
+        };
+        let mut al = Allocator::new(w, 8);
+        let b = t
+            .bind(&mut al, orig, None, Some(&snat_to(PUBLIC, None)), &s)
+            .unwrap();
+        assert_eq!(b.translated_orig().src_port, sp);
+    }
+}
+
+#[test]
+fn unregistered_pools_are_refused_with_several_workers() {
+    let orig = tcp([10, 0, 0, 2], 40000, [198, 51, 100, 7], 80);
+    let r = snat_to(PUBLIC, None);
+    let mut al = Allocator::new(0, 1);
+    assert_eq!(
+        al.bind(&orig, None, Some(&r), &Steering::new(2), |_| false),
+        Err(NatError::Unsteerable)
+    );
+    assert!(al
+        .bind(&orig, None, Some(&r), &Steering::new(1), |_| false)
+        .is_ok());
+    assert!(
+        al.bind(&orig, None, None, &Steering::new(2), |_| false)
+            .is_ok(),
+        "no NAT"
+    );
+    assert_eq!(NatError::Unsteerable.index(), 3);
+    assert_eq!(NatError::Exhausted.name(), "nat_exhausted");
+}
+
+#[test]
+fn hairpin_between_one_to_one_servers() {
+    // 10.0.0.8 <-> 203.0.113.8 and 10.0.0.9 <-> 203.0.113.9; 10.0.0.8 connects to 203.0.113.9.
+    let mut s = Steering::new(3);
+    for (p, q) in [
+        ([203, 0, 113, 8], [10, 0, 0, 8]),
+        ([203, 0, 113, 9], [10, 0, 0, 9]),
+    ] {
+        s.add_published(Published {
+            addrs: (a(p), a(p)),
+            protos: (0, 255),
+            ports: (0, u16::MAX),
+        });
+        s.add_target((a(q), a(q)));
+    }
+    let mut t = Table::default();
+    for sp in 1000..1012u16 {
+        let orig = tcp([10, 0, 0, 8], sp, [203, 0, 113, 9], 443);
+        let crate::nat::steer::Steer::Worker(w) = s.steer(&orig) else {
+            panic!()
+        };
+        let mut al = Allocator::new(w, 3);
+        let b = t
+            .bind(
+                &mut al,
+                orig,
+                Some(&NatRange::to_addr(a([10, 0, 0, 9]))),
+                Some(&snat_to([203, 0, 113, 8], None)),
+                &s,
+            )
+            .unwrap();
+        assert_eq!(
+            b.translated_orig(),
+            tcp([203, 0, 113, 8], sp, [10, 0, 0, 9], 443)
+        );
+        assert_eq!(s.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+    }
+    // The same client port again to the same server: the port must move, and only to ports
+    // whose pair with 443 belongs to the worker.
+    let orig = tcp([10, 0, 0, 8], 1000, [203, 0, 113, 9], 443);
+    let other = FlowKey {
+        src: a([10, 0, 0, 7]),
+        ..orig
+    };
+    let mut s2 = s.clone();
+    s2.add_target((a([10, 0, 0, 7]), a([10, 0, 0, 7])));
+    let crate::nat::steer::Steer::Worker(w) = s2.steer(&other) else {
+        panic!()
+    };
+    let mut al = Allocator::new(w, 3);
+    let b = t
+        .bind(
+            &mut al,
+            other,
+            Some(&NatRange::to_addr(a([10, 0, 0, 9]))),
+            Some(&snat_to([203, 0, 113, 8], None)),
+            &s2,
+        )
+        .unwrap();
+    assert_ne!(b.translated_orig().src_port, 1000);
+    assert_eq!(s2.steer(&b.reply), crate::nat::steer::Steer::Worker(w));
+}
+
+#[test]
+fn icmp_identifiers_and_family_errors() {
+    let s = pool_steering(1);
+    let mut al = Allocator::new(0, 9);
+    let mut t = Table::default();
+    let ping = |src: [u8; 4]| {
+        FlowKey::new_v4(
+            src.into(),
+            [198, 51, 100, 7].into(),
+            ip_proto::ICMP,
+            77,
+            0x0800,
+        )
+    };
+    let r = snat_to(PUBLIC, None);
+    let b1 = t
+        .bind(&mut al, ping([10, 0, 0, 2]), None, Some(&r), &s)
+        .unwrap();
+    let b2 = t
+        .bind(&mut al, ping([10, 0, 0, 3]), None, Some(&r), &s)
+        .unwrap();
+    assert_eq!(b1.translated_orig().src_port, 77);
+    assert_ne!(b2.translated_orig().src_port, 77);
+    assert_eq!(
+        b2.translated_orig().dst_port,
+        0x0800,
+        "type and code untouched"
+    );
+    let v6 = NatRange::to_addr(IpAddr128::from_v6("2001:db8::1".parse().unwrap()));
+    assert_eq!(
+        al.bind(&ping([10, 0, 0, 4]), None, Some(&v6), &s, |_| false),
+        Err(NatError::Family)
+    );
+    // No ports (GRE): the address alone, and a clash is exhaustion.
+    let gre = FlowKey::new_v4([10, 0, 0, 2].into(), [198, 51, 100, 7].into(), 47, 0, 0);
+    t.bind(&mut al, gre, None, Some(&r), &s).unwrap();
+    let gre2 = FlowKey {
+        src: a([10, 0, 0, 3]),
+        ..gre
+    };
+    assert_eq!(
+        t.bind(&mut al, gre2, None, Some(&r), &s),
+        Err(NatError::Exhausted)
+    );
+}
+
+proptest! {
+    #[test]
+    fn every_binding_is_unique_in_range_and_steers_home(
+        workers in 1u16..5,
+        lo in 1024u16..60000,
+        len in 1u16..200,
+        conns in proptest::collection::vec((any::<u8>(), any::<u16>(), any::<u8>(), any::<bool>()), 1..120),
+    ) {
+        let hi = lo.saturating_add(len);
+        let s = pool_steering(workers);
+        let r = snat_to(PUBLIC, Some((lo, hi)));
+        let mut t = Table::default();
+        let mut als: Vec<Allocator> = (0..workers).map(|w| Allocator::new(w, 11)).collect();
+        for (c, sp, d, same_dst) in conns {
+            let dst = if same_dst { [198, 51, 100, 7] } else { [198, 51, 100, d] };
+            let orig = tcp([10, 0, 0, c], sp, dst, 443);
+            let w = usize::from(c) % usize::from(workers);
+            match t.bind(&mut als[w], orig, None, Some(&r), &s) {
+                Ok(b) => {
+                    let tr = b.translated_orig();
+                    prop_assert_eq!(tr.src, a(PUBLIC));
+                    prop_assert!((lo..=hi).contains(&tr.src_port));
+                    prop_assert_eq!((tr.dst, tr.dst_port), (orig.dst, orig.dst_port));
+                    prop_assert_eq!(s.owner_of(&tr.src, tr.src_port), w as u16);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, NatError::Exhausted);
+                    // With a share small enough for a full search, it really is full.
+                    let share: Vec<u16> = (lo..=hi).filter(|&p| s.owner_of(&a(PUBLIC), p) == w as u16).collect();
+                    if share.len() <= 128 {
+                        for p in share {
+                            let t2 = FlowKey { src: a(PUBLIC), src_port: p, ..orig };
+                            prop_assert!(t.0.contains(&t2.reply()), "port {} was free", p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Selection cost. Not a pass/fail test: run with
+/// `cargo test --release -p dataplane nat::alloc::tests::bind_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run explicitly in release mode"]
+fn bind_cost() {
+    let s = pool_steering(4);
+    let mut al = Allocator::new(1, 42);
+    let r = snat_to(PUBLIC, None);
+    let n = 2_000_000u32;
+    for (what, taken) in [("port kept", 0u32), ("port taken, searched", 1)] {
+        let t0 = std::time::Instant::now();
+        let mut acc = 0u64;
+        for i in 0..n {
+            let orig = tcp(
+                [10, 0, (i >> 8) as u8, i as u8],
+                1024 + (i % 60000) as u16,
+                [198, 51, 100, 7],
+                443,
+            );
+            let b = al
+                .bind(&orig, None, Some(&r), &s, |k| {
+                    taken != 0 && k.dst_port == orig.src_port
+                })
+                .unwrap();
+            acc = acc.wrapping_add(u64::from(b.reply.dst_port));
+        }
+        let ns = t0.elapsed().as_nanos() as f64 / f64::from(n);
+        println!("SNAT bind, 4 workers, {what}: {ns:.1} ns/connection (checksum {acc})");
+    }
+}

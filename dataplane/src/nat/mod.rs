@@ -1,0 +1,144 @@
+//! Network address translation with netfilter's meaning: the `nat` table's rules, the choice of
+//! a connection's translated tuple, and the rewriting of its packets.
+//!
+//! - [`rules`]: the compiled PREROUTING (DNAT) and POSTROUTING (SNAT, MASQUERADE) chains, judged
+//!   once, on a connection's first packet, plus 1:1 (floating) address mappings.
+//! - [`alloc`]: tuple selection as Linux's `nf_nat_core` does it (keep the original port when it
+//!   is free and in range, else search), over the ports the worker owns.
+//! - [`steer`]: which worker owns a NAT address's port, and which worker a packet belongs to, so
+//!   that replies reach the worker holding the connection without any lock.
+//! - [`mod@rewrite`]: per-packet rewriting of addresses, ports and ICMP identifiers with incremental
+//!   checksums, and of the packet quoted inside ICMP errors.
+//!
+//! # The binding
+//!
+//! A connection's NAT decision is a [`Binding`]: the tuple of its first packet as it arrived
+//! (`orig`) and the tuple replies carry on the wire (`reply`). Without NAT, `reply ==
+//! orig.reply()`; with NAT, `reply` is the inverse of the translated original tuple. A
+//! conntrack table stores both and finds a packet by either, which is exactly what it needs to
+//! classify replies to a translated address; the same `reply` tuple is what the allocator's
+//! `in_use` probe asks about, since two connections must never share a reply tuple.
+//!
+//! Invariants:
+//! - `Binding::identity(k).is_identity()`; [`Binding::inverse`] is an involution.
+//! - For a packet with the wire tuple `binding.translation(dir).0`, [`rewrite::rewrite`] makes
+//!   its tuple `binding.translation(dir).1` and leaves every checksum that was correct correct
+//!   (and every incorrect one incorrect).
+
+pub mod alloc;
+pub mod rewrite;
+pub mod rules;
+pub mod steer;
+
+pub use alloc::{Allocator, Manip, NatError, NatRange};
+pub use rewrite::{rewrite, RewriteError};
+pub use rules::{NatChain, NatKind, NatRules, NatTarget, OneToOne};
+pub use steer::Steering;
+
+use crate::conntrack::Dir;
+use crate::wire::FlowKey;
+
+/// A connection's translation: its original tuple and the tuple its replies carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// The first packet's tuple, as it arrived.
+    pub orig: FlowKey,
+    /// The tuple of replies as they arrive (the inverse of the translated original tuple).
+    pub reply: FlowKey,
+}
+
+impl Binding {
+    /// No translation.
+    #[inline]
+    pub fn identity(orig: FlowKey) -> Binding {
+        Binding {
+            orig,
+            reply: orig.reply(),
+        }
+    }
+
+    /// Whether neither direction is translated.
+    #[inline]
+    pub fn is_identity(&self) -> bool {
+        self.reply == self.orig.reply()
+    }
+
+    /// The original direction's tuple after translation.
+    #[inline]
+    pub fn translated_orig(&self) -> FlowKey {
+        self.reply.reply()
+    }
+
+    /// The wire tuple of a `dir` packet before and after translation.
+    #[inline]
+    pub fn translation(&self, dir: Dir) -> (FlowKey, FlowKey) {
+        match dir {
+            Dir::Orig => (self.orig, self.reply.reply()),
+            Dir::Reply => (self.reply, self.orig.reply()),
+        }
+    }
+
+    /// The binding that undoes this one: its original tuple is this one's translated original.
+    #[inline]
+    pub fn inverse(&self) -> Binding {
+        Binding {
+            orig: self.reply.reply(),
+            reply: self.orig.reply(),
+        }
+    }
+
+    /// Whether the source side (address or port) of `dir` packets is rewritten (Linux's
+    /// `IPS_SRC_NAT` for `Orig`, `IPS_DST_NAT` seen from the reply for `Reply`). An ICMP
+    /// identifier belongs to neither side: it counts for neither.
+    #[inline]
+    pub fn rewrites_src(&self, dir: Dir) -> bool {
+        let (a, b) = self.translation(dir);
+        a.src != b.src || (!a.is_icmp() && a.src_port != b.src_port)
+    }
+
+    /// Whether the destination side of `dir` packets is rewritten.
+    #[inline]
+    pub fn rewrites_dst(&self, dir: Dir) -> bool {
+        let (a, b) = self.translation(dir);
+        a.dst != b.dst || (!a.is_icmp() && a.dst_port != b.dst_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn snat_binding_directions() {
+        let orig = FlowKey::new_v4(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(198, 51, 100, 7),
+            6,
+            40000,
+            80,
+        );
+        let translated = FlowKey::new_v4(
+            Ipv4Addr::new(203, 0, 113, 1),
+            Ipv4Addr::new(198, 51, 100, 7),
+            6,
+            50000,
+            80,
+        );
+        let b = Binding {
+            orig,
+            reply: translated.reply(),
+        };
+        assert!(!b.is_identity());
+        assert_eq!(b.translation(Dir::Orig), (orig, translated));
+        assert_eq!(
+            b.translation(Dir::Reply),
+            (translated.reply(), orig.reply())
+        );
+        assert!(b.rewrites_src(Dir::Orig) && !b.rewrites_dst(Dir::Orig));
+        assert!(b.rewrites_dst(Dir::Reply) && !b.rewrites_src(Dir::Reply));
+        assert_eq!(b.inverse().inverse(), b);
+        assert_eq!(b.inverse().translation(Dir::Orig), (translated, orig));
+        assert!(Binding::identity(orig).is_identity());
+    }
+}
