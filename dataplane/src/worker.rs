@@ -338,6 +338,9 @@ fn handle_burst(
 ) {
     let stats = ctx.stats;
     burst.prefetch_data();
+    if let Some(t) = tables.as_deref() {
+        crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()));
+    }
     let mut out = [DROPPED; MAX_BURST];
     let mut rx_bytes = 0u64;
     let pkts = burst.packets_mut();

@@ -245,20 +245,28 @@ fn judge_all(
 ) -> (f64, usize) {
     let mut forwarded = 0;
     let t0 = dataplane::dpdk::tsc();
+    const BURST: usize = dataplane::dpdk::MAX_BURST;
     for _ in 0..passes {
         forwarded = 0;
-        for i in 0..arena.len() {
-            let (frame, ingress) = arena.get(i);
-            let v = bridge.judge_verdict(
-                filter,
-                tables.as_deref_mut(),
-                ingress,
-                frame,
-                now_ns,
-                |_, _| {},
-                |_, _| {},
-            );
-            forwarded += usize::from(matches!(v, Verdict::Forward(_)));
+        // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
+        for start in (0..arena.len()).step_by(BURST) {
+            let end = (start + BURST).min(arena.len());
+            if let Some(t) = tables.as_deref() {
+                dataplane::track::prefetch_burst(t, (start..end).map(|i| arena.get(i).0));
+            }
+            for i in start..end {
+                let (frame, ingress) = arena.get(i);
+                let v = bridge.judge_verdict(
+                    filter,
+                    tables.as_deref_mut(),
+                    ingress,
+                    frame,
+                    now_ns,
+                    |_, _| {},
+                    |_, _| {},
+                );
+                forwarded += usize::from(matches!(v, Verdict::Forward(_)));
+            }
         }
     }
     let cycles = dataplane::dpdk::tsc() - t0;

@@ -77,6 +77,29 @@ impl Index {
         }
     }
 
+    /// Starts loading `tag`'s home bucket.
+    #[inline(always)]
+    pub fn prefetch(&self, tag: u32) {
+        crate::dpdk::prefetch(&self.buckets[(tag & self.mask) as usize]);
+    }
+
+    /// The first reference stored under `tag` (without checking it), to prefetch what it
+    /// refers to.
+    #[inline(always)]
+    pub fn first(&self, tag: u32) -> Option<u32> {
+        let mut at = tag & self.mask;
+        loop {
+            let b = self.buckets[at as usize];
+            if b.reference == EMPTY {
+                return None;
+            }
+            if b.tag == tag {
+                return Some(b.reference);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
     /// References in the `n` buckets from `tag`'s home position (for early drop).
     #[inline]
     pub fn near(&self, tag: u32, n: u32) -> impl Iterator<Item = u32> + '_ {

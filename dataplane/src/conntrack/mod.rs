@@ -548,6 +548,27 @@ impl Conntrack {
             + self.wheel.bytes()
     }
 
+    /// First half of a batched lookup: starts loading the index bucket of `key` (a packet's
+    /// flow key) and returns its tag for [`Conntrack::prefetch_entry`].
+    #[inline(always)]
+    pub fn prefetch_index(&self, key: &FlowKey) -> u32 {
+        let tag = self.tag(key);
+        self.index.prefetch(tag);
+        tag
+    }
+
+    /// Second half: starts loading the entry the bucket points at (its first two cache lines:
+    /// the key, status, deadline and counters). Call once the bucket had time to arrive.
+    #[inline(always)]
+    pub fn prefetch_entry(&self, tag: u32) {
+        if let Some(r) = self.index.first(tag) {
+            if let Some(e) = self.entries.get((r >> 1) as usize) {
+                crate::dpdk::prefetch(e);
+                crate::dpdk::prefetch(&e.l4);
+            }
+        }
+    }
+
     /// The index tag of a tuple.
     #[inline]
     fn tag(&self, k: &FlowKey) -> u32 {
