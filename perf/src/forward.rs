@@ -1,5 +1,7 @@
 //! `rampart-perf forward`: Rampart's pass-through rate per worker against `dpdk-testpmd` in io
-//! forwarding mode, on the same virtual devices, in the same run.
+//! forwarding mode, on the same virtual devices, in the same run. Pass-through means the
+//! bridge with neither rules nor connection tracking (`[conntrack] enabled = false`); the
+//! stateful pipeline's cost is `rampart-perf stateful`'s.
 //!
 //! Each case is one program forwarding between two ports with one forwarding lcore for a fixed
 //! time; cases run one after the other, never side by side. Both programs get the same EAL memory
@@ -371,6 +373,8 @@ cache = {MBUF_CACHE}
 [rings]
 rx_desc = {DESCRIPTORS}
 tx_desc = {DESCRIPTORS}
+[conntrack]
+enabled = false
 "#,
         eal = toml_array(&eal_args(env, &prefix)),
         socket = env.dir.join(format!("{prefix}.sock")).display(),
