@@ -22,7 +22,7 @@ use dataplane::classify::{ct, Action, FlatRule, Origin, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
 use dataplane::track::{Tables, TrackConfig};
-use dataplane::verdict::{DropReason, Verdict};
+use dataplane::verdict::Verdict;
 use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
 use dataplane::wire::tcp::Flags;
 use dataplane::wire::{ip_proto, Family};
@@ -283,6 +283,8 @@ struct CaseResult {
     new_conn: Figure,
     bytes_per_flow: f64,
     full_drops: u64,
+    full_evictions: u64,
+    new_flows_tried: usize,
 }
 
 fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
@@ -299,9 +301,12 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     };
     let plain = Filter::default();
     // Flows drawn inside the ACL rules (some of which drop), distinct 5-tuples.
-    let trace = synth_trace(&acl, seed ^ 0xabcd, flows + flows / 4);
-    let mut seen = std::collections::HashSet::with_capacity(flows);
+    // Flows drawn inside the ACL rules, distinct 5-tuples, kept when the rules accept their
+    // first packet: every kept flow becomes an established connection.
+    let trace = synth_trace(&acl, seed ^ 0xabcd, flows * 3);
+    let mut seen = std::collections::HashSet::with_capacity(flows * 2);
     let mut keys = Vec::with_capacity(flows);
+    let mut refused = 0usize;
     for m in &trace {
         let mut k = m.key;
         if k.proto != ip_proto::TCP {
@@ -310,14 +315,21 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         if k.src == k.dst || !seen.insert(k) {
             continue;
         }
+        let first = &flow_frames(&k).open[0];
+        let o = bridge.judge(&filter, None, INSIDE, first, 0, |_, _| {});
+        if !matches!(o.verdict, Verdict::Forward(_)) {
+            refused += 1;
+            continue;
+        }
         keys.push(k);
         if keys.len() == flows {
             break;
         }
     }
     if keys.len() < flows {
-        bail!("the trace gave only {} distinct flows", keys.len());
+        bail!("the trace gave only {} accepted distinct flows", keys.len());
     }
+    eprintln!("rampart-perf: stateful: {flows} flows the rules accept ({refused} drawn flows refused)");
     let mut open = Arena::with_capacity(flows * 3);
     let mut firsts = Arena::with_capacity(flows);
     let mut data: Vec<(Vec<u8>, u16)> = Vec::with_capacity(flows * 2);
@@ -374,6 +386,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
 
     // A full table: new connections beyond capacity (all flows are assured by now).
     let before = tables.ct.stats().ct_full;
+    let evicted_before = tables.ct.stats().early_drop;
     let extra: Vec<_> = trace
         .iter()
         .filter_map(|m| {
@@ -390,7 +403,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     }
     let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &more, now, 1);
     let full_drops = tables.ct.stats().ct_full - before;
-    let _ = DropReason::CtFull;
+    let full_evictions = tables.ct.stats().early_drop - evicted_before;
     Ok(CaseResult {
         flows,
         established,
@@ -400,6 +413,8 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         new_conn: Figure::of(new_conn),
         bytes_per_flow,
         full_drops,
+        full_evictions,
+        new_flows_tried: more.len(),
     })
 }
 
@@ -414,7 +429,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
     );
     for r in &results {
         table += &format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {:.0} B | {} of 1000 dropped (ct_full) |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} | {:.0} B | {} new: {} evicted an unassured entry, {} dropped (ct_full) |\n",
             r.flows,
             r.established,
             r.pass_through.show(1),
@@ -424,6 +439,8 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
             hz / r.stateful.median / 1e6,
             r.new_conn.show(2),
             r.bytes_per_flow,
+            r.new_flows_tried,
+            r.full_evictions,
             r.full_drops,
         );
     }
