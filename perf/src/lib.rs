@@ -3,5 +3,6 @@
 
 pub mod bench_classify;
 pub mod bench_swap;
+pub mod loadgen;
 pub mod report;
 pub mod synth;

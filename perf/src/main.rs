@@ -33,6 +33,9 @@ enum Command {
     Classify(perf::bench_classify::ClassifyArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
+    /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
+    /// rates, loss and latency percentiles.
+    Loadgen(perf::loadgen::LoadgenArgs),
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
+        Command::Loadgen(a) => perf::loadgen::run(&a),
         Command::Forward {
             seconds,
             runs,

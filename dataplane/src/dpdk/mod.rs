@@ -16,6 +16,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod txbatch;
 
 pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
 pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
@@ -24,6 +25,7 @@ pub use lcore::{LaunchError, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue};
+pub use txbatch::TxBatch;
 
 use std::ffi::CStr;
 
