@@ -47,15 +47,10 @@ impl TxBatch {
         if n > MAX_BURST - self.len {
             return false;
         }
-        // SAFETY: pool is a live pktmbuf pool; ptrs[len..len + n] is room for n pointers, which
-        // the call fills with fresh mbufs we then own, or leaves untouched on failure.
-        let rc = unsafe {
-            dpdk_sys::rampart_pktmbuf_alloc_bulk(
-                pool.as_ptr(),
-                self.ptrs.as_mut_ptr().add(self.len),
-                n as u32,
-            )
-        };
+        let room = self.ptrs[self.len..].as_mut_ptr();
+        // SAFETY: pool is a live pktmbuf pool; `room` points to MAX_BURST - len >= n free slots,
+        // which the call fills with n fresh mbufs we then own, or leaves untouched on failure.
+        let rc = unsafe { dpdk_sys::rampart_pktmbuf_alloc_bulk(pool.as_ptr(), room, n as u32) };
         if rc != 0 {
             return false;
         }
