@@ -135,11 +135,7 @@ fn through_rampart(test: &str, count: u64, extra: &[&str], expect_to_drop: u64, 
     assert_eq!(g["rx"]["packets"].as_u64(), Some(expected), "{ctx}");
     assert_eq!(g["rx"]["foreign"].as_u64(), Some(0), "{ctx}");
     assert_eq!(g["lost"].as_i64(), Some(0), "{ctx}");
-    assert_eq!(
-        g["latency_ns"]["samples"].as_u64(),
-        Some(expected),
-        "{ctx}"
-    );
+    assert_eq!(g["latency_ns"]["samples"].as_u64(), Some(expected), "{ctx}");
     let l = &g["latency_ns"];
     let (p50, p99, max) = (
         l["p50"].as_u64().unwrap(),
@@ -228,5 +224,33 @@ fn ipv6_tcp_through_rampart_loses_exactly_what_the_rules_drop() {
         ],
         2_500,
         true,
+    );
+}
+
+#[test]
+fn tcp_churn_through_rampart_loses_exactly_the_dropped_connections() {
+    // Connections of SYN, 3 data segments and FIN (5 packets); 10 % of 2000 connections go to
+    // port 9: 200 connections, 1000 packets.
+    through_rampart(
+        "tcp_churn_through_rampart_loses_exactly_the_dropped_connections",
+        10_000,
+        &[
+            "--proto",
+            "tcp",
+            "--churn",
+            "3",
+            "--flows",
+            "2000",
+            "--sport",
+            "1024-65535",
+            "--dport",
+            "80",
+            "--drop-share",
+            "0.1",
+            "--size",
+            "128",
+        ],
+        1_000,
+        false,
     );
 }

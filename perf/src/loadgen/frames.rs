@@ -584,6 +584,75 @@ impl FlowCursor {
     }
 }
 
+/// The packet sequence: which template, flow, TCP sequence number and drop decision each
+/// packet gets, in order. Plain mode: templates in turn, flows in turn. Churn mode: each
+/// connection takes the next flow (and the next data size) and is a SYN, the data segments and
+/// a FIN, with sequence numbers as a sender would use them; the drop share applies per
+/// connection.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    templates: Templates,
+    cursor: FlowCursor,
+    churn_data: Option<u32>,
+    next_tmpl: usize,
+    /// Churn: the connection in progress and the phase of its next packet (0: SYN,
+    /// 1..=data: data, data + 1: FIN).
+    conn: Option<(FlowFields, bool, usize, u32)>,
+}
+
+impl Sequencer {
+    pub fn new(spec: &TrafficSpec) -> Sequencer {
+        Sequencer {
+            templates: spec.templates(),
+            cursor: FlowCursor::new(spec),
+            churn_data: spec.churn_data,
+            next_tmpl: 0,
+            conn: None,
+        }
+    }
+
+    #[inline]
+    fn take_tmpl(&mut self) -> usize {
+        let i = self.next_tmpl;
+        self.next_tmpl += 1;
+        if self.next_tmpl == self.templates.plain.len() {
+            self.next_tmpl = 0;
+        }
+        i
+    }
+
+    /// The next packet: its template, flow, TCP sequence number, and whether the rules should
+    /// drop it.
+    #[inline]
+    pub fn next_packet(&mut self) -> (&Template, FlowFields, u32, bool) {
+        let Some(data) = self.churn_data else {
+            let i = self.take_tmpl();
+            let (flow, drop) = self.cursor.next_flow();
+            return (&self.templates.plain[i], flow, 0, drop);
+        };
+        let (flow, drop, tmpl, phase) = match self.conn {
+            Some(c) => c,
+            None => {
+                let (flow, drop) = self.cursor.next_flow();
+                (flow, drop, self.take_tmpl(), 0)
+            }
+        };
+        self.conn = (phase <= data).then_some((flow, drop, tmpl, phase + 1));
+        let dt = &self.templates.plain[tmpl];
+        let (t, seq) = if phase == 0 {
+            (self.templates.syn.as_ref().unwrap_or(dt), CHURN_ISN)
+        } else if phase <= data {
+            (dt, CHURN_ISN + 1 + (phase - 1) * dt.payload_len)
+        } else {
+            (
+                self.templates.fin.as_ref().unwrap_or(dt),
+                CHURN_ISN + 1 + data * dt.payload_len,
+            )
+        };
+        (t, flow, seq, drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,6 +844,47 @@ mod tests {
                 assert_ne!(f.dport, 9);
             }
             assert_eq!(dropped, n * 125_000 / 1_000_000, "after {n} packets");
+        }
+    }
+
+    #[test]
+    fn churn_sequence_is_syn_data_fin_per_connection() {
+        let mut s = spec(Proto::Tcp, false);
+        s.churn_data = Some(3);
+        s.sizes = vec![100, 300];
+        s.drop_ppm = 500_000;
+        s.flows = 7;
+        let mut seq = Sequencer::new(&s);
+        for conn in 0..20u64 {
+            let want_flow = s.flow_at(conn % 7);
+            let data_len = [100u32, 300][conn as usize % 2] - 4 - 54;
+            let mut expect_seq = CHURN_ISN;
+            for phase in 0..5 {
+                let (t, flow, tcp_seq, drop) = seq.next_packet();
+                let t = t.clone();
+                // Odd connections go to the drop port (share 1/2), the whole connection.
+                assert_eq!(drop, conn % 2 == 1, "conn {conn} phase {phase}");
+                let dport = if drop { s.drop_dport } else { want_flow.dport };
+                assert_eq!(
+                    flow,
+                    FlowFields { dport, ..want_flow },
+                    "conn {conn} phase {phase}"
+                );
+                assert_eq!(tcp_seq, expect_seq, "conn {conn} phase {phase}");
+                let (segment, consumed) = match phase {
+                    0 => (Segment::Syn, 1),
+                    4 => (Segment::Fin, 1),
+                    _ => (Segment::Data, data_len),
+                };
+                assert_eq!(t.segment, segment);
+                if segment == Segment::Data {
+                    assert_eq!(t.payload_len, data_len);
+                }
+                expect_seq += consumed;
+                let mut out = t.frame.clone();
+                t.write(&mut out, &flow, tcp_seq, 0, 0);
+                assert!(checksums_valid(&out));
+            }
         }
     }
 

@@ -18,10 +18,7 @@ use dataplane::dpdk::{
     MAX_BURST,
 };
 use dataplane::wire::ethernet::MacAddr;
-use frames::{
-    read_signature, AddrRange, FlowCursor, PortRange, Proto, Templates, TrafficSpec, CHURN_ISN,
-    FCS_LEN, IMIX,
-};
+use frames::{read_signature, AddrRange, PortRange, Proto, Sequencer, TrafficSpec, FCS_LEN, IMIX};
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -371,11 +368,8 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         stop,
         ..Shared::default()
     });
-    let templates = spec.templates();
     let tx_job = TxJob {
-        templates,
-        cursor: FlowCursor::new(&spec),
-        churn: spec.churn_data,
+        seq: Sequencer::new(&spec),
         pool: pool.clone(),
         q: tx_q,
         count,
@@ -487,9 +481,7 @@ fn us(ns: u64) -> String {
 }
 
 struct TxJob {
-    templates: Templates,
-    cursor: FlowCursor,
-    churn: Option<u32>,
+    seq: Sequencer,
     pool: Arc<Mempool>,
     q: TxQueue,
     count: u64,
@@ -500,23 +492,11 @@ struct TxJob {
     shared: Arc<Shared>,
 }
 
-/// Where the next packet stands in churn mode.
-#[derive(Clone, Copy)]
-struct ChurnPos {
-    /// 0: SYN; 1..=data: data segments; data + 1: FIN.
-    phase: u32,
-    flow: frames::FlowFields,
-    drop: bool,
-    data_tmpl: usize,
-}
-
 impl TxJob {
     fn run(mut self, mut rx: Option<&mut RxState>) -> TxResult {
         let mut batch = TxBatch::default();
         let start = tsc();
         let (mut built, mut sent, mut bytes, mut to_drop) = (0u64, 0u64, 0u64, 0u64);
-        let mut tmpl_i = 0usize;
-        let mut churn_pos: Option<ChurnPos> = None;
         let end = loop {
             let now = tsc();
             let stop = self.shared.stop.load(Ordering::Relaxed);
@@ -538,56 +518,7 @@ impl TxJob {
                     let first = batch.len() - n;
                     let stamp = tsc();
                     for m in &mut batch.packets_mut()[first..] {
-                        let (tmpl, flow, tcp_seq, drop) = match self.churn {
-                            None => {
-                                let t = &self.templates.plain[tmpl_i];
-                                tmpl_i += 1;
-                                if tmpl_i == self.templates.plain.len() {
-                                    tmpl_i = 0;
-                                }
-                                let (f, d) = self.cursor.next_flow();
-                                (t, f, 0, d)
-                            }
-                            Some(data) => {
-                                let pos = match churn_pos {
-                                    Some(p) => p,
-                                    None => {
-                                        let (f, d) = self.cursor.next_flow();
-                                        let p = ChurnPos {
-                                            phase: 0,
-                                            flow: f,
-                                            drop: d,
-                                            data_tmpl: tmpl_i,
-                                        };
-                                        tmpl_i += 1;
-                                        if tmpl_i == self.templates.plain.len() {
-                                            tmpl_i = 0;
-                                        }
-                                        p
-                                    }
-                                };
-                                let dt = &self.templates.plain[pos.data_tmpl];
-                                let (t, seq) = if pos.phase == 0 {
-                                    (self.templates.syn.as_ref().unwrap_or(dt), CHURN_ISN)
-                                } else if pos.phase <= data {
-                                    (dt, CHURN_ISN + 1 + (pos.phase - 1) * dt.payload_len)
-                                } else {
-                                    (
-                                        self.templates.fin.as_ref().unwrap_or(dt),
-                                        CHURN_ISN + 1 + data * dt.payload_len,
-                                    )
-                                };
-                                churn_pos = if pos.phase > data {
-                                    None
-                                } else {
-                                    Some(ChurnPos {
-                                        phase: pos.phase + 1,
-                                        ..pos
-                                    })
-                                };
-                                (t, pos.flow, seq, pos.drop)
-                            }
-                        };
+                        let (tmpl, flow, tcp_seq, drop) = self.seq.next_packet();
                         if m.append(&tmpl.frame).is_some() {
                             tmpl.write(m.data_mut(), &flow, tcp_seq, built as u32, stamp);
                         }
