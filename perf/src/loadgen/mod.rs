@@ -224,6 +224,52 @@ fn device_arg(dev: &str, eal: &mut Vec<String>) -> String {
     name
 }
 
+/// Starts the ports and waits until every link is up. A memif client cannot start before its
+/// server listens, and a connection made while the server's port was not yet started may never
+/// come up: both are retried (the ports stopped and started again) until `timeout`.
+fn bring_up(ports: &mut [Port], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    const ATTEMPT: Duration = Duration::from_secs(2);
+    loop {
+        let mut started = true;
+        for p in ports.iter_mut() {
+            if let Err(e) = p.start() {
+                if Instant::now() >= deadline {
+                    return Err(e).context(format!("starting port {}", p.name()));
+                }
+                started = false;
+                break;
+            }
+        }
+        if started {
+            let until = (Instant::now() + ATTEMPT).min(deadline);
+            while Instant::now() < until && !ports.iter().all(Port::link_up) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ports.iter().all(Port::link_up) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let down: Vec<&str> = ports
+                    .iter()
+                    .filter(|p| !p.link_up())
+                    .map(Port::name)
+                    .collect();
+                bail!(
+                    "link down after {} s on {} (for net_memif: is the peer running with the same socket and the other role?)",
+                    timeout.as_secs_f64(),
+                    down.join(", ")
+                );
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for p in ports.iter_mut() {
+            p.stop();
+        }
+    }
+}
+
 /// Runs the generator; prints live lines and the final report.
 pub fn run(args: &LoadgenArgs) -> Result<()> {
     let spec = args.traffic()?;
@@ -319,34 +365,10 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     if rx_id != tx_id {
         ports.push(Port::configure(&eal, rx_id, &rx_name, &cfg, &pool)?);
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(args.link_timeout.max(0.0));
-    for p in &mut ports {
-        // A memif client cannot start before its server listens: retry until the deadline.
-        loop {
-            match p.start() {
-                Ok(()) => break,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e).context(format!("starting port {}", p.name()))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-    while !ports.iter().all(Port::link_up) {
-        if Instant::now() >= deadline {
-            let down: Vec<&str> = ports
-                .iter()
-                .filter(|p| !p.link_up())
-                .map(Port::name)
-                .collect();
-            bail!(
-                "link down after {} s on {} (for net_memif: is the peer running with the same socket and the other role?)",
-                args.link_timeout,
-                down.join(", ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    bring_up(
+        &mut ports,
+        Duration::from_secs_f64(args.link_timeout.max(0.0)),
+    )?;
     let mut queues: Vec<(RxQueue, TxQueue)> = Vec::new();
     for p in &mut ports {
         queues.extend(p.take_queues().context("queues handed out twice")?);
