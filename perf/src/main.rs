@@ -36,6 +36,9 @@ enum Command {
     /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
     /// rates, loss and latency percentiles.
     Loadgen(perf::loadgen::LoadgenArgs),
+    /// Latency through Rampart at 10%, 50% and 90% of its maximum rate, beside dpdk-testpmd on
+    /// the same memif devices.
+    Latency(perf::bench_latency::LatencyArgs),
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -78,6 +81,7 @@ fn main() -> Result<()> {
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
         Command::Loadgen(a) => perf::loadgen::run(&a),
+        Command::Latency(a) => perf::bench_latency::run(&a),
         Command::Forward {
             seconds,
             runs,
