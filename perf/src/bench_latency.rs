@@ -330,7 +330,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             }
             if rates.is_empty() {
                 let max_pps = median(&r.max.iter().map(|m| m.rx_mpps).collect::<Vec<_>>()) * 1e6;
-                if !(max_pps >= 1.0) {
+                if max_pps.is_nan() || max_pps < 1.0 {
                     bail!("{} forwarded nothing flat out", fw.label());
                 }
                 rates = args
