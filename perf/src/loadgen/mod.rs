@@ -210,9 +210,14 @@ struct TxResult {
 }
 
 /// Adds `--vdev`/`-a` for a device with arguments and returns the name to look the port up by.
+/// A device the EAL arguments already name (`--vdev=NAME,...`, `--vdev NAME,...`, `-a NAME`) is
+/// not added twice.
 fn device_arg(dev: &str, eal: &mut Vec<String>) -> String {
-    let name = dev.split(',').next().unwrap_or(dev).to_string();
-    let already = eal.iter().any(|a| a.contains(&name));
+    let name = dev.split(',').next().unwrap_or(dev).trim().to_string();
+    let already = eal.iter().any(|a| {
+        let a = a.strip_prefix("--vdev=").unwrap_or(a);
+        a.split(',').next() == Some(name.as_str())
+    });
     if !already {
         if name.starts_with("net_") || name.starts_with("eth_") {
             eal.push(format!("--vdev={dev}"));
@@ -541,8 +546,10 @@ impl TxJob {
                     let stamp = tsc();
                     for m in &mut batch.packets_mut()[first..] {
                         let (tmpl, flow, tcp_seq, drop) = self.seq.next_packet();
-                        if m.append(&tmpl.frame).is_some() {
-                            tmpl.write(m.data_mut(), &flow, tcp_seq, built as u32, stamp);
+                        if m.set_frame_len(tmpl.len()) {
+                            let out = m.data_mut();
+                            out.copy_from_slice(&tmpl.frame);
+                            tmpl.write(out, &flow, tcp_seq, built as u32, stamp);
                         }
                         to_drop += u64::from(drop);
                         built += 1;
@@ -615,6 +622,8 @@ struct RxState {
     last_rx_tsc: u64,
     first_tsc: u64,
     seen_tick: u64,
+    /// When this side first saw the TX side done.
+    tx_done_tsc: Option<u64>,
 }
 
 /// Latencies above this are clamped (one minute, in ns).
@@ -639,6 +648,7 @@ impl RxState {
             last_rx_tsc: tsc(),
             first_tsc: 0,
             seen_tick: 0,
+            tx_done_tsc: None,
         }
     }
 
@@ -703,15 +713,19 @@ impl RxState {
         self.interval.reset();
     }
 
-    /// The TX side is done and nothing arrived for the drain time (or a stop was asked).
-    fn finished(&self) -> bool {
+    /// The TX side is done, and nothing arrived for the drain time, or the drain limit (ten
+    /// drain times after TX ended: an RX port that never falls quiet must not hold the run
+    /// open) has passed, or a stop was asked.
+    fn finished(&mut self) -> bool {
         let s = &self.job.shared;
         if !s.tx_done.load(Ordering::Acquire) {
             return false;
         }
+        let now = tsc();
+        let tx_end = *self.tx_done_tsc.get_or_insert(now);
         s.stop.load(Ordering::Relaxed)
-            && tsc() - self.last_rx_tsc >= self.job.drain_tsc.min(self.job.hz / 10)
-            || tsc() - self.last_rx_tsc >= self.job.drain_tsc
+            || now - self.last_rx_tsc >= self.job.drain_tsc
+            || now - tx_end >= self.job.drain_tsc.saturating_mul(10)
     }
 
     fn finish_alone(mut self) -> RxResult {
