@@ -306,6 +306,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         fw_serial: 0,
     };
 
+    let load_before = loadavg();
     let mut results: Vec<FwResult> = Vec::new();
     let mut rates: Vec<u64> = Vec::new();
     for fw in [Forwarder::Rampart, Forwarder::Testpmd] {
@@ -391,6 +392,11 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             "- machine: {}",
             report::machine("no hugepages (--no-huge), net_memif copy mode")
         );
+        let _ = writeln!(
+            body,
+            "- machine load (1-minute load average) before and after the run: {load_before} and {}",
+            loadavg()
+        );
         let _ = writeln!(body, "- commit: {}", report::commit());
         let _ = writeln!(body, "- command: `{}`\n", command_line());
         body.push_str(&table);
@@ -402,6 +408,14 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         eprintln!("rampart-perf: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The 1-minute load average, as the kernel reports it.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn us(ns: f64) -> String {

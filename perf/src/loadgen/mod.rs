@@ -850,3 +850,77 @@ impl Report {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadgenArgs,
+    }
+
+    fn args(a: &[&str]) -> LoadgenArgs {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(a.iter().copied()))
+            .expect("parses")
+            .args
+    }
+
+    #[test]
+    fn devices_are_added_once_to_the_eal_arguments() {
+        let mut eal = vec!["--vdev=net_memif01,role=client".to_string()];
+        assert_eq!(device_arg("net_memif0,role=server", &mut eal), "net_memif0");
+        assert_eq!(eal.last().unwrap(), "--vdev=net_memif0,role=server");
+        assert_eq!(device_arg("net_memif0", &mut eal), "net_memif0");
+        assert_eq!(eal.len(), 2, "named already: not added again");
+        assert_eq!(device_arg("0000:03:00.0", &mut eal), "0000:03:00.0");
+        assert_eq!(&eal[2..], ["-a", "0000:03:00.0"]);
+        let mut eal = vec!["-a".to_string(), "0000:03:00.1".to_string()];
+        device_arg("0000:03:00.1", &mut eal);
+        assert_eq!(eal.len(), 2);
+    }
+
+    #[test]
+    fn options_make_the_traffic_or_say_what_is_wrong() {
+        let t = args(&[
+            "--tx",
+            "x",
+            "--size",
+            "imix",
+            "--src-ip",
+            "fd00::1-fd00::ff",
+            "--dst-ip",
+            "fd01::1",
+            "--proto",
+            "tcp",
+            "--flows",
+            "255",
+        ])
+        .traffic()
+        .unwrap();
+        assert_eq!(t.sizes, IMIX.to_vec());
+        assert!(t.src.v6 && t.src.count == 255);
+        assert_eq!(
+            args(&["--tx", "x", "--drop-share", "0.25"])
+                .traffic()
+                .unwrap()
+                .drop_ppm,
+            250_000
+        );
+        for bad in [
+            &["--tx", "x", "--size", "63"][..],
+            &["--tx", "x", "--size", "64,abc"],
+            &["--tx", "x", "--drop-share", "1.5"],
+            &["--tx", "x", "--src-mac", "02:00:00:00:00"],
+            &["--tx", "x", "--src-ip", "10.0.0.1", "--dst-ip", "fd00::1"],
+            &["--tx", "x", "--flows", "2", "--sport", "1"],
+            &["--tx", "x", "--churn", "2"],
+            &["--tx", "x", "--proto", "icmp", "--drop-share", "0.1"],
+            &["--tx", "x", "--size", "1600"],
+        ] {
+            assert!(args(bad).traffic().is_err(), "{bad:?} accepted");
+        }
+    }
+}
