@@ -210,7 +210,22 @@ impl Bench<'_> {
     }
 
     /// One generator run against the running forwarder, at `rate_pps` (0: flat out).
-    fn generate(&mut self, rate_pps: u64) -> Result<Run> {
+    /// Fails, with the end of its log, when the forwarder has exited.
+    fn check_alive(&self, child: &mut Child) -> Result<()> {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(self.dir.join(format!("fw{}.log", self.fw_serial)))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!(
+                "the forwarder exited ({status}); the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    fn generate(&mut self, child: &mut Child, rate_pps: u64) -> Result<Run> {
+        self.check_alive(child)?;
         self.serial += 1;
         let json = self.dir.join(format!("gen{}.json", self.serial));
         let prefix = format!("latg{}x{}", std::process::id() % 100_000, self.serial);
@@ -238,6 +253,7 @@ impl Bench<'_> {
             .output()
             .context("running rampart-perf loadgen")?;
         if !out.status.success() {
+            self.check_alive(child)?;
             bail!(
                 "loadgen failed:\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -310,7 +326,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let mut results: Vec<FwResult> = Vec::new();
     let mut rates: Vec<u64> = Vec::new();
     for fw in [Forwarder::Rampart, Forwarder::Testpmd] {
-        let child = bench.start(fw)?;
+        let mut child = bench.start(fw)?;
         let measured = (|| -> Result<FwResult> {
             let mut r = FwResult {
                 fw,
@@ -318,7 +334,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                 loads: Vec::new(),
             };
             for k in 0..args.runs {
-                let m = bench.generate(0)?;
+                let m = bench.generate(&mut child, 0)?;
                 eprintln!(
                     "rampart-perf latency: {} max run {}/{}: {:.3} Mpps received of {:.3} sent",
                     fw.label(),
@@ -343,7 +359,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             for (&load, &rate) in args.loads.iter().zip(&rates) {
                 let mut runs = Vec::new();
                 for k in 0..args.runs {
-                    let x = bench.generate(rate)?;
+                    let x = bench.generate(&mut child, rate)?;
                     eprintln!(
                         "rampart-perf latency: {} at {:.0}% ({} pps) run {}/{}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, loss {:.4}%",
                         fw.label(),
@@ -363,15 +379,19 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             }
             Ok(r)
         })();
-        bench.stop(child)?;
-        results.push(measured.with_context(|| {
-            format!(
-                "measuring {} (its log: {}/fw{}.log)",
-                fw.label(),
-                bench.dir.display(),
-                bench.fw_serial
-            )
-        })?);
+        let stopped = bench.stop(child);
+        match measured.and_then(|r| stopped.map(|()| r)) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                // Keep the logs and reports for a look.
+                let kept = tmp.keep();
+                return Err(e.context(format!(
+                    "measuring {} (logs and reports kept in {})",
+                    fw.label(),
+                    kept.display()
+                )));
+            }
+        }
     }
 
     let table = table(&results);
@@ -384,7 +404,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         );
         let _ = writeln!(
             body,
-            "`rampart-perf loadgen` in its own process sends {}-byte IPv4/UDP frames ({} flows) over a `net_memif` pair into the forwarder and receives them back over a second pair; latency is the generator's TSC at receipt minus the TSC stamped in the frame, so it includes the generator's own TX and RX paths and both memif copies (copy mode, no hugepages). The forwarder is Rampart's bridge with two rules (neither matches this traffic) or `dpdk-testpmd --forward-mode=io` on the same devices, each with one forwarding lcore (`--lcores={}`); the generator runs with `--lcores={}`. Rampart's maximum (its received rate flat out, median of {} runs) sets the offered rates for both forwarders; each case ran {} times for {} s, and the table gives medians (p99 with its range).\n",
+            "`rampart-perf loadgen` in its own process sends {}-byte IPv4/UDP frames ({} flows) over a `net_memif` pair into the forwarder and receives them back over a second pair; latency is the generator's TSC at receipt minus the TSC stamped in the frame, so it includes the generator's own TX and RX paths and both memif copies (copy mode, no hugepages). The forwarder is Rampart's bridge with two rules (neither matches this traffic) or `dpdk-testpmd --forward-mode=io` on the same devices, each with one forwarding lcore (`--lcores={}`); the generator runs with `--lcores={}`. Rampart's maximum (its received rate flat out, median of {} runs) sets the offered rates for both forwarders (the generator never drops a packet the device refuses, so when a forwarder falls behind, `sent` falls below `offered` and the queue shows in the latency); each case ran {} times for {} s, and the table gives medians (p99 with its range).\n",
             args.size, args.flows, args.fw_lcores, args.gen_lcores, args.runs, args.runs, args.seconds
         );
         let _ = writeln!(
@@ -424,15 +444,16 @@ fn us(ns: f64) -> String {
 
 fn table(results: &[FwResult]) -> String {
     let mut t = String::from(
-        "| forwarder | load | offered (pps) | received (Mpps) | loss | p50 (us) | p99 (us), median (min – max) | p99.9 (us) | max (us) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| forwarder | load | offered (pps) | sent (Mpps) | received (Mpps) | loss | p50 (us) | p99 (us), median (min – max) | p99.9 (us) | max (us) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let rx: Vec<f64> = r.max.iter().map(|m| m.rx_mpps).collect();
         let (lo, hi) = range(&rx);
         let _ = writeln!(
             t,
-            "| {} | max | flat out | {:.3} ({:.3} – {:.3}) | {:.3}% | {} | {} | {} | {} |",
+            "| {} | max | flat out | {:.3} | {:.3} ({:.3} – {:.3}) | {:.3}% | {} | {} | {} | {} |",
             r.fw.label(),
+            median(&r.max.iter().map(|m| m.tx_mpps).collect::<Vec<_>>()),
             median(&rx),
             lo,
             hi,
@@ -453,10 +474,11 @@ fn table(results: &[FwResult]) -> String {
             let (lo, hi) = range(&p99);
             let _ = writeln!(
                 t,
-                "| {} | {:.0}% | {} | {:.3} | {:.3}% | {} | {} ({} – {}) | {} | {} |",
+                "| {} | {:.0}% | {} | {:.3} | {:.3} | {:.3}% | {} | {} ({} – {}) | {} | {} |",
                 r.fw.label(),
                 load * 100.0,
                 rate,
+                median(&col(|x| x.tx_mpps)),
                 median(&col(|x| x.rx_mpps)),
                 median(&col(|x| x.loss_ratio * 100.0)),
                 us(median(&col(|x| x.p50_ns))),
