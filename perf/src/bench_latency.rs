@@ -407,6 +407,14 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             "`rampart-perf loadgen` in its own process sends {}-byte IPv4/UDP frames ({} flows) over a `net_memif` pair into the forwarder and receives them back over a second pair; latency is the generator's TSC at receipt minus the TSC stamped in the frame, so it includes the generator's own TX and RX paths and both memif copies (copy mode, no hugepages). The forwarder is Rampart's bridge with two rules (neither matches this traffic) or `dpdk-testpmd --forward-mode=io` on the same devices, each with one forwarding lcore (`--lcores={}`); the generator runs with `--lcores={}`. Rampart's maximum (its received rate flat out, median of {} runs) sets the offered rates for both forwarders (the generator never drops a packet the device refuses, so when a forwarder falls behind, `sent` falls below `offered` and the queue shows in the latency); each case ran {} times for {} s, and the table gives medians (p99 with its range).\n",
             args.size, args.flows, args.fw_lcores, args.gen_lcores, args.runs, args.runs, args.seconds
         );
+        let drain = match args.drain_us {
+            Some(d) => format!("{d} us, `--drain-us`"),
+            None => "Rampart's default, 100 us".into(),
+        };
+        let _ = writeln!(
+            body,
+            "Rampart's worker sends a partial TX burst when its drain timer fires ({drain}); testpmd's io mode sends every burst at once. At low rates most bursts are partial, so the timer is in Rampart's p50 there.\n"
+        );
         let _ = writeln!(
             body,
             "- machine: {}",
