@@ -409,7 +409,10 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         );
         let drain = match args.drain_us {
             Some(d) => format!("{d} us, `--drain-us`"),
-            None => "Rampart's default, 100 us".into(),
+            None => format!(
+                "{} us, Rampart's default",
+                control::config::WorkersConf::default().drain_us
+            ),
         };
         let _ = writeln!(
             body,
