@@ -2,10 +2,12 @@
 //! rate, beside the same generator looped through `dpdk-testpmd` io forwarding over the same
 //! `net_memif` devices at the same offered rates.
 //!
-//! Each forwarder (Rampart's bridge with a small rule set, or testpmd) is started once with two
-//! memif servers; `rampart-perf loadgen` runs against it as a separate process for each case: a
-//! flat-out run gives the forwarder's maximum (its received rate), then paced runs at the three
-//! loads. Rampart's maximum sets the offered rates for both forwarders, so each row compares the
+//! For every generator run a forwarder (Rampart's bridge with a small rule set, or testpmd) is
+//! started with two memif servers, and `rampart-perf loadgen` runs against it as a separate
+//! process: flat-out runs give the forwarder's maximum (its received rate), then paced runs at
+//! the three loads. The forwarder is stopped before the generator closes its ports: a memif
+//! server whose lcore polls while its client disconnects can crash (seen with testpmd and
+//! DPDK 22.11), so no forwarder outlives the client it served. Rampart's maximum sets the offered rates for both forwarders, so each row compares the
 //! two at the same load. Every case runs `--runs` times; the table gives medians, with the range
 //! of p99.
 
@@ -224,12 +226,24 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn generate(&mut self, child: &mut Child, rate_pps: u64) -> Result<Run> {
-        self.check_alive(child)?;
+    /// One generator run at `rate_pps` (0: flat out) through a freshly started `fw`. The
+    /// generator lingers after its report so the forwarder stops first: a memif server whose
+    /// lcore polls while its client disconnects can crash (DPDK 22.11).
+    fn generate(&mut self, fw: Forwarder, rate_pps: u64) -> Result<Run> {
+        let mut child = self.start(fw)?;
+        let r = self.generate_through(&mut child, rate_pps);
+        let stopped = self.stop(child);
+        let r = r?;
+        stopped?;
+        Ok(r)
+    }
+
+    fn generate_through(&mut self, child: &mut Child, rate_pps: u64) -> Result<Run> {
         self.serial += 1;
         let json = self.dir.join(format!("gen{}.json", self.serial));
         let prefix = format!("latg{}x{}", std::process::id() % 100_000, self.serial);
-        let out = Command::new(&self.loadgen)
+        let log = std::fs::File::create(self.dir.join(format!("gen{}.log", self.serial)))?;
+        let mut gen = Command::new(&self.loadgen)
             .arg("loadgen")
             .arg("--tx")
             .arg(format!(
@@ -241,7 +255,7 @@ impl Bench<'_> {
                 "net_memif{prefix}1,role=client,socket={},rsize=12",
                 self.sock("b")
             ))
-            .args(["--quiet", "--rate-pps", &rate_pps.to_string()])
+            .args(["--quiet", "--linger", "--rate-pps", &rate_pps.to_string()])
             .args(["--seconds", &self.args.seconds.to_string()])
             .args(["--size", &self.args.size.to_string()])
             .args(["--flows", &self.args.flows.to_string()])
@@ -250,16 +264,39 @@ impl Bench<'_> {
             .arg(&json)
             .arg("--")
             .args(self.eal(&prefix, &self.args.gen_lcores))
-            .output()
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
             .context("running rampart-perf loadgen")?;
-        if !out.status.success() {
-            self.check_alive(child)?;
-            bail!(
-                "loadgen failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let deadline = Instant::now() + Duration::from_secs_f64(self.args.seconds + 60.0);
+        let waited = loop {
+            if json.exists() {
+                break Ok(());
+            }
+            if let Some(status) = gen.try_wait()? {
+                break Err(anyhow::anyhow!(
+                    "loadgen exited ({status}) without a report"
+                ));
+            }
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!("loadgen gave no report in time"));
+            }
+            if let Err(e) = self.check_alive(child) {
+                break Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &gen.id().to_string()])
+            .status();
+        let _ = gen.wait();
+        waited.with_context(|| {
+            format!(
+                "generator run {} (its log: gen{}.log)",
+                self.serial, self.serial
+            )
+        })?;
         let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
         Ok(Run {
@@ -326,7 +363,6 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     let mut results: Vec<FwResult> = Vec::new();
     let mut rates: Vec<u64> = Vec::new();
     for fw in [Forwarder::Rampart, Forwarder::Testpmd] {
-        let mut child = bench.start(fw)?;
         let measured = (|| -> Result<FwResult> {
             let mut r = FwResult {
                 fw,
@@ -334,7 +370,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                 loads: Vec::new(),
             };
             for k in 0..args.runs {
-                let m = bench.generate(&mut child, 0)?;
+                let m = bench.generate(fw, 0)?;
                 eprintln!(
                     "rampart-perf latency: {} max run {}/{}: {:.3} Mpps received of {:.3} sent",
                     fw.label(),
@@ -359,7 +395,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             for (&load, &rate) in args.loads.iter().zip(&rates) {
                 let mut runs = Vec::new();
                 for k in 0..args.runs {
-                    let x = bench.generate(&mut child, rate)?;
+                    let x = bench.generate(fw, rate)?;
                     eprintln!(
                         "rampart-perf latency: {} at {:.0}% ({} pps) run {}/{}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, loss {:.4}%",
                         fw.label(),
@@ -379,8 +415,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             }
             Ok(r)
         })();
-        let stopped = bench.stop(child);
-        match measured.and_then(|r| stopped.map(|()| r)) {
+        match measured {
             Ok(r) => results.push(r),
             Err(e) => {
                 // Keep the logs and reports for a look.

@@ -98,7 +98,9 @@ fn through_rampart(test: &str, count: u64, extra: &[&str], expect_to_drop: u64, 
     let fw = start_rampart(d, v6);
     let prefix = unique("lggen");
     let count_s = count.to_string();
-    let gen = run(Command::new(bin("rampart-perf"))
+    // The generator lingers after its report with its ports up, so Rampart stops first: a memif
+    // server whose lcore polls while its client disconnects can crash (DPDK 22.11).
+    let mut gen = Command::new(bin("rampart-perf"))
         .arg("loadgen")
         .arg("--tx")
         .arg(format!(
@@ -110,13 +112,40 @@ fn through_rampart(test: &str, count: u64, extra: &[&str], expect_to_drop: u64, 
             "net_memif{prefix}1,role=client,socket={}/b.sock,rsize=12",
             d.display()
         ))
-        .args(["--count", &count_s, "--rate-pps", "20000", "--quiet"])
+        .args([
+            "--count",
+            &count_s,
+            "--rate-pps",
+            "20000",
+            "--quiet",
+            "--linger",
+        ])
         .args(extra)
         .arg("--json")
         .arg(d.join("gen.json"))
         .arg("--")
-        .args(test_eal_args(&prefix, "0@0,1@0")));
+        .args(test_eal_args(&prefix, "0@0,1@0"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rampart-perf starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !d.join("gen.json").exists() {
+        if gen.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = gen.kill();
+            let out = gen.wait_with_output().unwrap();
+            let _ = stop_rampart(fw, d);
+            panic!(
+                "loadgen ended or hung without a report:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let fw_summary = stop_rampart(fw, d);
+    run(Command::new("kill").args(["-TERM", &gen.id().to_string()]));
+    let gen = gen.wait_with_output().unwrap();
     assert!(
         gen.status.success(),
         "loadgen failed:\n{}\n{}",

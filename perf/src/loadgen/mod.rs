@@ -101,6 +101,11 @@ pub struct LoadgenArgs {
     /// Write the final report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// After the report, keep the ports up until SIGINT or SIGTERM. A `net_memif` peer whose
+    /// lcore is polling when this side disconnects can crash (a race in DPDK 22.11's memif
+    /// driver, seen with testpmd): a script stops the peer first, then the generator.
+    #[arg(long)]
+    pub linger: bool,
     /// No live lines, only the final report.
     #[arg(long)]
     pub quiet: bool,
@@ -475,14 +480,24 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         .context("the RX lcore ended without a result")?;
     let tx_stats = ports[0].stats();
     let rx_stats = ports.last().map(Port::stats).unwrap_or_default();
-    for p in &mut ports {
-        p.stop();
-    }
     let report = Report::new(&spec, args, &tx, &rx, hz, tx_stats, rx_stats);
     print!("{}", report.text());
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report.json)? + "\n")
-            .with_context(|| format!("writing {}", p.display()))?;
+        // Written whole and renamed into place: a script waiting for the file never reads half.
+        let tmp = p.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&report.json)? + "\n")
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if args.linger {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        while !shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for p in &mut ports {
+        p.stop();
     }
     drop(ports);
     Ok(())
