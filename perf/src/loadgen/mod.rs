@@ -188,6 +188,8 @@ struct Shared {
     live_max: AtomicU64,
     tick: AtomicU64,
     tx_done: AtomicBool,
+    /// Set by the RX side when it hands its result back.
+    rx_done: AtomicBool,
     stop: Arc<AtomicBool>,
 }
 
@@ -441,7 +443,7 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     let live = !args.quiet;
     loop {
         std::thread::sleep(Duration::from_millis(50));
-        let done = shared.rx_done();
+        let done = shared.rx_done.load(Ordering::Acquire);
         if last.4.elapsed() >= Duration::from_secs(1) || done {
             let now = Instant::now();
             let dt = now.duration_since(last.4).as_secs_f64();
@@ -503,13 +505,6 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     Ok(())
 }
 
-impl Shared {
-    /// True once the RX side has finished (it marks `tick` when it hands its result back).
-    fn rx_done(&self) -> bool {
-        self.tick.load(Ordering::Relaxed) == u64::MAX
-    }
-}
-
 fn gbits(bytes: u64, packets: u64, seconds: f64) -> f64 {
     (bytes + packets * FCS_LEN as u64) as f64 * 8.0 / seconds / 1e9
 }
@@ -539,6 +534,8 @@ impl TxJob {
         let mut batch = TxBatch::default();
         let start = tsc();
         let (mut built, mut sent, mut bytes, mut to_drop) = (0u64, 0u64, 0u64, 0u64);
+        // Whether each packet waiting in the batch goes to the drop port, in batch order.
+        let mut pending_drop = [false; MAX_BURST];
         let end = loop {
             let now = tsc();
             let stop = self.shared.stop.load(Ordering::Relaxed);
@@ -559,20 +556,28 @@ impl TxJob {
                 if n > 0 && batch.alloc(&self.pool, n) {
                     let first = batch.len() - n;
                     let stamp = tsc();
-                    for m in &mut batch.packets_mut()[first..] {
+                    for (m, pending) in batch.packets_mut()[first..]
+                        .iter_mut()
+                        .zip(&mut pending_drop[first..])
+                    {
                         let (tmpl, flow, tcp_seq, drop) = self.seq.next_packet();
+                        *pending = drop;
                         if m.set_frame_len(tmpl.len()) {
                             let out = m.data_mut();
                             out.copy_from_slice(&tmpl.frame);
                             tmpl.write(out, &flow, tcp_seq, built as u32, stamp);
                         }
-                        to_drop += u64::from(drop);
                         built += 1;
                     }
                 }
             }
+            let waiting = batch.len();
             let (s, b) = batch.send(&mut self.q);
             if s > 0 {
+                // Drop-port packets count once the device has taken them; the refused ones
+                // moved to the front of the batch, and so do their flags.
+                to_drop += pending_drop[..s].iter().filter(|&&d| d).count() as u64;
+                pending_drop.copy_within(s..waiting, 0);
                 sent += s as u64;
                 bytes += b;
                 self.shared.tx_packets.store(sent, Ordering::Relaxed);
@@ -587,8 +592,6 @@ impl TxJob {
         self.shared.tx_done.store(true, Ordering::Release);
         let unsent = batch.len() as u64;
         drop(batch);
-        // Packets dropped with the unsent batch were counted in to_drop only if built; a stop
-        // with packets still refused by the device leaves them out of `sent`.
         TxResult {
             packets: sent,
             bytes,
@@ -752,7 +755,7 @@ impl RxState {
     }
 
     fn result(self) -> RxResult {
-        self.job.shared.tick.store(u64::MAX, Ordering::Relaxed);
+        self.job.shared.rx_done.store(true, Ordering::Release);
         RxResult {
             signed: self.signed,
             foreign: self.foreign,
