@@ -360,16 +360,28 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     };
 
     let load_before = loadavg();
-    let mut results: Vec<FwResult> = Vec::new();
-    let mut rates: Vec<u64> = Vec::new();
-    for fw in [Forwarder::Rampart, Forwarder::Testpmd] {
-        let measured = (|| -> Result<FwResult> {
-            let mut r = FwResult {
-                fw,
-                max: Vec::new(),
-                loads: Vec::new(),
-            };
-            for k in 0..args.runs {
+    let forwarders = [Forwarder::Rampart, Forwarder::Testpmd];
+    let mut results: Vec<FwResult> = forwarders
+        .iter()
+        .map(|&fw| FwResult {
+            fw,
+            max: Vec::new(),
+            loads: Vec::new(),
+        })
+        .collect();
+    // Run k of every case goes Rampart first when k is even and testpmd first when it is odd,
+    // so drift in what else the machine runs reaches both alike.
+    let order = |k: usize| -> [usize; 2] {
+        if k.is_multiple_of(2) {
+            [0, 1]
+        } else {
+            [1, 0]
+        }
+    };
+    let measured = (|| -> Result<()> {
+        for k in 0..args.runs {
+            for i in order(k) {
+                let fw = forwarders[i];
                 let m = bench.generate(fw, 0)?;
                 eprintln!(
                     "rampart-perf latency: {} max run {}/{}: {:.3} Mpps received of {:.3} sent",
@@ -379,22 +391,21 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                     m.rx_mpps,
                     m.tx_mpps
                 );
-                r.max.push(m);
+                results[i].max.push(m);
             }
-            if rates.is_empty() {
-                let max_pps = median(&r.max.iter().map(|m| m.rx_mpps).collect::<Vec<_>>()) * 1e6;
-                if max_pps.is_nan() || max_pps < 1.0 {
-                    bail!("{} forwarded nothing flat out", fw.label());
-                }
-                rates = args
-                    .loads
-                    .iter()
-                    .map(|l| (max_pps * l).round().max(1.0) as u64)
-                    .collect();
+        }
+        let max_pps = median(&results[0].max.iter().map(|m| m.rx_mpps).collect::<Vec<_>>()) * 1e6;
+        if max_pps.is_nan() || max_pps < 1.0 {
+            bail!("{} forwarded nothing flat out", forwarders[0].label());
+        }
+        for &load in &args.loads {
+            let rate = (max_pps * load).round().max(1.0) as u64;
+            for r in results.iter_mut() {
+                r.loads.push((load, rate, Vec::new()));
             }
-            for (&load, &rate) in args.loads.iter().zip(&rates) {
-                let mut runs = Vec::new();
-                for k in 0..args.runs {
+            for k in 0..args.runs {
+                for i in order(k) {
+                    let fw = forwarders[i];
                     let x = bench.generate(fw, rate)?;
                     eprintln!(
                         "rampart-perf latency: {} at {:.0}% ({} pps) run {}/{}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, loss {:.4}%",
@@ -409,24 +420,18 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                         x.max_ns / 1e3,
                         x.loss_ratio * 100.0
                     );
-                    runs.push(x);
+                    if let Some(last) = results[i].loads.last_mut() {
+                        last.2.push(x);
+                    }
                 }
-                r.loads.push((load, rate, runs));
-            }
-            Ok(r)
-        })();
-        match measured {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                // Keep the logs and reports for a look.
-                let kept = tmp.keep();
-                return Err(e.context(format!(
-                    "measuring {} (logs and reports kept in {})",
-                    fw.label(),
-                    kept.display()
-                )));
             }
         }
+        Ok(())
+    })();
+    if let Err(e) = measured {
+        // Keep the logs and reports for a look.
+        let kept = tmp.keep();
+        return Err(e.context(format!("logs and reports kept in {}", kept.display())));
     }
 
     let table = table(&results);
@@ -439,7 +444,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         );
         let _ = writeln!(
             body,
-            "`rampart-perf loadgen` in its own process sends {}-byte IPv4/UDP frames ({} flows) over a `net_memif` pair into the forwarder and receives them back over a second pair; latency is the generator's TSC at receipt minus the TSC stamped in the frame, so it includes the generator's own TX and RX paths and both memif copies (copy mode, no hugepages). The forwarder is Rampart's bridge with two rules (neither matches this traffic) or `dpdk-testpmd --forward-mode=io` on the same devices, each with one forwarding lcore (`--lcores={}`); the generator runs with `--lcores={}`. Rampart's maximum (its received rate flat out, median of {} runs) sets the offered rates for both forwarders (the generator never drops a packet the device refuses, so when a forwarder falls behind, `sent` falls below `offered` and the queue shows in the latency); each case ran {} times for {} s, and the table gives medians (p99 with its range).\n",
+            "`rampart-perf loadgen` in its own process sends {}-byte IPv4/UDP frames ({} flows) over a `net_memif` pair into the forwarder and receives them back over a second pair; latency is the generator's TSC at receipt minus the TSC stamped in the frame, so it includes the generator's own TX and RX paths and both memif copies (copy mode, no hugepages). The forwarder is Rampart's bridge with two rules (neither matches this traffic) or `dpdk-testpmd --forward-mode=io` on the same devices, each with one forwarding lcore (`--lcores={}`); the generator runs with `--lcores={}`. Rampart's maximum (its received rate flat out, median of {} runs) sets the offered rates for both forwarders (the generator never drops a packet the device refuses, so when a forwarder falls behind, `sent` falls below `offered` and the queue shows in the latency); each case ran {} times for {} s, and the table gives medians (p99 with its range). The two forwarders take turns run by run (Rampart first in odd-numbered runs, testpmd first in even-numbered ones), so drift in the machine reaches both.\n",
             args.size, args.flows, args.fw_lcores, args.gen_lcores, args.runs, args.runs, args.seconds
         );
         let drain = match args.drain_us {
