@@ -99,7 +99,11 @@ impl Tables {
 pub fn prefetch_burst<'a>(tables: &Tables, frames: impl Iterator<Item = &'a [u8]>) {
     let mut tags = [0u32; crate::dpdk::MAX_BURST];
     let mut ok = [false; crate::dpdk::MAX_BURST];
-    for ((f, t), o) in frames.take(crate::dpdk::MAX_BURST).zip(&mut tags).zip(&mut ok) {
+    for ((f, t), o) in frames
+        .take(crate::dpdk::MAX_BURST)
+        .zip(&mut tags)
+        .zip(&mut ok)
+    {
         if let Some(key) = crate::wire::parse::parse_common(f).and_then(|i| i.flow) {
             *t = tables.ct.prefetch_index(&key);
             *o = true;

@@ -329,7 +329,9 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     if keys.len() < flows {
         bail!("the trace gave only {} accepted distinct flows", keys.len());
     }
-    eprintln!("rampart-perf: stateful: {flows} flows the rules accept ({refused} drawn flows refused)");
+    eprintln!(
+        "rampart-perf: stateful: {flows} flows the rules accept ({refused} drawn flows refused)"
+    );
     let mut open = Arena::with_capacity(flows * 3);
     let mut firsts = Arena::with_capacity(flows);
     let mut data: Vec<(Vec<u8>, u16)> = Vec::with_capacity(flows * 2);

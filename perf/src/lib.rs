@@ -2,8 +2,10 @@
 //! Traffic synthesis and benchmark drivers for Rampart.
 
 pub mod bench_classify;
+pub mod bench_latency;
 pub mod bench_stateful;
 pub mod bench_swap;
+pub mod loadgen;
 pub mod report;
 pub mod scenarios;
 pub mod synth;

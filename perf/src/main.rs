@@ -36,6 +36,12 @@ enum Command {
     Stateful(perf::bench_stateful::StatefulArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
+    /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
+    /// rates, loss and latency percentiles.
+    Loadgen(perf::loadgen::LoadgenArgs),
+    /// Latency through Rampart at 10%, 50% and 90% of its maximum rate, beside dpdk-testpmd on
+    /// the same memif devices.
+    Latency(perf::bench_latency::LatencyArgs),
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -99,6 +105,8 @@ fn main() -> Result<()> {
             eprintln!("rampart-perf: wrote {n} scenarios to {}", dir.display());
             Ok(())
         }
+        Command::Loadgen(a) => perf::loadgen::run(&a),
+        Command::Latency(a) => perf::bench_latency::run(&a),
         Command::Forward {
             seconds,
             runs,

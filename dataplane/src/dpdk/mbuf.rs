@@ -143,6 +143,26 @@ impl Mbuf {
         Some(())
     }
 
+    /// Makes a single-segment mbuf hold exactly `len` bytes from its current data offset (their
+    /// content is whatever the buffer held: the caller writes them through
+    /// [`Mbuf::data_mut`]). False, and nothing changed, when the mbuf has more than one
+    /// segment or its buffer has no room. Inlined, for generators filling fresh mbufs per
+    /// packet.
+    #[inline]
+    pub fn set_frame_len(&mut self, len: usize) -> bool {
+        // SAFETY: raw points to a live mbuf we own exclusively (&mut self).
+        let h = unsafe { self.raw.as_mut() };
+        let Ok(len16) = u16::try_from(len) else {
+            return false;
+        };
+        if h.nb_segs != 1 || usize::from(h.data_off) + len > usize::from(h.buf_len) {
+            return false;
+        }
+        h.data_len = len16;
+        h.pkt_len = u32::from(len16);
+        true
+    }
+
     /// Removes `len` bytes from the tail.
     pub fn trim(&mut self, len: u16) -> bool {
         // SAFETY: raw is a live mbuf we own; trim validates len against the last segment.

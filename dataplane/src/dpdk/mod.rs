@@ -17,6 +17,7 @@ mod mbuf;
 mod mempool;
 mod port;
 mod ring;
+mod txbatch;
 
 pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
 pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
@@ -26,6 +27,7 @@ pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue};
 pub use ring::{handoff_ring, HandedOff, HandoffBuffer, RingRx, RingTx};
+pub use txbatch::TxBatch;
 
 use std::ffi::CStr;
 

@@ -288,6 +288,15 @@ impl Port {
         }
     }
 
+    /// Whether the link is up now (for virtual devices: whether the peer is attached, e.g. the
+    /// other end of a `net_memif` pair has connected). Does not wait.
+    pub fn link_up(&self) -> bool {
+        let mut link = dpdk_sys::rte_eth_link::default();
+        // SAFETY: EAL initialised; link is a valid out-pointer; the call does not block.
+        let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id.0, &mut link) };
+        rc == 0 && link.link_status() != 0
+    }
+
     /// Stops the device (idempotent). Workers must no longer poll it.
     pub fn stop(&mut self) {
         if self.started {
