@@ -368,8 +368,10 @@ enum L4 {
     Other,
 }
 
-/// One connection.
+/// One connection. Laid out in declaration order: a lookup reads only the first cache line
+/// (key, status, deadline); tracking then reads the counters and the protocol state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 struct Entry {
     /// The original tuple; the reply tuple is `key.reply()`.
     key: FlowKey,
@@ -557,14 +559,14 @@ impl Conntrack {
         tag
     }
 
-    /// Second half: starts loading the entry the bucket points at (its first two cache lines:
-    /// the key, status, deadline and counters). Call once the bucket had time to arrive.
+    /// Second half: starts loading the entry the bucket points at, and its timer links. Call
+    /// once the bucket had time to arrive.
     #[inline(always)]
     pub fn prefetch_entry(&self, tag: u32) {
         if let Some(r) = self.index.first(tag) {
             if let Some(e) = self.entries.get((r >> 1) as usize) {
-                crate::dpdk::prefetch(e);
-                crate::dpdk::prefetch(&e.l4);
+                crate::dpdk::prefetch_all(e);
+                self.wheel.prefetch(r >> 1);
             }
         }
     }

@@ -108,6 +108,14 @@ impl Wheel {
         self.links[e as usize] = UNARMED;
     }
 
+    /// Starts loading `e`'s links (read by every refresh).
+    #[inline(always)]
+    pub fn prefetch(&self, e: u32) {
+        if let Some(l) = self.links.get(e as usize) {
+            crate::dpdk::prefetch(l);
+        }
+    }
+
     /// Re-arms `e` when its new deadline comes before the tick it is armed for.
     #[inline]
     pub fn rearm_if_late(&mut self, e: u32, deadline_ns: u64, now_ns: u64) {

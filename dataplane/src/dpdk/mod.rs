@@ -98,6 +98,29 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] for every cache line `r` spans.
+#[inline(always)]
+pub fn prefetch_all<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = (r as *const T).cast::<i8>();
+        let mut off = 0;
+        while off < core::mem::size_of::<T>() {
+            // SAFETY: as in `prefetch`; the address is computed with wrapping arithmetic
+            // within (or just past) the object and never dereferenced.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.wrapping_add(off),
+                );
+            }
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// Text of a DPDK error code (positive errno or rte_errno value).
 fn strerror(code: i32) -> String {
     // SAFETY: rte_strerror accepts any integer and returns a pointer to a static or per-lcore
