@@ -269,11 +269,11 @@ fn judge_all(
             if let Some(t) = tables.as_deref() {
                 dataplane::track::prefetch_burst(t, (0..n).map(frame));
             }
-            for j in 0..n {
+            for (j, &port) in ports.iter().enumerate().take(n) {
                 let v = bridge.judge_verdict(
                     filter,
                     tables.as_deref_mut(),
-                    ports[j],
+                    port,
                     frame(j),
                     now_ns,
                     |_, _| {},

@@ -29,6 +29,16 @@ enum Kind {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The benchmark suite: forwarding against testpmd, classification against rte_acl,
+    /// connection tracking against pass-through, rule swaps, latency through memif; each case
+    /// writes its section of the markdown file (machine, commit, command, baseline).
+    Suite {
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        markdown: PathBuf,
+        /// Shorter runs and smaller sets (a smoke test of the suite, not figures to quote).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Classifier lookups, builds and one-rule changes: the tree against rte_acl on ClassBench sets.
     Classify(perf::bench_classify::ClassifyArgs),
     /// Connection tracking's cost on the pipeline: established traffic and new connections
@@ -91,7 +101,73 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    dispatch(Cli::parse().command, command_line())
+}
+
+/// The suite's cases, as command lines (without the program name).
+fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
+    let cases: Vec<Vec<&str>> = if quick {
+        vec![
+            vec!["forward", "--seconds", "2", "--runs", "1"],
+            vec!["classify", "--sizes", "1K,10K", "--runs", "1"],
+            vec!["stateful", "--flows", "100K", "--runs", "1"],
+            vec!["swap", "--sizes", "1000,10000"],
+            vec!["latency", "--seconds", "2", "--runs", "1"],
+        ]
+    } else {
+        vec![
+            vec!["forward"],
+            vec!["classify"],
+            vec!["stateful", "--flows", "1M,10M"],
+            vec!["swap"],
+            vec!["latency"],
+        ]
+    };
+    cases
+        .into_iter()
+        .map(|c| {
+            c.into_iter()
+                .chain(["--markdown", md])
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+/// The benchmark suite: each case with its baseline, each writing its section of `markdown`.
+fn suite(markdown: &std::path::Path, quick: bool) -> Result<()> {
+    let md = markdown.display().to_string();
+    let cases = suite_cases(&md, quick);
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for case in cases {
+        let argv: Vec<&str> = std::iter::once("rampart-perf")
+            .chain(case.iter().map(String::as_str))
+            .collect();
+        let line = argv.join(" ");
+        eprintln!("rampart-perf suite: {line}");
+        let cli = Cli::try_parse_from(&argv).with_context(|| format!("suite case {line}"))?;
+        // One case failing (a missing tool, a device that does not come up) does not stop the
+        // others; the suite fails at the end.
+        if let Err(e) = dispatch(cli.command, line.clone()) {
+            eprintln!("rampart-perf suite: {line}: {e:#}");
+            failed.push(line);
+        }
+    }
+    eprintln!(
+        "rampart-perf suite: done in {:.0} s; {} written",
+        started.elapsed().as_secs_f64(),
+        markdown.display()
+    );
+    if !failed.is_empty() {
+        anyhow::bail!("cases failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn dispatch(command: Command, line: String) -> Result<()> {
+    match command {
+        Command::Suite { markdown, quick } => suite(&markdown, quick),
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
@@ -123,7 +199,7 @@ fn main() -> Result<()> {
             no_huge,
             rampart,
             testpmd,
-            command_line: command_line(),
+            command_line: line,
         }),
         Command::GenPcap {
             kind,
@@ -177,4 +253,19 @@ fn command_line() -> String {
         }))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_case_parses() {
+        for quick in [false, true] {
+            for case in suite_cases("B.md", quick) {
+                let argv = std::iter::once("rampart-perf".to_string()).chain(case.clone());
+                assert!(Cli::try_parse_from(argv).is_ok(), "{case:?}");
+            }
+        }
+    }
 }
