@@ -234,13 +234,14 @@ impl Figure {
     }
 }
 
-/// Judges every frame of `arena` `passes` times; returns TSC cycles per packet and how many
-/// were forwarded in the last pass.
+/// Judges every frame of `arena` (in `order`, when given) `passes` times; returns TSC cycles
+/// per packet and how many were forwarded in the last pass.
 fn judge_all(
     bridge: &Bridge,
     filter: &Filter,
     mut tables: Option<&mut Tables>,
     arena: &Arena,
+    order: Option<&[u32]>,
     now_ns: u64,
     passes: usize,
 ) -> (f64, usize) {
@@ -258,7 +259,8 @@ fn judge_all(
         for start in (0..arena.len()).step_by(BURST) {
             let n = (arena.len() - start).min(BURST);
             for j in 0..n {
-                let (f, ingress) = arena.get(start + j);
+                let at = order.map_or(start + j, |o| o[start + j] as usize);
+                let (f, ingress) = arena.get(at);
                 ring[j * STRIDE..j * STRIDE + f.len()].copy_from_slice(f);
                 lens[j] = f.len();
                 ports[j] = ingress;
@@ -317,27 +319,32 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     // Flows drawn inside the ACL rules (some of which drop), distinct 5-tuples.
     // Flows drawn inside the ACL rules, distinct 5-tuples, kept when the rules accept their
     // first packet: every kept flow becomes an established connection.
-    let trace = synth_trace(&acl, seed ^ 0xabcd, flows * 3);
+    // Large tables need more distinct flows than the trace draws: later rounds vary the
+    // source port (the rules decide again whether each variant is accepted).
+    let trace = synth_trace(&acl, seed ^ 0xabcd, (flows * 3).min(3_000_000));
     let mut seen = std::collections::HashSet::with_capacity(flows * 2);
     let mut keys = Vec::with_capacity(flows);
     let mut refused = 0usize;
-    for m in &trace {
-        let mut k = m.key;
-        if k.proto != ip_proto::TCP {
-            k.proto = ip_proto::UDP;
-        }
-        if k.src == k.dst || !seen.insert(k) {
-            continue;
-        }
-        let first = &flow_frames(&k).open[0];
-        let o = bridge.judge(&filter, None, INSIDE, first, 0, |_, _| {});
-        if !matches!(o.verdict, Verdict::Forward(_)) {
-            refused += 1;
-            continue;
-        }
-        keys.push(k);
-        if keys.len() == flows {
-            break;
+    'rounds: for round in 0..256u32 {
+        for m in &trace {
+            let mut k = m.key;
+            if k.proto != ip_proto::TCP {
+                k.proto = ip_proto::UDP;
+            }
+            k.src_port = k.src_port.wrapping_add((round as u16).wrapping_mul(7919));
+            if k.src == k.dst || !seen.insert(k) {
+                continue;
+            }
+            let first = &flow_frames(&k).open[0];
+            let o = bridge.judge(&filter, None, INSIDE, first, 0, |_, _| {});
+            if !matches!(o.verdict, Verdict::Forward(_)) {
+                refused += 1;
+                continue;
+            }
+            keys.push(k);
+            if keys.len() == flows {
+                break 'rounds;
+            }
         }
     }
     if keys.len() < flows {
@@ -346,16 +353,14 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     eprintln!(
         "rampart-perf: stateful: {flows} flows the rules accept ({refused} drawn flows refused)"
     );
-    let mut open = Arena::with_capacity(flows * 3);
     let mut firsts = Arena::with_capacity(flows);
-    let mut data: Vec<(Vec<u8>, u16)> = Vec::with_capacity(flows * 2);
+    let mut data = Arena::with_capacity(flows * 2);
     for k in &keys {
         let f = flow_frames(k);
         firsts.push(&f.open[0], INSIDE);
-        for (i, fr) in f.open.iter().enumerate() {
-            open.push(fr, if i % 2 == 0 { INSIDE } else { OUTSIDE });
+        for (fr, ingress) in &f.data {
+            data.push(fr, *ingress);
         }
-        data.extend(f.data);
     }
     let mut cfg = TrackConfig::new(flows as u32);
     cfg.conntrack.tcp.loose = false;
@@ -367,31 +372,42 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     let mut new_conn = Vec::new();
     for _ in 0..args.runs {
         tables.ct.flush();
-        let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, now, 1);
+        let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, None, now, 1);
         new_conn.push(hz / c / 1e6);
     }
-    // Open every flow (handshakes and replies) and keep the established ones.
+    drop(firsts);
+    // Open every flow (handshakes and replies; not timed) and keep the established ones.
     tables.ct.flush();
-    let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &open, now, 1);
+    for k in &keys {
+        for (i, fr) in flow_frames(k).open.iter().enumerate() {
+            let ingress = if i % 2 == 0 { INSIDE } else { OUTSIDE };
+            let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _| {});
+        }
+    }
     let established = tables.ct.len() as usize;
 
-    // Established traffic, random flows, both directions, laid out in judging order.
+    // Established traffic: random flows, both directions.
     let mut rng = dataplane::classify::classbench::SplitMix64(seed ^ 0x1234);
-    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut order: Vec<u32> = (0..data.len() as u32).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let mut est = Arena::with_capacity(data.len());
-    for &i in &order {
-        est.push(&data[i].0, data[i].1);
-    }
-    drop(data);
+    let est = &data;
+    let order = Some(order.as_slice());
     let (mut pt, mut sl, mut sf) = (Vec::new(), Vec::new(), Vec::new());
     let mut last_fwd = 0;
     for _ in 0..args.runs {
-        pt.push(judge_all(&bridge, &plain, None, &est, now, args.passes).0);
-        sl.push(judge_all(&bridge, &filter, None, &est, now, args.passes).0);
-        let (c, fwd) = judge_all(&bridge, &filter, Some(&mut tables), &est, now, args.passes);
+        pt.push(judge_all(&bridge, &plain, None, est, order, now, args.passes).0);
+        sl.push(judge_all(&bridge, &filter, None, est, order, now, args.passes).0);
+        let (c, fwd) = judge_all(
+            &bridge,
+            &filter,
+            Some(&mut tables),
+            est,
+            order,
+            now,
+            args.passes,
+        );
         sf.push(c);
         last_fwd = fwd;
     }
@@ -417,7 +433,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     for k in &extra {
         more.push(&flow_frames(k).open[0], INSIDE);
     }
-    let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &more, now, 1);
+    let (_, _) = judge_all(&bridge, &filter, Some(&mut tables), &more, None, now, 1);
     let full_drops = tables.ct.stats().ct_full - before;
     let full_evictions = tables.ct.stats().early_drop - evicted_before;
     Ok(CaseResult {
