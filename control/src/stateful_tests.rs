@@ -512,3 +512,37 @@ fn tcp_flag_rules_are_judged_per_segment() {
     assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
     assert_eq!(r.send(INSIDE, &fin).0, DROPPED);
 }
+
+/// A full table whose entries' time is up makes room for a new connection even before the
+/// timer wheel reaped them (assured entries cannot be evicted early).
+#[test]
+fn a_full_table_of_timed_out_connections_takes_a_new_one() {
+    let mut r = Rig::new(STATEFUL, 2);
+    let mut cfg = TrackConfig::new(2);
+    cfg.conntrack.tcp.timeouts.state_ns
+        [dataplane::conntrack::tcp::TcpState::Established as usize] = 10 * SEC;
+    r.tables = Tables::new(&cfg);
+    for port in [41000u16, 41001] {
+        let syn = tcp(CLIENT, SERVER, port, 80, Flags::SYN, 100, 0, b"");
+        assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
+        let synack = tcp(
+            SERVER,
+            CLIENT,
+            80,
+            port,
+            Flags::SYN | Flags::ACK,
+            500,
+            101,
+            b"",
+        );
+        assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
+        let ack = tcp(CLIENT, SERVER, port, 80, Flags::ACK, 101, 501, b"");
+        assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+    }
+    let syn = tcp(CLIENT, SERVER, 41002, 80, Flags::SYN, 100, 0, b"");
+    assert_eq!(r.send(INSIDE, &syn).0, Verdict::Drop(DropReason::CtFull));
+    // Their 10 s pass; no expire() call in between.
+    r.now += 11 * SEC;
+    assert_eq!(r.send(INSIDE, &syn), (FWD_IN, Some(CtState::New)));
+    assert_eq!(r.tables.ct.stats().expired, 2);
+}

@@ -1017,6 +1017,10 @@ impl Conntrack {
             return Ok(());
         }
         let tag = self.tag(&e.key);
+        if self.free_len == 0 {
+            // Entries whose time is up may still wait for the wheel: retire them first.
+            self.reap_for_room(now_ns);
+        }
         if self.free_len == 0 && !self.early_drop(tag, now_ns) {
             self.stats.ct_full += 1;
             return Err(TableFull);
@@ -1033,6 +1037,14 @@ impl Conntrack {
         self.stats.created += 1;
         tracked.handle = Handle::Entry(EntryId(i));
         Ok(())
+    }
+
+    /// A full table: retires the entries already due (up to a bound), so that a connection
+    /// whose timeout has passed never costs a new one its place.
+    #[cold]
+    #[inline(never)]
+    fn reap_for_room(&mut self, now_ns: u64) {
+        self.expire(now_ns, 256);
     }
 
     /// Evicts one expired or unassured entry among the index buckets from `tag`'s home
