@@ -186,7 +186,9 @@ impl Bridge {
             return verdict;
         };
         if let Some(t) = tables {
-            return tracked_one(p, t, info, key, egress, on_log, on_rule);
+            // By value: taking the info's address here would keep it in memory on every
+            // path, and the unfiltered path then pays store-forwarding stalls on its fields.
+            return tracked_one(p, t, *info, key, egress, on_log, on_rule);
         }
         let Some(rules) = p.filter.rules(key.family) else {
             return verdict;
@@ -257,14 +259,14 @@ fn filter_one(
 fn tracked_one(
     p: &Judge<'_>,
     tables: &mut Tables,
-    info: &PacketInfo,
+    info: PacketInfo,
     key: FlowKey,
     egress: u16,
     on_log: impl FnMut(u32, &LogSpec),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
     let j = judge_tracked(
-        p.filter, tables, p.frame, info, key, p.ingress, egress, p.now_ns, on_log,
+        p.filter, tables, p.frame, &info, key, p.ingress, egress, p.now_ns, on_log,
     );
     if j.judged && j.filter.rule().is_some() {
         on_rule(key.family, j.filter);
