@@ -44,10 +44,11 @@ pub fn owner_of(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
 #[inline]
 pub fn pick(a: IpAddr128, b: IpAddr128, workers: u16) -> u16 {
     let (lo, hi) = if a.0 <= b.0 { (a, b) } else { (b, a) };
-    let w = |x: &[u8]| u64::from_le_bytes(x.try_into().unwrap_or_default());
+    let (lo_lo, lo_hi) = crate::conntrack::halves(&lo);
+    let (hi_lo, hi_hi) = crate::conntrack::halves(&hi);
     let h = crate::conntrack::mix(
-        w(&lo.0[..8]) ^ w(&hi.0[8..]) ^ 0x243f_6a88_85a3_08d3,
-        w(&lo.0[8..]) ^ w(&hi.0[..8]) ^ 0x1319_8a2e_0370_7344,
+        lo_lo ^ hi_hi ^ 0x243f_6a88_85a3_08d3,
+        lo_hi ^ hi_lo ^ 0x1319_8a2e_0370_7344,
     );
     let h32 = (h ^ (h >> 32)) as u32;
     ((u64::from(h32) * u64::from(workers.max(1))) >> 32) as u16

@@ -94,17 +94,24 @@ impl Tables {
 /// Starts loading what conntrack will read for a burst of frames: every frame's index bucket,
 /// then every entry those buckets point at, so that judging the burst one packet at a time
 /// finds them in cache (a large table misses twice per packet otherwise). Frames that are
-/// not IP, or that the straight-line parser leaves to the full one, are skipped.
+/// not IP, or that the straight-line parser leaves to the full one, are skipped. What the
+/// parser found is left in `parsed` (by frame position), for judging without parsing again.
 #[inline]
-pub fn prefetch_burst<'a>(tables: &Tables, frames: impl Iterator<Item = &'a [u8]>) {
+pub fn prefetch_burst<'a>(
+    tables: &Tables,
+    frames: impl Iterator<Item = &'a [u8]>,
+    parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
+) {
     let mut tags = [0u32; crate::dpdk::MAX_BURST];
     let mut ok = [false; crate::dpdk::MAX_BURST];
-    for ((f, t), o) in frames
+    for (((f, t), o), p) in frames
         .take(crate::dpdk::MAX_BURST)
         .zip(&mut tags)
         .zip(&mut ok)
+        .zip(parsed.iter_mut())
     {
-        if let Some(key) = crate::wire::parse::parse_common(f).and_then(|i| i.flow) {
+        *p = crate::wire::parse::parse_common(f);
+        if let Some(key) = p.as_ref().and_then(|i| i.flow) {
             *t = tables.ct.prefetch_index(&key);
             *o = true;
         }

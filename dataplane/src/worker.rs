@@ -357,14 +357,15 @@ fn handle_burst<const STATEFUL: bool>(
     }
     let stats = ctx.stats;
     burst.prefetch_data();
+    let mut parsed = [None; MAX_BURST];
     if let Some(t) = tables.as_deref() {
-        crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()));
+        crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut parsed);
     }
     let mut out = [DROPPED; MAX_BURST];
     let mut rx_bytes = 0u64;
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
+    for (i, (m, o)) in pkts.iter_mut().zip(out.iter_mut()).enumerate() {
         rx_bytes += m.pkt_len() as u64;
         let ingress = match source {
             Source::Port(p) => usize::from(p),
@@ -389,6 +390,7 @@ fn handle_burst<const STATEFUL: bool>(
                 now_ns,
                 ingress as u16,
                 m.data(),
+                if STATEFUL { parsed[i] } else { None },
                 m.pkt_len() as u64,
             )
         };
@@ -468,14 +470,16 @@ fn judge(
     now_ns: u64,
     ingress: u16,
     frame: &[u8],
+    parsed: Option<crate::wire::PacketInfo>,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
-    let v = ctx.pipeline.judge_verdict(
+    let v = ctx.pipeline.judge_verdict_parsed(
         &ctx.rules.filter,
         tables,
         ingress,
         frame,
+        parsed,
         now_ns,
         |log_rule, _| log(ctx, frame, ingress, log_rule),
         |family, fv| {

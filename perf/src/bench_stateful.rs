@@ -268,15 +268,17 @@ fn judge_all(
             let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
             let t0 = dataplane::dpdk::tsc();
             // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
+            let mut parsed = [None; BURST];
             if let Some(t) = tables.as_deref() {
-                dataplane::track::prefetch_burst(t, (0..n).map(frame));
+                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
-                let v = bridge.judge_verdict(
+                let v = bridge.judge_verdict_parsed(
                     filter,
                     tables.as_deref_mut(),
                     port,
                     frame(j),
+                    parsed[j],
                     now_ns,
                     |_, _| {},
                     |_, _| {},

@@ -190,8 +190,8 @@ impl<V: Copy> Fragments<V> {
     }
 
     fn home(&self, k: &Key) -> usize {
-        let a = u64::from_le_bytes(k.src.0[8..16].try_into().unwrap_or_default());
-        let b = u64::from_le_bytes(k.dst.0[8..16].try_into().unwrap_or_default());
+        let a = super::halves(&k.src).1;
+        let b = super::halves(&k.dst).1;
         let c = u64::from(k.id) << 8 | u64::from(k.proto);
         let h = super::mix(a ^ self.seed, b ^ c ^ super::SEED_MIX);
         (h as usize) & self.mask

@@ -451,6 +451,14 @@ impl Entry {
     }
 }
 
+/// An address as its two little-endian 64-bit halves (bytes 0..8 and 8..16), without slice
+/// conversions.
+#[inline(always)]
+pub(crate) fn halves(a: &IpAddr128) -> (u64, u64) {
+    let x = u128::from_le_bytes(a.0);
+    (x as u64, (x >> 64) as u64)
+}
+
 /// 64x64 -> 128-bit multiply, folded.
 #[inline]
 pub(crate) fn mix(a: u64, b: u64) -> u64 {
@@ -574,17 +582,16 @@ impl Conntrack {
     /// The index tag of a tuple.
     #[inline]
     fn tag(&self, k: &FlowKey) -> u32 {
-        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
         let [s0, s1, s2] = self.seeds;
+        let (src_lo, src_hi) = halves(&k.src);
+        let (dst_lo, dst_hi) = halves(&k.dst);
         let rest = u64::from(k.src_port)
             | u64::from(k.dst_port) << 16
             | u64::from(k.proto) << 32
             | (k.family as u64) << 40;
-        let h = mix(
-            w(&k.src.0[..8]) ^ w(&k.dst.0[..8]) ^ s0,
-            w(&k.src.0[8..]) ^ s1,
-        ) ^ mix(w(&k.dst.0[8..]) ^ s2, rest ^ SEED_MIX)
-            ^ mix(w(&k.src.0[..8]) ^ s1, w(&k.dst.0[..8]) ^ s2);
+        let h = mix(src_lo ^ dst_lo ^ s0, src_hi ^ s1)
+            ^ mix(dst_hi ^ s2, rest ^ SEED_MIX)
+            ^ mix(src_lo ^ s1, dst_lo ^ s2);
         (h ^ (h >> 32)) as u32
     }
 
