@@ -144,13 +144,21 @@ impl Bridge {
         on_log: impl FnMut(u32, &LogSpec),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
-        self.judge_verdict_parsed(
-            filter, tables, ingress, frame, None, now_ns, on_log, on_rule,
-        )
+        let p = Judge {
+            filter,
+            ingress,
+            frame,
+            now_ns,
+        };
+        match wire::parse::parse_common(frame) {
+            Some(info) => self.judge_parsed(&p, tables, &info, on_log, on_rule),
+            None => self.judge_uncommon(&p, tables, on_log, on_rule),
+        }
     }
 
-    /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `parsed`
-    /// is its result (as [`crate::track::prefetch_burst`] leaves it), `None` to parse here.
+    /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `info` is
+    /// its result (as [`crate::track::prefetch_burst`] leaves it). A separate entry, so the
+    /// pass-through path never carries a parsed result it did not make in registers.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn judge_verdict_parsed(
@@ -159,7 +167,7 @@ impl Bridge {
         tables: Option<&mut Tables>,
         ingress: u16,
         frame: &[u8],
-        parsed: Option<PacketInfo>,
+        info: PacketInfo,
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
         on_rule: impl FnOnce(Family, FilterVerdict),
@@ -170,10 +178,7 @@ impl Bridge {
             frame,
             now_ns,
         };
-        match parsed.or_else(|| wire::parse::parse_common(frame)) {
-            Some(info) => self.judge_parsed(&p, tables, &info, on_log, on_rule),
-            None => self.judge_uncommon(&p, tables, on_log, on_rule),
-        }
+        self.judge_parsed(&p, tables, &info, on_log, on_rule)
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.

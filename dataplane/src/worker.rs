@@ -18,6 +18,7 @@ use crate::rcu::Reader;
 use crate::stats::{bump, WorkerStats};
 use crate::track::Tables;
 use crate::verdict::{DropReason, Verdict};
+use crate::wire::Family;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -324,6 +325,9 @@ fn answer(
 
 /// Marks a packet of the burst as dropped in the egress array.
 const DROPPED: u16 = u16::MAX;
+/// No packet of the burst parsed ahead.
+const NOT_PARSED: [Option<crate::wire::PacketInfo>; MAX_BURST] = [None; MAX_BURST];
+
 /// Marks a packet handed to worker `w` as `HANDED | w`.
 const HANDED: u16 = 0x8000;
 
@@ -357,10 +361,18 @@ fn handle_burst<const STATEFUL: bool>(
     }
     let stats = ctx.stats;
     burst.prefetch_data();
-    let mut parsed = [None; MAX_BURST];
-    if let Some(t) = tables.as_deref() {
-        crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut parsed);
-    }
+    // What the prefetch pass parsed (stateful instance only: the pass-through one reads a
+    // constant and keeps no burst-sized array alive).
+    let scratch;
+    let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
+        Some(t) if STATEFUL => {
+            let mut p = [None; MAX_BURST];
+            crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            scratch = p;
+            &scratch
+        }
+        _ => &NOT_PARSED,
+    };
     let mut out = [DROPPED; MAX_BURST];
     let mut rx_bytes = 0u64;
     let pkts = burst.packets_mut();
@@ -474,25 +486,37 @@ fn judge(
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
-    let v = ctx.pipeline.judge_verdict_parsed(
-        &ctx.rules.filter,
-        tables,
-        ingress,
-        frame,
-        parsed,
-        now_ns,
-        |log_rule, _| log(ctx, frame, ingress, log_rule),
-        |family, fv| {
-            if let Some(rule) = fv.rule() {
-                if let Some(c) = ctx.rules.counters(family, ctx.id) {
-                    c.hit(rule, len);
-                }
+    let count = |family: Family, fv: FilterVerdict, with: &mut Option<RejectWith>| {
+        if let Some(rule) = fv.rule() {
+            if let Some(c) = ctx.rules.counters(family, ctx.id) {
+                c.hit(rule, len);
             }
-            if let FilterVerdict::Reject { with: w, .. } = fv {
-                with = Some(w);
-            }
-        },
-    );
+        }
+        if let FilterVerdict::Reject { with: w, .. } = fv {
+            *with = Some(w);
+        }
+    };
+    let v = match parsed {
+        Some(info) => ctx.pipeline.judge_verdict_parsed(
+            &ctx.rules.filter,
+            tables,
+            ingress,
+            frame,
+            info,
+            now_ns,
+            |log_rule, _| log(ctx, frame, ingress, log_rule),
+            |family, fv| count(family, fv, &mut with),
+        ),
+        None => ctx.pipeline.judge_verdict(
+            &ctx.rules.filter,
+            tables,
+            ingress,
+            frame,
+            now_ns,
+            |log_rule, _| log(ctx, frame, ingress, log_rule),
+            |family, fv| count(family, fv, &mut with),
+        ),
+    };
     (v, with)
 }
 

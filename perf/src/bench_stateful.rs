@@ -273,16 +273,27 @@ fn judge_all(
                 dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
-                let v = bridge.judge_verdict_parsed(
-                    filter,
-                    tables.as_deref_mut(),
-                    port,
-                    frame(j),
-                    parsed[j],
-                    now_ns,
-                    |_, _| {},
-                    |_, _| {},
-                );
+                let v = match parsed[j] {
+                    Some(info) => bridge.judge_verdict_parsed(
+                        filter,
+                        tables.as_deref_mut(),
+                        port,
+                        frame(j),
+                        info,
+                        now_ns,
+                        |_, _| {},
+                        |_, _| {},
+                    ),
+                    None => bridge.judge_verdict(
+                        filter,
+                        tables.as_deref_mut(),
+                        port,
+                        frame(j),
+                        now_ns,
+                        |_, _| {},
+                        |_, _| {},
+                    ),
+                };
                 forwarded += usize::from(matches!(v, Verdict::Forward(_)));
             }
             cycles += dataplane::dpdk::tsc() - t0;
