@@ -284,11 +284,6 @@ fn lookup_rate(c: &dyn Classifier, rules: &[FlatRule], trace: &[PacketMeta], sec
     pkts as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// `(median, 99th percentile)` in microseconds.
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     if v.is_empty() {
@@ -361,8 +356,8 @@ fn measure(
             a.push(lookup_rate(acl, &s.rules, &s.trace, args.seconds));
         }
     }
-    row.tree_mpps = median(&mut t);
-    row.acl_mpps = (!a.is_empty()).then(|| median(&mut a));
+    row.tree_mpps = crate::report::median(&t);
+    row.acl_mpps = (!a.is_empty()).then(|| crate::report::median(&a));
     drop(acl);
     drop(tree);
 

@@ -200,35 +200,21 @@ fn tsc_hz() -> f64 {
     (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Median and spread (min..max) of runs.
 #[derive(Clone, Copy, Debug)]
-struct Figure {
-    median: f64,
-    min: f64,
-    max: f64,
-}
+struct Figure(crate::report::Spread);
 
 impl Figure {
-    fn of(mut v: Vec<f64>) -> Figure {
-        let m = median(&mut v);
-        Figure {
-            median: m,
-            min: v[0],
-            max: v[v.len() - 1],
-        }
+    fn of(v: Vec<f64>) -> Figure {
+        Figure(crate::report::spread(&v))
     }
 
     fn show(self, digits: usize) -> String {
         format!(
             "{:.d$} ({:.d$}..{:.d$})",
-            self.median,
-            self.min,
-            self.max,
+            self.0.median,
+            self.0.min,
+            self.0.max,
             d = digits
         )
     }
@@ -480,8 +466,8 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
             r.pass_through.show(1),
             r.stateless.show(1),
             r.stateful.show(1),
-            r.stateful.median - r.pass_through.median,
-            hz / r.stateful.median / 1e6,
+            r.stateful.0.median - r.pass_through.0.median,
+            hz / r.stateful.0.median / 1e6,
             r.new_conn.show(2),
             r.bytes_per_flow,
             r.new_flows_tried,

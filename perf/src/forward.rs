@@ -84,36 +84,7 @@ impl Sample {
     }
 }
 
-/// Median, minimum and maximum of a set of values.
-#[derive(Clone, Copy, Debug)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-fn spread(values: &[f64]) -> Spread {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return Spread {
-            median: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-        };
-    }
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Spread {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    }
-}
+use perf::report::spread;
 
 struct DeviceResult {
     device: Device,
@@ -798,13 +769,6 @@ mod tests {
                     \x20 TX-packets: 178353900      TX-dropped: 0             TX-total: 178353920\n\
                     \x20 ++++++++\n";
         assert_eq!(parse_testpmd(text), Some(178353900));
-    }
-
-    #[test]
-    fn spread_takes_the_median() {
-        let s = spread(&[3.0, 1.0, 2.0]);
-        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
-        assert_eq!(spread(&[1.0, 2.0, 4.0, 3.0]).median, 2.5);
     }
 
     #[test]

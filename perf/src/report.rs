@@ -38,6 +38,44 @@ pub fn machine(memory: &str) -> String {
     )
 }
 
+/// Median, minimum and maximum of a set of measurements.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The [`Spread`] of the finite values (all NaN when there are none); the median of an even
+/// count is the mean of the middle two.
+pub fn spread(values: &[f64]) -> Spread {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return Spread {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        };
+    }
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    }
+}
+
+/// The median of the finite values ([`spread`]'s).
+pub fn median(values: &[f64]) -> f64 {
+    spread(values).median
+}
+
 /// The short commit, marked when the tree has uncommitted changes.
 pub fn commit() -> String {
     let git = |args: &[&str]| {
@@ -80,6 +118,14 @@ pub fn replace_section(path: &Path, name: &str, body: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_takes_the_median() {
+        let s = spread(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(spread(&[1.0, 2.0, 4.0, 3.0]).median, 2.5);
+        assert!(spread(&[f64::NAN]).median.is_nan());
+    }
 
     #[test]
     fn sections_are_replaced_in_place() {
