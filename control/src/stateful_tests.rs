@@ -57,6 +57,26 @@ impl Rig {
         }
     }
 
+    /// A TCP connection from the client's `port` to the server's port 80, opened with the
+    /// three packets of a handshake (each forwarded): assured once done.
+    fn handshake(&mut self, port: u16) {
+        let syn = tcp(CLIENT, SERVER, port, 80, Flags::SYN, 100, 0, b"");
+        assert_eq!(self.send(INSIDE, &syn).0, FWD_IN);
+        let synack = tcp(
+            SERVER,
+            CLIENT,
+            80,
+            port,
+            Flags::SYN | Flags::ACK,
+            500,
+            101,
+            b"",
+        );
+        assert_eq!(self.send(OUTSIDE, &synack).0, FWD_OUT);
+        let ack = tcp(CLIENT, SERVER, port, 80, Flags::ACK, 101, 501, b"");
+        assert_eq!(self.send(INSIDE, &ack).0, FWD_IN);
+    }
+
     /// One frame from `ingress`, a millisecond after the previous one.
     fn send(&mut self, ingress: u16, frame: &[u8]) -> (Verdict, Option<CtState>) {
         self.now += SEC / 1000;
@@ -306,21 +326,7 @@ fn full_table_drops_new_connections_and_keeps_the_old_ones() {
     let mut r = Rig::new(STATEFUL, 2);
     // Two assured TCP connections fill the table.
     for port in [41000u16, 41001] {
-        let syn = tcp(CLIENT, SERVER, port, 80, Flags::SYN, 100, 0, b"");
-        assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
-        let synack = tcp(
-            SERVER,
-            CLIENT,
-            80,
-            port,
-            Flags::SYN | Flags::ACK,
-            500,
-            101,
-            b"",
-        );
-        assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
-        let ack = tcp(CLIENT, SERVER, port, 80, Flags::ACK, 101, 501, b"");
-        assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+        r.handshake(port);
     }
     assert_eq!(r.tables.ct.len(), 2);
     let syn = tcp(CLIENT, SERVER, 41002, 80, Flags::SYN, 100, 0, b"");
@@ -523,21 +529,7 @@ fn a_full_table_of_timed_out_connections_takes_a_new_one() {
         [dataplane::conntrack::tcp::TcpState::Established as usize] = 10 * SEC;
     r.tables = Tables::new(&cfg);
     for port in [41000u16, 41001] {
-        let syn = tcp(CLIENT, SERVER, port, 80, Flags::SYN, 100, 0, b"");
-        assert_eq!(r.send(INSIDE, &syn).0, FWD_IN);
-        let synack = tcp(
-            SERVER,
-            CLIENT,
-            80,
-            port,
-            Flags::SYN | Flags::ACK,
-            500,
-            101,
-            b"",
-        );
-        assert_eq!(r.send(OUTSIDE, &synack).0, FWD_OUT);
-        let ack = tcp(CLIENT, SERVER, port, 80, Flags::ACK, 101, 501, b"");
-        assert_eq!(r.send(INSIDE, &ack).0, FWD_IN);
+        r.handshake(port);
     }
     let syn = tcp(CLIENT, SERVER, 41002, 80, Flags::SYN, 100, 0, b"");
     assert_eq!(r.send(INSIDE, &syn).0, Verdict::Drop(DropReason::CtFull));
