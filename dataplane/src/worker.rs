@@ -385,7 +385,12 @@ fn handle_burst<const STATEFUL: bool>(
             Source::Ring => unreachable!("rings exist only with tracking"),
         };
         if let Some(st) = steering.as_deref() {
-            if let Some(w) = crate::steer::owner(m.data(), st.workers) {
+            // The prefetch pass parsed the frame already (unless it left it to the full parser).
+            let owner = match &parsed[i] {
+                Some(info) => crate::steer::owner_of(m.data(), info, st.workers),
+                None => crate::steer::owner(m.data(), st.workers),
+            };
+            if let Some(w) = owner {
                 if usize::from(w) != ctx.id {
                     m.set_port(ingress as u16);
                     *o = HANDED | w;
