@@ -247,43 +247,4 @@ mod tests {
             }
         }
     }
-
-    /// Lookup cost on a full-table-like IPv4 set. Not a pass/fail test: run with
-    /// `cargo test --release -p dataplane route::lpm::tests::lookup_cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "measurement; run explicitly in release mode"]
-    fn lookup_cost() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for count in [100u32, 100_000] {
-            let prefixes: Vec<(u128, u8, u32)> = (0..count)
-                .map(|i| {
-                    let r = next();
-                    let len = [16u8, 20, 22, 24, 24, 24, 28, 32][(r >> 40) as usize % 8];
-                    (u128::from(r as u32), len, i % 64)
-                })
-                .collect();
-            let t0 = std::time::Instant::now();
-            let t = Lpm::build(32, &prefixes).unwrap();
-            let build = t0.elapsed();
-            let keys: Vec<u128> = (0..1 << 20).map(|_| u128::from(next() as u32)).collect();
-            let t0 = std::time::Instant::now();
-            let mut acc = 0u64;
-            for _ in 0..8 {
-                for &k in &keys {
-                    acc = acc.wrapping_add(u64::from(t.lookup(k).unwrap_or(0)));
-                }
-            }
-            let ns = t0.elapsed().as_nanos() as f64 / (8.0 * keys.len() as f64);
-            println!(
-                "v4 {count} random prefixes: build {build:?}, {} KiB, {ns:.1} ns/lookup (random keys, checksum {acc})",
-                t.memory_bytes() / 1024
-            );
-        }
-    }
 }

@@ -514,34 +514,3 @@ proptest! {
         }
     }
 }
-
-/// Selection cost. Not a pass/fail test: run with
-/// `cargo test --release -p dataplane nat::alloc::tests::bind_cost -- --ignored --nocapture`.
-#[test]
-#[ignore = "measurement; run explicitly in release mode"]
-fn bind_cost() {
-    let s = pool_steering(4);
-    let mut al = Allocator::new(1, 42);
-    let r = snat_to(PUBLIC, None);
-    let n = 2_000_000u32;
-    for (what, taken) in [("port kept", 0u32), ("port taken, searched", 1)] {
-        let t0 = std::time::Instant::now();
-        let mut acc = 0u64;
-        for i in 0..n {
-            let orig = tcp(
-                [10, 0, (i >> 8) as u8, i as u8],
-                1024 + (i % 60000) as u16,
-                [198, 51, 100, 7],
-                443,
-            );
-            let b = al
-                .bind(&orig, None, Some(&r), &s, |k| {
-                    taken != 0 && k.dst_port == orig.src_port
-                })
-                .unwrap();
-            acc = acc.wrapping_add(u64::from(b.reply.dst_port));
-        }
-        let ns = t0.elapsed().as_nanos() as f64 / f64::from(n);
-        println!("SNAT bind, 4 workers, {what}: {ns:.1} ns/connection (checksum {acc})");
-    }
-}

@@ -391,28 +391,6 @@ fn tx_offload_leaves_what_the_device_completes() {
     assert!(!prepare_tx_offload(&mut later, &info).unwrap());
 }
 
-/// Rewrite cost. Not a pass/fail test: run with
-/// `cargo test --release -p dataplane nat::rewrite::tests::rewrite_cost -- --ignored --nocapture`.
-#[test]
-#[ignore = "measurement; run explicitly in release mode"]
-fn rewrite_cost() {
-    let orig = key4([10, 0, 0, 2], [198, 51, 100, 7], ip_proto::TCP, 40000, 443);
-    let b = snat(orig, v4([203, 0, 113, 1]), 61000);
-    let f = frame(&orig, &[0u8; 64]);
-    let info = parse_frame(&f).unwrap();
-    let inv = b.inverse();
-    let mut buf = f.clone();
-    let n = 10_000_000u32;
-    let t0 = std::time::Instant::now();
-    for i in 0..n {
-        let bb = if i & 1 == 0 { &b } else { &inv };
-        rewrite(std::hint::black_box(&mut buf), &info, Dir::Orig, bb).unwrap();
-    }
-    let ns = t0.elapsed().as_nanos() as f64 / f64::from(n);
-    assert_eq!(buf, f);
-    println!("SNAT rewrite, IPv4 TCP: {ns:.2} ns/packet");
-}
-
 fn arb_key(v6: bool) -> impl Strategy<Value = FlowKey> {
     let proto = prop_oneof![
         Just(ip_proto::TCP),
