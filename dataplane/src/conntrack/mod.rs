@@ -312,6 +312,9 @@ pub struct Config {
     pub generic_ns: u64,
     /// Index buckets early drop looks at from the new entry's position.
     pub early_drop_scan: u32,
+    /// Entries may carry a reply tuple other than the inverse of their original one (NAT
+    /// bindings): reserves a side table of one tuple per entry (40 bytes each).
+    pub nat: bool,
 }
 
 impl Config {
@@ -329,6 +332,7 @@ impl Config {
             icmpv6_ns: 30 * SEC,
             generic_ns: 600 * SEC,
             early_drop_scan: 16,
+            nat: false,
         }
     }
 }
@@ -355,6 +359,8 @@ mod status {
     pub const SEEN_REPLY: u8 = 0x02;
     pub const ASSURED: u8 = 0x04;
     pub const VERDICT: u8 = 0x08;
+    /// The reply tuple is not `key.reply()` (a NAT binding): it is in the `replies` side table.
+    pub const NAT: u8 = 0x10;
 }
 
 /// Protocol state of an entry.
@@ -494,6 +500,8 @@ pub struct Conntrack {
     free_len: u32,
     index: Index,
     wheel: Wheel,
+    /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
+    replies: Box<[FlowKey]>,
     seeds: [u64; 3],
     stats: Stats,
 }
@@ -513,6 +521,11 @@ impl Conntrack {
             free_len: cap,
             index: Index::with_capacity(cap * 2),
             wheel: Wheel::new(cap),
+            replies: if cfg.nat {
+                vec![FREE.key; cap as usize].into_boxed_slice()
+            } else {
+                Box::default()
+            },
             seeds: [
                 mix(s ^ SEED_MIX, 0x243f_6a88_85a3_08d3) | 1,
                 mix(s.rotate_left(21) ^ SEED_MIX, 0x1319_8a2e_0370_7344) | 1,
@@ -556,6 +569,51 @@ impl Conntrack {
             + self.free.len() * 4
             + self.index.bytes()
             + self.wheel.bytes()
+            + self.replies.len() * core::mem::size_of::<FlowKey>()
+    }
+
+    /// The reply tuple of the entry in slot `i`.
+    #[inline(always)]
+    fn reply_of(&self, i: u32) -> FlowKey {
+        let e = &self.entries[i as usize];
+        if e.has(status::NAT) {
+            self.replies[i as usize]
+        } else {
+            e.key.reply()
+        }
+    }
+
+    /// Whether a live connection already uses tuple `k` in either direction (NAT's
+    /// uniqueness probe, as `nf_nat_used_tuple`: two connections never share a reply tuple).
+    pub fn tuple_in_use(&self, k: &FlowKey, now_ns: u64) -> bool {
+        let entries = &self.entries;
+        let replies = &self.replies;
+        self.index
+            .find(self.tag(k), |r| {
+                let e = &entries[(r >> 1) as usize];
+                if e.deadline_ns <= now_ns {
+                    return false;
+                }
+                if r & 1 == 0 {
+                    e.key == *k
+                } else if e.has(status::NAT) {
+                    replies[(r >> 1) as usize] == *k
+                } else {
+                    e.key.reply() == *k
+                }
+            })
+            .is_some()
+    }
+
+    /// The NAT binding of an entry: its original tuple and the tuple its replies carry;
+    /// `None` when the entry translates nothing.
+    #[inline]
+    pub fn binding(&self, id: EntryId) -> Option<crate::nat::Binding> {
+        let e = self.entries.get(id.0 as usize)?;
+        e.has(status::NAT).then(|| crate::nat::Binding {
+            orig: e.key,
+            reply: self.replies[id.0 as usize],
+        })
     }
 
     /// First half of a batched lookup: starts loading the index bucket of `key` (a packet's
@@ -600,10 +658,13 @@ impl Conntrack {
     fn lookup(&mut self, k: &FlowKey, now_ns: u64) -> Option<(u32, Dir)> {
         let reply = k.reply();
         let entries = &self.entries;
+        let replies = &self.replies;
         let found = self.index.find(self.tag(k), |r| {
             let e = &entries[(r >> 1) as usize];
             if r & 1 == 0 {
                 e.key == *k
+            } else if e.has(status::NAT) {
+                replies[(r >> 1) as usize] == *k
             } else {
                 e.key == reply
             }
@@ -631,7 +692,7 @@ impl Conntrack {
     /// Frees slot `i`: out of the index and the wheel.
     fn remove(&mut self, i: u32) {
         let key = self.entries[i as usize].key;
-        let reply = key.reply();
+        let reply = self.reply_of(i);
         let (t0, t1) = (self.tag(&key), self.tag(&reply));
         self.index.remove(t0, i << 1);
         if reply != key {
@@ -1012,7 +1073,21 @@ impl Conntrack {
     /// table is full and no unassured entry near the new one can be evicted.
     #[inline]
     pub fn confirm(&mut self, tracked: &mut Tracked, now_ns: u64) -> Result<(), TableFull> {
-        let Handle::New(Pending(e)) = tracked.handle else {
+        self.confirm_with(tracked, None, now_ns)
+    }
+
+    /// [`Conntrack::confirm`] of a connection whose replies carry `reply` rather than the
+    /// inverse of its original tuple (a NAT binding; the caller checked with
+    /// [`Conntrack::tuple_in_use`] that no other connection uses it). Needs a table made
+    /// with [`Config::nat`]; without it the binding is refused as [`TableFull`] would be.
+    #[inline]
+    pub fn confirm_with(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<FlowKey>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
+        let Handle::New(Pending(mut e)) = tracked.handle else {
             return Ok(());
         };
         if let Some((i, dir)) = self.lookup(&e.key, now_ns) {
@@ -1032,11 +1107,24 @@ impl Conntrack {
             self.stats.ct_full += 1;
             return Err(TableFull);
         }
+        let reply = match reply {
+            Some(r) if r != e.key.reply() => {
+                if self.replies.is_empty() {
+                    self.stats.ct_full += 1;
+                    return Err(TableFull);
+                }
+                e.status |= status::NAT;
+                r
+            }
+            _ => e.key.reply(),
+        };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
         self.entries[i as usize] = e;
+        if e.has(status::NAT) {
+            self.replies[i as usize] = reply;
+        }
         self.index.insert(tag, i << 1);
-        let reply = e.key.reply();
         if reply != e.key {
             self.index.insert(self.tag(&reply), i << 1 | 1);
         }
@@ -1140,7 +1228,7 @@ impl Conntrack {
         Some(ConnInfo {
             id: EntryId(i),
             orig: e.key,
-            reply: e.key.reply(),
+            reply: self.reply_of(i),
             tcp_state: match e.l4 {
                 L4::Tcp(t) => Some(t.state),
                 _ => None,

@@ -893,3 +893,79 @@ proptest! {
         prop_assert!(ct.is_empty());
     }
 }
+
+/// A UDP datagram between arbitrary endpoints.
+fn udp_between(s: (Ipv4Addr, u16), d: (Ipv4Addr, u16)) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(s.0, d.0),
+        L4Spec::Udp {
+            sport: s.1,
+            dport: d.1,
+            payload: b"q".to_vec(),
+        },
+    )
+    .build()
+}
+
+#[test]
+fn nat_binding_finds_replies_by_the_translated_tuple() {
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    let mut ct = Conntrack::new(Config {
+        nat: true,
+        ..Config::new(64)
+    });
+    let out = udp_between((CLIENT, CPORT), (SERVER, 53));
+    let mut t = track(&mut ct, &out, 0);
+    assert_eq!(t.state, CtState::New);
+    let orig = parse_frame(&out).unwrap().flow.unwrap();
+    // SNAT to PUBLIC:50000: replies come to the public address.
+    let reply = FlowKey::new_v4(SERVER, PUBLIC, ip_proto::UDP, 53, 50000);
+    assert!(!ct.tuple_in_use(&reply, 0));
+    ct.confirm_with(&mut t, Some(reply), 0).unwrap();
+    let id = t.entry().unwrap();
+    assert!(ct.tuple_in_use(&reply, 0) && ct.tuple_in_use(&orig, 0));
+    // The untranslated reply tuple belongs to no connection.
+    assert!(!ct.tuple_in_use(&orig.reply(), 0));
+    let b = ct.binding(id).expect("a NAT binding");
+    assert_eq!((b.orig, b.reply), (orig, reply));
+    assert_eq!(ct.get(id, 0).unwrap().reply, reply);
+
+    // The reply as it arrives on the wire.
+    let back = udp_between((SERVER, 53), (PUBLIC, 50000));
+    let r = track(&mut ct, &back, MS);
+    assert_eq!(
+        (r.state, r.dir, r.entry()),
+        (CtState::Established, Dir::Reply, Some(id))
+    );
+    // A reply to the untranslated address is not part of it.
+    let stray = udp_between((SERVER, 53), (CLIENT, CPORT));
+    assert_eq!(track(&mut ct, &stray, MS).state, CtState::New);
+    // An ICMP error from a router outside, quoting the translated packet, is RELATED.
+    let translated = udp_between((PUBLIC, 50000), (SERVER, 53));
+    let err = icmp(ROUTER, PUBLIC, 11, 0, 0, quote(&translated, 28));
+    let e = track(&mut ct, &err, MS);
+    assert_eq!(
+        (e.state, e.dir, e.entry()),
+        (CtState::Related, Dir::Reply, Some(id))
+    );
+
+    // Removal frees both tuples.
+    ct.flush_from(0, 64);
+    assert!(!ct.tuple_in_use(&reply, 0) && !ct.tuple_in_use(&orig, 0));
+    assert!(ct.binding(id).is_none());
+}
+
+#[test]
+fn nat_binding_needs_a_nat_table() {
+    let mut ct = table(8);
+    let out = udp_between((CLIENT, CPORT), (SERVER, 53));
+    let mut t = track(&mut ct, &out, 0);
+    let reply = FlowKey::new_v4(SERVER, ROUTER, ip_proto::UDP, 53, 50000);
+    assert_eq!(ct.confirm_with(&mut t, Some(reply), 0), Err(TableFull));
+    assert!(ct.is_empty());
+    // An identity binding is a plain confirmation.
+    let orig = parse_frame(&out).unwrap().flow.unwrap();
+    ct.confirm_with(&mut t, Some(orig.reply()), 0).unwrap();
+    assert_eq!(ct.len(), 1);
+    assert!(ct.binding(t.entry().unwrap()).is_none());
+}
