@@ -100,6 +100,10 @@ pub struct ConntrackConf {
     pub tcp_max_retrans: u8,
     /// IP datagrams being reassembled at once, per worker (default: max / 64, 256 to 65536).
     pub frag_datagrams: Option<u32>,
+    /// Reserve room for NAT bindings (40 bytes per entry); without it a rule set with a nat
+    /// table is refused (default: on).
+    #[serde(default = "yes")]
+    pub nat: bool,
     #[serde(default)]
     pub timeouts: TimeoutsConf,
 }
@@ -122,6 +126,7 @@ impl Default for ConntrackConf {
             tcp_ignore_invalid_rst: false,
             tcp_max_retrans: default_max_retrans(),
             frag_datagrams: None,
+            nat: true,
             timeouts: TimeoutsConf::default(),
         }
     }
@@ -183,6 +188,8 @@ impl ConntrackConf {
         use dataplane::conntrack::tcp::TcpState;
         const SEC: u64 = 1_000_000_000;
         let mut t = dataplane::track::TrackConfig::new(self.max);
+        t.conntrack.nat = self.nat;
+        t.nat_seed = hash_seed.rotate_left(17) ^ 0x6e61_7420_7365_6564;
         if let Some(n) = self.frag_datagrams {
             t.frag_datagrams = n;
         }

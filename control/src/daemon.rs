@@ -5,7 +5,7 @@
 //! is freed only after every worker has passed a quiescent state.
 
 use crate::config::RulesConf;
-use crate::load::{load_filter, MakeClassifier, RuleFiles};
+use crate::load::{load_filter, MakeClassifier, NatSettings, RuleFiles};
 use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
 use crate::rules::Hook;
@@ -42,6 +42,7 @@ pub struct ControlPlane<'a> {
     files: RulesConf,
     ports: Vec<String>,
     workers: usize,
+    nat: NatSettings,
     pub swaps: SwapStats,
     /// Each worker's request queue for its conntrack table (empty without tracking).
     conntrack: Vec<crossbeam_channel::Sender<CtCommand>>,
@@ -71,15 +72,17 @@ impl<'a> ControlPlane<'a> {
         files: RulesConf,
         ports: Vec<String>,
         workers: usize,
+        nat: NatSettings,
         make: Box<MakeClassifier<'a>>,
     ) -> Result<ControlPlane<'a>, String> {
-        let snap = compile(&files, &ports, workers, &*make)?;
+        let snap = compile(&files, &ports, workers, &nat, &*make)?;
         Ok(ControlPlane {
             make,
             publisher: Publisher::new(snap, workers),
             files,
             ports,
             workers,
+            nat,
             swaps: SwapStats::default(),
             conntrack: Vec::new(),
         })
@@ -169,7 +172,7 @@ impl<'a> ControlPlane<'a> {
     /// Returns the time from request to every worker running the new rules.
     pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
         let t0 = Instant::now();
-        let snap = match compile(&files, &self.ports, self.workers, &*self.make) {
+        let snap = match compile(&files, &self.ports, self.workers, &self.nat, &*self.make) {
             Ok(s) => s,
             Err(e) => {
                 self.swaps.failures += 1;
@@ -446,14 +449,17 @@ fn compile(
     files: &RulesConf,
     ports: &[String],
     workers: usize,
+    nat: &NatSettings,
     make: &MakeClassifier<'_>,
 ) -> Result<FilterSnapshot, String> {
     let rf = RuleFiles {
         rules: files.ipv4.as_deref(),
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
+        nat: nat.env(workers),
     };
     let filter = load_filter(&rf, ports, Hook::Forward, make).map_err(|e| e.to_string())?;
+    nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }
 

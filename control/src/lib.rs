@@ -14,4 +14,6 @@ pub mod rules;
 pub mod run;
 
 #[cfg(test)]
+mod nat_tests;
+#[cfg(test)]
 mod stateful_tests;

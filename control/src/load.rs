@@ -2,10 +2,11 @@
 //! security groups (both families).
 
 use crate::groups::compile_groups;
-use crate::rules::{compile_parsed, compile_raw, parse_iptables, Hook, RuleError};
+use crate::rules::{compile_nat, compile_parsed, compile_raw, parse_iptables, Hook, RuleError};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
-use dataplane::wire::Family;
+use dataplane::nat::{NatRules, NatTables, OneToOne, Steering};
+use dataplane::wire::{Family, IpAddr128};
 use std::path::Path;
 
 /// Why rule files could not be loaded; nothing is applied when any file fails.
@@ -47,6 +48,80 @@ pub struct RuleFiles<'a> {
     pub rules: Option<&'a Path>,
     pub rules6: Option<&'a Path>,
     pub groups: Option<&'a Path>,
+    /// What the nat table is compiled for.
+    pub nat: NatEnv<'a>,
+}
+
+/// What compiling the nat table needs besides the files.
+#[derive(Clone, Debug, Default)]
+pub struct NatEnv<'a> {
+    /// Workers that split the NAT ports (at least 1).
+    pub workers: u16,
+    /// Port addresses MASQUERADE may use (replies to them are steered by port owner).
+    pub masquerade: &'a [IpAddr128],
+    /// Floating addresses from the configuration (placed before the files' rules).
+    pub one_to_one: &'a [OneToOne],
+}
+
+/// [`NatEnv`] as the daemon keeps it between loads.
+#[derive(Clone, Debug, Default)]
+pub struct NatSettings {
+    pub masquerade: Vec<IpAddr128>,
+    pub one_to_one: Vec<OneToOne>,
+    /// Why a nat table cannot be used here (connection tracking off, no room for bindings):
+    /// a rule set that translates is then refused with this message.
+    pub refuse: Option<String>,
+}
+
+impl NatSettings {
+    /// The environment for compiling with `workers` workers.
+    pub fn env(&self, workers: usize) -> NatEnv<'_> {
+        NatEnv {
+            workers: u16::try_from(workers).unwrap_or(u16::MAX),
+            masquerade: &self.masquerade,
+            one_to_one: &self.one_to_one,
+        }
+    }
+
+    /// `Err` when `filter` translates and that is not possible here.
+    pub fn check(&self, filter: &Filter) -> Result<(), String> {
+        match (&filter.nat, &self.refuse) {
+            (Some(_), Some(why)) => Err(format!("the nat table cannot be used: {why}")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a compiled nat table translates anything.
+fn translates(n: &NatRules) -> bool {
+    let any = |c: &dataplane::nat::NatChain| {
+        (0..c.rule_set().rules.len()).any(|i| c.target_of(i) != dataplane::nat::rules::NO_NAT)
+    };
+    any(&n.prerouting) || any(&n.postrouting)
+}
+
+/// The nat tables of both families with the configured 1:1 mappings, or `None` when nothing
+/// would be translated.
+pub(crate) fn nat_tables(
+    mut nat: [Option<NatRules>; 2],
+    env: &NatEnv<'_>,
+) -> Option<Box<NatTables>> {
+    if !env.one_to_one.is_empty() {
+        for (slot, family) in nat.iter_mut().zip([Family::V4, Family::V6]) {
+            let n = slot.take().unwrap_or_else(|| NatRules::accept_all(family));
+            *slot = Some(n.with_one_to_one(env.one_to_one));
+        }
+    }
+    let [v4, v6] = nat.map(|n| n.filter(translates));
+    if v4.is_none() && v6.is_none() {
+        return None;
+    }
+    let workers = env.workers.max(1);
+    let mut steering = Steering::new(workers);
+    for n in v4.iter().chain(v6.iter()) {
+        steering.extend(&n.steering(workers, env.masquerade));
+    }
+    Some(Box::new(NatTables { v4, v6, steering }))
 }
 
 /// Compiles every given file; a family with neither iptables rules nor groups is not filtered.
@@ -67,18 +142,26 @@ pub fn load_filter(
     }
     let mut filter = Filter::default();
     let mut errors = Vec::new();
+    let mut nat: [Option<NatRules>; 2] = [None, None];
     for (path, family) in [(files.rules, Family::V4), (files.rules6, Family::V6)] {
         let Some(path) = path else { continue };
         let text = read(path)?;
-        let compiled = parse_iptables(&path.display().to_string(), &text, family, ports)
-            .and_then(|parsed| Ok((compile_parsed(&parsed, hook)?, compile_raw(&parsed)?)));
+        let compiled =
+            parse_iptables(&path.display().to_string(), &text, family, ports).and_then(|parsed| {
+                Ok((
+                    compile_parsed(&parsed, hook)?,
+                    compile_raw(&parsed)?,
+                    compile_nat(&parsed)?,
+                ))
+            });
         match compiled {
-            Ok((rs, raw)) => {
+            Ok((rs, raw, n)) => {
                 let raw = raw.map(&with).transpose()?;
                 match family {
                     Family::V4 => (filter.v4, filter.raw_v4) = (Some(with(rs)?), raw),
                     Family::V6 => (filter.v6, filter.raw_v6) = (Some(with(rs)?), raw),
                 }
+                nat[family as usize] = Some(n);
             }
             Err(e) => errors.extend(e),
         }
@@ -86,6 +169,7 @@ pub fn load_filter(
     if !errors.is_empty() {
         return Err(LoadError::Rules(errors));
     }
+    filter.nat = nat_tables(nat, &files.nat);
     if let Some(path) = files.groups {
         let text = read(path)?;
         let name = path.display().to_string();

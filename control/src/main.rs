@@ -429,10 +429,23 @@ fn real_main() -> Result<()> {
             // A fixed seed: replay is deterministic.
             let track = (ct.enabled && !no_conntrack).then(|| ct.track_config(0x5eed));
             let ports = port_names(config.as_ref());
+            let nat = control::load::NatSettings {
+                refuse: if no_conntrack {
+                    Some("replay runs without connection tracking (--no-conntrack)".into())
+                } else if !ct.enabled {
+                    Some("connection tracking is off ([conntrack] enabled = false)".into())
+                } else if !ct.nat {
+                    Some("no room for NAT bindings ([conntrack] nat = false)".into())
+                } else {
+                    None
+                },
+                ..Default::default()
+            };
             let files = RuleFiles {
                 rules: rules.as_deref(),
                 rules6: rules6.as_deref(),
                 groups: groups.as_deref(),
+                nat: nat.env(1),
             };
             let kind = config
                 .as_ref()
@@ -449,6 +462,7 @@ fn real_main() -> Result<()> {
                 }
             };
             let filter = load_filter(&files, &ports, Hook::Forward, make)?;
+            nat.check(&filter).map_err(anyhow::Error::msg)?;
             if filter.v4.is_none() {
                 eprintln!("rampart: no IPv4 rules: IPv4 traffic is not filtered");
             }

@@ -127,11 +127,12 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         if let Some(t) = tables.as_mut() {
             t.expire(now_ns, u32::MAX);
         }
+        let mut data = f.data.clone();
         let judged = topo.bridge.judge(
             &opts.filter,
             tables.as_mut(),
             ingress,
-            &f.data,
+            &mut data,
             now_ns,
             |_, spec: &dataplane::classify::LogSpec| {
                 logs.push(spec.prefix.clone());
@@ -166,13 +167,24 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         }
         sum.packets += 1;
         let ingress_name = &topo.names[usize::from(ingress)];
+        let nat = judged
+            .nat
+            .map_or(serde_json::Value::Null, |(b, dir)| nat_json(&b, dir));
         let line = match verdict {
             Verdict::Forward(port) => {
                 sum.forwarded += 1;
-                out.write(f.timestamp, &f.data)?;
+                out.write(f.timestamp, &data)?;
                 serde_json::json!({
                     "index": index, "ingress": ingress_name, "verdict": "forward",
-                    "egress": topo.names[usize::from(port)], "rule": rule, "ct_state": ct_state, "nat": null,
+                    "egress": topo.names[usize::from(port)], "rule": rule, "ct_state": ct_state, "nat": nat,
+                    "reason": null, "log": logs,
+                })
+            }
+            Verdict::Local => {
+                sum.dropped += 1;
+                serde_json::json!({
+                    "index": index, "ingress": ingress_name, "verdict": "local",
+                    "egress": null, "rule": rule, "ct_state": ct_state, "nat": nat,
                     "reason": null, "log": logs,
                 })
             }
@@ -203,6 +215,42 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         .map(|r| (r.name(), drops[r.index()]))
         .collect();
     Ok(sum)
+}
+
+/// The verdict log's description of a translation: the packet's tuple before and after, and
+/// which sides changed (`SNAT`: the source, `DNAT`: the destination, as Linux's conntrack
+/// names them for this packet's direction).
+fn nat_json(b: &dataplane::nat::Binding, dir: dataplane::conntrack::Dir) -> serde_json::Value {
+    let (from, to) = b.translation(dir);
+    let side = |src: bool| {
+        let t = |k: &dataplane::wire::FlowKey| {
+            if src {
+                (k.src, k.src_port)
+            } else {
+                (k.dst, k.dst_port)
+            }
+        };
+        let (a, p) = t(&from);
+        let (c, q) = t(&to);
+        if a == c && (p == q || from.is_icmp()) {
+            return serde_json::Value::Null;
+        }
+        let ports = matches!(from.proto, 6 | 17);
+        let fmt = |ip: dataplane::wire::IpAddr128, port: u16| match (ports, ip.to_std()) {
+            (true, std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            (true, v4) => format!("{v4}:{port}"),
+            (false, ip) => ip.to_string(),
+        };
+        serde_json::json!({ "from": fmt(a, p), "to": fmt(c, q) })
+    };
+    serde_json::json!({
+        "dir": match dir {
+            dataplane::conntrack::Dir::Orig => "original",
+            dataplane::conntrack::Dir::Reply => "reply",
+        },
+        "src": side(true),
+        "dst": side(false),
+    })
 }
 
 /// The verdict log's description of a rule: where it came from.

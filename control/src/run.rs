@@ -85,10 +85,21 @@ fn run_on(
             Ok(Box::new(c))
         }),
     };
+    let nat = crate::load::NatSettings {
+        refuse: if !cfg.conntrack.enabled {
+            Some("connection tracking is off ([conntrack] enabled = false)".into())
+        } else if !cfg.conntrack.nat {
+            Some("no room for NAT bindings ([conntrack] nat = false)".into())
+        } else {
+            None
+        },
+        ..Default::default()
+    };
     let mut control = ControlPlane::new(
         cfg.rules.clone(),
         port_names.clone(),
         cfg.workers.count,
+        nat,
         make,
     )
     .map_err(|e| RunError::Setup(format!("rules: {e}")))?;
@@ -172,7 +183,14 @@ fn run_on(
     }
     let mut tables: Vec<Box<dataplane::track::Tables>> = match &track {
         Some(t) => (0..cfg.workers.count)
-            .map(|_| Box::new(dataplane::track::Tables::new(t)))
+            .map(|w| {
+                Box::new(dataplane::track::Tables::new(
+                    &dataplane::track::TrackConfig {
+                        worker: w as u16,
+                        ..*t
+                    },
+                ))
+            })
             .collect(),
         None => Vec::new(),
     };

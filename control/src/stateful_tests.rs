@@ -84,7 +84,7 @@ impl Rig {
             &self.filter,
             Some(&mut self.tables),
             ingress,
-            frame,
+            &mut frame.to_vec(),
             self.now,
             |_, _| {},
         );
@@ -472,7 +472,7 @@ fn cached_verdicts_end_with_their_rule_set_and_never_skip_a_log() {
             &r.filter,
             Some(&mut r.tables),
             INSIDE,
-            &ack,
+            &mut ack.clone(),
             r.now,
             |_, _| logged += 1,
         );

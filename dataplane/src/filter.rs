@@ -33,6 +33,11 @@ pub struct Filter {
     pub v6: Option<RuleSet>,
     pub raw_v4: Option<RuleSet>,
     pub raw_v6: Option<RuleSet>,
+    /// Router mode: the filter INPUT chain, for traffic to Rampart's own addresses.
+    pub input_v4: Option<RuleSet>,
+    pub input_v6: Option<RuleSet>,
+    /// The nat table (translation needs connection tracking).
+    pub nat: Option<Box<crate::nat::NatTables>>,
 }
 
 /// Builds what classification looks at from a parsed frame; `None` for non-IP frames.
@@ -109,6 +114,15 @@ impl Filter {
         match family {
             Family::V4 => self.raw_v4.as_ref(),
             Family::V6 => self.raw_v6.as_ref(),
+        }
+    }
+
+    /// The filter INPUT rule set for `family`, if any (router mode).
+    #[inline]
+    pub fn input(&self, family: Family) -> Option<&RuleSet> {
+        match family {
+            Family::V4 => self.input_v4.as_ref(),
+            Family::V6 => self.input_v6.as_ref(),
         }
     }
 

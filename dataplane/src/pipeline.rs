@@ -9,9 +9,10 @@
 //! forward to the ingress port's peer.
 
 use crate::classify::{LogSpec, PacketMeta, RuleSet};
-use crate::conntrack::CtState;
+use crate::conntrack::{CtState, Dir};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
-use crate::track::{judge_tracked, Tables};
+use crate::nat::Binding;
+use crate::track::{judge_tracked, Bridged, Forwarding, IpJudgement, Tables};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
 
@@ -19,7 +20,6 @@ use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
 struct Judge<'a> {
     filter: &'a Filter,
     ingress: u16,
-    frame: &'a [u8],
     now_ns: u64,
 }
 
@@ -35,6 +35,8 @@ pub struct Outcome {
     pub state: Option<CtState>,
     /// `filter` came from the raw table (a raw-table DROP).
     pub raw: bool,
+    /// The translation applied to the frame (NAT), with the packet's direction.
+    pub nat: Option<(Binding, Dir)>,
 }
 
 /// What to do with a class of frames the bridge does not filter.
@@ -89,7 +91,7 @@ impl Bridge {
         filter: &Filter,
         tables: Option<&mut Tables>,
         ingress: u16,
-        frame: &[u8],
+        frame: &mut [u8],
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
     ) -> Outcome {
@@ -101,6 +103,7 @@ impl Bridge {
             filter: FilterVerdict::Unfiltered,
             state: None,
             raw: false,
+            nat: None,
         };
         let (Verdict::Forward(egress), Some(info)) = (verdict, info) else {
             return out;
@@ -110,13 +113,22 @@ impl Bridge {
         };
         if let Some(t) = tables {
             let j = judge_tracked(
-                filter, t, frame, &info, key, ingress, egress, now_ns, on_log,
+                filter,
+                t,
+                frame,
+                &info,
+                key,
+                ingress,
+                &Bridged(egress),
+                now_ns,
+                on_log,
             );
             out.meta = Some(j.meta);
             out.filter = j.filter;
             out.state = j.state;
             out.raw = j.raw;
-            out.verdict = j.verdict;
+            out.verdict = translate(frame, &info, &j);
+            out.nat = j.nat.filter(|_| out.verdict == j.verdict);
             return out;
         }
         let Some(meta) = packet_meta(frame, &info, ingress, egress) else {
@@ -139,7 +151,7 @@ impl Bridge {
         filter: &Filter,
         tables: Option<&mut Tables>,
         ingress: u16,
-        frame: &[u8],
+        frame: &mut [u8],
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
         on_rule: impl FnOnce(Family, FilterVerdict),
@@ -147,12 +159,11 @@ impl Bridge {
         let p = Judge {
             filter,
             ingress,
-            frame,
             now_ns,
         };
         match wire::parse::parse_common(frame) {
-            Some(info) => self.judge_parsed(&p, tables, &info, on_log, on_rule),
-            None => self.judge_uncommon(&p, tables, on_log, on_rule),
+            Some(info) => self.judge_parsed(&p, tables, frame, &info, on_log, on_rule),
+            None => self.judge_uncommon(&p, tables, frame, on_log, on_rule),
         }
     }
 
@@ -166,7 +177,7 @@ impl Bridge {
         filter: &Filter,
         tables: Option<&mut Tables>,
         ingress: u16,
-        frame: &[u8],
+        frame: &mut [u8],
         info: PacketInfo,
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec),
@@ -175,10 +186,9 @@ impl Bridge {
         let p = Judge {
             filter,
             ingress,
-            frame,
             now_ns,
         };
-        self.judge_parsed(&p, tables, &info, on_log, on_rule)
+        self.judge_parsed(&p, tables, frame, &info, on_log, on_rule)
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.
@@ -187,11 +197,12 @@ impl Bridge {
         &self,
         p: &Judge<'_>,
         tables: Option<&mut Tables>,
+        frame: &mut [u8],
         on_log: impl FnMut(u32, &LogSpec),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
-        match wire::parse_frame(p.frame) {
-            Ok(info) => self.judge_parsed(p, tables, &info, on_log, on_rule),
+        match wire::parse_frame(frame) {
+            Ok(info) => self.judge_parsed(p, tables, frame, &info, on_log, on_rule),
             Err(e) => Verdict::Drop(DropReason::Parse(e)),
         }
     }
@@ -201,6 +212,7 @@ impl Bridge {
         &self,
         p: &Judge<'_>,
         tables: Option<&mut Tables>,
+        frame: &mut [u8],
         info: &PacketInfo,
         on_log: impl FnMut(u32, &LogSpec),
         on_rule: impl FnOnce(Family, FilterVerdict),
@@ -213,7 +225,7 @@ impl Bridge {
         if let Some(t) = tables {
             // By value: taking the info's address here would keep it in memory on every
             // path, and the unfiltered path then pays store-forwarding stalls on its fields.
-            return tracked_one(p, t, *info, key, egress, on_log, on_rule);
+            return tracked_one(p, t, frame, *info, key, &Bridged(egress), on_log, on_rule);
         }
         let Some(rules) = p.filter.rules(key.family) else {
             return verdict;
@@ -221,7 +233,7 @@ impl Bridge {
         // The parts by value, not `info` by reference: the info then never needs a home in
         // memory on the unfiltered path.
         let (frag, l4_offset) = (info.frag, info.l4_offset);
-        let meta = ip_packet_meta(p.frame, key, frag, l4_offset, p.ingress, egress);
+        let meta = ip_packet_meta(frame, key, frag, l4_offset, p.ingress, egress);
         filter_one(rules, meta, verdict, on_log, on_rule)
     }
 
@@ -278,23 +290,40 @@ fn filter_one(
     filtered(verdict, fv)
 }
 
-/// An IP packet the bridge forwards, through the stateful stage (out of line, as
-/// [`filter_one`]).
+/// An IP packet through the stateful stage (out of line, as [`filter_one`]), its translation
+/// applied.
 #[inline(never)]
-fn tracked_one(
+#[allow(clippy::too_many_arguments)]
+fn tracked_one<F: Forwarding>(
     p: &Judge<'_>,
     tables: &mut Tables,
+    frame: &mut [u8],
     info: PacketInfo,
     key: FlowKey,
-    egress: u16,
+    fwd: &F,
     on_log: impl FnMut(u32, &LogSpec),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
     let j = judge_tracked(
-        p.filter, tables, p.frame, &info, key, p.ingress, egress, p.now_ns, on_log,
+        p.filter, tables, frame, &info, key, p.ingress, fwd, p.now_ns, on_log,
     );
-    if j.judged && j.filter.rule().is_some() {
+    if j.judged && !j.raw && !j.input && j.filter.rule().is_some() {
         on_rule(key.family, j.filter);
     }
-    j.verdict
+    translate(frame, &info, &j)
+}
+
+/// Applies the translation a judgement names to its frame; a frame that cannot be rewritten
+/// is dropped with the reason.
+#[inline]
+pub fn translate(frame: &mut [u8], info: &PacketInfo, j: &IpJudgement) -> Verdict {
+    match j.nat {
+        Some((b, dir)) if !matches!(j.verdict, Verdict::Drop(_)) => {
+            match crate::nat::rewrite(frame, info, dir, &b) {
+                Ok(()) => j.verdict,
+                Err(e) => Verdict::Drop(DropReason::Rewrite(e)),
+            }
+        }
+        _ => j.verdict,
+    }
 }

@@ -40,6 +40,36 @@ pub fn owner_of(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
     Some(pick(a, b, workers))
 }
 
+/// [`owner_of`] when a nat table is loaded: a packet whose tuple the NAT steering tables know
+/// (a published endpoint, a pool address, a private server: [`crate::nat::steer`]) goes to the
+/// worker owning its port, an ICMP error where replies to the packet it quotes go; anything
+/// else by the address pair as without NAT. A non-first fragment has no ports: it goes by its
+/// address pair, which is its first fragment's owner only when NAT steering left that to the
+/// pair as well (a known limit with several workers).
+#[inline]
+pub fn owner_nat(frame: &[u8], info: &PacketInfo, steering: &crate::nat::Steering) -> Option<u16> {
+    use crate::nat::steer::Steer;
+    let key = info.flow?;
+    let workers = steering.workers();
+    if matches!(info.frag, wire::Fragment::Later { .. }) {
+        return Some(pick(key.src, key.dst, workers));
+    }
+    let (steer, (a, b)) = match quoted_addresses(frame, info) {
+        Some(pair) => {
+            let quote = frame.get(usize::from(info.l4_offset) + 8..info.l3_end())?;
+            match crate::conntrack::icmp::quoted_key(key.family, quote) {
+                Some(q) => (steering.steer_error(&q), pair),
+                None => return Some(pick(pair.0, pair.1, workers)),
+            }
+        }
+        None => (steering.steer(&key), (key.src, key.dst)),
+    };
+    Some(match steer {
+        Steer::Worker(w) => w,
+        Steer::Flow(_) => pick(a, b, workers),
+    })
+}
+
 /// A symmetric hash of an address pair, scaled to `0..workers`.
 #[inline]
 pub fn pick(a: IpAddr128, b: IpAddr128, workers: u16) -> u16 {

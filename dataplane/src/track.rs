@@ -9,18 +9,34 @@
 //! 2. the raw table's PREROUTING chain: DROP drops, NOTRACK leaves the packet UNTRACKED;
 //! 3. connection tracking: the packet's state (NEW, ESTABLISHED, RELATED, INVALID,
 //!    UNTRACKED) and its entry;
-//! 4. the filter chain, which sees that state (`-m conntrack --ctstate`, `-m state`);
-//! 5. if the packet leaves: the first fragment's verdict is remembered for the later ones, and
-//!    a NEW connection is confirmed into the table (a full table drops the packet, `ct_full`).
+//! 4. nat PREROUTING: a connection's binding translates the destination side (DNAT, or the
+//!    return of a SNAT); a NEW connection's first packet is judged by the chain (DNAT);
+//! 5. the routing decision on the translated destination ([`Forwarding`]): out of a port
+//!    (the filter FORWARD chain), to Rampart itself (router mode: the INPUT chain) or nowhere
+//!    (`no_route`); a bridge forwards to the ingress port's peer;
+//! 6. the filter chain, which sees that state (`-m conntrack --ctstate`, `-m state`) and the
+//!    destination as translated, the source not yet (as in Linux's FORWARD);
+//! 7. nat POSTROUTING for an accepted NEW connection (SNAT, MASQUERADE with the out port's
+//!    address); the binding is chosen from this worker's ports ([`crate::nat::Allocator`]);
+//! 8. if the packet leaves: the first fragment's verdict is remembered for the later ones, and
+//!    a NEW connection is confirmed into the table with its binding (a full table drops the
+//!    packet, `ct_full`; a binding that cannot be made drops it with the NAT reason).
+//!
+//! The caller applies the translation the judgement names ([`IpJudgement::nat`], with
+//! [`crate::nat::rewrite`]) before the packet leaves. Like Linux, the nat table is judged once
+//! per connection; INVALID and UNTRACKED packets are never translated.
 //!
 //! One [`Tables`] per worker, sized at start-up; nothing here allocates.
 
 use crate::classify::{ct, Action, LogSpec, PacketMeta};
 use crate::conntrack::frag::Fragments;
-use crate::conntrack::{self, Conntrack, CtState};
+use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
+use crate::nat::rules::NatDecision;
+use crate::nat::{Allocator, Binding, Manip, NatError};
+use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{FlowKey, Fragment, PacketInfo};
+use crate::wire::{ip_proto, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -32,6 +48,10 @@ pub struct TrackConfig {
     pub frag_datagrams: u32,
     /// How long a datagram's fragments are awaited after its first (Linux's `ipfrag_time`).
     pub frag_timeout_ns: u64,
+    /// This worker's index (NAT allocates from the ports it owns).
+    pub worker: u16,
+    /// Seed of NAT's address hash and port offsets (the same on every worker).
+    pub nat_seed: u64,
 }
 
 impl TrackConfig {
@@ -41,6 +61,8 @@ impl TrackConfig {
             conntrack: conntrack::Config::new(capacity),
             frag_datagrams: (capacity / 64).clamp(256, 65_536),
             frag_timeout_ns: 30 * SEC,
+            worker: 0,
+            nat_seed: 0x6e61_7420_7365_6564,
         }
     }
 }
@@ -52,6 +74,9 @@ pub struct FirstFragment {
     pub filter: FilterVerdict,
     pub accepted: bool,
     pub state: CtState,
+    /// Where the first fragment went, and the translation it got.
+    pub route: Route,
+    pub nat: Option<(Binding, Dir)>,
 }
 
 impl Default for FirstFragment {
@@ -60,7 +85,49 @@ impl Default for FirstFragment {
             filter: FilterVerdict::Unfiltered,
             accepted: false,
             state: CtState::Invalid,
+            route: Route::Unreachable,
+            nat: None,
         }
+    }
+}
+
+/// The routing decision for a packet after nat PREROUTING.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Out of `hop.port` (filter FORWARD).
+    Forward(NextHop),
+    /// To Rampart itself (router mode; filter INPUT).
+    Local,
+    /// No route: dropped, `no_route` (a router answers with an ICMP unreachable).
+    Unreachable,
+}
+
+/// Where packets go: the bridge's port pairs or the router's tables.
+pub trait Forwarding {
+    /// The decision for a packet that arrived on `ingress` whose tuple, after nat
+    /// PREROUTING, is `key`.
+    fn route(&self, ingress: u16, key: &FlowKey) -> Route;
+    /// The source address MASQUERADE gives a connection leaving by `port` with tuple `key`
+    /// (Linux: the out interface's address); `None` when the port has none of its family.
+    fn masquerade_source(&self, port: u16, key: &FlowKey) -> Option<IpAddr128>;
+}
+
+/// A bridge: every packet leaves by the ingress port's peer; no port has an address.
+#[derive(Clone, Copy, Debug)]
+pub struct Bridged(pub u16);
+
+impl Forwarding for Bridged {
+    #[inline(always)]
+    fn route(&self, _ingress: u16, _key: &FlowKey) -> Route {
+        Route::Forward(NextHop {
+            port: self.0 as u8,
+            gateway: None,
+        })
+    }
+
+    #[inline(always)]
+    fn masquerade_source(&self, _port: u16, _key: &FlowKey) -> Option<IpAddr128> {
+        None
     }
 }
 
@@ -69,6 +136,8 @@ impl Default for FirstFragment {
 pub struct Tables {
     pub ct: Conntrack,
     pub frags: Fragments<FirstFragment>,
+    /// NAT's tuple selection over this worker's ports.
+    pub nat: Allocator,
 }
 
 impl Tables {
@@ -81,6 +150,7 @@ impl Tables {
                 cfg.frag_timeout_ns,
                 cfg.conntrack.hash_seed ^ 0x0f0f_1234_5678_9abc,
             ),
+            nat: Allocator::new(cfg.worker, cfg.nat_seed),
         }
     }
 
@@ -139,6 +209,30 @@ pub struct IpJudgement {
     pub judged: bool,
     /// `filter` is the raw table's verdict (a raw-table DROP): its rule indexes the raw rule set.
     pub raw: bool,
+    /// `filter` is the INPUT chain's verdict (router mode, `route` is `Local`).
+    pub input: bool,
+    /// The routing decision (`Unreachable` when the packet never got that far).
+    pub route: Route,
+    /// The translation to apply before the packet leaves: `binding.translation(dir)`.
+    pub nat: Option<(Binding, Dir)>,
+}
+
+impl IpJudgement {
+    /// A packet dropped before the filter (its verdict is the drop's).
+    #[inline]
+    fn early(verdict: Verdict, filter: FilterVerdict, meta: PacketMeta, raw: bool) -> Self {
+        IpJudgement {
+            verdict,
+            filter,
+            state: None,
+            meta,
+            judged: false,
+            raw,
+            input: false,
+            route: Route::Unreachable,
+            nat: None,
+        }
+    }
 }
 
 /// Cached verdict tags: the rule index, and the ingress port above it.
@@ -186,50 +280,71 @@ fn judge_established(
     fv
 }
 
-/// Judges one IP packet (`key` is `info.flow`) that the bridge forwards from `ingress` to
-/// `egress`, through the stages of the module docs. `on_log` as in [`Filter::judge`].
+/// LOG rules of the nat table are refused when it is compiled; nothing to log here.
+fn no_log(_: u32, _: &LogSpec) {}
+
+/// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
+/// the destination side translated, the source side as on the wire (Linux's FORWARD view).
+/// An ICMP error (`related`) gets its address only; an ICMP query keeps its identifier.
+#[inline]
+fn prerouted(key: FlowKey, b: &Binding, dir: Dir, related: bool) -> FlowKey {
+    let (_, to) = b.translation(dir);
+    let mut k = key;
+    k.dst = to.dst;
+    if !related && matches!(key.proto, ip_proto::TCP | ip_proto::UDP) {
+        k.dst_port = to.dst_port;
+    }
+    k
+}
+
+/// Judges one IP packet (`key` is `info.flow`) that arrived on `ingress`, through the stages
+/// of the module docs; `fwd` routes it. `on_log` as in [`Filter::judge`].
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn judge_tracked(
+pub fn judge_tracked<F: Forwarding>(
     filter: &Filter,
     tables: &mut Tables,
     frame: &[u8],
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
-    egress: u16,
+    fwd: &F,
     now_ns: u64,
     on_log: impl FnMut(u32, &LogSpec),
 ) -> IpJudgement {
-    let mut meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, egress);
-    let forward = Verdict::Forward(egress);
+    let mut meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
 
     // 1. A later fragment: its datagram decided.
     if meta.later_fragment {
         return match tables.frags.later(frame, info, now_ns) {
             Ok(first) => {
                 meta.ct_state = first.state.bit();
+                if let Route::Forward(h) = first.route {
+                    meta.out_port = h.port;
+                }
                 IpJudgement {
-                    verdict: if first.accepted {
-                        forward
-                    } else {
-                        Verdict::Drop(DropReason::RuleDrop)
+                    verdict: match (first.accepted, first.route) {
+                        (true, Route::Forward(h)) => Verdict::Forward(u16::from(h.port)),
+                        (true, Route::Local) => Verdict::Local,
+                        (true, Route::Unreachable) => Verdict::Drop(DropReason::NoRoute),
+                        (false, _) => Verdict::Drop(DropReason::RuleDrop),
                     },
                     filter: first.filter,
                     state: Some(first.state),
                     meta,
                     judged: false,
                     raw: false,
+                    input: first.route == Route::Local,
+                    route: first.route,
+                    nat: first.nat.filter(|_| first.accepted),
                 }
             }
-            Err(e) => IpJudgement {
-                verdict: Verdict::Drop(DropReason::Fragment(e)),
-                filter: FilterVerdict::Unfiltered,
-                state: None,
+            Err(e) => IpJudgement::early(
+                Verdict::Drop(DropReason::Fragment(e)),
+                FilterVerdict::Unfiltered,
                 meta,
-                judged: false,
-                raw: false,
-            },
+                false,
+            ),
         };
     }
 
@@ -239,19 +354,16 @@ pub fn judge_tracked(
     if let Some(raw) = filter.raw(key.family) {
         let raw_meta = PacketMeta {
             ct_state: ct::INVALID,
-            out_port: 0,
             ..meta
         };
         let j = raw.evaluate(&raw_meta, |_, _| {});
         if !matches!(j.action, Action::Accept) {
-            return IpJudgement {
-                verdict: Verdict::Drop(DropReason::RuleDrop),
-                filter: FilterVerdict::Drop { rule: j.rule },
-                state: None,
+            return IpJudgement::early(
+                Verdict::Drop(DropReason::RuleDrop),
+                FilterVerdict::Drop { rule: j.rule },
                 meta,
-                judged: false,
-                raw: true,
-            };
+                true,
+            );
         }
         notrack = j.notrack;
     }
@@ -261,40 +373,175 @@ pub fn judge_tracked(
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
 
-    // 4. The filter: an established connection's verdict comes from its entry while the rule
+    // 4. nat PREROUTING: a known connection's binding, or a NEW one's DNAT.
+    let nat = filter.nat.as_deref();
+    let mut binding: Option<(Binding, Dir)> = None;
+    let mut fresh = false;
+    if let Some(t) = &tracked {
+        match t.handle {
+            Handle::Entry(id) => binding = tables.ct.binding(id).map(|b| (b, t.dir)),
+            Handle::New(_) => {
+                if let Some(rules) = nat.and_then(|n| n.rules(key.family)) {
+                    fresh = true;
+                    let (d, _) = rules.prerouting.decide(&meta, no_log);
+                    let mut b = Binding::identity(key);
+                    match d {
+                        NatDecision::Keep => {}
+                        NatDecision::Translate(target) => {
+                            let ct = &tables.ct;
+                            let steering = &nat.expect("rules come from it").steering;
+                            let applied = match target.resolve(None) {
+                                Some(range) => {
+                                    tables
+                                        .nat
+                                        .apply(&b, Manip::Dst, &range, steering, &mut |k| {
+                                            ct.tuple_in_use(k, now_ns)
+                                        })
+                                }
+                                None => Err(NatError::NoAddress),
+                            };
+                            match applied {
+                                Ok(nb) => b = nb,
+                                Err(e) => {
+                                    let mut j = IpJudgement::early(
+                                        Verdict::Drop(DropReason::Nat(e)),
+                                        FilterVerdict::Unfiltered,
+                                        meta,
+                                        false,
+                                    );
+                                    j.state = Some(state);
+                                    return j;
+                                }
+                            }
+                        }
+                        NatDecision::Drop => {
+                            let mut j = IpJudgement::early(
+                                Verdict::Drop(DropReason::RuleDrop),
+                                FilterVerdict::Unfiltered,
+                                meta,
+                                false,
+                            );
+                            j.state = Some(state);
+                            return j;
+                        }
+                    }
+                    binding = Some((b, Dir::Orig));
+                }
+            }
+            Handle::None => {}
+        }
+    }
+    if let Some((b, dir)) = &binding {
+        meta.key = prerouted(key, b, *dir, state == CtState::Related);
+    }
+
+    // 5. The routing decision on the translated destination.
+    let route = fwd.route(ingress, &meta.key);
+    let rules = match route {
+        Route::Forward(h) => {
+            meta.out_port = h.port;
+            filter.rules(key.family)
+        }
+        Route::Local => filter.input(key.family),
+        Route::Unreachable => {
+            let mut j = IpJudgement::early(
+                Verdict::Drop(DropReason::NoRoute),
+                FilterVerdict::Unfiltered,
+                meta,
+                false,
+            );
+            j.state = Some(state);
+            return j;
+        }
+    };
+
+    // 6. The filter: an established connection's verdict comes from its entry while the rule
     //    set is the one that gave it.
-    let fv = match (filter.rules(key.family), tracked) {
-        (Some(rs), Some(t)) if rs.cacheable && t.state == CtState::Established => {
+    let fv = match (rules, tracked) {
+        (Some(rs), Some(t))
+            if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
+        {
             judge_established(rs, tables, &t, &meta, ingress, on_log)
         }
         (Some(rs), _) => judge_rules(rs, &meta, on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });
-    let mut verdict = match fv {
-        FilterVerdict::Unfiltered | FilterVerdict::Accept { .. } => forward,
-        FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
-        FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
+    let mut verdict = match (fv, route) {
+        (FilterVerdict::Drop { .. }, _) => Verdict::Drop(DropReason::RuleDrop),
+        (FilterVerdict::Reject { .. }, _) => Verdict::Drop(DropReason::RuleReject),
+        (_, Route::Forward(h)) => Verdict::Forward(u16::from(h.port)),
+        (_, _) => Verdict::Local,
     };
 
-    // 5. Remember a first fragment's verdict; confirm a new connection.
+    // 7. nat POSTROUTING for an accepted new connection that leaves.
+    if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, binding) {
+        let nat = nat.expect("fresh bindings come from it");
+        let rules = nat.rules(key.family).expect("fresh bindings come from it");
+        let (d, _) = rules.postrouting.decide(&meta, no_log);
+        let mut done = Ok(b);
+        match d {
+            NatDecision::Keep => {}
+            NatDecision::Translate(target) => {
+                let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
+                let ct = &tables.ct;
+                done = match target.resolve(src) {
+                    Some(range) => {
+                        tables
+                            .nat
+                            .apply(&b, Manip::Src, &range, &nat.steering, &mut |k| {
+                                ct.tuple_in_use(k, now_ns)
+                            })
+                    }
+                    None => Err(NatError::NoAddress),
+                };
+            }
+            NatDecision::Drop => verdict = Verdict::Drop(DropReason::RuleDrop),
+        }
+        match done.and_then(|b| {
+            if b.is_identity() {
+                Ok(b)
+            } else {
+                tables.nat.steerable(b, &nat.steering)
+            }
+        }) {
+            Ok(b) => binding = Some((b, Dir::Orig)),
+            Err(e) => verdict = Verdict::Drop(DropReason::Nat(e)),
+        }
+    } else if fresh && matches!(route, Route::Local) {
+        // DNAT to Rampart itself: the replies come back here only if they steer here.
+        if let Some((b, _)) = binding.filter(|(b, _)| !b.is_identity()) {
+            let nat = nat.expect("fresh bindings come from it");
+            if let Err(e) = tables.nat.steerable(b, &nat.steering) {
+                verdict = Verdict::Drop(DropReason::Nat(e));
+            }
+        }
+    }
+    let leaves = !matches!(verdict, Verdict::Drop(_));
+    let nat_out = binding.filter(|(b, _)| leaves && !b.is_identity());
+
+    // 8. Remember a first fragment's verdict; confirm a new connection.
     if matches!(info.frag, Fragment::First { .. }) {
         let first = FirstFragment {
             filter: fv,
-            accepted,
+            accepted: leaves,
             state,
+            route,
+            nat: nat_out,
         };
         if let Err(e) = tables.frags.first(frame, info, first, now_ns) {
-            if accepted {
+            if leaves {
                 verdict = Verdict::Drop(DropReason::Fragment(e));
             }
         }
     }
-    if let (Some(t), Verdict::Forward(_)) = (tracked.as_mut(), verdict) {
-        if tables.ct.confirm(t, now_ns).is_err() {
+    if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
+        let reply = nat_out.map(|(b, _)| b.reply);
+        if tables.ct.confirm_with(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }
+    let leaves = !matches!(verdict, Verdict::Drop(_));
     IpJudgement {
         verdict,
         filter: fv,
@@ -302,5 +549,8 @@ pub fn judge_tracked(
         meta,
         judged: true,
         raw: false,
+        input: route == Route::Local,
+        route,
+        nat: nat_out.filter(|_| leaves),
     }
 }

@@ -4,6 +4,7 @@
 //! reason indexes a per-worker counter, so each lost packet is accounted for.
 
 use crate::conntrack::frag::FragError;
+use crate::nat::{NatError, RewriteError};
 use crate::wire::ParseError;
 
 /// Why a packet was dropped. Parse failures keep the parser's own reason.
@@ -30,10 +31,18 @@ pub enum DropReason {
     HandoffFull,
     /// An IP fragment that virtual reassembly refuses: the fragment table's reason.
     Fragment(FragError),
+    /// Router mode: no route to the destination.
+    NoRoute,
+    /// A new connection NAT could not translate (ports exhausted, a clash, ...): the
+    /// allocator's reason. Existing connections are unaffected.
+    Nat(NatError),
+    /// A translated connection's packet that could not be rewritten (truncated, a bad quote
+    /// in an ICMP error).
+    Rewrite(RewriteError),
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
-const POLICY: [DropReason; 8] = [
+const POLICY: [DropReason; 9] = [
     DropReason::NonIpPolicy,
     DropReason::ArpPolicy,
     DropReason::NoPeer,
@@ -42,14 +51,19 @@ const POLICY: [DropReason; 8] = [
     DropReason::RuleReject,
     DropReason::CtFull,
     DropReason::HandoffFull,
+    DropReason::NoRoute,
 ];
 
 /// Index of the first fragment reason.
 const FRAG_BASE: usize = ParseError::COUNT + POLICY.len();
+/// Index of the first NAT reason.
+const NAT_BASE: usize = FRAG_BASE + FragError::COUNT;
+/// Index of the first rewrite reason.
+const REWRITE_BASE: usize = NAT_BASE + NatError::COUNT;
 
 impl DropReason {
     /// Number of distinct reasons (the length of a drop counter array).
-    pub const COUNT: usize = FRAG_BASE + FragError::COUNT;
+    pub const COUNT: usize = REWRITE_BASE + RewriteError::COUNT;
 
     /// Dense index into a drop counter array.
     #[inline]
@@ -64,7 +78,10 @@ impl DropReason {
             DropReason::RuleReject => ParseError::COUNT + 5,
             DropReason::CtFull => ParseError::COUNT + 6,
             DropReason::HandoffFull => ParseError::COUNT + 7,
+            DropReason::NoRoute => ParseError::COUNT + 8,
             DropReason::Fragment(e) => FRAG_BASE + e.index(),
+            DropReason::Nat(e) => NAT_BASE + e.index(),
+            DropReason::Rewrite(e) => REWRITE_BASE + e.index(),
         }
     }
 
@@ -74,11 +91,21 @@ impl DropReason {
             Some(DropReason::Parse(ParseError::ALL[index]))
         } else if index < FRAG_BASE {
             POLICY.get(index - ParseError::COUNT).copied()
-        } else {
+        } else if index < NAT_BASE {
             FragError::ALL
                 .get(index - FRAG_BASE)
                 .copied()
                 .map(DropReason::Fragment)
+        } else if index < REWRITE_BASE {
+            NatError::ALL
+                .get(index - NAT_BASE)
+                .copied()
+                .map(DropReason::Nat)
+        } else {
+            RewriteError::ALL
+                .get(index - REWRITE_BASE)
+                .copied()
+                .map(DropReason::Rewrite)
         }
     }
 
@@ -100,6 +127,9 @@ impl DropReason {
             DropReason::CtFull => "ct_full",
             DropReason::HandoffFull => "handoff_full",
             DropReason::Fragment(e) => e.name(),
+            DropReason::NoRoute => "no_route",
+            DropReason::Nat(e) => e.name(),
+            DropReason::Rewrite(e) => e.name(),
         }
     }
 }
@@ -115,6 +145,8 @@ impl std::fmt::Display for DropReason {
 pub enum Verdict {
     /// Send out of the port with this index (index into the configured port list).
     Forward(u16),
+    /// Router mode: addressed to Rampart itself and accepted by the filter INPUT chain.
+    Local,
     Drop(DropReason),
 }
 

@@ -386,9 +386,10 @@ fn handle_burst<const STATEFUL: bool>(
         };
         if let Some(st) = steering.as_deref() {
             // The prefetch pass parsed the frame already (unless it left it to the full parser).
-            let owner = match &parsed[i] {
-                Some(info) => crate::steer::owner_of(m.data(), info, st.workers),
-                None => crate::steer::owner(m.data(), st.workers),
+            let owner = match (&parsed[i], ctx.rules.filter.nat.as_deref()) {
+                (Some(info), None) => crate::steer::owner_of(m.data(), info, st.workers),
+                (None, None) => crate::steer::owner(m.data(), st.workers),
+                (info, Some(nat)) => steer_nat(m.data(), *info, &nat.steering),
             };
             if let Some(w) = owner {
                 if usize::from(w) != ctx.id {
@@ -401,18 +402,24 @@ fn handle_burst<const STATEFUL: bool>(
         let (verdict, with) = if m.segments() > 1 && !m.contiguous() {
             (Verdict::Drop(DropReason::Unlinearizable), None)
         } else {
+            let len = m.pkt_len() as u64;
             judge(
                 ctx,
                 tables.as_deref_mut(),
                 now_ns,
                 ingress as u16,
-                m.data(),
+                m.data_mut(),
                 if STATEFUL { parsed[i] } else { None },
-                m.pkt_len() as u64,
+                len,
             )
         };
         *o = match verdict {
             Verdict::Forward(port) => port,
+            // Router mode only: a bridge never delivers locally.
+            Verdict::Local => {
+                stats.drop_packet(DropReason::NoPeer);
+                DROPPED
+            }
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
                 if let Some(with) = with {
@@ -467,6 +474,21 @@ fn handle_burst<const STATEFUL: bool>(
     }
 }
 
+/// The owner of a frame's connection when a nat table is loaded ([`crate::steer::owner_nat`]).
+#[cold]
+#[inline(never)]
+fn steer_nat(
+    frame: &[u8],
+    parsed: Option<crate::wire::PacketInfo>,
+    steering: &crate::nat::Steering,
+) -> Option<u16> {
+    let info = match parsed {
+        Some(i) => i,
+        None => crate::wire::parse_frame(frame).ok()?,
+    };
+    crate::steer::owner_nat(frame, &info, steering)
+}
+
 /// Counts packets handed to other workers, and those their rings refused.
 #[inline]
 fn handed(stats: &WorkerStats, f: HandedOff) {
@@ -486,11 +508,13 @@ fn judge(
     tables: Option<&mut Tables>,
     now_ns: u64,
     ingress: u16,
-    frame: &[u8],
+    frame: &mut [u8],
     parsed: Option<crate::wire::PacketInfo>,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
+    // LOG rules passed, recorded once the frame is free to read again (rare: a cold path).
+    let mut logged = Logged::default();
     let count = |family: Family, fv: FilterVerdict, with: &mut Option<RejectWith>| {
         if let Some(rule) = fv.rule() {
             if let Some(c) = ctx.rules.counters(family, ctx.id) {
@@ -509,7 +533,7 @@ fn judge(
             frame,
             info,
             now_ns,
-            |log_rule, _| log(ctx, frame, ingress, log_rule),
+            |log_rule, _| logged.push(log_rule),
             |family, fv| count(family, fv, &mut with),
         ),
         None => ctx.pipeline.judge_verdict(
@@ -518,11 +542,44 @@ fn judge(
             ingress,
             frame,
             now_ns,
-            |log_rule, _| log(ctx, frame, ingress, log_rule),
+            |log_rule, _| logged.push(log_rule),
             |family, fv| count(family, fv, &mut with),
         ),
     };
+    if logged.n > 0 {
+        logged.flush(ctx, frame, ingress);
+    }
     (v, with)
+}
+
+/// The LOG rules one packet passed (a packet passes few; more are counted as lost).
+#[derive(Default)]
+struct Logged {
+    rules: [u32; 4],
+    n: usize,
+}
+
+impl Logged {
+    #[inline]
+    fn push(&mut self, rule: u32) {
+        if let Some(r) = self.rules.get_mut(self.n) {
+            *r = rule;
+        }
+        self.n += 1;
+    }
+
+    /// Hands the records to the control thread. The frame is read after the judgement, so a
+    /// translated packet's record shows its addresses after NAT.
+    #[cold]
+    #[inline(never)]
+    fn flush(&self, ctx: &Ctx<'_>, frame: &[u8], ingress: u16) {
+        for &rule in &self.rules[..self.n.min(self.rules.len())] {
+            log(ctx, frame, ingress, rule);
+        }
+        if self.n > self.rules.len() {
+            bump(&ctx.stats.logs_lost, (self.n - self.rules.len()) as u64);
+        }
+    }
 }
 
 /// A REJECT rule matched: send the TCP reset or ICMP error back out of the ingress port.

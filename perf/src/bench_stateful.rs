@@ -251,20 +251,21 @@ fn judge_all(
                 lens[j] = f.len();
                 ports[j] = ingress;
             }
-            let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
             let t0 = dataplane::dpdk::tsc();
             // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
             let mut parsed = [None; BURST];
             if let Some(t) = tables.as_deref() {
+                let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
                 dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
+                let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
                 let v = match parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
                         filter,
                         tables.as_deref_mut(),
                         port,
-                        frame(j),
+                        frame,
                         info,
                         now_ns,
                         |_, _| {},
@@ -274,7 +275,7 @@ fn judge_all(
                         filter,
                         tables.as_deref_mut(),
                         port,
-                        frame(j),
+                        frame,
                         now_ns,
                         |_, _| {},
                         |_, _| {},
@@ -334,8 +335,8 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
             if k.src == k.dst || !seen.insert(k) {
                 continue;
             }
-            let first = &flow_frames(&k).open[0];
-            let o = bridge.judge(&filter, None, INSIDE, first, 0, |_, _| {});
+            let mut first = flow_frames(&k).open[0].clone();
+            let o = bridge.judge(&filter, None, INSIDE, &mut first, 0, |_, _| {});
             if !matches!(o.verdict, Verdict::Forward(_)) {
                 refused += 1;
                 continue;
@@ -378,7 +379,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     // Open every flow (handshakes and replies; not timed) and keep the established ones.
     tables.ct.flush();
     for k in &keys {
-        for (i, fr) in flow_frames(k).open.iter().enumerate() {
+        for (i, fr) in flow_frames(k).open.iter_mut().enumerate() {
             let ingress = if i % 2 == 0 { INSIDE } else { OUTSIDE };
             let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _| {});
         }

@@ -364,6 +364,7 @@ mod tests {
             let got = match v {
                 Verdict::Forward(1) => Expect::Forward,
                 Verdict::Forward(p) => panic!("{}: forwarded to port {p}", f.what),
+                Verdict::Local => panic!("{}: delivered locally by a bridge", f.what),
                 Verdict::Drop(r) => Expect::Drop(r.name()),
             };
             assert_eq!(got, f.expect, "{}", f.what);

@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
         let mut parsed = [None; dataplane::dpdk::MAX_BURST];
         dataplane::track::prefetch_burst(&worker, burst.iter().map(|f| f.2), &mut parsed);
         for (j, &(ingress, _, frame)) in burst.iter().enumerate() {
+            let (mut fa, mut fb) = (frame.to_vec(), frame.to_vec());
             assert_eq!(
                 parsed[j],
                 dataplane::wire::parse::parse_common(frame),
@@ -75,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
                     &filter,
                     Some(&mut worker),
                     ingress,
-                    frame,
+                    &mut fa,
                     info,
                     burst_now,
                     |_, _| {},
@@ -85,15 +86,16 @@ fuzz_target!(|data: &[u8]| {
                     &filter,
                     Some(&mut worker),
                     ingress,
-                    frame,
+                    &mut fa,
                     burst_now,
                     |_, _| {},
                     |_, _| {},
                 ),
             };
             replay.expire(burst_now, u32::MAX);
-            let b = bridge.judge(&filter, Some(&mut replay), ingress, frame, burst_now, |_, _| {});
+            let b = bridge.judge(&filter, Some(&mut replay), ingress, &mut fb, burst_now, |_, _| {});
             assert_eq!(a, b.verdict, "worker and replay paths disagree");
+            assert_eq!(fa, fb, "worker and replay paths write the same bytes");
             assert!(worker.ct.len() <= worker.ct.capacity());
             if let Some(w) = dataplane::steer::owner(frame, 3) {
                 assert!(w < 3);

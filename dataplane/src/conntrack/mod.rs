@@ -47,7 +47,7 @@
 //!   segment's length is unknown.
 
 pub mod frag;
-mod icmp;
+pub(crate) mod icmp;
 mod index;
 pub mod tcp;
 mod timer;

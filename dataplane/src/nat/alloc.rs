@@ -90,11 +90,22 @@ pub enum NatError {
     Family = 2,
     /// The finished binding's replies would be steered to another worker.
     Unsteerable = 3,
+    /// MASQUERADE on a port without an address of the connection's family.
+    NoAddress = 4,
 }
 
 impl NatError {
     /// How many variants (the size of a counter array).
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
+
+    /// Every variant, in index order.
+    pub const ALL: [NatError; NatError::COUNT] = [
+        NatError::Exhausted,
+        NatError::Clash,
+        NatError::Family,
+        NatError::Unsteerable,
+        NatError::NoAddress,
+    ];
 
     /// A stable counter index.
     pub const fn index(self) -> usize {
@@ -108,6 +119,7 @@ impl NatError {
             NatError::Clash => "nat_clash",
             NatError::Family => "nat_family",
             NatError::Unsteerable => "nat_unsteerable",
+            NatError::NoAddress => "nat_no_address",
         }
     }
 }
@@ -169,6 +181,13 @@ impl Allocator {
         if let Some(r) = snat {
             b = self.apply(&b, Manip::Src, r, steering, &mut in_use)?;
         }
+        self.steerable(b, steering)
+    }
+
+    /// The last step of [`Allocator::bind`], for callers that apply the translations one at a
+    /// time: `b` if its replies come back to this worker.
+    #[inline]
+    pub fn steerable(&self, b: Binding, steering: &Steering) -> Result<Binding, NatError> {
         // Replies must come back here by port ownership; a reply tuple the tables do not know
         // (an unregistered pool or target) would be spread by the flow hash instead, which only
         // a single worker can afford.

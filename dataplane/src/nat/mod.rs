@@ -38,6 +38,26 @@ pub use steer::Steering;
 use crate::conntrack::Dir;
 use crate::wire::FlowKey;
 
+/// The nat table of both families and the steering tables derived from it: part of a rule
+/// set snapshot, read-only on the workers.
+#[derive(Debug)]
+pub struct NatTables {
+    pub v4: Option<NatRules>,
+    pub v6: Option<NatRules>,
+    pub steering: Steering,
+}
+
+impl NatTables {
+    /// The rules of `family`, if it has any.
+    #[inline]
+    pub fn rules(&self, family: crate::wire::Family) -> Option<&NatRules> {
+        match family {
+            crate::wire::Family::V4 => self.v4.as_ref(),
+            crate::wire::Family::V6 => self.v6.as_ref(),
+        }
+    }
+}
+
 /// A connection's translation: its original tuple and the tuple its replies carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {

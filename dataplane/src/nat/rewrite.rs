@@ -50,6 +50,13 @@ impl RewriteError {
     /// How many variants (the size of a counter array).
     pub const COUNT: usize = 3;
 
+    /// Every variant, in index order.
+    pub const ALL: [RewriteError; RewriteError::COUNT] = [
+        RewriteError::NotIp,
+        RewriteError::Truncated,
+        RewriteError::BadQuote,
+    ];
+
     /// A stable counter index.
     pub const fn index(self) -> usize {
         self as usize

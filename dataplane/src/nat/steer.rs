@@ -112,6 +112,19 @@ impl Steering {
         self.workers
     }
 
+    /// Adds everything `other` registers (the tables of another family).
+    pub fn extend(&mut self, other: &Steering) {
+        for &r in &other.pools {
+            self.add_pool(r);
+        }
+        for &p in &other.published {
+            self.add_published(p);
+        }
+        for &r in &other.targets {
+            self.add_target(r);
+        }
+    }
+
     /// Registers a SNAT pool or a MASQUERADE address.
     pub fn add_pool(&mut self, r: AddrRange) {
         if !self.pools.contains(&r) {

@@ -1,0 +1,385 @@
+//! The pipeline with a nat table (bridge mode): translations decided on a connection's first
+//! packet and applied to every packet of both directions, checked byte for byte against frames
+//! built with the expected addresses (every checksum computed afresh), as Linux translates.
+
+use crate::load::{nat_tables, NatEnv};
+use crate::rules::{compile_nat, compile_parsed, parse_iptables, Hook};
+use dataplane::conntrack::{CtState, Dir};
+use dataplane::filter::Filter;
+use dataplane::nat::{NatError, OneToOne};
+use dataplane::pipeline::{Bridge, Outcome, Policy};
+use dataplane::track::{Tables, TrackConfig};
+use dataplane::verdict::{DropReason, Verdict};
+use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+use dataplane::wire::icmpv4::msg_type;
+use dataplane::wire::tcp::Flags;
+use dataplane::wire::{Family, IpAddr128};
+use std::net::Ipv4Addr;
+
+const INSIDE: u16 = 0;
+const OUTSIDE: u16 = 1;
+const SEC: u64 = 1_000_000_000;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const CLIENT2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const CLIENT3: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
+const PRIVATE_SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
+
+const FORWARD_STATEFUL: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -i outside -d 10.0.0.5/32 -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+
+struct Rig {
+    bridge: Bridge,
+    filter: Filter,
+    tables: Tables,
+    now: u64,
+}
+
+impl Rig {
+    fn new(nat: &str, one_to_one: &[OneToOne]) -> Rig {
+        let ports = ["inside".to_string(), "outside".to_string()];
+        let text = format!("{nat}{FORWARD_STATEFUL}");
+        let parsed = parse_iptables("nat.rules", &text, Family::V4, &ports).expect("parses");
+        let nat = compile_nat(&parsed).expect("nat compiles");
+        let env = NatEnv {
+            workers: 1,
+            masquerade: &[],
+            one_to_one,
+        };
+        let filter = Filter {
+            v4: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),
+            nat: nat_tables([Some(nat), None], &env),
+            ..Filter::default()
+        };
+        assert!(filter.nat.is_some(), "the table translates");
+        let mut cfg = TrackConfig::new(64);
+        cfg.conntrack.nat = true;
+        Rig {
+            bridge: Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop),
+            filter,
+            tables: Tables::new(&cfg),
+            now: SEC,
+        }
+    }
+
+    /// One frame from `ingress`; returns the outcome and the frame as it leaves.
+    fn send(&mut self, ingress: u16, frame: &[u8]) -> (Outcome, Vec<u8>) {
+        self.now += SEC / 1000;
+        let mut f = frame.to_vec();
+        let o = self.bridge.judge(
+            &self.filter,
+            Some(&mut self.tables),
+            ingress,
+            &mut f,
+            self.now,
+            |_, _| {},
+        );
+        (o, f)
+    }
+
+    /// Sends `frame` and checks that it leaves by the other port as `expect`.
+    fn passes(&mut self, ingress: u16, frame: &[u8], expect: &[u8]) -> Outcome {
+        let (o, out) = self.send(ingress, frame);
+        assert_eq!(o.verdict, Verdict::Forward(1 - ingress), "{o:?}");
+        assert_eq!(out, expect, "translated frame");
+        o
+    }
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    FrameSpec::new(IpSpec::v4(src, dst), L4Spec::udp(sport, dport, b"query")).build()
+}
+
+fn tcp(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(src, dst),
+        L4Spec::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: 0xffff,
+            options: Vec::new(),
+            payload: Vec::new(),
+        },
+    )
+    .build()
+}
+
+fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(from, to),
+        L4Spec::Icmp {
+            ty: msg_type::TIME_EXCEEDED,
+            code: 0,
+            ident: 0,
+            seq: 0,
+            payload: quoted[14..].to_vec(),
+        },
+    )
+    .build()
+}
+
+fn echo(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, ident: u16) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(src, dst),
+        L4Spec::Icmp {
+            ty,
+            code: 0,
+            ident,
+            seq: 1,
+            payload: b"ping".to_vec(),
+        },
+    )
+    .build()
+}
+
+const SNAT: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 10.0.0.0/24 -o outside -j SNAT --to-source 203.0.113.1
+COMMIT
+";
+
+#[test]
+fn snat_translates_both_directions_and_keeps_the_port() {
+    let mut r = Rig::new(SNAT, &[]);
+    let o = r.passes(
+        INSIDE,
+        &udp(CLIENT, 40000, REMOTE, 53),
+        &udp(PUBLIC, 40000, REMOTE, 53),
+    );
+    assert_eq!(o.state, Some(CtState::New));
+    let (b, dir) = o.nat.expect("translated");
+    assert_eq!(dir, Dir::Orig);
+    assert!(b.rewrites_src(Dir::Orig) && !b.rewrites_dst(Dir::Orig));
+    // The reply comes to the public address and goes back to the client.
+    let o = r.passes(
+        OUTSIDE,
+        &udp(REMOTE, 53, PUBLIC, 40000),
+        &udp(REMOTE, 53, CLIENT, 40000),
+    );
+    assert_eq!(
+        (o.state, o.nat.map(|n| n.1)),
+        (Some(CtState::Established), Some(Dir::Reply))
+    );
+    // The filter saw the reply's destination translated (FORWARD comes after PREROUTING).
+    assert_eq!(o.meta.unwrap().key.dst, IpAddr128::from_v4(CLIENT));
+    // The untranslated reply tuple is no connection's: a NEW packet from outside, dropped.
+    let (o, _) = r.send(OUTSIDE, &udp(REMOTE, 53, CLIENT, 40000));
+    assert_eq!(o.verdict, Verdict::Drop(DropReason::RuleDrop));
+    // Traffic the rule does not cover is not translated.
+    let mut other = r.passes(
+        INSIDE,
+        &udp(Ipv4Addr::new(10, 9, 0, 1), 1234, REMOTE, 53),
+        &udp(Ipv4Addr::new(10, 9, 0, 1), 1234, REMOTE, 53),
+    );
+    assert!(other.nat.take().is_none());
+}
+
+#[test]
+fn snat_moves_a_taken_port_and_tcp_survives_the_handshake() {
+    let mut r = Rig::new(SNAT, &[]);
+    r.passes(
+        INSIDE,
+        &udp(CLIENT, 40000, REMOTE, 53),
+        &udp(PUBLIC, 40000, REMOTE, 53),
+    );
+    // A second client with the same port to the same server: its reply tuple would clash.
+    let (o, out) = r.send(INSIDE, &udp(CLIENT2, 40000, REMOTE, 53));
+    assert_eq!(o.verdict, Verdict::Forward(OUTSIDE));
+    let (b, _) = o.nat.unwrap();
+    let moved = b.translated_orig().src_port;
+    assert_ne!(moved, 40000);
+    assert!(moved >= 1024, "the port stays in its class");
+    assert_eq!(out, udp(PUBLIC, moved, REMOTE, 53));
+    r.passes(
+        OUTSIDE,
+        &udp(REMOTE, 53, PUBLIC, moved),
+        &udp(REMOTE, 53, CLIENT2, 40000),
+    );
+    // TCP through SNAT: the three-way handshake, conntrack following each side's sequence.
+    let syn = tcp(CLIENT, 5000, REMOTE, 80, Flags::SYN, 100, 0);
+    r.passes(
+        INSIDE,
+        &syn,
+        &tcp(PUBLIC, 5000, REMOTE, 80, Flags::SYN, 100, 0),
+    );
+    let synack = tcp(REMOTE, 80, PUBLIC, 5000, Flags::SYN | Flags::ACK, 900, 101);
+    r.passes(
+        OUTSIDE,
+        &synack,
+        &tcp(REMOTE, 80, CLIENT, 5000, Flags::SYN | Flags::ACK, 900, 101),
+    );
+    let ack = tcp(CLIENT, 5000, REMOTE, 80, Flags::ACK, 101, 901);
+    let o = r.passes(
+        INSIDE,
+        &ack,
+        &tcp(PUBLIC, 5000, REMOTE, 80, Flags::ACK, 101, 901),
+    );
+    assert_eq!(o.state, Some(CtState::Established));
+}
+
+#[test]
+fn dnat_publishes_an_inside_server_and_the_filter_sees_the_private_address() {
+    let nat = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 203.0.113.1/32 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.5:80
+COMMIT
+";
+    let mut r = Rig::new(nat, &[]);
+    let syn = tcp(REMOTE, 5555, PUBLIC, 8080, Flags::SYN, 1, 0);
+    let o = r.passes(
+        OUTSIDE,
+        &syn,
+        &tcp(REMOTE, 5555, PRIVATE_SERVER, 80, Flags::SYN, 1, 0),
+    );
+    // Accepted by `-d 10.0.0.5 --dport 80`: FORWARD sees the translated destination.
+    let meta = o.meta.unwrap();
+    assert_eq!(
+        (meta.key.dst, meta.key.dst_port),
+        (IpAddr128::from_v4(PRIVATE_SERVER), 80)
+    );
+    let synack = tcp(
+        PRIVATE_SERVER,
+        80,
+        REMOTE,
+        5555,
+        Flags::SYN | Flags::ACK,
+        70,
+        2,
+    );
+    r.passes(
+        INSIDE,
+        &synack,
+        &tcp(PUBLIC, 8080, REMOTE, 5555, Flags::SYN | Flags::ACK, 70, 2),
+    );
+    // Another port of the public address is not published: NEW from outside, dropped.
+    let (o, _) = r.send(OUTSIDE, &tcp(REMOTE, 5556, PUBLIC, 22, Flags::SYN, 1, 0));
+    assert_eq!(o.verdict, Verdict::Drop(DropReason::RuleDrop));
+}
+
+#[test]
+fn icmp_errors_and_echo_through_snat() {
+    let mut r = Rig::new(SNAT, &[]);
+    let probe = udp(CLIENT, 33434, REMOTE, 33434);
+    let on_wire = udp(PUBLIC, 33434, REMOTE, 33434);
+    r.passes(INSIDE, &probe, &on_wire);
+    // A router outside says the probe's TTL ran out, quoting the packet as it saw it.
+    let err = icmp_error(ROUTER, PUBLIC, &on_wire);
+    let o = r.passes(OUTSIDE, &err, &icmp_error(ROUTER, CLIENT, &probe));
+    assert_eq!(o.state, Some(CtState::Related));
+    // Echo: the identifier is kept when free, the address translated both ways.
+    r.passes(
+        INSIDE,
+        &echo(CLIENT, REMOTE, 8, 77),
+        &echo(PUBLIC, REMOTE, 8, 77),
+    );
+    r.passes(
+        OUTSIDE,
+        &echo(REMOTE, PUBLIC, 0, 77),
+        &echo(REMOTE, CLIENT, 0, 77),
+    );
+    // Another client pinging with the same identifier gets another one.
+    let (o, out) = r.send(INSIDE, &echo(CLIENT2, REMOTE, 8, 77));
+    assert_eq!(o.verdict, Verdict::Forward(OUTSIDE));
+    let id = o.nat.unwrap().0.translated_orig().src_port;
+    assert_ne!(id, 77);
+    assert_eq!(out, echo(PUBLIC, REMOTE, 8, id));
+    r.passes(
+        OUTSIDE,
+        &echo(REMOTE, PUBLIC, 0, id),
+        &echo(REMOTE, CLIENT2, 0, 77),
+    );
+}
+
+#[test]
+fn exhaustion_drops_new_connections_only() {
+    let nat = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 10.0.0.0/24 -p udp -j SNAT --to-source 203.0.113.1:2000-2001
+COMMIT
+";
+    let mut r = Rig::new(nat, &[]);
+    let mut ports = Vec::new();
+    for c in [CLIENT, CLIENT2] {
+        let (o, _) = r.send(INSIDE, &udp(c, 40000, REMOTE, 53));
+        assert_eq!(o.verdict, Verdict::Forward(OUTSIDE));
+        ports.push(o.nat.unwrap().0.translated_orig().src_port);
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, [2000, 2001]);
+    let (o, _) = r.send(INSIDE, &udp(CLIENT3, 40000, REMOTE, 53));
+    assert_eq!(
+        o.verdict,
+        Verdict::Drop(DropReason::Nat(NatError::Exhausted))
+    );
+    assert_eq!(r.tables.ct.len(), 2, "the refused connection left no entry");
+    // Existing connections carry on.
+    let (o, out) = r.send(INSIDE, &udp(CLIENT, 40000, REMOTE, 53));
+    assert_eq!(o.verdict, Verdict::Forward(OUTSIDE));
+    assert_eq!(out[26..30], PUBLIC.octets());
+}
+
+#[test]
+fn one_to_one_maps_both_ways() {
+    let map = [OneToOne {
+        public: IpAddr128::from_v4(PUBLIC),
+        private: IpAddr128::from_v4(PRIVATE_SERVER),
+    }];
+    let nat = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+";
+    let mut r = Rig::new(nat, &map);
+    // Outbound from the private server: the public address, ports kept.
+    r.passes(
+        INSIDE,
+        &udp(PRIVATE_SERVER, 4000, REMOTE, 53),
+        &udp(PUBLIC, 4000, REMOTE, 53),
+    );
+    // Inbound to the public address (allowed to 10.0.0.5:80 by the filter): the private one.
+    let syn = tcp(REMOTE, 6000, PUBLIC, 80, Flags::SYN, 1, 0);
+    r.passes(
+        OUTSIDE,
+        &syn,
+        &tcp(REMOTE, 6000, PRIVATE_SERVER, 80, Flags::SYN, 1, 0),
+    );
+    r.passes(
+        INSIDE,
+        &tcp(
+            PRIVATE_SERVER,
+            80,
+            REMOTE,
+            6000,
+            Flags::SYN | Flags::ACK,
+            9,
+            2,
+        ),
+        &tcp(PUBLIC, 80, REMOTE, 6000, Flags::SYN | Flags::ACK, 9, 2),
+    );
+}
