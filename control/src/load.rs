@@ -161,7 +161,7 @@ pub fn load_filter(
                     Family::V4 => (filter.v4, filter.raw_v4) = (Some(with(rs)?), raw),
                     Family::V6 => (filter.v6, filter.raw_v6) = (Some(with(rs)?), raw),
                 }
-                nat[family as usize] = Some(n);
+                nat[usize::from(family == Family::V6)] = Some(n);
             }
             Err(e) => errors.extend(e),
         }

@@ -213,10 +213,11 @@ fn rules_check(
         Ok((
             control::rules::compile_parsed(&p, Hook::Forward)?,
             control::rules::compile_raw(&p)?,
+            control::rules::compile_nat(&p)?,
         ))
     });
     match compiled {
-        Ok((rs, raw)) => {
+        Ok((rs, raw, nat)) => {
             let fam = if family == Family::V6 {
                 "ip6tables"
             } else {
@@ -225,6 +226,16 @@ fn rules_check(
             let raw = raw.map_or(String::new(), |r| {
                 format!(", raw PREROUTING to {}", r.rules.len())
             });
+            let n = |c: &dataplane::nat::NatChain| c.rule_set().rules.len();
+            let raw = if n(&nat.prerouting) + n(&nat.postrouting) > 2 {
+                format!(
+                    "{raw}, nat PREROUTING to {} and POSTROUTING to {}",
+                    n(&nat.prerouting),
+                    n(&nat.postrouting)
+                )
+            } else {
+                raw
+            };
             println!(
                 "{name}: OK: {fam}-save, filter FORWARD compiles to {} flat rules{raw}",
                 rs.rules.len()

@@ -208,3 +208,98 @@ fn replay_rejects_bad_input_files_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(2), "bad prefix is a usage error");
 }
+
+#[test]
+fn replay_translates_with_the_nat_table_and_logs_the_translation() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("nat.rules");
+    std::fs::write(
+        &rules,
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -d 203.0.113.1/32 -p udp --dport 5353 -j DNAT --to-destination 10.0.0.5:53\n\
+         -A POSTROUTING -s 10.0.0.0/24 -o outside -j SNAT --to-source 203.0.113.1\nCOMMIT\n\
+         *filter\n:FORWARD DROP [0:0]\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT\n\
+         -A FORWARD -i outside -d 10.0.0.5 -p udp --dport 53 -m conntrack --ctstate NEW -j ACCEPT\n\
+         COMMIT\n",
+    )
+    .unwrap();
+    let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let udp = |s: &str, sp: u16, d: &str, dp: u16| {
+        FrameSpec::new(IpSpec::v4(a(s), a(d)), L4Spec::udp(sp, dp, b"dns")).build()
+    };
+    let frames = [
+        // SNAT out and the reply back.
+        udp("10.0.0.2", 40000, "198.51.100.9", 53),
+        udp("198.51.100.9", 53, "203.0.113.1", 40000),
+        // DNAT in and the server's reply out.
+        udp("198.51.100.7", 7000, "203.0.113.1", 5353),
+        udp("10.0.0.5", 53, "198.51.100.7", 7000),
+        // A reply to the untranslated address: no connection, dropped.
+        udp("198.51.100.9", 53, "10.0.0.2", 40000),
+    ];
+    let want = [
+        udp("203.0.113.1", 40000, "198.51.100.9", 53),
+        udp("198.51.100.9", 53, "10.0.0.2", 40000),
+        udp("198.51.100.7", 7000, "10.0.0.5", 53),
+        udp("203.0.113.1", 5353, "198.51.100.7", 7000),
+    ];
+    let (inp, out, ver) = (
+        dir.path().join("in.pcap"),
+        dir.path().join("out.pcap"),
+        dir.path().join("v.jsonl"),
+    );
+    write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
+    let o = replay(&[
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--input".as_ref(),
+        inp.as_os_str(),
+        "--output".as_ref(),
+        out.as_os_str(),
+        "--verdicts".as_ref(),
+        ver.as_os_str(),
+        "--inside".as_ref(),
+        "10.0.0.0/8".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = read_frames(&out).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(&g.data, w, "output frame {i}");
+    }
+    let v = verdicts(&ver);
+    assert_eq!(v[0]["nat"]["dir"], "original");
+    assert_eq!(v[0]["nat"]["src"]["from"], "10.0.0.2:40000");
+    assert_eq!(v[0]["nat"]["src"]["to"], "203.0.113.1:40000");
+    assert_eq!(v[0]["nat"]["dst"], serde_json::Value::Null);
+    assert_eq!(v[1]["nat"]["dir"], "reply");
+    assert_eq!(v[1]["nat"]["dst"]["to"], "10.0.0.2:40000");
+    assert_eq!(v[2]["nat"]["dst"]["from"], "203.0.113.1:5353");
+    assert_eq!(v[2]["nat"]["dst"]["to"], "10.0.0.5:53");
+    assert_eq!(v[3]["nat"]["src"]["to"], "203.0.113.1:5353");
+    assert_eq!(
+        (&v[4]["verdict"], &v[4]["nat"]),
+        (&"drop".into(), &serde_json::Value::Null)
+    );
+
+    // Without connection tracking the nat table cannot work: a clear error.
+    let o = replay(&[
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--input".as_ref(),
+        inp.as_os_str(),
+        "--output".as_ref(),
+        out.as_os_str(),
+        "--no-conntrack".as_ref(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nat table cannot be used"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -547,12 +547,14 @@ impl Flattener<'_> {
                     let o = self.origin(ci, ri);
                     self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
                 }
-                Target::Log(_) if self.table.kind == TableKind::Raw => {
+                Target::Log(_) if matches!(self.table.kind, TableKind::Raw | TableKind::Nat) => {
                     return Err(self.err(
                         rule,
                         spec.col,
-                        "LOG in the raw table is not supported: log in the filter table instead"
-                            .to_string(),
+                        format!(
+                            "LOG in the {} table is not supported: log in the filter table instead",
+                            self.table.kind.name()
+                        ),
                     ));
                 }
                 Target::NoTrack if self.table.kind == TableKind::Raw => {
