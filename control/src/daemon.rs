@@ -96,8 +96,37 @@ impl<'a> ControlPlane<'a> {
 
     /// Every worker's connections, at most `max` (walked a chunk at a time).
     fn conntrack_list(&self, max: u64) -> Value {
+        match self.walk(max, |_| true, conn_json) {
+            Ok((out, truncated)) => {
+                json!({ "ok": true, "count": out.len(), "truncated": truncated, "connections": out })
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Every translated connection (NAT binding), at most `max`.
+    fn nat_list(&self, max: u64) -> Value {
+        let translated = |c: &ConnInfo| c.reply != c.orig.reply();
+        match self.walk(max, translated, binding_json) {
+            Ok((out, truncated)) => {
+                json!({ "ok": true, "count": out.len(), "truncated": truncated, "bindings": out })
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Walks every worker's table a chunk at a time; `show` the connections `keep` keeps, at
+    /// most `max`. Returns them and whether `max` cut the walk short.
+    fn walk(
+        &self,
+        max: u64,
+        keep: impl Fn(&ConnInfo) -> bool,
+        show: impl Fn(usize, &ConnInfo) -> Value,
+    ) -> Result<(Vec<Value>, bool), Value> {
         if self.conntrack.is_empty() {
-            return error("connection tracking is off ([conntrack] enabled = false)");
+            return Err(error(
+                "connection tracking is off ([conntrack] enabled = false)",
+            ));
         }
         let mut out = Vec::new();
         let mut truncated = false;
@@ -122,13 +151,19 @@ impl<'a> ControlPlane<'a> {
                     .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
                 {
                     Some(c) => c,
-                    None => return error(format!("worker {w} did not answer in time")),
+                    None => return Err(error(format!("worker {w} did not answer in time"))),
                 };
-                out.extend(chunk.conns.iter().map(|c| conn_json(w, c)));
+                for c in chunk.conns.iter().filter(|c| keep(c)) {
+                    if out.len() as u64 >= max {
+                        truncated = true;
+                        break 'workers;
+                    }
+                    out.push(show(w, c));
+                }
                 from = chunk.next;
             }
         }
-        json!({ "ok": true, "count": out.len(), "truncated": truncated, "connections": out })
+        Ok((out, truncated))
     }
 
     /// Removes every worker's connections.
@@ -240,7 +275,9 @@ impl<'a> ControlPlane<'a> {
                 self.conntrack_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
             }
             Request::ConntrackFlush => self.conntrack_flush(),
-            Request::NatList => error("NAT is not part of this build yet"),
+            Request::NatList { max } => {
+                self.nat_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
+            }
         }
     }
 
@@ -476,6 +513,22 @@ pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
         "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
         "frag_completed": t.frag_completed,
     })
+}
+
+/// One NAT binding as `nat list` shows it: the connection's original tuple, the tuple it
+/// leaves with, and which sides are translated.
+pub fn binding_json(worker: usize, c: &ConnInfo) -> Value {
+    use dataplane::conntrack::Dir;
+    let b = dataplane::nat::Binding {
+        orig: c.orig,
+        reply: c.reply,
+    };
+    let mut v = conn_json(worker, c);
+    let t = b.translated_orig();
+    v["translated"] = json!({ "src": t.src.to_std().to_string(), "dst": t.dst.to_std().to_string(), "sport": t.src_port, "dport": t.dst_port });
+    v["snat"] = b.rewrites_src(Dir::Orig).into();
+    v["dnat"] = b.rewrites_dst(Dir::Orig).into();
+    v
 }
 
 /// One connection as `conntrack list` shows it (both tuples, like `conntrack -L`).

@@ -143,7 +143,12 @@ enum CtlConntrack {
 
 #[derive(Subcommand)]
 enum CtlNat {
-    List,
+    /// Translated connections: original tuple, translated tuple, SNAT/DNAT.
+    List {
+        /// Most bindings to show.
+        #[arg(long)]
+        max: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,6 +297,35 @@ fn conntrack_line(c: &serde_json::Value) -> String {
     line + &format!(" worker={}", c["worker"])
 }
 
+/// One NAT binding: `PROTO ORIGINAL -> TRANSLATED [SNAT] [DNAT] worker=N`.
+fn nat_line(c: &serde_json::Value) -> String {
+    let ports = matches!(c["proto"].as_str(), Some("tcp" | "udp"));
+    let end = |t: &serde_json::Value, side: &str| {
+        let a = t[side].as_str().unwrap_or("?");
+        let p = &t[if side == "src" { "sport" } else { "dport" }];
+        match (ports, a.contains(':')) {
+            (true, true) => format!("[{a}]:{p}"),
+            (true, false) => format!("{a}:{p}"),
+            (false, _) => a.to_string(),
+        }
+    };
+    let (o, t) = (&c["orig"], &c["translated"]);
+    let mut line = format!(
+        "{:<4} {} > {}  ->  {} > {}",
+        c["proto"].as_str().unwrap_or("?"),
+        end(o, "src"),
+        end(o, "dst"),
+        end(t, "src"),
+        end(t, "dst")
+    );
+    for k in ["snat", "dnat"] {
+        if c[k] == true {
+            line += &format!(" [{}]", k.to_uppercase());
+        }
+    }
+    line + &format!(" worker={}", c["worker"])
+}
+
 fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> {
     let req = match &command {
         CtlCommand::Rules {
@@ -318,7 +352,10 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             command: CtlConntrack::Flush,
         } => serde_json::json!({"cmd": "conntrack flush"}),
         CtlCommand::Nat {
-            command: CtlNat::List,
+            command: CtlNat::List { max: Some(max) },
+        } => serde_json::json!({"cmd": "nat list", "max": max}),
+        CtlCommand::Nat {
+            command: CtlNat::List { max: None },
         } => serde_json::json!({"cmd": "nat list"}),
     };
     let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
@@ -376,6 +413,20 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             CtlCommand::Conntrack {
                 command: CtlConntrack::Flush,
             } => println!("{} connection(s) removed", answer["removed"]),
+            CtlCommand::Nat {
+                command: CtlNat::List { .. },
+            } => {
+                for c in answer["bindings"].as_array().into_iter().flatten() {
+                    println!("{}", nat_line(c));
+                }
+                let n = answer["count"].as_u64().unwrap_or(0);
+                let more = if answer["truncated"] == true {
+                    " (truncated: ask for more with --max)"
+                } else {
+                    ""
+                };
+                eprintln!("rampart: {n} binding(s) listed{more}");
+            }
             _ => println!("{}", serde_json::to_string_pretty(&answer)?),
         }
     }

@@ -48,7 +48,10 @@ pub enum Request {
     #[serde(rename = "conntrack flush")]
     ConntrackFlush,
     #[serde(rename = "nat list")]
-    NatList,
+    NatList {
+        /// Most bindings in the answer (default [`CONNTRACK_LIST_MAX`]).
+        max: Option<u64>,
+    },
 }
 
 /// Connections a `conntrack list` answer holds unless the request asks for more.
@@ -71,7 +74,7 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
         Some(c) => {
             let allowed: &[&str] = match c {
                 "rules load" => &["cmd", "file", "file6", "groups"],
-                "conntrack list" => &["cmd", "max"],
+                "conntrack list" | "nat list" => &["cmd", "max"],
                 _ => &["cmd"],
             };
             if let Some(k) = v

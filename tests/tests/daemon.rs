@@ -403,3 +403,52 @@ fn rte_acl_classifier_judges_and_swaps() {
     let s = d.stop();
     assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"]);
 }
+
+#[test]
+fn nat_rules_load_through_the_socket_and_nat_list_shows_the_bindings() {
+    let d = Daemon::start(false);
+    let v = d.req(json!({"cmd": "nat list"}));
+    assert_eq!(
+        (v["ok"].clone(), v["count"].clone()),
+        (json!(true), json!(0)),
+        "{v}"
+    );
+    let v = d.load(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A POSTROUTING -s 10.0.0.0/24 -o b -p udp -j SNAT --to-source 203.0.113.1\nCOMMIT\n\
+         *filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    // Connections already tracked keep their (empty) binding, as in Linux: flush so that
+    // every flow starts again under the nat table.
+    assert_eq!(d.req(json!({"cmd": "conntrack flush"}))["ok"], true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = d.req(json!({"cmd": "nat list"}));
+        assert_eq!(v["ok"], true, "{v}");
+        if v["count"] == 64 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["count"], 64, "one binding per flow: {v}");
+    for b in v["bindings"].as_array().unwrap() {
+        assert_eq!(b["orig"]["src"], "10.0.0.1", "{b}");
+        assert_eq!(b["translated"]["src"], "203.0.113.1", "{b}");
+        assert_eq!(
+            b["translated"]["sport"], b["orig"]["sport"],
+            "port kept: {b}"
+        );
+        assert_eq!(
+            (b["snat"].clone(), b["dnat"].clone()),
+            (json!(true), json!(false))
+        );
+        assert_eq!(b["reply"]["dst"], "203.0.113.1", "{b}");
+    }
+    let v = d.req(json!({"cmd": "nat list", "max": 5}));
+    assert_eq!(
+        (v["count"].clone(), v["truncated"].clone()),
+        (json!(5), json!(true))
+    );
+    d.stop();
+}
