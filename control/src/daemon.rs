@@ -419,6 +419,18 @@ impl<'a> ControlPlane<'a> {
                 s.ct.entries as f64,
             );
         }
+        e.family(
+            "rampart_nat_bindings",
+            "gauge",
+            "Translated connections (NAT port use) per worker",
+        );
+        for (w, s) in workers.iter().enumerate() {
+            e.sample(
+                "rampart_nat_bindings",
+                &[("worker", &w.to_string())],
+                s.ct.nat_bindings as f64,
+            );
+        }
         for (name, help, v) in [
             (
                 "rampart_conntrack_created_total",
@@ -511,7 +523,7 @@ pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
     json!({
         "entries": t.entries, "created": t.created, "expired": t.expired,
         "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
-        "frag_completed": t.frag_completed,
+        "frag_completed": t.frag_completed, "nat_bindings": t.nat_bindings,
     })
 }
 

@@ -61,6 +61,8 @@ pub struct CtCounters {
     pub invalid: [AtomicU64; crate::conntrack::Invalid::COUNT],
     /// Fragmented datagrams seen whole.
     pub frag_completed: AtomicU64,
+    /// Live NAT bindings (a gauge).
+    pub nat_bindings: AtomicU64,
 }
 
 /// Plain copies of [`CtCounters`], summed over workers.
@@ -73,6 +75,7 @@ pub struct CtTotals {
     pub clash: u64,
     pub invalid: [u64; crate::conntrack::Invalid::COUNT],
     pub frag_completed: u64,
+    pub nat_bindings: u64,
 }
 
 impl CtCounters {
@@ -89,6 +92,7 @@ impl CtCounters {
             set(c, v);
         }
         set(&self.frag_completed, tables.frags.completed);
+        set(&self.nat_bindings, st.nat_live);
     }
 
     fn add_to(&self, t: &mut CtTotals) {
@@ -101,6 +105,7 @@ impl CtCounters {
             *d += c.load(Relaxed);
         }
         t.frag_completed += self.frag_completed.load(Relaxed);
+        t.nat_bindings += self.nat_bindings.load(Relaxed);
     }
 }
 

@@ -445,6 +445,8 @@ fn nat_rules_load_through_the_socket_and_nat_list_shows_the_bindings() {
         );
         assert_eq!(b["reply"]["dst"], "203.0.113.1", "{b}");
     }
+    let st = d.stats();
+    assert_eq!(st["conntrack"]["nat_bindings"], 64, "{st}");
     let v = d.req(json!({"cmd": "nat list", "max": 5}));
     assert_eq!(
         (v["count"].clone(), v["truncated"].clone()),

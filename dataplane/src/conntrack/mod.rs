@@ -342,6 +342,8 @@ impl Config {
 pub struct Stats {
     /// Entries inserted by `confirm`.
     pub created: u64,
+    /// Live entries with a NAT binding (a gauge: NAT's port use).
+    pub nat_live: u64,
     /// `confirm` found the flow already inserted (a second first packet).
     pub clash: u64,
     /// Unassured entries evicted to make room.
@@ -699,6 +701,9 @@ impl Conntrack {
             self.index.remove(t1, i << 1 | 1);
         }
         self.wheel.disarm(i);
+        if self.entries[i as usize].has(status::NAT) {
+            self.stats.nat_live -= 1;
+        }
         self.entries[i as usize].status = 0;
         self.free[self.free_len as usize] = i;
         self.free_len += 1;
@@ -1123,6 +1128,7 @@ impl Conntrack {
         self.entries[i as usize] = e;
         if e.has(status::NAT) {
             self.replies[i as usize] = reply;
+            self.stats.nat_live += 1;
         }
         self.index.insert(tag, i << 1);
         if reply != e.key {
@@ -1290,6 +1296,7 @@ impl Conntrack {
         }
         self.index.clear();
         self.wheel.clear();
+        self.stats.nat_live = 0;
         for (slot, i) in self.free.iter_mut().zip((0..self.cfg.capacity).rev()) {
             *slot = i;
         }

@@ -923,6 +923,7 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
     assert!(!ct.tuple_in_use(&reply, 0));
     ct.confirm_with(&mut t, Some(reply), 0).unwrap();
     let id = t.entry().unwrap();
+    assert_eq!(ct.stats().nat_live, 1);
     assert!(ct.tuple_in_use(&reply, 0) && ct.tuple_in_use(&orig, 0));
     // The untranslated reply tuple belongs to no connection.
     assert!(!ct.tuple_in_use(&orig.reply(), 0));
@@ -951,6 +952,7 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
 
     // Removal frees both tuples.
     ct.flush_from(0, 64);
+    assert_eq!(ct.stats().nat_live, 0);
     assert!(!ct.tuple_in_use(&reply, 0) && !ct.tuple_in_use(&orig, 0));
     assert!(ct.binding(id).is_none());
 }
