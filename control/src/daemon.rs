@@ -453,7 +453,8 @@ fn compile(
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
     };
-    let filter = load_filter(&rf, ports, Hook::Forward, make).map_err(|e| e.to_string())?;
+    let filter = load_filter(&rf, ports, Hook::Forward, crate::config::Mode::Bridge, make)
+        .map_err(|e| e.to_string())?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }
 
