@@ -21,12 +21,18 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A valid file that does not make a router with the devices found (a missing MAC).
+    #[error("key `{key}`: {message}")]
+    Build { key: String, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// A bump in the wire between port pairs (`[bridge]`).
     Bridge,
+    /// A NAT gateway: ports own addresses, packets are routed (`[[route]]`, `[router]`).
+    Router,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -70,6 +76,15 @@ pub struct Config {
     pub metrics: Option<MetricsConf>,
     #[serde(default)]
     pub conntrack: ConntrackConf,
+    /// Router mode: static routes (`[[route]]`; `[[routes]]` is accepted too).
+    #[serde(rename = "route", alias = "routes", default)]
+    pub routes: Vec<crate::router_conf::RouteConf>,
+    /// Router mode: neighbour and ICMP settings.
+    #[serde(default)]
+    pub router: crate::router_conf::RouterConf,
+    /// NAT settings that are not rules (`[[nat.one_to_one]]`).
+    #[serde(default)]
+    pub nat: crate::router_conf::NatConf,
 }
 
 /// `[conntrack]`: connection tracking, with Linux's defaults (the sysctl each key mirrors is
@@ -334,6 +349,14 @@ pub struct PortConf {
     pub device: String,
     #[serde(default = "yes")]
     pub promiscuous: bool,
+    /// Router mode: the port's addresses with their prefix lengths (`"192.0.2.1/24"`,
+    /// `"2001:db8::1/64"`); the first of each family is the primary one.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Router mode: the IP MTU (default 1500).
+    pub mtu: Option<u32>,
+    /// Router mode: the port's MAC address (default: the device's).
+    pub mac: Option<String>,
 }
 
 fn yes() -> bool {
@@ -489,7 +512,11 @@ impl Config {
         Ok(cfg)
     }
 
-    fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(
+        path: &Path,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             path: path.into(),
             key: key.into(),
@@ -647,7 +674,7 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        self.validate_router(path)
     }
 
     /// The index of the port named `name`.
@@ -694,6 +721,11 @@ impl PortConf {
     /// The DPDK device name: the device string up to its first comma.
     pub fn device_name(&self) -> &str {
         self.device.split(',').next().unwrap_or(&self.device).trim()
+    }
+
+    /// Router mode: the IP MTU.
+    pub fn mtu(&self) -> u32 {
+        self.mtu.unwrap_or(dataplane::router::DEFAULT_MTU)
     }
 
     /// Virtual devices are named after their driver (`net_pcap0`, `net_af_packet1`, ...).

@@ -10,6 +10,7 @@ pub mod mgmt;
 pub mod pcap;
 pub mod prefix;
 pub mod replay;
+pub mod router_conf;
 pub mod rules;
 pub mod run;
 

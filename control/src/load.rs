@@ -1,6 +1,7 @@
 //! Loading rule files into the filter: iptables-save (IPv4), ip6tables-save (IPv6) and
 //! security groups (both families).
 
+use crate::config::Mode;
 use crate::groups::compile_groups;
 use crate::rules::{compile_nat, compile_parsed, compile_raw, parse_iptables, Hook, RuleError};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
@@ -125,10 +126,16 @@ pub(crate) fn nat_tables(
 }
 
 /// Compiles every given file; a family with neither iptables rules nor groups is not filtered.
+///
+/// In router mode (`mode`), each iptables file's filter INPUT chain is compiled as well, into
+/// `input_v4`/`input_v6`: it judges the packets addressed to Rampart itself. Security groups
+/// describe traffic to and from their members, not to the gateway: with groups the INPUT rule
+/// sets stay `None` (no filtering of traffic to Rampart, which answers echo requests only).
 pub fn load_filter(
     files: &RuleFiles<'_>,
     ports: &[String],
     hook: Hook,
+    mode: Mode,
     make: &MakeClassifier<'_>,
 ) -> Result<Filter, LoadError> {
     let with = |rs: RuleSet| -> Result<RuleSet, LoadError> {
@@ -148,18 +155,28 @@ pub fn load_filter(
         let text = read(path)?;
         let compiled =
             parse_iptables(&path.display().to_string(), &text, family, ports).and_then(|parsed| {
+                let input = match mode {
+                    Mode::Router => Some(compile_parsed(&parsed, Hook::Input)?),
+                    Mode::Bridge => None,
+                };
                 Ok((
                     compile_parsed(&parsed, hook)?,
                     compile_raw(&parsed)?,
+                    input,
                     compile_nat(&parsed)?,
                 ))
             });
         match compiled {
-            Ok((rs, raw, n)) => {
+            Ok((rs, raw, input, n)) => {
                 let raw = raw.map(&with).transpose()?;
+                let input = input.map(&with).transpose()?;
                 match family {
-                    Family::V4 => (filter.v4, filter.raw_v4) = (Some(with(rs)?), raw),
-                    Family::V6 => (filter.v6, filter.raw_v6) = (Some(with(rs)?), raw),
+                    Family::V4 => {
+                        (filter.v4, filter.raw_v4, filter.input_v4) = (Some(with(rs)?), raw, input)
+                    }
+                    Family::V6 => {
+                        (filter.v6, filter.raw_v6, filter.input_v6) = (Some(with(rs)?), raw, input)
+                    }
                 }
                 nat[usize::from(family == Family::V6)] = Some(n);
             }
@@ -177,4 +194,95 @@ pub fn load_filter(
         filter.v6 = Some(with(compile_groups(&name, &text, Family::V6)?)?);
     }
     Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::filter::{judge_rules, packet_meta, FilterVerdict};
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::parse_frame;
+
+    const RULES: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -j ACCEPT
+COMMIT
+";
+
+    #[test]
+    fn router_mode_compiles_the_input_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.v4");
+        std::fs::write(&path, RULES).unwrap();
+        let files = RuleFiles {
+            rules: Some(&path),
+            ..RuleFiles::default()
+        };
+        let ports = ["inside".to_string(), "outside".to_string()];
+        let bridge = load_filter(
+            &files,
+            &ports,
+            Hook::Forward,
+            Mode::Bridge,
+            &tree_classifier,
+        )
+        .unwrap();
+        assert!(bridge.v4.is_some() && bridge.input_v4.is_none());
+        let router = load_filter(
+            &files,
+            &ports,
+            Hook::Forward,
+            Mode::Router,
+            &tree_classifier,
+        )
+        .unwrap();
+        assert!(router.v4.is_some() && router.input_v6.is_none());
+        let input = router.input_v4.as_ref().expect("INPUT compiled");
+        let judge = |l4| {
+            let f =
+                FrameSpec::new(IpSpec::v4([10, 0, 0, 2].into(), [10, 0, 0, 1].into()), l4).build();
+            let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 0).unwrap();
+            judge_rules(input, &meta, |_, _| {})
+        };
+        assert!(matches!(
+            judge(L4Spec::icmp_echo(1, 1)),
+            FilterVerdict::Accept { .. }
+        ));
+        assert!(matches!(
+            judge(L4Spec::udp(1, 53, b"x")),
+            FilterVerdict::Drop { .. }
+        ));
+        // FORWARD is the policy ACCEPT there.
+        let f = FrameSpec::new(
+            IpSpec::v4([10, 0, 0, 2].into(), [8, 8, 8, 8].into()),
+            L4Spec::udp(1, 53, b"x"),
+        )
+        .build();
+        let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 1).unwrap();
+        assert!(matches!(
+            judge_rules(router.v4.as_ref().unwrap(), &meta, |_, _| {}),
+            FilterVerdict::Accept { .. }
+        ));
+        // Security groups: no INPUT chain.
+        let groups = dir.path().join("groups.toml");
+        std::fs::write(
+            &groups,
+            "[[group]]\nname = \"web\"\nmembers = [\"10.0.0.10\"]\n[[group.ingress]]\nprotocol = \"tcp\"\nports = \"80\"\n",
+        )
+        .unwrap();
+        let sg = load_filter(
+            &RuleFiles {
+                groups: Some(&groups),
+                ..RuleFiles::default()
+            },
+            &ports,
+            Hook::Forward,
+            Mode::Router,
+            &tree_classifier,
+        )
+        .unwrap();
+        assert!(sg.v4.is_some() && sg.input_v4.is_none() && sg.input_v6.is_none());
+    }
 }

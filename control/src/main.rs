@@ -523,7 +523,13 @@ fn real_main() -> Result<()> {
                     &control::load::tree_classifier
                 }
             };
-            let filter = load_filter(&files, &ports, Hook::Forward, make)?;
+            let filter = load_filter(
+                &files,
+                &ports,
+                Hook::Forward,
+                control::config::Mode::Bridge,
+                make,
+            )?;
             nat.check(&filter).map_err(anyhow::Error::msg)?;
             if filter.v4.is_none() {
                 eprintln!("rampart: no IPv4 rules: IPv4 traffic is not filtered");

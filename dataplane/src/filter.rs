@@ -33,7 +33,8 @@ pub struct Filter {
     pub v6: Option<RuleSet>,
     pub raw_v4: Option<RuleSet>,
     pub raw_v6: Option<RuleSet>,
-    /// Router mode: the filter INPUT chain, for traffic to Rampart's own addresses.
+    /// Router mode: the filter INPUT chain, judging packets to Rampart's own addresses
+    /// (`None`: bridge mode, security groups, or no rules for the family).
     pub input_v4: Option<RuleSet>,
     pub input_v6: Option<RuleSet>,
     /// The nat table (translation needs connection tracking).

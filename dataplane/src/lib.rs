@@ -7,6 +7,7 @@
 //! - [`track`]: the stateful stage (fragments, raw table, conntrack, filter, confirmation).
 //! - [`verdict`]: forward or drop, with the drop reasons that index counters.
 //! - [`stats`]: per-worker counters, single writer, read by the control thread.
+//! - [`router`]: router mode's per-packet stage (ARP/NDP, forwarding, ICMP errors).
 //! - [`worker`]: the poll loop on an lcore.
 
 pub mod classify;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod rcu;
 pub mod reject;
 pub mod route;
+pub mod router;
 pub mod stats;
 pub mod steer;
 pub mod track;

@@ -1,8 +1,10 @@
 #![forbid(unsafe_code)]
 //! Helpers for Rampart's integration tests: finding the built binaries, running them, deciding
 //! whether privileged tests may run, and naming DPDK file prefixes so tests run side by side.
+//! [`topo`] builds the namespaces of router-mode tests.
 
 pub mod netfilter;
+pub mod topo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
