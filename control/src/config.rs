@@ -26,10 +26,11 @@ pub enum ConfigError {
     Build { key: String, message: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A bump in the wire between port pairs (`[bridge]`).
+    #[default]
     Bridge,
     /// A NAT gateway: ports own addresses, packets are routed (`[[route]]`, `[router]`).
     Router,

@@ -507,8 +507,8 @@ fn compile(
         groups: files.groups.as_deref(),
         nat: nat.env(workers),
     };
-    let filter = load_filter(&rf, ports, Hook::Forward, crate::config::Mode::Bridge, make)
-        .map_err(|e| e.to_string())?;
+    let filter =
+        load_filter(&rf, ports, Hook::Forward, nat.mode, make).map_err(|e| e.to_string())?;
     nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }

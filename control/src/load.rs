@@ -67,6 +67,8 @@ pub struct NatEnv<'a> {
 /// [`NatEnv`] as the daemon keeps it between loads.
 #[derive(Clone, Debug, Default)]
 pub struct NatSettings {
+    /// Bridge or router: which filter chains a rule file gives.
+    pub mode: crate::config::Mode,
     pub masquerade: Vec<IpAddr128>,
     pub one_to_one: Vec<OneToOne>,
     /// Why a nat table cannot be used here (connection tracking off, no room for bindings):
@@ -75,6 +77,23 @@ pub struct NatSettings {
 }
 
 impl NatSettings {
+    /// The settings of a configuration: its mode, the port addresses MASQUERADE may use, its
+    /// 1:1 mappings, and whether connection tracking leaves room for NAT.
+    pub fn of(cfg: &crate::config::Config) -> NatSettings {
+        NatSettings {
+            mode: cfg.mode,
+            masquerade: cfg.port_addrs().iter().flatten().map(|a| a.addr).collect(),
+            one_to_one: cfg.one_to_one(),
+            refuse: if !cfg.conntrack.enabled {
+                Some("connection tracking is off ([conntrack] enabled = false)".into())
+            } else if !cfg.conntrack.nat {
+                Some("no room for NAT bindings ([conntrack] nat = false)".into())
+            } else {
+                None
+            },
+        }
+    }
+
     /// The environment for compiling with `workers` workers.
     pub fn env(&self, workers: usize) -> NatEnv<'_> {
         NatEnv {

@@ -225,7 +225,7 @@ struct Resolved {
 
 impl Config {
     /// The ports' addresses, parsed (validated at load).
-    fn port_addrs(&self) -> Vec<Vec<IfAddr>> {
+    pub(crate) fn port_addrs(&self) -> Vec<Vec<IfAddr>> {
         self.ports
             .iter()
             .map(|p| {
@@ -320,6 +320,19 @@ impl Config {
     pub(crate) fn validate_router(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: String, message: String| Config::invalid(path, key, message);
         let router = self.mode == Mode::Router;
+        if router && !self.conntrack.enabled {
+            return Err(bad(
+                "conntrack.enabled".into(),
+                "router mode tracks connections (its NAT and replies need them)".into(),
+            ));
+        }
+        if router && self.workers.count > 1 {
+            return Err(bad(
+                "workers.count".into(),
+                "router mode runs one worker for now: each worker would learn its own neighbours"
+                    .into(),
+            ));
+        }
         let mut addrs: Vec<Vec<IfAddr>> = Vec::with_capacity(self.ports.len());
         for (i, p) in self.ports.iter().enumerate() {
             let key = format!("port[{i}]");

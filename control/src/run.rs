@@ -85,16 +85,7 @@ fn run_on(
             Ok(Box::new(c))
         }),
     };
-    let nat = crate::load::NatSettings {
-        refuse: if !cfg.conntrack.enabled {
-            Some("connection tracking is off ([conntrack] enabled = false)".into())
-        } else if !cfg.conntrack.nat {
-            Some("no room for NAT bindings ([conntrack] nat = false)".into())
-        } else {
-            None
-        },
-        ..Default::default()
-    };
+    let nat = crate::load::NatSettings::of(cfg);
     let mut control = ControlPlane::new(
         cfg.rules.clone(),
         port_names.clone(),
@@ -205,6 +196,20 @@ fn run_on(
         }
         None => eprintln!("rampart: conntrack off: every packet is judged as NEW"),
     }
+    // Router mode: the ports' layer-3 identity with the devices' MACs, and one state per
+    // worker (neighbours, counters), all allocated now.
+    let router = match cfg.mode {
+        crate::config::Mode::Router => {
+            let macs: Vec<_> = ports.iter().map(|p| p.mac()).collect();
+            let r = crate::router_conf::build_router(cfg, &macs)
+                .map_err(|e| RunError::Setup(format!("router: {e}")))?;
+            for (p, m) in cfg.ports.iter().zip(&macs) {
+                eprintln!("rampart: router port {}: {m}", p.name);
+            }
+            Some(Arc::new(r))
+        }
+        crate::config::Mode::Bridge => None,
+    };
     let mut ct_receivers = ct_receivers.into_iter();
     let mut tables = tables.drain(..);
     let mut handoffs = handoff_rings(eal, cfg, track.is_some())?.into_iter();
@@ -227,6 +232,9 @@ fn run_on(
             tables: tables.next(),
             commands: ct_receivers.next().expect("one queue per worker"),
             handoff: handoffs.next().flatten(),
+            router: router
+                .as_ref()
+                .map(|r| (r.clone(), Box::new(r.new_state(tsc_ns())))),
         };
         if let Err(e) = eal.launch(lcore, move || worker.run()) {
             stop.store(true, Ordering::SeqCst);
@@ -452,6 +460,12 @@ fn handoff_rings(
 }
 
 /// A hash seed that differs per run (conntrack's index must not be predictable from outside).
+/// The TSC in nanoseconds, as the workers' clock reads it.
+fn tsc_ns() -> u64 {
+    let hz = u128::from(tsc_hz().max(1));
+    (u128::from(dataplane::dpdk::tsc()) * 1_000_000_000 / hz) as u64
+}
+
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

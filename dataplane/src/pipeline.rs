@@ -119,7 +119,7 @@ impl Bridge {
                 &info,
                 key,
                 ingress,
-                &Bridged(egress),
+                &mut Bridged(egress),
                 now_ns,
                 on_log,
             );
@@ -225,7 +225,16 @@ impl Bridge {
         if let Some(t) = tables {
             // By value: taking the info's address here would keep it in memory on every
             // path, and the unfiltered path then pays store-forwarding stalls on its fields.
-            return tracked_one(p, t, frame, *info, key, &Bridged(egress), on_log, on_rule);
+            return tracked_one(
+                p,
+                t,
+                frame,
+                *info,
+                key,
+                &mut Bridged(egress),
+                on_log,
+                on_rule,
+            );
         }
         let Some(rules) = p.filter.rules(key.family) else {
             return verdict;
@@ -300,7 +309,7 @@ fn tracked_one<F: Forwarding>(
     frame: &mut [u8],
     info: PacketInfo,
     key: FlowKey,
-    fwd: &F,
+    fwd: &mut F,
     on_log: impl FnMut(u32, &LogSpec),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {

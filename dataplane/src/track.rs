@@ -106,10 +106,22 @@ pub enum Route {
 pub trait Forwarding {
     /// The decision for a packet that arrived on `ingress` whose tuple, after nat
     /// PREROUTING, is `key`.
-    fn route(&self, ingress: u16, key: &FlowKey) -> Route;
+    fn route(&mut self, ingress: u16, key: &FlowKey) -> Route;
     /// The source address MASQUERADE gives a connection leaving by `port` with tuple `key`
     /// (Linux: the out interface's address); `None` when the port has none of its family.
-    fn masquerade_source(&self, port: u16, key: &FlowKey) -> Option<IpAddr128>;
+    fn masquerade_source(&mut self, port: u16, key: &FlowKey) -> Option<IpAddr128>;
+    /// The checks a router makes before the FORWARD chain (TTL, MTU: Linux's `ip_forward`),
+    /// on the packet as it arrived; an error drops it before the filter and conntrack's
+    /// confirmation (the router sends its ICMP error itself).
+    #[inline(always)]
+    fn check(
+        &mut self,
+        _frame: &[u8],
+        _info: &PacketInfo,
+        _hop: &NextHop,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
 }
 
 /// A bridge: every packet leaves by the ingress port's peer; no port has an address.
@@ -118,7 +130,7 @@ pub struct Bridged(pub u16);
 
 impl Forwarding for Bridged {
     #[inline(always)]
-    fn route(&self, _ingress: u16, _key: &FlowKey) -> Route {
+    fn route(&mut self, _ingress: u16, _key: &FlowKey) -> Route {
         Route::Forward(NextHop {
             port: self.0 as u8,
             gateway: None,
@@ -126,7 +138,7 @@ impl Forwarding for Bridged {
     }
 
     #[inline(always)]
-    fn masquerade_source(&self, _port: u16, _key: &FlowKey) -> Option<IpAddr128> {
+    fn masquerade_source(&mut self, _port: u16, _key: &FlowKey) -> Option<IpAddr128> {
         None
     }
 }
@@ -308,7 +320,7 @@ pub fn judge_tracked<F: Forwarding>(
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
-    fwd: &F,
+    fwd: &mut F,
     now_ns: u64,
     on_log: impl FnMut(u32, &LogSpec),
 ) -> IpJudgement {
@@ -440,6 +452,13 @@ pub fn judge_tracked<F: Forwarding>(
     let rules = match route {
         Route::Forward(h) => {
             meta.out_port = h.port;
+            if let Err(why) = fwd.check(frame, info, &h) {
+                let mut j =
+                    IpJudgement::early(Verdict::Drop(why), FilterVerdict::Unfiltered, meta, false);
+                j.state = Some(state);
+                j.route = route;
+                return j;
+            }
             filter.rules(key.family)
         }
         Route::Local => filter.input(key.family),

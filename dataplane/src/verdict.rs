@@ -5,6 +5,7 @@
 
 use crate::conntrack::frag::FragError;
 use crate::nat::{NatError, RewriteError};
+use crate::router::RouterDrop;
 use crate::wire::ParseError;
 
 /// Why a packet was dropped. Parse failures keep the parser's own reason.
@@ -39,6 +40,8 @@ pub enum DropReason {
     /// A translated connection's packet that could not be rewritten (truncated, a bad quote
     /// in an ICMP error).
     Rewrite(RewriteError),
+    /// Router mode: the router stage's reason (not for us, TTL expired, no neighbour, ...).
+    Router(RouterDrop),
 }
 
 /// Drop reasons that are not parse errors, in index order after the parse errors.
@@ -60,10 +63,12 @@ const FRAG_BASE: usize = ParseError::COUNT + POLICY.len();
 const NAT_BASE: usize = FRAG_BASE + FragError::COUNT;
 /// Index of the first rewrite reason.
 const REWRITE_BASE: usize = NAT_BASE + NatError::COUNT;
+/// Index of the first router reason.
+const ROUTER_BASE: usize = REWRITE_BASE + RewriteError::COUNT;
 
 impl DropReason {
     /// Number of distinct reasons (the length of a drop counter array).
-    pub const COUNT: usize = REWRITE_BASE + RewriteError::COUNT;
+    pub const COUNT: usize = ROUTER_BASE + RouterDrop::COUNT;
 
     /// Dense index into a drop counter array.
     #[inline]
@@ -82,6 +87,7 @@ impl DropReason {
             DropReason::Fragment(e) => FRAG_BASE + e.index(),
             DropReason::Nat(e) => NAT_BASE + e.index(),
             DropReason::Rewrite(e) => REWRITE_BASE + e.index(),
+            DropReason::Router(e) => ROUTER_BASE + e as usize,
         }
     }
 
@@ -101,11 +107,16 @@ impl DropReason {
                 .get(index - NAT_BASE)
                 .copied()
                 .map(DropReason::Nat)
-        } else {
+        } else if index < ROUTER_BASE {
             RewriteError::ALL
                 .get(index - REWRITE_BASE)
                 .copied()
                 .map(DropReason::Rewrite)
+        } else {
+            RouterDrop::ALL
+                .get(index - ROUTER_BASE)
+                .copied()
+                .map(DropReason::Router)
         }
     }
 
@@ -130,6 +141,8 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::Nat(e) => e.name(),
             DropReason::Rewrite(e) => e.name(),
+            DropReason::Router(RouterDrop::NoRoute) => "router_no_route",
+            DropReason::Router(e) => e.name(),
         }
     }
 }

@@ -9,16 +9,19 @@
 use crate::classify::{PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::{
-    tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mempool, RingRx, RingTx, RxBurst, RxQueue,
-    TxBuffer, TxQueue, MAX_BURST,
+    tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
+    RxQueue, TxBuffer, TxQueue, MAX_BURST,
 };
 use crate::filter::{FilterSnapshot, FilterVerdict};
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::rcu::Reader;
+use crate::router::{Egress as RouterEgress, Emit, Forwarded, L2Action, Router, RouterState};
 use crate::stats::{bump, WorkerStats};
 use crate::track::Tables;
+use crate::track::{Forwarding, Route};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::Family;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -45,6 +48,9 @@ pub struct Worker {
     /// Rings to and from the other workers, when there are several and they track
     /// connections ([`crate::steer`]).
     pub handoff: Option<Handoff>,
+    /// Router mode: the router (shared) and this worker's neighbours and counters. Needs
+    /// `tables` (router mode tracks connections).
+    pub router: Option<(Arc<Router>, Box<RouterState<Mbuf>>)>,
 }
 
 /// A worker's hand-off rings: packets whose connection another worker owns go there.
@@ -164,6 +170,7 @@ impl Worker {
             mut tables,
             commands,
             handoff,
+            mut router,
         } = self;
         let mut steering = handoff.map(|h| Steering {
             workers: h.workers,
@@ -209,7 +216,18 @@ impl Worker {
                     logs: &logs,
                     pool: &pool,
                 };
-                if stateful {
+                if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
+                    route_burst(
+                        ingress as u16,
+                        &mut burst,
+                        &ctx,
+                        t,
+                        r,
+                        st,
+                        now_ns,
+                        &mut egress,
+                    );
+                } else if stateful {
                     handle_burst::<true>(
                         Source::Port(ingress as u16),
                         &mut burst,
@@ -272,6 +290,9 @@ impl Worker {
                 t.expire(clock.ns(now), EXPIRE_BUDGET);
             }
             if now.wrapping_sub(last_drain) >= drain_tsc {
+                if let Some((r, st)) = router.as_mut() {
+                    router_tick(r, st, clock.ns(now), &pool, &mut egress, &stats);
+                }
                 drain(&mut egress, &stats);
                 last_drain = now;
                 if let Some(t) = tables.as_deref() {
@@ -651,4 +672,265 @@ fn account(stats: &WorkerStats, port: usize, f: Flushed) {
     if f.dropped > 0 {
         bump(&c.tx_dropped, u64::from(f.dropped));
     }
+}
+
+/// Where the router's own frames and the packets it releases go: this worker's TX buffers.
+struct Out<'a> {
+    pool: &'a Mempool,
+    egress: &'a mut [Egress],
+    stats: &'a WorkerStats,
+}
+
+impl Out<'_> {
+    #[inline]
+    fn send(&mut self, port: u16, m: Mbuf) {
+        match self.egress.get_mut(usize::from(port)) {
+            Some(e) => {
+                let f = e.buf.push(m, &mut e.q);
+                account(self.stats, usize::from(port), f);
+            }
+            None => self
+                .stats
+                .drop_packet(DropReason::Router(crate::router::RouterDrop::BadPort)),
+        }
+    }
+}
+
+/// [`Out`] shared by the router's frame sink and its release closure (never both at once).
+struct Shared<'r, 'a>(&'r RefCell<Out<'a>>);
+
+impl Emit for Shared<'_, '_> {
+    #[cold]
+    fn emit(&mut self, port: u16, frame: &[u8]) {
+        let mut o = self.0.borrow_mut();
+        match o.pool.alloc_frame(frame) {
+            Some(m) => {
+                o.send(port, m);
+                bump(&o.stats.replies_sent, 1);
+            }
+            None => bump(&o.stats.replies_lost, 1),
+        }
+    }
+}
+
+/// Router mode's forwarding decisions for the stateful stage.
+struct Routed<'r, 'o, 'a> {
+    router: &'r Router,
+    st: &'r mut RouterState<Mbuf>,
+    out: Shared<'o, 'a>,
+    ingress: u16,
+    now_ns: u64,
+}
+
+impl Forwarding for Routed<'_, '_, '_> {
+    #[inline]
+    fn route(&mut self, _ingress: u16, key: &crate::wire::FlowKey) -> Route {
+        match self.router.decide(key.family, &key.dst) {
+            RouterEgress::Local => Route::Local,
+            RouterEgress::Forward(h) => Route::Forward(h),
+            RouterEgress::Unreachable | RouterEgress::Martian => Route::Unreachable,
+        }
+    }
+
+    #[inline]
+    fn masquerade_source(
+        &mut self,
+        port: u16,
+        key: &crate::wire::FlowKey,
+    ) -> Option<crate::wire::IpAddr128> {
+        self.router.source_for(port, key.family, &key.dst)
+    }
+
+    #[inline]
+    fn check(
+        &mut self,
+        frame: &[u8],
+        info: &crate::wire::PacketInfo,
+        hop: &crate::route::NextHop,
+    ) -> Result<(), DropReason> {
+        self.router
+            .check_forward(
+                self.st,
+                self.ingress,
+                frame,
+                info,
+                hop,
+                self.now_ns,
+                &mut self.out,
+            )
+            .map_err(DropReason::Router)
+    }
+}
+
+/// Router mode: one received burst through the router stage and the stateful stage
+/// ([`crate::router`]'s sequence), each packet sent, queued for its next hop, or freed.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn route_burst(
+    ingress: u16,
+    burst: &mut RxBurst,
+    ctx: &Ctx<'_>,
+    tables: &mut Tables,
+    router: &Router,
+    st: &mut RouterState<Mbuf>,
+    now_ns: u64,
+    egress: &mut [Egress],
+) {
+    let stats = ctx.stats;
+    let n = burst.packets_mut().len();
+    let mut rx_bytes = 0u64;
+    let out = RefCell::new(Out {
+        pool: ctx.pool,
+        egress,
+        stats,
+    });
+    for mut m in burst.by_ref() {
+        let len = m.pkt_len() as u64;
+        rx_bytes += len;
+        if m.segments() > 1 && !m.contiguous() {
+            stats.drop_packet(DropReason::Unlinearizable);
+            continue;
+        }
+        let info = match crate::wire::parse::parse_common(m.data()) {
+            Some(i) => i,
+            None => match crate::wire::parse_frame(m.data()) {
+                Ok(i) => i,
+                Err(e) => {
+                    stats.drop_packet(DropReason::Parse(e));
+                    continue;
+                }
+            },
+        };
+        let l2 = router.input_l2(
+            st,
+            ingress,
+            m.data(),
+            &info,
+            now_ns,
+            &mut Shared(&out),
+            |port, p| out.borrow_mut().send(port, p),
+        );
+        match l2 {
+            L2Action::Ip => {}
+            L2Action::Consumed => continue,
+            L2Action::Drop(why) => {
+                stats.drop_packet(DropReason::Router(why));
+                continue;
+            }
+        }
+        let Some(key) = info.flow else {
+            stats.drop_packet(DropReason::Router(crate::router::RouterDrop::NonIp));
+            continue;
+        };
+        if !router.accept_source(key.family, &key.src, false) {
+            router.note_martian(st);
+            stats.drop_packet(DropReason::Router(crate::router::RouterDrop::Martian));
+            continue;
+        }
+        let mut logged = Logged::default();
+        let j = {
+            let mut fwd = Routed {
+                router,
+                st,
+                out: Shared(&out),
+                ingress,
+                now_ns,
+            };
+            crate::track::judge_tracked(
+                &ctx.rules.filter,
+                tables,
+                m.data(),
+                &info,
+                key,
+                ingress,
+                &mut fwd,
+                now_ns,
+                |rule, _| logged.push(rule),
+            )
+        };
+        if j.judged && !j.raw && !j.input {
+            if let (Some(rule), Some(c)) = (j.filter.rule(), ctx.rules.counters(key.family, ctx.id))
+            {
+                c.hit(rule, len);
+            }
+        }
+        if logged.n > 0 {
+            logged.flush(ctx, m.data(), ingress);
+        }
+        let verdict = crate::pipeline::translate(m.data_mut(), &info, &j);
+        let fate = match (verdict, j.route) {
+            (Verdict::Forward(_), Route::Forward(hop)) => {
+                router.forward(st, ingress, m, &info, hop, now_ns, &mut Shared(&out))
+            }
+            (Verdict::Local, _) => {
+                router.local_ip(st, ingress, m, &info, now_ns, &mut Shared(&out))
+            }
+            (Verdict::Drop(DropReason::NoRoute), _) => {
+                match router.decide(key.family, &j.meta.key.dst) {
+                    RouterEgress::Martian => {
+                        router.note_martian(st);
+                        stats.drop_packet(DropReason::Router(crate::router::RouterDrop::Martian));
+                    }
+                    _ => {
+                        router.unreachable(st, ingress, m.data(), &info, now_ns, &mut Shared(&out));
+                        stats.drop_packet(DropReason::NoRoute);
+                    }
+                }
+                continue;
+            }
+            (Verdict::Drop(why), _) => {
+                stats.drop_packet(why);
+                if let crate::filter::FilterVerdict::Reject { with, .. } = j.filter {
+                    if why == DropReason::RuleReject {
+                        reject(
+                            ctx,
+                            usize::from(ingress),
+                            m.data(),
+                            with,
+                            out.borrow_mut().egress,
+                        );
+                    }
+                }
+                continue;
+            }
+            (Verdict::Forward(_), _) => {
+                stats.drop_packet(DropReason::NoRoute);
+                continue;
+            }
+        };
+        match fate {
+            Forwarded::Send { port, pkt } => out.borrow_mut().send(port, pkt),
+            Forwarded::Queued => {}
+            Forwarded::Dropped(pkt, why) => {
+                drop(pkt);
+                stats.drop_packet(DropReason::Router(why));
+            }
+        }
+    }
+    let in_ctr = &stats.ports[usize::from(ingress)];
+    bump(&in_ctr.rx_packets, n as u64);
+    bump(&in_ctr.rx_bytes, rx_bytes);
+}
+
+/// Router mode, between bursts: neighbour retransmissions and failures (their packets freed
+/// and counted).
+#[cold]
+#[inline(never)]
+fn router_tick(
+    router: &Router,
+    st: &mut RouterState<Mbuf>,
+    now_ns: u64,
+    pool: &Mempool,
+    egress: &mut [Egress],
+    stats: &WorkerStats,
+) {
+    let out = RefCell::new(Out {
+        pool,
+        egress,
+        stats,
+    });
+    router.tick(st, now_ns, &mut Shared(&out), |p| {
+        drop(p);
+        stats.drop_packet(DropReason::Router(crate::router::RouterDrop::NeighFailed));
+    });
 }

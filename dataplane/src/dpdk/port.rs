@@ -288,6 +288,14 @@ impl Port {
         }
     }
 
+    /// The device's MAC address (router mode's source address on this port).
+    pub fn mac(&self) -> crate::wire::MacAddr {
+        let mut a = dpdk_sys::rte_ether_addr::default();
+        // SAFETY: EAL initialised; `a` is a valid out-pointer. On error the zeroed address stays.
+        let _ = unsafe { dpdk_sys::rte_eth_macaddr_get(self.id.0, &mut a) };
+        crate::wire::MacAddr(a.addr_bytes)
+    }
+
     /// Whether the link is up now (for virtual devices: whether the peer is attached, e.g. the
     /// other end of a `net_memif` pair has connected). Does not wait.
     pub fn link_up(&self) -> bool {
