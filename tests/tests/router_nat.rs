@@ -1,0 +1,344 @@
+//! Rampart as a NAT gateway between two network namespaces (router mode on `net_af_packet`
+//! ports), with real clients: ping to and through it, `curl` out through MASQUERADE (the server
+//! sees the gateway's address), `curl` in through a DNAT port forward, UDP request/response
+//! through NAT, a TTL-expiring probe, and exhaustion of a tiny SNAT port range. The same
+//! scenarios through a Linux router namespace with the same rules give the same addresses.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::topo::{in_ns, RouterTopology};
+use tests::{bin, root_or_skip, run, test_eal_args, toml_array, unique};
+
+/// The rules of both routers; `OUT` is the outside interface's name.
+fn rules(out: &str, inside_net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 203.0.113.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.{inside_net}.0.2:8000
+-A PREROUTING -d 203.0.113.1/32 -p udp -m udp --dport 5300 -j DNAT --to-destination 10.{inside_net}.0.2:5300
+-A POSTROUTING -s 10.{inside_net}.0.0/24 -o {out} -p udp -m udp --dport 6000 -j SNAT --to-source 203.0.113.1:20000-20001
+-A POSTROUTING -s 10.{inside_net}.0.0/24 -o {out} -j MASQUERADE
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -s 10.{inside_net}.0.0/24 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -d 10.{inside_net}.0.2/32 -p tcp -m tcp --dport 8000 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -d 10.{inside_net}.0.2/32 -p udp -m udp --dport 5300 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+"
+    )
+}
+
+/// A server in a namespace that prints, one line per request, the address it came from.
+const TCP_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("FROM", self.client_address[0], self.client_address[1], flush=True)
+        body = b"hello from the server\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"#;
+
+const UDP_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    data, peer = s.recvfrom(2048)
+    print("FROM", peer[0], peer[1], flush=True)
+    s.sendto(b"answer:" + data, peer)
+"#;
+
+/// Sends one datagram from `sport` (0: any) and waits for the answer; prints it.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[3])))
+s.settimeout(2)
+for _ in range(3):
+    s.sendto(b"query", (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recvfrom(2048)[0].decode(), flush=True)
+        break
+    except socket.timeout:
+        pass
+else:
+    sys.exit(1)
+"#;
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(ns: &str, script: &str, addr: &str, port: u16) -> Server {
+        let child = in_ns(ns, &["python3", "-c", script, addr, &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        std::thread::sleep(Duration::from_millis(400));
+        Server { child }
+    }
+
+    /// The (address, port) of every request so far (stops the server).
+    fn clients(mut self) -> Vec<(String, u16)> {
+        let _ = self.child.kill();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = self.child.wait();
+        out.lines()
+            .filter_map(|l| {
+                let mut w = l.strip_prefix("FROM ")?.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Rampart {
+    child: Child,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rampart {
+    fn start(t: &RouterTopology, inside_net: u8) -> Rampart {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("rules"), rules("outside", inside_net)).unwrap();
+        let prefix = unique("rnat");
+        let cfg = format!(
+            "mode = \"router\"\n[eal]\nargs = {eal}\n{ports}\n[rules]\nipv4 = \"{rules}\"\n\
+             [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = 4095\ncache = 64\n\
+             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n",
+            eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+            ports = t.rampart_ports(&prefix),
+            rules = p("rules").display(),
+            sock = p("m.sock").display(),
+        );
+        std::fs::write(p("cfg.toml"), cfg).unwrap();
+        let child = Command::new(bin("rampart"))
+            .args(["run", "--config"])
+            .arg(p("cfg.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut r = Rampart {
+            child,
+            socket: p("m.sock"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&r.socket).is_err() {
+            if let Some(s) = r.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = r.child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("rampart exited {s} at start:\n{err}");
+            }
+            assert!(Instant::now() < deadline, "rampart did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let o = run(Command::new(bin("rampart"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Rampart {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(t: &RouterTopology, from_inside: bool, url: &str) -> String {
+    let args = ["curl", "-sS", "--max-time", "5", "--retry", "2", url];
+    let mut c = if from_inside {
+        t.inside_cmd(&args)
+    } else {
+        t.outside_cmd(&args)
+    };
+    let o = run(&mut c);
+    assert!(
+        o.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn udp_ask(t: &RouterTopology, from_inside: bool, dst: &str, port: u16, sport: u16) -> bool {
+    let (p, s) = (port.to_string(), sport.to_string());
+    let args = ["python3", "-c", UDP_CLIENT, dst, &p, &s];
+    let mut c = if from_inside {
+        t.inside_cmd(&args)
+    } else {
+        t.outside_cmd(&args)
+    };
+    let o = run(&mut c);
+    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("answer:query")
+}
+
+/// What the servers saw in one run of the scenarios.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    /// Source address of the inside client's HTTP request at the outside server.
+    http_out: String,
+    /// Source address and port of the outside client's request at the inside server (DNAT).
+    http_in: String,
+    /// Source address of the inside client's UDP request at the outside server.
+    udp_out: String,
+    /// Source of the outside client's UDP request at the inside server (DNAT).
+    udp_in: String,
+    /// Ports the SNAT range 20000-20001 gave three clients' flows (sorted), and whether the
+    /// third got through.
+    range_ports: Vec<u16>,
+    third_answered: bool,
+}
+
+fn scenarios(t: &RouterTopology) -> Seen {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    // HTTP out through MASQUERADE.
+    let srv = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    let body = curl(t, true, &format!("http://{}:8081/", a.server_v4()));
+    assert!(body.contains("hello from the server"), "{body}");
+    let http_out = srv.clients().first().expect("a request").0.clone();
+    // HTTP in through the DNAT port forward.
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(t, false, "http://203.0.113.1:8080/");
+    assert!(body.contains("hello from the server"), "{body}");
+    let http_in = srv.clients().first().expect("a request").0.clone();
+    // UDP out and in.
+    let srv = Server::start(&t.outside, UDP_SERVER, &a.server_v4(), 5353);
+    assert!(udp_ask(t, true, &a.server_v4(), 5353, 41000), "UDP out");
+    let udp_out = srv.clients().first().expect("a datagram").0.clone();
+    let srv = Server::start(&t.inside, UDP_SERVER, &a.inside_host_v4(), 5300);
+    assert!(udp_ask(t, false, "203.0.113.1", 5300, 42000), "UDP in");
+    let udp_in = srv.clients().first().expect("a datagram").0.clone();
+    // A two-port SNAT range: two flows fit, the third is refused.
+    let srv = Server::start(&t.outside, UDP_SERVER, &a.server_v4(), 6000);
+    assert!(udp_ask(t, true, &a.server_v4(), 6000, 43001));
+    assert!(udp_ask(t, true, &a.server_v4(), 6000, 43002));
+    let third_answered = udp_ask(t, true, &a.server_v4(), 6000, 43003);
+    let mut range_ports: Vec<u16> = srv.clients().iter().map(|c| c.1).collect();
+    range_ports.sort_unstable();
+    range_ports.dedup();
+    Seen {
+        http_out,
+        http_in,
+        udp_out,
+        udp_in,
+        range_ports,
+        third_answered,
+    }
+}
+
+#[test]
+fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
+    if !root_or_skip("rampart_is_a_nat_gateway_and_agrees_with_linux") {
+        return;
+    }
+    for tool in ["curl", "python3", "ping"] {
+        if !run(Command::new("which").arg(tool)).status.success() {
+            panic!("{tool} is missing (scripts/setup.sh installs it)");
+        }
+    }
+    let net = 71;
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let r = Rampart::start(&t, net);
+        let a = t.addressing;
+        // The gateway answers ping on its inside address (INPUT accepts ICMP).
+        assert!(
+            t.wait_ping(&a.router_inside_v4(), Duration::from_secs(15)),
+            "no echo reply from the gateway"
+        );
+        let seen = scenarios(&t);
+        // A probe whose TTL runs out at the gateway gets time exceeded from it.
+        let o = run(&mut t.inside_cmd(&["ping", "-c", "1", "-t", "1", "-W", "2", &a.server_v4()]));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Time to live exceeded") && text.contains(&a.router_inside_v4()),
+            "{text}"
+        );
+        // IPv6 is routed (no rules for it: not filtered, not translated).
+        assert!(
+            t.wait_ping(&a.server_v6(), Duration::from_secs(15)),
+            "no IPv6 echo reply through the gateway"
+        );
+        let nat = r.ctl(&["nat", "list"]);
+        assert!(nat.contains("[SNAT]") && nat.contains("[DNAT]"), "{nat}");
+        let stats = r.ctl(&["--json", "stats"]);
+        assert!(
+            stats.contains("nat_exhausted"),
+            "the refused flow is counted: {stats}"
+        );
+        seen
+    };
+    assert_eq!(
+        rampart.http_out, "203.0.113.1",
+        "MASQUERADE to the outside address"
+    );
+    assert_eq!(
+        rampart.http_in, "203.0.113.2",
+        "DNAT keeps the client's address"
+    );
+    assert_eq!(rampart.udp_out, "203.0.113.1");
+    assert_eq!(rampart.udp_in, "203.0.113.2");
+    assert_eq!(rampart.range_ports, [20000, 20001], "{rampart:?}");
+    assert!(!rampart.third_answered, "a full range refuses new flows");
+
+    let linux = {
+        let t = RouterTopology::with_linux_router(net + 1, Some(&rules("ro", net + 1)), None);
+        scenarios(&t)
+    };
+    assert_eq!(rampart, linux, "Rampart and Linux translate alike");
+}
