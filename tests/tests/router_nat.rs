@@ -22,6 +22,7 @@ fn rules(out: &str, inside_net: u8) -> String {
 -A PREROUTING -d 203.0.113.1/32 -p udp -m udp --dport 5300 -j DNAT --to-destination 10.{inside_net}.0.2:5300
 -A POSTROUTING -s 10.{inside_net}.0.0/24 -o {out} -p udp -m udp --dport 6000 -j SNAT --to-source 203.0.113.1:20000-20001
 -A POSTROUTING -s 10.{inside_net}.0.0/24 -o {out} -j MASQUERADE
+-A POSTROUTING -s 10.{inside_net}.0.0/24 -d 10.{inside_net}.0.2/32 -p tcp -m tcp --dport 8000 -j MASQUERADE
 COMMIT
 *filter
 :INPUT DROP [0:0]
@@ -123,6 +124,10 @@ impl Drop for Server {
     }
 }
 
+/// af_packet devices of two Rampart processes at once can clash on their PACKET_FANOUT group:
+/// the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Rampart {
     child: Child,
     socket: std::path::PathBuf,
@@ -130,15 +135,17 @@ struct Rampart {
 }
 
 impl Rampart {
-    fn start(t: &RouterTopology, inside_net: u8) -> Rampart {
+    fn start(t: &RouterTopology, rules_text: &str, extra: &str) -> Rampart {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
-        std::fs::write(p("rules"), rules("outside", inside_net)).unwrap();
+        std::fs::write(p("rules"), rules_text).unwrap();
         let prefix = unique("rnat");
         let cfg = format!(
             "mode = \"router\"\n[eal]\nargs = {eal}\n{ports}\n[rules]\nipv4 = \"{rules}\"\n\
              [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = 4095\ncache = 64\n\
-             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n",
+             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n\
+             [[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"203.0.113.2\"\n{extra}",
+            extra = extra,
             eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
             ports = t.rampart_ports(&prefix),
             rules = p("rules").display(),
@@ -238,6 +245,33 @@ struct Seen {
     /// third got through.
     range_ports: Vec<u16>,
     third_answered: bool,
+    /// Hairpin: the inside host reaching its own service through the public address is seen
+    /// coming from the router's inside address (the hairpin MASQUERADE).
+    hairpin_from_router: bool,
+    /// A probe whose TTL runs out one hop beyond the gateway: ping shows the time exceeded
+    /// only if the quoted echo request was translated back to its own identifier.
+    ttl_beyond: bool,
+}
+
+/// Makes the outside host a router towards 198.51.100.0/24 (a link of its own), so that a probe
+/// with TTL 2 expires there, one hop beyond the gateway.
+fn outside_forwards(t: &RouterTopology) {
+    for args in [
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"][..],
+        &[
+            "ip", "link", "add", "far0", "type", "veth", "peer", "name", "far1",
+        ],
+        &["ip", "link", "set", "far0", "up"],
+        &["ip", "link", "set", "far1", "up"],
+        &["ip", "route", "add", "198.51.100.0/24", "dev", "far0"],
+    ] {
+        let o = run(&mut t.outside_cmd(args));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 fn scenarios(t: &RouterTopology) -> Seen {
@@ -271,6 +305,16 @@ fn scenarios(t: &RouterTopology) -> Seen {
     let mut range_ports: Vec<u16> = srv.clients().iter().map(|c| c.1).collect();
     range_ports.sort_unstable();
     range_ports.dedup();
+    // Hairpin: the inside host's own service through the public address.
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(t, true, "http://203.0.113.1:8080/");
+    assert!(body.contains("hello from the server"), "{body}");
+    let hairpin_from_router = srv.clients().first().expect("a request").0 == a.router_inside_v4();
+    // TTL 2: the gateway forwards (TTL 1), the outside host's forwarding expires it.
+    outside_forwards(t);
+    let o = run(&mut t.inside_cmd(&["ping", "-c", "1", "-t", "2", "-W", "2", "198.51.100.7"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let ttl_beyond = text.contains("Time to live exceeded") && text.contains(&a.server_v4());
     Seen {
         http_out,
         http_in,
@@ -278,6 +322,8 @@ fn scenarios(t: &RouterTopology) -> Seen {
         udp_in,
         range_ports,
         third_answered,
+        hairpin_from_router,
+        ttl_beyond,
     }
 }
 
@@ -291,10 +337,11 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
             panic!("{tool} is missing (scripts/setup.sh installs it)");
         }
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let net = 71;
     let rampart = {
         let t = RouterTopology::for_rampart(net);
-        let r = Rampart::start(&t, net);
+        let r = Rampart::start(&t, &rules("outside", net), "");
         let a = t.addressing;
         // The gateway answers ping on its inside address (INPUT accepts ICMP).
         assert!(
@@ -335,10 +382,69 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
     assert_eq!(rampart.udp_in, "203.0.113.2");
     assert_eq!(rampart.range_ports, [20000, 20001], "{rampart:?}");
     assert!(!rampart.third_answered, "a full range refuses new flows");
+    assert!(rampart.hairpin_from_router, "{rampart:?}");
+    assert!(
+        rampart.ttl_beyond,
+        "time exceeded from beyond the gateway, quote translated"
+    );
 
     let linux = {
         let t = RouterTopology::with_linux_router(net + 1, Some(&rules("ro", net + 1)), None);
+        let r = t.router.clone().expect("a router namespace");
+        let o = run(&mut in_ns(
+            &r,
+            &[
+                "ip",
+                "route",
+                "add",
+                "198.51.100.0/24",
+                "via",
+                "203.0.113.2",
+            ],
+        ));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         scenarios(&t)
     };
     assert_eq!(rampart, linux, "Rampart and Linux translate alike");
+}
+
+#[test]
+fn one_to_one_floating_address_maps_a_private_host_both_ways() {
+    if !root_or_skip("one_to_one_floating_address_maps_a_private_host_both_ways") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 73;
+    let t = RouterTopology::for_rampart(net);
+    let a = t.addressing;
+    let floating = "203.0.113.10";
+    let text = format!(
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -p icmp -j ACCEPT\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -s 10.{net}.0.0/24 -j ACCEPT\n\
+         -A FORWARD -d 10.{net}.0.2/32 -p tcp --dport 8000 -j ACCEPT\n\
+         -A FORWARD -d 10.{net}.0.2/32 -p icmp -j ACCEPT\nCOMMIT\n"
+    );
+    let extra = format!(
+        "[[nat.one_to_one]]\npublic = \"{floating}\"\nprivate = \"{}\"\n",
+        a.inside_host_v4()
+    );
+    let _r = Rampart::start(&t, &text, &extra);
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    // Outbound: the server sees the floating address.
+    let srv = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    curl(&t, true, &format!("http://{}:8081/", a.server_v4()));
+    assert_eq!(srv.clients()[0].0, floating);
+    // Inbound: the floating address reaches the private host, port kept, from the real client.
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(&t, false, &format!("http://{floating}:8000/"));
+    assert!(body.contains("hello from the server"), "{body}");
+    assert_eq!(srv.clients()[0].0, a.server_v4());
+    // Ping to the floating address from outside is answered by the private host.
+    let o = run(&mut t.outside_cmd(&["ping", "-c", "1", "-W", "2", floating]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
