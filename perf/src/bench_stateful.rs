@@ -49,20 +49,20 @@ pub struct StatefulArgs {
     pub markdown: Option<PathBuf>,
 }
 
-const INSIDE: u16 = 0;
-const OUTSIDE: u16 = 1;
+pub(crate) const INSIDE: u16 = 0;
+pub(crate) const OUTSIDE: u16 = 1;
 /// Bytes reserved per frame in the frame arena.
 const STRIDE: usize = 128;
 
 /// Frames laid end to end.
-struct Arena {
+pub(crate) struct Arena {
     bytes: Vec<u8>,
     lens: Vec<u8>,
     ingress: Vec<u16>,
 }
 
 impl Arena {
-    fn with_capacity(n: usize) -> Arena {
+    pub(crate) fn with_capacity(n: usize) -> Arena {
         Arena {
             bytes: Vec::with_capacity(n * STRIDE),
             lens: Vec::with_capacity(n),
@@ -70,7 +70,7 @@ impl Arena {
         }
     }
 
-    fn push(&mut self, frame: &[u8], ingress: u16) {
+    pub(crate) fn push(&mut self, frame: &[u8], ingress: u16) {
         assert!(frame.len() <= STRIDE);
         let at = self.bytes.len();
         self.bytes.resize(at + STRIDE, 0);
@@ -79,7 +79,7 @@ impl Arena {
         self.ingress.push(ingress);
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lens.len()
     }
 
@@ -182,7 +182,7 @@ fn stateful_rules(n: usize, seed: u64) -> (RuleSet, Vec<FlatRule>) {
     (rs, acl)
 }
 
-fn parse_count(s: &str) -> Result<usize> {
+pub(crate) fn parse_count(s: &str) -> Result<usize> {
     let t = s.trim();
     let (num, mul) = match t.chars().last() {
         Some('K' | 'k') => (&t[..t.len() - 1], 1_000),
@@ -193,7 +193,7 @@ fn parse_count(s: &str) -> Result<usize> {
 }
 
 /// TSC ticks per second, against the monotonic clock.
-fn tsc_hz() -> f64 {
+pub(crate) fn tsc_hz() -> f64 {
     let (t0, c0) = (Instant::now(), dataplane::dpdk::tsc());
     std::thread::sleep(Duration::from_millis(200));
     let (t1, c1) = (Instant::now(), dataplane::dpdk::tsc());
@@ -202,14 +202,14 @@ fn tsc_hz() -> f64 {
 
 /// Median and spread (min..max) of runs.
 #[derive(Clone, Copy, Debug)]
-struct Figure(crate::report::Spread);
+pub(crate) struct Figure(pub(crate) crate::report::Spread);
 
 impl Figure {
-    fn of(v: Vec<f64>) -> Figure {
+    pub(crate) fn of(v: Vec<f64>) -> Figure {
         Figure(crate::report::spread(&v))
     }
 
-    fn show(self, digits: usize) -> String {
+    pub(crate) fn show(self, digits: usize) -> String {
         format!(
             "{:.d$} ({:.d$}..{:.d$})",
             self.0.median,
@@ -222,7 +222,7 @@ impl Figure {
 
 /// Judges every frame of `arena` (in `order`, when given) `passes` times; returns TSC cycles
 /// per packet and how many were forwarded in the last pass.
-fn judge_all(
+pub(crate) fn judge_all(
     bridge: &Bridge,
     filter: &Filter,
     mut tables: Option<&mut Tables>,

@@ -44,6 +44,9 @@ enum Command {
     /// Connection tracking's cost on the pipeline: established traffic and new connections
     /// with 1M+ tracked flows and a 10K-rule set, against pass-through in the same run.
     Stateful(perf::bench_stateful::StatefulArgs),
+    /// Source NAT's cost on the pipeline: established SNAT traffic and new translated
+    /// connections, against tracking without NAT and pass-through in the same run.
+    Nat(perf::bench_nat::NatArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
     /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
@@ -111,6 +114,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["forward", "--seconds", "2", "--runs", "1"],
             vec!["classify", "--sizes", "1K,10K", "--runs", "1"],
             vec!["stateful", "--flows", "100K", "--runs", "1"],
+            vec!["nat", "--flows", "100K", "--runs", "1"],
             vec!["swap", "--sizes", "1000,10000"],
             vec!["latency", "--seconds", "2", "--runs", "1"],
         ]
@@ -119,6 +123,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["forward"],
             vec!["classify"],
             vec!["stateful", "--flows", "1M,10M"],
+            vec!["nat", "--flows", "1M"],
             vec!["swap"],
             vec!["latency"],
         ]
@@ -171,6 +176,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
+        Command::Nat(a) => perf::bench_nat::run(&a),
         Command::GenScenarios { dir, only, list } => {
             if list {
                 println!("{}", perf::scenarios::names().join("\n"));

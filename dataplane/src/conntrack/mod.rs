@@ -635,6 +635,10 @@ impl Conntrack {
             if let Some(e) = self.entries.get((r >> 1) as usize) {
                 crate::dpdk::prefetch_all(e);
                 self.wheel.prefetch(r >> 1);
+                // A NAT binding's reply tuple: compared for replies, read for the rewrite.
+                if let Some(t) = self.replies.get((r >> 1) as usize) {
+                    crate::dpdk::prefetch_all(t);
+                }
             }
         }
     }

@@ -1,0 +1,355 @@
+//! `rampart-perf nat`: the cost of source NAT, measured on the pipeline itself, as
+//! `rampart-perf stateful` measures connection tracking (one core, no packet I/O, bursts of 32
+//! copied untimed into a small buffer and judged as a worker judges them).
+//!
+//! Inside clients (10.0.0.0/8) talk to outside servers; POSTROUTING translates their source to
+//! one of 16 public addresses. For each table size:
+//!
+//! - new connections: each flow's first packet through the stateful filter, the nat table
+//!   (PREROUTING, POSTROUTING), port allocation and entry creation, beside the same first
+//!   packets without a nat table;
+//! - established traffic: random flows, both directions (requests untranslated from inside,
+//!   replies to the translated tuple from outside), every packet rewritten, beside the same
+//!   flows tracked without NAT and the pass-through pipeline (parse and bridge, neither rules
+//!   nor tracking), all in the same run over frames of the same sizes.
+
+use crate::bench_stateful::{judge_all, parse_count, tsc_hz, Arena, Figure, INSIDE, OUTSIDE};
+use anyhow::{bail, Result};
+use dataplane::classify::classbench::SplitMix64;
+use dataplane::filter::Filter;
+use dataplane::nat::Binding;
+use dataplane::pipeline::{Bridge, Policy};
+use dataplane::track::{Tables, TrackConfig};
+use dataplane::verdict::Verdict;
+use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+use dataplane::wire::tcp::Flags;
+use dataplane::wire::{ip_proto, FlowKey};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct NatArgs {
+    /// Translated flows per case (K and M suffixes).
+    #[arg(long, value_delimiter = ',', default_value = "1M")]
+    pub flows: Vec<String>,
+    /// Passes over the established packets per run.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Runs of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Write (or update in place) the results section of this markdown file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+const RULES: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 10.0.0.0/8 -o outside -j SNAT --to-source 203.0.113.1-203.0.113.16
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+
+fn filters() -> Result<(Filter, Filter)> {
+    let ports = ["inside".to_string(), "outside".to_string()];
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nat.rules");
+    std::fs::write(&path, RULES)?;
+    let files = control::load::RuleFiles {
+        rules: Some(&path),
+        ..Default::default()
+    };
+    let make: &control::load::MakeClassifier<'_> = &control::load::tree_classifier;
+    let nat = control::load::load_filter(
+        &files,
+        &ports,
+        control::rules::Hook::Forward,
+        control::config::Mode::Bridge,
+        make,
+    )?;
+    if nat.nat.is_none() {
+        bail!("the benchmark's nat table translates nothing");
+    }
+    let mut plain = control::load::load_filter(
+        &files,
+        &ports,
+        control::rules::Hook::Forward,
+        control::config::Mode::Bridge,
+        make,
+    )?;
+    plain.nat = None;
+    Ok((nat, plain))
+}
+
+fn tcp(s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16, flags: Flags, seq: u32, ack: u32) -> Vec<u8> {
+    FrameSpec::new(
+        IpSpec::v4(s, d),
+        L4Spec::Tcp {
+            sport: sp,
+            dport: dp,
+            seq,
+            ack,
+            flags,
+            window: 0xffff,
+            options: Vec::new(),
+            payload: b"0123".to_vec(),
+        },
+    )
+    .build()
+}
+
+fn udp(s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16) -> Vec<u8> {
+    FrameSpec::new(IpSpec::v4(s, d), L4Spec::udp(sp, dp, b"0123")).build()
+}
+
+/// The wire tuple's addresses and ports of a key, for building frames.
+fn ends(k: &FlowKey) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    (
+        k.src.to_v4().expect("IPv4"),
+        k.src_port,
+        k.dst.to_v4().expect("IPv4"),
+        k.dst_port,
+    )
+}
+
+/// Opens a flow through `bridge` with `filter` (the request from inside, the reply from
+/// outside to the tuple the binding says, the handshake's last ACK for TCP); returns its data
+/// packets as they arrive, one per direction.
+fn open(
+    bridge: &Bridge,
+    filter: &Filter,
+    tables: &mut Tables,
+    k: &FlowKey,
+    now: u64,
+) -> Option<[(Vec<u8>, u16); 2]> {
+    let (s, sp, d, dp) = ends(k);
+    let mut first = if k.proto == ip_proto::TCP {
+        tcp(s, sp, d, dp, Flags::SYN, 100, 0)
+    } else {
+        udp(s, sp, d, dp)
+    };
+    let o = bridge.judge(filter, Some(tables), INSIDE, &mut first, now, |_, _| {});
+    if !matches!(o.verdict, Verdict::Forward(_)) {
+        return None;
+    }
+    let b = o.nat.map_or(Binding::identity(*k), |(b, _)| b);
+    let (rs, rsp, rd, rdp) = ends(&b.reply);
+    let tcp_flow = k.proto == ip_proto::TCP;
+    let mut reply = if tcp_flow {
+        tcp(rs, rsp, rd, rdp, Flags::SYN | Flags::ACK, 900, 101)
+    } else {
+        udp(rs, rsp, rd, rdp)
+    };
+    let o = bridge.judge(filter, Some(tables), OUTSIDE, &mut reply, now, |_, _| {});
+    if !matches!(o.verdict, Verdict::Forward(_)) {
+        return None;
+    }
+    if tcp_flow {
+        let mut ack = tcp(s, sp, d, dp, Flags::ACK, 101, 901);
+        bridge.judge(filter, Some(tables), INSIDE, &mut ack, now, |_, _| {});
+        Some([
+            (tcp(s, sp, d, dp, Flags::ACK, 101, 901), INSIDE),
+            (tcp(rs, rsp, rd, rdp, Flags::ACK, 901, 101), OUTSIDE),
+        ])
+    } else {
+        Some([
+            (udp(s, sp, d, dp), INSIDE),
+            (udp(rs, rsp, rd, rdp), OUTSIDE),
+        ])
+    }
+}
+
+struct CaseResult {
+    flows: usize,
+    pass_through: Figure,
+    tracked: Figure,
+    nat: Figure,
+    new_plain: Figure,
+    new_nat: Figure,
+    bytes_per_flow: f64,
+    bindings: u64,
+}
+
+fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
+    eprintln!("rampart-perf: nat: {flows} flows: building");
+    let (nat, plain) = filters()?;
+    let none = Filter::default();
+    let bridge = Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop);
+    let mut rng = SplitMix64(0x6e61_7400 + flows as u64);
+    let mut seen = std::collections::HashSet::with_capacity(flows);
+    let mut keys = Vec::with_capacity(flows);
+    while keys.len() < flows {
+        let r = rng.next_u64();
+        let src = Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x00ff_ffff));
+        let dst = Ipv4Addr::from(0xc633_0000 | ((r >> 24) as u32 & 0xffff));
+        let proto = if r >> 63 == 0 {
+            ip_proto::TCP
+        } else {
+            ip_proto::UDP
+        };
+        let sport = 1024 + ((r >> 40) as u16 % 60_000);
+        let dport = [80, 443, 53, 123][(r >> 56) as usize % 4];
+        let k = FlowKey::new_v4(src, dst, proto, sport, dport);
+        if seen.insert(k) {
+            keys.push(k);
+        }
+    }
+    drop(seen);
+    let mut cfg = TrackConfig::new(flows as u32);
+    cfg.conntrack.nat = true;
+    let mut tables = Tables::new(&cfg);
+    let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
+    let now = 1_000_000_000u64;
+
+    // New connections, with and without the nat table, into an empty table each run.
+    let mut firsts = Arena::with_capacity(flows);
+    for k in &keys {
+        let (s, sp, d, dp) = ends(k);
+        let f = if k.proto == ip_proto::TCP {
+            tcp(s, sp, d, dp, Flags::SYN, 100, 0)
+        } else {
+            udp(s, sp, d, dp)
+        };
+        firsts.push(&f, INSIDE);
+    }
+    let (mut new_plain, mut new_nat) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs {
+        for (filter, out) in [(&plain, &mut new_plain), (&nat, &mut new_nat)] {
+            tables.ct.flush();
+            let (c, fwd) = judge_all(&bridge, filter, Some(&mut tables), &firsts, None, now, 1);
+            if fwd != flows {
+                bail!("only {fwd} of {flows} first packets forwarded");
+            }
+            out.push(hz / c / 1e6);
+        }
+    }
+    drop(firsts);
+
+    // Established traffic: the same flows opened once without and once with NAT.
+    let mut order: Vec<u32> = (0..2 * flows as u32).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let run_est = |filter: &Filter, tables: &mut Tables| -> Result<(Arena, usize)> {
+        tables.ct.flush();
+        let mut data = Arena::with_capacity(2 * flows);
+        for k in &keys {
+            let Some(pkts) = open(&bridge, filter, tables, k, now) else {
+                bail!("flow {k:?} did not open");
+            };
+            for (f, ingress) in &pkts {
+                data.push(f, *ingress);
+            }
+        }
+        Ok((data, tables.ct.len() as usize))
+    };
+    let (plain_data, _) = run_est(&plain, &mut tables)?;
+    let (mut pt, mut tr, mut nt) = (Vec::new(), Vec::new(), Vec::new());
+    let order = Some(order.as_slice());
+    for _ in 0..args.runs {
+        pt.push(judge_all(&bridge, &none, None, &plain_data, order, now, args.passes).0);
+    }
+    for _ in 0..args.runs {
+        let (c, fwd) = judge_all(
+            &bridge,
+            &plain,
+            Some(&mut tables),
+            &plain_data,
+            order,
+            now,
+            args.passes,
+        );
+        if fwd != plain_data.len() {
+            bail!("tracked: {fwd} of {} forwarded", plain_data.len());
+        }
+        tr.push(c);
+    }
+    drop(plain_data);
+    let (nat_data, _) = run_est(&nat, &mut tables)?;
+    let bindings = tables.ct.stats().nat_live;
+    for _ in 0..args.runs {
+        let (c, fwd) = judge_all(
+            &bridge,
+            &nat,
+            Some(&mut tables),
+            &nat_data,
+            order,
+            now,
+            args.passes,
+        );
+        if fwd != nat_data.len() {
+            bail!("NAT: {fwd} of {} forwarded", nat_data.len());
+        }
+        nt.push(c);
+    }
+    Ok(CaseResult {
+        flows,
+        pass_through: Figure::of(pt),
+        tracked: Figure::of(tr),
+        nat: Figure::of(nt),
+        new_plain: Figure::of(new_plain),
+        new_nat: Figure::of(new_nat),
+        bytes_per_flow,
+        bindings,
+    })
+}
+
+pub fn run(args: &NatArgs) -> Result<()> {
+    let hz = tsc_hz();
+    let mut results = Vec::new();
+    for f in &args.flows {
+        results.push(run_case(args, parse_count(f)?, hz)?);
+    }
+    let mut table = String::from(
+        "| flows | bindings | pass-through (cycles/pkt) | tracked, no NAT | tracked + SNAT | added by SNAT over tracking | added over pass-through | Mpps per worker (pipeline, SNAT) | new connections, no NAT (M/s) | new connections with SNAT (M/s) | memory per flow |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &results {
+        table += &format!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {} | {:.0} B |\n",
+            r.flows,
+            r.bindings,
+            r.pass_through.show(1),
+            r.tracked.show(1),
+            r.nat.show(1),
+            r.nat.0.median - r.tracked.0.median,
+            r.nat.0.median - r.pass_through.0.median,
+            hz / r.nat.0.median / 1e6,
+            r.new_plain.show(2),
+            r.new_nat.show(2),
+            r.bytes_per_flow,
+        );
+    }
+    println!("TSC {:.0} MHz", hz / 1e6);
+    print!("{table}");
+    if let Some(path) = &args.markdown {
+        let body = format!(
+            "Command: `rampart-perf nat --flows {}`; commit {}.\n\nMachine: {}\n\n\
+             The pipeline alone on one core (no packet I/O), as in the stateful benchmark: \
+             bursts of 32 frames copied (untimed) into a small buffer and judged with \
+             conntrack's prefetch. Inside clients (10.0.0.0/8, half TCP, half UDP) reach outside \
+             servers; POSTROUTING SNATs them to 16 public addresses (ports kept when free). \
+             Established traffic is random flows in both directions, every packet rewritten \
+             (incremental checksums); the same flows are measured tracked without a nat table, \
+             and through the pass-through pipeline (parse and bridge), in the same run. New \
+             connections: first packets into an empty table (classification, nat chains, port \
+             allocation with the uniqueness probe, entry creation). TSC {:.0} MHz; medians of {} \
+             runs (min..max).\n\n{table}",
+            args.flows.join(","),
+            crate::report::commit(),
+            crate::report::machine("no hugepages"),
+            hz / 1e6,
+            args.runs,
+        );
+        crate::report::replace_section(path, "nat", &body)?;
+    }
+    Ok(())
+}
