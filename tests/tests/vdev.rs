@@ -300,3 +300,165 @@ max = 4096
     assert_eq!(forwarded_b as u64, total);
     assert_no_leak(&s);
 }
+
+/// The same with a DNAT port forward: each worker owns a share of the published endpoint's
+/// clients, requests and replies meet on the owner whichever queue they arrive on, every flow
+/// gets one binding, and both directions leave translated.
+#[test]
+fn two_workers_translate_each_flow_on_its_owner() {
+    if !root_or_skip("two_workers_translate_each_flow_on_its_owner") {
+        return;
+    }
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use std::net::Ipv4Addr;
+    const FLOWS: u32 = 40;
+    let public = Ipv4Addr::new(203, 0, 113, 1);
+    let private = Ipv4Addr::new(10, 0, 0, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // Port b (outside), queue q: requests of flows i with i % 2 == q; port a (inside), queue q:
+    // the server's replies of flows i with i % 2 != q.
+    // The replies wait behind frames the bridge drops at once (not IP), so that every request
+    // has made its binding before the first reply is judged.
+    const JUNK: usize = 20_000;
+    let junk = {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        f
+    };
+    let mut a = [vec![junk.clone(); JUNK], vec![junk; JUNK]];
+    let mut b = [Vec::new(), Vec::new()];
+    let client = |i: u32| Ipv4Addr::from(0xc633_6400 + i);
+    for i in 0..FLOWS {
+        let cport = 30_000 + i as u16;
+        b[(i % 2) as usize].push(
+            FrameSpec::new(IpSpec::v4(client(i), public), L4Spec::udp(cport, 53, b"q")).build(),
+        );
+        a[((i + 1) % 2) as usize].push(
+            FrameSpec::new(
+                IpSpec::v4(private, client(i)),
+                L4Spec::udp(5353, cport, b"a"),
+            )
+            .build(),
+        );
+    }
+    for (name, frames) in [("a0", &a[0]), ("a1", &a[1]), ("b0", &b[0]), ("b1", &b[1])] {
+        write_frames(
+            &p(&format!("{name}.pcap")),
+            frames.iter().map(Vec::as_slice),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        p("rules"),
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -d 203.0.113.1/32 -p udp --dport 53 -j DNAT --to-destination 10.0.0.5:5353\n\
+         COMMIT\n*filter\n:FORWARD DROP [0:0]\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A FORWARD -i b -d 10.0.0.5 -p udp --dport 5353 -m conntrack --ctstate NEW -j ACCEPT\n\
+         COMMIT\n",
+    )
+    .unwrap();
+    let prefix = unique("rphn");
+    let dev = |port: &str| {
+        format!(
+            "net_pcap{prefix}{port},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+            p(&format!("{port}0.pcap")).display(),
+            p(&format!("{port}1.pcap")).display(),
+            p(&format!("{port}-tx0.pcap")).display(),
+            p(&format!("{port}-tx1.pcap")).display(),
+        )
+    };
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "{da}"
+[[port]]
+name = "b"
+device = "{db}"
+[bridge]
+pairs = [["a", "b"]]
+[workers]
+count = 2
+[rules]
+ipv4 = "{rules}"
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 8191
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+[conntrack]
+max = 4096
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
+        da = dev("a"),
+        db = dev("b"),
+        rules = p("rules").display(),
+        sock = p("m.sock").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--summary-json")
+        .arg(p("summary.json")));
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&p("summary.json"));
+    let total = u64::from(2 * FLOWS);
+    assert_eq!(
+        s["rx_packets"].as_u64(),
+        Some(total + 2 * JUNK as u64),
+        "{s}"
+    );
+    assert_eq!(
+        s["drops"]["non_ip_policy"].as_u64(),
+        Some(2 * JUNK as u64),
+        "{s}"
+    );
+    assert_eq!(s["tx_packets"].as_u64(), Some(total), "{s}");
+    assert_eq!(s["handed_off"].as_u64(), Some(u64::from(FLOWS)), "{s}");
+    assert_eq!(
+        s["conntrack"]["created"].as_u64(),
+        Some(u64::from(FLOWS)),
+        "{s}"
+    );
+    assert_eq!(
+        s["conntrack"]["nat_bindings"].as_u64(),
+        Some(u64::from(FLOWS)),
+        "{s}"
+    );
+    assert_eq!(s["conntrack"]["clash"].as_u64(), Some(0), "{s}");
+    // Requests leave by a (inside) to the private server; replies by b from the public address.
+    let mut to_server = Vec::new();
+    let mut to_clients = Vec::new();
+    for n in ["a-tx0", "a-tx1"] {
+        to_server.extend(read_frames(&p(&format!("{n}.pcap"))).unwrap());
+    }
+    for n in ["b-tx0", "b-tx1"] {
+        to_clients.extend(read_frames(&p(&format!("{n}.pcap"))).unwrap());
+    }
+    assert_eq!(
+        (to_server.len(), to_clients.len()),
+        (FLOWS as usize, FLOWS as usize)
+    );
+    for f in &to_server {
+        let k = dataplane::wire::parse_frame(&f.data).unwrap().flow.unwrap();
+        assert_eq!((k.dst.to_v4(), k.dst_port), (Some(private), 5353), "{k:?}");
+    }
+    for f in &to_clients {
+        let k = dataplane::wire::parse_frame(&f.data).unwrap().flow.unwrap();
+        assert_eq!((k.src.to_v4(), k.src_port), (Some(public), 53), "{k:?}");
+    }
+    assert_no_leak(&s);
+}
