@@ -419,6 +419,53 @@ impl<'a> ControlPlane<'a> {
                 s.ct.entries as f64,
             );
         }
+        let r = &total.router;
+        for (name, help, v) in [
+            (
+                "rampart_router_arp_answered_total",
+                "ARP requests answered",
+                r.arp_answered,
+            ),
+            (
+                "rampart_router_nd_answered_total",
+                "Neighbour solicitations answered",
+                r.nd_answered,
+            ),
+            (
+                "rampart_router_solicits_sent_total",
+                "ARP requests and neighbour solicitations sent",
+                r.solicits_sent,
+            ),
+            (
+                "rampart_router_echo_replies_total",
+                "Echo replies sent",
+                r.echo_replies,
+            ),
+            (
+                "rampart_router_icmp_errors_total",
+                "ICMP errors sent",
+                r.icmp_sent,
+            ),
+            (
+                "rampart_router_icmp_ratelimited_total",
+                "ICMP errors not sent: rate limit",
+                r.icmp_ratelimited,
+            ),
+            (
+                "rampart_router_icmp_unresolved_total",
+                "ICMP errors not sent: no way back to the source",
+                r.icmp_unresolved,
+            ),
+        ] {
+            e.family(name, "counter", help);
+            e.sample(name, &[], v as f64);
+        }
+        e.family(
+            "rampart_router_neighbours",
+            "gauge",
+            "Neighbour (ARP/NDP) entries",
+        );
+        e.sample("rampart_router_neighbours", &[], r.neighbours as f64);
         e.family(
             "rampart_nat_bindings",
             "gauge",
@@ -525,6 +572,17 @@ pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
         "entries": t.entries, "created": t.created, "expired": t.expired,
         "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
         "frag_completed": t.frag_completed, "nat_bindings": t.nat_bindings,
+    })
+}
+
+/// Router-stage counters as `stats` shows them.
+pub fn router_json(t: &dataplane::stats::RouterTotals) -> Value {
+    json!({
+        "arp_answered": t.arp_answered, "nd_answered": t.nd_answered,
+        "solicits_sent": t.solicits_sent, "released": t.released,
+        "echo_replies": t.echo_replies, "icmp_sent": t.icmp_sent,
+        "icmp_ratelimited": t.icmp_ratelimited, "icmp_unresolved": t.icmp_unresolved,
+        "neighbours": t.neighbours,
     })
 }
 

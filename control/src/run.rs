@@ -569,6 +569,7 @@ fn stats_json(
         "handed_off": total.handed_off,
         "drops": drops,
         "conntrack": crate::daemon::ct_json(&total.ct),
+        "router": crate::daemon::router_json(&total.router),
         "ports": ports.iter().enumerate().map(|(i, name)| serde_json::json!({
             "name": name, "rx_packets": total.ports[i].rx_packets, "rx_bytes": total.ports[i].rx_bytes,
             "tx_packets": total.ports[i].tx_packets, "tx_bytes": total.ports[i].tx_bytes,

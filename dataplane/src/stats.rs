@@ -46,6 +46,67 @@ pub struct WorkerStats {
     pub handed_off: AtomicU64,
     /// The worker's conntrack table, copied from it between bursts.
     pub ct: CtCounters,
+    /// Router mode: the router stage's counters, copied between bursts.
+    pub router: RouterCounters,
+}
+
+/// A worker's router-stage counters (copies of its state's; drops are counted as drop reasons).
+#[derive(Debug, Default)]
+pub struct RouterCounters {
+    pub arp_answered: AtomicU64,
+    pub nd_answered: AtomicU64,
+    pub solicits_sent: AtomicU64,
+    pub released: AtomicU64,
+    pub echo_replies: AtomicU64,
+    pub icmp_sent: AtomicU64,
+    pub icmp_ratelimited: AtomicU64,
+    pub icmp_unresolved: AtomicU64,
+    /// Neighbour entries (a gauge).
+    pub neighbours: AtomicU64,
+}
+
+/// Plain copies of [`RouterCounters`], summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterTotals {
+    pub arp_answered: u64,
+    pub nd_answered: u64,
+    pub solicits_sent: u64,
+    pub released: u64,
+    pub echo_replies: u64,
+    pub icmp_sent: u64,
+    pub icmp_ratelimited: u64,
+    pub icmp_unresolved: u64,
+    pub neighbours: u64,
+}
+
+impl RouterCounters {
+    /// Publishes a worker's router state (single writer: the owning worker).
+    pub fn publish<P>(&self, st: &crate::router::RouterState<P>) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Relaxed);
+        let r = &st.stats;
+        set(&self.arp_answered, r.arp_answered);
+        set(&self.nd_answered, r.nd_answered);
+        set(&self.solicits_sent, r.solicits_sent);
+        set(&self.released, r.released);
+        set(&self.echo_replies, r.echo_replies);
+        set(&self.icmp_sent, r.icmp_sent);
+        set(&self.icmp_ratelimited, r.icmp_ratelimited);
+        set(&self.icmp_unresolved, r.icmp_unresolved);
+        set(&self.neighbours, st.neigh.len() as u64);
+    }
+
+    fn add_to(&self, t: &mut RouterTotals) {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        t.arp_answered += get(&self.arp_answered);
+        t.nd_answered += get(&self.nd_answered);
+        t.solicits_sent += get(&self.solicits_sent);
+        t.released += get(&self.released);
+        t.echo_replies += get(&self.echo_replies);
+        t.icmp_sent += get(&self.icmp_sent);
+        t.icmp_ratelimited += get(&self.icmp_ratelimited);
+        t.icmp_unresolved += get(&self.icmp_unresolved);
+        t.neighbours += get(&self.neighbours);
+    }
 }
 
 /// A worker's connection-tracking counters (copies of its table's, published between bursts).
@@ -122,6 +183,7 @@ impl Default for WorkerStats {
             replies_lost: AtomicU64::new(0),
             handed_off: AtomicU64::new(0),
             ct: CtCounters::default(),
+            router: RouterCounters::default(),
         }
     }
 }
@@ -159,6 +221,7 @@ impl WorkerStats {
         s.replies_lost += self.replies_lost.load(Relaxed);
         s.handed_off += self.handed_off.load(Relaxed);
         self.ct.add_to(&mut s.ct);
+        self.router.add_to(&mut s.router);
     }
 }
 
@@ -184,6 +247,7 @@ pub struct StatsSnapshot {
     pub replies_lost: u64,
     pub handed_off: u64,
     pub ct: CtTotals,
+    pub router: RouterTotals,
 }
 
 impl Default for StatsSnapshot {
@@ -198,6 +262,7 @@ impl Default for StatsSnapshot {
             replies_lost: 0,
             handed_off: 0,
             ct: CtTotals::default(),
+            router: RouterTotals::default(),
         }
     }
 }

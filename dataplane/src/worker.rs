@@ -298,6 +298,9 @@ impl Worker {
                 if let Some(t) = tables.as_deref() {
                     stats.ct.publish(t);
                 }
+                if let Some((_, st)) = router.as_ref() {
+                    stats.router.publish(st);
+                }
                 if !commands.is_empty() {
                     answer(&commands, tables.as_deref_mut(), clock.ns(now));
                 }
@@ -306,6 +309,9 @@ impl Worker {
         drain(&mut egress, &stats);
         if let Some(t) = tables.as_deref() {
             stats.ct.publish(t);
+        }
+        if let Some((_, st)) = router.as_ref() {
+            stats.router.publish(st);
         }
     }
 }

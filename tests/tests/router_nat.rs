@@ -368,6 +368,11 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
             stats.contains("nat_exhausted"),
             "the refused flow is counted: {stats}"
         );
+        let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        let router = &v["router"];
+        for k in ["arp_answered", "echo_replies", "icmp_sent", "neighbours"] {
+            assert!(router[k].as_u64().unwrap_or(0) > 0, "{k}: {router}");
+        }
         seen
     };
     assert_eq!(
