@@ -383,3 +383,29 @@ COMMIT
         &tcp(PUBLIC, 80, REMOTE, 6000, Flags::SYN | Flags::ACK, 9, 2),
     );
 }
+
+#[test]
+fn fragments_of_a_translated_datagram_follow_its_first() {
+    let mut r = Rig::new(SNAT, &[]);
+    let spec = |src: Ipv4Addr| {
+        let mut ip = IpSpec::v4(src, REMOTE);
+        if let IpSpec::V4 { ident, .. } = &mut ip {
+            *ident = 0x1234;
+        }
+        FrameSpec::new(ip, L4Spec::udp(40000, 53, &[7u8; 64]))
+    };
+    let frags = spec(CLIENT).fragments(32);
+    let want = spec(PUBLIC).fragments(32);
+    assert!(frags.len() >= 3);
+    for (f, w) in frags.iter().zip(&want) {
+        // Every fragment leaves with the public source; the first one's UDP checksum covers
+        // the whole datagram's change, so the bytes are those of the datagram built with it.
+        r.passes(INSIDE, f, w);
+    }
+    // The reply, whole, comes back to the client.
+    r.passes(
+        OUTSIDE,
+        &udp(REMOTE, 53, PUBLIC, 40000),
+        &udp(REMOTE, 53, CLIENT, 40000),
+    );
+}
