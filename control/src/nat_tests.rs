@@ -409,3 +409,77 @@ fn fragments_of_a_translated_datagram_follow_its_first() {
         &udp(REMOTE, 53, CLIENT, 40000),
     );
 }
+
+mod prop {
+    use super::*;
+    use dataplane::conntrack::{Config as CtConfig, Conntrack, Invalid};
+    use dataplane::wire::parse_frame;
+    use proptest::prelude::*;
+
+    const BOTH: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 203.0.113.1/32 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.5:80
+-A PREROUTING -d 203.0.113.1/32 -p udp --dport 5353 -j DNAT --to-destination 10.0.0.5:53
+-A POSTROUTING -s 10.0.0.0/24 -o outside -p udp -j SNAT --to-source 203.0.113.1:3000-3003
+-A POSTROUTING -s 10.0.0.0/24 -o outside -j SNAT --to-source 203.0.113.1
+COMMIT
+";
+
+    /// A frame between a few inside and outside hosts and ports (so that flows meet, clash
+    /// and exhaust the small UDP range), of TCP, UDP or ICMP echo.
+    fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>)> {
+        (any::<bool>(), 0u8..3, 0u8..3, 0u8..3, 0u8..4, 0u8..6).prop_map(
+            |(from_inside, proto, host, port, peer, flags)| {
+                let inside = [CLIENT, CLIENT2, PRIVATE_SERVER][usize::from(host)];
+                let outside = [REMOTE, ROUTER, PUBLIC, REMOTE][usize::from(peer)];
+                let ports = [80u16, 8080, 5353, 40000];
+                let (p_in, p_out) = (ports[usize::from(port)], ports[usize::from(peer)]);
+                let (s, sp, d, dp) = if from_inside {
+                    (inside, p_in, outside, p_out)
+                } else {
+                    (outside, p_out, inside.max(PUBLIC), p_in)
+                };
+                let f = match proto {
+                    0 => {
+                        let fl = [
+                            Flags::SYN,
+                            Flags::SYN | Flags::ACK,
+                            Flags::ACK,
+                            Flags::RST,
+                            Flags(0x11),
+                            Flags(0x18),
+                        ];
+                        tcp(s, sp, d, dp, fl[usize::from(flags)], 1000, 2000)
+                    }
+                    1 => udp(s, sp, d, dp),
+                    _ => echo(s, d, if flags % 2 == 0 { 8 } else { 0 }, p_in),
+                };
+                (if from_inside { INSIDE } else { OUTSIDE }, f)
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_traffic_through_nat_keeps_checksums_and_tables_sound(
+            frames in proptest::collection::vec(arb_frame(), 1..80)
+        ) {
+            let mut r = Rig::new(BOTH, &[]);
+            // A table that checks L4 checksums, to read the frames Rampart sends.
+            let mut check = Conntrack::new(CtConfig::new(1024));
+            for (ingress, f) in &frames {
+                let (o, out) = r.send(*ingress, f);
+                if let Verdict::Forward(_) = o.verdict {
+                    let info = parse_frame(&out).expect("a forwarded frame parses");
+                    let t = check.track(&out, &info, r.now);
+                    prop_assert_ne!(t.invalid, Some(Invalid::BadChecksum), "{:?}", o.nat);
+                }
+                let st = r.tables.ct.stats();
+                prop_assert!(st.nat_live <= u64::from(r.tables.ct.len()));
+            }
+        }
+    }
+}
