@@ -326,13 +326,6 @@ impl Config {
                 "router mode tracks connections (its NAT and replies need them)".into(),
             ));
         }
-        if router && self.workers.count > 1 {
-            return Err(bad(
-                "workers.count".into(),
-                "router mode runs one worker for now: each worker would learn its own neighbours"
-                    .into(),
-            ));
-        }
         let mut addrs: Vec<Vec<IfAddr>> = Vec::with_capacity(self.ports.len());
         for (i, p) in self.ports.iter().enumerate() {
             let key = format!("port[{i}]");

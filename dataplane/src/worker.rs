@@ -218,12 +218,12 @@ impl Worker {
                 };
                 if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
                     route_burst(
-                        ingress as u16,
+                        Source::Port(ingress as u16),
                         &mut burst,
                         &ctx,
                         t,
-                        r,
-                        st,
+                        (r, st),
+                        steering.as_mut(),
                         now_ns,
                         &mut egress,
                     );
@@ -265,6 +265,19 @@ impl Worker {
                         logs: &logs,
                         pool: &pool,
                     };
+                    if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
+                        route_burst(
+                            Source::Ring,
+                            &mut burst,
+                            &ctx,
+                            t,
+                            (rt, rst),
+                            None,
+                            now_ns,
+                            &mut egress,
+                        );
+                        continue;
+                    }
                     handle_burst::<true>(
                         Source::Ring,
                         &mut burst,
@@ -768,17 +781,53 @@ impl Forwarding for Routed<'_, '_, '_> {
     }
 }
 
+/// Whether a frame is a neighbour answer (an ARP reply or an IPv6 neighbour advertisement):
+/// what every worker's neighbour table must learn, whichever queue it arrived on.
+fn is_neighbour_answer(frame: &[u8], info: &crate::wire::PacketInfo) -> bool {
+    match info.l3 {
+        crate::wire::L3::Arp => {
+            let op = usize::from(info.l3_offset) + 6;
+            frame.get(op..op + 2) == Some(&[0, 2][..])
+        }
+        crate::wire::L3::Ipv6 => {
+            info.flow
+                .is_some_and(|k| k.proto == crate::wire::ip_proto::ICMPV6)
+                && info.l4_offset != 0
+                && frame.get(usize::from(info.l4_offset)) == Some(&136)
+        }
+        _ => false,
+    }
+}
+
+/// Router mode with several workers: a copy of a neighbour answer for every other worker, so
+/// that each learns it and sends what it queued for that neighbour.
+#[cold]
+#[inline(never)]
+fn share_answer(ctx: &Ctx<'_>, steering: &mut Steering, ingress: u16, frame: &[u8]) {
+    for (ring, buf) in steering.to.iter_mut().flatten() {
+        match ctx.pool.alloc_frame(frame) {
+            Some(mut c) => {
+                c.set_port(ingress);
+                handed(ctx.stats, buf.push(c, ring));
+            }
+            None => bump(&ctx.stats.replies_lost, 1),
+        }
+    }
+}
+
 /// Router mode: one received burst through the router stage and the stateful stage
-/// ([`crate::router`]'s sequence), each packet sent, queued for its next hop, or freed.
+/// ([`crate::router`]'s sequence), each packet sent, queued for its next hop, handed to the
+/// worker owning its connection, or freed. Neighbour answers are learnt here and copied to the
+/// other workers.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn route_burst(
-    ingress: u16,
+    source: Source,
     burst: &mut RxBurst,
     ctx: &Ctx<'_>,
     tables: &mut Tables,
-    router: &Router,
-    st: &mut RouterState<Mbuf>,
+    (router, st): (&Router, &mut RouterState<Mbuf>),
+    mut steering: Option<&mut Steering>,
     now_ns: u64,
     egress: &mut [Egress],
 ) {
@@ -793,6 +842,10 @@ fn route_burst(
     for mut m in burst.by_ref() {
         let len = m.pkt_len() as u64;
         rx_bytes += len;
+        let ingress = match source {
+            Source::Port(p) => p,
+            Source::Ring => m.port(),
+        };
         if m.segments() > 1 && !m.contiguous() {
             stats.drop_packet(DropReason::Unlinearizable);
             continue;
@@ -818,7 +871,14 @@ fn route_burst(
         );
         match l2 {
             L2Action::Ip => {}
-            L2Action::Consumed => continue,
+            L2Action::Consumed => {
+                if let Some(stg) = steering.as_deref_mut() {
+                    if is_neighbour_answer(m.data(), &info) {
+                        share_answer(ctx, stg, ingress, m.data());
+                    }
+                }
+                continue;
+            }
             L2Action::Drop(why) => {
                 stats.drop_packet(DropReason::Router(why));
                 continue;
@@ -832,6 +892,20 @@ fn route_burst(
             router.note_martian(st);
             stats.drop_packet(DropReason::Router(crate::router::RouterDrop::Martian));
             continue;
+        }
+        if let Some(stg) = steering.as_deref_mut() {
+            let owner = match ctx.rules.filter.nat.as_deref() {
+                Some(nat) => crate::steer::owner_nat(m.data(), &info, &nat.steering),
+                None => crate::steer::owner_of(m.data(), &info, stg.workers),
+            };
+            if let Some(w) = owner.filter(|&w| usize::from(w) != ctx.id) {
+                m.set_port(ingress);
+                match stg.to.get_mut(usize::from(w)).and_then(Option::as_mut) {
+                    Some((ring, buf)) => handed(stats, buf.push(m, ring)),
+                    None => stats.drop_packet(DropReason::HandoffFull),
+                }
+                continue;
+            }
         }
         let mut logged = Logged::default();
         let j = {
@@ -913,9 +987,18 @@ fn route_burst(
             }
         }
     }
-    let in_ctr = &stats.ports[usize::from(ingress)];
-    bump(&in_ctr.rx_packets, n as u64);
-    bump(&in_ctr.rx_bytes, rx_bytes);
+    if let Some(stg) = steering {
+        for (ring, buf) in stg.to.iter_mut().flatten() {
+            if !buf.is_empty() {
+                handed(stats, buf.flush(ring));
+            }
+        }
+    }
+    if let Source::Port(ingress) = source {
+        let in_ctr = &stats.ports[usize::from(ingress)];
+        bump(&in_ctr.rx_packets, n as u64);
+        bump(&in_ctr.rx_bytes, rx_bytes);
+    }
 }
 
 /// Router mode, between bursts: neighbour retransmissions and failures (their packets freed

@@ -135,7 +135,9 @@ struct Rampart {
 }
 
 impl Rampart {
-    fn start(t: &RouterTopology, rules_text: &str, extra: &str) -> Rampart {
+    /// Rampart in router mode on the topology's ports, with `workers` workers (each on its
+    /// own CPU when there are two).
+    fn start(t: &RouterTopology, rules_text: &str, extra: &str, workers: u16) -> Rampart {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("rules"), rules_text).unwrap();
@@ -144,10 +146,20 @@ impl Rampart {
             "mode = \"router\"\n[eal]\nargs = {eal}\n{ports}\n[rules]\nipv4 = \"{rules}\"\n\
              [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = 4095\ncache = 64\n\
              [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n\
+             [workers]\ncount = {workers}\n\
              [[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"203.0.113.2\"\n{extra}",
             extra = extra,
-            eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
-            ports = t.rampart_ports(&prefix),
+            eal = toml_array(&test_eal_args(
+                &prefix,
+                if workers > 1 {
+                    "0@0,1@0,2@1"
+                } else {
+                    "0@0,1@1"
+                }
+            )),
+            ports = t
+                .rampart_ports(&prefix)
+                .replace("qpairs=1", &format!("qpairs={workers}")),
             rules = p("rules").display(),
             sock = p("m.sock").display(),
         );
@@ -274,7 +286,9 @@ fn outside_forwards(t: &RouterTopology) {
     }
 }
 
-fn scenarios(t: &RouterTopology) -> Seen {
+/// `range`: also the two-port SNAT range (one worker only: with several, each worker owns
+/// its own share of the range's ports, and flows between the same two hosts share a worker).
+fn scenarios(t: &RouterTopology, range: bool) -> Seen {
     let a = t.addressing;
     assert!(
         t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
@@ -298,13 +312,16 @@ fn scenarios(t: &RouterTopology) -> Seen {
     assert!(udp_ask(t, false, "203.0.113.1", 5300, 42000), "UDP in");
     let udp_in = srv.clients().first().expect("a datagram").0.clone();
     // A two-port SNAT range: two flows fit, the third is refused.
-    let srv = Server::start(&t.outside, UDP_SERVER, &a.server_v4(), 6000);
-    assert!(udp_ask(t, true, &a.server_v4(), 6000, 43001));
-    assert!(udp_ask(t, true, &a.server_v4(), 6000, 43002));
-    let third_answered = udp_ask(t, true, &a.server_v4(), 6000, 43003);
-    let mut range_ports: Vec<u16> = srv.clients().iter().map(|c| c.1).collect();
-    range_ports.sort_unstable();
-    range_ports.dedup();
+    let (mut range_ports, mut third_answered) = (Vec::new(), false);
+    if range {
+        let srv = Server::start(&t.outside, UDP_SERVER, &a.server_v4(), 6000);
+        assert!(udp_ask(t, true, &a.server_v4(), 6000, 43001));
+        assert!(udp_ask(t, true, &a.server_v4(), 6000, 43002));
+        third_answered = udp_ask(t, true, &a.server_v4(), 6000, 43003);
+        range_ports = srv.clients().iter().map(|c| c.1).collect();
+        range_ports.sort_unstable();
+        range_ports.dedup();
+    }
     // Hairpin: the inside host's own service through the public address.
     let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
     let body = curl(t, true, "http://203.0.113.1:8080/");
@@ -341,14 +358,14 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
     let net = 71;
     let rampart = {
         let t = RouterTopology::for_rampart(net);
-        let r = Rampart::start(&t, &rules("outside", net), "");
+        let r = Rampart::start(&t, &rules("outside", net), "", 1);
         let a = t.addressing;
         // The gateway answers ping on its inside address (INPUT accepts ICMP).
         assert!(
             t.wait_ping(&a.router_inside_v4(), Duration::from_secs(15)),
             "no echo reply from the gateway"
         );
-        let seen = scenarios(&t);
+        let seen = scenarios(&t, true);
         // A probe whose TTL runs out at the gateway gets time exceeded from it.
         let o = run(&mut t.inside_cmd(&["ping", "-c", "1", "-t", "1", "-W", "2", &a.server_v4()]));
         let text = String::from_utf8_lossy(&o.stdout);
@@ -408,9 +425,44 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
             ],
         ));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        scenarios(&t)
+        scenarios(&t, true)
     };
     assert_eq!(rampart, linux, "Rampart and Linux translate alike");
+}
+
+#[test]
+fn two_workers_route_and_translate() {
+    if !root_or_skip("two_workers_route_and_translate") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 74;
+    let t = RouterTopology::for_rampart(net);
+    // Two workers: replies to NAT addresses are steered to the worker owning their port (the
+    // devices spread flows over both queues by their own hash), and neighbour answers are
+    // shared between the workers.
+    let r = Rampart::start(&t, &rules("outside", net), "", 2);
+    let seen = scenarios(&t, false);
+    assert_eq!(seen.http_out, "203.0.113.1");
+    assert_eq!(seen.http_in, "203.0.113.2");
+    assert_eq!(
+        (seen.udp_out.as_str(), seen.udp_in.as_str()),
+        ("203.0.113.1", "203.0.113.2")
+    );
+    assert!(seen.hairpin_from_router && seen.ttl_beyond, "{seen:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.ctl(&["--json", "stats"])).unwrap();
+    let per_worker: Vec<u64> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{v}");
+    // How the devices spread flows over the queues is theirs to choose; say what happened.
+    eprintln!(
+        "two_workers_route_and_translate: packets per worker {per_worker:?}, handed to their owner {}",
+        v["handed_off"]
+    );
 }
 
 #[test]
@@ -435,7 +487,7 @@ fn one_to_one_floating_address_maps_a_private_host_both_ways() {
         "[[nat.one_to_one]]\npublic = \"{floating}\"\nprivate = \"{}\"\n",
         a.inside_host_v4()
     );
-    let _r = Rampart::start(&t, &text, &extra);
+    let _r = Rampart::start(&t, &text, &extra, 1);
     assert!(
         t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
         "no echo reply through the gateway"
