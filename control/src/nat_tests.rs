@@ -483,3 +483,87 @@ COMMIT
         }
     }
 }
+
+#[test]
+fn ipv6_snat_and_dnat() {
+    use std::net::Ipv6Addr;
+    let text = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 2001:db8::1/128 -p tcp --dport 8443 -j DNAT --to-destination [fd00::5]:443
+-A POSTROUTING -s fd00::/64 -o outside -j SNAT --to-source 2001:db8::1
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i inside -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -d fd00::5/128 -p tcp --dport 443 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+";
+    let ports = ["inside".to_string(), "outside".to_string()];
+    let parsed = parse_iptables("nat6.rules", text, Family::V6, &ports).expect("parses");
+    let env = NatEnv {
+        workers: 1,
+        masquerade: &[],
+        one_to_one: &[],
+    };
+    let filter = Filter {
+        v6: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),
+        nat: nat_tables([None, Some(compile_nat(&parsed).expect("nat"))], &env),
+        ..Filter::default()
+    };
+    let mut cfg = TrackConfig::new(64);
+    cfg.conntrack.nat = true;
+    let mut r = Rig {
+        bridge: Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop),
+        filter,
+        tables: Tables::new(&cfg),
+        now: SEC,
+    };
+    let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let (client, public, remote, server) = (
+        a("fd00::2"),
+        a("2001:db8::1"),
+        a("2001:db8:9::9"),
+        a("fd00::5"),
+    );
+    let udp6 = |s: Ipv6Addr, sp: u16, d: Ipv6Addr, dp: u16| {
+        FrameSpec::new(IpSpec::v6(s, d), L4Spec::udp(sp, dp, b"query")).build()
+    };
+    let tcp6 = |s: Ipv6Addr, sp: u16, d: Ipv6Addr, dp: u16, flags: Flags| {
+        FrameSpec::new(
+            IpSpec::v6(s, d),
+            L4Spec::Tcp {
+                sport: sp,
+                dport: dp,
+                seq: 1,
+                ack: 0,
+                flags,
+                window: 0xffff,
+                options: Vec::new(),
+                payload: Vec::new(),
+            },
+        )
+        .build()
+    };
+    r.passes(
+        INSIDE,
+        &udp6(client, 5000, remote, 53),
+        &udp6(public, 5000, remote, 53),
+    );
+    r.passes(
+        OUTSIDE,
+        &udp6(remote, 53, public, 5000),
+        &udp6(remote, 53, client, 5000),
+    );
+    r.passes(
+        OUTSIDE,
+        &tcp6(remote, 7000, public, 8443, Flags::SYN),
+        &tcp6(remote, 7000, server, 443, Flags::SYN),
+    );
+    r.passes(
+        INSIDE,
+        &tcp6(server, 443, remote, 7000, Flags::SYN | Flags::ACK),
+        &tcp6(public, 8443, remote, 7000, Flags::SYN | Flags::ACK),
+    );
+}
