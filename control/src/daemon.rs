@@ -5,9 +5,10 @@
 //! is freed only after every worker has passed a quiescent state.
 
 use crate::config::RulesConf;
-use crate::load::{load_filter, MakeClassifier, RuleFiles};
+use crate::load::{MakeClassifier, RuleFiles};
 use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
+use crate::reload::Reloader;
 use crate::rules::Hook;
 use dataplane::conntrack::ConnInfo;
 use dataplane::filter::FilterSnapshot;
@@ -45,6 +46,8 @@ pub struct ControlPlane<'a> {
     pub swaps: SwapStats,
     /// Each worker's request queue for its conntrack table (empty without tracking).
     conntrack: Vec<crossbeam_channel::Sender<CtCommand>>,
+    /// What the last load made of each rule file, so the next load compiles only what changed.
+    reloader: Reloader,
 }
 
 fn source_of(files: &RulesConf) -> String {
@@ -73,7 +76,8 @@ impl<'a> ControlPlane<'a> {
         workers: usize,
         make: Box<MakeClassifier<'a>>,
     ) -> Result<ControlPlane<'a>, String> {
-        let snap = compile(&files, &ports, workers, &*make)?;
+        let mut reloader = Reloader::new();
+        let snap = compile(&files, &ports, workers, &*make, &mut reloader)?;
         Ok(ControlPlane {
             make,
             publisher: Publisher::new(snap, workers),
@@ -82,6 +86,7 @@ impl<'a> ControlPlane<'a> {
             workers,
             swaps: SwapStats::default(),
             conntrack: Vec::new(),
+            reloader,
         })
     }
 
@@ -169,7 +174,13 @@ impl<'a> ControlPlane<'a> {
     /// Returns the time from request to every worker running the new rules.
     pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
         let t0 = Instant::now();
-        let snap = match compile(&files, &self.ports, self.workers, &*self.make) {
+        let snap = match compile(
+            &files,
+            &self.ports,
+            self.workers,
+            &*self.make,
+            &mut self.reloader,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 self.swaps.failures += 1;
@@ -447,13 +458,16 @@ fn compile(
     ports: &[String],
     workers: usize,
     make: &MakeClassifier<'_>,
+    reloader: &mut Reloader,
 ) -> Result<FilterSnapshot, String> {
     let rf = RuleFiles {
         rules: files.ipv4.as_deref(),
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
     };
-    let filter = load_filter(&rf, ports, Hook::Forward, make).map_err(|e| e.to_string())?;
+    let filter = reloader
+        .load_filter(&rf, ports, Hook::Forward, files.classifier, make)
+        .map_err(|e| e.to_string())?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }
 

@@ -34,6 +34,9 @@ pub struct SwapArgs {
     /// The rampart binary (default: next to this one).
     #[arg(long)]
     pub rampart: Option<PathBuf>,
+    /// Time the phases of a rule load in this process instead (no daemon, no EAL).
+    #[arg(long)]
+    pub phases: bool,
 }
 
 /// One measured case.
@@ -264,8 +267,97 @@ fn case(
     })
 }
 
+/// The phases of loads through [`control::reload::Reloader`], in this process: a full load (a
+/// fresh reloader: what a reload of an unrelated file costs), the one-rule change of the daemon
+/// benchmark, and one rule inserted in the middle of the chain.
+fn phases(args: &SwapArgs) -> Result<()> {
+    use control::config::ClassifierKind;
+    use control::load::{tree_classifier, RuleFiles};
+    use control::reload::Reloader;
+    use control::rules::Hook;
+    let dir = tempfile::tempdir()?;
+    for &size in &args.sizes {
+        let mut rules = synth_rules(&SynthConfig {
+            rules: size,
+            family: Family::V4,
+            seed: size as u64,
+            default_rule: false,
+        });
+        let text_a = iptables_text(&rules);
+        let a = dir.path().join(format!("{size}-a.rules"));
+        std::fs::write(&a, &text_a)?;
+        rules[0].dport = (4242, 4242);
+        rules[0].proto = (ip_proto::TCP, ip_proto::TCP);
+        let b = dir.path().join(format!("{size}-b.rules"));
+        std::fs::write(&b, iptables_text(&rules))?;
+        // One more rule in the middle of the chain.
+        let mut lines: Vec<&str> = text_a.lines().collect();
+        let mid = lines.len() / 2;
+        lines.insert(mid, "-A FORWARD -s 10.9.8.0/24 -p tcp --dport 4242 -j DROP");
+        let c = dir.path().join(format!("{size}-c.rules"));
+        std::fs::write(&c, lines.join("\n") + "\n")?;
+        let files = |p: &Path| RuleFiles {
+            rules: Some(p.to_path_buf().leak()),
+            ..RuleFiles::default()
+        };
+        let load = |r: &mut Reloader, p: &Path| -> Result<[f64; 6]> {
+            let t0 = Instant::now();
+            let f = r
+                .load_filter(
+                    &files(p),
+                    &[],
+                    Hook::Forward,
+                    ClassifierKind::Tree,
+                    &tree_classifier,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let snap = dataplane::filter::FilterSnapshot::new(f, String::new(), 1);
+            let total = t0.elapsed().as_secs_f64() * 1e6;
+            drop(snap);
+            let rep = r.report();
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            Ok([
+                total,
+                us(rep.read),
+                us(rep.parse),
+                us(rep.flatten),
+                us(rep.classifier),
+                rep.trees_built as f64,
+            ])
+        };
+        let runs = args.swaps.max(2);
+        let mut cases: Vec<(&str, Vec<[f64; 6]>)> = Vec::new();
+        let mut full = Vec::new();
+        for _ in 0..runs.min(10) {
+            full.push(load(&mut Reloader::new(), &a)?);
+        }
+        cases.push(("full load", full));
+        for (label, other) in [("one rule changed", &b), ("one rule inserted", &c)] {
+            let mut r = Reloader::new();
+            load(&mut r, &a)?;
+            let mut v = Vec::new();
+            for i in 0..runs {
+                v.push(load(&mut r, if i % 2 == 0 { other } else { &a })?);
+            }
+            cases.push((label, v));
+        }
+        for (label, v) in cases {
+            let med = |i: usize| percentiles(v.iter().map(|r| r[i]).collect());
+            println!(
+                "{size:>7} rules, {label:<18}: total {:>8.0} us (p99 {:>8.0})  read {:>6.0}  parse {:>8.0}  flatten {:>8.0}  classifier {:>8.0}  trees built {}",
+                med(0).0, med(0).1, med(1).0, med(2).0, med(3).0, med(4).0,
+                v.iter().map(|r| r[5]).sum::<f64>()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the swap benchmark.
 pub fn run(args: &SwapArgs) -> Result<()> {
+    if args.phases {
+        return phases(args);
+    }
     let rampart = match &args.rampart {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("rampart"),

@@ -24,8 +24,8 @@
 
 use super::ast::*;
 use super::parse::Ctx;
-use super::{Hook, RuleError};
-use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, RuleSet, ANY_PORT};
+use super::RuleError;
+use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, ANY_PORT};
 use dataplane::nat::rules::NO_NAT;
 use dataplane::nat::{NatKind, NatRange, NatTarget};
 use dataplane::wire::{Family, IpAddr128};
@@ -370,9 +370,9 @@ fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
 }
 
 /// The cubes of a whole rule (the conjunction of its matches).
-pub(crate) fn rule_cubes(family: Family, rule: &Rule) -> Option<Vec<Cube>> {
+pub(crate) fn rule_cubes(family: Family, matches: &[Match]) -> Option<Vec<Cube>> {
     let mut acc = vec![Cube::full(family)];
-    for m in &rule.matches {
+    for m in matches {
         acc = meet_all(&acc, &match_cubes(family, m), MAX_RULE_ALTERNATIVES)?;
         if acc.is_empty() {
             break;
@@ -406,21 +406,78 @@ pub(crate) struct Flat {
     pub nat_targets: Vec<NatTarget>,
 }
 
+/// What an [`Origin`] is made of, without its strings: equal keys of one table (same chains)
+/// give equal origins, so a reload can keep the origins it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OriginKey {
+    Rule {
+        chain: u32,
+        line: u32,
+        number: u32,
+    },
+    Policy {
+        hook: HookPoint,
+        line: u32,
+        policy: Policy,
+    },
+}
+
+/// [`Flat`] with its origins as keys ([`origins`] makes them).
+pub(crate) struct FlatKeys {
+    pub rules: Vec<FlatRule>,
+    pub origin_keys: Vec<OriginKey>,
+    pub logs: Vec<LogSpec>,
+    pub nat_of: Vec<u32>,
+    pub nat_targets: Vec<NatTarget>,
+}
+
+/// The origins named by `keys` (of rules of `table`, in `ctx.file`).
+pub(crate) fn origins(ctx: &Ctx<'_>, table: Option<&Table>, keys: &[OriginKey]) -> Vec<Origin> {
+    keys.iter()
+        .map(|k| match *k {
+            OriginKey::Rule {
+                chain,
+                line,
+                number,
+            } => {
+                let name = table.map_or("", |t| t.chains[chain as usize].name.as_str());
+                Origin {
+                    file: ctx.file.to_string(),
+                    line,
+                    label: format!("{name}:{number}"),
+                }
+            }
+            OriginKey::Policy { hook, line, policy } => Origin {
+                file: ctx.file.to_string(),
+                line,
+                label: format!("policy {} {}", hook.chain_name(), policy.name()),
+            },
+        })
+        .collect()
+}
+
+/// No entry yet in one of the flattener's per-rule maps.
+const NONE: u32 = u32::MAX;
+
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
     mode: FlattenFor,
     index: HashMap<&'a str, usize>,
-    cubes: Vec<Vec<Option<Vec<Cube>>>>,
+    /// Where each chain's rules start in the per-rule maps below.
+    first: Vec<usize>,
     /// (match, action, origin, NAT target or NO_NAT).
     out: Vec<(Cube, Pending, u32, u32)>,
     labels: Vec<usize>,
-    origins: Vec<Origin>,
-    origin_of: HashMap<(usize, usize), u32>,
+    origin_keys: Vec<OriginKey>,
+    /// Per rule (`first[chain] + rule`): its origin, log and NAT target indexes, or [`NONE`].
+    origin_of: Vec<u32>,
     logs: Vec<LogSpec>,
-    log_of: HashMap<(usize, usize), u32>,
+    log_of: Vec<u32>,
     nat_targets: Vec<NatTarget>,
-    nat_of: HashMap<(usize, usize), u32>,
+    nat_of: Vec<u32>,
+    /// The context of the built-in chain: everything.
+    full: Cube,
 }
 
 impl Flattener<'_> {
@@ -429,18 +486,18 @@ impl Flattener<'_> {
     }
 
     fn origin(&mut self, ci: usize, ri: usize) -> u32 {
-        if let Some(&o) = self.origin_of.get(&(ci, ri)) {
-            return o;
+        let slot = self.first[ci] + ri;
+        if self.origin_of[slot] != NONE {
+            return self.origin_of[slot];
         }
-        let chain = &self.table.chains[ci];
-        let rule = &chain.rules[ri];
-        let o = self.origins.len() as u32;
-        self.origins.push(Origin {
-            file: self.ctx.file.to_string(),
+        let rule = &self.table.chains[ci].rules[ri];
+        let o = self.origin_keys.len() as u32;
+        self.origin_keys.push(OriginKey::Rule {
+            chain: ci as u32,
             line: rule.line,
-            label: format!("{}:{}", chain.name, rule.number),
+            number: rule.number,
         });
-        self.origin_of.insert((ci, ri), o);
+        self.origin_of[slot] = o;
         o
     }
 
@@ -484,18 +541,19 @@ impl Flattener<'_> {
         range: NatRange,
     ) -> Result<(), RuleError> {
         let o = self.origin(ci, ri);
-        let n = match self.nat_of.get(&(ci, ri)) {
-            Some(&n) => n,
-            None => {
+        let slot = self.first[ci] + ri;
+        let n = match self.nat_of[slot] {
+            NONE => {
                 let n = self.nat_targets.len() as u32;
                 self.nat_targets.push(NatTarget {
                     kind,
                     range,
                     origin: o,
                 });
-                self.nat_of.insert((ci, ri), n);
+                self.nat_of[slot] = n;
                 n
             }
+            n => n,
         };
         let rule = &self.table.chains[ci].rules[ri];
         self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule)
@@ -514,21 +572,36 @@ impl Flattener<'_> {
         depth: usize,
     ) -> Result<(), RuleError> {
         let table = self.table;
+        // Under the built-in chain's own context a rule's cubes are its own: each of them lies
+        // in the full cube and passed `Cube::meet` already, and meeting it with the full cube
+        // gives it back.
+        let whole = context.len() == 1 && context[0] == self.full;
         for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
             let Some(spec) = &rule.target else { continue };
-            let Some(own) = self.cubes[ci][ri].as_ref() else {
+            let Some(own) = rule.cubes.as_deref() else {
                 return Err(self.err(
                     rule,
                     rule.col,
                     format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
                 ));
             };
-            let Some(cubes) = meet_all(context, own, MAX_RULE_ALTERNATIVES) else {
-                return Err(self.err(
-                    rule,
-                    rule.col,
-                    format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives under the jumps leading to it"),
-                ));
+            let met;
+            let cubes: &[Cube] = if whole {
+                own
+            } else {
+                match meet_all(context, own, MAX_RULE_ALTERNATIVES) {
+                    Some(c) => {
+                        met = c;
+                        &met
+                    }
+                    None => {
+                        return Err(self.err(
+                            rule,
+                            rule.col,
+                            format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives under the jumps leading to it"),
+                        ));
+                    }
+                }
             };
             if cubes.is_empty() {
                 continue;
@@ -537,15 +610,15 @@ impl Flattener<'_> {
             match &spec.target {
                 Target::Accept => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Accept), o, rule)?;
+                    self.emit(cubes, act(Action::Accept), o, rule)?;
                 }
                 Target::Drop if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Drop), o, rule)?;
+                    self.emit(cubes, act(Action::Drop), o, rule)?;
                 }
                 Target::Reject(w) if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
+                    self.emit(cubes, act(Action::Reject(*w)), o, rule)?;
                 }
                 Target::Log(_) if self.table.kind == TableKind::Raw => {
                     return Err(self.err(
@@ -557,24 +630,25 @@ impl Flattener<'_> {
                 }
                 Target::NoTrack if self.table.kind == TableKind::Raw => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::NoTrack), o, rule)?;
+                    self.emit(cubes, act(Action::NoTrack), o, rule)?;
                 }
                 Target::Log(spec) => {
                     let o = self.origin(ci, ri);
-                    let l = match self.log_of.get(&(ci, ri)) {
-                        Some(&l) => l,
-                        None => {
+                    let slot = self.first[ci] + ri;
+                    let l = match self.log_of[slot] {
+                        NONE => {
                             let l = self.logs.len() as u32;
                             self.logs.push(spec.clone());
-                            self.log_of.insert((ci, ri), l);
+                            self.log_of[slot] = l;
                             l
                         }
+                        l => l,
                     };
-                    self.emit(&cubes, act(Action::Log(l)), o, rule)?;
+                    self.emit(cubes, act(Action::Log(l)), o, rule)?;
                 }
                 Target::Return => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                    self.emit(cubes, Pending::Continue(ret), o, rule)?;
                 }
                 Target::Jump(name) => {
                     let Some(&t) = self.index.get(name.as_str()) else {
@@ -593,12 +667,12 @@ impl Flattener<'_> {
                     }
                     if spec.goto {
                         // Returns (and falling off the end) go where this chain returns to.
-                        self.chain(t, &cubes, ret, depth + 1)?;
+                        self.chain(t, cubes, ret, depth + 1)?;
                         let o = self.origin(ci, ri);
-                        self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                        self.emit(cubes, Pending::Continue(ret), o, rule)?;
                     } else {
                         let end = self.label();
-                        self.chain(t, &cubes, end, depth + 1)?;
+                        self.chain(t, cubes, end, depth + 1)?;
                         self.labels[end] = self.out.len();
                     }
                 }
@@ -607,7 +681,7 @@ impl Flattener<'_> {
                         Target::Snat(_) => NatKind::Snat,
                         _ => NatKind::Dnat,
                     };
-                    self.nat_rule(ci, ri, &cubes, kind, nat_range(to))?;
+                    self.nat_rule(ci, ri, cubes, kind, nat_range(to))?;
                 }
                 Target::Masquerade {
                     ports,
@@ -621,7 +695,7 @@ impl Flattener<'_> {
                         random_fully: *random_fully,
                         persistent: false,
                     };
-                    self.nat_rule(ci, ri, &cubes, NatKind::Masquerade, range)?;
+                    self.nat_rule(ci, ri, cubes, NatKind::Masquerade, range)?;
                 }
                 Target::Snat(_)
                 | Target::Dnat(_)
@@ -655,48 +729,6 @@ fn nat_range(to: &NatTo) -> NatRange {
     }
 }
 
-/// The rule set of `hook`'s chain in `parsed`'s filter table (Linux's empty ACCEPT when the
-/// file has no filter table).
-pub(crate) fn compile(
-    ctx: &Ctx<'_>,
-    parsed: &ParsedRules,
-    hook: Hook,
-) -> Result<RuleSet, RuleError> {
-    let hook_point = match hook {
-        Hook::Forward => HookPoint::Forward,
-        Hook::Input => HookPoint::Input,
-    };
-    let flat = flatten(
-        ctx,
-        parsed.table(TableKind::Filter),
-        hook_point,
-        FlattenFor::Filter,
-    )?;
-    Ok(RuleSet::new(
-        ctx.family,
-        flat.rules,
-        flat.origins,
-        flat.logs,
-    ))
-}
-
-/// The rule set of built-in chain `hook_point` of table `kind` (filter, or raw with its
-/// NOTRACK) in `parsed` (Linux's empty ACCEPT when the file lacks the table).
-pub(crate) fn compile_chain(
-    ctx: &Ctx<'_>,
-    parsed: &ParsedRules,
-    kind: TableKind,
-    hook_point: HookPoint,
-) -> Result<RuleSet, RuleError> {
-    let flat = flatten(ctx, parsed.table(kind), hook_point, FlattenFor::Filter)?;
-    Ok(RuleSet::new(
-        ctx.family,
-        flat.rules,
-        flat.origins,
-        flat.logs,
-    ))
-}
-
 /// The whole chain `hook_point` of `table` flattened: user chains inlined under their jumps,
 /// labels resolved, the policy as the final catch-all. No table or no such chain is Linux's
 /// empty chain with policy ACCEPT.
@@ -706,14 +738,31 @@ pub(crate) fn flatten(
     hook_point: HookPoint,
     mode: FlattenFor,
 ) -> Result<Flat, RuleError> {
+    let f = flatten_keys(ctx, table, hook_point, mode)?;
+    Ok(Flat {
+        origins: origins(ctx, table, &f.origin_keys),
+        rules: f.rules,
+        logs: f.logs,
+        nat_of: f.nat_of,
+        nat_targets: f.nat_targets,
+    })
+}
+
+/// [`flatten`] with the origins as keys.
+pub(crate) fn flatten_keys(
+    ctx: &Ctx<'_>,
+    table: Option<&Table>,
+    hook_point: HookPoint,
+    mode: FlattenFor,
+) -> Result<FlatKeys, RuleError> {
     let family = ctx.family;
     let chain_name = hook_point.chain_name();
-    let empty = || Flat {
+    let empty = || FlatKeys {
         rules: vec![FlatRule::any(family, Action::Accept, 0)],
-        origins: vec![Origin {
-            file: ctx.file.to_string(),
+        origin_keys: vec![OriginKey::Policy {
+            hook: hook_point,
             line: 0,
-            label: format!("policy {chain_name} ACCEPT"),
+            policy: Policy::Accept,
         }],
         logs: Vec::new(),
         nat_of: vec![NO_NAT],
@@ -726,11 +775,12 @@ pub(crate) fn flatten(
     let Some(root_chain) = table.chains.get(root) else {
         return Ok(empty());
     };
-    let cubes = table
-        .chains
-        .iter()
-        .map(|c| c.rules.iter().map(|r| rule_cubes(family, r)).collect())
-        .collect();
+    let mut first = Vec::with_capacity(table.chains.len());
+    let mut total = 0;
+    for c in &table.chains {
+        first.push(total);
+        total += c.rules.len();
+    }
     let mut f = Flattener {
         ctx,
         table,
@@ -741,15 +791,16 @@ pub(crate) fn flatten(
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect(),
-        cubes,
-        out: Vec::new(),
+        first,
+        out: Vec::with_capacity(root_chain.rules.len() + 1),
         labels: Vec::new(),
-        origins: Vec::new(),
-        origin_of: HashMap::new(),
+        origin_keys: Vec::with_capacity(root_chain.rules.len() + 1),
+        origin_of: vec![NONE; total],
         logs: Vec::new(),
-        log_of: HashMap::new(),
+        log_of: vec![NONE; total],
         nat_targets: Vec::new(),
-        nat_of: HashMap::new(),
+        nat_of: vec![NONE; total],
+        full: Cube::full(family),
     };
     let policy_label = f.label();
     f.chain(root, &[Cube::full(family)], policy_label, 0)?;
@@ -764,11 +815,11 @@ pub(crate) fn flatten(
             ),
         ));
     }
-    let policy_origin = f.origins.len() as u32;
-    f.origins.push(Origin {
-        file: ctx.file.to_string(),
+    let policy_origin = f.origin_keys.len() as u32;
+    f.origin_keys.push(OriginKey::Policy {
+        hook: hook_point,
         line: root_chain.line,
-        label: format!("policy {chain_name} {}", policy.name()),
+        policy,
     });
     let policy_action = match policy {
         Policy::Accept => Action::Accept,
@@ -817,9 +868,9 @@ pub(crate) fn flatten(
         rules.push(cube.to_flat(family, action, origin));
         nat_of.push(nat);
     }
-    Ok(Flat {
+    Ok(FlatKeys {
         rules,
-        origins: f.origins,
+        origin_keys: f.origin_keys,
         logs: f.logs,
         nat_of,
         nat_targets: f.nat_targets,

@@ -118,7 +118,7 @@ pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) 
                 open.line
             ),
         ));
-        p.close(open);
+        p.close(open, 0);
     }
     let rules = ParsedRules {
         file: ctx.file.to_string(),
@@ -198,7 +198,7 @@ impl FileParser<'_> {
                     open.kind_name, open.line
                 ),
             ));
-            self.close(open);
+            self.close(open, 0);
         }
         let mut open = OpenTable {
             kind_name: name.to_string(),
@@ -241,7 +241,7 @@ impl FileParser<'_> {
         let Some(open) = self.open.take() else {
             return Err(self.ctx.err(line_no, toks[0].col, "COMMIT without a table"));
         };
-        self.close(open);
+        self.close(open, line_no);
         match toks.get(1) {
             Some(extra) => Err(self.ctx.err(
                 line_no,
@@ -252,8 +252,10 @@ impl FileParser<'_> {
         }
     }
 
-    fn close(&mut self, open: OpenTable) {
-        if let Some(table) = open.table {
+    /// Ends the open table at its `COMMIT` (line `end`, 0 when there is none: an error).
+    fn close(&mut self, open: OpenTable, end: u32) {
+        if let Some(mut table) = open.table {
+            table.end = end;
             self.errors
                 .extend(super::validate::validate_table(self.ctx, &table));
             self.tables.push(table);
@@ -274,7 +276,12 @@ fn new_table(kind: TableKind, line: u32) -> Table {
             rules: Vec::new(),
         })
         .collect();
-    Table { kind, line, chains }
+    Table {
+        kind,
+        line,
+        end: 0,
+        chains,
+    }
 }
 
 fn counters(ctx: &Ctx<'_>, line: u32, tok: &Token) -> Result<Counters, RuleError> {
@@ -403,8 +410,26 @@ fn check_chain_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[packets:bytes] -A CHAIN options...`.
+/// `[packets:bytes] -A CHAIN options...`, appended to its chain.
 fn rule_line(ctx: &Ctx<'_>, table: &mut Table, line: u32, toks: &[Token]) -> Result<(), RuleError> {
+    if let Some((chain_idx, mut rule)) = parse_rule(ctx, table, line, toks)? {
+        let chain = &mut table.chains[chain_idx];
+        rule.number = u32::try_from(chain.rules.len() + 1).unwrap_or(u32::MAX);
+        chain.rules.push(rule);
+    }
+    Ok(())
+}
+
+/// One rule line of `table` (whose chains are all declared already): the index of its chain and
+/// the rule, numbered 0 (its place in the chain is the caller's business); `None` for a line
+/// meant for the other family's tool. Depends only on the line, the table's kind and chains,
+/// and `ctx`, which is what lets [`crate::reload`] parse the changed lines of a file alone.
+pub(crate) fn parse_rule(
+    ctx: &Ctx<'_>,
+    table: &Table,
+    line: u32,
+    toks: &[Token],
+) -> Result<Option<(usize, Rule)>, RuleError> {
     let mut i = 0;
     let mut ctrs = None;
     if toks[0].text.starts_with('[') && !toks[0].quoted {
@@ -471,21 +496,23 @@ fn rule_line(ctx: &Ctx<'_>, table: &mut Table, line: u32, toks: &[Token]) -> Res
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
-        return Ok(());
+        return Ok(None);
     }
     let target = rp.finish_target()?;
     rp.check_modules()?;
-    let chain = &mut table.chains[chain_idx];
-    let number = u32::try_from(chain.rules.len() + 1).unwrap_or(u32::MAX);
-    chain.rules.push(Rule {
-        line,
-        col: cmd.col,
-        number,
-        counters: rp.counters,
-        matches: rp.matches,
-        target,
-    });
-    Ok(())
+    let cubes = super::compile::rule_cubes(ctx.family, &rp.matches);
+    Ok(Some((
+        chain_idx,
+        Rule {
+            line,
+            col: cmd.col,
+            number: 0,
+            counters: rp.counters,
+            matches: rp.matches,
+            target,
+            cubes,
+        },
+    )))
 }
 
 /// A loaded match extension: which options it has taken so far.

@@ -8,7 +8,7 @@ use dataplane::wire::{FlowKey, IpAddr128};
 use proptest::prelude::*;
 use std::net::IpAddr;
 
-fn ports() -> Vec<String> {
+pub(crate) fn ports() -> Vec<String> {
     ["in0", "in1", "out0", "out1"]
         .iter()
         .map(|s| s.to_string())
@@ -1511,7 +1511,7 @@ fn gen_rule(v6: bool) -> impl Strategy<Value = GenRule> {
 
 /// A filter table with FORWARD and up to 3 user chains (`U1`..); chain i jumps only to
 /// chains after it, so there are no loops.
-fn gen_ruleset(v6: bool) -> impl Strategy<Value = String> {
+pub(crate) fn gen_ruleset(v6: bool) -> impl Strategy<Value = String> {
     (0usize..=3, any::<bool>())
         .prop_flat_map(move |(users, drop)| {
             let chains =
@@ -1609,7 +1609,7 @@ fn gen_addr(v6: bool) -> BoxedStrategy<IpAddr128> {
     }
 }
 
-fn gen_packet(v6: bool) -> impl Strategy<Value = PacketMeta> {
+pub(crate) fn gen_packet(v6: bool) -> impl Strategy<Value = PacketMeta> {
     let port = prop_oneof![
         3 => prop::sample::select(vec![0u16, 22, 20, 30, 53, 80, 123, 443, 444, 445, 446, 999, 1000, 1500, 2000, 2001, 1023, 1024, 65535]),
         1 => any::<u16>(),

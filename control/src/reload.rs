@@ -1,0 +1,998 @@
+//! Incremental rule loads for the daemon (`rules load`, SIGHUP).
+//!
+//! [`Reloader::load_filter`] answers what [`crate::load::load_filter`] answers for the same files
+//! (the same flat rules, origins, logs and so verdicts, or the same errors), but keeps, per
+//! iptables-save file, what the last successful load made of it: the text and its lines, the
+//! parse, the flat rule sets, and for the tree classifier an [`Updatable`] tree.
+//!
+//! A new text is compared with the kept one line by line: the lines before the first difference
+//! and after the last one are the same. When the lines in between, old and new, hold only rules,
+//! comments and blank lines inside one table, only the new lines are parsed; their rules replace
+//! the old lines' rules in the kept parse, the rules after them move (line numbers, positions in
+//! their chains), the table is validated again, its chains are flattened again from each rule's
+//! cubes (computed when its line was parsed), and the classifier takes the flat rules that
+//! differ (a common prefix and suffix compared by match, actions aside) into its update tier.
+//! Anything else takes the full path, a fresh parse and compile: a table, chain, policy or
+//! COMMIT line that changed, a line that does not parse, a rule in a chain declared after it,
+//! a table that no longer validates. The full path's answer, rule set or errors, is then what
+//! a full load gives, by construction.
+//!
+//! Invariants:
+//! - The kept state is that of the rules in force: a load that fails (any file) leaves every
+//!   file's state as it was (an in-place change of a parse is undone).
+//! - A kept parse equals [`crate::rules::parse_iptables`] of the kept text, and its flat rule
+//!   sets equal what [`crate::rules::compile_parsed`] and [`crate::rules::compile_raw`] make of
+//!   it; the property test `incremental_loads_equal_full_loads` checks both.
+//! - An [`Updatable`] is kept only for the tree classifier; its current list matches (as
+//!   [`FlatRule::matches`] sees rules) the kept flat rules. Other classifiers are built anew
+//!   from the flat rules on each load, as before.
+//! - The state is kept for one set of ports, one hook and one classifier kind; a change of any
+//!   of them, or security groups, starts afresh.
+
+use crate::config::ClassifierKind;
+use crate::load::{load_filter, LoadError, MakeClassifier, RuleFiles};
+use crate::rules::compile::FlatKeys;
+use crate::rules::lex::{tokenize, Token};
+use crate::rules::parse::{parse_rule, Ctx};
+use crate::rules::validate::validate_table;
+use crate::rules::{self, Hook, ParsedRules, Rule, RuleError, TableKind};
+use dataplane::classify::{FlatRule, Origin, RuleSet, Updatable};
+use dataplane::filter::Filter;
+use dataplane::wire::Family;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What the last [`Reloader::load_filter`] did, and where its time went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Files loaded by changing the kept state.
+    pub incremental: u32,
+    /// Files parsed and compiled from scratch.
+    pub full: u32,
+    /// Lines parsed (on the incremental path, the changed ones).
+    pub lines_parsed: usize,
+    /// Flat rules deleted and inserted in update tiers.
+    pub rules_changed: usize,
+    /// Trees built from scratch.
+    pub trees_built: u32,
+    /// Reading the files.
+    pub read: Duration,
+    /// Comparing, parsing, splicing and validating.
+    pub parse: Duration,
+    /// Flattening chains and making origins.
+    pub flatten: Duration,
+    /// Classifier updates and builds.
+    pub classifier: Duration,
+}
+
+/// What the state is valid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key {
+    ports: Vec<String>,
+    hook: Hook,
+    kind: ClassifierKind,
+}
+
+/// Per-file state kept between loads; see the module docs.
+#[derive(Default)]
+pub struct Reloader {
+    key: Option<Key>,
+    /// IPv4, IPv6.
+    files: [Option<FileState>; 2],
+    last: Report,
+}
+
+struct FileState {
+    path: PathBuf,
+    text: String,
+    /// Byte range of each line of `text`, as `str::lines` splits it.
+    lines: Vec<(usize, usize)>,
+    parsed: ParsedRules,
+    filter: Compiled,
+    raw: Option<Compiled>,
+}
+
+/// One flat rule set as kept.
+struct Compiled {
+    rules: Vec<FlatRule>,
+    /// The tree and its update tier over `rules` (tree classifier only).
+    tree: Option<Updatable>,
+}
+
+/// Why one file did not load.
+enum Failure {
+    /// Rule errors are collected over the files, as `load_filter` does.
+    Rules(Vec<RuleError>),
+    /// Anything else ends the load.
+    Load(LoadError),
+}
+
+/// The result of one file's load, not yet made the kept state.
+enum Prepared {
+    /// The kept parse was changed in place; `undo` puts it back.
+    Spliced {
+        undo: Undo,
+        text: String,
+        lines: Vec<(usize, usize)>,
+        filter: Compiled,
+        raw: Option<Compiled>,
+    },
+    Fresh(FileState),
+}
+
+/// What a splice changed in a kept parse.
+struct Undo {
+    /// The kept file name, when the new text comes from another file.
+    file: Option<(PathBuf, String)>,
+    table: usize,
+    /// The old lines `a..b` became the new lines `a..c` (1-based).
+    b: u32,
+    c: u32,
+    /// Per chain changed: its index, where the change starts, how many new rules went in, and
+    /// the old rules taken out.
+    chains: Vec<(usize, usize, usize, Vec<Rule>)>,
+}
+
+/// Byte ranges of the lines of `text`, exactly as `str::lines` splits it (a trailing `\r` is
+/// part of the line ending only before `\n`).
+fn line_ranges(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(text.len() / 48 + 1);
+    let mut start = 0;
+    while start < text.len() {
+        let (end, next) = match text[start..].find('\n') {
+            Some(i) => {
+                let nl = start + i;
+                let end = if nl > start && text.as_bytes()[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                (end, nl + 1)
+            }
+            None => (text.len(), text.len()),
+        };
+        out.push((start, end));
+        start = next;
+    }
+    out
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Whether two flat rules match the same packets field for field (actions and origins aside):
+/// what a classifier looks at.
+fn same_match(a: &FlatRule, b: &FlatRule) -> bool {
+    a.family == b.family
+        && a.src == b.src
+        && a.dst == b.dst
+        && a.proto == b.proto
+        && a.sport == b.sport
+        && a.dport == b.dport
+        && a.in_ports == b.in_ports
+        && a.out_ports == b.out_ports
+        && a.ct_states == b.ct_states
+        && a.tcp_flags == b.tcp_flags
+        && a.frag == b.frag
+}
+
+/// Moves every line number at or after `from` by `delta`: table headers and COMMITs, chain
+/// declarations, rules.
+fn shift_lines(parsed: &mut ParsedRules, from: u32, delta: i64) {
+    let shift = |l: &mut u32| {
+        if *l >= from {
+            *l = u32::try_from(i64::from(*l) + delta).unwrap_or(u32::MAX);
+        }
+    };
+    for t in &mut parsed.tables {
+        shift(&mut t.line);
+        shift(&mut t.end);
+        for c in &mut t.chains {
+            if c.line != 0 {
+                shift(&mut c.line);
+            }
+            let at = c.rules.partition_point(|r| r.line < from);
+            for r in &mut c.rules[at..] {
+                shift(&mut r.line);
+            }
+        }
+    }
+}
+
+/// Rule numbers (1-based positions in the chain) from position `from` on.
+fn renumber(rules: &mut [Rule], from: usize) {
+    for (i, r) in rules.iter_mut().enumerate().skip(from) {
+        r.number = to_u32(i + 1);
+    }
+}
+
+/// Replaces the rules of lines `a..b` of table `table` by `new` (rules of lines `a..c`, with
+/// their chain indexes, in line order), moving later lines by `c - b`.
+fn splice(
+    parsed: &mut ParsedRules,
+    table: usize,
+    (a, b, c): (u32, u32, u32),
+    mut new: Vec<(usize, Rule)>,
+) -> Undo {
+    let delta = i64::from(c) - i64::from(b);
+    let mut chains = Vec::new();
+    for (ci, chain) in parsed.tables[table].chains.iter_mut().enumerate() {
+        let i0 = chain.rules.partition_point(|r| r.line < a);
+        let i1 = chain.rules.partition_point(|r| r.line < b);
+        if i0 == i1 && !new.iter().any(|(nc, _)| *nc == ci) {
+            continue;
+        }
+        let removed: Vec<Rule> = chain.rules.drain(i0..i1).collect();
+        chains.push((ci, i0, 0, removed));
+    }
+    if delta != 0 {
+        shift_lines(parsed, b, delta);
+    }
+    let t = &mut parsed.tables[table];
+    for (ci, i0, ins, removed) in &mut chains {
+        let rules = &mut t.chains[*ci].rules;
+        let mine: Vec<Rule> = {
+            let (m, rest): (Vec<_>, Vec<_>) = new.into_iter().partition(|(nc, _)| nc == ci);
+            new = rest;
+            m.into_iter().map(|(_, r)| r).collect()
+        };
+        *ins = mine.len();
+        rules.splice(*i0..*i0, mine);
+        let from = if *ins == removed.len() {
+            // Same count: only the new rules need their numbers.
+            rules[*i0..*i0 + *ins]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, r)| r.number = to_u32(*i0 + k + 1));
+            rules.len()
+        } else {
+            *i0
+        };
+        renumber(rules, from);
+    }
+    Undo {
+        file: None,
+        table,
+        b,
+        c,
+        chains,
+    }
+}
+
+/// Puts a spliced parse back as it was.
+fn unsplice(state: &mut FileState, undo: Undo) {
+    if let Some((path, file)) = undo.file {
+        (state.path, state.parsed.file) = (path, file);
+    }
+    let parsed = &mut state.parsed;
+    let delta = i64::from(undo.c) - i64::from(undo.b);
+    for (ci, i0, ins, _) in &undo.chains {
+        parsed.tables[undo.table].chains[*ci]
+            .rules
+            .drain(*i0..*i0 + *ins);
+    }
+    if delta != 0 {
+        shift_lines(parsed, undo.c, -delta);
+    }
+    for (ci, i0, _, removed) in undo.chains {
+        let rules = &mut parsed.tables[undo.table].chains[ci].rules;
+        rules.splice(i0..i0, removed);
+        renumber(rules, i0);
+    }
+}
+
+/// What a line is to the parser: nothing (blank, comment), structure (a table, chain or COMMIT
+/// line), or a rule line with its words. `None` for a line that does not lex.
+enum LineKind {
+    Nothing,
+    Structure,
+    Rule(Vec<Token>),
+}
+
+fn line_kind(line: &str) -> Option<LineKind> {
+    let toks = tokenize(line).ok()?;
+    let Some(first) = toks.first() else {
+        return Some(LineKind::Nothing);
+    };
+    let bare = |c: char| first.text.starts_with(c) && !first.quoted;
+    Some(if bare('#') {
+        LineKind::Nothing
+    } else if bare('*') || bare(':') || first.text == "COMMIT" {
+        LineKind::Structure
+    } else {
+        LineKind::Rule(toks)
+    })
+}
+
+/// The tree for `rules`: the kept one with the flat rules that differ applied to its update
+/// tier, or a new one when there is none or the changes are many.
+fn tree_for(prev: Option<&Compiled>, rules: &[FlatRule], report: &mut Report) -> Updatable {
+    let fresh = |report: &mut Report| {
+        report.trees_built += 1;
+        Updatable::new(rules.to_vec())
+    };
+    let Some((old, tree)) = prev.and_then(|p| Some((&p.rules, p.tree.as_ref()?))) else {
+        return fresh(report);
+    };
+    let n = old.len().min(rules.len());
+    let pre = (0..n)
+        .take_while(|&i| same_match(&old[i], &rules[i]))
+        .count();
+    let suf = (0..n - pre)
+        .take_while(|&i| same_match(&old[old.len() - 1 - i], &rules[rules.len() - 1 - i]))
+        .count();
+    let removed = old.len() - pre - suf;
+    let added = rules.len() - pre - suf;
+    let (pending_added, pending_deleted) = tree.pending();
+    if pending_added + added > (rules.len() / 100).max(256)
+        || pending_deleted + removed > (rules.len() / 10).max(256)
+    {
+        return fresh(report);
+    }
+    let mut u = tree.clone();
+    let applied = (0..removed)
+        .try_for_each(|_| u.delete(pre).map(drop))
+        .and_then(|()| {
+            rules[pre..pre + added]
+                .iter()
+                .enumerate()
+                .try_for_each(|(j, r)| u.insert(pre + j, r.clone()))
+        });
+    if applied.is_err() || u.needs_rebuild() {
+        return fresh(report);
+    }
+    report.rules_changed += removed + added;
+    u
+}
+
+impl Reloader {
+    pub fn new() -> Reloader {
+        Reloader::default()
+    }
+
+    /// What the last load did.
+    pub fn report(&self) -> &Report {
+        &self.last
+    }
+
+    /// Forgets every kept state.
+    pub fn clear(&mut self) {
+        self.key = None;
+        self.files = [None, None];
+    }
+
+    /// [`crate::load::load_filter`] with the state kept from the previous successful load;
+    /// `kind` says which classifier `make` builds (the tree's update tier is used for
+    /// [`ClassifierKind::Tree`] only).
+    pub fn load_filter(
+        &mut self,
+        files: &RuleFiles<'_>,
+        ports: &[String],
+        hook: Hook,
+        kind: ClassifierKind,
+        make: &MakeClassifier<'_>,
+    ) -> Result<Filter, LoadError> {
+        self.last = Report::default();
+        if files.groups.is_some() {
+            self.clear();
+            return load_filter(files, ports, hook, make);
+        }
+        let key = Key {
+            ports: ports.to_vec(),
+            hook,
+            kind,
+        };
+        if self.key.as_ref() != Some(&key) {
+            self.clear();
+        }
+        let mut filter = Filter::default();
+        let mut errors = Vec::new();
+        let mut prepared: [Option<Prepared>; 2] = [None, None];
+        let mut failure = None;
+        for (slot, (path, family)) in [(files.rules, Family::V4), (files.rules6, Family::V6)]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(path) = path else { continue };
+            match self.load_file(slot, path, family, &key, make) {
+                Ok((p, rs, raw)) => {
+                    prepared[slot] = Some(p);
+                    match family {
+                        Family::V4 => (filter.v4, filter.raw_v4) = (Some(rs), raw),
+                        Family::V6 => (filter.v6, filter.raw_v6) = (Some(rs), raw),
+                    }
+                }
+                Err(Failure::Rules(e)) => errors.extend(e),
+                Err(Failure::Load(e)) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !errors.is_empty() {
+            failure = Some(LoadError::Rules(errors));
+        }
+        for (slot, p) in prepared.into_iter().enumerate() {
+            match (p, failure.is_some()) {
+                (Some(Prepared::Spliced { undo, .. }), true) => {
+                    if let Some(state) = &mut self.files[slot] {
+                        unsplice(state, undo);
+                    }
+                }
+                (
+                    Some(Prepared::Spliced {
+                        text,
+                        lines,
+                        filter,
+                        raw,
+                        ..
+                    }),
+                    false,
+                ) => {
+                    if let Some(state) = &mut self.files[slot] {
+                        (state.text, state.lines, state.filter, state.raw) =
+                            (text, lines, filter, raw);
+                    }
+                }
+                (Some(Prepared::Fresh(state)), false) => self.files[slot] = Some(state),
+                (None, false) => self.files[slot] = None,
+                (_, true) => {}
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.key = Some(key);
+        Ok(filter)
+    }
+
+    /// One file: the incremental path when its state is kept and the change allows it, else
+    /// the full one.
+    fn load_file(
+        &mut self,
+        slot: usize,
+        path: &Path,
+        family: Family,
+        key: &Key,
+        make: &MakeClassifier<'_>,
+    ) -> Result<(Prepared, RuleSet, Option<RuleSet>), Failure> {
+        let t0 = Instant::now();
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            Failure::Load(LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        })?;
+        self.last.read += t0.elapsed();
+        let name = path.display().to_string();
+        let lines = line_ranges(&text);
+        let last = &mut self.last;
+        if let Some(state) = self.files[slot]
+            .as_mut()
+            .filter(|s| s.parsed.family == family)
+        {
+            match incremental(state, path, &name, text, lines, key, make, last) {
+                Ok(done) => return done,
+                Err((t, l)) => return full(path, &name, t, l, family, key, make, &mut self.last),
+            }
+        }
+        full(path, &name, text, lines, family, key, make, &mut self.last)
+    }
+}
+
+/// The rule sets of a compiled file, with their classifiers.
+fn rule_sets(
+    parsed: &ParsedRules,
+    filter: (&FlatKeys, &Compiled, Vec<Origin>),
+    raw: Option<(&FlatKeys, &Compiled, Vec<Origin>)>,
+    make: &MakeClassifier<'_>,
+) -> Result<(RuleSet, Option<RuleSet>), Failure> {
+    let one = |(flat, compiled, origins): (&FlatKeys, &Compiled, Vec<Origin>)| {
+        let rs = RuleSet::new(
+            parsed.family,
+            compiled.rules.clone(),
+            origins,
+            flat.logs.clone(),
+        );
+        let c: Box<dyn dataplane::classify::Classifier> = match &compiled.tree {
+            Some(u) => Box::new(u.clone()),
+            None => make(&rs.rules).map_err(|e| Failure::Load(LoadError::Classifier(e)))?,
+        };
+        Ok(rs.with_classifier(c))
+    };
+    // As load_filter: the raw table's classifier first.
+    let raw = raw.map(one).transpose()?;
+    Ok((one(filter)?, raw))
+}
+
+/// Flattens the filter chain of `hook` and the raw table of `parsed`, with their classifiers.
+#[allow(clippy::type_complexity)]
+fn compile_file(
+    parsed: &ParsedRules,
+    prev: Option<(&Compiled, Option<&Compiled>)>,
+    key: &Key,
+    make: &MakeClassifier<'_>,
+    report: &mut Report,
+) -> Result<(Compiled, Option<Compiled>, RuleSet, Option<RuleSet>), Failure> {
+    let t0 = Instant::now();
+    let flat = rules::flatten_filter(parsed, key.hook).map_err(Failure::Rules)?;
+    let raw = rules::flatten_raw(parsed).map_err(Failure::Rules)?;
+    let origins = rules::origins(parsed, TableKind::Filter, &flat.origin_keys);
+    let raw_origins = raw
+        .as_ref()
+        .map(|r| rules::origins(parsed, TableKind::Raw, &r.origin_keys));
+    let t1 = Instant::now();
+    report.flatten += t1 - t0;
+    let tree = key.kind == ClassifierKind::Tree;
+    let keep = |flat: &FlatKeys, prev: Option<&Compiled>, report: &mut Report| Compiled {
+        tree: tree.then(|| tree_for(prev, &flat.rules, report)),
+        rules: flat.rules.clone(),
+    };
+    let filter = keep(&flat, prev.map(|p| p.0), report);
+    let raw_kept = raw
+        .as_ref()
+        .map(|r| keep(r, prev.and_then(|p| p.1), report));
+    let (rs, raw_rs) = rule_sets(
+        parsed,
+        (&flat, &filter, origins),
+        raw.as_ref()
+            .zip(raw_kept.as_ref())
+            .zip(raw_origins)
+            .map(|((f, c), o)| (f, c, o)),
+        make,
+    )?;
+    report.classifier += t1.elapsed();
+    Ok((filter, raw_kept, rs, raw_rs))
+}
+
+/// The full path: parse and compile `text` from scratch.
+#[allow(clippy::too_many_arguments)]
+fn full(
+    path: &Path,
+    name: &str,
+    text: String,
+    lines: Vec<(usize, usize)>,
+    family: Family,
+    key: &Key,
+    make: &MakeClassifier<'_>,
+    report: &mut Report,
+) -> Result<(Prepared, RuleSet, Option<RuleSet>), Failure> {
+    let t0 = Instant::now();
+    let parsed = rules::parse_iptables(name, &text, family, &key.ports).map_err(Failure::Rules)?;
+    report.parse += t0.elapsed();
+    report.lines_parsed += lines.len();
+    report.full += 1;
+    let (filter, raw, rs, raw_rs) = compile_file(&parsed, None, key, make, report)?;
+    let state = FileState {
+        path: path.to_path_buf(),
+        text,
+        lines,
+        parsed,
+        filter,
+        raw,
+    };
+    Ok((Prepared::Fresh(state), rs, raw_rs))
+}
+
+/// The incremental path; gives the text back (`Err`) when the full path must run instead.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn incremental(
+    state: &mut FileState,
+    path: &Path,
+    name: &str,
+    text: String,
+    lines: Vec<(usize, usize)>,
+    key: &Key,
+    make: &MakeClassifier<'_>,
+    report: &mut Report,
+) -> Result<Result<(Prepared, RuleSet, Option<RuleSet>), Failure>, (String, Vec<(usize, usize)>)> {
+    let t0 = Instant::now();
+    let old = |i: usize| &state.text[state.lines[i].0..state.lines[i].1];
+    let new = |i: usize| &text[lines[i].0..lines[i].1];
+    let (n_old, n_new) = (state.lines.len(), lines.len());
+    let n = n_old.min(n_new);
+    let pre = (0..n).take_while(|&i| old(i) == new(i)).count();
+    let suf = (0..n - pre)
+        .take_while(|&i| old(n_old - 1 - i) == new(n_new - 1 - i))
+        .count();
+    // Old lines a..b became new lines a..c (1-based).
+    let (a, b, c) = (
+        to_u32(pre + 1),
+        to_u32(n_old - suf + 1),
+        to_u32(n_new - suf + 1),
+    );
+    let parsed = &state.parsed;
+    let in_old = |l: u32| (a..b).contains(&l);
+    let structure_changed = parsed.tables.iter().any(|t| {
+        in_old(t.line) || in_old(t.end) || t.chains.iter().any(|c| c.line != 0 && in_old(c.line))
+    });
+    let table = parsed.tables.iter().position(|t| t.line < a && t.end >= b);
+    if structure_changed {
+        return Err((text, lines));
+    }
+    let ctx = Ctx {
+        file: name,
+        family: parsed.family,
+        ports: &key.ports,
+    };
+    let mut new_rules = Vec::new();
+    for i in pre..n_new - suf {
+        let toks = match line_kind(new(i)) {
+            Some(LineKind::Nothing) => continue,
+            Some(LineKind::Rule(toks)) => toks,
+            Some(LineKind::Structure) | None => return Err((text, lines)),
+        };
+        let Some(t) = table.map(|t| &parsed.tables[t]) else {
+            // A rule outside a table is an error for the full path to report.
+            return Err((text, lines));
+        };
+        let line = to_u32(i + 1);
+        match parse_rule(&ctx, t, line, &toks) {
+            Ok(Some((ci, rule))) => {
+                let chain = &t.chains[ci];
+                if chain.hook.is_none() && chain.line >= a {
+                    // The chain is declared after this rule: an error for the full path.
+                    return Err((text, lines));
+                }
+                new_rules.push((ci, rule));
+            }
+            Ok(None) => {}
+            Err(_) => return Err((text, lines)),
+        }
+    }
+    report.lines_parsed += (c - a) as usize;
+    let undo = match table {
+        Some(t) => splice(&mut state.parsed, t, (a, b, c), new_rules),
+        None => {
+            // Comments and blank lines outside tables: only line numbers move.
+            let delta = i64::from(c) - i64::from(b);
+            if delta != 0 {
+                shift_lines(&mut state.parsed, b, delta);
+            }
+            Undo {
+                file: None,
+                table: 0,
+                b,
+                c,
+                chains: Vec::new(),
+            }
+        }
+    };
+    let mut undo = undo;
+    if state.path != path {
+        let old_file = std::mem::replace(&mut state.parsed.file, name.to_string());
+        undo.file = Some((
+            std::mem::replace(&mut state.path, path.to_path_buf()),
+            old_file,
+        ));
+    }
+    if let Some(t) = table {
+        if !validate_table(&ctx, &state.parsed.tables[t]).is_empty() {
+            unsplice(state, undo);
+            return Err((text, lines));
+        }
+    }
+    report.parse += t0.elapsed();
+    let prev = (&state.filter, state.raw.as_ref());
+    match compile_file(&state.parsed, Some(prev), key, make, report) {
+        Ok((filter, raw, rs, raw_rs)) => {
+            report.incremental += 1;
+            Ok(Ok((
+                Prepared::Spliced {
+                    undo,
+                    text,
+                    lines,
+                    filter,
+                    raw,
+                },
+                rs,
+                raw_rs,
+            )))
+        }
+        Err(Failure::Load(e)) => {
+            unsplice(state, undo);
+            Ok(Err(Failure::Load(e)))
+        }
+        Err(Failure::Rules(_)) => {
+            unsplice(state, undo);
+            Err((text, lines))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::tree_classifier;
+    use crate::rules::tests::{gen_packet, gen_ruleset, ports};
+    use dataplane::classify::{Judgement, PacketMeta};
+    use proptest::prelude::*;
+
+    /// Lines edits draw from besides the generated ones: comments, blanks, a raw table's rules,
+    /// and lines that fail in the lexer, the parser or the table's validation.
+    const EXTRA: &[&str] = &[
+        "# a comment",
+        "",
+        "   ",
+        "-A FORWARD -p tcp --dport 22 -j ACCEPT",
+        "-A FORWARD -j U1",
+        "-A U1 -j FORWARD",
+        "-A U2 -j U1",
+        "-A FORWARD -j NOWHERE",
+        "-A FORWARD --bogus -j ACCEPT",
+        "-A FORWARD -m comment --comment \"open",
+        "-A PREROUTING -p udp -j DROP",
+        "-A PREROUTING -p tcp --dport 80 -j NOTRACK",
+        ":U9 - [0:0]",
+        ":FORWARD DROP [0:0]",
+        "COMMIT",
+        "*raw",
+        ":PREROUTING ACCEPT [0:0]",
+        "-A FORWARD -j LOG --log-prefix \"x \"",
+        "-6 -A FORWARD -j DROP",
+        "[1:2] -A FORWARD -j DROP",
+    ];
+
+    const RAW: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -p udp --dport 53 -j NOTRACK\n-A PREROUTING -p tcp --dport 23 -j DROP\nCOMMIT\n";
+
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Delete(usize),
+        Insert(usize, String),
+        Replace(usize, String),
+    }
+
+    fn apply(text: &str, edits: &[Edit]) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        for e in edits {
+            match e {
+                Edit::Delete(i) if !lines.is_empty() => {
+                    let i = i % lines.len();
+                    lines.remove(i);
+                }
+                Edit::Insert(i, l) => {
+                    let i = i % (lines.len() + 1);
+                    lines.insert(i, l.clone());
+                }
+                Edit::Replace(i, l) if !lines.is_empty() => {
+                    let i = i % lines.len();
+                    lines[i] = l.clone();
+                }
+                _ => {}
+            }
+        }
+        lines.join("\n") + "\n"
+    }
+
+    fn gen_edits(v6: bool) -> impl Strategy<Value = Vec<Edit>> {
+        let line = prop_oneof![
+            3 => gen_ruleset(v6).prop_flat_map(|t| {
+                let lines: Vec<String> = t.lines().map(str::to_string).collect();
+                prop::sample::select(lines)
+            }),
+            1 => prop::sample::select(EXTRA).prop_map(str::to_string),
+        ];
+        let edit = prop_oneof![
+            2 => any::<usize>().prop_map(Edit::Delete),
+            2 => (any::<usize>(), line.clone()).prop_map(|(i, l)| Edit::Insert(i, l)),
+            3 => (any::<usize>(), line).prop_map(|(i, l)| Edit::Replace(i, l)),
+        ];
+        prop::collection::vec(edit, 0..3)
+    }
+
+    fn judge(rs: &RuleSet, p: &PacketMeta) -> (Judgement, Vec<u32>) {
+        let mut logs = Vec::new();
+        let j = rs.evaluate(p, |i, _| logs.push(i));
+        (j, logs)
+    }
+
+    fn same_rule_set(
+        a: Option<&RuleSet>,
+        b: Option<&RuleSet>,
+        packets: &[PacketMeta],
+    ) -> Result<(), TestCaseError> {
+        match (a, b) {
+            (None, None) => Ok(()),
+            (Some(a), Some(b)) => {
+                prop_assert_eq!(&a.rules, &b.rules);
+                prop_assert_eq!(&a.origins, &b.origins);
+                prop_assert_eq!(&a.logs, &b.logs);
+                for p in packets.iter().filter(|p| p.key.family == a.family) {
+                    prop_assert_eq!(judge(a, p), judge(b, p), "{:?}", p);
+                }
+                Ok(())
+            }
+            _ => Err(TestCaseError::fail("a rule set on one side only")),
+        }
+    }
+
+    /// Loads `texts` (IPv4, IPv6) through `r` and through a full load; both must agree.
+    fn check(
+        r: &mut Reloader,
+        dir: &Path,
+        step: usize,
+        texts: &[Option<String>; 2],
+        packets: &[PacketMeta],
+    ) -> Result<(), TestCaseError> {
+        let mut paths: [Option<PathBuf>; 2] = [None, None];
+        for (i, t) in texts.iter().enumerate() {
+            if let Some(t) = t {
+                // Two names per family, used in turn: a load may name another file.
+                let p = dir.join(format!("f{i}-{}.rules", step % 2));
+                std::fs::write(&p, t).unwrap();
+                paths[i] = Some(p);
+            }
+        }
+        let files = RuleFiles {
+            rules: paths[0].as_deref(),
+            rules6: paths[1].as_deref(),
+            groups: None,
+        };
+        let ports = ports();
+        let want = load_filter(&files, &ports, Hook::Forward, &tree_classifier);
+        let got = r.load_filter(
+            &files,
+            &ports,
+            Hook::Forward,
+            ClassifierKind::Tree,
+            &tree_classifier,
+        );
+        // The kept state is always the parse of the kept text.
+        for state in r.files.iter().flatten() {
+            let fresh =
+                rules::parse_iptables(&state.parsed.file, &state.text, state.parsed.family, &ports);
+            prop_assert_eq!(fresh.as_ref(), Ok(&state.parsed));
+            prop_assert_eq!(state.parsed.file.clone(), state.path.display().to_string());
+        }
+        match (want, got) {
+            (Err(w), Err(g)) => prop_assert_eq!(w.to_string(), g.to_string()),
+            (Ok(w), Ok(g)) => {
+                same_rule_set(w.v4.as_ref(), g.v4.as_ref(), packets)?;
+                same_rule_set(w.v6.as_ref(), g.v6.as_ref(), packets)?;
+                same_rule_set(w.raw_v4.as_ref(), g.raw_v4.as_ref(), packets)?;
+                same_rule_set(w.raw_v6.as_ref(), g.raw_v6.as_ref(), packets)?;
+            }
+            (w, g) => {
+                return Err(TestCaseError::fail(format!(
+                    "full load {:?}, incremental load {:?}\n{texts:?}",
+                    w.err().map(|e| e.to_string()),
+                    g.err().map(|e| e.to_string())
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn base(v6: bool) -> impl Strategy<Value = String> {
+        (gen_ruleset(v6), any::<bool>()).prop_map(|(t, raw)| if raw { t + RAW } else { t })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(160))]
+
+        /// Random edits loaded one after another (both families, sometimes only one edited,
+        /// sometimes failing): the incremental loads equal fresh full loads every time, in
+        /// rule sets, origins, logs, verdicts and errors.
+        #[test]
+        fn incremental_loads_equal_full_loads(
+            v4 in base(false),
+            v6 in base(true),
+            steps in prop::collection::vec((gen_edits(false), gen_edits(true), 0..4u8), 1..6),
+            packets4 in prop::collection::vec(gen_packet(false), 16),
+            packets6 in prop::collection::vec(gen_packet(true), 16),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let packets: Vec<PacketMeta> = packets4.into_iter().chain(packets6).collect();
+            let mut r = Reloader::new();
+            let mut texts = [Some(v4), Some(v6)];
+            check(&mut r, dir.path(), 0, &texts, &packets)?;
+            for (step, (e4, e6, which)) in steps.into_iter().enumerate() {
+                let mut next = texts.clone();
+                if which != 1 {
+                    next[0] = next[0].as_deref().map(|t| apply(t, &e4));
+                }
+                if which != 0 {
+                    next[1] = next[1].as_deref().map(|t| apply(t, &e6));
+                }
+                check(&mut r, dir.path(), step + 1, &next, &packets)?;
+                // A failed load leaves the rules in force; the next edit starts from them or
+                // from the failed text, as an operator fixing a file would.
+                if which != 3 {
+                    texts = next;
+                }
+            }
+        }
+    }
+
+    fn text(rules: &[&str], policy: &str) -> String {
+        let mut t = format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD {policy} [0:0]\n:OUTPUT ACCEPT [0:0]\n:U1 - [0:0]\n");
+        for r in rules {
+            t += r;
+            t += "\n";
+        }
+        // Enough rules that a few changes stay in the tree's update tier.
+        for i in 0..300 {
+            t += &format!("-A FORWARD -s 10.1.{}.{} -j DROP\n", i / 200, i % 200);
+        }
+        t + "COMMIT\n"
+    }
+
+    fn load(r: &mut Reloader, dir: &Path, t: &str) -> Result<Filter, String> {
+        let p = dir.join("r.rules");
+        std::fs::write(&p, t).unwrap();
+        let files = RuleFiles {
+            rules: Some(&p),
+            ..RuleFiles::default()
+        };
+        r.load_filter(
+            &files,
+            &ports(),
+            Hook::Forward,
+            ClassifierKind::Tree,
+            &tree_classifier,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rule_changes_take_the_incremental_path_and_others_the_full_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Reloader::new();
+        let rules = [
+            "-A FORWARD -p tcp --dport 22 -j ACCEPT",
+            "-A FORWARD -s 10.0.0.0/8 -j U1",
+            "-A U1 -p udp -j DROP",
+            "-A FORWARD -p tcp --dport 80 -j ACCEPT",
+        ];
+        load(&mut r, dir.path(), &text(&rules, "DROP")).unwrap();
+        assert_eq!((r.report().full, r.report().incremental), (1, 0));
+        // A rule changed, one inserted, one deleted: incremental, no tree built.
+        let mut changed = rules.to_vec();
+        changed[3] = "-A FORWARD -p tcp --dport 8080 -j ACCEPT";
+        let f = load(&mut r, dir.path(), &text(&changed, "DROP")).unwrap();
+        assert_eq!(
+            (
+                r.report().incremental,
+                r.report().trees_built,
+                r.report().lines_parsed
+            ),
+            (1, 0, 1)
+        );
+        assert_eq!(f.v4.as_ref().unwrap().rules[2].dport, (8080, 8080));
+        changed.insert(1, "-A U1 -p icmp -j ACCEPT");
+        load(&mut r, dir.path(), &text(&changed, "DROP")).unwrap();
+        assert_eq!((r.report().incremental, r.report().trees_built), (1, 0));
+        changed.remove(0);
+        load(&mut r, dir.path(), &text(&changed, "DROP")).unwrap();
+        assert_eq!((r.report().incremental, r.report().trees_built), (1, 0));
+        // A bad line: the error names it, and the state stays that of the rules in force.
+        let mut bad = changed.clone();
+        bad[1] = "-A FORWARD -p tcp --dport nope -j ACCEPT";
+        let e = load(&mut r, dir.path(), &text(&bad, "DROP")).unwrap_err();
+        assert!(e.contains("r.rules:7:"), "{e}");
+        changed[2] = "-A FORWARD -p tcp --dport 443 -j ACCEPT";
+        load(&mut r, dir.path(), &text(&changed, "DROP")).unwrap();
+        assert_eq!(r.report().incremental, 1);
+        // A policy change is structure: the full path.
+        load(&mut r, dir.path(), &text(&changed, "ACCEPT")).unwrap();
+        assert_eq!((r.report().full, r.report().incremental), (1, 0));
+    }
+
+    #[test]
+    fn line_ranges_split_as_str_lines() {
+        for t in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\nb\r",
+            "\r\n\r\n",
+            "a\n\nb\n\r",
+            "x\ry\n",
+        ] {
+            let got: Vec<&str> = line_ranges(t).iter().map(|&(s, e)| &t[s..e]).collect();
+            assert_eq!(got, t.lines().collect::<Vec<_>>(), "{t:?}");
+        }
+    }
+}
