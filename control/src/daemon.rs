@@ -231,7 +231,7 @@ impl<'a> ControlPlane<'a> {
                 };
                 match self.load(files) {
                     Ok(t) => {
-                        json!({ "ok": true, "swap_us": t.as_micros() as u64, "rules": self.rule_counts() })
+                        json!({ "ok": true, "swap_us": t.as_micros() as u64, "compile_us": self.swaps.last_compile.as_micros() as u64, "rules": self.rule_counts(), "reload": self.reloader.report().json() })
                     }
                     Err(e) => error(e),
                 }

@@ -31,7 +31,7 @@
 
 use crate::config::ClassifierKind;
 use crate::load::{load_filter, LoadError, MakeClassifier, RuleFiles};
-use crate::rules::compile::FlatKeys;
+use crate::rules::compile::{FlatKeys, OriginKey};
 use crate::rules::lex::{tokenize, Token};
 use crate::rules::parse::{parse_rule, Ctx};
 use crate::rules::validate::validate_table;
@@ -40,6 +40,7 @@ use dataplane::classify::{FlatRule, Origin, RuleSet, Updatable};
 use dataplane::filter::Filter;
 use dataplane::wire::Family;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the last [`Reloader::load_filter`] did, and where its time went.
@@ -63,6 +64,37 @@ pub struct Report {
     pub flatten: Duration,
     /// Classifier updates and builds.
     pub classifier: Duration,
+    /// The load's time on a CPU and waiting for one (the kernel's schedstat of this thread;
+    /// zero when it does not tell): on a shared machine wall-clock time is their sum and more.
+    pub on_cpu: Duration,
+    pub run_queue: Duration,
+}
+
+impl Report {
+    /// As the daemon's answer to `rules load` carries it.
+    pub fn json(&self) -> serde_json::Value {
+        let us = |d: Duration| d.as_micros() as u64;
+        serde_json::json!({
+            "incremental": self.incremental,
+            "full": self.full,
+            "lines_parsed": self.lines_parsed,
+            "rules_changed": self.rules_changed,
+            "trees_built": self.trees_built,
+            "read_us": us(self.read),
+            "parse_us": us(self.parse),
+            "flatten_us": us(self.flatten),
+            "classifier_us": us(self.classifier),
+            "on_cpu_us": us(self.on_cpu),
+            "run_queue_us": us(self.run_queue),
+        })
+    }
+}
+
+/// This thread's nanoseconds on a CPU and waiting in a run queue, from the kernel.
+fn thread_times() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut it = s.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// What the state is valid for.
@@ -85,8 +117,6 @@ pub struct Reloader {
 struct FileState {
     path: PathBuf,
     text: String,
-    /// Byte range of each line of `text`, as `str::lines` splits it.
-    lines: Vec<(usize, usize)>,
     parsed: ParsedRules,
     filter: Compiled,
     raw: Option<Compiled>,
@@ -95,6 +125,10 @@ struct FileState {
 /// One flat rule set as kept.
 struct Compiled {
     rules: Vec<FlatRule>,
+    /// Its origins, shared with the rule sets made of it while their keys and file stay.
+    origin_keys: Vec<OriginKey>,
+    origins: Arc<Vec<Origin>>,
+    file: String,
     /// The tree and its update tier over `rules` (tree classifier only).
     tree: Option<Updatable>,
 }
@@ -113,7 +147,6 @@ enum Prepared {
     Spliced {
         undo: Undo,
         text: String,
-        lines: Vec<(usize, usize)>,
         filter: Compiled,
         raw: Option<Compiled>,
     },
@@ -133,28 +166,76 @@ struct Undo {
     chains: Vec<(usize, usize, usize, Vec<Rule>)>,
 }
 
-/// Byte ranges of the lines of `text`, exactly as `str::lines` splits it (a trailing `\r` is
-/// part of the line ending only before `\n`).
-fn line_ranges(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::with_capacity(text.len() / 48 + 1);
-    let mut start = 0;
-    while start < text.len() {
-        let (end, next) = match text[start..].find('\n') {
-            Some(i) => {
-                let nl = start + i;
-                let end = if nl > start && text.as_bytes()[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                (end, nl + 1)
-            }
-            None => (text.len(), text.len()),
-        };
-        out.push((start, end));
-        start = next;
+/// The length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const CHUNK: usize = 64;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + CHUNK <= n && a[i..i + CHUNK] == b[i..i + CHUNK] {
+        i += CHUNK;
     }
-    out
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// The length of the common suffix of `a` and `b`, at most `max`.
+fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
+    const CHUNK: usize = 64;
+    let n = a.len().min(b.len()).min(max);
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + CHUNK <= n && a[n - i - CHUNK..n - i] == b[n - i - CHUNK..n - i] {
+        i += CHUNK;
+    }
+    while i < n && a[n - 1 - i] == b[n - 1 - i] {
+        i += 1;
+    }
+    i
+}
+
+fn newlines(bytes: &[u8]) -> usize {
+    // Counted 64 bytes at a time in bytes, which the compiler turns into vector compares.
+    let chunks = bytes.chunks_exact(64);
+    let rest = chunks.remainder();
+    let mut n: usize = chunks
+        .map(|c| usize::from(c.iter().map(|&b| u8::from(b == b'\n')).sum::<u8>()))
+        .sum();
+    n += rest.iter().filter(|&&b| b == b'\n').count();
+    n
+}
+
+/// How many lines `str::lines` gives.
+fn line_count(text: &[u8]) -> usize {
+    newlines(text) + usize::from(text.last().is_some_and(|&c| c != b'\n'))
+}
+
+/// Compares two texts by lines: `(pre, suf, q)`, the number of leading and trailing lines that
+/// are the same (as `str::lines` gives them), with `pre + suf` at most either text's line count,
+/// and the byte offset where line `pre` starts (in both). A line may be counted as changed when
+/// it is not (a line ending changed from `\r\n` to `\n`), never the other way.
+fn line_diff(old: &[u8], new: &[u8]) -> (usize, usize, usize) {
+    if old == new {
+        return (line_count(old), 0, old.len());
+    }
+    let p = common_prefix(old, new);
+    // Whole lines, with their `\n`, before the first difference; `q` is where the next starts.
+    let pre = newlines(&old[..p]);
+    let q = old[..p]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |i| i + 1);
+    let s = common_suffix(old, new, old.len().min(new.len()) - q);
+    // Lines starting inside the common suffix, after a `\n` that is part of it...
+    let (x_old, x_new) = (old.len() - s, new.len() - s);
+    let mut suf = newlines(&old[x_old..old.len().saturating_sub(1).max(x_old)]);
+    // ...and the one starting right where it starts, if that is a line start in both texts.
+    let starts = |t: &[u8], x: usize| x == 0 || t[x - 1] == b'\n';
+    if x_old < old.len() && starts(old, x_old) && starts(new, x_new) {
+        suf += 1;
+    }
+    (pre, suf, q)
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -374,6 +455,23 @@ impl Reloader {
         make: &MakeClassifier<'_>,
     ) -> Result<Filter, LoadError> {
         self.last = Report::default();
+        let before = thread_times();
+        let result = self.load(files, ports, hook, kind, make);
+        if let (Some(b), Some(a)) = (before, thread_times()) {
+            self.last.on_cpu = Duration::from_nanos(a.0.saturating_sub(b.0));
+            self.last.run_queue = Duration::from_nanos(a.1.saturating_sub(b.1));
+        }
+        result
+    }
+
+    fn load(
+        &mut self,
+        files: &RuleFiles<'_>,
+        ports: &[String],
+        hook: Hook,
+        kind: ClassifierKind,
+        make: &MakeClassifier<'_>,
+    ) -> Result<Filter, LoadError> {
         if files.groups.is_some() {
             self.clear();
             return load_filter(files, ports, hook, make);
@@ -422,17 +520,12 @@ impl Reloader {
                 }
                 (
                     Some(Prepared::Spliced {
-                        text,
-                        lines,
-                        filter,
-                        raw,
-                        ..
+                        text, filter, raw, ..
                     }),
                     false,
                 ) => {
                     if let Some(state) = &mut self.files[slot] {
-                        (state.text, state.lines, state.filter, state.raw) =
-                            (text, lines, filter, raw);
+                        (state.text, state.filter, state.raw) = (text, filter, raw);
                     }
                 }
                 (Some(Prepared::Fresh(state)), false) => self.files[slot] = Some(state),
@@ -466,44 +559,44 @@ impl Reloader {
         })?;
         self.last.read += t0.elapsed();
         let name = path.display().to_string();
-        let lines = line_ranges(&text);
         let last = &mut self.last;
         if let Some(state) = self.files[slot]
             .as_mut()
             .filter(|s| s.parsed.family == family)
         {
-            match incremental(state, path, &name, text, lines, key, make, last) {
+            match incremental(state, path, &name, text, key, make, last) {
                 Ok(done) => return done,
-                Err((t, l)) => return full(path, &name, t, l, family, key, make, &mut self.last),
+                Err(text) => return full(path, &name, text, family, key, make, &mut self.last),
             }
         }
-        full(path, &name, text, lines, family, key, make, &mut self.last)
+        full(path, &name, text, family, key, make, &mut self.last)
     }
 }
 
-/// The rule sets of a compiled file, with their classifiers.
-fn rule_sets(
+/// One flattened chain made a rule set with its classifier, and kept.
+fn finish(
     parsed: &ParsedRules,
-    filter: (&FlatKeys, &Compiled, Vec<Origin>),
-    raw: Option<(&FlatKeys, &Compiled, Vec<Origin>)>,
+    flat: FlatKeys,
+    origins: Arc<Vec<Origin>>,
+    prev: Option<&Compiled>,
+    key: &Key,
     make: &MakeClassifier<'_>,
-) -> Result<(RuleSet, Option<RuleSet>), Failure> {
-    let one = |(flat, compiled, origins): (&FlatKeys, &Compiled, Vec<Origin>)| {
-        let rs = RuleSet::new(
-            parsed.family,
-            compiled.rules.clone(),
-            origins,
-            flat.logs.clone(),
-        );
-        let c: Box<dyn dataplane::classify::Classifier> = match &compiled.tree {
-            Some(u) => Box::new(u.clone()),
-            None => make(&rs.rules).map_err(|e| Failure::Load(LoadError::Classifier(e)))?,
-        };
-        Ok(rs.with_classifier(c))
+    report: &mut Report,
+) -> Result<(Compiled, RuleSet), Failure> {
+    let tree = (key.kind == ClassifierKind::Tree).then(|| tree_for(prev, &flat.rules, report));
+    let kept = Compiled {
+        rules: flat.rules.clone(),
+        origin_keys: flat.origin_keys,
+        origins: origins.clone(),
+        file: parsed.file.clone(),
+        tree,
     };
-    // As load_filter: the raw table's classifier first.
-    let raw = raw.map(one).transpose()?;
-    Ok((one(filter)?, raw))
+    let rs = RuleSet::with_shared_origins(parsed.family, flat.rules, origins, flat.logs);
+    let c: Box<dyn dataplane::classify::Classifier> = match &kept.tree {
+        Some(u) => Box::new(u.clone()),
+        None => make(&rs.rules).map_err(|e| Failure::Load(LoadError::Classifier(e)))?,
+    };
+    Ok((kept, rs.with_classifier(c)))
 }
 
 /// Flattens the filter chain of `hook` and the raw table of `parsed`, with their classifiers.
@@ -518,31 +611,27 @@ fn compile_file(
     let t0 = Instant::now();
     let flat = rules::flatten_filter(parsed, key.hook).map_err(Failure::Rules)?;
     let raw = rules::flatten_raw(parsed).map_err(Failure::Rules)?;
-    let origins = rules::origins(parsed, TableKind::Filter, &flat.origin_keys);
-    let raw_origins = raw
-        .as_ref()
-        .map(|r| rules::origins(parsed, TableKind::Raw, &r.origin_keys));
+    // The kept origins when every rule kept its line and place.
+    let origins = |flat: &FlatKeys, kind: TableKind, prev: Option<&Compiled>| match prev {
+        Some(p) if p.file == parsed.file && p.origin_keys == flat.origin_keys => p.origins.clone(),
+        _ => Arc::new(rules::origins(parsed, kind, &flat.origin_keys)),
+    };
+    let (prev_filter, prev_raw) = (prev.map(|p| p.0), prev.and_then(|p| p.1));
+    let filter_origins = origins(&flat, TableKind::Filter, prev_filter);
+    let raw = raw.map(|r| {
+        let o = origins(&r, TableKind::Raw, prev_raw);
+        (r, o)
+    });
     let t1 = Instant::now();
     report.flatten += t1 - t0;
-    let tree = key.kind == ClassifierKind::Tree;
-    let keep = |flat: &FlatKeys, prev: Option<&Compiled>, report: &mut Report| Compiled {
-        tree: tree.then(|| tree_for(prev, &flat.rules, report)),
-        rules: flat.rules.clone(),
+    // As load_filter: the raw table's classifier first.
+    let raw = match raw {
+        Some((r, o)) => Some(finish(parsed, r, o, prev_raw, key, make, report)?),
+        None => None,
     };
-    let filter = keep(&flat, prev.map(|p| p.0), report);
-    let raw_kept = raw
-        .as_ref()
-        .map(|r| keep(r, prev.and_then(|p| p.1), report));
-    let (rs, raw_rs) = rule_sets(
-        parsed,
-        (&flat, &filter, origins),
-        raw.as_ref()
-            .zip(raw_kept.as_ref())
-            .zip(raw_origins)
-            .map(|((f, c), o)| (f, c, o)),
-        make,
-    )?;
+    let (filter, rs) = finish(parsed, flat, filter_origins, prev_filter, key, make, report)?;
     report.classifier += t1.elapsed();
+    let (raw_kept, raw_rs) = raw.unzip();
     Ok((filter, raw_kept, rs, raw_rs))
 }
 
@@ -552,7 +641,6 @@ fn full(
     path: &Path,
     name: &str,
     text: String,
-    lines: Vec<(usize, usize)>,
     family: Family,
     key: &Key,
     make: &MakeClassifier<'_>,
@@ -561,13 +649,12 @@ fn full(
     let t0 = Instant::now();
     let parsed = rules::parse_iptables(name, &text, family, &key.ports).map_err(Failure::Rules)?;
     report.parse += t0.elapsed();
-    report.lines_parsed += lines.len();
+    report.lines_parsed += line_count(text.as_bytes());
     report.full += 1;
     let (filter, raw, rs, raw_rs) = compile_file(&parsed, None, key, make, report)?;
     let state = FileState {
         path: path.to_path_buf(),
         text,
-        lines,
         parsed,
         filter,
         raw,
@@ -582,20 +669,16 @@ fn incremental(
     path: &Path,
     name: &str,
     text: String,
-    lines: Vec<(usize, usize)>,
     key: &Key,
     make: &MakeClassifier<'_>,
     report: &mut Report,
-) -> Result<Result<(Prepared, RuleSet, Option<RuleSet>), Failure>, (String, Vec<(usize, usize)>)> {
+) -> Result<Result<(Prepared, RuleSet, Option<RuleSet>), Failure>, String> {
     let t0 = Instant::now();
-    let old = |i: usize| &state.text[state.lines[i].0..state.lines[i].1];
-    let new = |i: usize| &text[lines[i].0..lines[i].1];
-    let (n_old, n_new) = (state.lines.len(), lines.len());
-    let n = n_old.min(n_new);
-    let pre = (0..n).take_while(|&i| old(i) == new(i)).count();
-    let suf = (0..n - pre)
-        .take_while(|&i| old(n_old - 1 - i) == new(n_new - 1 - i))
-        .count();
+    let (n_old, n_new) = (
+        line_count(state.text.as_bytes()),
+        line_count(text.as_bytes()),
+    );
+    let (pre, suf, q) = line_diff(state.text.as_bytes(), text.as_bytes());
     // Old lines a..b became new lines a..c (1-based).
     let (a, b, c) = (
         to_u32(pre + 1),
@@ -609,7 +692,7 @@ fn incremental(
     });
     let table = parsed.tables.iter().position(|t| t.line < a && t.end >= b);
     if structure_changed {
-        return Err((text, lines));
+        return Err(text);
     }
     let ctx = Ctx {
         file: name,
@@ -617,15 +700,16 @@ fn incremental(
         ports: &key.ports,
     };
     let mut new_rules = Vec::new();
-    for i in pre..n_new - suf {
-        let toks = match line_kind(new(i)) {
+    for (i, line) in text[q..].lines().take(n_new - suf - pre).enumerate() {
+        let i = pre + i;
+        let toks = match line_kind(line) {
             Some(LineKind::Nothing) => continue,
             Some(LineKind::Rule(toks)) => toks,
-            Some(LineKind::Structure) | None => return Err((text, lines)),
+            Some(LineKind::Structure) | None => return Err(text),
         };
         let Some(t) = table.map(|t| &parsed.tables[t]) else {
             // A rule outside a table is an error for the full path to report.
-            return Err((text, lines));
+            return Err(text);
         };
         let line = to_u32(i + 1);
         match parse_rule(&ctx, t, line, &toks) {
@@ -633,12 +717,12 @@ fn incremental(
                 let chain = &t.chains[ci];
                 if chain.hook.is_none() && chain.line >= a {
                     // The chain is declared after this rule: an error for the full path.
-                    return Err((text, lines));
+                    return Err(text);
                 }
                 new_rules.push((ci, rule));
             }
             Ok(None) => {}
-            Err(_) => return Err((text, lines)),
+            Err(_) => return Err(text),
         }
     }
     report.lines_parsed += (c - a) as usize;
@@ -670,7 +754,7 @@ fn incremental(
     if let Some(t) = table {
         if !validate_table(&ctx, &state.parsed.tables[t]).is_empty() {
             unsplice(state, undo);
-            return Err((text, lines));
+            return Err(text);
         }
     }
     report.parse += t0.elapsed();
@@ -682,7 +766,6 @@ fn incremental(
                 Prepared::Spliced {
                     undo,
                     text,
-                    lines,
                     filter,
                     raw,
                 },
@@ -696,7 +779,7 @@ fn incremental(
         }
         Err(Failure::Rules(_)) => {
             unsplice(state, undo);
-            Err((text, lines))
+            Err(text)
         }
     }
 }
@@ -979,20 +1062,27 @@ mod tests {
         assert_eq!((r.report().full, r.report().incremental), (1, 0));
     }
 
-    #[test]
-    fn line_ranges_split_as_str_lines() {
-        for t in [
-            "",
-            "\n",
-            "a",
-            "a\n",
-            "a\r\nb\r",
-            "\r\n\r\n",
-            "a\n\nb\n\r",
-            "x\ry\n",
-        ] {
-            let got: Vec<&str> = line_ranges(t).iter().map(|&(s, e)| &t[s..e]).collect();
-            assert_eq!(got, t.lines().collect::<Vec<_>>(), "{t:?}");
+    proptest! {
+        /// `line_diff` never counts a changed line as the same.
+        #[test]
+        fn line_diff_is_exact_or_cautious(
+            old in prop::collection::vec(prop::sample::select(vec!["a", "b", "", "a\r", "ab"]), 0..8),
+            new in prop::collection::vec(prop::sample::select(vec!["a", "b", "", "a\r", "ab"]), 0..8),
+            old_nl in any::<bool>(),
+            new_nl in any::<bool>(),
+        ) {
+            let join = |v: &[&str], nl: bool| v.join("\n") + if nl { "\n" } else { "" };
+            let (o, n) = (join(&old, old_nl), join(&new, new_nl));
+            let (ol, nl): (Vec<&str>, Vec<&str>) = (o.lines().collect(), n.lines().collect());
+            prop_assert_eq!(line_count(o.as_bytes()), ol.len());
+            let (pre, suf, q) = line_diff(o.as_bytes(), n.as_bytes());
+            prop_assert_eq!(&o[q..].lines().next(), &ol.get(pre).copied());
+            prop_assert!(pre + suf <= ol.len().min(nl.len()));
+            prop_assert_eq!(&ol[..pre], &nl[..pre]);
+            prop_assert_eq!(&ol[ol.len() - suf..], &nl[nl.len() - suf..]);
+            if o == n {
+                prop_assert_eq!(pre, ol.len());
+            }
         }
     }
 }

@@ -466,8 +466,12 @@ struct Flattener<'a> {
     index: HashMap<&'a str, usize>,
     /// Where each chain's rules start in the per-rule maps below.
     first: Vec<usize>,
-    /// (match, action, origin, NAT target or NO_NAT).
-    out: Vec<(Cube, Pending, u32, u32)>,
+    /// The flat rules so far (a continue's target is set once labels are known), and each
+    /// one's NAT target or [`NO_NAT`].
+    out: Vec<FlatRule>,
+    nat: Vec<u32>,
+    /// The continues: flat rule index and label.
+    continues: Vec<(usize, usize)>,
     labels: Vec<usize>,
     origin_keys: Vec<OriginKey>,
     /// Per rule (`first[chain] + rule`): its origin, log and NAT target indexes, or [`NONE`].
@@ -526,8 +530,20 @@ impl Flattener<'_> {
                 format!("rule set too large: more than {MAX_FLAT_RULES} flat rules after inlining chains"),
             ));
         }
-        self.out
-            .extend(cubes.iter().map(|c| (*c, action, origin, nat)));
+        let family = self.ctx.family;
+        match action {
+            Pending::Act(a) => self
+                .out
+                .extend(cubes.iter().map(|c| c.to_flat(family, a, origin))),
+            Pending::Continue(label) => {
+                for c in cubes {
+                    self.continues.push((self.out.len(), label));
+                    self.out
+                        .push(c.to_flat(family, Action::ContinueAt(u32::MAX), origin));
+                }
+            }
+        }
+        self.nat.resize(self.nat.len() + cubes.len(), nat);
         Ok(())
     }
 
@@ -793,6 +809,8 @@ pub(crate) fn flatten_keys(
             .collect(),
         first,
         out: Vec::with_capacity(root_chain.rules.len() + 1),
+        nat: Vec::with_capacity(root_chain.rules.len() + 1),
+        continues: Vec::new(),
         labels: Vec::new(),
         origin_keys: Vec::with_capacity(root_chain.rules.len() + 1),
         origin_of: vec![NONE; total],
@@ -825,48 +843,44 @@ pub(crate) fn flatten_keys(
         Policy::Accept => Action::Accept,
         Policy::Drop => Action::Drop,
     };
-    f.out.push((
-        Cube::full(family),
-        Pending::Act(policy_action),
-        policy_origin,
-        NO_NAT,
-    ));
+    f.out
+        .push(Cube::full(family).to_flat(family, policy_action, policy_origin));
+    f.nat.push(NO_NAT);
 
-    // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
-    let n = f.out.len();
-    let target: Vec<Option<usize>> = f
-        .out
-        .iter()
-        .map(|(_, p, _, _)| match p {
-            Pending::Continue(l) => Some(f.labels[*l]),
-            Pending::Act(_) => None,
-        })
-        .collect();
-    let mut kept_from = vec![0usize; n + 1];
-    let mut keep = vec![true; n];
-    for i in (0..n).rev() {
-        if let Some(t) = target[i] {
-            let t = t.clamp(i + 1, n);
-            if kept_from[i + 1] - kept_from[t] == 0 {
-                keep[i] = false;
+    let (mut rules, mut nat_of) = (f.out, f.nat);
+    if !f.continues.is_empty() {
+        // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
+        let n = rules.len();
+        let mut target = vec![usize::MAX; n];
+        for &(i, label) in &f.continues {
+            target[i] = f.labels[label];
+        }
+        let mut kept_from = vec![0usize; n + 1];
+        let mut keep = vec![true; n];
+        for i in (0..n).rev() {
+            if target[i] != usize::MAX {
+                let t = target[i].clamp(i + 1, n);
+                if kept_from[i + 1] - kept_from[t] == 0 {
+                    keep[i] = false;
+                }
             }
+            kept_from[i] = kept_from[i + 1] + usize::from(keep[i]);
         }
-        kept_from[i] = kept_from[i + 1] + usize::from(keep[i]);
-    }
-    // New index of old position p: the number of kept rules before p.
-    let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
-    let mut rules = Vec::with_capacity(kept_from[0]);
-    let mut nat_of = Vec::with_capacity(kept_from[0]);
-    for (i, (cube, pending, origin, nat)) in f.out.into_iter().enumerate() {
-        if !keep[i] {
-            continue;
+        // New index of old position p: the number of kept rules before p.
+        let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
+        for &(i, _) in &f.continues {
+            rules[i].action = Action::ContinueAt(new_index(target[i]));
         }
-        let action = match pending {
-            Pending::Act(a) => a,
-            Pending::Continue(_) => Action::ContinueAt(new_index(target[i].unwrap_or(n))),
-        };
-        rules.push(cube.to_flat(family, action, origin));
-        nat_of.push(nat);
+        let mut i = 0;
+        rules.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        nat_of.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
     Ok(FlatKeys {
         rules,
