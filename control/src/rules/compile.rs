@@ -354,7 +354,7 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
 
 /// Pairwise intersections of two unions of cubes; `None` when there would be more than `limit`.
 /// Disjoint inputs give disjoint outputs (so no duplicates either).
-fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
+pub(crate) fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
     let mut out = Vec::new();
     for x in a {
         for y in b {
@@ -371,14 +371,76 @@ fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
 
 /// The cubes of a whole rule (the conjunction of its matches).
 pub(crate) fn rule_cubes(family: Family, matches: &[Match]) -> Option<Vec<Cube>> {
-    let mut acc = vec![Cube::full(family)];
-    for m in matches {
+    // While the conjunction is one cube and each match is one cube, no list is needed: this is
+    // `meet_all` of one cube with one cube.
+    let mut one = Cube::full(family);
+    let mut at = 0;
+    while let Some(m) = matches.get(at) {
+        let Some(c) = single_cube(family, m) else {
+            break;
+        };
+        match one.meet(&c) {
+            Some(x) => one = x,
+            None => return Some(Vec::new()),
+        }
+        at += 1;
+    }
+    let mut acc = vec![one];
+    for m in &matches[at..] {
         acc = meet_all(&acc, &match_cubes(family, m), MAX_RULE_ALTERNATIVES)?;
         if acc.is_empty() {
             break;
         }
     }
     Some(acc)
+}
+
+/// [`match_cubes`] for the matches that are always exactly one cube, without allocating;
+/// `None` for the others.
+fn single_cube(family: Family, m: &Match) -> Option<Cube> {
+    let full = Cube::full(family);
+    let neg = m.negated;
+    let l4 = FragMatch::NotLater;
+    let one = |f: &dyn Fn(&mut Cube)| {
+        let mut c = full;
+        f(&mut c);
+        Some(c)
+    };
+    match &m.cond {
+        Cond::Source(nets) if !neg && nets.len() == 1 => one(&|c| c.src = addr_iv(&nets[0])),
+        Cond::Destination(nets) if !neg && nets.len() == 1 => one(&|c| c.dst = addr_iv(&nets[0])),
+        Cond::SourceRange(r) if !neg => one(&|c| c.src = addr_iv(r)),
+        Cond::DestinationRange(r) if !neg => one(&|c| c.dst = addr_iv(r)),
+        Cond::Protocol(p) if !neg => one(&|c| {
+            c.proto = p.map_or(PROTOS, |p| (u128::from(p), u128::from(p)));
+        }),
+        Cond::SourcePorts(r) if !neg && r.len() == 1 => one(&|c| {
+            c.sport = (u128::from(r[0].0), u128::from(r[0].1));
+            c.frag = l4;
+        }),
+        Cond::DestinationPorts(r) if !neg && r.len() == 1 => one(&|c| {
+            c.dport = (u128::from(r[0].0), u128::from(r[0].1));
+            c.frag = l4;
+        }),
+        // As in `match_cubes`.
+        Cond::InInterface(i) => one(&|c| c.inp = if neg { !i.mask } else { i.mask }),
+        Cond::OutInterface(i) => one(&|c| c.outp = if neg { !i.mask } else { i.mask }),
+        Cond::Fragment => one(&|c| {
+            c.frag = if neg {
+                FragMatch::NotLater
+            } else {
+                FragMatch::LaterOnly
+            }
+        }),
+        Cond::Module(module) => one(&|c| {
+            if module.is_l4() {
+                c.frag = l4;
+            }
+        }),
+        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        Cond::Comment(_) => Some(full),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -199,7 +199,7 @@ pub fn infer_family(text: &str) -> Family {
             if std::mem::take(&mut skip_next) {
                 continue;
             }
-            let w = t.text.as_str();
+            let w: &str = &t.text;
             if matches!(w, "--comment" | "--log-prefix") {
                 skip_next = true;
                 continue;

@@ -343,7 +343,7 @@ fn chain_decl(
                 format!("chain {name} declared twice (first at line {})", chain.line),
             ));
         }
-        chain.policy = Some(match policy_tok.text.as_str() {
+        chain.policy = Some(match policy_tok.text.as_ref() {
             "ACCEPT" | "-" => Policy::Accept,
             "DROP" => Policy::Drop,
             other => {
@@ -576,7 +576,7 @@ struct RuleParser<'a> {
     table: TableKind,
     hook: Option<HookPoint>,
     line: u32,
-    toks: &'a [Token],
+    toks: &'a [Token<'a>],
     pos: usize,
     matches: Vec<Match>,
     instances: Vec<Instance>,
@@ -596,14 +596,14 @@ impl<'a> RuleParser<'a> {
         self.ctx.err(self.line, col, msg)
     }
 
-    fn next(&mut self) -> Option<&'a Token> {
+    fn next(&mut self) -> Option<&'a Token<'a>> {
         let t = self.toks.get(self.pos)?;
         self.pos += 1;
         Some(t)
     }
 
     /// The value of option `opt`.
-    fn value(&mut self, opt: &Token) -> Result<&'a Token, RuleError> {
+    fn value(&mut self, opt: &Token) -> Result<&'a Token<'a>, RuleError> {
         match self.next() {
             None => Err(self.err(opt.col, format!("option {} needs a value", opt.text))),
             Some(v) if v.text == "!" && !v.quoted => Err(self.err(
@@ -663,11 +663,11 @@ impl<'a> RuleParser<'a> {
         }
     }
 
-    fn option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+    fn option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<(), RuleError> {
         let family = self.ctx.family;
-        match tok.text.as_str() {
+        match tok.text.as_ref() {
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
-                let src = matches!(tok.text.as_str(), "-s" | "--source" | "--src");
+                let src = matches!(tok.text.as_ref(), "-s" | "--source" | "--src");
                 self.once(if src { "-s" } else { "-d" }, tok)?;
                 let v = self.value(tok)?;
                 let mut nets = Vec::new();
@@ -698,7 +698,7 @@ impl<'a> RuleParser<'a> {
                 self.push(tok.col, negated, Cond::Protocol(proto));
             }
             "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                let input = matches!(tok.text.as_str(), "-i" | "--in-interface");
+                let input = matches!(tok.text.as_ref(), "-i" | "--in-interface");
                 self.once(if input { "-i" } else { "-o" }, tok)?;
                 if let Some(h) = self.hook {
                     if (input && !h.has_in_interface()) || (!input && !h.has_out_interface()) {
@@ -737,7 +737,7 @@ impl<'a> RuleParser<'a> {
             "-m" | "--match" => {
                 self.no_negation(tok, negated)?;
                 let v = self.value(tok)?;
-                let module = match (v.text.as_str(), family) {
+                let module = match (v.text.as_ref(), family) {
                     ("tcp", _) => Module::Tcp,
                     ("udp", _) => Module::Udp,
                     ("icmp", Family::V4) => Module::Icmp,
@@ -775,13 +775,13 @@ impl<'a> RuleParser<'a> {
                 if self.target.is_some() {
                     return Err(self.err(tok.col, "multiple -j/-g options are not allowed"));
                 }
-                let goto = matches!(tok.text.as_str(), "-g" | "--goto");
+                let goto = matches!(tok.text.as_ref(), "-g" | "--goto");
                 let v = self.value(tok)?;
                 let kind = self.target_kind(v)?;
                 self.target = Some(PendingTarget {
                     col: tok.col,
                     goto,
-                    name: v.text.clone(),
+                    name: v.text.to_string(),
                     name_col: v.col,
                     kind,
                 });
@@ -797,7 +797,7 @@ impl<'a> RuleParser<'a> {
             }
             "-4" | "--ipv4" | "-6" | "--ipv6" => {
                 self.no_negation(tok, negated)?;
-                let v4 = matches!(tok.text.as_str(), "-4" | "--ipv4");
+                let v4 = matches!(tok.text.as_ref(), "-4" | "--ipv4");
                 if v4 != (family == Family::V4) {
                     self.other_family = true;
                 }
@@ -817,7 +817,7 @@ impl<'a> RuleParser<'a> {
     }
 
     fn target_kind(&self, v: &Token) -> Result<PendingKind, RuleError> {
-        let kind = match v.text.as_str() {
+        let kind = match v.text.as_ref() {
             "ACCEPT" => PendingKind::Accept,
             "DROP" => PendingKind::Drop,
             "RETURN" => PendingKind::Return,
@@ -853,11 +853,11 @@ impl<'a> RuleParser<'a> {
     }
 
     /// An option that belongs to the target or to a loaded (or implicitly loadable) match.
-    fn extension_option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+    fn extension_option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<(), RuleError> {
         if self.target_option(tok, negated)? {
             return Ok(());
         }
-        let opt = tok.text.as_str();
+        let opt = tok.text.as_ref();
         let found = self
             .instances
             .iter()
@@ -989,7 +989,7 @@ impl<'a> RuleParser<'a> {
                         format!("comment is longer than {MAX_COMMENT} characters"),
                     ));
                 }
-                Cond::Comment(v.text.clone())
+                Cond::Comment(v.text.to_string())
             }
             _ => return Err(self.err(tok.col, unsupported_option_message(opt))),
         };
@@ -998,7 +998,7 @@ impl<'a> RuleParser<'a> {
     }
 
     /// Handles `tok` if the pending target takes it.
-    fn target_option(&mut self, tok: &'a Token, negated: bool) -> Result<bool, RuleError> {
+    fn target_option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<bool, RuleError> {
         let Some(mut t) = self.target.take() else {
             return Ok(false);
         };
@@ -1010,10 +1010,10 @@ impl<'a> RuleParser<'a> {
     fn target_option_inner(
         &mut self,
         t: &mut PendingTarget,
-        tok: &'a Token,
+        tok: &'a Token<'a>,
         negated: bool,
     ) -> Result<bool, RuleError> {
-        let opt = tok.text.as_str();
+        let opt = tok.text.as_ref();
         let dup = |this: &Self| this.err(tok.col, format!("only one {opt} is allowed"));
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
@@ -1043,7 +1043,7 @@ impl<'a> RuleParser<'a> {
                 if v.text.contains('\n') {
                     return Err(self.err(v.col, "newlines are not allowed in --log-prefix"));
                 }
-                *prefix = Some(v.text.clone());
+                *prefix = Some(v.text.to_string());
             }
             (PendingKind::Log { level, .. }, "--log-level") => {
                 self.no_negation(tok, negated)?;

@@ -1718,6 +1718,26 @@ proptest! {
     fn flattening_agrees_with_netfilter_traversal_v6(text in gen_ruleset(true), packets in prop::collection::vec(gen_packet(true), 24)) {
         check_agreement(&text, true, &packets)?;
     }
+
+    /// A rule's cubes, computed as it is parsed (one cube at a time while there is one), are
+    /// the conjunction of its matches' cubes taken pairwise.
+    #[test]
+    fn rule_cubes_are_the_pairwise_conjunction(text in gen_ruleset(false), v6_text in gen_ruleset(true)) {
+        for (text, family) in [(text, Family::V4), (v6_text, Family::V6)] {
+            let parsed = parse_iptables("gen", &text, family, &ports()).unwrap();
+            for rule in parsed.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules) {
+                let mut want = Some(vec![compile::Cube::full(family)]);
+                for m in &rule.matches {
+                    let Some(acc) = want.as_ref() else { break };
+                    if acc.is_empty() {
+                        break;
+                    }
+                    want = compile::meet_all(acc, &compile::match_cubes(family, m), MAX_RULE_ALTERNATIVES);
+                }
+                prop_assert_eq!(&rule.cubes, &want);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- robustness
