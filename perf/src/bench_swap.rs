@@ -354,7 +354,7 @@ fn phases(args: &SwapArgs) -> Result<Vec<PhaseRow>> {
             rules: Some(p.to_path_buf().leak()),
             ..RuleFiles::default()
         };
-        let load = |r: &mut Reloader, p: &Path| -> Result<[f64; 6]> {
+        let load = |r: &mut Reloader, p: &Path| -> Result<[f64; 7]> {
             let t0 = Instant::now();
             let f = r
                 .load_filter(
@@ -377,10 +377,11 @@ fn phases(args: &SwapArgs) -> Result<Vec<PhaseRow>> {
                 us(rep.flatten),
                 us(rep.classifier),
                 rep.trees_built as f64,
+                rep.flats_patched as f64,
             ])
         };
         let runs = args.swaps.max(2);
-        let mut cases: Vec<(&str, Vec<[f64; 6]>)> = Vec::new();
+        let mut cases: Vec<(&str, Vec<[f64; 7]>)> = Vec::new();
         let mut full = Vec::new();
         for _ in 0..runs.min(10) {
             full.push(load(&mut Reloader::new(), &a)?);
@@ -406,12 +407,13 @@ fn phases(args: &SwapArgs) -> Result<Vec<PhaseRow>> {
                 flatten_us: med(3).0,
                 classifier_us: med(4).0,
                 trees_built: v.iter().map(|r| r[5]).sum::<f64>() as usize,
+                patched: v.iter().map(|r| r[6]).sum::<f64>() as usize,
                 runs: v.len(),
             };
             println!(
-                "{size:>7} rules, {label:<18}: total {:>8.0} us (p99 {:>8.0})  read {:>6.0}  parse {:>8.0}  flatten {:>8.0}  classifier {:>8.0}  trees built {}/{}",
+                "{size:>7} rules, {label:<18}: total {:>8.0} us (p99 {:>8.0})  read {:>6.0}  parse {:>8.0}  flatten {:>8.0}  classifier {:>8.0}  trees built {}/{}  patched {}",
                 row.total_us.0, row.total_us.1, row.read_us, row.parse_us, row.flatten_us,
-                row.classifier_us, row.trees_built, row.runs
+                row.classifier_us, row.trees_built, row.runs, row.patched
             );
             out.push(row);
         }
@@ -429,6 +431,8 @@ struct PhaseRow {
     flatten_us: f64,
     classifier_us: f64,
     trees_built: usize,
+    /// Flat rule sets patched rather than flattened again.
+    patched: usize,
     runs: usize,
 }
 
@@ -515,11 +519,11 @@ pub fn run(args: &SwapArgs) -> Result<()> {
             );
         }
         s += "\nThe same loads in one process, without a daemon, EAL or traffic (`rampart-perf swap --phases`: `control::reload::Reloader` timing its phases; *full load* is a fresh reloader each time, i.e. a file that shares nothing with the rules in force; *one rule inserted* adds a rule in the middle of the chain, which moves every later rule's line and number). Medians; total includes the snapshot the daemon would publish.\n\n";
-        s += "| rules | load | total median | total p99 | read | parse | flatten | classifier | trees built |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        s += "| rules | load | total median | total p99 | read | parse | flatten | classifier | trees built | flat sets patched |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for r in &phase_rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |",
                 r.rules,
                 r.load,
                 ms(r.total_us.0),
@@ -529,6 +533,8 @@ pub fn run(args: &SwapArgs) -> Result<()> {
                 ms(r.flatten_us),
                 ms(r.classifier_us),
                 r.trees_built,
+                r.runs,
+                r.patched,
                 r.runs
             );
         }

@@ -491,6 +491,223 @@ pub(crate) struct FlatKeys {
     pub logs: Vec<LogSpec>,
     pub nat_of: Vec<u32>,
     pub nat_targets: Vec<NatTarget>,
+    /// Where each rule of the built-in chain starts, when [`patch`] can change them.
+    pub roots: Option<Roots>,
+}
+
+/// For each rule of the built-in chain (and one past the last: the policy), the number of flat
+/// rules, origins and logs made before it. Kept for a filter-mode chain with no `RETURN` and no
+/// `-g` among its own rules: then every continue lies inside one rule's inlined section and
+/// targets its end, so a rule's flat rules depend on nothing after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Roots {
+    chain: usize,
+    starts: Vec<u32>,
+    origins: Vec<u32>,
+    logs: Vec<u32>,
+}
+
+/// `prev` (of a table no rule of which changed) with the line numbers of its origins from
+/// `from` on moved by `delta`.
+pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKeys {
+    let moved = |v: u32| {
+        if v >= from {
+            (i64::from(v) + delta) as u32
+        } else {
+            v
+        }
+    };
+    FlatKeys {
+        rules: prev.rules.clone(),
+        origin_keys: prev
+            .origin_keys
+            .iter()
+            .map(|k| match *k {
+                OriginKey::Rule {
+                    chain,
+                    line,
+                    number,
+                } => OriginKey::Rule {
+                    chain,
+                    line: moved(line),
+                    number,
+                },
+                OriginKey::Policy { hook, line, policy } => OriginKey::Policy {
+                    hook,
+                    line: moved(line),
+                    policy,
+                },
+            })
+            .collect(),
+        logs: prev.logs.clone(),
+        nat_of: prev.nat_of.clone(),
+        nat_targets: prev.nat_targets.clone(),
+        roots: prev.roots.clone(),
+    }
+}
+
+/// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
+/// cubes with its own action and origin: an accepted target other than a jump or a return.
+fn simple(rule: &Rule, kind: TableKind) -> bool {
+    match &rule.target {
+        None => true,
+        Some(spec) => match spec.target {
+            Target::Accept | Target::Drop | Target::Reject(_) => true,
+            Target::Log(_) => kind != TableKind::Raw,
+            Target::NoTrack => kind == TableKind::Raw,
+            _ => false,
+        },
+    }
+}
+
+/// What a built-in chain's flattening ([`flatten_keys`], filter mode) becomes when its rules
+/// `at..at + removed` (the `removed` rules, of the old table) are replaced by rules
+/// `at..at + inserted` of `table`, all of them simple (no jump, goto or return), and line
+/// numbers from `from` on moved by `delta`: the old flat rules with the new rules' section
+/// replaced and the later rules' origin, log and continue indexes moved. `None` when that does
+/// not apply; then the chain must be flattened again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn patch(
+    ctx: &Ctx<'_>,
+    table: &Table,
+    prev: &FlatKeys,
+    chain: usize,
+    at: usize,
+    removed: &[Rule],
+    inserted: usize,
+    (from, delta): (u32, i64),
+) -> Option<FlatKeys> {
+    let roots = prev.roots.as_ref()?;
+    if chain != roots.chain {
+        return None;
+    }
+    let new_rules = table.chains.get(chain)?.rules.get(at..at + inserted)?;
+    if at + removed.len() >= roots.starts.len()
+        || !removed.iter().all(|r| simple(r, table.kind))
+        || !new_rules.iter().all(|r| simple(r, table.kind))
+    {
+        return None;
+    }
+    let end = at + removed.len();
+    let (s0, s1) = (roots.starts[at], roots.starts[end]);
+    let (o0, o1) = (roots.origins[at], roots.origins[end]);
+    let (l0, l1) = (roots.logs[at], roots.logs[end]);
+    // The new rules' section, as `Flattener::chain` makes it under the full context.
+    let mut section = Vec::new();
+    let mut keys = Vec::new();
+    let mut logs = Vec::new();
+    let (mut starts, mut origins, mut log_at) = (Vec::new(), Vec::new(), Vec::new());
+    for rule in new_rules {
+        starts.push(s0 + section.len() as u32);
+        origins.push(o0 + keys.len() as u32);
+        log_at.push(l0 + logs.len() as u32);
+        let Some(spec) = &rule.target else { continue };
+        let cubes = rule.cubes.as_deref()?;
+        if cubes.is_empty() {
+            continue;
+        }
+        let origin = o0 + keys.len() as u32;
+        keys.push(OriginKey::Rule {
+            chain: roots.chain as u32,
+            line: rule.line,
+            number: rule.number,
+        });
+        let action = match &spec.target {
+            Target::Accept => Action::Accept,
+            Target::Drop => Action::Drop,
+            Target::Reject(w) => Action::Reject(*w),
+            Target::NoTrack => Action::NoTrack,
+            Target::Log(l) => {
+                logs.push(l.clone());
+                Action::Log(l0 + logs.len() as u32 - 1)
+            }
+            _ => return None,
+        };
+        section.extend(cubes.iter().map(|c| c.to_flat(ctx.family, action, origin)));
+    }
+    let d_flat = i64::from(section.len() as u32) - i64::from(s1 - s0);
+    let d_origin = i64::from(keys.len() as u32) - i64::from(o1 - o0);
+    let d_log = i64::from(logs.len() as u32) - i64::from(l1 - l0);
+    let len = prev.rules.len() as i64 + d_flat;
+    // Far below the limit (which counts flat rules before no-op continues are dropped), so
+    // the full flattening would not fail on it either.
+    if len > (MAX_FLAT_RULES / 2) as i64 {
+        return None;
+    }
+    let moved = |v: u32, from: u32, by: i64| {
+        if v >= from {
+            (i64::from(v) + by) as u32
+        } else {
+            v
+        }
+    };
+    let mut rules = Vec::with_capacity(len as usize);
+    rules.extend_from_slice(&prev.rules[..s0 as usize]);
+    rules.extend(section);
+    let tail = &prev.rules[s1 as usize..];
+    if d_flat == 0 && d_origin == 0 && d_log == 0 {
+        rules.extend_from_slice(tail);
+    } else {
+        rules.extend(tail.iter().map(|r| {
+            let mut r = r.clone();
+            r.origin = moved(r.origin, o1, d_origin);
+            r.action = match r.action {
+                Action::ContinueAt(t) => Action::ContinueAt(moved(t, s1, d_flat)),
+                Action::Log(l) => Action::Log(moved(l, l1, d_log)),
+                a => a,
+            };
+            r
+        }));
+    }
+    // Keys: lines from `from` on move by `delta`; this chain's rules after the change by the
+    // change in their count.
+    let d_number = inserted as i64 - removed.len() as i64;
+    let fix = |k: &OriginKey| match *k {
+        OriginKey::Rule {
+            chain: c,
+            line,
+            number,
+        } => OriginKey::Rule {
+            chain: c,
+            line: moved(line, from, delta),
+            number: if c as usize == roots.chain {
+                moved(number, end as u32 + 1, d_number)
+            } else {
+                number
+            },
+        },
+        OriginKey::Policy { hook, line, policy } => OriginKey::Policy {
+            hook,
+            line: moved(line, from, delta),
+            policy,
+        },
+    };
+    let mut origin_keys: Vec<OriginKey> = prev.origin_keys[..o0 as usize].iter().map(fix).collect();
+    origin_keys.extend(keys);
+    origin_keys.extend(prev.origin_keys[o1 as usize..].iter().map(fix));
+    let mut all_logs = prev.logs[..l0 as usize].to_vec();
+    all_logs.extend(logs);
+    all_logs.extend_from_slice(&prev.logs[l1 as usize..]);
+    let splice = |old: &[u32], new: Vec<u32>, d: i64, from: u32| {
+        let mut v = old[..at].to_vec();
+        v.extend(new);
+        v.extend(old[end..].iter().map(|&x| moved(x, from, d)));
+        v
+    };
+    let roots = Roots {
+        chain: roots.chain,
+        starts: splice(&roots.starts, starts, d_flat, s1),
+        origins: splice(&roots.origins, origins, d_origin, o1),
+        logs: splice(&roots.logs, log_at, d_log, l1),
+    };
+    Some(FlatKeys {
+        nat_of: vec![NO_NAT; rules.len()],
+        rules,
+        origin_keys,
+        logs: all_logs,
+        nat_targets: Vec::new(),
+        roots: Some(roots),
+    })
 }
 
 /// The origins named by `keys` (of rules of `table`, in `ctx.file`).
@@ -506,7 +723,7 @@ pub(crate) fn origins(ctx: &Ctx<'_>, table: Option<&Table>, keys: &[OriginKey]) 
                 Origin {
                     file: ctx.file.to_string(),
                     line,
-                    label: format!("{name}:{number}"),
+                    label: rule_label(name, number),
                 }
             }
             OriginKey::Policy { hook, line, policy } => Origin {
@@ -516,6 +733,27 @@ pub(crate) fn origins(ctx: &Ctx<'_>, table: Option<&Table>, keys: &[OriginKey]) 
             },
         })
         .collect()
+}
+
+/// `CHAIN:NUMBER`, as `format!` writes it but without its machinery (a reload may make one per
+/// rule).
+pub(crate) fn rule_label(chain: &str, number: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(chain.len() + 1 + digits.len() - at);
+    s.push_str(chain);
+    s.push(':');
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s
 }
 
 /// No entry yet in one of the flattener's per-rule maps.
@@ -544,6 +782,8 @@ struct Flattener<'a> {
     nat_of: Vec<u32>,
     /// The context of the built-in chain: everything.
     full: Cube,
+    /// Flat rules, origins and logs before each rule of the built-in chain.
+    roots: Vec<(usize, u32, u32)>,
 }
 
 impl Flattener<'_> {
@@ -655,6 +895,13 @@ impl Flattener<'_> {
         // gives it back.
         let whole = context.len() == 1 && context[0] == self.full;
         for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
+            if depth == 0 {
+                self.roots.push((
+                    self.out.len(),
+                    self.origin_keys.len() as u32,
+                    self.logs.len() as u32,
+                ));
+            }
             let Some(spec) = &rule.target else { continue };
             let Some(own) = rule.cubes.as_deref() else {
                 return Err(self.err(
@@ -845,6 +1092,7 @@ pub(crate) fn flatten_keys(
         logs: Vec::new(),
         nat_of: vec![NO_NAT],
         nat_targets: Vec::new(),
+        roots: None,
     };
     let Some(table) = table else {
         return Ok(empty());
@@ -881,10 +1129,13 @@ pub(crate) fn flatten_keys(
         nat_targets: Vec::new(),
         nat_of: vec![NONE; total],
         full: Cube::full(family),
+        roots: Vec::with_capacity(root_chain.rules.len() + 1),
     };
     let policy_label = f.label();
     f.chain(root, &[Cube::full(family)], policy_label, 0)?;
     f.labels[policy_label] = f.out.len();
+    f.roots
+        .push((f.out.len(), f.origin_keys.len() as u32, f.logs.len() as u32));
     let policy = root_chain.policy.unwrap_or(Policy::Accept);
     if mode == FlattenFor::Nat && policy == Policy::Drop {
         return Err(ctx.err(
@@ -910,6 +1161,7 @@ pub(crate) fn flatten_keys(
     f.nat.push(NO_NAT);
 
     let (mut rules, mut nat_of) = (f.out, f.nat);
+    let mut starts: Vec<u32> = f.roots.iter().map(|r| r.0 as u32).collect();
     if !f.continues.is_empty() {
         // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
         let n = rules.len();
@@ -933,6 +1185,9 @@ pub(crate) fn flatten_keys(
         for &(i, _) in &f.continues {
             rules[i].action = Action::ContinueAt(new_index(target[i]));
         }
+        for s in &mut starts {
+            *s = new_index(*s as usize);
+        }
         let mut i = 0;
         rules.retain(|_| {
             i += 1;
@@ -944,7 +1199,24 @@ pub(crate) fn flatten_keys(
             keep[i - 1]
         });
     }
+    let patchable = mode == FlattenFor::Filter
+        && root_chain.rules.iter().all(|r| {
+            !matches!(
+                &r.target,
+                Some(TargetSpec {
+                    target: Target::Return,
+                    ..
+                }) | Some(TargetSpec { goto: true, .. })
+            )
+        });
+    let roots = patchable.then(|| Roots {
+        chain: root,
+        starts,
+        origins: f.roots.iter().map(|r| r.1).collect(),
+        logs: f.roots.iter().map(|r| r.2).collect(),
+    });
     Ok(FlatKeys {
+        roots,
         rules,
         origin_keys: f.origin_keys,
         logs: f.logs,

@@ -123,24 +123,50 @@ pub(crate) fn flatten_filter(
     .map_err(|e| vec![e])
 }
 
-/// [`compile_raw`] before the rule set is made.
-pub(crate) fn flatten_raw(
-    parsed: &ParsedRules,
-) -> Result<Option<compile::FlatKeys>, Vec<RuleError>> {
+/// Whether [`flatten_raw`] makes a rule set: the file has a raw table whose PREROUTING chain has
+/// rules or drops.
+pub(crate) fn raw_present(parsed: &ParsedRules) -> bool {
     let Some(table) = parsed.table(TableKind::Raw) else {
-        return Ok(None);
+        return false;
     };
     let chain = table
         .chain_index(HookPoint::Prerouting.chain_name())
         .and_then(|c| table.chains.get(c));
-    let empty = chain
-        .is_none_or(|c| c.rules.is_empty() && c.policy.unwrap_or(Policy::Accept) == Policy::Accept);
-    if empty {
+    !chain
+        .is_none_or(|c| c.rules.is_empty() && c.policy.unwrap_or(Policy::Accept) == Policy::Accept)
+}
+
+/// [`compile::patch`] on table `kind` of `parsed`.
+pub(crate) fn patch_flat(
+    parsed: &ParsedRules,
+    kind: TableKind,
+    prev: &compile::FlatKeys,
+    (chain, at, removed, inserted): (usize, usize, &[Rule], usize),
+    shift: (u32, i64),
+) -> Option<compile::FlatKeys> {
+    let table = parsed.table(kind)?;
+    compile::patch(
+        &ctx(parsed),
+        table,
+        prev,
+        chain,
+        at,
+        removed,
+        inserted,
+        shift,
+    )
+}
+
+/// [`compile_raw`] before the rule set is made.
+pub(crate) fn flatten_raw(
+    parsed: &ParsedRules,
+) -> Result<Option<compile::FlatKeys>, Vec<RuleError>> {
+    if !raw_present(parsed) {
         return Ok(None);
     }
     compile::flatten_keys(
         &ctx(parsed),
-        Some(table),
+        parsed.table(TableKind::Raw),
         HookPoint::Prerouting,
         compile::FlattenFor::Filter,
     )

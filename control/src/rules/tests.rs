@@ -1719,6 +1719,11 @@ proptest! {
         check_agreement(&text, true, &packets)?;
     }
 
+    #[test]
+    fn rule_labels_are_chain_colon_number(name in "[A-Z_]{0,8}", number in any::<u32>()) {
+        prop_assert_eq!(compile::rule_label(&name, number), format!("{name}:{number}"));
+    }
+
     /// A rule's cubes, computed as it is parsed (one cube at a time while there is one), are
     /// the conjunction of its matches' cubes taken pairwise.
     #[test]
