@@ -66,10 +66,6 @@ pub struct Report {
     pub flatten: Duration,
     /// Classifier updates and builds.
     pub classifier: Duration,
-    /// The load's time on a CPU and waiting for one (the kernel's schedstat of this thread;
-    /// zero when it does not tell): on a shared machine wall-clock time is their sum and more.
-    pub on_cpu: Duration,
-    pub run_queue: Duration,
 }
 
 impl Report {
@@ -87,17 +83,8 @@ impl Report {
             "parse_us": us(self.parse),
             "flatten_us": us(self.flatten),
             "classifier_us": us(self.classifier),
-            "on_cpu_us": us(self.on_cpu),
-            "run_queue_us": us(self.run_queue),
         })
     }
-}
-
-/// This thread's nanoseconds on a CPU and waiting in a run queue, from the kernel.
-fn thread_times() -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let mut it = s.split_whitespace();
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// What the state is valid for.
@@ -458,23 +445,6 @@ impl Reloader {
         make: &MakeClassifier<'_>,
     ) -> Result<Filter, LoadError> {
         self.last = Report::default();
-        let before = thread_times();
-        let result = self.load(files, ports, hook, kind, make);
-        if let (Some(b), Some(a)) = (before, thread_times()) {
-            self.last.on_cpu = Duration::from_nanos(a.0.saturating_sub(b.0));
-            self.last.run_queue = Duration::from_nanos(a.1.saturating_sub(b.1));
-        }
-        result
-    }
-
-    fn load(
-        &mut self,
-        files: &RuleFiles<'_>,
-        ports: &[String],
-        hook: Hook,
-        kind: ClassifierKind,
-        make: &MakeClassifier<'_>,
-    ) -> Result<Filter, LoadError> {
         if files.groups.is_some() {
             self.clear();
             return load_filter(files, ports, hook, make);

@@ -47,11 +47,9 @@ struct Row {
     start: Duration,
     server_us: (f64, f64),
     client_us: (f64, f64),
-    /// The daemon's compile: wall-clock, on-CPU time and run-queue wait of its control thread
-    /// (medians); the rest of a swap is publication and waiting for every worker.
+    /// The daemon's compile (median); the rest of a swap is publication and waiting for every
+    /// worker.
     compile_us: f64,
-    cpu_us: f64,
-    queue_us: f64,
     /// Loads that took the incremental path.
     incremental: usize,
     swaps: usize,
@@ -284,7 +282,7 @@ fn case(
         args.swaps
     };
     let (mut server, mut client) = (Vec::new(), Vec::new());
-    let (mut cpu, mut queue, mut incremental) = (Vec::new(), Vec::new(), 0);
+    let mut incremental = 0;
     let mut compile = Vec::new();
     for i in 0..swaps {
         let file = if i % 2 == 0 { &b } else { &a };
@@ -301,8 +299,6 @@ fn case(
         client.push(rtt.as_secs_f64() * 1e6);
         compile.push(v["compile_us"].as_f64().unwrap_or(f64::NAN));
         let reload = &v["reload"];
-        cpu.push(reload["on_cpu_us"].as_f64().unwrap_or(f64::NAN));
-        queue.push(reload["run_queue_us"].as_f64().unwrap_or(f64::NAN));
         incremental += usize::from(reload["incremental"].as_u64().unwrap_or(0) > 0);
     }
     Ok(Row {
@@ -313,8 +309,6 @@ fn case(
         server_us: percentiles(server),
         client_us: percentiles(client),
         compile_us: percentiles(compile).0,
-        cpu_us: percentiles(cpu).0,
-        queue_us: percentiles(queue).0,
         incremental,
         swaps,
     })
@@ -459,7 +453,7 @@ pub fn run(args: &SwapArgs) -> Result<()> {
             }
             let r = case(args, &rampart, dir.path(), size, classifier, change)?;
             println!(
-                "{:>7} rules {:<8} {:<10} start {:>8.1} ms  swap median {:>10.0} us  p99 {:>10.0} us  compile {:>8.0} us, on CPU {:>8.0} us  run queue {:>8.0} us  incremental {}/{}  (client {:>10.0} / {:>10.0} us)",
+                "{:>7} rules {:<8} {:<10} start {:>8.1} ms  swap median {:>10.0} us  p99 {:>10.0} us  compile {:>8.0} us  incremental {}/{}  (client {:>10.0} / {:>10.0} us)",
                 r.rules,
                 r.classifier,
                 r.change.name(),
@@ -467,8 +461,6 @@ pub fn run(args: &SwapArgs) -> Result<()> {
                 r.server_us.0,
                 r.server_us.1,
                 r.compile_us,
-                r.cpu_us,
-                r.queue_us,
                 r.incremental,
                 r.swaps,
                 r.client_us.0,
@@ -480,7 +472,7 @@ pub fn run(args: &SwapArgs) -> Result<()> {
     let phase_rows = phases(args)?;
     if let Some(p) = &args.markdown {
         let mut s = String::from("## Rule swap latency: tree against rte_acl\n\n");
-        s += "Rule files published to a running daemon through `rampart ctl rules load`, with traffic flowing (one worker forwarding between two `net_null` ports), alternating between two files. Changes: *one rule* (one rule's protocol and destination port) and *whole file* (two unrelated rule sets of the same size: a load that shares nothing with the rules in force). Swap = request received to every worker running the new rules (reading the file, parsing and flattening it, incrementally when only rule lines changed, the classifier's update or build, publication, and every worker's quiescent state), as the daemon reports it; client = the socket round trip. Compile on CPU and run queue: the control thread's time on a CPU and waiting for one while it compiled (kernel schedstat, medians); the control thread is pinned to core 0, which it shares with other processes on this machine, so swap times include waits for the CPU. Incremental: loads that took the incremental path (see docs/design/control-plane.md). Rule sets: Rampart's ClassBench-like synthetic IPv4 sets written as iptables-save. The baseline is the same daemon with `classifier = \"rte_acl\"`, which rebuilds the rte_acl context on every change (its parse and flattening are incremental too).\n\n";
+        s += "Rule files published to a running daemon through `rampart ctl rules load`, with traffic flowing (one worker forwarding between two `net_null` ports), alternating between two files. Changes: *one rule* (one rule's protocol and destination port) and *whole file* (two unrelated rule sets of the same size: a load that shares nothing with the rules in force). Swap = request received to every worker running the new rules (reading the file, parsing and flattening it, incrementally when only rule lines changed, the classifier's update or build, publication, and every worker's quiescent state), as the daemon reports it; compile = the part before publication (median); client = the socket round trip. The rest of a swap is waiting for the worker's next quiescent point: its lcore shares a core with other processes on this machine, so that wait is the scheduler's as much as Rampart's. Incremental: loads that took the incremental path (see docs/design/control-plane.md; for a whole-file change it still parses every rule line). Rule sets: Rampart's ClassBench-like synthetic IPv4 sets written as iptables-save. The baseline is the same daemon with `classifier = \"rte_acl\"`, which rebuilds the rte_acl context on every change (its parse and flattening are incremental too).\n\n";
         let _ = writeln!(
             s,
             "- machine: {}",
@@ -493,12 +485,12 @@ pub fn run(args: &SwapArgs) -> Result<()> {
             args.swaps,
             p.display()
         );
-        s += "| rules | classifier | change | swap median | swap p99 | compile | compile on CPU | run queue | incremental | client median | swaps | daemon start |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        s += "| rules | classifier | change | swap median | swap p99 | compile | incremental | client median | swaps | daemon start |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
         let ms = |us: f64| format!("{:.2} ms", us / 1e3);
         for r in &rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {:.0} ms |",
+                "| {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {:.0} ms |",
                 r.rules,
                 if r.classifier == "tree" {
                     "tree (Rampart)"
@@ -509,8 +501,6 @@ pub fn run(args: &SwapArgs) -> Result<()> {
                 ms(r.server_us.0),
                 ms(r.server_us.1),
                 ms(r.compile_us),
-                ms(r.cpu_us),
-                ms(r.queue_us),
                 r.incremental,
                 r.swaps,
                 ms(r.client_us.0),
