@@ -2,16 +2,18 @@
 //!
 //! [`Reloader::load_filter`] answers what [`crate::load::load_filter`] answers for the same files
 //! (the same flat rules, origins, logs and so verdicts, or the same errors), but keeps, per
-//! iptables-save file, what the last successful load made of it: the text and its lines, the
-//! parse, the flat rule sets, and for the tree classifier an [`Updatable`] tree.
+//! iptables-save file, what the last successful load made of it: the text, the parse, the flat
+//! rule sets, and for the tree classifier an [`Updatable`] tree.
 //!
-//! A new text is compared with the kept one line by line: the lines before the first difference
-//! and after the last one are the same. When the lines in between, old and new, hold only rules,
+//! A new text is compared with the kept one by lines: the lines before the first difference and
+//! after the last one are the same. When the lines in between, old and new, hold only rules,
 //! comments and blank lines inside one table, only the new lines are parsed; their rules replace
 //! the old lines' rules in the kept parse, the rules after them move (line numbers, positions in
-//! their chains), the table is validated again, its chains are flattened again from each rule's
-//! cubes (computed when its line was parsed), and the classifier takes the flat rules that
-//! differ (a common prefix and suffix compared by match, actions aside) into its update tier.
+//! their chains), and the table is validated again. The flat rules are patched where the change
+//! allows it (`rules::compile::patch`: rules of a built-in chain that neither jump nor return)
+//! and flattened again from each rule's cubes (computed when its line was parsed) otherwise; the
+//! classifier takes the flat rules that differ (a common prefix and suffix compared by match,
+//! actions aside) into its update tier. See `docs/design/control-plane.md`.
 //! Anything else takes the full path, a fresh parse and compile: a table, chain, policy or
 //! COMMIT line that changed, a line that does not parse, a rule in a chain declared after it,
 //! a table that no longer validates. The full path's answer, rule set or errors, is then what
@@ -22,7 +24,8 @@
 //!   file's state as it was (an in-place change of a parse is undone).
 //! - A kept parse equals [`crate::rules::parse_iptables`] of the kept text, and its flat rule
 //!   sets equal what [`crate::rules::compile_parsed`] and [`crate::rules::compile_raw`] make of
-//!   it; the property test `incremental_loads_equal_full_loads` checks both.
+//!   it; the property tests `incremental_loads_equal_full_loads` and
+//!   `patched_loads_equal_full_loads` check both.
 //! - An [`Updatable`] is kept only for the tree classifier; its current list matches (as
 //!   [`FlatRule::matches`] sees rules) the kept flat rules. Other classifiers are built anew
 //!   from the flat rules on each load, as before.
