@@ -189,16 +189,19 @@ impl<'a> ControlPlane<'a> {
         };
         let compiled = t0.elapsed();
         let epoch = self.publisher.publish(snap);
-        if !self.publisher.synchronize(epoch, SWAP_TIMEOUT) {
+        if !self.publisher.wait(epoch, SWAP_TIMEOUT) {
             return Err(format!(
                 "published, but not every worker picked the rules up within {SWAP_TIMEOUT:?}"
             ));
         }
+        // Every worker runs the new rules: that is the swap. Freeing the old ones follows.
+        let swapped = t0.elapsed();
+        self.publisher.reclaim();
         self.files = files;
         self.swaps.swaps += 1;
         self.swaps.last_compile = compiled;
-        self.swaps.last_publish = t0.elapsed();
-        Ok(t0.elapsed())
+        self.swaps.last_publish = swapped;
+        Ok(swapped)
     }
 
     /// Reloads the configured files (SIGHUP).
