@@ -1152,6 +1152,34 @@ mod tests {
         assert_eq!((r.report().full, r.report().incremental), (1, 0));
     }
 
+    #[test]
+    fn security_groups_load_as_load_filter_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "[[group]]\nname = \"web\"\nmembers = [\"10.0.0.0/24\"]\n[[group.ingress]]\nprotocol = \"tcp\"\nports = \"80\"\nremote = \"0.0.0.0/0\"\n",
+        )
+        .unwrap();
+        let files = RuleFiles {
+            groups: Some(&p),
+            ..RuleFiles::default()
+        };
+        let want = load_filter(&files, &ports(), Hook::Forward, &tree_classifier);
+        let mut r = Reloader::new();
+        let got = r.load_filter(
+            &files,
+            &ports(),
+            Hook::Forward,
+            ClassifierKind::Tree,
+            &tree_classifier,
+        );
+        let (w, g) = (want.unwrap(), got.unwrap());
+        assert_eq!(w.v4.unwrap().rules, g.v4.unwrap().rules);
+        assert_eq!(w.v6.unwrap().rules, g.v6.unwrap().rules);
+        assert_eq!((r.report().full, r.report().incremental), (0, 0));
+    }
+
     proptest! {
         /// `line_diff` never counts a changed line as the same.
         #[test]
