@@ -38,7 +38,7 @@ use crate::rules::compile::FlatKeys;
 use crate::rules::lex::{tokenize, Token};
 use crate::rules::parse::{parse_rule, Ctx};
 use crate::rules::validate::validate_table;
-use crate::rules::{self, Hook, ParsedRules, Rule, RuleError, TableKind};
+use crate::rules::{self, Cond, Hook, ParsedRules, Rule, RuleError, TableKind, Target};
 use dataplane::classify::{FlatRule, Origin, RuleSet, Updatable};
 use dataplane::filter::Filter;
 use dataplane::wire::Family;
@@ -274,13 +274,6 @@ fn shift_lines(parsed: &mut ParsedRules, from: u32, delta: i64) {
     }
 }
 
-/// Rule numbers (1-based positions in the chain) from position `from` on.
-fn renumber(rules: &mut [Rule], from: usize) {
-    for (i, r) in rules.iter_mut().enumerate().skip(from) {
-        r.number = to_u32(i + 1);
-    }
-}
-
 /// Replaces the rules of lines `a..b` of table `table` by `new` (rules of lines `a..c`, with
 /// their chain indexes, in line order), moving later lines by `c - b`.
 fn splice(
@@ -289,41 +282,29 @@ fn splice(
     (a, b, c): (u32, u32, u32),
     mut new: Vec<(usize, Rule)>,
 ) -> Undo {
-    let delta = i64::from(c) - i64::from(b);
-    let mut chains = Vec::new();
-    for (ci, chain) in parsed.tables[table].chains.iter_mut().enumerate() {
+    // Where each chain holds the old lines, before any line number moves.
+    let mut spans = Vec::new();
+    for (ci, chain) in parsed.tables[table].chains.iter().enumerate() {
         let i0 = chain.rules.partition_point(|r| r.line < a);
         let i1 = chain.rules.partition_point(|r| r.line < b);
-        if i0 == i1 && !new.iter().any(|(nc, _)| *nc == ci) {
-            continue;
+        if i0 < i1 || new.iter().any(|(nc, _)| *nc == ci) {
+            spans.push((ci, i0, i1));
         }
-        let removed: Vec<Rule> = chain.rules.drain(i0..i1).collect();
-        chains.push((ci, i0, 0, removed));
     }
+    // The old lines' rules are below `b`, so they stay where they are.
+    let delta = i64::from(c) - i64::from(b);
     if delta != 0 {
         shift_lines(parsed, b, delta);
     }
     let t = &mut parsed.tables[table];
-    for (ci, i0, ins, removed) in &mut chains {
-        let rules = &mut t.chains[*ci].rules;
-        let mine: Vec<Rule> = {
-            let (m, rest): (Vec<_>, Vec<_>) = new.into_iter().partition(|(nc, _)| nc == ci);
-            new = rest;
-            m.into_iter().map(|(_, r)| r).collect()
-        };
-        *ins = mine.len();
-        rules.splice(*i0..*i0, mine);
-        let from = if *ins == removed.len() {
-            // Same count: only the new rules need their numbers.
-            rules[*i0..*i0 + *ins]
-                .iter_mut()
-                .enumerate()
-                .for_each(|(k, r)| r.number = to_u32(*i0 + k + 1));
-            rules.len()
-        } else {
-            *i0
-        };
-        renumber(rules, from);
+    let mut chains = Vec::with_capacity(spans.len());
+    for (ci, i0, i1) in spans {
+        let rules = &mut t.chains[ci].rules;
+        let (mine, rest): (Vec<_>, Vec<_>) = new.into_iter().partition(|(nc, _)| *nc == ci);
+        new = rest;
+        let ins = mine.len();
+        let removed = replace(rules, i0..i1, mine.into_iter().map(|(_, r)| r).collect());
+        chains.push((ci, i0, ins, removed));
     }
     Undo {
         file: None,
@@ -334,25 +315,40 @@ fn splice(
     }
 }
 
+/// Replaces `rules[range]` by `with` (in place when the counts agree, so the rest of the chain
+/// does not move), numbers the rules that changed place, and gives the old ones back.
+fn replace(rules: &mut Vec<Rule>, range: std::ops::Range<usize>, with: Vec<Rule>) -> Vec<Rule> {
+    let (at, same) = (range.start, range.len() == with.len());
+    let old: Vec<Rule> = if same {
+        rules[range]
+            .iter_mut()
+            .zip(with)
+            .map(|(slot, r)| std::mem::replace(slot, r))
+            .collect()
+    } else {
+        rules.splice(range, with).collect()
+    };
+    let end = if same { at + old.len() } else { rules.len() };
+    for (i, r) in rules.iter_mut().enumerate().take(end).skip(at) {
+        r.number = to_u32(i + 1);
+    }
+    old
+}
+
 /// Puts a spliced parse back as it was.
 fn unsplice(state: &mut FileState, undo: Undo) {
     if let Some((path, file)) = undo.file {
         (state.path, state.parsed.file) = (path, file);
     }
     let parsed = &mut state.parsed;
+    // The new lines' rules are below `c`, so they stay where they are.
     let delta = i64::from(undo.c) - i64::from(undo.b);
-    for (ci, i0, ins, _) in &undo.chains {
-        parsed.tables[undo.table].chains[*ci]
-            .rules
-            .drain(*i0..*i0 + *ins);
-    }
     if delta != 0 {
         shift_lines(parsed, undo.c, -delta);
     }
-    for (ci, i0, _, removed) in undo.chains {
+    for (ci, i0, ins, removed) in undo.chains {
         let rules = &mut parsed.tables[undo.table].chains[ci].rules;
-        rules.splice(i0..i0, removed);
-        renumber(rules, i0);
+        replace(rules, i0..i0 + ins, removed);
     }
 }
 
@@ -750,6 +746,17 @@ fn incremental(
         }
     }
     report.lines_parsed += (c - a) as usize;
+    // What the table-wide checks look at: jumps, and interfaces and NAT targets in chains that
+    // jumps reach. Without any of them among the new rules, the table (valid before) still is.
+    let recheck = new_rules.iter().any(|(_, r)| {
+        matches!(
+            r.target.as_ref().map(|t| &t.target),
+            Some(Target::Jump(_) | Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+        ) || r
+            .matches
+            .iter()
+            .any(|m| matches!(m.cond, Cond::InInterface(_) | Cond::OutInterface(_)))
+    });
     let undo = match table {
         Some(t) => splice(&mut state.parsed, t, (a, b, c), new_rules),
         None => {
@@ -775,7 +782,7 @@ fn incremental(
             old_file,
         ));
     }
-    if let Some(t) = table {
+    if let Some(t) = table.filter(|_| recheck) {
         if !validate_table(&ctx, &state.parsed.tables[t]).is_empty() {
             unsplice(state, undo);
             return Err(text);
@@ -1150,6 +1157,37 @@ mod tests {
         // A policy change is structure: the full path.
         load(&mut r, dir.path(), &text(&changed, "ACCEPT")).unwrap();
         assert_eq!((r.report().full, r.report().incremental), (1, 0));
+    }
+
+    /// Rules that only the table-wide checks refuse (interfaces and NAT targets in chains that
+    /// jumps reach) are refused on the incremental path too.
+    #[test]
+    fn table_wide_checks_still_apply_to_changed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:U1 - [0:0]\n-A INPUT -j U1\n-A U1 -p tcp -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:N1 - [0:0]\n-A PREROUTING -j N1\n-A N1 -p tcp -j ACCEPT\nCOMMIT\n";
+        for (bad, message) in [
+            ("-A U1 -p tcp -j ACCEPT", "-A U1 -o out0 -j DROP"),
+            (
+                "-A N1 -p tcp -j ACCEPT",
+                "-A N1 -p tcp -j SNAT --to-source 10.0.0.1",
+            ),
+        ]
+        .map(|(old, new)| (base.replace(old, new), new))
+        {
+            let mut r = Reloader::new();
+            load(&mut r, dir.path(), base).unwrap();
+            let got = load(&mut r, dir.path(), &bad).unwrap_err();
+            let p = dir.path().join("r.rules");
+            let files = RuleFiles {
+                rules: Some(&p),
+                ..RuleFiles::default()
+            };
+            let want = load_filter(&files, &ports(), Hook::Forward, &tree_classifier)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(got, want, "{message}");
+            assert!(got.contains("reached from"), "{got}");
+        }
     }
 
     #[test]
