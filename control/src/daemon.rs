@@ -8,6 +8,7 @@ use crate::config::RulesConf;
 use crate::load::{load_filter, MakeClassifier, NatSettings, RuleFiles};
 use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
+use crate::reload::Reloader;
 use crate::rules::Hook;
 use dataplane::conntrack::ConnInfo;
 use dataplane::filter::FilterSnapshot;
@@ -46,6 +47,8 @@ pub struct ControlPlane<'a> {
     pub swaps: SwapStats,
     /// Each worker's request queue for its conntrack table (empty without tracking).
     conntrack: Vec<crossbeam_channel::Sender<CtCommand>>,
+    /// What the last load made of each rule file, so the next load compiles only what changed.
+    reloader: Reloader,
 }
 
 fn source_of(files: &RulesConf) -> String {
@@ -75,7 +78,8 @@ impl<'a> ControlPlane<'a> {
         nat: NatSettings,
         make: Box<MakeClassifier<'a>>,
     ) -> Result<ControlPlane<'a>, String> {
-        let snap = compile(&files, &ports, workers, &nat, &*make)?;
+        let mut reloader = Reloader::new();
+        let snap = compile(&files, &ports, workers, &nat, &*make, &mut reloader)?;
         Ok(ControlPlane {
             make,
             publisher: Publisher::new(snap, workers),
@@ -85,6 +89,7 @@ impl<'a> ControlPlane<'a> {
             nat,
             swaps: SwapStats::default(),
             conntrack: Vec::new(),
+            reloader,
         })
     }
 
@@ -207,7 +212,14 @@ impl<'a> ControlPlane<'a> {
     /// Returns the time from request to every worker running the new rules.
     pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
         let t0 = Instant::now();
-        let snap = match compile(&files, &self.ports, self.workers, &self.nat, &*self.make) {
+        let snap = match compile(
+            &files,
+            &self.ports,
+            self.workers,
+            &self.nat,
+            &*self.make,
+            &mut self.reloader,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 self.swaps.failures += 1;
@@ -216,16 +228,19 @@ impl<'a> ControlPlane<'a> {
         };
         let compiled = t0.elapsed();
         let epoch = self.publisher.publish(snap);
-        if !self.publisher.synchronize(epoch, SWAP_TIMEOUT) {
+        if !self.publisher.wait(epoch, SWAP_TIMEOUT) {
             return Err(format!(
                 "published, but not every worker picked the rules up within {SWAP_TIMEOUT:?}"
             ));
         }
+        // Every worker runs the new rules: that is the swap. Freeing the old ones follows.
+        let swapped = t0.elapsed();
+        self.publisher.reclaim();
         self.files = files;
         self.swaps.swaps += 1;
         self.swaps.last_compile = compiled;
-        self.swaps.last_publish = t0.elapsed();
-        Ok(t0.elapsed())
+        self.swaps.last_publish = swapped;
+        Ok(swapped)
     }
 
     /// Reloads the configured files (SIGHUP).
@@ -258,7 +273,7 @@ impl<'a> ControlPlane<'a> {
                 };
                 match self.load(files) {
                     Ok(t) => {
-                        json!({ "ok": true, "swap_us": t.as_micros() as u64, "rules": self.rule_counts() })
+                        json!({ "ok": true, "swap_us": t.as_micros() as u64, "compile_us": self.swaps.last_compile.as_micros() as u64, "rules": self.rule_counts(), "reload": self.reloader.report().json() })
                     }
                     Err(e) => error(e),
                 }
@@ -547,6 +562,7 @@ fn compile(
     workers: usize,
     nat: &NatSettings,
     make: &MakeClassifier<'_>,
+    reloader: &mut Reloader,
 ) -> Result<FilterSnapshot, String> {
     let rf = RuleFiles {
         rules: files.ipv4.as_deref(),
@@ -554,10 +570,26 @@ fn compile(
         groups: files.groups.as_deref(),
         nat: nat.env(workers),
     };
-    let filter =
-        load_filter(&rf, ports, Hook::Forward, nat.mode, make).map_err(|e| e.to_string())?;
+    // The incremental reloader compiles the filter and raw tables; a rule set with a nat
+    // table, and router mode (INPUT chain), take the full path.
+    let filter = if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) {
+        reloader.clear();
+        load_filter(&rf, ports, Hook::Forward, nat.mode, make)
+    } else {
+        reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
+    }
+    .map_err(|e| e.to_string())?;
     nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
+}
+
+/// Whether an iptables-save file of `files` holds a nat table (a file that cannot be read says
+/// yes: the full path reports the error).
+fn has_nat_table(files: &RuleFiles<'_>) -> bool {
+    [files.rules, files.rules6]
+        .into_iter()
+        .flatten()
+        .any(|p| std::fs::read_to_string(p).map_or(true, |t| t.lines().any(|l| l.trim() == "*nat")))
 }
 
 /// Conntrack counters as `stats` shows them.

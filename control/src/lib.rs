@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod pcap;
 pub mod prefix;
+pub mod reload;
 pub mod replay;
 pub mod router_conf;
 pub mod rules;

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long [`Publisher::wait`] spins before it yields the CPU between checks.
+pub const SPIN: Duration = Duration::from_micros(200);
+
 /// One reader's quiescent-state report, on its own cache line.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -118,16 +121,34 @@ impl<T> Publisher<T> {
     /// Waits until every reader runs `epoch` or newer (or `timeout` passes); reclaims what it can.
     /// Returns whether all readers got there.
     pub fn synchronize(&mut self, epoch: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let done = self.wait(epoch, timeout);
+        if done {
+            self.reclaim();
+        }
+        done
+    }
+
+    /// Waits until every reader runs `epoch` or newer (or `timeout` passes), freeing nothing.
+    /// Returns whether all readers got there.
+    ///
+    /// It spins for [`SPIN`] first: a running worker reaches its quiescent point within a burst,
+    /// and a yield could hand the CPU to another process for a whole time slice first.
+    pub fn wait(&self, epoch: u64, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let deadline = start + timeout;
         loop {
             if self.min_reader_epoch() >= epoch {
-                self.reclaim();
                 return true;
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return false;
             }
-            std::thread::yield_now();
+            if now - start < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -129,6 +129,8 @@ pub struct Table {
     pub kind: TableKind,
     /// Line of the `*table` header.
     pub line: u32,
+    /// Line of its `COMMIT`.
+    pub end: u32,
     /// Built-in chains first (Linux's order), then user chains in declaration order.
     pub chains: Vec<Chain>,
 }
@@ -195,6 +197,9 @@ pub struct Rule {
     pub matches: Vec<Match>,
     /// `None` for a rule without `-j`/`-g` (it only counts).
     pub target: Option<TargetSpec>,
+    /// The conjunction of `matches` as disjoint cubes, computed once when the line is parsed
+    /// (`None` past [`super::MAX_RULE_ALTERNATIVES`]; an error only if the rule is reached).
+    pub(crate) cubes: Option<Vec<super::compile::Cube>>,
 }
 
 /// One condition of a rule, possibly negated with `!`.

@@ -24,8 +24,8 @@
 
 use super::ast::*;
 use super::parse::Ctx;
-use super::{Hook, RuleError};
-use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, RuleSet, ANY_PORT};
+use super::RuleError;
+use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, ANY_PORT};
 use dataplane::nat::rules::NO_NAT;
 use dataplane::nat::{NatKind, NatRange, NatTarget};
 use dataplane::wire::{Family, IpAddr128};
@@ -354,7 +354,7 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
 
 /// Pairwise intersections of two unions of cubes; `None` when there would be more than `limit`.
 /// Disjoint inputs give disjoint outputs (so no duplicates either).
-fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
+pub(crate) fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
     let mut out = Vec::new();
     for x in a {
         for y in b {
@@ -370,15 +370,77 @@ fn meet_all(a: &[Cube], b: &[Cube], limit: usize) -> Option<Vec<Cube>> {
 }
 
 /// The cubes of a whole rule (the conjunction of its matches).
-pub(crate) fn rule_cubes(family: Family, rule: &Rule) -> Option<Vec<Cube>> {
-    let mut acc = vec![Cube::full(family)];
-    for m in &rule.matches {
+pub(crate) fn rule_cubes(family: Family, matches: &[Match]) -> Option<Vec<Cube>> {
+    // While the conjunction is one cube and each match is one cube, no list is needed: this is
+    // `meet_all` of one cube with one cube.
+    let mut one = Cube::full(family);
+    let mut at = 0;
+    while let Some(m) = matches.get(at) {
+        let Some(c) = single_cube(family, m) else {
+            break;
+        };
+        match one.meet(&c) {
+            Some(x) => one = x,
+            None => return Some(Vec::new()),
+        }
+        at += 1;
+    }
+    let mut acc = vec![one];
+    for m in &matches[at..] {
         acc = meet_all(&acc, &match_cubes(family, m), MAX_RULE_ALTERNATIVES)?;
         if acc.is_empty() {
             break;
         }
     }
     Some(acc)
+}
+
+/// [`match_cubes`] for the matches that are always exactly one cube, without allocating;
+/// `None` for the others.
+fn single_cube(family: Family, m: &Match) -> Option<Cube> {
+    let full = Cube::full(family);
+    let neg = m.negated;
+    let l4 = FragMatch::NotLater;
+    let one = |f: &dyn Fn(&mut Cube)| {
+        let mut c = full;
+        f(&mut c);
+        Some(c)
+    };
+    match &m.cond {
+        Cond::Source(nets) if !neg && nets.len() == 1 => one(&|c| c.src = addr_iv(&nets[0])),
+        Cond::Destination(nets) if !neg && nets.len() == 1 => one(&|c| c.dst = addr_iv(&nets[0])),
+        Cond::SourceRange(r) if !neg => one(&|c| c.src = addr_iv(r)),
+        Cond::DestinationRange(r) if !neg => one(&|c| c.dst = addr_iv(r)),
+        Cond::Protocol(p) if !neg => one(&|c| {
+            c.proto = p.map_or(PROTOS, |p| (u128::from(p), u128::from(p)));
+        }),
+        Cond::SourcePorts(r) if !neg && r.len() == 1 => one(&|c| {
+            c.sport = (u128::from(r[0].0), u128::from(r[0].1));
+            c.frag = l4;
+        }),
+        Cond::DestinationPorts(r) if !neg && r.len() == 1 => one(&|c| {
+            c.dport = (u128::from(r[0].0), u128::from(r[0].1));
+            c.frag = l4;
+        }),
+        // As in `match_cubes`.
+        Cond::InInterface(i) => one(&|c| c.inp = if neg { !i.mask } else { i.mask }),
+        Cond::OutInterface(i) => one(&|c| c.outp = if neg { !i.mask } else { i.mask }),
+        Cond::Fragment => one(&|c| {
+            c.frag = if neg {
+                FragMatch::NotLater
+            } else {
+                FragMatch::LaterOnly
+            }
+        }),
+        Cond::Module(module) => one(&|c| {
+            if module.is_l4() {
+                c.frag = l4;
+            }
+        }),
+        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        Cond::Comment(_) => Some(full),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -406,21 +468,322 @@ pub(crate) struct Flat {
     pub nat_targets: Vec<NatTarget>,
 }
 
+/// What an [`Origin`] is made of, without its strings: equal keys of one table (same chains)
+/// give equal origins, so a reload can keep the origins it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OriginKey {
+    Rule {
+        chain: u32,
+        line: u32,
+        number: u32,
+    },
+    Policy {
+        hook: HookPoint,
+        line: u32,
+        policy: Policy,
+    },
+}
+
+/// [`Flat`] with its origins as keys ([`origins`] makes them).
+pub(crate) struct FlatKeys {
+    pub rules: Vec<FlatRule>,
+    pub origin_keys: Vec<OriginKey>,
+    pub logs: Vec<LogSpec>,
+    pub nat_of: Vec<u32>,
+    pub nat_targets: Vec<NatTarget>,
+    /// Where each rule of the built-in chain starts, when [`patch`] can change them.
+    pub roots: Option<Roots>,
+}
+
+/// For each rule of the built-in chain (and one past the last: the policy), the number of flat
+/// rules, origins and logs made before it. Kept for a filter-mode chain with no `RETURN` and no
+/// `-g` among its own rules: then every continue lies inside one rule's inlined section and
+/// targets its end, so a rule's flat rules depend on nothing after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Roots {
+    chain: usize,
+    starts: Vec<u32>,
+    origins: Vec<u32>,
+    logs: Vec<u32>,
+}
+
+/// `prev` (of a table no rule of which changed) with the line numbers of its origins from
+/// `from` on moved by `delta`.
+pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKeys {
+    let moved = |v: u32| {
+        if v >= from {
+            (i64::from(v) + delta) as u32
+        } else {
+            v
+        }
+    };
+    FlatKeys {
+        rules: prev.rules.clone(),
+        origin_keys: prev
+            .origin_keys
+            .iter()
+            .map(|k| match *k {
+                OriginKey::Rule {
+                    chain,
+                    line,
+                    number,
+                } => OriginKey::Rule {
+                    chain,
+                    line: moved(line),
+                    number,
+                },
+                OriginKey::Policy { hook, line, policy } => OriginKey::Policy {
+                    hook,
+                    line: moved(line),
+                    policy,
+                },
+            })
+            .collect(),
+        logs: prev.logs.clone(),
+        nat_of: prev.nat_of.clone(),
+        nat_targets: prev.nat_targets.clone(),
+        roots: prev.roots.clone(),
+    }
+}
+
+/// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
+/// cubes with its own action and origin: an accepted target other than a jump or a return.
+fn simple(rule: &Rule, kind: TableKind) -> bool {
+    match &rule.target {
+        None => true,
+        Some(spec) => match spec.target {
+            Target::Accept | Target::Drop | Target::Reject(_) => true,
+            Target::Log(_) => kind != TableKind::Raw,
+            Target::NoTrack => kind == TableKind::Raw,
+            _ => false,
+        },
+    }
+}
+
+/// What a built-in chain's flattening ([`flatten_keys`], filter mode) becomes when its rules
+/// `at..at + removed` (the `removed` rules, of the old table) are replaced by rules
+/// `at..at + inserted` of `table`, all of them simple (no jump, goto or return), and line
+/// numbers from `from` on moved by `delta`: the old flat rules with the new rules' section
+/// replaced and the later rules' origin, log and continue indexes moved. `None` when that does
+/// not apply; then the chain must be flattened again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn patch(
+    ctx: &Ctx<'_>,
+    table: &Table,
+    prev: &FlatKeys,
+    chain: usize,
+    at: usize,
+    removed: &[Rule],
+    inserted: usize,
+    (from, delta): (u32, i64),
+) -> Option<FlatKeys> {
+    let roots = prev.roots.as_ref()?;
+    if chain != roots.chain {
+        return None;
+    }
+    let new_rules = table.chains.get(chain)?.rules.get(at..at + inserted)?;
+    if at + removed.len() >= roots.starts.len()
+        || !removed.iter().all(|r| simple(r, table.kind))
+        || !new_rules.iter().all(|r| simple(r, table.kind))
+    {
+        return None;
+    }
+    let end = at + removed.len();
+    let (s0, s1) = (roots.starts[at], roots.starts[end]);
+    let (o0, o1) = (roots.origins[at], roots.origins[end]);
+    let (l0, l1) = (roots.logs[at], roots.logs[end]);
+    // The new rules' section, as `Flattener::chain` makes it under the full context.
+    let mut section = Vec::new();
+    let mut keys = Vec::new();
+    let mut logs = Vec::new();
+    let (mut starts, mut origins, mut log_at) = (Vec::new(), Vec::new(), Vec::new());
+    for rule in new_rules {
+        starts.push(s0 + section.len() as u32);
+        origins.push(o0 + keys.len() as u32);
+        log_at.push(l0 + logs.len() as u32);
+        let Some(spec) = &rule.target else { continue };
+        let cubes = rule.cubes.as_deref()?;
+        if cubes.is_empty() {
+            continue;
+        }
+        let origin = o0 + keys.len() as u32;
+        keys.push(OriginKey::Rule {
+            chain: roots.chain as u32,
+            line: rule.line,
+            number: rule.number,
+        });
+        let action = match &spec.target {
+            Target::Accept => Action::Accept,
+            Target::Drop => Action::Drop,
+            Target::Reject(w) => Action::Reject(*w),
+            Target::NoTrack => Action::NoTrack,
+            Target::Log(l) => {
+                logs.push(l.clone());
+                Action::Log(l0 + logs.len() as u32 - 1)
+            }
+            _ => return None,
+        };
+        section.extend(cubes.iter().map(|c| c.to_flat(ctx.family, action, origin)));
+    }
+    let d_flat = i64::from(section.len() as u32) - i64::from(s1 - s0);
+    let d_origin = i64::from(keys.len() as u32) - i64::from(o1 - o0);
+    let d_log = i64::from(logs.len() as u32) - i64::from(l1 - l0);
+    let len = prev.rules.len() as i64 + d_flat;
+    // Far below the limit (which counts flat rules before no-op continues are dropped), so
+    // the full flattening would not fail on it either.
+    if len > (MAX_FLAT_RULES / 2) as i64 {
+        return None;
+    }
+    let moved = |v: u32, from: u32, by: i64| {
+        if v >= from {
+            (i64::from(v) + by) as u32
+        } else {
+            v
+        }
+    };
+    let mut rules = Vec::with_capacity(len as usize);
+    rules.extend_from_slice(&prev.rules[..s0 as usize]);
+    rules.extend(section);
+    let tail = &prev.rules[s1 as usize..];
+    if d_flat == 0 && d_origin == 0 && d_log == 0 {
+        rules.extend_from_slice(tail);
+    } else {
+        rules.extend(tail.iter().map(|r| {
+            let mut r = r.clone();
+            r.origin = moved(r.origin, o1, d_origin);
+            r.action = match r.action {
+                Action::ContinueAt(t) => Action::ContinueAt(moved(t, s1, d_flat)),
+                Action::Log(l) => Action::Log(moved(l, l1, d_log)),
+                a => a,
+            };
+            r
+        }));
+    }
+    // Keys: lines from `from` on move by `delta`; this chain's rules after the change by the
+    // change in their count.
+    let d_number = inserted as i64 - removed.len() as i64;
+    let fix = |k: &OriginKey| match *k {
+        OriginKey::Rule {
+            chain: c,
+            line,
+            number,
+        } => OriginKey::Rule {
+            chain: c,
+            line: moved(line, from, delta),
+            number: if c as usize == roots.chain {
+                moved(number, end as u32 + 1, d_number)
+            } else {
+                number
+            },
+        },
+        OriginKey::Policy { hook, line, policy } => OriginKey::Policy {
+            hook,
+            line: moved(line, from, delta),
+            policy,
+        },
+    };
+    let mut origin_keys: Vec<OriginKey> = prev.origin_keys[..o0 as usize].iter().map(fix).collect();
+    origin_keys.extend(keys);
+    origin_keys.extend(prev.origin_keys[o1 as usize..].iter().map(fix));
+    let mut all_logs = prev.logs[..l0 as usize].to_vec();
+    all_logs.extend(logs);
+    all_logs.extend_from_slice(&prev.logs[l1 as usize..]);
+    let splice = |old: &[u32], new: Vec<u32>, d: i64, from: u32| {
+        let mut v = old[..at].to_vec();
+        v.extend(new);
+        v.extend(old[end..].iter().map(|&x| moved(x, from, d)));
+        v
+    };
+    let roots = Roots {
+        chain: roots.chain,
+        starts: splice(&roots.starts, starts, d_flat, s1),
+        origins: splice(&roots.origins, origins, d_origin, o1),
+        logs: splice(&roots.logs, log_at, d_log, l1),
+    };
+    Some(FlatKeys {
+        nat_of: vec![NO_NAT; rules.len()],
+        rules,
+        origin_keys,
+        logs: all_logs,
+        nat_targets: Vec::new(),
+        roots: Some(roots),
+    })
+}
+
+/// The origins named by `keys` (of rules of `table`, in `ctx.file`).
+pub(crate) fn origins(ctx: &Ctx<'_>, table: Option<&Table>, keys: &[OriginKey]) -> Vec<Origin> {
+    keys.iter()
+        .map(|k| match *k {
+            OriginKey::Rule {
+                chain,
+                line,
+                number,
+            } => {
+                let name = table.map_or("", |t| t.chains[chain as usize].name.as_str());
+                Origin {
+                    file: ctx.file.to_string(),
+                    line,
+                    label: rule_label(name, number),
+                }
+            }
+            OriginKey::Policy { hook, line, policy } => Origin {
+                file: ctx.file.to_string(),
+                line,
+                label: format!("policy {} {}", hook.chain_name(), policy.name()),
+            },
+        })
+        .collect()
+}
+
+/// `CHAIN:NUMBER`, as `format!` writes it but without its machinery (a reload may make one per
+/// rule).
+pub(crate) fn rule_label(chain: &str, number: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(chain.len() + 1 + digits.len() - at);
+    s.push_str(chain);
+    s.push(':');
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s
+}
+
+/// No entry yet in one of the flattener's per-rule maps.
+const NONE: u32 = u32::MAX;
+
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
     mode: FlattenFor,
     index: HashMap<&'a str, usize>,
-    cubes: Vec<Vec<Option<Vec<Cube>>>>,
-    /// (match, action, origin, NAT target or NO_NAT).
-    out: Vec<(Cube, Pending, u32, u32)>,
+    /// Where each chain's rules start in the per-rule maps below.
+    first: Vec<usize>,
+    /// The flat rules so far (a continue's target is set once labels are known), and each
+    /// one's NAT target or [`NO_NAT`].
+    out: Vec<FlatRule>,
+    nat: Vec<u32>,
+    /// The continues: flat rule index and label.
+    continues: Vec<(usize, usize)>,
     labels: Vec<usize>,
-    origins: Vec<Origin>,
-    origin_of: HashMap<(usize, usize), u32>,
+    origin_keys: Vec<OriginKey>,
+    /// Per rule (`first[chain] + rule`): its origin, log and NAT target indexes, or [`NONE`].
+    origin_of: Vec<u32>,
     logs: Vec<LogSpec>,
-    log_of: HashMap<(usize, usize), u32>,
+    log_of: Vec<u32>,
     nat_targets: Vec<NatTarget>,
-    nat_of: HashMap<(usize, usize), u32>,
+    nat_of: Vec<u32>,
+    /// The context of the built-in chain: everything.
+    full: Cube,
+    /// Flat rules, origins and logs before each rule of the built-in chain.
+    roots: Vec<(usize, u32, u32)>,
 }
 
 impl Flattener<'_> {
@@ -429,18 +792,18 @@ impl Flattener<'_> {
     }
 
     fn origin(&mut self, ci: usize, ri: usize) -> u32 {
-        if let Some(&o) = self.origin_of.get(&(ci, ri)) {
-            return o;
+        let slot = self.first[ci] + ri;
+        if self.origin_of[slot] != NONE {
+            return self.origin_of[slot];
         }
-        let chain = &self.table.chains[ci];
-        let rule = &chain.rules[ri];
-        let o = self.origins.len() as u32;
-        self.origins.push(Origin {
-            file: self.ctx.file.to_string(),
+        let rule = &self.table.chains[ci].rules[ri];
+        let o = self.origin_keys.len() as u32;
+        self.origin_keys.push(OriginKey::Rule {
+            chain: ci as u32,
             line: rule.line,
-            label: format!("{}:{}", chain.name, rule.number),
+            number: rule.number,
         });
-        self.origin_of.insert((ci, ri), o);
+        self.origin_of[slot] = o;
         o
     }
 
@@ -469,8 +832,20 @@ impl Flattener<'_> {
                 format!("rule set too large: more than {MAX_FLAT_RULES} flat rules after inlining chains"),
             ));
         }
-        self.out
-            .extend(cubes.iter().map(|c| (*c, action, origin, nat)));
+        let family = self.ctx.family;
+        match action {
+            Pending::Act(a) => self
+                .out
+                .extend(cubes.iter().map(|c| c.to_flat(family, a, origin))),
+            Pending::Continue(label) => {
+                for c in cubes {
+                    self.continues.push((self.out.len(), label));
+                    self.out
+                        .push(c.to_flat(family, Action::ContinueAt(u32::MAX), origin));
+                }
+            }
+        }
+        self.nat.resize(self.nat.len() + cubes.len(), nat);
         Ok(())
     }
 
@@ -484,18 +859,19 @@ impl Flattener<'_> {
         range: NatRange,
     ) -> Result<(), RuleError> {
         let o = self.origin(ci, ri);
-        let n = match self.nat_of.get(&(ci, ri)) {
-            Some(&n) => n,
-            None => {
+        let slot = self.first[ci] + ri;
+        let n = match self.nat_of[slot] {
+            NONE => {
                 let n = self.nat_targets.len() as u32;
                 self.nat_targets.push(NatTarget {
                     kind,
                     range,
                     origin: o,
                 });
-                self.nat_of.insert((ci, ri), n);
+                self.nat_of[slot] = n;
                 n
             }
+            n => n,
         };
         let rule = &self.table.chains[ci].rules[ri];
         self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule)
@@ -514,21 +890,43 @@ impl Flattener<'_> {
         depth: usize,
     ) -> Result<(), RuleError> {
         let table = self.table;
+        // Under the built-in chain's own context a rule's cubes are its own: each of them lies
+        // in the full cube and passed `Cube::meet` already, and meeting it with the full cube
+        // gives it back.
+        let whole = context.len() == 1 && context[0] == self.full;
         for (ri, rule) in table.chains[ci].rules.iter().enumerate() {
+            if depth == 0 {
+                self.roots.push((
+                    self.out.len(),
+                    self.origin_keys.len() as u32,
+                    self.logs.len() as u32,
+                ));
+            }
             let Some(spec) = &rule.target else { continue };
-            let Some(own) = self.cubes[ci][ri].as_ref() else {
+            let Some(own) = rule.cubes.as_deref() else {
                 return Err(self.err(
                     rule,
                     rule.col,
                     format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
                 ));
             };
-            let Some(cubes) = meet_all(context, own, MAX_RULE_ALTERNATIVES) else {
-                return Err(self.err(
-                    rule,
-                    rule.col,
-                    format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives under the jumps leading to it"),
-                ));
+            let met;
+            let cubes: &[Cube] = if whole {
+                own
+            } else {
+                match meet_all(context, own, MAX_RULE_ALTERNATIVES) {
+                    Some(c) => {
+                        met = c;
+                        &met
+                    }
+                    None => {
+                        return Err(self.err(
+                            rule,
+                            rule.col,
+                            format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives under the jumps leading to it"),
+                        ));
+                    }
+                }
             };
             if cubes.is_empty() {
                 continue;
@@ -537,15 +935,15 @@ impl Flattener<'_> {
             match &spec.target {
                 Target::Accept => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Accept), o, rule)?;
+                    self.emit(cubes, act(Action::Accept), o, rule)?;
                 }
                 Target::Drop if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Drop), o, rule)?;
+                    self.emit(cubes, act(Action::Drop), o, rule)?;
                 }
                 Target::Reject(w) if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::Reject(*w)), o, rule)?;
+                    self.emit(cubes, act(Action::Reject(*w)), o, rule)?;
                 }
                 Target::Log(_) if matches!(self.table.kind, TableKind::Raw | TableKind::Nat) => {
                     return Err(self.err(
@@ -559,24 +957,25 @@ impl Flattener<'_> {
                 }
                 Target::NoTrack if self.table.kind == TableKind::Raw => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, act(Action::NoTrack), o, rule)?;
+                    self.emit(cubes, act(Action::NoTrack), o, rule)?;
                 }
                 Target::Log(spec) => {
                     let o = self.origin(ci, ri);
-                    let l = match self.log_of.get(&(ci, ri)) {
-                        Some(&l) => l,
-                        None => {
+                    let slot = self.first[ci] + ri;
+                    let l = match self.log_of[slot] {
+                        NONE => {
                             let l = self.logs.len() as u32;
                             self.logs.push(spec.clone());
-                            self.log_of.insert((ci, ri), l);
+                            self.log_of[slot] = l;
                             l
                         }
+                        l => l,
                     };
-                    self.emit(&cubes, act(Action::Log(l)), o, rule)?;
+                    self.emit(cubes, act(Action::Log(l)), o, rule)?;
                 }
                 Target::Return => {
                     let o = self.origin(ci, ri);
-                    self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                    self.emit(cubes, Pending::Continue(ret), o, rule)?;
                 }
                 Target::Jump(name) => {
                     let Some(&t) = self.index.get(name.as_str()) else {
@@ -595,12 +994,12 @@ impl Flattener<'_> {
                     }
                     if spec.goto {
                         // Returns (and falling off the end) go where this chain returns to.
-                        self.chain(t, &cubes, ret, depth + 1)?;
+                        self.chain(t, cubes, ret, depth + 1)?;
                         let o = self.origin(ci, ri);
-                        self.emit(&cubes, Pending::Continue(ret), o, rule)?;
+                        self.emit(cubes, Pending::Continue(ret), o, rule)?;
                     } else {
                         let end = self.label();
-                        self.chain(t, &cubes, end, depth + 1)?;
+                        self.chain(t, cubes, end, depth + 1)?;
                         self.labels[end] = self.out.len();
                     }
                 }
@@ -609,7 +1008,7 @@ impl Flattener<'_> {
                         Target::Snat(_) => NatKind::Snat,
                         _ => NatKind::Dnat,
                     };
-                    self.nat_rule(ci, ri, &cubes, kind, nat_range(to))?;
+                    self.nat_rule(ci, ri, cubes, kind, nat_range(to))?;
                 }
                 Target::Masquerade {
                     ports,
@@ -623,7 +1022,7 @@ impl Flattener<'_> {
                         random_fully: *random_fully,
                         persistent: false,
                     };
-                    self.nat_rule(ci, ri, &cubes, NatKind::Masquerade, range)?;
+                    self.nat_rule(ci, ri, cubes, NatKind::Masquerade, range)?;
                 }
                 Target::Snat(_)
                 | Target::Dnat(_)
@@ -657,48 +1056,6 @@ fn nat_range(to: &NatTo) -> NatRange {
     }
 }
 
-/// The rule set of `hook`'s chain in `parsed`'s filter table (Linux's empty ACCEPT when the
-/// file has no filter table).
-pub(crate) fn compile(
-    ctx: &Ctx<'_>,
-    parsed: &ParsedRules,
-    hook: Hook,
-) -> Result<RuleSet, RuleError> {
-    let hook_point = match hook {
-        Hook::Forward => HookPoint::Forward,
-        Hook::Input => HookPoint::Input,
-    };
-    let flat = flatten(
-        ctx,
-        parsed.table(TableKind::Filter),
-        hook_point,
-        FlattenFor::Filter,
-    )?;
-    Ok(RuleSet::new(
-        ctx.family,
-        flat.rules,
-        flat.origins,
-        flat.logs,
-    ))
-}
-
-/// The rule set of built-in chain `hook_point` of table `kind` (filter, or raw with its
-/// NOTRACK) in `parsed` (Linux's empty ACCEPT when the file lacks the table).
-pub(crate) fn compile_chain(
-    ctx: &Ctx<'_>,
-    parsed: &ParsedRules,
-    kind: TableKind,
-    hook_point: HookPoint,
-) -> Result<RuleSet, RuleError> {
-    let flat = flatten(ctx, parsed.table(kind), hook_point, FlattenFor::Filter)?;
-    Ok(RuleSet::new(
-        ctx.family,
-        flat.rules,
-        flat.origins,
-        flat.logs,
-    ))
-}
-
 /// The whole chain `hook_point` of `table` flattened: user chains inlined under their jumps,
 /// labels resolved, the policy as the final catch-all. No table or no such chain is Linux's
 /// empty chain with policy ACCEPT.
@@ -708,18 +1065,36 @@ pub(crate) fn flatten(
     hook_point: HookPoint,
     mode: FlattenFor,
 ) -> Result<Flat, RuleError> {
+    let f = flatten_keys(ctx, table, hook_point, mode)?;
+    Ok(Flat {
+        origins: origins(ctx, table, &f.origin_keys),
+        rules: f.rules,
+        logs: f.logs,
+        nat_of: f.nat_of,
+        nat_targets: f.nat_targets,
+    })
+}
+
+/// [`flatten`] with the origins as keys.
+pub(crate) fn flatten_keys(
+    ctx: &Ctx<'_>,
+    table: Option<&Table>,
+    hook_point: HookPoint,
+    mode: FlattenFor,
+) -> Result<FlatKeys, RuleError> {
     let family = ctx.family;
     let chain_name = hook_point.chain_name();
-    let empty = || Flat {
+    let empty = || FlatKeys {
         rules: vec![FlatRule::any(family, Action::Accept, 0)],
-        origins: vec![Origin {
-            file: ctx.file.to_string(),
+        origin_keys: vec![OriginKey::Policy {
+            hook: hook_point,
             line: 0,
-            label: format!("policy {chain_name} ACCEPT"),
+            policy: Policy::Accept,
         }],
         logs: Vec::new(),
         nat_of: vec![NO_NAT],
         nat_targets: Vec::new(),
+        roots: None,
     };
     let Some(table) = table else {
         return Ok(empty());
@@ -728,11 +1103,12 @@ pub(crate) fn flatten(
     let Some(root_chain) = table.chains.get(root) else {
         return Ok(empty());
     };
-    let cubes = table
-        .chains
-        .iter()
-        .map(|c| c.rules.iter().map(|r| rule_cubes(family, r)).collect())
-        .collect();
+    let mut first = Vec::with_capacity(table.chains.len());
+    let mut total = 0;
+    for c in &table.chains {
+        first.push(total);
+        total += c.rules.len();
+    }
     let mut f = Flattener {
         ctx,
         table,
@@ -743,19 +1119,25 @@ pub(crate) fn flatten(
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect(),
-        cubes,
-        out: Vec::new(),
+        first,
+        out: Vec::with_capacity(root_chain.rules.len() + 1),
+        nat: Vec::with_capacity(root_chain.rules.len() + 1),
+        continues: Vec::new(),
         labels: Vec::new(),
-        origins: Vec::new(),
-        origin_of: HashMap::new(),
+        origin_keys: Vec::with_capacity(root_chain.rules.len() + 1),
+        origin_of: vec![NONE; total],
         logs: Vec::new(),
-        log_of: HashMap::new(),
+        log_of: vec![NONE; total],
         nat_targets: Vec::new(),
-        nat_of: HashMap::new(),
+        nat_of: vec![NONE; total],
+        full: Cube::full(family),
+        roots: Vec::with_capacity(root_chain.rules.len() + 1),
     };
     let policy_label = f.label();
     f.chain(root, &[Cube::full(family)], policy_label, 0)?;
     f.labels[policy_label] = f.out.len();
+    f.roots
+        .push((f.out.len(), f.origin_keys.len() as u32, f.logs.len() as u32));
     let policy = root_chain.policy.unwrap_or(Policy::Accept);
     if mode == FlattenFor::Nat && policy == Policy::Drop {
         return Err(ctx.err(
@@ -766,62 +1148,79 @@ pub(crate) fn flatten(
             ),
         ));
     }
-    let policy_origin = f.origins.len() as u32;
-    f.origins.push(Origin {
-        file: ctx.file.to_string(),
+    let policy_origin = f.origin_keys.len() as u32;
+    f.origin_keys.push(OriginKey::Policy {
+        hook: hook_point,
         line: root_chain.line,
-        label: format!("policy {chain_name} {}", policy.name()),
+        policy,
     });
     let policy_action = match policy {
         Policy::Accept => Action::Accept,
         Policy::Drop => Action::Drop,
     };
-    f.out.push((
-        Cube::full(family),
-        Pending::Act(policy_action),
-        policy_origin,
-        NO_NAT,
-    ));
+    f.out
+        .push(Cube::full(family).to_flat(family, policy_action, policy_origin));
+    f.nat.push(NO_NAT);
 
-    // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
-    let n = f.out.len();
-    let target: Vec<Option<usize>> = f
-        .out
-        .iter()
-        .map(|(_, p, _, _)| match p {
-            Pending::Continue(l) => Some(f.labels[*l]),
-            Pending::Act(_) => None,
-        })
-        .collect();
-    let mut kept_from = vec![0usize; n + 1];
-    let mut keep = vec![true; n];
-    for i in (0..n).rev() {
-        if let Some(t) = target[i] {
-            let t = t.clamp(i + 1, n);
-            if kept_from[i + 1] - kept_from[t] == 0 {
-                keep[i] = false;
+    let (mut rules, mut nat_of) = (f.out, f.nat);
+    let mut starts: Vec<u32> = f.roots.iter().map(|r| r.0 as u32).collect();
+    if !f.continues.is_empty() {
+        // Resolve labels, dropping continues that land on the very next kept rule (no-ops).
+        let n = rules.len();
+        let mut target = vec![usize::MAX; n];
+        for &(i, label) in &f.continues {
+            target[i] = f.labels[label];
+        }
+        let mut kept_from = vec![0usize; n + 1];
+        let mut keep = vec![true; n];
+        for i in (0..n).rev() {
+            if target[i] != usize::MAX {
+                let t = target[i].clamp(i + 1, n);
+                if kept_from[i + 1] - kept_from[t] == 0 {
+                    keep[i] = false;
+                }
             }
+            kept_from[i] = kept_from[i + 1] + usize::from(keep[i]);
         }
-        kept_from[i] = kept_from[i + 1] + usize::from(keep[i]);
-    }
-    // New index of old position p: the number of kept rules before p.
-    let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
-    let mut rules = Vec::with_capacity(kept_from[0]);
-    let mut nat_of = Vec::with_capacity(kept_from[0]);
-    for (i, (cube, pending, origin, nat)) in f.out.into_iter().enumerate() {
-        if !keep[i] {
-            continue;
+        // New index of old position p: the number of kept rules before p.
+        let new_index = |p: usize| (kept_from[0] - kept_from[p.min(n)]) as u32;
+        for &(i, _) in &f.continues {
+            rules[i].action = Action::ContinueAt(new_index(target[i]));
         }
-        let action = match pending {
-            Pending::Act(a) => a,
-            Pending::Continue(_) => Action::ContinueAt(new_index(target[i].unwrap_or(n))),
-        };
-        rules.push(cube.to_flat(family, action, origin));
-        nat_of.push(nat);
+        for s in &mut starts {
+            *s = new_index(*s as usize);
+        }
+        let mut i = 0;
+        rules.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        nat_of.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
-    Ok(Flat {
+    let patchable = mode == FlattenFor::Filter
+        && root_chain.rules.iter().all(|r| {
+            !matches!(
+                &r.target,
+                Some(TargetSpec {
+                    target: Target::Return,
+                    ..
+                }) | Some(TargetSpec { goto: true, .. })
+            )
+        });
+    let roots = patchable.then(|| Roots {
+        chain: root,
+        starts,
+        origins: f.roots.iter().map(|r| r.1).collect(),
+        logs: f.roots.iter().map(|r| r.2).collect(),
+    });
+    Ok(FlatKeys {
+        roots,
         rules,
-        origins: f.origins,
+        origin_keys: f.origin_keys,
         logs: f.logs,
         nat_of,
         nat_targets: f.nat_targets,

@@ -17,15 +17,15 @@
 //!   traversal of the chain would (see [`compile`] for how chains are flattened).
 
 mod ast;
-mod compile;
-mod lex;
+pub(crate) mod compile;
+pub(crate) mod lex;
 mod names;
 mod nat;
-mod parse;
-mod validate;
+pub(crate) mod parse;
+pub(crate) mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use ast::*;
 pub use compile::{MAX_FLAT_RULES, MAX_JUMP_DEPTH, MAX_RULE_ALTERNATIVES};
@@ -81,37 +81,106 @@ pub fn parse_iptables(
 
 /// Compiles filter/`hook` of already parsed rules into a flat rule set.
 pub fn compile_parsed(parsed: &ParsedRules, hook: Hook) -> Result<RuleSet, Vec<RuleError>> {
-    let ctx = parse::Ctx {
-        file: &parsed.file,
-        family: parsed.family,
-        ports: &[],
-    };
-    compile::compile(&ctx, parsed, hook).map_err(|e| vec![e])
+    let flat = flatten_filter(parsed, hook)?;
+    Ok(rule_set(parsed, TableKind::Filter, flat))
 }
 
 /// Compiles the raw table's PREROUTING chain (DROP, NOTRACK before connection tracking) of
 /// already parsed rules; `None` when the file has no raw table or its PREROUTING chain accepts
 /// everything without a rule.
 pub fn compile_raw(parsed: &ParsedRules) -> Result<Option<RuleSet>, Vec<RuleError>> {
+    Ok(flatten_raw(parsed)?.map(|flat| rule_set(parsed, TableKind::Raw, flat)))
+}
+
+fn ctx(parsed: &ParsedRules) -> parse::Ctx<'_> {
+    parse::Ctx {
+        file: &parsed.file,
+        family: parsed.family,
+        ports: &[],
+    }
+}
+
+fn rule_set(parsed: &ParsedRules, kind: TableKind, flat: compile::FlatKeys) -> RuleSet {
+    let origins = compile::origins(&ctx(parsed), parsed.table(kind), &flat.origin_keys);
+    RuleSet::new(parsed.family, flat.rules, origins, flat.logs)
+}
+
+/// [`compile_parsed`] before the rule set is made: the flat rules, with origins as keys.
+pub(crate) fn flatten_filter(
+    parsed: &ParsedRules,
+    hook: Hook,
+) -> Result<compile::FlatKeys, Vec<RuleError>> {
+    let hook_point = match hook {
+        Hook::Forward => HookPoint::Forward,
+        Hook::Input => HookPoint::Input,
+    };
+    compile::flatten_keys(
+        &ctx(parsed),
+        parsed.table(TableKind::Filter),
+        hook_point,
+        compile::FlattenFor::Filter,
+    )
+    .map_err(|e| vec![e])
+}
+
+/// Whether [`flatten_raw`] makes a rule set: the file has a raw table whose PREROUTING chain has
+/// rules or drops.
+pub(crate) fn raw_present(parsed: &ParsedRules) -> bool {
     let Some(table) = parsed.table(TableKind::Raw) else {
-        return Ok(None);
+        return false;
     };
     let chain = table
         .chain_index(HookPoint::Prerouting.chain_name())
         .and_then(|c| table.chains.get(c));
-    let empty = chain
-        .is_none_or(|c| c.rules.is_empty() && c.policy.unwrap_or(Policy::Accept) == Policy::Accept);
-    if empty {
+    !chain
+        .is_none_or(|c| c.rules.is_empty() && c.policy.unwrap_or(Policy::Accept) == Policy::Accept)
+}
+
+/// [`compile::patch`] on table `kind` of `parsed`.
+pub(crate) fn patch_flat(
+    parsed: &ParsedRules,
+    kind: TableKind,
+    prev: &compile::FlatKeys,
+    (chain, at, removed, inserted): (usize, usize, &[Rule], usize),
+    shift: (u32, i64),
+) -> Option<compile::FlatKeys> {
+    let table = parsed.table(kind)?;
+    compile::patch(
+        &ctx(parsed),
+        table,
+        prev,
+        chain,
+        at,
+        removed,
+        inserted,
+        shift,
+    )
+}
+
+/// [`compile_raw`] before the rule set is made.
+pub(crate) fn flatten_raw(
+    parsed: &ParsedRules,
+) -> Result<Option<compile::FlatKeys>, Vec<RuleError>> {
+    if !raw_present(parsed) {
         return Ok(None);
     }
-    let ctx = parse::Ctx {
-        file: &parsed.file,
-        family: parsed.family,
-        ports: &[],
-    };
-    compile::compile_chain(&ctx, parsed, TableKind::Raw, HookPoint::Prerouting)
-        .map(Some)
-        .map_err(|e| vec![e])
+    compile::flatten_keys(
+        &ctx(parsed),
+        parsed.table(TableKind::Raw),
+        HookPoint::Prerouting,
+        compile::FlattenFor::Filter,
+    )
+    .map(Some)
+    .map_err(|e| vec![e])
+}
+
+/// The origins of flat rules of table `kind` flattened by [`flatten_filter`] or [`flatten_raw`].
+pub(crate) fn origins(
+    parsed: &ParsedRules,
+    kind: TableKind,
+    keys: &[compile::OriginKey],
+) -> Vec<dataplane::classify::Origin> {
+    compile::origins(&ctx(parsed), parsed.table(kind), keys)
 }
 
 /// Compiles the nat table of already parsed rules: PREROUTING (DNAT) and POSTROUTING (SNAT,
@@ -156,7 +225,7 @@ pub fn infer_family(text: &str) -> Family {
             if std::mem::take(&mut skip_next) {
                 continue;
             }
-            let w = t.text.as_str();
+            let w: &str = &t.text;
             if matches!(w, "--comment" | "--log-prefix") {
                 skip_next = true;
                 continue;

@@ -118,7 +118,7 @@ pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) 
                 open.line
             ),
         ));
-        p.close(open);
+        p.close(open, 0);
     }
     let rules = ParsedRules {
         file: ctx.file.to_string(),
@@ -198,7 +198,7 @@ impl FileParser<'_> {
                     open.kind_name, open.line
                 ),
             ));
-            self.close(open);
+            self.close(open, 0);
         }
         let mut open = OpenTable {
             kind_name: name.to_string(),
@@ -241,7 +241,7 @@ impl FileParser<'_> {
         let Some(open) = self.open.take() else {
             return Err(self.ctx.err(line_no, toks[0].col, "COMMIT without a table"));
         };
-        self.close(open);
+        self.close(open, line_no);
         match toks.get(1) {
             Some(extra) => Err(self.ctx.err(
                 line_no,
@@ -252,8 +252,10 @@ impl FileParser<'_> {
         }
     }
 
-    fn close(&mut self, open: OpenTable) {
-        if let Some(table) = open.table {
+    /// Ends the open table at its `COMMIT` (line `end`, 0 when there is none: an error).
+    fn close(&mut self, open: OpenTable, end: u32) {
+        if let Some(mut table) = open.table {
+            table.end = end;
             self.errors
                 .extend(super::validate::validate_table(self.ctx, &table));
             self.tables.push(table);
@@ -274,7 +276,12 @@ fn new_table(kind: TableKind, line: u32) -> Table {
             rules: Vec::new(),
         })
         .collect();
-    Table { kind, line, chains }
+    Table {
+        kind,
+        line,
+        end: 0,
+        chains,
+    }
 }
 
 fn counters(ctx: &Ctx<'_>, line: u32, tok: &Token) -> Result<Counters, RuleError> {
@@ -336,7 +343,7 @@ fn chain_decl(
                 format!("chain {name} declared twice (first at line {})", chain.line),
             ));
         }
-        chain.policy = Some(match policy_tok.text.as_str() {
+        chain.policy = Some(match policy_tok.text.as_ref() {
             "ACCEPT" | "-" => Policy::Accept,
             "DROP" => Policy::Drop,
             other => {
@@ -403,8 +410,26 @@ fn check_chain_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[packets:bytes] -A CHAIN options...`.
+/// `[packets:bytes] -A CHAIN options...`, appended to its chain.
 fn rule_line(ctx: &Ctx<'_>, table: &mut Table, line: u32, toks: &[Token]) -> Result<(), RuleError> {
+    if let Some((chain_idx, mut rule)) = parse_rule(ctx, table, line, toks)? {
+        let chain = &mut table.chains[chain_idx];
+        rule.number = u32::try_from(chain.rules.len() + 1).unwrap_or(u32::MAX);
+        chain.rules.push(rule);
+    }
+    Ok(())
+}
+
+/// One rule line of `table` (whose chains are all declared already): the index of its chain and
+/// the rule, numbered 0 (its place in the chain is the caller's business); `None` for a line
+/// meant for the other family's tool. Depends only on the line, the table's kind and chains,
+/// and `ctx`, which is what lets [`crate::reload`] parse the changed lines of a file alone.
+pub(crate) fn parse_rule(
+    ctx: &Ctx<'_>,
+    table: &Table,
+    line: u32,
+    toks: &[Token],
+) -> Result<Option<(usize, Rule)>, RuleError> {
     let mut i = 0;
     let mut ctrs = None;
     if toks[0].text.starts_with('[') && !toks[0].quoted {
@@ -471,21 +496,23 @@ fn rule_line(ctx: &Ctx<'_>, table: &mut Table, line: u32, toks: &[Token]) -> Res
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
-        return Ok(());
+        return Ok(None);
     }
     let target = rp.finish_target()?;
     rp.check_modules()?;
-    let chain = &mut table.chains[chain_idx];
-    let number = u32::try_from(chain.rules.len() + 1).unwrap_or(u32::MAX);
-    chain.rules.push(Rule {
-        line,
-        col: cmd.col,
-        number,
-        counters: rp.counters,
-        matches: rp.matches,
-        target,
-    });
-    Ok(())
+    let cubes = super::compile::rule_cubes(ctx.family, &rp.matches);
+    Ok(Some((
+        chain_idx,
+        Rule {
+            line,
+            col: cmd.col,
+            number: 0,
+            counters: rp.counters,
+            matches: rp.matches,
+            target,
+            cubes,
+        },
+    )))
 }
 
 /// A loaded match extension: which options it has taken so far.
@@ -549,7 +576,7 @@ struct RuleParser<'a> {
     table: TableKind,
     hook: Option<HookPoint>,
     line: u32,
-    toks: &'a [Token],
+    toks: &'a [Token<'a>],
     pos: usize,
     matches: Vec<Match>,
     instances: Vec<Instance>,
@@ -569,14 +596,14 @@ impl<'a> RuleParser<'a> {
         self.ctx.err(self.line, col, msg)
     }
 
-    fn next(&mut self) -> Option<&'a Token> {
+    fn next(&mut self) -> Option<&'a Token<'a>> {
         let t = self.toks.get(self.pos)?;
         self.pos += 1;
         Some(t)
     }
 
     /// The value of option `opt`.
-    fn value(&mut self, opt: &Token) -> Result<&'a Token, RuleError> {
+    fn value(&mut self, opt: &Token) -> Result<&'a Token<'a>, RuleError> {
         match self.next() {
             None => Err(self.err(opt.col, format!("option {} needs a value", opt.text))),
             Some(v) if v.text == "!" && !v.quoted => Err(self.err(
@@ -636,11 +663,11 @@ impl<'a> RuleParser<'a> {
         }
     }
 
-    fn option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+    fn option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<(), RuleError> {
         let family = self.ctx.family;
-        match tok.text.as_str() {
+        match tok.text.as_ref() {
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
-                let src = matches!(tok.text.as_str(), "-s" | "--source" | "--src");
+                let src = matches!(tok.text.as_ref(), "-s" | "--source" | "--src");
                 self.once(if src { "-s" } else { "-d" }, tok)?;
                 let v = self.value(tok)?;
                 let mut nets = Vec::new();
@@ -671,7 +698,7 @@ impl<'a> RuleParser<'a> {
                 self.push(tok.col, negated, Cond::Protocol(proto));
             }
             "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                let input = matches!(tok.text.as_str(), "-i" | "--in-interface");
+                let input = matches!(tok.text.as_ref(), "-i" | "--in-interface");
                 self.once(if input { "-i" } else { "-o" }, tok)?;
                 if let Some(h) = self.hook {
                     if (input && !h.has_in_interface()) || (!input && !h.has_out_interface()) {
@@ -710,7 +737,7 @@ impl<'a> RuleParser<'a> {
             "-m" | "--match" => {
                 self.no_negation(tok, negated)?;
                 let v = self.value(tok)?;
-                let module = match (v.text.as_str(), family) {
+                let module = match (v.text.as_ref(), family) {
                     ("tcp", _) => Module::Tcp,
                     ("udp", _) => Module::Udp,
                     ("icmp", Family::V4) => Module::Icmp,
@@ -748,13 +775,13 @@ impl<'a> RuleParser<'a> {
                 if self.target.is_some() {
                     return Err(self.err(tok.col, "multiple -j/-g options are not allowed"));
                 }
-                let goto = matches!(tok.text.as_str(), "-g" | "--goto");
+                let goto = matches!(tok.text.as_ref(), "-g" | "--goto");
                 let v = self.value(tok)?;
                 let kind = self.target_kind(v)?;
                 self.target = Some(PendingTarget {
                     col: tok.col,
                     goto,
-                    name: v.text.clone(),
+                    name: v.text.to_string(),
                     name_col: v.col,
                     kind,
                 });
@@ -770,7 +797,7 @@ impl<'a> RuleParser<'a> {
             }
             "-4" | "--ipv4" | "-6" | "--ipv6" => {
                 self.no_negation(tok, negated)?;
-                let v4 = matches!(tok.text.as_str(), "-4" | "--ipv4");
+                let v4 = matches!(tok.text.as_ref(), "-4" | "--ipv4");
                 if v4 != (family == Family::V4) {
                     self.other_family = true;
                 }
@@ -790,7 +817,7 @@ impl<'a> RuleParser<'a> {
     }
 
     fn target_kind(&self, v: &Token) -> Result<PendingKind, RuleError> {
-        let kind = match v.text.as_str() {
+        let kind = match v.text.as_ref() {
             "ACCEPT" => PendingKind::Accept,
             "DROP" => PendingKind::Drop,
             "RETURN" => PendingKind::Return,
@@ -826,11 +853,11 @@ impl<'a> RuleParser<'a> {
     }
 
     /// An option that belongs to the target or to a loaded (or implicitly loadable) match.
-    fn extension_option(&mut self, tok: &'a Token, negated: bool) -> Result<(), RuleError> {
+    fn extension_option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<(), RuleError> {
         if self.target_option(tok, negated)? {
             return Ok(());
         }
-        let opt = tok.text.as_str();
+        let opt = tok.text.as_ref();
         let found = self
             .instances
             .iter()
@@ -962,7 +989,7 @@ impl<'a> RuleParser<'a> {
                         format!("comment is longer than {MAX_COMMENT} characters"),
                     ));
                 }
-                Cond::Comment(v.text.clone())
+                Cond::Comment(v.text.to_string())
             }
             _ => return Err(self.err(tok.col, unsupported_option_message(opt))),
         };
@@ -971,7 +998,7 @@ impl<'a> RuleParser<'a> {
     }
 
     /// Handles `tok` if the pending target takes it.
-    fn target_option(&mut self, tok: &'a Token, negated: bool) -> Result<bool, RuleError> {
+    fn target_option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<bool, RuleError> {
         let Some(mut t) = self.target.take() else {
             return Ok(false);
         };
@@ -983,10 +1010,10 @@ impl<'a> RuleParser<'a> {
     fn target_option_inner(
         &mut self,
         t: &mut PendingTarget,
-        tok: &'a Token,
+        tok: &'a Token<'a>,
         negated: bool,
     ) -> Result<bool, RuleError> {
-        let opt = tok.text.as_str();
+        let opt = tok.text.as_ref();
         let dup = |this: &Self| this.err(tok.col, format!("only one {opt} is allowed"));
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
@@ -1016,7 +1043,7 @@ impl<'a> RuleParser<'a> {
                 if v.text.contains('\n') {
                     return Err(self.err(v.col, "newlines are not allowed in --log-prefix"));
                 }
-                *prefix = Some(v.text.clone());
+                *prefix = Some(v.text.to_string());
             }
             (PendingKind::Log { level, .. }, "--log-level") => {
                 self.no_negation(tok, negated)?;

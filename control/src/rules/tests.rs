@@ -8,7 +8,7 @@ use dataplane::wire::{FlowKey, IpAddr128};
 use proptest::prelude::*;
 use std::net::IpAddr;
 
-fn ports() -> Vec<String> {
+pub(crate) fn ports() -> Vec<String> {
     ["in0", "in1", "out0", "out1"]
         .iter()
         .map(|s| s.to_string())
@@ -1511,7 +1511,7 @@ fn gen_rule(v6: bool) -> impl Strategy<Value = GenRule> {
 
 /// A filter table with FORWARD and up to 3 user chains (`U1`..); chain i jumps only to
 /// chains after it, so there are no loops.
-fn gen_ruleset(v6: bool) -> impl Strategy<Value = String> {
+pub(crate) fn gen_ruleset(v6: bool) -> impl Strategy<Value = String> {
     (0usize..=3, any::<bool>())
         .prop_flat_map(move |(users, drop)| {
             let chains =
@@ -1609,7 +1609,7 @@ fn gen_addr(v6: bool) -> BoxedStrategy<IpAddr128> {
     }
 }
 
-fn gen_packet(v6: bool) -> impl Strategy<Value = PacketMeta> {
+pub(crate) fn gen_packet(v6: bool) -> impl Strategy<Value = PacketMeta> {
     let port = prop_oneof![
         3 => prop::sample::select(vec![0u16, 22, 20, 30, 53, 80, 123, 443, 444, 445, 446, 999, 1000, 1500, 2000, 2001, 1023, 1024, 65535]),
         1 => any::<u16>(),
@@ -1717,6 +1717,31 @@ proptest! {
     #[test]
     fn flattening_agrees_with_netfilter_traversal_v6(text in gen_ruleset(true), packets in prop::collection::vec(gen_packet(true), 24)) {
         check_agreement(&text, true, &packets)?;
+    }
+
+    #[test]
+    fn rule_labels_are_chain_colon_number(name in "[A-Z_]{0,8}", number in any::<u32>()) {
+        prop_assert_eq!(compile::rule_label(&name, number), format!("{name}:{number}"));
+    }
+
+    /// A rule's cubes, computed as it is parsed (one cube at a time while there is one), are
+    /// the conjunction of its matches' cubes taken pairwise.
+    #[test]
+    fn rule_cubes_are_the_pairwise_conjunction(text in gen_ruleset(false), v6_text in gen_ruleset(true)) {
+        for (text, family) in [(text, Family::V4), (v6_text, Family::V6)] {
+            let parsed = parse_iptables("gen", &text, family, &ports()).unwrap();
+            for rule in parsed.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules) {
+                let mut want = Some(vec![compile::Cube::full(family)]);
+                for m in &rule.matches {
+                    let Some(acc) = want.as_ref() else { break };
+                    if acc.is_empty() {
+                        break;
+                    }
+                    want = compile::meet_all(acc, &compile::match_cubes(family, m), MAX_RULE_ALTERNATIVES);
+                }
+                prop_assert_eq!(&rule.cubes, &want);
+            }
+        }
     }
 }
 

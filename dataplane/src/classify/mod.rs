@@ -208,7 +208,8 @@ pub trait Classifier: Send + Sync {
 pub struct RuleSet {
     pub family: Family,
     pub rules: Vec<FlatRule>,
-    pub origins: Vec<Origin>,
+    /// Shared: a reload whose rules keep their origins (lines, chain positions) reuses them.
+    pub origins: std::sync::Arc<Vec<Origin>>,
     pub logs: Vec<LogSpec>,
     classifier: Box<dyn Classifier>,
     /// Unique per rule set built in this process: what conntrack's cached verdicts are keyed by
@@ -254,6 +255,16 @@ impl RuleSet {
         family: Family,
         rules: Vec<FlatRule>,
         origins: Vec<Origin>,
+        logs: Vec<LogSpec>,
+    ) -> RuleSet {
+        RuleSet::with_shared_origins(family, rules, std::sync::Arc::new(origins), logs)
+    }
+
+    /// [`RuleSet::new`] with origins shared with other rule sets.
+    pub fn with_shared_origins(
+        family: Family,
+        rules: Vec<FlatRule>,
+        origins: std::sync::Arc<Vec<Origin>>,
         logs: Vec<LogSpec>,
     ) -> RuleSet {
         let cacheable = rules.iter().all(|r| r.tcp_flags.is_none());

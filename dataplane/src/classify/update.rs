@@ -392,10 +392,20 @@ impl Updatable {
         }
     }
 
+    /// Whether the current list is the base list: nothing deleted and no added rule alive (every
+    /// index then maps to itself, so the tree answers alone).
+    #[inline(always)]
+    fn is_pristine(&self) -> bool {
+        self.deleted == 0 && self.order.is_empty()
+    }
+
     /// The first rule of the current list at or after `from` that matches `p`.
     #[inline]
     pub fn first_match(&self, p: &PacketMeta, from: u32) -> u32 {
         let base = &*self.base;
+        if self.is_pristine() {
+            return base.tree.first_match(&base.rules, p, from, u32::MAX);
+        }
         let old = self.old_at_or_after(from);
         let mut best = if (old as usize) < base.rules.len() {
             let ob = if self.deleted == 0 {
@@ -448,9 +458,14 @@ impl Updatable {
 }
 
 impl Classifier for Updatable {
-    /// `rules` must be the current list ([`Updatable::rules`]); the classifier reads its own copy.
+    /// `rules` must be the current list ([`Updatable::rules`]), or one whose rules match the same
+    /// packets (actions and origins are not read); the classifier reads its own copy.
     fn classify(&self, rules: &[FlatRule], pkts: &[PacketMeta], from: &[u32], out: &mut [u32]) {
         debug_assert_eq!(rules.len(), self.len, "classify with the current rule list");
+        if self.is_pristine() {
+            self.base.tree.classify(&self.base.rules, pkts, from, out);
+            return;
+        }
         for ((p, &f), o) in pkts.iter().zip(from).zip(out.iter_mut()) {
             *o = self.first_match(p, f);
         }

@@ -229,7 +229,7 @@ impl NatChain {
         for (mut r, mut t, o) in extra {
             r.origin = origins.len() as u32;
             t.origin = r.origin;
-            origins.push(o);
+            std::sync::Arc::make_mut(&mut origins).push(o);
             target_of.push(targets.len() as u32);
             targets.push(t);
             out.push(r);
@@ -242,7 +242,7 @@ impl NatChain {
             target_of.push(t);
         }
         NatChain {
-            rules: RuleSet::new(family, out, origins, logs),
+            rules: RuleSet::with_shared_origins(family, out, origins, logs),
             target_of,
             targets,
         }
