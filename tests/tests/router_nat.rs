@@ -215,7 +215,17 @@ impl Drop for Rampart {
 }
 
 fn curl(t: &RouterTopology, from_inside: bool, url: &str) -> String {
-    let args = ["curl", "-sS", "--max-time", "5", "--retry", "2", url];
+    // A server that is still binding its port refuses the first connection: retry that too.
+    let args = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "--retry",
+        "4",
+        "--retry-connrefused",
+        url,
+    ];
     let mut c = if from_inside {
         t.inside_cmd(&args)
     } else {
