@@ -47,6 +47,11 @@ pub struct StatefulArgs {
     /// Write (or update in place) the results section of this markdown file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// After the measurements of each case, keep judging its established traffic through
+    /// tracking for this many seconds, between two lines on stderr (a window to attach a
+    /// profiler to, e.g. `perf record -p`).
+    #[arg(long, default_value_t = 0.0)]
+    pub profile_secs: f64,
 }
 
 const INSIDE: u16 = 0;
@@ -415,6 +420,18 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         "rampart-perf: stateful: {established} of {flows} flows established; {last_fwd} of {} established packets forwarded",
         est.len()
     );
+    if args.profile_secs > 0.0 {
+        eprintln!(
+            "rampart-perf: stateful: profiling window: pid {}, {} s",
+            std::process::id(),
+            args.profile_secs
+        );
+        let until = Instant::now() + Duration::from_secs_f64(args.profile_secs);
+        while Instant::now() < until {
+            judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1);
+        }
+        eprintln!("rampart-perf: stateful: profiling window closed");
+    }
 
     // A full table: new connections beyond capacity (all flows are assured by now).
     let before = tables.ct.stats().ct_full;
