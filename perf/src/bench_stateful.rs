@@ -52,6 +52,10 @@ pub struct StatefulArgs {
     /// profiler to, e.g. `perf record -p`).
     #[arg(long, default_value_t = 0.0)]
     pub profile_secs: f64,
+    /// Track with the L4 checksum check off (`[conntrack] checksum = false`,
+    /// `nf_conntrack_checksum=0`); on by default, as in Linux.
+    #[arg(long)]
+    pub no_checksum: bool,
 }
 
 const INSIDE: u16 = 0;
@@ -369,6 +373,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     }
     let mut cfg = TrackConfig::new(flows as u32);
     cfg.conntrack.tcp.loose = false;
+    cfg.conntrack.checksum = !args.no_checksum;
     let mut tables = Tables::new(&cfg);
     let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
     let now = 1_000_000_000u64;

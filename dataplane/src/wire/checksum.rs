@@ -43,6 +43,35 @@ pub fn accumulate(data: &[u8]) -> u64 {
     acc
 }
 
+/// Unfolded one's-complement sum of `data` as little-endian 16-bit words (an odd last byte is
+/// the low byte of a word), eight bytes a load. Once folded it is the byte swap of
+/// [`accumulate`]'s (RFC 1071 §2(B): the sum does not depend on the byte order, up to a swap of
+/// the result), so a check against `0xffff`, its own swap, needs no swap at all.
+#[inline]
+pub fn accumulate_le(data: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // Two 32-bit halves: each is two 16-bit words, congruent modulo 0xffff.
+        acc += (w & 0xffff_ffff) + (w >> 32);
+    }
+    let rest = words.remainder();
+    let mut at = 0;
+    if rest.len() >= 4 {
+        acc += u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        at = 4;
+    }
+    if rest.len() >= at + 2 {
+        acc += u64::from(u16::from_le_bytes([rest[at], rest[at + 1]]));
+        at += 2;
+    }
+    if let Some(&last) = rest.get(at) {
+        acc += u64::from(last);
+    }
+    acc
+}
+
 /// Folded sum of `data`.
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
@@ -221,6 +250,14 @@ impl Delta {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The little-endian sum is the byte swap of the big-endian one, odd lengths included.
+        #[test]
+        fn little_endian_sum_is_the_swap(data in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert_eq!(fold(accumulate_le(&data)), sum(&data).swap_bytes());
+        }
+    }
 
     // RFC 1071 §3 worked example: words 0001 f203 f4f5 f6f7 sum to ddf2.
     #[test]
