@@ -79,7 +79,7 @@ impl Index {
 
     /// Calls `found` with each reference stored under `tag`, in probe order, until it returns
     /// `Some`; returns that answer.
-    #[inline]
+    #[inline(always)]
     pub fn find<T>(&self, tag: u32, mut found: impl FnMut(u32) -> Option<T>) -> Option<T> {
         let mut at = self.home(tag);
         loop {
