@@ -876,7 +876,7 @@ impl Conntrack {
             + (u64::from(key.proto) << 8)
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
-        checksum::fold(pseudo + checksum::accumulate_le(data)) == 0xffff
+        checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff
     }
 
     fn track_tcp(
@@ -897,8 +897,9 @@ impl Conntrack {
             return self.invalid(Invalid::TcpFlags);
         }
         let seg = Segment::from_packet(&p);
-        let cfg = self.cfg.tcp;
         if let Some((i, dir)) = self.lookup(key, now_ns) {
+            // The settings by reference (a copy is a hundred bytes a packet).
+            let cfg = &self.cfg.tcp;
             let e = &mut self.entries[i as usize];
             let st = e.tcp_status();
             let state = e.state_for(dir);
@@ -916,7 +917,7 @@ impl Conntrack {
                 handle,
                 invalid: None,
             };
-            match t.packet(dir, &seg, &cfg, st, remaining) {
+            match t.packet(dir, &seg, cfg, st, remaining) {
                 tcp::Outcome::Accept {
                     timeout_ns,
                     set_assured,
@@ -970,14 +971,14 @@ impl Conntrack {
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
-        let cfg = self.cfg.tcp;
-        let Some(mut t) = TcpTrack::new(seg, &cfg) else {
+        let cfg = &self.cfg.tcp;
+        let Some(mut t) = TcpTrack::new(seg, cfg) else {
             return self.invalid(Invalid::TcpNotNew);
         };
         if fragmented {
             t.seen[0].flags |= tcp::seen_flags::BE_LIBERAL;
         }
-        match t.packet(Dir::Orig, seg, &cfg, Status::default(), 0) {
+        match t.packet(Dir::Orig, seg, cfg, Status::default(), 0) {
             tcp::Outcome::Accept { timeout_ns, .. } => {
                 let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
                 let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));

@@ -14,12 +14,15 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Fold a wide one's-complement accumulator into 16 bits.
+/// Fold a wide one's-complement accumulator into 16 bits: four fixed steps, enough for any
+/// 64-bit value (each keeps the value modulo 0xffff, and zero only for zero; after the fourth
+/// it is at most 0xffff, and a step changes nothing below 0x10000).
 #[inline]
-pub const fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+pub const fn fold(acc: u64) -> u16 {
+    let acc = (acc >> 32) + (acc & 0xffff_ffff); // < 2^33
+    let acc = (acc >> 16) + (acc & 0xffff); // <= 0x2fffe
+    let acc = (acc >> 16) + (acc & 0xffff); // <= 0x10001
+    let acc = (acc >> 16) + (acc & 0xffff); // <= 0xffff
     acc as u16
 }
 
@@ -43,31 +46,32 @@ pub fn accumulate(data: &[u8]) -> u64 {
     acc
 }
 
-/// Unfolded one's-complement sum of `data` as little-endian 16-bit words (an odd last byte is
-/// the low byte of a word), eight bytes a load. Once folded it is the byte swap of
+/// One's-complement sum of `data` as little-endian 16-bit words (an odd last byte is the low
+/// byte of a word), added to `acc` (below 2^40): eight bytes a load, added as two 32-bit
+/// halves (each congruent modulo 0xffff to its two words), and a last partial word taken from
+/// one load of the buffer's last eight bytes, shifted. Once folded it is the byte swap of
 /// [`accumulate`]'s (RFC 1071 §2(B): the sum does not depend on the byte order, up to a swap of
-/// the result), so a check against `0xffff`, its own swap, needs no swap at all.
+/// the result), so a check against `0xffff`, its own swap, needs no swap at all. No overflow
+/// below 2^34 bytes.
 #[inline]
-pub fn accumulate_le(data: &[u8]) -> u64 {
-    let mut acc = 0u64;
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        // Two 32-bit halves: each is two 16-bit words, congruent modulo 0xffff.
-        acc += (w & 0xffff_ffff) + (w >> 32);
+pub fn accumulate_le(mut acc: u64, data: &[u8]) -> u64 {
+    let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    let n = data.len();
+    if n < 8 {
+        return acc + u64::from(fold(accumulate(data)).swap_bytes());
     }
-    let rest = words.remainder();
     let mut at = 0;
-    if rest.len() >= 4 {
-        acc += u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
-        at = 4;
+    while at + 8 <= n {
+        let w = le(&data[at..at + 8]);
+        acc += (w & 0xffff_ffff) + (w >> 32);
+        at += 8;
     }
-    if rest.len() >= at + 2 {
-        acc += u64::from(u16::from_le_bytes([rest[at], rest[at + 1]]));
-        at += 2;
-    }
-    if let Some(&last) = rest.get(at) {
-        acc += u64::from(last);
+    let rest = n - at;
+    if rest != 0 {
+        // The last `rest` bytes are the top of the last eight: shifted down, they sit where
+        // they belong in a little-endian word, zero-padded.
+        let w = le(&data[n - 8..]) >> (8 * (8 - rest));
+        acc += (w & 0xffff_ffff) + (w >> 32);
     }
     acc
 }
@@ -255,7 +259,47 @@ mod tests {
         /// The little-endian sum is the byte swap of the big-endian one, odd lengths included.
         #[test]
         fn little_endian_sum_is_the_swap(data in proptest::collection::vec(any::<u8>(), 0..80)) {
-            prop_assert_eq!(fold(accumulate_le(&data)), sum(&data).swap_bytes());
+            prop_assert_eq!(fold(accumulate_le(0, &data)), sum(&data).swap_bytes());
+            // From any start: the start's folded sum comes in.
+            let start = u64::from(data.len() as u32) * 0x1_0001_0001;
+            prop_assert_eq!(
+                fold(accumulate_le(start, &data)),
+                combine(&[fold(start), sum(&data).swap_bytes()])
+            );
+        }
+    }
+
+    #[test]
+    fn fold_is_the_folding_loop() {
+        fn by_loop(mut acc: u64) -> u16 {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        }
+        for x in [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_ffff,
+            0x2_fffe,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 48,
+        ] {
+            assert_eq!(fold(x), by_loop(x), "{x:#x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fold_matches_the_loop_everywhere(x in any::<u64>()) {
+            let mut acc = x;
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            prop_assert_eq!(fold(x), acc as u16);
         }
     }
 
