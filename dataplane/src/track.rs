@@ -186,15 +186,16 @@ pub fn prefetch_burst<'a>(
 ) {
     let mut tags = [0u32; crate::dpdk::MAX_BURST];
     let mut ok = [false; crate::dpdk::MAX_BURST];
-    for (((f, t), o), p) in frames
-        .take(crate::dpdk::MAX_BURST)
-        .zip(&mut tags)
-        .zip(&mut ok)
-        .zip(parsed.iter_mut())
-    {
+    let mut n = 0;
+    for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
         *p = crate::wire::parse::parse_common(f);
-        if let Some(key) = p.as_ref().and_then(|i| i.flow) {
-            *t = tables.ct.prefetch_index(&key);
+        n += 1;
+    }
+    // A separate pass: the parser stores each key field by field, and reading a key back whole
+    // right after would wait for those stores (the store buffer cannot forward them).
+    for ((p, t), o) in parsed[..n].iter().zip(&mut tags).zip(&mut ok) {
+        if let Some(key) = p.as_ref().and_then(|i| i.flow.as_ref()) {
+            *t = tables.ct.prefetch_index(key);
             *o = true;
         }
     }

@@ -47,6 +47,20 @@ pub struct StatefulArgs {
     /// Write (or update in place) the results section of this markdown file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// After the measurements of each case, keep judging its established traffic through
+    /// tracking for this many seconds, between two lines on stderr (a window to attach a
+    /// profiler to, e.g. `perf record -p`).
+    #[arg(long, default_value_t = 0.0)]
+    pub profile_secs: f64,
+    /// Also alternate single passes of pass-through and of tracked traffic this many times
+    /// and print the quartiles of each and of their difference (on a shared, noisy machine
+    /// both sides of each pair see the same neighbours; compare builds by these).
+    #[arg(long, default_value_t = 0)]
+    pub interleave: usize,
+    /// Track with the L4 checksum check off (`[conntrack] checksum = false`,
+    /// `nf_conntrack_checksum=0`); on by default, as in Linux.
+    #[arg(long)]
+    pub no_checksum: bool,
 }
 
 pub(crate) const INSIDE: u16 = 0;
@@ -364,6 +378,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     }
     let mut cfg = TrackConfig::new(flows as u32);
     cfg.conntrack.tcp.loose = false;
+    cfg.conntrack.checksum = !args.no_checksum;
     let mut tables = Tables::new(&cfg);
     let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
     let now = 1_000_000_000u64;
@@ -415,6 +430,40 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         "rampart-perf: stateful: {established} of {flows} flows established; {last_fwd} of {} established packets forwarded",
         est.len()
     );
+    if args.interleave > 0 {
+        let (mut p, mut t, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.interleave {
+            let a = judge_all(&bridge, &plain, None, est, order, now, 1).0;
+            let b = judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1).0;
+            p.push(a);
+            t.push(b);
+            d.push(b - a);
+        }
+        let q = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let at = |f: f64| v[((v.len() - 1) as f64 * f) as usize];
+            format!("{:.1} / {:.1} / {:.1}", at(0.0), at(0.25), at(0.5))
+        };
+        println!(
+            "interleaved {flows} flows, {} pairs (min / p25 / median cycles per packet): pass-through {}; tracked {}; added {}",
+            args.interleave,
+            q(&mut p),
+            q(&mut t),
+            q(&mut d)
+        );
+    }
+    if args.profile_secs > 0.0 {
+        eprintln!(
+            "rampart-perf: stateful: profiling window: pid {}, {} s",
+            std::process::id(),
+            args.profile_secs
+        );
+        let until = Instant::now() + Duration::from_secs_f64(args.profile_secs);
+        while Instant::now() < until {
+            judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1);
+        }
+        eprintln!("rampart-perf: stateful: profiling window closed");
+    }
 
     // A full table: new connections beyond capacity (all flows are assured by now).
     let before = tables.ct.stats().ct_full;

@@ -1,12 +1,13 @@
 //! FAST PATH: no allocation, lock, syscall or log.
 //!
-//! The hash index of the conntrack table: open addressing with linear probing over a
-//! power-of-two array of 8-byte buckets, sized once and never grown.
+//! The hash index of the conntrack table: open addressing with linear probing over an array of
+//! 8-byte buckets, sized once and never grown.
 //!
 //! Invariants:
 //! - A bucket is empty (`reference == EMPTY`) or holds `(tag, reference)`; its home position is
-//!   `tag & mask`, and every bucket between its home and itself is occupied (linear probing
-//!   without tombstones: removal shifts later buckets back).
+//!   [`Index::home`]`(tag)` (the tag scaled to the array's length, which need not be a power of
+//!   two), and every bucket between its home and itself, cyclically, is occupied (linear
+//!   probing without tombstones: removal shifts later buckets back).
 //! - The caller never inserts more than `max_items` references, so the load stays at or under
 //!   one half and every probe ends at an empty bucket.
 //! - The index stores no keys: the caller checks a candidate reference against its own entry.
@@ -26,16 +27,15 @@ const EMPTY: u32 = u32::MAX;
 #[derive(Debug)]
 pub struct Index {
     buckets: Box<[Bucket]>,
-    mask: u32,
     len: u32,
 }
 
 impl Index {
-    /// An index for at most `max_items` references, at a load of at most one half.
+    /// An index for at most `max_items` references, at a load of at most one half: exactly
+    /// twice as many buckets (at least 16), so memory follows the capacity without rounding up
+    /// to a power of two.
     pub fn with_capacity(max_items: u32) -> Index {
-        let size = (u64::from(max_items.max(1)) * 2)
-            .next_power_of_two()
-            .clamp(16, 1 << 31);
+        let size = (u64::from(max_items) * 2).clamp(16, 1 << 31);
         Index {
             buckets: vec![
                 Bucket {
@@ -45,7 +45,6 @@ impl Index {
                 size as usize
             ]
             .into_boxed_slice(),
-            mask: (size - 1) as u32,
             len: 0,
         }
     }
@@ -60,52 +59,63 @@ impl Index {
         self.buckets.len() * core::mem::size_of::<Bucket>()
     }
 
-    /// Calls `found` with each reference stored under `tag`, in probe order, until it returns
-    /// `true`; returns that reference.
-    #[inline]
-    pub fn find(&self, tag: u32, mut found: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mut at = tag & self.mask;
-        loop {
-            let b = self.buckets[at as usize];
-            if b.reference == EMPTY {
-                return None;
-            }
-            if b.tag == tag && found(b.reference) {
-                return Some(b.reference);
-            }
-            at = (at + 1) & self.mask;
+    /// The home position of `tag`: the tag as a fraction of 2^32, scaled to the array (one
+    /// multiply; every position equally likely for uniform tags).
+    #[inline(always)]
+    fn home(&self, tag: u32) -> u32 {
+        ((u64::from(tag) * self.buckets.len() as u64) >> 32) as u32
+    }
+
+    /// The position after `at`, cyclically.
+    #[inline(always)]
+    fn next(&self, at: u32) -> u32 {
+        let n = at + 1;
+        if n as usize == self.buckets.len() {
+            0
+        } else {
+            n
         }
     }
 
-    /// Starts loading `tag`'s home bucket.
+    /// Calls `found` with each reference stored under `tag`, in probe order, until it returns
+    /// `Some`; returns that answer.
     #[inline(always)]
-    pub fn prefetch(&self, tag: u32) {
-        crate::dpdk::prefetch(&self.buckets[(tag & self.mask) as usize]);
-    }
-
-    /// The first reference stored under `tag` (without checking it), to prefetch what it
-    /// refers to.
-    #[inline(always)]
-    pub fn first(&self, tag: u32) -> Option<u32> {
-        let mut at = tag & self.mask;
+    pub fn find<T>(&self, tag: u32, mut found: impl FnMut(u32) -> Option<T>) -> Option<T> {
+        let mut at = self.home(tag);
         loop {
             let b = self.buckets[at as usize];
             if b.reference == EMPTY {
                 return None;
             }
             if b.tag == tag {
-                return Some(b.reference);
+                if let Some(t) = found(b.reference) {
+                    return Some(t);
+                }
             }
-            at = (at + 1) & self.mask;
+            at = self.next(at);
         }
+    }
+
+    /// Starts loading `tag`'s home bucket.
+    #[inline(always)]
+    pub fn prefetch(&self, tag: u32) {
+        crate::dpdk::prefetch(&self.buckets[self.home(tag) as usize]);
+    }
+
+    /// The first reference stored under `tag` (without checking it), to prefetch what it
+    /// refers to.
+    #[inline(always)]
+    pub fn first(&self, tag: u32) -> Option<u32> {
+        self.find(tag, Some)
     }
 
     /// References in the `n` buckets from `tag`'s home position (for early drop).
     #[inline]
     pub fn near(&self, tag: u32, n: u32) -> impl Iterator<Item = u32> + '_ {
-        let start = tag & self.mask;
-        (0..n.min(self.mask + 1)).filter_map(move |i| {
-            let b = self.buckets[((start + i) & self.mask) as usize];
+        let len = self.buckets.len() as u32;
+        let start = self.home(tag);
+        (0..n.min(len)).filter_map(move |i| {
+            let b = self.buckets[((u64::from(start) + u64::from(i)) % u64::from(len)) as usize];
             (b.reference != EMPTY).then_some(b.reference)
         })
     }
@@ -114,10 +124,10 @@ impl Index {
     #[inline]
     pub fn insert(&mut self, tag: u32, reference: u32) {
         debug_assert!(reference != EMPTY);
-        debug_assert!(self.len <= self.mask / 2);
-        let mut at = tag & self.mask;
+        debug_assert!((self.len as usize) < self.buckets.len() / 2 + 1);
+        let mut at = self.home(tag);
         while self.buckets[at as usize].reference != EMPTY {
-            at = (at + 1) & self.mask;
+            at = self.next(at);
         }
         self.buckets[at as usize] = Bucket { tag, reference };
         self.len += 1;
@@ -126,7 +136,7 @@ impl Index {
     /// Removes `reference` stored under `tag`; returns whether it was there.
     #[inline]
     pub fn remove(&mut self, tag: u32, reference: u32) -> bool {
-        let mut at = tag & self.mask;
+        let mut at = self.home(tag);
         loop {
             let b = self.buckets[at as usize];
             if b.reference == EMPTY {
@@ -135,19 +145,19 @@ impl Index {
             if b.reference == reference && b.tag == tag {
                 break;
             }
-            at = (at + 1) & self.mask;
+            at = self.next(at);
         }
         // Backward shift: pull each later bucket of the run into the hole when its home
         // position does not lie cyclically in (hole, it].
         let mut hole = at;
         let mut j = at;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.next(j);
             let b = self.buckets[j as usize];
             if b.reference == EMPTY {
                 break;
             }
-            let home = b.tag & self.mask;
+            let home = self.home(b.tag);
             let stays = if hole <= j {
                 hole < home && home <= j
             } else {
@@ -202,8 +212,9 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Insert(t) if model.len() < 200 => {
-                        // Tags differ in high bits but share homes.
-                        let tag = t | ((next_ref % 7) << 20);
+                        // Tags differ in low bits but share homes (a home is set by the high
+                        // bits).
+                        let tag = (t << 26) | ((next_ref % 7) << 3);
                         idx.insert(tag, next_ref);
                         model.insert(next_ref, tag);
                         next_ref += 1;
@@ -221,7 +232,7 @@ mod tests {
                 }
                 prop_assert_eq!(idx.len() as usize, model.len());
                 for (&r, &tag) in &model {
-                    prop_assert_eq!(idx.find(tag, |x| x == r), Some(r));
+                    prop_assert_eq!(idx.find(tag, |x| (x == r).then_some(x)), Some(r));
                 }
             }
         }
@@ -229,17 +240,19 @@ mod tests {
 
     #[test]
     fn wraps_around_the_end() {
-        let mut idx = Index::with_capacity(8);
-        let last = idx.mask;
+        // 24 buckets: not a power of two.
+        let mut idx = Index::with_capacity(12);
+        let last = u32::MAX;
+        assert_eq!(idx.home(last), 23);
         for r in 0..5 {
             idx.insert(last, r);
         }
         idx.insert(0, 99);
         assert!(idx.remove(last, 0));
         for r in 1..5 {
-            assert_eq!(idx.find(last, |x| x == r), Some(r));
+            assert_eq!(idx.find(last, |x| (x == r).then_some(x)), Some(r));
         }
-        assert_eq!(idx.find(0, |x| x == 99), Some(99));
+        assert_eq!(idx.find(0, |x| (x == 99).then_some(x)), Some(99));
         assert_eq!(idx.near(last, 3).count(), 3);
     }
 }

@@ -21,10 +21,15 @@
 //! # Invariants
 //!
 //! - No allocation after [`Conntrack::new`]: entries live in a slab of `capacity` slots, the
-//!   hash index ([`index`]) is sized for both directions of every slot at half load, the timer
-//!   wheel ([`timer`]) links entries intrusively.
-//! - A live entry is in the index twice (original and reply tuple; once when they are equal)
-//!   and armed in the wheel exactly once. A free slot is in neither.
+//!   hash index ([`index`]) is sized for one reference per slot at half load (two with
+//!   [`Config::nat`]), the timer wheel ([`timer`]) links entries intrusively.
+//! - The index tag of a tuple is the tag of its reply tuple ([`Conntrack::tag`] hashes the
+//!   two endpoints in a canonical order), so a live entry is in the index once, under its
+//!   original tuple, and a lookup finds both directions there, telling them apart by
+//!   comparing the tuple. An entry with a NAT binding, whose reply tuple is not the inverse of
+//!   its original one, is in the index a second time under the reply tuple.
+//! - A live entry is armed in the wheel exactly once, and keeps its wheel slot. A free slot is
+//!   in neither.
 //! - An entry whose deadline has passed is dead even before the wheel reaps it: lookups treat
 //!   it as absent and remove it.
 //! - The table never holds more than `capacity` entries. A confirm that finds it full evicts an
@@ -56,13 +61,13 @@ mod timer;
 mod tests;
 
 use crate::classify::ct;
-use crate::wire::checksum::PseudoHeader;
+use crate::wire::checksum;
 use crate::wire::{
     icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo,
 };
 use index::Index;
 use tcp::{Segment, Status, TcpConfig, TcpInvalid, TcpState, TcpTrack};
-use timer::Wheel;
+use timer::{Wheel, UNARMED};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -376,28 +381,34 @@ enum L4 {
     Other,
 }
 
-/// One connection. Laid out in declaration order: a lookup reads only the first cache line
-/// (key, status, deadline); tracking then reads the counters and the protocol state.
+/// One connection. Laid out in declaration order: the first 64 bytes hold what a lookup
+/// reads (deadline, key, status) and what every packet of an established connection reads or
+/// writes besides its counters and protocol state (wheel slot, cached verdicts); the counters
+/// and the protocol state follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 struct Entry {
-    /// The original tuple; the reply tuple is `key.reply()`.
+    deadline_ns: u64,
+    /// The original tuple; the reply tuple is `key.reply()` (or, with [`status::NAT`], the
+    /// one in the `replies` side table).
     key: FlowKey,
     status: u8,
-    deadline_ns: u64,
-    packets: [u64; 2],
-    bytes: [u64; 2],
+    /// Where the entry is armed in the wheel ([`UNARMED`] when it is not).
+    wheel_slot: u16,
     /// Cached rule set verdicts: the rule set's epoch, and per direction a caller's tag
     /// (with [`VERDICT_VALID`] set when present).
     verdict_epoch: u32,
     verdict: [u32; 2],
+    packets: [u64; 2],
+    bytes: [u64; 2],
     l4: L4,
 }
 
-// 160 bytes: 2.5 cache lines; the index adds 16 to 32 bytes and the wheel 16 per slot.
+// 160 bytes: 2.5 cache lines; the index adds 16 bytes per slot (32 with NAT) and the wheel 8.
 const _: () = assert!(core::mem::size_of::<Entry>() == 160);
 
 const FREE: Entry = Entry {
+    deadline_ns: 0,
     key: FlowKey {
         src: IpAddr128::UNSPECIFIED,
         dst: IpAddr128::UNSPECIFIED,
@@ -407,11 +418,11 @@ const FREE: Entry = Entry {
         family: Family::V4,
     },
     status: 0,
-    deadline_ns: 0,
-    packets: [0; 2],
-    bytes: [0; 2],
+    wheel_slot: UNARMED,
     verdict_epoch: 0,
     verdict: [0; 2],
+    packets: [0; 2],
+    bytes: [0; 2],
     l4: L4::Other,
 };
 
@@ -456,6 +467,71 @@ impl Entry {
     fn account(&mut self, dir: Dir, bytes: u64) {
         self.packets[dir as usize] += 1;
         self.bytes[dir as usize] += bytes;
+    }
+}
+
+/// Whether `k` is `orig`'s reply tuple (`orig.reply() == *k`).
+#[cfg(test)]
+fn is_reply_of(orig: &FlowKey, k: &FlowKey) -> bool {
+    Words::of(orig).is(&Words::of(k).reversed(k))
+}
+
+/// A tuple as five 64-bit words (addresses by halves, then ports, protocol and family), so
+/// that tuples compare with a few XORs and one test instead of a chain of early exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Words {
+    src: (u64, u64),
+    dst: (u64, u64),
+    rest: u64,
+}
+
+impl Words {
+    #[inline(always)]
+    fn of(k: &FlowKey) -> Words {
+        Words {
+            src: halves(&k.src),
+            dst: halves(&k.dst),
+            rest: Self::rest(k.src_port, k.dst_port, k),
+        }
+    }
+
+    #[inline(always)]
+    fn rest(src_port: u16, dst_port: u16, k: &FlowKey) -> u64 {
+        u64::from(src_port)
+            | u64::from(dst_port) << 16
+            | u64::from(k.proto) << 32
+            | (k.family as u64) << 40
+    }
+
+    /// The words of `k`'s reply tuple, `k` being the tuple these are the words of.
+    #[inline(always)]
+    fn reversed(&self, k: &FlowKey) -> Words {
+        Words {
+            src: self.dst,
+            dst: self.src,
+            rest: if k.is_icmp() {
+                Self::icmp_reply_rest(k)
+            } else {
+                Self::rest(k.dst_port, k.src_port, k)
+            },
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn icmp_reply_rest(k: &FlowKey) -> u64 {
+        Self::of(&k.reply()).rest
+    }
+
+    /// Equality, without branches.
+    #[inline(always)]
+    fn is(&self, o: &Words) -> bool {
+        ((self.src.0 ^ o.src.0)
+            | (self.src.1 ^ o.src.1)
+            | (self.dst.0 ^ o.dst.0)
+            | (self.dst.1 ^ o.dst.1)
+            | (self.rest ^ o.rest))
+            == 0
     }
 }
 
@@ -521,7 +597,7 @@ impl Conntrack {
             entries: vec![FREE; cap as usize].into_boxed_slice(),
             free: (0..cap).rev().collect(),
             free_len: cap,
-            index: Index::with_capacity(cap * 2),
+            index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }),
             wheel: Wheel::new(cap),
             replies: if cfg.nat {
                 vec![FREE.key; cap as usize].into_boxed_slice()
@@ -585,26 +661,37 @@ impl Conntrack {
         }
     }
 
+    /// The entry (live or not) that tuple `k` belongs to, and the direction `k` travels in it.
+    /// A candidate is compared with both directions at once, and the direction chosen without
+    /// a branch (packets of both directions interleave: a branch on it would mispredict).
+    #[inline(always)]
+    fn find(&self, k: &FlowKey) -> Option<(u32, Dir)> {
+        let entries = &self.entries;
+        let replies = &self.replies;
+        let w = Words::of(k);
+        let rev = w.reversed(k);
+        self.index.find(self.tag(k), |r| {
+            let i = r >> 1;
+            if r & 1 == 1 {
+                // The reply tuple of a NAT binding.
+                return Words::of(&replies[i as usize])
+                    .is(&w)
+                    .then_some((i, Dir::Reply));
+            }
+            let e = &entries[i as usize];
+            let ew = Words::of(&e.key);
+            let orig = ew.is(&w);
+            let reply = ew.is(&rev) & !e.has(status::NAT);
+            let dir = if orig { Dir::Orig } else { Dir::Reply };
+            (orig | reply).then_some((i, dir))
+        })
+    }
+
     /// Whether a live connection already uses tuple `k` in either direction (NAT's
     /// uniqueness probe, as `nf_nat_used_tuple`: two connections never share a reply tuple).
     pub fn tuple_in_use(&self, k: &FlowKey, now_ns: u64) -> bool {
-        let entries = &self.entries;
-        let replies = &self.replies;
-        self.index
-            .find(self.tag(k), |r| {
-                let e = &entries[(r >> 1) as usize];
-                if e.deadline_ns <= now_ns {
-                    return false;
-                }
-                if r & 1 == 0 {
-                    e.key == *k
-                } else if e.has(status::NAT) {
-                    replies[(r >> 1) as usize] == *k
-                } else {
-                    e.key.reply() == *k
-                }
-            })
-            .is_some()
+        self.find(k)
+            .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
 
     /// The NAT binding of an entry: its original tuple and the tuple its replies carry;
@@ -627,14 +714,13 @@ impl Conntrack {
         tag
     }
 
-    /// Second half: starts loading the entry the bucket points at, and its timer links. Call
-    /// once the bucket had time to arrive.
+    /// Second half: starts loading the entry the bucket points at. Call once the bucket had
+    /// time to arrive.
     #[inline(always)]
     pub fn prefetch_entry(&self, tag: u32) {
         if let Some(r) = self.index.first(tag) {
             if let Some(e) = self.entries.get((r >> 1) as usize) {
                 crate::dpdk::prefetch_all(e);
-                self.wheel.prefetch(r >> 1);
                 // A NAT binding's reply tuple: compared for replies, read for the rewrite.
                 if let Some(t) = self.replies.get((r >> 1) as usize) {
                     crate::dpdk::prefetch_all(t);
@@ -643,49 +729,56 @@ impl Conntrack {
         }
     }
 
-    /// The index tag of a tuple.
-    #[inline]
+    /// The index tag of a tuple: the same for the tuple and its reply tuple. Each endpoint
+    /// (address and port; for ICMP, address and identifier) is hashed alone with the seeds,
+    /// and the two are added, which does not depend on their order; an ICMP type is replaced
+    /// by the lesser of it and its answer. The port goes through its own keyed multiply before
+    /// it meets the address, so no choice of addresses and ports collides whatever the seeds.
+    #[inline(always)]
     fn tag(&self, k: &FlowKey) -> u32 {
         let [s0, s1, s2] = self.seeds;
-        let (src_lo, src_hi) = halves(&k.src);
-        let (dst_lo, dst_hi) = halves(&k.dst);
-        let rest = u64::from(k.src_port)
-            | u64::from(k.dst_port) << 16
-            | u64::from(k.proto) << 32
-            | (k.family as u64) << 40;
-        let h = mix(src_lo ^ dst_lo ^ s0, src_hi ^ s1)
-            ^ mix(dst_hi ^ s2, rest ^ SEED_MIX)
-            ^ mix(src_lo ^ s1, dst_lo ^ s2);
+        let (a_lo, a_hi) = halves(&k.src);
+        let (b_lo, b_hi) = halves(&k.dst);
+        let (a_port, b_port, kind) = if k.is_icmp() {
+            Self::icmp_ends(k)
+        } else {
+            (k.src_port, k.dst_port, 0)
+        };
+        let end =
+            |lo: u64, hi: u64, port: u16| mix(lo ^ u64::from(port).wrapping_mul(s2) ^ s0, hi ^ s1);
+        let ends = end(a_lo, a_hi, a_port).wrapping_add(end(b_lo, b_hi, b_port));
+        let rest = u64::from(k.proto) | (k.family as u64) << 8 | u64::from(kind) << 16;
+        let h = mix(ends, rest ^ SEED_MIX);
         (h ^ (h >> 32)) as u32
+    }
+
+    /// An ICMP tuple's endpoints for [`Conntrack::tag`]: the identifier on both sides, and
+    /// the type (the lesser of it and its answer) and code.
+    #[cold]
+    #[inline(never)]
+    fn icmp_ends(k: &FlowKey) -> (u16, u16, u16) {
+        let [ty, code] = k.dst_port.to_be_bytes();
+        let answer = match k.family {
+            Family::V4 => icmpv4::reply_type(ty),
+            Family::V6 => icmpv6::reply_type(ty),
+        };
+        (
+            k.src_port,
+            k.src_port,
+            u16::from_be_bytes([ty.min(answer), code]),
+        )
     }
 
     /// The live entry `k` belongs to, and the direction `k` travels in it.
     #[inline]
     fn lookup(&mut self, k: &FlowKey, now_ns: u64) -> Option<(u32, Dir)> {
-        let reply = k.reply();
-        let entries = &self.entries;
-        let replies = &self.replies;
-        let found = self.index.find(self.tag(k), |r| {
-            let e = &entries[(r >> 1) as usize];
-            if r & 1 == 0 {
-                e.key == *k
-            } else if e.has(status::NAT) {
-                replies[(r >> 1) as usize] == *k
-            } else {
-                e.key == reply
-            }
-        })?;
-        let i = found >> 1;
+        let found = self.find(k)?;
+        let i = found.0;
         if self.entries[i as usize].deadline_ns <= now_ns {
             self.expire_one(i);
             return None;
         }
-        let dir = if found & 1 == 0 {
-            Dir::Orig
-        } else {
-            Dir::Reply
-        };
-        Some((i, dir))
+        Some(found)
     }
 
     #[cold]
@@ -697,18 +790,19 @@ impl Conntrack {
 
     /// Frees slot `i`: out of the index and the wheel.
     fn remove(&mut self, i: u32) {
-        let key = self.entries[i as usize].key;
-        let reply = self.reply_of(i);
-        let (t0, t1) = (self.tag(&key), self.tag(&reply));
-        self.index.remove(t0, i << 1);
-        if reply != key {
-            self.index.remove(t1, i << 1 | 1);
-        }
-        self.wheel.disarm(i);
-        if self.entries[i as usize].has(status::NAT) {
+        let e = self.entries[i as usize];
+        self.index.remove(self.tag(&e.key), i << 1);
+        if e.has(status::NAT) {
+            let reply = self.replies[i as usize];
+            if reply != e.key {
+                self.index.remove(self.tag(&reply), i << 1 | 1);
+            }
             self.stats.nat_live -= 1;
         }
-        self.entries[i as usize].status = 0;
+        self.wheel.disarm(i, e.wheel_slot);
+        let e = &mut self.entries[i as usize];
+        e.status = 0;
+        e.wheel_slot = UNARMED;
         self.free[self.free_len as usize] = i;
         self.free_len += 1;
     }
@@ -716,8 +810,11 @@ impl Conntrack {
     /// Sets entry `i`'s deadline (later or earlier).
     #[inline]
     fn refresh(&mut self, i: u32, deadline_ns: u64, now_ns: u64) {
-        self.entries[i as usize].deadline_ns = deadline_ns;
-        self.wheel.rearm_if_late(i, deadline_ns, now_ns);
+        let e = &mut self.entries[i as usize];
+        e.deadline_ns = deadline_ns;
+        e.wheel_slot = self
+            .wheel
+            .rearm_if_late(i, e.wheel_slot, deadline_ns, now_ns);
     }
 
     #[cold]
@@ -731,7 +828,10 @@ impl Conntrack {
     /// Updates the packet's entry; never inserts one (see [`Conntrack::confirm`]).
     #[inline]
     pub fn track(&mut self, frame: &[u8], info: &PacketInfo, now_ns: u64) -> Tracked {
-        let Some(key) = info.flow else {
+        // By reference: the key stays where the parser (or the caller's copy) left it, and is
+        // read field by field; a copy here would load it whole right after the caller stored
+        // it piecewise, which the store buffer cannot forward.
+        let Some(key) = info.flow.as_ref() else {
             return self.invalid(Invalid::NotIp);
         };
         let fragmented = match info.frag {
@@ -759,22 +859,33 @@ impl Conntrack {
         }
     }
 
-    fn pseudo(key: &FlowKey) -> PseudoHeader {
-        match key.family {
-            Family::V4 => PseudoHeader::V4 {
-                src: key.src.to_v4().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-                dst: key.dst.to_v4().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-            },
-            Family::V6 => PseudoHeader::V6 {
-                src: key.src.to_v6(),
-                dst: key.dst.to_v6(),
-            },
-        }
+    /// Whether an upper-layer message `data` (checksum field included) of the packet with
+    /// tuple `key` verifies against its pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1), which is
+    /// summed from the tuple's address halves: the same answer as [`PseudoHeader::verify`],
+    /// with little-endian words ([`checksum::accumulate_le`]).
+    #[inline]
+    fn l4_checksum_ok(key: &FlowKey, data: &[u8]) -> bool {
+        let (s_lo, s_hi) = halves(&key.src);
+        let (d_lo, d_hi) = halves(&key.dst);
+        let words = |x: u64| (x & 0xffff_ffff) + (x >> 32);
+        let addresses = match key.family {
+            // An IPv4 address is bytes 12..16 of its mapped form: the high half's top.
+            Family::V4 => (s_hi >> 32) + (d_hi >> 32),
+            Family::V6 => words(s_lo) + words(s_hi) + words(d_lo) + words(d_hi),
+        };
+        let len = data.len() as u32;
+        // The protocol (after a zero byte) and the length, big-endian words read
+        // little-endian; IPv4's 16-bit length is the low word of IPv6's 32-bit one.
+        let pseudo = addresses
+            + (u64::from(key.proto) << 8)
+            + u64::from(((len >> 16) as u16).swap_bytes())
+            + u64::from((len as u16).swap_bytes());
+        checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff
     }
 
     fn track_tcp(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
         bytes: u64,
@@ -783,15 +894,16 @@ impl Conntrack {
         let Ok(p) = crate::wire::tcp::Packet::new_checked(l4) else {
             return self.invalid(Invalid::Truncated);
         };
-        if self.cfg.checksum && !fragmented && !p.verify_checksum(&Self::pseudo(&key)) {
+        if self.cfg.checksum && !fragmented && !Self::l4_checksum_ok(key, l4) {
             return self.invalid(Invalid::BadChecksum);
         }
         if !tcp::valid_flags(p.flags()) {
             return self.invalid(Invalid::TcpFlags);
         }
         let seg = Segment::from_packet(&p);
-        let cfg = self.cfg.tcp;
-        if let Some((i, dir)) = self.lookup(&key, now_ns) {
+        if let Some((i, dir)) = self.lookup(key, now_ns) {
+            // The settings by reference (a copy is a hundred bytes a packet).
+            let cfg = &self.cfg.tcp;
             let e = &mut self.entries[i as usize];
             let st = e.tcp_status();
             let state = e.state_for(dir);
@@ -809,7 +921,7 @@ impl Conntrack {
                 handle,
                 invalid: None,
             };
-            match t.packet(dir, &seg, &cfg, st, remaining) {
+            match t.packet(dir, &seg, cfg, st, remaining) {
                 tcp::Outcome::Accept {
                     timeout_ns,
                     set_assured,
@@ -857,23 +969,23 @@ impl Conntrack {
 
     fn new_tcp(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
         seg: &Segment<'_>,
         fragmented: bool,
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
-        let cfg = self.cfg.tcp;
-        let Some(mut t) = TcpTrack::new(seg, &cfg) else {
+        let cfg = &self.cfg.tcp;
+        let Some(mut t) = TcpTrack::new(seg, cfg) else {
             return self.invalid(Invalid::TcpNotNew);
         };
         if fragmented {
             t.seen[0].flags |= tcp::seen_flags::BE_LIBERAL;
         }
-        match t.packet(Dir::Orig, seg, &cfg, Status::default(), 0) {
+        match t.packet(Dir::Orig, seg, cfg, Status::default(), 0) {
             tcp::Outcome::Accept { timeout_ns, .. } => {
                 let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
-                let e = Entry::new(key, now_ns + timeout, bytes, L4::Tcp(t));
+                let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));
                 Tracked {
                     state: CtState::New,
                     dir: Dir::Orig,
@@ -888,7 +1000,7 @@ impl Conntrack {
 
     fn track_udp(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
         bytes: u64,
@@ -898,14 +1010,18 @@ impl Conntrack {
             let Ok(p) = udp::Packet::new_checked(l4) else {
                 return self.invalid(Invalid::Truncated);
             };
-            // A zero checksum means none (conntrack accepts it for IPv6 too).
-            if self.cfg.checksum && p.checksum() != 0 && !p.verify_checksum(&Self::pseudo(&key)) {
+            // A zero checksum means none (conntrack accepts it for IPv6 too). The sum covers
+            // the datagram as its length field says (`new_checked` saw it fits).
+            if self.cfg.checksum
+                && p.checksum() != 0
+                && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())])
+            {
                 return self.invalid(Invalid::BadChecksum);
             }
         }
-        let Some((i, dir)) = self.lookup(&key, now_ns) else {
+        let Some((i, dir)) = self.lookup(key, now_ns) else {
             let e = Entry::new(
-                key,
+                *key,
                 now_ns + self.cfg.udp_ns,
                 bytes,
                 L4::Udp {
@@ -955,17 +1071,17 @@ impl Conntrack {
     #[inline]
     fn track_simple(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
         bytes: u64,
         timeout_ns: u64,
         now_ns: u64,
         may_start: bool,
     ) -> Tracked {
-        let Some((i, dir)) = self.lookup(&key, now_ns) else {
+        let Some((i, dir)) = self.lookup(key, now_ns) else {
             if !may_start {
                 return self.invalid(Invalid::IcmpNotNew);
             }
-            let e = Entry::new(key, now_ns + timeout_ns, bytes, L4::Other);
+            let e = Entry::new(*key, now_ns + timeout_ns, bytes, L4::Other);
             return Tracked {
                 state: CtState::New,
                 dir: Dir::Orig,
@@ -990,7 +1106,7 @@ impl Conntrack {
 
     fn track_icmp(
         &mut self,
-        key: FlowKey,
+        key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
         bytes: u64,
@@ -1023,8 +1139,7 @@ impl Conntrack {
                 self.track_simple(key, bytes, self.cfg.icmp_ns, now_ns, may_start)
             }
             Family::V6 => {
-                let p = icmpv6::Packet::new_unchecked(l4);
-                if self.cfg.checksum && !fragmented && !p.verify_checksum(&Self::pseudo(&key)) {
+                if self.cfg.checksum && !fragmented && !Self::l4_checksum_ok(key, l4) {
                     return self.invalid(Invalid::BadChecksum);
                 }
                 // Neighbour discovery and MLD are never tracked (Linux's `noct_valid_new`).
@@ -1043,7 +1158,7 @@ impl Conntrack {
 
     /// An ICMP error: RELATED to the connection of the packet it quotes, in the direction
     /// that makes the quoted packet's sender its destination.
-    fn related(&mut self, outer: FlowKey, quote: &[u8], now_ns: u64) -> Tracked {
+    fn related(&mut self, outer: &FlowKey, quote: &[u8], now_ns: u64) -> Tracked {
         let Some(inner) = icmp::quoted_key(outer.family, quote) else {
             return self.invalid(Invalid::IcmpQuote);
         };
@@ -1129,16 +1244,16 @@ impl Conntrack {
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
+        e.wheel_slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         self.entries[i as usize] = e;
+        self.index.insert(tag, i << 1);
         if e.has(status::NAT) {
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
+            if reply != e.key {
+                self.index.insert(self.tag(&reply), i << 1 | 1);
+            }
         }
-        self.index.insert(tag, i << 1);
-        if reply != e.key {
-            self.index.insert(self.tag(&reply), i << 1 | 1);
-        }
-        self.wheel.arm(i, e.deadline_ns, now_ns);
         self.stats.created += 1;
         tracked.handle = Handle::Entry(EntryId(i));
         Ok(())
@@ -1188,13 +1303,15 @@ impl Conntrack {
             let Some(i) = self.wheel.pop_due(now_ns) else {
                 break;
             };
-            let deadline = self.entries[i as usize].deadline_ns;
+            let e = &mut self.entries[i as usize];
+            e.wheel_slot = UNARMED;
+            let deadline = e.deadline_ns;
             if deadline <= now_ns {
                 self.remove(i);
                 self.stats.expired += 1;
                 removed += 1;
             } else {
-                self.wheel.arm(i, deadline, now_ns);
+                e.wheel_slot = self.wheel.arm(i, deadline, now_ns);
             }
         }
         removed
@@ -1297,6 +1414,7 @@ impl Conntrack {
     pub fn flush(&mut self) {
         for e in self.entries.iter_mut() {
             e.status = 0;
+            e.wheel_slot = UNARMED;
         }
         self.index.clear();
         self.wheel.clear();

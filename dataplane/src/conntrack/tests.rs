@@ -971,3 +971,75 @@ fn nat_binding_needs_a_nat_table() {
     assert_eq!(ct.len(), 1);
     assert!(ct.binding(t.entry().unwrap()).is_none());
 }
+
+proptest! {
+    /// A tuple and its reply tuple share their index tag (the index holds a connection once),
+    /// for every protocol, ICMP queries and their answers included.
+    #[test]
+    fn tag_is_the_same_both_ways(
+        src in any::<[u8; 16]>(),
+        dst in any::<[u8; 16]>(),
+        proto in prop_oneof![Just(1u8), Just(6), Just(17), Just(58), any::<u8>()],
+        sp in any::<u16>(),
+        dp in any::<u16>(),
+        v6 in any::<bool>(),
+    ) {
+        let ct = table(4);
+        let k = FlowKey {
+            src: IpAddr128(src),
+            dst: IpAddr128(dst),
+            src_port: sp,
+            dst_port: dp,
+            proto,
+            family: if v6 { Family::V6 } else { Family::V4 },
+        };
+        prop_assert_eq!(ct.tag(&k), ct.tag(&k.reply()));
+        prop_assert!(is_reply_of(&k, &k.reply()));
+    }
+}
+
+proptest! {
+    /// The pseudo-header checksum summed from the tuple gives the wire module's answer, for
+    /// both families and any length, valid or not.
+    #[test]
+    fn l4_checksum_matches_the_pseudo_header(
+        src in any::<[u8; 16]>(),
+        dst in any::<[u8; 16]>(),
+        proto in prop_oneof![Just(6u8), Just(17), Just(58)],
+        v6 in any::<bool>(),
+        mut data in proptest::collection::vec(any::<u8>(), 8..90),
+        fix in any::<bool>(),
+    ) {
+        use crate::wire::checksum::PseudoHeader;
+        let (src, dst) = if v6 {
+            (IpAddr128(src), IpAddr128(dst))
+        } else {
+            let v4 = |a: [u8; 16]| IpAddr128::from_v4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            (v4(src), v4(dst))
+        };
+        let key = FlowKey {
+            src,
+            dst,
+            src_port: 1,
+            dst_port: 2,
+            proto,
+            family: if v6 { Family::V6 } else { Family::V4 },
+        };
+        let pseudo = if v6 {
+            PseudoHeader::V6 { src: src.to_v6(), dst: dst.to_v6() }
+        } else {
+            PseudoHeader::V4 { src: src.to_v4().unwrap(), dst: dst.to_v4().unwrap() }
+        };
+        if fix {
+            // A correct checksum in bytes 6..8 (where UDP keeps it).
+            data[6] = 0;
+            data[7] = 0;
+            let c = pseudo.checksum(proto, &data);
+            data[6..8].copy_from_slice(&c.to_be_bytes());
+        }
+        prop_assert_eq!(
+            Conntrack::l4_checksum_ok(&key, &data),
+            pseudo.verify(proto, &data)
+        );
+    }
+}

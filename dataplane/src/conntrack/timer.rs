@@ -6,7 +6,9 @@
 //! - Time is cut into ticks of 2^[`TICK_SHIFT`] ns (about 134 ms); slot `t % SLOTS` holds the
 //!   entries armed for tick `t`, as an intrusive doubly linked list through `links`.
 //! - An armed entry's tick is in `[cursor, cursor + SLOTS)`, where `cursor` is the next tick to
-//!   visit. Deadlines further out are armed at the horizon and re-armed when visited.
+//!   visit. Deadlines further out are armed at the horizon and re-armed when visited. So the
+//!   slot alone gives the tick, and the caller keeps an entry's slot in the entry itself
+//!   ([`UNARMED`] when it is not armed): a packet that refreshes a deadline reads no link.
 //! - Arming is lazy: a packet that extends a deadline writes only the entry's deadline; the
 //!   wheel finds it when its old tick comes and re-arms it. A deadline moved *earlier* than its
 //!   armed tick must be re-armed at once ([`Wheel::rearm_if_late`]).
@@ -16,22 +18,22 @@ pub const TICK_SHIFT: u32 = 27;
 /// Slots in the wheel: a horizon of 4096 ticks, about 9 minutes.
 pub const SLOTS: u64 = 4096;
 
+/// The slot of an entry that is not armed.
+pub const UNARMED: u16 = u16::MAX;
+
 const NIL: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
 struct Link {
     next: u32,
     prev: u32,
-    /// Tick the entry is armed for; `u64::MAX` when not armed.
-    tick: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Link>() == 16);
+const _: () = assert!(core::mem::size_of::<Link>() == 8);
 
-const UNARMED: Link = Link {
+const UNLINKED: Link = Link {
     next: NIL,
     prev: NIL,
-    tick: u64::MAX,
 };
 
 #[inline]
@@ -52,7 +54,7 @@ impl Wheel {
     pub fn new(entries: u32) -> Wheel {
         Wheel {
             heads: vec![NIL; SLOTS as usize].into_boxed_slice(),
-            links: vec![UNARMED; entries as usize].into_boxed_slice(),
+            links: vec![UNLINKED; entries as usize].into_boxed_slice(),
             cursor: 0,
             started: false,
         }
@@ -70,9 +72,9 @@ impl Wheel {
         }
     }
 
-    /// Arms entry `e` (not armed) for `deadline_ns`.
+    /// Arms entry `e` (not armed) for `deadline_ns`; returns its slot, for the caller to keep.
     #[inline]
-    pub fn arm(&mut self, e: u32, deadline_ns: u64, now_ns: u64) {
+    pub fn arm(&mut self, e: u32, deadline_ns: u64, now_ns: u64) -> u16 {
         self.start(now_ns);
         // Never the tick being visited (a re-armed entry would be met again at once), never
         // past the horizon.
@@ -82,52 +84,53 @@ impl Wheel {
         self.links[e as usize] = Link {
             next: head,
             prev: NIL,
-            tick: t,
         };
         if head != NIL {
             self.links[head as usize].prev = e;
         }
         self.heads[slot] = e;
+        slot as u16
     }
 
-    /// Unlinks entry `e` if it is armed.
+    /// Unlinks entry `e`, armed in `slot` (nothing when `slot` is [`UNARMED`]).
     #[inline]
-    pub fn disarm(&mut self, e: u32) {
-        let l = self.links[e as usize];
-        if l.tick == u64::MAX {
+    pub fn disarm(&mut self, e: u32, slot: u16) {
+        if slot == UNARMED {
             return;
         }
+        let l = self.links[e as usize];
         if l.prev == NIL {
-            self.heads[(l.tick % SLOTS) as usize] = l.next;
+            self.heads[usize::from(slot)] = l.next;
         } else {
             self.links[l.prev as usize].next = l.next;
         }
         if l.next != NIL {
             self.links[l.next as usize].prev = l.prev;
         }
-        self.links[e as usize] = UNARMED;
+        self.links[e as usize] = UNLINKED;
     }
 
-    /// Starts loading `e`'s links (read by every refresh).
-    #[inline(always)]
-    pub fn prefetch(&self, e: u32) {
-        if let Some(l) = self.links.get(e as usize) {
-            crate::dpdk::prefetch(l);
-        }
-    }
-
-    /// Re-arms `e` when its new deadline comes before the tick it is armed for.
+    /// The tick an entry armed in `slot` waits for.
     #[inline]
-    pub fn rearm_if_late(&mut self, e: u32, deadline_ns: u64, now_ns: u64) {
-        let armed = self.links[e as usize].tick;
-        if armed != u64::MAX && tick_of(deadline_ns) < armed {
-            self.disarm(e);
-            self.arm(e, deadline_ns, now_ns);
+    fn tick_of_slot(&self, slot: u16) -> u64 {
+        self.cursor + (u64::from(slot) + SLOTS - self.cursor % SLOTS) % SLOTS
+    }
+
+    /// Re-arms `e` (armed in `slot`) when its new deadline comes before the tick it is armed
+    /// for; returns its slot. Reads nothing of the wheel otherwise.
+    #[inline]
+    pub fn rearm_if_late(&mut self, e: u32, slot: u16, deadline_ns: u64, now_ns: u64) -> u16 {
+        if slot != UNARMED && tick_of(deadline_ns) < self.tick_of_slot(slot) {
+            self.disarm(e, slot);
+            self.arm(e, deadline_ns, now_ns)
+        } else {
+            slot
         }
     }
 
-    /// The next entry armed for a tick at or before `now_ns`'s, unlinked; `None` when the wheel
-    /// has caught up. The caller expires it or arms it again.
+    /// The next entry armed for a tick at or before `now_ns`'s, unlinked (no longer armed:
+    /// the caller forgets its slot); `None` when the wheel has caught up. The caller expires
+    /// it or arms it again.
     #[inline]
     pub fn pop_due(&mut self, now_ns: u64) -> Option<u32> {
         self.start(now_ns);
@@ -137,10 +140,10 @@ impl Wheel {
             self.cursor = now + 1 - SLOTS;
         }
         while self.cursor <= now {
-            let slot = (self.cursor % SLOTS) as usize;
-            let e = self.heads[slot];
+            let slot = (self.cursor % SLOTS) as u16;
+            let e = self.heads[usize::from(slot)];
             if e != NIL {
-                self.disarm(e);
+                self.disarm(e, slot);
                 return Some(e);
             }
             self.cursor += 1;
@@ -148,10 +151,10 @@ impl Wheel {
         None
     }
 
-    /// Disarms everything.
+    /// Disarms everything (the caller forgets every slot).
     pub fn clear(&mut self) {
         self.heads.fill(NIL);
-        self.links.fill(UNARMED);
+        self.links.fill(UNLINKED);
     }
 }
 
@@ -184,20 +187,41 @@ mod tests {
         panic!("never due (visited {seen} times)");
     }
 
+    #[test]
+    fn earlier_deadlines_are_rearmed() {
+        let mut w = Wheel::new(2);
+        let slot = w.arm(0, 100 * TICK, 0);
+        // Later: nothing moves.
+        assert_eq!(w.rearm_if_late(0, slot, 200 * TICK, TICK), slot);
+        // Earlier: armed again, in another slot.
+        let early = w.rearm_if_late(0, slot, 10 * TICK, TICK);
+        assert_ne!(early, slot);
+        let mut now = 0;
+        while w.pop_due(now).is_none() {
+            now += TICK;
+        }
+        assert_eq!(now, 10 * TICK);
+    }
+
     proptest! {
         /// Entries come back no earlier than their tick and, when polled every tick, within one
-        /// tick after it; disarmed entries never come back.
+        /// tick after it; disarmed entries never come back; deadlines moved earlier come back
+        /// by their new time.
         #[test]
         fn due_within_a_tick(deadlines in proptest::collection::vec(0u64..(2 * SLOTS * TICK), 1..40),
-                             drop_some in proptest::collection::vec(any::<bool>(), 40)) {
+                             drop_some in proptest::collection::vec(any::<bool>(), 40),
+                             sooner in proptest::collection::vec(proptest::option::of(0u64..(2 * SLOTS * TICK)), 40)) {
             let n = deadlines.len() as u32;
             let mut w = Wheel::new(n);
-            for (e, &d) in deadlines.iter().enumerate() {
-                w.arm(e as u32, d, 0);
-            }
-            for e in 0..n {
-                if drop_some[e as usize] {
-                    w.disarm(e);
+            let mut deadlines = deadlines;
+            let mut slots: Vec<u16> = deadlines.iter().enumerate().map(|(e, &d)| w.arm(e as u32, d, 0)).collect();
+            for e in 0..n as usize {
+                if drop_some[e] {
+                    w.disarm(e as u32, slots[e]);
+                    slots[e] = UNARMED;
+                } else if let Some(d) = sooner[e].filter(|&d| d < deadlines[e]) {
+                    deadlines[e] = d;
+                    slots[e] = w.rearm_if_late(e as u32, slots[e], d, 0);
                 }
             }
             let mut done = vec![false; n as usize];
@@ -209,8 +233,9 @@ mod tests {
                     if d <= now {
                         prop_assert!(now < d + 2 * TICK, "late: {} vs {}", now, d);
                         done[e as usize] = true;
+                        slots[e as usize] = UNARMED;
                     } else {
-                        w.arm(e, d, now);
+                        slots[e as usize] = w.arm(e, d, now);
                     }
                 }
                 now += TICK;
