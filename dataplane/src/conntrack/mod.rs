@@ -670,21 +670,25 @@ impl Conntrack {
         let replies = &self.replies;
         let w = Words::of(k);
         let rev = w.reversed(k);
-        self.index.find(self.tag(k), |r| {
+        for r in self.index.candidates(self.tag(k)) {
             let i = r >> 1;
             if r & 1 == 1 {
                 // The reply tuple of a NAT binding.
-                return Words::of(&replies[i as usize])
-                    .is(&w)
-                    .then_some((i, Dir::Reply));
+                if Words::of(&replies[i as usize]).is(&w) {
+                    return Some((i, Dir::Reply));
+                }
+                continue;
             }
             let e = &entries[i as usize];
             let ew = Words::of(&e.key);
             let orig = ew.is(&w);
             let reply = ew.is(&rev) & !e.has(status::NAT);
-            let dir = if orig { Dir::Orig } else { Dir::Reply };
-            (orig | reply).then_some((i, dir))
-        })
+            if orig | reply {
+                let dir = if orig { Dir::Orig } else { Dir::Reply };
+                return Some((i, dir));
+            }
+        }
+        None
     }
 
     /// Whether a live connection already uses tuple `k` in either direction (NAT's
@@ -917,7 +921,11 @@ impl Conntrack {
                 handle,
                 invalid: None,
             };
-            match t.packet(dir, &seg, cfg, st, remaining) {
+            let outcome = match t.established_ack(dir, &seg, cfg, st) {
+                Some(o) => o,
+                None => t.packet(dir, &seg, cfg, st, remaining),
+            };
+            match outcome {
                 tcp::Outcome::Accept {
                     timeout_ns,
                     set_assured,
@@ -1200,8 +1208,23 @@ impl Conntrack {
     /// inverse of its original tuple (a NAT binding; the caller checked with
     /// [`Conntrack::tuple_in_use`] that no other connection uses it). Needs a table made
     /// with [`Config::nat`]; without it the binding is refused as [`TableFull`] would be.
-    #[inline]
+    #[inline(always)]
     pub fn confirm_with(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<FlowKey>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
+        // Most packets have nothing to confirm: a test here, the insertion out of line.
+        match tracked.handle {
+            Handle::New(_) => self.insert(tracked, reply, now_ns),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Conntrack::confirm_with`] for a [`Handle::New`].
+    #[inline(never)]
+    fn insert(
         &mut self,
         tracked: &mut Tracked,
         reply: Option<FlowKey>,
