@@ -23,6 +23,32 @@ const _: () = assert!(core::mem::size_of::<Bucket>() == 8);
 
 const EMPTY: u32 = u32::MAX;
 
+/// The references stored under one tag, from [`Index::candidates`].
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    index: &'a Index,
+    at: u32,
+    tag: u32,
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = u32;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let b = self.index.buckets[self.at as usize];
+            if b.reference == EMPTY {
+                return None;
+            }
+            self.at = self.index.next(self.at);
+            if b.tag == self.tag {
+                return Some(b.reference);
+            }
+        }
+    }
+}
+
 /// An open-addressing index of `u32` references by 32-bit hash tag.
 #[derive(Debug)]
 pub struct Index {
@@ -80,19 +106,18 @@ impl Index {
     /// Calls `found` with each reference stored under `tag`, in probe order, until it returns
     /// `Some`; returns that answer.
     #[inline(always)]
-    pub fn find<T>(&self, tag: u32, mut found: impl FnMut(u32) -> Option<T>) -> Option<T> {
-        let mut at = self.home(tag);
-        loop {
-            let b = self.buckets[at as usize];
-            if b.reference == EMPTY {
-                return None;
-            }
-            if b.tag == tag {
-                if let Some(t) = found(b.reference) {
-                    return Some(t);
-                }
-            }
-            at = self.next(at);
+    pub fn find<T>(&self, tag: u32, found: impl FnMut(u32) -> Option<T>) -> Option<T> {
+        self.candidates(tag).find_map(found)
+    }
+
+    /// The references stored under `tag`, in probe order (the caller checks each against its
+    /// own entry; a loop over these inlines where a closure may not).
+    #[inline(always)]
+    pub fn candidates(&self, tag: u32) -> Candidates<'_> {
+        Candidates {
+            index: self,
+            at: self.home(tag),
+            tag,
         }
     }
 

@@ -232,8 +232,8 @@ pub struct Pending(Entry);
 
 impl Pending {
     /// The original tuple.
-    pub fn key(&self) -> &FlowKey {
-        &self.0.key
+    pub fn key(&self) -> FlowKey {
+        self.0.key.key()
     }
 }
 
@@ -389,9 +389,9 @@ enum L4 {
 #[repr(C)]
 struct Entry {
     deadline_ns: u64,
-    /// The original tuple; the reply tuple is `key.reply()` (or, with [`status::NAT`], the
-    /// one in the `replies` side table).
-    key: FlowKey,
+    /// The original tuple, as the words a lookup compares; the reply tuple is its reverse
+    /// (or, with [`status::NAT`], the one in the `replies` side table).
+    key: Words,
     status: u8,
     /// Where the entry is armed in the wheel ([`UNARMED`] when it is not).
     wheel_slot: u16,
@@ -407,15 +407,21 @@ struct Entry {
 // 160 bytes: 2.5 cache lines; the index adds 16 bytes per slot (32 with NAT) and the wheel 8.
 const _: () = assert!(core::mem::size_of::<Entry>() == 160);
 
+const NO_KEY: FlowKey = FlowKey {
+    src: IpAddr128::UNSPECIFIED,
+    dst: IpAddr128::UNSPECIFIED,
+    src_port: 0,
+    dst_port: 0,
+    proto: 0,
+    family: Family::V4,
+};
+
 const FREE: Entry = Entry {
     deadline_ns: 0,
-    key: FlowKey {
-        src: IpAddr128::UNSPECIFIED,
-        dst: IpAddr128::UNSPECIFIED,
-        src_port: 0,
-        dst_port: 0,
-        proto: 0,
-        family: Family::V4,
+    key: Words {
+        src: (0, 0),
+        dst: (0, 0),
+        rest: 0,
     },
     status: 0,
     wheel_slot: UNARMED,
@@ -430,7 +436,7 @@ impl Entry {
     #[inline]
     fn new(key: FlowKey, deadline_ns: u64, bytes: u64, l4: L4) -> Entry {
         Entry {
-            key,
+            key: Words::of(&key),
             status: status::LIVE,
             deadline_ns,
             packets: [1, 0],
@@ -501,6 +507,26 @@ impl Words {
             | u64::from(dst_port) << 16
             | u64::from(k.proto) << 32
             | (k.family as u64) << 40
+    }
+
+    /// The tuple these are the words of.
+    #[inline]
+    fn key(&self) -> FlowKey {
+        let addr =
+            |(lo, hi): (u64, u64)| IpAddr128((u128::from(lo) | u128::from(hi) << 64).to_le_bytes());
+        let r = self.rest;
+        FlowKey {
+            src: addr(self.src),
+            dst: addr(self.dst),
+            src_port: r as u16,
+            dst_port: (r >> 16) as u16,
+            proto: (r >> 32) as u8,
+            family: if (r >> 40) as u8 == Family::V4 as u8 {
+                Family::V4
+            } else {
+                Family::V6
+            },
+        }
     }
 
     /// The words of `k`'s reply tuple, `k` being the tuple these are the words of.
@@ -600,7 +626,7 @@ impl Conntrack {
             index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }),
             wheel: Wheel::new(cap),
             replies: if cfg.nat {
-                vec![FREE.key; cap as usize].into_boxed_slice()
+                vec![NO_KEY; cap as usize].into_boxed_slice()
             } else {
                 Box::default()
             },
@@ -657,7 +683,7 @@ impl Conntrack {
         if e.has(status::NAT) {
             self.replies[i as usize]
         } else {
-            e.key.reply()
+            e.key.key().reply()
         }
     }
 
@@ -670,21 +696,24 @@ impl Conntrack {
         let replies = &self.replies;
         let w = Words::of(k);
         let rev = w.reversed(k);
-        self.index.find(self.tag(k), |r| {
+        for r in self.index.candidates(self.tag(k)) {
             let i = r >> 1;
             if r & 1 == 1 {
                 // The reply tuple of a NAT binding.
-                return Words::of(&replies[i as usize])
-                    .is(&w)
-                    .then_some((i, Dir::Reply));
+                if Words::of(&replies[i as usize]).is(&w) {
+                    return Some((i, Dir::Reply));
+                }
+                continue;
             }
             let e = &entries[i as usize];
-            let ew = Words::of(&e.key);
-            let orig = ew.is(&w);
-            let reply = ew.is(&rev) & !e.has(status::NAT);
-            let dir = if orig { Dir::Orig } else { Dir::Reply };
-            (orig | reply).then_some((i, dir))
-        })
+            let orig = e.key.is(&w);
+            let reply = e.key.is(&rev) & !e.has(status::NAT);
+            if orig | reply {
+                let dir = if orig { Dir::Orig } else { Dir::Reply };
+                return Some((i, dir));
+            }
+        }
+        None
     }
 
     /// Whether a live connection already uses tuple `k` in either direction (NAT's
@@ -699,10 +728,21 @@ impl Conntrack {
     #[inline]
     pub fn binding(&self, id: EntryId) -> Option<crate::nat::Binding> {
         let e = self.entries.get(id.0 as usize)?;
-        e.has(status::NAT).then(|| crate::nat::Binding {
-            orig: e.key,
-            reply: self.replies[id.0 as usize],
-        })
+        if e.has(status::NAT) {
+            Some(self.binding_of(id.0))
+        } else {
+            None
+        }
+    }
+
+    /// The binding of the NAT'd entry in slot `i` (out of line: most entries have none).
+    #[cold]
+    #[inline(never)]
+    fn binding_of(&self, i: u32) -> crate::nat::Binding {
+        crate::nat::Binding {
+            orig: self.entries[i as usize].key.key(),
+            reply: self.replies[i as usize],
+        }
     }
 
     /// First half of a batched lookup: starts loading the index bucket of `key` (a packet's
@@ -791,10 +831,11 @@ impl Conntrack {
     /// Frees slot `i`: out of the index and the wheel.
     fn remove(&mut self, i: u32) {
         let e = self.entries[i as usize];
-        self.index.remove(self.tag(&e.key), i << 1);
+        let key = e.key.key();
+        self.index.remove(self.tag(&key), i << 1);
         if e.has(status::NAT) {
             let reply = self.replies[i as usize];
-            if reply != e.key {
+            if reply != key {
                 self.index.remove(self.tag(&reply), i << 1 | 1);
             }
             self.stats.nat_live -= 1;
@@ -921,7 +962,11 @@ impl Conntrack {
                 handle,
                 invalid: None,
             };
-            match t.packet(dir, &seg, cfg, st, remaining) {
+            let outcome = match t.established_ack(dir, &seg, cfg, st) {
+                Some(o) => o,
+                None => t.packet(dir, &seg, cfg, st, remaining),
+            };
+            match outcome {
                 tcp::Outcome::Accept {
                     timeout_ns,
                     set_assured,
@@ -1204,8 +1249,23 @@ impl Conntrack {
     /// inverse of its original tuple (a NAT binding; the caller checked with
     /// [`Conntrack::tuple_in_use`] that no other connection uses it). Needs a table made
     /// with [`Config::nat`]; without it the binding is refused as [`TableFull`] would be.
-    #[inline]
+    #[inline(always)]
     pub fn confirm_with(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<FlowKey>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
+        // Most packets have nothing to confirm: a test here, the insertion out of line.
+        match tracked.handle {
+            Handle::New(_) => self.insert(tracked, reply, now_ns),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Conntrack::confirm_with`] for a [`Handle::New`].
+    #[inline(never)]
+    fn insert(
         &mut self,
         tracked: &mut Tracked,
         reply: Option<FlowKey>,
@@ -1214,7 +1274,8 @@ impl Conntrack {
         let Handle::New(Pending(mut e)) = tracked.handle else {
             return Ok(());
         };
-        if let Some((i, dir)) = self.lookup(&e.key, now_ns) {
+        let key = e.key.key();
+        if let Some((i, dir)) = self.lookup(&key, now_ns) {
             // Another first packet of this flow was confirmed meanwhile: join it.
             self.stats.clash += 1;
             self.entries[i as usize].account(dir, e.bytes[0]);
@@ -1222,7 +1283,7 @@ impl Conntrack {
             tracked.dir = dir;
             return Ok(());
         }
-        let tag = self.tag(&e.key);
+        let tag = self.tag(&key);
         if self.free_len == 0 {
             // Entries whose time is up may still wait for the wheel: retire them first.
             self.reap_for_room(now_ns);
@@ -1232,7 +1293,7 @@ impl Conntrack {
             return Err(TableFull);
         }
         let reply = match reply {
-            Some(r) if r != e.key.reply() => {
+            Some(r) if r != key.reply() => {
                 if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
@@ -1240,7 +1301,7 @@ impl Conntrack {
                 e.status |= status::NAT;
                 r
             }
-            _ => e.key.reply(),
+            _ => key.reply(),
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
@@ -1250,7 +1311,7 @@ impl Conntrack {
         if e.has(status::NAT) {
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
-            if reply != e.key {
+            if reply != key {
                 self.index.insert(self.tag(&reply), i << 1 | 1);
             }
         }
@@ -1354,7 +1415,7 @@ impl Conntrack {
         }
         Some(ConnInfo {
             id: EntryId(i),
-            orig: e.key,
+            orig: e.key.key(),
             reply: self.reply_of(i),
             tcp_state: match e.l4 {
                 L4::Tcp(t) => Some(t.state),

@@ -995,6 +995,8 @@ proptest! {
         };
         prop_assert_eq!(ct.tag(&k), ct.tag(&k.reply()));
         prop_assert!(is_reply_of(&k, &k.reply()));
+        // An entry keeps the tuple as words, and gives it back whole.
+        prop_assert_eq!(Words::of(&k).key(), k);
     }
 }
 
