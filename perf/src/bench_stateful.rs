@@ -545,7 +545,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
     print!("{table}");
     if let Some(path) = &args.markdown {
         let body = format!(
-            "Command: `rampart-perf stateful --flows {} --rules {}`; commit {}.\n\nMachine: {}\n\n\
+            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}\n\n\
              The pipeline alone on one core (no packet I/O): each burst of 32 frames is copied \
              (untimed) into a small buffer, as a NIC leaves frames in its RX ring, then judged with \
              conntrack's prefetch, as a worker does; random established flows in both directions, \
@@ -556,6 +556,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
              {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}",
             args.flows.join(","),
             args.rules,
+            if args.no_checksum { " --no-checksum" } else { "" },
             crate::report::commit(),
             crate::report::machine("no hugepages"),
             hz / 1e6,
