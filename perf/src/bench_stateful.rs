@@ -52,6 +52,10 @@ pub struct StatefulArgs {
     /// profiler to, e.g. `perf record -p`).
     #[arg(long, default_value_t = 0.0)]
     pub profile_secs: f64,
+    /// Make the profiling window one of new connections (first packets into emptied tables)
+    /// instead of established traffic.
+    #[arg(long)]
+    pub profile_new: bool,
     /// Also alternate single passes of pass-through and of tracked traffic this many times
     /// and print the quartiles of each and of their difference (on a shared, noisy machine
     /// both sides of each pair see the same neighbours; compare builds by these).
@@ -303,6 +307,19 @@ pub(crate) fn judge_all(
     (cycles as f64 / (arena.len() * passes) as f64, forwarded)
 }
 
+/// Runs `work` for `secs` seconds between two lines on stderr.
+fn profile_window(secs: f64, mut work: impl FnMut()) {
+    eprintln!(
+        "rampart-perf: stateful: profiling window: pid {}, {secs} s",
+        std::process::id()
+    );
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < until {
+        work();
+    }
+    eprintln!("rampart-perf: stateful: profiling window closed");
+}
+
 /// One case's results.
 struct CaseResult {
     flows: usize,
@@ -390,6 +407,12 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, None, now, 1);
         new_conn.push(hz / c / 1e6);
     }
+    if args.profile_new && args.profile_secs > 0.0 {
+        profile_window(args.profile_secs, || {
+            tables.ct.flush();
+            judge_all(&bridge, &filter, Some(&mut tables), &firsts, None, now, 1);
+        });
+    }
     drop(firsts);
     // Open every flow (handshakes and replies; not timed) and keep the established ones.
     tables.ct.flush();
@@ -452,17 +475,10 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
             q(&mut d)
         );
     }
-    if args.profile_secs > 0.0 {
-        eprintln!(
-            "rampart-perf: stateful: profiling window: pid {}, {} s",
-            std::process::id(),
-            args.profile_secs
-        );
-        let until = Instant::now() + Duration::from_secs_f64(args.profile_secs);
-        while Instant::now() < until {
+    if !args.profile_new && args.profile_secs > 0.0 {
+        profile_window(args.profile_secs, || {
             judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1);
-        }
-        eprintln!("rampart-perf: stateful: profiling window closed");
+        });
     }
 
     // A full table: new connections beyond capacity (all flows are assured by now).
@@ -529,7 +545,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
     print!("{table}");
     if let Some(path) = &args.markdown {
         let body = format!(
-            "Command: `rampart-perf stateful --flows {} --rules {}`; commit {}.\n\nMachine: {}\n\n\
+            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}\n\n\
              The pipeline alone on one core (no packet I/O): each burst of 32 frames is copied \
              (untimed) into a small buffer, as a NIC leaves frames in its RX ring, then judged with \
              conntrack's prefetch, as a worker does; random established flows in both directions, \
@@ -540,6 +556,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
              {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}",
             args.flows.join(","),
             args.rules,
+            if args.no_checksum { " --no-checksum" } else { "" },
             crate::report::commit(),
             crate::report::machine("no hugepages"),
             hz / 1e6,

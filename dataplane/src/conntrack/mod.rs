@@ -692,11 +692,17 @@ impl Conntrack {
     /// a branch (packets of both directions interleave: a branch on it would mispredict).
     #[inline(always)]
     fn find(&self, k: &FlowKey) -> Option<(u32, Dir)> {
+        self.find_tagged(k, self.tag(k))
+    }
+
+    /// [`Conntrack::find`] with `k`'s tag already known.
+    #[inline(always)]
+    fn find_tagged(&self, k: &FlowKey, tag: u32) -> Option<(u32, Dir)> {
         let entries = &self.entries;
         let replies = &self.replies;
         let w = Words::of(k);
         let rev = w.reversed(k);
-        for r in self.index.candidates(self.tag(k)) {
+        for r in self.index.candidates(tag) {
             let i = r >> 1;
             if r & 1 == 1 {
                 // The reply tuple of a NAT binding.
@@ -812,7 +818,13 @@ impl Conntrack {
     /// The live entry `k` belongs to, and the direction `k` travels in it.
     #[inline]
     fn lookup(&mut self, k: &FlowKey, now_ns: u64) -> Option<(u32, Dir)> {
-        let found = self.find(k)?;
+        self.lookup_tagged(k, self.tag(k), now_ns)
+    }
+
+    /// [`Conntrack::lookup`] with `k`'s tag already known.
+    #[inline(always)]
+    fn lookup_tagged(&mut self, k: &FlowKey, tag: u32, now_ns: u64) -> Option<(u32, Dir)> {
+        let found = self.find_tagged(k, tag)?;
         let i = found.0;
         if self.entries[i as usize].deadline_ns <= now_ns {
             self.expire_one(i);
@@ -1271,19 +1283,21 @@ impl Conntrack {
         reply: Option<FlowKey>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
-        let Handle::New(Pending(mut e)) = tracked.handle else {
+        // The pending entry by reference: it is copied once, into its slot.
+        let Handle::New(Pending(pending)) = &tracked.handle else {
             return Ok(());
         };
-        let key = e.key.key();
-        if let Some((i, dir)) = self.lookup(&key, now_ns) {
+        let key = pending.key.key();
+        let tag = self.tag(&key);
+        if let Some((i, dir)) = self.lookup_tagged(&key, tag, now_ns) {
             // Another first packet of this flow was confirmed meanwhile: join it.
             self.stats.clash += 1;
-            self.entries[i as usize].account(dir, e.bytes[0]);
+            let bytes = pending.bytes[0];
+            self.entries[i as usize].account(dir, bytes);
             tracked.handle = Handle::Entry(EntryId(i));
             tracked.dir = dir;
             return Ok(());
         }
-        let tag = self.tag(&key);
         if self.free_len == 0 {
             // Entries whose time is up may still wait for the wheel: retire them first.
             self.reap_for_room(now_ns);
@@ -1292,23 +1306,25 @@ impl Conntrack {
             self.stats.ct_full += 1;
             return Err(TableFull);
         }
-        let reply = match reply {
+        // A binding whose reply tuple is not the inverse of the original one.
+        let nat = match reply {
             Some(r) if r != key.reply() => {
                 if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
                 }
-                e.status |= status::NAT;
-                r
+                Some(r)
             }
-            _ => key.reply(),
+            _ => None,
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
+        let e = &mut self.entries[i as usize];
+        *e = *pending;
         e.wheel_slot = self.wheel.arm(i, e.deadline_ns, now_ns);
-        self.entries[i as usize] = e;
         self.index.insert(tag, i << 1);
-        if e.has(status::NAT) {
+        if let Some(reply) = nat {
+            self.entries[i as usize].status |= status::NAT;
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
             if reply != key {
