@@ -116,7 +116,7 @@ pub struct ConntrackConf {
     pub tcp_max_retrans: u8,
     /// IP datagrams being reassembled at once, per worker (default: max / 64, 256 to 65536).
     pub frag_datagrams: Option<u32>,
-    /// Reserve room for NAT bindings (40 bytes per entry); without it a rule set with a nat
+    /// Reserve room for NAT bindings (54 bytes per entry); without it a rule set with a nat
     /// table is refused (default: on).
     #[serde(default = "yes")]
     pub nat: bool,

@@ -318,7 +318,8 @@ pub struct Config {
     /// Index buckets early drop looks at from the new entry's position.
     pub early_drop_scan: u32,
     /// Entries may carry a reply tuple other than the inverse of their original one (NAT
-    /// bindings): reserves a side table of one tuple per entry (40 bytes each).
+    /// bindings): reserves a side table of one tuple per entry (38 bytes each) and room in
+    /// the index for a second reference per entry (16 bytes each).
     pub nat: bool,
 }
 
