@@ -7,8 +7,12 @@
 //! the report says which. Per set:
 //!
 //! - lookup Mpps on one core: the trace in its own order, bursts of 32 through
-//!   `Classifier::classify`, `from` = 0, for `--seconds`; Tree and rte_acl runs alternate so that
-//!   noise from other work on the machine hits both, and the median of `--runs` is reported;
+//!   `Classifier::classify`, `from` = 0, for `--seconds` of wall-clock time (or, with
+//!   `--cpu-time`, of the thread's own CPU time, so that time spent preempted on a shared machine
+//!   does not count); Tree and rte_acl runs alternate so that noise from other work on the
+//!   machine hits both, and the median of `--runs` is reported. Tree / rte_acl is the median of
+//!   the ratios of each Tree run to the rte_acl run right after it. The tree uses the widest
+//!   leaf-scan kernel the CPU has, or at most `--simd`;
 //! - build time, and peak build memory: growth of the process's peak RSS (`VmHWM`, reset through
 //!   `/proc/self/clear_refs`) over its RSS before the build. For rte_acl, run-time tries placed
 //!   in DPDK heap pages that were already resident (an earlier set's freed context) do not raise
@@ -19,13 +23,17 @@
 //!   reader pick it up; median and 99th percentile over `--changes` alternating inserts and
 //!   deletes at random positions, none rebuilt in between.
 //!
+//! `--shape` also prints each tree's shape and the mean work per trace packet (trees walked,
+//! nodes visited, leaf entries read).
+//!
 //! EAL runs in-process with `--no-huge` (or, with `--huge`, on the reserved hugepages) and
 //! `--force-max-simd-bitwidth=512`, so rte_acl takes its fastest implementation this CPU has;
 //! the table names it.
 
 use anyhow::{bail, Context, Result};
 use dataplane::classify::classbench::{self, SplitMix64, SynthConfig};
-use dataplane::classify::{Classifier, FlatRule, PacketMeta, Tree, Updatable};
+use dataplane::classify::{Classifier, FlatRule, PacketMeta, Tree, TreeConfig, Updatable};
+use dataplane::dpdk::simd::{Simd, SimdLevel};
 use dataplane::dpdk::{AclClassifier, AclConfig, Eal};
 use dataplane::rcu::Publisher;
 use dataplane::wire::Family;
@@ -73,6 +81,36 @@ pub struct ClassifyArgs {
     /// Also write the table to this markdown file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Rate lookups by the lookup thread's own CPU time (`/proc/thread-self/schedstat`) rather
+    /// than wall-clock time, so that time the thread spends preempted by other work on a shared
+    /// machine does not count (cache lines that work evicts still do).
+    #[arg(long)]
+    pub cpu_time: bool,
+    /// Widest leaf-scan kernel the tree may use (it takes the widest this CPU has up to it).
+    #[arg(long, value_enum, default_value_t = SimdArg::Avx512)]
+    pub simd: SimdArg,
+    /// Also print each set's tree shape (`Tree::stats`) and the mean work per trace packet
+    /// (`Tree::lookup_cost`: trees walked, nodes visited, leaf entries read).
+    #[arg(long)]
+    pub shape: bool,
+}
+
+/// `--simd`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdArg {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl SimdArg {
+    fn level(self) -> SimdLevel {
+        match self {
+            SimdArg::Portable => SimdLevel::Portable,
+            SimdArg::Avx2 => SimdLevel::Avx2,
+            SimdArg::Avx512 => SimdLevel::Avx512,
+        }
+    }
 }
 
 /// One set's rules and trace, and where they came from.
@@ -91,6 +129,9 @@ struct Row {
     source: &'static str,
     tree_mpps: f64,
     acl_mpps: Option<f64>,
+    /// Median over runs of the Tree / rte_acl rate ratio of a run and the rte_acl run right
+    /// after it (less sensitive to the machine's load drifting than the ratio of the medians).
+    ratio: Option<f64>,
     tree_build: Duration,
     acl_build: Option<Duration>,
     tree_peak: usize,
@@ -255,15 +296,38 @@ fn measured<T>(build: impl FnOnce() -> T) -> (T, Duration, usize, usize) {
     (out, took, peak, kept)
 }
 
-/// Packets per second of `c` over the trace, bursts of 32, for `seconds`.
-fn lookup_rate(c: &dyn Classifier, rules: &[FlatRule], trace: &[PacketMeta], seconds: f64) -> f64 {
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, first field), or
+/// `None` where the file is missing.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Packets per second of `c` over the trace, bursts of 32, for `seconds` (of the thread's CPU
+/// time with `cpu_time`, else of wall-clock time).
+fn lookup_rate(
+    c: &dyn Classifier,
+    rules: &[FlatRule],
+    trace: &[PacketMeta],
+    seconds: f64,
+    cpu_time: bool,
+) -> f64 {
     const BURST: usize = 32;
     let from = [0u32; BURST];
     let mut out = [0u32; BURST];
     let mut sum = 0u64;
     let mut pkts = 0u64;
     let budget = Duration::from_secs_f64(seconds);
+    let cpu0 = if cpu_time { thread_cpu_ns() } else { None };
     let start = Instant::now();
+    let elapsed = || match cpu0 {
+        Some(c0) => Duration::from_nanos(thread_cpu_ns().unwrap_or(c0).saturating_sub(c0)),
+        None => start.elapsed(),
+    };
     loop {
         for chunk in trace.chunks(BURST) {
             let n = chunk.len();
@@ -276,12 +340,12 @@ fn lookup_rate(c: &dyn Classifier, rules: &[FlatRule], trace: &[PacketMeta], sec
             sum = sum.wrapping_add(u64::from(out[0]));
         }
         pkts += trace.len() as u64;
-        if start.elapsed() >= budget {
+        if elapsed() >= budget {
             break;
         }
     }
     std::hint::black_box(sum);
-    pkts as f64 / start.elapsed().as_secs_f64() / 1e6
+    pkts as f64 / elapsed().as_secs_f64() / 1e6
 }
 
 /// `(median, 99th percentile)` in microseconds.
@@ -307,12 +371,19 @@ fn measure(
         source: s.source,
         ..Row::default()
     };
-    let (tree, took, peak, _) = measured(|| Tree::new(&s.rules));
+    let cfg = TreeConfig {
+        simd: args.simd.level(),
+        ..TreeConfig::default()
+    };
+    let (tree, took, peak, _) = measured(|| Tree::with_config(&s.rules, &cfg));
     row.tree_build = took;
     let st = tree.stats();
     // Small builds fit in heap pages already resident: take the build's own accounting too.
     row.tree_peak = peak.max(st.v4.build_bytes + st.v6.build_bytes);
     row.tree_bytes = st.v4.bytes + st.v6.bytes;
+    if args.shape {
+        print_shape(&tree, s);
+    }
 
     let acl = if args.skip_acl.iter().any(|x| x == &s.name) {
         row.acl_note = "skipped (--skip-acl)".into();
@@ -351,13 +422,27 @@ fn measure(
 
     let (mut t, mut a) = (Vec::new(), Vec::new());
     for _ in 0..args.runs.max(1) {
-        t.push(lookup_rate(&tree, &s.rules, &s.trace, args.seconds));
+        t.push(lookup_rate(
+            &tree,
+            &s.rules,
+            &s.trace,
+            args.seconds,
+            args.cpu_time,
+        ));
         if let Some(acl) = &acl {
-            a.push(lookup_rate(acl, &s.rules, &s.trace, args.seconds));
+            a.push(lookup_rate(
+                acl,
+                &s.rules,
+                &s.trace,
+                args.seconds,
+                args.cpu_time,
+            ));
         }
     }
     row.tree_mpps = crate::report::median(&t);
     row.acl_mpps = (!a.is_empty()).then(|| crate::report::median(&a));
+    let ratios: Vec<f64> = t.iter().zip(&a).map(|(t, a)| t / a).collect();
+    row.ratio = (!ratios.is_empty()).then(|| crate::report::median(&ratios));
     drop(acl);
     drop(tree);
 
@@ -408,6 +493,30 @@ fn change_latency(s: &Set, changes: usize) -> ((f64, f64), (f64, f64)) {
     (percentiles(ins), percentiles(del))
 }
 
+/// The tree's shape and its mean work per packet of the trace.
+fn print_shape(tree: &Tree, s: &Set) {
+    let st = tree.stats();
+    eprintln!("{}: v4 {:?}", s.name, st.v4);
+    if st.v6.partitions > 0 {
+        eprintln!("{}: v6 {:?}", s.name, st.v6);
+    }
+    let (mut trees, mut nodes, mut entries) = (0usize, 0usize, 0usize);
+    for p in &s.trace {
+        let c = tree.lookup_cost(&s.rules, p, 0);
+        trees += c.trees;
+        nodes += c.nodes;
+        entries += c.entries;
+    }
+    let n = s.trace.len().max(1) as f64;
+    eprintln!(
+        "{}: per packet {:.2} trees, {:.2} nodes, {:.2} leaf entries",
+        s.name,
+        trees as f64 / n,
+        nodes as f64 / n,
+        entries as f64 / n
+    );
+}
+
 fn mb(b: usize) -> String {
     format!("{:.1} MB", b as f64 / 1e6)
 }
@@ -418,10 +527,11 @@ fn ms(d: Duration) -> String {
 
 fn print_row(r: &Row) {
     eprintln!(
-        "{}: tree {:.1} Mpps / rte_acl {}; build {} / {}; peak {} / {}; change insert {:.1} us, delete {:.1} us {}",
+        "{}: tree {:.1} Mpps / rte_acl {} ({}); build {} / {}; peak {} / {}; change insert {:.1} us, delete {:.1} us {}",
         r.name,
         r.tree_mpps,
         r.acl_mpps.map_or("-".into(), |v| format!("{v:.1} Mpps")),
+        r.ratio.map_or("-".into(), |v| format!("{:.0} %", 100.0 * v)),
         ms(r.tree_build),
         r.acl_build.map_or("-".into(), ms),
         mb(r.tree_peak),
@@ -436,16 +546,23 @@ fn render(rows: &[Row], args: &ClassifyArgs, alg: Option<dataplane::dpdk::AclAlg
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "Lookups: one core, bursts of 32, trace order, median of {} runs of {} s; EAL memory: {}; \
-         rte_acl classify: {}. Changes: one rule inserted or deleted and published to a reader, median \
-         (p99) of {} alternating changes, no rebuild in between.\n",
+        "Lookups: one core, bursts of 32, trace order, median of {} runs of {} s of {} time, Tree and \
+         rte_acl runs alternating (Tree / rte_acl: the median of the runs' ratios); EAL memory: {}; \
+         Tree leaf kernel: {:?}; rte_acl classify: {}. Changes: one rule inserted or deleted and \
+         published to a reader, median (p99) of {} alternating changes, no rebuild in between.\n",
         args.runs,
         args.seconds,
+        if args.cpu_time {
+            "the thread's CPU"
+        } else {
+            "wall-clock"
+        },
         if args.huge {
             "2 MB hugepages"
         } else {
             "--no-huge"
         },
+        Simd::detect_up_to(args.simd.level()).level(),
         alg.map_or("-".into(), |a| format!("{a:?}")),
         args.changes
     );
@@ -459,8 +576,8 @@ fn render(rows: &[Row], args: &ClassifyArgs, alg: Option<dataplane::dpdk::AclAlg
     );
     for r in rows {
         let ratio = r
-            .acl_mpps
-            .map_or("-".into(), |a| format!("{:.0} %", 100.0 * r.tree_mpps / a));
+            .ratio
+            .map_or("-".into(), |v| format!("{:.0} %", 100.0 * v));
         let dash = |s: Option<String>| s.unwrap_or_else(|| format!("- {}", r.acl_note));
         let _ = writeln!(
             t,

@@ -6,8 +6,11 @@
 //! A key is five words, in dimension order [`DIM_SRC`], [`DIM_DST`], [`DIM_SPORT`],
 //! [`DIM_DPORT`], [`DIM_PROTO`]. A tree is built per rule partition; all partitions share two flat
 //! arenas: child references (`Link`: an internal node's cut packed into 8 bytes, or a leaf's first
-//! lane and entry count) and leaf lanes (see [`FamilyTree`] for the two leaf layouts). There is no
+//! row and entry count) and leaf rows (see [`FamilyTree`] for the two leaf layouts). There is no
 //! per-node allocation and no separate node array, so a walk does one load per level.
+//!
+//! Lookups are generic over the leaf-scan kernel (`crate::dpdk::simd::RangeMask`: AVX-512, AVX2
+//! or portable), which `super::Tree` picks once per call; every kernel gives the same answers.
 //!
 //! Invariants:
 //! - An internal node cuts one dimension into `2^k` equal, aligned blocks: the child of a key is
@@ -21,11 +24,12 @@
 //! - Two sibling children share one subtree only when their rule lists are equal and every rule of
 //!   both covers both children whole in the cut dimension (then the dimension no longer matters).
 //!   Leaves with equal rule lists are shared across the partition's tree.
-//! - Entries flagged `full` have conditions beyond the five ranges (interfaces, conntrack state
-//!   other than any, TCP flags, fragments) and are confirmed with [`FlatRule::matches`]; the others only need
-//!   the packet's conntrack state to be one of the [`ct`] bits.
+//! - Entries flagged `full` have conditions beyond the five ranges (interfaces, TCP flags,
+//!   fragments) and are confirmed with [`FlatRule::matches`]; the others match on the ranges
+//!   alone (the conntrack state chose the tree: see `super::tree`).
 
-use super::{ct, FlatRule, PacketMeta};
+use super::{FlatRule, PacketMeta};
+use crate::dpdk::simd::{Lanes, Portable, RangeMask};
 use std::collections::HashMap;
 
 pub(crate) const DIM_SRC: usize = 0;
@@ -50,13 +54,23 @@ pub(crate) trait Word:
     fn bits_at(self, shift: u8, mask: usize) -> usize;
     /// The low 32 bits (ports and protocol in a key).
     fn low_u32(self) -> u32;
-    /// The word as leaf columns store it: ordered like the word, in a type whose comparisons
-    /// vectorise (`u32` becomes a sign-flipped `i32`: SSE2 only compares signed lanes).
+    /// The word as leaf columns store it: ordered like the word, in a type the leaf kernel
+    /// compares (`u32` becomes a sign-flipped `i32`: SSE2 and AVX2 only compare signed lanes).
     type Lane: Copy + PartialOrd + Default + Send + Sync + std::fmt::Debug + 'static;
     fn lane(self) -> Self::Lane;
+    /// The smallest and largest lanes: a padding entry's bounds (low above high never holds).
+    const LANE_MIN: Self::Lane;
+    const LANE_MAX: Self::Lane;
     /// A value below `2^31` (port, protocol, tagged rule index) as a lane, and back.
     fn small(v: u32) -> Self::Lane;
     fn unsmall(l: Self::Lane) -> u32;
+    /// A row of the leaf arena: [`LANES`] lanes, aligned to 32 bytes.
+    type Row: Copy + Default + Send + Sync + std::fmt::Debug + 'static;
+    fn row(lanes: [Self::Lane; LANES]) -> Self::Row;
+    fn lanes(r: &Self::Row) -> &[Self::Lane; LANES];
+    /// Bit `j` set when lane `j` of `bounds[2 d]` and `bounds[2 d + 1]` hold `key[d]` for each
+    /// dimension `d`: the kernel `k` for `u32` lanes, a scalar loop for `u128` ones.
+    fn block_mask<K: RangeMask>(k: K, bounds: &[Self::Row; 10], key: &[Self::Lane; DIMS]) -> u32;
 }
 
 impl Word for u32 {
@@ -74,6 +88,8 @@ impl Word for u32 {
         self
     }
     type Lane = i32;
+    const LANE_MIN: i32 = i32::MIN;
+    const LANE_MAX: i32 = i32::MAX;
     #[inline(always)]
     fn lane(self) -> i32 {
         (self ^ 0x8000_0000) as i32
@@ -85,6 +101,19 @@ impl Word for u32 {
     #[inline(always)]
     fn unsmall(l: i32) -> u32 {
         l as u32
+    }
+    type Row = Lanes;
+    #[inline(always)]
+    fn row(lanes: [i32; LANES]) -> Lanes {
+        Lanes(lanes)
+    }
+    #[inline(always)]
+    fn lanes(r: &Lanes) -> &[i32; LANES] {
+        &r.0
+    }
+    #[inline(always)]
+    fn block_mask<K: RangeMask>(k: K, bounds: &[Lanes; 10], key: &[i32; DIMS]) -> u32 {
+        k.range_mask(bounds, key)
     }
 }
 
@@ -103,6 +132,8 @@ impl Word for u128 {
         self as u32
     }
     type Lane = u128;
+    const LANE_MIN: u128 = 0;
+    const LANE_MAX: u128 = u128::MAX;
     #[inline(always)]
     fn lane(self) -> u128 {
         self
@@ -115,7 +146,31 @@ impl Word for u128 {
     fn unsmall(l: u128) -> u32 {
         l as u32
     }
+    type Row = Row128;
+    #[inline(always)]
+    fn row(lanes: [u128; LANES]) -> Row128 {
+        Row128(lanes)
+    }
+    #[inline(always)]
+    fn lanes(r: &Row128) -> &[u128; LANES] {
+        &r.0
+    }
+    #[inline(always)]
+    fn block_mask<K: RangeMask>(_: K, bounds: &[Row128; 10], key: &[u128; DIMS]) -> u32 {
+        let mut m = 0u32;
+        for j in 0..LANES {
+            let hit =
+                (0..DIMS).all(|d| bounds[2 * d].0[j] <= key[d] && key[d] <= bounds[2 * d + 1].0[j]);
+            m |= u32::from(hit) << j;
+        }
+        m
+    }
 }
+
+/// A row of IPv6 leaf lanes.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+pub(crate) struct Row128([u128; LANES]);
 
 /// A rule as the builder sees it: five inclusive ranges (already in the family's key space).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,19 +183,20 @@ pub(crate) struct BuildRule {
     pub full: bool,
 }
 
-/// Lanes one leaf chunk compares at once (two SSE2 vectors of `i32`, one AVX2 vector).
-pub(crate) const LANES: usize = 8;
+/// Entries one leaf block holds and the kernel compares at once (one 256-bit vector of `i32`).
+pub(crate) const LANES: usize = crate::dpdk::simd::LANES;
 
 /// Leaves up to this long are stored by row and scanned entry by entry (most leaves of large
 /// sets: one or two cache lines, and a scan that stops at the first match); longer ones by
 /// column and scanned [`LANES`] entries at a time.
 const SHORT_LEAF: usize = 2;
-/// Lanes per row of a short leaf: source low and high, destination low and high, then source
-/// port, destination port and protocol as `lo << 16 | hi`, then the tagged index.
-const ROW: usize = 8;
-const _: () = assert!(ROW == LANES);
+/// Lane of a short leaf's row holding the tagged index (source low and high, destination low
+/// and high, then source port, destination port and protocol as `lo << 16 | hi`, then the tag).
+const ROW_TAG: usize = 7;
+const _: () = assert!(ROW_TAG < LANES);
 
-/// Columns per leaf entry: five ranges (ten bounds) and the tagged rule index.
+/// Columns per leaf entry: five ranges (ten bounds) and the tagged rule index. A long leaf is a
+/// run of blocks of `COLS` rows, one row per column, [`LANES`] entries per block.
 const COLS: usize = 11;
 /// The tagged index column holds `idx << 1 | full`: `full` marks an entry with conditions beyond
 /// the five ranges.
@@ -149,13 +205,10 @@ const FULL: u32 = 1;
 const MAX_IDX: u32 = 1 << 30;
 
 /// A key as the leaf columns compare it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ScanKey<L> {
-    src: L,
-    dst: L,
-    sport: L,
-    dport: L,
-    proto: L,
+    /// Source, destination, source port, destination port, protocol.
+    lanes: [L; DIMS],
     /// Source port, destination port and protocol, for short leaves' packed rows.
     raw_ports: [u32; 3],
 }
@@ -164,32 +217,19 @@ impl<L> ScanKey<L> {
     #[inline(always)]
     pub fn of<A: Word<Lane = L>>(key: &[A; KEY_WORDS]) -> ScanKey<L> {
         ScanKey {
-            src: key[DIM_SRC].lane(),
-            dst: key[DIM_DST].lane(),
-            sport: A::small(key[DIM_SPORT].low_u32()),
-            dport: A::small(key[DIM_DPORT].low_u32()),
-            proto: A::small(key[DIM_PROTO].low_u32()),
+            lanes: [
+                key[DIM_SRC].lane(),
+                key[DIM_DST].lane(),
+                A::small(key[DIM_SPORT].low_u32()),
+                A::small(key[DIM_DPORT].low_u32()),
+                A::small(key[DIM_PROTO].low_u32()),
+            ],
             raw_ports: [
                 key[DIM_SPORT].low_u32(),
                 key[DIM_DPORT].low_u32(),
                 key[DIM_PROTO].low_u32(),
             ],
         }
-    }
-}
-
-/// The `LANES` values of `a` from `at` (arenas are padded so a window never runs off the end).
-#[inline(always)]
-fn window<T>(a: &[T], at: usize) -> &[T; LANES] {
-    a[at..at + LANES].try_into().expect("window of LANES")
-}
-
-/// Marks in `out` the lanes `j` where `k` is outside `lo[j]..=hi[j]` (branch-free; with `i32`
-/// lanes LLVM turns this into vector compares).
-#[inline(always)]
-fn reject<T: Copy + PartialOrd>(out: &mut [i32; LANES], lo: &[T; LANES], hi: &[T; LANES], k: T) {
-    for j in 0..LANES {
-        out[j] |= i32::from((lo[j] > k) | (k > hi[j]));
     }
 }
 
@@ -208,12 +248,23 @@ fn node_link(base: u32, mask: u16, shift: u8, dim: u8) -> Link {
     u64::from(base) | u64::from(mask) << 32 | u64::from(shift) << 48 | u64::from(dim) << 56
 }
 
+/// An internal node's first child, child mask, shift and dimension.
+#[inline(always)]
+fn node_parts<A: Word>(l: Link) -> (usize, usize, u8, usize) {
+    (
+        l as u32 as usize,
+        (l >> 32) as u16 as usize,
+        (l >> 48) as u8 & (A::BITS - 1),
+        (l >> 56) as usize & (KEY_WORDS - 1),
+    )
+}
+
 #[inline(always)]
 fn leaf_link(start: u32, len: usize) -> Link {
     LEAF | u64::from(start) | (len as u64) << 32
 }
 
-/// A leaf's first lane in `cols` and its entry count.
+/// A leaf's first row in `rows` and its entry count.
 #[inline(always)]
 fn leaf_len(l: Link) -> (usize, usize) {
     (l as u32 as usize, (l >> 32) as usize & MAX_LEAF_LEN)
@@ -269,21 +320,23 @@ pub struct TreeStats {
 
 /// The decision trees over one family's rules.
 ///
-/// All leaves live in one arena of lanes, `cols`; a leaf's link holds its first lane `o` and its
-/// entry count `n`, and `n` says which layout it has:
-/// - `n <= SHORT_LEAF`: by row, [`ROW`] lanes per entry from `o` (a multiple of `ROW`): source
-///   low and high, destination low and high, source port, destination port and protocol packed
-///   as `lo << 16 | hi`, and the tagged rule index (`idx << 1 | full`);
-/// - longer: by column, `cols[o..o + COLS * n]`, [`COLS`] columns of `n` lanes: source lows,
-///   source highs, destination lows and highs, source port lows and highs, destination port lows
-///   and highs, protocol lows and highs, tagged rule indexes. A scan compares [`LANES`] entries
-///   at once, reading windows that may run into the next column or leaf; lanes past the leaf's
-///   end are masked off, and the arena ends with `LANES` padding lanes.
+/// All leaves live in one arena of 32-byte aligned rows of [`LANES`] lanes (`Word::Row`), `rows`;
+/// a leaf's link holds its first row
+/// `o` and its entry count `n`, and `n` says which layout it has:
+/// - `n <= SHORT_LEAF`: by row, one row per entry from `o`: source low and high, destination
+///   low and high, source port, destination port and protocol packed as `lo << 16 | hi`, and
+///   the tagged rule index (`idx << 1 | full`);
+/// - longer: by column, `ceil(n / LANES)` blocks of [`COLS`] rows from `o`, block `b` holding
+///   entries `b * LANES ..`: source lows, source highs, destination lows and highs, source port
+///   lows and highs, destination port lows and highs, protocol lows and highs, tagged rule
+///   indexes. A scan compares a block's [`LANES`] entries at once; the lanes past the leaf's
+///   last entry are padding whose ranges are empty (low `LANE_MAX`, high `LANE_MIN`), so they
+///   never match and need no mask.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FamilyTree<A: Word> {
     roots: Vec<Root>,
     children: Vec<Link>,
-    cols: Vec<A::Lane>,
+    rows: Vec<A::Row>,
     /// Entries (rule copies) in all leaves.
     entries: usize,
     /// Leaf references made by the build and the sum of their depths.
@@ -300,6 +353,53 @@ const LOCKSTEP_DEPTH: u64 = 2;
 
 /// Keys a burst walk takes at once.
 pub(crate) const BURST: usize = 32;
+
+/// A burst's keys for one family's tree, as [`FamilyTree::lookup_burst`] takes them.
+pub(crate) struct Keys<A: Word> {
+    /// Keys in use.
+    pub n: usize,
+    /// Each key's words, as the walk reads them.
+    walk: [[A; KEY_WORDS]; BURST],
+    /// Each key as leaves compare it.
+    scan: [ScanKey<A::Lane>; BURST],
+    /// Each key's first rule index to consider.
+    from: [u32; BURST],
+    /// Each key's answer so far.
+    pub best: [u32; BURST],
+    /// Each key's packet, as an index into the burst.
+    pub pkt: [u8; BURST],
+    /// The largest `from`.
+    max_from: u32,
+}
+
+impl<A: Word> Keys<A> {
+    #[inline(always)]
+    pub fn new() -> Keys<A> {
+        Keys {
+            n: 0,
+            walk: [[A::default(); KEY_WORDS]; BURST],
+            scan: [ScanKey::default(); BURST],
+            from: [0; BURST],
+            best: [u32::MAX; BURST],
+            pkt: [0; BURST],
+            max_from: 0,
+        }
+    }
+
+    /// Adds the key of packet `pkt` of the burst (at most [`BURST`] keys).
+    #[inline(always)]
+    pub fn push(&mut self, key: [A; KEY_WORDS], from: u32, pkt: usize) {
+        debug_assert!(self.n < BURST, "at most BURST keys");
+        let t = self.n & (BURST - 1);
+        self.walk[t] = key;
+        self.scan[t] = ScanKey::of(&key);
+        self.from[t] = from;
+        self.best[t] = u32::MAX;
+        self.pkt[t] = pkt as u8;
+        self.max_from = self.max_from.max(from);
+        self.n = (t + 1).min(BURST);
+    }
+}
 
 impl<A: Word> FamilyTree<A> {
     /// Builds one tree per partition; `parts` are lists of rules sorted by index, `widths` the bit
@@ -337,19 +437,18 @@ impl<A: Word> FamilyTree<A> {
         out.lockstep = out.leaf_depths >= LOCKSTEP_DEPTH * out.leaf_refs;
         out.stats.lockstep = out.lockstep;
         out.stats.mean_leaf_depth_x100 = 100 * out.leaf_depths / out.leaf_refs.max(1);
-        out.cols.resize(out.cols.len() + LANES, A::Lane::default());
         out.stats.partitions = out.roots.len();
         out.stats.child_refs = out.children.len();
         out.stats.leaf_entries = out.entries;
         out.stats.bytes = out.bytes();
         out.children.shrink_to_fit();
-        out.cols.shrink_to_fit();
+        out.rows.shrink_to_fit();
         out
     }
 
     fn bytes(&self) -> usize {
         self.children.len() * core::mem::size_of::<Link>()
-            + self.cols.len() * core::mem::size_of::<A::Lane>()
+            + self.rows.len() * core::mem::size_of::<A::Row>()
     }
 
     pub fn stats(&self) -> TreeStats {
@@ -357,33 +456,38 @@ impl<A: Word> FamilyTree<A> {
     }
 
     /// The first rule index in `[from, best)` whose ranges hold `key` and whose remaining
-    /// conditions hold for `p`, or `best`.
-    #[inline]
-    pub fn lookup(
+    /// conditions hold for `p`, passing over rule indexes for which `skip` is true (deleted rules
+    /// of the update tier), or `best`. With a constant-false `skip` this compiles to the plain
+    /// lookup.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_skipping<K: RangeMask>(
         &self,
+        k: K,
         key: &[A; KEY_WORDS],
         p: &PacketMeta,
         rules: &[FlatRule],
         from: u32,
         best: u32,
+        skip: impl Fn(u32) -> bool + Copy,
     ) -> u32 {
-        self.lookup_skipping(key, p, rules, from, best, |_| false)
+        self.lookup_scan(k, key, &ScanKey::of(key), p, rules, from, best, skip)
     }
 
-    /// As [`Self::lookup`], passing over rule indexes for which `skip` is true (deleted rules of
-    /// the update tier). With a constant-false `skip` this compiles to the plain lookup.
+    /// [`Self::lookup_skipping`] with the key's [`ScanKey`] at hand.
     #[inline(always)]
-    pub fn lookup_skipping(
+    #[allow(clippy::too_many_arguments)]
+    fn lookup_scan<K: RangeMask>(
         &self,
+        k: K,
         key: &[A; KEY_WORDS],
+        sk: &ScanKey<A::Lane>,
         p: &PacketMeta,
         rules: &[FlatRule],
         from: u32,
         mut best: u32,
         skip: impl Fn(u32) -> bool + Copy,
     ) -> u32 {
-        let ct_any = p.ct_state & ct::ANY != 0;
-        let sk = ScanKey::of(key);
         for root in &self.roots {
             if root.min_idx >= best {
                 break;
@@ -392,13 +496,13 @@ impl<A: Word> FamilyTree<A> {
                 continue;
             }
             let leaf = self.walk(root.link, key);
-            best = self.scan_leaf(leaf, &sk, p, rules, from, best, ct_any, skip);
+            best = self.scan_leaf(k, leaf, sk, p, rules, from, best, skip);
         }
         best
     }
 
-    /// [`Self::lookup_skipping`] for a burst: `keys[t]` is packet `pkt[t]` of `pkts`, and
-    /// `best[t]` its answer so far (updated in place).
+    /// [`Self::lookup_skipping`] for a burst: key `t` of `keys` is packet `keys.pkt[t]` of
+    /// `pkts`; `keys.best[t]` is its answer so far, updated in place.
     ///
     /// In deep trees (mean leaf depth at least [`LOCKSTEP_DEPTH`]) the walks of all keys go
     /// level by level, so their loads overlap and no key's depth is a branch; the scans follow,
@@ -407,72 +511,110 @@ impl<A: Word> FamilyTree<A> {
     /// 10K and 100K sets, the out-of-order core overlaps one key's leaf miss with the next key's
     /// walk better than the lock-step loop lets it.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn lookup_burst(
+    pub fn lookup_burst<K: RangeMask>(
         &self,
-        keys: &[[A; KEY_WORDS]],
+        k: K,
+        keys: &mut Keys<A>,
         pkts: &[PacketMeta],
-        pkt: &[u8],
         rules: &[FlatRule],
-        from: &[u32],
-        best: &mut [u32],
         skip: impl Fn(u32) -> bool + Copy,
     ) {
-        let n = keys.len().min(BURST).min(pkt.len());
+        let n = keys.n.min(BURST);
         if !self.lockstep {
             for t in 0..n {
-                let i = usize::from(pkt[t]);
-                best[t] = self.lookup_skipping(&keys[t], &pkts[i], rules, from[i], best[t], skip);
+                keys.best[t] = self.lookup_scan(
+                    k,
+                    &keys.walk[t],
+                    &keys.scan[t],
+                    &pkts[usize::from(keys.pkt[t])],
+                    rules,
+                    keys.from[t],
+                    keys.best[t],
+                    skip,
+                );
             }
             return;
         }
-        let mut link = [LEAF; BURST];
-        let mut todo = [0u8; BURST];
-        let mut active = [0u8; BURST];
-        for root in &self.roots {
-            // The keys for which this partition can still improve the answer.
-            let mut nt = 0;
-            for t in 0..n {
-                let f = from[usize::from(pkt[t])];
-                todo[nt] = t as u8;
-                nt += usize::from(root.min_idx < best[t] && root.max_idx >= f);
-                link[t] = root.link;
+        // Indexes below are masked with `BURST - 1`: they are below `BURST` anyway, and the
+        // mask lets the compiler drop the bounds checks.
+        const M: usize = BURST - 1;
+        const ALL: [u8; BURST] = {
+            let mut a = [0u8; BURST];
+            let mut t = 0;
+            while t < BURST {
+                a[t] = t as u8;
+                t += 1;
             }
-            if nt == 0 {
+            a
+        };
+        let mut link = [LEAF; BURST];
+        let mut some = [0u8; BURST];
+        let mut active = [0u8; BURST];
+        // The smallest answer so far: a partition whose rules all come at or after it cannot
+        // improve any key's.
+        let mut min_best = u32::MAX;
+        for root in &self.roots {
+            // The keys for which this partition can still improve the answer: all of them in the
+            // common case (no answer yet, `from` at or below the partition's last rule).
+            let todo: &[u8] = if root.min_idx < min_best && root.max_idx >= keys.max_from {
+                &ALL[..n]
+            } else {
+                let mut nt = 0;
+                for t in 0..n {
+                    some[nt & M] = t as u8;
+                    nt += usize::from(root.min_idx < keys.best[t] && root.max_idx >= keys.from[t]);
+                }
+                &some[..nt]
+            };
+            if todo.is_empty() {
                 continue;
             }
-            // Level by level; `active` keeps the keys not yet at a leaf (compacted branch-free).
-            let mut na = if root.link & LEAF == 0 {
-                active[..nt].copy_from_slice(&todo[..nt]);
-                nt
+            // The first level: one node for every key.
+            let mut na = 0;
+            if root.link & LEAF == 0 {
+                let (base, mask, shift, dim) = node_parts::<A>(root.link);
+                for &t in todo {
+                    let t = usize::from(t) & M;
+                    let c = self.children[base + keys.walk[t][dim].bits_at(shift, mask)];
+                    link[t] = c;
+                    active[na & M] = t as u8;
+                    na += usize::from(c & LEAF == 0);
+                }
             } else {
-                0
-            };
+                for &t in todo {
+                    link[usize::from(t) & M] = root.link;
+                }
+            }
+            // Level by level; `active` keeps the keys not yet at a leaf (compacted branch-free).
             while na > 0 {
                 let mut next = 0;
-                for a in 0..na {
-                    let t = usize::from(active[a]);
-                    let c = self.child(link[t], &keys[t]);
+                for a in 0..na.min(BURST) {
+                    let t = usize::from(active[a]) & M;
+                    let c = self.child(link[t], &keys.walk[t]);
                     link[t] = c;
-                    active[next] = t as u8;
+                    active[next & M] = t as u8;
                     next += usize::from(c & LEAF == 0);
                 }
                 na = next;
             }
-            for &t in &todo[..nt] {
-                let t = usize::from(t);
-                let p = &pkts[usize::from(pkt[t])];
-                let ct_any = p.ct_state & ct::ANY != 0;
-                best[t] = self.scan_leaf(
+            for &t in todo {
+                let t = usize::from(t) & M;
+                let b = self.scan_leaf(
+                    k,
                     link[t],
-                    &ScanKey::of(&keys[t]),
-                    p,
+                    &keys.scan[t],
+                    &pkts[usize::from(keys.pkt[t])],
                     rules,
-                    from[usize::from(pkt[t])],
-                    best[t],
-                    ct_any,
+                    keys.from[t],
+                    keys.best[t],
                     skip,
                 );
+                keys.best[t] = b;
+                min_best = min_best.min(b);
+            }
+            if todo.len() < n {
+                // `min_best` only saw the keys scanned.
+                min_best = keys.best[..n].iter().copied().min().unwrap_or(u32::MAX);
             }
         }
     }
@@ -495,71 +637,51 @@ impl<A: Word> FamilyTree<A> {
     /// Where in `children` the child of internal node `l` for `key` is.
     #[inline(always)]
     fn child_slot(&self, l: Link, key: &[A; KEY_WORDS]) -> usize {
-        let base = l as u32 as usize;
-        let mask = (l >> 32) as u16 as usize;
-        let shift = (l >> 48) as u8 & (A::BITS - 1);
-        let dim = (l >> 56) as usize & (KEY_WORDS - 1);
+        let (base, mask, shift, dim) = node_parts::<A>(l);
         base + key[dim].bits_at(shift, mask)
     }
 
-    /// Bit `j` set when entry `c + j` of the leaf at `o` in `cols` with `n` entries holds the key
-    /// on its five ranges.
+    /// Bit `j` set when entry `j` of the block of [`COLS`] rows at `at` holds the key on its five
+    /// ranges.
     #[inline(always)]
-    fn chunk_mask(&self, o: usize, n: usize, c: usize, k: &ScanKey<A::Lane>) -> u32 {
-        // All windows first: the bounds checks then sit apart from the compares, which LLVM's
-        // SLP vectoriser only merges into vector compares when no check interleaves them.
-        let w: [&[A::Lane; LANES]; COLS - 1] =
-            core::array::from_fn(|i| window(&self.cols, o + i * n + c));
-        let mut out = [0i32; LANES];
-        reject(&mut out, w[0], w[1], k.src);
-        reject(&mut out, w[2], w[3], k.dst);
-        reject(&mut out, w[4], w[5], k.sport);
-        reject(&mut out, w[6], w[7], k.dport);
-        reject(&mut out, w[8], w[9], k.proto);
-        let mut m = 0u32;
-        for (j, &r) in out.iter().enumerate() {
-            m |= u32::from(r == 0) << j;
-        }
-        let left = n - c;
-        if left < LANES {
-            m &= (1 << left) - 1;
-        }
-        m
+    fn block_mask<K: RangeMask>(&self, k: K, at: usize, key: &ScanKey<A::Lane>) -> u32 {
+        let b: &[A::Row; COLS - 1] = self.rows[at..at + COLS - 1].try_into().expect("a block");
+        A::block_mask(k, b, &key.lanes)
     }
 
     /// Entry `i` of the leaf at `o` with `n` entries: `(rule index, full)`.
     #[inline(always)]
     fn tagged(&self, o: usize, n: usize, i: usize) -> (u32, bool) {
-        let at = if n <= SHORT_LEAF {
-            o + i * ROW + ROW - 1
+        let v = if n <= SHORT_LEAF {
+            A::lanes(&self.rows[o + i])[ROW_TAG]
         } else {
-            o + (COLS - 1) * n + i
+            A::lanes(&self.rows[o + (i / LANES) * COLS + COLS - 1])[i % LANES]
         };
-        let v = A::unsmall(self.cols[at]);
+        let v = A::unsmall(v);
         (v >> 1, v & FULL != 0)
     }
 
     /// The first entry of the leaf in `[from, best)` that matches, or `best`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn scan_leaf(
+    fn scan_leaf<K: RangeMask>(
         &self,
+        k: K,
         leaf: Link,
         key: &ScanKey<A::Lane>,
         p: &PacketMeta,
         rules: &[FlatRule],
         from: u32,
         best: u32,
-        ct_any: bool,
         skip: impl Fn(u32) -> bool,
     ) -> u32 {
         let (o, n) = leaf_len(leaf);
         if n <= SHORT_LEAF {
             // Short leaves (most of them in large sets): entry by entry, stopping early, is
-            // cheaper than a chunk compare.
+            // cheaper than a block compare (and a row is one aligned 32-byte line).
             for i in 0..n {
-                let r = window(&self.cols, o + i * ROW);
-                let v = A::unsmall(r[ROW - 1]);
+                let r = A::lanes(&self.rows[o + i]);
+                let v = A::unsmall(r[ROW_TAG]);
                 let (idx, full) = (v >> 1, v & FULL != 0);
                 if idx >= best {
                     break;
@@ -568,51 +690,46 @@ impl<A: Word> FamilyTree<A> {
                     let packed = A::unsmall(packed);
                     (packed >> 16 <= k) & (k <= packed & 0xffff)
                 };
-                let covers = (r[0] <= key.src)
-                    & (key.src <= r[1])
-                    & (r[2] <= key.dst)
-                    & (key.dst <= r[3])
+                let [src, dst, ..] = key.lanes;
+                let covers = (r[0] <= src)
+                    & (src <= r[1])
+                    & (r[2] <= dst)
+                    & (dst <= r[3])
                     & within(r[4], key.raw_ports[0])
                     & within(r[5], key.raw_ports[1])
                     & within(r[6], key.raw_ports[2]);
                 if idx < from || !covers || skip(idx) {
                     continue;
                 }
-                let ok = if full {
-                    rules.get(idx as usize).is_some_and(|r| r.matches(p))
-                } else {
-                    ct_any
-                };
-                if ok {
+                // The tree is the packet's state's: only a `full` entry has more to check.
+                if !full || rules.get(idx as usize).is_some_and(|r| r.matches(p)) {
                     return idx;
                 }
             }
             return best;
         }
         let mut c = 0;
+        let mut at = o;
         while c < n {
-            let mut cand = self.chunk_mask(o, n, c, key);
+            let mut cand = self.block_mask(k, at, key);
             // Candidates in index order; usually the first is the answer.
             while cand != 0 {
                 let j = cand.trailing_zeros() as usize;
                 cand &= cand - 1;
-                let (i, full) = self.tagged(o, n, c + j);
+                let v = A::unsmall(A::lanes(&self.rows[at + COLS - 1])[j]);
+                let (i, full) = (v >> 1, v & FULL != 0);
                 if i >= best {
                     return best;
                 }
                 if i < from || skip(i) {
                     continue;
                 }
-                let ok = if full {
-                    rules.get(i as usize).is_some_and(|r| r.matches(p))
-                } else {
-                    ct_any
-                };
-                if ok {
+                if !full || rules.get(i as usize).is_some_and(|r| r.matches(p)) {
                     return i;
                 }
             }
             c += LANES;
+            at += COLS;
         }
         best
     }
@@ -626,7 +743,6 @@ impl<A: Word> FamilyTree<A> {
         rules: &[FlatRule],
         from: u32,
     ) -> [usize; 3] {
-        let ct_any = p.ct_state & ct::ANY != 0;
         let sk = ScanKey::of(key);
         let mut best = u32::MAX;
         let mut cost = [0; 3];
@@ -644,7 +760,7 @@ impl<A: Word> FamilyTree<A> {
                 l = self.child(l, key);
             }
             let (o, n) = leaf_len(l);
-            let found = self.scan_leaf(l, &sk, p, rules, from, best, ct_any, |_| false);
+            let found = self.scan_leaf(Portable, l, &sk, p, rules, from, best, |_| false);
             cost[2] += (0..n)
                 .map(|i| self.tagged(o, n, i).0)
                 .take_while(|&i| i < best && i <= found)
@@ -886,17 +1002,14 @@ impl<A: Word> Builder<'_, A> {
             return l;
         }
         let rs = || list.iter().map(|&i| &rules[i as usize]);
-        let cols = &mut self.out.cols;
+        let rows = &mut self.out.rows;
         let tag = |r: &BuildRule| A::small(r.idx << 1 | u32::from(r.full));
-        if list.len() <= SHORT_LEAF {
-            // Rows start on a multiple of `ROW` lanes (32 bytes for IPv4): one cache line each.
-            cols.resize(cols.len().next_multiple_of(ROW), A::Lane::default());
-        }
-        let s = cols.len() as u32;
+        let s = rows.len() as u32;
         if list.len() <= SHORT_LEAF {
             for r in rs() {
                 let packed = |d: usize| A::small((r.lo[d] as u32) << 16 | r.hi[d] as u32);
-                cols.extend([
+                let mut row = [A::Lane::default(); LANES];
+                row[..=ROW_TAG].copy_from_slice(&[
                     A::from_u128(r.lo[DIM_SRC]).lane(),
                     A::from_u128(r.hi[DIM_SRC]).lane(),
                     A::from_u128(r.lo[DIM_DST]).lane(),
@@ -906,17 +1019,29 @@ impl<A: Word> Builder<'_, A> {
                     packed(DIM_PROTO),
                     tag(r),
                 ]);
+                rows.push(A::row(row));
             }
         } else {
-            for d in [DIM_SRC, DIM_DST] {
-                cols.extend(rs().map(|r| A::from_u128(r.lo[d]).lane()));
-                cols.extend(rs().map(|r| A::from_u128(r.hi[d]).lane()));
+            let entries: Vec<&BuildRule> = rs().collect();
+            for block in entries.chunks(LANES) {
+                // Padding lanes: empty ranges, which no key is in.
+                let col = |f: &dyn Fn(&BuildRule) -> A::Lane, pad: A::Lane| {
+                    let mut row = [pad; LANES];
+                    for (lane, r) in row.iter_mut().zip(block) {
+                        *lane = f(r);
+                    }
+                    A::row(row)
+                };
+                for d in [DIM_SRC, DIM_DST] {
+                    rows.push(col(&|r| A::from_u128(r.lo[d]).lane(), A::LANE_MAX));
+                    rows.push(col(&|r| A::from_u128(r.hi[d]).lane(), A::LANE_MIN));
+                }
+                for d in [DIM_SPORT, DIM_DPORT, DIM_PROTO] {
+                    rows.push(col(&|r| A::small(r.lo[d] as u32), A::LANE_MAX));
+                    rows.push(col(&|r| A::small(r.hi[d] as u32), A::LANE_MIN));
+                }
+                rows.push(col(&|r| tag(r), A::Lane::default()));
             }
-            for d in [DIM_SPORT, DIM_DPORT, DIM_PROTO] {
-                cols.extend(rs().map(|r| A::small(r.lo[d] as u32)));
-                cols.extend(rs().map(|r| A::small(r.hi[d] as u32)));
-            }
-            cols.extend(rs().map(tag));
         }
         self.out.entries += list.len();
         let l = leaf_link(s, list.len());

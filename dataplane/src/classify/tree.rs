@@ -20,11 +20,18 @@
 //!   every rule in every leaf). States whose rule subsets are the same share their trees; a
 //!   set without state conditions builds one pair. A packet whose state is not exactly one
 //!   of the five bits takes the cold linear scan.
-//! - Lookup allocates nothing: it reads flat arrays of `u32` indexes and leaf entries.
+//! - Lookup allocates nothing: it reads flat arrays of links and leaf rows.
+//! - Leaves are compared eight entries at a time by the kernel `crate::dpdk::simd` finds this
+//!   CPU runs (AVX-512, AVX2, or portable SSE2), capped by [`TreeConfig::simd`]; each call
+//!   picks it once, and the whole lookup is compiled for it. Every kernel answers the same (the
+//!   tests run each one the CPU has).
 
-use super::cuts::{BuildRule, FamilyTree, Params, BURST, DIMS, DIM_DPORT, DIM_DST, DIM_PROTO};
+use super::cuts::{
+    BuildRule, FamilyTree, Keys, Params, BURST, DIMS, DIM_DPORT, DIM_DST, DIM_PROTO,
+};
 use super::cuts::{DIM_SPORT, DIM_SRC, KEY_WORDS};
 use super::{ct, Classifier, FlatRule, FragMatch, PacketMeta, ANY_PORT};
+use crate::dpdk::simd::{RangeMask, Simd, SimdLevel, SimdTask};
 use crate::wire::{Family, IpAddr128};
 
 pub use super::cuts::TreeStats;
@@ -45,6 +52,9 @@ pub struct TreeConfig {
     /// Bound on the arenas' size; once reached, the remaining subtrees become leaves (slower
     /// lookups, never more memory than the lists already built). The bound is per family.
     pub max_memory_bytes: usize,
+    /// Widest leaf-scan kernel to use; the tree takes the widest the CPU has up to this
+    /// (`crate::dpdk::simd`). Lower it to measure or test the narrower kernels.
+    pub simd: SimdLevel,
 }
 
 impl Default for TreeConfig {
@@ -55,6 +65,7 @@ impl Default for TreeConfig {
             max_cut_bits: 16,
             max_depth: 48,
             max_memory_bytes: 2 << 30,
+            simd: SimdLevel::Avx512,
         }
     }
 }
@@ -76,6 +87,8 @@ pub struct Tree {
     v4_of: [u8; STATES],
     v6_of: [u8; STATES],
     rules: usize,
+    /// The leaf-scan kernel.
+    simd: Simd,
 }
 
 /// Conntrack states (the bits of [`ct::ANY`]).
@@ -145,6 +158,7 @@ impl Tree {
             v4_of,
             v6_of,
             rules: rules.len(),
+            simd: Simd::detect_up_to(cfg.simd),
         }
     }
 
@@ -189,6 +203,11 @@ impl Tree {
         &self.v6[usize::from(self.v6_of[s])]
     }
 
+    /// The leaf-scan kernel lookups use.
+    pub fn simd_level(&self) -> SimdLevel {
+        self.simd.level()
+    }
+
     /// How many rules the tree was built from.
     pub fn rule_count(&self) -> usize {
         self.rules
@@ -197,17 +216,7 @@ impl Tree {
     /// The first matching rule at or after `from` and before `best`, or `best`.
     #[inline]
     pub fn first_match(&self, rules: &[FlatRule], p: &PacketMeta, from: u32, best: u32) -> u32 {
-        let k = &p.key;
-        let Some(s) = state_of(p) else {
-            return cold_linear(rules, p, from, best, |_| false);
-        };
-        match k.family {
-            Family::V4 => match v4_key(p) {
-                Some(key) => self.v4_tree(s).lookup(&key, p, rules, from, best),
-                None => cold_linear(rules, p, from, best, |_| false),
-            },
-            Family::V6 => self.v6_tree(s).lookup(&v6_key(p), p, rules, from, best),
-        }
+        self.first_match_skipping(rules, p, from, best, |_| false)
     }
 
     /// As [`Tree::first_match`], passing over rules for which `skip` is true (the update tier's
@@ -221,20 +230,91 @@ impl Tree {
         best: u32,
         skip: impl Fn(u32) -> bool + Copy,
     ) -> u32 {
-        let k = &p.key;
+        self.simd.run(One {
+            tree: self,
+            rules,
+            p,
+            from,
+            best,
+            skip,
+        })
+    }
+
+    /// [`Tree::first_match_skipping`] with leaf-scan kernel `k`.
+    #[inline(always)]
+    fn first_match_with<K: RangeMask>(
+        &self,
+        k: K,
+        rules: &[FlatRule],
+        p: &PacketMeta,
+        from: u32,
+        best: u32,
+        skip: impl Fn(u32) -> bool + Copy,
+    ) -> u32 {
         let Some(s) = state_of(p) else {
             return cold_linear(rules, p, from, best, skip);
         };
-        match k.family {
+        match p.key.family {
             Family::V4 => match v4_key(p) {
                 Some(key) => self
                     .v4_tree(s)
-                    .lookup_skipping(&key, p, rules, from, best, skip),
+                    .lookup_skipping(k, &key, p, rules, from, best, skip),
                 None => cold_linear(rules, p, from, best, skip),
             },
-            Family::V6 => self
-                .v6_tree(s)
-                .lookup_skipping(&v6_key(p), p, rules, from, best, skip),
+            Family::V6 => {
+                self.v6_tree(s)
+                    .lookup_skipping(k, &v6_key(p), p, rules, from, best, skip)
+            }
+        }
+    }
+}
+
+/// One packet's lookup, as a [`SimdTask`].
+struct One<'a, S> {
+    tree: &'a Tree,
+    rules: &'a [FlatRule],
+    p: &'a PacketMeta,
+    from: u32,
+    best: u32,
+    skip: S,
+}
+
+impl<S: Fn(u32) -> bool + Copy> SimdTask for One<'_, S> {
+    type Output = u32;
+    #[inline(always)]
+    fn run<K: RangeMask>(self, k: K) -> u32 {
+        self.tree
+            .first_match_with(k, self.rules, self.p, self.from, self.best, self.skip)
+    }
+}
+
+/// A batch's lookups, burst by burst, as a [`SimdTask`].
+struct Batch<'a, S> {
+    tree: &'a Tree,
+    rules: &'a [FlatRule],
+    pkts: &'a [PacketMeta],
+    from: &'a [u32],
+    out: &'a mut [u32],
+    skip: S,
+}
+
+impl<S: Fn(u32) -> bool + Copy> SimdTask for Batch<'_, S> {
+    type Output = ();
+    #[inline(always)]
+    fn run<K: RangeMask>(self, k: K) {
+        let n = self.pkts.len().min(self.from.len()).min(self.out.len());
+        let mut s = 0;
+        while s < n {
+            let e = (s + BURST).min(n);
+            self.tree.classify_burst(
+                k,
+                self.rules,
+                &self.pkts[s..e],
+                &self.from[s..e],
+                &mut self.out[s..e],
+                self.skip,
+            );
+            s = e;
         }
     }
 }
@@ -276,110 +356,151 @@ impl Classifier for Tree {
             self.rules,
             "classify with the rules the tree was built from"
         );
-        let n = pkts.len().min(from.len()).min(out.len());
-        let mut s = 0;
-        while s < n {
-            let e = (s + BURST).min(n);
-            self.classify_burst(rules, &pkts[s..e], &from[s..e], &mut out[s..e], |_| false);
-            s = e;
-        }
+        self.simd.run(Batch {
+            tree: self,
+            rules,
+            pkts,
+            from,
+            out,
+            skip: |_| false,
+        });
     }
 }
 
 impl Tree {
-    /// Classifies at most [`BURST`] packets: IPv4 and IPv6 keys each walk their trees together
-    /// ([`FamilyTree::lookup_burst`]); unmapped IPv4 packets scan linearly.
+    /// Classifies at most [`BURST`] packets: the keys of each tree (family and conntrack state)
+    /// walk it together ([`FamilyTree::lookup_burst`]); other packets (unmapped IPv4, a state
+    /// that is not one bit) scan linearly.
     #[inline(always)]
-    pub(crate) fn classify_burst(
+    fn classify_burst<K: RangeMask>(
         &self,
+        k: K,
         rules: &[FlatRule],
         pkts: &[PacketMeta],
         from: &[u32],
         out: &mut [u32],
         skip: impl Fn(u32) -> bool + Copy,
     ) {
-        // Packets grouped by the tree they walk: (family, tree index); most bursts need one or
-        // two groups.
-        let mut group = [u8::MAX; BURST];
-        for (i, p) in pkts.iter().enumerate().take(BURST) {
-            let k = &p.key;
-            group[i] = match (k.family, state_of(p)) {
-                (Family::V4, Some(s)) if k.src.is_v4() && k.dst.is_v4() => self.v4_of[s],
+        let n = pkts.len().min(from.len()).min(out.len()).min(BURST);
+        // Each packet's tree: IPv4 tree `g` as `g`, IPv6 tree `g` as `0x80 | g`, none as `NONE`.
+        // The packets of the first IPv4 tree seen (most bursts: all of them) are gathered on
+        // the way; the others wait for the general loop below.
+        const NONE: u8 = u8::MAX;
+        let mut group = [NONE; BURST];
+        let mut first = NONE;
+        let mut keys = Keys::<u32>::new();
+        let mut rest = false;
+        for i in 0..n {
+            let p = &pkts[i];
+            let g = match (p.key.family, state_of(p)) {
+                (Family::V4, Some(s)) => match v4_addrs(p) {
+                    Some((src, dst)) => {
+                        let g = self.v4_of[s];
+                        if first == NONE {
+                            first = g;
+                        }
+                        if g == first {
+                            keys.push(v4_key_of(p, src, dst), from[i], i);
+                            continue;
+                        }
+                        g
+                    }
+                    None => NONE,
+                },
                 (Family::V6, Some(s)) => 0x80 | self.v6_of[s],
-                _ => {
-                    out[i] = cold_linear(rules, p, from[i], u32::MAX, skip);
-                    u8::MAX
-                }
+                _ => NONE,
             };
+            if g == NONE {
+                out[i] = cold_linear(rules, p, from[i], u32::MAX, skip);
+            }
+            group[i] = g;
+            rest |= g != NONE;
         }
-        let n = pkts.len().min(BURST);
-        let mut done = 0u32;
-        let mut at = 0;
-        while at < n {
+        if keys.n > 0 {
+            self.v4[usize::from(first)].lookup_burst(k, &mut keys, pkts, rules, skip);
+            for t in 0..keys.n {
+                out[usize::from(keys.pkt[t]) & (BURST - 1)] = keys.best[t];
+            }
+        }
+        if rest {
+            self.classify_rest(k, rules, pkts, from, out, skip, &mut group[..n]);
+        }
+    }
+
+    /// The packets of [`Tree::classify_burst`] that were not in its first IPv4 tree: one pass
+    /// per distinct tree in `group`, in order of first appearance. (Inlined so that it is
+    /// compiled for the kernel's instruction set, as the rest of the lookup is.)
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn classify_rest<K: RangeMask>(
+        &self,
+        k: K,
+        rules: &[FlatRule],
+        pkts: &[PacketMeta],
+        from: &[u32],
+        out: &mut [u32],
+        skip: impl Fn(u32) -> bool + Copy,
+        group: &mut [u8],
+    ) {
+        const NONE: u8 = u8::MAX;
+        let n = group.len();
+        for at in 0..n {
             let g = group[at];
-            if g == u8::MAX || done & (1 << (g & 0x7) << if g & 0x80 != 0 { 8 } else { 0 }) != 0 {
-                at += 1;
+            if g == NONE {
                 continue;
             }
-            done |= 1 << (g & 0x7) << if g & 0x80 != 0 { 8 } else { 0 };
-            let mut idx = [0u8; BURST];
-            let mut m = 0;
-            for (i, &gi) in group[..n].iter().enumerate().skip(at) {
-                if gi == g {
-                    idx[m] = i as u8;
-                    m += 1;
-                }
-            }
             if g & 0x80 == 0 {
-                let mut keys = [[0u32; KEY_WORDS]; BURST];
-                let mut best = [u32::MAX; BURST];
-                for (k, &i) in keys.iter_mut().zip(&idx[..m]) {
-                    *k = v4_key_of(&pkts[usize::from(i)]);
+                let mut keys = Keys::<u32>::new();
+                for i in at..n {
+                    if group[i] == g {
+                        group[i] = NONE;
+                        let (src, dst) = v4_addrs(&pkts[i]).unwrap_or_default();
+                        keys.push(v4_key_of(&pkts[i], src, dst), from[i], i);
+                    }
                 }
-                self.v4[usize::from(g)].lookup_burst(
-                    &keys[..m],
-                    pkts,
-                    &idx[..m],
-                    rules,
-                    from,
-                    &mut best[..m],
-                    skip,
-                );
-                for (&i, &b) in idx[..m].iter().zip(&best) {
-                    out[usize::from(i)] = b;
+                self.v4[usize::from(g)].lookup_burst(k, &mut keys, pkts, rules, skip);
+                for t in 0..keys.n {
+                    out[usize::from(keys.pkt[t])] = keys.best[t];
                 }
             } else {
-                let mut keys = [[0u128; KEY_WORDS]; BURST];
-                let mut best = [u32::MAX; BURST];
-                for (k, &i) in keys.iter_mut().zip(&idx[..m]) {
-                    *k = v6_key(&pkts[usize::from(i)]);
+                let mut keys = Keys::<u128>::new();
+                for i in at..n {
+                    if group[i] == g {
+                        group[i] = NONE;
+                        keys.push(v6_key(&pkts[i]), from[i], i);
+                    }
                 }
-                self.v6[usize::from(g & 0x7f)].lookup_burst(
-                    &keys[..m],
-                    pkts,
-                    &idx[..m],
-                    rules,
-                    from,
-                    &mut best[..m],
-                    skip,
-                );
-                for (&i, &b) in idx[..m].iter().zip(&best) {
-                    out[usize::from(i)] = b;
+                self.v6[usize::from(g & 0x7f)].lookup_burst(k, &mut keys, pkts, rules, skip);
+                for t in 0..keys.n {
+                    out[usize::from(keys.pkt[t])] = keys.best[t];
                 }
             }
-            at += 1;
         }
     }
 }
 
-/// The IPv4 key of a packet whose addresses are v4-mapped.
+/// A packet's IPv4 addresses, when both are v4-mapped (`::ffff:a.b.c.d`).
 #[inline(always)]
-fn v4_key_of(p: &PacketMeta) -> [u32; KEY_WORDS] {
+fn v4_addrs(p: &PacketMeta) -> Option<(u32, u32)> {
+    let parts = |a: &[u8; 16]| {
+        let head = u64::from_ne_bytes(a[..8].try_into().expect("8 bytes"));
+        let mid = u32::from_ne_bytes(a[8..12].try_into().expect("4 bytes"));
+        let v4 = u32::from_be_bytes(a[12..].try_into().expect("4 bytes"));
+        (head, mid, v4)
+    };
+    let (sh, sm, src) = parts(&p.key.src.0);
+    let (dh, dm, dst) = parts(&p.key.dst.0);
+    const MID: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    (sh | dh == 0 && sm == MID && dm == MID).then_some((src, dst))
+}
+
+/// The IPv4 key of a packet with addresses `src` and `dst`.
+#[inline(always)]
+fn v4_key_of(p: &PacketMeta, src: u32, dst: u32) -> [u32; KEY_WORDS] {
     let k = &p.key;
-    let a = |x: &IpAddr128| u32::from_be_bytes([x.0[12], x.0[13], x.0[14], x.0[15]]);
     [
-        a(&k.src),
-        a(&k.dst),
+        src,
+        dst,
         u32::from(k.src_port),
         u32::from(k.dst_port),
         u32::from(k.proto),
@@ -391,8 +512,7 @@ fn v4_key_of(p: &PacketMeta) -> [u32; KEY_WORDS] {
 
 #[inline(always)]
 fn v4_key(p: &PacketMeta) -> Option<[u32; KEY_WORDS]> {
-    let k = &p.key;
-    (k.src.is_v4() && k.dst.is_v4()).then(|| v4_key_of(p))
+    v4_addrs(p).map(|(src, dst)| v4_key_of(p, src, dst))
 }
 
 #[inline(always)]
@@ -508,10 +628,29 @@ mod tests {
         out
     }
 
+    /// The tree's answers, checked to be the same with every leaf-scan kernel this CPU has and
+    /// through the single-packet path (`first_match`) as through bursts.
     fn tree(t: &Tree, rules: &[FlatRule], pkts: &[PacketMeta], from: &[u32]) -> Vec<u32> {
-        let mut out = vec![0; pkts.len()];
-        t.classify(rules, pkts, from, &mut out);
-        out
+        let mut first: Option<Vec<u32>> = None;
+        for level in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
+            let mut t = t.clone();
+            t.simd = Simd::detect_up_to(level);
+            let mut out = vec![0; pkts.len()];
+            t.classify(rules, pkts, from, &mut out);
+            for i in 0..pkts.len() {
+                assert_eq!(
+                    t.first_match(rules, &pkts[i], from[i], u32::MAX),
+                    out[i],
+                    "{:?}: packet {i} alone and in a burst",
+                    t.simd_level()
+                );
+            }
+            match &first {
+                None => first = Some(out),
+                Some(f) => assert_eq!(f, &out, "{:?} against the portable kernel", t.simd_level()),
+            }
+        }
+        first.unwrap_or_default()
     }
 
     fn meta(key: FlowKey) -> PacketMeta {

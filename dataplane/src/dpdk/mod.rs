@@ -17,6 +17,7 @@ mod mbuf;
 mod mempool;
 mod port;
 mod ring;
+pub mod simd;
 mod txbatch;
 
 pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
