@@ -1,5 +1,7 @@
 //! The one safe layer over `dpdk-sys`. Every `unsafe` block in Rampart outside `dpdk-sys` lives in
-//! this module and carries a `SAFETY:` comment naming the precondition it relies on.
+//! this module and carries a `SAFETY:` comment naming the precondition it relies on. That makes it
+//! also the home of the CPU-level helpers that need `unsafe`: [`prefetch`], and the classifier's
+//! SIMD kernels with their run-time selection ([`simd`]).
 //!
 //! Invariants:
 //! - EAL is initialised at most once per process ([`Eal`]), and everything else here is only
