@@ -962,13 +962,36 @@ fn route_burst(
                 stats.drop_packet(why);
                 if let crate::filter::FilterVerdict::Reject { with, .. } = j.filter {
                     if why == DropReason::RuleReject {
-                        reject(
-                            ctx,
-                            usize::from(ingress),
-                            m.data(),
-                            with,
-                            out.borrow_mut().egress,
-                        );
+                        // A reset comes from the rejected packet's destination (Linux's
+                        // nf_send_reset); an ICMP error is the router's own, routed back to
+                        // the sender from the address of the port it leaves by, rate-limited
+                        // (Linux's icmp_send).
+                        let code = match key.family {
+                            Family::V4 => crate::reject::icmp_code_v4(with),
+                            Family::V6 => crate::reject::icmp_code_v6(with),
+                        };
+                        match (with, code) {
+                            (RejectWith::TcpReset, _) | (_, None) => reject(
+                                ctx,
+                                usize::from(ingress),
+                                m.data(),
+                                with,
+                                out.borrow_mut().egress,
+                            ),
+                            (_, Some(code)) => {
+                                if router.send_error(
+                                    st,
+                                    ingress,
+                                    m.data(),
+                                    &info,
+                                    crate::route::icmp::RouterError::Rejected { code },
+                                    now_ns,
+                                    &mut Shared(&out),
+                                ) {
+                                    bump(&ctx.stats.replies_sent, 1);
+                                }
+                            }
+                        }
                     }
                 }
                 continue;
