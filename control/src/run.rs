@@ -120,6 +120,7 @@ fn run_on(
         rx_desc: cfg.rings.rx_desc,
         tx_desc: cfg.rings.tx_desc,
         promiscuous: true,
+        rx_checksum: true,
     };
     // Ports are declared after the pool so they drop (stop, close) before it.
     let mut ports = Vec::with_capacity(cfg.ports.len());
@@ -135,6 +136,7 @@ fn run_on(
             &p.name,
             &PortConfig {
                 promiscuous: p.promiscuous,
+                rx_checksum: p.rx_checksum_offload,
                 ..pcfg.clone()
             },
             &pool,
@@ -248,10 +250,15 @@ fn run_on(
         ports
             .iter()
             .map(|p| format!(
-                "{} ({}{})",
+                "{} ({}{}{})",
                 p.name(),
                 p.driver(),
-                if p.rss() { ", rss" } else { "" }
+                if p.rss() { ", rss" } else { "" },
+                if p.rx_checksum() {
+                    ", rx checksum offload"
+                } else {
+                    ""
+                }
             ))
             .collect::<Vec<_>>()
             .join(", "),

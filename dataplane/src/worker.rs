@@ -408,6 +408,12 @@ fn handle_burst<const STATEFUL: bool>(
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
             crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            // The device's checksum verdicts (RX offload), for conntrack.
+            for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
+                if let Some(i) = info {
+                    i.l4_csum = m.rx_l4_csum();
+                }
+            }
             scratch = p;
             &scratch
         }
@@ -850,7 +856,7 @@ fn route_burst(
             stats.drop_packet(DropReason::Unlinearizable);
             continue;
         }
-        let info = match crate::wire::parse::parse_common(m.data()) {
+        let mut info = match crate::wire::parse::parse_common(m.data()) {
             Some(i) => i,
             None => match crate::wire::parse_frame(m.data()) {
                 Ok(i) => i,
@@ -860,6 +866,7 @@ fn route_burst(
                 }
             },
         };
+        info.l4_csum = m.rx_l4_csum();
         let l2 = router.input_l2(
             st,
             ingress,

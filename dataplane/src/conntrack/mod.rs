@@ -63,7 +63,7 @@ mod tests;
 use crate::classify::ct;
 use crate::wire::checksum;
 use crate::wire::{
-    icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo,
+    icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo, RxCsum,
 };
 use index::Index;
 use tcp::{Segment, Status, TcpConfig, TcpInvalid, TcpState, TcpTrack};
@@ -894,13 +894,17 @@ impl Conntrack {
             Fragment::Later { .. } => return self.invalid(Invalid::LaterFragment),
         };
         let bytes = u64::from(info.l3_len);
+        // A device with RX checksum offload has checked TCP and UDP checksums already (never a
+        // fragment's: it sees only a piece): a sum it found good is not summed again. One it
+        // found bad is (rare, and the software decides, e.g. a UDP datagram without a sum).
+        let verify = self.cfg.checksum && !fragmented && info.l4_csum != RxCsum::Good;
         match (key.family, key.proto) {
             (_, ip_proto::TCP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_tcp(key, l4, fragmented, bytes, now_ns),
+                Some(l4) => self.track_tcp(key, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (_, ip_proto::UDP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_udp(key, l4, fragmented, bytes, now_ns),
+                Some(l4) => self.track_udp(key, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6) => {
@@ -942,13 +946,14 @@ impl Conntrack {
         key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
+        verify: bool,
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
         let Ok(p) = crate::wire::tcp::Packet::new_checked(l4) else {
             return self.invalid(Invalid::Truncated);
         };
-        if self.cfg.checksum && !fragmented && !Self::l4_checksum_ok(key, l4) {
+        if verify && !Self::l4_checksum_ok(key, l4) {
             return self.invalid(Invalid::BadChecksum);
         }
         if !tcp::valid_flags(p.flags()) {
@@ -1061,6 +1066,7 @@ impl Conntrack {
         key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
+        verify: bool,
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
@@ -1070,7 +1076,7 @@ impl Conntrack {
             };
             // A zero checksum means none (conntrack accepts it for IPv6 too). The sum covers
             // the datagram as its length field says (`new_checked` saw it fits).
-            if self.cfg.checksum
+            if verify
                 && p.checksum() != 0
                 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())])
             {

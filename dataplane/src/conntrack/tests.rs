@@ -1045,3 +1045,35 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn device_checksum_verdicts() {
+    use crate::wire::RxCsum;
+    let with = |ct: &mut Conntrack, frame: &[u8], csum: RxCsum| {
+        let mut info = parse_frame(frame).expect("frame parses");
+        info.l4_csum = csum;
+        ct.track(frame, &info, 0)
+    };
+    let mut tcp = seg(true, SYN, 1000, 0, &[]);
+    tcp[ethernet::HEADER_LEN + 20 + 16] ^= 0x55;
+    let mut dgram = udp(true, b"q");
+    dgram[ethernet::HEADER_LEN + 20 + 6] ^= 1;
+    for frame in [&tcp, &dgram] {
+        let mut ct = table(16);
+        // A sum the device found good is not checked again (the corruption here stands for
+        // one the device would have seen).
+        assert_eq!(with(&mut ct, frame, RxCsum::Good).state, CtState::New);
+        // Without a verdict, or with a bad one, the software sum decides.
+        for csum in [RxCsum::Unchecked, RxCsum::Bad] {
+            assert_eq!(
+                with(&mut ct, frame, csum).invalid,
+                Some(Invalid::BadChecksum),
+                "{csum:?}"
+            );
+        }
+    }
+    // A bad verdict on a datagram without a checksum (UDP, zero) is not believed.
+    let mut zero = udp(true, b"q");
+    zero[ethernet::HEADER_LEN + 20 + 6..][..2].copy_from_slice(&[0, 0]);
+    assert_eq!(with(&mut table(16), &zero, RxCsum::Bad).state, CtState::New);
+}

@@ -370,6 +370,7 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         rx_desc: args.desc,
         tx_desc: args.desc,
         promiscuous: true,
+        rx_checksum: false,
     };
     let tx_id = Port::find(&eal, &tx_name)?;
     let rx_id = Port::find(&eal, &rx_name)?;
