@@ -428,7 +428,10 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
     assert_eq!(rampart.range_ports, [20000, 20001], "{rampart:?}");
     assert!(!rampart.third_answered, "a full range refuses new flows");
     assert!(rampart.hairpin_from_router, "{rampart:?}");
-    assert_eq!(rampart.rejected, "Destination Host Prohibited", "{rampart:?}");
+    assert_eq!(
+        rampart.rejected, "Destination Host Prohibited",
+        "{rampart:?}"
+    );
     assert!(rampart.rejected_by_router, "{rampart:?}");
     assert!(
         rampart.ttl_beyond,
