@@ -535,9 +535,12 @@ impl LogLimiter {
         self.printed += 1;
         let m = &rec.meta;
         let k = &m.key;
-        let (prefix, level) = snap
-            .filter
-            .rules(k.family)
+        let rules = if rec.input {
+            snap.filter.input(k.family)
+        } else {
+            snap.filter.rules(k.family)
+        };
+        let (prefix, level) = rules
             .and_then(|rs| rs.logs.get(rec.log as usize))
             .map_or(("", 4), |l| (l.prefix.as_str(), l.level));
         let name = |i: u8| ports.get(usize::from(i)).map_or("?", String::as_str);

@@ -93,7 +93,7 @@ impl Bridge {
         ingress: u16,
         frame: &mut [u8],
         now_ns: u64,
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> Outcome {
         let (verdict, info) = self.process(ingress, frame);
         let mut out = Outcome {
@@ -153,7 +153,7 @@ impl Bridge {
         ingress: u16,
         frame: &mut [u8],
         now_ns: u64,
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         let p = Judge {
@@ -180,7 +180,7 @@ impl Bridge {
         frame: &mut [u8],
         info: PacketInfo,
         now_ns: u64,
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         let p = Judge {
@@ -198,7 +198,7 @@ impl Bridge {
         p: &Judge<'_>,
         tables: Option<&mut Tables>,
         frame: &mut [u8],
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         match wire::parse_frame(frame) {
@@ -214,7 +214,7 @@ impl Bridge {
         tables: Option<&mut Tables>,
         frame: &mut [u8],
         info: &PacketInfo,
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         let verdict = self.bridge_verdict(p.ingress, info.l3);
@@ -289,7 +289,7 @@ fn filter_one(
     rules: &RuleSet,
     meta: PacketMeta,
     verdict: Verdict,
-    on_log: impl FnMut(u32, &LogSpec),
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
     let fv = judge_rules(rules, &meta, on_log);
@@ -310,7 +310,7 @@ fn tracked_one<F: Forwarding>(
     info: PacketInfo,
     key: FlowKey,
     fwd: &mut F,
-    on_log: impl FnMut(u32, &LogSpec),
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
     let j = judge_tracked(

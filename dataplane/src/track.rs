@@ -262,7 +262,7 @@ fn judge_established(
     t: &conntrack::Tracked,
     meta: &PacketMeta,
     ingress: u16,
-    mut on_log: impl FnMut(u32, &LogSpec),
+    mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let Some(id) = t.entry() else {
         return judge_rules(rs, meta, on_log);
@@ -280,9 +280,9 @@ fn judge_established(
         }
     }
     let mut logged = false;
-    let fv = judge_rules(rs, meta, |i, l| {
+    let fv = judge_rules(rs, meta, |i, l, m| {
         logged = true;
-        on_log(i, l)
+        on_log(i, l, m)
     });
     if let Some(rule) = fv.rule() {
         if !logged && rule <= TAG_RULE_MASK && ingress < 64 {
@@ -294,7 +294,7 @@ fn judge_established(
 }
 
 /// LOG rules of the nat table are refused when it is compiled; nothing to log here.
-fn no_log(_: u32, _: &LogSpec) {}
+fn no_log(_: u32, _: &LogSpec, _: &PacketMeta) {}
 
 /// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
 /// the destination side translated, the source side as on the wire (Linux's FORWARD view).
@@ -323,7 +323,7 @@ pub fn judge_tracked<F: Forwarding>(
     ingress: u16,
     fwd: &mut F,
     now_ns: u64,
-    on_log: impl FnMut(u32, &LogSpec),
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> IpJudgement {
     let mut meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
 
@@ -369,7 +369,7 @@ pub fn judge_tracked<F: Forwarding>(
             ct_state: ct::INVALID,
             ..meta
         };
-        let j = raw.evaluate(&raw_meta, |_, _| {});
+        let j = raw.evaluate(&raw_meta, |_, _, _| {});
         if !matches!(j.action, Action::Accept) {
             return IpJudgement::early(
                 Verdict::Drop(DropReason::RuleDrop),

@@ -6,7 +6,7 @@
 //!
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
-use crate::classify::{PacketMeta, RejectWith};
+use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
@@ -136,6 +136,9 @@ const EXPIRE_BUDGET: u32 = 128;
 pub struct LogRecord {
     /// Index into the rule set's `logs` (of the packet's family) at the time of the match.
     pub log: u32,
+    /// The rule was in the INPUT chain's rule set (router mode), not FORWARD's.
+    pub input: bool,
+    /// The packet as the rule saw it.
     pub meta: PacketMeta,
 }
 
@@ -579,7 +582,7 @@ fn judge(
             frame,
             info,
             now_ns,
-            |log_rule, _| logged.push(log_rule),
+            |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),
         ),
         None => ctx.pipeline.judge_verdict(
@@ -588,39 +591,51 @@ fn judge(
             ingress,
             frame,
             now_ns,
-            |log_rule, _| logged.push(log_rule),
+            |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),
         ),
     };
     if logged.n > 0 {
-        logged.flush(ctx, frame, ingress);
+        logged.flush(ctx, frame.len());
     }
     (v, with)
 }
 
-/// The LOG rules one packet passed (a packet passes few; more are counted as lost).
+/// The LOG rules one packet passed, each with the packet as the filter saw it (a packet passes
+/// few; more are counted as lost).
 #[derive(Default)]
 struct Logged {
-    rules: [u32; 4],
+    /// The rule, which LOG target (its address in the rule set, to tell FORWARD's from
+    /// INPUT's; never read through), the packet.
+    rules: [(u32, usize, Option<PacketMeta>); 2],
     n: usize,
 }
 
 impl Logged {
     #[inline]
-    fn push(&mut self, rule: u32) {
+    fn push(&mut self, rule: u32, spec: &LogSpec, meta: &PacketMeta) {
+        self.note(rule, spec, meta);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note(&mut self, rule: u32, spec: &LogSpec, meta: &PacketMeta) {
         if let Some(r) = self.rules.get_mut(self.n) {
-            *r = rule;
+            *r = (rule, spec as *const LogSpec as usize, Some(*meta));
         }
         self.n += 1;
     }
 
-    /// Hands the records to the control thread. The frame is read after the judgement, so a
-    /// translated packet's record shows its addresses after NAT.
+    /// Hands the records to the control thread. Each holds the packet as the rule saw it: in
+    /// the filter table, with a DNAT'd destination and an untranslated source, as Linux's LOG
+    /// in FORWARD or INPUT shows it.
     #[cold]
     #[inline(never)]
-    fn flush(&self, ctx: &Ctx<'_>, frame: &[u8], ingress: u16) {
-        for &rule in &self.rules[..self.n.min(self.rules.len())] {
-            log(ctx, frame, ingress, rule);
+    fn flush(&self, ctx: &Ctx<'_>, frame_len: usize) {
+        for &(rule, spec, meta) in &self.rules[..self.n.min(self.rules.len())] {
+            if let Some(meta) = meta {
+                log(ctx, frame_len, rule, spec, meta);
+            }
         }
         if self.n > self.rules.len() {
             bump(&ctx.stats.logs_lost, (self.n - self.rules.len()) as u64);
@@ -650,28 +665,32 @@ fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], with: RejectWith, egress:
     }
 }
 
-/// A LOG rule matched: count it and hand the record to the control thread.
+/// A LOG rule matched: count it and hand the record to the control thread. `spec` is the
+/// address of its target in the FORWARD or the INPUT rule set.
 #[cold]
 #[inline(never)]
-fn log(ctx: &Ctx<'_>, frame: &[u8], ingress: u16, rule: u32) {
-    let Ok(info) = crate::wire::parse_frame(frame) else {
+fn log(ctx: &Ctx<'_>, frame_len: usize, rule: u32, spec: usize, meta: PacketMeta) {
+    let family = meta.key.family;
+    let filter = &ctx.rules.filter;
+    let found = [(false, filter.rules(family)), (true, filter.input(family))]
+        .into_iter()
+        .find_map(|(input, rs)| {
+            let i = rs?
+                .logs
+                .iter()
+                .position(|l| l as *const LogSpec as usize == spec)?;
+            Some((input, i as u32))
+        });
+    let Some((input, log)) = found else {
         return;
     };
-    let egress = ctx.pipeline.peer(ingress).unwrap_or(ingress);
-    let Some(meta) = crate::filter::packet_meta(frame, &info, ingress, egress) else {
-        return;
-    };
-    let Some(rs) = ctx.rules.filter.rules(meta.key.family) else {
-        return;
-    };
-    if let Some(c) = ctx.rules.counters(meta.key.family, ctx.id) {
-        c.hit(rule, frame.len() as u64);
+    // Per-rule counters exist for FORWARD's rules.
+    if !input {
+        if let Some(c) = ctx.rules.counters(family, ctx.id) {
+            c.hit(rule, frame_len as u64);
+        }
     }
-    let Some(crate::classify::Action::Log(l)) = rs.rules.get(rule as usize).map(|r| r.action)
-    else {
-        return;
-    };
-    if ctx.logs.try_send(LogRecord { log: l, meta }).is_err() {
+    if ctx.logs.try_send(LogRecord { log, input, meta }).is_err() {
         bump(&ctx.stats.logs_lost, 1);
     }
 }
@@ -932,7 +951,7 @@ fn route_burst(
                 ingress,
                 &mut fwd,
                 now_ns,
-                |rule, _| logged.push(rule),
+                |rule, spec, meta| logged.push(rule, spec, meta),
             )
         };
         if j.judged && !j.raw && !j.input {
@@ -942,7 +961,7 @@ fn route_burst(
             }
         }
         if logged.n > 0 {
-            logged.flush(ctx, m.data(), ingress);
+            logged.flush(ctx, m.data().len());
         }
         let verdict = crate::pipeline::translate(m.data_mut(), &info, &j);
         let fate = match (verdict, j.route) {

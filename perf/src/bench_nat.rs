@@ -137,7 +137,7 @@ fn open(
     } else {
         udp(s, sp, d, dp)
     };
-    let o = bridge.judge(filter, Some(tables), INSIDE, &mut first, now, |_, _| {});
+    let o = bridge.judge(filter, Some(tables), INSIDE, &mut first, now, |_, _, _| {});
     if !matches!(o.verdict, Verdict::Forward(_)) {
         return None;
     }
@@ -149,13 +149,13 @@ fn open(
     } else {
         udp(rs, rsp, rd, rdp)
     };
-    let o = bridge.judge(filter, Some(tables), OUTSIDE, &mut reply, now, |_, _| {});
+    let o = bridge.judge(filter, Some(tables), OUTSIDE, &mut reply, now, |_, _, _| {});
     if !matches!(o.verdict, Verdict::Forward(_)) {
         return None;
     }
     if tcp_flow {
         let mut ack = tcp(s, sp, d, dp, Flags::ACK, 101, 901);
-        bridge.judge(filter, Some(tables), INSIDE, &mut ack, now, |_, _| {});
+        bridge.judge(filter, Some(tables), INSIDE, &mut ack, now, |_, _, _| {});
         Some([
             (tcp(s, sp, d, dp, Flags::ACK, 101, 901), INSIDE),
             (tcp(rs, rsp, rd, rdp, Flags::ACK, 901, 101), OUTSIDE),

@@ -286,7 +286,7 @@ pub(crate) fn judge_all(
                         frame,
                         info,
                         now_ns,
-                        |_, _| {},
+                        |_, _, _| {},
                         |_, _| {},
                     ),
                     None => bridge.judge_verdict(
@@ -295,7 +295,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         now_ns,
-                        |_, _| {},
+                        |_, _, _| {},
                         |_, _| {},
                     ),
                 };
@@ -367,7 +367,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
                 continue;
             }
             let mut first = flow_frames(&k).open[0].clone();
-            let o = bridge.judge(&filter, None, INSIDE, &mut first, 0, |_, _| {});
+            let o = bridge.judge(&filter, None, INSIDE, &mut first, 0, |_, _, _| {});
             if !matches!(o.verdict, Verdict::Forward(_)) {
                 refused += 1;
                 continue;
@@ -419,7 +419,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     for k in &keys {
         for (i, fr) in flow_frames(k).open.iter_mut().enumerate() {
             let ingress = if i % 2 == 0 { INSIDE } else { OUTSIDE };
-            let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _| {});
+            let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _, _| {});
         }
     }
     let established = tables.ct.len() as usize;
