@@ -79,6 +79,14 @@ pub struct LoadgenArgs {
     /// and a FIN.
     #[arg(long)]
     pub churn: Option<u32>,
+    /// Send the 5-tuples of a ClassBench trace file (`src dst sport dport proto ...` per line,
+    /// addresses as decimal integers, as the `*_trace` files of ClassBench): one packet per
+    /// line, in the file's order, then again from the first line. TCP lines become ACK
+    /// segments, UDP datagrams, ICMP echo requests (identifier: the source port), any other
+    /// protocol an IPv4 payload of that protocol number. Replaces `--proto`, the address and
+    /// port ranges and `--flows`.
+    #[arg(long, conflicts_with_all = ["churn", "flows", "drop_share"])]
+    pub trace: Option<PathBuf>,
     #[arg(long, default_value = "02:00:00:00:00:01")]
     pub src_mac: String,
     #[arg(long, default_value = "02:00:00:00:00:02")]
@@ -167,6 +175,22 @@ impl LoadgenArgs {
             drop_ppm: (self.drop_share * 1e6).round() as u32,
             drop_dport: self.drop_dport,
             churn_data: self.churn,
+            trace: None,
+        };
+        let spec = match &self.trace {
+            None => spec,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the trace {}", path.display()))?;
+                let lines = frames::read_trace(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("--trace {}", path.display()))?;
+                TrafficSpec {
+                    flows: lines.len() as u64,
+                    trace: Some(Arc::new(lines)),
+                    ..spec
+                }
+            }
         };
         spec.validate().map_err(anyhow::Error::msg)?;
         Ok(spec)
@@ -821,6 +845,7 @@ impl Report {
                 "drop_share": args.drop_share,
                 "drop_dport": spec.drop_dport,
                 "churn_data_segments": spec.churn_data,
+                "trace": args.trace.as_ref().map(|p| p.display().to_string()),
             },
             "tx": {
                 "packets": tx.packets, "bytes": tx.bytes, "to_drop": tx.to_drop,
@@ -898,6 +923,38 @@ mod tests {
         let mut eal = vec!["-a".to_string(), "0000:03:00.1".to_string()];
         device_arg("0000:03:00.1", &mut eal);
         assert_eq!(eal.len(), 2);
+    }
+
+    #[test]
+    fn a_trace_file_replaces_the_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small_trace");
+        // Generated here: ClassBench's layout (src dst sport dport proto, then answer columns).
+        std::fs::write(
+            &path,
+            "167772161\t3221225991\t1024\t80\t6\t0\t3\n167772162\t3221225992\t53\t53\t17\t0\t0\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let t = args(&["--tx", "x", "--trace", p]).traffic().unwrap();
+        assert_eq!(t.flows, 2);
+        let lines = t.trace.as_deref().unwrap();
+        assert_eq!(lines[0].flow.src, 0x0a00_0001);
+        assert_eq!((lines[1].flow.dport, lines[1].proto), (53, 17));
+        let mut seq = Sequencer::new(&t);
+        let (_, f0, _, _) = seq.next_packet();
+        let (_, f1, _, _) = seq.next_packet();
+        let (_, f2, _, _) = seq.next_packet();
+        assert_eq!((f0, f1, f2), (lines[0].flow, lines[1].flow, lines[0].flow));
+        let cli = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("loadgen").chain(a.iter().copied())).is_ok()
+        };
+        assert!(!cli(&["--tx", "x", "--trace", p, "--churn", "1"]));
+        assert!(!cli(&["--tx", "x", "--trace", p, "--flows", "3"]));
+        let missing = dir.path().join("none");
+        assert!(args(&["--tx", "x", "--trace", missing.to_str().unwrap()])
+            .traffic()
+            .is_err());
     }
 
     #[test]
