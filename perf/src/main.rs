@@ -55,6 +55,35 @@ enum Command {
     /// Latency through Rampart at 10%, 50% and 90% of its maximum rate, beside dpdk-testpmd on
     /// the same memif devices.
     Latency(perf::bench_latency::LatencyArgs),
+    /// Forwarding with 1, then N workers (one RX/TX queue each on both ports), beside
+    /// `dpdk-testpmd` io with as many forwarding cores and queues, and the model of what more
+    /// cores give.
+    Scaling {
+        /// Worker counts, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        workers: Vec<usize>,
+        /// Seconds each case forwards.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Runs of each case; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Device kinds to measure.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "null,pcap")]
+        devices: Vec<forward::Device>,
+        /// Write (or update in place) the scaling section of this markdown file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Use no hugepages even when enough are free.
+        #[arg(long)]
+        no_huge: bool,
+        /// The rampart binary (default: next to rampart-perf).
+        #[arg(long)]
+        rampart: Option<PathBuf>,
+        /// The testpmd binary.
+        #[arg(long, default_value = "dpdk-testpmd")]
+        testpmd: PathBuf,
+    },
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -112,6 +141,15 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
     let cases: Vec<Vec<&str>> = if quick {
         vec![
             vec!["forward", "--seconds", "2", "--runs", "1"],
+            vec![
+                "scaling",
+                "--seconds",
+                "2",
+                "--runs",
+                "1",
+                "--devices",
+                "null",
+            ],
             vec!["classify", "--sizes", "1K,10K", "--runs", "1"],
             vec!["stateful", "--flows", "100K", "--runs", "1"],
             vec!["nat", "--flows", "100K", "--runs", "1"],
@@ -121,6 +159,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
     } else {
         vec![
             vec!["forward"],
+            vec!["scaling"],
             vec!["classify"],
             vec!["stateful", "--flows", "1M,10M"],
             vec!["nat", "--flows", "1M"],
@@ -207,6 +246,28 @@ fn dispatch(command: Command, line: String) -> Result<()> {
             testpmd,
             command_line: line,
         }),
+        Command::Scaling {
+            workers,
+            seconds,
+            runs,
+            devices,
+            markdown,
+            no_huge,
+            rampart,
+            testpmd,
+        } => forward::run_scaling(
+            &forward::ForwardOpts {
+                seconds,
+                runs,
+                devices,
+                markdown,
+                no_huge,
+                rampart,
+                testpmd,
+                command_line: line,
+            },
+            &workers,
+        ),
         Command::GenPcap {
             kind,
             output,
