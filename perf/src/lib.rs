@@ -6,6 +6,7 @@ pub mod bench_latency;
 pub mod bench_nat;
 pub mod bench_stateful;
 pub mod bench_swap;
+pub mod bench_swaploss;
 pub mod loadgen;
 pub mod report;
 pub mod scenarios;

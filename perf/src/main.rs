@@ -49,6 +49,9 @@ enum Command {
     Nat(perf::bench_nat::NatArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
+    /// Packets lost and let through while rule sets are swapped under load (10K rules, one-rule
+    /// and whole-file changes), against the same run without swaps.
+    SwapLoss(perf::bench_swaploss::SwapLossArgs),
     /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
     /// rates, loss and latency percentiles.
     Loadgen(perf::loadgen::LoadgenArgs),
@@ -154,6 +157,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["stateful", "--flows", "100K", "--runs", "1"],
             vec!["nat", "--flows", "100K", "--runs", "1"],
             vec!["swap", "--sizes", "1000,10000"],
+            vec!["swap-loss", "--rules", "1000", "--seconds", "4"],
             vec!["latency", "--seconds", "2", "--runs", "1"],
         ]
     } else {
@@ -164,6 +168,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["stateful", "--flows", "1M,10M"],
             vec!["nat", "--flows", "1M"],
             vec!["swap"],
+            vec!["swap-loss", "--runs", "3"],
             vec!["latency"],
         ]
     };
@@ -214,6 +219,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         Command::Suite { markdown, quick } => suite(&markdown, quick),
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
+        Command::SwapLoss(a) => perf::bench_swaploss::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
         Command::Nat(a) => perf::bench_nat::run(&a),
         Command::GenScenarios { dir, only, list } => {

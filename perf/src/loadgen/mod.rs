@@ -220,6 +220,8 @@ struct Shared {
 /// What the RX side hands back.
 struct RxResult {
     signed: u64,
+    /// Signed packets to the drop port that came back (the rules should have dropped them).
+    leaked: u64,
     foreign: u64,
     reordered: u64,
     packets: u64,
@@ -441,6 +443,8 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         q: rx_q,
         hz,
         drain_tsc: args.drain_ms.saturating_mul(hz) / 1000,
+        leak: (spec.drop_ppm > 0)
+            .then(|| (14 + if spec.src.v6 { 40 } else { 20 } + 2, spec.drop_dport)),
         shared: shared.clone(),
     };
     let (tx_send, tx_recv) = std::sync::mpsc::channel();
@@ -629,6 +633,9 @@ impl TxJob {
 
 struct RxJob {
     q: RxQueue,
+    /// With a drop share: the offset of the destination port in received frames, and the drop
+    /// port, to count packets that should not have come back.
+    leak: Option<(usize, u16)>,
     hz: u64,
     drain_tsc: u64,
     shared: Arc<Shared>,
@@ -656,6 +663,7 @@ struct RxState {
     /// ns per TSC tick, as a 32.32 fixed-point factor.
     ns_per_tick_q32: u64,
     signed: u64,
+    leaked: u64,
     foreign: u64,
     reordered: u64,
     packets: u64,
@@ -682,6 +690,7 @@ impl RxState {
             latency: hist(),
             interval: hist(),
             signed: 0,
+            leaked: 0,
             foreign: 0,
             reordered: 0,
             packets: 0,
@@ -710,6 +719,11 @@ impl RxState {
                 match read_signature(data) {
                     Some((seq, sent_tsc)) => {
                         self.signed += 1;
+                        if let Some((off, port)) = self.job.leak {
+                            if data.get(off..off + 2) == Some(&port.to_be_bytes()[..]) {
+                                self.leaked += 1;
+                            }
+                        }
                         if let Some(last) = self.last_seq {
                             if (seq.wrapping_sub(last) as i32) < 0 {
                                 self.reordered += 1;
@@ -782,6 +796,7 @@ impl RxState {
         self.job.shared.rx_done.store(true, Ordering::Release);
         RxResult {
             signed: self.signed,
+            leaked: self.leaked,
             foreign: self.foreign,
             reordered: self.reordered,
             packets: self.packets,
@@ -825,7 +840,8 @@ impl Report {
         let rate = |p: u64, s: f64| if s > 0.0 { p as f64 / s / 1e6 } else { 0.0 };
         let gb = |b: u64, p: u64, s: f64| if s > 0.0 { gbits(b, p, s) } else { 0.0 };
         let expected = tx.packets - tx.to_drop.min(tx.packets);
-        let lost = expected as i64 - rx.signed as i64;
+        // Packets to the drop port that came back are not the expected ones.
+        let lost = expected as i64 - (rx.signed - rx.leaked) as i64;
         let h = &rx.latency;
         let q = |x: f64| {
             if h.is_empty() {
@@ -855,6 +871,7 @@ impl Report {
             },
             "rx": {
                 "packets": rx.packets, "bytes": rx.bytes, "signed": rx.signed,
+                "leaked": rx.leaked,
                 "foreign": rx.foreign, "reordered": rx.reordered, "seconds": rx_s,
                 "mpps": rate(rx.packets, rx_s), "gbps": gb(rx.bytes, rx.packets, rx_s),
                 "device": port_json(&rx_stats),
@@ -880,7 +897,7 @@ impl Report {
         format!(
             "rampart-perf loadgen: sent {} packets in {:.3} s ({:.3} Mpps, {:.3} Gbit/s), {} of them to the drop port\n\
              rampart-perf loadgen: received {} packets ({} with the signature, {} other) ({:.3} Mpps, {:.3} Gbit/s), {} reordered\n\
-             rampart-perf loadgen: expected {}, lost {} ({:.4} %)\n\
+             rampart-perf loadgen: expected {}, lost {} ({:.4} %), {} sent to the drop port came back\n\
              rampart-perf loadgen: latency over {} samples: min {:.1} us, p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
             j["tx"]["packets"], j["tx"]["seconds"].as_f64().unwrap_or(0.0),
             j["tx"]["mpps"].as_f64().unwrap_or(0.0), j["tx"]["gbps"].as_f64().unwrap_or(0.0),
@@ -889,6 +906,7 @@ impl Report {
             j["rx"]["mpps"].as_f64().unwrap_or(0.0), j["rx"]["gbps"].as_f64().unwrap_or(0.0),
             j["rx"]["reordered"],
             j["expected_rx"], j["lost"], j["loss_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            j["rx"]["leaked"],
             l["samples"], us(&l["min"]), us(&l["p50"]), us(&l["p99"]), us(&l["p999"]), us(&l["max"]),
         )
     }
