@@ -2,6 +2,7 @@
 //! Traffic synthesis and benchmark drivers for Rampart.
 
 pub mod bench_classify;
+pub mod bench_conn;
 pub mod bench_latency;
 pub mod bench_nat;
 pub mod bench_stateful;

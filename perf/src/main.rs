@@ -52,9 +52,13 @@ enum Command {
     /// Packets lost and let through while rule sets are swapped under load (10K rules, one-rule
     /// and whole-file changes), against the same run without swaps.
     SwapLoss(perf::bench_swaploss::SwapLossArgs),
+    /// New TCP connections per second with both sides of every connection (SYN, SYN+ACK, ACK,
+    /// data, FIN both ways) through Rampart with conntrack and a stateful set, beside
+    /// pass-through and dpdk-testpmd on the same memif devices.
+    ConnRate(perf::bench_conn::ConnArgs),
     /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
     /// rates, loss and latency percentiles.
-    Loadgen(perf::loadgen::LoadgenArgs),
+    Loadgen(Box<perf::loadgen::LoadgenArgs>),
     /// Latency through Rampart at 10%, 50% and 90% of its maximum rate, beside dpdk-testpmd on
     /// the same memif devices.
     Latency(perf::bench_latency::LatencyArgs),
@@ -159,6 +163,15 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["swap", "--sizes", "1000,10000"],
             vec!["swap-loss", "--rules", "1000", "--seconds", "4"],
             vec!["latency", "--seconds", "2", "--runs", "1"],
+            vec![
+                "conn-rate",
+                "--seconds",
+                "2",
+                "--runs",
+                "1",
+                "--rules",
+                "1000",
+            ],
         ]
     } else {
         vec![
@@ -170,6 +183,7 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
             vec!["swap"],
             vec!["swap-loss", "--runs", "3"],
             vec!["latency"],
+            vec!["conn-rate"],
         ]
     };
     cases
@@ -234,6 +248,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         }
         Command::Loadgen(a) => perf::loadgen::run(&a),
         Command::Latency(a) => perf::bench_latency::run(&a),
+        Command::ConnRate(a) => perf::bench_conn::run(&a),
         Command::Forward {
             seconds,
             runs,

@@ -10,6 +10,7 @@
 //! `--count` exactly that many packets leave the TX port. Latency includes the time a packet
 //! waited in the generator's own TX batch when the device pushed back.
 
+pub mod conn;
 pub mod frames;
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +88,19 @@ pub struct LoadgenArgs {
     /// port ranges and `--flows`.
     #[arg(long, conflicts_with_all = ["churn", "flows", "drop_share"])]
     pub trace: Option<PathBuf>,
+    /// With `--churn D`: both sides of every connection. The TX port is the client side, the RX
+    /// port the server side: SYN out of the TX port, SYN+ACK back from the RX port when the SYN
+    /// has come through, then ACK, D data segments and FIN+ACK from the client, FIN+ACK from the
+    /// server, the last ACK from the client; each segment sent when the one it answers arrived.
+    /// Reports connections per second completed (see docs/loadgen.md).
+    #[arg(long, requires = "churn", conflicts_with = "drop_share")]
+    pub both_sides: bool,
+    /// With `--both-sides`: connections open at once, at most.
+    #[arg(long, default_value_t = 4096)]
+    pub inflight: u64,
+    /// With `--both-sides`: new connections per second (0: as fast as `--inflight` allows).
+    #[arg(long, default_value_t = 0)]
+    pub conn_rate: u64,
     #[arg(long, default_value = "02:00:00:00:00:01")]
     pub src_mac: String,
     #[arg(long, default_value = "02:00:00:00:00:02")]
@@ -331,7 +345,8 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         .filter(|(a, b)| *a != b)
         .map(|(_, b)| b)
         .collect();
-    if let Some(s) = raised.first() {
+    // Both sides: the connection segments carry no signature.
+    if let Some(s) = raised.first().filter(|_| !args.both_sides) {
         eprintln!(
             "rampart-perf loadgen: frames smaller than {s} bytes cannot carry these headers and the signature; sending {s}-byte frames instead"
         );
@@ -410,6 +425,16 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     let mut queues: Vec<(RxQueue, TxQueue)> = Vec::new();
     for p in &mut ports {
         queues.extend(p.take_queues().context("queues handed out twice")?);
+    }
+    if args.both_sides {
+        if rx_id == tx_id {
+            bail!("--both-sides needs a server-side port: give --rx a device other than --tx");
+        }
+        let server = queues.pop().context("no queue")?;
+        let client = queues.pop().context("no queue")?;
+        return run_both_sides(
+            args, &spec, &eal, lcores[0], pool, client, server, hz, seconds, &mut ports,
+        );
     }
     let (rx_q, tx_q) = if rx_id == tx_id {
         let (r, t) = queues.pop().context("no queue")?;
@@ -530,6 +555,112 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         p.stop();
     }
     drop(ports);
+    Ok(())
+}
+
+/// `--both-sides`: one lcore runs the client and the server side of every connection.
+#[allow(clippy::too_many_arguments)]
+fn run_both_sides(
+    args: &LoadgenArgs,
+    spec: &TrafficSpec,
+    eal: &Eal,
+    lcore: dataplane::dpdk::LcoreId,
+    pool: Arc<Mempool>,
+    client: (RxQueue, TxQueue),
+    server: (RxQueue, TxQueue),
+    hz: u64,
+    seconds: Option<f64>,
+    ports: &mut [Port],
+) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let shared = Arc::new(conn::ConnShared::default());
+    let endpoint = conn::Endpoint::new(
+        spec,
+        client,
+        server,
+        pool,
+        args.inflight,
+        args.conn_rate,
+        args.count.unwrap_or(u64::MAX),
+        seconds.map(|s| (s * hz as f64) as u64),
+        args.drain_ms.saturating_mul(hz) / 1000,
+        hz,
+        shared.clone(),
+        stop.clone(),
+    );
+    let (send, recv) = std::sync::mpsc::channel();
+    eal.launch(lcore, move || {
+        let _ = send.send(endpoint.run());
+    })?;
+    let started = Instant::now();
+    let mut last = (0u64, 0u64, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let done = shared.done.load(Ordering::Acquire);
+        if last.2.elapsed() >= Duration::from_secs(1) || done {
+            let now = Instant::now();
+            let dt = now.duration_since(last.2).as_secs_f64();
+            let opened = shared.opened.load(Ordering::Relaxed);
+            let completed = shared.completed.load(Ordering::Relaxed);
+            if !args.quiet && dt > 0.05 {
+                println!(
+                    "{:6.1}s  opened {:10.0}/s  completed {:10.0}/s  total opened {} completed {} abandoned {}  segments client {} server {}",
+                    started.elapsed().as_secs_f64(),
+                    (opened - last.0) as f64 / dt,
+                    (completed - last.1) as f64 / dt,
+                    opened,
+                    completed,
+                    shared.abandoned.load(Ordering::Relaxed),
+                    shared.client_tx.load(Ordering::Relaxed),
+                    shared.server_tx.load(Ordering::Relaxed),
+                );
+            }
+            last = (opened, completed, now);
+        }
+        if done {
+            break;
+        }
+    }
+    eal.wait_all();
+    let r = recv.recv().context("the lcore ended without a result")?;
+    let data = spec.churn_data.unwrap_or(0);
+    let json = r.json(hz, data, args.inflight, args.conn_rate);
+    let c = &json["connections"];
+    println!(
+        "rampart-perf loadgen: {} connections opened, {} completed ({:.0} per second over {:.3} s), {} never completed; {} stalls (nothing back for {} ms with connections open) gave up {}, of which {} completed late",
+        r.opened,
+        r.completed,
+        c["per_second"].as_f64().unwrap_or(0.0),
+        c["seconds"].as_f64().unwrap_or(0.0),
+        c["abandoned"],
+        r.stalls,
+        args.drain_ms.max(100),
+        r.abandoned,
+        r.late
+    );
+    println!(
+        "rampart-perf loadgen: client side sent {} received {}, server side sent {} received {} ({} data segments), {} foreign",
+        r.client_tx, r.client_rx, r.server_tx, r.server_rx, r.data_rx, r.foreign
+    );
+    if let Some(p) = &args.json {
+        let tmp = p.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if args.linger {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for p in ports.iter_mut() {
+        p.stop();
+    }
     Ok(())
 }
 
