@@ -40,7 +40,7 @@ pub struct LoadgenArgs {
     /// Packets per second, paced by the TSC; 0 sends as fast as the device takes them.
     #[arg(long, default_value_t = 0)]
     pub rate_pps: u64,
-    /// Packets to send (default: as many as `--seconds` allows).
+    /// Packets to send (default: as many as `--seconds` allows); with `--both-sides`, connections.
     #[arg(long)]
     pub count: Option<u64>,
     /// Seconds to send (default 10 when no `--count` is given).
@@ -327,6 +327,9 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     let spec = args.traffic()?;
     if args.burst == 0 || args.burst > MAX_BURST {
         bail!("--burst must be between 1 and {MAX_BURST}");
+    }
+    if args.both_sides && args.churn.unwrap_or(0) > 1000 {
+        bail!("--both-sides: at most 1000 data segments per connection (--churn)");
     }
     let count = args.count.unwrap_or(u64::MAX);
     let seconds = match (args.count, args.seconds) {
