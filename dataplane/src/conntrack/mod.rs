@@ -8,10 +8,11 @@
 //! # Use
 //!
 //! Per packet, in order: [`Conntrack::track`]; judge the packet by the rule set with
-//! [`Tracked::state`]; if the rule set accepts it, [`Conntrack::confirm`]. A NEW packet carries
-//! its would-be entry in [`Handle::New`] and nothing is stored until `confirm` (Linux creates
-//! the entry with the first packet and confirms it when the packet leaves; a dropped NEW packet
-//! leaves no entry). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
+//! [`Tracked::state`]; if the rule set accepts it, [`Conntrack::confirm`]. A NEW packet's would-be
+//! entry waits in one of the table's [`PENDING`] scratch slots, named by its [`Handle::New`],
+//! and nothing is in the table until `confirm` (Linux creates the entry with the first packet
+//! and confirms it when the packet leaves; a dropped NEW packet leaves no entry; its scratch
+//! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
 //! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
 //!
 //! Packets of one flow must be tracked and confirmed in arrival order: a second packet of a
@@ -36,7 +37,8 @@
 //!   unassured (or expired) entry among the few next to the new one's hash position, as Linux's
 //!   `early_drop` does, or fails with [`TableFull`] (counted as `ct_full`).
 //! - Handles ([`EntryId`]) are valid for the packet at hand: any later `track`, `confirm`,
-//!   `expire` or `flush` may free the entry.
+//!   `expire` or `flush` may free the entry. A [`Pending`] handle can be confirmed until
+//!   [`PENDING`] more NEW connections have been tracked (then `confirm` refuses it).
 //!
 //! # Differences from Linux (deliberate)
 //!
@@ -226,16 +228,17 @@ impl EntryId {
     }
 }
 
-/// A connection not yet in the table: what [`Conntrack::confirm`] inserts.
+/// A connection not yet in the table: what [`Conntrack::confirm`] inserts. Its would-be entry
+/// waits in the table's scratch slots ([`PENDING`] of them, reused in turn), so a handle is a
+/// number, not a copy of the entry: [`Tracked`] stays a few bytes wherever it is passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pending(Entry);
+pub struct Pending(u32);
 
-impl Pending {
-    /// The original tuple.
-    pub fn key(&self) -> FlowKey {
-        self.0.key.key()
-    }
-}
+/// NEW connections whose would-be entries the table keeps at once: a NEW handle can be
+/// confirmed until this many other NEW connections have been tracked after it (a caller
+/// judges each packet before it tracks the next; the oldest handle beyond that is refused as
+/// a full table would refuse it).
+pub const PENDING: usize = 4;
 
 /// The entry a packet belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -607,6 +610,12 @@ pub struct Conntrack {
     wheel: Wheel,
     /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
     replies: Box<[FlowKey]>,
+    /// Would-be entries of NEW connections, and the handle number each belongs to
+    /// ([`Pending`]): handle `n` is in scratch slot `n % PENDING` while its number is there.
+    pending: Box<[Entry; PENDING]>,
+    pending_of: [u32; PENDING],
+    /// The next handle number.
+    pending_next: u32,
     seeds: [u64; 3],
     stats: Stats,
 }
@@ -631,6 +640,9 @@ impl Conntrack {
             } else {
                 Box::default()
             },
+            pending: Box::new([FREE; PENDING]),
+            pending_of: [u32::MAX; PENDING],
+            pending_next: 0,
             seeds: [
                 mix(s ^ SEED_MIX, 0x243f_6a88_85a3_08d3) | 1,
                 mix(s.rotate_left(21) ^ SEED_MIX, 0x1319_8a2e_0370_7344) | 1,
@@ -871,6 +883,36 @@ impl Conntrack {
             .rearm_if_late(i, e.wheel_slot, deadline_ns, now_ns);
     }
 
+    /// A NEW packet's answer: its would-be entry `e` kept in the next scratch slot.
+    #[inline]
+    fn new_pending(&mut self, e: Entry) -> Tracked {
+        let n = self.pending_next;
+        // `u32::MAX` marks a scratch slot no handle owns.
+        self.pending_next = if n == u32::MAX - 1 { 0 } else { n + 1 };
+        let at = n as usize % PENDING;
+        self.pending[at] = e;
+        self.pending_of[at] = n;
+        Tracked {
+            state: CtState::New,
+            dir: Dir::Orig,
+            handle: Handle::New(Pending(n)),
+            invalid: None,
+        }
+    }
+
+    /// The would-be entry of a NEW handle, while the table keeps it.
+    #[inline]
+    fn pending_entry(&self, p: Pending) -> Option<&Entry> {
+        let at = p.0 as usize % PENDING;
+        (self.pending_of[at] == p.0).then(|| &self.pending[at])
+    }
+
+    /// The original tuple of a NEW connection not yet confirmed (`None` once its handle is
+    /// too old, see [`PENDING`]).
+    pub fn pending_key(&self, p: Pending) -> Option<FlowKey> {
+        self.pending_entry(p).map(|e| e.key.key())
+    }
+
     #[cold]
     #[inline(never)]
     fn invalid(&mut self, why: Invalid) -> Tracked {
@@ -1044,12 +1086,7 @@ impl Conntrack {
             tcp::Outcome::Accept { timeout_ns, .. } => {
                 let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
                 let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));
-                Tracked {
-                    state: CtState::New,
-                    dir: Dir::Orig,
-                    handle: Handle::New(Pending(e)),
-                    invalid: None,
-                }
+                self.new_pending(e)
             }
             tcp::Outcome::Invalid { why, .. } => self.invalid(Invalid::from_tcp(why)),
             _ => self.invalid(Invalid::TcpState),
@@ -1086,12 +1123,7 @@ impl Conntrack {
                     stream_after_ns: now_ns + self.cfg.udp_stream_after_ns,
                 },
             );
-            return Tracked {
-                state: CtState::New,
-                dir: Dir::Orig,
-                handle: Handle::New(Pending(e)),
-                invalid: None,
-            };
+            return self.new_pending(e);
         };
         let cfg = self.cfg;
         let e = &mut self.entries[i as usize];
@@ -1140,12 +1172,7 @@ impl Conntrack {
                 return self.invalid(Invalid::IcmpNotNew);
             }
             let e = Entry::new(*key, now_ns + timeout_ns, bytes, L4::Other);
-            return Tracked {
-                state: CtState::New,
-                dir: Dir::Orig,
-                handle: Handle::New(Pending(e)),
-                invalid: None,
-            };
+            return self.new_pending(e);
         };
         let e = &mut self.entries[i as usize];
         let state = e.state_for(dir);
@@ -1284,16 +1311,22 @@ impl Conntrack {
         reply: Option<FlowKey>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
-        // The pending entry by reference: it is copied once, into its slot.
-        let Handle::New(Pending(pending)) = &tracked.handle else {
+        let Handle::New(p) = tracked.handle else {
             return Ok(());
         };
+        let Some(pending) = self.pending_entry(p) else {
+            // Tracked too long ago: its would-be entry is gone (see `PENDING`).
+            self.stats.ct_full += 1;
+            return Err(TableFull);
+        };
         let key = pending.key.key();
+        let bytes = pending.bytes[0];
         let tag = self.tag(&key);
+        let at = p.0 as usize % PENDING;
         if let Some((i, dir)) = self.lookup_tagged(&key, tag, now_ns) {
             // Another first packet of this flow was confirmed meanwhile: join it.
+            self.pending_of[at] = u32::MAX;
             self.stats.clash += 1;
-            let bytes = pending.bytes[0];
             self.entries[i as usize].account(dir, bytes);
             tracked.handle = Handle::Entry(EntryId(i));
             tracked.dir = dir;
@@ -1320,8 +1353,10 @@ impl Conntrack {
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
+        // The scratch slot is copied once, into the entry's slot, and is free again.
+        self.pending_of[at] = u32::MAX;
         let e = &mut self.entries[i as usize];
-        *e = *pending;
+        *e = self.pending[at];
         e.wheel_slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         self.index.insert(tag, i << 1);
         if let Some(reply) = nat {
