@@ -274,30 +274,186 @@ fn arb_op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Both copies of the state, and the model of each flow's sequence numbers.
+/// Each flow's next sequence numbers and last client packet.
+struct Model {
+    seq: [(u32, u32); FLOWS.len()],
+    last_client_frame: [Option<Vec<u8>>; FLOWS.len()],
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            seq: [(1000, 5000); FLOWS.len()],
+            last_client_frame: Default::default(),
+        }
+    }
+
+    /// The frames of one step (none for a swap or a wait), with their ingress ports.
+    fn frames(&mut self, op: &Op) -> Vec<(u16, Vec<u8>)> {
+        match *op {
+            Op::Open(flow) => {
+                let (c, s) = (1000 + flow as u32 * 7919, 5000 + flow as u32 * 104_729);
+                if FLOWS[flow].tcp {
+                    self.seq[flow] = (c + 1, s + 1);
+                    vec![
+                        frame(flow, true, Flags::SYN, c, 0, 0, 64),
+                        frame(flow, false, Flags::SYN | Flags::ACK, s, c + 1, 0, 64),
+                        frame(flow, true, Flags::ACK, c + 1, s + 1, 0, 64),
+                    ]
+                } else {
+                    vec![
+                        frame(flow, true, Flags(0), 0, 0, 4, 64),
+                        frame(flow, false, Flags(0), 0, 0, 4, 64),
+                    ]
+                }
+            }
+            Op::Data {
+                flow,
+                c2s,
+                len,
+                stray,
+                ttl1,
+            } => {
+                let (c, s) = self.seq[flow];
+                let (seq, ack) = if c2s { (c, s) } else { (s, c) };
+                let ttl = if ttl1 { 1 } else { 64 };
+                let (p, f) = frame(flow, c2s, Flags::ACK | Flags::PSH, seq, ack, len, ttl);
+                let l = u32::from(len);
+                if c2s {
+                    self.seq[flow].0 = c.wrapping_add(l);
+                    self.last_client_frame[flow] = Some(f.clone());
+                } else {
+                    self.seq[flow].1 = s.wrapping_add(l);
+                }
+                vec![(if stray { p ^ 1 } else { p }, f)]
+            }
+            Op::Segment {
+                flow,
+                c2s,
+                flags,
+                seq,
+                ack,
+            } => vec![frame(flow, c2s, Flags(flags), seq, ack, 0, 64)],
+            Op::Fragments { flow, c2s } => {
+                let fl = FLOWS[flow];
+                let ((s, sp), (d, dp)) = if c2s {
+                    (fl.client, fl.server)
+                } else {
+                    (fl.reply_from, fl.reply_to)
+                };
+                let spec = FrameSpec::new(
+                    IpSpec::V4 {
+                        src: s,
+                        dst: d,
+                        ttl: 64,
+                        ident: 0x4000 + flow as u16,
+                        dont_frag: false,
+                        options: Vec::new(),
+                    },
+                    L4Spec::udp(sp, dp, &[7; 100]),
+                );
+                let port = if c2s {
+                    fl.client_port
+                } else {
+                    fl.client_port ^ 1
+                };
+                spec.fragments(48).into_iter().map(|f| (port, f)).collect()
+            }
+            Op::IcmpError(flow) => {
+                let Some(quoted) = self.last_client_frame[flow].as_ref() else {
+                    return Vec::new();
+                };
+                let fl = FLOWS[flow];
+                let ip = &quoted[crate::wire::ethernet::HEADER_LEN..];
+                let payload = ip[..ip.len().min(28)].to_vec();
+                let f = FrameSpec::new(
+                    IpSpec::v4(fl.reply_from.0, fl.reply_to.0),
+                    L4Spec::Icmp {
+                        ty: 3,
+                        code: 3,
+                        ident: 0,
+                        seq: 0,
+                        payload,
+                    },
+                )
+                .build();
+                vec![(fl.client_port ^ 1, f)]
+            }
+            Op::Swap(_) | Op::Wait(_) => Vec::new(),
+        }
+    }
+}
+
+/// A frame of `flow`, from its client (`c2s`) or its server, and its ingress port.
+fn frame(
+    flow: usize,
+    c2s: bool,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    len: u8,
+    ttl: u8,
+) -> (u16, Vec<u8>) {
+    let f = FLOWS[flow];
+    let ((s, sp), (d, dp)) = if c2s {
+        (f.client, f.server)
+    } else {
+        (f.reply_from, f.reply_to)
+    };
+    let ip = IpSpec::V4 {
+        src: s,
+        dst: d,
+        ttl,
+        ident: flow as u16,
+        dont_frag: false,
+        options: Vec::new(),
+    };
+    let payload = vec![0x5a; usize::from(len)];
+    let l4 = if f.tcp {
+        L4Spec::Tcp {
+            sport: sp,
+            dport: dp,
+            seq,
+            ack,
+            flags,
+            window: 8192,
+            options: Vec::new(),
+            payload,
+        }
+    } else {
+        L4Spec::Udp {
+            sport: sp,
+            dport: dp,
+            payload,
+        }
+    };
+    let port = if c2s {
+        f.client_port
+    } else {
+        f.client_port ^ 1
+    };
+    (port, FrameSpec::new(ip, l4).build())
+}
+
+/// Both copies of the state.
 struct Twin {
     filter: Filter,
     fast: (Tables, Routes),
     general: (Tables, Routes),
     now: u64,
-    seq: [(u32, u32); FLOWS.len()],
-    last_client_frame: [Option<Vec<u8>>; FLOWS.len()],
+    model: Model,
     /// Packets the fast path judged.
     fast_hits: u32,
 }
 
 impl Twin {
     fn new(capacity: u32, nat: bool) -> Twin {
-        let mut cfg = TrackConfig::new(capacity);
-        cfg.conntrack.nat = nat;
-        cfg.frag_datagrams = 4;
         Twin {
             filter: filter(0, nat),
-            fast: (Tables::new(&cfg), Routes::default()),
-            general: (Tables::new(&cfg), Routes::default()),
+            fast: (Tables::new(&config(capacity, nat)), Routes::default()),
+            general: (Tables::new(&config(capacity, nat)), Routes::default()),
             now: 1_000 * MS,
-            seq: [(1000, 5000); FLOWS.len()],
-            last_client_frame: Default::default(),
+            model: Model::new(),
             fast_hits: 0,
         }
     }
@@ -341,172 +497,12 @@ impl Twin {
         assert_eq!((va, &fa), (vb, &fb), "translations differ");
         let (ra, rb) = (&self.fast.1, &self.general.1);
         assert_eq!((ra.routed, ra.checked), (rb.routed, rb.checked));
-        self.same_tables();
+        same_tables(&self.fast.0, &self.general.0, now);
         a
-    }
-
-    fn same_tables(&self) {
-        let (a, b) = (&self.fast.0.ct, &self.general.0.ct);
-        assert_eq!(a.stats(), b.stats());
-        assert_eq!(a.len(), b.len());
-        assert!(a.list(self.now).eq(b.list(self.now)), "connections differ");
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn frame(
-        &self,
-        flow: usize,
-        c2s: bool,
-        flags: Flags,
-        seq: u32,
-        ack: u32,
-        len: u8,
-        ttl: u8,
-    ) -> (u16, Vec<u8>) {
-        let f = FLOWS[flow];
-        let ((s, sp), (d, dp)) = if c2s {
-            (f.client, f.server)
-        } else {
-            (f.reply_from, f.reply_to)
-        };
-        let ip = IpSpec::V4 {
-            src: s,
-            dst: d,
-            ttl,
-            ident: flow as u16,
-            dont_frag: false,
-            options: Vec::new(),
-        };
-        let payload = vec![0x5a; usize::from(len)];
-        let l4 = if f.tcp {
-            L4Spec::Tcp {
-                sport: sp,
-                dport: dp,
-                seq,
-                ack,
-                flags,
-                window: 8192,
-                options: Vec::new(),
-                payload,
-            }
-        } else {
-            L4Spec::Udp {
-                sport: sp,
-                dport: dp,
-                payload,
-            }
-        };
-        let port = if c2s {
-            f.client_port
-        } else {
-            f.client_port ^ 1
-        };
-        (port, FrameSpec::new(ip, l4).build())
     }
 
     fn run(&mut self, op: &Op) {
         match *op {
-            Op::Open(flow) => {
-                let (c, s) = (1000 + flow as u32 * 7919, 5000 + flow as u32 * 104_729);
-                if FLOWS[flow].tcp {
-                    let (p, syn) = self.frame(flow, true, Flags::SYN, c, 0, 0, 64);
-                    self.send(p, &syn);
-                    let (p, synack) =
-                        self.frame(flow, false, Flags::SYN | Flags::ACK, s, c + 1, 0, 64);
-                    self.send(p, &synack);
-                    let (p, ack) = self.frame(flow, true, Flags::ACK, c + 1, s + 1, 0, 64);
-                    self.send(p, &ack);
-                    self.seq[flow] = (c + 1, s + 1);
-                } else {
-                    for c2s in [true, false] {
-                        let (p, f) = self.frame(flow, c2s, Flags(0), 0, 0, 4, 64);
-                        self.send(p, &f);
-                    }
-                }
-            }
-            Op::Data {
-                flow,
-                c2s,
-                len,
-                stray,
-                ttl1,
-            } => {
-                let (c, s) = self.seq[flow];
-                let (seq, ack) = if c2s { (c, s) } else { (s, c) };
-                let ttl = if ttl1 { 1 } else { 64 };
-                let (p, f) = self.frame(flow, c2s, Flags::ACK | Flags::PSH, seq, ack, len, ttl);
-                let p = if stray { p ^ 1 } else { p };
-                let j = self.send(p, &f);
-                if !matches!(j.verdict, Verdict::Drop(_)) {
-                    let l = u32::from(len);
-                    if c2s {
-                        self.seq[flow].0 = c.wrapping_add(l);
-                    } else {
-                        self.seq[flow].1 = s.wrapping_add(l);
-                    }
-                }
-                if c2s {
-                    self.last_client_frame[flow] = Some(f);
-                }
-            }
-            Op::Segment {
-                flow,
-                c2s,
-                flags,
-                seq,
-                ack,
-            } => {
-                let (p, f) = self.frame(flow, c2s, Flags(flags), seq, ack, 0, 64);
-                self.send(p, &f);
-            }
-            Op::Fragments { flow, c2s } => {
-                let fl = FLOWS[flow];
-                let ((s, sp), (d, dp)) = if c2s {
-                    (fl.client, fl.server)
-                } else {
-                    (fl.reply_from, fl.reply_to)
-                };
-                let spec = FrameSpec::new(
-                    IpSpec::V4 {
-                        src: s,
-                        dst: d,
-                        ttl: 64,
-                        ident: 0x4000 + flow as u16,
-                        dont_frag: false,
-                        options: Vec::new(),
-                    },
-                    L4Spec::udp(sp, dp, &[7; 100]),
-                );
-                let port = if c2s {
-                    fl.client_port
-                } else {
-                    fl.client_port ^ 1
-                };
-                for f in spec.fragments(48) {
-                    self.send(port, &f);
-                }
-            }
-            Op::IcmpError(flow) => {
-                let Some(quoted) = self.last_client_frame[flow].clone() else {
-                    return;
-                };
-                let fl = FLOWS[flow];
-                let ip = &quoted[crate::wire::ethernet::HEADER_LEN..];
-                let mut payload = ip[..ip.len().min(28)].to_vec();
-                payload.truncate(28);
-                let f = FrameSpec::new(
-                    IpSpec::v4(fl.reply_from.0, fl.reply_to.0),
-                    L4Spec::Icmp {
-                        ty: 3,
-                        code: 3,
-                        ident: 0,
-                        seq: 0,
-                        payload,
-                    },
-                )
-                .build();
-                self.send(fl.client_port ^ 1, &f);
-            }
             Op::Swap(which) => {
                 let nat = self.filter.nat.is_some();
                 self.filter = filter(which, nat);
@@ -517,10 +513,29 @@ impl Twin {
                 let x = self.fast.0.expire(now, 8);
                 let y = self.general.0.expire(now, 8);
                 assert_eq!(x, y);
-                self.same_tables();
+                same_tables(&self.fast.0, &self.general.0, now);
+            }
+            _ => {
+                for (port, f) in self.model.frames(op) {
+                    self.send(port, &f);
+                }
             }
         }
     }
+}
+
+fn config(capacity: u32, nat: bool) -> TrackConfig {
+    let mut cfg = TrackConfig::new(capacity);
+    cfg.conntrack.nat = nat;
+    cfg.frag_datagrams = 4;
+    cfg
+}
+
+fn same_tables(a: &Tables, b: &Tables, now: u64) {
+    let (a, b) = (&a.ct, &b.ct);
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(a.len(), b.len());
+    assert!(a.list(now).eq(b.list(now)), "connections differ");
 }
 
 #[test]
@@ -578,6 +593,80 @@ proptest! {
         let mut t = Twin::new(capacity, nat);
         for op in &ops {
             t.run(op);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The worker's path (a prefetch pass over each burst, then each frame judged with what
+    /// the pass found, some frames skipped as if handed to another worker) answers as the
+    /// replay's (each frame alone, its tuple hashed and probed anew), with lookups that find
+    /// timed-out entries and remove them, new connections inserted, and entries killed in the
+    /// middle of a burst.
+    #[test]
+    fn lookups_from_the_prefetch_pass_answer_as_fresh_ones(
+        ops in proptest::collection::vec(arb_op(), 1..160),
+        skips in proptest::collection::vec(prop::bool::weighted(0.1), 32),
+        capacity in 2u32..12,
+        nat in any::<bool>(),
+        budget in 0u32..3,
+    ) {
+        let filter = filter(0, nat);
+        let bridge = crate::pipeline::Bridge::new(
+            &[(0, 1)],
+            crate::pipeline::Policy::Forward,
+            crate::pipeline::Policy::Drop,
+        );
+        let mut worker = Tables::new(&config(capacity, nat));
+        let mut replay = Tables::new(&config(capacity, nat));
+        let mut model = Model::new();
+        // Bursts: the frames of consecutive steps, cut by waits and at 32.
+        let mut bursts: Vec<(u64, Vec<(u16, Vec<u8>)>)> = vec![(1_000 * MS, Vec::new())];
+        for op in &ops {
+            if let Op::Wait(ms) = op {
+                let now = bursts.last().expect("one").0 + ms * MS + MS;
+                bursts.push((now, Vec::new()));
+                continue;
+            }
+            for f in model.frames(op) {
+                let (now, b) = bursts.last_mut().expect("one");
+                if b.len() == crate::dpdk::MAX_BURST {
+                    let now = *now + MS;
+                    bursts.push((now, vec![f]));
+                } else {
+                    b.push(f);
+                }
+            }
+        }
+        for (now, burst) in &bursts {
+            let now = *now;
+            worker.expire(now, budget);
+            replay.expire(now, budget);
+            let mut ring: Vec<Vec<u8>> = burst.iter().map(|(_, f)| f.clone()).collect();
+            let mut parsed = [None; crate::dpdk::MAX_BURST];
+            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed);
+            for (j, (ingress, frame)) in burst.iter().enumerate() {
+                if skips[j] {
+                    continue;
+                }
+                let a = match parsed[j] {
+                    Some(info) => bridge.judge_verdict_parsed(
+                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, now,
+                        |_, _| {}, |_, _| {},
+                    ),
+                    None => bridge.judge_verdict(
+                        &filter, Some(&mut worker), *ingress, &mut ring[j], now,
+                        |_, _| {}, |_, _| {},
+                    ),
+                };
+                let mut copy = frame.clone();
+                let b = bridge.judge(&filter, Some(&mut replay), *ingress, &mut copy, now, |_, _| {});
+                prop_assert_eq!(a, b.verdict);
+                prop_assert_eq!(&ring[j], &copy);
+                same_tables(&worker, &replay, now);
+            }
         }
     }
 }
