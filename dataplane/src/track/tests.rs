@@ -274,6 +274,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A frame and its ingress port.
+type Framed = (u16, Vec<u8>);
+
 /// Each flow's next sequence numbers and last client packet.
 struct Model {
     seq: [(u32, u32); FLOWS.len()],
@@ -289,7 +292,7 @@ impl Model {
     }
 
     /// The frames of one step (none for a swap or a wait), with their ingress ports.
-    fn frames(&mut self, op: &Op) -> Vec<(u16, Vec<u8>)> {
+    fn frames(&mut self, op: &Op) -> Vec<Framed> {
         match *op {
             Op::Open(flow) => {
                 let (c, s) = (1000 + flow as u32 * 7919, 5000 + flow as u32 * 104_729);
@@ -623,7 +626,7 @@ proptest! {
         let mut replay = Tables::new(&config(capacity, nat));
         let mut model = Model::new();
         // Bursts: the frames of consecutive steps, cut by waits and at 32.
-        let mut bursts: Vec<(u64, Vec<(u16, Vec<u8>)>)> = vec![(1_000 * MS, Vec::new())];
+        let mut bursts: Vec<(u64, Vec<Framed>)> = vec![(1_000 * MS, Vec::new())];
         for op in &ops {
             if let Op::Wait(ms) = op {
                 let now = bursts.last().expect("one").0 + ms * MS + MS;
