@@ -18,8 +18,10 @@ pub const TICK_SHIFT: u32 = 27;
 /// Slots in the wheel: a horizon of 4096 ticks, about 9 minutes.
 pub const SLOTS: u64 = 4096;
 
-/// The slot of an entry that is not armed.
-pub const UNARMED: u16 = u16::MAX;
+/// The slot of an entry that is not armed (13 bits, as an entry stores its slot).
+pub const UNARMED: u16 = 0x1fff;
+
+const _: () = assert!(SLOTS <= UNARMED as u64);
 
 const NIL: u32 = u32::MAX;
 
