@@ -492,11 +492,16 @@ fn established<F: Forwarding>(
     let Some(fv) = cached_verdict(rs, tables, id, dir, ingress) else {
         return Err(None);
     };
-    // 4. The connection's binding translates the destination side.
-    let binding = tables.ct.binding(id).map(|b| (b, dir));
+    // 4. The connection's binding translates the destination side (most have none: the
+    //    binding is only read for those that do).
+    let mut binding = None;
     let mut k = key;
-    if let Some((b, d)) = &binding {
-        k = prerouted(key, b, *d, false);
+    if tables.ct.has_binding(id) {
+        let b = tables.ct.binding(id).map(|b| (b, dir));
+        if let Some((b, d)) = &b {
+            k = prerouted(key, b, *d, false);
+        }
+        binding = b;
     }
     // 5. The route (the cache holds for packets that leave by a port: FORWARD).
     let route = fwd.route(ingress, &k);
@@ -526,6 +531,14 @@ fn established<F: Forwarding>(
         _ => Verdict::Forward(u16::from(h.port)),
     };
     let leaves = !matches!(verdict, Verdict::Drop(_));
+    let mut nat = None;
+    if leaves {
+        if let Some((b, d)) = binding {
+            if !b.is_identity() {
+                nat = Some((b, d));
+            }
+        }
+    }
     Ok(IpJudgement {
         verdict,
         filter: fv,
@@ -535,7 +548,7 @@ fn established<F: Forwarding>(
         raw: false,
         input: false,
         route,
-        nat: binding.filter(|(b, _)| leaves && !b.is_identity()),
+        nat,
     })
 }
 

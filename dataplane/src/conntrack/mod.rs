@@ -830,6 +830,14 @@ impl Conntrack {
             .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
 
+    /// Whether an entry has a NAT binding ([`Conntrack::binding`] is `Some`).
+    #[inline(always)]
+    pub fn has_binding(&self, id: EntryId) -> bool {
+        self.entries
+            .get(id.0 as usize)
+            .is_some_and(|e| e.has(status::NAT))
+    }
+
     /// The NAT binding of an entry: its original tuple and the tuple its replies carry;
     /// `None` when the entry translates nothing.
     #[inline]
@@ -1064,7 +1072,7 @@ impl Conntrack {
     /// tuple `key` verifies against its pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1), which is
     /// summed from the tuple's address halves: the same answer as [`PseudoHeader::verify`],
     /// with little-endian words ([`checksum::accumulate_le`]).
-    #[inline]
+    #[inline(always)]
     fn l4_checksum_ok(key: &FlowKey, data: &[u8]) -> bool {
         let (s_lo, s_hi) = halves(&key.src);
         let (d_lo, d_hi) = halves(&key.dst);
@@ -1081,7 +1089,27 @@ impl Conntrack {
             + (u64::from(key.proto) << 8)
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
-        checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff
+        if data.len() < 8 {
+            return checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff;
+        }
+        // Whole 64-bit words added with end-around carry (one's-complement arithmetic modulo
+        // 2^64 - 1, of which 0xffff divides: the fold keeps the 16-bit sum), two
+        // instructions a word; the last `rest` bytes as `accumulate_le` takes them.
+        let add = |acc: u64, w: u64| {
+            let (s, c) = acc.overflowing_add(w);
+            s + u64::from(c)
+        };
+        let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let mut acc = pseudo;
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            acc = add(acc, le(w));
+        }
+        let rest = words.remainder().len();
+        if rest != 0 {
+            acc = add(acc, le(&data[data.len() - 8..]) >> (8 * (8 - rest)));
+        }
+        checksum::fold(acc) == 0xffff
     }
 
     fn track_tcp(

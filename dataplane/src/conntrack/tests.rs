@@ -1009,7 +1009,7 @@ proptest! {
         dst in any::<[u8; 16]>(),
         proto in prop_oneof![Just(6u8), Just(17), Just(58)],
         v6 in any::<bool>(),
-        mut data in proptest::collection::vec(any::<u8>(), 8..90),
+        mut data in proptest::collection::vec(any::<u8>(), 8..300),
         fix in any::<bool>(),
     ) {
         use crate::wire::checksum::PseudoHeader;
