@@ -38,7 +38,16 @@ use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{ip_proto, FlowKey, Fragment, IpAddr128, PacketInfo};
 
+#[cfg(test)]
+mod tests;
+
 const SEC: u64 = 1_000_000_000;
+
+#[cfg(test)]
+thread_local! {
+    /// Packets [`established`] judged (tests check the fast path ran).
+    static FAST_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
 
 /// Sizes and timeouts of one worker's state tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +261,29 @@ impl IpJudgement {
 const TAG_PORT_SHIFT: u32 = 24;
 const TAG_RULE_MASK: u32 = (1 << TAG_PORT_SHIFT) - 1;
 
+/// The verdict cached in entry `id` for its packets travelling `dir` that arrive on
+/// `ingress`, if it was given by rule set `rs` (its epoch).
+#[inline(always)]
+fn cached_verdict(
+    rs: &crate::classify::RuleSet,
+    tables: &Tables,
+    id: conntrack::EntryId,
+    dir: Dir,
+    ingress: u16,
+) -> Option<FilterVerdict> {
+    let tag = tables.ct.verdict(id, dir, rs.epoch)?;
+    if tag >> TAG_PORT_SHIFT != u32::from(ingress) {
+        return None;
+    }
+    let rule = tag & TAG_RULE_MASK;
+    let r = rs.rules.get(rule as usize)?;
+    Some(match r.action {
+        Action::Accept => FilterVerdict::Accept { rule },
+        Action::Reject(with) => FilterVerdict::Reject { rule, with },
+        _ => FilterVerdict::Drop { rule },
+    })
+}
+
 /// The filter's verdict for an ESTABLISHED packet of a cacheable rule set: the one cached in
 /// its entry for its direction and ingress port under this rule set, else the rule set's
 /// (cached unless a LOG rule fired: every packet must be logged).
@@ -267,17 +299,8 @@ fn judge_established(
     let Some(id) = t.entry() else {
         return judge_rules(rs, meta, on_log);
     };
-    if let Some(tag) = tables.ct.verdict(id, t.dir, rs.epoch) {
-        let rule = tag & TAG_RULE_MASK;
-        if tag >> TAG_PORT_SHIFT == u32::from(ingress) {
-            if let Some(r) = rs.rules.get(rule as usize) {
-                return match r.action {
-                    Action::Accept => FilterVerdict::Accept { rule },
-                    Action::Reject(with) => FilterVerdict::Reject { rule, with },
-                    _ => FilterVerdict::Drop { rule },
-                };
-            }
-        }
+    if let Some(fv) = cached_verdict(rs, tables, id, t.dir, ingress) {
+        return fv;
     }
     let mut logged = false;
     let fv = judge_rules(rs, meta, |i, l, m| {
@@ -312,6 +335,10 @@ fn prerouted(key: FlowKey, b: &Binding, dir: Dir, related: bool) -> FlowKey {
 
 /// Judges one IP packet (`key` is `info.flow`) that arrived on `ingress`, through the stages
 /// of the module docs; `fwd` routes it. `on_log` as in [`Filter::judge`].
+///
+/// The commonest packet, an ESTABLISHED one whose connection has a verdict cached for its
+/// direction under the rule set in force, takes a shorter path ([`established`]) that gives
+/// the same judgement: a property test compares the two.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn judge_tracked<F: Forwarding>(
@@ -325,6 +352,57 @@ pub fn judge_tracked<F: Forwarding>(
     now_ns: u64,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> IpJudgement {
+    judge_tracked_by::<F, true>(
+        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log,
+    )
+}
+
+/// [`judge_tracked`], with the fast path for established packets (`FAST`) or without it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn judge_tracked_by<F: Forwarding, const FAST: bool>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+) -> IpJudgement {
+    // Neither a fragment nor a raw table: conntrack comes first (stages 1 and 2 have nothing
+    // to do), and an ESTABLISHED packet with a cached verdict is done without the rest.
+    if FAST && matches!(info.frag, Fragment::None) && filter.raw(key.family).is_none() {
+        let t = tables.ct.track(frame, info, now_ns);
+        let mut route = None;
+        if let (CtState::Established, Handle::Entry(id)) = (t.state, t.handle) {
+            match established(filter, tables, frame, info, key, ingress, fwd, id, t.dir) {
+                Ok(j) => {
+                    #[cfg(test)]
+                    FAST_HITS.with(|h| h.set(h.get() + 1));
+                    return j;
+                }
+                Err(r) => route = r,
+            }
+        }
+        let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
+        return judge_after_track(
+            filter,
+            tables,
+            frame,
+            info,
+            key,
+            ingress,
+            fwd,
+            now_ns,
+            on_log,
+            meta,
+            Some(t),
+            route,
+        );
+    }
+
     let mut meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
 
     // 1. A later fragment: its datagram decided.
@@ -382,7 +460,117 @@ pub fn judge_tracked<F: Forwarding>(
     }
 
     // 3. Conntrack.
-    let mut tracked = (!notrack).then(|| tables.ct.track(frame, info, now_ns));
+    let tracked = (!notrack).then(|| tables.ct.track(frame, info, now_ns));
+    judge_after_track(
+        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
+    )
+}
+
+/// The fast path's judgement of an ESTABLISHED packet of entry `id` travelling `dir` (already
+/// tracked): the verdict cached in the entry for its direction and ingress port under the
+/// rule set in force, the connection's binding, the route. The same judgement as the general
+/// path's (stages 4 to 8 have nothing else to do for such a packet: no nat chain, no
+/// confirmation, no fragment). `Err` when the verdict is not cached or the packet does not
+/// leave by a port, with the routing decision when it was taken (the general path then
+/// continues from there and does not route again).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn established<F: Forwarding>(
+    filter: &Filter,
+    tables: &Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    id: conntrack::EntryId,
+    dir: Dir,
+) -> Result<IpJudgement, Option<Route>> {
+    let Some(rs) = filter.rules(key.family).filter(|rs| rs.cacheable) else {
+        return Err(None);
+    };
+    let Some(fv) = cached_verdict(rs, tables, id, dir, ingress) else {
+        return Err(None);
+    };
+    // 4. The connection's binding translates the destination side (most have none: the
+    //    binding is only read for those that do).
+    let mut binding = None;
+    let mut k = key;
+    if tables.ct.has_binding(id) {
+        let b = tables.ct.binding(id).map(|b| (b, dir));
+        if let Some((b, d)) = &b {
+            k = prerouted(key, b, *d, false);
+        }
+        binding = b;
+    }
+    // 5. The route (the cache holds for packets that leave by a port: FORWARD).
+    let route = fwd.route(ingress, &k);
+    let Route::Forward(h) = route else {
+        return Err(Some(route));
+    };
+    let mut meta = ip_packet_meta(
+        frame,
+        key,
+        info.frag,
+        info.l4_offset,
+        ingress,
+        u16::from(h.port),
+    );
+    meta.key = k;
+    meta.ct_state = ct::ESTABLISHED;
+    if let Err(why) = fwd.check(frame, info, &h) {
+        let mut j = IpJudgement::early(Verdict::Drop(why), FilterVerdict::Unfiltered, meta, false);
+        j.state = Some(CtState::Established);
+        j.route = route;
+        return Ok(j);
+    }
+    // 6. The cached verdict.
+    let verdict = match fv {
+        FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
+        FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
+        _ => Verdict::Forward(u16::from(h.port)),
+    };
+    let leaves = !matches!(verdict, Verdict::Drop(_));
+    let mut nat = None;
+    if leaves {
+        if let Some((b, d)) = binding {
+            if !b.is_identity() {
+                nat = Some((b, d));
+            }
+        }
+    }
+    Ok(IpJudgement {
+        verdict,
+        filter: fv,
+        state: Some(CtState::Established),
+        meta,
+        judged: true,
+        raw: false,
+        input: false,
+        route,
+        nat,
+    })
+}
+
+/// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
+/// `None` when the raw table said NOTRACK). `route`: the routing decision, when the fast path
+/// took it already.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn judge_after_track<F: Forwarding>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    mut meta: PacketMeta,
+    mut tracked: Option<conntrack::Tracked>,
+    route: Option<Route>,
+) -> IpJudgement {
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
 
@@ -449,7 +637,10 @@ pub fn judge_tracked<F: Forwarding>(
     }
 
     // 5. The routing decision on the translated destination.
-    let route = fwd.route(ingress, &meta.key);
+    let route = match route {
+        Some(r) => r,
+        None => fwd.route(ingress, &meta.key),
+    };
     let rules = match route {
         Route::Forward(h) => {
             meta.out_port = h.port;

@@ -307,6 +307,44 @@ pub(crate) fn judge_all(
     (cycles as f64 / (arena.len() * passes) as f64, forwarded)
 }
 
+/// First packets into an empty table (out of line, as [`interleaved_plain`]).
+#[inline(never)]
+fn new_connections(
+    bridge: &Bridge,
+    filter: &Filter,
+    tables: &mut Tables,
+    firsts: &Arena,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, Some(tables), firsts, None, now_ns, 1).0
+}
+
+/// One pass of pass-through for `--interleave` (out of line, so that an instruction count
+/// such as `valgrind --tool=callgrind --toggle-collect='*interleaved_plain*'` can take it alone).
+#[inline(never)]
+fn interleaved_plain(
+    bridge: &Bridge,
+    filter: &Filter,
+    arena: &Arena,
+    order: Option<&[u32]>,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, None, arena, order, now_ns, 1).0
+}
+
+/// One pass of tracked traffic for `--interleave` (out of line, as [`interleaved_plain`]).
+#[inline(never)]
+fn interleaved_tracked(
+    bridge: &Bridge,
+    filter: &Filter,
+    tables: &mut Tables,
+    arena: &Arena,
+    order: Option<&[u32]>,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, Some(tables), arena, order, now_ns, 1).0
+}
+
 /// Runs `work` for `secs` seconds between two lines on stderr.
 fn profile_window(secs: f64, mut work: impl FnMut()) {
     eprintln!(
@@ -404,7 +442,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     let mut new_conn = Vec::new();
     for _ in 0..args.runs {
         tables.ct.flush();
-        let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, None, now, 1);
+        let c = new_connections(&bridge, &filter, &mut tables, &firsts, now);
         new_conn.push(hz / c / 1e6);
     }
     if args.profile_new && args.profile_secs > 0.0 {
@@ -456,8 +494,8 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     if args.interleave > 0 {
         let (mut p, mut t, mut d) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.interleave {
-            let a = judge_all(&bridge, &plain, None, est, order, now, 1).0;
-            let b = judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1).0;
+            let a = interleaved_plain(&bridge, &plain, est, order, now);
+            let b = interleaved_tracked(&bridge, &filter, &mut tables, est, order, now);
             p.push(a);
             t.push(b);
             d.push(b - a);
