@@ -180,10 +180,12 @@ fn snat_rules() -> NatRules {
 fn filter(which: u8, nat: Nat) -> Filter {
     let rules = match nat {
         Nat::None => None,
-        Nat::OneToOne => Some(NatRules::accept_all(Family::V4).with_one_to_one(&[OneToOne {
-            public: IpAddr128::from_v4_octets(PUBLIC.octets()),
-            private: IpAddr128::from_v4_octets(PRIVATE.octets()),
-        }])),
+        Nat::OneToOne => Some(
+            NatRules::accept_all(Family::V4).with_one_to_one(&[OneToOne {
+                public: IpAddr128::from_v4_octets(PUBLIC.octets()),
+                private: IpAddr128::from_v4_octets(PRIVATE.octets()),
+            }]),
+        ),
         Nat::Snat => Some(snat_rules()),
     };
     let nat = rules.map(|v4| {
