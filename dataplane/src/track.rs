@@ -32,8 +32,8 @@ use crate::classify::{ct, Action, LogSpec, PacketMeta};
 use crate::conntrack::frag::Fragments;
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
-use crate::nat::rules::NatDecision;
-use crate::nat::{Allocator, Binding, Manip, NatError};
+use crate::nat::rules::{NatDecision, NO_NAT};
+use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{ip_proto, FlowKey, Fragment, IpAddr128, PacketInfo};
@@ -319,6 +319,18 @@ fn judge_established(
 /// LOG rules of the nat table are refused when it is compiled; nothing to log here.
 fn no_log(_: u32, _: &LogSpec, _: &PacketMeta) {}
 
+/// A nat chain's decision for a connection's first packet. A chain without rules (its policy
+/// alone: a catch-all ACCEPT that translates nothing, as PREROUTING is on a gateway without
+/// DNAT) keeps the tuple without being evaluated.
+#[inline]
+fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatDecision<'a> {
+    let rules = &chain.rule_set().rules;
+    if rules.len() == 1 && rules[0].action == Action::Accept && chain.target_of(0) == NO_NAT {
+        return NatDecision::Keep;
+    }
+    chain.decide(meta, no_log).0
+}
+
 /// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
 /// the destination side translated, the source side as on the wire (Linux's FORWARD view).
 /// An ICMP error (`related`) gets its address only; an ICMP query keeps its identifier.
@@ -584,7 +596,7 @@ fn judge_after_track<F: Forwarding>(
             Handle::New(_) => {
                 if let Some(rules) = nat.and_then(|n| n.rules(key.family)) {
                     fresh = true;
-                    let (d, _) = rules.prerouting.decide(&meta, no_log);
+                    let d = decide(&rules.prerouting, &meta);
                     let mut b = Binding::identity(key);
                     match d {
                         NatDecision::Keep => {}
@@ -685,51 +697,53 @@ fn judge_after_track<F: Forwarding>(
         (_, _) => Verdict::Local,
     };
 
-    // 7. nat POSTROUTING for an accepted new connection that leaves.
-    if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, binding) {
+    // 7. nat POSTROUTING for an accepted new connection that leaves. The binding is changed
+    //    in place (it is 80 bytes: moved around by value, it costs more than the rest).
+    if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
         let rules = nat.rules(key.family).expect("fresh bindings come from it");
-        let (d, _) = rules.postrouting.decide(&meta, no_log);
-        let mut done = Ok(b);
-        match d {
+        let mut failed = None;
+        match decide(&rules.postrouting, &meta) {
             NatDecision::Keep => {}
             NatDecision::Translate(target) => {
                 let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
                 let ct = &tables.ct;
-                done = match target.resolve(src) {
+                match target.resolve(src) {
                     Some(range) => {
-                        tables
+                        match tables
                             .nat
-                            .apply(&b, Manip::Src, &range, &nat.steering, &mut |k| {
+                            .apply(b, Manip::Src, &range, &nat.steering, &mut |k| {
                                 ct.tuple_in_use(k, now_ns)
-                            })
+                            }) {
+                            Ok(nb) => *b = nb,
+                            Err(e) => failed = Some(e),
+                        }
                     }
-                    None => Err(NatError::NoAddress),
-                };
+                    None => failed = Some(NatError::NoAddress),
+                }
             }
             NatDecision::Drop => verdict = Verdict::Drop(DropReason::RuleDrop),
         }
-        match done.and_then(|b| {
-            if b.is_identity() {
-                Ok(b)
-            } else {
-                tables.nat.steerable(b, &nat.steering)
-            }
-        }) {
-            Ok(b) => binding = Some((b, Dir::Orig)),
-            Err(e) => verdict = Verdict::Drop(DropReason::Nat(e)),
+        if failed.is_none() && !b.is_identity() {
+            failed = tables.nat.steerable(*b, &nat.steering).err();
+        }
+        if let Some(e) = failed {
+            verdict = Verdict::Drop(DropReason::Nat(e));
         }
     } else if fresh && matches!(route, Route::Local) {
         // DNAT to Rampart itself: the replies come back here only if they steer here.
-        if let Some((b, _)) = binding.filter(|(b, _)| !b.is_identity()) {
+        if let Some((b, _)) = binding.as_ref().filter(|(b, _)| !b.is_identity()) {
             let nat = nat.expect("fresh bindings come from it");
-            if let Err(e) = tables.nat.steerable(b, &nat.steering) {
+            if let Err(e) = tables.nat.steerable(*b, &nat.steering) {
                 verdict = Verdict::Drop(DropReason::Nat(e));
             }
         }
     }
+    // From here `binding` is the translation to apply (none when the packet does not leave).
     let leaves = !matches!(verdict, Verdict::Drop(_));
-    let nat_out = binding.filter(|(b, _)| leaves && !b.is_identity());
+    if !leaves || binding.as_ref().is_some_and(|(b, _)| b.is_identity()) {
+        binding = None;
+    }
 
     // 8. Remember a first fragment's verdict; confirm a new connection.
     if matches!(info.frag, Fragment::First { .. }) {
@@ -738,7 +752,7 @@ fn judge_after_track<F: Forwarding>(
             accepted: leaves,
             state,
             route,
-            nat: nat_out,
+            nat: binding,
         };
         if let Err(e) = tables.frags.first(frame, info, first, now_ns) {
             if leaves {
@@ -747,12 +761,14 @@ fn judge_after_track<F: Forwarding>(
         }
     }
     if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
-        let reply = nat_out.map(|(b, _)| b.reply);
+        let reply = binding.as_ref().map(|(b, _)| b.reply);
         if tables.ct.confirm_with(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }
-    let leaves = !matches!(verdict, Verdict::Drop(_));
+    if matches!(verdict, Verdict::Drop(_)) {
+        binding = None;
+    }
     IpJudgement {
         verdict,
         filter: fv,
@@ -762,6 +778,6 @@ fn judge_after_track<F: Forwarding>(
         raw: false,
         input: route == Route::Local,
         route,
-        nat: nat_out.filter(|_| leaves),
+        nat: binding,
     }
 }

@@ -553,6 +553,33 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     })
 }
 
+/// Issue 4's targets against the results, said plainly: at most 60 cycles a packet over
+/// pass-through (with 1M flows), at least 3 M new connections a second, at most 128 bytes a
+/// connection.
+fn targets(results: &[CaseResult]) -> String {
+    let met = |ok: bool| if ok { "**met**" } else { "**not met**" };
+    let each = |f: &dyn Fn(&CaseResult) -> String| {
+        results
+            .iter()
+            .map(|r| format!("{} at {} flows", f(r), r.flows))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let added = |r: &CaseResult| r.stateful.0.median - r.pass_through.0.median;
+    format!(
+        "Targets (issue 4): tracking's added cost over plain forwarding at most 60 cycles per \
+         packet: {} ({}); at least 3 M new connections per second per worker: {} ({}); at \
+         most 128 bytes per tracked connection: {} ({}). Where the cycles and the bytes go, \
+         and what was tried: `docs/design/conntrack.md`.\n",
+        met(results.iter().all(|r| added(r) <= 60.0)),
+        each(&|r| format!("{:.0} cycles", added(r))),
+        met(results.iter().all(|r| r.new_conn.0.median >= 3.0)),
+        each(&|r| format!("{:.2} M/s", r.new_conn.0.median)),
+        met(results.iter().all(|r| r.bytes_per_flow <= 128.0)),
+        each(&|r| format!("{:.0} B", r.bytes_per_flow)),
+    )
+}
+
 pub fn run(args: &StatefulArgs) -> Result<()> {
     let hz = tsc_hz();
     let mut results = Vec::new();
@@ -579,8 +606,10 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
             r.full_drops,
         );
     }
+    let targets = targets(&results);
     println!("TSC {:.0} MHz, {} rules", hz / 1e6, args.rules);
     print!("{table}");
+    println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
             "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}\n\n\
@@ -591,7 +620,7 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
              (min..max). Pass-through is the same pipeline with neither rules nor tracking \
              (parse and bridge), measured in the same run over the same frames; the added cost \
              is the stateful figure minus it. The rule set is `ESTABLISHED,RELATED -j ACCEPT`, \
-             {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}",
+             {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}\n{targets}",
             args.flows.join(","),
             args.rules,
             if args.no_checksum { " --no-checksum" } else { "" },

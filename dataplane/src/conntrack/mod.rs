@@ -850,9 +850,8 @@ impl Conntrack {
         }
     }
 
-    /// The binding of the NAT'd entry in slot `i` (out of line: most entries have none).
-    #[cold]
-    #[inline(never)]
+    /// The binding of the NAT'd entry in slot `i`.
+    #[inline(always)]
     fn binding_of(&self, i: u32) -> crate::nat::Binding {
         crate::nat::Binding {
             orig: self.entries[i as usize].key.key(),

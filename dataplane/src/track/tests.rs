@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::classify::{FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
-use crate::nat::{NatRules, NatTables, OneToOne};
+use crate::nat::{NatChain, NatKind, NatRange, NatRules, NatTables, NatTarget, OneToOne};
 use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
 use crate::wire::tcp::Flags;
 use crate::wire::{parse_frame, Family, IpAddr128};
@@ -132,12 +132,63 @@ fn rule_set(which: u8) -> RuleSet {
     RuleSet::new(Family::V4, rules, origins, logs)
 }
 
-fn filter(which: u8, nat: bool) -> Filter {
-    let nat = nat.then(|| {
-        let v4 = NatRules::accept_all(Family::V4).with_one_to_one(&[OneToOne {
-            public: IpAddr128::from_v4_octets(PUBLIC.octets()),
-            private: IpAddr128::from_v4_octets(PRIVATE.octets()),
-        }]);
+/// The nat table of each test mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nat {
+    None,
+    /// [`PRIVATE`] mapped one-to-one onto [`PUBLIC`] (rules in both chains).
+    OneToOne,
+    /// A gateway: PREROUTING without rules, POSTROUTING SNATs [`PRIVATE`] to [`PUBLIC`].
+    Snat,
+}
+
+fn arb_nat() -> impl Strategy<Value = Nat> {
+    prop_oneof![Just(Nat::None), Just(Nat::OneToOne), Just(Nat::Snat)]
+}
+
+fn snat_rules() -> NatRules {
+    let fam = Family::V4;
+    let private = IpAddr128::from_v4_octets(PRIVATE.octets());
+    let mut from_private = FlatRule::any(fam, Action::Accept, 0);
+    from_private.src = (private, private);
+    let origins = (0..2)
+        .map(|i| Origin {
+            file: "test".into(),
+            line: i,
+            label: format!("nat rule {i}"),
+        })
+        .collect();
+    let rules = RuleSet::new(
+        fam,
+        vec![from_private, FlatRule::any(fam, Action::Accept, 1)],
+        origins,
+        Vec::new(),
+    );
+    let snat = NatTarget {
+        kind: NatKind::Snat,
+        range: NatRange::to_addr(IpAddr128::from_v4_octets(PUBLIC.octets())),
+        origin: 0,
+    };
+    NatRules {
+        family: fam,
+        prerouting: NatChain::accept_all(fam, "test", "policy PREROUTING ACCEPT"),
+        postrouting: NatChain::new(rules, vec![0, crate::nat::rules::NO_NAT], vec![snat])
+            .expect("a valid chain"),
+    }
+}
+
+fn filter(which: u8, nat: Nat) -> Filter {
+    let rules = match nat {
+        Nat::None => None,
+        Nat::OneToOne => Some(
+            NatRules::accept_all(Family::V4).with_one_to_one(&[OneToOne {
+                public: IpAddr128::from_v4_octets(PUBLIC.octets()),
+                private: IpAddr128::from_v4_octets(PRIVATE.octets()),
+            }]),
+        ),
+        Nat::Snat => Some(snat_rules()),
+    };
+    let nat = rules.map(|v4| {
         let steering = v4.steering(1, &[]);
         Box::new(NatTables {
             v4: Some(v4),
@@ -440,6 +491,7 @@ fn frame(
 
 /// Both copies of the state.
 struct Twin {
+    nat: Nat,
     filter: Filter,
     fast: (Tables, Routes),
     general: (Tables, Routes),
@@ -450,8 +502,9 @@ struct Twin {
 }
 
 impl Twin {
-    fn new(capacity: u32, nat: bool) -> Twin {
+    fn new(capacity: u32, nat: Nat) -> Twin {
         Twin {
+            nat,
             filter: filter(0, nat),
             fast: (Tables::new(&config(capacity, nat)), Routes::default()),
             general: (Tables::new(&config(capacity, nat)), Routes::default()),
@@ -507,8 +560,7 @@ impl Twin {
     fn run(&mut self, op: &Op) {
         match *op {
             Op::Swap(which) => {
-                let nat = self.filter.nat.is_some();
-                self.filter = filter(which, nat);
+                self.filter = filter(which, self.nat);
             }
             Op::Wait(ms) => {
                 self.now += ms * MS;
@@ -527,9 +579,9 @@ impl Twin {
     }
 }
 
-fn config(capacity: u32, nat: bool) -> TrackConfig {
+fn config(capacity: u32, nat: Nat) -> TrackConfig {
     let mut cfg = TrackConfig::new(capacity);
-    cfg.conntrack.nat = nat;
+    cfg.conntrack.nat = nat != Nat::None;
     cfg.frag_datagrams = 4;
     cfg
 }
@@ -543,7 +595,7 @@ fn same_tables(a: &Tables, b: &Tables, now: u64) {
 
 #[test]
 fn established_packets_take_the_fast_path_and_get_the_general_paths_answers() {
-    for nat in [false, true] {
+    for nat in [Nat::None, Nat::OneToOne, Nat::Snat] {
         let mut t = Twin::new(64, nat);
         for flow in 0..FLOWS.len() {
             t.run(&Op::Open(flow));
@@ -591,7 +643,7 @@ proptest! {
     fn the_fast_path_answers_as_the_general_path(
         ops in proptest::collection::vec(arb_op(), 1..160),
         capacity in 2u32..12,
-        nat in any::<bool>(),
+        nat in arb_nat(),
     ) {
         let mut t = Twin::new(capacity, nat);
         for op in &ops {
@@ -613,7 +665,7 @@ proptest! {
         ops in proptest::collection::vec(arb_op(), 1..160),
         skips in proptest::collection::vec(prop::bool::weighted(0.1), 32),
         capacity in 2u32..12,
-        nat in any::<bool>(),
+        nat in arb_nat(),
         budget in 0u32..3,
     ) {
         let filter = filter(0, nat);
@@ -671,5 +723,32 @@ proptest! {
                 same_tables(&worker, &replay, now);
             }
         }
+    }
+}
+
+proptest! {
+    /// A chain of its policy alone keeps every tuple without being evaluated, as evaluating
+    /// it would.
+    #[test]
+    fn an_empty_nat_chain_keeps_the_tuple(
+        src in any::<[u8; 4]>(),
+        dst in any::<[u8; 4]>(),
+        ports in any::<(u16, u16)>(),
+        proto in any::<u8>(),
+        state in 0u32..5,
+    ) {
+        let chain = NatChain::accept_all(Family::V4, "test", "policy");
+        let meta = PacketMeta {
+            key: FlowKey::new_v4(src.into(), dst.into(), proto, ports.0, ports.1),
+            in_port: 0,
+            out_port: 1,
+            ct_state: 1 << state,
+            tcp_flags: 0,
+            later_fragment: false,
+        };
+        prop_assert_eq!(decide(&chain, &meta), chain.decide(&meta, no_log).0);
+        prop_assert_eq!(decide(&chain, &meta), NatDecision::Keep);
+        let snat = snat_rules();
+        prop_assert_eq!(decide(&snat.postrouting, &meta), snat.postrouting.decide(&meta, no_log).0);
     }
 }
