@@ -13,7 +13,9 @@
 //!   flows tracked without NAT and the pass-through pipeline (parse and bridge, neither rules
 //!   nor tracking), all in the same run over frames of the same sizes.
 
-use crate::bench_stateful::{judge_all, parse_count, tsc_hz, Arena, Figure, INSIDE, OUTSIDE};
+use crate::bench_stateful::{
+    judge_all, load_average, parse_count, tsc_hz, Arena, Figure, INSIDE, OUTSIDE,
+};
 use anyhow::{bail, Result};
 use dataplane::classify::classbench::SplitMix64;
 use dataplane::filter::Filter;
@@ -369,6 +371,7 @@ fn targets(results: &[CaseResult]) -> String {
 }
 
 pub fn run(args: &NatArgs) -> Result<()> {
+    let load_before = load_average();
     let hz = tsc_hz();
     let mut results = Vec::new();
     for f in &args.flows {
@@ -399,7 +402,8 @@ pub fn run(args: &NatArgs) -> Result<()> {
     println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
-            "Command: `rampart-perf nat --flows {}`; commit {}.\n\nMachine: {}\n\n\
+            "Command: `rampart-perf nat --flows {}`; commit {}.\n\nMachine: {}; load average \
+             {:.1} when the run began, {:.1} when it ended.\n\n\
              The pipeline alone on one core (no packet I/O), as in the stateful benchmark: \
              bursts of 32 frames copied (untimed) into a small buffer and judged with \
              conntrack's prefetch. Inside clients (10.0.0.0/8, half TCP, half UDP) reach outside \
@@ -413,6 +417,8 @@ pub fn run(args: &NatArgs) -> Result<()> {
             args.flows.join(","),
             crate::report::commit(),
             crate::report::machine("no hugepages"),
+            load_before,
+            load_average(),
             hz / 1e6,
             args.runs,
         );

@@ -210,6 +210,15 @@ pub(crate) fn parse_count(s: &str) -> Result<usize> {
     Ok(num.parse::<usize>()? * mul)
 }
 
+/// The one-minute load average (`/proc/loadavg`): on a shared machine, how many other jobs
+/// competed for the cores while a benchmark ran.
+pub(crate) fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 /// TSC ticks per second, against the monotonic clock.
 pub(crate) fn tsc_hz() -> f64 {
     let (t0, c0) = (Instant::now(), dataplane::dpdk::tsc());
@@ -581,6 +590,7 @@ fn targets(results: &[CaseResult]) -> String {
 }
 
 pub fn run(args: &StatefulArgs) -> Result<()> {
+    let load_before = load_average();
     let hz = tsc_hz();
     let mut results = Vec::new();
     for f in &args.flows {
@@ -612,7 +622,8 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
     println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
-            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}\n\n\
+            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}; \
+             load average {:.1} when the run began, {:.1} when it ended.\n\n\
              The pipeline alone on one core (no packet I/O): each burst of 32 frames is copied \
              (untimed) into a small buffer, as a NIC leaves frames in its RX ring, then judged with \
              conntrack's prefetch, as a worker does; random established flows in both directions, \
@@ -626,6 +637,8 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
             if args.no_checksum { " --no-checksum" } else { "" },
             crate::report::commit(),
             crate::report::machine("no hugepages"),
+            load_before,
+            load_average(),
             hz / 1e6,
             args.runs,
             args.rules,
