@@ -358,6 +358,10 @@ pub struct PortConf {
     pub mtu: Option<u32>,
     /// Router mode: the port's MAC address (default: the device's).
     pub mac: Option<String>,
+    /// Let the device check received TCP/UDP checksums where it can (RX checksum offload), so
+    /// conntrack does not sum packets the device found good (default: on).
+    #[serde(default = "yes")]
+    pub rx_checksum_offload: bool,
 }
 
 fn yes() -> bool {

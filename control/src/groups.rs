@@ -443,7 +443,7 @@ ports = "53"
     }
 
     fn verdict(rs: &RuleSet, p: &PacketMeta) -> Action {
-        rs.evaluate(p, |_, _| {}).action
+        rs.evaluate(p, |_, _, _| {}).action
     }
 
     #[test]

@@ -263,7 +263,7 @@ COMMIT
             let f =
                 FrameSpec::new(IpSpec::v4([10, 0, 0, 2].into(), [10, 0, 0, 1].into()), l4).build();
             let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 0).unwrap();
-            judge_rules(input, &meta, |_, _| {})
+            judge_rules(input, &meta, |_, _, _| {})
         };
         assert!(matches!(
             judge(L4Spec::icmp_echo(1, 1)),
@@ -281,7 +281,7 @@ COMMIT
         .build();
         let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 1).unwrap();
         assert!(matches!(
-            judge_rules(router.v4.as_ref().unwrap(), &meta, |_, _| {}),
+            judge_rules(router.v4.as_ref().unwrap(), &meta, |_, _, _| {}),
             FilterVerdict::Accept { .. }
         ));
         // Security groups: no INPUT chain.

@@ -4,6 +4,7 @@
 
 use crate::load::{nat_tables, NatEnv};
 use crate::rules::{compile_nat, compile_parsed, parse_iptables, Hook};
+use dataplane::classify::PacketMeta;
 use dataplane::conntrack::{CtState, Dir};
 use dataplane::filter::Filter;
 use dataplane::nat::{NatError, OneToOne};
@@ -47,8 +48,12 @@ struct Rig {
 
 impl Rig {
     fn new(nat: &str, one_to_one: &[OneToOne]) -> Rig {
+        Rig::with_filter(nat, FORWARD_STATEFUL, one_to_one)
+    }
+
+    fn with_filter(nat: &str, filter: &str, one_to_one: &[OneToOne]) -> Rig {
         let ports = ["inside".to_string(), "outside".to_string()];
-        let text = format!("{nat}{FORWARD_STATEFUL}");
+        let text = format!("{nat}{filter}");
         let parsed = parse_iptables("nat.rules", &text, Family::V4, &ports).expect("parses");
         let nat = compile_nat(&parsed).expect("nat compiles");
         let env = NatEnv {
@@ -82,9 +87,25 @@ impl Rig {
             ingress,
             &mut f,
             self.now,
-            |_, _| {},
+            |_, _, _| {},
         );
         (o, f)
+    }
+
+    /// [`Rig::send`], with the packet as each LOG rule it passed saw it.
+    fn send_logged(&mut self, ingress: u16, frame: &[u8]) -> (Outcome, Vec<PacketMeta>) {
+        self.now += SEC / 1000;
+        let mut f = frame.to_vec();
+        let mut logged = Vec::new();
+        let o = self.bridge.judge(
+            &self.filter,
+            Some(&mut self.tables),
+            ingress,
+            &mut f,
+            self.now,
+            |_, _, meta| logged.push(*meta),
+        );
+        (o, logged)
     }
 
     /// Sends `frame` and checks that it leaves by the other port as `expect`.
@@ -566,4 +587,50 @@ COMMIT
         &tcp6(server, 443, remote, 7000, Flags::SYN | Flags::ACK),
         &tcp6(public, 8443, remote, 7000, Flags::SYN | Flags::ACK),
     );
+}
+
+#[test]
+fn log_in_forward_sees_the_destination_translated_and_the_source_not() {
+    let nat = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 203.0.113.1/32 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.5:80
+-A POSTROUTING -o outside -j SNAT --to-source 203.0.113.1
+COMMIT
+";
+    let filter = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -j LOG --log-prefix \"fw \"
+COMMIT
+";
+    let mut r = Rig::with_filter(nat, filter, &[]);
+    let seen = |m: &PacketMeta| (m.key.src, m.key.src_port, m.key.dst, m.key.dst_port);
+    let v4 = IpAddr128::from_v4;
+    // DNAT: FORWARD (and its LOG) sees the private destination, as Linux's LOG prints it.
+    let (o, logged) = r.send_logged(OUTSIDE, &tcp(REMOTE, 5555, PUBLIC, 8080, Flags::SYN, 1, 0));
+    assert_eq!(o.verdict, Verdict::Forward(INSIDE));
+    assert_eq!(logged.len(), 1);
+    assert_eq!(seen(&logged[0]), (v4(REMOTE), 5555, v4(PRIVATE_SERVER), 80));
+    assert_eq!(logged[0].ct_state, dataplane::classify::ct::NEW);
+    // Its reply: the source is translated back only after FORWARD (POSTROUTING's de-DNAT).
+    let synack = tcp(
+        PRIVATE_SERVER,
+        80,
+        REMOTE,
+        5555,
+        Flags::SYN | Flags::ACK,
+        70,
+        2,
+    );
+    let (_, logged) = r.send_logged(INSIDE, &synack);
+    assert_eq!(seen(&logged[0]), (v4(PRIVATE_SERVER), 80, v4(REMOTE), 5555));
+    // SNAT: FORWARD sees the inside source, translated later in POSTROUTING.
+    let (o, logged) = r.send_logged(INSIDE, &udp(CLIENT, 40000, REMOTE, 53));
+    assert_eq!(o.verdict, Verdict::Forward(OUTSIDE));
+    assert_eq!(seen(&logged[0]), (v4(CLIENT), 40000, v4(REMOTE), 53));
+    // Its reply arrives for the public address and FORWARD sees the inside one.
+    let (_, logged) = r.send_logged(OUTSIDE, &udp(REMOTE, 53, PUBLIC, 40000));
+    assert_eq!(seen(&logged[0]), (v4(REMOTE), 53, v4(CLIENT), 40000));
 }

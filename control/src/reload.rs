@@ -897,7 +897,7 @@ mod tests {
 
     fn judge(rs: &RuleSet, p: &PacketMeta) -> (Judgement, Vec<u32>) {
         let mut logs = Vec::new();
-        let j = rs.evaluate(p, |i, _| logs.push(i));
+        let j = rs.evaluate(p, |i, _, _| logs.push(i));
         (j, logs)
     }
 

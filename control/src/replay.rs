@@ -134,8 +134,8 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             ingress,
             &mut data,
             now_ns,
-            |_, spec: &dataplane::classify::LogSpec| {
-                logs.push(spec.prefix.clone());
+            |_, spec: &dataplane::classify::LogSpec, meta: &dataplane::classify::PacketMeta| {
+                logs.push((spec.prefix.clone(), *meta));
             },
         );
         let verdict = judged.verdict;
@@ -157,11 +157,13 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 rule = rule_json(rs, r);
             }
         }
-        if let Some(meta) = judged.meta {
-            for l in logs.iter_mut() {
-                *l = log_line(l, &topo.names, ingress, meta.out_port.into(), &meta);
-            }
-        }
+        // Each as its rule saw the packet.
+        let logs: Vec<String> = logs
+            .iter()
+            .map(|(prefix, meta)| {
+                log_line(prefix, &topo.names, ingress, meta.out_port.into(), meta)
+            })
+            .collect();
         for l in &logs {
             eprintln!("{l}");
         }

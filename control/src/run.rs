@@ -120,6 +120,7 @@ fn run_on(
         rx_desc: cfg.rings.rx_desc,
         tx_desc: cfg.rings.tx_desc,
         promiscuous: true,
+        rx_checksum: true,
     };
     // Ports are declared after the pool so they drop (stop, close) before it.
     let mut ports = Vec::with_capacity(cfg.ports.len());
@@ -135,6 +136,7 @@ fn run_on(
             &p.name,
             &PortConfig {
                 promiscuous: p.promiscuous,
+                rx_checksum: p.rx_checksum_offload,
                 ..pcfg.clone()
             },
             &pool,
@@ -248,10 +250,15 @@ fn run_on(
         ports
             .iter()
             .map(|p| format!(
-                "{} ({}{})",
+                "{} ({}{}{})",
                 p.name(),
                 p.driver(),
-                if p.rss() { ", rss" } else { "" }
+                if p.rss() { ", rss" } else { "" },
+                if p.rx_checksum() {
+                    ", rx checksum offload"
+                } else {
+                    ""
+                }
             ))
             .collect::<Vec<_>>()
             .join(", "),
@@ -528,9 +535,12 @@ impl LogLimiter {
         self.printed += 1;
         let m = &rec.meta;
         let k = &m.key;
-        let (prefix, level) = snap
-            .filter
-            .rules(k.family)
+        let rules = if rec.input {
+            snap.filter.input(k.family)
+        } else {
+            snap.filter.rules(k.family)
+        };
+        let (prefix, level) = rules
             .and_then(|rs| rs.logs.get(rec.log as usize))
             .map_or(("", 4), |l| (l.prefix.as_str(), l.level));
         let name = |i: u8| ports.get(usize::from(i)).map_or("?", String::as_str);

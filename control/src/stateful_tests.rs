@@ -86,7 +86,7 @@ impl Rig {
             ingress,
             &mut frame.to_vec(),
             self.now,
-            |_, _| {},
+            |_, _, _| {},
         );
         (o.verdict, o.state)
     }
@@ -474,7 +474,7 @@ fn cached_verdicts_end_with_their_rule_set_and_never_skip_a_log() {
             INSIDE,
             &mut ack.clone(),
             r.now,
-            |_, _| logged += 1,
+            |_, _, _| logged += 1,
         );
         assert_eq!(o.verdict, FWD_IN);
     }

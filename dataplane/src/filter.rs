@@ -132,7 +132,7 @@ impl Filter {
     pub fn judge(
         &self,
         meta: &PacketMeta,
-        on_log: impl FnMut(u32, &crate::classify::LogSpec),
+        on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
     ) -> FilterVerdict {
         match self.rules(meta.key.family) {
             Some(rs) => judge_rules(rs, meta, on_log),
@@ -146,7 +146,7 @@ impl Filter {
 pub fn judge_rules(
     rules: &RuleSet,
     meta: &PacketMeta,
-    on_log: impl FnMut(u32, &crate::classify::LogSpec),
+    on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
 ) -> FilterVerdict {
     let j = rules.evaluate(meta, on_log);
     match j.action {

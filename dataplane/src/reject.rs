@@ -46,7 +46,7 @@ pub fn build_reply(
     Some(l2 + n)
 }
 
-fn icmp_code_v4(w: RejectWith) -> Option<u8> {
+pub(crate) fn icmp_code_v4(w: RejectWith) -> Option<u8> {
     Some(match w {
         RejectWith::IcmpNetUnreachable => 0,
         RejectWith::IcmpHostUnreachable => 1,
@@ -60,7 +60,7 @@ fn icmp_code_v4(w: RejectWith) -> Option<u8> {
     })
 }
 
-fn icmp_code_v6(w: RejectWith) -> Option<u8> {
+pub(crate) fn icmp_code_v6(w: RejectWith) -> Option<u8> {
     Some(match w {
         RejectWith::Icmp6NoRoute => 0,
         RejectWith::Icmp6AdmProhibited => 1,

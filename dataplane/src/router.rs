@@ -1189,8 +1189,10 @@ impl Router {
     }
 
     /// Sends the ICMP error `kind` about `frame` (parsed as `info`) toward its source, routed
-    /// like any packet (to a link-local source: out of `ingress`), from the address of the port
-    /// it leaves by, if the rate limit allows and the neighbour toward the source is known.
+    /// like any packet (to a link-local source: out of `ingress`), if the rate limit allows and
+    /// the neighbour toward the source is known. It comes from the packet's destination when
+    /// that is one of our addresses (as Linux's `icmp_send` for a local route), else from the
+    /// address of the port it leaves by.
     /// Returns whether it was sent. Nothing is sent about errors, non-first fragments,
     /// broadcast or multicast, or to a source that is ours or not routable.
     #[cold]
@@ -1206,7 +1208,7 @@ impl Router {
         now_ns: u64,
         emit: &mut impl Emit,
     ) -> bool {
-        let Some((family, src, _)) = addrs_of(frame, info) else {
+        let Some((family, src, dst)) = addrs_of(frame, info) else {
             return false;
         };
         let hop = if family == Family::V6 && is_link_local_v6(&src) {
@@ -1226,7 +1228,8 @@ impl Router {
         let Some(p) = self.ports.get(usize::from(hop.port)) else {
             return false;
         };
-        let Some(from) = self.source_for(u16::from(hop.port), family, &src) else {
+        let ours = Some(dst).filter(|d| self.is_local(d));
+        let Some(from) = ours.or_else(|| self.source_for(u16::from(hop.port), family, &src)) else {
             st.stats.icmp_unresolved += 1;
             return false;
         };

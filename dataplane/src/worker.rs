@@ -6,7 +6,7 @@
 //!
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
-use crate::classify::{PacketMeta, RejectWith};
+use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
@@ -136,6 +136,9 @@ const EXPIRE_BUDGET: u32 = 128;
 pub struct LogRecord {
     /// Index into the rule set's `logs` (of the packet's family) at the time of the match.
     pub log: u32,
+    /// The rule was in the INPUT chain's rule set (router mode), not FORWARD's.
+    pub input: bool,
+    /// The packet as the rule saw it.
     pub meta: PacketMeta,
 }
 
@@ -408,6 +411,12 @@ fn handle_burst<const STATEFUL: bool>(
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
             crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            // The device's checksum verdicts (RX offload), for conntrack.
+            for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
+                if let Some(i) = info {
+                    i.l4_csum = m.rx_l4_csum();
+                }
+            }
             scratch = p;
             &scratch
         }
@@ -573,7 +582,7 @@ fn judge(
             frame,
             info,
             now_ns,
-            |log_rule, _| logged.push(log_rule),
+            |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),
         ),
         None => ctx.pipeline.judge_verdict(
@@ -582,39 +591,51 @@ fn judge(
             ingress,
             frame,
             now_ns,
-            |log_rule, _| logged.push(log_rule),
+            |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),
         ),
     };
     if logged.n > 0 {
-        logged.flush(ctx, frame, ingress);
+        logged.flush(ctx, frame.len());
     }
     (v, with)
 }
 
-/// The LOG rules one packet passed (a packet passes few; more are counted as lost).
+/// The LOG rules one packet passed, each with the packet as the filter saw it (a packet passes
+/// few; more are counted as lost).
 #[derive(Default)]
 struct Logged {
-    rules: [u32; 4],
+    /// The rule, which LOG target (its address in the rule set, to tell FORWARD's from
+    /// INPUT's; never read through), the packet.
+    rules: [(u32, usize, Option<PacketMeta>); 2],
     n: usize,
 }
 
 impl Logged {
     #[inline]
-    fn push(&mut self, rule: u32) {
+    fn push(&mut self, rule: u32, spec: &LogSpec, meta: &PacketMeta) {
+        self.note(rule, spec, meta);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note(&mut self, rule: u32, spec: &LogSpec, meta: &PacketMeta) {
         if let Some(r) = self.rules.get_mut(self.n) {
-            *r = rule;
+            *r = (rule, spec as *const LogSpec as usize, Some(*meta));
         }
         self.n += 1;
     }
 
-    /// Hands the records to the control thread. The frame is read after the judgement, so a
-    /// translated packet's record shows its addresses after NAT.
+    /// Hands the records to the control thread. Each holds the packet as the rule saw it: in
+    /// the filter table, with a DNAT'd destination and an untranslated source, as Linux's LOG
+    /// in FORWARD or INPUT shows it.
     #[cold]
     #[inline(never)]
-    fn flush(&self, ctx: &Ctx<'_>, frame: &[u8], ingress: u16) {
-        for &rule in &self.rules[..self.n.min(self.rules.len())] {
-            log(ctx, frame, ingress, rule);
+    fn flush(&self, ctx: &Ctx<'_>, frame_len: usize) {
+        for &(rule, spec, meta) in &self.rules[..self.n.min(self.rules.len())] {
+            if let Some(meta) = meta {
+                log(ctx, frame_len, rule, spec, meta);
+            }
         }
         if self.n > self.rules.len() {
             bump(&ctx.stats.logs_lost, (self.n - self.rules.len()) as u64);
@@ -644,28 +665,32 @@ fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], with: RejectWith, egress:
     }
 }
 
-/// A LOG rule matched: count it and hand the record to the control thread.
+/// A LOG rule matched: count it and hand the record to the control thread. `spec` is the
+/// address of its target in the FORWARD or the INPUT rule set.
 #[cold]
 #[inline(never)]
-fn log(ctx: &Ctx<'_>, frame: &[u8], ingress: u16, rule: u32) {
-    let Ok(info) = crate::wire::parse_frame(frame) else {
+fn log(ctx: &Ctx<'_>, frame_len: usize, rule: u32, spec: usize, meta: PacketMeta) {
+    let family = meta.key.family;
+    let filter = &ctx.rules.filter;
+    let found = [(false, filter.rules(family)), (true, filter.input(family))]
+        .into_iter()
+        .find_map(|(input, rs)| {
+            let i = rs?
+                .logs
+                .iter()
+                .position(|l| l as *const LogSpec as usize == spec)?;
+            Some((input, i as u32))
+        });
+    let Some((input, log)) = found else {
         return;
     };
-    let egress = ctx.pipeline.peer(ingress).unwrap_or(ingress);
-    let Some(meta) = crate::filter::packet_meta(frame, &info, ingress, egress) else {
-        return;
-    };
-    let Some(rs) = ctx.rules.filter.rules(meta.key.family) else {
-        return;
-    };
-    if let Some(c) = ctx.rules.counters(meta.key.family, ctx.id) {
-        c.hit(rule, frame.len() as u64);
+    // Per-rule counters exist for FORWARD's rules.
+    if !input {
+        if let Some(c) = ctx.rules.counters(family, ctx.id) {
+            c.hit(rule, frame_len as u64);
+        }
     }
-    let Some(crate::classify::Action::Log(l)) = rs.rules.get(rule as usize).map(|r| r.action)
-    else {
-        return;
-    };
-    if ctx.logs.try_send(LogRecord { log: l, meta }).is_err() {
+    if ctx.logs.try_send(LogRecord { log, input, meta }).is_err() {
         bump(&ctx.stats.logs_lost, 1);
     }
 }
@@ -850,7 +875,7 @@ fn route_burst(
             stats.drop_packet(DropReason::Unlinearizable);
             continue;
         }
-        let info = match crate::wire::parse::parse_common(m.data()) {
+        let mut info = match crate::wire::parse::parse_common(m.data()) {
             Some(i) => i,
             None => match crate::wire::parse_frame(m.data()) {
                 Ok(i) => i,
@@ -860,6 +885,7 @@ fn route_burst(
                 }
             },
         };
+        info.l4_csum = m.rx_l4_csum();
         let l2 = router.input_l2(
             st,
             ingress,
@@ -925,7 +951,7 @@ fn route_burst(
                 ingress,
                 &mut fwd,
                 now_ns,
-                |rule, _| logged.push(rule),
+                |rule, spec, meta| logged.push(rule, spec, meta),
             )
         };
         if j.judged && !j.raw && !j.input {
@@ -935,7 +961,7 @@ fn route_burst(
             }
         }
         if logged.n > 0 {
-            logged.flush(ctx, m.data(), ingress);
+            logged.flush(ctx, m.data().len());
         }
         let verdict = crate::pipeline::translate(m.data_mut(), &info, &j);
         let fate = match (verdict, j.route) {
@@ -962,13 +988,36 @@ fn route_burst(
                 stats.drop_packet(why);
                 if let crate::filter::FilterVerdict::Reject { with, .. } = j.filter {
                     if why == DropReason::RuleReject {
-                        reject(
-                            ctx,
-                            usize::from(ingress),
-                            m.data(),
-                            with,
-                            out.borrow_mut().egress,
-                        );
+                        // A reset comes from the rejected packet's destination (Linux's
+                        // nf_send_reset); an ICMP error is the router's own, routed back to
+                        // the sender from the address of the port it leaves by, rate-limited
+                        // (Linux's icmp_send).
+                        let code = match key.family {
+                            Family::V4 => crate::reject::icmp_code_v4(with),
+                            Family::V6 => crate::reject::icmp_code_v6(with),
+                        };
+                        match (with, code) {
+                            (RejectWith::TcpReset, _) | (_, None) => reject(
+                                ctx,
+                                usize::from(ingress),
+                                m.data(),
+                                with,
+                                out.borrow_mut().egress,
+                            ),
+                            (_, Some(code)) => {
+                                if router.send_error(
+                                    st,
+                                    ingress,
+                                    m.data(),
+                                    &info,
+                                    crate::route::icmp::RouterError::Rejected { code },
+                                    now_ns,
+                                    &mut Shared(&out),
+                                ) {
+                                    bump(&ctx.stats.replies_sent, 1);
+                                }
+                            }
+                        }
                     }
                 }
                 continue;

@@ -210,6 +210,15 @@ pub(crate) fn parse_count(s: &str) -> Result<usize> {
     Ok(num.parse::<usize>()? * mul)
 }
 
+/// The one-minute load average (`/proc/loadavg`): on a shared machine, how many other jobs
+/// competed for the cores while a benchmark ran.
+pub(crate) fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 /// TSC ticks per second, against the monotonic clock.
 pub(crate) fn tsc_hz() -> f64 {
     let (t0, c0) = (Instant::now(), dataplane::dpdk::tsc());
@@ -286,7 +295,7 @@ pub(crate) fn judge_all(
                         frame,
                         info,
                         now_ns,
-                        |_, _| {},
+                        |_, _, _| {},
                         |_, _| {},
                     ),
                     None => bridge.judge_verdict(
@@ -295,7 +304,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         now_ns,
-                        |_, _| {},
+                        |_, _, _| {},
                         |_, _| {},
                     ),
                 };
@@ -305,6 +314,44 @@ pub(crate) fn judge_all(
         }
     }
     (cycles as f64 / (arena.len() * passes) as f64, forwarded)
+}
+
+/// First packets into an empty table (out of line, as [`interleaved_plain`]).
+#[inline(never)]
+fn new_connections(
+    bridge: &Bridge,
+    filter: &Filter,
+    tables: &mut Tables,
+    firsts: &Arena,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, Some(tables), firsts, None, now_ns, 1).0
+}
+
+/// One pass of pass-through for `--interleave` (out of line, so that an instruction count
+/// such as `valgrind --tool=callgrind --toggle-collect='*interleaved_plain*'` can take it alone).
+#[inline(never)]
+fn interleaved_plain(
+    bridge: &Bridge,
+    filter: &Filter,
+    arena: &Arena,
+    order: Option<&[u32]>,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, None, arena, order, now_ns, 1).0
+}
+
+/// One pass of tracked traffic for `--interleave` (out of line, as [`interleaved_plain`]).
+#[inline(never)]
+fn interleaved_tracked(
+    bridge: &Bridge,
+    filter: &Filter,
+    tables: &mut Tables,
+    arena: &Arena,
+    order: Option<&[u32]>,
+    now_ns: u64,
+) -> f64 {
+    judge_all(bridge, filter, Some(tables), arena, order, now_ns, 1).0
 }
 
 /// Runs `work` for `secs` seconds between two lines on stderr.
@@ -367,7 +414,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
                 continue;
             }
             let mut first = flow_frames(&k).open[0].clone();
-            let o = bridge.judge(&filter, None, INSIDE, &mut first, 0, |_, _| {});
+            let o = bridge.judge(&filter, None, INSIDE, &mut first, 0, |_, _, _| {});
             if !matches!(o.verdict, Verdict::Forward(_)) {
                 refused += 1;
                 continue;
@@ -404,7 +451,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     let mut new_conn = Vec::new();
     for _ in 0..args.runs {
         tables.ct.flush();
-        let (c, _) = judge_all(&bridge, &filter, Some(&mut tables), &firsts, None, now, 1);
+        let c = new_connections(&bridge, &filter, &mut tables, &firsts, now);
         new_conn.push(hz / c / 1e6);
     }
     if args.profile_new && args.profile_secs > 0.0 {
@@ -419,7 +466,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     for k in &keys {
         for (i, fr) in flow_frames(k).open.iter_mut().enumerate() {
             let ingress = if i % 2 == 0 { INSIDE } else { OUTSIDE };
-            let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _| {});
+            let _ = bridge.judge(&filter, Some(&mut tables), ingress, fr, now, |_, _, _| {});
         }
     }
     let established = tables.ct.len() as usize;
@@ -456,8 +503,8 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     if args.interleave > 0 {
         let (mut p, mut t, mut d) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.interleave {
-            let a = judge_all(&bridge, &plain, None, est, order, now, 1).0;
-            let b = judge_all(&bridge, &filter, Some(&mut tables), est, order, now, 1).0;
+            let a = interleaved_plain(&bridge, &plain, est, order, now);
+            let b = interleaved_tracked(&bridge, &filter, &mut tables, est, order, now);
             p.push(a);
             t.push(b);
             d.push(b - a);
@@ -515,7 +562,35 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     })
 }
 
+/// Issue 4's targets against the results, said plainly: at most 60 cycles a packet over
+/// pass-through (with 1M flows), at least 3 M new connections a second, at most 128 bytes a
+/// connection.
+fn targets(results: &[CaseResult]) -> String {
+    let met = |ok: bool| if ok { "**met**" } else { "**not met**" };
+    let each = |f: &dyn Fn(&CaseResult) -> String| {
+        results
+            .iter()
+            .map(|r| format!("{} at {} flows", f(r), r.flows))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let added = |r: &CaseResult| r.stateful.0.median - r.pass_through.0.median;
+    format!(
+        "Targets (issue 4): tracking's added cost over plain forwarding at most 60 cycles per \
+         packet: {} ({}); at least 3 M new connections per second per worker: {} ({}); at \
+         most 128 bytes per tracked connection: {} ({}). Where the cycles and the bytes go, \
+         and what was tried: `docs/design/conntrack.md`.\n",
+        met(results.iter().all(|r| added(r) <= 60.0)),
+        each(&|r| format!("{:.0} cycles", added(r))),
+        met(results.iter().all(|r| r.new_conn.0.median >= 3.0)),
+        each(&|r| format!("{:.2} M/s", r.new_conn.0.median)),
+        met(results.iter().all(|r| r.bytes_per_flow <= 128.0)),
+        each(&|r| format!("{:.0} B", r.bytes_per_flow)),
+    )
+}
+
 pub fn run(args: &StatefulArgs) -> Result<()> {
+    let load_before = load_average();
     let hz = tsc_hz();
     let mut results = Vec::new();
     for f in &args.flows {
@@ -541,11 +616,14 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
             r.full_drops,
         );
     }
+    let targets = targets(&results);
     println!("TSC {:.0} MHz, {} rules", hz / 1e6, args.rules);
     print!("{table}");
+    println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
-            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}\n\n\
+            "Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}; \
+             load average {:.1} when the run began, {:.1} when it ended.\n\n\
              The pipeline alone on one core (no packet I/O): each burst of 32 frames is copied \
              (untimed) into a small buffer, as a NIC leaves frames in its RX ring, then judged with \
              conntrack's prefetch, as a worker does; random established flows in both directions, \
@@ -553,12 +631,14 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
              (min..max). Pass-through is the same pipeline with neither rules nor tracking \
              (parse and bridge), measured in the same run over the same frames; the added cost \
              is the stateful figure minus it. The rule set is `ESTABLISHED,RELATED -j ACCEPT`, \
-             {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}",
+             {} ClassBench-like rules for NEW (one in four DROP), default DROP.\n\n{table}\n{targets}",
             args.flows.join(","),
             args.rules,
             if args.no_checksum { " --no-checksum" } else { "" },
             crate::report::commit(),
             crate::report::machine("no hugepages"),
+            load_before,
+            load_average(),
             hz / 1e6,
             args.runs,
             args.rules,

@@ -49,12 +49,48 @@ enum Command {
     Nat(perf::bench_nat::NatArgs),
     /// Rule swap latency in a running daemon: the tree against rte_acl, 1K to 100K rules.
     Swap(perf::bench_swap::SwapArgs),
+    /// Packets lost and let through while rule sets are swapped under load (10K rules, one-rule
+    /// and whole-file changes), against the same run without swaps.
+    SwapLoss(perf::bench_swaploss::SwapLossArgs),
+    /// New TCP connections per second with both sides of every connection (SYN, SYN+ACK, ACK,
+    /// data, FIN both ways) through Rampart with conntrack and a stateful set, beside
+    /// pass-through and dpdk-testpmd on the same memif devices.
+    ConnRate(perf::bench_conn::ConnArgs),
     /// Traffic generator: sends on one DPDK port at a set rate, receives on another, reports
     /// rates, loss and latency percentiles.
-    Loadgen(perf::loadgen::LoadgenArgs),
+    Loadgen(Box<perf::loadgen::LoadgenArgs>),
     /// Latency through Rampart at 10%, 50% and 90% of its maximum rate, beside dpdk-testpmd on
     /// the same memif devices.
     Latency(perf::bench_latency::LatencyArgs),
+    /// Forwarding with 1, then N workers (one RX/TX queue each on both ports), beside
+    /// `dpdk-testpmd` io with as many forwarding cores and queues, and the model of what more
+    /// cores give.
+    Scaling {
+        /// Worker counts, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        workers: Vec<usize>,
+        /// Seconds each case forwards.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Runs of each case; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Device kinds to measure.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "null,pcap")]
+        devices: Vec<forward::Device>,
+        /// Write (or update in place) the scaling section of this markdown file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Use no hugepages even when enough are free.
+        #[arg(long)]
+        no_huge: bool,
+        /// The rampart binary (default: next to rampart-perf).
+        #[arg(long)]
+        rampart: Option<PathBuf>,
+        /// The testpmd binary.
+        #[arg(long, default_value = "dpdk-testpmd")]
+        testpmd: PathBuf,
+    },
     /// Write a generated capture.
     GenPcap {
         #[arg(long, value_enum)]
@@ -112,20 +148,42 @@ fn suite_cases(md: &str, quick: bool) -> Vec<Vec<String>> {
     let cases: Vec<Vec<&str>> = if quick {
         vec![
             vec!["forward", "--seconds", "2", "--runs", "1"],
+            vec![
+                "scaling",
+                "--seconds",
+                "2",
+                "--runs",
+                "1",
+                "--devices",
+                "null",
+            ],
             vec!["classify", "--sizes", "1K,10K", "--runs", "1"],
             vec!["stateful", "--flows", "100K", "--runs", "1"],
             vec!["nat", "--flows", "100K", "--runs", "1"],
             vec!["swap", "--sizes", "1000,10000"],
+            vec!["swap-loss", "--rules", "1000", "--seconds", "4"],
             vec!["latency", "--seconds", "2", "--runs", "1"],
+            vec![
+                "conn-rate",
+                "--seconds",
+                "2",
+                "--runs",
+                "1",
+                "--rules",
+                "1000",
+            ],
         ]
     } else {
         vec![
             vec!["forward"],
+            vec!["scaling"],
             vec!["classify"],
             vec!["stateful", "--flows", "1M,10M"],
             vec!["nat", "--flows", "1M"],
             vec!["swap"],
+            vec!["swap-loss", "--runs", "3"],
             vec!["latency"],
+            vec!["conn-rate"],
         ]
     };
     cases
@@ -175,6 +233,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         Command::Suite { markdown, quick } => suite(&markdown, quick),
         Command::Classify(a) => perf::bench_classify::run(&a),
         Command::Swap(a) => perf::bench_swap::run(&a),
+        Command::SwapLoss(a) => perf::bench_swaploss::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
         Command::Nat(a) => perf::bench_nat::run(&a),
         Command::GenScenarios { dir, only, list } => {
@@ -189,6 +248,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         }
         Command::Loadgen(a) => perf::loadgen::run(&a),
         Command::Latency(a) => perf::bench_latency::run(&a),
+        Command::ConnRate(a) => perf::bench_conn::run(&a),
         Command::Forward {
             seconds,
             runs,
@@ -207,6 +267,28 @@ fn dispatch(command: Command, line: String) -> Result<()> {
             testpmd,
             command_line: line,
         }),
+        Command::Scaling {
+            workers,
+            seconds,
+            runs,
+            devices,
+            markdown,
+            no_huge,
+            rampart,
+            testpmd,
+        } => forward::run_scaling(
+            &forward::ForwardOpts {
+                seconds,
+                runs,
+                devices,
+                markdown,
+                no_huge,
+                rampart,
+                testpmd,
+                command_line: line,
+            },
+            &workers,
+        ),
         Command::GenPcap {
             kind,
             output,

@@ -21,9 +21,14 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// Starts `rampart run` bridging two memif servers whose sockets live in `dir`.
 fn start_rampart(dir: &Path, rules6: bool) -> Child {
+    start_rampart_with(dir, rules6, RULES)
+}
+
+/// The same with the rule file `rules` (IPv4, and IPv6 with `rules6`).
+fn start_rampart_with(dir: &Path, rules6: bool, rules: &str) -> Child {
     let prefix = unique("lgfw");
-    std::fs::write(dir.join("rules"), RULES).unwrap();
-    std::fs::write(dir.join("rules6"), RULES).unwrap();
+    std::fs::write(dir.join("rules"), rules).unwrap();
+    std::fs::write(dir.join("rules6"), rules).unwrap();
     let cfg = format!(
         r#"
 mode = "bridge"
@@ -282,4 +287,80 @@ fn tcp_churn_through_rampart_loses_exactly_the_dropped_connections() {
         1_000,
         false,
     );
+}
+
+/// A stateful set: a server's SYN+ACK, data and FIN pass only as replies of a connection
+/// conntrack saw open.
+const STATEFUL: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+-A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+-A FORWARD -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+
+#[test]
+fn tcp_connections_with_both_sides_all_complete_through_conntrack() {
+    if !root_or_skip("tcp_connections_with_both_sides_all_complete_through_conntrack") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fw = start_rampart_with(d, false, STATEFUL);
+    let prefix = unique("lgconn");
+    const CONNS: u64 = 500;
+    let mut gen = Command::new(bin("rampart-perf"))
+        .arg("loadgen")
+        .arg("--tx")
+        .arg(format!(
+            "net_memif{prefix}0,role=client,socket={}/a.sock,rsize=12",
+            d.display()
+        ))
+        .arg("--rx")
+        .arg(format!(
+            "net_memif{prefix}1,role=client,socket={}/b.sock,rsize=12",
+            d.display()
+        ))
+        .args(["--proto", "tcp", "--churn", "2", "--both-sides"])
+        .args(["--count", &CONNS.to_string(), "--conn-rate", "5000"])
+        .args(["--inflight", "64", "--flows", "10000", "--dport", "80"])
+        .args(["--sport", "1024-65535", "--quiet", "--linger"])
+        .arg("--json")
+        .arg(d.join("gen.json"))
+        .arg("--")
+        .args(test_eal_args(&prefix, "0@0,1@0"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rampart-perf starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !d.join("gen.json").exists() {
+        if gen.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = gen.kill();
+            let out = gen.wait_with_output().unwrap();
+            let _ = stop_rampart(fw, d);
+            panic!(
+                "loadgen ended or hung without a report:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fw_summary = stop_rampart(fw, d);
+    run(Command::new("kill").args(["-TERM", &gen.id().to_string()]));
+    let gen = gen.wait_with_output().unwrap();
+    assert!(gen.status.success(), "loadgen failed");
+    let g = json(&d.join("gen.json"));
+    let ctx = format!("generator: {g:#}\nrampart: {fw_summary:#}");
+    let c = &g["connections"];
+    assert_eq!(c["opened"].as_u64(), Some(CONNS), "{ctx}");
+    assert_eq!(c["completed"].as_u64(), Some(CONNS), "{ctx}");
+    assert_eq!(c["abandoned"].as_u64(), Some(0), "{ctx}");
+    // SYN, ACK, 2 data, FIN+ACK, last ACK from the client; SYN+ACK and FIN+ACK from the server.
+    assert_eq!(g["client"]["tx_packets"].as_u64(), Some(6 * CONNS), "{ctx}");
+    assert_eq!(g["server"]["rx_packets"].as_u64(), Some(6 * CONNS), "{ctx}");
+    assert_eq!(g["server"]["data_segments"].as_u64(), Some(2 * CONNS), "{ctx}");
+    assert_eq!(g["server"]["tx_packets"].as_u64(), Some(2 * CONNS), "{ctx}");
+    assert_eq!(g["client"]["rx_packets"].as_u64(), Some(2 * CONNS), "{ctx}");
+    assert_eq!(g["foreign"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(fw_summary["tx_packets"].as_u64(), Some(8 * CONNS), "{ctx}");
+    assert_eq!(fw_summary["dropped"].as_u64(), Some(0), "{ctx}");
 }

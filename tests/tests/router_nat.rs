@@ -31,6 +31,7 @@ COMMIT
 -A INPUT -p icmp -j ACCEPT
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -d 198.51.100.9/32 -p icmp -j REJECT --reject-with icmp-host-prohibited
 -A FORWARD -s 10.{inside_net}.0.0/24 -m conntrack --ctstate NEW -j ACCEPT
 -A FORWARD -d 10.{inside_net}.0.2/32 -p tcp -m tcp --dport 8000 -m conntrack --ctstate NEW -j ACCEPT
 -A FORWARD -d 10.{inside_net}.0.2/32 -p udp -m udp --dport 5300 -m conntrack --ctstate NEW -j ACCEPT
@@ -273,6 +274,10 @@ struct Seen {
     /// A probe whose TTL runs out one hop beyond the gateway: ping shows the time exceeded
     /// only if the quoted echo request was translated back to its own identifier.
     ttl_beyond: bool,
+    /// A REJECT in FORWARD: ping's report of the error, and whether it came from the
+    /// gateway's own (inside) address rather than the rejected packet's destination.
+    rejected: String,
+    rejected_by_router: bool,
 }
 
 /// Makes the outside host a router towards 198.51.100.0/24 (a link of its own), so that a probe
@@ -337,6 +342,12 @@ fn scenarios(t: &RouterTopology, range: bool) -> Seen {
     let body = curl(t, true, "http://203.0.113.1:8080/");
     assert!(body.contains("hello from the server"), "{body}");
     let hairpin_from_router = srv.clients().first().expect("a request").0 == a.router_inside_v4();
+    // A REJECT rule in FORWARD answers with the gateway's own address.
+    let o = run(&mut t.inside_cmd(&["ping", "-c", "1", "-W", "2", "198.51.100.9"]));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = text.lines().find(|l| l.starts_with("From ")).unwrap_or("");
+    let rejected = line.split("icmp_seq=1 ").nth(1).unwrap_or(line).to_string();
+    let rejected_by_router = line.starts_with(&format!("From {} ", a.router_inside_v4()));
     // TTL 2: the gateway forwards (TTL 1), the outside host's forwarding expires it.
     outside_forwards(t);
     let o = run(&mut t.inside_cmd(&["ping", "-c", "1", "-t", "2", "-W", "2", "198.51.100.7"]));
@@ -351,6 +362,8 @@ fn scenarios(t: &RouterTopology, range: bool) -> Seen {
         third_answered,
         hairpin_from_router,
         ttl_beyond,
+        rejected,
+        rejected_by_router,
     }
 }
 
@@ -415,6 +428,11 @@ fn rampart_is_a_nat_gateway_and_agrees_with_linux() {
     assert_eq!(rampart.range_ports, [20000, 20001], "{rampart:?}");
     assert!(!rampart.third_answered, "a full range refuses new flows");
     assert!(rampart.hairpin_from_router, "{rampart:?}");
+    assert_eq!(
+        rampart.rejected, "Destination Host Prohibited",
+        "{rampart:?}"
+    );
+    assert!(rampart.rejected_by_router, "{rampart:?}");
     assert!(
         rampart.ttl_beyond,
         "time exceeded from beyond the gateway, quote translated"

@@ -114,7 +114,7 @@ mod tests {
     }
 
     fn pre(r: &NatRules, m: PacketMeta) -> Option<NatTarget> {
-        match r.prerouting.decide(&m, |_, _| {}).0 {
+        match r.prerouting.decide(&m, |_, _, _| {}).0 {
             NatDecision::Translate(t) => Some(*t),
             NatDecision::Keep => None,
             NatDecision::Drop => panic!("nat never drops"),
@@ -122,7 +122,7 @@ mod tests {
     }
 
     fn post(r: &NatRules, m: PacketMeta) -> Option<NatTarget> {
-        match r.postrouting.decide(&m, |_, _| {}).0 {
+        match r.postrouting.decide(&m, |_, _, _| {}).0 {
             NatDecision::Translate(t) => Some(*t),
             NatDecision::Keep => None,
             NatDecision::Drop => panic!("nat never drops"),
@@ -196,7 +196,7 @@ mod tests {
         // Inside client to inside server (after DNAT): masqueraded.
         let (d, _) = r.postrouting.decide(
             &meta(tcp("10.0.0.9", 1234, "10.0.0.5", 80), 0, 0),
-            |_, _| {},
+            |_, _, _| {},
         );
         assert!(matches!(d, NatDecision::Translate(t) if t.kind == NatKind::Masquerade));
         // LOG is refused in the nat table (its records would not reach the log).

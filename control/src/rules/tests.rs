@@ -782,7 +782,7 @@ fn tcp(dport: u16) -> PacketMeta {
 
 /// The action and the origin label of the deciding rule.
 fn judge(rs: &RuleSet, p: &PacketMeta) -> (Action, String) {
-    let j = rs.evaluate(p, |_, _| {});
+    let j = rs.evaluate(p, |_, _, _| {});
     let label = rs
         .rules
         .get(j.rule as usize)
@@ -939,13 +939,13 @@ fn log_continues() {
          -A a -p tcp --dport 22 -j DROP",
     );
     let mut seen = Vec::new();
-    let j = rs.evaluate(&tcp(22), |_, spec| {
+    let j = rs.evaluate(&tcp(22), |_, spec, _| {
         seen.push((spec.prefix.clone(), spec.level))
     });
     assert_eq!(j.action, Action::Drop);
     assert_eq!(seen, [("all: ".to_string(), 4), ("tcp: ".to_string(), 7)]);
     seen.clear();
-    let j = rs.evaluate(&tcp(80), |_, spec| {
+    let j = rs.evaluate(&tcp(80), |_, spec, _| {
         seen.push((spec.prefix.clone(), spec.level))
     });
     assert_eq!(j.action, Action::Accept);
@@ -1046,7 +1046,7 @@ fn fragments_never_match_l4_rules() {
     };
     assert_eq!(judge(&rs, &first).1, "FORWARD:2");
     let mut logged = 0;
-    let j = rs.evaluate(&later, |_, _| logged += 1);
+    let j = rs.evaluate(&later, |_, _, _| logged += 1);
     assert_eq!((j.action, logged), (Action::Accept, 1));
     assert_eq!(
         rs.origins[rs.rules[j.rule as usize].origin as usize].label,
@@ -1370,7 +1370,7 @@ fn compiled(rs: &RuleSet, p: &PacketMeta) -> (Action, String, Vec<String>) {
             .clone()
     };
     let mut logs = Vec::new();
-    let j = rs.evaluate(p, |i, _| logs.push(label(i)));
+    let j = rs.evaluate(p, |i, _, _| logs.push(label(i)));
     assert_ne!(j.rule, u32::MAX, "evaluation ran out of steps");
     (j.action, label(j.rule), logs)
 }

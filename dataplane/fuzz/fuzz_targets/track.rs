@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
                     &mut fa,
                     info,
                     burst_now,
-                    |_, _| {},
+                    |_, _, _| {},
                     |_, _| {},
                 ),
                 None => bridge.judge_verdict(
@@ -88,12 +88,12 @@ fuzz_target!(|data: &[u8]| {
                     ingress,
                     &mut fa,
                     burst_now,
-                    |_, _| {},
+                    |_, _, _| {},
                     |_, _| {},
                 ),
             };
             replay.expire(burst_now, u32::MAX);
-            let b = bridge.judge(&filter, Some(&mut replay), ingress, &mut fb, burst_now, |_, _| {});
+            let b = bridge.judge(&filter, Some(&mut replay), ingress, &mut fb, burst_now, |_, _, _| {});
             assert_eq!(a, b.verdict, "worker and replay paths disagree");
             assert_eq!(fa, fb, "worker and replay paths write the same bytes");
             assert!(worker.ct.len() <= worker.ct.capacity());

@@ -288,7 +288,11 @@ impl RuleSet {
     }
 
     /// Judges one packet; `on_log` is called for every LOG rule passed on the way.
-    pub fn evaluate(&self, p: &PacketMeta, mut on_log: impl FnMut(u32, &LogSpec)) -> Judgement {
+    pub fn evaluate(
+        &self,
+        p: &PacketMeta,
+        mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    ) -> Judgement {
         let mut from = 0u32;
         let mut notrack = false;
         for _ in 0..MAX_STEPS {
@@ -302,7 +306,7 @@ impl RuleSet {
             match rule.action {
                 Action::Log(l) => {
                     if let Some(spec) = self.logs.get(l as usize) {
-                        on_log(idx, spec);
+                        on_log(idx, spec, p);
                     }
                     from = idx + 1;
                 }

@@ -8,10 +8,11 @@
 //! # Use
 //!
 //! Per packet, in order: [`Conntrack::track`]; judge the packet by the rule set with
-//! [`Tracked::state`]; if the rule set accepts it, [`Conntrack::confirm`]. A NEW packet carries
-//! its would-be entry in [`Handle::New`] and nothing is stored until `confirm` (Linux creates
-//! the entry with the first packet and confirms it when the packet leaves; a dropped NEW packet
-//! leaves no entry). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
+//! [`Tracked::state`]; if the rule set accepts it, [`Conntrack::confirm`]. A NEW packet's would-be
+//! entry waits in one of the table's [`PENDING`] scratch slots, named by its [`Handle::New`],
+//! and nothing is in the table until `confirm` (Linux creates the entry with the first packet
+//! and confirms it when the packet leaves; a dropped NEW packet leaves no entry; its scratch
+//! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
 //! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
 //!
 //! Packets of one flow must be tracked and confirmed in arrival order: a second packet of a
@@ -36,7 +37,8 @@
 //!   unassured (or expired) entry among the few next to the new one's hash position, as Linux's
 //!   `early_drop` does, or fails with [`TableFull`] (counted as `ct_full`).
 //! - Handles ([`EntryId`]) are valid for the packet at hand: any later `track`, `confirm`,
-//!   `expire` or `flush` may free the entry.
+//!   `expire` or `flush` may free the entry. A [`Pending`] handle can be confirmed until
+//!   [`PENDING`] more NEW connections have been tracked (then `confirm` refuses it).
 //!
 //! # Differences from Linux (deliberate)
 //!
@@ -63,7 +65,7 @@ mod tests;
 use crate::classify::ct;
 use crate::wire::checksum;
 use crate::wire::{
-    icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo,
+    icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo, RxCsum,
 };
 use index::Index;
 use tcp::{Segment, Status, TcpConfig, TcpInvalid, TcpState, TcpTrack};
@@ -226,16 +228,17 @@ impl EntryId {
     }
 }
 
-/// A connection not yet in the table: what [`Conntrack::confirm`] inserts.
+/// A connection not yet in the table: what [`Conntrack::confirm`] inserts. Its would-be entry
+/// waits in the table's scratch slots ([`PENDING`] of them, reused in turn), so a handle is a
+/// number, not a copy of the entry: [`Tracked`] stays a few bytes wherever it is passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pending(Entry);
+pub struct Pending(u32);
 
-impl Pending {
-    /// The original tuple.
-    pub fn key(&self) -> FlowKey {
-        self.0.key.key()
-    }
-}
+/// NEW connections whose would-be entries the table keeps at once: a NEW handle can be
+/// confirmed until this many other NEW connections have been tracked after it (a caller
+/// judges each packet before it tracks the next; the oldest handle beyond that is refused as
+/// a full table would refuse it).
+pub const PENDING: usize = 4;
 
 /// The entry a packet belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,7 +372,20 @@ mod status {
     pub const VERDICT: u8 = 0x08;
     /// The reply tuple is not `key.reply()` (a NAT binding): it is in the `replies` side table.
     pub const NAT: u8 = 0x10;
+    /// A counter carried into the `wide` side table (its high parts are not all zero).
+    pub const WIDE: u8 = 0x20;
 }
+
+/// Where an entry keeps its status bits and its wheel slot: in the last word of its tuple,
+/// above the bits a tuple uses (ports, protocol, family: 44 bits), which [`Words::matches`]
+/// masks off.
+const KEY_BITS: u64 = (1 << 44) - 1;
+const STATUS_SHIFT: u32 = 44;
+const STATUS_BITS: u64 = 0x7f << STATUS_SHIFT;
+const SLOT_SHIFT: u32 = 51;
+const SLOT_BITS: u64 = 0x1fff << SLOT_SHIFT;
+const _: () = assert!(UNARMED as u64 <= SLOT_BITS >> SLOT_SHIFT);
+const _: () = assert!((Family::V6 as u64) < 1 << (STATUS_SHIFT - 40));
 
 /// Protocol state of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,31 +398,43 @@ enum L4 {
     Other,
 }
 
-/// One connection. Laid out in declaration order: the first 64 bytes hold what a lookup
-/// reads (deadline, key, status) and what every packet of an established connection reads or
-/// writes besides its counters and protocol state (wheel slot, cached verdicts); the counters
-/// and the protocol state follow.
+/// One connection, in two cache lines. The first holds what a lookup reads (the tuple, the
+/// status, the deadline) and what every packet of an established connection reads or writes
+/// besides its protocol state: the wheel slot, the cached verdicts, the low parts of the
+/// packet counters; the second the low parts of the byte counters and the protocol state.
+/// The counters' high parts are in a side table ([`Wide`]), written when a low part carries
+/// (every 65536 packets, every 4 GiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Entry {
-    deadline_ns: u64,
     /// The original tuple, as the words a lookup compares; the reply tuple is its reverse
-    /// (or, with [`status::NAT`], the one in the `replies` side table).
+    /// (or, with [`status::NAT`], the one in the `replies` side table). Its last word also
+    /// holds the [`status`] bits and the wheel slot (see [`KEY_BITS`]).
     key: Words,
-    status: u8,
-    /// Where the entry is armed in the wheel ([`UNARMED`] when it is not).
-    wheel_slot: u16,
+    deadline_ns: u64,
     /// Cached rule set verdicts: the rule set's epoch, and per direction a caller's tag
     /// (with [`VERDICT_VALID`] set when present).
     verdict_epoch: u32,
     verdict: [u32; 2],
-    packets: [u64; 2],
-    bytes: [u64; 2],
+    /// Packets and bytes per direction, low parts.
+    packets_lo: [u16; 2],
+    bytes_lo: [u32; 2],
     l4: L4,
 }
 
-// 160 bytes: 2.5 cache lines; the index adds 16 bytes per slot (32 with NAT) and the wheel 8.
-const _: () = assert!(core::mem::size_of::<Entry>() == 160);
+// Two cache lines; the index adds 16 bytes per slot (32 with NAT), the wheel 8, the counters'
+// high parts 16.
+const _: () = assert!(core::mem::size_of::<L4>() == 56);
+const _: () = assert!(core::mem::size_of::<Entry>() == 128);
+const _: () = assert!(core::mem::offset_of!(Entry, bytes_lo) == 64);
+
+/// The high parts of an entry's counters: packets above the low 16 bits, bytes above the low
+/// 32 (so 48-bit packet and 64-bit byte counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Wide {
+    packets: [u32; 2],
+    bytes: [u32; 2],
+}
 
 const NO_KEY: FlowKey = FlowKey {
     src: IpAddr128::UNSPECIFIED,
@@ -418,38 +446,60 @@ const NO_KEY: FlowKey = FlowKey {
 };
 
 const FREE: Entry = Entry {
-    deadline_ns: 0,
     key: Words {
         src: (0, 0),
         dst: (0, 0),
-        rest: 0,
+        rest: (UNARMED as u64) << SLOT_SHIFT,
     },
-    status: 0,
-    wheel_slot: UNARMED,
+    deadline_ns: 0,
     verdict_epoch: 0,
     verdict: [0; 2],
-    packets: [0; 2],
-    bytes: [0; 2],
+    packets_lo: [0; 2],
+    bytes_lo: [0; 2],
     l4: L4::Other,
 };
 
 impl Entry {
+    /// A live entry, not armed, its first packet (of `bytes`) counted.
     #[inline]
     fn new(key: FlowKey, deadline_ns: u64, bytes: u64, l4: L4) -> Entry {
+        let mut k = Words::of(&key);
+        k.rest |= u64::from(status::LIVE) << STATUS_SHIFT | FREE.key.rest;
         Entry {
-            key: Words::of(&key),
-            status: status::LIVE,
+            key: k,
             deadline_ns,
-            packets: [1, 0],
-            bytes: [bytes, 0],
+            packets_lo: [1, 0],
+            bytes_lo: [bytes as u32, 0],
             l4,
             ..FREE
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn has(&self, s: u8) -> bool {
-        self.status & s != 0
+        self.key.rest & u64::from(s) << STATUS_SHIFT != 0
+    }
+
+    #[inline(always)]
+    fn set(&mut self, s: u8) {
+        self.key.rest |= u64::from(s) << STATUS_SHIFT;
+    }
+
+    /// Clears every status bit (the slot is free).
+    #[inline(always)]
+    fn clear_status(&mut self) {
+        self.key.rest &= !STATUS_BITS;
+    }
+
+    /// Where the entry is armed in the wheel ([`UNARMED`] when it is not).
+    #[inline(always)]
+    fn wheel_slot(&self) -> u16 {
+        (self.key.rest >> SLOT_SHIFT) as u16
+    }
+
+    #[inline(always)]
+    fn set_wheel_slot(&mut self, slot: u16) {
+        self.key.rest = self.key.rest & !SLOT_BITS | u64::from(slot) << SLOT_SHIFT;
     }
 
     #[inline]
@@ -470,10 +520,34 @@ impl Entry {
         }
     }
 
-    #[inline]
-    fn account(&mut self, dir: Dir, bytes: u64) {
-        self.packets[dir as usize] += 1;
-        self.bytes[dir as usize] += bytes;
+    /// Counts a packet of `bytes` travelling `dir` in the low parts; answers what carries
+    /// into the high parts (`0` almost always: see [`Conntrack::carry`]).
+    #[inline(always)]
+    fn account(&mut self, dir: Dir, bytes: u64) -> Carry {
+        let d = dir as usize;
+        let (p, cp) = self.packets_lo[d].overflowing_add(1);
+        let (b, cb) = self.bytes_lo[d].overflowing_add(bytes as u32);
+        self.packets_lo[d] = p;
+        self.bytes_lo[d] = b;
+        Carry {
+            packets: u32::from(cp),
+            bytes: u32::from(cb) + (bytes >> 32) as u32,
+        }
+    }
+}
+
+/// What a packet's count carries into an entry's high parts ([`Wide`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+struct Carry {
+    packets: u32,
+    bytes: u32,
+}
+
+impl Carry {
+    #[inline(always)]
+    fn any(self) -> bool {
+        self.packets | self.bytes != 0
     }
 }
 
@@ -515,7 +589,7 @@ impl Words {
     fn key(&self) -> FlowKey {
         let addr =
             |(lo, hi): (u64, u64)| IpAddr128((u128::from(lo) | u128::from(hi) << 64).to_le_bytes());
-        let r = self.rest;
+        let r = self.rest & KEY_BITS;
         FlowKey {
             src: addr(self.src),
             dst: addr(self.dst),
@@ -558,6 +632,18 @@ impl Words {
             | (self.dst.0 ^ o.dst.0)
             | (self.dst.1 ^ o.dst.1)
             | (self.rest ^ o.rest))
+            == 0
+    }
+
+    /// Whether these words of an entry (whose last word carries status bits and a wheel
+    /// slot) are the tuple of `packet`: [`Words::is`] on the tuple's bits.
+    #[inline(always)]
+    fn matches(&self, packet: &Words) -> bool {
+        ((self.src.0 ^ packet.src.0)
+            | (self.src.1 ^ packet.src.1)
+            | (self.dst.0 ^ packet.dst.0)
+            | (self.dst.1 ^ packet.dst.1)
+            | ((self.rest & KEY_BITS) ^ packet.rest))
             == 0
     }
 }
@@ -607,6 +693,15 @@ pub struct Conntrack {
     wheel: Wheel,
     /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
     replies: Box<[FlowKey]>,
+    /// The high parts of each slot's counters (zero for a free slot, and for every entry
+    /// without [`status::WIDE`]).
+    wide: Box<[Wide]>,
+    /// Would-be entries of NEW connections, and the handle number each belongs to
+    /// ([`Pending`]): handle `n` is in scratch slot `n % PENDING` while its number is there.
+    pending: Box<[Entry; PENDING]>,
+    pending_of: [u32; PENDING],
+    /// The next handle number.
+    pending_next: u32,
     seeds: [u64; 3],
     stats: Stats,
 }
@@ -631,6 +726,10 @@ impl Conntrack {
             } else {
                 Box::default()
             },
+            wide: vec![Wide::default(); cap as usize].into_boxed_slice(),
+            pending: Box::new([FREE; PENDING]),
+            pending_of: [u32::MAX; PENDING],
+            pending_next: 0,
             seeds: [
                 mix(s ^ SEED_MIX, 0x243f_6a88_85a3_08d3) | 1,
                 mix(s.rotate_left(21) ^ SEED_MIX, 0x1319_8a2e_0370_7344) | 1,
@@ -675,6 +774,7 @@ impl Conntrack {
             + self.index.bytes()
             + self.wheel.bytes()
             + self.replies.len() * core::mem::size_of::<FlowKey>()
+            + self.wide.len() * core::mem::size_of::<Wide>()
     }
 
     /// The reply tuple of the entry in slot `i`.
@@ -713,8 +813,8 @@ impl Conntrack {
                 continue;
             }
             let e = &entries[i as usize];
-            let orig = e.key.is(&w);
-            let reply = e.key.is(&rev) & !e.has(status::NAT);
+            let orig = e.key.matches(&w);
+            let reply = e.key.matches(&rev) & !e.has(status::NAT);
             if orig | reply {
                 let dir = if orig { Dir::Orig } else { Dir::Reply };
                 return Some((i, dir));
@@ -730,6 +830,14 @@ impl Conntrack {
             .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
 
+    /// Whether an entry has a NAT binding ([`Conntrack::binding`] is `Some`).
+    #[inline(always)]
+    pub fn has_binding(&self, id: EntryId) -> bool {
+        self.entries
+            .get(id.0 as usize)
+            .is_some_and(|e| e.has(status::NAT))
+    }
+
     /// The NAT binding of an entry: its original tuple and the tuple its replies carry;
     /// `None` when the entry translates nothing.
     #[inline]
@@ -742,9 +850,8 @@ impl Conntrack {
         }
     }
 
-    /// The binding of the NAT'd entry in slot `i` (out of line: most entries have none).
-    #[cold]
-    #[inline(never)]
+    /// The binding of the NAT'd entry in slot `i`.
+    #[inline(always)]
     fn binding_of(&self, i: u32) -> crate::nat::Binding {
         crate::nat::Binding {
             orig: self.entries[i as usize].key.key(),
@@ -853,22 +960,69 @@ impl Conntrack {
             }
             self.stats.nat_live -= 1;
         }
-        self.wheel.disarm(i, e.wheel_slot);
+        self.wheel.disarm(i, e.wheel_slot());
+        if e.has(status::WIDE) {
+            self.wide[i as usize] = Wide::default();
+        }
         let e = &mut self.entries[i as usize];
-        e.status = 0;
-        e.wheel_slot = UNARMED;
+        e.clear_status();
+        e.set_wheel_slot(UNARMED);
         self.free[self.free_len as usize] = i;
         self.free_len += 1;
     }
 
     /// Sets entry `i`'s deadline (later or earlier).
-    #[inline]
+    #[inline(always)]
     fn refresh(&mut self, i: u32, deadline_ns: u64, now_ns: u64) {
         let e = &mut self.entries[i as usize];
         e.deadline_ns = deadline_ns;
-        e.wheel_slot = self
-            .wheel
-            .rearm_if_late(i, e.wheel_slot, deadline_ns, now_ns);
+        let old = e.wheel_slot();
+        let slot = self.wheel.rearm_if_late(i, old, deadline_ns, now_ns);
+        if slot != old {
+            e.set_wheel_slot(slot);
+        }
+    }
+
+    /// Adds what entry `i`'s low counters carried to its high parts (once every 65536
+    /// packets or 4 GiB of a direction).
+    #[cold]
+    #[inline(never)]
+    fn carry(&mut self, i: u32, dir: Dir, c: Carry) {
+        let w = &mut self.wide[i as usize];
+        let d = dir as usize;
+        w.packets[d] = w.packets[d].wrapping_add(c.packets);
+        w.bytes[d] = w.bytes[d].wrapping_add(c.bytes);
+        self.entries[i as usize].set(status::WIDE);
+    }
+
+    /// A NEW packet's answer: its would-be entry `e` kept in the next scratch slot.
+    #[inline]
+    fn new_pending(&mut self, e: Entry) -> Tracked {
+        let n = self.pending_next;
+        // `u32::MAX` marks a scratch slot no handle owns.
+        self.pending_next = if n == u32::MAX - 1 { 0 } else { n + 1 };
+        let at = n as usize % PENDING;
+        self.pending[at] = e;
+        self.pending_of[at] = n;
+        Tracked {
+            state: CtState::New,
+            dir: Dir::Orig,
+            handle: Handle::New(Pending(n)),
+            invalid: None,
+        }
+    }
+
+    /// The would-be entry of a NEW handle, while the table keeps it.
+    #[inline]
+    fn pending_entry(&self, p: Pending) -> Option<&Entry> {
+        let at = p.0 as usize % PENDING;
+        (self.pending_of[at] == p.0).then(|| &self.pending[at])
+    }
+
+    /// The original tuple of a NEW connection not yet confirmed (`None` once its handle is
+    /// too old, see [`PENDING`]).
+    pub fn pending_key(&self, p: Pending) -> Option<FlowKey> {
+        self.pending_entry(p).map(|e| e.key.key())
     }
 
     #[cold]
@@ -894,13 +1048,17 @@ impl Conntrack {
             Fragment::Later { .. } => return self.invalid(Invalid::LaterFragment),
         };
         let bytes = u64::from(info.l3_len);
+        // A device with RX checksum offload has checked TCP and UDP checksums already (never a
+        // fragment's: it sees only a piece): a sum it found good is not summed again. One it
+        // found bad is (rare, and the software decides, e.g. a UDP datagram without a sum).
+        let verify = self.cfg.checksum && !fragmented && info.l4_csum != RxCsum::Good;
         match (key.family, key.proto) {
             (_, ip_proto::TCP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_tcp(key, l4, fragmented, bytes, now_ns),
+                Some(l4) => self.track_tcp(key, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (_, ip_proto::UDP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_udp(key, l4, fragmented, bytes, now_ns),
+                Some(l4) => self.track_udp(key, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6) => {
@@ -917,7 +1075,7 @@ impl Conntrack {
     /// tuple `key` verifies against its pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1), which is
     /// summed from the tuple's address halves: the same answer as [`PseudoHeader::verify`],
     /// with little-endian words ([`checksum::accumulate_le`]).
-    #[inline]
+    #[inline(always)]
     fn l4_checksum_ok(key: &FlowKey, data: &[u8]) -> bool {
         let (s_lo, s_hi) = halves(&key.src);
         let (d_lo, d_hi) = halves(&key.dst);
@@ -934,7 +1092,27 @@ impl Conntrack {
             + (u64::from(key.proto) << 8)
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
-        checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff
+        if data.len() < 8 {
+            return checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff;
+        }
+        // Whole 64-bit words added with end-around carry (one's-complement arithmetic modulo
+        // 2^64 - 1, of which 0xffff divides: the fold keeps the 16-bit sum), two
+        // instructions a word; the last `rest` bytes as `accumulate_le` takes them.
+        let add = |acc: u64, w: u64| {
+            let (s, c) = acc.overflowing_add(w);
+            s + u64::from(c)
+        };
+        let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let mut acc = pseudo;
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            acc = add(acc, le(w));
+        }
+        let rest = words.remainder().len();
+        if rest != 0 {
+            acc = add(acc, le(&data[data.len() - 8..]) >> (8 * (8 - rest)));
+        }
+        checksum::fold(acc) == 0xffff
     }
 
     fn track_tcp(
@@ -942,13 +1120,14 @@ impl Conntrack {
         key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
+        verify: bool,
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
         let Ok(p) = crate::wire::tcp::Packet::new_checked(l4) else {
             return self.invalid(Invalid::Truncated);
         };
-        if self.cfg.checksum && !fragmented && !Self::l4_checksum_ok(key, l4) {
+        if verify && !Self::l4_checksum_ok(key, l4) {
             return self.invalid(Invalid::BadChecksum);
         }
         if !tcp::valid_flags(p.flags()) {
@@ -984,12 +1163,15 @@ impl Conntrack {
                     timeout_ns,
                     set_assured,
                 } => {
-                    e.account(dir, bytes);
+                    let carry = e.account(dir, bytes);
                     if set_assured {
-                        e.status |= status::ASSURED;
+                        e.set(status::ASSURED);
                     }
                     if dir == Dir::Reply {
-                        e.status |= status::SEEN_REPLY;
+                        e.set(status::SEEN_REPLY);
+                    }
+                    if carry.any() {
+                        self.carry(i, dir, carry);
                     }
                     if let Some(t) = timeout_ns {
                         self.refresh(i, now_ns + t, now_ns);
@@ -998,7 +1180,7 @@ impl Conntrack {
                 }
                 tcp::Outcome::Ignore => {
                     if dir == Dir::Reply {
-                        e.status |= status::SEEN_REPLY;
+                        e.set(status::SEEN_REPLY);
                     }
                     tracked
                 }
@@ -1044,12 +1226,7 @@ impl Conntrack {
             tcp::Outcome::Accept { timeout_ns, .. } => {
                 let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
                 let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));
-                Tracked {
-                    state: CtState::New,
-                    dir: Dir::Orig,
-                    handle: Handle::New(Pending(e)),
-                    invalid: None,
-                }
+                self.new_pending(e)
             }
             tcp::Outcome::Invalid { why, .. } => self.invalid(Invalid::from_tcp(why)),
             _ => self.invalid(Invalid::TcpState),
@@ -1061,6 +1238,7 @@ impl Conntrack {
         key: &FlowKey,
         l4: &[u8],
         fragmented: bool,
+        verify: bool,
         bytes: u64,
         now_ns: u64,
     ) -> Tracked {
@@ -1070,7 +1248,7 @@ impl Conntrack {
             };
             // A zero checksum means none (conntrack accepts it for IPv6 too). The sum covers
             // the datagram as its length field says (`new_checked` saw it fits).
-            if self.cfg.checksum
+            if verify
                 && p.checksum() != 0
                 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())])
             {
@@ -1086,17 +1264,12 @@ impl Conntrack {
                     stream_after_ns: now_ns + self.cfg.udp_stream_after_ns,
                 },
             );
-            return Tracked {
-                state: CtState::New,
-                dir: Dir::Orig,
-                handle: Handle::New(Pending(e)),
-                invalid: None,
-            };
+            return self.new_pending(e);
         };
         let cfg = self.cfg;
         let e = &mut self.entries[i as usize];
         let state = e.state_for(dir);
-        e.account(dir, bytes);
+        let carry = e.account(dir, bytes);
         let timeout = if e.has(status::SEEN_REPLY) {
             let stream_after = match e.l4 {
                 L4::Udp { stream_after_ns } => stream_after_ns,
@@ -1104,7 +1277,7 @@ impl Conntrack {
             };
             if now_ns > stream_after {
                 // Traffic both ways and still alive after 2 s: a stream.
-                e.status |= status::ASSURED;
+                e.set(status::ASSURED);
                 cfg.udp_stream_ns
             } else {
                 cfg.udp_ns
@@ -1113,7 +1286,10 @@ impl Conntrack {
             cfg.udp_ns
         };
         if dir == Dir::Reply {
-            e.status |= status::SEEN_REPLY;
+            e.set(status::SEEN_REPLY);
+        }
+        if carry.any() {
+            self.carry(i, dir, carry);
         }
         self.refresh(i, now_ns + timeout, now_ns);
         Tracked {
@@ -1140,18 +1316,16 @@ impl Conntrack {
                 return self.invalid(Invalid::IcmpNotNew);
             }
             let e = Entry::new(*key, now_ns + timeout_ns, bytes, L4::Other);
-            return Tracked {
-                state: CtState::New,
-                dir: Dir::Orig,
-                handle: Handle::New(Pending(e)),
-                invalid: None,
-            };
+            return self.new_pending(e);
         };
         let e = &mut self.entries[i as usize];
         let state = e.state_for(dir);
-        e.account(dir, bytes);
+        let carry = e.account(dir, bytes);
         if dir == Dir::Reply {
-            e.status |= status::SEEN_REPLY;
+            e.set(status::SEEN_REPLY);
+        }
+        if carry.any() {
+            self.carry(i, dir, carry);
         }
         self.refresh(i, now_ns + timeout_ns, now_ns);
         Tracked {
@@ -1284,17 +1458,26 @@ impl Conntrack {
         reply: Option<FlowKey>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
-        // The pending entry by reference: it is copied once, into its slot.
-        let Handle::New(Pending(pending)) = &tracked.handle else {
+        let Handle::New(p) = tracked.handle else {
             return Ok(());
         };
+        let Some(pending) = self.pending_entry(p) else {
+            // Tracked too long ago: its would-be entry is gone (see `PENDING`).
+            self.stats.ct_full += 1;
+            return Err(TableFull);
+        };
         let key = pending.key.key();
+        let bytes = u64::from(pending.bytes_lo[0]);
         let tag = self.tag(&key);
+        let at = p.0 as usize % PENDING;
         if let Some((i, dir)) = self.lookup_tagged(&key, tag, now_ns) {
             // Another first packet of this flow was confirmed meanwhile: join it.
+            self.pending_of[at] = u32::MAX;
             self.stats.clash += 1;
-            let bytes = pending.bytes[0];
-            self.entries[i as usize].account(dir, bytes);
+            let carry = self.entries[i as usize].account(dir, bytes);
+            if carry.any() {
+                self.carry(i, dir, carry);
+            }
             tracked.handle = Handle::Entry(EntryId(i));
             tracked.dir = dir;
             return Ok(());
@@ -1320,12 +1503,15 @@ impl Conntrack {
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
+        // The scratch slot is copied once, into the entry's slot, and is free again.
+        self.pending_of[at] = u32::MAX;
         let e = &mut self.entries[i as usize];
-        *e = *pending;
-        e.wheel_slot = self.wheel.arm(i, e.deadline_ns, now_ns);
+        *e = self.pending[at];
+        let slot = self.wheel.arm(i, e.deadline_ns, now_ns);
+        e.set_wheel_slot(slot);
         self.index.insert(tag, i << 1);
         if let Some(reply) = nat {
-            self.entries[i as usize].status |= status::NAT;
+            self.entries[i as usize].set(status::NAT);
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
             if reply != key {
@@ -1382,14 +1568,15 @@ impl Conntrack {
                 break;
             };
             let e = &mut self.entries[i as usize];
-            e.wheel_slot = UNARMED;
+            e.set_wheel_slot(UNARMED);
             let deadline = e.deadline_ns;
             if deadline <= now_ns {
                 self.remove(i);
                 self.stats.expired += 1;
                 removed += 1;
             } else {
-                e.wheel_slot = self.wheel.arm(i, deadline, now_ns);
+                let slot = self.wheel.arm(i, deadline, now_ns);
+                e.set_wheel_slot(slot);
             }
         }
         removed
@@ -1405,7 +1592,7 @@ impl Conntrack {
                 if e.verdict_epoch != epoch || !e.has(status::VERDICT) {
                     e.verdict = [0; 2];
                     e.verdict_epoch = epoch;
-                    e.status |= status::VERDICT;
+                    e.set(status::VERDICT);
                 }
                 e.verdict[dir as usize] = (tag & !VERDICT_VALID) | VERDICT_VALID;
             }
@@ -1441,8 +1628,12 @@ impl Conntrack {
             seen_reply: e.has(status::SEEN_REPLY),
             assured: e.has(status::ASSURED),
             timeout_left_ns: e.deadline_ns - now_ns,
-            packets: e.packets,
-            bytes: e.bytes,
+            packets: [0, 1].map(|d| {
+                u64::from(self.wide[i as usize].packets[d]) << 16 | u64::from(e.packets_lo[d])
+            }),
+            bytes: [0, 1].map(|d| {
+                u64::from(self.wide[i as usize].bytes[d]) << 32 | u64::from(e.bytes_lo[d])
+            }),
         })
     }
 
@@ -1491,9 +1682,10 @@ impl Conntrack {
     /// Removes every entry (slow path: `conntrack flush`; touches the whole table).
     pub fn flush(&mut self) {
         for e in self.entries.iter_mut() {
-            e.status = 0;
-            e.wheel_slot = UNARMED;
+            e.clear_status();
+            e.set_wheel_slot(UNARMED);
         }
+        self.wide.fill(Wide::default());
         self.index.clear();
         self.wheel.clear();
         self.stats.nat_live = 0;

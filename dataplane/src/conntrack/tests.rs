@@ -1009,7 +1009,7 @@ proptest! {
         dst in any::<[u8; 16]>(),
         proto in prop_oneof![Just(6u8), Just(17), Just(58)],
         v6 in any::<bool>(),
-        mut data in proptest::collection::vec(any::<u8>(), 8..90),
+        mut data in proptest::collection::vec(any::<u8>(), 8..300),
         fix in any::<bool>(),
     ) {
         use crate::wire::checksum::PseudoHeader;
@@ -1044,4 +1044,67 @@ proptest! {
             pseudo.verify(proto, &data)
         );
     }
+}
+
+#[test]
+fn device_checksum_verdicts() {
+    use crate::wire::RxCsum;
+    let with = |ct: &mut Conntrack, frame: &[u8], csum: RxCsum| {
+        let mut info = parse_frame(frame).expect("frame parses");
+        info.l4_csum = csum;
+        ct.track(frame, &info, 0)
+    };
+    let mut tcp = seg(true, SYN, 1000, 0, &[]);
+    tcp[ethernet::HEADER_LEN + 20 + 16] ^= 0x55;
+    let mut dgram = udp(true, b"q");
+    dgram[ethernet::HEADER_LEN + 20 + 6] ^= 1;
+    for frame in [&tcp, &dgram] {
+        let mut ct = table(16);
+        // A sum the device found good is not checked again (the corruption here stands for
+        // one the device would have seen).
+        assert_eq!(with(&mut ct, frame, RxCsum::Good).state, CtState::New);
+        // Without a verdict, or with a bad one, the software sum decides.
+        for csum in [RxCsum::Unchecked, RxCsum::Bad] {
+            assert_eq!(
+                with(&mut ct, frame, csum).invalid,
+                Some(Invalid::BadChecksum),
+                "{csum:?}"
+            );
+        }
+    }
+    // A bad verdict on a datagram without a checksum (UDP, zero) is not believed.
+    let mut zero = udp(true, b"q");
+    zero[ethernet::HEADER_LEN + 20 + 6..][..2].copy_from_slice(&[0, 0]);
+    assert_eq!(with(&mut table(16), &zero, RxCsum::Bad).state, CtState::New);
+}
+
+/// The counters' low parts carry into the side table: counts stay exact past 65536 packets
+/// and 4 GiB, and a slot reused by a new connection starts from zero.
+#[test]
+fn counters_carry_past_their_low_parts() {
+    let mut ct = table(1);
+    let (out, back) = (udp(true, b"x"), udp(false, b"yz"));
+    let len = |f: &[u8]| u64::from(parse_frame(f).unwrap().l3_len);
+    let (len_out, len_back) = (len(&out), len(&back));
+    let id = pass(&mut ct, &out, 0).entry().unwrap();
+    let n = 70_000u64;
+    for i in 1..n {
+        track(&mut ct, &out, i);
+        track(&mut ct, &back, i);
+    }
+    let c = ct.get(id, n).unwrap();
+    assert_eq!(c.packets, [n, n - 1]);
+    assert_eq!(c.bytes, [n * len_out, (n - 1) * len_back]);
+    // Just below the byte counter's carry (set by hand: 4 GiB of traffic takes a while).
+    ct.entries[id.index() as usize].bytes_lo[1] = u32::MAX - 1;
+    track(&mut ct, &back, n);
+    let c = ct.get(id, n).unwrap();
+    assert_eq!(c.bytes[1], u64::from(u32::MAX - 1) + len_back);
+    assert_eq!(c.packets, [n, n]);
+    // The slot's next connection counts from one.
+    ct.flush_from(0, 1);
+    let id2 = pass(&mut ct, &out, n).entry().unwrap();
+    assert_eq!(id2, id);
+    let c = ct.get(id2, n).unwrap();
+    assert_eq!((c.packets, c.bytes), ([1, 0], [len_out, 0]));
 }

@@ -18,8 +18,10 @@ pub const TICK_SHIFT: u32 = 27;
 /// Slots in the wheel: a horizon of 4096 ticks, about 9 minutes.
 pub const SLOTS: u64 = 4096;
 
-/// The slot of an entry that is not armed.
-pub const UNARMED: u16 = u16::MAX;
+/// The slot of an entry that is not armed (13 bits, as an entry stores its slot).
+pub const UNARMED: u16 = 0x1fff;
+
+const _: () = assert!(SLOTS <= UNARMED as u64);
 
 const NIL: u32 = u32::MAX;
 
@@ -111,21 +113,27 @@ impl Wheel {
     }
 
     /// The tick an entry armed in `slot` waits for.
-    #[inline]
+    #[inline(always)]
     fn tick_of_slot(&self, slot: u16) -> u64 {
         self.cursor + (u64::from(slot) + SLOTS - self.cursor % SLOTS) % SLOTS
     }
 
     /// Re-arms `e` (armed in `slot`) when its new deadline comes before the tick it is armed
-    /// for; returns its slot. Reads nothing of the wheel otherwise.
-    #[inline]
+    /// for; returns its slot. Reads nothing of the wheel otherwise (the test is inline, the
+    /// re-arming, rare, out of line).
+    #[inline(always)]
     pub fn rearm_if_late(&mut self, e: u32, slot: u16, deadline_ns: u64, now_ns: u64) -> u16 {
         if slot != UNARMED && tick_of(deadline_ns) < self.tick_of_slot(slot) {
-            self.disarm(e, slot);
-            self.arm(e, deadline_ns, now_ns)
+            self.rearm(e, slot, deadline_ns, now_ns)
         } else {
             slot
         }
+    }
+
+    #[inline(never)]
+    fn rearm(&mut self, e: u32, slot: u16, deadline_ns: u64, now_ns: u64) -> u16 {
+        self.disarm(e, slot);
+        self.arm(e, deadline_ns, now_ns)
     }
 
     /// The next entry armed for a tick at or before `now_ns`'s, unlinked (no longer armed:

@@ -1,5 +1,6 @@
 //! The owning packet buffer.
 
+use crate::wire::RxCsum;
 use std::ptr::NonNull;
 
 /// One owned `rte_mbuf`: freed on drop, handed to TX by value.
@@ -76,6 +77,20 @@ impl Mbuf {
     #[inline]
     pub fn segments(&self) -> u16 {
         self.hdr().nb_segs
+    }
+
+    /// The device's verdict on the TCP/UDP checksum: set by devices with RX checksum
+    /// offload, `Unchecked` otherwise (and for frames Rampart built).
+    #[inline]
+    pub fn rx_l4_csum(&self) -> RxCsum {
+        let f = self.hdr().ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK);
+        if f == u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD) {
+            RxCsum::Good
+        } else if f == u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD) {
+            RxCsum::Bad
+        } else {
+            RxCsum::Unchecked
+        }
     }
 
     /// The port the packet arrived on.

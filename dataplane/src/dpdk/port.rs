@@ -52,7 +52,14 @@ pub struct PortConfig {
     pub rx_desc: u16,
     pub tx_desc: u16,
     pub promiscuous: bool,
+    /// Ask the device to check received TCP/UDP checksums (when it can): conntrack then skips
+    /// its own sum for packets the device found good.
+    pub rx_checksum: bool,
 }
+
+// `RTE_ETH_RX_OFFLOAD_*` (rte_ethdev.h; `RTE_BIT64` macros that bindgen does not expand).
+const RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+const RX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
 
 /// Device counters, with per-queue RX/TX for the first 16 queues.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +109,7 @@ pub struct Port {
     driver: String,
     queues: u16,
     rss: bool,
+    rx_checksum: bool,
     started: bool,
     handed_out: bool,
 }
@@ -174,6 +182,11 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_key_len = SYMMETRIC_RSS_KEY.len() as u8;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
+        let rx_csum = RX_OFFLOAD_UDP_CKSUM | RX_OFFLOAD_TCP_CKSUM;
+        let rx_checksum = cfg.rx_checksum && info.rx_offload_capa & rx_csum == rx_csum;
+        if rx_checksum {
+            conf.rxmode.offloads |= rx_csum;
+        }
         // SAFETY: EAL initialised; conf is valid for the call (DPDK copies it and the key, which
         // is static anyway).
         check(id, "configure", unsafe {
@@ -215,6 +228,7 @@ impl Port {
             driver,
             queues: cfg.queues,
             rss,
+            rx_checksum,
             started: false,
             handed_out: false,
         })
@@ -232,6 +246,11 @@ impl Port {
     /// True when RX queues are spread by symmetric RSS.
     pub fn rss(&self) -> bool {
         self.rss
+    }
+
+    /// True when the device checks received TCP and UDP checksums (RX checksum offload).
+    pub fn rx_checksum(&self) -> bool {
+        self.rx_checksum
     }
 
     /// Starts the device.

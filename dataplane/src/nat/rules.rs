@@ -197,7 +197,7 @@ impl NatChain {
     pub fn decide(
         &self,
         meta: &PacketMeta,
-        on_log: impl FnMut(u32, &LogSpec),
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> (NatDecision<'_>, Judgement) {
         let j = self.rules.evaluate(meta, on_log);
         let d = match j.action {
@@ -414,7 +414,7 @@ mod tests {
     fn first_match_with_return_and_policy() {
         let c = post_chain();
         let tcp = FlowKey::new_v4([10, 1, 2, 3].into(), [8, 8, 8, 8].into(), 6, 1000, 443);
-        let (d, j) = c.decide(&meta(tcp), |_, _| {});
+        let (d, j) = c.decide(&meta(tcp), |_, _, _| {});
         let NatDecision::Translate(t) = d else {
             panic!("{d:?}")
         };
@@ -428,9 +428,9 @@ mod tests {
             ..tcp
         };
         // RETURN from the built-in chain reaches the policy: the MASQUERADE is skipped.
-        assert_eq!(c.decide(&meta(udp), |_, _| {}).0, NatDecision::Keep);
+        assert_eq!(c.decide(&meta(udp), |_, _, _| {}).0, NatDecision::Keep);
         let outside = FlowKey::new_v4([192, 0, 2, 1].into(), [8, 8, 8, 8].into(), 6, 1, 2);
-        assert_eq!(c.decide(&meta(outside), |_, _| {}).0, NatDecision::Keep);
+        assert_eq!(c.decide(&meta(outside), |_, _, _| {}).0, NatDecision::Keep);
     }
 
     #[test]
@@ -491,7 +491,8 @@ mod tests {
             999,
             22,
         );
-        let NatDecision::Translate(t) = rules.prerouting.decide(&meta(inbound), |_, _| {}).0 else {
+        let NatDecision::Translate(t) = rules.prerouting.decide(&meta(inbound), |_, _, _| {}).0
+        else {
             panic!()
         };
         assert_eq!(
@@ -499,7 +500,7 @@ mod tests {
             (NatKind::Dnat, Some((a([10, 0, 0, 50]), a([10, 0, 0, 50]))))
         );
         let outbound = FlowKey::new_v4([10, 0, 0, 50].into(), [8, 8, 8, 8].into(), 17, 5, 53);
-        let NatDecision::Translate(t) = rules.postrouting.decide(&meta(outbound), |_, _| {}).0
+        let NatDecision::Translate(t) = rules.postrouting.decide(&meta(outbound), |_, _, _| {}).0
         else {
             panic!()
         };
@@ -511,7 +512,7 @@ mod tests {
         // The file's RETURN still lands on the policy after the shift.
         let other = FlowKey::new_v4([10, 0, 0, 51].into(), [8, 8, 8, 8].into(), 17, 5, 53);
         assert_eq!(
-            rules.postrouting.decide(&meta(other), |_, _| {}).0,
+            rules.postrouting.decide(&meta(other), |_, _, _| {}).0,
             NatDecision::Keep
         );
         assert_eq!(

@@ -74,6 +74,9 @@ pub enum RouterError {
     /// The packet is larger than the out port's MTU (bytes of IP datagram) and may not be
     /// fragmented: IPv4 with DF set (fragmentation needed), or any IPv6 packet (packet too big).
     TooBig { mtu: u32 },
+    /// Destination unreachable with the code a REJECT rule asked for (the family's own code:
+    /// ICMP for IPv4, ICMPv6 for IPv6).
+    Rejected { code: u8 },
 }
 
 impl RouterError {
@@ -85,6 +88,7 @@ impl RouterError {
             RouterError::Unreachable => (icmpv4::msg_type::DEST_UNREACHABLE, 1, 0),
             // RFC 1191 §4: the next-hop MTU in the low 16 bits.
             RouterError::TooBig { mtu } => (icmpv4::msg_type::DEST_UNREACHABLE, 4, mtu.min(0xffff)),
+            RouterError::Rejected { code } => (icmpv4::msg_type::DEST_UNREACHABLE, code, 0),
         }
     }
 
@@ -94,6 +98,7 @@ impl RouterError {
             RouterError::NoRoute => (icmpv6::msg_type::DEST_UNREACHABLE, 0, 0),
             RouterError::Unreachable => (icmpv6::msg_type::DEST_UNREACHABLE, 3, 0),
             RouterError::TooBig { mtu } => (icmpv6::msg_type::PACKET_TOO_BIG, 0, mtu),
+            RouterError::Rejected { code } => (icmpv6::msg_type::DEST_UNREACHABLE, code, 0),
         }
     }
 }

@@ -34,7 +34,7 @@ pub mod udp;
 pub use error::ParseError;
 pub use ethernet::{EtherType, MacAddr, VlanTag};
 pub use flow::{Family, FlowKey, IpAddr128};
-pub use parse::{parse_frame, parse_frame_fast, Fragment, PacketInfo, L3};
+pub use parse::{parse_frame, parse_frame_fast, Fragment, PacketInfo, RxCsum, L3};
 
 /// A header field: a byte range relative to the start of its header.
 pub type Field = core::ops::Range<usize>;

@@ -77,6 +77,22 @@ pub struct PacketInfo {
     pub frag: Fragment,
     /// `Some` for IPv4 and IPv6.
     pub flow: Option<FlowKey>,
+    /// What the receiving device said of the L4 checksum (the parser never checks it; the
+    /// worker copies the device's verdict here when it has one).
+    pub l4_csum: RxCsum,
+}
+
+/// A receiving device's verdict on a packet's L4 (TCP, UDP) checksum: DPDK's
+/// `RTE_MBUF_F_RX_L4_CKSUM_*` flags, set by devices with RX checksum offload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxCsum {
+    /// Not checked by the device (or no device: a capture, a generated frame).
+    #[default]
+    Unchecked,
+    /// The device verified it.
+    Good,
+    /// The device found it wrong.
+    Bad,
 }
 
 impl PacketInfo {
@@ -150,6 +166,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<PacketInfo, ParseError> {
         l4_offset: 0,
         frag: Fragment::None,
         flow: None,
+        l4_csum: RxCsum::Unchecked,
     };
     let l3 = &frame[offset..];
     match ethertype {
@@ -215,6 +232,7 @@ pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
         l4_offset: 0,
         frag: Fragment::None,
         flow: None,
+        l4_csum: RxCsum::Unchecked,
     };
     // l3_offset <= frame.len(): the headers before it were taken with `get`.
     let l3 = &frame[l3_offset..];
@@ -611,6 +629,7 @@ mod tests {
                     51000,
                     443
                 )),
+                l4_csum: RxCsum::Unchecked,
             }
         );
         assert_eq!(info.l4_len(), 24);
@@ -642,6 +661,7 @@ mod tests {
                 l4_offset: 54,
                 frag: Fragment::None,
                 flow: Some(FlowKey::new_v6(src, dst, 17, 5353, 53)),
+                l4_csum: RxCsum::Unchecked,
             }
         );
         let udp = udp::Packet::new_checked(info.l4_bytes(&UDP6).unwrap()).unwrap();

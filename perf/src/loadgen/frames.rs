@@ -41,6 +41,52 @@ pub enum Proto {
     Icmp,
 }
 
+/// The L4 part of a frame shape: one of the generated protocols, or any other IP protocol
+/// (from a ClassBench trace), whose payload then follows the IP header directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L4Kind {
+    Udp,
+    Tcp,
+    Icmp,
+    Raw(u8),
+}
+
+impl L4Kind {
+    pub fn of(proto: Proto) -> L4Kind {
+        match proto {
+            Proto::Udp => L4Kind::Udp,
+            Proto::Tcp => L4Kind::Tcp,
+            Proto::Icmp => L4Kind::Icmp,
+        }
+    }
+
+    /// The kind of IPv4 protocol number `p` (ICMP: echo requests, the trace's source port as
+    /// identifier).
+    pub fn from_number(p: u8) -> L4Kind {
+        match p {
+            ip_proto::TCP => L4Kind::Tcp,
+            ip_proto::UDP => L4Kind::Udp,
+            ip_proto::ICMP => L4Kind::Icmp,
+            p => L4Kind::Raw(p),
+        }
+    }
+
+    fn header_len(self) -> usize {
+        match self {
+            L4Kind::Udp | L4Kind::Icmp => 8,
+            L4Kind::Tcp => 20,
+            L4Kind::Raw(_) => 0,
+        }
+    }
+}
+
+/// One line of a ClassBench trace: the flow and its IP protocol number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceFlow {
+    pub flow: FlowFields,
+    pub proto: u8,
+}
+
 /// An inclusive range of addresses of one family, as integers (IPv4 in the low 32 bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrRange {
@@ -135,6 +181,9 @@ pub struct TrafficSpec {
     /// Churn mode: each connection is a SYN, this many data segments and a FIN, then the next
     /// connection (the next flow).
     pub churn_data: Option<u32>,
+    /// Trace mode: the flows (and protocols) of a ClassBench trace, sent in its order and
+    /// again from the first; `proto`, the ranges and `flows` are then unused.
+    pub trace: Option<std::sync::Arc<Vec<TraceFlow>>>,
 }
 
 /// The fields of one flow.
@@ -171,10 +220,12 @@ pub struct Template {
     v6: bool,
     addr_off: usize,
     ip_csum_off: usize,
-    l4_csum_off: usize,
+    /// None when the L4 part has no checksum this generator writes (other protocols).
+    l4_csum_off: Option<usize>,
     pseudo: bool,
     udp: bool,
-    sport_off: usize,
+    /// None for other protocols (no ports).
+    sport_off: Option<usize>,
     /// None for ICMP (no destination port).
     dport_off: Option<usize>,
     tcp_seq_off: Option<usize>,
@@ -222,8 +273,10 @@ impl Template {
             u64::from(s >> 16) + u64::from(s & 0xffff) + u64::from(d >> 16) + u64::from(d & 0xffff)
         };
         let mut acc = self.l4_base + if self.pseudo { addr_sum } else { 0 };
-        out[self.sport_off..self.sport_off + 2].copy_from_slice(&flow.sport.to_be_bytes());
-        acc += u64::from(flow.sport);
+        if let Some(o) = self.sport_off {
+            out[o..o + 2].copy_from_slice(&flow.sport.to_be_bytes());
+            acc += u64::from(flow.sport);
+        }
         if let Some(o) = self.dport_off {
             out[o..o + 2].copy_from_slice(&flow.dport.to_be_bytes());
             acc += u64::from(flow.dport);
@@ -235,14 +288,42 @@ impl Template {
         let s = self.sig_off + 4;
         out[s..s + 4].copy_from_slice(&seq.to_be_bytes());
         out[s + 4..s + 12].copy_from_slice(&tsc.to_be_bytes());
+        let Some(csum_off) = self.l4_csum_off else {
+            return;
+        };
         let sig = fold(accumulate(&out[s..s + 12]));
         acc += u64::from(if self.sig_odd { sig.swap_bytes() } else { sig });
         let mut l4 = !fold(acc);
         if self.udp && l4 == 0 {
             l4 = 0xffff;
         }
-        out[self.l4_csum_off..self.l4_csum_off + 2].copy_from_slice(&l4.to_be_bytes());
+        out[csum_off..csum_off + 2].copy_from_slice(&l4.to_be_bytes());
     }
+}
+
+/// The flows of a ClassBench trace, one per line (`src dst sport dport proto`, decimal, then
+/// columns this ignores), read by `dataplane::classify::classbench::parse_trace`.
+pub fn read_trace(text: &str) -> Result<Vec<TraceFlow>, String> {
+    let lines = dataplane::classify::classbench::parse_trace(text).map_err(|e| e.to_string())?;
+    let int = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    Ok(lines
+        .iter()
+        .map(|p| {
+            let k = &p.meta.key;
+            TraceFlow {
+                flow: FlowFields {
+                    src: int(k.src_ip()),
+                    dst: int(k.dst_ip()),
+                    sport: k.src_port,
+                    dport: k.dst_port,
+                },
+                proto: k.proto,
+            }
+        })
+        .collect())
 }
 
 /// The signature of a received frame, when it carries one.
@@ -273,6 +354,18 @@ impl TrafficSpec {
         if self.sizes.is_empty() {
             return Err("no frame size given".into());
         }
+        if let Some(t) = &self.trace {
+            if t.is_empty() {
+                return Err("the trace holds no packet".into());
+            }
+            if self.churn_data.is_some() || self.drop_ppm > 0 {
+                return Err("a trace is sent as it is: no churn, no drop share".into());
+            }
+            if self.src.v6 {
+                return Err("ClassBench traces are IPv4".into());
+            }
+            return self.check_sizes();
+        }
         let space = u128::from(self.src.count)
             * u128::from(self.dst.count)
             * u128::from(self.sport.count)
@@ -294,6 +387,10 @@ impl TrafficSpec {
         if self.churn_data.is_some() && self.proto != Proto::Tcp {
             return Err("churn mode generates TCP connections: use --proto tcp".into());
         }
+        self.check_sizes()
+    }
+
+    fn check_sizes(&self) -> Result<(), String> {
         let max = usize::from(self.mtu) + 14 + FCS_LEN;
         if let Some(&s) = self.sizes.iter().find(|&&s| usize::from(s) > max) {
             return Err(format!(
@@ -305,21 +402,29 @@ impl TrafficSpec {
     }
 
     /// Bytes of headers before the payload.
-    fn header_len(&self) -> usize {
-        14 + if self.v6() { 40 } else { 20 }
-            + match self.proto {
-                Proto::Udp => 8,
-                Proto::Tcp => 20,
-                Proto::Icmp => 8,
-            }
+    fn header_len_l4(&self, kind: L4Kind) -> usize {
+        14 + if self.v6() { 40 } else { 20 } + kind.header_len()
     }
 
-    /// Smallest frame (with FCS) that holds the headers and the signature.
+    /// Smallest frame (with FCS) that holds the headers and the signature (trace mode: of the
+    /// largest headers among the trace's protocols).
     pub fn min_size(&self) -> usize {
-        (self.header_len() + SIGNATURE_LEN + FCS_LEN).max(64)
+        match &self.trace {
+            Some(t) => t
+                .iter()
+                .map(|f| self.min_size_l4(L4Kind::from_number(f.proto)))
+                .max()
+                .unwrap_or(64),
+            None => self.min_size_l4(L4Kind::of(self.proto)),
+        }
     }
 
-    /// The frame sizes actually sent (each raised to [`TrafficSpec::min_size`]).
+    fn min_size_l4(&self, kind: L4Kind) -> usize {
+        (self.header_len_l4(kind) + SIGNATURE_LEN + FCS_LEN).max(64)
+    }
+
+    /// The frame sizes actually sent (each raised to [`TrafficSpec::min_size`]; in trace mode,
+    /// a protocol with smaller headers keeps sizes down to its own minimum).
     pub fn effective_sizes(&self) -> Vec<u16> {
         let min = self.min_size() as u16;
         self.sizes.iter().map(|&s| s.max(min)).collect()
@@ -353,10 +458,33 @@ impl TrafficSpec {
         seq: u32,
         tsc: u64,
     ) -> FrameSpec {
-        let frame_len = usize::from(size.max(self.min_size() as u16)) - FCS_LEN;
+        self.spec_l4(
+            L4Kind::of(self.proto),
+            size,
+            segment,
+            flow,
+            tcp_seq,
+            seq,
+            tsc,
+        )
+    }
+
+    /// [`TrafficSpec::spec`] for an L4 kind other than the spec's own protocol.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spec_l4(
+        &self,
+        kind: L4Kind,
+        size: u16,
+        segment: Segment,
+        flow: &FlowFields,
+        tcp_seq: u32,
+        seq: u32,
+        tsc: u64,
+    ) -> FrameSpec {
+        let frame_len = usize::from(size.max(self.min_size_l4(kind) as u16)) - FCS_LEN;
         let payload_len = match segment {
             Segment::Syn | Segment::Fin => SIGNATURE_LEN,
-            Segment::Plain | Segment::Data => frame_len - self.header_len(),
+            Segment::Plain | Segment::Data => frame_len - self.header_len_l4(kind),
         };
         let mut payload = vec![0u8; payload_len];
         let tail = payload_len - SIGNATURE_LEN;
@@ -371,27 +499,28 @@ impl TrafficSpec {
                 Ipv4Addr::from(flow.dst as u32),
             )
         };
-        let l4 = match (self.proto, segment) {
-            (Proto::Udp, _) => L4Spec::Udp {
+        let l4 = match (kind, segment) {
+            (L4Kind::Raw(proto), _) => L4Spec::Raw { proto, payload },
+            (L4Kind::Udp, _) => L4Spec::Udp {
                 sport: flow.sport,
                 dport: flow.dport,
                 payload,
             },
-            (Proto::Icmp, _) if self.v6() => L4Spec::Icmpv6 {
+            (L4Kind::Icmp, _) if self.v6() => L4Spec::Icmpv6 {
                 ty: icmpv6::msg_type::ECHO_REQUEST,
                 code: 0,
                 ident: flow.sport,
                 seq: 0,
                 payload,
             },
-            (Proto::Icmp, _) => L4Spec::Icmp {
+            (L4Kind::Icmp, _) => L4Spec::Icmp {
                 ty: icmpv4::msg_type::ECHO_REQUEST,
                 code: 0,
                 ident: flow.sport,
                 seq: 0,
                 payload,
             },
-            (Proto::Tcp, seg) => {
+            (L4Kind::Tcp, seg) => {
                 let flags = match seg {
                     Segment::Syn => Flags::SYN,
                     Segment::Fin => Flags(Flags::FIN.0 | Flags::ACK.0),
@@ -421,39 +550,48 @@ impl TrafficSpec {
 
     /// Builds the template of one shape.
     pub fn template(&self, size: u16, segment: Segment) -> Template {
+        self.template_l4(L4Kind::of(self.proto), size, segment)
+    }
+
+    /// Builds the template of one shape with the L4 part `kind`.
+    pub fn template_l4(&self, kind: L4Kind, size: u16, segment: Segment) -> Template {
         let zero = FlowFields {
             src: 0,
             dst: 0,
             sport: 0,
             dport: 0,
         };
-        let mut frame = self.spec(size, segment, &zero, 0, 0, 0).build();
+        let mut frame = self.spec_l4(kind, size, segment, &zero, 0, 0, 0).build();
         let v6 = self.v6();
         let l3 = 14;
         let l4 = l3 + if v6 { 40 } else { 20 };
         let (addr_off, ip_csum_off) = if v6 { (l3 + 8, 0) } else { (l3 + 12, l3 + 10) };
-        let (l4_csum_off, pseudo, udp, dport_off, tcp_seq_off) = match self.proto {
-            Proto::Udp => (l4 + 6, true, true, Some(l4 + 2), None),
-            Proto::Tcp => (l4 + 16, true, false, Some(l4 + 2), Some(l4 + 4)),
-            Proto::Icmp => (l4 + 2, v6, false, None, None),
+        let (l4_csum_off, pseudo, udp, dport_off, tcp_seq_off) = match kind {
+            L4Kind::Udp => (Some(l4 + 6), true, true, Some(l4 + 2), None),
+            L4Kind::Tcp => (Some(l4 + 16), true, false, Some(l4 + 2), Some(l4 + 4)),
+            L4Kind::Icmp => (Some(l4 + 2), v6, false, None, None),
+            L4Kind::Raw(_) => (None, false, false, None, None),
         };
-        let sport_off = if self.proto == Proto::Icmp {
-            l4 + 4
-        } else {
-            l4
+        let sport_off = match kind {
+            L4Kind::Icmp => Some(l4 + 4),
+            L4Kind::Raw(_) => None,
+            _ => Some(l4),
         };
-        frame[l4_csum_off..l4_csum_off + 2].fill(0);
+        if let Some(o) = l4_csum_off {
+            frame[o..o + 2].fill(0);
+        }
         let mut ip_base = 0;
         if !v6 {
             frame[ip_csum_off..ip_csum_off + 2].fill(0);
             ip_base = accumulate(&frame[l3..l4]);
         }
         let l4_len = frame.len() - l4;
-        let proto = match (self.proto, v6) {
-            (Proto::Udp, _) => ip_proto::UDP,
-            (Proto::Tcp, _) => ip_proto::TCP,
-            (Proto::Icmp, false) => ip_proto::ICMP,
-            (Proto::Icmp, true) => ip_proto::ICMPV6,
+        let proto = match (kind, v6) {
+            (L4Kind::Udp, _) => ip_proto::UDP,
+            (L4Kind::Tcp, _) => ip_proto::TCP,
+            (L4Kind::Icmp, false) => ip_proto::ICMP,
+            (L4Kind::Icmp, true) => ip_proto::ICMPV6,
+            (L4Kind::Raw(p), _) => p,
         };
         let sig_off = frame.len() - SIGNATURE_LEN;
         let l4_base = accumulate(&frame[l4..])
@@ -463,7 +601,7 @@ impl TrafficSpec {
                 0
             };
         Template {
-            payload_len: (frame.len() - self.header_len()) as u32,
+            payload_len: (frame.len() - self.header_len_l4(kind)) as u32,
             frame,
             segment,
             ip_base,
@@ -486,6 +624,28 @@ impl TrafficSpec {
     /// FIN template of the smallest size, then one data template per size).
     pub fn templates(&self) -> Templates {
         let sizes = self.effective_sizes();
+        if let Some(trace) = &self.trace {
+            // One ring of sizes per protocol the trace holds, in order of first appearance.
+            let mut kinds: Vec<L4Kind> = Vec::new();
+            for f in trace.iter() {
+                let k = L4Kind::from_number(f.proto);
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+            let ring = |k: L4Kind| -> Vec<Template> {
+                self.sizes
+                    .iter()
+                    .map(|&s| self.template_l4(k, s, Segment::Plain))
+                    .collect()
+            };
+            return Templates {
+                plain: ring(kinds.first().copied().unwrap_or(L4Kind::Udp)),
+                syn: None,
+                fin: None,
+                trace: kinds.iter().map(|&k| (k, ring(k))).collect(),
+            };
+        }
         match self.churn_data {
             None => Templates {
                 plain: sizes
@@ -494,6 +654,7 @@ impl TrafficSpec {
                     .collect(),
                 syn: None,
                 fin: None,
+                trace: Vec::new(),
             },
             Some(_) => Templates {
                 plain: sizes
@@ -502,6 +663,7 @@ impl TrafficSpec {
                     .collect(),
                 syn: Some(self.template(0, Segment::Syn)),
                 fin: Some(self.template(0, Segment::Fin)),
+                trace: Vec::new(),
             },
         }
     }
@@ -514,6 +676,8 @@ pub struct Templates {
     pub plain: Vec<Template>,
     pub syn: Option<Template>,
     pub fin: Option<Template>,
+    /// Trace mode: one ring (one template per size) per protocol of the trace.
+    pub trace: Vec<(L4Kind, Vec<Template>)>,
 }
 
 /// The order flows and drops come in, advanced once per packet without division: an odometer
@@ -592,6 +756,10 @@ impl FlowCursor {
 #[derive(Clone, Debug)]
 pub struct Sequencer {
     templates: Templates,
+    /// Trace mode: each trace line's flow and the index of its protocol's ring in
+    /// `templates.trace`, and the next line.
+    trace: Vec<(FlowFields, u16)>,
+    next_line: usize,
     cursor: FlowCursor,
     churn_data: Option<u32>,
     next_tmpl: usize,
@@ -602,8 +770,28 @@ pub struct Sequencer {
 
 impl Sequencer {
     pub fn new(spec: &TrafficSpec) -> Sequencer {
+        let templates = spec.templates();
+        let trace = spec
+            .trace
+            .as_deref()
+            .map(|t| {
+                t.iter()
+                    .map(|f| {
+                        let k = L4Kind::from_number(f.proto);
+                        let i = templates
+                            .trace
+                            .iter()
+                            .position(|(kind, _)| *kind == k)
+                            .unwrap_or(0);
+                        (f.flow, i as u16)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Sequencer {
-            templates: spec.templates(),
+            trace,
+            next_line: 0,
+            templates,
             cursor: FlowCursor::new(spec),
             churn_data: spec.churn_data,
             next_tmpl: 0,
@@ -625,6 +813,20 @@ impl Sequencer {
     /// drop it.
     #[inline]
     pub fn next_packet(&mut self) -> (&Template, FlowFields, u32, bool) {
+        if !self.trace.is_empty() {
+            let (flow, ring) = self.trace[self.next_line];
+            self.next_line += 1;
+            if self.next_line == self.trace.len() {
+                self.next_line = 0;
+            }
+            let i = self.take_tmpl();
+            return (
+                &self.templates.trace[usize::from(ring)].1[i],
+                flow,
+                0,
+                false,
+            );
+        }
         let Some(data) = self.churn_data else {
             let i = self.take_tmpl();
             let (flow, drop) = self.cursor.next_flow();
@@ -680,6 +882,7 @@ mod tests {
             drop_ppm: 0,
             drop_dport: 9,
             churn_data: None,
+            trace: None,
         }
     }
 
@@ -886,6 +1089,129 @@ mod tests {
                 assert!(checksums_valid(&out));
             }
         }
+    }
+
+    /// A small trace as ClassBench writes them (tab-separated, an answer column), made here:
+    /// TCP, UDP, ICMP and two other protocols.
+    fn small_trace() -> String {
+        let lines = [
+            (
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(192, 0, 2, 7),
+                40000u16,
+                80u16,
+                6u8,
+            ),
+            (
+                Ipv4Addr::new(10, 0, 0, 2),
+                Ipv4Addr::new(192, 0, 2, 8),
+                53,
+                5353,
+                17,
+            ),
+            (
+                Ipv4Addr::new(10, 0, 0, 3),
+                Ipv4Addr::new(192, 0, 2, 9),
+                777,
+                0,
+                1,
+            ),
+            (
+                Ipv4Addr::new(10, 0, 0, 4),
+                Ipv4Addr::new(192, 0, 2, 10),
+                0,
+                0,
+                47,
+            ),
+            (
+                Ipv4Addr::new(255, 255, 255, 254),
+                Ipv4Addr::new(0, 0, 0, 1),
+                65535,
+                1,
+                0,
+            ),
+            (
+                Ipv4Addr::new(10, 0, 0, 5),
+                Ipv4Addr::new(192, 0, 2, 11),
+                1024,
+                443,
+                6,
+            ),
+        ];
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, (s, d, sp, dp, p))| {
+                format!(
+                    "{}\t{}\t{sp}\t{dp}\t{p}\t{}\n",
+                    u32::from(*s),
+                    u32::from(*d),
+                    i + 1
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trace_lines_become_frames_with_their_five_tuples() {
+        let trace = read_trace(&small_trace()).unwrap();
+        assert_eq!(trace.len(), 6);
+        assert_eq!(trace[3].proto, 47);
+        let mut s = spec(Proto::Udp, false);
+        s.sizes = vec![64, 128];
+        s.flows = trace.len() as u64;
+        s.trace = Some(std::sync::Arc::new(trace.clone()));
+        s.validate().unwrap();
+        // TCP's headers and the signature need 74 bytes.
+        assert_eq!(s.min_size(), 74);
+        let mut seq = Sequencer::new(&s);
+        for k in 0..30u32 {
+            let line = &trace[k as usize % trace.len()];
+            let (t, flow, tcp_seq, drop) = seq.next_packet();
+            assert_eq!((flow, tcp_seq, drop), (line.flow, 0, false), "packet {k}");
+            let kind = L4Kind::from_number(line.proto);
+            let size = [64u16, 128][k as usize % 2];
+            let mut out = t.frame.clone();
+            t.write(&mut out, &flow, 0, k, u64::from(k) * 31);
+            let want = s
+                .spec_l4(kind, size, Segment::Plain, &flow, 0, k, u64::from(k) * 31)
+                .build();
+            assert_eq!(out, want, "packet {k} ({kind:?})");
+            assert_eq!(
+                out.len() + FCS_LEN,
+                usize::from(size).max(s.min_size_l4(kind))
+            );
+            let info = parse_frame(&out).expect("parses");
+            let key = info.flow.expect("IPv4");
+            assert_eq!(key.proto, line.proto);
+            assert_eq!(
+                u128::from(u32::from(match key.src_ip() {
+                    std::net::IpAddr::V4(a) => a,
+                    _ => unreachable!(),
+                })),
+                line.flow.src
+            );
+            if matches!(kind, L4Kind::Tcp | L4Kind::Udp) {
+                assert_eq!(
+                    (key.src_port, key.dst_port),
+                    (line.flow.sport, line.flow.dport)
+                );
+            }
+            if matches!(kind, L4Kind::Raw(_)) {
+                assert_eq!(dataplane::wire::checksum::sum(&out[14..34]), 0xffff);
+            } else {
+                assert!(checksums_valid(&out), "packet {k} ({kind:?})");
+            }
+            assert_eq!(read_signature(&out), Some((k, u64::from(k) * 31)));
+        }
+        let mut bad = s.clone();
+        bad.trace = Some(std::sync::Arc::new(Vec::new()));
+        assert!(bad.validate().is_err());
+        bad.trace = Some(std::sync::Arc::new(trace));
+        bad.drop_ppm = 1000;
+        assert!(bad.validate().is_err());
+        assert!(read_trace("1 2 3\n").is_err());
+        assert!(read_trace("1 2 3 4 300\n").is_err());
     }
 
     #[test]

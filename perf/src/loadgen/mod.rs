@@ -10,6 +10,7 @@
 //! `--count` exactly that many packets leave the TX port. Latency includes the time a packet
 //! waited in the generator's own TX batch when the device pushed back.
 
+pub mod conn;
 pub mod frames;
 
 use anyhow::{bail, Context, Result};
@@ -39,7 +40,7 @@ pub struct LoadgenArgs {
     /// Packets per second, paced by the TSC; 0 sends as fast as the device takes them.
     #[arg(long, default_value_t = 0)]
     pub rate_pps: u64,
-    /// Packets to send (default: as many as `--seconds` allows).
+    /// Packets to send (default: as many as `--seconds` allows); with `--both-sides`, connections.
     #[arg(long)]
     pub count: Option<u64>,
     /// Seconds to send (default 10 when no `--count` is given).
@@ -79,6 +80,27 @@ pub struct LoadgenArgs {
     /// and a FIN.
     #[arg(long)]
     pub churn: Option<u32>,
+    /// Send the 5-tuples of a ClassBench trace file (`src dst sport dport proto ...` per line,
+    /// addresses as decimal integers, as the `*_trace` files of ClassBench): one packet per
+    /// line, in the file's order, then again from the first line. TCP lines become ACK
+    /// segments, UDP datagrams, ICMP echo requests (identifier: the source port), any other
+    /// protocol an IPv4 payload of that protocol number. Replaces `--proto`, the address and
+    /// port ranges and `--flows`.
+    #[arg(long, conflicts_with_all = ["churn", "flows", "drop_share"])]
+    pub trace: Option<PathBuf>,
+    /// With `--churn D`: both sides of every connection. The TX port is the client side, the RX
+    /// port the server side: SYN out of the TX port, SYN+ACK back from the RX port when the SYN
+    /// has come through, then ACK, D data segments and FIN+ACK from the client, FIN+ACK from the
+    /// server, the last ACK from the client; each segment sent when the one it answers arrived.
+    /// Reports connections per second completed (see docs/loadgen.md).
+    #[arg(long, requires = "churn", conflicts_with = "drop_share")]
+    pub both_sides: bool,
+    /// With `--both-sides`: connections open at once, at most.
+    #[arg(long, default_value_t = 4096)]
+    pub inflight: u64,
+    /// With `--both-sides`: new connections per second (0: as fast as `--inflight` allows).
+    #[arg(long, default_value_t = 0)]
+    pub conn_rate: u64,
     #[arg(long, default_value = "02:00:00:00:00:01")]
     pub src_mac: String,
     #[arg(long, default_value = "02:00:00:00:00:02")]
@@ -167,6 +189,22 @@ impl LoadgenArgs {
             drop_ppm: (self.drop_share * 1e6).round() as u32,
             drop_dport: self.drop_dport,
             churn_data: self.churn,
+            trace: None,
+        };
+        let spec = match &self.trace {
+            None => spec,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the trace {}", path.display()))?;
+                let lines = frames::read_trace(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("--trace {}", path.display()))?;
+                TrafficSpec {
+                    flows: lines.len() as u64,
+                    trace: Some(Arc::new(lines)),
+                    ..spec
+                }
+            }
         };
         spec.validate().map_err(anyhow::Error::msg)?;
         Ok(spec)
@@ -196,6 +234,8 @@ struct Shared {
 /// What the RX side hands back.
 struct RxResult {
     signed: u64,
+    /// Signed packets to the drop port that came back (the rules should have dropped them).
+    leaked: u64,
     foreign: u64,
     reordered: u64,
     packets: u64,
@@ -288,6 +328,9 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     if args.burst == 0 || args.burst > MAX_BURST {
         bail!("--burst must be between 1 and {MAX_BURST}");
     }
+    if args.both_sides && args.churn.unwrap_or(0) > 1000 {
+        bail!("--both-sides: at most 1000 data segments per connection (--churn)");
+    }
     let count = args.count.unwrap_or(u64::MAX);
     let seconds = match (args.count, args.seconds) {
         (_, Some(s)) if s > 0.0 => Some(s),
@@ -305,7 +348,8 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         .filter(|(a, b)| *a != b)
         .map(|(_, b)| b)
         .collect();
-    if let Some(s) = raised.first() {
+    // Both sides: the connection segments carry no signature.
+    if let Some(s) = raised.first().filter(|_| !args.both_sides) {
         eprintln!(
             "rampart-perf loadgen: frames smaller than {s} bytes cannot carry these headers and the signature; sending {s}-byte frames instead"
         );
@@ -370,6 +414,7 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         rx_desc: args.desc,
         tx_desc: args.desc,
         promiscuous: true,
+        rx_checksum: false,
     };
     let tx_id = Port::find(&eal, &tx_name)?;
     let rx_id = Port::find(&eal, &rx_name)?;
@@ -384,6 +429,16 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     let mut queues: Vec<(RxQueue, TxQueue)> = Vec::new();
     for p in &mut ports {
         queues.extend(p.take_queues().context("queues handed out twice")?);
+    }
+    if args.both_sides {
+        if rx_id == tx_id {
+            bail!("--both-sides needs a server-side port: give --rx a device other than --tx");
+        }
+        let server = queues.pop().context("no queue")?;
+        let client = queues.pop().context("no queue")?;
+        return run_both_sides(
+            args, &spec, &eal, lcores[0], pool, client, server, hz, seconds, &mut ports,
+        );
     }
     let (rx_q, tx_q) = if rx_id == tx_id {
         let (r, t) = queues.pop().context("no queue")?;
@@ -417,6 +472,8 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         q: rx_q,
         hz,
         drain_tsc: args.drain_ms.saturating_mul(hz) / 1000,
+        leak: (spec.drop_ppm > 0)
+            .then(|| (14 + if spec.src.v6 { 40 } else { 20 } + 2, spec.drop_dport)),
         shared: shared.clone(),
     };
     let (tx_send, tx_recv) = std::sync::mpsc::channel();
@@ -502,6 +559,112 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
         p.stop();
     }
     drop(ports);
+    Ok(())
+}
+
+/// `--both-sides`: one lcore runs the client and the server side of every connection.
+#[allow(clippy::too_many_arguments)]
+fn run_both_sides(
+    args: &LoadgenArgs,
+    spec: &TrafficSpec,
+    eal: &Eal,
+    lcore: dataplane::dpdk::LcoreId,
+    pool: Arc<Mempool>,
+    client: (RxQueue, TxQueue),
+    server: (RxQueue, TxQueue),
+    hz: u64,
+    seconds: Option<f64>,
+    ports: &mut [Port],
+) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let shared = Arc::new(conn::ConnShared::default());
+    let endpoint = conn::Endpoint::new(
+        spec,
+        client,
+        server,
+        pool,
+        args.inflight,
+        args.conn_rate,
+        args.count.unwrap_or(u64::MAX),
+        seconds.map(|s| (s * hz as f64) as u64),
+        args.drain_ms.saturating_mul(hz) / 1000,
+        hz,
+        shared.clone(),
+        stop.clone(),
+    );
+    let (send, recv) = std::sync::mpsc::channel();
+    eal.launch(lcore, move || {
+        let _ = send.send(endpoint.run());
+    })?;
+    let started = Instant::now();
+    let mut last = (0u64, 0u64, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let done = shared.done.load(Ordering::Acquire);
+        if last.2.elapsed() >= Duration::from_secs(1) || done {
+            let now = Instant::now();
+            let dt = now.duration_since(last.2).as_secs_f64();
+            let opened = shared.opened.load(Ordering::Relaxed);
+            let completed = shared.completed.load(Ordering::Relaxed);
+            if !args.quiet && dt > 0.05 {
+                println!(
+                    "{:6.1}s  opened {:10.0}/s  completed {:10.0}/s  total opened {} completed {} abandoned {}  segments client {} server {}",
+                    started.elapsed().as_secs_f64(),
+                    (opened - last.0) as f64 / dt,
+                    (completed - last.1) as f64 / dt,
+                    opened,
+                    completed,
+                    shared.abandoned.load(Ordering::Relaxed),
+                    shared.client_tx.load(Ordering::Relaxed),
+                    shared.server_tx.load(Ordering::Relaxed),
+                );
+            }
+            last = (opened, completed, now);
+        }
+        if done {
+            break;
+        }
+    }
+    eal.wait_all();
+    let r = recv.recv().context("the lcore ended without a result")?;
+    let data = spec.churn_data.unwrap_or(0);
+    let json = r.json(hz, data, args.inflight, args.conn_rate);
+    let c = &json["connections"];
+    println!(
+        "rampart-perf loadgen: {} connections opened, {} completed ({:.0} per second over {:.3} s), {} never completed; {} stalls (nothing back for {} ms with connections open) gave up {}, of which {} completed late",
+        r.opened,
+        r.completed,
+        c["per_second"].as_f64().unwrap_or(0.0),
+        c["seconds"].as_f64().unwrap_or(0.0),
+        c["abandoned"],
+        r.stalls,
+        args.drain_ms.max(100),
+        r.abandoned,
+        r.late
+    );
+    println!(
+        "rampart-perf loadgen: client side sent {} received {}, server side sent {} received {} ({} data segments), {} foreign",
+        r.client_tx, r.client_rx, r.server_tx, r.server_rx, r.data_rx, r.foreign
+    );
+    if let Some(p) = &args.json {
+        let tmp = p.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if args.linger {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for p in ports.iter_mut() {
+        p.stop();
+    }
     Ok(())
 }
 
@@ -605,6 +768,9 @@ impl TxJob {
 
 struct RxJob {
     q: RxQueue,
+    /// With a drop share: the offset of the destination port in received frames, and the drop
+    /// port, to count packets that should not have come back.
+    leak: Option<(usize, u16)>,
     hz: u64,
     drain_tsc: u64,
     shared: Arc<Shared>,
@@ -632,6 +798,7 @@ struct RxState {
     /// ns per TSC tick, as a 32.32 fixed-point factor.
     ns_per_tick_q32: u64,
     signed: u64,
+    leaked: u64,
     foreign: u64,
     reordered: u64,
     packets: u64,
@@ -658,6 +825,7 @@ impl RxState {
             latency: hist(),
             interval: hist(),
             signed: 0,
+            leaked: 0,
             foreign: 0,
             reordered: 0,
             packets: 0,
@@ -686,6 +854,11 @@ impl RxState {
                 match read_signature(data) {
                     Some((seq, sent_tsc)) => {
                         self.signed += 1;
+                        if let Some((off, port)) = self.job.leak {
+                            if data.get(off..off + 2) == Some(&port.to_be_bytes()[..]) {
+                                self.leaked += 1;
+                            }
+                        }
                         if let Some(last) = self.last_seq {
                             if (seq.wrapping_sub(last) as i32) < 0 {
                                 self.reordered += 1;
@@ -758,6 +931,7 @@ impl RxState {
         self.job.shared.rx_done.store(true, Ordering::Release);
         RxResult {
             signed: self.signed,
+            leaked: self.leaked,
             foreign: self.foreign,
             reordered: self.reordered,
             packets: self.packets,
@@ -801,7 +975,8 @@ impl Report {
         let rate = |p: u64, s: f64| if s > 0.0 { p as f64 / s / 1e6 } else { 0.0 };
         let gb = |b: u64, p: u64, s: f64| if s > 0.0 { gbits(b, p, s) } else { 0.0 };
         let expected = tx.packets - tx.to_drop.min(tx.packets);
-        let lost = expected as i64 - rx.signed as i64;
+        // Packets to the drop port that came back are not the expected ones.
+        let lost = expected as i64 - (rx.signed - rx.leaked) as i64;
         let h = &rx.latency;
         let q = |x: f64| {
             if h.is_empty() {
@@ -821,6 +996,7 @@ impl Report {
                 "drop_share": args.drop_share,
                 "drop_dport": spec.drop_dport,
                 "churn_data_segments": spec.churn_data,
+                "trace": args.trace.as_ref().map(|p| p.display().to_string()),
             },
             "tx": {
                 "packets": tx.packets, "bytes": tx.bytes, "to_drop": tx.to_drop,
@@ -830,6 +1006,7 @@ impl Report {
             },
             "rx": {
                 "packets": rx.packets, "bytes": rx.bytes, "signed": rx.signed,
+                "leaked": rx.leaked,
                 "foreign": rx.foreign, "reordered": rx.reordered, "seconds": rx_s,
                 "mpps": rate(rx.packets, rx_s), "gbps": gb(rx.bytes, rx.packets, rx_s),
                 "device": port_json(&rx_stats),
@@ -855,7 +1032,7 @@ impl Report {
         format!(
             "rampart-perf loadgen: sent {} packets in {:.3} s ({:.3} Mpps, {:.3} Gbit/s), {} of them to the drop port\n\
              rampart-perf loadgen: received {} packets ({} with the signature, {} other) ({:.3} Mpps, {:.3} Gbit/s), {} reordered\n\
-             rampart-perf loadgen: expected {}, lost {} ({:.4} %)\n\
+             rampart-perf loadgen: expected {}, lost {} ({:.4} %), {} sent to the drop port came back\n\
              rampart-perf loadgen: latency over {} samples: min {:.1} us, p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
             j["tx"]["packets"], j["tx"]["seconds"].as_f64().unwrap_or(0.0),
             j["tx"]["mpps"].as_f64().unwrap_or(0.0), j["tx"]["gbps"].as_f64().unwrap_or(0.0),
@@ -864,6 +1041,7 @@ impl Report {
             j["rx"]["mpps"].as_f64().unwrap_or(0.0), j["rx"]["gbps"].as_f64().unwrap_or(0.0),
             j["rx"]["reordered"],
             j["expected_rx"], j["lost"], j["loss_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            j["rx"]["leaked"],
             l["samples"], us(&l["min"]), us(&l["p50"]), us(&l["p99"]), us(&l["p999"]), us(&l["max"]),
         )
     }
@@ -898,6 +1076,38 @@ mod tests {
         let mut eal = vec!["-a".to_string(), "0000:03:00.1".to_string()];
         device_arg("0000:03:00.1", &mut eal);
         assert_eq!(eal.len(), 2);
+    }
+
+    #[test]
+    fn a_trace_file_replaces_the_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small_trace");
+        // Generated here: ClassBench's layout (src dst sport dport proto, then answer columns).
+        std::fs::write(
+            &path,
+            "167772161\t3221225991\t1024\t80\t6\t0\t3\n167772162\t3221225992\t53\t53\t17\t0\t0\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let t = args(&["--tx", "x", "--trace", p]).traffic().unwrap();
+        assert_eq!(t.flows, 2);
+        let lines = t.trace.as_deref().unwrap();
+        assert_eq!(lines[0].flow.src, 0x0a00_0001);
+        assert_eq!((lines[1].flow.dport, lines[1].proto), (53, 17));
+        let mut seq = Sequencer::new(&t);
+        let (_, f0, _, _) = seq.next_packet();
+        let (_, f1, _, _) = seq.next_packet();
+        let (_, f2, _, _) = seq.next_packet();
+        assert_eq!((f0, f1, f2), (lines[0].flow, lines[1].flow, lines[0].flow));
+        let cli = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("loadgen").chain(a.iter().copied())).is_ok()
+        };
+        assert!(!cli(&["--tx", "x", "--trace", p, "--churn", "1"]));
+        assert!(!cli(&["--tx", "x", "--trace", p, "--flows", "3"]));
+        let missing = dir.path().join("none");
+        assert!(args(&["--tx", "x", "--trace", missing.to_str().unwrap()])
+            .traffic()
+            .is_err());
     }
 
     #[test]
