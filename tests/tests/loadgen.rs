@@ -357,7 +357,11 @@ fn tcp_connections_with_both_sides_all_complete_through_conntrack() {
     // SYN, ACK, 2 data, FIN+ACK, last ACK from the client; SYN+ACK and FIN+ACK from the server.
     assert_eq!(g["client"]["tx_packets"].as_u64(), Some(6 * CONNS), "{ctx}");
     assert_eq!(g["server"]["rx_packets"].as_u64(), Some(6 * CONNS), "{ctx}");
-    assert_eq!(g["server"]["data_segments"].as_u64(), Some(2 * CONNS), "{ctx}");
+    assert_eq!(
+        g["server"]["data_segments"].as_u64(),
+        Some(2 * CONNS),
+        "{ctx}"
+    );
     assert_eq!(g["server"]["tx_packets"].as_u64(), Some(2 * CONNS), "{ctx}");
     assert_eq!(g["client"]["rx_packets"].as_u64(), Some(2 * CONNS), "{ctx}");
     assert_eq!(g["foreign"].as_u64(), Some(0), "{ctx}");
