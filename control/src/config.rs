@@ -80,6 +80,9 @@ pub struct Config {
     /// Router mode: static routes (`[[route]]`; `[[routes]]` is accepted too).
     #[serde(rename = "route", alias = "routes", default)]
     pub routes: Vec<crate::router_conf::RouteConf>,
+    /// Router mode: permanent neighbours (`[[neighbour]]`; `[[neighbor]]` is accepted too).
+    #[serde(rename = "neighbour", alias = "neighbor", default)]
+    pub neighbours: Vec<crate::router_conf::NeighbourConf>,
     /// Router mode: neighbour and ICMP settings.
     #[serde(default)]
     pub router: crate::router_conf::RouterConf,

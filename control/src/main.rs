@@ -491,6 +491,13 @@ fn real_main() -> Result<()> {
             // A fixed seed: replay is deterministic.
             let track = (ct.enabled && !no_conntrack).then(|| ct.track_config(0x5eed));
             let ports = port_names(config.as_ref());
+            // The configuration's mode, port addresses (MASQUERADE) and 1:1 mappings, as the
+            // daemon compiles them.
+            let settings = config
+                .as_ref()
+                .map(control::load::NatSettings::of)
+                .unwrap_or_default();
+            let mode = settings.mode;
             let nat = control::load::NatSettings {
                 refuse: if no_conntrack {
                     Some("replay runs without connection tracking (--no-conntrack)".into())
@@ -501,7 +508,7 @@ fn real_main() -> Result<()> {
                 } else {
                     None
                 },
-                ..Default::default()
+                ..settings
             };
             let files = RuleFiles {
                 rules: rules.as_deref(),
@@ -523,13 +530,7 @@ fn real_main() -> Result<()> {
                     &control::load::tree_classifier
                 }
             };
-            let filter = load_filter(
-                &files,
-                &ports,
-                Hook::Forward,
-                control::config::Mode::Bridge,
-                make,
-            )?;
+            let filter = load_filter(&files, &ports, Hook::Forward, mode, make)?;
             nat.check(&filter).map_err(anyhow::Error::msg)?;
             if filter.v4.is_none() {
                 eprintln!("rampart: no IPv4 rules: IPv4 traffic is not filtered");

@@ -1,14 +1,16 @@
 //! `rampart replay`: each frame of a capture, in order, through the same pipeline the workers
 //! run; single-threaded and deterministic, no EAL.
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::pcap::{read_frames, FrameWriter, PcapError};
 use crate::prefix::Prefix;
 use dataplane::classify::RuleSet;
 use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
+use dataplane::router::{Arrival, Fate, RouterDrop, RouterState};
 use dataplane::track::{Tables, TrackConfig};
 use dataplane::verdict::{DropReason, Verdict};
+use dataplane::wire::{IpAddr128, MacAddr};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,13 @@ pub struct ReplaySummary {
     pub dropped: u64,
     /// Drops by reason name, in reason order, non-zero only.
     pub drops: Vec<(&'static str, u64)>,
+    /// Router mode: frames for the router itself (ARP/NDP, pings to its addresses, other
+    /// packets to it that the INPUT chain accepted).
+    pub local: u64,
+    /// Router mode: packets that waited for a neighbour and were sent once it answered.
+    pub released: u64,
+    /// Router mode: packets still waiting for a neighbour at the end of the capture.
+    pub pending: u64,
 }
 
 /// The replay topology: port names and which is inside/outside.
@@ -99,22 +108,105 @@ impl Topology {
     }
 }
 
+/// Where a replay's results go: the output capture, the verdict log, the counts.
+struct Sink {
+    out: FrameWriter,
+    log: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    drops: [u64; DropReason::COUNT],
+    sum: ReplaySummary,
+}
+
+impl Sink {
+    fn new(opts: &ReplayOptions, link: crate::pcap::Link) -> Result<Sink, ReplayError> {
+        Ok(Sink {
+            out: FrameWriter::create(&opts.output, link)?,
+            log: match &opts.verdicts {
+                Some(p) => Some((p.clone(), std::io::BufWriter::new(create(p)?))),
+                None => None,
+            },
+            drops: [0; DropReason::COUNT],
+            sum: ReplaySummary::default(),
+        })
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        self.sum.dropped += 1;
+        self.drops[reason.index()] += 1;
+    }
+
+    fn line(&mut self, line: serde_json::Value) -> Result<(), ReplayError> {
+        if let Some((path, w)) = self.log.as_mut() {
+            writeln!(w, "{line}").map_err(|source| ReplayError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
+        self.out.finish()?;
+        if let Some((path, mut w)) = self.log {
+            w.flush()
+                .map_err(|source| ReplayError::Io { path, source })?;
+        }
+        let drops = self.drops;
+        self.sum.drops = DropReason::all()
+            .filter(|r| drops[r.index()] > 0)
+            .map(|r| (r.name(), drops[r.index()]))
+            .collect();
+        Ok(self.sum)
+    }
+}
+
+/// The verdict log's `rule` and `ct_state` for a packet the filter saw as `meta` (`None`:
+/// never judged): the rule's origin in the rule set its verdict came from (raw, INPUT or
+/// FORWARD), and the conntrack state (NEW for every packet without tracking).
+fn rule_and_state(
+    opts: &ReplayOptions,
+    state: Option<dataplane::conntrack::CtState>,
+    meta: Option<&dataplane::classify::PacketMeta>,
+    fv: dataplane::filter::FilterVerdict,
+    (raw, input): (bool, bool),
+) -> (serde_json::Value, serde_json::Value) {
+    let (mut rule, mut ct_state) = (serde_json::Value::Null, serde_json::Value::Null);
+    if let Some(state) = state {
+        ct_state = state.name().into();
+    }
+    if let (Some(meta), Some(r)) = (meta, fv.rule()) {
+        if opts.track.is_none() {
+            // Without tracking every packet is judged as NEW.
+            ct_state = "NEW".into();
+        }
+        let family = meta.key.family;
+        let rs = if raw {
+            opts.filter.raw(family)
+        } else if input {
+            opts.filter.input(family)
+        } else {
+            opts.filter.rules(family)
+        };
+        if let Some(rs) = rs {
+            rule = rule_json(rs, r);
+        }
+    }
+    (rule, ct_state)
+}
+
 /// Replays `opts.input`; writes forwarded frames to `opts.output` and, if asked, one JSON verdict
-/// line per input frame.
+/// line per input frame. A router-mode configuration replays through the router
+/// ([`replay_routed`]); anything else through the bridge.
 pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    if let Some(cfg) = opts.config.as_ref().filter(|c| c.mode == Mode::Router) {
+        return replay_routed(opts, cfg);
+    }
     let topo = Topology::new(opts.config.as_ref())?;
     let frames = read_frames(&opts.input)?;
     let link = frames
         .first()
         .map(|f| f.link)
         .unwrap_or(crate::pcap::Link::Ethernet);
-    let mut out = FrameWriter::create(&opts.output, link)?;
-    let mut log = match &opts.verdicts {
-        Some(p) => Some((p.clone(), std::io::BufWriter::new(create(p)?))),
-        None => None,
-    };
-    let mut drops = [0u64; DropReason::COUNT];
-    let mut sum = ReplaySummary::default();
+    let mut sink = Sink::new(opts, link)?;
     let mut tables = opts.track.as_ref().map(Tables::new);
     for (index, f) in frames.iter().enumerate() {
         let src = dataplane::wire::parse_frame(&f.data)
@@ -139,24 +231,13 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             },
         );
         let verdict = judged.verdict;
-        let (mut rule, mut ct_state) = (serde_json::Value::Null, serde_json::Value::Null);
-        if let Some(state) = judged.state {
-            ct_state = state.name().into();
-        }
-        if let (Some(meta), Some(r)) = (judged.meta, judged.filter.rule()) {
-            if tables.is_none() {
-                // Without tracking every packet is judged as NEW.
-                ct_state = "NEW".into();
-            }
-            let rs = if judged.raw {
-                opts.filter.raw(meta.key.family)
-            } else {
-                opts.filter.rules(meta.key.family)
-            };
-            if let Some(rs) = rs {
-                rule = rule_json(rs, r);
-            }
-        }
+        let (rule, ct_state) = rule_and_state(
+            opts,
+            judged.state,
+            judged.meta.as_ref(),
+            judged.filter,
+            (judged.raw, false),
+        );
         // Each as its rule saw the packet.
         let logs: Vec<String> = logs
             .iter()
@@ -167,15 +248,15 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         for l in &logs {
             eprintln!("{l}");
         }
-        sum.packets += 1;
+        sink.sum.packets += 1;
         let ingress_name = &topo.names[usize::from(ingress)];
         let nat = judged
             .nat
             .map_or(serde_json::Value::Null, |(b, dir)| nat_json(&b, dir));
         let line = match verdict {
             Verdict::Forward(port) => {
-                sum.forwarded += 1;
-                out.write(f.timestamp, &data)?;
+                sink.sum.forwarded += 1;
+                sink.out.write(f.timestamp, &data)?;
                 serde_json::json!({
                     "index": index, "ingress": ingress_name, "verdict": "forward",
                     "egress": topo.names[usize::from(port)], "rule": rule, "ct_state": ct_state, "nat": nat,
@@ -183,7 +264,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 })
             }
             Verdict::Local => {
-                sum.dropped += 1;
+                sink.sum.dropped += 1;
                 serde_json::json!({
                     "index": index, "ingress": ingress_name, "verdict": "local",
                     "egress": null, "rule": rule, "ct_state": ct_state, "nat": nat,
@@ -191,8 +272,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 })
             }
             Verdict::Drop(reason) => {
-                sum.dropped += 1;
-                drops[reason.index()] += 1;
+                sink.drop(reason);
                 serde_json::json!({
                     "index": index, "ingress": ingress_name, "verdict": "drop",
                     "egress": null, "rule": rule, "ct_state": ct_state, "nat": null, "reason": reason.name(),
@@ -200,23 +280,240 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 })
             }
         };
-        if let Some((path, w)) = log.as_mut() {
-            writeln!(w, "{line}").map_err(|source| ReplayError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        sink.line(line)?;
+    }
+    sink.finish()
+}
+
+/// The MAC address a router port has in replay: its configured `mac`, else a locally
+/// administered address numbered after the port (`02:00:00:00:00:01` for the first).
+fn replay_mac(index: usize) -> MacAddr {
+    MacAddr([2, 0, 0, 0, (index >> 8) as u8, (index & 0xff) as u8 + 1])
+}
+
+/// The sender's address of a frame: an IP packet's source, an ARP message's sender.
+fn sender_of(frame: &[u8], info: &dataplane::wire::PacketInfo) -> Option<IpAddr128> {
+    match info.l3 {
+        dataplane::wire::L3::Arp => {
+            let spa = usize::from(info.l3_offset) + 14;
+            let b = frame.get(spa..spa + 4)?;
+            Some(IpAddr128::from_v4_octets([b[0], b[1], b[2], b[3]]))
         }
+        _ => info.flow.map(|k| k.src),
     }
-    out.finish()?;
-    if let Some((path, mut w)) = log {
-        w.flush()
-            .map_err(|source| ReplayError::Io { path, source })?;
+}
+
+/// Router mode: each frame through the same two steps a worker runs ([`Router::arrive`],
+/// then [`Router::judge_and_route`]), with one worker's neighbour table and conntrack
+/// table, the capture's timestamps as the clock.
+///
+/// - A frame arrives on its pcapng interface when the capture names one (interface ids are
+///   port indexes), otherwise on the port the router would use to reach its sender (the
+///   connected subnet or route toward the source; port 0 when there is none).
+/// - The ports' MAC addresses are the configured ones (`mac`), else `02:00:00:00:00:01`, `..02`
+///   and so on; a unicast frame's destination MAC is taken to be its ingress port's, so a
+///   capture taken anywhere on the path replays as if sent to the router.
+/// - The output holds every frame the router transmits, in order: packets forwarded (with
+///   their new Ethernet addresses), and the router's own (ARP/NDP, ICMP errors, echo replies,
+///   REJECT's resets). Next hops resolve as on the wire: from `[[neighbour]]` entries, or from
+///   the capture's own ARP/NDP answers; a packet waiting for a neighbour that never answers is
+///   dropped when its resolution fails (`neigh_failed`), or counted as `pending` at the end.
+fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, ReplayError> {
+    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let macs: Vec<MacAddr> = (0..names.len()).map(replay_mac).collect();
+    let router = crate::router_conf::build_router(cfg, &macs)
+        .map_err(|e| ReplayError::Config(format!("router: {e}")))?;
+    let Some(track) = opts.track.as_ref() else {
+        return Err(ReplayError::Config(
+            "router mode tracks connections: replay it without --no-conntrack".into(),
+        ));
+    };
+    let frames = read_frames(&opts.input)?;
+    let mut sink = Sink::new(opts, crate::pcap::Link::Ethernet)?;
+    let mut tables = Tables::new(track);
+    let start_ns = frames.first().map_or(0, |f| {
+        u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX)
+    });
+    let mut st: RouterState<Vec<u8>> = router.new_state(start_ns);
+    let mut last_tick = start_ns;
+    // Frames the router sends (port, frame), and packets handed back by a failed resolution.
+    let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut failed = 0u64;
+    let mut queued = 0u64;
+    for (index, f) in frames.iter().enumerate() {
+        let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
+        tables.expire(now_ns, u32::MAX);
+        if now_ns.saturating_sub(last_tick) >= 1_000_000 {
+            last_tick = now_ns;
+            router.tick(&mut st, now_ns, &mut sent, |_p| {
+                failed += 1;
+            });
+        }
+        let mut data = f.data.clone();
+        let parsed = dataplane::wire::parse_frame(&data);
+        let ingress = match f.interface {
+            i if i > 0 && (i as usize) < names.len() => i as u16,
+            _ => parsed
+                .as_ref()
+                .ok()
+                .and_then(|i| sender_of(&data, i))
+                .and_then(|src| {
+                    match router.decide(
+                        if src.is_v4() {
+                            dataplane::wire::Family::V4
+                        } else {
+                            dataplane::wire::Family::V6
+                        },
+                        &src,
+                    ) {
+                        dataplane::router::Egress::Forward(h) => Some(u16::from(h.port)),
+                        _ => None,
+                    }
+                })
+                .unwrap_or(0),
+        };
+        if data.len() >= 6 && data[0] & 1 == 0 {
+            data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
+        }
+        sink.sum.packets += 1;
+        let ingress_name = names[usize::from(ingress)].as_str();
+        let before = sent.len();
+        let info = match parsed {
+            Ok(mut i) => {
+                i.l4_csum = dataplane::wire::RxCsum::Unchecked;
+                i
+            }
+            Err(e) => {
+                let reason = DropReason::Parse(e);
+                sink.drop(reason);
+                sink.line(serde_json::json!({
+                    "index": index, "ingress": ingress_name, "verdict": "drop", "egress": null,
+                    "rule": null, "ct_state": null, "nat": null, "reason": reason.name(),
+                    "log": [], "sent": [],
+                }))?;
+                continue;
+            }
+        };
+        let mut released = Vec::new();
+        let arrival = router.arrive(
+            &mut st,
+            ingress,
+            &data,
+            &info,
+            now_ns,
+            &mut sent,
+            |port, p| released.push((port, p)),
+        );
+        sink.sum.forwarded += released.len() as u64;
+        sink.sum.released += released.len() as u64;
+        sent.extend(released);
+        let mut line = serde_json::json!({
+            "index": index, "ingress": ingress_name, "verdict": "drop", "egress": null,
+            "rule": null, "ct_state": null, "nat": null, "reason": null, "log": [],
+        });
+        match arrival {
+            Arrival::Ip(key) => {
+                let mut logs = Vec::new();
+                let (j, fate) = router.judge_and_route(
+                    &mut st,
+                    &opts.filter,
+                    &mut tables,
+                    ingress,
+                    data,
+                    &info,
+                    key,
+                    now_ns,
+                    &mut sent,
+                    |_,
+                     spec: &dataplane::classify::LogSpec,
+                     meta: &dataplane::classify::PacketMeta| {
+                        logs.push((spec.prefix.clone(), *meta));
+                    },
+                );
+                let (rule, ct_state) = rule_and_state(
+                    opts,
+                    j.state,
+                    j.judged.then_some(&j.meta),
+                    j.filter,
+                    (j.raw, j.input),
+                );
+                let logs: Vec<String> = logs
+                    .iter()
+                    .map(|(prefix, meta)| {
+                        log_line(prefix, &names, ingress, meta.out_port.into(), meta)
+                    })
+                    .collect();
+                for l in &logs {
+                    eprintln!("{l}");
+                }
+                line["rule"] = rule;
+                line["ct_state"] = ct_state;
+                line["log"] = logs.into();
+                let local = j.verdict == Verdict::Local;
+                if !matches!(fate, Fate::Dropped(..) | Fate::Reject { .. }) {
+                    line["nat"] = j
+                        .nat
+                        .map_or(serde_json::Value::Null, |(b, dir)| nat_json(&b, dir));
+                }
+                match fate {
+                    Fate::Send { port, pkt } if !local => {
+                        sink.sum.forwarded += 1;
+                        line["verdict"] = "forward".into();
+                        line["egress"] = names[usize::from(port)].clone().into();
+                        sent.insert(before, (port, pkt));
+                    }
+                    Fate::Send { port, pkt } => {
+                        // An echo reply to the router's own address.
+                        sink.sum.local += 1;
+                        line["verdict"] = "local".into();
+                        sent.push((port, pkt));
+                    }
+                    Fate::Queued => {
+                        queued += 1;
+                        line["verdict"] = "queued".into();
+                        if let dataplane::track::Route::Forward(h) = j.route {
+                            line["egress"] = names[usize::from(h.port)].clone().into();
+                        }
+                    }
+                    Fate::Dropped(_, why) => {
+                        sink.drop(why);
+                        line["reason"] = why.name().into();
+                    }
+                    Fate::Reject { pkt, with } => {
+                        sink.drop(DropReason::RuleReject);
+                        line["reason"] = DropReason::RuleReject.name().into();
+                        let mut buf = [0u8; dataplane::reject::MAX_REPLY];
+                        if let Some(n) = dataplane::reject::build_reply(&pkt, &info, with, &mut buf)
+                        {
+                            sent.push((ingress, buf[..n].to_vec()));
+                        }
+                    }
+                }
+            }
+            Arrival::Consumed => {
+                sink.sum.local += 1;
+                line["verdict"] = "consumed".into();
+            }
+            Arrival::Drop(why) => {
+                sink.drop(why);
+                line["reason"] = why.name().into();
+            }
+        }
+        let out: Vec<serde_json::Value> = sent[before..]
+            .iter()
+            .map(|(port, _)| names[usize::from(*port)].clone().into())
+            .collect();
+        line["sent"] = out.into();
+        for (_, frame) in sent.drain(..) {
+            sink.out.write(f.timestamp, &frame)?;
+        }
+        sink.line(line)?;
     }
-    sum.drops = DropReason::all()
-        .filter(|r| drops[r.index()] > 0)
-        .map(|r| (r.name(), drops[r.index()]))
-        .collect();
-    Ok(sum)
+    // Packets still waiting for a neighbour when the capture ends.
+    sink.sum.dropped += failed;
+    sink.drops[DropReason::Router(RouterDrop::NeighFailed).index()] += failed;
+    sink.sum.pending = queued.saturating_sub(failed + sink.sum.released);
+    sink.finish()
 }
 
 /// The verdict log's description of a translation: the packet's tuple before and after, and

@@ -1,5 +1,6 @@
 //! Router mode's configuration: port addresses, MTU and MAC (`[[port]]`), static routes
-//! (`[[route]]`), neighbour and ICMP settings (`[router]`), 1:1 NAT (`[[nat.one_to_one]]`);
+//! (`[[route]]`), permanent neighbours (`[[neighbour]]`), neighbour and ICMP settings
+//! (`[router]`), 1:1 NAT (`[[nat.one_to_one]]`);
 //! their validation, and [`build_router`], which turns them into the dataplane's
 //! [`Router`](dataplane::router::Router).
 //!
@@ -9,7 +10,9 @@ use crate::config::{Config, ConfigError, Mode};
 use dataplane::nat::OneToOne;
 use dataplane::route::neigh::NeighConfig;
 use dataplane::route::{NextHop, Route};
-use dataplane::router::{IcmpLimit, IfAddr, PortL3, Router, RouterConfig, MIN_MTU_V4, MIN_MTU_V6};
+use dataplane::router::{
+    IcmpLimit, IfAddr, PortL3, Router, RouterConfig, StaticNeigh, MIN_MTU_V4, MIN_MTU_V6,
+};
 use dataplane::wire::{Family, IpAddr128, MacAddr};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -26,6 +29,19 @@ pub struct RouteConf {
     /// The out port by name; optional when `via` is inside a connected subnet (the port of
     /// that subnet), required for an IPv6 link-local gateway and without `via`.
     pub port: Option<String>,
+}
+
+/// `[[neighbour]]` (or `[[neighbor]]`): a permanent neighbour, as `ip neigh add ADDRESS lladdr
+/// MAC dev PORT nud permanent`: used without resolution, never aged or changed by ARP/NDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConf {
+    /// The port it is on, by name.
+    pub port: String,
+    /// Its IPv4 or IPv6 address.
+    pub address: String,
+    /// Its MAC address (`02:00:00:00:00:01`).
+    pub mac: String,
 }
 
 /// `[router]`: the neighbour table and ICMP error limits, per worker, with Linux's defaults
@@ -316,6 +332,59 @@ impl Config {
         })
     }
 
+    /// The permanent neighbours (`[[neighbour]]`) against the ports' addresses `addrs`: each on
+    /// a port that exists, in one of that port's subnets, not one of its addresses, given once.
+    /// Errors are (key, message).
+    pub(crate) fn static_neighbours(
+        &self,
+        addrs: &[Vec<IfAddr>],
+    ) -> Result<Vec<StaticNeigh>, (String, String)> {
+        let mut out: Vec<StaticNeigh> = Vec::with_capacity(self.neighbours.len());
+        for (i, n) in self.neighbours.iter().enumerate() {
+            let key = |k: &str| format!("neighbour[{i}].{k}");
+            let port = self.port_index(&n.port).ok_or_else(|| {
+                (
+                    key("port"),
+                    format!("{:?} is not a configured port", n.port),
+                )
+            })?;
+            let ip = parse_ip(&n.address).map_err(|e| (key("address"), e))?;
+            let std = ip.to_std();
+            if std.is_unspecified() || std.is_multicast() || std.is_loopback() {
+                return Err((key("address"), format!("{ip}: not a unicast address")));
+            }
+            let mine = addrs.get(port).map(Vec::as_slice).unwrap_or_default();
+            if mine.iter().any(|a| a.addr == ip) {
+                return Err((
+                    key("address"),
+                    format!("{ip} is an address of port {:?}", n.port),
+                ));
+            }
+            if !is_link_local(&ip) && !mine.iter().any(|a| a.contains(&ip)) {
+                return Err((
+                    key("address"),
+                    format!("{ip} is not in a connected subnet of port {:?}", n.port),
+                ));
+            }
+            let mac = parse_mac(&n.mac).map_err(|e| (key("mac"), e))?;
+            if !mac.is_unicast() || mac == MacAddr::ZERO {
+                return Err((key("mac"), format!("{mac} is not a unicast MAC address")));
+            }
+            if let Some(j) = out
+                .iter()
+                .position(|o| usize::from(o.port) == port && o.ip == ip)
+            {
+                return Err((key("address"), format!("{ip} is also neighbour[{j}]")));
+            }
+            out.push(StaticNeigh {
+                port: port as u16,
+                ip,
+                mac,
+            });
+        }
+        Ok(out)
+    }
+
     /// Validates the router-mode keys (and that bridge mode does not use them).
     pub(crate) fn validate_router(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: String, message: String| Config::invalid(path, key, message);
@@ -428,6 +497,23 @@ impl Config {
             return Err(bad(
                 "route[0]".into(),
                 "only in router mode (mode = \"router\")".into(),
+            ));
+        }
+        if !router && !self.neighbours.is_empty() {
+            return Err(bad(
+                "neighbour[0]".into(),
+                "only in router mode (mode = \"router\")".into(),
+            ));
+        }
+        self.static_neighbours(&addrs).map_err(|(k, m)| bad(k, m))?;
+        if router && self.neighbours.len() >= self.router.neigh_entries {
+            return Err(bad(
+                "router.neigh_entries".into(),
+                format!(
+                    "{} leaves no room beside {} permanent neighbours",
+                    self.router.neigh_entries,
+                    self.neighbours.len()
+                ),
             ));
         }
         let mut prefixes: Vec<IfAddr> = Vec::new();
@@ -599,7 +685,9 @@ pub fn build_router(cfg: &Config, macs: &[MacAddr]) -> Result<Router, ConfigErro
             },
         });
     }
+    let neighbours = cfg.static_neighbours(&addrs).map_err(|(k, m)| err(k, m))?;
     Router::new(ports, &routes, cfg.router.router_config())
+        .and_then(|r| r.with_neighbours(neighbours))
         .map_err(|e| err("port".into(), e.to_string()))
 }
 

@@ -286,6 +286,18 @@ pub enum RouterBuildError {
     },
     #[error("routes: {0}")]
     Route(#[from] RouteError),
+    #[error("neighbour {ip}: {why}")]
+    Neighbour { ip: IpAddr128, why: &'static str },
+    #[error("{count} permanent neighbours leave no room in a table of {capacity}")]
+    Neighbours { count: usize, capacity: usize },
+}
+
+/// A permanent neighbour: `ip` on `port` is at `mac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticNeigh {
+    pub port: u16,
+    pub ip: IpAddr128,
+    pub mac: MacAddr,
 }
 
 /// Where a packet goes, by its destination.
@@ -576,6 +588,8 @@ pub struct Router {
     /// IPv4 limited broadcast and the connected subnets' directed broadcasts.
     broadcasts: Vec<IpAddr128>,
     cfg: RouterConfig,
+    /// Permanent neighbours, installed in every worker's table.
+    neighbours: Vec<StaticNeigh>,
 }
 
 impl Router {
@@ -686,7 +700,51 @@ impl Router {
             local,
             broadcasts,
             cfg,
+            neighbours: Vec::new(),
         })
+    }
+
+    /// Adds permanent neighbours (`ip neigh add ... nud permanent`): every worker's table
+    /// starts with them, and nothing the network says changes them. Each must be on an
+    /// existing port, a unicast address that is not ours, at a unicast MAC, and all of them
+    /// must leave room in the table.
+    pub fn with_neighbours(mut self, n: Vec<StaticNeigh>) -> Result<Router, RouterBuildError> {
+        for s in &n {
+            let bad = |why| RouterBuildError::Neighbour { ip: s.ip, why };
+            if usize::from(s.port) >= self.ports.len() {
+                return Err(bad("no such port"));
+            }
+            let std = s.ip.to_std();
+            if std.is_unspecified() || std.is_multicast() || std.is_loopback() {
+                return Err(bad("not a unicast address"));
+            }
+            if self.local.contains(&s.ip) {
+                return Err(bad("one of the router's own addresses"));
+            }
+            if !s.mac.is_unicast() || s.mac == MacAddr::ZERO {
+                return Err(bad("not a unicast MAC address"));
+            }
+            if n.iter()
+                .filter(|o| (o.port, o.ip) == (s.port, s.ip))
+                .count()
+                > 1
+            {
+                return Err(bad("given twice"));
+            }
+        }
+        if n.len() >= self.cfg.neigh.capacity.max(1) {
+            return Err(RouterBuildError::Neighbours {
+                count: n.len(),
+                capacity: self.cfg.neigh.capacity,
+            });
+        }
+        self.neighbours = n;
+        Ok(self)
+    }
+
+    /// The permanent neighbours.
+    pub fn neighbours(&self) -> &[StaticNeigh] {
+        &self.neighbours
     }
 
     /// The ports, by port id.
@@ -709,7 +767,13 @@ impl Router {
 
     /// A worker's state for this router's settings.
     pub fn new_state<P>(&self, now_ns: u64) -> RouterState<P> {
-        RouterState::new(&self.cfg, now_ns)
+        let mut st = RouterState::new(&self.cfg, now_ns);
+        for n in &self.neighbours {
+            // `with_neighbours` left room for every one in an empty table.
+            let added = st.neigh.add_permanent(n.port as u8, n.ip, n.mac, |_, _| {});
+            debug_assert!(added);
+        }
+        st
     }
 
     /// Whether `addr` is one of our unicast addresses (port addresses, link-local addresses,
@@ -1237,7 +1301,7 @@ impl Router {
             return false;
         };
         let mac = match st.neigh.get(hop.port, &hop.resolve_target(&src)) {
-            Some((NeighState::Reachable | NeighState::Stale, mac)) => mac,
+            Some((NeighState::Reachable | NeighState::Stale | NeighState::Permanent, mac)) => mac,
             _ => {
                 st.stats.icmp_unresolved += 1;
                 return false;
@@ -1453,6 +1517,9 @@ fn flip_type(msg: &mut [u8], ty: u8) {
     msg[0] = ty;
     msg[2..4].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
 }
+
+mod path;
+pub use path::{Arrival, Fate};
 
 #[cfg(test)]
 mod tests;

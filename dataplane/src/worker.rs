@@ -15,10 +15,9 @@ use crate::dpdk::{
 use crate::filter::{FilterSnapshot, FilterVerdict};
 use crate::pipeline::{Bridge, MAX_PORTS};
 use crate::rcu::Reader;
-use crate::router::{Egress as RouterEgress, Emit, Forwarded, L2Action, Router, RouterState};
+use crate::router::{Arrival, Emit, Fate, Router, RouterState};
 use crate::stats::{bump, WorkerStats};
 use crate::track::Tables;
-use crate::track::{Forwarding, Route};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::Family;
 use std::cell::RefCell;
@@ -757,55 +756,6 @@ impl Emit for Shared<'_, '_> {
     }
 }
 
-/// Router mode's forwarding decisions for the stateful stage.
-struct Routed<'r, 'o, 'a> {
-    router: &'r Router,
-    st: &'r mut RouterState<Mbuf>,
-    out: Shared<'o, 'a>,
-    ingress: u16,
-    now_ns: u64,
-}
-
-impl Forwarding for Routed<'_, '_, '_> {
-    #[inline]
-    fn route(&mut self, _ingress: u16, key: &crate::wire::FlowKey) -> Route {
-        match self.router.decide(key.family, &key.dst) {
-            RouterEgress::Local => Route::Local,
-            RouterEgress::Forward(h) => Route::Forward(h),
-            RouterEgress::Unreachable | RouterEgress::Martian => Route::Unreachable,
-        }
-    }
-
-    #[inline]
-    fn masquerade_source(
-        &mut self,
-        port: u16,
-        key: &crate::wire::FlowKey,
-    ) -> Option<crate::wire::IpAddr128> {
-        self.router.source_for(port, key.family, &key.dst)
-    }
-
-    #[inline]
-    fn check(
-        &mut self,
-        frame: &[u8],
-        info: &crate::wire::PacketInfo,
-        hop: &crate::route::NextHop,
-    ) -> Result<(), DropReason> {
-        self.router
-            .check_forward(
-                self.st,
-                self.ingress,
-                frame,
-                info,
-                hop,
-                self.now_ns,
-                &mut self.out,
-            )
-            .map_err(DropReason::Router)
-    }
-}
-
 /// Whether a frame is a neighbour answer (an ARP reply or an IPv6 neighbour advertisement):
 /// what every worker's neighbour table must learn, whichever queue it arrived on.
 fn is_neighbour_answer(frame: &[u8], info: &crate::wire::PacketInfo) -> bool {
@@ -886,7 +836,7 @@ fn route_burst(
             },
         };
         info.l4_csum = m.rx_l4_csum();
-        let l2 = router.input_l2(
+        let arrival = router.arrive(
             st,
             ingress,
             m.data(),
@@ -895,9 +845,9 @@ fn route_burst(
             &mut Shared(&out),
             |port, p| out.borrow_mut().send(port, p),
         );
-        match l2 {
-            L2Action::Ip => {}
-            L2Action::Consumed => {
+        let key = match arrival {
+            Arrival::Ip(key) => key,
+            Arrival::Consumed => {
                 if let Some(stg) = steering.as_deref_mut() {
                     if is_neighbour_answer(m.data(), &info) {
                         share_answer(ctx, stg, ingress, m.data());
@@ -905,20 +855,11 @@ fn route_burst(
                 }
                 continue;
             }
-            L2Action::Drop(why) => {
-                stats.drop_packet(DropReason::Router(why));
+            Arrival::Drop(why) => {
+                stats.drop_packet(why);
                 continue;
             }
-        }
-        let Some(key) = info.flow else {
-            stats.drop_packet(DropReason::Router(crate::router::RouterDrop::NonIp));
-            continue;
         };
-        if !router.accept_source(key.family, &key.src, false) {
-            router.note_martian(st);
-            stats.drop_packet(DropReason::Router(crate::router::RouterDrop::Martian));
-            continue;
-        }
         if let Some(stg) = steering.as_deref_mut() {
             let owner = match ctx.rules.filter.nat.as_deref() {
                 Some(nat) => crate::steer::owner_nat(m.data(), &info, &nat.steering),
@@ -934,26 +875,18 @@ fn route_burst(
             }
         }
         let mut logged = Logged::default();
-        let j = {
-            let mut fwd = Routed {
-                router,
-                st,
-                out: Shared(&out),
-                ingress,
-                now_ns,
-            };
-            crate::track::judge_tracked(
-                &ctx.rules.filter,
-                tables,
-                m.data(),
-                &info,
-                key,
-                ingress,
-                &mut fwd,
-                now_ns,
-                |rule, spec, meta| logged.push(rule, spec, meta),
-            )
-        };
+        let (j, fate) = router.judge_and_route(
+            st,
+            &ctx.rules.filter,
+            tables,
+            ingress,
+            m,
+            &info,
+            key,
+            now_ns,
+            &mut Shared(&out),
+            |rule, spec, meta| logged.push(rule, spec, meta),
+        );
         if j.judged && !j.raw && !j.input {
             if let (Some(rule), Some(c)) = (j.filter.rule(), ctx.rules.counters(key.family, ctx.id))
             {
@@ -961,78 +894,24 @@ fn route_burst(
             }
         }
         if logged.n > 0 {
-            logged.flush(ctx, m.data().len());
+            logged.flush(ctx, len as usize);
         }
-        let verdict = crate::pipeline::translate(m.data_mut(), &info, &j);
-        let fate = match (verdict, j.route) {
-            (Verdict::Forward(_), Route::Forward(hop)) => {
-                router.forward(st, ingress, m, &info, hop, now_ns, &mut Shared(&out))
-            }
-            (Verdict::Local, _) => {
-                router.local_ip(st, ingress, m, &info, now_ns, &mut Shared(&out))
-            }
-            (Verdict::Drop(DropReason::NoRoute), _) => {
-                match router.decide(key.family, &j.meta.key.dst) {
-                    RouterEgress::Martian => {
-                        router.note_martian(st);
-                        stats.drop_packet(DropReason::Router(crate::router::RouterDrop::Martian));
-                    }
-                    _ => {
-                        router.unreachable(st, ingress, m.data(), &info, now_ns, &mut Shared(&out));
-                        stats.drop_packet(DropReason::NoRoute);
-                    }
-                }
-                continue;
-            }
-            (Verdict::Drop(why), _) => {
-                stats.drop_packet(why);
-                if let crate::filter::FilterVerdict::Reject { with, .. } = j.filter {
-                    if why == DropReason::RuleReject {
-                        // A reset comes from the rejected packet's destination (Linux's
-                        // nf_send_reset); an ICMP error is the router's own, routed back to
-                        // the sender from the address of the port it leaves by, rate-limited
-                        // (Linux's icmp_send).
-                        let code = match key.family {
-                            Family::V4 => crate::reject::icmp_code_v4(with),
-                            Family::V6 => crate::reject::icmp_code_v6(with),
-                        };
-                        match (with, code) {
-                            (RejectWith::TcpReset, _) | (_, None) => reject(
-                                ctx,
-                                usize::from(ingress),
-                                m.data(),
-                                with,
-                                out.borrow_mut().egress,
-                            ),
-                            (_, Some(code)) => {
-                                if router.send_error(
-                                    st,
-                                    ingress,
-                                    m.data(),
-                                    &info,
-                                    crate::route::icmp::RouterError::Rejected { code },
-                                    now_ns,
-                                    &mut Shared(&out),
-                                ) {
-                                    bump(&ctx.stats.replies_sent, 1);
-                                }
-                            }
-                        }
-                    }
-                }
-                continue;
-            }
-            (Verdict::Forward(_), _) => {
-                stats.drop_packet(DropReason::NoRoute);
-                continue;
-            }
-        };
         match fate {
-            Forwarded::Send { port, pkt } => out.borrow_mut().send(port, pkt),
-            Forwarded::Queued => {}
-            Forwarded::Dropped(pkt, why) => {
+            Fate::Send { port, pkt } => out.borrow_mut().send(port, pkt),
+            Fate::Queued => {}
+            Fate::Dropped(pkt, why) => {
                 drop(pkt);
-                stats.drop_packet(DropReason::Router(why));
+                stats.drop_packet(why);
+            }
+            Fate::Reject { pkt, with } => {
+                stats.drop_packet(DropReason::RuleReject);
+                reject(
+                    ctx,
+                    usize::from(ingress),
+                    pkt.data(),
+                    with,
+                    out.borrow_mut().egress,
+                );
             }
         }
     }

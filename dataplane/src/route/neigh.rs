@@ -14,6 +14,9 @@
 //!   asks the caller for a unicast probe at most once per `retrans_ns`. An answer makes it
 //!   Reachable again; an entry unused for `gc_ns` is removed.
 //!
+//! - **Permanent**: configured by the operator (Linux's `ip neigh add ... nud permanent`):
+//!   always used as is, never probed, aged, evicted or changed by what the network says.
+//!
 //! A new entry that finds the table full replaces the least recently used entry with nothing
 //! queued, if there is one; otherwise the packet is dropped and counted (`table_full`).
 //! [`NeighTable::tick`] runs the timers; call it every few milliseconds (its cost is linear in
@@ -115,9 +118,13 @@ impl Default for NeighConfig {
 /// An entry's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NeighState {
-    Incomplete { probes: u8 },
+    Incomplete {
+        probes: u8,
+    },
     Reachable,
     Stale,
+    /// Configured ([`NeighTable::add_permanent`]).
+    Permanent,
 }
 
 /// Why a packet was dropped; indexes [`NeighStats::drops`].
@@ -264,7 +271,7 @@ impl<P> NeighTable<P> {
             let e = &mut self.entries[i as usize];
             e.used_ns = now_ns;
             return match e.state {
-                NeighState::Reachable => Resolution::Send {
+                NeighState::Reachable | NeighState::Permanent => Resolution::Send {
                     mac: e.mac,
                     pkt,
                     probe: false,
@@ -326,7 +333,7 @@ impl<P> NeighTable<P> {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.live && e.queue.is_empty())
+            .filter(|(_, e)| e.live && e.queue.is_empty() && e.state != NeighState::Permanent)
             .min_by_key(|(_, e)| e.used_ns)
             .map(|(i, _)| i as u32)?;
         let e = &mut self.entries[victim as usize];
@@ -334,6 +341,36 @@ impl<P> NeighTable<P> {
         e.live = false;
         self.stats.evictions += 1;
         Some(victim)
+    }
+
+    /// Installs a permanent entry: `ip` on `port` is at `mac` (replacing any entry for it;
+    /// packets queued for it go to `send`). False when the table has no room left: permanent
+    /// entries are never evicted, so they count against the capacity.
+    pub fn add_permanent(
+        &mut self,
+        port: u8,
+        ip: IpAddr128,
+        mac: MacAddr,
+        mut send: impl FnMut(P, MacAddr),
+    ) -> bool {
+        let i = match self.index.get(&(port, ip)) {
+            Some(&i) => i,
+            None => match self.slot() {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        let e = &mut self.entries[i as usize];
+        e.port = port;
+        e.ip = ip;
+        e.mac = mac;
+        e.state = NeighState::Permanent;
+        e.live = true;
+        while let Some(p) = e.queue.pop_front() {
+            send(p, mac);
+        }
+        self.index.insert((port, ip), i);
+        true
     }
 
     /// Learns `mac` for `ip` on `port` from an ARP message or a neighbour solicitation or
@@ -389,6 +426,7 @@ impl<P> NeighTable<P> {
                     send(p, mac);
                 }
             }
+            NeighState::Permanent => {}
             NeighState::Reachable | NeighState::Stale => {
                 e.mac = mac;
                 if solicited {
@@ -483,6 +521,52 @@ mod tests {
             queue_len,
             ..NeighConfig::default()
         })
+    }
+
+    #[test]
+    fn permanent_entries_are_used_as_configured_and_kept() {
+        let mut t = table(2, 2);
+        assert!(t.add_permanent(0, ip(1), mac(1), |_, _| unreachable!()));
+        // Used at once, never probed.
+        for now in [0, 100 * S, 1000 * S] {
+            assert_eq!(
+                t.resolve(0, ip(1), vec![1], now),
+                Resolution::Send {
+                    mac: mac(1),
+                    pkt: vec![1],
+                    probe: false
+                }
+            );
+        }
+        // What the network says does not change it.
+        for how in [Learnt::Answer, Learnt::Request, Learnt::Unsolicited] {
+            t.learn(0, ip(1), mac(9), how, 0, |_, _| unreachable!());
+        }
+        assert_eq!(t.get(0, &ip(1)), Some((NeighState::Permanent, mac(1))));
+        // Timers and a full table leave it alone.
+        t.tick(10_000 * S, |_| {}, |_, _, _| unreachable!());
+        assert_eq!(t.get(0, &ip(1)), Some((NeighState::Permanent, mac(1))));
+        t.learn(0, ip(2), mac(2), Learnt::Request, 0, |_, _| {});
+        t.learn(0, ip(3), mac(3), Learnt::Request, S, |_, _| {});
+        assert_eq!(t.get(0, &ip(1)), Some((NeighState::Permanent, mac(1))));
+        assert_eq!(t.get(0, &ip(3)).map(|e| e.1), Some(mac(3)));
+        assert_eq!(
+            t.get(0, &ip(2)),
+            None,
+            "the learnt entry was evicted, not the permanent one"
+        );
+        // A permanent entry for an address being resolved sends what waited.
+        let mut t = table(2, 2);
+        assert_eq!(
+            t.resolve(0, ip(4), vec![4], 0),
+            Resolution::Queued { solicit: true }
+        );
+        let mut sent = Vec::new();
+        assert!(t.add_permanent(0, ip(4), mac(4), |p, m| sent.push((p, m))));
+        assert_eq!(sent, vec![(vec![4], mac(4))]);
+        // No room: refused.
+        assert!(t.add_permanent(0, ip(5), mac(5), |_, _| {}));
+        assert!(!t.add_permanent(0, ip(6), mac(6), |_, _| {}));
     }
 
     #[test]

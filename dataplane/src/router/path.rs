@@ -1,0 +1,222 @@
+//! FAST PATH: no allocation, lock, syscall or log (the ICMP errors and ARP/NDP it may send are
+//! the router's cold paths, written into its preallocated scratch buffers).
+//!
+//! One packet's way through router mode, the sequence in the [`crate::router`] module docs, in
+//! two steps so that the caller may act between them: the worker hands a packet to the worker
+//! owning its connection after [`Router::arrive`] (neighbour answers are learnt by every
+//! worker, so they are copied first), and `rampart replay` runs both steps back to back. Both
+//! run exactly this code, over owning mbufs in the worker and byte vectors in replay.
+
+use super::{Emit, Forwarded, L2Action, Router, RouterDrop, RouterState};
+use crate::classify::{LogSpec, PacketMeta, RejectWith};
+use crate::filter::{Filter, FilterVerdict};
+use crate::route::icmp::RouterError;
+use crate::route::NextHop;
+use crate::track::{judge_tracked, Forwarding, IpJudgement, Route, Tables};
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::{Family, FlowKey, IpAddr128, PacketInfo};
+
+/// What the first look at a received frame made of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// An IP packet with this tuple, from an acceptable source: continue with
+    /// [`Router::judge_and_route`].
+    Ip(FlowKey),
+    /// Handled here (ARP, neighbour discovery): free the frame.
+    Consumed,
+    /// Dropped; the caller counts the reason and frees the frame.
+    Drop(DropReason),
+}
+
+/// The fate of an IP packet after the stateful stage and the routing decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fate<P> {
+    /// Transmit `pkt` on `port` (translated, TTL decremented, Ethernet addresses rewritten).
+    Send { port: u16, pkt: P },
+    /// Held by the neighbour table until its next hop resolves (a request went out when the
+    /// resolution started).
+    Queued,
+    /// Dropped: the caller counts the reason and frees the packet. Any ICMP error the router
+    /// owed the sender (time exceeded, unreachable, fragmentation needed, a REJECT's
+    /// `icmp-*`) has gone out through the [`Emit`] sink.
+    Dropped(P, DropReason),
+    /// Dropped by a REJECT whose answer comes from the rejected packet's destination rather
+    /// than from the router (a TCP reset, as Linux's `nf_send_reset`, or a reject type with no
+    /// ICMP code for this family): the caller counts `rule_reject` and sends the reply out of
+    /// the ingress port ([`crate::reject::build_reply`]).
+    Reject { pkt: P, with: RejectWith },
+}
+
+/// Router mode's forwarding decisions for the stateful stage.
+struct Routed<'a, P, E> {
+    router: &'a Router,
+    st: &'a mut RouterState<P>,
+    emit: &'a mut E,
+    ingress: u16,
+    now_ns: u64,
+}
+
+impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
+    #[inline]
+    fn route(&mut self, _ingress: u16, key: &FlowKey) -> Route {
+        match self.router.decide(key.family, &key.dst) {
+            super::Egress::Local => Route::Local,
+            super::Egress::Forward(h) => Route::Forward(h),
+            super::Egress::Unreachable | super::Egress::Martian => Route::Unreachable,
+        }
+    }
+
+    #[inline]
+    fn masquerade_source(&mut self, port: u16, key: &FlowKey) -> Option<IpAddr128> {
+        self.router.source_for(port, key.family, &key.dst)
+    }
+
+    #[inline]
+    fn check(&mut self, frame: &[u8], info: &PacketInfo, hop: &NextHop) -> Result<(), DropReason> {
+        self.router
+            .check_forward(
+                self.st,
+                self.ingress,
+                frame,
+                info,
+                hop,
+                self.now_ns,
+                self.emit,
+            )
+            .map_err(DropReason::Router)
+    }
+}
+
+impl Router {
+    /// The first step for a frame received on `ingress` (parsed as `info`):
+    /// [`Router::input_l2`] (frames not for us, tagged frames, ARP and neighbour discovery:
+    /// answered and learnt, packets waiting for the address learnt go to `release` ready to
+    /// send on the port given), then the martian source check, before any NAT.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn arrive<P: AsMut<[u8]>>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        frame: &[u8],
+        info: &PacketInfo,
+        now_ns: u64,
+        emit: &mut impl Emit,
+        release: impl FnMut(u16, P),
+    ) -> Arrival {
+        match self.input_l2(st, ingress, frame, info, now_ns, emit, release) {
+            L2Action::Ip => {}
+            L2Action::Consumed => return Arrival::Consumed,
+            L2Action::Drop(why) => return Arrival::Drop(DropReason::Router(why)),
+        }
+        let Some(key) = info.flow else {
+            return Arrival::Drop(DropReason::Router(RouterDrop::NonIp));
+        };
+        if !self.accept_source(key.family, &key.src, false) {
+            self.note_martian(st);
+            return Arrival::Drop(DropReason::Router(RouterDrop::Martian));
+        }
+        Arrival::Ip(key)
+    }
+
+    /// The second step for an IP packet [`Router::arrive`] let through: the stateful stage
+    /// (reassembly, raw, conntrack, nat PREROUTING, the routing decision, the forwarding
+    /// checks, filter FORWARD or INPUT, nat POSTROUTING, confirmation), the translation, then
+    /// forwarding by the next hop, local delivery (echo replies), or the drop with the ICMP
+    /// error a router owes (no route, a REJECT's `icmp-*` from the router's address). Returns
+    /// the judgement (for rule counters and the verdict log) and the packet's fate.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge_and_route<P: AsRef<[u8]> + AsMut<[u8]>, E: Emit>(
+        &self,
+        st: &mut RouterState<P>,
+        filter: &Filter,
+        tables: &mut Tables,
+        ingress: u16,
+        mut pkt: P,
+        info: &PacketInfo,
+        key: FlowKey,
+        now_ns: u64,
+        emit: &mut E,
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    ) -> (IpJudgement, Fate<P>) {
+        let j = {
+            let mut fwd = Routed {
+                router: self,
+                st: &mut *st,
+                emit: &mut *emit,
+                ingress,
+                now_ns,
+            };
+            judge_tracked(
+                filter,
+                tables,
+                pkt.as_ref(),
+                info,
+                key,
+                ingress,
+                &mut fwd,
+                now_ns,
+                on_log,
+            )
+        };
+        let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
+        let fwd = match (verdict, j.route) {
+            (Verdict::Forward(_), Route::Forward(hop)) => {
+                self.forward(st, ingress, pkt, info, hop, now_ns, emit)
+            }
+            (Verdict::Local, _) => self.local_ip(st, ingress, pkt, info, now_ns, emit),
+            (Verdict::Drop(DropReason::NoRoute), _) => {
+                if matches!(
+                    self.decide(key.family, &j.meta.key.dst),
+                    super::Egress::Martian
+                ) {
+                    self.note_martian(st);
+                    return (
+                        j,
+                        Fate::Dropped(pkt, DropReason::Router(RouterDrop::Martian)),
+                    );
+                }
+                self.unreachable(st, ingress, pkt.as_ref(), info, now_ns, emit);
+                return (j, Fate::Dropped(pkt, DropReason::NoRoute));
+            }
+            (Verdict::Drop(why), _) => {
+                if let (DropReason::RuleReject, FilterVerdict::Reject { with, .. }) =
+                    (why, j.filter)
+                {
+                    let code = match key.family {
+                        Family::V4 => crate::reject::icmp_code_v4(with),
+                        Family::V6 => crate::reject::icmp_code_v6(with),
+                    };
+                    match (with, code) {
+                        (RejectWith::TcpReset, _) | (_, None) => {
+                            return (j, Fate::Reject { pkt, with });
+                        }
+                        (_, Some(code)) => {
+                            // The router's own error, routed back to the sender from the
+                            // address of the port it leaves by, rate-limited (Linux's
+                            // icmp_send).
+                            self.send_error(
+                                st,
+                                ingress,
+                                pkt.as_ref(),
+                                info,
+                                RouterError::Rejected { code },
+                                now_ns,
+                                emit,
+                            );
+                        }
+                    }
+                }
+                return (j, Fate::Dropped(pkt, why));
+            }
+            (Verdict::Forward(_), _) => return (j, Fate::Dropped(pkt, DropReason::NoRoute)),
+        };
+        let fate = match fwd {
+            Forwarded::Send { port, pkt } => Fate::Send { port, pkt },
+            Forwarded::Queued => Fate::Queued,
+            Forwarded::Dropped(pkt, why) => Fate::Dropped(pkt, DropReason::Router(why)),
+        };
+        (j, fate)
+    }
+}
