@@ -1020,4 +1020,83 @@ port = "a"
         ));
         assert!(!c.one_to_one().is_empty());
     }
+
+    #[test]
+    fn permanent_neighbours_are_checked_and_installed_in_every_worker() {
+        let n = |port: &str, address: &str, mac: &str| {
+            format!("[[neighbour]]\nport = \"{port}\"\naddress = \"{address}\"\nmac = \"{mac}\"\n")
+        };
+        let ok = format!(
+            "{ROUTER}{}{}",
+            n("outside", "203.0.113.254", "02:00:00:00:fe:fe"),
+            n("inside", "fd00::5", "02:00:00:00:00:05")
+        );
+        let c = parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+        let r = build_router(&c, &MACS).unwrap();
+        assert_eq!(r.neighbours().len(), 2);
+        let st: dataplane::router::RouterState<Vec<u8>> = r.new_state(0);
+        assert_eq!(
+            st.neigh.get(1, &a("203.0.113.254")),
+            Some((
+                dataplane::route::neigh::NeighState::Permanent,
+                MacAddr([2, 0, 0, 0, 0xfe, 0xfe])
+            ))
+        );
+        for (extra, key, what) in [
+            (
+                n("outside", "10.0.0.5", "02:00:00:00:00:05"),
+                "neighbour[0].address",
+                "not in a connected subnet",
+            ),
+            (
+                n("outside", "203.0.113.1", "02:00:00:00:00:05"),
+                "neighbour[0].address",
+                "is an address of port",
+            ),
+            (
+                n("outside", "224.0.0.1", "02:00:00:00:00:05"),
+                "neighbour[0].address",
+                "not a unicast",
+            ),
+            (
+                n("outside", "203.0.113.9", "ff:ff:ff:ff:ff:ff"),
+                "neighbour[0].mac",
+                "not a unicast MAC",
+            ),
+            (n("outside", "203.0.113.9", "02:00"), "neighbour[0].mac", ""),
+            (
+                n("elsewhere", "203.0.113.9", "02:00:00:00:00:05"),
+                "neighbour[0].port",
+                "not a configured port",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    n("outside", "203.0.113.9", "02:00:00:00:00:05"),
+                    n("outside", "203.0.113.9", "02:00:00:00:00:06")
+                ),
+                "neighbour[1].address",
+                "also neighbour[0]",
+            ),
+        ] {
+            let e = err(&format!("{ROUTER}{extra}"));
+            assert!(e.contains(key) && e.contains(what), "{key}: {e}");
+        }
+        let full = ROUTER.replace("neigh_entries = 128", "neigh_entries = 2");
+        let e = err(&format!(
+            "{full}{}{}",
+            n("outside", "203.0.113.8", "02:00:00:00:00:08"),
+            n("outside", "203.0.113.9", "02:00:00:00:00:09")
+        ));
+        assert!(e.contains("router.neigh_entries"), "{e}");
+        let bridge = "[[port]]\nname = \"a\"\ndevice = \"net_null0\"\n[[port]]\nname = \"b\"\ndevice = \"net_null1\"\n";
+        let e = err(&format!(
+            "{bridge}{}",
+            n("a", "10.0.0.5", "02:00:00:00:00:05")
+        ));
+        assert!(
+            e.contains("neighbour[0]") && e.contains("only in router mode"),
+            "{e}"
+        );
+    }
 }
