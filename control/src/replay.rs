@@ -319,6 +319,13 @@ fn sender_of(frame: &[u8], info: &dataplane::wire::PacketInfo) -> Option<IpAddr1
 ///   the capture's own ARP/NDP answers; a packet waiting for a neighbour that never answers is
 ///   dropped when its resolution fails (`neigh_failed`), or counted as `pending` at the end.
 fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, ReplayError> {
+    if !opts.inside.is_empty() {
+        return Err(ReplayError::Config(
+            "--inside is for bridge mode: in router mode a frame arrives on its pcapng interface, \
+             else on the port toward its sender"
+                .into(),
+        ));
+    }
     let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let macs: Vec<MacAddr> = (0..names.len()).map(replay_mac).collect();
     let router = crate::router_conf::build_router(cfg, &macs)

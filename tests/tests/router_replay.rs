@@ -287,4 +287,18 @@ fn router_mode_replay_refuses_what_it_cannot_run() {
         !o.status.success() && err.contains("tracks connections"),
         "{err}"
     );
+    let o = run(Command::new(bin("rampart"))
+        .arg("replay")
+        .arg("--config")
+        .arg(p("router.toml"))
+        .args(["--inside", "10.0.0.0/8"])
+        .arg("--input")
+        .arg(p("in.pcap"))
+        .arg("--output")
+        .arg(p("out.pcap")));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--inside is for bridge mode"),
+        "{err}"
+    );
 }
