@@ -681,6 +681,36 @@ pub struct ConnInfo {
     pub bytes: [u64; 2],
 }
 
+/// What a table's memory is made of ([`Conntrack::memory`]), in bytes; all of it is taken when
+/// the table is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// The entries (128 bytes each).
+    pub entries: usize,
+    /// The high parts of the counters (16 bytes a slot).
+    pub counters_high: usize,
+    /// The index buckets (8 bytes each, twice as many as references; a slot has two
+    /// references with NAT room, one without).
+    pub index: usize,
+    /// The timer wheel's links and slot heads.
+    pub wheel: usize,
+    /// The stack of free slots (4 bytes a slot).
+    pub free_stack: usize,
+    /// The translated reply tuples (38 bytes a slot; none without NAT room).
+    pub nat_replies: usize,
+}
+
+impl Memory {
+    pub fn total(&self) -> usize {
+        self.entries
+            + self.counters_high
+            + self.index
+            + self.wheel
+            + self.free_stack
+            + self.nat_replies
+    }
+}
+
 /// A per-worker connection table; see the module docs.
 #[derive(Debug)]
 pub struct Conntrack {
@@ -779,12 +809,19 @@ impl Conntrack {
 
     /// Bytes of memory the table holds.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.len() * core::mem::size_of::<Entry>()
-            + self.free.len() * 4
-            + self.index.bytes()
-            + self.wheel.bytes()
-            + self.replies.len() * core::mem::size_of::<FlowKey>()
-            + self.wide.len() * core::mem::size_of::<Wide>()
+        self.memory().total()
+    }
+
+    /// Bytes of memory the table holds, part by part.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            entries: self.entries.len() * core::mem::size_of::<Entry>(),
+            counters_high: self.wide.len() * core::mem::size_of::<Wide>(),
+            index: self.index.bytes(),
+            wheel: self.wheel.bytes(),
+            free_stack: self.free.len() * 4,
+            nat_replies: self.replies.len() * core::mem::size_of::<FlowKey>(),
+        }
     }
 
     /// The reply tuple of the entry in slot `i`.
