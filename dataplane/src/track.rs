@@ -543,14 +543,11 @@ fn established<F: Forwarding>(
         _ => Verdict::Forward(u16::from(h.port)),
     };
     let leaves = !matches!(verdict, Verdict::Drop(_));
-    let mut nat = None;
-    if leaves {
-        if let Some((b, d)) = binding {
-            if !b.is_identity() {
-                nat = Some((b, d));
-            }
-        }
-    }
+    // An entry keeps a binding only when it translates something (the table stores a reply
+    // tuple only when it is not the inverse of the original), so none read here is the
+    // identity, and the packet takes it as it is.
+    debug_assert!(!matches!(binding, Some((b, _)) if b.is_identity()));
+    let nat = if leaves { binding } else { None };
     Ok(IpJudgement {
         verdict,
         filter: fv,

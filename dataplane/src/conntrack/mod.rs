@@ -681,6 +681,36 @@ pub struct ConnInfo {
     pub bytes: [u64; 2],
 }
 
+/// What a table's memory is made of ([`Conntrack::memory`]), in bytes; all of it is taken when
+/// the table is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// The entries (128 bytes each).
+    pub entries: usize,
+    /// The high parts of the counters (16 bytes a slot).
+    pub counters_high: usize,
+    /// The index buckets (8 bytes each, twice as many as references; a slot has two
+    /// references with NAT room, one without).
+    pub index: usize,
+    /// The timer wheel's links and slot heads.
+    pub wheel: usize,
+    /// The stack of free slots (4 bytes a slot).
+    pub free_stack: usize,
+    /// The translated reply tuples (38 bytes a slot; none without NAT room).
+    pub nat_replies: usize,
+}
+
+impl Memory {
+    pub fn total(&self) -> usize {
+        self.entries
+            + self.counters_high
+            + self.index
+            + self.wheel
+            + self.free_stack
+            + self.nat_replies
+    }
+}
+
 /// A per-worker connection table; see the module docs.
 #[derive(Debug)]
 pub struct Conntrack {
@@ -700,6 +730,13 @@ pub struct Conntrack {
     /// ([`Pending`]): handle `n` is in scratch slot `n % PENDING` while its number is there.
     pending: Box<[Entry; PENDING]>,
     pending_of: [u32; PENDING],
+    /// Each scratch slot's index tag (computed by the lookup that missed), and the count of
+    /// insertions when it was filled: while no insertion happened since, the lookup's miss
+    /// still holds and confirmation needs no second probe.
+    pending_tag: [u32; PENDING],
+    pending_inserts: [u32; PENDING],
+    /// Insertions so far (wrapping; a handle lives through at most [`PENDING`] of them).
+    inserts: u32,
     /// The next handle number.
     pending_next: u32,
     seeds: [u64; 3],
@@ -729,6 +766,9 @@ impl Conntrack {
             wide: vec![Wide::default(); cap as usize].into_boxed_slice(),
             pending: Box::new([FREE; PENDING]),
             pending_of: [u32::MAX; PENDING],
+            pending_tag: [0; PENDING],
+            pending_inserts: [0; PENDING],
+            inserts: 0,
             pending_next: 0,
             seeds: [
                 mix(s ^ SEED_MIX, 0x243f_6a88_85a3_08d3) | 1,
@@ -769,12 +809,19 @@ impl Conntrack {
 
     /// Bytes of memory the table holds.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.len() * core::mem::size_of::<Entry>()
-            + self.free.len() * 4
-            + self.index.bytes()
-            + self.wheel.bytes()
-            + self.replies.len() * core::mem::size_of::<FlowKey>()
-            + self.wide.len() * core::mem::size_of::<Wide>()
+        self.memory().total()
+    }
+
+    /// Bytes of memory the table holds, part by part.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            entries: self.entries.len() * core::mem::size_of::<Entry>(),
+            counters_high: self.wide.len() * core::mem::size_of::<Wide>(),
+            index: self.index.bytes(),
+            wheel: self.wheel.bytes(),
+            free_stack: self.free.len() * 4,
+            nat_replies: self.replies.len() * core::mem::size_of::<FlowKey>(),
+        }
     }
 
     /// The reply tuple of the entry in slot `i`.
@@ -995,15 +1042,18 @@ impl Conntrack {
         self.entries[i as usize].set(status::WIDE);
     }
 
-    /// A NEW packet's answer: its would-be entry `e` kept in the next scratch slot.
+    /// A NEW packet's answer: its would-be entry `e` (whose tuple's index tag is `tag`, and
+    /// which the lookup just missed) kept in the next scratch slot.
     #[inline]
-    fn new_pending(&mut self, e: Entry) -> Tracked {
+    fn new_pending(&mut self, e: Entry, tag: u32) -> Tracked {
         let n = self.pending_next;
         // `u32::MAX` marks a scratch slot no handle owns.
         self.pending_next = if n == u32::MAX - 1 { 0 } else { n + 1 };
         let at = n as usize % PENDING;
         self.pending[at] = e;
         self.pending_of[at] = n;
+        self.pending_tag[at] = tag;
+        self.pending_inserts[at] = self.inserts;
         Tracked {
             state: CtState::New,
             dir: Dir::Orig,
@@ -1134,7 +1184,8 @@ impl Conntrack {
             return self.invalid(Invalid::TcpFlags);
         }
         let seg = Segment::from_packet(&p);
-        if let Some((i, dir)) = self.lookup(key, now_ns) {
+        let tag = self.tag(key);
+        if let Some((i, dir)) = self.lookup_tagged(key, tag, now_ns) {
             // The settings by reference (a copy is a hundred bytes a packet).
             let cfg = &self.cfg.tcp;
             let e = &mut self.entries[i as usize];
@@ -1199,17 +1250,18 @@ impl Conntrack {
                 }
                 tcp::Outcome::Reopen => {
                     self.remove(i);
-                    self.new_tcp(key, &seg, fragmented, bytes, now_ns)
+                    self.new_tcp(key, tag, &seg, fragmented, bytes, now_ns)
                 }
             }
         } else {
-            self.new_tcp(key, &seg, fragmented, bytes, now_ns)
+            self.new_tcp(key, tag, &seg, fragmented, bytes, now_ns)
         }
     }
 
     fn new_tcp(
         &mut self,
         key: &FlowKey,
+        tag: u32,
         seg: &Segment<'_>,
         fragmented: bool,
         bytes: u64,
@@ -1226,7 +1278,7 @@ impl Conntrack {
             tcp::Outcome::Accept { timeout_ns, .. } => {
                 let timeout = timeout_ns.unwrap_or(cfg.timeouts.of(t.state));
                 let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));
-                self.new_pending(e)
+                self.new_pending(e, tag)
             }
             tcp::Outcome::Invalid { why, .. } => self.invalid(Invalid::from_tcp(why)),
             _ => self.invalid(Invalid::TcpState),
@@ -1255,7 +1307,8 @@ impl Conntrack {
                 return self.invalid(Invalid::BadChecksum);
             }
         }
-        let Some((i, dir)) = self.lookup(key, now_ns) else {
+        let tag = self.tag(key);
+        let Some((i, dir)) = self.lookup_tagged(key, tag, now_ns) else {
             let e = Entry::new(
                 *key,
                 now_ns + self.cfg.udp_ns,
@@ -1264,7 +1317,7 @@ impl Conntrack {
                     stream_after_ns: now_ns + self.cfg.udp_stream_after_ns,
                 },
             );
-            return self.new_pending(e);
+            return self.new_pending(e, tag);
         };
         let cfg = self.cfg;
         let e = &mut self.entries[i as usize];
@@ -1311,12 +1364,13 @@ impl Conntrack {
         now_ns: u64,
         may_start: bool,
     ) -> Tracked {
-        let Some((i, dir)) = self.lookup(key, now_ns) else {
+        let tag = self.tag(key);
+        let Some((i, dir)) = self.lookup_tagged(key, tag, now_ns) else {
             if !may_start {
                 return self.invalid(Invalid::IcmpNotNew);
             }
             let e = Entry::new(*key, now_ns + timeout_ns, bytes, L4::Other);
-            return self.new_pending(e);
+            return self.new_pending(e, tag);
         };
         let e = &mut self.entries[i as usize];
         let state = e.state_for(dir);
@@ -1468,9 +1522,15 @@ impl Conntrack {
         };
         let key = pending.key.key();
         let bytes = u64::from(pending.bytes_lo[0]);
-        let tag = self.tag(&key);
         let at = p.0 as usize % PENDING;
-        if let Some((i, dir)) = self.lookup_tagged(&key, tag, now_ns) {
+        let tag = self.pending_tag[at];
+        // The lookup that tracked the packet missed; only an insertion since can have put its
+        // tuple in the table (a second first packet of the flow, or a binding's reply tuple).
+        let probe = self.pending_inserts[at] != self.inserts;
+        if let Some((i, dir)) = probe
+            .then(|| self.lookup_tagged(&key, tag, now_ns))
+            .flatten()
+        {
             // Another first packet of this flow was confirmed meanwhile: join it.
             self.pending_of[at] = u32::MAX;
             self.stats.clash += 1;
@@ -1519,6 +1579,7 @@ impl Conntrack {
             }
         }
         self.stats.created += 1;
+        self.inserts = self.inserts.wrapping_add(1);
         tracked.handle = Handle::Entry(EntryId(i));
         Ok(())
     }

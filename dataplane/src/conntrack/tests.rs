@@ -1108,3 +1108,21 @@ fn counters_carry_past_their_low_parts() {
     let c = ct.get(id2, n).unwrap();
     assert_eq!((c.packets, c.bytes), ([1, 0], [len_out, 0]));
 }
+
+#[test]
+fn memory_is_counted_part_by_part() {
+    let plain = Conntrack::new(Config::new(1000));
+    let m = plain.memory();
+    assert_eq!(m.entries, 1000 * 128);
+    assert_eq!(m.counters_high, 1000 * 16);
+    assert_eq!(m.index, 2 * 1000 * 8);
+    assert_eq!(m.free_stack, 1000 * 4);
+    assert_eq!(m.nat_replies, 0);
+    assert_eq!(m.total(), plain.memory_bytes());
+    let mut cfg = Config::new(1000);
+    cfg.nat = true;
+    let nat = Conntrack::new(cfg).memory();
+    assert_eq!(nat.nat_replies, 1000 * core::mem::size_of::<FlowKey>());
+    assert_eq!(nat.index, 2 * m.index);
+    assert_eq!(nat.total() - m.total(), nat.nat_replies + m.index);
+}

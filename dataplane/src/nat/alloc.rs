@@ -210,7 +210,10 @@ impl Allocator {
         let cur = current.translated_orig();
         if let Some((lo, hi)) = range.addrs {
             let v4 = cur.family == Family::V4;
-            if lo.is_v4() != v4 || hi.is_v4() != v4 || lo > hi {
+            if lo.is_v4() != v4
+                || hi.is_v4() != v4
+                || u128::from_be_bytes(lo.0) > u128::from_be_bytes(hi.0)
+            {
                 return Err(NatError::Family);
             }
         }
@@ -398,7 +401,11 @@ fn in_range(k: &FlowKey, manip: Manip, r: &NatRange, ported: bool) -> bool {
     };
     let addr_ok = match r.addrs {
         None => true,
-        Some((lo, hi)) => lo <= a && a <= hi,
+        // As big-endian numbers: the bytes' order, in two wide compares.
+        Some((lo, hi)) => {
+            let x = u128::from_be_bytes(a.0);
+            u128::from_be_bytes(lo.0) <= x && x <= u128::from_be_bytes(hi.0)
+        }
     };
     addr_ok && (!ported || port_in(k, manip, r))
 }
