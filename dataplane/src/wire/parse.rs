@@ -268,7 +268,7 @@ fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
     if total < ipv4::HEADER_LEN || total > l3.len() || frag != 0 {
         return None;
     }
-    if checksum::sum_20(h) != 0xffff {
+    if !checksum::verify_20(h) {
         return None;
     }
     let proto = h[9];
