@@ -246,6 +246,22 @@ impl Bridge {
         filter_one(rules, meta, verdict, on_log, on_rule)
     }
 
+    /// The pass-through judge for frames arriving on `ingress` when `filter` has no rule set
+    /// for either family and no connection tracking runs: `None` otherwise. It decides what
+    /// [`Bridge::judge_verdict`] decides for such a filter (an IP frame the bridge forwards
+    /// then meets no rule), with the bridge's answer for each kind of frame worked out once
+    /// (per burst) instead of per packet.
+    #[inline]
+    pub fn pass_through(&self, filter: &Filter, ingress: u16) -> Option<PassThrough> {
+        if filter.rules(Family::V4).is_some() || filter.rules(Family::V6).is_some() {
+            return None;
+        }
+        let v = |l3| self.bridge_verdict(ingress, l3);
+        Some(PassThrough {
+            by_l3: [v(L3::Arp), v(L3::Ipv4), v(L3::Ipv6), v(L3::Other)],
+        })
+    }
+
     /// Judges one frame that arrived on port index `ingress` by the bridge alone.
     #[inline]
     pub fn process(&self, ingress: u16, frame: &[u8]) -> (Verdict, Option<PacketInfo>) {
@@ -268,6 +284,43 @@ impl Bridge {
             (Policy::Drop, _) => Verdict::Drop(DropReason::NonIpPolicy),
             (Policy::Forward, Some(out)) => Verdict::Forward(out),
             (Policy::Forward, None) => Verdict::Drop(DropReason::NoPeer),
+        }
+    }
+}
+
+/// The bridge's verdict for every kind of well-formed frame arriving on one port, when neither
+/// rules nor tracking judge IP packets ([`Bridge::pass_through`]). Every frame is still parsed:
+/// malformed ones are dropped with the parser's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassThrough {
+    /// Indexed by `L3 as usize`.
+    by_l3: [Verdict; 4],
+}
+
+const _: () = assert!(
+    L3::Arp as usize == 0
+        && L3::Ipv4 as usize == 1
+        && L3::Ipv6 as usize == 2
+        && L3::Other as usize == 3
+);
+
+impl PassThrough {
+    /// The verdict for one frame. The straight-line parser's common frames cost their
+    /// validation and one table read; the others go to the full parser.
+    #[inline(always)]
+    pub fn verdict(&self, frame: &[u8]) -> Verdict {
+        match wire::parse::classify_common(frame) {
+            Some(l3) => self.by_l3[l3 as usize],
+            None => self.uncommon(frame),
+        }
+    }
+
+    /// [`PassThrough::verdict`] for a frame the straight-line parser left to the full one.
+    #[inline(never)]
+    fn uncommon(&self, frame: &[u8]) -> Verdict {
+        match wire::parse_frame(frame) {
+            Ok(info) => self.by_l3[info.l3 as usize],
+            Err(e) => Verdict::Drop(DropReason::Parse(e)),
         }
     }
 }
@@ -334,5 +387,111 @@ pub fn translate(frame: &mut [u8], info: &PacketInfo, j: &IpJudgement) -> Verdic
             }
         }
         _ => j.verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::builder::{arp_request, FrameSpec, IpSpec, L4Spec};
+    use crate::wire::tcp::Flags;
+    use crate::wire::MacAddr;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Bridges over ports 0..3 with 0 and 1 paired (2 has no peer), under every policy.
+    fn bridges() -> Vec<Bridge> {
+        let mut v = Vec::new();
+        for arp in [Policy::Forward, Policy::Drop] {
+            for non_ip in [Policy::Forward, Policy::Drop] {
+                v.push(Bridge::new(&[(0, 1)], arp, non_ip));
+            }
+        }
+        v
+    }
+
+    /// The pass-through judge decides as the worker's general path does without rules.
+    fn same_as_general(frame: &[u8]) -> Result<(), TestCaseError> {
+        let filter = Filter::default();
+        for bridge in bridges() {
+            for ingress in 0..3 {
+                let pass = bridge.pass_through(&filter, ingress).expect("no rules");
+                let mut f = frame.to_vec();
+                let general = bridge.judge_verdict(
+                    &filter,
+                    None,
+                    ingress,
+                    &mut f,
+                    0,
+                    |_, _, _| {},
+                    |_, _| {},
+                );
+                prop_assert_eq!(pass.verdict(frame), general, "frame {:02x?}", frame);
+                prop_assert_eq!(pass.verdict(frame), bridge.verdict(ingress, frame));
+            }
+        }
+        Ok(())
+    }
+
+    fn frames() -> Vec<Vec<u8>> {
+        let v4 = IpSpec::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let v6 = IpSpec::v6(
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        );
+        let mut out = vec![
+            FrameSpec::new(v4.clone(), L4Spec::udp(1, 53, &[7; 22])).build(),
+            FrameSpec::new(v4.clone(), L4Spec::tcp(1000, 80, Flags::SYN)).build(),
+            FrameSpec::new(v4.clone(), L4Spec::icmp_echo(1, 2)).build(),
+            FrameSpec::new(v6.clone(), L4Spec::udp(1, 53, &[7; 10])).build(),
+            FrameSpec::new(v6, L4Spec::icmpv6_echo(1, 2)).build(),
+            arp_request(
+                MacAddr([2, 0, 0, 0, 0, 9]),
+                Ipv4Addr::new(10, 0, 0, 9),
+                Ipv4Addr::new(10, 0, 0, 1),
+            ),
+            vec![0; 64],
+        ];
+        out.extend(FrameSpec::new(v4, L4Spec::udp(1, 2, &[7; 40])).fragments(16));
+        out
+    }
+
+    #[test]
+    fn pass_through_needs_an_empty_filter() {
+        let bridge = Bridge::new(&[(0, 1)], Policy::Forward, Policy::Drop);
+        assert!(bridge.pass_through(&Filter::default(), 0).is_some());
+    }
+
+    #[test]
+    fn pass_through_decides_as_the_general_path() {
+        for f in frames() {
+            same_as_general(&f).unwrap();
+            for n in 0..f.len() {
+                same_as_general(&f[..n]).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn pass_through_matches_on_arbitrary_bytes(f in proptest::collection::vec(any::<u8>(), 0..120)) {
+            same_as_general(&f)?;
+        }
+
+        #[test]
+        fn pass_through_matches_on_damaged_frames(
+            which in 0usize..9,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let all = frames();
+            let mut f = all[which % all.len()].clone();
+            for (at, x) in flips {
+                let i = at.index(f.len());
+                f[i] ^= x;
+            }
+            same_as_general(&f)?;
+        }
     }
 }

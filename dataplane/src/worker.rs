@@ -13,7 +13,7 @@ use crate::dpdk::{
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
 };
 use crate::filter::{FilterSnapshot, FilterVerdict};
-use crate::pipeline::{Bridge, MAX_PORTS};
+use crate::pipeline::{Bridge, PassThrough, MAX_PORTS};
 use crate::rcu::Reader;
 use crate::router::{Arrival, Emit, Fate, Router, RouterState};
 use crate::stats::{bump, WorkerStats};
@@ -239,6 +239,9 @@ impl Worker {
                         now_ns,
                         &mut egress,
                     );
+                } else if let Some(pass) = pipeline.pass_through(&ctx.rules.filter, ingress as u16)
+                {
+                    pass_burst(ingress, &pass, &mut burst, &stats, &mut egress);
                 } else {
                     handle_burst::<false>(
                         Source::Port(ingress as u16),
@@ -488,7 +491,7 @@ fn handle_burst<const STATEFUL: bool>(
     if first < HANDED && out[..n].iter().all(|&o| o == first) {
         // The common case in a bridge: the whole burst leaves by the peer port.
         let e = &mut egress[usize::from(first)];
-        let f = e.buf.push_all(burst, &mut e.q);
+        let f = e.buf.push_all(burst, &mut e.q, rx_bytes);
         account(stats, usize::from(first), f);
         return;
     }
@@ -518,6 +521,67 @@ fn handle_burst<const STATEFUL: bool>(
             if !buf.is_empty() {
                 handed(stats, buf.flush(ring));
             }
+        }
+    }
+}
+
+/// The bridge with neither tracking nor a rule set: each packet parsed and judged by its kind
+/// ([`PassThrough`]), malformed ones dropped with their reason, then the burst sent on as
+/// [`handle_burst`] does. Counters are added once per burst.
+#[inline(always)]
+fn pass_burst(
+    ingress: usize,
+    pass: &PassThrough,
+    burst: &mut RxBurst,
+    stats: &WorkerStats,
+    egress: &mut [Egress],
+) {
+    let mut out = [DROPPED; MAX_BURST];
+    let mut rx_bytes = 0u64;
+    let pkts = burst.packets_mut();
+    let n = pkts.len();
+    // Every packet's egress OR-ed and AND-ed: they agree exactly when all packets leave by
+    // the same port (cheaper than a second pass over `out`).
+    let (mut any, mut all) = (0u16, u16::MAX);
+    for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
+        rx_bytes += m.pkt_len() as u64;
+        let verdict = if m.segments() > 1 && !m.contiguous() {
+            Verdict::Drop(DropReason::Unlinearizable)
+        } else {
+            pass.verdict(m.data())
+        };
+        let to = match verdict {
+            Verdict::Forward(port) => port,
+            Verdict::Local => {
+                stats.drop_packet(DropReason::NoPeer);
+                DROPPED
+            }
+            Verdict::Drop(reason) => {
+                stats.drop_packet(reason);
+                DROPPED
+            }
+        };
+        *o = to;
+        any |= to;
+        all &= to;
+    }
+    let in_ctr = &stats.ports[ingress];
+    bump(&in_ctr.rx_packets, n as u64);
+    bump(&in_ctr.rx_bytes, rx_bytes);
+
+    if any == all && any != DROPPED {
+        let e = &mut egress[usize::from(any)];
+        let f = e.buf.push_all(burst, &mut e.q, rx_bytes);
+        account(stats, usize::from(any), f);
+        return;
+    }
+    for (m, &o) in burst.by_ref().zip(out.iter()) {
+        if o == DROPPED {
+            drop(m);
+        } else {
+            let e = &mut egress[usize::from(o)];
+            let f = e.buf.push(m, &mut e.q);
+            account(stats, usize::from(o), f);
         }
     }
 }

@@ -186,8 +186,17 @@ impl TxBuffer {
 
     /// Moves every packet not yet taken from `burst` into the buffer, in order, flushing to `q`
     /// each time the buffer fills (so a full buffer leaves at once, as in DPDK's l3fwd).
+    /// `burst_bytes` is the sum of those packets' lengths (the caller read them already). A
+    /// whole burst meeting an empty buffer is sent from the burst's own array (l3fwd's
+    /// shortcut): nothing would wait anyway.
     #[inline]
-    pub fn push_all(&mut self, burst: &mut RxBurst, q: &mut TxQueue) -> Flushed {
+    pub fn push_all(&mut self, burst: &mut RxBurst, q: &mut TxQueue, burst_bytes: u64) -> Flushed {
+        if self.len == 0 && burst.remaining() == MAX_BURST {
+            let f = transmit(&mut burst.ptrs, burst_bytes, q);
+            // Sent or freed, all of them: the burst no longer owns any.
+            burst.pos = burst.len;
+            return f;
+        }
         let mut f = Flushed::default();
         loop {
             let take = burst.remaining().min(MAX_BURST - self.len);
@@ -213,30 +222,45 @@ impl TxBuffer {
         }
         // Lengths are read now: once sent, the mbufs belong to the device.
         let queued_bytes: u64 = self.ptrs[..self.len].iter().map(|&p| pkt_len(p)).sum();
-        // SAFETY: the TxQueue token proves (port, queue) is started and used by this lcore only;
-        // ptrs[..len] are owned mbufs. tx_burst takes ownership of the first `sent`.
-        let sent = usize::from(unsafe {
-            dpdk_sys::rampart_eth_tx_burst(
-                q.port.0,
-                q.queue.0,
-                self.ptrs.as_mut_ptr(),
-                self.len as u16,
-            )
-        });
-        let dropped = self.len - sent;
-        let mut sent_bytes = queued_bytes;
-        for &p in &self.ptrs[sent..self.len] {
-            sent_bytes -= pkt_len(p);
-            // SAFETY: the device refused these; we still own them and free each exactly once.
-            unsafe { dpdk_sys::rampart_pktmbuf_free(p) };
-        }
+        let f = transmit(&mut self.ptrs[..self.len], queued_bytes, q);
         self.len = 0;
-        Flushed {
-            sent: sent as u32,
-            sent_bytes,
-            dropped: dropped as u32,
-        }
+        f
     }
+}
+
+/// Sends the owned mbufs of `ptrs` (`bytes` long in all) to `q`; frees and counts what the
+/// device refuses. None of them is owned by the caller afterwards.
+#[inline(always)]
+fn transmit(ptrs: &mut [*mut dpdk_sys::rte_mbuf], bytes: u64, q: &mut TxQueue) -> Flushed {
+    let len = ptrs.len();
+    // SAFETY: the TxQueue token proves (port, queue) is started and used by this lcore only;
+    // ptrs are owned mbufs (at most MAX_BURST, so the count fits u16). tx_burst takes
+    // ownership of the first `sent`.
+    let sent = usize::from(unsafe {
+        dpdk_sys::rampart_eth_tx_burst(q.port.0, q.queue.0, ptrs.as_mut_ptr(), len as u16)
+    });
+    let mut sent_bytes = bytes;
+    if sent < len {
+        sent_bytes -= refuse(&ptrs[sent..]);
+    }
+    Flushed {
+        sent: sent as u32,
+        sent_bytes,
+        dropped: (len - sent) as u32,
+    }
+}
+
+/// Frees mbufs the device refused; returns their bytes.
+#[cold]
+#[inline(never)]
+fn refuse(ptrs: &[*mut dpdk_sys::rte_mbuf]) -> u64 {
+    let mut bytes = 0;
+    for &p in ptrs {
+        bytes += pkt_len(p);
+        // SAFETY: the device refused these; the caller still owned them and frees each once.
+        unsafe { dpdk_sys::rampart_pktmbuf_free(p) };
+    }
+    bytes
 }
 
 /// The packet length of an mbuf the caller owns.

@@ -101,6 +101,32 @@ pub fn sum_20(h: &[u8; 20]) -> u16 {
     u16::from_be(acc as u16)
 }
 
+/// Whether a 20-byte header's checksum verifies: exactly `sum_20(h) == 0xffff`, in fewer
+/// instructions, for the parser's per-packet check. The three native-order loads are added
+/// with end-around carry in 64 bits, which keeps their value modulo 0xffff (2^64 and 2^16 are
+/// both 1 modulo 0xffff, and a byte swap multiplies by 2^8, which is invertible). A folded sum
+/// is 0xffff exactly when that value is a non-zero multiple of 0xffff; the accumulator is
+/// zero only for an all-zero header. Divisibility by the odd 0xffff is one multiply by its
+/// inverse modulo 2^64 and a compare (a multiple maps to at most `u64::MAX / 0xffff`, every
+/// other value above it).
+#[inline(always)]
+pub fn verify_20(h: &[u8; 20]) -> bool {
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, c0, c1, c2, c3] = *h;
+    let a = u64::from_ne_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
+    let b = u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+    let c = u64::from(u32::from_ne_bytes([c0, c1, c2, c3]));
+    // After a carry out the sum is at most 2^64 - 2, so adding the carry back cannot wrap.
+    let (s, carry) = a.overflowing_add(b);
+    let s = s + u64::from(carry);
+    let (s, carry) = s.overflowing_add(c);
+    let s = s + u64::from(carry);
+    (s != 0) & (s.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff)
+}
+
+/// The inverse of 0xffff modulo 2^64.
+const INV_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
+const _: () = assert!(INV_FFFF.wrapping_mul(0xffff) == 1);
+
 /// One's-complement addition of already folded sums.
 #[inline]
 pub fn combine(sums: &[u16]) -> u16 {
@@ -394,6 +420,34 @@ mod tests {
         #[test]
         fn sum_20_matches_sum(h in proptest::array::uniform20(any::<u8>())) {
             prop_assert_eq!(sum_20(&h), sum(&h));
+        }
+
+        #[test]
+        fn verify_20_matches_sum_20(h in proptest::array::uniform20(any::<u8>()), at in 0usize..20, x in any::<u8>()) {
+            prop_assert_eq!(verify_20(&h), sum_20(&h) == 0xffff);
+            // The same header with a good checksum, then damaged in one byte.
+            let mut g = h;
+            g[10] = 0;
+            g[11] = 0;
+            let c = !sum(&g);
+            g[10..12].copy_from_slice(&c.to_be_bytes());
+            prop_assert!(verify_20(&g));
+            prop_assert_eq!(sum_20(&g), 0xffff);
+            g[at] ^= x;
+            prop_assert_eq!(verify_20(&g), sum_20(&g) == 0xffff);
+        }
+
+        #[test]
+        fn divisibility_by_inverse(x in any::<u64>(), k in 0u64..=u64::MAX / 0xffff) {
+            prop_assert_eq!(x.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff, x % 0xffff == 0);
+            prop_assert!((k * 0xffff).wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff);
+        }
+
+        #[test]
+        fn verify_20_edge_words(fill in prop_oneof![Just(0u8), Just(0xff), Just(0x80), Just(0x01)], at in 0usize..20, x in any::<u8>()) {
+            let mut h = [fill; 20];
+            h[at] = x;
+            prop_assert_eq!(verify_20(&h), sum_20(&h) == 0xffff);
         }
 
         #[test]

@@ -210,11 +210,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn verify_checksum(&self) -> bool {
         let header = &self.buffer.as_ref()[..self.header_len()];
-        let sum = match <&[u8; HEADER_LEN]>::try_from(header) {
-            Ok(h) => checksum::sum_20(h),
-            Err(_) => checksum::sum(header),
-        };
-        sum == 0xffff
+        match <&[u8; HEADER_LEN]>::try_from(header) {
+            Ok(h) => checksum::verify_20(h),
+            Err(_) => checksum::sum(header) == 0xffff,
+        }
     }
 
     /// The datagram payload, `header_len()..total_len()`.

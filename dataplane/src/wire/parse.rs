@@ -247,6 +247,13 @@ pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
     Some(info)
 }
 
+/// What [`parse_common`] finds at L3, without the rest of its result: the same frames are
+/// accepted (the same checks run), only nothing else is kept.
+#[inline(always)]
+pub fn classify_common(frame: &[u8]) -> Option<L3> {
+    parse_common(frame).map(|info| info.l3)
+}
+
 /// IPv4, IHL 5, not a fragment, checksum good; see [`parse_common`].
 #[inline(always)]
 fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
@@ -261,7 +268,7 @@ fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
     if total < ipv4::HEADER_LEN || total > l3.len() || frag != 0 {
         return None;
     }
-    if checksum::sum_20(h) != 0xffff {
+    if !checksum::verify_20(h) {
         return None;
     }
     let proto = h[9];
@@ -1096,6 +1103,11 @@ mod tests {
         if let Some(info) = parse_common(frame) {
             assert_eq!(Ok(info), full, "frame {frame:02x?}");
         }
+        assert_eq!(
+            classify_common(frame),
+            parse_common(frame).map(|i| i.l3),
+            "frame {frame:02x?}"
+        );
     }
 
     /// Recomputes the IPv4 header checksum wherever an untagged or 802.1Q-tagged frame has a
