@@ -202,6 +202,16 @@ pub trait Classifier: Send + Sync {
     /// For each packet, the index of the first rule at or after `from[i]` that matches, or
     /// `u32::MAX` when none does. `out` has the length of `pkts`.
     fn classify(&self, rules: &[FlatRule], pkts: &[PacketMeta], from: &[u32], out: &mut [u32]);
+
+    /// [`Classifier::classify`] for one packet: what a chain traversal ([`RuleSet::evaluate`])
+    /// asks, once per step. Classifiers with a cheaper single-key path than a burst of one
+    /// (no burst set-up) give it here.
+    #[inline]
+    fn first_match(&self, rules: &[FlatRule], p: &PacketMeta, from: u32) -> u32 {
+        let mut out = [u32::MAX];
+        self.classify(rules, std::slice::from_ref(p), &[from], &mut out);
+        out[0]
+    }
 }
 
 /// A compiled, immutable rule set for one family.
@@ -296,10 +306,7 @@ impl RuleSet {
         let mut from = 0u32;
         let mut notrack = false;
         for _ in 0..MAX_STEPS {
-            let mut out = [u32::MAX];
-            self.classifier
-                .classify(&self.rules, std::slice::from_ref(p), &[from], &mut out);
-            let idx = out[0];
+            let idx = self.classifier.first_match(&self.rules, p, from);
             let Some(rule) = self.rules.get(idx as usize) else {
                 break;
             };

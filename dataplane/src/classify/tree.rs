@@ -365,6 +365,11 @@ impl Classifier for Tree {
             skip: |_| false,
         });
     }
+
+    #[inline]
+    fn first_match(&self, rules: &[FlatRule], p: &PacketMeta, from: u32) -> u32 {
+        Tree::first_match(self, rules, p, from, u32::MAX)
+    }
 }
 
 impl Tree {

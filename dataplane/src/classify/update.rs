@@ -470,6 +470,11 @@ impl Classifier for Updatable {
             *o = self.first_match(p, f);
         }
     }
+
+    #[inline]
+    fn first_match(&self, _rules: &[FlatRule], p: &PacketMeta, from: u32) -> u32 {
+        Updatable::first_match(self, p, from)
+    }
 }
 
 #[cfg(test)]
