@@ -349,31 +349,10 @@ fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
 /// over plain forwarding at most 80 cycles a packet (with 1M flows), at least 2 M new
 /// translated connections a second; and the memory a translated connection takes.
 fn targets(results: &[CaseResult]) -> String {
-    let met = |ok: &dyn Fn(&CaseResult) -> bool| {
-        let n = results.iter().filter(|r| ok(r)).count();
-        if n == results.len() {
-            "**met**".to_string()
-        } else if n == 0 {
-            "**not met**".to_string()
-        } else {
-            let at = |want: bool| {
-                results
-                    .iter()
-                    .filter(|r| ok(r) == want)
-                    .map(|r| format!("{} flows", r.flows))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("**met at {}, not met at {}**", at(true), at(false))
-        }
-    };
-    let each = |f: &dyn Fn(&CaseResult) -> String| {
-        results
-            .iter()
-            .map(|r| format!("{} at {} flows", f(r), r.flows))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let met =
+        |ok: &dyn Fn(&CaseResult) -> bool| crate::report::met_by_flows(results, |r| r.flows, ok);
+    let each =
+        |f: &dyn Fn(&CaseResult) -> String| crate::report::each_by_flows(results, |r| r.flows, f);
     let added = |r: &CaseResult| r.nat.0.median - r.pass_through.0.median;
     format!(
         "Targets (issue 5), each against the figures above:\n\n\

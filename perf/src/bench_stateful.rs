@@ -572,31 +572,10 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
 /// packet over pass-through (with 1M flows), at least 3 M new connections a second, at most
 /// 128 bytes a connection (with what the figure counts), and what a full table does.
 fn targets(results: &[CaseResult]) -> String {
-    let met = |ok: &dyn Fn(&CaseResult) -> bool| {
-        let n = results.iter().filter(|r| ok(r)).count();
-        if n == results.len() {
-            "**met**".to_string()
-        } else if n == 0 {
-            "**not met**".to_string()
-        } else {
-            let at = |want: bool| {
-                results
-                    .iter()
-                    .filter(|r| ok(r) == want)
-                    .map(|r| format!("{} flows", r.flows))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("**met at {}, not met at {}**", at(true), at(false))
-        }
-    };
-    let each = |f: &dyn Fn(&CaseResult) -> String| {
-        results
-            .iter()
-            .map(|r| format!("{} at {} flows", f(r), r.flows))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let met =
+        |ok: &dyn Fn(&CaseResult) -> bool| crate::report::met_by_flows(results, |r| r.flows, ok);
+    let each =
+        |f: &dyn Fn(&CaseResult) -> String| crate::report::each_by_flows(results, |r| r.flows, f);
     let added = |r: &CaseResult| r.stateful.0.median - r.pass_through.0.median;
     let per = |bytes: usize, r: &CaseResult| bytes as f64 / r.flows as f64;
     let memory = results.first().map_or(String::new(), |r| {

@@ -72,6 +72,44 @@ pub fn spread(values: &[f64]) -> Spread {
 }
 
 /// The median of the finite values ([`spread`]'s).
+/// A benchmark target's verdict over runs at several table sizes, said plainly: `**met**`,
+/// `**not met**`, or `**met at N flows, not met at M flows**`.
+pub fn met_by_flows<T>(
+    results: &[T],
+    flows: impl Fn(&T) -> usize,
+    ok: impl Fn(&T) -> bool,
+) -> String {
+    let n = results.iter().filter(|r| ok(r)).count();
+    if n == results.len() {
+        return "**met**".to_string();
+    }
+    if n == 0 {
+        return "**not met**".to_string();
+    }
+    let at = |want: bool| {
+        results
+            .iter()
+            .filter(|r| ok(r) == want)
+            .map(|r| format!("{} flows", flows(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("**met at {}, not met at {}**", at(true), at(false))
+}
+
+/// Each run's figure with its table size: `X at N flows, Y at M flows`.
+pub fn each_by_flows<T>(
+    results: &[T],
+    flows: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> String,
+) -> String {
+    results
+        .iter()
+        .map(|r| format!("{} at {} flows", f(r), flows(r)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn median(values: &[f64]) -> f64 {
     spread(values).median
 }
