@@ -490,9 +490,7 @@ fn handle_burst<const STATEFUL: bool>(
     let first = out[0];
     if first < HANDED && out[..n].iter().all(|&o| o == first) {
         // The common case in a bridge: the whole burst leaves by the peer port.
-        let e = &mut egress[usize::from(first)];
-        let f = e.buf.push_all(burst, &mut e.q, rx_bytes);
-        account(stats, usize::from(first), f);
+        send_all(egress, stats, first, burst, rx_bytes);
         return;
     }
     for (m, &o) in burst.by_ref().zip(out.iter()) {
@@ -570,9 +568,7 @@ fn pass_burst(
     bump(&in_ctr.rx_bytes, rx_bytes);
 
     if any == all && any != DROPPED {
-        let e = &mut egress[usize::from(any)];
-        let f = e.buf.push_all(burst, &mut e.q, rx_bytes);
-        account(stats, usize::from(any), f);
+        send_all(egress, stats, any, burst, rx_bytes);
         return;
     }
     for (m, &o) in burst.by_ref().zip(out.iter()) {
@@ -766,6 +762,20 @@ fn drain(egress: &mut [Egress], stats: &WorkerStats) {
             account(stats, i, f);
         }
     }
+}
+
+/// A whole received burst (`bytes` long) queued on `port`'s TX buffer.
+#[inline]
+fn send_all(
+    egress: &mut [Egress],
+    stats: &WorkerStats,
+    port: u16,
+    burst: &mut RxBurst,
+    bytes: u64,
+) {
+    let e = &mut egress[usize::from(port)];
+    let f = e.buf.push_all(burst, &mut e.q, bytes);
+    account(stats, usize::from(port), f);
 }
 
 #[inline]
