@@ -551,6 +551,12 @@ fn real_main() -> Result<()> {
                 "rampart: replayed {} packets: forwarded {}, dropped {}",
                 s.packets, s.forwarded, s.dropped
             );
+            if s.local + s.released + s.pending > 0 {
+                println!(
+                    "rampart: router: {} for the router itself, {} sent once a neighbour answered, {} still waiting for a neighbour",
+                    s.local, s.released, s.pending
+                );
+            }
             for (reason, n) in &s.drops {
                 println!("  drop {reason:<24} {n}");
             }

@@ -238,7 +238,15 @@ fn router_mode_replays_through_the_workers_router_path() {
     assert_eq!(verdict(7), "drop");
     assert_eq!(v[7]["reason"], "rule_drop");
     assert_eq!(out.len(), 7, "nothing else was sent");
-    assert!(stdout.contains("replayed 8 packets"), "{stdout}");
+    assert!(
+        stdout.contains("replayed 8 packets: forwarded 3, dropped 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("2 for the router itself, 1 sent once a neighbour answered, 0 still waiting"),
+        "{stdout}"
+    );
 }
 
 #[test]
