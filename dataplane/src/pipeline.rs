@@ -250,16 +250,29 @@ impl Bridge {
     /// for either family and no connection tracking runs: `None` otherwise. It decides what
     /// [`Bridge::judge_verdict`] decides for such a filter (an IP frame the bridge forwards
     /// then meets no rule), with the bridge's answer for each kind of frame worked out once
-    /// (per burst) instead of per packet.
+    /// instead of per packet.
     #[inline]
     pub fn pass_through(&self, filter: &Filter, ingress: u16) -> Option<PassThrough> {
-        if filter.rules(Family::V4).is_some() || filter.rules(Family::V6).is_some() {
-            return None;
-        }
+        passes_through(filter).then(|| self.pass_judge(ingress))
+    }
+
+    /// [`Bridge::pass_through`] without the filter's check: the judge to use for `ingress`
+    /// whenever [`passes_through`] holds for the filter (workers build one per port at start).
+    pub fn pass_judge(&self, ingress: u16) -> PassThrough {
         let v = |l3| self.bridge_verdict(ingress, l3);
-        Some(PassThrough {
-            by_l3: [v(L3::Arp), v(L3::Ipv4), v(L3::Ipv6), v(L3::Other)],
-        })
+        let by_l3 = [v(L3::Arp), v(L3::Ipv4), v(L3::Ipv6), v(L3::Other)];
+        let peer = self.peer(ingress);
+        let mut forwarded = 0;
+        for (k, v) in by_l3.iter().enumerate() {
+            if matches!((v, peer), (Verdict::Forward(p), Some(q)) if *p == q) {
+                forwarded |= 1 << k;
+            }
+        }
+        PassThrough {
+            by_l3,
+            forwarded,
+            peer: peer.unwrap_or(u16::MAX),
+        }
     }
 
     /// Judges one frame that arrived on port index `ingress` by the bridge alone.
@@ -288,20 +301,41 @@ impl Bridge {
     }
 }
 
+/// Whether the bridge's pass-through judges ([`Bridge::pass_through`]) apply under `filter`:
+/// it has no rule set for either family.
+#[inline(always)]
+pub fn passes_through(filter: &Filter) -> bool {
+    filter.rules(Family::V4).is_none() && filter.rules(Family::V6).is_none()
+}
+
 /// The bridge's verdict for every kind of well-formed frame arriving on one port, when neither
 /// rules nor tracking judge IP packets ([`Bridge::pass_through`]). Every frame is still parsed:
 /// malformed ones are dropped with the parser's reason.
+///
+/// A burst is judged in two steps: [`PassThrough::kind`] for each frame (its validation and
+/// nothing else), then, when the kinds seen all leave by the peer port
+/// ([`PassThrough::all_forwarded`]), the whole burst goes there; otherwise each frame's
+/// [`PassThrough::verdict_of`] its kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PassThrough {
     /// Indexed by `L3 as usize`.
     by_l3: [Verdict; 4],
+    /// Bit `L3 as usize` set when frames of that kind are forwarded to `peer`.
+    forwarded: u32,
+    /// The ingress port's peer (`u16::MAX` when it has none; `forwarded` is then 0).
+    peer: u16,
 }
+
+/// The [`PassThrough::kind`] of a frame the straight-line parser leaves to the full one (and of
+/// a multi-segment packet, for the worker).
+pub const UNCOMMON: u8 = 4;
 
 const _: () = assert!(
     L3::Arp as usize == 0
         && L3::Ipv4 as usize == 1
         && L3::Ipv6 as usize == 2
         && L3::Other as usize == 3
+        && UNCOMMON as usize == 4
 );
 
 impl PassThrough {
@@ -309,10 +343,33 @@ impl PassThrough {
     /// validation and one table read; the others go to the full parser.
     #[inline(always)]
     pub fn verdict(&self, frame: &[u8]) -> Verdict {
+        self.verdict_of(Self::kind(frame), frame)
+    }
+
+    /// What the straight-line parser makes of `frame`: `L3 as u8` when it accepts the frame,
+    /// [`UNCOMMON`] when the full parser must decide.
+    #[inline(always)]
+    pub fn kind(frame: &[u8]) -> u8 {
         match wire::parse::classify_common(frame) {
-            Some(l3) => self.by_l3[l3 as usize],
+            Some(l3) => l3 as u8,
+            None => UNCOMMON,
+        }
+    }
+
+    /// The verdict for `frame`, whose [`PassThrough::kind`] is `kind`.
+    #[inline(always)]
+    pub fn verdict_of(&self, kind: u8, frame: &[u8]) -> Verdict {
+        match self.by_l3.get(usize::from(kind)) {
+            Some(&v) => v,
             None => self.uncommon(frame),
         }
+    }
+
+    /// The peer port, when frames of every kind in `seen` (bit `k` for kind `k`) are
+    /// forwarded there; `None` when some may be dropped (or [`UNCOMMON`] is in `seen`).
+    #[inline(always)]
+    pub fn all_forwarded(&self, seen: u32) -> Option<u16> {
+        (seen & !self.forwarded == 0).then_some(self.peer)
     }
 
     /// [`PassThrough::verdict`] for a frame the straight-line parser left to the full one.

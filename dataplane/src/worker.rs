@@ -13,7 +13,7 @@ use crate::dpdk::{
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
 };
 use crate::filter::{FilterSnapshot, FilterVerdict};
-use crate::pipeline::{Bridge, PassThrough, MAX_PORTS};
+use crate::pipeline::{passes_through, Bridge, PassThrough, MAX_PORTS, UNCOMMON};
 use crate::rcu::Reader;
 use crate::router::{Arrival, Emit, Fate, Router, RouterState};
 use crate::stats::{bump, WorkerStats};
@@ -197,6 +197,10 @@ impl Worker {
                 buf: TxBuffer::default(),
             })
             .collect();
+        // The pass-through judge of each port (they depend on the bridge alone).
+        let judges: Vec<PassThrough> = (0..rx.len())
+            .map(|p| pipeline.pass_judge(p as u16))
+            .collect();
         let mut burst = RxBurst::default();
         let mut last_drain = tsc();
         let mut last_tsc = last_drain;
@@ -239,9 +243,8 @@ impl Worker {
                         now_ns,
                         &mut egress,
                     );
-                } else if let Some(pass) = pipeline.pass_through(&ctx.rules.filter, ingress as u16)
-                {
-                    pass_burst(ingress, &pass, &mut burst, &stats, &mut egress);
+                } else if passes_through(&ctx.rules.filter) {
+                    pass_burst(ingress, &judges[ingress], &mut burst, &stats, &mut egress);
                 } else {
                     handle_burst::<false>(
                         Source::Port(ingress as u16),
@@ -526,6 +529,11 @@ fn handle_burst<const STATEFUL: bool>(
 /// The bridge with neither tracking nor a rule set: each packet parsed and judged by its kind
 /// ([`PassThrough`]), malformed ones dropped with their reason, then the burst sent on as
 /// [`handle_burst`] does. Counters are added once per burst.
+///
+/// The first pass over the burst only validates: it notes each frame's kind and the set of
+/// kinds seen. When every kind seen leaves by the peer port (the usual burst) the burst goes
+/// there whole; otherwise a second pass judges each packet by its kind, sending the ones the
+/// straight-line parser left (and multi-segment ones) to the full parser.
 #[inline(always)]
 fn pass_burst(
     ingress: usize,
@@ -534,50 +542,65 @@ fn pass_burst(
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) {
-    let mut out = [DROPPED; MAX_BURST];
+    let mut kinds = [UNCOMMON; MAX_BURST];
     let mut rx_bytes = 0u64;
+    // Bit `k` set when some packet is of kind `k`.
+    let mut seen = 0u32;
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    // Every packet's egress OR-ed and AND-ed: they agree exactly when all packets leave by
-    // the same port (cheaper than a second pass over `out`).
-    let (mut any, mut all) = (0u16, u16::MAX);
-    for (m, o) in pkts.iter_mut().zip(out.iter_mut()) {
+    for (m, k) in pkts.iter().zip(kinds.iter_mut()) {
         rx_bytes += m.pkt_len() as u64;
-        let verdict = if m.segments() > 1 && !m.contiguous() {
-            Verdict::Drop(DropReason::Unlinearizable)
+        let kind = if m.segments() == 1 {
+            PassThrough::kind(m.data())
         } else {
-            pass.verdict(m.data())
+            UNCOMMON
         };
-        let to = match verdict {
-            Verdict::Forward(port) => port,
-            Verdict::Local => {
-                stats.drop_packet(DropReason::NoPeer);
-                DROPPED
-            }
-            Verdict::Drop(reason) => {
-                stats.drop_packet(reason);
-                DROPPED
-            }
-        };
-        *o = to;
-        any |= to;
-        all &= to;
+        *k = kind;
+        seen |= 1 << kind;
     }
     let in_ctr = &stats.ports[ingress];
     bump(&in_ctr.rx_packets, n as u64);
     bump(&in_ctr.rx_bytes, rx_bytes);
 
-    if any == all && any != DROPPED {
-        send_all(egress, stats, any, burst, rx_bytes);
+    if let Some(port) = pass.all_forwarded(seen) {
+        send_all(egress, stats, port, burst, rx_bytes);
         return;
     }
-    for (m, &o) in burst.by_ref().zip(out.iter()) {
-        if o == DROPPED {
-            drop(m);
+    pass_each(pass, burst, &kinds, stats, egress);
+}
+
+/// The second pass of [`pass_burst`], for a burst not all forwarded to the peer: each packet
+/// judged by its kind, queued or dropped and counted.
+#[inline(never)]
+fn pass_each(
+    pass: &PassThrough,
+    burst: &mut RxBurst,
+    kinds: &[u8; MAX_BURST],
+    stats: &WorkerStats,
+    egress: &mut [Egress],
+) {
+    for (mut m, &k) in burst.by_ref().zip(kinds.iter()) {
+        let verdict = if k != UNCOMMON {
+            pass.verdict_of(k, m.data())
+        } else if m.segments() > 1 && !m.contiguous() {
+            Verdict::Drop(DropReason::Unlinearizable)
         } else {
-            let e = &mut egress[usize::from(o)];
-            let f = e.buf.push(m, &mut e.q);
-            account(stats, usize::from(o), f);
+            pass.verdict(m.data())
+        };
+        match verdict {
+            Verdict::Forward(port) => {
+                let e = &mut egress[usize::from(port)];
+                let f = e.buf.push(m, &mut e.q);
+                account(stats, usize::from(port), f);
+            }
+            Verdict::Local => {
+                stats.drop_packet(DropReason::NoPeer);
+                drop(m);
+            }
+            Verdict::Drop(reason) => {
+                stats.drop_packet(reason);
+                drop(m);
+            }
         }
     }
 }

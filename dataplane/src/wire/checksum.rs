@@ -112,9 +112,19 @@ pub fn sum_20(h: &[u8; 20]) -> u16 {
 #[inline(always)]
 pub fn verify_20(h: &[u8; 20]) -> bool {
     let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, c0, c1, c2, c3] = *h;
-    let a = u64::from_ne_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
-    let b = u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
-    let c = u64::from(u32::from_ne_bytes([c0, c1, c2, c3]));
+    verify_20_words(
+        u64::from_ne_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_ne_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        u32::from_ne_bytes([c0, c1, c2, c3]),
+    )
+}
+
+/// [`verify_20`] over a header already loaded as bytes 0..8, 8..16 and 16..20, each read in
+/// the same byte order (either: the byte swap only multiplies the sum by 2^8), for a parser
+/// that reads the header's fields out of the same loads.
+#[inline(always)]
+pub fn verify_20_words(a: u64, b: u64, c: u32) -> bool {
+    let c = u64::from(c);
     // After a carry out the sum is at most 2^64 - 2, so adding the carry back cannot wrap.
     let (s, carry) = a.overflowing_add(b);
     let s = s + u64::from(carry);
