@@ -315,7 +315,7 @@ pub fn passes_through(filter: &Filter) -> bool {
 /// A burst is judged in two steps: [`PassThrough::kind`] for each frame (its validation and
 /// nothing else), then, when the kinds seen all leave by the peer port
 /// ([`PassThrough::all_forwarded`]), the whole burst goes there; otherwise each frame's
-/// [`PassThrough::verdict_of`] its kind.
+/// [`PassThrough::verdict`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PassThrough {
     /// Indexed by `L3 as usize`.
@@ -358,7 +358,7 @@ impl PassThrough {
 
     /// The verdict for `frame`, whose [`PassThrough::kind`] is `kind`.
     #[inline(always)]
-    pub fn verdict_of(&self, kind: u8, frame: &[u8]) -> Verdict {
+    fn verdict_of(&self, kind: u8, frame: &[u8]) -> Verdict {
         match self.by_l3.get(usize::from(kind)) {
             Some(&v) => v,
             None => self.uncommon(frame),

@@ -530,10 +530,10 @@ fn handle_burst<const STATEFUL: bool>(
 /// ([`PassThrough`]), malformed ones dropped with their reason, then the burst sent on as
 /// [`handle_burst`] does. Counters are added once per burst.
 ///
-/// The first pass over the burst only validates: it notes each frame's kind and the set of
-/// kinds seen. When every kind seen leaves by the peer port (the usual burst) the burst goes
-/// there whole; otherwise a second pass judges each packet by its kind, sending the ones the
-/// straight-line parser left (and multi-segment ones) to the full parser.
+/// The first pass over the burst only validates: it notes the set of kinds of frame seen.
+/// When every kind seen leaves by the peer port (the usual burst) the burst goes there whole;
+/// otherwise a second pass judges each packet, sending the ones the straight-line parser
+/// left (and multi-segment ones) to the full parser.
 #[inline(always)]
 fn pass_burst(
     ingress: usize,
@@ -542,20 +542,18 @@ fn pass_burst(
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) {
-    let mut kinds = [UNCOMMON; MAX_BURST];
     let mut rx_bytes = 0u64;
     // Bit `k` set when some packet is of kind `k`.
     let mut seen = 0u32;
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    for (m, k) in pkts.iter().zip(kinds.iter_mut()) {
+    for m in pkts.iter() {
         rx_bytes += m.pkt_len() as u64;
         let kind = if m.segments() == 1 {
             PassThrough::kind(m.data())
         } else {
             UNCOMMON
         };
-        *k = kind;
         seen |= 1 << kind;
     }
     let in_ctr = &stats.ports[ingress];
@@ -566,23 +564,16 @@ fn pass_burst(
         send_all(egress, stats, port, burst, rx_bytes);
         return;
     }
-    pass_each(pass, burst, &kinds, stats, egress);
+    pass_each(pass, burst, stats, egress);
 }
 
 /// The second pass of [`pass_burst`], for a burst not all forwarded to the peer: each packet
-/// judged by its kind, queued or dropped and counted.
+/// judged again (its kind is not kept: that would cost every burst a store per packet),
+/// queued or dropped and counted.
 #[inline(never)]
-fn pass_each(
-    pass: &PassThrough,
-    burst: &mut RxBurst,
-    kinds: &[u8; MAX_BURST],
-    stats: &WorkerStats,
-    egress: &mut [Egress],
-) {
-    for (mut m, &k) in burst.by_ref().zip(kinds.iter()) {
-        let verdict = if k != UNCOMMON {
-            pass.verdict_of(k, m.data())
-        } else if m.segments() > 1 && !m.contiguous() {
+fn pass_each(pass: &PassThrough, burst: &mut RxBurst, stats: &WorkerStats, egress: &mut [Egress]) {
+    for mut m in burst.by_ref() {
+        let verdict = if m.segments() > 1 && !m.contiguous() {
             Verdict::Drop(DropReason::Unlinearizable)
         } else {
             pass.verdict(m.data())

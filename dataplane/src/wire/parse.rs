@@ -96,6 +96,22 @@ pub enum RxCsum {
 }
 
 impl PacketInfo {
+    /// What the straight-line parser starts from for an untagged frame of `ethertype`.
+    #[inline(always)]
+    fn untagged(ethertype: u16) -> PacketInfo {
+        PacketInfo {
+            vlans: [None; MAX_VLAN_TAGS],
+            ethertype,
+            l3_offset: ethernet::HEADER_LEN as u16,
+            l3: L3::Other,
+            l3_len: 0,
+            l4_offset: 0,
+            frag: Fragment::None,
+            flow: None,
+            l4_csum: RxCsum::Unchecked,
+        }
+    }
+
     /// End of the IP datagram in the frame (start of any padding); `l3_offset` for non-IP.
     #[inline]
     pub const fn l3_end(&self) -> usize {
@@ -209,10 +225,15 @@ fn parse_uncommon(frame: &[u8]) -> Result<PacketInfo, ParseError> {
 #[inline(always)]
 pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
     let eth: &[u8; ethernet::HEADER_LEN] = frame.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
-    // One load: the kind is looked up by the bytes as they are, the ethertype kept in host order.
+    // One load: the kind is looked up by the bytes as they are.
     let raw: [u8; 2] = eth[12..14].try_into().ok()?;
+    common_after_ethernet(frame, raw, ether_kind(raw))
+}
+
+/// [`parse_common`] once the Ethernet header (ethertype bytes `raw`, of kind `kind`) was read.
+#[inline(always)]
+fn common_after_ethernet(frame: &[u8], raw: [u8; 2], mut kind: u8) -> Option<PacketInfo> {
     let mut ethertype = u16::from_be_bytes(raw);
-    let mut kind = ether_kind(raw);
     let mut vlans = [None; MAX_VLAN_TAGS];
     let mut l3_offset = ethernet::HEADER_LEN;
     if kind == ETHER_VLAN {
@@ -229,14 +250,8 @@ pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
     }
     let mut info = PacketInfo {
         vlans,
-        ethertype,
         l3_offset: l3_offset as u16,
-        l3: L3::Other,
-        l3_len: 0,
-        l4_offset: 0,
-        frag: Fragment::None,
-        flow: None,
-        l4_csum: RxCsum::Unchecked,
+        ..PacketInfo::untagged(ethertype)
     };
     // l3_offset <= frame.len(): the headers before it were taken with `get`.
     match kind {
@@ -288,10 +303,23 @@ fn ether_kind(bytes: [u8; 2]) -> u8 {
 }
 
 /// What [`parse_common`] finds at L3, without the rest of its result: the same frames are
-/// accepted (the same checks run), only nothing else is kept.
+/// accepted (the same checks run), only nothing else is kept. An ethertype the parser does
+/// not look into is answered before anything else.
 #[inline(always)]
 pub fn classify_common(frame: &[u8]) -> Option<L3> {
-    parse_common(frame).map(|info| info.l3)
+    let eth: &[u8; ethernet::HEADER_LEN] = frame.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
+    let raw: [u8; 2] = eth[12..14].try_into().ok()?;
+    let kind = ether_kind(raw);
+    if kind == ETHER_OTHER {
+        return Some(L3::Other);
+    }
+    if kind == ETHER_IPV4 {
+        // Untagged IPv4: the header at a fixed offset, the same checks as below.
+        let mut info = PacketInfo::untagged(u16::from_be_bytes(raw));
+        common_ipv4(&frame[ethernet::HEADER_LEN..], &mut info)?;
+        return Some(L3::Ipv4);
+    }
+    common_after_ethernet(frame, raw, kind).map(|info| info.l3)
 }
 
 /// IPv4, IHL 5, not a fragment, checksum good; see [`parse_common`].
@@ -303,23 +331,19 @@ pub fn classify_common(frame: &[u8]) -> Option<L3> {
 fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
     let h: &[u8; ipv4::HEADER_LEN] = l3.get(..ipv4::HEADER_LEN)?.try_into().ok()?;
     let (a, b, c) = le_words_20(h)?;
-    // Version 4, IHL 5: no options.
-    if a as u8 != 0x45 {
+    // Version 4 and IHL 5 (no options) in byte 0; MF and the fragment offset (DF may be set)
+    // in the low 6 bits of byte 6 and all of byte 7: one masked compare.
+    if a & 0xff3f_0000_0000_00ff != 0x45 {
         return None;
     }
-    // Bytes 2..4, big-endian.
+    // Bytes 2..4, big-endian: 20 <= total <= l3.len(), checked by taking the payload.
     let total = usize::from(((a >> 16) as u16).swap_bytes());
-    // MF and the fragment offset (DF may be set): the low 6 bits of byte 6 and all of byte 7.
-    let frag = (a >> 48) as u16 & 0xff3f;
-    if total < ipv4::HEADER_LEN || total > l3.len() || frag != 0 {
-        return None;
-    }
+    let l4 = l3.get(ipv4::HEADER_LEN..total)?;
     if !checksum::verify_20_words(a, b, c) {
         return None;
     }
     // Byte 9.
     let proto = (b >> 8) as u8;
-    let l4 = &l3[ipv4::HEADER_LEN..total];
     let (src_port, dst_port) = match proto {
         ip_proto::TCP | ip_proto::UDP => common_ports(proto, l4)?,
         ip_proto::ICMP => {
@@ -404,8 +428,9 @@ fn common_ports(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
         let header_len = usize::from(*l4.get(12)? >> 4) * 4;
         header_len >= tcp::HEADER_LEN && header_len <= l4.len()
     } else {
+        // 8 <= length <= l4.len() (which is at least 8), one compare.
         let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-        len >= udp::HEADER_LEN && len <= l4.len()
+        len.wrapping_sub(udp::HEADER_LEN) <= l4.len() - udp::HEADER_LEN
     };
     ok.then(|| {
         (
