@@ -930,17 +930,35 @@ impl Conntrack {
     }
 
     /// Second half: starts loading the entry the bucket points at. Call once the bucket had
-    /// time to arrive.
+    /// time to arrive. Returns whether the index had a candidate under the tag (`false`: the
+    /// tuple is in no connection, so the packet is NEW, or INVALID).
     #[inline(always)]
-    pub fn prefetch_entry(&self, tag: u32) {
-        if let Some(r) = self.index.first(tag) {
-            if let Some(e) = self.entries.get((r >> 1) as usize) {
-                crate::dpdk::prefetch_all(e);
-                // A NAT binding's reply tuple: compared for replies, read for the rewrite.
-                if let Some(t) = self.replies.get((r >> 1) as usize) {
-                    crate::dpdk::prefetch_all(t);
-                }
+    pub fn prefetch_entry(&self, tag: u32) -> bool {
+        let Some(r) = self.index.first(tag) else {
+            return false;
+        };
+        if let Some(e) = self.entries.get((r >> 1) as usize) {
+            crate::dpdk::prefetch_all(e);
+            // A NAT binding's reply tuple: compared for replies, read for the rewrite.
+            if let Some(t) = self.replies.get((r >> 1) as usize) {
+                crate::dpdk::prefetch_all(t);
             }
+        }
+        true
+    }
+
+    /// Starts loading what the next `n` insertions will write besides the index bucket (which
+    /// their lookups loaded): the entries on top of the free stack, both their lines, and
+    /// their wheel links. For a burst in which `n` packets found no candidate in the index.
+    #[inline]
+    pub fn prefetch_free(&self, n: u32) {
+        let top = self.free_len as usize;
+        let n = (n as usize).min(top);
+        for &i in &self.free[top - n..top] {
+            if let Some(e) = self.entries.get(i as usize) {
+                crate::dpdk::prefetch_all(e);
+            }
+            self.wheel.prefetch_link(i);
         }
     }
 

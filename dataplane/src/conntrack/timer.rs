@@ -102,6 +102,14 @@ impl Wheel {
         slot as u16
     }
 
+    /// Starts loading entry `e`'s link (which arming writes).
+    #[inline(always)]
+    pub fn prefetch_link(&self, e: u32) {
+        if let Some(l) = self.links.get(e as usize) {
+            crate::dpdk::prefetch(l);
+        }
+    }
+
     /// Unlinks entry `e`, armed in `slot` (nothing when `slot` is [`UNARMED`]).
     #[inline]
     pub fn disarm(&mut self, e: u32, slot: u16) {
