@@ -162,10 +162,12 @@ impl<T: Copy> TableMemory<T> {
         let p = m.ptr.as_ptr();
         for i in 0..len {
             let v = f(i);
-            // SAFETY: `i < len` and the mapping holds `bytes = len * size_of::<T>()` bytes
-            // from `p`, which is page aligned (so aligned for `T`, checked above); the
-            // memory is ours alone and `T: Copy` has no destructor to skip.
-            unsafe { p.add(i).write(v) };
+            // The address is computed without `unsafe` (it stays inside the mapping: `i < len`).
+            let at = p.wrapping_add(i);
+            // SAFETY: the mapping holds `bytes = len * size_of::<T>()` bytes from `p`, which is
+            // page aligned (so aligned for `T`, checked above), and `at` is element `i < len`
+            // of it; the memory is ours alone and `T: Copy` has no destructor to skip.
+            unsafe { at.write(v) };
         }
         m.len = len;
         m
