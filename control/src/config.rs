@@ -842,4 +842,26 @@ pairs = [["inside", "outside"]]
         let e = parse("mode = \"hub\"").unwrap_err().to_string();
         assert!(e.contains("mode") || e.contains("hub"), "{e}");
     }
+
+    #[test]
+    fn conntrack_hugepages() {
+        use dataplane::dpdk::HugePages;
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.conntrack.track_config(1).conntrack.hugepages,
+            HugePages::Auto
+        );
+        for (v, want) in [
+            ("auto", HugePages::Auto),
+            ("transparent", HugePages::Transparent),
+            ("off", HugePages::Off),
+        ] {
+            let c = parse(&format!("{GOOD}\n[conntrack]\nhugepages = \"{v}\"\n")).unwrap();
+            assert_eq!(c.conntrack.track_config(1).conntrack.hugepages, want);
+        }
+        let e = parse(&format!("{GOOD}\n[conntrack]\nhugepages = \"always\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hugepages") || e.contains("always"), "{e}");
+    }
 }
