@@ -123,8 +123,33 @@ pub struct ConntrackConf {
     /// table is refused (default: on).
     #[serde(default = "yes")]
     pub nat: bool,
+    /// Which pages the tables take: "auto" (default: the reserved huge page pool, else
+    /// transparent huge pages, else small pages), "transparent" (leaves the reserved pool to
+    /// DPDK) or "off".
+    #[serde(default)]
+    pub hugepages: HugePagesConf,
     #[serde(default)]
     pub timeouts: TimeoutsConf,
+}
+
+/// `[conntrack] hugepages`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HugePagesConf {
+    #[default]
+    Auto,
+    Transparent,
+    Off,
+}
+
+impl HugePagesConf {
+    pub fn policy(self) -> dataplane::dpdk::HugePages {
+        match self {
+            HugePagesConf::Auto => dataplane::dpdk::HugePages::Auto,
+            HugePagesConf::Transparent => dataplane::dpdk::HugePages::Transparent,
+            HugePagesConf::Off => dataplane::dpdk::HugePages::Off,
+        }
+    }
 }
 
 fn default_ct_max() -> u32 {
@@ -146,6 +171,7 @@ impl Default for ConntrackConf {
             tcp_max_retrans: default_max_retrans(),
             frag_datagrams: None,
             nat: true,
+            hugepages: HugePagesConf::Auto,
             timeouts: TimeoutsConf::default(),
         }
     }
@@ -208,6 +234,7 @@ impl ConntrackConf {
         const SEC: u64 = 1_000_000_000;
         let mut t = dataplane::track::TrackConfig::new(self.max);
         t.conntrack.nat = self.nat;
+        t.conntrack.hugepages = self.hugepages.policy();
         t.nat_seed = hash_seed.rotate_left(17) ^ 0x6e61_7420_7365_6564;
         if let Some(n) = self.frag_datagrams {
             t.frag_datagrams = n;
@@ -814,5 +841,27 @@ pairs = [["inside", "outside"]]
         assert!(e.contains("port[1].name"), "{e}");
         let e = parse("mode = \"hub\"").unwrap_err().to_string();
         assert!(e.contains("mode") || e.contains("hub"), "{e}");
+    }
+
+    #[test]
+    fn conntrack_hugepages() {
+        use dataplane::dpdk::HugePages;
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.conntrack.track_config(1).conntrack.hugepages,
+            HugePages::Auto
+        );
+        for (v, want) in [
+            ("auto", HugePages::Auto),
+            ("transparent", HugePages::Transparent),
+            ("off", HugePages::Off),
+        ] {
+            let c = parse(&format!("{GOOD}\n[conntrack]\nhugepages = \"{v}\"\n")).unwrap();
+            assert_eq!(c.conntrack.track_config(1).conntrack.hugepages, want);
+        }
+        let e = parse(&format!("{GOOD}\n[conntrack]\nhugepages = \"always\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hugepages") || e.contains("always"), "{e}");
     }
 }

@@ -189,8 +189,15 @@ fn run_on(
     };
     match tables.first() {
         Some(t) => {
+            let mut pages = dataplane::dpdk::PageUse::default();
+            for t in &tables {
+                pages += t.ct.pages();
+            }
+            let thp = dataplane::dpdk::transparent_huge_bytes().map_or(String::new(), |b| {
+                format!("; {} MiB of the process on transparent huge pages", b >> 20)
+            });
             eprintln!(
-                "rampart: conntrack: {} connections per worker ({} MiB each)",
+                "rampart: conntrack: {} connections per worker ({} MiB each; all workers: {pages}{thp})",
                 t.ct.capacity(),
                 t.ct.memory_bytes() >> 20
             );

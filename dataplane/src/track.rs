@@ -184,7 +184,8 @@ impl Tables {
 
 /// Starts loading what conntrack will read for a burst of frames: every frame's index bucket,
 /// then every entry those buckets point at, so that judging the burst one packet at a time
-/// finds them in cache (a large table misses twice per packet otherwise). Frames that are
+/// finds them in cache (a large table misses twice per packet otherwise); for the frames of no
+/// connection, the free entries (and wheel links) their insertions would write. Frames that are
 /// not IP, or that the straight-line parser leaves to the full one, are skipped. What the
 /// parser found is left in `parsed` (by frame position), for judging without parsing again.
 #[inline]
@@ -208,10 +209,15 @@ pub fn prefetch_burst<'a>(
             *o = true;
         }
     }
+    let mut misses = 0;
     for (&t, &o) in tags.iter().zip(&ok) {
-        if o {
-            tables.ct.prefetch_entry(t);
+        if o && !tables.ct.prefetch_entry(t) {
+            misses += 1;
         }
+    }
+    // Packets of no connection may be NEW ones: what their insertions will write.
+    if misses != 0 {
+        tables.ct.prefetch_free(misses);
     }
 }
 

@@ -65,6 +65,45 @@ pub struct StatefulArgs {
     /// `nf_conntrack_checksum=0`); on by default, as in Linux.
     #[arg(long)]
     pub no_checksum: bool,
+    /// Which pages the conntrack table may take (`[conntrack] hugepages`): the reserved
+    /// pool, else transparent huge pages, else small pages (`auto`); transparent huge pages
+    /// only; or small pages only (`off`).
+    #[arg(long, value_enum, default_value_t = Pages::Auto)]
+    pub hugepages: Pages,
+}
+
+/// `--hugepages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pages {
+    Auto,
+    Transparent,
+    Off,
+}
+
+impl Pages {
+    pub(crate) fn policy(self) -> dataplane::dpdk::HugePages {
+        match self {
+            Pages::Auto => dataplane::dpdk::HugePages::Auto,
+            Pages::Transparent => dataplane::dpdk::HugePages::Transparent,
+            Pages::Off => dataplane::dpdk::HugePages::Off,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Pages::Auto => "",
+            Pages::Transparent => " --hugepages transparent",
+            Pages::Off => " --hugepages off",
+        }
+    }
+}
+
+/// What a table's pages are, for reports: the kinds it got and the process's transparent
+/// huge pages (madvised memory the kernel backed with 2 MB pages).
+pub(crate) fn pages_report(pages: dataplane::dpdk::PageUse) -> String {
+    let thp = dataplane::dpdk::transparent_huge_bytes()
+        .map_or("unknown".into(), |b| format!("{} MiB", b >> 20));
+    format!("{pages}; transparent huge pages in the process: {thp}")
 }
 
 pub(crate) const INSIDE: u16 = 0;
@@ -383,6 +422,8 @@ struct CaseResult {
     /// dropped as `ct_full`).
     full_accepted: usize,
     new_flows_tried: usize,
+    /// What pages the table got.
+    pages: String,
 }
 
 fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
@@ -447,8 +488,11 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     let mut cfg = TrackConfig::new(flows as u32);
     cfg.conntrack.tcp.loose = false;
     cfg.conntrack.checksum = !args.no_checksum;
+    cfg.conntrack.hugepages = args.hugepages.policy();
     let mut tables = Tables::new(&cfg);
     let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
+    let pages = pages_report(tables.ct.pages());
+    eprintln!("rampart-perf: stateful: table memory: {pages}");
     let now = 1_000_000_000u64;
 
     // New connections: first packets only, into an empty table; repeated on fresh tables.
@@ -565,6 +609,7 @@ fn run_case(args: &StatefulArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         full_evictions,
         full_accepted: forwarded + full_drops as usize,
         new_flows_tried: more.len(),
+        pages,
     })
 }
 
@@ -650,14 +695,19 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
         );
     }
     let targets = targets(&results);
+    let pages: String = results
+        .iter()
+        .map(|r| format!("- {} flows: {}.\n", r.flows, r.pages))
+        .collect();
     println!("TSC {:.0} MHz, {} rules", hz / 1e6, args.rules);
     print!("{table}");
+    print!("\nThe table's memory:\n\n{pages}");
     println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
             "## Connection tracking: established traffic, new connections, memory \
              (`rampart-perf stateful`)\n\n\
-             Command: `rampart-perf stateful --flows {} --rules {}{}`; commit {}.\n\nMachine: {}; \
+             Command: `rampart-perf stateful --flows {} --rules {}{}{}`; commit {}.\n\nMachine: {}; \
              load average {:.1} when the run began, {:.1} when it ended.\n\n\
              The pipeline alone on one core (no packet I/O): each burst of 32 frames is copied \
              (untimed) into a small buffer, as a NIC leaves frames in its RX ring, then judged with \
@@ -668,12 +718,15 @@ pub fn run(args: &StatefulArgs) -> Result<()> {
              is the stateful figure minus it. The rule set is `ESTABLISHED,RELATED -j ACCEPT`, \
              {} ClassBench-like rules for NEW (one in four DROP), default DROP. At a full table \
              (after the established runs, every flow open), 1000 more new UDP flows are offered; \
-             those the rules accept must find room or be dropped as `ct_full`.\n\n{table}\n{targets}",
+             those the rules accept must find room or be dropped as `ct_full`.\n\n{table}\n\
+             The table's memory (`--hugepages`; the packets' buffers are on small pages):\n\n\
+             {pages}\n{targets}",
             args.flows.join(","),
             args.rules,
             if args.no_checksum { " --no-checksum" } else { "" },
+            args.hugepages.arg(),
             crate::report::commit(),
-            crate::report::machine("no hugepages"),
+            crate::report::machine("no DPDK memory (the pipeline alone)"),
             load_before,
             load_average(),
             hz / 1e6,

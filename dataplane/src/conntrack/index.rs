@@ -12,6 +12,8 @@
 //!   one half and every probe ends at an empty bucket.
 //! - The index stores no keys: the caller checks a candidate reference against its own entry.
 
+use crate::dpdk::{HugePages, PageUse, TableMemory};
+
 /// A bucket: the hash tag and the caller's reference (entry index and direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Bucket {
@@ -52,27 +54,29 @@ impl Iterator for Candidates<'_> {
 /// An open-addressing index of `u32` references by 32-bit hash tag.
 #[derive(Debug)]
 pub struct Index {
-    buckets: Box<[Bucket]>,
+    buckets: TableMemory<Bucket>,
     len: u32,
 }
 
 impl Index {
     /// An index for at most `max_items` references, at a load of at most one half: exactly
     /// twice as many buckets (at least 16), so memory follows the capacity without rounding up
-    /// to a power of two.
-    pub fn with_capacity(max_items: u32) -> Index {
+    /// to a power of two; on huge pages as `pages` allows.
+    pub fn with_capacity(max_items: u32, pages: HugePages) -> Index {
         let size = (u64::from(max_items) * 2).clamp(16, 1 << 31);
+        let empty = Bucket {
+            tag: 0,
+            reference: EMPTY,
+        };
         Index {
-            buckets: vec![
-                Bucket {
-                    tag: 0,
-                    reference: EMPTY
-                };
-                size as usize
-            ]
-            .into_boxed_slice(),
+            buckets: TableMemory::filled(size as usize, empty, pages),
             len: 0,
         }
+    }
+
+    /// Counts the pages the buckets got.
+    pub fn add_pages(&self, u: &mut PageUse) {
+        u.add(&self.buckets);
     }
 
     #[inline]
@@ -231,7 +235,7 @@ mod tests {
                 (0u32..64).prop_map(Op::Insert),
                 any::<usize>().prop_map(Op::Remove),
             ], 1..300)) {
-            let mut idx = Index::with_capacity(200);
+            let mut idx = Index::with_capacity(200, HugePages::Off);
             let mut model: HashMap<u32, u32> = HashMap::new(); // reference -> tag
             let mut next_ref = 0u32;
             for op in ops {
@@ -266,7 +270,7 @@ mod tests {
     #[test]
     fn wraps_around_the_end() {
         // 24 buckets: not a power of two.
-        let mut idx = Index::with_capacity(12);
+        let mut idx = Index::with_capacity(12, HugePages::Off);
         let last = u32::MAX;
         assert_eq!(idx.home(last), 23);
         for r in 0..5 {

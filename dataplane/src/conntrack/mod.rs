@@ -63,6 +63,7 @@ mod timer;
 mod tests;
 
 use crate::classify::ct;
+use crate::dpdk::{HugePages, PageUse, TableMemory};
 use crate::wire::checksum;
 use crate::wire::{
     icmpv4, icmpv6, ip_proto, udp, Family, FlowKey, Fragment, IpAddr128, PacketInfo, RxCsum,
@@ -324,6 +325,8 @@ pub struct Config {
     /// bindings): reserves a side table of one tuple per entry (38 bytes each) and room in
     /// the index for a second reference per entry (16 bytes each).
     pub nat: bool,
+    /// Which pages the table's large arrays may take ([`TableMemory`]).
+    pub hugepages: HugePages,
 }
 
 impl Config {
@@ -342,6 +345,7 @@ impl Config {
             generic_ns: 600 * SEC,
             early_drop_scan: 16,
             nat: false,
+            hugepages: HugePages::Auto,
         }
     }
 }
@@ -715,17 +719,17 @@ impl Memory {
 #[derive(Debug)]
 pub struct Conntrack {
     cfg: Config,
-    entries: Box<[Entry]>,
+    entries: TableMemory<Entry>,
     /// Stack of free slab slots.
-    free: Box<[u32]>,
+    free: TableMemory<u32>,
     free_len: u32,
     index: Index,
     wheel: Wheel,
     /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
-    replies: Box<[FlowKey]>,
+    replies: TableMemory<FlowKey>,
     /// The high parts of each slot's counters (zero for a free slot, and for every entry
     /// without [`status::WIDE`]).
-    wide: Box<[Wide]>,
+    wide: TableMemory<Wide>,
     /// Would-be entries of NEW connections, and the handle number each belongs to
     /// ([`Pending`]): handle `n` is in scratch slot `n % PENDING` while its number is there.
     pending: Box<[Entry; PENDING]>,
@@ -748,22 +752,19 @@ impl Conntrack {
     pub fn new(cfg: Config) -> Conntrack {
         let cap = cfg.capacity.clamp(1, 1 << 29);
         let s = cfg.hash_seed;
+        let pages = cfg.hugepages;
         Conntrack {
             cfg: Config {
                 capacity: cap,
                 ..cfg
             },
-            entries: vec![FREE; cap as usize].into_boxed_slice(),
-            free: (0..cap).rev().collect(),
+            entries: TableMemory::filled(cap as usize, FREE, pages),
+            free: TableMemory::from_fn(cap as usize, pages, |i| cap - 1 - i as u32),
             free_len: cap,
-            index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }),
-            wheel: Wheel::new(cap),
-            replies: if cfg.nat {
-                vec![NO_KEY; cap as usize].into_boxed_slice()
-            } else {
-                Box::default()
-            },
-            wide: vec![Wide::default(); cap as usize].into_boxed_slice(),
+            index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }, pages),
+            wheel: Wheel::new(cap, pages),
+            replies: TableMemory::filled(if cfg.nat { cap as usize } else { 0 }, NO_KEY, pages),
+            wide: TableMemory::filled(cap as usize, Wide::default(), pages),
             pending: Box::new([FREE; PENDING]),
             pending_of: [u32::MAX; PENDING],
             pending_tag: [0; PENDING],
@@ -822,6 +823,19 @@ impl Conntrack {
             free_stack: self.free.len() * 4,
             nat_replies: self.replies.len() * core::mem::size_of::<FlowKey>(),
         }
+    }
+
+    /// The pages the table's arrays got (mapped bytes by kind: a little more than
+    /// [`Conntrack::memory`], rounded up to whole pages).
+    pub fn pages(&self) -> PageUse {
+        let mut u = PageUse::default();
+        u.add(&self.entries);
+        u.add(&self.free);
+        u.add(&self.replies);
+        u.add(&self.wide);
+        self.index.add_pages(&mut u);
+        self.wheel.add_pages(&mut u);
+        u
     }
 
     /// The reply tuple of the entry in slot `i`.
@@ -916,17 +930,35 @@ impl Conntrack {
     }
 
     /// Second half: starts loading the entry the bucket points at. Call once the bucket had
-    /// time to arrive.
+    /// time to arrive. Returns whether the index had a candidate under the tag (`false`: the
+    /// tuple is in no connection, so the packet is NEW, or INVALID).
     #[inline(always)]
-    pub fn prefetch_entry(&self, tag: u32) {
-        if let Some(r) = self.index.first(tag) {
-            if let Some(e) = self.entries.get((r >> 1) as usize) {
-                crate::dpdk::prefetch_all(e);
-                // A NAT binding's reply tuple: compared for replies, read for the rewrite.
-                if let Some(t) = self.replies.get((r >> 1) as usize) {
-                    crate::dpdk::prefetch_all(t);
-                }
+    pub fn prefetch_entry(&self, tag: u32) -> bool {
+        let Some(r) = self.index.first(tag) else {
+            return false;
+        };
+        if let Some(e) = self.entries.get((r >> 1) as usize) {
+            crate::dpdk::prefetch_all(e);
+            // A NAT binding's reply tuple: compared for replies, read for the rewrite.
+            if let Some(t) = self.replies.get((r >> 1) as usize) {
+                crate::dpdk::prefetch_all(t);
             }
+        }
+        true
+    }
+
+    /// Starts loading what the next `n` insertions will write besides the index bucket (which
+    /// their lookups loaded): the entries on top of the free stack, both their lines, and
+    /// their wheel links. For a burst in which `n` packets found no candidate in the index.
+    #[inline]
+    pub fn prefetch_free(&self, n: u32) {
+        let top = self.free_len as usize;
+        let n = (n as usize).min(top);
+        for &i in &self.free[top - n..top] {
+            if let Some(e) = self.entries.get(i as usize) {
+                crate::dpdk::prefetch_all(e);
+            }
+            self.wheel.prefetch_link(i);
         }
     }
 

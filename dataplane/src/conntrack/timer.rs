@@ -13,6 +13,8 @@
 //!   wheel finds it when its old tick comes and re-arms it. A deadline moved *earlier* than its
 //!   armed tick must be re-armed at once ([`Wheel::rearm_if_late`]).
 
+use crate::dpdk::{HugePages, PageUse, TableMemory};
+
 /// Nanoseconds per tick, as a shift.
 pub const TICK_SHIFT: u32 = 27;
 /// Slots in the wheel: a horizon of 4096 ticks, about 9 minutes.
@@ -47,19 +49,25 @@ const fn tick_of(ns: u64) -> u64 {
 #[derive(Debug)]
 pub struct Wheel {
     heads: Box<[u32]>,
-    links: Box<[Link]>,
+    /// By entry: large, so on huge pages as the table's are.
+    links: TableMemory<Link>,
     cursor: u64,
     started: bool,
 }
 
 impl Wheel {
-    pub fn new(entries: u32) -> Wheel {
+    pub fn new(entries: u32, pages: HugePages) -> Wheel {
         Wheel {
             heads: vec![NIL; SLOTS as usize].into_boxed_slice(),
-            links: vec![UNLINKED; entries as usize].into_boxed_slice(),
+            links: TableMemory::filled(entries as usize, UNLINKED, pages),
             cursor: 0,
             started: false,
         }
+    }
+
+    /// Counts the pages the links got.
+    pub fn add_pages(&self, u: &mut PageUse) {
+        u.add(&self.links);
     }
 
     pub fn bytes(&self) -> usize {
@@ -92,6 +100,14 @@ impl Wheel {
         }
         self.heads[slot] = e;
         slot as u16
+    }
+
+    /// Starts loading entry `e`'s link (which arming writes).
+    #[inline(always)]
+    pub fn prefetch_link(&self, e: u32) {
+        if let Some(l) = self.links.get(e as usize) {
+            crate::dpdk::prefetch(l);
+        }
     }
 
     /// Unlinks entry `e`, armed in `slot` (nothing when `slot` is [`UNARMED`]).
@@ -175,7 +191,7 @@ mod tests {
 
     #[test]
     fn far_deadlines_come_back_until_due() {
-        let mut w = Wheel::new(4);
+        let mut w = Wheel::new(4, HugePages::Off);
         let deadline = 3 * SLOTS * TICK;
         w.arm(0, deadline, 0);
         let mut seen = 0;
@@ -197,7 +213,7 @@ mod tests {
 
     #[test]
     fn earlier_deadlines_are_rearmed() {
-        let mut w = Wheel::new(2);
+        let mut w = Wheel::new(2, HugePages::Off);
         let slot = w.arm(0, 100 * TICK, 0);
         // Later: nothing moves.
         assert_eq!(w.rearm_if_late(0, slot, 200 * TICK, TICK), slot);
@@ -220,7 +236,7 @@ mod tests {
                              drop_some in proptest::collection::vec(any::<bool>(), 40),
                              sooner in proptest::collection::vec(proptest::option::of(0u64..(2 * SLOTS * TICK)), 40)) {
             let n = deadlines.len() as u32;
-            let mut w = Wheel::new(n);
+            let mut w = Wheel::new(n, HugePages::Off);
             let mut deadlines = deadlines;
             let mut slots: Vec<u16> = deadlines.iter().enumerate().map(|(e, &d)| w.arm(e as u32, d, 0)).collect();
             for e in 0..n as usize {

@@ -1,7 +1,8 @@
 //! The one safe layer over `dpdk-sys`. Every `unsafe` block in Rampart outside `dpdk-sys` lives in
 //! this module and carries a `SAFETY:` comment naming the precondition it relies on. That makes it
-//! also the home of the CPU-level helpers that need `unsafe`: [`prefetch`], and the classifier's
-//! SIMD kernels with their run-time selection ([`simd`]).
+//! also the home of the CPU-level helpers that need `unsafe`: [`prefetch`], the classifier's
+//! SIMD kernels with their run-time selection ([`simd`]), and the memory of large tables, on
+//! huge pages where the system has them ([`TableMemory`]).
 //!
 //! Invariants:
 //! - EAL is initialised at most once per process ([`Eal`]), and everything else here is only
@@ -17,6 +18,7 @@ mod eal;
 mod lcore;
 mod mbuf;
 mod mempool;
+mod pages;
 mod port;
 mod ring;
 pub mod simd;
@@ -28,6 +30,7 @@ pub use eal::{tsc, tsc_hz, Eal};
 pub use lcore::{LaunchError, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
+pub use pages::{transparent_huge_bytes, HugePages, PageKind, PageUse, TableMemory};
 pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue};
 pub use ring::{handoff_ring, HandedOff, HandoffBuffer, RingRx, RingTx};
 pub use txbatch::TxBatch;
