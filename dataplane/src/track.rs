@@ -700,6 +700,8 @@ fn judge_after_track<F: Forwarding>(
         let nat = nat.expect("fresh bindings come from it");
         let rules = nat.rules(key.family).expect("fresh bindings come from it");
         let mut failed = None;
+        // Whether the source translation saw its reply tuple steer here already.
+        let mut here = false;
         match decide(&rules.postrouting, &meta) {
             NatDecision::Keep => {}
             NatDecision::Translate(target) => {
@@ -707,12 +709,14 @@ fn judge_after_track<F: Forwarding>(
                 let ct = &tables.ct;
                 match target.resolve(src) {
                     Some(range) => {
-                        match tables
-                            .nat
-                            .apply(b, Manip::Src, &range, &nat.steering, &mut |k| {
-                                ct.tuple_in_use(k, now_ns)
-                            }) {
-                            Ok(nb) => *b = nb,
+                        match tables.nat.apply_noting(
+                            b,
+                            Manip::Src,
+                            &range,
+                            &nat.steering,
+                            &mut |k| ct.tuple_in_use(k, now_ns),
+                        ) {
+                            Ok((nb, seen)) => (*b, here) = (nb, seen),
                             Err(e) => failed = Some(e),
                         }
                     }
@@ -722,7 +726,7 @@ fn judge_after_track<F: Forwarding>(
             NatDecision::Drop => verdict = Verdict::Drop(DropReason::RuleDrop),
         }
         if failed.is_none() && !b.is_identity() {
-            failed = tables.nat.steerable(*b, &nat.steering).err();
+            failed = tables.nat.steerable_noted(*b, here, &nat.steering).err();
         }
         if let Some(e) = failed {
             verdict = Verdict::Drop(DropReason::Nat(e));

@@ -25,9 +25,26 @@ pub enum Family {
     V6 = 6,
 }
 
-/// A 16-byte IP address; IPv4 is stored v4-mapped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 16-byte IP address; IPv4 is stored v4-mapped. Ordered as its bytes are (the
+/// address as a big-endian number).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IpAddr128(pub [u8; 16]);
+
+impl Ord for IpAddr128 {
+    /// The bytes' order, as two wide compares instead of the derived byte-by-byte loop
+    /// (rule matching compares addresses with ranges on every rule it tries).
+    #[inline]
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))
+    }
+}
+
+impl PartialOrd for IpAddr128 {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl IpAddr128 {
     pub const UNSPECIFIED: IpAddr128 = IpAddr128([0; 16]);
@@ -280,6 +297,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn address_order_is_the_bytes_order(a in any::<[u8; 16]>(), b in any::<[u8; 16]>()) {
+            prop_assert_eq!(IpAddr128(a).cmp(&IpAddr128(b)), a.cmp(&b));
+        }
+
         #[test]
         fn reply_is_involution(src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), proto in prop_oneof![Just(1u8), Just(6), Just(17), Just(58), any::<u8>()],
                                sp in any::<u16>(), dp in any::<u16>(), v6 in any::<bool>()) {
