@@ -336,11 +336,16 @@ fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatDecision<'a> {
 /// An ICMP error (`related`) gets its address only; an ICMP query keeps its identifier.
 #[inline]
 fn prerouted(key: FlowKey, b: &Binding, dir: Dir, related: bool) -> FlowKey {
-    let (_, to) = b.translation(dir);
+    // The translated tuple (`b.translation(dir).1`) is the reverse of the other direction's
+    // wire tuple: its destination is that tuple's source, read where it lies.
+    let other = match dir {
+        Dir::Orig => &b.reply,
+        Dir::Reply => &b.orig,
+    };
     let mut k = key;
-    k.dst = to.dst;
+    k.dst = other.src;
     if !related && matches!(key.proto, ip_proto::TCP | ip_proto::UDP) {
-        k.dst_port = to.dst_port;
+        k.dst_port = other.src_port;
     }
     k
 }

@@ -436,6 +436,14 @@ struct Wide {
     bytes: [u32; 2],
 }
 
+/// One slot of the reply tuple side array, aligned to a cache line so that a tuple never
+/// spans two (a 38-byte stride put most of them across a line boundary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct ReplySlot(FlowKey);
+
+const _: () = assert!(core::mem::size_of::<ReplySlot>() == 64);
+
 const NO_KEY: FlowKey = FlowKey {
     src: IpAddr128::UNSPECIFIED,
     dst: IpAddr128::UNSPECIFIED,
@@ -722,7 +730,7 @@ pub struct Conntrack {
     index: Index,
     wheel: Wheel,
     /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
-    replies: Box<[FlowKey]>,
+    replies: Box<[ReplySlot]>,
     /// The high parts of each slot's counters (zero for a free slot, and for every entry
     /// without [`status::WIDE`]).
     wide: Box<[Wide]>,
@@ -759,7 +767,7 @@ impl Conntrack {
             index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }),
             wheel: Wheel::new(cap),
             replies: if cfg.nat {
-                vec![NO_KEY; cap as usize].into_boxed_slice()
+                vec![ReplySlot(NO_KEY); cap as usize].into_boxed_slice()
             } else {
                 Box::default()
             },
@@ -820,7 +828,7 @@ impl Conntrack {
             index: self.index.bytes(),
             wheel: self.wheel.bytes(),
             free_stack: self.free.len() * 4,
-            nat_replies: self.replies.len() * core::mem::size_of::<FlowKey>(),
+            nat_replies: self.replies.len() * core::mem::size_of::<ReplySlot>(),
         }
     }
 
@@ -829,7 +837,7 @@ impl Conntrack {
     fn reply_of(&self, i: u32) -> FlowKey {
         let e = &self.entries[i as usize];
         if e.has(status::NAT) {
-            self.replies[i as usize]
+            self.replies[i as usize].0
         } else {
             e.key.key().reply()
         }
@@ -854,7 +862,7 @@ impl Conntrack {
             let i = r >> 1;
             if r & 1 == 1 {
                 // The reply tuple of a NAT binding.
-                if Words::of(&replies[i as usize]).is(&w) {
+                if Words::of(&replies[i as usize].0).is(&w) {
                     return Some((i, Dir::Reply));
                 }
                 continue;
@@ -902,7 +910,7 @@ impl Conntrack {
     fn binding_of(&self, i: u32) -> crate::nat::Binding {
         crate::nat::Binding {
             orig: self.entries[i as usize].key.key(),
-            reply: self.replies[i as usize],
+            reply: self.replies[i as usize].0,
         }
     }
 
@@ -1001,7 +1009,7 @@ impl Conntrack {
         let key = e.key.key();
         self.index.remove(self.tag(&key), i << 1);
         if e.has(status::NAT) {
-            let reply = self.replies[i as usize];
+            let reply = self.replies[i as usize].0;
             if reply != key {
                 self.index.remove(self.tag(&reply), i << 1 | 1);
             }
@@ -1572,7 +1580,7 @@ impl Conntrack {
         self.index.insert(tag, i << 1);
         if let Some(reply) = nat {
             self.entries[i as usize].set(status::NAT);
-            self.replies[i as usize] = reply;
+            self.replies[i as usize] = ReplySlot(reply);
             self.stats.nat_live += 1;
             if reply != key {
                 self.index.insert(self.tag(&reply), i << 1 | 1);
