@@ -379,9 +379,9 @@ fn tracked_one<F: Forwarding>(
 /// is dropped with the reason.
 #[inline]
 pub fn translate(frame: &mut [u8], info: &PacketInfo, j: &IpJudgement) -> Verdict {
-    match &j.nat {
+    match j.nat {
         Some((b, dir)) if !matches!(j.verdict, Verdict::Drop(_)) => {
-            match crate::nat::rewrite(frame, info, *dir, b) {
+            match crate::nat::rewrite(frame, info, dir, &b) {
                 Ok(()) => j.verdict,
                 Err(e) => Verdict::Drop(DropReason::Rewrite(e)),
             }

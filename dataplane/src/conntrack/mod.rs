@@ -436,14 +436,6 @@ struct Wide {
     bytes: [u32; 2],
 }
 
-/// One slot of the reply tuple side array, aligned to a cache line so that a tuple never
-/// spans two (a 38-byte stride put most of them across a line boundary).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(64))]
-struct ReplySlot(FlowKey);
-
-const _: () = assert!(core::mem::size_of::<ReplySlot>() == 64);
-
 const NO_KEY: FlowKey = FlowKey {
     src: IpAddr128::UNSPECIFIED,
     dst: IpAddr128::UNSPECIFIED,
@@ -730,7 +722,7 @@ pub struct Conntrack {
     index: Index,
     wheel: Wheel,
     /// Reply tuples of NAT'd entries, by slot (empty when `cfg.nat` is off).
-    replies: Box<[ReplySlot]>,
+    replies: Box<[FlowKey]>,
     /// The high parts of each slot's counters (zero for a free slot, and for every entry
     /// without [`status::WIDE`]).
     wide: Box<[Wide]>,
@@ -767,7 +759,7 @@ impl Conntrack {
             index: Index::with_capacity(if cfg.nat { cap * 2 } else { cap }),
             wheel: Wheel::new(cap),
             replies: if cfg.nat {
-                vec![ReplySlot(NO_KEY); cap as usize].into_boxed_slice()
+                vec![NO_KEY; cap as usize].into_boxed_slice()
             } else {
                 Box::default()
             },
@@ -828,7 +820,7 @@ impl Conntrack {
             index: self.index.bytes(),
             wheel: self.wheel.bytes(),
             free_stack: self.free.len() * 4,
-            nat_replies: self.replies.len() * core::mem::size_of::<ReplySlot>(),
+            nat_replies: self.replies.len() * core::mem::size_of::<FlowKey>(),
         }
     }
 
@@ -837,7 +829,7 @@ impl Conntrack {
     fn reply_of(&self, i: u32) -> FlowKey {
         let e = &self.entries[i as usize];
         if e.has(status::NAT) {
-            self.replies[i as usize].0
+            self.replies[i as usize]
         } else {
             e.key.key().reply()
         }
@@ -862,7 +854,7 @@ impl Conntrack {
             let i = r >> 1;
             if r & 1 == 1 {
                 // The reply tuple of a NAT binding.
-                if Words::of(&replies[i as usize].0).is(&w) {
+                if Words::of(&replies[i as usize]).is(&w) {
                     return Some((i, Dir::Reply));
                 }
                 continue;
@@ -910,7 +902,7 @@ impl Conntrack {
     fn binding_of(&self, i: u32) -> crate::nat::Binding {
         crate::nat::Binding {
             orig: self.entries[i as usize].key.key(),
-            reply: self.replies[i as usize].0,
+            reply: self.replies[i as usize],
         }
     }
 
@@ -930,7 +922,8 @@ impl Conntrack {
         if let Some(r) = self.index.first(tag) {
             if let Some(e) = self.entries.get((r >> 1) as usize) {
                 crate::dpdk::prefetch_all(e);
-                // A NAT binding's reply tuple: compared for replies, read for the rewrite.
+                // A NAT binding's reply tuple: compared for replies, read for the rewrite (38
+                // bytes: most cross a line boundary, and both lines are prefetched).
                 if let Some(t) = self.replies.get((r >> 1) as usize) {
                     crate::dpdk::prefetch_all(t);
                 }
@@ -1009,7 +1002,7 @@ impl Conntrack {
         let key = e.key.key();
         self.index.remove(self.tag(&key), i << 1);
         if e.has(status::NAT) {
-            let reply = self.replies[i as usize].0;
+            let reply = self.replies[i as usize];
             if reply != key {
                 self.index.remove(self.tag(&reply), i << 1 | 1);
             }
@@ -1580,7 +1573,7 @@ impl Conntrack {
         self.index.insert(tag, i << 1);
         if let Some(reply) = nat {
             self.entries[i as usize].set(status::NAT);
-            self.replies[i as usize] = ReplySlot(reply);
+            self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
             if reply != key {
                 self.index.insert(self.tag(&reply), i << 1 | 1);

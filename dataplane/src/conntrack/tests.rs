@@ -1122,10 +1122,7 @@ fn memory_is_counted_part_by_part() {
     let mut cfg = Config::new(1000);
     cfg.nat = true;
     let nat = Conntrack::new(cfg).memory();
-    assert_eq!(
-        nat.nat_replies,
-        1000 * core::mem::size_of::<super::ReplySlot>()
-    );
+    assert_eq!(nat.nat_replies, 1000 * core::mem::size_of::<FlowKey>());
     assert_eq!(nat.index, 2 * m.index);
     assert_eq!(nat.total() - m.total(), nat.nat_replies + m.index);
 }

@@ -230,8 +230,10 @@ impl Allocator {
 
     /// [`Allocator::apply`], also saying whether the result's reply tuple was seen to steer
     /// to this worker by port ownership ([`Steer::Worker`]), so that
-    /// [`Allocator::steerable_noted`] need not steer it again.
-    #[inline]
+    /// [`Allocator::steerable_noted`] need not steer it again. Out of line: it runs once
+    /// per new translated connection, and inlined into the stateful stage it lengthens the
+    /// path of every packet.
+    #[inline(never)]
     pub fn apply_noting(
         &mut self,
         current: &Binding,
