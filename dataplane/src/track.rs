@@ -342,11 +342,16 @@ fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatDecision<'a> {
 /// An ICMP error (`related`) gets its address only; an ICMP query keeps its identifier.
 #[inline]
 fn prerouted(key: FlowKey, b: &Binding, dir: Dir, related: bool) -> FlowKey {
-    let (_, to) = b.translation(dir);
+    // The translated tuple (`b.translation(dir).1`) is the reverse of the other direction's
+    // wire tuple: its destination is that tuple's source, read where it lies.
+    let other = match dir {
+        Dir::Orig => &b.reply,
+        Dir::Reply => &b.orig,
+    };
     let mut k = key;
-    k.dst = to.dst;
+    k.dst = other.src;
     if !related && matches!(key.proto, ip_proto::TCP | ip_proto::UDP) {
-        k.dst_port = to.dst_port;
+        k.dst_port = other.src_port;
     }
     k
 }
@@ -567,6 +572,60 @@ fn established<F: Forwarding>(
     })
 }
 
+/// Stage 7 for an accepted new connection that leaves by `h`: nat POSTROUTING (SNAT,
+/// MASQUERADE) on top of binding `b` (changed in place: it is 80 bytes, and moved around by
+/// value it costs more than the rest), then the check that the finished binding's replies
+/// steer here. `Err(None)`: the chain did not end (drop); `Err(Some(e))`: no binding could be
+/// made. Out of line: it runs once per connection, and inlined it lengthens the path every
+/// packet takes.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn postrouting<F: Forwarding>(
+    nat: &crate::nat::NatTables,
+    tables: &mut Tables,
+    fwd: &mut F,
+    b: &mut Binding,
+    meta: &PacketMeta,
+    h: NextHop,
+    now_ns: u64,
+) -> Result<(), Option<NatError>> {
+    let rules = nat
+        .rules(meta.key.family)
+        .expect("fresh bindings come from it");
+    // Whether the source translation saw its reply tuple steer here already.
+    let mut here = false;
+    let mut dropped = false;
+    match decide(&rules.postrouting, meta) {
+        NatDecision::Keep => {}
+        NatDecision::Translate(target) => {
+            let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
+            let range = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+            let ct = &tables.ct;
+            let (nb, seen) = tables
+                .nat
+                .apply_noting(b, Manip::Src, &range, &nat.steering, &mut |k| {
+                    ct.tuple_in_use(k, now_ns)
+                })
+                .map_err(Some)?;
+            *b = nb;
+            here = seen;
+        }
+        NatDecision::Drop => dropped = true,
+    }
+    // A binding PREROUTING made must steer here even when the chain drops (the drop is then
+    // counted as the binding's).
+    if !b.is_identity() {
+        tables
+            .nat
+            .steerable_noted(*b, here, &nat.steering)
+            .map_err(Some)?;
+    }
+    if dropped {
+        return Err(None);
+    }
+    Ok(())
+}
+
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
 /// `None` when the raw table said NOTRACK). `route`: the routing decision, when the fast path
 /// took it already.
@@ -704,34 +763,10 @@ fn judge_after_track<F: Forwarding>(
     //    in place (it is 80 bytes: moved around by value, it costs more than the rest).
     if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
-        let rules = nat.rules(key.family).expect("fresh bindings come from it");
-        let mut failed = None;
-        match decide(&rules.postrouting, &meta) {
-            NatDecision::Keep => {}
-            NatDecision::Translate(target) => {
-                let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
-                let ct = &tables.ct;
-                match target.resolve(src) {
-                    Some(range) => {
-                        match tables
-                            .nat
-                            .apply(b, Manip::Src, &range, &nat.steering, &mut |k| {
-                                ct.tuple_in_use(k, now_ns)
-                            }) {
-                            Ok(nb) => *b = nb,
-                            Err(e) => failed = Some(e),
-                        }
-                    }
-                    None => failed = Some(NatError::NoAddress),
-                }
-            }
-            NatDecision::Drop => verdict = Verdict::Drop(DropReason::RuleDrop),
-        }
-        if failed.is_none() && !b.is_identity() {
-            failed = tables.nat.steerable(*b, &nat.steering).err();
-        }
-        if let Some(e) = failed {
-            verdict = Verdict::Drop(DropReason::Nat(e));
+        match postrouting(nat, tables, fwd, b, &meta, h, now_ns) {
+            Ok(()) => {}
+            Err(None) => verdict = Verdict::Drop(DropReason::RuleDrop),
+            Err(Some(e)) => verdict = Verdict::Drop(DropReason::Nat(e)),
         }
     } else if fresh && matches!(route, Route::Local) {
         // DNAT to Rampart itself: the replies come back here only if they steer here.

@@ -104,14 +104,17 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// [`prefetch`] for every cache line `r` spans.
+/// [`prefetch`] for every cache line `r` spans. An object not aligned to a line (a 38-byte
+/// tuple in an array of them) may end in a line its first byte is not in: its last byte is
+/// prefetched too.
 #[inline(always)]
 pub fn prefetch_all<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         let p = (r as *const T).cast::<i8>();
+        let size = core::mem::size_of::<T>();
         let mut off = 0;
-        while off < core::mem::size_of::<T>() {
+        while off < size {
             // SAFETY: as in `prefetch`; the address is computed with wrapping arithmetic
             // within (or just past) the object and never dereferenced.
             #[allow(unused_unsafe)]
@@ -121,6 +124,15 @@ pub fn prefetch_all<T>(r: &T) {
                 );
             }
             off += 64;
+        }
+        if core::mem::align_of::<T>() < 64 && size > 0 {
+            // SAFETY: as above; the object's last byte.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.wrapping_add(size - 1),
+                );
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -198,6 +198,23 @@ impl Allocator {
         }
     }
 
+    /// [`Allocator::steerable`] of the result of [`Allocator::apply_noting`], which said
+    /// whether that reply tuple steers to this worker by ownership (`here`): then it is
+    /// steerable without looking again.
+    #[inline]
+    pub fn steerable_noted(
+        &self,
+        b: Binding,
+        here: bool,
+        steering: &Steering,
+    ) -> Result<Binding, NatError> {
+        if here {
+            debug_assert_eq!(steering.steer(&b.reply), Steer::Worker(self.worker));
+            return Ok(b);
+        }
+        self.steerable(b, steering)
+    }
+
     /// One translation step on top of `current` (which may already carry a DNAT).
     pub fn apply(
         &mut self,
@@ -207,6 +224,24 @@ impl Allocator {
         steering: &Steering,
         in_use: &mut impl FnMut(&FlowKey) -> bool,
     ) -> Result<Binding, NatError> {
+        self.apply_noting(current, manip, range, steering, in_use)
+            .map(|(b, _)| b)
+    }
+
+    /// [`Allocator::apply`], also saying whether the result's reply tuple was seen to steer
+    /// to this worker by port ownership ([`Steer::Worker`]), so that
+    /// [`Allocator::steerable_noted`] need not steer it again. Out of line: it runs once
+    /// per new translated connection, and inlined into the stateful stage it lengthens the
+    /// path of every packet.
+    #[inline(never)]
+    pub fn apply_noting(
+        &mut self,
+        current: &Binding,
+        manip: Manip,
+        range: &NatRange,
+        steering: &Steering,
+        in_use: &mut impl FnMut(&FlowKey) -> bool,
+    ) -> Result<(Binding, bool), NatError> {
         let cur = current.translated_orig();
         if let Some((lo, hi)) = range.addrs {
             let v4 = cur.family == Family::V4;
@@ -222,18 +257,28 @@ impl Allocator {
             reply: t.reply(),
         };
         let ported = has_ports(&cur);
-        let ok = |t: &FlowKey, in_use: &mut dyn FnMut(&FlowKey) -> bool| {
-            !in_use(&t.reply())
-                && (manip == Manip::Dst || steering.reaches(self.worker, &t.reply()))
+        // A candidate's reply tuple must be unused and (for SNAT) reach this worker: `None`
+        // when it does not, else whether it reaches it by port ownership.
+        let worker = self.worker;
+        let ok = |t: &FlowKey, in_use: &mut dyn FnMut(&FlowKey) -> bool| -> Option<bool> {
+            let reply = t.reply();
+            if in_use(&reply) {
+                return None;
+            }
+            if manip == Manip::Dst {
+                return Some(false);
+            }
+            match steering.steer(&reply) {
+                Steer::Worker(w) => (w == worker).then_some(true),
+                Steer::Flow(_) => Some(false),
+            }
         };
 
         // SNAT keeps a tuple that is already in range.
-        if manip == Manip::Src
-            && !range.random_all()
-            && in_range(&cur, manip, range, ported)
-            && ok(&cur, in_use)
-        {
-            return Ok(done(cur));
+        if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
+            if let Some(here) = ok(&cur, in_use) {
+                return Ok((done(cur), here));
+            }
         }
 
         let mut t = cur;
@@ -249,8 +294,10 @@ impl Allocator {
                 Some(_) => !ported || port_in(&t, manip, range),
                 None => true,
             };
-            if port_ok && ok(&t, in_use) {
-                return Ok(done(t));
+            if port_ok {
+                if let Some(here) = ok(&t, in_use) {
+                    return Ok((done(t), here));
+                }
             }
         }
         if !ported {
@@ -267,7 +314,7 @@ impl Allocator {
             None => default_class(get_port(&cur, manip)),
         };
         self.search(t, manip, min, max, range, steering, in_use)
-            .map(done)
+            .map(|t| (done(t), false))
     }
 
     /// Linux's bounded search over the candidates of `[min, max]`.

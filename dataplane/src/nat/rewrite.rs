@@ -91,6 +91,17 @@ pub fn rewrite(
         .ok_or(RewriteError::Truncated)?;
     let l4 = (info.l4_offset != 0).then(|| usize::from(info.l4_offset) - l3);
     let proto = info.proto().unwrap_or(ip_proto::IPV6_NONXT);
+    // The tuple after translation is the reverse of the other direction's wire tuple
+    // (`binding.translation(dir).1`); the IPv4 TCP/UDP path reads its fields where they lie.
+    let other = match dir {
+        Dir::Orig => &b.reply,
+        Dir::Reply => &b.orig,
+    };
+    if let (false, Some(o)) = (v6, l4) {
+        if let Some(r) = tcp_udp_v4(ip, o, proto, other) {
+            return r;
+        }
+    }
     if let Some(off) = l4 {
         if let Some(&ty) = ip.get(off) {
             if is_icmp_error(v6, proto, ty) {
@@ -98,14 +109,7 @@ pub fn rewrite(
             }
         }
     }
-    let (_, to) = b.translation(dir);
-    if !v6 {
-        if let Some(o) = l4 {
-            if let Some(r) = tcp_udp_v4(ip, o, proto, &to) {
-                return r;
-            }
-        }
-    }
+    let to = other.reply();
     // Only the sides the binding translates: the same bytes for a packet of the connection,
     // and for a non-first fragment of an ICMP error (no L4 header to tell) the outer rewrite
     // its first fragment gets.
@@ -122,53 +126,63 @@ pub fn rewrite(
     )
 }
 
-/// The common case in straight-line code: an IPv4 TCP or UDP packet with its whole header.
-/// `None` hands anything else to [`translate`]; both give the same bytes.
+/// The common case in straight-line code: an IPv4 TCP or UDP packet with its whole header,
+/// whose tuple becomes the reverse of `other` (the wire tuple of the connection's other
+/// direction). `None` hands anything else to [`translate`]; both give the same bytes.
 #[inline(always)]
 fn tcp_udp_v4(
     ip: &mut [u8],
     o: usize,
     proto: u8,
-    to: &FlowKey,
+    other: &FlowKey,
 ) -> Option<Result<(), RewriteError>> {
     let (ck_at, udp) = match proto {
-        ip_proto::TCP => (o + 16, false),
-        ip_proto::UDP => (o + 6, true),
+        ip_proto::TCP => (16, false),
+        ip_proto::UDP => (6, true),
         _ => return None,
     };
-    if o < 20 || ip.len() < ck_at + 2 {
+    if o < 20 {
         return None;
     }
+    // Fixed-size views: no bounds check per byte below.
+    let (hdr, l4) = ip.split_at_mut_checked(o)?;
+    let hdr: &mut [u8; 20] = hdr.first_chunk_mut()?;
+    if l4.len() < ck_at + 2 {
+        return None;
+    }
+    let (ports_at, ck) = l4.split_at_mut(ck_at);
+    let ports_at: &mut [u8; 4] = ports_at.first_chunk_mut()?;
+    let ck: &mut [u8; 2] = ck.first_chunk_mut()?;
     let w = |b: &[u8], at: usize| u64::from(u16::from_be_bytes([b[at], b[at + 1]]));
-    let n = |v: &[u8], at: usize| u64::from(u16::from_be_bytes([v[at], v[at + 1]]));
-    let new_src = &to.src.0[12..16];
-    let new_dst = &to.dst.0[12..16];
+    let new_src: &[u8; 4] = other.dst.0.last_chunk()?;
+    let new_dst: &[u8; 4] = other.src.0.last_chunk()?;
+    let (new_sport, new_dport) = (other.dst_port, other.src_port);
     // One's-complement difference of the addresses (RFC 1624 eqn. 3 over four words).
-    let addr = (0xffff ^ w(ip, 12))
-        + n(new_src, 0)
-        + (0xffff ^ w(ip, 14))
-        + n(new_src, 2)
-        + (0xffff ^ w(ip, 16))
-        + n(new_dst, 0)
-        + (0xffff ^ w(ip, 18))
-        + n(new_dst, 2);
-    let ports = (0xffff ^ w(ip, o))
-        + u64::from(to.src_port)
-        + (0xffff ^ w(ip, o + 2))
-        + u64::from(to.dst_port);
-    ip[12..16].copy_from_slice(new_src);
-    ip[16..20].copy_from_slice(new_dst);
-    ip[o..o + 2].copy_from_slice(&to.src_port.to_be_bytes());
-    ip[o + 2..o + 4].copy_from_slice(&to.dst_port.to_be_bytes());
-    let ipck = w(ip, 10) as u16;
-    ip[10..12].copy_from_slice(&Delta::from_sum(addr).apply(ipck).to_be_bytes());
-    let l4ck = w(ip, ck_at) as u16;
+    let addr = (0xffff ^ w(hdr, 12))
+        + w(new_src, 0)
+        + (0xffff ^ w(hdr, 14))
+        + w(new_src, 2)
+        + (0xffff ^ w(hdr, 16))
+        + w(new_dst, 0)
+        + (0xffff ^ w(hdr, 18))
+        + w(new_dst, 2);
+    let ports = (0xffff ^ w(ports_at, 0))
+        + u64::from(new_sport)
+        + (0xffff ^ w(ports_at, 2))
+        + u64::from(new_dport);
+    hdr[12..16].copy_from_slice(new_src);
+    hdr[16..20].copy_from_slice(new_dst);
+    ports_at[0..2].copy_from_slice(&new_sport.to_be_bytes());
+    ports_at[2..4].copy_from_slice(&new_dport.to_be_bytes());
+    let ipck = w(hdr, 10) as u16;
+    hdr[10..12].copy_from_slice(&Delta::from_sum(addr).apply(ipck).to_be_bytes());
+    let l4ck = u16::from_be_bytes(*ck);
     if !(udp && l4ck == 0) {
         let mut c = Delta::from_sum(addr + ports).apply(l4ck);
         if udp && c == 0 {
             c = 0xffff;
         }
-        ip[ck_at..ck_at + 2].copy_from_slice(&c.to_be_bytes());
+        *ck = c.to_be_bytes();
     }
     Some(Ok(()))
 }
