@@ -96,7 +96,8 @@ pub enum RxCsum {
 }
 
 impl PacketInfo {
-    /// What the straight-line parser starts from for an untagged frame of `ethertype`.
+    /// What both parsers start from for an untagged frame of `ethertype` (a tagged one
+    /// overrides `vlans` and `l3_offset`).
     #[inline(always)]
     fn untagged(ethertype: u16) -> PacketInfo {
         PacketInfo {
@@ -174,15 +175,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<PacketInfo, ParseError> {
 
     let mut info = PacketInfo {
         vlans,
-        ethertype,
         // At most 14 + 2 * 4.
         l3_offset: offset as u16,
-        l3: L3::Other,
-        l3_len: 0,
-        l4_offset: 0,
-        frag: Fragment::None,
-        flow: None,
-        l4_csum: RxCsum::Unchecked,
+        ..PacketInfo::untagged(ethertype)
     };
     let l3 = &frame[offset..];
     match ethertype {
