@@ -123,9 +123,9 @@ pub struct ConntrackConf {
     /// table is refused (default: on).
     #[serde(default = "yes")]
     pub nat: bool,
-    /// Which pages the tables take: "auto" (default: the reserved huge page pool, else
-    /// transparent huge pages, else small pages), "transparent" (leaves the reserved pool to
-    /// DPDK) or "off".
+    /// Which pages the tables take: "transparent" (default: transparent huge pages, else small
+    /// pages; leaves the reserved pool to DPDK, whose heap may grow after start-up), "auto"
+    /// (the reserved huge page pool first) or "off".
     #[serde(default)]
     pub hugepages: HugePagesConf,
     #[serde(default)]
@@ -136,8 +136,8 @@ pub struct ConntrackConf {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HugePagesConf {
-    #[default]
     Auto,
+    #[default]
     Transparent,
     Off,
 }
@@ -171,7 +171,7 @@ impl Default for ConntrackConf {
             tcp_max_retrans: default_max_retrans(),
             frag_datagrams: None,
             nat: true,
-            hugepages: HugePagesConf::Auto,
+            hugepages: HugePagesConf::Transparent,
             timeouts: TimeoutsConf::default(),
         }
     }
@@ -849,7 +849,7 @@ pairs = [["inside", "outside"]]
         let c = parse(GOOD).unwrap();
         assert_eq!(
             c.conntrack.track_config(1).conntrack.hugepages,
-            HugePages::Auto
+            HugePages::Transparent
         );
         for (v, want) in [
             ("auto", HugePages::Auto),

@@ -345,7 +345,7 @@ impl Config {
             generic_ns: 600 * SEC,
             early_drop_scan: 16,
             nat: false,
-            hugepages: HugePages::Auto,
+            hugepages: HugePages::Transparent,
         }
     }
 }

@@ -29,9 +29,10 @@ use std::ptr::NonNull;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HugePages {
     /// The reserved pool, else transparent huge pages, else ordinary pages.
-    #[default]
     Auto,
-    /// Transparent huge pages, else ordinary pages: leaves the reserved pool to DPDK.
+    /// Transparent huge pages, else ordinary pages: leaves the reserved pool to DPDK, whose
+    /// heap may need pages after start-up (rings, rte_acl builds on rule swaps). The default.
+    #[default]
     Transparent,
     /// Ordinary pages, without advice (the kernel's default policy applies).
     Off,
