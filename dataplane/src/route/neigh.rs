@@ -303,19 +303,38 @@ impl<P> NeighTable<P> {
             self.stats.drops[NeighDrop::TableFull as usize] += 1;
             return Resolution::Dropped(pkt, NeighDrop::TableFull);
         };
+        let deadline_ns = now_ns + self.cfg.retrans_ns;
+        let state = NeighState::Incomplete { probes: 1 };
+        let e = self.occupy(i, port, ip, MacAddr::ZERO, state, deadline_ns, now_ns);
+        e.queue.clear();
+        e.queue.push_back(pkt);
+        self.stats.solicits += 1;
+        Resolution::Queued { solicit: true }
+    }
+
+    /// Makes slot `i` (from [`NeighTable::slot`], or the entry's own) the live entry for `ip`
+    /// on `port`, indexed; its queue is left as it was.
+    #[allow(clippy::too_many_arguments)]
+    fn occupy(
+        &mut self,
+        i: u32,
+        port: u8,
+        ip: IpAddr128,
+        mac: MacAddr,
+        state: NeighState,
+        deadline_ns: u64,
+        used_ns: u64,
+    ) -> &mut Entry<P> {
+        self.index.insert((port, ip), i);
         let e = &mut self.entries[i as usize];
         e.port = port;
         e.ip = ip;
-        e.mac = MacAddr::ZERO;
-        e.state = NeighState::Incomplete { probes: 1 };
-        e.deadline_ns = now_ns + self.cfg.retrans_ns;
-        e.used_ns = now_ns;
+        e.mac = mac;
+        e.state = state;
+        e.deadline_ns = deadline_ns;
+        e.used_ns = used_ns;
         e.live = true;
-        e.queue.clear();
-        e.queue.push_back(pkt);
-        self.index.insert((port, ip), i);
-        self.stats.solicits += 1;
-        Resolution::Queued { solicit: true }
+        e
     }
 
     /// A free slot, evicting the least recently used idle entry when full.
@@ -360,16 +379,11 @@ impl<P> NeighTable<P> {
                 None => return false,
             },
         };
-        let e = &mut self.entries[i as usize];
-        e.port = port;
-        e.ip = ip;
-        e.mac = mac;
-        e.state = NeighState::Permanent;
-        e.live = true;
+        // A permanent entry has no timer and is never evicted: its times are not read.
+        let e = self.occupy(i, port, ip, mac, NeighState::Permanent, 0, 0);
         while let Some(p) = e.queue.pop_front() {
             send(p, mac);
         }
-        self.index.insert((port, ip), i);
         true
     }
 
@@ -395,16 +409,8 @@ impl<P> NeighTable<P> {
                 let Some(i) = self.slot() else {
                     return;
                 };
-                let e = &mut self.entries[i as usize];
-                e.port = port;
-                e.ip = ip;
-                e.mac = mac;
-                e.state = NeighState::Stale;
-                e.deadline_ns = now_ns;
-                e.used_ns = now_ns;
-                e.live = true;
+                let e = self.occupy(i, port, ip, mac, NeighState::Stale, now_ns, now_ns);
                 e.queue.clear();
-                self.index.insert((port, ip), i);
                 return;
             }
             None => return,
