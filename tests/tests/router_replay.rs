@@ -73,21 +73,30 @@ fn frame(src: [u8; 4], dst: [u8; 4], ttl: u8, l4: L4Spec) -> Vec<u8> {
     FrameSpec::new(spec, l4).build()
 }
 
+/// `rampart replay --config DIR/router.toml --input DIR/in.pcap --output DIR/out.pcap`, with
+/// `extra` arguments after the configuration.
+fn replay_command(dir: &Path, extra: &[&str]) -> Command {
+    let p = |n: &str| dir.join(n);
+    let mut c = Command::new(bin("rampart"));
+    c.arg("replay")
+        .arg("--config")
+        .arg(p("router.toml"))
+        .args(extra)
+        .arg("--input")
+        .arg(p("in.pcap"))
+        .arg("--output")
+        .arg(p("out.pcap"));
+    c
+}
+
 fn replay(dir: &Path, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<serde_json::Value>, String) {
     let p = |n: &str| dir.join(n);
     std::fs::write(p("router.toml"), CONFIG).unwrap();
     std::fs::write(p("rules"), RULES).unwrap();
     write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
-    let o = run(Command::new(bin("rampart"))
-        .arg("replay")
-        .arg("--config")
-        .arg(p("router.toml"))
+    let o = run(replay_command(dir, &[])
         .arg("--rules")
         .arg(p("rules"))
-        .arg("--input")
-        .arg(p("in.pcap"))
-        .arg("--output")
-        .arg(p("out.pcap"))
         .arg("--verdicts")
         .arg(p("v.jsonl")));
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -269,41 +278,18 @@ fn router_mode_replay_refuses_what_it_cannot_run() {
         ),
     ] {
         std::fs::write(p("router.toml"), config).unwrap();
-        let o = run(Command::new(bin("rampart"))
-            .arg("replay")
-            .arg("--config")
-            .arg(p("router.toml"))
-            .arg("--input")
-            .arg(p("in.pcap"))
-            .arg("--output")
-            .arg(p("out.pcap")));
+        let o = run(&mut replay_command(dir.path(), &[]));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{want}: {err}");
     }
     std::fs::write(p("router.toml"), CONFIG).unwrap();
-    let o = run(Command::new(bin("rampart"))
-        .arg("replay")
-        .arg("--config")
-        .arg(p("router.toml"))
-        .arg("--no-conntrack")
-        .arg("--input")
-        .arg(p("in.pcap"))
-        .arg("--output")
-        .arg(p("out.pcap")));
+    let o = run(&mut replay_command(dir.path(), &["--no-conntrack"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("tracks connections"),
         "{err}"
     );
-    let o = run(Command::new(bin("rampart"))
-        .arg("replay")
-        .arg("--config")
-        .arg(p("router.toml"))
-        .args(["--inside", "10.0.0.0/8"])
-        .arg("--input")
-        .arg(p("in.pcap"))
-        .arg("--output")
-        .arg(p("out.pcap")));
+    let o = run(&mut replay_command(dir.path(), &["--inside", "10.0.0.0/8"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("--inside is for bridge mode"),
