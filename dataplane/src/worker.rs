@@ -410,12 +410,18 @@ fn handle_burst<const STATEFUL: bool>(
     let stats = ctx.stats;
     burst.prefetch_data();
     // What the prefetch pass parsed (stateful instance only: the pass-through one reads a
-    // constant and keeps no burst-sized array alive).
+    // constant and keeps no burst-sized array alive), and each IP frame's index tag.
+    let mut tags = [0u32; MAX_BURST];
     let scratch;
     let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
-            crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            crate::track::prefetch_burst(
+                t,
+                burst.packets_mut().iter().map(|m| m.data()),
+                &mut p,
+                &mut tags,
+            );
             // The device's checksum verdicts (RX offload), for conntrack.
             for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
                 if let Some(i) = info {
@@ -464,6 +470,7 @@ fn handle_burst<const STATEFUL: bool>(
                 ingress as u16,
                 m.data_mut(),
                 if STATEFUL { parsed[i] } else { None },
+                tags[i],
                 len,
             )
         };
@@ -632,6 +639,7 @@ fn judge(
     ingress: u16,
     frame: &mut [u8],
     parsed: Option<crate::wire::PacketInfo>,
+    tag: u32,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
@@ -654,6 +662,7 @@ fn judge(
             ingress,
             frame,
             info,
+            tag,
             now_ns,
             |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),

@@ -320,9 +320,10 @@ pub(crate) fn judge_all(
             let t0 = dataplane::dpdk::tsc();
             // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
             let mut parsed = [None; BURST];
+            let mut tags = [0u32; BURST];
             if let Some(t) = tables.as_deref() {
                 let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
-                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed);
+                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut tags);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
@@ -333,6 +334,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         info,
+                        tags[j],
                         now_ns,
                         |_, _, _| {},
                         |_, _| {},

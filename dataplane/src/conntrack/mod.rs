@@ -1247,19 +1247,7 @@ impl Conntrack {
                     timeout_ns,
                     set_assured,
                 } => {
-                    let carry = e.account(dir, bytes);
-                    if set_assured {
-                        e.set(status::ASSURED);
-                    }
-                    if dir == Dir::Reply {
-                        e.set(status::SEEN_REPLY);
-                    }
-                    if carry.any() {
-                        self.carry(i, dir, carry);
-                    }
-                    if let Some(t) = timeout_ns {
-                        self.refresh(i, now_ns + t, now_ns);
-                    }
+                    self.tcp_accepted(i, dir, bytes, timeout_ns, set_assured, now_ns);
                     tracked
                 }
                 tcp::Outcome::Ignore => {
@@ -1318,6 +1306,161 @@ impl Conntrack {
         }
     }
 
+    /// What a TCP segment the tracker accepted does to entry `i` (both paths share it): its
+    /// count, the status bits, the deadline.
+    #[inline(always)]
+    fn tcp_accepted(
+        &mut self,
+        i: u32,
+        dir: Dir,
+        bytes: u64,
+        timeout_ns: Option<u64>,
+        set_assured: bool,
+        now_ns: u64,
+    ) {
+        let e = &mut self.entries[i as usize];
+        let carry = e.account(dir, bytes);
+        if set_assured {
+            e.set(status::ASSURED);
+        }
+        if dir == Dir::Reply {
+            e.set(status::SEEN_REPLY);
+        }
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        if let Some(t) = timeout_ns {
+            self.refresh(i, now_ns + t, now_ns);
+        }
+    }
+
+    /// What a UDP datagram does to its entry `i` (both paths share it; `stream_after_ns`
+    /// from the entry's UDP state): its count, the stream's assured bit, the deadline.
+    #[inline(always)]
+    fn udp_seen(&mut self, i: u32, dir: Dir, bytes: u64, stream_after_ns: u64, now_ns: u64) {
+        let (udp_ns, udp_stream_ns) = (self.cfg.udp_ns, self.cfg.udp_stream_ns);
+        let e = &mut self.entries[i as usize];
+        let carry = e.account(dir, bytes);
+        let timeout = if e.has(status::SEEN_REPLY) && now_ns > stream_after_ns {
+            // Traffic both ways and still alive after 2 s: a stream.
+            e.set(status::ASSURED);
+            udp_stream_ns
+        } else {
+            udp_ns
+        };
+        if dir == Dir::Reply {
+            e.set(status::SEEN_REPLY);
+        }
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        self.refresh(i, now_ns + timeout, now_ns);
+    }
+
+    /// The index tag of a packet's tuple, for [`Conntrack::track_established`] (the burst's
+    /// prefetch pass computes it once per packet).
+    #[inline(always)]
+    pub fn tag_of(&self, key: &FlowKey) -> u32 {
+        self.tag(key)
+    }
+
+    /// The lean path for the commonest packet: a TCP ACK segment (no SYN, FIN or RST) or a
+    /// UDP datagram, not a fragment, of a live connection in which it is ESTABLISHED, and (for
+    /// TCP) in the tracker's ESTABLISHED state with its window checks passed. `key` is
+    /// `info.flow`, `tag` its index tag ([`Conntrack::tag_of`]). Tracks such a packet exactly
+    /// as [`Conntrack::track`] does (the same shared updates: the window's, the counters', the
+    /// deadline's) and answers its entry and direction, its state being ESTABLISHED; any
+    /// other packet (a bad checksum, other flags, a miss, an expired entry, the first packet
+    /// of a direction, a segment the window checks refuse...) gets `None` with nothing
+    /// changed, for `track` to judge.
+    #[inline(always)]
+    pub fn track_established(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        key: &FlowKey,
+        tag: u32,
+        now_ns: u64,
+    ) -> Option<(EntryId, Dir)> {
+        if !matches!(info.frag, Fragment::None) {
+            return None;
+        }
+        let l4 = info.l4_bytes(frame)?;
+        let verify = self.cfg.checksum && info.l4_csum != RxCsum::Good;
+        let bytes = u64::from(info.l3_len);
+        match key.proto {
+            ip_proto::TCP => self.established_tcp(key, l4, verify, bytes, tag, now_ns),
+            ip_proto::UDP => self.established_udp(key, l4, verify, bytes, tag, now_ns),
+            _ => None,
+        }
+    }
+
+    /// [`Conntrack::track_established`] for TCP: the checks `track_tcp` makes, in its order,
+    /// each falling back where `track_tcp` would do anything but the ESTABLISHED ACK.
+    #[inline(always)]
+    fn established_tcp(
+        &mut self,
+        key: &FlowKey,
+        l4: &[u8],
+        verify: bool,
+        bytes: u64,
+        tag: u32,
+        now_ns: u64,
+    ) -> Option<(EntryId, Dir)> {
+        let p = crate::wire::tcp::Packet::new_checked(l4).ok()?;
+        // ACK without SYN, FIN or RST: the flag class ACK, and a combination Linux accepts
+        // (`tcp::valid_flags`: URG, PSH, ECE and CWR may come with it).
+        const CLASS: u8 = 0x17;
+        if p.flags().0 & CLASS != 0x10 {
+            return None;
+        }
+        if verify && !Self::l4_checksum_ok(key, l4) {
+            return None;
+        }
+        let (i, dir) = self.find_tagged(key, tag)?;
+        let cfg = &self.cfg.tcp;
+        let e = &mut self.entries[i as usize];
+        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
+            return None;
+        }
+        let st = e.tcp_status();
+        let L4::Tcp(t) = &mut e.l4 else {
+            return None;
+        };
+        let seg = Segment::from_packet(&p);
+        let (timeout, set_assured) = t.established_ack_effect(dir, &seg, cfg, st)?;
+        self.tcp_accepted(i, dir, bytes, Some(timeout), set_assured, now_ns);
+        Some((EntryId(i), dir))
+    }
+
+    /// [`Conntrack::track_established`] for UDP: `track_udp`'s checks, then its update of a
+    /// found entry.
+    #[inline(always)]
+    fn established_udp(
+        &mut self,
+        key: &FlowKey,
+        l4: &[u8],
+        verify: bool,
+        bytes: u64,
+        tag: u32,
+        now_ns: u64,
+    ) -> Option<(EntryId, Dir)> {
+        let p = udp::Packet::new_checked(l4).ok()?;
+        if verify && p.checksum() != 0 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())]) {
+            return None;
+        }
+        let (i, dir) = self.find_tagged(key, tag)?;
+        let e = &self.entries[i as usize];
+        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
+            return None;
+        }
+        let L4::Udp { stream_after_ns } = e.l4 else {
+            return None;
+        };
+        self.udp_seen(i, dir, bytes, stream_after_ns, now_ns);
+        Some((EntryId(i), dir))
+    }
+
     fn track_udp(
         &mut self,
         key: &FlowKey,
@@ -1352,32 +1495,12 @@ impl Conntrack {
             );
             return self.new_pending(e, tag);
         };
-        let cfg = self.cfg;
-        let e = &mut self.entries[i as usize];
-        let state = e.state_for(dir);
-        let carry = e.account(dir, bytes);
-        let timeout = if e.has(status::SEEN_REPLY) {
-            let stream_after = match e.l4 {
-                L4::Udp { stream_after_ns } => stream_after_ns,
-                _ => 0,
-            };
-            if now_ns > stream_after {
-                // Traffic both ways and still alive after 2 s: a stream.
-                e.set(status::ASSURED);
-                cfg.udp_stream_ns
-            } else {
-                cfg.udp_ns
-            }
-        } else {
-            cfg.udp_ns
+        let state = self.entries[i as usize].state_for(dir);
+        let stream_after = match self.entries[i as usize].l4 {
+            L4::Udp { stream_after_ns } => stream_after_ns,
+            _ => 0,
         };
-        if dir == Dir::Reply {
-            e.set(status::SEEN_REPLY);
-        }
-        if carry.any() {
-            self.carry(i, dir, carry);
-        }
-        self.refresh(i, now_ns + timeout, now_ns);
+        self.udp_seen(i, dir, bytes, stream_after, now_ns);
         Tracked {
             state,
             dir,
