@@ -9,7 +9,7 @@
 //! forward to the ingress port's peer.
 
 use crate::classify::{LogSpec, PacketMeta, RuleSet};
-use crate::conntrack::{CtState, Dir};
+use crate::conntrack::{CtState, Dir, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
 use crate::track::{
@@ -170,8 +170,8 @@ impl Bridge {
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `info` is
-    /// its result, and `tag` its tuple's index tag in `tables` (as
-    /// [`crate::track::prefetch_burst`] leaves them; a wrong tag costs the lean path's lookup
+    /// its result, and `hint` what the prefetch pass learnt of its tuple in `tables` (as
+    /// [`crate::track::prefetch_burst`] leaves them; a wrong hint costs the lean path's lookup
     /// a miss, never a wrong answer: the lookup compares tuples). A separate entry, so the
     /// pass-through path never carries a parsed result it did not make in registers.
     #[inline(always)]
@@ -183,7 +183,7 @@ impl Bridge {
         ingress: u16,
         frame: &mut [u8],
         info: PacketInfo,
-        tag: u32,
+        hint: Hint,
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
@@ -193,7 +193,7 @@ impl Bridge {
             ingress,
             now_ns,
         };
-        self.judge_parsed(&p, tables, frame, &info, Some(tag), on_log, on_rule)
+        self.judge_parsed(&p, tables, frame, &info, Some(hint), on_log, on_rule)
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.
@@ -212,7 +212,7 @@ impl Bridge {
         }
     }
 
-    /// `tag`: the tuple's index tag, when the prefetch pass computed it.
+    /// `hint`: what the prefetch pass learnt of the tuple, when it ran.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn judge_parsed(
@@ -221,7 +221,7 @@ impl Bridge {
         tables: Option<&mut Tables>,
         frame: &mut [u8],
         info: &PacketInfo,
-        tag: Option<u32>,
+        hint: Option<Hint>,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
@@ -239,7 +239,7 @@ impl Bridge {
                 frame,
                 info,
                 key,
-                tag,
+                hint,
                 &mut Bridged(egress),
                 on_log,
                 on_rule,
@@ -431,17 +431,17 @@ fn tracked_one<F: Forwarding>(
     frame: &mut [u8],
     info: &PacketInfo,
     key: &FlowKey,
-    tag: Option<u32>,
+    hint: Option<Hint>,
     fwd: &mut F,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
-    let tag = match tag {
-        Some(t) => t,
-        None => tables.ct.tag_of(key),
+    let hint = match hint {
+        Some(h) => h,
+        None => tables.ct.hint_of(key),
     };
     let resume = match judge_lean(
-        p.filter, tables, frame, info, key, tag, p.ingress, fwd, p.now_ns,
+        p.filter, tables, frame, info, key, hint, p.ingress, fwd, p.now_ns,
     ) {
         Ok(l) => {
             if l.filter.rule().is_some() {

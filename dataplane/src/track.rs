@@ -190,15 +190,17 @@ impl Tables {
 /// connection, the free entries (and wheel links) their insertions would write. Frames that are
 /// not IP, or that the straight-line parser leaves to the full one, are skipped. What the
 /// parser found is left in `parsed` (by frame position), for judging without parsing again,
-/// and each IP frame's index tag in `tags` ([`Conntrack::tag_of`]; the judgement takes it
-/// instead of hashing the tuple again).
+/// and what the pass learnt of each IP frame's tuple in `hints` (its index tag and the entry
+/// the pass prefetched, [`conntrack::Hint`]: the judgement takes them instead of hashing the
+/// tuple and probing the index again).
 #[inline]
 pub fn prefetch_burst<'a>(
     tables: &Tables,
     frames: impl Iterator<Item = &'a [u8]>,
     parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
-    tags: &mut [u32; crate::dpdk::MAX_BURST],
+    hints: &mut [conntrack::Hint; crate::dpdk::MAX_BURST],
 ) {
+    let mut tags = [0u32; crate::dpdk::MAX_BURST];
     let mut ok = [false; crate::dpdk::MAX_BURST];
     let mut n = 0;
     for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
@@ -207,16 +209,20 @@ pub fn prefetch_burst<'a>(
     }
     // A separate pass: the parser stores each key field by field, and reading a key back whole
     // right after would wait for those stores (the store buffer cannot forward them).
-    for ((p, t), o) in parsed[..n].iter().zip(tags.iter_mut()).zip(&mut ok) {
+    for ((p, t), o) in parsed[..n].iter().zip(&mut tags).zip(&mut ok) {
         if let Some(key) = p.as_ref().and_then(|i| i.flow.as_ref()) {
             *t = tables.ct.prefetch_index(key);
             *o = true;
         }
     }
     let mut misses = 0;
-    for (&t, &o) in tags.iter().zip(&ok) {
-        if o && !tables.ct.prefetch_entry(t) {
-            misses += 1;
+    for ((&t, &o), h) in tags.iter().zip(&ok).zip(hints.iter_mut()) {
+        if o {
+            let (hint, found) = tables.ct.prefetch_entry(t);
+            *h = hint;
+            if !found {
+                misses += 1;
+            }
         }
     }
     // Packets of no connection may be NEW ones: what their insertions will write.
@@ -604,8 +610,8 @@ enum Resumed {
 /// The worker's lean path: for the commonest packet, an ESTABLISHED one of a connection
 /// without a NAT binding whose verdict is cached for its direction and ingress port under the
 /// rule set in force, tracked on [`Conntrack::track_established`]'s lean path, its answer
-/// as [`Lean`] (no judgement is built). `tag` is the index tag of `key`
-/// ([`Conntrack::tag_of`]). Any other packet gets `Err`, with what was done, and
+/// as [`Lean`] (no judgement is built). `hint` is what the prefetch pass learnt of `key`
+/// ([`conntrack::Hint`]; [`Conntrack::hint_of`] without one). Any other packet gets `Err`, with what was done, and
 /// [`judge_resumed`] gives its judgement. Together they decide as [`judge_tracked`] does (a
 /// property test holds them to it): same verdict, counted rule, translation and tables.
 #[allow(clippy::too_many_arguments)]
@@ -616,7 +622,7 @@ pub fn judge_lean<F: Forwarding>(
     frame: &[u8],
     info: &PacketInfo,
     key: &FlowKey,
-    tag: u32,
+    hint: conntrack::Hint,
     ingress: u16,
     fwd: &mut F,
     now_ns: u64,
@@ -626,7 +632,7 @@ pub fn judge_lean<F: Forwarding>(
     if filter.raw(key.family).is_some() {
         return Err(Resume(Resumed::Untouched));
     }
-    let Some((id, dir)) = tables.ct.track_established(frame, info, key, tag, now_ns) else {
+    let Some((id, dir)) = tables.ct.track_established(frame, info, key, hint, now_ns) else {
         return Err(Resume(Resumed::Untouched));
     };
     let resume = Err(Resume(Resumed::Established(id, dir)));

@@ -410,8 +410,9 @@ fn handle_burst<const STATEFUL: bool>(
     let stats = ctx.stats;
     burst.prefetch_data();
     // What the prefetch pass parsed (stateful instance only: the pass-through one reads a
-    // constant and keeps no burst-sized array alive), and each IP frame's index tag.
-    let mut tags = [0u32; MAX_BURST];
+    // constant and keeps no burst-sized array alive), and what it learnt of each IP frame's
+    // tuple.
+    let mut hints = [crate::conntrack::Hint::default(); MAX_BURST];
     let scratch;
     let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
         Some(t) if STATEFUL => {
@@ -420,7 +421,7 @@ fn handle_burst<const STATEFUL: bool>(
                 t,
                 burst.packets_mut().iter().map(|m| m.data()),
                 &mut p,
-                &mut tags,
+                &mut hints,
             );
             // The device's checksum verdicts (RX offload), for conntrack.
             for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
@@ -470,7 +471,7 @@ fn handle_burst<const STATEFUL: bool>(
                 ingress as u16,
                 m.data_mut(),
                 if STATEFUL { parsed[i] } else { None },
-                tags[i],
+                hints[i],
                 len,
             )
         };
@@ -639,7 +640,7 @@ fn judge(
     ingress: u16,
     frame: &mut [u8],
     parsed: Option<crate::wire::PacketInfo>,
-    tag: u32,
+    hint: crate::conntrack::Hint,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
@@ -662,7 +663,7 @@ fn judge(
             ingress,
             frame,
             info,
-            tag,
+            hint,
             now_ns,
             |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),

@@ -320,10 +320,10 @@ pub(crate) fn judge_all(
             let t0 = dataplane::dpdk::tsc();
             // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
             let mut parsed = [None; BURST];
-            let mut tags = [0u32; BURST];
+            let mut hints = [dataplane::conntrack::Hint::default(); BURST];
             if let Some(t) = tables.as_deref() {
                 let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
-                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut tags);
+                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut hints);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
@@ -334,7 +334,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         info,
-                        tags[j],
+                        hints[j],
                         now_ns,
                         |_, _, _| {},
                         |_, _| {},

@@ -63,8 +63,8 @@ fuzz_target!(|data: &[u8]| {
         // The worker's path: one prefetch pass over the burst, then each frame with what the
         // pass parsed.
         let mut parsed = [None; dataplane::dpdk::MAX_BURST];
-        let mut tags = [0u32; dataplane::dpdk::MAX_BURST];
-        dataplane::track::prefetch_burst(&worker, burst.iter().map(|f| f.2), &mut parsed, &mut tags);
+        let mut hints = [dataplane::conntrack::Hint::default(); dataplane::dpdk::MAX_BURST];
+        dataplane::track::prefetch_burst(&worker, burst.iter().map(|f| f.2), &mut parsed, &mut hints);
         for (j, &(ingress, _, frame)) in burst.iter().enumerate() {
             let (mut fa, mut fb) = (frame.to_vec(), frame.to_vec());
             assert_eq!(
@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
                     ingress,
                     &mut fa,
                     info,
-                    tags[j],
+                    hints[j],
                     burst_now,
                     |_, _, _| {},
                     |_, _| {},

@@ -229,6 +229,35 @@ impl EntryId {
     }
 }
 
+/// What a burst's prefetch pass learnt of a packet's tuple, for
+/// [`Conntrack::track_established`]: its index tag, and the first reference the index held
+/// under that tag when the pass looked. The reference is a guess tried before probing: the
+/// lookup takes it only if its entry is live and holds the tuple (a live entry is in the
+/// index, and no two live entries hold one tuple), and probes the index otherwise, so a
+/// stale guess (an entry freed, moved or reused since) costs a probe, never a wrong answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    tag: u32,
+    first: u32,
+}
+
+impl Hint {
+    /// No guess: the lookup probes the index under `tag`.
+    #[inline(always)]
+    const fn probe(tag: u32) -> Hint {
+        Hint {
+            tag,
+            first: u32::MAX,
+        }
+    }
+}
+
+impl Default for Hint {
+    fn default() -> Hint {
+        Hint::probe(0)
+    }
+}
+
 /// A connection not yet in the table: what [`Conntrack::confirm`] inserts. Its would-be entry
 /// waits in the table's scratch slots ([`PENDING`] of them, reused in turn), so a handle is a
 /// number, not a copy of the entry: [`Tracked`] stays a few bytes wherever it is passed.
@@ -930,12 +959,13 @@ impl Conntrack {
     }
 
     /// Second half: starts loading the entry the bucket points at. Call once the bucket had
-    /// time to arrive. Returns whether the index had a candidate under the tag (`false`: the
-    /// tuple is in no connection, so the packet is NEW, or INVALID).
+    /// time to arrive. Returns the hint for the packet's lookup and whether the index had a
+    /// candidate under the tag (`false`: the tuple is in no connection, so the packet is NEW,
+    /// or INVALID).
     #[inline(always)]
-    pub fn prefetch_entry(&self, tag: u32) -> bool {
+    pub fn prefetch_entry(&self, tag: u32) -> (Hint, bool) {
         let Some(r) = self.index.first(tag) else {
-            return false;
+            return (Hint::probe(tag), false);
         };
         if let Some(e) = self.entries.get((r >> 1) as usize) {
             crate::dpdk::prefetch_all(e);
@@ -945,7 +975,7 @@ impl Conntrack {
                 crate::dpdk::prefetch_all(t);
             }
         }
-        true
+        (Hint { tag, first: r }, true)
     }
 
     /// Starts loading what the next `n` insertions will write besides the index bucket (which
@@ -1357,17 +1387,36 @@ impl Conntrack {
         self.refresh(i, now_ns + timeout, now_ns);
     }
 
-    /// The index tag of a packet's tuple, for [`Conntrack::track_established`] (the burst's
-    /// prefetch pass computes it once per packet).
+    /// The hint for a packet's tuple without a prefetch pass ([`Hint`]: its tag, no guess).
     #[inline(always)]
-    pub fn tag_of(&self, key: &FlowKey) -> u32 {
-        self.tag(key)
+    pub fn hint_of(&self, key: &FlowKey) -> Hint {
+        Hint::probe(self.tag(key))
+    }
+
+    /// [`Conntrack::find_tagged`], trying the hint's guess first.
+    #[inline(always)]
+    fn find_hinted(&self, k: &FlowKey, hint: Hint) -> Option<(u32, Dir)> {
+        let r = hint.first;
+        // An original tuple's reference (a NAT reply's, `r & 1`, is left to the probe).
+        if r & 1 == 0 {
+            if let Some(e) = self.entries.get((r >> 1) as usize) {
+                let w = Words::of(k);
+                let rev = w.reversed(k);
+                let orig = e.key.matches(&w);
+                let reply = e.key.matches(&rev) & !e.has(status::NAT);
+                if (orig | reply) & e.has(status::LIVE) {
+                    let dir = if orig { Dir::Orig } else { Dir::Reply };
+                    return Some((r >> 1, dir));
+                }
+            }
+        }
+        self.find_tagged(k, hint.tag)
     }
 
     /// The lean path for the commonest packet: a TCP ACK segment (no SYN, FIN or RST) or a
     /// UDP datagram, not a fragment, of a live connection in which it is ESTABLISHED, and (for
     /// TCP) in the tracker's ESTABLISHED state with its window checks passed. `key` is
-    /// `info.flow`, `tag` its index tag ([`Conntrack::tag_of`]). Tracks such a packet exactly
+    /// `info.flow`, `hint` what the prefetch pass learnt of it ([`Hint`]). Tracks such a packet exactly
     /// as [`Conntrack::track`] does (the same shared updates: the window's, the counters', the
     /// deadline's) and answers its entry and direction, its state being ESTABLISHED; any
     /// other packet (a bad checksum, other flags, a miss, an expired entry, the first packet
@@ -1379,7 +1428,7 @@ impl Conntrack {
         frame: &[u8],
         info: &PacketInfo,
         key: &FlowKey,
-        tag: u32,
+        hint: Hint,
         now_ns: u64,
     ) -> Option<(EntryId, Dir)> {
         if !matches!(info.frag, Fragment::None) {
@@ -1389,8 +1438,8 @@ impl Conntrack {
         let verify = self.cfg.checksum && info.l4_csum != RxCsum::Good;
         let bytes = u64::from(info.l3_len);
         match key.proto {
-            ip_proto::TCP => self.established_tcp(key, l4, verify, bytes, tag, now_ns),
-            ip_proto::UDP => self.established_udp(key, l4, verify, bytes, tag, now_ns),
+            ip_proto::TCP => self.established_tcp(key, l4, verify, bytes, hint, now_ns),
+            ip_proto::UDP => self.established_udp(key, l4, verify, bytes, hint, now_ns),
             _ => None,
         }
     }
@@ -1404,7 +1453,7 @@ impl Conntrack {
         l4: &[u8],
         verify: bool,
         bytes: u64,
-        tag: u32,
+        hint: Hint,
         now_ns: u64,
     ) -> Option<(EntryId, Dir)> {
         let p = crate::wire::tcp::Packet::new_checked(l4).ok()?;
@@ -1417,7 +1466,7 @@ impl Conntrack {
         if verify && !Self::l4_checksum_ok(key, l4) {
             return None;
         }
-        let (i, dir) = self.find_tagged(key, tag)?;
+        let (i, dir) = self.find_hinted(key, hint)?;
         let cfg = &self.cfg.tcp;
         let e = &mut self.entries[i as usize];
         if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
@@ -1442,14 +1491,14 @@ impl Conntrack {
         l4: &[u8],
         verify: bool,
         bytes: u64,
-        tag: u32,
+        hint: Hint,
         now_ns: u64,
     ) -> Option<(EntryId, Dir)> {
         let p = udp::Packet::new_checked(l4).ok()?;
         if verify && p.checksum() != 0 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())]) {
             return None;
         }
-        let (i, dir) = self.find_tagged(key, tag)?;
+        let (i, dir) = self.find_hinted(key, hint)?;
         let e = &self.entries[i as usize];
         if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
             return None;

@@ -566,7 +566,8 @@ impl Twin {
         let mut fc = frame.to_vec();
         let mut lc = Vec::new();
         let (tables, routes) = &mut self.lean;
-        let tag = tables.ct.tag_of(&key);
+        // The hint as the prefetch pass makes it (the guess taken when it holds).
+        let (hint, _) = tables.ct.prefetch_entry(tables.ct.prefetch_index(&key));
         let hits = LEAN_HITS.with(|h| h.get());
         let lean = judge_lean(
             &self.filter,
@@ -574,7 +575,7 @@ impl Twin {
             frame,
             &info,
             &key,
-            tag,
+            hint,
             ingress,
             routes,
             now,
@@ -764,15 +765,15 @@ proptest! {
             replay.expire(now, budget);
             let mut ring: Vec<Vec<u8>> = burst.iter().map(|(_, f)| f.clone()).collect();
             let mut parsed = [None; crate::dpdk::MAX_BURST];
-            let mut tags = [0u32; crate::dpdk::MAX_BURST];
-            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed, &mut tags);
+            let mut hints = [conntrack::Hint::default(); crate::dpdk::MAX_BURST];
+            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed, &mut hints);
             for (j, (ingress, frame)) in burst.iter().enumerate() {
                 if skips[j] {
                     continue;
                 }
                 let a = match parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
-                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, tags[j], now,
+                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, hints[j], now,
                         |_, _, _| {}, |_, _| {},
                     ),
                     None => bridge.judge_verdict(
