@@ -646,7 +646,9 @@ impl Words {
             rest: if k.is_icmp() {
                 Self::icmp_reply_rest(k)
             } else {
-                Self::rest(k.dst_port, k.src_port, k)
+                // The ports swapped: the low two 16-bit fields of the tuple's bits exchanged.
+                let r = self.rest & KEY_BITS;
+                r & !0xffff_ffff | u64::from((r as u32).rotate_left(16))
             },
         }
     }
