@@ -287,7 +287,18 @@ fn cached_verdict(
     dir: Dir,
     ingress: u16,
 ) -> Option<FilterVerdict> {
-    let tag = tables.ct.verdict(id, dir, rs.epoch)?;
+    verdict_of_tag(rs, tables.ct.verdict(id, dir, rs.epoch), ingress)
+}
+
+/// The verdict a cached tag (`tag`, when the entry has one under rule set `rs`) gives a
+/// packet arriving on `ingress`.
+#[inline(always)]
+fn verdict_of_tag(
+    rs: &crate::classify::RuleSet,
+    tag: Option<u32>,
+    ingress: u16,
+) -> Option<FilterVerdict> {
+    let tag = tag?;
     if tag >> TAG_PORT_SHIFT != u32::from(ingress) {
         return None;
     }
@@ -632,17 +643,18 @@ pub fn judge_lean<F: Forwarding>(
     if filter.raw(key.family).is_some() {
         return Err(Resume(Resumed::Untouched));
     }
-    let Some((id, dir)) = tables.ct.track_established(frame, info, key, hint, now_ns) else {
+    let Some(found) = tables.ct.track_established(frame, info, key, hint, now_ns) else {
         return Err(Resume(Resumed::Untouched));
     };
+    let (id, dir) = (found.id, found.dir);
     let resume = Err(Resume(Resumed::Established(id, dir)));
-    if tables.ct.has_binding(id) {
+    if found.nat {
         return resume;
     }
     let Some(rs) = filter.rules(key.family).filter(|rs| rs.cacheable) else {
         return resume;
     };
-    let Some(fv) = cached_verdict(rs, tables, id, dir, ingress) else {
+    let Some(fv) = verdict_of_tag(rs, found.verdict(rs.epoch), ingress) else {
         return resume;
     };
     // 5. The route (no binding: the tuple as on the wire).

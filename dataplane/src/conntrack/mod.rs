@@ -746,6 +746,114 @@ impl Memory {
     }
 }
 
+/// What the lean path ([`Conntrack::track_established`]) tracked: the entry and the
+/// packet's direction, with what the judgement reads of the entry next (read while the entry
+/// is at hand): whether it has a NAT binding, and its cached verdict for the direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub id: EntryId,
+    pub dir: Dir,
+    /// [`Conntrack::has_binding`].
+    pub nat: bool,
+    verdict_epoch: u32,
+    /// The direction's cached tag, with [`VERDICT_VALID`]; 0 without a cached verdict.
+    verdict: u32,
+}
+
+impl Found {
+    #[inline(always)]
+    fn of(e: &Entry, i: u32, dir: Dir) -> Found {
+        Found {
+            id: EntryId(i),
+            dir,
+            nat: e.has(status::NAT),
+            verdict_epoch: e.verdict_epoch,
+            verdict: if e.has(status::VERDICT) {
+                e.verdict[dir as usize]
+            } else {
+                0
+            },
+        }
+    }
+
+    /// [`Conntrack::verdict`] for the entry and direction, as they were after the packet.
+    #[inline(always)]
+    pub fn verdict(&self, epoch: u32) -> Option<u32> {
+        (self.verdict_epoch == epoch && self.verdict & VERDICT_VALID != 0)
+            .then_some(self.verdict & !VERDICT_VALID)
+    }
+}
+
+/// Sets entry `e`'s (slot `i`) deadline, later or earlier, and re-arms it in `wheel` when
+/// the new deadline comes before its armed tick.
+#[inline(always)]
+fn refresh_entry(e: &mut Entry, wheel: &mut Wheel, i: u32, deadline_ns: u64, now_ns: u64) {
+    e.deadline_ns = deadline_ns;
+    let old = e.wheel_slot();
+    let slot = wheel.rearm_if_late(i, old, deadline_ns, now_ns);
+    if slot != old {
+        e.set_wheel_slot(slot);
+    }
+}
+
+/// What a TCP segment the tracker accepted does to entry `e` (slot `i`; both paths share
+/// it): its count, the status bits, the deadline. Returns what the count carries into the
+/// high parts, for [`Conntrack::carry`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tcp_accepted_entry(
+    e: &mut Entry,
+    wheel: &mut Wheel,
+    i: u32,
+    dir: Dir,
+    bytes: u64,
+    timeout_ns: Option<u64>,
+    set_assured: bool,
+    now_ns: u64,
+) -> Carry {
+    let carry = e.account(dir, bytes);
+    if set_assured {
+        e.set(status::ASSURED);
+    }
+    if dir == Dir::Reply {
+        e.set(status::SEEN_REPLY);
+    }
+    if let Some(t) = timeout_ns {
+        refresh_entry(e, wheel, i, now_ns + t, now_ns);
+    }
+    carry
+}
+
+/// What a UDP datagram does to its entry `e` (slot `i`; both paths share it;
+/// `stream_after_ns` from the entry's UDP state): its count, the stream's assured bit, the
+/// deadline. Returns what the count carries, for [`Conntrack::carry`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn udp_seen_entry(
+    e: &mut Entry,
+    wheel: &mut Wheel,
+    cfg: &Config,
+    i: u32,
+    dir: Dir,
+    bytes: u64,
+    stream_after_ns: u64,
+    now_ns: u64,
+) -> Carry {
+    let carry = e.account(dir, bytes);
+    let timeout = if e.has(status::SEEN_REPLY) && now_ns > stream_after_ns {
+        // Traffic both ways and still alive after 2 s: a stream.
+        e.set(status::ASSURED);
+        cfg.udp_stream_ns
+    } else {
+        cfg.udp_ns
+    };
+    if dir == Dir::Reply {
+        e.set(status::SEEN_REPLY);
+    }
+    refresh_entry(e, wheel, i, now_ns + timeout, now_ns);
+    carry
+}
+
 /// A per-worker connection table; see the module docs.
 #[derive(Debug)]
 pub struct Conntrack {
@@ -1086,13 +1194,13 @@ impl Conntrack {
     /// Sets entry `i`'s deadline (later or earlier).
     #[inline(always)]
     fn refresh(&mut self, i: u32, deadline_ns: u64, now_ns: u64) {
-        let e = &mut self.entries[i as usize];
-        e.deadline_ns = deadline_ns;
-        let old = e.wheel_slot();
-        let slot = self.wheel.rearm_if_late(i, old, deadline_ns, now_ns);
-        if slot != old {
-            e.set_wheel_slot(slot);
-        }
+        refresh_entry(
+            &mut self.entries[i as usize],
+            &mut self.wheel,
+            i,
+            deadline_ns,
+            now_ns,
+        );
     }
 
     /// Adds what entry `i`'s low counters carried to its high parts (once every 65536
@@ -1351,18 +1459,18 @@ impl Conntrack {
         now_ns: u64,
     ) {
         let e = &mut self.entries[i as usize];
-        let carry = e.account(dir, bytes);
-        if set_assured {
-            e.set(status::ASSURED);
-        }
-        if dir == Dir::Reply {
-            e.set(status::SEEN_REPLY);
-        }
+        let carry = tcp_accepted_entry(
+            e,
+            &mut self.wheel,
+            i,
+            dir,
+            bytes,
+            timeout_ns,
+            set_assured,
+            now_ns,
+        );
         if carry.any() {
             self.carry(i, dir, carry);
-        }
-        if let Some(t) = timeout_ns {
-            self.refresh(i, now_ns + t, now_ns);
         }
     }
 
@@ -1370,23 +1478,19 @@ impl Conntrack {
     /// from the entry's UDP state): its count, the stream's assured bit, the deadline.
     #[inline(always)]
     fn udp_seen(&mut self, i: u32, dir: Dir, bytes: u64, stream_after_ns: u64, now_ns: u64) {
-        let (udp_ns, udp_stream_ns) = (self.cfg.udp_ns, self.cfg.udp_stream_ns);
-        let e = &mut self.entries[i as usize];
-        let carry = e.account(dir, bytes);
-        let timeout = if e.has(status::SEEN_REPLY) && now_ns > stream_after_ns {
-            // Traffic both ways and still alive after 2 s: a stream.
-            e.set(status::ASSURED);
-            udp_stream_ns
-        } else {
-            udp_ns
-        };
-        if dir == Dir::Reply {
-            e.set(status::SEEN_REPLY);
-        }
+        let carry = udp_seen_entry(
+            &mut self.entries[i as usize],
+            &mut self.wheel,
+            &self.cfg,
+            i,
+            dir,
+            bytes,
+            stream_after_ns,
+            now_ns,
+        );
         if carry.any() {
             self.carry(i, dir, carry);
         }
-        self.refresh(i, now_ns + timeout, now_ns);
     }
 
     /// The hint for a packet's tuple without a prefetch pass ([`Hint`]: its tag, no guess).
@@ -1432,7 +1536,7 @@ impl Conntrack {
         key: &FlowKey,
         hint: Hint,
         now_ns: u64,
-    ) -> Option<(EntryId, Dir)> {
+    ) -> Option<Found> {
         if !matches!(info.frag, Fragment::None) {
             return None;
         }
@@ -1457,7 +1561,7 @@ impl Conntrack {
         bytes: u64,
         hint: Hint,
         now_ns: u64,
-    ) -> Option<(EntryId, Dir)> {
+    ) -> Option<Found> {
         let p = crate::wire::tcp::Packet::new_checked(l4).ok()?;
         // ACK without SYN, FIN or RST: the flag class ACK, and a combination Linux accepts
         // (`tcp::valid_flags`: URG, PSH, ECE and CWR may come with it).
@@ -1469,8 +1573,15 @@ impl Conntrack {
             return None;
         }
         let (i, dir) = self.find_hinted(key, hint)?;
-        let cfg = &self.cfg.tcp;
-        let e = &mut self.entries[i as usize];
+        // The entry borrowed once (beside the wheel and the settings): every read and write
+        // of the packet's update goes through it.
+        let Conntrack {
+            cfg,
+            entries,
+            wheel,
+            ..
+        } = self;
+        let e = entries.get_mut(i as usize)?;
         if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
             return None;
         }
@@ -1479,9 +1590,13 @@ impl Conntrack {
             return None;
         };
         let seg = Segment::from_packet(&p);
-        let (timeout, set_assured) = t.established_ack_effect(dir, &seg, cfg, st)?;
-        self.tcp_accepted(i, dir, bytes, Some(timeout), set_assured, now_ns);
-        Some((EntryId(i), dir))
+        let (timeout, set_assured) = t.established_ack_effect(dir, &seg, &cfg.tcp, st)?;
+        let carry = tcp_accepted_entry(e, wheel, i, dir, bytes, Some(timeout), set_assured, now_ns);
+        let found = Found::of(e, i, dir);
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        Some(found)
     }
 
     /// [`Conntrack::track_established`] for UDP: `track_udp`'s checks, then its update of a
@@ -1495,21 +1610,31 @@ impl Conntrack {
         bytes: u64,
         hint: Hint,
         now_ns: u64,
-    ) -> Option<(EntryId, Dir)> {
+    ) -> Option<Found> {
         let p = udp::Packet::new_checked(l4).ok()?;
         if verify && p.checksum() != 0 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())]) {
             return None;
         }
         let (i, dir) = self.find_hinted(key, hint)?;
-        let e = &self.entries[i as usize];
+        let Conntrack {
+            cfg,
+            entries,
+            wheel,
+            ..
+        } = self;
+        let e = entries.get_mut(i as usize)?;
         if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
             return None;
         }
         let L4::Udp { stream_after_ns } = e.l4 else {
             return None;
         };
-        self.udp_seen(i, dir, bytes, stream_after_ns, now_ns);
-        Some((EntryId(i), dir))
+        let carry = udp_seen_entry(e, wheel, cfg, i, dir, bytes, stream_after_ns, now_ns);
+        let found = Found::of(e, i, dir);
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        Some(found)
     }
 
     fn track_udp(
