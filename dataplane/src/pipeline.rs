@@ -170,7 +170,8 @@ impl Bridge {
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `info` is
-    /// its result, and `hint` what the prefetch pass learnt of its tuple in `tables` (as
+    /// its result (by reference: the prefetch pass left it in memory, and a copy is a hundred
+    /// bytes), and `hint` what the prefetch pass learnt of its tuple in `tables` (as
     /// [`crate::track::prefetch_burst`] leaves them; a wrong hint costs the lean path's lookup
     /// a miss, never a wrong answer: the lookup compares tuples). A separate entry, so the
     /// pass-through path never carries a parsed result it did not make in registers.
@@ -182,7 +183,7 @@ impl Bridge {
         tables: Option<&mut Tables>,
         ingress: u16,
         frame: &mut [u8],
-        info: PacketInfo,
+        info: &PacketInfo,
         hint: Hint,
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
@@ -193,7 +194,7 @@ impl Bridge {
             ingress,
             now_ns,
         };
-        self.judge_parsed(&p, tables, frame, &info, Some(hint), on_log, on_rule)
+        self.judge_parsed(&p, tables, frame, info, Some(hint), on_log, on_rule)
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.

@@ -470,7 +470,7 @@ fn handle_burst<const STATEFUL: bool>(
                 now_ns,
                 ingress as u16,
                 m.data_mut(),
-                if STATEFUL { parsed[i] } else { None },
+                if STATEFUL { parsed[i].as_ref() } else { None },
                 hints[i],
                 len,
             )
@@ -639,7 +639,7 @@ fn judge(
     now_ns: u64,
     ingress: u16,
     frame: &mut [u8],
-    parsed: Option<crate::wire::PacketInfo>,
+    parsed: Option<&crate::wire::PacketInfo>,
     hint: crate::conntrack::Hint,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {

@@ -327,7 +327,7 @@ pub(crate) fn judge_all(
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
-                let v = match parsed[j] {
+                let v = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
                         filter,
                         tables.as_deref_mut(),

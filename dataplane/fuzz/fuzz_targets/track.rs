@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
                 dataplane::wire::parse::parse_common(frame),
                 "the prefetch pass parses as the straight-line parser does"
             );
-            let a = match parsed[j] {
+            let a = match &parsed[j] {
                 Some(info) => bridge.judge_verdict_parsed(
                     &filter,
                     Some(&mut worker),

@@ -771,7 +771,7 @@ proptest! {
                 if skips[j] {
                     continue;
                 }
-                let a = match parsed[j] {
+                let a = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
                         &filter, Some(&mut worker), *ingress, &mut ring[j], info, hints[j], now,
                         |_, _, _| {}, |_, _| {},
