@@ -470,8 +470,11 @@ fn handle_burst<const STATEFUL: bool>(
                 now_ns,
                 ingress as u16,
                 m.data_mut(),
-                if STATEFUL { parsed[i].as_ref() } else { None },
-                hints[i],
+                if STATEFUL {
+                    parsed[i].as_ref().map(|p| (p, hints[i]))
+                } else {
+                    None
+                },
                 len,
             )
         };
@@ -631,7 +634,8 @@ fn handed(stats: &WorkerStats, f: HandedOff) {
 }
 
 /// Bridge, conntrack and filter for one packet; counts the deciding rule and queues LOG
-/// records. Also returns what a REJECT rule asks to send back.
+/// records. Also returns what a REJECT rule asks to send back. `parsed`: what the prefetch
+/// pass parsed of the frame and learnt of its tuple, when it did.
 #[inline(always)]
 fn judge(
     ctx: &Ctx<'_>,
@@ -639,8 +643,7 @@ fn judge(
     now_ns: u64,
     ingress: u16,
     frame: &mut [u8],
-    parsed: Option<&crate::wire::PacketInfo>,
-    hint: crate::conntrack::Hint,
+    parsed: Option<(&crate::wire::PacketInfo, crate::conntrack::Hint)>,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
@@ -657,7 +660,7 @@ fn judge(
         }
     };
     let v = match parsed {
-        Some(info) => ctx.pipeline.judge_verdict_parsed(
+        Some((info, hint)) => ctx.pipeline.judge_verdict_parsed(
             &ctx.rules.filter,
             tables,
             ingress,
