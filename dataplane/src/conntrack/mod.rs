@@ -241,13 +241,22 @@ pub struct Hint {
     first: u32,
 }
 
+/// [`Hint::first`] when the prefetch pass found nothing under the tag: the tuple was in no
+/// connection then (a NEW packet, or INVALID), and the lean path leaves it at once (an
+/// insertion since, by an earlier packet of the burst, is the general path's to find).
+const ABSENT: u32 = u32::MAX;
+/// [`Hint::first`] without a guess. Even, as an original tuple's reference is, but beyond
+/// any table (capacities stop at 2^29 slots), so its entry is never found and the lookup
+/// probes.
+const NO_GUESS: u32 = u32::MAX - 1;
+
 impl Hint {
     /// No guess: the lookup probes the index under `tag`.
     #[inline(always)]
     const fn probe(tag: u32) -> Hint {
         Hint {
             tag,
-            first: u32::MAX,
+            first: NO_GUESS,
         }
     }
 }
@@ -1075,7 +1084,7 @@ impl Conntrack {
     #[inline(always)]
     pub fn prefetch_entry(&self, tag: u32) -> (Hint, bool) {
         let Some(r) = self.index.first(tag) else {
-            return (Hint::probe(tag), false);
+            return (Hint { tag, first: ABSENT }, false);
         };
         if let Some(e) = self.entries.get((r >> 1) as usize) {
             crate::dpdk::prefetch_all(e);
@@ -1537,7 +1546,7 @@ impl Conntrack {
         hint: Hint,
         now_ns: u64,
     ) -> Option<Found> {
-        if !matches!(info.frag, Fragment::None) {
+        if hint.first == ABSENT || !matches!(info.frag, Fragment::None) {
             return None;
         }
         let l4 = info.l4_bytes(frame)?;
