@@ -15,6 +15,11 @@
 //! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
 //! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
 //!
+//! A worker first tries [`Conntrack::track_established`] with what its burst's prefetch pass
+//! learnt of the packet ([`Hint`]): the commonest packet (a TCP ACK or a UDP datagram of an
+//! ESTABLISHED connection) tracked on a short path that makes the same updates `track` makes,
+//! or nothing done and `None`, for `track`.
+//!
 //! Packets of one flow must be tracked and confirmed in arrival order: a second packet of a
 //! new flow tracked before the first is confirmed is judged as another first packet (and its
 //! `confirm` then finds the entry the first created and joins it, counted as a `clash`).
