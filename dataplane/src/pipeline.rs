@@ -9,10 +9,12 @@
 //! forward to the ingress port's peer.
 
 use crate::classify::{LogSpec, PacketMeta, RuleSet};
-use crate::conntrack::{CtState, Dir};
+use crate::conntrack::{CtState, Dir, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
-use crate::track::{judge_tracked, Bridged, Forwarding, IpJudgement, Tables};
+use crate::track::{
+    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Tables,
+};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
 
@@ -162,13 +164,16 @@ impl Bridge {
             now_ns,
         };
         match wire::parse::parse_common(frame) {
-            Some(info) => self.judge_parsed(&p, tables, frame, &info, on_log, on_rule),
+            Some(info) => self.judge_parsed(&p, tables, frame, &info, None, on_log, on_rule),
             None => self.judge_uncommon(&p, tables, frame, on_log, on_rule),
         }
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `info` is
-    /// its result (as [`crate::track::prefetch_burst`] leaves it). A separate entry, so the
+    /// its result (by reference: the prefetch pass left it in memory, and a copy is a hundred
+    /// bytes), and `hint` what the prefetch pass learnt of its tuple in `tables` (as
+    /// [`crate::track::prefetch_burst`] leaves them; a wrong hint costs the lean path's lookup
+    /// a miss, never a wrong answer: the lookup compares tuples). A separate entry, so the
     /// pass-through path never carries a parsed result it did not make in registers.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -178,7 +183,8 @@ impl Bridge {
         tables: Option<&mut Tables>,
         ingress: u16,
         frame: &mut [u8],
-        info: PacketInfo,
+        info: &PacketInfo,
+        hint: Hint,
         now_ns: u64,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
@@ -188,7 +194,7 @@ impl Bridge {
             ingress,
             now_ns,
         };
-        self.judge_parsed(&p, tables, frame, &info, on_log, on_rule)
+        self.judge_parsed(&p, tables, frame, info, Some(hint), on_log, on_rule)
     }
 
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser left to the full one.
@@ -202,40 +208,47 @@ impl Bridge {
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         match wire::parse_frame(frame) {
-            Ok(info) => self.judge_parsed(p, tables, frame, &info, on_log, on_rule),
+            Ok(info) => self.judge_parsed(p, tables, frame, &info, None, on_log, on_rule),
             Err(e) => Verdict::Drop(DropReason::Parse(e)),
         }
     }
 
+    /// `hint`: what the prefetch pass learnt of the tuple, when it ran.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn judge_parsed(
         &self,
         p: &Judge<'_>,
         tables: Option<&mut Tables>,
         frame: &mut [u8],
         info: &PacketInfo,
+        hint: Option<Hint>,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
         on_rule: impl FnOnce(Family, FilterVerdict),
     ) -> Verdict {
         let verdict = self.bridge_verdict(p.ingress, info.l3);
-        // Only IP packets carry a flow key; only forwarded ones meet the filter.
-        let (Verdict::Forward(egress), Some(key)) = (verdict, info.flow) else {
-            return verdict;
-        };
         if let Some(t) = tables {
-            // The info by reference: a frame the prefetch pass parsed has it in memory already
-            // (a copy here was some twenty instructions a packet).
+            // Only IP packets carry a flow key; only forwarded ones meet the filter.
+            let (Verdict::Forward(egress), Some(key)) = (verdict, info.flow.as_ref()) else {
+                return verdict;
+            };
+            // The info and its key by reference: a frame the prefetch pass parsed has them in
+            // memory already (a copy here was some twenty instructions a packet).
             return tracked_one(
                 p,
                 t,
                 frame,
                 info,
                 key,
+                hint,
                 &mut Bridged(egress),
                 on_log,
                 on_rule,
             );
         }
+        let (Verdict::Forward(egress), Some(key)) = (verdict, info.flow) else {
+            return verdict;
+        };
         let Some(rules) = p.filter.rules(key.family) else {
             return verdict;
         };
@@ -418,13 +431,29 @@ fn tracked_one<F: Forwarding>(
     tables: &mut Tables,
     frame: &mut [u8],
     info: &PacketInfo,
-    key: FlowKey,
+    key: &FlowKey,
+    hint: Option<Hint>,
     fwd: &mut F,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
-    let j = judge_tracked(
-        p.filter, tables, frame, info, key, p.ingress, fwd, p.now_ns, on_log,
+    let hint = match hint {
+        Some(h) => h,
+        None => tables.ct.hint_of(key),
+    };
+    let resume = match judge_lean(
+        p.filter, tables, frame, info, key, hint, p.ingress, fwd, p.now_ns,
+    ) {
+        Ok(l) => {
+            if l.filter.rule().is_some() {
+                on_rule(key.family, l.filter);
+            }
+            return l.verdict;
+        }
+        Err(r) => r,
+    };
+    let j = judge_resumed(
+        p.filter, tables, frame, info, *key, p.ingress, fwd, p.now_ns, on_log, resume,
     );
     if j.judged && !j.raw && !j.input && j.filter.rule().is_some() {
         on_rule(key.family, j.filter);

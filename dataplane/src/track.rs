@@ -47,6 +47,8 @@ const SEC: u64 = 1_000_000_000;
 thread_local! {
     /// Packets [`established`] judged (tests check the fast path ran).
     static FAST_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    /// Packets [`judge_lean`] answered alone.
+    static LEAN_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
 /// Sizes and timeouts of one worker's state tables.
@@ -187,12 +189,16 @@ impl Tables {
 /// finds them in cache (a large table misses twice per packet otherwise); for the frames of no
 /// connection, the free entries (and wheel links) their insertions would write. Frames that are
 /// not IP, or that the straight-line parser leaves to the full one, are skipped. What the
-/// parser found is left in `parsed` (by frame position), for judging without parsing again.
+/// parser found is left in `parsed` (by frame position), for judging without parsing again,
+/// and what the pass learnt of each IP frame's tuple in `hints` (its index tag and the entry
+/// the pass prefetched, [`conntrack::Hint`]: the judgement takes them instead of hashing the
+/// tuple and probing the index again).
 #[inline]
 pub fn prefetch_burst<'a>(
     tables: &Tables,
     frames: impl Iterator<Item = &'a [u8]>,
     parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
+    hints: &mut [conntrack::Hint; crate::dpdk::MAX_BURST],
 ) {
     let mut tags = [0u32; crate::dpdk::MAX_BURST];
     let mut ok = [false; crate::dpdk::MAX_BURST];
@@ -210,9 +216,13 @@ pub fn prefetch_burst<'a>(
         }
     }
     let mut misses = 0;
-    for (&t, &o) in tags.iter().zip(&ok) {
-        if o && !tables.ct.prefetch_entry(t) {
-            misses += 1;
+    for ((&t, &o), h) in tags.iter().zip(&ok).zip(hints.iter_mut()) {
+        if o {
+            let (hint, found) = tables.ct.prefetch_entry(t);
+            *h = hint;
+            if !found {
+                misses += 1;
+            }
         }
     }
     // Packets of no connection may be NEW ones: what their insertions will write.
@@ -277,7 +287,18 @@ fn cached_verdict(
     dir: Dir,
     ingress: u16,
 ) -> Option<FilterVerdict> {
-    let tag = tables.ct.verdict(id, dir, rs.epoch)?;
+    verdict_of_tag(rs, tables.ct.verdict(id, dir, rs.epoch), ingress)
+}
+
+/// The verdict a cached tag (`tag`, when the entry has one under rule set `rs`) gives a
+/// packet arriving on `ingress`.
+#[inline(always)]
+fn verdict_of_tag(
+    rs: &crate::classify::RuleSet,
+    tag: Option<u32>,
+    ingress: u16,
+) -> Option<FilterVerdict> {
+    let tag = tag?;
     if tag >> TAG_PORT_SHIFT != u32::from(ingress) {
         return None;
     }
@@ -570,6 +591,152 @@ fn established<F: Forwarding>(
         route,
         nat,
     })
+}
+
+/// The worker's answer for an ESTABLISHED packet of a connection without a binding whose
+/// verdict is cached ([`judge_lean`]): what [`judge_tracked`]'s judgement says of it, without
+/// the rest of the judgement (the filter's view of the packet, the route, the state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lean {
+    pub verdict: Verdict,
+    /// The filter's verdict whose rule counts the packet: the cached one, or `Unfiltered`
+    /// when the packet was dropped before the filter (a router's checks).
+    pub filter: FilterVerdict,
+}
+
+/// Where [`judge_lean`] stopped, for [`judge_resumed`] to go on from there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume(Resumed);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resumed {
+    /// Nothing done: the whole judgement.
+    Untouched,
+    /// Tracked as ESTABLISHED in entry `id` travelling `dir`, nothing else done.
+    Established(conntrack::EntryId, Dir),
+    /// Tracked, and routed to `route`, which is not out of a port.
+    Routed(conntrack::EntryId, Dir, Route),
+}
+
+/// The worker's lean path: for the commonest packet, an ESTABLISHED one of a connection
+/// without a NAT binding whose verdict is cached for its direction and ingress port under the
+/// rule set in force, tracked on [`Conntrack::track_established`]'s lean path, its answer
+/// as [`Lean`] (no judgement is built). `hint` is what the prefetch pass learnt of `key`
+/// ([`conntrack::Hint`]; [`Conntrack::hint_of`] without one). Any other packet gets `Err`, with what was done, and
+/// [`judge_resumed`] gives its judgement. Together they decide as [`judge_tracked`] does (a
+/// property test holds them to it): same verdict, counted rule, translation and tables.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn judge_lean<F: Forwarding>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: &FlowKey,
+    hint: conntrack::Hint,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+) -> Result<Lean, Resume> {
+    // Stages 1 and 2 have nothing to do for a packet that is not a fragment when there is no
+    // raw table (`track_established` takes no fragment).
+    if filter.raw(key.family).is_some() {
+        return Err(Resume(Resumed::Untouched));
+    }
+    let Some(found) = tables.ct.track_established(frame, info, key, hint, now_ns) else {
+        return Err(Resume(Resumed::Untouched));
+    };
+    let (id, dir) = (found.id, found.dir);
+    let resume = Err(Resume(Resumed::Established(id, dir)));
+    if found.nat {
+        return resume;
+    }
+    let Some(rs) = filter.rules(key.family).filter(|rs| rs.cacheable) else {
+        return resume;
+    };
+    let Some(fv) = verdict_of_tag(rs, found.verdict(rs.epoch), ingress) else {
+        return resume;
+    };
+    // 5. The route (no binding: the tuple as on the wire).
+    let route = fwd.route(ingress, key);
+    let Route::Forward(h) = route else {
+        return Err(Resume(Resumed::Routed(id, dir, route)));
+    };
+    if let Err(why) = fwd.check(frame, info, &h) {
+        return Ok(Lean {
+            verdict: Verdict::Drop(why),
+            filter: FilterVerdict::Unfiltered,
+        });
+    }
+    #[cfg(test)]
+    LEAN_HITS.with(|h| h.set(h.get() + 1));
+    // 6. The cached verdict.
+    let verdict = match fv {
+        FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
+        FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
+        _ => Verdict::Forward(u16::from(h.port)),
+    };
+    Ok(Lean {
+        verdict,
+        filter: fv,
+    })
+}
+
+/// The judgement of a packet [`judge_lean`] left, from where it stopped. Out of line: the
+/// lean path's caller then keeps few values live.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub fn judge_resumed<F: Forwarding>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    resume: Resume,
+) -> IpJudgement {
+    let (id, dir, route) = match resume.0 {
+        Resumed::Untouched => {
+            return judge_tracked(
+                filter, tables, frame, info, key, ingress, fwd, now_ns, on_log,
+            )
+        }
+        Resumed::Established(id, dir) => {
+            match established(filter, tables, frame, info, key, ingress, fwd, id, dir) {
+                Ok(j) => {
+                    #[cfg(test)]
+                    FAST_HITS.with(|h| h.set(h.get() + 1));
+                    return j;
+                }
+                Err(r) => (id, dir, r),
+            }
+        }
+        Resumed::Routed(id, dir, r) => (id, dir, Some(r)),
+    };
+    let t = conntrack::Tracked {
+        state: CtState::Established,
+        dir,
+        handle: Handle::Entry(id),
+        invalid: None,
+    };
+    let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
+    judge_after_track(
+        filter,
+        tables,
+        frame,
+        info,
+        key,
+        ingress,
+        fwd,
+        now_ns,
+        on_log,
+        meta,
+        Some(t),
+        route,
+    )
 }
 
 /// Stage 7 for an accepted new connection that leaves by `h`: nat POSTROUTING (SNAT,

@@ -410,12 +410,19 @@ fn handle_burst<const STATEFUL: bool>(
     let stats = ctx.stats;
     burst.prefetch_data();
     // What the prefetch pass parsed (stateful instance only: the pass-through one reads a
-    // constant and keeps no burst-sized array alive).
+    // constant and keeps no burst-sized array alive), and what it learnt of each IP frame's
+    // tuple.
+    let mut hints = [crate::conntrack::Hint::default(); MAX_BURST];
     let scratch;
     let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
-            crate::track::prefetch_burst(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            crate::track::prefetch_burst(
+                t,
+                burst.packets_mut().iter().map(|m| m.data()),
+                &mut p,
+                &mut hints,
+            );
             // The device's checksum verdicts (RX offload), for conntrack.
             for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
                 if let Some(i) = info {
@@ -463,7 +470,11 @@ fn handle_burst<const STATEFUL: bool>(
                 now_ns,
                 ingress as u16,
                 m.data_mut(),
-                if STATEFUL { parsed[i] } else { None },
+                if STATEFUL {
+                    parsed[i].as_ref().map(|p| (p, hints[i]))
+                } else {
+                    None
+                },
                 len,
             )
         };
@@ -623,7 +634,8 @@ fn handed(stats: &WorkerStats, f: HandedOff) {
 }
 
 /// Bridge, conntrack and filter for one packet; counts the deciding rule and queues LOG
-/// records. Also returns what a REJECT rule asks to send back.
+/// records. Also returns what a REJECT rule asks to send back. `parsed`: what the prefetch
+/// pass parsed of the frame and learnt of its tuple, when it did.
 #[inline(always)]
 fn judge(
     ctx: &Ctx<'_>,
@@ -631,7 +643,7 @@ fn judge(
     now_ns: u64,
     ingress: u16,
     frame: &mut [u8],
-    parsed: Option<crate::wire::PacketInfo>,
+    parsed: Option<(&crate::wire::PacketInfo, crate::conntrack::Hint)>,
     len: u64,
 ) -> (Verdict, Option<RejectWith>) {
     let mut with = None;
@@ -648,12 +660,13 @@ fn judge(
         }
     };
     let v = match parsed {
-        Some(info) => ctx.pipeline.judge_verdict_parsed(
+        Some((info, hint)) => ctx.pipeline.judge_verdict_parsed(
             &ctx.rules.filter,
             tables,
             ingress,
             frame,
             info,
+            hint,
             now_ns,
             |log_rule, spec, meta| logged.push(log_rule, spec, meta),
             |family, fv| count(family, fv, &mut with),

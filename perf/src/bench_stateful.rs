@@ -320,19 +320,21 @@ pub(crate) fn judge_all(
             let t0 = dataplane::dpdk::tsc();
             // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
             let mut parsed = [None; BURST];
+            let mut hints = [dataplane::conntrack::Hint::default(); BURST];
             if let Some(t) = tables.as_deref() {
                 let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
-                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed);
+                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut hints);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
-                let v = match parsed[j] {
+                let v = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
                         filter,
                         tables.as_deref_mut(),
                         port,
                         frame,
                         info,
+                        hints[j],
                         now_ns,
                         |_, _, _| {},
                         |_, _| {},

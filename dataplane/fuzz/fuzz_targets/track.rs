@@ -63,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
         // The worker's path: one prefetch pass over the burst, then each frame with what the
         // pass parsed.
         let mut parsed = [None; dataplane::dpdk::MAX_BURST];
-        dataplane::track::prefetch_burst(&worker, burst.iter().map(|f| f.2), &mut parsed);
+        let mut hints = [dataplane::conntrack::Hint::default(); dataplane::dpdk::MAX_BURST];
+        dataplane::track::prefetch_burst(&worker, burst.iter().map(|f| f.2), &mut parsed, &mut hints);
         for (j, &(ingress, _, frame)) in burst.iter().enumerate() {
             let (mut fa, mut fb) = (frame.to_vec(), frame.to_vec());
             assert_eq!(
@@ -71,13 +72,14 @@ fuzz_target!(|data: &[u8]| {
                 dataplane::wire::parse::parse_common(frame),
                 "the prefetch pass parses as the straight-line parser does"
             );
-            let a = match parsed[j] {
+            let a = match &parsed[j] {
                 Some(info) => bridge.judge_verdict_parsed(
                     &filter,
                     Some(&mut worker),
                     ingress,
                     &mut fa,
                     info,
+                    hints[j],
                     burst_now,
                     |_, _, _| {},
                     |_, _| {},

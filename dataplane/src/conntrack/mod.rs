@@ -15,6 +15,11 @@
 //! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
 //! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
 //!
+//! A worker first tries [`Conntrack::track_established`] with what its burst's prefetch pass
+//! learnt of the packet ([`Hint`]): the commonest packet (a TCP ACK or a UDP datagram of an
+//! ESTABLISHED connection) tracked on a short path that makes the same updates `track` makes,
+//! or nothing done and `None`, for `track`.
+//!
 //! Packets of one flow must be tracked and confirmed in arrival order: a second packet of a
 //! new flow tracked before the first is confirmed is judged as another first packet (and its
 //! `confirm` then finds the entry the first created and joins it, counted as a `clash`).
@@ -226,6 +231,44 @@ impl EntryId {
     #[inline]
     pub const fn index(self) -> u32 {
         self.0
+    }
+}
+
+/// What a burst's prefetch pass learnt of a packet's tuple, for
+/// [`Conntrack::track_established`]: its index tag, and the first reference the index held
+/// under that tag when the pass looked. The reference is a guess tried before probing: the
+/// lookup takes it only if its entry is live and holds the tuple (a live entry is in the
+/// index, and no two live entries hold one tuple), and probes the index otherwise, so a
+/// stale guess (an entry freed, moved or reused since) costs a probe, never a wrong answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    tag: u32,
+    first: u32,
+}
+
+/// [`Hint::first`] when the prefetch pass found nothing under the tag: the tuple was in no
+/// connection then (a NEW packet, or INVALID), and the lean path leaves it at once (an
+/// insertion since, by an earlier packet of the burst, is the general path's to find).
+const ABSENT: u32 = u32::MAX;
+/// [`Hint::first`] without a guess. Even, as an original tuple's reference is, but beyond
+/// any table (capacities stop at 2^29 slots), so its entry is never found and the lookup
+/// probes.
+const NO_GUESS: u32 = u32::MAX - 1;
+
+impl Hint {
+    /// No guess: the lookup probes the index under `tag`.
+    #[inline(always)]
+    const fn probe(tag: u32) -> Hint {
+        Hint {
+            tag,
+            first: NO_GUESS,
+        }
+    }
+}
+
+impl Default for Hint {
+    fn default() -> Hint {
+        Hint::probe(0)
     }
 }
 
@@ -617,7 +660,9 @@ impl Words {
             rest: if k.is_icmp() {
                 Self::icmp_reply_rest(k)
             } else {
-                Self::rest(k.dst_port, k.src_port, k)
+                // The ports swapped: the low two 16-bit fields of the tuple's bits exchanged.
+                let r = self.rest & KEY_BITS;
+                r & !0xffff_ffff | u64::from((r as u32).rotate_left(16))
             },
         }
     }
@@ -713,6 +758,114 @@ impl Memory {
             + self.free_stack
             + self.nat_replies
     }
+}
+
+/// What the lean path ([`Conntrack::track_established`]) tracked: the entry and the
+/// packet's direction, with what the judgement reads of the entry next (read while the entry
+/// is at hand): whether it has a NAT binding, and its cached verdict for the direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub id: EntryId,
+    pub dir: Dir,
+    /// [`Conntrack::has_binding`].
+    pub nat: bool,
+    verdict_epoch: u32,
+    /// The direction's cached tag, with [`VERDICT_VALID`]; 0 without a cached verdict.
+    verdict: u32,
+}
+
+impl Found {
+    #[inline(always)]
+    fn of(e: &Entry, i: u32, dir: Dir) -> Found {
+        Found {
+            id: EntryId(i),
+            dir,
+            nat: e.has(status::NAT),
+            verdict_epoch: e.verdict_epoch,
+            verdict: if e.has(status::VERDICT) {
+                e.verdict[dir as usize]
+            } else {
+                0
+            },
+        }
+    }
+
+    /// [`Conntrack::verdict`] for the entry and direction, as they were after the packet.
+    #[inline(always)]
+    pub fn verdict(&self, epoch: u32) -> Option<u32> {
+        (self.verdict_epoch == epoch && self.verdict & VERDICT_VALID != 0)
+            .then_some(self.verdict & !VERDICT_VALID)
+    }
+}
+
+/// Sets entry `e`'s (slot `i`) deadline, later or earlier, and re-arms it in `wheel` when
+/// the new deadline comes before its armed tick.
+#[inline(always)]
+fn refresh_entry(e: &mut Entry, wheel: &mut Wheel, i: u32, deadline_ns: u64, now_ns: u64) {
+    e.deadline_ns = deadline_ns;
+    let old = e.wheel_slot();
+    let slot = wheel.rearm_if_late(i, old, deadline_ns, now_ns);
+    if slot != old {
+        e.set_wheel_slot(slot);
+    }
+}
+
+/// What a TCP segment the tracker accepted does to entry `e` (slot `i`; both paths share
+/// it): its count, the status bits, the deadline. Returns what the count carries into the
+/// high parts, for [`Conntrack::carry`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tcp_accepted_entry(
+    e: &mut Entry,
+    wheel: &mut Wheel,
+    i: u32,
+    dir: Dir,
+    bytes: u64,
+    timeout_ns: Option<u64>,
+    set_assured: bool,
+    now_ns: u64,
+) -> Carry {
+    let carry = e.account(dir, bytes);
+    if set_assured {
+        e.set(status::ASSURED);
+    }
+    if dir == Dir::Reply {
+        e.set(status::SEEN_REPLY);
+    }
+    if let Some(t) = timeout_ns {
+        refresh_entry(e, wheel, i, now_ns + t, now_ns);
+    }
+    carry
+}
+
+/// What a UDP datagram does to its entry `e` (slot `i`; both paths share it;
+/// `stream_after_ns` from the entry's UDP state): its count, the stream's assured bit, the
+/// deadline. Returns what the count carries, for [`Conntrack::carry`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn udp_seen_entry(
+    e: &mut Entry,
+    wheel: &mut Wheel,
+    cfg: &Config,
+    i: u32,
+    dir: Dir,
+    bytes: u64,
+    stream_after_ns: u64,
+    now_ns: u64,
+) -> Carry {
+    let carry = e.account(dir, bytes);
+    let timeout = if e.has(status::SEEN_REPLY) && now_ns > stream_after_ns {
+        // Traffic both ways and still alive after 2 s: a stream.
+        e.set(status::ASSURED);
+        cfg.udp_stream_ns
+    } else {
+        cfg.udp_ns
+    };
+    if dir == Dir::Reply {
+        e.set(status::SEEN_REPLY);
+    }
+    refresh_entry(e, wheel, i, now_ns + timeout, now_ns);
+    carry
 }
 
 /// A per-worker connection table; see the module docs.
@@ -930,12 +1083,13 @@ impl Conntrack {
     }
 
     /// Second half: starts loading the entry the bucket points at. Call once the bucket had
-    /// time to arrive. Returns whether the index had a candidate under the tag (`false`: the
-    /// tuple is in no connection, so the packet is NEW, or INVALID).
+    /// time to arrive. Returns the hint for the packet's lookup and whether the index had a
+    /// candidate under the tag (`false`: the tuple is in no connection, so the packet is NEW,
+    /// or INVALID).
     #[inline(always)]
-    pub fn prefetch_entry(&self, tag: u32) -> bool {
+    pub fn prefetch_entry(&self, tag: u32) -> (Hint, bool) {
         let Some(r) = self.index.first(tag) else {
-            return false;
+            return (Hint { tag, first: ABSENT }, false);
         };
         if let Some(e) = self.entries.get((r >> 1) as usize) {
             crate::dpdk::prefetch_all(e);
@@ -945,7 +1099,7 @@ impl Conntrack {
                 crate::dpdk::prefetch_all(t);
             }
         }
-        true
+        (Hint { tag, first: r }, true)
     }
 
     /// Starts loading what the next `n` insertions will write besides the index bucket (which
@@ -1054,13 +1208,13 @@ impl Conntrack {
     /// Sets entry `i`'s deadline (later or earlier).
     #[inline(always)]
     fn refresh(&mut self, i: u32, deadline_ns: u64, now_ns: u64) {
-        let e = &mut self.entries[i as usize];
-        e.deadline_ns = deadline_ns;
-        let old = e.wheel_slot();
-        let slot = self.wheel.rearm_if_late(i, old, deadline_ns, now_ns);
-        if slot != old {
-            e.set_wheel_slot(slot);
-        }
+        refresh_entry(
+            &mut self.entries[i as usize],
+            &mut self.wheel,
+            i,
+            deadline_ns,
+            now_ns,
+        );
     }
 
     /// Adds what entry `i`'s low counters carried to its high parts (once every 65536
@@ -1247,19 +1401,7 @@ impl Conntrack {
                     timeout_ns,
                     set_assured,
                 } => {
-                    let carry = e.account(dir, bytes);
-                    if set_assured {
-                        e.set(status::ASSURED);
-                    }
-                    if dir == Dir::Reply {
-                        e.set(status::SEEN_REPLY);
-                    }
-                    if carry.any() {
-                        self.carry(i, dir, carry);
-                    }
-                    if let Some(t) = timeout_ns {
-                        self.refresh(i, now_ns + t, now_ns);
-                    }
+                    self.tcp_accepted(i, dir, bytes, timeout_ns, set_assured, now_ns);
                     tracked
                 }
                 tcp::Outcome::Ignore => {
@@ -1318,6 +1460,197 @@ impl Conntrack {
         }
     }
 
+    /// What a TCP segment the tracker accepted does to entry `i` (both paths share it): its
+    /// count, the status bits, the deadline.
+    #[inline(always)]
+    fn tcp_accepted(
+        &mut self,
+        i: u32,
+        dir: Dir,
+        bytes: u64,
+        timeout_ns: Option<u64>,
+        set_assured: bool,
+        now_ns: u64,
+    ) {
+        let e = &mut self.entries[i as usize];
+        let carry = tcp_accepted_entry(
+            e,
+            &mut self.wheel,
+            i,
+            dir,
+            bytes,
+            timeout_ns,
+            set_assured,
+            now_ns,
+        );
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+    }
+
+    /// What a UDP datagram does to its entry `i` (both paths share it; `stream_after_ns`
+    /// from the entry's UDP state): its count, the stream's assured bit, the deadline.
+    #[inline(always)]
+    fn udp_seen(&mut self, i: u32, dir: Dir, bytes: u64, stream_after_ns: u64, now_ns: u64) {
+        let carry = udp_seen_entry(
+            &mut self.entries[i as usize],
+            &mut self.wheel,
+            &self.cfg,
+            i,
+            dir,
+            bytes,
+            stream_after_ns,
+            now_ns,
+        );
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+    }
+
+    /// The hint for a packet's tuple without a prefetch pass ([`Hint`]: its tag, no guess).
+    #[inline(always)]
+    pub fn hint_of(&self, key: &FlowKey) -> Hint {
+        Hint::probe(self.tag(key))
+    }
+
+    /// [`Conntrack::find_tagged`], trying the hint's guess first.
+    #[inline(always)]
+    fn find_hinted(&self, k: &FlowKey, hint: Hint) -> Option<(u32, Dir)> {
+        let r = hint.first;
+        // An original tuple's reference (a NAT reply's, `r & 1`, is left to the probe).
+        if r & 1 == 0 {
+            if let Some(e) = self.entries.get((r >> 1) as usize) {
+                let w = Words::of(k);
+                let rev = w.reversed(k);
+                let orig = e.key.matches(&w);
+                let reply = e.key.matches(&rev) & !e.has(status::NAT);
+                if (orig | reply) & e.has(status::LIVE) {
+                    let dir = if orig { Dir::Orig } else { Dir::Reply };
+                    return Some((r >> 1, dir));
+                }
+            }
+        }
+        self.find_tagged(k, hint.tag)
+    }
+
+    /// The lean path for the commonest packet: a TCP ACK segment (no SYN, FIN or RST) or a
+    /// UDP datagram, not a fragment, of a live connection in which it is ESTABLISHED, and (for
+    /// TCP) in the tracker's ESTABLISHED state with its window checks passed. `key` is
+    /// `info.flow`, `hint` what the prefetch pass learnt of it ([`Hint`]). Tracks such a packet exactly
+    /// as [`Conntrack::track`] does (the same shared updates: the window's, the counters', the
+    /// deadline's) and answers its entry and direction, its state being ESTABLISHED; any
+    /// other packet (a bad checksum, other flags, a miss, an expired entry, the first packet
+    /// of a direction, a segment the window checks refuse...) gets `None` with nothing
+    /// changed, for `track` to judge.
+    #[inline(always)]
+    pub fn track_established(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        key: &FlowKey,
+        hint: Hint,
+        now_ns: u64,
+    ) -> Option<Found> {
+        if hint.first == ABSENT || !matches!(info.frag, Fragment::None) {
+            return None;
+        }
+        let l4 = info.l4_bytes(frame)?;
+        let verify = self.cfg.checksum && info.l4_csum != RxCsum::Good;
+        let bytes = u64::from(info.l3_len);
+        match key.proto {
+            ip_proto::TCP => self.established_tcp(key, l4, verify, bytes, hint, now_ns),
+            ip_proto::UDP => self.established_udp(key, l4, verify, bytes, hint, now_ns),
+            _ => None,
+        }
+    }
+
+    /// [`Conntrack::track_established`] for TCP: the checks `track_tcp` makes, in its order,
+    /// each falling back where `track_tcp` would do anything but the ESTABLISHED ACK.
+    #[inline(always)]
+    fn established_tcp(
+        &mut self,
+        key: &FlowKey,
+        l4: &[u8],
+        verify: bool,
+        bytes: u64,
+        hint: Hint,
+        now_ns: u64,
+    ) -> Option<Found> {
+        let p = crate::wire::tcp::Packet::new_checked(l4).ok()?;
+        // ACK without SYN, FIN or RST: the flag class ACK, and a combination Linux accepts
+        // (`tcp::valid_flags`: URG, PSH, ECE and CWR may come with it).
+        const CLASS: u8 = 0x17;
+        if p.flags().0 & CLASS != 0x10 {
+            return None;
+        }
+        if verify && !Self::l4_checksum_ok(key, l4) {
+            return None;
+        }
+        let (i, dir) = self.find_hinted(key, hint)?;
+        // The entry borrowed once (beside the wheel and the settings): every read and write
+        // of the packet's update goes through it.
+        let Conntrack {
+            cfg,
+            entries,
+            wheel,
+            ..
+        } = self;
+        let e = entries.get_mut(i as usize)?;
+        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
+            return None;
+        }
+        let st = e.tcp_status();
+        let L4::Tcp(t) = &mut e.l4 else {
+            return None;
+        };
+        let seg = Segment::from_packet(&p);
+        let (timeout, set_assured) = t.established_ack_effect(dir, &seg, &cfg.tcp, st)?;
+        let carry = tcp_accepted_entry(e, wheel, i, dir, bytes, Some(timeout), set_assured, now_ns);
+        let found = Found::of(e, i, dir);
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        Some(found)
+    }
+
+    /// [`Conntrack::track_established`] for UDP: `track_udp`'s checks, then its update of a
+    /// found entry.
+    #[inline(always)]
+    fn established_udp(
+        &mut self,
+        key: &FlowKey,
+        l4: &[u8],
+        verify: bool,
+        bytes: u64,
+        hint: Hint,
+        now_ns: u64,
+    ) -> Option<Found> {
+        let p = udp::Packet::new_checked(l4).ok()?;
+        if verify && p.checksum() != 0 && !Self::l4_checksum_ok(key, &l4[..usize::from(p.len())]) {
+            return None;
+        }
+        let (i, dir) = self.find_hinted(key, hint)?;
+        let Conntrack {
+            cfg,
+            entries,
+            wheel,
+            ..
+        } = self;
+        let e = entries.get_mut(i as usize)?;
+        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
+            return None;
+        }
+        let L4::Udp { stream_after_ns } = e.l4 else {
+            return None;
+        };
+        let carry = udp_seen_entry(e, wheel, cfg, i, dir, bytes, stream_after_ns, now_ns);
+        let found = Found::of(e, i, dir);
+        if carry.any() {
+            self.carry(i, dir, carry);
+        }
+        Some(found)
+    }
+
     fn track_udp(
         &mut self,
         key: &FlowKey,
@@ -1352,32 +1685,12 @@ impl Conntrack {
             );
             return self.new_pending(e, tag);
         };
-        let cfg = self.cfg;
-        let e = &mut self.entries[i as usize];
-        let state = e.state_for(dir);
-        let carry = e.account(dir, bytes);
-        let timeout = if e.has(status::SEEN_REPLY) {
-            let stream_after = match e.l4 {
-                L4::Udp { stream_after_ns } => stream_after_ns,
-                _ => 0,
-            };
-            if now_ns > stream_after {
-                // Traffic both ways and still alive after 2 s: a stream.
-                e.set(status::ASSURED);
-                cfg.udp_stream_ns
-            } else {
-                cfg.udp_ns
-            }
-        } else {
-            cfg.udp_ns
+        let state = self.entries[i as usize].state_for(dir);
+        let stream_after = match self.entries[i as usize].l4 {
+            L4::Udp { stream_after_ns } => stream_after_ns,
+            _ => 0,
         };
-        if dir == Dir::Reply {
-            e.set(status::SEEN_REPLY);
-        }
-        if carry.any() {
-            self.carry(i, dir, carry);
-        }
-        self.refresh(i, now_ns + timeout, now_ns);
+        self.udp_seen(i, dir, bytes, stream_after, now_ns);
         Tracked {
             state,
             dir,

@@ -343,22 +343,25 @@ pub struct Segment<'a> {
 }
 
 impl<'a> Segment<'a> {
-    /// Reads a segment from a checked TCP view.
-    #[inline]
+    /// Reads a segment from a checked TCP view (its header length read once).
+    #[inline(always)]
     pub fn from_packet(p: &crate::wire::tcp::Packet<&'a [u8]>) -> Segment<'a> {
         let seq = p.seq_number().0;
-        // The whole buffer is one L4 segment: its length minus the header is the payload, as
-        // Linux computes it from the IP length.
-        let len = p.segment_len() as u32;
+        let flags = p.flags();
         let buf: &'a [u8] = p.into_inner();
-        let hl = usize::from(buf[12] >> 4) * 4;
+        let hl = p.header_len();
+        // The whole buffer is one L4 segment: its length minus the header is the payload, as
+        // Linux computes it from the IP length (the checked view has the header within it).
+        let len = buf.len().saturating_sub(hl)
+            + usize::from(flags.contains(Flags::SYN))
+            + usize::from(flags.contains(Flags::FIN));
         Segment {
             seq,
             ack: p.ack_number().0,
             win: p.window_len(),
-            flags: p.flags(),
-            end: seq.wrapping_add(len),
-            options: &buf[20..hl],
+            flags,
+            end: seq.wrapping_add(len as u32),
+            options: buf.get(20..hl).unwrap_or(&[]),
         }
     }
 
@@ -857,6 +860,25 @@ impl TcpTrack {
         cfg: &TcpConfig,
         status: Status,
     ) -> Option<Outcome> {
+        self.established_ack_effect(dir, seg, cfg, status)
+            .map(|(timeout, set_assured)| Outcome::Accept {
+                timeout_ns: Some(timeout),
+                set_assured,
+            })
+    }
+
+    /// [`TcpTrack::established_ack`]'s answer as what it always is when there is one (an
+    /// [`Outcome::Accept`] with a timeout): the timeout and whether the entry becomes
+    /// assured. For the connection table's lean path, which then has no outcome to dispatch
+    /// on.
+    #[inline(always)]
+    pub fn established_ack_effect(
+        &mut self,
+        dir: Dir,
+        seg: &Segment<'_>,
+        cfg: &TcpConfig,
+        status: Status,
+    ) -> Option<(u64, bool)> {
         if self.state != TcpState::Established || FlagClass::of(seg.flags) != FlagClass::Ack {
             return None;
         }
@@ -883,8 +905,32 @@ impl TcpTrack {
             false,
             true,
         );
-        let es = TcpState::Established;
-        Some(self.apply(dir, FlagClass::Ack, es, es, seg, cfg, status))
+        // `apply` for ACK, ESTABLISHED to ESTABLISHED: no FIN_WAIT mark, no RST, no SYN
+        // retransmission; only the timeout and the assured bit remain.
+        self.last_index = FlagClass::Ack;
+        self.last_dir = dir;
+        let t = &cfg.timeouts;
+        let es = t.of(TcpState::Established);
+        let unacked = (self.seen[0].flags | self.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
+        let mut timeout = if self.retrans >= cfg.max_retrans && es > t.retrans_ns {
+            t.retrans_ns
+        } else if unacked && es > t.unack_ns {
+            t.unack_ns
+        } else if self.last_win == 0 && es > t.retrans_ns {
+            t.retrans_ns
+        } else {
+            es
+        };
+        let mut set_assured = false;
+        if !status.seen_reply {
+            if timeout > t.unack_ns {
+                // Picked up mid-stream and never answered.
+                timeout = t.unack_ns;
+            }
+        } else if !status.assured {
+            set_assured = true;
+        }
+        Some((timeout, set_assured))
     }
 
     /// One segment of this connection (`nf_conntrack_tcp_packet` after `tcp_error`): `dir` is

@@ -2,7 +2,9 @@
 //! two copies of the same tables judge the same packets, one through [`judge_tracked`] and one
 //! with the fast path compiled out, and must give the same judgements, write the same bytes,
 //! log the same rules, route and check the same packets, and leave the same connections
-//! (states, counters, timeouts) behind.
+//! (states, counters, timeouts) behind. A third copy takes the worker's lean path
+//! ([`judge_lean`], then [`judge_resumed`] where it stops) and must give the same verdict,
+//! count the same rule, write the same bytes and leave the same tables.
 
 use super::*;
 use crate::classify::{FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
@@ -495,10 +497,13 @@ struct Twin {
     filter: Filter,
     fast: (Tables, Routes),
     general: (Tables, Routes),
+    lean: (Tables, Routes),
     now: u64,
     model: Model,
     /// Packets the fast path judged.
     fast_hits: u32,
+    /// Packets the lean path answered alone.
+    lean_hits: u32,
 }
 
 impl Twin {
@@ -508,9 +513,11 @@ impl Twin {
             filter: filter(0, nat),
             fast: (Tables::new(&config(capacity, nat)), Routes::default()),
             general: (Tables::new(&config(capacity, nat)), Routes::default()),
+            lean: (Tables::new(&config(capacity, nat)), Routes::default()),
             now: 1_000 * MS,
             model: Model::new(),
             fast_hits: 0,
+            lean_hits: 0,
         }
     }
 
@@ -554,6 +561,60 @@ impl Twin {
         let (ra, rb) = (&self.fast.1, &self.general.1);
         assert_eq!((ra.routed, ra.checked), (rb.routed, rb.checked));
         same_tables(&self.fast.0, &self.general.0, now);
+
+        // The worker's lean path, as `pipeline::tracked_one` takes it.
+        let mut fc = frame.to_vec();
+        let mut lc = Vec::new();
+        let (tables, routes) = &mut self.lean;
+        // The hint as the prefetch pass makes it (the guess taken when it holds).
+        let (hint, _) = tables.ct.prefetch_entry(tables.ct.prefetch_index(&key));
+        let hits = LEAN_HITS.with(|h| h.get());
+        let lean = judge_lean(
+            &self.filter,
+            tables,
+            frame,
+            &info,
+            &key,
+            hint,
+            ingress,
+            routes,
+            now,
+        );
+        self.lean_hits += LEAN_HITS.with(|h| h.get()) - hits;
+        let (vc, counted) = match lean {
+            Ok(l) => (l.verdict, l.filter.rule().map(|_| l.filter)),
+            Err(r) => {
+                let c = judge_resumed(
+                    &self.filter,
+                    tables,
+                    frame,
+                    &info,
+                    key,
+                    ingress,
+                    routes,
+                    now,
+                    |r, _, _| lc.push(r),
+                    r,
+                );
+                let counted = (c.judged && !c.raw && !c.input)
+                    .then_some(c.filter)
+                    .filter(|f| f.rule().is_some());
+                (crate::pipeline::translate(&mut fc, &info, &c), counted)
+            }
+        };
+        let counted_b = (b.judged && !b.raw && !b.input)
+            .then_some(b.filter)
+            .filter(|f| f.rule().is_some());
+        assert_eq!(
+            (vc, counted),
+            (vb, counted_b),
+            "the lean path differs for {key:?}"
+        );
+        assert_eq!(fc, fb, "the lean path's translation differs");
+        assert_eq!(lc, lb, "the lean path's logged rules differ");
+        let rc = &self.lean.1;
+        assert_eq!((rc.routed, rc.checked), (rb.routed, rb.checked));
+        same_tables(&self.lean.0, &self.general.0, now);
         a
     }
 
@@ -567,8 +628,10 @@ impl Twin {
                 let now = self.now;
                 let x = self.fast.0.expire(now, 8);
                 let y = self.general.0.expire(now, 8);
-                assert_eq!(x, y);
+                let z = self.lean.0.expire(now, 8);
+                assert_eq!((x, z), (y, y));
                 same_tables(&self.fast.0, &self.general.0, now);
+                same_tables(&self.lean.0, &self.general.0, now);
             }
             _ => {
                 for (port, f) in self.model.frames(op) {
@@ -629,6 +692,7 @@ fn established_packets_take_the_fast_path_and_get_the_general_paths_answers() {
             }
         }
         assert!(t.fast_hits > 20, "the fast path ran {} times", t.fast_hits);
+        assert!(t.lean_hits > 10, "the lean path ran {} times", t.lean_hits);
     }
 }
 
@@ -701,14 +765,15 @@ proptest! {
             replay.expire(now, budget);
             let mut ring: Vec<Vec<u8>> = burst.iter().map(|(_, f)| f.clone()).collect();
             let mut parsed = [None; crate::dpdk::MAX_BURST];
-            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed);
+            let mut hints = [conntrack::Hint::default(); crate::dpdk::MAX_BURST];
+            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed, &mut hints);
             for (j, (ingress, frame)) in burst.iter().enumerate() {
                 if skips[j] {
                     continue;
                 }
-                let a = match parsed[j] {
+                let a = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
-                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, now,
+                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, hints[j], now,
                         |_, _, _| {}, |_, _| {},
                     ),
                     None => bridge.judge_verdict(
