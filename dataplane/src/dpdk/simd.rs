@@ -48,7 +48,8 @@ pub enum SimdLevel {
     Portable,
     /// AVX2: one 256-bit compare per bound.
     Avx2,
-    /// AVX-512 F and VL: 256-bit compares into mask registers, chained.
+    /// AVX-512 F, VL and BW: 256-bit compares into mask registers, chained (the leaf scan);
+    /// eight packets a step (the burst screen).
     Avx512,
 }
 
@@ -117,7 +118,10 @@ impl Simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: this level is at most what `cpu_level` found, and both wider levels
             // include AVX2; the pointers are the caller's promise.
-            SimdLevel::Avx2 | SimdLevel::Avx512 => unsafe { x86::screen_avx2(ptrs, kinds) },
+            SimdLevel::Avx2 => unsafe { x86::screen_avx2(ptrs, kinds) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above; the AVX-512 level includes F and BW.
+            SimdLevel::Avx512 => unsafe { x86::screen_avx512(ptrs, kinds) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => Screened::default(),
         }
@@ -130,6 +134,7 @@ fn cpu_level() -> SimdLevel {
     {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx2")
         {
             return SimdLevel::Avx512;
@@ -185,7 +190,8 @@ pub struct Screened {
     pub other: u32,
     /// The packet lengths (`pkt_len`) of the first `screened` packets, summed.
     pub bytes: u64,
-    /// Packets looked at: a multiple of [`SCREEN_STEP`], 0 at the portable level.
+    /// Packets looked at, from the first: all of them at the AVX-512 level, a multiple of
+    /// [`SCREEN_STEP`] at the AVX2 level, none at the portable level.
     pub screened: usize,
 }
 
@@ -346,16 +352,11 @@ mod x86 {
                     _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, v4),
                 )
             };
-            // Frame bytes 20 and 21: no MF, no fragment offset (DF and the reserved bit may
-            // be set).
-            let whole = _mm256_cmpeq_epi64(_mm256_and_si256(g1, c(0xff3f)), zero);
-            // Frame bytes 16 and 17, big-endian, into bits 32..48.
+            // Frame bytes 16 and 17 (the total length), big-endian, into bits 32..48. Bad
+            // when longer than the segment: total > data_len - 14. (The L4 checks below
+            // imply total >= 20.)
             let total = _mm256_shuffle_epi8(g0, total_bytes);
-            // Bad when total < 20 or total > data_len - 14.
-            let mut bad = _mm256_or_si256(
-                _mm256_cmpgt_epi64(c(20 << 32), total),
-                _mm256_cmpgt_epi64(_mm256_add_epi64(total, c(14 << 32)), data_len),
-            );
+            let mut bad = _mm256_cmpgt_epi64(_mm256_add_epi64(total, c(14 << 32)), data_len);
             // The header checksum: the ten 16-bit words of bytes 14..34 summed exactly:
             // pairs of words into 32-bit halves (leaving out the ethertype, bytes 12..14,
             // and the L4 header's first word, bytes 34..36), then the halves together (under
@@ -380,26 +381,27 @@ mod x86 {
                 bad,
                 _mm256_cmpgt_epi64(_mm256_and_si256(q, c(0xffff_ffff)), c(0x1_0001)),
             );
-            // The protocol (byte 23) and its header's length field, in bits 32..48.
-            let proto = _mm256_and_si256(g1, c(0xff << 24));
-            let udp = _mm256_cmpeq_epi64(proto, c(17 << 24));
-            let tcp = _mm256_cmpeq_epi64(proto, c(6 << 24));
+            // Frame bytes 20, 21 and 23: no MF, no fragment offset (DF and the reserved bit
+            // may be set), protocol UDP or TCP; one masked compare each.
+            let fields = _mm256_and_si256(g1, c(0xff00_ff3f));
+            let udp = _mm256_cmpeq_epi64(fields, c(17 << 24));
+            let tcp = _mm256_cmpeq_epi64(fields, c(6 << 24));
+            // The L4 header's length, in bits 32..48: UDP's length field (bytes 38 and 39),
+            // or TCP's data offset (the high nibble of byte 46, bits 16..24 of g4) times 4.
+            // Bad when below the header's own size (8 or 20) or past the IP payload:
+            // length + 20 > total.
             let udp_len = _mm256_shuffle_epi8(g3, udp_bytes);
-            let udp_bad = _mm256_or_si256(
-                _mm256_cmpgt_epi64(c(8 << 32), udp_len),
-                _mm256_cmpgt_epi64(_mm256_add_epi64(udp_len, c(20 << 32)), total),
-            );
-            // Byte 46 (bits 16..24): the TCP data offset in its high nibble, times 4.
             let tcp_len = _mm256_and_si256(_mm256_slli_epi64::<14>(g4), c(0x3c << 32));
-            let tcp_bad = _mm256_or_si256(
-                _mm256_cmpgt_epi64(c(20 << 32), tcp_len),
-                _mm256_cmpgt_epi64(_mm256_add_epi64(tcp_len, c(20 << 32)), total),
+            let l4_len = _mm256_blendv_epi8(tcp_len, udp_len, udp);
+            let l4_min = _mm256_blendv_epi8(c(20 << 32), c(8 << 32), udp);
+            bad = _mm256_or_si256(
+                bad,
+                _mm256_or_si256(
+                    _mm256_cmpgt_epi64(l4_min, l4_len),
+                    _mm256_cmpgt_epi64(_mm256_add_epi64(l4_len, c(20 << 32)), total),
+                ),
             );
-            let l4 = _mm256_or_si256(
-                _mm256_andnot_si256(udp_bad, udp),
-                _mm256_andnot_si256(tcp_bad, tcp),
-            );
-            let ok = _mm256_andnot_si256(bad, _mm256_and_si256(whole, l4));
+            let ok = _mm256_andnot_si256(bad, _mm256_or_si256(udp, tcp));
             out.ipv4 |= (_mm256_movemask_pd(_mm256_castsi256_pd(ok)) as u32) << (step * 4);
         }
         let mut lanes = [0u64; 4];
@@ -446,6 +448,119 @@ mod x86 {
             // SAFETY: an `Avx512` is only made inside `run_avx512`, whose caller checked the CPU.
             unsafe { range_mask_avx512(bounds, key) }
         }
+    }
+
+    /// The AVX-512 burst screen: [`screen_avx2`]'s checks eight packets a step, with the
+    /// lane masks in mask registers (each compare refines the mask of the one before); a
+    /// last step of fewer than eight runs with the missing lanes masked off, so every packet
+    /// of the run is screened.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; every pointer in `ptrs` must be a live mbuf the
+    /// caller owns.
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw")]
+    pub unsafe fn screen_avx512(
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+    ) -> Screened {
+        const STEP: usize = 8;
+        let c = _mm512_set1_epi64;
+        let zero = _mm512_setzero_si512();
+        // As in `screen_avx2`, for each 128-bit half of the register (dwords listed last
+        // first): bytes 5, 4 and 13, 12 into bytes 4, 5 and 12, 13; the others zeroed.
+        let total_bytes = _mm512_set4_epi32(0xffff_0c0d_u32 as i32, -1, 0xffff_0405_u32 as i32, -1);
+        // Bytes 3, 2 and 11, 10 likewise.
+        let udp_bytes = _mm512_set4_epi32(0xffff_0a0b_u32 as i32, -1, 0xffff_0203_u32 as i32, -1);
+        let mut out = Screened::default();
+        let mut bytes = zero;
+        let n = ptrs.len().min(32);
+        for step in 0..n.div_ceil(STEP) {
+            // The packets of this step: eight, or the last few of the run.
+            let live = (0xffu32 >> (STEP - (n - step * STEP).min(STEP))) as __mmask8;
+            // SAFETY: the live lanes are pointers inside `ptrs` (a masked load reads no
+            // others); each is a live mbuf (the caller's promise), and the words gathered lie
+            // inside its header. Lanes not live hold 0 and are not read.
+            let (buf, rearm, lens) = unsafe {
+                let p = _mm512_maskz_loadu_epi64(live, ptrs.as_ptr().add(step * STEP).cast());
+                (
+                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_BUF)),
+                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_REARM)),
+                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_LENS)),
+                )
+            };
+            bytes = _mm512_add_epi64(bytes, _mm512_and_si512(lens, c(0xffff_ffff)));
+            let hi16 = c(0xffff << 32);
+            let data_len = _mm512_and_si512(lens, hi16);
+            let one_segment =
+                _mm512_mask_cmpeq_epi64_mask(live, _mm512_and_si512(rearm, hi16), c(1 << 32));
+            let readable = _mm512_mask_cmpgt_epi64_mask(
+                one_segment,
+                data_len,
+                c(i64::from(SCREEN_MIN_LEN - 1) << 32),
+            );
+            let frame = _mm512_add_epi64(buf, _mm512_and_si512(rearm, c(0xffff)));
+            // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
+            let (g0, kind) = unsafe {
+                let g0 = _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12));
+                let ethertype = _mm512_and_si512(g0, c(0xffff));
+                let kind = _mm512_mask_i64gather_epi64::<1>(
+                    zero,
+                    readable,
+                    ethertype,
+                    kinds.as_ptr().cast::<i64>(),
+                );
+                (g0, kind)
+            };
+            let other = _mm512_mask_testn_epi64_mask(readable, kind, c(0xff));
+            out.other |= u32::from(other) << (step * STEP);
+            let v4 = _mm512_mask_cmpeq_epi64_mask(
+                readable,
+                _mm512_and_si512(g0, c(0xff_ffff)),
+                c(0x45_0008),
+            );
+            if v4 == 0 {
+                continue;
+            }
+            // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
+            let (g1, g2, g3, g4) = unsafe {
+                (
+                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)),
+                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(28)),
+                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(36)),
+                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(44)),
+                )
+            };
+            let fields = _mm512_and_si512(g1, c(0xff00_ff3f));
+            let udp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(17 << 24));
+            let tcp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(6 << 24));
+            let total = _mm512_shuffle_epi8(g0, total_bytes);
+            let udp_len = _mm512_shuffle_epi8(g3, udp_bytes);
+            let tcp_len = _mm512_and_si512(_mm512_slli_epi64::<14>(g4), c(0x3c << 32));
+            let l4_len = _mm512_mask_blend_epi64(udp, tcp_len, udp_len);
+            let l4_min = _mm512_mask_blend_epi64(udp, c(20 << 32), c(8 << 32));
+            let mut ok = udp | tcp;
+            ok = _mm512_mask_cmple_epi64_mask(ok, _mm512_add_epi64(total, c(14 << 32)), data_len);
+            ok = _mm512_mask_cmple_epi64_mask(ok, l4_min, l4_len);
+            ok = _mm512_mask_cmple_epi64_mask(ok, _mm512_add_epi64(l4_len, c(20 << 32)), total);
+            let words = |x: __m512i, low: i64| {
+                _mm512_add_epi32(_mm512_and_si512(x, c(low)), _mm512_srli_epi32::<16>(x))
+            };
+            let tail = _mm512_and_si512(g2, c(0x0000_ffff_ffff_ffff));
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(
+                    words(g0, 0x0000_ffff_0000_0000),
+                    words(g1, 0x0000_ffff_0000_ffff),
+                ),
+                words(tail, 0x0000_ffff_0000_ffff),
+            );
+            let s = _mm512_add_epi32(s, _mm512_srli_epi64::<32>(s));
+            let q = _mm512_mul_epu32(s, c(0xfffe_ffff));
+            ok = _mm512_mask_cmple_epu64_mask(ok, _mm512_and_si512(q, c(0xffff_ffff)), c(0x1_0001));
+            out.ipv4 |= u32::from(ok) << (step * STEP);
+        }
+        out.bytes = _mm512_reduce_add_epi64(bytes) as u64;
+        out.screened = n;
+        out
     }
 
     /// # Safety
@@ -656,7 +771,8 @@ mod tests {
                     prop_assert_eq!(got, Screened::default());
                     continue;
                 }
-                prop_assert_eq!(got.screened, frames.len() / SCREEN_STEP * SCREEN_STEP);
+                let whole_steps = frames.len() / SCREEN_STEP * SCREEN_STEP;
+                prop_assert_eq!(got.screened, if s.level() == SimdLevel::Avx512 { frames.len() } else { whole_steps });
                 let mut bytes = 0;
                 for (j, ((f, segs), m)) in frames.iter().zip(&mbufs).enumerate().take(got.screened) {
                     let want = screen_one(f, *segs, kinds);
@@ -724,16 +840,24 @@ mod tests {
         {
             // SAFETY: as in `screen_agrees_with_reference`.
             let got = unsafe { s.screen(&ptrs, kinds) };
+            let n = got.screened;
+            assert_eq!(
+                n,
+                if s.level() == SimdLevel::Avx512 {
+                    30
+                } else {
+                    28
+                }
+            );
             let every = |k: usize| {
-                (0..28)
+                (0..n)
                     .filter(|i| i % 5 == k)
                     .map(|i| 1u32 << i)
                     .sum::<u32>()
             };
-            assert_eq!(got.screened, 28);
             assert_eq!(got.ipv4, every(0) | every(1), "{:?}", s.level());
             assert_eq!(got.other, every(3), "{:?}", s.level());
-            let lens: u64 = frames[..28].iter().map(|(f, _)| f.len() as u64).sum();
+            let lens: u64 = frames[..n].iter().map(|(f, _)| f.len() as u64).sum();
             assert_eq!(got.bytes, lens);
         }
     }
