@@ -234,7 +234,7 @@ pub fn screen_one(frame: &[u8], segments: u16, kinds: &[u8; ETHER_KINDS_LEN]) ->
         && total >= 20
         && total <= frame.len() - 14
         && sum != 0
-        && sum % 0xffff == 0
+        && sum.is_multiple_of(0xffff)
         && l4_ok;
     ScreenLane { ipv4, other }
 }
@@ -295,19 +295,16 @@ mod x86 {
         let mut bytes = zero;
         let steps = ptrs.len().min(32) / SCREEN_STEP;
         for step in 0..steps {
+            let p = ptrs[step * SCREEN_STEP..].as_ptr().cast::<__m256i>();
             // SAFETY: `ptrs` holds at least (step + 1) * 4 pointers; an unaligned load.
-            let p = unsafe {
-                _mm256_loadu_si256(ptrs.as_ptr().add(step * SCREEN_STEP).cast::<__m256i>())
-            };
+            let p = unsafe { _mm256_loadu_si256(p) };
             // SAFETY: each lane of `p` is a live mbuf (the caller's promise); the words read
             // lie inside its header (`AT_*` are field offsets of `rte_mbuf`).
-            let (buf, rearm, lens) = unsafe {
-                (
-                    _mm256_i64gather_epi64::<1>(at(AT_BUF), p),
-                    _mm256_i64gather_epi64::<1>(at(AT_REARM), p),
-                    _mm256_i64gather_epi64::<1>(at(AT_LENS), p),
-                )
-            };
+            let buf = unsafe { _mm256_i64gather_epi64::<1>(at(AT_BUF), p) };
+            // SAFETY: as above.
+            let rearm = unsafe { _mm256_i64gather_epi64::<1>(at(AT_REARM), p) };
+            // SAFETY: as above.
+            let lens = unsafe { _mm256_i64gather_epi64::<1>(at(AT_LENS), p) };
             bytes = _mm256_add_epi64(bytes, _mm256_and_si256(lens, c(0xffff_ffff)));
             // Lengths are compared where they sit, in bits 32..48 of a lane (data_len's
             // place in `lens`).
@@ -323,17 +320,13 @@ mod x86 {
             // mbuf's data room), and bytes 12..20 lie within them. The ethertype's entry and
             // the 7 bytes after it lie inside `kinds` (ETHER_KINDS_LEN = 2^16 + 7).
             // Lanes not read hold 0 (not IPv4) and kind 0xff (not ETHER_OTHER).
-            let (g0, kind) = unsafe {
-                let g0 = _mm256_mask_i64gather_epi64::<1>(zero, at(12), frame, readable);
-                let ethertype = _mm256_and_si256(g0, c(0xffff));
-                let kind = _mm256_mask_i64gather_epi64::<1>(
-                    c(0xff),
-                    kinds.as_ptr().cast::<i64>(),
-                    ethertype,
-                    readable,
-                );
-                (g0, kind)
-            };
+            let g0 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(12), frame, readable) };
+            let ethertype = _mm256_and_si256(g0, c(0xffff));
+            let table = kinds.as_ptr().cast::<i64>();
+            let no_kind = c(0xff);
+            // SAFETY: as above (the table entries).
+            let kind =
+                unsafe { _mm256_mask_i64gather_epi64::<1>(no_kind, table, ethertype, readable) };
             let other = _mm256_cmpeq_epi64(_mm256_and_si256(kind, c(0xff)), zero);
             out.other |= (_mm256_movemask_pd(_mm256_castsi256_pd(other)) as u32) << (step * 4);
             // Ethertype 0x0800, then version 4 and IHL 5.
@@ -344,14 +337,13 @@ mod x86 {
             // SAFETY: as above, for lanes that are `readable` (all of `v4`'s are): bytes
             // 20..52 lie within the first segment. Lanes not read hold 0: protocol 0, so
             // neither UDP nor TCP, and not accepted below.
-            let (g1, g2, g3, g4) = unsafe {
-                (
-                    _mm256_mask_i64gather_epi64::<1>(zero, at(20), frame, v4),
-                    _mm256_mask_i64gather_epi64::<1>(zero, at(28), frame, v4),
-                    _mm256_mask_i64gather_epi64::<1>(zero, at(36), frame, v4),
-                    _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, v4),
-                )
-            };
+            let g1 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(20), frame, v4) };
+            // SAFETY: as above.
+            let g2 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(28), frame, v4) };
+            // SAFETY: as above.
+            let g3 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(36), frame, v4) };
+            // SAFETY: as above.
+            let g4 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, v4) };
             // Frame bytes 16 and 17 (the total length), big-endian, into bits 32..48. Bad
             // when longer than the segment: total > data_len - 14. (The L4 checks below
             // imply total >= 20.)
@@ -477,17 +469,17 @@ mod x86 {
         for step in 0..n.div_ceil(STEP) {
             // The packets of this step: eight, or the last few of the run.
             let live = (0xffu32 >> (STEP - (n - step * STEP).min(STEP))) as __mmask8;
+            let p = ptrs[step * STEP..].as_ptr().cast::<i64>();
             // SAFETY: the live lanes are pointers inside `ptrs` (a masked load reads no
-            // others); each is a live mbuf (the caller's promise), and the words gathered lie
-            // inside its header. Lanes not live hold 0 and are not read.
-            let (buf, rearm, lens) = unsafe {
-                let p = _mm512_maskz_loadu_epi64(live, ptrs.as_ptr().add(step * STEP).cast());
-                (
-                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_BUF)),
-                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_REARM)),
-                    _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_LENS)),
-                )
-            };
+            // others).
+            let p = unsafe { _mm512_maskz_loadu_epi64(live, p) };
+            // SAFETY: each live lane is a live mbuf (the caller's promise), and the words
+            // gathered lie inside its header. Lanes not live hold 0 and are not read.
+            let buf = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_BUF)) };
+            // SAFETY: as above.
+            let rearm = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_REARM)) };
+            // SAFETY: as above.
+            let lens = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_LENS)) };
             bytes = _mm512_add_epi64(bytes, _mm512_and_si512(lens, c(0xffff_ffff)));
             let hi16 = c(0xffff << 32);
             let data_len = _mm512_and_si512(lens, hi16);
@@ -500,17 +492,12 @@ mod x86 {
             );
             let frame = _mm512_add_epi64(buf, _mm512_and_si512(rearm, c(0xffff)));
             // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
-            let (g0, kind) = unsafe {
-                let g0 = _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12));
-                let ethertype = _mm512_and_si512(g0, c(0xffff));
-                let kind = _mm512_mask_i64gather_epi64::<1>(
-                    zero,
-                    readable,
-                    ethertype,
-                    kinds.as_ptr().cast::<i64>(),
-                );
-                (g0, kind)
-            };
+            let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
+            let ethertype = _mm512_and_si512(g0, c(0xffff));
+            let table = kinds.as_ptr().cast::<i64>();
+            // SAFETY: as in `screen_avx2` (the table entries).
+            let kind =
+                unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, ethertype, table) };
             let other = _mm512_mask_testn_epi64_mask(readable, kind, c(0xff));
             out.other |= u32::from(other) << (step * STEP);
             let v4 = _mm512_mask_cmpeq_epi64_mask(
@@ -522,14 +509,13 @@ mod x86 {
                 continue;
             }
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
-            let (g1, g2, g3, g4) = unsafe {
-                (
-                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)),
-                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(28)),
-                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(36)),
-                    _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(44)),
-                )
-            };
+            let g1 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)) };
+            // SAFETY: as above.
+            let g2 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(28)) };
+            // SAFETY: as above.
+            let g3 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(36)) };
+            // SAFETY: as above.
+            let g4 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(44)) };
             let fields = _mm512_and_si512(g1, c(0xff00_ff3f));
             let udp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(17 << 24));
             let tcp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(6 << 24));
