@@ -8,6 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
+use crate::dpdk::simd::Simd;
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -19,7 +20,8 @@ use crate::router::{Arrival, Emit, Fate, Router, RouterState};
 use crate::stats::{bump, WorkerStats};
 use crate::track::Tables;
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::Family;
+use crate::wire::parse::ether_kinds;
+use crate::wire::{Family, L3};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -201,6 +203,8 @@ impl Worker {
         let judges: Vec<PassThrough> = (0..rx.len())
             .map(|p| pipeline.pass_judge(p as u16))
             .collect();
+        // The pass-through loop's burst screen: the widest SIMD level this CPU runs.
+        let simd = Simd::detect();
         let mut burst = RxBurst::default();
         let mut last_drain = tsc();
         let mut last_tsc = last_drain;
@@ -244,7 +248,14 @@ impl Worker {
                         &mut egress,
                     );
                 } else if passes_through(&ctx.rules.filter) {
-                    pass_burst(ingress, &judges[ingress], &mut burst, &stats, &mut egress);
+                    pass_burst(
+                        ingress,
+                        &judges[ingress],
+                        simd,
+                        &mut burst,
+                        &stats,
+                        &mut egress,
+                    );
                 } else {
                     handle_burst::<false>(
                         Source::Port(ingress as u16),
@@ -542,30 +553,47 @@ fn handle_burst<const STATEFUL: bool>(
 /// [`handle_burst`] does. Counters are added once per burst.
 ///
 /// The first pass over the burst only validates: it notes the set of kinds of frame seen.
-/// When every kind seen leaves by the peer port (the usual burst) the burst goes there whole;
-/// otherwise a second pass judges each packet, sending the ones the straight-line parser
-/// left (and multi-segment ones) to the full parser.
+/// The burst screen ([`RxBurst::screen`], SIMD) finds the frames that are plainly IPv4 with a
+/// UDP or TCP header, or of an ethertype the parser passes untouched, several at a time; the
+/// straight-line parser checks the rest one by one. When every kind seen leaves by the peer
+/// port (the usual burst) the burst goes there whole; otherwise a second pass judges each
+/// packet, sending the ones the straight-line parser left (and multi-segment ones) to the
+/// full parser.
 #[inline(always)]
 fn pass_burst(
     ingress: usize,
     pass: &PassThrough,
+    simd: Simd,
     burst: &mut RxBurst,
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) {
-    let mut rx_bytes = 0u64;
+    let screened = burst.screen(simd, ether_kinds());
+    let mut rx_bytes = screened.bytes;
     // Bit `k` set when some packet is of kind `k`.
-    let mut seen = 0u32;
+    let mut seen = (u32::from(screened.ipv4 != 0) << L3::Ipv4 as u32)
+        | (u32::from(screened.other != 0) << L3::Other as u32);
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    for m in pkts.iter() {
-        rx_bytes += m.pkt_len() as u64;
-        let kind = if m.segments() == 1 {
+    let kind = |m: &Mbuf| {
+        if m.segments() == 1 {
             PassThrough::kind(m.data())
         } else {
             UNCOMMON
-        };
-        seen |= 1 << kind;
+        }
+    };
+    // Screened packets the screen did not settle: the straight-line parser decides.
+    let mut rest = !(screened.ipv4 | screened.other) & low_bits(screened.screened);
+    while rest != 0 {
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if let Some(m) = pkts.get(i) {
+            seen |= 1 << kind(m);
+        }
+    }
+    for m in pkts.get(screened.screened..).unwrap_or_default() {
+        rx_bytes += m.pkt_len() as u64;
+        seen |= 1 << kind(m);
     }
     let in_ctr = &stats.ports[ingress];
     bump(&in_ctr.rx_packets, n as u64);
@@ -576,6 +604,12 @@ fn pass_burst(
         return;
     }
     pass_each(pass, burst, stats, egress);
+}
+
+/// A mask of the low `n` bits (`n` at most 32).
+#[inline(always)]
+fn low_bits(n: usize) -> u32 {
+    (((1u64 << n) - 1) & 0xffff_ffff) as u32
 }
 
 /// The second pass of [`pass_burst`], for a burst not all forwarded to the peer: each packet

@@ -1,7 +1,9 @@
 //! Fixed-size bursts: what one `rte_eth_rx_burst` fills and what one `rte_eth_tx_burst` drains.
 
 use super::port::{RxQueue, TxQueue};
+use super::simd::{Screened, Simd};
 use super::Mbuf;
+use crate::wire::parse::ETHER_KINDS_LEN;
 use std::ptr::NonNull;
 
 /// The burst size every worker uses (DPDK's customary 32).
@@ -78,6 +80,15 @@ impl RxBurst {
         // self mutably, so the pointers cannot be taken while it lives; swapping or replacing
         // Mbufs through it keeps exactly one owner per mbuf.
         unsafe { std::slice::from_raw_parts_mut(rest.as_mut_ptr().cast::<Mbuf>(), rest.len()) }
+    }
+
+    /// The burst screen ([`Simd::screen`]) over the packets not yet taken: bit `j` of the
+    /// answer is the `j`-th of [`RxBurst::packets_mut`].
+    #[inline]
+    pub fn screen(&self, simd: Simd, kinds: &[u8; ETHER_KINDS_LEN]) -> Screened {
+        // SAFETY: ptrs[pos..len] are live mbufs this burst owns (filled by rx_burst or a
+        // ring, not yet handed out).
+        unsafe { simd.screen(&self.ptrs[self.pos..self.len], kinds) }
     }
 
     /// Starts loading the first data cache line of every packet not yet taken.

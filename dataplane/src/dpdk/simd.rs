@@ -1,6 +1,7 @@
-//! SIMD kernels chosen at run time, for the classifier's leaf scan (`classify::cuts`).
+//! SIMD kernels chosen at run time: the classifier's leaf scan (`classify::cuts`) and the
+//! pass-through worker's burst screen ([`screen`]).
 //!
-//! The kernel compares a key with eight entries' ranges at once ([`RangeMask::range_mask`]). It
+//! The leaf scan's kernel compares a key with eight entries' ranges at once ([`RangeMask::range_mask`]). It
 //! comes in three builds: AVX-512 (F and VL: compares into mask registers), AVX2, and a portable
 //! one (SSE2, which every x86-64 CPU has, or plain Rust on other architectures). A [`Simd`] value
 //! proves which of them the CPU runs: it is only made by [`Simd::detect`] (or
@@ -13,6 +14,8 @@
 //!   the builds this CPU has against a scalar reference).
 //! - The AVX2 and AVX-512 code is only reached through a [`Simd`] whose level the CPU was found
 //!   to support; the `unsafe` blocks below rely on nothing else.
+
+use crate::wire::parse::{ETHER_KINDS_LEN, ETHER_OTHER};
 
 /// Lanes one kernel call compares.
 pub const LANES: usize = 8;
@@ -45,7 +48,8 @@ pub enum SimdLevel {
     Portable,
     /// AVX2: one 256-bit compare per bound.
     Avx2,
-    /// AVX-512 F and VL: 256-bit compares into mask registers, chained.
+    /// AVX-512 F, VL and BW: 256-bit compares into mask registers, chained (the leaf scan);
+    /// eight packets a step (the burst screen).
     Avx512,
 }
 
@@ -96,12 +100,41 @@ impl Simd {
     }
 }
 
+impl Simd {
+    /// The burst screen over the packets `ptrs` (at most 32): for each, [`screen_one`] of its
+    /// first segment. The AVX2 kernel serves the AVX2 and AVX-512 levels; the portable level
+    /// screens nothing (`screened` 0), leaving every packet to the caller's scalar checks.
+    ///
+    /// # Safety
+    /// Every pointer in `ptrs` must be a live mbuf the caller owns.
+    #[inline]
+    pub(crate) unsafe fn screen(
+        self,
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+    ) -> Screened {
+        match self.level {
+            SimdLevel::Portable => Screened::default(),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: this level is at most what `cpu_level` found, and both wider levels
+            // include AVX2; the pointers are the caller's promise.
+            SimdLevel::Avx2 => unsafe { x86::screen_avx2(ptrs, kinds) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above; the AVX-512 level includes F and BW.
+            SimdLevel::Avx512 => unsafe { x86::screen_avx512(ptrs, kinds) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => Screened::default(),
+        }
+    }
+}
+
 /// The widest level the CPU runs.
 fn cpu_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx2")
         {
             return SimdLevel::Avx512;
@@ -139,10 +172,237 @@ pub fn range_mask_scalar(bounds: &[Lanes; 10], key: &[i32; 5]) -> u32 {
     m
 }
 
+/// Bytes of a frame the burst screen reads (offsets 12 to 52: the ethertype, an IPv4 header
+/// without options and the first 18 bytes after it); a shorter first segment is left to the
+/// scalar checks.
+pub const SCREEN_MIN_LEN: u16 = 52;
+
+/// Packets one step of the AVX2 screen takes.
+pub const SCREEN_STEP: usize = 4;
+
+/// What [`screen`] found in a run of packets: bit `j` is packet `j` of the run (only the first
+/// `screened` packets were looked at; the others are the caller's to check).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Screened {
+    /// Packets [`screen_one`] finds IPv4.
+    pub ipv4: u32,
+    /// Packets [`screen_one`] finds of an ethertype the straight-line parser passes untouched.
+    pub other: u32,
+    /// The packet lengths (`pkt_len`) of the first `screened` packets, summed.
+    pub bytes: u64,
+    /// Packets looked at, from the first: all of them at the AVX-512 level, a multiple of
+    /// [`SCREEN_STEP`] at the AVX2 level, none at the portable level.
+    pub screened: usize,
+}
+
+/// What the burst screen decides for one packet (the scalar reference of every level).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScreenLane {
+    /// A single segment at least [`SCREEN_MIN_LEN`] bytes long, untagged IPv4 (version 4,
+    /// IHL 5), neither MF nor a fragment offset, `20 <= total length <= data_len - 14`, the
+    /// header checksum right, and UDP with `8 <= length <= total - 20` or TCP with
+    /// `20 <= data offset * 4 <= total - 20`: a frame `wire::parse::classify_common` accepts as
+    /// IPv4 (the property tests hold it to that).
+    pub ipv4: bool,
+    /// A single segment at least [`SCREEN_MIN_LEN`] bytes long whose ethertype's entry in
+    /// `kinds` is [`ETHER_OTHER`].
+    pub other: bool,
+}
+
+/// The scalar reference of the screen: `frame` is the first segment's bytes (`data_len` of
+/// them), `segments` the mbuf's segment count.
+pub fn screen_one(frame: &[u8], segments: u16, kinds: &[u8; ETHER_KINDS_LEN]) -> ScreenLane {
+    if segments != 1 || frame.len() < usize::from(SCREEN_MIN_LEN) {
+        return ScreenLane::default();
+    }
+    let be = |i: usize| usize::from(u16::from_be_bytes([frame[i], frame[i + 1]]));
+    let other = kinds[usize::from(u16::from_ne_bytes([frame[12], frame[13]]))] == ETHER_OTHER;
+    let total = be(16);
+    let header = &frame[14..34];
+    let sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let l4_ok = match frame[23] {
+        17 => (8..=total.wrapping_sub(20)).contains(&be(38)),
+        6 => (20..=total.wrapping_sub(20)).contains(&(usize::from(frame[46] >> 4) * 4)),
+        _ => false,
+    };
+    let ipv4 = frame[12..15] == [0x08, 0x00, 0x45]
+        && frame[20] & 0x3f == 0
+        && frame[21] == 0
+        && total >= 20
+        && total <= frame.len() - 14
+        && sum != 0
+        && sum.is_multiple_of(0xffff)
+        && l4_ok;
+    ScreenLane { ipv4, other }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Lanes, RangeMask, SimdTask};
+    use super::{Lanes, RangeMask, Screened, SimdTask, SCREEN_MIN_LEN, SCREEN_STEP};
+    use crate::wire::parse::{ETHER_KINDS_LEN, ETHER_OTHER};
     use std::arch::x86_64::*;
+    use std::mem::offset_of;
+
+    type RteMbuf = dpdk_sys::rte_mbuf;
+    /// The mbuf fields the screen reads, as 8-byte words at these offsets: the buffer address;
+    /// `data_off` (bits 0..16) and `nb_segs` (bits 32..48); `pkt_len` (bits 0..32) and
+    /// `data_len` (bits 32..48).
+    const AT_BUF: usize = offset_of!(RteMbuf, buf_addr);
+    const AT_REARM: usize = offset_of!(RteMbuf, data_off);
+    const AT_LENS: usize = offset_of!(RteMbuf, pkt_len);
+    const _: () = assert!(
+        offset_of!(RteMbuf, nb_segs) == AT_REARM + 4
+            && offset_of!(RteMbuf, data_len) == AT_LENS + 4
+            && AT_BUF + 8 <= AT_REARM
+            && ETHER_OTHER == 0
+    );
+
+    /// A `base` for the gathers below, whose indexes are whole addresses.
+    #[inline(always)]
+    fn at(offset: usize) -> *const i64 {
+        std::ptr::null::<i64>().wrapping_byte_add(offset)
+    }
+
+    /// The AVX2 burst screen: four packets a step, eight 8-byte gathers (three of mbuf
+    /// fields, five of frame bytes, the last four only when some packet of the step may be
+    /// IPv4), checked lane by lane.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; every pointer in `ptrs` must be a live mbuf the caller owns.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn screen_avx2(
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+    ) -> Screened {
+        let c = _mm256_set1_epi64x;
+        let zero = _mm256_setzero_si256();
+        // Bytes 4 and 5 of each lane (frame bytes 16 and 17: the total length), big-endian,
+        // into bytes 4 and 5.
+        let total_bytes = _mm256_setr_epi8(
+            -1, -1, -1, -1, 5, 4, -1, -1, -1, -1, -1, -1, 13, 12, -1, -1, -1, -1, -1, -1, 5, 4, -1,
+            -1, -1, -1, -1, -1, 13, 12, -1, -1,
+        );
+        // Bytes 2 and 3 of each lane (frame bytes 38 and 39: the UDP length), big-endian,
+        // into bytes 4 and 5.
+        let udp_bytes = _mm256_setr_epi8(
+            -1, -1, -1, -1, 3, 2, -1, -1, -1, -1, -1, -1, 11, 10, -1, -1, -1, -1, -1, -1, 3, 2, -1,
+            -1, -1, -1, -1, -1, 11, 10, -1, -1,
+        );
+        let mut out = Screened::default();
+        let mut bytes = zero;
+        let steps = ptrs.len().min(32) / SCREEN_STEP;
+        for step in 0..steps {
+            let p = ptrs[step * SCREEN_STEP..].as_ptr().cast::<__m256i>();
+            // SAFETY: `ptrs` holds at least (step + 1) * 4 pointers; an unaligned load.
+            let p = unsafe { _mm256_loadu_si256(p) };
+            // SAFETY: each lane of `p` is a live mbuf (the caller's promise); the words read
+            // lie inside its header (`AT_*` are field offsets of `rte_mbuf`).
+            let buf = unsafe { _mm256_i64gather_epi64::<1>(at(AT_BUF), p) };
+            // SAFETY: as above.
+            let rearm = unsafe { _mm256_i64gather_epi64::<1>(at(AT_REARM), p) };
+            // SAFETY: as above.
+            let lens = unsafe { _mm256_i64gather_epi64::<1>(at(AT_LENS), p) };
+            bytes = _mm256_add_epi64(bytes, _mm256_and_si256(lens, c(0xffff_ffff)));
+            // Lengths are compared where they sit, in bits 32..48 of a lane (data_len's
+            // place in `lens`).
+            let hi16 = c(0xffff << 32);
+            let data_len = _mm256_and_si256(lens, hi16);
+            let one_segment = _mm256_cmpeq_epi64(_mm256_and_si256(rearm, hi16), c(1 << 32));
+            let long = _mm256_cmpgt_epi64(data_len, c(i64::from(SCREEN_MIN_LEN - 1) << 32));
+            let readable = _mm256_and_si256(one_segment, long);
+            // The frame's first byte: buf_addr + data_off.
+            let frame = _mm256_add_epi64(buf, _mm256_and_si256(rearm, c(0xffff)));
+            // SAFETY: a lane is read only when `readable`: one segment holding at least
+            // SCREEN_MIN_LEN bytes from buf_addr + data_off (DPDK keeps them inside the
+            // mbuf's data room), and bytes 12..20 lie within them. The ethertype's entry and
+            // the 7 bytes after it lie inside `kinds` (ETHER_KINDS_LEN = 2^16 + 7).
+            // Lanes not read hold 0 (not IPv4) and kind 0xff (not ETHER_OTHER).
+            let g0 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(12), frame, readable) };
+            let ethertype = _mm256_and_si256(g0, c(0xffff));
+            let table = kinds.as_ptr().cast::<i64>();
+            let no_kind = c(0xff);
+            // SAFETY: as above (the table entries).
+            let kind =
+                unsafe { _mm256_mask_i64gather_epi64::<1>(no_kind, table, ethertype, readable) };
+            let other = _mm256_cmpeq_epi64(_mm256_and_si256(kind, c(0xff)), zero);
+            out.other |= (_mm256_movemask_pd(_mm256_castsi256_pd(other)) as u32) << (step * 4);
+            // Ethertype 0x0800, then version 4 and IHL 5.
+            let v4 = _mm256_cmpeq_epi64(_mm256_and_si256(g0, c(0xff_ffff)), c(0x45_0008));
+            if _mm256_movemask_pd(_mm256_castsi256_pd(v4)) == 0 {
+                continue;
+            }
+            // SAFETY: as above, for lanes that are `readable` (all of `v4`'s are): bytes
+            // 20..52 lie within the first segment. Lanes not read hold 0: protocol 0, so
+            // neither UDP nor TCP, and not accepted below.
+            let g1 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(20), frame, v4) };
+            // SAFETY: as above.
+            let g2 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(28), frame, v4) };
+            // SAFETY: as above.
+            let g3 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(36), frame, v4) };
+            // SAFETY: as above.
+            let g4 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, v4) };
+            // Frame bytes 16 and 17 (the total length), big-endian, into bits 32..48. Bad
+            // when longer than the segment: total > data_len - 14. (The L4 checks below
+            // imply total >= 20.)
+            let total = _mm256_shuffle_epi8(g0, total_bytes);
+            let mut bad = _mm256_cmpgt_epi64(_mm256_add_epi64(total, c(14 << 32)), data_len);
+            // The header checksum: the ten 16-bit words of bytes 14..34 summed exactly:
+            // pairs of words into 32-bit halves (leaving out the ethertype, bytes 12..14,
+            // and the L4 header's first word, bytes 34..36), then the halves together (under
+            // 2^20). The header is right when its words sum to a non-zero multiple of 0xffff
+            // (the byte order only rotates the sum); a header with version 4 sums to more
+            // than zero, and a multiple is found by one multiply by 0xffff's inverse modulo
+            // 2^32 (0xfffe_ffff).
+            let words = |x: __m256i, low: i64| {
+                _mm256_add_epi32(_mm256_and_si256(x, c(low)), _mm256_srli_epi32::<16>(x))
+            };
+            let tail = _mm256_and_si256(g2, c(0x0000_ffff_ffff_ffff));
+            let s = _mm256_add_epi32(
+                _mm256_add_epi32(
+                    words(g0, 0x0000_ffff_0000_0000),
+                    words(g1, 0x0000_ffff_0000_ffff),
+                ),
+                words(tail, 0x0000_ffff_0000_ffff),
+            );
+            let s = _mm256_add_epi32(s, _mm256_srli_epi64::<32>(s));
+            let q = _mm256_mul_epu32(s, c(0xfffe_ffff));
+            bad = _mm256_or_si256(
+                bad,
+                _mm256_cmpgt_epi64(_mm256_and_si256(q, c(0xffff_ffff)), c(0x1_0001)),
+            );
+            // Frame bytes 20, 21 and 23: no MF, no fragment offset (DF and the reserved bit
+            // may be set), protocol UDP or TCP; one masked compare each.
+            let fields = _mm256_and_si256(g1, c(0xff00_ff3f));
+            let udp = _mm256_cmpeq_epi64(fields, c(17 << 24));
+            let tcp = _mm256_cmpeq_epi64(fields, c(6 << 24));
+            // The L4 header's length, in bits 32..48: UDP's length field (bytes 38 and 39),
+            // or TCP's data offset (the high nibble of byte 46, bits 16..24 of g4) times 4.
+            // Bad when below the header's own size (8 or 20) or past the IP payload:
+            // length + 20 > total.
+            let udp_len = _mm256_shuffle_epi8(g3, udp_bytes);
+            let tcp_len = _mm256_and_si256(_mm256_slli_epi64::<14>(g4), c(0x3c << 32));
+            let l4_len = _mm256_blendv_epi8(tcp_len, udp_len, udp);
+            let l4_min = _mm256_blendv_epi8(c(20 << 32), c(8 << 32), udp);
+            bad = _mm256_or_si256(
+                bad,
+                _mm256_or_si256(
+                    _mm256_cmpgt_epi64(l4_min, l4_len),
+                    _mm256_cmpgt_epi64(_mm256_add_epi64(l4_len, c(20 << 32)), total),
+                ),
+            );
+            let ok = _mm256_andnot_si256(bad, _mm256_or_si256(udp, tcp));
+            out.ipv4 |= (_mm256_movemask_pd(_mm256_castsi256_pd(ok)) as u32) << (step * 4);
+        }
+        let mut lanes = [0u64; 4];
+        // SAFETY: `lanes` is 32 writable bytes; an unaligned store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), bytes) };
+        out.bytes = lanes.iter().sum();
+        out.screened = steps * SCREEN_STEP;
+        out
+    }
 
     /// The AVX2 kernel; only made by `run_avx2`.
     #[derive(Clone, Copy, Debug)]
@@ -180,6 +440,113 @@ mod x86 {
             // SAFETY: an `Avx512` is only made inside `run_avx512`, whose caller checked the CPU.
             unsafe { range_mask_avx512(bounds, key) }
         }
+    }
+
+    /// The AVX-512 burst screen: [`screen_avx2`]'s checks eight packets a step, with the
+    /// lane masks in mask registers (each compare refines the mask of the one before); a
+    /// last step of fewer than eight runs with the missing lanes masked off, so every packet
+    /// of the run is screened.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; every pointer in `ptrs` must be a live mbuf the
+    /// caller owns.
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw")]
+    pub unsafe fn screen_avx512(
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+    ) -> Screened {
+        const STEP: usize = 8;
+        let c = _mm512_set1_epi64;
+        let zero = _mm512_setzero_si512();
+        // As in `screen_avx2`, for each 128-bit half of the register (dwords listed last
+        // first): bytes 5, 4 and 13, 12 into bytes 4, 5 and 12, 13; the others zeroed.
+        let total_bytes = _mm512_set4_epi32(0xffff_0c0d_u32 as i32, -1, 0xffff_0405_u32 as i32, -1);
+        // Bytes 3, 2 and 11, 10 likewise.
+        let udp_bytes = _mm512_set4_epi32(0xffff_0a0b_u32 as i32, -1, 0xffff_0203_u32 as i32, -1);
+        let mut out = Screened::default();
+        let mut bytes = zero;
+        let n = ptrs.len().min(32);
+        for step in 0..n.div_ceil(STEP) {
+            // The packets of this step: eight, or the last few of the run.
+            let live = (0xffu32 >> (STEP - (n - step * STEP).min(STEP))) as __mmask8;
+            let p = ptrs[step * STEP..].as_ptr().cast::<i64>();
+            // SAFETY: the live lanes are pointers inside `ptrs` (a masked load reads no
+            // others).
+            let p = unsafe { _mm512_maskz_loadu_epi64(live, p) };
+            // SAFETY: each live lane is a live mbuf (the caller's promise), and the words
+            // gathered lie inside its header. Lanes not live hold 0 and are not read.
+            let buf = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_BUF)) };
+            // SAFETY: as above.
+            let rearm = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_REARM)) };
+            // SAFETY: as above.
+            let lens = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_LENS)) };
+            bytes = _mm512_add_epi64(bytes, _mm512_and_si512(lens, c(0xffff_ffff)));
+            let hi16 = c(0xffff << 32);
+            let data_len = _mm512_and_si512(lens, hi16);
+            let one_segment =
+                _mm512_mask_cmpeq_epi64_mask(live, _mm512_and_si512(rearm, hi16), c(1 << 32));
+            let readable = _mm512_mask_cmpgt_epi64_mask(
+                one_segment,
+                data_len,
+                c(i64::from(SCREEN_MIN_LEN - 1) << 32),
+            );
+            let frame = _mm512_add_epi64(buf, _mm512_and_si512(rearm, c(0xffff)));
+            // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
+            let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
+            let ethertype = _mm512_and_si512(g0, c(0xffff));
+            let table = kinds.as_ptr().cast::<i64>();
+            // SAFETY: as in `screen_avx2` (the table entries).
+            let kind =
+                unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, ethertype, table) };
+            let other = _mm512_mask_testn_epi64_mask(readable, kind, c(0xff));
+            out.other |= u32::from(other) << (step * STEP);
+            let v4 = _mm512_mask_cmpeq_epi64_mask(
+                readable,
+                _mm512_and_si512(g0, c(0xff_ffff)),
+                c(0x45_0008),
+            );
+            if v4 == 0 {
+                continue;
+            }
+            // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
+            let g1 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)) };
+            // SAFETY: as above.
+            let g2 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(28)) };
+            // SAFETY: as above.
+            let g3 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(36)) };
+            // SAFETY: as above.
+            let g4 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(44)) };
+            let fields = _mm512_and_si512(g1, c(0xff00_ff3f));
+            let udp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(17 << 24));
+            let tcp = _mm512_mask_cmpeq_epi64_mask(v4, fields, c(6 << 24));
+            let total = _mm512_shuffle_epi8(g0, total_bytes);
+            let udp_len = _mm512_shuffle_epi8(g3, udp_bytes);
+            let tcp_len = _mm512_and_si512(_mm512_slli_epi64::<14>(g4), c(0x3c << 32));
+            let l4_len = _mm512_mask_blend_epi64(udp, tcp_len, udp_len);
+            let l4_min = _mm512_mask_blend_epi64(udp, c(20 << 32), c(8 << 32));
+            let mut ok = udp | tcp;
+            ok = _mm512_mask_cmple_epi64_mask(ok, _mm512_add_epi64(total, c(14 << 32)), data_len);
+            ok = _mm512_mask_cmple_epi64_mask(ok, l4_min, l4_len);
+            ok = _mm512_mask_cmple_epi64_mask(ok, _mm512_add_epi64(l4_len, c(20 << 32)), total);
+            let words = |x: __m512i, low: i64| {
+                _mm512_add_epi32(_mm512_and_si512(x, c(low)), _mm512_srli_epi32::<16>(x))
+            };
+            let tail = _mm512_and_si512(g2, c(0x0000_ffff_ffff_ffff));
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(
+                    words(g0, 0x0000_ffff_0000_0000),
+                    words(g1, 0x0000_ffff_0000_ffff),
+                ),
+                words(tail, 0x0000_ffff_0000_ffff),
+            );
+            let s = _mm512_add_epi32(s, _mm512_srli_epi64::<32>(s));
+            let q = _mm512_mul_epu32(s, c(0xfffe_ffff));
+            ok = _mm512_mask_cmple_epu64_mask(ok, _mm512_and_si512(q, c(0xffff_ffff)), c(0x1_0001));
+            out.ipv4 |= u32::from(ok) << (step * STEP);
+        }
+        out.bytes = _mm512_reduce_add_epi64(bytes) as u64;
+        out.screened = n;
+        out
     }
 
     /// # Safety
@@ -274,6 +641,211 @@ mod tests {
         assert!(Simd::detect_up_to(SimdLevel::Avx2).level() <= SimdLevel::Avx2);
         assert!(Simd::detect_up_to(SimdLevel::Avx2).level() <= Simd::detect().level());
         println!("this CPU: {:?}", Simd::detect().level());
+    }
+
+    /// Frames for the screen: built UDP, TCP, ICMP, IPv6 and ARP frames (64 bytes and longer),
+    /// VLAN-tagged ones, zero-filled ones and random bytes, each possibly damaged: a byte
+    /// of 12..52 replaced, the total length, UDP length or TCP data offset set to a value
+    /// near its bound (the checksum then recomputed or not), the segment cut short.
+    fn screen_frame() -> impl Strategy<Value = (Vec<u8>, u16)> {
+        use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
+        use crate::wire::tcp::Flags;
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let base = (0..8u8, 0..64usize).prop_map(|(kind, pad)| {
+            let v4 = IpSpec::v4(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(198, 51, 100, 10));
+            let payload = vec![0x5a; pad];
+            match kind {
+                0 => FrameSpec::new(v4, L4Spec::udp(40000, 53, &payload)).build(),
+                1 => FrameSpec::new(v4, L4Spec::tcp(40000, 80, Flags::SYN)).build(),
+                2 => FrameSpec::new(v4, L4Spec::icmp_echo(7, 1)).build(),
+                3 => FrameSpec::new(
+                    IpSpec::v6(Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED),
+                    L4Spec::udp(1, 2, &payload),
+                )
+                .build(),
+                4 => crate::wire::builder::arp_request(
+                    crate::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+                    Ipv4Addr::new(10, 0, 0, 1),
+                    Ipv4Addr::new(10, 0, 0, 2),
+                ),
+                5 => vec![0; 60 + pad],
+                _ => {
+                    let mut f = FrameSpec::new(v4, L4Spec::udp(1, 2, &payload)).build();
+                    // An 802.1Q tag before the IPv4 header.
+                    f.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+                    f
+                }
+            }
+        });
+        let any_frame = prop_oneof![
+            4 => base,
+            1 => proptest::collection::vec(any::<u8>(), 0..100),
+        ];
+        (
+            any_frame,
+            0..6u8,
+            12..52usize,
+            any::<u8>(),
+            any::<bool>(),
+            0..80usize,
+            prop_oneof![5 => Just(1u16), 1 => Just(2u16)],
+        )
+            .prop_map(|(mut f, damage, at, byte, refill, cut, segs)| {
+                let set_be = |f: &mut Vec<u8>, i: usize, v: usize| {
+                    if f.len() >= i + 2 {
+                        f[i..i + 2].copy_from_slice(&(v as u16).to_be_bytes());
+                    }
+                };
+                let total = f.len().saturating_sub(14);
+                let near = usize::from(byte % 5);
+                match damage {
+                    1 if at < f.len() => f[at] = byte,
+                    2 => set_be(&mut f, 16, (total + near).saturating_sub(2)),
+                    3 => set_be(&mut f, 38, (total + near).saturating_sub(22)),
+                    4 if f.len() > 46 => f[46] = byte,
+                    5 => f.truncate(f.len().saturating_sub(cut)),
+                    _ => {}
+                }
+                if refill && f.len() >= 34 && f[12..15] == [0x08, 0x00, 0x45] {
+                    crate::wire::ipv4::Packet::new_unchecked(&mut f[14..]).fill_checksum();
+                }
+                (f, segs)
+            })
+    }
+
+    /// Fake mbufs over `frames` (each at a data offset of 128 in its own buffer), for the
+    /// kernels: only the fields the screen reads are set.
+    fn fake_mbufs(frames: &[(Vec<u8>, u16)], room: &mut [Vec<u8>]) -> Vec<dpdk_sys::rte_mbuf> {
+        frames
+            .iter()
+            .zip(room.iter_mut())
+            .map(|((f, segs), buf)| {
+                buf.clear();
+                buf.resize(128, 0xee);
+                buf.extend_from_slice(f);
+                // SAFETY: rte_mbuf is plain data (integers, raw pointers, unions of them);
+                // all zeroes is a valid value of each field.
+                let mut m: dpdk_sys::rte_mbuf = unsafe { std::mem::zeroed() };
+                m.buf_addr = buf.as_mut_ptr().cast();
+                m.data_off = 128;
+                m.data_len = f.len() as u16;
+                m.pkt_len = f.len() as u32 + 1000 * u32::from(*segs - 1);
+                m.nb_segs = *segs;
+                m.buf_len = buf.len() as u16;
+                m
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Every level's screen agrees with the scalar reference packet by packet, and its
+        /// byte count with the sum of the screened packets' lengths.
+        #[test]
+        fn screen_agrees_with_reference(frames in proptest::collection::vec(screen_frame(), 0..33)) {
+            let kinds = crate::wire::parse::ether_kinds();
+            let mut room = vec![Vec::with_capacity(256); frames.len()];
+            let mut mbufs = fake_mbufs(&frames, &mut room);
+            let ptrs: Vec<*mut dpdk_sys::rte_mbuf> =
+                mbufs.iter_mut().map(|m| m as *mut dpdk_sys::rte_mbuf).collect();
+            for s in levels() {
+                // SAFETY: each pointer is a live rte_mbuf (in `mbufs`) whose buf_addr +
+                // data_off holds data_len bytes (in `room`); both outlive the call.
+                let got = unsafe { s.screen(&ptrs, kinds) };
+                if s.level() == SimdLevel::Portable {
+                    prop_assert_eq!(got, Screened::default());
+                    continue;
+                }
+                let whole_steps = frames.len() / SCREEN_STEP * SCREEN_STEP;
+                prop_assert_eq!(got.screened, if s.level() == SimdLevel::Avx512 { frames.len() } else { whole_steps });
+                let mut bytes = 0;
+                for (j, ((f, segs), m)) in frames.iter().zip(&mbufs).enumerate().take(got.screened) {
+                    let want = screen_one(f, *segs, kinds);
+                    prop_assert_eq!(got.ipv4 >> j & 1 == 1, want.ipv4, "{:?} frame {} {:02x?}", s.level(), j, f);
+                    prop_assert_eq!(got.other >> j & 1 == 1, want.other, "{:?} frame {} {:02x?}", s.level(), j, f);
+                    bytes += u64::from(m.pkt_len);
+                }
+                prop_assert_eq!(got.bytes, bytes);
+                prop_assert_eq!((got.ipv4 | got.other).checked_shr(got.screened as u32).unwrap_or(0), 0);
+            }
+        }
+
+        /// What the reference accepts, the straight-line parser accepts as the same kind (so
+        /// the worker may take the screen's word for it).
+        #[test]
+        fn screen_reference_implies_the_parser((f, segs) in screen_frame()) {
+            let kinds = crate::wire::parse::ether_kinds();
+            let lane = screen_one(&f, segs, kinds);
+            let parsed = crate::wire::parse::classify_common(&f);
+            if lane.ipv4 {
+                prop_assert_eq!(parsed, Some(crate::wire::L3::Ipv4), "{:02x?}", f);
+            }
+            if lane.other {
+                prop_assert_eq!(parsed, Some(crate::wire::L3::Other), "{:02x?}", f);
+            }
+        }
+    }
+
+    /// The screen takes the benchmark's frames and plain TCP, and leaves ICMP, IPv6, ARP and
+    /// tagged frames to the scalar checks.
+    #[test]
+    fn screen_reference_on_fixtures() {
+        use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
+        use crate::wire::tcp::Flags;
+        use std::net::Ipv4Addr;
+        let kinds = crate::wire::parse::ether_kinds();
+        let v4 = IpSpec::v4(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(198, 51, 100, 10));
+        let udp = FrameSpec::new(v4.clone(), L4Spec::udp(40000, 53, &[0x5a; 22])).build();
+        assert_eq!(udp.len(), 64);
+        assert!(screen_one(&udp, 1, kinds).ipv4);
+        assert!(!screen_one(&udp, 2, kinds).ipv4);
+        assert!(!screen_one(&udp[..51], 1, kinds).ipv4);
+        let tcp = FrameSpec::new(v4.clone(), L4Spec::tcp(1, 2, Flags::SYN)).build();
+        assert!(screen_one(&tcp, 1, kinds).ipv4);
+        let icmp = FrameSpec::new(v4, L4Spec::icmp_echo(1, 2)).build();
+        assert_eq!(screen_one(&icmp, 1, kinds), ScreenLane::default());
+        assert!(screen_one(&[0; 64], 1, kinds).other);
+        let mut bad = udp.clone();
+        bad[24] ^= 1;
+        assert!(!screen_one(&bad, 1, kinds).ipv4);
+
+        // A burst of 30: UDP, TCP, the damaged UDP, zero-filled, ICMP; the last two are left
+        // over (not a whole step).
+        let kinds_of = [udp, tcp, bad, vec![0; 64], icmp];
+        let frames: Vec<(Vec<u8>, u16)> = (0..30).map(|i| (kinds_of[i % 5].clone(), 1)).collect();
+        let mut room = vec![Vec::with_capacity(256); frames.len()];
+        let mut mbufs = fake_mbufs(&frames, &mut room);
+        let ptrs: Vec<*mut dpdk_sys::rte_mbuf> = mbufs
+            .iter_mut()
+            .map(|m| m as *mut dpdk_sys::rte_mbuf)
+            .collect();
+        for s in levels()
+            .into_iter()
+            .filter(|s| s.level() != SimdLevel::Portable)
+        {
+            // SAFETY: as in `screen_agrees_with_reference`.
+            let got = unsafe { s.screen(&ptrs, kinds) };
+            let n = got.screened;
+            assert_eq!(
+                n,
+                if s.level() == SimdLevel::Avx512 {
+                    30
+                } else {
+                    28
+                }
+            );
+            let every = |k: usize| {
+                (0..n)
+                    .filter(|i| i % 5 == k)
+                    .map(|i| 1u32 << i)
+                    .sum::<u32>()
+            };
+            assert_eq!(got.ipv4, every(0) | every(1), "{:?}", s.level());
+            assert_eq!(got.other, every(3), "{:?}", s.level());
+            let lens: u64 = frames[..n].iter().map(|(f, _)| f.len() as u64).sum();
+            assert_eq!(got.bytes, lens);
+        }
     }
 
     proptest! {

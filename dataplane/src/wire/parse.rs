@@ -259,8 +259,9 @@ fn common_after_ethernet(frame: &[u8], raw: [u8; 2], mut kind: u8) -> Option<Pac
     Some(info)
 }
 
-/// What the straight-line parser does with an ethertype ([`ETHER_KINDS`]).
-const ETHER_OTHER: u8 = 0;
+/// What the straight-line parser does with an ethertype ([`ETHER_KINDS`]): an ethertype it
+/// does not look into (the frame is accepted as [`L3::Other`]).
+pub const ETHER_OTHER: u8 = 0;
 const ETHER_IPV4: u8 = 1;
 const ETHER_IPV6: u8 = 2;
 /// An 802.1Q tag (the one tag [`parse_common`] reads itself).
@@ -271,8 +272,10 @@ const ETHER_FULL: u8 = 4;
 /// What [`parse_common`] does with each ethertype, indexed by the ethertype's two bytes as
 /// they sit in the frame read as one native-endian `u16` ([`ether_kind`]): one load decides,
 /// with no byte swap and no chain of compares, so the frames it accepts untouched cost no
-/// more than IP ones. 64 KiB, of which a frame touches the one cache line of its ethertype.
-static ETHER_KINDS: [u8; 1 << 16] = {
+/// more than IP ones. 64 KiB, of which a frame touches the one cache line of its ethertype,
+/// and 7 bytes of padding (kind [`ETHER_OTHER`]) so that an 8-byte load at any ethertype's
+/// entry stays inside the table (the burst screen's gather, [`ether_kinds`]).
+static ETHER_KINDS: [u8; ETHER_KINDS_LEN] = {
     let special = [
         (EtherType::IPV4, ETHER_IPV4),
         (EtherType::IPV6, ETHER_IPV6),
@@ -281,7 +284,7 @@ static ETHER_KINDS: [u8; 1 << 16] = {
         (EtherType::QINQ, ETHER_FULL),
         (EtherType::QINQ_LEGACY, ETHER_FULL),
     ];
-    let mut t = [ETHER_OTHER; 1 << 16];
+    let mut t = [ETHER_OTHER; ETHER_KINDS_LEN];
     let mut i = 0;
     while i < special.len() {
         let (ethertype, kind) = special[i];
@@ -290,6 +293,19 @@ static ETHER_KINDS: [u8; 1 << 16] = {
     }
     t
 };
+
+/// Entries of [`ETHER_KINDS`]: one per ethertype and the padding after them.
+pub const ETHER_KINDS_LEN: usize = (1 << 16) + 7;
+
+/// The straight-line parser's table of ethertypes, indexed by the ethertype's two bytes as they
+/// sit in the frame read as one native-endian `u16`; entry [`ETHER_OTHER`] means
+/// [`classify_common`] accepts any frame of that ethertype with a whole Ethernet header as
+/// [`L3::Other`]. For the burst screen (`dpdk::simd`), which looks it up for several frames at
+/// once.
+#[inline(always)]
+pub fn ether_kinds() -> &'static [u8; ETHER_KINDS_LEN] {
+    &ETHER_KINDS
+}
 
 /// How [`parse_common`] treats the ethertype whose bytes (in frame order) are `bytes`.
 #[inline(always)]
