@@ -742,9 +742,10 @@ pub fn judge_resumed<F: Forwarding>(
 /// Stage 7 for an accepted new connection that leaves by `h`: nat POSTROUTING (SNAT,
 /// MASQUERADE) on top of binding `b` (changed in place: it is 80 bytes, and moved around by
 /// value it costs more than the rest), then the check that the finished binding's replies
-/// steer here. `Err(None)`: the chain did not end (drop); `Err(Some(e))`: no binding could be
-/// made. Out of line: it runs once per connection, and inlined it lengthens the path every
-/// packet takes.
+/// steer here. `Ok(Some(tag))`: the source translation's uniqueness probe computed the index
+/// tag of the binding's reply tuple (its insertion reuses it). `Err(None)`: the chain did not
+/// end (drop); `Err(Some(e))`: no binding could be made. Out of line: it runs once per
+/// connection, and inlined it lengthens the path every packet takes.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn postrouting<F: Forwarding>(
@@ -755,27 +756,32 @@ fn postrouting<F: Forwarding>(
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
-) -> Result<(), Option<NatError>> {
+) -> Result<Option<u32>, Option<NatError>> {
     let rules = nat
         .rules(meta.key.family)
         .expect("fresh bindings come from it");
     // Whether the source translation saw its reply tuple steer here already.
     let mut here = false;
     let mut dropped = false;
+    let mut reply_tag = None;
     match decide(&rules.postrouting, meta) {
         NatDecision::Keep => {}
         NatDecision::Translate(target) => {
             let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
             let range = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
             let ct = &tables.ct;
+            // The last tuple probed is the binding's reply tuple (`apply_noting`'s promise).
+            let mut tag = 0;
             let (nb, seen) = tables
                 .nat
                 .apply_noting(b, Manip::Src, &range, &nat.steering, &mut |k| {
-                    ct.tuple_in_use(k, now_ns)
+                    tag = ct.tag_of(k);
+                    ct.tuple_in_use_tagged(k, tag, now_ns)
                 })
                 .map_err(Some)?;
             *b = nb;
             here = seen;
+            reply_tag = Some(tag);
         }
         NatDecision::Drop => dropped = true,
     }
@@ -790,7 +796,7 @@ fn postrouting<F: Forwarding>(
     if dropped {
         return Err(None);
     }
-    Ok(())
+    Ok(reply_tag)
 }
 
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
@@ -928,10 +934,11 @@ fn judge_after_track<F: Forwarding>(
 
     // 7. nat POSTROUTING for an accepted new connection that leaves. The binding is changed
     //    in place (it is 80 bytes: moved around by value, it costs more than the rest).
+    let mut reply_tag = None;
     if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
         match postrouting(nat, tables, fwd, b, &meta, h, now_ns) {
-            Ok(()) => {}
+            Ok(t) => reply_tag = t,
             Err(None) => verdict = Verdict::Drop(DropReason::RuleDrop),
             Err(Some(e)) => verdict = Verdict::Drop(DropReason::Nat(e)),
         }
@@ -966,8 +973,8 @@ fn judge_after_track<F: Forwarding>(
         }
     }
     if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
-        let reply = binding.as_ref().map(|(b, _)| b.reply);
-        if tables.ct.confirm_with(t, reply, now_ns).is_err() {
+        let reply = binding.as_ref().map(|(b, _)| (b.reply, reply_tag));
+        if tables.ct.confirm_tagged(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }

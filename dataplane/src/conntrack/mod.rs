@@ -1044,6 +1044,21 @@ impl Conntrack {
             .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
 
+    /// [`Conntrack::tuple_in_use`] with `k`'s tag known ([`Conntrack::tag_of`]); the same tag
+    /// then serves the insertion of a binding with reply tuple `k`
+    /// ([`Conntrack::confirm_tagged`]).
+    #[inline]
+    pub fn tuple_in_use_tagged(&self, k: &FlowKey, tag: u32, now_ns: u64) -> bool {
+        self.find_tagged(k, tag)
+            .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
+    }
+
+    /// The index tag of tuple `k` (the same for its reply tuple).
+    #[inline]
+    pub fn tag_of(&self, k: &FlowKey) -> u32 {
+        self.tag(k)
+    }
+
     /// Whether an entry has a NAT binding ([`Conntrack::binding`] is `Some`).
     #[inline(always)]
     pub fn has_binding(&self, id: EntryId) -> bool {
@@ -1843,6 +1858,19 @@ impl Conntrack {
         reply: Option<FlowKey>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
+        self.confirm_tagged(tracked, reply.map(|r| (r, None)), now_ns)
+    }
+
+    /// [`Conntrack::confirm_with`], with the reply tuple's index tag when the caller has it
+    /// (from [`Conntrack::tag_of`], as NAT's uniqueness probe computes it): it is not
+    /// computed again.
+    #[inline(always)]
+    pub fn confirm_tagged(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<(FlowKey, Option<u32>)>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
         // Most packets have nothing to confirm: a test here, the insertion out of line.
         match tracked.handle {
             Handle::New(_) => self.insert(tracked, reply, now_ns),
@@ -1855,7 +1883,7 @@ impl Conntrack {
     fn insert(
         &mut self,
         tracked: &mut Tracked,
-        reply: Option<FlowKey>,
+        reply: Option<(FlowKey, Option<u32>)>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
         let Handle::New(p) = tracked.handle else {
@@ -1898,12 +1926,12 @@ impl Conntrack {
         }
         // A binding whose reply tuple is not the inverse of the original one.
         let nat = match reply {
-            Some(r) if r != key.reply() => {
+            Some((r, t)) if r != key.reply() => {
                 if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
                 }
-                Some(r)
+                Some((r, t))
             }
             _ => None,
         };
@@ -1916,12 +1944,14 @@ impl Conntrack {
         let slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         e.set_wheel_slot(slot);
         self.index.insert(tag, i << 1);
-        if let Some(reply) = nat {
+        if let Some((reply, reply_tag)) = nat {
             self.entries[i as usize].set(status::NAT);
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
             if reply != key {
-                self.index.insert(self.tag(&reply), i << 1 | 1);
+                let t = reply_tag.unwrap_or_else(|| self.tag(&reply));
+                debug_assert_eq!(t, self.tag(&reply));
+                self.index.insert(t, i << 1 | 1);
             }
         }
         self.stats.created += 1;

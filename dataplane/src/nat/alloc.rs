@@ -31,7 +31,7 @@
 //! the address hash gives the same address for a client anyway; the offsets come from a
 //! per-worker xorshift generator seeded by the caller, not from the kernel's random pool.
 
-use super::steer::{Steer, Steering};
+use super::steer::Steering;
 use super::Binding;
 use crate::wire::{ip_proto, Family, FlowKey, IpAddr128};
 
@@ -191,16 +191,17 @@ impl Allocator {
         // Replies must come back here by port ownership; a reply tuple the tables do not know
         // (an unregistered pool or target) would be spread by the flow hash instead, which only
         // a single worker can afford.
-        match steering.steer(&b.reply) {
-            Steer::Worker(w) if w == self.worker => Ok(b),
-            Steer::Flow(_) if steering.workers() == 1 || b.is_identity() => Ok(b),
+        match steering.owner(&b.reply) {
+            Some(w) if w == self.worker => Ok(b),
+            None if steering.workers() == 1 || b.is_identity() => Ok(b),
             _ => Err(NatError::Unsteerable),
         }
     }
 
     /// [`Allocator::steerable`] of the result of [`Allocator::apply_noting`], which said
-    /// whether that reply tuple steers to this worker by ownership (`here`): then it is
-    /// steerable without looking again.
+    /// whether that reply tuple is known to come back to this worker (`here`: it steers here
+    /// by port ownership, or this is the only worker): then it is steerable without looking
+    /// again.
     #[inline]
     pub fn steerable_noted(
         &self,
@@ -209,7 +210,7 @@ impl Allocator {
         steering: &Steering,
     ) -> Result<Binding, NatError> {
         if here {
-            debug_assert_eq!(steering.steer(&b.reply), Steer::Worker(self.worker));
+            debug_assert_eq!(self.steerable(b, steering), Ok(b));
             return Ok(b);
         }
         self.steerable(b, steering)
@@ -228,19 +229,23 @@ impl Allocator {
             .map(|(b, _)| b)
     }
 
-    /// [`Allocator::apply`], also saying whether the result's reply tuple was seen to steer
-    /// to this worker by port ownership ([`Steer::Worker`]), so that
+    /// [`Allocator::apply`], also saying whether the result's reply tuple is known to come
+    /// back to this worker (it steers here by port ownership, [`super::steer::Steer::Worker`], or this is
+    /// the only worker), so that
     /// [`Allocator::steerable_noted`] need not steer it again. Out of line: it runs once
     /// per new translated connection, and inlined into the stateful stage it lengthens the
     /// path of every packet.
+    ///
+    /// On success the last tuple given to `in_use` is the binding's reply tuple (the caller
+    /// may keep what its probe computed for it, such as its index tag).
     #[inline(never)]
-    pub fn apply_noting(
+    pub fn apply_noting<F: FnMut(&FlowKey) -> bool>(
         &mut self,
         current: &Binding,
         manip: Manip,
         range: &NatRange,
         steering: &Steering,
-        in_use: &mut impl FnMut(&FlowKey) -> bool,
+        in_use: &mut F,
     ) -> Result<(Binding, bool), NatError> {
         let cur = current.translated_orig();
         if let Some((lo, hi)) = range.addrs {
@@ -252,32 +257,38 @@ impl Allocator {
                 return Err(NatError::Family);
             }
         }
-        let done = |t: FlowKey| Binding {
-            orig: current.orig,
-            reply: t.reply(),
-        };
+        let orig = current.orig;
         let ported = has_ports(&cur);
+        // With one worker, every reply comes back here: nothing to steer.
+        let single = steering.workers() == 1 && self.worker == 0;
         // A candidate's reply tuple must be unused and (for SNAT) reach this worker: `None`
-        // when it does not, else whether it reaches it by port ownership.
+        // when it does not, else whether it is known to come back here (by port ownership,
+        // or because this is the only worker). Each reply tuple is made once, and becomes the
+        // binding's as it is.
         let worker = self.worker;
-        let ok = |t: &FlowKey, in_use: &mut dyn FnMut(&FlowKey) -> bool| -> Option<bool> {
+        let ok = |t: &FlowKey, in_use: &mut F| -> Option<(Binding, bool)> {
             let reply = t.reply();
             if in_use(&reply) {
                 return None;
             }
-            if manip == Manip::Dst {
-                return Some(false);
-            }
-            match steering.steer(&reply) {
-                Steer::Worker(w) => (w == worker).then_some(true),
-                Steer::Flow(_) => Some(false),
-            }
+            let here = if manip == Manip::Dst {
+                false
+            } else if single {
+                true
+            } else {
+                match steering.owner(&reply) {
+                    Some(w) if w == worker => true,
+                    Some(_) => return None,
+                    None => false,
+                }
+            };
+            Some((Binding { orig, reply }, here))
         };
 
         // SNAT keeps a tuple that is already in range.
         if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
-            if let Some(here) = ok(&cur, in_use) {
-                return Ok((done(cur), here));
+            if let Some(found) = ok(&cur, in_use) {
+                return Ok(found);
             }
         }
 
@@ -295,8 +306,8 @@ impl Allocator {
                 None => true,
             };
             if port_ok {
-                if let Some(here) = ok(&t, in_use) {
-                    return Ok((done(t), here));
+                if let Some(found) = ok(&t, in_use) {
+                    return Ok(found);
                 }
             }
         }
@@ -314,7 +325,15 @@ impl Allocator {
             None => default_class(get_port(&cur, manip)),
         };
         self.search(t, manip, min, max, range, steering, in_use)
-            .map(|t| (done(t), false))
+            .map(|t| {
+                (
+                    Binding {
+                        orig,
+                        reply: t.reply(),
+                    },
+                    false,
+                )
+            })
     }
 
     /// Linux's bounded search over the candidates of `[min, max]`.

@@ -73,8 +73,35 @@ impl RewriteError {
 }
 
 /// Rewrites `frame` (parsed as `info`), a `dir` packet of a connection translated by `b`.
-#[inline]
+///
+/// The commonest packet, IPv4 TCP or UDP with its whole header, is rewritten in straight-line
+/// code inlined into the caller ([`tcp_udp_v4`]); everything else goes to [`rewrite_other`],
+/// out of line. Both give the same bytes (a property test compares them).
+#[inline(always)]
 pub fn rewrite(
+    frame: &mut [u8],
+    info: &PacketInfo,
+    dir: Dir,
+    b: &Binding,
+) -> Result<(), RewriteError> {
+    // The tuple after translation is the reverse of the other direction's wire tuple
+    // (`binding.translation(dir).1`): the fields are read where they lie.
+    let other = match dir {
+        Dir::Orig => &b.reply,
+        Dir::Reply => &b.orig,
+    };
+    if let (L3::Ipv4, Some(flow)) = (info.l3, &info.flow) {
+        if tcp_udp_v4(frame, info, flow.proto, other) {
+            return Ok(());
+        }
+    }
+    rewrite_other(frame, info, dir, b)
+}
+
+/// [`rewrite`] for everything but the straight-line case: IPv6, ICMP, fragments, other
+/// protocols, truncated headers.
+#[inline(never)]
+fn rewrite_other(
     frame: &mut [u8],
     info: &PacketInfo,
     dir: Dir,
@@ -91,17 +118,6 @@ pub fn rewrite(
         .ok_or(RewriteError::Truncated)?;
     let l4 = (info.l4_offset != 0).then(|| usize::from(info.l4_offset) - l3);
     let proto = info.proto().unwrap_or(ip_proto::IPV6_NONXT);
-    // The tuple after translation is the reverse of the other direction's wire tuple
-    // (`binding.translation(dir).1`); the IPv4 TCP/UDP path reads its fields where they lie.
-    let other = match dir {
-        Dir::Orig => &b.reply,
-        Dir::Reply => &b.orig,
-    };
-    if let (false, Some(o)) = (v6, l4) {
-        if let Some(r) = tcp_udp_v4(ip, o, proto, other) {
-            return r;
-        }
-    }
     if let Some(off) = l4 {
         if let Some(&ty) = ip.get(off) {
             if is_icmp_error(v6, proto, ty) {
@@ -109,7 +125,7 @@ pub fn rewrite(
             }
         }
     }
-    let to = other.reply();
+    let to = b.translation(dir).1;
     // Only the sides the binding translates: the same bytes for a packet of the connection,
     // and for a non-first fragment of an ICMP error (no L4 header to tell) the outer rewrite
     // its first fragment gets.
@@ -126,65 +142,99 @@ pub fn rewrite(
     )
 }
 
-/// The common case in straight-line code: an IPv4 TCP or UDP packet with its whole header,
-/// whose tuple becomes the reverse of `other` (the wire tuple of the connection's other
-/// direction). `None` hands anything else to [`translate`]; both give the same bytes.
+/// The common case in straight-line code: an IPv4 TCP or UDP packet (`proto`) with its whole
+/// header, whose tuple becomes the reverse of `other` (the wire tuple of the connection's other
+/// direction). Returns `false`, having changed nothing, for anything else, which
+/// [`rewrite_other`] handles with the same result.
+///
+/// The four 16-bit words of the addresses are taken as two 32-bit words, and the two ports as
+/// one, summed with end-around carry in 32 bits: a one's-complement sum is the same over 16-
+/// or 32-bit words once folded (2^16 is 1 modulo 0xffff), and the same in either byte order
+/// (RFC 1071 §2(B)), so the words are loaded in the machine's order and never swapped. The
+/// folded results are bit for bit [`Delta`]'s 16-bit computation (both are zero only when
+/// every word's change is zero; a property test compares the two paths).
 #[inline(always)]
-fn tcp_udp_v4(
-    ip: &mut [u8],
-    o: usize,
-    proto: u8,
-    other: &FlowKey,
-) -> Option<Result<(), RewriteError>> {
+fn tcp_udp_v4(frame: &mut [u8], info: &PacketInfo, proto: u8, other: &FlowKey) -> bool {
     let (ck_at, udp) = match proto {
         ip_proto::TCP => (16, false),
         ip_proto::UDP => (6, true),
-        _ => return None,
+        _ => return false,
     };
-    if o < 20 {
-        return None;
+    let l3 = usize::from(info.l3_offset);
+    let l4 = usize::from(info.l4_offset);
+    // The whole fixed IPv4 header before the L4 header, the L4 checksum inside the datagram.
+    if l4 < l3 + 20 || info.l3_end() < l4 + ck_at + 2 {
+        return false;
     }
-    // Fixed-size views: no bounds check per byte below.
-    let (hdr, l4) = ip.split_at_mut_checked(o)?;
-    let hdr: &mut [u8; 20] = hdr.first_chunk_mut()?;
-    if l4.len() < ck_at + 2 {
-        return None;
-    }
-    let (ports_at, ck) = l4.split_at_mut(ck_at);
-    let ports_at: &mut [u8; 4] = ports_at.first_chunk_mut()?;
-    let ck: &mut [u8; 2] = ck.first_chunk_mut()?;
-    let w = |b: &[u8], at: usize| u64::from(u16::from_be_bytes([b[at], b[at + 1]]));
-    let new_src: &[u8; 4] = other.dst.0.last_chunk()?;
-    let new_dst: &[u8; 4] = other.src.0.last_chunk()?;
-    let (new_sport, new_dport) = (other.dst_port, other.src_port);
-    // One's-complement difference of the addresses (RFC 1624 eqn. 3 over four words).
-    let addr = (0xffff ^ w(hdr, 12))
-        + w(new_src, 0)
-        + (0xffff ^ w(hdr, 14))
-        + w(new_src, 2)
-        + (0xffff ^ w(hdr, 16))
-        + w(new_dst, 0)
-        + (0xffff ^ w(hdr, 18))
-        + w(new_dst, 2);
-    let ports = (0xffff ^ w(ports_at, 0))
-        + u64::from(new_sport)
-        + (0xffff ^ w(ports_at, 2))
-        + u64::from(new_dport);
-    hdr[12..16].copy_from_slice(new_src);
-    hdr[16..20].copy_from_slice(new_dst);
-    ports_at[0..2].copy_from_slice(&new_sport.to_be_bytes());
-    ports_at[2..4].copy_from_slice(&new_dport.to_be_bytes());
-    let ipck = w(hdr, 10) as u16;
-    hdr[10..12].copy_from_slice(&Delta::from_sum(addr).apply(ipck).to_be_bytes());
-    let l4ck = u16::from_be_bytes(*ck);
+    let Some(ip) = frame.get_mut(l3..info.l3_end()) else {
+        return false;
+    };
+    let Some((hdr, seg)) = ip.split_at_mut_checked(l4 - l3) else {
+        return false;
+    };
+    let Some((ports_at, rest)) = seg.split_at_mut_checked(4) else {
+        return false;
+    };
+    let (Some(hdr), Some(ports_at), Some(ck)) = (
+        hdr.first_chunk_mut::<20>(),
+        ports_at.first_chunk_mut::<4>(),
+        rest.get_mut(ck_at - 4..)
+            .and_then(|c| c.first_chunk_mut::<2>()),
+    ) else {
+        return false;
+    };
+    let new_src = word::<12, 16>(&other.dst.0);
+    let new_dst = word::<12, 16>(&other.src.0);
+    let [s0, s1] = other.dst_port.to_be_bytes();
+    let [d0, d1] = other.src_port.to_be_bytes();
+    let new_ports = u32::from_ne_bytes([s0, s1, d0, d1]);
+    let addr = add1c(
+        add1c(!word::<12, 20>(hdr), new_src),
+        add1c(!word::<16, 20>(hdr), new_dst),
+    );
+    let ports = add1c(!u32::from_ne_bytes(*ports_at), new_ports);
+    hdr[12..16].copy_from_slice(&new_src.to_ne_bytes());
+    hdr[16..20].copy_from_slice(&new_dst.to_ne_bytes());
+    *ports_at = new_ports.to_ne_bytes();
+    let ipck = u16::from_ne_bytes([hdr[10], hdr[11]]);
+    let [c0, c1] = (!fold16(add1c(u32::from(!ipck), addr))).to_ne_bytes();
+    hdr[10] = c0;
+    hdr[11] = c1;
+    let l4ck = u16::from_ne_bytes(*ck);
+    // Zero and 0xffff read the same in either byte order.
     if !(udp && l4ck == 0) {
-        let mut c = Delta::from_sum(addr + ports).apply(l4ck);
+        let mut c = !fold16(add1c(add1c(u32::from(!l4ck), addr), ports));
         if udp && c == 0 {
             c = 0xffff;
         }
-        *ck = c.to_be_bytes();
+        *ck = c.to_ne_bytes();
     }
-    Some(Ok(()))
+    true
+}
+
+/// The 32-bit word at byte `AT` of `b`, in the machine's byte order.
+#[inline(always)]
+fn word<const AT: usize, const N: usize>(b: &[u8; N]) -> u32 {
+    // One load (built byte by byte, the word is assembled byte by byte).
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[AT..AT + 4]);
+    u32::from_ne_bytes(w)
+}
+
+/// One's-complement addition of two 32-bit words (the carry out added back in). Zero only
+/// when both are zero.
+#[inline(always)]
+fn add1c(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    // No overflow: with a carry, `s` is at most 2^32 - 2.
+    s + u32::from(carry)
+}
+
+/// A 32-bit one's-complement sum folded to 16 bits (zero only when it is zero).
+#[inline(always)]
+fn fold16(x: u32) -> u16 {
+    let (s, carry) = ((x >> 16) as u16).overflowing_add(x as u16);
+    s + u16::from(carry)
 }
 
 #[inline]

@@ -187,8 +187,18 @@ impl Steering {
     /// Where a packet with tuple `k` goes (see the module docs).
     #[inline]
     pub fn steer(&self, k: &FlowKey) -> Steer {
+        match self.owner(k) {
+            Some(w) => Steer::Worker(w),
+            None => Steer::Flow(*k),
+        }
+    }
+
+    /// [`Steering::steer`] without the tuple: the worker owning `k` by the rules of the module
+    /// docs, `None` for the flow hash ([`Steer::Flow`]).
+    #[inline]
+    pub fn owner(&self, k: &FlowKey) -> Option<u16> {
         if self.published.is_empty() && self.pools.is_empty() && self.targets.is_empty() {
-            return Steer::Flow(*k);
+            return None;
         }
         let dport = side_port(k, true);
         let sport = side_port(k, false);
@@ -196,18 +206,18 @@ impl Steering {
         if from_target && self.is_published(&k.dst, k.proto, dport) {
             // Hairpin between private servers: both endpoints are translated, only the pair of
             // ports is common to both directions.
-            return Steer::Worker(self.owner_of_pair(sport, dport));
+            return Some(self.owner_of_pair(sport, dport));
         }
         if self.is_published(&k.dst, k.proto, dport) {
-            return Steer::Worker(self.owner_of(&k.src, sport));
+            return Some(self.owner_of(&k.src, sport));
         }
         if self.pools.iter().any(|r| in_range(&k.dst, r)) {
-            return Steer::Worker(self.owner_of(&k.dst, dport));
+            return Some(self.owner_of(&k.dst, dport));
         }
         if from_target {
-            return Steer::Worker(self.owner_of(&k.dst, dport));
+            return Some(self.owner_of(&k.dst, dport));
         }
-        Steer::Flow(*k)
+        None
     }
 
     /// Where an ICMP error quoting a packet with tuple `quoted` goes: with the replies to it.
@@ -220,10 +230,7 @@ impl Steering {
     /// accepted: that traffic is not steered by NAT).
     #[inline]
     pub fn reaches(&self, worker: u16, reply: &FlowKey) -> bool {
-        match self.steer(reply) {
-            Steer::Worker(w) => w == worker,
-            Steer::Flow(_) => true,
-        }
+        self.owner(reply).is_none_or(|w| w == worker)
     }
 }
 
