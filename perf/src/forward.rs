@@ -203,7 +203,7 @@ pub fn run(opts: &ForwardOpts) -> Result<()> {
     for r in &results {
         let ratio = ratio(r);
         println!(
-            "{}: rampart {:.2} Mpps on CPU ({:.2} wall), testpmd {:.2} Mpps on CPU ({:.2} wall), ratio {:.1}% on CPU ({:.1}% wall) ({})",
+            "{}: rampart {:.2} Mpps on CPU ({:.2} wall), testpmd {:.2} Mpps on CPU ({:.2} wall), ratio {:.1}% on CPU ({:.1}% wall), median of the pairs' ratios {:.1}% ({})",
             r.device.name(),
             spread(&cpu_mpps(&r.rampart)).median,
             spread(&mpps(&r.rampart)).median,
@@ -211,7 +211,8 @@ pub fn run(opts: &ForwardOpts) -> Result<()> {
             spread(&mpps(&r.testpmd)).median,
             ratio * 100.0,
             wall_ratio(r) * 100.0,
-            if ratio >= 0.9 {
+            spread(&paired_ratios(r)).median * 100.0,
+            if meets_target(r) {
                 "meets the 90% target"
             } else {
                 "BELOW the 90% target"
@@ -219,7 +220,15 @@ pub fn run(opts: &ForwardOpts) -> Result<()> {
         );
     }
     if let Some(path) = &opts.markdown {
-        let section = markdown_section(opts, env.huge, &machine, &table);
+        let verdicts = results
+            .iter()
+            .map(|r| {
+                let met = if meets_target(r) { "met" } else { "not met" };
+                format!("{} {met}", r.device.name())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let section = markdown_section(opts, env.huge, &machine, &table, &verdicts);
         update_markdown(path, env.huge, &section)?;
         eprintln!("rampart-perf: wrote {}", path.display());
     }
@@ -605,24 +614,52 @@ fn wall_ratio(r: &DeviceResult) -> f64 {
     spread(&mpps(&r.rampart)).median / spread(&mpps(&r.testpmd)).median
 }
 
+/// Run `k`'s Rampart rate over run `k`'s testpmd rate (on CPU), for every run: the two ran
+/// back to back, so a slow spell of the machine that spans a pair reaches both sides of it.
+fn paired_ratios(r: &DeviceResult) -> Vec<f64> {
+    r.rampart
+        .iter()
+        .zip(&r.testpmd)
+        .map(|(a, b)| a.cpu_mpps() / b.cpu_mpps())
+        .collect()
+}
+
+/// Whether both readings of the ratio (of the medians, and the median of the pairs') reach
+/// the 90 % target.
+fn meets_target(r: &DeviceResult) -> bool {
+    ratio(r) >= 0.9 && spread(&paired_ratios(r)).median >= 0.9
+}
+
 fn table(results: &[DeviceResult]) -> String {
     let mut t = String::from(
-        "| device | program | Mpps on CPU, median (min – max) | Mpps wall, median (min – max) | cycles/packet | ratio to testpmd |\n\
-         |---|---|---:|---:|---:|---:|\n",
+        "| device | program | Mpps on CPU, median (min – max) | Mpps wall, median (min – max) | cycles/packet | ratio to testpmd | ratio of each pair, median (min – max) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
     let range = |v: &[f64]| {
         let m = spread(v);
         format!("{:.2} ({:.2} – {:.2})", m.median, m.min, m.max)
     };
     for r in results {
-        for (name, samples, ratio) in [
-            ("rampart (bridge)", &r.rampart, Some(ratio(r))),
-            ("dpdk-testpmd (io)", &r.testpmd, None),
+        let pairs = spread(&paired_ratios(r));
+        let pairs = format!(
+            "{:.1}% ({:.1}% – {:.1}%)",
+            pairs.median * 100.0,
+            pairs.min * 100.0,
+            pairs.max * 100.0
+        );
+        for (name, samples, ratio, pairs) in [
+            (
+                "rampart (bridge)",
+                &r.rampart,
+                Some(ratio(r)),
+                pairs.as_str(),
+            ),
+            ("dpdk-testpmd (io)", &r.testpmd, None, ""),
         ] {
             let c = spread(&cycles(samples, r.tsc_hz)).median;
             let _ = writeln!(
                 t,
-                "| {} (64 B) | {name} | {} | {} | {} | {} |",
+                "| {} (64 B) | {name} | {} | {} | {} | {} | {pairs} |",
                 r.device.name(),
                 range(&cpu_mpps(samples)),
                 range(&mpps(samples)),
@@ -720,7 +757,13 @@ fn markers(huge: bool) -> (String, String) {
     )
 }
 
-fn markdown_section(opts: &ForwardOpts, huge: bool, machine: &str, table: &str) -> String {
+fn markdown_section(
+    opts: &ForwardOpts,
+    huge: bool,
+    machine: &str,
+    table: &str,
+    verdicts: &str,
+) -> String {
     let (begin, end) = markers(huge);
     let mut s = String::new();
     let _ = writeln!(s, "{begin}");
@@ -742,7 +785,10 @@ fn markdown_section(opts: &ForwardOpts, huge: bool, machine: &str, table: &str) 
          second on CPU (the thread's on-CPU time from the kernel's schedstat, which discounts \
          time other processes took from the core) and per wall-clock second; cycles/packet are \
          TSC cycles on CPU per packet. The ratio compares on-CPU rates. Each case ran {} times \
-         for {} s, alternating which program went first; the table gives the median and range.\n",
+         for {} s, alternating which program went first; the table gives the median and range. \
+         The last column divides each run of Rampart by the testpmd run beside it (the two ran \
+         back to back, so a slow spell of the machine that spans a pair reaches both sides); \
+         the target counts as met only when both readings of the ratio reach it.\n",
         opts.runs, opts.seconds
     );
     let _ = writeln!(
@@ -759,7 +805,7 @@ fn markdown_section(opts: &ForwardOpts, huge: bool, machine: &str, table: &str) 
     let _ = writeln!(s, "{table}");
     let _ = writeln!(
         s,
-        "Target: Rampart's pass-through at least 90% of testpmd's rate."
+        "Target: Rampart's pass-through at least 90% of testpmd's rate: {verdicts}."
     );
     let _ = write!(s, "{end}");
     s
