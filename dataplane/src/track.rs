@@ -273,9 +273,15 @@ impl IpJudgement {
     }
 }
 
-/// Cached verdict tags: the rule index, and the ingress port above it.
+/// Cached verdict tags: the rule index, the ingress port above it (below 64), and above
+/// that a bit saying the rule accepts, so that the commonest verdict is answered from the tag
+/// without reading the rule (at 10K rules, a line of the rule array that is rarely in cache).
+/// The tag is trusted only under the epoch of the rule set that made it, whose rules do not
+/// change.
 const TAG_PORT_SHIFT: u32 = 24;
 const TAG_RULE_MASK: u32 = (1 << TAG_PORT_SHIFT) - 1;
+const TAG_ACCEPT: u32 = 1 << 30;
+const _: () = assert!(TAG_ACCEPT & (0x3f << TAG_PORT_SHIFT | conntrack::VERDICT_VALID) == 0);
 
 /// The verdict cached in entry `id` for its packets travelling `dir` that arrive on
 /// `ingress`, if it was given by rule set `rs` (its epoch).
@@ -299,10 +305,13 @@ fn verdict_of_tag(
     ingress: u16,
 ) -> Option<FilterVerdict> {
     let tag = tag?;
-    if tag >> TAG_PORT_SHIFT != u32::from(ingress) {
+    if (tag & !TAG_ACCEPT) >> TAG_PORT_SHIFT != u32::from(ingress) {
         return None;
     }
     let rule = tag & TAG_RULE_MASK;
+    if tag & TAG_ACCEPT != 0 {
+        return Some(FilterVerdict::Accept { rule });
+    }
     let r = rs.rules.get(rule as usize)?;
     Some(match r.action {
         Action::Accept => FilterVerdict::Accept { rule },
@@ -336,7 +345,10 @@ fn judge_established(
     });
     if let Some(rule) = fv.rule() {
         if !logged && rule <= TAG_RULE_MASK && ingress < 64 {
-            let tag = rule | u32::from(ingress) << TAG_PORT_SHIFT;
+            // The bit says what decoding the rule would say (`verdict_of_tag`).
+            let accepts = rs.rules.get(rule as usize).map(|r| r.action) == Some(Action::Accept);
+            let accept = if accepts { TAG_ACCEPT } else { 0 };
+            let tag = rule | u32::from(ingress) << TAG_PORT_SHIFT | accept;
             tables.ct.set_verdict(id, t.dir, rs.epoch, tag);
         }
     }
