@@ -1458,6 +1458,14 @@ impl Conntrack {
         now_ns: u64,
     ) -> Tracked {
         let cfg = &self.cfg.tcp;
+        // The commonest first segment, a SYN, without the general state machine.
+        if let Some((mut t, timeout)) = TcpTrack::first_syn(seg, cfg) {
+            if fragmented {
+                t.seen[0].flags |= tcp::seen_flags::BE_LIBERAL;
+            }
+            let e = Entry::new(*key, now_ns + timeout, bytes, L4::Tcp(t));
+            return self.new_pending(e, tag);
+        }
         let Some(mut t) = TcpTrack::new(seg, cfg) else {
             return self.invalid(Invalid::TcpNotNew);
         };

@@ -613,6 +613,57 @@ impl TcpTrack {
         Some(t)
     }
 
+    /// [`TcpTrack::new`] and then [`TcpTrack::packet`] (in the original direction, no status)
+    /// for the commonest first segment, a SYN without ACK, without the general dispatch: the
+    /// tracker and the timeout `packet`'s accept gives it (cells NONE->SYN_SENT of the SYN
+    /// row: `tcp_new` sets the sender's view, the window checks pass against an empty
+    /// receiver, `tcp_in_window`'s update opens the receiver's right edge). `None` for any
+    /// other segment, or one whose sequence the checks would refuse; the caller then takes the
+    /// general pair (a property test compares the two).
+    #[inline]
+    pub fn first_syn(seg: &Segment<'_>, cfg: &TcpConfig) -> Option<(TcpTrack, u64)> {
+        if FlagClass::of(seg.flags) != FlagClass::Syn {
+            return None;
+        }
+        let mut t = TcpTrack::EMPTY;
+        let s = &mut t.seen[0];
+        s.end = seg.end;
+        s.maxwin = u32::from(seg.win).max(1);
+        s.maxend = s.end;
+        read_syn_options(seg.options, s);
+        // `in_window`: the sender has a window and the state is NONE (no restart); without
+        // an ACK the segment acknowledges what the receiver sent (nothing: 0). Of the four
+        // checks, the receiver's (an empty view) always pass: 0 is below its end + 1, it has
+        // no window, and 0 is above 0 - max(maxwin, 66000) - 1 (maxwin < 2^16). The sender's
+        // is the one left.
+        if !before(seg.seq, s.maxend.wrapping_add(1)) {
+            return None;
+        }
+        // `window_update`: a SYN's window is not scaled and is at most the sender's maxwin;
+        // its end is the sender's; no ACK. The receiver has no window, and its right edge
+        // becomes the window offered (after(win, -1) holds for any 16-bit window).
+        let win = u32::from(seg.win);
+        t.seen[1].maxend = if win == 0 { 1 } else { win };
+        // `apply`, NONE to SYN_SENT by a SYN: the timeout as it chooses it, with nothing
+        // retransmitted, unacknowledged or answered.
+        t.last_index = FlagClass::Syn;
+        t.last_dir = Dir::Orig;
+        t.state = TcpState::SynSent;
+        let tt = &cfg.timeouts;
+        let ss = tt.of(TcpState::SynSent);
+        let unacked = (t.seen[0].flags | t.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
+        let timeout = if t.retrans >= cfg.max_retrans && ss > tt.retrans_ns {
+            tt.retrans_ns
+        } else if unacked && ss > tt.unack_ns {
+            tt.unack_ns
+        } else if t.last_win == 0 && ss > tt.retrans_ns {
+            tt.retrans_ns
+        } else {
+            ss
+        };
+        Some((t, timeout))
+    }
+
     /// `tcp_init_sender`: a SYN or SYN/ACK (re)starts a direction's view.
     fn init_sender(&mut self, dir: Dir, seg: &Segment<'_>) {
         let (d, r) = (dir as usize, dir.other() as usize);
@@ -1587,6 +1638,63 @@ mod tests {
                     prop_assert_eq!(slow, fast);
                 }
                 None => prop_assert_eq!(fast, t),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// A first SYN's tracker and timeout are `new` and `packet`'s whenever `first_syn`
+        /// answers, and it answers for every SYN the general pair accepts.
+        #[test]
+        fn first_syn_is_new_and_packet(
+            flags in prop_oneof![Just(0x02u8), Just(0x22), Just(0x42), Just(0x82), Just(0x03), Just(0x12), any::<u8>()],
+            seq in any::<u32>(),
+            ack in any::<u32>(),
+            win in prop_oneof![Just(0u16), Just(1), any::<u16>()],
+            len in prop_oneof![Just(0u32), 0u32..2000, Just(0x7fff_fffe), Just(0x7fff_ffff), any::<u32>()],
+            options in prop_oneof![
+                Just(Vec::new()),
+                // MSS, SACK permitted, timestamps, NOP, window scale.
+                (0u8..20).prop_map(|ws| vec![2u8, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, ws]),
+                Just(vec![4u8, 2]),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+            (be_liberal, max_retrans, syn_sent, retrans, unack) in (
+                any::<bool>(), 0u8..5, 1u64..400, 1u64..400, 1u64..400,
+            ),
+        ) {
+            let f = Flags(flags);
+            let extra = u32::from(f.contains(Flags::SYN)) + u32::from(f.contains(Flags::FIN));
+            let seg = Segment {
+                seq,
+                ack,
+                win,
+                flags: f,
+                end: seq.wrapping_add(len.wrapping_add(extra)),
+                options: &options,
+            };
+            let mut cfg = TcpConfig { be_liberal, max_retrans, ..TcpConfig::default() };
+            cfg.timeouts.state_ns[TcpState::SynSent as usize] = syn_sent * SEC;
+            cfg.timeouts.retrans_ns = retrans * SEC;
+            cfg.timeouts.unack_ns = unack * SEC;
+            let general = TcpTrack::new(&seg, &cfg).map(|mut t| {
+                let o = t.packet(Dir::Orig, &seg, &cfg, Status::default(), 0);
+                (t, o)
+            });
+            match TcpTrack::first_syn(&seg, &cfg) {
+                Some((fast, timeout)) => {
+                    let (slow, o) = general.expect("the general path starts it too");
+                    prop_assert_eq!(o, Outcome::Accept { timeout_ns: Some(timeout), set_assured: false });
+                    prop_assert_eq!(slow, fast);
+                }
+                None => {
+                    // Only a segment that is not a SYN, or whose sequence the sender's check
+                    // refuses, is left to the general pair.
+                    let syn = FlagClass::of(f) == FlagClass::Syn;
+                    prop_assert!(!syn || len.wrapping_add(extra) >= 0x7fff_fffe);
+                }
             }
         }
     }
