@@ -705,6 +705,18 @@ pub(crate) fn halves(a: &IpAddr128) -> (u64, u64) {
     (x as u64, (x >> 64) as u64)
 }
 
+/// Whether a one's-complement sum kept in 64 bits (with end-around carry, or a plain sum that
+/// never carried) folds to 0xffff: the fold keeps the sum modulo 0xffff (which divides
+/// 2^64 - 1) and gives 0 only for 0, so it is 0xffff exactly when the sum is a nonzero
+/// multiple of 0xffff. Divisibility by an odd number is a multiply by its inverse modulo
+/// 2^64 and a compare: three instructions where the fold takes a dozen.
+#[inline(always)]
+fn sums_to_ones(acc: u64) -> bool {
+    const INV_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
+    const _: () = assert!(INV_FFFF.wrapping_mul(0xffff) == 1);
+    (acc != 0) & (acc.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff)
+}
+
 /// 64x64 -> 128-bit multiply, folded.
 #[inline]
 pub(crate) fn mix(a: u64, b: u64) -> u64 {
@@ -1345,7 +1357,7 @@ impl Conntrack {
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
         if data.len() < 8 {
-            return checksum::fold(checksum::accumulate_le(pseudo, data)) == 0xffff;
+            return sums_to_ones(checksum::accumulate_le(pseudo, data));
         }
         // Whole 64-bit words added with end-around carry (one's-complement arithmetic modulo
         // 2^64 - 1, of which 0xffff divides: the fold keeps the 16-bit sum), two
@@ -1364,7 +1376,7 @@ impl Conntrack {
         if rest != 0 {
             acc = add(acc, le(&data[data.len() - 8..]) >> (8 * (8 - rest)));
         }
-        checksum::fold(acc) == 0xffff
+        sums_to_ones(acc)
     }
 
     fn track_tcp(
@@ -1902,7 +1914,9 @@ impl Conntrack {
             self.stats.ct_full += 1;
             return Err(TableFull);
         };
-        let key = pending.key.key();
+        // The tuple as a key only when something compares it (a probe, a binding): most
+        // insertions need neither.
+        let words = pending.key;
         let bytes = u64::from(pending.bytes_lo[0]);
         let at = p.0 as usize % PENDING;
         let tag = self.pending_tag[at];
@@ -1910,7 +1924,10 @@ impl Conntrack {
         // tuple in the table (a second first packet of the flow, or a binding's reply tuple).
         let probe = self.pending_inserts[at] != self.inserts;
         if let Some((i, dir)) = probe
-            .then(|| self.lookup_tagged(&key, tag, now_ns))
+            .then(|| {
+                let k = words.key();
+                self.lookup_tagged(&k, tag, now_ns)
+            })
             .flatten()
         {
             // Another first packet of this flow was confirmed meanwhile: join it.
@@ -1934,14 +1951,18 @@ impl Conntrack {
         }
         // A binding whose reply tuple is not the inverse of the original one.
         let nat = match reply {
-            Some((r, t)) if r != key.reply() => {
-                if self.replies.is_empty() {
+            Some((r, t)) => {
+                let key = words.key();
+                if r == key.reply() {
+                    None
+                } else if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
+                } else {
+                    Some((r, t, key))
                 }
-                Some((r, t))
             }
-            _ => None,
+            None => None,
         };
         self.free_len -= 1;
         let i = self.free[self.free_len as usize];
@@ -1952,7 +1973,7 @@ impl Conntrack {
         let slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         e.set_wheel_slot(slot);
         self.index.insert(tag, i << 1);
-        if let Some((reply, reply_tag)) = nat {
+        if let Some((reply, reply_tag, key)) = nat {
             self.entries[i as usize].set(status::NAT);
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
