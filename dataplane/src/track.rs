@@ -409,11 +409,12 @@ pub fn judge_tracked<F: Forwarding>(
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> IpJudgement {
     judge_tracked_by::<F, true>(
-        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log,
+        filter, tables, frame, info, key, None, ingress, fwd, now_ns, on_log,
     )
 }
 
-/// [`judge_tracked`], with the fast path for established packets (`FAST`) or without it.
+/// [`judge_tracked`], with the fast path for established packets (`FAST`) or without it;
+/// `tag`, when known, is `key`'s index tag ([`Conntrack::track_tagged`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn judge_tracked_by<F: Forwarding, const FAST: bool>(
@@ -422,6 +423,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     frame: &[u8],
     info: &PacketInfo,
     key: FlowKey,
+    tag: Option<u32>,
     ingress: u16,
     fwd: &mut F,
     now_ns: u64,
@@ -430,7 +432,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     // Neither a fragment nor a raw table: conntrack comes first (stages 1 and 2 have nothing
     // to do), and an ESTABLISHED packet with a cached verdict is done without the rest.
     if FAST && matches!(info.frag, Fragment::None) && filter.raw(key.family).is_none() {
-        let t = tables.ct.track(frame, info, now_ns);
+        let t = tables.ct.track_tagged(frame, info, tag, now_ns);
         let mut route = None;
         if let (CtState::Established, Handle::Entry(id)) = (t.state, t.handle) {
             match established(filter, tables, frame, info, key, ingress, fwd, id, t.dir) {
@@ -516,7 +518,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     }
 
     // 3. Conntrack.
-    let tracked = (!notrack).then(|| tables.ct.track(frame, info, now_ns));
+    let tracked = (!notrack).then(|| tables.ct.track_tagged(frame, info, tag, now_ns));
     judge_after_track(
         filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
     )
@@ -622,8 +624,8 @@ pub struct Resume(Resumed);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resumed {
-    /// Nothing done: the whole judgement.
-    Untouched,
+    /// Nothing done: the whole judgement (with the tuple's index tag, when the hint knew it).
+    Untouched(Option<u32>),
     /// Tracked as ESTABLISHED in entry `id` travelling `dir`, nothing else done.
     Established(conntrack::EntryId, Dir),
     /// Tracked, and routed to `route`, which is not out of a port.
@@ -653,10 +655,10 @@ pub fn judge_lean<F: Forwarding>(
     // Stages 1 and 2 have nothing to do for a packet that is not a fragment when there is no
     // raw table (`track_established` takes no fragment).
     if filter.raw(key.family).is_some() {
-        return Err(Resume(Resumed::Untouched));
+        return Err(Resume(Resumed::Untouched(hint.known_tag())));
     }
     let Some(found) = tables.ct.track_established(frame, info, key, hint, now_ns) else {
-        return Err(Resume(Resumed::Untouched));
+        return Err(Resume(Resumed::Untouched(hint.known_tag())));
     };
     let (id, dir) = (found.id, found.dir);
     let resume = Err(Resume(Resumed::Established(id, dir)));
@@ -711,9 +713,9 @@ pub fn judge_resumed<F: Forwarding>(
     resume: Resume,
 ) -> IpJudgement {
     let (id, dir, route) = match resume.0 {
-        Resumed::Untouched => {
-            return judge_tracked(
-                filter, tables, frame, info, key, ingress, fwd, now_ns, on_log,
+        Resumed::Untouched(tag) => {
+            return judge_tracked_by::<F, true>(
+                filter, tables, frame, info, key, tag, ingress, fwd, now_ns, on_log,
             )
         }
         Resumed::Established(id, dir) => {

@@ -254,6 +254,10 @@ const ABSENT: u32 = u32::MAX;
 /// any table (capacities stop at 2^29 slots), so its entry is never found and the lookup
 /// probes.
 const NO_GUESS: u32 = u32::MAX - 1;
+/// [`Hint::first`] of a hint made without the tuple ([`Hint::default`]): its tag is not the
+/// tuple's. Odd, so the lookup never takes it as a guess, and its tag is never trusted
+/// ([`Hint::known_tag`]).
+const NO_TAG: u32 = u32::MAX - 2;
 
 impl Hint {
     /// No guess: the lookup probes the index under `tag`.
@@ -266,9 +270,22 @@ impl Hint {
     }
 }
 
+impl Hint {
+    /// The tuple's index tag, when the hint was made from the tuple (by the prefetch pass or
+    /// [`Conntrack::hint_of`]): [`Conntrack::track_tagged`] then does not hash it again.
+    #[inline(always)]
+    pub fn known_tag(&self) -> Option<u32> {
+        (self.first != NO_TAG).then_some(self.tag)
+    }
+}
+
 impl Default for Hint {
+    /// A placeholder for a frame the prefetch pass did not see: no guess, no tag.
     fn default() -> Hint {
-        Hint::probe(0)
+        Hint {
+            tag: 0,
+            first: NO_TAG,
+        }
     }
 }
 
@@ -1300,6 +1317,21 @@ impl Conntrack {
     /// Updates the packet's entry; never inserts one (see [`Conntrack::confirm`]).
     #[inline]
     pub fn track(&mut self, frame: &[u8], info: &PacketInfo, now_ns: u64) -> Tracked {
+        self.track_tagged(frame, info, None, now_ns)
+    }
+
+    /// [`Conntrack::track`] with the tuple's index tag when the caller has it (the prefetch
+    /// pass computed it: [`Hint::known_tag`]); TCP and UDP then do not hash the tuple again.
+    /// The tag must be `info.flow`'s (a debug assertion holds it): a wrong one would miss the
+    /// packet's connection.
+    #[inline]
+    pub fn track_tagged(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        tag: Option<u32>,
+        now_ns: u64,
+    ) -> Tracked {
         // By reference: the key stays where the parser (or the caller's copy) left it, and is
         // read field by field; a copy here would load it whole right after the caller stored
         // it piecewise, which the store buffer cannot forward.
@@ -1311,6 +1343,7 @@ impl Conntrack {
             Fragment::First { .. } => true,
             Fragment::Later { .. } => return self.invalid(Invalid::LaterFragment),
         };
+        debug_assert!(tag.is_none_or(|t| t == self.tag(key)));
         let bytes = u64::from(info.l3_len);
         // A device with RX checksum offload has checked TCP and UDP checksums already (never a
         // fragment's: it sees only a piece): a sum it found good is not summed again. One it
@@ -1318,11 +1351,11 @@ impl Conntrack {
         let verify = self.cfg.checksum && !fragmented && info.l4_csum != RxCsum::Good;
         match (key.family, key.proto) {
             (_, ip_proto::TCP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_tcp(key, l4, fragmented, verify, bytes, now_ns),
+                Some(l4) => self.track_tcp(key, tag, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (_, ip_proto::UDP) => match info.l4_bytes(frame) {
-                Some(l4) => self.track_udp(key, l4, fragmented, verify, bytes, now_ns),
+                Some(l4) => self.track_udp(key, tag, l4, fragmented, verify, bytes, now_ns),
                 None => self.invalid(Invalid::Truncated),
             },
             (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6) => {
@@ -1379,9 +1412,11 @@ impl Conntrack {
         sums_to_ones(acc)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn track_tcp(
         &mut self,
         key: &FlowKey,
+        tag: Option<u32>,
         l4: &[u8],
         fragmented: bool,
         verify: bool,
@@ -1398,7 +1433,10 @@ impl Conntrack {
             return self.invalid(Invalid::TcpFlags);
         }
         let seg = Segment::from_packet(&p);
-        let tag = self.tag(key);
+        let tag = match tag {
+            Some(t) => t,
+            None => self.tag(key),
+        };
         if let Some((i, dir)) = self.lookup_tagged(key, tag, now_ns) {
             // The settings by reference (a copy is a hundred bytes a packet).
             let cfg = &self.cfg.tcp;
@@ -1686,9 +1724,11 @@ impl Conntrack {
         Some(found)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn track_udp(
         &mut self,
         key: &FlowKey,
+        tag: Option<u32>,
         l4: &[u8],
         fragmented: bool,
         verify: bool,
@@ -1708,7 +1748,10 @@ impl Conntrack {
                 return self.invalid(Invalid::BadChecksum);
             }
         }
-        let tag = self.tag(key);
+        let tag = match tag {
+            Some(t) => t,
+            None => self.tag(key),
+        };
         let Some((i, dir)) = self.lookup_tagged(key, tag, now_ns) else {
             let e = Entry::new(
                 *key,

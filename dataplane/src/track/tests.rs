@@ -530,12 +530,15 @@ impl Twin {
         let (mut fa, mut fb) = (frame.to_vec(), frame.to_vec());
         let (mut la, mut lb) = (Vec::new(), Vec::new());
         let hits = FAST_HITS.with(|h| h.get());
+        // The fast copy is given the tuple's tag, as a worker's prefetch pass gives it.
+        let tag = Some(self.fast.0.ct.tag_of(&key));
         let a = judge_tracked_by::<_, true>(
             &self.filter,
             &mut self.fast.0,
             frame,
             &info,
             key,
+            tag,
             ingress,
             &mut self.fast.1,
             now,
@@ -548,6 +551,7 @@ impl Twin {
             frame,
             &info,
             key,
+            None,
             ingress,
             &mut self.general.1,
             now,
