@@ -240,6 +240,8 @@ impl EntryId {
 /// lookup takes it only if its entry is live and holds the tuple (a live entry is in the
 /// index, and no two live entries hold one tuple), and probes the index otherwise, so a
 /// stale guess (an entry freed, moved or reused since) costs a probe, never a wrong answer.
+/// The tag does not go stale (it depends on the tuple and the table's seeds alone) and is
+/// trusted as the tuple's ([`Hint::known_tag`]): a hint belongs to its own packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hint {
     tag: u32,
