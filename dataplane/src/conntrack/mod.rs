@@ -1873,17 +1873,36 @@ impl Conntrack {
     ) -> Result<(), TableFull> {
         // Most packets have nothing to confirm: a test here, the insertion out of line.
         match tracked.handle {
-            Handle::New(_) => self.insert(tracked, reply, now_ns),
+            Handle::New(_) => self.insert(tracked, reply, false, now_ns),
             _ => Ok(()),
         }
     }
 
-    /// [`Conntrack::confirm_with`] for a [`Handle::New`].
+    /// [`Conntrack::confirm_tagged`] for a caller whose reply tuple, when it gives one, is
+    /// known not to be the inverse of the original tuple (a binding that translates
+    /// something: the stateful stage drops identity bindings before it confirms), so that
+    /// the insertion does not compare them again.
+    #[inline(always)]
+    pub fn confirm_translating(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<(FlowKey, Option<u32>)>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
+        match tracked.handle {
+            Handle::New(_) => self.insert(tracked, reply, true, now_ns),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Conntrack::confirm_with`] for a [`Handle::New`]; `translating`: the reply tuple
+    /// (if any) is known to differ from the inverse of the original.
     #[inline(never)]
     fn insert(
         &mut self,
         tracked: &mut Tracked,
         reply: Option<(FlowKey, Option<u32>)>,
+        translating: bool,
         now_ns: u64,
     ) -> Result<(), TableFull> {
         let Handle::New(p) = tracked.handle else {
@@ -1926,7 +1945,11 @@ impl Conntrack {
         }
         // A binding whose reply tuple is not the inverse of the original one.
         let nat = match reply {
-            Some((r, t)) if r != key.reply() => {
+            Some((r, t)) if translating || r != key.reply() => {
+                debug_assert!(
+                    r != key.reply(),
+                    "an identity binding confirmed as translating"
+                );
                 if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
