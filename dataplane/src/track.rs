@@ -831,34 +831,32 @@ fn judge_after_track<F: Forwarding>(
                 if let Some(rules) = nat.and_then(|n| n.rules(key.family)) {
                     fresh = true;
                     let d = decide(&rules.prerouting, &meta);
-                    let mut b = Binding::identity(key);
+                    // Made where it stays (80 bytes: each move of it costs).
+                    let (b, _) = binding.insert((Binding::identity(key), Dir::Orig));
                     match d {
                         NatDecision::Keep => kept = true,
                         NatDecision::Translate(target) => {
                             let ct = &tables.ct;
                             let steering = &nat.expect("rules come from it").steering;
                             let applied = match target.resolve(None) {
-                                Some(range) => {
-                                    tables
-                                        .nat
-                                        .apply(&b, Manip::Dst, &range, steering, &mut |k| {
-                                            ct.tuple_in_use(k, now_ns)
-                                        })
-                                }
+                                Some(range) => tables.nat.apply_in_place(
+                                    b,
+                                    Manip::Dst,
+                                    &range,
+                                    steering,
+                                    &mut |k| ct.tuple_in_use(k, now_ns),
+                                ),
                                 None => Err(NatError::NoAddress),
                             };
-                            match applied {
-                                Ok(nb) => b = nb,
-                                Err(e) => {
-                                    let mut j = IpJudgement::early(
-                                        Verdict::Drop(DropReason::Nat(e)),
-                                        FilterVerdict::Unfiltered,
-                                        meta,
-                                        false,
-                                    );
-                                    j.state = Some(state);
-                                    return j;
-                                }
+                            if let Err(e) = applied {
+                                let mut j = IpJudgement::early(
+                                    Verdict::Drop(DropReason::Nat(e)),
+                                    FilterVerdict::Unfiltered,
+                                    meta,
+                                    false,
+                                );
+                                j.state = Some(state);
+                                return j;
                             }
                         }
                         NatDecision::Drop => {
@@ -872,7 +870,6 @@ fn judge_after_track<F: Forwarding>(
                             return j;
                         }
                     }
-                    binding = Some((b, Dir::Orig));
                 }
             }
             Handle::None => {}

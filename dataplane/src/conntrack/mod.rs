@@ -1118,8 +1118,9 @@ impl Conntrack {
     }
 
     /// Starts loading what the next `n` insertions will write besides the index bucket (which
-    /// their lookups loaded): the entries on top of the free stack, both their lines, and
-    /// their wheel links. For a burst in which `n` packets found no candidate in the index.
+    /// their lookups loaded): the entries on top of the free stack, both their lines, their
+    /// wheel links, and (in a table with NAT room) their slots for a reply tuple. For a burst
+    /// in which `n` packets found no candidate in the index.
     #[inline]
     pub fn prefetch_free(&self, n: u32) {
         let top = self.free_len as usize;
@@ -1129,6 +1130,11 @@ impl Conntrack {
                 crate::dpdk::prefetch_all(e);
             }
             self.wheel.prefetch_link(i);
+            // A translated connection's reply tuple goes into its slot of the side table
+            // (a table without NAT room has none).
+            if let Some(t) = self.replies.get(i as usize) {
+                crate::dpdk::prefetch_all(t);
+            }
         }
     }
 
