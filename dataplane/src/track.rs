@@ -738,7 +738,8 @@ pub fn judge_resumed<F: Forwarding>(
 /// Stage 7 for an accepted new connection that leaves by `h`: nat POSTROUTING (SNAT,
 /// MASQUERADE) on top of binding `b` (changed in place: it is 80 bytes, and moved around by
 /// value it costs more than the rest), then the check that the finished binding's replies
-/// steer here. `Ok((tag, translates))`: `tag` when the source translation's uniqueness probe
+/// steer here. `identity`: `b` is known to be the identity (PREROUTING kept the tuple).
+/// `Ok((tag, translates))`: `tag` when the source translation's uniqueness probe
 /// computed the index tag of the binding's reply tuple (its insertion reuses it), and whether
 /// the finished binding translates anything (`!b.is_identity()`, worked out once here).
 /// `Err(None)`: the chain did not end (drop); `Err(Some(e))`: no binding could be made. Out
@@ -751,6 +752,7 @@ fn postrouting<F: Forwarding>(
     tables: &mut Tables,
     fwd: &mut F,
     b: &mut Binding,
+    identity: bool,
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
@@ -762,26 +764,41 @@ fn postrouting<F: Forwarding>(
     let mut here = false;
     let mut dropped = false;
     let mut reply_tag = None;
+    // Whether `b` translates, when known without comparing its tuples.
+    let mut translates = identity.then_some(false);
     match decide(&rules.postrouting, meta) {
         NatDecision::Keep => {}
         NatDecision::Translate(target) => {
-            let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
-            let range = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+            // Only MASQUERADE asks for the out port's address; the others' range is as
+            // written (borrowed, not copied).
+            let masquerade;
+            let range = if target.kind == crate::nat::NatKind::Masquerade {
+                let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
+                masquerade = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+                &masquerade
+            } else {
+                &target.range
+            };
             let ct = &tables.ct;
             // The last tuple probed is the binding's reply tuple (`apply_in_place`'s promise).
             let mut tag = 0;
-            here = tables
+            let changed;
+            (here, changed) = tables
                 .nat
-                .apply_in_place(b, Manip::Src, &range, &nat.steering, &mut |k| {
+                .apply_in_place(b, Manip::Src, range, &nat.steering, &mut |k| {
                     tag = ct.tag_of(k);
                     ct.tuple_in_use_tagged(k, tag, now_ns)
                 })
                 .map_err(Some)?;
             reply_tag = Some(tag);
+            if changed {
+                translates = Some(true);
+            }
         }
         NatDecision::Drop => dropped = true,
     }
-    let translates = !b.is_identity();
+    let translates = translates.unwrap_or_else(|| !b.is_identity());
+    debug_assert_eq!(translates, !b.is_identity());
     // A binding PREROUTING made must steer here even when the chain drops (the drop is then
     // counted as the binding's).
     if translates {
@@ -935,7 +952,7 @@ fn judge_after_track<F: Forwarding>(
     let mut identity = None;
     if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
-        match postrouting(nat, tables, fwd, b, &meta, h, now_ns) {
+        match postrouting(nat, tables, fwd, b, kept, &meta, h, now_ns) {
             Ok((t, translates)) => {
                 reply_tag = t;
                 identity = Some(!translates);

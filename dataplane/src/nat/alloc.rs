@@ -247,12 +247,14 @@ impl Allocator {
         in_use: &mut F,
     ) -> Result<(Binding, bool), NatError> {
         let mut b = *current;
-        let here = self.apply_in_place(&mut b, manip, range, steering, in_use)?;
+        let (here, _) = self.apply_in_place(&mut b, manip, range, steering, in_use)?;
         Ok((b, here))
     }
 
     /// [`Allocator::apply_noting`] on `b` itself: on success its reply tuple is the
-    /// translated one (its original tuple never changes), on failure `b` is as it was. The
+    /// translated one (its original tuple never changes), on failure `b` is as it was; `Ok`
+    /// holds `apply_noting`'s flag and whether the step changed the translated tuple (when
+    /// it did not, `b` translates exactly what it translated before). The
     /// form the stateful stage takes: a binding is 80 bytes, and each copy of it costs more
     /// than most steps of the choice. Out of line: it runs once per new translated
     /// connection, and inlined into the stateful stage it lengthens the path of every
@@ -265,7 +267,7 @@ impl Allocator {
         range: &NatRange,
         steering: &Steering,
         in_use: &mut F,
-    ) -> Result<bool, NatError> {
+    ) -> Result<(bool, bool), NatError> {
         let cur = b.translated_orig();
         if let Some((lo, hi)) = range.addrs {
             let v4 = cur.family == Family::V4;
@@ -306,17 +308,21 @@ impl Allocator {
         // SNAT keeps a tuple that is already in range.
         if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
             if let Some(here) = ok(&cur, &mut b.reply, in_use) {
-                return Ok(here);
+                return Ok((here, false));
             }
         }
 
         let mut t = cur;
+        // Whether `t` differs from `cur` (so far only in the address).
+        let mut moved = false;
         if let Some((lo, hi)) = range.addrs {
             let a = self.pick_addr(&cur, lo, hi, range.persistent);
-            match manip {
-                Manip::Src => t.src = a,
-                Manip::Dst => t.dst = a,
-            }
+            let at = match manip {
+                Manip::Src => &mut t.src,
+                Manip::Dst => &mut t.dst,
+            };
+            moved = *at != a;
+            *at = a;
         }
         if !range.random_all() {
             let port_ok = match range.ports {
@@ -325,7 +331,7 @@ impl Allocator {
             };
             if port_ok {
                 if let Some(here) = ok(&t, &mut b.reply, in_use) {
-                    return Ok(here);
+                    return Ok((here, moved));
                 }
             }
         }
@@ -344,7 +350,7 @@ impl Allocator {
         };
         let t = self.search(t, manip, min, max, range, steering, in_use)?;
         b.reply = t.reply();
-        Ok(false)
+        Ok((false, t != cur))
     }
 
     /// Linux's bounded search over the candidates of `[min, max]`.

@@ -130,6 +130,10 @@ struct QuickRule {
     tests: u16,
     src: (u128, u128),
     dst: (u128, u128),
+    /// For an IPv4 rule, the ranges as 32-bit numbers (a key of the family holds its
+    /// addresses v4-mapped, so its last four bytes order it as the whole does).
+    src4: (u32, u32),
+    dst4: (u32, u32),
     proto: (u8, u8),
     sport: (u16, u16),
     dport: (u16, u16),
@@ -155,6 +159,9 @@ const T_OUT: u16 = 1 << 6;
 const T_CT: u16 = 1 << 7;
 const T_FLAGS: u16 = 1 << 8;
 const T_FRAG: u16 = 1 << 9;
+/// [`T_SRC`] and [`T_DST`] of an IPv4 rule, tested on 32-bit numbers.
+const T_SRC4: u16 = 1 << 10;
+const T_DST4: u16 = 1 << 11;
 
 /// [`QuickRule::then`] of a DROP.
 const Q_DROP: u32 = u32::MAX - 1;
@@ -197,10 +204,24 @@ impl QuickRule {
         let wide = |(lo, hi): (IpAddr128, IpAddr128)| {
             (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0))
         };
+        // An IPv4 rule's bounds are v4-mapped: its address tests take the last four bytes.
+        let v4 = |(lo, hi): (IpAddr128, IpAddr128)| {
+            (r.family == Family::V4 && lo.is_v4() && hi.is_v4())
+                .then(|| (low_word(&lo), low_word(&hi)))
+        };
+        let (src4, dst4) = (v4(r.src), v4(r.dst));
+        if src4.is_some() && tests & T_SRC != 0 {
+            tests = tests & !T_SRC | T_SRC4;
+        }
+        if dst4.is_some() && tests & T_DST != 0 {
+            tests = tests & !T_DST | T_DST4;
+        }
         Some(QuickRule {
             tests,
             src: wide(r.src),
             dst: wide(r.dst),
+            src4: src4.unwrap_or((0, 0)),
+            dst4: dst4.unwrap_or((0, 0)),
             proto: r.proto,
             sport: r.sport,
             dport: r.dport,
@@ -224,6 +245,10 @@ impl QuickRule {
         let within = |v, (lo, hi)| lo <= v && v <= hi;
         (t & T_OUT == 0 || self.out_ports & (1 << (p.out_port & 31)) != 0)
             && (t & T_IN == 0 || self.in_ports & (1 << (p.in_port & 31)) != 0)
+            && (t & T_SRC4 == 0
+                || (self.src4.0 <= low_word(&k.src) && low_word(&k.src) <= self.src4.1))
+            && (t & T_DST4 == 0
+                || (self.dst4.0 <= low_word(&k.dst) && low_word(&k.dst) <= self.dst4.1))
             && (t & T_SRC == 0 || within(u128::from_be_bytes(k.src.0), self.src))
             && (t & T_DST == 0 || within(u128::from_be_bytes(k.dst.0), self.dst))
             && (t & T_PROTO == 0 || (self.proto.0 <= k.proto && k.proto <= self.proto.1))
@@ -241,6 +266,13 @@ impl QuickRule {
                     FragMatch::NotLater => !p.later_fragment,
                 })
     }
+}
+
+/// An address's last four bytes as a big-endian number (an IPv4 address, when v4-mapped).
+#[inline(always)]
+fn low_word(a: &IpAddr128) -> u32 {
+    let [.., a0, a1, a2, a3] = a.0;
+    u32::from_be_bytes([a0, a1, a2, a3])
 }
 
 /// Whether a chain is a lone catch-all ACCEPT that translates nothing.
