@@ -1049,6 +1049,11 @@ impl Conntrack {
     /// ([`Conntrack::confirm_tagged`]).
     #[inline]
     pub fn tuple_in_use_tagged(&self, k: &FlowKey, tag: u32, now_ns: u64) -> bool {
+        // The common answer (a candidate tuple nobody uses) is most often told by the tag
+        // alone, before the tuple is made into the lookup's words.
+        if self.index.first(tag).is_none() {
+            return false;
+        }
         self.find_tagged(k, tag)
             .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
