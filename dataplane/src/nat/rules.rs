@@ -237,7 +237,7 @@ impl QuickRule {
 
     /// [`FlatRule::matches`] for a packet of the chain's family, testing only what the rule
     /// tests.
-    #[inline(always)]
+    #[inline(never)]
     fn matches(&self, p: &PacketMeta) -> bool {
         use crate::classify::FragMatch;
         let k = &p.key;
