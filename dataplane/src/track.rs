@@ -32,7 +32,7 @@ use crate::classify::{ct, Action, LogSpec, PacketMeta};
 use crate::conntrack::frag::Fragments;
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
-use crate::nat::rules::{NatDecision, NO_NAT};
+use crate::nat::rules::NatDecision;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
@@ -355,19 +355,15 @@ fn judge_established(
     fv
 }
 
-/// LOG rules of the nat table are refused when it is compiled; nothing to log here.
-fn no_log(_: u32, _: &LogSpec, _: &PacketMeta) {}
-
 /// A nat chain's decision for a connection's first packet. A chain without rules (its policy
 /// alone: a catch-all ACCEPT that translates nothing, as PREROUTING is on a gateway without
 /// DNAT) keeps the tuple without being evaluated.
 #[inline]
 fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatDecision<'a> {
-    let rules = &chain.rule_set().rules;
-    if rules.len() == 1 && rules[0].action == Action::Accept && chain.target_of(0) == NO_NAT {
+    if chain.keeps_all() {
         return NatDecision::Keep;
     }
-    chain.decide(meta, no_log).0
+    chain.decide_first(meta)
 }
 
 /// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
@@ -756,10 +752,13 @@ pub fn judge_resumed<F: Forwarding>(
 /// Stage 7 for an accepted new connection that leaves by `h`: nat POSTROUTING (SNAT,
 /// MASQUERADE) on top of binding `b` (changed in place: it is 80 bytes, and moved around by
 /// value it costs more than the rest), then the check that the finished binding's replies
-/// steer here. `Ok(Some(tag))`: the source translation's uniqueness probe computed the index
-/// tag of the binding's reply tuple (its insertion reuses it). `Err(None)`: the chain did not
-/// end (drop); `Err(Some(e))`: no binding could be made. Out of line: it runs once per
-/// connection, and inlined it lengthens the path every packet takes.
+/// steer here. `identity`: `b` is known to be the identity (PREROUTING kept the tuple).
+/// `Ok((tag, translates))`: `tag` when the source translation's uniqueness probe
+/// computed the index tag of the binding's reply tuple (its insertion reuses it), and whether
+/// the finished binding translates anything (`!b.is_identity()`, worked out once here).
+/// `Err(None)`: the chain did not end (drop); `Err(Some(e))`: no binding could be made. Out
+/// of line: it runs once per connection, and inlined it lengthens the path every packet
+/// takes.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn postrouting<F: Forwarding>(
@@ -767,10 +766,11 @@ fn postrouting<F: Forwarding>(
     tables: &mut Tables,
     fwd: &mut F,
     b: &mut Binding,
+    identity: bool,
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
-) -> Result<Option<u32>, Option<NatError>> {
+) -> Result<(Option<u32>, bool), Option<NatError>> {
     let rules = nat
         .rules(meta.key.family)
         .expect("fresh bindings come from it");
@@ -778,30 +778,44 @@ fn postrouting<F: Forwarding>(
     let mut here = false;
     let mut dropped = false;
     let mut reply_tag = None;
+    // Whether `b` translates, when known without comparing its tuples.
+    let mut translates = identity.then_some(false);
     match decide(&rules.postrouting, meta) {
         NatDecision::Keep => {}
         NatDecision::Translate(target) => {
-            let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
-            let range = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+            // Only MASQUERADE asks for the out port's address; the others' range is as
+            // written (borrowed, not copied).
+            let masquerade;
+            let range = if target.kind == crate::nat::NatKind::Masquerade {
+                let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
+                masquerade = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+                &masquerade
+            } else {
+                &target.range
+            };
             let ct = &tables.ct;
-            // The last tuple probed is the binding's reply tuple (`apply_noting`'s promise).
+            // The last tuple probed is the binding's reply tuple (`apply_in_place`'s promise).
             let mut tag = 0;
-            let (nb, seen) = tables
+            let changed;
+            (here, changed) = tables
                 .nat
-                .apply_noting(b, Manip::Src, &range, &nat.steering, &mut |k| {
+                .apply_in_place(b, Manip::Src, range, &nat.steering, &mut |k| {
                     tag = ct.tag_of(k);
                     ct.tuple_in_use_tagged(k, tag, now_ns)
                 })
                 .map_err(Some)?;
-            *b = nb;
-            here = seen;
             reply_tag = Some(tag);
+            if changed {
+                translates = Some(true);
+            }
         }
         NatDecision::Drop => dropped = true,
     }
+    let translates = translates.unwrap_or_else(|| !b.is_identity());
+    debug_assert_eq!(translates, !b.is_identity());
     // A binding PREROUTING made must steer here even when the chain drops (the drop is then
     // counted as the binding's).
-    if !b.is_identity() {
+    if translates {
         tables
             .nat
             .steerable_noted(*b, here, &nat.steering)
@@ -810,7 +824,7 @@ fn postrouting<F: Forwarding>(
     if dropped {
         return Err(None);
     }
-    Ok(reply_tag)
+    Ok((reply_tag, translates))
 }
 
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
@@ -839,6 +853,8 @@ fn judge_after_track<F: Forwarding>(
     let nat = filter.nat.as_deref();
     let mut binding: Option<(Binding, Dir)> = None;
     let mut fresh = false;
+    // A fresh binding PREROUTING kept as it was: the identity, which changes no tuple.
+    let mut kept = false;
     if let Some(t) = &tracked {
         match t.handle {
             Handle::Entry(id) => binding = tables.ct.binding(id).map(|b| (b, t.dir)),
@@ -846,34 +862,32 @@ fn judge_after_track<F: Forwarding>(
                 if let Some(rules) = nat.and_then(|n| n.rules(key.family)) {
                     fresh = true;
                     let d = decide(&rules.prerouting, &meta);
-                    let mut b = Binding::identity(key);
+                    // Made where it stays (80 bytes: each move of it costs).
+                    let (b, _) = binding.insert((Binding::identity(key), Dir::Orig));
                     match d {
-                        NatDecision::Keep => {}
+                        NatDecision::Keep => kept = true,
                         NatDecision::Translate(target) => {
                             let ct = &tables.ct;
                             let steering = &nat.expect("rules come from it").steering;
                             let applied = match target.resolve(None) {
-                                Some(range) => {
-                                    tables
-                                        .nat
-                                        .apply(&b, Manip::Dst, &range, steering, &mut |k| {
-                                            ct.tuple_in_use(k, now_ns)
-                                        })
-                                }
+                                Some(range) => tables.nat.apply_in_place(
+                                    b,
+                                    Manip::Dst,
+                                    &range,
+                                    steering,
+                                    &mut |k| ct.tuple_in_use(k, now_ns),
+                                ),
                                 None => Err(NatError::NoAddress),
                             };
-                            match applied {
-                                Ok(nb) => b = nb,
-                                Err(e) => {
-                                    let mut j = IpJudgement::early(
-                                        Verdict::Drop(DropReason::Nat(e)),
-                                        FilterVerdict::Unfiltered,
-                                        meta,
-                                        false,
-                                    );
-                                    j.state = Some(state);
-                                    return j;
-                                }
+                            if let Err(e) = applied {
+                                let mut j = IpJudgement::early(
+                                    Verdict::Drop(DropReason::Nat(e)),
+                                    FilterVerdict::Unfiltered,
+                                    meta,
+                                    false,
+                                );
+                                j.state = Some(state);
+                                return j;
                             }
                         }
                         NatDecision::Drop => {
@@ -887,13 +901,12 @@ fn judge_after_track<F: Forwarding>(
                             return j;
                         }
                     }
-                    binding = Some((b, Dir::Orig));
                 }
             }
             Handle::None => {}
         }
     }
-    if let Some((b, dir)) = &binding {
+    if let (Some((b, dir)), false) = (&binding, kept) {
         meta.key = prerouted(key, b, *dir, state == CtState::Related);
     }
 
@@ -949,10 +962,15 @@ fn judge_after_track<F: Forwarding>(
     // 7. nat POSTROUTING for an accepted new connection that leaves. The binding is changed
     //    in place (it is 80 bytes: moved around by value, it costs more than the rest).
     let mut reply_tag = None;
+    // Whether the binding is the identity, when POSTROUTING worked it out.
+    let mut identity = None;
     if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
-        match postrouting(nat, tables, fwd, b, &meta, h, now_ns) {
-            Ok(t) => reply_tag = t,
+        match postrouting(nat, tables, fwd, b, kept, &meta, h, now_ns) {
+            Ok((t, translates)) => {
+                reply_tag = t;
+                identity = Some(!translates);
+            }
             Err(None) => verdict = Verdict::Drop(DropReason::RuleDrop),
             Err(Some(e)) => verdict = Verdict::Drop(DropReason::Nat(e)),
         }
@@ -967,7 +985,11 @@ fn judge_after_track<F: Forwarding>(
     }
     // From here `binding` is the translation to apply (none when the packet does not leave).
     let leaves = !matches!(verdict, Verdict::Drop(_));
-    if !leaves || binding.as_ref().is_some_and(|(b, _)| b.is_identity()) {
+    if !leaves
+        || binding
+            .as_ref()
+            .is_some_and(|(b, _)| identity.unwrap_or_else(|| b.is_identity()))
+    {
         binding = None;
     }
 
@@ -987,8 +1009,9 @@ fn judge_after_track<F: Forwarding>(
         }
     }
     if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
+        // A binding left here translates (identities were dropped above).
         let reply = binding.as_ref().map(|(b, _)| (b.reply, reply_tag));
-        if tables.ct.confirm_tagged(t, reply, now_ns).is_err() {
+        if tables.ct.confirm_translating(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }

@@ -256,7 +256,7 @@ pub struct Judgement {
 
 /// How many continue steps (LOG, RETURN) one packet may take; more means a compiler bug, and the
 /// packet is dropped rather than looping.
-const MAX_STEPS: usize = 64;
+pub(crate) const MAX_STEPS: usize = 64;
 
 impl RuleSet {
     /// A rule set over `rules` (which must end with a catch-all terminal rule) with the linear

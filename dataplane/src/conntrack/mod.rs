@@ -1080,6 +1080,11 @@ impl Conntrack {
     /// ([`Conntrack::confirm_tagged`]).
     #[inline]
     pub fn tuple_in_use_tagged(&self, k: &FlowKey, tag: u32, now_ns: u64) -> bool {
+        // The common answer (a candidate tuple nobody uses) is most often told by the tag
+        // alone, before the tuple is made into the lookup's words.
+        if self.index.first(tag).is_none() {
+            return false;
+        }
         self.find_tagged(k, tag)
             .is_some_and(|(i, _)| self.entries[i as usize].deadline_ns > now_ns)
     }
@@ -1149,8 +1154,9 @@ impl Conntrack {
     }
 
     /// Starts loading what the next `n` insertions will write besides the index bucket (which
-    /// their lookups loaded): the entries on top of the free stack, both their lines, and
-    /// their wheel links. For a burst in which `n` packets found no candidate in the index.
+    /// their lookups loaded): the entries on top of the free stack, both their lines, their
+    /// wheel links, and (in a table with NAT room) their slots for a reply tuple. For a burst
+    /// in which `n` packets found no candidate in the index.
     #[inline]
     pub fn prefetch_free(&self, n: u32) {
         let top = self.free_len as usize;
@@ -1160,6 +1166,11 @@ impl Conntrack {
                 crate::dpdk::prefetch_all(e);
             }
             self.wheel.prefetch_link(i);
+            // A translated connection's reply tuple goes into its slot of the side table
+            // (a table without NAT room has none).
+            if let Some(t) = self.replies.get(i as usize) {
+                crate::dpdk::prefetch_all(t);
+            }
         }
     }
 
@@ -1938,17 +1949,36 @@ impl Conntrack {
     ) -> Result<(), TableFull> {
         // Most packets have nothing to confirm: a test here, the insertion out of line.
         match tracked.handle {
-            Handle::New(_) => self.insert(tracked, reply, now_ns),
+            Handle::New(_) => self.insert(tracked, reply, false, now_ns),
             _ => Ok(()),
         }
     }
 
-    /// [`Conntrack::confirm_with`] for a [`Handle::New`].
+    /// [`Conntrack::confirm_tagged`] for a caller whose reply tuple, when it gives one, is
+    /// known not to be the inverse of the original tuple (a binding that translates
+    /// something: the stateful stage drops identity bindings before it confirms), so that
+    /// the insertion does not compare them again.
+    #[inline(always)]
+    pub fn confirm_translating(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<(FlowKey, Option<u32>)>,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
+        match tracked.handle {
+            Handle::New(_) => self.insert(tracked, reply, true, now_ns),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Conntrack::confirm_with`] for a [`Handle::New`]; `translating`: the reply tuple
+    /// (if any) is known to differ from the inverse of the original.
     #[inline(never)]
     fn insert(
         &mut self,
         tracked: &mut Tracked,
         reply: Option<(FlowKey, Option<u32>)>,
+        translating: bool,
         now_ns: u64,
     ) -> Result<(), TableFull> {
         let Handle::New(p) = tracked.handle else {
@@ -1998,7 +2028,11 @@ impl Conntrack {
         let nat = match reply {
             Some((r, t)) => {
                 let key = words.key();
-                if r == key.reply() {
+                debug_assert!(
+                    !translating || r != key.reply(),
+                    "an identity binding confirmed as translating"
+                );
+                if !translating && r == key.reply() {
                     None
                 } else if self.replies.is_empty() {
                     self.stats.ct_full += 1;

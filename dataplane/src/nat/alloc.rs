@@ -225,20 +225,19 @@ impl Allocator {
         steering: &Steering,
         in_use: &mut impl FnMut(&FlowKey) -> bool,
     ) -> Result<Binding, NatError> {
-        self.apply_noting(current, manip, range, steering, in_use)
-            .map(|(b, _)| b)
+        let mut b = *current;
+        self.apply_in_place(&mut b, manip, range, steering, in_use)?;
+        Ok(b)
     }
 
     /// [`Allocator::apply`], also saying whether the result's reply tuple is known to come
-    /// back to this worker (it steers here by port ownership, [`super::steer::Steer::Worker`], or this is
-    /// the only worker), so that
-    /// [`Allocator::steerable_noted`] need not steer it again. Out of line: it runs once
-    /// per new translated connection, and inlined into the stateful stage it lengthens the
-    /// path of every packet.
+    /// back to this worker (it steers here by port ownership, [`super::steer::Steer::Worker`],
+    /// or this is the only worker), so that [`Allocator::steerable_noted`] need not steer it
+    /// again.
     ///
     /// On success the last tuple given to `in_use` is the binding's reply tuple (the caller
     /// may keep what its probe computed for it, such as its index tag).
-    #[inline(never)]
+    #[inline]
     pub fn apply_noting<F: FnMut(&FlowKey) -> bool>(
         &mut self,
         current: &Binding,
@@ -247,7 +246,29 @@ impl Allocator {
         steering: &Steering,
         in_use: &mut F,
     ) -> Result<(Binding, bool), NatError> {
-        let cur = current.translated_orig();
+        let mut b = *current;
+        let (here, _) = self.apply_in_place(&mut b, manip, range, steering, in_use)?;
+        Ok((b, here))
+    }
+
+    /// [`Allocator::apply_noting`] on `b` itself: on success its reply tuple is the
+    /// translated one (its original tuple never changes), on failure `b` is as it was; `Ok`
+    /// holds `apply_noting`'s flag and whether the step changed the translated tuple (when
+    /// it did not, `b` translates exactly what it translated before). The
+    /// form the stateful stage takes: a binding is 80 bytes, and each copy of it costs more
+    /// than most steps of the choice. Out of line: it runs once per new translated
+    /// connection, and inlined into the stateful stage it lengthens the path of every
+    /// packet.
+    #[inline(never)]
+    pub fn apply_in_place<F: FnMut(&FlowKey) -> bool>(
+        &mut self,
+        b: &mut Binding,
+        manip: Manip,
+        range: &NatRange,
+        steering: &Steering,
+        in_use: &mut F,
+    ) -> Result<(bool, bool), NatError> {
+        let cur = b.translated_orig();
         if let Some((lo, hi)) = range.addrs {
             let v4 = cur.family == Family::V4;
             if lo.is_v4() != v4
@@ -257,18 +278,16 @@ impl Allocator {
                 return Err(NatError::Family);
             }
         }
-        let orig = current.orig;
         let ported = has_ports(&cur);
         // With one worker, every reply comes back here: nothing to steer.
         let single = steering.workers() == 1 && self.worker == 0;
         // A candidate's reply tuple must be unused and (for SNAT) reach this worker: `None`
         // when it does not, else whether it is known to come back here (by port ownership,
-        // or because this is the only worker). Each reply tuple is made once, and becomes the
-        // binding's as it is.
+        // or because this is the only worker). Each reply tuple is made once, in place.
         let worker = self.worker;
-        let ok = |t: &FlowKey, in_use: &mut F| -> Option<(Binding, bool)> {
-            let reply = t.reply();
-            if in_use(&reply) {
+        let ok = |t: &FlowKey, reply: &mut FlowKey, in_use: &mut F| -> Option<bool> {
+            let r = t.reply();
+            if in_use(&r) {
                 return None;
             }
             let here = if manip == Manip::Dst {
@@ -276,29 +295,34 @@ impl Allocator {
             } else if single {
                 true
             } else {
-                match steering.owner(&reply) {
+                match steering.owner(&r) {
                     Some(w) if w == worker => true,
                     Some(_) => return None,
                     None => false,
                 }
             };
-            Some((Binding { orig, reply }, here))
+            *reply = r;
+            Some(here)
         };
 
         // SNAT keeps a tuple that is already in range.
         if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
-            if let Some(found) = ok(&cur, in_use) {
-                return Ok(found);
+            if let Some(here) = ok(&cur, &mut b.reply, in_use) {
+                return Ok((here, false));
             }
         }
 
         let mut t = cur;
+        // Whether `t` differs from `cur` (so far only in the address).
+        let mut moved = false;
         if let Some((lo, hi)) = range.addrs {
             let a = self.pick_addr(&cur, lo, hi, range.persistent);
-            match manip {
-                Manip::Src => t.src = a,
-                Manip::Dst => t.dst = a,
-            }
+            let at = match manip {
+                Manip::Src => &mut t.src,
+                Manip::Dst => &mut t.dst,
+            };
+            moved = *at != a;
+            *at = a;
         }
         if !range.random_all() {
             let port_ok = match range.ports {
@@ -306,8 +330,8 @@ impl Allocator {
                 None => true,
             };
             if port_ok {
-                if let Some(found) = ok(&t, in_use) {
-                    return Ok(found);
+                if let Some(here) = ok(&t, &mut b.reply, in_use) {
+                    return Ok((here, moved));
                 }
             }
         }
@@ -324,16 +348,9 @@ impl Allocator {
             None if manip == Manip::Dst => return Err(NatError::Clash),
             None => default_class(get_port(&cur, manip)),
         };
-        self.search(t, manip, min, max, range, steering, in_use)
-            .map(|t| {
-                (
-                    Binding {
-                        orig,
-                        reply: t.reply(),
-                    },
-                    false,
-                )
-            })
+        let t = self.search(t, manip, min, max, range, steering, in_use)?;
+        b.reply = t.reply();
+        Ok((false, t != cur))
     }
 
     /// Linux's bounded search over the candidates of `[min, max]`.

@@ -109,6 +109,188 @@ pub struct NatChain {
     rules: RuleSet,
     target_of: Vec<u32>,
     targets: Vec<NatTarget>,
+    /// The chain's rules as [`QuickRule`]s, when it is short and has only the actions they
+    /// take (ACCEPT, DROP, RETURN): [`NatChain::decide_first`] scans them instead of asking
+    /// the classifier.
+    quick: Option<Box<[QuickRule]>>,
+    /// The chain is its policy alone, ACCEPT: it translates nothing (PREROUTING on a gateway
+    /// without DNAT rules).
+    keeps_all: bool,
+}
+
+/// Chains longer than this go through their classifier (a decision tree answers a long chain
+/// in fewer steps than a scan).
+const QUICK_MAX_RULES: usize = 16;
+
+/// One flat rule of a short nat chain, as [`NatChain::decide_first`] tests it: the fields the
+/// rule leaves open are not tested at all, and its action and target are one word.
+#[derive(Clone, Copy, Debug)]
+struct QuickRule {
+    /// Which fields the rule tests (`T_*` bits).
+    tests: u16,
+    src: (u128, u128),
+    dst: (u128, u128),
+    /// For an IPv4 rule, the ranges as 32-bit numbers (a key of the family holds its
+    /// addresses v4-mapped, so its last four bytes order it as the whole does).
+    src4: (u32, u32),
+    dst4: (u32, u32),
+    proto: (u8, u8),
+    sport: (u16, u16),
+    dport: (u16, u16),
+    in_ports: crate::classify::PortMask,
+    out_ports: crate::classify::PortMask,
+    ct_states: u8,
+    tcp_flags: (u8, u8),
+    frag: crate::classify::FragMatch,
+    /// What a match does: [`Q_DROP`], [`Q_CONTINUE`] (then `next`), else the target index
+    /// (or [`NO_NAT`]).
+    then: u32,
+    /// For [`Q_CONTINUE`]: the rule evaluation continues at (`RETURN`).
+    next: u32,
+}
+
+const T_SRC: u16 = 1 << 0;
+const T_DST: u16 = 1 << 1;
+const T_PROTO: u16 = 1 << 2;
+const T_SPORT: u16 = 1 << 3;
+const T_DPORT: u16 = 1 << 4;
+const T_IN: u16 = 1 << 5;
+const T_OUT: u16 = 1 << 6;
+const T_CT: u16 = 1 << 7;
+const T_FLAGS: u16 = 1 << 8;
+const T_FRAG: u16 = 1 << 9;
+/// [`T_SRC`] and [`T_DST`] of an IPv4 rule, tested on 32-bit numbers.
+const T_SRC4: u16 = 1 << 10;
+const T_DST4: u16 = 1 << 11;
+
+/// [`QuickRule::then`] of a DROP.
+const Q_DROP: u32 = u32::MAX - 1;
+/// [`QuickRule::then`] of a `RETURN` ([`Action::ContinueAt`]).
+const Q_CONTINUE: u32 = u32::MAX - 2;
+
+impl QuickRule {
+    /// The rule's quick form, or `None` for an action a quick scan does not take (LOG,
+    /// NOTRACK, REJECT: the nat table compiles none of them, but the chain is checked, not
+    /// trusted).
+    fn of(r: &FlatRule, target: u32) -> Option<QuickRule> {
+        use crate::classify::{FragMatch, ANY_PORT};
+        let any = FlatRule::any(r.family, r.action, r.origin);
+        let (then, next) = match r.action {
+            Action::Accept => (target, 0),
+            Action::Drop => (Q_DROP, 0),
+            Action::ContinueAt(n) => (Q_CONTINUE, n),
+            _ => return None,
+        };
+        let mut tests = 0;
+        let mut test = |open: bool, bit: u16| {
+            if !open {
+                tests |= bit;
+            }
+        };
+        // An address range covering the whole family never fails: a key's addresses are of
+        // its family (IPv4 ones v4-mapped, `FlowKey`'s invariant), and the family is tested
+        // on its own.
+        test(r.src == any.src, T_SRC);
+        test(r.dst == any.dst, T_DST);
+        test(r.proto == any.proto, T_PROTO);
+        test(r.sport == any.sport, T_SPORT);
+        test(r.dport == any.dport, T_DPORT);
+        test(r.in_ports == ANY_PORT, T_IN);
+        test(r.out_ports == ANY_PORT, T_OUT);
+        // The state is tested always: a packet without one (no bit) matches no rule.
+        test(false, T_CT);
+        test(r.tcp_flags.is_none(), T_FLAGS);
+        test(r.frag == FragMatch::Any, T_FRAG);
+        let wide = |(lo, hi): (IpAddr128, IpAddr128)| {
+            (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0))
+        };
+        // An IPv4 rule's bounds are v4-mapped: its address tests take the last four bytes.
+        let v4 = |(lo, hi): (IpAddr128, IpAddr128)| {
+            (r.family == Family::V4 && lo.is_v4() && hi.is_v4())
+                .then(|| (low_word(&lo), low_word(&hi)))
+        };
+        let (src4, dst4) = (v4(r.src), v4(r.dst));
+        if src4.is_some() && tests & T_SRC != 0 {
+            tests = tests & !T_SRC | T_SRC4;
+        }
+        if dst4.is_some() && tests & T_DST != 0 {
+            tests = tests & !T_DST | T_DST4;
+        }
+        Some(QuickRule {
+            tests,
+            src: wide(r.src),
+            dst: wide(r.dst),
+            src4: src4.unwrap_or((0, 0)),
+            dst4: dst4.unwrap_or((0, 0)),
+            proto: r.proto,
+            sport: r.sport,
+            dport: r.dport,
+            in_ports: r.in_ports,
+            out_ports: r.out_ports,
+            ct_states: r.ct_states,
+            tcp_flags: r.tcp_flags.unwrap_or((0, 0)),
+            frag: r.frag,
+            then,
+            next,
+        })
+    }
+
+    /// [`FlatRule::matches`] for a packet of the chain's family, testing only what the rule
+    /// tests.
+    #[inline(never)]
+    fn matches(&self, p: &PacketMeta) -> bool {
+        use crate::classify::FragMatch;
+        let k = &p.key;
+        let t = self.tests;
+        let within = |v, (lo, hi)| lo <= v && v <= hi;
+        (t & T_OUT == 0 || self.out_ports & (1 << (p.out_port & 31)) != 0)
+            && (t & T_IN == 0 || self.in_ports & (1 << (p.in_port & 31)) != 0)
+            && (t & T_SRC4 == 0
+                || (self.src4.0 <= low_word(&k.src) && low_word(&k.src) <= self.src4.1))
+            && (t & T_DST4 == 0
+                || (self.dst4.0 <= low_word(&k.dst) && low_word(&k.dst) <= self.dst4.1))
+            && (t & T_SRC == 0 || within(u128::from_be_bytes(k.src.0), self.src))
+            && (t & T_DST == 0 || within(u128::from_be_bytes(k.dst.0), self.dst))
+            && (t & T_PROTO == 0 || (self.proto.0 <= k.proto && k.proto <= self.proto.1))
+            && (t & T_SPORT == 0 || (self.sport.0 <= k.src_port && k.src_port <= self.sport.1))
+            && (t & T_DPORT == 0 || (self.dport.0 <= k.dst_port && k.dst_port <= self.dport.1))
+            && (t & T_CT == 0 || self.ct_states & p.ct_state != 0)
+            && (t & T_FLAGS == 0
+                || (k.proto == crate::wire::ip_proto::TCP
+                    && !p.later_fragment
+                    && p.tcp_flags & self.tcp_flags.0 == self.tcp_flags.1))
+            && (t & T_FRAG == 0
+                || match self.frag {
+                    FragMatch::Any => true,
+                    FragMatch::LaterOnly => p.later_fragment,
+                    FragMatch::NotLater => !p.later_fragment,
+                })
+    }
+}
+
+/// An address's last four bytes as a big-endian number (an IPv4 address, when v4-mapped).
+#[inline(always)]
+fn low_word(a: &IpAddr128) -> u32 {
+    let [.., a0, a1, a2, a3] = a.0;
+    u32::from_be_bytes([a0, a1, a2, a3])
+}
+
+/// Whether a chain is a lone catch-all ACCEPT that translates nothing.
+fn keeps_all(rules: &RuleSet, target_of: &[u32]) -> bool {
+    rules.rules.len() == 1 && rules.rules[0].action == Action::Accept && target_of[0] == NO_NAT
+}
+
+/// The quick form of a chain's rules, when every rule has one and the chain is short.
+fn quick_rules(rules: &RuleSet, target_of: &[u32]) -> Option<Box<[QuickRule]>> {
+    if rules.rules.len() > QUICK_MAX_RULES || rules.rules.iter().any(|r| r.family != rules.family) {
+        return None;
+    }
+    rules
+        .rules
+        .iter()
+        .zip(target_of)
+        .map(|(r, &t)| QuickRule::of(r, t))
+        .collect()
 }
 
 impl NatChain {
@@ -147,10 +329,14 @@ impl NatChain {
         if !last_ok {
             return Err(NatChainError::NoCatchAll);
         }
+        let quick = quick_rules(&rules, &target_of);
+        let keeps_all = keeps_all(&rules, &target_of);
         Ok(NatChain {
             rules,
             target_of,
             targets,
+            quick,
+            keeps_all,
         })
     }
 
@@ -166,10 +352,15 @@ impl NatChain {
             }],
             Vec::new(),
         );
+        let target_of = vec![NO_NAT];
+        let quick = quick_rules(&rules, &target_of);
+        let keeps_all = keeps_all(&rules, &target_of);
         NatChain {
             rules,
-            target_of: vec![NO_NAT],
+            target_of,
             targets: Vec::new(),
+            quick,
+            keeps_all,
         }
     }
 
@@ -182,6 +373,13 @@ impl NatChain {
 
     pub fn rule_set(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Whether the chain is its policy alone, ACCEPT (it translates nothing and need not be
+    /// evaluated).
+    #[inline]
+    pub fn keeps_all(&self) -> bool {
+        self.keeps_all
     }
 
     pub fn targets(&self) -> &[NatTarget] {
@@ -208,6 +406,46 @@ impl NatChain {
             _ => NatDecision::Drop,
         };
         (d, j)
+    }
+
+    /// [`NatChain::decide`]'s decision for a connection's first packet (`meta` of the chain's
+    /// family), without its judgement: a short chain is scanned in its quick form, with
+    /// `RETURN`s followed as [`RuleSet::evaluate`] follows them (a bounded number of steps,
+    /// then DROP); any other through its classifier.
+    #[inline]
+    pub fn decide_first(&self, meta: &PacketMeta) -> NatDecision<'_> {
+        let Some(quick) = &self.quick else {
+            return self.decide(meta, |_, _, _| {}).0;
+        };
+        if meta.key.family != self.rules.family {
+            return NatDecision::Drop;
+        }
+        let mut i = 0;
+        let mut steps = 0;
+        while let Some(r) = quick.get(i) {
+            if r.matches(meta) {
+                match r.then {
+                    Q_CONTINUE => {
+                        steps += 1;
+                        if steps >= crate::classify::MAX_STEPS {
+                            return NatDecision::Drop;
+                        }
+                        i = (r.next as usize).max(i + 1);
+                        continue;
+                    }
+                    Q_DROP => return NatDecision::Drop,
+                    NO_NAT => return NatDecision::Keep,
+                    t => {
+                        return match self.targets.get(t as usize) {
+                            Some(t) => NatDecision::Translate(t),
+                            None => NatDecision::Drop,
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        NatDecision::Drop
     }
 
     /// This chain with `extra` (match, target) rules placed before its own.
@@ -241,10 +479,15 @@ impl NatChain {
             out.push(r);
             target_of.push(t);
         }
+        let rules = RuleSet::with_shared_origins(family, out, origins, logs);
+        let quick = quick_rules(&rules, &target_of);
+        let keeps_all = keeps_all(&rules, &target_of);
         NatChain {
-            rules: RuleSet::with_shared_origins(family, out, origins, logs),
+            rules,
             target_of,
             targets,
+            quick,
+            keeps_all,
         }
     }
 }
@@ -528,5 +771,174 @@ mod tests {
             s.steer(&reply),
             crate::nat::steer::Steer::Worker(s.owner_of(&a([203, 0, 113, 1]), 1500))
         );
+    }
+
+    mod quick {
+        use super::*;
+        use crate::classify::FragMatch;
+        use proptest::prelude::*;
+
+        /// A narrow value space, so that ranges and packets meet often.
+        fn addr(v6: bool, x: u8) -> IpAddr128 {
+            if v6 {
+                let mut b = [0u8; 16];
+                b[0] = 0xfd;
+                b[15] = x;
+                IpAddr128(b)
+            } else {
+                IpAddr128::from_v4_octets([10, 0, 0, x])
+            }
+        }
+
+        fn range<T: Ord + Copy>(a: T, b: T) -> (T, T) {
+            (a.min(b), a.max(b))
+        }
+
+        prop_compose! {
+            /// A rule whose fields are each left open or narrowed, with any of the actions
+            /// (and targets) a nat chain holds.
+            fn rule(v6: bool, len: usize)(
+                open in any::<u16>(),
+                a in any::<[u8; 4]>(),
+                p in any::<[u16; 4]>(),
+                ports in any::<[u32; 2]>(),
+                ct in 0u8..32,
+                flags in any::<(u8, u8)>(),
+                frag in 0u8..3,
+                act in 0u8..4,
+                next in 0usize..20,
+                target in 0u32..3,
+            ) -> (FlatRule, u32) {
+                let f = if v6 { Family::V6 } else { Family::V4 };
+                let action = match act {
+                    0 => Action::Drop,
+                    1 => Action::ContinueAt(next.min(len) as u32),
+                    _ => Action::Accept,
+                };
+                let mut r = FlatRule::any(f, action, 0);
+                let pr = [0u8, 6, 17, 255];
+                if open & 1 != 0 { r.src = range(addr(v6, a[0] % 8), addr(v6, a[1] % 8)); }
+                if open & 2 != 0 { r.dst = range(addr(v6, a[2] % 8), addr(v6, a[3] % 8)); }
+                if open & 4 != 0 { r.proto = range(pr[p[0] as usize % 4], pr[p[1] as usize % 4]); }
+                if open & 8 != 0 { r.sport = range(p[0] % 8, p[1] % 8); }
+                if open & 16 != 0 { r.dport = range(p[2] % 8, p[3] % 8); }
+                if open & 32 != 0 { r.in_ports = ports[0] & 0xf; }
+                if open & 64 != 0 { r.out_ports = ports[1] & 0xf; }
+                if open & 128 != 0 { r.ct_states = ct; }
+                if open & 256 != 0 { r.tcp_flags = Some((flags.0 & 0x3f, flags.1 & 0x3f)); }
+                if open & 512 != 0 {
+                    r.frag = [FragMatch::Any, FragMatch::LaterOnly, FragMatch::NotLater]
+                        [frag as usize];
+                }
+                let t = if act == 3 { target } else { NO_NAT };
+                let t = if matches!(r.action, Action::Accept) { t } else { NO_NAT };
+                (r, t)
+            }
+        }
+
+        prop_compose! {
+            fn packet(v6: bool)(
+                a in any::<[u8; 2]>(),
+                p in any::<[u16; 2]>(),
+                pr in 0usize..4,
+                ports in any::<(u8, u8)>(),
+                ct in 0u8..6,
+                flags in any::<u8>(),
+                later in any::<bool>(),
+            ) -> PacketMeta {
+                let f = if v6 { Family::V6 } else { Family::V4 };
+                PacketMeta {
+                    key: FlowKey {
+                        family: f,
+                        src: addr(v6, a[0] % 8),
+                        dst: addr(v6, a[1] % 8),
+                        proto: [0u8, 6, 17, 255][pr],
+                        src_port: p[0] % 8,
+                        dst_port: p[1] % 8,
+                    },
+                    in_port: ports.0 % 5,
+                    out_port: ports.1 % 5,
+                    ct_state: if ct == 5 { 0 } else { 1 << ct },
+                    tcp_flags: flags & 0x3f,
+                    later_fragment: later,
+                }
+            }
+        }
+
+        fn chain(v6: bool, mut rules: Vec<(FlatRule, u32)>, policy_drop: bool) -> NatChain {
+            let f = if v6 { Family::V6 } else { Family::V4 };
+            let n = rules.len();
+            for (i, (r, _)) in rules.iter_mut().enumerate() {
+                // A RETURN goes forward, or to the end (the policy).
+                if let Action::ContinueAt(next) = r.action {
+                    r.action = Action::ContinueAt((next as usize).clamp(i + 1, n) as u32);
+                }
+            }
+            let action = if policy_drop {
+                Action::Drop
+            } else {
+                Action::Accept
+            };
+            rules.push((FlatRule::any(f, action, 0), NO_NAT));
+            let origins = (0..rules.len()).map(|i| origin(&i.to_string())).collect();
+            let (flat, target_of): (Vec<_>, Vec<_>) = rules.into_iter().unzip();
+            let target = |kind| NatTarget {
+                kind,
+                range: NatRange::to_addr(addr(v6, 99)),
+                origin: 0,
+            };
+            let targets = vec![
+                target(NatKind::Snat),
+                target(NatKind::Masquerade),
+                target(NatKind::Dnat),
+            ];
+            NatChain::new(
+                RuleSet::new(f, flat, origins, Vec::new()),
+                target_of,
+                targets,
+            )
+            .unwrap()
+        }
+
+        proptest! {
+            /// The quick scan decides as the rule set's evaluation does, for any short chain
+            /// of any rules, and for packets of the other family too.
+            #[test]
+            fn decides_as_the_classifier(
+                v6 in any::<bool>(),
+                rules in (0usize..8).prop_flat_map(|n| {
+                    proptest::collection::vec(rule(false, n), n)
+                }),
+                rules6 in (0usize..8).prop_flat_map(|n| {
+                    proptest::collection::vec(rule(true, n), n)
+                }),
+                policy_drop in any::<bool>(),
+                pkts in proptest::collection::vec(packet(false), 16),
+                pkts6 in proptest::collection::vec(packet(true), 16),
+            ) {
+                let c = if v6 { chain(true, rules6, policy_drop) } else { chain(false, rules, policy_drop) };
+                prop_assert!(c.quick.is_some());
+                for m in pkts.iter().chain(&pkts6) {
+                    prop_assert_eq!(c.decide_first(m), c.decide(m, |_, _, _| {}).0, "{:?}", m);
+                }
+            }
+        }
+
+        #[test]
+        fn long_chains_use_the_classifier() {
+            let any = FlatRule::any(Family::V4, Action::Accept, 0);
+            let n = QUICK_MAX_RULES + 1;
+            let rules = RuleSet::new(
+                Family::V4,
+                vec![any; n],
+                (0..n).map(|i| origin(&i.to_string())).collect(),
+                Vec::new(),
+            );
+            let c = NatChain::new(rules, vec![NO_NAT; n], Vec::new()).unwrap();
+            assert!(c.quick.is_none());
+            let k = FlowKey::new_v4([10, 0, 0, 1].into(), [8, 8, 8, 8].into(), 6, 1, 2);
+            assert_eq!(c.decide_first(&meta(k)), NatDecision::Keep);
+            assert!(post_chain().quick.is_some());
+        }
     }
 }

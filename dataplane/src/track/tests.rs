@@ -815,9 +815,9 @@ proptest! {
             tcp_flags: 0,
             later_fragment: false,
         };
-        prop_assert_eq!(decide(&chain, &meta), chain.decide(&meta, no_log).0);
+        prop_assert_eq!(decide(&chain, &meta), chain.decide(&meta, |_, _, _| {}).0);
         prop_assert_eq!(decide(&chain, &meta), NatDecision::Keep);
         let snat = snat_rules();
-        prop_assert_eq!(decide(&snat.postrouting, &meta), snat.postrouting.decide(&meta, no_log).0);
+        prop_assert_eq!(decide(&snat.postrouting, &meta), snat.postrouting.decide(&meta, |_, _, _| {}).0);
     }
 }
