@@ -649,19 +649,30 @@ impl TcpTrack {
         t.last_index = FlagClass::Syn;
         t.last_dir = Dir::Orig;
         t.state = TcpState::SynSent;
-        let tt = &cfg.timeouts;
-        let ss = tt.of(TcpState::SynSent);
-        let unacked = (t.seen[0].flags | t.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
-        let timeout = if t.retrans >= cfg.max_retrans && ss > tt.retrans_ns {
-            tt.retrans_ns
-        } else if unacked && ss > tt.unack_ns {
-            tt.unack_ns
-        } else if t.last_win == 0 && ss > tt.retrans_ns {
-            tt.retrans_ns
-        } else {
-            ss
-        };
+        let timeout = t.timeout_in(TcpState::SynSent, false, cfg);
         Some((t, timeout))
+    }
+
+    /// The timeout a segment accepted into `state` gives the connection, chosen in
+    /// `nf_conntrack_tcp_packet`'s order: the retransmission timeout after too many
+    /// retransmissions, CLOSE's after a RST (`rst`), the unacknowledged-data timeout, the
+    /// retransmission timeout for a zero window, each only when shorter than the state's own.
+    #[inline(always)]
+    fn timeout_in(&self, state: TcpState, rst: bool, cfg: &TcpConfig) -> u64 {
+        let t = &cfg.timeouts;
+        let own = t.of(state);
+        let unacked = (self.seen[0].flags | self.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
+        if self.retrans >= cfg.max_retrans && own > t.retrans_ns {
+            t.retrans_ns
+        } else if rst {
+            t.of(TcpState::Close)
+        } else if unacked && own > t.unack_ns {
+            t.unack_ns
+        } else if self.last_win == 0 && own > t.retrans_ns {
+            t.retrans_ns
+        } else {
+            own
+        }
     }
 
     /// `tcp_init_sender`: a SYN or SYN/ACK (re)starts a direction's view.
@@ -961,17 +972,7 @@ impl TcpTrack {
         self.last_index = FlagClass::Ack;
         self.last_dir = dir;
         let t = &cfg.timeouts;
-        let es = t.of(TcpState::Established);
-        let unacked = (self.seen[0].flags | self.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
-        let mut timeout = if self.retrans >= cfg.max_retrans && es > t.retrans_ns {
-            t.retrans_ns
-        } else if unacked && es > t.unack_ns {
-            t.unack_ns
-        } else if self.last_win == 0 && es > t.retrans_ns {
-            t.retrans_ns
-        } else {
-            es
-        };
+        let mut timeout = self.timeout_in(TcpState::Established, false, cfg);
         let mut set_assured = false;
         if !status.seen_reply {
             if timeout > t.unack_ns {
@@ -1218,18 +1219,7 @@ impl TcpTrack {
             self.seen[dir as usize].flags |= sf::CLOSE_INIT;
         }
         let t = &cfg.timeouts;
-        let unacked = (self.seen[0].flags | self.seen[1].flags) & sf::DATA_UNACKNOWLEDGED != 0;
-        let mut timeout = if self.retrans >= cfg.max_retrans && t.of(new) > t.retrans_ns {
-            t.retrans_ns
-        } else if index == FlagClass::Rst {
-            t.of(TcpState::Close)
-        } else if unacked && t.of(new) > t.unack_ns {
-            t.unack_ns
-        } else if self.last_win == 0 && t.of(new) > t.retrans_ns {
-            t.retrans_ns
-        } else {
-            t.of(new)
-        };
+        let mut timeout = self.timeout_in(new, index == FlagClass::Rst, cfg);
         let mut set_assured = false;
         if !status.seen_reply {
             if seg.has(Flags::RST) {
