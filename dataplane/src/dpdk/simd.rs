@@ -527,17 +527,16 @@ mod x86 {
                 }),
             };
             let lane = |m: *const RteMbuf| -> (i64, i64, u64) {
-                // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`; plain
-                // reads of its fields.
-                let (buf, off, segs, dlen, plen) = unsafe {
-                    (
-                        (*m).buf_addr as i64,
-                        (*m).data_off,
-                        (*m).nb_segs,
-                        (*m).data_len,
-                        (*m).pkt_len,
-                    )
-                };
+                // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`, and nothing
+                // writes it while the reference lives.
+                let m = unsafe { &*m };
+                let (buf, off, segs, dlen, plen) = (
+                    m.buf_addr as i64,
+                    m.data_off,
+                    m.nb_segs,
+                    m.data_len,
+                    m.pkt_len,
+                );
                 let ok = (segs == 1) & (dlen >= SCREEN_MIN_LEN);
                 (
                     if ok {
