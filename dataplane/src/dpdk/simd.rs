@@ -128,6 +128,31 @@ impl Simd {
     }
 }
 
+/// The environment variable that caps the pass-through worker's burst screen at a level
+/// (`portable`, `avx2` or `avx512`; anything else, or nothing, leaves it uncapped), so that
+/// the narrower builds can be measured on the same machine.
+pub const SCREEN_SIMD_ENV: &str = "RAMPART_SCREEN_SIMD";
+
+impl SimdLevel {
+    /// The level of a name as [`SCREEN_SIMD_ENV`] spells it.
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        match name {
+            "portable" => Some(SimdLevel::Portable),
+            "avx2" => Some(SimdLevel::Avx2),
+            "avx512" => Some(SimdLevel::Avx512),
+            _ => None,
+        }
+    }
+}
+
+/// The cap [`SCREEN_SIMD_ENV`] sets on the burst screen's level (the widest when unset).
+pub fn screen_level_cap() -> SimdLevel {
+    std::env::var(SCREEN_SIMD_ENV)
+        .ok()
+        .and_then(|v| SimdLevel::from_name(&v))
+        .unwrap_or(SimdLevel::Avx512)
+}
+
 /// The widest level the CPU runs.
 fn cpu_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
@@ -265,6 +290,22 @@ mod x86 {
     fn at(offset: usize) -> *const i64 {
         std::ptr::null::<i64>().wrapping_byte_add(offset)
     }
+
+    /// An mbuf with no segment and no bytes: what the AVX-512 screen reads for the missing
+    /// packets of a last, short step.
+    #[repr(C, align(64))]
+    struct Empty([u8; std::mem::size_of::<RteMbuf>()]);
+    static EMPTY: Empty = Empty([0; std::mem::size_of::<RteMbuf>()]);
+
+    impl Empty {
+        /// The mbuf, for reading only.
+        fn as_mbuf(&'static self) -> *const RteMbuf {
+            // All zeroes is a valid value of every field of `rte_mbuf` (integers, raw
+            // pointers, unions of them), and the alignment is at least the mbuf's.
+            std::ptr::from_ref(self).cast::<RteMbuf>()
+        }
+    }
+    const _: () = assert!(std::mem::align_of::<RteMbuf>() <= 64);
 
     /// The AVX2 burst screen: four packets a step, eight 8-byte gathers (three of mbuf
     /// fields, five of frame bytes, the last four only when some packet of the step may be
@@ -444,8 +485,9 @@ mod x86 {
 
     /// The AVX-512 burst screen: [`screen_avx2`]'s checks eight packets a step, with the
     /// lane masks in mask registers (each compare refines the mask of the one before); a
-    /// last step of fewer than eight runs with the missing lanes masked off, so every packet
-    /// of the run is screened.
+    /// last step of fewer than eight runs with the missing lanes empty, so every packet of
+    /// the run is screened. Unlike [`screen_avx2`] it reads the mbuf fields one packet at a
+    /// time (see the loop), and gathers only frame bytes and table entries.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F and BW; every pointer in `ptrs` must be a live mbuf the
@@ -464,33 +506,57 @@ mod x86 {
         // Bytes 3, 2 and 11, 10 likewise.
         let udp_bytes = _mm512_set4_epi32(0xffff_0a0b_u32 as i32, -1, 0xffff_0203_u32 as i32, -1);
         let mut out = Screened::default();
-        let mut bytes = zero;
+        let mut bytes = 0u64;
         let n = ptrs.len().min(32);
         for step in 0..n.div_ceil(STEP) {
-            // The packets of this step: eight, or the last few of the run.
-            let live = (0xffu32 >> (STEP - (n - step * STEP).min(STEP))) as __mmask8;
-            let p = ptrs[step * STEP..].as_ptr().cast::<i64>();
-            // SAFETY: the live lanes are pointers inside `ptrs` (a masked load reads no
-            // others).
-            let p = unsafe { _mm512_maskz_loadu_epi64(live, p) };
-            // SAFETY: each live lane is a live mbuf (the caller's promise), and the words
-            // gathered lie inside its header. Lanes not live hold 0 and are not read.
-            let buf = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_BUF)) };
-            // SAFETY: as above.
-            let rearm = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_REARM)) };
-            // SAFETY: as above.
-            let lens = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, live, p, at(AT_LENS)) };
-            bytes = _mm512_add_epi64(bytes, _mm512_and_si512(lens, c(0xffff_ffff)));
-            let hi16 = c(0xffff << 32);
-            let data_len = _mm512_and_si512(lens, hi16);
-            let one_segment =
-                _mm512_mask_cmpeq_epi64_mask(live, _mm512_and_si512(rearm, hi16), c(1 << 32));
-            let readable = _mm512_mask_cmpgt_epi64_mask(
-                one_segment,
-                data_len,
-                c(i64::from(SCREEN_MIN_LEN - 1) << 32),
+            // The mbuf fields of each packet of this step, read one by one at their own
+            // widths: the PMD has just written most of them, as 16- and 32-bit stores that
+            // may still wait in the store buffer, and a load spanning several of them (a
+            // gathered 8-byte word) cannot take its bytes from there and waits until they
+            // are written out. A last step of fewer than eight is padded with `EMPTY`
+            // (no segment, no bytes), so every lane reads an mbuf and none branches. A
+            // lane's frame address is zero unless it is one segment of at least
+            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); its
+            // data_len goes to bits 32..48, where the lengths below are compared.
+            let base = step * STEP;
+            let ps: [*const RteMbuf; STEP] = match ptrs[..n].get(base..base + STEP) {
+                Some(s) => std::array::from_fn(|j| s[j].cast_const()),
+                None => std::array::from_fn(|j| match ptrs[..n].get(base + j) {
+                    Some(&m) => m.cast_const(),
+                    None => EMPTY.as_mbuf(),
+                }),
+            };
+            let lane = |m: *const RteMbuf| -> (i64, i64, u64) {
+                // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`, and nothing
+                // writes it while the reference lives.
+                let m = unsafe { &*m };
+                let (buf, off, segs, dlen, plen) = (
+                    m.buf_addr as i64,
+                    m.data_off,
+                    m.nb_segs,
+                    m.data_len,
+                    m.pkt_len,
+                );
+                let ok = (segs == 1) & (dlen >= SCREEN_MIN_LEN);
+                (
+                    if ok {
+                        buf.wrapping_add(i64::from(off))
+                    } else {
+                        0
+                    },
+                    i64::from(dlen) << 32,
+                    u64::from(plen),
+                )
+            };
+            let l = ps.map(lane);
+            bytes += l.iter().map(|l| l.2).sum::<u64>();
+            let frame = _mm512_set_epi64(
+                l[7].0, l[6].0, l[5].0, l[4].0, l[3].0, l[2].0, l[1].0, l[0].0,
             );
-            let frame = _mm512_add_epi64(buf, _mm512_and_si512(rearm, c(0xffff)));
+            let data_len = _mm512_set_epi64(
+                l[7].1, l[6].1, l[5].1, l[4].1, l[3].1, l[2].1, l[1].1, l[0].1,
+            );
+            let readable = _mm512_test_epi64_mask(frame, frame);
             // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
             let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
             let ethertype = _mm512_and_si512(g0, c(0xffff));
@@ -544,7 +610,7 @@ mod x86 {
             ok = _mm512_mask_cmple_epu64_mask(ok, _mm512_and_si512(q, c(0xffff_ffff)), c(0x1_0001));
             out.ipv4 |= u32::from(ok) << (step * STEP);
         }
-        out.bytes = _mm512_reduce_add_epi64(bytes) as u64;
+        out.bytes = bytes;
         out.screened = n;
         out
     }
@@ -633,6 +699,20 @@ mod tests {
             .into_iter()
             .map(Simd::detect_up_to)
             .collect()
+    }
+
+    #[test]
+    fn level_names() {
+        for l in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
+            let name = match l {
+                SimdLevel::Portable => "portable",
+                SimdLevel::Avx2 => "avx2",
+                SimdLevel::Avx512 => "avx512",
+            };
+            assert_eq!(SimdLevel::from_name(name), Some(l));
+        }
+        assert_eq!(SimdLevel::from_name("AVX2"), None);
+        assert_eq!(SimdLevel::from_name(""), None);
     }
 
     #[test]
