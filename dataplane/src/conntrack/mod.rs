@@ -1077,7 +1077,7 @@ impl Conntrack {
 
     /// [`Conntrack::tuple_in_use`] with `k`'s tag known ([`Conntrack::tag_of`]); the same tag
     /// then serves the insertion of a binding with reply tuple `k`
-    /// ([`Conntrack::confirm_tagged`]).
+    /// ([`Conntrack::confirm_translating`]).
     #[inline]
     pub fn tuple_in_use_tagged(&self, k: &FlowKey, tag: u32, now_ns: u64) -> bool {
         // The common answer (a candidate tuple nobody uses) is most often told by the tag
@@ -1934,30 +1934,15 @@ impl Conntrack {
         reply: Option<FlowKey>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
-        self.confirm_tagged(tracked, reply.map(|r| (r, None)), now_ns)
+        self.confirm_new(tracked, reply.map(|r| (r, None)), false, now_ns)
     }
 
-    /// [`Conntrack::confirm_with`], with the reply tuple's index tag when the caller has it
-    /// (from [`Conntrack::tag_of`], as NAT's uniqueness probe computes it): it is not
-    /// computed again.
-    #[inline(always)]
-    pub fn confirm_tagged(
-        &mut self,
-        tracked: &mut Tracked,
-        reply: Option<(FlowKey, Option<u32>)>,
-        now_ns: u64,
-    ) -> Result<(), TableFull> {
-        // Most packets have nothing to confirm: a test here, the insertion out of line.
-        match tracked.handle {
-            Handle::New(_) => self.insert(tracked, reply, false, now_ns),
-            _ => Ok(()),
-        }
-    }
-
-    /// [`Conntrack::confirm_tagged`] for a caller whose reply tuple, when it gives one, is
-    /// known not to be the inverse of the original tuple (a binding that translates
-    /// something: the stateful stage drops identity bindings before it confirms), so that
-    /// the insertion does not compare them again.
+    /// [`Conntrack::confirm_with`] for a caller that has the reply tuple's index tag (from
+    /// [`Conntrack::tag_of`], as NAT's uniqueness probe computes it: it is not computed
+    /// again) and whose reply tuple, when it gives one, is known not to be the inverse of the
+    /// original tuple (a binding that translates something: the stateful stage drops
+    /// identity bindings before it confirms), so that the insertion does not compare them
+    /// again.
     #[inline(always)]
     pub fn confirm_translating(
         &mut self,
@@ -1965,8 +1950,20 @@ impl Conntrack {
         reply: Option<(FlowKey, Option<u32>)>,
         now_ns: u64,
     ) -> Result<(), TableFull> {
+        self.confirm_new(tracked, reply, true, now_ns)
+    }
+
+    /// Most packets have nothing to confirm: a test here, the insertion out of line.
+    #[inline(always)]
+    fn confirm_new(
+        &mut self,
+        tracked: &mut Tracked,
+        reply: Option<(FlowKey, Option<u32>)>,
+        translating: bool,
+        now_ns: u64,
+    ) -> Result<(), TableFull> {
         match tracked.handle {
-            Handle::New(_) => self.insert(tracked, reply, true, now_ns),
+            Handle::New(_) => self.insert(tracked, reply, translating, now_ns),
             _ => Ok(()),
         }
     }
