@@ -13,7 +13,7 @@ use crate::conntrack::{CtState, Dir, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
 use crate::track::{
-    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Tables,
+    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Lean, Tables,
 };
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
@@ -450,7 +450,7 @@ fn tracked_one<F: Forwarding>(
             if l.filter.rule().is_some() {
                 on_rule(key.family, l.filter);
             }
-            return l.verdict;
+            return lean_translate(tables, frame, info, &l);
         }
         Err(r) => r,
     };
@@ -461,6 +461,22 @@ fn tracked_one<F: Forwarding>(
         on_rule(key.family, j.filter);
     }
     translate(frame, info, &j)
+}
+
+/// Applies the translation a lean answer names ([`Lean::nat`]) to its frame, reading the
+/// translated tuple from the connection's entry: the same bytes and verdict as [`translate`]
+/// with the judgement the general path gives the packet. Inlined always, as [`translate`].
+#[inline(always)]
+pub fn lean_translate(tables: &Tables, frame: &mut [u8], info: &PacketInfo, l: &Lean) -> Verdict {
+    let Some((id, dir)) = l.nat else {
+        return l.verdict;
+    };
+    let ct = &tables.ct;
+    let other = ct.nat_other(id, dir);
+    match crate::nat::rewrite_by(frame, info, dir, &other, || ct.nat_binding(id)) {
+        Ok(()) => l.verdict,
+        Err(e) => Verdict::Drop(DropReason::Rewrite(e)),
+    }
 }
 
 /// Applies the translation a judgement names to its frame; a frame that cannot be rewritten

@@ -504,6 +504,8 @@ struct Twin {
     fast_hits: u32,
     /// Packets the lean path answered alone.
     lean_hits: u32,
+    /// Packets of translated connections the lean path answered alone.
+    lean_nat_hits: u32,
 }
 
 impl Twin {
@@ -518,6 +520,7 @@ impl Twin {
             model: Model::new(),
             fast_hits: 0,
             lean_hits: 0,
+            lean_nat_hits: 0,
         }
     }
 
@@ -573,6 +576,7 @@ impl Twin {
         // The hint as the prefetch pass makes it (the guess taken when it holds).
         let (hint, _) = tables.ct.prefetch_entry(tables.ct.prefetch_index(&key));
         let hits = LEAN_HITS.with(|h| h.get());
+        let nat_hits = LEAN_NAT_HITS.with(|h| h.get());
         let lean = judge_lean(
             &self.filter,
             tables,
@@ -585,8 +589,12 @@ impl Twin {
             now,
         );
         self.lean_hits += LEAN_HITS.with(|h| h.get()) - hits;
+        self.lean_nat_hits += LEAN_NAT_HITS.with(|h| h.get()) - nat_hits;
         let (vc, counted) = match lean {
-            Ok(l) => (l.verdict, l.filter.rule().map(|_| l.filter)),
+            Ok(l) => (
+                crate::pipeline::lean_translate(tables, &mut fc, &info, &l),
+                l.filter.rule().map(|_| l.filter),
+            ),
             Err(r) => {
                 let c = judge_resumed(
                     &self.filter,
@@ -697,6 +705,13 @@ fn established_packets_take_the_fast_path_and_get_the_general_paths_answers() {
         }
         assert!(t.fast_hits > 20, "the fast path ran {} times", t.fast_hits);
         assert!(t.lean_hits > 10, "the lean path ran {} times", t.lean_hits);
+        if nat != Nat::None {
+            assert!(
+                t.lean_nat_hits > 10,
+                "the lean path took {} translated packets",
+                t.lean_nat_hits
+            );
+        }
     }
 }
 
