@@ -4,7 +4,7 @@
 //! log the same rules, route and check the same packets, and leave the same connections
 //! (states, counters, timeouts) behind. A third copy takes the worker's lean path
 //! ([`judge_lean`], then [`judge_resumed`] where it stops) and must give the same verdict,
-//! count the same rule, write the same bytes and leave the same tables.
+//! count the same rule, route the same tuples, write the same bytes and leave the same tables.
 
 use super::*;
 use crate::classify::{FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
@@ -29,16 +29,21 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const NOWHERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 8);
 
 /// Routes by the destination's last octet (9: local, 8: nowhere, else out of the other port
-/// of the pair); counts the checks, which fail for a TTL of 1, as a router's do.
+/// of the pair), remembering the tuples it was asked to route (the copies must route on the
+/// same, translated, destinations); counts the checks, which fail for a TTL of 1, as a
+/// router's do.
 #[derive(Default)]
 struct Routes {
     routed: u32,
     checked: u32,
+    /// Every tuple routed, in order.
+    keys: Vec<FlowKey>,
 }
 
 impl Forwarding for Routes {
     fn route(&mut self, ingress: u16, key: &FlowKey) -> Route {
         self.routed += 1;
+        self.keys.push(*key);
         match key.dst.0[15] {
             9 => Route::Local,
             8 => Route::Unreachable,
@@ -567,6 +572,7 @@ impl Twin {
         assert_eq!((va, &fa), (vb, &fb), "translations differ");
         let (ra, rb) = (&self.fast.1, &self.general.1);
         assert_eq!((ra.routed, ra.checked), (rb.routed, rb.checked));
+        assert_eq!(ra.keys, rb.keys, "routed tuples differ");
         same_tables(&self.fast.0, &self.general.0, now);
 
         // The worker's lean path, as `pipeline::tracked_one` takes it.
@@ -626,6 +632,7 @@ impl Twin {
         assert_eq!(lc, lb, "the lean path's logged rules differ");
         let rc = &self.lean.1;
         assert_eq!((rc.routed, rc.checked), (rb.routed, rb.checked));
+        assert_eq!(rc.keys, rb.keys, "the lean path routes other tuples");
         same_tables(&self.lean.0, &self.general.0, now);
         a
     }
