@@ -9,11 +9,11 @@
 //! forward to the ingress port's peer.
 
 use crate::classify::{LogSpec, PacketMeta, RuleSet};
-use crate::conntrack::{CtState, Dir, Hint};
+use crate::conntrack::{CtState, Dir, EntryId, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
 use crate::track::{
-    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Tables,
+    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Lean, Tables,
 };
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
@@ -450,7 +450,7 @@ fn tracked_one<F: Forwarding>(
             if l.filter.rule().is_some() {
                 on_rule(key.family, l.filter);
             }
-            return l.verdict;
+            return lean_translate(tables, frame, info, &l);
         }
         Err(r) => r,
     };
@@ -461,6 +461,37 @@ fn tracked_one<F: Forwarding>(
         on_rule(key.family, j.filter);
     }
     translate(frame, info, &j)
+}
+
+/// Applies the translation a lean answer names ([`Lean::nat`]) to its frame, reading the
+/// translated tuple from the connection's entry: the same bytes and verdict as [`translate`]
+/// with the judgement the general path gives the packet. A packet without a translation costs
+/// one test; the rewrite is out of line (inlined, it lengthened the untranslated packet's
+/// path by its register pressure).
+#[inline(always)]
+pub fn lean_translate(tables: &Tables, frame: &mut [u8], info: &PacketInfo, l: &Lean) -> Verdict {
+    match l.nat {
+        None => l.verdict,
+        Some((id, dir)) => lean_rewrite(tables, frame, info, id, dir, l.verdict),
+    }
+}
+
+/// [`lean_translate`]'s rewrite of a `dir` packet of entry `id`, whose verdict is `verdict`.
+#[inline(never)]
+fn lean_rewrite(
+    tables: &Tables,
+    frame: &mut [u8],
+    info: &PacketInfo,
+    id: EntryId,
+    dir: Dir,
+    verdict: Verdict,
+) -> Verdict {
+    let ct = &tables.ct;
+    let other = ct.nat_other(id, dir);
+    match crate::nat::rewrite_by(frame, info, dir, &other, || ct.nat_binding(id)) {
+        Ok(()) => verdict,
+        Err(e) => Verdict::Drop(DropReason::Rewrite(e)),
+    }
 }
 
 /// Applies the translation a judgement names to its frame; a frame that cannot be rewritten

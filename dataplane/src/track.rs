@@ -49,6 +49,8 @@ thread_local! {
     static FAST_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
     /// Packets [`judge_lean`] answered alone.
     static LEAN_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    /// Packets of translated connections [`judge_lean`] answered alone.
+    static LEAN_NAT_HITS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
 /// Sizes and timeouts of one worker's state tables.
@@ -377,6 +379,13 @@ fn prerouted(key: FlowKey, b: &Binding, dir: Dir, related: bool) -> FlowKey {
         Dir::Orig => &b.reply,
         Dir::Reply => &b.orig,
     };
+    prerouted_by(key, other, related)
+}
+
+/// [`prerouted`] given the wire tuple of the connection's other direction (`other`): the
+/// packet's destination side becomes that tuple's source side.
+#[inline(always)]
+fn prerouted_by(key: FlowKey, other: &FlowKey, related: bool) -> FlowKey {
     let mut k = key;
     k.dst = other.src;
     if !related && matches!(key.proto, ip_proto::TCP | ip_proto::UDP) {
@@ -603,15 +612,19 @@ fn established<F: Forwarding>(
     })
 }
 
-/// The worker's answer for an ESTABLISHED packet of a connection without a binding whose
-/// verdict is cached ([`judge_lean`]): what [`judge_tracked`]'s judgement says of it, without
-/// the rest of the judgement (the filter's view of the packet, the route, the state).
+/// The worker's answer for an ESTABLISHED packet whose verdict is cached ([`judge_lean`]):
+/// what [`judge_tracked`]'s judgement says of it, without the rest of the judgement (the
+/// filter's view of the packet, the route, the state, the 80-byte binding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lean {
     pub verdict: Verdict,
     /// The filter's verdict whose rule counts the packet: the cached one, or `Unfiltered`
     /// when the packet was dropped before the filter (a router's checks).
     pub filter: FilterVerdict,
+    /// For a packet of a translated connection that leaves: its entry and direction, whose
+    /// translation the caller applies ([`crate::pipeline::lean_translate`], which reads the
+    /// translated tuple from the table); `None` when nothing is rewritten.
+    pub nat: Option<(conntrack::EntryId, Dir)>,
 }
 
 /// Where [`judge_lean`] stopped, for [`judge_resumed`] to go on from there.
@@ -628,9 +641,9 @@ enum Resumed {
     Routed(conntrack::EntryId, Dir, Route),
 }
 
-/// The worker's lean path: for the commonest packet, an ESTABLISHED one of a connection
-/// without a NAT binding whose verdict is cached for its direction and ingress port under the
-/// rule set in force, tracked on [`Conntrack::track_established`]'s lean path, its answer
+/// The worker's lean path: for the commonest packet, an ESTABLISHED one whose verdict is
+/// cached for its direction and ingress port under the rule set in force (of a translated
+/// connection or not: a binding is named by the entry and direction, not read whole), tracked on [`Conntrack::track_established`]'s lean path, its answer
 /// as [`Lean`] (no judgement is built). `hint` is what the prefetch pass learnt of `key`
 /// ([`conntrack::Hint`]; [`Conntrack::hint_of`] without one). Any other packet gets `Err`, with what was done, and
 /// [`judge_resumed`] gives its judgement. Together they decide as [`judge_tracked`] does (a
@@ -658,17 +671,20 @@ pub fn judge_lean<F: Forwarding>(
     };
     let (id, dir) = (found.id, found.dir);
     let resume = Err(Resume(Resumed::Established(id, dir)));
-    if found.nat {
-        return resume;
-    }
     let Some(rs) = filter.rules(key.family).filter(|rs| rs.cacheable) else {
         return resume;
     };
     let Some(fv) = verdict_of_tag(rs, found.verdict(rs.epoch), ingress) else {
         return resume;
     };
-    // 5. The route (no binding: the tuple as on the wire).
-    let route = fwd.route(ingress, key);
+    // 4 and 5. The route: on the tuple as on the wire without a binding, else with the
+    // destination side translated (as `established` reads it from the whole binding).
+    let route = if found.nat {
+        let other = tables.ct.nat_other(id, dir);
+        fwd.route(ingress, &prerouted_by(*key, &other, false))
+    } else {
+        fwd.route(ingress, key)
+    };
     let Route::Forward(h) = route else {
         return Err(Resume(Resumed::Routed(id, dir, route)));
     };
@@ -676,19 +692,25 @@ pub fn judge_lean<F: Forwarding>(
         return Ok(Lean {
             verdict: Verdict::Drop(why),
             filter: FilterVerdict::Unfiltered,
+            nat: None,
         });
     }
     #[cfg(test)]
     LEAN_HITS.with(|h| h.set(h.get() + 1));
-    // 6. The cached verdict.
-    let verdict = match fv {
-        FilterVerdict::Drop { .. } => Verdict::Drop(DropReason::RuleDrop),
-        FilterVerdict::Reject { .. } => Verdict::Drop(DropReason::RuleReject),
-        _ => Verdict::Forward(u16::from(h.port)),
+    #[cfg(test)]
+    if found.nat {
+        LEAN_NAT_HITS.with(|h| h.set(h.get() + 1));
+    }
+    // 6. The cached verdict; a packet that leaves takes its connection's translation.
+    let (verdict, leaves) = match fv {
+        FilterVerdict::Drop { .. } => (Verdict::Drop(DropReason::RuleDrop), false),
+        FilterVerdict::Reject { .. } => (Verdict::Drop(DropReason::RuleReject), false),
+        _ => (Verdict::Forward(u16::from(h.port)), true),
     };
     Ok(Lean {
         verdict,
         filter: fv,
+        nat: (leaves && found.nat).then_some((id, dir)),
     })
 }
 

@@ -1115,6 +1115,26 @@ impl Conntrack {
         }
     }
 
+    /// For a packet travelling `dir` in entry `id`, which has a NAT binding
+    /// ([`Found::nat`], [`Conntrack::has_binding`]): the wire tuple of the other direction
+    /// (the binding's reply tuple for an `Orig` packet, its original tuple for a `Reply` one),
+    /// whose reverse is the packet's translated tuple. Read where it lies, without the rest of
+    /// the binding.
+    #[inline(always)]
+    pub fn nat_other(&self, id: EntryId, dir: Dir) -> FlowKey {
+        let i = id.0 as usize;
+        match dir {
+            Dir::Orig => self.replies[i],
+            Dir::Reply => self.entries[i].key.key(),
+        }
+    }
+
+    /// The binding of entry `id`, which has one ([`Conntrack::has_binding`]).
+    #[inline]
+    pub fn nat_binding(&self, id: EntryId) -> crate::nat::Binding {
+        self.binding_of(id.0)
+    }
+
     /// The binding of the NAT'd entry in slot `i`.
     #[inline(always)]
     fn binding_of(&self, i: u32) -> crate::nat::Binding {

@@ -90,12 +90,27 @@ pub fn rewrite(
         Dir::Orig => &b.reply,
         Dir::Reply => &b.orig,
     };
+    rewrite_by(frame, info, dir, other, || *b)
+}
+
+/// [`rewrite`] given `other`, the wire tuple of the connection's other direction (the
+/// binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one), as the connection
+/// table holds it; `binding` gives the whole binding, asked for only when the packet is not
+/// the straight-line case. The same bytes as [`rewrite`] with that binding.
+#[inline(always)]
+pub fn rewrite_by(
+    frame: &mut [u8],
+    info: &PacketInfo,
+    dir: Dir,
+    other: &FlowKey,
+    binding: impl FnOnce() -> Binding,
+) -> Result<(), RewriteError> {
     if let (L3::Ipv4, Some(flow)) = (info.l3, &info.flow) {
         if tcp_udp_v4(frame, info, flow.proto, other) {
             return Ok(());
         }
     }
-    rewrite_other(frame, info, dir, b)
+    rewrite_other(frame, info, dir, &binding())
 }
 
 /// [`rewrite`] for everything but the straight-line case: IPv6, ICMP, fragments, other

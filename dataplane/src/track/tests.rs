@@ -4,7 +4,7 @@
 //! log the same rules, route and check the same packets, and leave the same connections
 //! (states, counters, timeouts) behind. A third copy takes the worker's lean path
 //! ([`judge_lean`], then [`judge_resumed`] where it stops) and must give the same verdict,
-//! count the same rule, write the same bytes and leave the same tables.
+//! count the same rule, route the same tuples, write the same bytes and leave the same tables.
 
 use super::*;
 use crate::classify::{FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
@@ -29,16 +29,21 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const NOWHERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 8);
 
 /// Routes by the destination's last octet (9: local, 8: nowhere, else out of the other port
-/// of the pair); counts the checks, which fail for a TTL of 1, as a router's do.
+/// of the pair), remembering the tuples it was asked to route (the copies must route on the
+/// same, translated, destinations); counts the checks, which fail for a TTL of 1, as a
+/// router's do.
 #[derive(Default)]
 struct Routes {
     routed: u32,
     checked: u32,
+    /// Every tuple routed, in order.
+    keys: Vec<FlowKey>,
 }
 
 impl Forwarding for Routes {
     fn route(&mut self, ingress: u16, key: &FlowKey) -> Route {
         self.routed += 1;
+        self.keys.push(*key);
         match key.dst.0[15] {
             9 => Route::Local,
             8 => Route::Unreachable,
@@ -504,6 +509,8 @@ struct Twin {
     fast_hits: u32,
     /// Packets the lean path answered alone.
     lean_hits: u32,
+    /// Packets of translated connections the lean path answered alone.
+    lean_nat_hits: u32,
 }
 
 impl Twin {
@@ -518,6 +525,7 @@ impl Twin {
             model: Model::new(),
             fast_hits: 0,
             lean_hits: 0,
+            lean_nat_hits: 0,
         }
     }
 
@@ -564,6 +572,7 @@ impl Twin {
         assert_eq!((va, &fa), (vb, &fb), "translations differ");
         let (ra, rb) = (&self.fast.1, &self.general.1);
         assert_eq!((ra.routed, ra.checked), (rb.routed, rb.checked));
+        assert_eq!(ra.keys, rb.keys, "routed tuples differ");
         same_tables(&self.fast.0, &self.general.0, now);
 
         // The worker's lean path, as `pipeline::tracked_one` takes it.
@@ -573,6 +582,7 @@ impl Twin {
         // The hint as the prefetch pass makes it (the guess taken when it holds).
         let (hint, _) = tables.ct.prefetch_entry(tables.ct.prefetch_index(&key));
         let hits = LEAN_HITS.with(|h| h.get());
+        let nat_hits = LEAN_NAT_HITS.with(|h| h.get());
         let lean = judge_lean(
             &self.filter,
             tables,
@@ -585,8 +595,12 @@ impl Twin {
             now,
         );
         self.lean_hits += LEAN_HITS.with(|h| h.get()) - hits;
+        self.lean_nat_hits += LEAN_NAT_HITS.with(|h| h.get()) - nat_hits;
         let (vc, counted) = match lean {
-            Ok(l) => (l.verdict, l.filter.rule().map(|_| l.filter)),
+            Ok(l) => (
+                crate::pipeline::lean_translate(tables, &mut fc, &info, &l),
+                l.filter.rule().map(|_| l.filter),
+            ),
             Err(r) => {
                 let c = judge_resumed(
                     &self.filter,
@@ -618,6 +632,7 @@ impl Twin {
         assert_eq!(lc, lb, "the lean path's logged rules differ");
         let rc = &self.lean.1;
         assert_eq!((rc.routed, rc.checked), (rb.routed, rb.checked));
+        assert_eq!(rc.keys, rb.keys, "the lean path routes other tuples");
         same_tables(&self.lean.0, &self.general.0, now);
         a
     }
@@ -697,6 +712,13 @@ fn established_packets_take_the_fast_path_and_get_the_general_paths_answers() {
         }
         assert!(t.fast_hits > 20, "the fast path ran {} times", t.fast_hits);
         assert!(t.lean_hits > 10, "the lean path ran {} times", t.lean_hits);
+        if nat != Nat::None {
+            assert!(
+                t.lean_nat_hits > 10,
+                "the lean path took {} translated packets",
+                t.lean_nat_hits
+            );
+        }
     }
 }
 
