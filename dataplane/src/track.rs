@@ -438,31 +438,8 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     // to do), and an ESTABLISHED packet with a cached verdict is done without the rest.
     if FAST && matches!(info.frag, Fragment::None) && filter.raw(key.family).is_none() {
         let t = tables.ct.track_tagged(frame, info, tag, now_ns);
-        let mut route = None;
-        if let (CtState::Established, Handle::Entry(id)) = (t.state, t.handle) {
-            match established(filter, tables, frame, info, key, ingress, fwd, id, t.dir) {
-                Ok(j) => {
-                    #[cfg(test)]
-                    FAST_HITS.with(|h| h.set(h.get() + 1));
-                    return j;
-                }
-                Err(r) => route = r,
-            }
-        }
-        let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
-        return judge_after_track(
-            filter,
-            tables,
-            frame,
-            info,
-            key,
-            ingress,
-            fwd,
-            now_ns,
-            on_log,
-            meta,
-            Some(t),
-            route,
+        return judge_tracked_first(
+            filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, t, None,
         );
     }
 
@@ -736,16 +713,7 @@ pub fn judge_resumed<F: Forwarding>(
                 filter, tables, frame, info, key, tag, ingress, fwd, now_ns, on_log,
             )
         }
-        Resumed::Established(id, dir) => {
-            match established(filter, tables, frame, info, key, ingress, fwd, id, dir) {
-                Ok(j) => {
-                    #[cfg(test)]
-                    FAST_HITS.with(|h| h.set(h.get() + 1));
-                    return j;
-                }
-                Err(r) => (id, dir, r),
-            }
-        }
+        Resumed::Established(id, dir) => (id, dir, None),
         Resumed::Routed(id, dir, r) => (id, dir, Some(r)),
     };
     let t = conntrack::Tracked {
@@ -754,6 +722,40 @@ pub fn judge_resumed<F: Forwarding>(
         handle: Handle::Entry(id),
         invalid: None,
     };
+    judge_tracked_first(
+        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, t, route,
+    )
+}
+
+/// The judgement of a packet conntrack has tracked (`t`) before anything else (neither a
+/// fragment nor a raw table): an ESTABLISHED one on [`established`]'s fast path unless it was
+/// already routed (`route`, which that path would have answered), the rest of the stages
+/// otherwise.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn judge_tracked_first<F: Forwarding>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    t: conntrack::Tracked,
+    mut route: Option<Route>,
+) -> IpJudgement {
+    if let (None, CtState::Established, Handle::Entry(id)) = (route, t.state, t.handle) {
+        match established(filter, tables, frame, info, key, ingress, fwd, id, t.dir) {
+            Ok(j) => {
+                #[cfg(test)]
+                FAST_HITS.with(|h| h.set(h.get() + 1));
+                return j;
+            }
+            Err(r) => route = r,
+        }
+    }
     let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
     judge_after_track(
         filter,
