@@ -805,6 +805,14 @@ pub struct Found {
     verdict: u32,
 }
 
+/// Entry `i` of `entries` if it is live at `now_ns` and its packets travelling `dir` are
+/// ESTABLISHED: the lean paths' condition, on top of their protocol's own.
+#[inline(always)]
+fn established_entry(entries: &mut [Entry], i: u32, dir: Dir, now_ns: u64) -> Option<&mut Entry> {
+    let e = entries.get_mut(i as usize)?;
+    (e.deadline_ns > now_ns && e.state_for(dir) == CtState::Established).then_some(e)
+}
+
 impl Found {
     #[inline(always)]
     fn of(e: &Entry, i: u32, dir: Dir) -> Found {
@@ -1670,6 +1678,15 @@ impl Conntrack {
         }
     }
 
+    /// The lean paths' last step: a counter's carry taken into the wide counters.
+    #[inline(always)]
+    fn counted(&mut self, found: Found, carry: Carry) -> Found {
+        if carry.any() {
+            self.carry(found.id.0, found.dir, carry);
+        }
+        found
+    }
+
     /// [`Conntrack::track_established`] for TCP: the checks `track_tcp` makes, in its order,
     /// each falling back where `track_tcp` would do anything but the ESTABLISHED ACK.
     #[inline(always)]
@@ -1701,10 +1718,7 @@ impl Conntrack {
             wheel,
             ..
         } = self;
-        let e = entries.get_mut(i as usize)?;
-        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
-            return None;
-        }
+        let e = established_entry(entries, i, dir, now_ns)?;
         let st = e.tcp_status();
         let L4::Tcp(t) = &mut e.l4 else {
             return None;
@@ -1713,10 +1727,7 @@ impl Conntrack {
         let (timeout, set_assured) = t.established_ack_effect(dir, &seg, &cfg.tcp, st)?;
         let carry = tcp_accepted_entry(e, wheel, i, dir, bytes, Some(timeout), set_assured, now_ns);
         let found = Found::of(e, i, dir);
-        if carry.any() {
-            self.carry(i, dir, carry);
-        }
-        Some(found)
+        Some(self.counted(found, carry))
     }
 
     /// [`Conntrack::track_established`] for UDP: `track_udp`'s checks, then its update of a
@@ -1742,19 +1753,13 @@ impl Conntrack {
             wheel,
             ..
         } = self;
-        let e = entries.get_mut(i as usize)?;
-        if e.deadline_ns <= now_ns || e.state_for(dir) != CtState::Established {
-            return None;
-        }
+        let e = established_entry(entries, i, dir, now_ns)?;
         let L4::Udp { stream_after_ns } = e.l4 else {
             return None;
         };
         let carry = udp_seen_entry(e, wheel, cfg, i, dir, bytes, stream_after_ns, now_ns);
         let found = Found::of(e, i, dir);
-        if carry.any() {
-            self.carry(i, dir, carry);
-        }
-        Some(found)
+        Some(self.counted(found, carry))
     }
 
     #[allow(clippy::too_many_arguments)]
