@@ -724,18 +724,6 @@ pub(crate) fn halves(a: &IpAddr128) -> (u64, u64) {
     (x as u64, (x >> 64) as u64)
 }
 
-/// Whether a one's-complement sum kept in 64 bits (with end-around carry, or a plain sum that
-/// never carried) folds to 0xffff: the fold keeps the sum modulo 0xffff (which divides
-/// 2^64 - 1) and gives 0 only for 0, so it is 0xffff exactly when the sum is a nonzero
-/// multiple of 0xffff. Divisibility by an odd number is a multiply by its inverse modulo
-/// 2^64 and a compare: three instructions where the fold takes a dozen.
-#[inline(always)]
-fn sums_to_ones(acc: u64) -> bool {
-    const INV_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
-    const _: () = assert!(INV_FFFF.wrapping_mul(0xffff) == 1);
-    (acc != 0) & (acc.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff)
-}
-
 /// 64x64 -> 128-bit multiply, folded.
 #[inline]
 pub(crate) fn mix(a: u64, b: u64) -> u64 {
@@ -1431,7 +1419,7 @@ impl Conntrack {
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
         if data.len() < 8 {
-            return sums_to_ones(checksum::accumulate_le(pseudo, data));
+            return checksum::folds_to_ones(checksum::accumulate_le(pseudo, data));
         }
         // Whole 64-bit words added with end-around carry (one's-complement arithmetic modulo
         // 2^64 - 1, of which 0xffff divides: the fold keeps the 16-bit sum), two
@@ -1450,7 +1438,7 @@ impl Conntrack {
         if rest != 0 {
             acc = add(acc, le(&data[data.len() - 8..]) >> (8 * (8 - rest)));
         }
-        sums_to_ones(acc)
+        checksum::folds_to_ones(acc)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -129,8 +129,19 @@ pub fn verify_20_words(a: u64, b: u64, c: u32) -> bool {
     let (s, carry) = a.overflowing_add(b);
     let s = s + u64::from(carry);
     let (s, carry) = s.overflowing_add(c);
-    let s = s + u64::from(carry);
-    (s != 0) & (s.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff)
+    folds_to_ones(s + u64::from(carry))
+}
+
+/// Whether a one's-complement sum kept in 64 bits (with end-around carry, or a plain sum that
+/// never carried) folds to 0xffff, i.e. covers a correct checksum: [`fold`] keeps the value
+/// modulo 0xffff (which divides 2^64 - 1) and gives 0 only for 0, so the folded sum is 0xffff
+/// exactly when the value is a non-zero multiple of 0xffff. Divisibility by the odd 0xffff is
+/// one multiply by its inverse modulo 2^64 and a compare (a multiple maps to at most
+/// `u64::MAX / 0xffff`, every other value above it): three instructions where the fold takes
+/// a dozen.
+#[inline(always)]
+pub fn folds_to_ones(acc: u64) -> bool {
+    (acc != 0) & (acc.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff)
 }
 
 /// The inverse of 0xffff modulo 2^64.
@@ -336,6 +347,15 @@ mod tests {
                 acc = (acc & 0xffff) + (acc >> 16);
             }
             prop_assert_eq!(fold(x), acc as u16);
+        }
+
+        #[test]
+        fn folds_to_ones_is_the_fold(x in any::<u64>(), k in any::<u64>()) {
+            prop_assert_eq!(folds_to_ones(x), fold(x) == 0xffff);
+            // Multiples of 0xffff, which random values almost never are.
+            let m = (k % (u64::MAX / 0xffff + 1)) * 0xffff;
+            prop_assert_eq!(folds_to_ones(m), fold(m) == 0xffff);
+            prop_assert_eq!(folds_to_ones(m.wrapping_add(1)), fold(m.wrapping_add(1)) == 0xffff);
         }
     }
 
