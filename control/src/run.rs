@@ -58,6 +58,7 @@ pub struct PortSummary {
 
 /// Runs the daemon until `stop` is set (by a signal handler or the idle timer).
 pub fn run(cfg: &Config, opts: &RunOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, RunError> {
+    dataplane::dpdk::simd::screen_level_cap().map_err(RunError::Setup)?;
     let eal = Eal::init(&cfg.eal_args(&opts.extra_eal_args))?;
     let result = run_on(&eal, cfg, opts, &stop);
     // Workers are joined inside run_on on every path; the EAL is cleaned up when `eal` drops.

@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Simd};
+use crate::dpdk::simd::{screen_level_cap, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -204,8 +204,9 @@ impl Worker {
             .map(|p| pipeline.pass_judge(p as u16))
             .collect();
         // The pass-through loop's burst screen: the widest SIMD level this CPU runs, or at
-        // most the one the environment names (for measuring the narrower builds).
-        let simd = Simd::detect_up_to(screen_level_cap());
+        // most the one the environment names (for measuring the narrower builds; the daemon
+        // refuses to start with a value that names no level).
+        let simd = Simd::detect_up_to(screen_level_cap().unwrap_or(SimdLevel::Avx512));
         let mut burst = RxBurst::default();
         let mut last_drain = tsc();
         let mut last_tsc = last_drain;

@@ -468,3 +468,38 @@ max = 4096
     }
     assert_no_leak(&s);
 }
+
+/// A screen level the environment names wrongly stops the daemon before it starts, saying
+/// what is wrong, instead of running with a cap it silently ignored.
+#[test]
+fn a_misspelt_screen_level_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("rpsimd");
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "net_null{prefix}a"
+[[port]]
+name = "b"
+device = "net_null{prefix}b"
+[bridge]
+pairs = [["a", "b"]]
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+    );
+    let cfg_path = dir.path().join("null.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("RAMPART_SCREEN_SIMD", "avx3"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rampart ran with a misspelt level");
+    assert!(
+        stderr.contains("RAMPART_SCREEN_SIMD=avx3") && stderr.contains("portable, avx2 or avx512"),
+        "the refusal names the variable and the levels:\n{stderr}"
+    );
+}

@@ -145,12 +145,19 @@ impl SimdLevel {
     }
 }
 
-/// The cap [`SCREEN_SIMD_ENV`] sets on the burst screen's level (the widest when unset).
-pub fn screen_level_cap() -> SimdLevel {
-    std::env::var(SCREEN_SIMD_ENV)
-        .ok()
-        .and_then(|v| SimdLevel::from_name(&v))
-        .unwrap_or(SimdLevel::Avx512)
+/// The cap [`SCREEN_SIMD_ENV`] sets on the burst screen's level (the widest when unset), or
+/// the error to report for a value that names no level (the daemon refuses to start with
+/// one, so that a misspelt cap is not silently ignored).
+pub fn screen_level_cap() -> Result<SimdLevel, String> {
+    match std::env::var_os(SCREEN_SIMD_ENV) {
+        None => Ok(SimdLevel::Avx512),
+        Some(v) => v.to_str().and_then(SimdLevel::from_name).ok_or_else(|| {
+            format!(
+                "{SCREEN_SIMD_ENV}={}: not a SIMD level (portable, avx2 or avx512)",
+                v.to_string_lossy()
+            )
+        }),
+    }
 }
 
 /// The widest level the CPU runs.
