@@ -198,7 +198,7 @@ impl Allocator {
         }
     }
 
-    /// [`Allocator::steerable`] of the result of [`Allocator::apply_noting`], which said
+    /// [`Allocator::steerable`] of the result of [`Allocator::apply_in_place`], which said
     /// whether that reply tuple is known to come back to this worker (`here`: it steers here
     /// by port ownership, or this is the only worker): then it is steerable without looking
     /// again.
@@ -230,35 +230,17 @@ impl Allocator {
         Ok(b)
     }
 
-    /// [`Allocator::apply`], also saying whether the result's reply tuple is known to come
-    /// back to this worker (it steers here by port ownership, [`super::steer::Steer::Worker`],
-    /// or this is the only worker), so that [`Allocator::steerable_noted`] need not steer it
-    /// again.
-    ///
-    /// On success the last tuple given to `in_use` is the binding's reply tuple (the caller
-    /// may keep what its probe computed for it, such as its index tag).
-    #[inline]
-    pub fn apply_noting<F: FnMut(&FlowKey) -> bool>(
-        &mut self,
-        current: &Binding,
-        manip: Manip,
-        range: &NatRange,
-        steering: &Steering,
-        in_use: &mut F,
-    ) -> Result<(Binding, bool), NatError> {
-        let mut b = *current;
-        let (here, _) = self.apply_in_place(&mut b, manip, range, steering, in_use)?;
-        Ok((b, here))
-    }
-
-    /// [`Allocator::apply_noting`] on `b` itself: on success its reply tuple is the
-    /// translated one (its original tuple never changes), on failure `b` is as it was; `Ok`
-    /// holds `apply_noting`'s flag and whether the step changed the translated tuple (when
-    /// it did not, `b` translates exactly what it translated before). The
-    /// form the stateful stage takes: a binding is 80 bytes, and each copy of it costs more
-    /// than most steps of the choice. Out of line: it runs once per new translated
-    /// connection, and inlined into the stateful stage it lengthens the path of every
-    /// packet.
+    /// [`Allocator::apply`] on `b` itself: on success its reply tuple is the translated one
+    /// (its original tuple never changes), on failure `b` is as it was. `Ok` holds whether
+    /// the result's reply tuple is known to come back to this worker (it steers here by port
+    /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that
+    /// [`Allocator::steerable_noted`] need not steer it again, and whether the step changed
+    /// the translated tuple (when it did not, `b` translates exactly what it translated
+    /// before). On success the last tuple given to `in_use` is the binding's reply tuple (the
+    /// caller may keep what its probe computed for it, such as its index tag). The form the
+    /// stateful stage takes: a binding is 80 bytes, and each copy of it costs more than most
+    /// steps of the choice. Out of line: it runs once per new translated connection, and
+    /// inlined into the stateful stage it lengthens the path of every packet.
     #[inline(never)]
     pub fn apply_in_place<F: FnMut(&FlowKey) -> bool>(
         &mut self,
