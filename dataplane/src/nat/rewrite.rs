@@ -90,27 +90,24 @@ pub fn rewrite(
         Dir::Orig => &b.reply,
         Dir::Reply => &b.orig,
     };
-    rewrite_by(frame, info, dir, other, || *b)
+    if rewrite_common(frame, info, other) {
+        return Ok(());
+    }
+    rewrite_other(frame, info, dir, b)
 }
 
-/// [`rewrite`] given `other`, the wire tuple of the connection's other direction (the
-/// binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one), as the connection
-/// table holds it; `binding` gives the whole binding, asked for only when the packet is not
-/// the straight-line case. The same bytes as [`rewrite`] with that binding.
+/// [`rewrite`]'s straight-line case alone, given `other`, the wire tuple of the connection's
+/// other direction (the binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one),
+/// as the connection table holds it: an IPv4 TCP or UDP packet with its whole header is
+/// rewritten so that its tuple becomes the reverse of `other`, the same bytes as [`rewrite`]
+/// with that binding; any other packet is left unchanged and `false` returned (the caller then
+/// gives it to [`rewrite`] with the whole binding).
 #[inline(always)]
-pub fn rewrite_by(
-    frame: &mut [u8],
-    info: &PacketInfo,
-    dir: Dir,
-    other: &FlowKey,
-    binding: impl FnOnce() -> Binding,
-) -> Result<(), RewriteError> {
-    if let (L3::Ipv4, Some(flow)) = (info.l3, &info.flow) {
-        if tcp_udp_v4(frame, info, flow.proto, other) {
-            return Ok(());
-        }
+pub fn rewrite_common(frame: &mut [u8], info: &PacketInfo, other: &FlowKey) -> bool {
+    match (info.l3, &info.flow) {
+        (L3::Ipv4, Some(flow)) => tcp_udp_v4(frame, info, flow.proto, other),
+        _ => false,
     }
-    rewrite_other(frame, info, dir, &binding())
 }
 
 /// [`rewrite`] for everything but the straight-line case: IPv6, ICMP, fragments, other
@@ -177,21 +174,21 @@ fn tcp_udp_v4(frame: &mut [u8], info: &PacketInfo, proto: u8, other: &FlowKey) -
     };
     let l3 = usize::from(info.l3_offset);
     let l4 = usize::from(info.l4_offset);
-    // The whole fixed IPv4 header before the L4 header, the L4 checksum inside the datagram.
-    if l4 < l3 + 20 || info.l3_end() < l4 + ck_at + 2 {
+    let end = info.l3_end();
+    // The whole fixed IPv4 header before the L4 header, the L4 checksum inside the datagram,
+    // the datagram inside the frame: one test each, after which the views below cannot fail
+    // (each is still checked, and the compiler drops the checks these tests imply).
+    if l4 < l3 + 20 || end < l4 + ck_at + 2 || end > frame.len() {
         return false;
     }
-    let Some(ip) = frame.get_mut(l3..info.l3_end()) else {
-        return false;
-    };
-    let Some((hdr, seg)) = ip.split_at_mut_checked(l4 - l3) else {
+    let Some((front, seg)) = frame.split_at_mut_checked(l4) else {
         return false;
     };
     let Some((ports_at, rest)) = seg.split_at_mut_checked(4) else {
         return false;
     };
     let (Some(hdr), Some(ports_at), Some(ck)) = (
-        hdr.first_chunk_mut::<20>(),
+        front.get_mut(l3..).and_then(|h| h.first_chunk_mut::<20>()),
         ports_at.first_chunk_mut::<4>(),
         rest.get_mut(ck_at - 4..)
             .and_then(|c| c.first_chunk_mut::<2>()),
