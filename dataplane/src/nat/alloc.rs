@@ -263,33 +263,14 @@ impl Allocator {
         let ported = has_ports(&cur);
         // With one worker, every reply comes back here: nothing to steer.
         let single = steering.workers() == 1 && self.worker == 0;
-        // A candidate's reply tuple must be unused and (for SNAT) reach this worker: `None`
-        // when it does not, else whether it is known to come back here (by port ownership,
-        // or because this is the only worker). Each reply tuple is made once, in place.
+        // Each candidate's reply tuple is made once, in place ([`candidate`]).
         let worker = self.worker;
-        let ok = |t: &FlowKey, reply: &mut FlowKey, in_use: &mut F| -> Option<bool> {
-            let r = t.reply();
-            if in_use(&r) {
-                return None;
-            }
-            let here = if manip == Manip::Dst {
-                false
-            } else if single {
-                true
-            } else {
-                match steering.owner(&r) {
-                    Some(w) if w == worker => true,
-                    Some(_) => return None,
-                    None => false,
-                }
-            };
-            *reply = r;
-            Some(here)
-        };
 
         // SNAT keeps a tuple that is already in range.
         if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
-            if let Some(here) = ok(&cur, &mut b.reply, in_use) {
+            if let Some(here) =
+                candidate(&cur, &mut b.reply, in_use, manip, single, steering, worker)
+            {
                 return Ok((here, false));
             }
         }
@@ -312,7 +293,9 @@ impl Allocator {
                 None => true,
             };
             if port_ok {
-                if let Some(here) = ok(&t, &mut b.reply, in_use) {
+                if let Some(here) =
+                    candidate(&t, &mut b.reply, in_use, manip, single, steering, worker)
+                {
                     return Ok((here, moved));
                 }
             }
@@ -411,6 +394,40 @@ impl Allocator {
         };
         IpAddr128((l + off).to_be_bytes())
     }
+}
+
+/// [`Allocator::apply_in_place`]'s test of candidate tuple `t`: its reply tuple must be unused
+/// and (for SNAT) reach this worker: `None` when it does not, else whether it is known to come
+/// back here (by port ownership, or because this is the only worker, `single`), with `reply`
+/// set to it. Inlined always: a closure of the choice, called from two places, was left out of
+/// line with a frame of its own.
+#[inline(always)]
+fn candidate<F: FnMut(&FlowKey) -> bool>(
+    t: &FlowKey,
+    reply: &mut FlowKey,
+    in_use: &mut F,
+    manip: Manip,
+    single: bool,
+    steering: &Steering,
+    worker: u16,
+) -> Option<bool> {
+    let r = t.reply();
+    if in_use(&r) {
+        return None;
+    }
+    let here = if manip == Manip::Dst {
+        false
+    } else if single {
+        true
+    } else {
+        match steering.owner(&r) {
+            Some(w) if w == worker => true,
+            Some(_) => return None,
+            None => false,
+        }
+    };
+    *reply = r;
+    Some(here)
 }
 
 /// Whether the protocol has ports (or an ICMP query identifier) to translate.
