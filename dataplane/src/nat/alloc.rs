@@ -198,24 +198,6 @@ impl Allocator {
         }
     }
 
-    /// [`Allocator::steerable`] of the result of [`Allocator::apply_in_place`], which said
-    /// whether that reply tuple is known to come back to this worker (`here`: it steers here
-    /// by port ownership, or this is the only worker): then it is steerable without looking
-    /// again.
-    #[inline]
-    pub fn steerable_noted(
-        &self,
-        b: Binding,
-        here: bool,
-        steering: &Steering,
-    ) -> Result<Binding, NatError> {
-        if here {
-            debug_assert_eq!(self.steerable(b, steering), Ok(b));
-            return Ok(b);
-        }
-        self.steerable(b, steering)
-    }
-
     /// One translation step on top of `current` (which may already carry a DNAT).
     pub fn apply(
         &mut self,
@@ -233,8 +215,8 @@ impl Allocator {
     /// [`Allocator::apply`] on `b` itself: on success its reply tuple is the translated one
     /// (its original tuple never changes), on failure `b` is as it was. `Ok` holds whether
     /// the result's reply tuple is known to come back to this worker (it steers here by port
-    /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that
-    /// [`Allocator::steerable_noted`] need not steer it again, and whether the step changed
+    /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that the
+    /// caller need not check it with [`Allocator::steerable`] again, and whether the step changed
     /// the translated tuple (when it did not, `b` translates exactly what it translated
     /// before). On success the last tuple given to `in_use` is the binding's reply tuple (the
     /// caller may keep what its probe computed for it, such as its index tag). The form the
