@@ -490,11 +490,13 @@ fn lean_rewrite(
     dir: Dir,
     verdict: Verdict,
 ) -> Verdict {
-    let other = tables.ct.nat_other(id, dir);
-    if crate::nat::rewrite_common(frame, info, &other) {
-        return verdict;
-    }
-    lean_rewrite_other(tables, frame, info, id, dir, verdict)
+    // The packet's fields first: a packet that is not the straight-line case leaves at once,
+    // and the table is read only for one that is.
+    let Some(fields) = crate::nat::rewrite::V4Fields::find(frame, info) else {
+        return lean_rewrite_other(tables, frame, info, id, dir, verdict);
+    };
+    fields.rewrite(&tables.ct.nat_other(id, dir));
+    verdict
 }
 
 /// [`lean_rewrite`] for the packets the straight-line case leaves (IPv6, ICMP, fragments,
