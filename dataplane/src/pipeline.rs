@@ -476,7 +476,11 @@ pub fn lean_translate(tables: &Tables, frame: &mut [u8], info: &PacketInfo, l: &
     }
 }
 
-/// [`lean_translate`]'s rewrite of a `dir` packet of entry `id`, whose verdict is `verdict`.
+/// [`lean_translate`]'s rewrite of a `dir` packet of entry `id` whose verdict is `verdict`:
+/// the straight-line IPv4 TCP or UDP case here, from the four fields of the other direction's
+/// tuple it needs, and `verdict` handed back as it came; anything else in
+/// [`lean_rewrite_other`], a tail call (so the verdict is never rebuilt on the common path,
+/// and the failure's verdict is made out of the way).
 #[inline(never)]
 fn lean_rewrite(
     tables: &Tables,
@@ -486,9 +490,28 @@ fn lean_rewrite(
     dir: Dir,
     verdict: Verdict,
 ) -> Verdict {
-    let ct = &tables.ct;
-    let other = ct.nat_other(id, dir);
-    match crate::nat::rewrite_by(frame, info, dir, &other, || ct.nat_binding(id)) {
+    // The packet's fields first: a packet that is not the straight-line case leaves at once,
+    // and the table is read only for one that is.
+    let Some(fields) = crate::nat::rewrite::V4Fields::find(frame, info) else {
+        return lean_rewrite_other(tables, frame, info, id, dir, verdict);
+    };
+    fields.rewrite(&tables.ct.nat_other(id, dir));
+    verdict
+}
+
+/// [`lean_rewrite`] for the packets the straight-line case leaves (IPv6, ICMP, fragments,
+/// truncated headers): the whole binding, as [`translate`] rewrites them.
+#[cold]
+#[inline(never)]
+fn lean_rewrite_other(
+    tables: &Tables,
+    frame: &mut [u8],
+    info: &PacketInfo,
+    id: EntryId,
+    dir: Dir,
+    verdict: Verdict,
+) -> Verdict {
+    match crate::nat::rewrite(frame, info, dir, &tables.ct.nat_binding(id)) {
         Ok(()) => verdict,
         Err(e) => Verdict::Drop(DropReason::Rewrite(e)),
     }

@@ -839,12 +839,12 @@ fn postrouting<F: Forwarding>(
     debug_assert_eq!(translates, !b.is_identity());
     // A binding PREROUTING made must steer here even when the chain drops (the drop is then
     // counted as the binding's).
-    if translates {
-        tables
-            .nat
-            .steerable_noted(*b, here, &nat.steering)
-            .map_err(Some)?;
+    // The 80-byte binding is copied for the check only when the choice did not see it steer
+    // here already.
+    if translates && !here {
+        tables.nat.steerable(*b, &nat.steering).map_err(Some)?;
     }
+    debug_assert!(!translates || tables.nat.steerable(*b, &nat.steering).is_ok());
     if dropped {
         return Err(None);
     }

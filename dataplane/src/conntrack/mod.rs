@@ -2037,18 +2037,17 @@ impl Conntrack {
         // A binding whose reply tuple is not the inverse of the original one.
         let nat = match reply {
             Some((r, t)) => {
-                let key = words.key();
                 debug_assert!(
-                    !translating || r != key.reply(),
+                    !translating || r != words.key().reply(),
                     "an identity binding confirmed as translating"
                 );
-                if !translating && r == key.reply() {
+                if !translating && r == words.key().reply() {
                     None
                 } else if self.replies.is_empty() {
                     self.stats.ct_full += 1;
                     return Err(TableFull);
                 } else {
-                    Some((r, t, key))
+                    Some((r, t))
                 }
             }
             None => None,
@@ -2062,11 +2061,13 @@ impl Conntrack {
         let slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         e.set_wheel_slot(slot);
         self.index.insert(tag, i << 1);
-        if let Some((reply, reply_tag, key)) = nat {
+        if let Some((reply, reply_tag)) = nat {
             self.entries[i as usize].set(status::NAT);
             self.replies[i as usize] = reply;
             self.stats.nat_live += 1;
-            if reply != key {
+            // A reply tuple equal to the original one is found by the entry's own reference.
+            // Compared as the lookup's words (the entry's are at hand), not as tuples.
+            if !words.matches(&Words::of(&reply)) {
                 let t = reply_tag.unwrap_or_else(|| self.tag(&reply));
                 debug_assert_eq!(t, self.tag(&reply));
                 self.index.insert(t, i << 1 | 1);

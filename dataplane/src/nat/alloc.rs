@@ -198,24 +198,6 @@ impl Allocator {
         }
     }
 
-    /// [`Allocator::steerable`] of the result of [`Allocator::apply_in_place`], which said
-    /// whether that reply tuple is known to come back to this worker (`here`: it steers here
-    /// by port ownership, or this is the only worker): then it is steerable without looking
-    /// again.
-    #[inline]
-    pub fn steerable_noted(
-        &self,
-        b: Binding,
-        here: bool,
-        steering: &Steering,
-    ) -> Result<Binding, NatError> {
-        if here {
-            debug_assert_eq!(self.steerable(b, steering), Ok(b));
-            return Ok(b);
-        }
-        self.steerable(b, steering)
-    }
-
     /// One translation step on top of `current` (which may already carry a DNAT).
     pub fn apply(
         &mut self,
@@ -233,8 +215,8 @@ impl Allocator {
     /// [`Allocator::apply`] on `b` itself: on success its reply tuple is the translated one
     /// (its original tuple never changes), on failure `b` is as it was. `Ok` holds whether
     /// the result's reply tuple is known to come back to this worker (it steers here by port
-    /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that
-    /// [`Allocator::steerable_noted`] need not steer it again, and whether the step changed
+    /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that the
+    /// caller need not check it with [`Allocator::steerable`] again, and whether the step changed
     /// the translated tuple (when it did not, `b` translates exactly what it translated
     /// before). On success the last tuple given to `in_use` is the binding's reply tuple (the
     /// caller may keep what its probe computed for it, such as its index tag). The form the
@@ -263,33 +245,14 @@ impl Allocator {
         let ported = has_ports(&cur);
         // With one worker, every reply comes back here: nothing to steer.
         let single = steering.workers() == 1 && self.worker == 0;
-        // A candidate's reply tuple must be unused and (for SNAT) reach this worker: `None`
-        // when it does not, else whether it is known to come back here (by port ownership,
-        // or because this is the only worker). Each reply tuple is made once, in place.
+        // Each candidate's reply tuple is made once, in place ([`candidate`]).
         let worker = self.worker;
-        let ok = |t: &FlowKey, reply: &mut FlowKey, in_use: &mut F| -> Option<bool> {
-            let r = t.reply();
-            if in_use(&r) {
-                return None;
-            }
-            let here = if manip == Manip::Dst {
-                false
-            } else if single {
-                true
-            } else {
-                match steering.owner(&r) {
-                    Some(w) if w == worker => true,
-                    Some(_) => return None,
-                    None => false,
-                }
-            };
-            *reply = r;
-            Some(here)
-        };
 
         // SNAT keeps a tuple that is already in range.
         if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
-            if let Some(here) = ok(&cur, &mut b.reply, in_use) {
+            if let Some(here) =
+                candidate(&cur, &mut b.reply, in_use, manip, single, steering, worker)
+            {
                 return Ok((here, false));
             }
         }
@@ -312,7 +275,9 @@ impl Allocator {
                 None => true,
             };
             if port_ok {
-                if let Some(here) = ok(&t, &mut b.reply, in_use) {
+                if let Some(here) =
+                    candidate(&t, &mut b.reply, in_use, manip, single, steering, worker)
+                {
                     return Ok((here, moved));
                 }
             }
@@ -411,6 +376,40 @@ impl Allocator {
         };
         IpAddr128((l + off).to_be_bytes())
     }
+}
+
+/// [`Allocator::apply_in_place`]'s test of candidate tuple `t`: its reply tuple must be unused
+/// and (for SNAT) reach this worker: `None` when it does not, else whether it is known to come
+/// back here (by port ownership, or because this is the only worker, `single`), with `reply`
+/// set to it. Inlined always: a closure of the choice, called from two places, was left out of
+/// line with a frame of its own.
+#[inline(always)]
+fn candidate<F: FnMut(&FlowKey) -> bool>(
+    t: &FlowKey,
+    reply: &mut FlowKey,
+    in_use: &mut F,
+    manip: Manip,
+    single: bool,
+    steering: &Steering,
+    worker: u16,
+) -> Option<bool> {
+    let r = t.reply();
+    if in_use(&r) {
+        return None;
+    }
+    let here = if manip == Manip::Dst {
+        false
+    } else if single {
+        true
+    } else {
+        match steering.owner(&r) {
+            Some(w) if w == worker => true,
+            Some(_) => return None,
+            None => false,
+        }
+    };
+    *reply = r;
+    Some(here)
 }
 
 /// Whether the protocol has ports (or an ICMP query identifier) to translate.

@@ -31,12 +31,12 @@ pub mod rules;
 pub mod steer;
 
 pub use alloc::{Allocator, Manip, NatError, NatRange};
-pub use rewrite::{rewrite, rewrite_by, RewriteError};
+pub use rewrite::{rewrite, rewrite_common, RewriteError};
 pub use rules::{NatChain, NatKind, NatRules, NatTarget, OneToOne};
 pub use steer::Steering;
 
 use crate::conntrack::Dir;
-use crate::wire::FlowKey;
+use crate::wire::{ip_proto, FlowKey};
 
 /// The nat table of both families and the steering tables derived from it: part of a rule
 /// set snapshot, read-only on the workers.
@@ -68,13 +68,23 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// No translation.
-    #[inline]
+    /// No translation. A TCP or UDP tuple's reply (the ends swapped) is made here in line,
+    /// the others' by [`FlowKey::reply`] (every new connection of a nat table starts from
+    /// this binding; the call was not inlined).
+    #[inline(always)]
     pub fn identity(orig: FlowKey) -> Binding {
-        Binding {
-            orig,
-            reply: orig.reply(),
-        }
+        let reply = if matches!(orig.proto, ip_proto::TCP | ip_proto::UDP) {
+            FlowKey {
+                src: orig.dst,
+                dst: orig.src,
+                src_port: orig.dst_port,
+                dst_port: orig.src_port,
+                ..orig
+            }
+        } else {
+            orig.reply()
+        };
+        Binding { orig, reply }
     }
 
     /// Whether neither direction is translated.

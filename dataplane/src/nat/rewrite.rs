@@ -75,7 +75,7 @@ impl RewriteError {
 /// Rewrites `frame` (parsed as `info`), a `dir` packet of a connection translated by `b`.
 ///
 /// The commonest packet, IPv4 TCP or UDP with its whole header, is rewritten in straight-line
-/// code inlined into the caller ([`tcp_udp_v4`]); everything else goes to [`rewrite_other`],
+/// code inlined into the caller ([`V4Fields`]); everything else goes to [`rewrite_other`],
 /// out of line. Both give the same bytes (a property test compares them).
 #[inline(always)]
 pub fn rewrite(
@@ -90,27 +90,27 @@ pub fn rewrite(
         Dir::Orig => &b.reply,
         Dir::Reply => &b.orig,
     };
-    rewrite_by(frame, info, dir, other, || *b)
+    if rewrite_common(frame, info, other) {
+        return Ok(());
+    }
+    rewrite_other(frame, info, dir, b)
 }
 
-/// [`rewrite`] given `other`, the wire tuple of the connection's other direction (the
-/// binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one), as the connection
-/// table holds it; `binding` gives the whole binding, asked for only when the packet is not
-/// the straight-line case. The same bytes as [`rewrite`] with that binding.
+/// [`rewrite`]'s straight-line case alone, given `other`, the wire tuple of the connection's
+/// other direction (the binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one),
+/// as the connection table holds it: an IPv4 TCP or UDP packet with its whole header is
+/// rewritten so that its tuple becomes the reverse of `other`, the same bytes as [`rewrite`]
+/// with that binding; any other packet is left unchanged and `false` returned (the caller then
+/// gives it to [`rewrite`] with the whole binding).
 #[inline(always)]
-pub fn rewrite_by(
-    frame: &mut [u8],
-    info: &PacketInfo,
-    dir: Dir,
-    other: &FlowKey,
-    binding: impl FnOnce() -> Binding,
-) -> Result<(), RewriteError> {
-    if let (L3::Ipv4, Some(flow)) = (info.l3, &info.flow) {
-        if tcp_udp_v4(frame, info, flow.proto, other) {
-            return Ok(());
+pub fn rewrite_common(frame: &mut [u8], info: &PacketInfo, other: &FlowKey) -> bool {
+    match V4Fields::find(frame, info) {
+        Some(f) => {
+            f.rewrite(other);
+            true
         }
+        None => false,
     }
-    rewrite_other(frame, info, dir, &binding())
 }
 
 /// [`rewrite`] for everything but the straight-line case: IPv6, ICMP, fragments, other
@@ -157,74 +157,97 @@ fn rewrite_other(
     )
 }
 
-/// The common case in straight-line code: an IPv4 TCP or UDP packet (`proto`) with its whole
-/// header, whose tuple becomes the reverse of `other` (the wire tuple of the connection's other
-/// direction). Returns `false`, having changed nothing, for anything else, which
-/// [`rewrite_other`] handles with the same result.
-///
-/// The four 16-bit words of the addresses are taken as two 32-bit words, and the two ports as
-/// one, summed with end-around carry in 32 bits: a one's-complement sum is the same over 16-
-/// or 32-bit words once folded (2^16 is 1 modulo 0xffff), and the same in either byte order
-/// (RFC 1071 §2(B)), so the words are loaded in the machine's order and never swapped. The
-/// folded results are bit for bit [`Delta`]'s 16-bit computation (both are zero only when
-/// every word's change is zero; a property test compares the two paths).
-#[inline(always)]
-fn tcp_udp_v4(frame: &mut [u8], info: &PacketInfo, proto: u8, other: &FlowKey) -> bool {
-    let (ck_at, udp) = match proto {
-        ip_proto::TCP => (16, false),
-        ip_proto::UDP => (6, true),
-        _ => return false,
-    };
-    let l3 = usize::from(info.l3_offset);
-    let l4 = usize::from(info.l4_offset);
-    // The whole fixed IPv4 header before the L4 header, the L4 checksum inside the datagram.
-    if l4 < l3 + 20 || info.l3_end() < l4 + ck_at + 2 {
-        return false;
-    }
-    let Some(ip) = frame.get_mut(l3..info.l3_end()) else {
-        return false;
-    };
-    let Some((hdr, seg)) = ip.split_at_mut_checked(l4 - l3) else {
-        return false;
-    };
-    let Some((ports_at, rest)) = seg.split_at_mut_checked(4) else {
-        return false;
-    };
-    let (Some(hdr), Some(ports_at), Some(ck)) = (
-        hdr.first_chunk_mut::<20>(),
-        ports_at.first_chunk_mut::<4>(),
-        rest.get_mut(ck_at - 4..)
-            .and_then(|c| c.first_chunk_mut::<2>()),
-    ) else {
-        return false;
-    };
-    let new_src = word::<12, 16>(&other.dst.0);
-    let new_dst = word::<12, 16>(&other.src.0);
-    let [s0, s1] = other.dst_port.to_be_bytes();
-    let [d0, d1] = other.src_port.to_be_bytes();
-    let new_ports = u32::from_ne_bytes([s0, s1, d0, d1]);
-    let addr = add1c(
-        add1c(!word::<12, 20>(hdr), new_src),
-        add1c(!word::<16, 20>(hdr), new_dst),
-    );
-    let ports = add1c(!u32::from_ne_bytes(*ports_at), new_ports);
-    hdr[12..16].copy_from_slice(&new_src.to_ne_bytes());
-    hdr[16..20].copy_from_slice(&new_dst.to_ne_bytes());
-    *ports_at = new_ports.to_ne_bytes();
-    let ipck = u16::from_ne_bytes([hdr[10], hdr[11]]);
-    let [c0, c1] = (!fold16(add1c(u32::from(!ipck), addr))).to_ne_bytes();
-    hdr[10] = c0;
-    hdr[11] = c1;
-    let l4ck = u16::from_ne_bytes(*ck);
-    // Zero and 0xffff read the same in either byte order.
-    if !(udp && l4ck == 0) {
-        let mut c = !fold16(add1c(add1c(u32::from(!l4ck), addr), ports));
-        if udp && c == 0 {
-            c = 0xffff;
+/// The fields the straight-line rewrite changes in an IPv4 TCP or UDP packet with its whole
+/// header ([`V4Fields::find`]), each a fixed-size view.
+pub struct V4Fields<'a> {
+    /// The fixed IPv4 header (checksum at 10, addresses at 12 and 16).
+    hdr: &'a mut [u8; 20],
+    /// The source and destination ports.
+    ports: &'a mut [u8; 4],
+    /// The L4 checksum.
+    ck: &'a mut [u8; 2],
+    udp: bool,
+}
+
+impl<'a> V4Fields<'a> {
+    /// The fields of `frame` (parsed as `info`) when it is the straight-line case, an IPv4
+    /// TCP or UDP packet with its whole header; `None` (nothing changed) for anything else,
+    /// which [`rewrite_other`] handles.
+    #[inline(always)]
+    pub fn find(frame: &'a mut [u8], info: &PacketInfo) -> Option<V4Fields<'a>> {
+        let (L3::Ipv4, Some(flow)) = (info.l3, &info.flow) else {
+            return None;
+        };
+        let (ck_at, udp) = match flow.proto {
+            ip_proto::TCP => (16, false),
+            ip_proto::UDP => (6, true),
+            _ => return None,
+        };
+        let l3 = usize::from(info.l3_offset);
+        let l4 = usize::from(info.l4_offset);
+        // The datagram inside the frame, the whole fixed IPv4 header before the L4 header, the
+        // L4 checksum inside the datagram: one test each, after which the views below cannot
+        // fail (each is still checked, and the compiler drops the checks these tests imply:
+        // they are written against the datagram's own length for that).
+        let ip = frame.get_mut(..info.l3_end())?;
+        if l4 < l3 + 20 || ip.len() < l4 + ck_at + 2 {
+            return None;
         }
-        *ck = c.to_ne_bytes();
+        let (front, seg) = ip.split_at_mut_checked(l4)?;
+        let (ports, rest) = seg.split_at_mut_checked(4)?;
+        Some(V4Fields {
+            hdr: front.get_mut(l3..)?.first_chunk_mut::<20>()?,
+            ports: ports.first_chunk_mut::<4>()?,
+            ck: rest.get_mut(ck_at - 4..)?.first_chunk_mut::<2>()?,
+            udp,
+        })
     }
-    true
+
+    /// Rewrites the fields so that the packet's tuple becomes the reverse of `other` (the
+    /// wire tuple of the connection's other direction).
+    ///
+    /// The four 16-bit words of the addresses are taken as two 32-bit words, and the two
+    /// ports as one, summed with end-around carry in 32 bits: a one's-complement sum is the
+    /// same over 16- or 32-bit words once folded (2^16 is 1 modulo 0xffff), and the same in
+    /// either byte order (RFC 1071 §2(B)), so the words are loaded in the machine's order and
+    /// never swapped. The folded results are bit for bit [`Delta`]'s 16-bit computation (both
+    /// are zero only when every word's change is zero; a property test compares the two
+    /// paths).
+    #[inline(always)]
+    pub fn rewrite(self, other: &FlowKey) {
+        let V4Fields {
+            hdr,
+            ports: ports_at,
+            ck,
+            udp,
+        } = self;
+        let new_src = word::<12, 16>(&other.dst.0);
+        let new_dst = word::<12, 16>(&other.src.0);
+        let [s0, s1] = other.dst_port.to_be_bytes();
+        let [d0, d1] = other.src_port.to_be_bytes();
+        let new_ports = u32::from_ne_bytes([s0, s1, d0, d1]);
+        let addr = add1c(
+            add1c(!word::<12, 20>(hdr), new_src),
+            add1c(!word::<16, 20>(hdr), new_dst),
+        );
+        let ports = add1c(!u32::from_ne_bytes(*ports_at), new_ports);
+        hdr[12..16].copy_from_slice(&new_src.to_ne_bytes());
+        hdr[16..20].copy_from_slice(&new_dst.to_ne_bytes());
+        *ports_at = new_ports.to_ne_bytes();
+        let ipck = u16::from_ne_bytes([hdr[10], hdr[11]]);
+        let [c0, c1] = (!fold16(add1c(u32::from(!ipck), addr))).to_ne_bytes();
+        hdr[10] = c0;
+        hdr[11] = c1;
+        let l4ck = u16::from_ne_bytes(*ck);
+        // Zero and 0xffff read the same in either byte order.
+        if !(udp && l4ck == 0) {
+            let mut c = !fold16(add1c(add1c(u32::from(!l4ck), addr), ports));
+            if udp && c == 0 {
+                c = 0xffff;
+            }
+            *ck = c.to_ne_bytes();
+        }
+    }
 }
 
 /// The 32-bit word at byte `AT` of `b`, in the machine's byte order.
