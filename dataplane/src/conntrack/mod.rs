@@ -1415,13 +1415,22 @@ impl Conntrack {
     /// with little-endian words ([`checksum::accumulate_le`]).
     #[inline(always)]
     fn l4_checksum_ok(key: &FlowKey, data: &[u8]) -> bool {
-        let (s_lo, s_hi) = halves(&key.src);
-        let (d_lo, d_hi) = halves(&key.dst);
-        let words = |x: u64| (x & 0xffff_ffff) + (x >> 32);
         let addresses = match key.family {
-            // An IPv4 address is bytes 12..16 of its mapped form: the high half's top.
-            Family::V4 => (s_hi >> 32) + (d_hi >> 32),
-            Family::V6 => words(s_lo) + words(s_hi) + words(d_lo) + words(d_hi),
+            // An IPv4 address is bytes 12..16 of its mapped form, read as one word (through
+            // the 16-byte halves it took four instructions an address).
+            Family::V4 => {
+                let v4 = |a: &IpAddr128| {
+                    let [.., w, x, y, z] = a.0;
+                    u64::from(u32::from_le_bytes([w, x, y, z]))
+                };
+                v4(&key.src) + v4(&key.dst)
+            }
+            Family::V6 => {
+                let (s_lo, s_hi) = halves(&key.src);
+                let (d_lo, d_hi) = halves(&key.dst);
+                let words = |x: u64| (x & 0xffff_ffff) + (x >> 32);
+                words(s_lo) + words(s_hi) + words(d_lo) + words(d_hi)
+            }
         };
         let len = data.len() as u32;
         // The protocol (after a zero byte) and the length, big-endian words read
