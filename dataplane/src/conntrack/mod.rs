@@ -710,6 +710,18 @@ impl Words {
     }
 
     /// Whether these words of an entry (whose last word carries status bits and a wheel
+    /// slot) are the tuple whose words are `packet`: [`Words::is`] on the tuple's bits.
+    #[inline(always)]
+    fn matches(&self, packet: &Words) -> bool {
+        ((self.src.0 ^ packet.src.0)
+            | (self.src.1 ^ packet.src.1)
+            | (self.dst.0 ^ packet.dst.0)
+            | (self.dst.1 ^ packet.dst.1)
+            | ((self.rest & KEY_BITS) ^ packet.rest))
+            == 0
+    }
+
+    /// Whether these words of an entry (whose last word carries status bits and a wheel
     /// slot) are `k`'s tuple, and whether they are its reply tuple (`rest` and `rev_rest`:
     /// the last word of `k` and of its reply, as [`Words::of`] and [`Words::reversed_rest`]
     /// make them). The
