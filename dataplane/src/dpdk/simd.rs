@@ -276,21 +276,9 @@ mod x86 {
     use super::{Lanes, RangeMask, Screened, SimdTask, SCREEN_MIN_LEN, SCREEN_STEP};
     use crate::wire::parse::{ETHER_KINDS_LEN, ETHER_OTHER};
     use std::arch::x86_64::*;
-    use std::mem::offset_of;
 
     type RteMbuf = dpdk_sys::rte_mbuf;
-    /// The mbuf fields the screen reads, as 8-byte words at these offsets: the buffer address;
-    /// `data_off` (bits 0..16) and `nb_segs` (bits 32..48); `pkt_len` (bits 0..32) and
-    /// `data_len` (bits 32..48).
-    const AT_BUF: usize = offset_of!(RteMbuf, buf_addr);
-    const AT_REARM: usize = offset_of!(RteMbuf, data_off);
-    const AT_LENS: usize = offset_of!(RteMbuf, pkt_len);
-    const _: () = assert!(
-        offset_of!(RteMbuf, nb_segs) == AT_REARM + 4
-            && offset_of!(RteMbuf, data_len) == AT_LENS + 4
-            && AT_BUF + 8 <= AT_REARM
-            && ETHER_OTHER == 0
-    );
+    const _: () = assert!(ETHER_OTHER == 0);
 
     /// A `base` for the gathers below, whose indexes are whole addresses.
     #[inline(always)]
@@ -314,9 +302,39 @@ mod x86 {
     }
     const _: () = assert!(std::mem::align_of::<RteMbuf>() <= 64);
 
-    /// The AVX2 burst screen: four packets a step, eight 8-byte gathers (three of mbuf
-    /// fields, five of frame bytes, the last four only when some packet of the step may be
-    /// IPv4), checked lane by lane.
+    /// An mbuf's `buf_addr`, `data_off`, `nb_segs`, `data_len` and `pkt_len`, each read by
+    /// one load of its own width. Volatile reads, so that the compiler neither widens nor
+    /// merges them (left to itself it reads `nb_segs` and `data_len` of eight mbufs as 32-bit
+    /// words into vector lanes, which spans the PMD's separate stores of the next fields).
+    ///
+    /// # Safety
+    /// `m` must point to a live mbuf that nothing writes during the call.
+    #[inline(always)]
+    unsafe fn mbuf_fields(m: *const RteMbuf) -> (i64, u16, u16, u16, u32) {
+        // SAFETY: the caller's promise; each field is aligned to its width inside the mbuf.
+        unsafe {
+            (
+                std::ptr::addr_of!((*m).buf_addr).read_volatile() as i64,
+                std::ptr::addr_of!((*m).data_off).read_volatile(),
+                std::ptr::addr_of!((*m).nb_segs).read_volatile(),
+                std::ptr::addr_of!((*m).data_len).read_volatile(),
+                std::ptr::addr_of!((*m).pkt_len).read_volatile(),
+            )
+        }
+    }
+
+    /// The address of a packet's first byte when its mbuf is one segment of at least
+    /// [`SCREEN_MIN_LEN`] bytes, else zero; without a branch (a mask, not a jump, so the
+    /// compiler keeps a step's eight lanes in registers).
+    #[inline(always)]
+    fn readable_frame(buf_addr: i64, data_off: u16, nb_segs: u16, data_len: u16) -> i64 {
+        let ok = (nb_segs == 1) & (data_len >= SCREEN_MIN_LEN);
+        buf_addr.wrapping_add(i64::from(data_off)) & -i64::from(ok)
+    }
+
+    /// The AVX2 burst screen: four packets a step, the mbuf fields read one packet at a time
+    /// and six 8-byte gathers of frame bytes and table entries (the last four only when
+    /// some packet of the step may be IPv4), checked lane by lane.
     ///
     /// # Safety
     /// The CPU must support AVX2; every pointer in `ptrs` must be a live mbuf the caller owns.
@@ -340,29 +358,23 @@ mod x86 {
             -1, -1, -1, -1, -1, 11, 10, -1, -1,
         );
         let mut out = Screened::default();
-        let mut bytes = zero;
+        let mut bytes = 0u64;
         let steps = ptrs.len().min(32) / SCREEN_STEP;
         for step in 0..steps {
-            let p = ptrs[step * SCREEN_STEP..].as_ptr().cast::<__m256i>();
-            // SAFETY: `ptrs` holds at least (step + 1) * 4 pointers; an unaligned load.
-            let p = unsafe { _mm256_loadu_si256(p) };
-            // SAFETY: each lane of `p` is a live mbuf (the caller's promise); the words read
-            // lie inside its header (`AT_*` are field offsets of `rte_mbuf`).
-            let buf = unsafe { _mm256_i64gather_epi64::<1>(at(AT_BUF), p) };
-            // SAFETY: as above.
-            let rearm = unsafe { _mm256_i64gather_epi64::<1>(at(AT_REARM), p) };
-            // SAFETY: as above.
-            let lens = unsafe { _mm256_i64gather_epi64::<1>(at(AT_LENS), p) };
-            bytes = _mm256_add_epi64(bytes, _mm256_and_si256(lens, c(0xffff_ffff)));
-            // Lengths are compared where they sit, in bits 32..48 of a lane (data_len's
-            // place in `lens`).
-            let hi16 = c(0xffff << 32);
-            let data_len = _mm256_and_si256(lens, hi16);
-            let one_segment = _mm256_cmpeq_epi64(_mm256_and_si256(rearm, hi16), c(1 << 32));
-            let long = _mm256_cmpgt_epi64(data_len, c(i64::from(SCREEN_MIN_LEN - 1) << 32));
-            let readable = _mm256_and_si256(one_segment, long);
-            // The frame's first byte: buf_addr + data_off.
-            let frame = _mm256_add_epi64(buf, _mm256_and_si256(rearm, c(0xffff)));
+            // The mbuf fields one packet at a time, at their own widths (as in
+            // `screen_avx512`, whose loop says why); a lane's frame address is zero unless
+            // it is readable.
+            let mut f = [0i64; SCREEN_STEP];
+            let ps = &ptrs[step * SCREEN_STEP..(step + 1) * SCREEN_STEP];
+            for (f, &m) in f.iter_mut().zip(ps.iter()) {
+                // SAFETY: `m` is a live mbuf (the caller's promise) that nothing writes
+                // while we read.
+                let (buf, off, segs, dlen, plen) = unsafe { mbuf_fields(m) };
+                bytes += u64::from(plen);
+                *f = readable_frame(buf, off, segs, dlen);
+            }
+            let frame = _mm256_set_epi64x(f[3], f[2], f[1], f[0]);
+            let readable = _mm256_andnot_si256(_mm256_cmpeq_epi64(frame, zero), c(-1));
             // SAFETY: a lane is read only when `readable`: one segment holding at least
             // SCREEN_MIN_LEN bytes from buf_addr + data_off (DPDK keeps them inside the
             // mbuf's data room), and bytes 12..20 lie within them. The ethertype's entry and
@@ -382,6 +394,13 @@ mod x86 {
             if _mm256_movemask_pd(_mm256_castsi256_pd(v4)) == 0 {
                 continue;
             }
+            // The segments' lengths, in bits 32..48 (where the lengths below are compared),
+            // read again at their own width only for a step with IPv4 lanes.
+            let dl = [0, 1, 2, 3].map(|j| {
+                // SAFETY: as above; one load of the field's width (see `mbuf_fields`).
+                i64::from(unsafe { std::ptr::addr_of!((*ps[j]).data_len).read_volatile() }) << 32
+            });
+            let data_len = _mm256_set_epi64x(dl[3], dl[2], dl[1], dl[0]);
             // SAFETY: as above, for lanes that are `readable` (all of `v4`'s are): bytes
             // 20..52 lie within the first segment. Lanes not read hold 0: protocol 0, so
             // neither UDP nor TCP, and not accepted below.
@@ -444,10 +463,7 @@ mod x86 {
             let ok = _mm256_andnot_si256(bad, _mm256_or_si256(udp, tcp));
             out.ipv4 |= (_mm256_movemask_pd(_mm256_castsi256_pd(ok)) as u32) << (step * 4);
         }
-        let mut lanes = [0u64; 4];
-        // SAFETY: `lanes` is 32 writable bytes; an unaligned store.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), bytes) };
-        out.bytes = lanes.iter().sum();
+        out.bytes = bytes;
         out.screened = steps * SCREEN_STEP;
         out
     }
@@ -523,8 +539,8 @@ mod x86 {
             // are written out. A last step of fewer than eight is padded with `EMPTY`
             // (no segment, no bytes), so every lane reads an mbuf and none branches. A
             // lane's frame address is zero unless it is one segment of at least
-            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); its
-            // data_len goes to bits 32..48, where the lengths below are compared.
+            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); the
+            // lengths are summed as they are read.
             let base = step * STEP;
             let ps: [*const RteMbuf; STEP] = match ptrs[..n].get(base..base + STEP) {
                 Some(s) => std::array::from_fn(|j| s[j].cast_const()),
@@ -533,36 +549,15 @@ mod x86 {
                     None => EMPTY.as_mbuf(),
                 }),
             };
-            let lane = |m: *const RteMbuf| -> (i64, i64, u64) {
+            let mut f = [0i64; STEP];
+            for (f, &m) in f.iter_mut().zip(ps.iter()) {
                 // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`, and nothing
-                // writes it while the reference lives.
-                let m = unsafe { &*m };
-                let (buf, off, segs, dlen, plen) = (
-                    m.buf_addr as i64,
-                    m.data_off,
-                    m.nb_segs,
-                    m.data_len,
-                    m.pkt_len,
-                );
-                let ok = (segs == 1) & (dlen >= SCREEN_MIN_LEN);
-                (
-                    if ok {
-                        buf.wrapping_add(i64::from(off))
-                    } else {
-                        0
-                    },
-                    i64::from(dlen) << 32,
-                    u64::from(plen),
-                )
-            };
-            let l = ps.map(lane);
-            bytes += l.iter().map(|l| l.2).sum::<u64>();
-            let frame = _mm512_set_epi64(
-                l[7].0, l[6].0, l[5].0, l[4].0, l[3].0, l[2].0, l[1].0, l[0].0,
-            );
-            let data_len = _mm512_set_epi64(
-                l[7].1, l[6].1, l[5].1, l[4].1, l[3].1, l[2].1, l[1].1, l[0].1,
-            );
+                // writes it while we read.
+                let (buf, off, segs, dlen, plen) = unsafe { mbuf_fields(m) };
+                bytes += u64::from(plen);
+                *f = readable_frame(buf, off, segs, dlen);
+            }
+            let frame = _mm512_set_epi64(f[7], f[6], f[5], f[4], f[3], f[2], f[1], f[0]);
             let readable = _mm512_test_epi64_mask(frame, frame);
             // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
             let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
@@ -581,6 +576,14 @@ mod x86 {
             if v4 == 0 {
                 continue;
             }
+            // The segments' lengths, in bits 32..48, read again (at their own width) only for
+            // a step with IPv4 lanes: kept from the reads above, eight more values would not
+            // fit in registers and every step would pay for them.
+            let dl = ps.map(|m| {
+                // SAFETY: as above; one load of the field's width (see `mbuf_fields`).
+                i64::from(unsafe { std::ptr::addr_of!((*m).data_len).read_volatile() }) << 32
+            });
+            let data_len = _mm512_set_epi64(dl[7], dl[6], dl[5], dl[4], dl[3], dl[2], dl[1], dl[0]);
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
             let g1 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)) };
             // SAFETY: as above.
