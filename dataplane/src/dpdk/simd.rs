@@ -314,6 +314,16 @@ mod x86 {
     }
     const _: () = assert!(std::mem::align_of::<RteMbuf>() <= 64);
 
+    /// A pointer to field `$f` of the mbuf at `$m`, as a `$t` (the field's type in the
+    /// bindings), made without dereferencing it.
+    macro_rules! field {
+        ($m:expr, $f:ident, $t:ty) => {
+            $m.cast::<u8>()
+                .wrapping_add(offset_of!(RteMbuf, $f))
+                .cast::<$t>()
+        };
+    }
+
     /// An mbuf's `buf_addr`, `data_off`, `nb_segs`, `data_len` and `pkt_len`, each read by
     /// one load of its own width. Volatile reads, so that the compiler neither widens nor
     /// merges them (left to itself it reads `nb_segs` and `data_len` of eight mbufs as 32-bit
@@ -323,16 +333,18 @@ mod x86 {
     /// `m` must point to a live mbuf that nothing writes during the call.
     #[inline(always)]
     unsafe fn mbuf_fields(m: *const RteMbuf) -> (i64, u16, u16, u16, u32) {
-        // SAFETY: the caller's promise; each field is aligned to its width inside the mbuf.
-        unsafe {
-            (
-                std::ptr::addr_of!((*m).buf_addr).read_volatile() as i64,
-                std::ptr::addr_of!((*m).data_off).read_volatile(),
-                std::ptr::addr_of!((*m).nb_segs).read_volatile(),
-                std::ptr::addr_of!((*m).data_len).read_volatile(),
-                std::ptr::addr_of!((*m).pkt_len).read_volatile(),
-            )
-        }
+        // SAFETY: the caller's promise; `field!` points at the named field, which is
+        // aligned to its width inside the mbuf (likewise for the reads below).
+        let buf = unsafe { field!(m, buf_addr, usize).read_volatile() };
+        // SAFETY: as above.
+        let off = unsafe { field!(m, data_off, u16).read_volatile() };
+        // SAFETY: as above.
+        let segs = unsafe { field!(m, nb_segs, u16).read_volatile() };
+        // SAFETY: as above.
+        let dlen = unsafe { field!(m, data_len, u16).read_volatile() };
+        // SAFETY: as above.
+        let plen = unsafe { field!(m, pkt_len, u32).read_volatile() };
+        (buf as i64, off, segs, dlen, plen)
     }
 
     /// The address of a packet's first byte when its mbuf is one segment of at least
@@ -595,7 +607,7 @@ mod x86 {
             // fit in registers and every step would pay for them.
             let dl = ps.map(|m| {
                 // SAFETY: as above; one load of the field's width (see `mbuf_fields`).
-                i64::from(unsafe { std::ptr::addr_of!((*m).data_len).read_volatile() }) << 32
+                i64::from(unsafe { field!(m, data_len, u16).read_volatile() }) << 32
             });
             let data_len = _mm512_set_epi64(dl[7], dl[6], dl[5], dl[4], dl[3], dl[2], dl[1], dl[0]);
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
