@@ -314,48 +314,6 @@ mod x86 {
     }
     const _: () = assert!(std::mem::align_of::<RteMbuf>() <= 64);
 
-    /// A pointer to field `$f` of the mbuf at `$m`, as a `$t` (the field's type in the
-    /// bindings), made without dereferencing it.
-    macro_rules! field {
-        ($m:expr, $f:ident, $t:ty) => {
-            $m.cast::<u8>()
-                .wrapping_add(offset_of!(RteMbuf, $f))
-                .cast::<$t>()
-        };
-    }
-
-    /// An mbuf's `buf_addr`, `data_off`, `nb_segs`, `data_len` and `pkt_len`, each read by
-    /// one load of its own width. Volatile reads, so that the compiler neither widens nor
-    /// merges them (left to itself it reads `nb_segs` and `data_len` of eight mbufs as 32-bit
-    /// words into vector lanes, which spans the PMD's separate stores of the next fields).
-    ///
-    /// # Safety
-    /// `m` must point to a live mbuf that nothing writes during the call.
-    #[inline(always)]
-    unsafe fn mbuf_fields(m: *const RteMbuf) -> (i64, u16, u16, u16, u32) {
-        // SAFETY: the caller's promise; `field!` points at the named field, which is
-        // aligned to its width inside the mbuf (likewise for the reads below).
-        let buf = unsafe { field!(m, buf_addr, usize).read_volatile() };
-        // SAFETY: as above.
-        let off = unsafe { field!(m, data_off, u16).read_volatile() };
-        // SAFETY: as above.
-        let segs = unsafe { field!(m, nb_segs, u16).read_volatile() };
-        // SAFETY: as above.
-        let dlen = unsafe { field!(m, data_len, u16).read_volatile() };
-        // SAFETY: as above.
-        let plen = unsafe { field!(m, pkt_len, u32).read_volatile() };
-        (buf as i64, off, segs, dlen, plen)
-    }
-
-    /// The address of a packet's first byte when its mbuf is one segment of at least
-    /// [`SCREEN_MIN_LEN`] bytes, else zero; without a branch (a mask, not a jump, so the
-    /// compiler keeps a step's eight lanes in registers).
-    #[inline(always)]
-    fn readable_frame(buf_addr: i64, data_off: u16, nb_segs: u16, data_len: u16) -> i64 {
-        let ok = (nb_segs == 1) & (data_len >= SCREEN_MIN_LEN);
-        buf_addr.wrapping_add(i64::from(data_off)) & -i64::from(ok)
-    }
-
     /// The AVX2 burst screen: four packets a step, eight 8-byte gathers (three of mbuf
     /// fields, five of frame bytes, the last four only when some packet of the step may be
     /// IPv4), checked lane by lane.
@@ -565,8 +523,8 @@ mod x86 {
             // are written out. A last step of fewer than eight is padded with `EMPTY`
             // (no segment, no bytes), so every lane reads an mbuf and none branches. A
             // lane's frame address is zero unless it is one segment of at least
-            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); the
-            // lengths are summed as they are read.
+            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); its
+            // data_len goes to bits 32..48, where the lengths below are compared.
             let base = step * STEP;
             let ps: [*const RteMbuf; STEP] = match ptrs[..n].get(base..base + STEP) {
                 Some(s) => std::array::from_fn(|j| s[j].cast_const()),
@@ -575,15 +533,36 @@ mod x86 {
                     None => EMPTY.as_mbuf(),
                 }),
             };
-            let mut f = [0i64; STEP];
-            for (f, &m) in f.iter_mut().zip(ps.iter()) {
+            let lane = |m: *const RteMbuf| -> (i64, i64, u64) {
                 // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`, and nothing
-                // writes it while we read.
-                let (buf, off, segs, dlen, plen) = unsafe { mbuf_fields(m) };
-                bytes += u64::from(plen);
-                *f = readable_frame(buf, off, segs, dlen);
-            }
-            let frame = _mm512_set_epi64(f[7], f[6], f[5], f[4], f[3], f[2], f[1], f[0]);
+                // writes it while the reference lives.
+                let m = unsafe { &*m };
+                let (buf, off, segs, dlen, plen) = (
+                    m.buf_addr as i64,
+                    m.data_off,
+                    m.nb_segs,
+                    m.data_len,
+                    m.pkt_len,
+                );
+                let ok = (segs == 1) & (dlen >= SCREEN_MIN_LEN);
+                (
+                    if ok {
+                        buf.wrapping_add(i64::from(off))
+                    } else {
+                        0
+                    },
+                    i64::from(dlen) << 32,
+                    u64::from(plen),
+                )
+            };
+            let l = ps.map(lane);
+            bytes += l.iter().map(|l| l.2).sum::<u64>();
+            let frame = _mm512_set_epi64(
+                l[7].0, l[6].0, l[5].0, l[4].0, l[3].0, l[2].0, l[1].0, l[0].0,
+            );
+            let data_len = _mm512_set_epi64(
+                l[7].1, l[6].1, l[5].1, l[4].1, l[3].1, l[2].1, l[1].1, l[0].1,
+            );
             let readable = _mm512_test_epi64_mask(frame, frame);
             // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
             let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
@@ -602,14 +581,6 @@ mod x86 {
             if v4 == 0 {
                 continue;
             }
-            // The segments' lengths, in bits 32..48, read again (at their own width) only for
-            // a step with IPv4 lanes: kept from the reads above, eight more values would not
-            // fit in registers and every step would pay for them.
-            let dl = ps.map(|m| {
-                // SAFETY: as above; one load of the field's width (see `mbuf_fields`).
-                i64::from(unsafe { field!(m, data_len, u16).read_volatile() }) << 32
-            });
-            let data_len = _mm512_set_epi64(dl[7], dl[6], dl[5], dl[4], dl[3], dl[2], dl[1], dl[0]);
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
             let g1 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)) };
             // SAFETY: as above.
