@@ -220,7 +220,7 @@ impl Worker {
                 }
                 got += n;
                 // The pass-through bridge first, before anything the other paths need is
-                // gathered (without tracking there are no tables, so no router either).
+                // gathered (without tracking there are no tables, which the router path needs).
                 if !stateful && passes_through(&rules.get().filter) {
                     pass_burst(
                         ingress,
