@@ -219,6 +219,19 @@ impl Worker {
                     continue;
                 }
                 got += n;
+                // The pass-through bridge first, before anything the other paths need is
+                // gathered (without tracking there are no tables, which the router path needs).
+                if !stateful && passes_through(&rules.get().filter) {
+                    pass_burst(
+                        ingress,
+                        &judges[ingress],
+                        simd,
+                        &mut burst,
+                        &stats,
+                        &mut egress,
+                    );
+                    continue;
+                }
                 let now_ns = clock.ns(last_tsc);
                 let ctx = Ctx {
                     id,
@@ -247,15 +260,6 @@ impl Worker {
                         tables.as_deref_mut(),
                         steering.as_mut(),
                         now_ns,
-                        &mut egress,
-                    );
-                } else if passes_through(&ctx.rules.filter) {
-                    pass_burst(
-                        ingress,
-                        &judges[ingress],
-                        simd,
-                        &mut burst,
-                        &stats,
                         &mut egress,
                     );
                 } else {
