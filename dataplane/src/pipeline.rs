@@ -492,7 +492,7 @@ fn lean_rewrite(
 ) -> Verdict {
     // The packet's fields first: a packet that is not the straight-line case leaves at once,
     // and the table is read only for one that is.
-    let Some(fields) = crate::nat::rewrite::V4Fields::find(frame, info) else {
+    let Some(fields) = crate::nat::V4Fields::find(frame, info) else {
         return lean_rewrite_other(tables, frame, info, id, dir, verdict);
     };
     fields.rewrite(&tables.ct.nat_other(id, dir));

@@ -31,7 +31,7 @@ pub mod rules;
 pub mod steer;
 
 pub use alloc::{Allocator, Manip, NatError, NatRange};
-pub use rewrite::{rewrite, rewrite_common, RewriteError};
+pub use rewrite::{rewrite, RewriteError, V4Fields};
 pub use rules::{NatChain, NatKind, NatRules, NatTarget, OneToOne};
 pub use steer::Steering;
 

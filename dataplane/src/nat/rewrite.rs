@@ -90,27 +90,11 @@ pub fn rewrite(
         Dir::Orig => &b.reply,
         Dir::Reply => &b.orig,
     };
-    if rewrite_common(frame, info, other) {
+    if let Some(f) = V4Fields::find(frame, info) {
+        f.rewrite(other);
         return Ok(());
     }
     rewrite_other(frame, info, dir, b)
-}
-
-/// [`rewrite`]'s straight-line case alone, given `other`, the wire tuple of the connection's
-/// other direction (the binding's `reply` for an `Orig` packet, its `orig` for a `Reply` one),
-/// as the connection table holds it: an IPv4 TCP or UDP packet with its whole header is
-/// rewritten so that its tuple becomes the reverse of `other`, the same bytes as [`rewrite`]
-/// with that binding; any other packet is left unchanged and `false` returned (the caller then
-/// gives it to [`rewrite`] with the whole binding).
-#[inline(always)]
-pub fn rewrite_common(frame: &mut [u8], info: &PacketInfo, other: &FlowKey) -> bool {
-    match V4Fields::find(frame, info) {
-        Some(f) => {
-            f.rewrite(other);
-            true
-        }
-        None => false,
-    }
 }
 
 /// [`rewrite`] for everything but the straight-line case: IPv6, ICMP, fragments, other
