@@ -74,6 +74,15 @@ impl Index {
         }
     }
 
+    /// Every reference stored, with its tag.
+    #[cfg(test)]
+    pub fn references(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        (0..self.buckets.len())
+            .map(|i| self.buckets[i])
+            .filter(|b| b.reference != EMPTY)
+            .map(|b| (b.tag, b.reference))
+    }
+
     /// Counts the pages the buckets got.
     pub fn add_pages(&self, u: &mut PageUse) {
         u.add(&self.buckets);

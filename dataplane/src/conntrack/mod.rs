@@ -261,6 +261,18 @@ const NO_GUESS: u32 = u32::MAX - 1;
 /// ([`Hint::known_tag`]).
 const NO_TAG: u32 = u32::MAX - 2;
 
+/// An index reference is an entry's slot shifted left by two, with these flags: the
+/// reference is the entry's NAT reply tuple's ([`REF_REPLY`], always with [`REF_NAT`]), or
+/// the entry has a NAT binding ([`REF_NAT`]). The prefetch pass reads the flag to load the
+/// reply-tuple slot only for a translated connection: a table with NAT room would otherwise
+/// fetch an unused slot (two lines, most of them) for every packet of an untranslated one.
+/// Capacities stop at 2^29 slots, so a reference stays below 2^31, under the markers above.
+const REF_REPLY: u32 = 1;
+/// See [`REF_REPLY`].
+const REF_NAT: u32 = 2;
+/// How far a reference's slot is shifted.
+const REF_SHIFT: u32 = 2;
+
 impl Hint {
     /// No guess: the lookup probes the index under `tag`.
     #[inline(always)]
@@ -1069,8 +1081,8 @@ impl Conntrack {
         let w = Words::of(k);
         let rev_rest = Words::reversed_rest(w.rest, k);
         for r in self.index.candidates(tag) {
-            let i = r >> 1;
-            if r & 1 == 1 {
+            let i = r >> REF_SHIFT;
+            if r & REF_REPLY != 0 {
                 // The reply tuple of a NAT binding.
                 if Words::of(&replies[i as usize]).is(&w) {
                     return Some((i, Dir::Reply));
@@ -1182,11 +1194,15 @@ impl Conntrack {
         let Some(r) = self.index.first(tag) else {
             return (Hint { tag, first: ABSENT }, false);
         };
-        if let Some(e) = self.entries.get((r >> 1) as usize) {
+        let i = (r >> REF_SHIFT) as usize;
+        if let Some(e) = self.entries.get(i) {
             crate::dpdk::prefetch_all(e);
-            // A NAT binding's reply tuple: compared for replies, read for the rewrite (38
-            // bytes: most cross a line boundary, and both lines are prefetched).
-            if let Some(t) = self.replies.get((r >> 1) as usize) {
+        }
+        // A NAT binding's reply tuple: compared for replies, read for the rewrite (38 bytes:
+        // most cross a line boundary, and both lines are prefetched). Only a translated
+        // connection's reference says it has one.
+        if r & REF_NAT != 0 {
+            if let Some(t) = self.replies.get(i) {
                 crate::dpdk::prefetch_all(t);
             }
         }
@@ -1283,11 +1299,16 @@ impl Conntrack {
     fn remove(&mut self, i: u32) {
         let e = self.entries[i as usize];
         let key = e.key.key();
-        self.index.remove(self.tag(&key), i << 1);
+        let nat = if e.has(status::NAT) { REF_NAT } else { 0 };
+        let found = self.index.remove(self.tag(&key), i << REF_SHIFT | nat);
+        debug_assert!(found, "a live entry's reference is in the index");
         if e.has(status::NAT) {
             let reply = self.replies[i as usize];
             if reply != key {
-                self.index.remove(self.tag(&reply), i << 1 | 1);
+                let found = self
+                    .index
+                    .remove(self.tag(&reply), i << REF_SHIFT | REF_NAT | REF_REPLY);
+                debug_assert!(found, "a binding's reply reference is in the index");
             }
             self.stats.nat_live -= 1;
         }
@@ -1656,19 +1677,44 @@ impl Conntrack {
         Hint::probe(self.tag(key))
     }
 
+    /// Checks every index reference against its entry: the entry is live, under the tag of
+    /// the tuple the reference stands for, and the reference says [`REF_NAT`] exactly when the
+    /// entry has a binding ([`REF_REPLY`] only then); every live entry has its references.
+    #[cfg(test)]
+    pub(crate) fn assert_references(&self) {
+        let mut seen = 0u32;
+        for (tag, r) in self.index.references() {
+            let i = (r >> REF_SHIFT) as usize;
+            let e = &self.entries[i];
+            assert!(e.has(status::LIVE), "reference {r:#x} to a free slot");
+            let nat = e.has(status::NAT);
+            assert_eq!(r & REF_NAT != 0, nat, "reference {r:#x}: NAT flag");
+            let key = if r & REF_REPLY != 0 {
+                assert!(nat, "a reply reference {r:#x} without a binding");
+                self.replies[i]
+            } else {
+                seen += 1;
+                e.key.key()
+            };
+            assert_eq!(tag, self.tag(&key), "reference {r:#x} under another tag");
+        }
+        let live = self.entries.iter().filter(|e| e.has(status::LIVE)).count();
+        assert_eq!(seen as usize, live, "live entries without their reference");
+    }
+
     /// [`Conntrack::find_tagged`], trying the hint's guess first.
     #[inline(always)]
     fn find_hinted(&self, k: &FlowKey, hint: Hint) -> Option<(u32, Dir)> {
         let r = hint.first;
-        // An original tuple's reference (a NAT reply's, `r & 1`, is left to the probe).
-        if r & 1 == 0 {
-            if let Some(e) = self.entries.get((r >> 1) as usize) {
+        // An original tuple's reference (a NAT reply's, [`REF_REPLY`], is left to the probe).
+        if r & REF_REPLY == 0 {
+            if let Some(e) = self.entries.get((r >> REF_SHIFT) as usize) {
                 let rest = Words::rest(k.src_port, k.dst_port, k);
                 let (orig, reply) = e.key.matches_both(k, rest, Words::reversed_rest(rest, k));
                 let reply = reply & !e.has(status::NAT);
                 if (orig | reply) & e.has(status::LIVE) {
                     let dir = if orig { Dir::Orig } else { Dir::Reply };
-                    return Some((r >> 1, dir));
+                    return Some((r >> REF_SHIFT, dir));
                 }
             }
         }
@@ -2100,7 +2146,8 @@ impl Conntrack {
         *e = self.pending[at];
         let slot = self.wheel.arm(i, e.deadline_ns, now_ns);
         e.set_wheel_slot(slot);
-        self.index.insert(tag, i << 1);
+        let flag = if nat.is_some() { REF_NAT } else { 0 };
+        self.index.insert(tag, i << REF_SHIFT | flag);
         if let Some((reply, reply_tag)) = nat {
             self.entries[i as usize].set(status::NAT);
             self.replies[i as usize] = reply;
@@ -2110,7 +2157,7 @@ impl Conntrack {
             if !words.matches(&Words::of(&reply)) {
                 let t = reply_tag.unwrap_or_else(|| self.tag(&reply));
                 debug_assert_eq!(t, self.tag(&reply));
-                self.index.insert(t, i << 1 | 1);
+                self.index.insert(t, i << REF_SHIFT | REF_NAT | REF_REPLY);
             }
         }
         self.stats.created += 1;
@@ -2136,7 +2183,7 @@ impl Conntrack {
         let victim = self
             .index
             .near(tag, self.cfg.early_drop_scan)
-            .map(|r| r >> 1)
+            .map(|r| r >> REF_SHIFT)
             .find(|&i| {
                 let e = &entries[i as usize];
                 e.deadline_ns <= now_ns || !e.has(status::ASSURED)

@@ -924,6 +924,11 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
     ct.confirm_with(&mut t, Some(reply), 0).unwrap();
     let id = t.entry().unwrap();
     assert_eq!(ct.stats().nat_live, 1);
+    // An untranslated connection beside it, in the same table with NAT room: its reference
+    // carries no NAT flag (so its packets do not load a reply-tuple slot).
+    let plain = udp_between((CLIENT, CPORT + 1), (SERVER, 53));
+    pass(&mut ct, &plain, 0);
+    ct.assert_references();
     assert!(ct.tuple_in_use(&reply, 0) && ct.tuple_in_use(&orig, 0));
     // The untranslated reply tuple belongs to no connection.
     assert!(!ct.tuple_in_use(&orig.reply(), 0));
@@ -950,8 +955,10 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
         (CtState::Related, Dir::Reply, Some(id))
     );
 
+    ct.assert_references();
     // Removal frees both tuples.
     ct.flush_from(0, 64);
+    ct.assert_references();
     assert_eq!(ct.stats().nat_live, 0);
     assert!(!ct.tuple_in_use(&reply, 0) && !ct.tuple_in_use(&orig, 0));
     assert!(ct.binding(id).is_none());
