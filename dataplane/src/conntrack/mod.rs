@@ -1201,7 +1201,9 @@ impl Conntrack {
         // A NAT binding's reply tuple: compared for replies, read for the rewrite (38 bytes:
         // most cross a line boundary, and both lines are prefetched). Only a translated
         // connection's reference says it has one.
-        if r & REF_NAT != 0 {
+        // (A table without NAT room has no slots: that test comes first, the same for every
+        // packet.)
+        if !self.replies.is_empty() && r & REF_NAT != 0 {
             if let Some(t) = self.replies.get(i) {
                 crate::dpdk::prefetch_all(t);
             }
