@@ -24,6 +24,26 @@ fn assert_no_leak(s: &serde_json::Value) {
     );
 }
 
+/// A configuration bridging two `net_null` ports of `prefix` on `lcores`, with `rest` (more
+/// `[bridge]` keys, then other tables) after the pair.
+fn null_pair_config(prefix: &str, lcores: &str, rest: &str) -> String {
+    format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "net_null{prefix}a"
+[[port]]
+name = "b"
+device = "net_null{prefix}b"
+[bridge]
+pairs = [["a", "b"]]
+{rest}"#,
+        eal = toml_array(&test_eal_args(prefix, lcores)),
+    )
+}
+
 #[test]
 fn net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order() {
     if !root_or_skip("net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order") {
@@ -117,19 +137,11 @@ fn net_null_two_workers_forward_and_stop_on_sigterm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("rpnull");
-    let cfg = format!(
-        r#"
-[eal]
-args = {eal}
-[[port]]
-name = "a"
-device = "net_null{prefix}a"
-[[port]]
-name = "b"
-device = "net_null{prefix}b"
-[bridge]
-pairs = [["a", "b"]]
-non_ip = "forward"
+    let cfg = null_pair_config(
+        &prefix,
+        "0@0,1@1,2@1",
+        &format!(
+            r#"non_ip = "forward"
 [workers]
 count = 2
 [management]
@@ -141,8 +153,8 @@ cache = 64
 rx_desc = 512
 tx_desc = 512
 "#,
-        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
-        sock = dir.path().join("m.sock").display(),
+            sock = dir.path().join("m.sock").display(),
+        ),
     );
     let cfg_path = dir.path().join("null.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
@@ -475,21 +487,7 @@ max = 4096
 fn a_misspelt_screen_level_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("rpsimd");
-    let cfg = format!(
-        r#"
-[eal]
-args = {eal}
-[[port]]
-name = "a"
-device = "net_null{prefix}a"
-[[port]]
-name = "b"
-device = "net_null{prefix}b"
-[bridge]
-pairs = [["a", "b"]]
-"#,
-        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
-    );
+    let cfg = null_pair_config(&prefix, "0@0,1@1", "");
     let cfg_path = dir.path().join("null.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let out = run(Command::new(bin("rampart"))
