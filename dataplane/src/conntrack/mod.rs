@@ -1474,35 +1474,7 @@ impl Conntrack {
             + (u64::from(key.proto) << 8)
             + u64::from(((len >> 16) as u16).swap_bytes())
             + u64::from((len as u16).swap_bytes());
-        if data.len() < 8 {
-            return checksum::folds_to_ones(checksum::accumulate_le(pseudo, data));
-        }
-        // Whole 64-bit words added with end-around carry (one's-complement arithmetic modulo
-        // 2^64 - 1, of which 0xffff divides: the fold keeps the 16-bit sum), two
-        // instructions a word; the last `rest` bytes as `accumulate_le` takes them.
-        let add = |acc: u64, w: u64| {
-            let (s, c) = acc.overflowing_add(w);
-            s + u64::from(c)
-        };
-        let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let mut acc = pseudo;
-        // Sixteen bytes a step, then one word if eight remain: a TCP header and a short
-        // payload take one or two steps, where a word a step (with the compiler's
-        // unrolling of it, which short segments never reach) spent more on the loop than on
-        // the sum.
-        let mut words = data.chunks_exact(16);
-        for w in &mut words {
-            acc = add(add(acc, le(&w[..8])), le(&w[8..]));
-        }
-        let tail = words.remainder();
-        if tail.len() >= 8 {
-            acc = add(acc, le(&tail[..8]));
-        }
-        let rest = tail.len() % 8;
-        if rest != 0 {
-            acc = add(acc, le(&data[data.len() - 8..]) >> (8 * (8 - rest)));
-        }
-        checksum::folds_to_ones(acc)
+        checksum::folds_to_ones(checksum::accumulate_le(pseudo, data))
     }
 
     #[allow(clippy::too_many_arguments)]

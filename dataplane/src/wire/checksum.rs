@@ -47,33 +47,43 @@ pub fn accumulate(data: &[u8]) -> u64 {
 }
 
 /// One's-complement sum of `data` as little-endian 16-bit words (an odd last byte is the low
-/// byte of a word), added to `acc` (below 2^40): eight bytes a load, added as two 32-bit
-/// halves (each congruent modulo 0xffff to its two words), and a last partial word taken from
-/// one load of the buffer's last eight bytes, shifted. Once folded it is the byte swap of
-/// [`accumulate`]'s (RFC 1071 §2(B): the sum does not depend on the byte order, up to a swap of
-/// the result), so a check against `0xffff`, its own swap, needs no swap at all. No overflow
-/// below 2^34 bytes.
-#[inline]
-pub fn accumulate_le(mut acc: u64, data: &[u8]) -> u64 {
-    let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+/// byte of a word), added to `acc`: eight bytes a load, sixteen a step (a TCP header with a
+/// short payload is one or two steps), each 64-bit word added with end-around carry (one's-
+/// complement arithmetic modulo 2^64 - 1, of which 0xffff divides, so the fold keeps the
+/// 16-bit sum, and the result is zero only when every word is), and a last partial word taken
+/// from one load of the buffer's last eight bytes, shifted. Once folded it is the byte swap of
+/// [`accumulate`]'s (RFC 1071 §2(B): the sum does not depend on the byte order, up to a swap
+/// of the result), so a check against `0xffff`, its own swap, needs no swap at all.
+#[inline(always)]
+pub fn accumulate_le(acc: u64, data: &[u8]) -> u64 {
     let n = data.len();
     if n < 8 {
-        return acc + u64::from(fold(accumulate(data)).swap_bytes());
+        return add_carry(acc, u64::from(fold(accumulate(data)).swap_bytes()));
     }
-    let mut at = 0;
-    while at + 8 <= n {
-        let w = le(&data[at..at + 8]);
-        acc += (w & 0xffff_ffff) + (w >> 32);
-        at += 8;
+    let le = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    let mut acc = acc;
+    let mut steps = data.chunks_exact(16);
+    for w in &mut steps {
+        acc = add_carry(add_carry(acc, le(&w[..8])), le(&w[8..]));
     }
-    let rest = n - at;
+    let tail = steps.remainder();
+    if tail.len() >= 8 {
+        acc = add_carry(acc, le(&tail[..8]));
+    }
+    let rest = tail.len() % 8;
     if rest != 0 {
         // The last `rest` bytes are the top of the last eight: shifted down, they sit where
         // they belong in a little-endian word, zero-padded.
-        let w = le(&data[n - 8..]) >> (8 * (8 - rest));
-        acc += (w & 0xffff_ffff) + (w >> 32);
+        acc = add_carry(acc, le(&data[n - 8..]) >> (8 * (8 - rest)));
     }
     acc
+}
+
+/// `a + b` with end-around carry.
+#[inline(always)]
+fn add_carry(a: u64, b: u64) -> u64 {
+    let (s, c) = a.overflowing_add(b);
+    s + u64::from(c)
 }
 
 /// Folded sum of `data`.
