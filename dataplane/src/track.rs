@@ -620,8 +620,9 @@ enum Resumed {
 
 /// The worker's lean path: for the commonest packet, an ESTABLISHED one whose verdict is
 /// cached for its direction and ingress port under the rule set in force (of a translated
-/// connection or not: a binding is named by the entry and direction, not read whole), tracked on [`Conntrack::track_established`]'s lean path, its answer
-/// as [`Lean`] (no judgement is built). `hint` is what the prefetch pass learnt of `key`
+/// connection or not: a binding is named by the entry and direction, not read whole),
+/// tracked on [`Conntrack::track_established`]'s lean path, its answer as [`Lean`] (no
+/// judgement is built). `hint` is what the prefetch pass learnt of `key`
 /// ([`conntrack::Hint`]; [`Conntrack::hint_of`] without one). Any other packet gets `Err`, with what was done, and
 /// [`judge_resumed`] gives its judgement. Together they decide as [`judge_tracked`] does (a
 /// property test holds them to it): same verdict, counted rule, translation and tables.
