@@ -10,10 +10,23 @@ use control::replay::{replay, ReplayOptions};
 use control::rules::{infer_family, Hook};
 use control::run::{run, RunOptions};
 use dataplane::wire::Family;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What a failed write to standard output says; [`main`] ends quietly when the cause is a
+/// reader that went away.
+const STDOUT: &str = "writing to standard output";
+
+/// A line on standard output. A reader that has gone away (`rampart ctl conntrack list | head`)
+/// ends the command quietly, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).context(STDOUT)?
+    };
+}
 
 /// Rampart: a DPDK stateful firewall and NAT gateway.
 #[derive(Parser)]
@@ -170,6 +183,14 @@ enum RulesCommand {
 
 fn main() {
     if let Err(e) = real_main() {
+        let closed = e.chain().any(|c| c.to_string() == STDOUT)
+            && e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .map(|e| e.kind())
+                == Some(std::io::ErrorKind::BrokenPipe);
+        if closed {
+            std::process::exit(0);
+        }
         eprintln!("rampart: error: {e:#}");
         std::process::exit(1);
     }
@@ -202,7 +223,7 @@ fn rules_check(
     if text.lines().any(|l| l.trim() == "[[group]]") {
         let v4 = control::groups::compile_groups(&name, &text, Family::V4)?;
         let v6 = control::groups::compile_groups(&name, &text, Family::V6)?;
-        println!(
+        out!(
             "{name}: OK: security groups: {} IPv4 and {} IPv6 flat rules",
             v4.rules.len(),
             v6.rules.len()
@@ -241,7 +262,7 @@ fn rules_check(
             } else {
                 raw
             };
-            println!(
+            out!(
                 "{name}: OK: {fam}-save, filter FORWARD compiles to {} flat rules{raw}",
                 rs.rules.len()
             );
@@ -361,7 +382,7 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
     let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
         .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
     if json {
-        println!("{answer}");
+        out!("{answer}");
     } else if answer["ok"] != true {
         eprintln!(
             "rampart: {}",
@@ -372,7 +393,7 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             CtlCommand::Rules {
                 command: CtlRules::Load { .. },
             } => {
-                println!(
+                out!(
                     "rules loaded: every worker runs them after {} us",
                     answer["swap_us"]
                 );
@@ -380,13 +401,16 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             CtlCommand::Rules {
                 command: CtlRules::Show,
             } => {
-                println!("source: {}", answer["source"].as_str().unwrap_or(""));
-                println!(
+                out!("source: {}", answer["source"].as_str().unwrap_or(""));
+                out!(
                     "{:>10} {:>12}  {:<6} {:>5}  rule",
-                    "pkts", "bytes", "family", "line"
+                    "pkts",
+                    "bytes",
+                    "family",
+                    "line"
                 );
                 for r in answer["rules"].as_array().into_iter().flatten() {
-                    println!(
+                    out!(
                         "{:>10} {:>12}  {:<6} {:>5}  {}",
                         r["packets"],
                         r["bytes"],
@@ -400,7 +424,7 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                 command: CtlConntrack::List { .. },
             } => {
                 for c in answer["connections"].as_array().into_iter().flatten() {
-                    println!("{}", conntrack_line(c));
+                    out!("{}", conntrack_line(c));
                 }
                 let n = answer["count"].as_u64().unwrap_or(0);
                 let more = if answer["truncated"] == true {
@@ -412,12 +436,12 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             }
             CtlCommand::Conntrack {
                 command: CtlConntrack::Flush,
-            } => println!("{} connection(s) removed", answer["removed"]),
+            } => out!("{} connection(s) removed", answer["removed"]),
             CtlCommand::Nat {
                 command: CtlNat::List { .. },
             } => {
                 for c in answer["bindings"].as_array().into_iter().flatten() {
-                    println!("{}", nat_line(c));
+                    out!("{}", nat_line(c));
                 }
                 let n = answer["count"].as_u64().unwrap_or(0);
                 let more = if answer["truncated"] == true {
@@ -427,7 +451,7 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                 };
                 eprintln!("rampart: {n} binding(s) listed{more}");
             }
-            _ => println!("{}", serde_json::to_string_pretty(&answer)?),
+            _ => out!("{}", serde_json::to_string_pretty(&answer)?),
         }
     }
     if answer["ok"] != true {
@@ -458,7 +482,7 @@ fn real_main() -> Result<()> {
                 stats_interval: stats_interval_ms.map(Duration::from_millis),
             };
             let summary = run(&cfg, &opts, stop)?;
-            print!("{}", summary.report());
+            write!(std::io::stdout().lock(), "{}", summary.report()).context(STDOUT)?;
             if let Some(p) = summary_json {
                 std::fs::write(&p, summary.to_json().to_string())
                     .with_context(|| format!("writing {}", p.display()))?;
@@ -547,18 +571,20 @@ fn real_main() -> Result<()> {
                 filter,
                 track,
             })?;
-            println!(
+            out!(
                 "rampart: replayed {} packets: forwarded {}, dropped {}",
-                s.packets, s.forwarded, s.dropped
+                s.packets,
+                s.forwarded,
+                s.dropped
             );
             if s.local + s.released + s.pending > 0 {
-                println!(
+                out!(
                     "rampart: router: {} for the router itself, {} sent once a neighbour answered, {} still waiting for a neighbour",
                     s.local, s.released, s.pending
                 );
             }
             for (reason, n) in &s.drops {
-                println!("  drop {reason:<24} {n}");
+                out!("  drop {reason:<24} {n}");
             }
             Ok(())
         }

@@ -251,3 +251,45 @@ COMMIT
     let o = run(Command::new(bin("rampart")).args(["rules", "check", &good]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A reader that has gone away (`rampart rules check FILE | head -0`) ends the command quietly:
+/// no panic on the closed pipe, and the same exit status as with a reader. A command whose own
+/// work failed still says so.
+#[test]
+fn output_to_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.rules", OPEN_PORTS);
+    let closed = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let o = run(Command::new(bin("rampart"))
+        .args(["rules", "check", &good])
+        .stdout(closed()));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{:?}: {e}", o.status);
+    assert!(!e.contains("panicked"), "{e}");
+
+    let frames = [v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
+    let inp = dir.path().join("in.pcap");
+    write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
+    let o = run(Command::new(bin("rampart"))
+        .arg("replay")
+        .arg("--input")
+        .arg(&inp)
+        .arg("--output")
+        .arg(dir.path().join("o.pcap"))
+        .args(["--rules", &good])
+        .stdout(closed()));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{:?}: {e}", o.status);
+    assert!(!e.contains("panicked"), "{e}");
+    assert_eq!(read_frames(&dir.path().join("o.pcap")).unwrap().len(), 1);
+
+    let bad = write(dir.path(), "bad.rules", "*filter\n-A FORWARD -j NOPE\nCOMMIT\n");
+    let o = run(Command::new(bin("rampart"))
+        .args(["rules", "check", &bad])
+        .stdout(closed()));
+    assert_eq!(o.status.code(), Some(1));
+}
