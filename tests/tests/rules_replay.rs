@@ -287,7 +287,11 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
     assert!(!e.contains("panicked"), "{e}");
     assert_eq!(read_frames(&dir.path().join("o.pcap")).unwrap().len(), 1);
 
-    let bad = write(dir.path(), "bad.rules", "*filter\n-A FORWARD -j NOPE\nCOMMIT\n");
+    let bad = write(
+        dir.path(),
+        "bad.rules",
+        "*filter\n-A FORWARD -j NOPE\nCOMMIT\n",
+    );
     let o = run(Command::new(bin("rampart"))
         .args(["rules", "check", &bad])
         .stdout(closed()));
