@@ -32,7 +32,7 @@ use crate::classify::{ct, Action, LogSpec, PacketMeta};
 use crate::conntrack::frag::Fragments;
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
-use crate::nat::rules::NatDecision;
+use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
@@ -361,11 +361,11 @@ fn judge_established(
 /// alone: a catch-all ACCEPT that translates nothing, as PREROUTING is on a gateway without
 /// DNAT) keeps the tuple without being evaluated.
 #[inline]
-fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatDecision<'a> {
+fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatChoice<'a> {
     if chain.keeps_all() {
-        return NatDecision::Keep;
+        return NatChoice::Keep;
     }
-    chain.decide_first(meta)
+    chain.choose(meta)
 }
 
 /// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
@@ -806,25 +806,26 @@ fn postrouting<F: Forwarding>(
     // Whether `b` translates, when known without comparing its tuples.
     let mut translates = identity.then_some(false);
     match decide(&rules.postrouting, meta) {
-        NatDecision::Keep => {}
-        NatDecision::Translate(target) => {
+        NatChoice::Keep => {}
+        NatChoice::Translate(target, range) => {
             // Only MASQUERADE asks for the out port's address; the others' range is as
-            // written (borrowed, not copied).
+            // prepared with the chain (borrowed, not copied).
             let masquerade;
             let range = if target.kind == crate::nat::NatKind::Masquerade {
                 let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
-                masquerade = target.resolve(src).ok_or(Some(NatError::NoAddress))?;
+                let a = src.ok_or(Some(NatError::NoAddress))?;
+                masquerade = range.to_addr(a, meta.key.family);
                 &masquerade
             } else {
-                &target.range
+                range
             };
             let ct = &tables.ct;
-            // The last tuple probed is the binding's reply tuple (`apply_in_place`'s promise).
+            // The last tuple probed is the binding's reply tuple (`apply_prepared`'s promise).
             let mut tag = 0;
             let changed;
             (here, changed) = tables
                 .nat
-                .apply_in_place(b, Manip::Src, range, &nat.steering, &mut |k| {
+                .apply_prepared(b, Manip::Src, range, &nat.steering, &mut |k| {
                     tag = ct.tag_of(k);
                     ct.tuple_in_use_tagged(k, tag, now_ns)
                 })
@@ -834,7 +835,7 @@ fn postrouting<F: Forwarding>(
                 translates = Some(true);
             }
         }
-        NatDecision::Drop => dropped = true,
+        NatChoice::Drop => dropped = true,
     }
     let translates = translates.unwrap_or_else(|| !b.is_identity());
     debug_assert_eq!(translates, !b.is_identity());
@@ -890,19 +891,22 @@ fn judge_after_track<F: Forwarding>(
                     // Made where it stays (80 bytes: each move of it costs).
                     let (b, _) = binding.insert((Binding::identity(key), Dir::Orig));
                     match d {
-                        NatDecision::Keep => kept = true,
-                        NatDecision::Translate(target) => {
+                        NatChoice::Keep => kept = true,
+                        NatChoice::Translate(target, range) => {
                             let ct = &tables.ct;
                             let steering = &nat.expect("rules come from it").steering;
-                            let applied = match target.resolve(None) {
-                                Some(range) => tables.nat.apply_in_place(
+                            // MASQUERADE has no address without a port (never in
+                            // PREROUTING: the compiler refuses it there).
+                            let applied = if target.kind == crate::nat::NatKind::Masquerade {
+                                Err(NatError::NoAddress)
+                            } else {
+                                tables.nat.apply_prepared(
                                     b,
                                     Manip::Dst,
-                                    &range,
+                                    range,
                                     steering,
                                     &mut |k| ct.tuple_in_use(k, now_ns),
-                                ),
-                                None => Err(NatError::NoAddress),
+                                )
                             };
                             if let Err(e) = applied {
                                 let mut j = IpJudgement::early(
@@ -915,7 +919,7 @@ fn judge_after_track<F: Forwarding>(
                                 return j;
                             }
                         }
-                        NatDecision::Drop => {
+                        NatChoice::Drop => {
                             let mut j = IpJudgement::early(
                                 Verdict::Drop(DropReason::RuleDrop),
                                 FilterVerdict::Unfiltered,

@@ -75,6 +75,84 @@ impl NatRange {
     fn random_all(&self) -> bool {
         self.random || self.random_fully
     }
+
+    /// The range made ready for the connections of `family` ([`Prepared`]).
+    pub fn prepare(&self, family: Family) -> Prepared {
+        let addrs = match self.addrs {
+            None => Addrs::Keep,
+            Some((lo, hi)) => {
+                let v4 = family == Family::V4;
+                let (l, h) = (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0));
+                if lo.is_v4() != v4 || hi.is_v4() != v4 || l > h {
+                    Addrs::Wrong
+                } else if v4 {
+                    Addrs::V4(l as u32, h as u32)
+                } else {
+                    Addrs::V6(l, h)
+                }
+            }
+        };
+        Prepared {
+            addrs,
+            ports: self.ports,
+            random_all: self.random_all(),
+            persistent: self.persistent,
+        }
+    }
+}
+
+/// A [`NatRange`] made ready for the connections of one family ([`NatRange::prepare`]): its
+/// addresses checked against the family and ordered once (when a nat chain is built), and an
+/// IPv4 range held as 32-bit numbers, so that the choice for each connection neither checks
+/// nor byte-swaps 128-bit numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prepared {
+    pub addrs: Addrs,
+    /// Inclusive port (ICMP identifier) range; `None` keeps the port when it can.
+    pub ports: Option<(u16, u16)>,
+    /// `--random` or `--random-fully`.
+    pub random_all: bool,
+    /// `--persistent`.
+    pub persistent: bool,
+}
+
+/// A prepared range's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Addrs {
+    /// No address range: the address is kept.
+    Keep,
+    /// An IPv4 range, inclusive, as numbers.
+    V4(u32, u32),
+    /// An IPv6 range, inclusive, as numbers.
+    V6(u128, u128),
+    /// Not of the family, or empty: the connections of the family fail with
+    /// [`NatError::Family`].
+    Wrong,
+}
+
+impl Prepared {
+    /// This range (MASQUERADE's, without addresses) to the one address `a`, for connections of
+    /// `family`.
+    #[inline]
+    pub fn to_addr(&self, a: IpAddr128, family: Family) -> Prepared {
+        let addrs = match (family, a.is_v4()) {
+            (Family::V4, true) => Addrs::V4(v4_bits(&a), v4_bits(&a)),
+            (Family::V6, false) => {
+                let x = u128::from_be_bytes(a.0);
+                Addrs::V6(x, x)
+            }
+            _ => Addrs::Wrong,
+        };
+        Prepared { addrs, ..*self }
+    }
+}
+
+/// An address's last four bytes as a number: an IPv4 address, when v4-mapped (as a key's
+/// addresses of the IPv4 family are).
+#[inline(always)]
+fn v4_bits(a: &IpAddr128) -> u32 {
+    let [.., a0, a1, a2, a3] = a.0;
+    u32::from_be_bytes([a0, a1, a2, a3])
 }
 
 /// Why no translated tuple was found; the caller drops the new connection and counts it
@@ -212,7 +290,22 @@ impl Allocator {
         Ok(b)
     }
 
-    /// [`Allocator::apply`] on `b` itself: on success its reply tuple is the translated one
+    /// [`Allocator::apply`] on `b` itself: [`Allocator::apply_prepared`] with `range` prepared
+    /// for the connection's family.
+    pub fn apply_in_place<F: FnMut(&FlowKey) -> bool>(
+        &mut self,
+        b: &mut Binding,
+        manip: Manip,
+        range: &NatRange,
+        steering: &Steering,
+        in_use: &mut F,
+    ) -> Result<(bool, bool), NatError> {
+        let range = range.prepare(b.orig.family);
+        self.apply_prepared(b, manip, &range, steering, in_use)
+    }
+
+    /// [`Allocator::apply`] on `b` itself, with a range prepared for the connection's family
+    /// ([`NatRange::prepare`]): on success its reply tuple is the translated one
     /// (its original tuple never changes), on failure `b` is as it was. `Ok` holds whether
     /// the result's reply tuple is known to come back to this worker (it steers here by port
     /// ownership, [`super::steer::Steer::Worker`], or this is the only worker), so that the
@@ -224,23 +317,18 @@ impl Allocator {
     /// steps of the choice. Out of line: it runs once per new translated connection, and
     /// inlined into the stateful stage it lengthens the path of every packet.
     #[inline(never)]
-    pub fn apply_in_place<F: FnMut(&FlowKey) -> bool>(
+    pub fn apply_prepared<F: FnMut(&FlowKey) -> bool>(
         &mut self,
         b: &mut Binding,
         manip: Manip,
-        range: &NatRange,
+        range: &Prepared,
         steering: &Steering,
         in_use: &mut F,
     ) -> Result<(bool, bool), NatError> {
         let cur = b.translated_orig();
-        if let Some((lo, hi)) = range.addrs {
-            let v4 = cur.family == Family::V4;
-            if lo.is_v4() != v4
-                || hi.is_v4() != v4
-                || u128::from_be_bytes(lo.0) > u128::from_be_bytes(hi.0)
-            {
-                return Err(NatError::Family);
-            }
+        match (range.addrs, cur.family) {
+            (Addrs::Keep, _) | (Addrs::V4(..), Family::V4) | (Addrs::V6(..), Family::V6) => {}
+            _ => return Err(NatError::Family),
         }
         let ported = has_ports(&cur);
         // With one worker, every reply comes back here: nothing to steer.
@@ -249,7 +337,7 @@ impl Allocator {
         let worker = self.worker;
 
         // SNAT keeps a tuple that is already in range.
-        if manip == Manip::Src && !range.random_all() && in_range(&cur, manip, range, ported) {
+        if manip == Manip::Src && !range.random_all && in_range(&cur, manip, range, ported) {
             if let Some(here) =
                 candidate(&cur, &mut b.reply, in_use, manip, single, steering, worker)
             {
@@ -260,8 +348,7 @@ impl Allocator {
         let mut t = cur;
         // Whether `t` differs from `cur` (so far only in the address).
         let mut moved = false;
-        if let Some((lo, hi)) = range.addrs {
-            let a = self.pick_addr(&cur, lo, hi, range.persistent);
+        if let Some(a) = self.pick_addr(&cur, range) {
             let at = match manip {
                 Manip::Src => &mut t.src,
                 Manip::Dst => &mut t.dst,
@@ -269,9 +356,9 @@ impl Allocator {
             moved = *at != a;
             *at = a;
         }
-        if !range.random_all() {
+        if !range.random_all {
             let port_ok = match range.ports {
-                Some(_) => !ported || port_in(&t, manip, range),
+                Some(_) => !ported || port_in(&t, manip, range.ports),
                 None => true,
             };
             if port_ok {
@@ -295,7 +382,7 @@ impl Allocator {
             None if manip == Manip::Dst => return Err(NatError::Clash),
             None => default_class(get_port(&cur, manip)),
         };
-        let t = self.search(t, manip, min, max, range, steering, in_use)?;
+        let t = self.search(t, manip, min, max, range.random_all, steering, in_use)?;
         b.reply = t.reply();
         Ok((false, t != cur))
     }
@@ -308,7 +395,7 @@ impl Allocator {
         manip: Manip,
         min: u16,
         max: u16,
-        range: &NatRange,
+        random_all: bool,
         steering: &Steering,
         in_use: &mut impl FnMut(&FlowKey) -> bool,
     ) -> Result<FlowKey, NatError> {
@@ -326,7 +413,7 @@ impl Allocator {
             return Err(NatError::Exhausted);
         }
         let count = (u32::from(max) - first) / step + 1;
-        let mut off = if range.random_all() || manip == Manip::Src {
+        let mut off = if random_all || manip == Manip::Src {
             self.random()
         } else {
             0
@@ -358,23 +445,37 @@ impl Allocator {
     }
 
     /// `find_best_ips_proto`: the only address, or a hash of source (and destination unless
-    /// persistent) spread over the range.
-    fn pick_addr(&self, k: &FlowKey, lo: IpAddr128, hi: IpAddr128, persistent: bool) -> IpAddr128 {
-        if lo == hi {
-            return lo;
+    /// persistent) spread over the range; `None` when the range keeps the address.
+    #[inline]
+    fn pick_addr(&self, k: &FlowKey, r: &Prepared) -> Option<IpAddr128> {
+        match r.addrs {
+            Addrs::V4(lo, hi) => {
+                if lo == hi {
+                    return Some(IpAddr128::from_v4_octets(lo.to_be_bytes()));
+                }
+                let dst = (!r.persistent).then(|| v4_bits(&k.dst));
+                let h = hash_v4(self.seed, v4_bits(&k.src), dst);
+                // Linux's scaling: (h * size) >> 32 keeps the spread even.
+                let off = (u64::from(h) * (u64::from(hi - lo) + 1)) >> 32;
+                Some(IpAddr128::from_v4_octets((lo + off as u32).to_be_bytes()))
+            }
+            Addrs::V6(l, hv) => {
+                if l == hv {
+                    return Some(IpAddr128(l.to_be_bytes()));
+                }
+                let h = hash_addrs(self.seed, &k.src, (!r.persistent).then_some(&k.dst));
+                let span = hv - l;
+                let off = if span == u128::MAX {
+                    u128::from(h)
+                } else if span < 1 << 32 {
+                    (u128::from(h) * (span + 1)) >> 32
+                } else {
+                    u128::from(h) % (span + 1)
+                };
+                Some(IpAddr128((l + off).to_be_bytes()))
+            }
+            Addrs::Keep | Addrs::Wrong => None,
         }
-        let h = hash_addrs(self.seed, &k.src, (!persistent).then_some(&k.dst));
-        let (l, hv) = (u128::from_be_bytes(lo.0), u128::from_be_bytes(hi.0));
-        let span = hv - l;
-        let off = if span == u128::MAX {
-            u128::from(h)
-        } else if span < 1 << 32 {
-            // Linux's scaling: (h * size) >> 32 keeps the spread even.
-            (u128::from(h) * (span + 1)) >> 32
-        } else {
-            u128::from(h) % (span + 1)
-        };
-        IpAddr128((l + off).to_be_bytes())
     }
 }
 
@@ -448,8 +549,8 @@ fn set_port(k: &mut FlowKey, manip: Manip, port: u16) {
 }
 
 #[inline]
-fn port_in(k: &FlowKey, manip: Manip, r: &NatRange) -> bool {
-    match r.ports {
+fn port_in(k: &FlowKey, manip: Manip, ports: Option<(u16, u16)>) -> bool {
+    match ports {
         None => true,
         Some((lo, hi)) => (lo..=hi).contains(&get_port(k, manip)),
     }
@@ -458,20 +559,18 @@ fn port_in(k: &FlowKey, manip: Manip, r: &NatRange) -> bool {
 /// `nf_nat_inet_in_range` plus the port check: the tuple's translated side already lies in
 /// the range.
 #[inline]
-fn in_range(k: &FlowKey, manip: Manip, r: &NatRange, ported: bool) -> bool {
+fn in_range(k: &FlowKey, manip: Manip, r: &Prepared, ported: bool) -> bool {
     let a = match manip {
-        Manip::Src => k.src,
-        Manip::Dst => k.dst,
+        Manip::Src => &k.src,
+        Manip::Dst => &k.dst,
     };
     let addr_ok = match r.addrs {
-        None => true,
-        // As big-endian numbers: the bytes' order, in two wide compares.
-        Some((lo, hi)) => {
-            let x = u128::from_be_bytes(a.0);
-            u128::from_be_bytes(lo.0) <= x && x <= u128::from_be_bytes(hi.0)
-        }
+        Addrs::Keep => true,
+        Addrs::V4(lo, hi) => (lo..=hi).contains(&v4_bits(a)),
+        Addrs::V6(lo, hi) => (lo..=hi).contains(&u128::from_be_bytes(a.0)),
+        Addrs::Wrong => false,
     };
-    addr_ok && (!ported || port_in(k, manip, r))
+    addr_ok && (!ported || port_in(k, manip, r.ports))
 }
 
 /// Linux's default source port class when no range is given: privileged ports stay
@@ -485,6 +584,17 @@ fn default_class(port: u16) -> (u16, u16) {
     } else {
         (1024, u16::MAX)
     }
+}
+
+/// A keyed hash of one or two IPv4 addresses into 32 bits: one 64-bit word through
+/// SplitMix64's finalizer.
+#[inline]
+fn hash_v4(seed: u64, a: u32, b: Option<u32>) -> u32 {
+    let x = u64::from(a) << 32 | u64::from(b.unwrap_or(0));
+    let mut h = (seed ^ 0x243f_6a88_85a3_08d3).wrapping_add(x);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((h ^ (h >> 31)) >> 32) as u32
 }
 
 /// A keyed hash of one or two addresses into 32 bits.

@@ -30,9 +30,9 @@ pub mod rewrite;
 pub mod rules;
 pub mod steer;
 
-pub use alloc::{Allocator, Manip, NatError, NatRange};
+pub use alloc::{Addrs, Allocator, Manip, NatError, NatRange, Prepared};
 pub use rewrite::{rewrite, RewriteError, V4Fields};
-pub use rules::{NatChain, NatKind, NatRules, NatTarget, OneToOne};
+pub use rules::{NatChain, NatChoice, NatKind, NatRules, NatTarget, OneToOne};
 pub use steer::Steering;
 
 use crate::conntrack::Dir;

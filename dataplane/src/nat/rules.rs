@@ -18,7 +18,7 @@
 //! through the gateway only if a POSTROUTING rule also translates the source (a 1:1 mapping of
 //! the client, or a MASQUERADE/SNAT rule covering inside-to-inside traffic).
 
-use super::alloc::{Manip, NatRange};
+use super::alloc::{Manip, NatRange, Prepared};
 use super::steer::{Published, Steering};
 use crate::classify::{Action, FlatRule, Judgement, LogSpec, Origin, PacketMeta, RuleSet};
 use crate::wire::{Family, IpAddr128};
@@ -86,6 +86,26 @@ pub enum NatDecision<'a> {
     Drop,
 }
 
+/// [`NatDecision`] with the target's range prepared for the chain's family
+/// ([`NatChain::choose`]), as the stateful stage takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatChoice<'a> {
+    Keep,
+    Translate(&'a NatTarget, &'a Prepared),
+    Drop,
+}
+
+impl<'a> From<NatChoice<'a>> for NatDecision<'a> {
+    #[inline]
+    fn from(c: NatChoice<'a>) -> NatDecision<'a> {
+        match c {
+            NatChoice::Keep => NatDecision::Keep,
+            NatChoice::Translate(t, _) => NatDecision::Translate(t),
+            NatChoice::Drop => NatDecision::Drop,
+        }
+    }
+}
+
 /// Why a chain's parts do not fit together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NatChainError {
@@ -109,6 +129,8 @@ pub struct NatChain {
     rules: RuleSet,
     target_of: Vec<u32>,
     targets: Vec<NatTarget>,
+    /// Each target's range prepared for the chain's family (`targets`' order).
+    prepared: Box<[Prepared]>,
     /// The chain's rules as [`QuickRule`]s, when it is short and has only the actions they
     /// take (ACCEPT, DROP, RETURN): [`NatChain::decide_first`] scans them instead of asking
     /// the classifier.
@@ -280,6 +302,11 @@ fn keeps_all(rules: &RuleSet, target_of: &[u32]) -> bool {
     rules.rules.len() == 1 && rules.rules[0].action == Action::Accept && target_of[0] == NO_NAT
 }
 
+/// Each target's range prepared for `family`.
+fn prepare(targets: &[NatTarget], family: Family) -> Box<[Prepared]> {
+    targets.iter().map(|t| t.range.prepare(family)).collect()
+}
+
 /// The quick form of a chain's rules, when every rule has one and the chain is short.
 fn quick_rules(rules: &RuleSet, target_of: &[u32]) -> Option<Box<[QuickRule]>> {
     if rules.rules.len() > QUICK_MAX_RULES || rules.rules.iter().any(|r| r.family != rules.family) {
@@ -331,10 +358,12 @@ impl NatChain {
         }
         let quick = quick_rules(&rules, &target_of);
         let keeps_all = keeps_all(&rules, &target_of);
+        let prepared = prepare(&targets, rules.family);
         Ok(NatChain {
             rules,
             target_of,
             targets,
+            prepared,
             quick,
             keeps_all,
         })
@@ -359,6 +388,7 @@ impl NatChain {
             rules,
             target_of,
             targets: Vec::new(),
+            prepared: Box::new([]),
             quick,
             keeps_all,
         }
@@ -409,16 +439,27 @@ impl NatChain {
     }
 
     /// [`NatChain::decide`]'s decision for a connection's first packet (`meta` of the chain's
-    /// family), without its judgement: a short chain is scanned in its quick form, with
-    /// `RETURN`s followed as [`RuleSet::evaluate`] follows them (a bounded number of steps,
-    /// then DROP); any other through its classifier.
+    /// family), without its judgement ([`NatChain::choose`]).
     #[inline]
     pub fn decide_first(&self, meta: &PacketMeta) -> NatDecision<'_> {
+        self.choose(meta).into()
+    }
+
+    /// The target chosen for a connection's first packet (`meta` of the chain's family), with
+    /// its range prepared: a short chain is scanned in its quick form, with `RETURN`s
+    /// followed as [`RuleSet::evaluate`] follows them (a bounded number of steps, then DROP);
+    /// any other through its classifier.
+    #[inline]
+    pub fn choose(&self, meta: &PacketMeta) -> NatChoice<'_> {
         let Some(quick) = &self.quick else {
-            return self.decide(meta, |_, _, _| {}).0;
+            let j = self.rules.evaluate(meta, |_, _, _| {});
+            return match j.action {
+                Action::Accept => self.target(self.target_of(j.rule as usize)),
+                _ => NatChoice::Drop,
+            };
         };
         if meta.key.family != self.rules.family {
-            return NatDecision::Drop;
+            return NatChoice::Drop;
         }
         let mut i = 0;
         let mut steps = 0;
@@ -428,24 +469,30 @@ impl NatChain {
                     Q_CONTINUE => {
                         steps += 1;
                         if steps >= crate::classify::MAX_STEPS {
-                            return NatDecision::Drop;
+                            return NatChoice::Drop;
                         }
                         i = (r.next as usize).max(i + 1);
                         continue;
                     }
-                    Q_DROP => return NatDecision::Drop,
-                    NO_NAT => return NatDecision::Keep,
-                    t => {
-                        return match self.targets.get(t as usize) {
-                            Some(t) => NatDecision::Translate(t),
-                            None => NatDecision::Drop,
-                        }
-                    }
+                    Q_DROP => return NatChoice::Drop,
+                    t => return self.target(t),
                 }
             }
             i += 1;
         }
-        NatDecision::Drop
+        NatChoice::Drop
+    }
+
+    /// What `target_of` value `t` does.
+    #[inline]
+    fn target(&self, t: u32) -> NatChoice<'_> {
+        if t == NO_NAT {
+            return NatChoice::Keep;
+        }
+        match (self.targets.get(t as usize), self.prepared.get(t as usize)) {
+            (Some(t), Some(p)) => NatChoice::Translate(t, p),
+            _ => NatChoice::Drop,
+        }
     }
 
     /// This chain with `extra` (match, target) rules placed before its own.
@@ -482,10 +529,12 @@ impl NatChain {
         let rules = RuleSet::with_shared_origins(family, out, origins, logs);
         let quick = quick_rules(&rules, &target_of);
         let keeps_all = keeps_all(&rules, &target_of);
+        let prepared = prepare(&targets, rules.family);
         NatChain {
             rules,
             target_of,
             targets,
+            prepared,
             quick,
             keeps_all,
         }

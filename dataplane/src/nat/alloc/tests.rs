@@ -234,6 +234,104 @@ fn address_ranges_hash_and_persistent_sticks() {
 }
 
 #[test]
+fn a_source_already_in_range_is_kept_at_either_end() {
+    // Linux's `nf_nat_inet_in_range`: a source inside the range (its ends included) is kept
+    // whatever address the hash would pick; one just outside is moved into it.
+    let s = Steering::new(1);
+    let mut al = Allocator::new(0, 4);
+    let v4 = |x: u8| a([203, 0, 113, x]);
+    let v6 = |x: u8| IpAddr128::from_v6(format!("2001:db8::{x:x}").parse().unwrap());
+    for (addr, family) in [
+        (&v4 as &dyn Fn(u8) -> IpAddr128, Family::V4),
+        (&v6, Family::V6),
+    ] {
+        let range = NatRange {
+            addrs: Some((addr(10), addr(13))),
+            ports: None,
+            random: false,
+            random_fully: false,
+            persistent: false,
+        };
+        let key = |src: IpAddr128, d: u8| FlowKey {
+            src,
+            dst: match family {
+                Family::V4 => a([198, 51, 100, d]),
+                Family::V6 => IpAddr128::from_v6(format!("2001:db8:1::{d:x}").parse().unwrap()),
+            },
+            ..FlowKey::new_v4([0; 4].into(), [0; 4].into(), ip_proto::TCP, 1000, 80)
+        };
+        let key = |src, d| FlowKey {
+            family,
+            ..key(src, d)
+        };
+        for x in [10, 11, 13] {
+            for d in 0..16 {
+                let orig = key(addr(x), d);
+                let b = al.bind(&orig, None, Some(&range), &s, |_| false).unwrap();
+                assert_eq!(b.translated_orig(), orig, "{family:?} .{x} kept");
+                let mut b = Binding::identity(orig);
+                let step = al.apply_in_place(&mut b, Manip::Src, &range, &s, &mut |_| false);
+                assert_eq!(step, Ok((true, false)), "{family:?} .{x}: unchanged");
+            }
+        }
+        let mut picked = HashSet::new();
+        for x in [9, 14] {
+            for d in 0..16 {
+                let orig = key(addr(x), d);
+                let b = al.bind(&orig, None, Some(&range), &s, |_| false).unwrap();
+                let src = b.translated_orig().src;
+                assert!(
+                    src >= addr(10) && src <= addr(13),
+                    "{family:?} .{x} moved in"
+                );
+                picked.insert(src);
+            }
+        }
+        assert_eq!(picked.len(), 4, "{family:?}: spread over the range");
+    }
+}
+
+#[test]
+fn empty_and_foreign_ranges_fail_with_family() {
+    let s = Steering::new(1);
+    let mut al = Allocator::new(0, 4);
+    let orig = tcp([10, 0, 0, 2], 1000, [198, 51, 100, 7], 80);
+    let range = |lo, hi| NatRange {
+        addrs: Some((lo, hi)),
+        ports: None,
+        random: false,
+        random_fully: false,
+        persistent: false,
+    };
+    let v6 = IpAddr128::from_v6("2001:db8::1".parse().unwrap());
+    for r in [
+        range(a([203, 0, 113, 2]), a([203, 0, 113, 1])),
+        range(a([203, 0, 113, 1]), v6),
+        range(v6, v6),
+    ] {
+        assert_eq!(r.prepare(Family::V4).addrs, Addrs::Wrong);
+        assert_eq!(
+            al.bind(&orig, None, Some(&r), &s, |_| false),
+            Err(NatError::Family)
+        );
+    }
+    let r = range(a([203, 0, 113, 1]), a([203, 0, 113, 2]));
+    assert_eq!(r.prepare(Family::V6).addrs, Addrs::Wrong);
+    assert_eq!(
+        r.prepare(Family::V4).addrs,
+        Addrs::V4(0xcb00_7101, 0xcb00_7102)
+    );
+    // MASQUERADE's address, of the family or not.
+    let m = NatRange { addrs: None, ..r }.prepare(Family::V4);
+    assert_eq!(m.addrs, Addrs::Keep);
+    assert_eq!(m.to_addr(v6, Family::V4).addrs, Addrs::Wrong);
+    assert_eq!(
+        m.to_addr(a([203, 0, 113, 1]), Family::V4).addrs,
+        Addrs::V4(0xcb00_7101, 0xcb00_7101)
+    );
+}
+
+#[test]
 fn random_moves_ports_even_when_free() {
     let s = pool_steering(1);
     let mut al = Allocator::new(0, 5);
@@ -475,6 +573,39 @@ fn icmp_identifiers_and_family_errors() {
 }
 
 proptest! {
+    #[test]
+    fn ipv4_addresses_are_picked_in_range_and_kept_in_it(
+        ends in any::<(u32, u32)>(),
+        full in any::<bool>(),
+        src in any::<u32>(),
+        dst in any::<u32>(),
+        persistent in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let (lo, hi) = if full { (0, u32::MAX) } else { (ends.0.min(ends.1), ends.0.max(ends.1)) };
+        let r = NatRange {
+            addrs: Some((a(lo.to_be_bytes()), a(hi.to_be_bytes()))),
+            ports: None,
+            random: false,
+            random_fully: false,
+            persistent,
+        };
+        let s = Steering::new(1);
+        let mut al = Allocator::new(0, seed);
+        let orig = tcp(src.to_be_bytes(), 1000, dst.to_be_bytes(), 80);
+        let b = al.bind(&orig, None, Some(&r), &s, |_| false).unwrap();
+        let t = b.translated_orig();
+        let got = u32::from_be_bytes(t.src.to_v4().expect("IPv4").octets());
+        prop_assert!((lo..=hi).contains(&got), "{} not in {}..={}", got, lo, hi);
+        prop_assert!(t.src.is_v4());
+        if (lo..=hi).contains(&src) {
+            prop_assert_eq!(t, orig);
+        }
+        // The same client and server always get the same address.
+        let again = al.bind(&orig, None, Some(&r), &s, |_| false).unwrap();
+        prop_assert_eq!(again, b);
+    }
+
     #[test]
     fn every_binding_is_unique_in_range_and_steers_home(
         workers in 1u16..5,
