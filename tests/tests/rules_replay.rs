@@ -212,6 +212,22 @@ ports = "443"
     assert_eq!(lines[1]["rule"]["label"], "sg ingress default deny");
 }
 
+/// `rampart replay` of one SYN to port 22 (DIR/in.pcap, written here) through `rules`, to
+/// DIR/o.pcap.
+fn replay_one_syn(dir: &Path, rules: &str) -> Command {
+    let frames = [v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
+    let inp = dir.join("in.pcap");
+    write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
+    let mut c = Command::new(bin("rampart"));
+    c.arg("replay")
+        .arg("--input")
+        .arg(&inp)
+        .arg("--output")
+        .arg(dir.join("o.pcap"))
+        .args(["--rules", rules]);
+    c
+}
+
 #[test]
 fn bad_rule_files_are_refused_with_positions() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,16 +250,7 @@ COMMIT
         "all errors are reported: {e}"
     );
 
-    let frames = [v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
-    let inp = dir.path().join("in.pcap");
-    write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
-    let o = run(Command::new(bin("rampart"))
-        .arg("replay")
-        .arg("--input")
-        .arg(&inp)
-        .arg("--output")
-        .arg(dir.path().join("o.pcap"))
-        .args(["--rules", &bad]));
+    let o = run(&mut replay_one_syn(dir.path(), &bad));
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{bad}:3:")));
 
@@ -271,17 +278,7 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
     assert!(o.status.success(), "{:?}: {e}", o.status);
     assert!(!e.contains("panicked"), "{e}");
 
-    let frames = [v4([1, 2, 3, 4], [10, 0, 0, 1], syn(22))];
-    let inp = dir.path().join("in.pcap");
-    write_frames(&inp, frames.iter().map(|f| f.as_slice())).unwrap();
-    let o = run(Command::new(bin("rampart"))
-        .arg("replay")
-        .arg("--input")
-        .arg(&inp)
-        .arg("--output")
-        .arg(dir.path().join("o.pcap"))
-        .args(["--rules", &good])
-        .stdout(closed()));
+    let o = run(replay_one_syn(dir.path(), &good).stdout(closed()));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{:?}: {e}", o.status);
     assert!(!e.contains("panicked"), "{e}");
