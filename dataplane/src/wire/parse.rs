@@ -368,8 +368,9 @@ fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
     info.l3_len = total as u16;
     info.l4_offset = info.l3_offset + ipv4::HEADER_LEN as u16;
     info.flow = Some(FlowKey {
-        src: IpAddr128::from_v4_octets([h[12], h[13], h[14], h[15]]),
-        dst: IpAddr128::from_v4_octets([h[16], h[17], h[18], h[19]]),
+        // Bytes 12..16 and 16..20, from the words already loaded.
+        src: IpAddr128::from_v4_le_word((b >> 32) as u32),
+        dst: IpAddr128::from_v4_le_word(c),
         src_port,
         dst_port,
         proto,
