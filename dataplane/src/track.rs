@@ -206,7 +206,7 @@ pub fn prefetch_burst<'a>(
     let mut ok = [false; crate::dpdk::MAX_BURST];
     let mut n = 0;
     for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
-        *p = crate::wire::parse::parse_common(f);
+        crate::wire::parse::parse_common_into(f, p);
         n += 1;
     }
     // A separate pass: the parser stores each key field by field, and reading a key back whole
