@@ -1247,6 +1247,10 @@ mod tests {
             parse_common(frame).map(|i| i.l3),
             "frame {frame:02x?}"
         );
+        // The prefetch pass's form, over a slot that held another frame's result.
+        let mut slot = parse_common(&tcp_v4());
+        parse_common_into(frame, &mut slot);
+        assert_eq!(slot, parse_common(frame), "frame {frame:02x?}");
     }
 
     /// Recomputes the IPv4 header checksum wherever an untagged or 802.1Q-tagged frame has a
