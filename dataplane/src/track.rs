@@ -679,11 +679,13 @@ pub fn judge_lean<F: Forwarding>(
     if found.nat {
         LEAN_NAT_HITS.with(|h| h.set(h.get() + 1));
     }
-    // 6. The cached verdict; a packet that leaves takes its connection's translation.
+    // 6. The cached verdict; a packet that leaves takes its connection's translation. (An
+    // accepting tag's verdict is known from the tag: tested first, its answer needs no match.)
     let (verdict, leaves) = match fv {
+        FilterVerdict::Accept { .. } => (Verdict::Forward(u16::from(h.port)), true),
         FilterVerdict::Drop { .. } => (Verdict::Drop(DropReason::RuleDrop), false),
         FilterVerdict::Reject { .. } => (Verdict::Drop(DropReason::RuleReject), false),
-        _ => (Verdict::Forward(u16::from(h.port)), true),
+        FilterVerdict::Unfiltered => (Verdict::Forward(u16::from(h.port)), true),
     };
     Ok(Lean {
         verdict,
