@@ -223,12 +223,14 @@ impl FlowKey {
     }
 
     /// Whether this is an ICMP flow of its family (ICMPv4 over IPv4, ICMPv6 over IPv6).
+    /// (The family and the protocol as one 16-bit word against the two pairs' words: the
+    /// compiler made the pair test a select of the family's protocol and a compare.)
     #[inline]
     pub const fn is_icmp(&self) -> bool {
-        matches!(
-            (self.family, self.proto),
-            (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6)
-        )
+        const V4_ICMP: u16 = (Family::V4 as u16) << 8 | ip_proto::ICMP as u16;
+        const V6_ICMP: u16 = (Family::V6 as u16) << 8 | ip_proto::ICMPV6 as u16;
+        let w = (self.family as u16) << 8 | self.proto as u16;
+        w == V4_ICMP || w == V6_ICMP
     }
 
     /// The key the other direction of this flow carries: addresses swapped; TCP/UDP/other
@@ -304,6 +306,24 @@ mod tests {
         );
         let tcp = FlowKey::new_v6(Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED, 6, 1000, 22);
         assert_eq!((tcp.reply().src_port, tcp.reply().dst_port), (22, 1000));
+    }
+
+    #[test]
+    fn icmp_is_the_family_s_own() {
+        for family in [Family::V4, Family::V6] {
+            for proto in 0..=u8::MAX {
+                let k = FlowKey {
+                    proto,
+                    family,
+                    ..FlowKey::new_v4(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 0, 0)
+                };
+                let want = matches!(
+                    (family, proto),
+                    (Family::V4, ip_proto::ICMP) | (Family::V6, ip_proto::ICMPV6)
+                );
+                assert_eq!(k.is_icmp(), want, "{family:?} {proto}");
+            }
+        }
     }
 
     proptest! {
