@@ -206,7 +206,7 @@ pub fn prefetch_burst<'a>(
     let mut ok = [false; crate::dpdk::MAX_BURST];
     let mut n = 0;
     for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
-        *p = crate::wire::parse::parse_common(f);
+        crate::wire::parse::parse_common_into(f, p);
         n += 1;
     }
     // A separate pass: the parser stores each key field by field, and reading a key back whole
@@ -679,11 +679,13 @@ pub fn judge_lean<F: Forwarding>(
     if found.nat {
         LEAN_NAT_HITS.with(|h| h.set(h.get() + 1));
     }
-    // 6. The cached verdict; a packet that leaves takes its connection's translation.
+    // 6. The cached verdict; a packet that leaves takes its connection's translation. (An
+    // accepting tag's verdict is known from the tag: tested first, its answer needs no match.)
     let (verdict, leaves) = match fv {
+        FilterVerdict::Accept { .. } => (Verdict::Forward(u16::from(h.port)), true),
         FilterVerdict::Drop { .. } => (Verdict::Drop(DropReason::RuleDrop), false),
         FilterVerdict::Reject { .. } => (Verdict::Drop(DropReason::RuleReject), false),
-        _ => (Verdict::Forward(u16::from(h.port)), true),
+        FilterVerdict::Unfiltered => (Verdict::Forward(u16::from(h.port)), true),
     };
     Ok(Lean {
         verdict,

@@ -1646,7 +1646,9 @@ impl Conntrack {
     }
 
     /// The hint for a packet's tuple without a prefetch pass ([`Hint`]: its tag, no guess).
-    #[inline(always)]
+    /// Out of line: a worker's packets come with the prefetch pass's hint, and the hash
+    /// inlined into the stateful stage lengthened its path by its register pressure.
+    #[inline(never)]
     pub fn hint_of(&self, key: &FlowKey) -> Hint {
         Hint::probe(self.tag(key))
     }

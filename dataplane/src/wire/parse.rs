@@ -219,15 +219,38 @@ fn parse_uncommon(frame: &[u8]) -> Result<PacketInfo, ParseError> {
 /// [`parse_frame`]", which may accept or reject the frame.
 #[inline(always)]
 pub fn parse_common(frame: &[u8]) -> Option<PacketInfo> {
+    parse_common_with(frame, |info| info)
+}
+
+/// [`parse_common`] storing its answer in `out` (`None` for a frame it leaves to
+/// [`parse_frame`]). Each kind of frame stores its own result where it was made: returned, the
+/// results of the IPv4 and IPv6 paths met in registers first (an IPv4 address's zero half
+/// and an IPv6 one's loaded half), which the compiler spilled to the stack and copied back
+/// for every frame.
+#[inline(always)]
+pub fn parse_common_into(frame: &[u8], out: &mut Option<PacketInfo>) {
+    if parse_common_with(frame, |info| *out = Some(info)).is_none() {
+        *out = None;
+    }
+}
+
+/// [`parse_common`] handing its result to `done`, once per kind of frame.
+#[inline(always)]
+fn parse_common_with<R>(frame: &[u8], done: impl FnOnce(PacketInfo) -> R) -> Option<R> {
     let eth: &[u8; ethernet::HEADER_LEN] = frame.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
     // One load: the kind is looked up by the bytes as they are.
     let raw: [u8; 2] = eth[12..14].try_into().ok()?;
-    common_after_ethernet(frame, raw, ether_kind(raw))
+    common_after_ethernet(frame, raw, ether_kind(raw), done)
 }
 
 /// [`parse_common`] once the Ethernet header (ethertype bytes `raw`, of kind `kind`) was read.
 #[inline(always)]
-fn common_after_ethernet(frame: &[u8], raw: [u8; 2], mut kind: u8) -> Option<PacketInfo> {
+fn common_after_ethernet<R>(
+    frame: &[u8],
+    raw: [u8; 2],
+    mut kind: u8,
+    done: impl FnOnce(PacketInfo) -> R,
+) -> Option<R> {
     let mut ethertype = u16::from_be_bytes(raw);
     let mut vlans = [None; MAX_VLAN_TAGS];
     let mut l3_offset = ethernet::HEADER_LEN;
@@ -250,13 +273,18 @@ fn common_after_ethernet(frame: &[u8], raw: [u8; 2], mut kind: u8) -> Option<Pac
     };
     // l3_offset <= frame.len(): the headers before it were taken with `get`.
     match kind {
-        ETHER_OTHER => {}
-        ETHER_IPV4 => common_ipv4(&frame[l3_offset..], &mut info)?,
-        ETHER_IPV6 => common_ipv6(&frame[l3_offset..], &mut info)?,
+        ETHER_OTHER => Some(done(info)),
+        ETHER_IPV4 => {
+            common_ipv4(&frame[l3_offset..], &mut info)?;
+            Some(done(info))
+        }
+        ETHER_IPV6 => {
+            common_ipv6(&frame[l3_offset..], &mut info)?;
+            Some(done(info))
+        }
         // ARP is checked by the full parser; a second tag (or a first S-tag) likewise.
-        _ => return None,
+        _ => None,
     }
-    Some(info)
 }
 
 /// What the straight-line parser does with an ethertype ([`ETHER_KINDS`]): an ethertype it
@@ -330,7 +358,7 @@ pub fn classify_common(frame: &[u8]) -> Option<L3> {
         common_ipv4(&frame[ethernet::HEADER_LEN..], &mut info)?;
         return Some(L3::Ipv4);
     }
-    common_after_ethernet(frame, raw, kind).map(|info| info.l3)
+    common_after_ethernet(frame, raw, kind, |info| info.l3)
 }
 
 /// IPv4, IHL 5, not a fragment, checksum good; see [`parse_common`].
@@ -368,8 +396,9 @@ fn common_ipv4(l3: &[u8], info: &mut PacketInfo) -> Option<()> {
     info.l3_len = total as u16;
     info.l4_offset = info.l3_offset + ipv4::HEADER_LEN as u16;
     info.flow = Some(FlowKey {
-        src: IpAddr128::from_v4_octets([h[12], h[13], h[14], h[15]]),
-        dst: IpAddr128::from_v4_octets([h[16], h[17], h[18], h[19]]),
+        // Bytes 12..16 and 16..20, from the words already loaded.
+        src: IpAddr128::from_v4_le_word((b >> 32) as u32),
+        dst: IpAddr128::from_v4_le_word(c),
         src_port,
         dst_port,
         proto,
@@ -1218,6 +1247,10 @@ mod tests {
             parse_common(frame).map(|i| i.l3),
             "frame {frame:02x?}"
         );
+        // The prefetch pass's form, over a slot that held another frame's result.
+        let mut slot = parse_common(&tcp_v4());
+        parse_common_into(frame, &mut slot);
+        assert_eq!(slot, parse_common(frame), "frame {frame:02x?}");
     }
 
     /// Recomputes the IPv4 header checksum wherever an untagged or 802.1Q-tagged frame has a
