@@ -129,8 +129,9 @@ pub struct NatChain {
     rules: RuleSet,
     target_of: Vec<u32>,
     targets: Vec<NatTarget>,
-    /// Each target's range prepared for the chain's family (`targets`' order).
-    prepared: Box<[Prepared]>,
+    /// Each target with its range prepared for the chain's family (`targets`' order): a
+    /// chosen target is one bounds check and one load away.
+    prepared: Box<[(NatTarget, Prepared)]>,
     /// The chain's rules as [`QuickRule`]s, when it is short and has only the actions they
     /// take (ACCEPT, DROP, RETURN): [`NatChain::decide_first`] scans them instead of asking
     /// the classifier.
@@ -315,9 +316,9 @@ fn keeps_all(rules: &RuleSet, target_of: &[u32]) -> bool {
     rules.rules.len() == 1 && rules.rules[0].action == Action::Accept && target_of[0] == NO_NAT
 }
 
-/// Each target's range prepared for `family`.
-fn prepare(targets: &[NatTarget], family: Family) -> Box<[Prepared]> {
-    targets.iter().map(|t| t.range.prepare(family)).collect()
+/// Each target with its range prepared for `family`.
+fn prepare(targets: &[NatTarget], family: Family) -> Box<[(NatTarget, Prepared)]> {
+    targets.iter().map(|t| (*t, t.range.prepare(family))).collect()
 }
 
 /// The quick form of a chain's rules, when every rule has one and the chain is short.
@@ -478,7 +479,12 @@ impl NatChain {
         let mut steps = 0;
         while let Some(r) = quick.get(i) {
             if r.matches(meta) {
+                // A translating rule's `then` is its target's index: asked first.
+                if let Some((t, p)) = self.prepared.get(r.then as usize) {
+                    return NatChoice::Translate(t, p);
+                }
                 match r.then {
+                    NO_NAT => return NatChoice::Keep,
                     Q_CONTINUE => {
                         steps += 1;
                         if steps >= crate::classify::MAX_STEPS {
@@ -487,8 +493,8 @@ impl NatChain {
                         i = (r.next as usize).max(i + 1);
                         continue;
                     }
-                    Q_DROP => return NatChoice::Drop,
-                    t => return self.target(t),
+                    // DROP (or a target that does not exist, which `NatChain::new` refuses).
+                    _ => return NatChoice::Drop,
                 }
             }
             i += 1;
@@ -499,12 +505,10 @@ impl NatChain {
     /// What `target_of` value `t` does.
     #[inline]
     fn target(&self, t: u32) -> NatChoice<'_> {
-        if t == NO_NAT {
-            return NatChoice::Keep;
-        }
-        match (self.targets.get(t as usize), self.prepared.get(t as usize)) {
-            (Some(t), Some(p)) => NatChoice::Translate(t, p),
-            _ => NatChoice::Drop,
+        match self.prepared.get(t as usize) {
+            Some((t, p)) => NatChoice::Translate(t, p),
+            None if t == NO_NAT => NatChoice::Keep,
+            None => NatChoice::Drop,
         }
     }
 
