@@ -318,7 +318,10 @@ fn keeps_all(rules: &RuleSet, target_of: &[u32]) -> bool {
 
 /// Each target with its range prepared for `family`.
 fn prepare(targets: &[NatTarget], family: Family) -> Box<[(NatTarget, Prepared)]> {
-    targets.iter().map(|t| (*t, t.range.prepare(family))).collect()
+    targets
+        .iter()
+        .map(|t| (*t, t.range.prepare(family)))
+        .collect()
 }
 
 /// The quick form of a chain's rules, when every rule has one and the chain is short.
