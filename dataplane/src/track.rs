@@ -891,7 +891,7 @@ fn judge_after_track<F: Forwarding>(
                     fresh = true;
                     let d = decide(&rules.prerouting, &meta);
                     // Made where it stays (80 bytes: each move of it costs).
-                    let (b, _) = binding.insert((Binding::identity(key), Dir::Orig));
+                    let b = Binding::identity_in(&mut binding, key);
                     match d {
                         NatChoice::Keep => kept = true,
                         NatChoice::Translate(target, range) => {

@@ -129,8 +129,9 @@ pub struct NatChain {
     rules: RuleSet,
     target_of: Vec<u32>,
     targets: Vec<NatTarget>,
-    /// Each target's range prepared for the chain's family (`targets`' order).
-    prepared: Box<[Prepared]>,
+    /// Each target with its range prepared for the chain's family (`targets`' order): a
+    /// chosen target is one bounds check and one load away.
+    prepared: Box<[(NatTarget, Prepared)]>,
     /// The chain's rules as [`QuickRule`]s, when it is short and has only the actions they
     /// take (ACCEPT, DROP, RETURN): [`NatChain::decide_first`] scans them instead of asking
     /// the classifier.
@@ -178,12 +179,13 @@ const T_SPORT: u16 = 1 << 3;
 const T_DPORT: u16 = 1 << 4;
 const T_IN: u16 = 1 << 5;
 const T_OUT: u16 = 1 << 6;
-const T_CT: u16 = 1 << 7;
 const T_FLAGS: u16 = 1 << 8;
 const T_FRAG: u16 = 1 << 9;
 /// [`T_SRC`] and [`T_DST`] of an IPv4 rule, tested on 32-bit numbers.
 const T_SRC4: u16 = 1 << 10;
 const T_DST4: u16 = 1 << 11;
+/// The tests [`QuickRule::matches`] leaves to [`QuickRule::matches_rest`].
+const T_REST: u16 = T_SRC | T_DST | T_PROTO | T_SPORT | T_DPORT | T_FLAGS | T_FRAG;
 
 /// [`QuickRule::then`] of a DROP.
 const Q_DROP: u32 = u32::MAX - 1;
@@ -219,8 +221,7 @@ impl QuickRule {
         test(r.dport == any.dport, T_DPORT);
         test(r.in_ports == ANY_PORT, T_IN);
         test(r.out_ports == ANY_PORT, T_OUT);
-        // The state is tested always: a packet without one (no bit) matches no rule.
-        test(false, T_CT);
+        // The state has no bit: it is tested always (a packet without one matches no rule).
         test(r.tcp_flags.is_none(), T_FLAGS);
         test(r.frag == FragMatch::Any, T_FRAG);
         let wide = |(lo, hi): (IpAddr128, IpAddr128)| {
@@ -258,25 +259,38 @@ impl QuickRule {
     }
 
     /// [`FlatRule::matches`] for a packet of the chain's family, testing only what the rule
-    /// tests.
+    /// tests. The state first (always tested), then the interfaces and IPv4 addresses (what
+    /// SNAT and MASQUERADE rules narrow), then one test of whether the rule narrows anything
+    /// else: a rule of the first kind pays nothing for the fields it leaves open after it.
     #[inline(never)]
     fn matches(&self, p: &PacketMeta) -> bool {
+        let k = &p.key;
+        let t = self.tests;
+        if self.ct_states & p.ct_state == 0
+            || (t & T_OUT != 0 && self.out_ports & (1 << (p.out_port & 31)) == 0)
+            || (t & T_IN != 0 && self.in_ports & (1 << (p.in_port & 31)) == 0)
+            || (t & T_SRC4 != 0
+                && !(self.src4.0 <= low_word(&k.src) && low_word(&k.src) <= self.src4.1))
+            || (t & T_DST4 != 0
+                && !(self.dst4.0 <= low_word(&k.dst) && low_word(&k.dst) <= self.dst4.1))
+        {
+            return false;
+        }
+        t & T_REST == 0 || self.matches_rest(p)
+    }
+
+    /// The tests of [`QuickRule::matches`] after the first group ([`T_REST`]).
+    #[inline(always)]
+    fn matches_rest(&self, p: &PacketMeta) -> bool {
         use crate::classify::FragMatch;
         let k = &p.key;
         let t = self.tests;
         let within = |v, (lo, hi)| lo <= v && v <= hi;
-        (t & T_OUT == 0 || self.out_ports & (1 << (p.out_port & 31)) != 0)
-            && (t & T_IN == 0 || self.in_ports & (1 << (p.in_port & 31)) != 0)
-            && (t & T_SRC4 == 0
-                || (self.src4.0 <= low_word(&k.src) && low_word(&k.src) <= self.src4.1))
-            && (t & T_DST4 == 0
-                || (self.dst4.0 <= low_word(&k.dst) && low_word(&k.dst) <= self.dst4.1))
+        (t & T_PROTO == 0 || (self.proto.0 <= k.proto && k.proto <= self.proto.1))
+            && (t & T_DPORT == 0 || (self.dport.0 <= k.dst_port && k.dst_port <= self.dport.1))
+            && (t & T_SPORT == 0 || (self.sport.0 <= k.src_port && k.src_port <= self.sport.1))
             && (t & T_SRC == 0 || within(u128::from_be_bytes(k.src.0), self.src))
             && (t & T_DST == 0 || within(u128::from_be_bytes(k.dst.0), self.dst))
-            && (t & T_PROTO == 0 || (self.proto.0 <= k.proto && k.proto <= self.proto.1))
-            && (t & T_SPORT == 0 || (self.sport.0 <= k.src_port && k.src_port <= self.sport.1))
-            && (t & T_DPORT == 0 || (self.dport.0 <= k.dst_port && k.dst_port <= self.dport.1))
-            && (t & T_CT == 0 || self.ct_states & p.ct_state != 0)
             && (t & T_FLAGS == 0
                 || (k.proto == crate::wire::ip_proto::TCP
                     && !p.later_fragment
@@ -302,9 +316,12 @@ fn keeps_all(rules: &RuleSet, target_of: &[u32]) -> bool {
     rules.rules.len() == 1 && rules.rules[0].action == Action::Accept && target_of[0] == NO_NAT
 }
 
-/// Each target's range prepared for `family`.
-fn prepare(targets: &[NatTarget], family: Family) -> Box<[Prepared]> {
-    targets.iter().map(|t| t.range.prepare(family)).collect()
+/// Each target with its range prepared for `family`.
+fn prepare(targets: &[NatTarget], family: Family) -> Box<[(NatTarget, Prepared)]> {
+    targets
+        .iter()
+        .map(|t| (*t, t.range.prepare(family)))
+        .collect()
 }
 
 /// The quick form of a chain's rules, when every rule has one and the chain is short.
@@ -465,7 +482,12 @@ impl NatChain {
         let mut steps = 0;
         while let Some(r) = quick.get(i) {
             if r.matches(meta) {
+                // A translating rule's `then` is its target's index: asked first.
+                if let Some((t, p)) = self.prepared.get(r.then as usize) {
+                    return NatChoice::Translate(t, p);
+                }
                 match r.then {
+                    NO_NAT => return NatChoice::Keep,
                     Q_CONTINUE => {
                         steps += 1;
                         if steps >= crate::classify::MAX_STEPS {
@@ -474,8 +496,8 @@ impl NatChain {
                         i = (r.next as usize).max(i + 1);
                         continue;
                     }
-                    Q_DROP => return NatChoice::Drop,
-                    t => return self.target(t),
+                    // DROP (or a target that does not exist, which `NatChain::new` refuses).
+                    _ => return NatChoice::Drop,
                 }
             }
             i += 1;
@@ -486,12 +508,10 @@ impl NatChain {
     /// What `target_of` value `t` does.
     #[inline]
     fn target(&self, t: u32) -> NatChoice<'_> {
-        if t == NO_NAT {
-            return NatChoice::Keep;
-        }
-        match (self.targets.get(t as usize), self.prepared.get(t as usize)) {
-            (Some(t), Some(p)) => NatChoice::Translate(t, p),
-            _ => NatChoice::Drop,
+        match self.prepared.get(t as usize) {
+            Some((t, p)) => NatChoice::Translate(t, p),
+            None if t == NO_NAT => NatChoice::Keep,
+            None => NatChoice::Drop,
         }
     }
 
