@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Simd, SimdLevel};
+use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -213,25 +213,26 @@ impl Worker {
 
         while !stop.load(Ordering::Relaxed) {
             let mut got = 0usize;
-            for (ingress, q) in rx.iter_mut().enumerate() {
+            // The pass-through bridge first, before anything the other paths need is gathered
+            // (without tracking there are no tables, which the router path needs). The rule
+            // snapshot only changes at the quiescent point below, so deciding once for all
+            // ports of the iteration is deciding for each burst.
+            let through = !stateful && passes_through(&rules.get().filter);
+            if through {
+                got = simd.run_screen(PassPorts {
+                    rx: &mut rx,
+                    judges: &judges,
+                    burst: &mut burst,
+                    stats: &stats,
+                    egress: &mut egress,
+                });
+            }
+            for (ingress, q) in rx.iter_mut().enumerate().filter(|_| !through) {
                 let n = burst.receive(q);
                 if n == 0 {
                     continue;
                 }
                 got += n;
-                // The pass-through bridge first, before anything the other paths need is
-                // gathered (without tracking there are no tables, which the router path needs).
-                if !stateful && passes_through(&rules.get().filter) {
-                    pass_burst(
-                        ingress,
-                        &judges[ingress],
-                        simd,
-                        &mut burst,
-                        &stats,
-                        &mut egress,
-                    );
-                    continue;
-                }
                 let now_ns = clock.ns(last_tsc);
                 let ctx = Ctx {
                     id,
@@ -554,6 +555,35 @@ fn handle_burst<const STATEFUL: bool>(
     }
 }
 
+/// One poll of every port by the pass-through bridge ([`pass_burst`]), compiled for the
+/// screen's SIMD level (so the screen is inlined and the loop's values stay in registers
+/// rather than in the worker loop's crowded frame); gives the packets received.
+struct PassPorts<'a> {
+    rx: &'a mut [RxQueue],
+    judges: &'a [PassThrough],
+    burst: &'a mut RxBurst,
+    stats: &'a WorkerStats,
+    egress: &'a mut [Egress],
+}
+
+impl ScreenTask for PassPorts<'_> {
+    type Output = usize;
+
+    #[inline(always)]
+    fn run<S: Screen>(self, s: S) -> usize {
+        let mut got = 0usize;
+        for (ingress, (q, judge)) in self.rx.iter_mut().zip(self.judges).enumerate() {
+            let n = self.burst.receive(q);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            pass_burst(ingress, judge, s, self.burst, self.stats, self.egress);
+        }
+        got
+    }
+}
+
 /// The bridge with neither tracking nor a rule set: each packet parsed and judged by its kind
 /// ([`PassThrough`]), malformed ones dropped with their reason, then the burst sent on as
 /// [`handle_burst`] does. Counters are added once per burst.
@@ -566,15 +596,15 @@ fn handle_burst<const STATEFUL: bool>(
 /// packet, sending the ones the straight-line parser left (and multi-segment ones) to the
 /// full parser.
 #[inline(always)]
-fn pass_burst(
+fn pass_burst<S: Screen>(
     ingress: usize,
     pass: &PassThrough,
-    simd: Simd,
+    screen: S,
     burst: &mut RxBurst,
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) {
-    let screened = burst.screen(simd, ether_kinds());
+    let screened = burst.screen(screen, ether_kinds());
     let mut rx_bytes = screened.bytes;
     // Bit `k` set when some packet is of kind `k`.
     let mut seen = (u32::from(screened.ipv4 != 0) << L3::Ipv4 as u32)
@@ -832,7 +862,7 @@ fn drain(egress: &mut [Egress], stats: &WorkerStats) {
 }
 
 /// A whole received burst (`bytes` long) queued on `port`'s TX buffer.
-#[inline]
+#[inline(always)]
 fn send_all(
     egress: &mut [Egress],
     stats: &WorkerStats,
