@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Simd, SimdLevel};
+use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Screened, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -212,77 +212,31 @@ impl Worker {
         let mut last_tsc = last_drain;
 
         while !stop.load(Ordering::Relaxed) {
-            let mut got = 0usize;
             // The pass-through bridge first, before anything the other paths need is gathered
-            // (without tracking there are no tables, which the router path needs). The rule
-            // snapshot only changes at the quiescent point below, so deciding once for all
-            // ports of the iteration is deciding for each burst.
-            let through = !stateful && passes_through(&rules.get().filter);
-            if through {
-                got = simd.run_screen(PassPorts {
+            // (without tracking there are no tables, which the router path needs): whole
+            // iterations in a loop of its own, which gives the TSC that ended the last.
+            let now = if !stateful && passes_through(&rules.get().filter) {
+                simd.run_screen(PassLoop {
                     rx: &mut rx,
                     judges: &judges,
                     burst: &mut burst,
                     stats: &stats,
                     egress: &mut egress,
-                });
-            }
-            for (ingress, q) in rx.iter_mut().enumerate().filter(|_| !through) {
-                let n = burst.receive(q);
-                if n == 0 {
-                    continue;
-                }
-                got += n;
-                let now_ns = clock.ns(last_tsc);
-                let ctx = Ctx {
-                    id,
-                    pipeline: &pipeline,
-                    rules: rules.get(),
-                    stats: &stats,
-                    logs: &logs,
-                    pool: &pool,
-                };
-                if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
-                    route_burst(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        t,
-                        (r, st),
-                        steering.as_mut(),
-                        now_ns,
-                        &mut egress,
-                    );
-                } else if stateful {
-                    handle_burst::<true>(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        tables.as_deref_mut(),
-                        steering.as_mut(),
-                        now_ns,
-                        &mut egress,
-                    );
-                } else {
-                    handle_burst::<false>(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        None,
-                        None,
-                        now_ns,
-                        &mut egress,
-                    );
-                }
-            }
-            if let Some(st) = steering.as_mut() {
-                let now_ns = clock.ns(last_tsc);
-                for r in 0..st.from.len() {
-                    let n = burst.receive_ring(&mut st.from[r]);
+                    stop: &stop,
+                    rules: &mut rules,
+                    last_tsc: &mut last_tsc,
+                    last_drain,
+                    drain_tsc,
+                })
+            } else {
+                let mut got = 0usize;
+                for (ingress, q) in rx.iter_mut().enumerate() {
+                    let n = burst.receive(q);
                     if n == 0 {
                         continue;
                     }
                     got += n;
+                    let now_ns = clock.ns(last_tsc);
                     let ctx = Ctx {
                         id,
                         pipeline: &pipeline,
@@ -291,40 +245,87 @@ impl Worker {
                         logs: &logs,
                         pool: &pool,
                     };
-                    if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
+                    if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
                         route_burst(
-                            Source::Ring,
+                            Source::Port(ingress as u16),
                             &mut burst,
                             &ctx,
                             t,
-                            (rt, rst),
+                            (r, st),
+                            steering.as_mut(),
+                            now_ns,
+                            &mut egress,
+                        );
+                    } else if stateful {
+                        handle_burst::<true>(
+                            Source::Port(ingress as u16),
+                            &mut burst,
+                            &ctx,
+                            tables.as_deref_mut(),
+                            steering.as_mut(),
+                            now_ns,
+                            &mut egress,
+                        );
+                    } else {
+                        handle_burst::<false>(
+                            Source::Port(ingress as u16),
+                            &mut burst,
+                            &ctx,
+                            None,
                             None,
                             now_ns,
                             &mut egress,
                         );
-                        continue;
                     }
-                    handle_burst::<true>(
-                        Source::Ring,
-                        &mut burst,
-                        &ctx,
-                        tables.as_deref_mut(),
-                        None,
-                        now_ns,
-                        &mut egress,
-                    );
                 }
-            }
-            // Quiescent point: nothing of the rule snapshot is held across it.
-            rules.quiesce();
-            // One TSC read per iteration: it ends this iteration and starts the next.
-            let now = tsc();
-            bump(&stats.polls, 1);
-            if got > 0 {
-                bump(&stats.busy_polls, 1);
-                bump(&stats.busy_tsc, now.wrapping_sub(last_tsc));
-            }
-            last_tsc = now;
+                if let Some(st) = steering.as_mut() {
+                    let now_ns = clock.ns(last_tsc);
+                    for r in 0..st.from.len() {
+                        let n = burst.receive_ring(&mut st.from[r]);
+                        if n == 0 {
+                            continue;
+                        }
+                        got += n;
+                        let ctx = Ctx {
+                            id,
+                            pipeline: &pipeline,
+                            rules: rules.get(),
+                            stats: &stats,
+                            logs: &logs,
+                            pool: &pool,
+                        };
+                        if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut())
+                        {
+                            route_burst(
+                                Source::Ring,
+                                &mut burst,
+                                &ctx,
+                                t,
+                                (rt, rst),
+                                None,
+                                now_ns,
+                                &mut egress,
+                            );
+                            continue;
+                        }
+                        handle_burst::<true>(
+                            Source::Ring,
+                            &mut burst,
+                            &ctx,
+                            tables.as_deref_mut(),
+                            None,
+                            now_ns,
+                            &mut egress,
+                        );
+                    }
+                }
+                // Quiescent point: nothing of the rule snapshot is held across it.
+                rules.quiesce();
+                // One TSC read per iteration: it ends this iteration and starts the next.
+                let now = tsc();
+                end_poll(&stats, got, now, &mut last_tsc);
+                now
+            };
             if let Some(t) = tables.as_deref_mut() {
                 t.expire(clock.ns(now), EXPIRE_BUDGET);
             }
@@ -555,32 +556,65 @@ fn handle_burst<const STATEFUL: bool>(
     }
 }
 
-/// One poll of every port by the pass-through bridge ([`pass_burst`]), compiled for the
-/// screen's SIMD level (so the screen is inlined and the loop's values stay in registers
-/// rather than in the worker loop's crowded frame); gives the packets received.
-struct PassPorts<'a> {
+/// The counters of one poll of every queue, `got` packets received, ended at TSC `now`.
+#[inline(always)]
+fn end_poll(stats: &WorkerStats, got: usize, now: u64, last_tsc: &mut u64) {
+    bump(&stats.polls, 1);
+    if got > 0 {
+        bump(&stats.busy_polls, 1);
+        bump(&stats.busy_tsc, now.wrapping_sub(*last_tsc));
+    }
+    *last_tsc = now;
+}
+
+/// Iterations of the worker loop for the pass-through bridge: [`pass_burst`] for each port's
+/// burst, the quiescent point and the poll counters, as the worker loop does them, compiled
+/// for the screen's SIMD level (the screen inlined, and the loop's values kept in registers
+/// rather than in the worker loop's crowded frame and set up again for every poll). Returns
+/// after the iteration in which the drain falls due, `stop` is set or a published rule set
+/// ends the pass-through (the worker loop goes on from there as after any iteration), with
+/// the TSC that ended it.
+struct PassLoop<'a> {
     rx: &'a mut [RxQueue],
     judges: &'a [PassThrough],
     burst: &'a mut RxBurst,
     stats: &'a WorkerStats,
     egress: &'a mut [Egress],
+    stop: &'a AtomicBool,
+    rules: &'a mut Reader<FilterSnapshot>,
+    last_tsc: &'a mut u64,
+    last_drain: u64,
+    drain_tsc: u64,
 }
 
-impl ScreenTask for PassPorts<'_> {
-    type Output = usize;
+impl ScreenTask for PassLoop<'_> {
+    type Output = u64;
 
     #[inline(always)]
-    fn run<S: Screen>(self, s: S) -> usize {
-        let mut got = 0usize;
-        for (ingress, (q, judge)) in self.rx.iter_mut().zip(self.judges).enumerate() {
-            let n = self.burst.receive(q);
-            if n == 0 {
-                continue;
+    fn run<S: Screen>(self, s: S) -> u64 {
+        let mut last_tsc = *self.last_tsc;
+        loop {
+            let mut got = 0usize;
+            for (ingress, (q, judge)) in self.rx.iter_mut().zip(self.judges).enumerate() {
+                let n = self.burst.receive(q);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                pass_burst(ingress, judge, s, self.burst, self.stats, self.egress);
             }
-            got += n;
-            pass_burst(ingress, judge, s, self.burst, self.stats, self.egress);
+            // Quiescent point: nothing of the rule snapshot is held across it.
+            self.rules.quiesce();
+            let now = tsc();
+            end_poll(self.stats, got, now, &mut last_tsc);
+            if now.wrapping_sub(self.last_drain) >= self.drain_tsc
+                || self.stop.load(Ordering::Relaxed)
+                || !passes_through(&self.rules.get().filter)
+            {
+                *self.last_tsc = last_tsc;
+                return now;
+            }
         }
-        got
     }
 }
 
@@ -611,25 +645,12 @@ fn pass_burst<S: Screen>(
         | (u32::from(screened.other != 0) << L3::Other as u32);
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    let kind = |m: &Mbuf| {
-        if m.segments() == 1 {
-            PassThrough::kind(m.data())
-        } else {
-            UNCOMMON
-        }
-    };
-    // Screened packets the screen did not settle: the straight-line parser decides.
-    let mut rest = !(screened.ipv4 | screened.other) & low_bits(screened.screened);
-    while rest != 0 {
-        let i = rest.trailing_zeros() as usize;
-        rest &= rest - 1;
-        if let Some(m) = pkts.get(i) {
-            seen |= 1 << kind(m);
-        }
-    }
-    for m in pkts.get(screened.screened..).unwrap_or_default() {
-        rx_bytes += m.pkt_len() as u64;
-        seen |= 1 << kind(m);
+    // Packets the screen did not settle, those it did not look at included (it sets no bit
+    // past `screened`): the straight-line parser decides.
+    if screened.ipv4 | screened.other != low_bits(n) {
+        let (kinds, bytes) = unsettled(pkts, &screened);
+        seen |= kinds;
+        rx_bytes += bytes;
     }
     let in_ctr = &stats.ports[ingress];
     bump(&in_ctr.rx_packets, n as u64);
@@ -640,6 +661,34 @@ fn pass_burst<S: Screen>(
         return;
     }
     pass_each(pass, burst, stats, egress);
+}
+
+/// The kinds of the packets of `pkts` that `screened` did not settle (bit `k` for kind `k`),
+/// by the straight-line parser, and the lengths of those it did not look at.
+#[inline(never)]
+fn unsettled(pkts: &[Mbuf], screened: &Screened) -> (u32, u64) {
+    let kind = |m: &Mbuf| {
+        if m.segments() == 1 {
+            PassThrough::kind(m.data())
+        } else {
+            UNCOMMON
+        }
+    };
+    let mut seen = 0u32;
+    let mut rest = !(screened.ipv4 | screened.other) & low_bits(screened.screened);
+    while rest != 0 {
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if let Some(m) = pkts.get(i) {
+            seen |= 1 << kind(m);
+        }
+    }
+    let mut bytes = 0u64;
+    for m in pkts.get(screened.screened..).unwrap_or_default() {
+        bytes += m.pkt_len() as u64;
+        seen |= 1 << kind(m);
+    }
+    (seen, bytes)
 }
 
 /// A mask of the low `n` bits (`n` at most 32).

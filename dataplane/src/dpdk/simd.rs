@@ -405,6 +405,76 @@ mod x86 {
         ptrs: &[*mut dpdk_sys::rte_mbuf],
         kinds: &[u8; ETHER_KINDS_LEN],
     ) -> Screened {
+        // SAFETY: the caller's promises, passed on.
+        unsafe { screen_avx2_with(ptrs, kinds, &Avx2Consts::new()) }
+    }
+
+    /// The AVX2 screen's constants, made opaque to the compiler where the screen's caller
+    /// makes them (once for a poll of every port, in `run_screen_avx2`). Left as constants,
+    /// they are broadcast again in every step that uses them (the compiler recomputes a
+    /// constant rather than keep it in a register or on the stack, and a step has more live
+    /// values than AVX2's 16 registers), and the length bounds, whose operands it can tell
+    /// are non-negative, become unsigned compares, which AVX2 lacks (two sign flips and a
+    /// constant each).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Avx2Consts {
+        seg1: __m256i,
+        min_len: __m256i,
+        no_kind: __m256i,
+        head: __m256i,
+        k14: __m256i,
+        k20: __m256i,
+        k8: __m256i,
+        k3c: __m256i,
+        w0: __m256i,
+        w1: __m256i,
+        w48: __m256i,
+        inv: __m256i,
+        lo32: __m256i,
+        one1: __m256i,
+        frag_proto: __m256i,
+        udp17: __m256i,
+        tcp6: __m256i,
+    }
+
+    impl Avx2Consts {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn new() -> Avx2Consts {
+            let k = |x: i64| opaque(_mm256_set1_epi64x(x));
+            Avx2Consts {
+                seg1: k(1 << 32),
+                min_len: k(i64::from(SCREEN_MIN_LEN - 1) << 32),
+                no_kind: k(0xff),
+                head: k(0x45_0008),
+                k14: k(14 << 32),
+                k20: k(20 << 32),
+                k8: k(8 << 32),
+                k3c: k(0x3c << 32),
+                w0: k(0x0000_ffff_0000_0000),
+                w1: k(0x0000_ffff_0000_ffff),
+                w48: k(0x0000_ffff_ffff_ffff),
+                inv: k(0xfffe_ffff),
+                lo32: k(0xffff_ffff),
+                one1: k(0x1_0001),
+                frag_proto: k(0xff00_ff3f),
+                udp17: k(17 << 24),
+                tcp6: k(6 << 24),
+            }
+        }
+    }
+
+    /// [`screen_avx2`] with its constants made by the caller.
+    ///
+    /// # Safety
+    /// As [`screen_avx2`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn screen_avx2_with(
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+        k: &Avx2Consts,
+    ) -> Screened {
         let c = _mm256_set1_epi64x;
         let zero = _mm256_setzero_si256();
         // Bytes 4 and 5 of each lane (frame bytes 16 and 17: the total length), big-endian,
@@ -419,21 +489,25 @@ mod x86 {
             -1, -1, -1, -1, 3, 2, -1, -1, -1, -1, -1, -1, 11, 10, -1, -1, -1, -1, -1, -1, 3, 2, -1,
             -1, -1, -1, -1, -1, 11, 10, -1, -1,
         );
-        // The IPv4 checks' constants, made once per call and opaque to the compiler. Left
-        // as constants, they are broadcast again in every step that reaches the checks (the
-        // compiler recomputes a constant rather than keep it in a register or on the stack,
-        // and the step has more live values than AVX2's 16 registers), and the length bounds,
-        // whose operands it can tell are non-negative, become unsigned compares, which AVX2
-        // lacks (two sign flips and a constant each).
-        let k = |x: i64| opaque(c(x));
-        let (k14, k20, k8, k3c) = (k(14 << 32), k(20 << 32), k(8 << 32), k(0x3c << 32));
-        let (w0, w1, w48) = (
-            k(0x0000_ffff_0000_0000),
-            k(0x0000_ffff_0000_ffff),
-            k(0x0000_ffff_ffff_ffff),
-        );
-        let (inv, lo32, one1) = (k(0xfffe_ffff), k(0xffff_ffff), k(0x1_0001));
-        let (frag_proto, udp17, tcp6) = (k(0xff00_ff3f), k(17 << 24), k(6 << 24));
+        let Avx2Consts {
+            seg1,
+            min_len,
+            no_kind,
+            head,
+            k14,
+            k20,
+            k8,
+            k3c,
+            w0,
+            w1,
+            w48,
+            inv,
+            lo32,
+            one1,
+            frag_proto,
+            udp17,
+            tcp6,
+        } = *k;
         // The kinds table's address, kept in a register rather than loaded again every step.
         let table = opaque_ptr(kinds.as_ptr()).cast::<i64>();
         let mut out = Screened::default();
@@ -457,8 +531,8 @@ mod x86 {
             // place in `lens`).
             let hi16 = c(0xffff << 32);
             let data_len = _mm256_and_si256(lens, hi16);
-            let one_segment = _mm256_cmpeq_epi64(_mm256_and_si256(rearm, hi16), c(1 << 32));
-            let long = _mm256_cmpgt_epi64(data_len, c(i64::from(SCREEN_MIN_LEN - 1) << 32));
+            let one_segment = _mm256_cmpeq_epi64(_mm256_and_si256(rearm, hi16), seg1);
+            let long = _mm256_cmpgt_epi64(data_len, min_len);
             let readable = _mm256_and_si256(one_segment, long);
             // The frame's first byte: buf_addr + data_off.
             let frame = _mm256_add_epi64(buf, _mm256_and_si256(rearm, c(0xffff)));
@@ -469,14 +543,13 @@ mod x86 {
             // Lanes not read hold 0 (not IPv4) and kind 0xff (not ETHER_OTHER).
             let g0 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(12), frame, readable) };
             let ethertype = _mm256_and_si256(g0, c(0xffff));
-            let no_kind = c(0xff);
             // SAFETY: as above (the table entries).
             let kind =
                 unsafe { _mm256_mask_i64gather_epi64::<1>(no_kind, table, ethertype, readable) };
             let other = _mm256_cmpeq_epi64(_mm256_and_si256(kind, c(0xff)), zero);
             out.other |= (_mm256_movemask_pd(_mm256_castsi256_pd(other)) as u32).wrapping_mul(bit);
             // Ethertype 0x0800, then version 4 and IHL 5.
-            let v4 = _mm256_cmpeq_epi64(_mm256_and_si256(g0, c(0xff_ffff)), c(0x45_0008));
+            let v4 = _mm256_cmpeq_epi64(_mm256_and_si256(g0, c(0xff_ffff)), head);
             let step_bit = bit;
             bit <<= SCREEN_STEP;
             if _mm256_movemask_pd(_mm256_castsi256_pd(v4)) == 0 {
@@ -490,8 +563,6 @@ mod x86 {
             let g2 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(28), frame, v4) };
             // SAFETY: as above.
             let g3 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(36), frame, v4) };
-            // SAFETY: as above.
-            let g4 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, v4) };
             // Frame bytes 16 and 17 (the total length), big-endian, into bits 32..48. Bad
             // when longer than the segment: total > data_len - 14. (The L4 checks below
             // imply total >= 20.)
@@ -523,11 +594,20 @@ mod x86 {
             // The L4 header's length, in bits 32..48: UDP's length field (bytes 38 and 39),
             // or TCP's data offset (the high nibble of byte 46, bits 16..24 of g4) times 4.
             // Bad when below the header's own size (8 or 20) or past the IP payload:
-            // length + 20 > total.
+            // length + 20 > total. A step without TCP (lanes neither UDP nor TCP fail
+            // anyway) needs neither bytes 44..52 nor the blends.
             let udp_len = _mm256_shuffle_epi8(g3, udp_bytes);
-            let tcp_len = _mm256_and_si256(_mm256_slli_epi64::<14>(g4), k3c);
-            let l4_len = _mm256_blendv_epi8(tcp_len, udp_len, udp);
-            let l4_min = _mm256_blendv_epi8(k20, k8, udp);
+            let (l4_len, l4_min) = if _mm256_testz_si256(tcp, tcp) != 0 {
+                (udp_len, k8)
+            } else {
+                // SAFETY: as above, for the TCP lanes (all of them are in `v4`).
+                let g4 = unsafe { _mm256_mask_i64gather_epi64::<1>(zero, at(44), frame, tcp) };
+                let tcp_len = _mm256_and_si256(_mm256_slli_epi64::<14>(g4), k3c);
+                (
+                    _mm256_blendv_epi8(tcp_len, udp_len, udp),
+                    _mm256_blendv_epi8(k20, k8, udp),
+                )
+            };
             bad = _mm256_or_si256(
                 bad,
                 _mm256_or_si256(
@@ -535,7 +615,9 @@ mod x86 {
                     _mm256_cmpgt_epi64(_mm256_add_epi64(l4_len, k20), total),
                 ),
             );
-            let ok = _mm256_andnot_si256(bad, _mm256_or_si256(udp, tcp));
+            // Opaque: knowing each lane all ones or all zeroes, the compiler would narrow the
+            // mask to 32-bit lanes before taking its sign bits (four instructions more).
+            let ok = opaque(_mm256_andnot_si256(bad, _mm256_or_si256(udp, tcp)));
             out.ipv4 |= (_mm256_movemask_pd(_mm256_castsi256_pd(ok)) as u32).wrapping_mul(step_bit);
         }
         let mut lanes = [0u64; 4];
@@ -568,9 +650,9 @@ mod x86 {
         task.run(Avx512(()))
     }
 
-    /// The AVX2 screen; only made by `run_screen_avx2`.
+    /// The AVX2 screen and its constants; only made by `run_screen_avx2`.
     #[derive(Clone, Copy, Debug)]
-    pub struct Avx2Screen(());
+    pub struct Avx2Screen(Avx2Consts);
 
     /// The AVX-512 screen; only made by `run_screen_avx512`.
     #[derive(Clone, Copy, Debug)]
@@ -580,7 +662,7 @@ mod x86 {
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn run_screen_avx2<T: ScreenTask>(task: T) -> T::Output {
-        task.run(Avx2Screen(()))
+        task.run(Avx2Screen(Avx2Consts::new()))
     }
 
     /// # Safety
@@ -599,7 +681,7 @@ mod x86 {
         ) -> Screened {
             // SAFETY: an `Avx2Screen` is only made inside `run_screen_avx2`, whose caller
             // checked the CPU; the pointers are the caller's promise.
-            unsafe { screen_avx2(ptrs, kinds) }
+            unsafe { screen_avx2_with(ptrs, kinds, &self.0) }
         }
     }
 
