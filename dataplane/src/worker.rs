@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Screened, Simd, SimdLevel};
+use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -225,8 +225,10 @@ impl Worker {
                     stop: &stop,
                     rules: &mut rules,
                     last_tsc: &mut last_tsc,
-                    last_drain,
+                    last_drain: &mut last_drain,
                     drain_tsc,
+                    routed: router.is_some(),
+                    commands: &commands,
                 })
             } else {
                 let mut got = 0usize;
@@ -568,12 +570,13 @@ fn end_poll(stats: &WorkerStats, got: usize, now: u64, last_tsc: &mut u64) {
 }
 
 /// Iterations of the worker loop for the pass-through bridge: [`pass_burst`] for each port's
-/// burst, the quiescent point and the poll counters, as the worker loop does them, compiled
-/// for the screen's SIMD level (the screen inlined, and the loop's values kept in registers
-/// rather than in the worker loop's crowded frame and set up again for every poll). Returns
-/// after the iteration in which the drain falls due, `stop` is set or a published rule set
-/// ends the pass-through (the worker loop goes on from there as after any iteration), with
-/// the TSC that ended it.
+/// burst, the quiescent point, the poll counters and the drain, as the worker loop does them
+/// without tables, compiled for the screen's SIMD level (the screen inlined, and the loop's
+/// values kept in registers rather than in the worker loop's crowded frame and set up again
+/// for every poll). Returns after the iteration in which `stop` is set, a published rule set
+/// ends the pass-through, or the drain falls due with more to do than the drain itself (a
+/// router's tick, management requests), with the TSC that ended it; the worker loop goes on
+/// from there as after any iteration.
 struct PassLoop<'a> {
     rx: &'a mut [RxQueue],
     judges: &'a [PassThrough],
@@ -583,8 +586,11 @@ struct PassLoop<'a> {
     stop: &'a AtomicBool,
     rules: &'a mut Reader<FilterSnapshot>,
     last_tsc: &'a mut u64,
-    last_drain: u64,
+    last_drain: &'a mut u64,
     drain_tsc: u64,
+    /// A router runs: its tick goes with the drain.
+    routed: bool,
+    commands: &'a crossbeam_channel::Receiver<CtCommand>,
 }
 
 impl ScreenTask for PassLoop<'_> {
@@ -607,10 +613,17 @@ impl ScreenTask for PassLoop<'_> {
             self.rules.quiesce();
             let now = tsc();
             end_poll(self.stats, got, now, &mut last_tsc);
-            if now.wrapping_sub(self.last_drain) >= self.drain_tsc
-                || self.stop.load(Ordering::Relaxed)
-                || !passes_through(&self.rules.get().filter)
-            {
+            let mut leave =
+                self.stop.load(Ordering::Relaxed) || !passes_through(&self.rules.get().filter);
+            if now.wrapping_sub(*self.last_drain) >= self.drain_tsc {
+                if self.routed || !self.commands.is_empty() {
+                    leave = true;
+                } else {
+                    drain(self.egress, self.stats);
+                    *self.last_drain = now;
+                }
+            }
+            if leave {
                 *self.last_tsc = last_tsc;
                 return now;
             }
@@ -647,8 +660,9 @@ fn pass_burst<S: Screen>(
     let n = pkts.len();
     // Packets the screen did not settle, those it did not look at included (it sets no bit
     // past `screened`): the straight-line parser decides.
-    if screened.ipv4 | screened.other != low_bits(n) {
-        let (kinds, bytes) = unsettled(pkts, &screened);
+    let settled = screened.ipv4 | screened.other;
+    if settled != low_bits(n) {
+        let (kinds, bytes) = unsettled(pkts, settled, screened.screened);
         seen |= kinds;
         rx_bytes += bytes;
     }
@@ -663,10 +677,12 @@ fn pass_burst<S: Screen>(
     pass_each(pass, burst, stats, egress);
 }
 
-/// The kinds of the packets of `pkts` that `screened` did not settle (bit `k` for kind `k`),
-/// by the straight-line parser, and the lengths of those it did not look at.
+/// The kinds of the packets of `pkts` the screen did not settle (bit `k` for kind `k`), by
+/// the straight-line parser, and the lengths of those it did not look at: it looked at the
+/// first `screened` and settled those of `settled` (bit `j` for packet `j`). The values are
+/// passed by value so that the screen's answer need not be written to memory.
 #[inline(never)]
-fn unsettled(pkts: &[Mbuf], screened: &Screened) -> (u32, u64) {
+fn unsettled(pkts: &[Mbuf], settled: u32, screened: usize) -> (u32, u64) {
     let kind = |m: &Mbuf| {
         if m.segments() == 1 {
             PassThrough::kind(m.data())
@@ -675,7 +691,7 @@ fn unsettled(pkts: &[Mbuf], screened: &Screened) -> (u32, u64) {
         }
     };
     let mut seen = 0u32;
-    let mut rest = !(screened.ipv4 | screened.other) & low_bits(screened.screened);
+    let mut rest = !settled & low_bits(screened);
     while rest != 0 {
         let i = rest.trailing_zeros() as usize;
         rest &= rest - 1;
@@ -684,7 +700,7 @@ fn unsettled(pkts: &[Mbuf], screened: &Screened) -> (u32, u64) {
         }
     }
     let mut bytes = 0u64;
-    for m in pkts.get(screened.screened..).unwrap_or_default() {
+    for m in pkts.get(screened..).unwrap_or_default() {
         bytes += m.pkt_len() as u64;
         seen |= 1 << kind(m);
     }
