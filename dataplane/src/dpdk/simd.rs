@@ -665,9 +665,13 @@ mod x86 {
         task.run(Avx2Screen(Avx2Consts::new()))
     }
 
+    /// Unlike `run_screen_avx2`, the task is compiled for the baseline and calls the screen
+    /// (out of line, see `screen_avx512`): compiled with AVX-512 around the call, the
+    /// pass-through loop ran slower on `net_null` in alternating runs.
+    ///
     /// # Safety
     /// The CPU must support AVX-512 F, VL and BW, and AVX2.
-    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw")]
+    #[inline(never)]
     pub unsafe fn run_screen_avx512<T: ScreenTask>(task: T) -> T::Output {
         task.run(Avx512Screen(()))
     }
