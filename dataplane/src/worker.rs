@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Screen, ScreenTask, Simd, SimdLevel};
+use crate::dpdk::simd::{screen_level_cap, CalledScreen, Screen, ScreenTask, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -214,8 +214,11 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             // The pass-through bridge first, before anything the other paths need is gathered
             // (without tracking there are no tables, which the router path needs): whole
-            // iterations in a loop of its own, which gives the TSC that ended the last.
-            let now = if !stateful && passes_through(&rules.get().filter) {
+            // iterations in a loop of its own, which gives the TSC that ended the last. Not at
+            // the AVX-512 level: there the loop of its own ran behind the worker loop's
+            // per-burst pass-through in alternating runs (docs/design/foundation.md).
+            let through = !stateful && passes_through(&rules.get().filter);
+            let now = if through && simd.level() != SimdLevel::Avx512 {
                 simd.run_screen(PassLoop {
                     rx: &mut rx,
                     judges: &judges,
@@ -238,6 +241,17 @@ impl Worker {
                         continue;
                     }
                     got += n;
+                    if through {
+                        pass_burst(
+                            ingress,
+                            &judges[ingress],
+                            CalledScreen(simd),
+                            &mut burst,
+                            &stats,
+                            &mut egress,
+                        );
+                        continue;
+                    }
                     let now_ns = clock.ns(last_tsc);
                     let ctx = Ctx {
                         id,

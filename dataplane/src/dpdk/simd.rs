@@ -105,13 +105,12 @@ impl Simd {
     /// first segment. The AVX2 kernel serves the AVX2 and AVX-512 levels; the portable level
     /// screens nothing (`screened` 0), leaving every packet to the caller's scalar checks.
     ///
-    /// The worker runs the same kernels through [`Simd::run_screen`], inlined into its loop;
-    /// this entry is the tests'.
+    /// The worker's pass-through loop runs the AVX2 kernel through [`Simd::run_screen`],
+    /// inlined; it calls this entry at the AVX-512 level ([`CalledScreen`]).
     ///
     /// # Safety
     /// Every pointer in `ptrs` must be a live mbuf the caller owns.
     #[inline]
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) unsafe fn screen(
         self,
         ptrs: &[*mut dpdk_sys::rte_mbuf],
@@ -162,6 +161,23 @@ impl Screen for NoScreen {
     #[inline(always)]
     unsafe fn screen(self, _: &[*mut dpdk_sys::rte_mbuf], _: &[u8; ETHER_KINDS_LEN]) -> Screened {
         Screened::default()
+    }
+}
+
+/// The screen of a [`Simd`] level called out of line ([`Simd::screen`]), for code compiled for
+/// the baseline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CalledScreen(pub Simd);
+
+impl Screen for CalledScreen {
+    #[inline(always)]
+    unsafe fn screen(
+        self,
+        ptrs: &[*mut dpdk_sys::rte_mbuf],
+        kinds: &[u8; ETHER_KINDS_LEN],
+    ) -> Screened {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.0.screen(ptrs, kinds) }
     }
 }
 
