@@ -8,7 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::ConnInfo;
-use crate::dpdk::simd::{screen_level_cap, Simd, SimdLevel};
+use crate::dpdk::simd::{screen_level_cap, CalledScreen, Screen, ScreenTask, Simd, SimdLevel};
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
     RxQueue, TxBuffer, TxQueue, MAX_BURST,
@@ -212,76 +212,47 @@ impl Worker {
         let mut last_tsc = last_drain;
 
         while !stop.load(Ordering::Relaxed) {
-            let mut got = 0usize;
-            for (ingress, q) in rx.iter_mut().enumerate() {
-                let n = burst.receive(q);
-                if n == 0 {
-                    continue;
-                }
-                got += n;
-                // The pass-through bridge first, before anything the other paths need is
-                // gathered (without tracking there are no tables, which the router path needs).
-                if !stateful && passes_through(&rules.get().filter) {
-                    pass_burst(
-                        ingress,
-                        &judges[ingress],
-                        simd,
-                        &mut burst,
-                        &stats,
-                        &mut egress,
-                    );
-                    continue;
-                }
-                let now_ns = clock.ns(last_tsc);
-                let ctx = Ctx {
-                    id,
-                    pipeline: &pipeline,
-                    rules: rules.get(),
+            // The pass-through bridge first, before anything the other paths need is gathered
+            // (without tracking there are no tables, which the router path needs): whole
+            // iterations in a loop of its own, which gives the TSC that ended the last. Not at
+            // the AVX-512 level: there the loop of its own ran behind the worker loop's
+            // per-burst pass-through in alternating runs (docs/design/foundation.md).
+            let through = !stateful && passes_through(&rules.get().filter);
+            let now = if through && simd.level() != SimdLevel::Avx512 {
+                simd.run_screen(PassLoop {
+                    rx: &mut rx,
+                    judges: &judges,
+                    burst: &mut burst,
                     stats: &stats,
-                    logs: &logs,
-                    pool: &pool,
-                };
-                if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
-                    route_burst(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        t,
-                        (r, st),
-                        steering.as_mut(),
-                        now_ns,
-                        &mut egress,
-                    );
-                } else if stateful {
-                    handle_burst::<true>(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        tables.as_deref_mut(),
-                        steering.as_mut(),
-                        now_ns,
-                        &mut egress,
-                    );
-                } else {
-                    handle_burst::<false>(
-                        Source::Port(ingress as u16),
-                        &mut burst,
-                        &ctx,
-                        None,
-                        None,
-                        now_ns,
-                        &mut egress,
-                    );
-                }
-            }
-            if let Some(st) = steering.as_mut() {
-                let now_ns = clock.ns(last_tsc);
-                for r in 0..st.from.len() {
-                    let n = burst.receive_ring(&mut st.from[r]);
+                    egress: &mut egress,
+                    stop: &stop,
+                    rules: &mut rules,
+                    last_tsc: &mut last_tsc,
+                    last_drain: &mut last_drain,
+                    drain_tsc,
+                    routed: router.is_some(),
+                    commands: &commands,
+                })
+            } else {
+                let mut got = 0usize;
+                for (ingress, q) in rx.iter_mut().enumerate() {
+                    let n = burst.receive(q);
                     if n == 0 {
                         continue;
                     }
                     got += n;
+                    if through {
+                        pass_burst(
+                            ingress,
+                            &judges[ingress],
+                            CalledScreen(simd),
+                            &mut burst,
+                            &stats,
+                            &mut egress,
+                        );
+                        continue;
+                    }
+                    let now_ns = clock.ns(last_tsc);
                     let ctx = Ctx {
                         id,
                         pipeline: &pipeline,
@@ -290,40 +261,87 @@ impl Worker {
                         logs: &logs,
                         pool: &pool,
                     };
-                    if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
+                    if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
                         route_burst(
-                            Source::Ring,
+                            Source::Port(ingress as u16),
                             &mut burst,
                             &ctx,
                             t,
-                            (rt, rst),
+                            (r, st),
+                            steering.as_mut(),
+                            now_ns,
+                            &mut egress,
+                        );
+                    } else if stateful {
+                        handle_burst::<true>(
+                            Source::Port(ingress as u16),
+                            &mut burst,
+                            &ctx,
+                            tables.as_deref_mut(),
+                            steering.as_mut(),
+                            now_ns,
+                            &mut egress,
+                        );
+                    } else {
+                        handle_burst::<false>(
+                            Source::Port(ingress as u16),
+                            &mut burst,
+                            &ctx,
+                            None,
                             None,
                             now_ns,
                             &mut egress,
                         );
-                        continue;
                     }
-                    handle_burst::<true>(
-                        Source::Ring,
-                        &mut burst,
-                        &ctx,
-                        tables.as_deref_mut(),
-                        None,
-                        now_ns,
-                        &mut egress,
-                    );
                 }
-            }
-            // Quiescent point: nothing of the rule snapshot is held across it.
-            rules.quiesce();
-            // One TSC read per iteration: it ends this iteration and starts the next.
-            let now = tsc();
-            bump(&stats.polls, 1);
-            if got > 0 {
-                bump(&stats.busy_polls, 1);
-                bump(&stats.busy_tsc, now.wrapping_sub(last_tsc));
-            }
-            last_tsc = now;
+                if let Some(st) = steering.as_mut() {
+                    let now_ns = clock.ns(last_tsc);
+                    for r in 0..st.from.len() {
+                        let n = burst.receive_ring(&mut st.from[r]);
+                        if n == 0 {
+                            continue;
+                        }
+                        got += n;
+                        let ctx = Ctx {
+                            id,
+                            pipeline: &pipeline,
+                            rules: rules.get(),
+                            stats: &stats,
+                            logs: &logs,
+                            pool: &pool,
+                        };
+                        if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut())
+                        {
+                            route_burst(
+                                Source::Ring,
+                                &mut burst,
+                                &ctx,
+                                t,
+                                (rt, rst),
+                                None,
+                                now_ns,
+                                &mut egress,
+                            );
+                            continue;
+                        }
+                        handle_burst::<true>(
+                            Source::Ring,
+                            &mut burst,
+                            &ctx,
+                            tables.as_deref_mut(),
+                            None,
+                            now_ns,
+                            &mut egress,
+                        );
+                    }
+                }
+                // Quiescent point: nothing of the rule snapshot is held across it.
+                rules.quiesce();
+                // One TSC read per iteration: it ends this iteration and starts the next.
+                let now = tsc();
+                end_poll(&stats, got, now, &mut last_tsc);
+                now
+            };
             if let Some(t) = tables.as_deref_mut() {
                 t.expire(clock.ns(now), EXPIRE_BUDGET);
             }
@@ -554,6 +572,79 @@ fn handle_burst<const STATEFUL: bool>(
     }
 }
 
+/// The counters of one poll of every queue, `got` packets received, ended at TSC `now`.
+#[inline(always)]
+fn end_poll(stats: &WorkerStats, got: usize, now: u64, last_tsc: &mut u64) {
+    bump(&stats.polls, 1);
+    if got > 0 {
+        bump(&stats.busy_polls, 1);
+        bump(&stats.busy_tsc, now.wrapping_sub(*last_tsc));
+    }
+    *last_tsc = now;
+}
+
+/// Iterations of the worker loop for the pass-through bridge: [`pass_burst`] for each port's
+/// burst, the quiescent point, the poll counters and the drain, as the worker loop does them
+/// without tables, compiled for the screen's SIMD level (the screen inlined, and the loop's
+/// values kept in registers rather than in the worker loop's crowded frame and set up again
+/// for every poll). Returns after the iteration in which `stop` is set, a published rule set
+/// ends the pass-through, or the drain falls due with more to do than the drain itself (a
+/// router's tick, management requests), with the TSC that ended it; the worker loop goes on
+/// from there as after any iteration.
+struct PassLoop<'a> {
+    rx: &'a mut [RxQueue],
+    judges: &'a [PassThrough],
+    burst: &'a mut RxBurst,
+    stats: &'a WorkerStats,
+    egress: &'a mut [Egress],
+    stop: &'a AtomicBool,
+    rules: &'a mut Reader<FilterSnapshot>,
+    last_tsc: &'a mut u64,
+    last_drain: &'a mut u64,
+    drain_tsc: u64,
+    /// A router runs: its tick goes with the drain.
+    routed: bool,
+    commands: &'a crossbeam_channel::Receiver<CtCommand>,
+}
+
+impl ScreenTask for PassLoop<'_> {
+    type Output = u64;
+
+    #[inline(always)]
+    fn run<S: Screen>(self, s: S) -> u64 {
+        let mut last_tsc = *self.last_tsc;
+        loop {
+            let mut got = 0usize;
+            for (ingress, (q, judge)) in self.rx.iter_mut().zip(self.judges).enumerate() {
+                let n = self.burst.receive(q);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                pass_burst(ingress, judge, s, self.burst, self.stats, self.egress);
+            }
+            // Quiescent point: nothing of the rule snapshot is held across it.
+            self.rules.quiesce();
+            let now = tsc();
+            end_poll(self.stats, got, now, &mut last_tsc);
+            let mut leave =
+                self.stop.load(Ordering::Relaxed) || !passes_through(&self.rules.get().filter);
+            if now.wrapping_sub(*self.last_drain) >= self.drain_tsc {
+                if self.routed || !self.commands.is_empty() {
+                    leave = true;
+                } else {
+                    drain(self.egress, self.stats);
+                    *self.last_drain = now;
+                }
+            }
+            if leave {
+                *self.last_tsc = last_tsc;
+                return now;
+            }
+        }
+    }
+}
+
 /// The bridge with neither tracking nor a rule set: each packet parsed and judged by its kind
 /// ([`PassThrough`]), malformed ones dropped with their reason, then the burst sent on as
 /// [`handle_burst`] does. Counters are added once per burst.
@@ -566,40 +657,28 @@ fn handle_burst<const STATEFUL: bool>(
 /// packet, sending the ones the straight-line parser left (and multi-segment ones) to the
 /// full parser.
 #[inline(always)]
-fn pass_burst(
+fn pass_burst<S: Screen>(
     ingress: usize,
     pass: &PassThrough,
-    simd: Simd,
+    screen: S,
     burst: &mut RxBurst,
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) {
-    let screened = burst.screen(simd, ether_kinds());
+    let screened = burst.screen(screen, ether_kinds());
     let mut rx_bytes = screened.bytes;
     // Bit `k` set when some packet is of kind `k`.
     let mut seen = (u32::from(screened.ipv4 != 0) << L3::Ipv4 as u32)
         | (u32::from(screened.other != 0) << L3::Other as u32);
     let pkts = burst.packets_mut();
     let n = pkts.len();
-    let kind = |m: &Mbuf| {
-        if m.segments() == 1 {
-            PassThrough::kind(m.data())
-        } else {
-            UNCOMMON
-        }
-    };
-    // Screened packets the screen did not settle: the straight-line parser decides.
-    let mut rest = !(screened.ipv4 | screened.other) & low_bits(screened.screened);
-    while rest != 0 {
-        let i = rest.trailing_zeros() as usize;
-        rest &= rest - 1;
-        if let Some(m) = pkts.get(i) {
-            seen |= 1 << kind(m);
-        }
-    }
-    for m in pkts.get(screened.screened..).unwrap_or_default() {
-        rx_bytes += m.pkt_len() as u64;
-        seen |= 1 << kind(m);
+    // Packets the screen did not settle, those it did not look at included (it sets no bit
+    // past `screened`): the straight-line parser decides.
+    let settled = screened.ipv4 | screened.other;
+    if settled != low_bits(n) {
+        let (kinds, bytes) = unsettled(pkts, settled, screened.screened);
+        seen |= kinds;
+        rx_bytes += bytes;
     }
     let in_ctr = &stats.ports[ingress];
     bump(&in_ctr.rx_packets, n as u64);
@@ -610,6 +689,36 @@ fn pass_burst(
         return;
     }
     pass_each(pass, burst, stats, egress);
+}
+
+/// The kinds of the packets of `pkts` the screen did not settle (bit `k` for kind `k`), by
+/// the straight-line parser, and the lengths of those it did not look at: it looked at the
+/// first `screened` and settled those of `settled` (bit `j` for packet `j`). The values are
+/// passed by value so that the screen's answer need not be written to memory.
+#[inline(never)]
+fn unsettled(pkts: &[Mbuf], settled: u32, screened: usize) -> (u32, u64) {
+    let kind = |m: &Mbuf| {
+        if m.segments() == 1 {
+            PassThrough::kind(m.data())
+        } else {
+            UNCOMMON
+        }
+    };
+    let mut seen = 0u32;
+    let mut rest = !settled & low_bits(screened);
+    while rest != 0 {
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if let Some(m) = pkts.get(i) {
+            seen |= 1 << kind(m);
+        }
+    }
+    let mut bytes = 0u64;
+    for m in pkts.get(screened..).unwrap_or_default() {
+        bytes += m.pkt_len() as u64;
+        seen |= 1 << kind(m);
+    }
+    (seen, bytes)
 }
 
 /// A mask of the low `n` bits (`n` at most 32).
@@ -832,7 +941,7 @@ fn drain(egress: &mut [Egress], stats: &WorkerStats) {
 }
 
 /// A whole received burst (`bytes` long) queued on `port`'s TX buffer.
-#[inline]
+#[inline(always)]
 fn send_all(
     egress: &mut [Egress],
     stats: &WorkerStats,

@@ -49,9 +49,31 @@ fn net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order() {
     if !root_or_skip("net_pcap_bridge_forwards_exactly_the_well_formed_frames_in_order") {
         return;
     }
+    pcap_bridge_forwards_the_well_formed("", None);
+}
+
+/// The same through the pass-through bridge (no tracking, no rules), whose burst screen and
+/// loop are its own, at each screen level this CPU runs (the capture repeated, so that the
+/// screen sees whole bursts of several kinds of frame).
+#[test]
+fn pass_through_bridge_forwards_exactly_the_well_formed_frames_in_order() {
+    if !root_or_skip("pass_through_bridge_forwards_exactly_the_well_formed_frames_in_order") {
+        return;
+    }
+    for level in ["portable", "avx2", "avx512"] {
+        pcap_bridge_forwards_the_well_formed("[conntrack]\nenabled = false\n", Some(level));
+    }
+}
+
+/// `rampart run` over a capture of [`demo_frames`] on `net_pcap`, with `rest` appended to the
+/// configuration and the screen capped at `level`: the paired port sends exactly the
+/// well-formed frames, in order, and every malformed one is counted under its reason.
+fn pcap_bridge_forwards_the_well_formed(rest: &str, level: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let frames = demo_frames();
+    let once = demo_frames();
+    let times = if level.is_some() { 5 } else { 1 };
+    let frames: Vec<_> = (0..times).flat_map(|_| once.iter().cloned()).collect();
     write_frames(&p("in.pcap"), frames.iter().map(|f| f.frame.as_slice())).unwrap();
     write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
     let prefix = unique("rpcap");
@@ -75,7 +97,7 @@ cache = 64
 [rings]
 rx_desc = 512
 tx_desc = 512
-"#,
+{rest}"#,
         eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
         inp = p("in.pcap").display(),
         itx = p("inside-tx.pcap").display(),
@@ -84,14 +106,18 @@ tx_desc = 512
         sock = p("m.sock").display(),
     );
     std::fs::write(p("cfg.toml"), cfg).unwrap();
-    let out = run(Command::new(bin("rampart"))
-        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+    let mut cmd = Command::new(bin("rampart"));
+    cmd.args(["run", "--exit-when-idle-ms", "1500", "--config"])
         .arg(p("cfg.toml"))
         .arg("--summary-json")
-        .arg(p("summary.json")));
+        .arg(p("summary.json"));
+    if let Some(level) = level {
+        cmd.env("RAMPART_SCREEN_SIMD", level);
+    }
+    let out = run(&mut cmd);
     assert!(
         out.status.success(),
-        "rampart run failed:\n{}\n{}",
+        "rampart run failed ({level:?}):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -102,9 +128,17 @@ tx_desc = 512
         .map(|f| f.frame.as_slice())
         .collect();
     let got = read_frames(&p("outside-tx.pcap")).unwrap();
-    assert_eq!(got.len(), expected.len(), "forwarded frame count");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "forwarded frame count ({level:?})"
+    );
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g.data.as_slice(), *e, "forwarded frame {i} differs");
+        assert_eq!(
+            g.data.as_slice(),
+            *e,
+            "forwarded frame {i} differs ({level:?})"
+        );
     }
     assert!(
         read_frames(&p("inside-tx.pcap")).unwrap().is_empty(),

@@ -1,7 +1,7 @@
 //! Fixed-size bursts: what one `rte_eth_rx_burst` fills and what one `rte_eth_tx_burst` drains.
 
 use super::port::{RxQueue, TxQueue};
-use super::simd::{Screened, Simd};
+use super::simd::{Screen, Screened};
 use super::Mbuf;
 use crate::wire::parse::ETHER_KINDS_LEN;
 use std::ptr::NonNull;
@@ -82,13 +82,13 @@ impl RxBurst {
         unsafe { std::slice::from_raw_parts_mut(rest.as_mut_ptr().cast::<Mbuf>(), rest.len()) }
     }
 
-    /// The burst screen ([`Simd::screen`]) over the packets not yet taken: bit `j` of the
-    /// answer is the `j`-th of [`RxBurst::packets_mut`].
-    #[inline]
-    pub fn screen(&self, simd: Simd, kinds: &[u8; ETHER_KINDS_LEN]) -> Screened {
+    /// The burst screen ([`super::simd::Simd::screen`]) over the packets not yet taken: bit
+    /// `j` of the answer is the `j`-th of [`RxBurst::packets_mut`].
+    #[inline(always)]
+    pub(crate) fn screen<S: Screen>(&self, s: S, kinds: &[u8; ETHER_KINDS_LEN]) -> Screened {
         // SAFETY: ptrs[pos..len] are live mbufs this burst owns (filled by rx_burst or a
         // ring, not yet handed out).
-        unsafe { simd.screen(&self.ptrs[self.pos..self.len], kinds) }
+        unsafe { s.screen(&self.ptrs[self.pos..self.len], kinds) }
     }
 
     /// Starts loading the first data cache line of every packet not yet taken.
@@ -200,7 +200,7 @@ impl TxBuffer {
     /// `burst_bytes` is the sum of those packets' lengths (the caller read them already). A
     /// whole burst meeting an empty buffer is sent from the burst's own array (l3fwd's
     /// shortcut): nothing would wait anyway.
-    #[inline]
+    #[inline(always)]
     pub fn push_all(&mut self, burst: &mut RxBurst, q: &mut TxQueue, burst_bytes: u64) -> Flushed {
         if self.len == 0 && burst.remaining() == MAX_BURST {
             let f = transmit(&mut burst.ptrs, burst_bytes, q);
