@@ -14,7 +14,8 @@
 //!   nor tracking), all in the same run over frames of the same sizes.
 
 use crate::bench_stateful::{
-    judge_all, load_average, parse_count, tsc_hz, Arena, Figure, INSIDE, OUTSIDE,
+    judge_all, load_average, pages_report, parse_count, tsc_hz, Arena, Figure, Pages, INSIDE,
+    OUTSIDE,
 };
 use anyhow::{bail, Result};
 use dataplane::classify::classbench::SplitMix64;
@@ -43,6 +44,9 @@ pub struct NatArgs {
     /// Write (or update in place) the results section of this markdown file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Which pages the conntrack table may take, as `rampart-perf stateful --hugepages`.
+    #[arg(long, value_enum, default_value_t = Pages::Auto)]
+    pub hugepages: Pages,
 }
 
 const RULES: &str = "*nat
@@ -216,6 +220,8 @@ struct CaseResult {
     new_nat: Figure,
     bytes_per_flow: f64,
     bindings: u64,
+    /// The table's pages ([`pages_report`]).
+    pages: String,
 }
 
 fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
@@ -245,8 +251,11 @@ fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     drop(seen);
     let mut cfg = TrackConfig::new(flows as u32);
     cfg.conntrack.nat = true;
+    cfg.conntrack.hugepages = args.hugepages.policy();
     let mut tables = Tables::new(&cfg);
     let bytes_per_flow = tables.ct.memory_bytes() as f64 / flows as f64;
+    let pages = pages_report(tables.ct.pages());
+    eprintln!("rampart-perf: nat: table memory: {pages}");
     let now = 1_000_000_000u64;
 
     // New connections, with and without the nat table, into an empty table each run.
@@ -342,6 +351,7 @@ fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         new_nat: Figure::of(new_nat),
         bytes_per_flow,
         bindings,
+        pages,
     })
 }
 
@@ -402,14 +412,19 @@ pub fn run(args: &NatArgs) -> Result<()> {
         );
     }
     let targets = targets(&results);
+    let pages: String = results
+        .iter()
+        .map(|r| format!("- {} flows: {}.\n", r.flows, r.pages))
+        .collect();
     println!("TSC {:.0} MHz", hz / 1e6);
     print!("{table}");
+    print!("\nThe table's memory:\n\n{pages}");
     println!("\n{targets}");
     if let Some(path) = &args.markdown {
         let body = format!(
             "## Source NAT: established traffic and new translated connections \
              (`rampart-perf nat`)\n\n\
-             Command: `rampart-perf nat --flows {}`; commit {}.\n\nMachine: {}; load average \
+             Command: `rampart-perf nat --flows {}{}`; commit {}.\n\nMachine: {}; load average \
              {:.1} when the run began, {:.1} when it ended.\n\n\
              The pipeline alone on one core (no packet I/O), as in the stateful benchmark: \
              bursts of 32 frames copied (untimed) into a small buffer and judged with \
@@ -420,10 +435,12 @@ pub fn run(args: &NatArgs) -> Result<()> {
              and through the pass-through pipeline (parse and bridge), in the same run. New \
              connections: first packets into an empty table (classification, nat chains, port \
              allocation with the uniqueness probe, entry creation). TSC {:.0} MHz; medians of {} \
-             runs (min..max).\n\n{table}\n{targets}",
+             runs (min..max).\n\n{table}\nThe table's memory (`--hugepages`; the packets' \
+             buffers are on small pages):\n\n{pages}\n{targets}",
             args.flows.join(","),
+            args.hugepages.arg(),
             crate::report::commit(),
-            crate::report::machine("no hugepages"),
+            crate::report::machine("no DPDK memory (the pipeline alone)"),
             load_before,
             load_average(),
             hz / 1e6,

@@ -89,7 +89,7 @@ impl Pages {
         }
     }
 
-    fn arg(self) -> &'static str {
+    pub(crate) fn arg(self) -> &'static str {
         match self {
             Pages::Auto => "",
             Pages::Transparent => " --hugepages transparent",
