@@ -182,7 +182,10 @@ impl Screen for CalledScreen {
 }
 
 impl Simd {
-    /// Runs `task` with the burst screen of this level, inside a function compiled for it.
+    /// Runs `task` with the burst screen of this level: at the AVX2 level inside a function
+    /// compiled for it, the screen inlined; at the AVX-512 level compiled for the baseline,
+    /// calling the screen out of line ([`CalledScreen`]: compiled with AVX-512 around the
+    /// call, the pass-through loop ran slower on `net_null` in alternating runs).
     #[inline(always)]
     pub(crate) fn run_screen<T: ScreenTask>(self, task: T) -> T::Output {
         match self.level {
@@ -190,9 +193,7 @@ impl Simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `self.level` is at most what `cpu_level` found this CPU to support.
             SimdLevel::Avx2 => unsafe { x86::run_screen_avx2(task) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above; the AVX-512 level includes F, VL and BW.
-            SimdLevel::Avx512 => unsafe { x86::run_screen_avx512(task) },
+            SimdLevel::Avx512 => task.run(CalledScreen(self)),
             #[cfg(not(target_arch = "x86_64"))]
             _ => task.run(NoScreen),
         }
@@ -670,26 +671,11 @@ mod x86 {
     #[derive(Clone, Copy, Debug)]
     pub struct Avx2Screen(Avx2Consts);
 
-    /// The AVX-512 screen; only made by `run_screen_avx512`.
-    #[derive(Clone, Copy, Debug)]
-    pub struct Avx512Screen(());
-
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn run_screen_avx2<T: ScreenTask>(task: T) -> T::Output {
         task.run(Avx2Screen(Avx2Consts::new()))
-    }
-
-    /// Unlike `run_screen_avx2`, the task is compiled for the baseline and calls the screen
-    /// (out of line, see `screen_avx512`): compiled with AVX-512 around the call, the
-    /// pass-through loop ran slower on `net_null` in alternating runs.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F, VL and BW, and AVX2.
-    #[inline(never)]
-    pub unsafe fn run_screen_avx512<T: ScreenTask>(task: T) -> T::Output {
-        task.run(Avx512Screen(()))
     }
 
     impl Screen for Avx2Screen {
@@ -702,19 +688,6 @@ mod x86 {
             // SAFETY: an `Avx2Screen` is only made inside `run_screen_avx2`, whose caller
             // checked the CPU; the pointers are the caller's promise.
             unsafe { screen_avx2_with(ptrs, kinds, &self.0) }
-        }
-    }
-
-    impl Screen for Avx512Screen {
-        #[inline(always)]
-        unsafe fn screen(
-            self,
-            ptrs: &[*mut dpdk_sys::rte_mbuf],
-            kinds: &[u8; ETHER_KINDS_LEN],
-        ) -> Screened {
-            // SAFETY: an `Avx512Screen` is only made inside `run_screen_avx512`, whose caller
-            // checked the CPU; the pointers are the caller's promise.
-            unsafe { screen_avx512(ptrs, kinds) }
         }
     }
 
