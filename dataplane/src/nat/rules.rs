@@ -128,10 +128,9 @@ pub enum NatChainError {
 pub struct NatChain {
     rules: RuleSet,
     target_of: Vec<u32>,
-    targets: Vec<NatTarget>,
-    /// Each target with its range prepared for the chain's family (`targets`' order): a
+    /// The targets `target_of` names, each with its range prepared for the chain's family: a
     /// chosen target is one bounds check and one load away.
-    prepared: Box<[(NatTarget, Prepared)]>,
+    targets: Box<[(NatTarget, Prepared)]>,
     /// The chain's rules as [`QuickRule`]s, when it is short and has only the actions they
     /// take (ACCEPT, DROP, RETURN): [`NatChain::decide_first`] scans them instead of asking
     /// the classifier.
@@ -375,12 +374,11 @@ impl NatChain {
         }
         let quick = quick_rules(&rules, &target_of);
         let keeps_all = keeps_all(&rules, &target_of);
-        let prepared = prepare(&targets, rules.family);
+        let targets = prepare(&targets, rules.family);
         Ok(NatChain {
             rules,
             target_of,
             targets,
-            prepared,
             quick,
             keeps_all,
         })
@@ -404,8 +402,7 @@ impl NatChain {
         NatChain {
             rules,
             target_of,
-            targets: Vec::new(),
-            prepared: Box::new([]),
+            targets: Box::new([]),
             quick,
             keeps_all,
         }
@@ -429,10 +426,6 @@ impl NatChain {
         self.keeps_all
     }
 
-    pub fn targets(&self) -> &[NatTarget] {
-        &self.targets
-    }
-
     /// The target (or [`NO_NAT`]) of flat rule `i`.
     pub fn target_of(&self, i: usize) -> u32 {
         self.target_of.get(i).copied().unwrap_or(NO_NAT)
@@ -448,7 +441,7 @@ impl NatChain {
         let d = match j.action {
             Action::Accept => match self.target_of(j.rule as usize) {
                 NO_NAT => NatDecision::Keep,
-                t => NatDecision::Translate(&self.targets[t as usize]),
+                t => NatDecision::Translate(&self.targets[t as usize].0),
             },
             _ => NatDecision::Drop,
         };
@@ -483,7 +476,7 @@ impl NatChain {
         while let Some(r) = quick.get(i) {
             if r.matches(meta) {
                 // A translating rule's `then` is its target's index: asked first.
-                if let Some((t, p)) = self.prepared.get(r.then as usize) {
+                if let Some((t, p)) = self.targets.get(r.then as usize) {
                     return NatChoice::Translate(t, p);
                 }
                 match r.then {
@@ -508,7 +501,7 @@ impl NatChain {
     /// What `target_of` value `t` does.
     #[inline]
     fn target(&self, t: u32) -> NatChoice<'_> {
-        match self.prepared.get(t as usize) {
+        match self.targets.get(t as usize) {
             Some((t, p)) => NatChoice::Translate(t, p),
             None if t == NO_NAT => NatChoice::Keep,
             None => NatChoice::Drop,
@@ -528,7 +521,7 @@ impl NatChain {
             logs,
             ..
         } = self.rules;
-        let mut targets = self.targets;
+        let mut targets: Vec<NatTarget> = self.targets.iter().map(|(t, _)| *t).collect();
         let mut out = Vec::with_capacity(rules.len() + extra.len());
         let mut target_of = Vec::with_capacity(out.capacity());
         for (mut r, mut t, o) in extra {
@@ -549,12 +542,11 @@ impl NatChain {
         let rules = RuleSet::with_shared_origins(family, out, origins, logs);
         let quick = quick_rules(&rules, &target_of);
         let keeps_all = keeps_all(&rules, &target_of);
-        let prepared = prepare(&targets, rules.family);
+        let targets = prepare(&targets, rules.family);
         NatChain {
             rules,
             target_of,
             targets,
-            prepared,
             quick,
             keeps_all,
         }
@@ -635,7 +627,7 @@ impl NatRules {
         let pre = &self.prerouting;
         for (i, r) in pre.rules.rules.iter().enumerate() {
             let t = pre.target_of(i);
-            let Some(t) = pre.targets.get(t as usize) else {
+            let Some((t, _)) = pre.targets.get(t as usize) else {
                 continue;
             };
             s.add_published(Published {
@@ -649,7 +641,7 @@ impl NatRules {
         let post = &self.postrouting;
         for (i, r) in post.rules.rules.iter().enumerate() {
             let t = post.target_of(i);
-            if let Some(t) = post.targets.get(t as usize) {
+            if let Some((t, _)) = post.targets.get(t as usize) {
                 if t.kind == NatKind::Snat {
                     s.add_pool(t.range.addrs.unwrap_or(r.src));
                 }
