@@ -239,12 +239,12 @@ impl L4Spec {
                 seq,
                 payload,
             } => {
-                let repr = icmpv4::Repr {
-                    msg_type: *ty,
-                    code: *code,
-                    rest_of_header: (u32::from(*ident) << 16) | u32::from(*seq),
+                let repr = icmpv4::Repr::new(
+                    *ty,
+                    *code,
+                    (u32::from(*ident) << 16) | u32::from(*seq),
                     payload,
-                };
+                );
                 let mut buf = vec![0; repr.buffer_len()];
                 repr.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[..]));
                 buf
@@ -256,12 +256,12 @@ impl L4Spec {
                 seq,
                 payload,
             } => {
-                let repr = icmpv6::Repr {
-                    msg_type: *ty,
-                    code: *code,
-                    rest_of_header: (u32::from(*ident) << 16) | u32::from(*seq),
+                let repr = icmpv6::Repr::new(
+                    *ty,
+                    *code,
+                    (u32::from(*ident) << 16) | u32::from(*seq),
                     payload,
-                };
+                );
                 let mut buf = vec![0; repr.buffer_len()];
                 repr.emit(&mut icmpv6::Packet::new_unchecked(&mut buf[..]), pseudo);
                 buf

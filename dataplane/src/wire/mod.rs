@@ -23,6 +23,7 @@ pub mod checksum;
 mod error;
 pub mod ethernet;
 pub mod flow;
+pub mod icmp;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
