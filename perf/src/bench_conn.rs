@@ -9,6 +9,7 @@
 //! close. At most `--inflight` connections are open at once; the figure is connections
 //! completed (the server side received the last ACK) per second.
 
+use crate::procs::{self, vdev_eal};
 use crate::report;
 use anyhow::{bail, Context, Result};
 use dataplane::classify::classbench::{synth_rules, SynthConfig};
@@ -112,45 +113,6 @@ fn stateful_rules(n: usize) -> String {
     )
 }
 
-fn eal(prefix: &str, lcores: &str) -> Vec<String> {
-    [
-        "--no-huge",
-        "-m",
-        "512",
-        "--no-pci",
-        "--no-shconf",
-        "--log-level",
-        "*:warning",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--file-prefix".into(),
-        prefix.into(),
-        format!("--lcores={lcores}"),
-    ])
-    .collect()
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 struct Bench<'a> {
     args: &'a ConnArgs,
     dir: PathBuf,
@@ -177,7 +139,7 @@ impl Bench<'_> {
         let mut cmd = match fw {
             Forwarder::Testpmd => {
                 let mut c = Command::new(&self.args.testpmd);
-                c.args(eal(&tag, &self.args.fw_lcores))
+                c.args(vdev_eal(&tag, &self.args.fw_lcores))
                     .arg(format!("--vdev={}", dev("a", &a)))
                     .arg(format!("--vdev={}", dev("b", &b)))
                     .args([
@@ -203,7 +165,7 @@ impl Bench<'_> {
                 };
                 let cfg = format!(
                     "mode = \"bridge\"\n[eal]\nargs = [{}]\n[[port]]\nname = \"a\"\ndevice = \"{}\"\n[[port]]\nname = \"b\"\ndevice = \"{}\"\n[bridge]\npairs = [[\"a\", \"b\"]]\n[management]\nsocket = \"{}/m{n}.sock\"\n[mempool]\nmbufs = 16383\n[rings]\nrx_desc = 1024\ntx_desc = 1024\n{tail}",
-                    eal(&tag, &self.args.fw_lcores)
+                    vdev_eal(&tag, &self.args.fw_lcores)
                         .iter()
                         .map(|s| format!("{s:?}"))
                         .collect::<Vec<_>>()
@@ -231,7 +193,7 @@ impl Bench<'_> {
         let n = self.serial;
         let mut child = self.start(fw, n)?;
         let r = self.generate_through(&mut child, n);
-        stop(&mut child);
+        procs::stop(&mut child);
         r.with_context(|| format!("{} run {n} (logs: fw{n}.log, gen{n}.log)", fw.label()))
     }
 
@@ -261,7 +223,7 @@ impl Bench<'_> {
             .arg("--json")
             .arg(&json)
             .arg("--")
-            .args(eal(&prefix, &self.args.gen_lcores))
+            .args(vdev_eal(&prefix, &self.args.gen_lcores))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -286,8 +248,8 @@ impl Bench<'_> {
             std::thread::sleep(Duration::from_millis(50));
         };
         // The forwarder stops before the generator closes its memif ports (see bench_latency).
-        stop(fw);
-        stop(&mut gen);
+        procs::stop(fw);
+        procs::stop(&mut gen);
         waited?;
         let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
         let c = &j["connections"];

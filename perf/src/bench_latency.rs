@@ -11,6 +11,7 @@
 //! two at the same load. Every case runs `--runs` times; the table gives medians, with the range
 //! of p99.
 
+use crate::procs::{self, vdev_eal};
 use crate::report;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -108,26 +109,6 @@ const RULES: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPU
 -A FORWARD -p udp --dport 9 -j DROP\n-A FORWARD -p tcp --dport 9 -j DROP\nCOMMIT\n";
 
 impl Bench<'_> {
-    fn eal(&self, prefix: &str, lcores: &str) -> Vec<String> {
-        [
-            "--no-huge",
-            "-m",
-            "512",
-            "--no-pci",
-            "--no-shconf",
-            "--log-level",
-            "*:warning",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            "--file-prefix".into(),
-            prefix.into(),
-            format!("--lcores={lcores}"),
-        ])
-        .collect()
-    }
-
     fn start(&mut self, fw: Forwarder) -> Result<Child> {
         self.serial += 1;
         self.fw_serial = self.serial;
@@ -137,7 +118,7 @@ impl Bench<'_> {
             Forwarder::Rampart => {
                 let rules = self.dir.join("rules");
                 std::fs::write(&rules, RULES)?;
-                let eal = self.eal(&tag, &self.args.fw_lcores);
+                let eal = vdev_eal(&tag, &self.args.fw_lcores);
                 let cfg = format!(
                     "mode = \"bridge\"\n[eal]\nargs = [{}]\n[[port]]\nname = \"a\"\ndevice = \"net_memif{tag}a,role=server,socket={a},rsize=12\"\n[[port]]\nname = \"b\"\ndevice = \"net_memif{tag}b,role=server,socket={b},rsize=12\"\n[bridge]\npairs = [[\"a\", \"b\"]]\n{}[rules]\nipv4 = \"{}\"\n[management]\nsocket = \"{}/m{}.sock\"\n[mempool]\nmbufs = 16383\n[rings]\nrx_desc = 1024\ntx_desc = 1024\n",
                     eal.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
@@ -157,7 +138,7 @@ impl Bench<'_> {
             }
             Forwarder::Testpmd => {
                 let mut c = Command::new(&self.args.testpmd);
-                c.args(self.eal(&tag, &self.args.fw_lcores))
+                c.args(vdev_eal(&tag, &self.args.fw_lcores))
                     .arg(format!(
                         "--vdev=net_memif{tag}a,role=server,socket={a},rsize=12"
                     ))
@@ -185,16 +166,8 @@ impl Bench<'_> {
     }
 
     fn stop(&self, mut child: Child) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("the forwarder did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !procs::stop(&mut child) {
+            bail!("the forwarder did not stop on SIGTERM");
         }
         Ok(())
     }
@@ -251,7 +224,7 @@ impl Bench<'_> {
             .arg("--json")
             .arg(&json)
             .arg("--")
-            .args(self.eal(&prefix, &self.args.gen_lcores))
+            .args(vdev_eal(&prefix, &self.args.gen_lcores))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

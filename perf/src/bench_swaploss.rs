@@ -13,6 +13,7 @@
 //! counting port-9 packets that came back); leaked = port-9 packets that came back.
 
 use crate::bench_swap::iptables_text;
+use crate::procs::{self, vdev_eal};
 use crate::report;
 use anyhow::{bail, Context, Result};
 use dataplane::classify::classbench::{synth_rules, SynthConfig};
@@ -133,45 +134,6 @@ fn request(socket: &Path, req: &Value) -> Result<Value> {
     Ok(serde_json::from_str(&line)?)
 }
 
-fn eal(prefix: &str, lcores: &str) -> Vec<String> {
-    [
-        "--no-huge",
-        "-m",
-        "512",
-        "--no-pci",
-        "--no-shconf",
-        "--log-level",
-        "*:warning",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--file-prefix".into(),
-        prefix.into(),
-        format!("--lcores={lcores}"),
-    ])
-    .collect()
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 struct Bench<'a> {
     args: &'a SwapLossArgs,
     dir: PathBuf,
@@ -194,7 +156,7 @@ impl Bench<'_> {
         let mgmt = dir.join(format!("m{n}.sock"));
         let cfg = format!(
             "mode = \"bridge\"\n[eal]\nargs = [{}]\n[[port]]\nname = \"a\"\ndevice = \"net_memif{tag}a,role=server,socket={},rsize=12\"\n[[port]]\nname = \"b\"\ndevice = \"net_memif{tag}b,role=server,socket={},rsize=12\"\n[bridge]\npairs = [[\"a\", \"b\"]]\n[rules]\nipv4 = \"{}\"\n[management]\nsocket = \"{}\"\n[mempool]\nmbufs = 16383\n[rings]\nrx_desc = 1024\ntx_desc = 1024\n",
-            eal(&tag, &self.args.fw_lcores)
+            vdev_eal(&tag, &self.args.fw_lcores)
                 .iter()
                 .map(|s| format!("{s:?}"))
                 .collect::<Vec<_>>()
@@ -216,7 +178,7 @@ impl Bench<'_> {
             .spawn()
             .context("starting rampart")?;
         let r = self.generate(&mut fw, n, &sa, &sb, &mgmt, a, b, swap);
-        stop(&mut fw);
+        procs::stop(&mut fw);
         r.with_context(|| format!("run {n} (logs: fw{n}.log, gen{n}.log)"))
     }
 
@@ -267,7 +229,7 @@ impl Bench<'_> {
             .arg("--json")
             .arg(&json)
             .arg("--")
-            .args(eal(&prefix, &self.args.gen_lcores))
+            .args(vdev_eal(&prefix, &self.args.gen_lcores))
             .stdin(Stdio::null())
             .stdout(gen_log.try_clone()?)
             .stderr(gen_log)
@@ -343,8 +305,8 @@ impl Bench<'_> {
             None => Ok(Vec::new()),
         };
         // The daemon stops before the generator closes its memif ports (see bench_latency).
-        stop(fw);
-        stop(&mut gen);
+        procs::stop(fw);
+        procs::stop(&mut gen);
         waited?;
         let times = times?;
         let j: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;

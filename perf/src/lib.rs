@@ -9,6 +9,7 @@ pub mod bench_stateful;
 pub mod bench_swap;
 pub mod bench_swaploss;
 pub mod loadgen;
+pub mod procs;
 pub mod report;
 pub mod scenarios;
 pub mod synth;
