@@ -264,66 +264,7 @@ fn two_workers_hand_each_packet_to_the_owner_of_its_connection() {
         b[((i + 1) % 2) as usize]
             .push(FrameSpec::new(IpSpec::v4(server, client), L4Spec::udp(53, port, b"a")).build());
     }
-    for (name, frames) in [("a0", &a[0]), ("a1", &a[1]), ("b0", &b[0]), ("b1", &b[1])] {
-        write_frames(
-            &p(&format!("{name}.pcap")),
-            frames.iter().map(Vec::as_slice),
-        )
-        .unwrap();
-    }
-    let prefix = unique("rpho");
-    let dev = |port: &str| {
-        format!(
-            "net_pcap{prefix}{port},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
-            p(&format!("{port}0.pcap")).display(),
-            p(&format!("{port}1.pcap")).display(),
-            p(&format!("{port}-tx0.pcap")).display(),
-            p(&format!("{port}-tx1.pcap")).display(),
-        )
-    };
-    let cfg = format!(
-        r#"
-[eal]
-args = {eal}
-[[port]]
-name = "a"
-device = "{da}"
-[[port]]
-name = "b"
-device = "{db}"
-[bridge]
-pairs = [["a", "b"]]
-[workers]
-count = 2
-[management]
-socket = "{sock}"
-[mempool]
-mbufs = 8191
-cache = 64
-[rings]
-rx_desc = 512
-tx_desc = 512
-[conntrack]
-max = 4096
-"#,
-        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1,2@1")),
-        da = dev("a"),
-        db = dev("b"),
-        sock = p("m.sock").display(),
-    );
-    std::fs::write(p("cfg.toml"), cfg).unwrap();
-    let out = run(Command::new(bin("rampart"))
-        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
-        .arg(p("cfg.toml"))
-        .arg("--summary-json")
-        .arg(p("summary.json")));
-    assert!(
-        out.status.success(),
-        "rampart run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&p("summary.json"));
+    let s = run_two_queue_bridge(dir.path(), &a, &b, None, "rpho", "0@0,1@1,2@1");
     let total = u64::from(2 * FLOWS);
     assert_eq!(s["rx_packets"].as_u64(), Some(total), "{s}");
     assert_eq!(s["tx_packets"].as_u64(), Some(total), "{s}");
@@ -394,13 +335,6 @@ fn two_workers_translate_each_flow_on_its_owner() {
             .build(),
         );
     }
-    for (name, frames) in [("a0", &a[0]), ("a1", &a[1]), ("b0", &b[0]), ("b1", &b[1])] {
-        write_frames(
-            &p(&format!("{name}.pcap")),
-            frames.iter().map(Vec::as_slice),
-        )
-        .unwrap();
-    }
     std::fs::write(
         p("rules"),
         "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
@@ -411,62 +345,7 @@ fn two_workers_translate_each_flow_on_its_owner() {
          COMMIT\n",
     )
     .unwrap();
-    let prefix = unique("rphn");
-    let dev = |port: &str| {
-        format!(
-            "net_pcap{prefix}{port},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
-            p(&format!("{port}0.pcap")).display(),
-            p(&format!("{port}1.pcap")).display(),
-            p(&format!("{port}-tx0.pcap")).display(),
-            p(&format!("{port}-tx1.pcap")).display(),
-        )
-    };
-    let cfg = format!(
-        r#"
-[eal]
-args = {eal}
-[[port]]
-name = "a"
-device = "{da}"
-[[port]]
-name = "b"
-device = "{db}"
-[bridge]
-pairs = [["a", "b"]]
-[workers]
-count = 2
-[rules]
-ipv4 = "{rules}"
-[management]
-socket = "{sock}"
-[mempool]
-mbufs = 8191
-cache = 64
-[rings]
-rx_desc = 512
-tx_desc = 512
-[conntrack]
-max = 4096
-"#,
-        eal = toml_array(&test_eal_args(&prefix, "0@0,1@0,2@1")),
-        da = dev("a"),
-        db = dev("b"),
-        rules = p("rules").display(),
-        sock = p("m.sock").display(),
-    );
-    std::fs::write(p("cfg.toml"), cfg).unwrap();
-    let out = run(Command::new(bin("rampart"))
-        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
-        .arg(p("cfg.toml"))
-        .arg("--summary-json")
-        .arg(p("summary.json")));
-    assert!(
-        out.status.success(),
-        "rampart run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&p("summary.json"));
+    let s = run_two_queue_bridge(dir.path(), &a, &b, Some(&p("rules")), "rphn", "0@0,1@0,2@1");
     let total = u64::from(2 * FLOWS);
     assert_eq!(
         s["rx_packets"].as_u64(),
@@ -513,6 +392,84 @@ max = 4096
         assert_eq!((k.src.to_v4(), k.src_port), (Some(public), 53), "{k:?}");
     }
     assert_no_leak(&s);
+}
+
+/// Runs a bridge of ports `a` and `b` with two workers, each port with two RX queues that
+/// replay `a[q]` and `b[q]` (pcaps written to `dir`, as are the TX pcaps `a-tx0.pcap` ..
+/// `b-tx1.pcap`), with `rules` as its IPv4 rule set when given, on `lcores`, until idle;
+/// returns the run's summary.
+fn run_two_queue_bridge(
+    dir: &std::path::Path,
+    a: &[Vec<Vec<u8>>; 2],
+    b: &[Vec<Vec<u8>>; 2],
+    rules: Option<&std::path::Path>,
+    tag: &str,
+    lcores: &str,
+) -> serde_json::Value {
+    let p = |n: &str| dir.join(n);
+    for (name, frames) in [("a0", &a[0]), ("a1", &a[1]), ("b0", &b[0]), ("b1", &b[1])] {
+        write_frames(
+            &p(&format!("{name}.pcap")),
+            frames.iter().map(Vec::as_slice),
+        )
+        .unwrap();
+    }
+    let prefix = unique(tag);
+    let dev = |port: &str| {
+        format!(
+            "net_pcap{prefix}{port},rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+            p(&format!("{port}0.pcap")).display(),
+            p(&format!("{port}1.pcap")).display(),
+            p(&format!("{port}-tx0.pcap")).display(),
+            p(&format!("{port}-tx1.pcap")).display(),
+        )
+    };
+    let rules = rules.map_or(String::new(), |r| {
+        format!("[rules]\nipv4 = \"{}\"\n", r.display())
+    });
+    let cfg = format!(
+        r#"
+[eal]
+args = {eal}
+[[port]]
+name = "a"
+device = "{da}"
+[[port]]
+name = "b"
+device = "{db}"
+[bridge]
+pairs = [["a", "b"]]
+[workers]
+count = 2
+{rules}[management]
+socket = "{sock}"
+[mempool]
+mbufs = 8191
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+[conntrack]
+max = 4096
+"#,
+        eal = toml_array(&test_eal_args(&prefix, lcores)),
+        da = dev("a"),
+        db = dev("b"),
+        sock = p("m.sock").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--summary-json")
+        .arg(p("summary.json")));
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary(&p("summary.json"))
 }
 
 /// A screen level the environment names wrongly stops the daemon before it starts, saying
