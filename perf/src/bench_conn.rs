@@ -276,17 +276,7 @@ pub fn run(args: &ConnArgs) -> Result<()> {
     if args.runs == 0 || args.seconds <= 0.0 || args.inflight == 0 {
         bail!("--runs, --seconds and --inflight must be positive");
     }
-    let exe = std::env::current_exe().context("locating rampart-perf")?;
-    let rampart = args
-        .rampart
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("rampart"));
-    if !rampart.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins)",
-            rampart.display()
-        );
-    }
+    let rampart = procs::rampart_binary(args.rampart.as_deref())?;
     let tmp = tempfile::Builder::new()
         .prefix("rampart-perf-conn")
         .tempdir()?;
@@ -296,7 +286,7 @@ pub fn run(args: &ConnArgs) -> Result<()> {
         args,
         dir: tmp.path().to_path_buf(),
         rampart,
-        loadgen: exe,
+        loadgen: std::env::current_exe().context("locating rampart-perf")?,
         rules,
         serial: 0,
     };
@@ -306,7 +296,7 @@ pub fn run(args: &ConnArgs) -> Result<()> {
         Forwarder::Testpmd,
     ];
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); forwarders.len()];
-    let load_before = loadavg();
+    let load_before = report::loadavg();
     let measured = (|| -> Result<()> {
         for k in 0..args.runs {
             // Rotate which forwarder goes first, so drift reaches all alike.
@@ -386,7 +376,7 @@ pub fn run(args: &ConnArgs) -> Result<()> {
         let _ = writeln!(
             s,
             "- machine load (1-minute load average) before and after: {load_before} and {}",
-            loadavg()
+            report::loadavg()
         );
         let _ = writeln!(s, "- commit: {}", report::commit());
         let _ = writeln!(
@@ -399,13 +389,6 @@ pub fn run(args: &ConnArgs) -> Result<()> {
         eprintln!("rampart-perf: wrote {}", path.display());
     }
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

@@ -296,17 +296,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     {
         bail!("--loads: {l} is not a fraction in (0, 1]");
     }
-    let exe = std::env::current_exe().context("locating rampart-perf")?;
-    let rampart = args
-        .rampart
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("rampart"));
-    if !rampart.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins)",
-            rampart.display()
-        );
-    }
+    let rampart = procs::rampart_binary(args.rampart.as_deref())?;
     let tmp = tempfile::Builder::new()
         .prefix("rampart-perf-latency")
         .tempdir()
@@ -315,12 +305,12 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         args,
         dir: tmp.path().to_path_buf(),
         rampart,
-        loadgen: exe,
+        loadgen: std::env::current_exe().context("locating rampart-perf")?,
         serial: 0,
         fw_serial: 0,
     };
 
-    let load_before = loadavg();
+    let load_before = report::loadavg();
     let forwarders = [Forwarder::Rampart, Forwarder::Testpmd];
     let mut results: Vec<FwResult> = forwarders
         .iter()
@@ -427,7 +417,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         let _ = writeln!(
             body,
             "- machine load (1-minute load average) before and after the run: {load_before} and {}",
-            loadavg()
+            report::loadavg()
         );
         let _ = writeln!(body, "- commit: {}", report::commit());
         let _ = writeln!(body, "- command: `{}`\n", command_line());
@@ -440,14 +430,6 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         eprintln!("rampart-perf: wrote {}", path.display());
     }
     Ok(())
-}
-
-/// The 1-minute load average, as the kernel reports it.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn us(ns: f64) -> String {

@@ -329,17 +329,7 @@ pub fn run(args: &SwapLossArgs) -> Result<()> {
     if args.runs == 0 || args.seconds < 3.0 || args.rules == 0 {
         bail!("--runs and --rules must be positive, --seconds at least 3");
     }
-    let exe = std::env::current_exe().context("locating rampart-perf")?;
-    let rampart = args
-        .rampart
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("rampart"));
-    if !rampart.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins)",
-            rampart.display()
-        );
-    }
+    let rampart = procs::rampart_binary(args.rampart.as_deref())?;
     let tmp = tempfile::Builder::new()
         .prefix("rampart-perf-swaploss")
         .tempdir()?;
@@ -347,10 +337,10 @@ pub fn run(args: &SwapLossArgs) -> Result<()> {
         args,
         dir: tmp.path().to_path_buf(),
         rampart,
-        loadgen: exe,
+        loadgen: std::env::current_exe().context("locating rampart-perf")?,
         serial: 0,
     };
-    let load_before = report_loadavg();
+    let load_before = report::loadavg();
     let mut rows: Vec<(Change, bool, RunResult)> = Vec::new();
     let measured = (|| -> Result<()> {
         for change in [Change::OneRule, Change::WholeFile] {
@@ -421,7 +411,7 @@ pub fn run(args: &SwapLossArgs) -> Result<()> {
         let _ = writeln!(
             s,
             "- machine load (1-minute load average) before and after: {load_before} and {}",
-            report_loadavg()
+            report::loadavg()
         );
         let _ = writeln!(s, "- commit: {}", report::commit());
         let _ = writeln!(
@@ -435,13 +425,6 @@ pub fn run(args: &SwapLossArgs) -> Result<()> {
         eprintln!("rampart-perf: wrote {}", path.display());
     }
     Ok(())
-}
-
-fn report_loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn table(rows: &[(Change, bool, RunResult)]) -> String {

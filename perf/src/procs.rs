@@ -1,6 +1,8 @@
 //! The processes the benchmarks start: Rampart and the load generator, each a DPDK process
 //! over virtual devices.
 
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,4 +48,21 @@ pub fn stop(child: &mut Child) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     false
+}
+
+/// The `rampart` binary a benchmark runs: `given`, or the one beside this program.
+pub fn rampart_binary(given: Option<&Path>) -> Result<PathBuf> {
+    let rampart = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating rampart-perf")?
+            .with_file_name("rampart"),
+    };
+    if !rampart.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --bins)",
+            rampart.display()
+        );
+    }
+    Ok(rampart)
 }

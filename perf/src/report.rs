@@ -114,6 +114,14 @@ pub fn median(values: &[f64]) -> f64 {
     spread(values).median
 }
 
+/// The 1-minute load average, as the kernel reports it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The short commit, marked when the tree has uncommitted changes.
 pub fn commit() -> String {
     let git = |args: &[&str]| {
