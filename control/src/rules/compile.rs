@@ -293,7 +293,9 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 out
             }
         }
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
+        // when nothing translates that way.
+        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY }),
         Cond::TcpFlags { mask, comp } => {
             let (mask, comp) = (*mask, *comp);
             let satisfiable = comp & !mask == 0;
@@ -437,7 +439,9 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
                 c.frag = l4;
             }
         }),
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
+        // when nothing translates that way.
+        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY }),
         Cond::Comment(_) => Some(full),
         _ => None,
     }

@@ -312,8 +312,20 @@ pub(crate) fn log_level(s: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("invalid log level {s:?} (0-7 or emerg, alert, crit, error, warning, notice, info, debug)"))
 }
 
-/// A comma list of conntrack states (`--ctstate`, `--state`) as [`ct`] bits.
-pub(crate) fn ct_states(s: &str) -> Result<u8, String> {
+/// `--ctstate DNAT`: the connection's destination was translated (Linux's `IPS_DST_NAT`).
+/// Outside [`ct::ANY`]: no packet carries it (see [`ct_states`]).
+pub(crate) const CT_DNAT: u8 = 1 << 5;
+/// `--ctstate SNAT`: the connection's source was translated (`IPS_SRC_NAT`).
+pub(crate) const CT_SNAT: u8 = 1 << 6;
+const _: () = assert!((CT_DNAT | CT_SNAT) & ct::ANY == 0);
+
+/// A comma list of conntrack states (`--ctstate`, `--state`) as [`ct`] bits. `nat_states`:
+/// the list may name the virtual states SNAT and DNAT (`--ctstate` may, `--state` may not),
+/// given as [`CT_SNAT`] and [`CT_DNAT`]. They are a status of the connection, not a state:
+/// a packet has them besides its state. The parser lets them through only when the file
+/// translates no connection that way (its nat table has no such rule), so that they are
+/// never set and a rule naming them means what it means in Linux on that rule set.
+pub(crate) fn ct_states(s: &str, nat_states: bool) -> Result<u8, String> {
     let mut bits = 0;
     for name in s.split(',') {
         bits |= match name.to_ascii_uppercase().as_str() {
@@ -322,10 +334,16 @@ pub(crate) fn ct_states(s: &str) -> Result<u8, String> {
             "RELATED" => ct::RELATED,
             "INVALID" => ct::INVALID,
             "UNTRACKED" => ct::UNTRACKED,
-            "SNAT" | "DNAT" => return Err(format!("unsupported conntrack state {name}")),
+            "SNAT" if nat_states => CT_SNAT,
+            "DNAT" if nat_states => CT_DNAT,
+            _ if nat_states => {
+                return Err(format!(
+                "invalid conntrack state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT, DNAT)"
+            ))
+            }
             _ => {
                 return Err(format!(
-                "invalid conntrack state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED)"
+                "invalid state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED; SNAT and DNAT only with -m conntrack --ctstate)"
             ))
             }
         };

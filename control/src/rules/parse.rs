@@ -120,6 +120,8 @@ pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) 
         ));
         p.close(open, 0);
     }
+    p.errors
+        .extend(super::validate::nat_states(ctx, &p.tables));
     let rules = ParsedRules {
         file: ctx.file.to_string(),
         family: ctx.family,
@@ -978,7 +980,9 @@ impl<'a> RuleParser<'a> {
             }
             "--ctstate" | "--state" => {
                 let v = self.value(tok)?;
-                Cond::ConnState(names::ct_states(&v.text).map_err(|m| self.err(v.col, m))?)
+                let bits = names::ct_states(&v.text, canonical == "--ctstate")
+                    .map_err(|m| self.err(v.col, m))?;
+                Cond::ConnState(bits)
             }
             "--comment" => {
                 self.no_negation(tok, negated)?;

@@ -70,6 +70,9 @@ const ACCEPTED_V4: &[&str] = &[
     "-m conntrack --ctstate established -j ACCEPT",
     "-m state --state NEW,UNTRACKED -j ACCEPT",
     "-m conntrack ! --ctstate INVALID -j ACCEPT",
+    "-m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT",
+    "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+    "-m conntrack --ctstate SNAT,DNAT -j ACCEPT",
     "-p tcp -m multiport --dports 22,80,443:445 -j ACCEPT",
     "-p udp -m multiport ! --sports 53,123 -j ACCEPT",
     "-p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -j ACCEPT",
@@ -284,8 +287,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         3,
     ),
     (
-        "-m conntrack --ctstate SNAT -j ACCEPT",
-        "unsupported conntrack state",
+        "-m state --state RELATED,ESTABLISHED,DNAT -j ACCEPT",
+        "invalid state \"DNAT\"",
         3,
     ),
     (
@@ -677,6 +680,50 @@ fn nat_and_raw_tables_are_validated() {
         assert_eq!(e.len(), 1, "{text}: {e:?}");
         assert!(e[0].contains(msg), "{text}: {e:?} lacks {msg:?}");
     }
+}
+
+/// `--ctstate SNAT`/`DNAT` (firewalld's `RELATED,ESTABLISHED,DNAT`, kube-proxy's
+/// `! --ctstate RELATED,ESTABLISHED,DNAT`): with a nat table that never translates that way,
+/// Linux never sets them, and the rules mean what they mean without them; with one that does,
+/// the file is refused at each such match.
+#[test]
+fn nat_conntrack_states() {
+    let filter = "*filter\n:FORWARD DROP [0:0]\n\
+                  -A FORWARD -s 10.9.0.0/16 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n\
+                  -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n\
+                  -A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n\
+                  -A FORWARD -m conntrack --ctstate SNAT -j LOG\n\
+                  -A FORWARD -p tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+    let plain = filter.replace(",DNAT", "").replace(
+        "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n",
+        "",
+    );
+    let plain = plain.replace("-A FORWARD -m conntrack --ctstate SNAT -j LOG\n", "");
+    let masq = "*nat\n-A POSTROUTING -o out0 -j MASQUERADE\nCOMMIT\n";
+    let dnat = "*nat\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5\nCOMMIT\n";
+    let a = compile(filter, Family::V4).unwrap();
+    let b = compile(&plain, Family::V4).unwrap();
+    for src in ["10.9.1.1", "192.0.2.1"] {
+        for state in [ct::NEW, ct::ESTABLISHED, ct::RELATED, ct::INVALID, ct::UNTRACKED] {
+            for dport in [22, 80] {
+                let mut p = pkt(src, "10.0.0.5", 6, 40000, dport);
+                p.ct_state = state;
+                assert_eq!(judge(&a, &p).0, judge(&b, &p).0, "{src} {state} {dport}");
+            }
+        }
+    }
+    // DNAT only: SNAT is still never set.
+    let with_dnat = errors(&format!("{filter}{dnat}"));
+    assert_eq!(with_dnat.len(), 3, "{with_dnat:?}");
+    assert!(with_dnat[0].starts_with("t.rules:3:42: --ctstate DNAT is not supported"), "{with_dnat:?}");
+    assert!(with_dnat[0].contains("(line 10)"), "{with_dnat:?}");
+    assert!(with_dnat.iter().all(|e| e.contains("DNAT")), "{with_dnat:?}");
+    let with_masq = errors(&format!("{filter}{masq}"));
+    assert_eq!(with_masq.len(), 1, "{with_masq:?}");
+    assert!(with_masq[0].starts_with("t.rules:6:"), "{with_masq:?}");
+    assert!(with_masq[0].contains("--ctstate SNAT"), "{with_masq:?}");
+    // The nat table may come first.
+    assert_eq!(errors(&format!("{dnat}{filter}")).len(), 3);
 }
 
 #[test]

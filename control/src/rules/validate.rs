@@ -189,3 +189,46 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
     }
     errors
 }
+
+/// The file-wide check of `--ctstate SNAT` and `DNAT`: Rampart keeps no NAT status beside a
+/// connection's state, so those virtual states are admitted only where Linux would never set
+/// them either: `DNAT` when the nat table has no DNAT rule, `SNAT` when it has no SNAT or
+/// MASQUERADE rule. Every such match is an error otherwise, naming the first translating rule.
+pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
+    use super::names::{CT_DNAT, CT_SNAT};
+    let first = |want: &dyn Fn(&Target) -> bool| {
+        tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Nat)
+            .flat_map(|t| t.chains.iter().flat_map(|c| c.rules.iter()))
+            .find(|r| r.target.as_ref().is_some_and(|s| want(&s.target)))
+            .map(|r| r.line)
+    };
+    let dnat = first(&|t| matches!(t, Target::Dnat(_)));
+    let snat = first(&|t| matches!(t, Target::Snat(_) | Target::Masquerade { .. }));
+    let mut errors = Vec::new();
+    for rule in tables
+        .iter()
+        .flat_map(|t| t.chains.iter().flat_map(|c| c.rules.iter()))
+    {
+        for m in &rule.matches {
+            let Cond::ConnState(bits) = m.cond else {
+                continue;
+            };
+            for (bit, name, at) in [(CT_DNAT, "DNAT", dnat), (CT_SNAT, "SNAT", snat)] {
+                if let (true, Some(line)) = (bits & bit != 0, at) {
+                    errors.push(ctx.err(
+                        rule.line,
+                        m.col,
+                        format!(
+                            "--ctstate {name} is not supported when the nat table translates \
+                             connections that way (line {line}); without such rules it never \
+                             matches, as in Linux"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
