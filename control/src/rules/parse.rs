@@ -232,7 +232,10 @@ impl FileParser<'_> {
             Err(self.ctx.err(
                 line_no,
                 toks[0].col,
-                format!("unsupported table {name} (Rampart supports filter, nat and raw)"),
+                format!(
+                    "unsupported table {name} (Rampart supports filter, nat and raw, and mangle \
+                     and security when their rules change nothing)"
+                ),
             ))
         };
         self.open = Some(open);
@@ -347,6 +350,18 @@ fn chain_decl(
         }
         chain.policy = Some(match policy_tok.text.as_ref() {
             "ACCEPT" | "-" => Policy::Accept,
+            "DROP" if !table.kind.applied() => {
+                return Err(ctx.err(
+                    line,
+                    policy_tok.col,
+                    format!(
+                        "policy DROP in the {} table is not supported (Rampart applies filter, \
+                         nat and raw; the {} table may only hold rules that change nothing)",
+                        table.kind.name(),
+                        table.kind.name()
+                    ),
+                ));
+            }
             "DROP" => Policy::Drop,
             other => {
                 return Err(ctx.err(
@@ -764,9 +779,7 @@ impl<'a> RuleParser<'a> {
                     (other, _) => {
                         return Err(self.err(
                             tok.col,
-                            format!(
-                                "unsupported option -m {other} (match {other} is not supported)"
-                            ),
+                            format!("unsupported option -m {other} ({})", match_refusal(other)),
                         ));
                     }
                 };
@@ -843,7 +856,13 @@ impl<'a> RuleParser<'a> {
             "NOTRACK" => PendingKind::NoTrack,
             "CT" => PendingKind::Ct { notrack: false },
             name if UNSUPPORTED_TARGETS.contains(&name) => {
-                return Err(self.err(v.col, format!("unsupported target {name}")));
+                let why = match name {
+                    "MARK" | "CONNMARK" => ": Rampart keeps no packet or connection marks",
+                    "NFLOG" | "ULOG" => " (LOG is supported)",
+                    "REDIRECT" => " (DNAT to an address of Rampart's is)",
+                    _ => "",
+                };
+                return Err(self.err(v.col, format!("unsupported target {name}{why}")));
             }
             name if HookPoint::from_chain_name(name).is_some() => {
                 return Err(self.err(v.col, format!("cannot jump to built-in chain {name}")));
@@ -1157,6 +1176,23 @@ impl<'a> RuleParser<'a> {
                 Ok(())
             }
         };
+        if !table.applied()
+            && !matches!(
+                t.kind,
+                PendingKind::Accept | PendingKind::Return | PendingKind::Jump(_)
+            )
+        {
+            return Err(self.err(
+                t.name_col,
+                format!(
+                    "target {} in the {} table is not supported (Rampart applies filter, nat and \
+                     raw; the {} table may only hold ACCEPT, RETURN and jumps, which change nothing)",
+                    t.name,
+                    table.name(),
+                    table.name()
+                ),
+            ));
+        }
         let target = match t.kind {
             PendingKind::Accept => Target::Accept,
             PendingKind::Drop => {
@@ -1310,6 +1346,32 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
     })
 }
 
+/// Why match `name` is refused: for matches that have no meaning in Rampart or are not
+/// implemented, the reason; otherwise that it is not supported.
+fn match_refusal(name: &str) -> String {
+    let why = match name {
+        "physdev" => "it tests the ports of a Linux bridge; name Rampart's ports with -i/-o",
+        "set" => {
+            "the contents of ipset sets are not part of an iptables-save file; \
+             list the addresses with -s/-d or -m iprange"
+        }
+        "owner" | "cgroup" | "socket" => {
+            "it tests the local socket or process a packet belongs to; Rampart has none"
+        }
+        "addrtype" | "rpfilter" | "realm" | "devgroup" => {
+            "it consults the host's own addresses and routing tables, which the rule file does \
+             not carry"
+        }
+        "limit" | "hashlimit" | "recent" | "connlimit" | "statistic" | "quota" | "connbytes"
+        | "nfacct" | "time" => "rate, count, time and random conditions are not implemented",
+        "mark" | "connmark" => "Rampart keeps no packet or connection marks",
+        "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
+        "policy" => "Rampart does no IPsec",
+        _ => return format!("match {name} is not supported"),
+    };
+    format!("match {name} is not supported: {why}")
+}
+
 fn unsupported_option_message(opt: &str) -> String {
     let hint = match opt {
         "--sport" | "--source-port" | "--dport" | "--destination-port" => {
@@ -1323,6 +1385,11 @@ fn unsupported_option_message(opt: &str) -> String {
         }
         "--src-range" | "--dst-range" => " (it needs -m iprange before it)",
         "--ctstate" => " (it needs -m conntrack before it)",
+        "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
+        | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
+        | "--ctstatus" | "--ctexpire" | "--ctdir" => " (-m conntrack supports --ctstate only)",
+        "--zone" | "--helper" | "--ctevents" | "--expevents" | "--timeout" | "--zone-orig"
+        | "--zone-reply" => " (target CT supports --notrack only)",
         "--state" => " (it needs -m state before it)",
         "--comment" => " (it needs -m comment before it)",
         "--reject-with" => " (it needs -j REJECT before it)",

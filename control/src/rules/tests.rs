@@ -293,8 +293,53 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-m conntrack --ctproto tcp -j ACCEPT",
-        "unsupported option --ctproto",
+        "unsupported option --ctproto (-m conntrack supports --ctstate only)",
         2,
+    ),
+    (
+        "-m conntrack --ctstate NEW --ctdir ORIGINAL -j ACCEPT",
+        "unsupported option --ctdir",
+        4,
+    ),
+    (
+        "-m physdev --physdev-in tap1 --physdev-is-bridged -j ACCEPT",
+        "unsupported option -m physdev (match physdev is not supported: it tests the ports of a Linux bridge",
+        0,
+    ),
+    (
+        "-m set --match-set NIPv4abc src -j RETURN",
+        "unsupported option -m set (match set is not supported: the contents of ipset sets",
+        0,
+    ),
+    (
+        "-m owner --uid-owner 0 -j ACCEPT",
+        "unsupported option -m owner (match owner is not supported: it tests the local socket",
+        0,
+    ),
+    (
+        "-m limit --limit 3/min -j LOG",
+        "unsupported option -m limit (match limit is not supported: rate",
+        0,
+    ),
+    (
+        "-m mark --mark 0x4000/0x4000 -j ACCEPT",
+        "Rampart keeps no packet or connection marks",
+        0,
+    ),
+    (
+        "-m addrtype --dst-type LOCAL -j ACCEPT",
+        "unsupported option -m addrtype (match addrtype is not supported: it consults",
+        0,
+    ),
+    (
+        "-m mac --mac-source fa:16:3e:00:00:01 -j RETURN",
+        "unsupported option -m mac (match mac is not supported)",
+        0,
+    ),
+    (
+        "-j MARK --set-xmark 0x4000/0x4000",
+        "unsupported target MARK: Rampart keeps no packet or connection marks",
+        1,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
     ("-m state -j ACCEPT", "-m state needs --state", 0),
@@ -485,11 +530,10 @@ fn file_structure_errors() {
         e,
         ["t.rules:3:1: table filter appears twice (first at line 1)"]
     );
-    let e =
-        errors("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MARK --set-mark 1\nCOMMIT\n");
+    let e = errors("*rawpost\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
     assert_eq!(
         e,
-        ["t.rules:1:1: unsupported table mangle (Rampart supports filter, nat and raw)"]
+        ["t.rules:1:1: unsupported table rawpost (Rampart supports filter, nat and raw, and mangle and security when their rules change nothing)"]
     );
     let e = errors("-A FORWARD -j ACCEPT\n");
     assert!(
@@ -664,7 +708,7 @@ fn nat_and_raw_tables_are_validated() {
         ),
         (
             "*raw\n-A PREROUTING -j CT --zone 1\nCOMMIT\n",
-            "unsupported option --zone",
+            "unsupported option --zone (target CT supports --notrack only)",
         ),
         (
             "*raw\n-A PREROUTING -j DNAT --to-destination 1.2.3.4\nCOMMIT\n",
@@ -726,9 +770,46 @@ fn nat_conntrack_states() {
     assert_eq!(errors(&format!("{dnat}{filter}")).len(), 3);
 }
 
+/// firewalld's iptables backend fills mangle and security with chains that only jump: such
+/// tables load and change nothing; anything that would change a packet or a verdict there is
+/// refused at its line.
+#[test]
+fn mangle_and_security_load_when_they_change_nothing() {
+    let filter = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+    let noop = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+                :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:PREROUTING_ZONES - [0:0]\n\
+                :PRE_public - [0:0]\n:PRE_public_allow - [0:0]\n\
+                -A PREROUTING -j PREROUTING_ZONES\n-A PREROUTING_ZONES -i in0 -g PRE_public\n\
+                -A PREROUTING_ZONES -g PRE_public\n-A PRE_public -j PRE_public_allow\n\
+                -A PRE_public_allow -p tcp --dport 80 -j ACCEPT\n-A PRE_public_allow -j RETURN\n\
+                -A FORWARD -s 10.0.0.0/8\nCOMMIT\n\
+                *security\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                :FORWARD_direct - [0:0]\n-A FORWARD -j FORWARD_direct\nCOMMIT\n";
+    let a = compile(&format!("{noop}{filter}"), Family::V4).unwrap();
+    let b = compile(filter, Family::V4).unwrap();
+    assert_eq!(a.rules, b.rules);
+    let parsed = parse_iptables("t.rules", noop, Family::V4, &ports()).unwrap();
+    assert_eq!(parsed.table(TableKind::Mangle).unwrap().chains.len(), 8);
+    let bad: &[(&str, &str)] = &[
+        ("*mangle\n-A PREROUTING -j DROP\nCOMMIT\n", "t.rules:2:18: target DROP in the mangle table is not supported"),
+        ("*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n", "t.rules:2:22: target LOG in the mangle table"),
+        ("*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n", "t.rules:2:15: unsupported target MARK"),
+        ("*mangle\n-A FORWARD -j REJECT\nCOMMIT\n", "t.rules:2:15: target REJECT in the mangle table"),
+        ("*security\n:FORWARD DROP [0:0]\nCOMMIT\n", "t.rules:2:10: policy DROP in the security table is not supported"),
+        ("*mangle\n:u - [0:0]\n-A INPUT -j u\n-A u -j DROP\nCOMMIT\n", "t.rules:4:9: target DROP in the mangle table"),
+        ("*security\n-A FORWARD -m set --match-set x src -j ACCEPT\nCOMMIT\n", "t.rules:2:12: unsupported option -m set"),
+    ];
+    for (text, want) in bad {
+        let e = errors(&format!("{filter}{text}").replace("t.rules:2:", "t.rules:6:"));
+        let want = want.replace("t.rules:2:", "t.rules:6:").replace("t.rules:4:", "t.rules:8:");
+        assert_eq!(e.len(), 1, "{text}: {e:?}");
+        assert!(e[0].starts_with(&want), "{text}: {e:?} is not {want:?}");
+    }
+}
+
 #[test]
 fn all_errors_are_collected_in_order() {
-    let text = "*filter\n-A FORWARD -m set -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp --dport x -j DROP\n-A FORWARD -j nowhere\nCOMMIT\n*mangle\nCOMMIT\n";
+    let text = "*filter\n-A FORWARD -m set -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp --dport x -j DROP\n-A FORWARD -j nowhere\nCOMMIT\n*mangle\n:PREROUTING DROP [0:0]\nCOMMIT\n";
     let e = errors(text);
     assert_eq!(e.len(), 4, "{e:?}");
     let lines: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap()).collect();
@@ -738,7 +819,7 @@ fn all_errors_are_collected_in_order() {
             "t.rules:2:12",
             "t.rules:4:27",
             "t.rules:5:12",
-            "t.rules:7:1"
+            "t.rules:8:13"
         ]
     );
 }
