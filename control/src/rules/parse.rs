@@ -1399,6 +1399,9 @@ fn unsupported_option_message(opt: &str) -> String {
     format!("unsupported option {opt}{hint}")
 }
 
+/// The loopback interface's name: when no port has it, `-i lo`/`-o lo` match nothing.
+const LOOPBACK: &str = "lo";
+
 /// `-i`/`-o` name (with an optional `+` wildcard suffix) against the configured ports.
 fn resolve_iface(ports: &[String], name: &str) -> Result<Iface, String> {
     if name.is_empty() {
@@ -1428,6 +1431,14 @@ fn resolve_iface(ports: &[String], name: &str) -> Result<Iface, String> {
             }
             mask |= 1 << i;
         }
+    }
+    if mask == 0 && name == LOOPBACK {
+        // Every Linux host has it and rule sets accept from it (`-i lo -j ACCEPT`); nothing
+        // Rampart forwards or receives comes from it or goes to it, so it names no port.
+        return Ok(Iface {
+            name: name.to_string(),
+            mask: 0,
+        });
     }
     if mask == 0 {
         let known = if ports.is_empty() {

@@ -1214,6 +1214,18 @@ fn interfaces_and_wildcards() {
     assert_eq!(judge(&rs, &p(0, 2)).1, "FORWARD:2");
     assert_eq!(judge(&rs, &p(1, 2)).1, "policy FORWARD DROP");
     assert_eq!(judge(&rs, &p(2, 3)).1, "FORWARD:2");
+    // The loopback interface, when no port has its name, is none of them (`-i lo -j ACCEPT`
+    // as every host's rule set has it); other unknown names are still errors.
+    let rs = rules("-A FORWARD -i lo -j ACCEPT\n-A FORWARD -o lo -j ACCEPT\n-A FORWARD ! -i lo -p tcp -j REJECT");
+    for (i, o) in [(0, 2), (1, 3), (3, 0)] {
+        assert_eq!(judge(&rs, &p(i, o)).1, "FORWARD:3");
+    }
+    let e = errors(&wrap("-A FORWARD -i lo0 -j ACCEPT"));
+    assert!(e[0].contains("unknown port lo0"), "{e:?}");
+    let mut with_lo = ports();
+    with_lo.push("lo".into());
+    let rs = compile_iptables("t.rules", &wrap("-A FORWARD -i lo -j ACCEPT"), Family::V4, &with_lo, Hook::Forward).unwrap();
+    assert_eq!(judge(&rs, &PacketMeta { in_port: 4, ..tcp(1) }).1, "FORWARD:1");
 }
 
 #[test]
