@@ -42,6 +42,17 @@ const MAX_COMMENT: usize = 255;
 /// Most ports one multiport match holds (a range counts as two).
 const MAX_MULTIPORT: usize = 15;
 
+/// LOG options that add fields to Linux's kernel log line (TCP sequence numbers, TCP and IP
+/// options, the socket's owner, the decoded MAC header). They are accepted and change nothing:
+/// Rampart's log records have fixed fields of their own, and no verdict depends on them.
+const LOG_DETAIL_OPTIONS: &[&str] = &[
+    "--log-tcp-sequence",
+    "--log-tcp-options",
+    "--log-ip-options",
+    "--log-uid",
+    "--log-macdecode",
+];
+
 /// Targets Linux has that Rampart does not implement: named in the error rather than taken for
 /// an undeclared chain.
 const UNSUPPORTED_TARGETS: &[&str] = &[
@@ -558,6 +569,8 @@ enum PendingKind {
     Log {
         prefix: Option<String>,
         level: Option<u8>,
+        /// Which of [`LOG_DETAIL_OPTIONS`] were given.
+        details: u8,
     },
     Snat {
         to: Option<NatTo>,
@@ -840,6 +853,7 @@ impl<'a> RuleParser<'a> {
             "LOG" => PendingKind::Log {
                 prefix: None,
                 level: None,
+                details: 0,
             },
             "SNAT" => PendingKind::Snat {
                 to: None,
@@ -1076,6 +1090,14 @@ impl<'a> RuleParser<'a> {
                 let v = self.value(tok)?;
                 *level = Some(names::log_level(&v.text).map_err(|m| self.err(v.col, m))?);
             }
+            (PendingKind::Log { details, .. }, o) if LOG_DETAIL_OPTIONS.contains(&o) => {
+                self.no_negation(tok, negated)?;
+                let bit = 1 << LOG_DETAIL_OPTIONS.iter().position(|&d| d == o).unwrap_or(0);
+                if *details & bit != 0 {
+                    return Err(dup(self));
+                }
+                *details |= bit;
+            }
             (PendingKind::Snat { to, flags }, "--to-source")
             | (PendingKind::Dnat { to, flags }, "--to-destination") => {
                 self.no_negation(tok, negated)?;
@@ -1216,7 +1238,7 @@ impl<'a> RuleParser<'a> {
                 };
                 Target::Reject(with)
             }
-            PendingKind::Log { prefix, level } => Target::Log(LogSpec {
+            PendingKind::Log { prefix, level, .. } => Target::Log(LogSpec {
                 prefix: prefix.unwrap_or_default(),
                 level: level.unwrap_or(4),
             }),

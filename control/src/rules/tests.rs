@@ -96,6 +96,7 @@ const ACCEPTED_V4: &[&str] = &[
     r#"-m comment --comment "allow \"web\" traffic" -j ACCEPT"#,
     r#"-j LOG --log-prefix "FW drop: " --log-level 6"#,
     "-j LOG --log-level warning",
+    r#"-j LOG --log-prefix "IN " --log-level 7 --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid --log-macdecode"#,
     "-j LOG",
     "-j REJECT --reject-with icmp-host-prohibited",
     "-j REJECT --reject-with icmp-admin-prohibited",
@@ -401,8 +402,13 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ("-j LOG --log-level 9", "out of range", 3),
     ("-j LOG --log-level loud", "invalid log level", 3),
     (
-        "-j LOG --log-tcp-options",
-        "unsupported option --log-tcp-options",
+        "-j LOG --log-tcp-options --log-uid --log-tcp-options",
+        "only one --log-tcp-options",
+        4,
+    ),
+    (
+        "-j ACCEPT --log-uid",
+        "unsupported option --log-uid",
         2,
     ),
     (
