@@ -122,7 +122,12 @@ fn notrack() -> RuleSet {
 /// REJECT with several --reject-with types; TCP flag tests first, before conntrack's INVALID
 /// (as hand-written rule sets put them), dropping through a LOG chain.
 fn host_zones() -> RuleSet {
-    let common = |inside: &str, deny: &str, icmp: &str, echo: &str, prohibited: &str, port_unreach: &str| {
+    let common = |inside: &str,
+                  deny: &str,
+                  icmp: &str,
+                  echo: &str,
+                  prohibited: &str,
+                  port_unreach: &str| {
         format!(
             "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
              :FWD_zones - [0:0]\n:FWD_inside - [0:0]\n:FWD_inside_allow - [0:0]\n\

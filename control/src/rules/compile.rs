@@ -295,7 +295,9 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
         }
         // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
         // when nothing translates that way.
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY }),
+        Cond::ConnState(bits) => {
+            one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY })
+        }
         Cond::TcpFlags { mask, comp } => {
             let (mask, comp) = (*mask, *comp);
             let satisfiable = comp & !mask == 0;
@@ -441,7 +443,9 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
         }),
         // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
         // when nothing translates that way.
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY }),
+        Cond::ConnState(bits) => {
+            one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY })
+        }
         Cond::Comment(_) => Some(full),
         _ => None,
     }

@@ -436,7 +436,8 @@ mod tests {
             ]
         );
         // Rules there that change nothing load (firewalld's OUTPUT_direct), and change nothing.
-        let quiet = "*nat\n:direct - [0:0]\n-A OUTPUT -j direct\n-A INPUT -j ACCEPT\n-A direct -j RETURN\n\
+        let quiet =
+            "*nat\n:direct - [0:0]\n-A OUTPUT -j direct\n-A INPUT -j ACCEPT\n-A direct -j RETURN\n\
                      -A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
         let parsed = parse_iptables("n.rules", quiet, Family::V4, &ports()).unwrap();
         compile_nat(&parsed).unwrap();

@@ -131,8 +131,7 @@ pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) 
         ));
         p.close(open, 0);
     }
-    p.errors
-        .extend(super::validate::nat_states(ctx, &p.tables));
+    p.errors.extend(super::validate::nat_states(ctx, &p.tables));
     let rules = ParsedRules {
         file: ctx.file.to_string(),
         family: ctx.family,

@@ -744,17 +744,22 @@ fn nat_conntrack_states() {
                   -A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n\
                   -A FORWARD -m conntrack --ctstate SNAT -j LOG\n\
                   -A FORWARD -p tcp --dport 22 -j ACCEPT\nCOMMIT\n";
-    let plain = filter.replace(",DNAT", "").replace(
-        "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n",
-        "",
-    );
+    let plain = filter
+        .replace(",DNAT", "")
+        .replace("-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n", "");
     let plain = plain.replace("-A FORWARD -m conntrack --ctstate SNAT -j LOG\n", "");
     let masq = "*nat\n-A POSTROUTING -o out0 -j MASQUERADE\nCOMMIT\n";
     let dnat = "*nat\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5\nCOMMIT\n";
     let a = compile(filter, Family::V4).unwrap();
     let b = compile(&plain, Family::V4).unwrap();
     for src in ["10.9.1.1", "192.0.2.1"] {
-        for state in [ct::NEW, ct::ESTABLISHED, ct::RELATED, ct::INVALID, ct::UNTRACKED] {
+        for state in [
+            ct::NEW,
+            ct::ESTABLISHED,
+            ct::RELATED,
+            ct::INVALID,
+            ct::UNTRACKED,
+        ] {
             for dport in [22, 80] {
                 let mut p = pkt(src, "10.0.0.5", 6, 40000, dport);
                 p.ct_state = state;
@@ -765,9 +770,15 @@ fn nat_conntrack_states() {
     // DNAT only: SNAT is still never set.
     let with_dnat = errors(&format!("{filter}{dnat}"));
     assert_eq!(with_dnat.len(), 3, "{with_dnat:?}");
-    assert!(with_dnat[0].starts_with("t.rules:3:42: --ctstate DNAT is not supported"), "{with_dnat:?}");
+    assert!(
+        with_dnat[0].starts_with("t.rules:3:42: --ctstate DNAT is not supported"),
+        "{with_dnat:?}"
+    );
     assert!(with_dnat[0].contains("(line 10)"), "{with_dnat:?}");
-    assert!(with_dnat.iter().all(|e| e.contains("DNAT")), "{with_dnat:?}");
+    assert!(
+        with_dnat.iter().all(|e| e.contains("DNAT")),
+        "{with_dnat:?}"
+    );
     let with_masq = errors(&format!("{filter}{masq}"));
     assert_eq!(with_masq.len(), 1, "{with_masq:?}");
     assert!(with_masq[0].starts_with("t.rules:6:"), "{with_masq:?}");
@@ -797,17 +808,40 @@ fn mangle_and_security_load_when_they_change_nothing() {
     let parsed = parse_iptables("t.rules", noop, Family::V4, &ports()).unwrap();
     assert_eq!(parsed.table(TableKind::Mangle).unwrap().chains.len(), 8);
     let bad: &[(&str, &str)] = &[
-        ("*mangle\n-A PREROUTING -j DROP\nCOMMIT\n", "t.rules:2:18: target DROP in the mangle table is not supported"),
-        ("*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n", "t.rules:2:22: target LOG in the mangle table"),
-        ("*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n", "t.rules:2:15: unsupported target MARK"),
-        ("*mangle\n-A FORWARD -j REJECT\nCOMMIT\n", "t.rules:2:15: target REJECT in the mangle table"),
-        ("*security\n:FORWARD DROP [0:0]\nCOMMIT\n", "t.rules:2:10: policy DROP in the security table is not supported"),
-        ("*mangle\n:u - [0:0]\n-A INPUT -j u\n-A u -j DROP\nCOMMIT\n", "t.rules:4:9: target DROP in the mangle table"),
-        ("*security\n-A FORWARD -m set --match-set x src -j ACCEPT\nCOMMIT\n", "t.rules:2:12: unsupported option -m set"),
+        (
+            "*mangle\n-A PREROUTING -j DROP\nCOMMIT\n",
+            "t.rules:2:18: target DROP in the mangle table is not supported",
+        ),
+        (
+            "*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n",
+            "t.rules:2:22: target LOG in the mangle table",
+        ),
+        (
+            "*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n",
+            "t.rules:2:15: unsupported target MARK",
+        ),
+        (
+            "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n",
+            "t.rules:2:15: target REJECT in the mangle table",
+        ),
+        (
+            "*security\n:FORWARD DROP [0:0]\nCOMMIT\n",
+            "t.rules:2:10: policy DROP in the security table is not supported",
+        ),
+        (
+            "*mangle\n:u - [0:0]\n-A INPUT -j u\n-A u -j DROP\nCOMMIT\n",
+            "t.rules:4:9: target DROP in the mangle table",
+        ),
+        (
+            "*security\n-A FORWARD -m set --match-set x src -j ACCEPT\nCOMMIT\n",
+            "t.rules:2:12: unsupported option -m set",
+        ),
     ];
     for (text, want) in bad {
         let e = errors(&format!("{filter}{text}").replace("t.rules:2:", "t.rules:6:"));
-        let want = want.replace("t.rules:2:", "t.rules:6:").replace("t.rules:4:", "t.rules:8:");
+        let want = want
+            .replace("t.rules:2:", "t.rules:6:")
+            .replace("t.rules:4:", "t.rules:8:");
         assert_eq!(e.len(), 1, "{text}: {e:?}");
         assert!(e[0].starts_with(&want), "{text}: {e:?} is not {want:?}");
     }
@@ -1230,8 +1264,25 @@ fn interfaces_and_wildcards() {
     assert!(e[0].contains("unknown port lo0"), "{e:?}");
     let mut with_lo = ports();
     with_lo.push("lo".into());
-    let rs = compile_iptables("t.rules", &wrap("-A FORWARD -i lo -j ACCEPT"), Family::V4, &with_lo, Hook::Forward).unwrap();
-    assert_eq!(judge(&rs, &PacketMeta { in_port: 4, ..tcp(1) }).1, "FORWARD:1");
+    let rs = compile_iptables(
+        "t.rules",
+        &wrap("-A FORWARD -i lo -j ACCEPT"),
+        Family::V4,
+        &with_lo,
+        Hook::Forward,
+    )
+    .unwrap();
+    assert_eq!(
+        judge(
+            &rs,
+            &PacketMeta {
+                in_port: 4,
+                ..tcp(1)
+            }
+        )
+        .1,
+        "FORWARD:1"
+    );
 }
 
 #[test]
