@@ -192,8 +192,10 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
 
 /// The file-wide check of `--ctstate SNAT` and `DNAT`: Rampart keeps no NAT status beside a
 /// connection's state, so those virtual states are admitted only where Linux would never set
-/// them either: `DNAT` when the nat table has no DNAT rule, `SNAT` when it has no SNAT or
-/// MASQUERADE rule. Every such match is an error otherwise, naming the first translating rule.
+/// them either: `DNAT` when the nat table has no DNAT rule, `SNAT` when it has no translating
+/// rule at all (Linux also sets SNAT when it moves a source port to keep two connections'
+/// replies apart, which a DNAT can cause). Every such match is an error otherwise, naming the
+/// first such rule.
 pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
     use super::names::{CT_DNAT, CT_SNAT};
     let first = |want: &dyn Fn(&Target) -> bool| {
@@ -205,7 +207,12 @@ pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
             .map(|r| r.line)
     };
     let dnat = first(&|t| matches!(t, Target::Dnat(_)));
-    let snat = first(&|t| matches!(t, Target::Snat(_) | Target::Masquerade { .. }));
+    let snat = first(&|t| {
+        matches!(
+            t,
+            Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. }
+        )
+    });
     let mut errors = Vec::new();
     for rule in tables
         .iter()
@@ -221,9 +228,8 @@ pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
                         rule.line,
                         m.col,
                         format!(
-                            "--ctstate {name} is not supported when the nat table translates \
-                             connections that way (line {line}); without such rules it never \
-                             matches, as in Linux"
+                            "--ctstate {name} is not supported when the nat table can set it \
+                             (line {line}); without such rules it never matches, as in Linux"
                         ),
                     ));
                 }
