@@ -745,14 +745,14 @@ fn incremental(
             Err(_) => return Err(text),
         }
     }
-    // `--ctstate SNAT`/`DNAT` are checked against the nat table file-wide: a change that
-    // names them, or that translates, takes the full path.
+    // `--ctstate SNAT` is checked against the nat table file-wide: a change that names it,
+    // or that translates, takes the full path.
     if new_rules.iter().any(|(_, r)| {
         matches!(
             r.target.as_ref().map(|t| &t.target),
             Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
         ) || r.matches.iter().any(|m| {
-            matches!(m.cond, Cond::ConnState(bits) if bits & !dataplane::classify::ct::ANY != 0)
+            matches!(m.cond, Cond::ConnState(bits) if bits > u16::from(dataplane::classify::ct::ANY))
         })
     }) {
         return Err(text);
@@ -1186,7 +1186,7 @@ mod tests {
         let base = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:U1 - [0:0]\n-A INPUT -j U1\n-A U1 -p tcp -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:N1 - [0:0]\n-A PREROUTING -j N1\n-A N1 -p tcp -j ACCEPT\nCOMMIT\n";
         let ctstate = base.replace(
             "-A U1 -p tcp -j ACCEPT",
-            "-A U1 -p tcp -j ACCEPT\n-A U1 -m conntrack --ctstate DNAT -j ACCEPT",
+            "-A U1 -p tcp -j ACCEPT\n-A U1 -m conntrack --ctstate SNAT -j ACCEPT",
         );
         let dnat = base.replace(
             "-A N1 -p tcp -j ACCEPT",
@@ -1199,7 +1199,7 @@ mod tests {
                 "-A N1 -p tcp -j ACCEPT",
                 "-A N1 -p tcp -j SNAT --to-source 10.0.0.1",
             ),
-            // File-wide: --ctstate DNAT against the nat table's DNAT rules, either one new.
+            // File-wide: --ctstate SNAT against the nat table's translating rules, either one new.
             (
                 ctstate.as_str(),
                 "-A N1 -p tcp -j ACCEPT",
@@ -1208,7 +1208,7 @@ mod tests {
             (
                 dnat.as_str(),
                 "-A U1 -p tcp -j ACCEPT",
-                "-A U1 -m conntrack --ctstate RELATED,DNAT -j ACCEPT",
+                "-A U1 -m conntrack --ctstate RELATED,SNAT -j ACCEPT",
             ),
         ]
         .map(|(base, old, new)| (base, base.replace(old, new), new))
@@ -1232,7 +1232,7 @@ mod tests {
             .to_string();
             assert_eq!(got, want, "{message}");
             assert!(
-                got.contains("reached from") || got.contains("--ctstate DNAT"),
+                got.contains("reached from") || got.contains("--ctstate SNAT"),
                 "{got}"
             );
         }

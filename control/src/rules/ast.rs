@@ -324,8 +324,9 @@ pub enum Cond {
     SourceRange(AddrRange),
     /// `-m iprange --dst-range`.
     DestinationRange(AddrRange),
-    /// `--ctstate` / `--state`: [`dataplane::classify::ct`] bits.
-    ConnState(u8),
+    /// `--ctstate` / `--state`: [`dataplane::classify::ct`] bits (each state with its DNAT
+    /// twin), and above them `--ctstate SNAT`, which no packet has.
+    ConnState(u16),
     /// `--tcp-flags MASK COMP` (`--syn` is `FIN,SYN,RST,ACK SYN`).
     TcpFlags { mask: u8, comp: u8 },
     /// `--icmp-type` (ICMPv4) or `--icmpv6-type`.

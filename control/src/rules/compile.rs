@@ -293,10 +293,11 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 out
             }
         }
-        // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
-        // when nothing translates that way.
+        // SNAT (the bit above `ct::ANY`) is never set: the parser admits it only when nothing
+        // can set it.
         Cond::ConnState(bits) => {
-            one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY })
+            let mask = (*bits & u16::from(ct::ANY)) as u8;
+            one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
         }
         Cond::TcpFlags { mask, comp } => {
             let (mask, comp) = (*mask, *comp);
@@ -441,10 +442,11 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
                 c.frag = l4;
             }
         }),
-        // SNAT and DNAT (the bits above `ct::ANY`) are never set: the parser admits them only
-        // when nothing translates that way.
+        // SNAT (the bit above `ct::ANY`) is never set: the parser admits it only when nothing
+        // can set it.
         Cond::ConnState(bits) => {
-            one(&|c| c.ct = if neg { ct::ANY & !bits } else { bits & ct::ANY })
+            let mask = (*bits & u16::from(ct::ANY)) as u8;
+            one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
         }
         Cond::Comment(_) => Some(full),
         _ => None,
