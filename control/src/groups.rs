@@ -260,7 +260,7 @@ impl<'a> Compiler<'a> {
         }
         let o = self.origin("stateful: established, related".into());
         self.rules.push(FlatRule {
-            ct_states: ct::ESTABLISHED | ct::RELATED,
+            ct_states: ct::states(ct::ESTABLISHED | ct::RELATED),
             ..self.rule(Action::Accept, o)
         });
         let o = self.origin("stateful: invalid".into());

@@ -302,6 +302,71 @@ COMMIT
     assert_eq!(o.verdict, Verdict::Drop(DropReason::RuleDrop));
 }
 
+/// firewalld's forward chain with a port forward: `--ctstate RELATED,ESTABLISHED,DNAT`
+/// accepts what the nat table published (every packet of a DNAT'd connection, the first
+/// included) and nothing else from outside; a plain state rule matches translated packets too;
+/// `! --ctstate DNAT` (kube-proxy's shape) holds for untranslated ones only.
+#[test]
+fn ctstate_dnat_is_the_connections_destination_translation() {
+    let nat = "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 203.0.113.1/32 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.5:80
+-A PREROUTING -d 203.0.113.1/32 -p tcp --dport 2222 -j DNAT --to-destination :22
+COMMIT
+";
+    let filter = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p tcp --dport 22 -m conntrack --ctstate NEW -j REJECT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT
+-A FORWARD -i inside -m conntrack ! --ctstate DNAT -j ACCEPT
+COMMIT
+";
+    let mut r = Rig::with_filter(nat, filter, &[]);
+    // Published: the SYN is NEW and DNAT'd, accepted by the DNAT state alone.
+    let syn = tcp(REMOTE, 5555, PUBLIC, 8080, Flags::SYN, 1, 0);
+    let o = r.passes(
+        OUTSIDE,
+        &syn,
+        &tcp(REMOTE, 5555, PRIVATE_SERVER, 80, Flags::SYN, 1, 0),
+    );
+    assert_eq!(o.meta.unwrap().ct_state, dataplane::classify::ct::NEW_DNAT);
+    // The server's answer is ESTABLISHED and DNAT'd (the connection's status, both ways): it
+    // is not accepted as "from inside and not DNAT'd" but by rule 2.
+    let synack = tcp(
+        PRIVATE_SERVER,
+        80,
+        REMOTE,
+        5555,
+        Flags::SYN | Flags::ACK,
+        70,
+        2,
+    );
+    let o = r.passes(
+        INSIDE,
+        &synack,
+        &tcp(PUBLIC, 8080, REMOTE, 5555, Flags::SYN | Flags::ACK, 70, 2),
+    );
+    let meta = o.meta.unwrap();
+    assert_eq!(meta.ct_state, dataplane::classify::ct::ESTABLISHED_DNAT);
+    assert_eq!(
+        r.filter.v4.as_ref().unwrap().origins[o.filter.rule().unwrap() as usize].label,
+        "FORWARD:2"
+    );
+    // Not published: NEW without DNAT from outside, dropped by the policy.
+    let (o, _) = r.send(OUTSIDE, &tcp(REMOTE, 5556, PUBLIC, 80, Flags::SYN, 1, 0));
+    assert_eq!(o.verdict, Verdict::Drop(DropReason::RuleDrop));
+    // A port-only DNAT to 22: NEW (twin DNAT) still matches the plain `--ctstate NEW` rule.
+    let (o, _) = r.send(OUTSIDE, &tcp(REMOTE, 5557, PUBLIC, 2222, Flags::SYN, 1, 0));
+    assert_eq!(o.verdict, Verdict::Drop(DropReason::RuleReject), "{o:?}");
+    // From inside without translation: NEW, not DNAT: rule 3.
+    let (o, _) = r.send(INSIDE, &tcp(CLIENT, 6000, REMOTE, 443, Flags::SYN, 1, 0));
+    assert_eq!(o.verdict, Verdict::Forward(OUTSIDE), "{o:?}");
+    assert_eq!(o.meta.unwrap().ct_state, dataplane::classify::ct::NEW);
+}
+
 #[test]
 fn icmp_errors_and_echo_through_snat() {
     let mut r = Rig::new(SNAT, &[]);
@@ -613,7 +678,8 @@ COMMIT
     assert_eq!(o.verdict, Verdict::Forward(INSIDE));
     assert_eq!(logged.len(), 1);
     assert_eq!(seen(&logged[0]), (v4(REMOTE), 5555, v4(PRIVATE_SERVER), 80));
-    assert_eq!(logged[0].ct_state, dataplane::classify::ct::NEW);
+    // NEW, of a connection whose destination is translated (`--ctstate DNAT`).
+    assert_eq!(logged[0].ct_state, dataplane::classify::ct::NEW_DNAT);
     // Its reply: the source is translated back only after FORWARD (POSTROUTING's de-DNAT).
     let synack = tcp(
         PRIVATE_SERVER,

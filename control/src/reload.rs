@@ -745,6 +745,18 @@ fn incremental(
             Err(_) => return Err(text),
         }
     }
+    // `--ctstate SNAT` is checked against the nat table file-wide: a change that names it,
+    // or that translates, takes the full path.
+    if new_rules.iter().any(|(_, r)| {
+        matches!(
+            r.target.as_ref().map(|t| &t.target),
+            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+        ) || r.matches.iter().any(|m| {
+            matches!(m.cond, Cond::ConnState(bits) if bits > u16::from(dataplane::classify::ct::ANY))
+        })
+    }) {
+        return Err(text);
+    }
     report.lines_parsed += (c - a) as usize;
     // What the table-wide checks look at: jumps, and interfaces and NAT targets in chains that
     // jumps reach. Without any of them among the new rules, the table (valid before) still is.
@@ -1172,14 +1184,34 @@ mod tests {
     fn table_wide_checks_still_apply_to_changed_lines() {
         let dir = tempfile::tempdir().unwrap();
         let base = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:U1 - [0:0]\n-A INPUT -j U1\n-A U1 -p tcp -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:N1 - [0:0]\n-A PREROUTING -j N1\n-A N1 -p tcp -j ACCEPT\nCOMMIT\n";
-        for (bad, message) in [
-            ("-A U1 -p tcp -j ACCEPT", "-A U1 -o out0 -j DROP"),
+        let ctstate = base.replace(
+            "-A U1 -p tcp -j ACCEPT",
+            "-A U1 -p tcp -j ACCEPT\n-A U1 -m conntrack --ctstate SNAT -j ACCEPT",
+        );
+        let dnat = base.replace(
+            "-A N1 -p tcp -j ACCEPT",
+            "-A N1 -p tcp -j DNAT --to-destination 10.0.0.1",
+        );
+        for (base, bad, message) in [
+            (base, "-A U1 -p tcp -j ACCEPT", "-A U1 -o out0 -j DROP"),
             (
+                base,
                 "-A N1 -p tcp -j ACCEPT",
                 "-A N1 -p tcp -j SNAT --to-source 10.0.0.1",
             ),
+            // File-wide: --ctstate SNAT against the nat table's translating rules, either one new.
+            (
+                ctstate.as_str(),
+                "-A N1 -p tcp -j ACCEPT",
+                "-A N1 -p tcp -j DNAT --to-destination 10.0.0.1",
+            ),
+            (
+                dnat.as_str(),
+                "-A U1 -p tcp -j ACCEPT",
+                "-A U1 -m conntrack --ctstate RELATED,SNAT -j ACCEPT",
+            ),
         ]
-        .map(|(old, new)| (base.replace(old, new), new))
+        .map(|(base, old, new)| (base, base.replace(old, new), new))
         {
             let mut r = Reloader::new();
             load(&mut r, dir.path(), base).unwrap();
@@ -1199,7 +1231,10 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert_eq!(got, want, "{message}");
-            assert!(got.contains("reached from"), "{got}");
+            assert!(
+                got.contains("reached from") || got.contains("--ctstate SNAT"),
+                "{got}"
+            );
         }
     }
 

@@ -450,6 +450,13 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
         return match tables.frags.later(frame, info, now_ns) {
             Ok(first) => {
                 meta.ct_state = first.state.bit();
+                if first
+                    .nat
+                    .as_ref()
+                    .is_some_and(|(b, _)| b.translates_destination())
+                {
+                    meta.ct_state = ct::dnat(meta.ct_state);
+                }
                 if let Route::Forward(h) = first.route {
                     meta.out_port = h.port;
                 }
@@ -557,7 +564,10 @@ fn established<F: Forwarding>(
         u16::from(h.port),
     );
     meta.key = k;
-    meta.ct_state = ct::ESTABLISHED;
+    meta.ct_state = match &binding {
+        Some((b, _)) if b.translates_destination() => ct::ESTABLISHED_DNAT,
+        _ => ct::ESTABLISHED,
+    };
     if let Err(why) = fwd.check(frame, info, &h) {
         let mut j = IpJudgement::early(Verdict::Drop(why), FilterVerdict::Unfiltered, meta, false);
         j.state = Some(CtState::Established);
@@ -939,6 +949,10 @@ fn judge_after_track<F: Forwarding>(
     }
     if let (Some((b, dir)), false) = (&binding, kept) {
         meta.key = prerouted(key, b, *dir, state == CtState::Related);
+        // `--ctstate DNAT`: the state's twin for a connection whose destination is translated.
+        if b.translates_destination() {
+            meta.ct_state = ct::dnat(meta.ct_state);
+        }
     }
 
     // 5. The routing decision on the translated destination.

@@ -216,11 +216,11 @@ fn stateful_rules(n: usize, seed: u64) -> (RuleSet, Vec<FlatRule>) {
         if i % 4 == 3 {
             r.action = Action::Drop;
         }
-        r.ct_states = ct::NEW;
+        r.ct_states = ct::states(ct::NEW);
     }
     let mut rules = Vec::with_capacity(n + 2);
     let mut est = FlatRule::any(Family::V4, Action::Accept, 0);
-    est.ct_states = ct::ESTABLISHED | ct::RELATED;
+    est.ct_states = ct::states(ct::ESTABLISHED | ct::RELATED);
     rules.push(est);
     rules.extend(acl.iter().cloned());
     rules.push(FlatRule::any(Family::V4, Action::Drop, 0));

@@ -115,6 +115,141 @@ fn notrack() -> RuleSet {
     }
 }
 
+/// Shaped like firewalld's iptables backend on a gateway: RELATED,ESTABLISHED,DNAT first (no
+/// nat table, so DNAT never holds), loopback, INVALID dropped, then zones by source through
+/// gotos into per-zone chains that RETURN to a REJECT catch-all; SYN-only NEW TCP from the
+/// inside (a NEW segment without SYN gets a TCP reset), UDP by multiport, an iprange deny list,
+/// REJECT with several --reject-with types; TCP flag tests first, before conntrack's INVALID
+/// (as hand-written rule sets put them), dropping through a LOG chain.
+fn host_zones() -> RuleSet {
+    let common = |inside: &str,
+                  deny: &str,
+                  icmp: &str,
+                  echo: &str,
+                  prohibited: &str,
+                  port_unreach: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :FWD_zones - [0:0]\n:FWD_inside - [0:0]\n:FWD_inside_allow - [0:0]\n\
+             :FWD_outside - [0:0]\n:FWD_outside_deny - [0:0]\n:FWD_outside_allow - [0:0]\n\
+             :LOGDROP - [0:0]\n:BOGUS - [0:0]\n\
+             -A FORWARD -p tcp -j BOGUS\n\
+             -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n\
+             -A FORWARD -i lo -j ACCEPT\n\
+             -A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+             -A FORWARD -j FWD_zones\n\
+             -A FORWARD -m comment --comment \"catch-all\" -j REJECT --reject-with {prohibited}\n\
+             -A FWD_zones -s {inside} -g FWD_inside\n\
+             -A FWD_zones -g FWD_outside\n\
+             -A FWD_inside -j FWD_inside_allow\n\
+             -A FWD_inside -p {icmp} -j ACCEPT\n\
+             -A FWD_inside_allow -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW,UNTRACKED -j ACCEPT\n\
+             -A FWD_inside_allow -p tcp -m tcp ! --syn -m conntrack --ctstate NEW -j REJECT --reject-with tcp-reset\n\
+             -A FWD_inside_allow -p udp -m multiport --dports 53,123,5000:5010 -m conntrack --ctstate NEW -j ACCEPT\n\
+             -A FWD_inside_allow -j RETURN\n\
+             -A FWD_inside_allow -j ACCEPT\n\
+             -A FWD_outside -j FWD_outside_deny\n\
+             -A FWD_outside -j FWD_outside_allow\n\
+             -A FWD_outside_deny -m iprange --src-range {deny} -p udp -j REJECT --reject-with {port_unreach}\n\
+             -A BOGUS -p tcp -m tcp --tcp-flags ALL NONE -j DROP\n\
+             -A BOGUS -p tcp -m tcp --tcp-flags FIN,SYN FIN,SYN -j LOGDROP\n\
+             -A BOGUS -p tcp -m tcp --tcp-flags SYN,ACK SYN,ACK -m conntrack ! --ctstate ESTABLISHED -j LOGDROP\n\
+             -A BOGUS -j RETURN\n\
+             -A FWD_outside_allow -d {inside} -p tcp -m multiport --dports 22,443 -m conntrack --ctstate NEW -j ACCEPT\n\
+             -A FWD_outside_allow -p {icmp} {echo} -j ACCEPT\n\
+             -A FWD_outside_allow -j RETURN\n\
+             -A LOGDROP -j LOG --log-prefix \"drop: \"\n\
+             -A LOGDROP -j DROP\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "host-zones",
+        v4: common(
+            "10.0.0.0/8",
+            "203.0.113.0-203.0.113.255",
+            "icmp",
+            "-m icmp --icmp-type echo-request",
+            "icmp-host-prohibited",
+            "icmp-port-unreachable",
+        ),
+        v6: common(
+            "fd00::/8",
+            "2001:db8:ffff::-2001:db8:ffff::ffff",
+            "ipv6-icmp",
+            "-m icmp6 --icmpv6-type echo-request",
+            "icmp6-adm-prohibited",
+            "icmp6-port-unreachable",
+        ),
+        states: true,
+    }
+}
+
+/// Shaped like ufw's forward chains: before, after, reject and track chains in turn; state
+/// tests with -m state and a negated --ctstate; INVALID logged through a chain whose first rule
+/// RETURNs; ICMP errors by type and code; user rules by multiport and port range; a
+/// skip-to-policy chain; REJECT with tcp-reset and icmp-port-unreachable by protocol.
+fn host_ufw() -> RuleSet {
+    let common = |inside: &str, icmp: &str, errors: &[&str], echo: &str| {
+        let errors: String = errors
+            .iter()
+            .map(|t| format!("-A ufw-before-forward -p {icmp} {t} -j ACCEPT\n"))
+            .collect();
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :ufw-before-forward - [0:0]\n:ufw-after-forward - [0:0]\n:ufw-reject-forward - [0:0]\n\
+             :ufw-track-forward - [0:0]\n:ufw-user-forward - [0:0]\n:ufw-logging-deny - [0:0]\n\
+             :ufw-skip-to-policy-forward - [0:0]\n\
+             -A FORWARD -j ufw-before-forward\n\
+             -A FORWARD -j ufw-after-forward\n\
+             -A FORWARD -j ufw-reject-forward\n\
+             -A FORWARD -j ufw-track-forward\n\
+             -A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A ufw-before-forward -m conntrack --ctstate INVALID -j ufw-logging-deny\n\
+             -A ufw-before-forward -m conntrack --ctstate INVALID -j DROP\n\
+             {errors}\
+             -A ufw-before-forward -p {icmp} {echo} -j ACCEPT\n\
+             -A ufw-before-forward -j ufw-user-forward\n\
+             -A ufw-user-forward -s {inside} -p tcp -m multiport --dports 80,443 -j ACCEPT\n\
+             -A ufw-user-forward -s {inside} -p udp -m udp --dport 53 -j ACCEPT\n\
+             -A ufw-user-forward -d {inside} -p tcp -m tcp --dport 22 -m state --state NEW -j ACCEPT\n\
+             -A ufw-user-forward -p udp -m udp --dport 5000:5001 -j ufw-skip-to-policy-forward\n\
+             -A ufw-logging-deny -m conntrack --ctstate INVALID -j RETURN\n\
+             -A ufw-logging-deny -j LOG --log-prefix \"[UFW BLOCK] \"\n\
+             -A ufw-after-forward -m conntrack ! --ctstate NEW,RELATED -j DROP\n\
+             -A ufw-reject-forward -p tcp -j REJECT --reject-with tcp-reset\n\
+             -A ufw-reject-forward -p udp -j REJECT\n\
+             -A ufw-skip-to-policy-forward -j DROP\n\
+             -A ufw-track-forward -p {icmp} -m conntrack --ctstate NEW -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "host-ufw",
+        v4: common(
+            "10.0.0.0/8",
+            "icmp",
+            &[
+                "-m icmp --icmp-type 3/4",
+                "-m icmp --icmp-type port-unreachable",
+                "-m icmp --icmp-type 11",
+            ],
+            "-m icmp --icmp-type 8",
+        ),
+        v6: common(
+            "fd00::/8",
+            "ipv6-icmp",
+            &[
+                "-m icmp6 --icmpv6-type 2",
+                "-m icmp6 --icmpv6-type port-unreachable",
+                "-m icmp6 --icmpv6-type time-exceeded",
+            ],
+            "-m icmp6 --icmpv6-type 128",
+        ),
+        states: true,
+    }
+}
+
 /// A difference accepted on purpose; `ruleset: None` applies under every rule set.
 struct Allowed {
     ruleset: Option<&'static str>,
@@ -484,6 +619,16 @@ fn invalid_drop_matches_linux() {
 #[test]
 fn notrack_matches_linux() {
     scenarios_under(notrack(), "notrack_matches_linux");
+}
+
+#[test]
+fn host_zones_match_linux() {
+    scenarios_under(host_zones(), "host_zones_match_linux");
+}
+
+#[test]
+fn host_ufw_match_linux() {
+    scenarios_under(host_ufw(), "host_ufw_match_linux");
 }
 
 /// Scenarios the daemon comparison leaves out, and why.

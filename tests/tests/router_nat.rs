@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tests::topo::{in_ns, RouterTopology};
 use tests::{bin, root_or_skip, run, test_eal_args, toml_array, unique};
 
-/// The rules of both routers; `OUT` is the outside interface's name.
+/// The rules of both routers; `OUT` is the outside interface's name. The TCP port forward is
+/// let through by `--ctstate DNAT` (as firewalld's forward ports are), the UDP one by a rule on
+/// the translated destination.
 fn rules(out: &str, inside_net: u8) -> String {
     format!(
         "*nat
@@ -33,8 +35,8 @@ COMMIT
 -A FORWARD -m conntrack --ctstate INVALID -j DROP
 -A FORWARD -d 198.51.100.9/32 -p icmp -j REJECT --reject-with icmp-host-prohibited
 -A FORWARD -s 10.{inside_net}.0.0/24 -m conntrack --ctstate NEW -j ACCEPT
--A FORWARD -d 10.{inside_net}.0.2/32 -p tcp -m tcp --dport 8000 -m conntrack --ctstate NEW -j ACCEPT
 -A FORWARD -d 10.{inside_net}.0.2/32 -p udp -m udp --dport 5300 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT
 COMMIT
 "
     )

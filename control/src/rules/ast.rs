@@ -29,12 +29,16 @@ impl ParsedRules {
     }
 }
 
-/// The netfilter tables Rampart understands.
+/// The netfilter tables Rampart understands. Mangle and security are parsed and validated but
+/// never applied: they load only when their rules change nothing (see
+/// [`TableKind::applied`]), which is what firewalld's iptables backend puts in them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TableKind {
     Filter,
     Nat,
     Raw,
+    Mangle,
+    Security,
 }
 
 impl TableKind {
@@ -44,7 +48,16 @@ impl TableKind {
             TableKind::Filter => "filter",
             TableKind::Nat => "nat",
             TableKind::Raw => "raw",
+            TableKind::Mangle => "mangle",
+            TableKind::Security => "security",
         }
+    }
+
+    /// Whether Rampart applies the table's rules; the others may hold only rules that change
+    /// no packet and no verdict (ACCEPT, RETURN, jumps and gotos, rules without a target) and
+    /// ACCEPT policies.
+    pub fn applied(self) -> bool {
+        matches!(self, TableKind::Filter | TableKind::Nat | TableKind::Raw)
     }
 
     /// From an iptables table name.
@@ -53,6 +66,8 @@ impl TableKind {
             "filter" => Some(TableKind::Filter),
             "nat" => Some(TableKind::Nat),
             "raw" => Some(TableKind::Raw),
+            "mangle" => Some(TableKind::Mangle),
+            "security" => Some(TableKind::Security),
             _ => None,
         }
     }
@@ -68,6 +83,8 @@ impl TableKind {
                 HookPoint::Postrouting,
             ],
             TableKind::Raw => &[HookPoint::Prerouting, HookPoint::Output],
+            TableKind::Mangle => &HookPoint::ALL,
+            TableKind::Security => &[HookPoint::Input, HookPoint::Forward, HookPoint::Output],
         }
     }
 }
@@ -307,8 +324,9 @@ pub enum Cond {
     SourceRange(AddrRange),
     /// `-m iprange --dst-range`.
     DestinationRange(AddrRange),
-    /// `--ctstate` / `--state`: [`dataplane::classify::ct`] bits.
-    ConnState(u8),
+    /// `--ctstate` / `--state`: [`dataplane::classify::ct`] bits (each state with its DNAT
+    /// twin), and above them `--ctstate SNAT`, which no packet has.
+    ConnState(u16),
     /// `--tcp-flags MASK COMP` (`--syn` is `FIN,SYN,RST,ACK SYN`).
     TcpFlags { mask: u8, comp: u8 },
     /// `--icmp-type` (ICMPv4) or `--icmpv6-type`.

@@ -293,7 +293,12 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 out
             }
         }
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        // SNAT (the bit above `ct::ANY`) is never set: the parser admits it only when nothing
+        // can set it.
+        Cond::ConnState(bits) => {
+            let mask = (*bits & u16::from(ct::ANY)) as u8;
+            one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
+        }
         Cond::TcpFlags { mask, comp } => {
             let (mask, comp) = (*mask, *comp);
             let satisfiable = comp & !mask == 0;
@@ -437,7 +442,12 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
                 c.frag = l4;
             }
         }),
-        Cond::ConnState(bits) => one(&|c| c.ct = if neg { ct::ANY & !bits } else { *bits }),
+        // SNAT (the bit above `ct::ANY`) is never set: the parser admits it only when nothing
+        // can set it.
+        Cond::ConnState(bits) => {
+            let mask = (*bits & u16::from(ct::ANY)) as u8;
+            one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
+        }
         Cond::Comment(_) => Some(full),
         _ => None,
     }

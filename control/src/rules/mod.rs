@@ -185,7 +185,7 @@ pub(crate) fn origins(
 
 /// Compiles the nat table of already parsed rules: PREROUTING (DNAT) and POSTROUTING (SNAT,
 /// MASQUERADE) as first-match chains with the filter compiler's flattening. A file without a nat
-/// table translates nothing; rules in the nat INPUT or OUTPUT chains are errors.
+/// table translates nothing; rules in the nat INPUT or OUTPUT chains that translate are errors.
 pub fn compile_nat(parsed: &ParsedRules) -> Result<dataplane::nat::NatRules, Vec<RuleError>> {
     let ctx = parse::Ctx {
         file: &parsed.file,

@@ -312,20 +312,34 @@ pub(crate) fn log_level(s: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("invalid log level {s:?} (0-7 or emerg, alert, crit, error, warning, notice, info, debug)"))
 }
 
-/// A comma list of conntrack states (`--ctstate`, `--state`) as [`ct`] bits.
-pub(crate) fn ct_states(s: &str) -> Result<u8, String> {
+/// `--ctstate SNAT`: the connection's source was translated (`IPS_SRC_NAT`). Above the bits
+/// of [`ct::ANY`]: Rampart keeps no such status, so no packet has it; the parser admits it
+/// only when the nat table cannot set it (see [`super::validate::nat_states`]).
+pub(crate) const CT_SNAT: u16 = 1 << 8;
+
+/// A comma list of conntrack states (`--ctstate`, `--state`) as the mask of a rule: each
+/// state with its `_DNAT` twin ([`ct::states`]), `DNAT` as [`ct::DNAT`], `SNAT` as
+/// [`CT_SNAT`]. `nat_states`: the list may name SNAT and DNAT (`--ctstate` may, `--state` may
+/// not).
+pub(crate) fn ct_states(s: &str, nat_states: bool) -> Result<u16, String> {
     let mut bits = 0;
     for name in s.split(',') {
         bits |= match name.to_ascii_uppercase().as_str() {
-            "NEW" => ct::NEW,
-            "ESTABLISHED" => ct::ESTABLISHED,
-            "RELATED" => ct::RELATED,
-            "INVALID" => ct::INVALID,
-            "UNTRACKED" => ct::UNTRACKED,
-            "SNAT" | "DNAT" => return Err(format!("unsupported conntrack state {name}")),
+            "NEW" => u16::from(ct::states(ct::NEW)),
+            "ESTABLISHED" => u16::from(ct::states(ct::ESTABLISHED)),
+            "RELATED" => u16::from(ct::states(ct::RELATED)),
+            "INVALID" => u16::from(ct::INVALID),
+            "UNTRACKED" => u16::from(ct::UNTRACKED),
+            "SNAT" if nat_states => CT_SNAT,
+            "DNAT" if nat_states => u16::from(ct::DNAT),
+            _ if nat_states => {
+                return Err(format!(
+                "invalid conntrack state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT, DNAT)"
+            ))
+            }
             _ => {
                 return Err(format!(
-                "invalid conntrack state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED)"
+                "invalid state {name:?} (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED; SNAT and DNAT only with -m conntrack --ctstate)"
             ))
             }
         };

@@ -8,8 +8,10 @@
 //! policy (which must be ACCEPT). The first matching terminal rule decides, once per connection.
 //!
 //! The nat table's INPUT and OUTPUT chains translate traffic to and from the host's own
-//! sockets; Rampart has none beyond answering pings, so a rule in either is an error rather than
-//! being ignored.
+//! sockets; Rampart has none beyond answering pings, so a rule there that translates (SNAT,
+//! DNAT, MASQUERADE, itself or in a chain it jumps to) is an error rather than being ignored.
+//! Rules there that change nothing (firewalld's `-A OUTPUT -j OUTPUT_direct` into an empty
+//! chain) are accepted: no packet of Rampart's passes them, and they would translate nothing.
 
 use super::ast::*;
 use super::compile::{flatten, FlattenFor};
@@ -23,16 +25,22 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
     let table = parsed.table(TableKind::Nat);
     let mut errors = Vec::new();
     if let Some(t) = table {
+        let translating = translating_chains(ctx, t);
+        let translates = |rule: &Rule| match rule.target.as_ref().map(|s| &s.target) {
+            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. }) => true,
+            Some(Target::Jump(name)) => t.chain_index(name).is_some_and(|c| translating[c]),
+            _ => false,
+        };
         for hook in [HookPoint::Input, HookPoint::Output] {
             let Some(chain) = t.chain(hook.chain_name()) else {
                 continue;
             };
-            for rule in &chain.rules {
+            for rule in chain.rules.iter().filter(|r| translates(r)) {
                 errors.push(ctx.err(
                     rule.line,
                     rule.col,
                     format!(
-                        "nat {} rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                        "nat {} rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
                         hook.chain_name()
                     ),
                 ));
@@ -65,6 +73,43 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
             Err(errors)
         }
     }
+}
+
+/// For each chain of the nat table `t`, whether it or a chain it jumps to (transitively) holds
+/// a SNAT, DNAT or MASQUERADE rule.
+fn translating_chains(ctx: &Ctx<'_>, t: &Table) -> Vec<bool> {
+    let (g, _) = super::validate::jump_graph(ctx, t);
+    let holds: Vec<bool> = t
+        .chains
+        .iter()
+        .map(|c| {
+            c.rules.iter().any(|r| {
+                matches!(
+                    r.target.as_ref().map(|s| &s.target),
+                    Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+                )
+            })
+        })
+        .collect();
+    (0..t.chains.len())
+        .map(|start| {
+            let mut seen = vec![false; t.chains.len()];
+            let mut stack = vec![start];
+            seen[start] = true;
+            while let Some(c) = stack.pop() {
+                if holds[c] {
+                    return true;
+                }
+                for &(_, next) in &g.edges[c] {
+                    if !seen[next] {
+                        seen[next] = true;
+                        stack.push(next);
+                    }
+                }
+            }
+            false
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -375,16 +420,27 @@ mod tests {
     #[test]
     fn unsupported_chains_and_policies_are_errors_with_positions() {
         let e = errors(
-            "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 1.2.3.4 -j DNAT --to-destination 10.0.0.1\n\
-             -A INPUT -j SNAT --to-source 10.0.0.1\nCOMMIT\n",
+            "*nat\n:OUTPUT ACCEPT [0:0]\n:direct - [0:0]\n:svc - [0:0]\n:sep - [0:0]\n\
+             -A OUTPUT -d 1.2.3.4 -j DNAT --to-destination 10.0.0.1\n\
+             -A INPUT -j SNAT --to-source 10.0.0.1\n\
+             -A OUTPUT -j direct\n-A OUTPUT -p tcp -j svc\n-A OUTPUT -j ACCEPT\n\
+             -A svc -j sep\n-A sep -p tcp -j DNAT --to-destination 10.0.0.2:80\n\
+             -A PREROUTING -j svc\nCOMMIT\n",
         );
         assert_eq!(
             e,
             [
-                "n.rules:3:1: nat OUTPUT rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                "n.rules:4:1: nat INPUT rules are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                "n.rules:6:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                "n.rules:7:1: nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
+                "n.rules:9:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
             ]
         );
+        // Rules there that change nothing load (firewalld's OUTPUT_direct), and change nothing.
+        let quiet =
+            "*nat\n:direct - [0:0]\n-A OUTPUT -j direct\n-A INPUT -j ACCEPT\n-A direct -j RETURN\n\
+                     -A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n";
+        let parsed = parse_iptables("n.rules", quiet, Family::V4, &ports()).unwrap();
+        compile_nat(&parsed).unwrap();
         let e = errors("*nat\n:POSTROUTING DROP [0:0]\nCOMMIT\n");
         assert_eq!(
             e,

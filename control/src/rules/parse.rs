@@ -42,6 +42,17 @@ const MAX_COMMENT: usize = 255;
 /// Most ports one multiport match holds (a range counts as two).
 const MAX_MULTIPORT: usize = 15;
 
+/// LOG options that add fields to Linux's kernel log line (TCP sequence numbers, TCP and IP
+/// options, the socket's owner, the decoded MAC header). They are accepted and change nothing:
+/// Rampart's log records have fixed fields of their own, and no verdict depends on them.
+const LOG_DETAIL_OPTIONS: &[&str] = &[
+    "--log-tcp-sequence",
+    "--log-tcp-options",
+    "--log-ip-options",
+    "--log-uid",
+    "--log-macdecode",
+];
+
 /// Targets Linux has that Rampart does not implement: named in the error rather than taken for
 /// an undeclared chain.
 const UNSUPPORTED_TARGETS: &[&str] = &[
@@ -120,6 +131,7 @@ pub(crate) fn parse(ctx: &Ctx<'_>, text: &str) -> (ParsedRules, Vec<RuleError>) 
         ));
         p.close(open, 0);
     }
+    p.errors.extend(super::validate::nat_states(ctx, &p.tables));
     let rules = ParsedRules {
         file: ctx.file.to_string(),
         family: ctx.family,
@@ -230,7 +242,10 @@ impl FileParser<'_> {
             Err(self.ctx.err(
                 line_no,
                 toks[0].col,
-                format!("unsupported table {name} (Rampart supports filter, nat and raw)"),
+                format!(
+                    "unsupported table {name} (Rampart supports filter, nat and raw, and mangle \
+                     and security when their rules change nothing)"
+                ),
             ))
         };
         self.open = Some(open);
@@ -345,6 +360,18 @@ fn chain_decl(
         }
         chain.policy = Some(match policy_tok.text.as_ref() {
             "ACCEPT" | "-" => Policy::Accept,
+            "DROP" if !table.kind.applied() => {
+                return Err(ctx.err(
+                    line,
+                    policy_tok.col,
+                    format!(
+                        "policy DROP in the {} table is not supported (Rampart applies filter, \
+                         nat and raw; the {} table may only hold rules that change nothing)",
+                        table.kind.name(),
+                        table.kind.name()
+                    ),
+                ));
+            }
             "DROP" => Policy::Drop,
             other => {
                 return Err(ctx.err(
@@ -541,6 +568,8 @@ enum PendingKind {
     Log {
         prefix: Option<String>,
         level: Option<u8>,
+        /// Which of [`LOG_DETAIL_OPTIONS`] were given.
+        details: u8,
     },
     Snat {
         to: Option<NatTo>,
@@ -762,9 +791,7 @@ impl<'a> RuleParser<'a> {
                     (other, _) => {
                         return Err(self.err(
                             tok.col,
-                            format!(
-                                "unsupported option -m {other} (match {other} is not supported)"
-                            ),
+                            format!("unsupported option -m {other} ({})", match_refusal(other)),
                         ));
                     }
                 };
@@ -825,6 +852,7 @@ impl<'a> RuleParser<'a> {
             "LOG" => PendingKind::Log {
                 prefix: None,
                 level: None,
+                details: 0,
             },
             "SNAT" => PendingKind::Snat {
                 to: None,
@@ -841,7 +869,13 @@ impl<'a> RuleParser<'a> {
             "NOTRACK" => PendingKind::NoTrack,
             "CT" => PendingKind::Ct { notrack: false },
             name if UNSUPPORTED_TARGETS.contains(&name) => {
-                return Err(self.err(v.col, format!("unsupported target {name}")));
+                let why = match name {
+                    "MARK" | "CONNMARK" => ": Rampart keeps no packet or connection marks",
+                    "NFLOG" | "ULOG" => " (LOG is supported)",
+                    "REDIRECT" => " (DNAT to an address of Rampart's is)",
+                    _ => "",
+                };
+                return Err(self.err(v.col, format!("unsupported target {name}{why}")));
             }
             name if HookPoint::from_chain_name(name).is_some() => {
                 return Err(self.err(v.col, format!("cannot jump to built-in chain {name}")));
@@ -978,7 +1012,9 @@ impl<'a> RuleParser<'a> {
             }
             "--ctstate" | "--state" => {
                 let v = self.value(tok)?;
-                Cond::ConnState(names::ct_states(&v.text).map_err(|m| self.err(v.col, m))?)
+                let bits = names::ct_states(&v.text, canonical == "--ctstate")
+                    .map_err(|m| self.err(v.col, m))?;
+                Cond::ConnState(bits)
             }
             "--comment" => {
                 self.no_negation(tok, negated)?;
@@ -1052,6 +1088,14 @@ impl<'a> RuleParser<'a> {
                 }
                 let v = self.value(tok)?;
                 *level = Some(names::log_level(&v.text).map_err(|m| self.err(v.col, m))?);
+            }
+            (PendingKind::Log { details, .. }, o) if LOG_DETAIL_OPTIONS.contains(&o) => {
+                self.no_negation(tok, negated)?;
+                let bit = 1 << LOG_DETAIL_OPTIONS.iter().position(|&d| d == o).unwrap_or(0);
+                if *details & bit != 0 {
+                    return Err(dup(self));
+                }
+                *details |= bit;
             }
             (PendingKind::Snat { to, flags }, "--to-source")
             | (PendingKind::Dnat { to, flags }, "--to-destination") => {
@@ -1153,6 +1197,23 @@ impl<'a> RuleParser<'a> {
                 Ok(())
             }
         };
+        if !table.applied()
+            && !matches!(
+                t.kind,
+                PendingKind::Accept | PendingKind::Return | PendingKind::Jump(_)
+            )
+        {
+            return Err(self.err(
+                t.name_col,
+                format!(
+                    "target {} in the {} table is not supported (Rampart applies filter, nat and \
+                     raw; the {} table may only hold ACCEPT, RETURN and jumps, which change nothing)",
+                    t.name,
+                    table.name(),
+                    table.name()
+                ),
+            ));
+        }
         let target = match t.kind {
             PendingKind::Accept => Target::Accept,
             PendingKind::Drop => {
@@ -1176,7 +1237,7 @@ impl<'a> RuleParser<'a> {
                 };
                 Target::Reject(with)
             }
-            PendingKind::Log { prefix, level } => Target::Log(LogSpec {
+            PendingKind::Log { prefix, level, .. } => Target::Log(LogSpec {
                 prefix: prefix.unwrap_or_default(),
                 level: level.unwrap_or(4),
             }),
@@ -1306,6 +1367,32 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
     })
 }
 
+/// Why match `name` is refused: for matches that have no meaning in Rampart or are not
+/// implemented, the reason; otherwise that it is not supported.
+fn match_refusal(name: &str) -> String {
+    let why = match name {
+        "physdev" => "it tests the ports of a Linux bridge; name Rampart's ports with -i/-o",
+        "set" => {
+            "the contents of ipset sets are not part of an iptables-save file; \
+             list the addresses with -s/-d or -m iprange"
+        }
+        "owner" | "cgroup" | "socket" => {
+            "it tests the local socket or process a packet belongs to; Rampart has none"
+        }
+        "addrtype" | "rpfilter" | "realm" | "devgroup" => {
+            "it consults the host's own addresses and routing tables, which the rule file does \
+             not carry"
+        }
+        "limit" | "hashlimit" | "recent" | "connlimit" | "statistic" | "quota" | "connbytes"
+        | "nfacct" | "time" => "rate, count, time and random conditions are not implemented",
+        "mark" | "connmark" => "Rampart keeps no packet or connection marks",
+        "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
+        "policy" => "Rampart does no IPsec",
+        _ => return format!("match {name} is not supported"),
+    };
+    format!("match {name} is not supported: {why}")
+}
+
 fn unsupported_option_message(opt: &str) -> String {
     let hint = match opt {
         "--sport" | "--source-port" | "--dport" | "--destination-port" => {
@@ -1319,6 +1406,11 @@ fn unsupported_option_message(opt: &str) -> String {
         }
         "--src-range" | "--dst-range" => " (it needs -m iprange before it)",
         "--ctstate" => " (it needs -m conntrack before it)",
+        "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
+        | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
+        | "--ctstatus" | "--ctexpire" | "--ctdir" => " (-m conntrack supports --ctstate only)",
+        "--zone" | "--helper" | "--ctevents" | "--expevents" | "--timeout" | "--zone-orig"
+        | "--zone-reply" => " (target CT supports --notrack only)",
         "--state" => " (it needs -m state before it)",
         "--comment" => " (it needs -m comment before it)",
         "--reject-with" => " (it needs -j REJECT before it)",
@@ -1327,6 +1419,9 @@ fn unsupported_option_message(opt: &str) -> String {
     };
     format!("unsupported option {opt}{hint}")
 }
+
+/// The loopback interface's name: when no port has it, `-i lo`/`-o lo` match nothing.
+const LOOPBACK: &str = "lo";
 
 /// `-i`/`-o` name (with an optional `+` wildcard suffix) against the configured ports.
 fn resolve_iface(ports: &[String], name: &str) -> Result<Iface, String> {
@@ -1357,6 +1452,14 @@ fn resolve_iface(ports: &[String], name: &str) -> Result<Iface, String> {
             }
             mask |= 1 << i;
         }
+    }
+    if mask == 0 && name == LOOPBACK {
+        // Every Linux host has it and rule sets accept from it (`-i lo -j ACCEPT`); nothing
+        // Rampart forwards or receives comes from it or goes to it, so it names no port.
+        return Ok(Iface {
+            name: name.to_string(),
+            mask: 0,
+        });
     }
     if mask == 0 {
         let known = if ports.is_empty() {

@@ -70,6 +70,9 @@ const ACCEPTED_V4: &[&str] = &[
     "-m conntrack --ctstate established -j ACCEPT",
     "-m state --state NEW,UNTRACKED -j ACCEPT",
     "-m conntrack ! --ctstate INVALID -j ACCEPT",
+    "-m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT",
+    "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+    "-m conntrack --ctstate SNAT,DNAT -j ACCEPT",
     "-p tcp -m multiport --dports 22,80,443:445 -j ACCEPT",
     "-p udp -m multiport ! --sports 53,123 -j ACCEPT",
     "-p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -j ACCEPT",
@@ -93,6 +96,7 @@ const ACCEPTED_V4: &[&str] = &[
     r#"-m comment --comment "allow \"web\" traffic" -j ACCEPT"#,
     r#"-j LOG --log-prefix "FW drop: " --log-level 6"#,
     "-j LOG --log-level warning",
+    r#"-j LOG --log-prefix "IN " --log-level 7 --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid --log-macdecode"#,
     "-j LOG",
     "-j REJECT --reject-with icmp-host-prohibited",
     "-j REJECT --reject-with icmp-admin-prohibited",
@@ -284,14 +288,59 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         3,
     ),
     (
-        "-m conntrack --ctstate SNAT -j ACCEPT",
-        "unsupported conntrack state",
+        "-m state --state RELATED,ESTABLISHED,DNAT -j ACCEPT",
+        "invalid state \"DNAT\"",
         3,
     ),
     (
         "-m conntrack --ctproto tcp -j ACCEPT",
-        "unsupported option --ctproto",
+        "unsupported option --ctproto (-m conntrack supports --ctstate only)",
         2,
+    ),
+    (
+        "-m conntrack --ctstate NEW --ctdir ORIGINAL -j ACCEPT",
+        "unsupported option --ctdir",
+        4,
+    ),
+    (
+        "-m physdev --physdev-in tap1 --physdev-is-bridged -j ACCEPT",
+        "unsupported option -m physdev (match physdev is not supported: it tests the ports of a Linux bridge",
+        0,
+    ),
+    (
+        "-m set --match-set NIPv4abc src -j RETURN",
+        "unsupported option -m set (match set is not supported: the contents of ipset sets",
+        0,
+    ),
+    (
+        "-m owner --uid-owner 0 -j ACCEPT",
+        "unsupported option -m owner (match owner is not supported: it tests the local socket",
+        0,
+    ),
+    (
+        "-m limit --limit 3/min -j LOG",
+        "unsupported option -m limit (match limit is not supported: rate",
+        0,
+    ),
+    (
+        "-m mark --mark 0x4000/0x4000 -j ACCEPT",
+        "Rampart keeps no packet or connection marks",
+        0,
+    ),
+    (
+        "-m addrtype --dst-type LOCAL -j ACCEPT",
+        "unsupported option -m addrtype (match addrtype is not supported: it consults",
+        0,
+    ),
+    (
+        "-m mac --mac-source fa:16:3e:00:00:01 -j RETURN",
+        "unsupported option -m mac (match mac is not supported)",
+        0,
+    ),
+    (
+        "-j MARK --set-xmark 0x4000/0x4000",
+        "unsupported target MARK: Rampart keeps no packet or connection marks",
+        1,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
     ("-m state -j ACCEPT", "-m state needs --state", 0),
@@ -353,8 +402,13 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ("-j LOG --log-level 9", "out of range", 3),
     ("-j LOG --log-level loud", "invalid log level", 3),
     (
-        "-j LOG --log-tcp-options",
-        "unsupported option --log-tcp-options",
+        "-j LOG --log-tcp-options --log-uid --log-tcp-options",
+        "only one --log-tcp-options",
+        4,
+    ),
+    (
+        "-j ACCEPT --log-uid",
+        "unsupported option --log-uid",
         2,
     ),
     (
@@ -482,11 +536,10 @@ fn file_structure_errors() {
         e,
         ["t.rules:3:1: table filter appears twice (first at line 1)"]
     );
-    let e =
-        errors("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MARK --set-mark 1\nCOMMIT\n");
+    let e = errors("*rawpost\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
     assert_eq!(
         e,
-        ["t.rules:1:1: unsupported table mangle (Rampart supports filter, nat and raw)"]
+        ["t.rules:1:1: unsupported table rawpost (Rampart supports filter, nat and raw, and mangle and security when their rules change nothing)"]
     );
     let e = errors("-A FORWARD -j ACCEPT\n");
     assert!(
@@ -661,7 +714,7 @@ fn nat_and_raw_tables_are_validated() {
         ),
         (
             "*raw\n-A PREROUTING -j CT --zone 1\nCOMMIT\n",
-            "unsupported option --zone",
+            "unsupported option --zone (target CT supports --notrack only)",
         ),
         (
             "*raw\n-A PREROUTING -j DNAT --to-destination 1.2.3.4\nCOMMIT\n",
@@ -679,9 +732,116 @@ fn nat_and_raw_tables_are_validated() {
     }
 }
 
+/// `--ctstate DNAT` (firewalld's `RELATED,ESTABLISHED,DNAT`, kube-proxy's
+/// `! --ctstate RELATED,ESTABLISHED,DNAT`) tests the packet's DNAT twin state; a plain state
+/// matches both twins. `--ctstate SNAT` loads only when the nat table translates nothing (then,
+/// as in Linux, no connection has it); with a translating rule every match naming it is an error.
+#[test]
+fn nat_conntrack_states() {
+    let filter = "*filter\n:FORWARD DROP [0:0]\n\
+                  -A FORWARD -s 10.9.0.0/16 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n\
+                  -A FORWARD -s 10.8.0.0/16 -m conntrack --ctstate NEW -j ACCEPT\n\
+                  -A FORWARD -s 10.7.0.0/16 -m state --state ESTABLISHED -j ACCEPT\n\
+                  -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n\
+                  -A FORWARD -m conntrack --ctstate SNAT -j LOG\nCOMMIT\n";
+    let dnat = "*nat\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5\nCOMMIT\n";
+    let masq = "*nat\n-A POSTROUTING -o out0 -j MASQUERADE\nCOMMIT\n";
+    let rs = compile(filter, Family::V4).unwrap();
+    let at = |src: &str, state: u8| {
+        let mut p = pkt(src, "10.0.0.5", 6, 40000, 80);
+        p.ct_state = state;
+        judge(&rs, &p).1
+    };
+    // 10.9/16: dropped unless RELATED, ESTABLISHED or DNAT'd (kube-proxy's localnet rule).
+    assert_eq!(at("10.9.0.1", ct::NEW), "FORWARD:1");
+    assert_eq!(at("10.9.0.1", ct::INVALID), "FORWARD:1");
+    assert_eq!(at("10.9.0.1", ct::NEW_DNAT), "FORWARD:4");
+    assert_eq!(at("10.9.0.1", ct::ESTABLISHED), "FORWARD:4");
+    // A plain state matches its DNAT twin (-m conntrack and -m state alike).
+    assert_eq!(at("10.8.0.1", ct::NEW_DNAT), "FORWARD:2");
+    assert_eq!(at("10.7.0.1", ct::ESTABLISHED_DNAT), "FORWARD:3");
+    assert_eq!(at("10.7.0.1", ct::RELATED_DNAT), "FORWARD:4");
+    // firewalld's first rule: any DNAT'd packet, not a plain NEW one; SNAT never holds.
+    assert_eq!(at("192.0.2.1", ct::NEW_DNAT), "FORWARD:4");
+    assert_eq!(at("192.0.2.1", ct::NEW), "policy FORWARD DROP");
+    assert_eq!(at("192.0.2.1", ct::UNTRACKED), "policy FORWARD DROP");
+    // DNAT loads with DNAT rules; SNAT does not with any translating rule.
+    for nat in [dnat, masq] {
+        let e = errors(&format!("{filter}{nat}"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.rules:7:25: --ctstate SNAT is not supported"),
+            "{e:?}"
+        );
+        assert!(e[0].contains("(line 10)"), "{e:?}");
+    }
+    let no_snat = filter.replace("-A FORWARD -m conntrack --ctstate SNAT -j LOG\n", "");
+    compile(&format!("{dnat}{no_snat}"), Family::V4).unwrap();
+}
+
+/// firewalld's iptables backend fills mangle and security with chains that only jump: such
+/// tables load and change nothing; anything that would change a packet or a verdict there is
+/// refused at its line.
+#[test]
+fn mangle_and_security_load_when_they_change_nothing() {
+    let filter = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+    let noop = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+                :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:PREROUTING_ZONES - [0:0]\n\
+                :PRE_public - [0:0]\n:PRE_public_allow - [0:0]\n\
+                -A PREROUTING -j PREROUTING_ZONES\n-A PREROUTING_ZONES -i in0 -g PRE_public\n\
+                -A PREROUTING_ZONES -g PRE_public\n-A PRE_public -j PRE_public_allow\n\
+                -A PRE_public_allow -p tcp --dport 80 -j ACCEPT\n-A PRE_public_allow -j RETURN\n\
+                -A FORWARD -s 10.0.0.0/8\nCOMMIT\n\
+                *security\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                :FORWARD_direct - [0:0]\n-A FORWARD -j FORWARD_direct\nCOMMIT\n";
+    let a = compile(&format!("{noop}{filter}"), Family::V4).unwrap();
+    let b = compile(filter, Family::V4).unwrap();
+    assert_eq!(a.rules, b.rules);
+    let parsed = parse_iptables("t.rules", noop, Family::V4, &ports()).unwrap();
+    assert_eq!(parsed.table(TableKind::Mangle).unwrap().chains.len(), 8);
+    let bad: &[(&str, &str)] = &[
+        (
+            "*mangle\n-A PREROUTING -j DROP\nCOMMIT\n",
+            "t.rules:2:18: target DROP in the mangle table is not supported",
+        ),
+        (
+            "*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n",
+            "t.rules:2:22: target LOG in the mangle table",
+        ),
+        (
+            "*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n",
+            "t.rules:2:15: unsupported target MARK",
+        ),
+        (
+            "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n",
+            "t.rules:2:15: target REJECT in the mangle table",
+        ),
+        (
+            "*security\n:FORWARD DROP [0:0]\nCOMMIT\n",
+            "t.rules:2:10: policy DROP in the security table is not supported",
+        ),
+        (
+            "*mangle\n:u - [0:0]\n-A INPUT -j u\n-A u -j DROP\nCOMMIT\n",
+            "t.rules:4:9: target DROP in the mangle table",
+        ),
+        (
+            "*security\n-A FORWARD -m set --match-set x src -j ACCEPT\nCOMMIT\n",
+            "t.rules:2:12: unsupported option -m set",
+        ),
+    ];
+    for (text, want) in bad {
+        let e = errors(&format!("{filter}{text}").replace("t.rules:2:", "t.rules:6:"));
+        let want = want
+            .replace("t.rules:2:", "t.rules:6:")
+            .replace("t.rules:4:", "t.rules:8:");
+        assert_eq!(e.len(), 1, "{text}: {e:?}");
+        assert!(e[0].starts_with(&want), "{text}: {e:?} is not {want:?}");
+    }
+}
+
 #[test]
 fn all_errors_are_collected_in_order() {
-    let text = "*filter\n-A FORWARD -m set -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp --dport x -j DROP\n-A FORWARD -j nowhere\nCOMMIT\n*mangle\nCOMMIT\n";
+    let text = "*filter\n-A FORWARD -m set -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -p tcp --dport x -j DROP\n-A FORWARD -j nowhere\nCOMMIT\n*mangle\n:PREROUTING DROP [0:0]\nCOMMIT\n";
     let e = errors(text);
     assert_eq!(e.len(), 4, "{e:?}");
     let lines: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap()).collect();
@@ -691,7 +851,7 @@ fn all_errors_are_collected_in_order() {
             "t.rules:2:12",
             "t.rules:4:27",
             "t.rules:5:12",
-            "t.rules:7:1"
+            "t.rules:8:13"
         ]
     );
 }
@@ -1086,6 +1246,35 @@ fn interfaces_and_wildcards() {
     assert_eq!(judge(&rs, &p(0, 2)).1, "FORWARD:2");
     assert_eq!(judge(&rs, &p(1, 2)).1, "policy FORWARD DROP");
     assert_eq!(judge(&rs, &p(2, 3)).1, "FORWARD:2");
+    // The loopback interface, when no port has its name, is none of them (`-i lo -j ACCEPT`
+    // as every host's rule set has it); other unknown names are still errors.
+    let rs = rules("-A FORWARD -i lo -j ACCEPT\n-A FORWARD -o lo -j ACCEPT\n-A FORWARD ! -i lo -p tcp -j REJECT");
+    for (i, o) in [(0, 2), (1, 3), (3, 0)] {
+        assert_eq!(judge(&rs, &p(i, o)).1, "FORWARD:3");
+    }
+    let e = errors(&wrap("-A FORWARD -i lo0 -j ACCEPT"));
+    assert!(e[0].contains("unknown port lo0"), "{e:?}");
+    let mut with_lo = ports();
+    with_lo.push("lo".into());
+    let rs = compile_iptables(
+        "t.rules",
+        &wrap("-A FORWARD -i lo -j ACCEPT"),
+        Family::V4,
+        &with_lo,
+        Hook::Forward,
+    )
+    .unwrap();
+    assert_eq!(
+        judge(
+            &rs,
+            &PacketMeta {
+                in_port: 4,
+                ..tcp(1)
+            }
+        )
+        .1,
+        "FORWARD:1"
+    );
 }
 
 #[test]
@@ -1267,7 +1456,7 @@ fn ref_match(m: &Match, p: &PacketMeta, ports: &[String]) -> bool {
         Cond::Module(m) => !(m.is_l4() && frag),
         Cond::SourceRange(r) => in_addr(r, k.src),
         Cond::DestinationRange(r) => in_addr(r, k.dst),
-        Cond::ConnState(bits) => p.ct_state & bits != 0,
+        Cond::ConnState(bits) => u16::from(p.ct_state) & bits != 0,
         Cond::Comment(_) => true,
         // The L4 matches return false on a later fragment before looking at `!`.
         Cond::SourcePorts(r) if !frag => in_ports(r, k.src_port),

@@ -189,3 +189,46 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
     }
     errors
 }
+
+/// The file-wide check of `--ctstate SNAT`: Rampart keeps no source-translation status beside
+/// a connection's state (DNAT it does: [`dataplane::classify::ct::DNAT`]), so SNAT is admitted
+/// only where Linux would never set it either: when the nat table has no translating rule at
+/// all (Linux also sets SNAT when it moves a source port to keep two connections' replies
+/// apart, which a DNAT can cause). Every such match is an error otherwise, naming the first
+/// such rule.
+pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
+    use super::names::CT_SNAT;
+    let snat = tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Nat)
+        .flat_map(|t| t.chains.iter().flat_map(|c| c.rules.iter()))
+        .find(|r| {
+            matches!(
+                r.target.as_ref().map(|s| &s.target),
+                Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+            )
+        })
+        .map(|r| r.line);
+    let Some(line) = snat else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for rule in tables
+        .iter()
+        .flat_map(|t| t.chains.iter().flat_map(|c| c.rules.iter()))
+    {
+        for m in &rule.matches {
+            if matches!(m.cond, Cond::ConnState(bits) if bits & CT_SNAT != 0) {
+                errors.push(ctx.err(
+                    rule.line,
+                    m.col,
+                    format!(
+                        "--ctstate SNAT is not supported when the nat table translates (line \
+                         {line}); without such rules it never matches, as in Linux"
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}

@@ -23,14 +23,42 @@ pub use update::{Updatable, UpdateError};
 use crate::wire::{Family, FlowKey, IpAddr128};
 
 /// Conntrack states as bits, for `-m conntrack --ctstate` / `-m state --state`.
+///
+/// A packet has exactly one bit: its state, and for a connection whose destination was
+/// translated (Linux's `IPS_DST_NAT`, what `--ctstate DNAT` tests) the state's `_DNAT` twin
+/// ([`dnat`]). A rule's mask for a state holds both twins ([`states`]); `--ctstate DNAT` is
+/// [`DNAT`]. INVALID and UNTRACKED packets have no connection, so no twin.
 pub mod ct {
     pub const NEW: u8 = 1 << 0;
     pub const ESTABLISHED: u8 = 1 << 1;
     pub const RELATED: u8 = 1 << 2;
     pub const INVALID: u8 = 1 << 3;
     pub const UNTRACKED: u8 = 1 << 4;
+    pub const NEW_DNAT: u8 = NEW << 5;
+    pub const ESTABLISHED_DNAT: u8 = ESTABLISHED << 5;
+    pub const RELATED_DNAT: u8 = RELATED << 5;
+    /// `--ctstate DNAT`: every state of a connection whose destination was translated.
+    pub const DNAT: u8 = NEW_DNAT | ESTABLISHED_DNAT | RELATED_DNAT;
     /// Any state (no state match).
-    pub const ANY: u8 = 0x1f;
+    pub const ANY: u8 = 0xff;
+
+    /// A rule's mask for the plain states in `mask`: each with its `_DNAT` twin, so that
+    /// `--ctstate NEW` matches every NEW packet, translated or not.
+    #[inline]
+    pub const fn states(mask: u8) -> u8 {
+        mask | ((mask & (NEW | ESTABLISHED | RELATED)) << 5)
+    }
+
+    /// The bit of a packet in state `bit` (a plain state) of a connection whose destination
+    /// was translated.
+    #[inline]
+    pub const fn dnat(bit: u8) -> u8 {
+        if bit & (NEW | ESTABLISHED | RELATED) != 0 {
+            bit << 5
+        } else {
+            bit
+        }
+    }
 }
 
 /// A bit per port index (ports are at most [`crate::pipeline::MAX_PORTS`] = 32).

@@ -92,13 +92,14 @@ pub struct Tree {
 }
 
 /// Conntrack states (the bits of [`ct::ANY`]).
-const STATES: usize = 5;
-const _: () = assert!(ct::ANY == (1 << STATES) - 1);
+const STATES: usize = 8;
+const _: () = assert!(ct::ANY as u32 == (1u32 << STATES) - 1);
 
 /// The index of a packet's state, when it is exactly one state bit.
 #[inline(always)]
 fn state_of(p: &PacketMeta) -> Option<usize> {
-    (p.ct_state.is_power_of_two() && p.ct_state <= ct::ANY)
+    p.ct_state
+        .is_power_of_two()
         .then(|| p.ct_state.trailing_zeros() as usize)
 }
 
@@ -860,7 +861,7 @@ mod tests {
                     },
                     in_port: (x >> 20) as u8 & 3,
                     out_port: 0,
-                    ct_state: 1 << ((x >> 24) % 5),
+                    ct_state: 1 << ((x >> 24) % 8),
                     tcp_flags: (x >> 32) as u8,
                     later_fragment: (x >> 40) & 7 == 0,
                 }
@@ -1028,7 +1029,7 @@ mod tests {
         assert_eq!(new_tree.nodes, t_plain.stats().v4.nodes);
         let mut pkts = classbench::synth_trace(&plain, 5, 4000);
         for (i, p) in pkts.iter_mut().enumerate() {
-            p.ct_state = 1 << (i % 5);
+            p.ct_state = 1 << (i % 8);
         }
         let from = vec![0u32; pkts.len()];
         assert_eq!(

@@ -119,6 +119,15 @@ impl Binding {
         self.reply == self.orig.reply()
     }
 
+    /// Whether the destination side is translated (a DNAT: Linux's `IPS_DST_NAT`, what
+    /// `--ctstate DNAT` tests): the original direction's destination address, or its port
+    /// (ICMP aside, whose key ports are the identifier and the type), changed.
+    #[inline]
+    pub fn translates_destination(&self) -> bool {
+        let t = self.translated_orig();
+        t.dst != self.orig.dst || (!self.orig.is_icmp() && t.dst_port != self.orig.dst_port)
+    }
+
     /// The original direction's tuple after translation.
     #[inline]
     pub fn translated_orig(&self) -> FlowKey {
