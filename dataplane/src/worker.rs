@@ -1059,12 +1059,29 @@ fn route_burst(
     let stats = ctx.stats;
     let n = burst.packets_mut().len();
     let mut rx_bytes = 0u64;
+    // The stateful bridge's prefetch pass (`handle_burst`): each frame parsed once, its
+    // conntrack bucket and entry loaded, and what the pass learnt of its tuple kept for the
+    // judgement. A frame the straight-line parser leaves goes to the full parser below.
+    burst.prefetch_data();
+    let mut parsed = [None; MAX_BURST];
+    let mut hints = [crate::conntrack::Hint::default(); MAX_BURST];
+    crate::track::prefetch_burst(
+        tables,
+        burst.packets_mut().iter().map(|m| m.data()),
+        &mut parsed,
+        &mut hints,
+    );
+    for (info, m) in parsed.iter_mut().zip(burst.packets_mut().iter()) {
+        if let Some(i) = info {
+            i.l4_csum = m.rx_l4_csum();
+        }
+    }
     let out = RefCell::new(Out {
         pool: ctx.pool,
         egress,
         stats,
     });
-    for mut m in burst.by_ref() {
+    for (i, mut m) in burst.by_ref().enumerate() {
         let len = m.pkt_len() as u64;
         rx_bytes += len;
         let ingress = match source {
@@ -1075,22 +1092,26 @@ fn route_burst(
             stats.drop_packet(DropReason::Unlinearizable);
             continue;
         }
-        let mut info = match crate::wire::parse::parse_common(m.data()) {
-            Some(i) => i,
+        let full;
+        let (info, hint) = match &parsed[i] {
+            Some(info) => (info, Some(hints[i])),
             None => match crate::wire::parse_frame(m.data()) {
-                Ok(i) => i,
+                Ok(mut info) => {
+                    info.l4_csum = m.rx_l4_csum();
+                    full = info;
+                    (&full, None)
+                }
                 Err(e) => {
                     stats.drop_packet(DropReason::Parse(e));
                     continue;
                 }
             },
         };
-        info.l4_csum = m.rx_l4_csum();
         let arrival = router.arrive(
             st,
             ingress,
             m.data(),
-            &info,
+            info,
             now_ns,
             &mut Shared(&out),
             |port, p| out.borrow_mut().send(port, p),
@@ -1099,7 +1120,7 @@ fn route_burst(
             Arrival::Ip(key) => key,
             Arrival::Consumed => {
                 if let Some(stg) = steering.as_deref_mut() {
-                    if is_neighbour_answer(m.data(), &info) {
+                    if is_neighbour_answer(m.data(), info) {
                         share_answer(ctx, stg, ingress, m.data());
                     }
                 }
@@ -1112,8 +1133,8 @@ fn route_burst(
         };
         if let Some(stg) = steering.as_deref_mut() {
             let owner = match ctx.rules.filter.nat.as_deref() {
-                Some(nat) => crate::steer::owner_nat(m.data(), &info, &nat.steering),
-                None => crate::steer::owner_of(m.data(), &info, stg.workers),
+                Some(nat) => crate::steer::owner_nat(m.data(), info, &nat.steering),
+                None => crate::steer::owner_of(m.data(), info, stg.workers),
             };
             if let Some(w) = owner.filter(|&w| usize::from(w) != ctx.id) {
                 m.set_port(ingress);
@@ -1125,23 +1146,21 @@ fn route_burst(
             }
         }
         let mut logged = Logged::default();
-        let (j, fate) = router.judge_and_route(
+        let (counted, fate) = router.judge_and_route_hinted(
             st,
             &ctx.rules.filter,
             tables,
             ingress,
             m,
-            &info,
-            key,
+            info,
+            &key,
+            hint,
             now_ns,
             &mut Shared(&out),
             |rule, spec, meta| logged.push(rule, spec, meta),
         );
-        if j.judged && !j.raw && !j.input {
-            if let (Some(rule), Some(c)) = (j.filter.rule(), ctx.rules.counters(key.family, ctx.id))
-            {
-                c.hit(rule, len);
-            }
+        if let (Some(rule), Some(c)) = (counted.rule(), ctx.rules.counters(key.family, ctx.id)) {
+            c.hit(rule, len);
         }
         if logged.n > 0 {
             logged.flush(ctx, len as usize);

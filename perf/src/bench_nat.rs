@@ -47,6 +47,22 @@ pub struct NatArgs {
     /// Which pages the conntrack table may take, as `rampart-perf stateful --hugepages`.
     #[arg(long, value_enum, default_value_t = Pages::Auto)]
     pub hugepages: Pages,
+    /// Also measure the established SNAT traffic through router mode, the path a router-mode
+    /// worker runs (ports with addresses, routes, resolved neighbours; `bench_route`).
+    #[arg(long)]
+    pub routed: bool,
+    /// With `--routed`: which routed figures, the worker's path (`on`: conntrack's prefetch
+    /// pass and hints), the same without the pass (`off`), or both.
+    #[arg(long, value_enum, default_value_t = RoutePrefetch::Both)]
+    pub route_prefetch: RoutePrefetch,
+}
+
+/// `--route-prefetch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoutePrefetch {
+    On,
+    Off,
+    Both,
 }
 
 const RULES: &str = "*nat
@@ -65,7 +81,7 @@ COMMIT
 COMMIT
 ";
 
-fn filters() -> Result<(Filter, Filter)> {
+fn filters(mode: control::config::Mode) -> Result<(Filter, Filter)> {
     let ports = ["inside".to_string(), "outside".to_string()];
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("nat.rules");
@@ -75,23 +91,13 @@ fn filters() -> Result<(Filter, Filter)> {
         ..Default::default()
     };
     let make: &control::load::MakeClassifier<'_> = &control::load::tree_classifier;
-    let nat = control::load::load_filter(
-        &files,
-        &ports,
-        control::rules::Hook::Forward,
-        control::config::Mode::Bridge,
-        make,
-    )?;
+    let nat =
+        control::load::load_filter(&files, &ports, control::rules::Hook::Forward, mode, make)?;
     if nat.nat.is_none() {
         bail!("the benchmark's nat table translates nothing");
     }
-    let mut plain = control::load::load_filter(
-        &files,
-        &ports,
-        control::rules::Hook::Forward,
-        control::config::Mode::Bridge,
-        make,
-    )?;
+    let mut plain =
+        control::load::load_filter(&files, &ports, control::rules::Hook::Forward, mode, make)?;
     plain.nat = None;
     Ok((nat, plain))
 }
@@ -211,11 +217,116 @@ measure! {
     established_translated;
 }
 
+/// A routed measurement ([`crate::bench_route::route_all`]), out of line under its own name.
+type RoutedMeasure = fn(
+    &mut crate::bench_route::Rig,
+    &Filter,
+    &mut Tables,
+    &Arena,
+    Option<&[u32]>,
+    u64,
+    usize,
+) -> Result<(f64, usize)>;
+
+macro_rules! routed_measure {
+    ($($(#[$doc:meta])* $name:ident = $prefetch:literal;)*) => {$(
+        $(#[$doc])*
+        #[inline(never)]
+        fn $name(
+            rig: &mut crate::bench_route::Rig,
+            filter: &Filter,
+            tables: &mut Tables,
+            arena: &Arena,
+            order: Option<&[u32]>,
+            now_ns: u64,
+            passes: usize,
+        ) -> Result<(f64, usize)> {
+            crate::bench_route::route_all::<$prefetch>(
+                rig, filter, tables, arena, order, now_ns, passes,
+            )
+        }
+    )*};
+}
+
+routed_measure! {
+    /// Established traffic, every packet translated, through router mode as a worker routes a
+    /// burst: conntrack's prefetch pass, then each frame with its parse and hint
+    /// (`valgrind --tool=callgrind --toggle-collect='*established_routed*'`).
+    established_routed = true;
+    /// The same without the prefetch pass: each frame parsed and judged in turn, as router
+    /// mode ran before it had one (`--toggle-collect='*routed_unprefetched*'`).
+    routed_unprefetched = false;
+}
+
+/// Opens every flow of `keys` through the router (the request from inside, the reply from
+/// outside to the tuple the binding says, the handshake's last ACK for TCP); returns their
+/// data packets as they arrive, one per direction each.
+fn open_routed(
+    rig: &mut crate::bench_route::Rig,
+    filter: &Filter,
+    tables: &mut Tables,
+    keys: &[FlowKey],
+    now: u64,
+) -> Result<Arena> {
+    use crate::bench_route::to_port;
+    let mut data = Arena::with_capacity(2 * keys.len());
+    for k in keys {
+        let (s, sp, d, dp) = ends(k);
+        let tcp_flow = k.proto == ip_proto::TCP;
+        let first = if tcp_flow {
+            tcp(s, sp, d, dp, Flags::SYN, 100, 0)
+        } else {
+            udp(s, sp, d, dp)
+        };
+        let Some((_, b)) = rig.one(filter, tables, INSIDE, to_port(first, INSIDE), now) else {
+            bail!("routed: flow {k:?}: its first packet was not sent");
+        };
+        let b = b.unwrap_or(Binding::identity(*k));
+        let (rs, rsp, rd, rdp) = ends(&b.reply);
+        let reply = if tcp_flow {
+            tcp(rs, rsp, rd, rdp, Flags::SYN | Flags::ACK, 900, 101)
+        } else {
+            udp(rs, rsp, rd, rdp)
+        };
+        if rig
+            .one(filter, tables, OUTSIDE, to_port(reply, OUTSIDE), now)
+            .is_none()
+        {
+            bail!("routed: flow {k:?}: its reply was not sent");
+        }
+        let pkts = if tcp_flow {
+            let ack = tcp(s, sp, d, dp, Flags::ACK, 101, 901);
+            if rig
+                .one(filter, tables, INSIDE, to_port(ack, INSIDE), now)
+                .is_none()
+            {
+                bail!("routed: flow {k:?}: its last ACK was not sent");
+            }
+            [
+                tcp(s, sp, d, dp, Flags::ACK, 101, 901),
+                tcp(rs, rsp, rd, rdp, Flags::ACK, 901, 101),
+            ]
+        } else {
+            [udp(s, sp, d, dp), udp(rs, rsp, rd, rdp)]
+        };
+        let [out, back] = pkts;
+        data.push(&to_port(out, INSIDE), INSIDE);
+        data.push(&to_port(back, OUTSIDE), OUTSIDE);
+    }
+    if rig.take_emitted() != 0 {
+        bail!("routed: the router sent frames of its own while the flows opened");
+    }
+    Ok(data)
+}
+
 struct CaseResult {
     flows: usize,
     pass_through: Figure,
     tracked: Figure,
     nat: Figure,
+    /// Router mode (`--routed`): the worker's path, and the same without the prefetch pass.
+    routed: Option<Figure>,
+    routed_unprefetched: Option<Figure>,
     new_plain: Figure,
     new_nat: Figure,
     bytes_per_flow: f64,
@@ -226,7 +337,7 @@ struct CaseResult {
 
 fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
     eprintln!("rampart-perf: nat: {flows} flows: building");
-    let (nat, plain) = filters()?;
+    let (nat, plain) = filters(control::config::Mode::Bridge)?;
     let none = Filter::default();
     let bridge = Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop);
     let mut rng = SplitMix64(0x6e61_7400 + flows as u64);
@@ -342,11 +453,44 @@ fn run_case(args: &NatArgs, flows: usize, hz: f64) -> Result<CaseResult> {
         }
         nt.push(c);
     }
+    drop(nat_data);
+    let (mut routed_on, mut routed_off) = (None, None);
+    if args.routed {
+        let (rnat, _) = filters(control::config::Mode::Router)?;
+        let mut rig = crate::bench_route::Rig::new(now)?;
+        tables.ct.flush();
+        let data = open_routed(&mut rig, &rnat, &mut tables, &keys, now)?;
+        let which = match args.route_prefetch {
+            RoutePrefetch::On => &[true][..],
+            RoutePrefetch::Off => &[false][..],
+            RoutePrefetch::Both => &[true, false][..],
+        };
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            for &prefetch in which {
+                let (measure, out) = if prefetch {
+                    (established_routed as RoutedMeasure, &mut on)
+                } else {
+                    (routed_unprefetched as RoutedMeasure, &mut off)
+                };
+                let (c, sent) =
+                    measure(&mut rig, &rnat, &mut tables, &data, order, now, args.passes)?;
+                if sent != data.len() || rig.take_emitted() != 0 {
+                    bail!("routed: {sent} of {} sent", data.len());
+                }
+                out.push(c);
+            }
+        }
+        routed_on = (!on.is_empty()).then(|| Figure::of(on));
+        routed_off = (!off.is_empty()).then(|| Figure::of(off));
+    }
     Ok(CaseResult {
         flows,
         pass_through: Figure::of(pt),
         tracked: Figure::of(tr),
         nat: Figure::of(nt),
+        routed: routed_on,
+        routed_unprefetched: routed_off,
         new_plain: Figure::of(new_plain),
         new_nat: Figure::of(new_nat),
         bytes_per_flow,
@@ -385,6 +529,58 @@ fn targets(results: &[CaseResult]) -> String {
     )
 }
 
+/// The routed figures (`--routed`) beside the bridge's and pass-through, each row saying
+/// which path it measures; empty without them.
+fn routed_table(results: &[CaseResult], hz: f64) -> String {
+    if results
+        .iter()
+        .all(|r| r.routed.is_none() && r.routed_unprefetched.is_none())
+    {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nEstablished SNAT traffic by path (the same flows and frames; cycles per packet, Mpps per worker at the median):\n\n\
+         | flows | path | what runs | cycles/pkt | Mpps per worker |\n|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let mut rows = vec![
+            (
+                "pass-through",
+                "parse and bridge: no rules, no tracking",
+                r.pass_through,
+            ),
+            (
+                "bridge, tracked + SNAT",
+                "conntrack's prefetch pass, then `Bridge::judge_verdict_parsed` (a stateful bridge worker's `handle_burst`)",
+                r.nat,
+            ),
+        ];
+        if let Some(f) = r.routed {
+            rows.push((
+                "router, tracked + SNAT",
+                "conntrack's prefetch pass, then `Router::arrive` and `Router::judge_and_route_hinted` (a router-mode worker's `route_burst`): route lookup, TTL, the next hop's MACs",
+                f,
+            ));
+        }
+        if let Some(f) = r.routed_unprefetched {
+            rows.push((
+                "router, no prefetch pass",
+                "each frame parsed, `Router::arrive`, `Router::judge_and_route` in turn (`route_burst` before its prefetch pass)",
+                f,
+            ));
+        }
+        for (path, what, f) in rows {
+            t += &format!(
+                "| {} | {path} | {what} | {} | {:.2} |\n",
+                r.flows,
+                f.show(1),
+                hz / f.0.median / 1e6
+            );
+        }
+    }
+    t
+}
+
 pub fn run(args: &NatArgs) -> Result<()> {
     let load_before = load_average();
     let hz = tsc_hz();
@@ -411,6 +607,7 @@ pub fn run(args: &NatArgs) -> Result<()> {
             r.bytes_per_flow,
         );
     }
+    let routed = routed_table(&results, hz);
     let targets = targets(&results);
     let pages: String = results
         .iter()
@@ -418,6 +615,7 @@ pub fn run(args: &NatArgs) -> Result<()> {
         .collect();
     println!("TSC {:.0} MHz", hz / 1e6);
     print!("{table}");
+    print!("{routed}");
     print!("\nThe table's memory:\n\n{pages}");
     println!("\n{targets}");
     if let Some(path) = &args.markdown {
@@ -436,7 +634,7 @@ pub fn run(args: &NatArgs) -> Result<()> {
              connections: first packets into an empty table (classification, nat chains, port \
              allocation with the uniqueness probe, entry creation). TSC {:.0} MHz; medians of {} \
              runs (min..max).\n\n{table}\nThe table's memory (`--hugepages`; the packets' \
-             buffers are on small pages):\n\n{pages}\n{targets}",
+             buffers are on small pages):\n\n{pages}\n{routed}{targets}",
             args.flows.join(","),
             args.hugepages.arg(),
             crate::report::commit(),

@@ -141,7 +141,7 @@ impl Arena {
     }
 
     #[inline(always)]
-    fn get(&self, i: usize) -> (&[u8], u16) {
+    pub(crate) fn get(&self, i: usize) -> (&[u8], u16) {
         let at = i * STRIDE;
         (
             &self.bytes[at..at + usize::from(self.lens[i])],

@@ -5,6 +5,7 @@ pub mod bench_classify;
 pub mod bench_conn;
 pub mod bench_latency;
 pub mod bench_nat;
+pub mod bench_route;
 pub mod bench_stateful;
 pub mod bench_swap;
 pub mod bench_swaploss;

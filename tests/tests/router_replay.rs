@@ -296,3 +296,338 @@ fn router_mode_replay_refuses_what_it_cannot_run() {
         "{err}"
     );
 }
+
+/// The router-mode worker's burst path (`route_burst`: conntrack's prefetch pass over the
+/// burst, then each frame with the pass's parse and hint, `Router::judge_and_route_hinted`)
+/// against the path replay runs (each frame parsed and judged alone, `judge_and_route`), over
+/// many flows in bursts of 32: the same fate, bytes, frames the router sends, counted rule
+/// and tables for every frame. The flows overlap in time, so a burst often holds several
+/// packets of one connection (a SYN and its reply: the second's hint found nothing, its entry
+/// was made by the first), besides packets the lean path leaves (TTL 1, RST, REJECT, local
+/// delivery, a queued packet and its release, ARP, frames the parsers refuse).
+#[test]
+fn router_bursts_with_prefetch_and_hints_answer_as_frame_by_frame() {
+    use control::load::{load_filter, tree_classifier, NatSettings, RuleFiles};
+    use dataplane::conntrack::Hint;
+    use dataplane::router::{Arrival, Fate, Router, RouterState};
+    use dataplane::track::{prefetch_burst, Tables, TrackConfig};
+
+    // The replay configuration, with the inside clients behind 10.0.0.5.
+    let config = format!("{CONFIG}[[route]]\nprefix = \"10.1.0.0/16\"\nvia = \"10.0.0.5\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(&rules, RULES).unwrap();
+    let cfg = control::config::Config::parse(Path::new("router.toml"), &config).unwrap();
+    let router = control::router_conf::build_router(&cfg, &[INSIDE_MAC, OUTSIDE_MAC]).unwrap();
+    let names = ["inside".to_string(), "outside".to_string()];
+    let settings = NatSettings::of(&cfg);
+    let files = RuleFiles {
+        rules: Some(&rules),
+        nat: settings.env(1),
+        ..Default::default()
+    };
+    let filter = load_filter(
+        &files,
+        &names,
+        control::rules::Hook::Forward,
+        cfg.mode,
+        &tree_classifier,
+    )
+    .unwrap();
+    assert!(filter.nat.is_some());
+
+    // Traffic: each flow a script of frames (ingress, frame), the scripts interleaved from a
+    // window of 24 flows at a time, so that a flow's packets fall close together.
+    let mut rng = dataplane::classify::classbench::SplitMix64(0x726f_7574);
+    let public = [203, 0, 113, 1];
+    let mut scripts: Vec<std::collections::VecDeque<(u16, Vec<u8>)>> = Vec::new();
+    let tcp = |s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, ttl: u8, flags, seq, ack| {
+        let mut spec = IpSpec::v4(ip(s), ip(d));
+        if let IpSpec::V4 { ttl: t, .. } = &mut spec {
+            *t = ttl;
+        }
+        let mut f = FrameSpec::new(
+            spec,
+            L4Spec::Tcp {
+                sport: sp,
+                dport: dp,
+                seq,
+                ack,
+                flags,
+                window: 0xffff,
+                options: Vec::new(),
+                payload: b"0123".to_vec(),
+            },
+        );
+        f.dst_mac = if s[0] == 10 { INSIDE_MAC } else { OUTSIDE_MAC };
+        f.build()
+    };
+    // Frames are sent to their ingress port's MAC, but for the one sent to another.
+    const STRAY: [u8; 6] = [2, 0, 0, 0, 0x33, 0x33];
+    let at = |f: Vec<u8>, port: u16| {
+        let mut f = f;
+        if f[..6] != STRAY {
+            f[..6].copy_from_slice(&[INSIDE_MAC, OUTSIDE_MAC][usize::from(port)].0);
+        }
+        (port, f)
+    };
+    for n in 0..1500u32 {
+        let r = rng.next_u64();
+        let c = [10, 1, (r >> 8) as u8, (r >> 16) as u8 | 1];
+        let s = [198, 51, 100 + (r >> 24) as u8 % 2, (r >> 32) as u8 | 1];
+        let sp = 10_000 + n as u16;
+        let dp = [80, 443, 53][(r >> 40) as usize % 3];
+        let (i, o) = (0u16, 1u16);
+        let mut q = std::collections::VecDeque::new();
+        match (r >> 48) % 8 {
+            // TCP: handshake, data both ways, sometimes a TTL 1 segment, sometimes a reset.
+            0..=3 => {
+                q.push_back((i, tcp(c, sp, s, dp, 64, Flags::SYN, 100, 0)));
+                q.push_back((
+                    o,
+                    tcp(s, dp, public, sp, 60, Flags::SYN | Flags::ACK, 900, 101),
+                ));
+                q.push_back((i, tcp(c, sp, s, dp, 64, Flags::ACK, 101, 901)));
+                for k in 0..(r >> 52) % 6 {
+                    q.push_back((i, tcp(c, sp, s, dp, 64, Flags::ACK, 101, 901)));
+                    q.push_back((o, tcp(s, dp, public, sp, 60, Flags::ACK, 901, 101)));
+                    if k == 2 && r >> 60 & 1 == 1 {
+                        q.push_back((i, tcp(c, sp, s, dp, 1, Flags::ACK, 101, 901)));
+                    }
+                }
+                if r >> 61 & 1 == 1 {
+                    q.push_back((o, tcp(s, dp, public, sp, 60, Flags::RST, 901, 0)));
+                    q.push_back((i, tcp(c, sp, s, dp, 64, Flags::ACK, 101, 901)));
+                }
+            }
+            // UDP: a request, its reply, more of both.
+            4..=5 => {
+                let u = |a: [u8; 4], ap: u16, b: [u8; 4], bp: u16| {
+                    let mut f = FrameSpec::new(IpSpec::v4(ip(a), ip(b)), L4Spec::udp(ap, bp, b"q"));
+                    f.dst_mac = if a[0] == 10 { INSIDE_MAC } else { OUTSIDE_MAC };
+                    f.build()
+                };
+                q.push_back((i, u(c, sp, s, 53)));
+                for _ in 0..1 + (r >> 52) % 5 {
+                    q.push_back((o, u(s, 53, public, sp)));
+                    q.push_back((i, u(c, sp, s, 53)));
+                }
+            }
+            // Pings through the router, and to it.
+            6 => {
+                q.push_back((i, frame(c, s, 64, L4Spec::icmp_echo(sp, 1))));
+                q.push_back((i, frame(c, [10, 0, 0, 1], 64, L4Spec::icmp_echo(sp, 2))));
+                q.push_back((i, frame(c, s, 64, L4Spec::icmp_echo(sp, 3))));
+            }
+            // From outside: REJECT, the FORWARD policy, a packet that waits for 10.0.0.9
+            // (and, for some, its answer), an ARP request, frames refused early.
+            _ => {
+                q.push_back((
+                    o,
+                    frame(s, [10, 0, 0, 5], 64, L4Spec::tcp(sp, 23, Flags::SYN)),
+                ));
+                q.push_back((
+                    o,
+                    frame(s, [10, 0, 0, 5], 64, L4Spec::tcp(sp, 25, Flags::SYN)),
+                ));
+                if n % 3 == 0 {
+                    q.push_back((
+                        o,
+                        frame(s, [10, 0, 0, 9], 64, L4Spec::tcp(sp, 22, Flags::SYN)),
+                    ));
+                }
+                if n % 9 == 0 {
+                    let a = arp_reply(HOST9_MAC, ip([10, 0, 0, 9]), INSIDE_MAC, ip([10, 0, 0, 1]));
+                    q.push_back((i, a));
+                }
+                let req = dataplane::wire::builder::arp_request(
+                    HOST_MAC,
+                    ip([10, 0, 0, 5]),
+                    ip([10, 0, 0, 1]),
+                );
+                q.push_back((i, req));
+                q.push_back((i, vec![0u8; 10]));
+                let mut stray = tcp(c, sp, s, dp, 64, Flags::ACK, 101, 901);
+                stray[..6].copy_from_slice(&STRAY);
+                q.push_back((i, stray));
+            }
+        }
+        scripts.push(q.into_iter().map(|(p, f)| at(f, p)).collect());
+    }
+    let mut frames = Vec::new();
+    let mut active: Vec<usize> = Vec::new();
+    let mut next = 0;
+    while next < scripts.len() || !active.is_empty() {
+        while active.len() < 24 && next < scripts.len() {
+            active.push(next);
+            next += 1;
+        }
+        let k = rng.below(active.len() as u64) as usize;
+        match scripts[active[k]].pop_front() {
+            Some(f) => frames.push(f),
+            None => {
+                active.swap_remove(k);
+            }
+        }
+    }
+    assert!(frames.len() > 10_000, "{} frames", frames.len());
+
+    // What became of one frame: how it arrived or its fate and bytes, the rule counted, and
+    // every frame the router sent meanwhile.
+    type Seen = (String, Option<u32>, Vec<(u16, Vec<u8>)>);
+    let fate_of = |fate: Fate<Vec<u8>>| match fate {
+        Fate::Send { port, pkt } => format!("send {port} {pkt:02x?}"),
+        Fate::Queued => "queued".to_string(),
+        Fate::Dropped(pkt, why) => format!("dropped {} {pkt:02x?}", why.name()),
+        Fate::Reject { pkt, with } => format!("reject {with:?} {pkt:02x?}"),
+    };
+    let track = {
+        let mut t = TrackConfig::new(8192);
+        t.conntrack.nat = true;
+        t
+    };
+    struct Run {
+        st: RouterState<Vec<u8>>,
+        tables: Tables,
+        seen: Vec<Seen>,
+    }
+    let start = |router: &Router| Run {
+        st: router.new_state(1_000_000_000),
+        tables: Tables::new(&track),
+        seen: Vec::new(),
+    };
+    // Both runs judge a burst at one time, as a worker does.
+    let now_of = |b: usize| 1_000_000_000 + b as u64 * 1_000_000;
+    let arrived = |run: &mut Run,
+                   ingress: u16,
+                   data: &[u8],
+                   info: &dataplane::wire::PacketInfo,
+                   now: u64,
+                   sent: &mut Vec<(u16, Vec<u8>)>| {
+        let mut released = Vec::new();
+        let a = router.arrive(&mut run.st, ingress, data, info, now, sent, |p, f| {
+            released.push((p, f))
+        });
+        sent.extend(released);
+        a
+    };
+
+    // Frame by frame, as replay runs them.
+    let mut one = start(&router);
+    for (b, burst) in frames.chunks(32).enumerate() {
+        let now = now_of(b);
+        for (ingress, data) in burst {
+            let mut sent = Vec::new();
+            let info = match dataplane::wire::parse::parse_common(data)
+                .map_or_else(|| parse_frame(data), Ok)
+            {
+                Ok(i) => i,
+                Err(e) => {
+                    one.seen.push((format!("parse {e:?}"), None, sent));
+                    continue;
+                }
+            };
+            let seen = match arrived(&mut one, *ingress, data, &info, now, &mut sent) {
+                Arrival::Ip(key) => {
+                    let (j, fate) = router.judge_and_route(
+                        &mut one.st,
+                        &filter,
+                        &mut one.tables,
+                        *ingress,
+                        data.clone(),
+                        &info,
+                        key,
+                        now,
+                        &mut sent,
+                        |_, _, _| {},
+                    );
+                    let counted = (j.judged && !j.raw && !j.input)
+                        .then(|| j.filter.rule())
+                        .flatten();
+                    (fate_of(fate), counted)
+                }
+                other => (format!("{other:?}"), None),
+            };
+            one.seen.push((seen.0, seen.1, sent));
+        }
+    }
+
+    // In bursts, as a router-mode worker runs them.
+    let mut burst_run = start(&router);
+    let run = &mut burst_run;
+    for (b, burst) in frames.chunks(32).enumerate() {
+        let now = now_of(b);
+        let mut parsed = [None; 32];
+        let mut hints = [Hint::default(); 32];
+        prefetch_burst(
+            &run.tables,
+            burst.iter().map(|(_, f)| f.as_slice()),
+            &mut parsed,
+            &mut hints,
+        );
+        for (k, (ingress, data)) in burst.iter().enumerate() {
+            let mut sent = Vec::new();
+            let full;
+            let (info, hint) = match &parsed[k] {
+                Some(i) => (i, Some(hints[k])),
+                None => match parse_frame(data) {
+                    Ok(i) => {
+                        full = i;
+                        (&full, None)
+                    }
+                    Err(e) => {
+                        run.seen.push((format!("parse {e:?}"), None, sent));
+                        continue;
+                    }
+                },
+            };
+            let seen = match arrived(run, *ingress, data, info, now, &mut sent) {
+                Arrival::Ip(key) => {
+                    let (counted, fate) = router.judge_and_route_hinted(
+                        &mut run.st,
+                        &filter,
+                        &mut run.tables,
+                        *ingress,
+                        data.clone(),
+                        info,
+                        &key,
+                        hint,
+                        now,
+                        &mut sent,
+                        |_, _, _| {},
+                    );
+                    (fate_of(fate), counted.rule())
+                }
+                other => (format!("{other:?}"), None),
+            };
+            run.seen.push((seen.0, seen.1, sent));
+        }
+    }
+
+    for (i, (a, b)) in one.seen.iter().zip(&burst_run.seen).enumerate() {
+        assert_eq!(a, b, "frame {i} ({:?})", frames[i].1);
+    }
+    assert_eq!(one.seen.len(), burst_run.seen.len());
+    assert_eq!(one.st.stats, burst_run.st.stats);
+    assert_eq!(
+        format!("{:?}", one.tables.ct.stats()),
+        format!("{:?}", burst_run.tables.ct.stats())
+    );
+    assert_eq!(one.tables.ct.len(), burst_run.tables.ct.len());
+    // The traffic is what it claims: most frames forwarded, translated connections among
+    // them, and each kind of early end present.
+    let count = |p: &str| one.seen.iter().filter(|s| s.0.starts_with(p)).count();
+    assert!(count("send") > frames.len() / 2, "{} sent", count("send"));
+    for kind in [
+        "dropped ttl_expired",
+        "dropped rule_drop",
+        "dropped rule_reject",
+        "queued",
+        "Consumed",
+        "Drop(",
+        "parse",
+    ] {
+        assert!(count(kind) > 0, "no frame {kind}");
+    }
+    assert!(one.tables.ct.stats().nat_live > 100);
+}

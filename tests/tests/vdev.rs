@@ -492,3 +492,203 @@ fn a_misspelt_screen_level_is_refused() {
         "the refusal names the variable and the levels:\n{stderr}"
     );
 }
+
+/// Router mode's worker path (`route_burst`: conntrack's prefetch pass over each burst of up
+/// to 32 frames `net_pcap` reads, then each frame judged with the pass's parse and hint)
+/// against `rampart replay` of the same capture and configuration, which judges one frame at a
+/// time without a pass: the port must transmit exactly the frames replay writes, in order.
+/// Clients (10.1.0.0/16, behind 10.0.0.5) and servers (198.51.100.0/24, behind 10.0.0.254)
+/// both sit on the port `lan`, so requests and replies come from one capture in a fixed order:
+/// 600 flows MASQUERADEd to 10.0.0.1, handshakes and data both ways interleaved, a burst
+/// often holding several packets of one connection, and connections the servers open,
+/// dropped by the FORWARD policy.
+#[test]
+fn router_worker_bursts_transmit_what_replay_does() {
+    if !root_or_skip("router_worker_bursts_transmit_what_replay_does") {
+        return;
+    }
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use dataplane::wire::MacAddr;
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    const LAN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    let build = |s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, l4: &str, flags, seq, ack| {
+        let ip = IpSpec::v4(Ipv4Addr::from(s), Ipv4Addr::from(d));
+        let l4 = match l4 {
+            "tcp" => L4Spec::Tcp {
+                sport: sp,
+                dport: dp,
+                seq,
+                ack,
+                flags,
+                window: 0xffff,
+                options: Vec::new(),
+                payload: b"0123".to_vec(),
+            },
+            _ => L4Spec::udp(sp, dp, b"q"),
+        };
+        let mut f = FrameSpec::new(ip, l4);
+        f.dst_mac = LAN;
+        f.build()
+    };
+    let me = [10, 0, 0, 1];
+    let mut rng = dataplane::classify::classbench::SplitMix64(0x6275_7273);
+    let mut scripts = Vec::new();
+    for n in 0..600u32 {
+        let r = rng.next_u64();
+        let c = [10, 1, (r >> 8) as u8, (r >> 16) as u8 | 1];
+        let s = [198, 51, 100, (r >> 24) as u8 | 1];
+        let sp = 20_000 + n as u16;
+        let dp = [80, 443][(r >> 32) as usize % 2];
+        let mut q = std::collections::VecDeque::new();
+        if r >> 40 & 1 == 0 {
+            q.push_back(build(c, sp, s, dp, "tcp", Flags::SYN, 100, 0));
+            q.push_back(build(
+                s,
+                dp,
+                me,
+                sp,
+                "tcp",
+                Flags::SYN | Flags::ACK,
+                900,
+                101,
+            ));
+            q.push_back(build(c, sp, s, dp, "tcp", Flags::ACK, 101, 901));
+            for _ in 0..(r >> 44) % 8 {
+                q.push_back(build(c, sp, s, dp, "tcp", Flags::ACK, 101, 901));
+                q.push_back(build(s, dp, me, sp, "tcp", Flags::ACK, 901, 101));
+            }
+        } else {
+            q.push_back(build(c, sp, s, 53, "udp", Flags::ACK, 0, 0));
+            for _ in 0..1 + (r >> 44) % 6 {
+                q.push_back(build(s, 53, me, sp, "udp", Flags::ACK, 0, 0));
+                q.push_back(build(c, sp, s, 53, "udp", Flags::ACK, 0, 0));
+            }
+        }
+        if n % 10 == 0 {
+            q.push_back(build(s, 4000, c, 22, "tcp", Flags::SYN, 7, 0));
+        }
+        scripts.push(q);
+    }
+    let mut frames = Vec::new();
+    let mut active: Vec<usize> = Vec::new();
+    let mut next = 0;
+    while next < scripts.len() || !active.is_empty() {
+        while active.len() < 24 && next < scripts.len() {
+            active.push(next);
+            next += 1;
+        }
+        let k = rng.below(active.len() as u64) as usize;
+        match scripts[active[k]].pop_front() {
+            Some(f) => frames.push(f),
+            None => {
+                active.swap_remove(k);
+            }
+        }
+    }
+    write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
+    write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
+    std::fs::write(
+        p("rules"),
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.1.0.0/16 -o lan -j MASQUERADE\nCOMMIT\n\
+         *filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -s 10.1.0.0/16 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let prefix = unique("rroute");
+    let cfg = format!(
+        r#"mode = "router"
+[eal]
+args = {eal}
+[[port]]
+name = "lan"
+device = "net_pcap{prefix}l,rx_pcap={inp},tx_pcap={ltx}"
+mac = "02:00:00:00:00:01"
+addresses = ["10.0.0.1/24"]
+[[port]]
+name = "wan"
+device = "net_pcap{prefix}w,rx_pcap={empty},tx_pcap={wtx}"
+mac = "02:00:00:00:00:02"
+addresses = ["192.0.2.1/24"]
+[[route]]
+prefix = "10.1.0.0/16"
+via = "10.0.0.5"
+[[route]]
+prefix = "198.51.100.0/24"
+via = "10.0.0.254"
+[[neighbour]]
+port = "lan"
+address = "10.0.0.5"
+mac = "02:00:00:00:00:05"
+[[neighbour]]
+port = "lan"
+address = "10.0.0.254"
+mac = "02:00:00:00:00:fe"
+[rules]
+ipv4 = "{rules}"
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 4095
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+        inp = p("in.pcap").display(),
+        ltx = p("lan-tx.pcap").display(),
+        empty = p("empty.pcap").display(),
+        wtx = p("wan-tx.pcap").display(),
+        rules = p("rules").display(),
+        sock = p("m.sock").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let out = run(Command::new(bin("rampart"))
+        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--summary-json")
+        .arg(p("summary.json")));
+    assert!(
+        out.status.success(),
+        "rampart run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(Command::new(bin("rampart"))
+        .args(["replay", "--config"])
+        .arg(p("cfg.toml"))
+        .arg("--rules")
+        .arg(p("rules"))
+        .arg("--input")
+        .arg(p("in.pcap"))
+        .arg("--output")
+        .arg(p("replay.pcap")));
+    assert!(
+        out.status.success(),
+        "rampart replay failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = read_frames(&p("replay.pcap")).unwrap();
+    let got = read_frames(&p("lan-tx.pcap")).unwrap();
+    assert!(
+        want.len() > frames.len() * 3 / 4,
+        "{} of {}",
+        want.len(),
+        frames.len()
+    );
+    assert!(want.len() < frames.len(), "the policy drops some");
+    assert_eq!(got.len(), want.len(), "frames sent");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.data, w.data, "sent frame {i} differs");
+    }
+    assert!(read_frames(&p("wan-tx.pcap")).unwrap().is_empty());
+    let s = summary(&p("summary.json"));
+    assert_eq!(s["rx_packets"].as_u64(), Some(frames.len() as u64));
+    assert_no_leak(&s);
+}

@@ -9,10 +9,13 @@
 
 use super::{Emit, Forwarded, L2Action, Router, RouterDrop, RouterState};
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
+use crate::conntrack::Hint;
 use crate::filter::{Filter, FilterVerdict};
 use crate::route::icmp::RouterError;
 use crate::route::NextHop;
-use crate::track::{judge_tracked, Forwarding, IpJudgement, Route, Tables};
+use crate::track::{
+    judge_lean, judge_resumed, judge_tracked, Forwarding, IpJudgement, Route, Tables,
+};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{Family, FlowKey, IpAddr128, PacketInfo};
 
@@ -54,6 +57,10 @@ struct Routed<'a, P, E> {
     emit: &'a mut E,
     ingress: u16,
     now_ns: u64,
+    /// The next hop of the last decision that was out of a port: the lean path's answer
+    /// ([`crate::track::Lean`]) names the port only, and a packet it forwards was routed
+    /// exactly once, there.
+    hop: NextHop,
 }
 
 impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
@@ -61,7 +68,10 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
     fn route(&mut self, _ingress: u16, key: &FlowKey) -> Route {
         match self.router.decide(key.family, &key.dst) {
             super::Egress::Local => Route::Local,
-            super::Egress::Forward(h) => Route::Forward(h),
+            super::Egress::Forward(h) => {
+                self.hop = h;
+                Route::Forward(h)
+            }
             super::Egress::Unreachable | super::Egress::Martian => Route::Unreachable,
         }
     }
@@ -147,6 +157,7 @@ impl Router {
                 emit: &mut *emit,
                 ingress,
                 now_ns,
+                hop: NO_HOP,
             };
             judge_tracked(
                 filter,
@@ -161,36 +172,159 @@ impl Router {
             )
         };
         let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
-        let fwd = match (verdict, j.route) {
+        let fate = self.judged(
+            st,
+            ingress,
+            pkt,
+            info,
+            key.family,
+            &j.meta.key.dst,
+            (verdict, j.filter, j.route),
+            now_ns,
+            emit,
+        );
+        (j, fate)
+    }
+
+    /// [`Router::judge_and_route`] for a frame the worker's prefetch pass parsed (`info`, by
+    /// reference, as [`crate::track::prefetch_burst`] left it) with `hint`, what that pass
+    /// learnt of its tuple ([`crate::pipeline::Bridge::judge_verdict_parsed`]'s contract: this
+    /// frame's; `None` for a frame the pass did not see): the lean path first
+    /// ([`judge_lean`]: an ESTABLISHED packet with a cached verdict is tracked on the hint and
+    /// translated from its entry, no judgement built), the rest as `judge_and_route` judges
+    /// it. The same fate, tables and ICMP errors as `judge_and_route`; instead of the
+    /// judgement, the filter verdict whose rule counts the packet (`Unfiltered`: none).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge_and_route_hinted<P: AsRef<[u8]> + AsMut<[u8]>, E: Emit>(
+        &self,
+        st: &mut RouterState<P>,
+        filter: &Filter,
+        tables: &mut Tables,
+        ingress: u16,
+        mut pkt: P,
+        info: &PacketInfo,
+        key: &FlowKey,
+        hint: Option<Hint>,
+        now_ns: u64,
+        emit: &mut E,
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    ) -> (FilterVerdict, Fate<P>) {
+        let hint = match hint {
+            Some(h) => h,
+            None => tables.ct.hint_of(key),
+        };
+        let mut fwd = Routed {
+            router: self,
+            st: &mut *st,
+            emit: &mut *emit,
+            ingress,
+            now_ns,
+            hop: NO_HOP,
+        };
+        let resume = match judge_lean(
+            filter,
+            tables,
+            pkt.as_ref(),
+            info,
+            key,
+            hint,
+            ingress,
+            &mut fwd,
+            now_ns,
+        ) {
+            Ok(l) => {
+                // Only a packet routed out of a port has a lean answer: `fwd.hop` is its hop.
+                let route = Route::Forward(fwd.hop);
+                let verdict = crate::pipeline::lean_translate(tables, pkt.as_mut(), info, &l);
+                // (Never `no_route`, the only case that reads the translated destination.)
+                let fate = self.judged(
+                    st,
+                    ingress,
+                    pkt,
+                    info,
+                    key.family,
+                    &key.dst,
+                    (verdict, l.filter, route),
+                    now_ns,
+                    emit,
+                );
+                return (l.filter, fate);
+            }
+            Err(r) => r,
+        };
+        let j = judge_resumed(
+            filter,
+            tables,
+            pkt.as_ref(),
+            info,
+            *key,
+            ingress,
+            &mut fwd,
+            now_ns,
+            on_log,
+            resume,
+        );
+        let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
+        let fate = self.judged(
+            st,
+            ingress,
+            pkt,
+            info,
+            key.family,
+            &j.meta.key.dst,
+            (verdict, j.filter, j.route),
+            now_ns,
+            emit,
+        );
+        let counted = if j.judged && !j.raw && !j.input {
+            j.filter
+        } else {
+            FilterVerdict::Unfiltered
+        };
+        (counted, fate)
+    }
+
+    /// The packet's fate once judged and translated: `verdict` (after the translation),
+    /// the filter's verdict and the routing decision; `dst` is the destination the routing
+    /// decision saw (after nat PREROUTING), read for a `no_route` drop only.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn judged<P: AsRef<[u8]> + AsMut<[u8]>, E: Emit>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        pkt: P,
+        info: &PacketInfo,
+        family: Family,
+        dst: &IpAddr128,
+        (verdict, filter, route): (Verdict, FilterVerdict, Route),
+        now_ns: u64,
+        emit: &mut E,
+    ) -> Fate<P> {
+        let fwd = match (verdict, route) {
             (Verdict::Forward(_), Route::Forward(hop)) => {
                 self.forward(st, ingress, pkt, info, hop, now_ns, emit)
             }
             (Verdict::Local, _) => self.local_ip(st, ingress, pkt, info, now_ns, emit),
             (Verdict::Drop(DropReason::NoRoute), _) => {
-                if matches!(
-                    self.decide(key.family, &j.meta.key.dst),
-                    super::Egress::Martian
-                ) {
+                if matches!(self.decide(family, dst), super::Egress::Martian) {
                     self.note_martian(st);
-                    return (
-                        j,
-                        Fate::Dropped(pkt, DropReason::Router(RouterDrop::Martian)),
-                    );
+                    return Fate::Dropped(pkt, DropReason::Router(RouterDrop::Martian));
                 }
                 self.unreachable(st, ingress, pkt.as_ref(), info, now_ns, emit);
-                return (j, Fate::Dropped(pkt, DropReason::NoRoute));
+                return Fate::Dropped(pkt, DropReason::NoRoute);
             }
             (Verdict::Drop(why), _) => {
-                if let (DropReason::RuleReject, FilterVerdict::Reject { with, .. }) =
-                    (why, j.filter)
+                if let (DropReason::RuleReject, FilterVerdict::Reject { with, .. }) = (why, filter)
                 {
-                    let code = match key.family {
+                    let code = match family {
                         Family::V4 => crate::reject::icmp_code_v4(with),
                         Family::V6 => crate::reject::icmp_code_v6(with),
                     };
                     match (with, code) {
                         (RejectWith::TcpReset, _) | (_, None) => {
-                            return (j, Fate::Reject { pkt, with });
+                            return Fate::Reject { pkt, with };
                         }
                         (_, Some(code)) => {
                             // The router's own error, routed back to the sender from the
@@ -208,15 +342,20 @@ impl Router {
                         }
                     }
                 }
-                return (j, Fate::Dropped(pkt, why));
+                return Fate::Dropped(pkt, why);
             }
-            (Verdict::Forward(_), _) => return (j, Fate::Dropped(pkt, DropReason::NoRoute)),
+            (Verdict::Forward(_), _) => return Fate::Dropped(pkt, DropReason::NoRoute),
         };
-        let fate = match fwd {
+        match fwd {
             Forwarded::Send { port, pkt } => Fate::Send { port, pkt },
             Forwarded::Queued => Fate::Queued,
             Forwarded::Dropped(pkt, why) => Fate::Dropped(pkt, DropReason::Router(why)),
-        };
-        (j, fate)
+        }
     }
 }
+
+/// [`Routed::hop`] before any decision.
+const NO_HOP: NextHop = NextHop {
+    port: 0,
+    gateway: None,
+};
