@@ -318,14 +318,18 @@ pub(crate) fn judge_all(
                 ports[j] = ingress;
             }
             let t0 = dataplane::dpdk::tsc();
-            // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
+            // Bursts as a worker judges them: conntrack's buckets prefetched first, each
+            // entry a few frames ahead of its judgement.
             let mut parsed = [None; BURST];
-            let mut hints = [dataplane::conntrack::Hint::default(); BURST];
+            let mut hints = dataplane::track::BurstHints::none();
             if let Some(t) = tables.as_deref() {
                 let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
-                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut hints);
+                hints.start(t, (0..n).map(frame), &mut parsed);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
+                if let Some(t) = tables.as_deref() {
+                    hints.stage_two(t, j + dataplane::track::AHEAD);
+                }
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
                 let v = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
@@ -334,7 +338,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         info,
-                        hints[j],
+                        hints.hint(j),
                         now_ns,
                         |_, _, _| {},
                         |_, _| {},
