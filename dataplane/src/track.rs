@@ -190,6 +190,7 @@ impl Tables {
 /// ([`BurstHints::stage_two`]): far enough that a frame's entry arrives while the frames
 /// before it are judged (a judgement takes some hundreds of cycles, a line from memory about
 /// as long), near enough that its bucket, prefetched at the burst's start, has arrived.
+/// Measured against 4 and 16 (`docs/design/conntrack.md`, the ninth round).
 pub const AHEAD: usize = 8;
 
 /// What a burst's prefetch pass learnt of each frame's tuple, by frame position, and where
@@ -210,9 +211,12 @@ pub const AHEAD: usize = 8;
 /// with the guess of the second stage when it ran: a guess is only tried (a stale one, of
 /// an entry an earlier frame of the burst freed, moved or reused, costs a probe), and "no
 /// candidate" only sends the packet to the general path, which probes the index as it is
-/// then (a connection an earlier frame inserted is found there). So the hint of any frame is
-/// right whenever its second stage ran, or not at all; only a hint of another frame would
-/// be wrong (its tag is trusted as the tuple's), and hints are kept and taken by position.
+/// then (a connection an earlier frame inserted is found there). So a frame's hint is safe
+/// whenever its second stage ran (before or after the frames before it were judged), or if
+/// it never ran (the tag alone: the lookup probes); only a hint of another frame would be
+/// wrong (its tag is trusted as the tuple's), and hints are kept and taken by position. The
+/// frame handed to another worker still takes its turn (`stage_two` for the frame `AHEAD`
+/// further), and a frame the pass did not parse has a hint that knows no tag.
 #[derive(Clone, Copy, Debug)]
 pub struct BurstHints {
     hints: [conntrack::Hint; crate::dpdk::MAX_BURST],
