@@ -172,13 +172,11 @@ impl Bridge {
     /// [`Bridge::judge_verdict`] for a frame the straight-line parser already read: `info` is
     /// its result (by reference: the prefetch pass left it in memory, and a copy is a hundred
     /// bytes), and `hint` what the prefetch pass learnt of its tuple in `tables` (as
-    /// [`crate::track::BurstHints`] leaves them: this frame's, with or without the second
-    /// stage's guess, made before or after earlier frames of the burst were judged; a stale
-    /// guess of an entry costs the lean path's lookup a probe, never a wrong answer, since
-    /// the lookup compares tuples, but the hint's tag is taken as the tuple's, so a hint must
-    /// not be another frame's; [`Hint::default`] knows no tag and is safe for any frame). A
-    /// separate entry, so the pass-through path never carries a parsed result it did not
-    /// make in registers.
+    /// [`crate::track::prefetch_burst`] leaves them: this frame's; a stale guess of an entry
+    /// costs the lean path's lookup a probe, never a wrong answer, since the lookup compares
+    /// tuples, but the hint's tag is taken as the tuple's, so a hint must not be another
+    /// frame's; [`Hint::default`] knows no tag and is safe for any frame). A separate entry,
+    /// so the pass-through path never carries a parsed result it did not make in registers.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn judge_verdict_parsed(

@@ -186,131 +186,15 @@ impl Tables {
     }
 }
 
-/// How many frames ahead of the one being judged a burst's second stage runs
-/// ([`BurstHints::stage_two`]): far enough that a frame's entry arrives while the frames
-/// before it are judged (a judgement takes some hundreds of cycles, a line from memory about
-/// as long), near enough that its bucket, prefetched at the burst's start, has arrived.
-/// Measured against 4 and 16 (`docs/design/conntrack.md`, the ninth round).
-pub const AHEAD: usize = 8;
-
-/// What a burst's prefetch pass learnt of each frame's tuple, by frame position, and where
-/// its second stage stands. The pass loads what conntrack will read for a burst, in two
-/// stages. The first ([`BurstHints::stage_one`]) runs over the whole burst: it parses every
-/// frame (the result is left in `parsed`, by frame position, for judging without parsing
-/// again; frames that are not IP, or that the straight-line parser leaves to the full one,
-/// are skipped), computes each IP frame's index tag and starts loading its bucket. The
-/// second ([`BurstHints::stage_two`], per frame) reads the bucket, starts loading the entry
-/// it points at (both lines, and the NAT reply slot of a translated connection) and keeps
-/// the reference as the frame's guess; for a frame of no connection, it starts loading the
-/// free entry (and wheel link, and reply slot) its insertion would take. The caller runs it
-/// [`AHEAD`] frames ahead of the one it judges, so that neither the bucket read nor the
-/// entry waits for memory: [`BurstHints::start`] runs it for the first frames, and the
-/// judging loop calls `stage_two(j + AHEAD)` before judging frame `j`.
-///
-/// Frame `j`'s hint ([`BurstHints::hint`], a [`conntrack::Hint`]) is its own tuple's tag,
-/// with the guess of the second stage when it ran: a guess is only tried (a stale one, of
-/// an entry an earlier frame of the burst freed, moved or reused, costs a probe), and "no
-/// candidate" only sends the packet to the general path, which probes the index as it is
-/// then (a connection an earlier frame inserted is found there). So a frame's hint is safe
-/// whenever its second stage ran (before or after the frames before it were judged), or if
-/// it never ran (the tag alone: the lookup probes); only a hint of another frame would be
-/// wrong (its tag is trusted as the tuple's), and hints are kept and taken by position. The
-/// frame handed to another worker still takes its turn (`stage_two` for the frame `AHEAD`
-/// further), and a frame the pass did not parse has a hint that knows no tag.
-#[derive(Clone, Copy, Debug)]
-pub struct BurstHints {
-    hints: [conntrack::Hint; crate::dpdk::MAX_BURST],
-    /// Where the next frame of no connection will find its free entry: the free stack's
-    /// height at the first stage, less one for each such frame the second stage met since
-    /// (the free stack's order, while nothing is freed in between; only a prefetch follows).
-    free_next: u32,
-}
-
-impl BurstHints {
-    /// Hints that know no tuple (each [`conntrack::Hint::default`]): for a burst the prefetch
-    /// pass did not see.
-    #[inline(always)]
-    pub fn none() -> BurstHints {
-        BurstHints {
-            hints: [conntrack::Hint::default(); crate::dpdk::MAX_BURST],
-            free_next: 0,
-        }
-    }
-
-    /// The first stage over a burst of `frames` (at most [`crate::dpdk::MAX_BURST`]), and the
-    /// second for the first [`AHEAD`] of them. In place (the hints are 256 bytes, which a
-    /// value returned would copy).
-    #[inline(always)]
-    pub fn start<'a>(
-        &mut self,
-        tables: &Tables,
-        frames: impl Iterator<Item = &'a [u8]>,
-        parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
-    ) {
-        self.stage_one(tables, frames, parsed);
-        for j in 0..AHEAD {
-            self.stage_two(tables, j);
-        }
-    }
-
-    /// The first stage alone, over hints that know no tuple yet ([`BurstHints::none`]):
-    /// parses every frame into `parsed`, computes each IP frame's tag and starts loading its
-    /// index bucket.
-    #[inline(always)]
-    pub fn stage_one<'a>(
-        &mut self,
-        tables: &Tables,
-        frames: impl Iterator<Item = &'a [u8]>,
-        parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
-    ) {
-        let mut n = 0;
-        for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
-            crate::wire::parse::parse_common_into(f, p);
-            n += 1;
-        }
-        // A separate pass: the parser stores each key field by field, and reading a key back
-        // whole right after would wait for those stores (the store buffer cannot forward
-        // them).
-        for (p, h) in parsed[..n].iter().zip(&mut self.hints) {
-            if let Some(key) = p.as_ref().and_then(|i| i.flow.as_ref()) {
-                *h = tables.ct.prefetch_index(key);
-            }
-        }
-        self.free_next = tables.ct.free_top();
-    }
-
-    /// The second stage for frame `j` (nothing for a frame beyond the burst or without a
-    /// tuple): reads its bucket, starts loading its entry, keeps the guess; for a frame of no
-    /// connection, starts loading the free entry its insertion would take. `tables` as the
-    /// judgements of the frames before `j` left them.
-    #[inline(always)]
-    pub fn stage_two(&mut self, tables: &Tables, j: usize) {
-        let Some(h) = self.hints.get_mut(j) else {
-            return;
-        };
-        let Some(tag) = h.known_tag() else {
-            return;
-        };
-        let (hint, found) = tables.ct.prefetch_entry(tag);
-        *h = hint;
-        // A packet of no connection may be a NEW one: what its insertion will write.
-        if !found {
-            self.free_next = self.free_next.wrapping_sub(1);
-            tables.ct.prefetch_free_at(self.free_next);
-        }
-    }
-
-    /// Frame `j`'s hint, for the judgement of that frame alone.
-    #[inline(always)]
-    pub fn hint(&self, j: usize) -> conntrack::Hint {
-        self.hints[j]
-    }
-}
-
-/// The whole prefetch pass at once ([`BurstHints`]: both stages over every frame before any
-/// is judged), its hints copied into `hints` by frame position. For a caller whose loop does
-/// not run the second stage ahead; [`BurstHints::start`] and `stage_two` hide more of the
-/// memory's latency.
+/// Starts loading what conntrack will read for a burst of frames: every frame's index bucket,
+/// then every entry those buckets point at, so that judging the burst one packet at a time
+/// finds them in cache (a large table misses twice per packet otherwise); for the frames of no
+/// connection, the free entries (and wheel links) their insertions would write. Frames that are
+/// not IP, or that the straight-line parser leaves to the full one, are skipped. What the
+/// parser found is left in `parsed` (by frame position), for judging without parsing again,
+/// and what the pass learnt of each IP frame's tuple in `hints` (its index tag and the entry
+/// the pass prefetched, [`conntrack::Hint`]: the judgement takes them instead of hashing the
+/// tuple and probing the index again).
 #[inline]
 pub fn prefetch_burst<'a>(
     tables: &Tables,
@@ -318,12 +202,35 @@ pub fn prefetch_burst<'a>(
     parsed: &mut [Option<PacketInfo>; crate::dpdk::MAX_BURST],
     hints: &mut [conntrack::Hint; crate::dpdk::MAX_BURST],
 ) {
-    let mut b = BurstHints::none();
-    b.stage_one(tables, frames, parsed);
-    for j in 0..crate::dpdk::MAX_BURST {
-        b.stage_two(tables, j);
+    let mut tags = [0u32; crate::dpdk::MAX_BURST];
+    let mut ok = [false; crate::dpdk::MAX_BURST];
+    let mut n = 0;
+    for (f, p) in frames.take(crate::dpdk::MAX_BURST).zip(parsed.iter_mut()) {
+        crate::wire::parse::parse_common_into(f, p);
+        n += 1;
     }
-    *hints = b.hints;
+    // A separate pass: the parser stores each key field by field, and reading a key back whole
+    // right after would wait for those stores (the store buffer cannot forward them).
+    for ((p, t), o) in parsed[..n].iter().zip(&mut tags).zip(&mut ok) {
+        if let Some(key) = p.as_ref().and_then(|i| i.flow.as_ref()) {
+            *t = tables.ct.prefetch_index(key);
+            *o = true;
+        }
+    }
+    let mut misses = 0;
+    for ((&t, &o), h) in tags.iter().zip(&ok).zip(hints.iter_mut()) {
+        if o {
+            let (hint, found) = tables.ct.prefetch_entry(t);
+            *h = hint;
+            if !found {
+                misses += 1;
+            }
+        }
+    }
+    // Packets of no connection may be NEW ones: what their insertions will write.
+    if misses != 0 {
+        tables.ct.prefetch_free(misses);
+    }
 }
 
 /// The stateful stage's answer for one IP packet.

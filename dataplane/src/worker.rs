@@ -446,13 +446,18 @@ fn handle_burst<const STATEFUL: bool>(
     burst.prefetch_data();
     // What the prefetch pass parsed (stateful instance only: the pass-through one reads a
     // constant and keeps no burst-sized array alive), and what it learnt of each IP frame's
-    // tuple (its second stage runs `AHEAD` frames ahead of the judgements, below).
-    let mut hints = crate::track::BurstHints::none();
+    // tuple.
+    let mut hints = [crate::conntrack::Hint::default(); MAX_BURST];
     let scratch;
     let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
-            hints.start(t, burst.packets_mut().iter().map(|m| m.data()), &mut p);
+            crate::track::prefetch_burst(
+                t,
+                burst.packets_mut().iter().map(|m| m.data()),
+                &mut p,
+                &mut hints,
+            );
             // The device's checksum verdicts (RX offload), for conntrack.
             for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
                 if let Some(i) = info {
@@ -469,12 +474,6 @@ fn handle_burst<const STATEFUL: bool>(
     let pkts = burst.packets_mut();
     let n = pkts.len();
     for (i, (m, o)) in pkts.iter_mut().zip(out.iter_mut()).enumerate() {
-        if STATEFUL {
-            // Every frame's turn, handed off or not: the frames ahead keep their distance.
-            if let Some(t) = tables.as_deref() {
-                hints.stage_two(t, i + crate::track::AHEAD);
-            }
-        }
         rx_bytes += m.pkt_len() as u64;
         let ingress = match source {
             Source::Port(p) => usize::from(p),
@@ -507,7 +506,7 @@ fn handle_burst<const STATEFUL: bool>(
                 ingress as u16,
                 m.data_mut(),
                 if STATEFUL {
-                    parsed[i].as_ref().map(|p| (p, hints.hint(i)))
+                    parsed[i].as_ref().map(|p| (p, hints[i]))
                 } else {
                     None
                 },

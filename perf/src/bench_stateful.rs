@@ -318,18 +318,14 @@ pub(crate) fn judge_all(
                 ports[j] = ingress;
             }
             let t0 = dataplane::dpdk::tsc();
-            // Bursts as a worker judges them: conntrack's buckets prefetched first, each
-            // entry a few frames ahead of its judgement.
+            // Bursts as a worker judges them: conntrack's buckets and entries prefetched first.
             let mut parsed = [None; BURST];
-            let mut hints = dataplane::track::BurstHints::none();
+            let mut hints = [dataplane::conntrack::Hint::default(); BURST];
             if let Some(t) = tables.as_deref() {
                 let frame = |j: usize| &ring[j * STRIDE..j * STRIDE + lens[j]];
-                hints.start(t, (0..n).map(frame), &mut parsed);
+                dataplane::track::prefetch_burst(t, (0..n).map(frame), &mut parsed, &mut hints);
             }
             for (j, &port) in ports.iter().enumerate().take(n) {
-                if let Some(t) = tables.as_deref() {
-                    hints.stage_two(t, j + dataplane::track::AHEAD);
-                }
                 let frame = &mut ring[j * STRIDE..j * STRIDE + lens[j]];
                 let v = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
@@ -338,7 +334,7 @@ pub(crate) fn judge_all(
                         port,
                         frame,
                         info,
-                        hints.hint(j),
+                        hints[j],
                         now_ns,
                         |_, _, _| {},
                         |_, _| {},

@@ -1177,20 +1177,18 @@ impl Conntrack {
     }
 
     /// First half of a batched lookup: starts loading the index bucket of `key` (a packet's
-    /// flow key) and returns the tuple's hint without a guess (its tag, which
-    /// [`Hint::known_tag`] gives to [`Conntrack::prefetch_entry`]). The hint is already a
-    /// valid one for the packet's lookup: without the second half, the lookup probes.
+    /// flow key) and returns its tag for [`Conntrack::prefetch_entry`].
     #[inline(always)]
-    pub fn prefetch_index(&self, key: &FlowKey) -> Hint {
+    pub fn prefetch_index(&self, key: &FlowKey) -> u32 {
         let tag = self.tag(key);
         self.index.prefetch(tag);
-        Hint::probe(tag)
+        tag
     }
 
-    /// Second half: starts loading the entry the bucket of `tag` (a tuple's, from
-    /// [`Conntrack::prefetch_index`]) points at. Call once the bucket had time to arrive.
-    /// Returns the hint for the packet's lookup and whether the index had a candidate under
-    /// the tag (`false`: the tuple is in no connection, so the packet is NEW, or INVALID).
+    /// Second half: starts loading the entry the bucket points at. Call once the bucket had
+    /// time to arrive. Returns the hint for the packet's lookup and whether the index had a
+    /// candidate under the tag (`false`: the tuple is in no connection, so the packet is NEW,
+    /// or INVALID).
     #[inline(always)]
     pub fn prefetch_entry(&self, tag: u32) -> (Hint, bool) {
         let Some(r) = self.index.first(tag) else {
@@ -1213,35 +1211,24 @@ impl Conntrack {
         (Hint { tag, first: r }, true)
     }
 
-    /// The free stack's height: the next insertion takes the entry at `free_top() - 1`, the
-    /// one after it the entry below, and so on while nothing is freed in between. For
-    /// [`Conntrack::prefetch_free_at`].
-    #[inline(always)]
-    pub fn free_top(&self) -> u32 {
-        self.free_len
-    }
-
-    /// Starts loading what an insertion will write besides the index bucket (which its
-    /// lookup loaded) when it takes the free stack's entry at position `pos` (below
-    /// [`Conntrack::free_top`]): the entry, both its lines, its wheel link, and (in a table
-    /// with NAT room) its slot for a reply tuple. A position at or beyond the stack's top
-    /// loads nothing. For a packet that found no candidate in the index.
-    #[inline(always)]
-    pub fn prefetch_free_at(&self, pos: u32) {
-        if pos >= self.free_len {
-            return;
-        }
-        let Some(&i) = self.free.get(pos as usize) else {
-            return;
-        };
-        if let Some(e) = self.entries.get(i as usize) {
-            crate::dpdk::prefetch_all(e);
-        }
-        self.wheel.prefetch_link(i);
-        // A translated connection's reply tuple goes into its slot of the side table
-        // (a table without NAT room has none).
-        if let Some(t) = self.replies.get(i as usize) {
-            crate::dpdk::prefetch_all(t);
+    /// Starts loading what the next `n` insertions will write besides the index bucket (which
+    /// their lookups loaded): the entries on top of the free stack, both their lines, their
+    /// wheel links, and (in a table with NAT room) their slots for a reply tuple. For a burst
+    /// in which `n` packets found no candidate in the index.
+    #[inline]
+    pub fn prefetch_free(&self, n: u32) {
+        let top = self.free_len as usize;
+        let n = (n as usize).min(top);
+        for &i in &self.free[top - n..top] {
+            if let Some(e) = self.entries.get(i as usize) {
+                crate::dpdk::prefetch_all(e);
+            }
+            self.wheel.prefetch_link(i);
+            // A translated connection's reply tuple goes into its slot of the side table
+            // (a table without NAT room has none).
+            if let Some(t) = self.replies.get(i as usize) {
+                crate::dpdk::prefetch_all(t);
+            }
         }
     }
 

@@ -581,8 +581,7 @@ impl Twin {
         let mut lc = Vec::new();
         let (tables, routes) = &mut self.lean;
         // The hint as the prefetch pass makes it (the guess taken when it holds).
-        let tag = tables.ct.prefetch_index(&key).known_tag().expect("made from the tuple");
-        let (hint, _) = tables.ct.prefetch_entry(tag);
+        let (hint, _) = tables.ct.prefetch_entry(tables.ct.prefetch_index(&key));
         let hits = LEAN_HITS.with(|h| h.get());
         let nat_hits = LEAN_NAT_HITS.with(|h| h.get());
         let lean = judge_lean(
@@ -747,16 +746,11 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// The worker's path (a prefetch pass over each burst, its second stage `ahead` frames
-    /// ahead of the judgements, then each frame judged with what the pass found, some frames
-    /// skipped as if handed to another worker) answers as the replay's (each frame alone, its
-    /// tuple hashed and probed anew), with lookups that find timed-out entries and remove
-    /// them, new connections inserted, and entries killed in the middle of a burst. A burst
-    /// holds several frames of each flow (a handshake's, data both ways), so a frame's second
-    /// stage may run before or after an earlier frame of its flow inserts, frees, moves or
-    /// reuses the entry: from 0 (just before its judgement) to past the burst's end (the
-    /// whole burst before any judgement, as `prefetch_burst`), or never (`two: false`: the
-    /// hint knows the tag alone).
+    /// The worker's path (a prefetch pass over each burst, then each frame judged with what
+    /// the pass found, some frames skipped as if handed to another worker) answers as the
+    /// replay's (each frame alone, its tuple hashed and probed anew), with lookups that find
+    /// timed-out entries and remove them, new connections inserted, and entries killed in the
+    /// middle of a burst.
     #[test]
     fn lookups_from_the_prefetch_pass_answer_as_fresh_ones(
         ops in proptest::collection::vec(arb_op(), 1..160),
@@ -764,8 +758,6 @@ proptest! {
         capacity in 2u32..12,
         nat in arb_nat(),
         budget in 0u32..3,
-        ahead in prop_oneof![0usize..12, Just(crate::track::AHEAD), Just(crate::dpdk::MAX_BURST)],
-        two in prop::bool::weighted(0.9),
     ) {
         let filter = filter(0, nat);
         let bridge = crate::pipeline::Bridge::new(
@@ -800,30 +792,15 @@ proptest! {
             replay.expire(now, budget);
             let mut ring: Vec<Vec<u8>> = burst.iter().map(|(_, f)| f.clone()).collect();
             let mut parsed = [None; crate::dpdk::MAX_BURST];
-            let frames = ring.iter().map(|f| &f[..]);
-            let mut hints = if two && ahead == crate::dpdk::MAX_BURST {
-                // The whole pass at once.
-                let mut h = [conntrack::Hint::default(); crate::dpdk::MAX_BURST];
-                prefetch_burst(&worker, frames, &mut parsed, &mut h);
-                BurstHints { hints: h, free_next: 0 }
-            } else {
-                let mut b = BurstHints::none();
-                b.stage_one(&worker, frames, &mut parsed);
-                for j in 0..if two { ahead } else { 0 } {
-                    b.stage_two(&worker, j);
-                }
-                b
-            };
+            let mut hints = [conntrack::Hint::default(); crate::dpdk::MAX_BURST];
+            prefetch_burst(&worker, ring.iter().map(|f| &f[..]), &mut parsed, &mut hints);
             for (j, (ingress, frame)) in burst.iter().enumerate() {
-                if two {
-                    hints.stage_two(&worker, j + ahead);
-                }
                 if skips[j] {
                     continue;
                 }
                 let a = match &parsed[j] {
                     Some(info) => bridge.judge_verdict_parsed(
-                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, hints.hint(j), now,
+                        &filter, Some(&mut worker), *ingress, &mut ring[j], info, hints[j], now,
                         |_, _, _| {}, |_, _| {},
                     ),
                     None => bridge.judge_verdict(
