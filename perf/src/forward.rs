@@ -84,7 +84,7 @@ impl Sample {
     }
 }
 
-use perf::report::spread;
+use perf::report::{self, spread};
 
 struct DeviceResult {
     device: Device,
@@ -112,18 +112,7 @@ pub fn run(opts: &ForwardOpts) -> Result<()> {
     if opts.runs == 0 || opts.seconds <= 0.0 || opts.devices.is_empty() {
         bail!("--runs, --seconds and --devices must be positive and non-empty");
     }
-    let rampart = match &opts.rampart {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .context("locating rampart-perf")?
-            .with_file_name("rampart"),
-    };
-    if !rampart.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins)",
-            rampart.display()
-        );
-    }
+    let rampart = perf::procs::rampart_binary(opts.rampart.as_deref())?;
     let dir = std::env::temp_dir().join(format!("rampart-perf-forward-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -724,29 +713,6 @@ fn machine_info(huge: bool, cores: usize) -> String {
     )
 }
 
-fn commit() -> String {
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match run(&["rev-parse", "--short", "HEAD"]) {
-        Some(c) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c} (with uncommitted changes)")
-            } else {
-                c
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
 /// The markers around the section `--markdown` owns; one section per memory set-up, so a run
 /// with hugepages and one without can sit side by side.
 fn markers(huge: bool) -> (String, String) {
@@ -800,7 +766,7 @@ fn markdown_section(
          (the PMD drops what it is given); each RX copies a frame into a fresh mbuf.\n"
     );
     let _ = writeln!(s, "- machine: {machine}");
-    let _ = writeln!(s, "- commit: {}", commit());
+    let _ = writeln!(s, "- commit: {}", report::commit());
     let _ = writeln!(s, "- command: `{}`\n", opts.command_line);
     let _ = writeln!(s, "{table}");
     let _ = writeln!(
@@ -846,18 +812,7 @@ pub fn run_scaling(opts: &ForwardOpts, workers: &[usize]) -> Result<()> {
     if workers.iter().any(|&w| w == 0 || w > 16) {
         bail!("--workers: each count must be between 1 and 16");
     }
-    let rampart = match &opts.rampart {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .context("locating rampart-perf")?
-            .with_file_name("rampart"),
-    };
-    if !rampart.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins)",
-            rampart.display()
-        );
-    }
+    let rampart = perf::procs::rampart_binary(opts.rampart.as_deref())?;
     let dir = std::env::temp_dir().join(format!("rampart-perf-scaling-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -874,7 +829,7 @@ pub fn run_scaling(opts: &ForwardOpts, workers: &[usize]) -> Result<()> {
     let frames = udp64_frames();
     control::pcap::write_frames(&env.pcap, frames.iter().map(Vec::as_slice))?;
     let machine = machine_info(env.huge, cores);
-    let load_before = loadavg();
+    let load_before = report::loadavg();
     let mut rows = Vec::new();
     for &device in &opts.devices {
         for &w in workers {
@@ -939,9 +894,9 @@ pub fn run_scaling(opts: &ForwardOpts, workers: &[usize]) -> Result<()> {
         let _ = writeln!(
             body,
             "- machine load (1-minute load average) before and after: {load_before} and {}",
-            loadavg()
+            report::loadavg()
         );
-        let _ = writeln!(body, "- commit: {}", commit());
+        let _ = writeln!(body, "- commit: {}", report::commit());
         let _ = writeln!(body, "- command: `{}`\n", opts.command_line);
         body.push_str(&table);
         body.push_str(SCALING_MODEL);
@@ -1002,14 +957,6 @@ fn scaling_table(rows: &[ScalingRow]) -> String {
         }
     }
     t
-}
-
-/// The 1-minute load average, as the kernel reports it.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
