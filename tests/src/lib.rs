@@ -130,3 +130,30 @@ pub fn corpus_dir() -> Option<PathBuf> {
     let p = here.join("../../shared/corpus");
     p.is_dir().then_some(p)
 }
+
+/// The frames of many flows' scripts as they would meet on a wire: scripts enter a window of
+/// `window` flows in order, and each frame is taken from a flow of the window drawn by `rng`,
+/// so a flow's frames stay in order and fall close together.
+pub fn interleave<T>(
+    mut scripts: Vec<std::collections::VecDeque<T>>,
+    window: usize,
+    rng: &mut dataplane::classify::classbench::SplitMix64,
+) -> Vec<T> {
+    let mut frames = Vec::new();
+    let mut active: Vec<usize> = Vec::new();
+    let mut next = 0;
+    while next < scripts.len() || !active.is_empty() {
+        while active.len() < window && next < scripts.len() {
+            active.push(next);
+            next += 1;
+        }
+        let k = rng.below(active.len() as u64) as usize;
+        match scripts[active[k]].pop_front() {
+            Some(f) => frames.push(f),
+            None => {
+                active.swap_remove(k);
+            }
+        }
+    }
+    frames
+}

@@ -454,22 +454,7 @@ fn router_bursts_with_prefetch_and_hints_answer_as_frame_by_frame() {
         }
         scripts.push(q.into_iter().map(|(p, f)| at(f, p)).collect());
     }
-    let mut frames = Vec::new();
-    let mut active: Vec<usize> = Vec::new();
-    let mut next = 0;
-    while next < scripts.len() || !active.is_empty() {
-        while active.len() < 24 && next < scripts.len() {
-            active.push(next);
-            next += 1;
-        }
-        let k = rng.below(active.len() as u64) as usize;
-        match scripts[active[k]].pop_front() {
-            Some(f) => frames.push(f),
-            None => {
-                active.swap_remove(k);
-            }
-        }
-    }
+    let frames = tests::interleave(scripts, 24, &mut rng);
     assert!(frames.len() > 10_000, "{} frames", frames.len());
 
     // What became of one frame: how it arrived or its fate and bytes, the rule counted, and

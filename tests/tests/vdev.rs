@@ -584,22 +584,7 @@ fn router_worker_bursts_transmit_what_replay_does() {
         }
         scripts.push(q);
     }
-    let mut frames = Vec::new();
-    let mut active: Vec<usize> = Vec::new();
-    let mut next = 0;
-    while next < scripts.len() || !active.is_empty() {
-        while active.len() < 24 && next < scripts.len() {
-            active.push(next);
-            next += 1;
-        }
-        let k = rng.below(active.len() as u64) as usize;
-        match scripts[active[k]].pop_front() {
-            Some(f) => frames.push(f),
-            None => {
-                active.swap_remove(k);
-            }
-        }
-    }
+    let frames = tests::interleave(scripts, 24, &mut rng);
     write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
     write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
     std::fs::write(
