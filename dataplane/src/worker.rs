@@ -458,18 +458,7 @@ fn handle_burst<const STATEFUL: bool>(
     let parsed: &[Option<crate::wire::PacketInfo>; MAX_BURST] = match tables.as_deref() {
         Some(t) if STATEFUL => {
             let mut p = [None; MAX_BURST];
-            crate::track::prefetch_burst(
-                t,
-                burst.packets_mut().iter().map(|m| m.data()),
-                &mut p,
-                &mut hints,
-            );
-            // The device's checksum verdicts (RX offload), for conntrack.
-            for (info, m) in p.iter_mut().zip(burst.packets_mut().iter()) {
-                if let Some(i) = info {
-                    i.l4_csum = m.rx_l4_csum();
-                }
-            }
+            prefetch_received(t, burst, &mut p, &mut hints);
             scratch = p;
             &scratch
         }
@@ -574,6 +563,28 @@ fn handle_burst<const STATEFUL: bool>(
             if !buf.is_empty() {
                 handed(stats, buf.flush(ring));
             }
+        }
+    }
+}
+
+/// Conntrack's prefetch pass ([`crate::track::prefetch_burst`]) over a received burst, each
+/// frame's parse then given the device's L4 checksum verdict (RX offload), for conntrack.
+#[inline(always)]
+fn prefetch_received(
+    tables: &Tables,
+    burst: &mut RxBurst,
+    parsed: &mut [Option<crate::wire::PacketInfo>; MAX_BURST],
+    hints: &mut [crate::conntrack::Hint; MAX_BURST],
+) {
+    crate::track::prefetch_burst(
+        tables,
+        burst.packets_mut().iter().map(|m| m.data()),
+        parsed,
+        hints,
+    );
+    for (info, m) in parsed.iter_mut().zip(burst.packets_mut().iter()) {
+        if let Some(i) = info {
+            i.l4_csum = m.rx_l4_csum();
         }
     }
 }
@@ -1128,17 +1139,7 @@ fn route_burst(
     burst.prefetch_data();
     let mut parsed = [None; MAX_BURST];
     let mut hints = [crate::conntrack::Hint::default(); MAX_BURST];
-    crate::track::prefetch_burst(
-        tables,
-        burst.packets_mut().iter().map(|m| m.data()),
-        &mut parsed,
-        &mut hints,
-    );
-    for (info, m) in parsed.iter_mut().zip(burst.packets_mut().iter()) {
-        if let Some(i) = info {
-            i.l4_csum = m.rx_l4_csum();
-        }
-    }
+    prefetch_received(tables, burst, &mut parsed, &mut hints);
     let out = RefCell::new(Out {
         pool: ctx.pool,
         egress,
