@@ -457,8 +457,9 @@ fn tracked_one<F: Forwarding>(
     let j = judge_resumed(
         p.filter, tables, frame, info, *key, p.ingress, fwd, p.now_ns, on_log, resume,
     );
-    if j.judged && !j.raw && !j.input && j.filter.rule().is_some() {
-        on_rule(key.family, j.filter);
+    let counted = j.counted();
+    if counted.rule().is_some() {
+        on_rule(key.family, counted);
     }
     translate(frame, info, &j)
 }

@@ -258,6 +258,18 @@ pub struct IpJudgement {
 }
 
 impl IpJudgement {
+    /// The filter verdict whose rule counts this packet in the filter's rule counters:
+    /// `filter` when it was decided for this packet by the filter's own chains (not inherited
+    /// by a later fragment, not the raw table's, not INPUT's), else `Unfiltered`.
+    #[inline]
+    pub fn counted(&self) -> FilterVerdict {
+        if self.judged && !self.raw && !self.input {
+            self.filter
+        } else {
+            FilterVerdict::Unfiltered
+        }
+    }
+
     /// A packet dropped before the filter (its verdict is the drop's).
     #[inline]
     fn early(verdict: Verdict, filter: FilterVerdict, meta: PacketMeta, raw: bool) -> Self {

@@ -277,12 +277,7 @@ impl Router {
             now_ns,
             emit,
         );
-        let counted = if j.judged && !j.raw && !j.input {
-            j.filter
-        } else {
-            FilterVerdict::Unfiltered
-        };
-        (counted, fate)
+        (j.counted(), fate)
     }
 
     /// The packet's fate once judged and translated: `verdict` (after the translation),
