@@ -718,6 +718,7 @@ fn incremental(
         file: name,
         family: parsed.family,
         ports: &key.ports,
+        host: &crate::rules::parse::NO_HOST,
     };
     let mut new_rules = Vec::new();
     for (i, line) in text[q..].lines().take(n_new - suf - pre).enumerate() {
