@@ -270,6 +270,7 @@ pub enum Module {
     TcpMss,
     Limit,
     AddrType,
+    Rt,
 }
 
 impl Module {
@@ -295,6 +296,7 @@ impl Module {
             Module::TcpMss => "tcpmss",
             Module::Limit => "limit",
             Module::AddrType => "addrtype",
+            Module::Rt => "rt",
         }
     }
 

@@ -216,7 +216,12 @@ pub(crate) fn rule_checks(rule: &Rule) -> Vec<Check> {
             Cond::Limit { avg, burst } => {
                 if let Some((cost, cap)) = dataplane::classify::checks::limit_credits(*avg, *burst)
                 {
-                    out.push(Check::Limit { slot: 0, cost, cap });
+                    out.push(Check::Limit {
+                        slot: 0,
+                        cost,
+                        cap,
+                        invert: false,
+                    });
                 }
             }
             _ => {}
@@ -1114,16 +1119,43 @@ impl Flattener<'_> {
                             format!("jumps nest deeper than {MAX_JUMP_DEPTH} chains"),
                         ));
                     }
+                    // A limit on the jump is asked once, by a gate before the inlined chain
+                    // that skips it when the bucket has nothing to give; the chain's rules
+                    // carry the jump's other conditions (a context never holds a limit: each
+                    // was gated at its own jump).
+                    let (gated, inner): (Vec<Check>, Vec<Check>) = all_checks
+                        .iter()
+                        .cloned()
+                        .partition(|c| matches!(c, Check::Limit { .. }));
+                    let skip = self.label();
+                    let inner_checks: Checks =
+                        (!inner.is_empty()).then(|| std::sync::Arc::new(inner.clone()));
+                    if !gated.is_empty() {
+                        let mut gate = inner.clone();
+                        gate.extend(gated.into_iter().map(|c| match c {
+                            Check::Limit {
+                                slot, cost, cap, ..
+                            } => Check::Limit {
+                                slot,
+                                cost,
+                                cap,
+                                invert: true,
+                            },
+                            c => c,
+                        }));
+                        let o = self.origin(ci, ri);
+                        let gate = Some(std::sync::Arc::new(gate));
+                        self.emit(cubes, Pending::Continue(skip), o, rule, &gate)?;
+                    }
                     if spec.goto {
                         // Returns (and falling off the end) go where this chain returns to.
-                        self.chain(t, cubes, &all_checks, ret, depth + 1)?;
+                        self.chain(t, cubes, &inner, ret, depth + 1)?;
                         let o = self.origin(ci, ri);
-                        self.emit(cubes, Pending::Continue(ret), o, rule, checks)?;
+                        self.emit(cubes, Pending::Continue(ret), o, rule, &inner_checks)?;
                     } else {
-                        let end = self.label();
-                        self.chain(t, cubes, &all_checks, end, depth + 1)?;
-                        self.labels[end] = self.out.len();
+                        self.chain(t, cubes, &inner, skip, depth + 1)?;
                     }
+                    self.labels[skip] = self.out.len();
                 }
                 Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
                     let kind = match spec.target {

@@ -184,6 +184,8 @@ fn accepts_the_matches_as_iptables_save_writes_them() {
         "-m addrtype --dst-type LOCAL -j ACCEPT",
         "-m addrtype --dst-type MULTICAST -j ACCEPT",
         "-m addrtype --src-type UNSPEC -j DROP",
+        "-m rt --rt-type 0 -j DROP",
+        "-m rt ! --rt-type 2 --rt-segsleft 1:3 ! --rt-len 24 -j DROP",
     ] {
         let text = format!("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD {rule}\nCOMMIT\n");
         if let Err(e) = compile(&text, Family::V6) {
@@ -252,7 +254,6 @@ const REFUSED: &[(&str, &str, usize)] = &[
     ("-m limit --limit 20000/s -j ACCEPT", "too fast", 3),
     ("-m limit --limit-burst 10001 -j ACCEPT", "invalid burst", 3),
     ("-m limit --limit-burst 0 -j ACCEPT", "out of range", 0),
-    ("-m limit --limit 3/min -j user", "on a jump", 0),
     ("-m addrtype -j ACCEPT", "needs --src-type or --dst-type", 0),
     (
         "-m addrtype --dst-type BLACKHOLE -j ACCEPT",
@@ -532,6 +533,22 @@ fn limit_passes_the_burst_then_the_rate() {
     // 2/sec refills one packet every 500 ms.
     assert_eq!(judge_at(&rs, &f(), t0 + 499_999_999), (DROP, 0));
     assert_eq!(judge_at(&rs, &f(), t0 + 500_000_000), (ACCEPT, 0));
+    // A limit on a jump (ufw's `ufw-not-local`) is asked once per packet, at the jump: the
+    // chain's two rules do not each take from the bucket, and once it is empty the chain is
+    // skipped.
+    let rs = set("-A FORWARD -m limit --limit 1/hour --limit-burst 2 -j user\n-A user -p udp -j LOG\n-A user -p tcp -j DROP\n-A FORWARD -j ACCEPT", Family::V4);
+    let got: Vec<(Action, usize)> = (0..3).map(|i| judge_at(&rs, &f(), t0 + i)).collect();
+    assert_eq!(got, vec![(DROP, 0), (DROP, 0), (ACCEPT, 0)]);
+    let udp = F { proto: 17, ..f() };
+    assert_eq!(judge_at(&rs, &udp, t0), (ACCEPT, 0));
+    let rs = set("-A FORWARD -p udp -m limit --limit 1/hour --limit-burst 1 -g user\n-A user -j LOG\n-A FORWARD -j ACCEPT", Family::V4);
+    let udp = |i| judge_at(&rs, &F { proto: 17, ..f() }, t0 + i);
+    assert_eq!((udp(0), udp(1)), ((DROP, 1), (ACCEPT, 0)));
+    assert_eq!(
+        judge_at(&rs, &f(), t0 + 2),
+        (ACCEPT, 0),
+        "TCP never takes the jump"
+    );
     // One bucket per rule: the flat rules of a rule with two cubes share it.
     let rs = set("-A FORWARD -p udp -m multiport --dports 53,123 -m limit --limit 1/hour --limit-burst 2 -j ACCEPT", Family::V4);
     assert!(rs.rules.len() > 2);
@@ -688,4 +705,46 @@ fn addrtype_from_the_routers_addresses() {
     ] {
         assert_eq!(addr_judge(&rs, dst, 0), want, "{dst}");
     }
+}
+
+#[test]
+fn ipv6_routing_header() {
+    // Ethernet, IPv6 (next header 43), a Routing header of `ty` with `segs` left (24 bytes),
+    // UDP.
+    let frame = |ty: u8, segs: u8, rh: bool| {
+        let mut fr = Vec::new();
+        fr.extend_from_slice(&HOST_MAC);
+        fr.extend_from_slice(&PEER_MAC);
+        fr.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        let plen: u16 = if rh { 32 } else { 8 };
+        fr.extend_from_slice(&plen.to_be_bytes());
+        fr.push(if rh { 43 } else { 17 });
+        fr.push(64);
+        let s: std::net::Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+        let d: std::net::Ipv6Addr = "2001:db8:2::1".parse().unwrap();
+        fr.extend_from_slice(&s.octets());
+        fr.extend_from_slice(&d.octets());
+        if rh {
+            fr.extend_from_slice(&[17, 2, ty, segs, 0, 0, 0, 0]);
+            fr.extend_from_slice(&d.octets());
+        }
+        fr.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
+        fr
+    };
+    let text = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m rt --rt-type 0 -j DROP\n-A FORWARD -m rt ! --rt-type 2 --rt-segsleft 1:3 --rt-len 24 -j REJECT\n-A FORWARD -m rt --rt-type 4 ! --rt-segsleft 0 -j DROP\nCOMMIT\n";
+    let rs = compile(text, Family::V6).unwrap();
+    let at = |ty, segs, rh| {
+        let bytes = frame(ty, segs, rh);
+        let info = dataplane::wire::parse_frame(&bytes).expect("parses");
+        let meta = packet_meta(&bytes, &info, 0, 2).unwrap();
+        rs.judge(&meta, &Wire::of(&bytes, &info, 0), |_, _, _| {})
+            .action
+    };
+    assert_eq!(at(0, 0, true), DROP);
+    assert_eq!(at(0, 0, false), ACCEPT);
+    assert!(matches!(at(3, 2, true), Action::Reject(_)));
+    assert_eq!(at(3, 4, true), ACCEPT);
+    assert_eq!(at(2, 2, true), ACCEPT);
+    assert_eq!(at(4, 5, true), DROP);
+    assert_eq!(at(4, 0, true), ACCEPT);
 }

@@ -537,7 +537,7 @@ pub(crate) fn parse_rule(
     }
     let target = rp.finish_target()?;
     rp.check_modules()?;
-    rp.check_per_packet(target.as_ref())?;
+    rp.check_per_packet()?;
     let cubes = super::compile::rule_cubes(ctx.family, &rp.matches);
     Ok(Some((
         chain_idx,
@@ -803,6 +803,7 @@ impl<'a> RuleParser<'a> {
                     ("tcpmss", _) => Module::TcpMss,
                     ("limit", _) => Module::Limit,
                     ("addrtype", _) => Module::AddrType,
+                    ("rt", Family::V6) => Module::Rt,
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
                         return Err(self.err(
@@ -883,6 +884,18 @@ impl<'a> RuleParser<'a> {
             used: Vec::new(),
         });
         self.push(col, false, Cond::Module(module));
+        if module == Module::Rt {
+            // Any packet with a Routing header; the options narrow it.
+            self.push(
+                col,
+                false,
+                Cond::Check(Check::Ipv6Rt {
+                    rt_type: None,
+                    segs_left: (0, u32::MAX, false),
+                    len: None,
+                }),
+            );
+        }
         if module == Module::Limit {
             // libxt_limit's defaults: 3/hour, burst 5; the options change this one.
             self.push(
@@ -894,6 +907,22 @@ impl<'a> RuleParser<'a> {
                 },
             );
         }
+    }
+
+    /// The fields of the last `-m rt`'s check.
+    fn last_rt(&mut self) -> (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>) {
+        self.matches
+            .iter()
+            .rev()
+            .find_map(|m| match m.cond {
+                Cond::Check(Check::Ipv6Rt {
+                    rt_type,
+                    segs_left,
+                    len,
+                }) => Some((rt_type, segs_left, len)),
+                _ => None,
+            })
+            .unwrap_or((None, (0, u32::MAX, false), None))
     }
 
     /// The last `-m limit`'s condition.
@@ -949,12 +978,11 @@ impl<'a> RuleParser<'a> {
     }
 
     /// Where per-packet conditions cannot go: the nat table (judged without the packet's
-    /// bytes), a limit on a jump (its bucket would be asked once per rule of the chain),
-    /// `-m mac` in chains without a received frame.
-    fn check_per_packet(&self, target: Option<&TargetSpec>) -> Result<(), RuleError> {
+    /// bytes), `-m mac` in chains without a received frame.
+    fn check_per_packet(&self) -> Result<(), RuleError> {
         for m in &self.matches {
-            let (per_packet, limit) = match &m.cond {
-                Cond::Check(_) => (true, false),
+            match &m.cond {
+                Cond::Check(_) => {}
                 Cond::Limit { avg, burst } => {
                     if dataplane::classify::checks::limit_credits(*avg, *burst).is_none() {
                         return Err(self.err(
@@ -966,28 +994,14 @@ impl<'a> RuleParser<'a> {
                             ),
                         ));
                     }
-                    (true, true)
                 }
                 _ => continue,
-            };
-            if per_packet && self.table == TableKind::Nat {
-                return Err(self.err(
-                    m.col,
-                    "this match is not supported in the nat table (nat rules are judged on the                      connection's addresses and ports only): filter in the filter table instead",
-                ));
             }
-            if limit
-                && matches!(
-                    target,
-                    Some(TargetSpec {
-                        target: Target::Jump(_),
-                        ..
-                    })
-                )
-            {
+            if self.table == TableKind::Nat {
                 return Err(self.err(
                     m.col,
-                    "-m limit on a jump to a user chain is not supported (Rampart inlines the                      chain, and the limit would be asked once per rule in it): put the limit on                      the chain's rules",
+                    "this match is not supported in the nat table (nat rules are judged on the \
+                     connection's addresses and ports only): filter in the filter table instead",
                 ));
             }
             if matches!(m.cond, Cond::Check(Check::MacSource { .. })) {
@@ -1346,6 +1360,51 @@ impl<'a> RuleParser<'a> {
                     .push((tok.col, negated, canonical == "--dst-type", types));
                 return Ok(());
             }
+            "--rt-type" | "--rt-segsleft" | "--rt-len" => {
+                let v = self.value(tok)?;
+                let (lo, hi) = if canonical == "--rt-segsleft" {
+                    matches::range(&v.text, u32::MAX, "segments left")
+                } else {
+                    let max = if canonical == "--rt-type" {
+                        255
+                    } else {
+                        u32::MAX
+                    };
+                    matches::number(&v.text, max, "routing header value").map(|n| (n, n))
+                }
+                .map_err(|m| self.err(v.col, m))?;
+                let mut rt = self.last_rt();
+                match canonical {
+                    "--rt-type" => rt.0 = Some((lo as u8, negated)),
+                    "--rt-segsleft" => rt.1 = (lo, hi, negated),
+                    _ => rt.2 = Some((lo, negated)),
+                }
+                if let Some(c) = self
+                    .matches
+                    .iter_mut()
+                    .rev()
+                    .find_map(|m| match &mut m.cond {
+                        Cond::Check(c @ Check::Ipv6Rt { .. }) => Some(c),
+                        _ => None,
+                    })
+                {
+                    *c = Check::Ipv6Rt {
+                        rt_type: rt.0,
+                        segs_left: rt.1,
+                        len: rt.2,
+                    };
+                }
+                return Ok(());
+            }
+            "--rt-0" => {
+                return Err(self.err(
+                    tok.col,
+                    format!(
+                        "unsupported option {opt} (type 0 routing headers are deprecated, RFC \
+                         5095; -m rt supports --rt-type, --rt-segsleft and --rt-len)"
+                    ),
+                ));
+            }
             "--limit-iface-in" | "--limit-iface-out" => {
                 self.no_negation(tok, negated)?;
                 self.iface_limit = Some((canonical == "--limit-iface-out", tok.col));
@@ -1698,7 +1757,7 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit => {}
+                Module::Limit | Module::Rt => {}
                 Module::AddrType => {
                     if !inst.used.iter().any(|o| o.ends_with("-type")) {
                         return Err(
@@ -1752,6 +1811,10 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::AddrType, "--dst-type") => "--dst-type",
         (Module::AddrType, "--limit-iface-in") => "--limit-iface-in",
         (Module::AddrType, "--limit-iface-out") => "--limit-iface-out",
+        (Module::Rt, "--rt-type") => "--rt-type",
+        (Module::Rt, "--rt-segsleft") => "--rt-segsleft",
+        (Module::Rt, "--rt-len") => "--rt-len",
+        (Module::Rt, "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => "--rt-0",
         _ => return None,
     })
 }

@@ -103,9 +103,24 @@ pub enum Check {
     TcpMss { lo: u16, hi: u16, invert: bool },
     /// `--tcp-option kind`: a TCP header with an option of that kind.
     TcpOption { kind: u8, invert: bool },
+    /// ip6tables' `-m rt`: the packet has a Routing header (found as Linux's
+    /// `ipv6_find_hdr` finds it: not past a non-first fragment's Fragment header) whose type,
+    /// segments left and length (bytes, 8 + 8 * Hdr Ext Len) hold; `invert` per field.
+    Ipv6Rt {
+        rt_type: Option<(u8, bool)>,
+        segs_left: (u32, u32, bool),
+        len: Option<(u32, bool)>,
+    },
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
     /// shared by the flat rules of one iptables rule; `cost` and `cap` in xt_limit's credits.
-    Limit { slot: u32, cost: u32, cap: u32 },
+    /// `invert` holds when the bucket has no packet to give: the gate before an inlined chain
+    /// whose jump has the limit skips the chain then (the bucket is asked once, at the jump).
+    Limit {
+        slot: u32,
+        cost: u32,
+        cap: u32,
+        invert: bool,
+    },
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -254,11 +269,57 @@ impl Check {
                 Some(opts) => has_option(opts, kind) != invert,
                 None => false,
             },
-            Check::Limit { slot, cost, cap } => buckets
+            Check::Ipv6Rt {
+                rt_type,
+                segs_left: (lo, hi, inv_segs),
+                len,
+            } => {
+                let Some(rh) = routing_header(w) else {
+                    return false;
+                };
+                let (ty, segs, bytes) = (rh[2], u32::from(rh[3]), rh.len() as u32);
+                ((lo <= segs && segs <= hi) != inv_segs)
+                    && len.is_none_or(|(l, inv)| (l == bytes) != inv)
+                    && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
+            }
+            Check::Limit {
+                slot,
+                cost,
+                cap,
+                invert,
+            } => buckets
                 .get(slot as usize)
-                .is_some_and(|b| b.take(w.now_ns, cost, cap)),
+                .is_some_and(|b| b.take(w.now_ns, cost, cap) != invert),
         }
     }
+}
+
+/// The Routing header of an IPv6 packet (the whole header), walking the extension headers
+/// from the fixed header; `None` when there is none before the L4 header or a non-first
+/// fragment's Fragment header.
+fn routing_header<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
+    let l3 = usize::from(w.l3);
+    let ip = crate::wire::ipv6::Packet::new_checked(w.frame.get(l3..)?).ok()?;
+    let payload = &w.frame[l3 + crate::wire::ipv6::HEADER_LEN..];
+    for hdr in ip.ext_headers() {
+        let hdr = hdr.ok()?;
+        match hdr.header_type {
+            ip_proto::IPV6_ROUTE => {
+                return payload.get(hdr.offset..hdr.offset + hdr.data.len());
+            }
+            // A non-first fragment: what follows its Fragment header is payload.
+            ip_proto::IPV6_FRAG
+                if hdr
+                    .data
+                    .get(2..4)
+                    .is_some_and(|o| (u16::from_be_bytes([o[0], o[1]]) >> 3) != 0) =>
+            {
+                return None
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The option bytes of a TCP header (`doff * 4 - 20` of them), or `None` where Linux's TCP
