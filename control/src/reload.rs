@@ -765,10 +765,14 @@ fn incremental(
         matches!(
             r.target.as_ref().map(|t| &t.target),
             Some(Target::Jump(_) | Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
-        ) || r
-            .matches
-            .iter()
-            .any(|m| matches!(m.cond, Cond::InInterface(_) | Cond::OutInterface(_)))
+        ) || r.matches.iter().any(|m| {
+            matches!(
+                m.cond,
+                Cond::InInterface(_)
+                    | Cond::OutInterface(_)
+                    | Cond::Check(dataplane::classify::Check::MacSource { .. })
+            )
+        })
     });
     let undo = match table {
         Some(t) => splice(&mut state.parsed, t, (a, b, c), new_rules),

@@ -310,6 +310,16 @@ fn refuses_bad_values_at_their_column() {
         "{e:?}"
     );
     let e = compile(
+        &wrap("-A OUTPUT -j user\n-A user -m mac --mac-source 00:11:22:33:44:55 -j ACCEPT"),
+        Family::V4,
+    )
+    .unwrap_err();
+    assert!(
+        e[0].message
+            .contains("can't use -m mac in chain user: it is reached from OUTPUT"),
+        "{e:?}"
+    );
+    let e = compile(
         &wrap("-A OUTPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT"),
         Family::V4,
     )
