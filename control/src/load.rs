@@ -3,7 +3,9 @@
 
 use crate::config::Mode;
 use crate::groups::compile_groups;
-use crate::rules::{compile_nat, compile_parsed, compile_raw, parse_iptables, Hook, RuleError};
+use crate::rules::{
+    compile_nat, compile_parsed, compile_raw, parse_iptables_with, Hook, RuleError,
+};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::nat::{NatRules, NatTables, OneToOne, Steering};
@@ -62,6 +64,8 @@ pub struct NatEnv<'a> {
     pub masquerade: &'a [IpAddr128],
     /// Floating addresses from the configuration (placed before the files' rules).
     pub one_to_one: &'a [OneToOne],
+    /// Router mode: the ports' addresses (`-m addrtype` LOCAL and directed BROADCAST).
+    pub host: Option<&'a crate::rules::HostAddrs>,
 }
 
 /// [`NatEnv`] as the daemon keeps it between loads.
@@ -71,6 +75,8 @@ pub struct NatSettings {
     pub mode: crate::config::Mode,
     pub masquerade: Vec<IpAddr128>,
     pub one_to_one: Vec<OneToOne>,
+    /// Router mode: the ports' addresses.
+    pub host: crate::rules::HostAddrs,
     /// Why a nat table cannot be used here (connection tracking off, no room for bindings):
     /// a rule set that translates is then refused with this message.
     pub refuse: Option<String>,
@@ -84,6 +90,13 @@ impl NatSettings {
             mode: cfg.mode,
             masquerade: cfg.port_addrs().iter().flatten().map(|a| a.addr).collect(),
             one_to_one: cfg.one_to_one(),
+            host: crate::rules::HostAddrs {
+                ports: if cfg.mode == crate::config::Mode::Router {
+                    cfg.port_addrs()
+                } else {
+                    Vec::new()
+                },
+            },
             refuse: if !cfg.conntrack.enabled {
                 Some("connection tracking is off ([conntrack] enabled = false)".into())
             } else if !cfg.conntrack.nat {
@@ -100,6 +113,7 @@ impl NatSettings {
             workers: u16::try_from(workers).unwrap_or(u16::MAX),
             masquerade: &self.masquerade,
             one_to_one: &self.one_to_one,
+            host: Some(&self.host),
         }
     }
 
@@ -172,19 +186,25 @@ pub fn load_filter(
     for (path, family) in [(files.rules, Family::V4), (files.rules6, Family::V6)] {
         let Some(path) = path else { continue };
         let text = read(path)?;
-        let compiled =
-            parse_iptables(&path.display().to_string(), &text, family, ports).and_then(|parsed| {
-                let input = match mode {
-                    Mode::Router => Some(compile_parsed(&parsed, Hook::Input)?),
-                    Mode::Bridge => None,
-                };
-                Ok((
-                    compile_parsed(&parsed, hook)?,
-                    compile_raw(&parsed)?,
-                    input,
-                    compile_nat(&parsed)?,
-                ))
-            });
+        let compiled = parse_iptables_with(
+            &path.display().to_string(),
+            &text,
+            family,
+            ports,
+            files.nat.host.unwrap_or(&crate::rules::parse::NO_HOST),
+        )
+        .and_then(|parsed| {
+            let input = match mode {
+                Mode::Router => Some(compile_parsed(&parsed, Hook::Input)?),
+                Mode::Bridge => None,
+            };
+            Ok((
+                compile_parsed(&parsed, hook)?,
+                compile_raw(&parsed)?,
+                input,
+                compile_nat(&parsed)?,
+            ))
+        });
         match compiled {
             Ok((rs, raw, input, n)) => {
                 let raw = raw.map(&with).transpose()?;
@@ -263,7 +283,7 @@ COMMIT
             let f =
                 FrameSpec::new(IpSpec::v4([10, 0, 0, 2].into(), [10, 0, 0, 1].into()), l4).build();
             let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 0).unwrap();
-            judge_rules(input, &meta, |_, _, _| {})
+            judge_rules(input, &meta, &dataplane::classify::Wire::NONE, |_, _, _| {})
         };
         assert!(matches!(
             judge(L4Spec::icmp_echo(1, 1)),
@@ -281,7 +301,12 @@ COMMIT
         .build();
         let meta = packet_meta(&f, &parse_frame(&f).unwrap(), 0, 1).unwrap();
         assert!(matches!(
-            judge_rules(router.v4.as_ref().unwrap(), &meta, |_, _, _| {}),
+            judge_rules(
+                router.v4.as_ref().unwrap(),
+                &meta,
+                &dataplane::classify::Wire::NONE,
+                |_, _, _| {}
+            ),
             FilterVerdict::Accept { .. }
         ));
         // Security groups: no INPUT chain.

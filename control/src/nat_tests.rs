@@ -60,6 +60,7 @@ impl Rig {
             workers: 1,
             masquerade: &[],
             one_to_one,
+            host: None,
         };
         let filter = Filter {
             v4: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),
@@ -592,6 +593,7 @@ COMMIT
         workers: 1,
         masquerade: &[],
         one_to_one: &[],
+        host: None,
     };
     let filter = Filter {
         v6: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),

@@ -718,6 +718,7 @@ fn incremental(
         file: name,
         family: parsed.family,
         ports: &key.ports,
+        host: &crate::rules::parse::NO_HOST,
     };
     let mut new_rules = Vec::new();
     for (i, line) in text[q..].lines().take(n_new - suf - pre).enumerate() {
@@ -764,10 +765,14 @@ fn incremental(
         matches!(
             r.target.as_ref().map(|t| &t.target),
             Some(Target::Jump(_) | Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
-        ) || r
-            .matches
-            .iter()
-            .any(|m| matches!(m.cond, Cond::InInterface(_) | Cond::OutInterface(_)))
+        ) || r.matches.iter().any(|m| {
+            matches!(
+                m.cond,
+                Cond::InInterface(_)
+                    | Cond::OutInterface(_)
+                    | Cond::Check(dataplane::classify::Check::MacSource { .. })
+            )
+        })
     });
     let undo = match table {
         Some(t) => splice(&mut state.parsed, t, (a, b, c), new_rules),

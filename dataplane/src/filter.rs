@@ -5,7 +5,7 @@
 //!
 //! Without connection tracking ([`crate::track`]) every packet is judged as conntrack state NEW.
 
-use crate::classify::{ct, Action, PacketMeta, RejectWith, RuleSet};
+use crate::classify::{ct, Action, PacketMeta, RejectWith, RuleSet, Wire};
 use crate::wire::{ip_proto, Family, FlowKey, Fragment, PacketInfo};
 
 /// The filter's answer for one packet.
@@ -127,28 +127,32 @@ impl Filter {
         }
     }
 
-    /// Judges one packet; `on_log` is called for each LOG rule it passes (a cold path).
+    /// Judges one packet whose bytes are `w`; `on_log` is called for each LOG rule it passes
+    /// (a cold path).
     #[inline]
     pub fn judge(
         &self,
         meta: &PacketMeta,
+        w: &Wire<'_>,
         on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
     ) -> FilterVerdict {
         match self.rules(meta.key.family) {
-            Some(rs) => judge_rules(rs, meta, on_log),
+            Some(rs) => judge_rules(rs, meta, w, on_log),
             None => FilterVerdict::Unfiltered,
         }
     }
 }
 
-/// Judges one packet by the rule set of its family; `on_log` as in [`Filter::judge`].
+/// Judges one packet (whose bytes are `w`) by the rule set of its family; `on_log` as in
+/// [`Filter::judge`].
 #[inline]
 pub fn judge_rules(
     rules: &RuleSet,
     meta: &PacketMeta,
+    w: &Wire<'_>,
     on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
 ) -> FilterVerdict {
-    let j = rules.evaluate(meta, on_log);
+    let j = rules.judge(meta, w, on_log);
     match j.action {
         Action::Accept => FilterVerdict::Accept { rule: j.rule },
         Action::Reject(with) => FilterVerdict::Reject { rule: j.rule, with },

@@ -8,7 +8,7 @@
 //! with connection tracking when the caller gives its state tables ([`crate::track`]), and
 //! forward to the ingress port's peer.
 
-use crate::classify::{LogSpec, PacketMeta, RuleSet};
+use crate::classify::{LogSpec, PacketMeta, RuleSet, Wire};
 use crate::conntrack::{CtState, Dir, EntryId, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
@@ -137,7 +137,7 @@ impl Bridge {
             return out;
         };
         out.meta = Some(meta);
-        out.filter = filter.judge(&meta, on_log);
+        out.filter = filter.judge(&meta, &Wire::of(frame, &info, now_ns), on_log);
         out.verdict = filtered(verdict, out.filter);
         out
     }
@@ -258,7 +258,13 @@ impl Bridge {
         // memory on the unfiltered path.
         let (frag, l4_offset) = (info.frag, info.l4_offset);
         let meta = ip_packet_meta(frame, key, frag, l4_offset, p.ingress, egress);
-        filter_one(rules, meta, verdict, on_log, on_rule)
+        let w = Wire {
+            frame,
+            l3: info.l3_offset,
+            l4: l4_offset,
+            now_ns: p.now_ns,
+        };
+        filter_one(rules, meta, &w, verdict, on_log, on_rule)
     }
 
     /// The pass-through judge for frames arriving on `ingress` when `filter` has no rule set
@@ -413,11 +419,12 @@ fn filtered(verdict: Verdict, filter: FilterVerdict) -> Verdict {
 fn filter_one(
     rules: &RuleSet,
     meta: PacketMeta,
+    w: &Wire<'_>,
     verdict: Verdict,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     on_rule: impl FnOnce(Family, FilterVerdict),
 ) -> Verdict {
-    let fv = judge_rules(rules, &meta, on_log);
+    let fv = judge_rules(rules, &meta, w, on_log);
     if fv.rule().is_some() {
         on_rule(meta.key.family, fv);
     }

@@ -28,7 +28,7 @@
 //!
 //! One [`Tables`] per worker, sized at start-up; nothing here allocates.
 
-use crate::classify::{ct, Action, LogSpec, PacketMeta};
+use crate::classify::{ct, Action, LogSpec, PacketMeta, Wire};
 use crate::conntrack::frag::Fragments;
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
@@ -343,17 +343,18 @@ fn judge_established(
     tables: &mut Tables,
     t: &conntrack::Tracked,
     meta: &PacketMeta,
+    w: &Wire<'_>,
     ingress: u16,
     mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let Some(id) = t.entry() else {
-        return judge_rules(rs, meta, on_log);
+        return judge_rules(rs, meta, w, on_log);
     };
     if let Some(fv) = cached_verdict(rs, tables, id, t.dir, ingress) {
         return fv;
     }
     let mut logged = false;
-    let fv = judge_rules(rs, meta, |i, l, m| {
+    let fv = judge_rules(rs, meta, w, |i, l, m| {
         logged = true;
         on_log(i, l, m)
     });
@@ -506,7 +507,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             ct_state: ct::INVALID,
             ..meta
         };
-        let j = raw.evaluate(&raw_meta, |_, _, _| {});
+        let j = raw.judge(&raw_meta, &Wire::of(frame, info, now_ns), |_, _, _| {});
         if !matches!(j.action, Action::Accept) {
             return IpJudgement::early(
                 Verdict::Drop(DropReason::RuleDrop),
@@ -1003,9 +1004,17 @@ fn judge_after_track<F: Forwarding>(
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
         {
-            judge_established(rs, tables, &t, &meta, ingress, on_log)
+            judge_established(
+                rs,
+                tables,
+                &t,
+                &meta,
+                &Wire::of(frame, info, now_ns),
+                ingress,
+                on_log,
+            )
         }
-        (Some(rs), _) => judge_rules(rs, &meta, on_log),
+        (Some(rs), _) => judge_rules(rs, &meta, &Wire::of(frame, info, now_ns), on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });

@@ -250,6 +250,58 @@ fn host_ufw() -> RuleSet {
     }
 }
 
+/// Matches Rampart checks on the packet's bytes after classification: TTL / hop limit, TCP
+/// options and MSS, IP length (into a chain, whose rules carry the jump's condition), packet
+/// type, DSCP, TOS, each with a side the scenarios' traffic takes and one it does not.
+fn header_matches() -> RuleSet {
+    let common = |hops: &str, icmp: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:hdr - [0:0]\n\
+             -A FORWARD {hops} -j DROP\n\
+             -A FORWARD -p tcp -m tcp --tcp-option 2 -m tcpmss --mss 1000:65535 -j ACCEPT\n\
+             -A FORWARD -p tcp -m tcpmss --mss 0:999 -j DROP\n\
+             -A FORWARD -m length --length 0:80 -j hdr\n\
+             -A FORWARD -m pkttype ! --pkt-type unicast -j DROP\n\
+             -A FORWARD -m dscp ! --dscp 0 -j DROP\n\
+             -A FORWARD -p udp -m length ! --length 0:200 -j ACCEPT\n\
+             -A FORWARD -p {icmp} -j ACCEPT\n\
+             -A hdr -m tos --tos 0x00/0x03 -p tcp ! --tcp-option 8 -j ACCEPT\n\
+             -A hdr -p udp -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "header-matches",
+        v4: common("-m ttl --ttl-lt 2", "icmp"),
+        v6: common("-m hl --hl-lt 2", "ipv6-icmp"),
+        states: false,
+    }
+}
+
+/// `-m limit` at a rate so slow (one an hour) that only each bucket's burst passes within a
+/// scenario: a burst of 2 for TCP, a LOG with a burst of 1 for UDP, and a jump with a burst of
+/// 3 into a chain that accepts UDP and ICMP (the bucket asked once at the jump). Linux's rules
+/// are loaded again before each scenario, so both sides start with full buckets.
+fn limits() -> RuleSet {
+    let common = |icmp: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:lim - [0:0]\n\
+             -A FORWARD -p tcp -m limit --limit 1/hour --limit-burst 2 -j ACCEPT\n\
+             -A FORWARD -p udp -m limit --limit 1/hour --limit-burst 1 -j LOG\n\
+             -A FORWARD -m limit --limit 1/hour --limit-burst 3 -j lim\n\
+             -A lim -p udp -j ACCEPT\n\
+             -A lim -p {icmp} -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "limits",
+        v4: common("icmp"),
+        v6: common("ipv6-icmp"),
+        states: false,
+    }
+}
+
 /// A difference accepted on purpose; `ruleset: None` applies under every rule set.
 struct Allowed {
     ruleset: Option<&'static str>,
@@ -528,6 +580,12 @@ fn write_rules(dir: &Path, rs: &RuleSet) -> (PathBuf, PathBuf) {
 /// Every scenario through Linux and Rampart under `rs`; panics with the tables on any
 /// unexplained difference.
 fn scenarios_under(rs: RuleSet, test: &str) {
+    scenarios_under_with(rs, test, false)
+}
+
+/// [`scenarios_under`], with Linux's rules loaded again before each scenario when `reload`
+/// (what restarts `-m limit`'s buckets, as each scenario's replay starts Rampart afresh).
+fn scenarios_under_with(rs: RuleSet, test: &str, reload: bool) {
     if !root_or_skip(test) {
         return;
     }
@@ -542,6 +600,9 @@ fn scenarios_under(rs: RuleSet, test: &str) {
     let mut out = String::new();
     let mut used = Vec::new();
     for s in scenarios::all() {
+        if reload {
+            bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+        }
         let pcap = scenarios::write(dir.path(), std::slice::from_ref(&s.name)).unwrap();
         let frames: Vec<Vec<u8>> = s.frames.iter().map(|f| f.data.clone()).collect();
         let what: Vec<String> = s.frames.iter().map(|f| f.what.clone()).collect();
@@ -632,6 +693,16 @@ fn host_ufw_match_linux() {
 }
 
 /// Scenarios the daemon comparison leaves out, and why.
+#[test]
+fn header_matches_match_linux() {
+    scenarios_under(header_matches(), "header_matches_match_linux");
+}
+
+#[test]
+fn limits_match_linux() {
+    scenarios_under_with(limits(), "limits_match_linux", true);
+}
+
 const NOT_THROUGH_THE_DAEMON: &[(&str, &str)] = &[(
     "fragments",
     "DPDK's net_af_packet joins its socket to a PACKET_FANOUT group with \

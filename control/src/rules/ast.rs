@@ -259,6 +259,18 @@ pub enum Module {
     Conntrack,
     State,
     Comment,
+    Ttl,
+    Hl,
+    Length,
+    Tos,
+    Dscp,
+    Ecn,
+    PktType,
+    Mac,
+    TcpMss,
+    Limit,
+    AddrType,
+    Rt,
 }
 
 impl Module {
@@ -273,6 +285,18 @@ impl Module {
             Module::Conntrack => "conntrack",
             Module::State => "state",
             Module::Comment => "comment",
+            Module::Ttl => "ttl",
+            Module::Hl => "hl",
+            Module::Length => "length",
+            Module::Tos => "tos",
+            Module::Dscp => "dscp",
+            Module::Ecn => "ecn",
+            Module::PktType => "pkttype",
+            Module::Mac => "mac",
+            Module::TcpMss => "tcpmss",
+            Module::Limit => "limit",
+            Module::AddrType => "addrtype",
+            Module::Rt => "rt",
         }
     }
 
@@ -333,6 +357,20 @@ pub enum Cond {
     Icmp(IcmpMatch),
     /// `-m comment --comment`: matches everything.
     Comment(String),
+    /// A condition on the packet's bytes, checked after classification (ttl, hl, length, tos,
+    /// dscp, ecn's IP bits, pkttype, mac, tcpmss, `--tcp-option`); its `!` is inside it (the
+    /// match's `negated` is false).
+    Check(dataplane::classify::Check),
+    /// `-m limit`: one packet per `avg` (1/10000 s) on average, `burst` at once.
+    Limit { avg: u32, burst: u32 },
+    /// `-m addrtype --src-type`/`--dst-type` (negated by `!`): the address (source or
+    /// destination) lies in the set of the alternative whose ports (in or out, per
+    /// `--limit-iface-in/out`; all ports without one) hold the packet's.
+    AddrType {
+        dst: bool,
+        out: bool,
+        alts: Vec<(PortMask, Vec<AddrRange>)>,
+    },
 }
 
 /// The target of a rule and where it was written.

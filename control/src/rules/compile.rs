@@ -25,7 +25,7 @@
 use super::ast::*;
 use super::parse::Ctx;
 use super::RuleError;
-use dataplane::classify::{ct, Action, FlatRule, FragMatch, LogSpec, Origin, ANY_PORT};
+use dataplane::classify::{ct, Action, Check, FlatRule, FragMatch, LogSpec, Origin, ANY_PORT};
 use dataplane::nat::rules::NO_NAT;
 use dataplane::nat::{NatKind, NatRange, NatTarget};
 use dataplane::wire::{Family, IpAddr128};
@@ -176,8 +176,58 @@ impl Cube {
             frag: self.frag,
             action,
             origin,
+            checks: None,
         }
     }
+}
+
+/// The intervals of `a` outside `b` (sorted, merged).
+pub(crate) fn subtract(a: Vec<Iv>, b: &[Iv]) -> Vec<Iv> {
+    intersect(&normalize(a), &complement(b.to_vec(), (0, u128::MAX)))
+}
+
+/// The intervals in both `a` and `b` (sorted, merged).
+pub(crate) fn intersect(a: &[Iv], b: &[Iv]) -> Vec<Iv> {
+    normalize(
+        a.iter()
+            .flat_map(|&x| b.iter().filter_map(move |&y| iv_meet(x, y)))
+            .collect(),
+    )
+}
+
+/// The cube of a check: TCP option checks, like Linux's TCP matches, never match a non-first
+/// fragment; the others look at headers every fragment has.
+fn check_cube(full: Cube, c: &Check) -> Cube {
+    match c {
+        Check::TcpMss { .. } | Check::TcpOption { .. } => Cube {
+            frag: FragMatch::NotLater,
+            ..full
+        },
+        _ => full,
+    }
+}
+
+/// The checks of a rule's own matches (a limit's slot left 0: the flattener gives it).
+pub(crate) fn rule_checks(rule: &Rule) -> Vec<Check> {
+    let mut out = Vec::new();
+    for m in &rule.matches {
+        match &m.cond {
+            Cond::Check(c) => out.push(c.clone()),
+            Cond::Limit { avg, burst } => {
+                if let Some((cost, cap)) = dataplane::classify::checks::limit_credits(*avg, *burst)
+                {
+                    out.push(Check::Limit {
+                        slot: 0,
+                        cost,
+                        cap,
+                        invert: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn addr_iv(r: &AddrRange) -> Iv {
@@ -353,7 +403,28 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 |c, v| c.dport = v,
             )
         }
-        Cond::Comment(_) => vec![full],
+        Cond::Comment(_) | Cond::Limit { .. } => vec![full],
+        Cond::Check(c) => vec![check_cube(full, c)],
+        Cond::AddrType { dst, out, alts } => {
+            let mut cubes = Vec::new();
+            for (mask, set) in alts {
+                for iv in pick(set.iter().map(addr_iv).collect(), addrs) {
+                    let mut c = full;
+                    if *out {
+                        c.outp = *mask;
+                    } else {
+                        c.inp = *mask;
+                    }
+                    if *dst {
+                        c.dst = iv;
+                    } else {
+                        c.src = iv;
+                    }
+                    cubes.push(c);
+                }
+            }
+            cubes
+        }
     }
 }
 
@@ -448,7 +519,8 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
             let mask = (*bits & u16::from(ct::ANY)) as u8;
             one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
         }
-        Cond::Comment(_) => Some(full),
+        Cond::Comment(_) | Cond::Limit { .. } => Some(full),
+        Cond::Check(c) => Some(check_cube(full, c)),
         _ => None,
     }
 }
@@ -559,6 +631,14 @@ pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKey
 /// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
 /// cubes with its own action and origin: an accepted target other than a jump or a return.
 fn simple(rule: &Rule, kind: TableKind) -> bool {
+    if rule
+        .matches
+        .iter()
+        .any(|m| matches!(m.cond, Cond::Limit { .. }))
+    {
+        // Its bucket's slot is given by a full flattening.
+        return false;
+    }
     match &rule.target {
         None => true,
         Some(spec) => match spec.target {
@@ -633,7 +713,12 @@ pub(crate) fn patch(
             }
             _ => return None,
         };
-        section.extend(cubes.iter().map(|c| c.to_flat(ctx.family, action, origin)));
+        let checks = rule_checks(rule);
+        let checks = (!checks.is_empty()).then(|| std::sync::Arc::new(checks));
+        section.extend(cubes.iter().map(|c| FlatRule {
+            checks: checks.clone(),
+            ..c.to_flat(ctx.family, action, origin)
+        }));
     }
     let d_flat = i64::from(section.len() as u32) - i64::from(s1 - s0);
     let d_origin = i64::from(keys.len() as u32) - i64::from(o1 - o0);
@@ -769,6 +854,9 @@ pub(crate) fn rule_label(chain: &str, number: u32) -> String {
 /// No entry yet in one of the flattener's per-rule maps.
 const NONE: u32 = u32::MAX;
 
+/// A flat rule's checks, shared by the flat rules of one rule under one context.
+type Checks = Option<std::sync::Arc<Vec<Check>>>;
+
 struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
@@ -790,6 +878,9 @@ struct Flattener<'a> {
     log_of: Vec<u32>,
     nat_targets: Vec<NatTarget>,
     nat_of: Vec<u32>,
+    /// Per rule: its `-m limit` bucket's slot, or [`NONE`]; and how many slots are given.
+    limit_of: Vec<u32>,
+    limits: u32,
     /// The context of the built-in chain: everything.
     full: Cube,
     /// Flat rules, origins and logs before each rule of the built-in chain.
@@ -823,8 +914,9 @@ impl Flattener<'_> {
         action: Pending,
         origin: u32,
         rule: &Rule,
+        checks: &Checks,
     ) -> Result<(), RuleError> {
-        self.emit_tagged(cubes, action, origin, NO_NAT, rule)
+        self.emit_tagged(cubes, action, origin, NO_NAT, rule, checks)
     }
 
     fn emit_tagged(
@@ -834,6 +926,7 @@ impl Flattener<'_> {
         origin: u32,
         nat: u32,
         rule: &Rule,
+        checks: &Checks,
     ) -> Result<(), RuleError> {
         if self.out.len() + cubes.len() > MAX_FLAT_RULES {
             return Err(self.err(
@@ -843,15 +936,16 @@ impl Flattener<'_> {
             ));
         }
         let family = self.ctx.family;
+        let flat = |c: &Cube, a: Action| FlatRule {
+            checks: checks.clone(),
+            ..c.to_flat(family, a, origin)
+        };
         match action {
-            Pending::Act(a) => self
-                .out
-                .extend(cubes.iter().map(|c| c.to_flat(family, a, origin))),
+            Pending::Act(a) => self.out.extend(cubes.iter().map(|c| flat(c, a))),
             Pending::Continue(label) => {
                 for c in cubes {
                     self.continues.push((self.out.len(), label));
-                    self.out
-                        .push(c.to_flat(family, Action::ContinueAt(u32::MAX), origin));
+                    self.out.push(flat(c, Action::ContinueAt(u32::MAX)));
                 }
             }
         }
@@ -867,6 +961,7 @@ impl Flattener<'_> {
         cubes: &[Cube],
         kind: NatKind,
         range: NatRange,
+        checks: &Checks,
     ) -> Result<(), RuleError> {
         let o = self.origin(ci, ri);
         let slot = self.first[ci] + ri;
@@ -884,7 +979,7 @@ impl Flattener<'_> {
             n => n,
         };
         let rule = &self.table.chains[ci].rules[ri];
-        self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule)
+        self.emit_tagged(cubes, Pending::Act(Action::Accept), o, n, rule, checks)
     }
 
     fn label(&mut self) -> usize {
@@ -892,10 +987,28 @@ impl Flattener<'_> {
         self.labels.len() - 1
     }
 
+    /// The checks of rule `ri` of chain `ci` under the context's, its limit given its slot.
+    fn checks(&mut self, ci: usize, ri: usize, rule: &Rule, context: &[Check]) -> Vec<Check> {
+        let mut all = context.to_vec();
+        for mut c in rule_checks(rule) {
+            if let Check::Limit { slot, .. } = &mut c {
+                let at = self.first[ci] + ri;
+                if self.limit_of[at] == NONE {
+                    self.limit_of[at] = self.limits;
+                    self.limits += 1;
+                }
+                *slot = self.limit_of[at];
+            }
+            all.push(c);
+        }
+        all
+    }
+
     fn chain(
         &mut self,
         ci: usize,
         context: &[Cube],
+        context_checks: &[Check],
         ret: usize,
         depth: usize,
     ) -> Result<(), RuleError> {
@@ -941,19 +1054,23 @@ impl Flattener<'_> {
             if cubes.is_empty() {
                 continue;
             }
+            let all_checks = self.checks(ci, ri, rule, context_checks);
+            let checks: Checks =
+                (!all_checks.is_empty()).then(|| std::sync::Arc::new(all_checks.clone()));
+            let checks = &checks;
             let act = |a| Pending::Act(a);
             match &spec.target {
                 Target::Accept => {
                     let o = self.origin(ci, ri);
-                    self.emit(cubes, act(Action::Accept), o, rule)?;
+                    self.emit(cubes, act(Action::Accept), o, rule, checks)?;
                 }
                 Target::Drop if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(cubes, act(Action::Drop), o, rule)?;
+                    self.emit(cubes, act(Action::Drop), o, rule, checks)?;
                 }
                 Target::Reject(w) if self.mode == FlattenFor::Filter => {
                     let o = self.origin(ci, ri);
-                    self.emit(cubes, act(Action::Reject(*w)), o, rule)?;
+                    self.emit(cubes, act(Action::Reject(*w)), o, rule, checks)?;
                 }
                 Target::Log(_) if matches!(self.table.kind, TableKind::Raw | TableKind::Nat) => {
                     return Err(self.err(
@@ -967,7 +1084,7 @@ impl Flattener<'_> {
                 }
                 Target::NoTrack if self.table.kind == TableKind::Raw => {
                     let o = self.origin(ci, ri);
-                    self.emit(cubes, act(Action::NoTrack), o, rule)?;
+                    self.emit(cubes, act(Action::NoTrack), o, rule, checks)?;
                 }
                 Target::Log(spec) => {
                     let o = self.origin(ci, ri);
@@ -981,11 +1098,11 @@ impl Flattener<'_> {
                         }
                         l => l,
                     };
-                    self.emit(cubes, act(Action::Log(l)), o, rule)?;
+                    self.emit(cubes, act(Action::Log(l)), o, rule, checks)?;
                 }
                 Target::Return => {
                     let o = self.origin(ci, ri);
-                    self.emit(cubes, Pending::Continue(ret), o, rule)?;
+                    self.emit(cubes, Pending::Continue(ret), o, rule, checks)?;
                 }
                 Target::Jump(name) => {
                     let Some(&t) = self.index.get(name.as_str()) else {
@@ -1002,23 +1119,50 @@ impl Flattener<'_> {
                             format!("jumps nest deeper than {MAX_JUMP_DEPTH} chains"),
                         ));
                     }
+                    // A limit on the jump is asked once, by a gate before the inlined chain
+                    // that skips it when the bucket has nothing to give; the chain's rules
+                    // carry the jump's other conditions (a context never holds a limit: each
+                    // was gated at its own jump).
+                    let (gated, inner): (Vec<Check>, Vec<Check>) = all_checks
+                        .iter()
+                        .cloned()
+                        .partition(|c| matches!(c, Check::Limit { .. }));
+                    let skip = self.label();
+                    let inner_checks: Checks =
+                        (!inner.is_empty()).then(|| std::sync::Arc::new(inner.clone()));
+                    if !gated.is_empty() {
+                        let mut gate = inner.clone();
+                        gate.extend(gated.into_iter().map(|c| match c {
+                            Check::Limit {
+                                slot, cost, cap, ..
+                            } => Check::Limit {
+                                slot,
+                                cost,
+                                cap,
+                                invert: true,
+                            },
+                            c => c,
+                        }));
+                        let o = self.origin(ci, ri);
+                        let gate = Some(std::sync::Arc::new(gate));
+                        self.emit(cubes, Pending::Continue(skip), o, rule, &gate)?;
+                    }
                     if spec.goto {
                         // Returns (and falling off the end) go where this chain returns to.
-                        self.chain(t, cubes, ret, depth + 1)?;
+                        self.chain(t, cubes, &inner, ret, depth + 1)?;
                         let o = self.origin(ci, ri);
-                        self.emit(cubes, Pending::Continue(ret), o, rule)?;
+                        self.emit(cubes, Pending::Continue(ret), o, rule, &inner_checks)?;
                     } else {
-                        let end = self.label();
-                        self.chain(t, cubes, end, depth + 1)?;
-                        self.labels[end] = self.out.len();
+                        self.chain(t, cubes, &inner, skip, depth + 1)?;
                     }
+                    self.labels[skip] = self.out.len();
                 }
                 Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
                     let kind = match spec.target {
                         Target::Snat(_) => NatKind::Snat,
                         _ => NatKind::Dnat,
                     };
-                    self.nat_rule(ci, ri, cubes, kind, nat_range(to))?;
+                    self.nat_rule(ci, ri, cubes, kind, nat_range(to), checks)?;
                 }
                 Target::Masquerade {
                     ports,
@@ -1032,7 +1176,7 @@ impl Flattener<'_> {
                         random_fully: *random_fully,
                         persistent: false,
                     };
-                    self.nat_rule(ci, ri, cubes, NatKind::Masquerade, range)?;
+                    self.nat_rule(ci, ri, cubes, NatKind::Masquerade, range, checks)?;
                 }
                 Target::Snat(_)
                 | Target::Dnat(_)
@@ -1140,11 +1284,13 @@ pub(crate) fn flatten_keys(
         log_of: vec![NONE; total],
         nat_targets: Vec::new(),
         nat_of: vec![NONE; total],
+        limit_of: vec![NONE; total],
+        limits: 0,
         full: Cube::full(family),
         roots: Vec::with_capacity(root_chain.rules.len() + 1),
     };
     let policy_label = f.label();
-    f.chain(root, &[Cube::full(family)], policy_label, 0)?;
+    f.chain(root, &[Cube::full(family)], &[], policy_label, 0)?;
     f.labels[policy_label] = f.out.len();
     f.roots
         .push((f.out.len(), f.origin_keys.len() as u32, f.logs.len() as u32));

@@ -19,17 +19,21 @@
 mod ast;
 pub(crate) mod compile;
 pub(crate) mod lex;
+pub mod matches;
 mod names;
 mod nat;
 pub(crate) mod parse;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod match_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use ast::*;
 pub use compile::{MAX_FLAT_RULES, MAX_JUMP_DEPTH, MAX_RULE_ALTERNATIVES};
 pub use dataplane::classify::RuleSet;
+pub use matches::HostAddrs;
 
 use dataplane::wire::Family;
 
@@ -66,10 +70,23 @@ pub fn parse_iptables(
     family: Family,
     ports: &[String],
 ) -> Result<ParsedRules, Vec<RuleError>> {
+    parse_iptables_with(file, text, family, ports, &parse::NO_HOST)
+}
+
+/// [`parse_iptables`] for a router whose ports have the addresses `host` (what `-m addrtype`
+/// takes for LOCAL and directed BROADCAST).
+pub fn parse_iptables_with(
+    file: &str,
+    text: &str,
+    family: Family,
+    ports: &[String],
+    host: &HostAddrs,
+) -> Result<ParsedRules, Vec<RuleError>> {
     let ctx = parse::Ctx {
         file,
         family,
         ports,
+        host,
     };
     let (parsed, errors) = parse::parse(&ctx, text);
     if errors.is_empty() {
@@ -97,6 +114,7 @@ fn ctx(parsed: &ParsedRules) -> parse::Ctx<'_> {
         file: &parsed.file,
         family: parsed.family,
         ports: &[],
+        host: &parse::NO_HOST,
     }
 }
 
@@ -191,6 +209,7 @@ pub fn compile_nat(parsed: &ParsedRules) -> Result<dataplane::nat::NatRules, Vec
         file: &parsed.file,
         family: parsed.family,
         ports: &[],
+        host: &parse::NO_HOST,
     };
     nat::compile(&ctx, parsed).map_err(sorted)
 }

@@ -7,8 +7,10 @@
 
 use super::ast::*;
 use super::lex::{tokenize, Token};
+use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
+use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,7 +20,12 @@ pub(crate) struct Ctx<'a> {
     pub file: &'a str,
     pub family: Family,
     pub ports: &'a [String],
+    /// The router's addresses (`-m addrtype`); [`NO_HOST`] in bridge mode.
+    pub host: &'a HostAddrs,
 }
+
+/// No addresses: bridge mode.
+pub(crate) static NO_HOST: HostAddrs = HostAddrs { ports: Vec::new() };
 
 impl Ctx<'_> {
     pub(crate) fn err(&self, line: u32, col: u32, message: impl Into<String>) -> RuleError {
@@ -518,8 +525,11 @@ pub(crate) fn parse_rule(
         target: None,
         counters: ctrs,
         other_family: false,
+        addrtypes: Vec::new(),
+        iface_limit: None,
     };
     rp.run()?;
+    rp.finish_addrtype()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -527,6 +537,7 @@ pub(crate) fn parse_rule(
     }
     let target = rp.finish_target()?;
     rp.check_modules()?;
+    rp.check_per_packet()?;
     let cubes = super::compile::rule_cubes(ctx.family, &rp.matches);
     Ok(Some((
         chain_idx,
@@ -618,6 +629,11 @@ struct RuleParser<'a> {
     target: Option<PendingTarget>,
     counters: Option<Counters>,
     other_family: bool,
+    /// `-m addrtype`'s `--src-type`/`--dst-type`: column, negated, destination, types; made
+    /// into [`Cond::AddrType`] once `--limit-iface-in/out` are known.
+    addrtypes: Vec<(u32, bool, bool, Vec<matches::AddrType>)>,
+    /// `--limit-iface-out` (true) or `--limit-iface-in` (false), and its column.
+    iface_limit: Option<(bool, u32)>,
 }
 
 impl<'a> RuleParser<'a> {
@@ -776,6 +792,33 @@ impl<'a> RuleParser<'a> {
                     ("conntrack", _) => Module::Conntrack,
                     ("state", _) => Module::State,
                     ("comment", _) => Module::Comment,
+                    ("ttl", Family::V4) => Module::Ttl,
+                    ("hl", Family::V6) => Module::Hl,
+                    ("length", _) => Module::Length,
+                    ("tos", _) => Module::Tos,
+                    ("dscp", _) => Module::Dscp,
+                    ("ecn", _) => Module::Ecn,
+                    ("pkttype", _) => Module::PktType,
+                    ("mac", _) => Module::Mac,
+                    ("tcpmss", _) => Module::TcpMss,
+                    ("limit", _) => Module::Limit,
+                    ("addrtype", _) => Module::AddrType,
+                    ("rt", Family::V6) => Module::Rt,
+                    ("ttl", Family::V6) | ("hl", Family::V4) => {
+                        let other = if v.text == "ttl" { "hl" } else { "ttl" };
+                        return Err(self.err(
+                            v.col,
+                            format!(
+                                "unsupported option -m {} in {} (use -m {other})",
+                                v.text,
+                                if family == Family::V4 {
+                                    "iptables"
+                                } else {
+                                    "ip6tables"
+                                }
+                            ),
+                        ));
+                    }
                     ("icmp", Family::V6) => {
                         return Err(self.err(
                             v.col,
@@ -841,6 +884,136 @@ impl<'a> RuleParser<'a> {
             used: Vec::new(),
         });
         self.push(col, false, Cond::Module(module));
+        if module == Module::Rt {
+            // Any packet with a Routing header; the options narrow it.
+            self.push(
+                col,
+                false,
+                Cond::Check(Check::Ipv6Rt {
+                    rt_type: None,
+                    segs_left: (0, u32::MAX, false),
+                    len: None,
+                }),
+            );
+        }
+        if module == Module::Limit {
+            // libxt_limit's defaults: 3/hour, burst 5; the options change this one.
+            self.push(
+                col,
+                false,
+                Cond::Limit {
+                    avg: 12_000_000,
+                    burst: 5,
+                },
+            );
+        }
+    }
+
+    /// The fields of the last `-m rt`'s check.
+    fn last_rt(&mut self) -> (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>) {
+        self.matches
+            .iter()
+            .rev()
+            .find_map(|m| match m.cond {
+                Cond::Check(Check::Ipv6Rt {
+                    rt_type,
+                    segs_left,
+                    len,
+                }) => Some((rt_type, segs_left, len)),
+                _ => None,
+            })
+            .unwrap_or((None, (0, u32::MAX, false), None))
+    }
+
+    /// The last `-m limit`'s condition.
+    fn last_limit(&mut self) -> Option<(&mut u32, &mut u32)> {
+        self.matches
+            .iter_mut()
+            .rev()
+            .find_map(|m| match &mut m.cond {
+                Cond::Limit { avg, burst } => Some((avg, burst)),
+                _ => None,
+            })
+    }
+
+    /// `-m addrtype`'s types as address sets, now that any `--limit-iface-in/out` is known.
+    fn finish_addrtype(&mut self) -> Result<(), RuleError> {
+        let family = self.ctx.family;
+        if let (Some((out, col)), Some(h)) = (self.iface_limit, self.hook) {
+            let ok = if out {
+                h.has_out_interface()
+            } else {
+                h.has_in_interface()
+            };
+            if !ok {
+                return Err(self.err(
+                    col,
+                    format!(
+                        "--limit-iface-{} is not valid in chain {}",
+                        if out { "out" } else { "in" },
+                        h.chain_name()
+                    ),
+                ));
+            }
+        }
+        for (col, negated, dst, types) in std::mem::take(&mut self.addrtypes) {
+            let alts = matches::addr_type_alts(
+                family,
+                &types,
+                self.ctx.host,
+                self.iface_limit.is_some(),
+                self.ctx.ports.len(),
+            );
+            self.push(
+                col,
+                negated,
+                Cond::AddrType {
+                    dst,
+                    out: self.iface_limit.is_some_and(|(o, _)| o),
+                    alts,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Where per-packet conditions cannot go: the nat table (judged without the packet's
+    /// bytes), `-m mac` in chains without a received frame.
+    fn check_per_packet(&self) -> Result<(), RuleError> {
+        for m in &self.matches {
+            match &m.cond {
+                Cond::Check(_) => {}
+                Cond::Limit { avg, burst } => {
+                    if dataplane::classify::checks::limit_credits(*avg, *burst).is_none() {
+                        return Err(self.err(
+                            m.col,
+                            format!(
+                                "-m limit: burst {burst} at this rate is out of range (Linux \
+                                 refuses a burst of 0, or a rate times burst its credits \
+                                 cannot hold): try a lower burst"
+                            ),
+                        ));
+                    }
+                }
+                _ => continue,
+            }
+            if self.table == TableKind::Nat {
+                return Err(self.err(
+                    m.col,
+                    "this match is not supported in the nat table (nat rules are judged on the \
+                     connection's addresses and ports only): filter in the filter table instead",
+                ));
+            }
+            if matches!(m.cond, Cond::Check(Check::MacSource { .. })) {
+                if let Some(h) = self.hook.filter(|h| !mac_hook(*h)) {
+                    return Err(self.err(
+                        m.col,
+                        format!("-m mac is not valid in chain {} (only in PREROUTING, INPUT and FORWARD)", h.chain_name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn target_kind(&self, v: &Token) -> Result<PendingKind, RuleError> {
@@ -933,6 +1106,10 @@ impl<'a> RuleParser<'a> {
             "--syn" => &["--tcp-flags"],
             "--tcp-flags" => &["--syn"],
             "--sports" | "--dports" | "--ports" => &["--sports", "--dports", "--ports"],
+            "--ttl-eq" | "--ttl-lt" | "--ttl-gt" => &["--ttl-eq", "--ttl-lt", "--ttl-gt"],
+            "--hl-eq" | "--hl-lt" | "--hl-gt" => &["--hl-eq", "--hl-lt", "--hl-gt"],
+            "--dscp" | "--dscp-class" => &["--dscp", "--dscp-class"],
+            "--limit-iface-in" | "--limit-iface-out" => &["--limit-iface-in", "--limit-iface-out"],
             _ => &[],
         };
         if let Some(c) = conflict
@@ -1016,6 +1193,223 @@ impl<'a> RuleParser<'a> {
                     .map_err(|m| self.err(v.col, m))?;
                 Cond::ConnState(bits)
             }
+            "--ttl-eq" | "--ttl-lt" | "--ttl-gt" | "--hl-eq" | "--hl-lt" | "--hl-gt" => {
+                let cmp = match &canonical[canonical.len() - 2..] {
+                    "eq" => Cmp::Eq,
+                    "lt" => Cmp::Lt,
+                    _ => Cmp::Gt,
+                };
+                if cmp != Cmp::Eq {
+                    self.no_negation(tok, negated)?;
+                }
+                let v = self.value(tok)?;
+                let what = if canonical.starts_with("--ttl") {
+                    "TTL"
+                } else {
+                    "hop limit"
+                };
+                let value = matches::number(&v.text, 255, what).map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::Hops {
+                        cmp,
+                        value: value as u8,
+                        invert: negated,
+                    },
+                );
+            }
+            "--length" => {
+                let v = self.value(tok)?;
+                let (lo, hi) =
+                    matches::range(&v.text, 65535, "length").map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::Length {
+                        lo: lo as u16,
+                        hi: hi as u16,
+                        invert: negated,
+                    },
+                );
+            }
+            "--tos" => {
+                let v = self.value(tok)?;
+                let (value, mask) = matches::tos(&v.text).map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::Tos {
+                        value,
+                        mask,
+                        invert: negated,
+                    },
+                );
+            }
+            "--dscp" | "--dscp-class" => {
+                let v = self.value(tok)?;
+                let d = if canonical == "--dscp" {
+                    matches::number(&v.text, 63, "DSCP value").map_err(|m| self.err(v.col, m))?
+                        as u8
+                } else {
+                    matches::dscp_class(&v.text).map_err(|m| self.err(v.col, m))?
+                };
+                return self.check(
+                    tok.col,
+                    Check::Tos {
+                        value: d << 2,
+                        mask: 0xfc,
+                        invert: negated,
+                    },
+                );
+            }
+            "--ecn-ip-ect" => {
+                let v = self.value(tok)?;
+                let ect =
+                    matches::number(&v.text, 3, "ECT value").map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::Tos {
+                        value: ect as u8,
+                        mask: 3,
+                        invert: negated,
+                    },
+                );
+            }
+            // ECE and CWR are TCP flags (0x40, 0x80), which the classifier tests itself.
+            "--ecn-tcp-ece" => Cond::TcpFlags {
+                mask: 0x40,
+                comp: 0x40,
+            },
+            "--ecn-tcp-cwr" => Cond::TcpFlags {
+                mask: 0x80,
+                comp: 0x80,
+            },
+            "--pkt-type" => {
+                let v = self.value(tok)?;
+                let ty = matches::pkt_type(&v.text).map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::PktType {
+                        ty,
+                        invert: negated,
+                    },
+                );
+            }
+            "--mac-source" => {
+                let v = self.value(tok)?;
+                let mac = matches::mac(&v.text).map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::MacSource {
+                        mac,
+                        invert: negated,
+                    },
+                );
+            }
+            "--mss" => {
+                let v = self.value(tok)?;
+                let (lo, hi) =
+                    matches::range(&v.text, 65535, "MSS").map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::TcpMss {
+                        lo: lo as u16,
+                        hi: hi as u16,
+                        invert: negated,
+                    },
+                );
+            }
+            "--tcp-option" => {
+                let v = self.value(tok)?;
+                let kind =
+                    matches::number(&v.text, 255, "TCP option").map_err(|m| self.err(v.col, m))?;
+                if kind == 0 {
+                    // Linux's tcp match takes option 0 for "no option test".
+                    return Ok(());
+                }
+                return self.check(
+                    tok.col,
+                    Check::TcpOption {
+                        kind: kind as u8,
+                        invert: negated,
+                    },
+                );
+            }
+            "--limit" | "--limit-burst" => {
+                if negated {
+                    return Err(self.err(tok.col, "-m limit does not support !"));
+                }
+                let v = self.value(tok)?;
+                let n = if canonical == "--limit" {
+                    matches::rate(&v.text)
+                } else {
+                    matches::number(&v.text, 10_000, "burst")
+                }
+                .map_err(|m| self.err(v.col, m))?;
+                if let Some((avg, burst)) = self.last_limit() {
+                    if canonical == "--limit" {
+                        *avg = n;
+                    } else {
+                        *burst = n;
+                    }
+                }
+                return Ok(());
+            }
+            "--src-type" | "--dst-type" => {
+                let v = self.value(tok)?;
+                let types = matches::addr_types(&v.text, family).map_err(|m| self.err(v.col, m))?;
+                self.addrtypes
+                    .push((tok.col, negated, canonical == "--dst-type", types));
+                return Ok(());
+            }
+            "--rt-type" | "--rt-segsleft" | "--rt-len" => {
+                let v = self.value(tok)?;
+                let (lo, hi) = if canonical == "--rt-segsleft" {
+                    matches::range(&v.text, u32::MAX, "segments left")
+                } else {
+                    let max = if canonical == "--rt-type" {
+                        255
+                    } else {
+                        u32::MAX
+                    };
+                    matches::number(&v.text, max, "routing header value").map(|n| (n, n))
+                }
+                .map_err(|m| self.err(v.col, m))?;
+                let mut rt = self.last_rt();
+                match canonical {
+                    "--rt-type" => rt.0 = Some((lo as u8, negated)),
+                    "--rt-segsleft" => rt.1 = (lo, hi, negated),
+                    _ => rt.2 = Some((lo, negated)),
+                }
+                if let Some(c) = self
+                    .matches
+                    .iter_mut()
+                    .rev()
+                    .find_map(|m| match &mut m.cond {
+                        Cond::Check(c @ Check::Ipv6Rt { .. }) => Some(c),
+                        _ => None,
+                    })
+                {
+                    *c = Check::Ipv6Rt {
+                        rt_type: rt.0,
+                        segs_left: rt.1,
+                        len: rt.2,
+                    };
+                }
+                return Ok(());
+            }
+            "--rt-0" => {
+                return Err(self.err(
+                    tok.col,
+                    format!(
+                        "unsupported option {opt} (type 0 routing headers are deprecated, RFC \
+                         5095; -m rt supports --rt-type, --rt-segsleft and --rt-len)"
+                    ),
+                ));
+            }
+            "--limit-iface-in" | "--limit-iface-out" => {
+                self.no_negation(tok, negated)?;
+                self.iface_limit = Some((canonical == "--limit-iface-out", tok.col));
+                return Ok(());
+            }
             "--comment" => {
                 self.no_negation(tok, negated)?;
                 let v = self.value(tok)?;
@@ -1030,6 +1424,12 @@ impl<'a> RuleParser<'a> {
             _ => return Err(self.err(tok.col, unsupported_option_message(opt))),
         };
         self.push(tok.col, negated, cond);
+        Ok(())
+    }
+
+    /// Adds a check (its `!` is inside it).
+    fn check(&mut self, col: u32, c: Check) -> Result<(), RuleError> {
+        self.push(col, false, Cond::Check(c));
         Ok(())
     }
 
@@ -1340,6 +1740,31 @@ impl<'a> RuleParser<'a> {
                 Module::Conntrack => need_option("--ctstate")?,
                 Module::State => need_option("--state")?,
                 Module::Comment => need_option("--comment")?,
+                Module::Ttl => need_option("--ttl-eq, --ttl-lt or --ttl-gt")?,
+                Module::Hl => need_option("--hl-eq, --hl-lt or --hl-gt")?,
+                Module::Length => need_option("--length")?,
+                Module::Tos => need_option("--tos")?,
+                Module::Dscp => need_option("--dscp or --dscp-class")?,
+                Module::Ecn => {
+                    need_option("--ecn-tcp-cwr, --ecn-tcp-ece or --ecn-ip-ect")?;
+                    if inst.used.iter().any(|o| o.starts_with("--ecn-tcp")) {
+                        need(&[6], "-p tcp for --ecn-tcp-cwr and --ecn-tcp-ece")?;
+                    }
+                }
+                Module::PktType => need_option("--pkt-type")?,
+                Module::Mac => need_option("--mac-source")?,
+                Module::TcpMss => {
+                    need(&[6], "-p tcp")?;
+                    need_option("--mss")?;
+                }
+                Module::Limit | Module::Rt => {}
+                Module::AddrType => {
+                    if !inst.used.iter().any(|o| o.ends_with("-type")) {
+                        return Err(
+                            self.err(inst.col, "-m addrtype needs --src-type or --dst-type")
+                        );
+                    }
+                }
             }
         }
         Ok(())
@@ -1363,6 +1788,33 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Conntrack, "--ctstate") => "--ctstate",
         (Module::State, "--state") => "--state",
         (Module::Comment, "--comment") => "--comment",
+        (Module::Tcp, "--tcp-option") => "--tcp-option",
+        (Module::Ttl, "--ttl-eq") => "--ttl-eq",
+        (Module::Ttl, "--ttl-lt") => "--ttl-lt",
+        (Module::Ttl, "--ttl-gt") => "--ttl-gt",
+        (Module::Hl, "--hl-eq") => "--hl-eq",
+        (Module::Hl, "--hl-lt") => "--hl-lt",
+        (Module::Hl, "--hl-gt") => "--hl-gt",
+        (Module::Length, "--length") => "--length",
+        (Module::Tos, "--tos") => "--tos",
+        (Module::Dscp, "--dscp") => "--dscp",
+        (Module::Dscp, "--dscp-class") => "--dscp-class",
+        (Module::Ecn, "--ecn-tcp-cwr") => "--ecn-tcp-cwr",
+        (Module::Ecn, "--ecn-tcp-ece") => "--ecn-tcp-ece",
+        (Module::Ecn, "--ecn-ip-ect") => "--ecn-ip-ect",
+        (Module::PktType, "--pkt-type") => "--pkt-type",
+        (Module::Mac, "--mac-source") => "--mac-source",
+        (Module::TcpMss, "--mss") => "--mss",
+        (Module::Limit, "--limit") => "--limit",
+        (Module::Limit, "--limit-burst") => "--limit-burst",
+        (Module::AddrType, "--src-type") => "--src-type",
+        (Module::AddrType, "--dst-type") => "--dst-type",
+        (Module::AddrType, "--limit-iface-in") => "--limit-iface-in",
+        (Module::AddrType, "--limit-iface-out") => "--limit-iface-out",
+        (Module::Rt, "--rt-type") => "--rt-type",
+        (Module::Rt, "--rt-segsleft") => "--rt-segsleft",
+        (Module::Rt, "--rt-len") => "--rt-len",
+        (Module::Rt, "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => "--rt-0",
         _ => return None,
     })
 }
@@ -1379,12 +1831,12 @@ fn match_refusal(name: &str) -> String {
         "owner" | "cgroup" | "socket" => {
             "it tests the local socket or process a packet belongs to; Rampart has none"
         }
-        "addrtype" | "rpfilter" | "realm" | "devgroup" => {
+        "rpfilter" | "realm" | "devgroup" => {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "limit" | "hashlimit" | "recent" | "connlimit" | "statistic" | "quota" | "connbytes"
-        | "nfacct" | "time" => "rate, count, time and random conditions are not implemented",
+        "hashlimit" | "recent" | "connlimit" | "statistic" | "quota" | "connbytes" | "nfacct"
+        | "time" => "per-source rates, counts, time and random conditions are not implemented",
         "mark" | "connmark" => "Rampart keeps no packet or connection marks",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
@@ -1418,6 +1870,14 @@ fn unsupported_option_message(opt: &str) -> String {
         _ => "",
     };
     format!("unsupported option {opt}{hint}")
+}
+
+/// The hooks where a packet has a received frame (`-m mac`).
+pub(crate) fn mac_hook(h: HookPoint) -> bool {
+    matches!(
+        h,
+        HookPoint::Prerouting | HookPoint::Input | HookPoint::Forward
+    )
 }
 
 /// The loopback interface's name: when no port has it, `-i lo`/`-o lo` match nothing.

@@ -18,16 +18,16 @@ pub(crate) fn ports() -> Vec<String> {
 const V4_HEAD: &str =
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:user - [0:0]\n";
 
-fn wrap(rule: &str) -> String {
+pub(crate) fn wrap(rule: &str) -> String {
     format!("{V4_HEAD}{rule}\nCOMMIT\n")
 }
 
-fn compile(text: &str, family: Family) -> Result<RuleSet, Vec<RuleError>> {
+pub(crate) fn compile(text: &str, family: Family) -> Result<RuleSet, Vec<RuleError>> {
     compile_iptables("t.rules", text, family, &ports(), Hook::Forward)
 }
 
 /// The 1-based column of the `k`-th blank-separated word of `s`.
-fn word_col(s: &str, k: usize) -> u32 {
+pub(crate) fn word_col(s: &str, k: usize) -> u32 {
     let mut col = None;
     let mut n = 0;
     let mut in_word = false;
@@ -162,8 +162,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m limit --limit 5/s -j ACCEPT",
-        "unsupported option -m limit",
+        "-m hashlimit --hashlimit-upto 5/s -j ACCEPT",
+        "unsupported option -m hashlimit",
         0,
     ),
     ("--dport 22 -j ACCEPT", "unsupported option --dport", 0),
@@ -185,7 +185,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         4,
     ),
     (
-        "-p tcp --tcp-option 2 -j ACCEPT",
+        "-p udp --tcp-option 2 -j ACCEPT",
         "unsupported option --tcp-option",
         2,
     ),
@@ -318,8 +318,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m limit --limit 3/min -j LOG",
-        "unsupported option -m limit (match limit is not supported: rate",
+        "-m recent --rcheck --seconds 60 -j LOG",
+        "unsupported option -m recent (match recent is not supported: per-source rates",
         0,
     ),
     (
@@ -328,13 +328,13 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m addrtype --dst-type LOCAL -j ACCEPT",
-        "unsupported option -m addrtype (match addrtype is not supported: it consults",
+        "-m rpfilter --invert -j DROP",
+        "unsupported option -m rpfilter (match rpfilter is not supported: it consults",
         0,
     ),
     (
-        "-m mac --mac-source fa:16:3e:00:00:01 -j RETURN",
-        "unsupported option -m mac (match mac is not supported)",
+        "-m u32 --u32 0x0=0x0 -j RETURN",
+        "unsupported option -m u32 (match u32 is not supported)",
         0,
     ),
     (

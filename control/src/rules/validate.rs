@@ -153,6 +153,9 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
                 let (opt, bad): (&str, &dyn Fn(HookPoint) -> bool) = match m.cond {
                     Cond::InInterface(_) => ("-i", &|h: HookPoint| !h.has_in_interface()),
                     Cond::OutInterface(_) => ("-o", &|h: HookPoint| !h.has_out_interface()),
+                    Cond::Check(dataplane::classify::Check::MacSource { .. }) => {
+                        ("-m mac", &|h: HookPoint| !super::parse::mac_hook(h))
+                    }
                     _ => continue,
                 };
                 if let Some(h) = via(bad) {

@@ -10,12 +10,14 @@
 //! that matches, acts on it, and continues from where a non-terminal action says. Every rule set
 //! ends with its chain policy as a catch-all, so evaluation always ends in a verdict.
 
+pub mod checks;
 pub mod classbench;
 mod cuts;
 mod linear;
 pub mod tree;
 pub mod update;
 
+pub use checks::{Check, Wire};
 pub use linear::Linear;
 pub use tree::{Tree, TreeConfig};
 pub use update::{Updatable, UpdateError};
@@ -138,6 +140,10 @@ pub struct FlatRule {
     pub action: Action,
     /// Index into [`RuleSet::origins`]: where the rule came from (several flat rules may share one).
     pub origin: u32,
+    /// Conditions the fields above do not hold, all of which must hold too ([`checks`]):
+    /// checked by [`RuleSet::judge`] after a classifier finds the rule, never by
+    /// [`FlatRule::matches`]. `None` for most rules.
+    pub checks: Option<std::sync::Arc<Vec<Check>>>,
 }
 
 impl FlatRule {
@@ -164,10 +170,12 @@ impl FlatRule {
             frag: FragMatch::Any,
             action,
             origin,
+            checks: None,
         }
     }
 
-    /// True when the rule matches `p` (the reference semantics every classifier must agree with).
+    /// True when the rule's fields match `p` (the reference semantics every classifier must
+    /// agree with; [`FlatRule::checks`] are the rule set's to check afterwards).
     #[inline]
     pub fn matches(&self, p: &PacketMeta) -> bool {
         let k = &p.key;
@@ -254,9 +262,11 @@ pub struct RuleSet {
     /// (a swap brings a new epoch, so cached verdicts of the old set are never used).
     pub epoch: u32,
     /// Whether the verdict for the packets of one connection in one direction, in one state,
-    /// from one port, is always the same: no rule looks at TCP flags (the only per-packet
-    /// condition besides those).
+    /// from one port, is always the same: no rule looks at TCP flags or has [`checks`] (the
+    /// per-packet conditions besides those).
     pub cacheable: bool,
+    /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
+    pub buckets: Box<[checks::Bucket]>,
 }
 
 /// The next [`RuleSet::epoch`] (0 is never given).
@@ -305,7 +315,21 @@ impl RuleSet {
         origins: std::sync::Arc<Vec<Origin>>,
         logs: Vec<LogSpec>,
     ) -> RuleSet {
-        let cacheable = rules.iter().all(|r| r.tcp_flags.is_none());
+        let cacheable = rules
+            .iter()
+            .all(|r| r.tcp_flags.is_none() && r.checks.is_none());
+        let mut caps: Vec<u32> = Vec::new();
+        for r in &rules {
+            for c in r.checks.iter().flat_map(|c| c.iter()) {
+                if let Check::Limit { slot, cap, .. } = *c {
+                    let slot = slot as usize;
+                    if caps.len() <= slot {
+                        caps.resize(slot + 1, 0);
+                    }
+                    caps[slot] = cap;
+                }
+            }
+        }
         RuleSet {
             family,
             rules,
@@ -316,6 +340,7 @@ impl RuleSet {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .max(1),
             cacheable,
+            buckets: caps.into_iter().map(checks::Bucket::new).collect(),
         }
     }
 
@@ -325,17 +350,42 @@ impl RuleSet {
         self
     }
 
-    /// Judges one packet; `on_log` is called for every LOG rule passed on the way.
+    /// Judges one packet without its bytes ([`Wire::NONE`]: rules with [`checks`] that read
+    /// the packet do not match); `on_log` is called for every LOG rule passed on the way.
     pub fn evaluate(
         &self,
         p: &PacketMeta,
+        on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    ) -> Judgement {
+        self.judge(p, &Wire::NONE, on_log)
+    }
+
+    /// Judges one packet whose bytes are `w`; `on_log` is called for every LOG rule passed on
+    /// the way. A rule whose fields match but whose [`FlatRule::checks`] do not is passed
+    /// over (the walk goes on from the next rule, and that is not a step).
+    #[inline]
+    pub fn judge(
+        &self,
+        p: &PacketMeta,
+        w: &Wire<'_>,
         mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> Judgement {
         let mut from = 0u32;
         let mut notrack = false;
         for _ in 0..MAX_STEPS {
-            let idx = self.classifier.first_match(&self.rules, p, from);
-            let Some(rule) = self.rules.get(idx as usize) else {
+            let mut idx = self.classifier.first_match(&self.rules, p, from);
+            let rule = loop {
+                let Some(rule) = self.rules.get(idx as usize) else {
+                    break None;
+                };
+                match &rule.checks {
+                    Some(c) if !self.checks_hold(c, p, w) => {
+                        idx = self.classifier.first_match(&self.rules, p, idx + 1);
+                    }
+                    _ => break Some(rule),
+                }
+            };
+            let Some(rule) = rule else {
                 break;
             };
             match rule.action {
@@ -364,5 +414,12 @@ impl RuleSet {
             rule: u32::MAX,
             notrack,
         }
+    }
+
+    /// Whether all of a rule's checks hold (out of line: most rules have none).
+    #[inline(never)]
+    #[cold]
+    fn checks_hold(&self, checks: &[Check], p: &PacketMeta, w: &Wire<'_>) -> bool {
+        checks.iter().all(|c| c.holds(p, w, &self.buckets))
     }
 }

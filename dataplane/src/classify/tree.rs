@@ -1017,7 +1017,7 @@ mod tests {
         }];
         stateful.extend(plain.iter().map(|r| FlatRule {
             ct_states: ct::NEW,
-            ..*r
+            ..r.clone()
         }));
         let t_plain = Tree::new(&plain);
         let t_state = Tree::new(&stateful);
