@@ -1100,3 +1100,174 @@ proptest! {
         exercise(&r, &mut st, &f, hop, now);
     }
 }
+
+/// `decide` as it was before it read one table: the router's own addresses, multicast, the
+/// martian ranges and the broadcasts tested in turn over lists, then the routes alone.
+fn decide_by_lists(
+    local: &[IpAddr128],
+    broadcasts: &[IpAddr128],
+    routes: &crate::route::RouteTable,
+    family: Family,
+    dst: &IpAddr128,
+) -> Egress {
+    match family {
+        Family::V4 => {
+            if !dst.is_v4() {
+                return Egress::Martian;
+            }
+            let first = dst.0[12];
+            if local.contains(dst) || (224..240).contains(&first) {
+                return Egress::Local;
+            }
+            if first == 0 || first == 127 || first >= 240 {
+                return if broadcasts.contains(dst) {
+                    Egress::Local
+                } else {
+                    Egress::Martian
+                };
+            }
+            if broadcasts.contains(dst) {
+                return Egress::Local;
+            }
+        }
+        Family::V6 => {
+            if dst.0[0] == 0xff {
+                return Egress::Local;
+            }
+            if dst.is_v4() {
+                return Egress::Martian;
+            }
+            if local.contains(dst) {
+                return Egress::Local;
+            }
+            if u128::from_be_bytes(dst.0) <= 1 || is_link_local_v6(dst) {
+                return Egress::Martian;
+            }
+        }
+    }
+    match routes.lookup(family, dst) {
+        Some(hop) => Egress::Forward(*hop),
+        None => Egress::Unreachable,
+    }
+}
+
+/// Addresses near the edges `decide` cares about: the martian and multicast ranges, the
+/// broadcasts, a few subnets.
+fn edgy_v4() -> impl Strategy<Value = IpAddr128> {
+    (
+        prop::sample::select(vec![
+            0u8, 10, 126, 127, 128, 192, 203, 223, 224, 239, 240, 255,
+        ]),
+        prop::sample::select(vec![0u8, 1, 255]),
+        prop::sample::select(vec![0u8, 1, 2, 255]),
+        prop::sample::select(vec![0u8, 1, 2, 3, 4, 127, 128, 254, 255]),
+    )
+        .prop_map(|(a, b, c, d)| IpAddr128::from_v4_octets([a, b, c, d]))
+}
+
+fn edgy_v6() -> impl Strategy<Value = IpAddr128> {
+    (
+        prop::sample::select(vec![
+            0u128,
+            0xffff << 32,
+            0xfe80 << 112,
+            0xfec0 << 112,
+            0xfd00 << 112,
+            0x2001_0db8 << 96,
+            0xff02 << 112,
+        ]),
+        prop::sample::select(vec![0u128, 1, 2, 0xff, 1 << 64, 0x0a00_0001]),
+    )
+        .prop_map(|(hi, lo)| IpAddr128((hi | lo).to_be_bytes()))
+}
+
+fn edgy() -> impl Strategy<Value = IpAddr128> {
+    prop_oneof![edgy_v4(), edgy_v6()]
+}
+
+fn family_of(a: &IpAddr128) -> Family {
+    if a.is_v4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+proptest! {
+    /// `decide` and `is_local`, one lookup each, answer as the lists and the route table did,
+    /// for routers with addresses, 1:1 addresses and routes anywhere (inside the martian and
+    /// multicast ranges too), and destinations on every edge.
+    #[test]
+    fn decide_matches_the_lists(
+        addrs in proptest::collection::vec((0usize..3, edgy(), 0u8..=32), 0..6),
+        nat in proptest::collection::vec((0usize..3, edgy()), 0..3),
+        routes in proptest::collection::vec((edgy(), 0u8..=40, 0u8..3, any::<bool>(), edgy()), 0..8),
+        dsts in proptest::collection::vec(edgy(), 1..24),
+    ) {
+        let macs = [IN_MAC, OUT_MAC, MacAddr([2, 0, 0, 0, 0, 0x33])];
+        let mut ports: Vec<PortL3> = macs.iter().map(|&m| PortL3::new(m, vec![], 1500)).collect();
+        for (p, addr, len) in addrs {
+            let len = if addr.is_v4() { len } else { len * 4 };
+            ports[p].addrs.push(IfAddr { addr, len });
+        }
+        for (p, addr) in nat {
+            ports[p].nat_addrs.push(addr);
+        }
+        let routes: Vec<Route> = routes
+            .into_iter()
+            .map(|(prefix, len, port, gw, via)| {
+                let family = family_of(&prefix);
+                let v = u128::from_be_bytes(prefix.0);
+                let (len, net) = if prefix.is_v4() {
+                    let len = len.min(32);
+                    let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    (len, IpAddr128::from_v4_octets((v as u32 & m).to_be_bytes()))
+                } else {
+                    let len = (len * 4).min(128);
+                    let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                    (len, IpAddr128((v & m).to_be_bytes()))
+                };
+                let gateway = (gw && via.is_v4() == prefix.is_v4()).then_some(via);
+                Route { family, prefix: net, len, hop: NextHop { port, gateway } }
+            })
+            .collect();
+        let Ok(r) = Router::new(ports.clone(), &routes, RouterConfig::default()) else {
+            return Ok(());
+        };
+        // The lists and the table as `Router::new` made them before.
+        let mut local = Vec::new();
+        let mut broadcasts = vec![IpAddr128::from_v4(Ipv4Addr::BROADCAST)];
+        let mut all = routes.clone();
+        for (i, p) in ports.iter().enumerate() {
+            for x in &p.addrs {
+                local.push(x.addr);
+                broadcasts.extend(x.broadcast());
+                all.push(Route {
+                    family: x.family(),
+                    prefix: x.network(),
+                    len: x.len,
+                    hop: NextHop { port: i as u8, gateway: None },
+                });
+            }
+            local.extend(p.nat_addrs.iter().copied());
+            local.push(IpAddr128::from_v6(p.link_local()));
+        }
+        let table = crate::route::RouteTable::new(&all).unwrap();
+        let probes = dsts
+            .iter()
+            .copied()
+            .chain(local.iter().copied())
+            .chain(broadcasts.iter().copied())
+            .chain(all.iter().map(|x| x.prefix));
+        for d in probes {
+            for f in [Family::V4, Family::V6] {
+                prop_assert_eq!(
+                    r.decide(f, &d),
+                    decide_by_lists(&local, &broadcasts, &table, f, &d),
+                    "{:?} {}", f, d
+                );
+            }
+            prop_assert_eq!(r.is_local(&d), local.contains(&d), "{}", d);
+        }
+    }
+}
