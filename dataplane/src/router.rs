@@ -669,7 +669,7 @@ impl Destinations {
     }
 
     /// The leaf of `a`, looked up in the table of its own family.
-    #[inline]
+    #[inline(always)]
     fn leaf(&self, v4: bool, a: &IpAddr128) -> Option<u32> {
         if v4 {
             self.v4
@@ -1168,6 +1168,27 @@ impl Router {
         Ok(())
     }
 
+    /// Whether [`Router::check_forward`] would pass an IPv4 packet by `hop` without reading
+    /// more than its first octet of source: `false` for anything else (IPv6, a failed check),
+    /// which `check_forward` then decides. No counter, no error.
+    #[inline(always)]
+    pub(crate) fn forward_checks_pass_v4(
+        &self,
+        frame: &[u8],
+        info: &PacketInfo,
+        hop: &NextHop,
+    ) -> bool {
+        let l3 = usize::from(info.l3_offset);
+        let (Some(out), L3::Ipv4, Some(h)) = (
+            self.ports.get(usize::from(hop.port)),
+            info.l3,
+            frame.get(l3..l3 + 20),
+        ) else {
+            return false;
+        };
+        v4_source_ok(h[12]) && h[8] > 1 && u32::from(info.l3_len) <= out.l3.mtu
+    }
+
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
@@ -1241,6 +1262,42 @@ impl Router {
         self.resolve(st, hop.port, hop.resolve_target(&dst), pkt, now_ns, emit)
     }
 
+    /// [`Router::forward`] for a packet whose [`Router::check_forward`] by `hop` passed before
+    /// its translation (as the stateful stage checks it): NAT changes neither the TTL nor the
+    /// length that check read, so only the source, which SNAT may have rewritten, is checked
+    /// again (structurally, as `check_forward` does), then the TTL is decremented and the next
+    /// hop resolved.
+    #[inline]
+    pub(crate) fn forward_checked<P: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        st: &mut RouterState<P>,
+        mut pkt: P,
+        info: &PacketInfo,
+        hop: NextHop,
+        now_ns: u64,
+        emit: &mut impl Emit,
+    ) -> Forwarded<P> {
+        let l3 = usize::from(info.l3_offset);
+        let (src_ok, dst) = match (info.l3, pkt.as_ref().get(l3 + 12..l3 + 20)) {
+            // IPv4: the source's first octet is all `structural_source_ok` reads.
+            (L3::Ipv4, Some(h)) => (
+                v4_source_ok(h[0]),
+                IpAddr128::from_v4_octets([h[4], h[5], h[6], h[7]]),
+            ),
+            _ => match addrs_of(pkt.as_ref(), info) {
+                Some((family, src, dst)) => (structural_source_ok(family, &src, true), dst),
+                None => return Forwarded::Dropped(pkt, st.count(RouterDrop::NonIp)),
+            },
+        };
+        if !src_ok {
+            return Forwarded::Dropped(pkt, st.count(RouterDrop::Martian));
+        }
+        if icmp::decrement_ttl(pkt.as_mut(), info).is_err() {
+            return Forwarded::Dropped(pkt, st.count(RouterDrop::TtlExpired));
+        }
+        self.resolve(st, hop.port, hop.resolve_target(&dst), pkt, now_ns, emit)
+    }
+
     /// Resolves `target` on `port` for `pkt`.
     #[inline]
     fn resolve<P: AsMut<[u8]>>(
@@ -1255,6 +1312,14 @@ impl Router {
         let Some(p) = self.ports.get(usize::from(port)) else {
             return Forwarded::Dropped(pkt, st.count(RouterDrop::BadPort));
         };
+        if let Some(mac) = st.neigh.ready(port, &target, now_ns) {
+            let mut pkt = pkt;
+            set_macs(pkt.as_mut(), mac, p.l3.mac);
+            return Forwarded::Send {
+                port: u16::from(port),
+                pkt,
+            };
+        }
         match st.neigh.resolve(port, target, pkt, now_ns) {
             Resolution::Send {
                 mac,
@@ -1526,15 +1591,19 @@ impl Router {
 #[inline]
 fn structural_source_ok(family: Family, src: &IpAddr128, forwarding: bool) -> bool {
     match family {
-        Family::V4 => {
-            let first = src.0[12];
-            src.is_v4() && first != 0 && first != 127 && first < 224
-        }
+        Family::V4 => src.is_v4() && v4_source_ok(src.0[12]),
         Family::V6 => {
             let a = u128::from_be_bytes(src.0);
             a > 1 && src.0[0] != 0xff && !src.is_v4() && !(forwarding && is_link_local_v6(src))
         }
     }
+}
+
+/// An IPv4 source's structural check, by its first octet: not 0/8, 127/8, multicast, class E
+/// or broadcast.
+#[inline(always)]
+fn v4_source_ok(first: u8) -> bool {
+    first != 0 && first != 127 && first < 224
 }
 
 /// Turns an echo request into its reply in place; `false` (nothing changed) when the

@@ -952,6 +952,46 @@ fn learn_gateway_then_forward_v4() {
     assert_eq!(i.flow, info(&f).flow);
 }
 
+/// The neighbour a packet is sent to is the entry as it is now: a new address from an
+/// ARP reply is used by the next packet, and an entry removed (unused past `gc_ns`) sends the
+/// next packet to resolution, even when another neighbour has taken its slot since.
+#[test]
+fn neighbour_changes_reach_the_next_packet() {
+    let r = router();
+    let mut st: St = r.new_state(0);
+    learn_gateway(&r, &mut st, 0);
+    let send = |st: &mut St, now| {
+        let f = from_host("8.8.8.8", 10, 4);
+        forward(&r, st, &f, hop_v4(), now).0
+    };
+    let Forwarded::Send { pkt, .. } = send(&mut st, 0) else {
+        panic!()
+    };
+    assert_eq!(pkt[..6], GW.0);
+    // The gateway moves to another MAC: an answer says so.
+    let moved = MacAddr([2, 0, 0, 0, 0, 0xfd]);
+    let reply = builder::arp_reply(moved, v4("203.0.113.254"), OUT_MAC, v4("203.0.113.1"));
+    assert_eq!(l2(&r, &mut st, 1, &reply, S).0, L2Action::Consumed);
+    let Forwarded::Send { pkt, .. } = send(&mut st, S) else {
+        panic!()
+    };
+    assert_eq!(pkt[..6], moved.0);
+    // Unused until it is removed; a host on the outside link takes its slot.
+    let gc = RouterConfig::default().neigh.gc_ns;
+    let mut out = Vec::new();
+    r.tick(&mut st, 2 * S + gc, &mut out, drop);
+    r.tick(&mut st, 3 * S + 2 * gc, &mut out, drop);
+    assert_eq!(st.neigh.get(1, &a("203.0.113.254")), None);
+    let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let req = builder::arp_request(other, v4("203.0.113.9"), v4("203.0.113.1"));
+    assert_eq!(
+        l2(&r, &mut st, 1, &req, 4 * S + 2 * gc).0,
+        L2Action::Consumed
+    );
+    assert!(st.neigh.get(1, &a("203.0.113.9")).is_some());
+    assert_eq!(send(&mut st, 4 * S + 2 * gc), Forwarded::Queued);
+}
+
 #[test]
 fn martian_sources_are_refused() {
     let r = router();
