@@ -1311,3 +1311,122 @@ proptest! {
         }
     }
 }
+
+/// The stateful stage's path (`judge_and_route`, and `judge_and_route_hinted` as the worker
+/// runs it) makes the forwarding checks once, on the packet as it arrived: a packet forwarded
+/// leaves with its TTL and header checksum updated; one out of TTL, or too big for the out
+/// port, is dropped with its error, on a connection's first packet and on its established
+/// ones alike.
+#[test]
+fn the_stateful_path_makes_the_forwarding_checks() {
+    use crate::filter::Filter;
+    use crate::track::{Tables, TrackConfig};
+    use crate::verdict::DropReason;
+    let r = router_with(RouterConfig::default(), 1400);
+    let filter = Filter::default();
+    for hinted in [false, true] {
+        let mut tables = Tables::new(&TrackConfig::new(64));
+        let mut st: St = r.new_state(0);
+        learn_host(&r, &mut st);
+        learn_gateway(&r, &mut st, 0);
+        let mut run = |st: &mut St, ingress: u16, f: Vec<u8>| {
+            let i = info(&f);
+            let key = i.flow.unwrap();
+            let mut out: Out = Vec::new();
+            let fate = if hinted {
+                let hint = None;
+                let (_, fate) = r.judge_and_route_hinted(
+                    st,
+                    &filter,
+                    &mut tables,
+                    ingress,
+                    f.clone(),
+                    &i,
+                    &key,
+                    hint,
+                    0,
+                    &mut out,
+                    |_, _, _| {},
+                );
+                fate
+            } else {
+                let (_, fate) = r.judge_and_route(
+                    st,
+                    &filter,
+                    &mut tables,
+                    ingress,
+                    f.clone(),
+                    &i,
+                    key,
+                    0,
+                    &mut out,
+                    |_, _, _| {},
+                );
+                fate
+            };
+            (fate, out)
+        };
+        let big = |payload: usize, df: bool| {
+            let mut s = spec(
+                HOST,
+                IN_MAC,
+                ipv4("10.0.0.2", "198.51.100.7", 64),
+                L4Spec::udp(1000, 53, &vec![0; payload]),
+            );
+            if let IpSpec::V4 { dont_frag, .. } = &mut s.ip {
+                *dont_frag = df;
+            }
+            s.build()
+        };
+        let reply = spec(
+            GW,
+            OUT_MAC,
+            ipv4("198.51.100.7", "10.0.0.2", 64),
+            L4Spec::udp(53, 1000, b"ok"),
+        )
+        .build();
+        for round in 0..2 {
+            let (fate, _) = run(&mut st, 0, from_host("198.51.100.7", 10, 4));
+            let Fate::Send { port: 1, pkt } = fate else {
+                panic!("{fate:?}")
+            };
+            assert_eq!(pkt[..6], GW.0);
+            assert_eq!(pkt[14 + 8], 9, "round {round}");
+            assert_eq!(checksum::checksum(&pkt[14..14 + 20]), 0);
+            if round == 0 {
+                let (fate, _) = run(&mut st, 1, reply.clone());
+                assert!(matches!(fate, Fate::Send { port: 0, .. }), "{fate:?}");
+            }
+            let (fate, out) = run(&mut st, 0, from_host("198.51.100.7", 1, 4));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::TtlExpired))
+                ),
+                "{fate:?}"
+            );
+            assert_eq!(out.len(), 1, "time exceeded");
+            let (fate, out) = run(&mut st, 0, big(1400 - 28 + 1, true));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::TooBig))
+                ),
+                "{fate:?}"
+            );
+            let e = &out[0].1;
+            let icmp = info(e).l4_bytes(e).unwrap().to_vec();
+            assert_eq!((icmp[0], icmp[1]), (3, 4));
+            let (fate, _) = run(&mut st, 0, big(1400 - 28 + 1, false));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::NeedsFragmentation))
+                ),
+                "{fate:?}"
+            );
+            let (fate, _) = run(&mut st, 0, big(1400 - 28, true));
+            assert!(matches!(fate, Fate::Send { port: 1, .. }), "{fate:?}");
+        }
+    }
+}
