@@ -1295,7 +1295,18 @@ impl Router {
         if icmp::decrement_ttl(pkt.as_mut(), info).is_err() {
             return Forwarded::Dropped(pkt, st.count(RouterDrop::TtlExpired));
         }
-        self.resolve(st, hop.port, hop.resolve_target(&dst), pkt, now_ns, emit)
+        let target = hop.resolve_target(&dst);
+        // `resolve`'s common case, here rather than through its call.
+        if let Some(p) = self.ports.get(usize::from(hop.port)) {
+            if let Some(mac) = st.neigh.ready(hop.port, &target, now_ns) {
+                set_macs(pkt.as_mut(), mac, p.l3.mac);
+                return Forwarded::Send {
+                    port: u16::from(hop.port),
+                    pkt,
+                };
+            }
+        }
+        self.resolve(st, hop.port, target, pkt, now_ns, emit)
     }
 
     /// Resolves `target` on `port` for `pkt`.
