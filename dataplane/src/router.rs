@@ -883,7 +883,7 @@ impl Router {
     /// docs for broadcast, multicast and martians.
     /// One longest-prefix match ([`Destinations`]): our addresses, then broadcasts and the
     /// ranges never routed, then the routes.
-    #[inline]
+    #[inline(always)]
     pub fn decide(&self, family: Family, dst: &IpAddr128) -> Egress {
         let v4 = family == Family::V4;
         if v4 && !dst.is_v4() {
@@ -904,7 +904,7 @@ impl Router {
     /// unspecified, loopback, multicast, broadcast, class E, IPv6 link-local (for forwarding:
     /// pass `forwarding`), v4-mapped in IPv6, nor one of our own addresses. Call it on arrival,
     /// before NAT. Counts nothing; count a refusal with [`Router::note_martian`].
-    #[inline]
+    #[inline(always)]
     pub fn accept_source(&self, family: Family, src: &IpAddr128, forwarding: bool) -> bool {
         structural_source_ok(family, src, forwarding) && !self.is_local(src)
     }
