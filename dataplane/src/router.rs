@@ -7,7 +7,9 @@
 //! - [`Router`]: immutable, shared by every worker through an `Arc`, rebuilt on change. It
 //!   holds the ports' layer-3 identity ([`PortL3`]: MAC, addresses, MTU, and the IPv6
 //!   link-local address derived from the MAC, RFC 4291 §2.5.1 / RFC 4862 §5.3) and the
-//!   [`RouteTable`] of connected routes (one per port address) and static routes.
+//!   routes: connected ones (one per port address) and static ones, in one longest-prefix
+//!   match per family with the router's own addresses, its broadcasts and the ranges never
+//!   routed, so that [`Router::decide`] reads one table.
 //! - [`RouterState`]: one per worker: the neighbour table ([`NeighTable`]), the ICMP error
 //!   token bucket, counters and scratch buffers.
 //! - [`Emit`]: where frames the router originates go (ARP/NDP answers and requests, ICMP
@@ -75,9 +77,10 @@
 //!   when its source is routable (a masqueraded packet's source is ours: no error).
 
 use crate::route::icmp::{self, RouterError, MAX_ERROR};
+use crate::route::lpm::Lpm;
 use crate::route::ndisc::{self, MAX_FRAME};
 use crate::route::neigh::{Learnt, NeighConfig, NeighDrop, NeighState, NeighTable, Resolution};
-use crate::route::{NextHop, Route, RouteError, RouteTable};
+use crate::route::{NextHop, Route, RouteError};
 use crate::wire::checksum::{self, PseudoHeader};
 use crate::wire::{
     icmpv4, icmpv6, ip_proto, parse_frame, Family, IpAddr128, MacAddr, PacketInfo, L3,
@@ -578,15 +581,113 @@ fn addrs_of(frame: &[u8], info: &PacketInfo) -> Option<(Family, IpAddr128, IpAdd
     }
 }
 
+/// Where every destination goes, one longest-prefix match per family: the routes, over them
+/// the ranges [`Router::decide`] never routes (multicast: local; IPv4 0/8, 127/8, 240/4, IPv6
+/// `::`, `::1`, v4-mapped and link-local: martian; a route inside one of them is never used
+/// and left out), over those the IPv4 broadcasts as local host routes, and over everything
+/// our own addresses as host routes ([`OWN`]).
+#[derive(Clone, Debug)]
+struct Destinations {
+    v4: Lpm,
+    v6: Lpm,
+    /// What each leaf of the tables decides, by leaf index.
+    egress: Vec<Egress>,
+}
+
+/// The leaf of our own unicast addresses.
+const OWN: u32 = 0;
+/// The leaf of broadcast and multicast destinations (local, not ours).
+const GROUP: u32 = 1;
+/// The leaf of destinations never routed.
+const MARTIAN: u32 = 2;
+
+impl Destinations {
+    fn new(
+        routes: &[Route],
+        own: &[IpAddr128],
+        broadcasts: &[IpAddr128],
+    ) -> Result<Destinations, RouteError> {
+        let mut egress = vec![Egress::Local, Egress::Local, Egress::Martian];
+        let v4k = |a: [u8; 4]| u128::from(u32::from_be_bytes(a));
+        let ranges_v4 = [
+            (v4k([0, 0, 0, 0]), 8, MARTIAN),
+            (v4k([127, 0, 0, 0]), 8, MARTIAN),
+            (v4k([224, 0, 0, 0]), 4, GROUP),
+            (v4k([240, 0, 0, 0]), 4, MARTIAN),
+        ];
+        let ranges_v6 = [
+            (0xffu128 << 120, 8, GROUP),
+            (0xffffu128 << 32, 96, MARTIAN),
+            (0, 128, MARTIAN),
+            (1, 128, MARTIAN),
+            (0xfe80u128 << 112, 10, MARTIAN),
+        ];
+        let inside = |width: u8, ranges: &[(u128, u8, u32)], key: u128, len: u8| {
+            ranges
+                .iter()
+                .any(|&(p, l, _)| len >= l && (key ^ p) >> (width - l) == 0)
+        };
+        let mut v4: Vec<(u128, u8, u32)> = Vec::with_capacity(routes.len() + own.len() + 8);
+        let mut v6: Vec<(u128, u8, u32)> = Vec::new();
+        for r in routes {
+            let key = r.key()?;
+            let (table, skip) = match r.family {
+                Family::V4 => (&mut v4, inside(32, &ranges_v4, key, r.len)),
+                Family::V6 => (&mut v6, inside(128, &ranges_v6, key, r.len)),
+            };
+            if skip {
+                continue;
+            }
+            let e = Egress::Forward(r.hop);
+            let leaf = match egress.iter().skip(3).position(|x| *x == e) {
+                Some(i) => i + 3,
+                None => {
+                    egress.push(e);
+                    egress.len() - 1
+                }
+            } as u32;
+            table.push((key, r.len, leaf));
+        }
+        v4.extend(ranges_v4);
+        v6.extend(ranges_v6);
+        for b in broadcasts {
+            v4.push((u128::from_be_bytes(b.0) & 0xffff_ffff, 32, GROUP));
+        }
+        // Last: for equal prefixes the last one wins.
+        for a in own {
+            if a.is_v4() {
+                v4.push((u128::from_be_bytes(a.0) & 0xffff_ffff, 32, OWN));
+            } else {
+                v6.push((u128::from_be_bytes(a.0), 128, OWN));
+            }
+        }
+        Ok(Destinations {
+            v4: Lpm::build(32, &v4)?,
+            v6: Lpm::build(128, &v6)?,
+            egress,
+        })
+    }
+
+    /// The leaf of `a`, looked up in the table of its own family.
+    #[inline(always)]
+    fn leaf(&self, v4: bool, a: &IpAddr128) -> Option<u32> {
+        if v4 {
+            self.v4
+                .lookup_v4(u32::from_be_bytes([a.0[12], a.0[13], a.0[14], a.0[15]]))
+        } else {
+            self.v6.lookup(u128::from_be_bytes(a.0))
+        }
+    }
+}
+
 /// The router: ports, routes, local addresses. Immutable; see the module docs.
 #[derive(Clone, Debug)]
 pub struct Router {
     ports: Vec<Port>,
-    routes: RouteTable,
+    /// Routes, own addresses, broadcasts and martian ranges: what `decide` reads.
+    dests: Destinations,
     /// Every unicast address of ours (port addresses, link-local, NAT addresses).
     local: Vec<IpAddr128>,
-    /// IPv4 limited broadcast and the connected subnets' directed broadcasts.
-    broadcasts: Vec<IpAddr128>,
     cfg: RouterConfig,
     /// Permanent neighbours, installed in every worker's table.
     neighbours: Vec<StaticNeigh>,
@@ -695,10 +796,9 @@ impl Router {
             });
         }
         Ok(Router {
-            routes: RouteTable::new(&routes)?,
+            dests: Destinations::new(&routes, &local, &broadcasts)?,
             ports: out,
             local,
-            broadcasts,
             cfg,
             neighbours: Vec::new(),
         })
@@ -757,10 +857,6 @@ impl Router {
         self.ports.get(usize::from(port)).map(|p| &p.l3)
     }
 
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
-    }
-
     pub fn config(&self) -> &RouterConfig {
         &self.cfg
     }
@@ -780,50 +876,26 @@ impl Router {
     /// 1:1 public addresses).
     #[inline]
     pub fn is_local(&self, addr: &IpAddr128) -> bool {
-        self.local.contains(addr)
+        self.dests.leaf(addr.is_v4(), addr) == Some(OWN)
     }
 
     /// Where a packet to `dst` (an address of `family`) goes; see [`Egress`] and the module
     /// docs for broadcast, multicast and martians.
-    #[inline]
+    /// One longest-prefix match ([`Destinations`]): our addresses, then broadcasts and the
+    /// ranges never routed, then the routes.
+    #[inline(always)]
     pub fn decide(&self, family: Family, dst: &IpAddr128) -> Egress {
-        match family {
-            Family::V4 => {
-                if !dst.is_v4() {
-                    return Egress::Martian;
-                }
-                let first = dst.0[12];
-                if self.is_local(dst) || (224..240).contains(&first) {
-                    return Egress::Local;
-                }
-                if first == 0 || first == 127 || first >= 240 {
-                    return if self.broadcasts.contains(dst) {
-                        Egress::Local
-                    } else {
-                        Egress::Martian
-                    };
-                }
-                if self.broadcasts.contains(dst) {
-                    return Egress::Local;
-                }
-            }
-            Family::V6 => {
-                if dst.0[0] == 0xff {
-                    return Egress::Local;
-                }
-                if dst.is_v4() {
-                    return Egress::Martian;
-                }
-                if self.is_local(dst) {
-                    return Egress::Local;
-                }
-                if u128::from_be_bytes(dst.0) <= 1 || is_link_local_v6(dst) {
-                    return Egress::Martian;
-                }
-            }
+        let v4 = family == Family::V4;
+        if v4 && !dst.is_v4() {
+            return Egress::Martian;
         }
-        match self.routes.lookup(family, dst) {
-            Some(hop) => Egress::Forward(*hop),
+        match self.dests.leaf(v4, dst) {
+            Some(i) => self
+                .dests
+                .egress
+                .get(i as usize)
+                .copied()
+                .unwrap_or(Egress::Unreachable),
             None => Egress::Unreachable,
         }
     }
@@ -832,7 +904,7 @@ impl Router {
     /// unspecified, loopback, multicast, broadcast, class E, IPv6 link-local (for forwarding:
     /// pass `forwarding`), v4-mapped in IPv6, nor one of our own addresses. Call it on arrival,
     /// before NAT. Counts nothing; count a refusal with [`Router::note_martian`].
-    #[inline]
+    #[inline(always)]
     pub fn accept_source(&self, family: Family, src: &IpAddr128, forwarding: bool) -> bool {
         structural_source_ok(family, src, forwarding) && !self.is_local(src)
     }
@@ -1096,6 +1168,27 @@ impl Router {
         Ok(())
     }
 
+    /// Whether [`Router::check_forward`] would pass an IPv4 packet by `hop` without reading
+    /// more than its first octet of source: `false` for anything else (IPv6, a failed check),
+    /// which `check_forward` then decides. No counter, no error.
+    #[inline(always)]
+    pub(crate) fn forward_checks_pass_v4(
+        &self,
+        frame: &[u8],
+        info: &PacketInfo,
+        hop: &NextHop,
+    ) -> bool {
+        let l3 = usize::from(info.l3_offset);
+        let (Some(out), L3::Ipv4, Some(h)) = (
+            self.ports.get(usize::from(hop.port)),
+            info.l3,
+            frame.get(l3..l3 + 20),
+        ) else {
+            return false;
+        };
+        v4_source_ok(h[12]) && h[8] > 1 && u32::from(info.l3_len) <= out.l3.mtu
+    }
+
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
@@ -1169,6 +1262,53 @@ impl Router {
         self.resolve(st, hop.port, hop.resolve_target(&dst), pkt, now_ns, emit)
     }
 
+    /// [`Router::forward`] for a packet whose [`Router::check_forward`] by `hop` passed before
+    /// its translation (as the stateful stage checks it): NAT changes neither the TTL nor the
+    /// length that check read, so only the source, which SNAT may have rewritten, is checked
+    /// again (structurally, as `check_forward` does), then the TTL is decremented and the next
+    /// hop resolved.
+    #[inline]
+    pub(crate) fn forward_checked<P: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        st: &mut RouterState<P>,
+        mut pkt: P,
+        info: &PacketInfo,
+        hop: NextHop,
+        now_ns: u64,
+        emit: &mut impl Emit,
+    ) -> Forwarded<P> {
+        let l3 = usize::from(info.l3_offset);
+        let (src_ok, dst) = match (info.l3, pkt.as_ref().get(l3 + 12..l3 + 20)) {
+            // IPv4: the source's first octet is all `structural_source_ok` reads.
+            (L3::Ipv4, Some(h)) => (
+                v4_source_ok(h[0]),
+                IpAddr128::from_v4_octets([h[4], h[5], h[6], h[7]]),
+            ),
+            _ => match addrs_of(pkt.as_ref(), info) {
+                Some((family, src, dst)) => (structural_source_ok(family, &src, true), dst),
+                None => return Forwarded::Dropped(pkt, st.count(RouterDrop::NonIp)),
+            },
+        };
+        if !src_ok {
+            return Forwarded::Dropped(pkt, st.count(RouterDrop::Martian));
+        }
+        if icmp::decrement_ttl(pkt.as_mut(), info).is_err() {
+            return Forwarded::Dropped(pkt, st.count(RouterDrop::TtlExpired));
+        }
+        let target = hop.resolve_target(&dst);
+        // `resolve`'s common case, here rather than through its call.
+        if let Some(p) = self.ports.get(usize::from(hop.port)) {
+            if let Some(mac) = st.neigh.ready(hop.port, &target, now_ns) {
+                set_macs(pkt.as_mut(), mac, p.l3.mac);
+                return Forwarded::Send {
+                    port: u16::from(hop.port),
+                    pkt,
+                };
+            }
+        }
+        self.resolve(st, hop.port, target, pkt, now_ns, emit)
+    }
+
     /// Resolves `target` on `port` for `pkt`.
     #[inline]
     fn resolve<P: AsMut<[u8]>>(
@@ -1183,6 +1323,14 @@ impl Router {
         let Some(p) = self.ports.get(usize::from(port)) else {
             return Forwarded::Dropped(pkt, st.count(RouterDrop::BadPort));
         };
+        if let Some(mac) = st.neigh.ready(port, &target, now_ns) {
+            let mut pkt = pkt;
+            set_macs(pkt.as_mut(), mac, p.l3.mac);
+            return Forwarded::Send {
+                port: u16::from(port),
+                pkt,
+            };
+        }
         match st.neigh.resolve(port, target, pkt, now_ns) {
             Resolution::Send {
                 mac,
@@ -1454,15 +1602,19 @@ impl Router {
 #[inline]
 fn structural_source_ok(family: Family, src: &IpAddr128, forwarding: bool) -> bool {
     match family {
-        Family::V4 => {
-            let first = src.0[12];
-            src.is_v4() && first != 0 && first != 127 && first < 224
-        }
+        Family::V4 => src.is_v4() && v4_source_ok(src.0[12]),
         Family::V6 => {
             let a = u128::from_be_bytes(src.0);
             a > 1 && src.0[0] != 0xff && !src.is_v4() && !(forwarding && is_link_local_v6(src))
         }
     }
+}
+
+/// An IPv4 source's structural check, by its first octet: not 0/8, 127/8, multicast, class E
+/// or broadcast.
+#[inline(always)]
+fn v4_source_ok(first: u8) -> bool {
+    first != 0 && first != 127 && first < 224
 }
 
 /// Turns an echo request into its reply in place; `false` (nothing changed) when the

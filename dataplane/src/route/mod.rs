@@ -71,6 +71,37 @@ pub struct RouteTable {
     hops: Vec<NextHop>,
 }
 
+impl Route {
+    /// The prefix as the key of its family's table (an IPv4 prefix in the low 32 bits), once
+    /// its length, family and host bits are checked.
+    pub fn key(&self) -> Result<u128, RouteError> {
+        let r = self;
+        let (width, key) = match r.family {
+            Family::V4 => (32u8, u128::from_be_bytes(r.prefix.0) & 0xffff_ffff),
+            Family::V6 => (128u8, u128::from_be_bytes(r.prefix.0)),
+        };
+        let e = |f: fn(IpAddr128, u8) -> RouteError| f(r.prefix, r.len);
+        if r.len > width {
+            return Err(e(|prefix, len| RouteError::Length { prefix, len }));
+        }
+        let v4_ok = |a: &IpAddr128| a.is_v4() == (r.family == Family::V4);
+        if !v4_ok(&r.prefix) || r.hop.gateway.is_some_and(|g| !v4_ok(&g)) {
+            return Err(e(|prefix, len| RouteError::Family { prefix, len }));
+        }
+        let host = if r.len == 0 {
+            key
+        } else if r.len == width {
+            0
+        } else {
+            key & ((1u128 << (width - r.len)) - 1)
+        };
+        if host != 0 {
+            return Err(e(|prefix, len| RouteError::HostBits { prefix, len }));
+        }
+        Ok(key)
+    }
+}
+
 impl RouteTable {
     /// Builds the tables; for equal prefixes the last route wins.
     pub fn new(routes: &[Route]) -> Result<RouteTable, RouteError> {
@@ -78,28 +109,7 @@ impl RouteTable {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for r in routes {
-            let (width, key) = match r.family {
-                Family::V4 => (32u8, u128::from_be_bytes(r.prefix.0) & 0xffff_ffff),
-                Family::V6 => (128u8, u128::from_be_bytes(r.prefix.0)),
-            };
-            let e = |f: fn(IpAddr128, u8) -> RouteError| f(r.prefix, r.len);
-            if r.len > width {
-                return Err(e(|prefix, len| RouteError::Length { prefix, len }));
-            }
-            let v4_ok = |a: &IpAddr128| a.is_v4() == (r.family == Family::V4);
-            if !v4_ok(&r.prefix) || r.hop.gateway.is_some_and(|g| !v4_ok(&g)) {
-                return Err(e(|prefix, len| RouteError::Family { prefix, len }));
-            }
-            let host = if r.len == 0 {
-                key
-            } else if r.len == width {
-                0
-            } else {
-                key & ((1u128 << (width - r.len)) - 1)
-            };
-            if host != 0 {
-                return Err(e(|prefix, len| RouteError::HostBits { prefix, len }));
-            }
+            let key = r.key()?;
             let h = match hops.iter().position(|h| *h == r.hop) {
                 Some(i) => i,
                 None => {

@@ -201,8 +201,26 @@ pub struct NeighTable<P> {
     cfg: NeighConfig,
     entries: Vec<Entry<P>>,
     index: HashMap<(u8, IpAddr128), u32, KeyedHash>,
+    /// Where [`NeighTable::resolve`] found each key last, direct-mapped by
+    /// [`front_slot`]: a hint only, used when the entry it names is live and holds that key
+    /// (a live entry is the one the index names for its key), else the index is asked. A
+    /// gateway's packets skip the hash lookup; the entry itself is read, so a changed address,
+    /// state or removal is seen by the next packet.
+    front: [u32; FRONT],
     free: Vec<u32>,
     stats: NeighStats,
+}
+
+/// Slots of [`NeighTable::front`].
+const FRONT: usize = 64;
+
+/// The slot of [`NeighTable::front`] for a key.
+#[inline(always)]
+fn front_slot(port: u8, ip: &IpAddr128) -> usize {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&ip.0[8..]);
+    let x = u64::from_le_bytes(w) ^ u64::from(port);
+    ((x ^ (x >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FRONT.trailing_zeros())) as usize
 }
 
 /// A per-table key from the standard library's per-process random state (set-up only).
@@ -240,6 +258,7 @@ impl<P> NeighTable<P> {
             },
             entries,
             index: HashMap::with_capacity_and_hasher(cap, KeyedHash(random_key())),
+            front: [u32::MAX; FRONT],
             free: (0..cap as u32).rev().collect(),
             stats: NeighStats::default(),
         }
@@ -264,9 +283,53 @@ impl<P> NeighTable<P> {
         Some((e.state, e.mac))
     }
 
+    /// The entry for `ip` on `port`: the one [`NeighTable::front`] names when it holds that
+    /// key, else the index's (remembered in `front`).
+    #[inline]
+    fn find(&mut self, port: u8, ip: &IpAddr128) -> Option<u32> {
+        let f = front_slot(port, ip);
+        let i = self.front[f];
+        if let Some(e) = self.entries.get(i as usize) {
+            if e.live && e.port == port && e.ip == *ip {
+                #[cfg(test)]
+                assert_eq!(self.index.get(&(port, *ip)), Some(&i));
+                return Some(i);
+            }
+        }
+        self.find_indexed(f, port, ip)
+    }
+
+    #[inline(never)]
+    fn find_indexed(&mut self, f: usize, port: u8, ip: &IpAddr128) -> Option<u32> {
+        let &i = self.index.get(&(port, *ip))?;
+        self.front[f] = i;
+        Some(i)
+    }
+
+    /// The address to send to `ip` on `port` now, when [`NeighTable::resolve`] would answer
+    /// `Send` without a probe (Reachable, Permanent, or Stale before its next probe is due),
+    /// with the same effect on the entry (its use noted); `None` otherwise (then ask
+    /// `resolve`). The packet stays with the caller.
+    #[inline]
+    pub fn ready(&mut self, port: u8, ip: &IpAddr128, now_ns: u64) -> Option<MacAddr> {
+        let i = self.find(port, ip)?;
+        let e = self.entries.get_mut(i as usize)?;
+        let ok = match e.state {
+            NeighState::Reachable | NeighState::Permanent => true,
+            NeighState::Stale => now_ns < e.deadline_ns,
+            NeighState::Incomplete { .. } => false,
+        };
+        if ok {
+            e.used_ns = now_ns;
+            Some(e.mac)
+        } else {
+            None
+        }
+    }
+
     /// The fate of `pkt`, whose next hop is `ip` on `port`.
     pub fn resolve(&mut self, port: u8, ip: IpAddr128, pkt: P, now_ns: u64) -> Resolution<P> {
-        if let Some(&i) = self.index.get(&(port, ip)) {
+        if let Some(i) = self.find(port, &ip) {
             let cfg = self.cfg;
             let e = &mut self.entries[i as usize];
             e.used_ns = now_ns;
@@ -527,6 +590,32 @@ mod tests {
             queue_len,
             ..NeighConfig::default()
         })
+    }
+
+    /// A resolution reads the entry as it is: a new address, a removal, and a slot taken by
+    /// another neighbour since are all seen by the next packet.
+    #[test]
+    fn resolution_follows_the_entry() {
+        let mut t = table(4, 2);
+        t.learn(0, ip(1), mac(1), Learnt::Request, 0, |_, _| {});
+        let sent = |r: Resolution<Vec<u8>>| match r {
+            Resolution::Send { mac, .. } => Some(mac),
+            _ => None,
+        };
+        assert_eq!(sent(t.resolve(0, ip(1), vec![], 0)), Some(mac(1)));
+        t.learn(0, ip(1), mac(2), Learnt::Unsolicited, S, |_, _| {});
+        assert_eq!(sent(t.resolve(0, ip(1), vec![], S)), Some(mac(2)));
+        assert_eq!(sent(t.resolve(1, ip(1), vec![], S)), None, "another port");
+        let gc = NeighConfig::default().gc_ns;
+        t.tick(2 * S + gc, |_| {}, |_, _, _| {});
+        assert_eq!(t.get(0, &ip(1)), None);
+        // Its slot, freed last, is the next one taken.
+        t.learn(0, ip(2), mac(3), Learnt::Request, 3 * S + gc, |_, _| {});
+        assert_eq!(
+            t.resolve(0, ip(1), vec![], 3 * S + gc),
+            Resolution::Queued { solicit: true }
+        );
+        assert_eq!(sent(t.resolve(0, ip(2), vec![], 3 * S + gc)), Some(mac(3)));
     }
 
     #[test]

@@ -61,11 +61,15 @@ struct Routed<'a, P, E> {
     /// ([`crate::track::Lean`]) names the port only, and a packet it forwards was routed
     /// exactly once, there.
     hop: NextHop,
+    /// Whether `check` passed for the last decision (`route` clears it): the forwarding
+    /// checks then need not run again on the translated packet.
+    checked: bool,
 }
 
 impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
     #[inline]
     fn route(&mut self, _ingress: u16, key: &FlowKey) -> Route {
+        self.checked = false;
         match self.router.decide(key.family, &key.dst) {
             super::Egress::Local => Route::Local,
             super::Egress::Forward(h) => {
@@ -83,6 +87,10 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
 
     #[inline]
     fn check(&mut self, frame: &[u8], info: &PacketInfo, hop: &NextHop) -> Result<(), DropReason> {
+        if self.router.forward_checks_pass_v4(frame, info, hop) {
+            self.checked = true;
+            return Ok(());
+        }
         self.router
             .check_forward(
                 self.st,
@@ -93,7 +101,9 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
                 self.now_ns,
                 self.emit,
             )
-            .map_err(DropReason::Router)
+            .map_err(DropReason::Router)?;
+        self.checked = true;
+        Ok(())
     }
 }
 
@@ -150,7 +160,7 @@ impl Router {
         emit: &mut E,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> (IpJudgement, Fate<P>) {
-        let j = {
+        let (j, checked) = {
             let mut fwd = Routed {
                 router: self,
                 st: &mut *st,
@@ -158,8 +168,9 @@ impl Router {
                 ingress,
                 now_ns,
                 hop: NO_HOP,
+                checked: false,
             };
-            judge_tracked(
+            let j = judge_tracked(
                 filter,
                 tables,
                 pkt.as_ref(),
@@ -169,7 +180,8 @@ impl Router {
                 &mut fwd,
                 now_ns,
                 on_log,
-            )
+            );
+            (j, fwd.checked)
         };
         let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
         let fate = self.judged(
@@ -180,6 +192,7 @@ impl Router {
             key.family,
             &j.meta.key.dst,
             (verdict, j.filter, j.route),
+            checked,
             now_ns,
             emit,
         );
@@ -221,6 +234,7 @@ impl Router {
             ingress,
             now_ns,
             hop: NO_HOP,
+            checked: false,
         };
         let resume = match judge_lean(
             filter,
@@ -235,8 +249,15 @@ impl Router {
         ) {
             Ok(l) => {
                 // Only a packet routed out of a port has a lean answer: `fwd.hop` is its hop.
-                let route = Route::Forward(fwd.hop);
+                let hop = fwd.hop;
+                let route = Route::Forward(hop);
+                let checked = fwd.checked;
                 let verdict = crate::pipeline::lean_translate(tables, pkt.as_mut(), info, &l);
+                if let (Verdict::Forward(_), true) = (verdict, checked) {
+                    // `judged`'s first case, taken here.
+                    let fwd = self.forward_checked(st, pkt, info, hop, now_ns, emit);
+                    return (l.filter, fwd.into());
+                }
                 // (Never `no_route`, the only case that reads the translated destination.)
                 let fate = self.judged(
                     st,
@@ -246,6 +267,7 @@ impl Router {
                     key.family,
                     &key.dst,
                     (verdict, l.filter, route),
+                    checked,
                     now_ns,
                     emit,
                 );
@@ -265,6 +287,7 @@ impl Router {
             on_log,
             resume,
         );
+        let checked = fwd.checked;
         let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
         let fate = self.judged(
             st,
@@ -274,6 +297,7 @@ impl Router {
             key.family,
             &j.meta.key.dst,
             (verdict, j.filter, j.route),
+            checked,
             now_ns,
             emit,
         );
@@ -282,7 +306,8 @@ impl Router {
 
     /// The packet's fate once judged and translated: `verdict` (after the translation),
     /// the filter's verdict and the routing decision; `dst` is the destination the routing
-    /// decision saw (after nat PREROUTING), read for a `no_route` drop only.
+    /// decision saw (after nat PREROUTING), read for a `no_route` drop only; `checked`: the
+    /// forwarding checks passed for that decision, on the packet as it arrived.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn judged<P: AsRef<[u8]> + AsMut<[u8]>, E: Emit>(
@@ -294,10 +319,14 @@ impl Router {
         family: Family,
         dst: &IpAddr128,
         (verdict, filter, route): (Verdict, FilterVerdict, Route),
+        checked: bool,
         now_ns: u64,
         emit: &mut E,
     ) -> Fate<P> {
         let fwd = match (verdict, route) {
+            (Verdict::Forward(_), Route::Forward(hop)) if checked => {
+                self.forward_checked(st, pkt, info, hop, now_ns, emit)
+            }
             (Verdict::Forward(_), Route::Forward(hop)) => {
                 self.forward(st, ingress, pkt, info, hop, now_ns, emit)
             }
@@ -341,6 +370,13 @@ impl Router {
             }
             (Verdict::Forward(_), _) => return Fate::Dropped(pkt, DropReason::NoRoute),
         };
+        fwd.into()
+    }
+}
+
+impl<P> From<Forwarded<P>> for Fate<P> {
+    #[inline(always)]
+    fn from(fwd: Forwarded<P>) -> Fate<P> {
         match fwd {
             Forwarded::Send { port, pkt } => Fate::Send { port, pkt },
             Forwarded::Queued => Fate::Queued,

@@ -952,6 +952,46 @@ fn learn_gateway_then_forward_v4() {
     assert_eq!(i.flow, info(&f).flow);
 }
 
+/// The neighbour a packet is sent to is the entry as it is now: a new address from an
+/// ARP reply is used by the next packet, and an entry removed (unused past `gc_ns`) sends the
+/// next packet to resolution, even when another neighbour has taken its slot since.
+#[test]
+fn neighbour_changes_reach_the_next_packet() {
+    let r = router();
+    let mut st: St = r.new_state(0);
+    learn_gateway(&r, &mut st, 0);
+    let send = |st: &mut St, now| {
+        let f = from_host("8.8.8.8", 10, 4);
+        forward(&r, st, &f, hop_v4(), now).0
+    };
+    let Forwarded::Send { pkt, .. } = send(&mut st, 0) else {
+        panic!()
+    };
+    assert_eq!(pkt[..6], GW.0);
+    // The gateway moves to another MAC: an answer says so.
+    let moved = MacAddr([2, 0, 0, 0, 0, 0xfd]);
+    let reply = builder::arp_reply(moved, v4("203.0.113.254"), OUT_MAC, v4("203.0.113.1"));
+    assert_eq!(l2(&r, &mut st, 1, &reply, S).0, L2Action::Consumed);
+    let Forwarded::Send { pkt, .. } = send(&mut st, S) else {
+        panic!()
+    };
+    assert_eq!(pkt[..6], moved.0);
+    // Unused until it is removed; a host on the outside link takes its slot.
+    let gc = RouterConfig::default().neigh.gc_ns;
+    let mut out = Vec::new();
+    r.tick(&mut st, 2 * S + gc, &mut out, drop);
+    r.tick(&mut st, 3 * S + 2 * gc, &mut out, drop);
+    assert_eq!(st.neigh.get(1, &a("203.0.113.254")), None);
+    let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let req = builder::arp_request(other, v4("203.0.113.9"), v4("203.0.113.1"));
+    assert_eq!(
+        l2(&r, &mut st, 1, &req, 4 * S + 2 * gc).0,
+        L2Action::Consumed
+    );
+    assert!(st.neigh.get(1, &a("203.0.113.9")).is_some());
+    assert_eq!(send(&mut st, 4 * S + 2 * gc), Forwarded::Queued);
+}
+
 #[test]
 fn martian_sources_are_refused() {
     let r = router();
@@ -1098,5 +1138,295 @@ proptest! {
             f[at % len] ^= x;
         }
         exercise(&r, &mut st, &f, hop, now);
+    }
+}
+
+/// `decide` as it was before it read one table: the router's own addresses, multicast, the
+/// martian ranges and the broadcasts tested in turn over lists, then the routes alone.
+fn decide_by_lists(
+    local: &[IpAddr128],
+    broadcasts: &[IpAddr128],
+    routes: &crate::route::RouteTable,
+    family: Family,
+    dst: &IpAddr128,
+) -> Egress {
+    match family {
+        Family::V4 => {
+            if !dst.is_v4() {
+                return Egress::Martian;
+            }
+            let first = dst.0[12];
+            if local.contains(dst) || (224..240).contains(&first) {
+                return Egress::Local;
+            }
+            if first == 0 || first == 127 || first >= 240 {
+                return if broadcasts.contains(dst) {
+                    Egress::Local
+                } else {
+                    Egress::Martian
+                };
+            }
+            if broadcasts.contains(dst) {
+                return Egress::Local;
+            }
+        }
+        Family::V6 => {
+            if dst.0[0] == 0xff {
+                return Egress::Local;
+            }
+            if dst.is_v4() {
+                return Egress::Martian;
+            }
+            if local.contains(dst) {
+                return Egress::Local;
+            }
+            if u128::from_be_bytes(dst.0) <= 1 || is_link_local_v6(dst) {
+                return Egress::Martian;
+            }
+        }
+    }
+    match routes.lookup(family, dst) {
+        Some(hop) => Egress::Forward(*hop),
+        None => Egress::Unreachable,
+    }
+}
+
+/// Addresses near the edges `decide` cares about: the martian and multicast ranges, the
+/// broadcasts, a few subnets.
+fn edgy_v4() -> impl Strategy<Value = IpAddr128> {
+    (
+        prop::sample::select(vec![
+            0u8, 10, 126, 127, 128, 192, 203, 223, 224, 239, 240, 255,
+        ]),
+        prop::sample::select(vec![0u8, 1, 255]),
+        prop::sample::select(vec![0u8, 1, 2, 255]),
+        prop::sample::select(vec![0u8, 1, 2, 3, 4, 127, 128, 254, 255]),
+    )
+        .prop_map(|(a, b, c, d)| IpAddr128::from_v4_octets([a, b, c, d]))
+}
+
+fn edgy_v6() -> impl Strategy<Value = IpAddr128> {
+    (
+        prop::sample::select(vec![
+            0u128,
+            0xffff << 32,
+            0xfe80 << 112,
+            0xfec0 << 112,
+            0xfd00 << 112,
+            0x2001_0db8 << 96,
+            0xff02 << 112,
+        ]),
+        prop::sample::select(vec![0u128, 1, 2, 0xff, 1 << 64, 0x0a00_0001]),
+    )
+        .prop_map(|(hi, lo)| IpAddr128((hi | lo).to_be_bytes()))
+}
+
+fn edgy() -> impl Strategy<Value = IpAddr128> {
+    prop_oneof![edgy_v4(), edgy_v6()]
+}
+
+fn family_of(a: &IpAddr128) -> Family {
+    if a.is_v4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+proptest! {
+    /// `decide` and `is_local`, one lookup each, answer as the lists and the route table did,
+    /// for routers with addresses, 1:1 addresses and routes anywhere (inside the martian and
+    /// multicast ranges too), and destinations on every edge.
+    #[test]
+    fn decide_matches_the_lists(
+        addrs in proptest::collection::vec((0usize..3, edgy(), 0u8..=32), 0..6),
+        nat in proptest::collection::vec((0usize..3, edgy()), 0..3),
+        routes in proptest::collection::vec((edgy(), 0u8..=40, 0u8..3, any::<bool>(), edgy()), 0..8),
+        dsts in proptest::collection::vec(edgy(), 1..24),
+    ) {
+        let macs = [IN_MAC, OUT_MAC, MacAddr([2, 0, 0, 0, 0, 0x33])];
+        let mut ports: Vec<PortL3> = macs.iter().map(|&m| PortL3::new(m, vec![], 1500)).collect();
+        for (p, addr, len) in addrs {
+            let len = if addr.is_v4() { len } else { len * 4 };
+            ports[p].addrs.push(IfAddr { addr, len });
+        }
+        for (p, addr) in nat {
+            ports[p].nat_addrs.push(addr);
+        }
+        let routes: Vec<Route> = routes
+            .into_iter()
+            .map(|(prefix, len, port, gw, via)| {
+                let family = family_of(&prefix);
+                let v = u128::from_be_bytes(prefix.0);
+                let (len, net) = if prefix.is_v4() {
+                    let len = len.min(32);
+                    let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    (len, IpAddr128::from_v4_octets((v as u32 & m).to_be_bytes()))
+                } else {
+                    let len = (len * 4).min(128);
+                    let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                    (len, IpAddr128((v & m).to_be_bytes()))
+                };
+                let gateway = (gw && via.is_v4() == prefix.is_v4()).then_some(via);
+                Route { family, prefix: net, len, hop: NextHop { port, gateway } }
+            })
+            .collect();
+        let Ok(r) = Router::new(ports.clone(), &routes, RouterConfig::default()) else {
+            return Ok(());
+        };
+        // The lists and the table as `Router::new` made them before.
+        let mut local = Vec::new();
+        let mut broadcasts = vec![IpAddr128::from_v4(Ipv4Addr::BROADCAST)];
+        let mut all = routes.clone();
+        for (i, p) in ports.iter().enumerate() {
+            for x in &p.addrs {
+                local.push(x.addr);
+                broadcasts.extend(x.broadcast());
+                all.push(Route {
+                    family: x.family(),
+                    prefix: x.network(),
+                    len: x.len,
+                    hop: NextHop { port: i as u8, gateway: None },
+                });
+            }
+            local.extend(p.nat_addrs.iter().copied());
+            local.push(IpAddr128::from_v6(p.link_local()));
+        }
+        let table = crate::route::RouteTable::new(&all).unwrap();
+        let probes = dsts
+            .iter()
+            .copied()
+            .chain(local.iter().copied())
+            .chain(broadcasts.iter().copied())
+            .chain(all.iter().map(|x| x.prefix));
+        for d in probes {
+            for f in [Family::V4, Family::V6] {
+                prop_assert_eq!(
+                    r.decide(f, &d),
+                    decide_by_lists(&local, &broadcasts, &table, f, &d),
+                    "{:?} {}", f, d
+                );
+            }
+            prop_assert_eq!(r.is_local(&d), local.contains(&d), "{}", d);
+        }
+    }
+}
+
+/// The stateful stage's path (`judge_and_route`, and `judge_and_route_hinted` as the worker
+/// runs it) makes the forwarding checks once, on the packet as it arrived: a packet forwarded
+/// leaves with its TTL and header checksum updated; one out of TTL, or too big for the out
+/// port, is dropped with its error, on a connection's first packet and on its established
+/// ones alike.
+#[test]
+fn the_stateful_path_makes_the_forwarding_checks() {
+    use crate::filter::Filter;
+    use crate::track::{Tables, TrackConfig};
+    use crate::verdict::DropReason;
+    let r = router_with(RouterConfig::default(), 1400);
+    let filter = Filter::default();
+    for hinted in [false, true] {
+        let mut tables = Tables::new(&TrackConfig::new(64));
+        let mut st: St = r.new_state(0);
+        learn_host(&r, &mut st);
+        learn_gateway(&r, &mut st, 0);
+        let mut run = |st: &mut St, ingress: u16, f: Vec<u8>| {
+            let i = info(&f);
+            let key = i.flow.unwrap();
+            let mut out: Out = Vec::new();
+            let fate = if hinted {
+                let hint = None;
+                let (_, fate) = r.judge_and_route_hinted(
+                    st,
+                    &filter,
+                    &mut tables,
+                    ingress,
+                    f.clone(),
+                    &i,
+                    &key,
+                    hint,
+                    0,
+                    &mut out,
+                    |_, _, _| {},
+                );
+                fate
+            } else {
+                let (_, fate) = r.judge_and_route(
+                    st,
+                    &filter,
+                    &mut tables,
+                    ingress,
+                    f.clone(),
+                    &i,
+                    key,
+                    0,
+                    &mut out,
+                    |_, _, _| {},
+                );
+                fate
+            };
+            (fate, out)
+        };
+        let big = |payload: usize, df: bool| {
+            let mut s = spec(
+                HOST,
+                IN_MAC,
+                ipv4("10.0.0.2", "198.51.100.7", 64),
+                L4Spec::udp(1000, 53, &vec![0; payload]),
+            );
+            if let IpSpec::V4 { dont_frag, .. } = &mut s.ip {
+                *dont_frag = df;
+            }
+            s.build()
+        };
+        let reply = spec(
+            GW,
+            OUT_MAC,
+            ipv4("198.51.100.7", "10.0.0.2", 64),
+            L4Spec::udp(53, 1000, b"ok"),
+        )
+        .build();
+        for round in 0..2 {
+            let (fate, _) = run(&mut st, 0, from_host("198.51.100.7", 10, 4));
+            let Fate::Send { port: 1, pkt } = fate else {
+                panic!("{fate:?}")
+            };
+            assert_eq!(pkt[..6], GW.0);
+            assert_eq!(pkt[14 + 8], 9, "round {round}");
+            assert_eq!(checksum::checksum(&pkt[14..14 + 20]), 0);
+            if round == 0 {
+                let (fate, _) = run(&mut st, 1, reply.clone());
+                assert!(matches!(fate, Fate::Send { port: 0, .. }), "{fate:?}");
+            }
+            let (fate, out) = run(&mut st, 0, from_host("198.51.100.7", 1, 4));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::TtlExpired))
+                ),
+                "{fate:?}"
+            );
+            assert_eq!(out.len(), 1, "time exceeded");
+            let (fate, out) = run(&mut st, 0, big(1400 - 28 + 1, true));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::TooBig))
+                ),
+                "{fate:?}"
+            );
+            let e = &out[0].1;
+            let icmp = info(e).l4_bytes(e).unwrap().to_vec();
+            assert_eq!((icmp[0], icmp[1]), (3, 4));
+            let (fate, _) = run(&mut st, 0, big(1400 - 28 + 1, false));
+            assert!(
+                matches!(
+                    fate,
+                    Fate::Dropped(_, DropReason::Router(RouterDrop::NeedsFragmentation))
+                ),
+                "{fate:?}"
+            );
+            let (fate, _) = run(&mut st, 0, big(1400 - 28, true));
+            assert!(matches!(fate, Fate::Send { port: 1, .. }), "{fate:?}");
+        }
     }
 }
