@@ -870,6 +870,18 @@ impl Found {
         }
     }
 
+    /// The direction's cached tag with [`VERDICT_VALID`] as the entry keeps it, if it was
+    /// given under rule set `epoch`; `0` otherwise (no tag, or another rule set's): one word
+    /// for the caller to test its own bits of at once.
+    #[inline(always)]
+    pub fn verdict_word(&self, epoch: u32) -> u32 {
+        if self.verdict_epoch == epoch {
+            self.verdict
+        } else {
+            0
+        }
+    }
+
     /// [`Conntrack::verdict`] for the entry and direction, as they were after the packet.
     #[inline(always)]
     pub fn verdict(&self, epoch: u32) -> Option<u32> {
