@@ -13,8 +13,7 @@ use crate::conntrack::{CtState, Dir, EntryId, Hint};
 use crate::filter::{ip_packet_meta, judge_rules, packet_meta, Filter, FilterVerdict};
 use crate::nat::Binding;
 use crate::track::{
-    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Lean, Resume,
-    Tables,
+    judge_lean, judge_resumed, judge_tracked, Bridged, Forwarding, IpJudgement, Lean, Tables,
 };
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::{self, Family, FlowKey, PacketInfo, L3};
@@ -444,12 +443,6 @@ fn tracked_one<F: Forwarding>(
         Some(h) => h,
         None => tables.ct.hint_of(key),
     };
-    // A packet the prefetch pass found in no connection (a NEW one, above all) is one the
-    // lean path leaves at once: the general path straight away.
-    if hint.is_absent() {
-        let resume = Resume::untouched(hint);
-        return tracked_general(p, tables, frame, info, key, fwd, on_log, on_rule, resume);
-    }
     let resume = match judge_lean(
         p.filter, tables, frame, info, key, hint, p.ingress, fwd, p.now_ns,
     ) {
@@ -461,24 +454,6 @@ fn tracked_one<F: Forwarding>(
         }
         Err(r) => r,
     };
-    tracked_fallback(p, tables, frame, info, key, fwd, on_log, on_rule, resume)
-}
-
-/// The general path of [`tracked_one`] from where the lean path stopped (`resume`), its
-/// rule counted and its translation applied.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tracked_general<F: Forwarding>(
-    p: &Judge<'_>,
-    tables: &mut Tables,
-    frame: &mut [u8],
-    info: &PacketInfo,
-    key: &FlowKey,
-    fwd: &mut F,
-    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
-    on_rule: impl FnOnce(Family, FilterVerdict),
-    resume: Resume,
-) -> Verdict {
     let j = judge_resumed(
         p.filter, tables, frame, info, *key, p.ingress, fwd, p.now_ns, on_log, resume,
     );
@@ -487,27 +462,6 @@ fn tracked_general<F: Forwarding>(
         on_rule(key.family, counted);
     }
     translate(frame, info, &j)
-}
-
-/// [`tracked_general`] for a packet the lean path looked up and left (of established
-/// traffic, only the first packets of each direction under a rule set, and the handshake's
-/// and the close's): cold, so that what only the general path reads (the frame, the parse,
-/// the tuple) is not kept in registers across the lean path, whose spills it was.
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn tracked_fallback<F: Forwarding>(
-    p: &Judge<'_>,
-    tables: &mut Tables,
-    frame: &mut [u8],
-    info: &PacketInfo,
-    key: &FlowKey,
-    fwd: &mut F,
-    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
-    on_rule: impl FnOnce(Family, FilterVerdict),
-    resume: Resume,
-) -> Verdict {
-    tracked_general(p, tables, frame, info, key, fwd, on_log, on_rule, resume)
 }
 
 /// Applies the translation a lean answer names ([`Lean::nat`]) to its frame, reading the

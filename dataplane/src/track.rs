@@ -642,15 +642,6 @@ pub struct Lean {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resume(Resumed);
 
-impl Resume {
-    /// Nothing done: the whole judgement, with the hint's tag when it knows it ([`judge_lean`]'s
-    /// answer for a packet it leaves at once).
-    #[inline(always)]
-    pub fn untouched(hint: conntrack::Hint) -> Resume {
-        Resume(Resumed::Untouched(hint.known_tag()))
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resumed {
     /// Nothing done: the whole judgement (with the tuple's index tag, when the hint knew it).
@@ -703,8 +694,7 @@ pub fn judge_lean<F: Forwarding>(
             rule: word & TAG_RULE_MASK,
         }
     } else {
-        let tag =
-            (word & conntrack::VERDICT_VALID != 0).then_some(word & !conntrack::VERDICT_VALID);
+        let tag = (word & conntrack::VERDICT_VALID != 0).then_some(word & !conntrack::VERDICT_VALID);
         let Some(fv) = verdict_of_tag(rs, tag, ingress) else {
             return resume;
         };
