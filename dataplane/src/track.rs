@@ -310,6 +310,18 @@ fn cached_verdict(
     verdict_of_tag(rs, tables.ct.verdict(id, dir, rs.epoch), ingress)
 }
 
+/// The top byte of a cached tag word (the tag with [`conntrack::VERDICT_VALID`]) that
+/// accepts packets arriving on `ingress`: valid, accepting, and `ingress` in the port bits.
+/// A port from 64 on gives a value above any byte, so no tag matches it (as
+/// [`verdict_of_tag`] finds, and [`judge_established`] stores no tag for such a port).
+#[inline(always)]
+fn accepting_port(ingress: u16) -> u32 {
+    const TOP: u32 = (conntrack::VERDICT_VALID | TAG_ACCEPT) >> TAG_PORT_SHIFT;
+    // The flags are the byte's top two bits, the port its low six.
+    const _: () = assert!(TOP == 0xc0 && TAG_PORT_SHIFT == 24);
+    TOP + u32::from(ingress)
+}
+
 /// The verdict a cached tag (`tag`, when the entry has one under rule set `rs`) gives a
 /// packet arriving on `ingress`.
 #[inline(always)]
@@ -675,8 +687,19 @@ pub fn judge_lean<F: Forwarding>(
     let Some(rs) = filter.rules(key.family).filter(|rs| rs.cacheable) else {
         return resume;
     };
-    let Some(fv) = verdict_of_tag(rs, found.verdict(rs.epoch), ingress) else {
-        return resume;
+    // An accepting tag for this port, under this rule set, is told by its top byte alone
+    // (valid, accept, the port: `accepting_port`); any other goes through `verdict_of_tag`.
+    let word = found.verdict_word(rs.epoch);
+    let fv = if word >> TAG_PORT_SHIFT == accepting_port(ingress) {
+        FilterVerdict::Accept {
+            rule: word & TAG_RULE_MASK,
+        }
+    } else {
+        let tag = (word & conntrack::VERDICT_VALID != 0).then_some(word & !conntrack::VERDICT_VALID);
+        let Some(fv) = verdict_of_tag(rs, tag, ingress) else {
+            return resume;
+        };
+        fv
     };
     // 4 and 5. The route: on the tuple as on the wire without a binding, else with the
     // destination side translated (as `established` reads it from the whole binding).

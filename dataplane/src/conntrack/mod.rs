@@ -750,6 +750,23 @@ impl Words {
         let reply = (src == k.dst.0) & (dst == k.src.0) & (r == rev_rest);
         (orig, reply)
     }
+
+    /// [`Words::matches_both`] for the prefetch pass's guess, whose entry may be free or
+    /// translated: the entry must be live, and a packet is its reply only without a binding
+    /// (a translated entry's reply tuple is in the side table). The status bits are compared
+    /// with the tuple's, in the same word (a test of each took eleven instructions).
+    #[inline(always)]
+    fn matches_both_live(&self, k: &FlowKey, rest: u64, rev_rest: u64) -> (bool, bool) {
+        const LIVE: u64 = (status::LIVE as u64) << STATUS_SHIFT;
+        const NAT: u64 = (status::NAT as u64) << STATUS_SHIFT;
+        let bytes = |(lo, hi): (u64, u64)| (u128::from(lo) | u128::from(hi) << 64).to_le_bytes();
+        let (src, dst) = (bytes(self.src), bytes(self.dst));
+        let orig = (src == k.src.0) & (dst == k.dst.0) & (self.rest & (KEY_BITS | LIVE) == rest | LIVE);
+        let reply = (src == k.dst.0)
+            & (dst == k.src.0)
+            & (self.rest & (KEY_BITS | LIVE | NAT) == rev_rest | LIVE);
+        (orig, reply)
+    }
 }
 
 /// An address as its two little-endian 64-bit halves (bytes 0..8 and 8..16), without slice
@@ -850,6 +867,18 @@ impl Found {
             } else {
                 0
             },
+        }
+    }
+
+    /// The direction's cached tag with [`VERDICT_VALID`] as the entry keeps it, if it was
+    /// given under rule set `epoch`; `0` otherwise (no tag, or another rule set's): one word
+    /// for the caller to test its own bits of at once.
+    #[inline(always)]
+    pub fn verdict_word(&self, epoch: u32) -> u32 {
+        if self.verdict_epoch == epoch {
+            self.verdict
+        } else {
+            0
         }
     }
 
@@ -1686,9 +1715,9 @@ impl Conntrack {
         if r & REF_REPLY == 0 {
             if let Some(e) = self.entries.get((r >> REF_SHIFT) as usize) {
                 let rest = Words::rest(k.src_port, k.dst_port, k);
-                let (orig, reply) = e.key.matches_both(k, rest, Words::reversed_rest(rest, k));
-                let reply = reply & !e.has(status::NAT);
-                if (orig | reply) & e.has(status::LIVE) {
+                let (orig, reply) =
+                    e.key.matches_both_live(k, rest, Words::reversed_rest(rest, k));
+                if orig | reply {
                     let dir = if orig { Dir::Orig } else { Dir::Reply };
                     return Some((r >> REF_SHIFT, dir));
                 }

@@ -964,6 +964,52 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
     assert!(ct.binding(id).is_none());
 }
 
+/// The lean path's guess (the entry the prefetch pass found under the tuple's tag) is taken
+/// only for a live entry, and as the reply direction only of an entry without a binding:
+/// a removed entry keeps its tuple and deadline, and the untranslated reverse of a
+/// translated connection's tuple is under the same tag.
+#[test]
+fn the_lean_guess_takes_only_live_entries_and_untranslated_replies() {
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    let lean = |ct: &mut Conntrack, frame: &[u8], now: u64| {
+        let info = parse_frame(frame).expect("frame parses");
+        let key = info.flow.expect("an IP frame");
+        let (hint, found) = ct.prefetch_entry(ct.prefetch_index(&key));
+        assert!(found, "the prefetch pass finds a candidate under the tag");
+        ct.track_established(frame, &info, &key, hint, now)
+    };
+    // A removed entry: its reply's guess still names it.
+    let mut ct = table(8);
+    pass(&mut ct, &udp_flow(1), 0);
+    pass(&mut ct, &udp_flow_reply(1), 0);
+    let info = parse_frame(&udp_flow_reply(1)).unwrap();
+    let key = info.flow.unwrap();
+    let (hint, _) = ct.prefetch_entry(ct.prefetch_index(&key));
+    assert!(lean(&mut ct, &udp_flow_reply(1), MS).is_some());
+    ct.flush_from(0, 8);
+    assert_eq!(ct.len(), 0);
+    let frame = udp_flow_reply(1);
+    assert_eq!(
+        ct.track_established(&frame, &info, &key, hint, 2 * MS),
+        None
+    );
+
+    // A translated connection: the reverse of its original tuple is not its reply.
+    let mut ct = Conntrack::new(Config {
+        nat: true,
+        ..Config::new(64)
+    });
+    let out = udp_between((CLIENT, CPORT), (SERVER, 53));
+    let mut t = track(&mut ct, &out, 0);
+    let reply = FlowKey::new_v4(SERVER, PUBLIC, ip_proto::UDP, 53, 50000);
+    ct.confirm_with(&mut t, Some(reply), 0).unwrap();
+    let back = udp_between((SERVER, 53), (PUBLIC, 50000));
+    assert_eq!(track(&mut ct, &back, MS).state, CtState::Established);
+    assert!(lean(&mut ct, &out, 2 * MS).is_some());
+    let stray = udp_between((SERVER, 53), (CLIENT, CPORT));
+    assert_eq!(lean(&mut ct, &stray, 2 * MS), None);
+}
+
 #[test]
 fn nat_binding_needs_a_nat_table() {
     let mut ct = table(8);
