@@ -64,7 +64,7 @@ impl F {
             l4.extend_from_slice(&40000u16.to_be_bytes());
             l4.extend_from_slice(&80u16.to_be_bytes());
             l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
-            l4.push(((20 + self.opts.len()) / 4 << 4) as u8);
+            l4.push((((20 + self.opts.len()) / 4) << 4) as u8);
             l4.push(self.flags);
             l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
             l4.extend_from_slice(&self.opts);

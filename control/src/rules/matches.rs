@@ -170,7 +170,7 @@ pub(crate) fn rate(s: &str) -> Result<u32, String> {
     };
     let mult: u64 = match unit {
         None => 1,
-        Some(u) if u.is_empty() => return Err(bad()),
+        Some("") => return Err(bad()),
         Some(u) => {
             let u = u.to_ascii_lowercase();
             if "second".starts_with(&u) {
@@ -307,7 +307,7 @@ fn type_set(
                     bcast.push((x | host_bits, x | host_bits));
                 }
             }
-            let multi = vec![v4_block([224, 0, 0, 0], 4)];
+            let multi = [v4_block([224, 0, 0, 0], 4)];
             let universe = (v4([0; 4]), v4([255; 4]));
             // Longest match: a directed broadcast or 127.255.255.255 is not LOCAL even inside
             // the loopback block.

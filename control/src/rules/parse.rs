@@ -910,7 +910,7 @@ impl<'a> RuleParser<'a> {
     }
 
     /// The fields of the last `-m rt`'s check.
-    fn last_rt(&mut self) -> (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>) {
+    fn last_rt(&mut self) -> RtFields {
         self.matches
             .iter()
             .rev()
@@ -1818,6 +1818,9 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// `-m rt`'s fields: the type (and `!`), the segments-left range (and `!`), the length (and `!`).
+type RtFields = (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>);
 
 /// Why match `name` is refused: for matches that have no meaning in Rampart or are not
 /// implemented, the reason; otherwise that it is not supported.

@@ -761,7 +761,8 @@ impl Words {
         const NAT: u64 = (status::NAT as u64) << STATUS_SHIFT;
         let bytes = |(lo, hi): (u64, u64)| (u128::from(lo) | u128::from(hi) << 64).to_le_bytes();
         let (src, dst) = (bytes(self.src), bytes(self.dst));
-        let orig = (src == k.src.0) & (dst == k.dst.0) & (self.rest & (KEY_BITS | LIVE) == rest | LIVE);
+        let orig =
+            (src == k.src.0) & (dst == k.dst.0) & (self.rest & (KEY_BITS | LIVE) == rest | LIVE);
         let reply = (src == k.dst.0)
             & (dst == k.src.0)
             & (self.rest & (KEY_BITS | LIVE | NAT) == rev_rest | LIVE);
@@ -1715,8 +1716,9 @@ impl Conntrack {
         if r & REF_REPLY == 0 {
             if let Some(e) = self.entries.get((r >> REF_SHIFT) as usize) {
                 let rest = Words::rest(k.src_port, k.dst_port, k);
-                let (orig, reply) =
-                    e.key.matches_both_live(k, rest, Words::reversed_rest(rest, k));
+                let (orig, reply) = e
+                    .key
+                    .matches_both_live(k, rest, Words::reversed_rest(rest, k));
                 if orig | reply {
                     let dir = if orig { Dir::Orig } else { Dir::Reply };
                     return Some((r >> REF_SHIFT, dir));
