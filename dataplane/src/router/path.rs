@@ -66,6 +66,28 @@ struct Routed<'a, P, E> {
     checked: bool,
 }
 
+impl<'a, P, E> Routed<'a, P, E> {
+    /// The router's side of one packet's judgement, before any routing decision.
+    #[inline(always)]
+    fn new(
+        router: &'a Router,
+        st: &'a mut RouterState<P>,
+        emit: &'a mut E,
+        ingress: u16,
+        now_ns: u64,
+    ) -> Self {
+        Routed {
+            router,
+            st,
+            emit,
+            ingress,
+            now_ns,
+            hop: NO_HOP,
+            checked: false,
+        }
+    }
+}
+
 impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
     #[inline]
     fn route(&mut self, _ingress: u16, key: &FlowKey) -> Route {
@@ -153,7 +175,7 @@ impl Router {
         filter: &Filter,
         tables: &mut Tables,
         ingress: u16,
-        mut pkt: P,
+        pkt: P,
         info: &PacketInfo,
         key: FlowKey,
         now_ns: u64,
@@ -161,15 +183,7 @@ impl Router {
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> (IpJudgement, Fate<P>) {
         let (j, checked) = {
-            let mut fwd = Routed {
-                router: self,
-                st: &mut *st,
-                emit: &mut *emit,
-                ingress,
-                now_ns,
-                hop: NO_HOP,
-                checked: false,
-            };
+            let mut fwd = Routed::new(self, &mut *st, &mut *emit, ingress, now_ns);
             let j = judge_tracked(
                 filter,
                 tables,
@@ -183,18 +197,8 @@ impl Router {
             );
             (j, fwd.checked)
         };
-        let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
-        let fate = self.judged(
-            st,
-            ingress,
-            pkt,
-            info,
-            key.family,
-            &j.meta.key.dst,
-            (verdict, j.filter, j.route),
-            checked,
-            now_ns,
-            emit,
+        let fate = self.translated_fate(
+            st, ingress, pkt, info, key.family, &j, checked, now_ns, emit,
         );
         (j, fate)
     }
@@ -227,15 +231,7 @@ impl Router {
             Some(h) => h,
             None => tables.ct.hint_of(key),
         };
-        let mut fwd = Routed {
-            router: self,
-            st: &mut *st,
-            emit: &mut *emit,
-            ingress,
-            now_ns,
-            hop: NO_HOP,
-            checked: false,
-        };
+        let mut fwd = Routed::new(self, &mut *st, &mut *emit, ingress, now_ns);
         let resume = match judge_lean(
             filter,
             tables,
@@ -288,20 +284,42 @@ impl Router {
             resume,
         );
         let checked = fwd.checked;
-        let verdict = crate::pipeline::translate(pkt.as_mut(), info, &j);
-        let fate = self.judged(
+        let fate = self.translated_fate(
+            st, ingress, pkt, info, key.family, &j, checked, now_ns, emit,
+        );
+        (j.counted(), fate)
+    }
+
+    /// A judged packet's translation (`j`'s, in place) and then its fate ([`Router::judged`],
+    /// with the destination the routing decision saw); `family` is the packet's, `checked` as
+    /// there.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn translated_fate<P: AsRef<[u8]> + AsMut<[u8]>, E: Emit>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        mut pkt: P,
+        info: &PacketInfo,
+        family: Family,
+        j: &IpJudgement,
+        checked: bool,
+        now_ns: u64,
+        emit: &mut E,
+    ) -> Fate<P> {
+        let verdict = crate::pipeline::translate(pkt.as_mut(), info, j);
+        self.judged(
             st,
             ingress,
             pkt,
             info,
-            key.family,
+            family,
             &j.meta.key.dst,
             (verdict, j.filter, j.route),
             checked,
             now_ns,
             emit,
-        );
-        (j.counted(), fate)
+        )
     }
 
     /// The packet's fate once judged and translated: `verdict` (after the translation),
