@@ -695,9 +695,7 @@ pub fn judge_lean<F: Forwarding>(
             rule: word & TAG_RULE_MASK,
         }
     } else {
-        let tag =
-            (word & conntrack::VERDICT_VALID != 0).then_some(word & !conntrack::VERDICT_VALID);
-        let Some(fv) = verdict_of_tag(rs, tag, ingress) else {
+        let Some(fv) = verdict_of_tag(rs, found.verdict(rs.epoch), ingress) else {
             return resume;
         };
         fv
