@@ -105,16 +105,7 @@ fn filters(mode: control::config::Mode) -> Result<(Filter, Filter)> {
 fn tcp(s: Ipv4Addr, sp: u16, d: Ipv4Addr, dp: u16, flags: Flags, seq: u32, ack: u32) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(s, d),
-        L4Spec::Tcp {
-            sport: sp,
-            dport: dp,
-            seq,
-            ack,
-            flags,
-            window: 0xffff,
-            options: Vec::new(),
-            payload: b"0123".to_vec(),
-        },
+        L4Spec::tcp_segment(sp, dp, flags, seq, ack, b"0123"),
     )
     .build()
 }

@@ -346,19 +346,7 @@ fn router_bursts_with_prefetch_and_hints_answer_as_frame_by_frame() {
         if let IpSpec::V4 { ttl: t, .. } = &mut spec {
             *t = ttl;
         }
-        let mut f = FrameSpec::new(
-            spec,
-            L4Spec::Tcp {
-                sport: sp,
-                dport: dp,
-                seq,
-                ack,
-                flags,
-                window: 0xffff,
-                options: Vec::new(),
-                payload: b"0123".to_vec(),
-            },
-        );
+        let mut f = FrameSpec::new(spec, L4Spec::tcp_segment(sp, dp, flags, seq, ack, b"0123"));
         f.dst_mac = if s[0] == 10 { INSIDE_MAC } else { OUTSIDE_MAC };
         f.build()
     };

@@ -529,16 +529,7 @@ fn router_worker_bursts_transmit_what_replay_does() {
     let build = |s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, l4: &str, flags, seq, ack| {
         let ip = IpSpec::v4(Ipv4Addr::from(s), Ipv4Addr::from(d));
         let l4 = match l4 {
-            "tcp" => L4Spec::Tcp {
-                sport: sp,
-                dport: dp,
-                seq,
-                ack,
-                flags,
-                window: 0xffff,
-                options: Vec::new(),
-                payload: b"0123".to_vec(),
-            },
+            "tcp" => L4Spec::tcp_segment(sp, dp, flags, seq, ack, b"0123"),
             _ => L4Spec::udp(sp, dp, b"q"),
         };
         let mut f = FrameSpec::new(ip, l4);

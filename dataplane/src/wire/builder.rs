@@ -141,6 +141,27 @@ impl L4Spec {
         }
     }
 
+    /// A TCP segment with the given flags, numbers and payload, no options, window 65535.
+    pub fn tcp_segment(
+        sport: u16,
+        dport: u16,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> L4Spec {
+        L4Spec::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: 0xffff,
+            options: Vec::new(),
+            payload: payload.to_vec(),
+        }
+    }
+
     pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> L4Spec {
         L4Spec::Udp {
             sport,
