@@ -5,6 +5,7 @@ use crate::config::{Config, Mode};
 use crate::pcap::{read_frames, FrameWriter, PcapError};
 use crate::prefix::Prefix;
 use dataplane::classify::RuleSet;
+use dataplane::conntrack::frag::{FragError, Orphans, Released, ORPHANS_HELD};
 use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
 use dataplane::router::{Arrival, Fate, RouterDrop, RouterState};
@@ -114,7 +115,15 @@ struct Sink {
     log: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
     drops: [u64; DropReason::COUNT],
     sum: ReplaySummary,
+    /// Verdict lines wait here until every earlier frame has its own: a fragment held for its
+    /// first fragment gets its line when it is released, and the log stays in frame order.
+    waiting: std::collections::BTreeMap<usize, serde_json::Value>,
+    next_line: usize,
 }
+
+/// A frame held for its datagram's first fragment: its index, bytes (as it arrived, with
+/// the ingress MAC of router mode written), ingress port and capture timestamp.
+type HeldFrame = (usize, Vec<u8>, u16, std::time::Duration);
 
 impl Sink {
     fn new(opts: &ReplayOptions, link: crate::pcap::Link) -> Result<Sink, ReplayError> {
@@ -126,6 +135,8 @@ impl Sink {
             },
             drops: [0; DropReason::COUNT],
             sum: ReplaySummary::default(),
+            waiting: std::collections::BTreeMap::new(),
+            next_line: 0,
         })
     }
 
@@ -134,17 +145,44 @@ impl Sink {
         self.drops[reason.index()] += 1;
     }
 
+    /// Writes frame `line["index"]`'s verdict line once the lines of the frames before it are
+    /// written.
     fn line(&mut self, line: serde_json::Value) -> Result<(), ReplayError> {
-        if let Some((path, w)) = self.log.as_mut() {
-            writeln!(w, "{line}").map_err(|source| ReplayError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let index = line["index"].as_u64().map_or(self.next_line, |i| i as usize);
+        self.waiting.insert(index, line);
+        while let Some(line) = self.waiting.remove(&self.next_line) {
+            self.next_line += 1;
+            if let Some((path, w)) = self.log.as_mut() {
+                writeln!(w, "{line}").map_err(|source| ReplayError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
         }
         Ok(())
     }
 
+    /// The line of a held fragment given up (its first fragment never came in time).
+    fn orphan_dropped(&mut self, index: usize, ingress: &str) -> Result<(), ReplayError> {
+        let reason = DropReason::Fragment(FragError::NoFirst);
+        self.drop(reason);
+        self.line(serde_json::json!({
+            "index": index, "ingress": ingress, "verdict": "drop", "egress": null,
+            "rule": null, "ct_state": null, "nat": null, "reason": reason.name(), "log": [],
+        }))
+    }
+
     fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
+        // Every frame has its line by now; this only keeps a gap from losing the rest.
+        let rest = std::mem::take(&mut self.waiting);
+        if let Some((path, w)) = self.log.as_mut() {
+            for line in rest.values() {
+                writeln!(w, "{line}").map_err(|source| ReplayError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
         self.out.finish()?;
         if let Some((path, mut w)) = self.log {
             w.flush()
@@ -208,21 +246,72 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         .unwrap_or(crate::pcap::Link::Ethernet);
     let mut sink = Sink::new(opts, link)?;
     let mut tables = opts.track.as_ref().map(Tables::new);
+    let mut orphans: Orphans<HeldFrame> = Orphans::new(
+        ORPHANS_HELD,
+        tables.as_ref().map_or(0, |t| t.frags.timeout_ns()),
+    );
     for (index, f) in frames.iter().enumerate() {
         let src = dataplane::wire::parse_frame(&f.data)
             .ok()
             .and_then(|i| i.flow)
             .map(|k| k.src.to_std());
         let ingress = topo.ingress(f.interface, src, &opts.inside);
-        let mut logs = Vec::new();
         let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
         if let Some(t) = tables.as_mut() {
             t.expire(now_ns, u32::MAX);
         }
-        let mut data = f.data.clone();
+        sink.sum.packets += 1;
+        let held = (index, f.data.clone(), ingress, f.timestamp);
+        let mut next = vec![held];
+        while let Some(held) = next.pop() {
+            if let Some(held) = bridge_one(opts, &topo, tables.as_mut(), &mut sink, held, now_ns)? {
+                let info = dataplane::wire::parse_frame(&held.1);
+                let given_up = match info {
+                    Ok(info) => orphans.hold(held, &info, now_ns),
+                    Err(_) => Some(held),
+                };
+                if let Some((i, _, ing, _)) = given_up {
+                    sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
+                }
+            }
+            if next.is_empty() && !orphans.is_empty() {
+                if let Some(t) = tables.as_ref() {
+                    let mut expired = Vec::new();
+                    orphans.release(&t.frags, now_ns, usize::MAX, |r| match r {
+                        Released::Ready((i, data, ing, _)) => next.push((i, data, ing, f.timestamp)),
+                        Released::Expired(h) => expired.push(h),
+                    });
+                    next.reverse();
+                    for (i, _, ing, _) in expired {
+                        sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
+                    }
+                }
+            }
+        }
+    }
+    for (i, _, ing, _) in orphans.drain() {
+        sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
+    }
+    sink.finish()
+}
+
+/// Judges one frame of a bridge replay and writes what it gives; gives the frame back when it
+/// is a non-first fragment to hold for its first fragment (nothing written for it yet).
+fn bridge_one(
+    opts: &ReplayOptions,
+    topo: &Topology,
+    tables: Option<&mut Tables>,
+    sink: &mut Sink,
+    (index, mut data, ingress, timestamp): HeldFrame,
+    now_ns: u64,
+) -> Result<Option<HeldFrame>, ReplayError> {
+    let tracking = tables.is_some();
+    let arrived = data.clone();
+    {
+        let mut logs = Vec::new();
         let judged = topo.bridge.judge(
             &opts.filter,
-            tables.as_mut(),
+            tables,
             ingress,
             &mut data,
             now_ns,
@@ -231,6 +320,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             },
         );
         let verdict = judged.verdict;
+        if tracking && verdict == Verdict::Drop(DropReason::Fragment(FragError::NoFirst)) {
+            return Ok(Some((index, arrived, ingress, timestamp)));
+        }
         let (rule, ct_state) = rule_and_state(
             opts,
             judged.state,
@@ -248,7 +340,6 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         for l in &logs {
             eprintln!("{l}");
         }
-        sink.sum.packets += 1;
         let ingress_name = &topo.names[usize::from(ingress)];
         let nat = judged
             .nat
@@ -256,7 +347,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         let line = match verdict {
             Verdict::Forward(port) => {
                 sink.sum.forwarded += 1;
-                sink.out.write(f.timestamp, &data)?;
+                sink.out.write(timestamp, &data)?;
                 serde_json::json!({
                     "index": index, "ingress": ingress_name, "verdict": "forward",
                     "egress": topo.names[usize::from(port)], "rule": rule, "ct_state": ct_state, "nat": nat,
@@ -282,7 +373,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         };
         sink.line(line)?;
     }
-    sink.finish()
+    Ok(None)
 }
 
 /// The MAC address a router port has in replay: its configured `mac`, else a locally
@@ -347,6 +438,8 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
     let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
     let mut failed = 0u64;
     let mut queued = 0u64;
+    let mut orphans: Orphans<HeldFrame> =
+        Orphans::new(ORPHANS_HELD, tables.frags.timeout_ns());
     for (index, f) in frames.iter().enumerate() {
         let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
         tables.expire(now_ns, u32::MAX);
@@ -383,6 +476,82 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
             data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
         }
         sink.sum.packets += 1;
+        let mut next = vec![(index, data, ingress, f.timestamp)];
+        while let Some(held) = next.pop() {
+            let mut r = RoutedReplay {
+                opts,
+                names: &names,
+                router: &router,
+                st: &mut st,
+                tables: &mut tables,
+                sent: &mut sent,
+                queued: &mut queued,
+            };
+            if let Some(held) = r.one(&mut sink, held, now_ns)? {
+                let given_up = match dataplane::wire::parse_frame(&held.1) {
+                    Ok(info) => orphans.hold(held, &info, now_ns),
+                    Err(_) => Some(held),
+                };
+                if let Some((i, _, ing, _)) = given_up {
+                    sink.orphan_dropped(i, &names[usize::from(ing)])?;
+                }
+            }
+            if next.is_empty() && !orphans.is_empty() {
+                let mut expired = Vec::new();
+                orphans.release(&tables.frags, now_ns, usize::MAX, |r| match r {
+                    Released::Ready((i, data, ing, _)) => next.push((i, data, ing, f.timestamp)),
+                    Released::Expired(h) => expired.push(h),
+                });
+                next.reverse();
+                for (i, _, ing, _) in expired {
+                    sink.orphan_dropped(i, &names[usize::from(ing)])?;
+                }
+            }
+        }
+    }
+    for (i, _, ing, _) in orphans.drain() {
+        sink.orphan_dropped(i, &names[usize::from(ing)])?;
+    }
+    // Packets still waiting for a neighbour when the capture ends.
+    sink.sum.dropped += failed;
+    sink.drops[DropReason::Router(RouterDrop::NeighFailed).index()] += failed;
+    sink.sum.pending = queued.saturating_sub(failed + sink.sum.released);
+    sink.finish()
+}
+
+/// What a routed replay judges each frame with.
+struct RoutedReplay<'a> {
+    opts: &'a ReplayOptions,
+    names: &'a [String],
+    router: &'a dataplane::router::Router,
+    st: &'a mut RouterState<Vec<u8>>,
+    tables: &'a mut Tables,
+    /// Frames the router sends (port, frame).
+    sent: &'a mut Vec<(u16, Vec<u8>)>,
+    queued: &'a mut u64,
+}
+
+impl RoutedReplay<'_> {
+    /// Judges and routes one frame (its ingress MAC written) and writes what it gives; gives the
+    /// frame back when it is a non-first fragment to hold for its first fragment (nothing
+    /// written for it yet).
+    fn one(
+        &mut self,
+        sink: &mut Sink,
+        (index, data, ingress, timestamp): HeldFrame,
+        now_ns: u64,
+    ) -> Result<Option<HeldFrame>, ReplayError> {
+        let RoutedReplay {
+            opts,
+            names,
+            router,
+            st,
+            tables,
+            sent,
+            queued,
+        } = self;
+        let (opts, names, router) = (*opts, *names, *router);
+        let parsed = dataplane::wire::parse_frame(&data);
         let ingress_name = names[usize::from(ingress)].as_str();
         let before = sent.len();
         let info = match parsed {
@@ -398,17 +567,18 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
                     "rule": null, "ct_state": null, "nat": null, "reason": reason.name(),
                     "log": [], "sent": [],
                 }))?;
-                continue;
+                return Ok(None);
             }
         };
+        let arrived = data.clone();
         let mut released = Vec::new();
         let arrival = router.arrive(
-            &mut st,
+            st,
             ingress,
             &data,
             &info,
             now_ns,
-            &mut sent,
+            *sent,
             |port, p| released.push((port, p)),
         );
         sink.sum.forwarded += released.len() as u64;
@@ -422,15 +592,15 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
             Arrival::Ip(key) => {
                 let mut logs = Vec::new();
                 let (j, fate) = router.judge_and_route(
-                    &mut st,
+                    st,
                     &opts.filter,
-                    &mut tables,
+                    tables,
                     ingress,
                     data,
                     &info,
                     key,
                     now_ns,
-                    &mut sent,
+                    *sent,
                     |_,
                      spec: &dataplane::classify::LogSpec,
                      meta: &dataplane::classify::PacketMeta| {
@@ -476,11 +646,17 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
                         sent.push((port, pkt));
                     }
                     Fate::Queued => {
-                        queued += 1;
+                        **queued += 1;
                         line["verdict"] = "queued".into();
                         if let dataplane::track::Route::Forward(h) = j.route {
                             line["egress"] = names[usize::from(h.port)].clone().into();
                         }
+                    }
+                    Fate::Dropped(_, DropReason::Fragment(FragError::NoFirst)) => {
+                        for (_, frame) in sent.drain(..) {
+                            sink.out.write(timestamp, &frame)?;
+                        }
+                        return Ok(Some((index, arrived, ingress, timestamp)));
                     }
                     Fate::Dropped(_, why) => {
                         sink.drop(why);
@@ -512,15 +688,11 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
             .collect();
         line["sent"] = out.into();
         for (_, frame) in sent.drain(..) {
-            sink.out.write(f.timestamp, &frame)?;
+            sink.out.write(timestamp, &frame)?;
         }
         sink.line(line)?;
+        Ok(None)
     }
-    // Packets still waiting for a neighbour when the capture ends.
-    sink.sum.dropped += failed;
-    sink.drops[DropReason::Router(RouterDrop::NeighFailed).index()] += failed;
-    sink.sum.pending = queued.saturating_sub(failed + sink.sum.released);
-    sink.finish()
 }
 
 /// The verdict log's description of a translation: the packet's tuple before and after, and

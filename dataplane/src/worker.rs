@@ -7,6 +7,7 @@
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
+use crate::conntrack::frag::{FragError, Orphans, Released, ORPHANS_HELD};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
     screen_level_cap, CalledScreen, NoScreen, Screen, ScreenTask, Simd, SimdLevel,
@@ -153,6 +154,8 @@ struct Ctx<'a> {
     stats: &'a WorkerStats,
     logs: &'a crossbeam_channel::Sender<LogRecord>,
     pool: &'a Mempool,
+    /// Non-first fragments held until their first fragment comes ([`Orphans`]).
+    orphans: &'a RefCell<Orphans<Mbuf>>,
 }
 
 struct Egress {
@@ -214,6 +217,10 @@ impl Worker {
         let mut scalar = 0u32;
         let mut last_drain = tsc();
         let mut last_tsc = last_drain;
+        let orphans = RefCell::new(match tables.as_deref() {
+            Some(t) => Orphans::new(ORPHANS_HELD, t.frags.timeout_ns()),
+            None => Orphans::new(0, 0),
+        });
 
         while !stop.load(Ordering::Relaxed) {
             // The pass-through bridge first, before anything the other paths need is gathered
@@ -265,6 +272,7 @@ impl Worker {
                             stats: &stats,
                             logs: &logs,
                             pool: &pool,
+                            orphans: &orphans,
                         };
                         if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
                             route_burst(
@@ -315,6 +323,7 @@ impl Worker {
                             stats: &stats,
                             logs: &logs,
                             pool: &pool,
+                            orphans: &orphans,
                         };
                         if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut())
                         {
@@ -339,6 +348,23 @@ impl Worker {
                             now_ns,
                             &mut egress,
                         );
+                    }
+                }
+                // Held fragments (only with tracking): their first fragments may have come.
+                if stateful && !orphans.borrow().is_empty() {
+                    if let Some(t) = tables.as_deref_mut() {
+                        let ctx = Ctx {
+                            id,
+                            pipeline: &pipeline,
+                            rules: rules.get(),
+                            stats: &stats,
+                            logs: &logs,
+                            pool: &pool,
+                            orphans: &orphans,
+                        };
+                        let now_ns = clock.ns(last_tsc);
+                        let router = router.as_mut().map(|(r, st)| (&**r, &mut **st));
+                        release_orphans(&ctx, t, router, &mut burst, now_ns, &mut egress);
                     }
                 }
                 // Quiescent point: nothing of the rule snapshot is held across it.
@@ -367,6 +393,11 @@ impl Worker {
                     answer(&commands, tables.as_deref_mut(), clock.ns(now));
                 }
             }
+        }
+        // Fragments still waiting for their first fragment never get it.
+        for m in orphans.borrow_mut().drain() {
+            stats.drop_packet(DropReason::Fragment(FragError::NoFirst));
+            drop(m);
         }
         drain(&mut egress, &stats);
         if let Some(t) = tables.as_deref() {
@@ -419,6 +450,78 @@ const NOT_PARSED: [Option<crate::wire::PacketInfo>; MAX_BURST] = [None; MAX_BURS
 
 /// Marks a packet handed to worker `w` as `HANDED | w`.
 const HANDED: u16 = 0x8000;
+/// Marks a non-first fragment held until its first fragment comes ([`hold_orphan`]).
+const HELD: u16 = u16::MAX - 1;
+
+/// Holds a non-first fragment that came before its datagram's first fragment (virtual
+/// reassembly answered `frag_no_first`), as Linux's reassembly would; what the store gives up
+/// for it is dropped as `frag_no_first`.
+#[cold]
+#[inline(never)]
+fn hold_orphan(ctx: &Ctx<'_>, mut m: Mbuf, ingress: u16, now_ns: u64) {
+    m.set_port(ingress);
+    let given_up = match crate::wire::parse_frame(m.data()) {
+        Ok(info) => ctx.orphans.borrow_mut().hold(m, &info, now_ns),
+        Err(_) => Some(m),
+    };
+    if let Some(m) = given_up {
+        ctx.stats
+            .drop_packet(DropReason::Fragment(FragError::NoFirst));
+        drop(m);
+    }
+}
+
+/// Judges again, as a burst from a hand-off ring (each mbuf's port is the port it came in by),
+/// the held fragments whose first fragment has been recorded since, and drops as
+/// `frag_no_first` those whose time is up.
+#[cold]
+#[inline(never)]
+fn release_orphans(
+    ctx: &Ctx<'_>,
+    tables: &mut Tables,
+    mut router: Option<(&Router, &mut RouterState<Mbuf>)>,
+    burst: &mut RxBurst,
+    now_ns: u64,
+    egress: &mut [Egress],
+) {
+    loop {
+        let mut ready: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
+        let mut n = 0;
+        ctx.orphans
+            .borrow_mut()
+            .release(&tables.frags, now_ns, MAX_BURST, |r| match r {
+                Released::Ready(m) => {
+                    ready[n] = Some(m);
+                    n += 1;
+                }
+                Released::Expired(m) => {
+                    ctx.stats
+                        .drop_packet(DropReason::Fragment(FragError::NoFirst));
+                    drop(m);
+                }
+            });
+        if n == 0 {
+            return;
+        }
+        burst.refill(ready.iter_mut().filter_map(Option::take));
+        match router.as_mut() {
+            Some((r, st)) => route_burst(
+                Source::Ring,
+                burst,
+                ctx,
+                tables,
+                (r, st),
+                None,
+                now_ns,
+                egress,
+            ),
+            None => handle_burst::<true>(Source::Ring, burst, ctx, Some(tables), None, now_ns, egress),
+        }
+        if n < MAX_BURST {
+            return;
+        }
+    }
+}
 
 /// Where a burst came from.
 #[derive(Clone, Copy)]
@@ -515,6 +618,7 @@ fn handle_burst<const STATEFUL: bool>(
                 stats.drop_packet(DropReason::NoPeer);
                 DROPPED
             }
+            Verdict::Drop(DropReason::Fragment(FragError::NoFirst)) if STATEFUL => HELD,
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
                 if let Some(with) = with {
@@ -540,6 +644,12 @@ fn handle_burst<const STATEFUL: bool>(
     for (m, &o) in burst.by_ref().zip(out.iter()) {
         if o == DROPPED {
             drop(m);
+        } else if o == HELD {
+            let ingress = match source {
+                Source::Port(p) => p,
+                Source::Ring => m.port(),
+            };
+            hold_orphan(ctx, m, ingress, now_ns);
         } else if o & HANDED != 0 {
             let to = steering
                 .as_deref_mut()
@@ -1232,6 +1342,9 @@ fn route_burst(
         match fate {
             Fate::Send { port, pkt } => out.borrow_mut().send(port, pkt),
             Fate::Queued => {}
+            Fate::Dropped(pkt, DropReason::Fragment(FragError::NoFirst)) => {
+                hold_orphan(ctx, pkt, ingress, now_ns);
+            }
             Fate::Dropped(pkt, why) => {
                 drop(pkt);
                 stats.drop_packet(why);

@@ -311,9 +311,6 @@ struct Allowed {
     reason: &'static str,
 }
 
-const FRAG_NO_FIRST: &str = "virtual reassembly buffers nothing: a non-first fragment that \
-    arrives before its first fragment is dropped (frag_no_first); Linux holds it until the \
-    datagram is complete";
 const FRAG_INCOMPLETE: &str = "virtual reassembly forwards fragments as they come; Linux \
     reassembles first and never forwards (nor tracks) a datagram whose last fragment is missing";
 
@@ -352,19 +349,6 @@ const FRAG_DUPLICATE: &str = "a fragment repeating a range already seen is dropp
 fn allowed_list() -> Vec<Allowed> {
     let mut v = Vec::new();
     for scenario in ["fragments", "fragments-v6"] {
-        // "s>c UDP 1000 out of order": fragment 3/3 comes first (index 3); "s>c echo reply
-        // 1400 last first": fragments 3/3 and 2/3 before 1/3 (indexes 9 and 10).
-        for index in [3, 9, 10] {
-            for field in [Field::Verdict, Field::State] {
-                v.push(Allowed {
-                    ruleset: None,
-                    scenario,
-                    index,
-                    field,
-                    reason: FRAG_NO_FIRST,
-                });
-            }
-        }
         // "c>s UDP 900 without its last": fragments 1/3 and 2/3 (indexes 14 and 15).
         for index in [14, 15] {
             for field in [Field::Verdict, Field::State] {

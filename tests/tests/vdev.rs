@@ -680,3 +680,176 @@ tx_desc = 512
     assert_eq!(s["rx_packets"].as_u64(), Some(frames.len() as u64));
     assert_no_leak(&s);
 }
+
+/// Fragments that come before their datagram's first fragment are held until it comes, then
+/// forwarded with its verdict, by the worker (`rampart run` over `net_pcap`, bridge and
+/// router mode) as by `rampart replay`; one whose first never comes is dropped as
+/// `frag_no_first` (at the latest when the worker stops), and no mbuf is lost.
+#[test]
+fn fragments_before_their_first_wait_for_it() {
+    if !root_or_skip("fragments_before_their_first_wait_for_it") {
+        return;
+    }
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::MacAddr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    const LAN: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    let datagram = |v6: bool, ident: u16, len: usize| {
+        let mut ip = if v6 {
+            IpSpec::v6(
+                "fd00:1::2".parse::<Ipv6Addr>().unwrap(),
+                "2001:db8:1::20".parse::<Ipv6Addr>().unwrap(),
+            )
+        } else {
+            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(198, 51, 100, 20))
+        };
+        match &mut ip {
+            IpSpec::V4 { ident: i, .. } => *i = ident,
+            IpSpec::V6 { ident: i, .. } => *i = u32::from(ident),
+        }
+        let mut f = FrameSpec::new(ip, L4Spec::udp(40_000 + ident, 7000, &vec![ident as u8; len]));
+        f.dst_mac = LAN;
+        f.fragments(400)
+    };
+    // (datagram, the order its three fragments come in); the last has no first fragment.
+    let mut frames = Vec::new();
+    let mut whole = Vec::new();
+    for (v6, ident, order) in [
+        (false, 1, [2, 0, 1]),
+        (false, 2, [1, 2, 0]),
+        (true, 3, [2, 1, 0]),
+        (false, 4, [0, 1, 2]),
+    ] {
+        let f = datagram(v6, ident, 1000);
+        assert_eq!(f.len(), 3);
+        frames.extend(order.iter().map(|&i| f[i].clone()));
+        whole.extend(f);
+    }
+    frames.push(datagram(false, 5, 1000)[1].clone());
+    write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
+    write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
+    let sorted = |mut v: Vec<Vec<u8>>| {
+        v.sort();
+        v
+    };
+    let want = sorted(whole.clone());
+
+    for router in [false, true] {
+        let prefix = unique("rfrag");
+        let mode = if router {
+            "mode = \"router\"\n"
+        } else {
+            ""
+        };
+        let l3 = |mac: &str, addrs: &str| {
+            if router {
+                format!("mac = \"{mac}\"\naddresses = {addrs}\n")
+            } else {
+                String::new()
+            }
+        };
+        let topology = if router {
+            "[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"192.0.2.9\"\n\
+             [[route]]\nprefix = \"2001:db8:1::/64\"\nvia = \"fd00:2::9\"\n\
+             [[neighbour]]\nport = \"wan\"\naddress = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\n\
+             [[neighbour]]\nport = \"wan\"\naddress = \"fd00:2::9\"\nmac = \"02:00:00:00:00:09\"\n"
+                .to_string()
+        } else {
+            "[bridge]\npairs = [[\"lan\", \"wan\"]]\n".to_string()
+        };
+        let cfg = format!(
+            r#"{mode}
+[eal]
+args = {eal}
+[[port]]
+name = "lan"
+device = "net_pcap{prefix}l,rx_pcap={inp},tx_pcap={ltx}"
+{lan}
+[[port]]
+name = "wan"
+device = "net_pcap{prefix}w,rx_pcap={empty},tx_pcap={wtx}"
+{wan}
+{topology}
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 4095
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+            eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+            inp = p("in.pcap").display(),
+            ltx = p("lan-tx.pcap").display(),
+            empty = p("empty.pcap").display(),
+            wtx = p("wan-tx.pcap").display(),
+            lan = l3("02:00:00:00:00:01", "[\"10.1.0.1/16\", \"fd00:1::1/64\"]"),
+            wan = l3("02:00:00:00:00:02", "[\"192.0.2.1/24\", \"fd00:2::1/64\"]"),
+            sock = p("m.sock").display(),
+        );
+        std::fs::write(p("cfg.toml"), &cfg).unwrap();
+        let out = run(Command::new(bin("rampart"))
+            .args(["run", "--exit-when-idle-ms", "1500", "--config"])
+            .arg(p("cfg.toml"))
+            .arg("--summary-json")
+            .arg(p("summary.json")));
+        assert!(
+            out.status.success(),
+            "rampart run failed (router {router}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent: Vec<Vec<u8>> = read_frames(&p("wan-tx.pcap"))
+            .unwrap()
+            .into_iter()
+            .map(|f| f.data)
+            .collect();
+        let s = summary(&p("summary.json"));
+        assert_eq!(sent.len(), whole.len(), "forwarded (router {router}): {s}");
+        assert_eq!(s["drops"]["frag_no_first"].as_u64(), Some(1), "{s}");
+        assert_no_leak(&s);
+        // The replay forwards the same frames and keeps its verdict log in frame order.
+        let replay = run(Command::new(bin("rampart"))
+            .args(["replay", "--config"])
+            .arg(p("cfg.toml"))
+            .arg("--input")
+            .arg(p("in.pcap"))
+            .arg("--output")
+            .arg(p("replay.pcap"))
+            .arg("--verdicts")
+            .arg(p("v.jsonl")));
+        assert!(
+            replay.status.success(),
+            "replay (router {router}): {}",
+            String::from_utf8_lossy(&replay.stderr)
+        );
+        let replayed: Vec<Vec<u8>> = read_frames(&p("replay.pcap"))
+            .unwrap()
+            .into_iter()
+            .map(|f| f.data)
+            .collect();
+        assert_eq!(sorted(replayed), sorted(sent.clone()), "router {router}");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(p("v.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), frames.len());
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["index"], i);
+            let is_orphan = i == frames.len() - 1;
+            assert_eq!(
+                l["verdict"],
+                if is_orphan { "drop" } else { "forward" },
+                "{l}"
+            );
+        }
+        assert_eq!(lines[frames.len() - 1]["reason"], "frag_no_first");
+        if !router {
+            assert_eq!(sorted(sent), want);
+        }
+    }
+}

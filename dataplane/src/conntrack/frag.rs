@@ -205,6 +205,11 @@ impl<V: Copy> Fragments<V> {
         })
     }
 
+    /// How long a datagram's fragments are awaited after its first.
+    pub fn timeout_ns(&self) -> u64 {
+        self.timeout_ns
+    }
+
     #[cold]
     #[inline(never)]
     fn fail(&mut self, e: FragError) -> FragError {
@@ -332,6 +337,106 @@ impl<V: Copy> Fragments<V> {
     }
 }
 
+/// Fragments a worker (and a replay, to judge as the worker does) holds at most while their
+/// datagram's first fragment is awaited ([`Orphans`]).
+pub const ORPHANS_HELD: usize = 256;
+
+/// What [`Orphans::release`] gives back.
+#[derive(Debug)]
+pub enum Released<T> {
+    /// Its datagram's first fragment has been recorded: judge it again, as any later fragment.
+    Ready(T),
+    /// Held until its time ran out (or pushed out by a newer one) without its first fragment:
+    /// drop it as [`FragError::NoFirst`].
+    Expired(T),
+}
+
+/// Non-first fragments that came before their datagram's first fragment, held until it comes.
+/// Linux reassembles before the raw table and so holds every fragment until its datagram is
+/// whole; virtual reassembly forwards fragments as they come and needs only those that come
+/// before the first: held here (in arrival order, at most `capacity`, each at most the
+/// fragment table's timeout), then judged again once the first is recorded. When full, the
+/// oldest is given up for the newest.
+///
+/// FAST PATH: no allocation after [`Orphans::new`]; the worker looks only at
+/// [`Orphans::is_empty`] while nothing is held.
+#[derive(Debug)]
+pub struct Orphans<T> {
+    /// `(fragment, its parse's datagram key, when it is given up)`, oldest first.
+    held: std::collections::VecDeque<(T, Key, u64)>,
+    capacity: usize,
+    timeout_ns: u64,
+}
+
+impl<T> Orphans<T> {
+    pub fn new(capacity: usize, timeout_ns: u64) -> Orphans<T> {
+        Orphans {
+            held: std::collections::VecDeque::with_capacity(capacity),
+            capacity,
+            timeout_ns,
+        }
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Holds `item`, a non-first fragment whose parse is `info`. Gives back what must be
+    /// dropped now: `item` itself when nothing can be held (no room at all, or `info` is not a
+    /// fragment's), else the oldest held when the store was full.
+    pub fn hold(&mut self, item: T, info: &PacketInfo, now_ns: u64) -> Option<T> {
+        let Some(key) = Fragments::<()>::key(info) else {
+            return Some(item);
+        };
+        if self.capacity == 0 {
+            return Some(item);
+        }
+        let out = if self.held.len() == self.capacity {
+            self.held.pop_front().map(|(t, _, _)| t)
+        } else {
+            None
+        };
+        self.held
+            .push_back((item, key, now_ns.saturating_add(self.timeout_ns)));
+        out
+    }
+
+    /// Takes out, oldest first, every held fragment whose first fragment `frags` now knows
+    /// ([`Released::Ready`], at most `ready` of them) or whose time is up
+    /// ([`Released::Expired`]); the rest stay, in their order.
+    pub fn release<V: Copy>(
+        &mut self,
+        frags: &Fragments<V>,
+        now_ns: u64,
+        mut ready: usize,
+        mut f: impl FnMut(Released<T>),
+    ) {
+        for _ in 0..self.held.len() {
+            let Some((item, key, expires_ns)) = self.held.pop_front() else {
+                break;
+            };
+            if ready > 0 && frags.find(&key, now_ns).is_some() {
+                ready -= 1;
+                f(Released::Ready(item));
+            } else if expires_ns <= now_ns {
+                f(Released::Expired(item));
+            } else {
+                self.held.push_back((item, key, expires_ns));
+            }
+        }
+    }
+
+    /// Takes out everything held (shutdown, end of a replay), oldest first.
+    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.held.drain(..).map(|(t, _, _)| t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +530,54 @@ mod tests {
         }
         assert!(full > 0);
         assert_eq!(small.drops[FragError::TableFull.index()], full);
+    }
+
+    /// Fragments held before their first are given back once it is recorded, in arrival
+    /// order; others stay; the time limit and the room give up the oldest.
+    #[test]
+    fn orphans_wait_for_their_first_fragment() {
+        let a = frags(7);
+        let b = frags(8);
+        let mut t: Fragments<u8> = Fragments::new(16, 30 * SEC, 1);
+        let mut o: Orphans<&str> = Orphans::new(3, 10 * SEC);
+        let p = |f: &Vec<u8>| parse_frame(f).unwrap();
+        let last = a.len() - 1;
+        assert!(o.hold("a-last", &p(&a[last]), 0).is_none());
+        assert!(o.hold("b-1", &p(&b[1]), SEC).is_none());
+        assert!(o.hold("a-1", &p(&a[1]), 2 * SEC).is_none());
+        let mut got = Vec::new();
+        let mut take = |o: &mut Orphans<&str>, t: &Fragments<u8>, now| {
+            got.clear();
+            o.release(t, now, usize::MAX, |r| got.push(format!("{r:?}")));
+            got.clone()
+        };
+        assert!(take(&mut o, &t, 3 * SEC).is_empty(), "no first fragment yet");
+        t.first(&a[0], &p(&a[0]), 5, 3 * SEC).unwrap();
+        assert_eq!(
+            take(&mut o, &t, 3 * SEC),
+            ["Ready(\"a-last\")", "Ready(\"a-1\")"]
+        );
+        assert_eq!(o.len(), 1);
+        // The held ones, judged now, take the first's verdict.
+        assert_eq!(t.later(&a[last], &p(&a[last]), 3 * SEC), Ok(5));
+        // b's first never comes: given up after the timeout from when it was held.
+        assert!(take(&mut o, &t, 10 * SEC).is_empty());
+        assert_eq!(take(&mut o, &t, 11 * SEC), ["Expired(\"b-1\")"]);
+        assert!(o.is_empty());
+        // Full: the oldest is given up for the newest.
+        for (i, name) in ["x", "y", "z"].into_iter().enumerate() {
+            assert!(o.hold(name, &p(&b[i + 1]), 12 * SEC).is_none());
+        }
+        assert_eq!(o.hold("w", &p(&b[4]), 12 * SEC), Some("x"));
+        assert_eq!(o.drain().collect::<Vec<_>>(), ["y", "z", "w"]);
+        // Nothing is held without room, nor a packet that is not a fragment.
+        let mut none: Orphans<&str> = Orphans::new(0, SEC);
+        assert_eq!(none.hold("n", &p(&b[1]), 0), Some("n"));
+        let whole = crate::wire::builder::FrameSpec::new(
+            IpSpec::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)),
+            L4Spec::udp(1, 2, b"x"),
+        )
+        .build();
+        assert_eq!(o.hold("u", &p(&whole), 0), Some("u"));
     }
 }

@@ -64,6 +64,19 @@ impl RxBurst {
         self.pos = 0;
     }
 
+    /// Makes the burst hold the first [`MAX_BURST`] mbufs of `mbufs` (what it held before is
+    /// freed); the iterator is not advanced past them. Returns how many it holds.
+    pub fn refill(&mut self, mbufs: impl IntoIterator<Item = Mbuf>) -> usize {
+        let ptrs = self.reset_for_fill();
+        let mut n = 0;
+        for m in mbufs.into_iter().take(MAX_BURST) {
+            ptrs[n] = m.into_raw();
+            n += 1;
+        }
+        self.set_filled(n);
+        n
+    }
+
     /// Packets left in the burst.
     #[inline]
     pub fn remaining(&self) -> usize {
