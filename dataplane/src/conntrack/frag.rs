@@ -1,7 +1,8 @@
 //! FAST PATH: no allocation, lock, syscall or log.
 //!
 //! Virtual reassembly: a non-first IP fragment carries no ports, so it gets the verdict its
-//! datagram's first fragment got. Fragments are forwarded as they come; nothing is buffered.
+//! datagram's first fragment got. Fragments are forwarded as they come; only those that come
+//! before their first fragment are held, by the caller, in an [`Orphans`] store.
 //!
 //! Invariants:
 //! - The table has a fixed number of slots; a datagram is keyed by (source, destination,
@@ -12,8 +13,9 @@
 //!   announces a different end, or would need more runs poisons the datagram: it and every
 //!   later fragment of it are dropped (RFC 5722; Linux drops the whole queue too). A fragment
 //!   entirely inside a run is a duplicate and is dropped alone.
-//! - A non-first fragment with no first fragment recorded is dropped ([`FragError::NoFirst`]):
-//!   never a free pass.
+//! - A non-first fragment with no first fragment recorded gets [`FragError::NoFirst`]: never a
+//!   free pass. The caller holds it ([`Orphans`]) and asks again once the first is recorded,
+//!   or drops it.
 //! - A datagram is forgotten once its runs cover `[0, end)`.
 
 use crate::wire::{ip_proto, ipv4, ipv6, Family, Fragment, IpAddr128, PacketInfo};
