@@ -263,6 +263,7 @@ impl Bridge {
             l3: info.l3_offset,
             l4: l4_offset,
             now_ns: p.now_ns,
+            hops_taken: 0,
         };
         filter_one(rules, meta, &w, verdict, on_log, on_rule)
     }

@@ -123,6 +123,10 @@ pub trait Forwarding {
     /// The source address MASQUERADE gives a connection leaving by `port` with tuple `key`
     /// (Linux: the out interface's address); `None` when the port has none of its family.
     fn masquerade_source(&mut self, port: u16, key: &FlowKey) -> Option<IpAddr128>;
+    /// What forwarding takes off the TTL (hop limit) before the FORWARD chain sees the packet
+    /// (a router: 1, as Linux's `ip_forward` decrements before the hook; a bridge: 0). The
+    /// frame is rewritten later; the FORWARD chain's `-m ttl`/`-m hl` see the value less this.
+    const HOPS_TAKEN: u8 = 0;
     /// The checks a router makes before the FORWARD chain (TTL, MTU: Linux's `ip_forward`),
     /// on the packet as it arrived; an error drops it before the filter and conntrack's
     /// confirmation (the router sends its ICMP error itself).
@@ -1022,6 +1026,10 @@ fn judge_after_track<F: Forwarding>(
 
     // 6. The filter: an established connection's verdict comes from its entry while the rule
     //    set is the one that gave it.
+    let wire = Wire {
+        hops_taken: if route == Route::Local { 0 } else { F::HOPS_TAKEN },
+        ..Wire::of(frame, info, now_ns)
+    };
     let fv = match (rules, tracked) {
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
@@ -1031,12 +1039,12 @@ fn judge_after_track<F: Forwarding>(
                 tables,
                 &t,
                 &meta,
-                &Wire::of(frame, info, now_ns),
+                &wire,
                 ingress,
                 on_log,
             )
         }
-        (Some(rs), _) => judge_rules(rs, &meta, &Wire::of(frame, info, now_ns), on_log),
+        (Some(rs), _) => judge_rules(rs, &meta, &wire, on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });

@@ -90,9 +90,18 @@ fn replay_command(dir: &Path, extra: &[&str]) -> Command {
 }
 
 fn replay(dir: &Path, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<serde_json::Value>, String) {
+    replay_with(dir, frames, RULES)
+}
+
+/// [`replay`] under `rules`.
+fn replay_with(
+    dir: &Path,
+    frames: &[Vec<u8>],
+    rules: &str,
+) -> (Vec<Vec<u8>>, Vec<serde_json::Value>, String) {
     let p = |n: &str| dir.join(n);
     std::fs::write(p("router.toml"), CONFIG).unwrap();
-    std::fs::write(p("rules"), RULES).unwrap();
+    std::fs::write(p("rules"), rules).unwrap();
     write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
     let o = run(replay_command(dir, &[])
         .arg("--rules")
@@ -603,4 +612,36 @@ fn router_bursts_with_prefetch_and_hints_answer_as_frame_by_frame() {
         assert!(count(kind) > 0, "no frame {kind}");
     }
     assert!(one.tables.ct.stats().nat_live > 100);
+}
+
+/// Linux's `ip_forward` takes one off the TTL before the FORWARD hook, so the FORWARD chain's
+/// `-m ttl` sees the decremented value (checked on a Linux router namespace: with `--ttl-eq 64
+/// -j DROP` in FORWARD a ping sent with TTL 64 passes and one sent with 65 does not); INPUT
+/// sees the TTL the packet came with.
+#[test]
+fn forward_chain_sees_the_decremented_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -m ttl --ttl-eq 64 -j ACCEPT
+-A FORWARD -p udp -m ttl --ttl-eq 64 -j DROP
+-A FORWARD -p udp -m ttl --ttl-lt 63 -j DROP
+COMMIT
+";
+    let host = [10, 0, 0, 5];
+    let far = [198, 51, 100, 9];
+    let frames = vec![
+        frame(host, far, 64, L4Spec::udp(5000, 53, b"q")),
+        frame(host, far, 65, L4Spec::udp(5001, 53, b"q")),
+        frame(host, far, 63, L4Spec::udp(5002, 53, b"q")),
+        frame(host, [10, 0, 0, 1], 64, L4Spec::icmp_echo(7, 1)),
+        frame(host, [10, 0, 0, 1], 65, L4Spec::icmp_echo(7, 2)),
+    ];
+    let (out, v, _) = replay_with(dir.path(), &frames, rules);
+    let verdicts: Vec<&str> = v.iter().map(|l| l["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["forward", "drop", "drop", "local", "drop"], "{v:?}");
+    // The forwarded frame leaves with TTL 63.
+    assert_eq!(fields(&out[0]).7, 63);
 }

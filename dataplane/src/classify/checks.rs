@@ -28,6 +28,10 @@ pub struct Wire<'a> {
     /// The packet's time in nanoseconds (any epoch, the same for every worker): what a limit
     /// bucket refills by.
     pub now_ns: u64,
+    /// What forwarding has taken off the TTL (hop limit) in the chain judging the packet, not
+    /// yet written to the frame: 1 in a router's FORWARD chain (Linux's `ip_forward` and
+    /// `ip6_forward` decrement before the FORWARD hook), else 0.
+    pub hops_taken: u8,
 }
 
 impl<'a> Wire<'a> {
@@ -38,6 +42,7 @@ impl<'a> Wire<'a> {
         l3: 0,
         l4: 0,
         now_ns: 0,
+        hops_taken: 0,
     };
 
     /// The view of a parsed frame.
@@ -48,6 +53,7 @@ impl<'a> Wire<'a> {
             l3: info.l3_offset,
             l4: info.l4_offset,
             now_ns,
+            hops_taken: 0,
         }
     }
 
@@ -212,6 +218,7 @@ impl Check {
                 let Some(h) = w.byte(l3 + if v6 { 7 } else { 8 }) else {
                     return false;
                 };
+                let h = h.saturating_sub(w.hops_taken);
                 let r = match cmp {
                     Cmp::Eq => h == value,
                     Cmp::Lt => h < value,

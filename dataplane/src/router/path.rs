@@ -89,6 +89,8 @@ impl<'a, P, E> Routed<'a, P, E> {
 }
 
 impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
+    const HOPS_TAKEN: u8 = 1;
+
     #[inline]
     fn route(&mut self, _ingress: u16, key: &FlowKey) -> Route {
         self.checked = false;
