@@ -113,6 +113,9 @@ pub struct Fragments<V: Copy> {
     pub drops: [u64; FragError::COUNT],
     /// Datagrams whose every byte was seen.
     pub completed: u64,
+    /// First fragments recorded: what [`Orphans::release`] looks at before looking for the
+    /// held fragments' datagrams.
+    firsts: u64,
 }
 
 /// Where a fragment's data sits in its datagram: `(offset, length, more fragments)`.
@@ -171,6 +174,7 @@ impl<V: Copy + Default> Fragments<V> {
             seed,
             drops: [0; FragError::COUNT],
             completed: 0,
+            firsts: 0,
         }
     }
 }
@@ -255,6 +259,7 @@ impl<V: Copy> Fragments<V> {
         slot.end = None;
         slot.expires_ns = now_ns.saturating_add(self.timeout_ns);
         slot.verdict = verdict;
+        self.firsts = self.firsts.wrapping_add(1);
         Ok(())
     }
 
@@ -364,10 +369,15 @@ pub enum Released<T> {
 /// [`Orphans::is_empty`] while nothing is held.
 #[derive(Debug)]
 pub struct Orphans<T> {
-    /// `(fragment, its parse's datagram key, when it is given up)`, oldest first.
+    /// `(fragment, its parse's datagram key, when it is given up)`, oldest first (so the
+    /// first is also the first to be given up: every one waits the same time).
     held: std::collections::VecDeque<(T, Key, u64)>,
     capacity: usize,
     timeout_ns: u64,
+    /// The fragment table's count of first fragments when every held fragment was last
+    /// looked for: while it stands and none is due, [`Orphans::release`] looks for none (so a
+    /// flood of fragments without their first costs a test a poll, not a lookup each).
+    firsts_seen: u64,
 }
 
 impl<T> Orphans<T> {
@@ -376,6 +386,7 @@ impl<T> Orphans<T> {
             held: std::collections::VecDeque::with_capacity(capacity),
             capacity,
             timeout_ns,
+            firsts_seen: 0,
         }
     }
 
@@ -418,18 +429,30 @@ impl<T> Orphans<T> {
         mut ready: usize,
         mut f: impl FnMut(Released<T>),
     ) {
+        let due = self.held.front().is_some_and(|&(_, _, e)| e <= now_ns);
+        if !due && frags.firsts == self.firsts_seen {
+            return;
+        }
+        let firsts = frags.firsts;
+        let mut all = true;
         for _ in 0..self.held.len() {
             let Some((item, key, expires_ns)) = self.held.pop_front() else {
                 break;
             };
-            if ready > 0 && frags.find(&key, now_ns).is_some() {
+            let found = frags.find(&key, now_ns).is_some();
+            if found && ready > 0 {
                 ready -= 1;
                 f(Released::Ready(item));
             } else if expires_ns <= now_ns {
                 f(Released::Expired(item));
             } else {
+                all &= !found;
                 self.held.push_back((item, key, expires_ns));
             }
+        }
+        // Ready ones left for the next call (over `ready`) are looked for again then.
+        if all {
+            self.firsts_seen = firsts;
         }
     }
 
@@ -572,6 +595,20 @@ mod tests {
         }
         assert_eq!(o.hold("w", &p(&b[4]), 12 * SEC), Some("x"));
         assert_eq!(o.drain().collect::<Vec<_>>(), ["y", "z", "w"]);
+        // Ready ones over the limit wait for the next call, though no first came since.
+        let c = frags(9);
+        t.first(&c[0], &p(&c[0]), 6, 13 * SEC).unwrap();
+        let mut q: Orphans<usize> = Orphans::new(8, 10 * SEC);
+        for i in 1..c.len() {
+            assert!(q.hold(i, &p(&c[i]), 13 * SEC).is_none());
+        }
+        let mut first_call = Vec::new();
+        q.release(&t, 13 * SEC, 2, |r| first_call.push(format!("{r:?}")));
+        assert_eq!(first_call, ["Ready(1)", "Ready(2)"]);
+        let mut second = 0;
+        q.release(&t, 13 * SEC, usize::MAX, |_| second += 1);
+        assert_eq!(second, c.len() - 3);
+        assert!(q.is_empty());
         // Nothing is held without room, nor a packet that is not a fragment.
         let mut none: Orphans<&str> = Orphans::new(0, SEC);
         assert_eq!(none.hold("n", &p(&b[1]), 0), Some("n"));
