@@ -514,6 +514,11 @@ impl<'a> ControlPlane<'a> {
                 "New connections found already confirmed",
                 ct.clash,
             ),
+            (
+                "rampart_frag_held_total",
+                "Fragments held until their datagram's first fragment came",
+                ct.frag_held,
+            ),
         ] {
             e.family(name, "counter", help);
             e.sample(name, &[], v as f64);
@@ -603,7 +608,8 @@ pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
     json!({
         "entries": t.entries, "created": t.created, "expired": t.expired,
         "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
-        "frag_completed": t.frag_completed, "nat_bindings": t.nat_bindings,
+        "frag_completed": t.frag_completed, "frag_held": t.frag_held,
+        "nat_bindings": t.nat_bindings,
     })
 }
 

@@ -148,7 +148,9 @@ impl Sink {
     /// Writes frame `line["index"]`'s verdict line once the lines of the frames before it are
     /// written.
     fn line(&mut self, line: serde_json::Value) -> Result<(), ReplayError> {
-        let index = line["index"].as_u64().map_or(self.next_line, |i| i as usize);
+        let index = line["index"]
+            .as_u64()
+            .map_or(self.next_line, |i| i as usize);
         self.waiting.insert(index, line);
         while let Some(line) = self.waiting.remove(&self.next_line) {
             self.next_line += 1;
@@ -278,7 +280,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 if let Some(t) = tables.as_ref() {
                     let mut expired = Vec::new();
                     orphans.release(&t.frags, now_ns, usize::MAX, |r| match r {
-                        Released::Ready((i, data, ing, _)) => next.push((i, data, ing, f.timestamp)),
+                        Released::Ready((i, data, ing, _)) => {
+                            next.push((i, data, ing, f.timestamp))
+                        }
                         Released::Expired(h) => expired.push(h),
                     });
                     next.reverse();
@@ -438,8 +442,7 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
     let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
     let mut failed = 0u64;
     let mut queued = 0u64;
-    let mut orphans: Orphans<HeldFrame> =
-        Orphans::new(ORPHANS_HELD, tables.frags.timeout_ns());
+    let mut orphans: Orphans<HeldFrame> = Orphans::new(ORPHANS_HELD, tables.frags.timeout_ns());
     for (index, f) in frames.iter().enumerate() {
         let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
         tables.expire(now_ns, u32::MAX);
@@ -572,15 +575,9 @@ impl RoutedReplay<'_> {
         };
         let arrived = data.clone();
         let mut released = Vec::new();
-        let arrival = router.arrive(
-            st,
-            ingress,
-            &data,
-            &info,
-            now_ns,
-            *sent,
-            |port, p| released.push((port, p)),
-        );
+        let arrival = router.arrive(st, ingress, &data, &info, now_ns, *sent, |port, p| {
+            released.push((port, p))
+        });
         sink.sum.forwarded += released.len() as u64;
         sink.sum.released += released.len() as u64;
         sent.extend(released);

@@ -122,6 +122,9 @@ pub struct CtCounters {
     pub invalid: [AtomicU64; crate::conntrack::Invalid::COUNT],
     /// Fragmented datagrams seen whole.
     pub frag_completed: AtomicU64,
+    /// Non-first fragments held for their first fragment ([`crate::conntrack::frag::Orphans`]);
+    /// the worker publishes it beside the table's counters.
+    pub frag_held: AtomicU64,
     /// Live NAT bindings (a gauge).
     pub nat_bindings: AtomicU64,
 }
@@ -136,6 +139,7 @@ pub struct CtTotals {
     pub clash: u64,
     pub invalid: [u64; crate::conntrack::Invalid::COUNT],
     pub frag_completed: u64,
+    pub frag_held: u64,
     pub nat_bindings: u64,
 }
 
@@ -166,6 +170,7 @@ impl CtCounters {
             *d += c.load(Relaxed);
         }
         t.frag_completed += self.frag_completed.load(Relaxed);
+        t.frag_held += self.frag_held.load(Relaxed);
         t.nat_bindings += self.nat_bindings.load(Relaxed);
     }
 }

@@ -1027,22 +1027,18 @@ fn judge_after_track<F: Forwarding>(
     // 6. The filter: an established connection's verdict comes from its entry while the rule
     //    set is the one that gave it.
     let wire = Wire {
-        hops_taken: if route == Route::Local { 0 } else { F::HOPS_TAKEN },
+        hops_taken: if route == Route::Local {
+            0
+        } else {
+            F::HOPS_TAKEN
+        },
         ..Wire::of(frame, info, now_ns)
     };
     let fv = match (rules, tracked) {
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
         {
-            judge_established(
-                rs,
-                tables,
-                &t,
-                &meta,
-                &wire,
-                ingress,
-                on_log,
-            )
+            judge_established(rs, tables, &t, &meta, &wire, ingress, on_log)
         }
         (Some(rs), _) => judge_rules(rs, &meta, &wire, on_log),
         (None, _) => FilterVerdict::Unfiltered,

@@ -385,6 +385,10 @@ impl Worker {
                 last_drain = now;
                 if let Some(t) = tables.as_deref() {
                     stats.ct.publish(t);
+                    stats
+                        .ct
+                        .frag_held
+                        .store(orphans.borrow().held_total, Ordering::Relaxed);
                 }
                 if let Some((_, st)) = router.as_ref() {
                     stats.router.publish(st);
@@ -402,6 +406,10 @@ impl Worker {
         drain(&mut egress, &stats);
         if let Some(t) = tables.as_deref() {
             stats.ct.publish(t);
+            stats
+                .ct
+                .frag_held
+                .store(orphans.borrow().held_total, Ordering::Relaxed);
         }
         if let Some((_, st)) = router.as_ref() {
             stats.router.publish(st);
@@ -515,7 +523,9 @@ fn release_orphans(
                 now_ns,
                 egress,
             ),
-            None => handle_burst::<true>(Source::Ring, burst, ctx, Some(tables), None, now_ns, egress),
+            None => {
+                handle_burst::<true>(Source::Ring, burst, ctx, Some(tables), None, now_ns, egress)
+            }
         }
         if n < MAX_BURST {
             return;

@@ -641,7 +641,11 @@ COMMIT
     ];
     let (out, v, _) = replay_with(dir.path(), &frames, rules);
     let verdicts: Vec<&str> = v.iter().map(|l| l["verdict"].as_str().unwrap()).collect();
-    assert_eq!(verdicts, ["forward", "drop", "drop", "local", "drop"], "{v:?}");
+    assert_eq!(
+        verdicts,
+        ["forward", "drop", "drop", "local", "drop"],
+        "{v:?}"
+    );
     // The forwarded frame leaves with TTL 63.
     assert_eq!(fields(&out[0]).7, 63);
 }

@@ -709,7 +709,10 @@ fn fragments_before_their_first_wait_for_it() {
             IpSpec::V4 { ident: i, .. } => *i = ident,
             IpSpec::V6 { ident: i, .. } => *i = u32::from(ident),
         }
-        let mut f = FrameSpec::new(ip, L4Spec::udp(40_000 + ident, 7000, &vec![ident as u8; len]));
+        let mut f = FrameSpec::new(
+            ip,
+            L4Spec::udp(40_000 + ident, 7000, &vec![ident as u8; len]),
+        );
         f.dst_mac = LAN;
         f.fragments(400)
     };
@@ -738,11 +741,7 @@ fn fragments_before_their_first_wait_for_it() {
 
     for router in [false, true] {
         let prefix = unique("rfrag");
-        let mode = if router {
-            "mode = \"router\"\n"
-        } else {
-            ""
-        };
+        let mode = if router { "mode = \"router\"\n" } else { "" };
         let l3 = |mac: &str, addrs: &str| {
             if router {
                 format!("mac = \"{mac}\"\naddresses = {addrs}\n")
@@ -810,6 +809,8 @@ tx_desc = 512
         let s = summary(&p("summary.json"));
         assert_eq!(sent.len(), whole.len(), "forwarded (router {router}): {s}");
         assert_eq!(s["drops"]["frag_no_first"].as_u64(), Some(1), "{s}");
+        // Held: 1 of the first datagram, 2 of the second, 2 of the third, and the orphan.
+        assert_eq!(s["conntrack"]["frag_held"].as_u64(), Some(6), "{s}");
         assert_no_leak(&s);
         // The replay forwards the same frames and keeps its verdict log in frame order.
         let replay = run(Command::new(bin("rampart"))

@@ -378,6 +378,8 @@ pub struct Orphans<T> {
     /// looked for: while it stands and none is due, [`Orphans::release`] looks for none (so a
     /// flood of fragments without their first costs a test a poll, not a lookup each).
     firsts_seen: u64,
+    /// Fragments held so far.
+    pub held_total: u64,
 }
 
 impl<T> Orphans<T> {
@@ -387,6 +389,7 @@ impl<T> Orphans<T> {
             capacity,
             timeout_ns,
             firsts_seen: 0,
+            held_total: 0,
         }
     }
 
@@ -416,6 +419,7 @@ impl<T> Orphans<T> {
         };
         self.held
             .push_back((item, key, now_ns.saturating_add(self.timeout_ns)));
+        self.held_total += 1;
         out
     }
 
@@ -576,7 +580,10 @@ mod tests {
             o.release(t, now, usize::MAX, |r| got.push(format!("{r:?}")));
             got.clone()
         };
-        assert!(take(&mut o, &t, 3 * SEC).is_empty(), "no first fragment yet");
+        assert!(
+            take(&mut o, &t, 3 * SEC).is_empty(),
+            "no first fragment yet"
+        );
         t.first(&a[0], &p(&a[0]), 5, 3 * SEC).unwrap();
         assert_eq!(
             take(&mut o, &t, 3 * SEC),
