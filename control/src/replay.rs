@@ -614,7 +614,7 @@ impl RoutedReplay<'_> {
                 let logs: Vec<String> = logs
                     .iter()
                     .map(|(prefix, meta)| {
-                        log_line(prefix, &names, ingress, meta.out_port.into(), meta)
+                        log_line(prefix, names, ingress, meta.out_port.into(), meta)
                     })
                     .collect();
                 for l in &logs {

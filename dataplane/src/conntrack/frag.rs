@@ -606,8 +606,8 @@ mod tests {
         let c = frags(9);
         t.first(&c[0], &p(&c[0]), 6, 13 * SEC).unwrap();
         let mut q: Orphans<usize> = Orphans::new(8, 10 * SEC);
-        for i in 1..c.len() {
-            assert!(q.hold(i, &p(&c[i]), 13 * SEC).is_none());
+        for (i, f) in c.iter().enumerate().skip(1) {
+            assert!(q.hold(i, &p(f), 13 * SEC).is_none());
         }
         let mut first_call = Vec::new();
         q.release(&t, 13 * SEC, 2, |r| first_call.push(format!("{r:?}")));
