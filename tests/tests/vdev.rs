@@ -470,6 +470,38 @@ max = 4096
         sock = p("m.sock").display(),
     );
     std::fs::write(p("cfg.toml"), cfg).unwrap();
+    run_until_idle(dir)
+}
+
+/// `rampart replay` of `DIR/in.pcap` with `DIR/cfg.toml` and `option` followed by `values`,
+/// into `DIR/replay.pcap`; the frames it wrote.
+fn replay_pair(
+    dir: &std::path::Path,
+    values: &[&std::ffi::OsStr],
+    option: &str,
+) -> Vec<control::pcap::Frame> {
+    let p = |n: &str| dir.join(n);
+    let out = run(Command::new(bin("rampart"))
+        .args(["replay", "--config"])
+        .arg(p("cfg.toml"))
+        .arg(option)
+        .args(values)
+        .arg("--input")
+        .arg(p("in.pcap"))
+        .arg("--output")
+        .arg(p("replay.pcap")));
+    assert!(
+        out.status.success(),
+        "rampart replay failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_frames(&p("replay.pcap")).unwrap()
+}
+
+/// `rampart run` with `DIR/cfg.toml` until 1.5 s pass without a packet; its summary.
+fn run_until_idle(dir: &std::path::Path) -> serde_json::Value {
+    let p = |n: &str| dir.join(n);
     let out = run(Command::new(bin("rampart"))
         .args(["run", "--exit-when-idle-ms", "1500", "--config"])
         .arg(p("cfg.toml"))
@@ -514,6 +546,55 @@ fn a_misspelt_screen_level_is_refused() {
 /// 600 flows MASQUERADEd to 10.0.0.1, handshakes and data both ways interleaved, a burst
 /// often holding several packets of one connection, and connections the servers open,
 /// dropped by the FORWARD policy.
+/// `rampart run` (until idle) over two `net_pcap` ports in `dir`: `lan` receives `in.pcap`,
+/// `wan` `empty.pcap`, and they send into `lan-tx.pcap` and `wan-tx.pcap`; `top` goes before
+/// the tables, `lan` and `wan` into their ports, `rest` after them. The configuration is left
+/// in `cfg.toml`; returns the run's summary, once it is checked to have given back every
+/// mbuf.
+fn run_pcap_pair(
+    dir: &std::path::Path,
+    top: &str,
+    lan: &str,
+    wan: &str,
+    rest: &str,
+) -> serde_json::Value {
+    let p = |n: &str| dir.join(n);
+    let prefix = unique("rpair");
+    let cfg = format!(
+        r#"{top}
+[eal]
+args = {eal}
+[[port]]
+name = "lan"
+device = "net_pcap{prefix}l,rx_pcap={inp},tx_pcap={ltx}"
+{lan}
+[[port]]
+name = "wan"
+device = "net_pcap{prefix}w,rx_pcap={empty},tx_pcap={wtx}"
+{wan}
+{rest}
+[management]
+socket = "{sock}"
+[mempool]
+mbufs = 4095
+cache = 64
+[rings]
+rx_desc = 512
+tx_desc = 512
+"#,
+        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
+        inp = p("in.pcap").display(),
+        ltx = p("lan-tx.pcap").display(),
+        empty = p("empty.pcap").display(),
+        wtx = p("wan-tx.pcap").display(),
+        sock = p("m.sock").display(),
+    );
+    std::fs::write(p("cfg.toml"), cfg).unwrap();
+    let s = run_until_idle(dir);
+    assert_no_leak(&s);
+    s
+}
+
 #[test]
 fn router_worker_bursts_transmit_what_replay_does() {
     if !root_or_skip("router_worker_bursts_transmit_what_replay_does") {
@@ -587,22 +668,13 @@ fn router_worker_bursts_transmit_what_replay_does() {
          -A FORWARD -s 10.1.0.0/16 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n",
     )
     .unwrap();
-    let prefix = unique("rroute");
-    let cfg = format!(
-        r#"mode = "router"
-[eal]
-args = {eal}
-[[port]]
-name = "lan"
-device = "net_pcap{prefix}l,rx_pcap={inp},tx_pcap={ltx}"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.1/24"]
-[[port]]
-name = "wan"
-device = "net_pcap{prefix}w,rx_pcap={empty},tx_pcap={wtx}"
-mac = "02:00:00:00:00:02"
-addresses = ["192.0.2.1/24"]
-[[route]]
+    let s = run_pcap_pair(
+        dir.path(),
+        "mode = \"router\"",
+        "mac = \"02:00:00:00:00:01\"\naddresses = [\"10.0.0.1/24\"]",
+        "mac = \"02:00:00:00:00:02\"\naddresses = [\"192.0.2.1/24\"]",
+        &format!(
+            r#"[[route]]
 prefix = "10.1.0.0/16"
 via = "10.0.0.5"
 [[route]]
@@ -617,52 +689,11 @@ port = "lan"
 address = "10.0.0.254"
 mac = "02:00:00:00:00:fe"
 [rules]
-ipv4 = "{rules}"
-[management]
-socket = "{sock}"
-[mempool]
-mbufs = 4095
-cache = 64
-[rings]
-rx_desc = 512
-tx_desc = 512
-"#,
-        eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
-        inp = p("in.pcap").display(),
-        ltx = p("lan-tx.pcap").display(),
-        empty = p("empty.pcap").display(),
-        wtx = p("wan-tx.pcap").display(),
-        rules = p("rules").display(),
-        sock = p("m.sock").display(),
+ipv4 = "{rules}""#,
+            rules = p("rules").display(),
+        ),
     );
-    std::fs::write(p("cfg.toml"), cfg).unwrap();
-    let out = run(Command::new(bin("rampart"))
-        .args(["run", "--exit-when-idle-ms", "1500", "--config"])
-        .arg(p("cfg.toml"))
-        .arg("--summary-json")
-        .arg(p("summary.json")));
-    assert!(
-        out.status.success(),
-        "rampart run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(Command::new(bin("rampart"))
-        .args(["replay", "--config"])
-        .arg(p("cfg.toml"))
-        .arg("--rules")
-        .arg(p("rules"))
-        .arg("--input")
-        .arg(p("in.pcap"))
-        .arg("--output")
-        .arg(p("replay.pcap")));
-    assert!(
-        out.status.success(),
-        "rampart replay failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want = read_frames(&p("replay.pcap")).unwrap();
+    let want = replay_pair(dir.path(), &[p("rules").as_os_str()], "--rules");
     let got = read_frames(&p("lan-tx.pcap")).unwrap();
     assert!(
         want.len() > frames.len() * 3 / 4,
@@ -676,9 +707,7 @@ tx_desc = 512
         assert_eq!(g.data, w.data, "sent frame {i} differs");
     }
     assert!(read_frames(&p("wan-tx.pcap")).unwrap().is_empty());
-    let s = summary(&p("summary.json"));
     assert_eq!(s["rx_packets"].as_u64(), Some(frames.len() as u64));
-    assert_no_leak(&s);
 }
 
 /// Fragments that come before their datagram's first fragment are held until it comes, then
@@ -740,98 +769,35 @@ fn fragments_before_their_first_wait_for_it() {
     let want = sorted(whole.clone());
 
     for router in [false, true] {
-        let prefix = unique("rfrag");
-        let mode = if router { "mode = \"router\"\n" } else { "" };
-        let l3 = |mac: &str, addrs: &str| {
-            if router {
-                format!("mac = \"{mac}\"\naddresses = {addrs}\n")
-            } else {
-                String::new()
-            }
-        };
-        let topology = if router {
-            "[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"192.0.2.9\"\n\
-             [[route]]\nprefix = \"2001:db8:1::/64\"\nvia = \"fd00:2::9\"\n\
-             [[neighbour]]\nport = \"wan\"\naddress = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\n\
-             [[neighbour]]\nport = \"wan\"\naddress = \"fd00:2::9\"\nmac = \"02:00:00:00:00:09\"\n"
-                .to_string()
+        let (mode, lan, wan, topology) = if router {
+            (
+                "mode = \"router\"",
+                "mac = \"02:00:00:00:00:01\"\naddresses = [\"10.1.0.1/16\", \"fd00:1::1/64\"]",
+                "mac = \"02:00:00:00:00:02\"\naddresses = [\"192.0.2.1/24\", \"fd00:2::1/64\"]",
+                "[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"192.0.2.9\"\n\
+                 [[route]]\nprefix = \"2001:db8:1::/64\"\nvia = \"fd00:2::9\"\n\
+                 [[neighbour]]\nport = \"wan\"\naddress = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\n\
+                 [[neighbour]]\nport = \"wan\"\naddress = \"fd00:2::9\"\nmac = \"02:00:00:00:00:09\"",
+            )
         } else {
-            "[bridge]\npairs = [[\"lan\", \"wan\"]]\n".to_string()
+            ("", "", "", "[bridge]\npairs = [[\"lan\", \"wan\"]]")
         };
-        let cfg = format!(
-            r#"{mode}
-[eal]
-args = {eal}
-[[port]]
-name = "lan"
-device = "net_pcap{prefix}l,rx_pcap={inp},tx_pcap={ltx}"
-{lan}
-[[port]]
-name = "wan"
-device = "net_pcap{prefix}w,rx_pcap={empty},tx_pcap={wtx}"
-{wan}
-{topology}
-[management]
-socket = "{sock}"
-[mempool]
-mbufs = 4095
-cache = 64
-[rings]
-rx_desc = 512
-tx_desc = 512
-"#,
-            eal = toml_array(&test_eal_args(&prefix, "0@0,1@1")),
-            inp = p("in.pcap").display(),
-            ltx = p("lan-tx.pcap").display(),
-            empty = p("empty.pcap").display(),
-            wtx = p("wan-tx.pcap").display(),
-            lan = l3("02:00:00:00:00:01", "[\"10.1.0.1/16\", \"fd00:1::1/64\"]"),
-            wan = l3("02:00:00:00:00:02", "[\"192.0.2.1/24\", \"fd00:2::1/64\"]"),
-            sock = p("m.sock").display(),
-        );
-        std::fs::write(p("cfg.toml"), &cfg).unwrap();
-        let out = run(Command::new(bin("rampart"))
-            .args(["run", "--exit-when-idle-ms", "1500", "--config"])
-            .arg(p("cfg.toml"))
-            .arg("--summary-json")
-            .arg(p("summary.json")));
-        assert!(
-            out.status.success(),
-            "rampart run failed (router {router}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let s = run_pcap_pair(dir.path(), mode, lan, wan, topology);
         let sent: Vec<Vec<u8>> = read_frames(&p("wan-tx.pcap"))
             .unwrap()
             .into_iter()
             .map(|f| f.data)
             .collect();
-        let s = summary(&p("summary.json"));
         assert_eq!(sent.len(), whole.len(), "forwarded (router {router}): {s}");
         assert_eq!(s["drops"]["frag_no_first"].as_u64(), Some(1), "{s}");
         // Held: 1 of the first datagram, 2 of the second, 2 of the third, and the orphan.
         assert_eq!(s["conntrack"]["frag_held"].as_u64(), Some(6), "{s}");
-        assert_no_leak(&s);
         // The replay forwards the same frames and keeps its verdict log in frame order.
-        let replay = run(Command::new(bin("rampart"))
-            .args(["replay", "--config"])
-            .arg(p("cfg.toml"))
-            .arg("--input")
-            .arg(p("in.pcap"))
-            .arg("--output")
-            .arg(p("replay.pcap"))
-            .arg("--verdicts")
-            .arg(p("v.jsonl")));
-        assert!(
-            replay.status.success(),
-            "replay (router {router}): {}",
-            String::from_utf8_lossy(&replay.stderr)
-        );
-        let replayed: Vec<Vec<u8>> = read_frames(&p("replay.pcap"))
-            .unwrap()
-            .into_iter()
-            .map(|f| f.data)
-            .collect();
+        let replayed: Vec<Vec<u8>> =
+            replay_pair(dir.path(), &[p("v.jsonl").as_os_str()], "--verdicts")
+                .into_iter()
+                .map(|f| f.data)
+                .collect();
         assert_eq!(sorted(replayed), sorted(sent.clone()), "router {router}");
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(p("v.jsonl"))
             .unwrap()
