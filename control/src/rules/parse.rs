@@ -598,6 +598,10 @@ enum PendingKind {
     Ct {
         notrack: bool,
     },
+    /// `CHECKSUM --checksum-fill` (mangle): fills in a checksum left to offload.
+    Checksum {
+        fill: bool,
+    },
     Jump(String),
 }
 
@@ -1041,6 +1045,7 @@ impl<'a> RuleParser<'a> {
             },
             "NOTRACK" => PendingKind::NoTrack,
             "CT" => PendingKind::Ct { notrack: false },
+            "CHECKSUM" => PendingKind::Checksum { fill: false },
             name if UNSUPPORTED_TARGETS.contains(&name) => {
                 let why = match name {
                     "MARK" | "CONNMARK" => ": Rampart keeps no packet or connection marks",
@@ -1542,6 +1547,10 @@ impl<'a> RuleParser<'a> {
                 self.no_negation(tok, negated)?;
                 *notrack = true;
             }
+            (PendingKind::Checksum { fill }, "--checksum-fill") => {
+                self.no_negation(tok, negated)?;
+                *fill = true;
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -1597,6 +1606,17 @@ impl<'a> RuleParser<'a> {
                 Ok(())
             }
         };
+        // xt_CHECKSUM fills in the checksum of a packet whose checksum was left to offload
+        // (`CHECKSUM_PARTIAL`: locally made, or from a virtual NIC); every packet Rampart
+        // receives carries its checksum whole, so the target changes nothing here: the rule
+        // reads as one without a target (libvirt puts one on DHCP replies in mangle).
+        if let PendingKind::Checksum { fill } = t.kind {
+            need_table(TableKind::Mangle)?;
+            if !fill {
+                return Err(self.err(t.name_col, "CHECKSUM needs --checksum-fill"));
+            }
+            return Ok(None);
+        }
         if !table.applied()
             && !matches!(
                 t.kind,
@@ -1692,6 +1712,7 @@ impl<'a> RuleParser<'a> {
                 }
                 Target::NoTrack
             }
+            PendingKind::Checksum { .. } => unreachable!("handled above"),
             PendingKind::Jump(name) => Target::Jump(name),
         };
         if t.goto && !matches!(target, Target::Jump(_)) {

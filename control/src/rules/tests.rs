@@ -791,7 +791,8 @@ fn mangle_and_security_load_when_they_change_nothing() {
                 -A PREROUTING -j PREROUTING_ZONES\n-A PREROUTING_ZONES -i in0 -g PRE_public\n\
                 -A PREROUTING_ZONES -g PRE_public\n-A PRE_public -j PRE_public_allow\n\
                 -A PRE_public_allow -p tcp --dport 80 -j ACCEPT\n-A PRE_public_allow -j RETURN\n\
-                -A FORWARD -s 10.0.0.0/8\nCOMMIT\n\
+                -A FORWARD -s 10.0.0.0/8\n\
+                -A POSTROUTING -o in0 -p udp --dport 68 -j CHECKSUM --checksum-fill\nCOMMIT\n\
                 *security\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
                 :FORWARD_direct - [0:0]\n-A FORWARD -j FORWARD_direct\nCOMMIT\n";
     let a = compile(&format!("{noop}{filter}"), Family::V4).unwrap();
@@ -815,6 +816,14 @@ fn mangle_and_security_load_when_they_change_nothing() {
         (
             "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n",
             "t.rules:2:15: target REJECT in the mangle table",
+        ),
+        (
+            "*mangle\n-A POSTROUTING -p udp -j CHECKSUM\nCOMMIT\n",
+            "t.rules:2:26: CHECKSUM needs --checksum-fill",
+        ),
+        (
+            "*raw\n-A PREROUTING -p udp -j CHECKSUM --checksum-fill\nCOMMIT\n",
+            "t.rules:2:25: target CHECKSUM is only valid in the mangle table",
         ),
         (
             "*security\n:FORWARD DROP [0:0]\nCOMMIT\n",
