@@ -271,6 +271,7 @@ pub enum Module {
     Limit,
     AddrType,
     Rt,
+    Recent,
 }
 
 impl Module {
@@ -297,6 +298,7 @@ impl Module {
             Module::Limit => "limit",
             Module::AddrType => "addrtype",
             Module::Rt => "rt",
+            Module::Recent => "recent",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod checks;
 pub mod classbench;
 mod cuts;
 mod linear;
+pub mod recent;
 pub mod tree;
 pub mod update;
 
