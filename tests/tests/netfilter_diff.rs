@@ -302,6 +302,34 @@ fn limits() -> RuleSet {
     }
 }
 
+/// ufw's `ufw limit 22/tcp` as ufw and ufw6 write it (here on FORWARD): a target-less
+/// `-m recent --set`, then `--update --seconds 30 --hitcount 6` into `ufw-user-limit`
+/// (a limited LOG, then REJECT), then the accept.
+fn ufw_limit() -> RuleSet {
+    let common = |mask: &str, reject: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :ufw-user-limit - [0:0]\n:ufw-user-limit-accept - [0:0]\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name DEFAULT --mask {mask} --rsource\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 --name DEFAULT --mask {mask} --rsource -j ufw-user-limit\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -j ufw-user-limit-accept\n\
+             -A ufw-user-limit -m limit --limit 3/min -j LOG --log-prefix \"[UFW LIMIT BLOCK] \"\n\
+             -A ufw-user-limit -j REJECT --reject-with {reject}\n\
+             -A ufw-user-limit-accept -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "ufw-limit",
+        v4: common("255.255.255.255", "icmp-port-unreachable"),
+        v6: common(
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "icmp6-port-unreachable",
+        ),
+        states: true,
+    }
+}
+
 /// A difference accepted on purpose; `ruleset: None` applies under every rule set.
 struct Allowed {
     ruleset: Option<&'static str>,
@@ -701,6 +729,88 @@ fn header_matches_match_linux() {
 #[test]
 fn limits_match_linux() {
     scenarios_under_with(limits(), "limits_match_linux", true);
+}
+
+/// ufw's limit rules (`-m recent`) against Linux: seven SYNs to port 22 from one outside host
+/// within 7 ms, each a new connection, then one from another host; per family, in a fresh
+/// namespace (so both sides start with an empty list). Linux refuses the sixth and seventh
+/// (the sixth finds six stamps within 30 s) and accepts the other IPv4 host's.
+#[test]
+fn recent_matches_linux() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if !root_or_skip("recent_matches_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rs = ufw_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let (p4, p6) = write_rules(dir.path(), &rs);
+    let inside = prefixes(scenarios::INSIDE);
+    let mut failures = 0;
+    let mut out = String::new();
+    for v6 in [false, true] {
+        let bridge = LinuxBridge::create();
+        bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+        let ip = |src: u8| {
+            if v6 {
+                IpSpec::v6(
+                    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
+                    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+                )
+            } else {
+                IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
+            }
+        };
+        let syn = |src: u8, sport: u16| {
+            FrameSpec::new(
+                ip(src),
+                L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
+            )
+            .build()
+        };
+        let mut frames: Vec<Vec<u8>> = (0..7).map(|i| syn(5, 40000 + i)).collect();
+        frames.push(syn(6, 41000));
+        let what: Vec<String> = (0..frames.len())
+            .map(|i| format!("o>i SYN to 22 #{i} from {}", if i < 7 { "one host" } else { "another" }))
+            .collect();
+        let name = if v6 { "recent-v6" } else { "recent" };
+        let pcap = dir.path().join(format!("{name}.pcap"));
+        let mut w =
+            control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
+            w.write(t, f).unwrap();
+        }
+        w.finish().unwrap();
+        let linux = bridge.run(&frames, &inside);
+        let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+        // ufw and ufw6 both name DEFAULT, and Linux keeps one list per name for both
+        // families, with the mask of the rule that made it: iptables-restore's
+        // 255.255.255.255, which leaves an IPv6 address its first 32 bits, so the other
+        // IPv6 host (same /32) is refused too.
+        assert_eq!(
+            forwarded,
+            [true, true, true, true, true, false, false, !v6],
+            "{name}: Linux refuses the sixth and seventh"
+        );
+        let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
+        let c = compare(
+            &rs,
+            name,
+            &frames,
+            Some(&what),
+            &linux.outcomes,
+            &rampart,
+            &linux.strays,
+            &linux.send_errors,
+        );
+        failures += c.failures;
+        out += &c.report;
+    }
+    eprintln!("{out}");
+    assert_eq!(failures, 0, "ufw-limit: Linux and Rampart disagree (tables above)");
 }
 
 const NOT_THROUGH_THE_DAEMON: &[(&str, &str)] = &[(

@@ -131,7 +131,10 @@ impl<'a> RuleParser<'a> {
                     }
                 }
                 _ => {
-                    let mut m = [0xffu8; 16];
+                    // An IPv4 mask fills the first word and leaves the others zero, which is
+                    // what IPv6 addresses meet in a list an IPv4 rule made (libxt_recent
+                    // starts from all ones only when there is no --mask).
+                    let mut m = [0u8; 16];
                     let ok = match family {
                         Family::V4 => v
                             .text
