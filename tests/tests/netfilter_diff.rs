@@ -773,7 +773,12 @@ fn recent_matches_linux() {
         let mut frames: Vec<Vec<u8>> = (0..7).map(|i| syn(5, 40000 + i)).collect();
         frames.push(syn(6, 41000));
         let what: Vec<String> = (0..frames.len())
-            .map(|i| format!("o>i SYN to 22 #{i} from {}", if i < 7 { "one host" } else { "another" }))
+            .map(|i| {
+                format!(
+                    "o>i SYN to 22 #{i} from {}",
+                    if i < 7 { "one host" } else { "another" }
+                )
+            })
             .collect();
         let name = if v6 { "recent-v6" } else { "recent" };
         let pcap = dir.path().join(format!("{name}.pcap"));
@@ -810,7 +815,10 @@ fn recent_matches_linux() {
         out += &c.report;
     }
     eprintln!("{out}");
-    assert_eq!(failures, 0, "ufw-limit: Linux and Rampart disagree (tables above)");
+    assert_eq!(
+        failures, 0,
+        "ufw-limit: Linux and Rampart disagree (tables above)"
+    );
 }
 
 const NOT_THROUGH_THE_DAEMON: &[(&str, &str)] = &[(

@@ -318,3 +318,47 @@ fn lists_outlive_a_reload() {
     let fresh = set(body, Family::V4);
     assert_eq!(at(&fresh, &p, 2), Action::Accept, "a new list");
 }
+
+/// ufw 0.36.2's whole rule sets after `ufw limit 22/tcp`, `ufw allow 80/tcp` and `ufw limit
+/// from 192.0.2.0/24 to any port 2222 proto tcp` (iptables-save and ip6tables-save in a
+/// throwaway namespace; ufw left the last two rules of its user6 template out of the IPv6
+/// set on that host, and they are added back), compiled for INPUT where ufw puts them: the
+/// sixth NEW connection to
+/// 22 from one host within 30 s is refused, port 80 is not limited, and the 2222 rules feed
+/// the same DEFAULT list.
+#[test]
+fn ufw_and_ufw6_limit_sets() {
+    let v4 = include_str!("testdata/ufw-limit.v4");
+    let v6 = include_str!("testdata/ufw-limit.v6");
+    // A router whose first port has 10.9.0.1 and fd00:1::2 (ufw-not-local drops what is
+    // not for a local address).
+    let a = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
+    let host = HostAddrs {
+        ports: vec![vec![a("10.9.0.1", 24), a("fd00:1::2", 64)]],
+    };
+    let input = |text: &str, family| {
+        let parsed = parse_iptables_with("ufw", text, family, &super::tests::ports(), &host)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let rs = compile_parsed(&parsed, Hook::Input).unwrap_or_else(|e| panic!("{e:?}"));
+        let c = crate::load::tree_classifier(&rs.rules).unwrap();
+        rs.with_classifier(c)
+    };
+    // The lists are shared by name in the process: this test alone uses DEFAULT, and the two
+    // families' sets share it (as ufw's and ufw6's do in Linux).
+    let (rs4, rs6) = (input(v4, Family::V4), input(v6, Family::V6));
+    let one = syn("10.1.0.2", "10.9.0.1", 64);
+    let got: Vec<Action> = (0..7).map(|i| at(&rs4, &one, 100_000 + i)).collect();
+    let mut want = vec![Action::Accept; 5];
+    want.extend([REJECT, REJECT]);
+    assert_eq!(got, want);
+    let mut web = syn("10.1.0.2", "10.9.0.1", 64);
+    web[36..38].copy_from_slice(&80u16.to_be_bytes());
+    assert_eq!(at(&rs4, &web, 100_010), Action::Accept);
+    let v6host = syn("2001:db8:2::5", "fd00:1::2", 64);
+    let got: Vec<Action> = (0..7).map(|i| at(&rs6, &v6host, 200_000 + i)).collect();
+    assert_eq!(got[..5], [Action::Accept; 5]);
+    assert!(
+        got[5..].iter().all(|a| matches!(a, Action::Reject(_))),
+        "{got:?}"
+    );
+}
