@@ -272,6 +272,12 @@ pub enum Module {
     AddrType,
     Rt,
     Recent,
+    Frag,
+    Hbh,
+    Dst,
+    Ipv6Header,
+    Ah,
+    Esp,
 }
 
 impl Module {
@@ -299,6 +305,12 @@ impl Module {
             Module::AddrType => "addrtype",
             Module::Rt => "rt",
             Module::Recent => "recent",
+            Module::Frag => "frag",
+            Module::Hbh => "hbh",
+            Module::Dst => "dst",
+            Module::Ipv6Header => "ipv6header",
+            Module::Ah => "ah",
+            Module::Esp => "esp",
         }
     }
 

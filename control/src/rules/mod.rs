@@ -27,6 +27,8 @@ mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod ext_tests;
+#[cfg(test)]
 mod match_tests;
 #[cfg(test)]
 mod recent_tests;

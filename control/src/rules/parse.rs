@@ -809,7 +809,7 @@ impl<'a> RuleParser<'a> {
                     ("limit", _) => Module::Limit,
                     ("addrtype", _) => Module::AddrType,
                     ("rt", Family::V6) => Module::Rt,
-                    ("recent", _) => Module::Recent,
+                    (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
                         return Err(self.err(
@@ -1765,7 +1765,7 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit | Module::Rt | Module::Recent => {}
+                Module::Limit | Module::Rt => {}
                 Module::AddrType => {
                     if !inst.used.iter().any(|o| o.ends_with("-type")) {
                         return Err(
@@ -1773,6 +1773,7 @@ impl<'a> RuleParser<'a> {
                         );
                     }
                 }
+                m => self.ext_check_module(m, inst.col, proto)?,
             }
         }
         Ok(())

@@ -111,6 +111,8 @@ pub enum Check {
         segs_left: (u32, u32, bool),
         len: Option<(u32, bool)>,
     },
+    /// ip6tables' extension header matches and the AH / ESP SPI ([`super::ipv6ext`]).
+    Ext(std::sync::Arc<super::ipv6ext::ExtMatch>),
     /// `-m recent`: its named list ([`super::recent`]), shared with every rule naming it.
     Recent(std::sync::Arc<super::recent::RecentMatch>),
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
@@ -285,6 +287,7 @@ impl Check {
                     && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
             }
             Check::Recent(ref m) => m.holds(p, w),
+            Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,
                 cost,

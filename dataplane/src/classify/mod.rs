@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod classbench;
 mod cuts;
+pub mod ipv6ext;
 mod linear;
 pub mod recent;
 pub mod tree;
