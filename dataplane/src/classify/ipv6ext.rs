@@ -152,7 +152,7 @@ impl ExtMatch {
                 in_range(*ids, be32(&fh[4..8]))
                     && !(*res && (fh[1] != 0 || off & 6 != 0))
                     && !(*first && off & !7 != 0)
-                    && !(*more && !mf)
+                    && (!*more || mf)
                     && !(*last && mf)
             }
             ExtMatch::Opts { dst, len, opts } => {

@@ -180,7 +180,6 @@ impl Table {
     }
 
     /// xt_recent's `recent_mt` on the locked list.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         m: &RecentMatch,

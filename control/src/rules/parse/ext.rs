@@ -419,8 +419,7 @@ impl<'a> RuleParser<'a> {
             return Ok(());
         };
         if let Some(op) = op {
-            if let Some((_, _, c)) = r.op {
-                let _ = c;
+            if r.op.is_some() {
                 return Err(self.err(
                     col,
                     "-m recent takes only one of --set, --rcheck, --update and --remove",
