@@ -241,7 +241,7 @@ fn options_hold(ip: &[u8], mut ptr: usize, mut left: usize, opts: &[u16]) -> boo
 /// ip6t_ipv6header's walk: the bits of the headers the packet has, or `None` where the
 /// kernel answers no match at once.
 fn header_bits(ip: &[u8]) -> Option<u8> {
-    let mut next = ip[6];
+    let mut next = *ip.get(6)?;
     let mut ptr = 40usize;
     let mut len = ip.len() as isize - 40;
     let mut seen = 0u8;
