@@ -106,6 +106,17 @@ fn ipv6_packet<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
     Some(&ip[..ip.len().min(40 + plen)])
 }
 
+/// Where the IP datagram of `w` ends in the frame (its length field, not Ethernet padding).
+fn datagram_end(p: &PacketMeta, w: &Wire<'_>) -> Option<usize> {
+    let l3 = usize::from(w.l3);
+    let f = w.frame;
+    let len = match p.key.family {
+        Family::V4 => usize::from(u16::from_be_bytes([*f.get(l3 + 2)?, *f.get(l3 + 3)?])),
+        Family::V6 => 40 + usize::from(u16::from_be_bytes([*f.get(l3 + 4)?, *f.get(l3 + 5)?])),
+    };
+    Some((l3 + len).min(f.len()))
+}
+
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -121,7 +132,17 @@ impl ExtMatch {
             if p.later_fragment || w.l4 == 0 {
                 return false;
             }
-            let at = usize::from(w.l4) + if ah { 4 } else { 0 };
+            // The whole header (AH 12 bytes, ESP 8) within the datagram, as the kernel reads
+            // it; a shorter one it drops (`hotdrop`), and here it does not match.
+            let l4 = usize::from(w.l4);
+            let need = if ah { 12 } else { 8 };
+            let Some(end) = datagram_end(p, w) else {
+                return false;
+            };
+            if l4 + need > end {
+                return false;
+            }
+            let at = l4 + if ah { 4 } else { 0 };
             return w
                 .frame
                 .get(at..at + 4)
