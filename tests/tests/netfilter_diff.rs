@@ -302,6 +302,34 @@ fn limits() -> RuleSet {
     }
 }
 
+/// ufw's `ufw limit 22/tcp` as ufw and ufw6 write it (here on FORWARD): a target-less
+/// `-m recent --set`, then `--update --seconds 30 --hitcount 6` into `ufw-user-limit`
+/// (a limited LOG, then REJECT), then the accept.
+fn ufw_limit() -> RuleSet {
+    let common = |mask: &str, reject: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :ufw-user-limit - [0:0]\n:ufw-user-limit-accept - [0:0]\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name DEFAULT --mask {mask} --rsource\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 --name DEFAULT --mask {mask} --rsource -j ufw-user-limit\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -j ufw-user-limit-accept\n\
+             -A ufw-user-limit -m limit --limit 3/min -j LOG --log-prefix \"[UFW LIMIT BLOCK] \"\n\
+             -A ufw-user-limit -j REJECT --reject-with {reject}\n\
+             -A ufw-user-limit-accept -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "ufw-limit",
+        v4: common("255.255.255.255", "icmp-port-unreachable"),
+        v6: common(
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "icmp6-port-unreachable",
+        ),
+        states: true,
+    }
+}
+
 /// A difference accepted on purpose; `ruleset: None` applies under every rule set.
 struct Allowed {
     ruleset: Option<&'static str>,
@@ -685,6 +713,257 @@ fn header_matches_match_linux() {
 #[test]
 fn limits_match_linux() {
     scenarios_under_with(limits(), "limits_match_linux", true);
+}
+
+/// ufw's limit rules (`-m recent`) against Linux: seven SYNs to port 22 from one outside host
+/// within 7 ms, each a new connection, then one from another host; per family, in a fresh
+/// namespace (so both sides start with an empty list). Linux refuses the sixth and seventh
+/// (the sixth finds six stamps within 30 s) and accepts the other IPv4 host's.
+#[test]
+fn recent_matches_linux() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if !root_or_skip("recent_matches_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rs = ufw_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let (p4, p6) = write_rules(dir.path(), &rs);
+    let inside = prefixes(scenarios::INSIDE);
+    let mut failures = 0;
+    let mut out = String::new();
+    for v6 in [false, true] {
+        let bridge = LinuxBridge::create();
+        bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+        let ip = |src: u8| {
+            if v6 {
+                IpSpec::v6(
+                    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
+                    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+                )
+            } else {
+                IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
+            }
+        };
+        let syn = |src: u8, sport: u16| {
+            FrameSpec::new(
+                ip(src),
+                L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
+            )
+            .build()
+        };
+        let mut frames: Vec<Vec<u8>> = (0..7).map(|i| syn(5, 40000 + i)).collect();
+        frames.push(syn(6, 41000));
+        let what: Vec<String> = (0..frames.len())
+            .map(|i| {
+                format!(
+                    "o>i SYN to 22 #{i} from {}",
+                    if i < 7 { "one host" } else { "another" }
+                )
+            })
+            .collect();
+        let name = if v6 { "recent-v6" } else { "recent" };
+        let pcap = dir.path().join(format!("{name}.pcap"));
+        let mut w =
+            control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
+            w.write(t, f).unwrap();
+        }
+        w.finish().unwrap();
+        let linux = bridge.run(&frames, &inside);
+        let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+        // ufw and ufw6 both name DEFAULT, and Linux keeps one list per name for both
+        // families, with the mask of the rule that made it: iptables-restore's
+        // 255.255.255.255, which leaves an IPv6 address its first 32 bits, so the other
+        // IPv6 host (same /32) is refused too.
+        assert_eq!(
+            forwarded,
+            [true, true, true, true, true, false, false, !v6],
+            "{name}: Linux refuses the sixth and seventh"
+        );
+        let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
+        let c = compare(
+            &rs,
+            name,
+            &frames,
+            Some(&what),
+            &linux.outcomes,
+            &rampart,
+            &linux.strays,
+            &linux.send_errors,
+        );
+        failures += c.failures;
+        out += &c.report;
+    }
+    eprintln!("{out}");
+    assert_eq!(
+        failures, 0,
+        "ufw-limit: Linux and Rampart disagree (tables above)"
+    );
+}
+
+/// ip6tables' extension header matches and the SPI matches against Linux: IPv6 datagrams
+/// with hop-by-hop, destination (8 and 16 bytes) and authentication headers before UDP, and
+/// ESP, from outside in; IPv4 ESP and AH. Each rule's side is taken by one frame and not by
+/// another. No fragments: Linux's conntrack reassembles them before the filter sees a
+/// Fragment header (docs/conntrack-vs-netfilter.md).
+#[test]
+fn extension_headers_match_linux() {
+    if !root_or_skip("extension_headers_match_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let v6 = format!(
+        "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m hbh --hbh-len 8 --hbh-opts 5:2,1 -j DROP\n\
+         -A FORWARD -m dst ! --dst-len 8 -j DROP\n\
+         -A FORWARD -m ipv6header --header dst,protocol -j ACCEPT\n\
+         -A FORWARD -m ah --ahspi 100:200 -j DROP\n\
+         -A FORWARD -m ipv6header --header auth,protocol -j ACCEPT\n\
+         -A FORWARD -p esp -m esp --espspi 0x100 -j DROP\n\
+         -A FORWARD -p esp -j ACCEPT\n\
+         -A FORWARD -m ipv6header --header protocol -j ACCEPT\n\
+         COMMIT\n"
+    );
+    let v4 = format!(
+        "{HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p esp -m esp --espspi 0x100 -j DROP\n\
+         -A FORWARD -p ah -m ah ! --ahspi 7 -j DROP\n\
+         COMMIT\n"
+    );
+    let rs = RuleSet {
+        name: "extension-headers",
+        v4,
+        v6,
+        states: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (p4, p6) = write_rules(dir.path(), &rs);
+    let (s6, d6): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
+        "2001:db8:2::5".parse().unwrap(),
+        "fd00:1::2".parse().unwrap(),
+    );
+    // Ethernet, IPv6, `chain` (type, bytes; next headers filled in), then UDP with its
+    // checksum, or `last` with `tail`.
+    let ipv6 = |chain: &[(u8, Vec<u8>)], last: u8, tail: &[u8]| {
+        let mut l4 = tail.to_vec();
+        if last == 17 {
+            l4 = vec![0x9c, 0x40, 0, 53, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+            let mut sum = 0u32;
+            let mut add = |b: &[u8]| {
+                for c in b.chunks(2) {
+                    sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+                }
+            };
+            add(&s6.octets());
+            add(&d6.octets());
+            add(&[0, 0, 0, 16, 0, 0, 0, 17]);
+            add(&l4);
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            l4[6..8].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        }
+        let mut body = Vec::new();
+        for (i, (_, h)) in chain.iter().enumerate() {
+            let mut h = h.clone();
+            h[0] = chain.get(i + 1).map_or(last, |n| n.0);
+            body.extend(h);
+        }
+        body.extend(l4);
+        let mut fr = vec![
+            2, 0, 0, 0, 0, 0x0b, 2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd, 0x60, 0, 0, 0,
+        ];
+        fr.extend((body.len() as u16).to_be_bytes());
+        fr.push(chain.first().map_or(last, |c| c.0));
+        fr.push(64);
+        fr.extend(s6.octets());
+        fr.extend(d6.octets());
+        fr.extend(body);
+        fr
+    };
+    let ipv4 = |proto: u8, l4: &[u8]| {
+        use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+        let spec = FrameSpec::new(
+            IpSpec::v4("203.0.113.5".parse().unwrap(), "10.1.0.2".parse().unwrap()),
+            L4Spec::Raw {
+                proto,
+                payload: l4.to_vec(),
+            },
+        );
+        spec.build()
+    };
+    let opts = |ty: u8| (ty, vec![0, 0, 5, 2, 0, 0, 1, 0]);
+    let long_dst = (60u8, vec![0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ah = |spi: u32| {
+        let mut h = vec![0, 1, 0, 0];
+        h.extend(spi.to_be_bytes());
+        h.extend([0, 0, 0, 1]);
+        (51u8, h)
+    };
+    let esp = |spi: u32| {
+        let mut b = spi.to_be_bytes().to_vec();
+        b.extend([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8]);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "v6 hop-by-hop (router alert, PadN) + UDP: dropped",
+            ipv6(&[opts(0)], 17, &[]),
+        ),
+        (
+            "v6 destination options (8) + UDP: accepted",
+            ipv6(&[opts(60)], 17, &[]),
+        ),
+        (
+            "v6 destination options (16) + UDP: dropped",
+            ipv6(&[long_dst], 17, &[]),
+        ),
+        ("v6 AH spi 150 + UDP: dropped", ipv6(&[ah(150)], 17, &[])),
+        ("v6 AH spi 300 + UDP: accepted", ipv6(&[ah(300)], 17, &[])),
+        ("v6 ESP spi 0x100: dropped", ipv6(&[], 50, &esp(0x100))),
+        ("v6 ESP spi 0x101: accepted", ipv6(&[], 50, &esp(0x101))),
+        ("v6 UDP: accepted", ipv6(&[], 17, &[])),
+        ("v4 ESP spi 0x100: dropped", ipv4(50, &esp(0x100))),
+        ("v4 ESP spi 0x101: accepted", ipv4(50, &esp(0x101))),
+        ("v4 AH spi 7: accepted", ipv4(51, &ah(7).1)),
+        ("v4 AH spi 8: dropped", ipv4(51, &ah(8).1)),
+    ];
+    let frames: Vec<Vec<u8>> = cases.iter().map(|c| c.1.clone()).collect();
+    let what: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
+    let pcap = dir.path().join("ext.pcap");
+    let mut w = control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
+        w.write(t, f).unwrap();
+    }
+    w.finish().unwrap();
+    let bridge = LinuxBridge::create();
+    bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+    let inside = prefixes(scenarios::INSIDE);
+    let linux = bridge.run(&frames, &inside);
+    let want: Vec<bool> = what.iter().map(|w| w.ends_with("accepted")).collect();
+    let got: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+    assert_eq!(got, want, "Linux's verdicts are the cases' own");
+    let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
+    let c = compare(
+        &rs,
+        "extension-headers",
+        &frames,
+        Some(&what),
+        &linux.outcomes,
+        &rampart,
+        &linux.strays,
+        &linux.send_errors,
+    );
+    eprintln!("{}", c.report);
+    assert_eq!(
+        c.failures, 0,
+        "extension-headers: Linux and Rampart disagree (tables above)"
+    );
 }
 
 const NOT_THROUGH_THE_DAEMON: &[(&str, &str)] = &[(

@@ -236,7 +236,7 @@ fn bad_rule_files_are_refused_with_positions() {
         "bad.rules",
         "*filter
 :FORWARD DROP [0:0]
--A FORWARD -p tcp --dport 22 -m recent --set -j ACCEPT
+-A FORWARD -p tcp --dport 22 -m recent --set --seconds 5 -j ACCEPT
 -A FORWARD -p tcp --dport 99999 -j ACCEPT
 COMMIT
 ",

@@ -271,6 +271,13 @@ pub enum Module {
     Limit,
     AddrType,
     Rt,
+    Recent,
+    Frag,
+    Hbh,
+    Dst,
+    Ipv6Header,
+    Ah,
+    Esp,
 }
 
 impl Module {
@@ -297,6 +304,13 @@ impl Module {
             Module::Limit => "limit",
             Module::AddrType => "addrtype",
             Module::Rt => "rt",
+            Module::Recent => "recent",
+            Module::Frag => "frag",
+            Module::Hbh => "hbh",
+            Module::Dst => "dst",
+            Module::Ipv6Header => "ipv6header",
+            Module::Ah => "ah",
+            Module::Esp => "esp",
         }
     }
 

@@ -635,6 +635,7 @@ fn simple(rule: &Rule, kind: TableKind) -> bool {
         .matches
         .iter()
         .any(|m| matches!(m.cond, Cond::Limit { .. }))
+        || super::recent::names_a_list(rule)
     {
         // Its bucket's slot is given by a full flattening.
         return false;
@@ -881,6 +882,8 @@ struct Flattener<'a> {
     /// Per rule: its `-m limit` bucket's slot, or [`NONE`]; and how many slots are given.
     limit_of: Vec<u32>,
     limits: u32,
+    /// The built-in chain being flattened (`-m recent`'s TTL depends on it).
+    hook: HookPoint,
     /// The context of the built-in chain: everything.
     full: Cube,
     /// Flat rules, origins and logs before each rule of the built-in chain.
@@ -999,6 +1002,7 @@ impl Flattener<'_> {
                 }
                 *slot = self.limit_of[at];
             }
+            let c = super::recent::at_hook(c, self.hook);
             all.push(c);
         }
         all
@@ -1025,7 +1029,13 @@ impl Flattener<'_> {
                     self.logs.len() as u32,
                 ));
             }
-            let Some(spec) = &rule.target else { continue };
+            // A rule without a target does nothing, unless a match of it changes a list
+            // (`-m recent --set`): then it is walked, and goes on to the next rule.
+            let spec = match &rule.target {
+                Some(spec) => Some(spec),
+                None if super::recent::changes_lists(rule) => None,
+                None => continue,
+            };
             let Some(own) = rule.cubes.as_deref() else {
                 return Err(self.err(
                     rule,
@@ -1059,6 +1069,13 @@ impl Flattener<'_> {
                 (!all_checks.is_empty()).then(|| std::sync::Arc::new(all_checks.clone()));
             let checks = &checks;
             let act = |a| Pending::Act(a);
+            let Some(spec) = spec else {
+                let next = self.label();
+                let o = self.origin(ci, ri);
+                self.emit(cubes, Pending::Continue(next), o, rule, checks)?;
+                self.labels[next] = self.out.len();
+                continue;
+            };
             match &spec.target {
                 Target::Accept => {
                     let o = self.origin(ci, ri);
@@ -1286,6 +1303,7 @@ pub(crate) fn flatten_keys(
         nat_of: vec![NONE; total],
         limit_of: vec![NONE; total],
         limits: 0,
+        hook: hook_point,
         full: Cube::full(family),
         roots: Vec::with_capacity(root_chain.rules.len() + 1),
     };
@@ -1332,7 +1350,9 @@ pub(crate) fn flatten_keys(
         for i in (0..n).rev() {
             if target[i] != usize::MAX {
                 let t = target[i].clamp(i + 1, n);
-                if kept_from[i + 1] - kept_from[t] == 0 {
+                if kept_from[i + 1] - kept_from[t] == 0
+                    && !super::recent::changes_any(rules[i].checks.as_deref())
+                {
                     keep[i] = false;
                 }
             }

@@ -23,10 +23,15 @@ pub mod matches;
 mod names;
 mod nat;
 pub(crate) mod parse;
+mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod ext_tests;
+#[cfg(test)]
 mod match_tests;
+#[cfg(test)]
+mod recent_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

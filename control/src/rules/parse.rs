@@ -10,6 +10,7 @@ use super::lex::{tokenize, Token};
 use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
+mod ext;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -527,9 +528,11 @@ pub(crate) fn parse_rule(
         other_family: false,
         addrtypes: Vec::new(),
         iface_limit: None,
+        ext: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
+    rp.ext_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -638,6 +641,8 @@ struct RuleParser<'a> {
     addrtypes: Vec<(u32, bool, bool, Vec<matches::AddrType>)>,
     /// `--limit-iface-out` (true) or `--limit-iface-in` (false), and its column.
     iface_limit: Option<(bool, u32)>,
+    /// The matches of `ext` (`-m recent`) being read.
+    ext: ext::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -808,6 +813,7 @@ impl<'a> RuleParser<'a> {
                     ("limit", _) => Module::Limit,
                     ("addrtype", _) => Module::AddrType,
                     ("rt", Family::V6) => Module::Rt,
+                    (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
                         return Err(self.err(
@@ -888,6 +894,7 @@ impl<'a> RuleParser<'a> {
             used: Vec::new(),
         });
         self.push(col, false, Cond::Module(module));
+        self.ext_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1132,6 +1139,7 @@ impl<'a> RuleParser<'a> {
         self.instances[idx].used.push(canonical);
         let family = self.ctx.family;
         let cond = match canonical {
+            c if ext::takes(c) => return self.ext_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1786,6 +1794,7 @@ impl<'a> RuleParser<'a> {
                         );
                     }
                 }
+                m => self.ext_check_module(m, inst.col, proto)?,
             }
         }
         Ok(())
@@ -1836,7 +1845,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Rt, "--rt-segsleft") => "--rt-segsleft",
         (Module::Rt, "--rt-len") => "--rt-len",
         (Module::Rt, "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => "--rt-0",
-        _ => return None,
+        _ => return ext::module_option(module, opt),
     })
 }
 
@@ -1859,8 +1868,9 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "hashlimit" | "recent" | "connlimit" | "statistic" | "quota" | "connbytes" | "nfacct"
-        | "time" => "per-source rates, counts, time and random conditions are not implemented",
+        "hashlimit" | "connlimit" | "statistic" | "quota" | "connbytes" | "nfacct" | "time" => {
+            "per-source rates, counts, time and random conditions are not implemented"
+        }
         "mark" | "connmark" => "Rampart keeps no packet or connection marks",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",

@@ -158,7 +158,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-m recent --name x -j DROP",
-        "unsupported option -m recent",
+        "-m recent needs one of --set, --rcheck, --update or --remove",
         0,
     ),
     (
@@ -318,8 +318,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m recent --rcheck --seconds 60 -j LOG",
-        "unsupported option -m recent (match recent is not supported: per-source rates",
+        "-m connlimit --connlimit-above 5 -j LOG",
+        "unsupported option -m connlimit (match connlimit is not supported: per-source rates",
         0,
     ),
     (

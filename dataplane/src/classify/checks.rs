@@ -117,6 +117,10 @@ pub enum Check {
         segs_left: (u32, u32, bool),
         len: Option<(u32, bool)>,
     },
+    /// ip6tables' extension header matches and the AH / ESP SPI ([`super::ipv6ext`]).
+    Ext(std::sync::Arc<super::ipv6ext::ExtMatch>),
+    /// `-m recent`: its named list ([`super::recent`]), shared with every rule naming it.
+    Recent(std::sync::Arc<super::recent::RecentMatch>),
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
     /// shared by the flat rules of one iptables rule; `cost` and `cap` in xt_limit's credits.
     /// `invert` holds when the bucket has no packet to give: the gate before an inlined chain
@@ -289,6 +293,8 @@ impl Check {
                     && len.is_none_or(|(l, inv)| (l == bytes) != inv)
                     && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
             }
+            Check::Recent(ref m) => m.holds(p, w),
+            Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,
                 cost,

@@ -13,7 +13,9 @@
 pub mod checks;
 pub mod classbench;
 mod cuts;
+pub mod ipv6ext;
 mod linear;
+pub mod recent;
 pub mod tree;
 pub mod update;
 
