@@ -64,8 +64,9 @@ pub struct RecentMatch {
     pub dest: bool,
     /// The rule's `--mask` (the list's is that of the rule that created it).
     pub mask: [u8; 16],
-    /// The rule is at the FORWARD hook, where Linux takes the TTL as it was before
-    /// forwarding: one more than the header's (wrapping).
+    /// The rule is at the FORWARD hook, where xt_recent adds one to the TTL it reads (to undo
+    /// the router's decrement; a bridge, which did not decrement, reads one more than the
+    /// header's).
     pub forward: bool,
 }
 
@@ -262,6 +263,9 @@ impl RecentMatch {
         };
         let mut addr = [0u8; 16];
         addr[..len].copy_from_slice(a);
+        // The TTL the hook sees (a router's FORWARD: one less than the header's, not yet
+        // rewritten), then xt_recent's own step back at FORWARD.
+        let ttl = ttl.wrapping_sub(w.hops_taken);
         let ttl = if self.forward {
             ttl.wrapping_add(1)
         } else {
