@@ -228,7 +228,10 @@ fn states(r: &mut Rng, conntrack: bool) -> String {
     if v.is_empty() {
         v.push(r.pick(&all));
     }
-    let _ = conntrack;
+    // --ctstate's DNAT and SNAT never hold without a nat table; --state takes neither.
+    if conntrack && r.pct(10) {
+        v.push(r.pick(&["DNAT", "SNAT"]));
+    }
     v.join(",")
 }
 
@@ -323,7 +326,13 @@ fn matches(r: &mut Rng, pools: &Pools, fam: Fam, table: Table) -> (Vec<Part>, bo
                         if r.pct(40) {
                             m.push(format!("{}--syn", r.neg(30)));
                         } else {
-                            let mask = flag_set(r);
+                            // A NONE mask: xt_tcp never matches unless the comparison is
+                            // NONE too, but iptables-nft drops the flags test from such a
+                            // rule (docs/conntrack-vs-netfilter.md). Not drawn.
+                            let mut mask = flag_set(r);
+                            while mask == "NONE" {
+                                mask = flag_set(r);
+                            }
                             let comp = flag_set(r);
                             m.push(format!("{}--tcp-flags {mask} {comp}", r.neg(15)));
                         }
@@ -376,7 +385,7 @@ fn matches(r: &mut Rng, pools: &Pools, fam: Fam, table: Table) -> (Vec<Part>, bo
     }
     if table == Table::Filter && r.pct(30) {
         if r.pct(75) {
-            parts.push(t(format!("-m conntrack {}--ctstate {}", r.neg(20), states(r, true))));
+            parts.push(t(format!("-m conntrack {}--ctstate {}", r.neg(30), states(r, true))));
         } else {
             parts.push(t(format!("-m state {}--state {}", r.neg(20), states(r, false))));
         }

@@ -944,7 +944,8 @@ fn generated_sets_match_linux() {
     let bridge = LinuxBridge::create();
     let seeds = diff_seeds();
     let mut failed = Vec::new();
-    let mut packets = 0;
+    let (mut packets, mut forwarded) = (0, 0);
+    let mut states: Vec<(String, usize)> = Vec::new();
     for seed in seeds.clone() {
         let g = tests::gen::generate(seed);
         let rs = RuleSet {
@@ -971,6 +972,14 @@ fn generated_sets_match_linux() {
             &linux.send_errors,
         );
         packets += g.frames.len();
+        for o in &linux.outcomes {
+            forwarded += usize::from(o.forwarded);
+            let st = o.ct_state.clone().unwrap_or_else(|| "-".into());
+            match states.iter_mut().find(|s| s.0 == st) {
+                Some(s) => s.1 += 1,
+                None => states.push((st, 1)),
+            }
+        }
         if c.failures > 0 {
             eprintln!(
                 "{}-- seed {seed} (RAMPART_DIFF_SEEDS={seed} reproduces it); Rampart's rules:\n\
@@ -981,6 +990,7 @@ fn generated_sets_match_linux() {
         }
     }
     let n = seeds.end() - seeds.start() + 1;
+    eprintln!("generated: Linux forwarded {forwarded} of {packets} packets; states {states:?}");
     eprintln!(
         "generated: {n} seeds, {packets} packets, {} with unexplained differences {failed:?} \
          ({:.1} s, {:.2} s a seed)",
