@@ -316,11 +316,21 @@ fn matches(r: &mut Rng, pools: &Pools, fam: Fam, table: Table) -> (Vec<Part>, bo
                 Some(p @ ("tcp" | "udp")) => {
                     tcp_only = p == "tcp";
                     let mut m = Vec::new();
-                    if r.pct(35) {
-                        m.push(format!("{}--sport {}", r.neg(15), port_spec(r, pools, ':')));
+                    let sport = r.pct(35).then(|| (r.neg(15), port_spec(r, pools, ':')));
+                    let mut dport = r.pct(50).then(|| (r.neg(15), port_spec(r, pools, ':')));
+                    // `! --sport A ! --dport B` with single ports: iptables-nft compares the
+                    // two ports as one 32-bit word, so the rule matches when either differs
+                    // (x_tables: when both do; docs/conntrack-vs-netfilter.md). Not drawn.
+                    if let (Some((ns, ps)), Some((nd, pd))) = (&sport, &mut dport) {
+                        if !ns.is_empty() && !nd.is_empty() && !ps.contains(':') && !pd.contains(':') {
+                            *nd = "";
+                        }
                     }
-                    if r.pct(50) {
-                        m.push(format!("{}--dport {}", r.neg(15), port_spec(r, pools, ':')));
+                    if let Some((n, p)) = sport {
+                        m.push(format!("{n}--sport {p}"));
+                    }
+                    if let Some((n, p)) = dport {
+                        m.push(format!("{n}--dport {p}"));
                     }
                     if p == "tcp" && r.pct(30) {
                         if r.pct(40) {
@@ -632,9 +642,80 @@ impl Flows<'_> {
         } else {
             look
         };
-        let mut f = FrameSpec::new(ip_spec(src, dst, look, 0), l4).build();
+        let mut spec = FrameSpec::new(ip_spec(src, dst, look, 0), l4);
+        if self.r.pct(3) {
+            // One 802.1Q tag: br_netfilter filters IP under one tag, as Rampart does.
+            spec.vlans[0] = Some(dataplane::wire::VlanTag {
+                tpid: 0x8100,
+                tci: 10,
+            });
+        }
+        let mut f = spec.build();
         set_tos(&mut f, look.tos);
+        if self.r.pct(2) {
+            bad_checksum(&mut f);
+        }
         f
+    }
+
+    /// ICMP messages other than echo and errors: timestamps, address masks, router and
+    /// neighbour discovery, MLD, an unassigned type.
+    fn icmp_other(&mut self, fam: Fam) -> Script {
+        let mut s = Script::new();
+        let from_inside = self.r.pct(50);
+        let c = self.pools.host(&mut self.r, fam, from_inside);
+        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let id = self.r.0.next_u64() as u16;
+        let (ty, answer) = if fam == Fam::V4 {
+            self.r.pick(&[(13u8, Some(14u8)), (17, Some(18)), (9, None), (10, None), (42, None), (14, None)])
+        } else {
+            self.r.pick(&[(133u8, None), (134, None), (135, Some(136u8)), (136, None), (130, None), (200, None), (139, Some(140))])
+        };
+        let mut look = self.look();
+        if fam == Fam::V6 && ty >= 130 && ty < 140 && self.r.pct(70) {
+            look.ttl = 255;
+        }
+        let mk = |ty: u8| match fam {
+            Fam::V4 => L4Spec::Icmp { ty, code: 0, ident: id, seq: 1, payload: payload(12, ty) },
+            Fam::V6 => L4Spec::Icmpv6 { ty, code: 0, ident: id, seq: 1, payload: payload(20, ty) },
+        };
+        let f = self.frame(c, sv, &look, mk(ty));
+        s.push_back((format!("ICMP type {ty}"), f));
+        if let Some(a) = answer {
+            if self.r.pct(70) {
+                let f = self.frame(sv, c, &look, mk(a));
+                s.push_back((format!("ICMP type {a} answer"), f));
+            }
+        }
+        s
+    }
+
+    /// A protocol Linux and Rampart track by address pair alone (GRE, ESP), both ways.
+    fn other_proto(&mut self, fam: Fam) -> Script {
+        let mut s = Script::new();
+        let from_inside = self.r.pct(60);
+        let c = self.pools.host(&mut self.r, fam, from_inside);
+        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let proto = self.r.pick(&[47u8, 50]);
+        let (lc, ls) = (self.look(), self.look());
+        // GRE version 0 (no key), ESP with an SPI and sequence number.
+        let body = |n: u8| -> Vec<u8> {
+            if proto == 47 {
+                let mut v = vec![0, 0, 0x08, 0x00];
+                v.extend(payload(40, n));
+                v
+            } else {
+                let mut v = vec![0, 0, 0x10, n, 0, 0, 0, n];
+                v.extend(payload(40, n));
+                v
+            }
+        };
+        for i in 0..1 + self.r.below(3) {
+            let (a, b, l) = if i % 2 == 0 { (c, sv, &lc) } else { (sv, c, &ls) };
+            let f = self.frame(a, b, l, L4Spec::Raw { proto, payload: body(i as u8) });
+            s.push_back((format!("proto {proto} {}", if i % 2 == 0 { "c>s" } else { "s>c" }), f));
+        }
+        s
     }
 
     fn icmp_error(&mut self, s: &mut Script, to: IpAddr, quoted: &[u8]) {
@@ -716,7 +797,7 @@ impl Flows<'_> {
             s.push_back(("c>s SYN again".into(), f));
         }
         cseq = cseq.wrapping_add(1);
-        if self.r.pct(10) {
+        if self.r.pct(12) {
             self.icmp_error(&mut s, c, &first);
         }
         if self.r.pct(12) {
@@ -732,12 +813,18 @@ impl Flows<'_> {
         for _ in 0..self.r.below(3) {
             let n = self.r.pick(&[1usize, 20, 100, 400, 1200]);
             let f = self.frame(c, sv, &lc, seg(psh_ack, cseq, sseq, &payload(n, 1), cp, sp));
-            s.push_back((format!("c>s data {n}"), f));
+            s.push_back((format!("c>s data {n}"), f.clone()));
+            if self.r.pct(10) {
+                self.icmp_error(&mut s, c, &f);
+            }
             cseq = cseq.wrapping_add(n as u32);
             let n = self.r.pick(&[0usize, 0, 30, 300, 1000]);
             let flags = if n > 0 { psh_ack } else { Flags::ACK };
             let f = self.frame(sv, c, &ls, seg(flags, sseq, cseq, &payload(n, 2), sp, cp));
-            s.push_back((format!("s>c data {n}"), f));
+            s.push_back((format!("s>c data {n}"), f.clone()));
+            if self.r.pct(8) {
+                self.icmp_error(&mut s, sv, &f);
+            }
             sseq = sseq.wrapping_add(n as u32);
         }
         if self.r.pct(12) {
@@ -799,9 +886,11 @@ impl Flows<'_> {
         let f = self.frame(c, sv, &lc, L4Spec::udp(cp, sp, &payload(n, 5)));
         let first = f.clone();
         s.push_back((format!("c>s UDP {n}"), f));
-        if self.r.pct(15) {
+        if self.r.pct(25) {
             self.icmp_error(&mut s, c, &first);
-            return s;
+            if self.r.pct(50) {
+                return s;
+            }
         }
         for i in 0..self.r.below(4) {
             let n = self.r.pick(&[0usize, 8, 100, 900]);
@@ -879,6 +968,29 @@ impl Flows<'_> {
     }
 }
 
+/// Spoils the L4 checksum of an unfragmented TCP, UDP or ICMP frame.
+fn bad_checksum(f: &mut [u8]) {
+    let Ok(info) = dataplane::wire::parse_frame(f) else {
+        return;
+    };
+    if !matches!(info.frag, dataplane::wire::Fragment::None) {
+        return;
+    }
+    let Some(k) = info.flow else { return };
+    let at = match k.proto {
+        6 => 16,
+        17 => 6,
+        1 | 58 => 2,
+        _ => return,
+    };
+    let Some(l4) = info.l4_bytes(f) else { return };
+    if l4.len() < at + 2 || (k.proto == 17 && l4[at] == 0 && l4[at + 1] == 0) {
+        return;
+    }
+    let off = f.len() - l4.len() + at;
+    f[off] ^= 0x5a;
+}
+
 fn is_inside(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(a) => a.octets()[0] == 10,
@@ -902,10 +1014,12 @@ pub fn generate(seed: u64) -> Generated {
     let n = 20 + flows.r.below(20);
     for _ in 0..n {
         let fam = if flows.r.pct(50) { Fam::V4 } else { Fam::V6 };
-        let s = match flows.r.weighted(&[40, 25, 17, 8]) {
+        let s = match flows.r.weighted(&[40, 25, 15, 5, 5, 8]) {
             0 => flows.tcp(fam),
             1 => flows.udp(fam),
             2 => flows.echo(fam),
+            3 => flows.icmp_other(fam),
+            4 => flows.other_proto(fam),
             // `-m length` on a fragmented datagram: Linux matches the reassembled datagram's
             // length, Rampart the first fragment's, as the datagram's length is not known when
             // its verdict is taken (docs/conntrack-vs-netfilter.md). Not drawn together.
