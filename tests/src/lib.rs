@@ -3,6 +3,7 @@
 //! whether privileged tests may run, and naming DPDK file prefixes so tests run side by side.
 //! [`topo`] builds the namespaces of router-mode tests.
 
+pub mod gen;
 pub mod netfilter;
 pub mod topo;
 

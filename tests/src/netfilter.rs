@@ -366,10 +366,16 @@ impl LinuxBridge {
     /// ACCEPT policy) with the state-logging rules appended as a mangle table.
     pub fn load_rules(&self, rules4: Option<&str>, rules6: Option<&str>) {
         let dir = tempfile::tempdir().expect("tempdir");
-        for (tool, rules, name) in [
-            ("iptables-restore", rules4, "rules.v4"),
-            ("ip6tables-restore", rules6, "rules.v6"),
-        ] {
+        // RAMPART_IPTABLES=legacy loads through iptables-legacy (x_tables) instead of the
+        // distribution's default (iptables-nft here), to tell the kernel's semantics from the
+        // nft translation's.
+        let legacy = std::env::var("RAMPART_IPTABLES").is_ok_and(|v| v == "legacy");
+        let (t4, t6) = if legacy {
+            ("iptables-legacy-restore", "ip6tables-legacy-restore")
+        } else {
+            ("iptables-restore", "ip6tables-restore")
+        };
+        for (tool, rules, name) in [(t4, rules4, "rules.v4"), (t6, rules6, "rules.v6")] {
             let text = format!("{}{}", rules.unwrap_or(""), state_log_rules());
             let p = dir.path().join(name);
             std::fs::write(&p, text).expect("write rules");

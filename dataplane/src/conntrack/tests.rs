@@ -607,6 +607,28 @@ fn icmpv6_errors_and_neighbour_discovery() {
     )
     .build();
     assert_eq!(pass(&mut ct, &reply, 2 * MS).state, CtState::Established);
+    // A node information response answers its query (generated seed 165 of the
+    // differential test: Linux ESTABLISHED, Rampart INVALID); alone it is not NEW.
+    let ni = |from: Ipv6Addr, to: Ipv6Addr, ty: u8| {
+        FrameSpec::new(
+            IpSpec::v6(from, to),
+            L4Spec::Icmpv6 {
+                ty,
+                code: 0,
+                ident: 3,
+                seq: 0,
+                payload: vec![0; 8],
+            },
+        )
+        .build()
+    };
+    assert_eq!(
+        track(&mut ct, &ni(s, c, 140), 2 * MS).invalid,
+        Some(Invalid::IcmpNotNew)
+    );
+    assert_eq!(pass(&mut ct, &ni(c, s, 139), 2 * MS).state, CtState::New);
+    let t = pass(&mut ct, &ni(s, c, 140), 3 * MS);
+    assert_eq!((t.state, t.dir), (CtState::Established, Dir::Reply));
 }
 
 fn raw(from: Ipv4Addr, to: Ipv4Addr, proto: u8) -> Vec<u8> {

@@ -47,6 +47,10 @@ pub const fn reply_type(ty: u8) -> u8 {
     match ty {
         msg_type::ECHO_REQUEST => msg_type::ECHO_REPLY,
         msg_type::ECHO_REPLY => msg_type::ECHO_REQUEST,
+        // Node information query and response (RFC 4620), paired as Linux's conntrack pairs
+        // them.
+        139 => 140,
+        140 => 139,
         other => other,
     }
 }
