@@ -535,3 +535,90 @@ fn one_to_one_floating_address_maps_a_private_host_both_ways() {
     let o = run(&mut t.outside_cmd(&["ping", "-c", "1", "-W", "2", floating]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// docker's rule set (as `iptables-save` prints what dockerd installs for one bridge, `BR`,
+/// and one published port) on the inside network: the nat DOCKER chain reached from
+/// PREROUTING and OUTPUT (`-i BR -j RETURN`, `! -i BR` DNAT), MASQUERADE `! -o BR`, and the
+/// filter's DOCKER-USER, DOCKER-ISOLATION-STAGE-1/2 and DOCKER chains.
+fn docker_rules(br: &str, net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 10.{net}.0.0/24 ! -o {br} -j MASQUERADE
+-A POSTROUTING -s 10.{net}.0.2/32 -d 10.{net}.0.2/32 -p tcp -m tcp --dport 8000 -j MASQUERADE
+-A DOCKER -i {br} -j RETURN
+-A DOCKER ! -i {br} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.{net}.0.2:8000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o {br} -j DOCKER
+-A FORWARD -i {br} ! -o {br} -j ACCEPT
+-A FORWARD -i {br} -o {br} -j ACCEPT
+-A DOCKER -d 10.{net}.0.2/32 ! -i {br} -o {br} -p tcp -m tcp --dport 8000 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+"
+    )
+}
+
+/// The published port from outside (DNAT, the client's address kept) and a container's
+/// connection out (MASQUERADE): the sources the two servers see.
+fn docker_scenarios(t: &RouterTopology) -> (String, String) {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(t, false, "http://203.0.113.1:8080/");
+    assert!(body.contains("hello from the server"), "{body}");
+    let published = srv.clients().first().expect("a request").0.clone();
+    let srv = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    let body = curl(t, true, &format!("http://{}:8081/", a.server_v4()));
+    assert!(body.contains("hello from the server"), "{body}");
+    let out = srv.clients().first().expect("a request").0.clone();
+    (published, out)
+}
+
+#[test]
+fn docker_rule_set_agrees_with_linux() {
+    if !root_or_skip("docker_rule_set_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 75;
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let _r = Rampart::start(&t, &docker_rules("inside", net), "", 1);
+        docker_scenarios(&t)
+    };
+    assert_eq!(
+        rampart,
+        ("203.0.113.2".to_string(), "203.0.113.1".to_string()),
+        "DNAT keeps the client's address; MASQUERADE out"
+    );
+    let linux = {
+        let t = RouterTopology::with_linux_router(net + 1, Some(&docker_rules("ri", net + 1)), None);
+        docker_scenarios(&t)
+    };
+    assert_eq!(rampart, linux, "Rampart and Linux translate docker's rules alike");
+}

@@ -861,6 +861,8 @@ struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
     mode: FlattenFor,
+    /// The hook flattened: what `-i`/`-o` see there ([`cubes_at_hook`]).
+    hook: HookPoint,
     index: HashMap<&'a str, usize>,
     /// Where each chain's rules start in the per-rule maps below.
     first: Vec<usize>,
@@ -1026,13 +1028,25 @@ impl Flattener<'_> {
                 ));
             }
             let Some(spec) = &rule.target else { continue };
-            let Some(own) = rule.cubes.as_deref() else {
+            let Some(mut own) = rule.cubes.as_deref() else {
                 return Err(self.err(
                     rule,
                     rule.col,
                     format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
                 ));
             };
+            let at_hook;
+            if let Some(c) = cubes_at_hook(self.ctx.family, self.hook, rule) {
+                let Some(c) = c else {
+                    return Err(self.err(
+                        rule,
+                        rule.col,
+                        format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
+                    ));
+                };
+                at_hook = c;
+                own = &at_hook;
+            }
             let met;
             let cubes: &[Cube] = if whole {
                 own
@@ -1199,6 +1213,41 @@ impl Flattener<'_> {
     }
 }
 
+/// A rule's cubes at `hook` when its `-i` or `-o` names an interface the packets there do not
+/// have (`None`: its own cubes). Linux's `ipt_do_table` compares such an interface as the empty
+/// name (`nulldevname`): `-i` in a user chain reached from OUTPUT, `-o` in one reached from
+/// PREROUTING or INPUT. Only `+` (any name) matches it, so the test is a constant there:
+/// true drops the match from the rule, false leaves the rule no cube (inner `None`: the rule
+/// without the match has too many alternatives). POSTROUTING has the
+/// input interface for forwarded packets (`ip_output` passes `skb->dev` as the hook's input
+/// device), the only ones Rampart's nat POSTROUTING sees, so `-i` keeps its meaning there.
+pub(crate) fn cubes_at_hook(
+    family: Family,
+    hook: HookPoint,
+    rule: &Rule,
+) -> Option<Option<Vec<Cube>>> {
+    // Whether `m` tests an interface the hook has not, and whether that name is `+`.
+    let empty = |m: &Match| match &m.cond {
+        Cond::InInterface(i) if hook == HookPoint::Output => Some(i.name == "+"),
+        Cond::OutInterface(i) if matches!(hook, HookPoint::Prerouting | HookPoint::Input) => {
+            Some(i.name == "+")
+        }
+        _ => None,
+    };
+    if !rule.matches.iter().any(|m| empty(m).is_some()) {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(rule.matches.len());
+    for m in &rule.matches {
+        match empty(m) {
+            Some(any) if any == m.negated => return Some(Some(Vec::new())),
+            Some(_) => {}
+            None => kept.push(m.clone()),
+        }
+    }
+    Some(rule_cubes(family, &kept))
+}
+
 /// The range of `--to-source`/`--to-destination`.
 fn nat_range(to: &NatTo) -> NatRange {
     NatRange {
@@ -1267,6 +1316,7 @@ pub(crate) fn flatten_keys(
         ctx,
         table,
         mode,
+        hook: hook_point,
         index: table
             .chains
             .iter()

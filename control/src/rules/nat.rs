@@ -7,11 +7,19 @@
 //! MASQUERADE translate and end the chain, ACCEPT ends it without translation, and so does the
 //! policy (which must be ACCEPT). The first matching terminal rule decides, once per connection.
 //!
-//! The nat table's INPUT and OUTPUT chains translate traffic to and from the host's own
-//! sockets; Rampart has none beyond answering pings, so a rule there that translates (SNAT,
-//! DNAT, MASQUERADE, itself or in a chain it jumps to) is an error rather than being ignored.
-//! Rules there that change nothing (firewalld's `-A OUTPUT -j OUTPUT_direct` into an empty
-//! chain) are accepted: no packet of Rampart's passes them, and they would translate nothing.
+//! The nat table's OUTPUT chain translates connections the host itself opens. Rampart opens
+//! none: what it sends of its own (ARP and NDP answers, ICMP echo replies and errors, REJECT's
+//! TCP resets) answers a packet that came in, and in Linux too such a packet is a reply or
+//! RELATED to that packet's connection (or untracked, as NDP is), never a NEW connection
+//! through nat OUTPUT. So OUTPUT's rules, translating or not (docker's `-A OUTPUT ! -d
+//! 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER` into DNATs for published ports), load
+//! and are never applied, as Linux would apply them to nothing Rampart sends. A chain reached
+//! from both PREROUTING and OUTPUT is flattened under PREROUTING with PREROUTING's meaning.
+//!
+//! The nat INPUT chain translates the source of connections to the host's own sockets, which
+//! would change what Rampart's own answers (pings) see; a rule there that translates (SNAT,
+//! itself or in a chain it jumps to) is an error rather than being ignored. Rules there that
+//! change nothing are accepted.
 
 use super::ast::*;
 use super::compile::{flatten, FlattenFor};
@@ -31,18 +39,12 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
             Some(Target::Jump(name)) => t.chain_index(name).is_some_and(|c| translating[c]),
             _ => false,
         };
-        for hook in [HookPoint::Input, HookPoint::Output] {
-            let Some(chain) = t.chain(hook.chain_name()) else {
-                continue;
-            };
+        if let Some(chain) = t.chain(HookPoint::Input.chain_name()) {
             for rule in chain.rules.iter().filter(|r| translates(r)) {
                 errors.push(ctx.err(
                     rule.line,
                     rule.col,
-                    format!(
-                        "nat {} rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                        hook.chain_name()
-                    ),
+                    "nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING; OUTPUT loads and applies to nothing Rampart sends)".to_string(),
                 ));
             }
         }
@@ -427,13 +429,11 @@ mod tests {
              -A svc -j sep\n-A sep -p tcp -j DNAT --to-destination 10.0.0.2:80\n\
              -A PREROUTING -j svc\nCOMMIT\n",
         );
+        // OUTPUT translates what the host sends, none of which Rampart sends: it loads. INPUT's
+        // SNAT would change what Rampart's own answers see: refused.
         assert_eq!(
             e,
-            [
-                "n.rules:6:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                "n.rules:7:1: nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                "n.rules:9:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-            ]
+            ["n.rules:7:1: nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING; OUTPUT loads and applies to nothing Rampart sends)"]
         );
         // Rules there that change nothing load (firewalld's OUTPUT_direct), and change nothing.
         let quiet =
@@ -450,5 +450,71 @@ mod tests {
         let e = errors("*nat\n-A POSTROUTING -j SNAT\nCOMMIT\n");
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("n.rules:2:"), "{e:?}");
+    }
+
+    /// docker's rules as `iptables-save` prints what dockerd installs for its bridge and one
+    /// published port (made with iptables 1.8.9 in a scratch namespace): the nat DOCKER chain
+    /// reached from PREROUTING and OUTPUT, `-i docker0` and `! -i docker0` in it, DNAT for the
+    /// published port, MASQUERADE for the bridge's network and the hairpin.
+    const DOCKER: &str = include_str!("../../../examples/iptables/docker.rules");
+
+    #[test]
+    fn docker_nat_loads_with_linux_meaning() {
+        let ports = vec!["eth0".to_string(), "docker0".to_string()];
+        let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
+        let host = crate::rules::HostAddrs {
+            ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("172.17.0.1", 16)]],
+        };
+        let parsed = crate::rules::parse_iptables_with(
+            "d.rules",
+            DOCKER,
+            Family::V4,
+            &ports,
+            &host,
+        )
+        .unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Forward).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Input).unwrap();
+        // From outside to the host's address: DNAT to the container.
+        let t = pre(&r, meta(tcp("198.51.100.9", 5000, "203.0.113.1", 8080), 0, 0)).unwrap();
+        assert_eq!(t.kind, NatKind::Dnat);
+        assert_eq!(t.range.addrs, Some((a("172.17.0.2"), a("172.17.0.2"))));
+        // From the bridge: RETURN first (docker's userland proxy handles the hairpin).
+        assert!(pre(&r, meta(tcp("172.17.0.3", 5000, "203.0.113.1", 8080), 1, 0)).is_none());
+        // Not to a local address: untouched.
+        assert!(pre(&r, meta(tcp("198.51.100.9", 5000, "198.51.100.1", 8080), 0, 0)).is_none());
+        // A container's connection out: masqueraded on eth0, not towards docker0.
+        let out = post(&r, meta(tcp("172.17.0.2", 4000, "198.51.100.9", 443), 1, 0)).unwrap();
+        assert_eq!(out.kind, NatKind::Masquerade);
+        assert!(post(&r, meta(tcp("172.17.0.2", 4000, "172.17.0.3", 443), 1, 1)).is_none());
+        // The hairpin: the container to itself through the published port.
+        let hp = post(&r, meta(tcp("172.17.0.2", 4000, "172.17.0.2", 80), 1, 1)).unwrap();
+        assert_eq!(hp.kind, NatKind::Masquerade);
+    }
+
+    #[test]
+    fn in_interface_in_a_chain_output_reaches() {
+        // Reached from OUTPUT only: `-i` loads (iptables refuses it in OUTPUT itself only).
+        let text = "*nat\n:u - [0:0]\n-A OUTPUT -j u\n-A u -i lan0 -j DNAT --to-destination 10.0.0.1\nCOMMIT\n";
+        nat(text, Family::V4).unwrap();
+        let e = errors("*nat\n-A OUTPUT -i lan0 -j ACCEPT\nCOMMIT\n");
+        assert_eq!(e, ["n.rules:2:11: can't use -i with OUTPUT"]);
+        // `-o` in a chain PREROUTING reaches sees the empty name: never, and `!` always.
+        let text = "*nat\n:u - [0:0]\n-A PREROUTING -j u\n\
+                    -A u -o wan0 -p tcp -j DNAT --to-destination 10.0.0.1\n\
+                    -A u ! -o wan0 -p udp -j DNAT --to-destination 10.0.0.2\nCOMMIT\n";
+        let r = nat(text, Family::V4).unwrap();
+        assert!(pre(&r, meta(tcp("192.0.2.1", 1, "192.0.2.2", 2), 0, 1)).is_none());
+        let mut k = tcp("192.0.2.1", 1, "192.0.2.2", 2);
+        k.proto = dataplane::wire::ip_proto::UDP;
+        let t = pre(&r, meta(k, 0, 1)).unwrap();
+        assert_eq!(t.range.addrs, Some((a("10.0.0.2"), a("10.0.0.2"))));
+        // `-i` in a chain POSTROUTING reaches is the forwarded packet's input port, as Linux's
+        // ip_output passes it.
+        let text = "*nat\n:u - [0:0]\n-A POSTROUTING -j u\n-A u -i lan0 -j MASQUERADE\nCOMMIT\n";
+        let r = nat(text, Family::V4).unwrap();
+        assert!(post(&r, meta(tcp("10.0.0.1", 1, "192.0.2.2", 2), 0, 1)).is_some());
+        assert!(post(&r, meta(tcp("10.0.0.1", 1, "192.0.2.2", 2), 1, 1)).is_none());
     }
 }
