@@ -271,6 +271,8 @@ pub enum Module {
     Limit,
     AddrType,
     Rt,
+    Mark,
+    Statistic,
 }
 
 impl Module {
@@ -297,6 +299,8 @@ impl Module {
             Module::Limit => "limit",
             Module::AddrType => "addrtype",
             Module::Rt => "rt",
+            Module::Mark => "mark",
+            Module::Statistic => "statistic",
         }
     }
 
@@ -371,6 +375,20 @@ pub enum Cond {
         out: bool,
         alts: Vec<(PortMask, Vec<AddrRange>)>,
     },
+    /// `-m statistic`: `--mode random --probability` (iptables' `lround(p * 2^31)`) or
+    /// `--mode nth --every n [--packet p]`; `!` inside (the match's `negated` is false).
+    Statistic(Statistic),
+}
+
+/// `-m statistic`'s options as given so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Statistic {
+    /// `Some(true)` random, `Some(false)` nth.
+    pub random: Option<bool>,
+    pub probability: Option<u32>,
+    pub every: Option<u32>,
+    pub packet: Option<u32>,
+    pub invert: bool,
 }
 
 /// The target of a rule and where it was written.
@@ -414,4 +432,10 @@ pub enum Target {
     },
     /// `NOTRACK` or `CT --notrack`.
     NoTrack,
+    /// `MARK`: the packet's mark becomes `(mark & !mask) ^ xor` (xt_MARK v2, as every spelling
+    /// is stored).
+    Mark {
+        mask: u32,
+        xor: u32,
+    },
 }

@@ -224,10 +224,75 @@ pub(crate) fn rule_checks(rule: &Rule) -> Vec<Check> {
                     });
                 }
             }
+            Cond::Statistic(st) => out.extend(statistic_check(st)),
             _ => {}
         }
     }
     out
+}
+
+/// `-m statistic` as a check (its nth slot given by the flattener).
+fn statistic_check(st: &Statistic) -> Option<Check> {
+    match st.random? {
+        true => Some(Check::Random {
+            probability: st.probability?,
+            invert: st.invert,
+        }),
+        false => {
+            let every = st.every?.checked_sub(1)?;
+            Some(Check::Nth {
+                slot: 0,
+                every,
+                start: every.checked_sub(st.packet.unwrap_or(0))?,
+                invert: st.invert,
+            })
+        }
+    }
+}
+
+/// The checks drawn once per packet where they are asked (a limit's bucket, a statistic
+/// draw): on a jump they are asked once, by a gate before the inlined chain.
+fn is_draw(c: &Check) -> bool {
+    matches!(
+        c,
+        Check::Limit { .. } | Check::Random { .. } | Check::Nth { .. }
+    )
+}
+
+/// A draw check negated (what a gate asks).
+fn inverted(c: Check) -> Check {
+    match c {
+        Check::Limit {
+            slot,
+            cost,
+            cap,
+            invert,
+        } => Check::Limit {
+            slot,
+            cost,
+            cap,
+            invert: !invert,
+        },
+        Check::Random {
+            probability,
+            invert,
+        } => Check::Random {
+            probability,
+            invert: !invert,
+        },
+        Check::Nth {
+            slot,
+            every,
+            start,
+            invert,
+        } => Check::Nth {
+            slot,
+            every,
+            start,
+            invert: !invert,
+        },
+        c => c,
+    }
 }
 
 fn addr_iv(r: &AddrRange) -> Iv {
@@ -403,7 +468,7 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 |c, v| c.dport = v,
             )
         }
-        Cond::Comment(_) | Cond::Limit { .. } => vec![full],
+        Cond::Comment(_) | Cond::Limit { .. } | Cond::Statistic(_) => vec![full],
         Cond::Check(c) => vec![check_cube(full, c)],
         Cond::AddrType { dst, out, alts } => {
             let mut cubes = Vec::new();
@@ -519,7 +584,7 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
             let mask = (*bits & u16::from(ct::ANY)) as u8;
             one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
         }
-        Cond::Comment(_) | Cond::Limit { .. } => Some(full),
+        Cond::Comment(_) | Cond::Limit { .. } | Cond::Statistic(_) => Some(full),
         Cond::Check(c) => Some(check_cube(full, c)),
         _ => None,
     }
@@ -634,7 +699,7 @@ fn simple(rule: &Rule, kind: TableKind) -> bool {
     if rule
         .matches
         .iter()
-        .any(|m| matches!(m.cond, Cond::Limit { .. }))
+        .any(|m| matches!(m.cond, Cond::Limit { .. } | Cond::Statistic(_)))
     {
         // Its bucket's slot is given by a full flattening.
         return false;
@@ -882,6 +947,8 @@ struct Flattener<'a> {
     nat_of: Vec<u32>,
     /// Per rule: its `-m limit` bucket's slot, or [`NONE`]; and how many slots are given.
     limit_of: Vec<u32>,
+    /// Per rule: its `-m statistic --mode nth` counter's slot (in the limits' numbering).
+    nth_of: Vec<u32>,
     limits: u32,
     /// The context of the built-in chain: everything.
     full: Cube,
@@ -993,14 +1060,21 @@ impl Flattener<'_> {
     fn checks(&mut self, ci: usize, ri: usize, rule: &Rule, context: &[Check]) -> Vec<Check> {
         let mut all = context.to_vec();
         for mut c in rule_checks(rule) {
-            if let Check::Limit { slot, .. } = &mut c {
-                let at = self.first[ci] + ri;
-                if self.limit_of[at] == NONE {
-                    self.limit_of[at] = self.limits;
-                    self.limits += 1;
+            // A limit's bucket and an nth counter: one slot each per iptables rule.
+            let (of, slot) = match &mut c {
+                Check::Limit { slot, .. } => (&mut self.limit_of, slot),
+                Check::Nth { slot, .. } => (&mut self.nth_of, slot),
+                _ => {
+                    all.push(c);
+                    continue;
                 }
-                *slot = self.limit_of[at];
+            };
+            let at = self.first[ci] + ri;
+            if of[at] == NONE {
+                of[at] = self.limits;
+                self.limits += 1;
             }
+            *slot = of[at];
             all.push(c);
         }
         all
@@ -1137,26 +1211,14 @@ impl Flattener<'_> {
                     // that skips it when the bucket has nothing to give; the chain's rules
                     // carry the jump's other conditions (a context never holds a limit: each
                     // was gated at its own jump).
-                    let (gated, inner): (Vec<Check>, Vec<Check>) = all_checks
-                        .iter()
-                        .cloned()
-                        .partition(|c| matches!(c, Check::Limit { .. }));
+                    let (gated, inner): (Vec<Check>, Vec<Check>) =
+                        all_checks.iter().cloned().partition(is_draw);
                     let skip = self.label();
                     let inner_checks: Checks =
                         (!inner.is_empty()).then(|| std::sync::Arc::new(inner.clone()));
                     if !gated.is_empty() {
                         let mut gate = inner.clone();
-                        gate.extend(gated.into_iter().map(|c| match c {
-                            Check::Limit {
-                                slot, cost, cap, ..
-                            } => Check::Limit {
-                                slot,
-                                cost,
-                                cap,
-                                invert: true,
-                            },
-                            c => c,
-                        }));
+                        gate.extend(gated.into_iter().map(inverted));
                         let o = self.origin(ci, ri);
                         let gate = Some(std::sync::Arc::new(gate));
                         self.emit(cubes, Pending::Continue(skip), o, rule, &gate)?;
@@ -1170,6 +1232,17 @@ impl Flattener<'_> {
                         self.chain(t, cubes, &inner, skip, depth + 1)?;
                     }
                     self.labels[skip] = self.out.len();
+                }
+                Target::Mark { mask, xor } => {
+                    // The operation rides in the rule's checks ([`Check::SetMark`]).
+                    let o = self.origin(ci, ri);
+                    let mut with = all_checks.clone();
+                    with.push(Check::SetMark {
+                        mask: *mask,
+                        xor: *xor,
+                    });
+                    let with = Some(std::sync::Arc::new(with));
+                    self.emit(cubes, act(Action::Mark), o, rule, &with)?;
                 }
                 Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
                     let kind = match spec.target {
@@ -1335,6 +1408,7 @@ pub(crate) fn flatten_keys(
         nat_targets: Vec::new(),
         nat_of: vec![NONE; total],
         limit_of: vec![NONE; total],
+        nth_of: vec![NONE; total],
         limits: 0,
         full: Cube::full(family),
         roots: Vec::with_capacity(root_chain.rules.len() + 1),

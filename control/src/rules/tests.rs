@@ -323,8 +323,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m mark --mark 0x4000/0x4000 -j ACCEPT",
-        "Rampart keeps no packet or connection marks",
+        "-m connmark --mark 0x4000/0x4000 -j ACCEPT",
+        "unsupported option -m connmark (match connmark is not supported: Rampart keeps no connection marks",
         0,
     ),
     (
@@ -338,8 +338,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-j MARK --set-xmark 0x4000/0x4000",
-        "unsupported target MARK: Rampart keeps no packet or connection marks",
+        "-j CONNMARK --set-xmark 0x4000/0x4000",
+        "unsupported target CONNMARK: Rampart keeps no connection marks",
         1,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
@@ -609,7 +609,13 @@ fn chain_graph_errors() {
                 -A u -o out0 -j ACCEPT\n-A u ! -o out1 -p udp -j ACCEPT\n-A u -o + -p icmp -j ACCEPT\nCOMMIT\n";
     let key = |proto| FlowKey {
         proto,
-        ..FlowKey::new_v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 6, 1, 2)
+        ..FlowKey::new_v4(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            6,
+            1,
+            2,
+        )
     };
     let meta = |proto, out_port| PacketMeta {
         key: key(proto),
@@ -826,7 +832,7 @@ fn mangle_and_security_load_when_they_change_nothing() {
         ),
         (
             "*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n",
-            "t.rules:2:15: unsupported target MARK",
+            "t.rules:2:15: target MARK in the mangle table is not supported",
         ),
         (
             "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n",
