@@ -617,8 +617,144 @@ fn docker_rule_set_agrees_with_linux() {
         "DNAT keeps the client's address; MASQUERADE out"
     );
     let linux = {
-        let t = RouterTopology::with_linux_router(net + 1, Some(&docker_rules("ri", net + 1)), None);
+        let t =
+            RouterTopology::with_linux_router(net + 1, Some(&docker_rules("ri", net + 1)), None);
         docker_scenarios(&t)
     };
-    assert_eq!(rampart, linux, "Rampart and Linux translate docker's rules alike");
+    assert_eq!(
+        rampart, linux,
+        "Rampart and Linux translate docker's rules alike"
+    );
+}
+
+/// kube-proxy's iptables mode for one NodePort service (30080) with two endpoints on the inside
+/// host (ports 8000 and 8001) chosen in turn by `-m statistic --mode nth` (deterministic, where
+/// kube-proxy's `--mode random` is not), KUBE-MARK-MASQ marking in nat PREROUTING, KUBE-FORWARD
+/// accepting the marked first packet in a FORWARD whose policy drops, and KUBE-POSTROUTING
+/// masquerading by the mark.
+fn kube_rules(net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SEP-WEB2 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
+-A KUBE-EXT-WEB -m comment --comment \"masquerade traffic for default/web:http external destinations\" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/web:http\" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -s 10.{net}.0.2/32 -m comment --comment \"default/web:http\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment \"default/web:http\" -m tcp -j DNAT --to-destination 10.{net}.0.2:8000
+-A KUBE-SEP-WEB2 -s 10.{net}.0.2/32 -m comment --comment \"default/web:http\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB2 -p tcp -m comment --comment \"default/web:http\" -m tcp -j DNAT --to-destination 10.{net}.0.2:8001
+-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment \"default/web:http -> 10.{net}.0.2:8000\" -m statistic --mode nth --every 2 --packet 0 -j KUBE-SEP-WEB1
+-A KUBE-SVC-WEB -m comment --comment \"default/web:http -> 10.{net}.0.2:8001\" -j KUBE-SEP-WEB2
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
+-A FORWARD -s 10.{net}.0.0/24 -j ACCEPT
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+"
+    )
+}
+
+/// Three connections from outside to the NodePort: which endpoint port each reached and the
+/// source it saw.
+fn kube_scenarios(t: &RouterTopology) -> Vec<(u16, String)> {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let s1 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let s2 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8001);
+    // Both listening before the first connection (a refused one would take a turn).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = run(&mut t.inside_cmd(&["ss", "-ltnH"]));
+        let text = String::from_utf8_lossy(&o.stdout);
+        if text.contains(":8000 ") && text.contains(":8001 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers did not start: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        // One attempt each: a retry would be a connection of its own and take the next turn.
+        let o = run(&mut t.outside_cmd(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://203.0.113.1:30080/",
+        ]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut seen: Vec<(u16, String)> = Vec::new();
+    for (port, s) in [(8000, s1), (8001, s2)] {
+        seen.extend(s.clients().into_iter().map(|c| (port, c.0)));
+    }
+    seen
+}
+
+#[test]
+fn kube_proxy_rule_set_agrees_with_linux() {
+    if !root_or_skip("kube_proxy_rule_set_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 81;
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let _r = Rampart::start(&t, &kube_rules(net), "", 1);
+        kube_scenarios(&t)
+    };
+    // nth: the first and third connection to 8000, the second to 8001; masqueraded by the
+    // mark to the gateway's inside address.
+    let inside = format!("10.{net}.0.1");
+    assert_eq!(
+        rampart,
+        [
+            (8000, inside.clone()),
+            (8000, inside.clone()),
+            (8001, inside)
+        ],
+        "{rampart:?}"
+    );
+    let linux = {
+        let t = RouterTopology::with_linux_router(net + 1, Some(&kube_rules(net + 1)), None);
+        kube_scenarios(&t)
+    };
+    let linux_inside = format!("10.{}.0.1", net + 1);
+    assert_eq!(
+        linux,
+        [
+            (8000, linux_inside.clone()),
+            (8000, linux_inside.clone()),
+            (8001, linux_inside)
+        ],
+        "Linux chooses and masquerades alike"
+    );
 }

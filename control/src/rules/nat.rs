@@ -684,6 +684,56 @@ mod mark_tests {
         assert_eq!(got, want.map(a));
     }
 
+    /// kube-proxy's iptables mode as `iptables-save` prints it (made with iptables 1.8.9 in a
+    /// scratch namespace from kube-proxy's rules for two services and a NodePort).
+    #[test]
+    fn kube_proxy_set_loads_and_chooses() {
+        let text = include_str!("../../../examples/iptables/kube-proxy.rules");
+        let ports = vec!["eth0".to_string(), "cni0".to_string()];
+        let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
+        let host = crate::rules::HostAddrs {
+            ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("10.244.1.1", 24)]],
+        };
+        let parsed =
+            crate::rules::parse_iptables_with("k.rules", text, Family::V4, &ports, &host).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        let fwd = compile_parsed(&parsed, Hook::Forward).unwrap();
+        compile_parsed(&parsed, Hook::Input).unwrap();
+        assert!(!fwd.cacheable);
+        // The NodePort on the host's address: one of the three endpoints, marked.
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let mut m = meta(30080);
+        m.key = FlowKey::new_v4(
+            v4("198.51.100.7"),
+            v4("203.0.113.1"),
+            ip_proto::TCP,
+            5555,
+            30080,
+        );
+        let (to, mark) = pre(&r, &m);
+        let eps = ["10.244.1.11", "10.244.1.12", "10.244.1.13"].map(a);
+        assert!(
+            eps.contains(&to.unwrap()) && mark == 0x4000,
+            "{to:?} {mark:#x}"
+        );
+        // The filter accepts the marked first packet; unmarked and NEW, its policy (ACCEPT).
+        let j = fwd.judge_marked(&m, &Wire::NONE, &mut 0x4000, |_, _, _| {});
+        assert_eq!(j.action, Action::Accept);
+        // The DNS ClusterIP from a pod: DNAT, no mark (the source is in the pod network).
+        let mut dns = meta(53);
+        dns.key = FlowKey::new_v4(v4("10.244.1.50"), v4("10.96.0.10"), ip_proto::UDP, 5353, 53);
+        assert_eq!(pre(&r, &dns), (Some(a("10.244.0.5")), 0));
+        // From outside the pod network: marked, then masqueraded in POSTROUTING.
+        dns.key.src = a("192.0.2.1");
+        let (_, mark) = pre(&r, &dns);
+        assert_eq!(mark, 0x4000);
+        let mut after = mark;
+        assert!(matches!(
+            r.postrouting.choose_marked(&dns, &mut after),
+            NatChoice::Translate(t, _) if t.kind == NatKind::Masquerade
+        ));
+    }
+
     #[test]
     fn filter_marks_and_refusals() {
         let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
