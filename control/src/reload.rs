@@ -1197,8 +1197,13 @@ mod tests {
             "-A N1 -p tcp -j ACCEPT",
             "-A N1 -p tcp -j DNAT --to-destination 10.0.0.1",
         );
+        let mac = base.replace(
+            "-A U1 -p tcp -j ACCEPT",
+            "-A U1 -m mac --mac-source 00:11:22:33:44:55 -j ACCEPT",
+        );
         for (base, bad, message) in [
-            (base, "-A U1 -p tcp -j ACCEPT", "-A U1 -o out0 -j DROP"),
+            // -m mac, which the kernel refuses in a chain OUTPUT reaches, by a new jump.
+            (mac.as_str(), "-A INPUT -j U1", "-A OUTPUT -j U1"),
             (
                 base,
                 "-A N1 -p tcp -j ACCEPT",

@@ -152,7 +152,21 @@ pub fn judge_rules(
     w: &Wire<'_>,
     on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
 ) -> FilterVerdict {
-    let j = rules.judge(meta, w, on_log);
+    let mut mark = 0;
+    judge_rules_marked(rules, meta, w, &mut mark, on_log)
+}
+
+/// [`judge_rules`] for a packet whose mark is `mark` when the walk reaches the filter (a new
+/// connection's nat PREROUTING may have set it); `mark` is what it is after.
+#[inline]
+pub fn judge_rules_marked(
+    rules: &RuleSet,
+    meta: &PacketMeta,
+    w: &Wire<'_>,
+    mark: &mut u32,
+    on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
+) -> FilterVerdict {
+    let j = rules.judge_marked(meta, w, mark, on_log);
     match j.action {
         Action::Accept => FilterVerdict::Accept { rule: j.rule },
         Action::Reject(with) => FilterVerdict::Reject { rule: j.rule, with },

@@ -389,12 +389,14 @@ fn judge_established(
 /// A nat chain's decision for a connection's first packet. A chain without rules (its policy
 /// alone: a catch-all ACCEPT that translates nothing, as PREROUTING is on a gateway without
 /// DNAT) keeps the tuple without being evaluated.
+/// `mark` is the packet's mark in its walk ([`crate::classify::walk`]), changed by the chain's
+/// MARK rules.
 #[inline]
-fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta) -> NatChoice<'a> {
+fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'a> {
     if chain.keeps_all() {
         return NatChoice::Keep;
     }
-    chain.choose(meta)
+    chain.choose_marked(meta, mark)
 }
 
 /// The tuple nat PREROUTING gives a packet travelling `dir` in a connection with binding `b`:
@@ -846,6 +848,7 @@ fn postrouting<F: Forwarding>(
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
+    mut mark: u32,
 ) -> Result<(Option<u32>, bool), Option<NatError>> {
     let rules = nat
         .rules(meta.key.family)
@@ -856,7 +859,7 @@ fn postrouting<F: Forwarding>(
     let mut reply_tag = None;
     // Whether `b` translates, when known without comparing its tuples.
     let mut translates = identity.then_some(false);
-    match decide(&rules.postrouting, meta) {
+    match decide(&rules.postrouting, meta, &mut mark) {
         NatChoice::Keep => {}
         NatChoice::Translate(target, range) => {
             // Only MASQUERADE asks for the out port's address; the others' range is as
@@ -930,6 +933,9 @@ fn judge_after_track<F: Forwarding>(
     let nat = filter.nat.as_deref();
     let mut binding: Option<(Binding, Dir)> = None;
     let mut fresh = false;
+    // The packet's mark in its walk: 0 on arrival; a new connection's nat PREROUTING may
+    // change it for the filter and POSTROUTING.
+    let mut mark = 0u32;
     // A fresh binding PREROUTING kept as it was: the identity, which changes no tuple.
     let mut kept = false;
     if let Some(t) = &tracked {
@@ -938,7 +944,7 @@ fn judge_after_track<F: Forwarding>(
             Handle::New(_) => {
                 if let Some(rules) = nat.and_then(|n| n.rules(key.family)) {
                     fresh = true;
-                    let d = decide(&rules.prerouting, &meta);
+                    let d = decide(&rules.prerouting, &meta, &mut mark);
                     // Made where it stays (80 bytes: each move of it costs).
                     let b = Binding::identity_in(&mut binding, key);
                     match d {
@@ -1040,7 +1046,7 @@ fn judge_after_track<F: Forwarding>(
         {
             judge_established(rs, tables, &t, &meta, &wire, ingress, on_log)
         }
-        (Some(rs), _) => judge_rules(rs, &meta, &wire, on_log),
+        (Some(rs), _) => crate::filter::judge_rules_marked(rs, &meta, &wire, &mut mark, on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });
@@ -1058,7 +1064,7 @@ fn judge_after_track<F: Forwarding>(
     let mut identity = None;
     if let (true, true, Route::Forward(h), Some((b, _))) = (fresh, accepted, route, &mut binding) {
         let nat = nat.expect("fresh bindings come from it");
-        match postrouting(nat, tables, fwd, b, kept, &meta, h, now_ns) {
+        match postrouting(nat, tables, fwd, b, kept, &meta, h, now_ns, mark) {
             Ok((t, translates)) => {
                 reply_tag = t;
                 identity = Some(!translates);

@@ -535,3 +535,226 @@ fn one_to_one_floating_address_maps_a_private_host_both_ways() {
     let o = run(&mut t.outside_cmd(&["ping", "-c", "1", "-W", "2", floating]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// docker's rule set (as `iptables-save` prints what dockerd installs for one bridge, `BR`,
+/// and one published port) on the inside network: the nat DOCKER chain reached from
+/// PREROUTING and OUTPUT (`-i BR -j RETURN`, `! -i BR` DNAT), MASQUERADE `! -o BR`, and the
+/// filter's DOCKER-USER, DOCKER-ISOLATION-STAGE-1/2 and DOCKER chains.
+fn docker_rules(br: &str, net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 10.{net}.0.0/24 ! -o {br} -j MASQUERADE
+-A POSTROUTING -s 10.{net}.0.2/32 -d 10.{net}.0.2/32 -p tcp -m tcp --dport 8000 -j MASQUERADE
+-A DOCKER -i {br} -j RETURN
+-A DOCKER ! -i {br} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.{net}.0.2:8000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o {br} -j DOCKER
+-A FORWARD -i {br} ! -o {br} -j ACCEPT
+-A FORWARD -i {br} -o {br} -j ACCEPT
+-A DOCKER -d 10.{net}.0.2/32 ! -i {br} -o {br} -p tcp -m tcp --dport 8000 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+"
+    )
+}
+
+/// The published port from outside (DNAT, the client's address kept) and a container's
+/// connection out (MASQUERADE): the sources the two servers see.
+fn docker_scenarios(t: &RouterTopology) -> (String, String) {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(t, false, "http://203.0.113.1:8080/");
+    assert!(body.contains("hello from the server"), "{body}");
+    let published = srv.clients().first().expect("a request").0.clone();
+    let srv = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    let body = curl(t, true, &format!("http://{}:8081/", a.server_v4()));
+    assert!(body.contains("hello from the server"), "{body}");
+    let out = srv.clients().first().expect("a request").0.clone();
+    (published, out)
+}
+
+#[test]
+fn docker_rule_set_agrees_with_linux() {
+    if !root_or_skip("docker_rule_set_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 75;
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let _r = Rampart::start(&t, &docker_rules("inside", net), "", 1);
+        docker_scenarios(&t)
+    };
+    assert_eq!(
+        rampart,
+        ("203.0.113.2".to_string(), "203.0.113.1".to_string()),
+        "DNAT keeps the client's address; MASQUERADE out"
+    );
+    let linux = {
+        let t =
+            RouterTopology::with_linux_router(net + 1, Some(&docker_rules("ri", net + 1)), None);
+        docker_scenarios(&t)
+    };
+    assert_eq!(
+        rampart, linux,
+        "Rampart and Linux translate docker's rules alike"
+    );
+}
+
+/// kube-proxy's iptables mode for one NodePort service (30080) with two endpoints on the inside
+/// host (ports 8000 and 8001) chosen in turn by `-m statistic --mode nth` (deterministic, where
+/// kube-proxy's `--mode random` is not), KUBE-MARK-MASQ marking in nat PREROUTING, KUBE-FORWARD
+/// accepting the marked first packet in a FORWARD whose policy drops, and KUBE-POSTROUTING
+/// masquerading by the mark.
+fn kube_rules(net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SEP-WEB2 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
+-A KUBE-EXT-WEB -m comment --comment \"masquerade traffic for default/web:http external destinations\" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment \"default/web:http\" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -s 10.{net}.0.2/32 -m comment --comment \"default/web:http\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment \"default/web:http\" -m tcp -j DNAT --to-destination 10.{net}.0.2:8000
+-A KUBE-SEP-WEB2 -s 10.{net}.0.2/32 -m comment --comment \"default/web:http\" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB2 -p tcp -m comment --comment \"default/web:http\" -m tcp -j DNAT --to-destination 10.{net}.0.2:8001
+-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment \"default/web:http -> 10.{net}.0.2:8000\" -m statistic --mode nth --every 2 --packet 0 -j KUBE-SEP-WEB1
+-A KUBE-SVC-WEB -m comment --comment \"default/web:http -> 10.{net}.0.2:8001\" -j KUBE-SEP-WEB2
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
+-A FORWARD -s 10.{net}.0.0/24 -j ACCEPT
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+"
+    )
+}
+
+/// Three connections from outside to the NodePort: which endpoint port each reached and the
+/// source it saw.
+fn kube_scenarios(t: &RouterTopology) -> Vec<(u16, String)> {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let s1 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let s2 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8001);
+    // Both listening before the first connection (a refused one would take a turn).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = run(&mut t.inside_cmd(&["ss", "-ltnH"]));
+        let text = String::from_utf8_lossy(&o.stdout);
+        if text.contains(":8000 ") && text.contains(":8001 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers did not start: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        // One attempt each: a retry would be a connection of its own and take the next turn.
+        let o = run(&mut t.outside_cmd(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://203.0.113.1:30080/",
+        ]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut seen: Vec<(u16, String)> = Vec::new();
+    for (port, s) in [(8000, s1), (8001, s2)] {
+        seen.extend(s.clients().into_iter().map(|c| (port, c.0)));
+    }
+    seen
+}
+
+#[test]
+fn kube_proxy_rule_set_agrees_with_linux() {
+    if !root_or_skip("kube_proxy_rule_set_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 81;
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let _r = Rampart::start(&t, &kube_rules(net), "", 1);
+        kube_scenarios(&t)
+    };
+    // nth: the first and third connection to 8000, the second to 8001; masqueraded by the
+    // mark to the gateway's inside address.
+    let inside = format!("10.{net}.0.1");
+    assert_eq!(
+        rampart,
+        [
+            (8000, inside.clone()),
+            (8000, inside.clone()),
+            (8001, inside)
+        ],
+        "{rampart:?}"
+    );
+    let linux = {
+        let t = RouterTopology::with_linux_router(net + 1, Some(&kube_rules(net + 1)), None);
+        kube_scenarios(&t)
+    };
+    let linux_inside = format!("10.{}.0.1", net + 1);
+    assert_eq!(
+        linux,
+        [
+            (8000, linux_inside.clone()),
+            (8000, linux_inside.clone()),
+            (8001, linux_inside)
+        ],
+        "Linux chooses and masquerades alike"
+    );
+}

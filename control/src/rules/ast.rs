@@ -278,6 +278,8 @@ pub enum Module {
     Ipv6Header,
     Ah,
     Esp,
+    Mark,
+    Statistic,
 }
 
 impl Module {
@@ -311,6 +313,8 @@ impl Module {
             Module::Ipv6Header => "ipv6header",
             Module::Ah => "ah",
             Module::Esp => "esp",
+            Module::Mark => "mark",
+            Module::Statistic => "statistic",
         }
     }
 
@@ -385,6 +389,20 @@ pub enum Cond {
         out: bool,
         alts: Vec<(PortMask, Vec<AddrRange>)>,
     },
+    /// `-m statistic`: `--mode random --probability` (iptables' `lround(p * 2^31)`) or
+    /// `--mode nth --every n [--packet p]`; `!` inside (the match's `negated` is false).
+    Statistic(Statistic),
+}
+
+/// `-m statistic`'s options as given so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Statistic {
+    /// `Some(true)` random, `Some(false)` nth.
+    pub random: Option<bool>,
+    pub probability: Option<u32>,
+    pub every: Option<u32>,
+    pub packet: Option<u32>,
+    pub invert: bool,
 }
 
 /// The target of a rule and where it was written.
@@ -428,4 +446,10 @@ pub enum Target {
     },
     /// `NOTRACK` or `CT --notrack`.
     NoTrack,
+    /// `MARK`: the packet's mark becomes `(mark & !mask) ^ xor` (xt_MARK v2, as every spelling
+    /// is stored).
+    Mark {
+        mask: u32,
+        xor: u32,
+    },
 }

@@ -224,10 +224,75 @@ pub(crate) fn rule_checks(rule: &Rule) -> Vec<Check> {
                     });
                 }
             }
+            Cond::Statistic(st) => out.extend(statistic_check(st)),
             _ => {}
         }
     }
     out
+}
+
+/// `-m statistic` as a check (its nth slot given by the flattener).
+fn statistic_check(st: &Statistic) -> Option<Check> {
+    match st.random? {
+        true => Some(Check::Random {
+            probability: st.probability?,
+            invert: st.invert,
+        }),
+        false => {
+            let every = st.every?.checked_sub(1)?;
+            Some(Check::Nth {
+                slot: 0,
+                every,
+                start: every.checked_sub(st.packet.unwrap_or(0))?,
+                invert: st.invert,
+            })
+        }
+    }
+}
+
+/// The checks drawn once per packet where they are asked (a limit's bucket, a statistic
+/// draw): on a jump they are asked once, by a gate before the inlined chain.
+fn is_draw(c: &Check) -> bool {
+    matches!(
+        c,
+        Check::Limit { .. } | Check::Random { .. } | Check::Nth { .. }
+    )
+}
+
+/// A draw check negated (what a gate asks).
+fn inverted(c: Check) -> Check {
+    match c {
+        Check::Limit {
+            slot,
+            cost,
+            cap,
+            invert,
+        } => Check::Limit {
+            slot,
+            cost,
+            cap,
+            invert: !invert,
+        },
+        Check::Random {
+            probability,
+            invert,
+        } => Check::Random {
+            probability,
+            invert: !invert,
+        },
+        Check::Nth {
+            slot,
+            every,
+            start,
+            invert,
+        } => Check::Nth {
+            slot,
+            every,
+            start,
+            invert: !invert,
+        },
+        c => c,
+    }
 }
 
 fn addr_iv(r: &AddrRange) -> Iv {
@@ -403,7 +468,7 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
                 |c, v| c.dport = v,
             )
         }
-        Cond::Comment(_) | Cond::Limit { .. } => vec![full],
+        Cond::Comment(_) | Cond::Limit { .. } | Cond::Statistic(_) => vec![full],
         Cond::Check(c) => vec![check_cube(full, c)],
         Cond::AddrType { dst, out, alts } => {
             let mut cubes = Vec::new();
@@ -519,7 +584,7 @@ fn single_cube(family: Family, m: &Match) -> Option<Cube> {
             let mask = (*bits & u16::from(ct::ANY)) as u8;
             one(&|c| c.ct = if neg { ct::ANY & !mask } else { mask })
         }
-        Cond::Comment(_) | Cond::Limit { .. } => Some(full),
+        Cond::Comment(_) | Cond::Limit { .. } | Cond::Statistic(_) => Some(full),
         Cond::Check(c) => Some(check_cube(full, c)),
         _ => None,
     }
@@ -634,7 +699,7 @@ fn simple(rule: &Rule, kind: TableKind) -> bool {
     if rule
         .matches
         .iter()
-        .any(|m| matches!(m.cond, Cond::Limit { .. }))
+        .any(|m| matches!(m.cond, Cond::Limit { .. } | Cond::Statistic(_)))
         || super::recent::names_a_list(rule)
     {
         // Its bucket's slot is given by a full flattening.
@@ -862,6 +927,9 @@ struct Flattener<'a> {
     ctx: &'a Ctx<'a>,
     table: &'a Table,
     mode: FlattenFor,
+    /// The hook flattened: what `-i`/`-o` see there ([`cubes_at_hook`]), and `-m recent`'s
+    /// TTL.
+    hook: HookPoint,
     index: HashMap<&'a str, usize>,
     /// Where each chain's rules start in the per-rule maps below.
     first: Vec<usize>,
@@ -881,9 +949,9 @@ struct Flattener<'a> {
     nat_of: Vec<u32>,
     /// Per rule: its `-m limit` bucket's slot, or [`NONE`]; and how many slots are given.
     limit_of: Vec<u32>,
+    /// Per rule: its `-m statistic --mode nth` counter's slot (in the limits' numbering).
+    nth_of: Vec<u32>,
     limits: u32,
-    /// The built-in chain being flattened (`-m recent`'s TTL depends on it).
-    hook: HookPoint,
     /// The context of the built-in chain: everything.
     full: Cube,
     /// Flat rules, origins and logs before each rule of the built-in chain.
@@ -994,15 +1062,21 @@ impl Flattener<'_> {
     fn checks(&mut self, ci: usize, ri: usize, rule: &Rule, context: &[Check]) -> Vec<Check> {
         let mut all = context.to_vec();
         for mut c in rule_checks(rule) {
-            if let Check::Limit { slot, .. } = &mut c {
-                let at = self.first[ci] + ri;
-                if self.limit_of[at] == NONE {
-                    self.limit_of[at] = self.limits;
-                    self.limits += 1;
+            // A limit's bucket and an nth counter: one slot each per iptables rule.
+            let (of, slot) = match &mut c {
+                Check::Limit { slot, .. } => (&mut self.limit_of, slot),
+                Check::Nth { slot, .. } => (&mut self.nth_of, slot),
+                _ => {
+                    all.push(super::recent::at_hook(c, self.hook));
+                    continue;
                 }
-                *slot = self.limit_of[at];
+            };
+            let at = self.first[ci] + ri;
+            if of[at] == NONE {
+                of[at] = self.limits;
+                self.limits += 1;
             }
-            let c = super::recent::at_hook(c, self.hook);
+            *slot = of[at];
             all.push(c);
         }
         all
@@ -1036,13 +1110,25 @@ impl Flattener<'_> {
                 None if super::recent::changes_lists(rule) => None,
                 None => continue,
             };
-            let Some(own) = rule.cubes.as_deref() else {
+            let Some(mut own) = rule.cubes.as_deref() else {
                 return Err(self.err(
                     rule,
                     rule.col,
                     format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
                 ));
             };
+            let at_hook;
+            if let Some(c) = cubes_at_hook(self.ctx.family, self.hook, rule) {
+                let Some(c) = c else {
+                    return Err(self.err(
+                        rule,
+                        rule.col,
+                        format!("rule expands to more than {MAX_RULE_ALTERNATIVES} alternatives"),
+                    ));
+                };
+                at_hook = c;
+                own = &at_hook;
+            }
             let met;
             let cubes: &[Cube] = if whole {
                 own
@@ -1140,26 +1226,14 @@ impl Flattener<'_> {
                     // that skips it when the bucket has nothing to give; the chain's rules
                     // carry the jump's other conditions (a context never holds a limit: each
                     // was gated at its own jump).
-                    let (gated, inner): (Vec<Check>, Vec<Check>) = all_checks
-                        .iter()
-                        .cloned()
-                        .partition(|c| matches!(c, Check::Limit { .. }));
+                    let (gated, inner): (Vec<Check>, Vec<Check>) =
+                        all_checks.iter().cloned().partition(is_draw);
                     let skip = self.label();
                     let inner_checks: Checks =
                         (!inner.is_empty()).then(|| std::sync::Arc::new(inner.clone()));
                     if !gated.is_empty() {
                         let mut gate = inner.clone();
-                        gate.extend(gated.into_iter().map(|c| match c {
-                            Check::Limit {
-                                slot, cost, cap, ..
-                            } => Check::Limit {
-                                slot,
-                                cost,
-                                cap,
-                                invert: true,
-                            },
-                            c => c,
-                        }));
+                        gate.extend(gated.into_iter().map(inverted));
                         let o = self.origin(ci, ri);
                         let gate = Some(std::sync::Arc::new(gate));
                         self.emit(cubes, Pending::Continue(skip), o, rule, &gate)?;
@@ -1173,6 +1247,17 @@ impl Flattener<'_> {
                         self.chain(t, cubes, &inner, skip, depth + 1)?;
                     }
                     self.labels[skip] = self.out.len();
+                }
+                Target::Mark { mask, xor } => {
+                    // The operation rides in the rule's checks ([`Check::SetMark`]).
+                    let o = self.origin(ci, ri);
+                    let mut with = all_checks.clone();
+                    with.push(Check::SetMark {
+                        mask: *mask,
+                        xor: *xor,
+                    });
+                    let with = Some(std::sync::Arc::new(with));
+                    self.emit(cubes, act(Action::Mark), o, rule, &with)?;
                 }
                 Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
                     let kind = match spec.target {
@@ -1214,6 +1299,41 @@ impl Flattener<'_> {
         }
         Ok(())
     }
+}
+
+/// A rule's cubes at `hook` when its `-i` or `-o` names an interface the packets there do not
+/// have (`None`: its own cubes). Linux's `ipt_do_table` compares such an interface as the empty
+/// name (`nulldevname`): `-i` in a user chain reached from OUTPUT, `-o` in one reached from
+/// PREROUTING or INPUT. Only `+` (any name) matches it, so the test is a constant there:
+/// true drops the match from the rule, false leaves the rule no cube (inner `None`: the rule
+/// without the match has too many alternatives). POSTROUTING has the
+/// input interface for forwarded packets (`ip_output` passes `skb->dev` as the hook's input
+/// device), the only ones Rampart's nat POSTROUTING sees, so `-i` keeps its meaning there.
+pub(crate) fn cubes_at_hook(
+    family: Family,
+    hook: HookPoint,
+    rule: &Rule,
+) -> Option<Option<Vec<Cube>>> {
+    // Whether `m` tests an interface the hook has not, and whether that name is `+`.
+    let empty = |m: &Match| match &m.cond {
+        Cond::InInterface(i) if hook == HookPoint::Output => Some(i.name == "+"),
+        Cond::OutInterface(i) if matches!(hook, HookPoint::Prerouting | HookPoint::Input) => {
+            Some(i.name == "+")
+        }
+        _ => None,
+    };
+    if !rule.matches.iter().any(|m| empty(m).is_some()) {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(rule.matches.len());
+    for m in &rule.matches {
+        match empty(m) {
+            Some(any) if any == m.negated => return Some(Some(Vec::new())),
+            Some(_) => {}
+            None => kept.push(m.clone()),
+        }
+    }
+    Some(rule_cubes(family, &kept))
 }
 
 /// The range of `--to-source`/`--to-destination`.
@@ -1284,6 +1404,7 @@ pub(crate) fn flatten_keys(
         ctx,
         table,
         mode,
+        hook: hook_point,
         index: table
             .chains
             .iter()
@@ -1302,8 +1423,8 @@ pub(crate) fn flatten_keys(
         nat_targets: Vec::new(),
         nat_of: vec![NONE; total],
         limit_of: vec![NONE; total],
+        nth_of: vec![NONE; total],
         limits: 0,
-        hook: hook_point,
         full: Cube::full(family),
         roots: Vec::with_capacity(root_chain.rules.len() + 1),
     };

@@ -19,6 +19,7 @@
 mod ast;
 pub(crate) mod compile;
 pub(crate) mod lex;
+mod marks;
 pub mod matches;
 mod names;
 mod nat;

@@ -7,11 +7,19 @@
 //! MASQUERADE translate and end the chain, ACCEPT ends it without translation, and so does the
 //! policy (which must be ACCEPT). The first matching terminal rule decides, once per connection.
 //!
-//! The nat table's INPUT and OUTPUT chains translate traffic to and from the host's own
-//! sockets; Rampart has none beyond answering pings, so a rule there that translates (SNAT,
-//! DNAT, MASQUERADE, itself or in a chain it jumps to) is an error rather than being ignored.
-//! Rules there that change nothing (firewalld's `-A OUTPUT -j OUTPUT_direct` into an empty
-//! chain) are accepted: no packet of Rampart's passes them, and they would translate nothing.
+//! The nat table's OUTPUT chain translates connections the host itself opens. Rampart opens
+//! none: what it sends of its own (ARP and NDP answers, ICMP echo replies and errors, REJECT's
+//! TCP resets) answers a packet that came in, and in Linux too such a packet is a reply or
+//! RELATED to that packet's connection (or untracked, as NDP is), never a NEW connection
+//! through nat OUTPUT. So OUTPUT's rules, translating or not (docker's `-A OUTPUT ! -d
+//! 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER` into DNATs for published ports), load
+//! and are never applied, as Linux would apply them to nothing Rampart sends. A chain reached
+//! from both PREROUTING and OUTPUT is flattened under PREROUTING with PREROUTING's meaning.
+//!
+//! The nat INPUT chain translates the source of connections to the host's own sockets, which
+//! would change what Rampart's own answers (pings) see; a rule there that translates (SNAT,
+//! itself or in a chain it jumps to) is an error rather than being ignored. Rules there that
+//! change nothing are accepted.
 
 use super::ast::*;
 use super::compile::{flatten, FlattenFor};
@@ -31,18 +39,12 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
             Some(Target::Jump(name)) => t.chain_index(name).is_some_and(|c| translating[c]),
             _ => false,
         };
-        for hook in [HookPoint::Input, HookPoint::Output] {
-            let Some(chain) = t.chain(hook.chain_name()) else {
-                continue;
-            };
+        if let Some(chain) = t.chain(HookPoint::Input.chain_name()) {
             for rule in chain.rules.iter().filter(|r| translates(r)) {
                 errors.push(ctx.err(
                     rule.line,
                     rule.col,
-                    format!(
-                        "nat {} rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                        hook.chain_name()
-                    ),
+                    "nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING; OUTPUT loads and applies to nothing Rampart sends)".to_string(),
                 ));
             }
         }
@@ -427,13 +429,11 @@ mod tests {
              -A svc -j sep\n-A sep -p tcp -j DNAT --to-destination 10.0.0.2:80\n\
              -A PREROUTING -j svc\nCOMMIT\n",
         );
+        // OUTPUT translates what the host sends, none of which Rampart sends: it loads. INPUT's
+        // SNAT would change what Rampart's own answers see: refused.
         assert_eq!(
             e,
-            [
-                "n.rules:6:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                "n.rules:7:1: nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-                "n.rules:9:1: nat OUTPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING)",
-            ]
+            ["n.rules:7:1: nat INPUT rules that translate are not supported: Rampart translates forwarded traffic only (PREROUTING, POSTROUTING; OUTPUT loads and applies to nothing Rampart sends)"]
         );
         // Rules there that change nothing load (firewalld's OUTPUT_direct), and change nothing.
         let quiet =
@@ -450,5 +450,373 @@ mod tests {
         let e = errors("*nat\n-A POSTROUTING -j SNAT\nCOMMIT\n");
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("n.rules:2:"), "{e:?}");
+    }
+
+    /// docker's rules as `iptables-save` prints what dockerd installs for its bridge and one
+    /// published port (made with iptables 1.8.9 in a scratch namespace): the nat DOCKER chain
+    /// reached from PREROUTING and OUTPUT, `-i docker0` and `! -i docker0` in it, DNAT for the
+    /// published port, MASQUERADE for the bridge's network and the hairpin.
+    const DOCKER: &str = include_str!("../../../examples/iptables/docker.rules");
+
+    #[test]
+    fn docker_nat_loads_with_linux_meaning() {
+        let ports = vec!["eth0".to_string(), "docker0".to_string()];
+        let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
+        let host = crate::rules::HostAddrs {
+            ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("172.17.0.1", 16)]],
+        };
+        let parsed =
+            crate::rules::parse_iptables_with("d.rules", DOCKER, Family::V4, &ports, &host)
+                .unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Forward).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Input).unwrap();
+        // From outside to the host's address: DNAT to the container.
+        let t = pre(
+            &r,
+            meta(tcp("198.51.100.9", 5000, "203.0.113.1", 8080), 0, 0),
+        )
+        .unwrap();
+        assert_eq!(t.kind, NatKind::Dnat);
+        assert_eq!(t.range.addrs, Some((a("172.17.0.2"), a("172.17.0.2"))));
+        // From the bridge: RETURN first (docker's userland proxy handles the hairpin).
+        assert!(pre(&r, meta(tcp("172.17.0.3", 5000, "203.0.113.1", 8080), 1, 0)).is_none());
+        // Not to a local address: untouched.
+        assert!(pre(
+            &r,
+            meta(tcp("198.51.100.9", 5000, "198.51.100.1", 8080), 0, 0)
+        )
+        .is_none());
+        // A container's connection out: masqueraded on eth0, not towards docker0.
+        let out = post(&r, meta(tcp("172.17.0.2", 4000, "198.51.100.9", 443), 1, 0)).unwrap();
+        assert_eq!(out.kind, NatKind::Masquerade);
+        assert!(post(&r, meta(tcp("172.17.0.2", 4000, "172.17.0.3", 443), 1, 1)).is_none());
+        // The hairpin: the container to itself through the published port.
+        let hp = post(&r, meta(tcp("172.17.0.2", 4000, "172.17.0.2", 80), 1, 1)).unwrap();
+        assert_eq!(hp.kind, NatKind::Masquerade);
+    }
+
+    /// libvirt's default network: its mangle CHECKSUM rule changes nothing, its nat chain
+    /// masquerades the guests' traffic except to multicast and broadcast.
+    #[test]
+    fn libvirt_default_network_loads() {
+        let text = include_str!("../../../examples/iptables/libvirt.rules");
+        let ports = vec!["virbr0".to_string(), "eth0".to_string()];
+        let parsed = crate::rules::parse_iptables("l.rules", text, Family::V4, &ports).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Forward).unwrap();
+        crate::rules::compile_parsed(&parsed, crate::rules::Hook::Input).unwrap();
+        let out = post(
+            &r,
+            meta(tcp("192.168.122.5", 4000, "198.51.100.9", 443), 0, 1),
+        )
+        .unwrap();
+        assert_eq!(out.kind, NatKind::Masquerade);
+        assert!(post(&r, meta(tcp("192.168.122.5", 4000, "224.0.0.5", 443), 0, 1)).is_none());
+        assert!(post(
+            &r,
+            meta(tcp("192.168.122.5", 4000, "192.168.122.7", 443), 0, 0)
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn in_interface_in_a_chain_output_reaches() {
+        // Reached from OUTPUT only: `-i` loads (iptables refuses it in OUTPUT itself only).
+        let text = "*nat\n:u - [0:0]\n-A OUTPUT -j u\n-A u -i lan0 -j DNAT --to-destination 10.0.0.1\nCOMMIT\n";
+        nat(text, Family::V4).unwrap();
+        let e = errors("*nat\n-A OUTPUT -i lan0 -j ACCEPT\nCOMMIT\n");
+        assert_eq!(e, ["n.rules:2:11: can't use -i with OUTPUT"]);
+        // `-o` in a chain PREROUTING reaches sees the empty name: never, and `!` always.
+        let text = "*nat\n:u - [0:0]\n-A PREROUTING -j u\n\
+                    -A u -o wan0 -p tcp -j DNAT --to-destination 10.0.0.1\n\
+                    -A u ! -o wan0 -p udp -j DNAT --to-destination 10.0.0.2\nCOMMIT\n";
+        let r = nat(text, Family::V4).unwrap();
+        assert!(pre(&r, meta(tcp("192.0.2.1", 1, "192.0.2.2", 2), 0, 1)).is_none());
+        let mut k = tcp("192.0.2.1", 1, "192.0.2.2", 2);
+        k.proto = dataplane::wire::ip_proto::UDP;
+        let t = pre(&r, meta(k, 0, 1)).unwrap();
+        assert_eq!(t.range.addrs, Some((a("10.0.0.2"), a("10.0.0.2"))));
+        // `-i` in a chain POSTROUTING reaches is the forwarded packet's input port, as Linux's
+        // ip_output passes it.
+        let text = "*nat\n:u - [0:0]\n-A POSTROUTING -j u\n-A u -i lan0 -j MASQUERADE\nCOMMIT\n";
+        let r = nat(text, Family::V4).unwrap();
+        assert!(post(&r, meta(tcp("10.0.0.1", 1, "192.0.2.2", 2), 0, 1)).is_some());
+        assert!(post(&r, meta(tcp("10.0.0.1", 1, "192.0.2.2", 2), 1, 1)).is_none());
+    }
+}
+
+/// Packet marks and `-m statistic` in the nat table: kube-proxy's shapes.
+#[cfg(test)]
+mod mark_tests {
+    use crate::rules::{compile_nat, compile_parsed, parse_iptables, Hook};
+    use dataplane::classify::{ct, Action, PacketMeta, Wire};
+    use dataplane::nat::{NatChoice, NatKind, NatRules};
+    use dataplane::wire::{ip_proto, Family, FlowKey, IpAddr128};
+    use std::net::Ipv4Addr;
+
+    fn ports() -> Vec<String> {
+        vec!["lan0".into(), "wan0".into()]
+    }
+
+    fn meta(dport: u16) -> PacketMeta {
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        PacketMeta {
+            key: FlowKey::new_v4(
+                v4("10.0.0.9"),
+                v4("10.96.0.10"),
+                ip_proto::TCP,
+                40000,
+                dport,
+            ),
+            in_port: 0,
+            out_port: 1,
+            ct_state: ct::NEW,
+            tcp_flags: 0x02,
+            later_fragment: false,
+        }
+    }
+
+    /// The DNAT destination chosen (or None), and the mark after PREROUTING.
+    fn pre(r: &NatRules, m: &PacketMeta) -> (Option<IpAddr128>, u32) {
+        let mut mark = 0;
+        let c = r.prerouting.choose_marked(m, &mut mark);
+        let to = match c {
+            NatChoice::Translate(t, _) => t.range.addrs.map(|a| a.0),
+            _ => None,
+        };
+        (to, mark)
+    }
+
+    fn a(s: &str) -> IpAddr128 {
+        IpAddr128::from_std(s.parse().unwrap())
+    }
+
+    const KUBE: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        :KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-POSTROUTING - [0:0]\n\
+        :KUBE-SVC-A - [0:0]\n:KUBE-SEP-1 - [0:0]\n:KUBE-SEP-2 - [0:0]\n:KUBE-SEP-3 - [0:0]\n\
+        -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+        -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+        -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+        -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+        -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
+        -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n\
+        -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n\
+        -A KUBE-SVC-A ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j KUBE-MARK-MASQ\n\
+        -A KUBE-SVC-A -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-1\n\
+        -A KUBE-SVC-A -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-2\n\
+        -A KUBE-SVC-A -j KUBE-SEP-3\n\
+        -A KUBE-SEP-1 -s 10.244.1.1/32 -j KUBE-MARK-MASQ\n\
+        -A KUBE-SEP-1 -p tcp -m tcp -j DNAT --to-destination 10.244.1.1:8080\n\
+        -A KUBE-SEP-2 -s 10.244.1.2/32 -j KUBE-MARK-MASQ\n\
+        -A KUBE-SEP-2 -p tcp -m tcp -j DNAT --to-destination 10.244.1.2:8080\n\
+        -A KUBE-SEP-3 -s 10.244.1.3/32 -j KUBE-MARK-MASQ\n\
+        -A KUBE-SEP-3 -p tcp -m tcp -j DNAT --to-destination 10.244.1.3:8080\n\
+        COMMIT\n";
+
+    #[test]
+    fn kube_proxy_marks_choose_masquerade() {
+        let parsed = parse_iptables("k.rules", KUBE, Family::V4, &ports()).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        // From outside the pod network: marked in PREROUTING, so POSTROUTING masquerades and
+        // clears the bit (--set-xmark 0x4000/0x0 is --xor-mark).
+        let m = meta(80);
+        let (to, mark) = pre(&r, &m);
+        assert!(to.is_some());
+        assert_eq!(mark, 0x4000);
+        let mut after = mark;
+        match r.postrouting.choose_marked(&m, &mut after) {
+            NatChoice::Translate(t, _) => assert_eq!(t.kind, NatKind::Masquerade),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(after, 0);
+        // Unmarked: RETURN, nothing translated.
+        let mut zero = 0;
+        assert!(matches!(
+            r.postrouting.choose_marked(&m, &mut zero),
+            NatChoice::Keep
+        ));
+        // Not the service: no mark.
+        assert_eq!(pre(&r, &meta(81)), (None, 0));
+    }
+
+    #[test]
+    fn random_endpoints_by_kube_proxy_probabilities() {
+        let parsed = parse_iptables("k.rules", KUBE, Family::V4, &ports()).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        let n = 30_000;
+        let mut counts = [0usize; 3];
+        for _ in 0..n {
+            let (to, _) = pre(&r, &meta(80));
+            let to = to.unwrap();
+            let i = ["10.244.1.1", "10.244.1.2", "10.244.1.3"]
+                .iter()
+                .position(|e| a(e) == to)
+                .unwrap();
+            counts[i] += 1;
+        }
+        // Each a third: sd = sqrt(n/3 * 2/3) ~ 82; 6 sd. Ignoring the probabilities (or drawing
+        // once per inlined rule rather than once at the jump) lands far outside.
+        for c in counts {
+            assert!((c as i64 - n as i64 / 3).abs() < 500, "{counts:?}");
+        }
+    }
+
+    /// A draw on a jump is asked once, at the jump: every rule of the chain it enters sees the
+    /// same answer (a MARK then a DNAT: never one without the other).
+    #[test]
+    fn a_draw_on_a_jump_is_asked_once() {
+        let text = "*nat\n:sep - [0:0]\n\
+            -A PREROUTING -m statistic --mode random --probability 0.5 -j sep\n\
+            -A sep -j MARK --or-mark 0x1\n\
+            -A sep -p tcp -j DNAT --to-destination 10.244.1.1:8080\nCOMMIT\n";
+        let parsed = parse_iptables("k.rules", text, Family::V4, &ports()).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        let mut seen = [[0usize; 2]; 2];
+        for _ in 0..4000 {
+            let (to, mark) = pre(&r, &meta(80));
+            seen[usize::from(to.is_some())][mark as usize] += 1;
+        }
+        assert_eq!((seen[0][1], seen[1][0]), (0, 0), "{seen:?}");
+        assert!(seen[1][1] > 1700 && seen[0][0] > 1700, "{seen:?}");
+    }
+
+    #[test]
+    fn nth_endpoints_in_turn() {
+        let text = KUBE
+            .replace(
+                "-m statistic --mode random --probability 0.33333333349",
+                "-m statistic --mode nth --every 3 --packet 0",
+            )
+            .replace(
+                "-m statistic --mode random --probability 0.50000000000",
+                "-m statistic --mode nth --every 2 --packet 0",
+            );
+        let parsed = parse_iptables("k.rules", &text, Family::V4, &ports()).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        let got: Vec<IpAddr128> = (0..6).map(|_| pre(&r, &meta(80)).0.unwrap()).collect();
+        // The kernel's counters: the first rule takes packets 0, 3, ...; the second every other
+        // packet that reaches it (the first of those: 1, then 4); the rest go on.
+        let want = [
+            "10.244.1.1",
+            "10.244.1.2",
+            "10.244.1.3",
+            "10.244.1.1",
+            "10.244.1.2",
+            "10.244.1.3",
+        ];
+        assert_eq!(got, want.map(a));
+    }
+
+    /// kube-proxy's iptables mode as `iptables-save` prints it (made with iptables 1.8.9 in a
+    /// scratch namespace from kube-proxy's rules for two services and a NodePort).
+    #[test]
+    fn kube_proxy_set_loads_and_chooses() {
+        let text = include_str!("../../../examples/iptables/kube-proxy.rules");
+        let ports = vec!["eth0".to_string(), "cni0".to_string()];
+        let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
+        let host = crate::rules::HostAddrs {
+            ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("10.244.1.1", 24)]],
+        };
+        let parsed =
+            crate::rules::parse_iptables_with("k.rules", text, Family::V4, &ports, &host).unwrap();
+        let r = compile_nat(&parsed).unwrap();
+        let fwd = compile_parsed(&parsed, Hook::Forward).unwrap();
+        compile_parsed(&parsed, Hook::Input).unwrap();
+        assert!(!fwd.cacheable);
+        // The NodePort on the host's address: one of the three endpoints, marked.
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let mut m = meta(30080);
+        m.key = FlowKey::new_v4(
+            v4("198.51.100.7"),
+            v4("203.0.113.1"),
+            ip_proto::TCP,
+            5555,
+            30080,
+        );
+        let (to, mark) = pre(&r, &m);
+        let eps = ["10.244.1.11", "10.244.1.12", "10.244.1.13"].map(a);
+        assert!(
+            eps.contains(&to.unwrap()) && mark == 0x4000,
+            "{to:?} {mark:#x}"
+        );
+        // The filter accepts the marked first packet; unmarked and NEW, its policy (ACCEPT).
+        let j = fwd.judge_marked(&m, &Wire::NONE, &mut 0x4000, |_, _, _| {});
+        assert_eq!(j.action, Action::Accept);
+        // The DNS ClusterIP from a pod: DNAT, no mark (the source is in the pod network).
+        let mut dns = meta(53);
+        dns.key = FlowKey::new_v4(v4("10.244.1.50"), v4("10.96.0.10"), ip_proto::UDP, 5353, 53);
+        assert_eq!(pre(&r, &dns), (Some(a("10.244.0.5")), 0));
+        // From outside the pod network: marked, then masqueraded in POSTROUTING.
+        dns.key.src = a("192.0.2.1");
+        let (_, mark) = pre(&r, &dns);
+        assert_eq!(mark, 0x4000);
+        let mut after = mark;
+        assert!(matches!(
+            r.postrouting.choose_marked(&dns, &mut after),
+            NatChoice::Translate(t, _) if t.kind == NatKind::Masquerade
+        ));
+    }
+
+    #[test]
+    fn filter_marks_and_refusals() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+            -A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n\
+            -A FORWARD -j MARK --or-mark 0x1\n\
+            -A FORWARD -m mark --mark 0x1 -p udp -j ACCEPT\nCOMMIT\n";
+        let parsed = parse_iptables("f.rules", text, Family::V4, &ports()).unwrap();
+        let rs = compile_parsed(&parsed, Hook::Forward).unwrap();
+        assert!(!rs.cacheable, "a verdict that reads the mark is not cached");
+        let act = |m: &PacketMeta, mut mark: u32| {
+            rs.judge_marked(m, &Wire::NONE, &mut mark, |_, _, _| {})
+                .action
+        };
+        assert_eq!(act(&meta(80), 0x4000), Action::Accept);
+        assert_eq!(act(&meta(80), 0), Action::Drop);
+        let mut udp = meta(53);
+        udp.key.proto = ip_proto::UDP;
+        // MARK --or-mark 0x1 then --mark 0x1 (mask all ones): only a packet arriving with 0.
+        assert_eq!(act(&udp, 0), Action::Accept);
+        assert_eq!(act(&udp, 0x100), Action::Drop);
+        let err = |t: &str| {
+            parse_iptables("e.rules", t, Family::V4, &ports())
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        let e = err("*raw\n-A PREROUTING -j MARK --set-mark 1\nCOMMIT\n");
+        assert!(
+            e[0].contains("MARK in the raw table is not supported"),
+            "{e:?}"
+        );
+        let e = err("*filter\n-A FORWARD -j MARK\nCOMMIT\n");
+        assert!(e[0].contains("MARK needs one of"), "{e:?}");
+        let e = err("*filter\n-A FORWARD -m mark -j ACCEPT\nCOMMIT\n");
+        assert!(e[0].contains("-m mark needs --mark"), "{e:?}");
+        let e = err("*filter\n-A FORWARD -m statistic --mode nth -j ACCEPT\nCOMMIT\n");
+        assert!(e[0].contains("--mode nth needs --every"), "{e:?}");
+        let e = err(
+            "*filter\n-A FORWARD -m statistic --mode nth --every 2 --packet 2 -j ACCEPT\nCOMMIT\n",
+        );
+        assert!(e[0].contains("--packet must be below --every"), "{e:?}");
+        let e = err(
+            "*filter\n-A FORWARD -m statistic --mode random --probability 2 -j ACCEPT\nCOMMIT\n",
+        );
+        assert!(e[0].contains("invalid --probability"), "{e:?}");
+        let e = err("*filter\n-A FORWARD -j CONNMARK --set-mark 1\nCOMMIT\n");
+        assert!(e[0].contains("unsupported target CONNMARK"), "{e:?}");
+        // Every spelling MARK takes loads.
+        for op in [
+            "--set-xmark 0x4000/0x4000",
+            "--set-mark 0x1/0x3",
+            "--and-mark 0xff",
+            "--or-mark 0x4000",
+            "--xor-mark 0x4000",
+            "--set-mark 7",
+        ] {
+            let t = format!("*nat\n-A PREROUTING -j MARK {op}\nCOMMIT\n");
+            parse_iptables("m.rules", &t, Family::V4, &ports()).unwrap();
+        }
     }
 }

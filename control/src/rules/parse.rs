@@ -66,7 +66,6 @@ const LOG_DETAIL_OPTIONS: &[&str] = &[
 const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
-    "MARK",
     "CONNMARK",
     "TCPMSS",
     "REDIRECT",
@@ -605,6 +604,10 @@ enum PendingKind {
     Checksum {
         fill: bool,
     },
+    /// `(mask, xor)` once an option gave it.
+    Mark {
+        op: Option<(u32, u32)>,
+    },
     Jump(String),
 }
 
@@ -813,6 +816,8 @@ impl<'a> RuleParser<'a> {
                     ("limit", _) => Module::Limit,
                     ("addrtype", _) => Module::AddrType,
                     ("rt", Family::V6) => Module::Rt,
+                    ("mark", _) => Module::Mark,
+                    ("statistic", _) => Module::Statistic,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -993,6 +998,8 @@ impl<'a> RuleParser<'a> {
     fn check_per_packet(&self) -> Result<(), RuleError> {
         for m in &self.matches {
             match &m.cond {
+                // The walk's conditions: the nat table has them too.
+                Cond::Check(Check::Mark { .. }) | Cond::Statistic(_) => continue,
                 Cond::Check(_) => {}
                 Cond::Limit { avg, burst } => {
                     if dataplane::classify::checks::limit_credits(*avg, *burst).is_none() {
@@ -1053,9 +1060,10 @@ impl<'a> RuleParser<'a> {
             "NOTRACK" => PendingKind::NoTrack,
             "CT" => PendingKind::Ct { notrack: false },
             "CHECKSUM" => PendingKind::Checksum { fill: false },
+            "MARK" => PendingKind::Mark { op: None },
             name if UNSUPPORTED_TARGETS.contains(&name) => {
                 let why = match name {
-                    "MARK" | "CONNMARK" => ": Rampart keeps no packet or connection marks",
+                    "CONNMARK" => ": Rampart keeps no connection marks (packet marks: MARK)",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
                     "REDIRECT" => " (DNAT to an address of Rampart's is)",
                     _ => "",
@@ -1423,6 +1431,22 @@ impl<'a> RuleParser<'a> {
                 self.iface_limit = Some((canonical == "--limit-iface-out", tok.col));
                 return Ok(());
             }
+            "--mark" => {
+                let v = self.value(tok)?;
+                let (value, mask) =
+                    super::marks::value_mask(&v.text).map_err(|m| self.err(v.col, m))?;
+                return self.check(
+                    tok.col,
+                    Check::Mark {
+                        value,
+                        mask,
+                        invert: negated,
+                    },
+                );
+            }
+            "--mode" | "--probability" | "--every" | "--packet" => {
+                return self.statistic_option(tok, canonical, negated);
+            }
             "--comment" => {
                 self.no_negation(tok, negated)?;
                 let v = self.value(tok)?;
@@ -1519,6 +1543,18 @@ impl<'a> RuleParser<'a> {
                 let v = self.value(tok)?;
                 *to = Some(parse_nat_to(family, &v.text).map_err(|m| self.err(v.col, m))?);
                 flags.to_col = v.col;
+            }
+            (PendingKind::Mark { op }, o) if super::marks::mark_op(o, "0").is_some() => {
+                self.no_negation(tok, negated)?;
+                if op.is_some() {
+                    return Err(self.err(
+                        tok.col,
+                        "MARK takes one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark",
+                    ));
+                }
+                let v = self.value(tok)?;
+                let got = super::marks::mark_op(o, &v.text).unwrap_or(Err(String::new()));
+                *op = Some(got.map_err(|m| self.err(v.col, m))?);
             }
             (PendingKind::Masquerade { ports, .. }, "--to-ports") => {
                 self.no_negation(tok, negated)?;
@@ -1721,6 +1757,22 @@ impl<'a> RuleParser<'a> {
                 Target::NoTrack
             }
             PendingKind::Checksum { .. } => unreachable!("handled above"),
+            PendingKind::Mark { op } => {
+                if table == TableKind::Raw {
+                    return Err(self.err(
+                        t.name_col,
+                        "MARK in the raw table is not supported (it would mark every packet \
+                         before connection tracking): mark in the nat or filter table",
+                    ));
+                }
+                let Some((mask, xor)) = op else {
+                    return Err(self.err(
+                        t.name_col,
+                        "MARK needs one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark",
+                    ));
+                };
+                Target::Mark { mask, xor }
+            }
             PendingKind::Jump(name) => Target::Jump(name),
         };
         if t.goto && !matches!(target, Target::Jump(_)) {
@@ -1787,6 +1839,8 @@ impl<'a> RuleParser<'a> {
                     need_option("--mss")?;
                 }
                 Module::Limit | Module::Rt => {}
+                Module::Mark => need_option("--mark")?,
+                Module::Statistic => self.check_statistic(inst.col)?,
                 Module::AddrType => {
                     if !inst.used.iter().any(|o| o.ends_with("-type")) {
                         return Err(
@@ -1845,6 +1899,11 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Rt, "--rt-segsleft") => "--rt-segsleft",
         (Module::Rt, "--rt-len") => "--rt-len",
         (Module::Rt, "--rt-0-res" | "--rt-0-addrs" | "--rt-0-not-strict") => "--rt-0",
+        (Module::Mark, "--mark") => "--mark",
+        (Module::Statistic, "--mode") => "--mode",
+        (Module::Statistic, "--probability") => "--probability",
+        (Module::Statistic, "--every") => "--every",
+        (Module::Statistic, "--packet") => "--packet",
         _ => return ext::module_option(module, opt),
     })
 }
@@ -1868,10 +1927,10 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "hashlimit" | "connlimit" | "statistic" | "quota" | "connbytes" | "nfacct" | "time" => {
-            "per-source rates, counts, time and random conditions are not implemented"
+        "hashlimit" | "connlimit" | "quota" | "connbytes" | "nfacct" | "time" => {
+            "per-source rates, counts and time conditions are not implemented"
         }
-        "mark" | "connmark" => "Rampart keeps no packet or connection marks",
+        "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
         _ => return format!("match {name} is not supported"),
@@ -2175,4 +2234,91 @@ fn parse_nat_to(family: Family, s: &str) -> Result<NatTo, String> {
         random_fully: false,
         persistent: false,
     })
+}
+
+/// `-m statistic` (the options are gathered into the rule's last [`Cond::Statistic`]).
+impl<'a> RuleParser<'a> {
+    fn statistic_option(
+        &mut self,
+        tok: &'a Token<'a>,
+        canonical: &str,
+        negated: bool,
+    ) -> Result<(), RuleError> {
+        let v = self.value(tok)?;
+        let mut st = match self.matches.last().map(|m| &m.cond) {
+            Some(Cond::Statistic(st)) => *st,
+            _ => {
+                self.push(tok.col, false, Cond::Statistic(Statistic::default()));
+                Statistic::default()
+            }
+        };
+        match canonical {
+            "--mode" => {
+                self.no_negation(tok, negated)?;
+                st.random = Some(match v.text.as_ref() {
+                    "random" => true,
+                    "nth" => false,
+                    other => {
+                        return Err(
+                            self.err(v.col, format!("invalid --mode {other:?} (random or nth)"))
+                        )
+                    }
+                });
+            }
+            "--probability" => {
+                st.probability =
+                    Some(super::marks::probability(&v.text).map_err(|m| self.err(v.col, m))?);
+                st.invert = negated;
+            }
+            "--every" => {
+                let n = matches::number(&v.text, u32::MAX, "--every")
+                    .map_err(|m| self.err(v.col, m))?;
+                if n == 0 {
+                    return Err(self.err(v.col, "--every must be at least 1"));
+                }
+                st.every = Some(n);
+                st.invert = negated;
+            }
+            _ => {
+                self.no_negation(tok, negated)?;
+                st.packet = Some(
+                    matches::number(&v.text, u32::MAX, "--packet")
+                        .map_err(|m| self.err(v.col, m))?,
+                );
+            }
+        }
+        if let Some(Match {
+            cond: Cond::Statistic(last),
+            ..
+        }) = self.matches.last_mut()
+        {
+            *last = st;
+        }
+        Ok(())
+    }
+
+    /// libxt_statistic's final check: a mode, and only its options.
+    fn check_statistic(&self, col: u32) -> Result<(), RuleError> {
+        let st = self.matches.iter().rev().find_map(|m| match m.cond {
+            Cond::Statistic(st) => Some(st),
+            _ => None,
+        });
+        let err = |m: &str| Err(self.err(col, format!("-m statistic: {m}")));
+        let Some(st) = st else {
+            return err("needs --mode");
+        };
+        match st.random {
+            None => err("needs --mode"),
+            Some(true) if st.probability.is_none() => err("--mode random needs --probability"),
+            Some(true) if st.every.is_some() || st.packet.is_some() => {
+                err("--every and --packet go with --mode nth")
+            }
+            Some(false) if st.every.is_none() => err("--mode nth needs --every"),
+            Some(false) if st.probability.is_some() => err("--probability goes with --mode random"),
+            Some(false) if st.packet.unwrap_or(0) >= st.every.unwrap_or(1) => {
+                err("--packet must be below --every")
+            }
+            _ => Ok(()),
+        }
+    }
 }

@@ -323,8 +323,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m mark --mark 0x4000/0x4000 -j ACCEPT",
-        "Rampart keeps no packet or connection marks",
+        "-m connmark --mark 0x4000/0x4000 -j ACCEPT",
+        "unsupported option -m connmark (match connmark is not supported: Rampart keeps no connection marks",
         0,
     ),
     (
@@ -338,8 +338,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-j MARK --set-xmark 0x4000/0x4000",
-        "unsupported target MARK: Rampart keeps no packet or connection marks",
+        "-j CONNMARK --set-xmark 0x4000/0x4000",
+        "unsupported target CONNMARK: Rampart keeps no connection marks",
         1,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
@@ -603,19 +603,41 @@ fn chain_graph_errors() {
             "t.rules:3:11: can't use -i with OUTPUT"
         ]
     );
-    let e = errors(
-        "*filter\n:u - [0:0]\n-A INPUT -j u\n-A FORWARD -j u\n-A u -o out0 -j ACCEPT\nCOMMIT\n",
-    );
-    assert_eq!(
-        e,
-        ["t.rules:5:6: can't use -o in chain u: it is reached from INPUT"]
-    );
-    // Not reached from INPUT: fine.
-    compile(
-        "*filter\n:u - [0:0]\n-A FORWARD -j u\n-A u -o out0 -j ACCEPT\nCOMMIT\n",
-        Family::V4,
-    )
-    .unwrap();
+    // iptables checks the built-in chains only: a user chain reached from INPUT may test `-o`,
+    // which sees the empty name there (only `+` matches it), and the packet's port in FORWARD.
+    let text = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:u - [0:0]\n-A INPUT -j u\n-A FORWARD -j u\n\
+                -A u -o out0 -j ACCEPT\n-A u ! -o out1 -p udp -j ACCEPT\n-A u -o + -p icmp -j ACCEPT\nCOMMIT\n";
+    let key = |proto| FlowKey {
+        proto,
+        ..FlowKey::new_v4(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            6,
+            1,
+            2,
+        )
+    };
+    let meta = |proto, out_port| PacketMeta {
+        key: key(proto),
+        in_port: 0,
+        out_port,
+        ct_state: ct::NEW,
+        tcp_flags: 0x02,
+        later_fragment: false,
+    };
+    let input = compile_iptables("t.rules", text, Family::V4, &ports(), Hook::Input).unwrap();
+    let forward = compile_iptables("t.rules", text, Family::V4, &ports(), Hook::Forward).unwrap();
+    let act = |rs: &RuleSet, m| rs.evaluate(&m, |_, _, _| {}).action;
+    // -o out0: never in INPUT; in FORWARD for out0.
+    assert_eq!(act(&input, meta(6, 2)), Action::Drop);
+    assert_eq!(act(&forward, meta(6, 2)), Action::Accept);
+    // ! -o out1: always in INPUT; in FORWARD for the other ports.
+    assert_eq!(act(&input, meta(17, 3)), Action::Accept);
+    assert_eq!(act(&forward, meta(17, 3)), Action::Drop);
+    assert_eq!(act(&forward, meta(17, 2)), Action::Accept);
+    // -o +: any name, the empty one too.
+    assert_eq!(act(&input, meta(1, 3)), Action::Accept);
+    assert_eq!(act(&forward, meta(1, 3)), Action::Accept);
 }
 
 #[test]
@@ -811,7 +833,7 @@ fn mangle_and_security_load_when_they_change_nothing() {
         ),
         (
             "*mangle\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n",
-            "t.rules:2:15: unsupported target MARK",
+            "t.rules:2:15: target MARK in the mangle table is not supported",
         ),
         (
             "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n",

@@ -1,8 +1,11 @@
 //! Table-wide checks, run at `COMMIT`: every jump names a user chain of the table, user chains
 //! form no loop (Linux refuses such a table with ELOOP), and each user chain uses only the
-//! interfaces and targets that every hook reaching it allows (the kernel checks targets
-//! against the hooks a chain is reached from; `-i`/`-o` follow the rule iptables applies to
-//! the built-in chains, so that a user chain reached from INPUT cannot test `-o`).
+//! matches and targets that every hook reaching it allows (the kernel checks targets and
+//! matches such as `-m mac` against the hooks a chain is reached from). `-i`/`-o` are not
+//! checked here: iptables refuses them in the built-in chains only (`-i` in OUTPUT and
+//! POSTROUTING, `-o` in PREROUTING and INPUT, by the chain's name, as the parser does), and a
+//! user chain reached from a hook without that interface sees the empty name there
+//! ([`super::compile`] flattens it so).
 
 use super::ast::*;
 use super::parse::Ctx;
@@ -151,8 +154,6 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
         for rule in &chain.rules {
             for m in &rule.matches {
                 let (opt, bad): (&str, &dyn Fn(HookPoint) -> bool) = match m.cond {
-                    Cond::InInterface(_) => ("-i", &|h: HookPoint| !h.has_in_interface()),
-                    Cond::OutInterface(_) => ("-o", &|h: HookPoint| !h.has_out_interface()),
                     Cond::Check(dataplane::classify::Check::MacSource { .. }) => {
                         ("-m mac", &|h: HookPoint| !super::parse::mac_hook(h))
                     }

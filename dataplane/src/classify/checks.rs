@@ -131,6 +131,24 @@ pub enum Check {
         cap: u32,
         invert: bool,
     },
+    /// `-m mark --mark value/mask`: the packet's mark in the walk ([`super::walk`]); the rule
+    /// set checks it with the walk's mark, and [`Check::holds`] alone with mark 0.
+    Mark { value: u32, mask: u32, invert: bool },
+    /// A MARK target's operation, `mark = (mark & !mask) ^ xor`: always holds; the rule's
+    /// [`Action::Mark`](super::Action::Mark) applies it.
+    SetMark { mask: u32, xor: u32 },
+    /// `-m statistic --mode random`: holds when a draw in `0..2^31` is below `probability`
+    /// (iptables' `lround(p * 2^31)`), negated by `!`.
+    Random { probability: u32, invert: bool },
+    /// `-m statistic --mode nth`: the rule's counter (a bucket slot of the rule set, shared by
+    /// the workers as the kernel's is by CPUs) steps and holds when it wraps to 0; `every` is
+    /// n - 1, and the counter starts at `start` (`every - packet`).
+    Nth {
+        slot: u32,
+        every: u32,
+        start: u32,
+        invert: bool,
+    },
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -172,7 +190,15 @@ pub fn limit_credits(avg: u32, burst: u32) -> Option<(u32, u32)> {
 /// half), changed together by compare-and-swap, so all workers share the rule's rate as
 /// Linux's one bucket per rule does.
 #[derive(Debug)]
-pub struct Bucket(AtomicU64);
+pub struct Bucket(pub(crate) AtomicU64);
+
+/// Where an nth counter starts ([`Check::Nth`]'s `start`).
+pub fn nth_start(c: &Check) -> u32 {
+    match *c {
+        Check::Nth { start, .. } => start,
+        _ => 0,
+    }
+}
 
 impl Bucket {
     /// A full bucket.
@@ -303,6 +329,24 @@ impl Check {
             } => buckets
                 .get(slot as usize)
                 .is_some_and(|b| b.take(w.now_ns, cost, cap) != invert),
+            Check::Mark {
+                value,
+                mask,
+                invert,
+            } => super::walk::mark_matches(0, value, mask, invert),
+            Check::SetMark { .. } => true,
+            Check::Random {
+                probability,
+                invert,
+            } => (super::walk::random_u31() < probability) != invert,
+            Check::Nth {
+                slot,
+                every,
+                invert,
+                ..
+            } => buckets
+                .get(slot as usize)
+                .is_some_and(|b| super::walk::nth_step(&b.0, every) != invert),
         }
     }
 }

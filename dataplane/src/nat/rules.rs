@@ -198,6 +198,10 @@ impl QuickRule {
     fn of(r: &FlatRule, target: u32) -> Option<QuickRule> {
         use crate::classify::{FragMatch, ANY_PORT};
         let any = FlatRule::any(r.family, r.action, r.origin);
+        if r.checks.is_some() {
+            // A mark or statistic condition, or a MARK: the rule set's walk takes those.
+            return None;
+        }
         let (then, next) = match r.action {
             Action::Accept => (target, 0),
             Action::Drop => (Q_DROP, 0),
@@ -461,12 +465,17 @@ impl NatChain {
     /// any other through its classifier.
     #[inline]
     pub fn choose(&self, meta: &PacketMeta) -> NatChoice<'_> {
+        let mut mark = 0;
+        self.choose_marked(meta, &mut mark)
+    }
+
+    /// [`NatChain::choose`] for a packet whose mark is `mark` when it reaches the chain;
+    /// `mark` is what it is after (a chain with MARK or `-m mark` rules has no quick form, and
+    /// its walk is the rule set's: [`crate::classify::walk`]).
+    #[inline]
+    pub fn choose_marked(&self, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'_> {
         let Some(quick) = &self.quick else {
-            let j = self.rules.evaluate(meta, |_, _, _| {});
-            return match j.action {
-                Action::Accept => self.target(self.target_of(j.rule as usize)),
-                _ => NatChoice::Drop,
-            };
+            return self.choose_walked(meta, mark);
         };
         if meta.key.family != self.rules.family {
             return NatChoice::Drop;
@@ -496,6 +505,18 @@ impl NatChain {
             i += 1;
         }
         NatChoice::Drop
+    }
+
+    /// [`NatChain::choose_marked`] through the rule set.
+    #[inline]
+    fn choose_walked(&self, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'_> {
+        let j = self
+            .rules
+            .judge_marked(meta, &crate::classify::Wire::NONE, mark, |_, _, _| {});
+        match j.action {
+            Action::Accept => self.target(self.target_of(j.rule as usize)),
+            _ => NatChoice::Drop,
+        }
     }
 
     /// What `target_of` value `t` does.
