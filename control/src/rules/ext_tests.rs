@@ -2,7 +2,7 @@
 //! AH / ESP SPI matches of both families: what the parser takes and refuses, and their
 //! meaning on hand-built frames judged as a worker judges them.
 
-use super::tests::{compile, word_col};
+use super::tests::{assert_refused, compile};
 use super::*;
 use dataplane::classify::{Action, Wire};
 use dataplane::filter::packet_meta;
@@ -216,22 +216,7 @@ const REFUSED: &[(Family, &str, &str, usize)] = &[
 fn refuses_bad_values_at_their_column() {
     for &(family, rule, msg, word) in REFUSED {
         let text = format!("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD {rule}\nCOMMIT\n");
-        let errs = match compile(&text, family) {
-            Ok(_) => panic!("{rule:?} accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(errs.len(), 1, "{rule:?}: {errs:?}");
-        let e = &errs[0];
-        assert!(
-            e.message.contains(msg),
-            "{rule:?}: {:?} lacks {msg:?}",
-            e.message
-        );
-        assert_eq!(
-            (e.line, e.col),
-            (3, 11 + word_col(rule, word)),
-            "{rule:?}: {e}"
-        );
+        assert_refused(&text, family, 3, rule, msg, word);
     }
 }
 

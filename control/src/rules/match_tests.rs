@@ -3,7 +3,7 @@
 //! and their meaning on hand-built frames, judged through the frame parser, the classifier
 //! and the rule set's checks as a worker judges them.
 
-use super::tests::{compile, ports, word_col, wrap};
+use super::tests::{assert_refused, compile, ports, wrap};
 use super::*;
 use dataplane::classify::{Action, Wire};
 use dataplane::filter::packet_meta;
@@ -280,23 +280,8 @@ const REFUSED: &[(&str, &str, usize)] = &[
 #[test]
 fn refuses_bad_values_at_their_column() {
     for &(rule, msg, word) in REFUSED {
-        let line = format!("-A FORWARD {rule}");
-        let errs = match compile(&wrap(&line), Family::V4) {
-            Ok(_) => panic!("{rule:?} accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(errs.len(), 1, "{rule:?}: {errs:?}");
-        let e = &errs[0];
-        assert!(
-            e.message.contains(msg),
-            "{rule:?}: {:?} lacks {msg:?}",
-            e.message
-        );
-        assert_eq!(
-            (e.line, e.col),
-            (6, 11 + word_col(rule, word)),
-            "{rule:?}: {e}"
-        );
+        let text = wrap(&format!("-A FORWARD {rule}"));
+        assert_refused(&text, Family::V4, 6, rule, msg, word);
     }
     // Chains where the condition cannot be: mac after routing, addrtype's interface
     // limits in the wrong direction, per-packet checks in the nat table, IPv6 BROADCAST.

@@ -2,7 +2,7 @@
 //! frames judged as a worker judges them. Each test names its own lists: lists are shared by
 //! name in the process, as Linux shares them in a network namespace.
 
-use super::tests::{compile, word_col, wrap};
+use super::tests::{assert_refused, compile, wrap};
 use super::*;
 use dataplane::classify::{ct, Action, Wire};
 use dataplane::filter::packet_meta;
@@ -144,23 +144,8 @@ const REFUSED: &[(&str, &str, usize)] = &[
 #[test]
 fn refuses_bad_recent_options_at_their_column() {
     for &(rule, msg, word) in REFUSED {
-        let line = format!("-A FORWARD {rule}");
-        let errs = match compile(&wrap(&line), Family::V4) {
-            Ok(_) => panic!("{rule:?} accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(errs.len(), 1, "{rule:?}: {errs:?}");
-        let e = &errs[0];
-        assert!(
-            e.message.contains(msg),
-            "{rule:?}: {:?} lacks {msg:?}",
-            e.message
-        );
-        assert_eq!(
-            (e.line, e.col),
-            (6, 11 + word_col(rule, word)),
-            "{rule:?}: {e}"
-        );
+        let text = wrap(&format!("-A FORWARD {rule}"));
+        assert_refused(&text, Family::V4, 6, rule, msg, word);
     }
     // The nat table is judged without the packet; mangle is not applied.
     let nat = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m recent --set -j ACCEPT\nCOMMIT\n";

@@ -26,6 +26,34 @@ pub(crate) fn compile(text: &str, family: Family) -> Result<RuleSet, Vec<RuleErr
     compile_iptables("t.rules", text, family, &ports(), Hook::Forward)
 }
 
+/// Asserts that `text` (whose line `line` is `-A FORWARD RULE`) is refused with one error,
+/// whose message holds `msg`, at the `word`-th word of `rule`.
+pub(crate) fn assert_refused(
+    text: &str,
+    family: Family,
+    line: u32,
+    rule: &str,
+    msg: &str,
+    word: usize,
+) {
+    let errs = match compile(text, family) {
+        Ok(_) => panic!("{rule:?} accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(errs.len(), 1, "{rule:?}: {errs:?}");
+    let e = &errs[0];
+    assert!(
+        e.message.contains(msg),
+        "{rule:?}: {:?} lacks {msg:?}",
+        e.message
+    );
+    assert_eq!(
+        (e.line, e.col),
+        (line, 11 + word_col(rule, word)),
+        "{rule:?}: {e}"
+    );
+}
+
 /// The 1-based column of the `k`-th blank-separated word of `s`.
 pub(crate) fn word_col(s: &str, k: usize) -> u32 {
     let mut col = None;
@@ -441,24 +469,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
 #[test]
 fn refuses_what_iptables_restore_refuses() {
     for &(rule, msg, word) in REFUSED_V4 {
-        let line = format!("-A FORWARD {rule}");
-        let text = wrap(&line);
-        let errs = match compile(&text, Family::V4) {
-            Ok(_) => panic!("{rule:?} accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(errs.len(), 1, "{rule:?}: {errs:?}");
-        let e = &errs[0];
-        assert!(
-            e.message.contains(msg),
-            "{rule:?}: {:?} lacks {msg:?}",
-            e.message
-        );
-        assert_eq!(
-            (e.line, e.col),
-            (6, 11 + word_col(rule, word)),
-            "{rule:?}: {e}"
-        );
+        let text = wrap(&format!("-A FORWARD {rule}"));
+        assert_refused(&text, Family::V4, 6, rule, msg, word);
     }
 }
 
