@@ -599,28 +599,38 @@ fn docker_scenarios(t: &RouterTopology) -> (String, String) {
     (published, out)
 }
 
+/// `scenarios` through Rampart on topology `net` and through a Linux router on `net + 1`, each
+/// under `rules(linux, net)`: what each saw.
+fn rampart_and_linux<T>(
+    net: u8,
+    rules: impl Fn(bool, u8) -> String,
+    scenarios: impl Fn(&RouterTopology) -> T,
+) -> (T, T) {
+    let rampart = {
+        let t = RouterTopology::for_rampart(net);
+        let _r = Rampart::start(&t, &rules(false, net), "", 1);
+        scenarios(&t)
+    };
+    let t = RouterTopology::with_linux_router(net + 1, Some(&rules(true, net + 1)), None);
+    (rampart, scenarios(&t))
+}
+
 #[test]
 fn docker_rule_set_agrees_with_linux() {
     if !root_or_skip("docker_rule_set_agrees_with_linux") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let net = 75;
-    let rampart = {
-        let t = RouterTopology::for_rampart(net);
-        let _r = Rampart::start(&t, &docker_rules("inside", net), "", 1);
-        docker_scenarios(&t)
-    };
+    let (rampart, linux) = rampart_and_linux(
+        75,
+        |linux, net| docker_rules(if linux { "ri" } else { "inside" }, net),
+        docker_scenarios,
+    );
     assert_eq!(
         rampart,
         ("203.0.113.2".to_string(), "203.0.113.1".to_string()),
         "DNAT keeps the client's address; MASQUERADE out"
     );
-    let linux = {
-        let t =
-            RouterTopology::with_linux_router(net + 1, Some(&docker_rules("ri", net + 1)), None);
-        docker_scenarios(&t)
-    };
     assert_eq!(
         rampart, linux,
         "Rampart and Linux translate docker's rules alike"
@@ -726,11 +736,7 @@ fn kube_proxy_rule_set_agrees_with_linux() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let net = 81;
-    let rampart = {
-        let t = RouterTopology::for_rampart(net);
-        let _r = Rampart::start(&t, &kube_rules(net), "", 1);
-        kube_scenarios(&t)
-    };
+    let (rampart, linux) = rampart_and_linux(net, |_, net| kube_rules(net), kube_scenarios);
     // nth: the first and third connection to 8000, the second to 8001; masqueraded by the
     // mark to the gateway's inside address.
     let inside = format!("10.{net}.0.1");
@@ -743,10 +749,6 @@ fn kube_proxy_rule_set_agrees_with_linux() {
         ],
         "{rampart:?}"
     );
-    let linux = {
-        let t = RouterTopology::with_linux_router(net + 1, Some(&kube_rules(net + 1)), None);
-        kube_scenarios(&t)
-    };
     let linux_inside = format!("10.{}.0.1", net + 1);
     assert_eq!(
         linux,
