@@ -770,9 +770,7 @@ impl Flows<'_> {
     /// neighbour discovery, MLD, an unassigned type.
     fn icmp_other(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(50);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 50);
         let id = self.r.0.next_u64() as u16;
         let (ty, answer) = if fam == Fam::V4 {
             self.r.pick(&[
@@ -825,12 +823,18 @@ impl Flows<'_> {
         s
     }
 
+    /// A flow's two hosts, client first: the client inside `pct` percent of the time, the
+    /// server on the other side.
+    fn ends(&mut self, fam: Fam, pct: u64) -> (IpAddr, IpAddr) {
+        let from_inside = self.r.pct(pct);
+        let c = self.pools.host(&mut self.r, fam, from_inside);
+        (c, self.pools.host(&mut self.r, fam, !from_inside))
+    }
+
     /// A protocol Linux and Rampart track by address pair alone (GRE, ESP), both ways.
     fn other_proto(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(60);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 60);
         let proto = self.r.pick(&[47u8, 50]);
         let (lc, ls) = (self.look(), self.look());
         // GRE version 0 (no key), ESP with an SPI and sequence number.
@@ -910,9 +914,7 @@ impl Flows<'_> {
 
     fn tcp(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(65);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 65);
         let cp = CLIENT_PORTS.0 + self.r.below(100) as u16;
         let sp = self.r.pick(&self.pools.ports);
         let (lc, ls) = (self.look(), self.look());
@@ -1061,9 +1063,7 @@ impl Flows<'_> {
 
     fn udp(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(65);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 65);
         let cp = if self.r.pct(85) {
             CLIENT_PORTS.0 + self.r.below(100) as u16
         } else {
@@ -1099,9 +1099,7 @@ impl Flows<'_> {
 
     fn echo(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(65);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 65);
         let id = self.r.0.next_u64() as u16;
         let (lc, ls) = (self.look(), self.look());
         let mk = |reply: bool, seq: u16, n: usize| {
@@ -1143,9 +1141,7 @@ impl Flows<'_> {
     /// A UDP datagram or echo request in fragments, in order, and maybe an answer.
     fn fragmented(&mut self, fam: Fam) -> Script {
         let mut s = Script::new();
-        let from_inside = self.r.pct(65);
-        let c = self.pools.host(&mut self.r, fam, from_inside);
-        let sv = self.pools.host(&mut self.r, fam, !from_inside);
+        let (c, sv) = self.ends(fam, 65);
         let n = 600 + self.r.below(900);
         let l4 = if self.r.pct(70) {
             L4Spec::udp(
