@@ -39,14 +39,8 @@ fn v4(proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut fr = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0];
     fr.extend(((20 + l4.len()) as u16).to_be_bytes());
     fr.extend([0, 1, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    let mut sum = 0u32;
-    for c in fr[14..34].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    fr[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = dataplane::wire::checksum::checksum(&fr[14..34]);
+    fr[24..26].copy_from_slice(&sum.to_be_bytes());
     fr.extend_from_slice(l4);
     fr
 }

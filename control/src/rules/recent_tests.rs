@@ -22,14 +22,8 @@ fn syn(src: &str, dst: &str, ttl: u8) -> Vec<u8> {
             fr.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, ttl, 6, 0, 0]);
             fr.extend_from_slice(&s.octets());
             fr.extend_from_slice(&d.octets());
-            let mut sum = 0u32;
-            for c in fr[14..34].chunks(2) {
-                sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-            }
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            fr[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let sum = dataplane::wire::checksum::checksum(&fr[14..34]);
+            fr[24..26].copy_from_slice(&sum.to_be_bytes());
         }
         (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
             fr.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, ttl]);
