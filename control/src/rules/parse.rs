@@ -2150,8 +2150,11 @@ fn parse_multiport(s: &str) -> Result<Vec<PortRange>, String> {
             }
             Some((a, b)) => {
                 let (a, b) = (names::port(a)?, names::port(b)?);
-                if a > b {
-                    return Err(format!("invalid port range {item} (min > max)"));
+                // libxt_multiport refuses a range whose ends are equal too.
+                if a >= b {
+                    return Err(format!(
+                        "invalid port range {item} (multiport needs min < max)"
+                    ));
                 }
                 count += 2;
                 (a, b)

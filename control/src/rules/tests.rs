@@ -254,7 +254,12 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-p tcp -m multiport --dports 80,22:21 -j ACCEPT",
-        "min > max",
+        "multiport needs min < max",
+        5,
+    ),
+    (
+        "-p tcp -m multiport --dports 80:80 -j ACCEPT",
+        "multiport needs min < max",
         5,
     ),
     (
