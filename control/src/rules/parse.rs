@@ -1671,9 +1671,9 @@ impl<'a> RuleParser<'a> {
                 t.name_col,
                 format!(
                     "target {} in the {} table is not supported (Rampart applies filter, nat and \
-                     raw; the {} table may only hold ACCEPT, RETURN and jumps, which change nothing)",
+                     raw; mangle and security may only hold what changes nothing: ACCEPT, RETURN, \
+                     jumps, and CHECKSUM in mangle)",
                     t.name,
-                    table.name(),
                     table.name()
                 ),
             ));
