@@ -133,16 +133,7 @@ fn tcp(
 ) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(src, dst),
-        L4Spec::Tcp {
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window: 0xffff,
-            options: Vec::new(),
-            payload: Vec::new(),
-        },
+        L4Spec::tcp_segment(sport, dport, flags, seq, ack, &[]),
     )
     .build()
 }

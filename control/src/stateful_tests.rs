@@ -105,16 +105,7 @@ fn tcp(
 ) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(src, dst),
-        L4Spec::Tcp {
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window: 0xffff,
-            options: Vec::new(),
-            payload: payload.to_vec(),
-        },
+        L4Spec::tcp_segment(sport, dport, flags, seq, ack, payload),
     )
     .build()
 }

@@ -167,16 +167,7 @@ fn flow_frames(key: &dataplane::wire::FlowKey) -> Flow {
             |ip: &IpSpec, s: u16, d: u16, flags: Flags, seq: u32, ack: u32, payload: &[u8]| {
                 FrameSpec::new(
                     ip.clone(),
-                    L4Spec::Tcp {
-                        sport: s,
-                        dport: d,
-                        seq,
-                        ack,
-                        flags,
-                        window: 0xffff,
-                        options: Vec::new(),
-                        payload: payload.to_vec(),
-                    },
+                    L4Spec::tcp_segment(s, d, flags, seq, ack, payload),
                 )
                 .build()
             };
