@@ -1329,18 +1329,4 @@ mod tests {
             }
         }
     }
-
-    /// Writes the sets of seeds 0..N into $RAMPART_GEN_DUMP (for loading them by hand).
-    #[test]
-    #[ignore]
-    fn dump_sets() {
-        let Ok(dir) = std::env::var("RAMPART_GEN_DUMP") else {
-            return;
-        };
-        for seed in 0..300 {
-            let g = generate(seed);
-            std::fs::write(format!("{dir}/{seed}.v4"), &g.linux4).unwrap();
-            std::fs::write(format!("{dir}/{seed}.v6"), &g.linux6).unwrap();
-        }
-    }
 }
