@@ -31,15 +31,25 @@ pub fn set_mark(checks: &[Check], mark: u32) -> u32 {
     })
 }
 
-/// A draw source shared by the workers: a counter stepped by the golden ratio and mixed
-/// (splitmix64), as good as the kernel's `get_random_u32` for choosing among endpoints.
-static DRAWS: AtomicU64 = AtomicU64::new(0x243f_6a88_85a3_08d3);
+/// Seeds the threads' draw sources apart (one step per thread, once).
+static SEEDS: AtomicU64 = AtomicU64::new(0x243f_6a88_85a3_08d3);
+
+thread_local! {
+    /// This thread's draw source: a counter stepped by the golden ratio and mixed
+    /// (splitmix64), as good as the kernel's per-CPU `get_random_u32` for choosing among
+    /// endpoints. Per thread, so workers share no written line for their draws.
+    static DRAWS: std::cell::Cell<u64> = std::cell::Cell::new(
+        SEEDS.fetch_add(0x6a09_e667_f3bc_c909, Ordering::Relaxed),
+    );
+}
 
 /// A uniform number in `0..2^31` (xt_statistic's `get_random_u32() & 0x7FFFFFFF`).
 pub fn random_u31() -> u32 {
-    let mut z = DRAWS
-        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = DRAWS.with(|d| {
+        let z = d.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        d.set(z);
+        z
+    });
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
