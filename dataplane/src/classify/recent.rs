@@ -111,8 +111,12 @@ struct Table {
     mask: [u8; 16],
     /// Stamps per entry (a power of two).
     history: usize,
-    /// In the order they were added (what Linux's hash chains keep for one address).
+    /// In the order they were added (what Linux's hash chains keep for one address); room for
+    /// [`LIST_TOT`] from the start.
     entries: Vec<Entry>,
+    /// Stamp rings of `history` not in use: with the entries' own, [`LIST_TOT`] of them, made
+    /// when the list is (or its history lengthens), so no packet allocates.
+    spare: Vec<Box<[u64]>>,
     /// The next `Entry::used` (a larger value is a later set or update).
     clock: u64,
 }
@@ -160,13 +164,40 @@ impl Table {
         e.used = self.clock;
     }
 
+    /// An empty list keeping `history` stamps an entry, with all its memory.
+    fn new(mask: [u8; 16], history: usize) -> Table {
+        Table {
+            mask,
+            history,
+            entries: Vec::with_capacity(LIST_TOT),
+            spare: Self::rings(history),
+            clock: 0,
+        }
+    }
+
+    fn rings(history: usize) -> Vec<Box<[u64]>> {
+        (0..LIST_TOT)
+            .map(|_| vec![0u64; history].into_boxed_slice())
+            .collect()
+    }
+
+    /// Takes entry `i` out, its stamp ring back to the spares.
+    fn remove(&mut self, i: usize) {
+        let e = self.entries.remove(i);
+        self.spare.push(e.stamps);
+    }
+
     fn add(&mut self, family: Family, addr: [u8; 16], ttl: u8, now: u64) {
         if self.entries.len() >= LIST_TOT {
             if let Some(i) = self.oldest() {
-                self.entries.remove(i);
+                self.remove(i);
             }
         }
-        let mut stamps = vec![0u64; self.history].into_boxed_slice();
+        let history = self.history;
+        let mut stamps = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| vec![0u64; history].into_boxed_slice());
         stamps[0] = now;
         self.clock += 1;
         self.entries.push(Entry {
@@ -204,7 +235,7 @@ impl Table {
         match m.op {
             RecentOp::Set => ret = !ret,
             RecentOp::Remove => {
-                self.entries.remove(at);
+                self.remove(at);
                 return !ret;
             }
             RecentOp::Check | RecentOp::Update => {
@@ -227,7 +258,7 @@ impl Table {
                         let e = &self.entries[o];
                         let last = e.stamps[(e.next + self.history - 1) & (self.history - 1)];
                         if after(time, last) {
-                            self.entries.remove(o);
+                            self.remove(o);
                             if o == at {
                                 return ret;
                             }
@@ -307,20 +338,14 @@ pub fn list(name: &str, mask: [u8; 16], history: usize) -> Arc<RecentList> {
     {
         let mut t = l.table.lock().unwrap_or_else(|e| e.into_inner());
         if history > t.history {
-            t.entries.clear();
-            t.history = history;
+            *t = Table::new(t.mask, history);
         }
         drop(t);
         return l;
     }
     let l = Arc::new(RecentList {
         name: name.into(),
-        table: Mutex::new(Table {
-            mask,
-            history,
-            entries: Vec::new(),
-            clock: 0,
-        }),
+        table: Mutex::new(Table::new(mask, history)),
     });
     lists.push(Arc::downgrade(&l));
     l
