@@ -351,32 +351,14 @@ impl Check {
     }
 }
 
-/// The Routing header of an IPv6 packet (the whole header), walking the extension headers
-/// from the fixed header; `None` when there is none before the L4 header or a non-first
-/// fragment's Fragment header.
+/// The Routing header of an IPv6 packet (the whole header), found as `ip6t_rt` finds it
+/// ([`super::ipv6ext::find_hdr`], Linux's `ipv6_find_hdr`: not past a non-first fragment's
+/// Fragment header); `None` when there is none or the packet cuts it short.
 fn routing_header<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
-    let l3 = usize::from(w.l3);
-    let ip = crate::wire::ipv6::Packet::new_checked(w.frame.get(l3..)?).ok()?;
-    let payload = &w.frame[l3 + crate::wire::ipv6::HEADER_LEN..];
-    for hdr in ip.ext_headers() {
-        let hdr = hdr.ok()?;
-        match hdr.header_type {
-            ip_proto::IPV6_ROUTE => {
-                return payload.get(hdr.offset..hdr.offset + hdr.data.len());
-            }
-            // A non-first fragment: what follows its Fragment header is payload.
-            ip_proto::IPV6_FRAG
-                if hdr
-                    .data
-                    .get(2..4)
-                    .is_some_and(|o| (u16::from_be_bytes([o[0], o[1]]) >> 3) != 0) =>
-            {
-                return None
-            }
-            _ => {}
-        }
-    }
-    None
+    let ip = super::ipv6ext::ipv6_packet(w)?;
+    let at = super::ipv6ext::find_hdr(ip, ip_proto::IPV6_ROUTE).ok()??;
+    let len = (usize::from(*ip.get(at + 1)?) + 1) << 3;
+    ip.get(at..at + len)
 }
 
 /// The option bytes of a TCP header (`doff * 4 - 20` of them), or `None` where Linux's TCP

@@ -70,7 +70,7 @@ fn is_ext(h: u8) -> bool {
 
 /// `ipv6_find_hdr(skb, &ptr, target, NULL, NULL)` over the IPv6 packet `ip`: `Ok(Some(at))`
 /// for the header's offset, `Ok(None)` for `-ENOENT`, `Err(())` for a header cut short.
-fn find_hdr(ip: &[u8], target: u8) -> Result<Option<usize>, ()> {
+pub(super) fn find_hdr(ip: &[u8], target: u8) -> Result<Option<usize>, ()> {
     let mut start = 40;
     let mut next = *ip.get(6).ok_or(())?;
     loop {
@@ -100,7 +100,7 @@ fn find_hdr(ip: &[u8], target: u8) -> Result<Option<usize>, ()> {
 
 /// The IPv6 packet of `w` (from its fixed header, as long as its payload length says, or
 /// what the frame holds).
-fn ipv6_packet<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
+pub(super) fn ipv6_packet<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
     let ip = w.frame.get(usize::from(w.l3)..)?;
     let plen = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
     Some(&ip[..ip.len().min(40 + plen)])
