@@ -122,8 +122,49 @@ struct Sink {
 }
 
 /// A frame held for its datagram's first fragment: its index, bytes (as it arrived, with
-/// the ingress MAC of router mode written), ingress port and capture timestamp.
-type HeldFrame = (usize, Vec<u8>, u16, std::time::Duration);
+/// the ingress MAC of router mode written) and ingress port.
+type HeldFrame = (usize, Vec<u8>, u16);
+
+/// Holds `held`, a frame judged a non-first fragment before its first; writes the line of the
+/// one the store gives up for it (itself, when it cannot be held).
+fn hold(
+    orphans: &mut Orphans<HeldFrame>,
+    sink: &mut Sink,
+    names: &[String],
+    held: HeldFrame,
+    now_ns: u64,
+) -> Result<(), ReplayError> {
+    let given_up = match dataplane::wire::parse_frame(&held.1) {
+        Ok(info) => orphans.hold(held, &info, now_ns),
+        Err(_) => Some(held),
+    };
+    match given_up {
+        Some((i, _, ing)) => sink.orphan_dropped(i, &names[usize::from(ing)]),
+        None => Ok(()),
+    }
+}
+
+/// Puts into `next`, to be judged again in arrival order, the held frames whose first fragment
+/// `frags` now knows, and writes the lines of those whose time is up.
+fn release<V: Copy>(
+    orphans: &mut Orphans<HeldFrame>,
+    frags: &dataplane::conntrack::frag::Fragments<V>,
+    sink: &mut Sink,
+    names: &[String],
+    now_ns: u64,
+    next: &mut Vec<HeldFrame>,
+) -> Result<(), ReplayError> {
+    let mut expired = Vec::new();
+    orphans.release(frags, now_ns, usize::MAX, |r| match r {
+        Released::Ready(h) => next.push(h),
+        Released::Expired(h) => expired.push(h),
+    });
+    next.reverse();
+    for (i, _, ing) in expired {
+        sink.orphan_dropped(i, &names[usize::from(ing)])?;
+    }
+    Ok(())
+}
 
 impl Sink {
     fn new(opts: &ReplayOptions, link: crate::pcap::Link) -> Result<Sink, ReplayError> {
@@ -263,37 +304,25 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
             t.expire(now_ns, u32::MAX);
         }
         sink.sum.packets += 1;
-        let held = (index, f.data.clone(), ingress, f.timestamp);
-        let mut next = vec![held];
+        let mut next = vec![(index, f.data.clone(), ingress)];
         while let Some(held) = next.pop() {
-            if let Some(held) = bridge_one(opts, &topo, tables.as_mut(), &mut sink, held, now_ns)? {
-                let info = dataplane::wire::parse_frame(&held.1);
-                let given_up = match info {
-                    Ok(info) => orphans.hold(held, &info, now_ns),
-                    Err(_) => Some(held),
-                };
-                if let Some((i, _, ing, _)) = given_up {
-                    sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
-                }
+            let t = tables.as_mut();
+            if let Some(held) = bridge_one(opts, &topo, t, &mut sink, held, now_ns, f.timestamp)? {
+                hold(&mut orphans, &mut sink, &topo.names, held, now_ns)?;
             }
-            if next.is_empty() && !orphans.is_empty() {
-                if let Some(t) = tables.as_ref() {
-                    let mut expired = Vec::new();
-                    orphans.release(&t.frags, now_ns, usize::MAX, |r| match r {
-                        Released::Ready((i, data, ing, _)) => {
-                            next.push((i, data, ing, f.timestamp))
-                        }
-                        Released::Expired(h) => expired.push(h),
-                    });
-                    next.reverse();
-                    for (i, _, ing, _) in expired {
-                        sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
-                    }
-                }
+            if let (true, Some(t)) = (next.is_empty(), tables.as_ref()) {
+                release(
+                    &mut orphans,
+                    &t.frags,
+                    &mut sink,
+                    &topo.names,
+                    now_ns,
+                    &mut next,
+                )?;
             }
         }
     }
-    for (i, _, ing, _) in orphans.drain() {
+    for (i, _, ing) in orphans.drain() {
         sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
     }
     sink.finish()
@@ -306,8 +335,9 @@ fn bridge_one(
     topo: &Topology,
     tables: Option<&mut Tables>,
     sink: &mut Sink,
-    (index, mut data, ingress, timestamp): HeldFrame,
+    (index, mut data, ingress): HeldFrame,
     now_ns: u64,
+    timestamp: std::time::Duration,
 ) -> Result<Option<HeldFrame>, ReplayError> {
     let tracking = tables.is_some();
     let arrived = data.clone();
@@ -325,7 +355,7 @@ fn bridge_one(
         );
         let verdict = judged.verdict;
         if tracking && verdict == Verdict::Drop(DropReason::Fragment(FragError::NoFirst)) {
-            return Ok(Some((index, arrived, ingress, timestamp)));
+            return Ok(Some((index, arrived, ingress)));
         }
         let (rule, ct_state) = rule_and_state(
             opts,
@@ -479,7 +509,7 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
             data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
         }
         sink.sum.packets += 1;
-        let mut next = vec![(index, data, ingress, f.timestamp)];
+        let mut next = vec![(index, data, ingress)];
         while let Some(held) = next.pop() {
             let mut r = RoutedReplay {
                 opts,
@@ -490,29 +520,22 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
                 sent: &mut sent,
                 queued: &mut queued,
             };
-            if let Some(held) = r.one(&mut sink, held, now_ns)? {
-                let given_up = match dataplane::wire::parse_frame(&held.1) {
-                    Ok(info) => orphans.hold(held, &info, now_ns),
-                    Err(_) => Some(held),
-                };
-                if let Some((i, _, ing, _)) = given_up {
-                    sink.orphan_dropped(i, &names[usize::from(ing)])?;
-                }
+            if let Some(held) = r.one(&mut sink, held, now_ns, f.timestamp)? {
+                hold(&mut orphans, &mut sink, &names, held, now_ns)?;
             }
-            if next.is_empty() && !orphans.is_empty() {
-                let mut expired = Vec::new();
-                orphans.release(&tables.frags, now_ns, usize::MAX, |r| match r {
-                    Released::Ready((i, data, ing, _)) => next.push((i, data, ing, f.timestamp)),
-                    Released::Expired(h) => expired.push(h),
-                });
-                next.reverse();
-                for (i, _, ing, _) in expired {
-                    sink.orphan_dropped(i, &names[usize::from(ing)])?;
-                }
+            if next.is_empty() {
+                release(
+                    &mut orphans,
+                    &tables.frags,
+                    &mut sink,
+                    &names,
+                    now_ns,
+                    &mut next,
+                )?;
             }
         }
     }
-    for (i, _, ing, _) in orphans.drain() {
+    for (i, _, ing) in orphans.drain() {
         sink.orphan_dropped(i, &names[usize::from(ing)])?;
     }
     // Packets still waiting for a neighbour when the capture ends.
@@ -541,8 +564,9 @@ impl RoutedReplay<'_> {
     fn one(
         &mut self,
         sink: &mut Sink,
-        (index, data, ingress, timestamp): HeldFrame,
+        (index, data, ingress): HeldFrame,
         now_ns: u64,
+        timestamp: std::time::Duration,
     ) -> Result<Option<HeldFrame>, ReplayError> {
         let RoutedReplay {
             opts,
@@ -653,7 +677,7 @@ impl RoutedReplay<'_> {
                         for (_, frame) in sent.drain(..) {
                             sink.out.write(timestamp, &frame)?;
                         }
-                        return Ok(Some((index, arrived, ingress, timestamp)));
+                        return Ok(Some((index, arrived, ingress)));
                     }
                     Fate::Dropped(_, why) => {
                         sink.drop(why);
