@@ -1635,6 +1635,8 @@ fn echo_reply_in_place(frame: &mut [u8], info: &PacketInfo, family: Family) -> b
             let (s, d) = frame[l3 + 12..l3 + 20].split_at_mut(4);
             s.swap_with_slice(d);
             frame[l3 + 8] = HOP_LIMIT;
+            // Linux answers from its ICMP socket, which never sets DF (IP_PMTUDISC_DONT).
+            frame[l3 + 6] &= !0x40;
             frame[l3 + 10..l3 + 12].fill(0);
             let c = checksum::checksum(&frame[l3..l3 + ihl]);
             frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());

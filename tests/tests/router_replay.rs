@@ -235,6 +235,12 @@ fn router_mode_replays_through_the_workers_router_path() {
     let un = parse_frame(&out[4]).unwrap();
     let l4 = usize::from(un.l4_offset);
     assert_eq!((out[4][l4], out[4][l4 + 1]), (3, 3));
+    // Linux's TOS for an error (precedence 6), and the quote as FORWARD saw the packet: TTL 63
+    // (ip_forward decrements it before the hook), its header checksum updated.
+    assert_eq!(out[4][15], 0xc0);
+    let quote = &out[4][l4 + 8..];
+    assert_eq!(quote[8], 63);
+    assert_eq!(dataplane::wire::checksum::checksum(&quote[..20]), 0);
 
     // 5: queued; an ARP request for 10.0.0.9 goes out of the inside port.
     assert_eq!(verdict(5), "queued");

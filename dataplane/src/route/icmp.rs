@@ -209,6 +209,8 @@ fn error_v4(ip: &[u8], kind: RouterError, src: Ipv4Addr, out: &mut [u8]) -> Opti
     let h = &mut out[..20];
     h.fill(0);
     h[0] = 0x45;
+    // Linux's icmp_send: the quoted packet's TOS bits under precedence "internetwork control".
+    h[1] = (ip[1] & 0x1e) | 0xc0;
     h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     h[8] = 64;
     h[9] = ip_proto::ICMP;
@@ -350,6 +352,15 @@ mod tests {
         assert_eq!(checksum::checksum(icmp), 0);
         assert_eq!(&icmp[8..], &f[14..], "whole datagram quoted");
         assert_eq!(&r[..6], &f[6..12]);
+        // TOS: precedence 6 over the quoted packet's TOS bits (Linux's icmp_send).
+        assert_eq!(r[15], 0xc0);
+        let mut g = f.clone();
+        g[15] = 0xbb;
+        g[24..26].fill(0);
+        let c = checksum::checksum(&g[14..34]);
+        g[24..26].copy_from_slice(&c.to_be_bytes());
+        let r = err(&g, RouterError::TimeExceeded, IpAddr128::from_v4(ROUTER.into())).unwrap();
+        assert_eq!(r[15], 0xda);
     }
 
     #[test]

@@ -334,7 +334,7 @@ impl Router {
         &self,
         st: &mut RouterState<P>,
         ingress: u16,
-        pkt: P,
+        mut pkt: P,
         info: &PacketInfo,
         family: Family,
         dst: &IpAddr128,
@@ -373,7 +373,11 @@ impl Router {
                         (_, Some(code)) => {
                             // The router's own error, routed back to the sender from the
                             // address of the port it leaves by, rate-limited (Linux's
-                            // icmp_send).
+                            // icmp_send). A forwarded packet is quoted as FORWARD saw it:
+                            // ip_forward decrements the TTL before the hook.
+                            if matches!(route, Route::Forward(_)) {
+                                let _ = crate::route::icmp::decrement_ttl(pkt.as_mut(), info);
+                            }
                             self.send_error(
                                 st,
                                 ingress,
