@@ -989,6 +989,10 @@ fn judge_after_track<F: Forwarding>(
                     }
                 }
             }
+            // A RST that killed its entry is still translated by the entry's binding.
+            Handle::None if t.state != CtState::Invalid => {
+                binding = tables.ct.take_killed(&key).map(|b| (b, t.dir));
+            }
             Handle::None => {}
         }
     }

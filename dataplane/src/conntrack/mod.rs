@@ -991,6 +991,11 @@ pub struct Conntrack {
     pending_next: u32,
     seeds: [u64; 3],
     stats: Stats,
+    /// The binding of an entry a RST killed (a RST answering the first packet), with that
+    /// packet's tuple: Linux deletes the entry (`nf_ct_kill_acct`) but the packet keeps its
+    /// reference and is still translated, so the caller takes the binding for it
+    /// ([`Conntrack::take_killed`]).
+    killed: Option<(FlowKey, crate::nat::Binding)>,
 }
 
 impl Conntrack {
@@ -1023,6 +1028,7 @@ impl Conntrack {
                 mix(s.rotate_left(42) ^ SEED_MIX, 0xa409_3822_299f_31d0) | 1,
             ],
             stats: Stats::default(),
+            killed: None,
         }
     }
 
@@ -1189,6 +1195,14 @@ impl Conntrack {
             Dir::Orig => self.replies[i],
             Dir::Reply => self.entries[i].key.key(),
         }
+    }
+
+    /// The binding of the entry the last packet killed ([`Handle::None`] with a state: a RST
+    /// answering the first packet), if `key` is that packet's tuple and the entry translated;
+    /// taken once.
+    #[inline(never)]
+    pub fn take_killed(&mut self, key: &FlowKey) -> Option<crate::nat::Binding> {
+        self.killed.take().filter(|(k, _)| k == key).map(|(_, b)| b)
     }
 
     /// The binding of entry `id`, which has one ([`Conntrack::has_binding`]).
@@ -1571,6 +1585,7 @@ impl Conntrack {
                     tracked
                 }
                 tcp::Outcome::Kill => {
+                    self.killed = self.binding(EntryId(i)).map(|b| (*key, b));
                     self.remove(i);
                     Tracked {
                         handle: Handle::None,
