@@ -359,7 +359,12 @@ mod tests {
         g[24..26].fill(0);
         let c = checksum::checksum(&g[14..34]);
         g[24..26].copy_from_slice(&c.to_be_bytes());
-        let r = err(&g, RouterError::TimeExceeded, IpAddr128::from_v4(ROUTER.into())).unwrap();
+        let r = err(
+            &g,
+            RouterError::TimeExceeded,
+            IpAddr128::from_v4(ROUTER.into()),
+        )
+        .unwrap();
         assert_eq!(r[15], 0xda);
     }
 
