@@ -4,6 +4,7 @@
 //! [`topo`] builds the namespaces of router-mode tests.
 
 pub mod gen;
+pub mod natgen;
 pub mod netfilter;
 pub mod topo;
 

@@ -680,11 +680,17 @@ COMMIT
     let host = [10, 0, 0, 5];
     let far = [198, 51, 100, 9];
     let public = [203, 0, 113, 1];
-    let seg = |sport, dport, flags, seq, ack| L4Spec::tcp_segment(sport, dport, flags, seq, ack, &[]);
+    let seg =
+        |sport, dport, flags, seq, ack| L4Spec::tcp_segment(sport, dport, flags, seq, ack, &[]);
     let mut frames = vec![
         // 0: a port forward; 1: the server refuses it (a stack's reset: seq 0, ack SYN + 1).
         frame(far, public, 64, seg(41000, 2222, Flags::SYN, 1000, 0)),
-        frame(host, far, 64, seg(22, 41000, Flags::RST | Flags::ACK, 0, 1001)),
+        frame(
+            host,
+            far,
+            64,
+            seg(22, 41000, Flags::RST | Flags::ACK, 0, 1001),
+        ),
         // 2: out through SNAT (its port moves into the range).
         frame(host, far, 64, seg(40000, 80, Flags::SYN, 5000, 0)),
     ];
@@ -692,12 +698,25 @@ COMMIT
     let nat_port = fields(&out[2]).4;
     assert!((50000..=50010).contains(&nat_port));
     // 3: the far server refuses it.
-    frames.push(frame(far, public, 64, seg(80, nat_port, Flags::RST | Flags::ACK, 0, 5001)));
+    frames.push(frame(
+        far,
+        public,
+        64,
+        seg(80, nat_port, Flags::RST | Flags::ACK, 0, 5001),
+    ));
     let (out, v, _) = replay_with(dir.path(), &frames, rules);
     let verdicts: Vec<&str> = v.iter().map(|l| l["verdict"].as_str().unwrap()).collect();
     assert_eq!(verdicts, ["forward"; 4], "{v:?}");
     let f = fields(&out[1]);
-    assert_eq!((f.2, f.3, f.4, f.5), (ip(public), ip(far), 2222, 41000), "{v:?}");
+    assert_eq!(
+        (f.2, f.3, f.4, f.5),
+        (ip(public), ip(far), 2222, 41000),
+        "{v:?}"
+    );
     let f = fields(&out[3]);
-    assert_eq!((f.2, f.3, f.4, f.5), (ip(far), ip(host), 80, 40000), "{v:?}");
+    assert_eq!(
+        (f.2, f.3, f.4, f.5),
+        (ip(far), ip(host), 80, 40000),
+        "{v:?}"
+    );
 }
