@@ -1102,6 +1102,15 @@ fn answer(seen: &[u8], side: Side, a: &Answer) -> Option<Vec<u8>> {
         }
     };
     let ports = || (p.l4.len() >= 4).then(|| (be16(p.l4, 0), be16(p.l4, 2)));
+    // A host answers what was sent to it: not the router's own echo replies and errors (an
+    // "answer" to those would be a stray reply to the router, whose fate depends on which
+    // address or identifier each router chose for some other connection).
+    let icmp_type = matches!(p.proto, 1 | 58)
+        .then(|| p.l4.first().copied())
+        .flatten();
+    if matches!(icmp_type, Some(t) if !matches!(t, 8 | 128)) {
+        return None;
+    }
     let l4 = match a {
         Answer::Tcp {
             flags,
