@@ -1175,7 +1175,10 @@ fn answer(seen: &[u8], side: Side, a: &Answer) -> Option<Vec<u8>> {
 
 /// What a router sent in answer to each step (side, frame), noise left out; `None` for a step
 /// that was not sent (it answers a step whose frame never came out).
-pub type Outputs = Vec<Option<Vec<(Side, Vec<u8>)>>>;
+pub type Outputs = Vec<Option<StepOut>>;
+
+/// The frames a router sent in answer to one step: (the side they left on, the frame).
+pub type StepOut = Vec<(Side, Vec<u8>)>;
 
 /// The frame of step `i`, built from `outputs` of earlier steps.
 fn frame_of(steps: &[Step], outputs: &Outputs, i: usize) -> Option<(Side, Vec<u8>)> {
@@ -1584,7 +1587,7 @@ pub fn rampart_config() -> String {
 }
 
 /// One replay of `frames`: each frame's output (egress side, frame), in frame order.
-fn replay_once(dir: &Path, frames: &[Vec<u8>]) -> Result<Vec<Vec<(Side, Vec<u8>)>>, String> {
+fn replay_once(dir: &Path, frames: &[Vec<u8>]) -> Result<Vec<StepOut>, String> {
     let p = |n: &str| dir.join(n);
     control::pcap::write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
     let o = crate::run(
