@@ -1205,6 +1205,7 @@ def enter(ns):
     finally:
         os.close(fd)
 inside_ns, outside_ns, router_ns = sys.argv[1:4]
+wait = float(sys.argv[4])
 socks = {}
 for side, ns, dev in (("inside", inside_ns, "vi"), ("outside", outside_ns, "vo")):
     enter(ns)
@@ -1260,7 +1261,7 @@ for line in sys.stdin:
         if len(got) >= expect:
             until = (last or start) + (0.0015 if expect else 0.003)
         else:
-            until = start + 0.03
+            until = start + wait
         if now >= until:
             break
         ready, _, _ = select.select(list(socks.values()), [], [], until - now)
@@ -1304,6 +1305,21 @@ pub struct LinuxRouter {
 
 impl LinuxRouter {
     pub fn create() -> LinuxRouter {
+        LinuxRouter::build(false)
+    }
+
+    /// The same namespaces with the middle one bare (no addresses, routes or forwarding, IPv6
+    /// off on `ri` and `ro`): for a Rampart daemon on `ri`/`ro` ([`RampartRouter`]).
+    pub fn create_bare() -> LinuxRouter {
+        LinuxRouter::build(true)
+    }
+
+    /// The middle namespace's name.
+    pub fn router_ns(&self) -> &str {
+        &self.names[2]
+    }
+
+    fn build(bare: bool) -> LinuxRouter {
         let tag = crate::unique("ng");
         let names = [format!("{tag}i"), format!("{tag}o"), format!("{tag}r")];
         for n in &names {
@@ -1339,6 +1355,20 @@ impl LinuxRouter {
                 ],
             );
             ns_run(ns, &["ip", "link", "set", peer, "up"]);
+        }
+        if bare {
+            for dev in ["ri", "ro"] {
+                ns_run(
+                    r,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                    ],
+                );
+                ns_run(r, &["ip", "link", "set", dev, "up"]);
+            }
+            return LinuxRouter::helper(names, 0.2);
         }
         for key in [
             "net.ipv4.ip_forward=1",
@@ -1422,10 +1452,17 @@ impl LinuxRouter {
                 ],
             );
         }
+        LinuxRouter::helper(names, 0.03)
+    }
+
+    /// Starts the helper on the namespaces; `wait` is how many seconds it waits for a frame
+    /// it expects.
+    fn helper(names: [String; 3], wait: f64) -> LinuxRouter {
+        let [i, o, r] = [&names[0], &names[1], &names[2]];
         // Carriers up (the veth peers are up) before the first frame.
         std::thread::sleep(std::time::Duration::from_millis(300));
         let mut child = Command::new("python3")
-            .args(["-c", HELPER_PY, i, o, r])
+            .args(["-c", HELPER_PY, i, o, r, &wait.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1483,32 +1520,32 @@ impl LinuxRouter {
                 outputs.push(None);
                 continue;
             };
-            writeln!(
-                self.stdin,
-                "send {} {} {}",
-                side.name(),
-                hex(&frame),
-                expect.get(i).copied().unwrap_or(0)
-            )
-            .unwrap();
-            self.stdin.flush().unwrap();
-            let mut got = Vec::new();
-            loop {
-                let l = self.line();
-                if l == "end" {
-                    break;
-                }
-                let w: Vec<&str> = l.split(' ').collect();
-                let side = if w[1] == "inside" {
-                    Side::Inside
-                } else {
-                    Side::Outside
-                };
-                got.push((side, unhex(w[2])));
-            }
+            let got = self.send_one(side, &frame, expect.get(i).copied().unwrap_or(0));
             outputs.push(Some(got));
         }
         outputs
+    }
+
+    /// Sends `frame` on `side`; what came out (noise left out), having waited for `expect`
+    /// frames.
+    pub fn send_one(&mut self, side: Side, frame: &[u8], expect: usize) -> StepOut {
+        writeln!(self.stdin, "send {} {} {expect}", side.name(), hex(frame)).unwrap();
+        self.stdin.flush().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let l = self.line();
+            if l == "end" {
+                break;
+            }
+            let w: Vec<&str> = l.split(' ').collect();
+            let side = if w[1] == "inside" {
+                Side::Inside
+            } else {
+                Side::Outside
+            };
+            got.push((side, unhex(w[2])));
+        }
+        got
     }
 }
 
@@ -1681,6 +1718,109 @@ pub fn rampart_run(g: &Generated, rampart4: &str, rampart6: &str) -> Result<Outp
         last = frames;
     }
     Err("answers did not settle in 12 replays".into())
+}
+
+/// `rampart run` in router mode on the bare middle namespace of a [`LinuxRouter::create_bare`]
+/// topology (`net_af_packet` on `ri` and `ro`, one worker), with [`rampart_config`]'s
+/// addresses, routes and neighbours.
+pub struct RampartRouter {
+    child: Child,
+    summary: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RampartRouter {
+    pub fn start(ns: &str, rules4: &str, rules6: &str) -> RampartRouter {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("r4"), rules4).unwrap();
+        std::fs::write(p("r6"), rules6).unwrap();
+        let prefix = crate::unique("ngd");
+        let cfg = rampart_config()
+            .replace(
+                "device = \"net_null0\"",
+                &format!("device = \"net_af_packet{prefix}i,iface=ri,qpairs=1\""),
+            )
+            .replace(
+                "device = \"net_null1\"",
+                &format!("device = \"net_af_packet{prefix}o,iface=ro,qpairs=1\""),
+            );
+        let cfg = format!(
+            "{cfg}[eal]\nargs = {eal}\n[rules]\nipv4 = \"{r4}\"\nipv6 = \"{r6}\"\n\
+             [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = 4095\ncache = 64\n\
+             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n",
+            eal = crate::toml_array(&crate::test_eal_args(&prefix, "0@0,1@1")),
+            r4 = p("r4").display(),
+            r6 = p("r6").display(),
+            sock = p("m.sock").display(),
+        );
+        std::fs::write(p("cfg.toml"), cfg).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(crate::bin("rampart"))
+            .args(["run", "--config"])
+            .arg(p("cfg.toml"))
+            .arg("--summary-json")
+            .arg(p("summary.json"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(p("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut r = RampartRouter {
+            child,
+            summary: p("summary.json"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(r._dir.path().join("m.sock")).is_err() {
+            if let Some(st) = r.child.try_wait().unwrap() {
+                let err = std::fs::read_to_string(r._dir.path().join("stderr.log"));
+                panic!("rampart exited {st} at start: {err:?}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rampart did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// Waits until an echo request to the router's inside address is answered through the
+    /// helper (the ports are polled).
+    pub fn wait_ready(&self, helper: &mut LinuxRouter) {
+        let h = Hosts::new(Fam::V4);
+        let ping = build(
+            h.inside[0],
+            h.router_in,
+            64,
+            1,
+            L4Spec::icmp_echo(1, 1),
+            router_mac(Side::Inside),
+        );
+        for _ in 0..100 {
+            if !helper.send_one(Side::Inside, &ping, 1).is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no answer from rampart's router");
+    }
+
+    /// Stops it with SIGTERM (it must exit 0); its summary.
+    pub fn stop(mut self) -> serde_json::Value {
+        let _ = crate::run(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "rampart exited {st}");
+        serde_json::from_str(&std::fs::read_to_string(&self.summary).unwrap()).unwrap()
+    }
+}
+
+impl Drop for RampartRouter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
