@@ -710,13 +710,16 @@ ipv4 = "{rules}""#,
     assert_eq!(s["rx_packets"].as_u64(), Some(frames.len() as u64));
 }
 
-/// Fragments that come before their datagram's first fragment are held until it comes, then
-/// forwarded with its verdict, by the worker (`rampart run` over `net_pcap`, bridge and
-/// router mode) as by `rampart replay`; one whose first never comes is dropped as
-/// `frag_no_first` (at the latest when the worker stops), and no mbuf is lost.
+/// Every fragment of a datagram is held until the datagram is whole, then its fragments go
+/// on in offset order with the verdict of the whole datagram, by the worker (`rampart run`
+/// over `net_pcap`, bridge and router mode) as by `rampart replay`, whatever order they came
+/// in. Nothing of a datagram whose fragments never all come is sent (Linux's conntrack
+/// reassembles before any table, and a forwarding box gives an incomplete datagram up without
+/// a word): its fragments are dropped as `frag_timeout` (at the latest when the worker
+/// stops), and no mbuf is lost.
 #[test]
-fn fragments_before_their_first_wait_for_it() {
-    if !root_or_skip("fragments_before_their_first_wait_for_it") {
+fn fragments_wait_for_their_whole_datagram() {
+    if !root_or_skip("fragments_wait_for_their_whole_datagram") {
         return;
     }
     use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
@@ -745,7 +748,8 @@ fn fragments_before_their_first_wait_for_it() {
         f.dst_mac = LAN;
         f.fragments(400)
     };
-    // (datagram, the order its three fragments come in); the last has no first fragment.
+    // (datagram, the order its three fragments come in); then a fragment alone, and the
+    // first two of a datagram whose last never comes.
     let mut frames = Vec::new();
     let mut whole = Vec::new();
     for (v6, ident, order) in [
@@ -760,6 +764,9 @@ fn fragments_before_their_first_wait_for_it() {
         whole.extend(f);
     }
     frames.push(datagram(false, 5, 1000)[1].clone());
+    let incomplete = datagram(true, 6, 1000);
+    frames.extend(incomplete[..2].iter().cloned());
+    let given_up = frames.len() - 3..frames.len();
     write_frames(&p("in.pcap"), frames.iter().map(|f| f.as_slice())).unwrap();
     write_frames(&p("empty.pcap"), std::iter::empty()).unwrap();
     let sorted = |mut v: Vec<Vec<u8>>| {
@@ -789,9 +796,18 @@ fn fragments_before_their_first_wait_for_it() {
             .map(|f| f.data)
             .collect();
         assert_eq!(sent.len(), whole.len(), "forwarded (router {router}): {s}");
-        assert_eq!(s["drops"]["frag_no_first"].as_u64(), Some(1), "{s}");
-        // Held: 1 of the first datagram, 2 of the second, 2 of the third, and the orphan.
-        assert_eq!(s["conntrack"]["frag_held"].as_u64(), Some(6), "{s}");
+        assert_eq!(s["drops"]["frag_timeout"].as_u64(), Some(3), "{s}");
+        // Held: every fragment.
+        assert_eq!(
+            s["conntrack"]["frag_held"].as_u64(),
+            Some(frames.len() as u64),
+            "{s}"
+        );
+        assert_eq!(
+            s["conntrack"]["frag_held_fragments"].as_u64(),
+            Some(0),
+            "{s}"
+        );
         // The replay forwards the same frames and keeps its verdict log in frame order.
         let replayed: Vec<Vec<u8>> =
             replay_pair(dir.path(), &[p("v.jsonl").as_os_str()], "--verdicts")
@@ -807,15 +823,19 @@ fn fragments_before_their_first_wait_for_it() {
         assert_eq!(lines.len(), frames.len());
         for (i, l) in lines.iter().enumerate() {
             assert_eq!(l["index"], i);
-            let is_orphan = i == frames.len() - 1;
+            let dropped = given_up.contains(&i);
             assert_eq!(
                 l["verdict"],
-                if is_orphan { "drop" } else { "forward" },
+                if dropped { "drop" } else { "forward" },
                 "{l}"
             );
+            if dropped {
+                assert_eq!(l["reason"], "frag_timeout", "{l}");
+            }
         }
-        assert_eq!(lines[frames.len() - 1]["reason"], "frag_no_first");
         if !router {
+            // Each datagram's fragments leave in offset order, once it is whole.
+            assert_eq!(sent, whole);
             assert_eq!(sorted(sent), want);
         }
     }

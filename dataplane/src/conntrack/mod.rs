@@ -1027,6 +1027,12 @@ impl Conntrack {
     }
 
     #[inline]
+    /// INVALID for a bad L4 checksum, counted: a whole datagram's, which the fragments'
+    /// reassembly checked.
+    pub fn bad_checksum(&mut self) -> Tracked {
+        self.invalid(Invalid::BadChecksum)
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
