@@ -1,21 +1,21 @@
 //! FAST PATH: no allocation, lock, syscall or log.
 //!
-//! Virtual reassembly: a non-first IP fragment carries no ports, so it gets the verdict its
-//! datagram's first fragment got. Fragments are forwarded as they come; only those that come
-//! before their first fragment are held, by the caller, in an [`Orphans`] store.
+//! Fragments are held until their datagram is whole ([`Reassembly`], by the worker), as
+//! Linux's conntrack reassembles before any table; the whole datagram is then judged from its
+//! first fragment, and the fragment table ([`Fragments`]) carries that verdict to the other
+//! fragments, which follow it in offset order.
 //!
-//! Invariants:
-//! - The table has a fixed number of slots; a datagram is keyed by (source, destination,
-//!   protocol, identification, family) and lives at most `timeout_ns` (Linux's
-//!   `ipfrag_time`, 30 s) after its first fragment.
+//! Invariants of the table:
+//! - It has a fixed number of slots; a datagram is keyed by (source, destination, protocol,
+//!   identification, family) and lives at most `timeout_ns` (Linux's `ipfrag_time`, 30 s)
+//!   after its first fragment.
 //! - A datagram remembers the byte ranges seen so far as at most [`MAX_RUNS`] disjoint runs.
 //!   A fragment that partly overlaps a run, reaches past the end a final fragment announced,
 //!   announces a different end, or would need more runs poisons the datagram: it and every
 //!   later fragment of it are dropped (RFC 5722; Linux drops the whole queue too). A fragment
 //!   entirely inside a run is a duplicate and is dropped alone.
 //! - A non-first fragment with no first fragment recorded gets [`FragError::NoFirst`]: never a
-//!   free pass. The caller holds it ([`Orphans`]) and asks again once the first is recorded,
-//!   or drops it.
+//!   free pass.
 //! - A datagram is forgotten once its runs cover `[0, end)`.
 
 use crate::wire::{ip_proto, ipv4, ipv6, Family, Fragment, IpAddr128, PacketInfo};
