@@ -589,20 +589,26 @@ impl<T> Reassembly<T> {
             self.stats.overflows += 1;
             return drop(item, FragError::Overflow);
         }
+        if len == 0 {
+            // Nothing to place (Linux discards such a fragment too).
+            return drop(item, FragError::NotAFragment);
+        }
         let mut at = self.index.get(&key).copied();
         let mut prev = NIL;
         if let Some(d) = at {
             if self.dgrams[d as usize].poisoned {
                 return drop(item, FragError::Poisoned);
             }
+            if self.dgrams[d as usize].whole.is_some() {
+                // Whole already, waiting to be judged: anything more is a repeat.
+                return drop(item, FragError::Duplicate);
+            }
             match self.fit(d, offset, len, more) {
                 Ok(p) => prev = p,
                 Err(FragError::Duplicate) => return drop(item, FragError::Duplicate),
                 Err(e) => {
-                    if self.dgrams[d as usize].whole.is_none() {
-                        self.give_up(d, FragError::Poisoned, &mut drop);
-                        self.poison(key, now_ns);
-                    }
+                    self.give_up(d, FragError::Poisoned, &mut drop);
+                    self.poison(key, now_ns);
                     return drop(item, e);
                 }
             }
@@ -1197,6 +1203,34 @@ mod tests {
             hold_all(&mut r, &[whole], &[0], 0),
             [(0, FragError::NotAFragment)]
         );
+    }
+
+    /// A fragment of a datagram already whole (not yet taken) is a repeat, dropped alone; the
+    /// datagram comes out once.
+    #[test]
+    fn a_fragment_after_the_datagram_is_whole_is_a_repeat() {
+        let f = frags(31);
+        let n = f.len();
+        let mut r: R = Reassembly::new(limits(64, 1 << 20));
+        let all: Vec<usize> = (0..n).collect();
+        assert!(hold_all(&mut r, &f, &all, 0).is_empty());
+        assert_eq!(hold_all(&mut r, &f, &[1], 0), [(1, FragError::Duplicate)]);
+        // A fragment without data (at the datagram's end, more to come) places nothing.
+        let mut empty = f[n - 1].clone();
+        empty.truncate(14 + 20);
+        empty[14 + 2..14 + 4].copy_from_slice(&20u16.to_be_bytes());
+        empty[14 + 6] |= 0x20;
+        empty[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let sum = crate::wire::checksum::checksum(&empty[14..34]);
+        empty[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+        if parse_frame(&empty).is_ok() {
+            let got = hold_all(&mut r, &[empty], &[0], 0);
+            assert_eq!(got.len(), 1, "{got:?}");
+        }
+        assert_eq!(take(&mut r).unwrap().1, all);
+        assert!(take(&mut r).is_none());
+        assert!(r.is_empty());
+        assert_eq!(r.stats.fragments_now, 0);
     }
 
     /// A datagram of more fragments than one call takes comes out over several calls, each
