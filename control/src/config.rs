@@ -119,6 +119,12 @@ pub struct ConntrackConf {
     pub tcp_max_retrans: u8,
     /// IP datagrams being reassembled at once, per worker (default: max / 64, 256 to 65536).
     pub frag_datagrams: Option<u32>,
+    /// Fragments held at most per worker while their datagrams are incomplete (default
+    /// 1024; each is an mbuf of the pool). At the bound the oldest datagram is given up.
+    pub frag_held_fragments: Option<u32>,
+    /// Bytes of held fragments per worker at most (default 4 MiB, Linux's
+    /// `ipfrag_high_thresh`).
+    pub frag_held_bytes: Option<u64>,
     /// Reserve room for NAT bindings (54 bytes per entry); without it a rule set with a nat
     /// table is refused (default: on).
     #[serde(default = "yes")]
@@ -170,6 +176,8 @@ impl Default for ConntrackConf {
             tcp_ignore_invalid_rst: false,
             tcp_max_retrans: default_max_retrans(),
             frag_datagrams: None,
+            frag_held_fragments: None,
+            frag_held_bytes: None,
             nat: true,
             hugepages: HugePagesConf::Transparent,
             timeouts: TimeoutsConf::default(),
@@ -238,6 +246,12 @@ impl ConntrackConf {
         t.nat_seed = hash_seed.rotate_left(17) ^ 0x6e61_7420_7365_6564;
         if let Some(n) = self.frag_datagrams {
             t.frag_datagrams = n;
+        }
+        if let Some(n) = self.frag_held_fragments {
+            t.frag_held_fragments = n;
+        }
+        if let Some(n) = self.frag_held_bytes {
+            t.frag_held_bytes = n;
         }
         let c = &mut t.conntrack;
         c.hash_seed = hash_seed;
@@ -685,6 +699,24 @@ impl Config {
                     path,
                     "conntrack.frag_datagrams",
                     "must be 1 to 1048576",
+                ));
+            }
+        }
+        if let Some(n) = self.conntrack.frag_held_fragments {
+            if n > 1 << 20 {
+                return Err(Self::invalid(
+                    path,
+                    "conntrack.frag_held_fragments",
+                    "must be 0 to 1048576",
+                ));
+            }
+        }
+        if let Some(n) = self.conntrack.frag_held_bytes {
+            if n > 1 << 32 {
+                return Err(Self::invalid(
+                    path,
+                    "conntrack.frag_held_bytes",
+                    "must be 0 to 4294967296",
                 ));
             }
         }

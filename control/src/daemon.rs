@@ -516,11 +516,41 @@ impl<'a> ControlPlane<'a> {
             ),
             (
                 "rampart_frag_held_total",
-                "Fragments held until their datagram's first fragment came",
+                "Fragments held until their datagram was whole",
                 ct.frag_held,
+            ),
+            (
+                "rampart_frag_timeout_total",
+                "Datagrams given up, not whole within the fragment timeout",
+                ct.frag_timeouts,
+            ),
+            (
+                "rampart_frag_overflow_total",
+                "Datagrams given up for room among the held fragments",
+                ct.frag_overflows,
+            ),
+            (
+                "rampart_frag_bad_checksum_total",
+                "Reassembled datagrams whose L4 checksum did not verify",
+                ct.frag_bad_checksum,
             ),
         ] {
             e.family(name, "counter", help);
+            e.sample(name, &[], v as f64);
+        }
+        for (name, help, v) in [
+            (
+                "rampart_frag_held_fragments",
+                "Fragments held now for reassembly",
+                ct.frag_held_fragments,
+            ),
+            (
+                "rampart_frag_held_datagrams",
+                "Incomplete datagrams held now",
+                ct.frag_held_datagrams,
+            ),
+        ] {
+            e.family(name, "gauge", help);
             e.sample(name, &[], v as f64);
         }
         e.family(
@@ -609,6 +639,10 @@ pub fn ct_json(t: &dataplane::stats::CtTotals) -> Value {
         "entries": t.entries, "created": t.created, "expired": t.expired,
         "early_drop": t.early_drop, "clash": t.clash, "invalid": invalid,
         "frag_completed": t.frag_completed, "frag_held": t.frag_held,
+        "frag_timeouts": t.frag_timeouts, "frag_overflows": t.frag_overflows,
+        "frag_bad_checksum": t.frag_bad_checksum,
+        "frag_held_fragments": t.frag_held_fragments,
+        "frag_held_datagrams": t.frag_held_datagrams,
         "nat_bindings": t.nat_bindings,
     })
 }

@@ -475,11 +475,28 @@ fn fragments_of_a_translated_datagram_follow_its_first() {
     let frags = spec(CLIENT).fragments(32);
     let want = spec(PUBLIC).fragments(32);
     assert!(frags.len() >= 3);
+    // Held until whole (as a worker holds them), then judged in offset order.
+    let mut held = dataplane::conntrack::frag::Reassembly::new(r.tables.hold);
+    for f in &frags {
+        let info = dataplane::wire::parse_frame(f).expect("parses");
+        held.hold(
+            f.clone(),
+            |f| f.as_slice(),
+            &info,
+            r.now,
+            |_, e| panic!("held fragment dropped: {e:?}"),
+        );
+    }
+    let mut whole = Vec::new();
+    r.tables.whole = held.take_whole(usize::MAX, |f| whole.push(f));
+    assert!(r.tables.whole.is_some_and(|w| w.csum_ok));
+    assert_eq!(whole, frags);
     for (f, w) in frags.iter().zip(&want) {
         // Every fragment leaves with the public source; the first one's UDP checksum covers
         // the whole datagram's change, so the bytes are those of the datagram built with it.
         r.passes(INSIDE, f, w);
     }
+    r.tables.whole = None;
     // The reply, whole, comes back to the client.
     r.passes(
         OUTSIDE,

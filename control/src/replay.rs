@@ -5,7 +5,7 @@ use crate::config::{Config, Mode};
 use crate::pcap::{read_frames, FrameWriter, PcapError};
 use crate::prefix::Prefix;
 use dataplane::classify::RuleSet;
-use dataplane::conntrack::frag::{FragError, Orphans, Released, ORPHANS_HELD};
+use dataplane::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use dataplane::filter::Filter;
 use dataplane::pipeline::{Bridge, Policy};
 use dataplane::router::{Arrival, Fate, RouterDrop, RouterState};
@@ -121,49 +121,77 @@ struct Sink {
     next_line: usize,
 }
 
-/// A frame held for its datagram's first fragment: its index, bytes (as it arrived, with
-/// the ingress MAC of router mode written) and ingress port.
+/// A frame held until its datagram is whole: its index, bytes (as it arrived, with the
+/// ingress MAC of router mode written) and ingress port.
 type HeldFrame = (usize, Vec<u8>, u16);
 
-/// Holds `held`, a frame judged a non-first fragment before its first; writes the line of the
-/// one the store gives up for it (itself, when it cannot be held).
+/// Fragments held for reassembly, as a worker holds them.
+type Held = Reassembly<HeldFrame>;
+
+/// The hold of a replay: the worker's limits, none without tracking.
+fn new_held(tables: Option<&Tables>) -> Held {
+    Reassembly::new(tables.map_or(
+        HoldLimits {
+            fragments: 0,
+            bytes: 0,
+            timeout_ns: 0,
+        },
+        |t| t.hold,
+    ))
+}
+
+/// Writes the lines of the fragments the hold dropped.
+fn dropped_lines(
+    sink: &mut Sink,
+    names: &[String],
+    dropped: Vec<(HeldFrame, FragError)>,
+) -> Result<(), ReplayError> {
+    for ((i, _, ing), why) in dropped {
+        sink.frag_dropped(i, &names[usize::from(ing)], why)?;
+    }
+    Ok(())
+}
+
+/// Holds `held`, a fragment judged before its datagram is whole; writes the lines of what the
+/// hold drops for it.
 fn hold(
-    orphans: &mut Orphans<HeldFrame>,
+    store: &mut Held,
     sink: &mut Sink,
     names: &[String],
     held: HeldFrame,
     now_ns: u64,
 ) -> Result<(), ReplayError> {
-    let given_up = match dataplane::wire::parse_frame(&held.1) {
-        Ok(info) => orphans.hold(held, &info, now_ns),
-        Err(_) => Some(held),
-    };
-    match given_up {
-        Some((i, _, ing)) => sink.orphan_dropped(i, &names[usize::from(ing)]),
-        None => Ok(()),
+    let mut dropped = Vec::new();
+    match dataplane::wire::parse_frame(&held.1) {
+        Ok(info) => store.hold(
+            held,
+            |h| &h.1,
+            &info,
+            now_ns,
+            |h, why| dropped.push((h, why)),
+        ),
+        Err(_) => dropped.push((held, FragError::NotAFragment)),
     }
+    dropped_lines(sink, names, dropped)
 }
 
-/// Puts into `next`, to be judged again in arrival order, the held frames whose first fragment
-/// `frags` now knows, and writes the lines of those whose time is up.
-fn release<V: Copy>(
-    orphans: &mut Orphans<HeldFrame>,
-    frags: &dataplane::conntrack::frag::Fragments<V>,
+/// Gives up the datagrams whose time is up at `now_ns`, writing their lines.
+fn expire(
+    store: &mut Held,
     sink: &mut Sink,
     names: &[String],
     now_ns: u64,
-    next: &mut Vec<HeldFrame>,
 ) -> Result<(), ReplayError> {
-    let mut expired = Vec::new();
-    orphans.release(frags, now_ns, usize::MAX, |r| match r {
-        Released::Ready(h) => next.push(h),
-        Released::Expired(h) => expired.push(h),
-    });
-    next.reverse();
-    for (i, _, ing) in expired {
-        sink.orphan_dropped(i, &names[usize::from(ing)])?;
-    }
-    Ok(())
+    let mut dropped = Vec::new();
+    store.expire(now_ns, |h, why| dropped.push((h, why)));
+    dropped_lines(sink, names, dropped)
+}
+
+/// Gives up everything still held at the end of a replay, writing the lines.
+fn drain(store: &mut Held, sink: &mut Sink, names: &[String]) -> Result<(), ReplayError> {
+    let mut dropped = Vec::new();
+    store.drain(|h, why| dropped.push((h, why)));
+    dropped_lines(sink, names, dropped)
 }
 
 impl Sink {
@@ -205,9 +233,15 @@ impl Sink {
         Ok(())
     }
 
-    /// The line of a held fragment given up (its first fragment never came in time).
-    fn orphan_dropped(&mut self, index: usize, ingress: &str) -> Result<(), ReplayError> {
-        let reason = DropReason::Fragment(FragError::NoFirst);
+    /// The line of a held fragment given up (its datagram never became whole, or an
+    /// overlapping fragment dropped it), or of a fragment that could not be held.
+    fn frag_dropped(
+        &mut self,
+        index: usize,
+        ingress: &str,
+        why: FragError,
+    ) -> Result<(), ReplayError> {
+        let reason = DropReason::Fragment(why);
         self.drop(reason);
         self.line(serde_json::json!({
             "index": index, "ingress": ingress, "verdict": "drop", "egress": null,
@@ -289,10 +323,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         .unwrap_or(crate::pcap::Link::Ethernet);
     let mut sink = Sink::new(opts, link)?;
     let mut tables = opts.track.as_ref().map(Tables::new);
-    let mut orphans: Orphans<HeldFrame> = Orphans::new(
-        ORPHANS_HELD,
-        tables.as_ref().map_or(0, |t| t.frags.timeout_ns()),
-    );
+    let mut held = new_held(tables.as_ref());
     for (index, f) in frames.iter().enumerate() {
         let src = dataplane::wire::parse_frame(&f.data)
             .ok()
@@ -303,28 +334,45 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         if let Some(t) = tables.as_mut() {
             t.expire(now_ns, u32::MAX);
         }
+        expire(&mut held, &mut sink, &topo.names, now_ns)?;
         sink.sum.packets += 1;
-        let mut next = vec![(index, f.data.clone(), ingress)];
-        while let Some(held) = next.pop() {
-            let t = tables.as_mut();
-            if let Some(held) = bridge_one(opts, &topo, t, &mut sink, held, now_ns, f.timestamp)? {
-                hold(&mut orphans, &mut sink, &topo.names, held, now_ns)?;
-            }
-            if let (true, Some(t)) = (next.is_empty(), tables.as_ref()) {
-                release(
-                    &mut orphans,
-                    &t.frags,
+        let frame = (index, f.data.clone(), ingress);
+        if let Some(h) = bridge_one(
+            opts,
+            &topo,
+            tables.as_mut(),
+            &mut sink,
+            frame,
+            now_ns,
+            f.timestamp,
+        )? {
+            hold(&mut held, &mut sink, &topo.names, h, now_ns)?;
+        }
+        // A datagram it made whole: judged from its first fragment, the others after it.
+        let mut whole = Vec::new();
+        while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
+            let Some(t) = tables.as_mut() else { break };
+            t.whole = Some(w);
+            for h in whole.drain(..) {
+                let left = bridge_one(
+                    opts,
+                    &topo,
+                    Some(&mut *t),
                     &mut sink,
-                    &topo.names,
+                    h,
                     now_ns,
-                    &mut next,
-                )?;
+                    f.timestamp,
+                );
+                debug_assert!(
+                    !matches!(left, Ok(Some(_))),
+                    "a whole datagram is never held"
+                );
+                left?;
             }
+            t.whole = None;
         }
     }
-    for (i, _, ing) in orphans.drain() {
-        sink.orphan_dropped(i, &topo.names[usize::from(ing)])?;
-    }
+    drain(&mut held, &mut sink, &topo.names)?;
     sink.finish()
 }
 
@@ -354,7 +402,7 @@ fn bridge_one(
             },
         );
         let verdict = judged.verdict;
-        if tracking && verdict == Verdict::Drop(DropReason::Fragment(FragError::NoFirst)) {
+        if tracking && verdict == Verdict::Drop(DropReason::Fragment(FragError::Incomplete)) {
             return Ok(Some((index, arrived, ingress)));
         }
         let (rule, ct_state) = rule_and_state(
@@ -472,7 +520,7 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
     let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
     let mut failed = 0u64;
     let mut queued = 0u64;
-    let mut orphans: Orphans<HeldFrame> = Orphans::new(ORPHANS_HELD, tables.frags.timeout_ns());
+    let mut held = new_held(Some(&tables));
     for (index, f) in frames.iter().enumerate() {
         let now_ns = u64::try_from(f.timestamp.as_nanos()).unwrap_or(u64::MAX);
         tables.expire(now_ns, u32::MAX);
@@ -508,9 +556,22 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
         if data.len() >= 6 && data[0] & 1 == 0 {
             data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
         }
+        expire(&mut held, &mut sink, &names, now_ns)?;
         sink.sum.packets += 1;
-        let mut next = vec![(index, data, ingress)];
-        while let Some(held) = next.pop() {
+        let mut r = RoutedReplay {
+            opts,
+            names: &names,
+            router: &router,
+            st: &mut st,
+            tables: &mut tables,
+            sent: &mut sent,
+            queued: &mut queued,
+        };
+        if let Some(h) = r.one(&mut sink, (index, data, ingress), now_ns, f.timestamp)? {
+            hold(&mut held, &mut sink, &names, h, now_ns)?;
+        }
+        let mut whole = Vec::new();
+        while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
             let mut r = RoutedReplay {
                 opts,
                 names: &names,
@@ -520,24 +581,19 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
                 sent: &mut sent,
                 queued: &mut queued,
             };
-            if let Some(held) = r.one(&mut sink, held, now_ns, f.timestamp)? {
-                hold(&mut orphans, &mut sink, &names, held, now_ns)?;
+            r.tables.whole = Some(w);
+            for h in whole.drain(..) {
+                let left = r.one(&mut sink, h, now_ns, f.timestamp);
+                debug_assert!(
+                    !matches!(left, Ok(Some(_))),
+                    "a whole datagram is never held"
+                );
+                left?;
             }
-            if next.is_empty() {
-                release(
-                    &mut orphans,
-                    &tables.frags,
-                    &mut sink,
-                    &names,
-                    now_ns,
-                    &mut next,
-                )?;
-            }
+            r.tables.whole = None;
         }
     }
-    for (i, _, ing) in orphans.drain() {
-        sink.orphan_dropped(i, &names[usize::from(ing)])?;
-    }
+    drain(&mut held, &mut sink, &names)?;
     // Packets still waiting for a neighbour when the capture ends.
     sink.sum.dropped += failed;
     sink.drops[DropReason::Router(RouterDrop::NeighFailed).index()] += failed;
@@ -673,7 +729,7 @@ impl RoutedReplay<'_> {
                             line["egress"] = names[usize::from(h.port)].clone().into();
                         }
                     }
-                    Fate::Dropped(_, DropReason::Fragment(FragError::NoFirst)) => {
+                    Fate::Dropped(_, DropReason::Fragment(FragError::Incomplete)) => {
                         for (_, frame) in sent.drain(..) {
                             sink.out.write(timestamp, &frame)?;
                         }

@@ -90,6 +90,36 @@ impl Rig {
         );
         (o.verdict, o.state)
     }
+
+    /// Holds `frags` as a worker does and judges the datagram they make once it is whole (its
+    /// fragments in offset order): their verdicts in that order, none while it is not whole.
+    fn send_datagram(
+        &mut self,
+        ingress: u16,
+        frags: &[Vec<u8>],
+    ) -> Vec<(Verdict, Option<CtState>)> {
+        let mut held = dataplane::conntrack::frag::Reassembly::new(self.tables.hold);
+        for f in frags {
+            let info = dataplane::wire::parse_frame(f).expect("parses");
+            held.hold(
+                f.clone(),
+                |f| f.as_slice(),
+                &info,
+                self.now,
+                |_, e| panic!("held fragment dropped: {e:?}"),
+            );
+        }
+        let mut out = Vec::new();
+        let mut whole = Vec::new();
+        while let Some(w) = held.take_whole(usize::MAX, |f| whole.push(f)) {
+            self.tables.whole = Some(w);
+            for f in whole.drain(..) {
+                out.push(self.send(ingress, &f));
+            }
+            self.tables.whole = None;
+        }
+        out
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -359,25 +389,49 @@ fn later_fragments_share_their_datagrams_verdict() {
         )
         .fragments(1200)
     };
-    // Allowed datagram: every fragment forwarded, all NEW (the datagram's state).
+    // Allowed datagram (sent last fragment first): every fragment forwarded, all NEW (the
+    // datagram's state).
     let frags = big(53, CLIENT);
     assert!(frags.len() >= 3);
-    for f in &frags {
-        assert_eq!(r.send(INSIDE, f), (FWD_IN, Some(CtState::New)));
-    }
+    let reversed: Vec<Vec<u8>> = frags.iter().rev().cloned().collect();
+    let got = r.send_datagram(INSIDE, &reversed);
+    assert_eq!(got, vec![(FWD_IN, Some(CtState::New)); frags.len()]);
     // Refused datagram: every fragment dropped.
     let refused = big(9999, Ipv4Addr::new(10, 0, 0, 3));
-    for f in &refused {
-        assert_eq!(r.send(INSIDE, f).0, DROPPED);
-    }
-    // A later fragment whose first never came is never a free pass.
-    let orphan = big(53, Ipv4Addr::new(10, 0, 0, 4));
+    let got = r.send_datagram(INSIDE, &refused);
+    assert_eq!(got.len(), refused.len());
+    assert!(got.iter().all(|g| g.0 == DROPPED), "{got:?}");
+    // A datagram not whole is held, never judged: a fragment met outside a whole datagram is
+    // never a free pass.
+    let incomplete = big(53, Ipv4Addr::new(10, 0, 0, 4));
+    assert!(r
+        .send_datagram(INSIDE, &incomplete[..incomplete.len() - 1])
+        .is_empty());
     assert_eq!(
-        r.send(INSIDE, &orphan[1]).0,
+        r.send(INSIDE, &incomplete[1]).0,
         Verdict::Drop(DropReason::Fragment(
-            dataplane::conntrack::frag::FragError::NoFirst
+            dataplane::conntrack::frag::FragError::Incomplete
         ))
     );
+    // The L4 checksum spans every fragment: one byte changed in the last makes the datagram
+    // INVALID (nf_conntrack_checksum over the reassembled datagram), and all of it is dropped.
+    let mut bad = big(53, Ipv4Addr::new(10, 0, 0, 5));
+    let last = bad.len() - 1;
+    let at = bad[last].len() - 1;
+    bad[last][at] ^= 1;
+    let got = r.send_datagram(INSIDE, &bad);
+    assert_eq!(got, vec![(DROPPED, Some(CtState::Invalid)); bad.len()]);
+    // `-m length` sees the whole datagram.
+    let rules = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p udp -m length --length 3000:3100 -j DROP
+COMMIT
+";
+    let mut r = Rig::new(rules, 1024);
+    let got = r.send_datagram(INSIDE, &big(53, CLIENT));
+    assert!(got.iter().all(|g| g.0 == DROPPED), "{got:?}");
 }
 
 #[test]

@@ -122,9 +122,17 @@ pub struct CtCounters {
     pub invalid: [AtomicU64; crate::conntrack::Invalid::COUNT],
     /// Fragmented datagrams seen whole.
     pub frag_completed: AtomicU64,
-    /// Non-first fragments held for their first fragment ([`crate::conntrack::frag::Orphans`]);
-    /// the worker publishes it beside the table's counters.
+    /// Fragments held for reassembly ([`crate::conntrack::frag::Reassembly`]); the worker
+    /// publishes these beside the table's counters.
     pub frag_held: AtomicU64,
+    /// Datagrams given up: not whole within the timeout, or for room.
+    pub frag_timeouts: AtomicU64,
+    pub frag_overflows: AtomicU64,
+    /// Whole datagrams whose L4 checksum did not verify.
+    pub frag_bad_checksum: AtomicU64,
+    /// Fragments and datagrams held now (gauges).
+    pub frag_held_fragments: AtomicU64,
+    pub frag_held_datagrams: AtomicU64,
     /// Live NAT bindings (a gauge).
     pub nat_bindings: AtomicU64,
 }
@@ -140,6 +148,11 @@ pub struct CtTotals {
     pub invalid: [u64; crate::conntrack::Invalid::COUNT],
     pub frag_completed: u64,
     pub frag_held: u64,
+    pub frag_timeouts: u64,
+    pub frag_overflows: u64,
+    pub frag_bad_checksum: u64,
+    pub frag_held_fragments: u64,
+    pub frag_held_datagrams: u64,
     pub nat_bindings: u64,
 }
 
@@ -160,6 +173,17 @@ impl CtCounters {
         set(&self.nat_bindings, st.nat_live);
     }
 
+    /// Publishes the counts of the worker's held fragments.
+    pub fn publish_hold(&self, h: &crate::conntrack::frag::HoldStats) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Relaxed);
+        set(&self.frag_held, h.held_total);
+        set(&self.frag_timeouts, h.timeouts);
+        set(&self.frag_overflows, h.overflows);
+        set(&self.frag_bad_checksum, h.bad_checksum);
+        set(&self.frag_held_fragments, u64::from(h.fragments_now));
+        set(&self.frag_held_datagrams, u64::from(h.datagrams_now));
+    }
+
     fn add_to(&self, t: &mut CtTotals) {
         t.entries += self.entries.load(Relaxed);
         t.created += self.created.load(Relaxed);
@@ -171,6 +195,11 @@ impl CtCounters {
         }
         t.frag_completed += self.frag_completed.load(Relaxed);
         t.frag_held += self.frag_held.load(Relaxed);
+        t.frag_timeouts += self.frag_timeouts.load(Relaxed);
+        t.frag_overflows += self.frag_overflows.load(Relaxed);
+        t.frag_bad_checksum += self.frag_bad_checksum.load(Relaxed);
+        t.frag_held_fragments += self.frag_held_fragments.load(Relaxed);
+        t.frag_held_datagrams += self.frag_held_datagrams.load(Relaxed);
         t.nat_bindings += self.nat_bindings.load(Relaxed);
     }
 }

@@ -29,7 +29,7 @@
 //! One [`Tables`] per worker, sized at start-up; nothing here allocates.
 
 use crate::classify::{ct, Action, LogSpec, PacketMeta, Wire};
-use crate::conntrack::frag::Fragments;
+use crate::conntrack::frag::{FragError, Fragments, HoldLimits, Whole};
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
 use crate::nat::rules::NatChoice;
@@ -61,6 +61,10 @@ pub struct TrackConfig {
     pub frag_datagrams: u32,
     /// How long a datagram's fragments are awaited after its first (Linux's `ipfrag_time`).
     pub frag_timeout_ns: u64,
+    /// Fragments held at most while their datagrams are incomplete.
+    pub frag_held_fragments: u32,
+    /// Bytes of fragments held at most (Linux's `ipfrag_high_thresh`).
+    pub frag_held_bytes: u64,
     /// This worker's index (NAT allocates from the ports it owns).
     pub worker: u16,
     /// Seed of NAT's address hash and port offsets (the same on every worker).
@@ -68,12 +72,23 @@ pub struct TrackConfig {
 }
 
 impl TrackConfig {
+    /// The bounds of the fragments held for reassembly.
+    pub fn hold_limits(&self) -> HoldLimits {
+        HoldLimits {
+            fragments: self.frag_held_fragments,
+            bytes: self.frag_held_bytes,
+            timeout_ns: self.frag_timeout_ns,
+        }
+    }
+
     /// Linux's defaults for a table of `capacity` connections.
     pub fn new(capacity: u32) -> TrackConfig {
         TrackConfig {
             conntrack: conntrack::Config::new(capacity),
             frag_datagrams: (capacity / 64).clamp(256, 65_536),
             frag_timeout_ns: 30 * SEC,
+            frag_held_fragments: crate::conntrack::frag::HELD_FRAGMENTS,
+            frag_held_bytes: crate::conntrack::frag::HELD_BYTES,
             worker: 0,
             nat_seed: 0x6e61_7420_7365_6564,
         }
@@ -165,6 +180,11 @@ impl Forwarding for Bridged {
 pub struct Tables {
     pub ct: Conntrack,
     pub frags: Fragments<FirstFragment>,
+    /// While the fragments of a whole datagram ([`crate::conntrack::frag::Reassembly`]) are
+    /// judged: its length and checksum verdict. `None` otherwise: a fragment is then held.
+    pub whole: Option<Whole>,
+    /// The bounds of the fragments the worker holds for reassembly.
+    pub hold: HoldLimits,
     /// NAT's tuple selection over this worker's ports.
     pub nat: Allocator,
 }
@@ -179,6 +199,8 @@ impl Tables {
                 cfg.frag_timeout_ns,
                 cfg.conntrack.hash_seed ^ 0x0f0f_1234_5678_9abc,
             ),
+            whole: None,
+            hold: cfg.hold_limits(),
             nat: Allocator::new(cfg.worker, cfg.nat_seed),
         }
     }
@@ -476,7 +498,16 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
 
     let mut meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
 
-    // 1. A later fragment: its datagram decided.
+    // 1. Reassembly: a fragment is held until its datagram is whole, then the datagram is
+    //    judged from its first fragment and the others take that verdict.
+    if !matches!(info.frag, Fragment::None) && tables.whole.is_none() {
+        return IpJudgement::early(
+            Verdict::Drop(DropReason::Fragment(FragError::Incomplete)),
+            FilterVerdict::Unfiltered,
+            meta,
+            false,
+        );
+    }
     if meta.later_fragment {
         return match tables.frags.later(frame, info, now_ns) {
             Ok(first) => {
@@ -525,7 +556,11 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             ct_state: ct::INVALID,
             ..meta
         };
-        let j = raw.judge(&raw_meta, &Wire::of(frame, info, now_ns), |_, _, _| {});
+        let wire = Wire {
+            whole_len: whole_len(tables, info),
+            ..Wire::of(frame, info, now_ns)
+        };
+        let j = raw.judge(&raw_meta, &wire, |_, _, _| {});
         if !matches!(j.action, Action::Accept) {
             return IpJudgement::early(
                 Verdict::Drop(DropReason::RuleDrop),
@@ -537,11 +572,37 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
         notrack = j.notrack;
     }
 
-    // 3. Conntrack.
-    let tracked = (!notrack).then(|| tables.ct.track_tagged(frame, info, tag, now_ns));
+    // 3. Conntrack. A whole datagram whose L4 checksum (over every fragment) is wrong is
+    //    INVALID, as nf_conntrack_checksum has it.
+    let tracked = (!notrack).then(|| {
+        if !matches!(info.frag, Fragment::None) && whole_bad_checksum(tables) {
+            tables.ct.bad_checksum()
+        } else {
+            tables.ct.track_tagged(frame, info, tag, now_ns)
+        }
+    });
     judge_after_track(
         filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
     )
+}
+
+/// The length `-m length` sees: a whole datagram's when its first fragment is judged (0:
+/// the packet's own).
+#[inline(always)]
+fn whole_len(tables: &Tables, info: &PacketInfo) -> u16 {
+    if matches!(info.frag, Fragment::None) {
+        return 0;
+    }
+    tables.whole.map_or(0, |w| w.len as u16)
+}
+
+/// Whether the whole datagram being judged has a bad L4 checksum that conntrack checks.
+#[cold]
+#[inline(never)]
+fn whole_bad_checksum(tables: &Tables) -> bool {
+    tables
+        .whole
+        .is_some_and(|w| !w.csum_ok && tables.ct.config().checksum)
 }
 
 /// The fast path's judgement of an ESTABLISHED packet of entry `id` travelling `dir` (already
@@ -1042,6 +1103,7 @@ fn judge_after_track<F: Forwarding>(
         } else {
             F::HOPS_TAKEN
         },
+        whole_len: whole_len(tables, info),
         ..Wire::of(frame, info, now_ns)
     };
     let fv = match (rules, tracked) {

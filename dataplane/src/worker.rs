@@ -7,7 +7,7 @@
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
-use crate::conntrack::frag::{FragError, Orphans, Released, ORPHANS_HELD};
+use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
     screen_level_cap, CalledScreen, NoScreen, Screen, ScreenTask, Simd, SimdLevel,
@@ -154,8 +154,8 @@ struct Ctx<'a> {
     stats: &'a WorkerStats,
     logs: &'a crossbeam_channel::Sender<LogRecord>,
     pool: &'a Mempool,
-    /// Non-first fragments held until their first fragment comes ([`Orphans`]).
-    orphans: &'a RefCell<Orphans<Mbuf>>,
+    /// Fragments held until their datagram is whole ([`Reassembly`]).
+    held: &'a RefCell<Reassembly<Mbuf>>,
 }
 
 struct Egress {
@@ -217,10 +217,14 @@ impl Worker {
         let mut scalar = 0u32;
         let mut last_drain = tsc();
         let mut last_tsc = last_drain;
-        let orphans = RefCell::new(match tables.as_deref() {
-            Some(t) => Orphans::new(ORPHANS_HELD, t.frags.timeout_ns()),
-            None => Orphans::new(0, 0),
-        });
+        let held = RefCell::new(Reassembly::new(match tables.as_deref() {
+            Some(t) => t.hold,
+            None => HoldLimits {
+                fragments: 0,
+                bytes: 0,
+                timeout_ns: 0,
+            },
+        }));
 
         while !stop.load(Ordering::Relaxed) {
             // The pass-through bridge first, before anything the other paths need is gathered
@@ -272,7 +276,7 @@ impl Worker {
                             stats: &stats,
                             logs: &logs,
                             pool: &pool,
-                            orphans: &orphans,
+                            held: &held,
                         };
                         if let (Some((r, st)), Some(t)) = (router.as_mut(), tables.as_deref_mut()) {
                             route_burst(
@@ -323,7 +327,7 @@ impl Worker {
                             stats: &stats,
                             logs: &logs,
                             pool: &pool,
-                            orphans: &orphans,
+                            held: &held,
                         };
                         if let (Some((rt, rst)), Some(t)) = (router.as_mut(), tables.as_deref_mut())
                         {
@@ -350,8 +354,9 @@ impl Worker {
                         );
                     }
                 }
-                // Held fragments (only with tracking): their first fragments may have come.
-                if stateful && !orphans.borrow().is_empty() {
+                // Held fragments (only with tracking): whole datagrams to judge, incomplete
+                // ones whose time is up.
+                if stateful && !held.borrow().is_empty() {
                     if let Some(t) = tables.as_deref_mut() {
                         let ctx = Ctx {
                             id,
@@ -360,11 +365,11 @@ impl Worker {
                             stats: &stats,
                             logs: &logs,
                             pool: &pool,
-                            orphans: &orphans,
+                            held: &held,
                         };
                         let now_ns = clock.ns(last_tsc);
                         let router = router.as_mut().map(|(r, st)| (&**r, &mut **st));
-                        release_orphans(&ctx, t, router, &mut burst, now_ns, &mut egress);
+                        release_whole(&ctx, t, router, &mut burst, now_ns, &mut egress);
                     }
                 }
                 // Quiescent point: nothing of the rule snapshot is held across it.
@@ -385,10 +390,7 @@ impl Worker {
                 last_drain = now;
                 if let Some(t) = tables.as_deref() {
                     stats.ct.publish(t);
-                    stats
-                        .ct
-                        .frag_held
-                        .store(orphans.borrow().held_total, Ordering::Relaxed);
+                    stats.ct.publish_hold(&held.borrow().stats);
                 }
                 if let Some((_, st)) = router.as_ref() {
                     stats.router.publish(st);
@@ -398,18 +400,15 @@ impl Worker {
                 }
             }
         }
-        // Fragments still waiting for their first fragment never get it.
-        for m in orphans.borrow_mut().drain() {
-            stats.drop_packet(DropReason::Fragment(FragError::NoFirst));
+        // Datagrams still incomplete never become whole.
+        held.borrow_mut().drain(|m, why| {
+            stats.drop_packet(DropReason::Fragment(why));
             drop(m);
-        }
+        });
         drain(&mut egress, &stats);
         if let Some(t) = tables.as_deref() {
             stats.ct.publish(t);
-            stats
-                .ct
-                .frag_held
-                .store(orphans.borrow().held_total, Ordering::Relaxed);
+            stats.ct.publish_hold(&held.borrow().stats);
         }
         if let Some((_, st)) = router.as_ref() {
             stats.router.publish(st);
@@ -458,33 +457,35 @@ const NOT_PARSED: [Option<crate::wire::PacketInfo>; MAX_BURST] = [None; MAX_BURS
 
 /// Marks a packet handed to worker `w` as `HANDED | w`.
 const HANDED: u16 = 0x8000;
-/// Marks a non-first fragment held until its first fragment comes ([`hold_orphan`]).
+/// Marks a fragment held until its datagram is whole ([`hold_fragment`]).
 const HELD: u16 = u16::MAX - 1;
 
-/// Holds a non-first fragment that came before its datagram's first fragment (virtual
-/// reassembly answered `frag_no_first`), as Linux's reassembly would; what the store gives up
-/// for it is dropped as `frag_no_first`.
+/// Holds a fragment until its datagram is whole, as Linux's conntrack reassembles before any
+/// table; what the store drops for it (itself, its datagram, the oldest datagram for room) is
+/// counted with the reason.
 #[cold]
 #[inline(never)]
-fn hold_orphan(ctx: &Ctx<'_>, mut m: Mbuf, ingress: u16, now_ns: u64) {
+fn hold_fragment(ctx: &Ctx<'_>, mut m: Mbuf, ingress: u16, now_ns: u64) {
     m.set_port(ingress);
-    let given_up = match crate::wire::parse_frame(m.data()) {
-        Ok(info) => ctx.orphans.borrow_mut().hold(m, &info, now_ns),
-        Err(_) => Some(m),
-    };
-    if let Some(m) = given_up {
-        ctx.stats
-            .drop_packet(DropReason::Fragment(FragError::NoFirst));
+    let drop_with = |m: Mbuf, why: FragError| {
+        ctx.stats.drop_packet(DropReason::Fragment(why));
         drop(m);
+    };
+    match crate::wire::parse_frame(m.data()) {
+        Ok(info) => ctx
+            .held
+            .borrow_mut()
+            .hold(m, |m| m.data(), &info, now_ns, drop_with),
+        Err(_) => drop_with(m, FragError::NotAFragment),
     }
 }
 
-/// Judges again, as a burst from a hand-off ring (each mbuf's port is the port it came in by),
-/// the held fragments whose first fragment has been recorded since, and drops as
-/// `frag_no_first` those whose time is up.
+/// Judges the whole datagrams, one at a time, as bursts from a hand-off ring (each mbuf's
+/// port is the port it came in by; its fragments in offset order, the first judged for the
+/// datagram and the others taking its verdict), and drops those whose time is up.
 #[cold]
 #[inline(never)]
-fn release_orphans(
+fn release_whole(
     ctx: &Ctx<'_>,
     tables: &mut Tables,
     mut router: Option<(&Router, &mut RouterState<Mbuf>)>,
@@ -492,26 +493,22 @@ fn release_orphans(
     now_ns: u64,
     egress: &mut [Egress],
 ) {
+    ctx.held.borrow_mut().expire(now_ns, |m, why| {
+        ctx.stats.drop_packet(DropReason::Fragment(why));
+        drop(m);
+    });
     loop {
         let mut ready: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let mut n = 0;
-        ctx.orphans
-            .borrow_mut()
-            .release(&tables.frags, now_ns, MAX_BURST, |r| match r {
-                Released::Ready(m) => {
-                    ready[n] = Some(m);
-                    n += 1;
-                }
-                Released::Expired(m) => {
-                    ctx.stats
-                        .drop_packet(DropReason::Fragment(FragError::NoFirst));
-                    drop(m);
-                }
-            });
-        if n == 0 {
+        let whole = ctx.held.borrow_mut().take_whole(MAX_BURST, |m| {
+            ready[n] = Some(m);
+            n += 1;
+        });
+        let Some(whole) = whole else {
             return;
-        }
+        };
         burst.refill(ready.iter_mut().filter_map(Option::take));
+        tables.whole = Some(whole);
         match router.as_mut() {
             Some((r, st)) => route_burst(
                 Source::Ring,
@@ -523,13 +520,17 @@ fn release_orphans(
                 now_ns,
                 egress,
             ),
-            None => {
-                handle_burst::<true>(Source::Ring, burst, ctx, Some(tables), None, now_ns, egress)
-            }
+            None => handle_burst::<true>(
+                Source::Ring,
+                burst,
+                ctx,
+                Some(&mut *tables),
+                None,
+                now_ns,
+                egress,
+            ),
         }
-        if n < MAX_BURST {
-            return;
-        }
+        tables.whole = None;
     }
 }
 
@@ -628,7 +629,7 @@ fn handle_burst<const STATEFUL: bool>(
                 stats.drop_packet(DropReason::NoPeer);
                 DROPPED
             }
-            Verdict::Drop(DropReason::Fragment(FragError::NoFirst)) if STATEFUL => HELD,
+            Verdict::Drop(DropReason::Fragment(FragError::Incomplete)) if STATEFUL => HELD,
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
                 if let Some(with) = with {
@@ -659,7 +660,7 @@ fn handle_burst<const STATEFUL: bool>(
                 Source::Port(p) => p,
                 Source::Ring => m.port(),
             };
-            hold_orphan(ctx, m, ingress, now_ns);
+            hold_fragment(ctx, m, ingress, now_ns);
         } else if o & HANDED != 0 {
             let to = steering
                 .as_deref_mut()
@@ -1352,8 +1353,8 @@ fn route_burst(
         match fate {
             Fate::Send { port, pkt } => out.borrow_mut().send(port, pkt),
             Fate::Queued => {}
-            Fate::Dropped(pkt, DropReason::Fragment(FragError::NoFirst)) => {
-                hold_orphan(ctx, pkt, ingress, now_ns);
+            Fate::Dropped(pkt, DropReason::Fragment(FragError::Incomplete)) => {
+                hold_fragment(ctx, pkt, ingress, now_ns);
             }
             Fate::Dropped(pkt, why) => {
                 drop(pkt);

@@ -1237,8 +1237,7 @@ pub fn generate(seed: u64) -> Generated {
 
 /// [`generate`], or with `legacy` for a Linux side loaded through iptables-legacy: then the
 /// sets may also hold what iptables-nft translates differently from x_tables (a NONE
-/// `--tcp-flags` mask, `! --sport A ! --dport B`), and fragments meet `-m length` (a known
-/// difference: expect those seeds to differ there).
+/// `--tcp-flags` mask, `! --sport A ! --dport B`).
 pub fn generate_for(seed: u64, legacy: bool) -> Generated {
     let mut r = Rng(SplitMix64(seed ^ 0x005e_ed0f_d1ff));
     let mut pools = Pools::new(&mut r);
@@ -1261,14 +1260,6 @@ pub fn generate_for(seed: u64, legacy: bool) -> Generated {
             2 => flows.echo(fam),
             3 => flows.icmp_other(fam),
             4 => flows.other_proto(fam),
-            // `-m length` on a fragmented datagram: Linux matches the reassembled datagram's
-            // length, Rampart the first fragment's, as the datagram's length is not known when
-            // its verdict is taken (docs/conntrack-vs-netfilter.md). Not drawn together.
-            _ if !legacy
-                && (if fam == Fam::V4 { &rampart4 } else { &rampart6 }).contains("-m length") =>
-            {
-                flows.udp(fam)
-            }
             _ => flows.fragmented(fam),
         };
         scripts.push(s);

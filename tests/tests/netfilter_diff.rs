@@ -339,9 +339,6 @@ struct Allowed {
     reason: &'static str,
 }
 
-const FRAG_INCOMPLETE: &str = "virtual reassembly forwards fragments as they come; Linux \
-    reassembles first and never forwards (nor tracks) a datagram whose last fragment is missing";
-
 const THREE_TAGS: &str = "Rampart parses at most two VLAN tags and drops deeper stacks \
     (vlan_too_many_tags); the Linux bridge forwards any frame, unfiltered";
 const TWO_TAGS: &str = "br_netfilter filters IP under one VLAN tag only and passes a \
@@ -359,13 +356,9 @@ const GENERIC_SCTP: &str = "SCTP is tracked by Rampart's generic tracker (addres
 const TINY_FRAGMENT: &str = "a first fragment too short to hold the TCP header, and a fragment \
     at offset 8 that would overwrite it, are dropped (ipv4_tiny_fragment, ipv4_bad_fragment, \
     RFC 1858 and RFC 3128); Linux reassembles the overlapping pieces and forwards the datagram; \
-    the fragment after them then finds no first fragment (frag_no_first) and never reaches \
-    conntrack";
-const FRAG_CHECKSUM: &str = "the L4 checksum of a fragmented datagram covers bytes spread over \
-    its fragments, which virtual reassembly does not keep, so Rampart cannot check it; Linux \
-    checks the reassembled datagram and finds the checksum of this overlapping set wrong \
-    (INVALID)";
-const FRAG_REPEAT_STATE: &str = "virtual reassembly drops a fragment repeating a range already \
+    the fragment after them is held for a datagram that never becomes whole (frag_timeout) and \
+    never reaches conntrack";
+const FRAG_REPEAT_STATE: &str = "reassembly drops a fragment repeating a range already \
     seen before it reaches conntrack (frag_duplicate, no state); Linux reassembles the set into \
     a datagram its conntrack finds INVALID (the verdict agrees)";
 const FRAG_DUPLICATE: &str = "a fragment repeating a range already seen is dropped alone \
@@ -376,20 +369,6 @@ const FRAG_DUPLICATE: &str = "a fragment repeating a range already seen is dropp
 /// (rule set or every one, scenario, packet index, field, reason).
 fn allowed_list() -> Vec<Allowed> {
     let mut v = Vec::new();
-    for scenario in ["fragments", "fragments-v6"] {
-        // "c>s UDP 900 without its last": fragments 1/3 and 2/3 (indexes 14 and 15).
-        for index in [14, 15] {
-            for field in [Field::Verdict, Field::State] {
-                v.push(Allowed {
-                    ruleset: None,
-                    scenario,
-                    index,
-                    field,
-                    reason: FRAG_INCOMPLETE,
-                });
-            }
-        }
-    }
     let corpus = [
         (
             "arp__detect-arp-03-vlan__input.pcap",
@@ -449,14 +428,6 @@ fn allowed_list() -> Vec<Allowed> {
             BAD_OPTIONS,
         ));
         more.push(("decode-sctp-01__input.pcap", 0, field, GENERIC_SCTP));
-        for i in [4, 5, 8] {
-            more.push((
-                "ipv6-evasion__ipv6-malformed-fragments-1__frag-1.pcap",
-                i,
-                field,
-                FRAG_CHECKSUM,
-            ));
-        }
         for capture in [
             "defrag__bug-6887-defrag-eth-vlan-ipv4-tcp-syn__frag-eth-vlan-ip-tcp-syn.pcap",
             "defrag__bug-6887-defrag-ipv4-tcp-syn__frag-ip-tcp-syn.pcap",

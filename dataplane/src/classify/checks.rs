@@ -32,6 +32,9 @@ pub struct Wire<'a> {
     /// yet written to the frame: 1 in a router's FORWARD chain (Linux's `ip_forward` and
     /// `ip6_forward` decrement before the FORWARD hook), else 0.
     pub hops_taken: u8,
+    /// The length of the whole datagram whose first fragment this is, for `-m length`
+    /// (reassembly comes before every table); 0: the packet's own.
+    pub whole_len: u16,
 }
 
 impl<'a> Wire<'a> {
@@ -43,6 +46,7 @@ impl<'a> Wire<'a> {
         l4: 0,
         now_ns: 0,
         hops_taken: 0,
+        whole_len: 0,
     };
 
     /// The view of a parsed frame.
@@ -54,6 +58,7 @@ impl<'a> Wire<'a> {
             l4: info.l4_offset,
             now_ns,
             hops_taken: 0,
+            whole_len: 0,
         }
     }
 
@@ -257,7 +262,9 @@ impl Check {
                 r != invert
             }
             Check::Length { lo, hi, invert } => {
-                let len = if v6 {
+                let len = if w.whole_len != 0 {
+                    Some(w.whole_len)
+                } else if v6 {
                     w.u16_at(l3 + 4).map(|l| l.wrapping_add(40))
                 } else {
                     w.u16_at(l3 + 2)

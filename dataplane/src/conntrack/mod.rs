@@ -12,8 +12,9 @@
 //! entry waits in one of the table's [`PENDING`] scratch slots, named by its [`Handle::New`],
 //! and nothing is in the table until `confirm` (Linux creates the entry with the first packet
 //! and confirms it when the packet leaves; a dropped NEW packet leaves no entry; its scratch
-//! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Non-first fragments
-//! go to [`frag::Fragments`] instead, with the verdict of their first fragment.
+//! slot is reused). Between bursts the worker calls [`Conntrack::expire`]. Fragments wait in
+//! [`frag::Reassembly`] until their datagram is whole; then the first is tracked and the
+//! others take its verdict from [`frag::Fragments`].
 //!
 //! A worker first tries [`Conntrack::track_established`] with what its burst's prefetch pass
 //! learnt of the packet ([`Hint`]): the commonest packet (a TCP ACK or a UDP datagram of an
@@ -54,9 +55,11 @@
 //!   protocol, 600 s), not by their own state machines.
 //! - ICMPv6 node information queries (139) start entries, but their replies (140) are not
 //!   mapped back to them (Linux maps them).
-//! - Checksums of first fragments cannot be verified (they cover the whole datagram); a TCP
+//! - Checksums of first fragments are not verified here (they cover the whole datagram): the
+//!   reassembly ([`frag::Reassembly`]) sums every fragment, and a whole datagram whose sum is
+//!   wrong is INVALID ([`Conntrack::bad_checksum`]) before it reaches the tracker. A TCP
 //!   connection that carries a fragmented segment is tracked liberally from then on, since the
-//!   segment's length is unknown.
+//!   tracker sees the first fragment's bytes only.
 
 pub mod frag;
 pub(crate) mod icmp;
@@ -1033,6 +1036,12 @@ impl Conntrack {
     }
 
     #[inline]
+    /// INVALID for a bad L4 checksum, counted: a whole datagram's, which the fragments'
+    /// reassembly checked.
+    pub fn bad_checksum(&mut self) -> Tracked {
+        self.invalid(Invalid::BadChecksum)
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
