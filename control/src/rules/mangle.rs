@@ -27,9 +27,6 @@ pub(crate) struct RuleView {
     pub family: Family,
     /// `-p tcp`, not negated.
     pub tcp: bool,
-    /// A `-m tcp` flags test with SYN set out of SYN,RST (xt_TCPMSS's `find_syn_match`:
-    /// `--syn` or `--tcp-flags SYN,RST SYN`), not negated.
-    pub syn: bool,
 }
 
 /// Whether `target` takes option `opt`: `Some(true)` with a value, `Some(false)` as a flag.
@@ -89,7 +86,14 @@ pub(crate) fn edit(
     };
     let num = |max: u32, what: &str| number(text, max, what).map_err(|m| (vcol, m));
     let edit = match opt.name.as_str() {
-        "--set-mss" => Edit::Mss(Some(num(u32::from(u16::MAX) - 1, "MSS")? as u16)),
+        // libxt_TCPMSS: up to 65535 less the IP header (20, or 40 for IPv6).
+        "--set-mss" => {
+            let max = match rule.family {
+                Family::V4 => 65515,
+                Family::V6 => 65495,
+            };
+            Edit::Mss(Some(num(max, "MSS")? as u16))
+        }
         "--clamp-mss-to-pmtu" => {
             if let Some(h) = rule.hook {
                 if !matches!(
@@ -158,18 +162,12 @@ pub(crate) fn edit(
             Edit::Hops(op)
         }
     };
-    if name == "TCPMSS" {
-        if !rule.tcp {
-            return Err((col, "TCPMSS needs -p tcp".into()));
-        }
-        if !rule.syn {
-            return Err((
-                col,
-                "TCPMSS needs --tcp-flags SYN,RST SYN or --syn in the rule (the kernel refuses \
-                 it otherwise: it only works on SYN packets)"
-                    .into(),
-            ));
-        }
+    // xt_TCPMSS is for TCP only (`.proto`). Its check also wants a SYN flags test in the
+    // rule (`find_syn_match`), but not under nf_tables' compatibility layer, which
+    // iptables 1.8's default backend is: there any TCP rule takes it, and the kernel's target
+    // edits whatever segment the rule matches (iptables-legacy refuses such a rule).
+    if name == "TCPMSS" && !rule.tcp {
+        return Err((col, "TCPMSS needs -p tcp".into()));
     }
     Ok(edit)
 }

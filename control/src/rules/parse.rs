@@ -1805,11 +1805,6 @@ impl<'a> RuleParser<'a> {
                     hook: self.hook,
                     family,
                     tcp: tcp_only,
-                    syn: self.matches.iter().any(|m| {
-                        !m.negated
-                            && matches!(m.cond, Cond::TcpFlags { mask, comp }
-                                if mask & 0x06 == 0x06 && comp & 0x02 != 0)
-                    }),
                 };
                 Target::Edit(
                     super::mangle::edit(&t.name, t.name_col, &opts, &rule)
