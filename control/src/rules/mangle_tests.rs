@@ -200,7 +200,10 @@ fn the_gateway_example_loads() {
     let text = include_str!("../../../examples/iptables/gateway-mangle.rules");
     let ports = ["inside".to_string(), "outside".to_string()];
     let parsed = parse_iptables("gateway-mangle.rules", text, Family::V4, &ports).unwrap();
-    let m = compile_mangle(&parsed, Ok::<_, ()>).unwrap().unwrap().unwrap();
+    let m = compile_mangle(&parsed, Ok::<_, ()>)
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(m.prerouting.is_some() && m.forward.is_some() && m.postrouting.is_some());
     assert!(m.input.is_none());
 }
