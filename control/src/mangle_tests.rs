@@ -204,3 +204,18 @@ COMMIT
     assert!(f.mangle_v4.is_none());
     assert!(f.v4.as_ref().unwrap().cacheable);
 }
+
+/// The daemon sends a file whose mangle table may apply to the full load (the incremental
+/// reloader compiles filter and raw only); firewalld's jumps-only mangle stays incremental.
+#[test]
+fn mangle_with_effect_takes_the_full_load() {
+    use crate::load::mangle_may_apply;
+    assert!(mangle_may_apply(GATEWAY));
+    assert!(mangle_may_apply("*mangle\n:FORWARD DROP [0:0]\nCOMMIT\n"));
+    let jumps = "*mangle\n:PREROUTING ACCEPT [0:0]\n:u - [0:0]\n-A PREROUTING -j u\n\
+                 -A u -j RETURN\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n";
+    assert!(!mangle_may_apply(jumps));
+    assert!(!mangle_may_apply(
+        "*filter\n-A FORWARD -j MARK --set-mark 1\nCOMMIT\n"
+    ));
+}
