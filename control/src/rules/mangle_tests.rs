@@ -161,6 +161,20 @@ fn refusals_name_line_and_column() {
             "target LOG in the mangle table",
         ),
     ];
+    // A user chain reached from PREROUTING is held to the clamp's hooks too.
+    let text = format!(
+        "{HEAD}:clamp - [0:0]\n-A PREROUTING -p tcp -j clamp\n\
+         -A clamp -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n"
+    );
+    let e = parse_iptables("t.rules", &text, v4, &ports()).expect_err("clamp in PREROUTING");
+    assert!(
+        e[0].to_string().starts_with(
+            "t.rules:9:23: target TCPMSS --clamp-mss-to-pmtu is not valid in chain clamp: \
+             it is reached from PREROUTING"
+        ),
+        "{}",
+        e[0]
+    );
     for &(family, rule, col, msg) in cases {
         let text = format!("{HEAD}{rule}\nCOMMIT\n");
         let e = parse_iptables("t.rules", &text, family, &ports())
