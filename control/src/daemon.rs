@@ -606,7 +606,8 @@ fn compile(
         nat: nat.env(workers),
     };
     // The incremental reloader compiles the filter and raw tables; a rule set with a nat
-    // table, and router mode (INPUT chain), take the full path.
+    // table or a mangle table that may apply, and router mode (INPUT chain), take the full
+    // path.
     let filter = if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) {
         reloader.clear();
         load_filter(&rf, ports, Hook::Forward, nat.mode, make)
@@ -621,10 +622,11 @@ fn compile(
 /// Whether an iptables-save file of `files` holds a nat table (a file that cannot be read says
 /// yes: the full path reports the error).
 fn has_nat_table(files: &RuleFiles<'_>) -> bool {
-    [files.rules, files.rules6]
-        .into_iter()
-        .flatten()
-        .any(|p| std::fs::read_to_string(p).map_or(true, |t| t.lines().any(|l| l.trim() == "*nat")))
+    [files.rules, files.rules6].into_iter().flatten().any(|p| {
+        std::fs::read_to_string(p).map_or(true, |t| {
+            t.lines().any(|l| l.trim() == "*nat") || crate::load::mangle_may_apply(&t)
+        })
+    })
 }
 
 /// Conntrack counters as `stats` shows them.

@@ -119,11 +119,48 @@ impl NatSettings {
 
     /// `Err` when `filter` translates and that is not possible here.
     pub fn check(&self, filter: &Filter) -> Result<(), String> {
+        let mangles = filter.mangle_v4.is_some() || filter.mangle_v6.is_some();
+        if let (true, Some(why)) = (mangles, &self.refuse) {
+            // The mangle table is applied on the tracked path only.
+            if why.starts_with("connection tracking is off") {
+                return Err(format!("the mangle table's targets cannot be used: {why}"));
+            }
+        }
         match (&filter.nat, &self.refuse) {
             (Some(_), Some(why)) => Err(format!("the nat table cannot be used: {why}")),
             _ => Ok(()),
         }
     }
+}
+
+/// Whether the mangle table of iptables-save text `t` may have an effect (a rule with a target
+/// Rampart applies there, or a DROP policy): such a file is compiled whole, not by the
+/// incremental reloader. A table of ACCEPTs, RETURNs and jumps (firewalld's) says no.
+pub fn mangle_may_apply(t: &str) -> bool {
+    let mut in_mangle = false;
+    for l in t.lines() {
+        let l = l.trim();
+        if l.starts_with('*') {
+            in_mangle = l == "*mangle";
+        } else if in_mangle {
+            let mut w = l.split_whitespace();
+            if l.starts_with(':') && w.nth(1) == Some("DROP") {
+                return true;
+            }
+            let mut w = l.split_whitespace();
+            while let Some(x) = w.next() {
+                if x == "-j"
+                    && matches!(
+                        w.next(),
+                        Some("DROP" | "MARK" | "TCPMSS" | "DSCP" | "TOS" | "TTL" | "HL")
+                    )
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Whether a compiled nat table translates anything.
@@ -203,12 +240,22 @@ pub fn load_filter(
                 compile_raw(&parsed)?,
                 input,
                 compile_nat(&parsed)?,
+                crate::rules::compile_mangle(&parsed, &with)?,
             ))
         });
         match compiled {
-            Ok((rs, raw, input, n)) => {
+            Ok((mut rs, raw, input, n, mangle)) => {
                 let raw = raw.map(&with).transpose()?;
                 let input = input.map(&with).transpose()?;
+                let mangle = mangle?.map(Box::new);
+                // Mangle is judged per packet: no verdict is cached while it has effect.
+                if mangle.is_some() {
+                    rs.cacheable = false;
+                }
+                match family {
+                    Family::V4 => filter.mangle_v4 = mangle,
+                    Family::V6 => filter.mangle_v6 = mangle,
+                }
                 match family {
                     Family::V4 => {
                         (filter.v4, filter.raw_v4, filter.input_v4) = (Some(with(rs)?), raw, input)

@@ -240,10 +240,13 @@ fn rules_check(
             control::rules::compile_parsed(&p, Hook::Forward)?,
             control::rules::compile_raw(&p)?,
             control::rules::compile_nat(&p)?,
+            control::rules::compile_mangle(&p, Ok::<_, ()>)?
+                .ok()
+                .flatten(),
         ))
     });
     match compiled {
-        Ok((rs, raw, nat)) => {
+        Ok((rs, raw, nat, mangle)) => {
             let fam = if family == Family::V6 {
                 "ip6tables"
             } else {
@@ -261,6 +264,24 @@ fn rules_check(
                 )
             } else {
                 raw
+            };
+            let raw = match mangle {
+                Some(m) => {
+                    let chains: Vec<String> = [
+                        ("PREROUTING", &m.prerouting),
+                        ("INPUT", &m.input),
+                        ("FORWARD", &m.forward),
+                        ("POSTROUTING", &m.postrouting),
+                    ]
+                    .iter()
+                    .filter_map(|(n, c)| {
+                        c.as_ref()
+                            .map(|c| format!("{n} to {}", c.rules.rules.len()))
+                    })
+                    .collect();
+                    format!("{raw}, mangle {}", chains.join(" and "))
+                }
+                None => raw,
             };
             out!(
                 "{name}: OK: {fam}-save, filter FORWARD compiles to {} flat rules{raw}",

@@ -39,6 +39,11 @@ pub struct Filter {
     pub input_v6: Option<RuleSet>,
     /// The nat table (translation needs connection tracking).
     pub nat: Option<Box<crate::nat::NatTables>>,
+    /// The mangle table's chains with effect (applied with connection tracking; `None`: the
+    /// family's mangle table changes nothing). A family with one has a filter rule set that
+    /// is not cacheable, so every packet takes the general path, where the chains are walked.
+    pub mangle_v4: Option<Box<crate::mangle::Mangle>>,
+    pub mangle_v6: Option<Box<crate::mangle::Mangle>>,
 }
 
 /// Builds what classification looks at from a parsed frame; `None` for non-IP frames.
@@ -115,6 +120,15 @@ impl Filter {
         match family {
             Family::V4 => self.raw_v4.as_ref(),
             Family::V6 => self.raw_v6.as_ref(),
+        }
+    }
+
+    /// The mangle chains with effect for `family`, if any.
+    #[inline(always)]
+    pub fn mangle(&self, family: Family) -> Option<&crate::mangle::Mangle> {
+        match family {
+            Family::V4 => self.mangle_v4.as_deref(),
+            Family::V6 => self.mangle_v6.as_deref(),
         }
     }
 

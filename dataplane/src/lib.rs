@@ -15,6 +15,7 @@ pub mod conntrack;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod filter;
+pub mod mangle;
 pub mod nat;
 pub mod pipeline;
 pub mod rcu;

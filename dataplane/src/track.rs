@@ -142,6 +142,12 @@ pub trait Forwarding {
     /// (a router: 1, as Linux's `ip_forward` decrements before the hook; a bridge: 0). The
     /// frame is rewritten later; the FORWARD chain's `-m ttl`/`-m hl` see the value less this.
     const HOPS_TAKEN: u8 = 0;
+    /// The IP MTU of `port`, for the mangle table's `TCPMSS --clamp-mss-to-pmtu` (a bridge's
+    /// ports: Ethernet's 1500).
+    #[inline(always)]
+    fn port_mtu(&self, _port: u16) -> u32 {
+        crate::router::DEFAULT_MTU
+    }
     /// The checks a router makes before the FORWARD chain (TTL, MTU: Linux's `ip_forward`),
     /// on the packet as it arrived; an error drops it before the filter and conntrack's
     /// confirmation (the router sends its ICMP error itself).
@@ -458,7 +464,7 @@ fn prerouted_by(key: FlowKey, other: &FlowKey, related: bool) -> FlowKey {
 pub fn judge_tracked<F: Forwarding>(
     filter: &Filter,
     tables: &mut Tables,
-    frame: &[u8],
+    frame: &mut [u8],
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
@@ -478,7 +484,7 @@ pub fn judge_tracked<F: Forwarding>(
 fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     filter: &Filter,
     tables: &mut Tables,
-    frame: &[u8],
+    frame: &mut [u8],
     info: &PacketInfo,
     key: FlowKey,
     tag: Option<u32>,
@@ -813,7 +819,7 @@ pub fn judge_lean<F: Forwarding>(
 pub fn judge_resumed<F: Forwarding>(
     filter: &Filter,
     tables: &mut Tables,
-    frame: &[u8],
+    frame: &mut [u8],
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
@@ -851,7 +857,7 @@ pub fn judge_resumed<F: Forwarding>(
 fn judge_tracked_first<F: Forwarding>(
     filter: &Filter,
     tables: &mut Tables,
-    frame: &[u8],
+    frame: &mut [u8],
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
@@ -968,6 +974,55 @@ fn postrouting<F: Forwarding>(
     Ok((reply_tag, translates))
 }
 
+/// Walks mangle chain `c` for a packet whose view is `meta` (`out`: the port it leaves by,
+/// once routed; `hops`: what forwarding has taken off its TTL), editing `frame` and changing
+/// `mark`; `false` when the chain drops it. Out of line: a set without mangle never calls it.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn mangle_chain<F: Forwarding>(
+    c: &crate::mangle::MangleChain,
+    meta: &PacketMeta,
+    frame: &mut [u8],
+    info: &PacketInfo,
+    fwd: &F,
+    ingress: u16,
+    out: Option<u16>,
+    hops: u8,
+    now_ns: u64,
+    mark: &mut u32,
+) -> bool {
+    let mtu = match out {
+        Some(o) => fwd.port_mtu(ingress).min(fwd.port_mtu(o)),
+        None => fwd.port_mtu(ingress),
+    };
+    let cx = crate::mangle::EditCtx {
+        family: meta.key.family,
+        l3: info.l3_offset,
+        l4: info.l4_offset,
+        later_fragment: meta.later_fragment,
+        hops_taken: hops,
+        mtu,
+    };
+    c.walk(meta, frame, &cx, now_ns, mark).is_ok()
+}
+
+/// The judgement of a packet a mangle chain dropped.
+#[cold]
+#[inline(never)]
+fn mangle_drop(meta: PacketMeta, state: CtState, route: Option<Route>) -> IpJudgement {
+    let mut j = IpJudgement::early(
+        Verdict::Drop(DropReason::RuleDrop),
+        FilterVerdict::Unfiltered,
+        meta,
+        false,
+    );
+    j.state = Some(state);
+    if let Some(r) = route {
+        j.route = r;
+    }
+    j
+}
+
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
 /// `None` when the raw table said NOTRACK). `route`: the routing decision, when the fast path
 /// took it already.
@@ -976,7 +1031,7 @@ fn postrouting<F: Forwarding>(
 fn judge_after_track<F: Forwarding>(
     filter: &Filter,
     tables: &mut Tables,
-    frame: &[u8],
+    frame: &mut [u8],
     info: &PacketInfo,
     key: FlowKey,
     ingress: u16,
@@ -989,14 +1044,24 @@ fn judge_after_track<F: Forwarding>(
 ) -> IpJudgement {
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
+    // The packet's mark in its walk: 0 on arrival; mangle PREROUTING and a new connection's
+    // nat PREROUTING may change it for the filter and POSTROUTING.
+    let mut mark = 0u32;
+    let mangle = filter.mangle(key.family);
+
+    // mangle PREROUTING (after conntrack, before nat PREROUTING).
+    if let Some(c) = mangle.and_then(|m| m.prerouting.as_ref()) {
+        if !mangle_chain(
+            c, &meta, frame, info, &*fwd, ingress, None, 0, now_ns, &mut mark,
+        ) {
+            return mangle_drop(meta, state, None);
+        }
+    }
 
     // 4. nat PREROUTING: a known connection's binding, or a NEW one's DNAT.
     let nat = filter.nat.as_deref();
     let mut binding: Option<(Binding, Dir)> = None;
     let mut fresh = false;
-    // The packet's mark in its walk: 0 on arrival; a new connection's nat PREROUTING may
-    // change it for the filter and POSTROUTING.
-    let mut mark = 0u32;
     // A fresh binding PREROUTING kept as it was: the identity, which changes no tuple.
     let mut kept = false;
     if let Some(t) = &tracked {
@@ -1095,6 +1160,21 @@ fn judge_after_track<F: Forwarding>(
         }
     };
 
+    // mangle FORWARD (before the filter's FORWARD) or INPUT.
+    if let Some(m) = mangle {
+        let (chain, out, hops) = match route {
+            Route::Forward(h) => (m.forward.as_ref(), Some(u16::from(h.port)), F::HOPS_TAKEN),
+            _ => (m.input.as_ref(), None, 0),
+        };
+        if let Some(c) = chain {
+            if !mangle_chain(
+                c, &meta, frame, info, &*fwd, ingress, out, hops, now_ns, &mut mark,
+            ) {
+                return mangle_drop(meta, state, Some(route));
+            }
+        }
+    }
+
     // 6. The filter: an established connection's verdict comes from its entry while the rule
     //    set is the one that gave it.
     let wire = Wire {
@@ -1122,6 +1202,29 @@ fn judge_after_track<F: Forwarding>(
         (_, Route::Forward(h)) => Verdict::Forward(u16::from(h.port)),
         (_, _) => Verdict::Local,
     };
+
+    // mangle POSTROUTING for a packet that leaves (before nat POSTROUTING).
+    let mut accepted = accepted;
+    if let (true, Route::Forward(h), Some(c)) =
+        (accepted, route, mangle.and_then(|m| m.postrouting.as_ref()))
+    {
+        let out = Some(u16::from(h.port));
+        if !mangle_chain(
+            c,
+            &meta,
+            frame,
+            info,
+            &*fwd,
+            ingress,
+            out,
+            F::HOPS_TAKEN,
+            now_ns,
+            &mut mark,
+        ) {
+            accepted = false;
+            verdict = Verdict::Drop(DropReason::RuleDrop);
+        }
+    }
 
     // 7. nat POSTROUTING for an accepted new connection that leaves. The binding is changed
     //    in place (it is 80 bytes: moved around by value, it costs more than the rest).

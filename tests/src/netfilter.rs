@@ -376,7 +376,7 @@ impl LinuxBridge {
             ("iptables-restore", "ip6tables-restore")
         };
         for (tool, rules, name) in [(t4, rules4, "rules.v4"), (t6, rules6, "rules.v6")] {
-            let text = format!("{}{}", rules.unwrap_or(""), state_log_rules());
+            let text = with_state_log(rules.unwrap_or(""));
             let p = dir.path().join(name);
             std::fs::write(&p, text).expect("write rules");
             run_ok(&mut ns_cmd(&self.ns.middle, &[tool, p.to_str().unwrap()]));
@@ -526,6 +526,29 @@ impl Drop for RampartDaemon {
             let _ = c.wait();
         }
     }
+}
+
+/// `rules` with the state-logging rules ([`state_log_rules`]): appended as a mangle table, or,
+/// when `rules` has a mangle table of its own, first in its FORWARD chain (a second `*mangle`
+/// would replace the file's).
+pub fn with_state_log(rules: &str) -> String {
+    let log = state_log_rules();
+    let Some(at) = rules.find("*mangle\n") else {
+        return format!("{rules}{log}");
+    };
+    let mut off = at + "*mangle\n".len();
+    for l in rules[off..].split_inclusive('\n') {
+        if !(l.starts_with(':') || l.starts_with('#')) {
+            break;
+        }
+        off += l.len();
+    }
+    let lines: String = log
+        .lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("{}{lines}{}", &rules[..off], &rules[off..])
 }
 
 /// The mangle table that logs each forwarded packet's conntrack state to NFLOG, the state

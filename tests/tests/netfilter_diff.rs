@@ -278,6 +278,50 @@ fn header_matches() -> RuleSet {
     }
 }
 
+/// The mangle table: marks, DSCP, TOS and TTL set in PREROUTING and read by the filter's
+/// matches (so Linux's own matches check the edited bytes), a DROP in mangle FORWARD, the
+/// hop count lowered on the way out. Conntrack states are compared (the state-logging rules go
+/// first in the file's mangle FORWARD).
+fn mangle() -> RuleSet {
+    let common = |hops: &str, hop_match: &str, icmp: &str, tos: &str, tos_match: &str| {
+        format!(
+            "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -p udp -j MARK --set-xmark 0x1/0xffffffff\n\
+             -A PREROUTING -p udp -j DSCP --set-dscp 0x0a\n\
+             -A PREROUTING -p tcp -m tcp --dport 443 -j {hops}-set 1\n\
+             -A PREROUTING -p {icmp} {tos}\n\
+             -A FORWARD -p tcp -m tcp --sport 22 -j DROP\n\
+             -A POSTROUTING -p tcp -j {hops}-dec 1\n\
+             COMMIT\n\
+             {HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD {hop_match} -j DROP\n\
+             -A FORWARD -p udp -m mark ! --mark 0x1 -j DROP\n\
+             -A FORWARD -p udp -m dscp ! --dscp 0x0a -j DROP\n\
+             -A FORWARD -p {icmp} {tos_match} -j DROP\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "mangle",
+        v4: common(
+            "TTL --ttl",
+            "-m ttl --ttl-lt 2",
+            "icmp",
+            "-j TOS --set-tos 0x10/0x3f",
+            "-m tos ! --tos 0x10/0x3f",
+        ),
+        v6: common(
+            "HL --hl",
+            "-m hl --hl-lt 2",
+            "ipv6-icmp",
+            "-j DSCP --set-dscp 0x04",
+            "-m dscp ! --dscp 0x04",
+        ),
+        states: true,
+    }
+}
+
 /// `-m limit` at a rate so slow (one an hour) that only each bucket's burst passes within a
 /// scenario: a burst of 2 for TCP, a LOG with a burst of 1 for UDP, and a jump with a burst of
 /// 3 into a chain that accepts UDP and ICMP (the bucket asked once at the jump). Linux's rules
@@ -632,6 +676,11 @@ fn scenarios_under_with(rs: RuleSet, test: &str, reload: bool) {
         "{}: Linux and Rampart disagree (tables above)",
         rs.name
     );
+}
+
+#[test]
+fn mangle_matches_linux() {
+    scenarios_under(mangle(), "mangle_matches_linux");
 }
 
 /// Verdicts only, under a stateless rule set: what Rampart already decides without conntrack.

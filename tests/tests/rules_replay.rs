@@ -294,3 +294,58 @@ fn output_to_a_closed_pipe_is_not_a_panic() {
         .stdout(closed()));
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// The mangle table changes the bytes that leave: a forwarded SYN's MSS lowered (a smaller
+/// one kept), its TTL decremented and its DSCP set, with the checksums whole (the expected
+/// frames are built whole); a later segment of the connection gets the TTL too.
+#[test]
+fn mangle_edits_what_leaves() {
+    use dataplane::wire::builder::tcp_options;
+    use dataplane::wire::tcp::TcpOption;
+    let rules = "*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1400
+-A POSTROUTING -j TTL --ttl-dec 1
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+";
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "mangle.rules", rules);
+    let seg = |flags, mss: Option<u16>, ttl: u8| {
+        let mut l4 = L4Spec::tcp_segment(40000, 443, flags, 1, 0, &[]);
+        if let (L4Spec::Tcp { options, .. }, Some(m)) = (&mut l4, mss) {
+            *options = tcp_options(&[TcpOption::MaxSegmentSize(m)]);
+        }
+        let ip = IpSpec::V4 {
+            src: Ipv4Addr::new(10, 0, 0, 5),
+            dst: Ipv4Addr::new(203, 0, 113, 7),
+            ttl,
+            ident: 0,
+            dont_frag: true,
+            options: Vec::new(),
+        };
+        FrameSpec::new(ip, l4).build()
+    };
+    let frames = vec![
+        seg(Flags::SYN, Some(1460), 64),
+        seg(Flags::SYN, Some(1200), 64),
+        seg(Flags::ACK, Some(1460), 64),
+    ];
+    let (got, _) = replay(dir.path(), &frames, &["--rules", &rules]);
+    assert_eq!(
+        got,
+        vec![
+            seg(Flags::SYN, Some(1400), 63),
+            seg(Flags::SYN, Some(1200), 63),
+            seg(Flags::ACK, Some(1460), 63),
+        ]
+    );
+}

@@ -452,4 +452,6 @@ pub enum Target {
         mask: u32,
         xor: u32,
     },
+    /// A mangle target that edits the packet: TCPMSS, DSCP, TOS, TTL, HL.
+    Edit(dataplane::mangle::Edit),
 }

@@ -1259,6 +1259,10 @@ impl Flattener<'_> {
                     let with = Some(std::sync::Arc::new(with));
                     self.emit(cubes, act(Action::Mark), o, rule, &with)?;
                 }
+                Target::Edit(e) if self.table.kind == TableKind::Mangle => {
+                    let o = self.origin(ci, ri);
+                    self.emit(cubes, act(Action::Edit(e.encode())), o, rule, checks)?;
+                }
                 Target::Snat(to) | Target::Dnat(to) if self.mode == FlattenFor::Nat => {
                     let kind = match spec.target {
                         Target::Snat(_) => NatKind::Snat,
@@ -1284,6 +1288,7 @@ impl Flattener<'_> {
                 | Target::Dnat(_)
                 | Target::Masquerade { .. }
                 | Target::NoTrack
+                | Target::Edit(_)
                 | Target::Reject(_)
                 | Target::Drop => {
                     return Err(self.err(

@@ -19,6 +19,7 @@
 mod ast;
 pub(crate) mod compile;
 pub(crate) mod lex;
+mod mangle;
 mod marks;
 pub mod matches;
 mod names;
@@ -30,6 +31,8 @@ pub(crate) mod validate;
 #[cfg(test)]
 mod ext_tests;
 #[cfg(test)]
+mod mangle_tests;
+#[cfg(test)]
 mod match_tests;
 #[cfg(test)]
 mod recent_tests;
@@ -39,6 +42,7 @@ pub(crate) mod tests;
 pub use ast::*;
 pub use compile::{MAX_FLAT_RULES, MAX_JUMP_DEPTH, MAX_RULE_ALTERNATIVES};
 pub use dataplane::classify::RuleSet;
+pub use mangle::compile_mangle;
 pub use matches::HostAddrs;
 
 use dataplane::wire::Family;

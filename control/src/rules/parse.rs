@@ -67,7 +67,6 @@ const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
     "CONNMARK",
-    "TCPMSS",
     "REDIRECT",
     "NETMAP",
     "TPROXY",
@@ -76,10 +75,6 @@ const UNSUPPORTED_TARGETS: &[&str] = &[
     "TRACE",
     "TEE",
     "CLASSIFY",
-    "DSCP",
-    "TOS",
-    "TTL",
-    "HL",
     "SET",
     "AUDIT",
     "CHECKSUM",
@@ -367,7 +362,7 @@ fn chain_decl(
         }
         chain.policy = Some(match policy_tok.text.as_ref() {
             "ACCEPT" | "-" => Policy::Accept,
-            "DROP" if !table.kind.applied() => {
+            "DROP" if !table.kind.applied() && table.kind != TableKind::Mangle => {
                 return Err(ctx.err(
                     line,
                     policy_tok.col,
@@ -607,6 +602,11 @@ enum PendingKind {
     /// `(mask, xor)` once an option gave it.
     Mark {
         op: Option<(u32, u32)>,
+    },
+    /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
+    /// [`super::mangle::edit`].
+    Edit {
+        opts: Vec<super::mangle::EditOpt>,
     },
     Jump(String),
 }
@@ -1061,9 +1061,14 @@ impl<'a> RuleParser<'a> {
             "CT" => PendingKind::Ct { notrack: false },
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
+            name if super::mangle::EDIT_TARGETS.contains(&name) => {
+                PendingKind::Edit { opts: Vec::new() }
+            }
             name if UNSUPPORTED_TARGETS.contains(&name) => {
                 let why = match name {
                     "CONNMARK" => ": Rampart keeps no connection marks (packet marks: MARK)",
+                    "CLASSIFY" => ": Rampart has no traffic-control classes",
+                    "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
                     "REDIRECT" => " (DNAT to an address of Rampart's is)",
                     _ => "",
@@ -1591,6 +1596,21 @@ impl<'a> RuleParser<'a> {
                 self.no_negation(tok, negated)?;
                 *notrack = true;
             }
+            (PendingKind::Edit { opts }, o) if super::mangle::takes_value(&t.name, o).is_some() => {
+                self.no_negation(tok, negated)?;
+                let value = match super::mangle::takes_value(&t.name, o) {
+                    Some(true) => {
+                        let v = self.value(tok)?;
+                        Some((v.text.to_string(), v.col))
+                    }
+                    _ => None,
+                };
+                opts.push(super::mangle::EditOpt {
+                    name: o.to_string(),
+                    col: tok.col,
+                    value,
+                });
+            }
             (PendingKind::Checksum { fill }, "--checksum-fill") => {
                 self.no_negation(tok, negated)?;
                 *fill = true;
@@ -1661,7 +1681,13 @@ impl<'a> RuleParser<'a> {
             }
             return Ok(None);
         }
+        let mangle_target = table == TableKind::Mangle
+            && matches!(
+                t.kind,
+                PendingKind::Drop | PendingKind::Mark { .. } | PendingKind::Edit { .. }
+            );
         if !table.applied()
+            && !mangle_target
             && !matches!(
                 t.kind,
                 PendingKind::Accept | PendingKind::Return | PendingKind::Jump(_)
@@ -1671,8 +1697,8 @@ impl<'a> RuleParser<'a> {
                 t.name_col,
                 format!(
                     "target {} in the {} table is not supported (Rampart applies filter, nat and \
-                     raw; mangle and security may only hold what changes nothing: ACCEPT, RETURN, \
-                     jumps, and CHECKSUM in mangle)",
+                     raw, and in mangle DROP, MARK, TCPMSS, DSCP, TOS, TTL and HL; security may \
+                     only hold what changes nothing: ACCEPT, RETURN, jumps)",
                     t.name,
                     table.name()
                 ),
@@ -1772,6 +1798,18 @@ impl<'a> RuleParser<'a> {
                     ));
                 };
                 Target::Mark { mask, xor }
+            }
+            PendingKind::Edit { opts } => {
+                let rule = super::mangle::RuleView {
+                    table,
+                    hook: self.hook,
+                    family,
+                    tcp: tcp_only,
+                };
+                Target::Edit(
+                    super::mangle::edit(&t.name, t.name_col, &opts, &rule)
+                        .map_err(|(col, m)| self.err(col, m))?,
+                )
             }
             PendingKind::Jump(name) => Target::Jump(name),
         };

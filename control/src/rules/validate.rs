@@ -176,6 +176,15 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
                 Target::Snat(_) => ("SNAT", &[HookPoint::Postrouting, HookPoint::Input]),
                 Target::Dnat(_) => ("DNAT", &[HookPoint::Prerouting, HookPoint::Output]),
                 Target::Masquerade { .. } => ("MASQUERADE", &[HookPoint::Postrouting]),
+                // xt_TCPMSS's hook check, on the hooks that reach the rule.
+                Target::Edit(dataplane::mangle::Edit::Mss(None)) => (
+                    "TCPMSS --clamp-mss-to-pmtu",
+                    &[
+                        HookPoint::Forward,
+                        HookPoint::Output,
+                        HookPoint::Postrouting,
+                    ],
+                ),
                 _ => continue,
             };
             if let Some(h) = via(&|h| !ok.contains(&h)) {

@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod classbench;
 mod cuts;
+mod edits;
 pub mod ipv6ext;
 mod linear;
 pub mod recent;
@@ -99,6 +100,10 @@ pub enum Action {
     /// `MARK`: change the walk's mark by the rule's [`Check::SetMark`] and continue with the
     /// next rule ([`walk`]).
     Mark,
+    /// A mangle edit (TCPMSS, TOS, DSCP, TTL, HL), as [`crate::mangle::Edit::encode`] makes
+    /// it; only mangle chains have it, walked by [`RuleSet::walk_edits`], which applies it and
+    /// continues with the next rule.
+    Edit(u32),
 }
 
 /// `REJECT --reject-with`.

@@ -110,6 +110,11 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
     }
 
     #[inline]
+    fn port_mtu(&self, port: u16) -> u32 {
+        self.router.port(port).map_or(super::DEFAULT_MTU, |p| p.mtu)
+    }
+
+    #[inline]
     fn check(&mut self, frame: &[u8], info: &PacketInfo, hop: &NextHop) -> Result<(), DropReason> {
         if self.router.forward_checks_pass_v4(frame, info, hop) {
             self.checked = true;
@@ -177,7 +182,7 @@ impl Router {
         filter: &Filter,
         tables: &mut Tables,
         ingress: u16,
-        pkt: P,
+        mut pkt: P,
         info: &PacketInfo,
         key: FlowKey,
         now_ns: u64,
@@ -189,7 +194,7 @@ impl Router {
             let j = judge_tracked(
                 filter,
                 tables,
-                pkt.as_ref(),
+                pkt.as_mut(),
                 info,
                 key,
                 ingress,
@@ -276,7 +281,7 @@ impl Router {
         let j = judge_resumed(
             filter,
             tables,
-            pkt.as_ref(),
+            pkt.as_mut(),
             info,
             *key,
             ingress,

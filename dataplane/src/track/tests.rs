@@ -544,7 +544,7 @@ impl Twin {
         let a = judge_tracked_by::<_, true>(
             &self.filter,
             &mut self.fast.0,
-            frame,
+            &mut fa,
             &info,
             key,
             tag,
@@ -557,7 +557,7 @@ impl Twin {
         let b = judge_tracked_by::<_, false>(
             &self.filter,
             &mut self.general.0,
-            frame,
+            &mut fb,
             &info,
             key,
             None,
@@ -606,7 +606,7 @@ impl Twin {
                 let c = judge_resumed(
                     &self.filter,
                     tables,
-                    frame,
+                    &mut fc,
                     &info,
                     key,
                     ingress,
