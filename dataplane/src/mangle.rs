@@ -113,6 +113,9 @@ pub struct EditCtx {
     /// What forwarding has taken off the TTL and will write later ([`Wire::hops_taken`]):
     /// an edit of the TTL works on the value the chain sees and leaves that much more.
     pub hops_taken: u8,
+    /// The whole datagram's length when this is its first fragment, for `-m length`
+    /// ([`Wire::whole_len`]); 0: the packet's own.
+    pub whole_len: u16,
     /// The MTU `--clamp-mss-to-pmtu` uses: the smaller of the in and out ports'.
     pub mtu: u32,
 }
@@ -137,6 +140,7 @@ impl MangleChain {
             l4: cx.l4,
             now_ns,
             hops_taken: cx.hops_taken,
+            whole_len: cx.whole_len,
         };
         self.rules.walk_edits(p, frame, wire, mark, |k, frame| {
             Edit::decode(k).is_none_or(|e| apply(&e, frame, cx))

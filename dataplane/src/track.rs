@@ -984,6 +984,7 @@ fn mangle_chain<F: Forwarding>(
     meta: &PacketMeta,
     frame: &mut [u8],
     info: &PacketInfo,
+    whole_len: u16,
     fwd: &F,
     ingress: u16,
     out: Option<u16>,
@@ -1001,6 +1002,7 @@ fn mangle_chain<F: Forwarding>(
         l4: info.l4_offset,
         later_fragment: meta.later_fragment,
         hops_taken: hops,
+        whole_len,
         mtu,
     };
     c.walk(meta, frame, &cx, now_ns, mark).is_ok()
@@ -1052,7 +1054,17 @@ fn judge_after_track<F: Forwarding>(
     // mangle PREROUTING (after conntrack, before nat PREROUTING).
     if let Some(c) = mangle.and_then(|m| m.prerouting.as_ref()) {
         if !mangle_chain(
-            c, &meta, frame, info, &*fwd, ingress, None, 0, now_ns, &mut mark,
+            c,
+            &meta,
+            frame,
+            info,
+            whole_len(tables, info),
+            &*fwd,
+            ingress,
+            None,
+            0,
+            now_ns,
+            &mut mark,
         ) {
             return mangle_drop(meta, state, None);
         }
@@ -1168,7 +1180,17 @@ fn judge_after_track<F: Forwarding>(
         };
         if let Some(c) = chain {
             if !mangle_chain(
-                c, &meta, frame, info, &*fwd, ingress, out, hops, now_ns, &mut mark,
+                c,
+                &meta,
+                frame,
+                info,
+                whole_len(tables, info),
+                &*fwd,
+                ingress,
+                out,
+                hops,
+                now_ns,
+                &mut mark,
             ) {
                 return mangle_drop(meta, state, Some(route));
             }
@@ -1214,6 +1236,7 @@ fn judge_after_track<F: Forwarding>(
             &meta,
             frame,
             info,
+            whole_len(tables, info),
             &*fwd,
             ingress,
             out,

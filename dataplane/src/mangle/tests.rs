@@ -34,6 +34,7 @@ fn cx_of(frame: &[u8], mtu: u32) -> EditCtx {
         l4: info.l4_offset,
         later_fragment: false,
         hops_taken: 0,
+        whole_len: 0,
         mtu,
     }
 }
