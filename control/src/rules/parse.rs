@@ -2218,7 +2218,8 @@ fn parse_nat_ports(s: &str) -> Result<PortRange, String> {
     Ok((a, b))
 }
 
-/// `--to-source`/`--to-destination`: `A[-B][:P[-Q]]`; IPv6 with ports as `[A]-[B]:P-Q`.
+/// `--to-source`/`--to-destination`: `A[-B][:P[-Q]]`; IPv6 with ports as `[A[-B]]:P[-Q]`,
+/// as ip6tables writes it (it refuses `[A]-[B]`, reading `:B]` as a port).
 fn parse_nat_to(family: Family, s: &str) -> Result<NatTo, String> {
     let (addr_part, port_part) = match family {
         Family::V4 => match s.split_once(':') {
@@ -2227,8 +2228,8 @@ fn parse_nat_to(family: Family, s: &str) -> Result<NatTo, String> {
         },
         Family::V6 => {
             if s.starts_with('[') {
-                // [A] or [A]-[B], then optional :P[-Q].
-                let (addrs, rest) = match s.rfind(']') {
+                // [A] or [A-B], then optional :P[-Q].
+                let (addrs, rest) = match s.find(']') {
                     Some(i) => (&s[..=i], &s[i + 1..]),
                     None => return Err(format!("invalid address {s:?} (missing ])")),
                 };
@@ -2248,21 +2249,10 @@ fn parse_nat_to(family: Family, s: &str) -> Result<NatTo, String> {
     let addrs = if addr_part.is_empty() {
         None
     } else {
-        let unbracket = |x: &str| x.trim_start_matches('[').trim_end_matches(']').to_string();
-        let (a, b) = addr_part
-            .split_once("]-[")
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap_or_else(|| {
-                let plain = unbracket(addr_part);
-                match plain.split_once('-') {
-                    Some((a, b)) => (a.to_string(), b.to_string()),
-                    None => (plain.clone(), plain),
-                }
-            });
-        Some(parse_addr_range(
-            family,
-            &format!("{}-{}", unbracket(&a), unbracket(&b)),
-        )?)
+        let plain = addr_part.strip_prefix('[').unwrap_or(addr_part);
+        let plain = plain.strip_suffix(']').unwrap_or(plain);
+        let (a, b) = plain.split_once('-').unwrap_or((plain, plain));
+        Some(parse_addr_range(family, &format!("{a}-{b}"))?)
     };
     let ports = port_part.map(parse_nat_ports).transpose()?;
     if addrs.is_none() && ports.is_none() {

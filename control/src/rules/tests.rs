@@ -693,6 +693,33 @@ fn nat_and_raw_tables_are_validated() {
     let v6 = "*nat\n-A PREROUTING -p tcp -j DNAT --to-destination [2001:db8::5]:8080\n\
               -A POSTROUTING -j SNAT --to-source 2001:db8::1-2001:db8::9\nCOMMIT\n";
     compile(v6, Family::V6).unwrap();
+    // ip6tables writes a range with ports inside one pair of brackets and takes `[A]`; it
+    // refuses `[A]-[B]` (reading `:B]` as a port), and so does Rampart.
+    let v6 = |to: &str| format!("*nat\n-A POSTROUTING -p tcp -j SNAT --to-source {to}\nCOMMIT\n");
+    let parsed = parse_iptables(
+        "t.rules",
+        &v6("[fd00::1-fd00::2]:100-200"),
+        Family::V6,
+        &ports(),
+    )
+    .unwrap();
+    let nat = parsed.table(TableKind::Nat).unwrap();
+    let Some(TargetSpec {
+        target: Target::Snat(to),
+        ..
+    }) = &nat.chain("POSTROUTING").unwrap().rules[0].target
+    else {
+        panic!("SNAT expected")
+    };
+    assert_eq!(to.ports, Some((100, 200)));
+    let r = to.addrs.unwrap();
+    assert_eq!(r.lo, IpAddr128::from_std("fd00::1".parse().unwrap()));
+    assert_eq!(r.hi, IpAddr128::from_std("fd00::2".parse().unwrap()));
+    compile(&v6("[fd00::1]"), Family::V6).unwrap();
+    for bad in ["[fd00::1]-[fd00::2]:100", "[fd00::1]-[fd00::2]", "[fd00::1"] {
+        let e = compile(&v6(bad), Family::V6).unwrap_err();
+        assert!(e[0].message.contains("invalid"), "{bad}: {e:?}");
+    }
 
     let bad: &[(&str, &str)] = &[
         (
