@@ -264,6 +264,7 @@ impl Bridge {
             l4: l4_offset,
             now_ns: p.now_ns,
             hops_taken: 0,
+            conn: None,
         };
         filter_one(rules, meta, &w, verdict, on_log, on_rule)
     }

@@ -280,6 +280,7 @@ pub enum Module {
     Esp,
     Mark,
     Statistic,
+    ConnBytes,
 }
 
 impl Module {
@@ -315,6 +316,7 @@ impl Module {
             Module::Esp => "esp",
             Module::Mark => "mark",
             Module::Statistic => "statistic",
+            Module::ConnBytes => "connbytes",
         }
     }
 

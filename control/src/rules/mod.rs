@@ -28,6 +28,8 @@ mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod ctmatch_tests;
+#[cfg(test)]
 mod ext_tests;
 #[cfg(test)]
 mod match_tests;

@@ -5,8 +5,9 @@
 //! The classifiers never see them: [`RuleSet::judge`] asks the classifier for the first rule
 //! whose fields match, then checks that rule's conditions on the packet's bytes ([`Wire`]);
 //! when one fails the walk goes on from the next rule. A rule without checks costs one test of
-//! its `checks` field per step. Every check is a per-packet condition, so a rule set with any
-//! is not cacheable ([`RuleSet::cacheable`]).
+//! its `checks` field per step. Every check but some connection matches ([`Check::per_packet`])
+//! is a per-packet condition, so a rule set with one is not cacheable
+//! ([`RuleSet::cacheable`]).
 //!
 //! [`FlatRule::checks`]: super::FlatRule::checks
 //! [`RuleSet::judge`]: super::RuleSet::judge
@@ -32,6 +33,9 @@ pub struct Wire<'a> {
     /// yet written to the frame: 1 in a router's FORWARD chain (Linux's `ip_forward` and
     /// `ip6_forward` decrement before the FORWARD hook), else 0.
     pub hops_taken: u8,
+    /// The packet's connection, for the connection matches ([`super::ctmatch`]): given only
+    /// to rule sets that have them ([`RuleSet::reads_conn`](super::RuleSet::reads_conn)).
+    pub conn: Option<&'a super::ctmatch::CtView>,
 }
 
 impl<'a> Wire<'a> {
@@ -43,6 +47,7 @@ impl<'a> Wire<'a> {
         l4: 0,
         now_ns: 0,
         hops_taken: 0,
+        conn: None,
     };
 
     /// The view of a parsed frame.
@@ -54,6 +59,7 @@ impl<'a> Wire<'a> {
             l4: info.l4_offset,
             now_ns,
             hops_taken: 0,
+            conn: None,
         }
     }
 
@@ -149,6 +155,10 @@ pub enum Check {
         start: u32,
         invert: bool,
     },
+    /// `-m conntrack`'s options besides `--ctstate` ([`super::ctmatch`]).
+    Ct(std::sync::Arc<super::ctmatch::CtMatch>),
+    /// `-m connbytes` ([`super::ctmatch`]).
+    ConnBytes(super::ctmatch::ConnBytes),
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -238,6 +248,22 @@ impl Bucket {
 }
 
 impl Check {
+    /// Whether the check's answer may change between the packets of one direction of an
+    /// ESTABLISHED connection (a rule set with such a check caches no verdicts): all but
+    /// the connection matches that read what an established connection keeps
+    /// ([`super::ctmatch`]).
+    pub fn per_packet(&self) -> bool {
+        match self {
+            Check::Ct(m) => m.per_packet(),
+            _ => true,
+        }
+    }
+
+    /// Whether the check reads the packet's connection ([`Wire::conn`]).
+    pub fn reads_conn(&self) -> bool {
+        matches!(self, Check::Ct(_) | Check::ConnBytes(_))
+    }
+
     /// Whether the check holds for `p` with bytes `w`; `buckets` are the rule set's.
     #[inline]
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>, buckets: &[Bucket]) -> bool {
@@ -320,6 +346,8 @@ impl Check {
                     && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
             }
             Check::Recent(ref m) => m.holds(p, w),
+            Check::Ct(ref m) => m.holds(w.conn),
+            Check::ConnBytes(ref m) => m.holds(w.conn),
             Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,

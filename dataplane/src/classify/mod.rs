@@ -11,6 +11,7 @@
 //! ends with its chain policy as a catch-all, so evaluation always ends in a verdict.
 
 pub mod checks;
+pub mod ctmatch;
 pub mod classbench;
 mod cuts;
 pub mod ipv6ext;
@@ -269,8 +270,13 @@ pub struct RuleSet {
     pub epoch: u32,
     /// Whether the verdict for the packets of one connection in one direction, in one state,
     /// from one port, is always the same: no rule looks at TCP flags or has [`checks`] (the
-    /// per-packet conditions besides those).
+    /// per-packet conditions besides those) other than the connection matches that read
+    /// what an established connection keeps ([`Check::per_packet`]).
     pub cacheable: bool,
+    /// Whether a rule reads the packet's connection ([`Wire::conn`]: `-m conntrack`'s
+    /// options besides `--ctstate`, `-m connbytes`); the judging paths make the connection's
+    /// view for such rule sets only.
+    pub reads_conn: bool,
     /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
     pub buckets: Box<[checks::Bucket]>,
 }
@@ -321,9 +327,13 @@ impl RuleSet {
         origins: std::sync::Arc<Vec<Origin>>,
         logs: Vec<LogSpec>,
     ) -> RuleSet {
-        let cacheable = rules
+        let cacheable = rules.iter().all(|r| {
+            r.tcp_flags.is_none()
+                && r.checks.as_ref().is_none_or(|c| !c.iter().any(Check::per_packet))
+        });
+        let reads_conn = rules
             .iter()
-            .all(|r| r.tcp_flags.is_none() && r.checks.is_none());
+            .any(|r| r.checks.as_ref().is_some_and(|c| c.iter().any(Check::reads_conn)));
         let mut caps: Vec<u32> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {
@@ -350,6 +360,7 @@ impl RuleSet {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .max(1),
             cacheable,
+            reads_conn,
             buckets: caps.into_iter().map(checks::Bucket::new).collect(),
         }
     }
