@@ -305,6 +305,32 @@ fn conn_matches() -> RuleSet {
     }
 }
 
+/// `-m quota` on TCP (fragmented datagrams, which Linux counts reassembled, are UDP and ICMP in
+/// the scenarios, and pass untouched): 600 bytes accepted outright, then `! --quota` dropping
+/// once 1200 more are spent, and a jump asking 2000 once per packet; Linux's rules loaded
+/// again before each scenario (Rampart's replay starts with full counters).
+fn quotas() -> RuleSet {
+    let common = |icmp: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:q - [0:0]\n\
+             -A FORWARD -p udp -j ACCEPT\n\
+             -A FORWARD -p {icmp} -j ACCEPT\n\
+             -A FORWARD -p tcp -m quota --quota 600 -j ACCEPT\n\
+             -A FORWARD -p tcp -m quota ! --quota 1200 -j DROP\n\
+             -A FORWARD -p tcp -m quota --quota 2000 -j q\n\
+             -A q -m length --length 0:50 -j ACCEPT\n\
+             -A q -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "quotas",
+        v4: common("icmp"),
+        v6: common("ipv6-icmp"),
+        states: false,
+    }
+}
+
 /// `-m limit` at a rate so slow (one an hour) that only each bucket's burst passes within a
 /// scenario: a burst of 2 for TCP, a LOG with a burst of 1 for UDP, and a jump with a burst of
 /// 3 into a chain that accepts UDP and ICMP (the bucket asked once at the jump). Linux's rules
@@ -740,6 +766,11 @@ fn header_matches_match_linux() {
 #[test]
 fn conn_matches_match_linux() {
     scenarios_under(conn_matches(), "conn_matches_match_linux");
+}
+
+#[test]
+fn quotas_match_linux() {
+    scenarios_under_with(quotas(), "quotas_match_linux", true);
 }
 
 #[test]

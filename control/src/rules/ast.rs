@@ -281,6 +281,7 @@ pub enum Module {
     Mark,
     Statistic,
     ConnBytes,
+    Quota,
 }
 
 impl Module {
@@ -317,6 +318,7 @@ impl Module {
             Module::Mark => "mark",
             Module::Statistic => "statistic",
             Module::ConnBytes => "connbytes",
+            Module::Quota => "quota",
         }
     }
 

@@ -70,6 +70,14 @@ const REFUSED: &[(&str, &str, usize)] = &[
     ),
     ("--connbytes-dir both -j ACCEPT", "it needs -m connbytes", 0),
     ("-m connbytes -j ACCEPT", "-m connbytes needs --connbytes", 0),
+    ("-m quota -j ACCEPT", "-m quota needs --quota", 0),
+    ("-m quota --quota 1k -j ACCEPT", "invalid quota", 3),
+    ("--quota 10 -j ACCEPT", "it needs -m quota", 0),
+    (
+        "-m quota --quota 10 --quota 20 -j ACCEPT",
+        "only one --quota",
+        4,
+    ),
 ];
 
 #[test]
@@ -381,6 +389,44 @@ fn connbytes_counts_the_packet_at_hand() {
     let mut r = Rig::new(
         "-A FORWARD -m connbytes --connbytes 40:40 --connbytes-dir both --connbytes-mode avgpkt \
          -m connbytes --connbytes 0:120 --connbytes-dir both --connbytes-mode bytes -j ACCEPT",
+    );
+    assert_eq!(
+        r.conversation(40000, 80),
+        [FWD_IN, FWD_OUT, FWD_IN, DROPPED, DROPPED]
+    );
+}
+
+#[test]
+fn quota_counts_ip_bytes_once_per_rule_and_stays_empty() {
+    // Bare TCP segments are 40-byte datagrams: 100 bytes take two, the third finds 20 left
+    // and empties the counter, so a later smaller packet does not pass either.
+    let mut r = Rig::new("-A FORWARD -m quota --quota 100 -j ACCEPT");
+    assert!(!r.filter.v4.as_ref().unwrap().cacheable);
+    assert_eq!(
+        r.conversation(40000, 80),
+        [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
+    );
+    // `!`: matches once the quota is spent (the first 80 bytes pass the second rule).
+    let mut r = Rig::new(
+        "-A FORWARD -m quota ! --quota 80 -j DROP\n-A FORWARD -j ACCEPT",
+    );
+    assert_eq!(
+        r.conversation(40000, 80),
+        [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
+    );
+    // On a jump the quota is asked once per packet, not by each inlined rule (the first of
+    // which fails on its length after the jump's quota was drawn).
+    let mut r = Rig::new(
+        "-A FORWARD -m quota --quota 80 -j user\n\
+         -A user -m length --length 0:10 -j ACCEPT\n-A user -j ACCEPT",
+    );
+    assert_eq!(
+        r.conversation(40000, 80),
+        [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
+    );
+    // One counter per iptables rule, whichever flat rule (`-s` alternatives) holds it.
+    let mut r = Rig::new(
+        "-A FORWARD -s 10.0.0.0/8,192.0.2.0/24 -m quota --quota 120 -j ACCEPT",
     );
     assert_eq!(
         r.conversation(40000, 80),

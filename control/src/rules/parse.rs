@@ -825,6 +825,7 @@ impl<'a> RuleParser<'a> {
                     ("mark", _) => Module::Mark,
                     ("statistic", _) => Module::Statistic,
                     ("connbytes", _) => Module::ConnBytes,
+                    ("quota", _) => Module::Quota,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -1828,6 +1829,7 @@ impl<'a> RuleParser<'a> {
                 Module::Iprange => need_option("--src-range or --dst-range")?,
                 Module::Conntrack => need_option("--ctstate or another option")?,
                 Module::ConnBytes => need_option("--connbytes")?,
+                Module::Quota => need_option("--quota")?,
                 Module::State => need_option("--state")?,
                 Module::Comment => need_option("--comment")?,
                 Module::Ttl => need_option("--ttl-eq, --ttl-lt or --ttl-gt")?,
@@ -1936,7 +1938,7 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "hashlimit" | "connlimit" | "quota" | "nfacct" | "time" => {
+        "hashlimit" | "connlimit" | "nfacct" | "time" => {
             "per-source rates, counts and time conditions are not implemented"
         }
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
@@ -1967,6 +1969,7 @@ fn unsupported_option_message(opt: &str) -> String {
         "--connbytes" | "--connbytes-dir" | "--connbytes-mode" => {
             " (it needs -m connbytes before it)"
         }
+        "--quota" => " (it needs -m quota before it)",
         "--zone" | "--helper" | "--ctevents" | "--expevents" | "--timeout" | "--zone-orig"
         | "--zone-reply" => " (target CT supports --notrack only)",
         "--state" => " (it needs -m state before it)",

@@ -159,6 +159,11 @@ pub enum Check {
     Ct(std::sync::Arc<super::ctmatch::CtMatch>),
     /// `-m connbytes` ([`super::ctmatch`]).
     ConnBytes(super::ctmatch::ConnBytes),
+    /// `-m quota --quota bytes`: xt_quota's counter, one of the rule set's slots (shared by
+    /// the flat rules of one iptables rule and by the workers, as the kernel's one counter
+    /// per rule), starting at `bytes`: a packet that fits takes its IP length off and
+    /// matches; one that does not empties it and does not (nor does any later one).
+    Quota { slot: u32, bytes: u64, invert: bool },
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -207,6 +212,19 @@ pub fn nth_start(c: &Check) -> u32 {
     match *c {
         Check::Nth { start, .. } => start,
         _ => 0,
+    }
+}
+
+/// xt_quota's `quota_mt` on a counter: takes `len` off when that much is left (and answers
+/// true), else empties it.
+pub fn quota_take(q: &AtomicU64, len: u64) -> bool {
+    let mut cur = q.load(Ordering::Relaxed);
+    loop {
+        let (new, ok) = if cur >= len { (cur - len, true) } else { (0, false) };
+        match q.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return ok,
+            Err(x) => cur = x,
+        }
     }
 }
 
@@ -347,6 +365,18 @@ impl Check {
             }
             Check::Recent(ref m) => m.holds(p, w),
             Check::Ct(ref m) => m.holds(w.conn),
+            Check::Quota { slot, invert, .. } => {
+                // skb->len at the IP hooks: the datagram's length.
+                let len = if v6 {
+                    w.u16_at(l3 + 4).map(|l| u64::from(l) + 40)
+                } else {
+                    w.u16_at(l3 + 2).map(u64::from)
+                };
+                match (len, buckets.get(slot as usize)) {
+                    (Some(len), Some(b)) => quota_take(&b.0, len) != invert,
+                    _ => false,
+                }
+            }
             Check::ConnBytes(ref m) => m.holds(w.conn),
             Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {

@@ -334,13 +334,15 @@ impl RuleSet {
         let reads_conn = rules
             .iter()
             .any(|r| r.checks.as_ref().is_some_and(|c| c.iter().any(Check::reads_conn)));
-        let mut caps: Vec<u32> = Vec::new();
+        let mut caps: Vec<u64> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {
                 // A limit's bucket starts full; an nth counter at `every - packet`.
                 let (slot, start) = match *c {
-                    Check::Limit { slot, cap, .. } => (slot, cap),
-                    Check::Nth { slot, .. } => (slot, checks::nth_start(c)),
+                    Check::Limit { slot, cap, .. } => (slot, u64::from(cap)),
+                    Check::Nth { slot, .. } => (slot, u64::from(checks::nth_start(c))),
+                    // A quota's counter starts at its bytes.
+                    Check::Quota { slot, bytes, .. } => (slot, bytes),
                     _ => continue,
                 };
                 let slot = slot as usize;
@@ -361,7 +363,10 @@ impl RuleSet {
                 .max(1),
             cacheable,
             reads_conn,
-            buckets: caps.into_iter().map(checks::Bucket::new).collect(),
+            buckets: caps
+                .into_iter()
+                .map(|c| checks::Bucket(std::sync::atomic::AtomicU64::new(c)))
+                .collect(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Options of the connection matches: `-m conntrack`'s besides `--ctstate` (libxt_conntrack
 //! revision 3) and `-m connbytes`, read into [`CtMatch`] and [`ConnBytes`] checks
-//! ([`dataplane::classify::ctmatch`]).
+//! ([`dataplane::classify::ctmatch`]); and `-m quota` (a counter per rule, `Check::Quota`).
 
 use super::super::ast::*;
 use super::{parse_net, parse_port_range, RuleParser, Token};
@@ -44,13 +44,14 @@ pub(super) fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::ConnBytes, "--connbytes") => "--connbytes",
         (Module::ConnBytes, "--connbytes-dir") => "--connbytes-dir",
         (Module::ConnBytes, "--connbytes-mode") => "--connbytes-mode",
+        (Module::Quota, "--quota") => "--quota",
         _ => return None,
     })
 }
 
 /// Whether `canonical` is an option of this file's modules.
 pub(super) fn takes(canonical: &str) -> bool {
-    [Module::Conntrack, Module::ConnBytes]
+    [Module::Conntrack, Module::ConnBytes, Module::Quota]
         .into_iter()
         .any(|m| module_option(m, canonical).is_some())
 }
@@ -112,6 +113,20 @@ impl<'a> RuleParser<'a> {
         }
         let v = self.value(tok)?;
         let err = |p: &Self, m: String| p.err(v.col, m);
+        if canonical == "--quota" {
+            // xt_quota: one counter per rule (its slot given by the flattener), in bytes.
+            let bytes = number64(&v.text, "quota").map_err(|m| err(self, m))?;
+            self.push(
+                tok.col,
+                false,
+                Cond::Check(Check::Quota {
+                    slot: 0,
+                    bytes,
+                    invert: negated,
+                }),
+            );
+            return Ok(());
+        }
         let module = if canonical.starts_with("--connbytes") {
             Module::ConnBytes
         } else {
