@@ -1074,7 +1074,9 @@ fn judge_after_track<F: Forwarding>(
         // A rule set with connection matches: judged with the connection's view.
         (Some(rs), Some(t)) if rs.reads_conn => {
             let reply = binding.as_ref().map(|(b, _)| b.reply);
-            judge_with_conn(rs, tables, &t, reply, &meta, &wire, ingress, route, &mut mark, on_log)
+            judge_with_conn(
+                rs, tables, &t, reply, &meta, &wire, ingress, route, &mut mark, on_log,
+            )
         }
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>

@@ -705,16 +705,12 @@ pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKey
 /// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
 /// cubes with its own action and origin: an accepted target other than a jump or a return.
 fn simple(rule: &Rule, kind: TableKind) -> bool {
-    if rule
-        .matches
-        .iter()
-        .any(|m| {
-            matches!(
-                m.cond,
-                Cond::Limit { .. } | Cond::Statistic(_) | Cond::Check(Check::Quota { .. })
-            )
-        })
-        || super::recent::names_a_list(rule)
+    if rule.matches.iter().any(|m| {
+        matches!(
+            m.cond,
+            Cond::Limit { .. } | Cond::Statistic(_) | Cond::Check(Check::Quota { .. })
+        )
+    }) || super::recent::names_a_list(rule)
     {
         // Its bucket's slot is given by a full flattening.
         return false;

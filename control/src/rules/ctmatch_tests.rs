@@ -16,9 +16,21 @@ use dataplane::wire::tcp::Flags;
 use std::net::Ipv4Addr;
 
 const REFUSED: &[(&str, &str, usize)] = &[
-    ("-m conntrack ! --ctdir REPLY -j ACCEPT", "! is not allowed", 3),
-    ("-m conntrack --ctstatus ASSURED,BOGUS -j ACCEPT", "bad --ctstatus", 3),
-    ("-m conntrack --ctexpire 10:5 -j ACCEPT", "minimum is above", 3),
+    (
+        "-m conntrack ! --ctdir REPLY -j ACCEPT",
+        "! is not allowed",
+        3,
+    ),
+    (
+        "-m conntrack --ctstatus ASSURED,BOGUS -j ACCEPT",
+        "bad --ctstatus",
+        3,
+    ),
+    (
+        "-m conntrack --ctexpire 10:5 -j ACCEPT",
+        "minimum is above",
+        3,
+    ),
     ("-m conntrack --ctexpire x -j ACCEPT", "invalid seconds", 3),
     (
         "-m conntrack --ctorigsrc 10.0.0.0/33 -j ACCEPT",
@@ -36,7 +48,11 @@ const REFUSED: &[(&str, &str, usize)] = &[
         3,
     ),
     ("-m conntrack ! --ctproto all -j ACCEPT", "never match", 4),
-    ("-m conntrack --ctproto bogus -j ACCEPT", "unknown protocol", 3),
+    (
+        "-m conntrack --ctproto bogus -j ACCEPT",
+        "unknown protocol",
+        3,
+    ),
     (
         "-m conntrack --ctdir REPLY --ctdir ORIGINAL -j ACCEPT",
         "only one --ctdir",
@@ -69,7 +85,11 @@ const REFUSED: &[(&str, &str, usize)] = &[
         5,
     ),
     ("--connbytes-dir both -j ACCEPT", "it needs -m connbytes", 0),
-    ("-m connbytes -j ACCEPT", "-m connbytes needs --connbytes", 0),
+    (
+        "-m connbytes -j ACCEPT",
+        "-m connbytes needs --connbytes",
+        0,
+    ),
     ("-m quota -j ACCEPT", "-m quota needs --quota", 0),
     ("-m quota --quota 1k -j ACCEPT", "invalid quota", 3),
     ("--quota 10 -j ACCEPT", "it needs -m quota", 0),
@@ -90,7 +110,10 @@ fn refuses_bad_values_at_their_column() {
     let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
                 -A PREROUTING -m conntrack --ctdir ORIGINAL -j ACCEPT\nCOMMIT\n";
     let e = compile(text, Family::V4).unwrap_err();
-    assert!(e[0].message.contains("not supported in the nat table"), "{e:?}");
+    assert!(
+        e[0].message.contains("not supported in the nat table"),
+        "{e:?}"
+    );
     assert_eq!((e[0].line, e[0].col), (4, 15), "{e:?}");
 }
 
@@ -232,19 +255,47 @@ impl Rig {
     /// a data segment each way after it.
     fn conversation(&mut self, port: u16, dport: u16) -> [Verdict; 5] {
         [
-            self.send(INSIDE, &tcp(CLIENT, SERVER, port, dport, Flags::SYN, 100, 0)),
+            self.send(
+                INSIDE,
+                &tcp(CLIENT, SERVER, port, dport, Flags::SYN, 100, 0),
+            ),
             self.send(
                 OUTSIDE,
-                &tcp(SERVER, CLIENT, dport, port, Flags::SYN | Flags::ACK, 500, 101),
+                &tcp(
+                    SERVER,
+                    CLIENT,
+                    dport,
+                    port,
+                    Flags::SYN | Flags::ACK,
+                    500,
+                    101,
+                ),
             ),
-            self.send(INSIDE, &tcp(CLIENT, SERVER, port, dport, Flags::ACK, 101, 501)),
-            self.send(INSIDE, &tcp(CLIENT, SERVER, port, dport, Flags::ACK, 101, 501)),
-            self.send(OUTSIDE, &tcp(SERVER, CLIENT, dport, port, Flags::ACK, 501, 101)),
+            self.send(
+                INSIDE,
+                &tcp(CLIENT, SERVER, port, dport, Flags::ACK, 101, 501),
+            ),
+            self.send(
+                INSIDE,
+                &tcp(CLIENT, SERVER, port, dport, Flags::ACK, 101, 501),
+            ),
+            self.send(
+                OUTSIDE,
+                &tcp(SERVER, CLIENT, dport, port, Flags::ACK, 501, 101),
+            ),
         ]
     }
 }
 
-fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: Flags, seq: u32, ack: u32) -> Vec<u8> {
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(src, dst),
         L4Spec::tcp_segment(sport, dport, flags, seq, ack, b""),
@@ -270,7 +321,10 @@ fn ctdir_sees_the_packets_direction_and_is_cached_per_direction() {
         [FWD_IN, FWD_OUT, DROPPED, DROPPED, FWD_OUT]
     );
     assert_eq!(
-        r.send(OUTSIDE, &tcp(SERVER, CLIENT, 80, 40000, Flags::ACK, 501, 101)),
+        r.send(
+            OUTSIDE,
+            &tcp(SERVER, CLIENT, 80, 40000, Flags::ACK, 501, 101)
+        ),
         FWD_OUT
     );
 }
@@ -306,9 +360,8 @@ fn ctstatus_follows_confirmation_reply_and_assurance() {
     );
     assert_eq!(r.send_after(1, INSIDE, &bad), (FWD_IN, CtState::Invalid));
     // UDP: a stream (assured) once a reply was seen and the connection is 2 s old.
-    let mut r = Rig::new(
-        "-A FORWARD -m conntrack --ctstatus ASSURED -j DROP\n-A FORWARD -j ACCEPT",
-    );
+    let mut r =
+        Rig::new("-A FORWARD -m conntrack --ctstatus ASSURED -j DROP\n-A FORWARD -j ACCEPT");
     let q = udp(CLIENT, SERVER, 5000, 53);
     let a = udp(SERVER, CLIENT, 53, 5000);
     assert_eq!(r.send(INSIDE, &q), FWD_IN);
@@ -407,9 +460,7 @@ fn quota_counts_ip_bytes_once_per_rule_and_stays_empty() {
         [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
     );
     // `!`: matches once the quota is spent (the first 80 bytes pass the second rule).
-    let mut r = Rig::new(
-        "-A FORWARD -m quota ! --quota 80 -j DROP\n-A FORWARD -j ACCEPT",
-    );
+    let mut r = Rig::new("-A FORWARD -m quota ! --quota 80 -j DROP\n-A FORWARD -j ACCEPT");
     assert_eq!(
         r.conversation(40000, 80),
         [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
@@ -425,9 +476,7 @@ fn quota_counts_ip_bytes_once_per_rule_and_stays_empty() {
         [FWD_IN, FWD_OUT, DROPPED, DROPPED, DROPPED]
     );
     // One counter per iptables rule, whichever flat rule (`-s` alternatives) holds it.
-    let mut r = Rig::new(
-        "-A FORWARD -s 10.0.0.0/8,192.0.2.0/24 -m quota --quota 120 -j ACCEPT",
-    );
+    let mut r = Rig::new("-A FORWARD -s 10.0.0.0/8,192.0.2.0/24 -m quota --quota 120 -j ACCEPT");
     assert_eq!(
         r.conversation(40000, 80),
         [FWD_IN, FWD_OUT, FWD_IN, DROPPED, DROPPED]

@@ -1915,7 +1915,9 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Statistic, "--probability") => "--probability",
         (Module::Statistic, "--every") => "--every",
         (Module::Statistic, "--packet") => "--packet",
-        _ => return ext::module_option(module, opt).or_else(|| ctmatch::module_option(module, opt)),
+        _ => {
+            return ext::module_option(module, opt).or_else(|| ctmatch::module_option(module, opt))
+        }
     })
 }
 

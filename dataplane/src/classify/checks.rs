@@ -220,7 +220,11 @@ pub fn nth_start(c: &Check) -> u32 {
 pub fn quota_take(q: &AtomicU64, len: u64) -> bool {
     let mut cur = q.load(Ordering::Relaxed);
     loop {
-        let (new, ok) = if cur >= len { (cur - len, true) } else { (0, false) };
+        let (new, ok) = if cur >= len {
+            (cur - len, true)
+        } else {
+            (0, false)
+        };
         match q.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return ok,
             Err(x) => cur = x,

@@ -98,7 +98,10 @@ impl CtMatch {
                 return false;
             }
         }
-        if self.proto.is_some_and(|(p, inv)| (c.orig.proto == p) == inv) {
+        if self
+            .proto
+            .is_some_and(|(p, inv)| (c.orig.proto == p) == inv)
+        {
             return false;
         }
         let tuple_ports = [

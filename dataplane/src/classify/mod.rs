@@ -11,8 +11,8 @@
 //! ends with its chain policy as a catch-all, so evaluation always ends in a verdict.
 
 pub mod checks;
-pub mod ctmatch;
 pub mod classbench;
+pub mod ctmatch;
 mod cuts;
 pub mod ipv6ext;
 mod linear;
@@ -329,11 +329,15 @@ impl RuleSet {
     ) -> RuleSet {
         let cacheable = rules.iter().all(|r| {
             r.tcp_flags.is_none()
-                && r.checks.as_ref().is_none_or(|c| !c.iter().any(Check::per_packet))
+                && r.checks
+                    .as_ref()
+                    .is_none_or(|c| !c.iter().any(Check::per_packet))
         });
-        let reads_conn = rules
-            .iter()
-            .any(|r| r.checks.as_ref().is_some_and(|c| c.iter().any(Check::reads_conn)));
+        let reads_conn = rules.iter().any(|r| {
+            r.checks
+                .as_ref()
+                .is_some_and(|c| c.iter().any(Check::reads_conn))
+        });
         let mut caps: Vec<u64> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {

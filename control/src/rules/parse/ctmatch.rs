@@ -108,7 +108,10 @@ impl<'a> RuleParser<'a> {
         tok: &'a Token<'a>,
         negated: bool,
     ) -> Result<(), RuleError> {
-        if matches!(canonical, "--ctdir" | "--connbytes-dir" | "--connbytes-mode") {
+        if matches!(
+            canonical,
+            "--ctdir" | "--connbytes-dir" | "--connbytes-mode"
+        ) {
             self.no_negation(tok, negated)?;
         }
         let v = self.value(tok)?;
@@ -192,9 +195,7 @@ impl<'a> RuleParser<'a> {
                         _ => {
                             return Err(err(
                                 self,
-                                format!(
-                                    "bad --connbytes-mode {text:?} (packets, bytes or avgpkt)"
-                                ),
+                                format!("bad --connbytes-mode {text:?} (packets, bytes or avgpkt)"),
                             ))
                         }
                     })
@@ -233,11 +234,16 @@ impl<'a> RuleParser<'a> {
                 } else if text.eq_ignore_ascii_case("REPLY") {
                     true
                 } else {
-                    return Err(err(self, format!("bad --ctdir {text:?} (ORIGINAL or REPLY)")));
+                    return Err(err(
+                        self,
+                        format!("bad --ctdir {text:?} (ORIGINAL or REPLY)"),
+                    ));
                 })
             }
             "--ctproto" => {
-                let p = names::protocol(text).map_err(|e| err(self, e))?.unwrap_or(0);
+                let p = names::protocol(text)
+                    .map_err(|e| err(self, e))?
+                    .unwrap_or(0);
                 if p == 0 && negated {
                     return Err(err(
                         self,
@@ -258,7 +264,9 @@ impl<'a> RuleParser<'a> {
                     invert: negated,
                 });
             }
-            "--ctstatus" => m.status = Some((status_bits(text).map_err(|e| err(self, e))?, negated)),
+            "--ctstatus" => {
+                m.status = Some((status_bits(text).map_err(|e| err(self, e))?, negated))
+            }
             "--ctexpire" => {
                 let (lo, hi) = crate::rules::matches::range(text, u32::MAX, "seconds")
                     .map_err(|e| err(self, e))?;
