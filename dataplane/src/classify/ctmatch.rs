@@ -176,14 +176,8 @@ impl ConnBytes {
         let what = match self.mode {
             BytesMode::Packets => pick(c.packets),
             BytesMode::Bytes => pick(c.bytes),
-            BytesMode::AvgPkt => {
-                let (b, p) = (pick(c.bytes), pick(c.packets));
-                if p == 0 {
-                    0
-                } else {
-                    b / p
-                }
-            }
+            // No packet: 0, as xt_connbytes leaves it.
+            BytesMode::AvgPkt => pick(c.bytes).checked_div(pick(c.packets)).unwrap_or(0),
         };
         if self.to >= self.from {
             self.from <= what && what <= self.to
