@@ -141,6 +141,8 @@ impl MangleChain {
             now_ns,
             hops_taken: cx.hops_taken,
             whole_len: cx.whole_len,
+            // The loader refuses connection matches in mangle.
+            conn: None,
         };
         self.rules.walk_edits(p, frame, wire, mark, |k, frame| {
             Edit::decode(k).is_none_or(|e| apply(&e, frame, cx))

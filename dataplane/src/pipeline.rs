@@ -265,6 +265,7 @@ impl Bridge {
             now_ns: p.now_ns,
             hops_taken: 0,
             whole_len: 0,
+            conn: None,
         };
         filter_one(rules, meta, &w, verdict, on_log, on_rule)
     }

@@ -414,6 +414,36 @@ fn judge_established(
     fv
 }
 
+/// The filter's verdict for a tracked packet under a rule set with connection matches
+/// ([`crate::classify::ctmatch`]): the same as the general path's, with the connection's view
+/// in the wire (out of line: other rule sets never come here).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn judge_with_conn(
+    rs: &crate::classify::RuleSet,
+    tables: &mut Tables,
+    t: &conntrack::Tracked,
+    reply: Option<FlowKey>,
+    meta: &PacketMeta,
+    w: &Wire<'_>,
+    ingress: u16,
+    route: Route,
+    mark: &mut u32,
+    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+) -> FilterVerdict {
+    let view = tables.ct.view(t, reply, w.now_ns);
+    let w = Wire {
+        conn: view.as_ref(),
+        ..*w
+    };
+    if rs.cacheable && t.state == CtState::Established && route != Route::Local {
+        judge_established(rs, tables, t, meta, &w, ingress, on_log)
+    } else {
+        crate::filter::judge_rules_marked(rs, meta, &w, mark, on_log)
+    }
+}
+
 /// A nat chain's decision for a connection's first packet. A chain without rules (its policy
 /// alone: a catch-all ACCEPT that translates nothing, as PREROUTING is on a gateway without
 /// DNAT) keeps the tuple without being evaluated.
@@ -1209,6 +1239,13 @@ fn judge_after_track<F: Forwarding>(
         ..Wire::of(frame, info, now_ns)
     };
     let fv = match (rules, tracked) {
+        // A rule set with connection matches: judged with the connection's view.
+        (Some(rs), Some(t)) if rs.reads_conn => {
+            let reply = binding.as_ref().map(|(b, _)| b.reply);
+            judge_with_conn(
+                rs, tables, &t, reply, &meta, &wire, ingress, route, &mut mark, on_log,
+            )
+        }
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
         {

@@ -322,6 +322,58 @@ fn mangle() -> RuleSet {
     }
 }
 
+/// The connection matches: `-m conntrack`'s direction, status, protocol, tuple addresses and
+/// ports, and `-m connbytes`, deciding every scenario's packets, compared with their states.
+/// `--ctexpire` is left out: Linux reads a connection's first packet's relative timeout
+/// against the jiffies clock, so its answer there depends on the host's uptime.
+fn conn_matches() -> RuleSet {
+    let common = |inside: &str, icmp: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+             -A FORWARD -p tcp -m connbytes --connbytes 3 --connbytes-dir reply --connbytes-mode packets -j DROP\n\
+             -A FORWARD -m connbytes --connbytes 0:100 --connbytes-dir reply --connbytes-mode avgpkt -m conntrack --ctdir REPLY --ctstatus SEEN_REPLY -j ACCEPT\n\
+             -A FORWARD -m conntrack --ctstatus ASSURED -j ACCEPT\n\
+             -A FORWARD -m conntrack ! --ctstatus CONFIRMED --ctorigsrc {inside} --ctproto tcp -j ACCEPT\n\
+             -A FORWARD -m conntrack ! --ctstatus CONFIRMED,SEEN_REPLY --ctorigsrc {inside} --ctorigdstport 0:1023 -j ACCEPT\n\
+             -A FORWARD -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL --ctreplsrc {inside} -j ACCEPT\n\
+             -A FORWARD -m conntrack ! --ctstate INVALID --ctrepldst {inside} ! --ctreplsrcport 1:1023 -p {icmp} -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "conn-matches",
+        v4: common("10.0.0.0/8", "icmp"),
+        v6: common("fd00::/8", "ipv6-icmp"),
+        states: true,
+    }
+}
+
+/// `-m quota` on TCP and UDP (fragmented UDP datagrams count once, reassembled, as in Linux):
+/// 600 bytes accepted outright, then `! --quota` dropping once 1200 more are spent, and a jump
+/// asking 2000 once per packet; Linux's rules loaded again before each scenario (Rampart's
+/// replay starts with full counters).
+fn quotas() -> RuleSet {
+    let common = |icmp: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:q - [0:0]\n\
+             -A FORWARD -p {icmp} -j ACCEPT\n\
+             -A FORWARD -m quota --quota 600 -j ACCEPT\n\
+             -A FORWARD -m quota ! --quota 1200 -j DROP\n\
+             -A FORWARD -m quota --quota 2000 -j q\n\
+             -A q -m length --length 0:50 -j ACCEPT\n\
+             -A q -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "quotas",
+        v4: common("icmp"),
+        v6: common("ipv6-icmp"),
+        states: false,
+    }
+}
+
 /// `-m limit` at a rate so slow (one an hour) that only each bucket's burst passes within a
 /// scenario: a burst of 2 for TCP, a LOG with a burst of 1 for UDP, and a jump with a burst of
 /// 3 into a chain that accepts UDP and ICMP (the bucket asked once at the jump). Linux's rules
@@ -728,6 +780,16 @@ fn host_ufw_match_linux() {
 #[test]
 fn header_matches_match_linux() {
     scenarios_under(header_matches(), "header_matches_match_linux");
+}
+
+#[test]
+fn conn_matches_match_linux() {
+    scenarios_under(conn_matches(), "conn_matches_match_linux");
+}
+
+#[test]
+fn quotas_match_linux() {
+    scenarios_under_with(quotas(), "quotas_match_linux", true);
 }
 
 #[test]

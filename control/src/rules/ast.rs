@@ -280,6 +280,8 @@ pub enum Module {
     Esp,
     Mark,
     Statistic,
+    ConnBytes,
+    Quota,
 }
 
 impl Module {
@@ -315,6 +317,8 @@ impl Module {
             Module::Esp => "esp",
             Module::Mark => "mark",
             Module::Statistic => "statistic",
+            Module::ConnBytes => "connbytes",
+            Module::Quota => "quota",
         }
     }
 

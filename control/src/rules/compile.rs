@@ -255,7 +255,7 @@ fn statistic_check(st: &Statistic) -> Option<Check> {
 fn is_draw(c: &Check) -> bool {
     matches!(
         c,
-        Check::Limit { .. } | Check::Random { .. } | Check::Nth { .. }
+        Check::Limit { .. } | Check::Random { .. } | Check::Nth { .. } | Check::Quota { .. }
     )
 }
 
@@ -289,6 +289,15 @@ fn inverted(c: Check) -> Check {
             slot,
             every,
             start,
+            invert: !invert,
+        },
+        Check::Quota {
+            slot,
+            bytes,
+            invert,
+        } => Check::Quota {
+            slot,
+            bytes,
             invert: !invert,
         },
         c => c,
@@ -696,11 +705,12 @@ pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKey
 /// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
 /// cubes with its own action and origin: an accepted target other than a jump or a return.
 fn simple(rule: &Rule, kind: TableKind) -> bool {
-    if rule
-        .matches
-        .iter()
-        .any(|m| matches!(m.cond, Cond::Limit { .. } | Cond::Statistic(_)))
-        || super::recent::names_a_list(rule)
+    if rule.matches.iter().any(|m| {
+        matches!(
+            m.cond,
+            Cond::Limit { .. } | Cond::Statistic(_) | Cond::Check(Check::Quota { .. })
+        )
+    }) || super::recent::names_a_list(rule)
     {
         // Its bucket's slot is given by a full flattening.
         return false;
@@ -951,6 +961,8 @@ struct Flattener<'a> {
     limit_of: Vec<u32>,
     /// Per rule: its `-m statistic --mode nth` counter's slot (in the limits' numbering).
     nth_of: Vec<u32>,
+    /// Per rule: its `-m quota` counter's slot (in the limits' numbering).
+    quota_of: Vec<u32>,
     limits: u32,
     /// The context of the built-in chain: everything.
     full: Cube,
@@ -1066,6 +1078,7 @@ impl Flattener<'_> {
             let (of, slot) = match &mut c {
                 Check::Limit { slot, .. } => (&mut self.limit_of, slot),
                 Check::Nth { slot, .. } => (&mut self.nth_of, slot),
+                Check::Quota { slot, .. } => (&mut self.quota_of, slot),
                 _ => {
                     all.push(super::recent::at_hook(c, self.hook));
                     continue;
@@ -1429,6 +1442,7 @@ pub(crate) fn flatten_keys(
         nat_of: vec![NONE; total],
         limit_of: vec![NONE; total],
         nth_of: vec![NONE; total],
+        quota_of: vec![NONE; total],
         limits: 0,
         full: Cube::full(family),
         roots: Vec::with_capacity(root_chain.rules.len() + 1),

@@ -10,6 +10,7 @@ use super::lex::{tokenize, Token};
 use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
+mod ctmatch;
 mod ext;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
@@ -523,10 +524,12 @@ pub(crate) fn parse_rule(
         addrtypes: Vec::new(),
         iface_limit: None,
         ext: Default::default(),
+        ct: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
     rp.ext_finish()?;
+    rp.ct_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -646,6 +649,9 @@ struct RuleParser<'a> {
     iface_limit: Option<(bool, u32)>,
     /// The matches of `ext` (`-m recent`) being read.
     ext: ext::State,
+    /// The connection matches (`-m conntrack`'s options besides `--ctstate`, `-m connbytes`)
+    /// being read.
+    ct: ctmatch::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -818,6 +824,8 @@ impl<'a> RuleParser<'a> {
                     ("rt", Family::V6) => Module::Rt,
                     ("mark", _) => Module::Mark,
                     ("statistic", _) => Module::Statistic,
+                    ("connbytes", _) => Module::ConnBytes,
+                    ("quota", _) => Module::Quota,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -1022,6 +1030,15 @@ impl<'a> RuleParser<'a> {
                      connection's addresses and ports only): filter in the filter table instead",
                 ));
             }
+            if self.table == TableKind::Mangle
+                && matches!(&m.cond, Cond::Check(c) if c.reads_conn())
+            {
+                return Err(self.err(
+                    m.col,
+                    "this match is not supported in the mangle table (mangle chains are walked \
+                     without the connection's view): match in the filter table instead",
+                ));
+            }
             if matches!(m.cond, Cond::Check(Check::MacSource { .. })) {
                 if let Some(h) = self.hook.filter(|h| !mac_hook(*h)) {
                     return Err(self.err(
@@ -1153,6 +1170,7 @@ impl<'a> RuleParser<'a> {
         let family = self.ctx.family;
         let cond = match canonical {
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
+            c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1856,7 +1874,9 @@ impl<'a> RuleParser<'a> {
                     need_option("--sports, --dports or --ports")?;
                 }
                 Module::Iprange => need_option("--src-range or --dst-range")?,
-                Module::Conntrack => need_option("--ctstate")?,
+                Module::Conntrack => need_option("--ctstate or another option")?,
+                Module::ConnBytes => need_option("--connbytes")?,
+                Module::Quota => need_option("--quota")?,
                 Module::State => need_option("--state")?,
                 Module::Comment => need_option("--comment")?,
                 Module::Ttl => need_option("--ttl-eq, --ttl-lt or --ttl-gt")?,
@@ -1942,7 +1962,9 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Statistic, "--probability") => "--probability",
         (Module::Statistic, "--every") => "--every",
         (Module::Statistic, "--packet") => "--packet",
-        _ => return ext::module_option(module, opt),
+        _ => {
+            return ext::module_option(module, opt).or_else(|| ctmatch::module_option(module, opt))
+        }
     })
 }
 
@@ -1965,7 +1987,7 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "hashlimit" | "connlimit" | "quota" | "connbytes" | "nfacct" | "time" => {
+        "hashlimit" | "connlimit" | "nfacct" | "time" => {
             "per-source rates, counts and time conditions are not implemented"
         }
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
@@ -1988,10 +2010,15 @@ fn unsupported_option_message(opt: &str) -> String {
             " (it needs -m multiport before it)"
         }
         "--src-range" | "--dst-range" => " (it needs -m iprange before it)",
-        "--ctstate" => " (it needs -m conntrack before it)",
-        "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst"
-        | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport"
-        | "--ctstatus" | "--ctexpire" | "--ctdir" => " (-m conntrack supports --ctstate only)",
+        "--ctstate" | "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc"
+        | "--ctrepldst" | "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport"
+        | "--ctrepldstport" | "--ctstatus" | "--ctexpire" | "--ctdir" => {
+            " (it needs -m conntrack before it)"
+        }
+        "--connbytes" | "--connbytes-dir" | "--connbytes-mode" => {
+            " (it needs -m connbytes before it)"
+        }
+        "--quota" => " (it needs -m quota before it)",
         "--zone" | "--helper" | "--ctevents" | "--expevents" | "--timeout" | "--zone-orig"
         | "--zone-reply" => " (target CT supports --notrack only)",
         "--state" => " (it needs -m state before it)",

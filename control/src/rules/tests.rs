@@ -326,14 +326,14 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         3,
     ),
     (
-        "-m conntrack --ctproto tcp -j ACCEPT",
-        "unsupported option --ctproto (-m conntrack supports --ctstate only)",
-        2,
+        "--ctproto tcp -j ACCEPT",
+        "unsupported option --ctproto (it needs -m conntrack before it)",
+        0,
     ),
     (
-        "-m conntrack --ctstate NEW --ctdir ORIGINAL -j ACCEPT",
-        "unsupported option --ctdir",
-        4,
+        "-m conntrack --ctstate NEW --ctdir SIDEWAYS -j ACCEPT",
+        "bad --ctdir",
+        5,
     ),
     (
         "-m physdev --physdev-in tap1 --physdev-is-bridged -j ACCEPT",

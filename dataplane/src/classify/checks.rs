@@ -5,8 +5,9 @@
 //! The classifiers never see them: [`RuleSet::judge`] asks the classifier for the first rule
 //! whose fields match, then checks that rule's conditions on the packet's bytes ([`Wire`]);
 //! when one fails the walk goes on from the next rule. A rule without checks costs one test of
-//! its `checks` field per step. Every check is a per-packet condition, so a rule set with any
-//! is not cacheable ([`RuleSet::cacheable`]).
+//! its `checks` field per step. Every check but some connection matches ([`Check::per_packet`])
+//! is a per-packet condition, so a rule set with one is not cacheable
+//! ([`RuleSet::cacheable`]).
 //!
 //! [`FlatRule::checks`]: super::FlatRule::checks
 //! [`RuleSet::judge`]: super::RuleSet::judge
@@ -35,6 +36,9 @@ pub struct Wire<'a> {
     /// The length of the whole datagram whose first fragment this is, for `-m length`
     /// (reassembly comes before every table); 0: the packet's own.
     pub whole_len: u16,
+    /// The packet's connection, for the connection matches ([`super::ctmatch`]): given only
+    /// to rule sets that have them ([`RuleSet::reads_conn`](super::RuleSet::reads_conn)).
+    pub conn: Option<&'a super::ctmatch::CtView>,
 }
 
 impl<'a> Wire<'a> {
@@ -47,6 +51,7 @@ impl<'a> Wire<'a> {
         now_ns: 0,
         hops_taken: 0,
         whole_len: 0,
+        conn: None,
     };
 
     /// The view of a parsed frame.
@@ -59,6 +64,7 @@ impl<'a> Wire<'a> {
             now_ns,
             hops_taken: 0,
             whole_len: 0,
+            conn: None,
         }
     }
 
@@ -154,6 +160,15 @@ pub enum Check {
         start: u32,
         invert: bool,
     },
+    /// `-m conntrack`'s options besides `--ctstate` ([`super::ctmatch`]).
+    Ct(std::sync::Arc<super::ctmatch::CtMatch>),
+    /// `-m connbytes` ([`super::ctmatch`]).
+    ConnBytes(super::ctmatch::ConnBytes),
+    /// `-m quota --quota bytes`: xt_quota's counter, one of the rule set's slots (shared by
+    /// the flat rules of one iptables rule and by the workers, as the kernel's one counter
+    /// per rule), starting at `bytes`: a packet that fits takes its IP length off and
+    /// matches; one that does not empties it and does not (nor does any later one).
+    Quota { slot: u32, bytes: u64, invert: bool },
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -205,6 +220,23 @@ pub fn nth_start(c: &Check) -> u32 {
     }
 }
 
+/// xt_quota's `quota_mt` on a counter: takes `len` off when that much is left (and answers
+/// true), else empties it.
+pub fn quota_take(q: &AtomicU64, len: u64) -> bool {
+    let mut cur = q.load(Ordering::Relaxed);
+    loop {
+        let (new, ok) = if cur >= len {
+            (cur - len, true)
+        } else {
+            (0, false)
+        };
+        match q.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return ok,
+            Err(x) => cur = x,
+        }
+    }
+}
+
 impl Bucket {
     /// A full bucket.
     pub fn new(cap: u32) -> Bucket {
@@ -243,6 +275,22 @@ impl Bucket {
 }
 
 impl Check {
+    /// Whether the check's answer may change between the packets of one direction of an
+    /// ESTABLISHED connection (a rule set with such a check caches no verdicts): all but
+    /// the connection matches that read what an established connection keeps
+    /// ([`super::ctmatch`]).
+    pub fn per_packet(&self) -> bool {
+        match self {
+            Check::Ct(m) => m.per_packet(),
+            _ => true,
+        }
+    }
+
+    /// Whether the check reads the packet's connection ([`Wire::conn`]).
+    pub fn reads_conn(&self) -> bool {
+        matches!(self, Check::Ct(_) | Check::ConnBytes(_))
+    }
+
     /// Whether the check holds for `p` with bytes `w`; `buckets` are the rule set's.
     #[inline]
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>, buckets: &[Bucket]) -> bool {
@@ -327,6 +375,23 @@ impl Check {
                     && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
             }
             Check::Recent(ref m) => m.holds(p, w),
+            Check::Ct(ref m) => m.holds(w.conn),
+            Check::Quota { slot, invert, .. } => {
+                // skb->len at the IP hooks: the datagram's length (the whole datagram's for
+                // a first fragment: reassembly comes first; later fragments take its verdict).
+                let len = if w.whole_len != 0 {
+                    Some(u64::from(w.whole_len))
+                } else if v6 {
+                    w.u16_at(l3 + 4).map(|l| u64::from(l) + 40)
+                } else {
+                    w.u16_at(l3 + 2).map(u64::from)
+                };
+                match (len, buckets.get(slot as usize)) {
+                    (Some(len), Some(b)) => quota_take(&b.0, len) != invert,
+                    _ => false,
+                }
+            }
+            Check::ConnBytes(ref m) => m.holds(w.conn),
             Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,

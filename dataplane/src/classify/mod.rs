@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod classbench;
+pub mod ctmatch;
 mod cuts;
 mod edits;
 pub mod ipv6ext;
@@ -274,8 +275,13 @@ pub struct RuleSet {
     pub epoch: u32,
     /// Whether the verdict for the packets of one connection in one direction, in one state,
     /// from one port, is always the same: no rule looks at TCP flags or has [`checks`] (the
-    /// per-packet conditions besides those).
+    /// per-packet conditions besides those) other than the connection matches that read
+    /// what an established connection keeps ([`Check::per_packet`]).
     pub cacheable: bool,
+    /// Whether a rule reads the packet's connection ([`Wire::conn`]: `-m conntrack`'s
+    /// options besides `--ctstate`, `-m connbytes`); the judging paths make the connection's
+    /// view for such rule sets only.
+    pub reads_conn: bool,
     /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
     pub buckets: Box<[checks::Bucket]>,
 }
@@ -326,16 +332,26 @@ impl RuleSet {
         origins: std::sync::Arc<Vec<Origin>>,
         logs: Vec<LogSpec>,
     ) -> RuleSet {
-        let cacheable = rules
-            .iter()
-            .all(|r| r.tcp_flags.is_none() && r.checks.is_none());
-        let mut caps: Vec<u32> = Vec::new();
+        let cacheable = rules.iter().all(|r| {
+            r.tcp_flags.is_none()
+                && r.checks
+                    .as_ref()
+                    .is_none_or(|c| !c.iter().any(Check::per_packet))
+        });
+        let reads_conn = rules.iter().any(|r| {
+            r.checks
+                .as_ref()
+                .is_some_and(|c| c.iter().any(Check::reads_conn))
+        });
+        let mut caps: Vec<u64> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {
                 // A limit's bucket starts full; an nth counter at `every - packet`.
                 let (slot, start) = match *c {
-                    Check::Limit { slot, cap, .. } => (slot, cap),
-                    Check::Nth { slot, .. } => (slot, checks::nth_start(c)),
+                    Check::Limit { slot, cap, .. } => (slot, u64::from(cap)),
+                    Check::Nth { slot, .. } => (slot, u64::from(checks::nth_start(c))),
+                    // A quota's counter starts at its bytes.
+                    Check::Quota { slot, bytes, .. } => (slot, bytes),
                     _ => continue,
                 };
                 let slot = slot as usize;
@@ -355,7 +371,11 @@ impl RuleSet {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .max(1),
             cacheable,
-            buckets: caps.into_iter().map(checks::Bucket::new).collect(),
+            reads_conn,
+            buckets: caps
+                .into_iter()
+                .map(|c| checks::Bucket(std::sync::atomic::AtomicU64::new(c)))
+                .collect(),
         }
     }
 

@@ -66,6 +66,7 @@ pub(crate) mod icmp;
 mod index;
 pub mod tcp;
 mod timer;
+mod view;
 
 #[cfg(test)]
 mod tests;
