@@ -572,15 +572,6 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
         }
         let mut whole = Vec::new();
         while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
-            let mut r = RoutedReplay {
-                opts,
-                names: &names,
-                router: &router,
-                st: &mut st,
-                tables: &mut tables,
-                sent: &mut sent,
-                queued: &mut queued,
-            };
             r.tables.whole = Some(w);
             for h in whole.drain(..) {
                 let left = r.one(&mut sink, h, now_ns, f.timestamp);

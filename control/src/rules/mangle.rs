@@ -118,15 +118,10 @@ pub(crate) fn edit(
         },
         "--set-dscp-class" => Edit::Tos {
             mask: 0xfc,
-            xor: dscp_class(text).ok_or_else(|| {
-                (
-                    vcol,
-                    format!("invalid DSCP class {text:?} (CS0-CS7, AF11-AF43, EF or BE)"),
-                )
-            })? << 2,
+            xor: super::matches::dscp_class(text).map_err(|m| (vcol, m))? << 2,
         },
         "--set-tos" => {
-            let (value, mask) = tos_value_mask(text).map_err(|m| (vcol, m))?;
+            let (value, mask) = super::matches::tos(text).map_err(|m| (vcol, m))?;
             Edit::Tos { mask, xor: value }
         }
         "--and-tos" => Edit::Tos {
@@ -170,63 +165,6 @@ pub(crate) fn edit(
         return Err((col, "TCPMSS needs -p tcp".into()));
     }
     Ok(edit)
-}
-
-/// xt_DSCP's class names (`class_to_dscp`, compared without case).
-fn dscp_class(name: &str) -> Option<u8> {
-    const CLASSES: [(&str, u8); 22] = [
-        ("CS0", 0x00),
-        ("CS1", 0x08),
-        ("CS2", 0x10),
-        ("CS3", 0x18),
-        ("CS4", 0x20),
-        ("CS5", 0x28),
-        ("CS6", 0x30),
-        ("CS7", 0x38),
-        ("BE", 0x00),
-        ("AF11", 0x0a),
-        ("AF12", 0x0c),
-        ("AF13", 0x0e),
-        ("AF21", 0x12),
-        ("AF22", 0x14),
-        ("AF23", 0x16),
-        ("AF31", 0x1a),
-        ("AF32", 0x1c),
-        ("AF33", 0x1e),
-        ("AF41", 0x22),
-        ("AF42", 0x24),
-        ("AF43", 0x26),
-        ("EF", 0x2e),
-    ];
-    CLASSES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|&(_, v)| v)
-}
-
-/// `--set-tos value[/mask]` as libxt_TOS reads it: a number (mask 0xff when absent) or one of
-/// the symbolic names (mask 0x3f).
-fn tos_value_mask(s: &str) -> Result<(u8, u8), String> {
-    const NAMES: [(&str, u8); 5] = [
-        ("Minimize-Delay", 0x10),
-        ("Maximize-Throughput", 0x08),
-        ("Maximize-Reliability", 0x04),
-        ("Minimize-Cost", 0x02),
-        ("Normal-Service", 0x00),
-    ];
-    if let Some(&(_, v)) = NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)) {
-        return Ok((v, 0x3f));
-    }
-    let (v, m) = match s.split_once('/') {
-        Some((v, m)) => (v, Some(m)),
-        None => (s, None),
-    };
-    let value = number(v, 0xff, "TOS")? as u8;
-    let mask = match m {
-        Some(m) => number(m, 0xff, "TOS mask")? as u8,
-        None => 0xff,
-    };
-    Ok((value, mask))
 }
 
 /// Whether flat rules do anything a mangle chain applies (an edit, a mark, a drop); a chain

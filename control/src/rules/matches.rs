@@ -21,6 +21,15 @@ pub struct HostAddrs {
 /// octal), at most `max`.
 pub(crate) fn number(s: &str, max: u32, what: &str) -> Result<u32, String> {
     let bad = || format!("invalid {what} {s:?} (a number 0-{max})");
+    match number64(s).ok_or_else(bad)? {
+        n if n <= u64::from(max) => Ok(n as u32),
+        _ => Err(bad()),
+    }
+}
+
+/// An unsigned 64-bit number as xtables reads one (decimal, `0x` hex, leading-`0` octal);
+/// `None` when it is not one or does not fit.
+pub(crate) fn number64(s: &str) -> Option<u64> {
     let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (h, 16)
     } else if s.len() > 1 && s.starts_with('0') {
@@ -29,12 +38,9 @@ pub(crate) fn number(s: &str, max: u32, what: &str) -> Result<u32, String> {
         (s, 10)
     };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(bad());
+        return None;
     }
-    match u32::from_str_radix(digits, radix) {
-        Ok(n) if n <= max => Ok(n),
-        _ => Err(bad()),
-    }
+    u64::from_str_radix(digits, radix).ok()
 }
 
 /// `a`, `a:b`, `:b` or `a:` (the open ends 0 and `max`), as xtables' ranges.

@@ -101,6 +101,17 @@ struct Key {
     family: Family,
 }
 
+impl Key {
+    /// The key of an unused slot.
+    const NONE: Key = Key {
+        src: IpAddr128::UNSPECIFIED,
+        dst: IpAddr128::UNSPECIFIED,
+        id: 0,
+        proto: 0,
+        family: Family::V4,
+    };
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Slot<V> {
     key: Key,
@@ -166,13 +177,7 @@ impl<V: Copy + Default> Fragments<V> {
     pub fn new(datagrams: u32, timeout_ns: u64, seed: u64) -> Fragments<V> {
         let n = (datagrams.max(PROBE as u32) as usize).next_power_of_two();
         let empty = Slot {
-            key: Key {
-                src: IpAddr128::UNSPECIFIED,
-                dst: IpAddr128::UNSPECIFIED,
-                id: 0,
-                proto: 0,
-                family: Family::V4,
-            },
+            key: Key::NONE,
             used: false,
             poisoned: false,
             nruns: 0,
@@ -485,13 +490,7 @@ impl<T> Reassembly<T> {
     pub fn new(limits: HoldLimits) -> Reassembly<T> {
         let n = limits.fragments as usize;
         let empty = Datagram {
-            key: Key {
-                src: IpAddr128::UNSPECIFIED,
-                dst: IpAddr128::UNSPECIFIED,
-                id: 0,
-                proto: 0,
-                family: Family::V4,
-            },
+            key: Key::NONE,
             used: false,
             head: NIL,
             pieces: 0,

@@ -58,18 +58,8 @@ pub(super) fn takes(canonical: &str) -> bool {
 
 /// An unsigned 64-bit number, as xtables reads one (decimal, `0x` hex, leading-`0` octal).
 fn number64(s: &str, what: &str) -> Result<u64, String> {
-    let bad = || format!("invalid {what} {s:?} (a number 0-{})", u64::MAX);
-    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (h, 16)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
-    } else {
-        (s, 10)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(bad());
-    }
-    u64::from_str_radix(digits, radix).map_err(|_| bad())
+    super::super::matches::number64(s)
+        .ok_or_else(|| format!("invalid {what} {s:?} (a number 0-{})", u64::MAX))
 }
 
 /// libxt_conntrack's status names (compared as `strncasecmp` over the given word's length,
