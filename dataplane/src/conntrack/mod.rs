@@ -999,7 +999,8 @@ pub struct Conntrack {
     /// packet's tuple: Linux deletes the entry (`nf_ct_kill_acct`) but the packet keeps its
     /// reference and is still translated, so the caller takes the binding for it
     /// ([`Conntrack::take_killed`]).
-    killed: Option<(FlowKey, crate::nat::Binding)>,
+    /// Boxed, made with the table: the fields the fast path reads keep their places.
+    killed: Box<Option<(FlowKey, crate::nat::Binding)>>,
 }
 
 impl Conntrack {
@@ -1032,7 +1033,7 @@ impl Conntrack {
                 mix(s.rotate_left(42) ^ SEED_MIX, 0xa409_3822_299f_31d0) | 1,
             ],
             stats: Stats::default(),
-            killed: None,
+            killed: Box::new(None),
         }
     }
 
@@ -1595,7 +1596,7 @@ impl Conntrack {
                     tracked
                 }
                 tcp::Outcome::Kill => {
-                    self.killed = self.binding(EntryId(i)).map(|b| (*key, b));
+                    *self.killed = self.binding(EntryId(i)).map(|b| (*key, b));
                     self.remove(i);
                     Tracked {
                         handle: Handle::None,
