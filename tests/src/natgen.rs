@@ -792,39 +792,24 @@ impl Draw<'_> {
                         "time exceeded quoting the SYN".into(),
                     );
                 }
-                if self.r.pct(20) {
-                    let rst = self.send(
-                        side,
-                        src,
-                        dst,
-                        64,
-                        L4Spec::tcp_segment(
-                            sport,
-                            dport,
-                            Flags::RST | Flags::ACK,
-                            c + 19,
-                            sv + 18,
-                            &[],
-                        ),
-                    );
-                    push(&mut f, rst, "RST".into());
-                    return f;
-                }
-                let fin = self.send(
+                // The client ends it: a RST now and then, else a FIN and the close.
+                let reset = self.r.pct(20);
+                let (flags, what) = if reset {
+                    (Flags::RST | Flags::ACK, "RST")
+                } else {
+                    (Flags::FIN | Flags::ACK, "FIN")
+                };
+                let end = self.send(
                     side,
                     src,
                     dst,
                     64,
-                    L4Spec::tcp_segment(
-                        sport,
-                        dport,
-                        Flags::FIN | Flags::ACK,
-                        c + 19,
-                        sv + 18,
-                        &[],
-                    ),
+                    L4Spec::tcp_segment(sport, dport, flags, c + 19, sv + 18, &[]),
                 );
-                push(&mut f, fin, "FIN".into());
+                push(&mut f, end, what.into());
+                if reset {
+                    return f;
+                }
                 push(
                     &mut f,
                     Step::Answer {
