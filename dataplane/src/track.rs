@@ -1080,21 +1080,14 @@ fn judge_after_track<F: Forwarding>(
     // nat PREROUTING may change it for the filter and POSTROUTING.
     let mut mark = 0u32;
     let mangle = filter.mangle(key.family);
+    // The whole datagram's length for a first fragment (`-m length`, `-m quota`), read by
+    // every table's walk.
+    let whole = whole_len(tables, info);
 
     // mangle PREROUTING (after conntrack, before nat PREROUTING).
     if let Some(c) = mangle.and_then(|m| m.prerouting.as_ref()) {
         if !mangle_chain(
-            c,
-            &meta,
-            frame,
-            info,
-            whole_len(tables, info),
-            &*fwd,
-            ingress,
-            None,
-            0,
-            now_ns,
-            &mut mark,
+            c, &meta, frame, info, whole, &*fwd, ingress, None, 0, now_ns, &mut mark,
         ) {
             return mangle_drop(meta, state, None);
         }
@@ -1210,17 +1203,7 @@ fn judge_after_track<F: Forwarding>(
         };
         if let Some(c) = chain {
             if !mangle_chain(
-                c,
-                &meta,
-                frame,
-                info,
-                whole_len(tables, info),
-                &*fwd,
-                ingress,
-                out,
-                hops,
-                now_ns,
-                &mut mark,
+                c, &meta, frame, info, whole, &*fwd, ingress, out, hops, now_ns, &mut mark,
             ) {
                 return mangle_drop(meta, state, Some(route));
             }
@@ -1235,7 +1218,7 @@ fn judge_after_track<F: Forwarding>(
         } else {
             F::HOPS_TAKEN
         },
-        whole_len: whole_len(tables, info),
+        whole_len: whole,
         ..Wire::of(frame, info, now_ns)
     };
     let fv = match (rules, tracked) {
@@ -1273,7 +1256,7 @@ fn judge_after_track<F: Forwarding>(
             &meta,
             frame,
             info,
-            whole_len(tables, info),
+            whole,
             &*fwd,
             ingress,
             out,
