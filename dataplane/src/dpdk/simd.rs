@@ -348,7 +348,7 @@ mod x86 {
     use super::{
         Lanes, RangeMask, Screen, ScreenTask, Screened, SimdTask, SCREEN_MIN_LEN, SCREEN_STEP,
     };
-    use crate::wire::parse::{ETHER_KINDS_LEN, ETHER_OTHER};
+    use crate::wire::parse::{ETHER_KINDS_LEN, ETHER_LOOKED_INTO, ETHER_OTHER};
     use std::arch::x86_64::*;
     use std::mem::offset_of;
 
@@ -396,21 +396,13 @@ mod x86 {
         p
     }
 
-    /// An mbuf with no segment and no bytes: what the AVX-512 screen reads for the missing
-    /// packets of a last, short step.
-    #[repr(C, align(64))]
-    struct Empty([u8; std::mem::size_of::<RteMbuf>()]);
-    static EMPTY: Empty = Empty([0; std::mem::size_of::<RteMbuf>()]);
-
-    impl Empty {
-        /// The mbuf, for reading only.
-        fn as_mbuf(&'static self) -> *const RteMbuf {
-            // All zeroes is a valid value of every field of `rte_mbuf` (integers, raw
-            // pointers, unions of them), and the alignment is at least the mbuf's.
-            std::ptr::from_ref(self).cast::<RteMbuf>()
-        }
-    }
-    const _: () = assert!(std::mem::align_of::<RteMbuf>() <= 64);
+    /// The first 16 bytes the AVX-512 screen reads for a packet whose frame it may not read:
+    /// ethertype IPv4, so not other, and version 0, so not IPv4 to the screen either.
+    #[repr(C, align(16))]
+    struct NotRead([u8; 16]);
+    static NOT_READ: NotRead = NotRead([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00, 0, 0]);
+    /// `NOT_READ`'s bytes 12..16 read as one native-endian `u32`.
+    const NOT_READ_HEAD: u32 = 0x0008;
 
     /// The AVX2 burst screen: four packets a step, eight 8-byte gathers (three of mbuf
     /// fields, five of frame bytes, the last four only when some packet of the step may be
@@ -710,11 +702,11 @@ mod x86 {
         }
     }
 
-    /// The AVX-512 burst screen: [`screen_avx2`]'s checks eight packets a step, with the
-    /// lane masks in mask registers (each compare refines the mask of the one before); a
-    /// last step of fewer than eight runs with the missing lanes empty, so every packet of
-    /// the run is screened. Unlike [`screen_avx2`] it reads the mbuf fields one packet at a
-    /// time (see the loop), and gathers only frame bytes and table entries.
+    /// The AVX-512 burst screen: [`screen_avx2`]'s checks, every packet of the burst
+    /// screened. The mbuf fields, the ethertype and its kind are read packet by packet
+    /// without a vector (see the first loop); only the steps of eight that hold a frame that
+    /// may be IPv4 then check those frames' headers in vectors, with the lane masks in mask
+    /// registers (each compare refines the mask of the one before).
     ///
     /// # Safety
     /// The CPU must support AVX-512 F and BW; every pointer in `ptrs` must be a live mbuf the
@@ -736,75 +728,92 @@ mod x86 {
         let total_bytes = _mm512_set4_epi32(0xffff_0c0d_u32 as i32, -1, 0xffff_0405_u32 as i32, -1);
         // Bytes 3, 2 and 11, 10 likewise.
         let udp_bytes = _mm512_set4_epi32(0xffff_0a0b_u32 as i32, -1, 0xffff_0203_u32 as i32, -1);
+        // The kinds compared below are those of `ETHER_LOOKED_INTO`, the list `kinds` is
+        // made from.
+        debug_assert!(std::ptr::eq(kinds, crate::wire::parse::ether_kinds()));
         let mut out = Screened::default();
-        let mut bytes = 0u64;
         let n = ptrs.len().min(32);
+        // First, packet by packet: the mbuf fields at their own widths (the PMD has just
+        // written most of them, as 16- and 32-bit stores that may still wait in the store
+        // buffer, and a load spanning several of them cannot take its bytes from there) and
+        // the frame's bytes 12..16 by one load, kept for the vector compares below. A lane
+        // that is not one segment of at least SCREEN_MIN_LEN bytes reads `NOT_READ`
+        // instead, which is neither kind. A burst with no frame that may be IPv4 is settled
+        // by these loads and a few compares of all its lanes at once: gathering the same
+        // bytes and the ethertype's kind from the table (eight loads behind each
+        // instruction, the second gather waiting on the first) cost about twice as much.
+        let mut bytes = 0u64;
+        // Lanes past the burst hold NOT_READ's head.
+        let mut heads = [NOT_READ_HEAD; 32];
+        for (head, &m) in heads.iter_mut().zip(&ptrs[..n]) {
+            // SAFETY: `m` is a live mbuf (the caller's promise), and nothing writes it while
+            // the reference lives.
+            let m = unsafe { &*m.cast_const() };
+            let frame = if (m.nb_segs == 1) & (m.data_len >= SCREEN_MIN_LEN) {
+                bytes += u64::from(m.data_len);
+                m.buf_addr.cast::<u8>().cast_const().wrapping_add(usize::from(m.data_off))
+            } else {
+                bytes += u64::from(m.pkt_len);
+                NOT_READ.0.as_ptr()
+            };
+            // SAFETY: a readable lane's first segment holds at least SCREEN_MIN_LEN (> 16)
+            // bytes from `frame`; `NOT_READ` holds 16.
+            *head = unsafe { frame.add(12).cast::<u32>().read_unaligned() };
+        }
+        let c32 = _mm512_set1_epi32;
+        // SAFETY: `heads` is 32 u32s, read as two vectors of 16 (unaligned loads).
+        let h = unsafe {
+            [
+                _mm512_loadu_si512(heads.as_ptr().cast()),
+                _mm512_loadu_si512(heads.as_ptr().add(16).cast()),
+            ]
+        };
+        // Bytes 12..15 are 08 00 45: IPv4 with IHL 5, checked in the steps below.
+        let v4 = h.map(|h| {
+            _mm512_cmpeq_epi32_mask(_mm512_and_si512(h, c32(0xff_ffff)), c32(0x45_0008))
+        });
+        let v4 = u32::from(v4[0]) | u32::from(v4[1]) << 16;
+        // An ethertype none of ETHER_LOOKED_INTO is what `kinds` calls ETHER_OTHER (the
+        // table is built from the same list).
+        let other = h.map(|h| {
+            let ethertype = _mm512_and_si512(h, c32(0xffff));
+            ETHER_LOOKED_INTO.iter().fold(0xffff, |o, &t| {
+                o & _mm512_cmpneq_epi32_mask(ethertype, c32(i32::from(t)))
+            })
+        });
+        out.other = u32::from(other[0]) | u32::from(other[1]) << 16;
+        out.bytes = bytes;
+        out.screened = n;
+        if v4 == 0 {
+            return out;
+        }
         for step in 0..n.div_ceil(STEP) {
-            // The mbuf fields of each packet of this step, read one by one at their own
-            // widths: the PMD has just written most of them, as 16- and 32-bit stores that
-            // may still wait in the store buffer, and a load spanning several of them (a
-            // gathered 8-byte word) cannot take its bytes from there and waits until they
-            // are written out. A last step of fewer than eight is padded with `EMPTY`
-            // (no segment, no bytes), so every lane reads an mbuf and none branches. A
-            // lane's frame address is zero unless it is one segment of at least
-            // SCREEN_MIN_LEN bytes (so the non-zero lanes are the readable ones); its
-            // data_len goes to bits 32..48, where the lengths below are compared.
-            let base = step * STEP;
-            let ps: [*const RteMbuf; STEP] = match ptrs[..n].get(base..base + STEP) {
-                Some(s) => std::array::from_fn(|j| s[j].cast_const()),
-                None => std::array::from_fn(|j| match ptrs[..n].get(base + j) {
-                    Some(&m) => m.cast_const(),
-                    None => EMPTY.as_mbuf(),
-                }),
-            };
-            let lane = |m: *const RteMbuf| -> (i64, i64, u64) {
-                // SAFETY: `m` is a live mbuf (the caller's promise) or `EMPTY`, and nothing
-                // writes it while the reference lives.
-                let m = unsafe { &*m };
-                let (buf, off, segs, dlen, plen) = (
-                    m.buf_addr as i64,
-                    m.data_off,
-                    m.nb_segs,
-                    m.data_len,
-                    m.pkt_len,
-                );
-                let ok = (segs == 1) & (dlen >= SCREEN_MIN_LEN);
-                (
-                    if ok {
-                        buf.wrapping_add(i64::from(off))
-                    } else {
-                        0
-                    },
-                    i64::from(dlen) << 32,
-                    u64::from(plen),
-                )
-            };
-            let l = ps.map(lane);
-            bytes += l.iter().map(|l| l.2).sum::<u64>();
-            let frame = _mm512_set_epi64(
-                l[7].0, l[6].0, l[5].0, l[4].0, l[3].0, l[2].0, l[1].0, l[0].0,
-            );
-            let data_len = _mm512_set_epi64(
-                l[7].1, l[6].1, l[5].1, l[4].1, l[3].1, l[2].1, l[1].1, l[0].1,
-            );
-            let readable = _mm512_test_epi64_mask(frame, frame);
-            // SAFETY: as in `screen_avx2`: only `readable` lanes are read.
-            let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, frame, at(12)) };
-            let ethertype = _mm512_and_si512(g0, c(0xffff));
-            let table = kinds.as_ptr().cast::<i64>();
-            // SAFETY: as in `screen_avx2` (the table entries).
-            let kind =
-                unsafe { _mm512_mask_i64gather_epi64::<1>(zero, readable, ethertype, table) };
-            let other = _mm512_mask_testn_epi64_mask(readable, kind, c(0xff));
-            out.other |= u32::from(other) << (step * STEP);
-            let v4 = _mm512_mask_cmpeq_epi64_mask(
-                readable,
-                _mm512_and_si512(g0, c(0xff_ffff)),
-                c(0x45_0008),
-            );
+            let v4 = (v4 >> (step * STEP)) as u8;
             if v4 == 0 {
                 continue;
             }
+            // The frame address and data_len (in bits 32..48, where the lengths below are
+            // compared) of each lane that may be IPv4; zero for the others.
+            let base = step * STEP;
+            let mut frames = [0i64; STEP];
+            let mut lens = [0i64; STEP];
+            for (j, &m) in ptrs[base..n.min(base + STEP)].iter().enumerate() {
+                if v4 >> j & 1 != 0 {
+                    // SAFETY: as above.
+                    let m = unsafe { &*m.cast_const() };
+                    frames[j] = (m.buf_addr as i64).wrapping_add(i64::from(m.data_off));
+                    lens[j] = i64::from(m.data_len) << 32;
+                }
+            }
+            // SAFETY: both arrays are eight i64s; the loads are unaligned.
+            let (frame, data_len) = unsafe {
+                (
+                    _mm512_loadu_si512(frames.as_ptr().cast()),
+                    _mm512_loadu_si512(lens.as_ptr().cast()),
+                )
+            };
+            // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
+            let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(12)) };
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
             let g1 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(20)) };
             // SAFETY: as above.
@@ -841,8 +850,6 @@ mod x86 {
             ok = _mm512_mask_cmple_epu64_mask(ok, _mm512_and_si512(q, c(0xffff_ffff)), c(0x1_0001));
             out.ipv4 |= u32::from(ok) << (step * STEP);
         }
-        out.bytes = bytes;
-        out.screened = n;
         out
     }
 
@@ -1047,6 +1054,7 @@ mod tests {
             })
             .collect()
     }
+
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]

@@ -304,19 +304,36 @@ const ETHER_FULL: u8 = 4;
 /// and 7 bytes of padding (kind [`ETHER_OTHER`]) so that an 8-byte load at any ethertype's
 /// entry stays inside the table (the burst screen's gather, [`ether_kinds`]).
 static ETHER_KINDS: [u8; ETHER_KINDS_LEN] = {
-    let special = [
-        (EtherType::IPV4, ETHER_IPV4),
-        (EtherType::IPV6, ETHER_IPV6),
-        (EtherType::VLAN, ETHER_VLAN),
-        (EtherType::ARP, ETHER_FULL),
-        (EtherType::QINQ, ETHER_FULL),
-        (EtherType::QINQ_LEGACY, ETHER_FULL),
-    ];
     let mut t = [ETHER_OTHER; ETHER_KINDS_LEN];
     let mut i = 0;
-    while i < special.len() {
-        let (ethertype, kind) = special[i];
+    while i < ETHER_SPECIAL.len() {
+        let (ethertype, kind) = ETHER_SPECIAL[i];
         t[u16::from_ne_bytes(ethertype.to_be_bytes()) as usize] = kind;
+        i += 1;
+    }
+    t
+};
+
+/// The ethertypes [`parse_common`] looks into, with what it does with each; every other
+/// ethertype is [`ETHER_OTHER`].
+const ETHER_SPECIAL: [(u16, u8); 6] = [
+    (EtherType::IPV4, ETHER_IPV4),
+    (EtherType::IPV6, ETHER_IPV6),
+    (EtherType::VLAN, ETHER_VLAN),
+    (EtherType::ARP, ETHER_FULL),
+    (EtherType::QINQ, ETHER_FULL),
+    (EtherType::QINQ_LEGACY, ETHER_FULL),
+];
+
+/// The ethertypes whose entry in [`ETHER_KINDS`] is not [`ETHER_OTHER`], each as its two
+/// bytes in frame order read as one native-endian `u16` (as the table is indexed): a frame
+/// whose ethertype is none of these is accepted untouched. The AVX-512 burst screen compares
+/// with these instead of loading the table's entry.
+pub const ETHER_LOOKED_INTO: [u16; ETHER_SPECIAL.len()] = {
+    let mut t = [0; ETHER_SPECIAL.len()];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = u16::from_ne_bytes(ETHER_SPECIAL[i].0.to_be_bytes());
         i += 1;
     }
     t
