@@ -969,7 +969,7 @@ mod tests {
         use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
         use crate::wire::tcp::Flags;
         use std::net::{Ipv4Addr, Ipv6Addr};
-        let base = (0..8u8, 0..64usize).prop_map(|(kind, pad)| {
+        let base = (0..10u8, 0..64usize).prop_map(|(kind, pad)| {
             let v4 = IpSpec::v4(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(198, 51, 100, 10));
             let payload = vec![0x5a; pad];
             match kind {
@@ -987,6 +987,14 @@ mod tests {
                     Ipv4Addr::new(10, 0, 0, 2),
                 ),
                 5 => vec![0; 60 + pad],
+                // An S-tag, then a legacy QinQ tag, before the IPv4 header: ethertypes the
+                // straight-line parser leaves to the full parser, so neither kind.
+                8 | 9 => {
+                    let mut f = FrameSpec::new(v4, L4Spec::udp(1, 2, &payload)).build();
+                    let tpid: [u8; 2] = if kind == 8 { [0x88, 0xa8] } else { [0x91, 0x00] };
+                    f.splice(12..12, [tpid[0], tpid[1], 0x00, 0x05]);
+                    f
+                }
                 _ => {
                     let mut f = FrameSpec::new(v4, L4Spec::udp(1, 2, &payload)).build();
                     // An 802.1Q tag before the IPv4 header.
