@@ -409,6 +409,12 @@ impl RampartDaemon {
     /// Starts the daemon with the rule sets (iptables-save text) and waits until an ARP
     /// request crosses it.
     pub fn start(rules4: &str, rules6: &str) -> RampartDaemon {
+        RampartDaemon::start_workers(rules4, rules6, 1)
+    }
+
+    /// [`RampartDaemon::start`] with `workers` workers (a queue pair each on both ports, the
+    /// kernel's fanout spreading the frames over them; every worker on the second core).
+    pub fn start_workers(rules4: &str, rules6: &str, workers: usize) -> RampartDaemon {
         let ns = Namespaces::create("rp");
         ns.set_up();
         ns.wait_ready(false);
@@ -418,16 +424,20 @@ impl RampartDaemon {
         std::fs::write(&p6, rules6).expect("write rules");
         let prefix = unique("rpnf");
         let socket = dir.path().join("m.sock");
+        let lcores: String = std::iter::once("0@0".to_string())
+            .chain((1..=workers).map(|w| format!("{w}@1")))
+            .collect::<Vec<_>>()
+            .join(",");
         let cfg = format!(
             r#"
 [eal]
 args = {eal}
 [[port]]
 name = "inside"
-device = "net_af_packet{prefix}i,iface=ri,qpairs=1"
+device = "net_af_packet{prefix}i,iface=ri,qpairs={workers}"
 [[port]]
 name = "outside"
-device = "net_af_packet{prefix}o,iface=ro,qpairs=1"
+device = "net_af_packet{prefix}o,iface=ro,qpairs={workers}"
 [bridge]
 pairs = [["inside", "outside"]]
 [rules]
@@ -436,13 +446,16 @@ ipv6 = "{p6}"
 [management]
 socket = "{sock}"
 [mempool]
-mbufs = 4095
+mbufs = {mbufs}
 cache = 64
 [rings]
 rx_desc = 512
 tx_desc = 512
+[workers]
+count = {workers}
 "#,
-            eal = crate::toml_array(&crate::test_eal_args(&prefix, "0@0,1@1")),
+            eal = crate::toml_array(&crate::test_eal_args(&prefix, &lcores)),
+            mbufs = 4096 * workers - 1,
             p4 = p4.display(),
             p6 = p6.display(),
             sock = socket.display(),
