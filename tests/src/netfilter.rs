@@ -243,11 +243,25 @@ impl Namespaces {
         gap_us: u64,
         probe: bool,
     ) -> Observed {
+        self.inject_gaps(frames, inside, netfilter, gap_us, &[], probe)
+    }
+
+    /// [`Namespaces::inject`] with a gap of each frame's own where `gaps` has one.
+    fn inject_gaps(
+        &self,
+        frames: &[Vec<u8>],
+        inside: &[Prefix],
+        netfilter: bool,
+        gap_us: u64,
+        gaps: &[u64],
+        probe: bool,
+    ) -> Observed {
         let sides: Vec<Side> = frames.iter().map(|f| side_of(f, inside)).collect();
         let injected: Vec<serde_json::Value> = frames
             .iter()
             .zip(&sides)
-            .map(|(f, side)| {
+            .enumerate()
+            .map(|(i, (f, side))| {
                 let mut f = f.clone();
                 if f.len() >= 12 {
                     let (src, dst) = match side {
@@ -257,7 +271,10 @@ impl Namespaces {
                     f[0..6].copy_from_slice(&dst);
                     f[6..12].copy_from_slice(&src);
                 }
-                serde_json::json!({ "side": side.name(), "hex": hex(&f) })
+                match gaps.get(i) {
+                    Some(g) => serde_json::json!({ "side": side.name(), "hex": hex(&f), "gap_us": g }),
+                    None => serde_json::json!({ "side": side.name(), "hex": hex(&f) }),
+                }
             })
             .collect();
         let probe_frame = probe.then(|| {
@@ -496,6 +513,14 @@ count = {workers}
 
     /// Forgets every connection (when the build tracks connections) and injects `frames`.
     pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
+        self.run_waiting(frames, inside, &[])
+    }
+
+    /// [`RampartDaemon::run`], waiting up to a second (not the usual gap) for each frame whose
+    /// `forwarded` is true to come out before the next is sent: with several workers sharing a
+    /// loaded core, a handed-over frame may take longer than the gap, and the next frame
+    /// would overtake it (an ACK judged before the SYN/ACK it answers).
+    pub fn run_waiting(&self, frames: &[Vec<u8>], inside: &[Prefix], forwarded: &[bool]) -> Observed {
         let out = run(Command::new(crate::bin("rampart"))
             .arg("ctl")
             .arg("--socket")
@@ -507,7 +532,14 @@ count = {workers}
             out.status.success() || text.contains("not part of this build yet"),
             "conntrack flush failed: {text}"
         );
-        self.ns.inject(frames, inside, false, DAEMON_GAP_US, false)
+        let gaps: Vec<u64> = (0..frames.len())
+            .map(|i| match forwarded.get(i) {
+                Some(true) => 1_000_000,
+                _ => DAEMON_GAP_US,
+            })
+            .collect();
+        self.ns
+            .inject_gaps(frames, inside, false, DAEMON_GAP_US, &gaps, false)
     }
 
     /// Stops the daemon with SIGTERM; it must exit 0. Returns its summary.
@@ -1459,9 +1491,9 @@ if cfg["probe"]:
     time.sleep(0.05)
     drain()
 
-gap = cfg["gap_us"] / 1e6
 frames = cfg["frames"]
 for i, f in enumerate(frames):
+    gap = f.get("gap_us", cfg["gap_us"]) / 1e6
     t0 = time.monotonic()
     try:
         socks[f["side"]].send(bytes.fromhex(f["hex"]))

@@ -96,8 +96,9 @@ fn generated_sets_through_the_daemon_match_replay() {
 }
 
 /// The same with two workers: each frame's outcome against replay's (one table), matched by
-/// frame (the harness sends a frame once the last came out, and matches what leaves to what
-/// went in, so an order the workers change between frames does not count), every mbuf back,
+/// frame (the harness matches what leaves to what went in, and sends a frame replay forwards
+/// only once it came out or a second passed, so a frame the workers delay is not overtaken),
+/// every mbuf back,
 /// and at least one packet handed between the workers. `RAMPART_DAEMON_WORKERS_SEEDS=A..B`
 /// runs others (default a few).
 #[test]
@@ -126,7 +127,8 @@ fn generated_sets_through_two_workers_match_replay() {
         control::pcap::write_frames(&pcap, g.frames.iter().map(|f| f.as_slice())).unwrap();
         let replay = rampart_replay(&pcap, Some(&p4), Some(&p6), INSIDE);
         let daemon = RampartDaemon::start_workers(&g.rampart4, &g.rampart6, 2);
-        let run = daemon.run(&g.frames, &inside);
+        let forwarded: Vec<bool> = replay.iter().map(|o| o.forwarded).collect();
+        let run = daemon.run_waiting(&g.frames, &inside, &forwarded);
         let summary = daemon.stop();
         assert_eq!(
             summary["mbufs_in_use"]["start"], summary["mbufs_in_use"]["end"],
