@@ -221,6 +221,41 @@ mod tests {
         }
     }
 
+    /// A fragmented ICMP error: every fragment by the outer address pair (the later ones have
+    /// no quote), and the whole datagram then by its quote. Before, the first fragment went by
+    /// the quote and the rest by the pair: held on two workers, the datagram never completed.
+    #[test]
+    fn a_fragmented_errors_fragments_share_an_owner_and_the_whole_goes_by_its_quote() {
+        let (a, b) = (v4(0xc633_6407), v4(0x0a00_0005));
+        let big = FrameSpec::new(IpSpec::v4(a, b), L4Spec::udp(4000, 53, &[7u8; 1400])).build();
+        let mut apart = 0;
+        for r in 0..64u32 {
+            let router = v4(0xcb00_7100 + r);
+            let err = icmp4_error(router, a, &big);
+            let whole = owner(&err, 4).unwrap();
+            let frags = FrameSpec::new(
+                IpSpec::v4(router, a),
+                L4Spec::Icmp {
+                    ty: icmpv4::msg_type::TIME_EXCEEDED,
+                    code: 0,
+                    ident: 0,
+                    seq: 0,
+                    payload: big[14..].to_vec(),
+                },
+            )
+            .fragments(600);
+            assert!(frags.len() > 1);
+            let pair = pick(IpAddr128::from_v4(router), IpAddr128::from_v4(a), 4);
+            for f in &frags {
+                assert_eq!(owner(f, 4), Some(pair));
+            }
+            let info = wire::parse_frame(&frags[0]).unwrap();
+            assert_eq!(owner_of_whole(&frags[0], &info, 4), Some(whole));
+            apart += usize::from(whole != pair);
+        }
+        assert!(apart > 0);
+    }
+
     #[test]
     fn owners_spread_over_workers() {
         let mut seen = [0u32; 4];

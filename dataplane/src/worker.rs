@@ -521,7 +521,9 @@ fn release_whole(
             return;
         };
         if let Some(st) = steering.as_deref_mut() {
-            let owner = ready[0].as_ref().and_then(|m| whole_owner(ctx, m.data(), st.workers));
+            let owner = ready[0]
+                .as_ref()
+                .and_then(|m| whole_owner(ctx, m.data(), st.workers));
             if let Some(w) = owner.filter(|&w| usize::from(w) != ctx.id) {
                 match st.to.get_mut(usize::from(w)).and_then(Option::as_mut) {
                     Some((ring, buf)) => {

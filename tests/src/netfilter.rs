@@ -272,7 +272,9 @@ impl Namespaces {
                     f[6..12].copy_from_slice(&src);
                 }
                 match gaps.get(i) {
-                    Some(g) => serde_json::json!({ "side": side.name(), "hex": hex(&f), "gap_us": g }),
+                    Some(g) => {
+                        serde_json::json!({ "side": side.name(), "hex": hex(&f), "gap_us": g })
+                    }
                     None => serde_json::json!({ "side": side.name(), "hex": hex(&f) }),
                 }
             })
@@ -520,7 +522,12 @@ count = {workers}
     /// `forwarded` is true to come out before the next is sent: with several workers sharing a
     /// loaded core, a handed-over frame may take longer than the gap, and the next frame
     /// would overtake it (an ACK judged before the SYN/ACK it answers).
-    pub fn run_waiting(&self, frames: &[Vec<u8>], inside: &[Prefix], forwarded: &[bool]) -> Observed {
+    pub fn run_waiting(
+        &self,
+        frames: &[Vec<u8>],
+        inside: &[Prefix],
+        forwarded: &[bool],
+    ) -> Observed {
         let out = run(Command::new(crate::bin("rampart"))
             .arg("ctl")
             .arg("--socket")

@@ -447,11 +447,8 @@ fn two_workers_join_the_fragments_of_a_translated_datagram() {
     for i in 0..FLOWS {
         let cport = 30_000 + i as u16;
         let by_port = steering.owner_of(&IpAddr128::from_v4(client(i)), cport);
-        let by_pair = dataplane::steer::pick(
-            IpAddr128::from_v4(client(i)),
-            IpAddr128::from_v4(public),
-            2,
-        );
+        let by_pair =
+            dataplane::steer::pick(IpAddr128::from_v4(client(i)), IpAddr128::from_v4(public), 2);
         split += usize::from(by_port != by_pair);
         let mut spec = FrameSpec::new(
             IpSpec::v4(client(i), public),

@@ -213,7 +213,9 @@ impl Steering {
         // Which end each endpoint names for the owner, as "the destination?": the destination
         // names itself when it names itself, the source when it names itself not.
         let dst_names = self.names_itself(&k.dst, k.proto, dport);
-        let src_names = self.names_itself(&k.src, k.proto, sport).map(|itself| !itself);
+        let src_names = self
+            .names_itself(&k.src, k.proto, sport)
+            .map(|itself| !itself);
         match (src_names, dst_names) {
             (None, None) => None,
             (Some(true), None | Some(true)) | (None, Some(true)) => {
