@@ -8,7 +8,10 @@
 //! - the packet's own source and destination for IP packets, fragments included (a non-first
 //!   fragment has no ports, so ports cannot take part, or a datagram's fragments would part);
 //! - the quoted packet's source and destination for ICMP and ICMPv6 errors, whose connection is
-//!   the one they quote (RELATED).
+//!   the one they quote (RELATED); a fragmented error's fragments go by their own pair, and the
+//!   worker that holds them until the datagram is whole hands it to the quote's owner
+//!   ([`owner_of_whole`]; with a nat table every fragmented datagram is placed that way,
+//!   [`owner_nat`]).
 //!
 //! A packet that reaches a worker other than its owner (no symmetric RSS on the NIC, or a
 //! device without RSS) is handed to the owner through a single-producer ring. Frames without
@@ -29,13 +32,26 @@ pub fn owner(frame: &[u8], workers: u16) -> Option<u16> {
     owner_of(frame, &info, workers)
 }
 
-/// [`owner`] for an already parsed frame.
+/// [`owner`] for an already parsed frame. A fragment goes by its own address pair, an ICMP
+/// error's first fragment included (its later fragments have no quote to go by).
 #[inline]
 pub fn owner_of(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
+    owner_by::<false>(frame, info, workers)
+}
+
+/// [`owner_of`] for the first fragment of a whole datagram, which stands for the datagram: an
+/// ICMP error by its quote. The worker holding the fragments ([`owner_of`]'s address pair)
+/// hands the whole datagram to this owner when it is another.
+pub fn owner_of_whole(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
+    owner_by::<true>(frame, info, workers)
+}
+
+#[inline(always)]
+fn owner_by<const WHOLE: bool>(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
     let key = info.flow?;
     let (a, b) = match quoted_addresses(frame, info) {
-        Some(q) => q,
-        None => (key.src, key.dst),
+        Some(q) if WHOLE || matches!(info.frag, wire::Fragment::None) => q,
+        _ => (key.src, key.dst),
     };
     Some(pick(a, b, workers))
 }
@@ -43,17 +59,29 @@ pub fn owner_of(frame: &[u8], info: &PacketInfo, workers: u16) -> Option<u16> {
 /// [`owner_of`] when a nat table is loaded: a packet whose tuple the NAT steering tables know
 /// (a published endpoint, a pool address, a private server: [`crate::nat::steer`]) goes to the
 /// worker owning its port, an ICMP error where replies to the packet it quotes go; anything
-/// else by the address pair as without NAT. A non-first fragment has no ports: it goes by its
-/// address pair, which is its first fragment's owner only when NAT steering left that to the
-/// pair as well (a known limit with several workers).
+/// else by the address pair as without NAT. Every fragment, the first included, goes by its
+/// address pair (a non-first fragment has no ports, and all of a datagram's fragments must meet
+/// the worker that holds them until it is whole); the whole datagram then goes where its first
+/// fragment's tuple steers ([`owner_nat_whole`]), handed over by the worker that held it.
 #[inline]
 pub fn owner_nat(frame: &[u8], info: &PacketInfo, steering: &crate::nat::Steering) -> Option<u16> {
+    let key = info.flow?;
+    if !matches!(info.frag, wire::Fragment::None) {
+        return Some(pick(key.src, key.dst, steering.workers()));
+    }
+    owner_nat_whole(frame, info, steering)
+}
+
+/// [`owner_nat`] for an unfragmented packet or the first fragment of a whole datagram.
+#[inline]
+pub fn owner_nat_whole(
+    frame: &[u8],
+    info: &PacketInfo,
+    steering: &crate::nat::Steering,
+) -> Option<u16> {
     use crate::nat::steer::Steer;
     let key = info.flow?;
     let workers = steering.workers();
-    if matches!(info.frag, wire::Fragment::Later { .. }) {
-        return Some(pick(key.src, key.dst, workers));
-    }
     let (steer, (a, b)) = match quoted_addresses(frame, info) {
         Some(pair) => {
             let quote = frame.get(usize::from(info.l4_offset) + 8..info.l3_end())?;
@@ -191,6 +219,41 @@ mod tests {
             ).build();
             prop_assert_eq!(owner(&err, workers), Some(o));
         }
+    }
+
+    /// A fragmented ICMP error: every fragment by the outer address pair (the later ones have
+    /// no quote), and the whole datagram then by its quote. Before, the first fragment went by
+    /// the quote and the rest by the pair: held on two workers, the datagram never completed.
+    #[test]
+    fn a_fragmented_errors_fragments_share_an_owner_and_the_whole_goes_by_its_quote() {
+        let (a, b) = (v4(0xc633_6407), v4(0x0a00_0005));
+        let big = FrameSpec::new(IpSpec::v4(a, b), L4Spec::udp(4000, 53, &[7u8; 1400])).build();
+        let mut apart = 0;
+        for r in 0..64u32 {
+            let router = v4(0xcb00_7100 + r);
+            let err = icmp4_error(router, a, &big);
+            let whole = owner(&err, 4).unwrap();
+            let frags = FrameSpec::new(
+                IpSpec::v4(router, a),
+                L4Spec::Icmp {
+                    ty: icmpv4::msg_type::TIME_EXCEEDED,
+                    code: 0,
+                    ident: 0,
+                    seq: 0,
+                    payload: big[14..].to_vec(),
+                },
+            )
+            .fragments(600);
+            assert!(frags.len() > 1);
+            let pair = pick(IpAddr128::from_v4(router), IpAddr128::from_v4(a), 4);
+            for f in &frags {
+                assert_eq!(owner(f, 4), Some(pair));
+            }
+            let info = wire::parse_frame(&frags[0]).unwrap();
+            assert_eq!(owner_of_whole(&frags[0], &info, 4), Some(whole));
+            apart += usize::from(whole != pair);
+        }
+        assert!(apart > 0);
     }
 
     #[test]

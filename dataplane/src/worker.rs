@@ -369,7 +369,15 @@ impl Worker {
                         };
                         let now_ns = clock.ns(last_tsc);
                         let router = router.as_mut().map(|(r, st)| (&**r, &mut **st));
-                        release_whole(&ctx, t, router, &mut burst, now_ns, &mut egress);
+                        release_whole(
+                            &ctx,
+                            t,
+                            router,
+                            steering.as_mut(),
+                            &mut burst,
+                            now_ns,
+                            &mut egress,
+                        );
                     }
                 }
                 // Quiescent point: nothing of the rule snapshot is held across it.
@@ -482,13 +490,18 @@ fn hold_fragment(ctx: &Ctx<'_>, mut m: Mbuf, ingress: u16, now_ns: u64) {
 
 /// Judges the whole datagrams, one at a time, as bursts from a hand-off ring (each mbuf's
 /// port is the port it came in by; its fragments in offset order, the first judged for the
-/// datagram and the others taking its verdict), and drops those whose time is up.
+/// datagram and the others taking its verdict), and drops those whose time is up. Fragments
+/// are held by the worker of their address pair; a whole datagram whose first fragment
+/// belongs to another worker (an ICMP error by its quote, a tuple the NAT steering places) is
+/// handed to it whole, where it is held again and judged.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn release_whole(
     ctx: &Ctx<'_>,
     tables: &mut Tables,
     mut router: Option<(&Router, &mut RouterState<Mbuf>)>,
+    mut steering: Option<&mut Steering>,
     burst: &mut RxBurst,
     now_ns: u64,
     egress: &mut [Egress],
@@ -507,6 +520,28 @@ fn release_whole(
         let Some(whole) = whole else {
             return;
         };
+        if let Some(st) = steering.as_deref_mut() {
+            let owner = ready[0]
+                .as_ref()
+                .and_then(|m| whole_owner(ctx, m.data(), st.workers));
+            if let Some(w) = owner.filter(|&w| usize::from(w) != ctx.id) {
+                match st.to.get_mut(usize::from(w)).and_then(Option::as_mut) {
+                    Some((ring, buf)) => {
+                        for m in ready.iter_mut().filter_map(Option::take) {
+                            handed(ctx.stats, buf.push(m, ring));
+                        }
+                        handed(ctx.stats, buf.flush(ring));
+                    }
+                    None => {
+                        for m in ready.iter_mut().filter_map(Option::take) {
+                            ctx.stats.drop_packet(DropReason::HandoffFull);
+                            drop(m);
+                        }
+                    }
+                }
+                continue;
+            }
+        }
         burst.refill(ready.iter_mut().filter_map(Option::take));
         tables.whole = Some(whole);
         match router.as_mut() {
@@ -531,6 +566,16 @@ fn release_whole(
             ),
         }
         tables.whole = None;
+    }
+}
+
+/// The owner of a whole datagram, by its first fragment (`frame`) as if it were not
+/// fragmented ([`crate::steer::owner_nat_whole`], [`crate::steer::owner_of_whole`]).
+fn whole_owner(ctx: &Ctx<'_>, frame: &[u8], workers: u16) -> Option<u16> {
+    let info = crate::wire::parse_frame(frame).ok()?;
+    match ctx.rules.filter.nat.as_deref() {
+        Some(nat) => crate::steer::owner_nat_whole(frame, &info, &nat.steering),
+        None => crate::steer::owner_of_whole(frame, &info, workers),
     }
 }
 

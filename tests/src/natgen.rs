@@ -1716,6 +1716,12 @@ pub struct RampartRouter {
 
 impl RampartRouter {
     pub fn start(ns: &str, rules4: &str, rules6: &str) -> RampartRouter {
+        RampartRouter::start_workers(ns, rules4, rules6, 1)
+    }
+
+    /// [`RampartRouter::start`] with `workers` workers (one queue each on both ports, the
+    /// kernel's fanout spreading the frames over them; every worker on the second core).
+    pub fn start_workers(ns: &str, rules4: &str, rules6: &str, workers: usize) -> RampartRouter {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("r4"), rules4).unwrap();
@@ -1724,17 +1730,23 @@ impl RampartRouter {
         let cfg = rampart_config()
             .replace(
                 "device = \"net_null0\"",
-                &format!("device = \"net_af_packet{prefix}i,iface=ri,qpairs=1\""),
+                &format!("device = \"net_af_packet{prefix}i,iface=ri,qpairs={workers}\""),
             )
             .replace(
                 "device = \"net_null1\"",
-                &format!("device = \"net_af_packet{prefix}o,iface=ro,qpairs=1\""),
+                &format!("device = \"net_af_packet{prefix}o,iface=ro,qpairs={workers}\""),
             );
+        let lcores: String = std::iter::once("0@0".to_string())
+            .chain((1..=workers).map(|w| format!("{w}@1")))
+            .collect::<Vec<_>>()
+            .join(",");
         let cfg = format!(
             "{cfg}[eal]\nargs = {eal}\n[rules]\nipv4 = \"{r4}\"\nipv6 = \"{r6}\"\n\
-             [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = 4095\ncache = 64\n\
-             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n",
-            eal = crate::toml_array(&crate::test_eal_args(&prefix, "0@0,1@1")),
+             [management]\nsocket = \"{sock}\"\n[mempool]\nmbufs = {mbufs}\ncache = 64\n\
+             [rings]\nrx_desc = 512\ntx_desc = 512\n[conntrack]\nmax = 65536\n\
+             [workers]\ncount = {workers}\n",
+            eal = crate::toml_array(&crate::test_eal_args(&prefix, &lcores)),
+            mbufs = 4096 * workers - 1,
             r4 = p("r4").display(),
             r6 = p("r6").display(),
             sock = p("m.sock").display(),

@@ -243,11 +243,25 @@ impl Namespaces {
         gap_us: u64,
         probe: bool,
     ) -> Observed {
+        self.inject_gaps(frames, inside, netfilter, gap_us, &[], probe)
+    }
+
+    /// [`Namespaces::inject`] with a gap of each frame's own where `gaps` has one.
+    fn inject_gaps(
+        &self,
+        frames: &[Vec<u8>],
+        inside: &[Prefix],
+        netfilter: bool,
+        gap_us: u64,
+        gaps: &[u64],
+        probe: bool,
+    ) -> Observed {
         let sides: Vec<Side> = frames.iter().map(|f| side_of(f, inside)).collect();
         let injected: Vec<serde_json::Value> = frames
             .iter()
             .zip(&sides)
-            .map(|(f, side)| {
+            .enumerate()
+            .map(|(i, (f, side))| {
                 let mut f = f.clone();
                 if f.len() >= 12 {
                     let (src, dst) = match side {
@@ -257,7 +271,12 @@ impl Namespaces {
                     f[0..6].copy_from_slice(&dst);
                     f[6..12].copy_from_slice(&src);
                 }
-                serde_json::json!({ "side": side.name(), "hex": hex(&f) })
+                match gaps.get(i) {
+                    Some(g) => {
+                        serde_json::json!({ "side": side.name(), "hex": hex(&f), "gap_us": g })
+                    }
+                    None => serde_json::json!({ "side": side.name(), "hex": hex(&f) }),
+                }
             })
             .collect();
         let probe_frame = probe.then(|| {
@@ -409,6 +428,12 @@ impl RampartDaemon {
     /// Starts the daemon with the rule sets (iptables-save text) and waits until an ARP
     /// request crosses it.
     pub fn start(rules4: &str, rules6: &str) -> RampartDaemon {
+        RampartDaemon::start_workers(rules4, rules6, 1)
+    }
+
+    /// [`RampartDaemon::start`] with `workers` workers (a queue pair each on both ports, the
+    /// kernel's fanout spreading the frames over them; every worker on the second core).
+    pub fn start_workers(rules4: &str, rules6: &str, workers: usize) -> RampartDaemon {
         let ns = Namespaces::create("rp");
         ns.set_up();
         ns.wait_ready(false);
@@ -418,16 +443,20 @@ impl RampartDaemon {
         std::fs::write(&p6, rules6).expect("write rules");
         let prefix = unique("rpnf");
         let socket = dir.path().join("m.sock");
+        let lcores: String = std::iter::once("0@0".to_string())
+            .chain((1..=workers).map(|w| format!("{w}@1")))
+            .collect::<Vec<_>>()
+            .join(",");
         let cfg = format!(
             r#"
 [eal]
 args = {eal}
 [[port]]
 name = "inside"
-device = "net_af_packet{prefix}i,iface=ri,qpairs=1"
+device = "net_af_packet{prefix}i,iface=ri,qpairs={workers}"
 [[port]]
 name = "outside"
-device = "net_af_packet{prefix}o,iface=ro,qpairs=1"
+device = "net_af_packet{prefix}o,iface=ro,qpairs={workers}"
 [bridge]
 pairs = [["inside", "outside"]]
 [rules]
@@ -436,13 +465,16 @@ ipv6 = "{p6}"
 [management]
 socket = "{sock}"
 [mempool]
-mbufs = 4095
+mbufs = {mbufs}
 cache = 64
 [rings]
 rx_desc = 512
 tx_desc = 512
+[workers]
+count = {workers}
 "#,
-            eal = crate::toml_array(&crate::test_eal_args(&prefix, "0@0,1@1")),
+            eal = crate::toml_array(&crate::test_eal_args(&prefix, &lcores)),
+            mbufs = 4096 * workers - 1,
             p4 = p4.display(),
             p6 = p6.display(),
             sock = socket.display(),
@@ -483,6 +515,19 @@ tx_desc = 512
 
     /// Forgets every connection (when the build tracks connections) and injects `frames`.
     pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
+        self.run_waiting(frames, inside, &[])
+    }
+
+    /// [`RampartDaemon::run`], waiting up to a second (not the usual gap) for each frame whose
+    /// `forwarded` is true to come out before the next is sent: with several workers sharing a
+    /// loaded core, a handed-over frame may take longer than the gap, and the next frame
+    /// would overtake it (an ACK judged before the SYN/ACK it answers).
+    pub fn run_waiting(
+        &self,
+        frames: &[Vec<u8>],
+        inside: &[Prefix],
+        forwarded: &[bool],
+    ) -> Observed {
         let out = run(Command::new(crate::bin("rampart"))
             .arg("ctl")
             .arg("--socket")
@@ -494,7 +539,14 @@ tx_desc = 512
             out.status.success() || text.contains("not part of this build yet"),
             "conntrack flush failed: {text}"
         );
-        self.ns.inject(frames, inside, false, DAEMON_GAP_US, false)
+        let gaps: Vec<u64> = (0..frames.len())
+            .map(|i| match forwarded.get(i) {
+                Some(true) => 1_000_000,
+                _ => DAEMON_GAP_US,
+            })
+            .collect();
+        self.ns
+            .inject_gaps(frames, inside, false, DAEMON_GAP_US, &gaps, false)
     }
 
     /// Stops the daemon with SIGTERM; it must exit 0. Returns its summary.
@@ -1446,9 +1498,9 @@ if cfg["probe"]:
     time.sleep(0.05)
     drain()
 
-gap = cfg["gap_us"] / 1e6
 frames = cfg["frames"]
 for i, f in enumerate(frames):
+    gap = f.get("gap_us", cfg["gap_us"]) / 1e6
     t0 = time.monotonic()
     try:
         socks[f["side"]].send(bytes.fromhex(f["hex"]))

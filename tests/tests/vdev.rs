@@ -421,6 +421,88 @@ fn two_workers_translate_each_flow_on_its_owner() {
     assert_no_leak(&s);
 }
 
+/// Fragmented requests to a DNAT port forward with two workers: a datagram's fragments meet
+/// the worker of their address pair, which holds them until the datagram is whole and then
+/// hands it to the worker its first fragment's tuple steers to (the client's endpoint). Before,
+/// the first fragment went by the NAT steering and the later ones by the pair, so about half
+/// of the datagrams were split between the workers, never became whole, and were dropped when
+/// the workers stopped.
+#[test]
+fn two_workers_join_the_fragments_of_a_translated_datagram() {
+    if !root_or_skip("two_workers_join_the_fragments_of_a_translated_datagram") {
+        return;
+    }
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::IpAddr128;
+    use std::net::Ipv4Addr;
+    const FLOWS: u32 = 40;
+    let public = Ipv4Addr::new(203, 0, 113, 1);
+    let private = Ipv4Addr::new(10, 0, 0, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let mut b = [Vec::new(), Vec::new()];
+    let client = |i: u32| Ipv4Addr::from(0xc633_6400 + i);
+    let steering = dataplane::nat::Steering::new(2);
+    let (mut split, mut fragments) = (0, 0);
+    for i in 0..FLOWS {
+        let cport = 30_000 + i as u16;
+        let by_port = steering.owner_of(&IpAddr128::from_v4(client(i)), cport);
+        let by_pair =
+            dataplane::steer::pick(IpAddr128::from_v4(client(i)), IpAddr128::from_v4(public), 2);
+        split += usize::from(by_port != by_pair);
+        let mut spec = FrameSpec::new(
+            IpSpec::v4(client(i), public),
+            L4Spec::udp(cport, 53, &[i as u8; 2500]),
+        );
+        if let IpSpec::V4 { ident, .. } = &mut spec.ip {
+            *ident = 0x4000 + i as u16;
+        }
+        let frags = spec.fragments(1000);
+        assert_eq!(frags.len(), 3);
+        fragments += frags.len();
+        // The last fragment first on one queue, the others on the other.
+        let q = (i % 2) as usize;
+        b[q].push(frags[2].clone());
+        b[1 - q].extend(frags[..2].iter().cloned());
+    }
+    assert!(split > 0, "no datagram whose owners differ");
+    std::fs::write(
+        p("rules"),
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -d 203.0.113.1/32 -p udp --dport 53 -j DNAT --to-destination 10.0.0.5:5353\n\
+         COMMIT\n*filter\n:FORWARD DROP [0:0]\n\
+         -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
+         -A FORWARD -i b -d 10.0.0.5 -p udp --dport 5353 -m conntrack --ctstate NEW -j ACCEPT\n\
+         COMMIT\n",
+    )
+    .unwrap();
+    let a = [Vec::new(), Vec::new()];
+    let s = run_two_queue_bridge(dir.path(), &a, &b, Some(&p("rules")), "rphf", "0@0,1@0,2@1");
+    assert_eq!(s["rx_packets"].as_u64(), Some(fragments as u64), "{s}");
+    assert_eq!(s["tx_packets"].as_u64(), Some(fragments as u64), "{s}");
+    assert_eq!(s["dropped"].as_u64(), Some(0), "{s}");
+    assert!(s["handed_off"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        s["conntrack"]["created"].as_u64(),
+        Some(u64::from(FLOWS)),
+        "{s}"
+    );
+    let mut to_server = Vec::new();
+    for n in ["a-tx0", "a-tx1"] {
+        to_server.extend(read_frames(&p(&format!("{n}.pcap"))).unwrap());
+    }
+    assert_eq!(to_server.len(), fragments);
+    for f in &to_server {
+        let info = dataplane::wire::parse_frame(&f.data).unwrap();
+        let k = info.flow.unwrap();
+        assert_eq!(k.dst.to_v4(), Some(private), "{k:?}");
+        if !matches!(info.frag, dataplane::wire::Fragment::Later { .. }) {
+            assert_eq!(k.dst_port, 5353, "{k:?}");
+        }
+    }
+    assert_no_leak(&s);
+}
+
 /// Runs a bridge of ports `a` and `b` with two workers, each port with two RX queues that
 /// replay `a[q]` and `b[q]` (pcaps written to `dir`, as are the TX pcaps `a-tx0.pcap` ..
 /// `b-tx1.pcap`), with `rules` as its IPv4 rule set when given, on `lcores`, until idle;

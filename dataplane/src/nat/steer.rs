@@ -4,20 +4,28 @@
 //! connection meet on the worker that holds its conntrack entry, with no shared state.
 //!
 //! Every worker owns a disjoint share of the ports of every address:
-//! `owner_of(addr, port) = (port + mix(addr)) % workers`. A packet is steered by the first rule
-//! that applies to its tuple (for ICMP queries the identifier stands for both ports):
+//! `owner_of(addr, port) = (port + mix(addr)) % workers`. Each endpoint of a packet (for ICMP
+//! queries the identifier stands for both ports) names the endpoint whose owner takes it:
 //!
-//! 0. its source is a DNAT or 1:1 target and its destination a published endpoint (hairpin
-//!    between private servers, both ends translated): the owner of the pair of ports,
-//!    `(sport + dport) % workers`, the same both ways while the ports are kept;
-//! 1. its destination is a *published* endpoint (a DNAT rule's or a 1:1 mapping's public
-//!    address, protocol and port): the owner of its **source** (the remote endpoint, which no
-//!    translation touches);
-//! 2. its destination is a NAT address (a SNAT pool, a MASQUERADE port address): the owner of
-//!    its **destination** (the port the allocator chose for this worker);
-//! 3. its source is a DNAT or 1:1 target (a private server): the owner of its **destination**
-//!    (the remote endpoint again);
-//! 4. otherwise: the symmetric flow hash of the tuple ([`Steer::Flow`]), as without NAT.
+//! - a *published* endpoint (a DNAT rule's or a 1:1 mapping's public address, protocol and
+//!   port) names the **other** end (the remote endpoint, which no translation touches);
+//! - a NAT address (a SNAT pool, a MASQUERADE port address) names **itself** (the port the
+//!   allocator chose for this worker);
+//! - a DNAT or 1:1 target (a private server) names the **other** end (the remote endpoint
+//!   again);
+//! - any other address names nothing.
+//!
+//! The first of these that applies to an endpoint is what it names. When the two ends name the
+//! same endpoint, or only one names any, the packet goes to that endpoint's owner; when they
+//! disagree (a private server reaching another through its published address, both ends
+//! translated; two private servers), to the owner of the pair of ports, `(sport + dport) %
+//! workers`, the same both ways while the ports are kept; when neither names one, by the
+//! symmetric flow hash of the tuple ([`Steer::Flow`]), as without NAT. The rule reads the same
+//! from either end, so a connection no rule translates meets one worker both ways (nothing
+//! checks a binding that translates nothing): before, only the destination was asked to be
+//! published or a pool and only the source to be a target, and a private server's own
+//! connections (out untranslated, or reached directly) went by the remote endpoint one way and
+//! by the flow hash the other.
 //!
 //! Invariant, kept by [`super::Allocator`]: a worker creates a binding only when its reply
 //! tuple steers to that worker. Since the original direction steers to the worker that saw the
@@ -202,22 +210,42 @@ impl Steering {
         }
         let dport = side_port(k, true);
         let sport = side_port(k, false);
-        let from_target = self.targets.iter().any(|r| in_range(&k.src, r));
-        if from_target && self.is_published(&k.dst, k.proto, dport) {
-            // Hairpin between private servers: both endpoints are translated, only the pair of
-            // ports is common to both directions.
-            return Some(self.owner_of_pair(sport, dport));
+        // Which end each endpoint names for the owner, as "the destination?": the destination
+        // names itself when it names itself, the source when it names itself not.
+        let dst_names = self.names_itself(&k.dst, k.proto, dport);
+        let src_names = self
+            .names_itself(&k.src, k.proto, sport)
+            .map(|itself| !itself);
+        match (src_names, dst_names) {
+            (None, None) => None,
+            (Some(true), None | Some(true)) | (None, Some(true)) => {
+                Some(self.owner_of(&k.dst, dport))
+            }
+            (Some(false), None | Some(false)) | (None, Some(false)) => {
+                Some(self.owner_of(&k.src, sport))
+            }
+            // Each end names the other (hairpin between private servers, both ends
+            // translated), or each itself: only the pair of ports is common to both
+            // directions.
+            (Some(_), Some(_)) => Some(self.owner_of_pair(sport, dport)),
         }
-        if self.is_published(&k.dst, k.proto, dport) {
-            return Some(self.owner_of(&k.src, sport));
+    }
+
+    /// Which endpoint an endpoint of a packet names for its owner: `Some(true)` itself (a NAT
+    /// pool address: the port the allocator chose), `Some(false)` the other end (a published
+    /// endpoint or a private server: the remote end, which no translation changes), `None`
+    /// neither (an ordinary address).
+    #[inline]
+    fn names_itself(&self, addr: &IpAddr128, proto: u8, port: u16) -> Option<bool> {
+        if self.is_published(addr, proto, port) {
+            Some(false)
+        } else if self.pools.iter().any(|r| in_range(addr, r)) {
+            Some(true)
+        } else if self.targets.iter().any(|r| in_range(addr, r)) {
+            Some(false)
+        } else {
+            None
         }
-        if self.pools.iter().any(|r| in_range(&k.dst, r)) {
-            return Some(self.owner_of(&k.dst, dport));
-        }
-        if from_target {
-            return Some(self.owner_of(&k.dst, dport));
-        }
-        None
     }
 
     /// Where an ICMP error quoting a packet with tuple `quoted` goes: with the replies to it.
@@ -326,6 +354,76 @@ mod tests {
             let quoted = reply.reply();
             assert_eq!(s.steer_error(&quoted), w);
         }
+    }
+
+    /// Tables with every kind of entry: a DNAT published by port and one by address, a pool, two
+    /// private servers.
+    fn every_kind(workers: u16) -> Steering {
+        let mut s = Steering::new(workers);
+        s.add_published(Published {
+            addrs: one([203, 0, 113, 2]),
+            protos: (ip_proto::TCP, ip_proto::TCP),
+            ports: (80, 80),
+        });
+        s.add_published(Published {
+            addrs: one([203, 0, 113, 3]),
+            protos: (0, u8::MAX),
+            ports: (0, u16::MAX),
+        });
+        s.add_pool(one([203, 0, 113, 1]));
+        s.add_pool(one([10, 0, 0, 1]));
+        s.add_target((a([10, 0, 0, 8]), a([10, 0, 0, 9])));
+        s
+    }
+
+    /// Where a packet goes on the worker: its owner, else the address pair's hash.
+    fn placed(s: &Steering, k: &FlowKey) -> u16 {
+        s.owner(k)
+            .unwrap_or_else(|| crate::steer::pick(k.src, k.dst, s.workers()))
+    }
+
+    proptest::proptest! {
+        /// A connection no rule translates (a private server talking to the world, a remote
+        /// host reaching a private server directly, private servers between themselves, a
+        /// host talking to a pool or published address that is a real remote end) has its
+        /// replies steered where its first packet went: nothing checks a binding that
+        /// translates nothing. Before, a private server's own connections went by the remote
+        /// endpoint one way and by the address pair the other.
+        #[test]
+        fn untranslated_connections_meet_one_worker(
+            workers in 2u16..6,
+            ends in proptest::collection::vec((0usize..8, 0usize..4), 2),
+            udp in proptest::bool::ANY,
+        ) {
+            let s = every_kind(workers);
+            let addrs = [
+                [203, 0, 113, 2], [203, 0, 113, 3], [203, 0, 113, 1], [10, 0, 0, 1],
+                [10, 0, 0, 8], [10, 0, 0, 9], [198, 51, 100, 7], [10, 0, 0, 20],
+            ];
+            let ports = [80u16, 1000, 5001, 40000];
+            let (a0, p0) = ends[0];
+            let (a1, p1) = ends[1];
+            proptest::prop_assume!(a0 != a1);
+            let proto = if udp { ip_proto::UDP } else { ip_proto::TCP };
+            let k = FlowKey::new_v4(addrs[a0].into(), addrs[a1].into(), proto, ports[p0], ports[p1]);
+            proptest::prop_assert_eq!(placed(&s, &k), placed(&s, &k.reply()), "{:?}", k);
+        }
+    }
+
+    #[test]
+    fn a_private_servers_own_connections_meet_one_worker() {
+        let s = every_kind(2);
+        let mut split = 0;
+        for port in 1000..1100u16 {
+            // Out, untranslated, and in, directly to it.
+            for k in [
+                FlowKey::new_v4([10, 0, 0, 8].into(), [198, 51, 100, 7].into(), 6, port, 443),
+                FlowKey::new_v4([198, 51, 100, 7].into(), [10, 0, 0, 9].into(), 17, port, 53),
+            ] {
+                split += usize::from(placed(&s, &k) != placed(&s, &k.reply()));
+            }
+        }
+        assert_eq!(split, 0);
     }
 
     #[test]
