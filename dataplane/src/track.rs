@@ -36,7 +36,7 @@ use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{ip_proto, FlowKey, Fragment, IpAddr128, PacketInfo};
+use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 #[cfg(test)]
 mod tests;
@@ -147,6 +147,15 @@ pub trait Forwarding {
     #[inline(always)]
     fn port_mtu(&self, _port: u16) -> u32 {
         crate::router::DEFAULT_MTU
+    }
+    /// The MTU of the route back to `src` (a packet's source, as the chain sees it), which
+    /// xt_TCPMSS's `tcpmss_reverse_mtu` looks up; `u32::MAX` when there is none. A bridge has
+    /// no routes of its own (Linux's bridging host looks in its own table, which for a bridge
+    /// without addresses holds none); br_netfilter's route is the bridge device, whose MTU is
+    /// the smallest of its ports': the ingress port's MTU stands for it here.
+    #[inline(always)]
+    fn reverse_mtu(&self, _family: Family, _src: &IpAddr128, ingress: u16) -> u32 {
+        self.port_mtu(ingress)
     }
     /// The checks a router makes before the FORWARD chain (TTL, MTU: Linux's `ip_forward`),
     /// on the packet as it arrived; an error drops it before the filter and conntrack's
@@ -1022,9 +1031,11 @@ fn mangle_chain<F: Forwarding>(
     now_ns: u64,
     mark: &mut u32,
 ) -> bool {
-    let mtu = match out {
-        Some(o) => fwd.port_mtu(ingress).min(fwd.port_mtu(o)),
-        None => fwd.port_mtu(ingress),
+    let mtu = if c.clamps {
+        let back = fwd.reverse_mtu(meta.key.family, &meta.key.src, ingress);
+        out.map_or(back, |o| fwd.port_mtu(o).min(back))
+    } else {
+        0
     };
     let cx = crate::mangle::EditCtx {
         family: meta.key.family,
