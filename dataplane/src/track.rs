@@ -620,8 +620,8 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     // 3. Conntrack. A whole datagram whose L4 checksum (over every fragment) is wrong is
     //    INVALID, as nf_conntrack_checksum has it.
     let tracked = (!notrack).then(|| {
-        if !matches!(info.frag, Fragment::None) && whole_bad_checksum(tables) {
-            tables.ct.bad_checksum()
+        if !matches!(info.frag, Fragment::None) {
+            track_whole(tables, frame, info, tag, now_ns)
         } else {
             tables.ct.track_tagged(frame, info, tag, now_ns)
         }
@@ -639,6 +639,38 @@ fn whole_len(tables: &Tables, info: &PacketInfo) -> u16 {
         return 0;
     }
     tables.whole.map_or(0, |w| w.len as u16)
+}
+
+/// Tracks the first fragment of a whole datagram: INVALID for a bad checksum over all its
+/// fragments, else with the whole L4 length (`tables.whole`: the datagram's length, from which
+/// the IP and extension headers go, and for IPv6 not the Fragment header, which it leaves
+/// out).
+#[cold]
+#[inline(never)]
+fn track_whole(
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    tag: Option<u32>,
+    now_ns: u64,
+) -> conntrack::Tracked {
+    if whole_bad_checksum(tables) {
+        return tables.ct.bad_checksum();
+    }
+    let Some(w) = tables.whole else {
+        return tables.ct.track_tagged(frame, info, tag, now_ns);
+    };
+    let headers = u32::from(info.l4_offset.saturating_sub(info.l3_offset));
+    let headers = match info.flow.map(|k| k.family) {
+        Some(Family::V6) => headers.saturating_sub(8),
+        _ => headers,
+    };
+    let l4_len = if info.l4_offset == 0 {
+        0
+    } else {
+        w.len.saturating_sub(headers)
+    };
+    tables.ct.track_whole(frame, info, tag, l4_len, now_ns)
 }
 
 /// Whether the whole datagram being judged has a bad L4 checksum that conntrack checks.

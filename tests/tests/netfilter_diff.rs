@@ -890,8 +890,9 @@ fn recent_matches_linux() {
 /// ip6tables' extension header matches and the SPI matches against Linux: IPv6 datagrams
 /// with hop-by-hop, destination (8 and 16 bytes) and authentication headers before UDP, and
 /// ESP, from outside in; IPv4 ESP and AH. Each rule's side is taken by one frame and not by
-/// another. No fragments: Linux's conntrack reassembles them before the filter sees a
-/// Fragment header (docs/conntrack-vs-netfilter.md).
+/// another. Fragmented IPv6 datagrams too: Linux's conntrack reassembles them and takes the
+/// Fragment header out before the filter, so `-m frag` and `ipv6header`'s `frag` never match
+/// them (docs/conntrack-vs-netfilter.md).
 #[test]
 fn extension_headers_match_linux() {
     if !root_or_skip("extension_headers_match_linux") {
