@@ -187,6 +187,42 @@ fn expire(
     dropped_lines(sink, names, dropped)
 }
 
+/// [`expire`] in router mode: a datagram given up at the timeout is answered as the worker
+/// answers it ([`dataplane::router::Router::reassembly_timed_out`]), the error going out with
+/// the frames the router sends before the next frame's; its first fragment's line names the
+/// port in `sent`.
+#[allow(clippy::too_many_arguments)]
+fn expire_routed(
+    store: &mut Held,
+    sink: &mut Sink,
+    names: &[String],
+    router: &dataplane::router::Router,
+    st: &mut RouterState<Vec<u8>>,
+    now_ns: u64,
+    sent: &mut Vec<(u16, Vec<u8>)>,
+) -> Result<(), ReplayError> {
+    let mut dropped = Vec::new();
+    store.expire(now_ns, |h, why| dropped.push((h, why)));
+    for ((i, frame, ing), why) in dropped {
+        let before = sent.len();
+        if why == FragError::Timeout {
+            router.reassembly_timed_out(st, ing, &frame, now_ns, sent);
+        }
+        let to: Vec<serde_json::Value> = sent[before..]
+            .iter()
+            .map(|(port, _)| names[usize::from(*port)].clone().into())
+            .collect();
+        let reason = DropReason::Fragment(why);
+        sink.drop(reason);
+        sink.line(serde_json::json!({
+            "index": i, "ingress": &names[usize::from(ing)], "verdict": "drop", "egress": null,
+            "rule": null, "ct_state": null, "nat": null, "reason": reason.name(), "log": [],
+            "sent": to,
+        }))?;
+    }
+    Ok(())
+}
+
 /// Gives up everything still held at the end of a replay, writing the lines.
 fn drain(store: &mut Held, sink: &mut Sink, names: &[String]) -> Result<(), ReplayError> {
     let mut dropped = Vec::new();
@@ -556,7 +592,7 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
         if data.len() >= 6 && data[0] & 1 == 0 {
             data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
         }
-        expire(&mut held, &mut sink, &names, now_ns)?;
+        expire_routed(&mut held, &mut sink, &names, &router, &mut st, now_ns, &mut sent)?;
         sink.sum.packets += 1;
         let mut r = RoutedReplay {
             opts,

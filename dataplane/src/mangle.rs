@@ -4,8 +4,9 @@
 //! a rule with effect (Linux does not cache mangle either), and the targets that change the
 //! packet, with the kernel's meaning:
 //!
-//! - TCPMSS (`xt_TCPMSS`): `--set-mss N` or `--clamp-mss-to-pmtu` (the smaller of the two
-//!   ports' MTU, less 40 for IPv4 and 60 for IPv6, the kernel's `minlen`) lowers an MSS option
+//! - TCPMSS (`xt_TCPMSS`): `--set-mss N` or `--clamp-mss-to-pmtu` (the smaller of the out
+//!   port's MTU and the reverse route's, less 40 for IPv4 and 60 for IPv6, the kernel's
+//!   `minlen`) lowers an MSS option
 //!   that is larger, never raises one; a SYN without the option and without data gets one
 //!   (at most 536 for IPv4, 1220 for IPv6) when the frame has room for it after the
 //!   datagram (Ethernet padding); a segment too short for its header is dropped.
@@ -92,6 +93,9 @@ impl HopOp {
 #[derive(Debug)]
 pub struct MangleChain {
     pub rules: RuleSet,
+    /// A rule clamps the MSS to the path MTU (`--clamp-mss-to-pmtu`): only then is the MTU
+    /// worked out for a walk ([`EditCtx::mtu`], a route lookup in router mode).
+    pub clamps: bool,
 }
 
 /// The mangle chains of one family that have an effect (`None`: the chain changes nothing).
@@ -116,11 +120,22 @@ pub struct EditCtx {
     /// The whole datagram's length when this is its first fragment, for `-m length`
     /// ([`Wire::whole_len`]); 0: the packet's own.
     pub whole_len: u16,
-    /// The MTU `--clamp-mss-to-pmtu` uses: the smaller of the in and out ports'.
+    /// The MTU `--clamp-mss-to-pmtu` uses: xt_TCPMSS's smaller of the route's (the out
+    /// port's) and the reverse route's (the port toward the packet's source; none when the
+    /// source has no route); 0 when the chain has no such rule.
     pub mtu: u32,
 }
 
 impl MangleChain {
+    /// The chain of `rules`, noting whether one clamps to the path MTU.
+    pub fn new(rules: RuleSet) -> MangleChain {
+        let clamps = rules.rules.iter().any(|r| {
+            matches!(r.action, crate::classify::Action::Edit(k)
+                if Edit::decode(k) == Some(Edit::Mss(None)))
+        });
+        MangleChain { rules, clamps }
+    }
+
     /// Walks the chain for one packet whose view is `p`, editing `frame` in place and
     /// changing `mark`. `Ok` when the packet goes on (an ACCEPT or the end of the chain),
     /// `Err(rule)` when a rule dropped it (DROP, or a TCPMSS on a segment too short for its

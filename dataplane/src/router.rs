@@ -1465,6 +1465,33 @@ impl Router {
         true
     }
 
+    /// A datagram held for reassembly was given up at the timeout; `frame` is one of its
+    /// fragments, as it arrived by `ingress`. For an IPv6 first fragment, sends ICMPv6 time
+    /// exceeded, fragment reassembly time exceeded, quoting it (Linux's
+    /// `ip6frag_expire_frag_queue`, which conntrack's defrag queues run too: only when the
+    /// first fragment came, from the address `icmp6_send` picks, rate-limited, never about an
+    /// ICMPv6 error or to a multicast destination). IPv4 sends nothing: `ip_expire` skips a
+    /// conntrack defrag queue on a forwarding box. Returns whether an error was sent.
+    #[cold]
+    #[inline(never)]
+    pub fn reassembly_timed_out<P>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        frame: &[u8],
+        now_ns: u64,
+        emit: &mut impl Emit,
+    ) -> bool {
+        let Ok(info) = parse_frame(frame) else {
+            return false;
+        };
+        if info.l3 != L3::Ipv6 || !matches!(info.frag, crate::wire::Fragment::First { .. }) {
+            return false;
+        }
+        let kind = RouterError::ReassemblyTimeout;
+        self.send_error(st, ingress, frame, &info, kind, now_ns, emit)
+    }
+
     /// For a packet whose destination has no route ([`Egress::Unreachable`]): counts it and
     /// sends ICMP destination unreachable, net unreachable (IPv4) or no route (IPv6),
     /// rate-limited. The caller frees the packet.

@@ -36,7 +36,7 @@ use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{ip_proto, FlowKey, Fragment, IpAddr128, PacketInfo};
+use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 #[cfg(test)]
 mod tests;
@@ -147,6 +147,15 @@ pub trait Forwarding {
     #[inline(always)]
     fn port_mtu(&self, _port: u16) -> u32 {
         crate::router::DEFAULT_MTU
+    }
+    /// The MTU of the route back to `src` (a packet's source, as the chain sees it), which
+    /// xt_TCPMSS's `tcpmss_reverse_mtu` looks up; `u32::MAX` when there is none. A bridge has
+    /// no routes of its own (Linux's bridging host looks in its own table, which for a bridge
+    /// without addresses holds none); br_netfilter's route is the bridge device, whose MTU is
+    /// the smallest of its ports': the ingress port's MTU stands for it here.
+    #[inline(always)]
+    fn reverse_mtu(&self, _family: Family, _src: &IpAddr128, ingress: u16) -> u32 {
+        self.port_mtu(ingress)
     }
     /// The checks a router makes before the FORWARD chain (TTL, MTU: Linux's `ip_forward`),
     /// on the packet as it arrived; an error drops it before the filter and conntrack's
@@ -611,8 +620,8 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
     // 3. Conntrack. A whole datagram whose L4 checksum (over every fragment) is wrong is
     //    INVALID, as nf_conntrack_checksum has it.
     let tracked = (!notrack).then(|| {
-        if !matches!(info.frag, Fragment::None) && whole_bad_checksum(tables) {
-            tables.ct.bad_checksum()
+        if !matches!(info.frag, Fragment::None) {
+            track_whole(tables, frame, info, tag, now_ns)
         } else {
             tables.ct.track_tagged(frame, info, tag, now_ns)
         }
@@ -630,6 +639,38 @@ fn whole_len(tables: &Tables, info: &PacketInfo) -> u16 {
         return 0;
     }
     tables.whole.map_or(0, |w| w.len as u16)
+}
+
+/// Tracks the first fragment of a whole datagram: INVALID for a bad checksum over all its
+/// fragments, else with the whole L4 length (`tables.whole`: the datagram's length, from which
+/// the IP and extension headers go, and for IPv6 not the Fragment header, which it leaves
+/// out).
+#[cold]
+#[inline(never)]
+fn track_whole(
+    tables: &mut Tables,
+    frame: &[u8],
+    info: &PacketInfo,
+    tag: Option<u32>,
+    now_ns: u64,
+) -> conntrack::Tracked {
+    if whole_bad_checksum(tables) {
+        return tables.ct.bad_checksum();
+    }
+    let Some(w) = tables.whole else {
+        return tables.ct.track_tagged(frame, info, tag, now_ns);
+    };
+    let headers = u32::from(info.l4_offset.saturating_sub(info.l3_offset));
+    let headers = match info.flow.map(|k| k.family) {
+        Some(Family::V6) => headers.saturating_sub(8),
+        _ => headers,
+    };
+    let l4_len = if info.l4_offset == 0 {
+        0
+    } else {
+        w.len.saturating_sub(headers)
+    };
+    tables.ct.track_whole(frame, info, tag, l4_len, now_ns)
 }
 
 /// Whether the whole datagram being judged has a bad L4 checksum that conntrack checks.
@@ -1022,9 +1063,11 @@ fn mangle_chain<F: Forwarding>(
     now_ns: u64,
     mark: &mut u32,
 ) -> bool {
-    let mtu = match out {
-        Some(o) => fwd.port_mtu(ingress).min(fwd.port_mtu(o)),
-        None => fwd.port_mtu(ingress),
+    let mtu = if c.clamps {
+        let back = fwd.reverse_mtu(meta.key.family, &meta.key.src, ingress);
+        out.map_or(back, |o| fwd.port_mtu(o).min(back))
+    } else {
+        0
     };
     let cx = crate::mangle::EditCtx {
         family: meta.key.family,

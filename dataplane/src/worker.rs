@@ -506,10 +506,22 @@ fn release_whole(
     now_ns: u64,
     egress: &mut [Egress],
 ) {
-    ctx.held.borrow_mut().expire(now_ns, |m, why| {
-        ctx.stats.drop_packet(DropReason::Fragment(why));
-        drop(m);
-    });
+    {
+        // Router mode answers a datagram given up at the timeout (IPv6, its first fragment
+        // came) with time exceeded, as Linux's defrag queue does.
+        let out = RefCell::new(Out {
+            pool: ctx.pool,
+            egress: &mut *egress,
+            stats: ctx.stats,
+        });
+        ctx.held.borrow_mut().expire(now_ns, |m, why| {
+            if let (Some((r, st)), FragError::Timeout) = (router.as_mut(), why) {
+                r.reassembly_timed_out(st, m.port(), m.data(), now_ns, &mut Shared(&out));
+            }
+            ctx.stats.drop_packet(DropReason::Fragment(why));
+            drop(m);
+        });
+    }
     loop {
         let mut ready: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let mut n = 0;

@@ -890,16 +890,23 @@ fn recent_matches_linux() {
 /// ip6tables' extension header matches and the SPI matches against Linux: IPv6 datagrams
 /// with hop-by-hop, destination (8 and 16 bytes) and authentication headers before UDP, and
 /// ESP, from outside in; IPv4 ESP and AH. Each rule's side is taken by one frame and not by
-/// another. No fragments: Linux's conntrack reassembles them before the filter sees a
-/// Fragment header (docs/conntrack-vs-netfilter.md).
+/// another. Fragmented IPv6 datagrams too: Linux's conntrack reassembles them and takes the
+/// Fragment header out before the filter, so `-m frag` and `ipv6header`'s `frag` never match
+/// them (docs/conntrack-vs-netfilter.md).
 #[test]
 fn extension_headers_match_linux() {
     if !root_or_skip("extension_headers_match_linux") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The first three rules meet only fragmented datagrams, which Linux's connection tracking
+    // (the state log rules load it) reassembles before any table, without their Fragment
+    // header: none of them matches there.
     let v6 = format!(
         "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m ipv6header --soft --header auth,frag -j DROP\n\
+         -A FORWARD -m ipv6header --header dst,frag,protocol -j DROP\n\
+         -A FORWARD -m frag --fragid 0:0xffffffff -j DROP\n\
          -A FORWARD -m hbh --hbh-len 8 --hbh-opts 5:2,1 -j DROP\n\
          -A FORWARD -m dst ! --dst-len 8 -j DROP\n\
          -A FORWARD -m ipv6header --header dst,protocol -j ACCEPT\n\
@@ -967,6 +974,66 @@ fn extension_headers_match_linux() {
         fr.extend(body);
         fr
     };
+    // A UDP datagram with `before` (unfragmentable) and `after` (fragmentable) headers, cut
+    // in two fragments (identification `id`): the first holds the headers after the Fragment
+    // header, the UDP header and some data, the second the rest.
+    let fragmented = |before: &[(u8, Vec<u8>)], after: &[(u8, Vec<u8>)], id: u32| {
+        let data: Vec<u8> = (0..40u8).collect();
+        let mut udp = vec![0x9c, 0x41, 0, 53];
+        udp.extend(((8 + data.len()) as u16).to_be_bytes());
+        udp.extend([0, 0]);
+        udp.extend(&data);
+        let mut sum = 0u32;
+        let mut add = |b: &[u8]| {
+            for c in b.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+        };
+        add(&s6.octets());
+        add(&d6.octets());
+        add(&(udp.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, 17]);
+        add(&udp);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        udp[6..8].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let chain = |hs: &[(u8, Vec<u8>)], last: u8| {
+            let mut b = Vec::new();
+            for (i, (_, h)) in hs.iter().enumerate() {
+                let mut h = h.clone();
+                h[0] = hs.get(i + 1).map_or(last, |n| n.0);
+                b.extend(h);
+            }
+            b
+        };
+        let first_after = after.first().map_or(17, |h| h.0);
+        let mut fragmentable = chain(after, 17);
+        fragmentable.extend(&udp);
+        let cut = (fragmentable.len() - 16) & !7;
+        let unfrag = chain(before, 44);
+        [(0usize, &fragmentable[..cut], true), (cut, &fragmentable[cut..], false)]
+            .iter()
+            .map(|&(off, part, more)| {
+                let mut body = unfrag.clone();
+                body.push(first_after);
+                body.push(0);
+                body.extend(((off as u16) | u16::from(more)).to_be_bytes());
+                body.extend(id.to_be_bytes());
+                body.extend(part);
+                let mut fr = vec![
+                    2, 0, 0, 0, 0, 0x0b, 2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd, 0x60, 0, 0, 0,
+                ];
+                fr.extend((body.len() as u16).to_be_bytes());
+                fr.push(before.first().map_or(44, |c| c.0));
+                fr.push(64);
+                fr.extend(s6.octets());
+                fr.extend(d6.octets());
+                fr.extend(body);
+                fr
+            })
+            .collect::<Vec<_>>()
+    };
     let ipv4 = |proto: u8, l4: &[u8]| {
         use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
         let spec = FrameSpec::new(
@@ -1002,7 +1069,7 @@ fn extension_headers_match_linux() {
         ),
         (
             "v6 destination options (16) + UDP: dropped",
-            ipv6(&[long_dst], 17, &[]),
+            ipv6(&[long_dst.clone()], 17, &[]),
         ),
         ("v6 AH spi 150 + UDP: dropped", ipv6(&[ah(150)], 17, &[])),
         ("v6 AH spi 300 + UDP: accepted", ipv6(&[ah(300)], 17, &[])),
@@ -1014,6 +1081,43 @@ fn extension_headers_match_linux() {
         ("v4 AH spi 7: accepted", ipv4(51, &ah(7).1)),
         ("v4 AH spi 8: dropped", ipv4(51, &ah(8).1)),
     ];
+    // Fragmented datagrams: each fragment takes its datagram's outcome.
+    let mut cases = cases;
+    for (what, frags) in [
+        (
+            "v6 fragmented UDP: accepted",
+            fragmented(&[], &[], 0x5001),
+        ),
+        (
+            "v6 fragmented destination options (8) + UDP: accepted",
+            fragmented(&[], &[opts(60)], 0x5002),
+        ),
+        (
+            "v6 fragmented AH spi 300 + UDP: accepted",
+            fragmented(&[], &[ah(300)], 0x5003),
+        ),
+        (
+            "v6 fragmented AH spi 150 + UDP: dropped",
+            fragmented(&[], &[ah(150)], 0x5004),
+        ),
+        (
+            "v6 fragmented destination options (16) + UDP: dropped",
+            fragmented(&[], &[long_dst.clone()], 0x5005),
+        ),
+        (
+            "v6 hop-by-hop, fragmented UDP: dropped",
+            fragmented(&[opts(0)], &[], 0x5006),
+        ),
+    ] {
+        let n = frags.len();
+        for (i, f) in frags.into_iter().enumerate() {
+            let (head, tail) = what.split_once(':').unwrap();
+            cases.push((
+                Box::leak(format!("{head} (fragment {}/{n}):{tail}", i + 1).into_boxed_str()),
+                f,
+            ));
+        }
+    }
     let frames: Vec<Vec<u8>> = cases.iter().map(|c| c.1.clone()).collect();
     let what: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
     let pcap = dir.path().join("ext.pcap");

@@ -720,3 +720,294 @@ COMMIT
         "{v:?}"
     );
 }
+
+/// A datagram given up at the reassembly timeout (30 s from its first-arrived fragment):
+/// an IPv6 one whose first fragment came is answered with ICMPv6 time exceeded, fragment
+/// reassembly time exceeded, quoting that fragment as it arrived, from the router's address
+/// toward the sender (Linux's `ip6frag_expire_frag_queue`); one whose first fragment never
+/// came, and IPv4 (`ip_expire` skips conntrack's defrag queues on a forwarding box), get
+/// nothing.
+#[test]
+fn reassembly_timeout_sends_time_exceeded_for_ipv6() {
+    use std::net::Ipv6Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let config = r#"
+mode = "router"
+[[port]]
+name = "inside"
+device = "net_null0"
+addresses = ["10.0.0.1/24", "fd00::1/64"]
+[[port]]
+name = "outside"
+device = "net_null1"
+addresses = ["203.0.113.1/24", "2001:db8::1/64"]
+[[route]]
+prefix = "0.0.0.0/0"
+via = "203.0.113.254"
+[[route]]
+prefix = "::/0"
+via = "2001:db8::fe"
+[[neighbour]]
+port = "outside"
+address = "203.0.113.254"
+mac = "02:00:00:00:fe:fe"
+[[neighbour]]
+port = "outside"
+address = "2001:db8::fe"
+mac = "02:00:00:00:fe:fe"
+[[neighbour]]
+port = "inside"
+address = "10.0.0.5"
+mac = "02:00:00:00:00:05"
+[[neighbour]]
+port = "inside"
+address = "fd00::5"
+mac = "02:00:00:00:00:05"
+[router]
+icmp_msgs_per_sec = 0
+"#;
+    let accept = |t: &str| {
+        format!("*filter\n:INPUT {t} [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    };
+    std::fs::write(p("router.toml"), config).unwrap();
+    std::fs::write(p("rules"), accept("DROP")).unwrap();
+    std::fs::write(p("rules6"), accept("DROP")).unwrap();
+    let host: Ipv6Addr = "fd00::5".parse().unwrap();
+    let far: Ipv6Addr = "2001:db8:9::9".parse().unwrap();
+    let v6 = |id: u32| {
+        let mut s = IpSpec::v6(host, far);
+        if let IpSpec::V6 { ident, .. } = &mut s {
+            *ident = id;
+        }
+        FrameSpec::new(s, L4Spec::udp(5000, 53, &[7; 200])).fragments(64)
+    };
+    let v4 = {
+        let mut s = IpSpec::v4(ip([10, 0, 0, 5]), ip([198, 51, 100, 9]));
+        if let IpSpec::V4 { ident, .. } = &mut s {
+            *ident = 3;
+        }
+        FrameSpec::new(s, L4Spec::udp(5000, 53, &[7; 200])).fragments(64)
+    };
+    let first6 = v6(1)[0].clone();
+    let frames = [
+        (0u64, first6.clone()),
+        (0, v6(1)[1].clone()),
+        (0, v6(2)[1].clone()),
+        (0, v4[0].clone()),
+        (0, v4[1].clone()),
+        (
+            31,
+            FrameSpec::new(IpSpec::v6(host, far), L4Spec::udp(5001, 53, b"q")).build(),
+        ),
+    ];
+    let mut w =
+        control::pcap::FrameWriter::create(&p("in.pcap"), control::pcap::Link::Ethernet).unwrap();
+    for (i, (s, f)) in frames.iter().enumerate() {
+        let t = std::time::Duration::from_secs(1_700_000_000 + s)
+            + std::time::Duration::from_micros(i as u64);
+        w.write(t, f).unwrap();
+    }
+    w.finish().unwrap();
+    let o = run(replay_command(dir.path(), &[])
+        .arg("--rules")
+        .arg(p("rules"))
+        .arg("--rules6")
+        .arg(p("rules6"))
+        .arg("--verdicts")
+        .arg(p("v.jsonl")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Vec<serde_json::Value> = std::fs::read_to_string(p("v.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str, String)> = v
+        .iter()
+        .map(|l| {
+            (
+                l["verdict"].as_str().unwrap(),
+                l["reason"].as_str().unwrap_or("-"),
+                l["sent"].to_string(),
+            )
+        })
+        .collect();
+    let timeout = |sent: &str| ("drop", "frag_timeout", sent.to_string());
+    assert_eq!(
+        got,
+        [
+            timeout("[\"inside\"]"),
+            timeout("[]"),
+            timeout("[]"),
+            timeout("[]"),
+            timeout("[]"),
+            ("forward", "-", "[\"outside\"]".to_string()),
+        ],
+        "{v:?}"
+    );
+    let out: Vec<Vec<u8>> = read_frames(&p("out.pcap"))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data)
+        .collect();
+    assert_eq!(out.len(), 2, "the error and the forwarded packet");
+    let err = &out[0];
+    let info = parse_frame(err).unwrap();
+    let k = info.flow.unwrap();
+    assert_eq!(
+        (k.src.to_std(), k.dst.to_std(), k.proto),
+        ("fd00::1".parse().unwrap(), host.into(), 58)
+    );
+    assert_eq!(MacAddr(err[0..6].try_into().unwrap()), HOST_MAC);
+    let l4 = usize::from(info.l4_offset);
+    // Time exceeded (3), fragment reassembly time exceeded (1), the first fragment quoted
+    // from its IPv6 header, as it arrived.
+    assert_eq!((err[l4], err[l4 + 1]), (3, 1));
+    assert_eq!(&err[l4 + 8..], &first6[14..]);
+    let sum = dataplane::wire::checksum::PseudoHeader::V6 {
+        src: "fd00::1".parse().unwrap(),
+        dst: host,
+    }
+    .checksum(58, &err[l4..]);
+    assert_eq!(sum, 0, "the ICMPv6 checksum verifies");
+}
+
+/// `TCPMSS --clamp-mss-to-pmtu` takes the smaller of the route's MTU (the out port's) and the
+/// MTU of the route back to the packet's source (xt_TCPMSS's `tcpmss_reverse_mtu`, a lookup by
+/// the source address), less 40: with asymmetric routes that is not the ingress port's.
+#[test]
+fn mss_clamp_takes_the_route_and_the_reverse_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let config = r#"
+mode = "router"
+[[port]]
+name = "inside"
+device = "net_null0"
+addresses = ["10.0.0.1/24"]
+mtu = 1400
+[[port]]
+name = "outside"
+device = "net_null1"
+addresses = ["203.0.113.1/24"]
+[[port]]
+name = "dmz"
+device = "net_null2"
+addresses = ["10.2.0.1/24"]
+mtu = 1300
+[[route]]
+prefix = "0.0.0.0/0"
+via = "203.0.113.254"
+[[neighbour]]
+port = "outside"
+address = "203.0.113.254"
+mac = "02:00:00:00:fe:fe"
+[[neighbour]]
+port = "inside"
+address = "10.0.0.5"
+mac = "02:00:00:00:00:05"
+[[neighbour]]
+port = "dmz"
+address = "10.2.0.7"
+mac = "02:00:00:00:00:07"
+"#;
+    let rules = "*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A FORWARD -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+";
+    std::fs::write(p("router.toml"), config).unwrap();
+    std::fs::write(p("rules"), rules).unwrap();
+    let syn = |src: [u8; 4], dst: [u8; 4], dport: u16| {
+        FrameSpec::new(
+            IpSpec::v4(ip(src), ip(dst)),
+            L4Spec::Tcp {
+                sport: 40000,
+                dport,
+                seq: 1,
+                ack: 0,
+                flags: Flags::SYN,
+                window: 65535,
+                options: vec![2, 4, 0x05, 0xb4],
+                payload: vec![],
+            },
+        )
+        .build()
+    };
+    // (pcapng interface: 0 the port toward the sender, else that port; the frame)
+    let frames = [
+        // Out from inside: the route (outside, 1500) and back (inside, 1400): 1360.
+        (0u32, syn([10, 0, 0, 5], [198, 51, 100, 9], 80)),
+        // From a DMZ address arriving by the outside port, to inside: the route (inside,
+        // 1400) and back (dmz, 1300): 1260, where the ingress port would give 1360.
+        (1, syn([10, 2, 0, 7], [10, 0, 0, 5], 22)),
+        // In from outside to the DMZ: the route (dmz, 1300), back (outside, 1500): 1260.
+        (0, syn([198, 51, 100, 9], [10, 2, 0, 7], 443)),
+    ];
+    // A pcapng capture: one section, three Ethernet interfaces, enhanced packet blocks.
+    let mut b: Vec<u8> = Vec::new();
+    let block = |b: &mut Vec<u8>, ty: u32, body: &[u8]| {
+        let len = (12 + body.len().next_multiple_of(4)) as u32;
+        b.extend(ty.to_le_bytes());
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.resize(b.len() + body.len().next_multiple_of(4) - body.len(), 0);
+        b.extend(len.to_le_bytes());
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend([1, 0, 0, 0]);
+    shb.extend((-1i64).to_le_bytes());
+    block(&mut b, 0x0a0d_0d0a, &shb);
+    for _ in 0..3 {
+        block(&mut b, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    for (i, (iface, f)) in frames.iter().enumerate() {
+        let ts = 1_700_000_000_000_000u64 + i as u64 * 1000;
+        let mut epb = iface.to_le_bytes().to_vec();
+        epb.extend(((ts >> 32) as u32).to_le_bytes());
+        epb.extend((ts as u32).to_le_bytes());
+        epb.extend((f.len() as u32).to_le_bytes());
+        epb.extend((f.len() as u32).to_le_bytes());
+        epb.extend(f);
+        block(&mut b, 6, &epb);
+    }
+    std::fs::write(p("in.pcap"), b).unwrap();
+    let o = run(replay_command(dir.path(), &[])
+        .arg("--rules")
+        .arg(p("rules"))
+        .arg("--verdicts")
+        .arg(p("v.jsonl")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = std::fs::read_to_string(p("v.jsonl")).unwrap();
+    let out: Vec<Vec<u8>> = read_frames(&p("out.pcap"))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data)
+        .collect();
+    let mss: Vec<(String, u16)> = out
+        .iter()
+        .map(|f| {
+            let i = parse_frame(f).unwrap();
+            let l4 = usize::from(i.l4_offset);
+            assert_eq!(&f[l4 + 20..l4 + 22], &[2, 4], "{v}");
+            (
+                i.flow.unwrap().dst.to_std().to_string(),
+                u16::from_be_bytes([f[l4 + 22], f[l4 + 23]]),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u16)> = [("198.51.100.9", 1360), ("10.0.0.5", 1260), ("10.2.0.7", 1260)]
+        .iter()
+        .map(|(a, m)| (a.to_string(), *m))
+        .collect();
+    assert_eq!(mss, want, "{v}");
+}

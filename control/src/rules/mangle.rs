@@ -211,7 +211,7 @@ pub fn compile_mangle<E>(
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let chain = Some(MangleChain { rules });
+        let chain = Some(MangleChain::new(rules));
         match hook {
             HookPoint::Prerouting => m.prerouting = chain,
             HookPoint::Input => m.input = chain,

@@ -425,10 +425,11 @@ impl Check {
 
 /// The Routing header of an IPv6 packet (the whole header), found as `ip6t_rt` finds it
 /// ([`super::ipv6ext::find_hdr`], Linux's `ipv6_find_hdr`: not past a non-first fragment's
-/// Fragment header); `None` when there is none or the packet cuts it short.
+/// Fragment header, and over a whole datagram's first fragment as reassembly leaves it);
+/// `None` when there is none or the packet cuts it short.
 fn routing_header<'a>(w: &Wire<'a>) -> Option<&'a [u8]> {
     let ip = super::ipv6ext::ipv6_packet(w)?;
-    let at = super::ipv6ext::find_hdr(ip, ip_proto::IPV6_ROUTE).ok()??;
+    let at = super::ipv6ext::find_hdr(ip, ip_proto::IPV6_ROUTE, w.whole_len != 0).ok()??;
     let len = (usize::from(*ip.get(at + 1)?) + 1) << 3;
     ip.get(at..at + len)
 }

@@ -4,6 +4,14 @@
 //! `ipv6_find_hdr` finds them (not past a non-first fragment's Fragment header), over the
 //! IPv6 packet as its payload length gives it.
 //!
+//! With connection tracking a fragmented datagram is judged whole, from its first fragment,
+//! and Linux's nf_defrag_ipv6 has taken the Fragment header out of the reassembled datagram
+//! (`nf_ct_frag6_reasm`: the header before it takes its next header value, the payload length
+//! loses its 8 bytes) before any table sees it: there the walks step over the first
+//! fragment's Fragment header as if it were not there ([`Wire::whole_len`] set), so `-m frag`
+//! never matches and `ipv6header` never sees `frag`. Without tracking (no reassembly, in Linux
+//! either) they see it.
+//!
 //! Where the kernel drops a packet it cannot read (`hotdrop`: an extension header cut short)
 //! the check fails; Rampart's parser drops such packets before they are judged.
 
@@ -70,10 +78,19 @@ fn is_ext(h: u8) -> bool {
 
 /// `ipv6_find_hdr(skb, &ptr, target, NULL, NULL)` over the IPv6 packet `ip`: `Ok(Some(at))`
 /// for the header's offset, `Ok(None)` for `-ENOENT`, `Err(())` for a header cut short.
-pub(super) fn find_hdr(ip: &[u8], target: u8) -> Result<Option<usize>, ()> {
+/// `defragged`: the first fragment of a datagram judged whole, whose first Fragment header
+/// Linux's reassembly removed (stepped over, never found).
+pub(super) fn find_hdr(ip: &[u8], target: u8, defragged: bool) -> Result<Option<usize>, ()> {
     let mut start = 40;
     let mut next = *ip.get(6).ok_or(())?;
+    let mut skip = defragged;
     loop {
+        if next == FRAGMENT && skip {
+            skip = false;
+            next = *ip.get(start).ok_or(())?;
+            start += 8;
+            continue;
+        }
         let found = next == target;
         if !is_ext(next) || next == NONE {
             return Ok(found.then_some(start));
@@ -154,6 +171,7 @@ impl ExtMatch {
         let Some(ip) = ipv6_packet(w) else {
             return false;
         };
+        let defragged = w.whole_len != 0;
         match self {
             ExtMatch::Frag {
                 ids,
@@ -162,7 +180,7 @@ impl ExtMatch {
                 more,
                 last,
             } => {
-                let Ok(Some(at)) = find_hdr(ip, FRAGMENT) else {
+                let Ok(Some(at)) = find_hdr(ip, FRAGMENT, defragged) else {
                     return false;
                 };
                 let Some(fh) = ip.get(at..at + 8) else {
@@ -177,7 +195,7 @@ impl ExtMatch {
                     && !(*last && mf)
             }
             ExtMatch::Opts { dst, len, opts } => {
-                let Ok(Some(at)) = find_hdr(ip, if *dst { DEST } else { HOP }) else {
+                let Ok(Some(at)) = find_hdr(ip, if *dst { DEST } else { HOP }, defragged) else {
                     return false;
                 };
                 let Some(oh) = ip.get(at..at + 2) else {
@@ -194,7 +212,8 @@ impl ExtMatch {
                 options_hold(ip, at + 2, hdrlen - 2, opts) && ret
             }
             ExtMatch::Header { flags, inv, soft } => {
-                let Some(seen) = header_bits(ip) else {
+                let whole = defragged.then_some(usize::from(w.whole_len));
+                let Some(seen) = header_bits(ip, whole) else {
                     return false;
                 };
                 if *soft {
@@ -206,7 +225,7 @@ impl ExtMatch {
                 }
             }
             ExtMatch::Ah6 { spis, len, res } => {
-                let Ok(Some(at)) = find_hdr(ip, AUTH) else {
+                let Ok(Some(at)) = find_hdr(ip, AUTH, defragged) else {
                     return false;
                 };
                 let Some(ah) = ip.get(at..at + 12) else {
@@ -260,13 +279,24 @@ fn options_hold(ip: &[u8], mut ptr: usize, mut left: usize, opts: &[u16]) -> boo
 }
 
 /// ip6t_ipv6header's walk: the bits of the headers the packet has, or `None` where the
-/// kernel answers no match at once.
-fn header_bits(ip: &[u8]) -> Option<u8> {
+/// kernel answers no match at once. `whole`: the reassembled datagram's IPv6 length when `ip`
+/// is the first fragment of a datagram judged whole (its first Fragment header stepped over,
+/// as Linux's reassembly removed it; lengths are the reassembled skb's).
+fn header_bits(ip: &[u8], whole: Option<usize>) -> Option<u8> {
     let mut next = *ip.get(6)?;
     let mut ptr = 40usize;
-    let mut len = ip.len() as isize - 40;
+    // Bytes of the frame not in the datagram Linux walks (the removed Fragment header).
+    let mut gone = 0usize;
+    let total = whole.unwrap_or(ip.len());
+    let mut len = total as isize - 40;
     let mut seen = 0u8;
     while matches!(next, HOP | ROUTING | FRAGMENT | ESP | AUTH | NONE | DEST) {
+        if next == FRAGMENT && whole.is_some() && gone == 0 {
+            next = *ip.get(ptr)?;
+            ptr += 8;
+            gone = 8;
+            continue;
+        }
         if next == NONE {
             seen |= bits::NONE;
             break;
@@ -294,7 +324,7 @@ fn header_bits(ip: &[u8]) -> Option<u8> {
         next = hp[0];
         len -= hdrlen as isize;
         ptr += hdrlen;
-        if ptr > ip.len() {
+        if ptr - gone > total {
             break;
         }
     }
@@ -340,20 +370,44 @@ mod tests {
             &[(HOP, hbh.clone()), (FRAGMENT, frag(0)), (DEST, hbh.clone())],
             6,
         );
-        assert_eq!(find_hdr(&p, DEST), Ok(Some(56)));
-        assert_eq!(find_hdr(&p, FRAGMENT), Ok(Some(48)));
-        assert_eq!(find_hdr(&p, AUTH), Ok(None));
+        assert_eq!(find_hdr(&p, DEST, false), Ok(Some(56)));
+        assert_eq!(find_hdr(&p, FRAGMENT, false), Ok(Some(48)));
+        assert_eq!(find_hdr(&p, AUTH, false), Ok(None));
         let p = packet(&[(FRAGMENT, frag(5)), (DEST, hbh.clone())], 6);
-        assert_eq!(find_hdr(&p, DEST), Ok(None));
-        assert_eq!(find_hdr(&p, FRAGMENT), Ok(Some(40)));
+        assert_eq!(find_hdr(&p, DEST, false), Ok(None));
+        assert_eq!(find_hdr(&p, FRAGMENT, false), Ok(Some(40)));
         assert_eq!(
-            header_bits(&p),
+            header_bits(&p, None),
             Some(bits::FRAGMENT | bits::DSTOPTS | bits::PROTO)
+        );
+        // The first fragment of a datagram judged whole: the Fragment header is gone from
+        // the chain Linux's reassembly leaves (hop-by-hop, destination options, TCP).
+        let p = packet(
+            &[(HOP, hbh.clone()), (FRAGMENT, frag(0)), (DEST, hbh.clone())],
+            6,
+        );
+        assert_eq!(find_hdr(&p, FRAGMENT, true), Ok(None));
+        assert_eq!(find_hdr(&p, DEST, true), Ok(Some(56)));
+        let whole = Some(p.len() - 8 + 400);
+        assert_eq!(
+            header_bits(&p, whole),
+            Some(bits::HOPOPTS | bits::DSTOPTS | bits::PROTO)
+        );
+        assert_eq!(
+            header_bits(&p, None),
+            Some(bits::HOPOPTS | bits::FRAGMENT | bits::DSTOPTS | bits::PROTO)
+        );
+        // Only the first Fragment header is removed.
+        let p = packet(&[(FRAGMENT, frag(0)), (FRAGMENT, frag(0))], 17);
+        assert_eq!(find_hdr(&p, FRAGMENT, true), Ok(Some(48)));
+        assert_eq!(
+            header_bits(&p, Some(p.len() - 8)),
+            Some(bits::FRAGMENT | bits::PROTO)
         );
         let mut cut = packet(&[(HOP, hbh)], 6);
         cut[6] = HOP;
         cut.truncate(41);
-        assert_eq!(find_hdr(&cut, DEST), Err(()));
+        assert_eq!(find_hdr(&cut, DEST, false), Err(()));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!
 //! Invariants of the table:
 //! - It has a fixed number of slots; a datagram is keyed by (source, destination, protocol,
-//!   identification, family) and lives at most `timeout_ns` (Linux's `ipfrag_time`, 30 s)
+//!   identification, family), the protocol for IPv4 only (an IPv6 fragment's Fragment header
+//!   names the first header of the fragmentable part, which a later fragment cannot know
+//!   past: Linux's `ip6frag` key has no protocol either), and lives at most `timeout_ns` (Linux's `ipfrag_time`, 30 s)
 //!   after its first fragment.
 //! - A datagram remembers the byte ranges seen so far as at most [`MAX_RUNS`] disjoint runs.
 //!   A fragment that partly overlaps a run, reaches past the end a final fragment announced,
@@ -208,7 +210,10 @@ impl<V: Copy> Fragments<V> {
             src: flow.src,
             dst: flow.dst,
             id,
-            proto: flow.proto,
+            proto: match flow.family {
+                Family::V4 => flow.proto,
+                Family::V6 => 0,
+            },
             family: flow.family,
         })
     }
@@ -403,6 +408,9 @@ struct Head {
     l4_skip: u32,
     /// An IPv4 UDP datagram with no checksum.
     udp_zero: bool,
+    /// The L4 protocol, after the extension headers of the first fragment (IPv6 keys have
+    /// none).
+    proto: u8,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -576,6 +584,7 @@ impl<T> Reassembly<T> {
                 data_start: data_start as u32,
                 l4_skip,
                 udp_zero,
+                proto: info.flow.map_or(0, |f| f.proto),
             });
             from = if l4_skip == NIL {
                 data.len()
@@ -858,8 +867,9 @@ fn whole_of(dg: &Datagram) -> Whole {
         Family::V4 => first.data_start + end,
         Family::V6 => first.data_start - ipv6::FRAGMENT_HEADER_LEN as u32 + end,
     };
+    let proto = first.proto;
     let checked = matches!(
-        (k.family, k.proto),
+        (k.family, proto),
         (_, ip_proto::TCP | ip_proto::UDP)
             | (Family::V4, ip_proto::ICMP)
             | (Family::V6, ip_proto::ICMPV6)
@@ -869,12 +879,12 @@ fn whole_of(dg: &Datagram) -> Whole {
     } else {
         let l4_len = end - first.l4_skip;
         let pseudo = match (k.src.to_std(), k.dst.to_std()) {
-            _ if k.proto == ip_proto::ICMP => 0,
+            _ if proto == ip_proto::ICMP => 0,
             (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
-                crate::wire::checksum::pseudo_header_v4(&s, &d, k.proto, l4_len)
+                crate::wire::checksum::pseudo_header_v4(&s, &d, proto, l4_len)
             }
             (s, d) => {
-                crate::wire::checksum::pseudo_header_v6(&to_v6(s), &to_v6(d), k.proto, l4_len)
+                crate::wire::checksum::pseudo_header_v6(&to_v6(s), &to_v6(d), proto, l4_len)
             }
         };
         crate::wire::checksum::folds_to_ones(u64::from(pseudo) + dg.sum)
@@ -1065,6 +1075,51 @@ mod tests {
                 csum_ok: true
             }
         );
+    }
+
+    #[test]
+    fn ipv6_headers_after_the_fragment_header() {
+        // A destination options header in the fragmentable part: the later fragments'
+        // Fragment headers name it (60), the first fragment's parse ends at UDP (17); the
+        // datagram is one all the same, as Linux keys it (no protocol in an IPv6 key).
+        let s = FrameSpec::new(
+            IpSpec::v6("fd00::1".parse().unwrap(), "2001:db8::2".parse().unwrap()),
+            L4Spec::udp(1000, 2000, &[9; 300]),
+        );
+        let mut f = s.fragments(64);
+        let fh = 14 + 40;
+        for (i, x) in f.iter_mut().enumerate() {
+            x[fh] = 60;
+            let plen = u16::from_be_bytes([x[18], x[19]]);
+            if i == 0 {
+                x.splice(fh + 8..fh + 8, [17, 0, 1, 4, 0, 0, 0, 0]);
+                x[18..20].copy_from_slice(&(plen + 8).to_be_bytes());
+            } else {
+                let off = u16::from_be_bytes([x[fh + 2], x[fh + 3]]) + 8;
+                x[fh + 2..fh + 4].copy_from_slice(&off.to_be_bytes());
+            }
+        }
+        let first = parse_frame(&f[0]).unwrap();
+        assert_eq!(first.flow.unwrap().proto, 17);
+        assert_eq!(parse_frame(&f[1]).unwrap().flow.unwrap().proto, 60);
+        for order in [(0..f.len()).collect::<Vec<_>>(), (0..f.len()).rev().collect()] {
+            let mut r: R = Reassembly::new(limits(64, 1 << 20));
+            assert!(hold_all(&mut r, &f, &order, 0).is_empty());
+            let (w, got) = take(&mut r).expect("whole");
+            assert_eq!(got.len(), f.len());
+            assert_eq!(
+                w,
+                Whole {
+                    len: 40 + 8 + 8 + 300,
+                    csum_ok: true
+                }
+            );
+        }
+        let mut t: Fragments<u8> = Fragments::new(16, 30 * SEC, 1);
+        t.first(&f[0], &first, 5, 0).unwrap();
+        for later in &f[1..] {
+            assert_eq!(t.later(later, &parse_frame(later).unwrap(), 0), Ok(5));
+        }
     }
 
     #[test]

@@ -58,8 +58,8 @@
 //! - Checksums of first fragments are not verified here (they cover the whole datagram): the
 //!   reassembly ([`frag::Reassembly`]) sums every fragment, and a whole datagram whose sum is
 //!   wrong is INVALID ([`Conntrack::bad_checksum`]) before it reaches the tracker. A TCP
-//!   connection that carries a fragmented segment is tracked liberally from then on, since the
-//!   tracker sees the first fragment's bytes only.
+//!   segment's sequence space is the whole datagram's ([`Conntrack::track_whole`]); a first
+//!   fragment tracked without it (outside a reassembly) makes its sender liberal.
 
 pub mod frag;
 pub(crate) mod icmp;
@@ -1001,6 +1001,9 @@ pub struct Conntrack {
     /// ([`Conntrack::take_killed`]).
     /// Boxed, made with the table: the fields the fast path reads keep their places.
     killed: Box<Option<(FlowKey, crate::nat::Binding)>>,
+    /// The L4 length of the whole datagram whose first fragment is tracked next
+    /// ([`Conntrack::track_whole`]); 0 outside that call.
+    whole_l4: u32,
 }
 
 impl Conntrack {
@@ -1034,6 +1037,7 @@ impl Conntrack {
             ],
             stats: Stats::default(),
             killed: Box::new(None),
+            whole_l4: 0,
         }
     }
 
@@ -1451,6 +1455,25 @@ impl Conntrack {
         self.track_tagged(frame, info, None, now_ns)
     }
 
+    /// [`Conntrack::track_tagged`] for the first fragment of a datagram judged whole, whose
+    /// L4 part (header and data, over every fragment) is `l4_len` bytes: a TCP segment's
+    /// sequence space is the whole one, as `tcp_in_window` sees the reassembled skb.
+    #[cold]
+    #[inline(never)]
+    pub fn track_whole(
+        &mut self,
+        frame: &[u8],
+        info: &PacketInfo,
+        tag: Option<u32>,
+        l4_len: u32,
+        now_ns: u64,
+    ) -> Tracked {
+        self.whole_l4 = l4_len;
+        let t = self.track_tagged(frame, info, tag, now_ns);
+        self.whole_l4 = 0;
+        t
+    }
+
     /// [`Conntrack::track`] with the tuple's index tag when the caller has it (the prefetch
     /// pass computed it: [`Hint::known_tag`]); TCP and UDP then do not hash the tuple again.
     /// The tag must be `info.flow`'s (a debug assertion holds it): a wrong one would miss the
@@ -1552,7 +1575,10 @@ impl Conntrack {
         if !tcp::valid_flags(p.flags()) {
             return self.invalid(Invalid::TcpFlags);
         }
-        let seg = Segment::from_packet(&p);
+        let mut seg = Segment::from_packet(&p);
+        // A first fragment: the segment ends where the whole datagram's data does; without
+        // that length (tracked outside a reassembly) the connection is tracked liberally.
+        let fragmented = fragmented && !Self::whole_segment(&mut seg, &p, self.whole_l4);
         let tag = match tag {
             Some(t) => t,
             None => self.tag(key),
@@ -1617,6 +1643,26 @@ impl Conntrack {
         } else {
             self.new_tcp(key, tag, &seg, fragmented, bytes, now_ns)
         }
+    }
+
+    /// Gives `seg` the end of a segment of `whole_l4` bytes (header and data) when known;
+    /// `false` when not (0).
+    #[cold]
+    #[inline(never)]
+    fn whole_segment(
+        seg: &mut Segment<'_>,
+        p: &crate::wire::tcp::Packet<&[u8]>,
+        whole_l4: u32,
+    ) -> bool {
+        if whole_l4 == 0 {
+            return false;
+        }
+        let flags = p.flags();
+        let len = whole_l4.saturating_sub(p.header_len() as u32)
+            + u32::from(flags.contains(crate::wire::tcp::Flags::SYN))
+            + u32::from(flags.contains(crate::wire::tcp::Flags::FIN));
+        seg.end = seg.seq.wrapping_add(len);
+        true
     }
 
     fn new_tcp(

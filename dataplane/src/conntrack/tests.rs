@@ -862,6 +862,63 @@ fn fragments_reach_the_tracker_only_when_first() {
     }
 }
 
+/// A fragmented segment tracked whole ([`Conntrack::track_whole`]): its sequence space is the
+/// whole datagram's, so the server's ACK of all of it is in bounds and the connection stays
+/// strict (a segment far beyond the window is INVALID, as for Linux's reassembled skb).
+/// Tracked from its first fragment's bytes alone, the connection goes liberal instead.
+#[test]
+fn a_fragmented_segment_is_tracked_whole() {
+    for whole in [true, false] {
+        let mut ct = table(16);
+        handshake(&mut ct);
+        let frame = seg(true, PSH, 1001, 5001, &[5; 3000]);
+        let mut spec = FrameSpec::new(
+            IpSpec::v4(CLIENT, SERVER),
+            L4Spec::Tcp {
+                sport: CPORT,
+                dport: SPORT,
+                seq: 1001,
+                ack: 5001,
+                flags: PSH,
+                window: 65535,
+                options: vec![],
+                payload: vec![5; 3000],
+            },
+        );
+        if let IpSpec::V4 { ident, .. } = &mut spec.ip {
+            *ident = 77;
+        }
+        let frags = spec.fragments(1480);
+        assert!(frags.len() > 2 && frame.len() > frags[0].len());
+        let first = parse_frame(&frags[0]).unwrap();
+        let mut t = if whole {
+            ct.track_whole(&frags[0], &first, None, 20 + 3000, 3 * MS)
+        } else {
+            ct.track(&frags[0], &first, 3 * MS)
+        };
+        ct.confirm(&mut t, 3 * MS).unwrap();
+        assert_eq!(t.state, CtState::Established);
+        let mut t = track(&mut ct, &seg(false, A, 5001, 4001, &[]), 4 * MS);
+        if whole {
+            assert_eq!((t.state, t.invalid), (CtState::Established, None));
+            ct.confirm(&mut t, 4 * MS).unwrap();
+        } else {
+            // The first fragment's 1460 bytes were all the tracker saw.
+            assert_eq!(t.invalid, Some(Invalid::TcpAckOverUpperBound));
+        }
+        let t = track(
+            &mut ct,
+            &seg(true, PSH, 1001 + 10_000_000, 5001, b"x"),
+            5 * MS,
+        );
+        if whole {
+            assert_eq!(t.invalid, Some(Invalid::TcpSeqOverWindow));
+        } else {
+            assert_eq!(t.state, CtState::Established, "liberal");
+        }
+    }
+}
+
 /// A compact description of a random TCP exchange step.
 fn arb_step() -> impl Strategy<Value = (bool, u8, u32, u32, u8)> {
     (

@@ -84,6 +84,9 @@ pub enum RouterError {
     /// Destination unreachable with the code a REJECT rule asked for (the family's own code:
     /// ICMP for IPv4, ICMPv6 for IPv6).
     Rejected { code: u8 },
+    /// Time exceeded, fragment reassembly time exceeded (code 1): a datagram given up at the
+    /// reassembly timeout, about its first fragment.
+    ReassemblyTimeout,
 }
 
 impl RouterError {
@@ -96,6 +99,7 @@ impl RouterError {
             // RFC 1191 §4: the next-hop MTU in the low 16 bits.
             RouterError::TooBig { mtu } => (icmpv4::msg_type::DEST_UNREACHABLE, 4, mtu.min(0xffff)),
             RouterError::Rejected { code } => (icmpv4::msg_type::DEST_UNREACHABLE, code, 0),
+            RouterError::ReassemblyTimeout => (icmpv4::msg_type::TIME_EXCEEDED, 1, 0),
         }
     }
 
@@ -106,6 +110,7 @@ impl RouterError {
             RouterError::Unreachable => (icmpv6::msg_type::DEST_UNREACHABLE, 3, 0),
             RouterError::TooBig { mtu } => (icmpv6::msg_type::PACKET_TOO_BIG, 0, mtu),
             RouterError::Rejected { code } => (icmpv6::msg_type::DEST_UNREACHABLE, code, 0),
+            RouterError::ReassemblyTimeout => (icmpv6::msg_type::TIME_EXCEEDED, 1, 0),
         }
     }
 }

@@ -114,6 +114,16 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
         self.router.port(port).map_or(super::DEFAULT_MTU, |p| p.mtu)
     }
 
+    /// The route back to the source, as `tcpmss_reverse_mtu` looks it up (by destination
+    /// alone): its port's MTU; no route (or a martian), no limit.
+    #[inline]
+    fn reverse_mtu(&self, family: Family, src: &IpAddr128, _ingress: u16) -> u32 {
+        match self.router.decide(family, src) {
+            super::Egress::Forward(h) => self.port_mtu(u16::from(h.port)),
+            _ => u32::MAX,
+        }
+    }
+
     #[inline]
     fn check(&mut self, frame: &[u8], info: &PacketInfo, hop: &NextHop) -> Result<(), DropReason> {
         if self.router.forward_checks_pass_v4(frame, info, hop) {
