@@ -352,7 +352,7 @@ mod tests {
             mode,
             avg,
             burst,
-            size: 16,
+            size: 4,
             max: 4,
             gc_interval: 1000,
             expire: 10_000,
@@ -403,7 +403,8 @@ mod tests {
         // Another key has its own bucket; a lagging clock refills nothing.
         assert_eq!(t.take(&k(2), 1100), Some(true));
         assert_eq!(t.take(&k(1), 1050), Some(false));
-        // The bound (4): a fifth key is dropped.
+        // The bound (4, the size; a max below the size would be raised to it): a fifth key is
+        // dropped.
         assert_eq!(t.take(&k(3), 1100), Some(true));
         assert_eq!(t.take(&k(4), 1100), Some(true));
         assert_eq!(t.take(&k(5), 1100), None);
