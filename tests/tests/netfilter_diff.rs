@@ -887,6 +887,134 @@ fn recent_matches_linux() {
     );
 }
 
+/// `-m hashlimit` against Linux, per family in a fresh namespace (so both sides start with
+/// empty tables): SYNs to port 22 from three outside hosts, each keyed by source with a burst
+/// of 3 at 1/hour (no refill within the run), one host under the burst and two over it; UDP
+/// with `--hashlimit-above` keyed by source and port; and a table bounded to two keys, whose
+/// third source is dropped whatever the rules after it say (Linux's hotdrop).
+fn hashlimits() -> RuleSet {
+    let rules = format!(
+        "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p udp -m udp --dport 9 -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name hl-max --hashlimit-htable-size 2 --hashlimit-htable-max 2 -j ACCEPT\n\
+         -A FORWARD -p udp -m hashlimit --hashlimit-above 1/hour --hashlimit-burst 2 --hashlimit-mode srcip,dstport --hashlimit-name hl-udp -j DROP\n\
+         -A FORWARD -p udp -j ACCEPT\n\
+         -A FORWARD -p tcp -m tcp --dport 22 -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name hl-ssh -j ACCEPT\n\
+         COMMIT\n"
+    );
+    RuleSet {
+        name: "hashlimits",
+        v4: rules.clone(),
+        v6: rules,
+        states: false,
+    }
+}
+
+#[test]
+fn hashlimits_match_linux() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if !root_or_skip("hashlimits_match_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rs = hashlimits();
+    let dir = tempfile::tempdir().unwrap();
+    let (p4, p6) = write_rules(dir.path(), &rs);
+    let inside = prefixes(scenarios::INSIDE);
+    let mut failures = 0;
+    let mut out = String::new();
+    for v6 in [false, true] {
+        let bridge = LinuxBridge::create();
+        bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+        let ip = |src: u8| {
+            if v6 {
+                IpSpec::v6(
+                    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
+                    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+                )
+            } else {
+                IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
+            }
+        };
+        // (source, what, frame)
+        let mut sent: Vec<(u8, String, Vec<u8>)> = Vec::new();
+        let mut sport = 40000u16;
+        let mut syn = |src: u8| {
+            sport += 1;
+            let f = FrameSpec::new(
+                ip(src),
+                L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
+            )
+            .build();
+            (src, format!("o>i SYN to 22 from host {src}"), f)
+        };
+        for src in [5, 6, 5, 5, 6, 5, 5, 7, 7, 7, 7] {
+            sent.push(syn(src));
+        }
+        let udp = |src: u8, dport: u16, sport: u16| {
+            let f = FrameSpec::new(ip(src), L4Spec::udp(sport, dport, b"hl")).build();
+            (src, format!("o>i UDP to {dport} from host {src}"), f)
+        };
+        for (i, (src, dport)) in [
+            (5, 53),
+            (5, 53),
+            (5, 53),
+            (5, 123),
+            (6, 53),
+            (5, 9),
+            (6, 9),
+            (7, 9),
+            (5, 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sent.push(udp(src, dport, 50000 + i as u16));
+        }
+        let frames: Vec<Vec<u8>> = sent.iter().map(|s| s.2.clone()).collect();
+        let what: Vec<String> = sent.iter().map(|s| s.1.clone()).collect();
+        let name = if v6 { "hashlimit-v6" } else { "hashlimit" };
+        let pcap = dir.path().join(format!("{name}.pcap"));
+        let mut w =
+            control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
+            w.write(t, f).unwrap();
+        }
+        w.finish().unwrap();
+        let linux = bridge.run(&frames, &inside);
+        let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+        // Host 5: three of five SYNs; host 6: both; host 7: three of four. UDP to 53 from
+        // host 5: the third is above the burst of 2; port 123 and host 6 have their own keys.
+        // Port 9's table holds two sources: host 7 is dropped, host 5 goes on.
+        let (t, f) = (true, false);
+        assert_eq!(
+            forwarded,
+            [t, t, t, t, t, f, f, t, t, t, f, t, t, f, t, t, t, t, f, t],
+            "{name}: Linux's verdicts"
+        );
+        let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
+        let c = compare(
+            &rs,
+            name,
+            &frames,
+            Some(&what),
+            &linux.outcomes,
+            &rampart,
+            &linux.strays,
+            &linux.send_errors,
+        );
+        failures += c.failures;
+        out += &c.report;
+    }
+    eprintln!("{out}");
+    assert_eq!(
+        failures, 0,
+        "hashlimits: Linux and Rampart disagree (tables above)"
+    );
+}
+
 /// ip6tables' extension header matches and the SPI matches against Linux: IPv6 datagrams
 /// with hop-by-hop, destination (8 and 16 bytes) and authentication headers before UDP, and
 /// ESP, from outside in; IPv4 ESP and AH. Each rule's side is taken by one frame and not by

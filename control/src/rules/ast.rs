@@ -282,6 +282,7 @@ pub enum Module {
     Statistic,
     ConnBytes,
     Quota,
+    HashLimit,
 }
 
 impl Module {
@@ -319,6 +320,7 @@ impl Module {
             Module::Statistic => "statistic",
             Module::ConnBytes => "connbytes",
             Module::Quota => "quota",
+            Module::HashLimit => "hashlimit",
         }
     }
 

@@ -255,7 +255,11 @@ fn statistic_check(st: &Statistic) -> Option<Check> {
 fn is_draw(c: &Check) -> bool {
     matches!(
         c,
-        Check::Limit { .. } | Check::Random { .. } | Check::Nth { .. } | Check::Quota { .. }
+        Check::Limit { .. }
+            | Check::Random { .. }
+            | Check::Nth { .. }
+            | Check::Quota { .. }
+            | Check::HashLimit(_)
     )
 }
 
@@ -300,6 +304,12 @@ fn inverted(c: Check) -> Check {
             bytes,
             invert: !invert,
         },
+        Check::HashLimit(m) => Check::HashLimit(std::sync::Arc::new(
+            dataplane::classify::hashlimit::HashLimitMatch {
+                table: m.table.clone(),
+                above: !m.above,
+            },
+        )),
         c => c,
     }
 }

@@ -272,7 +272,7 @@ const REFUSED: &[(&str, &str, usize)] = &[
     ),
     (
         "-m hashlimit --hashlimit-upto 5/s -j ACCEPT",
-        "unsupported option -m hashlimit",
+        "-m hashlimit needs --hashlimit-name",
         0,
     ),
 ];

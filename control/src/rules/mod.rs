@@ -33,6 +33,8 @@ mod ctmatch_tests;
 #[cfg(test)]
 mod ext_tests;
 #[cfg(test)]
+mod hashlimit_tests;
+#[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
 mod match_tests;

@@ -12,6 +12,7 @@ use super::names;
 use super::RuleError;
 mod ctmatch;
 mod ext;
+mod hashlimit;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -525,11 +526,13 @@ pub(crate) fn parse_rule(
         iface_limit: None,
         ext: Default::default(),
         ct: Default::default(),
+        hashlimit: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
     rp.ext_finish()?;
     rp.ct_finish()?;
+    rp.hashlimit_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -652,6 +655,8 @@ struct RuleParser<'a> {
     /// The connection matches (`-m conntrack`'s options besides `--ctstate`, `-m connbytes`)
     /// being read.
     ct: ctmatch::State,
+    /// The `-m hashlimit` matches being read.
+    hashlimit: hashlimit::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -826,6 +831,7 @@ impl<'a> RuleParser<'a> {
                     ("statistic", _) => Module::Statistic,
                     ("connbytes", _) => Module::ConnBytes,
                     ("quota", _) => Module::Quota,
+                    ("hashlimit", _) => Module::HashLimit,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -908,6 +914,7 @@ impl<'a> RuleParser<'a> {
         });
         self.push(col, false, Cond::Module(module));
         self.ext_load(module, col);
+        self.hashlimit_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1171,6 +1178,7 @@ impl<'a> RuleParser<'a> {
         let cond = match canonical {
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
+            c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1963,7 +1971,9 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
         (Module::Statistic, "--every") => "--every",
         (Module::Statistic, "--packet") => "--packet",
         _ => {
-            return ext::module_option(module, opt).or_else(|| ctmatch::module_option(module, opt))
+            return ext::module_option(module, opt)
+                .or_else(|| ctmatch::module_option(module, opt))
+                .or_else(|| hashlimit::module_option(module, opt))
         }
     })
 }
@@ -1987,9 +1997,8 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "hashlimit" | "connlimit" | "nfacct" | "time" => {
-            "per-source rates, counts and time conditions are not implemented"
-        }
+        "connlimit" => "counting a source's connections across workers is not implemented",
+        "nfacct" | "time" => "accounting objects and time conditions are not implemented",
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",

@@ -191,7 +191,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-m hashlimit --hashlimit-upto 5/s -j ACCEPT",
-        "unsupported option -m hashlimit",
+        "-m hashlimit needs --hashlimit-name",
         0,
     ),
     ("--dport 22 -j ACCEPT", "unsupported option --dport", 0),
@@ -352,7 +352,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-m connlimit --connlimit-above 5 -j LOG",
-        "unsupported option -m connlimit (match connlimit is not supported: per-source rates",
+        "unsupported option -m connlimit (match connlimit is not supported: counting a source",
         0,
     ),
     (

@@ -132,6 +132,10 @@ pub enum Check {
     Ext(std::sync::Arc<super::ipv6ext::ExtMatch>),
     /// `-m recent`: its named list ([`super::recent`]), shared with every rule naming it.
     Recent(std::sync::Arc<super::recent::RecentMatch>),
+    /// `-m hashlimit`: a bucket of its named table ([`super::hashlimit`]), shared with every
+    /// rule naming it. Where Linux drops the packet (a new key in a full table) the rule set's
+    /// judgement is a drop; alone, the check fails there.
+    HashLimit(std::sync::Arc<super::hashlimit::HashLimitMatch>),
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
     /// shared by the flat rules of one iptables rule; `cost` and `cap` in xt_limit's credits.
     /// `invert` holds when the bucket has no packet to give: the gate before an inlined chain
@@ -375,6 +379,7 @@ impl Check {
                     && rt_type.is_none_or(|(t, inv)| (t == ty) != inv)
             }
             Check::Recent(ref m) => m.holds(p, w),
+            Check::HashLimit(ref m) => m.held(p, w).unwrap_or(false),
             Check::Ct(ref m) => m.holds(w.conn),
             Check::Quota { slot, invert, .. } => {
                 // skb->len at the IP hooks: the datagram's length (the whole datagram's for

@@ -32,7 +32,7 @@ impl RuleSet {
                     break None;
                 };
                 match &rule.checks {
-                    Some(c) if !self.checks_hold(c, p, &w, *mark) => {
+                    Some(c) if self.checks_hold(c, p, &w, *mark) != super::Held::Yes => {
                         idx = self.classifier.first_match(&self.rules, p, idx + 1);
                     }
                     _ => break Some(rule),

@@ -15,6 +15,7 @@ pub mod classbench;
 pub mod ctmatch;
 mod cuts;
 mod edits;
+pub mod hashlimit;
 pub mod ipv6ext;
 mod linear;
 pub mod recent;
@@ -309,6 +310,15 @@ pub struct Judgement {
     pub notrack: bool,
 }
 
+/// What a rule's checks say of a packet: they hold, one fails, or one drops the packet (the
+/// kernel's `hotdrop`: `-m hashlimit` with a new key in a full table).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    Yes,
+    No,
+    Drop,
+}
+
 /// How many continue steps (LOG, RETURN) one packet may take; more means a compiler bug, and the
 /// packet is dropped rather than looping.
 pub(crate) const MAX_STEPS: usize = 64;
@@ -430,10 +440,18 @@ impl RuleSet {
                     break None;
                 };
                 match &rule.checks {
-                    Some(c) if !self.checks_hold(c, p, w, *mark) => {
-                        idx = self.classifier.first_match(&self.rules, p, idx + 1);
-                    }
-                    _ => break Some(rule),
+                    Some(c) => match self.checks_hold(c, p, w, *mark) {
+                        Held::Yes => break Some(rule),
+                        Held::No => idx = self.classifier.first_match(&self.rules, p, idx + 1),
+                        Held::Drop => {
+                            return Judgement {
+                                action: Action::Drop,
+                                rule: u32::MAX,
+                                notrack,
+                            }
+                        }
+                    },
+                    None => break Some(rule),
                 }
             };
             let Some(rule) = rule else {
@@ -476,14 +494,24 @@ impl RuleSet {
     /// Whether all of a rule's checks hold (out of line: most rules have none).
     #[inline(never)]
     #[cold]
-    fn checks_hold(&self, checks: &[Check], p: &PacketMeta, w: &Wire<'_>, mark: u32) -> bool {
-        checks.iter().all(|c| match *c {
-            Check::Mark {
-                value,
-                mask,
-                invert,
-            } => walk::mark_matches(mark, value, mask, invert),
-            _ => c.holds(p, w, &self.buckets),
-        })
+    fn checks_hold(&self, checks: &[Check], p: &PacketMeta, w: &Wire<'_>, mark: u32) -> Held {
+        for c in checks {
+            let ok = match *c {
+                Check::Mark {
+                    value,
+                    mask,
+                    invert,
+                } => walk::mark_matches(mark, value, mask, invert),
+                Check::HashLimit(ref m) => match m.held(p, w) {
+                    Some(ok) => ok,
+                    None => return Held::Drop,
+                },
+                _ => c.holds(p, w, &self.buckets),
+            };
+            if !ok {
+                return Held::No;
+            }
+        }
+        Held::Yes
     }
 }
