@@ -592,7 +592,9 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
         if data.len() >= 6 && data[0] & 1 == 0 {
             data[..6].copy_from_slice(&macs[usize::from(ingress)].0);
         }
-        expire_routed(&mut held, &mut sink, &names, &router, &mut st, now_ns, &mut sent)?;
+        expire_routed(
+            &mut held, &mut sink, &names, &router, &mut st, now_ns, &mut sent,
+        )?;
         sink.sum.packets += 1;
         let mut r = RoutedReplay {
             opts,

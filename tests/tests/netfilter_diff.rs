@@ -1140,27 +1140,30 @@ fn extension_headers_match_linux() {
         fragmentable.extend(&udp);
         let cut = (fragmentable.len() - 16) & !7;
         let unfrag = chain(before, 44);
-        [(0usize, &fragmentable[..cut], true), (cut, &fragmentable[cut..], false)]
-            .iter()
-            .map(|&(off, part, more)| {
-                let mut body = unfrag.clone();
-                body.push(first_after);
-                body.push(0);
-                body.extend(((off as u16) | u16::from(more)).to_be_bytes());
-                body.extend(id.to_be_bytes());
-                body.extend(part);
-                let mut fr = vec![
-                    2, 0, 0, 0, 0, 0x0b, 2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd, 0x60, 0, 0, 0,
-                ];
-                fr.extend((body.len() as u16).to_be_bytes());
-                fr.push(before.first().map_or(44, |c| c.0));
-                fr.push(64);
-                fr.extend(s6.octets());
-                fr.extend(d6.octets());
-                fr.extend(body);
-                fr
-            })
-            .collect::<Vec<_>>()
+        [
+            (0usize, &fragmentable[..cut], true),
+            (cut, &fragmentable[cut..], false),
+        ]
+        .iter()
+        .map(|&(off, part, more)| {
+            let mut body = unfrag.clone();
+            body.push(first_after);
+            body.push(0);
+            body.extend(((off as u16) | u16::from(more)).to_be_bytes());
+            body.extend(id.to_be_bytes());
+            body.extend(part);
+            let mut fr = vec![
+                2, 0, 0, 0, 0, 0x0b, 2, 0, 0, 0, 0, 0x0a, 0x86, 0xdd, 0x60, 0, 0, 0,
+            ];
+            fr.extend((body.len() as u16).to_be_bytes());
+            fr.push(before.first().map_or(44, |c| c.0));
+            fr.push(64);
+            fr.extend(s6.octets());
+            fr.extend(d6.octets());
+            fr.extend(body);
+            fr
+        })
+        .collect::<Vec<_>>()
     };
     let ipv4 = |proto: u8, l4: &[u8]| {
         use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
@@ -1212,10 +1215,7 @@ fn extension_headers_match_linux() {
     // Fragmented datagrams: each fragment takes its datagram's outcome.
     let mut cases = cases;
     for (what, frags) in [
-        (
-            "v6 fragmented UDP: accepted",
-            fragmented(&[], &[], 0x5001),
-        ),
+        ("v6 fragmented UDP: accepted", fragmented(&[], &[], 0x5001)),
         (
             "v6 fragmented destination options (8) + UDP: accepted",
             fragmented(&[], &[opts(60)], 0x5002),

@@ -1005,9 +1005,13 @@ COMMIT
             )
         })
         .collect();
-    let want: Vec<(String, u16)> = [("198.51.100.9", 1360), ("10.0.0.5", 1260), ("10.2.0.7", 1260)]
-        .iter()
-        .map(|(a, m)| (a.to_string(), *m))
-        .collect();
+    let want: Vec<(String, u16)> = [
+        ("198.51.100.9", 1360),
+        ("10.0.0.5", 1260),
+        ("10.2.0.7", 1260),
+    ]
+    .iter()
+    .map(|(a, m)| (a.to_string(), *m))
+    .collect();
     assert_eq!(mss, want, "{v}");
 }

@@ -883,9 +883,7 @@ fn whole_of(dg: &Datagram) -> Whole {
             (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
                 crate::wire::checksum::pseudo_header_v4(&s, &d, proto, l4_len)
             }
-            (s, d) => {
-                crate::wire::checksum::pseudo_header_v6(&to_v6(s), &to_v6(d), proto, l4_len)
-            }
+            (s, d) => crate::wire::checksum::pseudo_header_v6(&to_v6(s), &to_v6(d), proto, l4_len),
         };
         crate::wire::checksum::folds_to_ones(u64::from(pseudo) + dg.sum)
     };
@@ -1102,7 +1100,10 @@ mod tests {
         let first = parse_frame(&f[0]).unwrap();
         assert_eq!(first.flow.unwrap().proto, 17);
         assert_eq!(parse_frame(&f[1]).unwrap().flow.unwrap().proto, 60);
-        for order in [(0..f.len()).collect::<Vec<_>>(), (0..f.len()).rev().collect()] {
+        for order in [
+            (0..f.len()).collect::<Vec<_>>(),
+            (0..f.len()).rev().collect(),
+        ] {
             let mut r: R = Reassembly::new(limits(64, 1 << 20));
             assert!(hold_all(&mut r, &f, &order, 0).is_empty());
             let (w, got) = take(&mut r).expect("whole");

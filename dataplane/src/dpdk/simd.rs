@@ -751,7 +751,10 @@ mod x86 {
             let m = unsafe { &*m.cast_const() };
             let frame = if (m.nb_segs == 1) & (m.data_len >= SCREEN_MIN_LEN) {
                 bytes += u64::from(m.data_len);
-                m.buf_addr.cast::<u8>().cast_const().wrapping_add(usize::from(m.data_off))
+                m.buf_addr
+                    .cast::<u8>()
+                    .cast_const()
+                    .wrapping_add(usize::from(m.data_off))
             } else {
                 bytes += u64::from(m.pkt_len);
                 NOT_READ.0.as_ptr()
@@ -769,9 +772,8 @@ mod x86 {
             ]
         };
         // Bytes 12..15 are 08 00 45: IPv4 with IHL 5, checked in the steps below.
-        let v4 = h.map(|h| {
-            _mm512_cmpeq_epi32_mask(_mm512_and_si512(h, c32(0xff_ffff)), c32(0x45_0008))
-        });
+        let v4 =
+            h.map(|h| _mm512_cmpeq_epi32_mask(_mm512_and_si512(h, c32(0xff_ffff)), c32(0x45_0008)));
         let v4 = u32::from(v4[0]) | u32::from(v4[1]) << 16;
         // An ethertype none of ETHER_LOOKED_INTO is what `kinds` calls ETHER_OTHER (the
         // table is built from the same list).
@@ -991,7 +993,11 @@ mod tests {
                 // straight-line parser leaves to the full parser, so neither kind.
                 8 | 9 => {
                     let mut f = FrameSpec::new(v4, L4Spec::udp(1, 2, &payload)).build();
-                    let tpid: [u8; 2] = if kind == 8 { [0x88, 0xa8] } else { [0x91, 0x00] };
+                    let tpid: [u8; 2] = if kind == 8 {
+                        [0x88, 0xa8]
+                    } else {
+                        [0x91, 0x00]
+                    };
                     f.splice(12..12, [tpid[0], tpid[1], 0x00, 0x05]);
                     f
                 }
@@ -1062,7 +1068,6 @@ mod tests {
             })
             .collect()
     }
-
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
