@@ -803,50 +803,85 @@ fn limits_match_linux() {
 /// (the sixth finds six stamps within 30 s) and accepts the other IPv4 host's.
 #[test]
 fn recent_matches_linux() {
-    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
+    let syn = |v6: bool, src: u8, sport: u16| {
+        FrameSpec::new(
+            from_outside(v6, src),
+            L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
+        )
+        .build()
+    };
+    // ufw and ufw6 both name DEFAULT, and Linux keeps one list per name for both families,
+    // with the mask of the rule that made it: iptables-restore's 255.255.255.255, which
+    // leaves an IPv6 address its first 32 bits, so the other IPv6 host (same /32) is refused
+    // too.
+    fresh_per_family(
+        "recent_matches_linux",
+        &ufw_limit(),
+        "recent",
+        |v6| {
+            let mut frames: Vec<Vec<u8>> = (0..7).map(|i| syn(v6, 5, 40000 + i)).collect();
+            frames.push(syn(v6, 6, 41000));
+            let what = (0..frames.len())
+                .map(|i| {
+                    format!(
+                        "o>i SYN to 22 #{i} from {}",
+                        if i < 7 { "one host" } else { "another" }
+                    )
+                })
+                .collect();
+            (frames, what)
+        },
+        |v6| vec![true, true, true, true, true, false, false, !v6],
+    );
+}
+
+/// An outside host's address (`src` its last byte) sending to an inside one, in either
+/// family.
+fn from_outside(v6: bool, src: u8) -> dataplane::wire::builder::IpSpec {
+    use dataplane::wire::builder::IpSpec;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    if !root_or_skip("recent_matches_linux") {
+    if v6 {
+        IpSpec::v6(
+            Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
+            Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+        )
+    } else {
+        IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
+    }
+}
+
+/// Runs `rs` per family in a fresh Linux bridge namespace (so both sides start with empty
+/// per-rule and per-name state) over the frames `draw(v6)` gives (with what each is), sent
+/// `scenarios::GAP` apart: asserts Linux forwards what `linux_forwards(v6)` says, then
+/// compares Rampart's replay with Linux frame by frame. `name` names the pcaps and reports
+/// (`-v6` added for IPv6).
+fn fresh_per_family(
+    test: &str,
+    rs: &RuleSet,
+    name: &str,
+    draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
+    linux_forwards: impl Fn(bool) -> Vec<bool>,
+) {
+    if !root_or_skip(test) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rs = ufw_limit();
     let dir = tempfile::tempdir().unwrap();
-    let (p4, p6) = write_rules(dir.path(), &rs);
+    let (p4, p6) = write_rules(dir.path(), rs);
     let inside = prefixes(scenarios::INSIDE);
     let mut failures = 0;
     let mut out = String::new();
     for v6 in [false, true] {
         let bridge = LinuxBridge::create();
         bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
-        let ip = |src: u8| {
-            if v6 {
-                IpSpec::v6(
-                    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
-                    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
-                )
-            } else {
-                IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
-            }
+        let (frames, what) = draw(v6);
+        let name = if v6 {
+            format!("{name}-v6")
+        } else {
+            name.to_string()
         };
-        let syn = |src: u8, sport: u16| {
-            FrameSpec::new(
-                ip(src),
-                L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
-            )
-            .build()
-        };
-        let mut frames: Vec<Vec<u8>> = (0..7).map(|i| syn(5, 40000 + i)).collect();
-        frames.push(syn(6, 41000));
-        let what: Vec<String> = (0..frames.len())
-            .map(|i| {
-                format!(
-                    "o>i SYN to 22 #{i} from {}",
-                    if i < 7 { "one host" } else { "another" }
-                )
-            })
-            .collect();
-        let name = if v6 { "recent-v6" } else { "recent" };
         let pcap = dir.path().join(format!("{name}.pcap"));
         let mut w =
             control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
@@ -857,19 +892,11 @@ fn recent_matches_linux() {
         w.finish().unwrap();
         let linux = bridge.run(&frames, &inside);
         let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
-        // ufw and ufw6 both name DEFAULT, and Linux keeps one list per name for both
-        // families, with the mask of the rule that made it: iptables-restore's
-        // 255.255.255.255, which leaves an IPv6 address its first 32 bits, so the other
-        // IPv6 host (same /32) is refused too.
-        assert_eq!(
-            forwarded,
-            [true, true, true, true, true, false, false, !v6],
-            "{name}: Linux refuses the sixth and seventh"
-        );
+        assert_eq!(forwarded, linux_forwards(v6), "{name}: Linux's verdicts");
         let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
         let c = compare(
-            &rs,
-            name,
+            rs,
+            &name,
             &frames,
             Some(&what),
             &linux.outcomes,
@@ -883,7 +910,7 @@ fn recent_matches_linux() {
     eprintln!("{out}");
     assert_eq!(
         failures, 0,
-        "ufw-limit: Linux and Rampart disagree (tables above)"
+        "{test}: Linux and Rampart disagree (tables above)"
     );
 }
 
@@ -911,107 +938,53 @@ fn hashlimits() -> RuleSet {
 
 #[test]
 fn hashlimits_match_linux() {
-    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    if !root_or_skip("hashlimits_match_linux") {
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rs = hashlimits();
-    let dir = tempfile::tempdir().unwrap();
-    let (p4, p6) = write_rules(dir.path(), &rs);
-    let inside = prefixes(scenarios::INSIDE);
-    let mut failures = 0;
-    let mut out = String::new();
-    for v6 in [false, true] {
-        let bridge = LinuxBridge::create();
-        bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
-        let ip = |src: u8| {
-            if v6 {
-                IpSpec::v6(
-                    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(src)),
-                    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+    fresh_per_family(
+        "hashlimits_match_linux",
+        &hashlimits(),
+        "hashlimit",
+        |v6| {
+            // (what, frame)
+            let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+            for (i, src) in [5, 6, 5, 5, 6, 5, 5, 7, 7, 7, 7].into_iter().enumerate() {
+                let f = FrameSpec::new(
+                    from_outside(v6, src),
+                    L4Spec::tcp_segment(40001 + i as u16, 22, Flags::SYN, 1000, 0, &[]),
                 )
-            } else {
-                IpSpec::v4(Ipv4Addr::new(203, 0, 113, src), Ipv4Addr::new(10, 1, 0, 2))
+                .build();
+                sent.push((format!("o>i SYN to 22 from host {src}"), f));
             }
-        };
-        // (source, what, frame)
-        let mut sent: Vec<(u8, String, Vec<u8>)> = Vec::new();
-        let mut sport = 40000u16;
-        let mut syn = |src: u8| {
-            sport += 1;
-            let f = FrameSpec::new(
-                ip(src),
-                L4Spec::tcp_segment(sport, 22, Flags::SYN, 1000, 0, &[]),
-            )
-            .build();
-            (src, format!("o>i SYN to 22 from host {src}"), f)
-        };
-        for src in [5, 6, 5, 5, 6, 5, 5, 7, 7, 7, 7] {
-            sent.push(syn(src));
-        }
-        let udp = |src: u8, dport: u16, sport: u16| {
-            let f = FrameSpec::new(ip(src), L4Spec::udp(sport, dport, b"hl")).build();
-            (src, format!("o>i UDP to {dport} from host {src}"), f)
-        };
-        for (i, (src, dport)) in [
-            (5, 53),
-            (5, 53),
-            (5, 53),
-            (5, 123),
-            (6, 53),
-            (5, 9),
-            (6, 9),
-            (7, 9),
-            (5, 9),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            sent.push(udp(src, dport, 50000 + i as u16));
-        }
-        let frames: Vec<Vec<u8>> = sent.iter().map(|s| s.2.clone()).collect();
-        let what: Vec<String> = sent.iter().map(|s| s.1.clone()).collect();
-        let name = if v6 { "hashlimit-v6" } else { "hashlimit" };
-        let pcap = dir.path().join(format!("{name}.pcap"));
-        let mut w =
-            control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
-        for (i, f) in frames.iter().enumerate() {
-            let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
-            w.write(t, f).unwrap();
-        }
-        w.finish().unwrap();
-        let linux = bridge.run(&frames, &inside);
-        let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+            for (i, (src, dport)) in [
+                (5, 53),
+                (5, 53),
+                (5, 53),
+                (5, 123),
+                (6, 53),
+                (5, 9),
+                (6, 9),
+                (7, 9),
+                (5, 9),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let f = FrameSpec::new(
+                    from_outside(v6, src),
+                    L4Spec::udp(50000 + i as u16, dport, b"hl"),
+                )
+                .build();
+                sent.push((format!("o>i UDP to {dport} from host {src}"), f));
+            }
+            sent.into_iter().map(|(w, f)| (f, w)).unzip()
+        },
         // Host 5: three of five SYNs; host 6: both; host 7: three of four. UDP to 53 from
-        // host 5: the third is above the burst of 2; port 123 and host 6 have their own keys.
-        // Port 9's table holds two sources: host 7 is dropped, host 5 goes on.
-        let (t, f) = (true, false);
-        assert_eq!(
-            forwarded,
-            [t, t, t, t, t, f, f, t, t, t, f, t, t, f, t, t, t, t, f, t],
-            "{name}: Linux's verdicts"
-        );
-        let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
-        let c = compare(
-            &rs,
-            name,
-            &frames,
-            Some(&what),
-            &linux.outcomes,
-            &rampart,
-            &linux.strays,
-            &linux.send_errors,
-        );
-        failures += c.failures;
-        out += &c.report;
-    }
-    eprintln!("{out}");
-    assert_eq!(
-        failures, 0,
-        "hashlimits: Linux and Rampart disagree (tables above)"
+        // host 5: the third is above the burst of 2; port 123 and host 6 have their own
+        // keys. Port 9's table holds two sources: host 7 is dropped, host 5 goes on.
+        |_| {
+            let (t, f) = (true, false);
+            vec![t, t, t, t, t, f, f, t, t, t, f, t, t, f, t, t, t, t, f, t]
+        },
     );
 }
 
