@@ -1173,7 +1173,7 @@ fn extension_headers_match_linux() {
         ),
         (
             "v6 destination options (16) + UDP: dropped",
-            ipv6(&[long_dst.clone()], 17, &[]),
+            ipv6(std::slice::from_ref(&long_dst), 17, &[]),
         ),
         ("v6 AH spi 150 + UDP: dropped", ipv6(&[ah(150)], 17, &[])),
         ("v6 AH spi 300 + UDP: accepted", ipv6(&[ah(300)], 17, &[])),
@@ -1203,7 +1203,7 @@ fn extension_headers_match_linux() {
         ),
         (
             "v6 fragmented destination options (16) + UDP: dropped",
-            fragmented(&[], &[long_dst.clone()], 0x5005),
+            fragmented(&[], std::slice::from_ref(&long_dst), 0x5005),
         ),
         (
             "v6 hop-by-hop, fragmented UDP: dropped",

@@ -759,18 +759,15 @@ mod x86 {
                 bytes += u64::from(m.pkt_len);
                 NOT_READ.0.as_ptr()
             };
+            let at = frame.wrapping_add(12).cast::<u32>();
             // SAFETY: a readable lane's first segment holds at least SCREEN_MIN_LEN (> 16)
             // bytes from `frame`; `NOT_READ` holds 16.
-            *head = unsafe { frame.add(12).cast::<u32>().read_unaligned() };
+            *head = unsafe { at.read_unaligned() };
         }
         let c32 = _mm512_set1_epi32;
-        // SAFETY: `heads` is 32 u32s, read as two vectors of 16 (unaligned loads).
-        let h = unsafe {
-            [
-                _mm512_loadu_si512(heads.as_ptr().cast()),
-                _mm512_loadu_si512(heads.as_ptr().add(16).cast()),
-            ]
-        };
+        let (low, high) = heads.split_at(16);
+        // SAFETY: each half of `heads` is 16 u32s, one vector (an unaligned load).
+        let h = [low, high].map(|half| unsafe { _mm512_loadu_si512(half.as_ptr().cast()) });
         // Bytes 12..15 are 08 00 45: IPv4 with IHL 5, checked in the steps below.
         let v4 =
             h.map(|h| _mm512_cmpeq_epi32_mask(_mm512_and_si512(h, c32(0xff_ffff)), c32(0x45_0008)));
@@ -807,13 +804,10 @@ mod x86 {
                     lens[j] = i64::from(m.data_len) << 32;
                 }
             }
-            // SAFETY: both arrays are eight i64s; the loads are unaligned.
-            let (frame, data_len) = unsafe {
-                (
-                    _mm512_loadu_si512(frames.as_ptr().cast()),
-                    _mm512_loadu_si512(lens.as_ptr().cast()),
-                )
-            };
+            // SAFETY: eight i64s, one vector (an unaligned load).
+            let frame = unsafe { _mm512_loadu_si512(frames.as_ptr().cast()) };
+            // SAFETY: as above.
+            let data_len = unsafe { _mm512_loadu_si512(lens.as_ptr().cast()) };
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
             let g0 = unsafe { _mm512_mask_i64gather_epi64::<1>(zero, v4, frame, at(12)) };
             // SAFETY: as in `screen_avx2`: only `v4` lanes (all readable) are read.
