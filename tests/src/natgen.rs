@@ -941,8 +941,10 @@ impl Draw<'_> {
         // own address (docs/conntrack-vs-netfilter.md).
         let udp = self.r.pct(60) || self.h.public.contains(&dst);
         let chunk = self.r.pick(&[256usize, 400, 512]);
-        // 8 + n L4 bytes: more than one chunk, less than three.
-        let n = chunk + self.r.below(2 * chunk - 8);
+        // 8 + n L4 bytes: more than one chunk, less than three, the last fragment longer than
+        // a Fragment header (else Linux sends the reassembled IPv6 datagram whole: it fits the
+        // largest fragment, docs/conntrack-vs-netfilter.md).
+        let n = chunk + 8 + self.r.below(2 * chunk - 16);
         let salt = self.r.below(26);
         let payload: Vec<u8> = (0..n).map(|i| b'a' + ((i * 7 + salt) % 26) as u8).collect();
         let sport = self.client_port();
