@@ -65,6 +65,14 @@ pub enum Answer {
     PortUnreachable,
     /// Time exceeded from the gateway beyond the router, quoting the delivered packet.
     TimeExceeded,
+    /// Piece `piece` (from 0) of the answer `whole` cut into fragments of `chunk` L4 bytes,
+    /// with identification `ident`; not sent when the answer has fewer pieces.
+    Frag {
+        whole: Box<Answer>,
+        chunk: usize,
+        piece: usize,
+        ident: u16,
+    },
 }
 
 /// One step of a script.
@@ -656,12 +664,23 @@ impl Draw<'_> {
 
     /// A flow: who talks to whom and what.
     fn flow(&mut self) -> Flow {
-        let h = self.h;
         let kind = self.r.below(10);
+        let (side, src, dst) = self.ends();
+        let dport = if self.r.pct(80) {
+            self.r.pick(&SERVER_PORTS)
+        } else {
+            self.r.pick(&TARGET_PORTS)
+        };
+        self.flow_of(kind, side, src, dst, dport)
+    }
+
+    /// Who talks to whom: the side the first packet comes in by, its source and destination.
+    fn ends(&mut self) -> (Side, IpAddr, IpAddr) {
+        let h = self.h;
         // Direction: outbound (inside client), inbound (outside client to a public or inside
         // address), hairpin (inside client to a public address).
         let dir = self.r.below(10);
-        let (side, src, dst) = if dir < 5 {
+        if dir < 5 {
             (
                 Side::Inside,
                 self.r.pick(&h.inside),
@@ -680,12 +699,11 @@ impl Draw<'_> {
                 .r
                 .pick(&[h.public[0], h.public[1], h.public[2], h.router_out]);
             (Side::Inside, self.r.pick(&h.inside), dst)
-        };
-        let dport = if self.r.pct(80) {
-            self.r.pick(&SERVER_PORTS)
-        } else {
-            self.r.pick(&TARGET_PORTS)
-        };
+        }
+    }
+
+    fn flow_of(&mut self, kind: usize, side: Side, src: IpAddr, dst: IpAddr, dport: u16) -> Flow {
+        let h = self.h;
         let ttl = if self.r.pct(8) { 1 } else { 64 };
         let what = format!("{src} -> {dst}");
         let mut f: Flow = VecDeque::new();
@@ -909,6 +927,125 @@ impl Draw<'_> {
         }
         f
     }
+
+    /// A UDP datagram or echo request in 2 or 3 fragments, sent in order or not, and its
+    /// answer, now and then in fragments too. The fragments' bytes are letters, never an ICMP
+    /// type the noise filters drop.
+    fn fragmented(&mut self, ident: u16) -> Flow {
+        let (side, src, mut dst) = self.ends();
+        if dst == self.h.router_out {
+            dst = self.h.public[0];
+        }
+        // No echo request to an address the router owns (the public ones are its own unless
+        // a DNAT rule moves them): Rampart answers only an unfragmented echo request to its
+        // own address (docs/conntrack-vs-netfilter.md).
+        let udp = self.r.pct(60) || self.h.public.contains(&dst);
+        let chunk = self.r.pick(&[256usize, 400, 512]);
+        // 8 + n L4 bytes: more than one chunk, less than three, the last fragment longer than
+        // a Fragment header (else Linux sends the reassembled IPv6 datagram whole: it fits the
+        // largest fragment, docs/conntrack-vs-netfilter.md).
+        let n = chunk + 8 + self.r.below(2 * chunk - 16);
+        let salt = self.r.below(26);
+        let payload: Vec<u8> = (0..n).map(|i| b'a' + ((i * 7 + salt) % 26) as u8).collect();
+        let sport = self.client_port();
+        let (l4, what) = if udp {
+            let dport = self.r.pick(&SERVER_PORTS);
+            (
+                L4Spec::udp(sport, dport, &payload),
+                format!("udp {src} -> {dst}:{dport} from {sport}, {n} bytes"),
+            )
+        } else {
+            let id = sport - 20000;
+            let l4 = match self.h.fam {
+                Fam::V4 => L4Spec::Icmp {
+                    ty: 8,
+                    code: 0,
+                    ident: id,
+                    seq: 1,
+                    payload: payload.clone(),
+                },
+                Fam::V6 => L4Spec::Icmpv6 {
+                    ty: 128,
+                    code: 0,
+                    ident: id,
+                    seq: 1,
+                    payload: payload.clone(),
+                },
+            };
+            (l4, format!("echo {src} -> {dst} id {id}, {n} bytes"))
+        };
+        let mut spec = ip_spec(src, dst, 64, ident);
+        match &mut spec {
+            IpSpec::V4 { dont_frag, .. } => *dont_frag = false,
+            IpSpec::V6 { ident: i, .. } => *i = 0x0600_0000 | u32::from(ident),
+        }
+        let mut fs = FrameSpec::new(spec, l4);
+        fs.src_mac = host_mac(src);
+        fs.dst_mac = router_mac(side);
+        let pieces = fs.fragments(chunk);
+        let k = pieces.len();
+        let mut order: Vec<usize> = (0..k).collect();
+        match self.r.below(4) {
+            0 => order.reverse(),
+            1 => order.rotate_left(1),
+            _ => {}
+        }
+        let mut f: Flow = VecDeque::new();
+        for (j, &at) in order.iter().enumerate() {
+            let w = if j == 0 {
+                format!("{what}: fragment {}/{k}", at + 1)
+            } else {
+                format!("fragment {}/{k}", at + 1)
+            };
+            f.push_back((
+                j,
+                Step::Send {
+                    side,
+                    frame: pieces[at].clone(),
+                },
+                w,
+            ));
+        }
+        // The datagram leaves when its last fragment comes in.
+        let of = k - 1;
+        let plain = if udp {
+            Answer::Udp(b"answer".to_vec())
+        } else {
+            Answer::Echo
+        };
+        if self.r.pct(50) {
+            f.push_back((k, Step::Answer { of, answer: plain }, "answer".into()));
+            return f;
+        }
+        // The answer in two fragments (an echo reply carries the first fragment's data).
+        let (whole, c2) = if udp {
+            let m = 300 + self.r.below(200);
+            let data: Vec<u8> = (0..m).map(|i| b'A' + ((i * 5 + salt) % 26) as u8).collect();
+            (Answer::Udp(data), 256)
+        } else {
+            (plain, (chunk / 2) & !7)
+        };
+        let mut pieces: Vec<usize> = vec![0, 1];
+        if self.r.pct(30) {
+            pieces.reverse();
+        }
+        for (j, piece) in pieces.into_iter().enumerate() {
+            f.push_back((
+                k + j,
+                Step::Answer {
+                    of,
+                    answer: Answer::Frag {
+                        whole: Box::new(whole.clone()),
+                        chunk: c2,
+                        piece,
+                        ident: ident ^ 0x8000,
+                    },
+                },
+                format!("answer fragment {}/2", piece + 1),
+            ));
+        }
+        f
+    }
 }
 
 /// The seed's rule sets and script.
@@ -949,7 +1086,31 @@ pub fn generate(seed: u64) -> Generated {
         .enumerate()
         .map(|(fi, f)| f.into_iter().map(|(i, s, w)| (fi, i, s, w)).collect())
         .collect();
-    let order = crate::interleave(tagged, 4, &mut mix);
+    let mut order = crate::interleave(tagged, 4, &mut mix);
+    // Fragmented datagrams, drawn from a stream of their own and sent after the rest, so a
+    // seed's other steps are what they were before fragments were drawn.
+    let mut fr = Rng(SplitMix64(seed ^ 0x6672_6167_6d6e));
+    let nf = 1 + fr.below(3);
+    let frag_flows: Vec<VecDeque<(usize, usize, Step, String)>> = (0..nf)
+        .map(|j| {
+            let mut d = Draw {
+                r: Rng(SplitMix64(fr.0.next_u64())),
+                h: if fr.pct(50) { &h4 } else { &h6 },
+                ttl_ident: 0,
+                used_ports: Vec::new(),
+            };
+            let fi = n + j;
+            d.fragmented(0x7000 | ((seed as u16 & 0xff) << 4) | j as u16)
+                .into_iter()
+                .map(|(i, s, w)| (fi, i, s, w))
+                .collect()
+        })
+        .collect();
+    order.extend(crate::interleave(
+        frag_flows,
+        4,
+        &mut SplitMix64(fr.0.next_u64()),
+    ));
     let mut at: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     let mut steps = Vec::new();
     let mut what = Vec::new();
@@ -989,8 +1150,19 @@ struct Pkt<'a> {
     ttl: u8,
     /// The IP packet.
     ip: &'a [u8],
-    /// From the L4 header on (IPv6: after the fixed header; no extension headers are drawn).
+    /// From the L4 header on (IPv6: after the fixed header and a Fragment header; no other
+    /// extension headers are drawn). A fragment's own piece of the datagram.
     l4: &'a [u8],
+    /// A fragment's place in its datagram.
+    frag: Option<FragAt>,
+}
+
+/// Where a fragment sits: byte offset of its data, more fragments, identification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FragAt {
+    off: usize,
+    more: bool,
+    id: u32,
 }
 
 fn ip_of(ip: &[u8]) -> Option<Pkt<'_>> {
@@ -1005,6 +1177,11 @@ fn ip_of(ip: &[u8]) -> Option<Pkt<'_>> {
                 ttl: ip[8],
                 ip: &ip[..total],
                 l4: ip.get(hl..total)?,
+                frag: (be16(ip, 6) & 0x3fff != 0).then(|| FragAt {
+                    off: usize::from(be16(ip, 6) & 0x1fff) * 8,
+                    more: be16(ip, 6) & 0x2000 != 0,
+                    id: u32::from(be16(ip, 4)),
+                }),
             })
         }
         6 if ip.len() >= 40 => {
@@ -1014,6 +1191,21 @@ fn ip_of(ip: &[u8]) -> Option<Pkt<'_>> {
                 ))
             };
             let total = (40 + (usize::from(ip[4]) << 8 | usize::from(ip[5]))).min(ip.len());
+            if ip[6] == 44 && total >= 48 {
+                return Some(Pkt {
+                    src: a(8),
+                    dst: a(24),
+                    proto: ip[40],
+                    ttl: ip[7],
+                    ip: &ip[..total],
+                    l4: &ip[48..total],
+                    frag: Some(FragAt {
+                        off: usize::from(be16(ip, 42) & 0xfff8),
+                        more: ip[43] & 1 != 0,
+                        id: be32(ip, 44),
+                    }),
+                });
+            }
             Some(Pkt {
                 src: a(8),
                 dst: a(24),
@@ -1021,6 +1213,7 @@ fn ip_of(ip: &[u8]) -> Option<Pkt<'_>> {
                 ttl: ip[7],
                 ip: &ip[..total],
                 l4: &ip[40..total],
+                frag: None,
             })
         }
         _ => None,
@@ -1044,6 +1237,9 @@ pub fn is_noise(frame: &[u8]) -> bool {
     let Some(p) = ip_of(&frame[14..]) else {
         return true;
     };
+    if p.frag.is_some_and(|f| f.off != 0) {
+        return false;
+    }
     match (p.src, p.proto) {
         (IpAddr::V4(_), 2) => true,
         (IpAddr::V4(_), 1) => p.l4.first() == Some(&5),
@@ -1056,6 +1252,30 @@ pub fn is_noise(frame: &[u8]) -> bool {
 /// The answer to the delivered frame `seen` (which left the router on `side`); `None` when it
 /// cannot be answered (not the kind the answer expects).
 fn answer(seen: &[u8], side: Side, a: &Answer) -> Option<Vec<u8>> {
+    if let Answer::Frag {
+        whole,
+        chunk,
+        piece,
+        ident,
+    } = a
+    {
+        let (src, dst, l4, mac) = answer_parts(seen, side, whole)?;
+        let mut spec = ip_spec(src, dst, 64, *ident);
+        match &mut spec {
+            IpSpec::V4 { dont_frag, .. } => *dont_frag = false,
+            IpSpec::V6 { ident: i, .. } => *i = 0x0a00_0000 | u32::from(*ident),
+        }
+        let mut f = FrameSpec::new(spec, l4);
+        f.src_mac = host_mac(src);
+        f.dst_mac = mac;
+        return f.fragments(*chunk).get(*piece).cloned();
+    }
+    let (src, dst, l4, mac) = answer_parts(seen, side, a)?;
+    Some(build(src, dst, 64, 0x4000, l4, mac))
+}
+
+/// The answer's source, destination, L4 layer and destination MAC.
+fn answer_parts(seen: &[u8], side: Side, a: &Answer) -> Option<(IpAddr, IpAddr, L4Spec, MacAddr)> {
     let p = ip_of(seen.get(14..)?)?;
     let v6 = p.src.is_ipv6();
     let mac = router_mac(side);
@@ -1141,6 +1361,7 @@ fn answer(seen: &[u8], side: Side, a: &Answer) -> Option<Vec<u8>> {
         }
         Answer::PortUnreachable => icmp(3, 1, if v6 { 4 } else { 3 }, quote()),
         Answer::TimeExceeded => icmp(11, 3, 0, quote()),
+        Answer::Frag { .. } => return None,
     };
     let src = match a {
         Answer::TimeExceeded => {
@@ -1155,7 +1376,7 @@ fn answer(seen: &[u8], side: Side, a: &Answer) -> Option<Vec<u8>> {
         }
         _ => p.dst,
     };
-    Some(build(src, p.src, 64, 0x4000, l4, mac))
+    Some((src, p.src, l4, mac))
 }
 
 /// What a router sent in answer to each step (side, frame), noise left out; `None` for a step
@@ -1631,33 +1852,78 @@ fn replay_once(dir: &Path, frames: &[Vec<u8>]) -> Result<Vec<StepOut>, String> {
     if !o.status.success() {
         return Err(format!("replay: {}", String::from_utf8_lossy(&o.stderr)));
     }
+    // Frames go to the step whose frame made them leave, told by their timestamps (replay
+    // stamps what it sends with the time of the frame it is handling; the input's frame `i`
+    // is at `i` µs): a held fragment's datagram leaves at the step of its last fragment in,
+    // as it leaves Linux. The verdict log keeps each fragment's line, with the ports of what
+    // it sent, in frame order; a step's frames left in the order of those lines' fragment
+    // offsets (a whole datagram is judged from its first fragment on).
     let out = control::pcap::read_frames(&p("out.pcap")).unwrap();
-    let mut it = out.into_iter().map(|f| f.data);
-    let mut res = Vec::new();
+    let mut ports: Vec<Vec<Side>> = Vec::new();
     for l in std::fs::read_to_string(p("v.jsonl")).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        let mut got = Vec::new();
-        for port in v["sent"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            let f = it
-                .next()
-                .ok_or("fewer output frames than the verdicts say")?;
-            let side = if port == "inside" {
-                Side::Inside
-            } else {
-                Side::Outside
-            };
-            if !is_noise(&f) {
-                got.push((side, f));
-            }
-        }
-        res.push(got);
+        let sides = v["sent"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        ports.push(
+            sides
+                .iter()
+                .map(|port| {
+                    if port == "inside" {
+                        Side::Inside
+                    } else {
+                        Side::Outside
+                    }
+                })
+                .collect(),
+        );
     }
-    if res.len() != frames.len() {
+    if ports.len() != frames.len() {
         return Err(format!(
             "{} verdicts for {} frames",
-            res.len(),
+            ports.len(),
             frames.len()
         ));
+    }
+    let frag = |f: &[u8]| {
+        let p = ip_of(f.get(14..)?)?;
+        let at = p.frag?;
+        Some(((p.src, p.dst, p.proto, at.id), at.off))
+    };
+    let mut last = BTreeMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        if let Some((k, _)) = frag(f) {
+            last.insert(k, i);
+        }
+    }
+    let mut members: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        let (step, off) = frag(f).map_or((i, 0), |(k, off)| (last[&k], off));
+        members.entry(step).or_default().push((off, i));
+    }
+    let mut buckets: Vec<Vec<Vec<u8>>> = vec![Vec::new(); frames.len()];
+    for f in out {
+        let at = usize::try_from(f.timestamp.as_micros()).unwrap_or(usize::MAX);
+        let Some(b) = buckets.get_mut(at) else {
+            return Err(format!("an output frame at {:?}", f.timestamp));
+        };
+        b.push(f.data);
+    }
+    let mut res: Vec<StepOut> = vec![Vec::new(); frames.len()];
+    for (step, mut m) in members {
+        m.sort();
+        let sides: Vec<Side> = m.iter().flat_map(|&(_, i)| ports[i].clone()).collect();
+        let got = std::mem::take(&mut buckets[step]);
+        if sides.len() != got.len() {
+            return Err(format!(
+                "step {step}: {} frames out, the verdicts say {}",
+                got.len(),
+                sides.len()
+            ));
+        }
+        res[step] = sides
+            .into_iter()
+            .zip(got)
+            .filter(|(_, f)| !is_noise(f))
+            .collect();
     }
     Ok(res)
 }
@@ -1835,7 +2101,11 @@ struct Desc {
     rest: String,
     /// An ICMP error's quote: source and destination endpoints, and the rest.
     quote: Option<Box<Desc>>,
+    /// The IP and, unless a fragment, L4 checksums (a fragmented datagram's L4 checksum is
+    /// checked over all its fragments, [`whole_datagrams`]).
     checksums_ok: bool,
+    /// A fragment after the first: no ports; its addresses are held to its first fragment's.
+    later: bool,
 }
 
 fn sum16(b: &[u8], mut acc: u32) -> u32 {
@@ -1896,8 +2166,21 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
         p.ip[1]
     };
     let mut rest = format!("proto {} ttl {} tos {tos:#x}", p.proto, p.ttl);
+    // A quoted first fragment as a reassembled datagram: Linux's ICMP error quotes the
+    // datagram it reassembled, Rampart's REJECT the first fragment as it came
+    // (docs/conntrack-vs-netfilter.md).
+    let frag = p.frag.filter(|_| outer);
     if !v6 {
-        let _ = write!(rest, " frag {:#x}", be16(p.ip, 6));
+        let bits = if outer { 0xffff } else { 0x4000 };
+        let _ = write!(rest, " frag {:#x}", be16(p.ip, 6) & bits);
+    }
+    if let Some(f) = frag {
+        let _ = write!(rest, " fragment off {} more {}", f.off, f.more);
+        // Linux's ip6_fragment gives the pieces it sends a new identification
+        // (ipv6_select_ident); Rampart keeps the sender's (docs/conntrack-vs-netfilter.md).
+        if !v6 {
+            let _ = write!(rest, " id {:#x}", f.id);
+        }
     }
     let mut checksums_ok = true;
     if outer {
@@ -1905,9 +2188,26 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
             let hl = usize::from(p.ip[0] & 15) * 4;
             checksums_ok &= fold(sum16(&p.ip[..hl], 0)) == 0xffff;
         }
-        checksums_ok &= l4_sum_ok(p);
+        if p.frag.is_none() {
+            checksums_ok &= l4_sum_ok(p);
+        }
     }
     let l4 = p.l4;
+    if p.frag.is_some_and(|f| f.off != 0) {
+        if outer {
+            let _ = write!(rest, " data {}", hex(l4));
+        }
+        return Desc {
+            side: Side::Inside,
+            dst_mac: [0; 6],
+            src: (p.src, 0),
+            dst: (p.dst, 0),
+            rest,
+            quote: None,
+            checksums_ok,
+            later: true,
+        };
+    }
     let (mut sp, mut dp) = (0, 0);
     let mut quote = None;
     match p.proto {
@@ -1964,7 +2264,57 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
         rest,
         quote,
         checksums_ok,
+        later: false,
     }
+}
+
+/// The fragments among one step's frames gathered into datagrams by (source, destination,
+/// protocol, identification): each must be whole (from offset 0 to a last fragment, no gap or
+/// overlap) with its L4 checksum right over all its pieces.
+fn whole_datagrams(frames: &StepOut) -> Result<(), String> {
+    type Piece = (usize, bool, Vec<u8>);
+    let mut groups: BTreeMap<(IpAddr, IpAddr, u8, u32), Vec<Piece>> = BTreeMap::new();
+    for (_, f) in frames {
+        let Some(p) = f.get(14..).and_then(ip_of) else {
+            continue;
+        };
+        let Some(at) = p.frag else { continue };
+        groups
+            .entry((p.src, p.dst, p.proto, at.id))
+            .or_default()
+            .push((at.off, at.more, p.l4.to_vec()));
+    }
+    for ((src, dst, proto, id), mut v) in groups {
+        v.sort_by_key(|x| x.0);
+        let mut data = Vec::new();
+        for (off, _, piece) in &v {
+            if *off != data.len() {
+                return Err(format!(
+                    "{src} > {dst} id {id:#x}: a fragment at {off} after {} bytes",
+                    data.len()
+                ));
+            }
+            data.extend_from_slice(piece);
+        }
+        if v.last().is_some_and(|x| x.1) {
+            return Err(format!("{src} > {dst} id {id:#x}: no last fragment"));
+        }
+        let whole = Pkt {
+            src,
+            dst,
+            proto,
+            ttl: 0,
+            ip: &[],
+            l4: &data,
+            frag: None,
+        };
+        if !l4_sum_ok(&whole) {
+            return Err(format!(
+                "{src} > {dst} id {id:#x}: the L4 checksum over its fragments"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn in_range(a: IpAddr, lo: IpAddr, hi: IpAddr) -> bool {
@@ -2071,6 +2421,10 @@ fn compare_desc(
         return Err(format!("{} / {}", l.rest, r.rest));
     }
     let proto = |d: &Desc| d.rest.split(' ').nth(1).unwrap_or("").to_string();
+    if l.later {
+        // `whole_datagrams` held its addresses to its first fragment's.
+        return Ok(());
+    }
     eps.agree(
         &proto(l),
         (l.src, l.dst),
@@ -2113,6 +2467,12 @@ pub fn compare(g: &Generated, linux: &Outputs, rampart: &Outputs) -> Vec<String>
         if l.len() != r.len() {
             out.push(format!("#{i}: Linux sent {}, Rampart {}", l.len(), r.len()));
             continue;
+        }
+        if let Err(e) = whole_datagrams(r) {
+            out.push(format!("#{i}: Rampart's fragments: {e}"));
+        }
+        if let Err(e) = whole_datagrams(l) {
+            out.push(format!("#{i}: Linux's fragments: {e}"));
         }
         let mut ls: Vec<Desc> = l.iter().map(|(s, f)| describe(*s, f)).collect();
         let mut rs: Vec<Desc> = r.iter().map(|(s, f)| describe(*s, f)).collect();
