@@ -1081,16 +1081,18 @@ fn mangle_chain<F: Forwarding>(
     c.walk(meta, frame, &cx, now_ns, mark).is_ok()
 }
 
-/// The judgement of a packet a mangle chain dropped.
+/// The judgement of a packet dropped for `why` after conntrack gave it `state` (and, when
+/// known, its route), before the filter: a mangle chain's DROP, a NAT choice or failure, no
+/// route, the forwarding check.
 #[cold]
 #[inline(never)]
-fn mangle_drop(meta: PacketMeta, state: CtState, route: Option<Route>) -> IpJudgement {
-    let mut j = IpJudgement::early(
-        Verdict::Drop(DropReason::RuleDrop),
-        FilterVerdict::Unfiltered,
-        meta,
-        false,
-    );
+fn dropped_after_track(
+    why: DropReason,
+    meta: PacketMeta,
+    state: CtState,
+    route: Option<Route>,
+) -> IpJudgement {
+    let mut j = IpJudgement::early(Verdict::Drop(why), FilterVerdict::Unfiltered, meta, false);
     j.state = Some(state);
     if let Some(r) = route {
         j.route = r;
@@ -1132,7 +1134,7 @@ fn judge_after_track<F: Forwarding>(
         if !mangle_chain(
             c, &meta, frame, info, whole, &*fwd, ingress, None, 0, now_ns, &mut mark,
         ) {
-            return mangle_drop(meta, state, None);
+            return dropped_after_track(DropReason::RuleDrop, meta, state, None);
         }
     }
 
@@ -1170,25 +1172,11 @@ fn judge_after_track<F: Forwarding>(
                                 )
                             };
                             if let Err(e) = applied {
-                                let mut j = IpJudgement::early(
-                                    Verdict::Drop(DropReason::Nat(e)),
-                                    FilterVerdict::Unfiltered,
-                                    meta,
-                                    false,
-                                );
-                                j.state = Some(state);
-                                return j;
+                                return dropped_after_track(DropReason::Nat(e), meta, state, None);
                             }
                         }
                         NatChoice::Drop => {
-                            let mut j = IpJudgement::early(
-                                Verdict::Drop(DropReason::RuleDrop),
-                                FilterVerdict::Unfiltered,
-                                meta,
-                                false,
-                            );
-                            j.state = Some(state);
-                            return j;
+                            return dropped_after_track(DropReason::RuleDrop, meta, state, None);
                         }
                     }
                 }
@@ -1217,24 +1205,13 @@ fn judge_after_track<F: Forwarding>(
         Route::Forward(h) => {
             meta.out_port = h.port;
             if let Err(why) = fwd.check(frame, info, &h) {
-                let mut j =
-                    IpJudgement::early(Verdict::Drop(why), FilterVerdict::Unfiltered, meta, false);
-                j.state = Some(state);
-                j.route = route;
-                return j;
+                return dropped_after_track(why, meta, state, Some(route));
             }
             filter.rules(key.family)
         }
         Route::Local => filter.input(key.family),
         Route::Unreachable => {
-            let mut j = IpJudgement::early(
-                Verdict::Drop(DropReason::NoRoute),
-                FilterVerdict::Unfiltered,
-                meta,
-                false,
-            );
-            j.state = Some(state);
-            return j;
+            return dropped_after_track(DropReason::NoRoute, meta, state, None);
         }
     };
 
@@ -1248,7 +1225,7 @@ fn judge_after_track<F: Forwarding>(
             if !mangle_chain(
                 c, &meta, frame, info, whole, &*fwd, ingress, out, hops, now_ns, &mut mark,
             ) {
-                return mangle_drop(meta, state, Some(route));
+                return dropped_after_track(DropReason::RuleDrop, meta, state, Some(route));
             }
         }
     }
