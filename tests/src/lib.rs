@@ -159,3 +159,24 @@ pub fn interleave<T>(
     }
     frames
 }
+
+/// The seeds a generated test runs: environment variable `var` as `first..last` (inclusive,
+/// `..=` taken too) or one seed, else `default`. A value that does not parse panics with the
+/// variable's name.
+pub fn seeds_from_env(
+    var: &str,
+    default: std::ops::RangeInclusive<u64>,
+) -> std::ops::RangeInclusive<u64> {
+    let Ok(v) = std::env::var(var) else {
+        return default;
+    };
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{var} {v:?}: {e}"))
+    };
+    match v.split_once("..") {
+        Some((a, b)) => parse(a)..=parse(b.trim_start_matches('=')),
+        None => parse(&v)..=parse(&v),
+    }
+}

@@ -1464,19 +1464,7 @@ fn corpus_matches_linux() {
 /// The seeds `generated_sets_match_linux` runs: `RAMPART_DIFF_SEEDS=first..last` (inclusive)
 /// or a single seed, else the default range.
 fn diff_seeds() -> std::ops::RangeInclusive<u64> {
-    const DEFAULT: std::ops::RangeInclusive<u64> = 1..=40;
-    let Ok(v) = std::env::var("RAMPART_DIFF_SEEDS") else {
-        return DEFAULT;
-    };
-    let parse = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .unwrap_or_else(|e| panic!("RAMPART_DIFF_SEEDS {v:?}: {e}"))
-    };
-    match v.split_once("..") {
-        Some((a, b)) => parse(a)..=parse(b.trim_start_matches('=')),
-        None => parse(&v)..=parse(&v),
-    }
+    tests::seeds_from_env("RAMPART_DIFF_SEEDS", 1..=40)
 }
 
 /// Seeded rule sets and traffic (`tests::gen`) through Linux and `rampart replay`, compared
