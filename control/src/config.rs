@@ -425,6 +425,11 @@ pub struct BridgeConf {
     /// Frames that are neither IP nor ARP (default: drop).
     #[serde(default = "drop_policy")]
     pub non_ip: PolicyConf,
+    /// The bridge's name in rule sets written for a Linux bridge with br_netfilter: `-i`/`-o`
+    /// with it match every port, as Linux shows a bridged packet with the bridge as its
+    /// interfaces (`-m physdev` names the ports).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 fn forward() -> PolicyConf {
@@ -440,6 +445,7 @@ impl Default for BridgeConf {
             pairs: Vec::new(),
             arp: forward(),
             non_ip: drop_policy(),
+            name: None,
         }
     }
 }
@@ -610,6 +616,22 @@ impl Config {
                     format!("{key}.device"),
                     format!("device {dev:?} is used twice"),
                 ));
+            }
+        }
+        if let Some(name) = &self.bridge.name {
+            let bad = if name.is_empty() || name.chars().count() > 15 {
+                Some("must be 1-15 characters, like a Linux interface name".to_string())
+            } else if name.ends_with('+') || name.contains(['/', ' ', '\t']) {
+                Some(format!("{name:?} is not an interface name"))
+            } else if self.port_index(name).is_some() {
+                Some(format!("{name:?} is a port's name"))
+            } else if name == "lo" {
+                Some("\"lo\" is the loopback interface's name".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(Self::invalid(path, "bridge.name", why));
             }
         }
         let mut paired = vec![false; self.ports.len()];
@@ -855,6 +877,13 @@ pairs = [["inside", "outside"]]
             .unwrap_err()
             .to_string();
         assert!(e.contains("bridge.pairs[0]") && e.contains("nope"), "{e}");
+        // The bridge's name (`-i br0` in rule sets written for br_netfilter).
+        let named = |n: &str| parse(&GOOD.replace("[bridge]", &format!("[bridge]\nname = {n:?}")));
+        assert_eq!(named("br0").unwrap().bridge.name.as_deref(), Some("br0"));
+        for bad in ["", "inside", "br+", "lo", "a-very-long-bridge"] {
+            let e = named(bad).unwrap_err().to_string();
+            assert!(e.contains("bridge.name"), "{bad}: {e}");
+        }
         let e = parse(&format!("{GOOD}\n[workers]\ncount = 0\n"))
             .unwrap_err()
             .to_string();

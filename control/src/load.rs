@@ -96,6 +96,11 @@ impl NatSettings {
                 } else {
                     Vec::new()
                 },
+                routed: cfg.mode == crate::config::Mode::Router,
+                bridge: match cfg.mode {
+                    crate::config::Mode::Bridge => cfg.bridge.name.clone(),
+                    crate::config::Mode::Router => None,
+                },
             },
             refuse: if !cfg.conntrack.enabled {
                 Some("connection tracking is off ([conntrack] enabled = false)".into())

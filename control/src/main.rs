@@ -235,7 +235,13 @@ fn rules_check(
     } else {
         infer_family(&text)
     };
-    let compiled = control::rules::parse_iptables(&name, &text, family, &ports).and_then(|p| {
+    // The configuration's mode and bridge name (`-m physdev`, `-i` with the bridge's name).
+    let host = config
+        .as_ref()
+        .map(|c| control::load::NatSettings::of(c).host)
+        .unwrap_or_default();
+    let compiled = control::rules::parse_iptables_with(&name, &text, family, &ports, &host)
+        .and_then(|p| {
         Ok((
             control::rules::compile_parsed(&p, Hook::Forward)?,
             control::rules::compile_raw(&p)?,

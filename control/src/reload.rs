@@ -94,6 +94,8 @@ impl Report {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Key {
     ports: Vec<String>,
+    /// What the rules know of the host (bridge mode, the bridge's name).
+    host: crate::rules::HostAddrs,
     hook: Hook,
     kind: ClassifierKind,
 }
@@ -450,6 +452,11 @@ impl Reloader {
         }
         let key = Key {
             ports: ports.to_vec(),
+            host: files
+                .nat
+                .host
+                .cloned()
+                .unwrap_or_else(|| crate::rules::parse::NO_HOST.clone()),
             hook,
             kind,
         };
@@ -667,7 +674,8 @@ fn full(
     report: &mut Report,
 ) -> Result<(Prepared, RuleSet, Option<RuleSet>), Failure> {
     let t0 = Instant::now();
-    let parsed = rules::parse_iptables(name, &text, family, &key.ports).map_err(Failure::Rules)?;
+    let parsed = rules::parse_iptables_with(name, &text, family, &key.ports, &key.host)
+        .map_err(Failure::Rules)?;
     report.parse += t0.elapsed();
     report.lines_parsed += line_count(text.as_bytes());
     report.full += 1;
@@ -718,7 +726,7 @@ fn incremental(
         file: name,
         family: parsed.family,
         ports: &key.ports,
-        host: &crate::rules::parse::NO_HOST,
+        host: &key.host,
     };
     let mut new_rules = Vec::new();
     for (i, line) in text[q..].lines().take(n_new - suf - pre).enumerate() {

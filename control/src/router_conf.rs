@@ -493,6 +493,12 @@ impl Config {
                 "not used in router mode: packets are routed between ports by destination".into(),
             ));
         }
+        if router && self.bridge.name.is_some() {
+            return Err(bad(
+                "bridge.name".into(),
+                "not used in router mode: no packet is bridged".into(),
+            ));
+        }
         if !router && !self.routes.is_empty() {
             return Err(bad(
                 "route[0]".into(),
@@ -942,6 +948,8 @@ private = "10.0.0.11"
             "{ROUTER}\n[bridge]\npairs = [[\"inside\", \"outside\"]]\n"
         ));
         assert!(e.contains("bridge.pairs"), "{e}");
+        let e = err(&format!("{ROUTER}\n[bridge]\nname = \"br0\"\n"));
+        assert!(e.contains("bridge.name") && e.contains("no packet is bridged"), "{e}");
         let e = err(&format!("{ROUTER}\n[router.bogus]\n"));
         assert!(e.contains("bogus"), "{e}");
     }

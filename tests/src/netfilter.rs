@@ -1177,6 +1177,17 @@ pub fn rampart_replay(
     rules6: Option<&Path>,
     inside: &str,
 ) -> Vec<Outcome> {
+    rampart_replay_config(pcap, rules4, rules6, inside, None)
+}
+
+/// [`rampart_replay`] with a configuration file (port names, pairs, the bridge's name).
+pub fn rampart_replay_config(
+    pcap: &Path,
+    rules4: Option<&Path>,
+    rules6: Option<&Path>,
+    inside: &str,
+    config: Option<&Path>,
+) -> Vec<Outcome> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, ver) = (dir.path().join("out.pcap"), dir.path().join("v.jsonl"));
     let mut cmd = Command::new(crate::bin("rampart"));
@@ -1188,6 +1199,9 @@ pub fn rampart_replay(
         .arg("--verdicts")
         .arg(&ver)
         .args(["--inside", inside]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
     if let Some(r) = rules4 {
         cmd.arg("--rules").arg(r);
     }

@@ -11,8 +11,8 @@ use perf::scenarios;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tests::netfilter::{
-    differences, prefixes, rampart_replay, summarize, table, Field, LinuxBridge, Outcome,
-    RampartDaemon,
+    differences, prefixes, rampart_replay, rampart_replay_config, summarize, table, Field,
+    LinuxBridge, Outcome, RampartDaemon,
 };
 use tests::{corpus_dir, in_ci, root_or_skip};
 
@@ -864,12 +864,29 @@ fn fresh_per_family(
     draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
     linux_forwards: impl Fn(bool) -> Vec<bool>,
 ) {
+    fresh_per_family_config(test, rs, name, None, draw, linux_forwards)
+}
+
+/// [`fresh_per_family`] with Rampart's replay given the configuration `config` (TOML text).
+fn fresh_per_family_config(
+    test: &str,
+    rs: &RuleSet,
+    name: &str,
+    config: Option<&str>,
+    draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
+    linux_forwards: impl Fn(bool) -> Vec<bool>,
+) {
     if !root_or_skip(test) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (p4, p6) = write_rules(dir.path(), rs);
+    let config = config.map(|text| {
+        let p = dir.path().join("rampart.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    });
     let inside = prefixes(scenarios::INSIDE);
     let mut failures = 0;
     let mut out = String::new();
@@ -893,7 +910,13 @@ fn fresh_per_family(
         let linux = bridge.run(&frames, &inside);
         let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
         assert_eq!(forwarded, linux_forwards(v6), "{name}: Linux's verdicts");
-        let rampart = rampart_replay(&pcap, Some(&p4), Some(&p6), scenarios::INSIDE);
+        let rampart = rampart_replay_config(
+            &pcap,
+            Some(&p4),
+            Some(&p6),
+            scenarios::INSIDE,
+            config.as_deref(),
+        );
         let c = compare(
             rs,
             &name,
@@ -984,6 +1007,120 @@ fn hashlimits_match_linux() {
         |_| {
             let (t, f) = (true, false);
             vec![t, t, t, t, t, f, f, t, t, t, f, t, t, f, t, t, t, t, f, t]
+        },
+    );
+}
+
+/// An OpenStack iptables_hybrid-style rule set on the Linux bridge's ports (`ri` inside, `ro`
+/// outside, bridge `br0`) against Rampart's bridge with the same names (ports `ri` and `ro`,
+/// `[bridge] name = "br0"`): per-port chains entered by `--physdev-out ri --physdev-is-bridged`
+/// and `--physdev-in ri --physdev-is-bridged`, the ingress group allowing SSH, the egress group
+/// DNS, TCP and a few UDP ports; `-i br0 -o br0` in FORWARD and `-i br0` in raw PREROUTING;
+/// raw PREROUTING's `--physdev-in ro` (the input port is known there) and `! --physdev-out
+/// ri` (never holds there: no output port yet); `! --physdev-is-bridged` (never holds at
+/// FORWARD).
+fn physdev_groups() -> RuleSet {
+    let rules = |udp: &str| {
+        format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A PREROUTING -m physdev --physdev-in ro -p {udp} -m {udp} --dport 7 -j DROP\n\
+             -A PREROUTING -m physdev ! --physdev-out ri -p {udp} -m {udp} --dport 8 -j DROP\n\
+             -A PREROUTING -i br0 -p {udp} -m {udp} --dport 6 -j DROP\n\
+             COMMIT\n\
+             {HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :neutron-openvswi-FORWARD - [0:0]\n:neutron-openvswi-sg-chain - [0:0]\n\
+             :neutron-openvswi-iri - [0:0]\n:neutron-openvswi-ori - [0:0]\n\
+             :neutron-openvswi-sg-fallback - [0:0]\n\
+             -A FORWARD -m physdev ! --physdev-is-bridged -j DROP\n\
+             -A FORWARD -i br0 -o br0 -p {udp} -m {udp} --dport 9 -j DROP\n\
+             -A FORWARD -j neutron-openvswi-FORWARD\n\
+             -A neutron-openvswi-FORWARD -m physdev --physdev-out ri --physdev-is-bridged -m comment --comment \"Direct traffic from the VM interface to the security group chain.\" -j neutron-openvswi-sg-chain\n\
+             -A neutron-openvswi-FORWARD -m physdev --physdev-in ri --physdev-is-bridged -m comment --comment \"Direct traffic from the VM interface to the security group chain.\" -j neutron-openvswi-sg-chain\n\
+             -A neutron-openvswi-sg-chain -m physdev --physdev-out ri --physdev-is-bridged -j neutron-openvswi-iri\n\
+             -A neutron-openvswi-sg-chain -m physdev --physdev-in ri --physdev-is-bridged -j neutron-openvswi-ori\n\
+             -A neutron-openvswi-sg-chain -j ACCEPT\n\
+             -A neutron-openvswi-iri -m state --state RELATED,ESTABLISHED -j RETURN\n\
+             -A neutron-openvswi-iri -p tcp -m tcp --dport 22 -j RETURN\n\
+             -A neutron-openvswi-iri -m state --state INVALID -j DROP\n\
+             -A neutron-openvswi-iri -j neutron-openvswi-sg-fallback\n\
+             -A neutron-openvswi-ori -p {udp} -m {udp} -m multiport --dports 53,6,7,8 -j RETURN\n\
+             -A neutron-openvswi-ori -m state --state RELATED,ESTABLISHED -j RETURN\n\
+             -A neutron-openvswi-ori -p tcp -j RETURN\n\
+             -A neutron-openvswi-ori -j DROP\n\
+             -A neutron-openvswi-sg-fallback -j DROP\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "physdev_groups",
+        v4: rules("udp"),
+        v6: rules("udp"),
+        states: false,
+    }
+}
+
+/// Rampart's side of [`physdev_groups`]: the Linux bridge's port and bridge names.
+const PHYSDEV_CONFIG: &str = "[[port]]\nname = \"ri\"\ndevice = \"net_null0\"\n\
+    [[port]]\nname = \"ro\"\ndevice = \"net_null1\"\n\
+    [bridge]\npairs = [[\"ri\", \"ro\"]]\nname = \"br0\"\n";
+
+#[test]
+fn physdev_matches_linux() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let to_outside = |v6: bool| {
+        if v6 {
+            IpSpec::v6(
+                Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 5),
+            )
+        } else {
+            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, 5))
+        }
+    };
+    fresh_per_family_config(
+        "physdev_matches_linux",
+        &physdev_groups(),
+        "physdev",
+        Some(PHYSDEV_CONFIG),
+        |v6| {
+            let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+            for (i, dport) in [22u16, 80].into_iter().enumerate() {
+                let f = FrameSpec::new(
+                    from_outside(v6, 5),
+                    L4Spec::tcp_segment(41000 + i as u16, dport, Flags::SYN, 1000, 0, &[]),
+                )
+                .build();
+                sent.push((format!("o>i SYN to {dport} (out by ri)"), f));
+            }
+            let f = FrameSpec::new(
+                to_outside(v6),
+                L4Spec::tcp_segment(42000, 443, Flags::SYN, 1000, 0, &[]),
+            )
+            .build();
+            sent.push(("i>o SYN to 443 (in by ri)".into(), f));
+            for (i, dport) in [53u16, 123, 9, 7, 8, 6].into_iter().enumerate() {
+                let f = FrameSpec::new(to_outside(v6), L4Spec::udp(43000 + i as u16, dport, b"pd"))
+                    .build();
+                sent.push((format!("i>o UDP to {dport} (in by ri)"), f));
+            }
+            for (i, dport) in [7u16, 53].into_iter().enumerate() {
+                let f = FrameSpec::new(
+                    from_outside(v6, 6),
+                    L4Spec::udp(44000 + i as u16, dport, b"pd"),
+                )
+                .build();
+                sent.push((format!("o>i UDP to {dport} (in by ro)"), f));
+            }
+            sent.into_iter().map(|(w, f)| (f, w)).unzip()
+        },
+        // SSH in, not 80; out: TCP, DNS, not 123, not 9 (-i br0 -o br0), 7 (raw drops by ro
+        // only) and 8 (! --physdev-out fails before FORWARD) pass, 6 (raw -i br0) does not;
+        // in by ro: 7 dropped in raw, 53 by the ingress group's fallback.
+        |_| {
+            let (t, f) = (true, false);
+            vec![t, f, t, t, f, f, t, t, f, f, f]
         },
     );
 }

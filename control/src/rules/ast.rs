@@ -283,6 +283,7 @@ pub enum Module {
     ConnBytes,
     Quota,
     HashLimit,
+    PhysDev,
 }
 
 impl Module {
@@ -321,6 +322,7 @@ impl Module {
             Module::ConnBytes => "connbytes",
             Module::Quota => "quota",
             Module::HashLimit => "hashlimit",
+            Module::PhysDev => "physdev",
         }
     }
 
@@ -397,7 +399,26 @@ pub enum Cond {
     },
     /// `-m statistic`: `--mode random --probability` (iptables' `lround(p * 2^31)`) or
     /// `--mode nth --every n [--packet p]`; `!` inside (the match's `negated` is false).
-    Statistic(Statistic),
+    Statistic(Statistic),    /// `-m physdev`: the bridge ports; each option's `!` inside (the match's `negated` is
+    /// false). Flattened per hook into port sets or a constant.
+    PhysDev(PhysDev),
+}
+
+/// `-m physdev`'s options (xt_physdev_info): each `Some` when given, with its `!`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhysDev {
+    /// Bridge mode (every packet is bridged); false in router mode (none is).
+    pub bridged: bool,
+    /// `--physdev-in`: the ports the name matches.
+    pub inp: Option<(Iface, bool)>,
+    /// `--physdev-out`.
+    pub out: Option<(Iface, bool)>,
+    /// `--physdev-is-in`: `Some(negated)`.
+    pub is_in: Option<bool>,
+    /// `--physdev-is-out`.
+    pub is_out: Option<bool>,
+    /// `--physdev-is-bridged`.
+    pub is_bridged: Option<bool>,
 }
 
 /// `-m statistic`'s options as given so far.

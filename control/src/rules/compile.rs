@@ -509,6 +509,25 @@ pub(crate) fn match_cubes(family: Family, m: &Match) -> Vec<Cube> {
             }
             cubes
         }
+        // At FORWARD, the filter's hook in both modes; other hooks in `cubes_at_hook`.
+        Cond::PhysDev(p) => physdev_cubes(full, p, HookPoint::Forward),
+    }
+}
+
+/// `-m physdev` at `hook`: one cube with its port sets, or none when it never holds there.
+fn physdev_cubes(full: Cube, p: &PhysDev, hook: HookPoint) -> Vec<Cube> {
+    match p.at(hook) {
+        None => Vec::new(),
+        Some((inp, out)) => {
+            let mut c = full;
+            if let Some(m) = inp {
+                c.inp &= m;
+            }
+            if let Some(m) = out {
+                c.outp &= m;
+            }
+            vec![c]
+        }
     }
 }
 
@@ -714,7 +733,7 @@ pub(crate) fn moved_lines(prev: &FlatKeys, (from, delta): (u32, i64)) -> FlatKey
 
 /// Whether the flat rules of `rule`, in the built-in chain of a table of `kind`, are its own
 /// cubes with its own action and origin: an accepted target other than a jump or a return.
-fn simple(rule: &Rule, kind: TableKind) -> bool {
+pub(crate) fn simple(rule: &Rule, kind: TableKind) -> bool {
     if rule.matches.iter().any(|m| {
         matches!(
             m.cond,
@@ -723,6 +742,10 @@ fn simple(rule: &Rule, kind: TableKind) -> bool {
     }) || super::recent::names_a_list(rule)
     {
         // Its bucket's slot is given by a full flattening.
+        return false;
+    }
+    if rule.matches.iter().any(|m| matches!(m.cond, Cond::PhysDev(_))) {
+        // What it is depends on the hook, which `cubes_at_hook` knows.
         return false;
     }
     match &rule.target {
@@ -1350,11 +1373,32 @@ pub(crate) fn cubes_at_hook(
         }
         _ => None,
     };
-    if !rule.matches.iter().any(|m| empty(m).is_some()) {
+    // `-m physdev`'s cubes are made for FORWARD (`match_cubes`); elsewhere they differ.
+    let physdev = |m: &Match| matches!(&m.cond, Cond::PhysDev(_)) && hook != HookPoint::Forward;
+    if !rule.matches.iter().any(|m| empty(m).is_some() || physdev(m)) {
         return None;
     }
     let mut kept = Vec::with_capacity(rule.matches.len());
     for m in &rule.matches {
+        if let (Cond::PhysDev(p), true) = (&m.cond, physdev(m)) {
+            let Some((inp, out)) = p.at(hook) else {
+                return Some(Some(Vec::new()));
+            };
+            // The port sets it leaves, as `-i`/`-o` would test them.
+            let ports = |mask| Iface {
+                name: "physdev".into(),
+                mask,
+            };
+            kept.extend(inp.map(|mask| Match {
+                cond: Cond::InInterface(ports(mask)),
+                ..m.clone()
+            }));
+            kept.extend(out.map(|mask| Match {
+                cond: Cond::OutInterface(ports(mask)),
+                ..m.clone()
+            }));
+            continue;
+        }
         match empty(m) {
             Some(any) if any == m.negated => return Some(Some(Vec::new())),
             Some(_) => {}

@@ -583,6 +583,8 @@ fn host() -> HostAddrs {
             vec![a("192.0.2.254", 24)],
             vec![],
         ],
+        routed: true,
+        bridge: None,
     }
 }
 

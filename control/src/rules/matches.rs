@@ -10,11 +10,17 @@ use dataplane::classify::{PortMask, ANY_PORT};
 use dataplane::router::IfAddr;
 use dataplane::wire::{Family, IpAddr128};
 
-/// The router's own addresses, per configured port (in port order), for `-m addrtype`'s
-/// LOCAL and directed BROADCAST. Empty in bridge mode: Rampart then has no address.
+/// What rules may know of the host besides its port names: the router's own addresses, per
+/// configured port (in port order), for `-m addrtype`'s LOCAL and directed BROADCAST (empty in
+/// bridge mode: Rampart then has no address); whether packets are routed (router mode: no
+/// packet is bridged, so `-m physdev` answers as for a packet without bridge information); and
+/// in bridge mode the bridge's name, which `-i`/`-o` take for every port (br_netfilter shows a
+/// bridged packet to iptables with the bridge as its interfaces).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostAddrs {
     pub ports: Vec<Vec<IfAddr>>,
+    pub routed: bool,
+    pub bridge: Option<String>,
 }
 
 /// An unsigned number as `strtoul` with base 0 reads it (decimal, `0x` hex, leading-`0`

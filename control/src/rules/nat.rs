@@ -464,6 +464,8 @@ mod tests {
         let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
         let host = crate::rules::HostAddrs {
             ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("172.17.0.1", 16)]],
+            routed: true,
+            bridge: None,
         };
         let parsed =
             crate::rules::parse_iptables_with("d.rules", DOCKER, Family::V4, &ports, &host)
@@ -717,6 +719,8 @@ mod mark_tests {
         let addr = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
         let host = crate::rules::HostAddrs {
             ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("10.244.1.1", 24)]],
+            routed: true,
+            bridge: None,
         };
         let parsed =
             crate::rules::parse_iptables_with("k.rules", text, Family::V4, &ports, &host).unwrap();

@@ -13,6 +13,7 @@ use super::RuleError;
 mod ctmatch;
 mod ext;
 mod hashlimit;
+mod physdev;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -28,7 +29,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// No addresses: bridge mode.
-pub(crate) static NO_HOST: HostAddrs = HostAddrs { ports: Vec::new() };
+pub(crate) static NO_HOST: HostAddrs = HostAddrs {
+    ports: Vec::new(),
+    routed: false,
+    bridge: None,
+};
 
 impl Ctx<'_> {
     pub(crate) fn err(&self, line: u32, col: u32, message: impl Into<String>) -> RuleError {
@@ -527,12 +532,14 @@ pub(crate) fn parse_rule(
         ext: Default::default(),
         ct: Default::default(),
         hashlimit: Default::default(),
+        physdev: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
     rp.ext_finish()?;
     rp.ct_finish()?;
     rp.hashlimit_finish()?;
+    rp.physdev_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -657,6 +664,8 @@ struct RuleParser<'a> {
     ct: ctmatch::State,
     /// The `-m hashlimit` matches being read.
     hashlimit: hashlimit::State,
+    /// The `-m physdev` matches being read.
+    physdev: physdev::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -777,8 +786,7 @@ impl<'a> RuleParser<'a> {
                     }
                 }
                 let v = self.value(tok)?;
-                let iface =
-                    resolve_iface(self.ctx.ports, &v.text).map_err(|m| self.err(v.col, m))?;
+                let iface = self.interface(&v.text).map_err(|m| self.err(v.col, m))?;
                 self.push(
                     tok.col,
                     negated,
@@ -832,6 +840,7 @@ impl<'a> RuleParser<'a> {
                     ("connbytes", _) => Module::ConnBytes,
                     ("quota", _) => Module::Quota,
                     ("hashlimit", _) => Module::HashLimit,
+                    ("physdev", _) => Module::PhysDev,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -915,6 +924,7 @@ impl<'a> RuleParser<'a> {
         self.push(col, false, Cond::Module(module));
         self.ext_load(module, col);
         self.hashlimit_load(module, col);
+        self.physdev_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1179,6 +1189,7 @@ impl<'a> RuleParser<'a> {
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
+            c if physdev::takes(c) => return self.physdev_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1905,6 +1916,10 @@ impl<'a> RuleParser<'a> {
                     need_option("--mss")?;
                 }
                 Module::Limit | Module::Rt => {}
+                Module::PhysDev => need_option(
+                    "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
+                     --physdev-is-bridged",
+                )?,
                 Module::Mark => need_option("--mark")?,
                 Module::Statistic => self.check_statistic(inst.col)?,
                 Module::AddrType => {
@@ -1974,6 +1989,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
             return ext::module_option(module, opt)
                 .or_else(|| ctmatch::module_option(module, opt))
                 .or_else(|| hashlimit::module_option(module, opt))
+                .or_else(|| physdev::module_option(module, opt))
         }
     })
 }
@@ -1985,7 +2001,6 @@ type RtFields = (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>);
 /// implemented, the reason; otherwise that it is not supported.
 fn match_refusal(name: &str) -> String {
     let why = match name {
-        "physdev" => "it tests the ports of a Linux bridge; name Rampart's ports with -i/-o",
         "set" => {
             "the contents of ipset sets are not part of an iptables-save file; \
              list the addresses with -s/-d or -m iprange"

@@ -314,6 +314,8 @@ fn ufw_and_ufw6_limit_sets() {
     let a = |s: &str, len| dataplane::router::IfAddr::new(s.parse().unwrap(), len);
     let host = HostAddrs {
         ports: vec![vec![a("10.9.0.1", 24), a("fd00:1::2", 64)]],
+        routed: true,
+        bridge: None,
     };
     let input = |text: &str, family| {
         let parsed = parse_iptables_with("ufw", text, family, &super::tests::ports(), &host)

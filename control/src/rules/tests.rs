@@ -15,7 +15,7 @@ pub(crate) fn ports() -> Vec<String> {
         .collect()
 }
 
-const V4_HEAD: &str =
+pub(crate) const V4_HEAD: &str =
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:user - [0:0]\n";
 
 pub(crate) fn wrap(rule: &str) -> String {
@@ -334,11 +334,6 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         "-m conntrack --ctstate NEW --ctdir SIDEWAYS -j ACCEPT",
         "bad --ctdir",
         5,
-    ),
-    (
-        "-m physdev --physdev-in tap1 --physdev-is-bridged -j ACCEPT",
-        "unsupported option -m physdev (match physdev is not supported: it tests the ports of a Linux bridge",
-        0,
     ),
     (
         "-m set --match-set NIPv4abc src -j RETURN",
