@@ -156,6 +156,8 @@ fn run_on(
         .collect();
 
     let pipeline = Arc::new(cfg.bridge());
+    // `-m time` reads the wall clock as the workers' TSC clock plus this offset.
+    dataplane::classify::time::set_wall_offset(wall_ns().wrapping_sub(tsc_ns()));
     let hz = tsc_hz().max(1);
     let drain_tsc = hz / 1_000_000 * cfg.workers.drain_us;
     let stats: Vec<Arc<WorkerStats>> = (0..cfg.workers.count)
@@ -479,6 +481,13 @@ fn handoff_rings(
 fn tsc_ns() -> u64 {
     let hz = u128::from(tsc_hz().max(1));
     (u128::from(dataplane::dpdk::tsc()) * 1_000_000_000 / hz) as u64
+}
+
+/// The wall clock in nanoseconds since the Unix epoch.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn random_seed() -> u64 {

@@ -864,15 +864,17 @@ fn fresh_per_family(
     draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
     linux_forwards: impl Fn(bool) -> Vec<bool>,
 ) {
-    fresh_per_family_config(test, rs, name, None, draw, linux_forwards)
+    fresh_per_family_config(test, rs, name, None, None, draw, linux_forwards)
 }
 
-/// [`fresh_per_family`] with Rampart's replay given the configuration `config` (TOML text).
+/// [`fresh_per_family`] with Rampart's replay given the configuration `config` (TOML text),
+/// and the capture's first timestamp `epoch` (Unix time; `scenarios::EPOCH_S` without one).
 fn fresh_per_family_config(
     test: &str,
     rs: &RuleSet,
     name: &str,
     config: Option<&str>,
+    epoch: Option<std::time::Duration>,
     draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
     linux_forwards: impl Fn(bool) -> Vec<bool>,
 ) {
@@ -903,7 +905,8 @@ fn fresh_per_family_config(
         let mut w =
             control::pcap::FrameWriter::create(&pcap, control::pcap::Link::Ethernet).unwrap();
         for (i, f) in frames.iter().enumerate() {
-            let t = std::time::Duration::from_secs(scenarios::EPOCH_S) + scenarios::GAP * i as u32;
+            let t = epoch.unwrap_or(std::time::Duration::from_secs(scenarios::EPOCH_S))
+                + scenarios::GAP * i as u32;
             w.write(t, f).unwrap();
         }
         w.finish().unwrap();
@@ -1084,6 +1087,7 @@ fn physdev_matches_linux() {
         &physdev_groups(),
         "physdev",
         Some(PHYSDEV_CONFIG),
+        None,
         |v6| {
             let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
             for (i, dport) in [22u16, 80].into_iter().enumerate() {
@@ -1122,6 +1126,95 @@ fn physdev_matches_linux() {
             let (t, f) = (true, false);
             vec![t, f, t, t, f, f, t, t, f, f, f]
         },
+    );
+}
+
+/// `-m time` against Linux: rules written relative to the current time (UTC), each with a
+/// window open now and one closed now (a daytime range around now, which may pass midnight;
+/// today's week day and its complement; today's month day within dates around today, and a
+/// date range that ended yesterday; a range over midnight with `--contiguous`, whose part
+/// after midnight counts as yesterday's). Linux reads its clock as each packet passes;
+/// Rampart's replay reads the capture's timestamps, written as the current time.
+fn time_windows(now: i64) -> (RuleSet, Vec<bool>) {
+    let day = 86_400;
+    let hms = |t: i64| {
+        let t = t.rem_euclid(day);
+        format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    };
+    let date = |t: i64| {
+        let (y, m, d) = dataplane::classify::time::civil(t.div_euclid(day));
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    let days = now.div_euclid(day);
+    let wd = |d: i64| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][((d + 3).rem_euclid(7)) as usize];
+    let (_, _, mday) = dataplane::classify::time::civil(days);
+    let daytime = now.rem_euclid(day);
+    let shifted = daytime <= (now - 7200).rem_euclid(day);
+    let rules = format!(
+        "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p udp -m udp --dport 1 -m time --timestart {} --timestop {} -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 2 -m time --timestart {} --timestop {} -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 3 -m time --weekdays {} -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 4 -m time ! --weekdays {} -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 5 -m time --monthdays {mday} --datestart {} --datestop {}T23:59:59 -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 6 -m time --datestop {}T23:59:59 -j ACCEPT\n\
+         -A FORWARD -p udp -m udp --dport 7 -m time --timestart {} --timestop {} --contiguous --weekdays {} --utc -j ACCEPT\n\
+         COMMIT\n",
+        hms(now - 3600),
+        hms(now + 3600),
+        hms(now + 7200),
+        hms(now + 10_800),
+        wd(days),
+        wd(days),
+        date(now - day),
+        date(now + day),
+        date(now - day),
+        hms(now - 3600),
+        hms(now - 7200),
+        wd(days),
+    );
+    let rs = RuleSet {
+        name: "time_windows",
+        v4: rules.clone(),
+        v6: rules,
+        states: false,
+    };
+    (rs, vec![true, false, true, false, true, false, !shifted])
+}
+
+#[test]
+fn time_matches_linux() {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    // Away from midnight (UTC): the day must not change between the rules and the packets.
+    let mut now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    if now.as_secs() % 86_400 > 86_400 - 30 {
+        std::thread::sleep(std::time::Duration::from_secs(31));
+        now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+    }
+    let (rs, want) = time_windows(now.as_secs() as i64);
+    fresh_per_family_config(
+        "time_matches_linux",
+        &rs,
+        "time",
+        None,
+        Some(now),
+        |v6| {
+            (1..=7u16)
+                .map(|dport| {
+                    let f = FrameSpec::new(
+                        from_outside(v6, 5),
+                        L4Spec::udp(45000 + dport, dport, b"tm"),
+                    )
+                    .build();
+                    (f, format!("o>i UDP to {dport}"))
+                })
+                .unzip()
+        },
+        |_| want.clone(),
     );
 }
 

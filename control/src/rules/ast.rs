@@ -284,6 +284,7 @@ pub enum Module {
     Quota,
     HashLimit,
     PhysDev,
+    Time,
 }
 
 impl Module {
@@ -323,6 +324,7 @@ impl Module {
             Module::Quota => "quota",
             Module::HashLimit => "hashlimit",
             Module::PhysDev => "physdev",
+            Module::Time => "time",
         }
     }
 

@@ -37,6 +37,8 @@ mod hashlimit_tests;
 #[cfg(test)]
 mod physdev_tests;
 #[cfg(test)]
+mod time_tests;
+#[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
 mod match_tests;

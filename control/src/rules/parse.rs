@@ -14,6 +14,7 @@ mod ctmatch;
 mod ext;
 mod hashlimit;
 mod physdev;
+mod time;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -533,6 +534,7 @@ pub(crate) fn parse_rule(
         ct: Default::default(),
         hashlimit: Default::default(),
         physdev: Default::default(),
+        time: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -540,6 +542,7 @@ pub(crate) fn parse_rule(
     rp.ct_finish()?;
     rp.hashlimit_finish()?;
     rp.physdev_finish()?;
+    rp.time_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -666,6 +669,8 @@ struct RuleParser<'a> {
     hashlimit: hashlimit::State,
     /// The `-m physdev` matches being read.
     physdev: physdev::State,
+    /// The `-m time` matches being read.
+    time: time::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -841,6 +846,7 @@ impl<'a> RuleParser<'a> {
                     ("quota", _) => Module::Quota,
                     ("hashlimit", _) => Module::HashLimit,
                     ("physdev", _) => Module::PhysDev,
+                    ("time", _) => Module::Time,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -925,6 +931,7 @@ impl<'a> RuleParser<'a> {
         self.ext_load(module, col);
         self.hashlimit_load(module, col);
         self.physdev_load(module, col);
+        self.time_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1190,6 +1197,7 @@ impl<'a> RuleParser<'a> {
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
             c if physdev::takes(c) => return self.physdev_option(c, tok, negated),
+            c if time::takes(c) => return self.time_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1915,7 +1923,7 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit | Module::Rt => {}
+                Module::Limit | Module::Rt | Module::Time => {}
                 Module::PhysDev => need_option(
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
@@ -1990,6 +1998,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| ctmatch::module_option(module, opt))
                 .or_else(|| hashlimit::module_option(module, opt))
                 .or_else(|| physdev::module_option(module, opt))
+                .or_else(|| time::module_option(module, opt))
         }
     })
 }
@@ -2013,7 +2022,7 @@ fn match_refusal(name: &str) -> String {
              not carry"
         }
         "connlimit" => "counting a source's connections across workers is not implemented",
-        "nfacct" | "time" => "accounting objects and time conditions are not implemented",
+        "nfacct" => "accounting objects are not implemented",
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",

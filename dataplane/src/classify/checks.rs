@@ -173,6 +173,8 @@ pub enum Check {
     /// per rule), starting at `bytes`: a packet that fits takes its IP length off and
     /// matches; one that does not empties it and does not (nor does any later one).
     Quota { slot: u32, bytes: u64, invert: bool },
+    /// `-m time` ([`super::time`]): the packet's wall-clock time.
+    Time(std::sync::Arc<super::time::TimeMatch>),
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -397,6 +399,7 @@ impl Check {
                 }
             }
             Check::ConnBytes(ref m) => m.holds(w.conn),
+            Check::Time(ref m) => m.holds(w.now_ns),
             Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,

@@ -19,6 +19,7 @@ pub mod hashlimit;
 pub mod ipv6ext;
 mod linear;
 pub mod recent;
+pub mod time;
 pub mod tree;
 pub mod update;
 pub mod walk;

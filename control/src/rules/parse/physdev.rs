@@ -140,8 +140,8 @@ impl<'a> RuleParser<'a> {
     /// After the rule is read: the kernel's hook check for the built-in OUTPUT chain (user
     /// chains reached from it are checked with the table, in `validate`).
     pub(super) fn physdev_finish(&mut self) -> Result<(), RuleError> {
-        for at in std::mem::take(&mut self.physdev.pending) {
-            let m = &self.matches[at];
+        self.physdev.pending.clear();
+        for m in &self.matches {
             let Cond::PhysDev(p) = &m.cond else { continue };
             if self.hook == Some(HookPoint::Output) && p.refused_in_output() {
                 return Err(self.err(m.col, OUT_IN_OUTPUT));
