@@ -316,3 +316,34 @@ fn physdev_rules_are_not_patched_in_place() {
     let rule = &parsed.table(TableKind::Filter).unwrap().chains[1].rules[0];
     assert!(!compile::simple(rule, TableKind::Filter));
 }
+
+#[test]
+fn the_openstack_example_loads_with_its_configuration() {
+    let cfg = crate::config::Config::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/bridge-physdev.toml"
+    )))
+    .unwrap();
+    let host = crate::load::NatSettings::of(&cfg).host;
+    assert_eq!(host.bridge.as_deref(), Some("brq-7c1e"));
+    let ports: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let text = include_str!("../../../examples/iptables/openstack-hybrid.rules");
+    let parsed = parse_iptables_with("o.rules", text, Family::V4, &ports, &host)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let rs = with_tree(compile_parsed(&parsed, Hook::Forward).unwrap());
+    // Ports: 0 web instance, 1 uplink0, 2 db instance, 3 uplink1. HTTP to the web instance
+    // (out by port 0) passes its ingress group; to the database (out by port 2) it does not.
+    let http = |inp: u16, out: u16| {
+        let f = FrameSpec::new(
+            IpSpec::v4(Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(10, 0, 0, 5)),
+            L4Spec::tcp_segment(40000, 80, dataplane::wire::tcp::Flags::SYN, 1, 0, &[]),
+        )
+        .build();
+        let info = dataplane::wire::parse_frame(&f).unwrap();
+        let mut meta = packet_meta(&f, &info, inp, out).unwrap();
+        meta.ct_state = ct::NEW;
+        rs.judge(&meta, &Wire::of(&f, &info, 0), |_, _, _| {}).action
+    };
+    assert_eq!(http(1, 0), A);
+    assert_eq!(http(3, 2), D);
+}
