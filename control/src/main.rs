@@ -242,15 +242,15 @@ fn rules_check(
         .unwrap_or_default();
     let compiled = control::rules::parse_iptables_with(&name, &text, family, &ports, &host)
         .and_then(|p| {
-        Ok((
-            control::rules::compile_parsed(&p, Hook::Forward)?,
-            control::rules::compile_raw(&p)?,
-            control::rules::compile_nat(&p)?,
-            control::rules::compile_mangle(&p, Ok::<_, ()>)?
-                .ok()
-                .flatten(),
-        ))
-    });
+            Ok((
+                control::rules::compile_parsed(&p, Hook::Forward)?,
+                control::rules::compile_raw(&p)?,
+                control::rules::compile_nat(&p)?,
+                control::rules::compile_mangle(&p, Ok::<_, ()>)?
+                    .ok()
+                    .flatten(),
+            ))
+        });
     match compiled {
         Ok((rs, raw, nat, mangle)) => {
             let fam = if family == Family::V6 {

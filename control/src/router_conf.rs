@@ -949,7 +949,10 @@ private = "10.0.0.11"
         ));
         assert!(e.contains("bridge.pairs"), "{e}");
         let e = err(&format!("{ROUTER}\n[bridge]\nname = \"br0\"\n"));
-        assert!(e.contains("bridge.name") && e.contains("no packet is bridged"), "{e}");
+        assert!(
+            e.contains("bridge.name") && e.contains("no packet is bridged"),
+            "{e}"
+        );
         let e = err(&format!("{ROUTER}\n[router.bogus]\n"));
         assert!(e.contains("bogus"), "{e}");
     }

@@ -1146,7 +1146,9 @@ fn time_windows(now: i64) -> (RuleSet, Vec<bool>) {
         format!("{y:04}-{m:02}-{d:02}")
     };
     let days = now.div_euclid(day);
-    let wd = |d: i64| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][((d + 3).rem_euclid(7)) as usize];
+    let wd = |d: i64| {
+        ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][((d + 3).rem_euclid(7)) as usize]
+    };
     let (_, _, mday) = dataplane::classify::time::civil(days);
     let daytime = now.rem_euclid(day);
     let shifted = daytime <= (now - 7200).rem_euclid(day);

@@ -401,7 +401,8 @@ pub enum Cond {
     },
     /// `-m statistic`: `--mode random --probability` (iptables' `lround(p * 2^31)`) or
     /// `--mode nth --every n [--packet p]`; `!` inside (the match's `negated` is false).
-    Statistic(Statistic),    /// `-m physdev`: the bridge ports; each option's `!` inside (the match's `negated` is
+    Statistic(Statistic),
+    /// `-m physdev`: the bridge ports; each option's `!` inside (the match's `negated` is
     /// false). Flattened per hook into port sets or a constant.
     PhysDev(PhysDev),
 }

@@ -744,7 +744,11 @@ pub(crate) fn simple(rule: &Rule, kind: TableKind) -> bool {
         // Its bucket's slot is given by a full flattening.
         return false;
     }
-    if rule.matches.iter().any(|m| matches!(m.cond, Cond::PhysDev(_))) {
+    if rule
+        .matches
+        .iter()
+        .any(|m| matches!(m.cond, Cond::PhysDev(_)))
+    {
         // What it is depends on the hook, which `cubes_at_hook` knows.
         return false;
     }
@@ -1375,7 +1379,11 @@ pub(crate) fn cubes_at_hook(
     };
     // `-m physdev`'s cubes are made for FORWARD (`match_cubes`); elsewhere they differ.
     let physdev = |m: &Match| matches!(&m.cond, Cond::PhysDev(_)) && hook != HookPoint::Forward;
-    if !rule.matches.iter().any(|m| empty(m).is_some() || physdev(m)) {
+    if !rule
+        .matches
+        .iter()
+        .any(|m| empty(m).is_some() || physdev(m))
+    {
         return None;
     }
     let mut kept = Vec::with_capacity(rule.matches.len());

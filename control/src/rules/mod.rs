@@ -35,17 +35,17 @@ mod ext_tests;
 #[cfg(test)]
 mod hashlimit_tests;
 #[cfg(test)]
-mod physdev_tests;
-#[cfg(test)]
-mod time_tests;
-#[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
 mod match_tests;
 #[cfg(test)]
+mod physdev_tests;
+#[cfg(test)]
 mod recent_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod time_tests;
 
 pub use ast::*;
 pub use compile::{MAX_FLAT_RULES, MAX_JUMP_DEPTH, MAX_RULE_ALTERNATIVES};

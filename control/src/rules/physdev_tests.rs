@@ -62,7 +62,8 @@ fn judge(rs: &RuleSet, inp: u16, out: u16) -> Action {
     let info = dataplane::wire::parse_frame(&f).unwrap();
     let mut meta = packet_meta(&f, &info, inp, out).unwrap();
     meta.ct_state = ct::NEW;
-    rs.judge(&meta, &Wire::of(&f, &info, 0), |_, _, _| {}).action
+    rs.judge(&meta, &Wire::of(&f, &info, 0), |_, _, _| {})
+        .action
 }
 
 /// The verdicts for every (in, out) pair of distinct ports, in order.
@@ -94,7 +95,9 @@ fn expect(f: impl Fn(u16, u16) -> bool) -> Vec<Action> {
 /// The error `rule` in FORWARD (line 5) gives, with its column.
 fn refusal(rule: &str, host: &HostAddrs) -> (u32, u32, String) {
     let text = format!("{V4_HEAD}-A FORWARD {rule}\nCOMMIT\n");
-    let errs = parse(&text, host).err().unwrap_or_else(|| panic!("{rule:?} accepted"));
+    let errs = parse(&text, host)
+        .err()
+        .unwrap_or_else(|| panic!("{rule:?} accepted"));
     assert_eq!(errs.len(), 1, "{errs:?}");
     (errs[0].line, errs[0].col, errs[0].message.clone())
 }
@@ -120,14 +123,26 @@ fn accepts_physdev_as_iptables_save_writes_it() {
 fn refuses_what_iptables_refuses() {
     // (rule, message, the word the error points at: its first occurrence in the rule)
     for (rule, msg, at) in [
-        ("-m physdev -j ACCEPT", "-m physdev needs --physdev-in", "-m"),
-        ("-m physdev --physdev-in tap9 -j ACCEPT", "unknown port tap9", "tap9"),
+        (
+            "-m physdev -j ACCEPT",
+            "-m physdev needs --physdev-in",
+            "-m",
+        ),
+        (
+            "-m physdev --physdev-in tap9 -j ACCEPT",
+            "unknown port tap9",
+            "tap9",
+        ),
         (
             "-m physdev --physdev-in br0 -j ACCEPT",
             "-m physdev names Rampart's ports",
             "br0",
         ),
-        ("-m physdev --physdev-out -j ACCEPT", "unknown port -j", "-j"),
+        (
+            "-m physdev --physdev-out -j ACCEPT",
+            "unknown port -j",
+            "-j",
+        ),
         (
             "-m physdev --physdev-in in0 --physdev-in in1 -j ACCEPT",
             "only one --physdev-in is allowed per -m physdev",
@@ -148,8 +163,16 @@ fn refuses_what_iptables_refuses() {
             "too long",
             "abc",
         ),
-        ("-m physdev --physdev-in \"\" -j ACCEPT", "empty interface name", "\""),
-        ("--physdev-in in0 -j ACCEPT", "unsupported option --physdev-in", "--"),
+        (
+            "-m physdev --physdev-in \"\" -j ACCEPT",
+            "empty interface name",
+            "\"",
+        ),
+        (
+            "--physdev-in in0 -j ACCEPT",
+            "unsupported option --physdev-in",
+            "--",
+        ),
         (
             "-m physdev --physdev-in in0 -m physdev -j ACCEPT",
             "-m physdev needs",
@@ -214,13 +237,13 @@ fn bridge_mode_forward_tests_the_ports() {
     );
     // in0 1 -> out0 2: accepted by o-out0; in1 -> out0: returns, then the second rule (in+,
     // not out1) accepts; others by the second rule only.
-    assert_eq!(
-        verdicts(&rs),
-        expect(|i, o| o == 2 || (i <= 1 && o != 3))
-    );
+    assert_eq!(verdicts(&rs), expect(|i, o| o == 2 || (i <= 1 && o != 3)));
     // Negated flags: every bridged packet is in, out and bridged at FORWARD.
     for (rule, all) in [
-        ("-m physdev --physdev-is-in --physdev-is-out --physdev-is-bridged", true),
+        (
+            "-m physdev --physdev-is-in --physdev-is-out --physdev-is-bridged",
+            true,
+        ),
         ("-m physdev ! --physdev-is-bridged", false),
         ("-m physdev ! --physdev-is-in", false),
         ("-m physdev ! --physdev-is-out", false),
@@ -290,10 +313,7 @@ fn prerouting_has_no_output_port() {
 
 #[test]
 fn the_bridge_name_is_every_port() {
-    let rs = forward(
-        "-A FORWARD -i br0 -o br0 -p udp -j ACCEPT",
-        &bridge(),
-    );
+    let rs = forward("-A FORWARD -i br0 -o br0 -p udp -j ACCEPT", &bridge());
     assert_eq!(verdicts(&rs), expect(|_, _| true));
     let rs = forward("-A FORWARD ! -i br+ -j ACCEPT", &bridge());
     assert_eq!(verdicts(&rs), expect(|_, _| false));
@@ -342,7 +362,8 @@ fn the_openstack_example_loads_with_its_configuration() {
         let info = dataplane::wire::parse_frame(&f).unwrap();
         let mut meta = packet_meta(&f, &info, inp, out).unwrap();
         meta.ct_state = ct::NEW;
-        rs.judge(&meta, &Wire::of(&f, &info, 0), |_, _, _| {}).action
+        rs.judge(&meta, &Wire::of(&f, &info, 0), |_, _, _| {})
+            .action
     };
     assert_eq!(http(1, 0), A);
     assert_eq!(http(3, 2), D);

@@ -36,7 +36,8 @@ fn at(rs: &RuleSet, unix_s: i64) -> Action {
     let mut meta = packet_meta(&f, &info, 0, 2).unwrap();
     meta.ct_state = ct::NEW;
     let ns = u64::try_from(unix_s).unwrap() * 1_000_000_000 + 999_999_999;
-    rs.judge(&meta, &Wire::of(&f, &info, ns), |_, _, _| {}).action
+    rs.judge(&meta, &Wire::of(&f, &info, ns), |_, _, _| {})
+        .action
 }
 
 #[test]
@@ -69,27 +70,71 @@ fn refuses_what_iptables_refuses() {
         ("-m time --datestop 2039 -j DROP", "invalid date", 3),
         ("-m time --datestart 2026-13 -j DROP", "invalid date", 3),
         ("-m time --datestart 2026-01-32 -j DROP", "invalid date", 3),
-        ("-m time --datestart 2026-01-01T24:00 -j DROP", "invalid date", 3),
-        ("-m time --datestart 2026-01T10:00 -j DROP", "invalid date", 3),
+        (
+            "-m time --datestart 2026-01-01T24:00 -j DROP",
+            "invalid date",
+            3,
+        ),
+        (
+            "-m time --datestart 2026-01T10:00 -j DROP",
+            "invalid date",
+            3,
+        ),
         ("-m time --datestart 2026/01/01 -j DROP", "invalid date", 3),
         ("-m time --weekdays Mon,Xy -j DROP", "not a valid day", 3),
         ("-m time --weekdays 0 -j DROP", "not a week day", 3),
         ("-m time --weekdays 8 -j DROP", "not a valid day", 3),
         ("-m time --weekdays mon -j DROP", "not a valid day", 3),
-        ("-m time --monthdays 32 -j DROP", "not a valid day for --monthdays", 3),
-        ("-m time --monthdays 1,,2 -j DROP", "not a valid day for --monthdays", 3),
+        (
+            "-m time --monthdays 32 -j DROP",
+            "not a valid day for --monthdays",
+            3,
+        ),
+        (
+            "-m time --monthdays 1,,2 -j DROP",
+            "not a valid day for --monthdays",
+            3,
+        ),
         (
             "-m time --timestart 08:00 --timestop 17:00 --contiguous -j DROP",
             "--contiguous only makes sense",
             6,
         ),
-        ("-m time --contiguous -j DROP", "--contiguous only makes sense", 2),
-        ("-m time --utc --kerneltz -j DROP", "--utc cannot be combined", 3),
-        ("-m time --localtz --utc -j DROP", "--utc cannot be combined", 3),
-        ("-m time --kerneltz --localtz -j DROP", "only one --kerneltz", 3),
-        ("-m time ! --timestart 08:00 -j DROP", "! is not allowed before --timestart", 3),
-        ("-m time ! --utc -j DROP", "! is not allowed before --utc", 3),
-        ("-m time --timestart 08:00 --timestart 09:00 -j DROP", "only one --timestart", 4),
+        (
+            "-m time --contiguous -j DROP",
+            "--contiguous only makes sense",
+            2,
+        ),
+        (
+            "-m time --utc --kerneltz -j DROP",
+            "--utc cannot be combined",
+            3,
+        ),
+        (
+            "-m time --localtz --utc -j DROP",
+            "--utc cannot be combined",
+            3,
+        ),
+        (
+            "-m time --kerneltz --localtz -j DROP",
+            "only one --kerneltz",
+            3,
+        ),
+        (
+            "-m time ! --timestart 08:00 -j DROP",
+            "! is not allowed before --timestart",
+            3,
+        ),
+        (
+            "-m time ! --utc -j DROP",
+            "! is not allowed before --utc",
+            3,
+        ),
+        (
+            "-m time --timestart 08:00 --timestart 09:00 -j DROP",
+            "only one --timestart",
+            4,
+        ),
         ("-m time --timestart -j DROP", "invalid time", 3),
         ("--weekdays Mon -j DROP", "unsupported option --weekdays", 0),
     ] {
@@ -101,7 +146,10 @@ fn refuses_what_iptables_refuses() {
                :POSTROUTING ACCEPT [0:0]\n\
                -A PREROUTING -m time --timestart 08:00 --timestop 09:00 -j DNAT --to-destination 10.0.0.9\nCOMMIT\n";
     let e = compile(nat, Family::V4).unwrap_err();
-    assert!(e[0].message.contains("not supported in the nat table"), "{e:?}");
+    assert!(
+        e[0].message.contains("not supported in the nat table"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -120,8 +168,9 @@ fn daytime_boundaries_and_midnight() {
     assert_eq!(at(&rs, fri(2, 0, 1)), D);
     assert_eq!(at(&rs, fri(21, 59, 59)), D);
     assert_eq!(at(&rs, fri(24, 0, 0) + 3600), D); // Saturday 01:00
-    // --contiguous: the hours after midnight are the day before's night.
-    let rs = set("-m time --timestart 22:00 --timestop 02:00 --weekdays Fri --contiguous -j ACCEPT");
+                                                  // --contiguous: the hours after midnight are the day before's night.
+    let rs =
+        set("-m time --timestart 22:00 --timestop 02:00 --weekdays Fri --contiguous -j ACCEPT");
     assert_eq!(at(&rs, fri(23, 0, 0)), A);
     assert_eq!(at(&rs, fri(24, 0, 0) + 3600), A); // Saturday 01:00
     assert_eq!(at(&rs, fri(24, 0, 0) + 7201), D);
@@ -142,7 +191,7 @@ fn days_and_dates() {
     assert_eq!(at(&rs, utc(2026, 1, 31, 0, 0, 0)), D); // Saturday the 31st
     assert_eq!(at(&rs, utc(2026, 3, 31, 0, 0, 0)), D); // Tuesday the 31st
     assert_eq!(at(&rs, utc(2026, 2, 1, 0, 0, 0)), D); // a Sunday
-    // Week days and month days both: Friday the 13th.
+                                                      // Week days and month days both: Friday the 13th.
     let rs = set("-m time --weekdays 5 --monthdays 13 -j ACCEPT");
     assert_eq!(at(&rs, utc(2026, 11, 13, 9, 0, 0)), A);
     assert_eq!(at(&rs, utc(2026, 10, 13, 9, 0, 0)), D);

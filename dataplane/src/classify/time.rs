@@ -166,7 +166,11 @@ mod tests {
     fn calendar_round_trips() {
         for days in -1000..80_000 {
             let (y, m, d) = civil(days);
-            assert_eq!(days_from_civil(y, m) + i64::from(d) - 1, days, "{y}-{m}-{d}");
+            assert_eq!(
+                days_from_civil(y, m) + i64::from(d) - 1,
+                days,
+                "{y}-{m}-{d}"
+            );
         }
         assert_eq!(civil(0), (1970, 1, 1));
         assert_eq!(at(2026, 11, 28, 0, 0, 0), 1_795_824_000);
@@ -234,7 +238,7 @@ mod tests {
         };
         assert!(f13.holds_at(at(2026, 11, 13, 10, 0, 0)));
         assert!(!f13.holds_at(at(2026, 10, 13, 10, 0, 0))); // a Tuesday
-        // --contiguous moves the month day too: 00:30 on the 1st is the 31st's night.
+                                                            // --contiguous moves the month day too: 00:30 on the 1st is the 31st's night.
         let cont = TimeMatch {
             daytime_start: 23 * 3600,
             daytime_stop: 3600,

@@ -154,12 +154,15 @@ impl<'a> RuleParser<'a> {
     /// it matches the configured bridge name (br_netfilter gives a bridged packet the bridge as
     /// its input and output device).
     pub(super) fn interface(&self, name: &str) -> Result<Iface, String> {
-        let bridge = self.ctx.host.bridge.as_deref().filter(|b| {
-            match name.strip_suffix('+') {
+        let bridge = self
+            .ctx
+            .host
+            .bridge
+            .as_deref()
+            .filter(|b| match name.strip_suffix('+') {
                 Some(stem) => b.starts_with(stem),
                 None => *b == name,
-            }
-        });
+            });
         let Some(_) = bridge else {
             return resolve_iface(self.ctx.ports, name);
         };
