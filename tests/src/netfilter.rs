@@ -402,6 +402,17 @@ impl LinuxBridge {
         }
     }
 
+    /// Loads ipset sets (`ipset save` text) into the router namespace with `ipset restore`.
+    pub fn load_ipsets(&self, text: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sets");
+        std::fs::write(&p, text).expect("write sets");
+        run_ok(&mut ns_cmd(
+            &self.ns.middle,
+            &["ipset", "restore", "-file", p.to_str().unwrap()],
+        ));
+    }
+
     /// Injects `frames` in order and reports, per frame, whether Linux forwarded it and which
     /// conntrack state it had. Conntrack entries left by an earlier run are flushed first.
     pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
@@ -1177,6 +1188,17 @@ pub fn rampart_replay(
     rules6: Option<&Path>,
     inside: &str,
 ) -> Vec<Outcome> {
+    rampart_replay_sets(pcap, rules4, rules6, None, inside)
+}
+
+/// [`rampart_replay`] with an ipset sets file (`--ipsets`).
+pub fn rampart_replay_sets(
+    pcap: &Path,
+    rules4: Option<&Path>,
+    rules6: Option<&Path>,
+    ipsets: Option<&Path>,
+    inside: &str,
+) -> Vec<Outcome> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, ver) = (dir.path().join("out.pcap"), dir.path().join("v.jsonl"));
     let mut cmd = Command::new(crate::bin("rampart"));
@@ -1193,6 +1215,9 @@ pub fn rampart_replay(
     }
     if let Some(r) = rules6 {
         cmd.arg("--rules6").arg(r);
+    }
+    if let Some(s) = ipsets {
+        cmd.arg("--ipsets").arg(s);
     }
     run_ok(&mut cmd);
     std::fs::read_to_string(&ver)

@@ -13,6 +13,7 @@ use super::RuleError;
 mod ctmatch;
 mod ext;
 mod hashlimit;
+mod set;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -25,6 +26,8 @@ pub(crate) struct Ctx<'a> {
     pub ports: &'a [String],
     /// The router's addresses (`-m addrtype`); [`NO_HOST`] in bridge mode.
     pub host: &'a HostAddrs,
+    /// The ipset sets `-m set` names ([`super::ipsets`]); `None`: no sets file was given.
+    pub sets: Option<&'a std::sync::Arc<dataplane::classify::ipset::IpSets>>,
 }
 
 /// No addresses: bridge mode.
@@ -527,12 +530,14 @@ pub(crate) fn parse_rule(
         ext: Default::default(),
         ct: Default::default(),
         hashlimit: Default::default(),
+        set: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
     rp.ext_finish()?;
     rp.ct_finish()?;
     rp.hashlimit_finish()?;
+    rp.set_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -657,6 +662,8 @@ struct RuleParser<'a> {
     ct: ctmatch::State,
     /// The `-m hashlimit` matches being read.
     hashlimit: hashlimit::State,
+    /// The `-m set` matches being read.
+    set: set::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -832,6 +839,7 @@ impl<'a> RuleParser<'a> {
                     ("connbytes", _) => Module::ConnBytes,
                     ("quota", _) => Module::Quota,
                     ("hashlimit", _) => Module::HashLimit,
+                    ("set", _) => Module::Set,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -915,6 +923,7 @@ impl<'a> RuleParser<'a> {
         self.push(col, false, Cond::Module(module));
         self.ext_load(module, col);
         self.hashlimit_load(module, col);
+        self.set_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1179,6 +1188,7 @@ impl<'a> RuleParser<'a> {
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
+            c if set::takes(c) => return self.set_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1974,6 +1984,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
             return ext::module_option(module, opt)
                 .or_else(|| ctmatch::module_option(module, opt))
                 .or_else(|| hashlimit::module_option(module, opt))
+                .or_else(|| set::module_option(module, opt))
         }
     })
 }
@@ -1986,10 +1997,6 @@ type RtFields = (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>);
 fn match_refusal(name: &str) -> String {
     let why = match name {
         "physdev" => "it tests the ports of a Linux bridge; name Rampart's ports with -i/-o",
-        "set" => {
-            "the contents of ipset sets are not part of an iptables-save file; \
-             list the addresses with -s/-d or -m iprange"
-        }
         "owner" | "cgroup" | "socket" => {
             "it tests the local socket or process a packet belongs to; Rampart has none"
         }
