@@ -614,16 +614,14 @@ fn compile(
     // The incremental reloader compiles the filter and raw tables; a rule set with a nat
     // table or a mangle table that may apply, and router mode (INPUT chain), take the full
     // path.
-    let filter = if nat.mode == crate::config::Mode::Router
-        || has_nat_table(&rf)
-        || rf.ipsets.is_some()
-    {
-        reloader.clear();
-        load_filter(&rf, ports, Hook::Forward, nat.mode, make)
-    } else {
-        reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
-    }
-    .map_err(|e| e.to_string())?;
+    let filter =
+        if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) || rf.ipsets.is_some() {
+            reloader.clear();
+            load_filter(&rf, ports, Hook::Forward, nat.mode, make)
+        } else {
+            reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
+        }
+        .map_err(|e| e.to_string())?;
     nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }

@@ -3,9 +3,7 @@
 
 use crate::config::Mode;
 use crate::groups::compile_groups;
-use crate::rules::{
-    compile_nat, compile_parsed, compile_raw, Hook, RuleError,
-};
+use crate::rules::{compile_nat, compile_parsed, compile_raw, Hook, RuleError};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::nat::{NatRules, NatTables, OneToOne, Steering};

@@ -11,8 +11,8 @@ use perf::scenarios;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tests::netfilter::{
-    differences, prefixes, rampart_replay, rampart_replay_sets, summarize, table, Field, LinuxBridge, Outcome,
-    RampartDaemon,
+    differences, prefixes, rampart_replay, rampart_replay_sets, summarize, table, Field,
+    LinuxBridge, Outcome, RampartDaemon,
 };
 use tests::{corpus_dir, in_ci, root_or_skip};
 
@@ -1078,8 +1078,7 @@ fn ipsets_match_linux() {
                 .build()
             };
             let udp = |src: u8, dport: u16, i: u16| {
-                FrameSpec::new(from_outside(v6, src), L4Spec::udp(50000 + i, dport, b"set"))
-                    .build()
+                FrameSpec::new(from_outside(v6, src), L4Spec::udp(50000 + i, dport, b"set")).build()
             };
             let echo = |src: u8, ty: u8| {
                 let l4 = if v6 {

@@ -47,11 +47,7 @@ fn sets(text: &str) -> Arc<dataplane::classify::ipset::IpSets> {
     Arc::new(parse_ipsets("s.sets", text).unwrap_or_else(|e| panic!("{e:?}")))
 }
 
-fn compile_with(
-    sets_text: &str,
-    body: &str,
-    family: Family,
-) -> Result<RuleSet, Vec<RuleError>> {
+fn compile_with(sets_text: &str, body: &str, family: Family) -> Result<RuleSet, Vec<RuleError>> {
     let s = sets(sets_text);
     let text = format!(
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{body}\nCOMMIT\n"
@@ -128,7 +124,11 @@ const D: Action = Action::Drop;
 
 /// One rule `-m set ... -j DROP` before an ACCEPT policy: D when the set matches.
 fn one(rule: &str) -> RuleSet {
-    rules(SAVED, &format!("-A FORWARD -m set {rule} -j DROP"), Family::V4)
+    rules(
+        SAVED,
+        &format!("-A FORWARD -m set {rule} -j DROP"),
+        Family::V4,
+    )
 }
 
 #[test]
@@ -149,39 +149,155 @@ fn reads_what_ipset_save_writes() {
 #[test]
 fn refuses_bad_sets_files_at_their_column() {
     let cases: &[(&str, &str, u32, u32)] = &[
-        ("create x hash:mac", "set type hash:mac is not supported", 1, 10),
+        (
+            "create x hash:mac",
+            "set type hash:mac is not supported",
+            1,
+            10,
+        ),
         ("create x hash:ip foo 1", "foo is not an option", 1, 18),
-        ("create x hash:ip forceadd", "option forceadd is not supported", 1, 18),
-        ("create x hash:ip bitmask 255.255.0.0", "bitmask is not supported", 1, 18),
+        (
+            "create x hash:ip forceadd",
+            "option forceadd is not supported",
+            1,
+            18,
+        ),
+        (
+            "create x hash:ip bitmask 255.255.0.0",
+            "bitmask is not supported",
+            1,
+            18,
+        ),
         ("create x hash:ip family inet7", "invalid family", 1, 25),
         ("create x bitmap:port", "needs a range", 1, 10),
-        ("create x bitmap:ip range 10.0.0.0/8", "more than 65536", 1, 26),
+        (
+            "create x bitmap:ip range 10.0.0.0/8",
+            "more than 65536",
+            1,
+            26,
+        ),
         ("create x hash:ip maxelem 0", "invalid maxelem", 1, 26),
-        ("create x list:set netmask 24", "not an option of list:set", 1, 19),
-        ("create x hash:ip\ncreate x hash:net", "already exists", 2, 8),
+        (
+            "create x list:set netmask 24",
+            "not an option of list:set",
+            1,
+            19,
+        ),
+        (
+            "create x hash:ip\ncreate x hash:net",
+            "already exists",
+            2,
+            8,
+        ),
         ("add y 1.2.3.4", "does not exist", 1, 5),
-        ("create x hash:ip\nadd x 1.2.3.400", "not an IPv4 address", 2, 7),
+        (
+            "create x hash:ip\nadd x 1.2.3.400",
+            "not an IPv4 address",
+            2,
+            7,
+        ),
         ("create x hash:ip\nadd x 0.0.0.0", "zero valued", 2, 7),
-        ("create x hash:ip\nadd x 10.0.0.0/24", "range or prefix", 2, 7),
-        ("create x hash:ip\nadd x 1.2.3.4 timeout 5", "without timeout support", 2, 15),
-        ("create x hash:ip\nadd x 1.2.3.4 nomatch", "not an entry option", 2, 15),
-        ("create x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.4", "already added", 3, 7),
+        ("create x hash:ip family inet6\nadd x ::", "zero valued", 2, 7),
+        (
+            "create x hash:ip\nadd x 10.0.0.0/24",
+            "range or prefix",
+            2,
+            7,
+        ),
+        (
+            "create x hash:ip\nadd x 1.2.3.4 timeout 5",
+            "without timeout support",
+            2,
+            15,
+        ),
+        (
+            "create x hash:ip\nadd x 1.2.3.4 nomatch",
+            "not an entry option",
+            2,
+            15,
+        ),
+        (
+            "create x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.4",
+            "already added",
+            3,
+            7,
+        ),
         ("create x hash:ip\ndel x 1.2.3.4", "not added", 2, 7),
-        ("create x hash:net\nadd x 10.0.0.0/0", "invalid prefix length", 2, 7),
-        ("create x hash:net\nadd x 10.0.0.0/33", "invalid prefix length", 2, 7),
+        (
+            "create x hash:net\nadd x 10.0.0.0/0",
+            "invalid prefix length",
+            2,
+            7,
+        ),
+        (
+            "create x hash:net\nadd x 10.0.0.0/33",
+            "invalid prefix length",
+            2,
+            7,
+        ),
         ("create x hash:ip,port\nadd x 1.2.3.4", "2 parts", 2, 7),
-        ("create x hash:ip,port\nadd x 1.2.3.4,icmpv6:1/0", "family inet6 only", 2, 7),
-        ("create x hash:ip,port\nadd x 1.2.3.4,icmp:8", "ICMP type/code", 2, 7),
-        ("create x hash:ip,port\nadd x 1.2.3.4,gre:5", "has no ports", 2, 7),
-        ("create x hash:ip,port\nadd x 1.2.3.4,tcp:70000", "out of range", 2, 7),
-        ("create x bitmap:port range 1-100\nadd x 200", "outside the set's range", 2, 7),
-        ("create x hash:ip maxelem 1\nadd x 1.1.1.1\nadd x 1.1.1.2", "is full", 3, 7),
-        ("create x list:set size 1\ncreate y hash:ip\ncreate z hash:ip\nadd x y\nadd x z", "is full", 5, 7),
+        (
+            "create x hash:ip,port\nadd x 1.2.3.4,icmpv6:1/0",
+            "family inet6 only",
+            2,
+            7,
+        ),
+        (
+            "create x hash:ip,port\nadd x 1.2.3.4,icmp:8",
+            "ICMP type/code",
+            2,
+            7,
+        ),
+        (
+            "create x hash:ip,port\nadd x 1.2.3.4,gre:5",
+            "has no ports",
+            2,
+            7,
+        ),
+        (
+            "create x hash:ip,port\nadd x 1.2.3.4,tcp:70000",
+            "out of range",
+            2,
+            7,
+        ),
+        (
+            "create x bitmap:port range 1-100\nadd x 200",
+            "outside the set's range",
+            2,
+            7,
+        ),
+        (
+            "create x hash:ip maxelem 1\nadd x 1.1.1.1\nadd x 1.1.1.2",
+            "is full",
+            3,
+            7,
+        ),
+        (
+            "create x list:set size 1\ncreate y hash:ip\ncreate z hash:ip\nadd x y\nadd x z",
+            "is full",
+            5,
+            7,
+        ),
         ("create x list:set\nadd x y", "does not exist", 2, 7),
-        ("create x list:set\ncreate y list:set\nadd x y", "cannot be a member", 3, 7),
-        ("create x hash:ip family inet6\nadd x 10.0.0.1", "not an IPv6 address", 2, 7),
+        (
+            "create x list:set\ncreate y list:set\nadd x y",
+            "cannot be a member",
+            3,
+            7,
+        ),
+        (
+            "create x hash:ip family inet6\nadd x 10.0.0.1",
+            "not an IPv6 address",
+            2,
+            7,
+        ),
         ("swap a b", "unsupported command", 1, 1),
-        ("create x hash:ip\nadd x 1.2.3.4 comment \"unclosed", "quote", 2, 23),
+        (
+            "create x hash:ip\nadd x 1.2.3.4 comment \"unclosed",
+            "quote",
+            2,
+            23,
+        ),
     ];
     for &(text, msg, line, col) in cases {
         let e = match parse_ipsets("s.sets", text) {
@@ -189,9 +305,15 @@ fn refuses_bad_sets_files_at_their_column() {
             Err(e) => e,
         };
         assert_eq!(e.len(), 1, "{text:?}: {e:?}");
-        assert!(e[0].message.contains(msg), "{text:?}: {:?} lacks {msg:?}", e[0].message);
+        assert!(
+            e[0].message.contains(msg),
+            "{text:?}: {:?} lacks {msg:?}",
+            e[0].message
+        );
         assert_eq!((e[0].line, e[0].col), (line, col), "{text:?}: {}", e[0]);
-        assert!(e[0].to_string().starts_with(&format!("s.sets:{line}:{col}: ")));
+        assert!(e[0]
+            .to_string()
+            .starts_with(&format!("s.sets:{line}:{col}: ")));
     }
 }
 
@@ -216,8 +338,15 @@ fn accepts_set_matches_as_iptables_save_writes_them() {
     // The raw table takes it too.
     let raw = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -m set --match-set a src -j DROP\nCOMMIT\n";
     let s = sets(SAVED);
-    parse_iptables_sets("r.rules", raw, Family::V4, &ports(), &HostAddrs::default(), Some(&s))
-        .unwrap();
+    parse_iptables_sets(
+        "r.rules",
+        raw,
+        Family::V4,
+        &ports(),
+        &HostAddrs::default(),
+        Some(&s),
+    )
+    .unwrap();
     // An IPv6 set in ip6tables, and a set of both families.
     let v6 = "-A FORWARD -m set --match-set h6 src -j DROP\n-A FORWARD -m set --match-set bp dst -j DROP";
     compile_with(SAVED, v6, Family::V6).unwrap();
@@ -226,18 +355,50 @@ fn accepts_set_matches_as_iptables_save_writes_them() {
 #[test]
 fn refuses_what_iptables_refuses() {
     let cases: &[(&str, &str, usize)] = &[
-        ("-m set --match-set nope src -j DROP", "Set nope doesn't exist", 3),
-        ("-m set --match-set h6 src -j DROP", "family of set h6 is IPv6", 3),
-        ("-m set --match-set a src,dst,src,dst,src,dst,src -j DROP", "more src/dst options than 6", 4),
+        (
+            "-m set --match-set nope src -j DROP",
+            "Set nope doesn't exist",
+            3,
+        ),
+        (
+            "-m set --match-set h6 src -j DROP",
+            "family of set h6 is IPv6",
+            3,
+        ),
+        (
+            "-m set --match-set a src,dst,src,dst,src,dst,src -j DROP",
+            "more src/dst options than 6",
+            4,
+        ),
         ("-m set --match-set a foo -j DROP", "'src' or 'dst'", 4),
         ("-m set --match-set a src,,dst -j DROP", "'src' or 'dst'", 4),
         ("-m set --match-set a -j DROP", "requires two args", 2),
         ("-m set -j DROP", "needs --match-set", 0),
-        ("-m set --match-set a src --packets-gt 3 -j DROP", "no packet or byte counters", 5),
-        ("-m set --match-set a src --bytes-eq 3 -j DROP", "no packet or byte counters", 5),
-        ("-m set --match-set a src --match-set n src -j DROP", "only one --match-set", 5),
-        ("-m set --match-set a src ! --return-nomatch -j DROP", "! is not allowed", 6),
-        ("-m set --match-set abcdefghijabcdefghijabcdefghijXY src", "too long", 3),
+        (
+            "-m set --match-set a src --packets-gt 3 -j DROP",
+            "no packet or byte counters",
+            5,
+        ),
+        (
+            "-m set --match-set a src --bytes-eq 3 -j DROP",
+            "no packet or byte counters",
+            5,
+        ),
+        (
+            "-m set --match-set a src --match-set n src -j DROP",
+            "only one --match-set",
+            5,
+        ),
+        (
+            "-m set --match-set a src ! --return-nomatch -j DROP",
+            "! is not allowed",
+            6,
+        ),
+        (
+            "-m set --match-set abcdefghijabcdefghijabcdefghijXY src",
+            "too long",
+            3,
+        ),
     ];
     for &(rule, msg, word) in cases {
         let e = match compile_with(SAVED, &format!("-A FORWARD {rule}"), Family::V4) {
@@ -245,9 +406,24 @@ fn refuses_what_iptables_refuses() {
             Err(e) => e,
         };
         assert_eq!(e.len(), 1, "{rule}: {e:?}");
-        assert!(e[0].message.contains(msg), "{rule}: {:?} lacks {msg:?}", e[0].message);
-        assert_eq!((e[0].line, e[0].col), (5, 11 + word_col(rule, word)), "{rule}: {}", e[0]);
+        assert!(
+            e[0].message.contains(msg),
+            "{rule}: {:?} lacks {msg:?}",
+            e[0].message
+        );
+        assert_eq!(
+            (e[0].line, e[0].col),
+            (5, 11 + word_col(rule, word)),
+            "{rule}: {}",
+            e[0]
+        );
     }
+    let e = compile_with(SAVED, "-A FORWARD -j SET --add-set a src", Family::V4).unwrap_err();
+    assert!(
+        e[0].message
+            .contains("unsupported target SET: sets change only"),
+        "{e:?}"
+    );
     // Without a sets file every set is unknown, and the message says where sets come from.
     let text = super::tests::wrap("-A FORWARD -m set --match-set a src -j DROP");
     let e = super::tests::compile(&text, Family::V4).unwrap_err();
@@ -256,8 +432,15 @@ fn refuses_what_iptables_refuses() {
     let s = sets(SAVED);
     for (table, chain) in [("nat", "PREROUTING"), ("mangle", "PREROUTING")] {
         let text = format!("*{table}\n:{chain} ACCEPT [0:0]\n-A {chain} -m set --match-set a src -j ACCEPT\nCOMMIT\n");
-        let e = parse_iptables_sets("x.rules", &text, Family::V4, &ports(), &HostAddrs::default(), Some(&s))
-            .unwrap_err();
+        let e = parse_iptables_sets(
+            "x.rules",
+            &text,
+            Family::V4,
+            &ports(),
+            &HostAddrs::default(),
+            Some(&s),
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("filter and raw only"), "{e:?}");
         assert_eq!((e[0].line, e[0].col), (3, 15));
     }
@@ -291,7 +474,10 @@ fn timeouts_run_on_packet_time() {
         "-A FORWARD -m set --match-set t src -j DROP",
         Family::V4,
     );
-    let (a, b) = (tcp("1.1.1.1", 1, "2.2.2.2", 2), tcp("1.1.1.2", 1, "2.2.2.2", 2));
+    let (a, b) = (
+        tcp("1.1.1.1", 1, "2.2.2.2", 2),
+        tcp("1.1.1.2", 1, "2.2.2.2", 2),
+    );
     assert_eq!((at(&rs, &a, 100), at(&rs, &b, 100)), (D, D));
     assert_eq!((at(&rs, &a, 10_100), at(&rs, &b, 10_100)), (D, D));
     assert_eq!((at(&rs, &a, 10_101), at(&rs, &b, 10_101)), (D, A));
@@ -397,7 +583,10 @@ fn ipv6_sets() {
     );
     let f = |s: &str| {
         FrameSpec::new(
-            IpSpec::v6(s.parse::<Ipv6Addr>().unwrap(), "2001:db8:1::1".parse().unwrap()),
+            IpSpec::v6(
+                s.parse::<Ipv6Addr>().unwrap(),
+                "2001:db8:1::1".parse().unwrap(),
+            ),
             L4Spec::tcp(1, 2, Default::default()),
         )
         .build()

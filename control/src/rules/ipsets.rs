@@ -338,7 +338,10 @@ fn create(name: &Token<'_>, cmd: &Token<'_>, rest: &[Token<'_>]) -> Result<IpSet
         if n > host(family) {
             return Err((
                 v.col,
-                format!("netmask {n} is longer than an address ({} bits)", host(family)),
+                format!(
+                    "netmask {n} is longer than an address ({} bits)",
+                    host(family)
+                ),
             ));
         }
         set.netmask = n;
@@ -368,15 +371,17 @@ fn create(name: &Token<'_>, cmd: &Token<'_>, rest: &[Token<'_>]) -> Result<IpSet
         }
         Kind::BitmapPort => {
             let v = range.ok_or_else(|| (ty.col, "bitmap:port needs a range".to_string()))?;
-            let (a, b) = v.text.split_once('-').ok_or_else(|| {
-                (
-                    v.col,
-                    format!("invalid range {:?} (FROM-TO ports)", v.text),
-                )
-            })?;
+            let (a, b) = v
+                .text
+                .split_once('-')
+                .ok_or_else(|| (v.col, format!("invalid range {:?} (FROM-TO ports)", v.text)))?;
             let p = |s: &str| {
-                names::port(s.strip_prefix("tcp:").or(s.strip_prefix("udp:")).unwrap_or(s))
-                    .map_err(|m| (v.col, m))
+                names::port(
+                    s.strip_prefix("tcp:")
+                        .or(s.strip_prefix("udp:"))
+                        .unwrap_or(s),
+                )
+                .map_err(|m| (v.col, m))
             };
             let (a, b) = (p(a)?, p(b)?);
             set.range = (u128::from(a.min(b)), u128::from(a.max(b)));
@@ -391,7 +396,10 @@ fn create(name: &Token<'_>, cmd: &Token<'_>, rest: &[Token<'_>]) -> Result<IpSet
 fn prefix(family: Family, t: &Token<'_>, s: &str) -> Result<(u128, u8), Failure> {
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => {
-            let len = l.parse::<u8>().ok().filter(|&l| l >= 1 && l <= host(family));
+            let len = l
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l >= 1 && l <= host(family));
             let Some(len) = len else {
                 return Err((
                     t.col,
@@ -431,7 +439,10 @@ fn proto_port(family: Family, t: &Token<'_>, s: &str) -> Result<(u16, u8), Failu
             if family != want {
                 return Err((
                     t.col,
-                    format!("protocol {} can be used with family {fam} only", &s[..s.find(':').unwrap_or(0)]),
+                    format!(
+                        "protocol {} can be used with family {fam} only",
+                        &s[..s.find(':').unwrap_or(0)]
+                    ),
                 ));
             }
             if port.starts_with(|c: char| c.is_ascii_digit()) && !port.contains('/') {
@@ -536,7 +547,10 @@ fn change(
         let Some(m) = sets.find(&entry.text) else {
             return Err((
                 entry.col,
-                format!("set {} to be added as an element does not exist", entry.text),
+                format!(
+                    "set {} to be added as an element does not exist",
+                    entry.text
+                ),
             ));
         };
         let set = &sets.sets[i];
@@ -544,13 +558,19 @@ fn change(
         if sets.sets[m].kind == Kind::ListSet {
             return Err((
                 entry.col,
-                format!("set {}: a list:set cannot be a member of a list:set", entry.text),
+                format!(
+                    "set {}: a list:set cannot be a member of a list:set",
+                    entry.text
+                ),
             ));
         }
         let set = &mut sets.sets[i];
         if !add {
             let Some(pos) = pos else {
-                return Err((entry.col, format!("{} is not in set {}", entry.text, set.name)));
+                return Err((
+                    entry.col,
+                    format!("{} is not in set {}", entry.text, set.name),
+                ));
             };
             set.members.remove(pos);
             return Ok(());
@@ -558,7 +578,10 @@ fn change(
         if pos.is_some() {
             return Err((
                 entry.col,
-                format!("element cannot be added to the set: {} is already added", entry.text),
+                format!(
+                    "element cannot be added to the set: {} is already added",
+                    entry.text
+                ),
             ));
         }
         if set.members.len() >= set.maxelem as usize {
@@ -635,7 +658,7 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
     match set.kind {
         Kind::HashIp => {
             key.a = mask(single(parts[0])?, set.netmask, h);
-            if h == 32 && key.a as u32 == 0 {
+            if key.a == 0 || h == 32 && key.a as u32 == 0 {
                 return Err((t.col, "zero valued IP address is not allowed".into()));
             }
         }
@@ -648,7 +671,10 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
         }
         Kind::BitmapPort => {
             let p = parts[0];
-            let p = p.strip_prefix("tcp:").or(p.strip_prefix("udp:")).unwrap_or(p);
+            let p = p
+                .strip_prefix("tcp:")
+                .or(p.strip_prefix("udp:"))
+                .unwrap_or(p);
             let port = names::port(p).map_err(|m| (t.col, m))?;
             if u128::from(port) < set.range.0 || u128::from(port) > set.range.1 {
                 return Err((t.col, format!("port {port} is outside the set's range")));

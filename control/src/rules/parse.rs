@@ -1104,6 +1104,7 @@ impl<'a> RuleParser<'a> {
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
                     "REDIRECT" => " (DNAT to an address of Rampart's is)",
+                    "SET" => ": sets change only through the sets file (-m set reads them)",
                     _ => "",
                 };
                 return Err(self.err(v.col, format!("unsupported target {name}{why}")));

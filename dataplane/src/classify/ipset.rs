@@ -285,15 +285,14 @@ impl IpSets {
     #[inline]
     fn elapsed(&self, now_ns: u64) -> u64 {
         let now = now_ns / 1_000_000;
-        let start = match self.start.compare_exchange(
-            u64::MAX,
-            now,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => now,
-            Err(s) => s,
-        };
+        let start =
+            match self
+                .start
+                .compare_exchange(u64::MAX, now, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => now,
+                Err(s) => s,
+            };
         now.saturating_sub(start)
     }
 
@@ -350,7 +349,8 @@ impl IpSets {
         match s.kind {
             Kind::HashIp => {
                 key.a = mask(addr(0), s.netmask, host);
-                if host == 32 && key.a as u32 == 0 {
+                // hash:ip's kadt: the unspecified address never matches.
+                if key.a == 0 || host == 32 && key.a as u32 == 0 {
                     return None;
                 }
             }
@@ -474,15 +474,23 @@ impl SetMatch {
 
     /// The set's name.
     pub fn name(&self) -> &str {
-        self.sets.sets.get(self.index).map_or("", |s| s.name.as_str())
+        self.sets
+            .sets
+            .get(self.index)
+            .map_or("", |s| s.name.as_str())
     }
 }
 
 impl PartialEq for SetMatch {
     fn eq(&self, o: &Self) -> bool {
         Arc::ptr_eq(&self.sets, &o.sets)
-            && (self.index, self.dirs, self.dim, self.invert, self.return_nomatch)
-                == (o.index, o.dirs, o.dim, o.invert, o.return_nomatch)
+            && (
+                self.index,
+                self.dirs,
+                self.dim,
+                self.invert,
+                self.return_nomatch,
+            ) == (o.index, o.dirs, o.dim, o.invert, o.return_nomatch)
     }
 }
 
@@ -491,7 +499,14 @@ impl Eq for SetMatch {}
 impl std::hash::Hash for SetMatch {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         (Arc::as_ptr(&self.sets) as usize).hash(h);
-        (self.index, self.dirs, self.dim, self.invert, self.return_nomatch).hash(h);
+        (
+            self.index,
+            self.dirs,
+            self.dim,
+            self.invert,
+            self.return_nomatch,
+        )
+            .hash(h);
     }
 }
 

@@ -180,10 +180,7 @@ impl<'a> RuleParser<'a> {
         let pending = std::mem::take(&mut self.set.pending);
         for p in pending.into_iter().rev() {
             let Some((index, dirs, dim, invert)) = p.set else {
-                return Err(self.err(
-                    p.col,
-                    "-m set needs --match-set NAME src|dst[,src|dst...]",
-                ));
+                return Err(self.err(p.col, "-m set needs --match-set NAME src|dst[,src|dst...]"));
             };
             if !matches!(self.table, TableKind::Filter | TableKind::Raw) {
                 return Err(self.err(
