@@ -2,7 +2,7 @@
 # Installs what Rampart needs to build and test on Debian/Ubuntu, skipping what is present.
 set -euo pipefail
 
-pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev libpcap-dev pkg-config gcc iproute2 iptables tcpdump
+pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev libpcap-dev pkg-config gcc iproute2 iptables ipset tcpdump
       netcat-openbsd curl python3 iputils-ping procps ethtool)
 missing=()
 for p in "${pkgs[@]}"; do

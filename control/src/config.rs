@@ -303,6 +303,9 @@ pub struct RulesConf {
     pub ipv6: Option<PathBuf>,
     /// Security groups (both families).
     pub groups: Option<PathBuf>,
+    /// ipset sets (`ipset save` output) the iptables files' `-m set` names.
+    #[serde(default)]
+    pub ipsets: Option<PathBuf>,
     /// The classifier: "tree" (default), "rte_acl" (DPDK's, rebuilt on every change) or
     /// "linear" (the reference scan, for tests).
     #[serde(default)]

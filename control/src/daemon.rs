@@ -260,17 +260,22 @@ impl<'a> ControlPlane<'a> {
                 file,
                 file6,
                 groups,
+                ipsets,
             } => {
-                let files = if file.is_none() && file6.is_none() && groups.is_none() {
+                let mut files = if file.is_none() && file6.is_none() && groups.is_none() {
                     self.files.clone()
                 } else {
                     RulesConf {
                         ipv4: file.map(Into::into),
                         ipv6: file6.map(Into::into),
                         groups: groups.map(Into::into),
+                        ipsets: self.files.ipsets.clone(),
                         classifier: self.files.classifier,
                     }
                 };
+                if let Some(s) = ipsets {
+                    files.ipsets = Some(s.into());
+                }
                 match self.load(files) {
                     Ok(t) => {
                         json!({ "ok": true, "swap_us": t.as_micros() as u64, "compile_us": self.swaps.last_compile.as_micros() as u64, "rules": self.rule_counts(), "reload": self.reloader.report().json() })
@@ -603,18 +608,20 @@ fn compile(
         rules: files.ipv4.as_deref(),
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
+        ipsets: files.ipsets.as_deref(),
         nat: nat.env(workers),
     };
     // The incremental reloader compiles the filter and raw tables; a rule set with a nat
     // table or a mangle table that may apply, and router mode (INPUT chain), take the full
     // path.
-    let filter = if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) {
-        reloader.clear();
-        load_filter(&rf, ports, Hook::Forward, nat.mode, make)
-    } else {
-        reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
-    }
-    .map_err(|e| e.to_string())?;
+    let filter =
+        if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) || rf.ipsets.is_some() {
+            reloader.clear();
+            load_filter(&rf, ports, Hook::Forward, nat.mode, make)
+        } else {
+            reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
+        }
+        .map_err(|e| e.to_string())?;
     nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }

@@ -3,9 +3,7 @@
 
 use crate::config::Mode;
 use crate::groups::compile_groups;
-use crate::rules::{
-    compile_nat, compile_parsed, compile_raw, parse_iptables_with, Hook, RuleError,
-};
+use crate::rules::{compile_nat, compile_parsed, compile_raw, Hook, RuleError};
 use dataplane::classify::{Classifier, FlatRule, RuleSet, Tree};
 use dataplane::filter::Filter;
 use dataplane::nat::{NatRules, NatTables, OneToOne, Steering};
@@ -51,6 +49,8 @@ pub struct RuleFiles<'a> {
     pub rules: Option<&'a Path>,
     pub rules6: Option<&'a Path>,
     pub groups: Option<&'a Path>,
+    /// ipset sets (`ipset save` output) for `-m set`.
+    pub ipsets: Option<&'a Path>,
     /// What the nat table is compiled for.
     pub nat: NatEnv<'a>,
 }
@@ -225,15 +225,23 @@ pub fn load_filter(
     let mut filter = Filter::default();
     let mut errors = Vec::new();
     let mut nat: [Option<NatRules>; 2] = [None, None];
+    let sets = match files.ipsets {
+        Some(p) => Some(std::sync::Arc::new(
+            crate::rules::ipsets::parse_ipsets(&p.display().to_string(), &read(p)?)
+                .map_err(LoadError::Rules)?,
+        )),
+        None => None,
+    };
     for (path, family) in [(files.rules, Family::V4), (files.rules6, Family::V6)] {
         let Some(path) = path else { continue };
         let text = read(path)?;
-        let compiled = parse_iptables_with(
+        let compiled = crate::rules::parse_iptables_sets(
             &path.display().to_string(),
             &text,
             family,
             ports,
             files.nat.host.unwrap_or(&crate::rules::parse::NO_HOST),
+            sets.as_ref(),
         )
         .and_then(|parsed| {
             let input = match mode {

@@ -81,6 +81,9 @@ enum Command {
         /// Security groups (TOML), both families.
         #[arg(long)]
         groups: Option<PathBuf>,
+        /// ipset sets for `-m set` (`ipset save` output).
+        #[arg(long)]
+        ipsets: Option<PathBuf>,
         /// Judge every packet as NEW, without connection tracking (as `[conntrack] enabled =
         /// false` does).
         #[arg(long)]
@@ -137,6 +140,9 @@ enum CtlRules {
         /// Security groups.
         #[arg(long)]
         groups: Option<PathBuf>,
+        /// ipset sets for `-m set` (`ipset save` output); the configured file when absent.
+        #[arg(long)]
+        ipsets: Option<PathBuf>,
     },
     /// Rules with their packet and byte counters.
     Show,
@@ -178,6 +184,10 @@ enum RulesCommand {
         ports: Vec<String>,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// ipset sets (`ipset save` output) the file's `-m set` names (default: the
+        /// configuration's).
+        #[arg(long)]
+        ipsets: Option<PathBuf>,
     },
 }
 
@@ -210,8 +220,26 @@ fn rules_check(
     ipv6: bool,
     ports: Vec<String>,
     config: Option<PathBuf>,
+    ipsets: Option<PathBuf>,
 ) -> Result<()> {
     let config = config.map(|p| Config::load(&p)).transpose()?;
+    let ipsets = ipsets.or_else(|| config.as_ref().and_then(|c| c.rules.ipsets.clone()));
+    let sets = match ipsets {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            match control::rules::ipsets::parse_ipsets(&p.display().to_string(), &text) {
+                Ok(s) => Some(std::sync::Arc::new(s)),
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    anyhow::bail!("{}: {} error(s)", p.display(), errors.len());
+                }
+            }
+        }
+        None => None,
+    };
     let ports = if ports.is_empty() {
         port_names(config.as_ref())
     } else {
@@ -240,17 +268,18 @@ fn rules_check(
         .as_ref()
         .map(|c| control::load::NatSettings::of(c).host)
         .unwrap_or_default();
-    let compiled = control::rules::parse_iptables_with(&name, &text, family, &ports, &host)
-        .and_then(|p| {
-            Ok((
-                control::rules::compile_parsed(&p, Hook::Forward)?,
-                control::rules::compile_raw(&p)?,
-                control::rules::compile_nat(&p)?,
-                control::rules::compile_mangle(&p, Ok::<_, ()>)?
-                    .ok()
-                    .flatten(),
-            ))
-        });
+    let compiled =
+        control::rules::parse_iptables_sets(&name, &text, family, &ports, &host, sets.as_ref())
+            .and_then(|p| {
+                Ok((
+                    control::rules::compile_parsed(&p, Hook::Forward)?,
+                    control::rules::compile_raw(&p)?,
+                    control::rules::compile_nat(&p)?,
+                    control::rules::compile_mangle(&p, Ok::<_, ()>)?
+                        .ok()
+                        .flatten(),
+                ))
+            });
     match compiled {
         Ok((rs, raw, nat, mangle)) => {
             let fam = if family == Family::V6 {
@@ -382,9 +411,10 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                     file,
                     rules6,
                     groups,
+                    ipsets,
                 },
         } => serde_json::json!({
-            "cmd": "rules load", "file": absolute(file.clone()), "file6": absolute(rules6.clone()), "groups": absolute(groups.clone()),
+            "cmd": "rules load", "file": absolute(file.clone()), "file6": absolute(rules6.clone()), "groups": absolute(groups.clone()), "ipsets": absolute(ipsets.clone()),
         }),
         CtlCommand::Rules {
             command: CtlRules::Show,
@@ -532,6 +562,7 @@ fn real_main() -> Result<()> {
             rules,
             rules6,
             groups,
+            ipsets,
             no_conntrack,
         } => {
             let config = config.map(|p| Config::load(&p)).transpose()?;
@@ -565,6 +596,9 @@ fn real_main() -> Result<()> {
                 rules: rules.as_deref(),
                 rules6: rules6.as_deref(),
                 groups: groups.as_deref(),
+                ipsets: ipsets
+                    .as_deref()
+                    .or(config.as_ref().and_then(|c| c.rules.ipsets.as_deref())),
                 nat: nat.env(1),
             };
             let kind = config
@@ -622,8 +656,9 @@ fn real_main() -> Result<()> {
                     ipv6,
                     ports,
                     config,
+                    ipsets,
                 },
-        } => rules_check(&file, ipv6, ports, config),
+        } => rules_check(&file, ipv6, ports, config, ipsets),
         Command::Ctl {
             socket,
             json,

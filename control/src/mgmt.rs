@@ -35,6 +35,9 @@ pub enum Request {
         file6: Option<String>,
         /// Security groups.
         groups: Option<String>,
+        /// ipset sets for `-m set` (`ipset save` output); the configured file when absent.
+        #[serde(default)]
+        ipsets: Option<String>,
     },
     #[serde(rename = "rules show")]
     RulesShow,
@@ -269,7 +272,8 @@ mod tests {
             Ok(Request::RulesLoad {
                 file: Some("/x".into()),
                 file6: None,
-                groups: None
+                groups: None,
+                ipsets: None
             })
         );
         let e = parse_request("{nope").unwrap_err();

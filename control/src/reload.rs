@@ -727,6 +727,7 @@ fn incremental(
         family: parsed.family,
         ports: &key.ports,
         host: &key.host,
+        sets: None,
     };
     let mut new_rules = Vec::new();
     for (i, line) in text[q..].lines().take(n_new - suf - pre).enumerate() {

@@ -402,6 +402,17 @@ impl LinuxBridge {
         }
     }
 
+    /// Loads ipset sets (`ipset save` text) into the router namespace with `ipset restore`.
+    pub fn load_ipsets(&self, text: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sets");
+        std::fs::write(&p, text).expect("write sets");
+        run_ok(&mut ns_cmd(
+            &self.ns.middle,
+            &["ipset", "restore", "-file", p.to_str().unwrap()],
+        ));
+    }
+
     /// Injects `frames` in order and reports, per frame, whether Linux forwarded it and which
     /// conntrack state it had. Conntrack entries left by an earlier run are flushed first.
     pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
@@ -1177,16 +1188,18 @@ pub fn rampart_replay(
     rules6: Option<&Path>,
     inside: &str,
 ) -> Vec<Outcome> {
-    rampart_replay_config(pcap, rules4, rules6, inside, None)
+    rampart_replay_with(pcap, rules4, rules6, inside, None, None)
 }
 
-/// [`rampart_replay`] with a configuration file (port names, pairs, the bridge's name).
-pub fn rampart_replay_config(
+/// [`rampart_replay`] with a configuration file (port names, pairs, the bridge's name) and an
+/// ipset sets file (`--ipsets`).
+pub fn rampart_replay_with(
     pcap: &Path,
     rules4: Option<&Path>,
     rules6: Option<&Path>,
     inside: &str,
     config: Option<&Path>,
+    ipsets: Option<&Path>,
 ) -> Vec<Outcome> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, ver) = (dir.path().join("out.pcap"), dir.path().join("v.jsonl"));
@@ -1207,6 +1220,9 @@ pub fn rampart_replay_config(
     }
     if let Some(r) = rules6 {
         cmd.arg("--rules6").arg(r);
+    }
+    if let Some(s) = ipsets {
+        cmd.arg("--ipsets").arg(s);
     }
     run_ok(&mut cmd);
     std::fs::read_to_string(&ver)

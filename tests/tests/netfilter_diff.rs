@@ -11,7 +11,7 @@ use perf::scenarios;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tests::netfilter::{
-    differences, prefixes, rampart_replay, rampart_replay_config, summarize, table, Field,
+    differences, prefixes, rampart_replay, rampart_replay_with, summarize, table, Field,
     LinuxBridge, Outcome, RampartDaemon,
 };
 use tests::{corpus_dir, in_ci, root_or_skip};
@@ -864,17 +864,26 @@ fn fresh_per_family(
     draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
     linux_forwards: impl Fn(bool) -> Vec<bool>,
 ) {
-    fresh_per_family_config(test, rs, name, None, None, draw, linux_forwards)
+    fresh_per_family_with(test, rs, name, Extra::default(), draw, linux_forwards)
 }
 
-/// [`fresh_per_family`] with Rampart's replay given the configuration `config` (TOML text),
-/// and the capture's first timestamp `epoch` (Unix time; `scenarios::EPOCH_S` without one).
-fn fresh_per_family_config(
+/// What a [`fresh_per_family_with`] case adds to the rules: Rampart's configuration (TOML
+/// text), the capture's first timestamp (Unix time; `scenarios::EPOCH_S` without one), and
+/// ipset sets (`ipset save` text) loaded into each namespace with `ipset restore` and given
+/// to Rampart with `--ipsets`.
+#[derive(Default, Clone, Copy)]
+struct Extra<'a> {
+    config: Option<&'a str>,
+    epoch: Option<std::time::Duration>,
+    sets: Option<&'a str>,
+}
+
+/// [`fresh_per_family`] with what `extra` adds.
+fn fresh_per_family_with(
     test: &str,
     rs: &RuleSet,
     name: &str,
-    config: Option<&str>,
-    epoch: Option<std::time::Duration>,
+    extra: Extra<'_>,
     draw: impl Fn(bool) -> (Vec<Vec<u8>>, Vec<String>),
     linux_forwards: impl Fn(bool) -> Vec<bool>,
 ) {
@@ -884,8 +893,18 @@ fn fresh_per_family_config(
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (p4, p6) = write_rules(dir.path(), rs);
+    let Extra {
+        config,
+        epoch,
+        sets,
+    } = extra;
     let config = config.map(|text| {
         let p = dir.path().join("rampart.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let sets_path = sets.map(|text| {
+        let p = dir.path().join("ipsets");
         std::fs::write(&p, text).unwrap();
         p
     });
@@ -894,6 +913,9 @@ fn fresh_per_family_config(
     let mut out = String::new();
     for v6 in [false, true] {
         let bridge = LinuxBridge::create();
+        if let Some(text) = sets {
+            bridge.load_ipsets(text);
+        }
         bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
         let (frames, what) = draw(v6);
         let name = if v6 {
@@ -913,12 +935,13 @@ fn fresh_per_family_config(
         let linux = bridge.run(&frames, &inside);
         let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
         assert_eq!(forwarded, linux_forwards(v6), "{name}: Linux's verdicts");
-        let rampart = rampart_replay_config(
+        let rampart = rampart_replay_with(
             &pcap,
             Some(&p4),
             Some(&p6),
             scenarios::INSIDE,
             config.as_deref(),
+            sets_path.as_deref(),
         );
         let c = compare(
             rs,
@@ -1082,12 +1105,14 @@ fn physdev_matches_linux() {
             IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, 5))
         }
     };
-    fresh_per_family_config(
+    fresh_per_family_with(
         "physdev_matches_linux",
         &physdev_groups(),
         "physdev",
-        Some(PHYSDEV_CONFIG),
-        None,
+        Extra {
+            config: Some(PHYSDEV_CONFIG),
+            ..Extra::default()
+        },
         |v6| {
             let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
             for (i, dport) in [22u16, 80].into_iter().enumerate() {
@@ -1198,12 +1223,14 @@ fn time_matches_linux() {
             .unwrap();
     }
     let (rs, want) = time_windows(now.as_secs() as i64);
-    fresh_per_family_config(
+    fresh_per_family_with(
         "time_matches_linux",
         &rs,
         "time",
-        None,
-        Some(now),
+        Extra {
+            epoch: Some(now),
+            ..Extra::default()
+        },
         |v6| {
             (1..=7u16)
                 .map(|dport| {
@@ -1217,6 +1244,116 @@ fn time_matches_linux() {
                 .unzip()
         },
         |_| want.clone(),
+    );
+}
+
+/// The sets of [`ipsets_match_linux`], both families' in one file as `ipset save` writes it.
+const IPSETS: &str = "create ban4 hash:net family inet hashsize 1024 maxelem 65536
+add ban4 203.0.113.0/28
+add ban4 203.0.113.8/30 nomatch
+create ban6 hash:net family inet6 hashsize 1024 maxelem 65536
+add ban6 2001:db8:2::/124
+add ban6 2001:db8:2::8/126 nomatch
+create svc4 hash:ip,port family inet hashsize 1024 maxelem 65536
+add svc4 10.1.0.2,tcp:22
+add svc4 10.1.0.2,udp:53
+add svc4 10.1.0.2,icmp:echo-request
+create svc6 hash:ip,port family inet6 hashsize 1024 maxelem 65536
+add svc6 fd00:1::2,tcp:22
+add svc6 fd00:1::2,udp:53
+add svc6 fd00:1::2,icmpv6:echo-request
+create ports bitmap:port range 1-1024
+add ports 80
+create allow list:set size 8
+add allow svc4
+add allow svc6
+";
+
+/// `-m set` against Linux: a ban list (hash:net) with a `nomatch` hole, answered both ways
+/// (`--return-nomatch` first), services by address, protocol and port (hash:ip,port, ICMP
+/// type/code as the port) through a list:set, and a negated bitmap:port.
+fn ipset_rules() -> RuleSet {
+    let rules = |f: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m set --match-set ban{f} src --return-nomatch -j ACCEPT\n\
+             -A FORWARD -m set --match-set ban{f} src -j DROP\n\
+             -A FORWARD -m set --match-set allow dst,dst -j ACCEPT\n\
+             -A FORWARD -p udp -m set ! --match-set ports dst -j DROP\n\
+             -A FORWARD -p udp -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "ipsets",
+        v4: rules("4"),
+        v6: rules("6"),
+        states: false,
+    }
+}
+
+#[test]
+fn ipsets_match_linux() {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    fresh_per_family_with(
+        "ipsets_match_linux",
+        &ipset_rules(),
+        "ipset",
+        Extra {
+            sets: Some(IPSETS),
+            ..Extra::default()
+        },
+        |v6| {
+            let tcp = |src: u8, dport: u16, i: u16| {
+                FrameSpec::new(
+                    from_outside(v6, src),
+                    L4Spec::tcp_segment(40000 + i, dport, Flags::SYN, 1000, 0, &[]),
+                )
+                .build()
+            };
+            let udp = |src: u8, dport: u16, i: u16| {
+                FrameSpec::new(from_outside(v6, src), L4Spec::udp(50000 + i, dport, b"set")).build()
+            };
+            let echo = |src: u8, ty: u8| {
+                let l4 = if v6 {
+                    L4Spec::Icmpv6 {
+                        ty: ty + 128,
+                        code: 0,
+                        ident: 9,
+                        seq: 1,
+                        payload: b"set".to_vec(),
+                    }
+                } else {
+                    L4Spec::Icmp {
+                        ty,
+                        code: 0,
+                        ident: 9,
+                        seq: 1,
+                        payload: b"set".to_vec(),
+                    }
+                };
+                FrameSpec::new(from_outside(v6, src), l4).build()
+            };
+            let sent = vec![
+                (tcp(9, 22, 0), "TCP 22 from the nomatch hole"),
+                (tcp(5, 22, 1), "TCP 22 from a banned host"),
+                (tcp(20, 22, 2), "TCP 22 from an unlisted host"),
+                (tcp(20, 23, 3), "TCP 23 from an unlisted host"),
+                (udp(20, 53, 4), "UDP 53 from an unlisted host"),
+                (udp(20, 80, 5), "UDP 80 (in ports)"),
+                (udp(20, 81, 6), "UDP 81 (not in ports)"),
+                (echo(20, if v6 { 0 } else { 8 }), "echo request"),
+                (echo(20, if v6 { 1 } else { 0 }), "echo reply"),
+                (udp(9, 81, 7), "UDP 81 from the nomatch hole"),
+                (udp(5, 80, 8), "UDP 80 from a banned host"),
+            ];
+            sent.into_iter().map(|(f, w)| (f, w.to_string())).unzip()
+        },
+        |_| {
+            let (t, f) = (true, false);
+            vec![t, f, t, f, t, t, f, t, f, t, f]
+        },
     );
 }
 

@@ -285,6 +285,7 @@ pub enum Module {
     HashLimit,
     PhysDev,
     Time,
+    Set,
 }
 
 impl Module {
@@ -325,6 +326,7 @@ impl Module {
             Module::HashLimit => "hashlimit",
             Module::PhysDev => "physdev",
             Module::Time => "time",
+            Module::Set => "set",
         }
     }
 

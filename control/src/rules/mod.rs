@@ -18,6 +18,7 @@
 
 mod ast;
 pub(crate) mod compile;
+pub mod ipsets;
 pub(crate) mod lex;
 mod mangle;
 mod marks;
@@ -34,6 +35,8 @@ mod ctmatch_tests;
 mod ext_tests;
 #[cfg(test)]
 mod hashlimit_tests;
+#[cfg(test)]
+mod ipset_tests;
 #[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
@@ -100,11 +103,24 @@ pub fn parse_iptables_with(
     ports: &[String],
     host: &HostAddrs,
 ) -> Result<ParsedRules, Vec<RuleError>> {
+    parse_iptables_sets(file, text, family, ports, host, None)
+}
+
+/// [`parse_iptables_with`] with the ipset sets `-m set` names (`None`: no sets file).
+pub fn parse_iptables_sets(
+    file: &str,
+    text: &str,
+    family: Family,
+    ports: &[String],
+    host: &HostAddrs,
+    sets: Option<&std::sync::Arc<dataplane::classify::ipset::IpSets>>,
+) -> Result<ParsedRules, Vec<RuleError>> {
     let ctx = parse::Ctx {
         file,
         family,
         ports,
         host,
+        sets,
     };
     let (parsed, errors) = parse::parse(&ctx, text);
     if errors.is_empty() {
@@ -133,6 +149,7 @@ fn ctx(parsed: &ParsedRules) -> parse::Ctx<'_> {
         family: parsed.family,
         ports: &[],
         host: &parse::NO_HOST,
+        sets: None,
     }
 }
 
@@ -228,6 +245,7 @@ pub fn compile_nat(parsed: &ParsedRules) -> Result<dataplane::nat::NatRules, Vec
         family: parsed.family,
         ports: &[],
         host: &parse::NO_HOST,
+        sets: None,
     };
     nat::compile(&ctx, parsed).map_err(sorted)
 }

@@ -14,6 +14,7 @@ mod ctmatch;
 mod ext;
 mod hashlimit;
 mod physdev;
+mod set;
 mod time;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
@@ -27,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub ports: &'a [String],
     /// The router's addresses (`-m addrtype`); [`NO_HOST`] in bridge mode.
     pub host: &'a HostAddrs,
+    /// The ipset sets `-m set` names ([`super::ipsets`]); `None`: no sets file was given.
+    pub sets: Option<&'a std::sync::Arc<dataplane::classify::ipset::IpSets>>,
 }
 
 /// No addresses: bridge mode.
@@ -535,6 +538,7 @@ pub(crate) fn parse_rule(
         hashlimit: Default::default(),
         physdev: Default::default(),
         time: Default::default(),
+        set: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -543,6 +547,7 @@ pub(crate) fn parse_rule(
     rp.hashlimit_finish()?;
     rp.physdev_finish()?;
     rp.time_finish()?;
+    rp.set_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -671,6 +676,8 @@ struct RuleParser<'a> {
     physdev: physdev::State,
     /// The `-m time` matches being read.
     time: time::State,
+    /// The `-m set` matches being read.
+    set: set::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -847,6 +854,7 @@ impl<'a> RuleParser<'a> {
                     ("hashlimit", _) => Module::HashLimit,
                     ("physdev", _) => Module::PhysDev,
                     ("time", _) => Module::Time,
+                    ("set", _) => Module::Set,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -932,6 +940,7 @@ impl<'a> RuleParser<'a> {
         self.hashlimit_load(module, col);
         self.physdev_load(module, col);
         self.time_load(module, col);
+        self.set_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1112,6 +1121,7 @@ impl<'a> RuleParser<'a> {
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
                     "REDIRECT" => " (DNAT to an address of Rampart's is)",
+                    "SET" => ": sets change only through the sets file (-m set reads them)",
                     _ => "",
                 };
                 return Err(self.err(v.col, format!("unsupported target {name}{why}")));
@@ -1198,6 +1208,7 @@ impl<'a> RuleParser<'a> {
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
             c if physdev::takes(c) => return self.physdev_option(c, tok, negated),
             c if time::takes(c) => return self.time_option(c, tok, negated),
+            c if set::takes(c) => return self.set_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1999,6 +2010,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| hashlimit::module_option(module, opt))
                 .or_else(|| physdev::module_option(module, opt))
                 .or_else(|| time::module_option(module, opt))
+                .or_else(|| set::module_option(module, opt))
         }
     })
 }
@@ -2010,10 +2022,6 @@ type RtFields = (Option<(u8, bool)>, (u32, u32, bool), Option<(u32, bool)>);
 /// implemented, the reason; otherwise that it is not supported.
 fn match_refusal(name: &str) -> String {
     let why = match name {
-        "set" => {
-            "the contents of ipset sets are not part of an iptables-save file; \
-             list the addresses with -s/-d or -m iprange"
-        }
         "owner" | "cgroup" | "socket" => {
             "it tests the local socket or process a packet belongs to; Rampart has none"
         }

@@ -181,8 +181,8 @@ fn accepts_what_iptables_restore_accepts() {
 const REFUSED_V4: &[(&str, &str, usize)] = &[
     (
         "-m set --match-set foo src -j DROP",
-        "unsupported option -m set",
-        0,
+        "Set foo doesn't exist (no sets file was given",
+        3,
     ),
     (
         "-m recent --name x -j DROP",
@@ -337,8 +337,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ),
     (
         "-m set --match-set NIPv4abc src -j RETURN",
-        "unsupported option -m set (match set is not supported: the contents of ipset sets",
-        0,
+        "Set NIPv4abc doesn't exist (no sets file was given",
+        3,
     ),
     (
         "-m owner --uid-owner 0 -j ACCEPT",
@@ -896,7 +896,7 @@ fn mangle_and_security_load_when_they_change_nothing() {
         ),
         (
             "*security\n-A FORWARD -m set --match-set x src -j ACCEPT\nCOMMIT\n",
-            "t.rules:2:12: unsupported option -m set",
+            "t.rules:2:31: Set x doesn't exist",
         ),
     ];
     for (text, want) in bad {

@@ -136,6 +136,8 @@ pub enum Check {
     /// rule naming it. Where Linux drops the packet (a new key in a full table) the rule set's
     /// judgement is a drop; alone, the check fails there.
     HashLimit(std::sync::Arc<super::hashlimit::HashLimitMatch>),
+    /// `-m set --match-set`: a set of the rule set's ipset sets ([`super::ipset`]).
+    Set(std::sync::Arc<super::ipset::SetMatch>),
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
     /// shared by the flat rules of one iptables rule; `cost` and `cap` in xt_limit's credits.
     /// `invert` holds when the bucket has no packet to give: the gate before an inlined chain
@@ -382,6 +384,7 @@ impl Check {
             }
             Check::Recent(ref m) => m.holds(p, w),
             Check::HashLimit(ref m) => m.held(p, w).unwrap_or(false),
+            Check::Set(ref m) => m.holds(p, w),
             Check::Ct(ref m) => m.holds(w.conn),
             Check::Quota { slot, invert, .. } => {
                 // skb->len at the IP hooks: the datagram's length (the whole datagram's for

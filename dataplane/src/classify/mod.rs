@@ -16,6 +16,7 @@ pub mod ctmatch;
 mod cuts;
 mod edits;
 pub mod hashlimit;
+pub mod ipset;
 pub mod ipv6ext;
 mod linear;
 pub mod recent;
