@@ -40,6 +40,8 @@ use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod connlimit_tests;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -442,15 +444,23 @@ fn judge_with_conn(
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let view = tables.ct.view(t, reply, w.now_ns);
+    // `-m connlimit`: what the connection holds, and what the walk reserves (kept by the
+    // table: tagged on the connection, or released after the packet's last stage).
+    let counting = rs.counts_conns.then(|| tables.ct.counting(t));
     let w = Wire {
         conn: view.as_ref(),
+        count: counting.as_ref(),
         ..*w
     };
-    if rs.cacheable && t.state == CtState::Established && route != Route::Local {
+    let fv = if rs.cacheable && t.state == CtState::Established && route != Route::Local {
         judge_established(rs, tables, t, meta, &w, ingress, on_log)
     } else {
         crate::filter::judge_rules_marked(rs, meta, &w, mark, on_log)
+    };
+    if let Some(c) = &counting {
+        tables.ct.keep_counts(t, c);
     }
+    fv
 }
 
 /// A nat chain's decision for a connection's first packet. A chain without rules (its policy
@@ -1345,6 +1355,8 @@ fn judge_after_track<F: Forwarding>(
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }
+    // `-m connlimit`: a NEW connection's reservations not confirmed are released.
+    tables.ct.settle_counts();
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;
     }

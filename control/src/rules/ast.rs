@@ -283,6 +283,7 @@ pub enum Module {
     ConnBytes,
     Quota,
     HashLimit,
+    ConnLimit,
 }
 
 impl Module {
@@ -321,6 +322,7 @@ impl Module {
             Module::ConnBytes => "connbytes",
             Module::Quota => "quota",
             Module::HashLimit => "hashlimit",
+            Module::ConnLimit => "connlimit",
         }
     }
 

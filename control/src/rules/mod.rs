@@ -35,6 +35,8 @@ mod ext_tests;
 #[cfg(test)]
 mod hashlimit_tests;
 #[cfg(test)]
+mod connlimit_tests;
+#[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
 mod match_tests;

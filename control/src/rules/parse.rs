@@ -12,6 +12,7 @@ use super::names;
 use super::RuleError;
 mod ctmatch;
 mod ext;
+mod connlimit;
 mod hashlimit;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
@@ -527,12 +528,14 @@ pub(crate) fn parse_rule(
         ext: Default::default(),
         ct: Default::default(),
         hashlimit: Default::default(),
+        connlimit: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
     rp.ext_finish()?;
     rp.ct_finish()?;
     rp.hashlimit_finish()?;
+    rp.connlimit_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -657,6 +660,8 @@ struct RuleParser<'a> {
     ct: ctmatch::State,
     /// The `-m hashlimit` matches being read.
     hashlimit: hashlimit::State,
+    /// The `-m connlimit` matches being read.
+    connlimit: connlimit::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -832,6 +837,7 @@ impl<'a> RuleParser<'a> {
                     ("connbytes", _) => Module::ConnBytes,
                     ("quota", _) => Module::Quota,
                     ("hashlimit", _) => Module::HashLimit,
+                    ("connlimit", _) => Module::ConnLimit,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -915,6 +921,7 @@ impl<'a> RuleParser<'a> {
         self.push(col, false, Cond::Module(module));
         self.ext_load(module, col);
         self.hashlimit_load(module, col);
+        self.connlimit_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1179,6 +1186,7 @@ impl<'a> RuleParser<'a> {
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
+            c if connlimit::takes(c) => return self.connlimit_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1974,6 +1982,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
             return ext::module_option(module, opt)
                 .or_else(|| ctmatch::module_option(module, opt))
                 .or_else(|| hashlimit::module_option(module, opt))
+                .or_else(|| connlimit::module_option(module, opt))
         }
     })
 }
@@ -1997,7 +2006,6 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "connlimit" => "counting a source's connections across workers is not implemented",
         "nfacct" | "time" => "accounting objects and time conditions are not implemented",
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
