@@ -1355,10 +1355,10 @@ fn judge_after_track<F: Forwarding>(
             verdict = Verdict::Drop(DropReason::CtFull);
         }
     }
-    // `-m connlimit`: a NEW connection's reservations not confirmed are released.
-    tables.ct.settle_counts();
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;
+        // `-m connlimit`: a NEW connection not confirmed releases what it reserved.
+        tables.ct.settle_counts();
     }
     IpJudgement {
         verdict,

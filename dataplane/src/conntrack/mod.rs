@@ -2197,8 +2197,10 @@ impl Conntrack {
             })
             .flatten()
         {
-            // Another first packet of this flow was confirmed meanwhile: join it.
+            // Another first packet of this flow was confirmed meanwhile: join it (what this
+            // one reserved is released; the joined entry holds its own counts).
             self.pending_of[at] = u32::MAX;
+            self.settle_counts();
             self.stats.clash += 1;
             let carry = self.entries[i as usize].account(dir, bytes);
             if carry.any() {
