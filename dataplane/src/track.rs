@@ -39,9 +39,9 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod connlimit_tests;
+#[cfg(test)]
+mod tests;
 
 const SEC: u64 = 1_000_000_000;
 

@@ -146,7 +146,8 @@ fn connlimit_holds_across_two_workers() {
         -A FORWARD -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 3 -j DROP\n\
         -A FORWARD -p tcp -j ACCEPT\n\
         COMMIT\n";
-    let rules6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    let rules6 =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
     let src = Ipv4Addr::new(203, 0, 113, 5);
     let host = |h: u8| Ipv4Addr::new(10, 1, 0, h);
     let seg = |out: bool, h: u8, flags, seq, ack| {
@@ -189,7 +190,10 @@ fn connlimit_holds_across_two_workers() {
         "mbuf leak: {summary}"
     );
     let daemon_fwd: Vec<bool> = run.outcomes.iter().map(|o| o.forwarded).collect();
-    assert_eq!(daemon_fwd, forwarded, "two workers against replay: {summary}");
+    assert_eq!(
+        daemon_fwd, forwarded,
+        "two workers against replay: {summary}"
+    );
     // The eight first connections' pairs are owned by both workers (steering by pair).
     let owners: std::collections::HashSet<Option<u16>> = (2..10u8)
         .map(|h| dataplane::steer::owner(&seg(true, h, Flags::SYN, 1000, 0), 2))

@@ -1599,8 +1599,8 @@ fn connlimits_match_linux() {
                     to_outside(v6, host)
                 };
                 let (sp, dp) = if out { (sport, 22) } else { (22, sport) };
-                let f = FrameSpec::new(ip, L4Spec::tcp_segment(sp, dp, flags, seq, ack, &[]))
-                    .build();
+                let f =
+                    FrameSpec::new(ip, L4Spec::tcp_segment(sp, dp, flags, seq, ack, &[])).build();
                 sent.push((format!("{what} host {host} port {sport}"), f));
             };
             tcp("o>i SYN", true, 5, 40001, Flags::SYN, 1000, 0);
@@ -1610,16 +1610,32 @@ fn connlimits_match_linux() {
             tcp("o>i SYN", true, 7, 40005, Flags::SYN, 1000, 0);
             tcp("o>i SYN", true, 7, 40006, Flags::SYN, 1000, 0);
             tcp("o>i SYN", true, 7, 40007, Flags::SYN, 1000, 0);
-            tcp("i>o SYN/ACK", false, 5, 40001, Flags::SYN | Flags::ACK, 5000, 1001);
+            tcp(
+                "i>o SYN/ACK",
+                false,
+                5,
+                40001,
+                Flags::SYN | Flags::ACK,
+                5000,
+                1001,
+            );
             tcp("o>i ACK", true, 5, 40001, Flags::ACK, 1001, 5001);
-            tcp("o>i RST/ACK", true, 5, 40001, Flags::RST | Flags::ACK, 1001, 5001);
+            tcp(
+                "o>i RST/ACK",
+                true,
+                5,
+                40001,
+                Flags::RST | Flags::ACK,
+                1001,
+                5001,
+            );
             tcp("o>i SYN", true, 5, 40008, Flags::SYN, 1000, 0);
             tcp("o>i SYN again", true, 5, 40008, Flags::SYN, 1000, 0);
             tcp("o>i SYN", true, 5, 40009, Flags::SYN, 1000, 0);
             // UDP: two flows to one inside host, each datagram twice and once more.
             let mut udp = |host: u8, sport: u16| {
-                let f = FrameSpec::new(from_outside(v6, host), L4Spec::udp(sport, 53, b"cl"))
-                    .build();
+                let f =
+                    FrameSpec::new(from_outside(v6, host), L4Spec::udp(sport, 53, b"cl")).build();
                 sent.push((format!("o>i UDP host {host} port {sport}"), f));
             };
             udp(5, 50001);
@@ -1640,8 +1656,25 @@ fn connlimits_match_linux() {
         |_| {
             let (t, f) = (true, false);
             vec![
-                t, t, f, t, t, t, f, t, t, t, t, t, f, // TCP
-                t, t, t, t, UDP_SECOND_FLOW, f, // UDP
+                t,
+                t,
+                f,
+                t,
+                t,
+                t,
+                f,
+                t,
+                t,
+                t,
+                t,
+                t,
+                f, // TCP
+                t,
+                t,
+                t,
+                t,
+                UDP_SECOND_FLOW,
+                f, // UDP
             ]
         },
     );

@@ -311,12 +311,12 @@ fn inverted(c: Check) -> Check {
                 above: !m.above,
             },
         )),
-        Check::ConnLimit(m) => {
-            Check::ConnLimit(std::sync::Arc::new(dataplane::classify::connlimit::ConnLimitMatch {
+        Check::ConnLimit(m) => Check::ConnLimit(std::sync::Arc::new(
+            dataplane::classify::connlimit::ConnLimitMatch {
                 above: !m.above,
                 ..(*m).clone()
-            }))
-        }
+            },
+        )),
         c => c,
     }
 }

@@ -37,7 +37,10 @@ fn syn(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
 }
 
 /// A connection's held counts (table, slot), as conntrack's tag keeps them.
-type Tag = Vec<(std::sync::Arc<dataplane::classify::connlimit::CountTable>, u32)>;
+type Tag = Vec<(
+    std::sync::Arc<dataplane::classify::connlimit::CountTable>,
+    u32,
+)>;
 
 /// Judges `frame` as the first packet of a NEW connection; the counts it reserved are
 /// returned (the caller keeps them while the connection lives, or releases them).
@@ -117,7 +120,10 @@ fn accepts_connlimit_as_iptables_save_writes_it() {
         assert!(rs.reads_conn && rs.counts_conns && !rs.cacheable, "{rule}");
     }
     // The default mask is the family's whole address.
-    let rs = set("-A FORWARD -m connlimit --connlimit-above 2 -j DROP", Family::V6);
+    let rs = set(
+        "-A FORWARD -m connlimit --connlimit-above 2 -j DROP",
+        Family::V6,
+    );
     assert_eq!(
         the_match(&rs).mask,
         dataplane::classify::connlimit::prefix_mask(Family::V6, 128)
@@ -136,7 +142,11 @@ fn accepts_connlimit_as_iptables_save_writes_it() {
 }
 
 const REFUSED: &[(&str, &str, usize)] = &[
-    ("-m connlimit -j DROP", "needs --connlimit-above or --connlimit-upto", 0),
+    (
+        "-m connlimit -j DROP",
+        "needs --connlimit-above or --connlimit-upto",
+        0,
+    ),
     (
         "-m connlimit --connlimit-mask 24 -j DROP",
         "needs --connlimit-above or --connlimit-upto",
@@ -195,7 +205,11 @@ const REFUSED: &[(&str, &str, usize)] = &[
         "only one --connlimit-daddr",
         5,
     ),
-    ("--connlimit-above 4 -j DROP", "unsupported option --connlimit-above", 0),
+    (
+        "--connlimit-above 4 -j DROP",
+        "unsupported option --connlimit-above",
+        0,
+    ),
 ];
 
 #[test]
@@ -234,11 +248,16 @@ fn counts_a_sources_connections_until_they_end() {
     let m = the_match(&rs);
     let mut live = Vec::new();
     let a = |p| syn("10.1.0.2", p, "10.9.0.1", 22);
-    let got: Vec<Action> = (0..5).map(|p| connect(&rs, &a(40000 + p), &mut live)).collect();
+    let got: Vec<Action> = (0..5)
+        .map(|p| connect(&rs, &a(40000 + p), &mut live))
+        .collect();
     assert_eq!(got, [A, A, A, D, D]);
     assert_eq!(m.table.total(), 3, "refused connections leave no count");
     // Another source has its own count.
-    assert_eq!(connect(&rs, &syn("10.1.0.3", 1, "10.9.0.1", 22), &mut live), A);
+    assert_eq!(
+        connect(&rs, &syn("10.1.0.3", 1, "10.9.0.1", 22), &mut live),
+        A
+    );
     close(live.remove(0));
     assert_eq!(connect(&rs, &a(41000), &mut live), A);
     assert_eq!(connect(&rs, &a(41001), &mut live), D);
@@ -266,10 +285,14 @@ fn masks_daddr_and_upto() {
         "-A FORWARD -m connlimit --connlimit-above 1 --connlimit-daddr -j DROP",
         Family::V4,
     );
-    let got: Vec<Action> = [("10.1.0.2", "10.9.0.1"), ("10.1.0.3", "10.9.0.1"), ("10.1.0.3", "10.9.0.2")]
-        .iter()
-        .map(|(s, d)| connect(&rs, &syn(s, 1000, d, 22), &mut live))
-        .collect();
+    let got: Vec<Action> = [
+        ("10.1.0.2", "10.9.0.1"),
+        ("10.1.0.3", "10.9.0.1"),
+        ("10.1.0.3", "10.9.0.2"),
+    ]
+    .iter()
+    .map(|(s, d)| connect(&rs, &syn(s, 1000, d, 22), &mut live))
+    .collect();
     assert_eq!(got, [A, D, A], "counted by destination");
     let rs = set(
         "-A FORWARD -m connlimit --connlimit-above 1 --connlimit-mask 64 -j DROP",
@@ -298,7 +321,11 @@ fn confirmed_and_untracked_packets_add_nothing_twice() {
     let info = dataplane::wire::parse_frame(&fr).unwrap();
     let meta = packet_meta(&fr, &info, 0, 2).unwrap();
     // No connection: 0 + 1 is not above 1.
-    assert_eq!(rs.judge(&meta, &Wire::of(&fr, &info, 0), |_, _, _| {}).action, A);
+    assert_eq!(
+        rs.judge(&meta, &Wire::of(&fr, &info, 0), |_, _, _| {})
+            .action,
+        A
+    );
     assert_eq!(m.table.total(), 0);
     let mut live = Vec::new();
     assert_eq!(connect(&rs, &fr, &mut live), A);
@@ -323,7 +350,11 @@ fn confirmed_and_untracked_packets_add_nothing_twice() {
         ..Wire::of(&fr, &info, 0)
     };
     assert_eq!(rs.judge(&meta, &w, |_, _, _| {}).action, D, "2 > 1");
-    assert_eq!(rs.judge(&meta, &w, |_, _, _| {}).action, D, "still 2: added once");
+    assert_eq!(
+        rs.judge(&meta, &w, |_, _, _| {}).action,
+        D,
+        "still 2: added once"
+    );
     assert_eq!(m.table.total(), 2);
     close(c2.take_added().collect());
     for t in live.drain(..) {
@@ -338,10 +369,19 @@ fn a_reload_starts_empty() {
     let body = "-A FORWARD -m connlimit --connlimit-above 1 -j DROP\n-A FORWARD -j ACCEPT";
     let rs = set(body, Family::V4);
     let mut live = Vec::new();
-    assert_eq!(connect(&rs, &syn("10.1.0.2", 1, "10.9.0.1", 22), &mut live), A);
-    assert_eq!(connect(&rs, &syn("10.1.0.2", 2, "10.9.0.1", 22), &mut live), D);
+    assert_eq!(
+        connect(&rs, &syn("10.1.0.2", 1, "10.9.0.1", 22), &mut live),
+        A
+    );
+    assert_eq!(
+        connect(&rs, &syn("10.1.0.2", 2, "10.9.0.1", 22), &mut live),
+        D
+    );
     let rs2 = set(body, Family::V4);
-    assert_eq!(connect(&rs2, &syn("10.1.0.2", 3, "10.9.0.1", 22), &mut live), A);
+    assert_eq!(
+        connect(&rs2, &syn("10.1.0.2", 3, "10.9.0.1", 22), &mut live),
+        A
+    );
     for t in live.drain(..) {
         close(t);
     }
@@ -359,9 +399,15 @@ fn a_jump_counts_once() {
     );
     let m = the_match(&rs);
     let mut live = Vec::new();
-    assert_eq!(connect(&rs, &syn("10.1.0.2", 1, "10.9.0.1", 22), &mut live), A);
+    assert_eq!(
+        connect(&rs, &syn("10.1.0.2", 1, "10.9.0.1", 22), &mut live),
+        A
+    );
     assert_eq!(m.table.total(), 1);
-    assert_eq!(connect(&rs, &syn("10.1.0.2", 2, "10.9.0.1", 22), &mut live), D);
+    assert_eq!(
+        connect(&rs, &syn("10.1.0.2", 2, "10.9.0.1", 22), &mut live),
+        D
+    );
     for t in live.drain(..) {
         close(t);
     }

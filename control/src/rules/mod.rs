@@ -29,13 +29,13 @@ mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod connlimit_tests;
+#[cfg(test)]
 mod ctmatch_tests;
 #[cfg(test)]
 mod ext_tests;
 #[cfg(test)]
 mod hashlimit_tests;
-#[cfg(test)]
-mod connlimit_tests;
 #[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]

@@ -8,9 +8,12 @@ use dataplane::classify::Check;
 /// Whether `rule` has a `-m recent` or `-m hashlimit` match (its flat rules are not patched in
 /// place: the flattener sets the hook's TTL rule, and gates a jump's draw).
 pub(crate) fn names_a_list(rule: &Rule) -> bool {
-    rule.matches
-        .iter()
-        .any(|m| matches!(&m.cond, Cond::Check(Check::Recent(_) | Check::HashLimit(_) | Check::ConnLimit(_))))
+    rule.matches.iter().any(|m| {
+        matches!(
+            &m.cond,
+            Cond::Check(Check::Recent(_) | Check::HashLimit(_) | Check::ConnLimit(_))
+        )
+    })
 }
 
 /// Whether a match of `rule` changes a list or a bucket: without a target it is still walked.

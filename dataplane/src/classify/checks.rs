@@ -301,7 +301,10 @@ impl Check {
 
     /// Whether the check reads the packet's connection ([`Wire::conn`]).
     pub fn reads_conn(&self) -> bool {
-        matches!(self, Check::Ct(_) | Check::ConnBytes(_) | Check::ConnLimit(_))
+        matches!(
+            self,
+            Check::Ct(_) | Check::ConnBytes(_) | Check::ConnLimit(_)
+        )
     }
 
     /// Whether the check holds for `p` with bytes `w`; `buckets` are the rule set's.

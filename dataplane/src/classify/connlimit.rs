@@ -266,7 +266,14 @@ impl Eq for ConnLimitMatch {}
 
 impl std::hash::Hash for ConnLimitMatch {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        (Arc::as_ptr(&self.table) as usize, self.above, self.limit, self.mask, self.daddr).hash(h);
+        (
+            Arc::as_ptr(&self.table) as usize,
+            self.above,
+            self.limit,
+            self.mask,
+            self.daddr,
+        )
+            .hash(h);
     }
 }
 
@@ -277,7 +284,11 @@ pub fn prefix_mask(family: Family, plen: u8) -> IpAddr128 {
         Family::V6 => (0, u32::from(plen).min(128)),
     };
     let ones = skip + bits;
-    let m = if ones == 0 { 0 } else { u128::MAX << (128 - ones) };
+    let m = if ones == 0 {
+        0
+    } else {
+        u128::MAX << (128 - ones)
+    };
     IpAddr128(m.to_be_bytes())
 }
 
@@ -384,8 +395,7 @@ impl ConnLimitMatch {
             Some(c) if c.conn == Conn::None => self.table.count(&key) + 1,
             Some(c) => {
                 // Counted by this table under this key already: the count as it is.
-                if c
-                    .all()
+                if c.all()
                     .any(|(ht, slot)| ht == t && self.table.slot_holds(slot, &key))
                 {
                     self.table.count(&key)

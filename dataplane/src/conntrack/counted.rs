@@ -237,10 +237,7 @@ impl Conntrack {
     #[inline(never)]
     pub(super) fn tcp_closing(&mut self, i: u32) {
         if let L4::Tcp(t) = &self.entries[i as usize].l4 {
-            if matches!(
-                t.state,
-                super::TcpState::TimeWait | super::TcpState::Close
-            ) {
+            if matches!(t.state, super::TcpState::TimeWait | super::TcpState::Close) {
                 self.counts_end(i);
             }
         }
@@ -248,7 +245,11 @@ impl Conntrack {
 
     /// How many counts this worker's connections hold (tests).
     pub fn counts_held(&self) -> u32 {
-        self.counted.tags.iter().map(|t| u32::from(t.n)).sum::<u32>()
+        self.counted
+            .tags
+            .iter()
+            .map(|t| u32::from(t.n))
+            .sum::<u32>()
             + self.counted.pending.map_or(0, |(_, t)| u32::from(t.n))
     }
 }

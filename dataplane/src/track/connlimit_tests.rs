@@ -70,7 +70,16 @@ impl Run {
         }
     }
 
-    fn send(&mut self, src: Ipv4Addr, sport: u16, dport: u16, flags: Flags, seq: u32, ack: u32, reply: bool) -> Verdict {
+    fn send(
+        &mut self,
+        src: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        reply: bool,
+    ) -> Verdict {
         let (s, d, sp, dp) = if reply {
             (SERVER, src, dport, sport)
         } else {
@@ -122,7 +131,15 @@ impl Run {
 
     /// The handshake of a connection opened by [`Run::syn`].
     fn establish(&mut self, n: u8, sport: u16) {
-        self.send(client(n), sport, 22, Flags::SYN | Flags::ACK, 5000, 1001, true);
+        self.send(
+            client(n),
+            sport,
+            22,
+            Flags::SYN | Flags::ACK,
+            5000,
+            1001,
+            true,
+        );
         self.send(client(n), sport, 22, Flags::ACK, 1001, 5001, false);
     }
 
@@ -136,7 +153,10 @@ fn the_limit_holds_and_each_end_releases() {
     let mut r = Run::new(2, 1024);
     assert!(r.syn(1, 1, 22));
     assert!(r.syn(1, 2, 22));
-    assert!(!r.syn(1, 3, 22), "the third connection of a source is over the limit");
+    assert!(
+        !r.syn(1, 3, 22),
+        "the third connection of a source is over the limit"
+    );
     assert_eq!(r.held(), (2, 2), "the refused one holds nothing");
     assert!(r.syn(2, 1, 22), "another source counts apart");
     // A first packet a later rule drops leaves no count... (an earlier rule here: port 99)
@@ -167,7 +187,11 @@ fn the_limit_holds_and_each_end_releases() {
     r.now += 200 * S;
     r.tables.expire(r.now, 1024);
     assert_eq!(r.held(), (0, 0));
-    assert_eq!(r.tables.ct.len(), 0, "TIME_WAIT and SYN_SENT are both two minutes");
+    assert_eq!(
+        r.tables.ct.len(),
+        0,
+        "TIME_WAIT and SYN_SENT are both two minutes"
+    );
     assert!(r.syn(1, 8, 22));
     assert!(r.syn(1, 9, 22));
     assert!(!r.syn(1, 10, 22));
@@ -191,7 +215,11 @@ fn eviction_releases_and_a_full_table_keeps_nothing() {
         let _ = r.syn(1, p, 22);
         same(&r);
     }
-    assert!(r.tables.ct.stats().early_drop > 0, "{:?}", r.tables.ct.stats());
+    assert!(
+        r.tables.ct.stats().early_drop > 0,
+        "{:?}",
+        r.tables.ct.stats()
+    );
     // Assured connections are never evicted: a new one finds no room and is dropped, its
     // reservation released.
     let mut r = Run::new(10, 2);

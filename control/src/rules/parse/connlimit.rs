@@ -113,9 +113,7 @@ impl<'a> RuleParser<'a> {
                 if n > bits {
                     return Err(self.err(
                         v.col,
-                        format!(
-                            "--connlimit-mask {n} is longer than an address ({bits} bits)"
-                        ),
+                        format!("--connlimit-mask {n} is longer than an address ({bits} bits)"),
                     ));
                 }
                 Box::new(move |c| c.mask = Some(n as u8))
@@ -151,7 +149,9 @@ impl<'a> RuleParser<'a> {
                 ));
             }
             let family = self.ctx.family;
-            let plen = c.mask.unwrap_or(if family == Family::V4 { 32 } else { 128 });
+            let plen = c
+                .mask
+                .unwrap_or(if family == Family::V4 { 32 } else { 128 });
             let m = ConnLimitMatch {
                 table: Arc::new(CountTable::new()),
                 family,
