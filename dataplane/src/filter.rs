@@ -171,8 +171,10 @@ pub fn judge_rules(
 }
 
 /// [`judge_rules`] for a packet whose mark is `mark` when the walk reaches the filter (a new
-/// connection's nat PREROUTING may have set it); `mark` is what it is after.
-#[inline]
+/// connection's nat PREROUTING may have set it); `mark` is what it is after. Always inlined:
+/// left to the inliner beside `-m connlimit`'s walk, it cost a new connection 23 instructions
+/// more (36,336,906 against 35,876,872 for 20,000 connections).
+#[inline(always)]
 pub fn judge_rules_marked(
     rules: &RuleSet,
     meta: &PacketMeta,

@@ -158,6 +158,7 @@ impl MangleChain {
             whole_len: cx.whole_len,
             // The loader refuses connection matches in mangle.
             conn: None,
+            count: None,
         };
         self.rules.walk_edits(p, frame, wire, mark, |k, frame| {
             Edit::decode(k).is_none_or(|e| apply(&e, frame, cx))

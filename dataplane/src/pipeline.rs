@@ -266,6 +266,7 @@ impl Bridge {
             hops_taken: 0,
             whole_len: 0,
             conn: None,
+            count: None,
         };
         filter_one(rules, meta, &w, verdict, on_log, on_rule)
     }

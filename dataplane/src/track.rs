@@ -39,6 +39,8 @@ use crate::verdict::{DropReason, Verdict};
 use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 #[cfg(test)]
+mod connlimit_tests;
+#[cfg(test)]
 mod tests;
 
 const SEC: u64 = 1_000_000_000;
@@ -442,15 +444,23 @@ fn judge_with_conn(
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let view = tables.ct.view(t, reply, w.now_ns);
+    // `-m connlimit`: what the connection holds, and what the walk reserves (kept by the
+    // table: tagged on the connection, or released after the packet's last stage).
+    let counting = rs.counts_conns.then(|| tables.ct.counting(t));
     let w = Wire {
         conn: view.as_ref(),
+        count: counting.as_ref(),
         ..*w
     };
-    if rs.cacheable && t.state == CtState::Established && route != Route::Local {
+    let fv = if rs.cacheable && t.state == CtState::Established && route != Route::Local {
         judge_established(rs, tables, t, meta, &w, ingress, on_log)
     } else {
         crate::filter::judge_rules_marked(rs, meta, &w, mark, on_log)
+    };
+    if let Some(c) = &counting {
+        tables.ct.keep_counts(t, c);
     }
+    fv
 }
 
 /// A nat chain's decision for a connection's first packet. A chain without rules (its policy
@@ -1347,6 +1357,8 @@ fn judge_after_track<F: Forwarding>(
     }
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;
+        // `-m connlimit`: a NEW connection not confirmed releases what it reserved.
+        tables.ct.settle_counts();
     }
     IpJudgement {
         verdict,

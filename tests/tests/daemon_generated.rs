@@ -127,3 +127,76 @@ fn through_the_daemon(
         "no packet crossed between the workers"
     );
 }
+
+/// `-m connlimit` with two workers: one outside source opens connections to eight inside
+/// hosts, whose address pairs the workers share between them (steering is by address pair),
+/// against a limit of three a source. The counts are shared by the workers, so the daemon
+/// forwards what replay's one table forwards: the first three SYNs, then nothing until one of
+/// them ends (its RST), then one more. Per-worker counts would let each worker admit three.
+#[test]
+fn connlimit_holds_across_two_workers() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::net::Ipv4Addr;
+    if !root_or_skip("connlimit_holds_across_two_workers") {
+        return;
+    }
+    let rules4 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+        -A FORWARD -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 3 -j DROP\n\
+        -A FORWARD -p tcp -j ACCEPT\n\
+        COMMIT\n";
+    let rules6 =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    let src = Ipv4Addr::new(203, 0, 113, 5);
+    let host = |h: u8| Ipv4Addr::new(10, 1, 0, h);
+    let seg = |out: bool, h: u8, flags, seq, ack| {
+        let (ip, sp, dp) = if out {
+            (IpSpec::v4(src, host(h)), 40000 + u16::from(h), 22)
+        } else {
+            (IpSpec::v4(host(h), src), 22, 40000 + u16::from(h))
+        };
+        FrameSpec::new(ip, L4Spec::tcp_segment(sp, dp, flags, seq, ack, &[])).build()
+    };
+    let mut frames = Vec::new();
+    for h in 2..10 {
+        frames.push(seg(true, h, Flags::SYN, 1000, 0));
+    }
+    // Host 2's connection completes and is reset by the client; then two more SYNs.
+    frames.push(seg(false, 2, Flags::SYN | Flags::ACK, 5000, 1001));
+    frames.push(seg(true, 2, Flags::ACK, 1001, 5001));
+    frames.push(seg(true, 2, Flags::RST | Flags::ACK, 1001, 5001));
+    frames.push(seg(true, 20, Flags::SYN, 1000, 0));
+    frames.push(seg(true, 21, Flags::SYN, 1000, 0));
+    let dir = tempfile::tempdir().unwrap();
+    let (p4, p6) = (dir.path().join("r4"), dir.path().join("r6"));
+    std::fs::write(&p4, rules4).unwrap();
+    std::fs::write(&p6, rules6).unwrap();
+    let pcap = dir.path().join("in.pcap");
+    control::pcap::write_frames(&pcap, frames.iter().map(|f| f.as_slice())).unwrap();
+    let replay = rampart_replay(&pcap, Some(&p4), Some(&p6), INSIDE);
+    let forwarded: Vec<bool> = replay.iter().map(|o| o.forwarded).collect();
+    let (t, f) = (true, false);
+    assert_eq!(
+        forwarded,
+        [t, t, t, f, f, f, f, f, t, t, t, t, f],
+        "replay's one table"
+    );
+    let daemon = RampartDaemon::start_workers(rules4, rules6, 2);
+    let run = daemon.run_waiting(&frames, &prefixes(INSIDE), &forwarded);
+    let summary = daemon.stop();
+    assert_eq!(
+        summary["mbufs_in_use"]["start"], summary["mbufs_in_use"]["end"],
+        "mbuf leak: {summary}"
+    );
+    let daemon_fwd: Vec<bool> = run.outcomes.iter().map(|o| o.forwarded).collect();
+    assert_eq!(
+        daemon_fwd, forwarded,
+        "two workers against replay: {summary}"
+    );
+    // The eight first connections' pairs are owned by both workers (steering by pair).
+    let owners: std::collections::HashSet<Option<u16>> = (2..10u8)
+        .map(|h| dataplane::steer::owner(&seg(true, h, Flags::SYN, 1000, 0), 2))
+        .collect();
+    assert_eq!(owners.len(), 2, "the connections land on both workers");
+}

@@ -286,6 +286,7 @@ pub enum Module {
     PhysDev,
     Time,
     Set,
+    ConnLimit,
 }
 
 impl Module {
@@ -327,6 +328,7 @@ impl Module {
             Module::PhysDev => "physdev",
             Module::Time => "time",
             Module::Set => "set",
+            Module::ConnLimit => "connlimit",
         }
     }
 

@@ -260,6 +260,7 @@ fn is_draw(c: &Check) -> bool {
             | Check::Nth { .. }
             | Check::Quota { .. }
             | Check::HashLimit(_)
+            | Check::ConnLimit(_)
     )
 }
 
@@ -308,6 +309,12 @@ fn inverted(c: Check) -> Check {
             dataplane::classify::hashlimit::HashLimitMatch {
                 table: m.table.clone(),
                 above: !m.above,
+            },
+        )),
+        Check::ConnLimit(m) => Check::ConnLimit(std::sync::Arc::new(
+            dataplane::classify::connlimit::ConnLimitMatch {
+                above: !m.above,
+                ..(*m).clone()
             },
         )),
         c => c,

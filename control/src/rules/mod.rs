@@ -30,6 +30,8 @@ mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod connlimit_tests;
+#[cfg(test)]
 mod ctmatch_tests;
 #[cfg(test)]
 mod ext_tests;

@@ -10,6 +10,7 @@ use super::lex::{tokenize, Token};
 use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
+mod connlimit;
 mod ctmatch;
 mod ext;
 mod hashlimit;
@@ -539,6 +540,7 @@ pub(crate) fn parse_rule(
         physdev: Default::default(),
         time: Default::default(),
         set: Default::default(),
+        connlimit: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -548,6 +550,7 @@ pub(crate) fn parse_rule(
     rp.physdev_finish()?;
     rp.time_finish()?;
     rp.set_finish()?;
+    rp.connlimit_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -678,6 +681,8 @@ struct RuleParser<'a> {
     time: time::State,
     /// The `-m set` matches being read.
     set: set::State,
+    /// The `-m connlimit` matches being read.
+    connlimit: connlimit::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -855,6 +860,7 @@ impl<'a> RuleParser<'a> {
                     ("physdev", _) => Module::PhysDev,
                     ("time", _) => Module::Time,
                     ("set", _) => Module::Set,
+                    ("connlimit", _) => Module::ConnLimit,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -941,6 +947,7 @@ impl<'a> RuleParser<'a> {
         self.physdev_load(module, col);
         self.time_load(module, col);
         self.set_load(module, col);
+        self.connlimit_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1209,6 +1216,7 @@ impl<'a> RuleParser<'a> {
             c if physdev::takes(c) => return self.physdev_option(c, tok, negated),
             c if time::takes(c) => return self.time_option(c, tok, negated),
             c if set::takes(c) => return self.set_option(c, tok, negated),
+            c if connlimit::takes(c) => return self.connlimit_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -2011,6 +2019,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| physdev::module_option(module, opt))
                 .or_else(|| time::module_option(module, opt))
                 .or_else(|| set::module_option(module, opt))
+                .or_else(|| connlimit::module_option(module, opt))
         }
     })
 }
@@ -2029,7 +2038,6 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "connlimit" => "counting a source's connections across workers is not implemented",
         "nfacct" => "accounting objects are not implemented",
         "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",

@@ -8,16 +8,19 @@ use dataplane::classify::Check;
 /// Whether `rule` has a `-m recent` or `-m hashlimit` match (its flat rules are not patched in
 /// place: the flattener sets the hook's TTL rule, and gates a jump's draw).
 pub(crate) fn names_a_list(rule: &Rule) -> bool {
-    rule.matches
-        .iter()
-        .any(|m| matches!(&m.cond, Cond::Check(Check::Recent(_) | Check::HashLimit(_))))
+    rule.matches.iter().any(|m| {
+        matches!(
+            &m.cond,
+            Cond::Check(Check::Recent(_) | Check::HashLimit(_) | Check::ConnLimit(_))
+        )
+    })
 }
 
 /// Whether a match of `rule` changes a list or a bucket: without a target it is still walked.
 pub(crate) fn changes_lists(rule: &Rule) -> bool {
     rule.matches.iter().any(|m| match &m.cond {
         Cond::Check(Check::Recent(r)) => r.changes_list(),
-        Cond::Check(Check::HashLimit(_)) => true,
+        Cond::Check(Check::HashLimit(_) | Check::ConnLimit(_)) => true,
         _ => false,
     })
 }
@@ -28,7 +31,7 @@ pub(crate) fn changes_any(checks: Option<&Vec<Check>>) -> bool {
     checks.is_some_and(|c| {
         c.iter().any(|c| match c {
             Check::Recent(r) => r.changes_list(),
-            Check::HashLimit(_) => true,
+            Check::HashLimit(_) | Check::ConnLimit(_) => true,
             _ => false,
         })
     })

@@ -346,11 +346,6 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m connlimit --connlimit-above 5 -j LOG",
-        "unsupported option -m connlimit (match connlimit is not supported: counting a source",
-        0,
-    ),
-    (
         "-m connmark --mark 0x4000/0x4000 -j ACCEPT",
         "unsupported option -m connmark (match connmark is not supported: Rampart keeps no connection marks",
         0,

@@ -39,6 +39,9 @@ pub struct Wire<'a> {
     /// The packet's connection, for the connection matches ([`super::ctmatch`]): given only
     /// to rule sets that have them ([`RuleSet::reads_conn`](super::RuleSet::reads_conn)).
     pub conn: Option<&'a super::ctmatch::CtView>,
+    /// The packet's connection's counts, for `-m connlimit` ([`super::connlimit`]): given
+    /// with [`Wire::conn`], by the path that will confirm or release what it reserves.
+    pub count: Option<&'a super::connlimit::Counting>,
 }
 
 impl<'a> Wire<'a> {
@@ -52,6 +55,7 @@ impl<'a> Wire<'a> {
         hops_taken: 0,
         whole_len: 0,
         conn: None,
+        count: None,
     };
 
     /// The view of a parsed frame.
@@ -65,6 +69,7 @@ impl<'a> Wire<'a> {
             hops_taken: 0,
             whole_len: 0,
             conn: None,
+            count: None,
         }
     }
 
@@ -138,6 +143,10 @@ pub enum Check {
     HashLimit(std::sync::Arc<super::hashlimit::HashLimitMatch>),
     /// `-m set --match-set`: a set of the rule set's ipset sets ([`super::ipset`]).
     Set(std::sync::Arc<super::ipset::SetMatch>),
+    /// `-m connlimit`: its rule's counts ([`super::connlimit`]), shared by all workers. Where
+    /// Linux drops the packet (no room for a new key) the rule set's judgement is a drop;
+    /// alone, the check fails there.
+    ConnLimit(std::sync::Arc<super::connlimit::ConnLimitMatch>),
     /// `-m limit`: one of the rule set's buckets ([`RuleSet`](super::RuleSet) keeps them),
     /// shared by the flat rules of one iptables rule; `cost` and `cap` in xt_limit's credits.
     /// `invert` holds when the bucket has no packet to give: the gate before an inlined chain
@@ -296,7 +305,10 @@ impl Check {
 
     /// Whether the check reads the packet's connection ([`Wire::conn`]).
     pub fn reads_conn(&self) -> bool {
-        matches!(self, Check::Ct(_) | Check::ConnBytes(_))
+        matches!(
+            self,
+            Check::Ct(_) | Check::ConnBytes(_) | Check::ConnLimit(_)
+        )
     }
 
     /// Whether the check holds for `p` with bytes `w`; `buckets` are the rule set's.
@@ -385,6 +397,7 @@ impl Check {
             Check::Recent(ref m) => m.holds(p, w),
             Check::HashLimit(ref m) => m.held(p, w).unwrap_or(false),
             Check::Set(ref m) => m.holds(p, w),
+            Check::ConnLimit(ref m) => m.held(p, w).unwrap_or(false),
             Check::Ct(ref m) => m.holds(w.conn),
             Check::Quota { slot, invert, .. } => {
                 // skb->len at the IP hooks: the datagram's length (the whole datagram's for

@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod classbench;
+pub mod connlimit;
 pub mod ctmatch;
 mod cuts;
 mod edits;
@@ -285,6 +286,9 @@ pub struct RuleSet {
     /// options besides `--ctstate`, `-m connbytes`); the judging paths make the connection's
     /// view for such rule sets only.
     pub reads_conn: bool,
+    /// Whether a rule counts connections (`-m connlimit`, [`connlimit`]; such a rule set also
+    /// [`RuleSet::reads_conn`]): the judging path gives the walk the connection's counts.
+    pub counts_conns: bool,
     /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
     pub buckets: Box<[checks::Bucket]>,
 }
@@ -355,6 +359,11 @@ impl RuleSet {
                 .as_ref()
                 .is_some_and(|c| c.iter().any(Check::reads_conn))
         });
+        let counts_conns = rules.iter().any(|r| {
+            r.checks
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| matches!(c, Check::ConnLimit(_))))
+        });
         let mut caps: Vec<u64> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {
@@ -384,6 +393,7 @@ impl RuleSet {
                 .max(1),
             cacheable,
             reads_conn,
+            counts_conns,
             buckets: caps
                 .into_iter()
                 .map(|c| checks::Bucket(std::sync::atomic::AtomicU64::new(c)))
@@ -505,6 +515,10 @@ impl RuleSet {
                     invert,
                 } => walk::mark_matches(mark, value, mask, invert),
                 Check::HashLimit(ref m) => match m.held(p, w) {
+                    Some(ok) => ok,
+                    None => return Held::Drop,
+                },
+                Check::ConnLimit(ref m) => match m.held(p, w) {
                     Some(ok) => ok,
                     None => return Held::Drop,
                 },

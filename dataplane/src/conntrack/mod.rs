@@ -61,6 +61,7 @@
 //!   segment's sequence space is the whole datagram's ([`Conntrack::track_whole`]); a first
 //!   fragment tracked without it (outside a reassembly) makes its sender liberal.
 
+mod counted;
 pub mod frag;
 pub(crate) mod icmp;
 mod index;
@@ -1004,6 +1005,13 @@ pub struct Conntrack {
     /// The L4 length of the whole datagram whose first fragment is tracked next
     /// ([`Conntrack::track_whole`]); 0 outside that call.
     whole_l4: u32,
+    /// `-m connlimit`'s counts held by the connections ([`counted`]): boxed, made empty with
+    /// the table.
+    counted: Box<counted::Side>,
+    /// A NEW connection's reservations wait for its confirmation.
+    count_pending: bool,
+    /// Some entry may hold counts (its end releases them).
+    counting: bool,
 }
 
 impl Conntrack {
@@ -1038,6 +1046,9 @@ impl Conntrack {
             stats: Stats::default(),
             killed: Box::new(None),
             whole_l4: 0,
+            counted: Box::default(),
+            count_pending: false,
+            counting: false,
         }
     }
 
@@ -1358,6 +1369,9 @@ impl Conntrack {
 
     /// Frees slot `i`: out of the index and the wheel.
     fn remove(&mut self, i: u32) {
+        if self.counting {
+            self.counts_end(i);
+        }
         let e = self.entries[i as usize];
         let key = e.key.key();
         let nat = if e.has(status::NAT) { REF_NAT } else { 0 };
@@ -1613,6 +1627,9 @@ impl Conntrack {
                     set_assured,
                 } => {
                     self.tcp_accepted(i, dir, bytes, timeout_ns, set_assured, now_ns);
+                    if self.counting {
+                        self.tcp_closing(i);
+                    }
                     tracked
                 }
                 tcp::Outcome::Ignore => {
@@ -2180,8 +2197,10 @@ impl Conntrack {
             })
             .flatten()
         {
-            // Another first packet of this flow was confirmed meanwhile: join it.
+            // Another first packet of this flow was confirmed meanwhile: join it (what this
+            // one reserved is released; the joined entry holds its own counts).
             self.pending_of[at] = u32::MAX;
+            self.settle_counts();
             self.stats.clash += 1;
             let carry = self.entries[i as usize].account(dir, bytes);
             if carry.any() {
@@ -2242,6 +2261,9 @@ impl Conntrack {
         self.stats.created += 1;
         self.inserts = self.inserts.wrapping_add(1);
         tracked.handle = Handle::Entry(EntryId(i));
+        if self.count_pending {
+            self.counts_confirmed(p.0, i);
+        }
         Ok(())
     }
 
@@ -2403,6 +2425,11 @@ impl Conntrack {
 
     /// Removes every entry (slow path: `conntrack flush`; touches the whole table).
     pub fn flush(&mut self) {
+        if self.counting {
+            for i in 0..self.cfg.capacity {
+                self.counts_end(i);
+            }
+        }
         for e in self.entries.iter_mut() {
             e.clear_status();
             e.set_wheel_slot(UNARMED);
