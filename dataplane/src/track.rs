@@ -28,10 +28,11 @@
 //!
 //! One [`Tables`] per worker, sized at start-up; nothing here allocates.
 
+use crate::classify::walk::Marks;
 use crate::classify::{ct, Action, LogSpec, PacketMeta, Wire};
 use crate::conntrack::frag::{FragError, Fragments, HoldLimits, Whole};
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
-use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
+use crate::filter::{ip_packet_meta, judge_rules_marked, Filter, FilterVerdict};
 use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
@@ -398,16 +399,17 @@ fn judge_established(
     meta: &PacketMeta,
     w: &Wire<'_>,
     ingress: u16,
+    mark: &mut Marks,
     mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let Some(id) = t.entry() else {
-        return judge_rules(rs, meta, w, on_log);
+        return judge_rules_marked(rs, meta, w, mark, on_log);
     };
     if let Some(fv) = cached_verdict(rs, tables, id, t.dir, ingress) {
         return fv;
     }
     let mut logged = false;
-    let fv = judge_rules(rs, meta, w, |i, l, m| {
+    let fv = judge_rules_marked(rs, meta, w, mark, |i, l, m| {
         logged = true;
         on_log(i, l, m)
     });
@@ -438,7 +440,7 @@ fn judge_with_conn(
     w: &Wire<'_>,
     ingress: u16,
     route: Route,
-    mark: &mut u32,
+    mark: &mut Marks,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let view = tables.ct.view(t, reply, w.now_ns);
@@ -447,9 +449,9 @@ fn judge_with_conn(
         ..*w
     };
     if rs.cacheable && t.state == CtState::Established && route != Route::Local {
-        judge_established(rs, tables, t, meta, &w, ingress, on_log)
+        judge_established(rs, tables, t, meta, &w, ingress, mark, on_log)
     } else {
-        crate::filter::judge_rules_marked(rs, meta, &w, mark, on_log)
+        judge_rules_marked(rs, meta, &w, mark, on_log)
     }
 }
 
@@ -459,7 +461,7 @@ fn judge_with_conn(
 /// `mark` is the packet's mark in its walk ([`crate::classify::walk`]), changed by the chain's
 /// MARK rules.
 #[inline]
-fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'a> {
+fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta, mark: &mut Marks) -> NatChoice<'a> {
     if chain.keeps_all() {
         return NatChoice::Keep;
     }
@@ -986,7 +988,7 @@ fn postrouting<F: Forwarding>(
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
-    mut mark: u32,
+    mut mark: Marks,
 ) -> Result<(Option<u32>, bool), Option<NatError>> {
     let rules = nat
         .rules(meta.key.family)
@@ -1061,7 +1063,7 @@ fn mangle_chain<F: Forwarding>(
     out: Option<u16>,
     hops: u8,
     now_ns: u64,
-    mark: &mut u32,
+    mark: &mut Marks,
 ) -> bool {
     let mtu = if c.clamps {
         let back = fwd.reverse_mtu(meta.key.family, &meta.key.src, ingress);
@@ -1079,6 +1081,41 @@ fn mangle_chain<F: Forwarding>(
         mtu,
     };
     c.walk(meta, frame, &cx, now_ns, mark).is_ok()
+}
+
+/// The connection's mark as a packet's walk starts with it: its entry's, 0 for a NEW
+/// connection, the killed entry's for the RST that killed it (Linux's packet keeps its
+/// connection), none for a packet without a connection (INVALID, UNTRACKED). Out of line:
+/// only filters whose tables have `-m connmark` or CONNMARK call it.
+#[cold]
+#[inline(never)]
+fn conn_mark_of(tables: &mut Tables, tracked: &Option<conntrack::Tracked>) -> Marks {
+    let Some(t) = tracked else {
+        return Marks::default();
+    };
+    let conn = match t.handle {
+        Handle::Entry(id) => tables.ct.mark(id),
+        Handle::New(_) => 0,
+        Handle::None if t.state != CtState::Invalid => tables.ct.take_killed_mark().unwrap_or(0),
+        Handle::None => return Marks::default(),
+    };
+    Marks {
+        packet: 0,
+        conn,
+        has_conn: true,
+    }
+}
+
+/// Stores the mark an existing connection's walk changed (a NEW one's is taken at its
+/// confirmation).
+#[cold]
+#[inline(never)]
+fn store_conn_mark(tables: &mut Tables, tracked: &Option<conntrack::Tracked>, conn: u32) {
+    if let Some(t) = tracked {
+        if let (Handle::Entry(id), false) = (t.handle, t.state == CtState::New) {
+            tables.ct.set_mark(id, conn);
+        }
+    }
 }
 
 /// The judgement of a packet dropped for `why` after conntrack gave it `state` (and, when
@@ -1122,8 +1159,22 @@ fn judge_after_track<F: Forwarding>(
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
     // The packet's mark in its walk: 0 on arrival; mangle PREROUTING and a new connection's
-    // nat PREROUTING may change it for the filter and POSTROUTING.
-    let mut mark = 0u32;
+    // nat PREROUTING may change it for the filter and POSTROUTING. The connection's mark
+    // beside it only for a filter whose tables read or change it.
+    let mut mark = Marks::default();
+    if filter.conn_marks {
+        mark = conn_mark_of(tables, &tracked);
+    }
+    let conn_mark = mark.conn;
+    // An existing connection keeps a mark its walk changed even when the packet is dropped
+    // after (Linux writes `ct->mark` in place).
+    macro_rules! keep_conn_mark {
+        () => {
+            if mark.conn != conn_mark {
+                store_conn_mark(tables, &tracked, mark.conn);
+            }
+        };
+    }
     let mangle = filter.mangle(key.family);
     // The whole datagram's length for a first fragment (`-m length`, `-m quota`), read by
     // every table's walk.
@@ -1134,6 +1185,7 @@ fn judge_after_track<F: Forwarding>(
         if !mangle_chain(
             c, &meta, frame, info, whole, &*fwd, ingress, None, 0, now_ns, &mut mark,
         ) {
+            keep_conn_mark!();
             return dropped_after_track(DropReason::RuleDrop, meta, state, None);
         }
     }
@@ -1205,12 +1257,14 @@ fn judge_after_track<F: Forwarding>(
         Route::Forward(h) => {
             meta.out_port = h.port;
             if let Err(why) = fwd.check(frame, info, &h) {
+                keep_conn_mark!();
                 return dropped_after_track(why, meta, state, Some(route));
             }
             filter.rules(key.family)
         }
         Route::Local => filter.input(key.family),
         Route::Unreachable => {
+            keep_conn_mark!();
             return dropped_after_track(DropReason::NoRoute, meta, state, None);
         }
     };
@@ -1225,6 +1279,7 @@ fn judge_after_track<F: Forwarding>(
             if !mangle_chain(
                 c, &meta, frame, info, whole, &*fwd, ingress, out, hops, now_ns, &mut mark,
             ) {
+                keep_conn_mark!();
                 return dropped_after_track(DropReason::RuleDrop, meta, state, Some(route));
             }
         }
@@ -1252,9 +1307,9 @@ fn judge_after_track<F: Forwarding>(
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
         {
-            judge_established(rs, tables, &t, &meta, &wire, ingress, on_log)
+            judge_established(rs, tables, &t, &meta, &wire, ingress, &mut mark, on_log)
         }
-        (Some(rs), _) => crate::filter::judge_rules_marked(rs, &meta, &wire, &mut mark, on_log),
+        (Some(rs), _) => judge_rules_marked(rs, &meta, &wire, &mut mark, on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });
@@ -1341,9 +1396,21 @@ fn judge_after_track<F: Forwarding>(
     if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
         // A binding left here translates (identities were dropped above).
         let reply = binding.as_ref().map(|(b, _)| (b.reply, reply_tag));
+        // A NEW connection's mark is the one its walk left, taken by its creation only (not
+        // by a clash, where Linux drops the new entry and its mark with it).
+        let staged = filter.conn_marks && mark.conn != 0 && matches!(t.handle, Handle::New(_));
+        if staged {
+            tables.ct.stage_mark(mark.conn);
+        }
         if tables.ct.confirm_translating(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
+        if staged {
+            tables.ct.unstage_mark();
+        }
+    }
+    if filter.conn_marks {
+        keep_conn_mark!();
     }
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;

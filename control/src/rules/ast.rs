@@ -283,6 +283,7 @@ pub enum Module {
     ConnBytes,
     Quota,
     HashLimit,
+    ConnMark,
 }
 
 impl Module {
@@ -321,6 +322,7 @@ impl Module {
             Module::ConnBytes => "connbytes",
             Module::Quota => "quota",
             Module::HashLimit => "hashlimit",
+            Module::ConnMark => "connmark",
         }
     }
 
@@ -460,4 +462,7 @@ pub enum Target {
     },
     /// A mangle target that edits the packet: TCPMSS, DSCP, TOS, TTL, HL.
     Edit(dataplane::mangle::Edit),
+    /// `CONNMARK`: the connection's mark set, saved from or restored into the packet's
+    /// ([`dataplane::classify::connmark`]).
+    ConnMark(dataplane::classify::connmark::Op),
 }

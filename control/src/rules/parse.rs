@@ -10,6 +10,7 @@ use super::lex::{tokenize, Token};
 use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
+mod connmark;
 mod ctmatch;
 mod ext;
 mod hashlimit;
@@ -68,7 +69,6 @@ const LOG_DETAIL_OPTIONS: &[&str] = &[
 const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
-    "CONNMARK",
     "REDIRECT",
     "NETMAP",
     "TPROXY",
@@ -107,6 +107,7 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "MASQUERADE",
     "NOTRACK",
     "CT",
+    "CONNMARK",
 ];
 
 /// Parses `text`; returns what could be parsed and every error found.
@@ -609,6 +610,8 @@ enum PendingKind {
     Mark {
         op: Option<(u32, u32)>,
     },
+    /// CONNMARK's options so far ([`connmark`]).
+    ConnMark(connmark::Pending),
     /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
     /// [`super::mangle::edit`].
     Edit {
@@ -832,6 +835,7 @@ impl<'a> RuleParser<'a> {
                     ("connbytes", _) => Module::ConnBytes,
                     ("quota", _) => Module::Quota,
                     ("hashlimit", _) => Module::HashLimit,
+                    ("connmark", _) => Module::ConnMark,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -1014,7 +1018,9 @@ impl<'a> RuleParser<'a> {
         for m in &self.matches {
             match &m.cond {
                 // The walk's conditions: the nat table has them too.
-                Cond::Check(Check::Mark { .. }) | Cond::Statistic(_) => continue,
+                Cond::Check(Check::Mark { .. } | Check::ConnMark { .. }) | Cond::Statistic(_) => {
+                    continue
+                }
                 Cond::Check(_) => {}
                 Cond::Limit { avg, burst } => {
                     if dataplane::classify::checks::limit_credits(*avg, *burst).is_none() {
@@ -1085,12 +1091,12 @@ impl<'a> RuleParser<'a> {
             "CT" => PendingKind::Ct { notrack: false },
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
+            "CONNMARK" => PendingKind::ConnMark(connmark::Pending::default()),
             name if super::mangle::EDIT_TARGETS.contains(&name) => {
                 PendingKind::Edit { opts: Vec::new() }
             }
             name if UNSUPPORTED_TARGETS.contains(&name) => {
                 let why = match name {
-                    "CONNMARK" => ": Rampart keeps no connection marks (packet marks: MARK)",
                     "CLASSIFY" => ": Rampart has no traffic-control classes",
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
@@ -1176,6 +1182,7 @@ impl<'a> RuleParser<'a> {
         self.instances[idx].used.push(canonical);
         let family = self.ctx.family;
         let cond = match canonical {
+            _ if module == Module::ConnMark => return self.connmark_option(tok, negated),
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
@@ -1521,6 +1528,7 @@ impl<'a> RuleParser<'a> {
         let dup = |this: &Self| this.err(tok.col, format!("only one {opt} is allowed"));
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
+            (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
                 self.no_negation(tok, negated)?;
                 if with.is_some() {
@@ -1710,7 +1718,10 @@ impl<'a> RuleParser<'a> {
         let mangle_target = table == TableKind::Mangle
             && matches!(
                 t.kind,
-                PendingKind::Drop | PendingKind::Mark { .. } | PendingKind::Edit { .. }
+                PendingKind::Drop
+                    | PendingKind::Mark { .. }
+                    | PendingKind::ConnMark(_)
+                    | PendingKind::Edit { .. }
             );
         if !table.applied()
             && !mangle_target
@@ -1723,7 +1734,7 @@ impl<'a> RuleParser<'a> {
                 t.name_col,
                 format!(
                     "target {} in the {} table is not supported (Rampart applies filter, nat and \
-                     raw, and in mangle DROP, MARK, TCPMSS, DSCP, TOS, TTL and HL; security may \
+                     raw, and in mangle DROP, MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL and HL; security may \
                      only hold what changes nothing: ACCEPT, RETURN, jumps)",
                     t.name,
                     table.name()
@@ -1825,6 +1836,7 @@ impl<'a> RuleParser<'a> {
                 };
                 Target::Mark { mask, xor }
             }
+            PendingKind::ConnMark(p) => Target::ConnMark(self.finish_connmark(&p, t.name_col)?),
             PendingKind::Edit { opts } => {
                 let rule = super::mangle::RuleView {
                     table,
@@ -1905,7 +1917,7 @@ impl<'a> RuleParser<'a> {
                     need_option("--mss")?;
                 }
                 Module::Limit | Module::Rt => {}
-                Module::Mark => need_option("--mark")?,
+                Module::Mark | Module::ConnMark => need_option("--mark")?,
                 Module::Statistic => self.check_statistic(inst.col)?,
                 Module::AddrType => {
                     if !inst.used.iter().any(|o| o.ends_with("-type")) {
@@ -1974,6 +1986,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
             return ext::module_option(module, opt)
                 .or_else(|| ctmatch::module_option(module, opt))
                 .or_else(|| hashlimit::module_option(module, opt))
+                .or_else(|| connmark::module_option(module, opt))
         }
     })
 }
@@ -1999,7 +2012,6 @@ fn match_refusal(name: &str) -> String {
         }
         "connlimit" => "counting a source's connections across workers is not implemented",
         "nfacct" | "time" => "accounting objects and time conditions are not implemented",
-        "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
         _ => return format!("match {name} is not supported"),

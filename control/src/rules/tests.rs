@@ -356,8 +356,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m connmark --mark 0x4000/0x4000 -j ACCEPT",
-        "unsupported option -m connmark (match connmark is not supported: Rampart keeps no connection marks",
+        "-m connmark -j ACCEPT",
+        "-m connmark needs --mark",
         0,
     ),
     (
@@ -371,9 +371,9 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-j CONNMARK --set-xmark 0x4000/0x4000",
-        "unsupported target CONNMARK: Rampart keeps no connection marks",
-        1,
+        "-j CONNMARK --save-mark --set-mark 1",
+        "CONNMARK: --set-mark cannot be combined with --save-mark",
+        3,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
     ("-m state -j ACCEPT", "-m state needs --state", 0),
@@ -868,8 +868,8 @@ fn mangle_and_security_load_when_they_change_nothing() {
     assert_eq!(parsed.table(TableKind::Mangle).unwrap().chains.len(), 8);
     let bad: &[(&str, &str)] = &[
         (
-            "*mangle\n-A PREROUTING -j CONNMARK --set-mark 1\nCOMMIT\n",
-            "t.rules:2:18: unsupported target CONNMARK: Rampart keeps no connection marks",
+            "*mangle\n-A PREROUTING -j CONNMARK --set-mark 1 --left-shift-mark 33\nCOMMIT\n",
+            "t.rules:2:58: invalid shift \"33\" (a number 0-32)",
         ),
         (
             "*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n",
