@@ -628,7 +628,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             tables.ct.track_tagged(frame, info, tag, now_ns)
         }
     });
-    judge_after_track(
+    judge_after_track::<F, _, false>(
         filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
     )
 }
@@ -951,7 +951,7 @@ fn judge_tracked_first<F: Forwarding>(
         }
     }
     let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
-    judge_after_track(
+    judge_after_track::<F, _, false>(
         filter,
         tables,
         frame,
@@ -1083,6 +1083,30 @@ fn mangle_chain<F: Forwarding>(
     c.walk(meta, frame, &cx, now_ns, mark).is_ok()
 }
 
+/// [`judge_after_track`] for a filter whose tables read or change connection marks: out of
+/// line and cold, so that the instance every other filter runs carries none of it.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn judge_after_track_marked<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta)>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &mut [u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: L,
+    meta: PacketMeta,
+    tracked: Option<conntrack::Tracked>,
+    route: Option<Route>,
+) -> IpJudgement {
+    judge_after_track::<F, L, true>(
+        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, route,
+    )
+}
+
 /// The connection's mark as a packet's walk starts with it: its entry's, 0 for a NEW
 /// connection, the killed entry's for the RST that killed it (Linux's packet keeps its
 /// connection), none for a packet without a connection (INVALID, UNTRACKED). Out of line:
@@ -1140,9 +1164,12 @@ fn dropped_after_track(
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
 /// `None` when the raw table said NOTRACK). `route`: the routing decision, when the fast path
 /// took it already.
+/// `MARKS`: the filter's tables read or change connection marks ([`Filter::conn_marks`]),
+/// and this is the instance that loads and stores them ([`judge_after_track_marked`], out of
+/// line; the other instance sends such filters there).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn judge_after_track<F: Forwarding>(
+fn judge_after_track<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta), const MARKS: bool>(
     filter: &Filter,
     tables: &mut Tables,
     frame: &mut [u8],
@@ -1151,18 +1178,23 @@ fn judge_after_track<F: Forwarding>(
     ingress: u16,
     fwd: &mut F,
     now_ns: u64,
-    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    on_log: L,
     mut meta: PacketMeta,
     mut tracked: Option<conntrack::Tracked>,
     route: Option<Route>,
 ) -> IpJudgement {
+    if !MARKS && filter.conn_marks {
+        return judge_after_track_marked(
+            filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, route,
+        );
+    }
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
     // The packet's mark in its walk: 0 on arrival; mangle PREROUTING and a new connection's
     // nat PREROUTING may change it for the filter and POSTROUTING. The connection's mark
     // beside it only for a filter whose tables read or change it.
     let mut mark = Marks::default();
-    if filter.conn_marks {
+    if MARKS {
         mark = conn_mark_of(tables, &tracked);
     }
     let conn_mark = mark.conn;
@@ -1170,7 +1202,7 @@ fn judge_after_track<F: Forwarding>(
     // after (Linux writes `ct->mark` in place).
     macro_rules! keep_conn_mark {
         () => {
-            if mark.conn != conn_mark {
+            if MARKS && mark.conn != conn_mark {
                 store_conn_mark(tables, &tracked, mark.conn);
             }
         };
@@ -1398,7 +1430,7 @@ fn judge_after_track<F: Forwarding>(
         let reply = binding.as_ref().map(|(b, _)| (b.reply, reply_tag));
         // A NEW connection's mark is the one its walk left, taken by its creation only (not
         // by a clash, where Linux drops the new entry and its mark with it).
-        let staged = filter.conn_marks && mark.conn != 0 && matches!(t.handle, Handle::New(_));
+        let staged = MARKS && mark.conn != 0 && matches!(t.handle, Handle::New(_));
         if staged {
             tables.ct.stage_mark(mark.conn);
         }
@@ -1409,9 +1441,7 @@ fn judge_after_track<F: Forwarding>(
             tables.ct.unstage_mark();
         }
     }
-    if filter.conn_marks {
-        keep_conn_mark!();
-    }
+    keep_conn_mark!();
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;
     }

@@ -29,6 +29,8 @@ mod recent;
 pub(crate) mod validate;
 
 #[cfg(test)]
+mod connmark_tests;
+#[cfg(test)]
 mod ctmatch_tests;
 #[cfg(test)]
 mod ext_tests;

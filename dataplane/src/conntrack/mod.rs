@@ -1004,8 +1004,9 @@ pub struct Conntrack {
     /// ([`Conntrack::take_killed`]).
     /// Boxed, made with the table: the fields the fast path reads keep their places.
     killed: Box<Option<(FlowKey, crate::nat::Binding)>>,
-    /// Connection marks, by slot ([`marks`]).
-    marks: marks::Marks,
+    /// Connection marks, by slot ([`marks`]). Boxed, as `killed`: the fields the fast path
+    /// reads keep their places.
+    marks: Box<marks::Marks>,
     /// The L4 length of the whole datagram whose first fragment is tracked next
     /// ([`Conntrack::track_whole`]); 0 outside that call.
     whole_l4: u32,
@@ -1042,7 +1043,7 @@ impl Conntrack {
             ],
             stats: Stats::default(),
             killed: Box::new(None),
-            marks: marks::Marks::new(cap),
+            marks: Box::new(marks::Marks::new(cap)),
             whole_l4: 0,
         }
     }
