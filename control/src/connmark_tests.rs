@@ -89,7 +89,10 @@ impl Rig {
     fn connection(&mut self, client: Ipv4Addr, sport: u16, data: usize) -> Vec<bool> {
         let mut got = vec![
             self.send(INSIDE, seg(client, sport, true, Flags::SYN, 100, 0)),
-            self.send(OUTSIDE, seg(client, sport, false, Flags::SYN | Flags::ACK, 500, 101)),
+            self.send(
+                OUTSIDE,
+                seg(client, sport, false, Flags::SYN | Flags::ACK, 500, 101),
+            ),
             self.send(INSIDE, seg(client, sport, true, Flags::ACK, 101, 501)),
         ];
         for i in 0..data as u32 {
@@ -124,7 +127,8 @@ fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     FrameSpec::new(IpSpec::v4(src, dst), L4Spec::udp(sport, dport, b"q")).build()
 }
 
-const FILTER_HEAD: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+const FILTER_HEAD: &str =
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
 
 /// The mark set by the first packet of one source's connections decides their replies and
 /// later packets both ways; a mark set only at NEW keeps the filter cacheable, and the

@@ -110,9 +110,14 @@ pub struct Mangle {
 impl Mangle {
     /// The chains with effect.
     pub fn chains(&self) -> impl Iterator<Item = &MangleChain> {
-        [&self.prerouting, &self.input, &self.forward, &self.postrouting]
-            .into_iter()
-            .flatten()
+        [
+            &self.prerouting,
+            &self.input,
+            &self.forward,
+            &self.postrouting,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -10,7 +10,10 @@ use dataplane::classify::Check;
 /// The CONNMARK operation of the first rule of `-A FORWARD {rule}`.
 fn op_of(rule: &str) -> Op {
     let rs = compile(&wrap(&format!("-A FORWARD {rule}")), Family::V4).unwrap();
-    let checks = rs.rules[0].checks.as_ref().expect("the operation is a check");
+    let checks = rs.rules[0]
+        .checks
+        .as_ref()
+        .expect("the operation is a check");
     checks
         .iter()
         .find_map(|c| match c {
@@ -78,10 +81,19 @@ fn takes_every_option_as_libxt_connmark_stores_it() {
         ("-j CONNMARK --and-mark 0xff", set(0, !0xff)),
         ("-j CONNMARK --or-mark 0x10", set(0x10, 0x10)),
         ("-j CONNMARK --xor-mark 0x10", set(0x10, 0)),
-        ("-j CONNMARK --save-mark", copy(Mode::Save, u32::MAX, u32::MAX)),
-        ("-j CONNMARK --restore-mark --mask 0xf", copy(Mode::Restore, 0xf, 0xf)),
+        (
+            "-j CONNMARK --save-mark",
+            copy(Mode::Save, u32::MAX, u32::MAX),
+        ),
+        (
+            "-j CONNMARK --restore-mark --mask 0xf",
+            copy(Mode::Restore, 0xf, 0xf),
+        ),
         // Options in any order, a later one overriding an earlier, as libxt_CONNMARK's.
-        ("-j CONNMARK --mask 0xf --restore-mark", copy(Mode::Restore, 0xf, 0xf)),
+        (
+            "-j CONNMARK --mask 0xf --restore-mark",
+            copy(Mode::Restore, 0xf, 0xf),
+        ),
         ("-j CONNMARK --ctmask 0xf --set-mark 1", set(1, u32::MAX)),
         ("-j CONNMARK --set-mark 1 --ctmask 0xf", set(1, 0xf)),
         (
@@ -189,11 +201,23 @@ const REFUSED: &[(&str, &str, usize)] = &[
         4,
     ),
     ("-j CONNMARK --set-mark 0xzz", "invalid mark \"0xzz\"", 3),
-    ("-j CONNMARK --set-mark 1/0x1ffffffff", "invalid mark mask", 3),
+    (
+        "-j CONNMARK --set-mark 1/0x1ffffffff",
+        "invalid mark mask",
+        3,
+    ),
     ("-j CONNMARK --and-mark 4294967296", "invalid mark", 3),
     ("-j CONNMARK --ctmask -1 --save-mark", "invalid mask", 3),
-    ("-j CONNMARK ! --set-mark 1", "! is not allowed before --set-mark", 3),
-    ("-j CONNMARK --set-mark", "option --set-mark needs a value", 2),
+    (
+        "-j CONNMARK ! --set-mark 1",
+        "! is not allowed before --set-mark",
+        3,
+    ),
+    (
+        "-j CONNMARK --set-mark",
+        "option --set-mark needs a value",
+        2,
+    ),
     ("-m connmark -j ACCEPT", "-m connmark needs --mark", 0),
     ("-m connmark --mark zz -j ACCEPT", "invalid mark \"zz\"", 3),
     (
@@ -201,7 +225,11 @@ const REFUSED: &[(&str, &str, usize)] = &[
         "only one --mark is allowed per -m connmark",
         4,
     ),
-    ("-m connmark --ctmask 1 -j ACCEPT", "unsupported option --ctmask", 2),
+    (
+        "-m connmark --ctmask 1 -j ACCEPT",
+        "unsupported option --ctmask",
+        2,
+    ),
 ];
 
 #[test]
@@ -237,7 +265,11 @@ fn cacheable_when_no_established_packet_changes_the_mark() {
         ":mark - [0:0]\n-A FORWARD -m conntrack --ctstate NEW -j mark\n\
          -A mark -j CONNMARK --set-mark 1"
     ));
-    let rs = compile(&wrap("-A FORWARD -m connmark --mark 1 -j ACCEPT"), Family::V4).unwrap();
+    let rs = compile(
+        &wrap("-A FORWARD -m connmark --mark 1 -j ACCEPT"),
+        Family::V4,
+    )
+    .unwrap();
     assert!(rs.conn_marks);
     let rs = compile(&wrap("-A FORWARD -m mark --mark 1 -j ACCEPT"), Family::V4).unwrap();
     assert!(!rs.conn_marks);

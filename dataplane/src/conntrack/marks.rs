@@ -95,7 +95,6 @@ impl Marks {
     pub(super) fn take_killed(&mut self) -> Option<u32> {
         self.killed.take()
     }
-
 }
 
 impl super::Conntrack {

@@ -62,9 +62,9 @@
 //!   fragment tracked without it (outside a reassembly) makes its sender liberal.
 
 pub mod frag;
-mod marks;
 pub(crate) mod icmp;
 mod index;
+mod marks;
 pub mod tcp;
 mod timer;
 mod view;
