@@ -391,6 +391,7 @@ fn verdict_of_tag(
 /// The filter's verdict for an ESTABLISHED packet of a cacheable rule set: the one cached in
 /// its entry for its direction and ingress port under this rule set, else the rule set's
 /// (cached unless a LOG rule fired: every packet must be logged).
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn judge_established(
     rs: &crate::classify::RuleSet,
