@@ -704,6 +704,7 @@ pub fn conn_json(worker: usize, c: &ConnInfo) -> Value {
         "reply": tuple(&c.reply),
         "seen_reply": c.seen_reply,
         "assured": c.assured,
+        "mark": c.mark,
         "packets": c.packets,
         "bytes": c.bytes,
     })

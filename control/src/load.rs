@@ -292,6 +292,7 @@ pub fn load_filter(
         filter.v4 = Some(with(compile_groups(&name, &text, Family::V4)?)?);
         filter.v6 = Some(with(compile_groups(&name, &text, Family::V6)?)?);
     }
+    filter.note_conn_marks();
     Ok(filter)
 }
 

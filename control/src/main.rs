@@ -371,7 +371,8 @@ fn conntrack_line(c: &serde_json::Value) -> String {
     if c["assured"] == true {
         line += " [ASSURED]";
     }
-    line + &format!(" worker={}", c["worker"])
+    // As `conntrack -L`: the connection mark after the flags.
+    line + &format!(" mark={} worker={}", c["mark"], c["worker"])
 }
 
 /// One NAT binding: `PROTO ORIGINAL -> TRANSLATED [SNAT] [DNAT] worker=N`.

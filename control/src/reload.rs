@@ -516,6 +516,7 @@ impl Reloader {
             return Err(e);
         }
         self.key = Some(key);
+        filter.note_conn_marks();
         Ok(filter)
     }
 

@@ -44,6 +44,10 @@ pub struct Filter {
     /// is not cacheable, so every packet takes the general path, where the chains are walked.
     pub mangle_v4: Option<Box<crate::mangle::Mangle>>,
     pub mangle_v6: Option<Box<crate::mangle::Mangle>>,
+    /// Some table reads or changes connection marks (`-m connmark`, CONNMARK): the tracked
+    /// path loads a connection's mark for the walk and stores it back. Set by
+    /// [`Filter::note_conn_marks`] once the rule sets are in place.
+    pub conn_marks: bool,
 }
 
 /// Builds what classification looks at from a parsed frame; `None` for non-IP frames.
@@ -105,6 +109,24 @@ impl FilterVerdict {
 }
 
 impl Filter {
+    /// Sets [`Filter::conn_marks`] from the rule sets (every table's, both families).
+    pub fn note_conn_marks(&mut self) {
+        let mut sets: Vec<&RuleSet> = Vec::new();
+        sets.extend(self.v4.iter().chain(&self.v6));
+        sets.extend(self.raw_v4.iter().chain(&self.raw_v6));
+        sets.extend(self.input_v4.iter().chain(&self.input_v6));
+        for m in self.mangle_v4.iter().chain(&self.mangle_v6) {
+            sets.extend(m.chains().map(|c| &c.rules));
+        }
+        if let Some(n) = &self.nat {
+            for r in n.v4.iter().chain(&n.v6) {
+                sets.push(r.prerouting.rule_set());
+                sets.push(r.postrouting.rule_set());
+            }
+        }
+        self.conn_marks = sets.iter().any(|rs| rs.conn_marks);
+    }
+
     /// The rule set for `family`, if any.
     #[inline]
     pub fn rules(&self, family: Family) -> Option<&RuleSet> {
@@ -166,7 +188,7 @@ pub fn judge_rules(
     w: &Wire<'_>,
     on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
 ) -> FilterVerdict {
-    let mut mark = 0;
+    let mut mark = crate::classify::walk::Marks::default();
     judge_rules_marked(rules, meta, w, &mut mark, on_log)
 }
 
@@ -179,7 +201,7 @@ pub fn judge_rules_marked(
     rules: &RuleSet,
     meta: &PacketMeta,
     w: &Wire<'_>,
-    mark: &mut u32,
+    mark: &mut crate::classify::walk::Marks,
     on_log: impl FnMut(u32, &crate::classify::LogSpec, &crate::classify::PacketMeta),
 ) -> FilterVerdict {
     let j = rules.judge_marked(meta, w, mark, on_log);

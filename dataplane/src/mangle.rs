@@ -107,6 +107,20 @@ pub struct Mangle {
     pub postrouting: Option<MangleChain>,
 }
 
+impl Mangle {
+    /// The chains with effect.
+    pub fn chains(&self) -> impl Iterator<Item = &MangleChain> {
+        [
+            &self.prerouting,
+            &self.input,
+            &self.forward,
+            &self.postrouting,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// What an edit needs besides the frame.
 #[derive(Clone, Copy, Debug)]
 pub struct EditCtx {
@@ -147,7 +161,7 @@ impl MangleChain {
         frame: &mut [u8],
         cx: &EditCtx,
         now_ns: u64,
-        mark: &mut u32,
+        mark: &mut crate::classify::walk::Marks,
     ) -> Result<(), u32> {
         let wire = Wire {
             frame: &[],

@@ -28,10 +28,11 @@
 //!
 //! One [`Tables`] per worker, sized at start-up; nothing here allocates.
 
+use crate::classify::walk::Marks;
 use crate::classify::{ct, Action, LogSpec, PacketMeta, Wire};
 use crate::conntrack::frag::{FragError, Fragments, HoldLimits, Whole};
 use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
-use crate::filter::{ip_packet_meta, judge_rules, Filter, FilterVerdict};
+use crate::filter::{ip_packet_meta, judge_rules_marked, Filter, FilterVerdict};
 use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
 use crate::route::NextHop;
@@ -392,6 +393,7 @@ fn verdict_of_tag(
 /// The filter's verdict for an ESTABLISHED packet of a cacheable rule set: the one cached in
 /// its entry for its direction and ingress port under this rule set, else the rule set's
 /// (cached unless a LOG rule fired: every packet must be logged).
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn judge_established(
     rs: &crate::classify::RuleSet,
@@ -400,16 +402,17 @@ fn judge_established(
     meta: &PacketMeta,
     w: &Wire<'_>,
     ingress: u16,
+    mark: &mut Marks,
     mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let Some(id) = t.entry() else {
-        return judge_rules(rs, meta, w, on_log);
+        return judge_rules_marked(rs, meta, w, mark, on_log);
     };
     if let Some(fv) = cached_verdict(rs, tables, id, t.dir, ingress) {
         return fv;
     }
     let mut logged = false;
-    let fv = judge_rules(rs, meta, w, |i, l, m| {
+    let fv = judge_rules_marked(rs, meta, w, mark, |i, l, m| {
         logged = true;
         on_log(i, l, m)
     });
@@ -440,7 +443,7 @@ fn judge_with_conn(
     w: &Wire<'_>,
     ingress: u16,
     route: Route,
-    mark: &mut u32,
+    mark: &mut Marks,
     on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
 ) -> FilterVerdict {
     let view = tables.ct.view(t, reply, w.now_ns);
@@ -453,9 +456,9 @@ fn judge_with_conn(
         ..*w
     };
     let fv = if rs.cacheable && t.state == CtState::Established && route != Route::Local {
-        judge_established(rs, tables, t, meta, &w, ingress, on_log)
+        judge_established(rs, tables, t, meta, &w, ingress, mark, on_log)
     } else {
-        crate::filter::judge_rules_marked(rs, meta, &w, mark, on_log)
+        judge_rules_marked(rs, meta, &w, mark, on_log)
     };
     if let Some(c) = &counting {
         tables.ct.keep_counts(t, c);
@@ -469,7 +472,7 @@ fn judge_with_conn(
 /// `mark` is the packet's mark in its walk ([`crate::classify::walk`]), changed by the chain's
 /// MARK rules.
 #[inline]
-fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'a> {
+fn decide<'a>(chain: &'a NatChain, meta: &PacketMeta, mark: &mut Marks) -> NatChoice<'a> {
     if chain.keeps_all() {
         return NatChoice::Keep;
     }
@@ -636,7 +639,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             tables.ct.track_tagged(frame, info, tag, now_ns)
         }
     });
-    judge_after_track(
+    judge_after_track::<F, _, false>(
         filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
     )
 }
@@ -959,7 +962,7 @@ fn judge_tracked_first<F: Forwarding>(
         }
     }
     let meta = ip_packet_meta(frame, key, info.frag, info.l4_offset, ingress, 0);
-    judge_after_track(
+    judge_after_track::<F, _, false>(
         filter,
         tables,
         frame,
@@ -996,7 +999,7 @@ fn postrouting<F: Forwarding>(
     meta: &PacketMeta,
     h: NextHop,
     now_ns: u64,
-    mut mark: u32,
+    mut mark: Marks,
 ) -> Result<(Option<u32>, bool), Option<NatError>> {
     let rules = nat
         .rules(meta.key.family)
@@ -1071,7 +1074,7 @@ fn mangle_chain<F: Forwarding>(
     out: Option<u16>,
     hops: u8,
     now_ns: u64,
-    mark: &mut u32,
+    mark: &mut Marks,
 ) -> bool {
     let mtu = if c.clamps {
         let back = fwd.reverse_mtu(meta.key.family, &meta.key.src, ingress);
@@ -1089,6 +1092,65 @@ fn mangle_chain<F: Forwarding>(
         mtu,
     };
     c.walk(meta, frame, &cx, now_ns, mark).is_ok()
+}
+
+/// [`judge_after_track`] for a filter whose tables read or change connection marks: out of
+/// line and cold, so that the instance every other filter runs carries none of it.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn judge_after_track_marked<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta)>(
+    filter: &Filter,
+    tables: &mut Tables,
+    frame: &mut [u8],
+    info: &PacketInfo,
+    key: FlowKey,
+    ingress: u16,
+    fwd: &mut F,
+    now_ns: u64,
+    on_log: L,
+    meta: PacketMeta,
+    tracked: Option<conntrack::Tracked>,
+    route: Option<Route>,
+) -> IpJudgement {
+    judge_after_track::<F, L, true>(
+        filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, route,
+    )
+}
+
+/// The connection's mark as a packet's walk starts with it: its entry's, 0 for a NEW
+/// connection, the killed entry's for the RST that killed it (Linux's packet keeps its
+/// connection), none for a packet without a connection (INVALID, UNTRACKED). Out of line:
+/// only filters whose tables have `-m connmark` or CONNMARK call it.
+#[cold]
+#[inline(never)]
+fn conn_mark_of(tables: &mut Tables, tracked: &Option<conntrack::Tracked>) -> Marks {
+    let Some(t) = tracked else {
+        return Marks::default();
+    };
+    let conn = match t.handle {
+        Handle::Entry(id) => tables.ct.mark(id),
+        Handle::New(_) => 0,
+        Handle::None if t.state != CtState::Invalid => tables.ct.take_killed_mark().unwrap_or(0),
+        Handle::None => return Marks::default(),
+    };
+    Marks {
+        packet: 0,
+        conn,
+        has_conn: true,
+    }
+}
+
+/// Stores the mark an existing connection's walk changed (a NEW one's is taken at its
+/// confirmation).
+#[cold]
+#[inline(never)]
+fn store_conn_mark(tables: &mut Tables, tracked: &Option<conntrack::Tracked>, conn: u32) {
+    if let Some(t) = tracked {
+        if let (Handle::Entry(id), false) = (t.handle, t.state == CtState::New) {
+            tables.ct.set_mark(id, conn);
+        }
+    }
 }
 
 /// The judgement of a packet dropped for `why` after conntrack gave it `state` (and, when
@@ -1113,9 +1175,12 @@ fn dropped_after_track(
 /// Stages 3 (the state) to 8 of [`judge_tracked`] for a packet conntrack has seen (`tracked`;
 /// `None` when the raw table said NOTRACK). `route`: the routing decision, when the fast path
 /// took it already.
+/// `MARKS`: the filter's tables read or change connection marks ([`Filter::conn_marks`]),
+/// and this is the instance that loads and stores them ([`judge_after_track_marked`], out of
+/// line; the other instance sends such filters there).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn judge_after_track<F: Forwarding>(
+fn judge_after_track<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta), const MARKS: bool>(
     filter: &Filter,
     tables: &mut Tables,
     frame: &mut [u8],
@@ -1124,16 +1189,35 @@ fn judge_after_track<F: Forwarding>(
     ingress: u16,
     fwd: &mut F,
     now_ns: u64,
-    on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
+    on_log: L,
     mut meta: PacketMeta,
     mut tracked: Option<conntrack::Tracked>,
     route: Option<Route>,
 ) -> IpJudgement {
+    if !MARKS && filter.conn_marks {
+        return judge_after_track_marked(
+            filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, route,
+        );
+    }
     let state = tracked.map_or(CtState::Untracked, |t| t.state);
     meta.ct_state = state.bit();
     // The packet's mark in its walk: 0 on arrival; mangle PREROUTING and a new connection's
-    // nat PREROUTING may change it for the filter and POSTROUTING.
-    let mut mark = 0u32;
+    // nat PREROUTING may change it for the filter and POSTROUTING. The connection's mark
+    // beside it only for a filter whose tables read or change it.
+    let mut mark = Marks::default();
+    if MARKS {
+        mark = conn_mark_of(tables, &tracked);
+    }
+    let conn_mark = mark.conn;
+    // An existing connection keeps a mark its walk changed even when the packet is dropped
+    // after (Linux writes `ct->mark` in place).
+    macro_rules! keep_conn_mark {
+        () => {
+            if MARKS && mark.conn != conn_mark {
+                store_conn_mark(tables, &tracked, mark.conn);
+            }
+        };
+    }
     let mangle = filter.mangle(key.family);
     // The whole datagram's length for a first fragment (`-m length`, `-m quota`), read by
     // every table's walk.
@@ -1144,6 +1228,7 @@ fn judge_after_track<F: Forwarding>(
         if !mangle_chain(
             c, &meta, frame, info, whole, &*fwd, ingress, None, 0, now_ns, &mut mark,
         ) {
+            keep_conn_mark!();
             return dropped_after_track(DropReason::RuleDrop, meta, state, None);
         }
     }
@@ -1215,12 +1300,14 @@ fn judge_after_track<F: Forwarding>(
         Route::Forward(h) => {
             meta.out_port = h.port;
             if let Err(why) = fwd.check(frame, info, &h) {
+                keep_conn_mark!();
                 return dropped_after_track(why, meta, state, Some(route));
             }
             filter.rules(key.family)
         }
         Route::Local => filter.input(key.family),
         Route::Unreachable => {
+            keep_conn_mark!();
             return dropped_after_track(DropReason::NoRoute, meta, state, None);
         }
     };
@@ -1235,6 +1322,7 @@ fn judge_after_track<F: Forwarding>(
             if !mangle_chain(
                 c, &meta, frame, info, whole, &*fwd, ingress, out, hops, now_ns, &mut mark,
             ) {
+                keep_conn_mark!();
                 return dropped_after_track(DropReason::RuleDrop, meta, state, Some(route));
             }
         }
@@ -1262,9 +1350,9 @@ fn judge_after_track<F: Forwarding>(
         (Some(rs), Some(t))
             if rs.cacheable && t.state == CtState::Established && route != Route::Local =>
         {
-            judge_established(rs, tables, &t, &meta, &wire, ingress, on_log)
+            judge_established(rs, tables, &t, &meta, &wire, ingress, &mut mark, on_log)
         }
-        (Some(rs), _) => crate::filter::judge_rules_marked(rs, &meta, &wire, &mut mark, on_log),
+        (Some(rs), _) => judge_rules_marked(rs, &meta, &wire, &mut mark, on_log),
         (None, _) => FilterVerdict::Unfiltered,
     };
     let accepted = matches!(fv, FilterVerdict::Unfiltered | FilterVerdict::Accept { .. });
@@ -1351,10 +1439,20 @@ fn judge_after_track<F: Forwarding>(
     if let (Some(t), false) = (tracked.as_mut(), matches!(verdict, Verdict::Drop(_))) {
         // A binding left here translates (identities were dropped above).
         let reply = binding.as_ref().map(|(b, _)| (b.reply, reply_tag));
+        // A NEW connection's mark is the one its walk left, taken by its creation only (not
+        // by a clash, where Linux drops the new entry and its mark with it).
+        let staged = MARKS && mark.conn != 0 && matches!(t.handle, Handle::New(_));
+        if staged {
+            tables.ct.stage_mark(mark.conn);
+        }
         if tables.ct.confirm_translating(t, reply, now_ns).is_err() {
             verdict = Verdict::Drop(DropReason::CtFull);
         }
+        if staged {
+            tables.ct.unstage_mark();
+        }
     }
+    keep_conn_mark!();
     if matches!(verdict, Verdict::Drop(_)) {
         binding = None;
         // `-m connlimit`: a NEW connection not confirmed releases what it reserved.

@@ -349,6 +349,61 @@ fn conn_matches() -> RuleSet {
     }
 }
 
+/// Connection marks set at each connection's first packet by its source (inside) or its
+/// service (SSH from outside), then matched on every later packet of it, both directions:
+/// inside connections by `-m connmark`, SSH by its own mark, the rest of the connections
+/// dropped after their first packet; packets without a connection (INVALID) match no
+/// `-m connmark`, negated or not, and are accepted. A filter that sets marks only at NEW: the
+/// verdicts of established packets are cached.
+fn connmarks() -> RuleSet {
+    let common = |inside: &str| {
+        format!(
+            "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -s {inside} -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x1/0xf\n\
+             -A FORWARD -d {inside} -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j CONNMARK --or-mark 0x2\n\
+             -A FORWARD -m conntrack --ctstate NEW -j ACCEPT\n\
+             -A FORWARD -m connmark --mark 0x1/0x1 -j ACCEPT\n\
+             -A FORWARD -p tcp -m connmark --mark 0x2 -j ACCEPT\n\
+             -A FORWARD -m connmark ! --mark 0x7 -j DROP\n\
+             -A FORWARD -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "connmarks",
+        v4: common("10.0.0.0/8"),
+        v6: common("fd00::/8"),
+        states: true,
+    }
+}
+
+/// The connection's mark restored into the packet's by mangle PREROUTING (with masks) and
+/// matched there by `-m mark`: later packets pass by the mark their connection's first packet
+/// was given in the filter.
+fn connmarks_restored() -> RuleSet {
+    let common = |inside: &str| {
+        format!(
+            "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -j CONNMARK --restore-mark --nfmask 0xf0 --ctmask 0xf0\n\
+             COMMIT\n\
+             {HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -s {inside} -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x10/0xf0\n\
+             -A FORWARD -d {inside} -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x20/0xf0\n\
+             -A FORWARD -m conntrack --ctstate NEW -j ACCEPT\n\
+             -A FORWARD -m mark --mark 0x10/0xf0 -j ACCEPT\n\
+             -A FORWARD -p tcp -m mark --mark 0x20/0xf0 -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "connmarks-restored",
+        v4: common("10.0.0.0/8"),
+        v6: common("fd00::/8"),
+        states: true,
+    }
+}
+
 /// `-m quota` on TCP and UDP (fragmented UDP datagrams count once, reassembled, as in Linux):
 /// 600 bytes accepted outright, then `! --quota` dropping once 1200 more are spent, and a jump
 /// asking 2000 once per packet; Linux's rules loaded again before each scenario (Rampart's
@@ -785,6 +840,16 @@ fn header_matches_match_linux() {
 #[test]
 fn conn_matches_match_linux() {
     scenarios_under(conn_matches(), "conn_matches_match_linux");
+}
+
+#[test]
+fn connmarks_match_linux() {
+    scenarios_under(connmarks(), "connmarks_match_linux");
+}
+
+#[test]
+fn connmarks_restored_match_linux() {
+    scenarios_under(connmarks_restored(), "connmarks_restored_match_linux");
 }
 
 #[test]

@@ -287,6 +287,7 @@ pub enum Module {
     Time,
     Set,
     ConnLimit,
+    ConnMark,
 }
 
 impl Module {
@@ -329,6 +330,7 @@ impl Module {
             Module::Time => "time",
             Module::Set => "set",
             Module::ConnLimit => "connlimit",
+            Module::ConnMark => "connmark",
         }
     }
 
@@ -488,4 +490,7 @@ pub enum Target {
     },
     /// A mangle target that edits the packet: TCPMSS, DSCP, TOS, TTL, HL.
     Edit(dataplane::mangle::Edit),
+    /// `CONNMARK`: the connection's mark set, saved from or restored into the packet's
+    /// ([`dataplane::classify::connmark`]).
+    ConnMark(dataplane::classify::connmark::Op),
 }

@@ -1316,6 +1316,15 @@ impl Flattener<'_> {
                     let with = Some(std::sync::Arc::new(with));
                     self.emit(cubes, act(Action::Mark), o, rule, &with)?;
                 }
+                Target::ConnMark(op) => {
+                    // As MARK: the operation rides in the rule's checks
+                    // ([`Check::SetConnMark`]), applied by the walk's `Action::Mark`.
+                    let o = self.origin(ci, ri);
+                    let mut with = all_checks.clone();
+                    with.push(Check::SetConnMark(*op));
+                    let with = Some(std::sync::Arc::new(with));
+                    self.emit(cubes, act(Action::Mark), o, rule, &with)?;
+                }
                 Target::Edit(e) if self.table.kind == TableKind::Mangle => {
                     let o = self.origin(ci, ri);
                     self.emit(cubes, act(Action::Edit(e.encode())), o, rule, checks)?;

@@ -138,9 +138,9 @@ fn refusals_name_line_and_column() {
         (v4, "-A FORWARD -j TOS --set-tos 0x100", 29, "invalid TOS"),
         (
             v4,
-            "-A FORWARD -j CONNMARK --set-mark 1",
+            "-A FORWARD -j CONNMARK",
             15,
-            "unsupported target CONNMARK",
+            "CONNMARK needs one of --set-xmark",
         ),
         (
             v4,

@@ -32,6 +32,8 @@ pub(crate) mod validate;
 #[cfg(test)]
 mod connlimit_tests;
 #[cfg(test)]
+mod connmark_tests;
+#[cfg(test)]
 mod ctmatch_tests;
 #[cfg(test)]
 mod ext_tests;

@@ -552,6 +552,7 @@ mod tests {
 #[cfg(test)]
 mod mark_tests {
     use crate::rules::{compile_nat, compile_parsed, parse_iptables, Hook};
+    use dataplane::classify::walk::Marks;
     use dataplane::classify::{ct, Action, PacketMeta, Wire};
     use dataplane::nat::{NatChoice, NatKind, NatRules};
     use dataplane::wire::{ip_proto, Family, FlowKey, IpAddr128};
@@ -581,13 +582,13 @@ mod mark_tests {
 
     /// The DNAT destination chosen (or None), and the mark after PREROUTING.
     fn pre(r: &NatRules, m: &PacketMeta) -> (Option<IpAddr128>, u32) {
-        let mut mark = 0;
+        let mut mark = Marks::default();
         let c = r.prerouting.choose_marked(m, &mut mark);
         let to = match c {
             NatChoice::Translate(t, _) => t.range.addrs.map(|a| a.0),
             _ => None,
         };
-        (to, mark)
+        (to, mark.packet)
     }
 
     fn a(s: &str) -> IpAddr128 {
@@ -626,14 +627,14 @@ mod mark_tests {
         let (to, mark) = pre(&r, &m);
         assert!(to.is_some());
         assert_eq!(mark, 0x4000);
-        let mut after = mark;
+        let mut after = Marks::packet(mark);
         match r.postrouting.choose_marked(&m, &mut after) {
             NatChoice::Translate(t, _) => assert_eq!(t.kind, NatKind::Masquerade),
             other => panic!("{other:?}"),
         }
-        assert_eq!(after, 0);
+        assert_eq!(after.packet, 0);
         // Unmarked: RETURN, nothing translated.
-        let mut zero = 0;
+        let mut zero = Marks::default();
         assert!(matches!(
             r.postrouting.choose_marked(&m, &mut zero),
             NatChoice::Keep
@@ -745,7 +746,7 @@ mod mark_tests {
             "{to:?} {mark:#x}"
         );
         // The filter accepts the marked first packet; unmarked and NEW, its policy (ACCEPT).
-        let j = fwd.judge_marked(&m, &Wire::NONE, &mut 0x4000, |_, _, _| {});
+        let j = fwd.judge_marked(&m, &Wire::NONE, &mut Marks::packet(0x4000), |_, _, _| {});
         assert_eq!(j.action, Action::Accept);
         // The DNS ClusterIP from a pod: DNAT, no mark (the source is in the pod network).
         let mut dns = meta(53);
@@ -755,7 +756,7 @@ mod mark_tests {
         dns.key.src = a("192.0.2.1");
         let (_, mark) = pre(&r, &dns);
         assert_eq!(mark, 0x4000);
-        let mut after = mark;
+        let mut after = Marks::packet(mark);
         assert!(matches!(
             r.postrouting.choose_marked(&dns, &mut after),
             NatChoice::Translate(t, _) if t.kind == NatKind::Masquerade
@@ -771,8 +772,8 @@ mod mark_tests {
         let parsed = parse_iptables("f.rules", text, Family::V4, &ports()).unwrap();
         let rs = compile_parsed(&parsed, Hook::Forward).unwrap();
         assert!(!rs.cacheable, "a verdict that reads the mark is not cached");
-        let act = |m: &PacketMeta, mut mark: u32| {
-            rs.judge_marked(m, &Wire::NONE, &mut mark, |_, _, _| {})
+        let act = |m: &PacketMeta, mark: u32| {
+            rs.judge_marked(m, &Wire::NONE, &mut Marks::packet(mark), |_, _, _| {})
                 .action
         };
         assert_eq!(act(&meta(80), 0x4000), Action::Accept);
@@ -808,8 +809,11 @@ mod mark_tests {
             "*filter\n-A FORWARD -m statistic --mode random --probability 2 -j ACCEPT\nCOMMIT\n",
         );
         assert!(e[0].contains("invalid --probability"), "{e:?}");
-        let e = err("*filter\n-A FORWARD -j CONNMARK --set-mark 1\nCOMMIT\n");
-        assert!(e[0].contains("unsupported target CONNMARK"), "{e:?}");
+        let e = err("*filter\n-A FORWARD -j CONNMARK --save-mark --mask 0xff --ctmask 1\nCOMMIT\n");
+        assert!(
+            e[0].contains("CONNMARK: --ctmask cannot be combined with --mask"),
+            "{e:?}"
+        );
         // Every spelling MARK takes loads.
         for op in [
             "--set-xmark 0x4000/0x4000",

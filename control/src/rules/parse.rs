@@ -11,6 +11,7 @@ use super::matches::{self, HostAddrs};
 use super::names;
 use super::RuleError;
 mod connlimit;
+mod connmark;
 mod ctmatch;
 mod ext;
 mod hashlimit;
@@ -78,7 +79,6 @@ const LOG_DETAIL_OPTIONS: &[&str] = &[
 const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
-    "CONNMARK",
     "REDIRECT",
     "NETMAP",
     "TPROXY",
@@ -117,6 +117,7 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "MASQUERADE",
     "NOTRACK",
     "CT",
+    "CONNMARK",
 ];
 
 /// Parses `text`; returns what could be parsed and every error found.
@@ -627,6 +628,8 @@ enum PendingKind {
     Mark {
         op: Option<(u32, u32)>,
     },
+    /// CONNMARK's options so far ([`connmark`]).
+    ConnMark(connmark::Pending),
     /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
     /// [`super::mangle::edit`].
     Edit {
@@ -861,6 +864,7 @@ impl<'a> RuleParser<'a> {
                     ("time", _) => Module::Time,
                     ("set", _) => Module::Set,
                     ("connlimit", _) => Module::ConnLimit,
+                    ("connmark", _) => Module::ConnMark,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -1047,7 +1051,9 @@ impl<'a> RuleParser<'a> {
         for m in &self.matches {
             match &m.cond {
                 // The walk's conditions: the nat table has them too.
-                Cond::Check(Check::Mark { .. }) | Cond::Statistic(_) => continue,
+                Cond::Check(Check::Mark { .. } | Check::ConnMark { .. }) | Cond::Statistic(_) => {
+                    continue
+                }
                 Cond::Check(_) => {}
                 Cond::Limit { avg, burst } => {
                     if dataplane::classify::checks::limit_credits(*avg, *burst).is_none() {
@@ -1118,12 +1124,12 @@ impl<'a> RuleParser<'a> {
             "CT" => PendingKind::Ct { notrack: false },
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
+            "CONNMARK" => PendingKind::ConnMark(connmark::Pending::default()),
             name if super::mangle::EDIT_TARGETS.contains(&name) => {
                 PendingKind::Edit { opts: Vec::new() }
             }
             name if UNSUPPORTED_TARGETS.contains(&name) => {
                 let why = match name {
-                    "CONNMARK" => ": Rampart keeps no connection marks (packet marks: MARK)",
                     "CLASSIFY" => ": Rampart has no traffic-control classes",
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
@@ -1210,6 +1216,7 @@ impl<'a> RuleParser<'a> {
         self.instances[idx].used.push(canonical);
         let family = self.ctx.family;
         let cond = match canonical {
+            _ if module == Module::ConnMark => return self.connmark_option(tok, negated),
             c if ext::takes(c) => return self.ext_option(c, tok, negated),
             c if ctmatch::takes(c) => return self.ct_option(c, tok, negated),
             c if hashlimit::takes(c) => return self.hashlimit_option(c, tok, negated),
@@ -1559,6 +1566,7 @@ impl<'a> RuleParser<'a> {
         let dup = |this: &Self| this.err(tok.col, format!("only one {opt} is allowed"));
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
+            (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
                 self.no_negation(tok, negated)?;
                 if with.is_some() {
@@ -1748,7 +1756,10 @@ impl<'a> RuleParser<'a> {
         let mangle_target = table == TableKind::Mangle
             && matches!(
                 t.kind,
-                PendingKind::Drop | PendingKind::Mark { .. } | PendingKind::Edit { .. }
+                PendingKind::Drop
+                    | PendingKind::Mark { .. }
+                    | PendingKind::ConnMark(_)
+                    | PendingKind::Edit { .. }
             );
         if !table.applied()
             && !mangle_target
@@ -1761,7 +1772,7 @@ impl<'a> RuleParser<'a> {
                 t.name_col,
                 format!(
                     "target {} in the {} table is not supported (Rampart applies filter, nat and \
-                     raw, and in mangle DROP, MARK, TCPMSS, DSCP, TOS, TTL and HL; security may \
+                     raw, and in mangle DROP, MARK, CONNMARK, TCPMSS, DSCP, TOS, TTL and HL; security may \
                      only hold what changes nothing: ACCEPT, RETURN, jumps)",
                     t.name,
                     table.name()
@@ -1863,6 +1874,7 @@ impl<'a> RuleParser<'a> {
                 };
                 Target::Mark { mask, xor }
             }
+            PendingKind::ConnMark(p) => Target::ConnMark(self.finish_connmark(&p, t.name_col)?),
             PendingKind::Edit { opts } => {
                 let rule = super::mangle::RuleView {
                     table,
@@ -1947,7 +1959,7 @@ impl<'a> RuleParser<'a> {
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
                 )?,
-                Module::Mark => need_option("--mark")?,
+                Module::Mark | Module::ConnMark => need_option("--mark")?,
                 Module::Statistic => self.check_statistic(inst.col)?,
                 Module::AddrType => {
                     if !inst.used.iter().any(|o| o.ends_with("-type")) {
@@ -2020,6 +2032,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| time::module_option(module, opt))
                 .or_else(|| set::module_option(module, opt))
                 .or_else(|| connlimit::module_option(module, opt))
+                .or_else(|| connmark::module_option(module, opt))
         }
     })
 }
@@ -2039,7 +2052,6 @@ fn match_refusal(name: &str) -> String {
              not carry"
         }
         "nfacct" => "accounting objects are not implemented",
-        "connmark" => "Rampart keeps no connection marks (packet marks: -m mark)",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
         _ => return format!("match {name} is not supported"),

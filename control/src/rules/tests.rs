@@ -345,11 +345,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         "unsupported option -m owner (match owner is not supported: it tests the local socket",
         0,
     ),
-    (
-        "-m connmark --mark 0x4000/0x4000 -j ACCEPT",
-        "unsupported option -m connmark (match connmark is not supported: Rampart keeps no connection marks",
-        0,
-    ),
+    ("-m connmark -j ACCEPT", "-m connmark needs --mark", 0),
     (
         "-m rpfilter --invert -j DROP",
         "unsupported option -m rpfilter (match rpfilter is not supported: it consults",
@@ -361,9 +357,9 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-j CONNMARK --set-xmark 0x4000/0x4000",
-        "unsupported target CONNMARK: Rampart keeps no connection marks",
-        1,
+        "-j CONNMARK --save-mark --set-mark 1",
+        "CONNMARK: --set-mark cannot be combined with --save-mark",
+        3,
     ),
     ("-m conntrack -j ACCEPT", "-m conntrack needs --ctstate", 0),
     ("-m state -j ACCEPT", "-m state needs --state", 0),
@@ -429,11 +425,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         "only one --log-tcp-options",
         4,
     ),
-    (
-        "-j ACCEPT --log-uid",
-        "unsupported option --log-uid",
-        2,
-    ),
+    ("-j ACCEPT --log-uid", "unsupported option --log-uid", 2),
     (
         "-j ACCEPT --log-prefix x",
         "unsupported option --log-prefix",
@@ -858,8 +850,8 @@ fn mangle_and_security_load_when_they_change_nothing() {
     assert_eq!(parsed.table(TableKind::Mangle).unwrap().chains.len(), 8);
     let bad: &[(&str, &str)] = &[
         (
-            "*mangle\n-A PREROUTING -j CONNMARK --set-mark 1\nCOMMIT\n",
-            "t.rules:2:18: unsupported target CONNMARK: Rampart keeps no connection marks",
+            "*mangle\n-A PREROUTING -j CONNMARK --set-mark 1 --left-shift-mark 33\nCOMMIT\n",
+            "t.rules:2:58: invalid shift \"33\" (a number 0-32)",
         ),
         (
             "*mangle\n-A FORWARD -p tcp -j LOG\nCOMMIT\n",

@@ -163,6 +163,12 @@ pub enum Check {
     /// A MARK target's operation, `mark = (mark & !mask) ^ xor`: always holds; the rule's
     /// [`Action::Mark`](super::Action::Mark) applies it.
     SetMark { mask: u32, xor: u32 },
+    /// `-m connmark --mark value/mask`: the connection's mark in the walk
+    /// ([`super::connmark`]); [`Check::holds`] alone (no connection known) fails.
+    ConnMark { value: u32, mask: u32, invert: bool },
+    /// A CONNMARK target's operation: always holds; the rule's
+    /// [`Action::Mark`](super::Action::Mark) applies it.
+    SetConnMark(super::connmark::Op),
     /// `-m statistic --mode random`: holds when a draw in `0..2^31` is below `probability`
     /// (iptables' `lround(p * 2^31)`), negated by `!`.
     Random { probability: u32, invert: bool },
@@ -299,8 +305,30 @@ impl Check {
     pub fn per_packet(&self) -> bool {
         match self {
             Check::Ct(m) => m.per_packet(),
+            // An established connection's mark changes only by a CONNMARK rule that such a
+            // packet can reach, which [`Check::per_packet_in`] makes per-packet.
+            Check::ConnMark { .. } => false,
             _ => true,
         }
+    }
+
+    /// [`Check::per_packet`] for a check of a rule whose states are `ct_states`: a CONNMARK
+    /// rule that only NEW packets (or packets without a connection) reach changes nothing an
+    /// ESTABLISHED packet's cached verdict could depend on; one that ESTABLISHED or RELATED
+    /// packets reach changes the mark between them.
+    pub fn per_packet_in(&self, ct_states: u8) -> bool {
+        match self {
+            Check::SetConnMark(_) => {
+                use super::ct::*;
+                ct_states & (ESTABLISHED | RELATED | ESTABLISHED_DNAT | RELATED_DNAT) != 0
+            }
+            c => c.per_packet(),
+        }
+    }
+
+    /// Whether the check reads or changes the connection's mark ([`super::connmark`]).
+    pub fn conn_marks(&self) -> bool {
+        matches!(self, Check::ConnMark { .. } | Check::SetConnMark(_))
     }
 
     /// Whether the check reads the packet's connection ([`Wire::conn`]).
@@ -430,7 +458,8 @@ impl Check {
                 mask,
                 invert,
             } => super::walk::mark_matches(0, value, mask, invert),
-            Check::SetMark { .. } => true,
+            Check::SetMark { .. } | Check::SetConnMark(_) => true,
+            Check::ConnMark { .. } => false,
             Check::Random {
                 probability,
                 invert,

@@ -17,7 +17,7 @@ impl RuleSet {
         p: &PacketMeta,
         frame: &mut [u8],
         wire: Wire<'static>,
-        mark: &mut u32,
+        mark: &mut walk::Marks,
         mut edit: impl FnMut(u32, &mut [u8]) -> bool,
     ) -> Result<(), u32> {
         let mut from = 0u32;
@@ -32,7 +32,7 @@ impl RuleSet {
                     break None;
                 };
                 match &rule.checks {
-                    Some(c) if self.checks_hold(c, p, &w, *mark) != super::Held::Yes => {
+                    Some(c) if self.checks_hold(c, p, &w, mark) != super::Held::Yes => {
                         idx = self.classifier.first_match(&self.rules, p, idx + 1);
                     }
                     _ => break Some(rule),
@@ -46,7 +46,7 @@ impl RuleSet {
                 Action::ContinueAt(next) => from = next.max(idx + 1),
                 Action::Mark => {
                     if let Some(c) = &rule.checks {
-                        *mark = walk::set_mark(c, *mark);
+                        walk::set_mark(c, mark);
                     }
                     from = idx + 1;
                 }

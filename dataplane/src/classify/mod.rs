@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod classbench;
 pub mod connlimit;
+pub mod connmark;
 pub mod ctmatch;
 mod cuts;
 mod edits;
@@ -289,6 +290,9 @@ pub struct RuleSet {
     /// Whether a rule counts connections (`-m connlimit`, [`connlimit`]; such a rule set also
     /// [`RuleSet::reads_conn`]): the judging path gives the walk the connection's counts.
     pub counts_conns: bool,
+    /// Whether a rule reads or changes the connection's mark (`-m connmark`, CONNMARK): the
+    /// tracked path then loads it for the walk and stores it back ([`connmark`]).
+    pub conn_marks: bool,
     /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
     pub buckets: Box<[checks::Bucket]>,
 }
@@ -352,7 +356,12 @@ impl RuleSet {
             r.tcp_flags.is_none()
                 && r.checks
                     .as_ref()
-                    .is_none_or(|c| !c.iter().any(Check::per_packet))
+                    .is_none_or(|c| !c.iter().any(|c| c.per_packet_in(r.ct_states)))
+        });
+        let conn_marks = rules.iter().any(|r| {
+            r.checks
+                .as_ref()
+                .is_some_and(|c| c.iter().any(Check::conn_marks))
         });
         let reads_conn = rules.iter().any(|r| {
             r.checks
@@ -394,6 +403,7 @@ impl RuleSet {
             cacheable,
             reads_conn,
             counts_conns,
+            conn_marks,
             buckets: caps
                 .into_iter()
                 .map(|c| checks::Bucket(std::sync::atomic::AtomicU64::new(c)))
@@ -428,7 +438,7 @@ impl RuleSet {
         w: &Wire<'_>,
         on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> Judgement {
-        let mut mark = 0;
+        let mut mark = walk::Marks::default();
         self.judge_marked(p, w, &mut mark, on_log)
     }
 
@@ -440,7 +450,7 @@ impl RuleSet {
         &self,
         p: &PacketMeta,
         w: &Wire<'_>,
-        mark: &mut u32,
+        mark: &mut walk::Marks,
         mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> Judgement {
         let mut from = 0u32;
@@ -452,7 +462,7 @@ impl RuleSet {
                     break None;
                 };
                 match &rule.checks {
-                    Some(c) => match self.checks_hold(c, p, w, *mark) {
+                    Some(c) => match self.checks_hold(c, p, w, mark) {
                         Held::Yes => break Some(rule),
                         Held::No => idx = self.classifier.first_match(&self.rules, p, idx + 1),
                         Held::Drop => {
@@ -483,7 +493,7 @@ impl RuleSet {
                 }
                 Action::Mark => {
                     if let Some(c) = &rule.checks {
-                        *mark = walk::set_mark(c, *mark);
+                        walk::set_mark(c, mark);
                     }
                     from = idx + 1;
                 }
@@ -506,14 +516,25 @@ impl RuleSet {
     /// Whether all of a rule's checks hold (out of line: most rules have none).
     #[inline(never)]
     #[cold]
-    fn checks_hold(&self, checks: &[Check], p: &PacketMeta, w: &Wire<'_>, mark: u32) -> Held {
+    fn checks_hold(
+        &self,
+        checks: &[Check],
+        p: &PacketMeta,
+        w: &Wire<'_>,
+        mark: &walk::Marks,
+    ) -> Held {
         for c in checks {
             let ok = match *c {
                 Check::Mark {
                     value,
                     mask,
                     invert,
-                } => walk::mark_matches(mark, value, mask, invert),
+                } => walk::mark_matches(mark.packet, value, mask, invert),
+                Check::ConnMark {
+                    value,
+                    mask,
+                    invert,
+                } => connmark::matches(mark, value, mask, invert),
                 Check::HashLimit(ref m) => match m.held(p, w) {
                     Some(ok) => ok,
                     None => return Held::Drop,

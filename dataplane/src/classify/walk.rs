@@ -16,19 +16,48 @@
 use super::Check;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What a packet's walk carries from table to table: its mark (`skb->mark`) and its
+/// connection's mark (`ct->mark`, [`super::connmark`]), when it has a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// The packet's mark: 0 on arrival.
+    pub packet: u32,
+    /// The connection's mark (0 without a connection).
+    pub conn: u32,
+    /// The packet has a connection (not INVALID, UNTRACKED or before conntrack): without
+    /// one `-m connmark` never matches and CONNMARK changes nothing, as in Linux.
+    pub has_conn: bool,
+}
+
+impl Marks {
+    /// A packet with mark `packet` and no connection mark known.
+    #[inline]
+    pub const fn packet(packet: u32) -> Marks {
+        Marks {
+            packet,
+            conn: 0,
+            has_conn: false,
+        }
+    }
+}
+
 /// `-m mark --mark value/mask`: xt_mark's `(mark & mask) == value`, negated by `!`.
 #[inline]
 pub fn mark_matches(mark: u32, value: u32, mask: u32, invert: bool) -> bool {
     ((mark & mask) == value) != invert
 }
 
-/// The mark after a MARK rule whose checks are `checks` (xt_MARK v2: `(mark & ~mask) ^ xor`).
+/// Applies a MARK rule whose checks are `checks` (xt_MARK v2: `(mark & ~mask) ^ xor`), or a
+/// CONNMARK rule's operation ([`super::connmark::Op::apply`]).
 #[inline]
-pub fn set_mark(checks: &[Check], mark: u32) -> u32 {
-    checks.iter().fold(mark, |m, c| match *c {
-        Check::SetMark { mask, xor } => (m & !mask) ^ xor,
-        _ => m,
-    })
+pub fn set_mark(checks: &[Check], marks: &mut Marks) {
+    for c in checks {
+        match *c {
+            Check::SetMark { mask, xor } => marks.packet = (marks.packet & !mask) ^ xor,
+            Check::SetConnMark(ref op) => op.apply(marks),
+            _ => {}
+        }
+    }
 }
 
 /// Seeds the threads' draw sources apart (one step per thread, once).
@@ -82,15 +111,19 @@ mod tests {
 
     #[test]
     fn mark_operations_as_iptables_stores_them() {
-        let op = |mask, xor| [Check::SetMark { mask, xor }];
+        let set = |mask, xor, mark| {
+            let mut m = Marks::packet(mark);
+            set_mark(&[Check::SetMark { mask, xor }], &mut m);
+            m.packet
+        };
         // --set-xmark 0x4000/0x4000 (kube-proxy's KUBE-MARK-MASQ, --or-mark 0x4000).
-        assert_eq!(set_mark(&op(0x4000, 0x4000), 0x1), 0x4001);
+        assert_eq!(set(0x4000, 0x4000, 0x1), 0x4001);
         // --xor-mark 0x4000: mask 0.
-        assert_eq!(set_mark(&op(0, 0x4000), 0x4001), 0x1);
+        assert_eq!(set(0, 0x4000, 0x4001), 0x1);
         // --and-mark 0xff: mask !0xff, xor 0.
-        assert_eq!(set_mark(&op(!0xff, 0), 0x1234), 0x34);
+        assert_eq!(set(!0xff, 0, 0x1234), 0x34);
         // --set-mark 5 (mask all ones).
-        assert_eq!(set_mark(&op(u32::MAX, 5), 0x1234), 5);
+        assert_eq!(set(u32::MAX, 5, 0x1234), 5);
         assert!(mark_matches(0x4001, 0x4000, 0x4000, false));
         assert!(!mark_matches(0x4001, 0x4000, 0x4000, true));
         assert!(mark_matches(0, 0, u32::MAX, false));

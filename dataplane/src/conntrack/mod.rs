@@ -65,6 +65,7 @@ mod counted;
 pub mod frag;
 pub(crate) mod icmp;
 mod index;
+mod marks;
 pub mod tcp;
 mod timer;
 mod view;
@@ -802,6 +803,8 @@ pub struct ConnInfo {
     pub tcp_state: Option<TcpState>,
     pub seen_reply: bool,
     pub assured: bool,
+    /// The connection mark (CONNMARK's).
+    pub mark: u32,
     pub timeout_left_ns: u64,
     /// `[original, reply]`.
     pub packets: [u64; 2],
@@ -1002,6 +1005,9 @@ pub struct Conntrack {
     /// ([`Conntrack::take_killed`]).
     /// Boxed, made with the table: the fields the fast path reads keep their places.
     killed: Box<Option<(FlowKey, crate::nat::Binding)>>,
+    /// Connection marks, by slot ([`marks`]). Boxed, as `killed`: the fields the fast path
+    /// reads keep their places.
+    marks: Box<marks::Marks>,
     /// The L4 length of the whole datagram whose first fragment is tracked next
     /// ([`Conntrack::track_whole`]); 0 outside that call.
     whole_l4: u32,
@@ -1045,6 +1051,7 @@ impl Conntrack {
             ],
             stats: Stats::default(),
             killed: Box::new(None),
+            marks: Box::new(marks::Marks::new(cap)),
             whole_l4: 0,
             counted: Box::default(),
             count_pending: false,
@@ -1640,6 +1647,7 @@ impl Conntrack {
                 }
                 tcp::Outcome::Kill => {
                     *self.killed = self.binding(EntryId(i)).map(|b| (*key, b));
+                    self.marks.killed(i);
                     self.remove(i);
                     Tracked {
                         handle: Handle::None,
@@ -2258,6 +2266,7 @@ impl Conntrack {
                 self.index.insert(t, i << REF_SHIFT | REF_NAT | REF_REPLY);
             }
         }
+        self.marks.created(i);
         self.stats.created += 1;
         self.inserts = self.inserts.wrapping_add(1);
         tracked.handle = Handle::Entry(EntryId(i));
@@ -2371,6 +2380,7 @@ impl Conntrack {
             },
             seen_reply: e.has(status::SEEN_REPLY),
             assured: e.has(status::ASSURED),
+            mark: self.marks.get(i),
             timeout_left_ns: e.deadline_ns - now_ns,
             packets: [0, 1].map(|d| {
                 u64::from(self.wide[i as usize].packets[d]) << 16 | u64::from(e.packets_lo[d])

@@ -465,7 +465,7 @@ impl NatChain {
     /// any other through its classifier.
     #[inline]
     pub fn choose(&self, meta: &PacketMeta) -> NatChoice<'_> {
-        let mut mark = 0;
+        let mut mark = crate::classify::walk::Marks::default();
         self.choose_marked(meta, &mut mark)
     }
 
@@ -473,7 +473,11 @@ impl NatChain {
     /// `mark` is what it is after (a chain with MARK or `-m mark` rules has no quick form, and
     /// its walk is the rule set's: [`crate::classify::walk`]).
     #[inline]
-    pub fn choose_marked(&self, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'_> {
+    pub fn choose_marked(
+        &self,
+        meta: &PacketMeta,
+        mark: &mut crate::classify::walk::Marks,
+    ) -> NatChoice<'_> {
         let Some(quick) = &self.quick else {
             return self.choose_walked(meta, mark);
         };
@@ -509,7 +513,11 @@ impl NatChain {
 
     /// [`NatChain::choose_marked`] through the rule set.
     #[inline]
-    fn choose_walked(&self, meta: &PacketMeta, mark: &mut u32) -> NatChoice<'_> {
+    fn choose_walked(
+        &self,
+        meta: &PacketMeta,
+        mark: &mut crate::classify::walk::Marks,
+    ) -> NatChoice<'_> {
         let j = self
             .rules
             .judge_marked(meta, &crate::classify::Wire::NONE, mark, |_, _, _| {});

@@ -838,9 +838,9 @@ proptest! {
             tcp_flags: 0,
             later_fragment: false,
         };
-        prop_assert_eq!(NatDecision::from(decide(&chain, &meta, &mut 0)), chain.decide(&meta, |_, _, _| {}).0);
-        prop_assert_eq!(decide(&chain, &meta, &mut 0), NatChoice::Keep);
+        prop_assert_eq!(NatDecision::from(decide(&chain, &meta, &mut Default::default())), chain.decide(&meta, |_, _, _| {}).0);
+        prop_assert_eq!(decide(&chain, &meta, &mut Default::default()), NatChoice::Keep);
         let snat = snat_rules();
-        prop_assert_eq!(NatDecision::from(decide(&snat.postrouting, &meta, &mut 0)), snat.postrouting.decide(&meta, |_, _, _| {}).0);
+        prop_assert_eq!(NatDecision::from(decide(&snat.postrouting, &meta, &mut Default::default())), snat.postrouting.decide(&meta, |_, _, _| {}).0);
     }
 }
