@@ -195,7 +195,7 @@ impl IpSet {
                 Some(c) => c.1 += 1,
                 None => {
                     self.cidrs.push((key.cidr, 1));
-                    self.cidrs.sort_by(|x, y| y.0.cmp(&x.0));
+                    self.cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
                 }
             }
         }

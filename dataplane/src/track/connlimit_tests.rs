@@ -70,6 +70,7 @@ impl Run {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         src: Ipv4Addr,
