@@ -11,7 +11,8 @@
 //! The rule set comes in two dialects that differ only in how interfaces are named: Rampart's
 //! `-i inside`/`-o outside` (its bridge's port names) become `-m physdev --physdev-in ri` /
 //! `--physdev-out ro` for Linux, whose br_netfilter shows iptables the bridge as `-i`/`-o` and
-//! the bridge ports through `physdev`.
+//! the bridge ports through `physdev`. Rampart's dialect writes about half of its interface
+//! matches as `-m physdev` with its own port names, which on its bridge mean the same.
 
 use dataplane::classify::classbench::SplitMix64;
 use dataplane::wire::builder::{tcp_options, FrameSpec, IpSpec, L4Spec};
@@ -190,6 +191,16 @@ fn render(parts: &[Part], linux: bool) -> String {
                         "--physdev-in"
                     };
                     let _ = write!(s, "-m physdev {n}{opt} {dev}");
+                } else if s.len() % 2 == 1 {
+                    // Rampart's ports through `-m physdev` too (its bridge's ports by their
+                    // own names), for about half of the interface matches: the same meaning
+                    // as `-i`/`-o` on a bridge, where every packet is bridged.
+                    let opt = if *out {
+                        "--physdev-out"
+                    } else {
+                        "--physdev-in"
+                    };
+                    let _ = write!(s, "-m physdev {n}{opt} {name}");
                 } else {
                     let _ = write!(s, "{n}{} {name}", if *out { "-o" } else { "-i" });
                 }
@@ -1306,9 +1317,12 @@ mod tests {
     fn rampart_loads_every_generated_set() {
         use dataplane::wire::Family;
         let ports = ["inside".to_string(), "outside".to_string()];
+        let (mut physdev, mut iface) = (0, 0);
         for seed in 0..500 {
             let g = generate(seed);
             for (text, family) in [(&g.rampart4, Family::V4), (&g.rampart6, Family::V6)] {
+                physdev += text.matches("-m physdev").count();
+                iface += text.matches(" -i ").count() + text.matches(" -o ").count();
                 let parsed =
                     control::rules::parse_iptables("gen", text, family, &ports).and_then(|p| {
                         control::rules::compile_parsed(&p, control::rules::Hook::Forward)?;
@@ -1319,5 +1333,10 @@ mod tests {
                 }
             }
         }
+        // Both spellings of Rampart's interface matches are drawn.
+        assert!(
+            physdev > 100 && iface > 100,
+            "physdev {physdev}, -i/-o {iface}"
+        );
     }
 }
