@@ -7,7 +7,7 @@
 //! count the same rule, route the same tuples, write the same bytes and leave the same tables.
 
 use super::*;
-use crate::classify::{FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
+use crate::classify::{connmark, Check, FlatRule, LogSpec, Origin, RuleSet, ANY_PORT};
 use crate::nat::rules::NatDecision;
 use crate::nat::{NatChain, NatKind, NatRange, NatRules, NatTables, NatTarget, OneToOne};
 use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
@@ -79,7 +79,7 @@ fn rule_set(which: u8) -> RuleSet {
     let est = ct::ESTABLISHED | ct::RELATED;
     let mut rules = Vec::new();
     let mut logs = Vec::new();
-    match which % 5 {
+    match which % 7 {
         // The usual stateful set.
         0 => {
             rules.push(any_rule(Action::Accept, est));
@@ -115,6 +115,61 @@ fn rule_set(which: u8) -> RuleSet {
             fin.proto = (ip_proto::TCP, ip_proto::TCP);
             fin.tcp_flags = Some((0x01, 0x01));
             rules.push(fin);
+            rules.push(any_rule(Action::Accept, est | ct::NEW));
+        }
+        // CONNMARK at NEW only (connections opened on port 1 marked 1), `-m connmark` on
+        // ESTABLISHED and RELATED packets: cacheable, and the cached verdict must follow each
+        // connection's mark.
+        5 => {
+            let mut set = any_rule(Action::Mark, ct::NEW);
+            set.in_ports = 1 << 1;
+            set.checks = Some(std::sync::Arc::new(vec![Check::SetConnMark(
+                connmark::Op {
+                    mode: connmark::Mode::Set,
+                    ctmark: 1,
+                    ctmask: u32::MAX,
+                    nfmask: 0,
+                    shift_right: false,
+                    shift_bits: 0,
+                },
+            )]));
+            rules.push(set);
+            let mut marked = any_rule(Action::Accept, est);
+            marked.checks = Some(std::sync::Arc::new(vec![Check::ConnMark {
+                value: 1,
+                mask: u32::MAX,
+                invert: false,
+            }]));
+            rules.push(marked);
+            rules.push(any_rule(Action::Accept, ct::NEW));
+        }
+        // `--xor-mark 1` on every TCP packet, whatever its state, and only odd marks accepted:
+        // a connection's packets alternate, so nothing may be cached.
+        6 => {
+            let mut flip = any_rule(Action::Mark, ct::ANY);
+            flip.proto = (ip_proto::TCP, ip_proto::TCP);
+            flip.checks = Some(std::sync::Arc::new(vec![Check::SetConnMark(
+                connmark::Op {
+                    mode: connmark::Mode::Set,
+                    ctmark: 1,
+                    ctmask: 0,
+                    nfmask: 0,
+                    shift_right: false,
+                    shift_bits: 0,
+                },
+            )]));
+            rules.push(flip);
+            let mut odd = any_rule(Action::Accept, ct::ANY);
+            odd.proto = (ip_proto::TCP, ip_proto::TCP);
+            odd.checks = Some(std::sync::Arc::new(vec![Check::ConnMark {
+                value: 1,
+                mask: 1,
+                invert: false,
+            }]));
+            rules.push(odd);
+            let mut even = any_rule(Action::Drop, ct::ANY);
+            even.proto = (ip_proto::TCP, ip_proto::TCP);
+            rules.push(even);
             rules.push(any_rule(Action::Accept, est | ct::NEW));
         }
         // Everything accepted whatever the state, replies only from port 1's side.
@@ -204,11 +259,21 @@ fn filter(which: u8, nat: Nat) -> Filter {
             steering,
         })
     });
-    Filter {
+    let mut f = Filter {
         v4: Some(rule_set(which)),
         nat,
         ..Filter::default()
+    };
+    f.note_conn_marks();
+    f
+}
+
+/// `f` with every rule set walked for every packet (no verdict cached).
+fn uncached(mut f: Filter) -> Filter {
+    if let Some(rs) = f.v4.as_mut() {
+        rs.cacheable = false;
     }
+    f
 }
 
 /// One endpoint pair of the test traffic, and the port its client side arrives on.
@@ -504,6 +569,9 @@ struct Twin {
     fast: (Tables, Routes),
     general: (Tables, Routes),
     lean: (Tables, Routes),
+    /// The general path under [`uncached`]'s copy of the rule sets: what every packet's own
+    /// walk answers, the reference for the cached verdicts.
+    uncached: (Filter, Tables, Routes),
     now: u64,
     model: Model,
     /// Packets the fast path judged.
@@ -522,6 +590,11 @@ impl Twin {
             fast: (Tables::new(&config(capacity, nat)), Routes::default()),
             general: (Tables::new(&config(capacity, nat)), Routes::default()),
             lean: (Tables::new(&config(capacity, nat)), Routes::default()),
+            uncached: (
+                uncached(filter(0, nat)),
+                Tables::new(&config(capacity, nat)),
+                Routes::default(),
+            ),
             now: 1_000 * MS,
             model: Model::new(),
             fast_hits: 0,
@@ -568,6 +641,23 @@ impl Twin {
         );
         assert_eq!(a, b, "judgements differ for {key:?} from port {ingress}");
         assert_eq!(la, lb, "logged rules differ");
+        // Every packet walked: the cached verdicts give its answers.
+        let (uf, ut, ur) = &mut self.uncached;
+        let mut lu = Vec::new();
+        let u = judge_tracked_by::<_, false>(
+            uf,
+            ut,
+            &mut frame.to_vec(),
+            &info,
+            key,
+            None,
+            ingress,
+            ur,
+            now,
+            |r, _, _| lu.push(r),
+        );
+        assert_eq!(b, u, "a cached verdict differs from the walk's for {key:?}");
+        assert_eq!(lb, lu, "logged rules differ from the walk's");
         let va = crate::pipeline::translate(&mut fa, &info, &a);
         let vb = crate::pipeline::translate(&mut fb, &info, &b);
         assert_eq!((va, &fa), (vb, &fb), "translations differ");
@@ -642,6 +732,7 @@ impl Twin {
         match *op {
             Op::Swap(which) => {
                 self.filter = filter(which, self.nat);
+                self.uncached.0 = uncached(filter(which, self.nat));
             }
             Op::Wait(ms) => {
                 self.now += ms * MS;
@@ -649,7 +740,8 @@ impl Twin {
                 let x = self.fast.0.expire(now, 8);
                 let y = self.general.0.expire(now, 8);
                 let z = self.lean.0.expire(now, 8);
-                assert_eq!((x, z), (y, y));
+                let u = self.uncached.1.expire(now, 8);
+                assert_eq!((x, z, u), (y, y, y));
                 same_tables(&self.fast.0, &self.general.0, now);
                 same_tables(&self.lean.0, &self.general.0, now);
             }
@@ -729,7 +821,8 @@ proptest! {
     /// Random traffic (handshakes, data both ways from the right and the wrong port, odd
     /// segments, fragments, ICMP errors, rule swaps, timeouts) through a small table, with and
     /// without NAT: the fast path answers as the general path does, and leaves the same
-    /// tables.
+    /// tables; and both answer as every packet's own walk (no verdict cached) does, with rule
+    /// sets that cache (connection marks set at NEW among them) and that may not.
     #[test]
     fn the_fast_path_answers_as_the_general_path(
         ops in proptest::collection::vec(arb_op(), 1..160),
