@@ -726,6 +726,19 @@ impl<'a> RuleParser<'a> {
         self.matches.push(Match { col, negated, cond });
     }
 
+    /// Puts a module's check, made once all its options are read, where the module stood
+    /// among the rule's matches (`at`, a position recorded when `-m` was read).
+    fn place_check(&mut self, at: usize, col: u32, check: Check) {
+        self.matches.insert(
+            at.min(self.matches.len()),
+            Match {
+                col,
+                negated: false,
+                cond: Cond::Check(check),
+            },
+        );
+    }
+
     fn run(&mut self) -> Result<(), RuleError> {
         let mut neg: Option<u32> = None;
         while let Some(tok) = self.next() {

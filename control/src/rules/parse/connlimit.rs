@@ -160,14 +160,7 @@ impl<'a> RuleParser<'a> {
                 mask: prefix_mask(family, plen),
                 daddr: c.daddr,
             };
-            self.matches.insert(
-                c.at.min(self.matches.len()),
-                Match {
-                    col: c.col,
-                    negated: false,
-                    cond: Cond::Check(Check::ConnLimit(Arc::new(m))),
-                },
-            );
+            self.place_check(c.at, c.col, Check::ConnLimit(Arc::new(m)));
         }
         Ok(())
     }

@@ -518,14 +518,7 @@ impl<'a> RuleParser<'a> {
                 mask,
                 forward: false,
             };
-            self.matches.insert(
-                r.at.min(self.matches.len()),
-                Match {
-                    col: r.col,
-                    negated: false,
-                    cond: Cond::Check(Check::Recent(std::sync::Arc::new(m))),
-                },
-            );
+            self.place_check(r.at, r.col, Check::Recent(std::sync::Arc::new(m)));
         }
         Ok(())
     }

@@ -340,14 +340,7 @@ impl<'a> RuleParser<'a> {
             }
             let table = hashlimit::table(&name, self.ctx.family, cfg);
             let m = HashLimitMatch { table, above };
-            self.matches.insert(
-                h.at.min(self.matches.len()),
-                Match {
-                    col: h.col,
-                    negated: false,
-                    cond: Cond::Check(Check::HashLimit(Arc::new(m))),
-                },
-            );
+            self.place_check(h.at, h.col, Check::HashLimit(Arc::new(m)));
         }
         Ok(())
     }

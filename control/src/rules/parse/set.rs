@@ -202,14 +202,7 @@ impl<'a> RuleParser<'a> {
                 invert,
                 return_nomatch: p.return_nomatch,
             };
-            self.matches.insert(
-                p.at.min(self.matches.len()),
-                Match {
-                    col: p.col,
-                    negated: false,
-                    cond: Cond::Check(Check::Set(Arc::new(m))),
-                },
-            );
+            self.place_check(p.at, p.col, Check::Set(Arc::new(m)));
         }
         Ok(())
     }
