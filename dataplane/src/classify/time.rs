@@ -28,21 +28,8 @@ pub fn set_wall_offset(ns: u64) {
     WALL_OFFSET_NS.store(ns, Ordering::Relaxed);
 }
 
-/// The host's offset east of UTC now, in seconds (what `--kerneltz` takes when the rules are
-/// loaded; 0 when the C library cannot tell).
-#[allow(unsafe_code)]
-pub fn local_offset() -> i32 {
-    // SAFETY: `time` with a null pointer only returns the current time.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: `libc::tm` is plain integers and a pointer, for which all zeroes is valid.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: `localtime_r` reads `now` and writes only the `tm` it is given, which lives on
-    // this stack.
-    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
-        return 0;
-    }
-    i32::try_from(tm.tm_gmtoff).unwrap_or(0)
-}
+/// What `--kerneltz` takes when the rules are loaded: the host's offset east of UTC.
+pub use crate::dpdk::utc_offset_s as local_offset;
 
 /// One `-m time` match (`xt_time_info`), with the kernel timezone's offset resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

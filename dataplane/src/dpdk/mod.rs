@@ -2,7 +2,8 @@
 //! this module and carries a `SAFETY:` comment naming the precondition it relies on. That makes it
 //! also the home of the CPU-level helpers that need `unsafe`: [`prefetch`], the classifier's
 //! SIMD kernels with their run-time selection ([`simd`]), and the memory of large tables, on
-//! huge pages where the system has them ([`TableMemory`]).
+//! huge pages where the system has them ([`TableMemory`]), and the one question put to the
+//! C library ([`utc_offset_s`]).
 //!
 //! Invariants:
 //! - EAL is initialised at most once per process ([`Eal`]), and everything else here is only
@@ -15,6 +16,7 @@
 mod acl;
 mod burst;
 mod eal;
+mod host;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -27,6 +29,7 @@ mod txbatch;
 pub use acl::{heap_allocated_bytes, AclAlgorithm, AclClassifier, AclConfig, AclStats};
 pub use burst::{Flushed, RxBurst, TxBuffer, MAX_BURST};
 pub use eal::{tsc, tsc_hz, Eal};
+pub use host::utc_offset_s;
 pub use lcore::{LaunchError, LcoreId};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
