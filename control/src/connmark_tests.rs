@@ -3,70 +3,20 @@
 //! and later packets, save and restore with masks, the operations, packets without a
 //! connection, the cached verdict's two cases.
 
-use crate::config::Mode;
-use crate::load::{load_filter, tree_classifier, RuleFiles};
-use crate::rules::Hook;
-use dataplane::filter::Filter;
-use dataplane::pipeline::{Bridge, Policy};
-use dataplane::track::{Tables, TrackConfig};
+use crate::bridge_rig::{Rig, INSIDE, OUTSIDE};
 use dataplane::verdict::Verdict;
 use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
 use dataplane::wire::tcp::Flags;
 use std::net::Ipv4Addr;
 
-const INSIDE: u16 = 0;
-const OUTSIDE: u16 = 1;
 const MARKED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const OTHER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 
-fn load(text: &str) -> Filter {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.v4");
-    std::fs::write(&path, text).unwrap();
-    let files = RuleFiles {
-        rules: Some(&path),
-        ..RuleFiles::default()
-    };
-    let ports = ["inside".to_string(), "outside".to_string()];
-    load_filter(
-        &files,
-        &ports,
-        Hook::Forward,
-        Mode::Bridge,
-        &tree_classifier,
-    )
-    .unwrap()
-}
-
-struct Rig {
-    bridge: Bridge,
-    filter: Filter,
-    tables: Tables,
-    now: u64,
-}
-
 impl Rig {
-    fn new(text: &str) -> Rig {
-        Rig {
-            bridge: Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop),
-            filter: load(text),
-            tables: Tables::new(&TrackConfig::new(64)),
-            now: 1_000_000_000,
-        }
-    }
-
-    fn send(&mut self, ingress: u16, mut frame: Vec<u8>) -> bool {
-        self.now += 1_000_000;
-        let out = self.bridge.judge(
-            &self.filter,
-            Some(&mut self.tables),
-            ingress,
-            &mut frame,
-            self.now,
-            |_, _, _| {},
-        );
-        matches!(out.verdict, Verdict::Forward(_))
+    /// Whether the frame is forwarded.
+    fn passes(&mut self, ingress: u16, frame: Vec<u8>) -> bool {
+        matches!(self.send(ingress, frame).0, Verdict::Forward(_))
     }
 
     /// The marks of the connections from `client`.
@@ -88,16 +38,16 @@ impl Rig {
     /// passed, in order (SYN, SYN-ACK, ACK, then client and server segments alternately).
     fn connection(&mut self, client: Ipv4Addr, sport: u16, data: usize) -> Vec<bool> {
         let mut got = vec![
-            self.send(INSIDE, seg(client, sport, true, Flags::SYN, 100, 0)),
-            self.send(
+            self.passes(INSIDE, seg(client, sport, true, Flags::SYN, 100, 0)),
+            self.passes(
                 OUTSIDE,
                 seg(client, sport, false, Flags::SYN | Flags::ACK, 500, 101),
             ),
-            self.send(INSIDE, seg(client, sport, true, Flags::ACK, 101, 501)),
+            self.passes(INSIDE, seg(client, sport, true, Flags::ACK, 101, 501)),
         ];
         for i in 0..data as u32 {
-            got.push(self.send(INSIDE, seg(client, sport, true, Flags::ACK, 101 + i, 501)));
-            got.push(self.send(OUTSIDE, seg(client, sport, false, Flags::ACK, 501, 102 + i)));
+            got.push(self.passes(INSIDE, seg(client, sport, true, Flags::ACK, 101 + i, 501)));
+            got.push(self.passes(OUTSIDE, seg(client, sport, false, Flags::ACK, 501, 102 + i)));
         }
         got
     }
@@ -206,7 +156,7 @@ fn operations_in_order() {
          -A FORWARD -j ACCEPT\nCOMMIT\n"
     );
     let mut rig = Rig::new(&text);
-    assert!(rig.send(INSIDE, udp(MARKED, SERVER, 5000, 53)));
+    assert!(rig.passes(INSIDE, udp(MARKED, SERVER, 5000, 53)));
     // 0xf0f & 0xff = 0x0f; | 0x100 = 0x10f; ^ 3 = 0x10c; save: (0x10c & ~0xf00) ^ 0x500 =
     // 0x50c; set-xmark 0x30/0xf0: (0x50c & ~0xf0) ^ 0x30 = 0x53c.
     assert_eq!(rig.marks(MARKED), [0x53c]);
@@ -225,11 +175,11 @@ fn untracked_packets_have_no_connection_mark() {
         -A FORWARD -m connmark --mark 0x0 -p udp --dport 53 -j DROP\nCOMMIT\n";
     let mut rig = Rig::new(text);
     // Untracked: neither `! --mark 0x7` nor `--mark 0x0` holds.
-    assert!(rig.send(INSIDE, udp(MARKED, SERVER, 5000, 53)));
+    assert!(rig.passes(INSIDE, udp(MARKED, SERVER, 5000, 53)));
     assert!(rig.marks(MARKED).is_empty());
     // Tracked: marked 1 at once, so the rule for port 54 drops it (and the drop leaves no
     // connection behind).
-    assert!(!rig.send(INSIDE, udp(MARKED, SERVER, 5001, 54)));
+    assert!(!rig.passes(INSIDE, udp(MARKED, SERVER, 5001, 54)));
     assert!(rig.marks(MARKED).is_empty());
 }
 
@@ -244,13 +194,13 @@ fn the_killing_rst_sees_its_connection_mark() {
          -A FORWARD -m connmark --mark 0x1 -j ACCEPT\nCOMMIT\n"
     );
     let mut rig = Rig::new(&text);
-    assert!(rig.send(INSIDE, seg(MARKED, 40000, true, Flags::SYN, 100, 0)));
+    assert!(rig.passes(INSIDE, seg(MARKED, 40000, true, Flags::SYN, 100, 0)));
     assert_eq!(rig.marks(MARKED), [1]);
     let rst = seg(MARKED, 40000, false, Flags::RST | Flags::ACK, 0, 101);
-    assert!(rig.send(OUTSIDE, rst));
+    assert!(rig.passes(OUTSIDE, rst));
     assert!(rig.marks(MARKED).is_empty(), "the RST killed the entry");
     // The other source's connection has mark 0: its RST is dropped.
-    assert!(rig.send(INSIDE, seg(OTHER, 40001, true, Flags::SYN, 100, 0)));
+    assert!(rig.passes(INSIDE, seg(OTHER, 40001, true, Flags::SYN, 100, 0)));
     let rst = seg(OTHER, 40001, false, Flags::RST | Flags::ACK, 0, 101);
-    assert!(!rig.send(OUTSIDE, rst));
+    assert!(!rig.passes(OUTSIDE, rst));
 }

@@ -16,6 +16,8 @@ pub mod rules;
 pub mod run;
 
 #[cfg(test)]
+mod bridge_rig;
+#[cfg(test)]
 mod connmark_tests;
 #[cfg(test)]
 mod mangle_tests;

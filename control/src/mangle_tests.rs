@@ -1,72 +1,14 @@
 //! The mangle table on built frames through the tracked pipeline, loaded as the daemon loads
 //! a file: the bytes that leave, marks seen by the filter, drops.
 
-use crate::config::Mode;
-use crate::load::{load_filter, tree_classifier, RuleFiles};
-use crate::rules::Hook;
-use dataplane::filter::Filter;
-use dataplane::pipeline::{Bridge, Policy};
-use dataplane::track::{Tables, TrackConfig};
+use crate::bridge_rig::{load, Rig, INSIDE, OUTSIDE};
 use dataplane::verdict::{DropReason, Verdict};
 use dataplane::wire::builder::{tcp_options, FrameSpec, IpSpec, L4Spec};
 use dataplane::wire::tcp::{Flags, TcpOption};
 use std::net::Ipv4Addr;
 
-const INSIDE: u16 = 0;
-const OUTSIDE: u16 = 1;
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
-
-fn load(text: &str) -> Filter {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.v4");
-    std::fs::write(&path, text).unwrap();
-    let files = RuleFiles {
-        rules: Some(&path),
-        ..RuleFiles::default()
-    };
-    let ports = ["inside".to_string(), "outside".to_string()];
-    load_filter(
-        &files,
-        &ports,
-        Hook::Forward,
-        Mode::Bridge,
-        &tree_classifier,
-    )
-    .unwrap()
-}
-
-struct Rig {
-    bridge: Bridge,
-    filter: Filter,
-    tables: Tables,
-    now: u64,
-}
-
-impl Rig {
-    fn new(text: &str) -> Rig {
-        Rig {
-            bridge: Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop),
-            filter: load(text),
-            tables: Tables::new(&TrackConfig::new(64)),
-            now: 1_000_000_000,
-        }
-    }
-
-    /// The verdict and the frame as it leaves.
-    fn send(&mut self, ingress: u16, mut frame: Vec<u8>) -> (Verdict, Vec<u8>) {
-        self.now += 1_000_000;
-        let out = self.bridge.judge(
-            &self.filter,
-            Some(&mut self.tables),
-            ingress,
-            &mut frame,
-            self.now,
-            |_, _, _| {},
-        );
-        (out.verdict, frame)
-    }
-}
 
 fn ip(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) -> IpSpec {
     match IpSpec::v4(src, dst) {

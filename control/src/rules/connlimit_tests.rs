@@ -2,39 +2,11 @@
 //! frames judged as a worker judges them (the connection's reservations kept or released by
 //! hand here, as conntrack keeps them at confirmation and releases them at the end).
 
-use super::tests::{assert_refused, compile, wrap};
+use super::tests::{assert_refused, compile, syn, wrap};
 use super::*;
 use dataplane::classify::connlimit::{Conn, Counting};
 use dataplane::classify::{ct, Action, Check, Wire};
 use dataplane::filter::packet_meta;
-
-/// An IPv4 (or IPv6) TCP SYN from `src`:`sport` to `dst`:`dport`.
-fn syn(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
-    let mut fr = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
-    let mut tcp = sport.to_be_bytes().to_vec();
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    match (
-        src.parse::<std::net::IpAddr>().unwrap(),
-        dst.parse().unwrap(),
-    ) {
-        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
-            fr.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
-            fr.extend_from_slice(&s.octets());
-            fr.extend_from_slice(&d.octets());
-            let sum = dataplane::wire::checksum::checksum(&fr[14..34]);
-            fr[24..26].copy_from_slice(&sum.to_be_bytes());
-        }
-        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
-            fr.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
-            fr.extend_from_slice(&s.octets());
-            fr.extend_from_slice(&d.octets());
-        }
-        _ => panic!("mixed families"),
-    }
-    fr.extend_from_slice(&tcp);
-    fr
-}
 
 /// A connection's held counts (table, slot), as conntrack's tag keeps them.
 type Tag = Vec<(

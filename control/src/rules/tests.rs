@@ -74,6 +74,34 @@ pub(crate) fn word_col(s: &str, k: usize) -> u32 {
     col.expect("word index in range")
 }
 
+/// An IPv4 (or IPv6) TCP SYN from `src`:`sport` to `dst`:`dport`.
+pub(crate) fn syn(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+    let mut fr = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    let mut tcp = sport.to_be_bytes().to_vec();
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    match (
+        src.parse::<std::net::IpAddr>().unwrap(),
+        dst.parse().unwrap(),
+    ) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            fr.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+            fr.extend_from_slice(&s.octets());
+            fr.extend_from_slice(&d.octets());
+            let sum = dataplane::wire::checksum::checksum(&fr[14..34]);
+            fr[24..26].copy_from_slice(&sum.to_be_bytes());
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            fr.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+            fr.extend_from_slice(&s.octets());
+            fr.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed families"),
+    }
+    fr.extend_from_slice(&tcp);
+    fr
+}
+
 // ---------------------------------------------------------------- conformance
 
 const ACCEPTED_V4: &[&str] = &[
