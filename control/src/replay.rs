@@ -605,14 +605,17 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
             sent: &mut sent,
             queued: &mut queued,
         };
-        if let Some(h) = r.one(&mut sink, (index, data, ingress), now_ns, f.timestamp)? {
+        if let Some(h) = r.one(&mut sink, (index, data, ingress), &[], now_ns, f.timestamp)? {
             hold(&mut held, &mut sink, &names, h, now_ns)?;
         }
         let mut whole = Vec::new();
         while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
             r.tables.whole = Some(w);
-            for h in whole.drain(..) {
-                let left = r.one(&mut sink, h, now_ns, f.timestamp);
+            let mut frames = std::mem::take(&mut whole).into_iter();
+            while let Some(h) = frames.next() {
+                // The fragments after it: a REJECT of the first answers about them all.
+                let rest: Vec<&[u8]> = frames.as_slice().iter().map(|h| &h.1[..]).collect();
+                let left = r.one(&mut sink, h, &rest, now_ns, f.timestamp);
                 debug_assert!(
                     !matches!(left, Ok(Some(_))),
                     "a whole datagram is never held"
@@ -650,6 +653,7 @@ impl RoutedReplay<'_> {
         &mut self,
         sink: &mut Sink,
         (index, data, ingress): HeldFrame,
+        rest: &[&[u8]],
         now_ns: u64,
         timestamp: std::time::Duration,
     ) -> Result<Option<HeldFrame>, ReplayError> {
@@ -771,11 +775,8 @@ impl RoutedReplay<'_> {
                     Fate::Reject { pkt, with } => {
                         sink.drop(DropReason::RuleReject);
                         line["reason"] = DropReason::RuleReject.name().into();
-                        let mut buf = [0u8; dataplane::reject::MAX_REPLY];
-                        if let Some(n) = dataplane::reject::build_reply(&pkt, &info, with, &mut buf)
-                        {
-                            sent.push((ingress, buf[..n].to_vec()));
-                        }
+                        let whole = (tables.whole, rest);
+                        router.reject(st, ingress, &pkt, whole, with, now_ns, *sent);
                     }
                 }
             }

@@ -7,6 +7,7 @@
 //! destination. Rare path: called only when a REJECT rule matched.
 
 use crate::classify::RejectWith;
+use crate::conntrack::frag::Whole;
 use crate::wire::checksum::{self, PseudoHeader};
 use crate::wire::{icmpv4, icmpv6, ip_proto, Fragment, PacketInfo, L3};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -23,6 +24,29 @@ pub fn build_reply(
     with: RejectWith,
     out: &mut [u8; MAX_REPLY],
 ) -> Option<usize> {
+    build_reply_of(frame, info, with, None, out)
+}
+
+/// [`build_reply`] for a reassembled datagram: `frame` is its start as [`reassembled`] wrote
+/// it (parsed as `info`), `whole` what its fragments told. A TCP reset takes the segment's
+/// length and checksum verdict from `whole`, as `nf_send_reset` reads the reassembled skb.
+pub fn build_reply_whole(
+    frame: &[u8],
+    info: &PacketInfo,
+    whole: Whole,
+    with: RejectWith,
+    out: &mut [u8; MAX_REPLY],
+) -> Option<usize> {
+    build_reply_of(frame, info, with, Some(whole), out)
+}
+
+fn build_reply_of(
+    frame: &[u8],
+    info: &PacketInfo,
+    with: RejectWith,
+    whole: Option<Whole>,
+    out: &mut [u8; MAX_REPLY],
+) -> Option<usize> {
     if matches!(info.frag, Fragment::Later { .. }) || frame.len() < usize::from(info.l3_offset) {
         return None;
     }
@@ -37,8 +61,8 @@ pub fn build_reply(
     let ip = &frame[l2..info.l3_end().min(frame.len())];
     let body = &mut out[l2..];
     let n = match (info.l3, with) {
-        (L3::Ipv4, RejectWith::TcpReset) => tcp_reset_v4(ip, info, body)?,
-        (L3::Ipv6, RejectWith::TcpReset) => tcp_reset_v6(ip, info, body)?,
+        (L3::Ipv4, RejectWith::TcpReset) => tcp_reset_v4(ip, info, whole, body)?,
+        (L3::Ipv6, RejectWith::TcpReset) => tcp_reset_v6(ip, info, whole, body)?,
         (L3::Ipv4, w) => icmp_v4(ip, info, icmp_code_v4(w)?, body)?,
         (L3::Ipv6, w) => icmp_v6(ip, info, icmp_code_v6(w)?, body)?,
         _ => return None,
@@ -109,8 +133,22 @@ fn ipv6_header(out: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: 
 
 /// The TCP reset for a segment: RFC 9293 3.10.7.1 (ACK set: seq = its ack; else seq 0 and ack
 /// = seq + length), only for a segment that is not itself a reset and has a valid checksum.
-fn tcp_reset(seg: &[u8], pseudo: &PseudoHeader, out: &mut [u8]) -> Option<()> {
-    if seg.len() < 20 || !pseudo.verify(ip_proto::TCP, seg) {
+/// `whole`: the segment was reassembled, `seg` is its start; its length and checksum verdict
+/// are the whole datagram's.
+fn tcp_reset(
+    seg: &[u8],
+    pseudo: &PseudoHeader,
+    whole: Option<(usize, bool)>,
+    out: &mut [u8],
+) -> Option<()> {
+    if seg.len() < 20 {
+        return None;
+    }
+    let (seg_len, ok) = match whole {
+        Some(w) => w,
+        None => (seg.len(), pseudo.verify(ip_proto::TCP, seg)),
+    };
+    if !ok {
         return None;
     }
     let flags = seg[13];
@@ -120,7 +158,7 @@ fn tcp_reset(seg: &[u8], pseudo: &PseudoHeader, out: &mut [u8]) -> Option<()> {
     let seq = u32::from_be_bytes(seg[4..8].try_into().ok()?);
     let ack = u32::from_be_bytes(seg[8..12].try_into().ok()?);
     let hdr = usize::from(seg[12] >> 4) * 4;
-    let data = seg.len().saturating_sub(hdr) as u32;
+    let data = seg_len.saturating_sub(hdr) as u32;
     out[..20].fill(0);
     out[0..2].copy_from_slice(&seg[2..4]);
     out[2..4].copy_from_slice(&seg[0..2]);
@@ -136,26 +174,40 @@ fn tcp_reset(seg: &[u8], pseudo: &PseudoHeader, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn tcp_reset_v4(ip: &[u8], info: &PacketInfo, out: &mut [u8]) -> Option<usize> {
+fn tcp_reset_v4(
+    ip: &[u8],
+    info: &PacketInfo,
+    whole: Option<Whole>,
+    out: &mut [u8],
+) -> Option<usize> {
     if info.proto() != Some(ip_proto::TCP) || info.l4_offset == 0 {
         return None;
     }
-    let seg = &ip[usize::from(info.l4_offset - info.l3_offset)..];
+    let l4 = usize::from(info.l4_offset - info.l3_offset);
+    let seg = &ip[l4..];
+    let whole = whole.map(|w| ((w.len as usize).saturating_sub(l4), w.csum_ok));
     let (src, dst) = v4_addrs(ip);
-    tcp_reset(seg, &PseudoHeader::V4 { src, dst }, &mut out[20..])?;
+    tcp_reset(seg, &PseudoHeader::V4 { src, dst }, whole, &mut out[20..])?;
     let c = PseudoHeader::V4 { src: dst, dst: src }.checksum(ip_proto::TCP, &out[20..40]);
     out[36..38].copy_from_slice(&c.to_be_bytes());
     ipv4_header(out, dst, src, ip_proto::TCP, 40);
     Some(40)
 }
 
-fn tcp_reset_v6(ip: &[u8], info: &PacketInfo, out: &mut [u8]) -> Option<usize> {
+fn tcp_reset_v6(
+    ip: &[u8],
+    info: &PacketInfo,
+    whole: Option<Whole>,
+    out: &mut [u8],
+) -> Option<usize> {
     if info.proto() != Some(ip_proto::TCP) || info.l4_offset == 0 {
         return None;
     }
-    let seg = &ip[usize::from(info.l4_offset - info.l3_offset)..];
+    let l4 = usize::from(info.l4_offset - info.l3_offset);
+    let seg = &ip[l4..];
+    let whole = whole.map(|w| ((w.len as usize).saturating_sub(l4), w.csum_ok));
     let (src, dst) = v6_addrs(ip);
-    tcp_reset(seg, &PseudoHeader::V6 { src, dst }, &mut out[40..])?;
+    tcp_reset(seg, &PseudoHeader::V6 { src, dst }, whole, &mut out[40..])?;
     let c = PseudoHeader::V6 { src: dst, dst: src }.checksum(ip_proto::TCP, &out[40..60]);
     out[56..58].copy_from_slice(&c.to_be_bytes());
     ipv6_header(out, dst, src, ip_proto::TCP, 20);
@@ -214,6 +266,118 @@ fn icmp_v6(ip: &[u8], info: &PacketInfo, code: u8, out: &mut [u8]) -> Option<usi
     msg[2..4].copy_from_slice(&c.to_be_bytes());
     ipv6_header(out, dst, src, ip_proto::ICMPV6, 8 + quoted);
     Some(48 + quoted)
+}
+
+/// Writes into `out` the start of the datagram reassembled from `first` (its first fragment,
+/// parsed as `info`) and `rest` (its other fragments, in offset order), as Linux's defrag
+/// leaves it for the tables and for the errors about it (`ip_frag_reasm`,
+/// `nf_ct_frag6_reasm`): IPv4 with the whole length, the fragment bits clear (DF kept) and
+/// the header checksum made again; IPv6 without the Fragment header (the header before it
+/// takes its next header value) and with the whole payload length. Returns the bytes written
+/// (as much of the datagram as `out` holds: more than any reply quotes) and their parse: an
+/// unfragmented datagram whose `l3_len` is what was written. Cold: only for a REJECT of a
+/// reassembled datagram; nothing is copied otherwise.
+#[cold]
+#[inline(never)]
+pub fn reassembled<'a>(
+    first: &[u8],
+    info: &PacketInfo,
+    whole: Whole,
+    rest: impl IntoIterator<Item = &'a [u8]>,
+    out: &mut [u8; MAX_REPLY],
+) -> Option<(usize, PacketInfo)> {
+    let l2 = usize::from(info.l3_offset);
+    let l4 = usize::from(info.l4_offset);
+    if !matches!(info.frag, Fragment::First { .. }) || l4 < l2 {
+        return None;
+    }
+    let ip = first.get(l2..info.l3_end())?;
+    out.get_mut(..l2)?.copy_from_slice(&first[..l2]);
+    let mut pi = *info;
+    pi.frag = Fragment::None;
+    // Where the fragmentable part starts in the first fragment, and in `out`.
+    let (data_at, start) = match info.l3 {
+        L3::Ipv4 => {
+            let hl = usize::from(ip[0] & 15) * 4;
+            let n = hl.min(out.len() - l2);
+            out[l2..l2 + n].copy_from_slice(&ip[..n]);
+            (hl, l2 + hl)
+        }
+        L3::Ipv6 => {
+            let (nh, at) = v6_fragment_header(ip)?;
+            let fh = ip.get(at..at + 8)?;
+            out[l2..l2 + at].copy_from_slice(&ip[..at]);
+            out[l2 + nh] = fh[0];
+            pi.l4_offset = pi.l4_offset.checked_sub(8)?;
+            (at + 8, l2 + at)
+        }
+        _ => return None,
+    };
+    // The fragmentable part, piece by piece at its offset, as far as `out` goes.
+    let mut put = |off: usize, data: &[u8]| {
+        let Some(to) = out.get_mut(start + off..) else {
+            return;
+        };
+        let n = data.len().min(to.len());
+        to[..n].copy_from_slice(&data[..n]);
+    };
+    put(0, ip.get(data_at..)?);
+    for f in rest {
+        let Ok(fi) = crate::wire::parse_frame(f) else {
+            continue;
+        };
+        let Fragment::Later { offset_bytes, .. } = fi.frag else {
+            continue;
+        };
+        let fip = &f[usize::from(fi.l3_offset)..fi.l3_end().min(f.len())];
+        let skip = match fi.l3 {
+            L3::Ipv4 => usize::from(fip[0] & 15) * 4,
+            _ => match v6_fragment_header(fip) {
+                Some((_, at)) => at + 8,
+                None => continue,
+            },
+        };
+        if let Some(d) = fip.get(skip..) {
+            put(usize::from(offset_bytes), d);
+        }
+    }
+    let len = whole.len as usize;
+    let ipo = &mut out[l2..];
+    match info.l3 {
+        L3::Ipv4 => {
+            ipo[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            ipo[6] &= 0x40;
+            ipo[7] = 0;
+            ipo[10..12].fill(0);
+            let hl = usize::from(ipo[0] & 15) * 4;
+            let c = checksum::checksum(&ipo[..hl]);
+            ipo[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => ipo[4..6].copy_from_slice(&(len.saturating_sub(40) as u16).to_be_bytes()),
+    }
+    let n = (l2 + len).min(out.len());
+    pi.l3_len = (n - l2) as u16;
+    Some((n, pi))
+}
+
+/// Where an IPv6 packet's Fragment header is, after its unfragmentable part (the fixed header
+/// and hop-by-hop, routing and destination options headers): the offset of the "next header"
+/// byte that names it, and its own offset.
+fn v6_fragment_header(ip: &[u8]) -> Option<(usize, usize)> {
+    let (mut at, mut nh, mut next) = (40usize, 6usize, *ip.get(6)?);
+    while next != ip_proto::IPV6_FRAG {
+        if !matches!(
+            next,
+            ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS
+        ) {
+            return None;
+        }
+        let len = (usize::from(*ip.get(at + 1)?) + 1) * 8;
+        (nh, next) = (at, *ip.get(at)?);
+        at += len;
+    }
+    ip.get(at..at + 8)?;
+    Some((nh, at))
 }
 
 #[cfg(test)]
@@ -326,6 +490,80 @@ mod tests {
             reply(&f, RejectWith::IcmpPortUnreachable).is_none(),
             "a v4 code on a v6 packet"
         );
+    }
+
+
+    /// The reply to the first fragment of `spec` cut at `chunk`, judged whole.
+    fn whole_reply(spec: &FrameSpec, chunk: usize, with: RejectWith) -> Option<Vec<u8>> {
+        let frags = spec.fragments(chunk);
+        assert!(frags.len() > 1);
+        let whole = spec.build();
+        let info = parse_frame(&frags[0]).unwrap();
+        let w = Whole {
+            len: (whole.len() - 14) as u32,
+            csum_ok: true,
+        };
+        let mut buf = [0u8; MAX_REPLY];
+        let rest: Vec<&[u8]> = frags[1..].iter().map(|f| &f[..]).collect();
+        let (n, pi) = reassembled(&frags[0], &info, w, rest, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &whole[..n], "the reassembled datagram's start");
+        let mut out = [0u8; MAX_REPLY];
+        build_reply_whole(&buf[..n], &pi, w, with, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    #[test]
+    fn a_whole_datagram_is_quoted_reassembled() {
+        // IPv4: the quote is the datagram as reassembled (no MF, the whole length), up to
+        // 576 bytes of error, from both fragments.
+        let spec = FrameSpec::new(
+            IpSpec::v4([192, 0, 2, 1].into(), [10, 0, 0, 5].into()),
+            L4Spec::udp(5000, 53, &(0..900).map(|i| i as u8).collect::<Vec<_>>()),
+        );
+        let whole = spec.build();
+        let r = whole_reply(&spec, 256, RejectWith::IcmpPortUnreachable).unwrap();
+        assert_eq!(r.len() - 14, 576);
+        assert_eq!(&r[42..], &whole[14..14 + 548]);
+        assert_eq!(checksum::checksum(&r[34..]), 0);
+        // IPv6: no Fragment header in the quote, the whole payload length.
+        let s: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let d: Ipv6Addr = "fd00::5".parse().unwrap();
+        let mut ip = IpSpec::v6(s, d);
+        if let IpSpec::V6 { ident, .. } = &mut ip {
+            *ident = 0x1234;
+        }
+        let spec = FrameSpec::new(ip, L4Spec::udp(5000, 53, &[9; 600]));
+        let whole = spec.build();
+        let r = whole_reply(&spec, 256, RejectWith::Icmp6AdmProhibited).unwrap();
+        assert_eq!(&r[62..], &whole[14..], "quoted whole");
+        assert!(PseudoHeader::V6 { src: d, dst: s }.verify(ip_proto::ICMPV6, &r[54..]));
+    }
+
+    #[test]
+    fn a_whole_segment_is_reset_by_its_whole_length() {
+        let mut l4 = L4Spec::tcp(40000, 23, Flags::PSH | Flags::ACK);
+        if let L4Spec::Tcp { seq, payload, .. } = &mut l4 {
+            *seq = 1000;
+            *payload = vec![1; 700];
+        }
+        let spec = FrameSpec::new(
+            IpSpec::v4([192, 0, 2, 1].into(), [10, 0, 0, 5].into()),
+            l4.clone(),
+        );
+        let r = whole_reply(&spec, 256, RejectWith::TcpReset).expect("a reset");
+        assert_eq!(r[34 + 13], 0x04, "RST to an ACK");
+        if let L4Spec::Tcp { flags, .. } = &mut l4 {
+            *flags = Flags::PSH;
+        }
+        let spec = FrameSpec::new(IpSpec::v4([192, 0, 2, 1].into(), [10, 0, 0, 5].into()), l4);
+        let r = whole_reply(&spec, 256, RejectWith::TcpReset).expect("a reset");
+        assert_eq!(
+            u32::from_be_bytes(r[42..46].try_into().unwrap()),
+            1700,
+            "acks the whole segment"
+        );
+        // The first fragment alone: its checksum covers one piece, no reset.
+        let frags = spec.fragments(256);
+        assert!(reply(&frags[0], RejectWith::TcpReset).is_none());
     }
 
     #[test]

@@ -1465,6 +1465,66 @@ impl Router {
         true
     }
 
+    /// Answers a packet a REJECT dropped ([`Fate::Reject`](path::Fate::Reject)): `frame` as
+    /// judged (a forwarded one with its TTL decremented), arrived by `ingress`. A TCP reset,
+    /// or a type without an ICMP code for the family, goes back out of `ingress` from the
+    /// packet's destination ([`crate::reject::build_reply`]); an ICMP error is the router's
+    /// own ([`Router::send_error`]). When `frame` is the first fragment of a datagram judged
+    /// whole (`whole`, with its other fragments `rest` in offset order), the answer is about
+    /// the reassembled datagram, as Linux's about the skb its defrag made: the error quotes
+    /// it (fragment bits clear, no IPv6 Fragment header, the whole length), a reset reads the
+    /// segment's whole length and checksum verdict. Returns whether an answer went out.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn reject<'a, P>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        frame: &[u8],
+        (whole, rest): (Option<crate::conntrack::frag::Whole>, &[&'a [u8]]),
+        with: crate::classify::RejectWith,
+        now_ns: u64,
+        emit: &mut impl Emit,
+    ) -> bool {
+        let Ok(info) = parse_frame(frame) else {
+            return false;
+        };
+        let mut buf = [0u8; crate::reject::MAX_REPLY];
+        let reassembled = whole.and_then(|w| {
+            crate::reject::reassembled(frame, &info, w, rest.iter().copied(), &mut buf)
+                .map(|(n, i)| (n, i, w))
+        });
+        let (frame, info, whole) = match reassembled {
+            Some((n, i, w)) => (&buf[..n], i, Some(w)),
+            None => (frame, info, None),
+        };
+        let code = match info.l3 {
+            L3::Ipv4 => crate::reject::icmp_code_v4(with),
+            _ => crate::reject::icmp_code_v6(with),
+        };
+        match (with, code) {
+            (crate::classify::RejectWith::TcpReset, _) | (_, None) => {
+                let mut out = [0u8; crate::reject::MAX_REPLY];
+                let n = match whole {
+                    Some(w) => crate::reject::build_reply_whole(frame, &info, w, with, &mut out),
+                    None => crate::reject::build_reply(frame, &info, with, &mut out),
+                };
+                match n {
+                    Some(n) => {
+                        emit.emit(ingress, &out[..n]);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (_, Some(code)) => {
+                let kind = RouterError::Rejected { code };
+                self.send_error(st, ingress, frame, &info, kind, now_ns, emit)
+            }
+        }
+    }
+
     /// A datagram held for reassembly was given up at the timeout; `frame` is one of its
     /// fragments, as it arrived by `ingress`. For an IPv6 first fragment, sends ICMPv6 time
     /// exceeded, fragment reassembly time exceeded, quoting it (Linux's

@@ -637,6 +637,7 @@ fn handle_burst<const STATEFUL: bool>(
     };
     let mut out = [DROPPED; MAX_BURST];
     let mut rx_bytes = 0u64;
+    let mut whole_reject = None;
     let pkts = burst.packets_mut();
     let n = pkts.len();
     for (i, (m, o)) in pkts.iter_mut().zip(out.iter_mut()).enumerate() {
@@ -690,11 +691,19 @@ fn handle_burst<const STATEFUL: bool>(
             Verdict::Drop(reason) => {
                 stats.drop_packet(reason);
                 if let Some(with) = with {
-                    reject(ctx, ingress, m.data(), with, egress);
+                    match tables.as_deref().and_then(|t| t.whole) {
+                        // A whole datagram's first fragment: answered below, about the
+                        // datagram its fragments in this burst make.
+                        Some(w) if STATEFUL => whole_reject = Some((i, ingress, w, with)),
+                        _ => reject(ctx, ingress, m.data(), with, egress),
+                    }
                 }
                 DROPPED
             }
         };
+    }
+    if let Some((i, ingress, w, with)) = whole_reject.filter(|_| STATEFUL) {
+        reject_whole(ctx, ingress, &mut burst.packets_mut()[i..], w, with, egress);
     }
     if let Source::Port(ingress) = source {
         // Counted where the packets arrived, not again where they are handed.
@@ -1141,7 +1150,12 @@ fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], with: RejectWith, egress:
     let Some(n) = crate::reject::build_reply(frame, &info, with, &mut buf) else {
         return;
     };
-    match ctx.pool.alloc_frame(&buf[..n]) {
+    send_reply(ctx, ingress, &buf[..n], egress);
+}
+
+/// Sends a reply of the worker's own out of `port`.
+fn send_reply(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], egress: &mut [Egress]) {
+    match ctx.pool.alloc_frame(frame) {
         Some(m) => {
             let e = &mut egress[ingress];
             let f = e.buf.push(m, &mut e.q);
@@ -1149,6 +1163,61 @@ fn reject(ctx: &Ctx<'_>, ingress: usize, frame: &[u8], with: RejectWith, egress:
             bump(&ctx.stats.replies_sent, 1);
         }
         None => bump(&ctx.stats.replies_lost, 1),
+    }
+}
+
+/// Router mode: a REJECT's answer ([`Router::reject`]), about the reassembled datagram when
+/// `frame` is the first fragment of a whole one (`whole`; its other fragments are `rest`, the
+/// burst's packets not yet taken).
+#[cold]
+#[inline(never)]
+fn reject_routed(
+    router: &Router,
+    st: &mut RouterState<Mbuf>,
+    (ingress, frame): (u16, &[u8]),
+    (whole, rest): (Option<crate::conntrack::frag::Whole>, &mut [Mbuf]),
+    with: RejectWith,
+    now_ns: u64,
+    emit: &mut impl Emit,
+) {
+    let mut frags: [&[u8]; MAX_BURST] = [&[]; MAX_BURST];
+    let n = rest.len().min(MAX_BURST);
+    if whole.is_some() {
+        for (f, m) in frags.iter_mut().zip(rest.iter()) {
+            *f = m.data();
+        }
+    }
+    router.reject(st, ingress, frame, (whole, &frags[..n]), with, now_ns, emit);
+}
+
+/// Bridge mode: a REJECT of the first fragment of a whole datagram (`frags`: it and its other
+/// fragments, in offset order), answered about the reassembled datagram
+/// ([`crate::reject::reassembled`]).
+#[cold]
+#[inline(never)]
+fn reject_whole(
+    ctx: &Ctx<'_>,
+    ingress: usize,
+    frags: &mut [Mbuf],
+    whole: crate::conntrack::frag::Whole,
+    with: RejectWith,
+    egress: &mut [Egress],
+) {
+    let Some((first, rest)) = frags.split_first() else {
+        return;
+    };
+    let Ok(info) = crate::wire::parse_frame(first.data()) else {
+        return;
+    };
+    let mut buf = [0u8; crate::reject::MAX_REPLY];
+    let rest = rest.iter().map(|m| m.data());
+    let Some((n, pi)) = crate::reject::reassembled(first.data(), &info, whole, rest, &mut buf)
+    else {
+        return reject(ctx, ingress, first.data(), with, egress);
+    };
+    let mut reply = [0u8; crate::reject::MAX_REPLY];
+    if let Some(n) = crate::reject::build_reply_whole(&buf[..n], &pi, whole, with, &mut reply) {
+        send_reply(ctx, ingress, &reply[..n], egress);
     }
 }
 
@@ -1323,7 +1392,11 @@ fn route_burst(
         egress,
         stats,
     });
-    for (i, mut m) in burst.by_ref().enumerate() {
+    let mut i = usize::MAX;
+    // (Not a `for` over the burst: a REJECT of a whole datagram's first fragment reads the
+    // other fragments, still in the burst.)
+    while let Some(mut m) = burst.next() {
+        i = i.wrapping_add(1);
         let len = m.pkt_len() as u64;
         rx_bytes += len;
         let ingress = match source {
@@ -1419,12 +1492,14 @@ fn route_burst(
             }
             Fate::Reject { pkt, with } => {
                 stats.drop_packet(DropReason::RuleReject);
-                reject(
-                    ctx,
-                    usize::from(ingress),
-                    pkt.data(),
+                reject_routed(
+                    router,
+                    st,
+                    (ingress, pkt.data()),
+                    (tables.whole, burst.packets_mut()),
                     with,
-                    out.borrow_mut().egress,
+                    now_ns,
+                    &mut Shared(&out),
                 );
             }
         }

@@ -2166,13 +2166,19 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
         p.ip[1]
     };
     let mut rest = format!("proto {} ttl {} tos {tos:#x}", p.proto, p.ttl);
-    // A quoted first fragment as a reassembled datagram: Linux's ICMP error quotes the
-    // datagram it reassembled, Rampart's REJECT the first fragment as it came
-    // (docs/conntrack-vs-netfilter.md).
-    let frag = p.frag.filter(|_| outer);
+    // A quote exactly: its fragment bits and Fragment header (an error about a reassembled
+    // datagram quotes it as reassembled), the length its header says and the bytes quoted.
+    let frag = p.frag;
     if !v6 {
-        let bits = if outer { 0xffff } else { 0x4000 };
-        let _ = write!(rest, " frag {:#x}", be16(p.ip, 6) & bits);
+        let _ = write!(rest, " frag {:#x}", be16(p.ip, 6));
+    }
+    if !outer {
+        let said = if v6 {
+            40 + usize::from(be16(p.ip, 4))
+        } else {
+            usize::from(be16(p.ip, 2))
+        };
+        let _ = write!(rest, " len {said} quoted {}", p.ip.len());
     }
     if let Some(f) = frag {
         let _ = write!(rest, " fragment off {} more {}", f.off, f.more);
@@ -2224,7 +2230,7 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
                     be16(l4, 14),
                     hex(&l4[usize::from(l4[12] >> 4) * 4..])
                 );
-            } else if p.proto == 17 && outer {
+            } else if p.proto == 17 {
                 let _ = write!(rest, " data {}", hex(&l4[8..]));
             }
         }
@@ -2249,9 +2255,7 @@ fn desc_ip(p: &Pkt, outer: bool) -> Desc {
                 } else {
                     sp = id;
                 }
-                if outer {
-                    let _ = write!(rest, " seq {} data {}", be16(l4, 6), hex(&l4[8..]));
-                }
+                let _ = write!(rest, " seq {} data {}", be16(l4, 6), hex(&l4[8..]));
             }
         }
         _ => {}

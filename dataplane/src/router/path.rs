@@ -17,7 +17,7 @@ use crate::track::{
     judge_lean, judge_resumed, judge_tracked, Forwarding, IpJudgement, Route, Tables,
 };
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::{Family, FlowKey, IpAddr128, PacketInfo};
+use crate::wire::{Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 
 /// What the first look at a received frame made of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +45,10 @@ pub enum Fate<P> {
     Dropped(P, DropReason),
     /// Dropped by a REJECT whose answer comes from the rejected packet's destination rather
     /// than from the router (a TCP reset, as Linux's `nf_send_reset`, or a reject type with no
-    /// ICMP code for this family): the caller counts `rule_reject` and sends the reply out of
-    /// the ingress port ([`crate::reject::build_reply`]).
+    /// ICMP code for this family), or by any REJECT of a first fragment (a datagram judged
+    /// whole, its TTL already decremented when forwarded), whose answer is about the
+    /// reassembled datagram: the caller counts `rule_reject` and answers with
+    /// [`Router::reject`](super::Router::reject).
     Reject { pkt: P, with: RejectWith },
 }
 
@@ -383,6 +385,14 @@ impl Router {
                     };
                     match (with, code) {
                         (RejectWith::TcpReset, _) | (_, None) => {
+                            return Fate::Reject { pkt, with };
+                        }
+                        (_, Some(_)) if matches!(info.frag, Fragment::First { .. }) => {
+                            // A datagram judged whole: its error quotes the reassembled
+                            // datagram, which the caller has the other fragments of.
+                            if matches!(route, Route::Forward(_)) {
+                                let _ = crate::route::icmp::decrement_ttl(pkt.as_mut(), info);
+                            }
                             return Fate::Reject { pkt, with };
                         }
                         (_, Some(code)) => {
