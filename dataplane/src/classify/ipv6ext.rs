@@ -13,7 +13,9 @@
 //! either) they see it.
 //!
 //! Where the kernel drops a packet it cannot read (`hotdrop`: an extension header cut short)
-//! the check fails; Rampart's parser drops such packets before they are judged.
+//! the packet is dropped too ([`ExtMatch::held`]): Rampart's parser drops truncated extension
+//! headers before they are judged, so this is an AH or ESP header shorter than the match
+//! reads (12 or 8 bytes), which the parser does not read.
 
 use super::{PacketMeta, Wire};
 use crate::wire::Family;
@@ -143,6 +145,32 @@ fn in_range((lo, hi, inv): (u32, u32, bool), v: u32) -> bool {
 }
 
 impl ExtMatch {
+    /// [`ExtMatch::holds`], or `None` where the kernel drops the packet (`hotdrop`): an AH or
+    /// ESP header after the IP header shorter than the match reads (ipt_ah, xt_esp:
+    /// `skb_header_pointer` fails), which [`RuleSet`](super::RuleSet) drops whatever the
+    /// later rules say.
+    pub fn held(&self, p: &PacketMeta, w: &Wire<'_>) -> Option<bool> {
+        match *self {
+            ExtMatch::Spi { ah, .. } if !p.later_fragment && w.l4 != 0 => {
+                let need = if ah { 12 } else { 8 };
+                let end = datagram_end(p, w)?;
+                if usize::from(w.l4) + need > end {
+                    return None;
+                }
+                Some(self.holds(p, w))
+            }
+            // ip6t_ah: an AH header found but shorter than 12 bytes within the packet.
+            ExtMatch::Ah6 { .. } if p.key.family == Family::V6 => {
+                let ip = ipv6_packet(w)?;
+                if let Ok(Some(at)) = find_hdr(ip, AUTH, w.whole_len != 0) {
+                    ip.get(at..at + 12)?;
+                }
+                Some(self.holds(p, w))
+            }
+            _ => Some(self.holds(p, w)),
+        }
+    }
+
     /// Whether the match holds for `p` with bytes `w`.
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>) -> bool {
         if let ExtMatch::Spi { ah, spis } = *self {
@@ -150,7 +178,7 @@ impl ExtMatch {
                 return false;
             }
             // The whole header (AH 12 bytes, ESP 8) within the datagram, as the kernel reads
-            // it; a shorter one it drops (`hotdrop`), and here it does not match.
+            // it; a shorter one it drops ([`ExtMatch::held`]), and here it does not match.
             let l4 = usize::from(w.l4);
             let need = if ah { 12 } else { 8 };
             let Some(end) = datagram_end(p, w) else {

@@ -543,6 +543,10 @@ impl RuleSet {
                     Some(ok) => ok,
                     None => return Held::Drop,
                 },
+                Check::Ext(ref m) => match m.held(p, w) {
+                    Some(ok) => ok,
+                    None => return Held::Drop,
+                },
                 _ => c.holds(p, w, &self.buckets),
             };
             if !ok {
