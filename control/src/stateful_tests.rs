@@ -583,3 +583,54 @@ fn a_full_table_of_timed_out_connections_takes_a_new_one() {
     assert_eq!(r.send(INSIDE, &syn), (FWD_IN, Some(CtState::New)));
     assert_eq!(r.tables.ct.stats().expired, 2);
 }
+
+/// An IPv6 atomic fragment (offset 0, M clear) under tracking is judged as nf_defrag_ipv6
+/// leaves it: a datagram of its own without the Fragment header, so `-m frag` and
+/// `ipv6header` do not see the header and `-m length` counts 8 bytes fewer; without
+/// tracking (no defrag in Linux either) they see it.
+#[test]
+fn an_atomic_fragment_is_judged_without_its_fragment_header() {
+    use dataplane::wire::builder::ExtSpec;
+    let rules = "*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -m frag --fragid 0:0xffffffff -j DROP
+-A FORWARD -m ipv6header --header frag --soft -j DROP
+-A FORWARD -p udp -m length --length 60 -j DROP
+COMMIT
+";
+    let ports = ["inside".to_string(), "outside".to_string()];
+    let parsed = parse_iptables("test.rules", rules, Family::V6, &ports).expect("parses");
+    let filter = Filter {
+        v6: Some(compile_parsed(&parsed, Hook::Forward).expect("compiles")),
+        raw_v6: compile_raw(&parsed).expect("raw compiles"),
+        ..Filter::default()
+    };
+    let bridge = Bridge::new(&[(INSIDE, OUTSIDE)], Policy::Forward, Policy::Drop);
+    let mut tables = Tables::new(&TrackConfig::new(64));
+    let frame = |atomic: bool, payload: usize| {
+        let mut ip = IpSpec::v6("fd00::2".parse().unwrap(), "2001:db8::5".parse().unwrap());
+        if let (IpSpec::V6 { ext, .. }, true) = (&mut ip, atomic) {
+            // Offset 0, M clear, identification 7.
+            ext.push(ExtSpec {
+                header_type: 44,
+                body: vec![0, 0, 0, 0, 0, 7],
+            });
+        }
+        FrameSpec::new(ip, L4Spec::udp(4000, 53, &vec![0; payload])).build()
+    };
+    let mut now = SEC;
+    let mut judge = |tables: Option<&mut Tables>, f: Vec<u8>| {
+        now += SEC / 1000;
+        let mut f = f;
+        bridge
+            .judge(&filter, tables, INSIDE, &mut f, now, |_, _, _| {})
+            .verdict
+    };
+    let fwd = Verdict::Forward(OUTSIDE);
+    let dropped = Verdict::Drop(DropReason::RuleDrop);
+    // 40 + 8 + 8 + 4 bytes: 52 as Linux's conntrack leaves it, 60 on the wire.
+    assert_eq!(judge(Some(&mut tables), frame(true, 4)), fwd);
+    assert_eq!(judge(Some(&mut tables), frame(true, 12)), dropped, "-m length 60");
+    assert_eq!(judge(Some(&mut tables), frame(false, 12)), dropped, "60 bytes");
+    assert_eq!(judge(None, frame(true, 4)), dropped);
+}

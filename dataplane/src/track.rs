@@ -615,7 +615,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             ..meta
         };
         let wire = Wire {
-            whole_len: whole_len(tables, info),
+            whole_len: whole_len(tables, frame, info),
             ..Wire::of(frame, info, now_ns)
         };
         let j = raw.judge(&raw_meta, &wire, |_, _, _| {});
@@ -645,13 +645,54 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
 }
 
 /// The length `-m length` sees: a whole datagram's when its first fragment is judged (0:
-/// the packet's own).
+/// the packet's own). Non-zero also makes the walks step over an IPv6 Fragment header, as
+/// nf_defrag_ipv6 took it out ([`Wire::whole_len`]).
 #[inline(always)]
-fn whole_len(tables: &Tables, info: &PacketInfo) -> u16 {
+fn whole_len(tables: &Tables, frame: &[u8], info: &PacketInfo) -> u16 {
     if matches!(info.frag, Fragment::None) {
+        // Only an IPv6 packet with extension headers can be an atomic fragment.
+        if usize::from(info.l4_offset) > usize::from(info.l3_offset) + 40 {
+            return atomic_len(frame, info);
+        }
         return 0;
     }
     tables.whole.map_or(0, |w| w.len as u16)
+}
+
+/// An IPv6 atomic fragment (a Fragment header of offset 0 with M clear, RFC 6946): Linux's
+/// nf_defrag_ipv6 queues it like any fragment (`nf_ct_frag6_gather` has no case for it) and
+/// makes a datagram of it alone, without the Fragment header, before the raw table: its
+/// length without the header's 8 bytes. 0 for any other packet.
+#[cold]
+#[inline(never)]
+fn atomic_len(frame: &[u8], info: &PacketInfo) -> u16 {
+    if info.flow.map(|k| k.family) != Some(Family::V6) {
+        return 0;
+    }
+    let Some(ip) = frame.get(usize::from(info.l3_offset)..info.l3_end()) else {
+        return 0;
+    };
+    // find_prev_fhdr's walk: extension headers up to the Fragment header.
+    let (mut at, mut next) = (40usize, ip[6]);
+    while next != ip_proto::IPV6_FRAG {
+        let len = match next {
+            ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
+                ip.get(at + 1).map(|&l| (usize::from(l) + 1) * 8)
+            }
+            ip_proto::AH => ip.get(at + 1).map(|&l| (usize::from(l) + 2) * 4),
+            _ => None,
+        };
+        let (Some(len), Some(&n)) = (len, ip.get(at)) else {
+            return 0;
+        };
+        (at, next) = (at + len, n);
+    }
+    match ip.get(at + 2..at + 4) {
+        Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) & 0xfff9 == 0 => {
+            info.l3_len.saturating_sub(8)
+        }
+        _ => 0,
+    }
 }
 
 /// Tracks the first fragment of a whole datagram: INVALID for a bad checksum over all its
@@ -1221,7 +1262,7 @@ fn judge_after_track<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta), const 
     let mangle = filter.mangle(key.family);
     // The whole datagram's length for a first fragment (`-m length`, `-m quota`), read by
     // every table's walk.
-    let whole = whole_len(tables, info);
+    let whole = whole_len(tables, frame, info);
 
     // mangle PREROUTING (after conntrack, before nat PREROUTING).
     if let Some(c) = mangle.and_then(|m| m.prerouting.as_ref()) {

@@ -1439,6 +1439,7 @@ fn extension_headers_match_linux() {
     // header: none of them matches there.
     let v6 = format!(
         "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p 253 -m length --length 72 -j DROP\n\
          -A FORWARD -m ipv6header --soft --header auth,frag -j DROP\n\
          -A FORWARD -m ipv6header --header dst,frag,protocol -j DROP\n\
          -A FORWARD -m frag --fragid 0:0xffffffff -j DROP\n\
@@ -1614,10 +1615,35 @@ fn extension_headers_match_linux() {
         ("v6 ESP spi 0x100: dropped", ipv6(&[], 50, &esp(0x100))),
         ("v6 ESP spi 0x101: accepted", ipv6(&[], 50, &esp(0x101))),
         ("v6 UDP: accepted", ipv6(&[], 17, &[])),
+        // An atomic fragment (offset 0, M clear): nf_defrag_ipv6 makes a datagram of it
+        // alone, without the Fragment header (8 bytes shorter for -m length).
+        (
+            "v6 atomic fragment + UDP: accepted",
+            ipv6(&[(44, vec![0, 0, 0, 0, 0, 0, 0x51, 0x01])], 17, &[]),
+        ),
+        (
+            "v6 atomic fragment + proto 253, 64 bytes without it: accepted",
+            ipv6(&[(44, vec![0, 0, 0, 0, 0, 0, 0x51, 0x02])], 253, &[0x11; 24]),
+        ),
+        ("v6 proto 253, 72 bytes: dropped", ipv6(&[], 253, &[0x22; 32])),
         ("v4 ESP spi 0x100: dropped", ipv4(50, &esp(0x100))),
         ("v4 ESP spi 0x101: accepted", ipv4(50, &esp(0x101))),
         ("v4 AH spi 7: accepted", ipv4(51, &ah(7).1)),
         ("v4 AH spi 8: dropped", ipv4(51, &ah(8).1)),
+        // Headers shorter than the match reads: Linux drops the packet (hotdrop) where the
+        // rules after would accept it.
+        (
+            "v6 ESP cut short (4 bytes): dropped",
+            ipv6(&[], 50, &esp(0x101)[..4]),
+        ),
+        (
+            "v4 ESP cut short (4 bytes): dropped",
+            ipv4(50, &esp(0x101)[..4]),
+        ),
+        (
+            "v4 AH spi 7 cut short (8 bytes): dropped",
+            ipv4(51, &ah(7).1[..8]),
+        ),
     ];
     // Fragmented datagrams: each fragment takes its datagram's outcome.
     let mut cases = cases;
