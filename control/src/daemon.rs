@@ -295,6 +295,10 @@ impl<'a> ControlPlane<'a> {
                 self.conntrack_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
             }
             Request::ConntrackFlush => self.conntrack_flush(),
+            Request::ClockShift { ns } => {
+                crate::run::shift_wall_clock(ns);
+                json!({ "ok": true, "ns": ns })
+            }
             Request::NatList { max } => {
                 self.nat_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
             }

@@ -3,7 +3,8 @@
 //! size and time; a malformed request gets an error answer and never stops the daemon.
 //!
 //! Requests: `{"cmd": "rules load", "file": PATH}`, `{"cmd": "rules show"}`, `{"cmd": "stats"}`,
-//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`.
+//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`; for tests
+//! only, `{"cmd": "clock shift", "ns": N}` (the wall clock `-m time` reads, moved by N ns).
 //! Answers: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
 
 use serde::Deserialize;
@@ -55,6 +56,12 @@ pub enum Request {
         /// Most bindings in the answer (default [`CONNTRACK_LIST_MAX`]).
         max: Option<u64>,
     },
+    /// For tests only: moves the wall clock the daemon reads (`-m time`) by `ns` from the
+    /// host's, as a step of the host's clock would, without changing the host's clock. The
+    /// workers follow within the control thread's next re-read of the clock (a quarter of a
+    /// second). `ns` 0 takes the host's clock again.
+    #[serde(rename = "clock shift")]
+    ClockShift { ns: i64 },
 }
 
 /// Connections a `conntrack list` answer holds unless the request asks for more.
@@ -78,6 +85,7 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
             let allowed: &[&str] = match c {
                 "rules load" => &["cmd", "file", "file6", "groups"],
                 "conntrack list" | "nat list" => &["cmd", "max"],
+                "clock shift" => &["cmd", "ns"],
                 _ => &["cmd"],
             };
             if let Some(k) = v
@@ -93,13 +101,14 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
     serde_json::from_value(v).map_err(|e| error(format!("bad request: {e}")))
 }
 
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     "rules load",
     "rules show",
     "stats",
     "conntrack list",
     "conntrack flush",
     "nat list",
+    "clock shift",
 ];
 
 /// An error answer.

@@ -156,8 +156,9 @@ fn run_on(
         .collect();
 
     let pipeline = Arc::new(cfg.bridge());
-    // `-m time` reads the wall clock as the workers' TSC clock plus this offset.
-    dataplane::classify::time::set_wall_offset(wall_ns().wrapping_sub(tsc_ns()));
+    // `-m time` reads the wall clock as the workers' TSC clock plus this offset, read again
+    // by the control loop (`WALL_REREAD`).
+    publish_wall_offset();
     let hz = tsc_hz().max(1);
     let drain_tsc = hz / 1_000_000 * cfg.workers.drain_us;
     let stats: Vec<Arc<WorkerStats>> = (0..cfg.workers.count)
@@ -351,7 +352,12 @@ fn run_on(
     let mut last_print = Instant::now();
     let mut logger = LogLimiter::new(LOG_LINES_PER_SEC);
     let metrics_addr = metrics.as_ref().map(|m| m.addr().to_string());
+    let mut wall_read = Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        if wall_read.elapsed() >= WALL_REREAD {
+            wall_read = Instant::now();
+            publish_wall_offset();
+        }
         match msg_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(ControlMsg::Mgmt(req, reply)) => {
                 let stats_json = || stats_json(&port_names, &stats, metrics_addr.as_deref());
@@ -481,6 +487,27 @@ fn handoff_rings(
 fn tsc_ns() -> u64 {
     let hz = u128::from(tsc_hz().max(1));
     (u128::from(dataplane::dpdk::tsc()) * 1_000_000_000 / hz) as u64
+}
+
+/// How often the control loop reads the wall clock again for `-m time`: a step of the host's
+/// clock (set by hand, NTP stepping it) reaches the workers within this (Linux reads the clock
+/// per packet; a worker reads its TSC and the published offset, no system call).
+const WALL_REREAD: Duration = Duration::from_millis(250);
+
+/// What the `clock shift` request (tests only) adds to the host's wall clock.
+static WALL_SHIFT_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Moves the wall clock the daemon reads by `ns` from the host's (tests only: `clock shift`);
+/// published at the control loop's next read.
+pub fn shift_wall_clock(ns: i64) {
+    WALL_SHIFT_NS.store(ns, Ordering::Relaxed);
+}
+
+/// Publishes the offset between the wall clock (with any test shift) and the workers' clock.
+fn publish_wall_offset() {
+    let shift = WALL_SHIFT_NS.load(Ordering::Relaxed) as u64;
+    let wall = wall_ns().wrapping_add(shift);
+    dataplane::classify::time::set_wall_offset(wall.wrapping_sub(tsc_ns()));
 }
 
 /// The wall clock in nanoseconds since the Unix epoch.

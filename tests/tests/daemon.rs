@@ -454,3 +454,45 @@ fn nat_rules_load_through_the_socket_and_nat_list_shows_the_bindings() {
     );
     d.stop();
 }
+
+/// `-m time` follows a step of the wall clock within a second, as Linux reads the clock per
+/// packet: the `clock shift` request (tests only) moves the clock the daemon reads, as a step
+/// of the host's clock would, without touching the host's.
+#[test]
+fn time_rules_follow_a_step_of_the_wall_clock() {
+    let d = Daemon::start(false);
+    let v = d.load(
+        "*filter\n:FORWARD DROP [0:0]\n\
+         -A FORWARD -p udp -m time --datestart 2020-01-01 --datestop 2037-01-01 -j ACCEPT\n\
+         COMMIT\n",
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let moving = |d: &Daemon| {
+        let t = tx(&d.stats());
+        std::thread::sleep(Duration::from_millis(100));
+        tx(&d.stats()) > t
+    };
+    // The open window now; the flows' first packets (conntrack keeps no verdict for a rule
+    // set with a time match) are judged at every packet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !moving(&d) {
+        assert!(Instant::now() < deadline, "nothing forwarded in the window");
+    }
+    // Twenty years on: past --datestop, within a second.
+    let year = 365 * 86_400 * 1_000_000_000i64;
+    let v = d.req(json!({"cmd": "clock shift", "ns": 20 * year}));
+    assert_eq!(v["ok"], true, "{v}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!moving(&d), "the window closed with the clock's step");
+    // Ten years back: before --datestart.
+    assert_eq!(d.req(json!({"cmd": "clock shift", "ns": -10 * year}))["ok"], true);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!moving(&d), "closed before --datestart");
+    assert_eq!(d.req(json!({"cmd": "clock shift", "ns": 0}))["ok"], true);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(moving(&d), "open again on the host's clock");
+    let bad = d.req(json!({"cmd": "clock shift", "ns": "soon"}));
+    assert_eq!(bad["ok"], false, "{bad}");
+    let s = d.stop();
+    assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"]);
+}
