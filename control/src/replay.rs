@@ -344,6 +344,16 @@ fn rule_and_state(
     (rule, ct_state)
 }
 
+/// The verdict log's `ct_mark`: the mark (CONNMARK) of the connection `frame` belongs to after
+/// its judgement, by its tuple as it arrived; 0 (left out of the line) without one.
+fn conn_mark(tables: Option<&Tables>, frame: &[u8], now_ns: u64) -> u32 {
+    let key = dataplane::wire::parse_frame(frame).ok().and_then(|i| i.flow);
+    match (tables, key) {
+        (Some(t), Some(k)) => t.ct.mark_of(&k, now_ns),
+        _ => 0,
+    }
+}
+
 /// Replays `opts.input`; writes forwarded frames to `opts.output` and, if asked, one JSON verdict
 /// line per input frame. A router-mode configuration replays through the router
 /// ([`replay_routed`]); anything else through the bridge.
@@ -424,12 +434,13 @@ fn bridge_one(
     timestamp: std::time::Duration,
 ) -> Result<Option<HeldFrame>, ReplayError> {
     let tracking = tables.is_some();
+    let mut tables = tables;
     let arrived = data.clone();
     {
         let mut logs = Vec::new();
         let judged = topo.bridge.judge(
             &opts.filter,
-            tables,
+            tables.as_deref_mut(),
             ingress,
             &mut data,
             now_ns,
@@ -462,7 +473,8 @@ fn bridge_one(
         let nat = judged
             .nat
             .map_or(serde_json::Value::Null, |(b, dir)| nat_json(&b, dir));
-        let line = match verdict {
+        let mark = conn_mark(tables.as_deref(), &arrived, now_ns);
+        let mut line = match verdict {
             Verdict::Forward(port) => {
                 sink.sum.forwarded += 1;
                 sink.out.write(timestamp, &data)?;
@@ -489,6 +501,9 @@ fn bridge_one(
                 })
             }
         };
+        if mark != 0 {
+            line["ct_mark"] = mark.into();
+        }
         sink.line(line)?;
     }
     Ok(None)
@@ -788,6 +803,10 @@ impl RoutedReplay<'_> {
                 sink.drop(why);
                 line["reason"] = why.name().into();
             }
+        }
+        let mark = conn_mark(Some(&**tables), &arrived, now_ns);
+        if mark != 0 {
+            line["ct_mark"] = mark.into();
         }
         let out: Vec<serde_json::Value> = sent[before..]
             .iter()

@@ -349,3 +349,32 @@ COMMIT
         ]
     );
 }
+
+/// The verdict log shows a connection's mark (CONNMARK) as `ct_mark` where it is not 0, as it
+/// is after the packet; lines of connections without a mark keep their old fields.
+#[test]
+fn the_verdict_log_shows_connection_marks() {
+    let rules = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p udp --dport 53 -m conntrack --ctstate NEW -j CONNMARK --set-mark 0x2a
+-A FORWARD -p udp --dport 54 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-mark 0x7
+COMMIT
+";
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write(dir.path(), "connmark.rules", rules);
+    let out = |dport| v4([10, 0, 0, 5], [203, 0, 113, 7], L4Spec::udp(4000, dport, b"q"));
+    let back = |sport| v4([203, 0, 113, 7], [10, 0, 0, 5], L4Spec::udp(sport, 4000, b"a"));
+    let frames = vec![out(53), back(53), out(54), back(54), out(54), out(80)];
+    let (_, lines) = replay(dir.path(), &frames, &["--rules", &rules]);
+    let marks: Vec<Option<u64>> = lines.iter().map(|l| l["ct_mark"].as_u64()).collect();
+    assert_eq!(
+        marks,
+        vec![Some(42), Some(42), None, None, Some(7), None],
+        "{lines:?}"
+    );
+    // No mark, no field: the line is as before.
+    assert!(lines[5].get("ct_mark").is_none(), "{}", lines[5]);
+    assert_eq!(lines[5]["ct_state"], "NEW");
+}

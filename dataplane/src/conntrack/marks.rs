@@ -104,6 +104,14 @@ impl super::Conntrack {
         self.marks.get(id.0)
     }
 
+    /// The connection mark of the live connection whose tuple (either direction) is `k`; 0
+    /// when there is none. For reports (replay's verdict log), not the packet path.
+    pub fn mark_of(&self, k: &crate::wire::FlowKey, now_ns: u64) -> u32 {
+        self.find(k)
+            .filter(|&(i, _)| self.entries[i as usize].deadline_ns > now_ns)
+            .map_or(0, |(i, _)| self.marks.get(i))
+    }
+
     /// Sets the connection mark of entry `id`.
     #[inline]
     pub fn set_mark(&mut self, id: EntryId, mark: u32) {
