@@ -293,6 +293,19 @@ mod tests {
         assert!(e["error"].as_str().unwrap().contains("object"));
         let e = parse_request(r#"{"cmd":"stats","x":1}"#).unwrap_err();
         assert!(e["error"].as_str().unwrap().contains("bad request"));
+        assert_eq!(
+            parse_request(r#"{"cmd":"clock shift","ns":-5}"#),
+            Ok(Request::ClockShift { ns: -5 })
+        );
+        for bad in [
+            r#"{"cmd":"clock shift"}"#,
+            r#"{"cmd":"clock shift","ns":"soon"}"#,
+            r#"{"cmd":"clock shift","ns":1e30}"#,
+            r#"{"cmd":"clock shift","ns":1,"x":2}"#,
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert!(e["error"].as_str().unwrap().contains("bad request"), "{bad}: {e}");
+        }
     }
 
     #[test]
