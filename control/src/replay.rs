@@ -154,6 +154,16 @@ fn dropped_lines(
 
 /// Holds `held`, a fragment judged before its datagram is whole; writes the lines of what the
 /// hold drops for it.
+/// Gathers a whole datagram's bytes for the rules that read the payload (`-m string`),
+/// as the worker does before judging it; whether it did.
+fn gather_payload(opts: &ReplayOptions, whole: &[HeldFrame]) -> bool {
+    let payload = opts.filter.reads_payload();
+    if payload {
+        dataplane::classify::payload::gather(whole.iter().map(|h| &h.1[..]));
+    }
+    payload
+}
+
 fn hold(
     store: &mut Held,
     sink: &mut Sink,
@@ -399,6 +409,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
             let Some(t) = tables.as_mut() else { break };
             t.whole = Some(w);
+            let payload = gather_payload(opts, &whole);
             for h in whole.drain(..) {
                 let left = bridge_one(
                     opts,
@@ -416,6 +427,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
                 left?;
             }
             t.whole = None;
+            if payload {
+                dataplane::classify::payload::clear();
+            }
         }
     }
     drain(&mut held, &mut sink, &topo.names)?;
@@ -445,7 +459,7 @@ fn bridge_one(
             &mut data,
             now_ns,
             |_, spec: &dataplane::classify::LogSpec, meta: &dataplane::classify::PacketMeta| {
-                logs.push((spec.prefix.clone(), *meta));
+                logs.push((spec.lead(), *meta));
             },
         );
         let verdict = judged.verdict;
@@ -626,6 +640,7 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
         let mut whole = Vec::new();
         while let Some(w) = held.take_whole(usize::MAX, |h| whole.push(h)) {
             r.tables.whole = Some(w);
+            let payload = gather_payload(opts, &whole);
             let mut frames = std::mem::take(&mut whole).into_iter();
             while let Some(h) = frames.next() {
                 // The fragments after it: a REJECT of the first answers about them all.
@@ -638,6 +653,9 @@ fn replay_routed(opts: &ReplayOptions, cfg: &Config) -> Result<ReplaySummary, Re
                 left?;
             }
             r.tables.whole = None;
+            if payload {
+                dataplane::classify::payload::clear();
+            }
         }
     }
     drain(&mut held, &mut sink, &names)?;
@@ -729,7 +747,7 @@ impl RoutedReplay<'_> {
                     |_,
                      spec: &dataplane::classify::LogSpec,
                      meta: &dataplane::classify::PacketMeta| {
-                        logs.push((spec.prefix.clone(), *meta));
+                        logs.push((spec.lead(), *meta));
                     },
                 );
                 let (rule, ct_state) = rule_and_state(

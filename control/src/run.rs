@@ -584,12 +584,16 @@ impl LogLimiter {
         } else {
             snap.filter.rules(k.family)
         };
-        let (prefix, level) = rules
-            .and_then(|rs| rs.logs.get(rec.log as usize))
-            .map_or(("", 4), |l| (l.prefix.as_str(), l.level));
+        // LOG's syslog level; an NFLOG record names its group instead.
+        let spec = rules.and_then(|rs| rs.logs.get(rec.log as usize));
+        let lead = match spec {
+            Some(l) if l.group.is_some() => l.lead(),
+            Some(l) => format!("<{}>{}", l.level, l.prefix),
+            None => "<4>".to_string(),
+        };
         let name = |i: u8| ports.get(usize::from(i)).map_or("?", String::as_str);
         let mut line = format!(
-            "<{level}>{prefix}IN={} OUT={} SRC={} DST={} PROTO={}",
+            "{lead}IN={} OUT={} SRC={} DST={} PROTO={}",
             name(m.in_port),
             name(m.out_port),
             k.src.to_std(),

@@ -127,6 +127,26 @@ impl Filter {
         self.conn_marks = sets.iter().any(|rs| rs.conn_marks);
     }
 
+    /// Whether a table reads the packets' payload (`-m string`): a datagram that came in
+    /// fragments is then gathered whole before it is judged
+    /// ([`crate::classify::payload`]). The nat table has no such rules.
+    pub fn reads_payload(&self) -> bool {
+        let sets = [
+            &self.v4,
+            &self.v6,
+            &self.raw_v4,
+            &self.raw_v6,
+            &self.input_v4,
+            &self.input_v6,
+        ];
+        sets.into_iter().flatten().any(|rs| rs.reads_payload)
+            || self
+                .mangle_v4
+                .iter()
+                .chain(&self.mangle_v6)
+                .any(|m| m.chains().any(|c| c.rules.reads_payload))
+    }
+
     /// The rule set for `family`, if any.
     #[inline]
     pub fn rules(&self, family: Family) -> Option<&RuleSet> {

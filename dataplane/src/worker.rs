@@ -525,6 +525,10 @@ fn release_whole(
     loop {
         let mut ready: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let mut n = 0;
+        let payload = ctx.rules.filter.reads_payload();
+        if payload {
+            crate::classify::payload::gather(ctx.held.borrow().next_whole().map(|m| m.data()));
+        }
         let whole = ctx.held.borrow_mut().take_whole(MAX_BURST, |m| {
             ready[n] = Some(m);
             n += 1;
@@ -550,6 +554,10 @@ fn release_whole(
                             drop(m);
                         }
                     }
+                }
+                if payload {
+                    // Judged by its owner, which gathers it again.
+                    crate::classify::payload::clear();
                 }
                 continue;
             }
@@ -578,6 +586,9 @@ fn release_whole(
             ),
         }
         tables.whole = None;
+        if payload {
+            crate::classify::payload::clear();
+        }
     }
 }
 

@@ -496,3 +496,45 @@ fn time_rules_follow_a_step_of_the_wall_clock() {
     let s = d.stop();
     assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"]);
 }
+
+/// NFLOG rules in the daemon: the verdicts are the rules' after them, and each record goes
+/// where LOG's go (the daemon's log), naming the group and the prefix; the rule's counters
+/// count it.
+#[test]
+fn nflog_records_name_their_group() {
+    if !root_or_skip("nflog_records_name_their_group") {
+        return;
+    }
+    let d = Daemon::start(false);
+    let a = d.load(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p udp -m udp --dport 1000 -j NFLOG --nflog-group 5 --nflog-prefix \"seen \" --nflog-size 64\n\
+         -A FORWARD -p udp -m udp --dport 1000 -j ACCEPT\n\
+         COMMIT\n",
+    );
+    assert_eq!(a["ok"], true, "{a}");
+    let t1 = tx(&d.stats());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tx(&d.stats()) > t1, "NFLOG leaves the verdict to the ACCEPT after it");
+    let show = d.req(json!({"cmd": "rules show"}));
+    let nflog = show["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["line"] == 5)
+        .unwrap_or_else(|| panic!("rules show lists the NFLOG rule: {show}"))
+        .clone();
+    assert!(nflog["packets"].as_u64().unwrap_or(0) > 0, "{nflog}");
+    run_ok(Command::new("kill").args(["-TERM", &d.child.id().to_string()]));
+    let mut d = d;
+    let out = std::mem::replace(&mut d.child, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("seen GROUP=5 IN=a OUT=b SRC=10.0.0.1 DST=10.0.1.1 PROTO=17"))
+        .unwrap_or_else(|| panic!("no NFLOG record in the daemon's log:\n{err}"));
+    assert!(line.contains("DPT=1000"), "{line}");
+}

@@ -2145,3 +2145,330 @@ fn connlimits_match_linux() {
 /// (two connections, above one), `true` when it skips confirmed connections (the 2025 rework
 /// of nf_conncount's API). Measured on 6.18.44: `false`, as Rampart adds it.
 const UDP_SECOND_FLOW: bool = false;
+
+/// `-m string` rules: DNS-query-name blocking (`--hex-string` with labels, `bm`), an HTTP
+/// Host-style pattern (`kmp --icase`), a pattern split between two fragments (found by
+/// `kmp`, not by `bm`: Linux searches the reassembled datagram block by block), one inside
+/// the second fragment (found by both), `--from`/`--to` at their edges (`at` is where the UDP
+/// payload starts: the match is at `at + 4 .. at + 8`), and `! --string`.
+fn strings(at: usize) -> String {
+    format!(
+        "{HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p udp -m udp --dport 53 -m string --hex-string \"|07|example|03|com|00|\" --algo bm --to 65535 -j DROP\n\
+         -A FORWARD -p tcp -m tcp --dport 80 -m string --string \"host: blocked.test\" --algo kmp --to 65535 --icase -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7000 -m string --string \"SPLITPAT\" --algo kmp --to 65535 -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7001 -m string --string \"SPLITPAT\" --algo bm --to 65535 -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7002 -m string --string \"EDGE\" --algo bm --from {a} --to {b} -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7003 -m string --string \"EDGE\" --algo kmp --from {a} --to {c} -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7004 -m string --string \"EDGE\" --algo bm --from {d} --to 65535 -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7005 -m string ! --string \"needle\" --algo kmp --to 65535 -j DROP\n\
+         COMMIT\n",
+        a = at + 4,
+        b = at + 8,
+        c = at + 7,
+        d = at + 5,
+    )
+}
+
+/// The frames of [`strings_match_linux`] (with what each is) and Linux's verdicts on them.
+fn string_frames(v6: bool) -> (Vec<Vec<u8>>, Vec<String>, Vec<bool>) {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    let dns = |name: &str| {
+        let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    };
+    let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+    let udp = |sport: u16, dport: u16, p: &[u8]| {
+        FrameSpec::new(from_outside(v6, 5), L4Spec::udp(sport, dport, p))
+    };
+    for (i, name) in ["www.example.com", "www.example.org", "example.com"]
+        .into_iter()
+        .enumerate()
+    {
+        sent.push((
+            format!("o>i DNS query {name}"),
+            udp(40000 + i as u16, 53, &dns(name)).build(),
+        ));
+    }
+    for (i, host) in ["BLOCKED.test", "open.test", "Blocked.Test"]
+        .into_iter()
+        .enumerate()
+    {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let f = FrameSpec::new(
+            from_outside(v6, 5),
+            L4Spec::tcp_segment(
+                41000 + i as u16,
+                80,
+                Flags::PSH | Flags::ACK,
+                1000,
+                1,
+                req.as_bytes(),
+            ),
+        )
+        .build();
+        sent.push((format!("o>i HTTP Host {host}"), f));
+    }
+    // Fragments of 32 L4 bytes: UDP header and payload 0..24 in the first.
+    let split = |sport: u16, dport: u16, at: usize, what: &str, sent: &mut Vec<_>| {
+        let mut p = vec![b'.'; 64];
+        p[at..at + 8].copy_from_slice(b"SPLITPAT");
+        for (k, f) in udp(sport, dport, &p).fragments(32).into_iter().enumerate() {
+            sent.push((format!("o>i {what} fragment {k}"), f));
+        }
+    };
+    split(42000, 7000, 20, "kmp, pattern over fragments 0-1", &mut sent);
+    split(42001, 7001, 20, "bm, pattern over fragments 0-1", &mut sent);
+    split(42002, 7001, 34, "bm, pattern inside fragment 1", &mut sent);
+    for port in [7002, 7003, 7004] {
+        sent.push((
+            format!("o>i EDGE to {port}"),
+            udp(43000, port, b"xxxxEDGExxxx").build(),
+        ));
+    }
+    sent.push(("o>i needle".into(), udp(44000, 7005, b"a needle").build()));
+    sent.push(("o>i pin".into(), udp(44001, 7005, b"a pin").build()));
+    let (f, w): (Vec<_>, Vec<_>) = sent.into_iter().map(|(w, f)| (f, w)).unzip();
+    let (t, n) = (true, false);
+    let mut v = vec![n, t, n]; // DNS
+    v.extend([n, t, n]); // HTTP Host
+    v.extend([n, n, n]); // kmp over fragments: the datagram dropped
+    v.extend([t, t, t]); // bm misses it
+    v.extend([n, n, n]); // bm inside the second fragment
+    v.extend([n, t, t]); // --to at the match's end, one short; --from one past
+    v.extend([t, n]); // ! --string
+    (f, w, v)
+}
+
+fn string_rules() -> RuleSet {
+    RuleSet {
+        name: "strings",
+        v4: strings(28),
+        v6: strings(48),
+        states: false,
+    }
+}
+
+#[test]
+fn strings_match_linux() {
+    fresh_per_family(
+        "strings_match_linux",
+        &string_rules(),
+        "string",
+        |v6| {
+            let (f, w, _) = string_frames(v6);
+            (f, w)
+        },
+        |v6| string_frames(v6).2,
+    );
+}
+
+/// NFLOG rules (groups other than the harness's own) before, between and after the rules
+/// that decide: the verdicts are those of the rules without them.
+fn nflogs() -> RuleSet {
+    let rules = format!(
+        "{HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:logged - [0:0]\n\
+         -A FORWARD -j NFLOG --nflog-prefix \"all \" --nflog-group 3\n\
+         -A FORWARD -p udp -m udp --dport 53 -j NFLOG --nflog-prefix dns --nflog-group 4 --nflog-size 64\n\
+         -A FORWARD -p udp -m udp --dport 53 -j DROP\n\
+         -A FORWARD -p tcp -j logged\n\
+         -A FORWARD -p udp -j NFLOG --nflog-range 32 --nflog-threshold 4\n\
+         -A FORWARD -p udp -j ACCEPT\n\
+         -A logged -j NFLOG --nflog-group 65535\n\
+         -A logged -p tcp -m tcp --dport 22 -j ACCEPT\n\
+         -A logged -j NFLOG --nflog-group 9\n\
+         COMMIT\n"
+    );
+    RuleSet {
+        name: "nflogs",
+        v4: rules.clone(),
+        v6: rules,
+        states: false,
+    }
+}
+
+#[test]
+fn nflog_rules_match_linux() {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    fresh_per_family(
+        "nflog_rules_match_linux",
+        &nflogs(),
+        "nflog",
+        |v6| {
+            let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+            for (i, dport) in [53u16, 5353, 22, 80].into_iter().enumerate() {
+                let l4 = if dport == 22 || dport == 80 {
+                    L4Spec::tcp_segment(45000 + i as u16, dport, Flags::SYN, 1000, 0, &[])
+                } else {
+                    L4Spec::udp(45000 + i as u16, dport, b"nflog")
+                };
+                sent.push((
+                    format!("o>i to {dport}"),
+                    FrameSpec::new(from_outside(v6, 5), l4).build(),
+                ));
+            }
+            sent.into_iter().map(|(w, f)| (f, w)).unzip()
+        },
+        |_| vec![false, true, true, false],
+    );
+}
+
+/// `-m u32` rules with the published idioms: the TCP payload's first word through the IP and
+/// TCP header lengths (`@`), a fragment test (never true in Linux with connection tracking,
+/// which reassembles first), the datagram's length (the whole's for a fragmented one), and a
+/// read past the datagram's end (false, so the negated test holds).
+fn u32s(v6: bool) -> String {
+    let (payload, frag, len, past) = if v6 {
+        (
+            "52>>26&0x3C@40=0x47455420",
+            "4>>8&0xFF=44",
+            "4>>16=0x1D8:0xFFFF",
+            "52=0:0xFFFFFFFF",
+        )
+    } else {
+        (
+            "0>>22&0x3C@12>>26&0x3C@0=0x47455420",
+            "4&0x3FFF=0x1:0x3FFF",
+            "0&0xFFFF=0x200:0xFFFF",
+            "0>>22&0x3C@12=0:0xFFFFFFFF",
+        )
+    };
+    format!(
+        "{HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p tcp -m u32 --u32 \"{payload}\" -j DROP\n\
+         -A FORWARD -p udp -m u32 --u32 \"{frag}\" -j DROP\n\
+         -A FORWARD -p udp -m u32 --u32 \"{len}\" -j DROP\n\
+         -A FORWARD -p udp -m udp --dport 7100 -m u32 ! --u32 \"{past}\" -j DROP\n\
+         COMMIT\n"
+    )
+}
+
+/// The frames of [`u32_matches_linux`] (with what each is) and Linux's verdicts on them.
+fn u32_frames(v6: bool) -> (Vec<Vec<u8>>, Vec<String>, Vec<bool>) {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, data) in [&b"GET / HTTP/1.0\r\n"[..], b"POST / HTTP/1.0\r\n"]
+        .into_iter()
+        .enumerate()
+    {
+        let l4 = L4Spec::tcp_segment(46000 + i as u16, 80, Flags::PSH | Flags::ACK, 1, 1, data);
+        sent.push((
+            format!("o>i TCP {}", String::from_utf8_lossy(&data[..4])),
+            FrameSpec::new(from_outside(v6, 5), l4).build(),
+        ));
+    }
+    let udp = |sport: u16, dport: u16, n: usize| {
+        FrameSpec::new(from_outside(v6, 5), L4Spec::udp(sport, dport, &vec![b'u'; n]))
+    };
+    for (k, f) in udp(46100, 9, 64).fragments(32).into_iter().enumerate() {
+        sent.push((format!("o>i small datagram fragment {k}"), f));
+    }
+    sent.push(("o>i 600 bytes whole".into(), udp(46101, 9, 600).build()));
+    for (k, f) in udp(46102, 9, 600).fragments(256).into_iter().enumerate() {
+        sent.push((format!("o>i 600 bytes fragment {k}"), f));
+    }
+    sent.push(("o>i 8 bytes to 7100".into(), udp(46103, 7100, 8).build()));
+    sent.push(("o>i 7 bytes to 7100".into(), udp(46104, 7100, 7).build()));
+    let (f, w): (Vec<_>, Vec<_>) = sent.into_iter().map(|(w, f)| (f, w)).unzip();
+    let (t, n) = (true, false);
+    (f, w, vec![n, t, t, t, t, n, n, n, n, t, n])
+}
+
+fn u32_rules() -> RuleSet {
+    RuleSet {
+        name: "u32",
+        v4: u32s(false),
+        v6: u32s(true),
+        states: false,
+    }
+}
+
+#[test]
+fn u32_matches_linux() {
+    fresh_per_family(
+        "u32_matches_linux",
+        &u32_rules(),
+        "u32",
+        |v6| {
+            let (f, w, _) = u32_frames(v6);
+            (f, w)
+        },
+        |v6| u32_frames(v6).2,
+    );
+}
+
+/// The daemon under the `-m string` and `-m u32` cases: its workers gather a fragmented
+/// datagram as replay does (`release_whole`), so it forwards what Linux forwards; no mbuf
+/// is left behind. IPv4 fragments are left out (they reach the daemon reassembled by its
+/// AF_PACKET ports, [`NOT_THROUGH_THE_DAEMON`]); the IPv6 ones meet the workers' gathering.
+#[test]
+fn payload_matches_in_the_daemon_match_linux() {
+    if !root_or_skip("payload_matches_in_the_daemon_match_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let inside = prefixes(scenarios::INSIDE);
+    let mut failures = 0;
+    let mut out = String::new();
+    type Frames = fn(bool) -> (Vec<Vec<u8>>, Vec<String>, Vec<bool>);
+    for (rs, frames_of) in [
+        (string_rules(), string_frames as Frames),
+        (u32_rules(), u32_frames as Frames),
+    ] {
+        let bridge = LinuxBridge::create();
+        bridge.load_rules(Some(&rs.v4), Some(&rs.v6));
+        let daemon = RampartDaemon::start(&rs.v4, &rs.v6);
+        for v6 in [false, true] {
+            let (mut frames, mut what, mut want) = frames_of(v6);
+            if !v6 {
+                // IPv4 fragments reach the daemon reassembled (NOT_THROUGH_THE_DAEMON); its
+                // own gathering is met by the IPv6 ones.
+                let keep: Vec<bool> = frames
+                    .iter()
+                    .map(|f| {
+                        dataplane::wire::parse_frame(f)
+                            .is_ok_and(|i| matches!(i.frag, dataplane::wire::Fragment::None))
+                    })
+                    .collect();
+                fn pick<T>(v: &mut Vec<T>, keep: &[bool]) {
+                    let mut k = keep.iter();
+                    v.retain(|_| *k.next().unwrap());
+                }
+                pick(&mut frames, &keep);
+                pick(&mut what, &keep);
+                pick(&mut want, &keep);
+            }
+            let linux = bridge.run(&frames, &inside);
+            let forwarded: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+            assert_eq!(forwarded, want, "{}: Linux's verdicts", rs.name);
+            let run = daemon.run(&frames, &inside);
+            let c = compare(
+                &rs,
+                &format!("{} daemon v6 {v6}", rs.name),
+                &frames,
+                Some(&what),
+                &linux.outcomes,
+                &run.outcomes,
+                &run.strays,
+                &run.send_errors,
+            );
+            failures += c.failures;
+            out += &c.report;
+        }
+        let summary = daemon.stop();
+        assert_eq!(
+            summary["mbufs_in_use"]["start"], summary["mbufs_in_use"]["end"],
+            "mbuf leak: {summary}"
+        );
+    }
+    eprintln!("{out}");
+    assert_eq!(failures, 0, "the daemon disagrees with Linux (tables above)");
+}

@@ -288,6 +288,8 @@ pub enum Module {
     Set,
     ConnLimit,
     ConnMark,
+    String,
+    U32,
 }
 
 impl Module {
@@ -331,6 +333,8 @@ impl Module {
             Module::Set => "set",
             Module::ConnLimit => "connlimit",
             Module::ConnMark => "connmark",
+            Module::String => "string",
+            Module::U32 => "u32",
         }
     }
 

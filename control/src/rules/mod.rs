@@ -46,13 +46,19 @@ mod mangle_tests;
 #[cfg(test)]
 mod match_tests;
 #[cfg(test)]
+mod nflog_tests;
+#[cfg(test)]
 mod physdev_tests;
 #[cfg(test)]
 mod recent_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod string_tests;
+#[cfg(test)]
 mod time_tests;
+#[cfg(test)]
+mod u32_tests;
 
 pub use ast::*;
 pub use compile::{MAX_FLAT_RULES, MAX_JUMP_DEPTH, MAX_RULE_ALTERNATIVES};

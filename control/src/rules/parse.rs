@@ -15,9 +15,16 @@ mod connmark;
 mod ctmatch;
 mod ext;
 mod hashlimit;
+mod nflog;
 mod physdev;
 mod set;
+mod string;
+#[cfg(test)]
+pub(crate) use string::hex as string_hex;
+#[cfg(test)]
+pub(crate) use u32_match::parse as u32_parse;
 mod time;
+mod u32_match;
 use dataplane::classify::checks::{Check, Cmp};
 use dataplane::classify::{LogSpec, PortMask};
 use dataplane::wire::{Family, IpAddr128};
@@ -82,7 +89,6 @@ const UNSUPPORTED_TARGETS: &[&str] = &[
     "REDIRECT",
     "NETMAP",
     "TPROXY",
-    "NFLOG",
     "ULOG",
     "TRACE",
     "TEE",
@@ -112,6 +118,7 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "RETURN",
     "REJECT",
     "LOG",
+    "NFLOG",
     "SNAT",
     "DNAT",
     "MASQUERADE",
@@ -542,6 +549,8 @@ pub(crate) fn parse_rule(
         time: Default::default(),
         set: Default::default(),
         connlimit: Default::default(),
+        string: Default::default(),
+        u32: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -552,6 +561,8 @@ pub(crate) fn parse_rule(
     rp.time_finish()?;
     rp.set_finish()?;
     rp.connlimit_finish()?;
+    rp.string_finish()?;
+    rp.u32_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -630,6 +641,8 @@ enum PendingKind {
     },
     /// CONNMARK's options so far ([`connmark`]).
     ConnMark(connmark::Pending),
+    /// NFLOG's options so far ([`nflog`]): a LOG whose records carry the group.
+    Nflog(nflog::Pending),
     /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
     /// [`super::mangle::edit`].
     Edit {
@@ -686,6 +699,10 @@ struct RuleParser<'a> {
     set: set::State,
     /// The `-m connlimit` matches being read.
     connlimit: connlimit::State,
+    /// The `-m string` matches being read.
+    string: string::State,
+    /// The `-m u32` matches being read.
+    u32: u32_match::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -878,6 +895,8 @@ impl<'a> RuleParser<'a> {
                     ("set", _) => Module::Set,
                     ("connlimit", _) => Module::ConnLimit,
                     ("connmark", _) => Module::ConnMark,
+                    ("string", _) => Module::String,
+                    ("u32", _) => Module::U32,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -965,6 +984,8 @@ impl<'a> RuleParser<'a> {
         self.time_load(module, col);
         self.set_load(module, col);
         self.connlimit_load(module, col);
+        self.string_load(module, col);
+        self.u32_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1116,6 +1137,7 @@ impl<'a> RuleParser<'a> {
             "DROP" => PendingKind::Drop,
             "RETURN" => PendingKind::Return,
             "REJECT" => PendingKind::Reject { with: None },
+            "NFLOG" => PendingKind::Nflog(nflog::Pending::default()),
             "LOG" => PendingKind::Log {
                 prefix: None,
                 level: None,
@@ -1145,7 +1167,7 @@ impl<'a> RuleParser<'a> {
                 let why = match name {
                     "CLASSIFY" => ": Rampart has no traffic-control classes",
                     "TPROXY" => ": Rampart has no local sockets to divert to",
-                    "NFLOG" | "ULOG" => " (LOG is supported)",
+                    "ULOG" => " (LOG and NFLOG are supported)",
                     "REDIRECT" => " (DNAT to an address of Rampart's is)",
                     "SET" => ": sets change only through the sets file (-m set reads them)",
                     _ => "",
@@ -1237,6 +1259,8 @@ impl<'a> RuleParser<'a> {
             c if time::takes(c) => return self.time_option(c, tok, negated),
             c if set::takes(c) => return self.set_option(c, tok, negated),
             c if connlimit::takes(c) => return self.connlimit_option(c, tok, negated),
+            c if string::takes(c) => return self.string_option(c, tok, negated),
+            c if u32_match::takes(c) => return self.u32_option(tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1580,6 +1604,7 @@ impl<'a> RuleParser<'a> {
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
             (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
+            (PendingKind::Nflog(p), _) => return self.nflog_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
                 self.no_negation(tok, negated)?;
                 if with.is_some() {
@@ -1818,7 +1843,9 @@ impl<'a> RuleParser<'a> {
             PendingKind::Log { prefix, level, .. } => Target::Log(LogSpec {
                 prefix: prefix.unwrap_or_default(),
                 level: level.unwrap_or(4),
+                group: None,
             }),
+            PendingKind::Nflog(p) => Target::Log(p.spec()),
             PendingKind::Snat { to, flags } => {
                 need_table(TableKind::Nat)?;
                 need_hooks(&[HookPoint::Postrouting, HookPoint::Input])?;
@@ -1967,7 +1994,7 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit | Module::Rt | Module::Time => {}
+                Module::Limit | Module::Rt | Module::Time | Module::String | Module::U32 => {}
                 Module::PhysDev => need_option(
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
@@ -2046,6 +2073,8 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| set::module_option(module, opt))
                 .or_else(|| connlimit::module_option(module, opt))
                 .or_else(|| connmark::module_option(module, opt))
+                .or_else(|| string::module_option(module, opt))
+                .or_else(|| u32_match::module_option(module, opt))
         }
     })
 }

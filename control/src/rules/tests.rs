@@ -380,8 +380,8 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        "-m u32 --u32 0x0=0x0 -j RETURN",
-        "unsupported option -m u32 (match u32 is not supported)",
+        "-m cpu --cpu 0 -j RETURN",
+        "unsupported option -m cpu (match cpu is not supported)",
         0,
     ),
     (

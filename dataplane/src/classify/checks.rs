@@ -181,6 +181,10 @@ pub enum Check {
         start: u32,
         invert: bool,
     },
+    /// `-m string` ([`super::string`]): a search of the packet from its network header.
+    String(std::sync::Arc<super::string::StringMatch>),
+    /// `-m u32` ([`super::u32_match`]): tests of words read from the packet's network header on.
+    U32(std::sync::Arc<super::u32_match::U32Match>),
     /// `-m conntrack`'s options besides `--ctstate` ([`super::ctmatch`]).
     Ct(std::sync::Arc<super::ctmatch::CtMatch>),
     /// `-m connbytes` ([`super::ctmatch`]).
@@ -331,6 +335,12 @@ impl Check {
         matches!(self, Check::ConnMark { .. } | Check::SetConnMark(_))
     }
 
+    /// Whether the check reads the packet's payload, for which a datagram that came in
+    /// fragments is gathered whole ([`super::payload`]).
+    pub fn reads_payload(&self) -> bool {
+        matches!(self, Check::String(_) | Check::U32(_))
+    }
+
     /// Whether the check reads the packet's connection ([`Wire::conn`]).
     pub fn reads_conn(&self) -> bool {
         matches!(
@@ -444,6 +454,8 @@ impl Check {
             }
             Check::ConnBytes(ref m) => m.holds(w.conn),
             Check::Time(ref m) => m.holds(w.now_ns),
+            Check::String(ref m) => m.holds(w),
+            Check::U32(ref m) => m.holds(w),
             Check::Ext(ref m) => m.holds(p, w),
             Check::Limit {
                 slot,

@@ -21,9 +21,12 @@ pub mod hashlimit;
 pub mod ipset;
 pub mod ipv6ext;
 mod linear;
+pub mod payload;
 pub mod recent;
+pub mod string;
 pub mod time;
 pub mod tree;
+pub mod u32_match;
 pub mod update;
 pub mod walk;
 
@@ -129,12 +132,25 @@ pub enum RejectWith {
     Icmp6PortUnreachable,
 }
 
-/// A `LOG` target's parameters.
+/// A `LOG` (or `NFLOG`) target's parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogSpec {
     pub prefix: String,
     /// Syslog level 0 (emerg) to 7 (debug); iptables' default is 4 (warning).
     pub level: u8,
+    /// NFLOG's `--nflog-group` (`None`: a LOG rule). An NFLOG rule is a LOG rule whose
+    /// records name the group.
+    pub group: Option<u16>,
+}
+
+impl LogSpec {
+    /// What a record starts with before `IN=`: the prefix, and an NFLOG rule's group.
+    pub fn lead(&self) -> String {
+        match self.group {
+            None => self.prefix.clone(),
+            Some(g) => format!("{}GROUP={g} ", self.prefix),
+        }
+    }
 }
 
 /// One flat rule: every condition must hold. Ranges are inclusive.
@@ -293,6 +309,9 @@ pub struct RuleSet {
     /// Whether a rule reads or changes the connection's mark (`-m connmark`, CONNMARK): the
     /// tracked path then loads it for the walk and stores it back ([`connmark`]).
     pub conn_marks: bool,
+    /// Whether a rule reads the packet's payload (`-m string`, [`string`]; `-m u32`,
+    /// [`u32_match`]): a datagram that came in fragments is gathered whole for it ([`payload`]).
+    pub reads_payload: bool,
     /// The `-m limit` buckets of the rules' [`Check::Limit`]s, by slot.
     pub buckets: Box<[checks::Bucket]>,
 }
@@ -373,6 +392,11 @@ impl RuleSet {
                 .as_ref()
                 .is_some_and(|c| c.iter().any(|c| matches!(c, Check::ConnLimit(_))))
         });
+        let reads_payload = rules.iter().any(|r| {
+            r.checks
+                .as_ref()
+                .is_some_and(|c| c.iter().any(Check::reads_payload))
+        });
         let mut caps: Vec<u64> = Vec::new();
         for r in &rules {
             for c in r.checks.iter().flat_map(|c| c.iter()) {
@@ -404,6 +428,7 @@ impl RuleSet {
             reads_conn,
             counts_conns,
             conn_marks,
+            reads_payload,
             buckets: caps
                 .into_iter()
                 .map(|c| checks::Bucket(std::sync::atomic::AtomicU64::new(c)))

@@ -146,7 +146,7 @@ fn placement(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool)> {
 }
 
 /// [`placement`], and where the fragment's data starts in its IP packet.
-fn piece(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool, usize)> {
+pub(crate) fn piece(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool, usize)> {
     let (offset, more) = match info.frag {
         Fragment::None => return None,
         Fragment::First { more, .. } => (0u32, more),
@@ -809,6 +809,20 @@ impl<T> Reassembly<T> {
             }
         }
         self.next_due_ns = next;
+    }
+
+    /// The items of the datagram [`Reassembly::take_whole`] gives next that it has not given
+    /// yet, in offset order (for [`crate::classify::payload::gather`]).
+    pub fn next_whole(&self) -> impl Iterator<Item = &T> {
+        let mut p = self
+            .ready
+            .front()
+            .map_or(NIL, |&d| self.dgrams[d as usize].head);
+        std::iter::from_fn(move || {
+            let pc = self.pieces.get(p as usize)?;
+            p = pc.next;
+            pc.item.as_ref()
+        })
     }
 
     /// Gives the next whole datagram's fragments, at most `max` of them, in offset order (the

@@ -92,6 +92,7 @@ fn rule_set(which: u8) -> RuleSet {
             logs.push(LogSpec {
                 prefix: "est".into(),
                 level: 4,
+                group: None,
             });
             let mut log = any_rule(Action::Log(0), ct::ESTABLISHED);
             log.in_ports = 1 << 1;
