@@ -15,6 +15,7 @@ mod connmark;
 mod ctmatch;
 mod ext;
 mod hashlimit;
+mod natmap;
 mod physdev;
 mod set;
 mod time;
@@ -79,8 +80,6 @@ const LOG_DETAIL_OPTIONS: &[&str] = &[
 const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
-    "REDIRECT",
-    "NETMAP",
     "TPROXY",
     "NFLOG",
     "ULOG",
@@ -118,6 +117,8 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "NOTRACK",
     "CT",
     "CONNMARK",
+    "NETMAP",
+    "REDIRECT",
 ];
 
 /// Parses `text`; returns what could be parsed and every error found.
@@ -630,6 +631,8 @@ enum PendingKind {
     },
     /// CONNMARK's options so far ([`connmark`]).
     ConnMark(connmark::Pending),
+    /// NETMAP's or REDIRECT's options so far ([`natmap`]).
+    NatMap(natmap::Pending),
     /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
     /// [`super::mangle::edit`].
     Edit {
@@ -1138,6 +1141,9 @@ impl<'a> RuleParser<'a> {
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
             "CONNMARK" => PendingKind::ConnMark(connmark::Pending::default()),
+            name if natmap::Pending::of(name).is_some() => {
+                PendingKind::NatMap(natmap::Pending::of(name).expect("just matched"))
+            }
             name if super::mangle::EDIT_TARGETS.contains(&name) => {
                 PendingKind::Edit { opts: Vec::new() }
             }
@@ -1146,7 +1152,6 @@ impl<'a> RuleParser<'a> {
                     "CLASSIFY" => ": Rampart has no traffic-control classes",
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "NFLOG" | "ULOG" => " (LOG is supported)",
-                    "REDIRECT" => " (DNAT to an address of Rampart's is)",
                     "SET" => ": sets change only through the sets file (-m set reads them)",
                     _ => "",
                 };
@@ -1580,6 +1585,7 @@ impl<'a> RuleParser<'a> {
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
             (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
+            (PendingKind::NatMap(p), _) => return self.natmap_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
                 self.no_negation(tok, negated)?;
                 if with.is_some() {
@@ -1888,6 +1894,7 @@ impl<'a> RuleParser<'a> {
                 Target::Mark { mask, xor }
             }
             PendingKind::ConnMark(p) => Target::ConnMark(self.finish_connmark(&p, t.name_col)?),
+            PendingKind::NatMap(p) => self.finish_natmap(p, t.name_col, l4_ports)?,
             PendingKind::Edit { opts } => {
                 let rule = super::mangle::RuleView {
                     table,
