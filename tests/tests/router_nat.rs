@@ -911,3 +911,43 @@ fn redirect_agrees_with_linux() {
     );
     assert_eq!(rampart, linux, "Rampart and Linux redirect alike");
 }
+
+/// NETMAP with two workers: connections mapped each way, spread over both queues by the
+/// devices, meet their binding's worker both ways (the mapped prefix out is a pool, the
+/// prefix in publishes the client's endpoint).
+#[test]
+fn netmap_through_two_workers() {
+    if !root_or_skip("netmap_through_two_workers") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 97;
+    let t = RouterTopology::for_rampart(net);
+    let r = Rampart::start(&t, &netmap_rules("outside", net), "", 2);
+    assert_eq!(
+        netmap_scenarios(&t),
+        ("198.18.0.2".to_string(), "203.0.113.2".to_string(), true)
+    );
+    let a = t.addressing;
+    let out = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8082);
+    let inward = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8001);
+    for _ in 0..6 {
+        curl(&t, true, &format!("http://{}:8082/", a.server_v4()));
+        curl(&t, false, "http://198.19.0.2:8001/");
+    }
+    let out = out.clients();
+    let inward = inward.clients();
+    assert!(
+        out.len() >= 6 && out.iter().all(|c| c.0 == "198.18.0.2"),
+        "{out:?}"
+    );
+    assert!(
+        inward.len() >= 6 && inward.iter().all(|c| c.0 == "203.0.113.2"),
+        "{inward:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.ctl(&["--json", "stats"])).unwrap();
+    eprintln!(
+        "netmap_through_two_workers: handed to their owner {}",
+        v["handed_off"]
+    );
+}

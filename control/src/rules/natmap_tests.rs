@@ -390,3 +390,44 @@ fn refusals_are_iptables_own_at_line_and_column() {
         assert!(errs[0].contains("clashes with a target name"), "{errs:?}");
     }
 }
+
+#[test]
+fn the_example_rule_set_loads_and_maps() {
+    let text = include_str!("../../../examples/iptables/netmap-redirect.rules");
+    let ports = vec!["inside".to_string(), "outside".to_string()];
+    let parsed = parse_iptables("netmap-redirect.rules", text, Family::V4, &ports).unwrap();
+    let r = compile_nat(&parsed).unwrap();
+    compile_parsed(&parsed, Hook::Forward).unwrap();
+    let out = FlowKey::new_v4(
+        [10, 0, 0, 7].into(),
+        [192, 0, 2, 1].into(),
+        ip_proto::UDP,
+        5000,
+        123,
+    );
+    let t = decided(&r.postrouting, out).expect("mapped out");
+    assert_eq!(
+        (t.kind, t.range.addrs),
+        (NatKind::Netmap, Some((a("198.18.0.0"), a("198.18.0.255"))))
+    );
+    let web = FlowKey::new_v4(
+        [10, 0, 0, 7].into(),
+        [192, 0, 2, 1].into(),
+        ip_proto::TCP,
+        40000,
+        80,
+    );
+    let m = PacketMeta {
+        in_port: 0,
+        ..meta(web)
+    };
+    match r.prerouting.decide(&m, |_, _, _| {}).0 {
+        NatDecision::Translate(t) => {
+            assert_eq!(
+                (t.kind, t.range.ports),
+                (NatKind::Redirect, Some((3128, 3128)))
+            )
+        }
+        d => panic!("{d:?}"),
+    }
+}
