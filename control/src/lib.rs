@@ -24,4 +24,6 @@ mod mangle_tests;
 #[cfg(test)]
 mod nat_tests;
 #[cfg(test)]
+mod natmap_tests;
+#[cfg(test)]
 mod stateful_tests;

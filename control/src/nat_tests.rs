@@ -17,9 +17,9 @@ use dataplane::wire::tcp::Flags;
 use dataplane::wire::{Family, IpAddr128};
 use std::net::Ipv4Addr;
 
-const INSIDE: u16 = 0;
-const OUTSIDE: u16 = 1;
-const SEC: u64 = 1_000_000_000;
+pub(crate) const INSIDE: u16 = 0;
+pub(crate) const OUTSIDE: u16 = 1;
+pub(crate) const SEC: u64 = 1_000_000_000;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const CLIENT2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
@@ -39,11 +39,11 @@ const FORWARD_STATEFUL: &str = "*filter
 COMMIT
 ";
 
-struct Rig {
-    bridge: Bridge,
-    filter: Filter,
-    tables: Tables,
-    now: u64,
+pub(crate) struct Rig {
+    pub(crate) bridge: Bridge,
+    pub(crate) filter: Filter,
+    pub(crate) tables: Tables,
+    pub(crate) now: u64,
 }
 
 impl Rig {
@@ -79,7 +79,7 @@ impl Rig {
     }
 
     /// One frame from `ingress`; returns the outcome and the frame as it leaves.
-    fn send(&mut self, ingress: u16, frame: &[u8]) -> (Outcome, Vec<u8>) {
+    pub(crate) fn send(&mut self, ingress: u16, frame: &[u8]) -> (Outcome, Vec<u8>) {
         self.now += SEC / 1000;
         let mut f = frame.to_vec();
         let o = self.bridge.judge(
@@ -110,7 +110,7 @@ impl Rig {
     }
 
     /// Sends `frame` and checks that it leaves by the other port as `expect`.
-    fn passes(&mut self, ingress: u16, frame: &[u8], expect: &[u8]) -> Outcome {
+    pub(crate) fn passes(&mut self, ingress: u16, frame: &[u8], expect: &[u8]) -> Outcome {
         let (o, out) = self.send(ingress, frame);
         assert_eq!(o.verdict, Verdict::Forward(1 - ingress), "{o:?}");
         assert_eq!(out, expect, "translated frame");
@@ -118,11 +118,11 @@ impl Rig {
     }
 }
 
-fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+pub(crate) fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     FrameSpec::new(IpSpec::v4(src, dst), L4Spec::udp(sport, dport, b"query")).build()
 }
 
-fn tcp(
+pub(crate) fn tcp(
     src: Ipv4Addr,
     sport: u16,
     dst: Ipv4Addr,
@@ -138,7 +138,7 @@ fn tcp(
     .build()
 }
 
-fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+pub(crate) fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(from, to),
         L4Spec::Icmp {
@@ -152,7 +152,7 @@ fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
     .build()
 }
 
-fn echo(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, ident: u16) -> Vec<u8> {
+pub(crate) fn echo(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, ident: u16) -> Vec<u8> {
     FrameSpec::new(
         IpSpec::v4(src, dst),
         L4Spec::Icmp {

@@ -761,7 +761,7 @@ fn incremental(
     if new_rules.iter().any(|(_, r)| {
         matches!(
             r.target.as_ref().map(|t| &t.target),
-            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. } | Target::Netmap(_) | Target::Redirect { .. })
         ) || r.matches.iter().any(|m| {
             matches!(m.cond, Cond::ConnState(bits) if bits > u16::from(dataplane::classify::ct::ANY))
         })
@@ -774,7 +774,14 @@ fn incremental(
     let recheck = new_rules.iter().any(|(_, r)| {
         matches!(
             r.target.as_ref().map(|t| &t.target),
-            Some(Target::Jump(_) | Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+            Some(
+                Target::Jump(_)
+                    | Target::Snat(_)
+                    | Target::Dnat(_)
+                    | Target::Masquerade { .. }
+                    | Target::Netmap(_)
+                    | Target::Redirect { .. }
+            )
         ) || r.matches.iter().any(|m| {
             matches!(
                 m.cond,

@@ -936,6 +936,32 @@ impl Router {
         first
     }
 
+    /// The address REDIRECT sends a connection to when it came in by `port` toward `dst`
+    /// (`nf_nat_redirect`): the port's primary address of `family` (the first configured);
+    /// for IPv6, toward a link-local address the port's link-local address, else its first
+    /// global one, else its link-local one (Linux takes the first usable address of the
+    /// interface's list, which holds the global ones before the link-local one, and wants a
+    /// link-local one for a link-local destination). `None` when an IPv4 packet's port has no
+    /// IPv4 address (Linux drops the packet).
+    #[inline]
+    pub fn redirect_to(&self, port: u16, family: Family, dst: &IpAddr128) -> Option<IpAddr128> {
+        let p = self.ports.get(usize::from(port))?;
+        let v4 = family == Family::V4;
+        if !v4 && is_link_local_v6(dst) {
+            return Some(p.link_local);
+        }
+        let first =
+            p.l3.addrs
+                .iter()
+                .find(|a| a.addr.is_v4() == v4)
+                .map(|a| a.addr);
+        if v4 {
+            first
+        } else {
+            Some(first.unwrap_or(p.link_local))
+        }
+    }
+
     /// Whether `addr` is on a link of `port`: in one of its subnets, or IPv6 link-local.
     fn on_link(&self, port: &Port, addr: &IpAddr128) -> bool {
         (!addr.is_v4() && is_link_local_v6(addr)) || port.l3.addrs.iter().any(|a| a.contains(addr))
@@ -1574,14 +1600,33 @@ impl Router {
     /// unicast address of ours becomes an echo reply in place (addresses swapped, TTL / hop
     /// limit 64, checksums updated) routed back to its sender; anything else is dropped
     /// (counted; see the module docs).
+    #[inline]
+    pub fn local_ip<P: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        st: &mut RouterState<P>,
+        ingress: u16,
+        pkt: P,
+        info: &PacketInfo,
+        now_ns: u64,
+        emit: &mut impl Emit,
+    ) -> Forwarded<P> {
+        self.local_ip_as(st, ingress, pkt, info, None, now_ns, emit)
+    }
+
+    /// [`Router::local_ip`] for a packet that reached us translated by `back` (a DNAT or
+    /// REDIRECT to our address; `back` translated its original direction): the echo reply is
+    /// translated back as the connection's reply (from the address the sender asked), as
+    /// Linux's conntrack translates its own answer.
     #[cold]
     #[inline(never)]
-    pub fn local_ip<P: AsRef<[u8]> + AsMut<[u8]>>(
+    #[allow(clippy::too_many_arguments)]
+    pub fn local_ip_as<P: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         st: &mut RouterState<P>,
         ingress: u16,
         mut pkt: P,
         info: &PacketInfo,
+        back: Option<&crate::nat::Binding>,
         now_ns: u64,
         emit: &mut impl Emit,
     ) -> Forwarded<P> {
@@ -1607,6 +1652,11 @@ impl Router {
         }
         if !echo_reply_in_place(pkt.as_mut(), info, family) {
             return Forwarded::Dropped(pkt, st.count(RouterDrop::BadLocal));
+        }
+        if let Some(b) = back {
+            if crate::nat::rewrite(pkt.as_mut(), info, crate::conntrack::Dir::Reply, b).is_err() {
+                return Forwarded::Dropped(pkt, st.count(RouterDrop::BadLocal));
+            }
         }
         let hop = if family == Family::V6 && is_link_local_v6(&src) {
             NextHop {

@@ -141,6 +141,14 @@ pub trait Forwarding {
     /// The source address MASQUERADE gives a connection leaving by `port` with tuple `key`
     /// (Linux: the out interface's address); `None` when the port has none of its family.
     fn masquerade_source(&mut self, port: u16, key: &FlowKey) -> Option<IpAddr128>;
+    /// The destination REDIRECT gives a connection that came in by `ingress` with tuple `key`
+    /// (Linux's `nf_nat_redirect`: the in interface's primary address of the family); `None`
+    /// when the port has none, and the packet is dropped, as Linux drops it (a bridge has no
+    /// addresses).
+    #[inline(always)]
+    fn redirect_destination(&self, _ingress: u16, _key: &FlowKey) -> Option<IpAddr128> {
+        None
+    }
     /// What forwarding takes off the TTL (hop limit) before the FORWARD chain sees the packet
     /// (a router: 1, as Linux's `ip_forward` decrements before the hook; a bridge: 0). The
     /// frame is rewritten later; the FORWARD chain's `-m ttl`/`-m hl` see the value less this.
@@ -1054,16 +1062,22 @@ fn postrouting<F: Forwarding>(
     match decide(&rules.postrouting, meta, &mut mark) {
         NatChoice::Keep => {}
         NatChoice::Translate(target, range) => {
-            // Only MASQUERADE asks for the out port's address; the others' range is as
-            // prepared with the chain (borrowed, not copied).
+            // Only MASQUERADE asks for the out port's address, and NETMAP maps the source
+            // (as it arrived: only a DNAT precedes); the others' range is as prepared with
+            // the chain (borrowed, not copied).
             let masquerade;
-            let range = if target.kind == crate::nat::NatKind::Masquerade {
-                let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
-                let a = src.ok_or(Some(NatError::NoAddress))?;
-                masquerade = range.to_addr(a, meta.key.family);
-                &masquerade
-            } else {
-                range
+            let range = match target.kind {
+                crate::nat::NatKind::Masquerade => {
+                    let src = fwd.masquerade_source(u16::from(h.port), &meta.key);
+                    let a = src.ok_or(Some(NatError::NoAddress))?;
+                    masquerade = range.to_addr(a, meta.key.family);
+                    &masquerade
+                }
+                crate::nat::NatKind::Netmap => {
+                    masquerade = range.netmap(&meta.key.src);
+                    &masquerade
+                }
+                _ => range,
             };
             let ct = &tables.ct;
             // The last tuple probed is the binding's reply tuple (`apply_prepared`'s promise).
@@ -1295,17 +1309,35 @@ fn judge_after_track<F: Forwarding, L: FnMut(u32, &LogSpec, &PacketMeta), const 
                             let ct = &tables.ct;
                             let steering = &nat.expect("rules come from it").steering;
                             // MASQUERADE has no address without a port (never in
-                            // PREROUTING: the compiler refuses it there).
-                            let applied = if target.kind == crate::nat::NatKind::Masquerade {
-                                Err(NatError::NoAddress)
-                            } else {
-                                tables.nat.apply_prepared(
+                            // PREROUTING: the compiler refuses it there). NETMAP and
+                            // REDIRECT make their one address from the packet.
+                            let mapped;
+                            let range = match target.kind {
+                                crate::nat::NatKind::Netmap => {
+                                    mapped = range.netmap(&key.dst);
+                                    Some(&mapped)
+                                }
+                                crate::nat::NatKind::Redirect => {
+                                    match fwd.redirect_destination(ingress, &key) {
+                                        Some(a) => {
+                                            mapped = range.to_addr(a, key.family);
+                                            Some(&mapped)
+                                        }
+                                        None => None,
+                                    }
+                                }
+                                crate::nat::NatKind::Masquerade => None,
+                                _ => Some(range),
+                            };
+                            let applied = match range {
+                                None => Err(NatError::NoAddress),
+                                Some(range) => tables.nat.apply_prepared(
                                     b,
                                     Manip::Dst,
                                     range,
                                     steering,
                                     &mut |k| ct.tuple_in_use(k, now_ns),
-                                )
+                                ),
                             };
                             if let Err(e) = applied {
                                 return dropped_after_track(DropReason::Nat(e), meta, state, None);

@@ -760,3 +760,194 @@ fn kube_proxy_rule_set_agrees_with_linux() {
         "Linux chooses and masquerades alike"
     );
 }
+
+/// NETMAP both ways: the inside network mapped onto 198.18.0.0/24 on its way out (host bits
+/// kept: 10.N.0.2 is seen as 198.18.0.2), and 198.19.0.0/24 mapped onto the inside network
+/// on the way in (198.19.0.2 reaches 10.N.0.2, which sees the client's own address).
+fn netmap_rules(out: &str, net: u8) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i {out} -d 198.19.0.0/24 -j NETMAP --to 10.{net}.0.0/24
+-A POSTROUTING -o {out} -s 10.{net}.0.0/24 -j NETMAP --to 198.18.0.0/24
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p icmp -j ACCEPT
+COMMIT
+"
+    )
+}
+
+/// What each server saw: the inside client's address at the outside server, and the outside
+/// client's at the inside server reached through the mapped prefix; and whether the outside
+/// host's ping to the mapped address was answered.
+fn netmap_scenarios(t: &RouterTopology) -> (String, String, bool) {
+    let a = t.addressing;
+    for prefix in ["198.18.0.0/24", "198.19.0.0/24"] {
+        let o =
+            run(&mut t.outside_cmd(&["ip", "route", "add", prefix, "via", &a.router_outside_v4()]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let srv = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    let body = curl(t, true, &format!("http://{}:8081/", a.server_v4()));
+    assert!(body.contains("hello from the server"), "{body}");
+    let out = srv.clients().first().expect("a request").0.clone();
+    let srv = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
+    let body = curl(t, false, "http://198.19.0.2:8000/");
+    assert!(body.contains("hello from the server"), "{body}");
+    let inward = srv.clients().first().expect("a request").0.clone();
+    let ping = run(&mut t.outside_cmd(&["ping", "-c", "1", "-W", "2", "198.19.0.2"]));
+    (out, inward, ping.status.success())
+}
+
+#[test]
+fn netmap_agrees_with_linux() {
+    if !root_or_skip("netmap_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (rampart, linux) = rampart_and_linux(
+        93,
+        |linux, net| netmap_rules(if linux { "ro" } else { "outside" }, net),
+        netmap_scenarios,
+    );
+    assert_eq!(
+        rampart,
+        ("198.18.0.2".to_string(), "203.0.113.2".to_string(), true),
+        "the source mapped out with its host bits, the destination mapped in"
+    );
+    assert_eq!(rampart, linux, "Rampart and Linux map alike");
+}
+
+/// REDIRECT on the inside port: web traffic to any address goes to the router's own port
+/// 3128, which INPUT refuses with a reset, and pings to 198.51.100.77 are answered by the
+/// router itself. An outside server does listen on port 80: a redirect that did not happen
+/// would reach it.
+fn redirect_rules(inside: &str) -> String {
+    format!(
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i {inside} -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128
+-A PREROUTING -i {inside} -d 198.51.100.77/32 -p icmp -j REDIRECT
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 3128 -j REJECT --reject-with tcp-reset
+-A INPUT -p icmp -j ACCEPT
+COMMIT
+"
+    )
+}
+
+/// curl's exit code toward the outside server's port 80 (7: refused by a reset), the same
+/// toward port 8081 (not redirected: 0), and the source of the echo reply to 198.51.100.77.
+fn redirect_scenarios(t: &RouterTopology) -> (i32, i32, String) {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let _web = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 80);
+    let _other = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
+    // Both listening before the first connection (a refusal is what port 80 should get).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = run(&mut t.outside_cmd(&["ss", "-ltnH"]));
+        let text = String::from_utf8_lossy(&o.stdout);
+        if text.contains(":80 ") && text.contains(":8081 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers did not start: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = |port: u16| {
+        let url = format!("http://{}:{port}/", a.server_v4());
+        let o = run(&mut t.inside_cmd(&["curl", "-sS", "--max-time", "5", &url]));
+        o.status.code().unwrap_or(-1)
+    };
+    let (web, other) = (code(80), code(8081));
+    let o = run(&mut t.inside_cmd(&["ping", "-n", "-c", "1", "-W", "2", "198.51.100.77"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let from = text
+        .lines()
+        .find_map(|l| {
+            let rest = l.split(" bytes from ").nth(1)?;
+            Some(rest.split(':').next()?.to_string())
+        })
+        .unwrap_or_default();
+    (web, other, from)
+}
+
+#[test]
+fn redirect_agrees_with_linux() {
+    if !root_or_skip("redirect_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (rampart, linux) = rampart_and_linux(
+        95,
+        |linux, _| redirect_rules(if linux { "ri" } else { "inside" }),
+        redirect_scenarios,
+    );
+    assert_eq!(
+        rampart,
+        (7, 0, "198.51.100.77".to_string()),
+        "port 80 refused by the router's reset, 8081 served, the ping answered as asked"
+    );
+    assert_eq!(rampart, linux, "Rampart and Linux redirect alike");
+}
+
+/// NETMAP with two workers: connections mapped each way, spread over both queues by the
+/// devices, meet their binding's worker both ways (the mapped prefix out is a pool, the
+/// prefix in publishes the client's endpoint).
+#[test]
+fn netmap_through_two_workers() {
+    if !root_or_skip("netmap_through_two_workers") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let net = 97;
+    let t = RouterTopology::for_rampart(net);
+    let r = Rampart::start(&t, &netmap_rules("outside", net), "", 2);
+    assert_eq!(
+        netmap_scenarios(&t),
+        ("198.18.0.2".to_string(), "203.0.113.2".to_string(), true)
+    );
+    let a = t.addressing;
+    let out = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8082);
+    let inward = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8001);
+    for _ in 0..6 {
+        curl(&t, true, &format!("http://{}:8082/", a.server_v4()));
+        curl(&t, false, "http://198.19.0.2:8001/");
+    }
+    let out = out.clients();
+    let inward = inward.clients();
+    assert!(
+        out.len() >= 6 && out.iter().all(|c| c.0 == "198.18.0.2"),
+        "{out:?}"
+    );
+    assert!(
+        inward.len() >= 6 && inward.iter().all(|c| c.0 == "203.0.113.2"),
+        "{inward:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.ctl(&["--json", "stats"])).unwrap();
+    eprintln!(
+        "netmap_through_two_workers: handed to their owner {}",
+        v["handed_off"]
+    );
+}

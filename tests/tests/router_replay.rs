@@ -721,6 +721,85 @@ COMMIT
     );
 }
 
+/// REDIRECT in router mode: the destination becomes the ingress port's address and the
+/// packet takes the INPUT path exactly as a DNAT to that address would; what the router
+/// answers goes back as the connection's reply (from the address and port the client asked).
+/// NETMAP maps a prefix each way, host bits kept. Replay runs the worker's path.
+#[test]
+fn redirect_goes_to_the_ingress_port_and_netmap_maps_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i inside -p tcp --dport 80 -j REDIRECT --to-ports 3128
+-A PREROUTING -i inside -p icmp -d 198.51.100.77 -j REDIRECT
+-A PREROUTING -i outside -d 198.19.0.0/24 -j NETMAP --to 10.0.0.0/24
+-A POSTROUTING -o outside -s 10.0.0.0/24 -j NETMAP --to 198.18.0.0/24
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -d 10.0.0.1/32 -p tcp --dport 3128 -j REJECT --reject-with tcp-reset
+-A INPUT -d 10.0.0.1/32 -p icmp -j ACCEPT
+COMMIT
+";
+    let host = [10, 0, 0, 5];
+    let far = [198, 51, 100, 9];
+    let seg =
+        |sport, dport, flags, seq, ack| L4Spec::tcp_segment(sport, dport, flags, seq, ack, &[]);
+    let ping = |ident| L4Spec::Icmp {
+        ty: 8,
+        code: 0,
+        ident,
+        seq: 1,
+        payload: b"ping".to_vec(),
+    };
+    let frames = vec![
+        // 0: to a web server beyond the router: redirected to 10.0.0.1:3128, which INPUT
+        // rejects with a reset.
+        frame(host, far, 64, seg(40000, 80, Flags::SYN, 1000, 0)),
+        // 1: to port 443: forwarded, its source mapped (10.0.0.5 -> 198.18.0.5).
+        frame(host, far, 64, seg(40001, 443, Flags::SYN, 2000, 0)),
+        // 2: a ping to 198.51.100.77, redirected: the router answers it.
+        frame(host, [198, 51, 100, 77], 64, ping(99)),
+        // 3: from outside to 198.19.0.5: mapped to the inside host.
+        frame(far, [198, 19, 0, 5], 64, seg(5555, 22, Flags::SYN, 3000, 0)),
+    ];
+    let (out, v, _) = replay_with(dir.path(), &frames, rules);
+    let verdicts: Vec<&str> = v.iter().map(|l| l["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["drop", "forward", "local", "forward"], "{v:?}");
+    assert_eq!(out.len(), 4, "{v:?}");
+    // The reset, from the address and port the client asked, out of the inside port.
+    let f = fields(&out[0]);
+    assert_eq!(
+        (f.2, f.3, f.4, f.5, f.6),
+        (ip(far), ip(host), 80, 40000, 6),
+        "{v:?}"
+    );
+    assert_eq!(v[0]["sent"][0], "inside");
+    let f = fields(&out[1]);
+    assert_eq!(
+        (f.1, f.2, f.3, f.4, f.5),
+        (OUTSIDE_MAC, ip([198, 18, 0, 5]), ip(far), 40001, 443)
+    );
+    // The echo reply comes from the address pinged, not the router's own.
+    let f = fields(&out[2]);
+    assert_eq!(
+        (f.0, f.2, f.3, f.4, f.6),
+        (HOST_MAC, ip([198, 51, 100, 77]), ip(host), 99, 1)
+    );
+    let i = parse_frame(&out[2]).unwrap();
+    assert_eq!(out[2][usize::from(i.l4_offset)], 0, "an echo reply");
+    let f = fields(&out[3]);
+    assert_eq!(
+        (f.0, f.2, f.3, f.4, f.5),
+        (HOST_MAC, ip(far), ip(host), 5555, 22)
+    );
+}
+
 /// A datagram given up at the reassembly timeout (30 s from its first-arrived fragment):
 /// an IPv6 one whose first fragment came is answered with ICMPv6 time exceeded, fragment
 /// reassembly time exceeded, quoting that fragment as it arrived, from the router's address

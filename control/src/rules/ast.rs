@@ -484,6 +484,13 @@ pub enum Target {
         random: bool,
         random_fully: bool,
     },
+    /// `NETMAP --to PREFIX`: the prefix's first and last address.
+    Netmap(AddrRange),
+    /// `REDIRECT [--to-ports P[-Q]] [--random]`.
+    Redirect {
+        ports: Option<PortRange>,
+        random: bool,
+    },
     /// `NOTRACK` or `CT --notrack`.
     NoTrack,
     /// `MARK`: the packet's mark becomes `(mark & !mask) ^ xor` (xt_MARK v2, as every spelling

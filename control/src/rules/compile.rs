@@ -1350,9 +1350,31 @@ impl Flattener<'_> {
                     };
                     self.nat_rule(ci, ri, cubes, NatKind::Masquerade, range, checks)?;
                 }
+                Target::Netmap(to) if self.mode == FlattenFor::Nat => {
+                    // The prefix as its first and last address (the mask is what they
+                    // share); the address is made per connection from the packet's.
+                    let range = NatRange::to_addr(to.lo);
+                    let range = NatRange {
+                        addrs: Some((to.lo, to.hi)),
+                        ..range
+                    };
+                    self.nat_rule(ci, ri, cubes, NatKind::Netmap, range, checks)?;
+                }
+                Target::Redirect { ports, random } if self.mode == FlattenFor::Nat => {
+                    let range = NatRange {
+                        addrs: None,
+                        ports: *ports,
+                        random: *random,
+                        random_fully: false,
+                        persistent: false,
+                    };
+                    self.nat_rule(ci, ri, cubes, NatKind::Redirect, range, checks)?;
+                }
                 Target::Snat(_)
                 | Target::Dnat(_)
                 | Target::Masquerade { .. }
+                | Target::Netmap(_)
+                | Target::Redirect { .. }
                 | Target::NoTrack
                 | Target::Edit(_)
                 | Target::Reject(_)

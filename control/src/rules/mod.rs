@@ -46,6 +46,8 @@ mod mangle_tests;
 #[cfg(test)]
 mod match_tests;
 #[cfg(test)]
+mod natmap_tests;
+#[cfg(test)]
 mod nflog_tests;
 #[cfg(test)]
 mod physdev_tests;

@@ -35,7 +35,13 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
     if let Some(t) = table {
         let translating = translating_chains(ctx, t);
         let translates = |rule: &Rule| match rule.target.as_ref().map(|s| &s.target) {
-            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. }) => true,
+            Some(
+                Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade { .. }
+                | Target::Netmap(_)
+                | Target::Redirect { .. },
+            ) => true,
             Some(Target::Jump(name)) => t.chain_index(name).is_some_and(|c| translating[c]),
             _ => false,
         };
@@ -88,7 +94,13 @@ fn translating_chains(ctx: &Ctx<'_>, t: &Table) -> Vec<bool> {
             c.rules.iter().any(|r| {
                 matches!(
                     r.target.as_ref().map(|s| &s.target),
-                    Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+                    Some(
+                        Target::Snat(_)
+                            | Target::Dnat(_)
+                            | Target::Masquerade { .. }
+                            | Target::Netmap(_)
+                            | Target::Redirect { .. }
+                    )
                 )
             })
         })

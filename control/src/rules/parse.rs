@@ -16,6 +16,7 @@ mod ctmatch;
 mod ext;
 mod hashlimit;
 mod nflog;
+mod natmap;
 mod physdev;
 mod set;
 mod string;
@@ -86,8 +87,6 @@ const LOG_DETAIL_OPTIONS: &[&str] = &[
 const UNSUPPORTED_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
-    "REDIRECT",
-    "NETMAP",
     "TPROXY",
     "ULOG",
     "TRACE",
@@ -125,6 +124,8 @@ const RESERVED_CHAIN_NAMES: &[&str] = &[
     "NOTRACK",
     "CT",
     "CONNMARK",
+    "NETMAP",
+    "REDIRECT",
 ];
 
 /// Parses `text`; returns what could be parsed and every error found.
@@ -643,6 +644,8 @@ enum PendingKind {
     ConnMark(connmark::Pending),
     /// NFLOG's options so far ([`nflog`]): a LOG whose records carry the group.
     Nflog(nflog::Pending),
+    /// NETMAP's or REDIRECT's options so far ([`natmap`]).
+    NatMap(natmap::Pending),
     /// TCPMSS, DSCP, TOS, TTL, HL (mangle): their options as given, read by
     /// [`super::mangle::edit`].
     Edit {
@@ -1160,6 +1163,9 @@ impl<'a> RuleParser<'a> {
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
             "CONNMARK" => PendingKind::ConnMark(connmark::Pending::default()),
+            name if natmap::Pending::of(name).is_some() => {
+                PendingKind::NatMap(natmap::Pending::of(name).expect("just matched"))
+            }
             name if super::mangle::EDIT_TARGETS.contains(&name) => {
                 PendingKind::Edit { opts: Vec::new() }
             }
@@ -1168,7 +1174,6 @@ impl<'a> RuleParser<'a> {
                     "CLASSIFY" => ": Rampart has no traffic-control classes",
                     "TPROXY" => ": Rampart has no local sockets to divert to",
                     "ULOG" => " (LOG and NFLOG are supported)",
-                    "REDIRECT" => " (DNAT to an address of Rampart's is)",
                     "SET" => ": sets change only through the sets file (-m set reads them)",
                     _ => "",
                 };
@@ -1605,6 +1610,7 @@ impl<'a> RuleParser<'a> {
         match (&mut t.kind, opt) {
             (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
             (PendingKind::Nflog(p), _) => return self.nflog_target_option(p, tok, negated),
+            (PendingKind::NatMap(p), _) => return self.natmap_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
                 self.no_negation(tok, negated)?;
                 if with.is_some() {
@@ -1915,6 +1921,7 @@ impl<'a> RuleParser<'a> {
                 Target::Mark { mask, xor }
             }
             PendingKind::ConnMark(p) => Target::ConnMark(self.finish_connmark(&p, t.name_col)?),
+            PendingKind::NatMap(p) => self.finish_natmap(p, t.name_col, l4_ports)?,
             PendingKind::Edit { opts } => {
                 let rule = super::mangle::RuleView {
                     table,

@@ -415,7 +415,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ("-j QUEUE", "unsupported target QUEUE", 1),
     (
         "-j REDIRECT --to-ports 8080",
-        "unsupported target REDIRECT",
+        "target REDIRECT is only valid in the nat table",
         1,
     ),
     ("-j MASQUERADE", "only valid in the nat table", 1),

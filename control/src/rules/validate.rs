@@ -181,6 +181,18 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
                 Target::Snat(_) => ("SNAT", &[HookPoint::Postrouting, HookPoint::Input]),
                 Target::Dnat(_) => ("DNAT", &[HookPoint::Prerouting, HookPoint::Output]),
                 Target::Masquerade { .. } => ("MASQUERADE", &[HookPoint::Postrouting]),
+                Target::Netmap(_) => (
+                    "NETMAP",
+                    &[
+                        HookPoint::Prerouting,
+                        HookPoint::Input,
+                        HookPoint::Output,
+                        HookPoint::Postrouting,
+                    ],
+                ),
+                Target::Redirect { .. } => {
+                    ("REDIRECT", &[HookPoint::Prerouting, HookPoint::Output])
+                }
                 // xt_TCPMSS's hook check, on the hooks that reach the rule.
                 Target::Edit(dataplane::mangle::Edit::Mss(None)) => (
                     "TCPMSS --clamp-mss-to-pmtu",
@@ -223,7 +235,13 @@ pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
         .find(|r| {
             matches!(
                 r.target.as_ref().map(|s| &s.target),
-                Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. })
+                Some(
+                    Target::Snat(_)
+                        | Target::Dnat(_)
+                        | Target::Masquerade { .. }
+                        | Target::Netmap(_)
+                        | Target::Redirect { .. }
+                )
             )
         })
         .map(|r| r.line);

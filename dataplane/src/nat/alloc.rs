@@ -147,6 +147,32 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// NETMAP's range for the connection whose mapped side has address `a`: this range's
+    /// prefix (`addrs` from the prefix's first to its last address, so the mask is the bits
+    /// the two share, `xt_NETMAP`'s `~(min ^ max)`) with `a`'s host bits, as one address.
+    /// `a` is of the range's family (the range was prepared for the connection's); a range
+    /// that is not stays as it is ([`Addrs::Wrong`]: the connection fails as
+    /// [`NatError::Family`]).
+    #[inline]
+    pub fn netmap(&self, a: &IpAddr128) -> Prepared {
+        let addrs = match self.addrs {
+            Addrs::V4(lo, hi) => {
+                let mask = !(lo ^ hi);
+                let x = (v4_bits(a) & !mask) | (lo & mask);
+                Addrs::V4(x, x)
+            }
+            Addrs::V6(lo, hi) => {
+                let mask = !(lo ^ hi);
+                let x = (u128::from_be_bytes(a.0) & !mask) | (lo & mask);
+                Addrs::V6(x, x)
+            }
+            other => other,
+        };
+        Prepared { addrs, ..*self }
+    }
+}
+
 /// An address's last four bytes as a number: an IPv4 address, when v4-mapped (as a key's
 /// addresses of the IPv4 family are).
 #[inline(always)]

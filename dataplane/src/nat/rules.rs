@@ -32,6 +32,13 @@ pub enum NatKind {
     Snat,
     Dnat,
     Masquerade,
+    /// `NETMAP --to PREFIX`: the destination (PREROUTING) or the source (POSTROUTING) mapped
+    /// address for address onto the prefix `range.addrs` spans, its host bits kept
+    /// ([`super::Prepared::netmap`]); ports kept as by SNAT/DNAT to one address.
+    Netmap,
+    /// `REDIRECT [--to-ports P[-Q]] [--random]`: a DNAT to the ingress port's primary address
+    /// (`range.addrs` is `None`), the ports from `range.ports` or kept.
+    Redirect,
 }
 
 impl NatKind {
@@ -40,6 +47,8 @@ impl NatKind {
             NatKind::Snat => "SNAT",
             NatKind::Dnat => "DNAT",
             NatKind::Masquerade => "MASQUERADE",
+            NatKind::Netmap => "NETMAP",
+            NatKind::Redirect => "REDIRECT",
         }
     }
 }
@@ -55,19 +64,21 @@ pub struct NatTarget {
 }
 
 impl NatTarget {
+    /// Which side the target changes in the chain that usually holds it (NETMAP: PREROUTING's
+    /// destination; in POSTROUTING the stateful stage maps the source).
     pub fn manip(&self) -> Manip {
         match self.kind {
-            NatKind::Dnat => Manip::Dst,
+            NatKind::Dnat | NatKind::Redirect | NatKind::Netmap => Manip::Dst,
             NatKind::Snat | NatKind::Masquerade => Manip::Src,
         }
     }
 
     /// The range to translate to. MASQUERADE needs `port_addr`, the out port's address of the
-    /// connection's family; without one the connection cannot be translated (`None`; Linux
-    /// drops it too).
+    /// connection's family (REDIRECT the in port's); without one the connection cannot be
+    /// translated (`None`; Linux drops it too). NETMAP's is the prefix, mapped per address.
     pub fn resolve(&self, port_addr: Option<IpAddr128>) -> Option<NatRange> {
         match self.kind {
-            NatKind::Masquerade => port_addr.map(|a| NatRange {
+            NatKind::Masquerade | NatKind::Redirect => port_addr.map(|a| NatRange {
                 addrs: Some((a, a)),
                 ..self.range
             }),
@@ -664,14 +675,25 @@ impl NatRules {
                 protos: r.proto,
                 ports: r.dport,
             });
+            if t.kind == NatKind::Redirect {
+                // The servers are the ports' own addresses (the ingress port's, per packet).
+                for a in masquerade
+                    .iter()
+                    .filter(|a| a.is_v4() == (self.family == Family::V4))
+                {
+                    s.add_target((*a, *a));
+                }
+                continue;
+            }
             // A ports-only DNAT keeps the address: the server is the published address.
+            // NETMAP's targets are its prefix.
             s.add_target(t.range.addrs.unwrap_or(r.dst));
         }
         let post = &self.postrouting;
         for (i, r) in post.rules.rules.iter().enumerate() {
             let t = post.target_of(i);
             if let Some((t, _)) = post.targets.get(t as usize) {
-                if t.kind == NatKind::Snat {
+                if matches!(t.kind, NatKind::Snat | NatKind::Netmap) {
                     s.add_pool(t.range.addrs.unwrap_or(r.src));
                 }
             }

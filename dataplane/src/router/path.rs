@@ -112,6 +112,11 @@ impl<P, E: Emit> Forwarding for Routed<'_, P, E> {
     }
 
     #[inline]
+    fn redirect_destination(&self, ingress: u16, key: &FlowKey) -> Option<IpAddr128> {
+        self.router.redirect_to(ingress, key.family, &key.dst)
+    }
+
+    #[inline]
     fn port_mtu(&self, port: u16) -> u32 {
         self.router.port(port).map_or(super::DEFAULT_MTU, |p| p.mtu)
     }
@@ -282,6 +287,7 @@ impl Router {
                     key.family,
                     &key.dst,
                     (verdict, l.filter, route),
+                    None,
                     checked,
                     now_ns,
                     emit,
@@ -335,6 +341,11 @@ impl Router {
             family,
             &j.meta.key.dst,
             (verdict, j.filter, j.route),
+            // A packet delivered to us translated: our answer goes back as its reply.
+            match &j.nat {
+                Some((b, crate::conntrack::Dir::Orig)) => Some(b),
+                _ => None,
+            },
             checked,
             now_ns,
             emit,
@@ -343,7 +354,8 @@ impl Router {
 
     /// The packet's fate once judged and translated: `verdict` (after the translation),
     /// the filter's verdict and the routing decision; `dst` is the destination the routing
-    /// decision saw (after nat PREROUTING), read for a `no_route` drop only; `checked`: the
+    /// decision saw (after nat PREROUTING), read for a `no_route` drop only; `back`: the
+    /// binding that translated a packet delivered to us (our answer goes back by it); `checked`: the
     /// forwarding checks passed for that decision, on the packet as it arrived.
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -356,6 +368,7 @@ impl Router {
         family: Family,
         dst: &IpAddr128,
         (verdict, filter, route): (Verdict, FilterVerdict, Route),
+        back: Option<&crate::nat::Binding>,
         checked: bool,
         now_ns: u64,
         emit: &mut E,
@@ -367,7 +380,7 @@ impl Router {
             (Verdict::Forward(_), Route::Forward(hop)) => {
                 self.forward(st, ingress, pkt, info, hop, now_ns, emit)
             }
-            (Verdict::Local, _) => self.local_ip(st, ingress, pkt, info, now_ns, emit),
+            (Verdict::Local, _) => self.local_ip_as(st, ingress, pkt, info, back, now_ns, emit),
             (Verdict::Drop(DropReason::NoRoute), _) => {
                 if matches!(self.decide(family, dst), super::Egress::Martian) {
                     self.note_martian(st);

@@ -283,6 +283,59 @@ fn source_for_prefers_the_subnet_of_the_destination() {
     assert_eq!(r.source_for(7, Family::V4, &a("8.8.8.8")), None);
 }
 
+/// REDIRECT's destination: the ingress port's primary address whatever the destination's
+/// subnet (not MASQUERADE's choice by subnet); IPv6 its first global address, the link-local
+/// one toward a link-local destination or when it has no other; none without an IPv4 address.
+#[test]
+fn redirect_to_is_the_ingress_ports_primary_address() {
+    let p = vec![
+        PortL3::new(
+            IN_MAC,
+            vec![
+                ifa("10.0.0.1/24"),
+                ifa("10.1.0.1/24"),
+                ifa("fd00::1/64"),
+                ifa("fd01::1/64"),
+            ],
+            1500,
+        ),
+        PortL3::new(OUT_MAC, vec![ifa("2001:db8::1/64")], 1500),
+    ];
+    let r = Router::new(p, &[], RouterConfig::default()).unwrap();
+    for dst in ["10.1.0.5", "8.8.8.8", "10.0.0.1"] {
+        assert_eq!(
+            r.redirect_to(0, Family::V4, &a(dst)),
+            Some(a("10.0.0.1")),
+            "{dst}"
+        );
+    }
+    assert_eq!(
+        r.redirect_to(0, Family::V6, &a("fd01::9")),
+        Some(a("fd00::1"))
+    );
+    assert_eq!(
+        r.redirect_to(0, Family::V6, &a("fe80::5")),
+        Some(IpAddr128::from_v6(link_local_of(IN_MAC)))
+    );
+    assert_eq!(
+        r.redirect_to(1, Family::V4, &a("8.8.8.8")),
+        None,
+        "no IPv4 address"
+    );
+    let bare = Router::new(
+        vec![PortL3::new(OUT_MAC, vec![ifa("10.9.0.1/24")], 1500)],
+        &[],
+        RouterConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        bare.redirect_to(0, Family::V6, &a("2001:db8::9")),
+        Some(IpAddr128::from_v6(link_local_of(OUT_MAC))),
+        "only the link-local address"
+    );
+    assert_eq!(r.redirect_to(7, Family::V4, &a("8.8.8.8")), None);
+}
+
 #[test]
 fn build_errors() {
     let cfg = RouterConfig::default();

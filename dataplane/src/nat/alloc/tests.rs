@@ -645,3 +645,126 @@ proptest! {
         }
     }
 }
+
+/// NETMAP's prefix as a prepared range: `base/len` of IPv4 addresses.
+fn netmap_v4(base: [u8; 4], len: u32) -> Prepared {
+    let lo = u32::from_be_bytes(base) & !(u32::MAX.checked_shr(len).unwrap_or(0));
+    let hi = lo | u32::MAX.checked_shr(len).unwrap_or(0);
+    NatRange {
+        addrs: Some((
+            IpAddr128::from_v4_octets(lo.to_be_bytes()),
+            IpAddr128::from_v4_octets(hi.to_be_bytes()),
+        )),
+        ..NatRange::to_addr(a(base))
+    }
+    .prepare(Family::V4)
+}
+
+#[test]
+fn netmap_keeps_the_host_bits_under_the_new_prefix() {
+    let one = |x: [u8; 4]| {
+        let v = u32::from_be_bytes(x);
+        Addrs::V4(v, v)
+    };
+    let from = a([192, 168, 37, 201]);
+    for (base, len, want) in [
+        ([10, 9, 0, 0], 24, [10, 9, 0, 201]),
+        ([10, 9, 0, 0], 16, [10, 9, 37, 201]),
+        ([10, 9, 8, 7], 8, [10, 168, 37, 201]),
+        ([10, 9, 8, 0], 30, [10, 9, 8, 1]),
+        ([10, 9, 8, 7], 32, [10, 9, 8, 7]),
+        ([10, 9, 8, 7], 0, [192, 168, 37, 201]),
+        ([10, 9, 8, 128], 25, [10, 9, 8, 201]),
+    ] {
+        assert_eq!(
+            netmap_v4(base, len).netmap(&from).addrs,
+            one(want),
+            "{base:?}/{len}"
+        );
+    }
+    // IPv6: a /64 keeps the interface identifier, a /128 is one address, /0 keeps it all.
+    let v6 = |s: &str| IpAddr128::from_std(s.parse().unwrap());
+    let from = v6("fd00:1:2:3:a:b:c:d");
+    for (lo, hi, want) in [
+        (
+            "2001:db8:5::",
+            "2001:db8:5::ffff:ffff:ffff:ffff",
+            "2001:db8:5:0:a:b:c:d",
+        ),
+        ("2001:db8::9", "2001:db8::9", "2001:db8::9"),
+        (
+            "::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "fd00:1:2:3:a:b:c:d",
+        ),
+        (
+            "2001:db8::",
+            "2001:db8:0:ffff:ffff:ffff:ffff:ffff",
+            "2001:db8:0:3:a:b:c:d",
+        ),
+    ] {
+        let r = NatRange {
+            addrs: Some((v6(lo), v6(hi))),
+            ..NatRange::to_addr(v6(lo))
+        }
+        .prepare(Family::V6);
+        let w = u128::from_be_bytes(v6(want).0);
+        assert_eq!(r.netmap(&from).addrs, Addrs::V6(w, w), "{lo}-{hi}");
+    }
+    // A range of the other family stays wrong: the connection fails as `Family`.
+    let wrong = NatRange::to_addr(a([10, 0, 0, 0])).prepare(Family::V6);
+    assert_eq!(wrong.netmap(&from).addrs, Addrs::Wrong);
+}
+
+#[test]
+fn netmap_binds_as_a_translation_to_one_address() {
+    // Source (POSTROUTING): the port kept when free, moved in its class on a clash, as SNAT
+    // to one address; destination (PREROUTING): the port kept, a clash refused, as DNAT.
+    let s = Steering::new(1);
+    let mut al = Allocator::new(0, 7);
+    let mut used = HashSet::new();
+    let r = netmap_v4([198, 18, 0, 0], 24);
+    for (client, want_port) in [([10, 0, 0, 5], Some(40000)), ([10, 0, 0, 5], None)] {
+        let k = tcp(client, 40000, [203, 0, 113, 9], 80);
+        // The second one, from another client that maps to the same address and port, clashes.
+        let k = if want_port.is_none() {
+            FlowKey {
+                src: a([10, 7, 7, 5]),
+                ..k
+            }
+        } else {
+            k
+        };
+        let mut b = Binding::identity(k);
+        let mapped = r.netmap(&k.src);
+        al.apply_prepared(&mut b, Manip::Src, &mapped, &s, &mut |x| used.contains(x))
+            .unwrap();
+        assert!(used.insert(b.reply));
+        let t = b.translated_orig();
+        assert_eq!(t.src, a([198, 18, 0, 5]));
+        match want_port {
+            Some(p) => assert_eq!(t.src_port, p),
+            None => assert!(t.src_port >= 1024 && t.src_port != 40000),
+        }
+    }
+    let k = tcp([203, 0, 113, 9], 5555, [198, 19, 0, 77], 22);
+    let r = netmap_v4([10, 1, 0, 0], 16);
+    let mut b = Binding::identity(k);
+    al.apply_prepared(&mut b, Manip::Dst, &r.netmap(&k.dst), &s, &mut |x| {
+        used.contains(x)
+    })
+    .unwrap();
+    assert_eq!(
+        (b.translated_orig().dst, b.translated_orig().dst_port),
+        (a([10, 1, 0, 77]), 22)
+    );
+    used.insert(b.reply);
+    let again = tcp([203, 0, 113, 9], 5555, [198, 20, 0, 77], 22);
+    let mut b2 = Binding::identity(again);
+    assert_eq!(
+        al.apply_prepared(&mut b2, Manip::Dst, &r.netmap(&again.dst), &s, &mut |x| {
+            used.contains(x)
+        }),
+        Err(NatError::Clash)
+    );
+}
