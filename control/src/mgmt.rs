@@ -3,7 +3,10 @@
 //! size and time; a malformed request gets an error answer and never stops the daemon.
 //!
 //! Requests: `{"cmd": "rules load", "file": PATH}`, `{"cmd": "rules show"}`, `{"cmd": "stats"}`,
-//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`.
+//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`,
+//! `{"cmd": "ipset", "line": "add NAME ENTRY ..."}` (one ipset command: add, del, test, list,
+//! save, flush, swap) and `{"cmd": "ipset restore", "file": PATH}` or `"text": LINES` (with
+//! `"exist": true` for `-exist`).
 //! Answers: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
 
 use serde::Deserialize;
@@ -55,6 +58,17 @@ pub enum Request {
         /// Most bindings in the answer (default [`CONNTRACK_LIST_MAX`]).
         max: Option<u64>,
     },
+    /// One ipset command against the live sets.
+    #[serde(rename = "ipset")]
+    Ipset { line: String },
+    /// ipset restore: lines of add, del, flush, create and swap, applied all or nothing.
+    #[serde(rename = "ipset restore")]
+    IpsetRestore {
+        file: Option<String>,
+        text: Option<String>,
+        #[serde(default)]
+        exist: bool,
+    },
 }
 
 /// Connections a `conntrack list` answer holds unless the request asks for more.
@@ -76,7 +90,9 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
         }
         Some(c) => {
             let allowed: &[&str] = match c {
-                "rules load" => &["cmd", "file", "file6", "groups"],
+                "rules load" => &["cmd", "file", "file6", "groups", "ipsets"],
+                "ipset" => &["cmd", "line"],
+                "ipset restore" => &["cmd", "file", "text", "exist"],
                 "conntrack list" | "nat list" => &["cmd", "max"],
                 _ => &["cmd"],
             };
@@ -93,13 +109,15 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
     serde_json::from_value(v).map_err(|e| error(format!("bad request: {e}")))
 }
 
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 8] = [
     "rules load",
     "rules show",
     "stats",
     "conntrack list",
     "conntrack flush",
     "nat list",
+    "ipset",
+    "ipset restore",
 ];
 
 /// An error answer.

@@ -43,8 +43,10 @@ add l a
 add l n
 "#;
 
-fn sets(text: &str) -> Arc<dataplane::classify::ipset::IpSets> {
-    Arc::new(parse_ipsets("s.sets", text).unwrap_or_else(|e| panic!("{e:?}")))
+fn sets(text: &str) -> Arc<dataplane::classify::ipset::SetsCell> {
+    dataplane::classify::ipset::SetsCell::new(
+        parse_ipsets("s.sets", text).unwrap_or_else(|e| panic!("{e:?}")),
+    )
 }
 
 fn compile_with(sets_text: &str, body: &str, family: Family) -> Result<RuleSet, Vec<RuleError>> {
@@ -133,7 +135,7 @@ fn one(rule: &str) -> RuleSet {
 
 #[test]
 fn reads_what_ipset_save_writes() {
-    let s = sets(SAVED);
+    let s = sets(SAVED).snapshot();
     assert_eq!(s.sets.len(), 10);
     let n = &s.sets[s.find("n").unwrap()];
     assert_eq!(n.len(), 3);
@@ -141,7 +143,7 @@ fn reads_what_ipset_save_writes() {
     assert_eq!(s.sets[s.find("l").unwrap()].members.len(), 2);
     assert_eq!(s.sets[s.find("p").unwrap()].len(), 6);
     // Comments, blank lines, flush and del are taken too.
-    let s = sets("# saved\n\ncreate x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.5\ndel x 1.2.3.4\nflush x\nadd x 1.1.1.1\n");
+    let s = sets("# saved\n\ncreate x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.5\ndel x 1.2.3.4\nflush x\nadd x 1.1.1.1\n").snapshot();
     assert_eq!(s.sets[0].len(), 1);
 }
 

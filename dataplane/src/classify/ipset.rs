@@ -21,6 +21,7 @@
 
 use super::{PacketMeta, Wire};
 use crate::wire::{ip_proto, Family};
+use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -215,6 +216,40 @@ impl IpSet {
         true
     }
 
+    /// The set with no entries (its entries not copied).
+    pub fn emptied(&self) -> IpSet {
+        IpSet {
+            name: self.name.clone(),
+            kind: self.kind,
+            family: self.family,
+            netmask: self.netmask,
+            range: self.range,
+            timeout: self.timeout,
+            maxelem: self.maxelem,
+            entries: HashMap::new(),
+            cidrs: Vec::new(),
+            members: Vec::new(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Removes the entries (and members) gone at `now_ms` after the sets' start; how many.
+    pub fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let gone = |e: u64| e != 0 && now_ms > e;
+        let before = self.len();
+        let dead: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| gone(e.expires))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &dead {
+            self.remove(k);
+        }
+        self.members.retain(|m| !gone(m.1));
+        before - self.len()
+    }
+
     /// Removes every entry.
     pub fn flush(&mut self) {
         self.entries.clear();
@@ -244,10 +279,12 @@ pub fn mask(a: u128, len: u8, host: u8) -> u128 {
     }
 }
 
-/// The sets of one `ipset save` file, with the packet time they started at.
+/// The sets of one `ipset save` file, with the packet time they started at. Each set is
+/// behind its own `Arc`, so a changed copy of the whole ([`SetsCell`]) shares every set but
+/// the one changed.
 #[derive(Debug)]
 pub struct IpSets {
-    pub sets: Vec<IpSet>,
+    pub sets: Vec<Arc<IpSet>>,
     /// Milliseconds of packet time at the first test of an entry with a timeout;
     /// `u64::MAX` before.
     start: AtomicU64,
@@ -271,9 +308,20 @@ impl Default for IpSets {
 impl IpSets {
     pub fn new(sets: Vec<IpSet>) -> IpSets {
         IpSets {
-            sets,
+            sets: sets.into_iter().map(Arc::new).collect(),
             start: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Set `i` to change (copied first when another snapshot shares it).
+    pub fn set_mut(&mut self, i: usize) -> &mut IpSet {
+        Arc::make_mut(&mut self.sets[i])
+    }
+
+    /// Milliseconds since the sets' start at packet time `now_ns`, starting them then if no
+    /// packet has (the control thread's entry timeouts count on the workers' clock).
+    pub fn elapsed_ms(&self, now_ns: u64) -> u64 {
+        self.elapsed(now_ns)
     }
 
     /// The index of the set called `name`.
@@ -313,7 +361,7 @@ impl IpSets {
         dim: u8,
         return_nomatch: bool,
     ) -> bool {
-        let Some(s) = self.sets.get(i) else {
+        let Some(s) = self.sets.get(i).map(|s| &**s) else {
             return false;
         };
         if dim < s.kind.dimension() || s.family.is_some_and(|f| f != p.key.family) {
@@ -449,10 +497,38 @@ pub fn l4_port(p: &PacketMeta, w: &Wire<'_>, src: bool) -> Option<(u16, u8)> {
     Some((u16::from_be_bytes([h[at], h[at + 1]]), proto))
 }
 
+/// The live sets of a rule set: the control thread replaces the snapshot with a changed copy
+/// (`ipset add` at run time); a check loads the snapshot it tests, and the control thread
+/// frees a replaced one only after every worker has passed a quiescent state, so a worker
+/// never frees one. Sets keep their indexes from snapshot to snapshot: only entries change.
+#[derive(Debug)]
+pub struct SetsCell {
+    cur: ArcSwap<IpSets>,
+}
+
+impl SetsCell {
+    pub fn new(sets: IpSets) -> Arc<SetsCell> {
+        Arc::new(SetsCell {
+            cur: ArcSwap::from_pointee(sets),
+        })
+    }
+
+    /// The snapshot now in force.
+    pub fn snapshot(&self) -> Arc<IpSets> {
+        self.cur.load_full()
+    }
+
+    /// Puts `next` in force; returns the snapshot it replaces (for the caller to free once
+    /// no worker can be testing it).
+    pub fn replace(&self, next: IpSets) -> Arc<IpSets> {
+        self.cur.swap(Arc::new(next))
+    }
+}
+
 /// One `-m set --match-set NAME FLAGS` match.
 #[derive(Clone, Debug)]
 pub struct SetMatch {
-    pub sets: Arc<IpSets>,
+    pub sets: Arc<SetsCell>,
     pub index: usize,
     /// Bit d set: dimension d reads the source.
     pub dirs: u8,
@@ -468,16 +544,19 @@ impl SetMatch {
     #[inline]
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>) -> bool {
         self.sets
+            .cur
+            .load()
             .test(self.index, p, w, self.dirs, self.dim, self.return_nomatch)
             != self.invert
     }
 
     /// The set's name.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> String {
         self.sets
+            .snapshot()
             .sets
             .get(self.index)
-            .map_or("", |s| s.name.as_str())
+            .map_or(String::new(), |s| s.name.clone())
     }
 }
 
