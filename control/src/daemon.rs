@@ -52,9 +52,8 @@ pub struct ControlPlane<'a> {
     reloader: Reloader,
     /// The live ipset sets the rules in force test (`ctl ipset` changes them).
     sets: Arc<SetsCell>,
-    /// Set snapshots replaced but possibly still being tested, with the epoch after which no
-    /// worker can be.
-    retired_sets: Vec<(u64, Arc<IpSets>)>,
+    /// Set snapshots replaced but possibly still in a worker's cache.
+    retired_sets: Vec<Arc<IpSets>>,
 }
 
 /// The sets of an `ipset save` file in a new cell (none: an empty one).
@@ -281,8 +280,8 @@ impl<'a> ControlPlane<'a> {
     /// Frees snapshots no worker uses any more (call periodically).
     pub fn reclaim(&mut self) {
         self.publisher.reclaim();
-        let min = self.publisher.min_reader_epoch();
-        self.retired_sets.retain(|(e, _)| *e > min);
+        // Only this list holds the snapshot: no worker's cache has it, and none can take it.
+        self.retired_sets.retain(|s| Arc::strong_count(s) > 1);
     }
 
     /// The live sets.
@@ -290,22 +289,13 @@ impl<'a> ControlPlane<'a> {
         self.sets.snapshot()
     }
 
-    /// Puts changed sets in force: swaps them into the live cell, then moves the workers'
-    /// epoch on and waits for every worker to pass it, so the answer means every worker
-    /// tests the new contents; the replaced snapshot is freed here once none can test it.
+    /// Puts changed sets in force: swaps them into the live cell (a worker's next check
+    /// takes them); the replaced snapshot is freed here once no worker's cache holds it.
     fn publish_sets(&mut self, next: IpSets) -> Result<(), String> {
         let old = self.sets.replace(next);
-        let epoch = self.publisher.advance();
-        self.retired_sets.push((epoch, old));
-        let done = self.publisher.wait(epoch, SWAP_TIMEOUT);
+        self.retired_sets.push(old);
         self.reclaim();
-        if done {
-            Ok(())
-        } else {
-            Err(format!(
-                "published, but not every worker picked the sets up within {SWAP_TIMEOUT:?}"
-            ))
-        }
+        Ok(())
     }
 
     /// `ctl ipset ...`: one command against the live sets.

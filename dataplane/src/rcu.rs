@@ -99,13 +99,6 @@ impl<T> Publisher<T> {
         epoch
     }
 
-    /// Moves the epoch on without a new snapshot, for what is published beside the snapshots
-    /// (a set's new contents, [`crate::classify::ipset::SetsCell`]): once every reader runs the
-    /// returned epoch ([`Publisher::wait`]), no reader holds anything it loaded before.
-    pub fn advance(&mut self) -> u64 {
-        self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
     /// The oldest epoch any reader still runs.
     pub fn min_reader_epoch(&self) -> u64 {
         self.shared

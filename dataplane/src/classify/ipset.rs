@@ -498,18 +498,32 @@ pub fn l4_port(p: &PacketMeta, w: &Wire<'_>, src: bool) -> Option<(u16, u8)> {
 }
 
 /// The live sets of a rule set: the control thread replaces the snapshot with a changed copy
-/// (`ipset add` at run time); a check loads the snapshot it tests, and the control thread
-/// frees a replaced one only after every worker has passed a quiescent state, so a worker
-/// never frees one. Sets keep their indexes from snapshot to snapshot: only entries change.
+/// (`ipset add` at run time) and bumps the cell's generation. Sets keep their indexes from
+/// snapshot to snapshot: only entries change.
+///
+/// A worker keeps the snapshot it tests in a thread-local cache ([`SetsCell::with`]), taken
+/// anew when the cell or its generation differs: a check costs a thread-local access and two
+/// compares, no atomic read-modify-write. The cache holds a strong reference, so a replaced
+/// snapshot is freed by the control thread, once it holds the only reference
+/// ([`Arc::strong_count`] 1: no cache has it, and none can take it again), never by a worker.
 #[derive(Debug)]
 pub struct SetsCell {
     cur: ArcSwap<IpSets>,
+    generation: AtomicU64,
+}
+
+/// One thread's snapshot of one cell: the cell's address, its generation, the snapshot.
+type Cached = Option<(usize, u64, Arc<IpSets>)>;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
 }
 
 impl SetsCell {
     pub fn new(sets: IpSets) -> Arc<SetsCell> {
         Arc::new(SetsCell {
             cur: ArcSwap::from_pointee(sets),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -518,10 +532,32 @@ impl SetsCell {
         self.cur.load_full()
     }
 
-    /// Puts `next` in force; returns the snapshot it replaces (for the caller to free once
-    /// no worker can be testing it).
+    /// Puts `next` in force; returns the snapshot it replaces, for the caller to free once it
+    /// holds the only reference.
     pub fn replace(&self, next: IpSets) -> Arc<IpSets> {
-        self.cur.swap(Arc::new(next))
+        let old = self.cur.swap(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Release);
+        old
+    }
+
+    /// `f` on the snapshot in force, through this thread's cache.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&IpSets) -> R) -> R {
+        let me = self as *const SetsCell as usize;
+        let generation = self.generation.load(Ordering::Acquire);
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            match &*c {
+                Some((cell, g, sets)) if *cell == me && *g == generation => f(sets),
+                _ => {
+                    // Loaded after the generation was read: at least as new as it.
+                    let sets = self.cur.load_full();
+                    let r = f(&sets);
+                    *c = Some((me, generation, sets));
+                    r
+                }
+            }
+        })
     }
 }
 
@@ -544,9 +580,7 @@ impl SetMatch {
     #[inline]
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>) -> bool {
         self.sets
-            .cur
-            .load()
-            .test(self.index, p, w, self.dirs, self.dim, self.return_nomatch)
+            .with(|s| s.test(self.index, p, w, self.dirs, self.dim, self.return_nomatch))
             != self.invert
     }
 
@@ -639,6 +673,34 @@ mod tests {
         assert!(!t("10.9.9.9", true) && t("10.1.9.9", true) && !t("11.0.0.1", true));
         // Fewer flags than the type's dimension, or the other family: never in the set.
         assert!(!sets.test(0, &meta("10.0.0.1", "1.1.1.1"), &w, 1, 0, false));
+    }
+
+    #[test]
+    fn a_replaced_snapshot_is_seen_at_the_next_check_and_freed_by_the_replacer() {
+        let cell = SetsCell::new(IpSets::new(vec![IpSet::new(
+            "a",
+            Kind::HashIp,
+            Some(Family::V4),
+        )]));
+        assert_eq!(cell.with(|s| s.sets[0].len()), 0);
+        let mut next = (*cell.snapshot()).clone();
+        let key = Key {
+            a: v4("10.0.0.1"),
+            ..Key::default()
+        };
+        let elem = Elem {
+            nomatch: false,
+            expires: 0,
+        };
+        next.set_mut(0).insert(key, elem);
+        let old = cell.replace(next);
+        assert_eq!(Arc::strong_count(&old), 2, "this thread's cache holds it");
+        assert_eq!(cell.with(|s| s.sets[0].len()), 1);
+        assert_eq!(Arc::strong_count(&old), 1, "the cache moved on: the replacer frees it");
+        // Another cell takes the cache over, and the first is taken again after it.
+        let other = SetsCell::new(IpSets::default());
+        assert_eq!(other.with(|s| s.sets.len()), 0);
+        assert_eq!(cell.with(|s| s.sets[0].len()), 1);
     }
 
     #[test]
