@@ -209,6 +209,23 @@ pub fn test_entry(set: &IpSet, key: &Key, at: At) -> bool {
         return found(key).unwrap_or(false);
     };
     let host = set.host_bits();
+    if set.kind.two_nets() {
+        if key.cidr != host || key.cidr2 != host {
+            return found(key).unwrap_or(false);
+        }
+        for &(c0, _) in &set.cidrs {
+            for &(c1, _) in &set.cidrs2 {
+                let mut k = *key;
+                (k.cidr, k.cidr2) = (c0, c1);
+                k.a = dataplane::classify::ipset::mask(k.a, c0, host);
+                k.b = dataplane::classify::ipset::mask(k.b, c1, host);
+                if let Some(yes) = found(&k) {
+                    return yes;
+                }
+            }
+        }
+        return false;
+    }
     if key.cidr != host {
         return found(key).unwrap_or(false);
     }
@@ -293,13 +310,14 @@ pub fn entry_text(set: &IpSet, k: &Key) -> String {
             Ipv4Addr::from(a as u32).to_string()
         }
     };
-    let net = |a: u128| {
-        if k.cidr == host {
+    let net_of = |a: u128, cidr: u8| {
+        if cidr == host {
             addr(a)
         } else {
-            format!("{}/{}", addr(a), k.cidr)
+            format!("{}/{}", addr(a), cidr)
         }
     };
+    let net = |a: u128| net_of(a, k.cidr);
     let port = || {
         let name = match k.proto {
             ip_proto::TCP => "tcp",
@@ -328,6 +346,8 @@ pub fn entry_text(set: &IpSet, k: &Key) -> String {
         Kind::HashNetPort => format!("{},{}", net(k.a), port()),
         Kind::HashIpPortIp => format!("{},{},{}", addr(k.a), port(), addr(k.b)),
         Kind::HashIpPortNet => format!("{},{},{}", addr(k.a), port(), net(k.b)),
+        Kind::HashNetNet => format!("{},{}", net(k.a), net_of(k.b, k.cidr2)),
+        Kind::HashNetPortNet => format!("{},{},{}", net(k.a), port(), net_of(k.b, k.cidr2)),
         Kind::ListSet => String::new(),
     }
 }

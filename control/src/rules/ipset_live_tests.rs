@@ -13,6 +13,8 @@ create nopt hash:ip family inet hashsize 1024 maxelem 65536
 create six hash:ip family inet6 hashsize 1024 maxelem 65536
 create l list:set size 8
 create np hash:net,port family inet hashsize 1024 maxelem 65536
+create nn hash:net,net family inet hashsize 1024 maxelem 65536
+create npn hash:net,port,net family inet6 hashsize 1024 maxelem 65536
 ";
 
 fn live() -> IpSets {
@@ -202,6 +204,15 @@ fn list_is_what_ipset_save_writes_and_restores_to_the_same_sets() {
     let s = run(&s, "add np 10.0.0.0/24,udp:53").unwrap();
     let s = run(&s, "add six 2001:db8::1").unwrap();
     let s = run(&s, "add l nets").unwrap();
+    let s = run(&s, "add nn 10.0.0.0/8,192.168.1.0/24 nomatch").unwrap();
+    let s = run(&s, "add nn 10.1.0.0/16,192.168.0.0/16").unwrap();
+    let s = run(&s, "add npn 2001:db8::/32,tcp:443,2001:db8:1::1").unwrap();
+    // A host pair tries the prefix pairs, the first network's longest first.
+    assert!(test(&s, "test nn 10.1.1.1,192.168.1.9", NOW));
+    assert!(!test(&s, "test nn 10.2.1.1,192.168.1.9", NOW));
+    assert!(test(&s, "test nn 10.1.0.0/16,192.168.0.0/16", NOW));
+    assert!(test(&s, "test npn 2001:db8::5,tcp:443,2001:db8:1::1", NOW));
+    assert!(!test(&s, "test npn 2001:db8::5,tcp:443,2001:db8:1::2", NOW));
     let text = list(&s, "save");
     assert!(text.starts_with(
         "create ban hash:ip family inet hashsize 1024 maxelem 3 timeout 0\ncreate nets hash:net"
@@ -212,6 +223,9 @@ fn list_is_what_ipset_save_writes_and_restores_to_the_same_sets() {
         "add np 10.0.0.0/24,udp:53\n",
         "add six 2001:db8::1\n",
         "add l nets\n",
+        "add nn 10.0.0.0/8,192.168.1.0/24 nomatch\n",
+        "add nn 10.1.0.0/16,192.168.0.0/16\n",
+        "add npn 2001:db8::/32,tcp:443,2001:db8:1::1\n",
     ] {
         assert!(text.contains(want), "{want} in {text}");
     }

@@ -241,8 +241,8 @@ fn create(name: &Token<'_>, cmd: &Token<'_>, rest: &[Token<'_>]) -> Result<IpSet
             ty.col,
             format!(
                 "set type {} is not supported (Rampart takes hash:ip, hash:net, hash:ip,port, \
-                 hash:net,port, hash:ip,port,ip, hash:ip,port,net, bitmap:ip, bitmap:port and \
-                 list:set)",
+                 hash:net,port, hash:ip,port,ip, hash:ip,port,net, hash:net,net, \
+                 hash:net,port,net, bitmap:ip, bitmap:port and list:set)",
                 ty.text
             ),
         )
@@ -757,7 +757,7 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
             }
             key.port = port;
         }
-        Kind::HashNet | Kind::HashNetPort => {
+        Kind::HashNet | Kind::HashNetPort | Kind::HashNetNet | Kind::HashNetPortNet => {
             (key.a, key.cidr) = prefix(family, t, parts[0])?;
         }
         Kind::HashIpPort | Kind::HashIpPortIp | Kind::HashIpPortNet => {
@@ -771,6 +771,8 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
     match set.kind {
         Kind::HashIpPortIp => key.b = single(parts[2])?,
         Kind::HashIpPortNet => (key.b, key.cidr) = prefix(family, t, parts[2])?,
+        Kind::HashNetNet => (key.b, key.cidr2) = prefix(family, t, parts[1])?,
+        Kind::HashNetPortNet => (key.b, key.cidr2) = prefix(family, t, parts[2])?,
         _ => {}
     }
     Ok(key)

@@ -35,19 +35,23 @@ pub enum Kind {
     HashNetPort,
     HashIpPortIp,
     HashIpPortNet,
+    HashNetNet,
+    HashNetPortNet,
     BitmapIp,
     BitmapPort,
     ListSet,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::HashIp,
         Kind::HashNet,
         Kind::HashIpPort,
         Kind::HashNetPort,
         Kind::HashIpPortIp,
         Kind::HashIpPortNet,
+        Kind::HashNetNet,
+        Kind::HashNetPortNet,
         Kind::BitmapIp,
         Kind::BitmapPort,
         Kind::ListSet,
@@ -62,6 +66,8 @@ impl Kind {
             Kind::HashNetPort => "hash:net,port",
             Kind::HashIpPortIp => "hash:ip,port,ip",
             Kind::HashIpPortNet => "hash:ip,port,net",
+            Kind::HashNetNet => "hash:net,net",
+            Kind::HashNetPortNet => "hash:net,port,net",
             Kind::BitmapIp => "bitmap:ip",
             Kind::BitmapPort => "bitmap:port",
             Kind::ListSet => "list:set",
@@ -75,8 +81,8 @@ impl Kind {
     /// The type's dimension: how many src/dst flags a match needs at least.
     pub fn dimension(self) -> u8 {
         match self {
-            Kind::HashIpPort | Kind::HashNetPort => 2,
-            Kind::HashIpPortIp | Kind::HashIpPortNet => 3,
+            Kind::HashIpPort | Kind::HashNetPort | Kind::HashNetNet => 2,
+            Kind::HashIpPortIp | Kind::HashIpPortNet | Kind::HashNetPortNet => 3,
             _ => 1,
         }
     }
@@ -84,17 +90,29 @@ impl Kind {
     /// The dimension that is a network (with a prefix length per entry), if any.
     pub fn net_dim(self) -> Option<usize> {
         match self {
-            Kind::HashNet | Kind::HashNetPort => Some(0),
+            Kind::HashNet | Kind::HashNetPort | Kind::HashNetNet | Kind::HashNetPortNet => Some(0),
             Kind::HashIpPortNet => Some(2),
             _ => None,
         }
+    }
+
+    /// Whether the last address dimension is a network too (hash:net,net and
+    /// hash:net,port,net): its prefix length is [`Key::cidr2`], and a lookup tries every pair
+    /// of prefix lengths present, the first dimension's longest first and within it the
+    /// second's (`mtype_test_cidrs` with `IPSET_NET_COUNT` 2).
+    pub fn two_nets(self) -> bool {
+        matches!(self, Kind::HashNetNet | Kind::HashNetPortNet)
     }
 
     /// Whether the second dimension is a protocol and port.
     pub fn has_port(self) -> bool {
         matches!(
             self,
-            Kind::HashIpPort | Kind::HashNetPort | Kind::HashIpPortIp | Kind::HashIpPortNet
+            Kind::HashIpPort
+                | Kind::HashNetPort
+                | Kind::HashIpPortIp
+                | Kind::HashIpPortNet
+                | Kind::HashNetPortNet
         )
     }
 
@@ -113,13 +131,44 @@ impl Kind {
 /// An entry of a hash or bitmap set: the address dimensions (the first in `a`, the third in
 /// `b`), the protocol and port, and the network dimension's prefix length (0 for types
 /// without one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, Eq, PartialOrd, Ord)]
 pub struct Key {
     pub a: u128,
     pub b: u128,
     pub port: u16,
     pub proto: u8,
     pub cidr: u8,
+    /// The second network's prefix length ([`Kind::two_nets`]; 0 for the other types).
+    pub cidr2: u8,
+}
+
+impl Key {
+    /// The port, protocol and prefix lengths as one word.
+    #[inline(always)]
+    fn rest(&self) -> u64 {
+        u64::from(self.port)
+            | u64::from(self.proto) << 16
+            | u64::from(self.cidr) << 24
+            | u64::from(self.cidr2) << 32
+    }
+}
+
+impl PartialEq for Key {
+    /// Three compares (the table's probe compares keys).
+    #[inline(always)]
+    fn eq(&self, o: &Key) -> bool {
+        self.a == o.a && self.b == o.b && self.rest() == o.rest()
+    }
+}
+
+impl std::hash::Hash for Key {
+    /// Three words: the addresses, then the port, protocol and prefix lengths as one.
+    #[inline(always)]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(self.a);
+        h.write_u128(self.b);
+        h.write_u64(self.rest());
+    }
 }
 
 /// What an entry says.
@@ -151,6 +200,8 @@ pub struct IpSet {
     /// The prefix lengths present in a type with a network dimension, longest first, with how
     /// many entries have each.
     pub cidrs: Vec<(u8, u32)>,
+    /// The same for the second network of [`Kind::two_nets`] types.
+    pub cidrs2: Vec<(u8, u32)>,
     /// list:set: the member sets (indexes into [`IpSets::sets`]) in order, with their expiry.
     pub members: Vec<(usize, u64)>,
     /// The `create` line's options after type and family, as given (for `ipset list`).
@@ -171,6 +222,7 @@ impl IpSet {
             maxelem: 65536,
             entries: HashMap::new(),
             cidrs: Vec::new(),
+            cidrs2: Vec::new(),
             members: Vec::new(),
             options: String::new(),
         }
@@ -192,12 +244,9 @@ impl IpSet {
     /// Adds (or replaces) an entry, keeping the prefix lengths present.
     pub fn insert(&mut self, key: Key, elem: Elem) {
         if self.entries.insert(key, elem).is_none() && self.kind.nomatch() {
-            match self.cidrs.iter_mut().find(|c| c.0 == key.cidr) {
-                Some(c) => c.1 += 1,
-                None => {
-                    self.cidrs.push((key.cidr, 1));
-                    self.cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
-                }
+            count_in(&mut self.cidrs, key.cidr);
+            if self.kind.two_nets() {
+                count_in(&mut self.cidrs2, key.cidr2);
             }
         }
     }
@@ -207,10 +256,10 @@ impl IpSet {
         if self.entries.remove(key).is_none() {
             return false;
         }
-        if let Some(i) = self.cidrs.iter().position(|c| c.0 == key.cidr) {
-            self.cidrs[i].1 -= 1;
-            if self.cidrs[i].1 == 0 {
-                self.cidrs.remove(i);
+        if self.kind.nomatch() {
+            count_out(&mut self.cidrs, key.cidr);
+            if self.kind.two_nets() {
+                count_out(&mut self.cidrs2, key.cidr2);
             }
         }
         true
@@ -228,6 +277,7 @@ impl IpSet {
             maxelem: self.maxelem,
             entries: HashMap::new(),
             cidrs: Vec::new(),
+            cidrs2: Vec::new(),
             members: Vec::new(),
             options: self.options.clone(),
         }
@@ -254,6 +304,7 @@ impl IpSet {
     pub fn flush(&mut self) {
         self.entries.clear();
         self.cidrs.clear();
+        self.cidrs2.clear();
         self.members.clear();
     }
 
@@ -263,6 +314,27 @@ impl IpSet {
             128
         } else {
             32
+        }
+    }
+}
+
+/// One more entry of prefix length `cidr` in `cidrs` (kept longest first).
+fn count_in(cidrs: &mut Vec<(u8, u32)>, cidr: u8) {
+    match cidrs.iter_mut().find(|c| c.0 == cidr) {
+        Some(c) => c.1 += 1,
+        None => {
+            cidrs.push((cidr, 1));
+            cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
+        }
+    }
+}
+
+/// One entry fewer of prefix length `cidr` in `cidrs`.
+fn count_out(cidrs: &mut Vec<(u8, u32)>, cidr: u8) {
+    if let Some(i) = cidrs.iter().position(|c| c.0 == cidr) {
+        cidrs[i].1 -= 1;
+        if cidrs[i].1 == 0 {
+            cidrs.remove(i);
         }
     }
 }
@@ -382,6 +454,27 @@ impl IpSets {
         }
     }
 
+    /// [`IpSets::lookup`] for the types of two networks: every pair of prefix lengths.
+    #[inline(never)]
+    fn lookup_pairs(&self, s: &IpSet, mut key: Key, now_ns: u64) -> Option<bool> {
+        let host = s.host_bits();
+        let (a, b) = (key.a, key.b);
+        for &(c0, _) in &s.cidrs {
+            key.a = mask(a, c0, host);
+            key.cidr = c0;
+            for &(c1, _) in &s.cidrs2 {
+                key.b = mask(b, c1, host);
+                key.cidr2 = c1;
+                if let Some(e) = s.entries.get(&key) {
+                    if self.live(e.expires, now_ns) {
+                        return Some(e.nomatch);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The entry a packet finds in a hash or bitmap set: `Some(nomatch)`, or `None`.
     fn lookup(&self, s: &IpSet, p: &PacketMeta, w: &Wire<'_>, dirs: u8) -> Option<bool> {
         let addr = |d: u8| {
@@ -421,10 +514,17 @@ impl IpSets {
             }
             Kind::ListSet => return None,
             Kind::HashNet => key.a = addr(0),
+            Kind::HashNetNet => {
+                key.a = addr(0);
+                key.b = addr(1);
+            }
             _ => {
                 key.a = addr(0);
                 (key.port, key.proto) = l4_port(p, w, dirs & 2 != 0)?;
-                if matches!(s.kind, Kind::HashIpPortIp | Kind::HashIpPortNet) {
+                if matches!(
+                    s.kind,
+                    Kind::HashIpPortIp | Kind::HashIpPortNet | Kind::HashNetPortNet
+                ) {
                     key.b = addr(2);
                 }
             }
@@ -436,6 +536,9 @@ impl IpSets {
                 .filter(|e| self.live(e.expires, w.now_ns))
                 .map(|e| e.nomatch);
         };
+        if s.kind.two_nets() {
+            return self.lookup_pairs(s, key, w.now_ns);
+        }
         let whole = if nd == 0 { key.a } else { key.b };
         for &(cidr, _) in &s.cidrs {
             let m = mask(whole, cidr, host);
@@ -696,7 +799,11 @@ mod tests {
         let old = cell.replace(next);
         assert_eq!(Arc::strong_count(&old), 2, "this thread's cache holds it");
         assert_eq!(cell.with(|s| s.sets[0].len()), 1);
-        assert_eq!(Arc::strong_count(&old), 1, "the cache moved on: the replacer frees it");
+        assert_eq!(
+            Arc::strong_count(&old),
+            1,
+            "the cache moved on: the replacer frees it"
+        );
         // Another cell takes the cache over, and the first is taken again after it.
         let other = SetsCell::new(IpSets::default());
         assert_eq!(other.with(|s| s.sets.len()), 0);
