@@ -294,6 +294,34 @@ mod tests {
                 ipsets: None
             })
         );
+        assert_eq!(
+            parse_request(r#"{"cmd":"rules load","file":null,"ipsets":"/s"}"#),
+            Ok(Request::RulesLoad {
+                file: None,
+                file6: None,
+                groups: None,
+                ipsets: Some("/s".into())
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"ipset","line":"add f2b 192.0.2.1"}"#),
+            Ok(Request::Ipset {
+                line: "add f2b 192.0.2.1".into()
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"ipset restore","text":"flush\n","exist":true}"#),
+            Ok(Request::IpsetRestore {
+                file: None,
+                text: Some("flush\n".into()),
+                exist: true
+            })
+        );
+        let e = parse_request(r#"{"cmd":"ipset","line":"x","set":"y"}"#).unwrap_err();
+        assert!(
+            e["error"].as_str().unwrap().contains("unknown field"),
+            "{e}"
+        );
         let e = parse_request("{nope").unwrap_err();
         assert!(e["error"].as_str().unwrap().contains("malformed"));
         let e = parse_request(r#"{"cmd":"reboot"}"#).unwrap_err();
