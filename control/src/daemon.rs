@@ -10,6 +10,7 @@ use crate::metrics::Exposition;
 use crate::mgmt::{error, Request};
 use crate::reload::Reloader;
 use crate::rules::Hook;
+use dataplane::classify::ipset::{IpSets, SetsCell};
 use dataplane::conntrack::ConnInfo;
 use dataplane::filter::FilterSnapshot;
 use dataplane::rcu::{Publisher, Reader};
@@ -49,6 +50,22 @@ pub struct ControlPlane<'a> {
     conntrack: Vec<crossbeam_channel::Sender<CtCommand>>,
     /// What the last load made of each rule file, so the next load compiles only what changed.
     reloader: Reloader,
+    /// The live ipset sets the rules in force test (`ctl ipset` changes them).
+    sets: Arc<SetsCell>,
+    /// Set snapshots replaced but possibly still in a worker's cache.
+    retired_sets: Vec<Arc<IpSets>>,
+}
+
+/// The sets of an `ipset save` file in a new cell (none: an empty one).
+fn read_sets(path: Option<&std::path::Path>) -> Result<Arc<SetsCell>, String> {
+    let Some(p) = path else {
+        return Ok(SetsCell::new(IpSets::default()));
+    };
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+    crate::rules::ipsets::parse_ipsets(&p.display().to_string(), &text)
+        .map(SetsCell::new)
+        .map_err(|e| crate::load::LoadError::Rules(e).to_string())
 }
 
 fn source_of(files: &RulesConf) -> String {
@@ -79,8 +96,11 @@ impl<'a> ControlPlane<'a> {
         make: Box<MakeClassifier<'a>>,
     ) -> Result<ControlPlane<'a>, String> {
         let mut reloader = Reloader::new();
-        let snap = compile(&files, &ports, workers, &nat, &*make, &mut reloader)?;
+        let sets = read_sets(files.ipsets.as_deref())?;
+        let snap = compile(&files, &sets, &ports, workers, &nat, &*make, &mut reloader)?;
         Ok(ControlPlane {
+            sets,
+            retired_sets: Vec::new(),
             make,
             publisher: Publisher::new(snap, workers),
             files,
@@ -209,11 +229,19 @@ impl<'a> ControlPlane<'a> {
     }
 
     /// Compiles `files` and, if they compile, publishes them and waits for every worker.
-    /// Returns the time from request to every worker running the new rules.
-    pub fn load(&mut self, files: RulesConf) -> Result<Duration, String> {
+    /// Returns the time from request to every worker running the new rules. The rules test
+    /// the live sets, or with `sets` (a sets file given with the request) those, which become
+    /// the live sets.
+    pub fn load(
+        &mut self,
+        files: RulesConf,
+        sets: Option<Arc<SetsCell>>,
+    ) -> Result<Duration, String> {
         let t0 = Instant::now();
+        let sets = sets.unwrap_or_else(|| self.sets.clone());
         let snap = match compile(
             &files,
+            &sets,
             &self.ports,
             self.workers,
             &self.nat,
@@ -237,20 +265,74 @@ impl<'a> ControlPlane<'a> {
         let swapped = t0.elapsed();
         self.publisher.reclaim();
         self.files = files;
+        self.sets = sets;
         self.swaps.swaps += 1;
         self.swaps.last_compile = compiled;
         self.swaps.last_publish = swapped;
         Ok(swapped)
     }
 
-    /// Reloads the configured files (SIGHUP).
+    /// Reloads the configured rule files (SIGHUP), keeping the live sets' contents.
     pub fn reload(&mut self) -> Result<Duration, String> {
-        self.load(self.files.clone())
+        self.load(self.files.clone(), None)
     }
 
     /// Frees snapshots no worker uses any more (call periodically).
     pub fn reclaim(&mut self) {
         self.publisher.reclaim();
+        // Only this list holds the snapshot: no worker's cache has it, and none can take it.
+        self.retired_sets.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// The live sets.
+    pub fn sets(&self) -> Arc<IpSets> {
+        self.sets.snapshot()
+    }
+
+    /// Puts changed sets in force: swaps them into the live cell (a worker's next check
+    /// takes them); the replaced snapshot is freed here once no worker's cache holds it.
+    fn publish_sets(&mut self, next: IpSets) -> Result<(), String> {
+        let old = self.sets.replace(next);
+        self.retired_sets.push(old);
+        self.reclaim();
+        Ok(())
+    }
+
+    /// `ctl ipset ...`: one command against the live sets.
+    fn ipset(&mut self, line: &str) -> Value {
+        use crate::rules::ipset_live::{command, Outcome};
+        let cur = self.sets.snapshot();
+        let at = live_at(&cur, false);
+        match command(&cur, line, at) {
+            Ok(Outcome::Changed(next)) => match self.publish_sets(next) {
+                Ok(()) => json!({ "ok": true }),
+                Err(e) => error(e),
+            },
+            Ok(Outcome::Tested(yes, text)) => json!({ "ok": true, "in_set": yes, "text": text }),
+            Ok(Outcome::Listed(text)) => json!({ "ok": true, "text": text }),
+            Err((col, m)) => error(format!("ipset: column {col}: {m}")),
+        }
+    }
+
+    /// `ctl ipset restore`: every line or none.
+    fn ipset_restore(&mut self, file: Option<String>, text: Option<String>, exist: bool) -> Value {
+        let (name, text) = match (file, text) {
+            (Some(f), None) => match std::fs::read_to_string(&f) {
+                Ok(t) => (f, t),
+                Err(e) => return error(format!("{f}: cannot read: {e}")),
+            },
+            (None, Some(t)) => ("-".to_string(), t),
+            _ => return error("ipset restore takes a file or text, one of them"),
+        };
+        let cur = self.sets.snapshot();
+        let at = live_at(&cur, exist);
+        match crate::rules::ipset_live::restore(&cur, &name, &text, at) {
+            Ok(next) => match self.publish_sets(next) {
+                Ok(()) => json!({ "ok": true }),
+                Err(e) => error(e),
+            },
+            Err(errors) => error(crate::load::LoadError::Rules(errors).to_string()),
+        }
     }
 
     /// Answers a management request. `stats` gives the workers' counters.
@@ -273,10 +355,18 @@ impl<'a> ControlPlane<'a> {
                         classifier: self.files.classifier,
                     }
                 };
+                let mut sets = None;
                 if let Some(s) = ipsets {
                     files.ipsets = Some(s.into());
+                    match read_sets(files.ipsets.as_deref()) {
+                        Ok(c) => sets = Some(c),
+                        Err(e) => {
+                            self.swaps.failures += 1;
+                            return error(e);
+                        }
+                    }
                 }
-                match self.load(files) {
+                match self.load(files, sets) {
                     Ok(t) => {
                         json!({ "ok": true, "swap_us": t.as_micros() as u64, "compile_us": self.swaps.last_compile.as_micros() as u64, "rules": self.rule_counts(), "reload": self.reloader.report().json() })
                     }
@@ -302,6 +392,8 @@ impl<'a> ControlPlane<'a> {
             Request::NatList { max } => {
                 self.nat_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
             }
+            Request::Ipset { line } => self.ipset(&line),
+            Request::IpsetRestore { file, text, exist } => self.ipset_restore(file, text, exist),
         }
     }
 
@@ -600,8 +692,17 @@ impl<'a> ControlPlane<'a> {
     }
 }
 
+/// When a runtime command applies: now on the workers' clock, in the sets' time.
+fn live_at(sets: &IpSets, exist: bool) -> crate::rules::ipsets::At {
+    crate::rules::ipsets::At {
+        now_ms: sets.elapsed_ms(dataplane::worker::clock_ns()),
+        exist,
+    }
+}
+
 fn compile(
     files: &RulesConf,
+    sets: &Arc<SetsCell>,
     ports: &[String],
     workers: usize,
     nat: &NatSettings,
@@ -612,20 +713,23 @@ fn compile(
         rules: files.ipv4.as_deref(),
         rules6: files.ipv6.as_deref(),
         groups: files.groups.as_deref(),
-        ipsets: files.ipsets.as_deref(),
+        ipsets: None,
+        live_sets: (!sets.snapshot().sets.is_empty()).then_some(sets),
         nat: nat.env(workers),
     };
     // The incremental reloader compiles the filter and raw tables; a rule set with a nat
     // table or a mangle table that may apply, and router mode (INPUT chain), take the full
     // path.
-    let filter =
-        if nat.mode == crate::config::Mode::Router || has_nat_table(&rf) || rf.ipsets.is_some() {
-            reloader.clear();
-            load_filter(&rf, ports, Hook::Forward, nat.mode, make)
-        } else {
-            reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
-        }
-        .map_err(|e| e.to_string())?;
+    let filter = if nat.mode == crate::config::Mode::Router
+        || has_nat_table(&rf)
+        || rf.live_sets.is_some()
+    {
+        reloader.clear();
+        load_filter(&rf, ports, Hook::Forward, nat.mode, make)
+    } else {
+        reloader.load_filter(&rf, ports, Hook::Forward, files.classifier, make)
+    }
+    .map_err(|e| e.to_string())?;
     nat.check(&filter)?;
     Ok(FilterSnapshot::new(filter, source_of(files), workers))
 }

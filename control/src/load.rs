@@ -51,6 +51,8 @@ pub struct RuleFiles<'a> {
     pub groups: Option<&'a Path>,
     /// ipset sets (`ipset save` output) for `-m set`.
     pub ipsets: Option<&'a Path>,
+    /// Live sets (the daemon's, changed at run time) for `-m set` when `ipsets` is `None`.
+    pub live_sets: Option<&'a std::sync::Arc<dataplane::classify::ipset::SetsCell>>,
     /// What the nat table is compiled for.
     pub nat: NatEnv<'a>,
 }
@@ -226,11 +228,11 @@ pub fn load_filter(
     let mut errors = Vec::new();
     let mut nat: [Option<NatRules>; 2] = [None, None];
     let sets = match files.ipsets {
-        Some(p) => Some(std::sync::Arc::new(
+        Some(p) => Some(dataplane::classify::ipset::SetsCell::new(
             crate::rules::ipsets::parse_ipsets(&p.display().to_string(), &read(p)?)
                 .map_err(LoadError::Rules)?,
         )),
-        None => None,
+        None => files.live_sets.cloned(),
     };
     for (path, family) in [(files.rules, Family::V4), (files.rules6, Family::V6)] {
         let Some(path) = path else { continue };

@@ -125,6 +125,86 @@ enum CtlCommand {
         #[command(subcommand)]
         command: CtlNat,
     },
+    /// The live ipset sets `-m set` tests, changed without a rule reload (as ipset(8) does);
+    /// every change is in force on every worker when the command answers.
+    Ipset {
+        #[command(subcommand)]
+        command: CtlIpset,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlIpset {
+    /// `add NAME ENTRY [timeout N] [nomatch] [-exist]`
+    Add {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `del NAME ENTRY [-exist]`
+    Del {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `test NAME ENTRY`: exit status 0 when the entry is in the set, 1 when not.
+    Test {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `list [NAME]`: the sets as `ipset save` writes them (restorable).
+    List { name: Option<String> },
+    /// `save [NAME]`: the same as list.
+    Save { name: Option<String> },
+    /// `flush [NAME]`: remove every entry (of every set).
+    Flush { name: Option<String> },
+    /// `swap FROM TO`: exchange two sets' contents (of the same type).
+    Swap { from: String, to: String },
+    /// `restore [FILE] [-exist]`: add, del, flush, create and swap lines (stdin when no
+    /// FILE), applied all or nothing.
+    Restore {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// One ipset command line from its words (a word with blanks quoted).
+fn ipset_line(cmd: &str, args: &[String]) -> String {
+    let mut line = cmd.to_string();
+    for a in args {
+        line.push(' ');
+        if a.is_empty() || a.contains(char::is_whitespace) {
+            line += &format!("\"{}\"", a.replace('"', ""));
+        } else {
+            line += a;
+        }
+    }
+    line
+}
+
+/// The `ipset restore` request: `-exist` and a file (stdin when none).
+fn ipset_restore(args: &[String]) -> Result<serde_json::Value> {
+    let mut exist = false;
+    let mut file = None;
+    for a in args {
+        match a.as_str() {
+            "-exist" | "--exist" => exist = true,
+            _ if file.is_none() => file = Some(PathBuf::from(a)),
+            _ => anyhow::bail!("ipset restore takes one file ({a:?} is a second)"),
+        }
+    }
+    Ok(match file {
+        Some(f) => {
+            serde_json::json!({"cmd": "ipset restore", "file": absolute(Some(f)), "exist": exist})
+        }
+        None => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading stdin")?;
+            if text.len() > control::mgmt::MAX_REQUEST_BYTES - 256 {
+                anyhow::bail!("more than a request holds on stdin: give the lines as a FILE");
+            }
+            serde_json::json!({"cmd": "ipset restore", "text": text, "exist": exist})
+        }
+    })
 }
 
 #[derive(Subcommand)]
@@ -228,8 +308,10 @@ fn rules_check(
         Some(p) => {
             let text = std::fs::read_to_string(&p)
                 .with_context(|| format!("{}: cannot read", p.display()))?;
-            match control::rules::ipsets::parse_ipsets(&p.display().to_string(), &text) {
-                Ok(s) => Some(std::sync::Arc::new(s)),
+            match control::rules::ipsets::parse_ipsets(&p.display().to_string(), &text)
+                .map(dataplane::classify::ipset::SetsCell::new)
+            {
+                Ok(s) => Some(s),
                 Err(errors) => {
                     for e in &errors {
                         eprintln!("{e}");
@@ -436,6 +518,22 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
         CtlCommand::Nat {
             command: CtlNat::List { max: None },
         } => serde_json::json!({"cmd": "nat list"}),
+        CtlCommand::Ipset { command: c } => match c {
+            CtlIpset::Restore { args } => ipset_restore(args)?,
+            c => {
+                let line = match c {
+                    CtlIpset::Add { args } => ipset_line("add", args),
+                    CtlIpset::Del { args } => ipset_line("del", args),
+                    CtlIpset::Test { args } => ipset_line("test", args),
+                    CtlIpset::List { name } => ipset_line("list", name.as_slice()),
+                    CtlIpset::Save { name } => ipset_line("save", name.as_slice()),
+                    CtlIpset::Flush { name } => ipset_line("flush", name.as_slice()),
+                    CtlIpset::Swap { from, to } => ipset_line("swap", &[from.clone(), to.clone()]),
+                    CtlIpset::Restore { .. } => unreachable!(),
+                };
+                serde_json::json!({"cmd": "ipset", "line": line})
+            }
+        },
     };
     let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
         .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
@@ -509,6 +607,28 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                 };
                 eprintln!("rampart: {n} binding(s) listed{more}");
             }
+            CtlCommand::Ipset {
+                command: CtlIpset::Test { .. },
+            } => {
+                let text = answer["text"].as_str().unwrap_or("");
+                if answer["in_set"] == true {
+                    out!("{text}");
+                } else {
+                    eprintln!("{text}");
+                    std::process::exit(1);
+                }
+            }
+            CtlCommand::Ipset {
+                command: CtlIpset::List { .. } | CtlIpset::Save { .. },
+            } => {
+                write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    answer["text"].as_str().unwrap_or("")
+                )
+                .context(STDOUT)?;
+            }
+            CtlCommand::Ipset { .. } => {}
             _ => out!("{}", serde_json::to_string_pretty(&answer)?),
         }
     }
@@ -600,6 +720,7 @@ fn real_main() -> Result<()> {
                 ipsets: ipsets
                     .as_deref()
                     .or(config.as_ref().and_then(|c| c.rules.ipsets.as_deref())),
+                live_sets: None,
                 nat: nat.env(1),
             };
             let kind = config

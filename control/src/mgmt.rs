@@ -3,8 +3,11 @@
 //! size and time; a malformed request gets an error answer and never stops the daemon.
 //!
 //! Requests: `{"cmd": "rules load", "file": PATH}`, `{"cmd": "rules show"}`, `{"cmd": "stats"}`,
-//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`; for tests
-//! only, `{"cmd": "clock shift", "ns": N}` (the wall clock `-m time` reads, moved by N ns).
+//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`,
+//! `{"cmd": "ipset", "line": "add NAME ENTRY ..."}` (one ipset command: add, del, test, list,
+//! save, flush, swap) and `{"cmd": "ipset restore", "file": PATH}` or `"text": LINES` (with
+//! `"exist": true` for `-exist`); for tests only, `{"cmd": "clock shift", "ns": N}` (the wall
+//! clock `-m time` reads, moved by N ns).
 //! Answers: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
 
 use serde::Deserialize;
@@ -62,6 +65,17 @@ pub enum Request {
     /// second). `ns` 0 takes the host's clock again.
     #[serde(rename = "clock shift")]
     ClockShift { ns: i64 },
+    /// One ipset command against the live sets.
+    #[serde(rename = "ipset")]
+    Ipset { line: String },
+    /// ipset restore: lines of add, del, flush, create and swap, applied all or nothing.
+    #[serde(rename = "ipset restore")]
+    IpsetRestore {
+        file: Option<String>,
+        text: Option<String>,
+        #[serde(default)]
+        exist: bool,
+    },
 }
 
 /// Connections a `conntrack list` answer holds unless the request asks for more.
@@ -83,7 +97,9 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
         }
         Some(c) => {
             let allowed: &[&str] = match c {
-                "rules load" => &["cmd", "file", "file6", "groups"],
+                "rules load" => &["cmd", "file", "file6", "groups", "ipsets"],
+                "ipset" => &["cmd", "line"],
+                "ipset restore" => &["cmd", "file", "text", "exist"],
                 "conntrack list" | "nat list" => &["cmd", "max"],
                 "clock shift" => &["cmd", "ns"],
                 _ => &["cmd"],
@@ -101,7 +117,7 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
     serde_json::from_value(v).map_err(|e| error(format!("bad request: {e}")))
 }
 
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 9] = [
     "rules load",
     "rules show",
     "stats",
@@ -109,6 +125,8 @@ const KNOWN: [&str; 7] = [
     "conntrack flush",
     "nat list",
     "clock shift",
+    "ipset",
+    "ipset restore",
 ];
 
 /// An error answer.
@@ -284,6 +302,34 @@ mod tests {
                 groups: None,
                 ipsets: None
             })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"rules load","file":null,"ipsets":"/s"}"#),
+            Ok(Request::RulesLoad {
+                file: None,
+                file6: None,
+                groups: None,
+                ipsets: Some("/s".into())
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"ipset","line":"add f2b 192.0.2.1"}"#),
+            Ok(Request::Ipset {
+                line: "add f2b 192.0.2.1".into()
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"ipset restore","text":"flush\n","exist":true}"#),
+            Ok(Request::IpsetRestore {
+                file: None,
+                text: Some("flush\n".into()),
+                exist: true
+            })
+        );
+        let e = parse_request(r#"{"cmd":"ipset","line":"x","set":"y"}"#).unwrap_err();
+        assert!(
+            e["error"].as_str().unwrap().contains("unknown field"),
+            "{e}"
         );
         let e = parse_request("{nope").unwrap_err();
         assert!(e["error"].as_str().unwrap().contains("malformed"));

@@ -132,6 +132,19 @@ impl TscClock {
     }
 }
 
+/// The workers' packet clock (`Wire::now_ns`) read now, for the control thread (runtime
+/// ipset entry timeouts count on it).
+pub fn clock_ns() -> u64 {
+    match tsc_hz() {
+        // No EAL (no workers either): any monotonic clock.
+        0 => {
+            static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+        }
+        hz => TscClock::new(hz).ns(tsc()),
+    }
+}
+
 /// Expired connections retired per loop iteration at most.
 const EXPIRE_BUDGET: u32 = 128;
 

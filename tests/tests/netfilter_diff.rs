@@ -1422,6 +1422,97 @@ fn ipsets_match_linux() {
     );
 }
 
+/// Whether this kernel has ipset type `ty` (probed in a namespace of its own, deleted after).
+fn kernel_has_set_type(ty: &str) -> bool {
+    let ns = format!("nfp{}", tests::unique(""));
+    let ok = |c: &mut std::process::Command| c.output().is_ok_and(|o| o.status.success());
+    if !ok(std::process::Command::new("ip").args(["netns", "add", &ns])) {
+        return false;
+    }
+    let has = ok(std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "ipset", "create", "probe", ty]));
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &ns])
+        .output();
+    has
+}
+
+const NET_PAIR_SETS: &str = "create nn4 hash:net,net family inet hashsize 1024 maxelem 65536
+add nn4 203.0.113.96/28,10.1.0.0/16
+add nn4 203.0.113.64/26,10.1.0.0/24 nomatch
+create nn6 hash:net,net family inet6 hashsize 1024 maxelem 65536
+add nn6 2001:db8:2::60/124,fd00:1::/32
+add nn6 2001:db8:2::40/122,fd00:1::/64 nomatch
+create npn4 hash:net,port,net family inet hashsize 1024 maxelem 65536
+add npn4 203.0.113.192/26,udp:80,10.1.0.0/16
+add npn4 203.0.113.128/25,udp:80,10.1.0.0/24 nomatch
+create npn6 hash:net,port,net family inet6 hashsize 1024 maxelem 65536
+add npn6 2001:db8:2::c0/122,udp:80,fd00:1::/32
+add npn6 2001:db8:2::80/121,udp:80,fd00:1::/64 nomatch
+";
+
+/// hash:net,net and hash:net,port,net against Linux: the prefix pairs are tried the first
+/// network's longest first, so a plain entry of (/28, /16) answers before a `nomatch` one of
+/// (/26, /24); a `nomatch` pair alone lets the packet on; the port counts. Skipped where the
+/// kernel lacks the types (CONFIG_IP_SET_HASH_NETNET, CONFIG_IP_SET_HASH_NETPORTNET).
+#[test]
+fn two_network_ipsets_match_linux() {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    if !root_or_skip("two_network_ipsets_match_linux") {
+        return;
+    }
+    for ty in ["hash:net,net", "hash:net,port,net"] {
+        if !kernel_has_set_type(ty) {
+            eprintln!("two_network_ipsets_match_linux: skipped, this kernel has no {ty}");
+            return;
+        }
+    }
+    let rules = |f: &str| {
+        format!(
+            "{HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m set --match-set nn{f} src,dst -j DROP\n\
+             -A FORWARD -m set --match-set npn{f} src,dst,dst -j DROP\n\
+             COMMIT\n"
+        )
+    };
+    let rs = RuleSet {
+        name: "ipsets-net-pairs",
+        v4: rules("4"),
+        v6: rules("6"),
+        states: false,
+    };
+    fresh_per_family_with(
+        "two_network_ipsets_match_linux",
+        &rs,
+        "ipset-net-pairs",
+        Extra {
+            sets: Some(NET_PAIR_SETS),
+            ..Extra::default()
+        },
+        |v6| {
+            let udp = |src: u8, dport: u16, i: u16| {
+                FrameSpec::new(from_outside(v6, src), L4Spec::udp(50000 + i, dport, b"set")).build()
+            };
+            let sent = vec![
+                (
+                    udp(100, 80, 0),
+                    "net,net pair (28, 16) before (26, 24) nomatch",
+                ),
+                (udp(70, 80, 1), "net,net nomatch pair"),
+                (udp(20, 80, 2), "in neither set"),
+                (
+                    udp(200, 80, 3),
+                    "net,port,net pair (26, 16) before (25, 24) nomatch",
+                ),
+                (udp(150, 80, 4), "net,port,net nomatch pair"),
+                (udp(200, 53, 5), "a net,port,net source, not its port"),
+            ];
+            sent.into_iter().map(|(f, w)| (f, w.to_string())).unzip()
+        },
+        |_| vec![false, true, true, false, true, true],
+    );
+}
+
 /// ip6tables' extension header matches and the SPI matches against Linux: IPv6 datagrams
 /// with hop-by-hop, destination (8 and 16 bytes) and authentication headers before UDP, and
 /// ESP, from outside in; IPv4 ESP and AH. Each rule's side is taken by one frame and not by

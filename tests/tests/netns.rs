@@ -105,8 +105,13 @@ impl Daemon {
     }
 
     fn start_with_rules(t: &Topology, rules: Option<&str>) -> Daemon {
+        Daemon::start_with_sets(t, rules, None)
+    }
+
+    /// With an `ipset save` file for the rules' `-m set` too.
+    fn start_with_sets(t: &Topology, rules: Option<&str>, sets: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let rules_conf = match rules {
+        let mut rules_conf = match rules {
             Some(text) => {
                 let p = dir.path().join("rules.v4");
                 std::fs::write(&p, text).unwrap();
@@ -114,6 +119,11 @@ impl Daemon {
             }
             None => String::new(),
         };
+        if let Some(text) = sets {
+            let p = dir.path().join("ipsets");
+            std::fs::write(&p, text).unwrap();
+            rules_conf += &format!("ipsets = \"{}\"\n", p.display());
+        }
         let prefix = unique("rpns");
         let cfg = format!(
             r#"
@@ -535,4 +545,80 @@ except (socket.timeout, OSError) as e:
     assert!(s["conntrack"]["created"].as_u64().unwrap() >= 2, "{s}");
     assert!(s["drops"]["rule_drop"].as_u64().unwrap() >= 2, "{s}");
     assert_eq!(s["mbufs_in_use"]["start"], s["mbufs_in_use"]["end"], "{s}");
+}
+
+/// fail2ban's ban at run time: a flow passes, `rampart ctl ipset add` bans its source and the
+/// next packets are dropped, `ipset del` lets them through again, and an entry added with a
+/// timeout lifts itself by the workers' clock; no rule set is loaded in between, and every
+/// mbuf is back at the end.
+#[test]
+fn ipset_add_and_del_ban_and_unban_without_a_reload() {
+    if !root_or_skip("ipset_add_and_del_ban_and_unban_without_a_reload") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topology::create(83);
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+-A FORWARD -m set --match-set f2b src -j DROP\nCOMMIT\n";
+    let sets = "create f2b hash:ip family inet hashsize 1024 maxelem 65536 timeout 0\n";
+    let mut d = Daemon::start_with_sets(&t, Some(rules), Some(sets));
+    wait_for_path(&mut d, &t.ns[0], "10.83.0.2");
+    let ctl = |args: &[&str]| {
+        run(Command::new(bin("rampart"))
+            .args(["ctl", "--socket"])
+            .arg(d.socket())
+            .arg("ipset")
+            .args(args))
+    };
+    let ping = || {
+        run(&mut in_ns(
+            &t.ns[0],
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.83.0.2"],
+        ))
+        .status
+        .success()
+    };
+    assert!(ctl(&["add", "f2b", "10.83.0.1"]).status.success());
+    assert!(!ping(), "banned: the echo requests are dropped");
+    assert!(ctl(&["test", "f2b", "10.83.0.1"]).status.success());
+    let listed = ctl(&["list", "f2b"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "create f2b hash:ip family inet hashsize 1024 maxelem 65536 timeout 0\n\
+         add f2b 10.83.0.1 timeout 0\n"
+    );
+    let again = ctl(&["add", "f2b", "10.83.0.1"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("it's already added"),
+        "{again:?}"
+    );
+    assert!(ctl(&["add", "f2b", "10.83.0.1", "-exist"]).status.success());
+    assert!(ctl(&["del", "f2b", "10.83.0.1"]).status.success());
+    assert!(ping(), "unbanned with no reload");
+    assert!(!ctl(&["test", "f2b", "10.83.0.1"]).status.success());
+    // A ban for 2 seconds lifts itself.
+    assert!(ctl(&["add", "f2b", "10.83.0.1", "timeout", "2"])
+        .status
+        .success());
+    assert!(!ping(), "banned for 2 s");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(ping(), "the ban timed out on the workers' clock");
+    // One rule set all along: its counter (zeroed by any load) holds every banned packet.
+    let shown = run_ok(
+        Command::new(bin("rampart"))
+            .args(["ctl", "--json", "--socket"])
+            .arg(d.socket())
+            .args(["rules", "show"]),
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(
+        shown["rules"][0]["packets"].as_u64().unwrap_or(0) >= 4,
+        "the banned echo requests were dropped by the set rule: {shown}"
+    );
+    let summary = d.stop();
+    assert_eq!(
+        summary["mbufs_in_use_end"], summary["mbufs_in_use_start"],
+        "every mbuf back: {summary}"
+    );
 }

@@ -43,8 +43,10 @@ add l a
 add l n
 "#;
 
-fn sets(text: &str) -> Arc<dataplane::classify::ipset::IpSets> {
-    Arc::new(parse_ipsets("s.sets", text).unwrap_or_else(|e| panic!("{e:?}")))
+fn sets(text: &str) -> Arc<dataplane::classify::ipset::SetsCell> {
+    dataplane::classify::ipset::SetsCell::new(
+        parse_ipsets("s.sets", text).unwrap_or_else(|e| panic!("{e:?}")),
+    )
 }
 
 fn compile_with(sets_text: &str, body: &str, family: Family) -> Result<RuleSet, Vec<RuleError>> {
@@ -133,7 +135,7 @@ fn one(rule: &str) -> RuleSet {
 
 #[test]
 fn reads_what_ipset_save_writes() {
-    let s = sets(SAVED);
+    let s = sets(SAVED).snapshot();
     assert_eq!(s.sets.len(), 10);
     let n = &s.sets[s.find("n").unwrap()];
     assert_eq!(n.len(), 3);
@@ -141,7 +143,7 @@ fn reads_what_ipset_save_writes() {
     assert_eq!(s.sets[s.find("l").unwrap()].members.len(), 2);
     assert_eq!(s.sets[s.find("p").unwrap()].len(), 6);
     // Comments, blank lines, flush and del are taken too.
-    let s = sets("# saved\n\ncreate x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.5\ndel x 1.2.3.4\nflush x\nadd x 1.1.1.1\n");
+    let s = sets("# saved\n\ncreate x hash:ip\nadd x 1.2.3.4\nadd x 1.2.3.5\ndel x 1.2.3.4\nflush x\nadd x 1.1.1.1\n").snapshot();
     assert_eq!(s.sets[0].len(), 1);
 }
 
@@ -599,4 +601,77 @@ fn ipv6_sets() {
     // netmask 64: any address of 2001:db8::/64.
     assert_eq!(at(&rs, &f("2001:db8::77"), 0), D);
     assert_eq!(at(&rs, &f("2001:db8:0:1::77"), 0), A);
+}
+
+/// hash:net,net and hash:net,port,net: every pair of prefix lengths present is tried, the
+/// first network's longest first and within it the second's, and the first entry found
+/// answers (a `nomatch` one: not in the set).
+#[test]
+fn two_network_sets_try_prefix_pairs_first_dimension_outer() {
+    let sets = "create nn hash:net,net family inet hashsize 1024 maxelem 65536
+add nn 203.0.113.96/28,10.1.0.0/16
+add nn 203.0.113.64/26,10.1.0.0/24 nomatch
+add nn 198.51.100.0/24,10.2.0.0/16
+create npn hash:net,port,net family inet hashsize 1024 maxelem 65536
+add npn 203.0.113.192/26,udp:80,10.1.0.0/16
+add npn 203.0.113.128/25,udp:80,10.1.0.0/24 nomatch
+";
+    let s = parse_ipsets("s.sets", sets).unwrap();
+    let nn = &s.sets[0];
+    assert_eq!((nn.cidrs.len(), nn.cidrs2.len()), (3, 2));
+    let rs = rules(
+        sets,
+        "-A FORWARD -m set --match-set nn src,dst -j DROP\n\
+         -A FORWARD -m set --match-set npn src,dst,dst -j DROP",
+        Family::V4,
+    );
+    let f = |src: [u8; 4], dst: [u8; 4], dport: u16| {
+        FrameSpec::new(
+            IpSpec::v4(src.into(), dst.into()),
+            L4Spec::udp(1000, dport, b"x"),
+        )
+        .build()
+    };
+    // (28, 16) is tried before (26, 24): the plain entry answers.
+    assert_eq!(at(&rs, &f([203, 0, 113, 100], [10, 1, 0, 2], 9), 0), D);
+    // Only (26, 24) holds it: nomatch.
+    assert_eq!(at(&rs, &f([203, 0, 113, 70], [10, 1, 0, 2], 9), 0), A);
+    assert_eq!(at(&rs, &f([198, 51, 100, 1], [10, 2, 9, 9], 9), 0), D);
+    assert_eq!(at(&rs, &f([198, 51, 100, 1], [10, 3, 0, 1], 9), 0), A);
+    // The flags choose the directions: dst,src does not meet the entry.
+    let swapped = rules(
+        sets,
+        "-A FORWARD -m set --match-set nn dst,src -j DROP",
+        Family::V4,
+    );
+    assert_eq!(at(&swapped, &f([203, 0, 113, 100], [10, 1, 0, 2], 9), 0), A);
+    assert_eq!(at(&swapped, &f([10, 1, 0, 2], [203, 0, 113, 100], 9), 0), D);
+    // One flag is fewer than hash:net,net's two: never in the set.
+    let one = rules(
+        sets,
+        "-A FORWARD -m set --match-set nn src -j DROP",
+        Family::V4,
+    );
+    assert_eq!(at(&one, &f([203, 0, 113, 100], [10, 1, 0, 2], 9), 0), A);
+    // net,port,net: (26, 16) before (25, 24); the port and protocol count.
+    assert_eq!(at(&rs, &f([203, 0, 113, 200], [10, 1, 0, 2], 80), 0), D);
+    assert_eq!(at(&rs, &f([203, 0, 113, 150], [10, 1, 0, 2], 80), 0), A);
+    assert_eq!(at(&rs, &f([203, 0, 113, 200], [10, 1, 0, 2], 53), 0), A);
+    // The file's refusals: both networks need their part; a prefix of 0 is refused.
+    for (line, want) in [
+        (
+            "add nn 10.0.0.0/8",
+            "invalid entry \"10.0.0.0/8\" for hash:net,net",
+        ),
+        ("add nn 10.0.0.0/8,10.0.0.0/0", "invalid prefix length"),
+        ("add npn 10.0.0.0/8,10.0.0.0/8", "invalid entry"),
+        (
+            "add nn 10.0.0.0/8,10.0.0.0/8 nomatch timeout 1",
+            "timeout cannot be used",
+        ),
+    ] {
+        let text = format!("{sets}{line}\n");
+        let e = parse_ipsets("s.sets", &text).unwrap_err();
+        assert!(e[0].message.contains(want), "{line}: {e:?}");
+    }
 }

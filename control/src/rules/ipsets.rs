@@ -46,7 +46,7 @@ pub fn parse_ipsets(file: &str, text: &str) -> Result<IpSets, Vec<RuleError>> {
         if toks.is_empty() || toks[0].text.starts_with('#') {
             continue;
         }
-        if let Err((col, m)) = apply_line(&mut sets, &toks) {
+        if let Err((col, m)) = apply_line(&mut sets, &toks, At::FILE) {
             errors.push(err(col, m));
         }
     }
@@ -57,10 +57,56 @@ pub fn parse_ipsets(file: &str, text: &str) -> Result<IpSets, Vec<RuleError>> {
     }
 }
 
-type Failure = (u32, String);
+pub(crate) type Failure = (u32, String);
+
+/// When and how a line is applied.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct At {
+    /// Milliseconds since the sets' start ([`IpSets::elapsed_ms`]): entry timeouts count from
+    /// here, and an entry gone by then is as absent. 0 for a file.
+    pub now_ms: u64,
+    /// `-exist` for every line (`ipset restore -exist`).
+    pub exist: bool,
+}
+
+impl At {
+    pub const FILE: At = At {
+        now_ms: 0,
+        exist: false,
+    };
+
+    /// Whether an entry expiring at `expires` is gone.
+    pub fn gone(self, expires: u64) -> bool {
+        expires != 0 && self.now_ms > expires
+    }
+
+    /// When an entry with a timeout of `secs` (0: never) is gone.
+    fn expiry(self, secs: u64) -> u64 {
+        if secs == 0 {
+            0
+        } else {
+            self.now_ms + secs * 1000
+        }
+    }
+}
 
 /// One command line against `sets` (all of it or nothing).
-pub(crate) fn apply_line(sets: &mut IpSets, toks: &[Token<'_>]) -> Result<(), Failure> {
+pub(crate) fn apply_line(sets: &mut IpSets, toks: &[Token<'_>], at: At) -> Result<(), Failure> {
+    // `-exist` may stand anywhere after the command, as ipset takes it.
+    let exist = at.exist || toks.iter().skip(1).any(|t| t.text == "-exist" && !t.quoted);
+    let kept: Vec<Token<'_>>;
+    let toks = if toks.iter().skip(1).any(|t| t.text == "-exist" && !t.quoted) {
+        kept = toks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| *i == 0 || t.text != "-exist" || t.quoted)
+            .map(|(_, t)| t.clone())
+            .collect();
+        &kept[..]
+    } else {
+        toks
+    };
+    let at = At { exist, ..at };
     let cmd = &toks[0];
     let name_tok = |what: &str| {
         toks.get(1)
@@ -80,7 +126,7 @@ pub(crate) fn apply_line(sets: &mut IpSets, toks: &[Token<'_>]) -> Result<(), Fa
                 ));
             }
             let set = create(name, cmd, &toks[2..])?;
-            sets.sets.push(set);
+            sets.sets.push(std::sync::Arc::new(set));
             Ok(())
         }
         "add" | "-A" | "a" | "del" | "-D" | "d" => {
@@ -95,13 +141,17 @@ pub(crate) fn apply_line(sets: &mut IpSets, toks: &[Token<'_>]) -> Result<(), Fa
                 return Err((name.col, format!("{} needs an entry", cmd.text)));
             };
             let add = matches!(cmd.text.as_ref(), "add" | "-A" | "a");
-            change(sets, i, entry, &toks[3..], add)
+            change(sets, i, entry, &toks[3..], add, at)
         }
         "flush" | "-F" | "f" => {
             match toks.get(1) {
-                None => sets.sets.iter_mut().for_each(IpSet::flush),
+                None => {
+                    for s in &mut sets.sets {
+                        *s = std::sync::Arc::new(s.emptied());
+                    }
+                }
                 Some(n) => match sets.find(&n.text) {
-                    Some(i) => sets.sets[i].flush(),
+                    Some(i) => sets.sets[i] = std::sync::Arc::new(sets.sets[i].emptied()),
                     None => {
                         return Err((
                             n.col,
@@ -191,8 +241,8 @@ fn create(name: &Token<'_>, cmd: &Token<'_>, rest: &[Token<'_>]) -> Result<IpSet
             ty.col,
             format!(
                 "set type {} is not supported (Rampart takes hash:ip, hash:net, hash:ip,port, \
-                 hash:net,port, hash:ip,port,ip, hash:ip,port,net, bitmap:ip, bitmap:port and \
-                 list:set)",
+                 hash:net,port, hash:ip,port,ip, hash:ip,port,net, hash:net,net, \
+                 hash:net,port,net, bitmap:ip, bitmap:port and list:set)",
                 ty.text
             ),
         )
@@ -476,11 +526,12 @@ fn change(
     entry: &Token<'_>,
     opts: &[Token<'_>],
     add: bool,
+    at: At,
 ) -> Result<(), Failure> {
     let set = &sets.sets[i];
     let kind = set.kind;
     // Options.
-    let mut expires = set.timeout.map_or(0, |t| u64::from(t) * 1000);
+    let mut expires = at.expiry(set.timeout.map_or(0, u64::from));
     let mut nomatch = false;
     let mut place: Option<(bool, usize, u32)> = None;
     let mut j = 0;
@@ -507,7 +558,7 @@ fn change(
                         ),
                     ));
                 }
-                expires = t * 1000;
+                expires = at.expiry(t);
             }
             "nomatch" if kind.nomatch() => nomatch = true,
             "packets" | "bytes" => {
@@ -554,7 +605,7 @@ fn change(
             ));
         };
         let set = &sets.sets[i];
-        let pos = set.members.iter().position(|x| x.0 == m);
+        let pos = set.members.iter().position(|x| x.0 == m && !at.gone(x.1));
         if sets.sets[m].kind == Kind::ListSet {
             return Err((
                 entry.col,
@@ -564,7 +615,12 @@ fn change(
                 ),
             ));
         }
-        let set = &mut sets.sets[i];
+        if pos.is_none() && !add && at.exist {
+            return Ok(());
+        }
+        let set = sets.set_mut(i);
+        set.purge_expired(at.now_ms);
+        let pos = set.members.iter().position(|x| x.0 == m);
         if !add {
             let Some(pos) = pos else {
                 return Err((
@@ -573,6 +629,10 @@ fn change(
                 ));
             };
             set.members.remove(pos);
+            return Ok(());
+        }
+        if let Some(pos) = pos.filter(|_| at.exist) {
+            set.members[pos].1 = expires;
             return Ok(());
         }
         if pos.is_some() {
@@ -596,22 +656,38 @@ fn change(
         return Ok(());
     }
     let key = entry_key(set, entry)?;
-    let set = &mut sets.sets[i];
+    let present = set.entries.get(&key).is_some_and(|e| !at.gone(e.expires));
     if !add {
-        if !set.remove(&key) {
+        if !present {
+            if at.exist {
+                return Ok(());
+            }
             return Err((
                 entry.col,
                 "element cannot be deleted from the set: it's not added".into(),
             ));
         }
+        sets.set_mut(i).remove(&key);
         return Ok(());
     }
-    if set.entries.contains_key(&key) {
+    if present && !at.exist {
         return Err((
             entry.col,
             "element cannot be added to the set: it's already added".into(),
         ));
     }
+    let set = sets.set_mut(i);
+    if present {
+        // `-exist`: the entry's timeout and nomatch are those given now, as the kernel's
+        // re-add with IPSET_FLAG_EXIST.
+        set.entries.insert(key, Elem { nomatch, expires });
+        return Ok(());
+    }
+    if set.entries.len() >= set.maxelem as usize && set.timeout.is_some() {
+        set.purge_expired(at.now_ms);
+    }
+    // An entry gone by its timeout is replaced.
+    set.remove(&key);
     if set.entries.len() >= set.maxelem as usize {
         return Err((
             entry.col,
@@ -681,7 +757,7 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
             }
             key.port = port;
         }
-        Kind::HashNet | Kind::HashNetPort => {
+        Kind::HashNet | Kind::HashNetPort | Kind::HashNetNet | Kind::HashNetPortNet => {
             (key.a, key.cidr) = prefix(family, t, parts[0])?;
         }
         Kind::HashIpPort | Kind::HashIpPortIp | Kind::HashIpPortNet => {
@@ -695,6 +771,8 @@ pub(crate) fn entry_key(set: &IpSet, t: &Token<'_>) -> Result<Key, Failure> {
     match set.kind {
         Kind::HashIpPortIp => key.b = single(parts[2])?,
         Kind::HashIpPortNet => (key.b, key.cidr) = prefix(family, t, parts[2])?,
+        Kind::HashNetNet => (key.b, key.cidr2) = prefix(family, t, parts[1])?,
+        Kind::HashNetPortNet => (key.b, key.cidr2) = prefix(family, t, parts[2])?,
         _ => {}
     }
     Ok(key)

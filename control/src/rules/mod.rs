@@ -18,6 +18,7 @@
 
 mod ast;
 pub(crate) mod compile;
+pub mod ipset_live;
 pub mod ipsets;
 pub(crate) mod lex;
 mod mangle;
@@ -39,6 +40,8 @@ mod ctmatch_tests;
 mod ext_tests;
 #[cfg(test)]
 mod hashlimit_tests;
+#[cfg(test)]
+mod ipset_live_tests;
 #[cfg(test)]
 mod ipset_tests;
 #[cfg(test)]
@@ -125,7 +128,7 @@ pub fn parse_iptables_sets(
     family: Family,
     ports: &[String],
     host: &HostAddrs,
-    sets: Option<&std::sync::Arc<dataplane::classify::ipset::IpSets>>,
+    sets: Option<&std::sync::Arc<dataplane::classify::ipset::SetsCell>>,
 ) -> Result<ParsedRules, Vec<RuleError>> {
     let ctx = parse::Ctx {
         file,

@@ -39,7 +39,7 @@ pub(crate) struct Ctx<'a> {
     /// The router's addresses (`-m addrtype`); [`NO_HOST`] in bridge mode.
     pub host: &'a HostAddrs,
     /// The ipset sets `-m set` names ([`super::ipsets`]); `None`: no sets file was given.
-    pub sets: Option<&'a std::sync::Arc<dataplane::classify::ipset::IpSets>>,
+    pub sets: Option<&'a std::sync::Arc<dataplane::classify::ipset::SetsCell>>,
 }
 
 /// No addresses: bridge mode.

@@ -21,6 +21,7 @@
 
 use super::{PacketMeta, Wire};
 use crate::wire::{ip_proto, Family};
+use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,19 +35,23 @@ pub enum Kind {
     HashNetPort,
     HashIpPortIp,
     HashIpPortNet,
+    HashNetNet,
+    HashNetPortNet,
     BitmapIp,
     BitmapPort,
     ListSet,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::HashIp,
         Kind::HashNet,
         Kind::HashIpPort,
         Kind::HashNetPort,
         Kind::HashIpPortIp,
         Kind::HashIpPortNet,
+        Kind::HashNetNet,
+        Kind::HashNetPortNet,
         Kind::BitmapIp,
         Kind::BitmapPort,
         Kind::ListSet,
@@ -61,6 +66,8 @@ impl Kind {
             Kind::HashNetPort => "hash:net,port",
             Kind::HashIpPortIp => "hash:ip,port,ip",
             Kind::HashIpPortNet => "hash:ip,port,net",
+            Kind::HashNetNet => "hash:net,net",
+            Kind::HashNetPortNet => "hash:net,port,net",
             Kind::BitmapIp => "bitmap:ip",
             Kind::BitmapPort => "bitmap:port",
             Kind::ListSet => "list:set",
@@ -74,8 +81,8 @@ impl Kind {
     /// The type's dimension: how many src/dst flags a match needs at least.
     pub fn dimension(self) -> u8 {
         match self {
-            Kind::HashIpPort | Kind::HashNetPort => 2,
-            Kind::HashIpPortIp | Kind::HashIpPortNet => 3,
+            Kind::HashIpPort | Kind::HashNetPort | Kind::HashNetNet => 2,
+            Kind::HashIpPortIp | Kind::HashIpPortNet | Kind::HashNetPortNet => 3,
             _ => 1,
         }
     }
@@ -83,17 +90,29 @@ impl Kind {
     /// The dimension that is a network (with a prefix length per entry), if any.
     pub fn net_dim(self) -> Option<usize> {
         match self {
-            Kind::HashNet | Kind::HashNetPort => Some(0),
+            Kind::HashNet | Kind::HashNetPort | Kind::HashNetNet | Kind::HashNetPortNet => Some(0),
             Kind::HashIpPortNet => Some(2),
             _ => None,
         }
+    }
+
+    /// Whether the last address dimension is a network too (hash:net,net and
+    /// hash:net,port,net): its prefix length is [`Key::cidr2`], and a lookup tries every pair
+    /// of prefix lengths present, the first dimension's longest first and within it the
+    /// second's (`mtype_test_cidrs` with `IPSET_NET_COUNT` 2).
+    pub fn two_nets(self) -> bool {
+        matches!(self, Kind::HashNetNet | Kind::HashNetPortNet)
     }
 
     /// Whether the second dimension is a protocol and port.
     pub fn has_port(self) -> bool {
         matches!(
             self,
-            Kind::HashIpPort | Kind::HashNetPort | Kind::HashIpPortIp | Kind::HashIpPortNet
+            Kind::HashIpPort
+                | Kind::HashNetPort
+                | Kind::HashIpPortIp
+                | Kind::HashIpPortNet
+                | Kind::HashNetPortNet
         )
     }
 
@@ -112,13 +131,44 @@ impl Kind {
 /// An entry of a hash or bitmap set: the address dimensions (the first in `a`, the third in
 /// `b`), the protocol and port, and the network dimension's prefix length (0 for types
 /// without one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, Eq, PartialOrd, Ord)]
 pub struct Key {
     pub a: u128,
     pub b: u128,
     pub port: u16,
     pub proto: u8,
     pub cidr: u8,
+    /// The second network's prefix length ([`Kind::two_nets`]; 0 for the other types).
+    pub cidr2: u8,
+}
+
+impl Key {
+    /// The port, protocol and prefix lengths as one word.
+    #[inline(always)]
+    fn rest(&self) -> u64 {
+        u64::from(self.port)
+            | u64::from(self.proto) << 16
+            | u64::from(self.cidr) << 24
+            | u64::from(self.cidr2) << 32
+    }
+}
+
+impl PartialEq for Key {
+    /// Three compares (the table's probe compares keys).
+    #[inline(always)]
+    fn eq(&self, o: &Key) -> bool {
+        self.a == o.a && self.b == o.b && self.rest() == o.rest()
+    }
+}
+
+impl std::hash::Hash for Key {
+    /// Three words: the addresses, then the port, protocol and prefix lengths as one.
+    #[inline(always)]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(self.a);
+        h.write_u128(self.b);
+        h.write_u64(self.rest());
+    }
 }
 
 /// What an entry says.
@@ -150,6 +200,8 @@ pub struct IpSet {
     /// The prefix lengths present in a type with a network dimension, longest first, with how
     /// many entries have each.
     pub cidrs: Vec<(u8, u32)>,
+    /// The same for the second network of [`Kind::two_nets`] types.
+    pub cidrs2: Vec<(u8, u32)>,
     /// list:set: the member sets (indexes into [`IpSets::sets`]) in order, with their expiry.
     pub members: Vec<(usize, u64)>,
     /// The `create` line's options after type and family, as given (for `ipset list`).
@@ -170,6 +222,7 @@ impl IpSet {
             maxelem: 65536,
             entries: HashMap::new(),
             cidrs: Vec::new(),
+            cidrs2: Vec::new(),
             members: Vec::new(),
             options: String::new(),
         }
@@ -191,12 +244,9 @@ impl IpSet {
     /// Adds (or replaces) an entry, keeping the prefix lengths present.
     pub fn insert(&mut self, key: Key, elem: Elem) {
         if self.entries.insert(key, elem).is_none() && self.kind.nomatch() {
-            match self.cidrs.iter_mut().find(|c| c.0 == key.cidr) {
-                Some(c) => c.1 += 1,
-                None => {
-                    self.cidrs.push((key.cidr, 1));
-                    self.cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
-                }
+            count_in(&mut self.cidrs, key.cidr);
+            if self.kind.two_nets() {
+                count_in(&mut self.cidrs2, key.cidr2);
             }
         }
     }
@@ -206,19 +256,55 @@ impl IpSet {
         if self.entries.remove(key).is_none() {
             return false;
         }
-        if let Some(i) = self.cidrs.iter().position(|c| c.0 == key.cidr) {
-            self.cidrs[i].1 -= 1;
-            if self.cidrs[i].1 == 0 {
-                self.cidrs.remove(i);
+        if self.kind.nomatch() {
+            count_out(&mut self.cidrs, key.cidr);
+            if self.kind.two_nets() {
+                count_out(&mut self.cidrs2, key.cidr2);
             }
         }
         true
+    }
+
+    /// The set with no entries (its entries not copied).
+    pub fn emptied(&self) -> IpSet {
+        IpSet {
+            name: self.name.clone(),
+            kind: self.kind,
+            family: self.family,
+            netmask: self.netmask,
+            range: self.range,
+            timeout: self.timeout,
+            maxelem: self.maxelem,
+            entries: HashMap::new(),
+            cidrs: Vec::new(),
+            cidrs2: Vec::new(),
+            members: Vec::new(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Removes the entries (and members) gone at `now_ms` after the sets' start; how many.
+    pub fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let gone = |e: u64| e != 0 && now_ms > e;
+        let before = self.len();
+        let dead: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| gone(e.expires))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &dead {
+            self.remove(k);
+        }
+        self.members.retain(|m| !gone(m.1));
+        before - self.len()
     }
 
     /// Removes every entry.
     pub fn flush(&mut self) {
         self.entries.clear();
         self.cidrs.clear();
+        self.cidrs2.clear();
         self.members.clear();
     }
 
@@ -228,6 +314,27 @@ impl IpSet {
             128
         } else {
             32
+        }
+    }
+}
+
+/// One more entry of prefix length `cidr` in `cidrs` (kept longest first).
+fn count_in(cidrs: &mut Vec<(u8, u32)>, cidr: u8) {
+    match cidrs.iter_mut().find(|c| c.0 == cidr) {
+        Some(c) => c.1 += 1,
+        None => {
+            cidrs.push((cidr, 1));
+            cidrs.sort_by_key(|c| std::cmp::Reverse(c.0));
+        }
+    }
+}
+
+/// One entry fewer of prefix length `cidr` in `cidrs`.
+fn count_out(cidrs: &mut Vec<(u8, u32)>, cidr: u8) {
+    if let Some(i) = cidrs.iter().position(|c| c.0 == cidr) {
+        cidrs[i].1 -= 1;
+        if cidrs[i].1 == 0 {
+            cidrs.remove(i);
         }
     }
 }
@@ -244,10 +351,12 @@ pub fn mask(a: u128, len: u8, host: u8) -> u128 {
     }
 }
 
-/// The sets of one `ipset save` file, with the packet time they started at.
+/// The sets of one `ipset save` file, with the packet time they started at. Each set is
+/// behind its own `Arc`, so a changed copy of the whole ([`SetsCell`]) shares every set but
+/// the one changed.
 #[derive(Debug)]
 pub struct IpSets {
-    pub sets: Vec<IpSet>,
+    pub sets: Vec<Arc<IpSet>>,
     /// Milliseconds of packet time at the first test of an entry with a timeout;
     /// `u64::MAX` before.
     start: AtomicU64,
@@ -271,9 +380,20 @@ impl Default for IpSets {
 impl IpSets {
     pub fn new(sets: Vec<IpSet>) -> IpSets {
         IpSets {
-            sets,
+            sets: sets.into_iter().map(Arc::new).collect(),
             start: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Set `i` to change (copied first when another snapshot shares it).
+    pub fn set_mut(&mut self, i: usize) -> &mut IpSet {
+        Arc::make_mut(&mut self.sets[i])
+    }
+
+    /// Milliseconds since the sets' start at packet time `now_ns`, starting them then if no
+    /// packet has (the control thread's entry timeouts count on the workers' clock).
+    pub fn elapsed_ms(&self, now_ns: u64) -> u64 {
+        self.elapsed(now_ns)
     }
 
     /// The index of the set called `name`.
@@ -313,7 +433,7 @@ impl IpSets {
         dim: u8,
         return_nomatch: bool,
     ) -> bool {
-        let Some(s) = self.sets.get(i) else {
+        let Some(s) = self.sets.get(i).map(|s| &**s) else {
             return false;
         };
         if dim < s.kind.dimension() || s.family.is_some_and(|f| f != p.key.family) {
@@ -332,6 +452,27 @@ impl IpSets {
             Some(nomatch) if return_nomatch && s.kind.nomatch() => nomatch,
             Some(nomatch) => !nomatch,
         }
+    }
+
+    /// [`IpSets::lookup`] for the types of two networks: every pair of prefix lengths.
+    #[inline(never)]
+    fn lookup_pairs(&self, s: &IpSet, mut key: Key, now_ns: u64) -> Option<bool> {
+        let host = s.host_bits();
+        let (a, b) = (key.a, key.b);
+        for &(c0, _) in &s.cidrs {
+            key.a = mask(a, c0, host);
+            key.cidr = c0;
+            for &(c1, _) in &s.cidrs2 {
+                key.b = mask(b, c1, host);
+                key.cidr2 = c1;
+                if let Some(e) = s.entries.get(&key) {
+                    if self.live(e.expires, now_ns) {
+                        return Some(e.nomatch);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// The entry a packet finds in a hash or bitmap set: `Some(nomatch)`, or `None`.
@@ -373,10 +514,17 @@ impl IpSets {
             }
             Kind::ListSet => return None,
             Kind::HashNet => key.a = addr(0),
+            Kind::HashNetNet => {
+                key.a = addr(0);
+                key.b = addr(1);
+            }
             _ => {
                 key.a = addr(0);
                 (key.port, key.proto) = l4_port(p, w, dirs & 2 != 0)?;
-                if matches!(s.kind, Kind::HashIpPortIp | Kind::HashIpPortNet) {
+                if matches!(
+                    s.kind,
+                    Kind::HashIpPortIp | Kind::HashIpPortNet | Kind::HashNetPortNet
+                ) {
                     key.b = addr(2);
                 }
             }
@@ -388,6 +536,9 @@ impl IpSets {
                 .filter(|e| self.live(e.expires, w.now_ns))
                 .map(|e| e.nomatch);
         };
+        if s.kind.two_nets() {
+            return self.lookup_pairs(s, key, w.now_ns);
+        }
         let whole = if nd == 0 { key.a } else { key.b };
         for &(cidr, _) in &s.cidrs {
             let m = mask(whole, cidr, host);
@@ -449,10 +600,74 @@ pub fn l4_port(p: &PacketMeta, w: &Wire<'_>, src: bool) -> Option<(u16, u8)> {
     Some((u16::from_be_bytes([h[at], h[at + 1]]), proto))
 }
 
+/// The live sets of a rule set: the control thread replaces the snapshot with a changed copy
+/// (`ipset add` at run time) and bumps the cell's generation. Sets keep their indexes from
+/// snapshot to snapshot: only entries change.
+///
+/// A worker keeps the snapshot it tests in a thread-local cache ([`SetsCell::with`]), taken
+/// anew when the cell or its generation differs: a check costs a thread-local access and two
+/// compares, no atomic read-modify-write. The cache holds a strong reference, so a replaced
+/// snapshot is freed by the control thread, once it holds the only reference
+/// ([`Arc::strong_count`] 1: no cache has it, and none can take it again), never by a worker.
+#[derive(Debug)]
+pub struct SetsCell {
+    cur: ArcSwap<IpSets>,
+    generation: AtomicU64,
+}
+
+/// One thread's snapshot of one cell: the cell's address, its generation, the snapshot.
+type Cached = Option<(usize, u64, Arc<IpSets>)>;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
+}
+
+impl SetsCell {
+    pub fn new(sets: IpSets) -> Arc<SetsCell> {
+        Arc::new(SetsCell {
+            cur: ArcSwap::from_pointee(sets),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The snapshot now in force.
+    pub fn snapshot(&self) -> Arc<IpSets> {
+        self.cur.load_full()
+    }
+
+    /// Puts `next` in force; returns the snapshot it replaces, for the caller to free once it
+    /// holds the only reference.
+    pub fn replace(&self, next: IpSets) -> Arc<IpSets> {
+        let old = self.cur.swap(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Release);
+        old
+    }
+
+    /// `f` on the snapshot in force, through this thread's cache.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&IpSets) -> R) -> R {
+        let me = self as *const SetsCell as usize;
+        let generation = self.generation.load(Ordering::Acquire);
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            match &*c {
+                Some((cell, g, sets)) if *cell == me && *g == generation => f(sets),
+                _ => {
+                    // Loaded after the generation was read: at least as new as it.
+                    let sets = self.cur.load_full();
+                    let r = f(&sets);
+                    *c = Some((me, generation, sets));
+                    r
+                }
+            }
+        })
+    }
+}
+
 /// One `-m set --match-set NAME FLAGS` match.
 #[derive(Clone, Debug)]
 pub struct SetMatch {
-    pub sets: Arc<IpSets>,
+    pub sets: Arc<SetsCell>,
     pub index: usize,
     /// Bit d set: dimension d reads the source.
     pub dirs: u8,
@@ -468,16 +683,17 @@ impl SetMatch {
     #[inline]
     pub fn holds(&self, p: &PacketMeta, w: &Wire<'_>) -> bool {
         self.sets
-            .test(self.index, p, w, self.dirs, self.dim, self.return_nomatch)
+            .with(|s| s.test(self.index, p, w, self.dirs, self.dim, self.return_nomatch))
             != self.invert
     }
 
     /// The set's name.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> String {
         self.sets
+            .snapshot()
             .sets
             .get(self.index)
-            .map_or("", |s| s.name.as_str())
+            .map_or(String::new(), |s| s.name.clone())
     }
 }
 
@@ -560,6 +776,38 @@ mod tests {
         assert!(!t("10.9.9.9", true) && t("10.1.9.9", true) && !t("11.0.0.1", true));
         // Fewer flags than the type's dimension, or the other family: never in the set.
         assert!(!sets.test(0, &meta("10.0.0.1", "1.1.1.1"), &w, 1, 0, false));
+    }
+
+    #[test]
+    fn a_replaced_snapshot_is_seen_at_the_next_check_and_freed_by_the_replacer() {
+        let cell = SetsCell::new(IpSets::new(vec![IpSet::new(
+            "a",
+            Kind::HashIp,
+            Some(Family::V4),
+        )]));
+        assert_eq!(cell.with(|s| s.sets[0].len()), 0);
+        let mut next = (*cell.snapshot()).clone();
+        let key = Key {
+            a: v4("10.0.0.1"),
+            ..Key::default()
+        };
+        let elem = Elem {
+            nomatch: false,
+            expires: 0,
+        };
+        next.set_mut(0).insert(key, elem);
+        let old = cell.replace(next);
+        assert_eq!(Arc::strong_count(&old), 2, "this thread's cache holds it");
+        assert_eq!(cell.with(|s| s.sets[0].len()), 1);
+        assert_eq!(
+            Arc::strong_count(&old),
+            1,
+            "the cache moved on: the replacer frees it"
+        );
+        // Another cell takes the cache over, and the first is taken again after it.
+        let other = SetsCell::new(IpSets::default());
+        assert_eq!(other.with(|s| s.sets.len()), 0);
+        assert_eq!(cell.with(|s| s.sets[0].len()), 1);
     }
 
     #[test]

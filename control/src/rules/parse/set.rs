@@ -97,8 +97,10 @@ impl<'a> RuleParser<'a> {
                         ),
                     ));
                 }
-                let sets = self.ctx.sets;
-                let found = sets.and_then(|s| s.find(&name.text).map(|i| (s, i)));
+                let sets = self.ctx.sets.map(|c| c.snapshot());
+                let found = sets
+                    .as_ref()
+                    .and_then(|s| s.find(&name.text).map(|i| (s, i)));
                 let Some((sets, index)) = found else {
                     return Err(self.err(
                         name.col,
