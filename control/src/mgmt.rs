@@ -350,7 +350,10 @@ mod tests {
             r#"{"cmd":"clock shift","ns":1,"x":2}"#,
         ] {
             let e = parse_request(bad).unwrap_err();
-            assert!(e["error"].as_str().unwrap().contains("bad request"), "{bad}: {e}");
+            assert!(
+                e["error"].as_str().unwrap().contains("bad request"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -357,7 +357,9 @@ fn rule_and_state(
 /// The verdict log's `ct_mark`: the mark (CONNMARK) of the connection `frame` belongs to after
 /// its judgement, by its tuple as it arrived; 0 (left out of the line) without one.
 fn conn_mark(tables: Option<&Tables>, frame: &[u8], now_ns: u64) -> u32 {
-    let key = dataplane::wire::parse_frame(frame).ok().and_then(|i| i.flow);
+    let key = dataplane::wire::parse_frame(frame)
+        .ok()
+        .and_then(|i| i.flow);
     match (tables, key) {
         (Some(t), Some(k)) => t.ct.mark_of(&k, now_ns),
         _ => 0,

@@ -630,7 +630,15 @@ COMMIT
     let dropped = Verdict::Drop(DropReason::RuleDrop);
     // 40 + 8 + 8 + 4 bytes: 52 as Linux's conntrack leaves it, 60 on the wire.
     assert_eq!(judge(Some(&mut tables), frame(true, 4)), fwd);
-    assert_eq!(judge(Some(&mut tables), frame(true, 12)), dropped, "-m length 60");
-    assert_eq!(judge(Some(&mut tables), frame(false, 12)), dropped, "60 bytes");
+    assert_eq!(
+        judge(Some(&mut tables), frame(true, 12)),
+        dropped,
+        "-m length 60"
+    );
+    assert_eq!(
+        judge(Some(&mut tables), frame(false, 12)),
+        dropped,
+        "60 bytes"
+    );
     assert_eq!(judge(None, frame(true, 4)), dropped);
 }

@@ -492,7 +492,6 @@ mod tests {
         );
     }
 
-
     /// The reply to the first fragment of `spec` cut at `chunk`, judged whole.
     fn whole_reply(spec: &FrameSpec, chunk: usize, with: RejectWith) -> Option<Vec<u8>> {
         let frags = spec.fragments(chunk);

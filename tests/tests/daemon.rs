@@ -485,7 +485,10 @@ fn time_rules_follow_a_step_of_the_wall_clock() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(!moving(&d), "the window closed with the clock's step");
     // Ten years back: before --datestart.
-    assert_eq!(d.req(json!({"cmd": "clock shift", "ns": -10 * year}))["ok"], true);
+    assert_eq!(
+        d.req(json!({"cmd": "clock shift", "ns": -10 * year}))["ok"],
+        true
+    );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(!moving(&d), "closed before --datestart");
     assert_eq!(d.req(json!({"cmd": "clock shift", "ns": 0}))["ok"], true);
@@ -515,7 +518,10 @@ fn nflog_records_name_their_group() {
     assert_eq!(a["ok"], true, "{a}");
     let t1 = tx(&d.stats());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(tx(&d.stats()) > t1, "NFLOG leaves the verdict to the ACCEPT after it");
+    assert!(
+        tx(&d.stats()) > t1,
+        "NFLOG leaves the verdict to the ACCEPT after it"
+    );
     let show = d.req(json!({"cmd": "rules show"}));
     let nflog = show["rules"]
         .as_array()

@@ -1714,9 +1714,16 @@ fn extension_headers_match_linux() {
         ),
         (
             "v6 atomic fragment + proto 253, 64 bytes without it: accepted",
-            ipv6(&[(44, vec![0, 0, 0, 0, 0, 0, 0x51, 0x02])], 253, &[0x11; 24]),
+            ipv6(
+                &[(44, vec![0, 0, 0, 0, 0, 0, 0x51, 0x02])],
+                253,
+                &[0x11; 24],
+            ),
         ),
-        ("v6 proto 253, 72 bytes: dropped", ipv6(&[], 253, &[0x22; 32])),
+        (
+            "v6 proto 253, 72 bytes: dropped",
+            ipv6(&[], 253, &[0x22; 32]),
+        ),
         ("v4 ESP spi 0x100: dropped", ipv4(50, &esp(0x100))),
         ("v4 ESP spi 0x101: accepted", ipv4(50, &esp(0x101))),
         ("v4 AH spi 7: accepted", ipv4(51, &ah(7).1)),
@@ -2314,7 +2321,13 @@ fn string_frames(v6: bool) -> (Vec<Vec<u8>>, Vec<String>, Vec<bool>) {
             sent.push((format!("o>i {what} fragment {k}"), f));
         }
     };
-    split(42000, 7000, 20, "kmp, pattern over fragments 0-1", &mut sent);
+    split(
+        42000,
+        7000,
+        20,
+        "kmp, pattern over fragments 0-1",
+        &mut sent,
+    );
     split(42001, 7001, 20, "bm, pattern over fragments 0-1", &mut sent);
     split(42002, 7001, 34, "bm, pattern inside fragment 1", &mut sent);
     for port in [7002, 7003, 7004] {
@@ -2457,7 +2470,10 @@ fn u32_frames(v6: bool) -> (Vec<Vec<u8>>, Vec<String>, Vec<bool>) {
         ));
     }
     let udp = |sport: u16, dport: u16, n: usize| {
-        FrameSpec::new(from_outside(v6, 5), L4Spec::udp(sport, dport, &vec![b'u'; n]))
+        FrameSpec::new(
+            from_outside(v6, 5),
+            L4Spec::udp(sport, dport, &vec![b'u'; n]),
+        )
     };
     for (k, f) in udp(46100, 9, 64).fragments(32).into_iter().enumerate() {
         sent.push((format!("o>i small datagram fragment {k}"), f));
@@ -2561,5 +2577,8 @@ fn payload_matches_in_the_daemon_match_linux() {
         );
     }
     eprintln!("{out}");
-    assert_eq!(failures, 0, "the daemon disagrees with Linux (tables above)");
+    assert_eq!(
+        failures, 0,
+        "the daemon disagrees with Linux (tables above)"
+    );
 }

@@ -364,8 +364,20 @@ COMMIT
 ";
     let dir = tempfile::tempdir().unwrap();
     let rules = write(dir.path(), "connmark.rules", rules);
-    let out = |dport| v4([10, 0, 0, 5], [203, 0, 113, 7], L4Spec::udp(4000, dport, b"q"));
-    let back = |sport| v4([203, 0, 113, 7], [10, 0, 0, 5], L4Spec::udp(sport, 4000, b"a"));
+    let out = |dport| {
+        v4(
+            [10, 0, 0, 5],
+            [203, 0, 113, 7],
+            L4Spec::udp(4000, dport, b"q"),
+        )
+    };
+    let back = |sport| {
+        v4(
+            [203, 0, 113, 7],
+            [10, 0, 0, 5],
+            L4Spec::udp(sport, 4000, b"a"),
+        )
+    };
     let frames = vec![out(53), back(53), out(54), back(54), out(54), out(80)];
     let (_, lines) = replay(dir.path(), &frames, &["--rules", &rules]);
     let marks: Vec<Option<u64>> = lines.iter().map(|l| l["ct_mark"].as_u64()).collect();

@@ -345,11 +345,15 @@ fn authentication_header_and_esp() {
     short_esp.resize(60, 0);
     assert_eq!(hot(accept_after, Family::V4, &short_esp), (DROP, u32::MAX));
     // Whole headers go on to the accept.
-    assert_eq!(hot(accept_after, Family::V4, &v4(51, &ah(7, 0).1)).0, ACCEPT);
-    let v6rules = set6(
-        "-A FORWARD -p esp -m esp --espspi 0x100 -j DROP\n-A FORWARD -j ACCEPT",
+    assert_eq!(
+        hot(accept_after, Family::V4, &v4(51, &ah(7, 0).1)).0,
+        ACCEPT
     );
+    let v6rules = set6("-A FORWARD -p esp -m esp --espspi 0x100 -j DROP\n-A FORWARD -j ACCEPT");
     let short6 = v6(&[], 50, &esp(0x100)[..4]);
     assert_eq!(hot(&v6rules, Family::V6, &short6), (DROP, u32::MAX));
-    assert_eq!(hot(&v6rules, Family::V6, &v6(&[], 50, &esp(0x101))).0, ACCEPT);
+    assert_eq!(
+        hot(&v6rules, Family::V6, &v6(&[], 50, &esp(0x101))).0,
+        ACCEPT
+    );
 }

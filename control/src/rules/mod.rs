@@ -57,9 +57,9 @@ mod physdev_tests;
 #[cfg(test)]
 mod recent_tests;
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod string_tests;
+#[cfg(test)]
+pub(crate) mod tests;
 #[cfg(test)]
 mod time_tests;
 #[cfg(test)]

@@ -18,20 +18,35 @@ fn accepts_nflog_as_iptables_save_writes_it() {
     for (rule, group, prefix) in [
         ("-j NFLOG", 0, ""),
         ("-j NFLOG --nflog-group 5", 5, ""),
-        ("-j NFLOG --nflog-prefix \"dropped: \" --nflog-group 65535", 65535, "dropped: "),
-        ("-p tcp -j NFLOG --nflog-group 0x10 --nflog-size 128 --nflog-threshold 10", 16, ""),
+        (
+            "-j NFLOG --nflog-prefix \"dropped: \" --nflog-group 65535",
+            65535,
+            "dropped: ",
+        ),
+        (
+            "-p tcp -j NFLOG --nflog-group 0x10 --nflog-size 128 --nflog-threshold 10",
+            16,
+            "",
+        ),
         ("-j NFLOG --nflog-range 64 --nflog-prefix x", 0, "x"),
     ] {
         let rs = set(&format!("-A FORWARD {rule}"), Family::V4);
         assert_eq!(rs.logs.len(), 1, "{rule}");
         let l = &rs.logs[0];
-        assert_eq!((l.group, l.prefix.as_str()), (Some(group), prefix), "{rule}");
+        assert_eq!(
+            (l.group, l.prefix.as_str()),
+            (Some(group), prefix),
+            "{rule}"
+        );
         // NFLOG leaves the verdict to the rules after it.
         assert!(rs.cacheable, "{rule}");
     }
     // A longer prefix is cut to 63 bytes, as libxt_NFLOG's copy into its 64-byte field.
     let long = "p".repeat(80);
-    let rs = set(&format!("-A FORWARD -j NFLOG --nflog-prefix {long}"), Family::V6);
+    let rs = set(
+        &format!("-A FORWARD -j NFLOG --nflog-prefix {long}"),
+        Family::V6,
+    );
     assert_eq!(rs.logs[0].prefix, "p".repeat(63));
     // Allowed in the tables and chains LOG is (the filter table; not raw, mangle or nat).
     for (table, chain) in [
@@ -58,13 +73,29 @@ const REFUSED: &[(&str, &str, usize)] = &[
     ("-j NFLOG --nflog-group x", "invalid", 3),
     ("-j NFLOG --nflog-threshold 65536", "invalid", 3),
     ("-j NFLOG --nflog-size 4294967296", "invalid", 3),
-    ("-j NFLOG --nflog-range 1 --nflog-size 2", "cannot be combined", 4),
-    ("-j NFLOG --nflog-size 2 --nflog-range 1", "cannot be combined", 4),
-    ("-j NFLOG --nflog-group 1 --nflog-group 2", "only one --nflog-group", 4),
+    (
+        "-j NFLOG --nflog-range 1 --nflog-size 2",
+        "cannot be combined",
+        4,
+    ),
+    (
+        "-j NFLOG --nflog-size 2 --nflog-range 1",
+        "cannot be combined",
+        4,
+    ),
+    (
+        "-j NFLOG --nflog-group 1 --nflog-group 2",
+        "only one --nflog-group",
+        4,
+    ),
     ("-j NFLOG ! --nflog-group 1", "! is not allowed", 3),
     ("-j NFLOG --nflog-prefix \"\"", "at least 1 character", 3),
     ("-j NFLOG --nflog-group", "needs a value", 2),
-    ("-j LOG --nflog-group 1", "unsupported option --nflog-group", 2),
+    (
+        "-j LOG --nflog-group 1",
+        "unsupported option --nflog-group",
+        2,
+    ),
     ("-j ULOG", "unsupported target ULOG", 1),
 ];
 

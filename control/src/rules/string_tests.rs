@@ -114,14 +114,23 @@ fn accepts_string_as_iptables_save_writes_it() {
     // Rule sets without it read no payload.
     assert!(!set("-A FORWARD -p tcp -j ACCEPT", Family::V4).reads_payload);
     // The same in ip6tables, and in the raw and mangle tables.
-    let rs = set("-A FORWARD -m string --string x --algo bm -j DROP", Family::V6);
+    let rs = set(
+        "-A FORWARD -m string --string x --algo bm -j DROP",
+        Family::V6,
+    );
     assert!(rs.reads_payload);
     for table in ["raw", "mangle"] {
         let text = format!(
             "*{table}\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m string --string x --algo kmp -j DROP\nCOMMIT\n"
         );
-        compile_iptables("t.rules", &text, Family::V4, &super::tests::ports(), Hook::Forward)
-            .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        compile_iptables(
+            "t.rules",
+            &text,
+            Family::V4,
+            &super::tests::ports(),
+            Hook::Forward,
+        )
+        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
     }
 }
 
@@ -159,17 +168,36 @@ fn hex_strings_as_libxt_string_reads_them() {
     // `|` after the 128th byte is one too many (127 hex bytes and a text byte make 128).
     let max = format!("|{}|A", "41".repeat(127));
     assert_eq!(string_hex(&max).unwrap().len(), 128);
-    assert_eq!(string_hex(&format!("|{}|", "41".repeat(127))).unwrap().len(), 127);
+    assert_eq!(
+        string_hex(&format!("|{}|", "41".repeat(127)))
+            .unwrap()
+            .len(),
+        127
+    );
     let over = format!("|{}|", "41".repeat(128));
     assert!(string_hex(&over).unwrap_err().contains("too long"));
-    assert!(string_hex(&"a".repeat(129)).unwrap_err().contains("too long"));
+    assert!(string_hex(&"a".repeat(129))
+        .unwrap_err()
+        .contains("too long"));
 }
 
 const REFUSED: &[(&str, &str, usize)] = &[
     ("-m string --string x -j DROP", "needs --algo", 0),
-    ("-m string --algo bm -j DROP", "needs --string or --hex-string", 0),
-    ("-m string --algo xyz --string x -j DROP", "unknown --algo", 3),
-    ("-m string --algo fsm --string x -j DROP", "fsm is not supported", 3),
+    (
+        "-m string --algo bm -j DROP",
+        "needs --string or --hex-string",
+        0,
+    ),
+    (
+        "-m string --algo xyz --string x -j DROP",
+        "unknown --algo",
+        3,
+    ),
+    (
+        "-m string --algo fsm --string x -j DROP",
+        "fsm is not supported",
+        3,
+    ),
     (
         "-m string --algo bm --string x --hex-string |41| -j DROP",
         "cannot be combined",
@@ -180,17 +208,41 @@ const REFUSED: &[(&str, &str, usize)] = &[
         "only one --string",
         6,
     ),
-    ("-m string --algo bm --string x --from 65536 -j DROP", "invalid", 7),
-    ("-m string --algo bm --string x --to -1 -j DROP", "invalid", 7),
+    (
+        "-m string --algo bm --string x --from 65536 -j DROP",
+        "invalid",
+        7,
+    ),
+    (
+        "-m string --algo bm --string x --to -1 -j DROP",
+        "invalid",
+        7,
+    ),
     (
         "-m string --algo bm --string x --from 100 --to 99 -j DROP",
         "past --to",
         7,
     ),
-    ("-m string --algo bm ! --from 1 --string x -j DROP", "! is not allowed", 5),
-    ("-m string --algo bm --string x ! --icase -j DROP", "! is not allowed", 7),
-    ("-m string ! --algo bm --string x -j DROP", "! is not allowed", 3),
-    ("-m string --algo bm --hex-string |4g| -j DROP", "Invalid hex char", 5),
+    (
+        "-m string --algo bm ! --from 1 --string x -j DROP",
+        "! is not allowed",
+        5,
+    ),
+    (
+        "-m string --algo bm --string x ! --icase -j DROP",
+        "! is not allowed",
+        7,
+    ),
+    (
+        "-m string ! --algo bm --string x -j DROP",
+        "! is not allowed",
+        3,
+    ),
+    (
+        "-m string --algo bm --hex-string |4g| -j DROP",
+        "Invalid hex char",
+        5,
+    ),
     ("-m string --algo bm --hex-string | -j DROP", "empty", 5),
     ("--algo bm -j DROP", "unsupported option --algo", 0),
 ];
@@ -211,7 +263,10 @@ fn refuses_bad_string_options_at_their_column() {
         "too long",
         5,
     );
-    let ok = format!("-A FORWARD -m string --algo bm --string {} -j DROP", &long[1..]);
+    let ok = format!(
+        "-A FORWARD -m string --algo bm --string {} -j DROP",
+        &long[1..]
+    );
     assert!(compile(&wrap(&ok), Family::V4).is_ok());
     // The nat table judges without the packet's bytes.
     let nat = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m string --string x --algo bm -j ACCEPT\nCOMMIT\n";
@@ -307,8 +362,16 @@ fn patterns_over_fragments_as_the_reassembled_datagram() {
         for (frames, bm_hit) in [(&split, false), (&inside, true)] {
             dataplane::classify::payload::gather(frames.iter().map(|f| &f[..]));
             let want = |hit| if hit { Action::Drop } else { Action::Accept };
-            assert_eq!(judge(&kmp, &frames[0], whole_len), want(true), "kmp v6 {v6}");
-            assert_eq!(judge(&bm, &frames[0], whole_len), want(bm_hit), "bm v6 {v6}");
+            assert_eq!(
+                judge(&kmp, &frames[0], whole_len),
+                want(true),
+                "kmp v6 {v6}"
+            );
+            assert_eq!(
+                judge(&bm, &frames[0], whole_len),
+                want(bm_hit),
+                "bm v6 {v6}"
+            );
             dataplane::classify::payload::clear();
             // Without the gathered datagram only the first fragment is read.
             assert_eq!(judge(&kmp, &frames[0], whole_len), Action::Accept);

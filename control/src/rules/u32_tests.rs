@@ -98,7 +98,10 @@ fn grammar_as_libxt_u32_reads_it() {
     assert!(u32_parse(&format!("0=0{}", ",1".repeat(10)), false)
         .unwrap_err()
         .contains("too many \",\"s"));
-    assert_eq!(u32_parse("0=-0", false).unwrap().tests[0].ranges, vec![(0, 0)]);
+    assert_eq!(
+        u32_parse("0=-0", false).unwrap().tests[0].ranges,
+        vec![(0, 0)]
+    );
 }
 
 const REFUSED: &[(&str, &str, usize)] = &[
@@ -194,7 +197,11 @@ fn published_idioms_on_built_frames() {
 fn reads_stop_at_the_datagram_not_the_frame() {
     for v6 in [false, true] {
         let fam = if v6 { Family::V6 } else { Family::V4 };
-        let test = if v6 { "52=0:0xFFFFFFFF" } else { "0>>22&0x3C@12=0:0xFFFFFFFF" };
+        let test = if v6 {
+            "52=0:0xFFFFFFFF"
+        } else {
+            "0>>22&0x3C@12=0:0xFFFFFFFF"
+        };
         let rs = set(
             &format!("-A FORWARD -p udp -m u32 ! --u32 \"{test}\" -j DROP"),
             fam,

@@ -93,8 +93,7 @@ impl<'a> RuleParser<'a> {
                     .map_err(bad)? as u16;
             }
             "--nflog-threshold" => {
-                matches::number(&v.text, u32::from(u16::MAX), "--nflog-threshold")
-                    .map_err(bad)?;
+                matches::number(&v.text, u32::from(u16::MAX), "--nflog-threshold").map_err(bad)?;
             }
             // --nflog-range has had no effect in any kernel (iptables warns and takes it);
             // --nflog-size bounds the bytes copied to the listener.

@@ -54,7 +54,9 @@ pub(super) fn takes(canonical: &str) -> bool {
 /// `--string`: the bytes as given, at most 128 (libxt_string's `parse_string`).
 fn plain(s: &str) -> Result<Vec<u8>, String> {
     if s.len() > MAX_PATTERN {
-        return Err(format!("STRING too long {s:?} (at most {MAX_PATTERN} bytes)"));
+        return Err(format!(
+            "STRING too long {s:?} (at most {MAX_PATTERN} bytes)"
+        ));
     }
     Ok(s.as_bytes().to_vec())
 }
@@ -153,7 +155,11 @@ impl<'a> RuleParser<'a> {
             self.no_negation(tok, negated)?;
         }
         if canonical == "--icase" {
-            self.string.pending.last_mut().expect("-m string loaded").icase = true;
+            self.string
+                .pending
+                .last_mut()
+                .expect("-m string loaded")
+                .icase = true;
             return Ok(());
         }
         let v = self.value(tok)?;
@@ -203,8 +209,7 @@ impl<'a> RuleParser<'a> {
                     // textsearch_prepare refuses an empty pattern (EINVAL).
                     return Err(bad("the pattern is empty (the kernel refuses it)".into()));
                 }
-                self.string.pending.last_mut().expect("loaded").pattern =
-                    Some((bytes, negated));
+                self.string.pending.last_mut().expect("loaded").pattern = Some((bytes, negated));
             }
         }
         Ok(())

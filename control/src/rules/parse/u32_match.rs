@@ -234,7 +234,11 @@ impl<'a> RuleParser<'a> {
     }
 
     /// `--u32` (already checked to be given once).
-    pub(super) fn u32_option(&mut self, tok: &'a Token<'a>, negated: bool) -> Result<(), RuleError> {
+    pub(super) fn u32_option(
+        &mut self,
+        tok: &'a Token<'a>,
+        negated: bool,
+    ) -> Result<(), RuleError> {
         let v = self.value(tok)?;
         let m = parse(&v.text, negated).map_err(|e| self.err(v.col, e))?;
         self.u32.pending.last_mut().expect("-m u32 loaded").m = Some(m);
