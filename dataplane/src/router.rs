@@ -1503,12 +1503,12 @@ impl Router {
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    pub fn reject<'a, P>(
+    pub fn reject<P>(
         &self,
         st: &mut RouterState<P>,
         ingress: u16,
         frame: &[u8],
-        (whole, rest): (Option<crate::conntrack::frag::Whole>, &[&'a [u8]]),
+        (whole, rest): (Option<crate::conntrack::frag::Whole>, &[&[u8]]),
         with: crate::classify::RejectWith,
         now_ns: u64,
         emit: &mut impl Emit,

@@ -63,7 +63,7 @@ fn grammar_as_libxt_u32_reads_it() {
     assert_eq!(m.tests[2].start, 8);
     assert_eq!(m.tests[2].ranges, vec![(16, 16)]);
     // Ten of each are taken.
-    let ten_tests = vec!["0=0"; 10].join("&&");
+    let ten_tests = ["0=0"; 10].join("&&");
     assert_eq!(u32_parse(&ten_tests, false).unwrap().tests.len(), 10);
     let ten_nums = format!("0{}=0", "&1".repeat(9));
     assert!(u32_parse(&ten_nums, false).is_ok());
@@ -89,7 +89,7 @@ fn grammar_as_libxt_u32_reads_it() {
         let e = u32_parse(text, false).expect_err(text);
         assert!(e.contains(err), "{text:?}: {e}");
     }
-    assert!(u32_parse(&vec!["0=0"; 11].join("&&"), false)
+    assert!(u32_parse(&["0=0"; 11].join("&&"), false)
         .unwrap_err()
         .contains("too many \"&&\"s"));
     assert!(u32_parse(&format!("0{}=0", "&1".repeat(10)), false)

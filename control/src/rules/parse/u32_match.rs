@@ -192,7 +192,7 @@ pub fn parse(text: &str, invert: bool) -> Result<U32Match, String> {
                     ranges: Vec::new(),
                 },
             ));
-            if tests.len() >= MAX_SIZE + 1 {
+            if tests.len() > MAX_SIZE {
                 return Err(r.err("too many \"&&\"s"));
             }
             r.i += 1;
