@@ -265,6 +265,11 @@ impl<'a> ControlPlane<'a> {
         let swapped = t0.elapsed();
         self.publisher.reclaim();
         self.files = files;
+        if !Arc::ptr_eq(&self.sets, &sets) {
+            // The replaced cell's snapshot may still be in a worker's cache: freed here, by
+            // `reclaim`, once none holds it.
+            self.retired_sets.push(self.sets.snapshot());
+        }
         self.sets = sets;
         self.swaps.swaps += 1;
         self.swaps.last_compile = compiled;

@@ -605,7 +605,9 @@ pub fn l4_port(p: &PacketMeta, w: &Wire<'_>, src: bool) -> Option<(u16, u8)> {
 /// snapshot to snapshot: only entries change.
 ///
 /// A worker keeps the snapshot it tests in a thread-local cache ([`SetsCell::with`]), taken
-/// anew when the cell or its generation differs: a check costs a thread-local access and two
+/// anew when the generation differs (generations are drawn from one process-wide counter, so
+/// no two snapshots of any cells share one: a new cell made where a freed one was cannot be
+/// taken for it): a check costs a thread-local access and two
 /// compares, no atomic read-modify-write. The cache holds a strong reference, so a replaced
 /// snapshot is freed by the control thread, once it holds the only reference
 /// ([`Arc::strong_count`] 1: no cache has it, and none can take it again), never by a worker.
@@ -615,8 +617,15 @@ pub struct SetsCell {
     generation: AtomicU64,
 }
 
-/// One thread's snapshot of one cell: the cell's address, its generation, the snapshot.
-type Cached = Option<(usize, u64, Arc<IpSets>)>;
+/// One thread's snapshot: its generation, the snapshot.
+type Cached = Option<(u64, Arc<IpSets>)>;
+
+/// The next generation any cell's snapshot takes (see [`SetsCell`]).
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 thread_local! {
     static CACHE: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
@@ -626,7 +635,7 @@ impl SetsCell {
     pub fn new(sets: IpSets) -> Arc<SetsCell> {
         Arc::new(SetsCell {
             cur: ArcSwap::from_pointee(sets),
-            generation: AtomicU64::new(0),
+            generation: AtomicU64::new(next_generation()),
         })
     }
 
@@ -639,24 +648,23 @@ impl SetsCell {
     /// holds the only reference.
     pub fn replace(&self, next: IpSets) -> Arc<IpSets> {
         let old = self.cur.swap(Arc::new(next));
-        self.generation.fetch_add(1, Ordering::Release);
+        self.generation.store(next_generation(), Ordering::Release);
         old
     }
 
     /// `f` on the snapshot in force, through this thread's cache.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&IpSets) -> R) -> R {
-        let me = self as *const SetsCell as usize;
         let generation = self.generation.load(Ordering::Acquire);
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             match &*c {
-                Some((cell, g, sets)) if *cell == me && *g == generation => f(sets),
+                Some((g, sets)) if *g == generation => f(sets),
                 _ => {
                     // Loaded after the generation was read: at least as new as it.
                     let sets = self.cur.load_full();
                     let r = f(&sets);
-                    *c = Some((me, generation, sets));
+                    *c = Some((generation, sets));
                     r
                 }
             }
@@ -808,6 +816,31 @@ mod tests {
         let other = SetsCell::new(IpSets::default());
         assert_eq!(other.with(|s| s.sets.len()), 0);
         assert_eq!(cell.with(|s| s.sets[0].len()), 1);
+    }
+
+    #[test]
+    fn a_new_cell_where_a_freed_one_was_is_not_taken_for_it() {
+        // The allocator hands a freed cell's memory to the next cell of its size: a cache
+        // keyed by the cell's address and a per-cell generation took the new cell's first
+        // snapshot for the freed cell's.
+        let mut reused = 0;
+        for _ in 0..64 {
+            let a = SetsCell::new(IpSets::new(vec![IpSet::new(
+                "a",
+                Kind::HashIp,
+                Some(Family::V4),
+            )]));
+            assert_eq!(a.with(|s| s.sets.len()), 1);
+            let at = Arc::as_ptr(&a) as usize;
+            drop(a);
+            let b = SetsCell::new(IpSets::default());
+            reused += usize::from(Arc::as_ptr(&b) as usize == at);
+            assert_eq!(b.with(|s| s.sets.len()), 0, "the new cell's own sets");
+        }
+        assert!(
+            reused > 0,
+            "the case needs the address taken again at least once"
+        );
     }
 
     #[test]
