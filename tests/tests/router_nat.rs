@@ -692,6 +692,26 @@ COMMIT
 
 /// Three connections from outside to the NodePort: which endpoint port each reached and the
 /// source it saw.
+/// Waits (up to 10 s) until a TCP server listens on each of `ports` in the inside host's
+/// namespace (`inside`) or the outside server's.
+fn wait_listening(t: &RouterTopology, inside: bool, ports: &[u16]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ss = ["ss", "-ltnH"];
+        let o = run(&mut if inside {
+            t.inside_cmd(&ss)
+        } else {
+            t.outside_cmd(&ss)
+        });
+        let text = String::from_utf8_lossy(&o.stdout);
+        if ports.iter().all(|p| text.contains(&format!(":{p} "))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "servers did not start: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn kube_scenarios(t: &RouterTopology) -> Vec<(u16, String)> {
     let a = t.addressing;
     assert!(
@@ -701,16 +721,7 @@ fn kube_scenarios(t: &RouterTopology) -> Vec<(u16, String)> {
     let s1 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8000);
     let s2 = Server::start(&t.inside, TCP_SERVER, &a.inside_host_v4(), 8001);
     // Both listening before the first connection (a refused one would take a turn).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = run(&mut t.inside_cmd(&["ss", "-ltnH"]));
-        let text = String::from_utf8_lossy(&o.stdout);
-        if text.contains(":8000 ") && text.contains(":8001 ") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "servers did not start: {text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(t, true, &[8000, 8001]);
     for _ in 0..3 {
         // One attempt each: a retry would be a connection of its own and take the next turn.
         let o = run(&mut t.outside_cmd(&[
@@ -865,16 +876,7 @@ fn redirect_scenarios(t: &RouterTopology) -> (i32, i32, String) {
     let _web = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 80);
     let _other = Server::start(&t.outside, TCP_SERVER, &a.server_v4(), 8081);
     // Both listening before the first connection (a refusal is what port 80 should get).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = run(&mut t.outside_cmd(&["ss", "-ltnH"]));
-        let text = String::from_utf8_lossy(&o.stdout);
-        if text.contains(":80 ") && text.contains(":8081 ") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "servers did not start: {text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(t, false, &[80, 8081]);
     let code = |port: u16| {
         let url = format!("http://{}:{port}/", a.server_v4());
         let o = run(&mut t.inside_cmd(&["curl", "-sS", "--max-time", "5", &url]));

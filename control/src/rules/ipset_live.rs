@@ -86,32 +86,13 @@ pub fn command(sets: &IpSets, line: &str, at: At) -> Result<Outcome, Failure> {
 /// reported at its line and column).
 pub fn restore(sets: &IpSets, file: &str, text: &str, at: At) -> Result<IpSets, Vec<RuleError>> {
     let mut next = sets.clone();
-    let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let err = |col: u32, message: String| RuleError {
-            file: file.to_string(),
-            line: u32::try_from(i + 1).unwrap_or(u32::MAX),
-            col,
-            message,
-        };
-        let toks = match tokenize(line) {
-            Ok(t) => t,
-            Err((col, m)) => {
-                errors.push(err(col, m));
-                continue;
-            }
-        };
-        if toks.is_empty() || toks[0].text.starts_with('#') {
-            continue;
-        }
+    let errors = super::ipsets::each_line(file, text, |toks| {
         // `ipset save` output restores as it is; COMMIT ends ipset's own restore batches.
         if toks[0].text == "COMMIT" && toks.len() == 1 {
-            continue;
+            return Ok(());
         }
-        if let Err((col, m)) = apply(&mut next, &toks, at) {
-            errors.push(err(col, m));
-        }
-    }
+        apply(&mut next, toks, at)
+    });
     if errors.is_empty() {
         Ok(next)
     } else {

@@ -27,6 +27,21 @@ pub const MAX_ENTRIES: u32 = 1 << 24;
 /// Reads an `ipset save` file.
 pub fn parse_ipsets(file: &str, text: &str) -> Result<IpSets, Vec<RuleError>> {
     let mut sets = IpSets::default();
+    let errors = each_line(file, text, |toks| apply_line(&mut sets, toks, At::FILE));
+    if errors.is_empty() {
+        Ok(sets)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `f` on the tokens of each line of `text` that is neither empty nor a comment; the errors
+/// of the lexer and of `f`, each at its line and column in `file`.
+pub(crate) fn each_line(
+    file: &str,
+    text: &str,
+    mut f: impl FnMut(&[super::lex::Token<'_>]) -> Result<(), Failure>,
+) -> Vec<RuleError> {
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -46,15 +61,11 @@ pub fn parse_ipsets(file: &str, text: &str) -> Result<IpSets, Vec<RuleError>> {
         if toks.is_empty() || toks[0].text.starts_with('#') {
             continue;
         }
-        if let Err((col, m)) = apply_line(&mut sets, &toks, At::FILE) {
+        if let Err((col, m)) = f(&toks) {
             errors.push(err(col, m));
         }
     }
-    if errors.is_empty() {
-        Ok(sets)
-    } else {
-        Err(errors)
-    }
+    errors
 }
 
 pub(crate) type Failure = (u32, String);
