@@ -7,7 +7,7 @@
 //! destination. Rare path: called only when a REJECT rule matched.
 
 use crate::classify::RejectWith;
-use crate::conntrack::frag::Whole;
+use crate::conntrack::frag::{v6_fragment_header, Whole};
 use crate::wire::checksum::{self, PseudoHeader};
 use crate::wire::{icmpv4, icmpv6, ip_proto, Fragment, PacketInfo, L3};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -358,26 +358,6 @@ pub fn reassembled<'a>(
     let n = (l2 + len).min(out.len());
     pi.l3_len = (n - l2) as u16;
     Some((n, pi))
-}
-
-/// Where an IPv6 packet's Fragment header is, after its unfragmentable part (the fixed header
-/// and hop-by-hop, routing and destination options headers): the offset of the "next header"
-/// byte that names it, and its own offset.
-fn v6_fragment_header(ip: &[u8]) -> Option<(usize, usize)> {
-    let (mut at, mut nh, mut next) = (40usize, 6usize, *ip.get(6)?);
-    while next != ip_proto::IPV6_FRAG {
-        if !matches!(
-            next,
-            ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS
-        ) {
-            return None;
-        }
-        let len = (usize::from(*ip.get(at + 1)?) + 1) * 8;
-        (nh, next) = (at, *ip.get(at)?);
-        at += len;
-    }
-    ip.get(at..at + 8)?;
-    Some((nh, at))
 }
 
 #[cfg(test)]

@@ -680,21 +680,9 @@ fn atomic_len(frame: &[u8], info: &PacketInfo) -> u16 {
     let Some(ip) = frame.get(usize::from(info.l3_offset)..info.l3_end()) else {
         return 0;
     };
-    // find_prev_fhdr's walk: extension headers up to the Fragment header.
-    let (mut at, mut next) = (40usize, ip[6]);
-    while next != ip_proto::IPV6_FRAG {
-        let len = match next {
-            ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
-                ip.get(at + 1).map(|&l| (usize::from(l) + 1) * 8)
-            }
-            ip_proto::AH => ip.get(at + 1).map(|&l| (usize::from(l) + 2) * 4),
-            _ => None,
-        };
-        let (Some(len), Some(&n)) = (len, ip.get(at)) else {
-            return 0;
-        };
-        (at, next) = (at + len, n);
-    }
+    let Some((_, at)) = crate::conntrack::frag::v6_fragment_header(ip) else {
+        return 0;
+    };
     match ip.get(at + 2..at + 4) {
         Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) & 0xfff9 == 0 => {
             info.l3_len.saturating_sub(8)

@@ -20,7 +20,7 @@
 //! judged is a whole datagram's first fragment. Unfragmented packets are read in place.
 
 use super::Wire;
-use crate::wire::{ip_proto, parse_frame, Family, Fragment};
+use crate::wire::{parse_frame, Family, Fragment};
 use std::cell::RefCell;
 
 /// A whole datagram gathered from its fragments.
@@ -152,25 +152,11 @@ fn build<'f>(g: &mut Gathered, frames: impl IntoIterator<Item = &'f [u8]>) -> Op
         Family::V4 => g.bytes.extend_from_slice(ip),
         Family::V6 => {
             // Take the Fragment header out; the header before it names what followed it.
-            let frag_at = data_start.checked_sub(8)?;
-            let next = *ip.get(frag_at)?;
-            // Where the type of the header at `at` is named: byte 6 of the fixed header,
-            // then the first byte of each extension header.
-            let mut nh_at = 6;
-            let mut at = 40;
-            while at < frag_at {
-                let ty = *ip.get(nh_at)?;
-                let len = usize::from(*ip.get(at + 1)?);
-                nh_at = at;
-                at += if ty == ip_proto::AH {
-                    (len + 2) * 4
-                } else {
-                    (len + 1) * 8
-                };
-            }
-            if at != frag_at {
+            let (nh_at, frag_at) = crate::conntrack::frag::v6_fragment_header(ip)?;
+            if frag_at + 8 != data_start {
                 return None;
             }
+            let next = ip[frag_at];
             g.bytes.extend_from_slice(&ip[..frag_at]);
             g.bytes.extend_from_slice(&ip[data_start..]);
             g.bytes[nh_at] = next;

@@ -145,6 +145,27 @@ fn placement(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool)> {
     piece(frame, info).map(|(o, l, m, _)| (o, l, m))
 }
 
+/// Where an IPv6 packet's Fragment header is (`ip` from the fixed header on), walked as
+/// nf_defrag_ipv6's `find_prev_fhdr` walks: over hop-by-hop, routing, destination options and
+/// AH headers. Answers the offset of the byte that names it (6 in the fixed header, else the
+/// first byte of the header before it) and its own offset, with its 8 bytes present; `None`
+/// when another header comes first or the chain runs past `ip`.
+pub(crate) fn v6_fragment_header(ip: &[u8]) -> Option<(usize, usize)> {
+    let (mut at, mut nh, mut next) = (40usize, 6usize, *ip.get(6)?);
+    while next != ip_proto::IPV6_FRAG {
+        let len = usize::from(*ip.get(at + 1)?);
+        let len = match next {
+            ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => (len + 1) * 8,
+            ip_proto::AH => (len + 2) * 4,
+            _ => return None,
+        };
+        (nh, next) = (at, *ip.get(at)?);
+        at += len;
+    }
+    ip.get(at..at + 8)?;
+    Some((nh, at))
+}
+
 /// [`placement`], and where the fragment's data starts in its IP packet.
 pub(crate) fn piece(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool, usize)> {
     let (offset, more) = match info.frag {
