@@ -322,6 +322,9 @@ pub fn reassembled<'a>(
         to[..n].copy_from_slice(&data[..n]);
     };
     put(0, ip.get(data_at..)?);
+    // IPv4: the whole's fragment bits by the largest fragment's DF, as Linux's reassembly.
+    let mut v4 = crate::conntrack::frag::WholeV4::default();
+    v4.see(ip);
     for f in rest {
         let Ok(fi) = crate::wire::parse_frame(f) else {
             continue;
@@ -337,6 +340,7 @@ pub fn reassembled<'a>(
                 None => continue,
             },
         };
+        v4.see(fip);
         if let Some(d) = fip.get(skip..) {
             put(usize::from(offset_bytes), d);
         }
@@ -345,13 +349,8 @@ pub fn reassembled<'a>(
     let ipo = &mut out[l2..];
     match info.l3 {
         L3::Ipv4 => {
-            ipo[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            ipo[6] &= 0x40;
-            ipo[7] = 0;
-            ipo[10..12].fill(0);
             let hl = usize::from(ipo[0] & 15) * 4;
-            let c = checksum::checksum(&ipo[..hl]);
-            ipo[10..12].copy_from_slice(&c.to_be_bytes());
+            v4.finish(ipo.get_mut(..hl)?, len as u16);
         }
         _ => ipo[4..6].copy_from_slice(&(len.saturating_sub(40) as u16).to_be_bytes()),
     }

@@ -138,16 +138,8 @@ fn build<'f>(g: &mut Gathered, frames: impl IntoIterator<Item = &'f [u8]>) -> Op
     let ip = first.get(usize::from(info.l3_offset)..info.l3_end())?;
     let (_, _, _, data_start) = crate::conntrack::frag::piece(first, &info)?;
     // The largest fragment (IPv4 total length) and the largest with DF set.
-    let (mut max_size, mut max_df) = (0usize, 0usize);
-    let mut sizes = |ip: &[u8]| {
-        if family == Family::V4 {
-            max_size = max_size.max(ip.len());
-            if ip[6] & 0x40 != 0 {
-                max_df = max_df.max(ip.len());
-            }
-        }
-    };
-    sizes(ip);
+    let mut v4 = crate::conntrack::frag::WholeV4::default();
+    v4.see(ip);
     match family {
         Family::V4 => g.bytes.extend_from_slice(ip),
         Family::V6 => {
@@ -167,7 +159,7 @@ fn build<'f>(g: &mut Gathered, frames: impl IntoIterator<Item = &'f [u8]>) -> Op
         let info = parse_frame(f).ok()?;
         let (_, _, _, start) = crate::conntrack::frag::piece(f, &info)?;
         let ip = f.get(usize::from(info.l3_offset)..info.l3_end())?;
-        sizes(ip);
+        v4.see(ip);
         g.bytes.extend_from_slice(ip.get(start..)?);
         g.ends.push(g.bytes.len() as u32);
     }
@@ -175,14 +167,7 @@ fn build<'f>(g: &mut Gathered, frames: impl IntoIterator<Item = &'f [u8]>) -> Op
     match family {
         Family::V4 => {
             let ihl = usize::from(g.bytes[0] & 0x0f) * 4;
-            g.bytes[2..4].copy_from_slice(&total.to_be_bytes());
-            let df = if max_df == max_size { 0x40 } else { 0 };
-            g.bytes[6] = df;
-            g.bytes[7] = 0;
-            g.bytes[10] = 0;
-            g.bytes[11] = 0;
-            let c = crate::wire::checksum::checksum(g.bytes.get(..ihl)?);
-            g.bytes[10..12].copy_from_slice(&c.to_be_bytes());
+            v4.finish(g.bytes.get_mut(..ihl)?, total);
         }
         Family::V6 => {
             g.bytes[4..6].copy_from_slice(&(total.checked_sub(40)?).to_be_bytes());

@@ -145,6 +145,40 @@ fn placement(frame: &[u8], info: &PacketInfo) -> Option<(u32, u32, bool)> {
     piece(frame, info).map(|(o, l, m, _)| (o, l, m))
 }
 
+/// The header fields Linux's IPv4 reassembly (`ip_frag_reasm`) leaves on the datagram it
+/// makes: fed each fragment's IP datagram ([`WholeV4::see`]), then [`WholeV4::finish`] writes
+/// the whole's total length, no fragment offset or MF, DF only when the largest fragment
+/// had it (`max_df_size == max_size`), and the header checksum made again.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WholeV4 {
+    max_size: usize,
+    max_df: usize,
+}
+
+impl WholeV4 {
+    pub(crate) fn see(&mut self, ip: &[u8]) {
+        self.max_size = self.max_size.max(ip.len());
+        if ip.get(6).is_some_and(|b| b & 0x40 != 0) {
+            self.max_df = self.max_df.max(ip.len());
+        }
+    }
+
+    /// `header`: the first fragment's IPv4 header, at least its IHL long.
+    pub(crate) fn finish(self, header: &mut [u8], total: u16) {
+        let ihl = usize::from(header[0] & 0x0f) * 4;
+        header[2..4].copy_from_slice(&total.to_be_bytes());
+        header[6] = if self.max_df == self.max_size {
+            0x40
+        } else {
+            0
+        };
+        header[7] = 0;
+        header[10..12].fill(0);
+        let c = crate::wire::checksum::checksum(&header[..ihl]);
+        header[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
 /// Where an IPv6 packet's Fragment header is (`ip` from the fixed header on), walked as
 /// nf_defrag_ipv6's `find_prev_fhdr` walks: over hop-by-hop, routing, destination options and
 /// AH headers. Answers the offset of the byte that names it (6 in the fixed header, else the
