@@ -818,6 +818,13 @@ pub fn conn_json(worker: usize, c: &ConnInfo) -> Value {
         "seen_reply": c.seen_reply,
         "assured": c.assured,
         "mark": c.mark,
+        // The conntrack zone (0: the default) and the directions it applies to.
+        "zone": c.zone.id(),
+        "zone_dir": match c.zone.label() {
+            Some(("zone-orig", _)) => "orig",
+            Some(("zone-reply", _)) => "reply",
+            _ => "both",
+        },
         "packets": c.packets,
         "bytes": c.bytes,
     })

@@ -20,6 +20,8 @@ mod bridge_rig;
 #[cfg(test)]
 mod connmark_tests;
 #[cfg(test)]
+mod ctzone_tests;
+#[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
 mod nat_tests;

@@ -423,6 +423,10 @@ fn absolute(p: Option<PathBuf>) -> Option<String> {
 
 /// One connection in `conntrack -L`'s layout.
 fn conntrack_line(c: &serde_json::Value) -> String {
+    // The zone as conntrack-tools shows it: `zone=N` after the mark, or a directional one
+    // after its tuple; nothing for the default zone.
+    let zone = c["zone"].as_u64().filter(|&z| z != 0);
+    let zone_dir = c["zone_dir"].as_str().unwrap_or("both");
     let tuple = |t: &serde_json::Value, dir: usize| {
         let mut s = format!(
             "src={} dst={}",
@@ -431,6 +435,9 @@ fn conntrack_line(c: &serde_json::Value) -> String {
         );
         if matches!(c["proto"].as_str(), Some("tcp" | "udp")) {
             s += &format!(" sport={} dport={}", t["sport"], t["dport"]);
+        }
+        if let Some(z) = zone.filter(|_| zone_dir == ["orig", "reply"][dir]) {
+            s += &format!(" zone-{zone_dir}={z}");
         }
         s + &format!(" packets={} bytes={}", c["packets"][dir], c["bytes"][dir])
     };
@@ -454,7 +461,11 @@ fn conntrack_line(c: &serde_json::Value) -> String {
         line += " [ASSURED]";
     }
     // As `conntrack -L`: the connection mark after the flags.
-    line + &format!(" mark={} worker={}", c["mark"], c["worker"])
+    line += &format!(" mark={}", c["mark"]);
+    if let Some(z) = zone.filter(|_| zone_dir == "both") {
+        line += &format!(" zone={z}");
+    }
+    line + &format!(" worker={}", c["worker"])
 }
 
 /// One NAT binding: `PROTO ORIGINAL -> TRANSLATED [SNAT] [DNAT] worker=N`.

@@ -31,7 +31,7 @@
 use crate::classify::walk::Marks;
 use crate::classify::{ct, Action, LogSpec, PacketMeta, Wire};
 use crate::conntrack::frag::{FragError, Fragments, HoldLimits, Whole};
-use crate::conntrack::{self, Conntrack, CtState, Dir, Handle};
+use crate::conntrack::{self, zones, Conntrack, CtState, Dir, Handle};
 use crate::filter::{ip_packet_meta, judge_rules_marked, Filter, FilterVerdict};
 use crate::nat::rules::NatChoice;
 use crate::nat::{Allocator, Binding, Manip, NatChain, NatError};
@@ -616,7 +616,11 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
 
     // 2. raw PREROUTING (before conntrack: the packet has no state yet, which
     //    `--ctstate` sees as INVALID, as in Linux).
-    let mut notrack = false;
+    //    The first NOTRACK or CT rule passed leaves the packet's conntrack template: untracked,
+    //    or the zone it is tracked in (`CT --zone`; `--zone mark` takes the packet's mark as
+    //    conntrack sees it, after the raw table).
+    let mut template = 0;
+    let mut raw_mark = Marks::default();
     if let Some(raw) = filter.raw(key.family) {
         let raw_meta = PacketMeta {
             ct_state: ct::INVALID,
@@ -626,7 +630,7 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             whole_len: whole_len(tables, frame, info),
             ..Wire::of(frame, info, now_ns)
         };
-        let j = raw.judge(&raw_meta, &wire, |_, _, _| {});
+        let j = raw.judge_marked(&raw_meta, &wire, &mut raw_mark, |_, _, _| {});
         if !matches!(j.action, Action::Accept) {
             return IpJudgement::early(
                 Verdict::Drop(DropReason::RuleDrop),
@@ -635,11 +639,17 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
                 true,
             );
         }
-        notrack = j.notrack;
+        template = j.ct;
     }
+    let notrack = zones::template_notrack(template);
+    let zone = zones::template_zone(template, raw_mark.packet);
 
     // 3. Conntrack. A whole datagram whose L4 checksum (over every fragment) is wrong is
-    //    INVALID, as nf_conntrack_checksum has it.
+    //    INVALID, as nf_conntrack_checksum has it. In the packet's zone until its judgement
+    //    is done (its lookup, a RELATED error's, its confirmation, NAT's port choice).
+    if zone.is_set() {
+        tables.ct.set_zone(zone);
+    }
     let tracked = (!notrack).then(|| {
         if !matches!(info.frag, Fragment::None) {
             track_whole(tables, frame, info, tag, now_ns)
@@ -647,9 +657,13 @@ fn judge_tracked_by<F: Forwarding, const FAST: bool>(
             tables.ct.track_tagged(frame, info, tag, now_ns)
         }
     });
-    judge_after_track::<F, _, false>(
+    let j = judge_after_track::<F, _, false>(
         filter, tables, frame, info, key, ingress, fwd, now_ns, on_log, meta, tracked, None,
-    )
+    );
+    if zone.is_set() {
+        tables.ct.set_zone(zones::Zone::DEFAULT);
+    }
+    j
 }
 
 /// The length `-m length` sees: a whole datagram's when its first fragment is judged (0:

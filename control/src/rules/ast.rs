@@ -493,6 +493,9 @@ pub enum Target {
     },
     /// `NOTRACK` or `CT --notrack`.
     NoTrack,
+    /// `CT` with `--zone`, `--zone-orig`, `--zone-reply` or none (raw table): the packet's
+    /// conntrack template, as [`dataplane::conntrack::zones::template`] packs it.
+    CtZone(u32),
     /// `MARK`: the packet's mark becomes `(mark & !mask) ^ xor` (xt_MARK v2, as every spelling
     /// is stored).
     Mark {

@@ -764,7 +764,7 @@ pub(crate) fn simple(rule: &Rule, kind: TableKind) -> bool {
         Some(spec) => match spec.target {
             Target::Accept | Target::Drop | Target::Reject(_) => true,
             Target::Log(_) => kind != TableKind::Raw,
-            Target::NoTrack => kind == TableKind::Raw,
+            Target::NoTrack | Target::CtZone(_) => kind == TableKind::Raw,
             _ => false,
         },
     }
@@ -827,6 +827,7 @@ pub(crate) fn patch(
             Target::Drop => Action::Drop,
             Target::Reject(w) => Action::Reject(*w),
             Target::NoTrack => Action::NoTrack,
+            Target::CtZone(t) => Action::Ct(*t),
             Target::Log(l) => {
                 logs.push(l.clone());
                 Action::Log(l0 + logs.len() as u32 - 1)
@@ -1246,6 +1247,10 @@ impl Flattener<'_> {
                     let o = self.origin(ci, ri);
                     self.emit(cubes, act(Action::NoTrack), o, rule, checks)?;
                 }
+                Target::CtZone(t) if self.table.kind == TableKind::Raw => {
+                    let o = self.origin(ci, ri);
+                    self.emit(cubes, act(Action::Ct(*t)), o, rule, checks)?;
+                }
                 Target::Log(spec) => {
                     let o = self.origin(ci, ri);
                     let slot = self.first[ci] + ri;
@@ -1376,6 +1381,7 @@ impl Flattener<'_> {
                 | Target::Netmap(_)
                 | Target::Redirect { .. }
                 | Target::NoTrack
+                | Target::CtZone(_)
                 | Target::Edit(_)
                 | Target::Reject(_)
                 | Target::Drop => {

@@ -12,6 +12,7 @@ use super::names;
 use super::RuleError;
 mod connlimit;
 mod connmark;
+mod ctzone;
 mod ctmatch;
 mod ext;
 mod hashlimit;
@@ -629,9 +630,7 @@ enum PendingKind {
         flags: NatFlags,
     },
     NoTrack,
-    Ct {
-        notrack: bool,
-    },
+    Ct(ctzone::Pending),
     /// `CHECKSUM --checksum-fill` (mangle): fills in a checksum left to offload.
     Checksum {
         fill: bool,
@@ -1159,7 +1158,7 @@ impl<'a> RuleParser<'a> {
                 flags: NatFlags::default(),
             },
             "NOTRACK" => PendingKind::NoTrack,
-            "CT" => PendingKind::Ct { notrack: false },
+            "CT" => PendingKind::Ct(ctzone::Pending::default()),
             "CHECKSUM" => PendingKind::Checksum { fill: false },
             "MARK" => PendingKind::Mark { op: None },
             "CONNMARK" => PendingKind::ConnMark(connmark::Pending::default()),
@@ -1609,6 +1608,7 @@ impl<'a> RuleParser<'a> {
         let family = self.ctx.family;
         match (&mut t.kind, opt) {
             (PendingKind::ConnMark(p), _) => return self.connmark_target_option(p, tok, negated),
+            (PendingKind::Ct(p), _) => return self.ct_target_option(p, tok, negated),
             (PendingKind::Nflog(p), _) => return self.nflog_target_option(p, tok, negated),
             (PendingKind::NatMap(p), _) => return self.natmap_target_option(p, tok, negated),
             (PendingKind::Reject { with }, "--reject-with") => {
@@ -1707,10 +1707,6 @@ impl<'a> RuleParser<'a> {
             (PendingKind::Snat { flags, .. } | PendingKind::Dnat { flags, .. }, "--persistent") => {
                 self.no_negation(tok, negated)?;
                 flags.persistent = true;
-            }
-            (PendingKind::Ct { notrack }, "--notrack") => {
-                self.no_negation(tok, negated)?;
-                *notrack = true;
             }
             (PendingKind::Edit { opts }, o) if super::mangle::takes_value(&t.name, o).is_some() => {
                 self.no_negation(tok, negated)?;
@@ -1896,12 +1892,9 @@ impl<'a> RuleParser<'a> {
                 need_table(TableKind::Raw)?;
                 Target::NoTrack
             }
-            PendingKind::Ct { notrack } => {
+            PendingKind::Ct(p) => {
                 need_table(TableKind::Raw)?;
-                if !notrack {
-                    return Err(self.err(t.name_col, "unsupported target CT without --notrack"));
-                }
-                Target::NoTrack
+                self.finish_ct(&p)
             }
             PendingKind::Checksum { .. } => unreachable!("handled above"),
             PendingKind::Mark { op } => {
@@ -2129,8 +2122,10 @@ fn unsupported_option_message(opt: &str) -> String {
             " (it needs -m connbytes before it)"
         }
         "--quota" => " (it needs -m quota before it)",
-        "--zone" | "--helper" | "--ctevents" | "--expevents" | "--timeout" | "--zone-orig"
-        | "--zone-reply" => " (target CT supports --notrack only)",
+        "--zone" | "--zone-orig" | "--zone-reply" => " (it needs -j CT before it)",
+        "--helper" | "--ctevents" | "--expevents" | "--timeout" => {
+            " (target CT supports --notrack, --zone, --zone-orig and --zone-reply only)"
+        }
         "--state" => " (it needs -m state before it)",
         "--comment" => " (it needs -m comment before it)",
         "--reject-with" => " (it needs -j REJECT before it)",

@@ -785,12 +785,8 @@ fn nat_and_raw_tables_are_validated() {
             "chain FORWARD is not declared in table nat",
         ),
         (
-            "*raw\n-A PREROUTING -j CT\nCOMMIT\n",
-            "CT without --notrack",
-        ),
-        (
-            "*raw\n-A PREROUTING -j CT --zone 1\nCOMMIT\n",
-            "unsupported option --zone (target CT supports --notrack only)",
+            "*raw\n-A PREROUTING -j CT --helper ftp\nCOMMIT\n",
+            "unsupported option --helper (target CT supports --notrack, --zone",
         ),
         (
             "*raw\n-A PREROUTING -j DNAT --to-destination 1.2.3.4\nCOMMIT\n",
@@ -2094,6 +2090,9 @@ const SOUP: &[&str] = &[
     "NOTRACK",
     "CT",
     "--notrack",
+    "--zone",
+    "--zone-orig",
+    "mark",
     "--icmp-type",
     "3/4",
     "any",

@@ -56,7 +56,7 @@ impl RuleSet {
                     }
                     from = idx + 1;
                 }
-                Action::Log(_) | Action::NoTrack => from = idx + 1,
+                Action::Log(_) | Action::NoTrack | Action::Ct(_) => from = idx + 1,
                 Action::Drop | Action::Reject(_) => return Err(idx),
             }
         }

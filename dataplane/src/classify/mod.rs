@@ -106,6 +106,10 @@ pub enum Action {
     /// `NOTRACK` / `CT --notrack` (raw table): the packet will not be tracked; continue with
     /// the next rule, as the kernel's target does.
     NoTrack,
+    /// `CT --zone`/`--zone-orig`/`--zone-reply` (raw table): the packet's conntrack template
+    /// ([`crate::conntrack::zones::template`]), when it has none yet; continue with the next
+    /// rule, as the kernel's target does.
+    Ct(u32),
     /// `MARK`: change the walk's mark by the rule's [`Check::SetMark`] and continue with the
     /// next rule ([`walk`]).
     Mark,
@@ -335,8 +339,10 @@ pub struct Judgement {
     pub action: Action,
     /// The terminal rule's index.
     pub rule: u32,
-    /// A NOTRACK rule was passed on the way.
-    pub notrack: bool,
+    /// The conntrack template the first NOTRACK or CT rule passed on the way left
+    /// ([`crate::conntrack::zones`]: 0 when none was passed; later ones change nothing, as
+    /// in Linux).
+    pub ct: u32,
 }
 
 /// What a rule's checks say of a packet: they hold, one fails, or one drops the packet (the
@@ -479,7 +485,7 @@ impl RuleSet {
         mut on_log: impl FnMut(u32, &LogSpec, &PacketMeta),
     ) -> Judgement {
         let mut from = 0u32;
-        let mut notrack = false;
+        let mut ct = 0u32;
         for _ in 0..MAX_STEPS {
             let mut idx = self.classifier.first_match(&self.rules, p, from);
             let rule = loop {
@@ -494,7 +500,7 @@ impl RuleSet {
                             return Judgement {
                                 action: Action::Drop,
                                 rule: u32::MAX,
-                                notrack,
+                                ct,
                             }
                         }
                     },
@@ -513,7 +519,15 @@ impl RuleSet {
                 }
                 Action::ContinueAt(next) => from = next.max(idx + 1),
                 Action::NoTrack => {
-                    notrack = true;
+                    if ct == 0 {
+                        ct = crate::conntrack::zones::TEMPLATE_NOTRACK;
+                    }
+                    from = idx + 1;
+                }
+                Action::Ct(t) => {
+                    if ct == 0 {
+                        ct = t;
+                    }
                     from = idx + 1;
                 }
                 Action::Mark => {
@@ -526,7 +540,7 @@ impl RuleSet {
                     return Judgement {
                         action: terminal,
                         rule: idx,
-                        notrack,
+                        ct,
                     }
                 }
             }
@@ -534,7 +548,7 @@ impl RuleSet {
         Judgement {
             action: Action::Drop,
             rule: u32::MAX,
-            notrack,
+            ct,
         }
     }
 

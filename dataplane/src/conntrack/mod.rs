@@ -69,6 +69,7 @@ mod marks;
 pub mod tcp;
 mod timer;
 mod view;
+pub mod zones;
 
 #[cfg(test)]
 mod tests;
@@ -458,6 +459,9 @@ mod status {
     pub const NAT: u8 = 0x10;
     /// A counter carried into the `wide` side table (its high parts are not all zero).
     pub const WIDE: u8 = 0x20;
+    /// The entry's zone is not the default one: it is in the `zones` side array
+    /// ([`super::zones`]). The lean path's guess wants it clear.
+    pub const ZONED: u8 = 0x40;
 }
 
 /// Where an entry keeps its status bits and its wheel slot: in the last word of its tuple,
@@ -757,6 +761,19 @@ impl Words {
         (orig, reply)
     }
 
+    /// [`Words::matches_both`] for an entry in the default zone only (the lean path's
+    /// probe): [`status::ZONED`] is compared with the tuple, in the same word.
+    #[inline(always)]
+    fn matches_both_unzoned(&self, k: &FlowKey, rest: u64, rev_rest: u64) -> (bool, bool) {
+        const ZONED: u64 = (status::ZONED as u64) << STATUS_SHIFT;
+        let bytes = |(lo, hi): (u64, u64)| (u128::from(lo) | u128::from(hi) << 64).to_le_bytes();
+        let (src, dst) = (bytes(self.src), bytes(self.dst));
+        let r = self.rest & (KEY_BITS | ZONED);
+        let orig = (src == k.src.0) & (dst == k.dst.0) & (r == rest);
+        let reply = (src == k.dst.0) & (dst == k.src.0) & (r == rev_rest);
+        (orig, reply)
+    }
+
     /// [`Words::matches_both`] for the prefetch pass's guess, whose entry may be free or
     /// translated: the entry must be live, and a packet is its reply only without a binding
     /// (a translated entry's reply tuple is in the side table). The status bits are compared
@@ -767,11 +784,14 @@ impl Words {
         const NAT: u64 = (status::NAT as u64) << STATUS_SHIFT;
         let bytes = |(lo, hi): (u64, u64)| (u128::from(lo) | u128::from(hi) << 64).to_le_bytes();
         let (src, dst) = (bytes(self.src), bytes(self.dst));
-        let orig =
-            (src == k.src.0) & (dst == k.dst.0) & (self.rest & (KEY_BITS | LIVE) == rest | LIVE);
+        // An entry outside the default zone is left to the probe, which compares zones.
+        const ZONED: u64 = (status::ZONED as u64) << STATUS_SHIFT;
+        let orig = (src == k.src.0)
+            & (dst == k.dst.0)
+            & (self.rest & (KEY_BITS | LIVE | ZONED) == rest | LIVE);
         let reply = (src == k.dst.0)
             & (dst == k.src.0)
-            & (self.rest & (KEY_BITS | LIVE | NAT) == rev_rest | LIVE);
+            & (self.rest & (KEY_BITS | LIVE | NAT | ZONED) == rev_rest | LIVE);
         (orig, reply)
     }
 }
@@ -805,6 +825,8 @@ pub struct ConnInfo {
     pub assured: bool,
     /// The connection mark (CONNMARK's).
     pub mark: u32,
+    /// The conntrack zone (`CT --zone`).
+    pub zone: zones::Zone,
     pub timeout_left_ns: u64,
     /// `[original, reply]`.
     pub packets: [u64; 2],
@@ -1011,6 +1033,12 @@ pub struct Conntrack {
     /// The L4 length of the whole datagram whose first fragment is tracked next
     /// ([`Conntrack::track_whole`]); 0 outside that call.
     whole_l4: u32,
+    /// The zone of the packet being judged ([`Conntrack::set_zone`]): lookups, insertions and
+    /// NAT's uniqueness probes are in it. The default zone outside that packet's judgement.
+    zone: zones::Zone,
+    /// The zones of the entries with [`status::ZONED`], by slot ([`zones`]). Boxed, as
+    /// `marks`.
+    zones: Box<zones::Zones>,
     /// `-m connlimit`'s counts held by the connections ([`counted`]): boxed, made empty with
     /// the table.
     counted: Box<counted::Side>,
@@ -1053,6 +1081,8 @@ impl Conntrack {
             killed: Box::new(None),
             marks: Box::new(marks::Marks::new(cap)),
             whole_l4: 0,
+            zone: zones::Zone::DEFAULT,
+            zones: Box::new(zones::Zones::new(cap)),
             counted: Box::default(),
             count_pending: false,
             counting: false,
@@ -1154,6 +1184,10 @@ impl Conntrack {
             if r & REF_REPLY != 0 {
                 // The reply tuple of a NAT binding.
                 if Words::of(&replies[i as usize]).is(&w) {
+                    // Zones: see below (a translated entry's zone is its own, as any).
+                    if self.zone.is_set() | entries[i as usize].has(status::ZONED) {
+                        return self.find_zoned(k, tag);
+                    }
                     return Some((i, Dir::Reply));
                 }
                 continue;
@@ -1162,11 +1196,69 @@ impl Conntrack {
             let (orig, reply) = e.key.matches_both(k, w.rest, rev_rest);
             let reply = reply & !e.has(status::NAT);
             if orig | reply {
+                // Zones: the same tuple may be in several, on one index chain. When the
+                // entry or the packet is outside the default zone, the chain is searched
+                // again comparing zones, out of line (a call here, with values live across
+                // it, cost the lean path's fallback registers).
+                if e.has(status::ZONED) | self.zone.is_set() {
+                    return self.find_zoned(k, tag);
+                }
                 let dir = if orig { Dir::Orig } else { Dir::Reply };
                 return Some((i, dir));
             }
         }
         None
+    }
+
+    /// [`Conntrack::find_tagged`] comparing zones: the entry holding `k` as its tuple of a
+    /// direction whose id ([`zones::Zone::id_for`]) is the packet's zone's for that
+    /// direction (`nf_ct_key_equal`'s zone test).
+    #[cold]
+    #[inline(never)]
+    fn find_zoned(&self, k: &FlowKey, tag: u32) -> Option<(u32, Dir)> {
+        let w = Words::of(k);
+        let rev_rest = Words::reversed_rest(w.rest, k);
+        let fits = |i: u32, dir: Dir| self.zone_of(i).id_for(dir) == self.zone.id_for(dir);
+        for r in self.index.candidates(tag) {
+            let i = r >> REF_SHIFT;
+            if r & REF_REPLY != 0 {
+                if Words::of(&self.replies[i as usize]).is(&w) && fits(i, Dir::Reply) {
+                    return Some((i, Dir::Reply));
+                }
+                continue;
+            }
+            let e = &self.entries[i as usize];
+            let (orig, reply) = e.key.matches_both(k, w.rest, rev_rest);
+            let reply = reply & !e.has(status::NAT);
+            if orig && fits(i, Dir::Orig) {
+                return Some((i, Dir::Orig));
+            }
+            if reply && fits(i, Dir::Reply) {
+                return Some((i, Dir::Reply));
+            }
+        }
+        None
+    }
+
+    /// The zone the packet being judged is tracked in (the raw table's `CT --zone`): its
+    /// lookups, its connection's creation and NAT's uniqueness probes for it are in that
+    /// zone. The caller sets the default zone again when the packet's judgement is done.
+    #[inline]
+    pub fn set_zone(&mut self, z: zones::Zone) {
+        self.zone = z;
+    }
+
+    /// The zone of entry `id`.
+    #[inline]
+    pub fn zone(&self, id: EntryId) -> zones::Zone {
+        self.zone_of(id.0)
+    }
+
+    fn zone_of(&self, i: u32) -> zones::Zone {
+        match self.entries.get(i as usize) {
+            Some(e) if e.has(status::ZONED) => self.zones.get(i),
+            _ => zones::Zone::DEFAULT,
+        }
     }
 
     /// Whether a live connection already uses tuple `k` in either direction (NAT's
@@ -1822,7 +1914,38 @@ impl Conntrack {
                 }
             }
         }
-        self.find_tagged(k, hint.tag)
+        self.find_unzoned(k, hint.tag)
+    }
+
+    /// [`Conntrack::find_tagged`] for the lean path, which takes no entry outside the
+    /// default zone: the first entry in the default zone holding the tuple (an entry with
+    /// [`status::ZONED`] is passed over by its mask; the general path then finds it,
+    /// comparing zones).
+    #[inline(always)]
+    fn find_unzoned(&self, k: &FlowKey, tag: u32) -> Option<(u32, Dir)> {
+        let entries = &self.entries;
+        let replies = &self.replies;
+        let w = Words::of(k);
+        let rev_rest = Words::reversed_rest(w.rest, k);
+        for r in self.index.candidates(tag) {
+            let i = r >> REF_SHIFT;
+            if r & REF_REPLY != 0 {
+                // The reply tuple of a NAT binding, of an entry in the default zone.
+                if Words::of(&replies[i as usize]).is(&w) && !entries[i as usize].has(status::ZONED)
+                {
+                    return Some((i, Dir::Reply));
+                }
+                continue;
+            }
+            let e = &entries[i as usize];
+            let (orig, reply) = e.key.matches_both_unzoned(k, w.rest, rev_rest);
+            let reply = reply & !e.has(status::NAT);
+            if orig | reply {
+                let dir = if orig { Dir::Orig } else { Dir::Reply };
+                return Some((i, dir));
+            }
+        }
+        None
     }
 
     /// The lean path for the commonest packet: a TCP ACK segment (no SYN, FIN or RST) or a
@@ -2267,6 +2390,10 @@ impl Conntrack {
             }
         }
         self.marks.created(i);
+        if self.zone.is_set() {
+            self.entries[i as usize].set(status::ZONED);
+            self.zones.set(i, self.zone);
+        }
         self.stats.created += 1;
         self.inserts = self.inserts.wrapping_add(1);
         tracked.handle = Handle::Entry(EntryId(i));
@@ -2381,6 +2508,7 @@ impl Conntrack {
             seen_reply: e.has(status::SEEN_REPLY),
             assured: e.has(status::ASSURED),
             mark: self.marks.get(i),
+            zone: self.zone_of(i),
             timeout_left_ns: e.deadline_ns - now_ns,
             packets: [0, 1].map(|d| {
                 u64::from(self.wide[i as usize].packets[d]) << 16 | u64::from(e.packets_lo[d])

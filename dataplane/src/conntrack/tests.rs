@@ -1258,3 +1258,188 @@ fn memory_is_counted_part_by_part() {
     assert_eq!(nat.index, 2 * m.index);
     assert_eq!(nat.total() - m.total(), nat.nat_replies + m.index);
 }
+
+/// Tracks and confirms in zone `z` (as the raw table's `CT --zone` leaves the packet), then
+/// leaves the default zone again, as the judgement does.
+fn pass_in(ct: &mut Conntrack, z: zones::Zone, frame: &[u8], now: u64) -> Tracked {
+    ct.set_zone(z);
+    let t = pass(ct, frame, now);
+    ct.set_zone(zones::Zone::DEFAULT);
+    t
+}
+
+fn track_in(ct: &mut Conntrack, z: zones::Zone, frame: &[u8], now: u64) -> Tracked {
+    ct.set_zone(z);
+    let t = track(ct, frame, now);
+    ct.set_zone(zones::Zone::DEFAULT);
+    t
+}
+
+/// The same tuple in two zones is two connections, each answered only in its own zone
+/// (`nf_ct_key_equal`), its reply too; an ICMP error is RELATED in the error's own zone;
+/// the default zone's entry is apart from both; the listing shows each zone.
+#[test]
+fn zones_keep_connections_of_one_tuple_apart() {
+    use zones::{Zone, DIR_BOTH};
+    let (z1, z2) = (Zone::new(1, DIR_BOTH), Zone::new(2, DIR_BOTH));
+    let mut ct = table(16);
+    let q = udp(true, b"q");
+    let a = pass_in(&mut ct, z1, &q, 0);
+    assert_eq!(a.state, CtState::New);
+    let b = pass_in(&mut ct, z2, &q, 0);
+    assert_eq!(b.state, CtState::New, "zone 2 has no connection of its own yet");
+    assert_ne!(a.entry(), b.entry());
+    assert_eq!(ct.len(), 2);
+    ct.assert_references();
+    // The answer in zone 1 belongs to zone 1's connection, not zone 2's.
+    let r = pass_in(&mut ct, z1, &udp(false, b"a"), MS);
+    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+    // In the default zone, the answer is a new connection of its own.
+    let r = track(&mut ct, &udp(false, b"a"), MS);
+    assert_eq!(r.state, CtState::New);
+    // Zone 2's connection is still unreplied: the next query there is NEW again (UDP).
+    let again = pass_in(&mut ct, z2, &q, MS);
+    assert_eq!((again.state, again.entry()), (CtState::New, b.entry()));
+    let info = |id| ct.get(id, MS).unwrap();
+    assert!(info(a.entry().unwrap()).seen_reply && !info(b.entry().unwrap()).seen_reply);
+    assert_eq!(info(a.entry().unwrap()).zone, z1);
+    assert_eq!(info(b.entry().unwrap()).zone, z2);
+    assert_eq!(ct.zone(b.entry().unwrap()), z2);
+    // An error about the query, arriving in zone 2, relates to zone 2's connection; in the
+    // default zone to none.
+    let err = icmp(SERVER, CLIENT, 3, 3, 0, quote(&q, 28));
+    let e = track_in(&mut ct, z2, &err, MS);
+    assert_eq!((e.state, e.entry()), (CtState::Related, b.entry()));
+    assert_eq!(track(&mut ct, &err, MS).state, CtState::Invalid);
+    // The lean path's guess never takes a zoned entry for a default-zone packet.
+    let info = parse_frame(&q).unwrap();
+    let key = info.flow.unwrap();
+    let (hint, found) = ct.prefetch_entry(ct.prefetch_index(&key));
+    assert!(found);
+    assert_eq!(ct.track_established(&q, &info, &key, hint, MS), None);
+    // A connection in the default zone beside them.
+    let d = pass(&mut ct, &q, 2 * MS);
+    assert_eq!(d.state, CtState::New);
+    assert_eq!(ct.len(), 3);
+    assert_eq!(ct.get(d.entry().unwrap(), 2 * MS).unwrap().zone, Zone::DEFAULT);
+    // Flush forgets every zone's.
+    ct.flush_from(0, 16);
+    assert_eq!(ct.len(), 0);
+    ct.assert_references();
+}
+
+/// A TCP handshake in zone 7: its reply in another zone is not ESTABLISHED (no connection
+/// there: a SYN/ACK without one is INVALID), in zone 7 it is.
+#[test]
+fn a_reply_in_the_wrong_zone_is_not_established() {
+    use zones::{Zone, DIR_BOTH};
+    let z7 = Zone::new(7, DIR_BOTH);
+    let mut ct = table(16);
+    let t = pass_in(&mut ct, z7, &seg(true, SYN, 1000, 0, &[]), 0);
+    assert_eq!(t.state, CtState::New);
+    let wrong = track_in(&mut ct, Zone::new(8, DIR_BOTH), &seg(false, SYN | A, 5000, 1001, &[]), MS);
+    assert_ne!(wrong.state, CtState::Established);
+    let wrong = track(&mut ct, &seg(false, SYN | A, 5000, 1001, &[]), MS);
+    assert_ne!(wrong.state, CtState::Established);
+    let right = track_in(&mut ct, z7, &seg(false, SYN | A, 5000, 1001, &[]), MS);
+    assert_eq!((right.state, right.dir, right.entry()), (CtState::Established, Dir::Reply, t.entry()));
+}
+
+/// Directional zones: with `--zone-orig 5` the original tuple is in zone 5 and the reply
+/// tuple in the default zone, so replies arriving without a zone find it, and replies in
+/// zone 5 do not; `--zone-reply 5` the other way round.
+#[test]
+fn directional_zones_apply_to_their_direction_only() {
+    use zones::{Zone, DIR_BOTH, DIR_ORIG, DIR_REPLY};
+    let orig5 = Zone::new(5, DIR_ORIG);
+    let mut ct = table(16);
+    let a = pass_in(&mut ct, orig5, &udp(true, b"q"), 0);
+    assert_eq!(a.state, CtState::New);
+    // The query again, in the default zone: zone 5 holds its original tuple, not zone 0.
+    assert_eq!(track(&mut ct, &udp(true, b"q"), 0).state, CtState::New);
+    // A reply in zone 5 (both directions): the connection's reply id is 0, not 5.
+    assert_eq!(track_in(&mut ct, Zone::new(5, DIR_BOTH), &udp(false, b"a"), MS).state, CtState::New);
+    // A reply in the default zone finds it.
+    let r = pass(&mut ct, &udp(false, b"a"), MS);
+    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+    // A reply in `--zone-orig 5` (whose reply id is 0) finds it too.
+    let r = track_in(&mut ct, orig5, &udp(false, b"a"), MS);
+    assert_eq!((r.state, r.entry()), (CtState::Established, a.entry()));
+    assert_eq!(ct.get(a.entry().unwrap(), MS).unwrap().zone.label(), Some(("zone-orig", 5)));
+
+    let reply5 = Zone::new(5, DIR_REPLY);
+    let mut ct = table(16);
+    let a = pass_in(&mut ct, reply5, &udp(true, b"q"), 0);
+    // Its original tuple is in the default zone: the query without a zone is the same
+    // connection.
+    let q = pass(&mut ct, &udp(true, b"q"), 0);
+    assert_eq!(q.entry(), a.entry());
+    // Its reply tuple is in zone 5: a reply without a zone is not it.
+    assert_eq!(track(&mut ct, &udp(false, b"a"), MS).state, CtState::New);
+    let r = track_in(&mut ct, Zone::new(5, DIR_BOTH), &udp(false, b"a"), MS);
+    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+}
+
+/// `--zone mark`: the zone's id is the packet's mark's low 16 bits; other template forms.
+#[test]
+fn templates_give_the_zone() {
+    use zones::*;
+    assert_eq!(template_zone(0, 9), Zone::DEFAULT);
+    assert!(template_notrack(TEMPLATE_NOTRACK));
+    assert!(!template_notrack(template(5, DIR_BOTH, false)));
+    assert_eq!(template_zone(TEMPLATE_NOTRACK, 9), Zone::DEFAULT);
+    assert_eq!(template_zone(template(5, DIR_BOTH, false), 9), Zone::new(5, DIR_BOTH));
+    assert_eq!(template_zone(template(0, DIR_ORIG, true), 0x1_0009), Zone::new(9, DIR_ORIG));
+    assert_eq!(template_zone(template(0, DIR_BOTH, true), 0x1_0000), Zone::DEFAULT);
+    assert_eq!(template_zone(template(0, DIR_BOTH, false), 3), Zone::DEFAULT);
+    assert_ne!(template(0, DIR_BOTH, false), 0, "a plain CT is a template still");
+    assert_eq!(Zone::new(0, DIR_ORIG), Zone::DEFAULT);
+    assert_eq!(Zone::new(4, DIR_REPLY).id_for(Dir::Orig), 0);
+    assert_eq!(Zone::new(4, DIR_REPLY).id_for(Dir::Reply), 4);
+}
+
+/// NAT in two zones may choose the same reply tuple: each zone's uniqueness probe sees only
+/// its own zone's tuples, and each reply finds its own zone's connection.
+#[test]
+fn nat_in_two_zones_may_share_a_reply_tuple() {
+    use zones::{Zone, DIR_BOTH};
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    let (z1, z2) = (Zone::new(1, DIR_BOTH), Zone::new(2, DIR_BOTH));
+    let mut ct = Conntrack::new(Config {
+        nat: true,
+        ..Config::new(64)
+    });
+    let out = udp_between((CLIENT, CPORT), (SERVER, 53));
+    let reply = FlowKey::new_v4(SERVER, PUBLIC, ip_proto::UDP, 53, 50000);
+    let mut ids = Vec::new();
+    for z in [z1, z2] {
+        ct.set_zone(z);
+        assert!(!ct.tuple_in_use(&reply, 0), "free in its own zone");
+        let mut t = ct.track(&out, &parse_frame(&out).unwrap(), 0);
+        assert_eq!(t.state, CtState::New);
+        ct.confirm_with(&mut t, Some(reply), 0).unwrap();
+        assert!(ct.tuple_in_use(&reply, 0));
+        ids.push(t.entry().unwrap());
+        ct.set_zone(Zone::DEFAULT);
+    }
+    assert_ne!(ids[0], ids[1]);
+    // In the default zone the reply tuple is free.
+    assert!(!ct.tuple_in_use(&reply, 0));
+    ct.assert_references();
+    let back = udp_between((SERVER, 53), (PUBLIC, 50000));
+    for (z, id) in [(z2, ids[1]), (z1, ids[0])] {
+        let r = track_in(&mut ct, z, &back, MS);
+        assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, Some(id)));
+    }
+    // The lean path takes neither zone's connection for the reply in the default zone (the
+    // translated reply tuple's reference is probed, never guessed).
+    let info = parse_frame(&back).unwrap();
+    let key = info.flow.unwrap();
+    let (hint, found) = ct.prefetch_entry(ct.prefetch_index(&key));
+    assert!(found);
+    assert_eq!(ct.track_established(&back, &info, &key, hint, 2 * MS), None);
+    assert_eq!(track(&mut ct, &back, MS).state, CtState::New);
+    ct.flush_from(0, 64);
+    ct.assert_references();
+    assert_eq!(ct.stats().nat_live, 0);
+}
