@@ -167,3 +167,24 @@ fn the_first_ct_rule_decides() {
     assert_eq!(r.zones(), vec![Zone::DEFAULT]);
     assert_eq!(r.verdict(OUTSIDE, udp(SERVER, CLIENT, 53, 5353)), FWD_OUT);
 }
+
+/// `conntrack list --json` gives each connection's zone and its directions.
+#[test]
+fn the_listing_shows_the_zone() {
+    let mut r = Rig::new(&rules(
+        "-A PREROUTING -i inside -j CT --zone-orig 9\n-A PREROUTING -i outside -j CT --zone 2\n",
+    ));
+    assert_eq!(r.verdict(INSIDE, udp(CLIENT, SERVER, 5353, 53)), FWD_IN);
+    assert_eq!(r.verdict(OUTSIDE, udp(CLIENT, SERVER, 5353, 53)), FWD_OUT);
+    let mut got: Vec<(u64, String)> = r
+        .tables
+        .ct
+        .list(r.now)
+        .map(|c| {
+            let v = crate::daemon::conn_json(0, &c);
+            (v["zone"].as_u64().unwrap(), v["zone_dir"].as_str().unwrap().to_string())
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(2, "both".to_string()), (9, "orig".to_string())]);
+}

@@ -1219,6 +1219,106 @@ fn physdev_matches_linux() {
     );
 }
 
+/// Conntrack zones per ingress port, as OpenStack's iptables firewall driver sets them in
+/// the raw table (`-m physdev --physdev-in PORT -j CT --zone N`), on the Linux bridge's ports
+/// (`ri` inside, `ro` outside): traffic from `ri` in zone 1, from `ro` in zone 2, except DNS
+/// answers from `ro` (zone 1: the first CT rule a packet passes decides), and TCP 443 with
+/// `--zone-orig 3` from `ri` and `--zone-orig 7` from `ro` (the connection's reply tuple is
+/// in the default zone, and so is the answer's lookup of it). The filter accepts every NEW
+/// packet from `ri` and only ESTABLISHED and RELATED ones from `ro`: an answer is let back
+/// only when its zone finds the connection.
+fn zones_per_port() -> RuleSet {
+    let rules = |udp: &str| {
+        format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A PREROUTING -m physdev --physdev-in ro -p {udp} -m {udp} --sport 53 -j CT --zone 1\n\
+             -A PREROUTING -m physdev --physdev-in ri -p tcp -m tcp --dport 443 -j CT --zone-orig 3\n\
+             -A PREROUTING -m physdev --physdev-in ro -p tcp -m tcp --sport 443 -j CT --zone-orig 7\n\
+             -A PREROUTING -m physdev --physdev-in ri -m comment --comment \"Set zone for ri\" -j CT --zone 1\n\
+             -A PREROUTING -m physdev --physdev-in ro -m comment --comment \"Set zone for ro\" -j CT --zone 2\n\
+             -A PREROUTING -m physdev --physdev-in ro -j NOTRACK\n\
+             COMMIT\n\
+             {HEAD}:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -m state --state INVALID -j DROP\n\
+             -A FORWARD -m physdev --physdev-in ri --physdev-is-bridged -j ACCEPT\n\
+             COMMIT\n"
+        )
+    };
+    RuleSet {
+        name: "zones_per_port",
+        v4: rules("udp"),
+        v6: rules("udp"),
+        states: false,
+    }
+}
+
+#[test]
+fn zones_match_linux() {
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use dataplane::wire::builder::IpSpec;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    // `from_outside(v6, 5)`'s addresses the other way: inside to outside.
+    let out_in = |v6: bool| {
+        if v6 {
+            IpSpec::v6(
+                Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 5),
+            )
+        } else {
+            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, 5))
+        }
+    };
+    fresh_per_family_with(
+        "zones_match_linux",
+        &zones_per_port(),
+        "zones",
+        Extra {
+            config: Some(PHYSDEV_CONFIG),
+            ..Extra::default()
+        },
+        |v6| {
+            let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
+            let udp = |v6: bool, c2s: bool, cport: u16, sport: u16| {
+                let (ip, sp, dp) = if c2s {
+                    (out_in(v6), cport, sport)
+                } else {
+                    (from_outside(v6, 5), sport, cport)
+                };
+                FrameSpec::new(ip, L4Spec::udp(sp, dp, b"zz")).build()
+            };
+            let tcp = |v6: bool, c2s: bool, cport: u16, sport: u16, f: Flags, seq, ack| {
+                let (ip, sp, dp) = if c2s {
+                    (out_in(v6), cport, sport)
+                } else {
+                    (from_outside(v6, 5), sport, cport)
+                };
+                FrameSpec::new(ip, L4Spec::tcp_segment(sp, dp, f, seq, ack, &[])).build()
+            };
+            let synack = Flags::SYN | Flags::ACK;
+            sent.push(("i>o UDP to 53 (zone 1)".into(), udp(v6, true, 43000, 53)));
+            sent.push(("o>i its answer (zone 1)".into(), udp(v6, false, 43000, 53)));
+            sent.push(("i>o UDP to 123 (zone 1)".into(), udp(v6, true, 43001, 123)));
+            sent.push(("o>i its answer (zone 2)".into(), udp(v6, false, 43001, 123)));
+            sent.push(("i>o SYN to 443 (zone-orig 3)".into(), tcp(v6, true, 42000, 443, Flags::SYN, 1000, 0)));
+            sent.push(("o>i SYN/ACK (zone-orig 7)".into(), tcp(v6, false, 42000, 443, synack, 5000, 1001)));
+            sent.push(("i>o ACK (zone-orig 3)".into(), tcp(v6, true, 42000, 443, Flags::ACK, 1001, 5001)));
+            sent.push(("i>o SYN to 80 (zone 1)".into(), tcp(v6, true, 42001, 80, Flags::SYN, 1000, 0)));
+            sent.push(("o>i SYN/ACK (zone 2)".into(), tcp(v6, false, 42001, 80, synack, 5000, 1001)));
+            sent.push(("o>i UDP to 53 again (zone 1, NEW)".into(), udp(v6, false, 43002, 53)));
+            sent.into_iter().map(|(w, f)| (f, w)).unzip()
+        },
+        // Answers found in their zone pass (DNS, 443 by its reply tuple in zone 0); the NTP
+        // answer and the SYN/ACK from port 80, in zone 2, find no connection and are
+        // dropped (NEW from ro; INVALID); a NEW packet from ro is dropped.
+        |_| {
+            let (t, f) = (true, false);
+            vec![t, t, t, f, t, t, t, t, f, f]
+        },
+    );
+}
+
 /// `-m time` against Linux: rules written relative to the current time (UTC), each with a
 /// window open now and one closed now (a daytime range around now, which may pass midnight;
 /// today's week day and its complement; today's month day within dates around today, and a
