@@ -88,7 +88,10 @@ fn the_same_tuple_in_two_zones_is_two_connections() {
     };
     assert_eq!(
         seen,
-        vec![(Zone::new(1, DIR_BOTH), false), (Zone::new(2, DIR_BOTH), true)]
+        vec![
+            (Zone::new(1, DIR_BOTH), false),
+            (Zone::new(2, DIR_BOTH), true)
+        ]
     );
 }
 
@@ -105,7 +108,10 @@ fn a_reply_in_another_zone_is_not_established() {
         "-A PREROUTING -i inside -j CT --zone 1\n-A PREROUTING -i outside -j CT --zone 2\n",
     ));
     assert_eq!(r.verdict(INSIDE, syn.clone()), FWD_IN);
-    assert!(matches!(r.verdict(OUTSIDE, synack.clone()), Verdict::Drop(_)));
+    assert!(matches!(
+        r.verdict(OUTSIDE, synack.clone()),
+        Verdict::Drop(_)
+    ));
 
     let mut r = Rig::new(&rules(
         "-A PREROUTING -i inside -j CT --zone 1\n-A PREROUTING -i outside -j CT --zone 1\n",
@@ -182,7 +188,10 @@ fn the_listing_shows_the_zone() {
         .list(r.now)
         .map(|c| {
             let v = crate::daemon::conn_json(0, &c);
-            (v["zone"].as_u64().unwrap(), v["zone_dir"].as_str().unwrap().to_string())
+            (
+                v["zone"].as_u64().unwrap(),
+                v["zone_dir"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     got.sort();

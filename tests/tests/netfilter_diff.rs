@@ -1255,9 +1255,9 @@ fn zones_per_port() -> RuleSet {
 
 #[test]
 fn zones_match_linux() {
+    use dataplane::wire::builder::IpSpec;
     use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
-    use dataplane::wire::builder::IpSpec;
     use std::net::{Ipv4Addr, Ipv6Addr};
     // `from_outside(v6, 5)`'s addresses the other way: inside to outside.
     let out_in = |v6: bool| {
@@ -1301,12 +1301,30 @@ fn zones_match_linux() {
             sent.push(("o>i its answer (zone 1)".into(), udp(v6, false, 43000, 53)));
             sent.push(("i>o UDP to 123 (zone 1)".into(), udp(v6, true, 43001, 123)));
             sent.push(("o>i its answer (zone 2)".into(), udp(v6, false, 43001, 123)));
-            sent.push(("i>o SYN to 443 (zone-orig 3)".into(), tcp(v6, true, 42000, 443, Flags::SYN, 1000, 0)));
-            sent.push(("o>i SYN/ACK (zone-orig 7)".into(), tcp(v6, false, 42000, 443, synack, 5000, 1001)));
-            sent.push(("i>o ACK (zone-orig 3)".into(), tcp(v6, true, 42000, 443, Flags::ACK, 1001, 5001)));
-            sent.push(("i>o SYN to 80 (zone 1)".into(), tcp(v6, true, 42001, 80, Flags::SYN, 1000, 0)));
-            sent.push(("o>i SYN/ACK (zone 2)".into(), tcp(v6, false, 42001, 80, synack, 5000, 1001)));
-            sent.push(("o>i UDP to 53 again (zone 1, NEW)".into(), udp(v6, false, 43002, 53)));
+            sent.push((
+                "i>o SYN to 443 (zone-orig 3)".into(),
+                tcp(v6, true, 42000, 443, Flags::SYN, 1000, 0),
+            ));
+            sent.push((
+                "o>i SYN/ACK (zone-orig 7)".into(),
+                tcp(v6, false, 42000, 443, synack, 5000, 1001),
+            ));
+            sent.push((
+                "i>o ACK (zone-orig 3)".into(),
+                tcp(v6, true, 42000, 443, Flags::ACK, 1001, 5001),
+            ));
+            sent.push((
+                "i>o SYN to 80 (zone 1)".into(),
+                tcp(v6, true, 42001, 80, Flags::SYN, 1000, 0),
+            ));
+            sent.push((
+                "o>i SYN/ACK (zone 2)".into(),
+                tcp(v6, false, 42001, 80, synack, 5000, 1001),
+            ));
+            sent.push((
+                "o>i UDP to 53 again (zone 1, NEW)".into(),
+                udp(v6, false, 43002, 53),
+            ));
             sent.into_iter().map(|(w, f)| (f, w)).unzip()
         },
         // Answers found in their zone pass (DNS, 443 by its reply tuple in zone 0); the NTP

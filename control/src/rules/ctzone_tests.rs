@@ -49,12 +49,27 @@ fn zone_options_as_xt_ct_holds_them() {
     assert_eq!(action("-j CT --zone-reply mark"), ct(0, DIR_REPLY, true));
     // Both directions named: both (iptables-save prints `--zone 2`); the id is the last
     // option's.
-    assert_eq!(action("-j CT --zone-orig 1 --zone-reply 2"), ct(2, DIR_BOTH, false));
-    assert_eq!(action("-j CT --zone 1 --zone-orig 2"), ct(2, DIR_ORIG, false));
-    assert_eq!(action("-j CT --zone-orig 1 --zone 2"), ct(2, DIR_ORIG, false));
+    assert_eq!(
+        action("-j CT --zone-orig 1 --zone-reply 2"),
+        ct(2, DIR_BOTH, false)
+    );
+    assert_eq!(
+        action("-j CT --zone 1 --zone-orig 2"),
+        ct(2, DIR_ORIG, false)
+    );
+    assert_eq!(
+        action("-j CT --zone-orig 1 --zone 2"),
+        ct(2, DIR_ORIG, false)
+    );
     // `mark` once said stays (iptables-save: `--zone-orig mark`).
-    assert_eq!(action("-j CT --zone mark --zone-orig 5"), ct(0, DIR_ORIG, true));
-    assert_eq!(action("-j CT --zone-reply 7 --zone-orig mark"), ct(0, DIR_BOTH, true));
+    assert_eq!(
+        action("-j CT --zone mark --zone-orig 5"),
+        ct(0, DIR_ORIG, true)
+    );
+    assert_eq!(
+        action("-j CT --zone-reply 7 --zone-orig mark"),
+        ct(0, DIR_BOTH, true)
+    );
     // A plain CT is the default zone's template; --zone 0 too.
     assert_eq!(action("-j CT"), ct(0, DIR_BOTH, false));
     assert_eq!(action("-j CT --zone 0"), ct(0, DIR_BOTH, false));
@@ -80,25 +95,48 @@ fn zone_options_refused_as_iptables_refuses_them() {
         ("-j CT --zone 5,6", 4, "invalid zone ID \"5,6\""),
         ("-j CT --zone-orig x", 4, "invalid zone ID \"x\""),
         ("-j CT --zone-reply 70000", 4, "invalid zone ID \"70000\""),
-        ("-j CT --zone 1 --zone 2", 5, "CT: option --zone can only be used once"),
-        ("-j CT --zone-orig 1 --zone-orig 2", 5, "option --zone-orig can only be used once"),
-        ("-j CT --notrack --notrack", 4, "option --notrack can only be used once"),
+        (
+            "-j CT --zone 1 --zone 2",
+            5,
+            "CT: option --zone can only be used once",
+        ),
+        (
+            "-j CT --zone-orig 1 --zone-orig 2",
+            5,
+            "option --zone-orig can only be used once",
+        ),
+        (
+            "-j CT --notrack --notrack",
+            4,
+            "option --notrack can only be used once",
+        ),
         ("-j CT --zone", 3, "option --zone needs a value"),
         ("-j CT ! --zone 1", 4, "! is not allowed before --zone"),
         ("-j CT --helper ftp", 3, "unsupported option --helper"),
         ("-j CT --ctevents new", 3, "unsupported option --ctevents"),
         ("-j CT --expevents new", 3, "unsupported option --expevents"),
         ("-j CT --timeout t", 3, "unsupported option --timeout"),
-        ("-j ACCEPT --zone 1", 3, "unsupported option --zone (it needs -j CT before it)"),
+        (
+            "-j ACCEPT --zone 1",
+            3,
+            "unsupported option --zone (it needs -j CT before it)",
+        ),
     ];
     for (rule, word, want) in bad {
         let e = error(&raw(rule));
         let at = format!("t.rules:4:{}: ", 14 + word_col(rule, word - 1));
-        assert!(e.starts_with(&at) && e.contains(want), "{rule}: {e:?}, want {at}{want}");
+        assert!(
+            e.starts_with(&at) && e.contains(want),
+            "{rule}: {e:?}, want {at}{want}"
+        );
     }
     // Only in the raw table, as xt_CT registers it.
     for table in ["filter", "mangle", "nat"] {
-        let chain = if table == "filter" { "FORWARD" } else { "PREROUTING" };
+        let chain = if table == "filter" {
+            "FORWARD"
+        } else {
+            "PREROUTING"
+        };
         let text = format!("*{table}\n:{chain} ACCEPT [0:0]\n-A {chain} -j CT --zone 1\nCOMMIT\n");
         let e = error(&text);
         // (mangle's own refusal comes first there: it holds only what Rampart applies.)

@@ -35,9 +35,9 @@ mod connlimit_tests;
 #[cfg(test)]
 mod connmark_tests;
 #[cfg(test)]
-mod ctzone_tests;
-#[cfg(test)]
 mod ctmatch_tests;
+#[cfg(test)]
+mod ctzone_tests;
 #[cfg(test)]
 mod ext_tests;
 #[cfg(test)]

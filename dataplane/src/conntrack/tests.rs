@@ -1287,13 +1287,20 @@ fn zones_keep_connections_of_one_tuple_apart() {
     let a = pass_in(&mut ct, z1, &q, 0);
     assert_eq!(a.state, CtState::New);
     let b = pass_in(&mut ct, z2, &q, 0);
-    assert_eq!(b.state, CtState::New, "zone 2 has no connection of its own yet");
+    assert_eq!(
+        b.state,
+        CtState::New,
+        "zone 2 has no connection of its own yet"
+    );
     assert_ne!(a.entry(), b.entry());
     assert_eq!(ct.len(), 2);
     ct.assert_references();
     // The answer in zone 1 belongs to zone 1's connection, not zone 2's.
     let r = pass_in(&mut ct, z1, &udp(false, b"a"), MS);
-    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+    assert_eq!(
+        (r.state, r.dir, r.entry()),
+        (CtState::Established, Dir::Reply, a.entry())
+    );
     // In the default zone, the answer is a new connection of its own.
     let r = track(&mut ct, &udp(false, b"a"), MS);
     assert_eq!(r.state, CtState::New);
@@ -1321,7 +1328,10 @@ fn zones_keep_connections_of_one_tuple_apart() {
     let d = pass(&mut ct, &q, 2 * MS);
     assert_eq!(d.state, CtState::New);
     assert_eq!(ct.len(), 3);
-    assert_eq!(ct.get(d.entry().unwrap(), 2 * MS).unwrap().zone, Zone::DEFAULT);
+    assert_eq!(
+        ct.get(d.entry().unwrap(), 2 * MS).unwrap().zone,
+        Zone::DEFAULT
+    );
     // Flush forgets every zone's.
     ct.flush_from(0, 16);
     assert_eq!(ct.len(), 0);
@@ -1337,12 +1347,20 @@ fn a_reply_in_the_wrong_zone_is_not_established() {
     let mut ct = table(16);
     let t = pass_in(&mut ct, z7, &seg(true, SYN, 1000, 0, &[]), 0);
     assert_eq!(t.state, CtState::New);
-    let wrong = track_in(&mut ct, Zone::new(8, DIR_BOTH), &seg(false, SYN | A, 5000, 1001, &[]), MS);
+    let wrong = track_in(
+        &mut ct,
+        Zone::new(8, DIR_BOTH),
+        &seg(false, SYN | A, 5000, 1001, &[]),
+        MS,
+    );
     assert_ne!(wrong.state, CtState::Established);
     let wrong = track(&mut ct, &seg(false, SYN | A, 5000, 1001, &[]), MS);
     assert_ne!(wrong.state, CtState::Established);
     let right = track_in(&mut ct, z7, &seg(false, SYN | A, 5000, 1001, &[]), MS);
-    assert_eq!((right.state, right.dir, right.entry()), (CtState::Established, Dir::Reply, t.entry()));
+    assert_eq!(
+        (right.state, right.dir, right.entry()),
+        (CtState::Established, Dir::Reply, t.entry())
+    );
 }
 
 /// Directional zones: with `--zone-orig 5` the original tuple is in zone 5 and the reply
@@ -1358,14 +1376,23 @@ fn directional_zones_apply_to_their_direction_only() {
     // The query again, in the default zone: zone 5 holds its original tuple, not zone 0.
     assert_eq!(track(&mut ct, &udp(true, b"q"), 0).state, CtState::New);
     // A reply in zone 5 (both directions): the connection's reply id is 0, not 5.
-    assert_eq!(track_in(&mut ct, Zone::new(5, DIR_BOTH), &udp(false, b"a"), MS).state, CtState::New);
+    assert_eq!(
+        track_in(&mut ct, Zone::new(5, DIR_BOTH), &udp(false, b"a"), MS).state,
+        CtState::New
+    );
     // A reply in the default zone finds it.
     let r = pass(&mut ct, &udp(false, b"a"), MS);
-    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+    assert_eq!(
+        (r.state, r.dir, r.entry()),
+        (CtState::Established, Dir::Reply, a.entry())
+    );
     // A reply in `--zone-orig 5` (whose reply id is 0) finds it too.
     let r = track_in(&mut ct, orig5, &udp(false, b"a"), MS);
     assert_eq!((r.state, r.entry()), (CtState::Established, a.entry()));
-    assert_eq!(ct.get(a.entry().unwrap(), MS).unwrap().zone.label(), Some(("zone-orig", 5)));
+    assert_eq!(
+        ct.get(a.entry().unwrap(), MS).unwrap().zone.label(),
+        Some(("zone-orig", 5))
+    );
 
     let reply5 = Zone::new(5, DIR_REPLY);
     let mut ct = table(16);
@@ -1377,7 +1404,10 @@ fn directional_zones_apply_to_their_direction_only() {
     // Its reply tuple is in zone 5: a reply without a zone is not it.
     assert_eq!(track(&mut ct, &udp(false, b"a"), MS).state, CtState::New);
     let r = track_in(&mut ct, Zone::new(5, DIR_BOTH), &udp(false, b"a"), MS);
-    assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, a.entry()));
+    assert_eq!(
+        (r.state, r.dir, r.entry()),
+        (CtState::Established, Dir::Reply, a.entry())
+    );
 }
 
 /// `--zone mark`: the zone's id is the packet's mark's low 16 bits; other template forms.
@@ -1388,11 +1418,27 @@ fn templates_give_the_zone() {
     assert!(template_notrack(TEMPLATE_NOTRACK));
     assert!(!template_notrack(template(5, DIR_BOTH, false)));
     assert_eq!(template_zone(TEMPLATE_NOTRACK, 9), Zone::DEFAULT);
-    assert_eq!(template_zone(template(5, DIR_BOTH, false), 9), Zone::new(5, DIR_BOTH));
-    assert_eq!(template_zone(template(0, DIR_ORIG, true), 0x1_0009), Zone::new(9, DIR_ORIG));
-    assert_eq!(template_zone(template(0, DIR_BOTH, true), 0x1_0000), Zone::DEFAULT);
-    assert_eq!(template_zone(template(0, DIR_BOTH, false), 3), Zone::DEFAULT);
-    assert_ne!(template(0, DIR_BOTH, false), 0, "a plain CT is a template still");
+    assert_eq!(
+        template_zone(template(5, DIR_BOTH, false), 9),
+        Zone::new(5, DIR_BOTH)
+    );
+    assert_eq!(
+        template_zone(template(0, DIR_ORIG, true), 0x1_0009),
+        Zone::new(9, DIR_ORIG)
+    );
+    assert_eq!(
+        template_zone(template(0, DIR_BOTH, true), 0x1_0000),
+        Zone::DEFAULT
+    );
+    assert_eq!(
+        template_zone(template(0, DIR_BOTH, false), 3),
+        Zone::DEFAULT
+    );
+    assert_ne!(
+        template(0, DIR_BOTH, false),
+        0,
+        "a plain CT is a template still"
+    );
     assert_eq!(Zone::new(0, DIR_ORIG), Zone::DEFAULT);
     assert_eq!(Zone::new(4, DIR_REPLY).id_for(Dir::Orig), 0);
     assert_eq!(Zone::new(4, DIR_REPLY).id_for(Dir::Reply), 4);
@@ -1429,7 +1475,10 @@ fn nat_in_two_zones_may_share_a_reply_tuple() {
     let back = udp_between((SERVER, 53), (PUBLIC, 50000));
     for (z, id) in [(z2, ids[1]), (z1, ids[0])] {
         let r = track_in(&mut ct, z, &back, MS);
-        assert_eq!((r.state, r.dir, r.entry()), (CtState::Established, Dir::Reply, Some(id)));
+        assert_eq!(
+            (r.state, r.dir, r.entry()),
+            (CtState::Established, Dir::Reply, Some(id))
+        );
     }
     // The lean path takes neither zone's connection for the reply in the default zone (the
     // translated reply tuple's reference is probed, never guessed).
