@@ -290,6 +290,7 @@ pub enum Module {
     ConnMark,
     String,
     U32,
+    RpFilter,
 }
 
 impl Module {
@@ -335,6 +336,7 @@ impl Module {
             Module::ConnMark => "connmark",
             Module::String => "string",
             Module::U32 => "u32",
+            Module::RpFilter => "rpfilter",
         }
     }
 

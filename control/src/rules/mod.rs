@@ -57,6 +57,8 @@ mod physdev_tests;
 #[cfg(test)]
 mod recent_tests;
 #[cfg(test)]
+mod rpfilter_tests;
+#[cfg(test)]
 mod string_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -18,6 +18,7 @@ mod hashlimit;
 mod natmap;
 mod nflog;
 mod physdev;
+mod rpfilter;
 mod set;
 mod string;
 #[cfg(test)]
@@ -47,6 +48,7 @@ pub(crate) static NO_HOST: HostAddrs = HostAddrs {
     ports: Vec::new(),
     routed: false,
     bridge: None,
+    rpf: None,
 };
 
 impl Ctx<'_> {
@@ -552,6 +554,7 @@ pub(crate) fn parse_rule(
         connlimit: Default::default(),
         string: Default::default(),
         u32: Default::default(),
+        rpfilter: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -564,6 +567,7 @@ pub(crate) fn parse_rule(
     rp.connlimit_finish()?;
     rp.string_finish()?;
     rp.u32_finish()?;
+    rp.rpfilter_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -706,6 +710,8 @@ struct RuleParser<'a> {
     string: string::State,
     /// The `-m u32` matches being read.
     u32: u32_match::State,
+    /// The `-m rpfilter` matches being read.
+    rpfilter: rpfilter::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -900,6 +906,7 @@ impl<'a> RuleParser<'a> {
                     ("connmark", _) => Module::ConnMark,
                     ("string", _) => Module::String,
                     ("u32", _) => Module::U32,
+                    ("rpfilter", _) => Module::RpFilter,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -989,6 +996,7 @@ impl<'a> RuleParser<'a> {
         self.connlimit_load(module, col);
         self.string_load(module, col);
         self.u32_load(module, col);
+        self.rpfilter_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1266,6 +1274,7 @@ impl<'a> RuleParser<'a> {
             c if connlimit::takes(c) => return self.connlimit_option(c, tok, negated),
             c if string::takes(c) => return self.string_option(c, tok, negated),
             c if u32_match::takes(c) => return self.u32_option(tok, negated),
+            c if rpfilter::takes(c) => return self.rpfilter_option(c, tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -2001,7 +2010,12 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit | Module::Rt | Module::Time | Module::String | Module::U32 => {}
+                Module::Limit
+                | Module::Rt
+                | Module::Time
+                | Module::String
+                | Module::U32
+                | Module::RpFilter => {}
                 Module::PhysDev => need_option(
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
@@ -2082,6 +2096,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| connmark::module_option(module, opt))
                 .or_else(|| string::module_option(module, opt))
                 .or_else(|| u32_match::module_option(module, opt))
+                .or_else(|| rpfilter::module_option(module, opt))
         }
     })
 }
@@ -2096,7 +2111,7 @@ fn match_refusal(name: &str) -> String {
         "owner" | "cgroup" | "socket" => {
             "it tests the local socket or process a packet belongs to; Rampart has none"
         }
-        "rpfilter" | "realm" | "devgroup" => {
+        "realm" | "devgroup" => {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }

@@ -196,6 +196,9 @@ pub enum Check {
     Quota { slot: u32, bytes: u64, invert: bool },
     /// `-m time` ([`super::time`]): the packet's wall-clock time.
     Time(std::sync::Arc<super::time::TimeMatch>),
+    /// `-m rpfilter` ([`super::rpfilter`]): the reverse-path lookup of the packet's source
+    /// in the router's table.
+    RpFilter(std::sync::Arc<super::rpfilter::RpFilterMatch>),
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -454,6 +457,7 @@ impl Check {
             }
             Check::ConnBytes(ref m) => m.holds(w.conn),
             Check::Time(ref m) => m.holds(w.now_ns),
+            Check::RpFilter(ref m) => m.holds(p),
             Check::String(ref m) => m.holds(w),
             Check::U32(ref m) => m.holds(w),
             Check::Ext(ref m) => m.holds(p, w),

@@ -23,6 +23,7 @@ pub mod ipv6ext;
 mod linear;
 pub mod payload;
 pub mod recent;
+pub mod rpfilter;
 pub mod string;
 pub mod time;
 pub mod tree;
