@@ -374,3 +374,19 @@ fn parser_refuses_what_iptables_refuses() {
     assert_eq!((errs[0].line, errs[0].col), (4, 15), "{errs:?}");
     assert!(errs[0].message.contains("needs router mode"), "{errs:?}");
 }
+
+#[test]
+fn the_example_loads_with_the_example_router() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/router.toml");
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let text = include_str!("../../../examples/iptables/antispoof-rpfilter.rules");
+    let parsed = parse(text, Family::V4, &cfg).unwrap_or_else(|e| panic!("{e:?}"));
+    let rs = compile_raw(&parsed).unwrap().expect("a raw table");
+    let rs = rs.with_classifier(crate::load::tree_classifier(&rs.rules).unwrap());
+    // 10.20.0.0/16 is routed by the inside port (0), the default by the outside one (1).
+    assert_eq!(judge(&rs, "10.20.1.1", "203.0.113.9", 0), A);
+    assert_eq!(judge(&rs, "10.20.1.1", "10.0.0.9", 1), D);
+    assert_eq!(judge(&rs, "192.0.2.1", "10.0.0.9", 1), A);
+    assert_eq!(judge(&rs, "192.0.2.1", "203.0.113.9", 0), D);
+    assert_eq!(judge(&rs, "0.0.0.0", "255.255.255.255", 0), A);
+}
