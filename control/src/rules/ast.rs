@@ -291,6 +291,7 @@ pub enum Module {
     String,
     U32,
     RpFilter,
+    NfAcct,
 }
 
 impl Module {
@@ -337,6 +338,7 @@ impl Module {
             Module::String => "string",
             Module::U32 => "u32",
             Module::RpFilter => "rpfilter",
+            Module::NfAcct => "nfacct",
         }
     }
 

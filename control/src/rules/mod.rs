@@ -51,6 +51,8 @@ mod match_tests;
 #[cfg(test)]
 mod natmap_tests;
 #[cfg(test)]
+mod nfacct_tests;
+#[cfg(test)]
 mod nflog_tests;
 #[cfg(test)]
 mod physdev_tests;

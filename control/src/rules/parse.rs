@@ -16,6 +16,7 @@ mod ctmatch;
 mod ext;
 mod hashlimit;
 mod natmap;
+mod nfacct;
 mod nflog;
 mod physdev;
 mod rpfilter;
@@ -555,6 +556,7 @@ pub(crate) fn parse_rule(
         string: Default::default(),
         u32: Default::default(),
         rpfilter: Default::default(),
+        nfacct: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -568,6 +570,7 @@ pub(crate) fn parse_rule(
     rp.string_finish()?;
     rp.u32_finish()?;
     rp.rpfilter_finish()?;
+    rp.nfacct_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -712,6 +715,8 @@ struct RuleParser<'a> {
     u32: u32_match::State,
     /// The `-m rpfilter` matches being read.
     rpfilter: rpfilter::State,
+    /// The `-m nfacct` matches being read.
+    nfacct: nfacct::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -907,6 +912,7 @@ impl<'a> RuleParser<'a> {
                     ("string", _) => Module::String,
                     ("u32", _) => Module::U32,
                     ("rpfilter", _) => Module::RpFilter,
+                    ("nfacct", _) => Module::NfAcct,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -997,6 +1003,7 @@ impl<'a> RuleParser<'a> {
         self.string_load(module, col);
         self.u32_load(module, col);
         self.rpfilter_load(module, col);
+        self.nfacct_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1275,6 +1282,7 @@ impl<'a> RuleParser<'a> {
             c if string::takes(c) => return self.string_option(c, tok, negated),
             c if u32_match::takes(c) => return self.u32_option(tok, negated),
             c if rpfilter::takes(c) => return self.rpfilter_option(c, tok, negated),
+            c if nfacct::takes(c) => return self.nfacct_option(tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -2015,7 +2023,8 @@ impl<'a> RuleParser<'a> {
                 | Module::Time
                 | Module::String
                 | Module::U32
-                | Module::RpFilter => {}
+                | Module::RpFilter
+                | Module::NfAcct => {}
                 Module::PhysDev => need_option(
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
@@ -2097,6 +2106,7 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| string::module_option(module, opt))
                 .or_else(|| u32_match::module_option(module, opt))
                 .or_else(|| rpfilter::module_option(module, opt))
+                .or_else(|| nfacct::module_option(module, opt))
         }
     })
 }
@@ -2115,7 +2125,6 @@ fn match_refusal(name: &str) -> String {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "nfacct" => "accounting objects are not implemented",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
         _ => return format!("match {name} is not supported"),

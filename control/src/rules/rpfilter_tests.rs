@@ -382,7 +382,8 @@ fn the_example_loads_with_the_example_router() {
     let text = include_str!("../../../examples/iptables/antispoof-rpfilter.rules");
     let parsed = parse(text, Family::V4, &cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let rs = compile_raw(&parsed).unwrap().expect("a raw table");
-    let rs = rs.with_classifier(crate::load::tree_classifier(&rs.rules).unwrap());
+    let c = crate::load::tree_classifier(&rs.rules).unwrap();
+    let rs = rs.with_classifier(c);
     // 10.20.0.0/16 is routed by the inside port (0), the default by the outside one (1).
     assert_eq!(judge(&rs, "10.20.1.1", "203.0.113.9", 0), A);
     assert_eq!(judge(&rs, "10.20.1.1", "10.0.0.9", 1), D);

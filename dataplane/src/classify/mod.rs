@@ -21,6 +21,7 @@ pub mod hashlimit;
 pub mod ipset;
 pub mod ipv6ext;
 mod linear;
+pub mod nfacct;
 pub mod payload;
 pub mod recent;
 pub mod rpfilter;
