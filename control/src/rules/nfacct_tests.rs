@@ -62,11 +62,13 @@ fn counts_every_packet_reaching_the_match() {
 
 #[test]
 fn a_jump_counts_once() {
-    // The jump's match is asked once, at the jump, however many rules the chain has.
+    // The jump's match is asked once, at the jump, however many rules of the chain the packet
+    // is tried against (each of these has its fields match and a check of its own fail).
     let rs = forward(
         "-A FORWARD -m nfacct --nfacct-name t-rule-jump -j user\n\
-         -A user -p tcp -j DROP\n-A user -p icmp -j DROP\n-A user -p udp --dport 7 -j DROP\n\
-         -A user -j ACCEPT",
+         -A user -p udp -m length --length 1000:2000 -j DROP\n\
+         -A user -p udp -m ttl --ttl-eq 1 -j DROP\n\
+         -A user -p udp --dport 7 -j DROP\n-A user -j ACCEPT",
     );
     assert_eq!(judge(&rs, 53, 0), Action::Accept);
     assert_eq!(judge(&rs, 7, 0), Action::Drop);
