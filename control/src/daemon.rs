@@ -238,6 +238,9 @@ impl<'a> ControlPlane<'a> {
         sets: Option<Arc<SetsCell>>,
     ) -> Result<Duration, String> {
         let t0 = Instant::now();
+        // The accounting objects the rules in force name are kept from here on, whatever
+        // the new rules name.
+        dataplane::classify::nfacct::settle();
         let sets = sets.unwrap_or_else(|| self.sets.clone());
         let snap = match compile(
             &files,
@@ -251,6 +254,8 @@ impl<'a> ControlPlane<'a> {
             Ok(s) => s,
             Err(e) => {
                 self.swaps.failures += 1;
+                // Objects only the refused rules made are forgotten.
+                dataplane::classify::nfacct::settle();
                 return Err(e);
             }
         };
@@ -399,6 +404,10 @@ impl<'a> ControlPlane<'a> {
             }
             Request::Ipset { line } => self.ipset(&line),
             Request::IpsetRestore { file, text, exist } => self.ipset_restore(file, text, exist),
+            Request::Nfacct { op, name, reset } => {
+                let in_use = nfacct_in_use(&self.current().filter);
+                nfacct_request(&op, name.as_deref(), reset, &in_use)
+            }
         }
     }
 
@@ -837,4 +846,66 @@ pub fn totals(stats: &[Arc<WorkerStats>]) -> StatsSnapshot {
         s.add_to(&mut t);
     }
     t
+}
+
+/// A `nfacct` management request ([`dataplane::classify::nfacct`]): the objects read (name,
+/// packets, bytes) or an error.
+fn nfacct_request(op: &str, name: Option<&str>, reset: bool, in_use: &[String]) -> Value {
+    use dataplane::classify::nfacct;
+    nfacct::settle();
+    let objects = |list: Vec<nfacct::Reading>| {
+        list.into_iter()
+            .map(|(n, p, b)| json!({ "name": n, "pkts": p, "bytes": b }))
+            .collect::<Vec<_>>()
+    };
+    let need = || name.ok_or_else(|| format!("nfacct {op} needs a name"));
+    let r = match op {
+        "add" => need()
+            .and_then(|n| nfacct::add(n).map_err(|e| e.to_string()))
+            .map(|_| vec![]),
+        "list" => Ok(objects(nfacct::list(reset))),
+        "get" => need().and_then(|n| {
+            nfacct::get(n, reset)
+                .map(|r| objects(vec![r]))
+                .map_err(|e| e.to_string())
+        }),
+        "delete" => need()
+            .and_then(|n| nfacct::delete(n, in_use).map_err(|e| e.to_string()))
+            .map(|_| vec![]),
+        "flush" => {
+            nfacct::flush(in_use);
+            Ok(vec![])
+        }
+        _ => Err(format!(
+            "unknown nfacct operation {op:?} (add, list, get, delete, flush)"
+        )),
+    };
+    match r {
+        Ok(o) => json!({ "ok": true, "objects": o }),
+        Err(e) => crate::mgmt::error(e),
+    }
+}
+
+/// The accounting objects the rules in force name (`-m nfacct`; the nat table has none).
+fn nfacct_in_use(f: &dataplane::filter::Filter) -> Vec<String> {
+    use dataplane::classify::{Check, RuleSet};
+    let mut sets: Vec<&RuleSet> = Vec::new();
+    for rs in [&f.v4, &f.v6, &f.raw_v4, &f.raw_v6, &f.input_v4, &f.input_v6] {
+        sets.extend(rs.iter());
+    }
+    for m in f.mangle_v4.iter().chain(&f.mangle_v6) {
+        sets.extend(m.chains().map(|c| &c.rules));
+    }
+    let mut names: Vec<String> = sets
+        .iter()
+        .flat_map(|rs| rs.rules.iter())
+        .flat_map(|r| r.checks.iter().flat_map(|c| c.iter()))
+        .filter_map(|c| match c {
+            Check::NfAcct { acct, .. } => Some(acct.name().to_string()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

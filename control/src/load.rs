@@ -103,6 +103,7 @@ impl NatSettings {
                     crate::config::Mode::Bridge => cfg.bridge.name.clone(),
                     crate::config::Mode::Router => None,
                 },
+                rpf: cfg.rp_fib(),
             },
             refuse: if !cfg.conntrack.enabled {
                 Some("connection tracking is off ([conntrack] enabled = false)".into())

@@ -131,6 +131,32 @@ enum CtlCommand {
         #[command(subcommand)]
         command: CtlIpset,
     },
+    /// Accounting objects `-m nfacct` counts into, as nfacct(8) shows them.
+    Nfacct {
+        #[command(subcommand)]
+        command: CtlNfacct,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlNfacct {
+    /// `add NAME`: a new object, counting from 0.
+    Add { name: String },
+    /// `list [--reset]`: every object; `--reset` zeroes them after the read.
+    List {
+        #[arg(long)]
+        reset: bool,
+    },
+    /// `get NAME [--reset]`: one object.
+    Get {
+        name: String,
+        #[arg(long)]
+        reset: bool,
+    },
+    /// `delete NAME`: refused while the rules in force name it.
+    Delete { name: String },
+    /// `flush`: deletes every object the rules in force do not name.
+    Flush,
 }
 
 #[derive(Subcommand)]
@@ -545,6 +571,16 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                 serde_json::json!({"cmd": "ipset", "line": line})
             }
         },
+        CtlCommand::Nfacct { command: c } => {
+            let (op, name, reset) = match c {
+                CtlNfacct::Add { name } => ("add", Some(name), false),
+                CtlNfacct::List { reset } => ("list", None, *reset),
+                CtlNfacct::Get { name, reset } => ("get", Some(name), *reset),
+                CtlNfacct::Delete { name } => ("delete", Some(name), false),
+                CtlNfacct::Flush => ("flush", None, false),
+            };
+            serde_json::json!({"cmd": "nfacct", "op": op, "name": name, "reset": reset})
+        }
     };
     let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
         .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
@@ -640,6 +676,17 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
                 .context(STDOUT)?;
             }
             CtlCommand::Ipset { .. } => {}
+            CtlCommand::Nfacct { .. } => {
+                // nfacct(8)'s plain output: `{ pkts = %020llu, bytes = %020llu } = NAME;`.
+                for o in answer["objects"].as_array().into_iter().flatten() {
+                    out!(
+                        "{{ pkts = {:020}, bytes = {:020} }} = {};",
+                        o["pkts"].as_u64().unwrap_or(0),
+                        o["bytes"].as_u64().unwrap_or(0),
+                        o["name"].as_str().unwrap_or("")
+                    );
+                }
+            }
             _ => out!("{}", serde_json::to_string_pretty(&answer)?),
         }
     }

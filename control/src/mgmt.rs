@@ -7,7 +7,8 @@
 //! `{"cmd": "ipset", "line": "add NAME ENTRY ..."}` (one ipset command: add, del, test, list,
 //! save, flush, swap) and `{"cmd": "ipset restore", "file": PATH}` or `"text": LINES` (with
 //! `"exist": true` for `-exist`); for tests only, `{"cmd": "clock shift", "ns": N}` (the wall
-//! clock `-m time` reads, moved by N ns).
+//! clock `-m time` reads, moved by N ns); `{"cmd": "nfacct", "op": OP, "name": NAME, "reset":
+//! BOOL}` (accounting objects: add, list, get, delete, flush).
 //! Answers: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
 
 use serde::Deserialize;
@@ -76,6 +77,15 @@ pub enum Request {
         #[serde(default)]
         exist: bool,
     },
+    /// Accounting objects (`-m nfacct`): `op` is add, list, get, delete or flush, as nfacct(8)
+    /// has them; `name` for add, get and delete; `reset` for list and get.
+    #[serde(rename = "nfacct")]
+    Nfacct {
+        op: String,
+        name: Option<String>,
+        #[serde(default)]
+        reset: bool,
+    },
 }
 
 /// Connections a `conntrack list` answer holds unless the request asks for more.
@@ -102,6 +112,7 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
                 "ipset restore" => &["cmd", "file", "text", "exist"],
                 "conntrack list" | "nat list" => &["cmd", "max"],
                 "clock shift" => &["cmd", "ns"],
+                "nfacct" => &["cmd", "op", "name", "reset"],
                 _ => &["cmd"],
             };
             if let Some(k) = v
@@ -117,7 +128,7 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
     serde_json::from_value(v).map_err(|e| error(format!("bad request: {e}")))
 }
 
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "rules load",
     "rules show",
     "stats",
@@ -127,6 +138,7 @@ const KNOWN: [&str; 9] = [
     "clock shift",
     "ipset",
     "ipset restore",
+    "nfacct",
 ];
 
 /// An error answer.

@@ -267,6 +267,63 @@ impl Config {
             .collect()
     }
 
+    /// The router's table as `-m rpfilter` looks sources up in it
+    /// ([`dataplane::classify::rpfilter`]): the static routes, the connected ones over them
+    /// (as [`Router::new`] orders them), the ports' addresses, the 1:1 public addresses (on
+    /// the port whose subnet holds them), the IPv4 broadcasts and the IPv6 subnet-router
+    /// anycast addresses. `None` in bridge mode or when a route does not resolve (the
+    /// configuration's validation has refused it then).
+    pub fn rp_fib(&self) -> Option<std::sync::Arc<dataplane::classify::rpfilter::RpFib>> {
+        use dataplane::classify::rpfilter::{RpEntry, RpFib};
+        if self.mode != Mode::Router {
+            return None;
+        }
+        let addrs = self.port_addrs();
+        let mut e = Vec::new();
+        for r in &self.routes {
+            let res = self.resolve_route(&addrs, r).ok()?;
+            e.push(RpEntry::Route {
+                prefix: res.prefix.addr,
+                len: res.prefix.len,
+                port: u8::try_from(res.port).ok()?,
+            });
+        }
+        e.push(RpEntry::NotUnicast {
+            addr: IpAddr128::from_v4(std::net::Ipv4Addr::BROADCAST),
+        });
+        for (i, list) in addrs.iter().enumerate() {
+            let port = u8::try_from(i).ok()?;
+            for a in list {
+                e.push(RpEntry::Route {
+                    prefix: a.network(),
+                    len: a.len,
+                    port,
+                });
+                e.push(RpEntry::Local {
+                    addr: a.addr,
+                    port: Some(port),
+                });
+                if let Some(b) = a.broadcast() {
+                    e.push(RpEntry::NotUnicast { addr: b });
+                }
+                if !a.addr.is_v4() && a.len < 127 {
+                    e.push(RpEntry::NotUnicast { addr: a.network() });
+                }
+            }
+        }
+        for m in self.one_to_one() {
+            let port = addrs
+                .iter()
+                .position(|l| l.iter().any(|a| a.contains(&m.public)))
+                .and_then(|p| u8::try_from(p).ok());
+            e.push(RpEntry::Local {
+                addr: m.public,
+                port,
+            });
+        }
+        RpFib::new(&e).ok().map(std::sync::Arc::new)
+    }
+
     /// Checks one route against the ports.
     fn resolve_route(
         &self,

@@ -544,3 +544,90 @@ fn nflog_records_name_their_group() {
         .unwrap_or_else(|| panic!("no NFLOG record in the daemon's log:\n{err}"));
     assert!(line.contains("DPT=1000"), "{line}");
 }
+
+/// `-m nfacct` in the daemon: behind `-m quota` exactly ten of the endless 46-byte datagrams
+/// reach the match, so the object counts 10 packets and 460 bytes; a reload of the same rules
+/// (the quota anew) adds ten more to the same object; `list --reset` gives the counts and
+/// zeroes them; an object the rules in force name is not deleted, and is once they do not.
+#[test]
+fn nfacct_objects_count_and_outlive_rule_swaps() {
+    if !root_or_skip("nfacct_objects_count_and_outlive_rule_swaps") {
+        return;
+    }
+    let d = Daemon::start(false);
+    let nfacct = |op: &str, name: Option<&str>, reset: bool| {
+        d.req(json!({"cmd": "nfacct", "op": op, "name": name, "reset": reset}))
+    };
+    let a = nfacct("add", Some("spare"), false);
+    assert_eq!(a["ok"], true, "{a}");
+    let a = nfacct("add", Some("spare"), false);
+    assert_eq!(a["ok"], false, "added twice: {a}");
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                 -A FORWARD -m quota --quota 460 -m nfacct --nfacct-name ten -j ACCEPT\n\
+                 -A FORWARD -j ACCEPT\nCOMMIT\n";
+    let get = |reset: bool| {
+        let v = nfacct("get", Some("ten"), reset);
+        assert_eq!(v["ok"], true, "{v}");
+        (
+            v["objects"][0]["pkts"].as_u64().unwrap(),
+            v["objects"][0]["bytes"].as_u64().unwrap(),
+        )
+    };
+    let settle = |want: (u64, u64)| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get(false) != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(get(false), want);
+    };
+    let a = d.load(rules);
+    assert_eq!(a["ok"], true, "{a}");
+    settle((10, 460));
+    let a = d.load(rules);
+    assert_eq!(a["ok"], true, "{a}");
+    settle((20, 920));
+    // A rule set refused leaves the objects as they were and makes none.
+    let a = d.load(
+        &rules
+            .replace("ten", "other")
+            .replace("-A FORWARD -j ACCEPT", "-A FORWARD -j no-such-chain"),
+    );
+    assert_eq!(a["ok"], false, "{a}");
+    let list = nfacct("list", None, true);
+    let names: Vec<&str> = list["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["spare", "ten"], "{list}");
+    assert_eq!(list["objects"][1]["pkts"], 20, "{list}");
+    assert_eq!(list["objects"][1]["bytes"], 920, "{list}");
+    assert_eq!(get(false), (0, 0), "reset by list --reset");
+    let busy = nfacct("delete", Some("ten"), false);
+    assert_eq!(busy["ok"], false, "{busy}");
+    let a = d.load(&rules.replace(" -m nfacct --nfacct-name ten", ""));
+    assert_eq!(a["ok"], true, "{a}");
+    // Kept without a rule naming it, until deleted.
+    assert_eq!(get(false), (0, 0));
+    let del = nfacct("delete", Some("ten"), false);
+    assert_eq!(del["ok"], true, "{del}");
+    assert_eq!(nfacct("get", Some("ten"), false)["ok"], false);
+    let f = nfacct("flush", None, false);
+    assert_eq!(f["ok"], true, "{f}");
+    assert_eq!(nfacct("list", None, false)["objects"], json!([]));
+    // rampart ctl prints nfacct's lines.
+    assert_eq!(nfacct("add", Some("x"), false)["ok"], true);
+    let o = run_ok(
+        Command::new(bin("rampart"))
+            .args(["ctl", "--socket"])
+            .arg(&d.socket)
+            .args(["nfacct", "list"]),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "{ pkts = 00000000000000000000, bytes = 00000000000000000000 } = x;\n"
+    );
+    d.stop();
+}

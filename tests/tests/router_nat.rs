@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tests::topo::{in_ns, RouterTopology};
-use tests::{bin, root_or_skip, run, test_eal_args, toml_array, unique};
+use tests::{bin, root_or_skip, run, run_ok, test_eal_args, toml_array, unique};
 
 /// The rules of both routers; `OUT` is the outside interface's name. The TCP port forward is
 /// let through by `--ctstate DNAT` (as firewalld's forward ports are), the UDP one by a rule on
@@ -952,4 +952,107 @@ fn netmap_through_two_workers() {
         "netmap_through_two_workers: handed to their owner {}",
         v["handed_off"]
     );
+}
+
+/// Anti-spoofing in raw PREROUTING (`-m rpfilter --invert -j DROP`, what Calico and
+/// firewalld put there), strict or `--loose`.
+fn rpfilter_rules(loose: bool) -> String {
+    let mode = if loose { " --loose" } else { "" };
+    format!(
+        "*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -m rpfilter{mode} --invert -j DROP
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+"
+    )
+}
+
+/// Sends three datagrams from address `argv[1]` to `argv[2]`:`argv[3]`, without waiting for
+/// an answer.
+const UDP_SEND_FROM: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+for _ in range(3):
+    s.sendto(b"spoof?", (sys.argv[2], int(sys.argv[3])))
+    time.sleep(0.1)
+"#;
+
+/// From the outside host, a datagram from its own address (its route is the outside port:
+/// the right one) and one from an inside address it has taken (whose route is the inside
+/// port: the wrong one) to a server on the inside host: the sources the server saw, in order.
+fn rpfilter_scenarios(t: &RouterTopology) -> Vec<String> {
+    let a = t.addressing;
+    assert!(
+        t.wait_ping(&a.server_v4(), Duration::from_secs(15)),
+        "no echo reply through the gateway"
+    );
+    let spoofed = format!("10.{}.0.77", a.net);
+    run_ok(&mut in_ns(
+        &t.outside,
+        &["ip", "addr", "add", &format!("{spoofed}/32"), "dev", "vo"],
+    ));
+    let srv = Server::start(&t.inside, UDP_SERVER, &a.inside_host_v4(), 5354);
+    for from in [spoofed.as_str(), "203.0.113.2"] {
+        let o = run(&mut t.outside_cmd(&[
+            "python3",
+            "-c",
+            UDP_SEND_FROM,
+            from,
+            &a.inside_host_v4(),
+            "5354",
+        ]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen: Vec<String> = srv.clients().into_iter().map(|c| c.0).collect();
+    seen.dedup();
+    seen
+}
+
+#[test]
+fn rpfilter_agrees_with_linux() {
+    if !root_or_skip("rpfilter_agrees_with_linux") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (loose, net) in [(false, 111u8), (true, 113)] {
+        let rampart = {
+            let t = RouterTopology::for_rampart(net);
+            let _r = Rampart::start(&t, &rpfilter_rules(loose), "", 1);
+            rpfilter_scenarios(&t)
+        };
+        let linux = {
+            let t = RouterTopology::with_linux_router(net + 1, Some(&rpfilter_rules(loose)), None);
+            // The kernel's own reverse-path filter (inherited from the host's settings) off:
+            // only the rule decides.
+            let r = t.router.clone().expect("a router namespace");
+            for dev in ["all", "default", "ri", "ro"] {
+                run_ok(&mut in_ns(
+                    &r,
+                    &["sysctl", "-qw", &format!("net.ipv4.conf.{dev}.rp_filter=0")],
+                ));
+            }
+            rpfilter_scenarios(&t)
+                .into_iter()
+                .map(|s| s.replace(&format!("10.{}.0.", net + 1), &format!("10.{net}.0.")))
+                .collect::<Vec<_>>()
+        };
+        let want: Vec<String> = if loose {
+            vec![format!("10.{net}.0.77"), "203.0.113.2".into()]
+        } else {
+            vec!["203.0.113.2".into()]
+        };
+        assert_eq!(rampart, want, "loose {loose}: Rampart");
+        assert_eq!(
+            rampart, linux,
+            "loose {loose}: Rampart and Linux filter alike"
+        );
+    }
 }

@@ -290,6 +290,8 @@ pub enum Module {
     ConnMark,
     String,
     U32,
+    RpFilter,
+    NfAcct,
 }
 
 impl Module {
@@ -335,6 +337,8 @@ impl Module {
             Module::ConnMark => "connmark",
             Module::String => "string",
             Module::U32 => "u32",
+            Module::RpFilter => "rpfilter",
+            Module::NfAcct => "nfacct",
         }
     }
 

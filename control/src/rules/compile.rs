@@ -261,6 +261,7 @@ fn is_draw(c: &Check) -> bool {
             | Check::Quota { .. }
             | Check::HashLimit(_)
             | Check::ConnLimit(_)
+            | Check::NfAcct { .. }
     )
 }
 
@@ -311,6 +312,10 @@ fn inverted(c: Check) -> Check {
                 above: !m.above,
             },
         )),
+        Check::NfAcct { acct, invert } => Check::NfAcct {
+            acct,
+            invert: !invert,
+        },
         Check::ConnLimit(m) => Check::ConnLimit(std::sync::Arc::new(
             dataplane::classify::connlimit::ConnLimitMatch {
                 above: !m.above,

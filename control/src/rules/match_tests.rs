@@ -585,6 +585,7 @@ fn host() -> HostAddrs {
         ],
         routed: true,
         bridge: None,
+        rpf: None,
     }
 }
 

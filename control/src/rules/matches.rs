@@ -21,6 +21,9 @@ pub struct HostAddrs {
     pub ports: Vec<Vec<IfAddr>>,
     pub routed: bool,
     pub bridge: Option<String>,
+    /// Router mode: the router's table, where `-m rpfilter` looks sources up
+    /// ([`dataplane::classify::rpfilter`]).
+    pub rpf: Option<std::sync::Arc<dataplane::classify::rpfilter::RpFib>>,
 }
 
 /// An unsigned number as `strtoul` with base 0 reads it (decimal, `0x` hex, leading-`0`

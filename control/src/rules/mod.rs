@@ -53,11 +53,15 @@ mod match_tests;
 #[cfg(test)]
 mod natmap_tests;
 #[cfg(test)]
+mod nfacct_tests;
+#[cfg(test)]
 mod nflog_tests;
 #[cfg(test)]
 mod physdev_tests;
 #[cfg(test)]
 mod recent_tests;
+#[cfg(test)]
+mod rpfilter_tests;
 #[cfg(test)]
 mod string_tests;
 #[cfg(test)]

@@ -478,6 +478,7 @@ mod tests {
             ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("172.17.0.1", 16)]],
             routed: true,
             bridge: None,
+            rpf: None,
         };
         let parsed =
             crate::rules::parse_iptables_with("d.rules", DOCKER, Family::V4, &ports, &host)
@@ -734,6 +735,7 @@ mod mark_tests {
             ports: vec![vec![addr("203.0.113.1", 24)], vec![addr("10.244.1.1", 24)]],
             routed: true,
             bridge: None,
+            rpf: None,
         };
         let parsed =
             crate::rules::parse_iptables_with("k.rules", text, Family::V4, &ports, &host).unwrap();

@@ -17,8 +17,10 @@ mod ctzone;
 mod ext;
 mod hashlimit;
 mod natmap;
+mod nfacct;
 mod nflog;
 mod physdev;
+mod rpfilter;
 mod set;
 mod string;
 #[cfg(test)]
@@ -48,6 +50,7 @@ pub(crate) static NO_HOST: HostAddrs = HostAddrs {
     ports: Vec::new(),
     routed: false,
     bridge: None,
+    rpf: None,
 };
 
 impl Ctx<'_> {
@@ -553,6 +556,8 @@ pub(crate) fn parse_rule(
         connlimit: Default::default(),
         string: Default::default(),
         u32: Default::default(),
+        rpfilter: Default::default(),
+        nfacct: Default::default(),
     };
     rp.run()?;
     rp.finish_addrtype()?;
@@ -565,6 +570,8 @@ pub(crate) fn parse_rule(
     rp.connlimit_finish()?;
     rp.string_finish()?;
     rp.u32_finish()?;
+    rp.rpfilter_finish()?;
+    rp.nfacct_finish()?;
     if rp.other_family {
         // `-6` in iptables-restore (or `-4` in ip6tables-restore): the line is for the other
         // family's tool, which is how iptables-restore treats it too.
@@ -705,6 +712,10 @@ struct RuleParser<'a> {
     string: string::State,
     /// The `-m u32` matches being read.
     u32: u32_match::State,
+    /// The `-m rpfilter` matches being read.
+    rpfilter: rpfilter::State,
+    /// The `-m nfacct` matches being read.
+    nfacct: nfacct::State,
 }
 
 impl<'a> RuleParser<'a> {
@@ -899,6 +910,8 @@ impl<'a> RuleParser<'a> {
                     ("connmark", _) => Module::ConnMark,
                     ("string", _) => Module::String,
                     ("u32", _) => Module::U32,
+                    ("rpfilter", _) => Module::RpFilter,
+                    ("nfacct", _) => Module::NfAcct,
                     (n, f) if ext::module(n, f).is_some() => ext::module(n, f).expect("known"),
                     ("ttl", Family::V6) | ("hl", Family::V4) => {
                         let other = if v.text == "ttl" { "hl" } else { "ttl" };
@@ -988,6 +1001,8 @@ impl<'a> RuleParser<'a> {
         self.connlimit_load(module, col);
         self.string_load(module, col);
         self.u32_load(module, col);
+        self.rpfilter_load(module, col);
+        self.nfacct_load(module, col);
         if module == Module::Rt {
             // Any packet with a Routing header; the options narrow it.
             self.push(
@@ -1265,6 +1280,8 @@ impl<'a> RuleParser<'a> {
             c if connlimit::takes(c) => return self.connlimit_option(c, tok, negated),
             c if string::takes(c) => return self.string_option(c, tok, negated),
             c if u32_match::takes(c) => return self.u32_option(tok, negated),
+            c if rpfilter::takes(c) => return self.rpfilter_option(c, tok, negated),
+            c if nfacct::takes(c) => return self.nfacct_option(tok, negated),
             "--sport" | "--dport" => {
                 let v = self.value(tok)?;
                 let r = parse_port_range(&v.text).map_err(|m| self.err(v.col, m))?;
@@ -1994,7 +2011,13 @@ impl<'a> RuleParser<'a> {
                     need(&[6], "-p tcp")?;
                     need_option("--mss")?;
                 }
-                Module::Limit | Module::Rt | Module::Time | Module::String | Module::U32 => {}
+                Module::Limit
+                | Module::Rt
+                | Module::Time
+                | Module::String
+                | Module::U32
+                | Module::RpFilter
+                | Module::NfAcct => {}
                 Module::PhysDev => need_option(
                     "--physdev-in, --physdev-out, --physdev-is-in, --physdev-is-out or \
                      --physdev-is-bridged",
@@ -2075,6 +2098,8 @@ fn module_option(module: Module, opt: &str) -> Option<&'static str> {
                 .or_else(|| connmark::module_option(module, opt))
                 .or_else(|| string::module_option(module, opt))
                 .or_else(|| u32_match::module_option(module, opt))
+                .or_else(|| rpfilter::module_option(module, opt))
+                .or_else(|| nfacct::module_option(module, opt))
         }
     })
 }
@@ -2089,11 +2114,10 @@ fn match_refusal(name: &str) -> String {
         "owner" | "cgroup" | "socket" => {
             "it tests the local socket or process a packet belongs to; Rampart has none"
         }
-        "rpfilter" | "realm" | "devgroup" => {
+        "realm" | "devgroup" => {
             "it consults the host's own addresses and routing tables, which the rule file does \
              not carry"
         }
-        "nfacct" => "accounting objects are not implemented",
         "helper" | "conntrack-helper" => "Rampart runs no connection tracking helpers",
         "policy" => "Rampart does no IPsec",
         _ => return format!("match {name} is not supported"),

@@ -316,6 +316,7 @@ fn ufw_and_ufw6_limit_sets() {
         ports: vec![vec![a("10.9.0.1", 24), a("fd00:1::2", 64)]],
         routed: true,
         bridge: None,
+        rpf: None,
     };
     let input = |text: &str, family| {
         let parsed = parse_iptables_with("ufw", text, family, &super::tests::ports(), &host)

@@ -376,7 +376,7 @@ const REFUSED_V4: &[(&str, &str, usize)] = &[
     ("-m connmark -j ACCEPT", "-m connmark needs --mark", 0),
     (
         "-m rpfilter --invert -j DROP",
-        "unsupported option -m rpfilter (match rpfilter is not supported: it consults",
+        "-m rpfilter needs router mode (mode = \"router\")",
         0,
     ),
     (

@@ -157,6 +157,9 @@ pub(crate) fn validate_table(ctx: &Ctx<'_>, table: &Table) -> Vec<RuleError> {
                     Cond::Check(dataplane::classify::Check::MacSource { .. }) => {
                         ("-m mac", &|h: HookPoint| !super::parse::mac_hook(h))
                     }
+                    Cond::Check(dataplane::classify::Check::RpFilter(_)) => {
+                        ("-m rpfilter", &|h: HookPoint| h != HookPoint::Prerouting)
+                    }
                     // physdev_mt_check: an output port where a packet may be locally made.
                     Cond::PhysDev(ref p) if p.refused_in_output() => (
                         "--physdev-out or --physdev-is-out without --physdev-is-bridged",

@@ -196,6 +196,15 @@ pub enum Check {
     Quota { slot: u32, bytes: u64, invert: bool },
     /// `-m time` ([`super::time`]): the packet's wall-clock time.
     Time(std::sync::Arc<super::time::TimeMatch>),
+    /// `-m rpfilter` ([`super::rpfilter`]): the reverse-path lookup of the packet's source
+    /// in the router's table.
+    RpFilter(std::sync::Arc<super::rpfilter::RpFilterMatch>),
+    /// `-m nfacct` ([`super::nfacct`]): adds the packet and its datagram length to the named
+    /// object and holds (`invert`: a gate's negation, which counts and fails).
+    NfAcct {
+        acct: std::sync::Arc<super::nfacct::NfAcct>,
+        invert: bool,
+    },
 }
 
 /// xt_limit's time unit: the emulated kernel has `HZ` = 1000.
@@ -453,7 +462,20 @@ impl Check {
                 }
             }
             Check::ConnBytes(ref m) => m.holds(w.conn),
+            Check::NfAcct { ref acct, invert } => {
+                // skb->len at the IP hooks, as `-m quota` takes it.
+                let len = if w.whole_len != 0 {
+                    u64::from(w.whole_len)
+                } else if v6 {
+                    w.u16_at(l3 + 4).map_or(0, |l| u64::from(l) + 40)
+                } else {
+                    w.u16_at(l3 + 2).map_or(0, u64::from)
+                };
+                acct.count(len);
+                !invert
+            }
             Check::Time(ref m) => m.holds(w.now_ns),
+            Check::RpFilter(ref m) => m.holds(p),
             Check::String(ref m) => m.holds(w),
             Check::U32(ref m) => m.holds(w),
             Check::Ext(ref m) => m.holds(p, w),
