@@ -8,6 +8,7 @@
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
+use crate::conntrack::filter::CtFilter;
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
     screen_level_cap, CalledScreen, NoScreen, Screen, ScreenTask, Simd, SimdLevel,
@@ -79,21 +80,34 @@ struct Steering {
 pub const LIST_CHUNK: usize = 4096;
 /// Slots a `Flush` request clears per answer.
 pub const FLUSH_CHUNK: u32 = 65_536;
+/// Slots a `List` or `Select` request looks at per answer: each slot may be tested against a
+/// filter and removed, so fewer than a flush clears (docs/design/control-plane.md, "Filtered
+/// conntrack requests", has the pause this makes).
+pub const SELECT_CHUNK: u32 = 16_384;
 
 /// A management request to a worker about its conntrack table. The control thread walks a
 /// table a chunk at a time, each answer naming where to continue.
 #[derive(Debug)]
 pub enum CtCommand {
-    /// Live connections from slot `from` on, as many as `buf`'s capacity (the control thread
-    /// provides the memory).
+    /// Live connections `filter` selects among the next [`SELECT_CHUNK`] slots from `from`,
+    /// as many as `buf`'s capacity (the control thread provides the memory).
     List {
         from: u32,
+        filter: Arc<CtFilter>,
         buf: Vec<ConnInfo>,
         reply: crossbeam_channel::Sender<CtListChunk>,
     },
     /// Removes the connections of the next [`FLUSH_CHUNK`] slots from `from`.
     Flush {
         from: u32,
+        reply: crossbeam_channel::Sender<CtFlushChunk>,
+    },
+    /// Counts, and with `delete` removes, the connections `filter` selects among the next
+    /// [`SELECT_CHUNK`] slots from `from` (the answer's `removed` is the number selected).
+    Select {
+        from: u32,
+        filter: Arc<CtFilter>,
+        delete: bool,
         reply: crossbeam_channel::Sender<CtFlushChunk>,
     },
 }
@@ -449,12 +463,13 @@ fn answer(
         match c {
             CtCommand::List {
                 from,
+                filter,
                 mut buf,
                 reply,
             } => {
                 buf.clear();
                 let next = match tables.as_deref() {
-                    Some(t) => t.ct.list_from(from, &mut buf, now_ns),
+                    Some(t) => t.ct.list_from(from, SELECT_CHUNK, &filter, &mut buf, now_ns),
                     None => None,
                 };
                 // The requester may have gone; nothing to do then.
@@ -463,6 +478,20 @@ fn answer(
             CtCommand::Flush { from, reply } => {
                 let (removed, next) = match tables.as_deref_mut() {
                     Some(t) => t.ct.flush_from(from, FLUSH_CHUNK),
+                    None => (0, None),
+                };
+                let _ = reply.try_send(CtFlushChunk { removed, next });
+            }
+            CtCommand::Select {
+                from,
+                filter,
+                delete,
+                reply,
+            } => {
+                let (removed, next) = match tables.as_deref_mut() {
+                    Some(t) => t
+                        .ct
+                        .select_from(from, SELECT_CHUNK, &filter, delete, now_ns),
                     None => (0, None),
                 };
                 let _ = reply.try_send(CtFlushChunk { removed, next });
