@@ -8,50 +8,62 @@ use super::tcp::TcpState;
 use super::ConnInfo;
 use crate::wire::{Family, IpAddr128};
 
-/// An address condition: the connection's address equals `addr` in its first `bits` bits
-/// (of the 128-bit form, where an IPv4 address is the last 32; a single address has all 128).
-/// It holds only for connections of `family`.
+/// An address condition: the connection's address, masked by `mask`, equals `addr` masked
+/// (as conntrack's `--mask-src`, which need not be a prefix; an IPv4 address and its mask
+/// are the last 32 bits of the 128-bit form). It holds only for connections of `family`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Net {
     pub family: Family,
     pub addr: IpAddr128,
-    pub bits: u8,
+    pub mask: u128,
 }
 
 impl Net {
     /// `addr/prefix` (`prefix` counted in the family's own bits: at most 32 for IPv4).
     pub fn new(addr: std::net::IpAddr, prefix: u8) -> Net {
-        let (family, bits) = match addr {
-            std::net::IpAddr::V4(_) => (Family::V4, 96 + prefix.min(32)),
-            std::net::IpAddr::V6(_) => (Family::V6, prefix.min(128)),
-        };
-        Net {
-            family,
-            addr: IpAddr128::from_std(addr),
-            bits,
-        }
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let p = u32::from(prefix).min(width);
+        let ones = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+        Net::with_mask(addr, ones >> (128 - width))
     }
 
-    fn mask(&self) -> u128 {
-        match self.bits {
-            0 => 0,
-            b => u128::MAX << (128 - u32::from(b)),
+    /// `addr` under `mask` (the family's own bits: the low 32 for IPv4); the address kept is
+    /// the masked one.
+    pub fn with_mask(addr: std::net::IpAddr, mask: u128) -> Net {
+        let (family, mask) = match addr {
+            std::net::IpAddr::V4(_) => (Family::V4, (mask & 0xffff_ffff) | !0xffff_ffffu128),
+            std::net::IpAddr::V6(_) => (Family::V6, mask),
+        };
+        let a = u128::from_be_bytes(IpAddr128::from_std(addr).0) & mask;
+        Net {
+            family,
+            addr: IpAddr128(a.to_be_bytes()),
+            mask,
         }
     }
 
     /// Whether `a` (of `family`) is in the network.
     pub fn holds(&self, family: Family, a: &IpAddr128) -> bool {
-        let m = self.mask();
         family == self.family
-            && u128::from_be_bytes(a.0) & m == u128::from_be_bytes(self.addr.0) & m
+            && u128::from_be_bytes(a.0) & self.mask == u128::from_be_bytes(self.addr.0) & self.mask
     }
 
-    /// The prefix length in the family's own bits.
-    pub fn prefix(&self) -> u8 {
+    /// The mask in the family's own bits.
+    pub fn family_mask(&self) -> u128 {
         match self.family {
-            Family::V4 => self.bits - 96,
-            Family::V6 => self.bits,
+            Family::V4 => self.mask & 0xffff_ffff,
+            Family::V6 => self.mask,
         }
+    }
+
+    /// The prefix length, when the mask is one.
+    pub fn prefix(&self) -> Option<u8> {
+        let (m, width) = match self.family {
+            Family::V4 => (self.family_mask() << 96, 32),
+            Family::V6 => (self.mask, 128),
+        };
+        let p = m.leading_ones();
+        (m.checked_shl(p).unwrap_or(0) == 0).then_some(p.min(width) as u8)
     }
 }
 
@@ -65,18 +77,21 @@ pub mod status {
     pub const HW_OFFLOAD: u32 = 1 << 15;
 }
 
-/// `-n/--src-nat`, `-g/--dst-nat`, `-j/--any-nat`, each with an optional address and port
-/// the translation must have used.
+/// What `-n/--src-nat`, `-g/--dst-nat` or `-j/--any-nat` asks of a translation: that there
+/// is one, and, when given, the address and port it translates to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatFilter {
-    /// `-n`: the source is translated (to `addr`/`port` when given).
-    pub src: bool,
-    /// `-g`: the destination is translated (to `addr`/`port` when given).
-    pub dst: bool,
-    /// `-j`: either is (conntrack refuses `-j` with `-n` or `-g`).
-    pub any: bool,
+pub struct NatTo {
     pub addr: Option<IpAddr128>,
     pub port: Option<u16>,
+}
+
+/// The NAT conditions (conntrack refuses `-j` with `-n` or `-g`; `-n` and `-g` together
+/// both must hold).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatFilter {
+    pub src: Option<NatTo>,
+    pub dst: Option<NatTo>,
+    pub any: Option<NatTo>,
 }
 
 /// What a conntrack management request selects. `Default` selects everything.
@@ -141,24 +156,59 @@ impl CtFilter {
     /// reply names.
     fn nat_matches(&self, c: &ConnInfo) -> bool {
         let n = &self.nat;
-        if !(n.src || n.dst || n.any) {
+        if n.src.is_none() && n.dst.is_none() && n.any.is_none() {
             return true;
         }
         let (o, r) = (&c.orig, &c.reply);
-        let side = |addr_changed: bool, port_changed: bool, addr: &IpAddr128, port: u16| {
-            match (n.addr, n.port) {
+        let side = |to: &NatTo, addr_changed: bool, port_changed: bool, addr: &IpAddr128, port: u16| {
+            match (to.addr, to.port) {
                 (None, None) => addr_changed || port_changed,
                 (Some(a), None) => addr_changed && a == *addr,
                 (None, Some(p)) => port_changed && p == port,
                 (Some(a), Some(p)) => addr_changed && a == *addr && port_changed && p == port,
             }
         };
-        let snat = side(o.src != r.dst, o.src_port != r.dst_port, &r.dst, r.dst_port);
-        let dnat = side(o.dst != r.src, o.dst_port != r.src_port, &r.src, r.src_port);
-        if n.any {
-            snat || dnat
-        } else {
-            (!n.src || snat) && (!n.dst || dnat)
+        let snat = |to: &NatTo| side(to, o.src != r.dst, o.src_port != r.dst_port, &r.dst, r.dst_port);
+        let dnat = |to: &NatTo| side(to, o.dst != r.src, o.dst_port != r.src_port, &r.src, r.src_port);
+        match n.any {
+            Some(to) => snat(&to) || dnat(&to),
+            None => n.src.is_none_or(|to| snat(&to)) && n.dst.is_none_or(|to| dnat(&to)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nets_mask_and_keep_to_their_family() {
+        let n = Net::new(a("10.1.0.0"), 16);
+        assert_eq!(n.prefix(), Some(16));
+        assert!(n.holds(Family::V4, &IpAddr128::from_std(a("10.1.200.3"))));
+        assert!(!n.holds(Family::V4, &IpAddr128::from_std(a("10.2.0.1"))));
+        // The mapped form of an IPv4 address is not an IPv6 connection's address.
+        assert!(!n.holds(Family::V6, &IpAddr128::from_std(a("10.1.0.1"))));
+        assert!(Net::new(a("0.0.0.0"), 0).holds(Family::V4, &IpAddr128::from_std(a("1.2.3.4"))));
+        assert!(!Net::new(a("0.0.0.0"), 0).holds(Family::V6, &IpAddr128::from_std(a("::1"))));
+        let one = Net::new(a("192.0.2.1"), 32);
+        assert_eq!(one.prefix(), Some(32));
+        assert!(!one.holds(Family::V4, &IpAddr128::from_std(a("192.0.2.0"))));
+        // A mask that is no prefix (conntrack's --mask-src takes any).
+        let odd = Net::with_mask(a("10.0.0.7"), 0xff00_00ff);
+        assert_eq!(odd.prefix(), None);
+        assert!(odd.holds(Family::V4, &IpAddr128::from_std(a("10.9.9.7"))));
+        assert!(!odd.holds(Family::V4, &IpAddr128::from_std(a("10.9.9.8"))));
+        let v6 = Net::new(a("2001:db8::"), 32);
+        assert_eq!(v6.prefix(), Some(32));
+        assert!(v6.holds(Family::V6, &IpAddr128::from_std(a("2001:db8:1::5"))));
+        assert!(!v6.holds(Family::V6, &IpAddr128::from_std(a("2001:db9::5"))));
+        assert_eq!(Net::new(a("::"), 0).prefix(), Some(0));
+        assert_eq!(Net::new(a("::1"), 128).prefix(), Some(128));
     }
 }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::classify::{FlatRule, Origin, RuleSet};
-use crate::conntrack::filter::{CtFilter, NatFilter, Net};
+use crate::conntrack::filter::{CtFilter, NatFilter, NatTo, Net};
 use crate::conntrack::tcp::TcpState;
 use crate::nat::{NatChain, NatKind, NatRange, NatRules, NatTables, NatTarget};
 use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
@@ -260,7 +260,7 @@ fn a_deleted_translation_frees_its_port_at_once() {
     assert!(matches!(j.verdict, Verdict::Drop(_)), "{:?}", j.verdict);
     let snat = CtFilter {
         nat: NatFilter {
-            src: true,
+            src: Some(NatTo::default()),
             ..NatFilter::default()
         },
         ..CtFilter::default()
@@ -268,18 +268,31 @@ fn a_deleted_translation_frees_its_port_at_once() {
     assert_eq!(r.count(&snat), 1);
     let dnat = CtFilter {
         nat: NatFilter {
-            dst: true,
+            dst: Some(NatTo::default()),
             ..NatFilter::default()
         },
         ..CtFilter::default()
     };
     assert_eq!(r.count(&dnat), 0);
     // The translated address and port select it; another port does not.
+    let any = CtFilter {
+        nat: NatFilter {
+            any: Some(NatTo::default()),
+            ..NatFilter::default()
+        },
+        ..CtFilter::default()
+    };
+    assert_eq!(r.count(&any), 1);
     let mut to = snat;
-    to.nat.addr = Some(IpAddr128::from_v4(PUBLIC));
-    to.nat.port = Some(NAT_PORT + 1);
+    to.nat.src = Some(NatTo {
+        addr: Some(IpAddr128::from_v4(PUBLIC)),
+        port: Some(NAT_PORT + 1),
+    });
     assert_eq!(r.count(&to), 0);
-    to.nat.port = Some(NAT_PORT);
+    to.nat.src = Some(NatTo {
+        addr: Some(IpAddr128::from_v4(PUBLIC)),
+        port: Some(NAT_PORT),
+    });
     assert_eq!(r.count(&to), 1);
     // The reply tuple selects it too.
     let reply = CtFilter {
