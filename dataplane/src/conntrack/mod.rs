@@ -2430,16 +2430,19 @@ impl Conntrack {
         (end < self.cfg.capacity).then_some(end)
     }
 
-    /// Removes the live entries of slots `from..from + count` (slow path: `conntrack flush` a
-    /// chunk at a time). Returns how many it removed and the slot to continue from, `None`
-    /// when the table is done.
-    pub fn flush_from(&mut self, from: u32, count: u32) -> (u32, Option<u32>) {
+    /// Removes the live entries of slots `from..from + count`, at most `max_removed` of them
+    /// (slow path: `conntrack flush` a chunk at a time). Returns how many it removed and the
+    /// slot to continue from, `None` when the table is done.
+    pub fn flush_from(&mut self, from: u32, count: u32, max_removed: u32) -> (u32, Option<u32>) {
         let end = from.saturating_add(count).min(self.cfg.capacity);
         let mut removed = 0;
         for i in from..end {
             if self.entries[i as usize].has(status::LIVE) {
                 self.remove(i);
                 removed += 1;
+                if removed >= max_removed && i + 1 < self.cfg.capacity {
+                    return (removed, Some(i + 1));
+                }
             }
         }
         (removed, (end < self.cfg.capacity).then_some(end))
@@ -2451,12 +2454,16 @@ impl Conntrack {
     /// Returns how many it selected and the slot to continue from, `None` when the table is
     /// done. An entry whose time is up but not yet reaped is not selected (`list` does not
     /// show it either).
+    ///
+    /// A delete stops early once it removed `max_removed` (a removal touches the index and
+    /// the wheel out of cache, some ten times a slot's test), to continue from the next slot.
     pub fn select_from(
         &mut self,
         from: u32,
         count: u32,
         filter: &filter::CtFilter,
         delete: bool,
+        max_removed: u32,
         now_ns: u64,
     ) -> (u32, Option<u32>) {
         let end = from.saturating_add(count).min(self.cfg.capacity);
@@ -2467,10 +2474,13 @@ impl Conntrack {
             }
             if let Some(c) = self.info(i, now_ns) {
                 if filter.matches(&c) {
+                    selected += 1;
                     if delete {
                         self.remove(i);
+                        if selected >= max_removed && i + 1 < self.cfg.capacity {
+                            return (selected, Some(i + 1));
+                        }
                     }
-                    selected += 1;
                 }
             }
         }

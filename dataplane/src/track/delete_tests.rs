@@ -170,7 +170,7 @@ impl Run {
         let mut from = Some(0);
         while let Some(at) = from {
             // Small chunks: the walk's resumption is exercised too.
-            let (n, next) = self.tables.ct.select_from(at, 100, f, true, self.now);
+            let (n, next) = self.tables.ct.select_from(at, 100, f, true, 1, self.now);
             removed += n;
             from = next;
         }
@@ -178,7 +178,7 @@ impl Run {
     }
 
     fn count(&mut self, f: &CtFilter) -> u32 {
-        let (n, next) = self.tables.ct.select_from(0, u32::MAX, f, false, self.now);
+        let (n, next) = self.tables.ct.select_from(0, u32::MAX, f, false, 1, self.now);
         assert_eq!(next, None);
         n
     }
