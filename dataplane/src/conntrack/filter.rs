@@ -153,7 +153,10 @@ impl CtFilter {
     /// conntrack's `filter_nat`: the source is translated when the reply's destination (or
     /// its port) is not the original source, the destination when the reply's source (or its
     /// port) is not the original destination; an address or port given must be the one the
-    /// reply names.
+    /// reply names. (libnetfilter_conntrack also wants Linux's `IPS_*_NAT_DONE` status, which
+    /// every connection gets once the nat table is loaded; an ICMP query's type then reads as
+    /// a changed port, so `-n` selects every ICMP connection there. Not followed: an ICMP
+    /// query is translated here when its addresses or identifier are.)
     fn nat_matches(&self, c: &ConnInfo) -> bool {
         let n = &self.nat;
         if n.src.is_none() && n.dst.is_none() && n.any.is_none() {
@@ -168,8 +171,16 @@ impl CtFilter {
                 (Some(a), Some(p)) => addr_changed && a == *addr && port_changed && p == port,
             }
         };
-        let snat = |to: &NatTo| side(to, o.src != r.dst, o.src_port != r.dst_port, &r.dst, r.dst_port);
-        let dnat = |to: &NatTo| side(to, o.dst != r.src, o.dst_port != r.src_port, &r.src, r.src_port);
+        // An ICMP query's identifier is the source "port" both ways (a source translation
+        // may change it); its other "port" is the type, which differs between the directions.
+        let (s_changed, s_port, d_changed, d_port) = if o.is_icmp() {
+            (o.src_port != r.src_port, r.src_port, false, 0)
+        } else {
+            let (s, d) = (r.dst_port, r.src_port);
+            (o.src_port != s, s, o.dst_port != d, d)
+        };
+        let snat = |to: &NatTo| side(to, o.src != r.dst, s_changed, &r.dst, s_port);
+        let dnat = |to: &NatTo| side(to, o.dst != r.src, d_changed, &r.src, d_port);
         match n.any {
             Some(to) => snat(&to) || dnat(&to),
             None => n.src.is_none_or(|to| snat(&to)) && n.dst.is_none_or(|to| dnat(&to)),
@@ -210,5 +221,50 @@ mod tests {
         assert!(!v6.holds(Family::V6, &IpAddr128::from_std(a("2001:db9::5"))));
         assert_eq!(Net::new(a("::"), 0).prefix(), Some(0));
         assert_eq!(Net::new(a("::1"), 128).prefix(), Some(128));
+    }
+
+    #[test]
+    fn an_icmp_query_is_translated_only_when_its_addresses_or_identifier_are() {
+        let orig = crate::wire::FlowKey::new_v4(
+            "10.0.0.4".parse().unwrap(),
+            "203.0.113.10".parse().unwrap(),
+            crate::wire::ip_proto::ICMP,
+            77,
+            0x0800,
+        );
+        let mut c = ConnInfo {
+            id: super::super::EntryId(0),
+            orig,
+            reply: orig.reply(),
+            tcp_state: None,
+            seen_reply: true,
+            assured: false,
+            mark: 0,
+            timeout_left_ns: 1,
+            packets: [1, 1],
+            bytes: [1, 1],
+        };
+        let nat = |src, dst, any| CtFilter {
+            nat: NatFilter { src, dst, any },
+            ..CtFilter::default()
+        };
+        let some = Some(NatTo::default());
+        for f in [nat(some, None, None), nat(None, some, None), nat(None, None, some)] {
+            assert!(!f.matches(&c), "{f:?}");
+        }
+        // Sent as 203.0.113.5 with identifier 99.
+        c.reply.dst = IpAddr128::from_std(a("203.0.113.5"));
+        c.reply.src_port = 99;
+        let to = |port| {
+            Some(NatTo {
+                addr: Some(IpAddr128::from_std(a("203.0.113.5"))),
+                port,
+            })
+        };
+        assert!(nat(some, None, None).matches(&c));
+        assert!(nat(to(Some(99)), None, None).matches(&c));
+        assert!(!nat(to(Some(77)), None, None).matches(&c));
+        assert!(!nat(None, some, None).matches(&c));
+        assert!(nat(None, None, to(None)).matches(&c));
     }
 }
