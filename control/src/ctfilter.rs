@@ -216,11 +216,14 @@ fn parse_status(arg: &str, f: &mut CtFilter, warnings: &mut Vec<String>) -> Resu
             f.status_clear |= status::SEEN_REPLY;
             continue;
         }
-        let abbreviates = |name: &str| {
-            w.len() <= name.len() && name[..w.len()].eq_ignore_ascii_case(w)
-        };
+        let abbreviates =
+            |name: &str| w.len() <= name.len() && name[..w.len()].eq_ignore_ascii_case(w);
         if let Some(n) = ["SRC_NAT", "DST_NAT"].into_iter().find(|n| abbreviates(n)) {
-            let opt = if n == "SRC_NAT" { "--src-nat" } else { "--dst-nat" };
+            let opt = if n == "SRC_NAT" {
+                "--src-nat"
+            } else {
+                "--dst-nat"
+            };
             warnings.push(format!("WARNING: ignoring {n}, use {opt} instead"));
             continue;
         }
@@ -577,9 +580,7 @@ pub fn from_json(v: &Value) -> Result<CtFilter, String> {
                     (_, Ok(IpAddr::V4(m))) if addr.is_ipv4() => {
                         Net::with_mask(addr, u128::from(u32::from(m)))
                     }
-                    (_, Ok(IpAddr::V6(m))) if addr.is_ipv6() => {
-                        Net::with_mask(addr, u128::from(m))
-                    }
+                    (_, Ok(IpAddr::V6(m))) if addr.is_ipv6() => Net::with_mask(addr, u128::from(m)),
                     _ => return Err(bad(k, "a prefix length or mask of the address's family")),
                 },
             })
@@ -610,7 +611,10 @@ pub fn from_json(v: &Value) -> Result<CtFilter, String> {
         };
         let status_bits = || -> Result<u32, String> {
             let mut bits = 0;
-            for n in v.as_array().ok_or_else(|| bad(k, "a list of status names"))? {
+            for n in v
+                .as_array()
+                .ok_or_else(|| bad(k, "a list of status names"))?
+            {
                 let n = n.as_str().unwrap_or("");
                 bits |= STATUS
                     .iter()

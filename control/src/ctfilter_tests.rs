@@ -47,7 +47,14 @@ fn a128(s: &str) -> IpAddr128 {
 #[test]
 fn every_option_and_its_forms() {
     assert_eq!(ok(""), CtFilter::default());
-    for s in ["-p tcp", "--proto tcp", "--protonum TCP", "-p 6", "-ptcp", "--protonum=tcp"] {
+    for s in [
+        "-p tcp",
+        "--proto tcp",
+        "--protonum TCP",
+        "-p 6",
+        "-ptcp",
+        "--protonum=tcp",
+    ] {
         assert_eq!(ok(s).proto, Some(6), "{s}");
     }
     assert_eq!(ok("-p udp").proto, Some(17));
@@ -58,12 +65,19 @@ fn every_option_and_its_forms() {
         assert_eq!(f.orig_src, Some(Net::new(ip("10.0.0.1"), 32)), "{s}");
         assert_eq!(f.family, Some(Family::V4), "an address gives the family");
     }
-    for s in ["-d 2001:db8::1", "--dst 2001:db8::1", "--orig-dst 2001:db8::1"] {
+    for s in [
+        "-d 2001:db8::1",
+        "--dst 2001:db8::1",
+        "--orig-dst 2001:db8::1",
+    ] {
         let f = ok(s);
         assert_eq!(f.orig_dst, Some(Net::new(ip("2001:db8::1"), 128)), "{s}");
         assert_eq!(f.family, Some(Family::V6));
     }
-    assert_eq!(ok("-s 10.1.0.0/16").orig_src, Some(Net::new(ip("10.1.0.0"), 16)));
+    assert_eq!(
+        ok("-s 10.1.0.0/16").orig_src,
+        Some(Net::new(ip("10.1.0.0"), 16))
+    );
     assert_eq!(ok("-d fd00::/8").orig_dst, Some(Net::new(ip("fd00::"), 8)));
     assert_eq!(
         ok("-s 10.0.0.7 --mask-src 255.0.0.255").orig_src,
@@ -90,9 +104,15 @@ fn every_option_and_its_forms() {
         ok("-p tcp --state ESTABLISHED").tcp_state,
         Some(TcpState::Established)
     );
-    assert_eq!(ok("-p tcp --state LISTEN").tcp_state, Some(TcpState::SynSent2));
+    assert_eq!(
+        ok("-p tcp --state LISTEN").tcp_state,
+        Some(TcpState::SynSent2)
+    );
     for s in TcpState::ALL {
-        assert_eq!(ok(&format!("-p tcp --state {}", s.name())).tcp_state, Some(s));
+        assert_eq!(
+            ok(&format!("-p tcp --state {}", s.name())).tcp_state,
+            Some(s)
+        );
     }
     for (s, m) in [
         ("-m 5", (5, u32::MAX)),
@@ -109,17 +129,27 @@ fn every_option_and_its_forms() {
     let f = ok("-u UNREPLIED");
     assert_eq!((f.status_set, f.status_clear), (0, status::SEEN_REPLY));
     let f = ok("-u !ASSURED,EXPECTED");
-    assert_eq!((f.status_set, f.status_clear), (status::EXPECTED, status::ASSURED));
+    assert_eq!(
+        (f.status_set, f.status_clear),
+        (status::EXPECTED, status::ASSURED)
+    );
     assert_eq!(ok("-u UNSET"), CtFilter::default(), "UNSET is no bit");
     let p = parse_args(&words("-u SRC_NAT"), false).unwrap();
     assert_eq!(p.filter, CtFilter::default());
-    assert_eq!(p.warnings, ["WARNING: ignoring SRC_NAT, use --src-nat instead"]);
+    assert_eq!(
+        p.warnings,
+        ["WARNING: ignoring SRC_NAT, use --src-nat instead"]
+    );
     for (s, fam) in [("-f ipv4", Family::V4), ("--family ipv6", Family::V6)] {
         assert_eq!(ok(s).family, Some(fam));
     }
     assert_eq!(ok("-n").nat.src, Some(NatTo::default()));
     assert_eq!(ok("--src-nat").nat.src, Some(NatTo::default()));
-    assert_eq!(ok("-g -p tcp").nat.dst, Some(NatTo::default()), "a dash ends -g");
+    assert_eq!(
+        ok("-g -p tcp").nat.dst,
+        Some(NatTo::default()),
+        "a dash ends -g"
+    );
     assert_eq!(ok("--any-nat").nat.any, Some(NatTo::default()));
     let f = ok("-n 203.0.113.5");
     assert_eq!(
@@ -146,8 +176,14 @@ fn every_option_and_its_forms() {
             port: Some(53)
         })
     );
-    assert_eq!(ok("--dst-nat=fd00::2").nat.dst.unwrap().addr, Some(a128("fd00::2")));
-    assert_eq!(parse_args(&words("--max 7 -p tcp"), true).unwrap().max, Some(7));
+    assert_eq!(
+        ok("--dst-nat=fd00::2").nat.dst.unwrap().addr,
+        Some(a128("fd00::2"))
+    );
+    assert_eq!(
+        parse_args(&words("--max 7 -p tcp"), true).unwrap().max,
+        Some(7)
+    );
     // Several together, in any order.
     let f = ok("-p udp --dport 53 -d 10.96.0.10 -f ipv4 -u ASSURED -m 1/1");
     assert_eq!(
@@ -165,7 +201,10 @@ fn bad_filters_get_conntracks_errors() {
         ("-s 10.0.0.0/33", "Invalid netmask"),
         ("-d ::/129", "Invalid netmask"),
         ("-s 10.0.0.0/x", "Invalid netmask"),
-        ("-r 10.0.0.0/8", "CIDR notation unavailable for `--reply-src'"),
+        (
+            "-r 10.0.0.0/8",
+            "CIDR notation unavailable for `--reply-src'",
+        ),
         ("-q ::1/64", "CIDR notation unavailable for `--reply-dst'"),
         ("-n 10.0.0.0/8", "CIDR notation unavailable for `--src-nat'"),
         ("--sport 5", "unknown option `--sport'"),
@@ -175,21 +214,33 @@ fn bad_filters_get_conntracks_errors() {
         ("-p tcp --sport abc", "Invalid port `abc'"),
         ("-p tcp --dport 70000", "Invalid port `70000'"),
         ("-p tcp --reply-port-src -1", "Invalid port `-1'"),
-        ("-p tcp --state established", "unknown TCP state `established'"),
+        (
+            "-p tcp --state established",
+            "unknown TCP state `established'",
+        ),
         ("-u FOO", "Bad parameter `FOO'"),
         ("-u ASSURED,,SEEN_REPLY", "Bad parameter `,SEEN_REPLY'"),
         ("-u ASSURED,", "Bad parameter `'"),
         ("-u !", "Bad parameter `!'"),
         ("-m x", "unexpected value 'x' with -m option"),
         ("-m 1/2/3", "unexpected value '1/2/3' with -m option"),
-        ("-m 4294967296", "unexpected value '4294967296' with -m option"),
+        (
+            "-m 4294967296",
+            "unexpected value '4294967296' with -m option",
+        ),
         ("-f ipv5", "`ipv5' unsupported protocol"),
         ("-s 1.2.3.4 -d ::1", "mismatched address family"),
         ("-f ipv6 -s 10.0.0.1", "mismatched address family"),
         ("-s 10.0.0.1 --mask-src ffff::", "mismatched address family"),
         ("-n 10.0.0.1 -f ipv6", "mismatched address family"),
-        ("-j -n", "cannot specify `--src-nat' or `--dst-nat' with `--any-nat'"),
-        ("-g -j", "cannot specify `--src-nat' or `--dst-nat' with `--any-nat'"),
+        (
+            "-j -n",
+            "cannot specify `--src-nat' or `--dst-nat' with `--any-nat'",
+        ),
+        (
+            "-g -j",
+            "cannot specify `--src-nat' or `--dst-nat' with `--any-nat'",
+        ),
         ("--mask-src 255.0.0.0", "Can't use --mask-src without --src"),
         ("--mask-dst 255.0.0.0", "Can't use --mask-dst without --dst"),
         ("-n 10.0.0.1:", "No port specified after `:'"),
@@ -229,7 +280,10 @@ fn json_is_versioned_and_checked() {
     let v = to_json(&f);
     assert_eq!(v["version"], FILTER_VERSION);
     assert_eq!(v["orig_src"], "10.0.0.0/8");
-    assert_eq!(v["orig_dst"], "10.0.2.0/255.0.255.0", "the address kept is the masked one");
+    assert_eq!(
+        v["orig_dst"], "10.0.2.0/255.0.255.0",
+        "the address kept is the masked one"
+    );
     assert_eq!(v["status_clear"], json!(["SEEN_REPLY"]));
     assert_eq!(from_json(&v), Ok(f));
     assert_eq!(from_json(&json!({"version": 1})), Ok(CtFilter::default()));
@@ -237,16 +291,43 @@ fn json_is_versioned_and_checked() {
         (json!({}), "no \"version\""),
         (json!({"version": 2}), "version 2 is unknown"),
         (json!([1]), "is an object"),
-        (json!({"version": 1, "zone": 3}), "unknown filter field \"zone\""),
+        (
+            json!({"version": 1, "zone": 3}),
+            "unknown filter field \"zone\"",
+        ),
         (json!({"version": 1, "proto": 256}), "a number up to 255"),
-        (json!({"version": 1, "proto": 6, "orig_sport": 65536}), "up to 65535"),
-        (json!({"version": 1, "orig_dport": 53}), "a port needs a proto"),
-        (json!({"version": 1, "proto": 17, "state": "ESTABLISHED"}), "needs proto 6"),
-        (json!({"version": 1, "orig_src": "10.0.0.1", "orig_dst": "::1"}), "mismatched"),
-        (json!({"version": 1, "orig_src": "10.0.0.1/40"}), "prefix length or mask"),
-        (json!({"version": 1, "mark": {"value": 1}}), "32-bit numbers"),
-        (json!({"version": 1, "status_set": ["NOPE"]}), "unknown status"),
-        (json!({"version": 1, "any_nat": {}, "src_nat": {}}), "any_nat with"),
+        (
+            json!({"version": 1, "proto": 6, "orig_sport": 65536}),
+            "up to 65535",
+        ),
+        (
+            json!({"version": 1, "orig_dport": 53}),
+            "a port needs a proto",
+        ),
+        (
+            json!({"version": 1, "proto": 17, "state": "ESTABLISHED"}),
+            "needs proto 6",
+        ),
+        (
+            json!({"version": 1, "orig_src": "10.0.0.1", "orig_dst": "::1"}),
+            "mismatched",
+        ),
+        (
+            json!({"version": 1, "orig_src": "10.0.0.1/40"}),
+            "prefix length or mask",
+        ),
+        (
+            json!({"version": 1, "mark": {"value": 1}}),
+            "32-bit numbers",
+        ),
+        (
+            json!({"version": 1, "status_set": ["NOPE"]}),
+            "unknown status",
+        ),
+        (
+            json!({"version": 1, "any_nat": {}, "src_nat": {}}),
+            "any_nat with",
+        ),
         (json!({"version": 1, "src_nat": {"to": 1}}), "unknown field"),
     ] {
         let e = from_json(&bad).unwrap_err();
@@ -254,7 +335,14 @@ fn json_is_versioned_and_checked() {
     }
 }
 
-fn conn(src: &str, dst: &str, sport: u16, dport: u16, reply_dst: &str, reply_dport: u16) -> ConnInfo {
+fn conn(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    reply_dst: &str,
+    reply_dport: u16,
+) -> ConnInfo {
     let k = |s: &str, d: &str, sp: u16, dp: u16| {
         let (s, d) = (ip(s), ip(d));
         match (s, d) {
@@ -296,11 +384,18 @@ fn parsed_filters_select_as_conntrack_does() {
     assert_eq!(sel("-q 203.0.113.5"), [false, true, false]);
     assert_eq!(sel("-p tcp --reply-port-dst 40000"), [false, true, false]);
     assert_eq!(sel("-p udp"), [false, false, false]);
-    assert_eq!(sel("-p tcp --dport 22 --state ESTABLISHED"), [true, true, true]);
+    assert_eq!(
+        sel("-p tcp --dport 22 --state ESTABLISHED"),
+        [true, true, true]
+    );
     assert_eq!(sel("-p tcp --state SYN_SENT"), [false, false, false]);
     assert_eq!(sel("-m 0x35"), [true, true, true]);
     assert_eq!(sel("-m 0x5/0xf"), [true, true, true]);
-    assert_eq!(sel("-m 0x35/0xf"), [false, false, false], "the value is not masked");
+    assert_eq!(
+        sel("-m 0x35/0xf"),
+        [false, false, false],
+        "the value is not masked"
+    );
     assert_eq!(sel("-u SEEN_REPLY"), [true, true, true]);
     assert_eq!(sel("-u ASSURED"), [false, false, false]);
     assert_eq!(sel("-u UNREPLIED"), [false, false, false]);

@@ -582,7 +582,10 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
     let mut answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
         .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
     // A daemon older than this client knows no conntrack filters: say so.
-    if req.get("filter").is_some() || req["cmd"] == "conntrack delete" || req["cmd"] == "conntrack count" {
+    if req.get("filter").is_some()
+        || req["cmd"] == "conntrack delete"
+        || req["cmd"] == "conntrack count"
+    {
         let e = answer["error"].as_str().unwrap_or("");
         if e.contains("unknown command") || e.contains("unknown field \"filter\"") {
             answer["error"] = format!(

@@ -7,8 +7,8 @@
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
-use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use crate::conntrack::filter::CtFilter;
+use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
     screen_level_cap, CalledScreen, NoScreen, Screen, ScreenTask, Simd, SimdLevel,
@@ -472,7 +472,9 @@ fn answer(
             } => {
                 buf.clear();
                 let next = match tables.as_deref() {
-                    Some(t) => t.ct.list_from(from, SELECT_CHUNK, &filter, &mut buf, now_ns),
+                    Some(t) => {
+                        t.ct.list_from(from, SELECT_CHUNK, &filter, &mut buf, now_ns)
+                    }
                     None => None,
                 };
                 // The requester may have gone; nothing to do then.
@@ -493,8 +495,7 @@ fn answer(
             } => {
                 let (removed, next) = match tables.as_deref_mut() {
                     Some(t) => {
-                        t.ct
-                            .select_from(from, SELECT_CHUNK, &filter, delete, REMOVE_BUDGET, now_ns)
+                        t.ct.select_from(from, SELECT_CHUNK, &filter, delete, REMOVE_BUDGET, now_ns)
                     }
                     None => (0, None),
                 };

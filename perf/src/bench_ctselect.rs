@@ -102,17 +102,30 @@ pub fn run(a: &CtSelectArgs) -> Result<()> {
         .collect();
     report("list, a filter selecting none", r);
     let r = (0..a.runs)
-        .map(|_| chunks(|f| ct.select_from(f, SELECT_CHUNK, &all, false, REMOVE_BUDGET, now).1))
+        .map(|_| {
+            chunks(|f| {
+                ct.select_from(f, SELECT_CHUNK, &all, false, REMOVE_BUDGET, now)
+                    .1
+            })
+        })
         .collect();
     report("count, every connection", r);
     let r = (0..a.runs)
-        .map(|_| chunks(|f| ct.select_from(f, SELECT_CHUNK, &none, true, REMOVE_BUDGET, now).1))
+        .map(|_| {
+            chunks(|f| {
+                ct.select_from(f, SELECT_CHUNK, &none, true, REMOVE_BUDGET, now)
+                    .1
+            })
+        })
         .collect();
     report("delete, a filter selecting none", r);
     let mut r = Vec::new();
     for _ in 0..a.runs {
         let mut full = fill(n);
-        r.push(chunks(|f| full.select_from(f, SELECT_CHUNK, &all, true, REMOVE_BUDGET, now).1));
+        r.push(chunks(|f| {
+            full.select_from(f, SELECT_CHUNK, &all, true, REMOVE_BUDGET, now)
+                .1
+        }));
         assert!(full.is_empty());
     }
     report("delete, every connection", r);

@@ -29,7 +29,8 @@ fn rules(ssh: bool) -> String {
     )
 }
 
-const RULES6: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+const RULES6: &str =
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 
 /// One TCP connection's segments, sequence numbers kept.
 struct Flow {
@@ -141,7 +142,13 @@ fn a_filtered_delete_ends_one_connection_and_not_the_other() {
     std::fs::write(&p6, RULES6).unwrap();
     ctl(
         &sock,
-        &["rules", "load", p4.to_str().unwrap(), "--rules6", p6.to_str().unwrap()],
+        &[
+            "rules",
+            "load",
+            p4.to_str().unwrap(),
+            "--rules6",
+            p6.to_str().unwrap(),
+        ],
     );
     let mut frames = Vec::new();
     for _ in 0..3 {
@@ -159,7 +166,10 @@ fn a_filtered_delete_ends_one_connection_and_not_the_other() {
     assert_eq!(forwarded(&late.handshake()[..1]), vec![false]);
 
     assert_eq!(ctl(&sock, &["conntrack", "count"]), "2");
-    assert_eq!(ctl(&sock, &["conntrack", "count", "-p", "tcp", "--dport", "22"]), "1");
+    assert_eq!(
+        ctl(&sock, &["conntrack", "count", "-p", "tcp", "--dport", "22"]),
+        "1"
+    );
     let listed: serde_json::Value = serde_json::from_str(&ctl(
         &sock,
         &["--json", "conntrack", "list", "-p", "tcp", "--dport", "22"],
@@ -170,11 +180,26 @@ fn a_filtered_delete_ends_one_connection_and_not_the_other() {
     assert_eq!(listed["connections"][0]["state"], "ESTABLISHED");
     // A filter that selects nothing deletes nothing.
     assert_eq!(
-        ctl(&sock, &["conntrack", "delete", "-p", "udp", "--dport", "22"]),
+        ctl(
+            &sock,
+            &["conntrack", "delete", "-p", "udp", "--dport", "22"]
+        ),
         "0 flow entries have been deleted."
     );
     assert_eq!(
-        ctl(&sock, &["conntrack", "delete", "-s", "10.0.0.1", "-p", "tcp", "--dport", "22"]),
+        ctl(
+            &sock,
+            &[
+                "conntrack",
+                "delete",
+                "-s",
+                "10.0.0.1",
+                "-p",
+                "tcp",
+                "--dport",
+                "22"
+            ]
+        ),
         "1 flow entries have been deleted."
     );
     assert_eq!(ctl(&sock, &["conntrack", "count"]), "1");

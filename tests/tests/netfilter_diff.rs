@@ -2648,7 +2648,15 @@ fn conntrack_filters_select_what_linux_selects() {
         frames.push(tcp(c, s, 40003, 443, Flags::SYN, 3000, 0));
         frames.push(tcp(s, c, 443, 40003, Flags::SYN | Flags::ACK, 6000, 3001));
     }
-    frames.push(tcp("10.0.0.2", "203.0.113.11", 40002, 80, Flags::SYN, 2000, 0));
+    frames.push(tcp(
+        "10.0.0.2",
+        "203.0.113.11",
+        40002,
+        80,
+        Flags::SYN,
+        2000,
+        0,
+    ));
     for (c, s) in [("10.0.0.3", "203.0.113.53"), ("fd00::3", "2001:db8::53")] {
         frames.push(udp(c, s, 5353, 53));
         frames.push(udp(s, c, 53, 5353));
@@ -2756,8 +2764,12 @@ fn conntrack_filters_select_what_linux_selects() {
             .args(filter.split_whitespace())
             .output()
             .expect("rampart ctl");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("list {filter}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "list {filter}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         assert_eq!(v["ok"], true, "list {filter}: {v}");
         v["connections"]
             .as_array()
@@ -2790,7 +2802,11 @@ fn conntrack_filters_select_what_linux_selects() {
         );
         if !same {
             failures += 1;
-            out += &format!("   Linux only: {:?}\n   Rampart only: {:?}\n", l.difference(&r).collect::<Vec<_>>(), r.difference(&l).collect::<Vec<_>>());
+            out += &format!(
+                "   Linux only: {:?}\n   Rampart only: {:?}\n",
+                l.difference(&r).collect::<Vec<_>>(),
+                r.difference(&l).collect::<Vec<_>>()
+            );
         }
     }
     eprintln!("{out}");
@@ -2800,5 +2816,8 @@ fn conntrack_filters_select_what_linux_selects() {
         summary["mbufs_in_use"]["start"], summary["mbufs_in_use"]["end"],
         "mbuf leak: {summary}"
     );
-    assert_eq!(failures, 0, "Rampart's filters select other connections than Linux's (above)");
+    assert_eq!(
+        failures, 0,
+        "Rampart's filters select other connections than Linux's (above)"
+    );
 }

@@ -130,8 +130,8 @@ impl CtFilter {
         let (o, r) = (&c.orig, &c.reply);
         let net = |n: &Option<Net>, a: &IpAddr128| n.is_none_or(|n| n.holds(o.family, a));
         let port = |p: Option<u16>, v: u16| p.is_none_or(|p| p == v);
-        let status = u32::from(c.seen_reply) * status::SEEN_REPLY
-            + u32::from(c.assured) * status::ASSURED;
+        let status =
+            u32::from(c.seen_reply) * status::SEEN_REPLY + u32::from(c.assured) * status::ASSURED;
         self.family.is_none_or(|f| f == o.family)
             && self.proto.is_none_or(|p| p == o.proto)
             && net(&self.orig_src, &o.src)
@@ -163,7 +163,11 @@ impl CtFilter {
             return true;
         }
         let (o, r) = (&c.orig, &c.reply);
-        let side = |to: &NatTo, addr_changed: bool, port_changed: bool, addr: &IpAddr128, port: u16| {
+        let side = |to: &NatTo,
+                    addr_changed: bool,
+                    port_changed: bool,
+                    addr: &IpAddr128,
+                    port: u16| {
             match (to.addr, to.port) {
                 (None, None) => addr_changed || port_changed,
                 (Some(a), None) => addr_changed && a == *addr,
@@ -249,7 +253,11 @@ mod tests {
             ..CtFilter::default()
         };
         let some = Some(NatTo::default());
-        for f in [nat(some, None, None), nat(None, some, None), nat(None, None, some)] {
+        for f in [
+            nat(some, None, None),
+            nat(None, some, None),
+            nat(None, None, some),
+        ] {
             assert!(!f.matches(&c), "{f:?}");
         }
         // Sent as 203.0.113.5 with identifier 99.

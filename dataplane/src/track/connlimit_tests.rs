@@ -211,7 +211,12 @@ fn the_limit_holds_and_each_end_releases() {
         orig_src: Some(crate::conntrack::filter::Net::new(client(1).into(), 32)),
         ..Default::default()
     };
-    assert_eq!(r.tables.ct.select_from(0, 1024, &one, true, u32::MAX, r.now), (2, None));
+    assert_eq!(
+        r.tables
+            .ct
+            .select_from(0, 1024, &one, true, u32::MAX, r.now),
+        (2, None)
+    );
     assert_eq!(r.held(), (1, 1));
     assert!(r.syn(1, 13, 22));
     assert!(r.syn(1, 14, 22));

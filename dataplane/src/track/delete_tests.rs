@@ -105,7 +105,15 @@ impl Run {
 
     /// A TCP segment between client `n`'s `sport` and the server's port 22 (from the server
     /// when `reply`, to the address the connection's binding gives); its judgement.
-    fn send(&mut self, n: u8, sport: u16, flags: Flags, seq: u32, ack: u32, reply: bool) -> IpJudgement {
+    fn send(
+        &mut self,
+        n: u8,
+        sport: u16,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        reply: bool,
+    ) -> IpJudgement {
         let (s, d, sp, dp) = if reply {
             let to = self.reply_to(n, sport);
             (SERVER, to.0, 22, to.1)
@@ -160,7 +168,9 @@ impl Run {
     /// SYN, SYN/ACK, ACK: whether each was forwarded.
     fn open(&mut self, n: u8, sport: u16) -> bool {
         let a = self.send(n, sport, Flags::SYN, 1000, 0, false).verdict;
-        let b = self.send(n, sport, Flags::SYN | Flags::ACK, 5000, 1001, true).verdict;
+        let b = self
+            .send(n, sport, Flags::SYN | Flags::ACK, 5000, 1001, true)
+            .verdict;
         let c = self.send(n, sport, Flags::ACK, 1001, 5001, false).verdict;
         [a, b, c].iter().all(|v| !matches!(v, Verdict::Drop(_)))
     }
@@ -178,7 +188,10 @@ impl Run {
     }
 
     fn count(&mut self, f: &CtFilter) -> u32 {
-        let (n, next) = self.tables.ct.select_from(0, u32::MAX, f, false, 1, self.now);
+        let (n, next) = self
+            .tables
+            .ct
+            .select_from(0, u32::MAX, f, false, 1, self.now);
         assert_eq!(next, None);
         n
     }
