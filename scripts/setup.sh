@@ -3,7 +3,7 @@
 set -euo pipefail
 
 pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev libpcap-dev pkg-config gcc iproute2 iptables ipset tcpdump
-      netcat-openbsd curl python3 iputils-ping procps ethtool)
+      netcat-openbsd curl python3 iputils-ping procps ethtool conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ use crate::mgmt::{error, Request};
 use crate::reload::Reloader;
 use crate::rules::Hook;
 use dataplane::classify::ipset::{IpSets, SetsCell};
+use dataplane::conntrack::filter::CtFilter;
 use dataplane::conntrack::ConnInfo;
 use dataplane::filter::FilterSnapshot;
 use dataplane::rcu::{Publisher, Reader};
@@ -119,9 +120,9 @@ impl<'a> ControlPlane<'a> {
         self.conntrack = queues;
     }
 
-    /// Every worker's connections, at most `max` (walked a chunk at a time).
-    fn conntrack_list(&self, max: u64) -> Value {
-        match self.walk(max, |_| true, conn_json) {
+    /// Every worker's connections `filter` selects, at most `max` (walked a chunk at a time).
+    fn conntrack_list(&self, max: u64, filter: CtFilter) -> Value {
+        match self.walk(max, Arc::new(filter), |_| true, conn_json) {
             Ok((out, truncated)) => {
                 json!({ "ok": true, "count": out.len(), "truncated": truncated, "connections": out })
             }
@@ -132,7 +133,7 @@ impl<'a> ControlPlane<'a> {
     /// Every translated connection (NAT binding), at most `max`.
     fn nat_list(&self, max: u64) -> Value {
         let translated = |c: &ConnInfo| c.reply != c.orig.reply();
-        match self.walk(max, translated, binding_json) {
+        match self.walk(max, Arc::default(), translated, binding_json) {
             Ok((out, truncated)) => {
                 json!({ "ok": true, "count": out.len(), "truncated": truncated, "bindings": out })
             }
@@ -145,6 +146,7 @@ impl<'a> ControlPlane<'a> {
     fn walk(
         &self,
         max: u64,
+        filter: Arc<CtFilter>,
         keep: impl Fn(&ConnInfo) -> bool,
         show: impl Fn(usize, &ConnInfo) -> Value,
     ) -> Result<(Vec<Value>, bool), Value> {
@@ -167,6 +169,7 @@ impl<'a> ControlPlane<'a> {
                 let buf = Vec::with_capacity(LIST_CHUNK.min(left as usize));
                 let req = CtCommand::List {
                     from: f,
+                    filter: filter.clone(),
                     buf,
                     reply: tx,
                 };
@@ -214,6 +217,50 @@ impl<'a> ControlPlane<'a> {
             }
         }
         json!({ "ok": true, "removed": removed })
+    }
+
+    /// Counts, and with `delete` removes, the connections `filter` selects in every worker's
+    /// table: each worker walks its own table a chunk of slots per answer
+    /// ([`dataplane::worker::SELECT_CHUNK`]), between bursts, so forwarding never waits long.
+    fn conntrack_select(&self, filter: CtFilter, delete: bool) -> Value {
+        if self.conntrack.is_empty() {
+            return error("connection tracking is off ([conntrack] enabled = false)");
+        }
+        let filter = Arc::new(filter);
+        let mut selected = 0u64;
+        for (w, q) in self.conntrack.iter().enumerate() {
+            let mut from = Some(0);
+            while let Some(f) = from {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let req = CtCommand::Select {
+                    from: f,
+                    filter: filter.clone(),
+                    delete,
+                    reply: tx,
+                };
+                let chunk = match q
+                    .send(req)
+                    .ok()
+                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
+                {
+                    Some(c) => c,
+                    // What was deleted so far stays deleted: say how much.
+                    None if delete => {
+                        return error(format!(
+                            "worker {w} did not answer in time ({selected} connection(s) deleted before)"
+                        ))
+                    }
+                    None => return error(format!("worker {w} did not answer in time")),
+                };
+                selected += u64::from(chunk.removed);
+                from = chunk.next;
+            }
+        }
+        if delete {
+            json!({ "ok": true, "deleted": selected })
+        } else {
+            json!({ "ok": true, "count": selected })
+        }
     }
 
     /// One reader per worker, in worker order.
@@ -391,10 +438,26 @@ impl<'a> ControlPlane<'a> {
                 v["ok"] = true.into();
                 v
             }
-            Request::ConntrackList { max } => {
-                self.conntrack_list(max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX))
+            Request::ConntrackList { max, filter } => {
+                match filter.as_ref().map(crate::ctfilter::from_json).transpose() {
+                    Ok(f) => self.conntrack_list(
+                        max.unwrap_or(crate::mgmt::CONNTRACK_LIST_MAX),
+                        f.unwrap_or_default(),
+                    ),
+                    Err(e) => error(e),
+                }
             }
             Request::ConntrackFlush => self.conntrack_flush(),
+            Request::ConntrackDelete { filter } => match crate::ctfilter::from_json(&filter) {
+                Ok(f) => self.conntrack_select(f, true),
+                Err(e) => error(e),
+            },
+            Request::ConntrackCount { filter } => {
+                match filter.as_ref().map(crate::ctfilter::from_json).transpose() {
+                    Ok(f) => self.conntrack_select(f.unwrap_or_default(), false),
+                    Err(e) => error(e),
+                }
+            }
             Request::ClockShift { ns } => {
                 crate::run::shift_wall_clock(ns);
                 json!({ "ok": true, "ns": ns })

@@ -2,6 +2,7 @@
 //! Rampart's control plane: configuration, capture I/O, the replay driver and the daemon.
 
 pub mod config;
+pub mod ctfilter;
 pub mod daemon;
 pub mod groups;
 pub mod load;

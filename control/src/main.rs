@@ -256,14 +256,34 @@ enum CtlRules {
 
 #[derive(Subcommand)]
 enum CtlConntrack {
-    /// Tracked connections, both directions, like `conntrack -L`.
+    /// Tracked connections, both directions, like `conntrack -L`: `[--max N] [FILTERS]`,
+    /// FILTERS as conntrack's (-p, -s, -d, -r, -q, --mask-src, --mask-dst, --sport, --dport,
+    /// --reply-port-src, --reply-port-dst, --state, -m, -u, -f, -n, -g, -j).
     List {
-        /// Most connections to show.
-        #[arg(long)]
-        max: Option<u64>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        filters: Vec<String>,
     },
     /// Forget every tracked connection.
     Flush,
+    /// Forget the connections FILTERS select, like `conntrack -D` (none given: all).
+    Delete {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        filters: Vec<String>,
+    },
+    /// How many connections FILTERS select (none given: all), like `conntrack -C`.
+    Count {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        filters: Vec<String>,
+    },
+}
+
+/// A conntrack filter from the command line, refused before anything is sent.
+fn ct_filter(args: &[String], list: bool) -> Result<control::ctfilter::Parsed> {
+    let p = control::ctfilter::parse_args(args, list).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &p.warnings {
+        eprintln!("rampart: {w}");
+    }
+    Ok(p)
 }
 
 #[derive(Subcommand)]
@@ -541,14 +561,38 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
         } => serde_json::json!({"cmd": "rules show"}),
         CtlCommand::Stats => serde_json::json!({"cmd": "stats"}),
         CtlCommand::Conntrack {
-            command: CtlConntrack::List { max: Some(max) },
-        } => serde_json::json!({"cmd": "conntrack list", "max": max}),
-        CtlCommand::Conntrack {
-            command: CtlConntrack::List { max: None },
-        } => serde_json::json!({"cmd": "conntrack list"}),
+            command: CtlConntrack::List { filters },
+        } => {
+            let p = ct_filter(filters, true)?;
+            let mut req = serde_json::json!({"cmd": "conntrack list"});
+            if let Some(max) = p.max {
+                req["max"] = max.into();
+            }
+            // No filter, no field: the request an older daemon also reads.
+            if p.filter != Default::default() {
+                req["filter"] = control::ctfilter::to_json(&p.filter);
+            }
+            req
+        }
         CtlCommand::Conntrack {
             command: CtlConntrack::Flush,
         } => serde_json::json!({"cmd": "conntrack flush"}),
+        CtlCommand::Conntrack {
+            command: CtlConntrack::Delete { filters },
+        } => {
+            let p = ct_filter(filters, false)?;
+            serde_json::json!({"cmd": "conntrack delete", "filter": control::ctfilter::to_json(&p.filter)})
+        }
+        CtlCommand::Conntrack {
+            command: CtlConntrack::Count { filters },
+        } => {
+            let p = ct_filter(filters, false)?;
+            let mut req = serde_json::json!({"cmd": "conntrack count"});
+            if p.filter != Default::default() {
+                req["filter"] = control::ctfilter::to_json(&p.filter);
+            }
+            req
+        }
         CtlCommand::Nat {
             command: CtlNat::List { max: Some(max) },
         } => serde_json::json!({"cmd": "nat list", "max": max}),
@@ -582,8 +626,21 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             serde_json::json!({"cmd": "nfacct", "op": op, "name": name, "reset": reset})
         }
     };
-    let answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
+    let mut answer = control::mgmt::request(socket, &req, Duration::from_secs(30))
         .with_context(|| format!("no answer from the daemon at {}", socket.display()))?;
+    // A daemon older than this client knows no conntrack filters: say so.
+    if req.get("filter").is_some()
+        || req["cmd"] == "conntrack delete"
+        || req["cmd"] == "conntrack count"
+    {
+        let e = answer["error"].as_str().unwrap_or("");
+        if e.contains("unknown command") || e.contains("unknown field \"filter\"") {
+            answer["error"] = format!(
+                "the daemon does not know conntrack filters (it is older than this rampart ctl): {e}"
+            )
+            .into();
+        }
+    }
     if json {
         out!("{answer}");
     } else if answer["ok"] != true {
@@ -640,6 +697,12 @@ fn ctl(socket: &std::path::Path, json: bool, command: CtlCommand) -> Result<()> 
             CtlCommand::Conntrack {
                 command: CtlConntrack::Flush,
             } => out!("{} connection(s) removed", answer["removed"]),
+            CtlCommand::Conntrack {
+                command: CtlConntrack::Delete { .. },
+            } => out!("{} flow entries have been deleted.", answer["deleted"]),
+            CtlCommand::Conntrack {
+                command: CtlConntrack::Count { .. },
+            } => out!("{}", answer["count"]),
             CtlCommand::Nat {
                 command: CtlNat::List { .. },
             } => {

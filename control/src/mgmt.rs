@@ -3,7 +3,9 @@
 //! size and time; a malformed request gets an error answer and never stops the daemon.
 //!
 //! Requests: `{"cmd": "rules load", "file": PATH}`, `{"cmd": "rules show"}`, `{"cmd": "stats"}`,
-//! `{"cmd": "conntrack list"}`, `{"cmd": "conntrack flush"}`, `{"cmd": "nat list"}`,
+//! `{"cmd": "conntrack list"}` (with `"max"` and a `"filter"`), `{"cmd": "conntrack flush"}`,
+//! `{"cmd": "conntrack delete", "filter": F}`, `{"cmd": "conntrack count"}` (with a
+//! `"filter"`; the filter's form is [`crate::ctfilter`]'s, versioned), `{"cmd": "nat list"}`,
 //! `{"cmd": "ipset", "line": "add NAME ENTRY ..."}` (one ipset command: add, del, test, list,
 //! save, flush, swap) and `{"cmd": "ipset restore", "file": PATH}` or `"text": LINES` (with
 //! `"exist": true` for `-exist`); for tests only, `{"cmd": "clock shift", "ns": N}` (the wall
@@ -52,9 +54,21 @@ pub enum Request {
     ConntrackList {
         /// Most connections in the answer (default [`CONNTRACK_LIST_MAX`]).
         max: Option<u64>,
+        /// Which connections ([`crate::ctfilter::from_json`]); all when absent.
+        #[serde(default)]
+        filter: Option<Value>,
     },
     #[serde(rename = "conntrack flush")]
     ConntrackFlush,
+    /// Removes the connections the filter selects (`{"version": 1}` selects all).
+    #[serde(rename = "conntrack delete")]
+    ConntrackDelete { filter: Value },
+    /// How many connections the filter selects (all when absent).
+    #[serde(rename = "conntrack count")]
+    ConntrackCount {
+        #[serde(default)]
+        filter: Option<Value>,
+    },
     #[serde(rename = "nat list")]
     NatList {
         /// Most bindings in the answer (default [`CONNTRACK_LIST_MAX`]).
@@ -110,7 +124,9 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
                 "rules load" => &["cmd", "file", "file6", "groups", "ipsets"],
                 "ipset" => &["cmd", "line"],
                 "ipset restore" => &["cmd", "file", "text", "exist"],
-                "conntrack list" | "nat list" => &["cmd", "max"],
+                "conntrack list" => &["cmd", "max", "filter"],
+                "conntrack delete" | "conntrack count" => &["cmd", "filter"],
+                "nat list" => &["cmd", "max"],
                 "clock shift" => &["cmd", "ns"],
                 "nfacct" => &["cmd", "op", "name", "reset"],
                 _ => &["cmd"],
@@ -128,12 +144,14 @@ pub fn parse_request(line: &str) -> Result<Request, Value> {
     serde_json::from_value(v).map_err(|e| error(format!("bad request: {e}")))
 }
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 12] = [
     "rules load",
     "rules show",
     "stats",
     "conntrack list",
     "conntrack flush",
+    "conntrack delete",
+    "conntrack count",
     "nat list",
     "clock shift",
     "ipset",
@@ -351,6 +369,34 @@ mod tests {
         assert!(e["error"].as_str().unwrap().contains("object"));
         let e = parse_request(r#"{"cmd":"stats","x":1}"#).unwrap_err();
         assert!(e["error"].as_str().unwrap().contains("bad request"));
+        assert_eq!(
+            parse_request(r#"{"cmd":"conntrack delete","filter":{"version":1,"proto":17}}"#),
+            Ok(Request::ConntrackDelete {
+                filter: json!({"version": 1, "proto": 17})
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"conntrack list","max":3}"#),
+            Ok(Request::ConntrackList {
+                max: Some(3),
+                filter: None
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"conntrack count"}"#),
+            Ok(Request::ConntrackCount { filter: None })
+        );
+        for bad in [
+            r#"{"cmd":"conntrack delete"}"#,
+            r#"{"cmd":"conntrack delete","filter":{"version":1},"max":1}"#,
+            r#"{"cmd":"conntrack flush","filter":{"version":1}}"#,
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert!(
+                e["error"].as_str().unwrap().contains("bad request"),
+                "{bad}: {e}"
+            );
+        }
         assert_eq!(
             parse_request(r#"{"cmd":"clock shift","ns":-5}"#),
             Ok(Request::ClockShift { ns: -5 })

@@ -42,6 +42,8 @@ use crate::wire::{ip_proto, Family, FlowKey, Fragment, IpAddr128, PacketInfo};
 #[cfg(test)]
 mod connlimit_tests;
 #[cfg(test)]
+mod delete_tests;
+#[cfg(test)]
 mod tests;
 
 const SEC: u64 = 1_000_000_000;

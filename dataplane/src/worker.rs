@@ -7,6 +7,7 @@
 //! A worker owns queue `w` of every port, so workers share nothing writable.
 
 use crate::classify::{LogSpec, PacketMeta, RejectWith};
+use crate::conntrack::filter::CtFilter;
 use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
@@ -79,21 +80,37 @@ struct Steering {
 pub const LIST_CHUNK: usize = 4096;
 /// Slots a `Flush` request clears per answer.
 pub const FLUSH_CHUNK: u32 = 65_536;
+/// Slots a `List` or `Select` request looks at per answer (each tested against a filter).
+pub const SELECT_CHUNK: u32 = 8192;
+/// Connections a `Flush` or deleting `Select` request removes at most per answer: a removal
+/// costs some 170 ns at 1M connections (index and wheel out of cache), so 65,536 of them
+/// stopped a worker for 7 to 15 ms (docs/design/control-plane.md, "Filtered conntrack
+/// requests", has the pauses measured).
+pub const REMOVE_BUDGET: u32 = 512;
 
 /// A management request to a worker about its conntrack table. The control thread walks a
 /// table a chunk at a time, each answer naming where to continue.
 #[derive(Debug)]
 pub enum CtCommand {
-    /// Live connections from slot `from` on, as many as `buf`'s capacity (the control thread
-    /// provides the memory).
+    /// Live connections `filter` selects among the next [`SELECT_CHUNK`] slots from `from`,
+    /// as many as `buf`'s capacity (the control thread provides the memory).
     List {
         from: u32,
+        filter: Arc<CtFilter>,
         buf: Vec<ConnInfo>,
         reply: crossbeam_channel::Sender<CtListChunk>,
     },
     /// Removes the connections of the next [`FLUSH_CHUNK`] slots from `from`.
     Flush {
         from: u32,
+        reply: crossbeam_channel::Sender<CtFlushChunk>,
+    },
+    /// Counts, and with `delete` removes, the connections `filter` selects among the next
+    /// [`SELECT_CHUNK`] slots from `from` (the answer's `removed` is the number selected).
+    Select {
+        from: u32,
+        filter: Arc<CtFilter>,
+        delete: bool,
         reply: crossbeam_channel::Sender<CtFlushChunk>,
     },
 }
@@ -449,12 +466,15 @@ fn answer(
         match c {
             CtCommand::List {
                 from,
+                filter,
                 mut buf,
                 reply,
             } => {
                 buf.clear();
                 let next = match tables.as_deref() {
-                    Some(t) => t.ct.list_from(from, &mut buf, now_ns),
+                    Some(t) => {
+                        t.ct.list_from(from, SELECT_CHUNK, &filter, &mut buf, now_ns)
+                    }
                     None => None,
                 };
                 // The requester may have gone; nothing to do then.
@@ -462,7 +482,21 @@ fn answer(
             }
             CtCommand::Flush { from, reply } => {
                 let (removed, next) = match tables.as_deref_mut() {
-                    Some(t) => t.ct.flush_from(from, FLUSH_CHUNK),
+                    Some(t) => t.ct.flush_from(from, FLUSH_CHUNK, REMOVE_BUDGET),
+                    None => (0, None),
+                };
+                let _ = reply.try_send(CtFlushChunk { removed, next });
+            }
+            CtCommand::Select {
+                from,
+                filter,
+                delete,
+                reply,
+            } => {
+                let (removed, next) = match tables.as_deref_mut() {
+                    Some(t) => {
+                        t.ct.select_from(from, SELECT_CHUNK, &filter, delete, REMOVE_BUDGET, now_ns)
+                    }
                     None => (0, None),
                 };
                 let _ = reply.try_send(CtFlushChunk { removed, next });

@@ -3,6 +3,7 @@
 
 pub mod bench_classify;
 pub mod bench_conn;
+pub mod bench_ctselect;
 pub mod bench_latency;
 pub mod bench_nat;
 pub mod bench_route;

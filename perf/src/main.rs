@@ -41,6 +41,9 @@ enum Command {
     },
     /// Classifier lookups, builds and one-rule changes: the tree against rte_acl on ClassBench sets.
     Classify(perf::bench_classify::ClassifyArgs),
+    /// The pause a conntrack management request's answer adds to a worker's poll loop: a
+    /// full table walked chunk by chunk (list, count, delete, flush), each chunk timed.
+    CtSelect(perf::bench_ctselect::CtSelectArgs),
     /// Connection tracking's cost on the pipeline: established traffic and new connections
     /// with 1M+ tracked flows and a 10K-rule set, against pass-through in the same run.
     Stateful(perf::bench_stateful::StatefulArgs),
@@ -235,6 +238,7 @@ fn dispatch(command: Command, line: String) -> Result<()> {
         Command::Swap(a) => perf::bench_swap::run(&a),
         Command::SwapLoss(a) => perf::bench_swaploss::run(&a),
         Command::Stateful(a) => perf::bench_stateful::run(&a),
+        Command::CtSelect(a) => perf::bench_ctselect::run(&a),
         Command::Nat(a) => perf::bench_nat::run(&a),
         Command::GenScenarios { dir, only, list } => {
             if list {

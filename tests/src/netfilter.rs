@@ -413,6 +413,11 @@ impl LinuxBridge {
         ));
     }
 
+    /// A command run in the bridging namespace (`conntrack -L` there lists its connections).
+    pub fn command(&self, args: &[&str]) -> Command {
+        ns_cmd(&self.ns.middle, args)
+    }
+
     /// Injects `frames` in order and reports, per frame, whether Linux forwarded it and which
     /// conntrack state it had. Conntrack entries left by an earlier run are flushed first.
     pub fn run(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
@@ -558,6 +563,18 @@ count = {workers}
             .collect();
         self.ns
             .inject_gaps(frames, inside, false, DAEMON_GAP_US, &gaps, false)
+    }
+
+    /// The management socket (`rampart ctl --socket`).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Injects `frames` without forgetting any connection first (the connections of earlier
+    /// injections go on).
+    pub fn inject(&self, frames: &[Vec<u8>], inside: &[Prefix]) -> Observed {
+        self.ns
+            .inject_gaps(frames, inside, false, DAEMON_GAP_US, &[], false)
     }
 
     /// Stops the daemon with SIGTERM; it must exit 0. Returns its summary.

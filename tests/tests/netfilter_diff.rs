@@ -2700,3 +2700,242 @@ fn payload_matches_in_the_daemon_match_linux() {
         "the daemon disagrees with Linux (tables above)"
     );
 }
+
+/// `rampart ctl conntrack list FILTERS` against Linux's `conntrack -L FILTERS` (conntrack-tools,
+/// in the bridging namespace) after the same traffic through both: TCP connections in three
+/// states, UDP answered and not, ICMP echo, both families, a connection mark on UDP; every
+/// filter must select the same connections (compared by original tuple).
+#[test]
+fn conntrack_filters_select_what_linux_selects() {
+    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::tcp::Flags;
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    if !root_or_skip("conntrack_filters_select_what_linux_selects") {
+        return;
+    }
+    if std::process::Command::new("conntrack")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !in_ci(),
+            "conntrack (conntrack-tools) is missing: scripts/setup.sh installs it"
+        );
+        eprintln!("conntrack_filters_select_what_linux_selects: no conntrack tool; skipped");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rules = format!(
+        "{HEAD}:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p udp -j CONNMARK --set-mark 5\nCOMMIT\n"
+    );
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let spec = |src: &str, dst: &str| match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => IpSpec::v4(s, d),
+        (IpAddr::V6(s), IpAddr::V6(d)) => IpSpec::v6(s, d),
+        _ => unreachable!(),
+    };
+    let tcp = |src: &str, dst: &str, sp: u16, dp: u16, flags: Flags, seq: u32, ack: u32| {
+        FrameSpec::new(
+            spec(src, dst),
+            L4Spec::Tcp {
+                sport: sp,
+                dport: dp,
+                seq,
+                ack,
+                flags,
+                window: 65535,
+                options: Vec::new(),
+                payload: Vec::new(),
+            },
+        )
+        .build()
+    };
+    let udp = |src: &str, dst: &str, sp: u16, dp: u16| {
+        FrameSpec::new(spec(src, dst), L4Spec::udp(sp, dp, b"query")).build()
+    };
+    // (client, server, client port, server port): the full handshake, a SYN alone, and a SYN
+    // answered (SYN_RECV), in both families.
+    let mut frames = Vec::new();
+    for (c, s) in [("10.0.0.1", "203.0.113.10"), ("fd00::1", "2001:db8::10")] {
+        frames.push(tcp(c, s, 40001, 22, Flags::SYN, 1000, 0));
+        frames.push(tcp(s, c, 22, 40001, Flags::SYN | Flags::ACK, 5000, 1001));
+        frames.push(tcp(c, s, 40001, 22, Flags::ACK, 1001, 5001));
+        frames.push(tcp(c, s, 40003, 443, Flags::SYN, 3000, 0));
+        frames.push(tcp(s, c, 443, 40003, Flags::SYN | Flags::ACK, 6000, 3001));
+    }
+    frames.push(tcp(
+        "10.0.0.2",
+        "203.0.113.11",
+        40002,
+        80,
+        Flags::SYN,
+        2000,
+        0,
+    ));
+    for (c, s) in [("10.0.0.3", "203.0.113.53"), ("fd00::3", "2001:db8::53")] {
+        frames.push(udp(c, s, 5353, 53));
+        frames.push(udp(s, c, 53, 5353));
+        frames.push(udp(c, s, 5354, 53));
+    }
+    frames.push(
+        FrameSpec::new(
+            spec("10.0.0.4", "203.0.113.10"),
+            L4Spec::Icmp {
+                ty: 8,
+                code: 0,
+                ident: 77,
+                seq: 1,
+                payload: b"ping".to_vec(),
+            },
+        )
+        .build(),
+    );
+    let filters: &[&str] = &[
+        "",
+        "-p tcp",
+        "-p udp",
+        "-p icmp",
+        "-f ipv4",
+        "-f ipv6",
+        "-f ipv4 -p tcp --dport 22",
+        "-s 10.0.0.1",
+        "-s 10.0.0.0/31",
+        "--src fd00::/64 -p udp",
+        "-d 203.0.113.10 --mask-dst 255.255.255.254",
+        "-d 2001:db8::/32",
+        "-r 203.0.113.53",
+        "-q 10.0.0.3",
+        "-q fd00::1",
+        "-p tcp --state ESTABLISHED",
+        "-p tcp --state SYN_SENT",
+        "-p tcp --state SYN_RECV",
+        "-p udp --sport 5353",
+        "-p udp --orig-port-dst 53 -f ipv6",
+        "-p udp --reply-port-src 53",
+        "-p tcp --reply-port-dst 40001",
+        "-u SEEN_REPLY",
+        "-u UNREPLIED",
+        "-p tcp -u ASSURED",
+        "-m 5",
+        "-m 4/4",
+        "-m 0",
+        "-j",
+        "-n",
+        "-g",
+        "-s 10.0.0.9",
+    ];
+    let bridge = LinuxBridge::create();
+    bridge.load_rules(Some(&rules), Some(&rules));
+    let daemon = RampartDaemon::start(&rules, &rules);
+    let inside = prefixes(scenarios::INSIDE);
+    let linux = bridge.run(&frames, &inside);
+    let run = daemon.run(&frames, &inside);
+    let lf: Vec<bool> = linux.outcomes.iter().map(|o| o.forwarded).collect();
+    let rf: Vec<bool> = run.outcomes.iter().map(|o| o.forwarded).collect();
+    assert_eq!(lf, vec![true; frames.len()], "Linux forwards every frame");
+    assert_eq!(rf, lf, "Rampart forwards what Linux forwards");
+    // An original tuple: protocol, addresses, and ports for TCP and UDP.
+    type Tuple = (String, String, String, Option<u16>, Option<u16>);
+    let linux_list = |filter: &str| -> BTreeSet<Tuple> {
+        let mut args = vec!["conntrack", "-L"];
+        args.extend(filter.split_whitespace());
+        let out = bridge.command(&args).output().expect("conntrack -L");
+        assert!(
+            out.status.success(),
+            "conntrack -L {filter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let proto = l.split_whitespace().next().unwrap().to_string();
+                let field = |k: &str| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                        .map(String::from)
+                };
+                let port = |k: &str| match proto.as_str() {
+                    "tcp" | "udp" => field(k).and_then(|p| p.parse().ok()),
+                    _ => None,
+                };
+                let canon = |a: String| a.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or(a);
+                (
+                    proto.clone(),
+                    canon(field("src").unwrap()),
+                    canon(field("dst").unwrap()),
+                    port("sport"),
+                    port("dport"),
+                )
+            })
+            .collect()
+    };
+    let rampart_list = |filter: &str| -> BTreeSet<Tuple> {
+        let out = std::process::Command::new(tests::bin("rampart"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(daemon.socket())
+            .args(["--json", "conntrack", "list"])
+            .args(filter.split_whitespace())
+            .output()
+            .expect("rampart ctl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "list {filter}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(v["ok"], true, "list {filter}: {v}");
+        v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let proto = c["proto"].as_str().unwrap().to_string();
+                let ported = matches!(proto.as_str(), "tcp" | "udp");
+                let port = |k: &str| ported.then(|| c["orig"][k].as_u64().unwrap() as u16);
+                (
+                    proto.clone(),
+                    c["orig"]["src"].as_str().unwrap().to_string(),
+                    c["orig"]["dst"].as_str().unwrap().to_string(),
+                    port("sport"),
+                    port("dport"),
+                )
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    let mut failures = 0;
+    for f in filters {
+        let (l, r) = (linux_list(f), rampart_list(f));
+        let same = l == r;
+        out += &format!(
+            "{} conntrack -L {f}: Linux {} Rampart {}\n",
+            if same { "  " } else { "!!" },
+            l.len(),
+            r.len()
+        );
+        if !same {
+            failures += 1;
+            out += &format!(
+                "   Linux only: {:?}\n   Rampart only: {:?}\n",
+                l.difference(&r).collect::<Vec<_>>(),
+                r.difference(&l).collect::<Vec<_>>()
+            );
+        }
+    }
+    eprintln!("{out}");
+    assert_eq!(linux_list("").len(), 10, "every connection made it");
+    let summary = daemon.stop();
+    assert_eq!(
+        summary["mbufs_in_use"]["start"], summary["mbufs_in_use"]["end"],
+        "mbuf leak: {summary}"
+    );
+    assert_eq!(
+        failures, 0,
+        "Rampart's filters select other connections than Linux's (above)"
+    );
+}

@@ -62,6 +62,7 @@
 //!   fragment tracked without it (outside a reassembly) makes its sender liberal.
 
 mod counted;
+pub mod filter;
 pub mod frag;
 pub(crate) mod icmp;
 mod index;
@@ -2529,36 +2530,89 @@ impl Conntrack {
         (0..self.cfg.capacity).filter_map(move |i| self.info(i, now_ns))
     }
 
-    /// Live entries from slot `from` on, appended to `out` until it holds `out.capacity()`
-    /// (slow path: `conntrack list` a chunk at a time, so a worker never stalls long). Returns
-    /// the slot to continue from, `None` when the table is done. Never grows `out`.
-    pub fn list_from(&self, from: u32, out: &mut Vec<ConnInfo>, now_ns: u64) -> Option<u32> {
+    /// Live entries of slots `from..from + slots` that `filter` selects, appended to `out`
+    /// until it holds `out.capacity()` (slow path: `conntrack list` a chunk at a time, so a
+    /// worker never stalls long: at most `slots` slots looked at, however few are live).
+    /// Returns the slot to continue from, `None` when the table is done. Never grows `out`.
+    pub fn list_from(
+        &self,
+        from: u32,
+        slots: u32,
+        filter: &filter::CtFilter,
+        out: &mut Vec<ConnInfo>,
+        now_ns: u64,
+    ) -> Option<u32> {
+        let end = from.saturating_add(slots).min(self.cfg.capacity);
         let mut i = from;
-        while i < self.cfg.capacity {
+        while i < end {
             if out.len() == out.capacity() {
                 return Some(i);
             }
             if let Some(c) = self.info(i, now_ns) {
-                out.push(c);
+                if filter.matches(&c) {
+                    out.push(c);
+                }
             }
             i += 1;
         }
-        None
+        (end < self.cfg.capacity).then_some(end)
     }
 
-    /// Removes the live entries of slots `from..from + count` (slow path: `conntrack flush` a
-    /// chunk at a time). Returns how many it removed and the slot to continue from, `None`
-    /// when the table is done.
-    pub fn flush_from(&mut self, from: u32, count: u32) -> (u32, Option<u32>) {
+    /// Removes the live entries of slots `from..from + count`, at most `max_removed` of them
+    /// (slow path: `conntrack flush` a chunk at a time). Returns how many it removed and the
+    /// slot to continue from, `None` when the table is done.
+    pub fn flush_from(&mut self, from: u32, count: u32, max_removed: u32) -> (u32, Option<u32>) {
         let end = from.saturating_add(count).min(self.cfg.capacity);
         let mut removed = 0;
         for i in from..end {
             if self.entries[i as usize].has(status::LIVE) {
                 self.remove(i);
                 removed += 1;
+                if removed >= max_removed && i + 1 < self.cfg.capacity {
+                    return (removed, Some(i + 1));
+                }
             }
         }
         (removed, (end < self.cfg.capacity).then_some(end))
+    }
+
+    /// The live entries of slots `from..from + count` that `filter` selects, removed when
+    /// `delete` (slow path: `conntrack delete` and `count` a chunk at a time; a removed entry
+    /// goes as an expired one does: index, NAT reply reference, wheel, connlimit counts).
+    /// Returns how many it selected and the slot to continue from, `None` when the table is
+    /// done. An entry whose time is up but not yet reaped is not selected (`list` does not
+    /// show it either).
+    ///
+    /// A delete stops early once it removed `max_removed` (a removal touches the index and
+    /// the wheel out of cache, some ten times a slot's test), to continue from the next slot.
+    pub fn select_from(
+        &mut self,
+        from: u32,
+        count: u32,
+        filter: &filter::CtFilter,
+        delete: bool,
+        max_removed: u32,
+        now_ns: u64,
+    ) -> (u32, Option<u32>) {
+        let end = from.saturating_add(count).min(self.cfg.capacity);
+        let mut selected = 0;
+        for i in from..end {
+            if !self.entries[i as usize].has(status::LIVE) {
+                continue;
+            }
+            if let Some(c) = self.info(i, now_ns) {
+                if filter.matches(&c) {
+                    selected += 1;
+                    if delete {
+                        self.remove(i);
+                        if selected >= max_removed && i + 1 < self.cfg.capacity {
+                            return (selected, Some(i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        (selected, (end < self.cfg.capacity).then_some(end))
     }
 
     /// Removes every entry (slow path: `conntrack flush`; touches the whole table).

@@ -1036,7 +1036,7 @@ fn nat_binding_finds_replies_by_the_translated_tuple() {
 
     ct.assert_references();
     // Removal frees both tuples.
-    ct.flush_from(0, 64);
+    ct.flush_from(0, 64, u32::MAX);
     ct.assert_references();
     assert_eq!(ct.stats().nat_live, 0);
     assert!(!ct.tuple_in_use(&reply, 0) && !ct.tuple_in_use(&orig, 0));
@@ -1065,7 +1065,7 @@ fn the_lean_guess_takes_only_live_entries_and_untranslated_replies() {
     let key = info.flow.unwrap();
     let (hint, _) = ct.prefetch_entry(ct.prefetch_index(&key));
     assert!(lean(&mut ct, &udp_flow_reply(1), MS).is_some());
-    ct.flush_from(0, 8);
+    ct.flush_from(0, 8, u32::MAX);
     assert_eq!(ct.len(), 0);
     let frame = udp_flow_reply(1);
     assert_eq!(
@@ -1234,7 +1234,7 @@ fn counters_carry_past_their_low_parts() {
     assert_eq!(c.bytes[1], u64::from(u32::MAX - 1) + len_back);
     assert_eq!(c.packets, [n, n]);
     // The slot's next connection counts from one.
-    ct.flush_from(0, 1);
+    ct.flush_from(0, 1, u32::MAX);
     let id2 = pass(&mut ct, &out, n).entry().unwrap();
     assert_eq!(id2, id);
     let c = ct.get(id2, n).unwrap();

@@ -201,6 +201,26 @@ fn the_limit_holds_and_each_end_releases() {
     r.tables.ct.flush();
     assert_eq!(r.held(), (0, 0));
     assert!(r.syn(1, 11, 22));
+
+    // A filtered delete (`conntrack delete -s 10.0.0.1`) releases what it removes, and only
+    // that.
+    assert!(r.syn(1, 12, 22));
+    assert!(r.syn(2, 2, 22));
+    assert_eq!(r.held(), (3, 3));
+    let one = crate::conntrack::filter::CtFilter {
+        orig_src: Some(crate::conntrack::filter::Net::new(client(1).into(), 32)),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.tables
+            .ct
+            .select_from(0, 1024, &one, true, u32::MAX, r.now),
+        (2, None)
+    );
+    assert_eq!(r.held(), (1, 1));
+    assert!(r.syn(1, 13, 22));
+    assert!(r.syn(1, 14, 22));
+    assert!(!r.syn(1, 15, 22));
 }
 
 #[test]
