@@ -5,9 +5,10 @@
 //! What differs from `conntrack`: an address is a dotted quad or an IPv6 address (not
 //! `inet_aton`'s other forms), a port or mark must be a number in range (1.4.7 takes `atoi`'s
 //! and `strtoul`'s reading of anything), `-f` is exactly `ipv4` or `ipv6`, a NAT address may be
-//! IPv6, and `count` takes filters (1.4.7's `-C` takes none). The zone options (`-w`,
-//! `--orig-zone`, `--reply-zone`) and those that select by what Rampart does not keep (labels,
-//! secmark, id, timeout, ICMP fields, expectations) are refused.
+//! IPv6, and `count` takes filters (1.4.7's `-C` takes none). `-w N` selects the connections
+//! whose zone id is N in either direction (0: those in no zone), `--orig-zone`/`--reply-zone`
+//! the zone id that applies to that direction. Options that select by what Rampart does not
+//! keep (labels, secmark, id, timeout, ICMP fields, expectations) are refused.
 
 use dataplane::conntrack::filter::{status, CtFilter, NatTo, Net};
 use dataplane::conntrack::tcp::TcpState;
@@ -61,11 +62,7 @@ const STATUS: [(&str, u32); 7] = [
 ];
 
 /// conntrack's options Rampart refuses, with why.
-const REFUSED: [(&str, &str); 22] = [
-    ("-w", "zones"),
-    ("--zone", "zones"),
-    ("--orig-zone", "zones"),
-    ("--reply-zone", "zones"),
+const REFUSED: [(&str, &str); 18] = [
     ("-t", "timeouts"),
     ("--timeout", "timeouts"),
     ("-l", "labels"),
@@ -107,6 +104,9 @@ fn canonical(opt: &str) -> Option<&'static str> {
         "-n" | "--src-nat" => "src-nat",
         "-g" | "--dst-nat" => "dst-nat",
         "-j" | "--any-nat" => "any-nat",
+        "-w" | "--zone" => "zone",
+        "--orig-zone" => "orig-zone",
+        "--reply-zone" => "reply-zone",
         "--max" => "max",
         _ => return None,
     })
@@ -182,6 +182,13 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 /// `-m MARK[/MASK]`.
+/// A zone id, 0..65535 (conntrack takes it as a number and refuses one out of range).
+fn parse_zone(arg: &str) -> Result<u16, String> {
+    parse_u32(arg)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("Wrong zone value `{arg}'"))
+}
+
 fn parse_mark(arg: &str) -> Result<(u32, u32), String> {
     let bad = || format!("unexpected value '{arg}' with -m option");
     let (v, m) = match arg.split_once('/') {
@@ -403,6 +410,9 @@ pub fn parse_args(args: &[String], list: bool) -> Result<Parsed, String> {
                 f.tcp_state = Some(s);
             }
             "mark" => f.mark = Some(parse_mark(v)?),
+            "zone" => f.zone = Some(parse_zone(v)?),
+            "orig-zone" => f.orig_zone = Some(parse_zone(v)?),
+            "reply-zone" => f.reply_zone = Some(parse_zone(v)?),
             "status" => parse_status(v, f, &mut out.warnings)?,
             "family" => {
                 let fam = match v {
@@ -533,6 +543,9 @@ pub fn to_json(f: &CtFilter) -> Value {
         "status_clear",
         (f.status_clear != 0).then(|| json!(names(f.status_clear))),
     );
+    put("zone", f.zone.map(|z| json!(z)));
+    put("orig_zone", f.orig_zone.map(|z| json!(z)));
+    put("reply_zone", f.reply_zone.map(|z| json!(z)));
     put("src_nat", f.nat.src.as_ref().map(nat_json));
     put("dst_nat", f.nat.dst.as_ref().map(nat_json));
     put("any_nat", f.nat.any.as_ref().map(nat_json));
@@ -667,6 +680,9 @@ pub fn from_json(v: &Value) -> Result<CtFilter, String> {
                     _ => return Err(bad(k, "{\"value\": N, \"mask\": N}, 32-bit numbers")),
                 }
             }
+            "zone" => f.zone = Some(num(65535)? as u16),
+            "orig_zone" => f.orig_zone = Some(num(65535)? as u16),
+            "reply_zone" => f.reply_zone = Some(num(65535)? as u16),
             "status_set" => f.status_set = status_bits()?,
             "status_clear" => f.status_clear = status_bits()?,
             "src_nat" => f.nat.src = Some(nat(&mut family)?),

@@ -257,9 +257,6 @@ fn bad_filters_get_conntracks_errors() {
         assert_eq!(err(s), want, "{s}");
     }
     for (s, what) in [
-        ("-w 5", "zones"),
-        ("--zone 5", "zones"),
-        ("--orig-zone 1", "zones"),
         ("-t 30", "timeouts"),
         ("-l x", "labels"),
         ("-o extended", "output formats"),
@@ -292,9 +289,10 @@ fn json_is_versioned_and_checked() {
         (json!({"version": 2}), "version 2 is unknown"),
         (json!([1]), "is an object"),
         (
-            json!({"version": 1, "zone": 3}),
-            "unknown filter field \"zone\"",
+            json!({"version": 1, "zones": 3}),
+            "unknown filter field \"zones\"",
         ),
+        (json!({"version": 1, "zone": 65536}), "a number up to 65535"),
         (json!({"version": 1, "proto": 256}), "a number up to 255"),
         (
             json!({"version": 1, "proto": 6, "orig_sport": 65536}),
@@ -401,4 +399,16 @@ fn parsed_filters_select_as_conntrack_does() {
     assert_eq!(sel("-u UNREPLIED"), [false, false, false]);
     assert_eq!(sel("-u !ASSURED"), [true, true, true]);
     assert_eq!(sel("-d 2001:db8::/32"), [false, false, true]);
+}
+
+#[test]
+fn zone_filters_are_parsed() {
+    assert_eq!(ok("-w 4097").zone, Some(4097));
+    assert_eq!(ok("--zone=0").zone, Some(0));
+    let f = ok("--orig-zone 1 --reply-zone 0x10");
+    assert_eq!((f.orig_zone, f.reply_zone), (Some(1), Some(16)));
+    for s in ["-w 65536", "-w x", "--orig-zone -1"] {
+        assert!(err(s).starts_with("Wrong zone value"), "{s}: {}", err(s));
+    }
+    assert_eq!(err("-w"), "option `-w' requires an argument");
 }

@@ -5,7 +5,7 @@
 //! every connection.
 
 use super::tcp::TcpState;
-use super::ConnInfo;
+use super::{ConnInfo, Dir};
 use crate::wire::{Family, IpAddr128};
 
 /// An address condition: the connection's address, masked by `mask`, equals `addr` masked
@@ -119,9 +119,13 @@ pub struct CtFilter {
     pub status_set: u32,
     pub status_clear: u32,
     pub nat: NatFilter,
-    /// `-w/--zone`: not parsed yet; kept here so the zone filter lands without changing the
-    /// type's users. `Some` selects nothing until connections carry a zone.
+    /// `-w/--zone`: the connection's zone id (`CT --zone`, in either direction; 0 selects the
+    /// connections outside every zone).
     pub zone: Option<u16>,
+    /// `--orig-zone`, `--reply-zone`: the zone id that applies to that direction's tuple (0
+    /// where none does).
+    pub orig_zone: Option<u16>,
+    pub reply_zone: Option<u16>,
 }
 
 impl CtFilter {
@@ -146,7 +150,11 @@ impl CtFilter {
             && self.mark.is_none_or(|(v, m)| c.mark & m == v)
             && status & self.status_set == self.status_set
             && status & self.status_clear == 0
-            && self.zone.is_none()
+            && self.zone.is_none_or(|z| c.zone.id() == z)
+            && self.orig_zone.is_none_or(|z| c.zone.id_for(Dir::Orig) == z)
+            && self
+                .reply_zone
+                .is_none_or(|z| c.zone.id_for(Dir::Reply) == z)
             && self.nat_matches(c)
     }
 
@@ -244,6 +252,7 @@ mod tests {
             seen_reply: true,
             assured: false,
             mark: 0,
+            zone: super::super::zones::Zone::DEFAULT,
             timeout_left_ns: 1,
             packets: [1, 1],
             bytes: [1, 1],
@@ -274,5 +283,56 @@ mod tests {
         assert!(!nat(to(Some(77)), None, None).matches(&c));
         assert!(!nat(None, some, None).matches(&c));
         assert!(nat(None, None, to(None)).matches(&c));
+    }
+
+    #[test]
+    fn zones_select_as_conntrack_shows_them() {
+        use super::super::zones::{Zone, DIR_BOTH, DIR_ORIG, DIR_REPLY};
+        let orig = crate::wire::FlowKey::new_v4(
+            "10.0.0.4".parse().unwrap(),
+            "10.0.0.9".parse().unwrap(),
+            crate::wire::ip_proto::UDP,
+            5000,
+            53,
+        );
+        let conn = |zone| ConnInfo {
+            id: super::super::EntryId(0),
+            orig,
+            reply: orig.reply(),
+            tcp_state: None,
+            seen_reply: false,
+            assured: false,
+            mark: 0,
+            zone,
+            timeout_left_ns: 1,
+            packets: [1, 0],
+            bytes: [1, 0],
+        };
+        let f = |zone, orig_zone, reply_zone| CtFilter {
+            zone,
+            orig_zone,
+            reply_zone,
+            ..CtFilter::default()
+        };
+        let (none, both, only_orig, only_reply) = (
+            conn(Zone::DEFAULT),
+            conn(Zone::new(4097, DIR_BOTH)),
+            conn(Zone::new(7, DIR_ORIG)),
+            conn(Zone::new(7, DIR_REPLY)),
+        );
+        // -w N: the id in either direction; -w 0: no zone at all.
+        assert!(f(Some(0), None, None).matches(&none));
+        assert!(!f(Some(0), None, None).matches(&both));
+        assert!(f(Some(4097), None, None).matches(&both));
+        assert!(!f(Some(4098), None, None).matches(&both));
+        assert!(f(Some(7), None, None).matches(&only_orig));
+        assert!(f(Some(7), None, None).matches(&only_reply));
+        // --orig-zone/--reply-zone: the id that applies to that direction's tuple.
+        assert!(f(None, Some(7), None).matches(&only_orig));
+        assert!(!f(None, Some(7), None).matches(&only_reply));
+        assert!(f(None, Some(0), None).matches(&only_reply));
+        assert!(f(None, None, Some(7)).matches(&only_reply));
+        assert!(f(None, Some(4097), Some(4097)).matches(&both));
+        assert!(!f(None, None, Some(4097)).matches(&none));
     }
 }

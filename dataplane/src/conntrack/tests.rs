@@ -1333,7 +1333,7 @@ fn zones_keep_connections_of_one_tuple_apart() {
         Zone::DEFAULT
     );
     // Flush forgets every zone's.
-    ct.flush_from(0, 16);
+    ct.flush_from(0, 16, u32::MAX);
     assert_eq!(ct.len(), 0);
     ct.assert_references();
 }
@@ -1488,7 +1488,7 @@ fn nat_in_two_zones_may_share_a_reply_tuple() {
     assert!(found);
     assert_eq!(ct.track_established(&back, &info, &key, hint, 2 * MS), None);
     assert_eq!(track(&mut ct, &back, MS).state, CtState::New);
-    ct.flush_from(0, 64);
+    ct.flush_from(0, 64, u32::MAX);
     ct.assert_references();
     assert_eq!(ct.stats().nat_live, 0);
 }
