@@ -10,7 +10,7 @@ use crate::classify::{LogSpec, PacketMeta, RejectWith};
 use crate::conntrack::frag::{FragError, HoldLimits, Reassembly};
 use crate::conntrack::ConnInfo;
 use crate::dpdk::simd::{
-    screen_level_cap, CalledScreen, ScalarScreen, Screen, ScreenTask, Simd, SimdLevel,
+    screen_level_cap, CalledScreen, NoScreen, Screen, ScreenTask, Simd, SimdLevel,
 };
 use crate::dpdk::{
     tsc, tsc_hz, Flushed, HandedOff, HandoffBuffer, Mbuf, Mempool, RingRx, RingTx, RxBurst,
@@ -960,10 +960,8 @@ fn pass_burst<S: Screen>(
     seen
 }
 
-/// [`pass_burst`] with the scalar screen ([`ScalarScreen`]) instead of the level's: it finds
-/// the plain IPv4 frames in one straight line each and leaves the rest to the straight-line
-/// parser. Out of line, so that the screened burst, inlined, is compiled as it was without
-/// this one.
+/// [`pass_burst`] without the screen: the straight-line parser checks every packet. Out of
+/// line, so that the screened burst, inlined, is compiled as it was without this one.
 #[inline(never)]
 fn pass_burst_scalar(
     ingress: usize,
@@ -972,7 +970,7 @@ fn pass_burst_scalar(
     stats: &WorkerStats,
     egress: &mut [Egress],
 ) -> u32 {
-    pass_burst(ingress, pass, ScalarScreen, burst, stats, egress)
+    pass_burst(ingress, pass, NoScreen, burst, stats, egress)
 }
 
 /// The `seen` of a burst of IPv4 frames alone.

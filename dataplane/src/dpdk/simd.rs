@@ -164,78 +164,6 @@ impl Screen for NoScreen {
     }
 }
 
-/// A scalar screen for a port whose bursts are IPv4 alone (the worker's per-port choice):
-/// [`screen_one`]'s IPv4 test for each packet of the burst in one straight line, without a
-/// branch per check (each packet's mbuf fields, then five 8-byte words of its frame, then the
-/// checks combined with `&`). It settles no other kind; what it does not find IPv4 is left to
-/// the caller's scalar checks, as with the vector screens.
-///
-/// The straight-line parser it replaces for such bursts branches on every check, and each
-/// packet's checks wait on a chain of loads (the mbuf, its buffer address, the frame); here
-/// the packets' chains are independent of one another's branches.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ScalarScreen;
-
-/// What [`ScalarScreen`] reads for a packet whose frame it may not read: ethertype 0, so
-/// never IPv4.
-static SCALAR_NOT_READ: [u8; SCREEN_MIN_LEN as usize] = [0; SCREEN_MIN_LEN as usize];
-
-impl Screen for ScalarScreen {
-    #[inline(always)]
-    unsafe fn screen(self, ptrs: &[*mut dpdk_sys::rte_mbuf], _: &[u8; ETHER_KINDS_LEN]) -> Screened {
-        let n = ptrs.len().min(32);
-        let mut ipv4 = 0u32;
-        let mut bytes = 0u64;
-        for (j, &m) in ptrs[..n].iter().enumerate() {
-            // SAFETY: `m` is a live mbuf (the caller's promise), and nothing writes it while
-            // the reference lives.
-            let m = unsafe { &*m.cast_const() };
-            bytes += u64::from(m.pkt_len);
-            let data_len = usize::from(m.data_len);
-            let frame = if (m.nb_segs == 1) & (data_len >= usize::from(SCREEN_MIN_LEN)) {
-                m.buf_addr.cast::<u8>().cast_const().wrapping_add(usize::from(m.data_off))
-            } else {
-                SCALAR_NOT_READ.as_ptr()
-            };
-            // SAFETY: a readable packet's first segment holds at least SCREEN_MIN_LEN bytes
-            // from `frame`, and SCALAR_NOT_READ as many; `at + 8 <= SCREEN_MIN_LEN`.
-            let word = |at: usize| unsafe { frame.wrapping_add(at).cast::<u64>().read_unaligned() };
-            // Bytes 12..20, 20..28, 28..36, 36..44 and 44..52, little-endian.
-            let (a, b, c, d, e) = (word(12), word(20), word(28), word(36), word(44));
-            // Ethertype 0x0800, version 4, IHL 5; neither MF nor a fragment offset: zero when
-            // so.
-            let head = ((a & 0xff_ffff) ^ 0x45_0008) | (b & 0xff3f);
-            // Byte 23: UDP (then the length, bytes 38..40, of at least 8) or TCP (then the
-            // data offset, byte 46, times 4, at least 20).
-            let proto = (b >> 24) as u8;
-            let udp = u64::from(proto == 17).wrapping_neg();
-            let l4_len = (((d >> 16) as u16).swap_bytes() as u64 & udp)
-                | ((e >> 18) & 0x3c & !udp);
-            let l4_min = (8 & udp) | (20 & !udp);
-            // Bytes 16..18. Each difference below is negative (bit 63 set) exactly when its
-            // bound fails: 20 <= total <= data_len - 14, l4_min <= l4_len <= total - 20.
-            let total = u64::from(((a >> 32) as u16).swap_bytes());
-            let after = total.wrapping_sub(20);
-            let bounds = after
-                | (data_len as u64).wrapping_sub(14).wrapping_sub(total)
-                | l4_len.wrapping_sub(l4_min)
-                | after.wrapping_sub(l4_len);
-            // The header's bytes 14..20, 20..28 and 28..34 summed with end-around carry.
-            let s = (a >> 16) + (c & 0xffff_ffff_ffff);
-            let (s, carry) = s.overflowing_add(b);
-            let sum = crate::wire::checksum::folds_to_ones(s + u64::from(carry));
-            let ok = (head == 0) & (bounds >> 63 == 0) & ((proto == 17) | (proto == 6)) & sum;
-            ipv4 |= u32::from(ok) << j;
-        }
-        Screened {
-            ipv4,
-            other: 0,
-            bytes,
-            screened: n,
-        }
-    }
-}
-
 /// The screen of a [`Simd`] level called out of line ([`Simd::screen`]), for code compiled for
 /// the baseline.
 #[derive(Clone, Copy, Debug)]
@@ -1167,28 +1095,6 @@ mod tests {
                 prop_assert_eq!(got.bytes, bytes);
                 prop_assert_eq!((got.ipv4 | got.other).checked_shr(got.screened as u32).unwrap_or(0), 0);
             }
-        }
-
-        /// The scalar screen finds IPv4 exactly the packets the reference does, settles no
-        /// other kind and counts every packet's bytes.
-        #[test]
-        fn scalar_screen_agrees_with_reference(frames in proptest::collection::vec(screen_frame(), 0..33)) {
-            let kinds = crate::wire::parse::ether_kinds();
-            let mut room = vec![Vec::with_capacity(256); frames.len()];
-            let mut mbufs = fake_mbufs(&frames, &mut room);
-            let ptrs: Vec<*mut dpdk_sys::rte_mbuf> =
-                mbufs.iter_mut().map(|m| m as *mut dpdk_sys::rte_mbuf).collect();
-            // SAFETY: as in `screen_agrees_with_reference`.
-            let got = unsafe { ScalarScreen.screen(&ptrs, kinds) };
-            prop_assert_eq!(got.screened, frames.len());
-            prop_assert_eq!(got.other, 0);
-            let mut bytes = 0;
-            for (j, ((f, segs), m)) in frames.iter().zip(&mbufs).enumerate() {
-                let want = screen_one(f, *segs, kinds);
-                prop_assert_eq!(got.ipv4 >> j & 1 == 1, want.ipv4, "frame {} {:02x?}", j, f);
-                bytes += u64::from(m.pkt_len);
-            }
-            prop_assert_eq!(got.bytes, bytes);
         }
 
         /// What the reference accepts, the straight-line parser accepts as the same kind (so
