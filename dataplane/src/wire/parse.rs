@@ -1287,6 +1287,65 @@ mod tests {
         }
     }
 
+    /// Untagged IPv4 against the full parser: the total length, the UDP length and the TCP
+    /// data offset over and around their bounds, the fragment bits, version, IHL and
+    /// protocol, with the checksum refilled and not, with and without bytes past the
+    /// datagram, and every truncation.
+    #[test]
+    fn untagged_ipv4_around_the_bounds() {
+        let v4_spec = |l4| FrameSpec::new(IpSpec::v4(v4([10, 0, 0, 1]), v4([10, 0, 0, 2])), l4);
+        let frames = [
+            v4_spec(L4Spec::udp(1, 2, b"abcdefgh")).build(),
+            v4_spec(L4Spec::udp(1, 2, b"")).build(),
+            tcp_v4(),
+            v4_spec(L4Spec::icmp_echo(7, 1)).build(),
+        ];
+        let check = |f: &mut Vec<u8>| {
+            same(f);
+            refill_any_v4(f);
+            same(f);
+        };
+        for base in frames {
+            for pad in [0usize, 1, 7] {
+                let mut f = base.clone();
+                f.resize(base.len() + pad, 0);
+                let l3 = f.len() - ethernet::HEADER_LEN;
+                for total in 0..=l3 + 2 {
+                    let mut g = f.clone();
+                    g[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+                    check(&mut g);
+                    for l4 in 0..=l3 + 2 {
+                        if let Some(b) = g.get_mut(38..40) {
+                            b.copy_from_slice(&(l4 as u16).to_be_bytes());
+                        }
+                        check(&mut g.clone());
+                    }
+                    for off in 0..16u8 {
+                        if let Some(b) = g.get_mut(46) {
+                            *b = off << 4;
+                        }
+                        check(&mut g.clone());
+                    }
+                }
+                for (at, values) in [
+                    (14usize, &[0x45u8, 0x44, 0x46, 0x55, 0x65][..]),
+                    (20, &[0x00, 0x40, 0x20, 0x01, 0x80, 0x60]),
+                    (21, &[0x00, 0x01, 0x08]),
+                    (23, &[1, 6, 17, 47, 0]),
+                ] {
+                    for &v in values {
+                        let mut g = f.clone();
+                        g[at] = v;
+                        check(&mut g);
+                    }
+                }
+                for cut in 0..f.len() {
+                    check(&mut f[..cut].to_vec());
+                }
+            }
+        }
+    }
+
     #[test]
     fn fast_path_takes_the_common_frames() {
         let udp = FrameSpec::new(
