@@ -168,17 +168,7 @@ fn parse_port(arg: &str) -> Result<u16, String> {
 
 /// `strtoul(s, 0)`'s reading: `0x` hex, a leading `0` octal, else decimal; whole word.
 fn parse_u32(s: &str) -> Option<u32> {
-    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (h, 16)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
-    } else {
-        (s, 10)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u32::from_str_radix(digits, radix).ok()
+    crate::rules::matches::number64(s).and_then(|n| u32::try_from(n).ok())
 }
 
 /// `-m MARK[/MASK]`.

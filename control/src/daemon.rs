@@ -26,6 +26,18 @@ use std::time::{Duration, Instant};
 /// How long a worker may take to answer one chunk of a conntrack request.
 const WORKER_ANSWER: Duration = Duration::from_secs(2);
 
+/// Sends a worker the conntrack request `make` builds around a reply channel, and waits for
+/// its answer at most [`WORKER_ANSWER`].
+fn ask<A>(
+    q: &crossbeam_channel::Sender<CtCommand>,
+    make: impl FnOnce(crossbeam_channel::Sender<A>) -> CtCommand,
+) -> Option<A> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    q.send(make(tx))
+        .ok()
+        .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
+}
+
 /// How long a swap may wait for every worker to pick up the new rules.
 const SWAP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,19 +177,13 @@ impl<'a> ControlPlane<'a> {
                     truncated = true;
                     break 'workers;
                 }
-                let (tx, rx) = crossbeam_channel::bounded(1);
                 let buf = Vec::with_capacity(LIST_CHUNK.min(left as usize));
-                let req = CtCommand::List {
+                let chunk = match ask(q, |reply| CtCommand::List {
                     from: f,
                     filter: filter.clone(),
                     buf,
-                    reply: tx,
-                };
-                let chunk = match q
-                    .send(req)
-                    .ok()
-                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
-                {
+                    reply,
+                }) {
                     Some(c) => c,
                     None => return Err(error(format!("worker {w} did not answer in time"))),
                 };
@@ -203,12 +209,7 @@ impl<'a> ControlPlane<'a> {
         for (w, q) in self.conntrack.iter().enumerate() {
             let mut from = Some(0);
             while let Some(f) = from {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                let chunk = match q
-                    .send(CtCommand::Flush { from: f, reply: tx })
-                    .ok()
-                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
-                {
+                let chunk = match ask(q, |reply| CtCommand::Flush { from: f, reply }) {
                     Some(c) => c,
                     None => return error(format!("worker {w} did not answer in time")),
                 };
@@ -231,18 +232,12 @@ impl<'a> ControlPlane<'a> {
         for (w, q) in self.conntrack.iter().enumerate() {
             let mut from = Some(0);
             while let Some(f) = from {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                let req = CtCommand::Select {
+                let chunk = match ask(q, |reply| CtCommand::Select {
                     from: f,
                     filter: filter.clone(),
                     delete,
-                    reply: tx,
-                };
-                let chunk = match q
-                    .send(req)
-                    .ok()
-                    .and_then(|_| rx.recv_timeout(WORKER_ANSWER).ok())
-                {
+                    reply,
+                }) {
                     Some(c) => c,
                     // What was deleted so far stays deleted: say how much.
                     None if delete => {

@@ -81,45 +81,14 @@ impl Run {
         ack: u32,
         reply: bool,
     ) -> Verdict {
-        let (s, d, sp, dp) = if reply {
+        let ends = if reply {
             (SERVER, src, dport, sport)
         } else {
             (src, SERVER, sport, dport)
         };
-        let ip = IpSpec::V4 {
-            src: s,
-            dst: d,
-            ttl: 64,
-            ident: 1,
-            dont_frag: false,
-            options: Vec::new(),
-        };
-        let l4 = L4Spec::Tcp {
-            sport: sp,
-            dport: dp,
-            seq,
-            ack,
-            flags,
-            window: 8192,
-            options: Vec::new(),
-            payload: Vec::new(),
-        };
-        let mut fr = FrameSpec::new(ip, l4).build();
-        let info = parse_frame(&fr).expect("parses");
-        let key = info.flow.expect("a flow");
         self.now += 1_000_000;
-        judge_tracked(
-            &self.filter,
-            &mut self.tables,
-            &mut fr,
-            &info,
-            key,
-            u16::from(reply),
-            &mut Bridged(u16::from(!reply)),
-            self.now,
-            |_, _, _| {},
-        )
-        .verdict
+        let (filter, tables) = (&self.filter, &mut self.tables);
+        tcp4_judged(filter, tables, self.now, ends, flags, seq, ack, reply).verdict
     }
 
     /// A SYN from client `n`'s port `sport` to `dport`: forwarded or not.
@@ -256,4 +225,51 @@ fn eviction_releases_and_a_full_table_keeps_nothing() {
     }
     assert!(r.tables.ct.stats().ct_full > 0, "{:?}", r.tables.ct.stats());
     assert_eq!(r.held(), (2, 2));
+}
+
+/// A bridged IPv4 TCP segment `(src, dst, sport, dport)`, judged by `judge_tracked` at `now`
+/// (from port 1 to port 0 when `reply`, else from 0 to 1).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tcp4_judged(
+    filter: &Filter,
+    tables: &mut Tables,
+    now: u64,
+    (s, d, sp, dp): (Ipv4Addr, Ipv4Addr, u16, u16),
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    reply: bool,
+) -> IpJudgement {
+    let ip = IpSpec::V4 {
+        src: s,
+        dst: d,
+        ttl: 64,
+        ident: 1,
+        dont_frag: false,
+        options: Vec::new(),
+    };
+    let l4 = L4Spec::Tcp {
+        sport: sp,
+        dport: dp,
+        seq,
+        ack,
+        flags,
+        window: 8192,
+        options: Vec::new(),
+        payload: Vec::new(),
+    };
+    let mut fr = FrameSpec::new(ip, l4).build();
+    let info = parse_frame(&fr).expect("parses");
+    let key = info.flow.expect("a flow");
+    judge_tracked(
+        filter,
+        tables,
+        &mut fr,
+        &info,
+        key,
+        u16::from(reply),
+        &mut Bridged(u16::from(!reply)),
+        now,
+        |_, _, _| {},
+    )
 }

@@ -8,9 +8,8 @@ use crate::classify::{FlatRule, Origin, RuleSet};
 use crate::conntrack::filter::{CtFilter, NatFilter, NatTo, Net};
 use crate::conntrack::tcp::TcpState;
 use crate::nat::{NatChain, NatKind, NatRange, NatRules, NatTables, NatTarget};
-use crate::wire::builder::{FrameSpec, IpSpec, L4Spec};
 use crate::wire::tcp::Flags;
-use crate::wire::{parse_frame, Family, IpAddr128};
+use crate::wire::{Family, IpAddr128};
 use std::net::Ipv4Addr;
 
 const S: u64 = 1_000_000_000;
@@ -114,45 +113,15 @@ impl Run {
         ack: u32,
         reply: bool,
     ) -> IpJudgement {
-        let (s, d, sp, dp) = if reply {
+        let ends = if reply {
             let to = self.reply_to(n, sport);
             (SERVER, to.0, 22, to.1)
         } else {
             (client(n), SERVER, sport, 22)
         };
-        let ip = IpSpec::V4 {
-            src: s,
-            dst: d,
-            ttl: 64,
-            ident: 1,
-            dont_frag: false,
-            options: Vec::new(),
-        };
-        let l4 = L4Spec::Tcp {
-            sport: sp,
-            dport: dp,
-            seq,
-            ack,
-            flags,
-            window: 8192,
-            options: Vec::new(),
-            payload: Vec::new(),
-        };
-        let mut fr = FrameSpec::new(ip, l4).build();
-        let info = parse_frame(&fr).expect("parses");
-        let key = info.flow.expect("a flow");
         self.now += 1_000_000;
-        judge_tracked(
-            &self.filter,
-            &mut self.tables,
-            &mut fr,
-            &info,
-            key,
-            u16::from(reply),
-            &mut Bridged(u16::from(!reply)),
-            self.now,
-            |_, _, _| {},
-        )
+        let (filter, tables) = (&self.filter, &mut self.tables);
+        super::connlimit_tests::tcp4_judged(filter, tables, self.now, ends, flags, seq, ack, reply)
     }
 
     /// Where the server answers client `n`'s `sport`: the reply tuple's destination.
