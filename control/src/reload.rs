@@ -759,10 +759,7 @@ fn incremental(
     // `--ctstate SNAT` is checked against the nat table file-wide: a change that names it,
     // or that translates, takes the full path.
     if new_rules.iter().any(|(_, r)| {
-        matches!(
-            r.target.as_ref().map(|t| &t.target),
-            Some(Target::Snat(_) | Target::Dnat(_) | Target::Masquerade { .. } | Target::Netmap(_) | Target::Redirect { .. })
-        ) || r.matches.iter().any(|m| {
+        r.target.as_ref().is_some_and(|t| t.target.translates()) || r.matches.iter().any(|m| {
             matches!(m.cond, Cond::ConnState(bits) if bits > u16::from(dataplane::classify::ct::ANY))
         })
     }) {
@@ -772,24 +769,17 @@ fn incremental(
     // What the table-wide checks look at: jumps, and interfaces and NAT targets in chains that
     // jumps reach. Without any of them among the new rules, the table (valid before) still is.
     let recheck = new_rules.iter().any(|(_, r)| {
-        matches!(
-            r.target.as_ref().map(|t| &t.target),
-            Some(
-                Target::Jump(_)
-                    | Target::Snat(_)
-                    | Target::Dnat(_)
-                    | Target::Masquerade { .. }
-                    | Target::Netmap(_)
-                    | Target::Redirect { .. }
-            )
-        ) || r.matches.iter().any(|m| {
-            matches!(
-                m.cond,
-                Cond::InInterface(_)
-                    | Cond::OutInterface(_)
-                    | Cond::Check(dataplane::classify::Check::MacSource { .. })
-            )
-        })
+        r.target
+            .as_ref()
+            .is_some_and(|t| matches!(t.target, Target::Jump(_)) || t.target.translates())
+            || r.matches.iter().any(|m| {
+                matches!(
+                    m.cond,
+                    Cond::InInterface(_)
+                        | Cond::OutInterface(_)
+                        | Cond::Check(dataplane::classify::Check::MacSource { .. })
+                )
+            })
     });
     let undo = match table {
         Some(t) => splice(&mut state.parsed, t, (a, b, c), new_rules),

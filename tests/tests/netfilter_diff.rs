@@ -917,6 +917,20 @@ fn from_outside(v6: bool, src: u8) -> dataplane::wire::builder::IpSpec {
     }
 }
 
+/// The other way: the inside host to outside host `dst`.
+fn to_outside(v6: bool, dst: u8) -> dataplane::wire::builder::IpSpec {
+    use dataplane::wire::builder::IpSpec;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if v6 {
+        IpSpec::v6(
+            Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
+            Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(dst)),
+        )
+    } else {
+        IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, dst))
+    }
+}
+
 /// Runs `rs` per family in a fresh Linux bridge namespace (so both sides start with empty
 /// per-rule and per-name state) over the frames `draw(v6)` gives (with what each is), sent
 /// `scenarios::GAP` apart: asserts Linux forwards what `linux_forwards(v6)` says, then
@@ -1157,19 +1171,8 @@ const PHYSDEV_CONFIG: &str = "[[port]]\nname = \"ri\"\ndevice = \"net_null0\"\n\
 
 #[test]
 fn physdev_matches_linux() {
-    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    let to_outside = |v6: bool| {
-        if v6 {
-            IpSpec::v6(
-                Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
-                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 5),
-            )
-        } else {
-            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, 5))
-        }
-    };
     fresh_per_family_with(
         "physdev_matches_linux",
         &physdev_groups(),
@@ -1189,14 +1192,17 @@ fn physdev_matches_linux() {
                 sent.push((format!("o>i SYN to {dport} (out by ri)"), f));
             }
             let f = FrameSpec::new(
-                to_outside(v6),
+                to_outside(v6, 5),
                 L4Spec::tcp_segment(42000, 443, Flags::SYN, 1000, 0, &[]),
             )
             .build();
             sent.push(("i>o SYN to 443 (in by ri)".into(), f));
             for (i, dport) in [53u16, 123, 9, 7, 8, 6].into_iter().enumerate() {
-                let f = FrameSpec::new(to_outside(v6), L4Spec::udp(43000 + i as u16, dport, b"pd"))
-                    .build();
+                let f = FrameSpec::new(
+                    to_outside(v6, 5),
+                    L4Spec::udp(43000 + i as u16, dport, b"pd"),
+                )
+                .build();
                 sent.push((format!("i>o UDP to {dport} (in by ri)"), f));
             }
             for (i, dport) in [7u16, 53].into_iter().enumerate() {
@@ -1255,21 +1261,8 @@ fn zones_per_port() -> RuleSet {
 
 #[test]
 fn zones_match_linux() {
-    use dataplane::wire::builder::IpSpec;
     use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    // `from_outside(v6, 5)`'s addresses the other way: inside to outside.
-    let out_in = |v6: bool| {
-        if v6 {
-            IpSpec::v6(
-                Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
-                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 5),
-            )
-        } else {
-            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, 5))
-        }
-    };
     fresh_per_family_with(
         "zones_match_linux",
         &zones_per_port(),
@@ -1282,7 +1275,7 @@ fn zones_match_linux() {
             let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
             let udp = |v6: bool, c2s: bool, cport: u16, sport: u16| {
                 let (ip, sp, dp) = if c2s {
-                    (out_in(v6), cport, sport)
+                    (to_outside(v6, 5), cport, sport)
                 } else {
                     (from_outside(v6, 5), sport, cport)
                 };
@@ -1290,7 +1283,7 @@ fn zones_match_linux() {
             };
             let tcp = |v6: bool, c2s: bool, cport: u16, sport: u16, f: Flags, seq, ack| {
                 let (ip, sp, dp) = if c2s {
-                    (out_in(v6), cport, sport)
+                    (to_outside(v6, 5), cport, sport)
                 } else {
                     (from_outside(v6, 5), sport, cport)
                 };
@@ -2249,19 +2242,8 @@ fn connlimits() -> RuleSet {
 
 #[test]
 fn connlimits_match_linux() {
-    use dataplane::wire::builder::{FrameSpec, IpSpec, L4Spec};
+    use dataplane::wire::builder::{FrameSpec, L4Spec};
     use dataplane::wire::tcp::Flags;
-    let to_outside = |v6: bool, dst: u8| {
-        use std::net::{Ipv4Addr, Ipv6Addr};
-        if v6 {
-            IpSpec::v6(
-                Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2),
-                Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(dst)),
-            )
-        } else {
-            IpSpec::v4(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(203, 0, 113, dst))
-        }
-    };
     fresh_per_family(
         "connlimits_match_linux",
         &connlimits(),

@@ -512,3 +512,17 @@ pub enum Target {
     /// ([`dataplane::classify::connmark`]).
     ConnMark(dataplane::classify::connmark::Op),
 }
+
+impl Target {
+    /// A nat-table target that translates (SNAT, DNAT, MASQUERADE, NETMAP, REDIRECT).
+    pub fn translates(&self) -> bool {
+        matches!(
+            self,
+            Target::Snat(_)
+                | Target::Dnat(_)
+                | Target::Masquerade { .. }
+                | Target::Netmap(_)
+                | Target::Redirect { .. }
+        )
+    }
+}

@@ -35,13 +35,7 @@ pub(crate) fn compile(ctx: &Ctx<'_>, parsed: &ParsedRules) -> Result<NatRules, V
     if let Some(t) = table {
         let translating = translating_chains(ctx, t);
         let translates = |rule: &Rule| match rule.target.as_ref().map(|s| &s.target) {
-            Some(
-                Target::Snat(_)
-                | Target::Dnat(_)
-                | Target::Masquerade { .. }
-                | Target::Netmap(_)
-                | Target::Redirect { .. },
-            ) => true,
+            Some(t) if t.translates() => true,
             Some(Target::Jump(name)) => t.chain_index(name).is_some_and(|c| translating[c]),
             _ => false,
         };
@@ -91,18 +85,9 @@ fn translating_chains(ctx: &Ctx<'_>, t: &Table) -> Vec<bool> {
         .chains
         .iter()
         .map(|c| {
-            c.rules.iter().any(|r| {
-                matches!(
-                    r.target.as_ref().map(|s| &s.target),
-                    Some(
-                        Target::Snat(_)
-                            | Target::Dnat(_)
-                            | Target::Masquerade { .. }
-                            | Target::Netmap(_)
-                            | Target::Redirect { .. }
-                    )
-                )
-            })
+            c.rules
+                .iter()
+                .any(|r| r.target.as_ref().is_some_and(|s| s.target.translates()))
         })
         .collect();
     (0..t.chains.len())

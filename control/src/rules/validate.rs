@@ -235,18 +235,7 @@ pub(crate) fn nat_states(ctx: &Ctx<'_>, tables: &[Table]) -> Vec<RuleError> {
         .iter()
         .filter(|t| t.kind == TableKind::Nat)
         .flat_map(|t| t.chains.iter().flat_map(|c| c.rules.iter()))
-        .find(|r| {
-            matches!(
-                r.target.as_ref().map(|s| &s.target),
-                Some(
-                    Target::Snat(_)
-                        | Target::Dnat(_)
-                        | Target::Masquerade { .. }
-                        | Target::Netmap(_)
-                        | Target::Redirect { .. }
-                )
-            )
-        })
+        .find(|r| r.target.as_ref().is_some_and(|s| s.target.translates()))
         .map(|r| r.line);
     let Some(line) = snat else {
         return Vec::new();
