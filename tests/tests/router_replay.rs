@@ -1032,34 +1032,7 @@ COMMIT
         // In from outside to the DMZ: the route (dmz, 1300), back (outside, 1500): 1260.
         (0, syn([198, 51, 100, 9], [10, 2, 0, 7], 443)),
     ];
-    // A pcapng capture: one section, three Ethernet interfaces, enhanced packet blocks.
-    let mut b: Vec<u8> = Vec::new();
-    let block = |b: &mut Vec<u8>, ty: u32, body: &[u8]| {
-        let len = (12 + body.len().next_multiple_of(4)) as u32;
-        b.extend(ty.to_le_bytes());
-        b.extend(len.to_le_bytes());
-        b.extend(body);
-        b.resize(b.len() + body.len().next_multiple_of(4) - body.len(), 0);
-        b.extend(len.to_le_bytes());
-    };
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend([1, 0, 0, 0]);
-    shb.extend((-1i64).to_le_bytes());
-    block(&mut b, 0x0a0d_0d0a, &shb);
-    for _ in 0..3 {
-        block(&mut b, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
-    }
-    for (i, (iface, f)) in frames.iter().enumerate() {
-        let ts = 1_700_000_000_000_000u64 + i as u64 * 1000;
-        let mut epb = iface.to_le_bytes().to_vec();
-        epb.extend(((ts >> 32) as u32).to_le_bytes());
-        epb.extend((ts as u32).to_le_bytes());
-        epb.extend((f.len() as u32).to_le_bytes());
-        epb.extend((f.len() as u32).to_le_bytes());
-        epb.extend(f);
-        block(&mut b, 6, &epb);
-    }
-    std::fs::write(p("in.pcap"), b).unwrap();
+    std::fs::write(p("in.pcap"), pcapng_on_ports(3, &frames)).unwrap();
     let o = run(replay_command(dir.path(), &[])
         .arg("--rules")
         .arg(p("rules"))
@@ -1095,9 +1068,9 @@ COMMIT
     assert_eq!(mss, want, "{v}");
 }
 
-/// A pcapng capture of `frames`, each on its interface (port index; 0: the port toward the
-/// sender), one Ethernet interface per port of [`CONFIG`].
-fn pcapng_on_ports(frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
+/// A pcapng capture (one section, `ports` Ethernet interfaces, enhanced packet blocks) of
+/// `frames`, each on its interface (port index; 0: the port toward the sender).
+fn pcapng_on_ports(ports: usize, frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
     let mut b: Vec<u8> = Vec::new();
     let block = |b: &mut Vec<u8>, ty: u32, body: &[u8]| {
         let len = (12 + body.len().next_multiple_of(4)) as u32;
@@ -1111,7 +1084,7 @@ fn pcapng_on_ports(frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
     shb.extend([1, 0, 0, 0]);
     shb.extend((-1i64).to_le_bytes());
     block(&mut b, 0x0a0d_0d0a, &shb);
-    for _ in 0..2 {
+    for _ in 0..ports {
         block(&mut b, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
     }
     for (i, (iface, f)) in frames.iter().enumerate() {
@@ -1152,7 +1125,7 @@ fn rpfilter_drops_a_source_on_the_wrong_port() {
         );
         std::fs::write(p("router.toml"), CONFIG).unwrap();
         std::fs::write(p("rules"), rules).unwrap();
-        std::fs::write(p("in.pcap"), pcapng_on_ports(&frames)).unwrap();
+        std::fs::write(p("in.pcap"), pcapng_on_ports(2, &frames)).unwrap();
         let o = run(replay_command(dir.path(), &[])
             .arg("--rules")
             .arg(p("rules"))
